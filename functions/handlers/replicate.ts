@@ -1,0 +1,4 @@
+// Placeholder: the real handler lands shortly (owned by the lead engineer).
+export const handler = async (_event: unknown): Promise<unknown> => {
+  throw new Error('replicate handler not implemented yet');
+};
