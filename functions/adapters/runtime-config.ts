@@ -18,21 +18,28 @@ export const runtimeTargetSchema = z.object({
 export type RuntimeTarget = z.infer<typeof runtimeTargetSchema>;
 
 const json = <T extends z.ZodType>(schema: T) =>
-  z.string().transform((text, ctx) => {
-    try {
-      return JSON.parse(text) as unknown;
-    } catch {
-      ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
-      return z.NEVER;
-    }
-  }).pipe(schema);
+  z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
 
 const envSchema = z.object({
   MIRROR_TABLE: z.string().min(3),
   MIRROR_ORIGIN_BUCKET: z.string().min(3),
   MIRROR_TARGETS: json(z.array(runtimeTargetSchema)),
   MIRROR_FEED_SHARDS: z.coerce.number().int().min(1).max(64).default(4),
-  MIRROR_MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(5 * 1024 ** 3),
+  MIRROR_MAX_UPLOAD_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(5 * 1024 ** 3),
   MIRROR_CONTENT_TYPES: json(z.array(z.string())).default(['*/*']),
   MIRROR_PRESIGN_TTL_SECONDS: z.coerce.number().int().min(1).max(900).default(900),
   /** Set for the replicate function: the one target it serves. */

@@ -43,7 +43,10 @@ export const targetSchema = z.discriminatedUnion('kind', [s3TargetSchema, pullTa
 export const topologySchema = z
   .object({
     /** Prefix of stack names and generated resource names. */
-    name: z.string().regex(/^[A-Za-z][A-Za-z0-9-]{0,30}$/).default('MediaMirror'),
+    name: z
+      .string()
+      .regex(/^[A-Za-z][A-Za-z0-9-]{0,30}$/)
+      .default('MediaMirror'),
     homeRegion: z.string().default('us-east-1'),
     targets: z.array(targetSchema).min(1),
     /** Shards of the change feed: its write throughput scales with it. */
@@ -51,9 +54,23 @@ export const topologySchema = z
     limits: z
       .object({
         /** Largest upload accepted, in bytes. @default 5 GiB (the single-PUT limit) */
-        maxUploadBytes: z.number().int().positive().default(5 * 1024 ** 3),
+        maxUploadBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(5 * 1024 ** 3),
         /** Content types accepted; `type/*` matches a whole family. */
-        contentTypes: z.array(z.string()).min(1).default(['image/*', 'video/*', 'audio/*', 'application/pdf', 'text/plain', 'application/octet-stream']),
+        contentTypes: z
+          .array(z.string())
+          .min(1)
+          .default([
+            'image/*',
+            'video/*',
+            'audio/*',
+            'application/pdf',
+            'text/plain',
+            'application/octet-stream',
+          ]),
         /** Lifetime of presigned URLs, in seconds (at most 900). */
         presignTtlSeconds: z.number().int().min(60).max(900).default(900),
       })
@@ -73,12 +90,20 @@ export const topologySchema = z
     const seen = new Set<string>();
     t.targets.forEach((target, i) => {
       if (seen.has(target.id)) {
-        ctx.addIssue({ code: 'custom', path: ['targets', i, 'id'], message: `duplicate target id "${target.id}"` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['targets', i, 'id'],
+          message: `duplicate target id "${target.id}"`,
+        });
       }
       seen.add(target.id);
     });
     if (t.api.auth === 'jwt' && !t.api.jwtIssuer) {
-      ctx.addIssue({ code: 'custom', path: ['api', 'jwtIssuer'], message: 'required when api.auth is "jwt"' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['api', 'jwtIssuer'],
+        message: 'required when api.auth is "jwt"',
+      });
     }
   });
 

@@ -1,4 +1,47 @@
-// Placeholder: the real handler lands shortly (owned by the lead engineer).
-export const handler = async (_event: unknown): Promise<unknown> => {
-  throw new Error('replicate handler not implemented yet');
+/** SQS FIFO (one target) → apply each version at the target bucket, in order per path. */
+import { processPartialResponse, SqsFifoPartialProcessorAsync } from '@aws-lambda-powertools/batch';
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { makeLogger, makeMetrics, metricsPort } from '../adapters/powertools.js';
+import { readRuntimeConfig } from '../adapters/runtime-config.js';
+import { makeDeps, makeReplicaStore } from '../adapters/wiring.js';
+import { replicateVersion } from '../core/replicate.js';
+import { replicationMessageSchema } from './events.js';
+
+const config = readRuntimeConfig();
+const target = config.targets.find((t) => t.id === config.targetId);
+const replica = target && makeReplicaStore(config, target);
+if (!target || !replica) {
+  throw new Error(`MIRROR_TARGET_ID "${config.targetId}" must name an S3 target in MIRROR_TARGETS`);
+}
+const logger = makeLogger(`replicate-${target.id}`);
+const metrics = makeMetrics('replicate');
+const port = metricsPort(metrics);
+const { ledger, clock } = makeDeps(config, port);
+const processor = new SqsFifoPartialProcessorAsync();
+
+async function processRecord(record: SQSRecord): Promise<void> {
+  const message = replicationMessageSchema.parse(JSON.parse(record.body));
+  if (message.targetId !== target?.id) {
+    throw new Error(`message for target "${message.targetId}" reached the queue of "${target?.id}"`);
+  }
+  try {
+    const outcome = await replicateVersion(
+      { ledger, replica: replica as NonNullable<typeof replica>, clock, metrics: port },
+      message,
+    );
+    logger.info('replicated', { path: message.path, version: message.version, outcome });
+  } catch (error) {
+    port.count('ReplicationFailures', 1, { target: message.targetId });
+    throw error;
+  }
+}
+
+export const handler = async (event: SQSEvent, context: Context): Promise<SQSBatchResponse> => {
+  logger.addContext(context);
+  try {
+    // Only the failed record's group is retried; other paths go on (Powertools' FIFO processor).
+    return await processPartialResponse(event, processRecord, processor, { context, skipGroupOnError: true });
+  } finally {
+    metrics.publishStoredMetrics();
+  }
 };

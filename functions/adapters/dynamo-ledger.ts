@@ -1,0 +1,505 @@
+/**
+ * The ledger on one DynamoDB table (`pk`, `sk`). Keys:
+ *   P#<path>     V#<version, 12 digits>  one claimed version (immutable but for its feed seq)
+ *   P#<path>     HEAD                    the highest committed version, moved forward only
+ *   P#<path>     T#<target>              what a target has applied
+ *   U#<upload>   UPLOAD                  an upload and its outcome
+ *   B#<sha256>   BLOB                    a verified blob
+ *   B#<sha256>   U#<upload>              an upload waiting for that blob (strongly consistent, unlike a GSI)
+ *   FEED#<shard> S#<seq, 12 digits>      the change feed
+ */
+import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  DeleteCommand,
+  DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
+import { ClaimTakenError } from '../core/errors.js';
+import type { Blob, Change, FileVersion, TargetState, Upload } from '../core/model.js';
+import type { Ledger } from '../core/ports.js';
+
+const pad = (n: number) => n.toString().padStart(12, '0');
+const pathKey = (path: string) => `P#${path}`;
+const versionKey = (version: number) => `V#${pad(version)}`;
+const uploadKey = (id: string) => ({ pk: `U#${id}`, sk: 'UPLOAD' });
+const blobKey = (sha: string) => ({ pk: `B#${sha}`, sk: 'BLOB' });
+const feedKey = (shard: number) => `FEED#${shard}`;
+
+/** Named conditions, as Powertools' idempotency layer names its own. */
+const CONDITIONS = {
+  claimIsFree: 'attribute_not_exists(pk)',
+  uploadIsPending: '#status = :pending',
+  headIsBehind: 'attribute_not_exists(version) OR version < :version',
+  targetIsBehind:
+    'attribute_not_exists(appliedVersion) OR appliedVersion < :version OR (appliedVersion = :version AND #status <> :verified)',
+} as const;
+
+type Item = Record<string, unknown>;
+
+function isConditionFailure(error: unknown): error is ConditionalCheckFailedException {
+  return (
+    error instanceof ConditionalCheckFailedException ||
+    (error as { name?: string })?.name === 'ConditionalCheckFailedException'
+  );
+}
+
+function toVersion(item: Item): FileVersion & { feedSeq?: number } {
+  return {
+    path: item.path as string,
+    version: item.version as number,
+    sha256: (item.sha256 as string | null | undefined) ?? null,
+    size: item.size as number,
+    contentType: (item.contentType as string | null | undefined) ?? null,
+    deleted: item.deleted === true,
+    committedAt: item.committedAt as string,
+    uploadId: item.uploadId as string,
+    ...(typeof item.feedSeq === 'number' ? { feedSeq: item.feedSeq } : {}),
+  };
+}
+
+function versionAttributes(v: FileVersion): Item {
+  return {
+    path: v.path,
+    version: v.version,
+    sha256: v.sha256,
+    size: v.size,
+    contentType: v.contentType,
+    deleted: v.deleted,
+    committedAt: v.committedAt,
+    uploadId: v.uploadId,
+  };
+}
+
+function toChange(item: Item): Change {
+  return {
+    shard: item.shard as number,
+    seq: item.seq as number,
+    path: item.path as string,
+    version: item.version as number,
+    sha256: (item.sha256 as string | null | undefined) ?? null,
+    size: item.size as number,
+    contentType: (item.contentType as string | null | undefined) ?? null,
+    deleted: item.deleted === true,
+    committedAt: item.committedAt as string,
+    appendedAt: item.appendedAt as string,
+  };
+}
+
+function toTargetState(item: Item): TargetState {
+  return {
+    targetId: item.targetId as string,
+    path: item.path as string,
+    appliedVersion: item.appliedVersion as number,
+    status: item.status as TargetState['status'],
+    appliedAt: item.appliedAt as string,
+    ...(typeof item.reason === 'string' ? { reason: item.reason } : {}),
+  };
+}
+
+function stripKeys(item: Item): Item {
+  const { pk: _pk, sk: _sk, ...rest } = item;
+  return rest;
+}
+
+export class DynamoLedger implements Ledger {
+  private readonly db: DynamoDBDocumentClient;
+
+  constructor(
+    client: DynamoDBClient,
+    private readonly table: string,
+  ) {
+    this.db = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+  }
+
+  private async get(pk: string, sk: string): Promise<Item | undefined> {
+    const out = await this.db.send(
+      new GetCommand({ TableName: this.table, Key: { pk, sk }, ConsistentRead: true }),
+    );
+    return out.Item;
+  }
+
+  /** Runs a conditional write; turns only a failed condition into `onConflict`'s result. */
+  private async conditional<T>(
+    write: () => Promise<unknown>,
+    onConflict: (error: ConditionalCheckFailedException) => T,
+  ): Promise<T | undefined> {
+    try {
+      await write();
+      return undefined;
+    } catch (error) {
+      if (isConditionFailure(error)) return onConflict(error);
+      throw error;
+    }
+  }
+
+  // Uploads
+
+  async putUpload(upload: Upload): Promise<void> {
+    await this.conditional(
+      () =>
+        this.db.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: { ...uploadKey(upload.uploadId), ...upload },
+            ConditionExpression: CONDITIONS.claimIsFree,
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
+      (cause) => {
+        throw new ClaimTakenError(`upload ${upload.uploadId}`, cause);
+      },
+    );
+  }
+
+  async getUpload(uploadId: string): Promise<Upload | undefined> {
+    const { uploadId: id } = { uploadId };
+    const item = await this.get(uploadKey(id).pk, 'UPLOAD');
+    return item ? (stripKeys(item) as unknown as Upload) : undefined;
+  }
+
+  async markCommitStarted(uploadId: string, at: string): Promise<boolean> {
+    const out = await this.db.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: uploadKey(uploadId),
+        UpdateExpression: 'SET commitStartedAt = if_not_exists(commitStartedAt, :at)',
+        ExpressionAttributeValues: { ':at': at },
+        ReturnValues: 'UPDATED_OLD',
+      }),
+    );
+    return out.Attributes?.commitStartedAt !== undefined;
+  }
+
+  async finishUpload(
+    uploadId: string,
+    outcome: { status: 'committed'; version: number } | { status: 'rejected'; reason: string },
+    at: string,
+  ): Promise<void> {
+    const detail =
+      outcome.status === 'committed'
+        ? { name: 'version', value: outcome.version }
+        : { name: 'reason', value: outcome.reason };
+    await this.conditional(
+      () =>
+        this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: uploadKey(uploadId),
+            UpdateExpression: `SET #status = :status, #detail = :detail, updatedAt = :at`,
+            ConditionExpression: CONDITIONS.uploadIsPending,
+            ExpressionAttributeNames: { '#status': 'status', '#detail': detail.name },
+            ExpressionAttributeValues: {
+              ':status': outcome.status,
+              ':detail': detail.value,
+              ':at': at,
+              ':pending': 'pending',
+            },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
+      // Already ended (a retry, or a race with another event): its first outcome stands.
+      () => undefined,
+    );
+  }
+
+  async addPendingUpload(sha256: string, uploadId: string): Promise<void> {
+    await this.db.send(
+      new PutCommand({ TableName: this.table, Item: { pk: `B#${sha256}`, sk: `U#${uploadId}`, uploadId } }),
+    );
+  }
+
+  async listPendingUploads(sha256: string): Promise<string[]> {
+    const ids: string[] = [];
+    let start: Item | undefined;
+    do {
+      const out = await this.db.send(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :u)',
+          ExpressionAttributeValues: { ':pk': `B#${sha256}`, ':u': 'U#' },
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of out.Items ?? []) ids.push(item.uploadId as string);
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return ids;
+  }
+
+  async removePendingUpload(sha256: string, uploadId: string): Promise<void> {
+    await this.db.send(
+      new DeleteCommand({ TableName: this.table, Key: { pk: `B#${sha256}`, sk: `U#${uploadId}` } }),
+    );
+  }
+
+  // Blobs
+
+  async getBlob(sha256: string): Promise<Blob | undefined> {
+    const item = await this.get(blobKey(sha256).pk, 'BLOB');
+    return item ? (stripKeys(item) as unknown as Blob) : undefined;
+  }
+
+  async putBlob(blob: Blob): Promise<void> {
+    await this.db.send(new PutCommand({ TableName: this.table, Item: { ...blobKey(blob.sha256), ...blob } }));
+  }
+
+  async deleteBlob(sha256: string): Promise<void> {
+    await this.db.send(new DeleteCommand({ TableName: this.table, Key: blobKey(sha256) }));
+  }
+
+  // Versions
+
+  async latestVersion(path: string): Promise<FileVersion | undefined> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.table,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :v)',
+        ExpressionAttributeValues: { ':pk': pathKey(path), ':v': 'V#' },
+        ScanIndexForward: false,
+        Limit: 1,
+        ConsistentRead: true,
+      }),
+    );
+    const item = out.Items?.[0];
+    return item ? toVersion(item) : undefined;
+  }
+
+  async claimVersion(version: FileVersion, shard: number): Promise<void> {
+    await this.conditional(
+      () =>
+        this.db.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: {
+              pk: pathKey(version.path),
+              sk: versionKey(version.version),
+              shard,
+              ...versionAttributes(version),
+            },
+            ConditionExpression: CONDITIONS.claimIsFree,
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
+      (cause) => {
+        throw new ClaimTakenError(`version ${version.version} of "${version.path}"`, cause);
+      },
+    );
+  }
+
+  async getVersion(path: string, version: number): Promise<FileVersion | undefined> {
+    const item = await this.get(pathKey(path), versionKey(version));
+    return item ? toVersion(item) : undefined;
+  }
+
+  async findVersionByUpload(
+    path: string,
+    uploadId: string,
+  ): Promise<(FileVersion & { feedSeq?: number }) | undefined> {
+    let start: Item | undefined;
+    do {
+      const out = await this.db.send(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :v)',
+          FilterExpression: 'uploadId = :u',
+          ExpressionAttributeValues: { ':pk': pathKey(path), ':v': 'V#', ':u': uploadId },
+          ScanIndexForward: false,
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+      );
+      const item = out.Items?.[0];
+      if (item) return toVersion(item);
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return undefined;
+  }
+
+  async listVersions(path: string, options: { limit: number; before?: number }): Promise<FileVersion[]> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.table,
+        KeyConditionExpression:
+          options.before === undefined
+            ? 'pk = :pk AND begins_with(sk, :v)'
+            : 'pk = :pk AND sk BETWEEN :v AND :before',
+        ExpressionAttributeValues: {
+          ':pk': pathKey(path),
+          ':v': 'V#',
+          ...(options.before === undefined ? {} : { ':before': versionKey(options.before - 1) }),
+        },
+        ScanIndexForward: false,
+        Limit: options.limit,
+        ConsistentRead: true,
+      }),
+    );
+    return (out.Items ?? []).map(toVersion);
+  }
+
+  async recordFeedSeq(path: string, version: number, seq: number): Promise<void> {
+    await this.db.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: { pk: pathKey(path), sk: versionKey(version) },
+        UpdateExpression: 'SET feedSeq = :seq',
+        ExpressionAttributeValues: { ':seq': seq },
+      }),
+    );
+  }
+
+  async advanceHead(version: FileVersion): Promise<boolean> {
+    const attributes = versionAttributes(version);
+    const names = Object.keys(attributes).filter((k) => k !== 'version');
+    const result = await this.conditional(
+      () =>
+        this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: { pk: pathKey(version.path), sk: 'HEAD' },
+            UpdateExpression: `SET version = :version, ${names.map((k) => `#${k} = :${k}`).join(', ')}`,
+            ConditionExpression: CONDITIONS.headIsBehind,
+            ExpressionAttributeNames: Object.fromEntries(names.map((k) => [`#${k}`, k])),
+            ExpressionAttributeValues: Object.fromEntries(
+              Object.entries(attributes).map(([k, v]) => [`:${k}`, v]),
+            ),
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
+      () => false,
+    );
+    return result ?? true;
+  }
+
+  async getHead(path: string): Promise<FileVersion | undefined> {
+    const item = await this.get(pathKey(path), 'HEAD');
+    return item ? toVersion(item) : undefined;
+  }
+
+  // Change feed
+
+  async latestFeedSeq(shard: number): Promise<number> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.table,
+        KeyConditionExpression: 'pk = :pk',
+        ExpressionAttributeValues: { ':pk': feedKey(shard) },
+        ScanIndexForward: false,
+        Limit: 1,
+        ConsistentRead: true,
+        ProjectionExpression: 'seq',
+      }),
+    );
+    return (out.Items?.[0]?.seq as number | undefined) ?? 0;
+  }
+
+  async claimFeedEntry(change: Change): Promise<void> {
+    await this.conditional(
+      () =>
+        this.db.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: { pk: feedKey(change.shard), sk: `S#${pad(change.seq)}`, ...change },
+            ConditionExpression: CONDITIONS.claimIsFree,
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
+      (cause) => {
+        throw new ClaimTakenError(`feed entry ${change.shard}/${change.seq}`, cause);
+      },
+    );
+  }
+
+  async readFeed(shard: number, afterSeq: number, limit: number): Promise<Change[]> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.table,
+        KeyConditionExpression: 'pk = :pk AND sk > :after',
+        ExpressionAttributeValues: { ':pk': feedKey(shard), ':after': `S#${pad(afterSeq)}` },
+        Limit: limit,
+        ConsistentRead: true,
+      }),
+    );
+    return (out.Items ?? []).map(toChange);
+  }
+
+  async findFeedEntry(
+    shard: number,
+    path: string,
+    version: number,
+    notBefore: string,
+  ): Promise<Change | undefined> {
+    let start: Item | undefined;
+    do {
+      const out = await this.db.send(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: 'pk = :pk',
+          ExpressionAttributeValues: { ':pk': feedKey(shard) },
+          ScanIndexForward: false,
+          ConsistentRead: true,
+          Limit: 100,
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of out.Items ?? []) {
+        const change = toChange(item);
+        if (change.path === path && change.version === version) return change;
+        // Entries are appended after their claim: older ones cannot be ours.
+        if (change.appendedAt < notBefore) return undefined;
+      }
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return undefined;
+  }
+
+  // Targets
+
+  async getTargetState(path: string, targetId: string): Promise<TargetState | undefined> {
+    const item = await this.get(pathKey(path), `T#${targetId}`);
+    return item ? toTargetState(item) : undefined;
+  }
+
+  async listTargetStates(path: string): Promise<TargetState[]> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.table,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :t)',
+        ExpressionAttributeValues: { ':pk': pathKey(path), ':t': 'T#' },
+        ConsistentRead: true,
+      }),
+    );
+    return (out.Items ?? []).map(toTargetState);
+  }
+
+  async recordTargetState(state: TargetState): Promise<boolean> {
+    const result = await this.conditional(
+      () =>
+        this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: { pk: pathKey(state.path), sk: `T#${state.targetId}` },
+            UpdateExpression:
+              'SET targetId = :target, #path = :path, appliedVersion = :version, #status = :status, appliedAt = :at, reason = :reason',
+            ConditionExpression: CONDITIONS.targetIsBehind,
+            ExpressionAttributeNames: { '#status': 'status', '#path': 'path' },
+            ExpressionAttributeValues: {
+              ':target': state.targetId,
+              ':path': state.path,
+              ':version': state.appliedVersion,
+              ':status': state.status,
+              ':at': state.appliedAt,
+              ':reason': state.reason ?? null,
+              ':verified': 'verified',
+            },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
+      () => false,
+    );
+    return result ?? true;
+  }
+}

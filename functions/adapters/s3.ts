@@ -1,0 +1,256 @@
+/**
+ * S3 adapters: the origin's content-addressed blobs and the replicas' files by path.
+ */
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  NotFound,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  UploadPartCopyCommand,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { ReplicationMessage } from '../core/model.js';
+import type { BlobStore, ReplicaStore } from '../core/ports.js';
+
+export const hexToBase64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
+export const base64ToHex = (b64: string) => Buffer.from(b64, 'base64').toString('hex');
+
+/**
+ * Checksums only where an operation requires them: a client with the default
+ * (WHEN_SUPPORTED) presigns an empty-body CRC32 into every PUT URL (PLATFORM.md).
+ */
+export function makeS3Client(options: { region: string; forcePathStyle: boolean }): S3Client {
+  return new S3Client({
+    region: options.region,
+    forcePathStyle: options.forcePathStyle,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+function isNotFound(error: unknown): boolean {
+  return (
+    error instanceof NotFound ||
+    (error instanceof S3ServiceException &&
+      (error.$metadata.httpStatusCode === 404 || error.name === 'NoSuchKey'))
+  );
+}
+
+export const blobKey = (sha256: string) => `blobs/${sha256}`;
+
+export async function sha256OfStream(
+  body: AsyncIterable<Uint8Array>,
+): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of body) {
+    hash.update(chunk);
+    size += chunk.byteLength;
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+export class S3BlobStore implements BlobStore {
+  constructor(
+    private readonly s3: S3Client,
+    private readonly bucket: string,
+  ) {}
+
+  async stat(sha256: string, versionId?: string) {
+    try {
+      const out = await this.s3.send(
+        new HeadObjectCommand({
+          Bucket: this.bucket,
+          Key: blobKey(sha256),
+          VersionId: versionId,
+          ChecksumMode: 'ENABLED',
+        }),
+      );
+      const fullObject =
+        out.ChecksumSHA256 !== undefined &&
+        (out.ChecksumType ?? 'FULL_OBJECT') === 'FULL_OBJECT' &&
+        !out.ChecksumSHA256.includes('-');
+      return {
+        size: out.ContentLength ?? 0,
+        etag: out.ETag,
+        versionId: out.VersionId,
+        sha256: fullObject && out.ChecksumSHA256 ? base64ToHex(out.ChecksumSHA256) : undefined,
+      };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async hash(sha256: string, versionId?: string) {
+    const out = await this.s3.send(
+      new GetObjectCommand({ Bucket: this.bucket, Key: blobKey(sha256), VersionId: versionId }),
+    );
+    return sha256OfStream(out.Body as Readable);
+  }
+
+  async delete(sha256: string, versionId?: string) {
+    await this.s3.send(
+      new DeleteObjectCommand({ Bucket: this.bucket, Key: blobKey(sha256), VersionId: versionId }),
+    );
+  }
+
+  async presignPut(input: { sha256: string; size: number; contentType: string; expiresInSeconds: number }) {
+    const checksum = hexToBase64(input.sha256);
+    const command = new PutObjectCommand({
+      Bucket: this.bucket,
+      Key: blobKey(input.sha256),
+      ContentLength: input.size,
+      ContentType: input.contentType,
+      ChecksumSHA256: checksum,
+    });
+    // Signed headers, not query parameters: the uploader must send exactly these values.
+    const url = await getSignedUrl(this.s3, command, {
+      expiresIn: input.expiresInSeconds,
+      signableHeaders: new Set(['content-type', 'content-length', 'x-amz-checksum-sha256']),
+      unhoistableHeaders: new Set(['content-type', 'x-amz-checksum-sha256']),
+    });
+    return {
+      url,
+      headers: {
+        'content-length': String(input.size),
+        'content-type': input.contentType,
+        'x-amz-checksum-sha256': checksum,
+      },
+    };
+  }
+
+  async presignGet(sha256: string, expiresInSeconds: number) {
+    return getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucket, Key: blobKey(sha256) }), {
+      expiresIn: expiresInSeconds,
+    });
+  }
+}
+
+const META_SHA256 = 'mirror-sha256';
+const META_VERSION = 'mirror-version';
+
+/** S3's single CopyObject limit. */
+export const MAX_SINGLE_COPY_BYTES = 5 * 1024 ** 3;
+
+export class S3ReplicaStore implements ReplicaStore {
+  constructor(
+    private readonly s3: S3Client,
+    private readonly bucket: string,
+    private readonly keyPrefix: string,
+    private readonly origin: { bucket: string },
+    private readonly options: { multipartCopyAbove?: number; partBytes?: number } = {},
+  ) {}
+
+  private key(path: string) {
+    return `${this.keyPrefix}${path}`;
+  }
+
+  async stat(path: string) {
+    try {
+      const out = await this.s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
+      const version = Number(out.Metadata?.[META_VERSION]);
+      return {
+        version: Number.isSafeInteger(version) ? version : undefined,
+        sha256: out.Metadata?.[META_SHA256],
+        size: out.ContentLength ?? 0,
+      };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async copyFromOrigin(message: ReplicationMessage & { sha256: string }) {
+    const metadata = { [META_SHA256]: message.sha256, [META_VERSION]: String(message.version) };
+    const source = `${this.origin.bucket}/${blobKey(message.sha256)}`;
+    const contentType = message.contentType ?? 'application/octet-stream';
+    if (message.size > (this.options.multipartCopyAbove ?? MAX_SINGLE_COPY_BYTES)) {
+      await this.multipartCopy(source, message, metadata, contentType);
+      // A multipart object has only a composite checksum: nothing full-object to confirm.
+      return { storedSha256: undefined };
+    }
+    const out = await this.s3.send(
+      new CopyObjectCommand({
+        Bucket: this.bucket,
+        Key: this.key(message.path),
+        CopySource: source,
+        MetadataDirective: 'REPLACE',
+        Metadata: metadata,
+        ContentType: contentType,
+        ChecksumAlgorithm: 'SHA256',
+      }),
+    );
+    const stored = out.CopyObjectResult?.ChecksumSHA256;
+    return { storedSha256: stored ? base64ToHex(stored) : undefined };
+  }
+
+  private async multipartCopy(
+    source: string,
+    message: ReplicationMessage,
+    metadata: Record<string, string>,
+    contentType: string,
+  ) {
+    const key = this.key(message.path);
+    const partBytes = this.options.partBytes ?? 512 * 1024 ** 2;
+    const created = await this.s3.send(
+      new CreateMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: key,
+        Metadata: metadata,
+        ContentType: contentType,
+      }),
+    );
+    const uploadId = created.UploadId;
+    if (!uploadId) throw new Error(`no UploadId creating a multipart copy of ${key}`);
+    try {
+      const parts: { ETag: string | undefined; PartNumber: number }[] = [];
+      for (let offset = 0, part = 1; offset < message.size; offset += partBytes, part++) {
+        const last = Math.min(offset + partBytes, message.size) - 1;
+        const out = await this.s3.send(
+          new UploadPartCopyCommand({
+            Bucket: this.bucket,
+            Key: key,
+            UploadId: uploadId,
+            PartNumber: part,
+            CopySource: source,
+            CopySourceRange: `bytes=${offset}-${last}`,
+          }),
+        );
+        parts.push({ ETag: out.CopyPartResult?.ETag, PartNumber: part });
+      }
+      await this.s3.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts },
+        }),
+      );
+    } catch (error) {
+      await this.s3
+        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
+        .catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async delete(path: string) {
+    await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
+  }
+
+  async presignGet(path: string, expiresInSeconds: number) {
+    return getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucket, Key: this.key(path) }), {
+      expiresIn: expiresInSeconds,
+    });
+  }
+}

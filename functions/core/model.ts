@@ -1,0 +1,82 @@
+/** The ledger's records, as the domain sees them (no storage keys here). */
+
+/** One committed version of a path: immutable once claimed. */
+export interface FileVersion {
+  readonly path: string;
+  readonly version: number;
+  /** Lower-case hex; null for a tombstone. */
+  readonly sha256: string | null;
+  readonly size: number;
+  readonly contentType: string | null;
+  readonly deleted: boolean;
+  readonly committedAt: string;
+  /** The upload (or delete request) that claimed this version: makes a retried commit find its own claim. */
+  readonly uploadId: string;
+}
+
+export type UploadStatus = 'pending' | 'committed' | 'rejected';
+
+export interface Upload {
+  readonly uploadId: string;
+  readonly path: string;
+  readonly sha256: string;
+  readonly size: number;
+  readonly contentType: string;
+  readonly ifVersion?: number | undefined;
+  readonly status: UploadStatus;
+  readonly version?: number | undefined;
+  readonly reason?: string | undefined;
+  readonly deduplicated?: boolean | undefined;
+  /** Set before the first commit attempt: a commit that finds it set is a retry. */
+  readonly commitStartedAt?: string | undefined;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+/** Content-addressed bytes in the origin bucket, once proven. */
+export interface Blob {
+  readonly sha256: string;
+  readonly size: number;
+  readonly verifiedAt: string;
+  /** What storage reported for the verified object: lets a later event tell "same object" from "overwritten". */
+  readonly etag: string | undefined;
+  readonly versionId: string | undefined;
+}
+
+export type ReplicaStatus = 'pending' | 'copied' | 'verified' | 'failed';
+
+/** What a target has applied for one path. */
+export interface TargetState {
+  readonly targetId: string;
+  readonly path: string;
+  readonly appliedVersion: number;
+  readonly status: ReplicaStatus;
+  readonly appliedAt: string;
+  readonly reason?: string | undefined;
+}
+
+/** One entry of the change feed. */
+export interface Change {
+  readonly shard: number;
+  readonly seq: number;
+  readonly path: string;
+  readonly version: number;
+  readonly sha256: string | null;
+  readonly size: number;
+  readonly contentType: string | null;
+  readonly deleted: boolean;
+  readonly committedAt: string;
+  readonly appendedAt: string;
+}
+
+/** What a target queue carries: one version of one path. */
+export interface ReplicationMessage {
+  readonly targetId: string;
+  readonly path: string;
+  readonly version: number;
+  readonly sha256: string | null;
+  readonly size: number;
+  readonly contentType: string | null;
+  readonly deleted: boolean;
+  readonly committedAt: string;
+}

@@ -1,0 +1,113 @@
+/**
+ * What the domain needs from the outside world. Adapters in functions/adapters
+ * implement these with the AWS SDK; the domain imports none of it.
+ */
+import type { Blob, Change, FileVersion, ReplicationMessage, TargetState, Upload } from './model.js';
+
+export interface Clock {
+  now(): Date;
+}
+
+export interface Ledger {
+  // Uploads
+  putUpload(upload: Upload): Promise<void>;
+  getUpload(uploadId: string): Promise<Upload | undefined>;
+  /** Marks the first commit attempt; returns true if it was already marked (this is a retry). */
+  markCommitStarted(uploadId: string, at: string): Promise<boolean>;
+  /** Ends a pending upload; an upload already ended keeps its outcome. */
+  finishUpload(
+    uploadId: string,
+    outcome: { status: 'committed'; version: number } | { status: 'rejected'; reason: string },
+    at: string,
+  ): Promise<void>;
+  addPendingUpload(sha256: string, uploadId: string): Promise<void>;
+  listPendingUploads(sha256: string): Promise<string[]>;
+  removePendingUpload(sha256: string, uploadId: string): Promise<void>;
+
+  // Blobs
+  getBlob(sha256: string): Promise<Blob | undefined>;
+  putBlob(blob: Blob): Promise<void>;
+  deleteBlob(sha256: string): Promise<void>;
+
+  // Versions
+  /** The highest claimed version of a path (strongly consistent). */
+  latestVersion(path: string): Promise<FileVersion | undefined>;
+  /** Claims `version.version` for its path; throws ClaimTakenError if someone holds it. */
+  claimVersion(version: FileVersion, shard: number): Promise<void>;
+  getVersion(path: string, version: number): Promise<FileVersion | undefined>;
+  /** Finds the version an upload claimed, searching from the newest down. */
+  findVersionByUpload(
+    path: string,
+    uploadId: string,
+  ): Promise<(FileVersion & { feedSeq?: number }) | undefined>;
+  listVersions(path: string, options: { limit: number; before?: number }): Promise<FileVersion[]>;
+  recordFeedSeq(path: string, version: number, seq: number): Promise<void>;
+  /** Moves the head forward to this version; never back. Returns false if the head was already at or past it. */
+  advanceHead(version: FileVersion): Promise<boolean>;
+  getHead(path: string): Promise<FileVersion | undefined>;
+
+  // Change feed
+  latestFeedSeq(shard: number): Promise<number>;
+  /** Claims `(shard, seq)`; throws ClaimTakenError if it is held. */
+  claimFeedEntry(change: Change): Promise<void>;
+  /** Entries of one shard with seq > afterSeq, oldest first. */
+  readFeed(shard: number, afterSeq: number, limit: number): Promise<Change[]>;
+  /** A feed entry for this path and version appended at or after `notBefore`, if any. */
+  findFeedEntry(shard: number, path: string, version: number, notBefore: string): Promise<Change | undefined>;
+
+  // Targets
+  getTargetState(path: string, targetId: string): Promise<TargetState | undefined>;
+  listTargetStates(path: string): Promise<TargetState[]>;
+  /** Records a target's state for a version; refuses (returns false) to go below what it holds. */
+  recordTargetState(state: TargetState): Promise<boolean>;
+}
+
+/** The origin bucket, where blobs live at `blobs/<sha256>`. */
+export interface BlobStore {
+  /** Size, storage identity and a full-object SHA-256 (hex) if storage reports one; undefined if absent. */
+  stat(
+    sha256: string,
+    versionId?: string,
+  ): Promise<
+    | { size: number; etag: string | undefined; versionId: string | undefined; sha256: string | undefined }
+    | undefined
+  >;
+  /** Streams the object through SHA-256: constant memory. */
+  hash(sha256: string, versionId?: string): Promise<{ sha256: string; size: number }>;
+  delete(sha256: string, versionId?: string): Promise<void>;
+  presignPut(input: {
+    sha256: string;
+    size: number;
+    contentType: string;
+    expiresInSeconds: number;
+  }): Promise<{
+    url: string;
+    headers: Record<string, string>;
+  }>;
+  presignGet(sha256: string, expiresInSeconds: number): Promise<string>;
+}
+
+/** A replica bucket, files stored under their paths. */
+export interface ReplicaStore {
+  /** The version and SHA-256 recorded in the object's metadata, if the object exists. */
+  stat(
+    path: string,
+  ): Promise<{ version: number | undefined; sha256: string | undefined; size: number } | undefined>;
+  /** Server-side copy of the origin blob to the path, with metadata. Returns the stored SHA-256 if storage reports it. */
+  copyFromOrigin(
+    message: ReplicationMessage & { sha256: string },
+  ): Promise<{ storedSha256: string | undefined }>;
+  delete(path: string): Promise<void>;
+  presignGet(path: string, expiresInSeconds: number): Promise<string>;
+}
+
+export interface FanoutQueue {
+  /** Sends one version to one target's FIFO queue (group = path, dedup = path + version). */
+  send(message: ReplicationMessage): Promise<void>;
+}
+
+export interface Metrics {
+  count(name: string, value?: number, dimensions?: Record<string, string>): void;
+  bytes(name: string, value: number, dimensions?: Record<string, string>): void;
+  milliseconds(name: string, value: number, dimensions?: Record<string, string>): void;
+}

@@ -1,0 +1,76 @@
+/**
+ * Applying one version at an S3 target. Versions of a path arrive in order
+ * (FIFO group = path) but may repeat or come late: the target never goes back.
+ */
+import type { ReplicationMessage } from './model.js';
+import type { Clock, Ledger, Metrics, ReplicaStore } from './ports.js';
+
+export interface ReplicateDeps {
+  readonly ledger: Ledger;
+  readonly replica: ReplicaStore;
+  readonly clock: Clock;
+  readonly metrics: Metrics;
+}
+
+export type ReplicateOutcome =
+  | { kind: 'skipped'; reason: string; heldVersion: number }
+  | { kind: 'applied'; version: number; status: 'copied' | 'verified' | 'deleted' };
+
+export async function replicateVersion(
+  deps: ReplicateDeps,
+  message: ReplicationMessage,
+): Promise<ReplicateOutcome> {
+  const { ledger, replica, clock, metrics } = deps;
+  const dimensions = { target: message.targetId };
+  const state = await ledger.getTargetState(message.path, message.targetId);
+  if (state && state.appliedVersion >= message.version) {
+    metrics.count('ReplicationsSkipped', 1, dimensions);
+    return {
+      kind: 'skipped',
+      reason: 'the target already holds this version or a newer one',
+      heldVersion: state.appliedVersion,
+    };
+  }
+  // The object itself may be newer than the ledger says (a write that landed before its record).
+  const present = await replica.stat(message.path);
+  if (present?.version !== undefined && present.version > message.version) {
+    await record(deps, message, present.version, 'copied');
+    metrics.count('ReplicationsSkipped', 1, dimensions);
+    return { kind: 'skipped', reason: 'the target object is newer', heldVersion: present.version };
+  }
+
+  let status: 'copied' | 'verified' | 'deleted';
+  if (message.deleted || message.sha256 === null) {
+    await replica.delete(message.path);
+    status = 'deleted';
+  } else {
+    const { storedSha256 } = await replica.copyFromOrigin({ ...message, sha256: message.sha256 });
+    if (storedSha256 !== undefined && storedSha256 !== message.sha256) {
+      throw new Error(
+        `target ${message.targetId} stored ${storedSha256} for ${message.path} v${message.version}, expected ${message.sha256}`,
+      );
+    }
+    status = storedSha256 === undefined ? 'copied' : 'verified';
+    metrics.bytes('BytesReplicated', message.size, dimensions);
+  }
+  await record(deps, message, message.version, status === 'deleted' ? 'verified' : status);
+  metrics.count('FilesReplicated', 1, dimensions);
+  const latencyMs = clock.now().getTime() - Date.parse(message.committedAt);
+  metrics.milliseconds('ReplicationLatency', Math.max(0, latencyMs), dimensions);
+  return { kind: 'applied', version: message.version, status };
+}
+
+async function record(
+  deps: ReplicateDeps,
+  message: ReplicationMessage,
+  version: number,
+  status: 'copied' | 'verified',
+): Promise<void> {
+  await deps.ledger.recordTargetState({
+    targetId: message.targetId,
+    path: message.path,
+    appliedVersion: version,
+    status,
+    appliedAt: deps.clock.now().toISOString(),
+  });
+}

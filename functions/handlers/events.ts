@@ -1,0 +1,43 @@
+/** Schemas for the events the handlers accept, from AWS's documented shapes. */
+import { z } from 'zod';
+
+/** S3 event notification (eventVersion 2.x) as delivered in an SQS message body. */
+export const s3NotificationSchema = z.union([
+  z.object({
+    Records: z.array(
+      z.object({
+        eventName: z.string(),
+        s3: z.object({
+          bucket: z.object({ name: z.string() }),
+          object: z.object({
+            key: z.string(),
+            size: z.number().int().nonnegative().optional(),
+            eTag: z.string().optional(),
+            versionId: z.string().optional(),
+          }),
+        }),
+      }),
+    ),
+  }),
+  // Sent once when a notification is configured.
+  z.object({ Event: z.literal('s3:TestEvent') }),
+]);
+
+/** S3 URL-encodes keys in notifications, with "+" for spaces. */
+export function decodeS3Key(key: string): string {
+  return decodeURIComponent(key.replace(/\+/g, ' '));
+}
+
+export const replicationMessageSchema = z.object({
+  targetId: z.string(),
+  path: z.string(),
+  version: z.number().int().positive(),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .nullable(),
+  size: z.number().int().nonnegative(),
+  contentType: z.string().nullable(),
+  deleted: z.boolean(),
+  committedAt: z.string(),
+});
