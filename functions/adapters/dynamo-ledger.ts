@@ -19,7 +19,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { ClaimTakenError } from '../core/errors.js';
 import type { Blob, Change, FileVersion, TargetState, Upload } from '../core/model.js';
-import type { Ledger } from '../core/ports.js';
+import type { ClaimedVersion, Ledger } from '../core/ports.js';
 
 const pad = (n: number) => n.toString().padStart(12, '0');
 const pathKey = (path: string) => `P#${path}`;
@@ -31,6 +31,10 @@ const feedKey = (shard: number) => `FEED#${shard}`;
 /** Named conditions, as Powertools' idempotency layer names its own. */
 const CONDITIONS = {
   claimIsFree: 'attribute_not_exists(pk)',
+  claimIsFreeOrOurs: 'attribute_not_exists(pk) OR uploadId = :uploadId',
+  feedSlotIsFreeOrOurs: 'attribute_not_exists(pk) OR (#path = :path AND version = :version)',
+  reservationIs: 'attribute_not_exists(#reservation) OR #reservation = :expected',
+  reservationIsAbsent: 'attribute_not_exists(#reservation)',
   uploadIsPending: '#status = :pending',
   headIsBehind: 'attribute_not_exists(version) OR version < :version',
   targetIsBehind:
@@ -122,13 +126,12 @@ export class DynamoLedger implements Ledger {
   }
 
   /** Runs a conditional write; turns only a failed condition into `onConflict`'s result. */
-  private async conditional<T>(
-    write: () => Promise<unknown>,
+  private async conditional<W, T>(
+    write: () => Promise<W>,
     onConflict: (error: ConditionalCheckFailedException) => T,
-  ): Promise<T | undefined> {
+  ): Promise<W | T> {
     try {
-      await write();
-      return undefined;
+      return await write();
     } catch (error) {
       if (isConditionFailure(error)) return onConflict(error);
       throw error;
@@ -155,22 +158,52 @@ export class DynamoLedger implements Ledger {
   }
 
   async getUpload(uploadId: string): Promise<Upload | undefined> {
-    const { uploadId: id } = { uploadId };
-    const item = await this.get(uploadKey(id).pk, 'UPLOAD');
+    const item = await this.get(uploadKey(uploadId).pk, 'UPLOAD');
     return item ? (stripKeys(item) as unknown as Upload) : undefined;
   }
 
-  async markCommitStarted(uploadId: string, at: string): Promise<boolean> {
-    const out = await this.db.send(
-      new UpdateCommand({
-        TableName: this.table,
-        Key: uploadKey(uploadId),
-        UpdateExpression: 'SET commitStartedAt = if_not_exists(commitStartedAt, :at)',
-        ExpressionAttributeValues: { ':at': at },
-        ReturnValues: 'UPDATED_OLD',
-      }),
+  /** Compare-and-set of a reservation attribute; on a lost race, returns the reservation that holds. */
+  private async reserve(
+    key: { pk: string; sk: string },
+    attribute: string,
+    expected: number | undefined,
+    next: number,
+  ): Promise<number> {
+    return this.conditional<number, Promise<number>>(
+      async () => {
+        await this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: key,
+            UpdateExpression: 'SET #reservation = :next',
+            ConditionExpression:
+              expected === undefined ? CONDITIONS.reservationIsAbsent : CONDITIONS.reservationIs,
+            ExpressionAttributeNames: { '#reservation': attribute },
+            ExpressionAttributeValues: {
+              ':next': next,
+              ...(expected === undefined ? {} : { ':expected': expected }),
+            },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        );
+        return next;
+      },
+      async (failure) => {
+        // dynalite returns no Item on failure (PLATFORM.md): read the winner when it is missing.
+        const holder = failure.Item?.[attribute]?.N ?? (await this.get(key.pk, key.sk))?.[attribute];
+        if (holder === undefined)
+          throw new Error(`reservation ${attribute} on ${key.pk} ${key.sk} vanished`, { cause: failure });
+        return Number(holder);
+      },
     );
-    return out.Attributes?.commitStartedAt !== undefined;
+  }
+
+  reserveVersion(uploadId: string, expected: number | undefined, next: number): Promise<number> {
+    return this.reserve(uploadKey(uploadId), 'claimingVersion', expected, next);
+  }
+
+  reserveFeedSeq(path: string, version: number, expected: number | undefined, next: number): Promise<number> {
+    return this.reserve({ pk: pathKey(path), sk: versionKey(version) }, 'feedSeqReserved', expected, next);
   }
 
   async finishUpload(
@@ -268,55 +301,43 @@ export class DynamoLedger implements Ledger {
     return item ? toVersion(item) : undefined;
   }
 
-  async claimVersion(version: FileVersion, shard: number): Promise<void> {
-    await this.conditional(
-      () =>
-        this.db.send(
-          new PutCommand({
+  async claimVersion(version: FileVersion, shard: number): Promise<ClaimedVersion> {
+    const attributes: Item = { ...versionAttributes(version), shard };
+    const names = Object.keys(attributes);
+    // An update, not a put: a second claim by the same upload must not erase what the first recorded.
+    const stored = await this.conditional(
+      async () => {
+        const out = await this.db.send(
+          new UpdateCommand({
             TableName: this.table,
-            Item: {
-              pk: pathKey(version.path),
-              sk: versionKey(version.version),
-              shard,
-              ...versionAttributes(version),
-            },
-            ConditionExpression: CONDITIONS.claimIsFree,
+            Key: { pk: pathKey(version.path), sk: versionKey(version.version) },
+            UpdateExpression: `SET ${names.map((k) => `#${k} = if_not_exists(#${k}, :${k})`).join(', ')}`,
+            ConditionExpression: CONDITIONS.claimIsFreeOrOurs,
+            ExpressionAttributeNames: Object.fromEntries(names.map((k) => [`#${k}`, k])),
+            ExpressionAttributeValues: Object.fromEntries(
+              Object.entries(attributes).map(([k, v]) => [`:${k}`, v]),
+            ),
+            ReturnValues: 'ALL_NEW',
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
-        ),
+        );
+        return out.Attributes as Item;
+      },
       (cause) => {
         throw new ClaimTakenError(`version ${version.version} of "${version.path}"`, cause);
       },
     );
+    const item = stored as unknown as Item;
+    return {
+      version: toVersion(item),
+      feedSeq: typeof item.feedSeq === 'number' ? item.feedSeq : undefined,
+      feedSeqReserved: typeof item.feedSeqReserved === 'number' ? item.feedSeqReserved : undefined,
+    };
   }
 
   async getVersion(path: string, version: number): Promise<FileVersion | undefined> {
     const item = await this.get(pathKey(path), versionKey(version));
     return item ? toVersion(item) : undefined;
-  }
-
-  async findVersionByUpload(
-    path: string,
-    uploadId: string,
-  ): Promise<(FileVersion & { feedSeq?: number }) | undefined> {
-    let start: Item | undefined;
-    do {
-      const out = await this.db.send(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :v)',
-          FilterExpression: 'uploadId = :u',
-          ExpressionAttributeValues: { ':pk': pathKey(path), ':v': 'V#', ':u': uploadId },
-          ScanIndexForward: false,
-          ConsistentRead: true,
-          ExclusiveStartKey: start,
-        }),
-      );
-      const item = out.Items?.[0];
-      if (item) return toVersion(item);
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return undefined;
   }
 
   async listVersions(path: string, options: { limit: number; before?: number }): Promise<FileVersion[]> {
@@ -371,7 +392,7 @@ export class DynamoLedger implements Ledger {
         ),
       () => false,
     );
-    return result ?? true;
+    return result !== false;
   }
 
   async getHead(path: string): Promise<FileVersion | undefined> {
@@ -403,7 +424,9 @@ export class DynamoLedger implements Ledger {
           new PutCommand({
             TableName: this.table,
             Item: { pk: feedKey(change.shard), sk: `S#${pad(change.seq)}`, ...change },
-            ConditionExpression: CONDITIONS.claimIsFree,
+            ConditionExpression: CONDITIONS.feedSlotIsFreeOrOurs,
+            ExpressionAttributeNames: { '#path': 'path' },
+            ExpressionAttributeValues: { ':path': change.path, ':version': change.version },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
         ),
@@ -424,36 +447,6 @@ export class DynamoLedger implements Ledger {
       }),
     );
     return (out.Items ?? []).map(toChange);
-  }
-
-  async findFeedEntry(
-    shard: number,
-    path: string,
-    version: number,
-    notBefore: string,
-  ): Promise<Change | undefined> {
-    let start: Item | undefined;
-    do {
-      const out = await this.db.send(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: 'pk = :pk',
-          ExpressionAttributeValues: { ':pk': feedKey(shard) },
-          ScanIndexForward: false,
-          ConsistentRead: true,
-          Limit: 100,
-          ExclusiveStartKey: start,
-        }),
-      );
-      for (const item of out.Items ?? []) {
-        const change = toChange(item);
-        if (change.path === path && change.version === version) return change;
-        // Entries are appended after their claim: older ones cannot be ours.
-        if (change.appendedAt < notBefore) return undefined;
-      }
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return undefined;
   }
 
   // Targets
@@ -500,6 +493,6 @@ export class DynamoLedger implements Ledger {
         ),
       () => false,
     );
-    return result ?? true;
+    return result !== false;
   }
 }

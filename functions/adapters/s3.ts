@@ -14,6 +14,7 @@ import {
   NotFound,
   PutObjectCommand,
   S3Client,
+  type S3ClientConfig,
   S3ServiceException,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
@@ -28,10 +29,11 @@ export const base64ToHex = (b64: string) => Buffer.from(b64, 'base64').toString(
  * Checksums only where an operation requires them: a client with the default
  * (WHEN_SUPPORTED) presigns an empty-body CRC32 into every PUT URL (PLATFORM.md).
  */
-export function makeS3Client(options: { region: string; forcePathStyle: boolean }): S3Client {
+export function makeS3Client(
+  options: { region: string; forcePathStyle: boolean } & Pick<S3ClientConfig, 'endpoint' | 'credentials'>,
+): S3Client {
   return new S3Client({
-    region: options.region,
-    forcePathStyle: options.forcePathStyle,
+    ...options,
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });

@@ -1,7 +1,14 @@
 /**
- * Commit without transactions (DESIGN.md): a version is claimed by a
- * conditional put, the feed entry likewise, the head only moves forward, and a
- * retried commit finds its own claim and carries on from where it stopped.
+ * Commit without transactions (DESIGN.md).
+ *
+ * - A version is claimed by a conditional put of `(path, n)`; the loser reads
+ *   the latest and tries n+1. Claims only ever go to latest+1: gap-free.
+ * - Duplicate deliveries of one upload must end in one version, even when they
+ *   run at the same time. The upload record holds a reservation (`claimingVersion`)
+ *   moved by compare-and-set, and a claim succeeds for the upload that already
+ *   holds the item: every worker for one upload converges on one version.
+ * - The feed entry is claimed the same way, its reservation held on the version item.
+ * - The head only moves forward; fan-out is deduplicated by the FIFO queues.
  */
 import { ClaimTakenError, VersionConflictError } from './errors.js';
 import type { Change, FileVersion, ReplicationMessage } from './model.js';
@@ -26,22 +33,17 @@ export interface CommitRequest {
   readonly deleted: boolean;
   /** Optimistic concurrency: the version the caller saw (0 = the path must not exist). */
   readonly ifVersion?: number | undefined;
-  /** True when an earlier attempt may have claimed a version already. */
-  readonly retry: boolean;
+  /** Coordinate through the upload record: set when the same upload may be committed by several workers. */
+  readonly reserveOnUpload: boolean;
 }
 
 /** Claims the next version of a path, appends it to the feed, moves the head and fans it out. */
 export async function commitVersion(deps: CommitDeps, request: CommitRequest): Promise<FileVersion> {
   const { ledger } = deps;
   const shard = shardOf(request.path, deps.feedShards);
-
-  const earlier = request.retry
-    ? await ledger.findVersionByUpload(request.path, request.uploadId)
-    : undefined;
-  const version = earlier ?? (await claimNextVersion(deps, request, shard));
-
-  if (earlier?.feedSeq === undefined) {
-    const seq = await appendOnce(deps, version, shard, earlier !== undefined);
+  const { version, feedSeq, feedSeqReserved } = await claimVersion(deps, request, shard);
+  if (feedSeq === undefined) {
+    const seq = await appendToFeed(deps, version, shard, feedSeqReserved);
     await ledger.recordFeedSeq(version.path, version.version, seq);
   }
   await ledger.advanceHead(version);
@@ -49,55 +51,63 @@ export async function commitVersion(deps: CommitDeps, request: CommitRequest): P
   return version;
 }
 
-async function claimNextVersion(
-  deps: CommitDeps,
-  request: CommitRequest,
-  shard: number,
-): Promise<FileVersion> {
+async function claimVersion(deps: CommitDeps, request: CommitRequest, shard: number) {
   const { ledger, clock } = deps;
-  let current = (await ledger.latestVersion(request.path))?.version ?? 0;
+  const latest = async () => (await ledger.latestVersion(request.path))?.version ?? 0;
+  let reserved = request.reserveOnUpload
+    ? (await ledger.getUpload(request.uploadId))?.claimingVersion
+    : undefined;
+  let next = reserved ?? (await latest()) + 1;
   for (;;) {
-    if (request.ifVersion !== undefined && current !== request.ifVersion) {
-      throw new VersionConflictError(request.path, request.ifVersion, current);
+    if (request.reserveOnUpload) {
+      next = await ledger.reserveVersion(request.uploadId, reserved, next);
+      reserved = next;
     }
-    const candidate: FileVersion = {
-      path: request.path,
-      version: current + 1,
-      sha256: request.sha256,
-      size: request.size,
-      contentType: request.contentType,
-      deleted: request.deleted,
-      committedAt: clock.now().toISOString(),
-      uploadId: request.uploadId,
-    };
+    if (request.ifVersion !== undefined && next - 1 !== request.ifVersion) {
+      // Our own earlier claim at ifVersion + 1 is not a conflict: the claim below finds it.
+      const own = await ledger.getVersion(request.path, request.ifVersion + 1);
+      if (own?.uploadId !== request.uploadId)
+        throw new VersionConflictError(request.path, request.ifVersion, next - 1);
+      next = request.ifVersion + 1;
+    }
     try {
-      await ledger.claimVersion(candidate, shard);
-      return candidate;
+      return await ledger.claimVersion(
+        {
+          path: request.path,
+          version: next,
+          sha256: request.sha256,
+          size: request.size,
+          contentType: request.contentType,
+          deleted: request.deleted,
+          committedAt: clock.now().toISOString(),
+          uploadId: request.uploadId,
+        },
+        shard,
+      );
     } catch (error) {
       if (!(error instanceof ClaimTakenError)) throw error;
-      // Someone holds current + 1; there may be more above it by now.
-      current = Math.max(current + 1, (await ledger.latestVersion(request.path))?.version ?? 0);
+      // Another upload holds `next`; there may be more above it by now.
+      next = Math.max(next, await latest()) + 1;
     }
   }
 }
 
-/** Appends the version to its shard's feed, unless a retry finds it already there. */
-async function appendOnce(
+/** Appends the version to its shard's feed exactly once, however many workers try. */
+async function appendToFeed(
   deps: CommitDeps,
   version: FileVersion,
   shard: number,
-  retry: boolean,
+  reservedSeq: number | undefined,
 ): Promise<number> {
   const { ledger, clock } = deps;
-  if (retry) {
-    const found = await ledger.findFeedEntry(shard, version.path, version.version, version.committedAt);
-    if (found) return found.seq;
-  }
-  let last = await ledger.latestFeedSeq(shard);
+  let reserved = reservedSeq;
+  let next = reserved ?? (await ledger.latestFeedSeq(shard)) + 1;
   for (;;) {
+    next = await ledger.reserveFeedSeq(version.path, version.version, reserved, next);
+    reserved = next;
     const change: Change = {
       shard,
-      seq: last + 1,
+      seq: next,
       path: version.path,
       version: version.version,
       sha256: version.sha256,
@@ -109,10 +119,10 @@ async function appendOnce(
     };
     try {
       await ledger.claimFeedEntry(change);
-      return change.seq;
+      return next;
     } catch (error) {
       if (!(error instanceof ClaimTakenError)) throw error;
-      last = Math.max(last + 1, await ledger.latestFeedSeq(shard));
+      next = Math.max(next, await ledger.latestFeedSeq(shard)) + 1;
     }
   }
 }

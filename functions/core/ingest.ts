@@ -94,7 +94,6 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
       rejected.push(uploadId);
       continue;
     }
-    const retry = await ledger.markCommitStarted(uploadId, now);
     try {
       const version = await commitVersion(deps, {
         uploadId,
@@ -104,7 +103,7 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
         contentType: upload.contentType,
         deleted: false,
         ifVersion: upload.ifVersion,
-        retry,
+        reserveOnUpload: true,
       });
       await ledger.finishUpload(
         uploadId,

@@ -27,8 +27,8 @@ export interface Upload {
   readonly version?: number | undefined;
   readonly reason?: string | undefined;
   readonly deduplicated?: boolean | undefined;
-  /** Set before the first commit attempt: a commit that finds it set is a retry. */
-  readonly commitStartedAt?: string | undefined;
+  /** The version this upload is trying to claim: lets concurrent duplicate commits converge. */
+  readonly claimingVersion?: number | undefined;
   readonly createdAt: string;
   readonly updatedAt: string;
 }

@@ -4,6 +4,14 @@
  */
 import type { Blob, Change, FileVersion, ReplicationMessage, TargetState, Upload } from './model.js';
 
+export interface ClaimedVersion {
+  readonly version: FileVersion;
+  /** Set once the version's feed entry exists. */
+  readonly feedSeq: number | undefined;
+  /** A feed seq an earlier attempt reserved but may not have claimed. */
+  readonly feedSeqReserved: number | undefined;
+}
+
 export interface Clock {
   now(): Date;
 }
@@ -12,8 +20,11 @@ export interface Ledger {
   // Uploads
   putUpload(upload: Upload): Promise<void>;
   getUpload(uploadId: string): Promise<Upload | undefined>;
-  /** Marks the first commit attempt; returns true if it was already marked (this is a retry). */
-  markCommitStarted(uploadId: string, at: string): Promise<boolean>;
+  /**
+   * Compare-and-set of the upload's reserved version: sets `next` if the reservation is still
+   * `expected` (or absent when `expected` is undefined). Returns the reservation that holds.
+   */
+  reserveVersion(uploadId: string, expected: number | undefined, next: number): Promise<number>;
   /** Ends a pending upload; an upload already ended keeps its outcome. */
   finishUpload(
     uploadId: string,
@@ -32,14 +43,12 @@ export interface Ledger {
   // Versions
   /** The highest claimed version of a path (strongly consistent). */
   latestVersion(path: string): Promise<FileVersion | undefined>;
-  /** Claims `version.version` for its path; throws ClaimTakenError if someone holds it. */
-  claimVersion(version: FileVersion, shard: number): Promise<void>;
+  /**
+   * Claims `version.version` for its path, or finds it already claimed by the same upload (then the
+   * stored claim is returned as it is). Throws ClaimTakenError if another upload holds it.
+   */
+  claimVersion(version: FileVersion, shard: number): Promise<ClaimedVersion>;
   getVersion(path: string, version: number): Promise<FileVersion | undefined>;
-  /** Finds the version an upload claimed, searching from the newest down. */
-  findVersionByUpload(
-    path: string,
-    uploadId: string,
-  ): Promise<(FileVersion & { feedSeq?: number }) | undefined>;
   listVersions(path: string, options: { limit: number; before?: number }): Promise<FileVersion[]>;
   recordFeedSeq(path: string, version: number, seq: number): Promise<void>;
   /** Moves the head forward to this version; never back. Returns false if the head was already at or past it. */
@@ -48,12 +57,12 @@ export interface Ledger {
 
   // Change feed
   latestFeedSeq(shard: number): Promise<number>;
-  /** Claims `(shard, seq)`; throws ClaimTakenError if it is held. */
+  /** Claims `(shard, seq)`, or finds it held by the same path and version; throws ClaimTakenError if another holds it. */
   claimFeedEntry(change: Change): Promise<void>;
   /** Entries of one shard with seq > afterSeq, oldest first. */
   readFeed(shard: number, afterSeq: number, limit: number): Promise<Change[]>;
-  /** A feed entry for this path and version appended at or after `notBefore`, if any. */
-  findFeedEntry(shard: number, path: string, version: number, notBefore: string): Promise<Change | undefined>;
+  /** Compare-and-set of the feed seq reserved on a version item (as reserveVersion does on uploads). */
+  reserveFeedSeq(path: string, version: number, expected: number | undefined, next: number): Promise<number>;
 
   // Targets
   getTargetState(path: string, targetId: string): Promise<TargetState | undefined>;

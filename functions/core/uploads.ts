@@ -86,7 +86,6 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
       uploadId,
       status: 'pending',
       deduplicated: true,
-      commitStartedAt: now.toISOString(),
       createdAt: now.toISOString(),
       updatedAt: now.toISOString(),
     };
@@ -99,7 +98,7 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
       contentType: request.contentType,
       deleted: false,
       ifVersion: request.ifVersion,
-      retry: false,
+      reserveOnUpload: false,
     });
     await ledger.finishUpload(
       uploadId,
@@ -178,7 +177,7 @@ export async function deleteFile(
     contentType: null,
     deleted: true,
     ifVersion,
-    retry: false,
+    reserveOnUpload: false,
   });
 }
 

@@ -1,0 +1,104 @@
+/**
+ * Emulators for domain-level integration tests: DynamoDB (dynalite), S3 (s3rver)
+ * and SQS (fauxqs), in-process on ephemeral loopback ports, in a temp folder.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
+import dynalite from 'dynalite';
+import { startFauxqs } from 'fauxqs';
+import S3rver from 's3rver';
+import { makeS3Client } from '../../functions/adapters/s3.js';
+
+const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+
+export interface TestEmulators {
+  dir: string;
+  dynamo: DynamoDBClient;
+  s3: S3Client;
+  sqs: SQSClient;
+  endpoints: { dynamodb: string; s3: string; sqs: string };
+  createTable(name?: string): Promise<string>;
+  createBucket(name: string): Promise<string>;
+  createFifoQueue(name: string): Promise<string>;
+  /** Sets AWS_ENDPOINT_URL_* etc. so code that builds its own clients reaches these emulators. */
+  env(): Record<string, string>;
+  stop(): Promise<void>;
+}
+
+let tableCounter = 0;
+
+export async function startEmulators(): Promise<TestEmulators> {
+  const dir = await mkdtemp(join(tmpdir(), 'mirror-test-'));
+  const dyn = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  await new Promise<void>((resolve) => dyn.listen(0, '127.0.0.1', () => resolve()));
+  const dynamoEndpoint = `http://127.0.0.1:${(dyn.address() as AddressInfo).port}`;
+  const s3rver = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: join(dir, 's3') });
+  const s3Address = (await s3rver.run()) as AddressInfo;
+  const s3Endpoint = `http://127.0.0.1:${s3Address.port}`;
+  const fauxqs = await startFauxqs({ port: 0, logger: false });
+  const sqsEndpoint = fauxqs.address;
+
+  process.env.AWS_ACCESS_KEY_ID ??= credentials.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY ??= credentials.secretAccessKey;
+  const region = 'us-east-1';
+  const dynamo = new DynamoDBClient({ region, endpoint: dynamoEndpoint, credentials });
+  const s3 = makeS3Client({ region, forcePathStyle: true, endpoint: s3Endpoint, credentials });
+  const sqs = new SQSClient({ region, endpoint: sqsEndpoint, credentials });
+
+  return {
+    dir,
+    dynamo,
+    s3,
+    sqs,
+    endpoints: { dynamodb: dynamoEndpoint, s3: s3Endpoint, sqs: sqsEndpoint },
+    async createTable(name = `ledger-${process.pid}-${++tableCounter}`) {
+      await dynamo.send(
+        new CreateTableCommand({
+          TableName: name,
+          AttributeDefinitions: [
+            { AttributeName: 'pk', AttributeType: 'S' },
+            { AttributeName: 'sk', AttributeType: 'S' },
+          ],
+          KeySchema: [
+            { AttributeName: 'pk', KeyType: 'HASH' },
+            { AttributeName: 'sk', KeyType: 'RANGE' },
+          ],
+          BillingMode: 'PAY_PER_REQUEST',
+        }),
+      );
+      return name;
+    },
+    async createBucket(name) {
+      await s3.send(new CreateBucketCommand({ Bucket: name }));
+      return name;
+    },
+    async createFifoQueue(name) {
+      const out = await sqs.send(
+        new CreateQueueCommand({
+          QueueName: `${name}.fifo`,
+          Attributes: { FifoQueue: 'true', VisibilityTimeout: '5' },
+        }),
+      );
+      return out.QueueUrl as string;
+    },
+    env: () => ({
+      AWS_ENDPOINT_URL_DYNAMODB: dynamoEndpoint,
+      AWS_ENDPOINT_URL_S3: s3Endpoint,
+      AWS_ENDPOINT_URL_SQS: sqsEndpoint,
+      AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+      AWS_REGION: region,
+    }),
+    async stop() {
+      await fauxqs.stop();
+      await s3rver.close();
+      await new Promise<void>((resolve) => dyn.close(() => resolve()));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
