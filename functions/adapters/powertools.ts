@@ -35,3 +35,8 @@ export function metricsPort(metrics: Metrics): MetricsPort {
     milliseconds: (name, value, dimensions) => add(name, MetricUnit.Milliseconds, value, dimensions),
   };
 }
+
+/** Flushes buffered metrics; an invocation that recorded none prints nothing. */
+export function publishMetrics(metrics: Metrics): void {
+  if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+}

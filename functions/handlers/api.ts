@@ -2,7 +2,7 @@
 import httpRouter from '@middy/http-router';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { z } from 'zod';
-import { makeLogger, makeMetrics, metricsPort } from '../adapters/powertools.js';
+import { makeLogger, makeMetrics, metricsPort, publishMetrics } from '../adapters/powertools.js';
 import { readRuntimeConfig } from '../adapters/runtime-config.js';
 import { makeDeps } from '../adapters/wiring.js';
 import { decodeCursor, encodeCursor, readChanges } from '../core/changes.js';
@@ -258,6 +258,6 @@ export const handler = async (event: Event, context: Context): Promise<Result> =
     logger.error('unexpected error', error as Error);
     return errorBody(500, 'internal', 'internal error; the request may be retried');
   } finally {
-    metrics.publishStoredMetrics();
+    publishMetrics(metrics);
   }
 };

@@ -1,7 +1,7 @@
 /** SQS (S3 ObjectCreated on blobs/) → verify the bytes, commit waiting uploads, fan out. */
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { makeLogger, makeMetrics, metricsPort } from '../adapters/powertools.js';
+import { makeLogger, makeMetrics, metricsPort, publishMetrics } from '../adapters/powertools.js';
 import { readRuntimeConfig } from '../adapters/runtime-config.js';
 import { makeDeps } from '../adapters/wiring.js';
 import { ingestBlob } from '../core/ingest.js';
@@ -34,6 +34,6 @@ export const handler = async (event: SQSEvent, context: Context): Promise<SQSBat
   try {
     return await processPartialResponse(event, processRecord, processor, { context });
   } finally {
-    metrics.publishStoredMetrics();
+    publishMetrics(metrics);
   }
 };

@@ -1,7 +1,7 @@
 /** SQS FIFO (one target) → apply each version at the target bucket, in order per path. */
 import { processPartialResponse, SqsFifoPartialProcessorAsync } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
-import { makeLogger, makeMetrics, metricsPort } from '../adapters/powertools.js';
+import { makeLogger, makeMetrics, metricsPort, publishMetrics } from '../adapters/powertools.js';
 import { readRuntimeConfig } from '../adapters/runtime-config.js';
 import { makeDeps, makeReplicaStore } from '../adapters/wiring.js';
 import { replicateVersion } from '../core/replicate.js';
@@ -42,6 +42,6 @@ export const handler = async (event: SQSEvent, context: Context): Promise<SQSBat
     // Only the failed record's group is retried; other paths go on (Powertools' FIFO processor).
     return await processPartialResponse(event, processRecord, processor, { context, skipGroupOnError: true });
   } finally {
-    metrics.publishStoredMetrics();
+    publishMetrics(metrics);
   }
 };

@@ -1,0 +1,246 @@
+/**
+ * A small typed client for the Media Mirror HTTP API. Every response is checked
+ * against the documented shape, so a mismatch is one clear error rather than
+ * an `undefined` further down.
+ */
+import { z } from 'zod';
+import { ApiError, ApiResponseError, ApiUnreachableError } from './errors.ts';
+
+const uploadStatus = z.enum(['pending', 'committed', 'rejected']);
+export type UploadStatus = z.infer<typeof uploadStatus>;
+
+const version = z.number().int().nonnegative();
+
+export const createUploadCommittedSchema = z.object({
+  status: z.literal('committed'),
+  uploadId: z.string().min(1),
+  path: z.string(),
+  version,
+  deduplicated: z.boolean().default(true),
+});
+
+export const createUploadPendingSchema = z.object({
+  status: z.literal('pending'),
+  uploadId: z.string().min(1),
+  path: z.string(),
+  upload: z.object({
+    method: z.literal('PUT'),
+    url: z.url(),
+    headers: z.record(z.string(), z.string()),
+    expiresAt: z.string().optional(),
+  }),
+});
+
+export const createUploadResponseSchema = z.discriminatedUnion('status', [
+  createUploadCommittedSchema,
+  createUploadPendingSchema,
+]);
+export type CreateUploadResponse = z.infer<typeof createUploadResponseSchema>;
+export type CreateUploadPending = z.infer<typeof createUploadPendingSchema>;
+
+export interface CreateUploadRequest {
+  path: string;
+  size: number;
+  /** Lower-case hex. */
+  sha256: string;
+  contentType: string;
+  /** Commit only if the path's head is this version (optimistic concurrency). */
+  ifVersion?: number | undefined;
+}
+
+export const uploadRecordSchema = z.object({
+  uploadId: z.string().min(1),
+  status: uploadStatus,
+  path: z.string(),
+  sha256: z.string().optional(),
+  size: z.number().optional(),
+  contentType: z.string().optional(),
+  version: version.nullish(),
+  reason: z.string().nullish(),
+  createdAt: z.string().optional(),
+  updatedAt: z.string().optional(),
+});
+export type UploadRecord = z.infer<typeof uploadRecordSchema>;
+
+export const fileStatusSchema = z.object({
+  path: z.string(),
+  head: z.object({
+    version,
+    sha256: z.string(),
+    size: z.number(),
+    contentType: z.string().optional(),
+    committedAt: z.string().nullish(),
+    deleted: z.boolean().default(false),
+  }),
+  targets: z.array(
+    z.object({
+      id: z.string(),
+      kind: z.string(),
+      appliedVersion: version.nullish(),
+      status: z.string(),
+      appliedAt: z.string().nullish(),
+    }),
+  ),
+});
+export type FileStatus = z.infer<typeof fileStatusSchema>;
+
+export const targetsResponseSchema = z.object({
+  targets: z.array(
+    z.object({
+      id: z.string(),
+      kind: z.string(),
+      region: z.string().nullish(),
+      pathPrefix: z.string().nullish(),
+    }),
+  ),
+});
+export type TargetsResponse = z.infer<typeof targetsResponseSchema>;
+
+/** Health's shape is not pinned down; `status` is shown when present, the rest passed through. */
+export const healthResponseSchema = z.looseObject({ status: z.string().optional() });
+export type HealthResponse = z.infer<typeof healthResponseSchema>;
+
+const errorBodySchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
+});
+
+export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
+
+export interface MirrorApiClientOptions {
+  /** Base URL, e.g. `http://127.0.0.1:8787` or `https://x.execute-api.eu-west-1.amazonaws.com/prod`. */
+  baseUrl: string;
+  token: string;
+  /** @default globalThis.fetch */
+  fetch?: FetchLike | undefined;
+  /** Per-request time limit. @default 30000 */
+  timeoutMs?: number | undefined;
+}
+
+export class MirrorApiClient {
+  readonly baseUrl: string;
+  readonly #token: string;
+  readonly #fetch: FetchLike;
+  readonly #timeoutMs: number;
+
+  constructor(options: MirrorApiClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, '');
+    this.#token = options.token;
+    this.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  /** `POST /v1/uploads`: 200 committed (deduplicated) or 201 pending with a presigned PUT. */
+  createUpload(request: CreateUploadRequest): Promise<CreateUploadResponse> {
+    const body: Record<string, unknown> = {
+      path: request.path,
+      size: request.size,
+      sha256: request.sha256.toLowerCase(),
+      contentType: request.contentType,
+    };
+    if (request.ifVersion !== undefined) body.ifVersion = request.ifVersion;
+    return this.#call('POST', '/v1/uploads', createUploadResponseSchema, body);
+  }
+
+  /** `GET /v1/uploads/{uploadId}`. */
+  getUpload(uploadId: string): Promise<UploadRecord> {
+    return this.#call('GET', `/v1/uploads/${encodeURIComponent(uploadId)}`, uploadRecordSchema);
+  }
+
+  /** `GET /v1/files/{path}`: the whole path is one encoded segment (`a/b.jpg` → `a%2Fb.jpg`). */
+  getFile(path: string): Promise<FileStatus> {
+    return this.#call('GET', `/v1/files/${encodeURIComponent(path)}`, fileStatusSchema);
+  }
+
+  /** `GET /v1/targets`. */
+  listTargets(): Promise<TargetsResponse> {
+    return this.#call('GET', '/v1/targets', targetsResponseSchema);
+  }
+
+  /** `GET /v1/health`. */
+  health(): Promise<HealthResponse> {
+    return this.#call('GET', '/v1/health', healthResponseSchema);
+  }
+
+  async #call<S extends z.ZodType>(
+    method: 'GET' | 'POST',
+    route: string,
+    schema: S,
+    body?: unknown,
+  ): Promise<z.infer<S>> {
+    const what = `${method} ${route}`;
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${this.#token}`,
+      accept: 'application/json',
+    };
+    const init: RequestInit = { method, headers, signal: AbortSignal.timeout(this.#timeoutMs) };
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+
+    let response: Response;
+    let text: string;
+    try {
+      response = await this.#fetch(`${this.baseUrl}${route}`, init);
+      text = await response.text();
+    } catch (err) {
+      const local = /^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:|\/|$)/.test(this.baseUrl);
+      const hint = local ? '; is the local stack running (npm start)?' : '';
+      throw new ApiUnreachableError(
+        `cannot reach the API at ${this.baseUrl} (${what}): ${describeFetchError(err)}${hint}`,
+        { cause: err },
+      );
+    }
+
+    if (!response.ok) throw toApiError(response.status, response.statusText, text);
+
+    let json: unknown;
+    try {
+      json = text === '' ? undefined : JSON.parse(text);
+    } catch (err) {
+      throw new ApiResponseError(`${what}: response ${response.status} is not JSON: ${snippet(text)}`, {
+        cause: err,
+      });
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);
+      throw new ApiResponseError(`${what}: unexpected response ${response.status}: ${problems.join('; ')}`);
+    }
+    return parsed.data as z.infer<S>;
+  }
+}
+
+/** Maps a non-2xx response to an ApiError, from `{error:{code,message,field?}}` when the body has it. */
+export function toApiError(status: number, statusText: string, text: string): ApiError {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  const parsed = errorBodySchema.safeParse(json);
+  if (parsed.success) {
+    const { code, message, field } = parsed.data.error;
+    return new ApiError({ status, code, message, field, cause: json });
+  }
+  const message = text.trim() === '' ? statusText || 'no details' : snippet(text);
+  return new ApiError({ status, code: `http_${status}`, message, cause: text });
+}
+
+function snippet(text: string, max = 200): string {
+  const oneLine = text.replace(/\s+/g, ' ').trim();
+  return oneLine.length > max ? `${oneLine.slice(0, max)}…` : oneLine;
+}
+
+function describeFetchError(err: unknown): string {
+  if (err instanceof Error) {
+    if (err.name === 'TimeoutError') return 'timed out';
+    // undici puts the socket error (ECONNREFUSED, ENOTFOUND...) in `cause`.
+    const cause = err.cause as { code?: unknown; message?: unknown } | undefined;
+    if (cause && typeof cause.code === 'string') return cause.code;
+    if (cause && typeof cause.message === 'string') return cause.message;
+    return err.message;
+  }
+  return String(err);
+}

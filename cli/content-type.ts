@@ -1,0 +1,37 @@
+/** Content type from a file name's extension; a small table, not a MIME database. */
+import { extname } from 'node:path';
+
+const BY_EXTENSION: Readonly<Record<string, string>> = {
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  png: 'image/png',
+  gif: 'image/gif',
+  webp: 'image/webp',
+  svg: 'image/svg+xml',
+  avif: 'image/avif',
+  mp4: 'video/mp4',
+  webm: 'video/webm',
+  mov: 'video/quicktime',
+  mp3: 'audio/mpeg',
+  wav: 'audio/wav',
+  ogg: 'audio/ogg',
+  pdf: 'application/pdf',
+  txt: 'text/plain',
+  json: 'application/json',
+};
+
+export const FALLBACK_CONTENT_TYPE = 'application/octet-stream';
+
+export function guessContentType(fileName: string): string {
+  const ext = extname(fileName).slice(1).toLowerCase();
+  return Object.hasOwn(BY_EXTENSION, ext)
+    ? (BY_EXTENSION[ext] ?? FALLBACK_CONTENT_TYPE)
+    : FALLBACK_CONTENT_TYPE;
+}
+
+/** `type/subtype` with optional parameters, as `--content-type` must be. */
+export function isValidContentType(value: string): boolean {
+  return /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+(\s*;\s*[a-z0-9!#$&^_.+-]+=("[^"]*"|[^;\s]*))*$/i.test(
+    value,
+  );
+}

@@ -1,0 +1,117 @@
+/**
+ * Where the API is and how to authenticate: `--api`/`--token` (or MIRROR_API_URL /
+ * MIRROR_API_TOKEN) win field by field over the endpoints file that `npm start`
+ * writes to `$MIRROR_DATA_DIR/endpoints.json` (MIRROR_DATA_DIR defaults to `.mirror`).
+ */
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+
+export interface Connection {
+  /** API base URL without a trailing slash, e.g. `http://127.0.0.1:8787`. */
+  readonly api: string;
+  readonly token: string;
+}
+
+export interface ConnectionOptions {
+  /** `--endpoints <file>`. */
+  endpoints?: string | undefined;
+  /** `--api <url>`. */
+  api?: string | undefined;
+  /** `--token <t>`. */
+  token?: string | undefined;
+}
+
+const HINT = 'start the local stack with npm start, or pass --api/--token';
+
+const endpointsFileSchema = z.object({
+  api: z.string().min(1).optional(),
+  token: z.string().min(1).optional(),
+});
+
+export function defaultEndpointsFile(env: NodeJS.ProcessEnv, cwd: string): string {
+  return resolve(cwd, env.MIRROR_DATA_DIR || '.mirror', 'endpoints.json');
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+/** Checks and normalises an API base URL (http or https, no query, no trailing slash). */
+export function normaliseApiUrl(value: string, source: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`${source}: "${value}" is not a URL (expected e.g. http://127.0.0.1:8787)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(`${source}: "${value}" must be an http:// or https:// URL`);
+  }
+  if (url.search !== '' || url.hash !== '') {
+    throw new ConfigError(`${source}: "${value}" must not have a query or fragment`);
+  }
+  return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
+}
+
+/** The file's fields, or `undefined` when there is no such file. */
+async function readEndpointsFile(file: string): Promise<z.infer<typeof endpointsFileSchema> | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new ConfigError(`cannot read endpoints file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`endpoints file ${file} is not valid JSON: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  const parsed = endpointsFileSchema.safeParse(json);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ConfigError(`endpoints file ${file} is malformed: ${problems.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+/** Resolves the connection; reads the endpoints file only when a flag or variable is missing. */
+export async function loadConnection(
+  options: ConnectionOptions,
+  env: NodeJS.ProcessEnv = process.env,
+  cwd: string = process.cwd(),
+): Promise<Connection> {
+  const apiFlag = nonEmpty(options.api) ?? nonEmpty(env.MIRROR_API_URL);
+  const tokenFlag = nonEmpty(options.token) ?? nonEmpty(env.MIRROR_API_TOKEN);
+  const apiSource = nonEmpty(options.api) ? '--api' : 'MIRROR_API_URL';
+
+  if (apiFlag !== undefined && tokenFlag !== undefined) {
+    return { api: normaliseApiUrl(apiFlag, apiSource), token: tokenFlag };
+  }
+
+  const file = options.endpoints ? resolve(cwd, options.endpoints) : defaultEndpointsFile(env, cwd);
+  const fromFile = await readEndpointsFile(file);
+  if (fromFile === undefined) {
+    const missing = `no endpoints file at ${file}: ${HINT}`;
+    // Half the flags given and no file: say which half is missing.
+    if (apiFlag !== undefined)
+      throw new ConfigError(`--api given without --token (or MIRROR_API_TOKEN); ${missing}`);
+    if (tokenFlag !== undefined)
+      throw new ConfigError(`--token given without --api (or MIRROR_API_URL); ${missing}`);
+    throw new ConfigError(missing);
+  }
+
+  const api = apiFlag ?? fromFile.api;
+  const token = tokenFlag ?? fromFile.token;
+  if (api === undefined) throw new ConfigError(`endpoints file ${file} has no "api" URL: ${HINT}`);
+  if (token === undefined) throw new ConfigError(`endpoints file ${file} has no "token": ${HINT}`);
+  return {
+    api: normaliseApiUrl(api, apiFlag !== undefined ? apiSource : `endpoints file ${file}`),
+    token,
+  };
+}

@@ -1,0 +1,223 @@
+/**
+ * The `media-mirror` command line: `upload` and `status`. Everything the commands
+ * touch (streams, environment, fetch, PUT, clock) comes in through `CliIo`, so
+ * `runCli` runs in-process in tests exactly as `bin/cli.ts` runs it.
+ */
+import { createRequire } from 'node:module';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { type FetchLike, MirrorApiClient } from './api-client.ts';
+import { isValidContentType } from './content-type.ts';
+import { type ConnectionOptions, loadConnection } from './endpoints.ts';
+import { MirrorCliError } from './errors.ts';
+import {
+  createJsonLinesProgress,
+  createTtyProgress,
+  formatBytes,
+  type ProgressSink,
+  type Writable,
+} from './progress.ts';
+import { createPutFile, type PutFile } from './put-file.ts';
+import { formatFileStatus, formatTargetsOverview, getPathStatus, getTargetsOverview } from './status.ts';
+import { type Clock, DEFAULT_TIMEOUT_SECONDS, systemClock, type UploadResult, uploadFile } from './upload.ts';
+
+export interface CliIo {
+  stdout: Writable;
+  stderr: Writable & { isTTY?: boolean };
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** @default globalThis.fetch */
+  fetch?: FetchLike | undefined;
+  /** @default createPutFile() (node:http streaming PUT) */
+  putFile?: PutFile | undefined;
+  /** @default systemClock */
+  clock?: Clock | undefined;
+  /** @default a TTY bar when stderr is a TTY, else JSON lines on stderr */
+  progress?: ProgressSink | undefined;
+  /** Wall clock for "5m ago" in status. @default () => new Date() */
+  now?: (() => Date) | undefined;
+}
+
+export function processIo(): CliIo {
+  return { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() };
+}
+
+const USAGE_EXIT = 2;
+
+function packageVersion(): string {
+  try {
+    const pkg = createRequire(import.meta.url)('../package.json') as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+function parseNonNegativeInt(value: string): number {
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw new InvalidArgumentError('expected a whole number >= 0.');
+  }
+  return Number(value);
+}
+
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0 || n > 86_400) {
+    throw new InvalidArgumentError('expected seconds, a number > 0 and <= 86400.');
+  }
+  return n;
+}
+
+function parseContentType(value: string): string {
+  if (!isValidContentType(value)) throw new InvalidArgumentError('expected type/subtype, e.g. image/jpeg.');
+  return value;
+}
+
+function parseMirrorPath(value: string): string {
+  if (value.trim() === '') throw new InvalidArgumentError('must not be empty.');
+  return value;
+}
+
+export function createProgram(io: CliIo): Command {
+  const program = new Command();
+  program
+    .name('media-mirror')
+    .description('Write a file once, see it everywhere: upload to Media Mirror and watch it replicate.')
+    .version(packageVersion(), '-V, --version')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+      outputError: (s, write) => write(s.startsWith('error:') ? `media-mirror: ${s}` : s),
+    })
+    .option(
+      '--endpoints <file>',
+      'endpoints file written by npm start (default: $MIRROR_DATA_DIR/endpoints.json, MIRROR_DATA_DIR=.mirror)',
+    )
+    .option('--api <url>', 'API base URL, overrides the endpoints file (env: MIRROR_API_URL)')
+    .option('--token <token>', 'API bearer token, overrides the endpoints file (env: MIRROR_API_TOKEN)')
+    .showSuggestionAfterError(true);
+
+  const client = async (command: Command): Promise<MirrorApiClient> => {
+    const options = command.optsWithGlobals<ConnectionOptions>();
+    const connection = await loadConnection(
+      { endpoints: options.endpoints, api: options.api, token: options.token },
+      io.env,
+      io.cwd,
+    );
+    return new MirrorApiClient({ baseUrl: connection.api, token: connection.token, fetch: io.fetch });
+  };
+
+  program
+    .command('upload')
+    .description('hash a file, upload it (unless the same bytes are already stored) and wait for the commit')
+    .argument('<file>', 'local file to upload')
+    .argument('<path>', 'path in the mirror, e.g. images/2024/cat.jpg', parseMirrorPath)
+    .option('--content-type <type>', 'content type (default: guessed from the extension)', parseContentType)
+    .option('--if-version <n>', 'commit only if the path is at this version now', parseNonNegativeInt)
+    .option('--no-wait', 'return once the bytes are sent, without waiting for the commit')
+    .option('--timeout <seconds>', 'how long to wait for the commit', parseSeconds, DEFAULT_TIMEOUT_SECONDS)
+    .option('--json', 'print the result as one JSON object')
+    .action(async (file: string, path: string, _opts: unknown, command: Command) => {
+      const opts = command.opts<{
+        contentType?: string;
+        ifVersion?: number;
+        wait: boolean;
+        timeout: number;
+        json?: boolean;
+      }>();
+      const api = await client(command);
+      const progress =
+        io.progress ??
+        (io.stderr.isTTY === true
+          ? createTtyProgress(io.stderr as NodeJS.WritableStream)
+          : createJsonLinesProgress(io.stderr));
+      let result: UploadResult;
+      try {
+        result = await uploadFile(
+          { client: api, putFile: io.putFile ?? createPutFile(), clock: io.clock ?? systemClock, progress },
+          {
+            file,
+            path,
+            contentType: opts.contentType,
+            ifVersion: opts.ifVersion,
+            wait: opts.wait,
+            timeoutSeconds: opts.timeout,
+          },
+        );
+      } finally {
+        progress.stop();
+      }
+      io.stdout.write(`${opts.json ? JSON.stringify(uploadJson(result)) : uploadLine(result)}\n`);
+    });
+
+  program
+    .command('status')
+    .description(
+      "without a path: the deployment's targets; with a path: its head version and each target's copy",
+    )
+    .argument('[path]', 'path in the mirror')
+    .option('--json', 'print the answer as JSON')
+    .action(async (path: string | undefined, _opts: unknown, command: Command) => {
+      const { json } = command.opts<{ json?: boolean }>();
+      const api = await client(command);
+      const now = io.now ?? (() => new Date());
+      if (path === undefined) {
+        const overview = await getTargetsOverview(api);
+        io.stdout.write(`${json ? JSON.stringify(overview) : formatTargetsOverview(overview)}\n`);
+      } else {
+        const status = await getPathStatus(api, path);
+        io.stdout.write(`${json ? JSON.stringify(status) : formatFileStatus(status, now())}\n`);
+      }
+    });
+
+  return program;
+}
+
+export function uploadJson(r: UploadResult): Record<string, unknown> {
+  return {
+    path: r.path,
+    version: r.version,
+    uploadId: r.uploadId,
+    deduplicated: r.deduplicated,
+    sha256: r.sha256,
+    size: r.size,
+    seconds: r.seconds,
+    status: r.status,
+    contentType: r.contentType,
+  };
+}
+
+export function uploadLine(r: UploadResult): string {
+  if (r.deduplicated) {
+    return `committed ${r.path} version ${r.version} (deduplicated: no bytes sent)`;
+  }
+  if (r.status === 'pending') {
+    return `sent ${r.path} (${formatBytes(r.size)}, upload ${r.uploadId}); not waiting for the commit: media-mirror status ${r.path}`;
+  }
+  return `committed ${r.path} version ${r.version} (${formatBytes(r.size)} in ${r.seconds.toFixed(1)} s, upload ${r.uploadId})`;
+}
+
+/**
+ * Parses `argv` (as in process.argv) and runs the command; returns the exit code:
+ * 0 ok, 1 failure, 2 usage. Prints errors as one line on stderr.
+ */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const program = createProgram(io);
+  try {
+    await program.parseAsync([...argv]);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has printed its message (or the help/version) already.
+      return err.exitCode === 0 ? 0 : USAGE_EXIT;
+    }
+    if (err instanceof MirrorCliError) {
+      io.stderr.write(`media-mirror: ${err.message}\n`);
+      return err.exitCode;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    io.stderr.write(`media-mirror: unexpected error: ${message}\n`);
+    if (io.env.MIRROR_DEBUG && err instanceof Error && err.stack) io.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
+}

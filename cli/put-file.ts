@@ -1,0 +1,147 @@
+/**
+ * The presigned PUT: streams the file to storage with exactly the headers the API
+ * returned (they are signed: content-length, content-type, x-amz-checksum-sha256).
+ *
+ * node:http rather than fetch: fetch would send a streamed body chunked, and S3
+ * refuses chunked PUTs to a presigned URL; here the body goes out with the signed
+ * content-length, one chunk in memory at a time.
+ */
+import { createReadStream } from 'node:fs';
+import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { pipeline } from 'node:stream/promises';
+import { UploadPutError } from './errors.ts';
+
+export interface PutFileRequest {
+  url: string;
+  headers: Readonly<Record<string, string>>;
+  file: string;
+  /** Bytes the file has (from the hash pass). */
+  size: number;
+  /** Called as bytes are handed to the socket, with the running total. */
+  onBytes?: ((bytesSent: number) => void) | undefined;
+}
+
+export type PutFile = (request: PutFileRequest) => Promise<void>;
+
+export interface PutFileOptions {
+  /** Abort when the socket is idle this long. @default 60000 */
+  idleTimeoutMs?: number;
+  /** @default 1 MiB: small enough for smooth progress, large enough for throughput. */
+  chunkBytes?: number;
+}
+
+/** Where a presigned URL points, without its query (which holds the signature). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
+export function createPutFile(options: PutFileOptions = {}): PutFile {
+  const idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+  const chunkBytes = options.chunkBytes ?? 1024 * 1024;
+
+  return async ({ url, headers, file, size, onBytes }) => {
+    const target = new URL(url);
+    const where = redactUrl(url);
+    const contentLength = Object.entries(headers).find(([k]) => k.toLowerCase() === 'content-length')?.[1];
+    if (contentLength !== undefined && Number(contentLength) !== size) {
+      throw new UploadPutError(
+        `the upload URL is signed for ${contentLength} bytes but ${file} has ${size}; try again`,
+      );
+    }
+    const sendHeaders: OutgoingHttpHeaders = { ...headers };
+    // S3 needs a length; add it only when the API did not sign one.
+    if (contentLength === undefined) sendHeaders['content-length'] = String(size);
+
+    if (target.protocol !== 'https:' && target.protocol !== 'http:') {
+      throw new UploadPutError(`upload URL has unsupported protocol ${target.protocol}`);
+    }
+    const request = target.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = request(target, { method: 'PUT', headers: sendHeaders });
+    req.setTimeout(idleTimeoutMs, () => {
+      req.destroy(new Error(`no progress for ${Math.round(idleTimeoutMs / 1000)} s`));
+    });
+
+    const response = new Promise<IncomingMessage>((resolve, reject) => {
+      req.once('response', resolve);
+      req.once('error', reject);
+    });
+    let sent = 0;
+    const sending = pipeline(
+      createReadStream(file, { highWaterMark: chunkBytes }),
+      async function* count(source: AsyncIterable<Buffer>) {
+        for await (const chunk of source) {
+          sent += chunk.length;
+          onBytes?.(sent);
+          yield chunk;
+        }
+      },
+      req,
+    ).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+
+    let res: IncomingMessage;
+    try {
+      res = await response;
+    } catch (err) {
+      const sendError = await sending;
+      const cause = sendError ?? err;
+      throw new UploadPutError(`upload PUT to ${where} failed: ${errorText(cause)}`, { cause });
+    }
+
+    const status = res.statusCode ?? 0;
+    const body = await readBody(res);
+    if (status < 200 || status > 299) {
+      // Storage may answer before it has read the whole body; stop sending, and the
+      // send error that follows is noise (`sending` already swallows it).
+      req.destroy();
+      throw new UploadPutError(
+        `upload PUT failed: ${status} ${describeStorageError(body, res.statusMessage)}`,
+        {
+          status,
+        },
+      );
+    }
+    const sendError = await sending;
+    if (sendError !== undefined) {
+      throw new UploadPutError(`upload PUT to ${where} failed: ${errorText(sendError)}`, {
+        cause: sendError,
+      });
+    }
+  };
+}
+
+async function readBody(res: IncomingMessage, max = 64 * 1024): Promise<string> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    if (length < max) chunks.push(chunk);
+    length += chunk.length;
+  }
+  return Buffer.concat(chunks).toString('utf8').slice(0, max);
+}
+
+/** S3 errors are XML `<Error><Code>..</Code><Message>..</Message></Error>`; show those, else the body's start. */
+export function describeStorageError(body: string, statusMessage: string | undefined): string {
+  const code = /<Code>([^<]*)<\/Code>/.exec(body)?.[1];
+  const message = /<Message>([^<]*)<\/Message>/.exec(body)?.[1];
+  if (code !== undefined) return message === undefined ? code : `${code}: ${message}`;
+  const text = body.replace(/\s+/g, ' ').trim();
+  if (text !== '') return text.length > 300 ? `${text.slice(0, 300)}…` : text;
+  return statusMessage ?? 'no details';
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code !== undefined && !err.message.includes(code) ? `${code} ${err.message}` : err.message;
+  }
+  return String(err);
+}

@@ -1,0 +1,187 @@
+/**
+ * The upload flow: hash → create upload → PUT the bytes (unless deduplicated) →
+ * wait for the ingest to verify and commit. Every side effect comes in through
+ * `UploadDeps`, so tests drive it with a fake client, a fake PUT and a fake clock.
+ */
+import type { MirrorApiClient, UploadRecord } from './api-client.ts';
+import { guessContentType } from './content-type.ts';
+import {
+  ApiError,
+  ApiResponseError,
+  ApiUnreachableError,
+  UploadRejectedError,
+  UploadTimeoutError,
+} from './errors.ts';
+import { type FileDigest, type HashOptions, hashFile, statRegularFile } from './hash-file.ts';
+import { type ProgressSink, round3 } from './progress.ts';
+import type { PutFile } from './put-file.ts';
+
+export interface Clock {
+  /** Milliseconds; only differences matter. */
+  now(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+export interface UploadDeps {
+  client: Pick<MirrorApiClient, 'createUpload' | 'getUpload'>;
+  putFile: PutFile;
+  clock: Clock;
+  progress: ProgressSink;
+  /** @default hashFile (streaming SHA-256) */
+  hashFile?: (file: string, options: HashOptions) => Promise<FileDigest>;
+}
+
+export interface UploadOptions {
+  /** Local file to send. */
+  file: string;
+  /** Logical path in the mirror, e.g. `images/2024/cat.jpg`. */
+  path: string;
+  /** @default guessed from the file's extension */
+  contentType?: string | undefined;
+  /** Commit only if the path's head is this version. */
+  ifVersion?: number | undefined;
+  /** Wait for the commit. @default true */
+  wait?: boolean | undefined;
+  /** How long to wait for the commit once the bytes are sent. @default 120 */
+  timeoutSeconds?: number | undefined;
+  /** @default 250 */
+  pollIntervalMs?: number | undefined;
+}
+
+export interface UploadResult {
+  path: string;
+  /** `null` when not waited for (`--no-wait`). */
+  version: number | null;
+  uploadId: string;
+  status: 'committed' | 'pending';
+  deduplicated: boolean;
+  sha256: string;
+  size: number;
+  contentType: string;
+  /** Wall time of the whole flow. */
+  seconds: number;
+}
+
+export const DEFAULT_TIMEOUT_SECONDS = 120;
+export const DEFAULT_POLL_INTERVAL_MS = 250;
+
+export async function uploadFile(deps: UploadDeps, options: UploadOptions): Promise<UploadResult> {
+  const { client, clock, progress } = deps;
+  const hash = deps.hashFile ?? hashFile;
+  const started = clock.now();
+  const contentType = options.contentType ?? guessContentType(options.file);
+
+  const { size: statSize } = await statRegularFile(options.file);
+  progress.phase('hashing', statSize, { file: options.file });
+  const { sha256, size } = await hash(options.file, { onBytes: (n) => progress.bytes(n) });
+
+  const created = await client.createUpload({
+    path: options.path,
+    size,
+    sha256,
+    contentType,
+    ifVersion: options.ifVersion,
+  });
+  const base = { uploadId: created.uploadId, sha256, size, contentType };
+  const seconds = () => round3((clock.now() - started) / 1000);
+
+  if (created.status === 'committed') {
+    const result: UploadResult = {
+      ...base,
+      path: created.path,
+      version: created.version,
+      status: 'committed',
+      deduplicated: true,
+      seconds: seconds(),
+    };
+    progress.phase('done', undefined, {
+      uploadId: created.uploadId,
+      version: created.version,
+      deduplicated: true,
+    });
+    return result;
+  }
+
+  progress.phase('uploading', size, { uploadId: created.uploadId });
+  await deps.putFile({
+    url: created.upload.url,
+    headers: created.upload.headers,
+    file: options.file,
+    size,
+    onBytes: (n) => progress.bytes(n),
+  });
+
+  if (options.wait === false) {
+    progress.phase('done', undefined, { uploadId: created.uploadId, status: 'pending' });
+    return {
+      ...base,
+      path: created.path,
+      version: null,
+      status: 'pending',
+      deduplicated: false,
+      seconds: seconds(),
+    };
+  }
+
+  progress.phase('verifying', undefined, { uploadId: created.uploadId });
+  const record = await waitForCommit(client, clock, {
+    uploadId: created.uploadId,
+    path: created.path,
+    timeoutSeconds: options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
+    pollIntervalMs: options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
+  });
+  const version = record.version;
+  if (version === undefined || version === null) {
+    throw new ApiResponseError(`GET /v1/uploads/${created.uploadId}: committed without a version`);
+  }
+  progress.phase('done', undefined, { uploadId: created.uploadId, version });
+  return {
+    ...base,
+    path: record.path,
+    version,
+    status: 'committed',
+    deduplicated: false,
+    seconds: seconds(),
+  };
+}
+
+/**
+ * Polls `GET /v1/uploads/{id}` until committed (returned) or rejected (UploadRejectedError),
+ * or the time is up (UploadTimeoutError). Transient API errors (5xx, 429, unreachable)
+ * are retried until the deadline; others are thrown at once.
+ */
+export async function waitForCommit(
+  client: Pick<MirrorApiClient, 'getUpload'>,
+  clock: Clock,
+  options: { uploadId: string; path: string; timeoutSeconds: number; pollIntervalMs: number },
+): Promise<UploadRecord> {
+  const deadline = clock.now() + options.timeoutSeconds * 1000;
+  let lastStatus = 'pending';
+  for (;;) {
+    let record: UploadRecord | undefined;
+    try {
+      record = await client.getUpload(options.uploadId);
+    } catch (err) {
+      const transient = (err instanceof ApiError && err.retryable) || err instanceof ApiUnreachableError;
+      if (!transient || clock.now() >= deadline) throw err;
+      lastStatus = `pending; last poll failed: ${(err as Error).message}`;
+    }
+    if (record !== undefined) {
+      if (record.status === 'committed') return record;
+      if (record.status === 'rejected') {
+        throw new UploadRejectedError(options.uploadId, options.path, record.reason ?? 'no reason given');
+      }
+      lastStatus = record.status;
+    }
+    const remaining = deadline - clock.now();
+    if (remaining <= 0) {
+      throw new UploadTimeoutError(options.uploadId, options.path, options.timeoutSeconds, lastStatus);
+    }
+    await clock.sleep(Math.min(options.pollIntervalMs, remaining));
+  }
+}

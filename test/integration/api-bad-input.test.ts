@@ -1,0 +1,232 @@
+/**
+ * The API handler against the emulators: every rejection names its field and
+ * status, and writes nothing (invariant 8).
+ */
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { httpEvent, lambdaContext } from '../support/api-events.js';
+import { makeWorld, sha256Hex, type World } from '../support/domain.js';
+import { startEmulators, type TestEmulators } from '../support/emulators.js';
+
+let emulators: TestEmulators;
+let world: World;
+let table: string;
+let api: (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredResultV2>;
+
+beforeAll(async () => {
+  emulators = await startEmulators();
+  world = await makeWorld(emulators);
+  table = (world.ledger as unknown as { table: string }).table;
+  Object.assign(process.env, emulators.env(), {
+    MIRROR_TABLE: table,
+    MIRROR_ORIGIN_BUCKET: world.originBucket,
+    MIRROR_TARGETS: JSON.stringify(world.targets.map((t) => ({ ...t, region: 'eu-west-1' }))),
+    MIRROR_MAX_UPLOAD_BYTES: String(10 * 1024 * 1024),
+    MIRROR_CONTENT_TYPES: JSON.stringify(['image/*', 'text/plain']),
+    MIRROR_S3_FORCE_PATH_STYLE: 'true',
+    POWERTOOLS_METRICS_DISABLED: 'true',
+    POWERTOOLS_LOG_LEVEL: 'SILENT',
+  });
+  const module = await import('../../functions/handlers/api.js');
+  api = (event) => module.handler(event, lambdaContext('api'));
+});
+afterAll(async () => {
+  await emulators?.stop();
+});
+
+async function snapshot() {
+  const items = await emulators.dynamo.send(new ScanCommand({ TableName: table, Select: 'COUNT' }));
+  const objects = await emulators.s3.send(new ListObjectsV2Command({ Bucket: world.originBucket }));
+  return { items: items.Count, objects: objects.KeyCount ?? 0 };
+}
+
+const sha = sha256Hex('hello');
+const valid = { path: 'media/ok.png', size: 5, sha256: sha, contentType: 'image/png' };
+const post = (body: unknown) => httpEvent('POST', '/v1/uploads', { body });
+const enc = encodeURIComponent;
+
+const cases: { name: string; event: APIGatewayProxyEventV2; status: number; field: string }[] = [
+  {
+    name: 'body is not JSON',
+    event: httpEvent('POST', '/v1/uploads', { rawBody: '{"path":' }),
+    status: 400,
+    field: 'body',
+  },
+  { name: 'no body', event: httpEvent('POST', '/v1/uploads'), status: 400, field: 'body' },
+  { name: 'body is an array', event: post([valid]), status: 400, field: 'body' },
+  { name: 'unknown field', event: post({ ...valid, colour: 'red' }), status: 400, field: 'colour' },
+  { name: 'path missing', event: post({ ...valid, path: undefined }), status: 400, field: 'path' },
+  { name: 'path is a number', event: post({ ...valid, path: 7 }), status: 400, field: 'path' },
+  { name: 'path empty', event: post({ ...valid, path: '' }), status: 400, field: 'path' },
+  { name: 'path absolute', event: post({ ...valid, path: '/etc/passwd' }), status: 400, field: 'path' },
+  { name: 'path with ..', event: post({ ...valid, path: 'a/../b.png' }), status: 400, field: 'path' },
+  { name: 'path with .', event: post({ ...valid, path: 'a/./b.png' }), status: 400, field: 'path' },
+  {
+    name: 'path with empty segment',
+    event: post({ ...valid, path: 'a//b.png' }),
+    status: 400,
+    field: 'path',
+  },
+  { name: 'path with trailing slash', event: post({ ...valid, path: 'a/b/' }), status: 400, field: 'path' },
+  { name: 'path with backslash', event: post({ ...valid, path: 'a\\b.png' }), status: 400, field: 'path' },
+  { name: 'path with NUL', event: post({ ...valid, path: 'a\u0000b.png' }), status: 400, field: 'path' },
+  { name: 'path with newline', event: post({ ...valid, path: 'a\nb.png' }), status: 400, field: 'path' },
+  {
+    name: 'path with lone surrogate',
+    event: post({ ...valid, path: 'a\ud800.png' }),
+    status: 400,
+    field: 'path',
+  },
+  {
+    name: 'path over the key length',
+    event: post({ ...valid, path: `${'é'.repeat(600)}.png` }),
+    status: 400,
+    field: 'path',
+  },
+  { name: 'size negative', event: post({ ...valid, size: -1 }), status: 400, field: 'size' },
+  { name: 'size fractional', event: post({ ...valid, size: 1.5 }), status: 400, field: 'size' },
+  { name: 'size as string', event: post({ ...valid, size: '5' }), status: 400, field: 'size' },
+  {
+    name: 'size over the limit',
+    event: post({ ...valid, size: 10 * 1024 * 1024 + 1 }),
+    status: 413,
+    field: 'size',
+  },
+  { name: 'sha256 too short', event: post({ ...valid, sha256: sha.slice(1) }), status: 400, field: 'sha256' },
+  {
+    name: 'sha256 not hex',
+    event: post({ ...valid, sha256: `z${sha.slice(1)}` }),
+    status: 400,
+    field: 'sha256',
+  },
+  {
+    name: 'sha256 base64',
+    event: post({ ...valid, sha256: Buffer.from(sha, 'hex').toString('base64') }),
+    status: 400,
+    field: 'sha256',
+  },
+  {
+    name: 'contentType malformed',
+    event: post({ ...valid, contentType: 'png' }),
+    status: 400,
+    field: 'contentType',
+  },
+  {
+    name: 'contentType not allowed',
+    event: post({ ...valid, contentType: 'application/x-msdownload' }),
+    status: 415,
+    field: 'contentType',
+  },
+  { name: 'ifVersion negative', event: post({ ...valid, ifVersion: -1 }), status: 400, field: 'ifVersion' },
+  { name: 'ifVersion conflicts', event: post({ ...valid, ifVersion: 4 }), status: 409, field: 'ifVersion' },
+  {
+    name: 'upload id malformed',
+    event: httpEvent('GET', '/v1/uploads/..%2F..'),
+    status: 400,
+    field: 'uploadId',
+  },
+  {
+    name: 'unknown upload',
+    event: httpEvent('GET', `/v1/uploads/${'0'.repeat(8)}-0000-0000-0000-000000000000`),
+    status: 404,
+    field: 'uploadId',
+  },
+  {
+    name: 'file path bad encoding',
+    event: httpEvent('GET', '/v1/files/%E0%A4%A'),
+    status: 400,
+    field: 'path',
+  },
+  {
+    name: 'file path escapes',
+    event: httpEvent('GET', `/v1/files/${enc('../x')}`),
+    status: 400,
+    field: 'path',
+  },
+  {
+    name: 'file not found',
+    event: httpEvent('GET', `/v1/files/${enc('no/such.png')}`),
+    status: 404,
+    field: 'path',
+  },
+  {
+    name: 'delete of a missing file',
+    event: httpEvent('DELETE', `/v1/files/${enc('no/such.png')}`),
+    status: 404,
+    field: 'path',
+  },
+  {
+    name: 'changes: bad cursor',
+    event: httpEvent('GET', '/v1/changes', { query: { cursor: 'not-a-cursor' } }),
+    status: 400,
+    field: 'cursor',
+  },
+  {
+    name: 'changes: limit 0',
+    event: httpEvent('GET', '/v1/changes', { query: { limit: '0' } }),
+    status: 400,
+    field: 'limit',
+  },
+  {
+    name: 'changes: limit not a number',
+    event: httpEvent('GET', '/v1/changes', { query: { limit: 'many' } }),
+    status: 400,
+    field: 'limit',
+  },
+  {
+    name: 'versions: before not a number',
+    event: httpEvent('GET', `/v1/files/${enc('a.png')}/versions`, { query: { before: 'x' } }),
+    status: 400,
+    field: 'before',
+  },
+  {
+    name: 'content: unknown target',
+    event: httpEvent('GET', `/v1/files/${enc('no/such.png')}/content`, { query: { target: 'nope' } }),
+    status: 404,
+    field: 'path',
+  },
+];
+
+describe('API rejects bad input with a clear error and writes nothing', () => {
+  it.each(cases)('$name → $status ($field)', async ({ event, status, field }) => {
+    const before = await snapshot();
+    const response = await api(event);
+    expect(response.statusCode).toBe(status);
+    const body = JSON.parse(response.body as string);
+    expect(body.error.field).toBe(field);
+    expect(body.error.code).toEqual(expect.any(String));
+    expect(body.error.message.length).toBeGreaterThan(5);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('an unknown route is a 404 with a code', async () => {
+    const response = await api(httpEvent('GET', '/v1/nothing'));
+    expect(response.statusCode).toBe(404);
+    expect(JSON.parse(response.body as string).error.code).toBe('no_route');
+  });
+
+  it('a valid upload is accepted with a presigned PUT binding length, type and checksum', async () => {
+    const response = await api(post(valid));
+    expect(response.statusCode).toBe(201);
+    const body = JSON.parse(response.body as string);
+    expect(body.status).toBe('pending');
+    const url = new URL(body.upload.url);
+    expect(url.pathname).toBe(`/${world.originBucket}/blobs/${sha}`);
+    expect(url.searchParams.get('X-Amz-SignedHeaders')?.split(';').sort()).toEqual(
+      ['content-length', 'content-type', 'host', 'x-amz-checksum-sha256'].sort(),
+    );
+    expect(Number(url.searchParams.get('X-Amz-Expires'))).toBeLessThanOrEqual(900);
+    // No empty-body CRC32 smuggled into the URL (PLATFORM.md).
+    expect([...url.searchParams.keys()].filter((k) => k.toLowerCase().startsWith('x-amz-checksum'))).toEqual(
+      [],
+    );
+    expect(body.upload.headers).toEqual({
+      'content-length': '5',
+      'content-type': 'image/png',
+      'x-amz-checksum-sha256': Buffer.from(sha, 'hex').toString('base64'),
+    });
+    expect(Date.parse(body.upload.expiresAt) - Date.now()).toBeLessThanOrEqual(900_000);
+  });
+});

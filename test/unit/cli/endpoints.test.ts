@@ -1,0 +1,93 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConnection, normaliseApiUrl } from '../../../cli/endpoints.ts';
+import { ConfigError } from '../../../cli/errors.ts';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mm-cli-endpoints-'));
+  await mkdir(join(dir, '.mirror'));
+  await writeFile(
+    join(dir, '.mirror', 'endpoints.json'),
+    JSON.stringify({ api: 'http://127.0.0.1:8787/', token: 'file-token', s3: 'http://127.0.0.1:4569' }),
+  );
+  await mkdir(join(dir, 'custom-data'));
+  await writeFile(
+    join(dir, 'custom-data', 'endpoints.json'),
+    JSON.stringify({ api: 'http://127.0.0.1:9999', token: 'custom-token' }),
+  );
+  await writeFile(join(dir, 'broken.json'), '{ not json');
+  await writeFile(join(dir, 'no-token.json'), JSON.stringify({ api: 'http://127.0.0.1:1' }));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('loadConnection', () => {
+  it('reads $MIRROR_DATA_DIR/endpoints.json, defaulting the folder to .mirror', async () => {
+    expect(await loadConnection({}, {}, dir)).toEqual({ api: 'http://127.0.0.1:8787', token: 'file-token' });
+    expect(await loadConnection({}, { MIRROR_DATA_DIR: 'custom-data' }, dir)).toEqual({
+      api: 'http://127.0.0.1:9999',
+      token: 'custom-token',
+    });
+  });
+
+  it('reads --endpoints <file> relative to the working directory', async () => {
+    expect(await loadConnection({ endpoints: 'custom-data/endpoints.json' }, {}, dir)).toEqual({
+      api: 'http://127.0.0.1:9999',
+      token: 'custom-token',
+    });
+  });
+
+  it('a missing file says how to fix it', async () => {
+    const empty = await mkdtemp(join(tmpdir(), 'mm-cli-empty-'));
+    try {
+      const err = await loadConnection({}, {}, empty).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).exitCode).toBe(1);
+      expect((err as Error).message).toBe(
+        `no endpoints file at ${join(empty, '.mirror', 'endpoints.json')}: ` +
+          'start the local stack with npm start, or pass --api/--token',
+      );
+      await expect(loadConnection({ api: 'http://h' }, {}, empty)).rejects.toThrow(
+        /--api given without --token/,
+      );
+    } finally {
+      await rm(empty, { recursive: true, force: true });
+    }
+  });
+
+  it('--api and --token override the file without reading it', async () => {
+    const conn = await loadConnection(
+      { api: 'https://api.example.com/prod/', token: 'flag-token', endpoints: 'does-not-exist.json' },
+      {},
+      dir,
+    );
+    expect(conn).toEqual({ api: 'https://api.example.com/prod', token: 'flag-token' });
+  });
+
+  it('environment variables override the file, flags override the environment, field by field', async () => {
+    expect(await loadConnection({}, { MIRROR_API_TOKEN: 'env-token' }, dir)).toEqual({
+      api: 'http://127.0.0.1:8787',
+      token: 'env-token',
+    });
+    expect(
+      await loadConnection(
+        { token: 'flag-token' },
+        { MIRROR_API_URL: 'http://10.0.0.1:1', MIRROR_API_TOKEN: 'env-token' },
+        dir,
+      ),
+    ).toEqual({ api: 'http://10.0.0.1:1', token: 'flag-token' });
+  });
+
+  it('rejects a malformed file or URL with the reason', async () => {
+    await expect(loadConnection({ endpoints: 'broken.json' }, {}, dir)).rejects.toThrow(/is not valid JSON/);
+    await expect(loadConnection({ endpoints: 'no-token.json' }, {}, dir)).rejects.toThrow(/has no "token"/);
+    await expect(loadConnection({ api: 'ftp://x', token: 't' }, {}, dir)).rejects.toThrow(
+      /--api: "ftp:\/\/x" must be an http/,
+    );
+    expect(() => normaliseApiUrl('not a url', '--api')).toThrow(/is not a URL/);
+  });
+});

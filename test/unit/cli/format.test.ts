@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import { FALLBACK_CONTENT_TYPE, guessContentType, isValidContentType } from '../../../cli/content-type.ts';
+import { ApiError } from '../../../cli/errors.ts';
+import { createJsonLinesProgress, formatBytes } from '../../../cli/progress.ts';
+import { formatAge, formatTable, formatTargetsOverview, getPathStatus } from '../../../cli/status.ts';
+
+describe('content type', () => {
+  it('guesses from the extension, case-insensitively, else octet-stream', () => {
+    expect(guessContentType('a/B.JPG')).toBe('image/jpeg');
+    expect(guessContentType('x.jpeg')).toBe('image/jpeg');
+    expect(guessContentType('x.svg')).toBe('image/svg+xml');
+    expect(guessContentType('x.mov')).toBe('video/quicktime');
+    expect(guessContentType('x.mp3')).toBe('audio/mpeg');
+    expect(guessContentType('x.json')).toBe('application/json');
+    expect(guessContentType('x.tar.gz')).toBe(FALLBACK_CONTENT_TYPE);
+    expect(guessContentType('README')).toBe(FALLBACK_CONTENT_TYPE);
+    expect(guessContentType('x.constructor')).toBe(FALLBACK_CONTENT_TYPE);
+  });
+
+  it('checks --content-type values', () => {
+    expect(isValidContentType('image/jpeg')).toBe(true);
+    expect(isValidContentType('text/plain; charset=utf-8')).toBe(true);
+    expect(isValidContentType('jpeg')).toBe(false);
+    expect(isValidContentType('image/jpeg\r\nx-evil: 1')).toBe(false);
+  });
+});
+
+describe('progress as JSON lines', () => {
+  it('writes one line per phase change and nothing per byte', () => {
+    const lines: string[] = [];
+    let t = 0;
+    const sink = createJsonLinesProgress({ write: (s: string) => lines.push(s) }, () => t);
+    sink.phase('hashing', 10, { file: 'a.jpg' });
+    sink.bytes(5);
+    sink.bytes(10);
+    t = 1500;
+    sink.phase('uploading', 10, { uploadId: 'u' });
+    sink.phase('uploading', 10);
+    sink.phase('done', undefined, { version: 2 });
+    sink.stop();
+    expect(lines.map((l) => JSON.parse(l))).toEqual([
+      { phase: 'hashing', total: 10, file: 'a.jpg', elapsedSeconds: 0 },
+      { phase: 'uploading', total: 10, uploadId: 'u', elapsedSeconds: 1.5 },
+      { phase: 'done', version: 2, elapsedSeconds: 1.5 },
+    ]);
+    expect(lines.every((l) => l.endsWith('\n') && !l.slice(0, -1).includes('\n'))).toBe(true);
+  });
+
+  it('formats bytes', () => {
+    expect(formatBytes(0)).toBe('0 B');
+    expect(formatBytes(1536)).toBe('1.5 KiB');
+    expect(formatBytes(5 * 1024 ** 3)).toBe('5.0 GiB');
+  });
+});
+
+describe('status formatting', () => {
+  it('aligns table columns without trailing blanks', () => {
+    expect(
+      formatTable(
+        ['A', 'LONG'],
+        [
+          ['xyz', ''],
+          ['1', '2'],
+        ],
+      ),
+    ).toBe('A    LONG\nxyz\n1    2');
+  });
+
+  it('ages', () => {
+    expect(formatAge(59_000)).toBe('59s ago');
+    expect(formatAge(3 * 86_400_000)).toBe('3d ago');
+    expect(formatAge(-1)).toBe('in the future');
+  });
+
+  it('shows an unavailable health check next to the targets', () => {
+    const text = formatTargetsOverview({
+      api: 'http://a',
+      targets: [],
+      health: { status: 'unavailable', error: 'error 503 http_503: down' },
+    });
+    expect(text).toBe('api     http://a\nhealth  unavailable (error 503 http_503: down)\n\nno targets');
+  });
+
+  it('maps only 404 to "no such path"', async () => {
+    const failing = (status: number) => ({
+      getFile: async () => {
+        throw new ApiError({ status, code: 'x', message: 'y' });
+      },
+    });
+    await expect(getPathStatus(failing(404), 'a/b.jpg')).rejects.toThrow(/^no such path: a\/b\.jpg$/);
+    await expect(getPathStatus(failing(500), 'a/b.jpg')).rejects.toThrow(/^error 500 x: y$/);
+  });
+});

@@ -1,0 +1,289 @@
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FetchLike } from '../../../cli/api-client.ts';
+import { type CliIo, runCli } from '../../../cli/program.ts';
+import { silentProgress } from '../../../cli/progress.ts';
+import type { PutFileRequest } from '../../../cli/put-file.ts';
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+let dir: string;
+let file: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mm-cli-program-'));
+  file = join(dir, 'photo.png');
+  await writeFile(file, randomBytes(10_000));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+type Route = (url: URL, init: RequestInit) => { status: number; body: unknown };
+
+function harness(route: Route, extra: Partial<CliIo> = {}) {
+  let stdout = '';
+  let stderr = '';
+  const requests: string[] = [];
+  const puts: PutFileRequest[] = [];
+  const fetch: FetchLike = async (input, init) => {
+    const url = new URL(input);
+    requests.push(`${init.method} ${url.pathname}`);
+    const { status, body } = route(url, init);
+    return new Response(JSON.stringify(body), { status });
+  };
+  let t = 0;
+  const io: CliIo = {
+    stdout: {
+      write: (s: string) => {
+        stdout += s;
+      },
+    },
+    stderr: {
+      write: (s: string) => {
+        stderr += s;
+      },
+    },
+    env: { MIRROR_API_URL: 'http://api.test', MIRROR_API_TOKEN: 't' },
+    cwd: dir,
+    fetch,
+    putFile: async (req) => {
+      puts.push(req);
+    },
+    clock: {
+      now: () => t,
+      sleep: async (ms) => {
+        t += ms;
+      },
+    },
+    progress: silentProgress,
+    now: () => new Date('2025-06-01T12:00:00Z'),
+    ...extra,
+  };
+  const run = (...args: string[]) => runCli(['node', 'media-mirror', ...args], io);
+  return { run, requests, puts, out: () => stdout, err: () => stderr };
+}
+
+const fileStatus = {
+  path: 'images/a.png',
+  head: {
+    version: 5,
+    sha256: 'ab'.repeat(32),
+    size: 2048,
+    contentType: 'image/png',
+    committedAt: '2025-06-01T11:55:00Z',
+    deleted: false,
+  },
+  targets: [
+    { id: 'eu-west-1', kind: 's3', appliedVersion: 5, status: 'in-sync', appliedAt: '2025-06-01T11:59:30Z' },
+    {
+      id: 'onprem-dc1',
+      kind: 'pull',
+      appliedVersion: 3,
+      status: 'lagging',
+      appliedAt: '2025-06-01T10:00:00Z',
+    },
+  ],
+};
+
+describe('media-mirror status', () => {
+  it('with a path: prints the head and a table of targets', async () => {
+    const h = harness(() => ({ status: 200, body: fileStatus }));
+    expect(await h.run('status', 'images/a.png')).toBe(0);
+    expect(h.requests).toEqual(['GET /v1/files/images%2Fa.png']);
+    expect(h.out()).toBe(
+      [
+        'path       images/a.png',
+        'version    5',
+        `sha256     ${'ab'.repeat(32)}`,
+        'size       2.0 KiB (2048 bytes)',
+        'type       image/png',
+        'committed  2025-06-01 11:55:00Z (5m ago)',
+        '',
+        'TARGET      KIND  APPLIED       STATUS   SINCE',
+        'eu-west-1   s3    5             in-sync  2025-06-01 11:59:30Z (30s ago)',
+        'onprem-dc1  pull  3 (behind 2)  lagging  2025-06-01 10:00:00Z (2h ago)',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('with a path and --json: the API answer as JSON', async () => {
+    const h = harness(() => ({ status: 200, body: fileStatus }));
+    expect(await h.run('status', 'images/a.png', '--json')).toBe(0);
+    expect(JSON.parse(h.out())).toEqual(fileStatus);
+  });
+
+  it('404: "no such path", exit 1', async () => {
+    const h = harness(() => ({
+      status: 404,
+      body: { error: { code: 'not_found', message: 'no such path' } },
+    }));
+    expect(await h.run('status', 'images/missing.png')).toBe(1);
+    expect(h.err()).toBe('media-mirror: no such path: images/missing.png\n');
+    expect(h.out()).toBe('');
+  });
+
+  it('without a path: health and a table of targets', async () => {
+    const h = harness((url) =>
+      url.pathname === '/v1/health'
+        ? { status: 200, body: { status: 'ok' } }
+        : {
+            status: 200,
+            body: {
+              targets: [
+                { id: 'eu-west-1', kind: 's3', region: 'eu-west-1' },
+                { id: 'onprem-dc1', kind: 'pull', pathPrefix: 'images/' },
+              ],
+            },
+          },
+    );
+    expect(await h.run('status')).toBe(0);
+    expect(h.requests.sort()).toEqual(['GET /v1/health', 'GET /v1/targets']);
+    expect(h.out()).toBe(
+      [
+        'api     http://api.test',
+        'health  ok',
+        '',
+        'TARGET      KIND  REGION     PATH PREFIX',
+        'eu-west-1   s3    eu-west-1  (all)',
+        'onprem-dc1  pull  -          images/',
+        '',
+      ].join('\n'),
+    );
+  });
+});
+
+describe('media-mirror upload', () => {
+  it('pending → PUT → committed, --json result on stdout', async () => {
+    let polls = 0;
+    const h = harness((_url, init) => {
+      if (init.method === 'POST') {
+        const body = JSON.parse(String(init.body)) as { path: string; size: number; contentType: string };
+        expect(body).toMatchObject({
+          path: 'images/a.png',
+          size: 10_000,
+          contentType: 'image/png',
+          ifVersion: 4,
+        });
+        return {
+          status: 201,
+          body: {
+            status: 'pending',
+            uploadId: 'u-9',
+            path: body.path,
+            upload: {
+              method: 'PUT',
+              url: 'http://s3.test/blobs/x?sig=1',
+              headers: { 'content-length': '10000' },
+            },
+          },
+        };
+      }
+      polls++;
+      return {
+        status: 200,
+        body: {
+          uploadId: 'u-9',
+          status: polls < 2 ? 'pending' : 'committed',
+          path: 'images/a.png',
+          version: 5,
+        },
+      };
+    });
+    expect(await h.run('upload', file, 'images/a.png', '--if-version', '4', '--json')).toBe(0);
+    expect(h.puts.map((p) => [p.url, p.headers])).toEqual([
+      ['http://s3.test/blobs/x?sig=1', { 'content-length': '10000' }],
+    ]);
+    const result = JSON.parse(h.out()) as Record<string, unknown>;
+    expect(result).toMatchObject({
+      path: 'images/a.png',
+      version: 5,
+      uploadId: 'u-9',
+      deduplicated: false,
+      size: 10_000,
+    });
+    expect(result.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(typeof result.seconds).toBe('number');
+    expect(h.out().trim().split('\n')).toHaveLength(1);
+  });
+
+  it('deduplicated: one line saying no bytes were sent', async () => {
+    const h = harness(() => ({
+      status: 200,
+      body: { status: 'committed', path: 'images/a.png', version: 2, deduplicated: true, uploadId: 'u-1' },
+    }));
+    expect(await h.run('upload', file, 'images/a.png')).toBe(0);
+    expect(h.out()).toBe('committed images/a.png version 2 (deduplicated: no bytes sent)\n');
+    expect(h.puts).toEqual([]);
+  });
+
+  it('API errors print one line with status, code and field; exit 1', async () => {
+    const h = harness(() => ({
+      status: 413,
+      body: { error: { code: 'too_large', message: 'larger than 5 GiB', field: 'size' } },
+    }));
+    expect(await h.run('upload', file, 'images/a.png')).toBe(1);
+    expect(h.err()).toBe('media-mirror: error 413 too_large: larger than 5 GiB (field: size)\n');
+  });
+
+  it('bad flags are usage errors: exit 2, nothing sent', async () => {
+    const h = harness(() => ({ status: 500, body: {} }));
+    expect(await h.run('upload', file, 'images/a.png', '--if-version', 'three')).toBe(2);
+    expect(h.err()).toMatch(/^media-mirror: error: option '--if-version <n>' argument 'three' is invalid/);
+    expect(await h.run('upload', file, 'images/a.png', '--timeout', '-1')).toBe(2);
+    expect(await h.run('upload', file)).toBe(2);
+    expect(await h.run('frobnicate')).toBe(2);
+    expect(h.requests).toEqual([]);
+  });
+
+  it('missing endpoints file: the hint, exit 1', async () => {
+    const h = harness(() => ({ status: 500, body: {} }), { env: {} });
+    expect(await h.run('status')).toBe(1);
+    expect(h.err()).toBe(
+      `media-mirror: no endpoints file at ${join(dir, '.mirror', 'endpoints.json')}: ` +
+        'start the local stack with npm start, or pass --api/--token\n',
+    );
+  });
+
+  it('--api/--token flags override the environment', async () => {
+    const seen: string[] = [];
+    const h = harness((url, init) => {
+      seen.push(`${url.origin} ${(init.headers as Record<string, string>).authorization}`);
+      return { status: 200, body: fileStatus };
+    }, {});
+    expect(await h.run('--api', 'http://other.test:9000', '--token', 'flag', 'status', 'images/a.png')).toBe(
+      0,
+    );
+    expect(seen).toEqual(['http://other.test:9000 Bearer flag']);
+  });
+});
+
+describe('bin/media-mirror.js', () => {
+  it('runs through tsx and lists the commands in --help', () => {
+    const res = spawnSync(process.execPath, ['bin/media-mirror.js', '--help'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(res.stderr).toBe('');
+    expect(res.status).toBe(0);
+    expect(res.stdout).toMatch(/^Usage: media-mirror/);
+    expect(res.stdout).toMatch(/^\s+upload \[options\] <file> <path>/m);
+    expect(res.stdout).toMatch(/^\s+status \[options\] \[path\]/m);
+  });
+
+  it('exits 2 on a usage error, with one line on stderr', () => {
+    const res = spawnSync(process.execPath, ['bin/media-mirror.js', 'upload', 'only-a-file'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(res.status).toBe(2);
+    expect(res.stderr).toBe("media-mirror: error: missing required argument 'path'\n");
+  });
+});

@@ -1,0 +1,273 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CreateUploadRequest, CreateUploadResponse, UploadRecord } from '../../../cli/api-client.ts';
+import {
+  ApiError,
+  ApiUnreachableError,
+  UploadRejectedError,
+  UploadTimeoutError,
+} from '../../../cli/errors.ts';
+import type { Phase, ProgressSink } from '../../../cli/progress.ts';
+import type { PutFileRequest } from '../../../cli/put-file.ts';
+import { type Clock, type UploadDeps, uploadFile } from '../../../cli/upload.ts';
+
+let dir: string;
+let file: string;
+let data: Buffer;
+let sha256: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mm-cli-upload-'));
+  data = randomBytes(300_000);
+  sha256 = createHash('sha256').update(data).digest('hex');
+  file = join(dir, 'cat.JPG');
+  await writeFile(file, data);
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Virtual time: sleep advances the clock at once. */
+function fakeClock(): Clock & { sleeps: number[] } {
+  let t = 1_000;
+  const sleeps: number[] = [];
+  return {
+    sleeps,
+    now: () => t,
+    sleep: async (ms) => {
+      sleeps.push(ms);
+      t += ms;
+    },
+  };
+}
+
+function fakeClient(create: CreateUploadResponse | Error, polls: (UploadRecord | Error)[] = []) {
+  const calls = { create: [] as CreateUploadRequest[], get: [] as string[] };
+  let i = 0;
+  return {
+    calls,
+    async createUpload(req: CreateUploadRequest) {
+      calls.create.push(req);
+      if (create instanceof Error) throw create;
+      return create;
+    },
+    async getUpload(id: string) {
+      calls.get.push(id);
+      const next = polls[Math.min(i++, polls.length - 1)];
+      if (next === undefined) throw new Error('no poll answer scripted');
+      if (next instanceof Error) throw next;
+      return next;
+    },
+  };
+}
+
+function recordingProgress(): ProgressSink & { phases: Phase[]; stopped: number } {
+  const sink = {
+    phases: [] as Phase[],
+    stopped: 0,
+    phase(p: Phase) {
+      sink.phases.push(p);
+    },
+    bytes() {},
+    stop() {
+      sink.stopped++;
+    },
+  };
+  return sink;
+}
+
+function fakePut() {
+  const puts: PutFileRequest[] = [];
+  return {
+    puts,
+    async put(req: PutFileRequest) {
+      puts.push(req);
+      req.onBytes?.(req.size);
+    },
+  };
+}
+
+const record = (over: Partial<UploadRecord>): UploadRecord => ({
+  uploadId: 'u-1',
+  status: 'pending',
+  path: 'images/cat.jpg',
+  sha256,
+  size: 300_000,
+  contentType: 'image/jpeg',
+  createdAt: '2025-01-01T00:00:00Z',
+  updatedAt: '2025-01-01T00:00:00Z',
+  ...over,
+});
+
+const pending: CreateUploadResponse = {
+  status: 'pending',
+  uploadId: 'u-1',
+  path: 'images/cat.jpg',
+  upload: {
+    method: 'PUT',
+    url: 'https://origin.s3.amazonaws.com/blobs/abc?X-Amz-Signature=s',
+    headers: {
+      'content-length': '300000',
+      'content-type': 'image/jpeg',
+      'x-amz-checksum-sha256': 'base64==',
+      'x-amz-sdk-checksum-algorithm': 'SHA256',
+    },
+    expiresAt: '2025-01-01T00:15:00Z',
+  },
+};
+
+function deps(client: ReturnType<typeof fakeClient>, put = fakePut(), clock = fakeClock()) {
+  const progress = recordingProgress();
+  const d: UploadDeps = { client, putFile: put.put, clock, progress };
+  return { d, put, clock, progress };
+}
+
+describe('uploadFile', () => {
+  it('declares size, lower-case SHA-256 and the guessed content type', async () => {
+    const client = fakeClient({
+      status: 'committed',
+      uploadId: 'u-0',
+      path: 'images/cat.jpg',
+      version: 7,
+      deduplicated: true,
+    });
+    await uploadFile(deps(client).d, { file, path: 'images/cat.jpg', ifVersion: 6 });
+    expect(client.calls.create).toEqual([
+      { path: 'images/cat.jpg', size: data.length, sha256, contentType: 'image/jpeg', ifVersion: 6 },
+    ]);
+  });
+
+  it('deduplicated: sends no PUT and does not poll', async () => {
+    const client = fakeClient({
+      status: 'committed',
+      uploadId: 'u-0',
+      path: 'images/cat.jpg',
+      version: 7,
+      deduplicated: true,
+    });
+    const { d, put, progress } = deps(client);
+    const result = await uploadFile(d, { file, path: 'images/cat.jpg', contentType: 'image/x-custom' });
+    expect(put.puts).toEqual([]);
+    expect(client.calls.get).toEqual([]);
+    expect(client.calls.create[0]?.contentType).toBe('image/x-custom');
+    expect(result).toMatchObject({
+      path: 'images/cat.jpg',
+      version: 7,
+      uploadId: 'u-0',
+      deduplicated: true,
+      status: 'committed',
+      sha256,
+      size: data.length,
+    });
+    expect(progress.phases).toEqual(['hashing', 'done']);
+  });
+
+  it('pending: PUTs with exactly the returned headers, then polls until committed', async () => {
+    const client = fakeClient(pending, [
+      record({ status: 'pending' }),
+      record({ status: 'pending' }),
+      record({ status: 'committed', version: 3 }),
+    ]);
+    const { d, put, clock, progress } = deps(client);
+    const result = await uploadFile(d, { file, path: 'images/cat.jpg' });
+
+    expect(put.puts).toHaveLength(1);
+    const sent = put.puts[0];
+    expect(sent?.url).toBe(pending.upload.url);
+    expect(sent?.headers).toEqual(pending.upload.headers);
+    expect(sent?.file).toBe(file);
+    expect(sent?.size).toBe(data.length);
+
+    expect(client.calls.get).toEqual(['u-1', 'u-1', 'u-1']);
+    expect(clock.sleeps).toEqual([250, 250]);
+    expect(result).toMatchObject({ version: 3, status: 'committed', deduplicated: false, uploadId: 'u-1' });
+    expect(result.seconds).toBe(0.5);
+    expect(progress.phases).toEqual(['hashing', 'uploading', 'verifying', 'done']);
+  });
+
+  it('--no-wait: returns after the PUT without polling', async () => {
+    const client = fakeClient(pending);
+    const { d, put } = deps(client);
+    const result = await uploadFile(d, { file, path: 'images/cat.jpg', wait: false });
+    expect(put.puts).toHaveLength(1);
+    expect(client.calls.get).toEqual([]);
+    expect(result).toMatchObject({ status: 'pending', version: null, deduplicated: false });
+  });
+
+  it('rejected: throws with the reason', async () => {
+    const client = fakeClient(pending, [
+      record({ status: 'pending' }),
+      record({ status: 'rejected', reason: 'sha256 mismatch: stored bytes hash to 9f2c…' }),
+    ]);
+    const err = await uploadFile(deps(client).d, { file, path: 'images/cat.jpg' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UploadRejectedError);
+    expect((err as UploadRejectedError).reason).toBe('sha256 mismatch: stored bytes hash to 9f2c…');
+    expect((err as Error).message).toBe(
+      'upload u-1 of images/cat.jpg was rejected: sha256 mismatch: stored bytes hash to 9f2c…',
+    );
+    expect((err as UploadRejectedError).exitCode).toBe(1);
+  });
+
+  it('timeout: a clear error once --timeout has passed while still pending', async () => {
+    const client = fakeClient(pending, [record({ status: 'pending' })]);
+    const { d, clock } = deps(client);
+    const err = await uploadFile(d, { file, path: 'images/cat.jpg', timeoutSeconds: 2 }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(UploadTimeoutError);
+    expect((err as Error).message).toBe(
+      'upload u-1 of images/cat.jpg not committed after 2 s (still pending); ' +
+        'check later with: media-mirror status images/cat.jpg',
+    );
+    expect(clock.sleeps.reduce((a, b) => a + b, 0)).toBe(2000);
+    expect(client.calls.get.length).toBe(9); // at 0, 250, …, 2000 ms
+  });
+
+  it('retries transient poll failures, but not client errors', async () => {
+    const flaky = fakeClient(pending, [
+      new ApiUnreachableError('cannot reach the API'),
+      new ApiError({ status: 503, code: 'unavailable', message: 'try later' }),
+      record({ status: 'committed', version: 1 }),
+    ]);
+    expect((await uploadFile(deps(flaky).d, { file, path: 'images/cat.jpg' })).version).toBe(1);
+
+    const forbidden = fakeClient(pending, [new ApiError({ status: 403, code: 'forbidden', message: 'no' })]);
+    await expect(uploadFile(deps(forbidden).d, { file, path: 'images/cat.jpg' })).rejects.toThrow(
+      'error 403 forbidden: no',
+    );
+    expect(forbidden.calls.get).toHaveLength(1);
+  });
+
+  it('passes API errors from create through, without a PUT', async () => {
+    const client = fakeClient(
+      new ApiError({
+        status: 409,
+        code: 'version_conflict',
+        message: 'head is 4, not 3',
+        field: 'ifVersion',
+      }),
+    );
+    const { d, put } = deps(client);
+    const err = await uploadFile(d, { file, path: 'images/cat.jpg', ifVersion: 3 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).message).toBe('error 409 version_conflict: head is 4, not 3 (field: ifVersion)');
+    expect(put.puts).toEqual([]);
+  });
+
+  it('a failing PUT stops the flow before polling', async () => {
+    const client = fakeClient(pending, [record({ status: 'committed', version: 1 })]);
+    const failingPut = {
+      puts: [] as PutFileRequest[],
+      put: async () => {
+        throw new Error('upload PUT failed: 403 SignatureDoesNotMatch');
+      },
+    };
+    await expect(uploadFile(deps(client, failingPut).d, { file, path: 'images/cat.jpg' })).rejects.toThrow(
+      /403 SignatureDoesNotMatch/,
+    );
+    expect(client.calls.get).toEqual([]);
+  });
+});
