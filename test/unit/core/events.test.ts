@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import {
+  decodeS3Key,
+  replicationMessageSchema,
+  s3NotificationSchema,
+} from '../../../functions/handlers/events.js';
+
+/** The example from AWS's "Event message structure" page, with a key that needs decoding. */
+const awsExample = {
+  Records: [
+    {
+      eventVersion: '2.1',
+      eventSource: 'aws:s3',
+      awsRegion: 'us-west-2',
+      eventTime: '1970-01-01T00:00:00.000Z',
+      eventName: 'ObjectCreated:Put',
+      userIdentity: { principalId: 'AIDAJDPLRKLG7UEXAMPLE' },
+      requestParameters: { sourceIPAddress: '127.0.0.1' },
+      responseElements: {
+        'x-amz-request-id': 'C3D13FE58DE4C810',
+        'x-amz-id-2': 'FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD',
+      },
+      s3: {
+        s3SchemaVersion: '1.0',
+        configurationId: 'testConfigRule',
+        bucket: {
+          name: 'mybucket',
+          ownerIdentity: { principalId: 'A3NL1KOZZKExample' },
+          arn: 'arn:aws:s3:::mybucket',
+        },
+        object: {
+          key: 'HappyFace+%C3%A9t%C3%A9.jpg',
+          size: 1024,
+          eTag: 'd41d8cd98f00b204e9800998ecf8427e',
+          versionId: '096fKKXTRTtl3on89fVO.nfljtsv6qko',
+          sequencer: '0055AED6DCD90281E5',
+        },
+      },
+    },
+  ],
+};
+
+describe('S3 notifications', () => {
+  it('parses the documented event and decodes its key (+ is a space)', () => {
+    const parsed = s3NotificationSchema.parse(awsExample);
+    expect('Records' in parsed && parsed.Records[0]?.s3.object.versionId).toBe(
+      '096fKKXTRTtl3on89fVO.nfljtsv6qko',
+    );
+    expect(decodeS3Key(awsExample.Records[0]?.s3.object.key as string)).toBe('HappyFace été.jpg');
+    expect(decodeS3Key('a%2Bb')).toBe('a+b');
+  });
+
+  it('accepts the test event S3 sends when a notification is configured', () => {
+    expect(
+      s3NotificationSchema.parse({ Service: 'Amazon S3', Event: 's3:TestEvent', Bucket: 'b' }),
+    ).toMatchObject({ Event: 's3:TestEvent' });
+  });
+
+  it('rejects a body that is neither', () => {
+    expect(s3NotificationSchema.safeParse({ Records: [{ eventName: 'x' }] }).success).toBe(false);
+  });
+});
+
+describe('replication messages', () => {
+  it('requires a hex sha256 or null (tombstone) and a positive version', () => {
+    const base = {
+      targetId: 't',
+      path: 'a',
+      version: 1,
+      sha256: 'a'.repeat(64),
+      size: 1,
+      contentType: 'image/png',
+      deleted: false,
+      committedAt: 'x',
+    };
+    expect(replicationMessageSchema.safeParse(base).success).toBe(true);
+    expect(replicationMessageSchema.safeParse({ ...base, sha256: null, deleted: true }).success).toBe(true);
+    expect(replicationMessageSchema.safeParse({ ...base, version: 0 }).success).toBe(false);
+    expect(replicationMessageSchema.safeParse({ ...base, sha256: 'XYZ' }).success).toBe(false);
+  });
+});

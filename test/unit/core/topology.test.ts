@@ -1,0 +1,44 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseTopology, targetSelects } from '../../../functions/core/topology.js';
+import { contentTypeAllowed } from '../../../functions/core/uploads.js';
+
+describe('topology', () => {
+  it('the shipped mirror.config.json is valid: two replica regions and one pull target', () => {
+    const topology = parseTopology(JSON.parse(readFileSync('mirror.config.json', 'utf8')));
+    expect(topology.targets.filter((t) => t.kind === 's3')).toHaveLength(2);
+    expect(topology.targets.filter((t) => t.kind === 'pull')).toHaveLength(1);
+    expect(topology.limits.presignTtlSeconds).toBeLessThanOrEqual(900);
+  });
+
+  it('lists every problem with its field', () => {
+    expect(() =>
+      parseTopology({
+        targets: [
+          { id: 'eu', kind: 's3', region: 'mars-1' },
+          { id: 'eu', kind: 'pull' },
+        ],
+        api: { auth: 'jwt' },
+      }),
+    ).toThrow(/targets\.0\.id[\s\S]*targets\.0\.region[\s\S]*targets\.1\.id: duplicate[\s\S]*api\.jwtIssuer/);
+  });
+
+  it('a prefix filter selects only paths under it', () => {
+    expect(targetSelects({ pathPrefix: 'public/' }, 'public/a.png')).toBe(true);
+    expect(targetSelects({ pathPrefix: 'public/' }, 'publicity.png')).toBe(false);
+    expect(targetSelects({}, 'anything')).toBe(true);
+  });
+});
+
+describe('content types', () => {
+  it.each([
+    ['image/png', ['image/*'], true],
+    ['IMAGE/PNG', ['image/*'], true],
+    ['imagex/png', ['image/*'], false],
+    ['application/pdf', ['application/pdf'], true],
+    ['application/json', ['application/pdf'], false],
+    ['text/x-anything', ['*/*'], true],
+  ] as const)('%s against %j → %s', (type, allowed, expected) => {
+    expect(contentTypeAllowed(type, allowed)).toBe(expected);
+  });
+});
