@@ -14,6 +14,7 @@ import {
   DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
+  paginateScan,
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
@@ -447,6 +448,36 @@ export class DynamoLedger implements Ledger {
       }),
     );
     return (out.Items ?? []).map(toChange);
+  }
+
+  async *scanHeads(): AsyncIterable<FileVersion> {
+    const pages = paginateScan(
+      { client: this.db, pageSize: 500 },
+      {
+        TableName: this.table,
+        FilterExpression: 'begins_with(pk, :p) AND sk = :head',
+        ExpressionAttributeValues: { ':p': 'P#', ':head': 'HEAD' },
+        ConsistentRead: true,
+      },
+    );
+    for await (const page of pages) for (const item of page.Items ?? []) yield toVersion(item);
+  }
+
+  async *scanPendingUploads(): AsyncIterable<{ sha256: string; uploadId: string }> {
+    const pages = paginateScan(
+      { client: this.db, pageSize: 500 },
+      {
+        TableName: this.table,
+        FilterExpression: 'begins_with(pk, :b) AND begins_with(sk, :u)',
+        ExpressionAttributeValues: { ':b': 'B#', ':u': 'U#' },
+        ConsistentRead: true,
+      },
+    );
+    for await (const page of pages) {
+      for (const item of page.Items ?? []) {
+        yield { sha256: (item.pk as string).slice(2), uploadId: item.uploadId as string };
+      }
+    }
   }
 
   // Targets

@@ -14,7 +14,7 @@ export class SqsFanout implements FanoutQueue {
     this.queues = new Map(targets.map((t) => [t.id, t.queueUrl]));
   }
 
-  async send(message: ReplicationMessage): Promise<void> {
+  async send(message: ReplicationMessage, options: { resend?: string } = {}): Promise<void> {
     const queueUrl = this.queues.get(message.targetId);
     if (!queueUrl) throw new Error(`no queue configured for target "${message.targetId}"`);
     await this.sqs.send(
@@ -22,7 +22,7 @@ export class SqsFanout implements FanoutQueue {
         QueueUrl: queueUrl,
         MessageBody: JSON.stringify(message),
         MessageGroupId: messageGroupId(message.path),
-        MessageDeduplicationId: deduplicationId(message.path, message.version),
+        MessageDeduplicationId: deduplicationId(message.path, message.version, options.resend),
       }),
     );
   }

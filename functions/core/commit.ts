@@ -131,9 +131,10 @@ async function appendToFeed(
 export async function fanOut(
   deps: Pick<CommitDeps, 'fanout' | 'targets'>,
   version: FileVersion,
+  options: { resend?: string } = {},
 ): Promise<string[]> {
   const selected = deps.targets.filter((t) => targetSelects(t, version.path));
-  await Promise.all(selected.map((t) => deps.fanout.send(replicationMessage(t.id, version))));
+  await Promise.all(selected.map((t) => deps.fanout.send(replicationMessage(t.id, version), options)));
   return selected.map((t) => t.id);
 }
 

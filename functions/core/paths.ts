@@ -50,6 +50,8 @@ export function messageGroupId(path: string): string {
   return createHash('sha256').update(path).digest('hex');
 }
 
-export function deduplicationId(path: string, version: number): string {
-  return createHash('sha256').update(`${path}\n${version}`).digest('hex');
+export function deduplicationId(path: string, version: number, resend?: string): string {
+  return createHash('sha256')
+    .update(`${path}\n${version}${resend === undefined ? '' : `\n${resend}`}`)
+    .digest('hex');
 }

@@ -64,6 +64,11 @@ export interface Ledger {
   /** Compare-and-set of the feed seq reserved on a version item (as reserveVersion does on uploads). */
   reserveFeedSeq(path: string, version: number, expected: number | undefined, next: number): Promise<number>;
 
+  /** Every path's head, page by page (a table scan: for reconciliation, not for requests). */
+  scanHeads(): AsyncIterable<FileVersion>;
+  /** Every upload still waiting for its blob (a table scan, likewise). */
+  scanPendingUploads(): AsyncIterable<{ sha256: string; uploadId: string }>;
+
   // Targets
   getTargetState(path: string, targetId: string): Promise<TargetState | undefined>;
   listTargetStates(path: string): Promise<TargetState[]>;
@@ -111,8 +116,11 @@ export interface ReplicaStore {
 }
 
 export interface FanoutQueue {
-  /** Sends one version to one target's FIFO queue (group = path, dedup = path + version). */
-  send(message: ReplicationMessage): Promise<void>;
+  /**
+   * Sends one version to one target's FIFO queue (group = path, dedup = path + version).
+   * A `resend` tag makes a deliberate resend distinct from the original for the queue's deduplication.
+   */
+  send(message: ReplicationMessage, options?: { resend?: string }): Promise<void>;
 }
 
 export interface Metrics {
