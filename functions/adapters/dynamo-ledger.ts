@@ -2,7 +2,8 @@
  * The ledger on one DynamoDB table (`pk`, `sk`). Keys:
  *   P#<path>     V#<version, 12 digits>  one claimed version (immutable but for its feed seq)
  *   P#<path>     HEAD                    the highest committed version, moved forward only
- *   P#<path>     T#<target>              what a target has applied
+ *   T#<target>#<path> STATE              what a target has applied (keyed by target first, so an
+ *                                        agent's role can be limited to its own rows by dynamodb:LeadingKeys)
  *   U#<upload>   UPLOAD                  an upload and its outcome
  *   B#<sha256>   BLOB                    a verified blob
  *   B#<sha256>   U#<upload>              an upload waiting for that blob (strongly consistent, unlike a GSI)
@@ -28,6 +29,7 @@ const versionKey = (version: number) => `V#${pad(version)}`;
 const uploadKey = (id: string) => ({ pk: `U#${id}`, sk: 'UPLOAD' });
 const blobKey = (sha: string) => ({ pk: `B#${sha}`, sk: 'BLOB' });
 const feedKey = (shard: number) => `FEED#${shard}`;
+export const targetStateKey = (targetId: string, path: string) => `T#${targetId}#${path}`;
 
 /** Named conditions, as Powertools' idempotency layer names its own. */
 const CONDITIONS = {
@@ -483,20 +485,13 @@ export class DynamoLedger implements Ledger {
   // Targets
 
   async getTargetState(path: string, targetId: string): Promise<TargetState | undefined> {
-    const item = await this.get(pathKey(path), `T#${targetId}`);
+    const item = await this.get(targetStateKey(targetId, path), 'STATE');
     return item ? toTargetState(item) : undefined;
   }
 
-  async listTargetStates(path: string): Promise<TargetState[]> {
-    const out = await this.db.send(
-      new QueryCommand({
-        TableName: this.table,
-        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :t)',
-        ExpressionAttributeValues: { ':pk': pathKey(path), ':t': 'T#' },
-        ConsistentRead: true,
-      }),
-    );
-    return (out.Items ?? []).map(toTargetState);
+  async listTargetStates(path: string, targetIds: readonly string[]): Promise<TargetState[]> {
+    const states = await Promise.all(targetIds.map((id) => this.getTargetState(path, id)));
+    return states.filter((s): s is TargetState => s !== undefined);
   }
 
   async recordTargetState(state: TargetState): Promise<boolean> {
@@ -505,7 +500,7 @@ export class DynamoLedger implements Ledger {
         this.db.send(
           new UpdateCommand({
             TableName: this.table,
-            Key: { pk: pathKey(state.path), sk: `T#${state.targetId}` },
+            Key: { pk: targetStateKey(state.targetId, state.path), sk: 'STATE' },
             UpdateExpression:
               'SET targetId = :target, #path = :path, appliedVersion = :version, #status = :status, appliedAt = :at, reason = :reason',
             ConditionExpression: CONDITIONS.targetIsBehind,

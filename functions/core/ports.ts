@@ -71,7 +71,7 @@ export interface Ledger {
 
   // Targets
   getTargetState(path: string, targetId: string): Promise<TargetState | undefined>;
-  listTargetStates(path: string): Promise<TargetState[]>;
+  listTargetStates(path: string, targetIds: readonly string[]): Promise<TargetState[]>;
   /** Records a target's state for a version; refuses (returns false) to go below what it holds. */
   recordTargetState(state: TargetState): Promise<boolean>;
 }

@@ -31,7 +31,14 @@ export async function reconcileTargets(
   let heads = 0;
   for await (const head of deps.ledger.scanHeads()) {
     heads++;
-    const states = new Map((await deps.ledger.listTargetStates(head.path)).map((s) => [s.targetId, s]));
+    const states = new Map(
+      (
+        await deps.ledger.listTargetStates(
+          head.path,
+          targets.map((t) => t.id),
+        )
+      ).map((s) => [s.targetId, s]),
+    );
     const behind = targets.filter(
       (t) => targetSelects(t, head.path) && (states.get(t.id)?.appliedVersion ?? 0) < head.version,
     );

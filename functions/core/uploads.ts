@@ -153,7 +153,14 @@ export interface FileView {
 export async function getFile(deps: Pick<UploadDeps, 'ledger' | 'targets'>, path: string): Promise<FileView> {
   const head = await deps.ledger.getHead(path);
   if (!head) throw new NotFoundError(`no file at "${path}"`, 'path');
-  const states = new Map((await deps.ledger.listTargetStates(path)).map((s) => [s.targetId, s]));
+  const states = new Map(
+    (
+      await deps.ledger.listTargetStates(
+        path,
+        deps.targets.map((t) => t.id),
+      )
+    ).map((s) => [s.targetId, s]),
+  );
   const targets = deps.targets
     .filter((t) => t.pathPrefix === undefined || path.startsWith(t.pathPrefix))
     .map(
