@@ -58,6 +58,7 @@ async function claimVersion(deps: CommitDeps, request: CommitRequest, shard: num
     ? (await ledger.getUpload(request.uploadId))?.claimingVersion
     : undefined;
   let next = reserved ?? (await latest()) + 1;
+  let lost = 0;
   for (;;) {
     if (request.reserveOnUpload) {
       next = await ledger.reserveVersion(request.uploadId, reserved, next);
@@ -87,6 +88,7 @@ async function claimVersion(deps: CommitDeps, request: CommitRequest, shard: num
     } catch (error) {
       if (!(error instanceof ClaimTakenError)) throw error;
       // Another upload holds `next`; there may be more above it by now.
+      await backOff(++lost);
       next = Math.max(next, await latest()) + 1;
     }
   }
@@ -102,6 +104,7 @@ async function appendToFeed(
   const { ledger, clock } = deps;
   let reserved = reservedSeq;
   let next = reserved ?? (await ledger.latestFeedSeq(shard)) + 1;
+  let lost = 0;
   for (;;) {
     next = await ledger.reserveFeedSeq(version.path, version.version, reserved, next);
     reserved = next;
@@ -122,9 +125,19 @@ async function appendToFeed(
       return next;
     } catch (error) {
       if (!(error instanceof ClaimTakenError)) throw error;
+      await backOff(++lost);
       next = Math.max(next, await ledger.latestFeedSeq(shard)) + 1;
     }
   }
+}
+
+/**
+ * Full-jitter backoff after a lost claim: without it, many writers racing for one
+ * shard or path re-read and collide again in lockstep.
+ */
+function backOff(attempt: number): Promise<void> {
+  const capMs = Math.min(50, 2 ** Math.min(attempt, 6));
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * capMs));
 }
 
 /** One message per target that selects the path. FIFO deduplication makes a resend harmless. */
