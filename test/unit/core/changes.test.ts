@@ -27,20 +27,18 @@ function feedOf(shards: Change[][]) {
   };
 }
 
-const feeds = fc
-  .integer({ min: 1, max: 6 })
-  .chain((k) =>
-    fc
-      .array(fc.array(fc.integer({ min: 0, max: 1_000_000 }), { maxLength: 30 }), {
-        minLength: k,
-        maxLength: k,
-      })
-      .map((shards) =>
-        shards.map((times, shard) =>
-          times.map((t, i) => change(shard, i + 1, new Date(t * 1000).toISOString())),
-        ),
+const feeds = fc.integer({ min: 1, max: 6 }).chain((k) =>
+  fc
+    .array(fc.array(fc.integer({ min: 0, max: 1_000_000 }), { maxLength: 30 }), {
+      minLength: k,
+      maxLength: k,
+    })
+    .map((shards) =>
+      shards.map((times, shard) =>
+        times.map((t, i) => change(shard, i + 1, new Date(t * 1000).toISOString())),
       ),
-  );
+    ),
+);
 
 describe('change feed reading', () => {
   it('a reader paging with any limit sees every entry exactly once, each shard in seq order (property)', async () => {

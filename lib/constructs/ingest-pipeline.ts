@@ -1,0 +1,84 @@
+/**
+ * The ingest: S3 ObjectCreated events for `blobs/` land on a standard queue; the
+ * ingest function verifies each blob's bytes, commits the uploads waiting for
+ * it, and fans each new version out to the targets' queues.
+ */
+import { Duration } from 'aws-cdk-lib';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import {
+  LEDGER_ACCESS,
+  type MirrorSettings,
+  type TargetBinding,
+  useLedger,
+  useOrigin,
+  useSettings,
+  useTargets,
+} from '../grants.js';
+import type { Ledger } from './ledger.js';
+import { MirrorFunction } from './mirror-function.js';
+import type { OriginStore } from './origin-store.js';
+import { QueueWithDlq } from './queue-with-dlq.js';
+
+export interface IngestPipelineProps {
+  readonly ledger: Ledger;
+  /** The origin bucket: its blob events feed this pipeline. */
+  readonly origin: OriginStore;
+  /** Every target: the ingest fans out to all of them. */
+  readonly targets: readonly TargetBinding[];
+  readonly settings: MirrorSettings;
+  /**
+   * Ingest function timeout: bounds the largest object it can hash in one invocation.
+   * @default Duration.minutes(15)
+   */
+  readonly timeout?: Duration;
+  /**
+   * Ingest function memory, in MiB (network bandwidth and CPU for hashing scale with it).
+   * @default 1024
+   */
+  readonly memorySize?: number;
+  /**
+   * Messages per invocation.
+   * @default 10
+   */
+  readonly batchSize?: number;
+}
+
+export class IngestPipeline extends Construct {
+  /** Standard queue fed by the origin bucket's notifications. */
+  public readonly queue: sqs.Queue;
+  /** Its dead-letter queue (after 5 receives). */
+  public readonly deadLetterQueue: sqs.Queue;
+  /** The ingest function. */
+  public readonly ingest: MirrorFunction;
+
+  constructor(scope: Construct, id: string, props: IngestPipelineProps) {
+    super(scope, id);
+    const timeout = props.timeout ?? Duration.minutes(15);
+    const queues = new QueueWithDlq(this, 'Queue', {
+      visibilityTimeout: Duration.seconds(timeout.toSeconds() * 6),
+    });
+    this.queue = queues.queue;
+    this.deadLetterQueue = queues.deadLetterQueue;
+    props.origin.notifyBlobCreated(this.queue);
+
+    const fn = new MirrorFunction(this, 'Ingest', {
+      handler: 'ingest',
+      description: 'Verifies uploaded blobs, commits their versions and fans them out to the targets',
+      timeout,
+      memorySize: props.memorySize ?? 1024,
+    });
+    useLedger(fn, props.ledger, LEDGER_ACCESS.ingest);
+    useOrigin(fn, props.origin, {
+      blobs: ['s3:GetObject', 's3:GetObjectVersion', 's3:DeleteObject', 's3:DeleteObjectVersion'],
+      headMissingAs404: true,
+    });
+    useTargets(fn, props.targets, { sendMessage: true, readReplicaObjects: false });
+    useSettings(fn, props.settings);
+    fn.function.addEventSource(
+      new SqsEventSource(this.queue, { batchSize: props.batchSize ?? 10, reportBatchItemFailures: true }),
+    );
+    this.ingest = fn;
+  }
+}

@@ -1,0 +1,35 @@
+/** The ledger: one DynamoDB table, the single source of truth (versions, blobs, targets, feed). */
+import { RemovalPolicy } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import { Construct } from 'constructs';
+
+export interface LedgerProps {
+  /**
+   * What happens to the table when the stack is deleted.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+  /**
+   * Refuse DeleteTable, whoever asks.
+   * @default true
+   */
+  readonly deletionProtection?: boolean;
+}
+
+export class Ledger extends Construct {
+  /** The table: `pk` (S) / `sk` (S), on demand, point-in-time recovery, AWS-managed encryption, no index. */
+  public readonly table: dynamodb.Table;
+
+  constructor(scope: Construct, id: string, props: LedgerProps = {}) {
+    super(scope, id);
+    this.table = new dynamodb.Table(this, 'Table', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      deletionProtection: props.deletionProtection ?? true,
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+    });
+  }
+}

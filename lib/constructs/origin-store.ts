@@ -1,0 +1,130 @@
+/**
+ * The origin bucket in the home region: content-addressed blobs under `blobs/`,
+ * uploaded by browsers through presigned URLs, announced to the ingest queue by
+ * S3 event notifications.
+ */
+import { Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { AccessLogBucket } from './access-log-bucket.js';
+
+/** Where blobs live in the origin bucket: `blobs/<sha256>`. */
+export const BLOB_PREFIX = 'blobs/';
+
+export interface OriginStoreProps {
+  /** Physical bucket name (see `lib/naming.ts`): fixed so the ingest queue's policy can name it. */
+  readonly bucketName: string;
+  /**
+   * Browser origins allowed to PUT and GET blobs with presigned URLs.
+   * @default - no CORS rule: browsers cannot upload directly
+   */
+  readonly corsOrigins?: readonly string[];
+  /**
+   * How long an overwritten or deleted blob version is kept.
+   * @default Duration.days(30)
+   */
+  readonly noncurrentVersionExpiration?: Duration;
+  /**
+   * Where server access logs go.
+   * @default - a new AccessLogBucket in this construct
+   */
+  readonly accessLogsBucket?: s3.IBucket;
+  /**
+   * What happens to the bucket when the stack is deleted.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+export class OriginStore extends Construct {
+  /** The origin bucket: versioned, SSE-S3, private, TLS-only, access-logged. */
+  public readonly bucket: s3.Bucket;
+  /** Where its access logs go. */
+  public readonly accessLogsBucket: s3.IBucket;
+  /** The ARN of the bucket, computed from its name (usable before the bucket exists). */
+  public readonly bucketArnFromName: string;
+
+  constructor(scope: Construct, id: string, props: OriginStoreProps) {
+    super(scope, id);
+    this.accessLogsBucket = props.accessLogsBucket ?? new AccessLogBucket(this, 'AccessLogs').bucket;
+    const corsOrigins = props.corsOrigins ?? [];
+    this.bucket = new s3.Bucket(this, 'Bucket', {
+      bucketName: props.bucketName,
+      versioned: true,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      enforceSSL: true,
+      serverAccessLogsBucket: this.accessLogsBucket,
+      serverAccessLogsPrefix: 'origin/',
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+      lifecycleRules: [
+        {
+          id: 'abort-incomplete-multipart-uploads',
+          abortIncompleteMultipartUploadAfter: Duration.days(1),
+        },
+        {
+          id: 'expire-noncurrent-versions',
+          noncurrentVersionExpiration: props.noncurrentVersionExpiration ?? Duration.days(30),
+        },
+        { id: 'remove-expired-delete-markers', expiredObjectDeleteMarker: true },
+      ],
+      cors:
+        corsOrigins.length === 0
+          ? undefined
+          : [
+              {
+                allowedOrigins: [...corsOrigins],
+                allowedMethods: [s3.HttpMethods.PUT, s3.HttpMethods.GET, s3.HttpMethods.HEAD],
+                allowedHeaders: ['content-type', 'content-length', 'x-amz-checksum-sha256'],
+                exposedHeaders: ['ETag'],
+                maxAge: 3000,
+              },
+            ],
+    });
+    this.bucketArnFromName = `arn:${Aws.PARTITION}:s3:::${props.bucketName}`;
+  }
+
+  /** ARN pattern of the blobs' objects (`<bucket>/blobs/*`). */
+  get blobObjectsArn(): string {
+    return this.bucket.arnForObjects(`${BLOB_PREFIX}*`);
+  }
+
+  /**
+   * Sends `s3:ObjectCreated:*` events for keys under `blobs/` to a queue.
+   *
+   * Written on the bucket itself (CloudFormation's NotificationConfiguration), not
+   * with `addEventNotification`, which deploys a custom-resource Lambda with a
+   * managed policy and `s3:PutBucketNotification` on `*`. S3 checks that it may
+   * send to the queue when the configuration is set, so the bucket depends on the
+   * queue policy, and that policy names the bucket by its computed ARN: no cycle.
+   */
+  notifyBlobCreated(queue: sqs.Queue): void {
+    queue.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'OriginBucketNotifications',
+        principals: [new iam.ServicePrincipal('s3.amazonaws.com')],
+        actions: ['sqs:SendMessage'],
+        resources: [queue.queueArn],
+        conditions: {
+          ArnEquals: { 'aws:SourceArn': this.bucketArnFromName },
+          StringEquals: { 'aws:SourceAccount': Stack.of(this).account },
+        },
+      }),
+    );
+    const cfnBucket = this.bucket.node.defaultChild as s3.CfnBucket;
+    cfnBucket.notificationConfiguration = {
+      queueConfigurations: [
+        {
+          event: 's3:ObjectCreated:*',
+          queue: queue.queueArn,
+          filter: { s3Key: { rules: [{ name: 'prefix', value: BLOB_PREFIX }] } },
+        },
+      ],
+    };
+    // Depending on the queue construct covers its children, the queue policy among them.
+    cfnBucket.node.addDependency(queue);
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * A target's replica bucket, in the target's region: files by logical path,
+ * with the version and SHA-256 in object metadata.
+ *
+ * Not versioned: a replica is derived state. The origin bucket (versioned) and
+ * the ledger (the version chain) hold every version; a lost or wrong replica
+ * object is repaired by replicating again, and versioning here would only
+ * multiply storage by the number of overwrites of each path.
+ */
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+
+export interface ReplicaBucketProps {
+  /** Physical name (lib/naming.ts): the home stack derives the same name to grant access. */
+  readonly bucketName: string;
+  /** Where server access logs go (a bucket in the same region). */
+  readonly accessLogsBucket: s3.IBucket;
+  /**
+   * Prefix of this bucket's access logs in the log bucket.
+   * @default '<construct id in lower case>/'
+   */
+  readonly accessLogsPrefix?: string;
+  /**
+   * What happens to the bucket when the stack is deleted.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+export class ReplicaBucket extends Construct {
+  /** The replica bucket: SSE-S3, private, TLS-only, access-logged, not versioned (see above). */
+  public readonly bucket: s3.Bucket;
+
+  constructor(scope: Construct, id: string, props: ReplicaBucketProps) {
+    super(scope, id);
+    this.bucket = new s3.Bucket(this, 'Bucket', {
+      bucketName: props.bucketName,
+      versioned: false,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      enforceSSL: true,
+      serverAccessLogsBucket: props.accessLogsBucket,
+      serverAccessLogsPrefix: props.accessLogsPrefix ?? `${id.toLowerCase()}/`,
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+      lifecycleRules: [
+        // Multipart copies (objects over 5 GiB) that a crashed function left behind.
+        { id: 'abort-incomplete-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
+      ],
+    });
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * One target of the mirror: its FIFO queue (message group = path, so one path's
+ * versions arrive in order) with its own dead-letter queue, and for an S3 target
+ * the replicate function that applies each version to the replica bucket.
+ * A pull target has the queue only: its on-prem agent reads it.
+ */
+import { Duration } from 'aws-cdk-lib';
+import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import type { TargetConfig } from '../../functions/core/topology.js';
+import {
+  LEDGER_ACCESS,
+  type MirrorSettings,
+  type ReplicaBucketRef,
+  type TargetBinding,
+  useLedger,
+  useOrigin,
+  useOwnTarget,
+  useSettings,
+} from '../grants.js';
+import type { Ledger } from './ledger.js';
+import { MirrorFunction } from './mirror-function.js';
+import type { OriginStore } from './origin-store.js';
+import { QueueWithDlq } from './queue-with-dlq.js';
+
+export interface ReplicaTargetProps {
+  /** The target, as the topology describes it. */
+  readonly target: TargetConfig;
+  /** The replica bucket of an S3 target (required for kind 's3', ignored for 'pull'). */
+  readonly bucket?: ReplicaBucketRef;
+  readonly ledger: Ledger;
+  readonly origin: OriginStore;
+  readonly settings: MirrorSettings;
+  /**
+   * Timeout of the replicate function. A server-side copy of a 5 GiB object across
+   * regions can take minutes; the queue's visibility timeout is 6x this, which is
+   * also how long a failed message holds up its path before it is retried.
+   * @default Duration.minutes(15)
+   */
+  readonly functionTimeout?: Duration;
+  /**
+   * Memory of the replicate function, in MiB (copies are server-side: little is needed).
+   * @default 512
+   */
+  readonly functionMemorySize?: number;
+  /**
+   * Visibility timeout of the queue for a pull target (its agent's processing time, 6x).
+   * @default Duration.minutes(15)
+   */
+  readonly pullVisibilityTimeout?: Duration;
+}
+
+export class ReplicaTarget extends Construct implements TargetBinding {
+  public readonly id: string;
+  public readonly kind: 's3' | 'pull';
+  public readonly pathPrefix?: string;
+  public readonly bucket?: ReplicaBucketRef;
+  /** The target's FIFO queue (high-throughput mode). */
+  public readonly queue: sqs.Queue;
+  /** Its FIFO dead-letter queue. */
+  public readonly deadLetterQueue: sqs.Queue;
+  /** The replicate function (S3 targets only). */
+  public readonly replicator?: MirrorFunction;
+
+  constructor(scope: Construct, id: string, props: ReplicaTargetProps) {
+    super(scope, id);
+    const { target } = props;
+    this.id = target.id;
+    this.kind = target.kind;
+    this.pathPrefix = target.pathPrefix;
+
+    const timeout = props.functionTimeout ?? Duration.minutes(15);
+    const queues = new QueueWithDlq(this, 'Queue', {
+      fifo: true,
+      visibilityTimeout:
+        target.kind === 's3'
+          ? Duration.seconds(timeout.toSeconds() * 6)
+          : (props.pullVisibilityTimeout ?? Duration.minutes(15)),
+    });
+    this.queue = queues.queue;
+    this.deadLetterQueue = queues.deadLetterQueue;
+
+    if (target.kind === 's3') {
+      const bucket = props.bucket;
+      if (!bucket) throw new Error(`target "${target.id}": an S3 target needs its replica bucket`);
+      this.bucket = bucket;
+      const fn = new MirrorFunction(this, 'Replicate', {
+        handler: 'replicate',
+        description: `Applies each committed version to the replica bucket of target ${target.id} (${bucket.region})`,
+        timeout,
+        memorySize: props.functionMemorySize ?? 512,
+      });
+      useLedger(fn, props.ledger, LEDGER_ACCESS.replicate);
+      useOrigin(fn, props.origin, { blobs: ['s3:GetObject', 's3:GetObjectVersion'] });
+      useOwnTarget(fn, {
+        id: this.id,
+        kind: this.kind,
+        queue: this.queue,
+        pathPrefix: this.pathPrefix,
+        bucket,
+      });
+      useSettings(fn, props.settings);
+      // Grants this function sqs:ReceiveMessage/DeleteMessage/ChangeMessageVisibility on its own queue only.
+      fn.function.addEventSource(
+        new SqsEventSource(this.queue, { batchSize: 10, reportBatchItemFailures: true }),
+      );
+      this.replicator = fn;
+    }
+  }
+}

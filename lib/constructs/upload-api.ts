@@ -1,0 +1,192 @@
+/**
+ * The HTTP API in front of the api function: every `/v1/*` route goes to one
+ * Lambda integration behind the configured authorizer, except `GET /v1/health`.
+ */
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
+import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpIamAuthorizer, HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import {
+  LEDGER_ACCESS,
+  type MirrorSettings,
+  type TargetBinding,
+  useLedger,
+  useOrigin,
+  useSettings,
+  useTargets,
+} from '../grants.js';
+import { acknowledge } from '../nag.js';
+import type { Ledger } from './ledger.js';
+import { MirrorFunction } from './mirror-function.js';
+import type { OriginStore } from './origin-store.js';
+
+/** How API Gateway authenticates callers. */
+export type ApiAuth =
+  | { readonly kind: 'iam' }
+  | { readonly kind: 'jwt'; readonly issuer: string; readonly audience: readonly string[] };
+
+export interface UploadApiProps {
+  readonly ledger: Ledger;
+  readonly origin: OriginStore;
+  readonly targets: readonly TargetBinding[];
+  readonly settings: MirrorSettings;
+  /** IAM (SigV4) or JWT authorizer on every route but the health check. */
+  readonly auth: ApiAuth;
+  /**
+   * Browser origins allowed by CORS.
+   * @default - no CORS configuration
+   */
+  readonly corsOrigins?: readonly string[];
+  /**
+   * Steady-state requests per second on the default stage.
+   * @default 50
+   */
+  readonly throttleRateLimit?: number;
+  /**
+   * Burst of requests on the default stage.
+   * @default 100
+   */
+  readonly throttleBurstLimit?: number;
+  /**
+   * How long access logs are kept.
+   * @default logs.RetentionDays.THREE_MONTHS
+   */
+  readonly accessLogRetention?: logs.RetentionDays;
+}
+
+/** Methods of the authorized `/v1/{proxy+}` route (OPTIONS is left to API Gateway's CORS preflight). */
+const API_METHODS = [
+  apigw.HttpMethod.GET,
+  apigw.HttpMethod.POST,
+  apigw.HttpMethod.PUT,
+  apigw.HttpMethod.PATCH,
+  apigw.HttpMethod.DELETE,
+];
+
+/** One JSON line per request, HTTP API context variables only. */
+const ACCESS_LOG_FORMAT = AccessLogFormat.custom(
+  JSON.stringify({
+    requestId: '$context.requestId',
+    requestTime: '$context.requestTime',
+    sourceIp: '$context.identity.sourceIp',
+    userAgent: '$context.identity.userAgent',
+    httpMethod: '$context.httpMethod',
+    routeKey: '$context.routeKey',
+    path: '$context.path',
+    status: '$context.status',
+    protocol: '$context.protocol',
+    responseLength: '$context.responseLength',
+    latencyMs: '$context.responseLatency',
+    integrationLatencyMs: '$context.integrationLatency',
+    error: '$context.error.message',
+    integrationError: '$context.integrationErrorMessage',
+    authorizerError: '$context.authorizer.error',
+  }),
+);
+
+export class UploadApi extends Construct {
+  /** The HTTP API. */
+  public readonly httpApi: apigw.HttpApi;
+  /** Its `$default` stage: auto-deployed, throttled, access-logged. */
+  public readonly stage: apigw.HttpStage;
+  /** The api function behind every route. */
+  public readonly handler: MirrorFunction;
+  /** The authorizer on every `/v1/*` route but the health check. */
+  public readonly authorizer: apigw.IHttpRouteAuthorizer;
+  /** The stage's access log group. */
+  public readonly accessLogGroup: logs.LogGroup;
+  /** The API's base URL. */
+  public readonly url: string;
+
+  constructor(scope: Construct, id: string, props: UploadApiProps) {
+    super(scope, id);
+    const fn = new MirrorFunction(this, 'Handler', {
+      handler: 'api',
+      description: 'Upload API: presigned uploads, versions, change feed, target status',
+      timeout: Duration.seconds(29),
+      memorySize: 512,
+    });
+    useLedger(fn, props.ledger, LEDGER_ACCESS.api);
+    useOrigin(fn, props.origin, { blobs: ['s3:PutObject', 's3:GetObject'] });
+    useTargets(fn, props.targets, { sendMessage: true, readReplicaObjects: true });
+    useSettings(fn, props.settings);
+    this.handler = fn;
+
+    this.authorizer =
+      props.auth.kind === 'iam'
+        ? new HttpIamAuthorizer()
+        : new HttpJwtAuthorizer('JwtAuthorizer', props.auth.issuer, {
+            jwtAudience: [...props.auth.audience],
+          });
+
+    const corsOrigins = props.corsOrigins ?? [];
+    this.httpApi = new apigw.HttpApi(this, 'HttpApi', {
+      description: 'Media Mirror upload API',
+      createDefaultStage: false,
+      corsPreflight:
+        corsOrigins.length === 0
+          ? undefined
+          : {
+              allowOrigins: [...corsOrigins],
+              allowMethods: [
+                apigw.CorsHttpMethod.GET,
+                apigw.CorsHttpMethod.POST,
+                apigw.CorsHttpMethod.PUT,
+                apigw.CorsHttpMethod.PATCH,
+                apigw.CorsHttpMethod.DELETE,
+                apigw.CorsHttpMethod.OPTIONS,
+              ],
+              allowHeaders: [
+                'authorization',
+                'content-type',
+                'x-amz-date',
+                'x-amz-security-token',
+                'x-amz-content-sha256',
+              ],
+              exposeHeaders: ['etag', 'location'],
+              maxAge: Duration.hours(1),
+            },
+    });
+
+    this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
+      retention: props.accessLogRetention ?? logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.stage = this.httpApi.addStage('DefaultStage', {
+      stageName: '$default',
+      autoDeploy: true,
+      throttle: { rateLimit: props.throttleRateLimit ?? 50, burstLimit: props.throttleBurstLimit ?? 100 },
+      accessLogSettings: {
+        destination: new apigw.LogGroupLogDestination(this.accessLogGroup),
+        format: ACCESS_LOG_FORMAT,
+      },
+    });
+    this.url = this.stage.url;
+
+    const integration = new HttpLambdaIntegration('Api', fn.function, {
+      payloadFormatVersion: apigw.PayloadFormatVersion.VERSION_2_0,
+    });
+    const [health] = this.httpApi.addRoutes({
+      path: '/v1/health',
+      methods: [apigw.HttpMethod.GET],
+      integration,
+      authorizer: new apigw.HttpNoneAuthorizer(),
+    });
+    this.httpApi.addRoutes({
+      path: '/v1/{proxy+}',
+      methods: API_METHODS,
+      integration,
+      authorizer: this.authorizer,
+    });
+    if (health) {
+      acknowledge(
+        health,
+        'AwsSolutions-APIG4',
+        'GET /v1/health is a liveness probe for load balancers and uptime checks: it returns a fixed status and reads no data.',
+      );
+    }
+  }
+}

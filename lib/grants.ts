@@ -1,0 +1,229 @@
+/**
+ * Least privilege, one call per dependency: each `use*` helper grants a function
+ * exactly the actions it needs on one resource AND sets the environment variable
+ * that names that resource (functions/adapters/runtime-config.ts), so a function
+ * can never learn a name it may not use, nor hold a permission it is not told about.
+ */
+import { Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import type { Topology } from '../functions/core/topology.js';
+import type { Ledger } from './constructs/ledger.js';
+import type { MirrorFunction } from './constructs/mirror-function.js';
+import type { OriginStore } from './constructs/origin-store.js';
+import { acknowledgeWildcardResource } from './nag.js';
+
+/** Deployment settings every handler reads (see runtime-config.ts). */
+export interface MirrorSettings {
+  readonly feedShards: number;
+  readonly maxUploadBytes: number;
+  readonly contentTypes: readonly string[];
+  readonly presignTtlSeconds: number;
+}
+
+export function settingsFromTopology(topology: Topology): MirrorSettings {
+  return {
+    feedShards: topology.feedShards,
+    maxUploadBytes: topology.limits.maxUploadBytes,
+    contentTypes: topology.limits.contentTypes,
+    presignTtlSeconds: topology.limits.presignTtlSeconds,
+  };
+}
+
+/** A replica bucket seen from the home stack: its name is derived, never referenced (lib/naming.ts). */
+export interface ReplicaBucketRef {
+  readonly bucketName: string;
+  readonly region: string;
+  /** Prefix of every key the mirror writes in the bucket ('' for the whole bucket). */
+  readonly keyPrefix: string;
+}
+
+/** What a function needs to know about a target: its queue and, for S3 targets, its bucket. */
+export interface TargetBinding {
+  readonly id: string;
+  readonly kind: 's3' | 'pull';
+  readonly queue: sqs.IQueue;
+  readonly pathPrefix?: string;
+  readonly bucket?: ReplicaBucketRef;
+}
+
+export type LedgerAction =
+  | 'dynamodb:GetItem'
+  | 'dynamodb:PutItem'
+  | 'dynamodb:UpdateItem'
+  | 'dynamodb:DeleteItem'
+  | 'dynamodb:Query';
+
+/** The ledger actions of each function. */
+export const LEDGER_ACCESS = {
+  api: [
+    'dynamodb:GetItem',
+    'dynamodb:PutItem',
+    'dynamodb:UpdateItem',
+    'dynamodb:DeleteItem',
+    'dynamodb:Query',
+  ],
+  ingest: [
+    'dynamodb:GetItem',
+    'dynamodb:PutItem',
+    'dynamodb:UpdateItem',
+    'dynamodb:DeleteItem',
+    'dynamodb:Query',
+  ],
+  replicate: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:Query'],
+} as const satisfies Record<string, readonly LedgerAction[]>;
+
+/** Grants item-level actions on the ledger table (no index exists) and sets MIRROR_TABLE. */
+export function useLedger(fn: MirrorFunction, ledger: Ledger, actions: readonly LedgerAction[]): void {
+  ledger.table.grant(fn.role, ...actions);
+  fn.addEnvironment('MIRROR_TABLE', ledger.table.tableName);
+}
+
+export type OriginBlobAction =
+  | 's3:GetObject'
+  | 's3:GetObjectVersion'
+  | 's3:PutObject'
+  | 's3:DeleteObject'
+  | 's3:DeleteObjectVersion';
+
+export interface OriginAccess {
+  /** Object actions, on `blobs/*` only. */
+  readonly blobs: readonly OriginBlobAction[];
+  /**
+   * Also `s3:ListBucket` on the bucket, for one reason: without it S3 answers
+   * HeadObject on a missing key with 403 instead of 404, and a handler that must
+   * tell "gone" from "forbidden" (the ingest, on a duplicate event for a blob it
+   * already deleted) would fail instead.
+   * @default false
+   */
+  readonly headMissingAs404?: boolean;
+}
+
+/** Grants actions on the origin's blobs and sets MIRROR_ORIGIN_BUCKET. */
+export function useOrigin(fn: MirrorFunction, origin: OriginStore, access: OriginAccess): void {
+  const objects = origin.blobObjectsArn;
+  fn.role.addToPrincipalPolicy(
+    new iam.PolicyStatement({ sid: 'OriginBlobs', actions: [...access.blobs], resources: [objects] }),
+  );
+  acknowledgeWildcardResource(
+    fn.role,
+    objects,
+    'Blob keys are blobs/<sha256> of content not yet known at deploy time; access is limited to the blobs/ prefix of the origin bucket.',
+  );
+  if (access.headMissingAs404) {
+    fn.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'OriginHeadMissingAs404',
+        actions: ['s3:ListBucket'],
+        resources: [origin.bucket.bucketArn],
+      }),
+    );
+  }
+  fn.addEnvironment('MIRROR_ORIGIN_BUCKET', origin.bucket.bucketName);
+}
+
+/** ARN of a replica bucket, from its name. */
+export function replicaBucketArn(scope: MirrorFunction, bucket: ReplicaBucketRef): string {
+  return Stack.of(scope).formatArn({ service: 's3', region: '', account: '', resource: bucket.bucketName });
+}
+
+/** ARN pattern of the objects the mirror owns in a replica bucket: `<bucket>/<keyPrefix>*`. */
+export function replicaObjectsArn(scope: MirrorFunction, bucket: ReplicaBucketRef): string {
+  return `${replicaBucketArn(scope, bucket)}/${bucket.keyPrefix}*`;
+}
+
+/** The MIRROR_TARGETS value: a JSON array that CloudFormation completes with queue URLs and bucket names. */
+function renderTargets(fn: MirrorFunction, targets: readonly TargetBinding[]): string {
+  return Stack.of(fn).toJsonString(
+    targets.map((t) => ({
+      id: t.id,
+      kind: t.kind,
+      queueUrl: t.queue.queueUrl,
+      ...(t.pathPrefix === undefined ? {} : { pathPrefix: t.pathPrefix }),
+      ...(t.bucket === undefined ? {} : { region: t.bucket.region, bucket: t.bucket.bucketName }),
+      keyPrefix: t.bucket?.keyPrefix ?? '',
+    })),
+  );
+}
+
+export interface TargetsAccess {
+  /** `sqs:SendMessage` on every target queue (fan-out). */
+  readonly sendMessage: boolean;
+  /** `s3:GetObject` on the mirror's objects in every replica bucket (presigned GETs by path). */
+  readonly readReplicaObjects: boolean;
+}
+
+/** Grants access to every target and sets MIRROR_TARGETS to all of them. */
+export function useTargets(
+  fn: MirrorFunction,
+  targets: readonly TargetBinding[],
+  access: TargetsAccess,
+): void {
+  if (access.sendMessage && targets.length > 0) {
+    // Only SendMessage: the queue URLs come from MIRROR_TARGETS, so no GetQueueUrl or GetQueueAttributes.
+    fn.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'FanOutToTargets',
+        actions: ['sqs:SendMessage'],
+        resources: targets.map((t) => t.queue.queueArn),
+      }),
+    );
+  }
+  if (access.readReplicaObjects) {
+    for (const target of targets) {
+      if (!target.bucket) continue;
+      const objects = replicaObjectsArn(fn, target.bucket);
+      fn.role.addToPrincipalPolicy(
+        new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [objects] }),
+      );
+      acknowledgeWildcardResource(
+        fn.role,
+        objects,
+        `Presigned GETs of files by path in the replica bucket of target "${target.id}": paths are user data, so access covers the mirror's key prefix.`,
+      );
+    }
+  }
+  fn.addEnvironment('MIRROR_TARGETS', renderTargets(fn, targets));
+}
+
+/**
+ * A replicate function's one target: consume its queue is granted by the event
+ * source; here, write access to its bucket only, MIRROR_TARGET_ID, and
+ * MIRROR_TARGETS listing that target alone (it learns no other queue or bucket).
+ */
+export function useOwnTarget(
+  fn: MirrorFunction,
+  target: TargetBinding & { readonly bucket: ReplicaBucketRef },
+): void {
+  const objects = replicaObjectsArn(fn, target.bucket);
+  fn.role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      sid: 'ReplicaObjects',
+      actions: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+      resources: [objects],
+    }),
+  );
+  acknowledgeWildcardResource(
+    fn.role,
+    objects,
+    `The replicate function of target "${target.id}" writes files by path (user data) under the mirror's key prefix of its own replica bucket only.`,
+  );
+  // HeadObject on a path not yet replicated must answer 404 (absent), not 403: S3 does so only with ListBucket.
+  fn.role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      sid: 'ReplicaHeadMissingAs404',
+      actions: ['s3:ListBucket'],
+      resources: [replicaBucketArn(fn, target.bucket)],
+    }),
+  );
+  fn.addEnvironment('MIRROR_TARGET_ID', target.id);
+  fn.addEnvironment('MIRROR_TARGETS', renderTargets(fn, [target]));
+}
+
+/** Sets the deployment settings (no resource, nothing to grant). */
+export function useSettings(fn: MirrorFunction, settings: MirrorSettings): void {
+  fn.addEnvironment('MIRROR_FEED_SHARDS', String(settings.feedShards));
+  fn.addEnvironment('MIRROR_MAX_UPLOAD_BYTES', String(settings.maxUploadBytes));
+  fn.addEnvironment('MIRROR_CONTENT_TYPES', JSON.stringify(settings.contentTypes));
+  fn.addEnvironment('MIRROR_PRESIGN_TTL_SECONDS', String(settings.presignTtlSeconds));
+}

@@ -1,0 +1,133 @@
+/** Shared helpers for the CDK tests: build the app from an inline topology and read its templates. */
+import type { App } from 'aws-cdk-lib';
+import type { Template } from 'aws-cdk-lib/assertions';
+import { parseTopology, type Topology } from '../../functions/core/topology.js';
+import { buildMirrorApp, createMirrorApp, type MirrorApp } from '../../lib/mirror-app.js';
+
+/** A topology with two S3 targets in one region (one with a key prefix and an explicit bucket name), one elsewhere, and a pull target. */
+export const TEST_TOPOLOGY_INPUT = {
+  name: 'TestMirror',
+  homeRegion: 'us-east-1',
+  feedShards: 8,
+  targets: [
+    { id: 'target-a', kind: 's3', region: 'eu-west-1' },
+    { id: 'target-b', kind: 's3', region: 'ap-south-1', pathPrefix: 'images/' },
+    {
+      id: 'target-c',
+      kind: 's3',
+      region: 'eu-west-1',
+      bucketName: 'explicit-replica-c',
+      keyPrefix: 'media/',
+    },
+    { id: 'onprem-dc1', kind: 'pull' },
+  ],
+  limits: {
+    maxUploadBytes: 1073741824,
+    presignTtlSeconds: 600,
+    contentTypes: ['image/*', 'application/pdf'],
+  },
+  api: { auth: 'iam', corsOrigins: ['https://cms.example.com'] },
+} as const;
+
+export function testTopology(overrides: Record<string, unknown> = {}): Topology {
+  return parseTopology({ ...TEST_TOPOLOGY_INPUT, ...overrides });
+}
+
+export interface BuildOptions {
+  /** Run esbuild for every function (slow-ish); otherwise CDK stages no bundle. @default false */
+  readonly bundle?: boolean;
+  /** Register cdk-nag. @default true */
+  readonly nag?: boolean;
+}
+
+// Templates must not depend on who runs the tests: no account from the environment.
+delete process.env.CDK_DEFAULT_ACCOUNT;
+
+export function buildTestApp(topology: Topology, options: BuildOptions = {}): MirrorApp {
+  const app: App = createMirrorApp({
+    // An empty list makes CDK skip bundling in every stack (what `cdk deploy <one stack>` does for the others).
+    context: options.bundle ? {} : { 'aws:cdk:bundling-stacks': [] },
+  });
+  return buildMirrorApp(topology, { app, nag: options.nag ?? true });
+}
+
+type Json = Record<string, unknown>;
+export type Statement = {
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+  Sid?: string;
+  Condition?: unknown;
+};
+
+/** The resources of a template of one type, by logical id. */
+export function resourcesOfType(template: Template, type: string): Record<string, Json> {
+  return template.findResources(type) as Record<string, Json>;
+}
+
+export const props = (resource: Json): Json => (resource.Properties ?? {}) as Json;
+
+/** The logical id of a Lambda function whose environment has `key` = `value`. */
+export function functionIdsWithEnv(template: Template, key: string, value?: string): string[] {
+  return Object.entries(resourcesOfType(template, 'AWS::Lambda::Function'))
+    .filter(([, r]) => {
+      const vars = ((props(r).Environment as Json | undefined)?.Variables ?? {}) as Json;
+      return key in vars && (value === undefined || vars[key] === value);
+    })
+    .map(([id]) => id);
+}
+
+/** Every statement of every policy attached to a function's role. */
+export function statementsOfFunction(template: Template, functionId: string): Statement[] {
+  const fn = resourcesOfType(template, 'AWS::Lambda::Function')[functionId];
+  if (!fn) throw new Error(`no function ${functionId}`);
+  const roleId = ((props(fn).Role as Json)['Fn::GetAtt'] as string[])[0] ?? '';
+  const policies = Object.values(resourcesOfType(template, 'AWS::IAM::Policy')).filter((p) =>
+    ((props(p).Roles ?? []) as Json[]).some((r) => r.Ref === roleId),
+  );
+  const role = resourcesOfType(template, 'AWS::IAM::Role')[roleId];
+  const inline = ((role && props(role).Policies) ?? []) as Json[];
+  return [
+    ...policies.map((p) => props(p).PolicyDocument as Json),
+    ...inline.map((p) => p.PolicyDocument as Json),
+  ].flatMap((doc) => doc.Statement as Statement[]);
+}
+
+export const actionsOf = (s: Statement): string[] => (Array.isArray(s.Action) ? s.Action : [s.Action]);
+export const resourcesOf = (s: Statement): unknown[] =>
+  Array.isArray(s.Resource) ? s.Resource : [s.Resource];
+
+/**
+ * Turns CloudFormation intrinsics into plain strings the way a deployment would,
+ * with stand-ins: `Ref X` → `ref:X`, `GetAtt X.A` → `att:X.A`, `AWS::AccountId` → 123456789012.
+ */
+export function fakeResolve(value: unknown): unknown {
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return value;
+  if (Array.isArray(value)) return value.map(fakeResolve);
+  if (value && typeof value === 'object') {
+    const o = value as Json;
+    if ('Ref' in o) {
+      const ref = o.Ref as string;
+      if (ref === 'AWS::AccountId') return '123456789012';
+      if (ref === 'AWS::Partition') return 'aws';
+      if (ref === 'AWS::Region') return 'us-east-1';
+      if (ref === 'AWS::URLSuffix') return 'amazonaws.com';
+      return `ref:${ref}`;
+    }
+    if ('Fn::GetAtt' in o) return `att:${(o['Fn::GetAtt'] as string[]).join('.')}`;
+    if ('Fn::Join' in o) {
+      const [delimiter, parts] = o['Fn::Join'] as [string, unknown[]];
+      return parts.map((p) => String(fakeResolve(p))).join(delimiter);
+    }
+    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, fakeResolve(v)]));
+  }
+  return value;
+}
+
+/** A function's environment as the Lambda runtime would see it (with fakeResolve's stand-ins). */
+export function environmentOf(template: Template, functionId: string): Record<string, string> {
+  const fn = resourcesOfType(template, 'AWS::Lambda::Function')[functionId];
+  if (!fn) throw new Error(`no function ${functionId}`);
+  const vars = ((props(fn).Environment as Json | undefined)?.Variables ?? {}) as Json;
+  return fakeResolve(vars) as Record<string, string>;
+}

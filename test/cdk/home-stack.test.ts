@@ -1,0 +1,536 @@
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readRuntimeConfig } from '../../functions/adapters/runtime-config.js';
+import type { MirrorApp } from '../../lib/mirror-app.js';
+import {
+  actionsOf,
+  buildTestApp,
+  environmentOf,
+  fakeResolve,
+  functionIdsWithEnv,
+  props,
+  resourcesOf,
+  resourcesOfType,
+  statementsOfFunction,
+  testTopology,
+} from './fixture.js';
+
+let mirror: MirrorApp;
+let home: Template;
+
+const logicalId = (construct: { node: { defaultChild?: unknown } }, template: MirrorApp['home']) =>
+  template.getLogicalId(construct.node.defaultChild as never);
+
+beforeAll(() => {
+  // The one app of this file: bundled for real with esbuild, checked by cdk-nag.
+  mirror = buildTestApp(testTopology(), { bundle: true });
+  home = Template.fromStack(mirror.home);
+}, 120_000);
+
+describe('origin bucket', () => {
+  it('is versioned, SSE-S3 encrypted, private, access-logged, with lifecycle and CORS', () => {
+    const originId = logicalId(mirror.home.origin.bucket, mirror.home);
+    const origin = resourcesOfType(home, 'AWS::S3::Bucket')[originId];
+    expect(origin).toBeDefined();
+    expect(props(origin as never)).toMatchObject({
+      VersioningConfiguration: { Status: 'Enabled' },
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+      },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      LoggingConfiguration: { DestinationBucketName: { Ref: expect.any(String) } },
+    });
+    home.hasResourceProperties('AWS::S3::Bucket', {
+      LifecycleConfiguration: {
+        Rules: Match.arrayWith([
+          Match.objectLike({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' }),
+          Match.objectLike({ NoncurrentVersionExpiration: { NoncurrentDays: 30 }, Status: 'Enabled' }),
+        ]),
+      },
+      CorsConfiguration: {
+        CorsRules: [
+          {
+            AllowedOrigins: ['https://cms.example.com'],
+            AllowedMethods: ['PUT', 'GET', 'HEAD'],
+            AllowedHeaders: ['content-type', 'content-length', 'x-amz-checksum-sha256'],
+            ExposedHeaders: ['ETag'],
+          },
+        ],
+      },
+      BucketName: { 'Fn::Join': ['', ['testmirror-origin-', { Ref: 'AWS::AccountId' }]] },
+    });
+  });
+
+  it('every bucket of every stack is encrypted, private and denies non-TLS requests', () => {
+    for (const stack of [mirror.home, ...mirror.replicas.values()]) {
+      const template = Template.fromStack(stack);
+      const buckets = resourcesOfType(template, 'AWS::S3::Bucket');
+      expect(Object.keys(buckets).length).toBeGreaterThan(0);
+      for (const [id, bucket] of Object.entries(buckets)) {
+        expect(props(bucket).BucketEncryption, id).toBeDefined();
+        expect(props(bucket).PublicAccessBlockConfiguration, id).toEqual({
+          BlockPublicAcls: true,
+          BlockPublicPolicy: true,
+          IgnorePublicAcls: true,
+          RestrictPublicBuckets: true,
+        });
+        template.hasResourceProperties('AWS::S3::BucketPolicy', {
+          Bucket: { Ref: id },
+          PolicyDocument: {
+            Statement: Match.arrayWith([
+              Match.objectLike({
+                Effect: 'Deny',
+                Action: 's3:*',
+                Principal: { AWS: '*' },
+                Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+              }),
+            ]),
+          },
+        });
+      }
+    }
+  });
+
+  it('notifies the ingest queue of objects created under blobs/, after the queue policy lets S3 send', () => {
+    const originId = logicalId(mirror.home.origin.bucket, mirror.home);
+    const queueId = logicalId(mirror.home.ingest.queue, mirror.home);
+    const origin = home.findResources('AWS::S3::Bucket')[originId];
+    expect(origin?.Properties.NotificationConfiguration).toEqual({
+      QueueConfigurations: [
+        {
+          Event: 's3:ObjectCreated:*',
+          Filter: { S3Key: { Rules: [{ Name: 'prefix', Value: 'blobs/' }] } },
+          Queue: { 'Fn::GetAtt': [queueId, 'Arn'] },
+        },
+      ],
+    });
+    const [policyId] = Object.entries(resourcesOfType(home, 'AWS::SQS::QueuePolicy')).find(([, p]) =>
+      (props(p).Queues as unknown[]).some((q) => JSON.stringify(q) === JSON.stringify({ Ref: queueId })),
+    ) ?? [undefined];
+    expect(policyId).toBeDefined();
+    expect(origin?.DependsOn).toContain(policyId);
+    home.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      Queues: [{ Ref: queueId }],
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Effect: 'Allow',
+            Principal: { Service: 's3.amazonaws.com' },
+            Action: 'sqs:SendMessage',
+            Condition: {
+              ArnEquals: {
+                'aws:SourceArn': {
+                  'Fn::Join': [
+                    '',
+                    [
+                      'arn:',
+                      { Ref: 'AWS::Partition' },
+                      ':s3:::testmirror-origin-',
+                      { Ref: 'AWS::AccountId' },
+                    ],
+                  ],
+                },
+              },
+              StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+            },
+          }),
+        ]),
+      },
+    });
+    // No custom-resource Lambda for notifications.
+    expect(Object.keys(home.findResources('Custom::S3BucketNotifications'))).toHaveLength(0);
+  });
+});
+
+describe('ledger', () => {
+  it('is one table pk/sk, on demand, PITR, encrypted, protected and retained, with no index', () => {
+    home.resourceCountIs('AWS::DynamoDB::Table', 1);
+    home.hasResource('AWS::DynamoDB::Table', {
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: {
+        KeySchema: [
+          { AttributeName: 'pk', KeyType: 'HASH' },
+          { AttributeName: 'sk', KeyType: 'RANGE' },
+        ],
+        AttributeDefinitions: [
+          { AttributeName: 'pk', AttributeType: 'S' },
+          { AttributeName: 'sk', AttributeType: 'S' },
+        ],
+        BillingMode: 'PAY_PER_REQUEST',
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        SSESpecification: { SSEEnabled: true },
+        DeletionProtectionEnabled: true,
+        GlobalSecondaryIndexes: Match.absent(),
+        LocalSecondaryIndexes: Match.absent(),
+      },
+    });
+  });
+});
+
+describe('queues', () => {
+  it('ingest: standard queue, SSE, visibility 6x the 15-minute function timeout, DLQ after 5 receives', () => {
+    const queueId = logicalId(mirror.home.ingest.queue, mirror.home);
+    const dlqId = logicalId(mirror.home.ingest.deadLetterQueue, mirror.home);
+    const queues = resourcesOfType(home, 'AWS::SQS::Queue');
+    expect(props(queues[queueId] as never)).toMatchObject({
+      SqsManagedSseEnabled: true,
+      VisibilityTimeout: 5400,
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlqId, 'Arn'] }, maxReceiveCount: 5 },
+    });
+    expect(props(queues[queueId] as never).FifoQueue).toBeUndefined();
+    expect(props(queues[dlqId] as never)).toMatchObject({
+      SqsManagedSseEnabled: true,
+      MessageRetentionPeriod: 1209600,
+    });
+    const ingestFn = resourcesOfType(home, 'AWS::Lambda::Function')[
+      logicalId(mirror.home.ingest.ingest.function, mirror.home)
+    ];
+    expect(props(ingestFn as never)).toMatchObject({ Timeout: 900, MemorySize: 1024 });
+  });
+
+  it('one FIFO queue and one FIFO DLQ per target, high-throughput, no content-based dedup', () => {
+    const queues = resourcesOfType(home, 'AWS::SQS::Queue');
+    const fifo = Object.entries(queues).filter(([, q]) => props(q).FifoQueue === true);
+    expect(fifo).toHaveLength(2 * 4);
+    for (const target of mirror.home.targets) {
+      const q = props(queues[logicalId(target.queue, mirror.home)] as never);
+      const dlqId = logicalId(target.deadLetterQueue, mirror.home);
+      const dlq = props(queues[dlqId] as never);
+      for (const settings of [q, dlq]) {
+        expect(settings, target.id).toMatchObject({
+          FifoQueue: true,
+          ContentBasedDeduplication: false,
+          DeduplicationScope: 'messageGroup',
+          FifoThroughputLimit: 'perMessageGroupId',
+          SqsManagedSseEnabled: true,
+        });
+      }
+      expect(q.RedrivePolicy, target.id).toEqual({
+        deadLetterTargetArn: { 'Fn::GetAtt': [dlqId, 'Arn'] },
+        maxReceiveCount: 5,
+      });
+    }
+  });
+
+  it('every queue denies non-TLS requests', () => {
+    const queues = Object.keys(resourcesOfType(home, 'AWS::SQS::Queue'));
+    for (const id of queues) {
+      home.hasResourceProperties('AWS::SQS::QueuePolicy', {
+        Queues: [{ Ref: id }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: 'Deny',
+              Action: 'sqs:*',
+              Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+            }),
+          ]),
+        },
+      });
+    }
+  });
+});
+
+describe('functions', () => {
+  it('every function runs nodejs24.x on arm64, bundled as ESM, with its own role and log group', () => {
+    const functions = resourcesOfType(home, 'AWS::Lambda::Function');
+    expect(Object.keys(functions)).toHaveLength(1 + 1 + 3); // api, ingest, one per S3 target
+    const roles = new Set<string>();
+    for (const [id, fn] of Object.entries(functions)) {
+      expect(props(fn), id).toMatchObject({
+        Runtime: 'nodejs24.x',
+        Architectures: ['arm64'],
+        Handler: 'index.handler',
+        LoggingConfig: { LogGroup: { Ref: expect.any(String) } },
+      });
+      roles.add(JSON.stringify(props(fn).Role));
+    }
+    expect(roles.size).toBe(Object.keys(functions).length);
+    for (const group of Object.values(resourcesOfType(home, 'AWS::Logs::LogGroup'))) {
+      expect(props(group).RetentionInDays).toBeGreaterThan(0);
+    }
+    // No role carries a managed policy (AWSLambdaBasicExecutionRole grants logs on every group).
+    for (const role of Object.values(resourcesOfType(home, 'AWS::IAM::Role'))) {
+      expect(props(role).ManagedPolicyArns).toBeUndefined();
+    }
+  });
+
+  it('one replicate function per S3 target, none for the pull target', () => {
+    for (const target of ['target-a', 'target-b', 'target-c']) {
+      expect(functionIdsWithEnv(home, 'MIRROR_TARGET_ID', target), target).toHaveLength(1);
+    }
+    expect(functionIdsWithEnv(home, 'MIRROR_TARGET_ID', 'onprem-dc1')).toHaveLength(0);
+    const pull = mirror.home.targets.find((t) => t.id === 'onprem-dc1');
+    expect(pull?.replicator).toBeUndefined();
+  });
+
+  it('SQS event sources: batch 10 with partial batch failures, each function on its own queue', () => {
+    const mappings = Object.values(resourcesOfType(home, 'AWS::Lambda::EventSourceMapping'));
+    expect(mappings).toHaveLength(1 + 3);
+    for (const m of mappings) {
+      expect(props(m)).toMatchObject({ BatchSize: 10, FunctionResponseTypes: ['ReportBatchItemFailures'] });
+    }
+    for (const target of mirror.home.targets) {
+      const fn = target.replicator;
+      if (!fn) continue;
+      home.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+        FunctionName: { Ref: logicalId(fn.function, mirror.home) },
+        EventSourceArn: { 'Fn::GetAtt': [logicalId(target.queue, mirror.home), 'Arn'] },
+      });
+    }
+    home.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: { Ref: logicalId(mirror.home.ingest.ingest.function, mirror.home) },
+      EventSourceArn: { 'Fn::GetAtt': [logicalId(mirror.home.ingest.queue, mirror.home), 'Arn'] },
+    });
+  });
+
+  it("every function's environment satisfies readRuntimeConfig (the handlers' own parser)", () => {
+    const accountBucket = (id: string) => `testmirror-${id}-123456789012`;
+    for (const id of Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))) {
+      const env = environmentOf(home, id);
+      expect(env.MIRROR_S3_FORCE_PATH_STYLE, id).toBeUndefined();
+      const config = readRuntimeConfig({ ...env, AWS_REGION: 'us-east-1' });
+      expect(config.feedShards).toBe(8);
+      expect(config.maxUploadBytes).toBe(1073741824);
+      expect(config.presignTtlSeconds).toBe(600);
+      expect(config.contentTypes).toEqual(['image/*', 'application/pdf']);
+      expect(config.originBucket).toMatch(/^ref:/);
+      expect(config.table).toMatch(/^ref:/);
+      if (config.targetId === undefined) {
+        expect(config.targets.map((t) => t.id)).toEqual(['target-a', 'target-b', 'target-c', 'onprem-dc1']);
+        expect(config.targets[0]).toMatchObject({
+          kind: 's3',
+          region: 'eu-west-1',
+          bucket: accountBucket('target-a'),
+          keyPrefix: '',
+        });
+        expect(config.targets[1]).toMatchObject({ region: 'ap-south-1', pathPrefix: 'images/' });
+        expect(config.targets[2]).toMatchObject({ bucket: 'explicit-replica-c', keyPrefix: 'media/' });
+        expect(config.targets[3]).toMatchObject({ kind: 'pull', keyPrefix: '' });
+        expect(config.targets[3]?.bucket).toBeUndefined();
+      } else {
+        // A replicate function learns its own target only.
+        expect(config.targets.map((t) => t.id)).toEqual([config.targetId]);
+        expect(config.targets[0]?.bucket).toBeDefined();
+      }
+      for (const t of config.targets) expect(t.queueUrl).toMatch(/^ref:/);
+    }
+  });
+});
+
+describe('least privilege', () => {
+  const replicateOf = (target: string) => {
+    const [id] = functionIdsWithEnv(home, 'MIRROR_TARGET_ID', target);
+    if (!id) throw new Error(`no replicate function for ${target}`);
+    return id;
+  };
+  const queueIdOf = (target: string) => {
+    const t = mirror.home.targets.find((x) => x.id === target);
+    if (!t) throw new Error(target);
+    return logicalId(t.queue, mirror.home);
+  };
+  const text = (value: unknown) => JSON.stringify(fakeResolve(value));
+
+  it('no policy anywhere has a wildcard action or a "*" resource', () => {
+    for (const stack of [mirror.home, ...mirror.replicas.values()]) {
+      const template = Template.fromStack(stack);
+      for (const policy of Object.values(resourcesOfType(template, 'AWS::IAM::Policy'))) {
+        for (const s of (
+          props(policy).PolicyDocument as { Statement: { Action: string | string[]; Resource: unknown }[] }
+        ).Statement) {
+          for (const action of Array.isArray(s.Action) ? s.Action : [s.Action])
+            expect(action).not.toContain('*');
+          for (const resource of Array.isArray(s.Resource) ? s.Resource : [s.Resource])
+            expect(resource).not.toBe('*');
+        }
+      }
+    }
+  });
+
+  it('replicate for target A reaches its own bucket and queue, never those of B or C', () => {
+    const statements = statementsOfFunction(home, replicateOf('target-a'));
+    const all = text(statements);
+    expect(all).toContain('testmirror-target-a-123456789012');
+    expect(all).toContain(queueIdOf('target-a'));
+    expect(all).not.toContain('target-b');
+    expect(all).not.toContain('explicit-replica-c');
+    expect(all).not.toContain(queueIdOf('target-b'));
+    expect(all).not.toContain(queueIdOf('target-c'));
+    expect(all).not.toContain(queueIdOf('onprem-dc1'));
+    // Objects: exactly the four actions the issue lists; the bucket: ListBucket only (HEAD on a missing key → 404).
+    const objects = statements.find((s) => s.Sid === 'ReplicaObjects');
+    expect(objects && actionsOf(objects).sort()).toEqual([
+      's3:AbortMultipartUpload',
+      's3:DeleteObject',
+      's3:GetObject',
+      's3:PutObject',
+    ]);
+    expect(objects && text(resourcesOf(objects))).toBe(
+      JSON.stringify(['arn:aws:s3:::testmirror-target-a-123456789012/*']),
+    );
+    const list = statements.find((s) => s.Sid === 'ReplicaHeadMissingAs404');
+    expect(list && actionsOf(list)).toEqual(['s3:ListBucket']);
+    expect(list && text(resourcesOf(list))).toBe(
+      JSON.stringify(['arn:aws:s3:::testmirror-target-a-123456789012']),
+    );
+    // No SendMessage: a replicate function consumes, it does not fan out.
+    expect(statements.flatMap(actionsOf)).not.toContain('sqs:SendMessage');
+    expect(statements.flatMap(actionsOf)).not.toContain('dynamodb:DeleteItem');
+  });
+
+  it('replicate with a key prefix is confined to it', () => {
+    const statements = statementsOfFunction(home, replicateOf('target-c'));
+    const objects = statements.find((s) => s.Sid === 'ReplicaObjects');
+    expect(objects && text(resourcesOf(objects))).toBe(
+      JSON.stringify(['arn:aws:s3:::explicit-replica-c/media/*']),
+    );
+  });
+
+  it('origin access is on blobs/* only, with the actions each function needs', () => {
+    const originId = logicalId(mirror.home.origin.bucket, mirror.home);
+    const blobs = JSON.stringify([`att:${originId}.Arn/blobs/*`]);
+    const expectations: [string, string[]][] = [
+      [logicalId(mirror.home.api.handler.function, mirror.home), ['s3:GetObject', 's3:PutObject']],
+      [
+        logicalId(mirror.home.ingest.ingest.function, mirror.home),
+        ['s3:DeleteObject', 's3:DeleteObjectVersion', 's3:GetObject', 's3:GetObjectVersion'],
+      ],
+      [replicateOf('target-a'), ['s3:GetObject', 's3:GetObjectVersion']],
+    ];
+    for (const [fn, actions] of expectations) {
+      const statements = statementsOfFunction(home, fn);
+      const origin = statements.find((s) => s.Sid === 'OriginBlobs');
+      expect(origin && actionsOf(origin).sort(), fn).toEqual(actions);
+      expect(origin && text(resourcesOf(origin)), fn).toBe(blobs);
+      // Nothing else names the origin's objects.
+      const others = statements.filter(
+        (s) => s !== origin && text(resourcesOf(s)).includes(`${originId}.Arn/`),
+      );
+      expect(others, fn).toEqual([]);
+    }
+  });
+
+  it('the api role has no delete on any bucket, and reads replicas, sends to every target queue', () => {
+    const statements = statementsOfFunction(home, logicalId(mirror.home.api.handler.function, mirror.home));
+    const actions = statements.flatMap(actionsOf);
+    expect(actions).not.toContain('s3:DeleteObject');
+    expect(actions).not.toContain('s3:DeleteObjectVersion');
+    expect(actions).not.toContain('s3:ListBucket');
+    expect(actions.filter((a) => a.startsWith('sqs:'))).toEqual(['sqs:SendMessage']);
+    const send = statements.find((s) => actionsOf(s).includes('sqs:SendMessage'));
+    expect(
+      resourcesOf(send as never)
+        .map((r) => text(r))
+        .sort(),
+    ).toEqual(
+      ['target-a', 'target-b', 'target-c', 'onprem-dc1']
+        .map((t) => JSON.stringify(`att:${queueIdOf(t)}.Arn`))
+        .sort(),
+    );
+    const reads = statements.filter((s) => actionsOf(s).join() === 's3:GetObject' && s.Sid !== 'OriginBlobs');
+    expect(reads.flatMap((s) => resourcesOf(s).map((r) => fakeResolve(r))).sort()).toEqual([
+      'arn:aws:s3:::explicit-replica-c/media/*',
+      'arn:aws:s3:::testmirror-target-a-123456789012/*',
+      'arn:aws:s3:::testmirror-target-b-123456789012/*',
+    ]);
+    const dynamo = actions.filter((a) => a.startsWith('dynamodb:')).sort();
+    expect(dynamo).toEqual([
+      'dynamodb:DeleteItem',
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:Query',
+      'dynamodb:UpdateItem',
+    ]);
+  });
+
+  it('the ingest sends to every target queue and consumes only the ingest queue', () => {
+    const statements = statementsOfFunction(home, logicalId(mirror.home.ingest.ingest.function, mirror.home));
+    const consume = statements.filter((s) => actionsOf(s).includes('sqs:ReceiveMessage'));
+    expect(consume.flatMap((s) => resourcesOf(s).map(text))).toEqual([
+      JSON.stringify(`att:${logicalId(mirror.home.ingest.queue, mirror.home)}.Arn`),
+    ]);
+    const send = statements.filter((s) => actionsOf(s).includes('sqs:SendMessage'));
+    expect(send.flatMap((s) => resourcesOf(s))).toHaveLength(4);
+    expect(statements.flatMap(actionsOf)).not.toContain('s3:PutObject');
+  });
+
+  it('each function writes only its own log group', () => {
+    for (const id of Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))) {
+      const fn = resourcesOfType(home, 'AWS::Lambda::Function')[id];
+      const group = (props(fn as never).LoggingConfig as { LogGroup: { Ref: string } }).LogGroup.Ref;
+      const logs = statementsOfFunction(home, id).filter((s) =>
+        actionsOf(s).some((a) => a.startsWith('logs:')),
+      );
+      expect(logs.flatMap((s) => resourcesOf(s))).toEqual([{ 'Fn::GetAtt': [group, 'Arn'] }]);
+    }
+  });
+});
+
+describe('upload API', () => {
+  it('routes /v1/* to one Lambda integration behind IAM, and GET /v1/health without auth', () => {
+    home.resourceCountIs('AWS::ApiGatewayV2::Api', 1);
+    home.resourceCountIs('AWS::ApiGatewayV2::Integration', 1);
+    home.hasResourceProperties('AWS::ApiGatewayV2::Integration', {
+      IntegrationType: 'AWS_PROXY',
+      PayloadFormatVersion: '2.0',
+    });
+    const routes = Object.values(resourcesOfType(home, 'AWS::ApiGatewayV2::Route')).map((r) => props(r));
+    const byKey = new Map(routes.map((r) => [r.RouteKey as string, r]));
+    expect([...byKey.keys()].sort()).toEqual(
+      ['GET /v1/health', ...['DELETE', 'GET', 'PATCH', 'POST', 'PUT'].map((m) => `${m} /v1/{proxy+}`)].sort(),
+    );
+    expect(byKey.get('GET /v1/health')?.AuthorizationType).toBe('NONE');
+    for (const [key, route] of byKey) {
+      if (key === 'GET /v1/health') continue;
+      expect(route.AuthorizationType, key).toBe('AWS_IAM');
+    }
+    home.resourceCountIs('AWS::ApiGatewayV2::Authorizer', 0);
+  });
+
+  it('the $default stage is auto-deployed, throttled and access-logged', () => {
+    home.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+      StageName: '$default',
+      AutoDeploy: true,
+      DefaultRouteSettings: { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
+      AccessLogSettings: {
+        DestinationArn: { 'Fn::GetAtt': [Match.anyValue(), 'Arn'] },
+        Format: Match.stringLikeRegexp('\\$context\\.requestId'),
+      },
+    });
+  });
+
+  it('CORS allows the topology origins', () => {
+    home.hasResourceProperties('AWS::ApiGatewayV2::Api', {
+      CorsConfiguration: Match.objectLike({ AllowOrigins: ['https://cms.example.com'] }),
+    });
+  });
+});
+
+describe('alarms', () => {
+  it('one alarm per dead-letter queue: visible messages >= 1, missing data not breaching', () => {
+    const dlqs = [mirror.home.ingest.deadLetterQueue, ...mirror.home.targets.map((t) => t.deadLetterQueue)];
+    const alarms = Object.values(resourcesOfType(home, 'AWS::CloudWatch::Alarm')).map((a) => props(a));
+    expect(alarms).toHaveLength(dlqs.length);
+    for (const dlq of dlqs) {
+      const dlqId = logicalId(dlq, mirror.home);
+      const matching = alarms.filter((a) =>
+        JSON.stringify(a.Dimensions).includes(JSON.stringify({ 'Fn::GetAtt': [dlqId, 'QueueName'] })),
+      );
+      expect(matching, dlqId).toHaveLength(1);
+      expect(matching[0]).toMatchObject({
+        MetricName: 'ApproximateNumberOfMessagesVisible',
+        Namespace: 'AWS/SQS',
+        Threshold: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        EvaluationPeriods: 1,
+        TreatMissingData: 'notBreaching',
+      });
+    }
+  });
+});
