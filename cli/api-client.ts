@@ -66,9 +66,10 @@ export const fileStatusSchema = z.object({
   path: z.string(),
   head: z.object({
     version,
-    sha256: z.string(),
+    // A deleted file's head (a tombstone) has no content.
+    sha256: z.string().nullable(),
     size: z.number(),
-    contentType: z.string().optional(),
+    contentType: z.string().nullish(),
     committedAt: z.string().nullish(),
     deleted: z.boolean().default(false),
   }),

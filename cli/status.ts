@@ -62,7 +62,7 @@ export function formatFileStatus(status: FileStatus, now: Date = new Date()): st
   const lines = [
     `path       ${status.path}`,
     `version    ${head.version}${head.deleted ? ' (deleted)' : ''}`,
-    `sha256     ${head.sha256}`,
+    `sha256     ${head.sha256 ?? '(deleted)'}`,
     `size       ${formatBytes(head.size)} (${head.size} bytes)`,
     `type       ${head.contentType ?? '-'}`,
     `committed  ${formatWhen(head.committedAt, now)}`,

@@ -10,6 +10,7 @@ import { MirrorError, ValidationError } from '../core/errors.js';
 import type { FileVersion } from '../core/model.js';
 import { normalizePath } from '../core/paths.js';
 import { contentUrl, createUpload, deleteFile, getFile, getUpload } from '../core/uploads.js';
+import { routingPath } from './routing.js';
 
 const config = readRuntimeConfig();
 const logger = makeLogger('api');
@@ -43,7 +44,10 @@ const uploadRequestSchema = z.strictObject({
   ifVersion: z.number().int().nonnegative().optional(),
 });
 
-const versionNumber = z.coerce.number().int().nonnegative();
+const versionNumber = z
+  .string()
+  .regex(/^\d{1,15}$/, 'must be a whole number')
+  .transform(Number);
 
 /** Parses with a schema; the first issue becomes a 400 naming its field. */
 function parse<T extends z.ZodType>(schema: T, value: unknown, fieldPrefix = ''): z.infer<T> {
@@ -131,7 +135,7 @@ const routes = [
         event.pathParameters?.id,
         'uploadId',
       );
-      const upload = await getUpload(deps, id);
+      const { claimingVersion: _internal, ...upload } = await getUpload(deps, id);
       return json(200, upload);
     },
   },
@@ -168,7 +172,7 @@ const routes = [
       );
       const versions = await deps.ledger.listVersions(path, {
         limit: query.limit,
-        ...(query.before ? { before: query.before } : {}),
+        ...(query.before === undefined ? {} : { before: query.before }),
       });
       if (versions.length === 0 && query.before === undefined) {
         return errorBody(404, 'not_found', `no file at "${path}"`, 'path');

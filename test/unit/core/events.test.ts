@@ -79,3 +79,18 @@ describe('replication messages', () => {
     expect(replicationMessageSchema.safeParse({ ...base, sha256: 'XYZ' }).success).toBe(false);
   });
 });
+
+describe('routing of file paths', async () => {
+  const { routingPath } = await import('../../../functions/handlers/routing.js');
+  it.each([
+    ['/v1/files/a%2Fb.jpg', '/v1/files/a%2Fb.jpg'],
+    ['/v1/files/a%2Fb.jpg/versions', '/v1/files/a%2Fb.jpg/versions'],
+    ['/v1/files/a/b.jpg/versions', '/v1/files/a%2Fb.jpg/versions'],
+    ['/v1/files/a/b.jpg/content', '/v1/files/a%2Fb.jpg/content'],
+    ['/v1/files/a/b.jpg', '/v1/files/a%2Fb.jpg'],
+    ['/v1/files/versions', '/v1/files/versions'],
+    ['/v1/uploads/x', '/v1/uploads/x'],
+  ])('%s routes as %s (encoded or already decoded by a proxy)', (raw, routed) => {
+    expect(routingPath(raw)).toBe(routed);
+  });
+});
