@@ -10,7 +10,6 @@ import { MirrorError, ValidationError } from '../core/errors.js';
 import type { FileVersion } from '../core/model.js';
 import { normalizePath } from '../core/paths.js';
 import { contentUrl, createUpload, deleteFile, getFile, getUpload } from '../core/uploads.js';
-import { routingPath } from './routing.js';
 
 const config = readRuntimeConfig();
 const logger = makeLogger('api');
