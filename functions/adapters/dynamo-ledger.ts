@@ -5,6 +5,7 @@
  *   T#<target>#<path> STATE              what a target has applied (keyed by target first, so an
  *                                        agent's role can be limited to its own rows by dynamodb:LeadingKeys)
  *   U#<upload>   UPLOAD                  an upload and its outcome
+ *   U#<upload>   PART#<5 digits>         a part of a multipart upload, as its uploader reported it
  *   B#<sha256>   BLOB                    a verified blob
  *   B#<sha256>   U#<upload>              an upload waiting for that blob (strongly consistent, unlike a GSI)
  *   FEED#<shard> S#<seq, 12 digits>      the change feed
@@ -21,7 +22,7 @@ import {
 } from '@aws-sdk/lib-dynamodb';
 import { ClaimTakenError } from '../core/errors.js';
 import type { Blob, Change, FileVersion, TargetState, Upload } from '../core/model.js';
-import type { ClaimedVersion, Ledger } from '../core/ports.js';
+import type { ClaimedVersion, Ledger, StoredPart } from '../core/ports.js';
 
 const pad = (n: number) => n.toString().padStart(12, '0');
 const pathKey = (path: string) => `P#${path}`;
@@ -245,6 +246,41 @@ export class DynamoLedger implements Ledger {
     await this.db.send(
       new PutCommand({ TableName: this.table, Item: { pk: `B#${sha256}`, sk: `U#${uploadId}`, uploadId } }),
     );
+  }
+
+  async recordPart(uploadId: string, part: StoredPart): Promise<void> {
+    await this.db.send(
+      new PutCommand({
+        TableName: this.table,
+        Item: { pk: `U#${uploadId}`, sk: `PART#${pad(part.partNumber)}`, ...part },
+      }),
+    );
+  }
+
+  async listParts(uploadId: string): Promise<StoredPart[]> {
+    const parts: StoredPart[] = [];
+    let start: Item | undefined;
+    do {
+      const out = await this.db.send(
+        new QueryCommand({
+          TableName: this.table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :part)',
+          ExpressionAttributeValues: { ':pk': `U#${uploadId}`, ':part': 'PART#' },
+          ConsistentRead: true,
+          ExclusiveStartKey: start,
+        }),
+      );
+      for (const item of out.Items ?? []) {
+        parts.push({
+          partNumber: item.partNumber as number,
+          size: item.size as number,
+          etag: item.etag as string,
+          sha256: item.sha256 as string,
+        });
+      }
+      start = out.LastEvaluatedKey;
+    } while (start);
+    return parts;
   }
 
   async listPendingUploads(sha256: string): Promise<string[]> {

@@ -40,6 +40,11 @@ const envSchema = z.object({
     .int()
     .positive()
     .default(5 * 1024 ** 3),
+  MIRROR_MULTIPART_THRESHOLD_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(16 * 1024 ** 2),
   MIRROR_CONTENT_TYPES: json(z.array(z.string())).default(['*/*']),
   MIRROR_PRESIGN_TTL_SECONDS: z.coerce.number().int().min(1).max(900).default(900),
   /** Set for the replicate function: the one target it serves. */
@@ -55,6 +60,7 @@ export type RuntimeConfig = Readonly<{
   targets: readonly RuntimeTarget[];
   feedShards: number;
   maxUploadBytes: number;
+  multipartThresholdBytes: number;
   contentTypes: readonly string[];
   presignTtlSeconds: number;
   targetId: string | undefined;
@@ -76,6 +82,7 @@ export function readRuntimeConfig(env: NodeJS.ProcessEnv = process.env): Runtime
     targets: e.MIRROR_TARGETS,
     feedShards: e.MIRROR_FEED_SHARDS,
     maxUploadBytes: e.MIRROR_MAX_UPLOAD_BYTES,
+    multipartThresholdBytes: e.MIRROR_MULTIPART_THRESHOLD_BYTES,
     contentTypes: e.MIRROR_CONTENT_TYPES,
     presignTtlSeconds: e.MIRROR_PRESIGN_TTL_SECONDS,
     targetId: e.MIRROR_TARGET_ID,

@@ -16,11 +16,12 @@ import {
   S3Client,
   type S3ClientConfig,
   S3ServiceException,
+  UploadPartCommand,
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { ReplicationMessage } from '../core/model.js';
-import type { BlobStore, ReplicaStore } from '../core/ports.js';
+import type { BlobStore, ReplicaStore, StoredPart } from '../core/ports.js';
 
 export const hexToBase64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
 export const base64ToHex = (b64: string) => Buffer.from(b64, 'base64').toString('hex');
@@ -135,6 +136,70 @@ export class S3BlobStore implements BlobStore {
     return getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucket, Key: blobKey(sha256) }), {
       expiresIn: expiresInSeconds,
     });
+  }
+
+  async createMultipart(sha256: string, contentType: string) {
+    const out = await this.s3.send(
+      new CreateMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: blobKey(sha256),
+        ContentType: contentType,
+        ChecksumAlgorithm: 'SHA256',
+      }),
+    );
+    if (!out.UploadId) throw new Error(`S3 returned no UploadId for blobs/${sha256}`);
+    return out.UploadId;
+  }
+
+  async presignPart(input: {
+    sha256: string;
+    multipartId: string;
+    partNumber: number;
+    size: number;
+    partSha256: string;
+    expiresInSeconds: number;
+  }) {
+    const checksum = hexToBase64(input.partSha256);
+    const url = await getSignedUrl(
+      this.s3,
+      new UploadPartCommand({
+        Bucket: this.bucket,
+        Key: blobKey(input.sha256),
+        UploadId: input.multipartId,
+        PartNumber: input.partNumber,
+        ContentLength: input.size,
+        ChecksumSHA256: checksum,
+      }),
+      {
+        expiresIn: input.expiresInSeconds,
+        signableHeaders: new Set(['content-length', 'x-amz-checksum-sha256']),
+        unhoistableHeaders: new Set(['x-amz-checksum-sha256']),
+      },
+    );
+    return { url, headers: { 'content-length': String(input.size), 'x-amz-checksum-sha256': checksum } };
+  }
+
+  async completeMultipart(sha256: string, multipartId: string, parts: readonly StoredPart[]) {
+    await this.s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: blobKey(sha256),
+        UploadId: multipartId,
+        MultipartUpload: {
+          Parts: parts.map((p) => ({
+            PartNumber: p.partNumber,
+            ETag: p.etag,
+            ChecksumSHA256: hexToBase64(p.sha256),
+          })),
+        },
+      }),
+    );
+  }
+
+  async abortMultipart(sha256: string, multipartId: string) {
+    await this.s3.send(
+      new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: blobKey(sha256), UploadId: multipartId }),
+    );
   }
 }
 

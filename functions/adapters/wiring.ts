@@ -40,6 +40,7 @@ export function makeDeps(config: RuntimeConfig, metrics: Metrics): UploadDeps & 
     targets: config.targets,
     limits: {
       maxUploadBytes: config.maxUploadBytes,
+      multipartThresholdBytes: config.multipartThresholdBytes,
       contentTypes: config.contentTypes,
       presignTtlSeconds: config.presignTtlSeconds,
     },

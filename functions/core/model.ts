@@ -27,6 +27,10 @@ export interface Upload {
   readonly version?: number | undefined;
   readonly reason?: string | undefined;
   readonly deduplicated?: boolean | undefined;
+  /** Set for uploads above the multipart threshold. */
+  readonly multipart?:
+    | { readonly multipartId: string; readonly partSize: number; readonly partCount: number }
+    | undefined;
   /** The version this upload is trying to claim: lets concurrent duplicate commits converge. */
   readonly claimingVersion?: number | undefined;
   readonly createdAt: string;

@@ -32,6 +32,9 @@ export interface Ledger {
     at: string,
   ): Promise<void>;
   addPendingUpload(sha256: string, uploadId: string): Promise<void>;
+  /** Records a part the uploader reports stored (S3 re-checks its ETag at completion). */
+  recordPart(uploadId: string, part: StoredPart): Promise<void>;
+  listParts(uploadId: string): Promise<StoredPart[]>;
   listPendingUploads(sha256: string): Promise<string[]>;
   removePendingUpload(sha256: string, uploadId: string): Promise<void>;
 
@@ -99,6 +102,27 @@ export interface BlobStore {
     headers: Record<string, string>;
   }>;
   presignGet(sha256: string, expiresInSeconds: number): Promise<string>;
+
+  // Multipart uploads to blobs/<sha256>, each part's SHA-256 signed into its URL.
+  createMultipart(sha256: string, contentType: string): Promise<string>;
+  presignPart(input: {
+    sha256: string;
+    multipartId: string;
+    partNumber: number;
+    size: number;
+    partSha256: string;
+    expiresInSeconds: number;
+  }): Promise<{ url: string; headers: Record<string, string> }>;
+  completeMultipart(sha256: string, multipartId: string, parts: readonly StoredPart[]): Promise<void>;
+  abortMultipart(sha256: string, multipartId: string): Promise<void>;
+}
+
+export interface StoredPart {
+  readonly partNumber: number;
+  readonly size: number;
+  readonly etag: string;
+  /** Hex SHA-256 of the part, as signed into its URL. */
+  readonly sha256: string;
 }
 
 /** A replica bucket, files stored under their paths. */

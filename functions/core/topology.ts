@@ -53,12 +53,27 @@ export const topologySchema = z
     feedShards: z.number().int().min(1).max(64).default(4),
     limits: z
       .object({
-        /** Largest upload accepted, in bytes. @default 5 GiB (the single-PUT limit) */
+        /**
+         * Largest upload accepted, in bytes. Bounded by what the ingest can verify in one Lambda
+         * invocation (15 min): 50 GiB at the ~90 MB/s an S3 GET stream gives in Lambda leaves
+         * a third of the time spare (docs/scale.md). @default 50 GiB
+         */
         maxUploadBytes: z
           .number()
           .int()
           .positive()
-          .default(5 * 1024 ** 3),
+          .max(
+            50 * 1024 ** 3,
+            "at most 50 GiB: the largest object the ingest can verify within Lambda's 15 minutes",
+          )
+          .default(50 * 1024 ** 3),
+        /** Above this size uploads go in parts (5 MiB to 5 GiB, S3's limits). @default 16 MiB */
+        multipartThresholdBytes: z
+          .number()
+          .int()
+          .min(5 * 1024 ** 2)
+          .max(5 * 1024 ** 3)
+          .default(16 * 1024 ** 2),
         /** Content types accepted; `type/*` matches a whole family. */
         contentTypes: z
           .array(z.string())

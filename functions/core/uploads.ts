@@ -4,15 +4,19 @@
  */
 import { randomUUID } from 'node:crypto';
 import { type CommitDeps, commitVersion } from './commit.js';
-import { NotFoundError, ValidationError, VersionConflictError } from './errors.js';
+import { MirrorError, NotFoundError, ValidationError, VersionConflictError } from './errors.js';
 import type { FileVersion, TargetState, Upload } from './model.js';
-import type { BlobStore, ReplicaStore } from './ports.js';
+import { missingParts, partBytes, planParts } from './multipart.js';
+import type { BlobStore, Metrics, ReplicaStore } from './ports.js';
 
 export interface UploadDeps extends CommitDeps {
   readonly blobs: BlobStore;
+  readonly metrics?: Metrics;
   readonly replicas: (targetId: string) => ReplicaStore | undefined;
   readonly limits: {
     readonly maxUploadBytes: number;
+    /** Above this size an upload goes in parts. */
+    readonly multipartThresholdBytes: number;
     readonly contentTypes: readonly string[];
     readonly presignTtlSeconds: number;
   };
@@ -34,7 +38,14 @@ export type UploadResponse =
       uploadId: string;
       path: string;
       upload: { method: 'PUT'; url: string; headers: Record<string, string>; expiresAt: string };
-    };
+    }
+  | { status: 'pending'; uploadId: string; path: string; resumed: boolean; multipart: MultipartView };
+
+export interface MultipartView {
+  readonly partSize: number;
+  readonly partCount: number;
+  readonly uploadedParts: readonly { partNumber: number; size: number; etag: string }[];
+}
 
 export function contentTypeAllowed(contentType: string, allowed: readonly string[]): boolean {
   const [family] = contentType.toLowerCase().split('/');
@@ -114,6 +125,9 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
     };
   }
 
+  if (request.size > limits.multipartThresholdBytes)
+    return createMultipartUpload(deps, request, uploadId, now);
+
   const expiresAt = new Date(now.getTime() + limits.presignTtlSeconds * 1000);
   await ledger.putUpload({
     ...request,
@@ -138,10 +152,188 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
   };
 }
 
+async function createMultipartUpload(
+  deps: UploadDeps,
+  request: UploadRequest,
+  uploadId: string,
+  now: Date,
+): Promise<UploadResponse> {
+  const { ledger, blobs } = deps;
+  // Resumable: the same file to the same path continues the upload already under way, from any browser.
+  for (const pendingId of await ledger.listPendingUploads(request.sha256)) {
+    const pending = await ledger.getUpload(pendingId);
+    if (
+      pending?.status === 'pending' &&
+      pending.multipart &&
+      pending.path === request.path &&
+      pending.size === request.size
+    ) {
+      return {
+        status: 'pending',
+        uploadId: pendingId,
+        path: request.path,
+        resumed: true,
+        multipart: await multipartView(deps, pending),
+      };
+    }
+  }
+  const plan = planParts(request.size);
+  const multipartId = await blobs.createMultipart(request.sha256, request.contentType);
+  const upload: Upload = {
+    ...request,
+    uploadId,
+    status: 'pending',
+    multipart: { multipartId, ...plan },
+    createdAt: now.toISOString(),
+    updatedAt: now.toISOString(),
+  };
+  await ledger.putUpload(upload);
+  await ledger.addPendingUpload(request.sha256, uploadId);
+  return {
+    status: 'pending',
+    uploadId,
+    path: request.path,
+    resumed: false,
+    multipart: { ...plan, uploadedParts: [] },
+  };
+}
+
+async function multipartView(deps: Pick<UploadDeps, 'ledger'>, upload: Upload): Promise<MultipartView> {
+  if (!upload.multipart) throw new Error(`upload ${upload.uploadId} is not multipart`);
+  const { partSize, partCount } = upload.multipart;
+  const stored = await deps.ledger.listParts(upload.uploadId);
+  return {
+    partSize,
+    partCount,
+    uploadedParts: stored.map(({ partNumber, size, etag }) => ({ partNumber, size, etag })),
+  };
+}
+
+async function pendingMultipart(deps: Pick<UploadDeps, 'ledger'>, uploadId: string) {
+  const upload = await getUpload(deps, uploadId);
+  if (upload.status !== 'pending') {
+    throw new MirrorError(`upload "${uploadId}" is ${upload.status}`, {
+      code: 'upload_finished',
+      status: 409,
+      field: 'uploadId',
+    });
+  }
+  if (!upload.multipart) {
+    throw new ValidationError('uploadId', `upload "${uploadId}" is a single PUT, not a multipart upload`, {
+      code: 'not_multipart',
+    });
+  }
+  return { ...upload, multipart: upload.multipart };
+}
+
+/** Presigns one part's PUT with that part's SHA-256 and exact length signed in. */
+export async function presignPart(
+  deps: UploadDeps,
+  uploadId: string,
+  part: { partNumber: number; size: number; sha256: string },
+): Promise<{ partNumber: number; url: string; headers: Record<string, string>; expiresAt: string }> {
+  const upload = await pendingMultipart(deps, uploadId);
+  const expected = partBytes(upload.multipart, upload.size, part.partNumber);
+  if (part.size !== expected)
+    throw new ValidationError('size', `part ${part.partNumber} must be ${expected} bytes`);
+  const signed = await deps.blobs.presignPart({
+    sha256: upload.sha256,
+    multipartId: upload.multipart.multipartId,
+    partNumber: part.partNumber,
+    size: part.size,
+    partSha256: part.sha256,
+    expiresInSeconds: deps.limits.presignTtlSeconds,
+  });
+  const expiresAt = new Date(deps.clock.now().getTime() + deps.limits.presignTtlSeconds * 1000).toISOString();
+  return { partNumber: part.partNumber, ...signed, expiresAt };
+}
+
+/** Completes the multipart upload from the parts S3 holds; the ingest then verifies the whole object. */
+export async function completeUpload(
+  deps: UploadDeps,
+  uploadId: string,
+): Promise<{ status: 'verifying'; uploadId: string }> {
+  const upload = await pendingMultipart(deps, uploadId);
+  const stored = await deps.ledger.listParts(uploadId);
+  const missing = missingParts(upload.multipart, upload.size, stored);
+  if (missing.length > 0) {
+    const shown = missing.slice(0, 20).join(', ');
+    throw new ValidationError(
+      'parts',
+      `parts missing or of the wrong size: ${shown}${missing.length > 20 ? ', …' : ''}`,
+      {
+        code: 'parts_missing',
+      },
+    );
+  }
+  try {
+    await deps.blobs.completeMultipart(upload.sha256, upload.multipart.multipartId, stored);
+  } catch (error) {
+    // S3 checks every reported ETag and checksum: a part that is not what was reported fails here.
+    const name = (error as { name?: string }).name;
+    if (name === 'InvalidPart' || name === 'InvalidPartOrder' || name === 'BadDigest') {
+      throw new ValidationError(
+        'parts',
+        `storage refused the parts as reported: ${(error as Error).message}`,
+        {
+          code: 'invalid_parts',
+          cause: error,
+        },
+      );
+    }
+    throw error;
+  }
+  return { status: 'verifying', uploadId };
+}
+
+/** The uploader reports a part stored, with the ETag storage answered; this is what lets another browser resume. */
+export async function recordPart(
+  deps: UploadDeps,
+  uploadId: string,
+  part: { partNumber: number; size: number; sha256: string; etag: string },
+): Promise<MultipartView> {
+  const upload = await pendingMultipart(deps, uploadId);
+  const expected = partBytes(upload.multipart, upload.size, part.partNumber);
+  if (part.size !== expected)
+    throw new ValidationError('size', `part ${part.partNumber} must be ${expected} bytes`);
+  await deps.ledger.recordPart(uploadId, part);
+  return multipartView(deps, upload);
+}
+
+/** Aborts a pending upload (and its S3 multipart upload): nothing is committed. */
+export async function abortUpload(deps: UploadDeps, uploadId: string): Promise<Upload> {
+  const upload = await getUpload(deps, uploadId);
+  if (upload.status !== 'pending') return upload;
+  if (upload.multipart) {
+    try {
+      await deps.blobs.abortMultipart(upload.sha256, upload.multipart.multipartId);
+    } catch {
+      // Best effort: the bucket's lifecycle rule aborts incomplete multipart uploads after a day anyway.
+      deps.metrics?.count('MultipartAbortFailed');
+    }
+  }
+  await deps.ledger.finishUpload(
+    uploadId,
+    { status: 'rejected', reason: 'aborted' },
+    deps.clock.now().toISOString(),
+  );
+  await deps.ledger.removePendingUpload(upload.sha256, uploadId);
+  return getUpload(deps, uploadId);
+}
+
 export async function getUpload(deps: Pick<UploadDeps, 'ledger'>, uploadId: string): Promise<Upload> {
   const upload = await deps.ledger.getUpload(uploadId);
   if (!upload) throw new NotFoundError(`no upload with id "${uploadId}"`, 'uploadId');
   return upload;
+}
+
+/** What a client sees of an upload: no internals, and the stored parts while a multipart upload is pending. */
+export async function describeUpload(deps: Pick<UploadDeps, 'ledger'>, uploadId: string) {
+  const { claimingVersion: _internal, multipart, ...upload } = await getUpload(deps, uploadId);
+  if (!multipart) return upload;
+  if (upload.status !== 'pending')
+    return { ...upload, multipart: { partSize: multipart.partSize, partCount: multipart.partCount } };
+  return { ...upload, multipart: await multipartView(deps, { ...upload, multipart } as Upload) };
 }
 
 export interface FileView {

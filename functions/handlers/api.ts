@@ -9,7 +9,17 @@ import { decodeCursor, encodeCursor, readChanges } from '../core/changes.js';
 import { MirrorError, ValidationError } from '../core/errors.js';
 import type { FileVersion } from '../core/model.js';
 import { normalizePath } from '../core/paths.js';
-import { contentUrl, createUpload, deleteFile, getFile, getUpload } from '../core/uploads.js';
+import {
+  abortUpload,
+  completeUpload,
+  contentUrl,
+  createUpload,
+  deleteFile,
+  describeUpload,
+  getFile,
+  presignPart,
+  recordPart,
+} from '../core/uploads.js';
 
 const config = readRuntimeConfig();
 const logger = makeLogger('api');
@@ -42,6 +52,39 @@ const uploadRequestSchema = z.strictObject({
     .regex(/^[a-zA-Z0-9!#$&^_.+-]+\/[a-zA-Z0-9!#$&^_.+-]+$/, 'must be a MIME type such as image/jpeg'),
   ifVersion: z.number().int().nonnegative().optional(),
 });
+
+const partRequestSchema = z.strictObject({
+  partNumber: z.number().int().min(1).max(10_000),
+  size: z.number().int().nonnegative(),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hexadecimal characters')
+    .transform((s) => s.toLowerCase()),
+});
+
+const partNumberSchema = z
+  .string()
+  .regex(/^\d{1,5}$/, 'must be a whole number')
+  .transform(Number)
+  .pipe(z.number().min(1).max(10_000));
+
+const storedPartSchema = z.strictObject({
+  size: z.number().int().nonnegative(),
+  sha256: partRequestSchema.shape.sha256,
+  etag: z.string().min(1).max(200),
+});
+
+function uploadIdParam(event: Event): string {
+  return parse(
+    z
+      .string()
+      .min(1)
+      .max(100)
+      .regex(/^[A-Za-z0-9-]+$/, 'is not an upload id'),
+    event.pathParameters?.id,
+    'uploadId',
+  );
+}
 
 const versionNumber = z
   .string()
@@ -124,18 +167,36 @@ const routes = [
   {
     method: 'GET' as const,
     path: '/v1/uploads/{id}',
+    handler: async (event: Event) => json(200, await describeUpload(deps, uploadIdParam(event))),
+  },
+  {
+    method: 'POST' as const,
+    path: '/v1/uploads/{id}/parts',
     handler: async (event: Event) => {
-      const id = parse(
-        z
-          .string()
-          .min(1)
-          .max(100)
-          .regex(/^[A-Za-z0-9-]+$/, 'is not an upload id'),
-        event.pathParameters?.id,
-        'uploadId',
-      );
-      const { claimingVersion: _internal, ...upload } = await getUpload(deps, id);
-      return json(200, upload);
+      const body = parse(partRequestSchema, jsonBody(event));
+      return json(200, await presignPart(deps, uploadIdParam(event), body));
+    },
+  },
+  {
+    method: 'PUT' as const,
+    path: '/v1/uploads/{id}/parts/{partNumber}',
+    handler: async (event: Event) => {
+      const partNumber = parse(partNumberSchema, event.pathParameters?.partNumber, 'partNumber');
+      const body = parse(storedPartSchema, jsonBody(event));
+      return json(200, await recordPart(deps, uploadIdParam(event), { ...body, partNumber }));
+    },
+  },
+  {
+    method: 'POST' as const,
+    path: '/v1/uploads/{id}/complete',
+    handler: async (event: Event) => json(202, await completeUpload(deps, uploadIdParam(event))),
+  },
+  {
+    method: 'DELETE' as const,
+    path: '/v1/uploads/{id}',
+    handler: async (event: Event) => {
+      const upload = await abortUpload(deps, uploadIdParam(event));
+      return json(200, { uploadId: upload.uploadId, status: upload.status, reason: upload.reason });
     },
   },
   {

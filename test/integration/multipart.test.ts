@@ -1,0 +1,142 @@
+/** Multipart uploads against the S3 emulator: plan, presigned parts, resume, complete, verify, abort. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ingestBlob } from '../../functions/core/ingest.js';
+import { MiB } from '../../functions/core/multipart.js';
+import {
+  abortUpload,
+  completeUpload,
+  createUpload,
+  describeUpload,
+  presignPart,
+  recordPart,
+} from '../../functions/core/uploads.js';
+import { makeWorld, randomBytes, sha256Hex, type World } from '../support/domain.js';
+import { startEmulators, type TestEmulators } from '../support/emulators.js';
+
+let emulators: TestEmulators;
+let world: World;
+beforeAll(async () => {
+  emulators = await startEmulators();
+  world = await makeWorld(emulators);
+});
+afterAll(async () => {
+  await emulators?.stop();
+});
+
+async function sendPart(uploadId: string, bytes: Buffer, partNumber: number, partSize: number, lie = false) {
+  const slice = bytes.subarray((partNumber - 1) * partSize, partNumber * partSize);
+  const signed = await presignPart(world.deps, uploadId, {
+    partNumber,
+    size: slice.length,
+    sha256: sha256Hex(slice),
+  });
+  const { 'content-length': _l, ...headers } = signed.headers;
+  const body = lie ? Buffer.from(slice.map((b) => b ^ 0xff)) : slice;
+  const put = await fetch(signed.url, { method: 'PUT', headers, body: new Uint8Array(body) });
+  expect(put.status).toBe(200);
+  await recordPart(world.deps, uploadId, {
+    partNumber,
+    size: slice.length,
+    sha256: sha256Hex(slice),
+    etag: put.headers.get('etag') as string,
+  });
+}
+
+describe('multipart uploads', () => {
+  it('uploads in parts, resumes with only the missing parts, completes, and commits after whole-object verification', async () => {
+    const bytes = randomBytes(17 * MiB + 3);
+    const request = {
+      path: 'big/video.mp4',
+      size: bytes.length,
+      sha256: sha256Hex(bytes),
+      contentType: 'application/octet-stream',
+    };
+    const first = await createUpload(world.deps, request);
+    if (first.status !== 'pending' || !('multipart' in first)) throw new Error('expected a multipart plan');
+    expect(first.multipart).toEqual({ partSize: 8 * MiB, partCount: 3, uploadedParts: [] });
+    await sendPart(first.uploadId, bytes, 2, first.multipart.partSize);
+
+    // Another browser, or the same after a reload: the same upload continues.
+    const again = await createUpload(world.deps, request);
+    if (!('multipart' in again)) throw new Error('expected a multipart plan');
+    expect(again).toMatchObject({ uploadId: first.uploadId, resumed: true });
+    expect(again.multipart.uploadedParts.map((p) => [p.partNumber, p.size])).toEqual([[2, 8 * MiB]]);
+
+    await expect(completeUpload(world.deps, first.uploadId)).rejects.toMatchObject({
+      status: 400,
+      field: 'parts',
+      message: expect.stringContaining('1, 3'),
+    });
+    for (const n of [1, 3]) await sendPart(first.uploadId, bytes, n, first.multipart.partSize);
+    expect(await completeUpload(world.deps, first.uploadId)).toEqual({
+      status: 'verifying',
+      uploadId: first.uploadId,
+    });
+
+    const outcome = await ingestBlob(world.deps, {
+      key: `blobs/${request.sha256}`,
+      size: bytes.length,
+      etag: undefined,
+      versionId: undefined,
+    });
+    expect(outcome).toMatchObject({
+      kind: 'committed',
+      committed: [{ uploadId: first.uploadId, version: 1 }],
+    });
+    expect(await describeUpload(world.deps, first.uploadId)).toMatchObject({
+      status: 'committed',
+      version: 1,
+      multipart: { partCount: 3 },
+    });
+  });
+
+  it('a lying part is caught at ingest: nothing is committed and the upload says why', async () => {
+    const bytes = randomBytes(16 * MiB + 10);
+    const request = {
+      path: 'big/forged.bin',
+      size: bytes.length,
+      sha256: sha256Hex(bytes),
+      contentType: 'application/octet-stream',
+    };
+    const created = await createUpload(world.deps, request);
+    if (!('multipart' in created)) throw new Error('expected a multipart plan');
+    await sendPart(created.uploadId, bytes, 1, created.multipart.partSize);
+    await sendPart(created.uploadId, bytes, 2, created.multipart.partSize);
+    await sendPart(created.uploadId, bytes, 3, created.multipart.partSize, true);
+    await completeUpload(world.deps, created.uploadId);
+    const outcome = await ingestBlob(world.deps, {
+      key: `blobs/${request.sha256}`,
+      size: bytes.length,
+      etag: undefined,
+      versionId: undefined,
+    });
+    expect(outcome.kind).toBe('rejected');
+    expect(await describeUpload(world.deps, created.uploadId)).toMatchObject({
+      status: 'rejected',
+      reason: expect.stringMatching(/sha256 mismatch/),
+    });
+    expect(await world.ledger.latestVersion('big/forged.bin')).toBeUndefined();
+  });
+
+  it('abort ends the upload and its S3 multipart upload; a part of the wrong size is refused', async () => {
+    const bytes = randomBytes(20 * MiB);
+    const request = {
+      path: 'big/abandoned.bin',
+      size: bytes.length,
+      sha256: sha256Hex(bytes),
+      contentType: 'application/octet-stream',
+    };
+    const created = await createUpload(world.deps, request);
+    if (!('multipart' in created)) throw new Error('expected a multipart plan');
+    await expect(
+      presignPart(world.deps, created.uploadId, { partNumber: 1, size: 5, sha256: sha256Hex('x') }),
+    ).rejects.toMatchObject({ field: 'size' });
+    await expect(
+      presignPart(world.deps, created.uploadId, { partNumber: 4, size: 5, sha256: sha256Hex('x') }),
+    ).rejects.toMatchObject({ field: 'partNumber' });
+    const aborted = await abortUpload(world.deps, created.uploadId);
+    expect(aborted).toMatchObject({ status: 'rejected', reason: 'aborted' });
+    await expect(completeUpload(world.deps, created.uploadId)).rejects.toMatchObject({ status: 409 });
+    expect(await world.ledger.listPendingUploads(request.sha256)).toEqual([]);
+  });
+});
