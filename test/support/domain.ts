@@ -84,6 +84,7 @@ export async function makeWorld(
       targets,
       limits: {
         maxUploadBytes: 64 * 1024 * 1024,
+        multipartThresholdBytes: 16 * 1024 * 1024,
         contentTypes: ['image/*', 'text/plain', 'application/octet-stream'],
         presignTtlSeconds: 900,
       },
