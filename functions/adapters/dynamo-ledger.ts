@@ -9,6 +9,8 @@
  *   B#<sha256>   BLOB                    a verified blob
  *   B#<sha256>   U#<upload>              an upload waiting for that blob (strongly consistent, unlike a GSI)
  *   FEED#<shard> S#<seq, 12 digits>      the change feed
+ *   LAG#<target> WATERMARK               feed cursor below which the target has applied everything
+ *   AGENT#<target> AGENT                 a pull agent's heartbeat, cursor and counters
  */
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
@@ -516,6 +518,25 @@ export class DynamoLedger implements Ledger {
         yield { sha256: (item.pk as string).slice(2), uploadId: item.uploadId as string };
       }
     }
+  }
+
+  async getWatermark(targetId: string): Promise<readonly number[] | undefined> {
+    const item = await this.get(`LAG#${targetId}`, 'WATERMARK');
+    return item?.cursor as number[] | undefined;
+  }
+
+  async setWatermark(targetId: string, cursor: readonly number[]): Promise<void> {
+    await this.db.send(
+      new PutCommand({
+        TableName: this.table,
+        Item: { pk: `LAG#${targetId}`, sk: 'WATERMARK', cursor: [...cursor] },
+      }),
+    );
+  }
+
+  async getAgentHeartbeat(targetId: string): Promise<string | undefined> {
+    const item = await this.get(`AGENT#${targetId}`, 'AGENT');
+    return item?.heartbeatAt as string | undefined;
   }
 
   // Targets

@@ -33,6 +33,7 @@ export function metricsPort(metrics: Metrics): MetricsPort {
     count: (name, value = 1, dimensions) => add(name, MetricUnit.Count, value, dimensions),
     bytes: (name, value, dimensions) => add(name, MetricUnit.Bytes, value, dimensions),
     milliseconds: (name, value, dimensions) => add(name, MetricUnit.Milliseconds, value, dimensions),
+    seconds: (name, value, dimensions) => add(name, MetricUnit.Seconds, value, dimensions),
   };
 }
 

@@ -72,6 +72,13 @@ export interface Ledger {
   /** Every upload still waiting for its blob (a table scan, likewise). */
   scanPendingUploads(): AsyncIterable<{ sha256: string; uploadId: string }>;
 
+  // Lag
+  /** The feed cursor below which every change is applied at the target (see lag.ts). */
+  getWatermark(targetId: string): Promise<readonly number[] | undefined>;
+  setWatermark(targetId: string, cursor: readonly number[]): Promise<void>;
+  /** When a pull target's agent last reported (its row `AGENT#<target>`). */
+  getAgentHeartbeat(targetId: string): Promise<string | undefined>;
+
   // Targets
   getTargetState(path: string, targetId: string): Promise<TargetState | undefined>;
   listTargetStates(path: string, targetIds: readonly string[]): Promise<TargetState[]>;
@@ -151,4 +158,5 @@ export interface Metrics {
   count(name: string, value?: number, dimensions?: Record<string, string>): void;
   bytes(name: string, value: number, dimensions?: Record<string, string>): void;
   milliseconds(name: string, value: number, dimensions?: Record<string, string>): void;
+  seconds(name: string, value: number, dimensions?: Record<string, string>): void;
 }

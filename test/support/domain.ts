@@ -20,6 +20,9 @@ export class RecordingMetrics implements Metrics {
   milliseconds(name: string, value: number, dimensions?: Record<string, string>) {
     this.recorded.push({ name, value, dimensions });
   }
+  seconds(name: string, value: number, dimensions?: Record<string, string>) {
+    this.recorded.push({ name, value, dimensions });
+  }
   total(name: string): number {
     return this.recorded.filter((m) => m.name === name).reduce((sum, m) => sum + m.value, 0);
   }
