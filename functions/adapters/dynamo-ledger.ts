@@ -99,7 +99,13 @@ function toChange(item: Item): Change {
 }
 
 function toTargetState(item: Item): TargetState {
+  const failure =
+    typeof item.failedVersion === 'number'
+      ? { version: item.failedVersion, reason: String(item.failedReason), at: String(item.failedAt) }
+      : undefined;
   return {
+    ...(typeof item.etag === 'string' ? { etag: item.etag } : {}),
+    ...(failure ? { failure } : {}),
     targetId: item.targetId as string,
     path: item.path as string,
     appliedVersion: item.appliedVersion as number,
@@ -559,7 +565,7 @@ export class DynamoLedger implements Ledger {
             TableName: this.table,
             Key: { pk: targetStateKey(state.targetId, state.path), sk: 'STATE' },
             UpdateExpression:
-              'SET targetId = :target, #path = :path, appliedVersion = :version, #status = :status, appliedAt = :at, reason = :reason',
+              'SET targetId = :target, #path = :path, appliedVersion = :version, #status = :status, appliedAt = :at, reason = :reason, etag = :etag REMOVE failedVersion, failedReason, failedAt',
             ConditionExpression: CONDITIONS.targetIsBehind,
             ExpressionAttributeNames: { '#status': 'status', '#path': 'path' },
             ExpressionAttributeValues: {
@@ -569,6 +575,7 @@ export class DynamoLedger implements Ledger {
               ':status': state.status,
               ':at': state.appliedAt,
               ':reason': state.reason ?? null,
+              ':etag': state.etag ?? null,
               ':verified': 'verified',
             },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
@@ -577,5 +584,38 @@ export class DynamoLedger implements Ledger {
       () => false,
     );
     return result !== false;
+  }
+
+  async recordTargetFailure(failure: {
+    targetId: string;
+    path: string;
+    version: number;
+    reason: string;
+    at: string;
+  }) {
+    await this.db.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: { pk: targetStateKey(failure.targetId, failure.path), sk: 'STATE' },
+        UpdateExpression:
+          'SET targetId = :target, #path = :path, appliedVersion = if_not_exists(appliedVersion, :zero), #status = if_not_exists(#status, :failed), failedVersion = :version, failedReason = :reason, failedAt = :at',
+        ExpressionAttributeNames: { '#status': 'status', '#path': 'path' },
+        ExpressionAttributeValues: {
+          ':target': failure.targetId,
+          ':path': failure.path,
+          ':zero': 0,
+          ':failed': 'failed',
+          ':version': failure.version,
+          ':reason': failure.reason.slice(0, 1000),
+          ':at': failure.at,
+        },
+      }),
+    );
+  }
+
+  async forgetTargetState(path: string, targetId: string) {
+    await this.db.send(
+      new DeleteCommand({ TableName: this.table, Key: { pk: targetStateKey(targetId, path), sk: 'STATE' } }),
+    );
   }
 }

@@ -230,6 +230,7 @@ export class S3ReplicaStore implements ReplicaStore {
         version: Number.isSafeInteger(version) ? version : undefined,
         sha256: out.Metadata?.[META_SHA256],
         size: out.ContentLength ?? 0,
+        etag: out.ETag,
       };
     } catch (error) {
       if (isNotFound(error)) return undefined;
@@ -242,9 +243,9 @@ export class S3ReplicaStore implements ReplicaStore {
     const source = `${this.origin.bucket}/${blobKey(message.sha256)}`;
     const contentType = message.contentType ?? 'application/octet-stream';
     if (message.size > (this.options.multipartCopyAbove ?? MAX_SINGLE_COPY_BYTES)) {
-      await this.multipartCopy(source, message, metadata, contentType);
+      const etag = await this.multipartCopy(source, message, metadata, contentType);
       // A multipart object has only a composite checksum: nothing full-object to confirm.
-      return { storedSha256: undefined };
+      return { storedSha256: undefined, etag };
     }
     const out = await this.s3.send(
       new CopyObjectCommand({
@@ -258,7 +259,7 @@ export class S3ReplicaStore implements ReplicaStore {
       }),
     );
     const stored = out.CopyObjectResult?.ChecksumSHA256;
-    return { storedSha256: stored ? base64ToHex(stored) : undefined };
+    return { storedSha256: stored ? base64ToHex(stored) : undefined, etag: out.CopyObjectResult?.ETag };
   }
 
   private async multipartCopy(
@@ -266,7 +267,7 @@ export class S3ReplicaStore implements ReplicaStore {
     message: ReplicationMessage,
     metadata: Record<string, string>,
     contentType: string,
-  ) {
+  ): Promise<string | undefined> {
     const key = this.key(message.path);
     const partBytes = this.options.partBytes ?? 512 * 1024 ** 2;
     const created = await this.s3.send(
@@ -295,7 +296,7 @@ export class S3ReplicaStore implements ReplicaStore {
         );
         parts.push({ ETag: out.CopyPartResult?.ETag, PartNumber: part });
       }
-      await this.s3.send(
+      const done = await this.s3.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket,
           Key: key,
@@ -303,6 +304,7 @@ export class S3ReplicaStore implements ReplicaStore {
           MultipartUpload: { Parts: parts },
         }),
       );
+      return done.ETag;
     } catch (error) {
       await this.s3
         .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))

@@ -57,6 +57,10 @@ export interface TargetState {
   readonly status: ReplicaStatus;
   readonly appliedAt: string;
   readonly reason?: string | undefined;
+  /** The replica object's ETag when it was written: a different ETag later means someone altered it. */
+  readonly etag?: string | undefined;
+  /** The last failure to apply a version here, if any since. */
+  readonly failure?: { readonly version: number; readonly reason: string; readonly at: string } | undefined;
 }
 
 /** One entry of the change feed. */

@@ -84,6 +84,16 @@ export interface Ledger {
   listTargetStates(path: string, targetIds: readonly string[]): Promise<TargetState[]>;
   /** Records a target's state for a version; refuses (returns false) to go below what it holds. */
   recordTargetState(state: TargetState): Promise<boolean>;
+  /** Records that applying a version failed, with the reason; the applied version is left as it is. */
+  recordTargetFailure(failure: {
+    targetId: string;
+    path: string;
+    version: number;
+    reason: string;
+    at: string;
+  }): Promise<void>;
+  /** Forgets what a target holds for a path (reconciliation found the object missing or altered). */
+  forgetTargetState(path: string, targetId: string): Promise<void>;
 }
 
 /** The origin bucket, where blobs live at `blobs/<sha256>`. */
@@ -137,11 +147,17 @@ export interface ReplicaStore {
   /** The version and SHA-256 recorded in the object's metadata, if the object exists. */
   stat(
     path: string,
-  ): Promise<{ version: number | undefined; sha256: string | undefined; size: number } | undefined>;
-  /** Server-side copy of the origin blob to the path, with metadata. Returns the stored SHA-256 if storage reports it. */
+  ): Promise<
+    | { version: number | undefined; sha256: string | undefined; size: number; etag: string | undefined }
+    | undefined
+  >;
+  /**
+   * Server-side copy of the origin blob to the path, with metadata. Returns the stored SHA-256 if
+   * storage reports it, and the new object's ETag (what reconciliation compares later).
+   */
   copyFromOrigin(
     message: ReplicationMessage & { sha256: string },
-  ): Promise<{ storedSha256: string | undefined }>;
+  ): Promise<{ storedSha256: string | undefined; etag: string | undefined }>;
   delete(path: string): Promise<void>;
   presignGet(path: string, expiresInSeconds: number): Promise<string>;
 }

@@ -40,11 +40,14 @@ export async function replicateVersion(
   }
 
   let status: 'copied' | 'verified' | 'deleted';
+  let etag: string | undefined;
   if (message.deleted || message.sha256 === null) {
     await replica.delete(message.path);
     status = 'deleted';
   } else {
-    const { storedSha256 } = await replica.copyFromOrigin({ ...message, sha256: message.sha256 });
+    const copied = await replica.copyFromOrigin({ ...message, sha256: message.sha256 });
+    const storedSha256 = copied.storedSha256;
+    etag = copied.etag;
     if (storedSha256 !== undefined && storedSha256 !== message.sha256) {
       throw new Error(
         `target ${message.targetId} stored ${storedSha256} for ${message.path} v${message.version}, expected ${message.sha256}`,
@@ -53,7 +56,7 @@ export async function replicateVersion(
     status = storedSha256 === undefined ? 'copied' : 'verified';
     metrics.bytes('BytesReplicated', message.size, dimensions);
   }
-  await record(deps, message, message.version, status === 'deleted' ? 'verified' : status);
+  await record(deps, message, message.version, status === 'deleted' ? 'verified' : status, etag);
   metrics.count('FilesReplicated', 1, dimensions);
   const latencyMs = clock.now().getTime() - Date.parse(message.committedAt);
   metrics.milliseconds('ReplicationLatency', Math.max(0, latencyMs), dimensions);
@@ -65,6 +68,7 @@ async function record(
   message: ReplicationMessage,
   version: number,
   status: 'copied' | 'verified',
+  etag?: string,
 ): Promise<void> {
   await deps.ledger.recordTargetState({
     targetId: message.targetId,
@@ -72,5 +76,22 @@ async function record(
     appliedVersion: version,
     status,
     appliedAt: deps.clock.now().toISOString(),
+    etag,
+  });
+}
+
+/** Makes a failure visible on the path's target row (the message itself goes back to the queue, then its DLQ). */
+export async function recordReplicationFailure(
+  deps: ReplicateDeps,
+  message: ReplicationMessage,
+  error: unknown,
+): Promise<void> {
+  deps.metrics.count('ReplicationFailures', 1, { target: message.targetId });
+  await deps.ledger.recordTargetFailure({
+    targetId: message.targetId,
+    path: message.path,
+    version: message.version,
+    reason: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+    at: deps.clock.now().toISOString(),
   });
 }

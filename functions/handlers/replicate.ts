@@ -4,7 +4,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda'
 import { makeLogger, makeMetrics, metricsPort, publishMetrics } from '../adapters/powertools.js';
 import { readRuntimeConfig } from '../adapters/runtime-config.js';
 import { makeDeps, makeReplicaStore } from '../adapters/wiring.js';
-import { replicateVersion } from '../core/replicate.js';
+import { recordReplicationFailure, replicateVersion } from '../core/replicate.js';
 import { replicationMessageSchema } from './events.js';
 
 const config = readRuntimeConfig();
@@ -24,14 +24,19 @@ async function processRecord(record: SQSRecord): Promise<void> {
   if (message.targetId !== target?.id) {
     throw new Error(`message for target "${message.targetId}" reached the queue of "${target?.id}"`);
   }
+  const deps = { ledger, replica: replica as NonNullable<typeof replica>, clock, metrics: port };
   try {
-    const outcome = await replicateVersion(
-      { ledger, replica: replica as NonNullable<typeof replica>, clock, metrics: port },
-      message,
-    );
+    const outcome = await replicateVersion(deps, message);
     logger.info('replicated', { path: message.path, version: message.version, outcome });
   } catch (error) {
-    port.count('ReplicationFailures', 1, { target: message.targetId });
+    logger.warn('replication failed', {
+      path: message.path,
+      version: message.version,
+      error: error as Error,
+    });
+    await recordReplicationFailure(deps, message, error).catch((cause) =>
+      logger.error('could not record the failure', cause as Error),
+    );
     throw error;
   }
 }

@@ -1,8 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { PurgeQueueCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteMessageCommand, PurgeQueueCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SqsFanout } from '../../functions/adapters/sqs-fanout.js';
 import { commitVersion } from '../../functions/core/commit.js';
+import type { ReplicationMessage } from '../../functions/core/model.js';
 import { reconcileTargets } from '../../functions/core/reconcile.js';
+import { replicateVersion } from '../../functions/core/replicate.js';
 import { makeWorld, sha256Hex } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
 
@@ -13,6 +17,23 @@ beforeAll(async () => {
 afterAll(async () => {
   await emulators?.stop();
 });
+
+async function receivedBodies(queueUrl: string): Promise<ReplicationMessage[]> {
+  const out: ReplicationMessage[] = [];
+  for (;;) {
+    const page = await emulators.sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, VisibilityTimeout: 60 }),
+    );
+    if (!page.Messages?.length) return out;
+    for (const m of page.Messages) {
+      out.push(JSON.parse(m.Body as string));
+      // Deleted as the event-source mapping would: an undeleted message holds up its FIFO group.
+      await emulators.sqs.send(
+        new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: m.ReceiptHandle }),
+      );
+    }
+  }
+}
 
 async function received(queueUrl: string): Promise<string[]> {
   const out: string[] = [];
@@ -54,17 +75,103 @@ describe('reconcile (resume after lost queue state)', () => {
       appliedAt: new Date().toISOString(),
     });
 
-    const dry = await reconcileTargets(world.deps, { dryRun: true });
-    expect(dry).toEqual({ heads: 2, resent: { alpha: 1, beta: 1, gamma: 2 }, dryRun: true });
+    const dry = await reconcileTargets(world.deps, { dryRun: true, checkObjects: false });
+    expect(dry).toEqual({
+      heads: 2,
+      targets: {
+        alpha: { resent: 1, missing: 0, altered: 0 },
+        beta: { resent: 1, missing: 0, altered: 0 },
+        gamma: { resent: 2, missing: 0, altered: 0 },
+      },
+      dryRun: true,
+    });
     for (const t of world.targets) expect(await received(t.queueUrl)).toEqual([]);
 
-    const report = await reconcileTargets(world.deps);
-    expect(report.resent).toEqual({ alpha: 1, beta: 1, gamma: 2 });
+    const report = await reconcileTargets(world.deps, { checkObjects: false });
+    expect(Object.fromEntries(Object.entries(report.targets).map(([id, t]) => [id, t.resent]))).toEqual({
+      alpha: 1,
+      beta: 1,
+      gamma: 2,
+    });
     expect(await received(world.targets[0]?.queueUrl as string)).toEqual(['private/b.txt@1']);
     expect(await received(world.targets[1]?.queueUrl as string)).toEqual(['public/a.txt@2']);
     expect(await received(world.targets[2]?.queueUrl as string)).toEqual([
       'private/b.txt@1',
       'public/a.txt@2',
     ]);
+  });
+
+  it('finds and repairs replica objects deleted or altered behind its back, and fills a target added later', async () => {
+    const world = await makeWorld(emulators);
+    const alpha = world.targets[0] as { id: string; queueUrl: string; bucket: string };
+    const replicateAll = async (targetId: string, queueUrl: string) => {
+      for (const body of await receivedBodies(queueUrl)) {
+        await replicateVersion(
+          {
+            ledger: world.ledger,
+            replica: world.replica(targetId),
+            clock: world.deps.clock,
+            metrics: world.deps.metrics,
+          },
+          body,
+        );
+      }
+    };
+    const paths = ['public/keep.txt', 'public/deleted.txt', 'public/altered.txt'];
+    for (const path of paths) {
+      const bytes = Buffer.from(`content of ${path}`);
+      const { sha256 } = { sha256: sha256Hex(bytes) };
+      await emulators.s3.send(
+        new PutObjectCommand({ Bucket: world.originBucket, Key: `blobs/${sha256}`, Body: bytes }),
+      );
+      await commitVersion(world.deps, {
+        uploadId: randomUUID(),
+        path,
+        sha256,
+        size: bytes.length,
+        contentType: 'text/plain',
+        deleted: false,
+        reserveOnUpload: false,
+      });
+    }
+    await replicateAll('alpha', alpha.queueUrl);
+    // Behind the system's back: one object deleted, one overwritten.
+    await emulators.s3.send(new DeleteObjectCommand({ Bucket: alpha.bucket, Key: 'public/deleted.txt' }));
+    await emulators.s3.send(
+      new PutObjectCommand({ Bucket: alpha.bucket, Key: 'public/altered.txt', Body: 'vandalised' }),
+    );
+
+    const dry = await reconcileTargets(world.deps, { targetIds: ['alpha'], dryRun: true });
+    expect(dry.targets.alpha).toEqual({ resent: 2, missing: 1, altered: 1 });
+    expect(await receivedBodies(alpha.queueUrl)).toEqual([]);
+
+    const repair = await reconcileTargets(world.deps, { targetIds: ['alpha'] });
+    expect(repair.targets.alpha).toEqual({ resent: 2, missing: 1, altered: 1 });
+    await replicateAll('alpha', alpha.queueUrl);
+    for (const path of paths) {
+      const object = await emulators.s3.send(new GetObjectCommand({ Bucket: alpha.bucket, Key: path }));
+      expect(await object.Body?.transformToString()).toBe(`content of ${path}`);
+    }
+    expect((await reconcileTargets(world.deps, { targetIds: ['alpha'] })).targets.alpha).toEqual({
+      resent: 0,
+      missing: 0,
+      altered: 0,
+    });
+
+    // A target added after the files were committed is filled by the same pass.
+    const late = {
+      id: 'late',
+      kind: 's3' as const,
+      queueUrl: await emulators.createFifoQueue(`late-${randomUUID().slice(0, 8)}`),
+      bucket: await emulators.createBucket(`late-${randomUUID().slice(0, 8)}`),
+    };
+    const withLate = {
+      ...world.deps,
+      targets: [...world.targets, late],
+      fanout: new SqsFanout(emulators.sqs, [...world.targets, late]),
+    };
+    const filled = await reconcileTargets(withLate, { targetIds: ['late'], checkObjects: false });
+    expect(filled.targets.late?.resent).toBe(3);
+    expect((await receivedBodies(late.queueUrl)).map((b) => b.path).sort()).toEqual([...paths].sort());
   });
 });
