@@ -7,6 +7,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Integration suites start their own emulators on ephemeral ports: files may run in parallel.
     pool: 'forks',
+    // The memory-flatness tests collect garbage while sampling, so they see live memory only.
+    execArgv: ['--expose-gc'],
     reporters: process.env.CI ? ['default'] : ['default'],
   },
 });

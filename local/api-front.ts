@@ -1,0 +1,385 @@
+/**
+ * The local equivalent of the API Gateway HTTP API: `/v1/*` goes to the `api`
+ * function as a payload-format-2.0 event (`APIGatewayProxyEventV2`, route `$default`),
+ * behind a bearer token instead of IAM/JWT; CORS preflights are answered here, as API
+ * Gateway's CORS configuration does. Other paths serve the web page's files.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import type { Invocable } from './event-source-mapping.ts';
+import { closeServer, LOOPBACK, listen, type PortRole } from './net.ts';
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+/** API Gateway's integration timeout. */
+const INTEGRATION_TIMEOUT_MS = 30_000;
+
+export interface ApiFrontOptions {
+  readonly port: number;
+  readonly role: PortRole;
+  readonly token: string;
+  readonly fn: Invocable;
+  /** Browser origins allowed besides the front's own (`http://127.0.0.1:<port>`, `http://localhost:<port>`). */
+  readonly corsOrigins: readonly string[];
+  /** Folder of the web page; undefined or missing: every non-API path is 404. */
+  readonly webDir: string | undefined;
+  readonly maxBodyBytes?: number;
+  readonly onError: (error: Error) => void;
+}
+
+export interface ApiFront {
+  readonly port: number;
+  /** `http://127.0.0.1:<port>` */
+  readonly url: string;
+  /** Every origin allowed to call the API from a browser. */
+  readonly origins: readonly string[];
+  stop(): Promise<void>;
+}
+
+const CORS_ALLOW_METHODS = 'GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS';
+const CORS_ALLOW_HEADERS =
+  'authorization,content-type,if-match,if-none-match,x-amz-date,x-amz-security-token';
+
+const TEXT_TYPES = [
+  /^text\//,
+  /^application\/(json|xml|javascript|x-www-form-urlencoded|graphql)\b/,
+  /\+(json|xml)\b/,
+];
+
+/** API Gateway passes text bodies as they are and base64-encodes the rest. */
+function isTextType(contentType: string | undefined): boolean {
+  if (contentType === undefined || contentType === '') return true;
+  const type = contentType.toLowerCase();
+  return TEXT_TYPES.some((re) => re.test(type));
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+/** `12/Mar/2020:19:03:58 +0000`, API Gateway's requestContext.time. */
+function apigwTime(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return (
+    `${p(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:` +
+    `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`
+  );
+}
+
+class PayloadTooLarge extends Error {}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) throw new PayloadTooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    const b = chunk as Buffer;
+    size += b.length;
+    if (size > limit) throw new PayloadTooLarge();
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Builds the payload-format-2.0 event for a request. */
+export function toHttpApiEvent(
+  req: IncomingMessage,
+  body: Buffer,
+  info: { requestId: string; now: Date },
+): APIGatewayProxyEventV2 {
+  const rawUrl = req.url ?? '/';
+  const q = rawUrl.indexOf('?');
+  const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
+  const rawQueryString = q < 0 ? '' : rawUrl.slice(q + 1);
+
+  // Header names lower-cased, repeated headers joined by commas; cookies go to `cookies`.
+  const headers: Record<string, string> = {};
+  let cookies: string[] | undefined;
+  for (const [name, values] of Object.entries(req.headersDistinct)) {
+    if (values === undefined) continue;
+    if (name === 'cookie') {
+      cookies = values
+        .flatMap((v) => v.split(';'))
+        .map((c) => c.trim())
+        .filter((c) => c !== '');
+      continue;
+    }
+    headers[name] = values.join(',');
+  }
+
+  let queryStringParameters: Record<string, string> | undefined;
+  if (rawQueryString !== '') {
+    queryStringParameters = {};
+    for (const [k, v] of new URLSearchParams(rawQueryString)) {
+      const prev = queryStringParameters[k];
+      queryStringParameters[k] = prev === undefined ? v : `${prev},${v}`;
+    }
+  }
+
+  const host = headers.host ?? LOOPBACK;
+  const text = isTextType(headers['content-type']);
+  const event: APIGatewayProxyEventV2 = {
+    version: '2.0',
+    routeKey: '$default',
+    rawPath,
+    rawQueryString,
+    ...(cookies !== undefined && cookies.length > 0 ? { cookies } : {}),
+    headers,
+    ...(queryStringParameters !== undefined ? { queryStringParameters } : {}),
+    requestContext: {
+      accountId: '000000000000',
+      apiId: 'local',
+      domainName: host,
+      domainPrefix: host.split('.')[0] ?? host,
+      http: {
+        method: req.method ?? 'GET',
+        path: rawPath,
+        protocol: `HTTP/${req.httpVersion}`,
+        sourceIp: (req.socket.remoteAddress ?? LOOPBACK).replace(/^::ffff:/, ''),
+        userAgent: headers['user-agent'] ?? '',
+      },
+      requestId: info.requestId,
+      routeKey: '$default',
+      stage: '$default',
+      time: apigwTime(info.now),
+      timeEpoch: info.now.getTime(),
+    },
+    isBase64Encoded: body.length > 0 && !text,
+  };
+  if (body.length > 0) event.body = text ? body.toString('utf8') : body.toString('base64');
+  return event;
+}
+
+interface HttpResult {
+  status: number;
+  headers: Record<string, string | string[]>;
+  body: Buffer;
+}
+
+/** Maps a function's response as API Gateway does for payload format 2.0. */
+export function fromFunctionResult(result: unknown): HttpResult {
+  if (result !== null && typeof result === 'object' && 'statusCode' in result) {
+    const r = result as {
+      statusCode?: unknown;
+      headers?: Record<string, unknown>;
+      cookies?: unknown;
+      body?: unknown;
+      isBase64Encoded?: unknown;
+    };
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(r.headers ?? {})) {
+      if (v !== undefined && v !== null) headers[k.toLowerCase()] = String(v);
+    }
+    if (Array.isArray(r.cookies) && r.cookies.length > 0) headers['set-cookie'] = r.cookies.map(String);
+    const bodyText =
+      typeof r.body === 'string' ? r.body : r.body === undefined || r.body === null ? '' : String(r.body);
+    const body = r.isBase64Encoded === true ? Buffer.from(bodyText, 'base64') : Buffer.from(bodyText, 'utf8');
+    const status = Number(r.statusCode);
+    if (!Number.isInteger(status) || status < 100 || status > 599) {
+      return jsonResult(500, { message: 'Internal Server Error' });
+    }
+    return { status, headers, body };
+  }
+  // No statusCode: API Gateway assumes 200 and a JSON body.
+  const text = typeof result === 'string' ? result : JSON.stringify(result ?? null);
+  return { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(text) };
+}
+
+function jsonResult(status: number, value: unknown): HttpResult {
+  return {
+    status,
+    headers: { 'content-type': 'application/json' },
+    body: Buffer.from(JSON.stringify(value)),
+  };
+}
+
+const STATIC_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.map': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.gif': 'image/gif',
+  '.webp': 'image/webp',
+  '.ico': 'image/x-icon',
+  '.txt': 'text/plain; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.woff2': 'font/woff2',
+};
+
+async function serveStatic(
+  req: IncomingMessage,
+  res: ServerResponse,
+  webDir: string | undefined,
+): Promise<void> {
+  const notFound = () => {
+    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('Not Found\n');
+  };
+  if (webDir === undefined) return notFound();
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res
+      .writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' })
+      .end('Method Not Allowed\n');
+    return;
+  }
+  let path: string;
+  try {
+    path = decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/');
+  } catch {
+    return notFound();
+  }
+  const root = resolve(webDir);
+  let file = resolve(root, `.${normalize(`/${path}`)}`);
+  if (file !== root && !file.startsWith(root + sep)) return notFound();
+  try {
+    let info = await stat(file);
+    if (info.isDirectory()) {
+      file = join(file, 'index.html');
+      info = await stat(file);
+    }
+    if (!info.isFile()) return notFound();
+    res.writeHead(200, {
+      'content-type': STATIC_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream',
+      'content-length': info.size,
+      'cache-control': 'no-cache',
+    });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    createReadStream(file)
+      .on('error', () => res.destroy())
+      .pipe(res);
+  } catch {
+    notFound();
+  }
+}
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  if (!m?.[1]) return false;
+  const given = Buffer.from(m[1]);
+  const expected = Buffer.from(token);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront> {
+  const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
+  const allowed = new Set(options.corsOrigins);
+
+  const send = (
+    res: ServerResponse,
+    req: IncomingMessage,
+    result: HttpResult,
+    extra: Record<string, string>,
+  ) => {
+    const headers = { ...result.headers, ...extra, 'content-length': String(result.body.length) };
+    res.writeHead(result.status, headers);
+    res.end(req.method === 'HEAD' ? undefined : result.body);
+  };
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const now = new Date();
+    const requestId = randomBytes(10).toString('base64');
+    const rawPath = (req.url ?? '/').split('?')[0] ?? '/';
+    if (rawPath !== '/v1' && !rawPath.startsWith('/v1/')) return serveStatic(req, res, options.webDir);
+
+    const origin = req.headers.origin;
+    const cors: Record<string, string> =
+      origin !== undefined && allowed.has(origin)
+        ? { 'access-control-allow-origin': origin, vary: 'origin' }
+        : {};
+    const extra = { ...cors, 'apigw-requestid': requestId };
+
+    // CORS preflight: answered by the front, never by the function, and needs no token.
+    if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
+      const preflight: Record<string, string> =
+        cors['access-control-allow-origin'] === undefined
+          ? {}
+          : {
+              ...cors,
+              'access-control-allow-methods': CORS_ALLOW_METHODS,
+              'access-control-allow-headers':
+                req.headers['access-control-request-headers'] ?? CORS_ALLOW_HEADERS,
+              'access-control-max-age': '3600',
+            };
+      res.writeHead(204, { ...preflight, 'apigw-requestid': requestId }).end();
+      return;
+    }
+
+    const open = rawPath === '/v1/health' && (req.method === 'GET' || req.method === 'HEAD');
+    if (!open && !tokenMatches(req.headers.authorization, options.token)) {
+      req.resume();
+      send(
+        res,
+        req,
+        jsonResult(401, {
+          error: {
+            code: 'unauthorized',
+            message: 'missing or wrong bearer token (Authorization: Bearer <token>)',
+          },
+        }),
+        { ...extra, 'www-authenticate': 'Bearer' },
+      );
+      return;
+    }
+
+    let body: Buffer;
+    try {
+      body = await readBody(req, limit);
+    } catch (err) {
+      if (!(err instanceof PayloadTooLarge)) throw err;
+      send(
+        res,
+        req,
+        jsonResult(413, {
+          error: { code: 'payload_too_large', message: `request bodies are limited to ${limit} bytes` },
+        }),
+        { ...extra, connection: 'close' },
+      );
+      req.destroy();
+      return;
+    }
+
+    const event = toHttpApiEvent(req, body, { requestId, now });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((r) => {
+      timer = setTimeout(() => r('timeout'), INTEGRATION_TIMEOUT_MS);
+    });
+    let result: HttpResult;
+    try {
+      const out = await Promise.race([options.fn.invoke(event), timedOut]);
+      result =
+        out === 'timeout' ? jsonResult(503, { message: 'Service Unavailable' }) : fromFunctionResult(out);
+    } catch (err) {
+      options.onError(new Error(`${req.method} ${rawPath}: ${(err as Error).message}`, { cause: err }));
+      result = jsonResult(500, { message: 'Internal Server Error' });
+    } finally {
+      clearTimeout(timer);
+    }
+    send(res, req, result, extra);
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      options.onError(err instanceof Error ? err : new Error(String(err)));
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ message: 'Internal Server Error' }));
+    });
+  });
+  const port = await listen(server, options.port, options.role);
+  const own = [`http://${LOOPBACK}:${port}`, `http://localhost:${port}`];
+  for (const o of own) allowed.add(o);
+  return {
+    port,
+    url: `http://${LOOPBACK}:${port}`,
+    origins: [...allowed],
+    stop: () => closeServer(server),
+  };
+}

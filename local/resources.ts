@@ -1,0 +1,233 @@
+/**
+ * The stack's resources on the emulators, created through the same APIs the CDK app
+ * stands for. Idempotent: DynamoDB tables and S3 buckets persist in the data folder,
+ * SQS queues (in memory) are made afresh on every start.
+ */
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  type DynamoDBClient,
+  ResourceNotFoundException,
+} from '@aws-sdk/client-dynamodb';
+import {
+  CreateBucketCommand,
+  HeadBucketCommand,
+  PutBucketCorsCommand,
+  type S3Client,
+  S3ServiceException,
+} from '@aws-sdk/client-s3';
+import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { Topology } from '../functions/core/topology.ts';
+
+export const LOCAL_NAMES = Object.freeze({
+  table: 'mirror-ledger',
+  originBucket: 'mirror-origin',
+  ingestQueue: 'mirror-ingest',
+  ingestDlq: 'mirror-ingest-dlq',
+  targetQueue: (id: string) => `mirror-target-${id}.fifo`,
+  targetDlq: (id: string) => `mirror-target-${id}-dlq.fifo`,
+  replicaBucket: (id: string) => `replica-${id}`,
+});
+
+export interface QueueRef {
+  readonly name: string;
+  readonly url: string;
+  readonly arn: string;
+}
+
+export interface QueuePair {
+  readonly queue: QueueRef;
+  readonly dlq: QueueRef;
+}
+
+export interface TargetResources extends QueuePair {
+  readonly id: string;
+  readonly kind: 's3' | 'pull';
+  /** S3 targets only. */
+  readonly bucket: string | undefined;
+  readonly region: string | undefined;
+  readonly keyPrefix: string;
+  readonly pathPrefix: string | undefined;
+}
+
+export interface Resources {
+  readonly table: string;
+  readonly originBucket: string;
+  readonly ingest: QueuePair;
+  readonly targets: readonly TargetResources[];
+}
+
+export interface QueueTuning {
+  /** Seconds a received message stays invisible. */
+  readonly ingestVisibilityTimeout: number;
+  readonly targetVisibilityTimeout: number;
+  /** Receives before a message moves to its DLQ. */
+  readonly maxReceiveCount: number;
+}
+
+export interface ResourceClients {
+  readonly s3: S3Client;
+  readonly sqs: SQSClient;
+  readonly dynamodb: DynamoDBClient;
+}
+
+export async function ensureResources(
+  clients: ResourceClients,
+  topology: Topology,
+  tuning: QueueTuning,
+): Promise<Resources> {
+  await ensureTable(clients.dynamodb, LOCAL_NAMES.table);
+  await ensureBucket(clients.s3, LOCAL_NAMES.originBucket);
+  const ingest = await ensureQueuePair(clients.sqs, LOCAL_NAMES.ingestQueue, LOCAL_NAMES.ingestDlq, {
+    fifo: false,
+    visibilityTimeout: tuning.ingestVisibilityTimeout,
+    maxReceiveCount: tuning.maxReceiveCount,
+  });
+  const targets: TargetResources[] = [];
+  for (const target of topology.targets) {
+    const pair = await ensureQueuePair(
+      clients.sqs,
+      LOCAL_NAMES.targetQueue(target.id),
+      LOCAL_NAMES.targetDlq(target.id),
+      {
+        fifo: true,
+        visibilityTimeout: tuning.targetVisibilityTimeout,
+        maxReceiveCount: tuning.maxReceiveCount,
+      },
+    );
+    if (target.kind === 's3') {
+      const bucket = target.bucketName ?? LOCAL_NAMES.replicaBucket(target.id);
+      await ensureBucket(clients.s3, bucket);
+      targets.push({
+        ...pair,
+        id: target.id,
+        kind: 's3',
+        bucket,
+        region: target.region,
+        keyPrefix: target.keyPrefix,
+        pathPrefix: target.pathPrefix,
+      });
+    } else {
+      targets.push({
+        ...pair,
+        id: target.id,
+        kind: 'pull',
+        bucket: undefined,
+        region: undefined,
+        keyPrefix: '',
+        pathPrefix: target.pathPrefix,
+      });
+    }
+  }
+  return { table: LOCAL_NAMES.table, originBucket: LOCAL_NAMES.originBucket, ingest, targets };
+}
+
+/** The ledger: `pk` (S) hash, `sk` (S) range, no index. */
+async function ensureTable(dynamodb: DynamoDBClient, table: string): Promise<void> {
+  try {
+    const { Table } = await dynamodb.send(new DescribeTableCommand({ TableName: table }));
+    const keys = (Table?.KeySchema ?? []).map((k) => `${k.AttributeName}:${k.KeyType}`).join(',');
+    if (keys !== 'pk:HASH,sk:RANGE') {
+      throw new Error(
+        `table ${table} exists with key schema ${keys || '(none)'}, expected pk:HASH,sk:RANGE: ` +
+          'remove the dynamodb folder in the data folder to start afresh',
+      );
+    }
+    return;
+  } catch (err) {
+    if (!(err instanceof ResourceNotFoundException)) throw err;
+  }
+  await dynamodb.send(
+    new CreateTableCommand({
+      TableName: table,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'S' },
+      ],
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+    }),
+  );
+  for (let i = 0; i < 500; i++) {
+    const { Table } = await dynamodb.send(new DescribeTableCommand({ TableName: table }));
+    if (Table?.TableStatus === 'ACTIVE') return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`table ${table} did not become ACTIVE`);
+}
+
+async function ensureBucket(s3: S3Client, bucket: string): Promise<void> {
+  try {
+    await s3.send(new HeadBucketCommand({ Bucket: bucket }));
+    return;
+  } catch (err) {
+    if (!(err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)) throw err;
+  }
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+}
+
+/**
+ * Lets browsers PUT (presigned) and GET objects from the given origins, and read the
+ * ETag of what they uploaded (multipart completion needs each part's).
+ */
+export async function putBucketCors(s3: S3Client, bucket: string, origins: readonly string[]): Promise<void> {
+  await s3.send(
+    new PutBucketCorsCommand({
+      Bucket: bucket,
+      CORSConfiguration: {
+        CORSRules: [
+          {
+            AllowedOrigins: [...new Set(origins)],
+            AllowedMethods: ['PUT', 'GET', 'HEAD'],
+            AllowedHeaders: ['*'],
+            ExposeHeaders: ['ETag'],
+            MaxAgeSeconds: 3000,
+          },
+        ],
+      },
+    }),
+  );
+}
+
+async function ensureQueuePair(
+  sqs: SQSClient,
+  name: string,
+  dlqName: string,
+  options: { fifo: boolean; visibilityTimeout: number; maxReceiveCount: number },
+): Promise<QueuePair> {
+  // Target queues: one message group per path, explicit deduplication ids (the sender's),
+  // high-throughput mode (deduplication and throughput limits per group).
+  const fifo: Record<string, string> = options.fifo
+    ? {
+        FifoQueue: 'true',
+        ContentBasedDeduplication: 'false',
+        DeduplicationScope: 'messageGroup',
+        FifoThroughputLimit: 'perMessageGroupId',
+      }
+    : {};
+  const dlq = await createQueue(sqs, dlqName, { ...fifo, MessageRetentionPeriod: String(14 * 24 * 3600) });
+  const queue = await createQueue(sqs, name, {
+    ...fifo,
+    VisibilityTimeout: String(options.visibilityTimeout),
+    RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlq.arn, maxReceiveCount: options.maxReceiveCount }),
+  });
+  return { queue, dlq };
+}
+
+async function createQueue(
+  sqs: SQSClient,
+  name: string,
+  attributes: Record<string, string>,
+): Promise<QueueRef> {
+  const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: name, Attributes: attributes }));
+  if (!QueueUrl) throw new Error(`CreateQueue ${name} returned no QueueUrl`);
+  const { Attributes } = await sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl, AttributeNames: ['QueueArn'] }),
+  );
+  const arn = Attributes?.QueueArn;
+  if (!arn) throw new Error(`queue ${name} has no QueueArn`);
+  return { name, url: QueueUrl, arn };
+}

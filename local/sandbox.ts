@@ -1,0 +1,413 @@
+/**
+ * The whole system on loopback, like Architect's sandbox: emulators, resources, the
+ * handlers in worker threads with their own environments, S3 notifications, SQS
+ * event-source mappings and the API front. Start in order; stop in reverse; a failed
+ * start stops whatever had started.
+ */
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { parseTopology, type Topology } from '../functions/core/topology.ts';
+import { startApiFront } from './api-front.ts';
+import {
+  loadOrCreateToken,
+  lockDataDir,
+  removeEndpointsFile,
+  resolveDataDir,
+  writeEndpointsFile,
+} from './data-dir.ts';
+import { LOCAL_CREDENTIALS, PORT_ROLES, startDynamo, startS3, startSqs } from './emulators.ts';
+import { type MappingStats, SqsEventSourceMapping } from './event-source-mapping.ts';
+import {
+  consoleLogSink,
+  type FunctionSpec,
+  type InvocationReport,
+  LocalFunction,
+  type LogSink,
+} from './functions.ts';
+import { portFromEnv } from './net.ts';
+import { ensureResources, putBucketCors, type Resources, type TargetResources } from './resources.ts';
+import { createS3Notifier } from './s3-notifier.ts';
+
+export const DEFAULT_PORTS = Object.freeze({ api: 8787, sqs: 4566, dynamodb: 4567, s3: 4568 });
+
+const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+const handlerPath = (name: string) =>
+  fileURLToPath(new URL(`../functions/handlers/${name}.ts`, import.meta.url));
+
+export interface SandboxOptions {
+  /** State folder. @default $MIRROR_DATA_DIR, else `.mirror` (relative to `cwd`) */
+  readonly dataDir?: string;
+  /** API front port; 0 picks a free one. @default $PORT, else 8787 */
+  readonly port?: number;
+  /** @default $MIRROR_S3_PORT, else 4568 */
+  readonly s3Port?: number;
+  /** @default $MIRROR_SQS_PORT, else 4566 */
+  readonly sqsPort?: number;
+  /** @default $MIRROR_DYNAMODB_PORT, else 4567 */
+  readonly dynamodbPort?: number;
+  /** @default parseTopology(<cwd>/mirror.config.json) */
+  readonly topology?: Topology;
+  /** @default $MIRROR_API_TOKEN, else one generated once and kept in the data folder */
+  readonly apiToken?: string;
+  /** Where relative paths resolve. @default process.cwd() */
+  readonly cwd?: string;
+  /** Where PORT, MIRROR_* defaults are read. @default process.env */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Handler modules in place of functions/handlers/<name>.ts (tests). */
+  readonly handlers?: Partial<Record<'api' | 'ingest' | 'replicate', string>>;
+  /** Extra variables for every function's environment (tests). */
+  readonly functionEnv?: Readonly<Record<string, string>>;
+  /** Queue settings; the ingest and replicate functions time out at their queue's visibility timeout. */
+  readonly queues?: {
+    /** @default 30 */
+    readonly ingestVisibilityTimeout?: number;
+    /** @default 30 */
+    readonly targetVisibilityTimeout?: number;
+    /** @default 5 */
+    readonly maxReceiveCount?: number;
+  };
+  /** Event-source mapping tuning. */
+  readonly polling?: {
+    /** @default 10 */
+    readonly batchSize?: number;
+    /** @default 2 */
+    readonly waitTimeSeconds?: number;
+  };
+  /** Folder served at `/`; `null` serves nothing. @default <project>/web */
+  readonly webDir?: string | null;
+  /** Sandbox messages (errors of the local plumbing). @default console.error */
+  readonly log?: (message: string) => void;
+  /** Function output. @default prefixed lines on stdout/stderr */
+  readonly functionLog?: LogSink;
+  /** Called after every function invocation. */
+  readonly onInvocation?: (report: InvocationReport) => void;
+}
+
+export interface SandboxTarget {
+  readonly kind: 's3' | 'pull';
+  readonly bucket?: string;
+  /** Queue URL. */
+  readonly queue: string;
+  readonly dlq: string;
+}
+
+/** What `endpoints.json` holds. */
+export interface SandboxEndpoints {
+  readonly api: string;
+  readonly token: string;
+  readonly s3: {
+    readonly endpoint: string;
+    readonly region: string;
+    readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string };
+    readonly forcePathStyle: true;
+  };
+  readonly sqs: { readonly endpoint: string };
+  readonly dynamodb: { readonly endpoint: string };
+  readonly table: string;
+  readonly originBucket: string;
+  readonly ingest: { readonly queue: string; readonly dlq: string };
+  readonly targets: Readonly<Record<string, SandboxTarget>>;
+}
+
+export interface Sandbox {
+  readonly endpoints: SandboxEndpoints;
+  readonly dataDir: string;
+  readonly endpointsFile: string;
+  readonly topology: Topology;
+  /** Milliseconds the start took. */
+  readonly startMs: number;
+  /** Counters of each event-source mapping, by function name. */
+  stats(): Record<string, MappingStats>;
+  /** Stops everything, in reverse start order. Idempotent. */
+  stop(): Promise<void>;
+}
+
+async function loadTopology(cwd: string): Promise<Topology> {
+  const file = resolve(cwd, 'mirror.config.json');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read the topology ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    return parseTopology(JSON.parse(text));
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Host variables a function may see (Lambda has a PATH and a locale; it has no HOME of the user's). */
+function hostBasics(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of ['PATH', 'LANG', 'TMPDIR', 'NODE_ENV']) {
+    const v = env[name];
+    if (v !== undefined) out[name] = v;
+  }
+  return out;
+}
+
+function runtimeTargets(targets: readonly TargetResources[]): string {
+  return JSON.stringify(
+    targets.map((t) => ({
+      id: t.id,
+      kind: t.kind,
+      queueUrl: t.queue.url,
+      ...(t.pathPrefix === undefined ? {} : { pathPrefix: t.pathPrefix }),
+      ...(t.kind === 's3' ? { region: t.region, bucket: t.bucket } : {}),
+      keyPrefix: t.keyPrefix,
+    })),
+  );
+}
+
+export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbox> {
+  const started = Date.now();
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const log = options.log ?? ((m: string) => console.error(`[sandbox] ${m}`));
+  const report = (e: Error) => log(e.message);
+  const dataDir = resolveDataDir(options.dataDir, env, cwd);
+  const ports = {
+    api: options.port ?? portFromEnv(env, 'PORT', DEFAULT_PORTS.api),
+    s3: options.s3Port ?? portFromEnv(env, 'MIRROR_S3_PORT', DEFAULT_PORTS.s3),
+    sqs: options.sqsPort ?? portFromEnv(env, 'MIRROR_SQS_PORT', DEFAULT_PORTS.sqs),
+    dynamodb: options.dynamodbPort ?? portFromEnv(env, 'MIRROR_DYNAMODB_PORT', DEFAULT_PORTS.dynamodb),
+  };
+  const topology = options.topology ?? (await loadTopology(cwd));
+  const region = topology.homeRegion;
+  const tuning = {
+    ingestVisibilityTimeout: options.queues?.ingestVisibilityTimeout ?? 30,
+    targetVisibilityTimeout: options.queues?.targetVisibilityTimeout ?? 30,
+    maxReceiveCount: options.queues?.maxReceiveCount ?? 5,
+  };
+
+  // Each step that starts something pushes how to stop it; teardown runs them in reverse.
+  const steps: Array<{ name: string; stop: () => Promise<void> | void }> = [];
+  let stopping: Promise<void> | undefined;
+  const teardown = () => {
+    stopping ??= (async () => {
+      for (const step of steps.reverse()) {
+        try {
+          await step.stop();
+        } catch (err) {
+          log(`stopping ${step.name} failed: ${(err as Error).message}`);
+        }
+      }
+      steps.length = 0;
+    })();
+    return stopping;
+  };
+
+  try {
+    const lock = await lockDataDir(dataDir);
+    steps.push({ name: 'data folder lock', stop: () => lock.release() });
+    const token = await loadOrCreateToken(dataDir, options.apiToken ?? env.MIRROR_API_TOKEN);
+
+    // 1. Emulators.
+    const dynamo = await startDynamo({ dir: resolve(dataDir, 'dynamodb'), port: ports.dynamodb });
+    steps.push({ name: 'DynamoDB emulator', stop: () => dynamo.stop() });
+    const s3 = await startS3({ dir: resolve(dataDir, 's3'), port: ports.s3 });
+    steps.push({ name: 'S3 emulator', stop: () => s3.stop() });
+    const sqs = await startSqs({ port: ports.sqs, region });
+    steps.push({ name: 'SQS emulator', stop: () => sqs.stop() });
+
+    // The SDK annotates the credentials object it is given: each client gets its own copy.
+    const credentials = () => ({ ...LOCAL_CREDENTIALS });
+    const clients = {
+      s3: new S3Client({
+        region,
+        endpoint: s3.endpoint,
+        credentials: credentials(),
+        forcePathStyle: true,
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+      }),
+      sqs: new SQSClient({ region, endpoint: sqs.endpoint, credentials: credentials() }),
+      dynamodb: new DynamoDBClient({ region, endpoint: dynamo.endpoint, credentials: credentials() }),
+    };
+    steps.push({
+      name: 'sandbox clients',
+      stop: () => {
+        clients.s3.destroy();
+        clients.sqs.destroy();
+        clients.dynamodb.destroy();
+      },
+    });
+
+    // 2. Resources.
+    const resources: Resources = await ensureResources(clients, topology, tuning);
+
+    // 3. Functions, each in its own worker threads with its own environment.
+    const shared: Record<string, string> = {
+      ...hostBasics(env),
+      MIRROR_TABLE: resources.table,
+      MIRROR_ORIGIN_BUCKET: resources.originBucket,
+      MIRROR_FEED_SHARDS: String(topology.feedShards),
+      MIRROR_MAX_UPLOAD_BYTES: String(topology.limits.maxUploadBytes),
+      MIRROR_CONTENT_TYPES: JSON.stringify(topology.limits.contentTypes),
+      MIRROR_PRESIGN_TTL_SECONDS: String(topology.limits.presignTtlSeconds),
+      MIRROR_S3_FORCE_PATH_STYLE: 'true',
+      AWS_REGION: region,
+      AWS_DEFAULT_REGION: region,
+      AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+      AWS_ENDPOINT_URL_S3: s3.endpoint,
+      AWS_ENDPOINT_URL_SQS: sqs.endpoint,
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
+      // The host already warned once about its Node version; every worker would repeat it.
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    };
+    const fnLog = options.functionLog ?? consoleLogSink;
+    const makeFunction = (
+      spec: Omit<FunctionSpec, 'env' | 'region'> & { env: Record<string, string> },
+    ): LocalFunction => {
+      const fullEnv = {
+        ...shared,
+        ...spec.env,
+        AWS_LAMBDA_FUNCTION_NAME: spec.name,
+        AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
+        AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(spec.memoryMb ?? 1024),
+        AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${spec.name}`,
+        LAMBDA_TASK_ROOT: PROJECT_ROOT,
+        ...options.functionEnv,
+      };
+      const fn = new LocalFunction({ ...spec, env: fullEnv, region }, fnLog, options.onInvocation);
+      steps.push({ name: `function ${spec.name}`, stop: () => fn.stop() });
+      return fn;
+    };
+    const allTargets = runtimeTargets(resources.targets);
+    const api = makeFunction({
+      name: 'api',
+      module: options.handlers?.api ?? handlerPath('api'),
+      env: { MIRROR_TARGETS: allTargets },
+      timeoutSeconds: 29,
+      memoryMb: 512,
+    });
+    const ingest = makeFunction({
+      name: 'ingest',
+      module: options.handlers?.ingest ?? handlerPath('ingest'),
+      env: { MIRROR_TARGETS: allTargets },
+      // Lambda requires the queue's visibility timeout to be at least the function's timeout.
+      timeoutSeconds: tuning.ingestVisibilityTimeout,
+      memoryMb: 1024,
+      maxConcurrency: 5,
+    });
+    const replicators = resources.targets
+      .filter((t) => t.kind === 's3')
+      .map((t) => ({
+        target: t,
+        fn: makeFunction({
+          name: `replicate-${t.id}`,
+          module: options.handlers?.replicate ?? handlerPath('replicate'),
+          // Like the CDK app, a replicate function learns its own target only.
+          env: { MIRROR_TARGET_ID: t.id, MIRROR_TARGETS: runtimeTargets([t]) },
+          timeoutSeconds: tuning.targetVisibilityTimeout,
+          memoryMb: 512,
+          maxConcurrency: 5,
+        }),
+      }));
+
+    // 4. S3 notifications: origin bucket, blobs/ prefix, ObjectCreated -> ingest queue.
+    const notifier = createS3Notifier({
+      sqs: clients.sqs,
+      bucket: resources.originBucket,
+      prefix: 'blobs/',
+      queueUrl: resources.ingest.queue.url,
+      region,
+      head: async (bucket, key) => {
+        const out = await clients.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+        return { size: out.ContentLength ?? 0, eTag: (out.ETag ?? '').replace(/"/g, '') };
+      },
+      onError: report,
+    });
+    const unsubscribe = s3.onObjectCreated((e) => notifier.notify(e));
+    steps.push({
+      name: 'S3 notifications',
+      stop: async () => {
+        unsubscribe();
+        await notifier.drain();
+      },
+    });
+
+    // 5. Event-source mappings (pull targets' queues are for their agents).
+    const mappings = new Map<string, SqsEventSourceMapping>();
+    const polling = {
+      batchSize: options.polling?.batchSize,
+      waitTimeSeconds: options.polling?.waitTimeSeconds,
+    };
+    const map = (queue: Resources['ingest']['queue'], fn: LocalFunction) => {
+      const mapping = new SqsEventSourceMapping({
+        sqs: clients.sqs,
+        queue,
+        fn,
+        region,
+        ...(polling.batchSize === undefined ? {} : { batchSize: polling.batchSize }),
+        ...(polling.waitTimeSeconds === undefined ? {} : { waitTimeSeconds: polling.waitTimeSeconds }),
+        onError: report,
+      });
+      mapping.start();
+      mappings.set(fn.name, mapping);
+      steps.push({ name: `event source ${mapping.description}`, stop: () => mapping.stop() });
+    };
+    map(resources.ingest.queue, ingest);
+    for (const { target, fn } of replicators) map(target.queue, fn);
+
+    // 6. API front, then CORS on the origin bucket for its origin and the configured ones.
+    const webDir =
+      options.webDir === null ? undefined : resolve(cwd, options.webDir ?? resolve(PROJECT_ROOT, 'web'));
+    const front = await startApiFront({
+      port: ports.api,
+      role: PORT_ROLES.api,
+      token,
+      fn: api,
+      corsOrigins: topology.api.corsOrigins,
+      webDir,
+      onError: report,
+    });
+    steps.push({ name: 'API front', stop: () => front.stop() });
+    await putBucketCors(clients.s3, resources.originBucket, front.origins);
+
+    const endpoints: SandboxEndpoints = {
+      api: front.url,
+      token,
+      s3: { endpoint: s3.endpoint, region, credentials: credentials(), forcePathStyle: true },
+      sqs: { endpoint: sqs.endpoint },
+      dynamodb: { endpoint: dynamo.endpoint },
+      table: resources.table,
+      originBucket: resources.originBucket,
+      ingest: { queue: resources.ingest.queue.url, dlq: resources.ingest.dlq.url },
+      targets: Object.fromEntries(
+        resources.targets.map((t) => [
+          t.id,
+          {
+            kind: t.kind,
+            ...(t.bucket === undefined ? {} : { bucket: t.bucket }),
+            queue: t.queue.url,
+            dlq: t.dlq.url,
+          },
+        ]),
+      ),
+    };
+    const endpointsFile = await writeEndpointsFile(dataDir, endpoints);
+    // The file says "a stack is running here": it goes first on stop.
+    steps.push({ name: 'endpoints file', stop: () => removeEndpointsFile(dataDir) });
+
+    return {
+      endpoints,
+      dataDir,
+      endpointsFile,
+      topology,
+      startMs: Date.now() - started,
+      stats: () => Object.fromEntries([...mappings].map(([name, m]) => [name, { ...m.stats }])),
+      stop: teardown,
+    };
+  } catch (err) {
+    await teardown();
+    throw err;
+  }
+}
