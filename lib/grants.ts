@@ -17,6 +17,7 @@ import { acknowledgeWildcardResource } from './nag.js';
 export interface MirrorSettings {
   readonly feedShards: number;
   readonly maxUploadBytes: number;
+  readonly multipartThresholdBytes: number;
   readonly contentTypes: readonly string[];
   readonly presignTtlSeconds: number;
 }
@@ -25,6 +26,7 @@ export function settingsFromTopology(topology: Topology): MirrorSettings {
   return {
     feedShards: topology.feedShards,
     maxUploadBytes: topology.limits.maxUploadBytes,
+    multipartThresholdBytes: topology.limits.multipartThresholdBytes,
     contentTypes: topology.limits.contentTypes,
     presignTtlSeconds: topology.limits.presignTtlSeconds,
   };
@@ -84,7 +86,8 @@ export type OriginBlobAction =
   | 's3:GetObjectVersion'
   | 's3:PutObject'
   | 's3:DeleteObject'
-  | 's3:DeleteObjectVersion';
+  | 's3:DeleteObjectVersion'
+  | 's3:AbortMultipartUpload';
 
 export interface OriginAccess {
   /** Object actions, on `blobs/*` only. */
@@ -224,6 +227,7 @@ export function useOwnTarget(
 export function useSettings(fn: MirrorFunction, settings: MirrorSettings): void {
   fn.addEnvironment('MIRROR_FEED_SHARDS', String(settings.feedShards));
   fn.addEnvironment('MIRROR_MAX_UPLOAD_BYTES', String(settings.maxUploadBytes));
+  fn.addEnvironment('MIRROR_MULTIPART_THRESHOLD_BYTES', String(settings.multipartThresholdBytes));
   fn.addEnvironment('MIRROR_CONTENT_TYPES', JSON.stringify(settings.contentTypes));
   fn.addEnvironment('MIRROR_PRESIGN_TTL_SECONDS', String(settings.presignTtlSeconds));
 }

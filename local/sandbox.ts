@@ -248,6 +248,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       MIRROR_ORIGIN_BUCKET: resources.originBucket,
       MIRROR_FEED_SHARDS: String(topology.feedShards),
       MIRROR_MAX_UPLOAD_BYTES: String(topology.limits.maxUploadBytes),
+      MIRROR_MULTIPART_THRESHOLD_BYTES: String(topology.limits.multipartThresholdBytes),
       MIRROR_CONTENT_TYPES: JSON.stringify(topology.limits.contentTypes),
       MIRROR_PRESIGN_TTL_SECONDS: String(topology.limits.presignTtlSeconds),
       MIRROR_S3_FORCE_PATH_STYLE: 'true',

@@ -152,6 +152,12 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
   };
 }
 
+/**
+ * The origin bucket's lifecycle rule aborts incomplete multipart uploads after a day: past that an
+ * upload cannot be resumed, and a new one starts instead.
+ */
+export const RESUMABLE_FOR_MS = 20 * 60 * 60 * 1000;
+
 async function createMultipartUpload(
   deps: UploadDeps,
   request: UploadRequest,
@@ -271,6 +277,14 @@ export async function completeUpload(
   } catch (error) {
     // S3 checks every reported ETag and checksum: a part that is not what was reported fails here.
     const name = (error as { name?: string }).name;
+    if (name === 'NoSuchUpload') {
+      throw new MirrorError(`upload "${uploadId}" expired at storage; start a new upload`, {
+        code: 'upload_expired',
+        status: 409,
+        field: 'uploadId',
+        cause: error,
+      });
+    }
     if (name === 'InvalidPart' || name === 'InvalidPartOrder' || name === 'BadDigest') {
       throw new ValidationError(
         'parts',

@@ -110,7 +110,7 @@ export class UploadApi extends Construct {
       memorySize: 512,
     });
     useLedger(fn, props.ledger, LEDGER_ACCESS.api);
-    useOrigin(fn, props.origin, { blobs: ['s3:PutObject', 's3:GetObject'] });
+    useOrigin(fn, props.origin, { blobs: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'] });
     useTargets(fn, props.targets, { sendMessage: true, readReplicaObjects: true });
     useSettings(fn, props.settings);
     this.handler = fn;

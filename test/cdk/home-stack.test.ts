@@ -396,7 +396,10 @@ describe('least privilege', () => {
     const originId = logicalId(mirror.home.origin.bucket, mirror.home);
     const blobs = JSON.stringify([`att:${originId}.Arn/blobs/*`]);
     const expectations: [string, string[]][] = [
-      [logicalId(mirror.home.api.handler.function, mirror.home), ['s3:GetObject', 's3:PutObject']],
+      [
+        logicalId(mirror.home.api.handler.function, mirror.home),
+        ['s3:AbortMultipartUpload', 's3:GetObject', 's3:PutObject'],
+      ],
       [
         logicalId(mirror.home.ingest.ingest.function, mirror.home),
         ['s3:DeleteObject', 's3:DeleteObjectVersion', 's3:GetObject', 's3:GetObjectVersion'],
