@@ -47,6 +47,8 @@ export interface TargetBinding {
   readonly queue: sqs.IQueue;
   readonly pathPrefix?: string;
   readonly bucket?: ReplicaBucketRef;
+  /** Log and count only (topology `dryRun`). @default false */
+  readonly dryRun?: boolean;
 }
 
 export type LedgerAction =
@@ -145,6 +147,7 @@ function renderTargets(fn: MirrorFunction, targets: readonly TargetBinding[]): s
       ...(t.pathPrefix === undefined ? {} : { pathPrefix: t.pathPrefix }),
       ...(t.bucket === undefined ? {} : { region: t.bucket.region, bucket: t.bucket.bucketName }),
       keyPrefix: t.bucket?.keyPrefix ?? '',
+      ...(t.dryRun ? { dryRun: true } : {}),
     })),
   );
 }

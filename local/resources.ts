@@ -48,6 +48,7 @@ export interface TargetResources extends QueuePair {
   readonly region: string | undefined;
   readonly keyPrefix: string;
   readonly pathPrefix: string | undefined;
+  readonly dryRun: boolean;
 }
 
 export interface Resources {
@@ -106,6 +107,7 @@ export async function ensureResources(
         region: target.region,
         keyPrefix: target.keyPrefix,
         pathPrefix: target.pathPrefix,
+        dryRun: target.dryRun,
       });
     } else {
       targets.push({
@@ -116,6 +118,7 @@ export async function ensureResources(
         region: undefined,
         keyPrefix: '',
         pathPrefix: target.pathPrefix,
+        dryRun: target.dryRun,
       });
     }
   }

@@ -160,6 +160,7 @@ function runtimeTargets(targets: readonly TargetResources[]): string {
       ...(t.pathPrefix === undefined ? {} : { pathPrefix: t.pathPrefix }),
       ...(t.kind === 's3' ? { region: t.region, bucket: t.bucket } : {}),
       keyPrefix: t.keyPrefix,
+      ...(t.dryRun ? { dryRun: true } : {}),
     })),
   );
 }

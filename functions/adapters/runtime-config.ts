@@ -14,6 +14,7 @@ export const runtimeTargetSchema = z.object({
   region: z.string().optional(),
   bucket: z.string().optional(),
   keyPrefix: z.string().default(''),
+  dryRun: z.boolean().default(false),
 });
 export type RuntimeTarget = z.infer<typeof runtimeTargetSchema>;
 

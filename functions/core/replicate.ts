@@ -6,6 +6,8 @@ import type { ReplicationMessage } from './model.js';
 import type { Clock, Ledger, Metrics, ReplicaStore } from './ports.js';
 
 export interface ReplicateDeps {
+  /** Log and count what would be done; touch nothing. */
+  readonly dryRun?: boolean;
   readonly ledger: Ledger;
   readonly replica: ReplicaStore;
   readonly clock: Clock;
@@ -14,6 +16,7 @@ export interface ReplicateDeps {
 
 export type ReplicateOutcome =
   | { kind: 'skipped'; reason: string; heldVersion: number }
+  | { kind: 'planned'; action: 'copy' | 'delete'; version: number }
   | { kind: 'applied'; version: number; status: 'copied' | 'verified' | 'deleted' };
 
 export async function replicateVersion(
@@ -37,6 +40,11 @@ export async function replicateVersion(
     await record(deps, message, present.version, 'copied');
     metrics.count('ReplicationsSkipped', 1, dimensions);
     return { kind: 'skipped', reason: 'the target object is newer', heldVersion: present.version };
+  }
+
+  if (deps.dryRun) {
+    metrics.count('ReplicationsPlanned', 1, dimensions);
+    return { kind: 'planned', action: message.deleted ? 'delete' : 'copy', version: message.version };
   }
 
   let status: 'copied' | 'verified' | 'deleted';

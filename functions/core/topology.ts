@@ -10,6 +10,9 @@ const targetId = z
   .regex(/^[a-z0-9][a-z0-9-]{1,30}[a-z0-9]$/, 'lower-case letters, digits and dashes, 3-32 characters');
 
 /** A path prefix filter: only paths under it are sent to the target. */
+/** Log and count what the target would be sent, touch nothing: for rolling out a new target safely. */
+const dryRun = z.boolean().default(false);
+
 const pathPrefix = z
   .string()
   .regex(/^([^/]+\/)+$/, 'a relative folder path ending with "/"')
@@ -22,6 +25,7 @@ export const s3TargetSchema = z.object({
   region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'an AWS region name such as eu-west-1'),
   /** Only paths under this prefix are replicated. @default every path */
   pathPrefix,
+  dryRun,
   /** Physical bucket name. @default `<name>-<id>-<account>` in lower case (CDK), `replica-<id>` (local) */
   bucketName: z.string().optional(),
   /** Key prefix in the replica bucket: a file `a/b.jpg` is stored at `<keyPrefix>a/b.jpg`. @default '' */
@@ -36,6 +40,7 @@ export const pullTargetSchema = z.object({
   id: targetId,
   kind: z.literal('pull'),
   pathPrefix,
+  dryRun,
 });
 
 export const targetSchema = z.discriminatedUnion('kind', [s3TargetSchema, pullTargetSchema]);
@@ -88,6 +93,22 @@ export const topologySchema = z
           ]),
         /** Lifetime of presigned URLs, in seconds (at most 900). */
         presignTtlSeconds: z.number().int().min(60).max(900).default(900),
+      })
+      .prefault({}),
+    monitoring: z
+      .object({
+        /** Alarm when a target's replication lag stays above this. @default 900 (S3 RTC's 15 minutes) */
+        lagAlarmSeconds: z.number().int().positive().default(900),
+        /** ...for this many consecutive one-minute periods. @default 3 */
+        lagAlarmPeriods: z.number().int().min(1).max(60).default(3),
+        /** Alarm when a pull target's agent has not reported for this long. @default 300 */
+        heartbeatAlarmSeconds: z.number().int().positive().default(300),
+        /** Alarm when more uploads than this are rejected at ingest in 5 minutes. @default 0 (any) */
+        rejectionAlarmThreshold: z.number().int().nonnegative().default(0),
+        /** Minutes between scheduled reconciliations. @default 60 */
+        reconcileEveryMinutes: z.number().int().min(5).max(1440).default(60),
+        /** An email address subscribed to the alarm topic. @default none (alarms without actions) */
+        alarmEmail: z.string().email().optional(),
       })
       .prefault({}),
     api: z

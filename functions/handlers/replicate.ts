@@ -24,7 +24,13 @@ async function processRecord(record: SQSRecord): Promise<void> {
   if (message.targetId !== target?.id) {
     throw new Error(`message for target "${message.targetId}" reached the queue of "${target?.id}"`);
   }
-  const deps = { ledger, replica: replica as NonNullable<typeof replica>, clock, metrics: port };
+  const deps = {
+    ledger,
+    replica: replica as NonNullable<typeof replica>,
+    clock,
+    metrics: port,
+    dryRun: target?.dryRun,
+  };
   try {
     const outcome = await replicateVersion(deps, message);
     logger.info('replicated', { path: message.path, version: message.version, outcome });

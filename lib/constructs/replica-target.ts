@@ -55,6 +55,7 @@ export class ReplicaTarget extends Construct implements TargetBinding {
   public readonly id: string;
   public readonly kind: 's3' | 'pull';
   public readonly pathPrefix?: string;
+  public readonly dryRun: boolean;
   public readonly bucket?: ReplicaBucketRef;
   /** The target's FIFO queue (high-throughput mode). */
   public readonly queue: sqs.Queue;
@@ -69,6 +70,7 @@ export class ReplicaTarget extends Construct implements TargetBinding {
     this.id = target.id;
     this.kind = target.kind;
     this.pathPrefix = target.pathPrefix;
+    this.dryRun = target.dryRun;
 
     const timeout = props.functionTimeout ?? Duration.minutes(15);
     const queues = new QueueWithDlq(this, 'Queue', {
@@ -99,6 +101,7 @@ export class ReplicaTarget extends Construct implements TargetBinding {
         queue: this.queue,
         pathPrefix: this.pathPrefix,
         bucket,
+        dryRun: this.dryRun,
       });
       useSettings(fn, props.settings);
       // Grants this function sqs:ReceiveMessage/DeleteMessage/ChangeMessageVisibility on its own queue only.

@@ -174,4 +174,72 @@ describe('reconcile (resume after lost queue state)', () => {
     expect(filled.targets.late?.resent).toBe(3);
     expect((await receivedBodies(late.queueUrl)).map((b) => b.path).sort()).toEqual([...paths].sort());
   });
+
+  it('fills a target added after 100 files were committed', async () => {
+    const world = await makeWorld(emulators);
+    const paths = Array.from({ length: 100 }, (_, i) => `public/batch/${String(i).padStart(3, '0')}.txt`);
+    for (let i = 0; i < paths.length; i += 10) {
+      await Promise.all(
+        paths
+          .slice(i, i + 10)
+          .map((path) =>
+            commitVersion(world.deps, {
+              uploadId: randomUUID(),
+              path,
+              sha256: sha256Hex(path),
+              size: 1,
+              contentType: 'text/plain',
+              deleted: false,
+              reserveOnUpload: false,
+            }),
+          ),
+      );
+    }
+    const late = {
+      id: 'newcomer',
+      kind: 'pull' as const,
+      queueUrl: await emulators.createFifoQueue(`newcomer-${randomUUID().slice(0, 8)}`),
+    };
+    const deps = {
+      ...world.deps,
+      targets: [...world.targets, late],
+      fanout: new SqsFanout(emulators.sqs, [...world.targets, late]),
+    };
+    const report = await reconcileTargets(deps, { targetIds: ['newcomer'] });
+    expect(report).toMatchObject({ heads: 100, targets: { newcomer: { resent: 100 } } });
+    expect((await receivedBodies(late.queueUrl)).map((b) => b.path).sort()).toEqual(paths);
+  });
+
+  it('a dry-run target plans and counts, and changes nothing', async () => {
+    const world = await makeWorld(emulators);
+    const bytes = Buffer.from('dry run');
+    const sha256 = sha256Hex(bytes);
+    await emulators.s3.send(
+      new PutObjectCommand({ Bucket: world.originBucket, Key: `blobs/${sha256}`, Body: bytes }),
+    );
+    const version = await commitVersion(world.deps, {
+      uploadId: randomUUID(),
+      path: 'public/dry.txt',
+      sha256,
+      size: bytes.length,
+      contentType: 'text/plain',
+      deleted: false,
+      reserveOnUpload: false,
+    });
+    const [message] = await receivedBodies((world.targets[0] as { queueUrl: string }).queueUrl);
+    const outcome = await replicateVersion(
+      {
+        ledger: world.ledger,
+        replica: world.replica('alpha'),
+        clock: world.deps.clock,
+        metrics: world.deps.metrics,
+        dryRun: true,
+      },
+      message as ReplicationMessage,
+    );
+    expect(outcome).toEqual({ kind: 'planned', action: 'copy', version: version.version });
+    expect(world.deps.metrics.total('ReplicationsPlanned')).toBe(1);
+    expect(await world.ledger.getTargetState('public/dry.txt', 'alpha')).toBeUndefined();
+    expect(await world.replica('alpha').stat('public/dry.txt')).toBeUndefined();
+  });
 });
