@@ -180,19 +180,17 @@ describe('reconcile (resume after lost queue state)', () => {
     const paths = Array.from({ length: 100 }, (_, i) => `public/batch/${String(i).padStart(3, '0')}.txt`);
     for (let i = 0; i < paths.length; i += 10) {
       await Promise.all(
-        paths
-          .slice(i, i + 10)
-          .map((path) =>
-            commitVersion(world.deps, {
-              uploadId: randomUUID(),
-              path,
-              sha256: sha256Hex(path),
-              size: 1,
-              contentType: 'text/plain',
-              deleted: false,
-              reserveOnUpload: false,
-            }),
-          ),
+        paths.slice(i, i + 10).map((path) =>
+          commitVersion(world.deps, {
+            uploadId: randomUUID(),
+            path,
+            sha256: sha256Hex(path),
+            size: 1,
+            contentType: 'text/plain',
+            deleted: false,
+            reserveOnUpload: false,
+          }),
+        ),
       );
     }
     const late = {
