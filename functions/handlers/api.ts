@@ -7,6 +7,7 @@ import { readRuntimeConfig } from '../adapters/runtime-config.js';
 import { makeDeps } from '../adapters/wiring.js';
 import { decodeCursor, encodeCursor, readChanges } from '../core/changes.js';
 import { MirrorError, ValidationError } from '../core/errors.js';
+import { measureLag } from '../core/lag.js';
 import type { FileVersion } from '../core/model.js';
 import { normalizePath } from '../core/paths.js';
 import {
@@ -144,15 +145,38 @@ const routes = [
   {
     method: 'GET' as const,
     path: '/v1/targets',
-    handler: async () =>
-      json(200, {
-        targets: config.targets.map((t) => ({
-          id: t.id,
-          kind: t.kind,
-          ...(t.region ? { region: t.region } : {}),
-          ...(t.pathPrefix ? { pathPrefix: t.pathPrefix } : {}),
-        })),
-      }),
+    handler: async () => {
+      // Measured on request from the ledger (as the scheduled monitor does): a dead agent shows here too.
+      const lag = new Map(
+        (
+          await measureLag({
+            ledger: deps.ledger,
+            clock: deps.clock,
+            feedShards: config.feedShards,
+            targets: config.targets,
+          })
+        ).map((t) => [t.targetId, t]),
+      );
+      return json(200, {
+        targets: config.targets.map((t) => {
+          const l = lag.get(t.id);
+          return {
+            id: t.id,
+            kind: t.kind,
+            ...(t.region ? { region: t.region } : {}),
+            ...(t.pathPrefix ? { pathPrefix: t.pathPrefix } : {}),
+            ...(t.dryRun ? { dryRun: true } : {}),
+            lag: {
+              lagSeconds: l?.lagSeconds ?? 0,
+              pending: l?.pending ?? 0,
+              pendingCapped: l?.pendingCapped ?? false,
+              ...(l?.oldestPending ? { oldestPending: l.oldestPending } : {}),
+              ...(t.kind === 'pull' ? { heartbeatAgeSeconds: l?.heartbeatAgeSeconds ?? null } : {}),
+            },
+          };
+        }),
+      });
+    },
   },
   {
     method: 'POST' as const,
