@@ -1,0 +1,338 @@
+/**
+ * The upload page in Debian's Chromium against the whole local stack: uploads that
+ * reach every target, deduplication with no PUT, resume after a reload sending only
+ * the missing parts, a tampered part rejected by the whole-object verification, and
+ * the figures (hashing rate in the browser, 64 MiB upload rate).
+ */
+import { mkdir, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Page, Request, Route } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type Browser,
+  launchBrowser,
+  MB,
+  MiB,
+  randomFile,
+  type Stack,
+  startStack,
+  watchConsole,
+} from './support.ts';
+
+let stack: Stack;
+let browser: Browser;
+let page: Page;
+let consoleErrors: string[];
+const files: Record<'small' | 'big' | 'warm' | 'resume' | 'tampered', string> = {
+  small: '',
+  big: '',
+  warm: '',
+  resume: '',
+  tampered: '',
+};
+const figures: Record<string, string> = {};
+
+const rate = (bytes: number, ms: number) =>
+  `${(bytes / MB / (ms / 1000)).toFixed(0)} MB/s (${Math.round(ms)} ms)`;
+const item = (path: string) => `li.upload[data-path="${path}"]`;
+
+/** Requests the page sends to the S3 emulator, by method. */
+function storageRequests(p: Page): { list: Request[]; puts: () => Request[] } {
+  const list: Request[] = [];
+  p.on('request', (r) => {
+    if (new URL(r.url()).origin === stack.s3) list.push(r);
+  });
+  return { list, puts: () => list.filter((r) => r.method() === 'PUT') };
+}
+
+async function openPage(): Promise<Page> {
+  const p = await browser.context.newPage();
+  consoleErrors = watchConsole(p);
+  await p.goto(`${stack.api}/?token=${encodeURIComponent(stack.token)}`);
+  await p.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+  return p;
+}
+
+async function pick(p: Page, prefix: string, ...paths: string[]): Promise<void> {
+  await p.fill('#prefix', prefix);
+  await p.setInputFiles('#files', paths);
+}
+
+/** Waits for an upload's final state; fails early, with the page's message, if it errors. */
+async function settled(p: Page, path: string, states: string[], timeout = 90_000): Promise<string> {
+  const selector = states.map((s) => `${item(path)}[data-state="${s}"]`).join(', ');
+  const failed = `${item(path)}[data-state="error"], ${item(path)}[data-state="cancelled"]`;
+  const winner = await Promise.race([
+    p.waitForSelector(selector, { timeout }).then(() => 'ok' as const),
+    p.waitForSelector(failed, { timeout }).then(() => 'failed' as const),
+  ]);
+  if (winner === 'failed') {
+    const text = await p.locator(`${item(path)} .error`).textContent();
+    throw new Error(`the upload of ${path} failed on the page: ${text}`);
+  }
+  return (await p.getAttribute(item(path), 'data-state')) ?? '';
+}
+
+async function allTargetsHold(p: Page, path: string, timeout = 90_000): Promise<void> {
+  await p.waitForSelector(`${item(path)}[data-all-hold="true"]`, { timeout });
+}
+
+beforeAll(async () => {
+  stack = await startStack();
+  browser = await launchBrowser(stack.tmp);
+  files.small = await randomFile(join(stack.tmp, 'small.bin'), 300_000, 1);
+  files.big = await randomFile(join(stack.tmp, 'big.bin'), 64 * MiB, 2);
+  files.warm = await randomFile(join(stack.tmp, 'warm.bin'), 64 * MiB, 5);
+  files.resume = await randomFile(join(stack.tmp, 'resume.bin'), 64 * MiB, 3);
+  files.tampered = await randomFile(join(stack.tmp, 'tampered.bin'), 20 * MiB, 4);
+  page = await openPage();
+}, 180_000);
+
+afterAll(async () => {
+  if (page && !page.isClosed()) {
+    await mkdir('test-results', { recursive: true });
+    await page.screenshot({ path: 'test-results/page.png', fullPage: true }).catch(() => undefined);
+  }
+  await browser?.close();
+  await stack?.stop();
+  const lines = Object.entries(figures).map(([k, v]) => `  ${k.padEnd(40)} ${v}`);
+  if (lines.length > 0) console.log(['browser figures (Chromium):', ...lines].join('\n'));
+}, 60_000);
+
+describe('the upload page', () => {
+  it('is keyboard-usable: labelled inputs and a real button for the file picker', async () => {
+    for (const id of ['token', 'prefix', 'files']) {
+      expect(await page.locator(`label[for="${id}"]`).count()).toBe(1);
+    }
+    await page.focus('#token');
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('prefix');
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('files');
+    // The token left the address bar once read.
+    expect(page.url()).not.toContain('token=');
+  });
+
+  it('uploads a small file and a 64 MiB file; every target comes to hold each', async () => {
+    const s3 = storageRequests(page);
+    const started = Date.now();
+    await pick(page, 'e2e/', files.small, files.big);
+    expect(await settled(page, 'e2e/small.bin', ['committed'])).toBe('committed');
+    expect(await settled(page, 'e2e/big.bin', ['committed'])).toBe('committed');
+    const committedMs = Date.now() - started;
+
+    // One PUT for the small file, 8 parts of 8 MiB for the big one.
+    const bigParts = s3.puts().filter((r) => r.url().includes('partNumber='));
+    expect(bigParts).toHaveLength(8);
+    expect(s3.puts()).toHaveLength(9);
+    const big = await page.getAttribute(item('e2e/big.bin'), 'data-parts-sent');
+    expect(big).toBe('8');
+
+    await allTargetsHold(page, 'e2e/small.bin');
+    await allTargetsHold(page, 'e2e/big.bin');
+    const holdMs = Date.now() - started;
+    const rows = page.locator(`${item('e2e/big.bin')} tr[data-target]`);
+    const targets = await rows.evaluateAll((trs) =>
+      trs.map((tr) => ({ id: tr.getAttribute('data-target'), holds: tr.getAttribute('data-holds') })),
+    );
+    expect(targets.map((t) => t.id).sort()).toEqual(Object.keys(stack.sandbox.endpoints.targets).sort());
+    expect(targets.every((t) => t.holds === 'true')).toBe(true);
+
+    // The ledger agrees with the page.
+    const res = await fetch(`${stack.api}/v1/files/${encodeURIComponent('e2e/big.bin')}`, {
+      headers: { authorization: `Bearer ${stack.token}` },
+    });
+    const file = (await res.json()) as {
+      head: { version: number; size: number };
+      targets: { status: string }[];
+    };
+    expect(file.head.size).toBe(64 * MiB);
+    expect(file.targets.every((t) => t.status === 'copied' || t.status === 'verified')).toBe(true);
+
+    // Recent files list them with their versions.
+    await page.click('#recent-refresh');
+    await page.waitForSelector('#recent tr[data-path="e2e/big.bin"][data-version="1"]', { timeout: 15_000 });
+
+    const hashMs = Number(await page.getAttribute(item('e2e/big.bin'), 'data-hash-ms'));
+    const uploadMs = Number(await page.getAttribute(item('e2e/big.bin'), 'data-upload-ms'));
+    figures['64 MiB file: SHA-256 (worker)'] = rate(64 * MiB, hashMs);
+    figures['64 MiB, cold API: upload'] = rate(64 * MiB, uploadMs);
+    figures['small + 64 MiB: pick to committed'] = `${committedMs} ms`;
+    figures['small + 64 MiB: pick to every target'] = `${holdMs} ms`;
+    expect(consoleErrors).toEqual([]);
+  });
+
+  it('uploads the same content again: "deduplicated", and no request to storage', async () => {
+    const s3 = storageRequests(page);
+    await pick(page, 'copies/', files.big);
+    expect(await settled(page, 'copies/big.bin', ['deduplicated'])).toBe('deduplicated');
+    await expect
+      .poll(() => page.locator(`${item('copies/big.bin')} .phase`).textContent())
+      .toMatch(/Deduplicated/);
+    expect(s3.list).toEqual([]);
+    await allTargetsHold(page, 'copies/big.bin');
+    expect(s3.list).toEqual([]);
+    expect(consoleErrors).toEqual([]);
+  });
+
+  it('uploads another 64 MiB file with the API warm (figure)', async () => {
+    const started = Date.now();
+    await pick(page, 'e2e/', files.warm);
+    expect(await settled(page, 'e2e/warm.bin', ['committed'])).toBe('committed');
+    const committedMs = Date.now() - started;
+    const hashMs = Number(await page.getAttribute(item('e2e/warm.bin'), 'data-hash-ms'));
+    const uploadMs = Number(await page.getAttribute(item('e2e/warm.bin'), 'data-upload-ms'));
+    figures['64 MiB file: SHA-256 (worker), again'] = rate(64 * MiB, hashMs);
+    figures['64 MiB, warm API: upload'] = rate(64 * MiB, uploadMs);
+    figures['64 MiB, warm API: pick to committed'] = rate(64 * MiB, committedMs);
+    await allTargetsHold(page, 'e2e/warm.bin');
+    figures['64 MiB, warm API: pick to every target'] = `${Date.now() - started} ms`;
+    expect(consoleErrors).toEqual([]);
+  });
+
+  it('resumes after a reload in the middle of a multipart upload, sending only the missing parts', async () => {
+    // Let 3 part PUTs through, hold every later one, so the reload finds exactly 3 parts recorded.
+    const held: Route[] = [];
+    let passed = 0;
+    const partUrl = (url: URL) => url.origin === stack.s3 && url.searchParams.has('partNumber');
+    await page.route(partUrl, async (route) => {
+      if (route.request().method() !== 'PUT') return route.continue();
+      if (passed < 3) {
+        passed++;
+        return route.continue();
+      }
+      held.push(route);
+    });
+    const recorded: string[] = [];
+    const onResponse = (r: { url(): string; request(): Request; status(): number }) => {
+      if (
+        r.request().method() === 'PUT' &&
+        /\/v1\/uploads\/[^/]+\/parts\/\d+$/.test(r.url()) &&
+        r.status() === 200
+      ) {
+        recorded.push(r.url());
+      }
+    };
+    page.on('response', onResponse);
+    await pick(page, 'resume/', files.resume);
+    await expect.poll(() => recorded.length, { timeout: 60_000 }).toBe(3);
+    expect(await page.getAttribute(item('resume/resume.bin'), 'data-state')).toBe('uploading');
+    page.off('response', onResponse);
+
+    await page.unroute(partUrl);
+    await page.reload();
+    for (const route of held) await route.abort().catch(() => undefined);
+    await page.waitForSelector('body[data-ready="true"]');
+    consoleErrors.length = 0;
+
+    const s3 = storageRequests(page);
+    await pick(page, 'resume/', files.resume);
+    expect(await settled(page, 'resume/resume.bin', ['committed'])).toBe('committed');
+    const partNumbers = s3
+      .puts()
+      .map((r) => Number(new URL(r.url()).searchParams.get('partNumber')))
+      .sort((a, b) => a - b);
+    expect(partNumbers).toHaveLength(5);
+    expect(new Set(partNumbers).size).toBe(5);
+    const resumedIds = recorded.map((u) => Number(u.split('/').at(-1)));
+    expect(partNumbers.some((n) => resumedIds.includes(n))).toBe(false);
+    expect(await page.getAttribute(item('resume/resume.bin'), 'data-parts-skipped')).toBe('3');
+    expect(await page.getAttribute(item('resume/resume.bin'), 'data-parts-sent')).toBe('5');
+    await expect
+      .poll(() => page.locator(`${item('resume/resume.bin')} .phase`).textContent())
+      .toMatch(/Resumed/);
+    await allTargetsHold(page, 'resume/resume.bin');
+    expect(consoleErrors).toEqual([]);
+  });
+
+  it('a part whose bytes differ from its declared SHA-256 gets the upload rejected, and nothing is committed', async () => {
+    // Flip one byte of part 2 on the wire. The emulator, like s3rver, checks no part checksum
+    // (AWS would refuse the PUT: the part's SHA-256 is signed into its URL); the ingest's
+    // whole-object SHA-256 check must catch it.
+    const partSize = 8 * MiB;
+    const tamper = async (route: Route) => {
+      const url = new URL(route.request().url());
+      if (route.request().method() !== 'PUT' || url.searchParams.get('partNumber') !== '2')
+        return route.continue();
+      const handle = await open(files.tampered, 'r');
+      const bytes = Buffer.alloc(partSize);
+      await handle.read(bytes, 0, partSize, partSize);
+      await handle.close();
+      bytes[12345] = (bytes[12345] ?? 0) ^ 0xff;
+      return route.continue({ postData: bytes });
+    };
+    const partUrl = (url: URL) => url.origin === stack.s3 && url.searchParams.has('partNumber');
+    await page.route(partUrl, tamper);
+    await pick(page, 'bad/', files.tampered);
+    expect(await settled(page, 'bad/tampered.bin', ['rejected', 'committed'])).toBe('rejected');
+    await page.unroute(partUrl, tamper);
+    const message = await page.locator(`${item('bad/tampered.bin')} .error`).textContent();
+    expect(message).toMatch(/failed verification/i);
+    expect(message?.length ?? 0).toBeGreaterThan(40);
+
+    const res = await fetch(`${stack.api}/v1/files/${encodeURIComponent('bad/tampered.bin')}`, {
+      headers: { authorization: `Bearer ${stack.token}` },
+    });
+    expect(res.status).toBe(404);
+    expect(consoleErrors).toEqual([]);
+  });
+
+  it('Cancel aborts a multipart upload at the API (DELETE) and says so', async () => {
+    // Hold every part PUT so the upload is surely in flight when Cancel is pressed.
+    const partUrl = (url: URL) => url.origin === stack.s3 && url.searchParams.has('partNumber');
+    const held: Route[] = [];
+    await page.route(partUrl, (route) => {
+      held.push(route);
+    });
+    const deletes: { url: string; status: number }[] = [];
+    page.on('response', (r) => {
+      if (r.request().method() === 'DELETE') deletes.push({ url: r.url(), status: r.status() });
+    });
+    await pick(page, 'cancel/', files.tampered);
+    await expect.poll(() => held.length, { timeout: 30_000 }).toBeGreaterThan(0);
+    await page.click(`${item('cancel/tampered.bin')} button:has-text("Cancel")`);
+    await page.waitForSelector(`${item('cancel/tampered.bin')}[data-state="cancelled"]`);
+    await page.unroute(partUrl);
+    for (const route of held) await route.abort().catch(() => undefined);
+    await expect.poll(() => deletes.length, { timeout: 10_000 }).toBe(1);
+    expect(deletes[0]?.status).toBe(200);
+    const uploadId = decodeURIComponent(deletes[0]?.url.split('/').at(-1) ?? '');
+    const res = await fetch(`${stack.api}/v1/uploads/${encodeURIComponent(uploadId)}`, {
+      headers: { authorization: `Bearer ${stack.token}` },
+    });
+    expect(await res.json()).toMatchObject({ status: 'rejected', reason: 'aborted' });
+    expect(await page.locator(`${item('cancel/tampered.bin')} .phase`).textContent()).toMatch(/Cancelled/);
+    // The aborted part requests are the only errors the console may show.
+    expect(consoleErrors.filter((e) => !/ERR_FAILED|ERR_ABORTED|net::/.test(e))).toEqual([]);
+    consoleErrors.length = 0;
+  });
+
+  it('says so in words when the API refuses the token', async () => {
+    const other = await browser.context.newPage();
+    await other.goto(`${stack.api}/?token=wrong`);
+    await other.waitForSelector('#form-error:not([hidden])');
+    expect(await other.locator('#form-error').textContent()).toMatch(/refused the token/);
+    await other.close();
+  });
+
+  it('hashes in a Web Worker at speed (figure)', async () => {
+    // A string, so the test runner's transform does not rewrite the page's dynamic import.
+    const result = (await page.evaluate(`(async (size) => {
+      const client = await import('/client.js');
+      const block = new Uint8Array(4 * 1024 * 1024);
+      for (let i = 0; i < block.length; i += 65536) crypto.getRandomValues(block.subarray(i, i + 65536));
+      const blob = new Blob(Array.from({ length: size / block.length }, () => block));
+      const t0 = performance.now();
+      const inWorker = await client.sha256File(blob);
+      const t1 = performance.now();
+      const inline = await client.sha256File(blob, { workerUrl: null });
+      const t2 = performance.now();
+      return { same: inWorker === inline, workerMs: t1 - t0, inlineMs: t2 - t1 };
+    })(${256 * MiB})`)) as { same: boolean; workerMs: number; inlineMs: number };
+    expect(result.same).toBe(true);
+    figures['256 MiB Blob: SHA-256 (worker)'] = rate(256 * MiB, result.workerMs);
+    figures['256 MiB Blob: SHA-256 (page thread)'] = rate(256 * MiB, result.inlineMs);
+    expect(consoleErrors).toEqual([]);
+    expect(stack.log).toEqual([]);
+  });
+});

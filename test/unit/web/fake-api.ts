@@ -1,0 +1,388 @@
+/**
+ * An in-memory Media Mirror API and S3, as one `fetch` function, for the browser
+ * client's unit tests: the upload API's answers (dedup, single PUT, multipart with
+ * resume, parts, complete, status, abort) and a store that, like s3rver, checks no
+ * checksum at the door; the "ingest" verifies the whole object's SHA-256.
+ */
+import { createHash } from 'node:crypto';
+
+export const MiB = 1024 * 1024;
+const S3 = 'https://s3.test';
+
+export interface RecordedRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Record<string, string>;
+  readonly body?: unknown;
+  readonly signal?: AbortSignal;
+}
+
+interface FakeUpload {
+  uploadId: string;
+  path: string;
+  sha256: string;
+  size: number;
+  contentType: string;
+  status: 'pending' | 'committed' | 'rejected';
+  version?: number;
+  reason?: string;
+  multipart?: {
+    partSize: number;
+    partCount: number;
+    /** What the store holds. */
+    parts: Map<number, Uint8Array>;
+    /** What clients recorded (PUT /v1/uploads/{id}/parts/{n}): what resumes and complete use. */
+    recorded: Map<number, { size: number; sha256: string; etag: string }>;
+  };
+  body?: Uint8Array;
+  /** GET polls left before the ingest finishes. */
+  verifyingPolls?: number;
+}
+
+/**
+ * What a test may do to a request before the fake answers: a Response, a thrown error, or
+ * undefined (answer normally). `n` counts the requests so far with this method and URL.
+ */
+export type Interceptor = (
+  request: RecordedRequest,
+  n: number,
+) => Promise<Response | undefined> | Response | undefined;
+
+const sha256Hex = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+/** S3's ETag of a part: the quoted MD5 of its bytes. */
+export const etagOf = (bytes: Uint8Array) => `"${createHash('md5').update(bytes).digest('hex')}"`;
+const json = (status: number, body: unknown) =>
+  new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
+const apiError = (status: number, code: string, message: string, field?: string) =>
+  json(status, { error: { code, message, ...(field ? { field } : {}) } });
+
+export class FakeMirror {
+  readonly requests: RecordedRequest[] = [];
+  readonly blobs = new Map<string, Uint8Array>();
+  readonly uploads = new Map<string, FakeUpload>();
+  readonly versions = new Map<string, number>();
+  interceptors: Interceptor[] = [];
+  /** Requests in flight now, and the most at once, per kind. */
+  inFlight = { parts: 0, maxParts: 0 };
+  private ids = 0;
+
+  constructor(
+    readonly options: { threshold?: number; partSize?: number; token?: string; verifyingPolls?: number } = {},
+  ) {}
+
+  get threshold() {
+    return this.options.threshold ?? 16 * MiB;
+  }
+
+  get partSize() {
+    return this.options.partSize ?? 5 * MiB;
+  }
+
+  readonly fetch: typeof fetch = async (input, init) => {
+    const url = String(input instanceof Request ? input.url : input);
+    const method = (init?.method ?? 'GET').toUpperCase();
+    const headers: Record<string, string> = {};
+    for (const [k, v] of new Headers(init?.headers).entries()) headers[k] = v;
+    let body: unknown = init?.body;
+    if (typeof body === 'string') body = JSON.parse(body);
+    const request: RecordedRequest = {
+      method,
+      url,
+      headers,
+      body,
+      ...(init?.signal ? { signal: init.signal } : {}),
+    };
+    this.requests.push(request);
+    if (init?.signal?.aborted) throw init.signal.reason;
+    for (const intercept of this.interceptors) {
+      const n = this.requests.filter((r) => r.method === method && r.url === url).length;
+      const answer = await intercept(request, n);
+      if (answer) return answer;
+    }
+    return url.startsWith(S3) ? this.s3(request, init?.body as Blob) : this.api(request);
+  };
+
+  /** Requests to the fake S3 with this method (default PUT). */
+  storageRequests(method = 'PUT'): RecordedRequest[] {
+    return this.requests.filter((r) => r.url.startsWith(S3) && r.method === method);
+  }
+
+  apiRequests(method?: string, pathPrefix = '/v1/'): RecordedRequest[] {
+    return this.requests.filter(
+      (r) =>
+        !r.url.startsWith(S3) &&
+        (method === undefined || r.method === method) &&
+        new URL(r.url).pathname.startsWith(pathPrefix),
+    );
+  }
+
+  /** A pending multipart upload as if another browser had started it. */
+  seedMultipart(input: {
+    path: string;
+    bytes: Uint8Array;
+    contentType?: string;
+    parts: Record<number, Uint8Array>;
+  }): string {
+    const uploadId = `up-${++this.ids}`;
+    const partCount = Math.max(1, Math.ceil(input.bytes.length / this.partSize));
+    this.uploads.set(uploadId, {
+      uploadId,
+      path: input.path,
+      sha256: sha256Hex(input.bytes),
+      size: input.bytes.length,
+      contentType: input.contentType ?? 'application/octet-stream',
+      status: 'pending',
+      multipart: {
+        partSize: this.partSize,
+        partCount,
+        parts: new Map(Object.entries(input.parts).map(([n, b]) => [Number(n), b])),
+        recorded: new Map(
+          Object.entries(input.parts).map(([n, b]) => [
+            Number(n),
+            { size: b.length, sha256: sha256Hex(b), etag: etagOf(b) },
+          ]),
+        ),
+      },
+    });
+    return uploadId;
+  }
+
+  private async api(request: RecordedRequest): Promise<Response> {
+    if (request.headers.authorization !== `Bearer ${this.options.token ?? 'secret'}`) {
+      return apiError(401, 'unauthorized', 'missing or wrong bearer token');
+    }
+    const { pathname } = new URL(request.url);
+    const segments = pathname.split('/').slice(1);
+    const body = (request.body ?? {}) as Record<string, unknown>;
+    if (request.method === 'POST' && pathname === '/v1/uploads') return this.create(body);
+    if (segments[1] !== 'uploads' || segments[2] === undefined)
+      return apiError(404, 'no_route', `no route for ${pathname}`);
+    const upload = this.uploads.get(decodeURIComponent(segments[2]));
+    if (!upload) return apiError(404, 'not_found', 'no such upload', 'uploadId');
+    const action = segments[3];
+    if (request.method === 'GET' && action === undefined) return this.describe(upload);
+    if (request.method === 'DELETE' && action === undefined) {
+      if (upload.status === 'pending') {
+        upload.status = 'rejected';
+        upload.reason = 'aborted';
+        upload.multipart?.parts.clear();
+      }
+      return json(200, { status: upload.status, reason: upload.reason });
+    }
+    if (request.method === 'POST' && action === 'parts' && segments[4] === undefined)
+      return this.presignPart(upload, body);
+    if (request.method === 'PUT' && action === 'parts' && segments[4] !== undefined) {
+      return this.recordPart(upload, Number(segments[4]), body);
+    }
+    if (request.method === 'POST' && action === 'complete') return this.complete(upload);
+    return apiError(404, 'no_route', `no route for ${request.method} ${pathname}`);
+  }
+
+  private create(body: Record<string, unknown>): Response {
+    const { path, size, sha256, contentType } = body as {
+      path: string;
+      size: number;
+      sha256: string;
+      contentType: string;
+    };
+    if (contentType === 'application/x-forbidden') {
+      return apiError(415, 'unsupported_content_type', 'contentType must be one of: image/*', 'contentType');
+    }
+    if (this.blobs.has(sha256)) {
+      const version = this.commit(path);
+      const uploadId = `up-${++this.ids}`;
+      this.uploads.set(uploadId, { uploadId, path, sha256, size, contentType, status: 'committed', version });
+      return json(200, { status: 'committed', uploadId, path, version, deduplicated: true });
+    }
+    if (size <= this.threshold) {
+      const uploadId = `up-${++this.ids}`;
+      this.uploads.set(uploadId, { uploadId, path, sha256, size, contentType, status: 'pending' });
+      return json(201, {
+        status: 'pending',
+        uploadId,
+        path,
+        upload: {
+          method: 'PUT',
+          url: `${S3}/blobs/${sha256}?upload=${uploadId}&X-Amz-Signature=x`,
+          headers: {
+            'content-length': String(size),
+            'content-type': contentType,
+            'x-amz-checksum-sha256': Buffer.from(sha256, 'hex').toString('base64'),
+          },
+          expiresAt: new Date(Date.now() + 900_000).toISOString(),
+        },
+      });
+    }
+    for (const u of this.uploads.values()) {
+      if (
+        u.status === 'pending' &&
+        u.multipart &&
+        u.path === path &&
+        u.sha256 === sha256 &&
+        u.size === size
+      ) {
+        return json(201, {
+          status: 'pending',
+          uploadId: u.uploadId,
+          path,
+          resumed: true,
+          multipart: this.view(u),
+        });
+      }
+    }
+    const uploadId = `up-${++this.ids}`;
+    const partCount = Math.ceil(size / this.partSize);
+    const upload: FakeUpload = {
+      uploadId,
+      path,
+      sha256,
+      size,
+      contentType,
+      status: 'pending',
+      multipart: { partSize: this.partSize, partCount, parts: new Map(), recorded: new Map() },
+    };
+    this.uploads.set(uploadId, upload);
+    return json(201, { status: 'pending', uploadId, path, resumed: false, multipart: this.view(upload) });
+  }
+
+  private view(u: FakeUpload) {
+    const mp = u.multipart;
+    if (!mp) return undefined;
+    return {
+      partSize: mp.partSize,
+      partCount: mp.partCount,
+      uploadedParts: [...mp.recorded].map(([partNumber, r]) => ({ partNumber, size: r.size, etag: r.etag })),
+    };
+  }
+
+  private describe(u: FakeUpload): Response {
+    if (u.status === 'pending' && u.verifyingPolls !== undefined) {
+      if (u.verifyingPolls-- <= 0) this.ingest(u);
+    }
+    const { multipart: _m, body: _b, verifyingPolls: _v, ...rest } = u;
+    return json(200, {
+      ...rest,
+      ...(u.multipart && u.status === 'pending' ? { multipart: this.view(u) } : {}),
+    });
+  }
+
+  private presignPart(u: FakeUpload, body: Record<string, unknown>): Response {
+    const mp = u.multipart;
+    if (!mp) return apiError(400, 'not_multipart', 'not multipart', 'uploadId');
+    if (u.status !== 'pending') return apiError(409, 'upload_finished', `upload is ${u.status}`, 'uploadId');
+    const { partNumber, size, sha256 } = body as { partNumber: number; size: number; sha256: string };
+    const expected = partNumber < mp.partCount ? mp.partSize : u.size - mp.partSize * (mp.partCount - 1);
+    if (size !== expected)
+      return apiError(400, 'invalid', `part ${partNumber} must be ${expected} bytes`, 'size');
+    return json(200, {
+      partNumber,
+      url: `${S3}/blobs/${u.sha256}?uploadId=${u.uploadId}&partNumber=${partNumber}&sha=${sha256}`,
+      headers: {
+        'content-length': String(size),
+        'x-amz-checksum-sha256': Buffer.from(sha256, 'hex').toString('base64'),
+      },
+      expiresAt: new Date(Date.now() + 900_000).toISOString(),
+    });
+  }
+
+  private recordPart(u: FakeUpload, partNumber: number, body: Record<string, unknown>): Response {
+    const mp = u.multipart;
+    if (!mp) return apiError(400, 'not_multipart', 'not multipart', 'uploadId');
+    if (u.status !== 'pending') return apiError(409, 'upload_finished', `upload is ${u.status}`, 'uploadId');
+    const { size, sha256, etag } = body as { size: number; sha256: string; etag: string };
+    if (typeof etag !== 'string' || etag === '') return apiError(400, 'invalid', 'etag is required', 'etag');
+    mp.recorded.set(partNumber, { size, sha256, etag });
+    return json(200, this.view(u));
+  }
+
+  private complete(u: FakeUpload): Response {
+    const mp = u.multipart;
+    if (!mp) return apiError(400, 'not_multipart', 'not multipart', 'uploadId');
+    if (u.status !== 'pending') return apiError(409, 'upload_finished', `upload is ${u.status}`, 'uploadId');
+    const missing: number[] = [];
+    for (let n = 1; n <= mp.partCount; n++) {
+      const expected = n < mp.partCount ? mp.partSize : u.size - mp.partSize * (mp.partCount - 1);
+      if (mp.recorded.get(n)?.size !== expected) missing.push(n);
+    }
+    if (missing.length > 0) {
+      return apiError(
+        400,
+        'parts_missing',
+        `parts missing or of the wrong size: ${missing.join(', ')}`,
+        'parts',
+      );
+    }
+    for (const [n, rec] of mp.recorded) {
+      const held = mp.parts.get(n);
+      if (!held || etagOf(held) !== rec.etag) {
+        return apiError(400, 'invalid_parts', `storage refused the parts as reported: part ${n}`, 'parts');
+      }
+    }
+    const whole = new Uint8Array(u.size);
+    for (let n = 1; n <= mp.partCount; n++)
+      whole.set(mp.parts.get(n) ?? new Uint8Array(), (n - 1) * mp.partSize);
+    u.body = whole;
+    u.verifyingPolls = this.options.verifyingPolls ?? 0;
+    return json(202, { status: 'verifying', uploadId: u.uploadId });
+  }
+
+  /** The ingest: hash what is stored; commit or reject. */
+  private ingest(u: FakeUpload): void {
+    delete u.verifyingPolls;
+    const body = u.body ?? new Uint8Array();
+    if (body.length !== u.size || sha256Hex(body) !== u.sha256) {
+      u.status = 'rejected';
+      u.reason = `sha256 mismatch: stored bytes hash to ${sha256Hex(body)}`;
+      return;
+    }
+    this.blobs.set(u.sha256, body);
+    u.status = 'committed';
+    u.version = this.commit(u.path);
+  }
+
+  private commit(path: string): number {
+    const version = (this.versions.get(path) ?? 0) + 1;
+    this.versions.set(path, version);
+    return version;
+  }
+
+  private async s3(request: RecordedRequest, blob: Blob): Promise<Response> {
+    const url = new URL(request.url);
+    const bytes = new Uint8Array(await blob.arrayBuffer());
+    if (request.signal?.aborted) throw request.signal.reason;
+    const partNumber = url.searchParams.get('partNumber');
+    if (partNumber !== null) {
+      const u = this.uploads.get(url.searchParams.get('uploadId') ?? '');
+      if (!u?.multipart || u.status !== 'pending') {
+        return new Response('<Error><Code>NoSuchUpload</Code><Message>gone</Message></Error>', {
+          status: 404,
+        });
+      }
+      u.multipart.parts.set(Number(partNumber), bytes);
+      return new Response(null, { status: 200, headers: { etag: etagOf(bytes) } });
+    }
+    const u = this.uploads.get(url.searchParams.get('upload') ?? '');
+    if (!u) return new Response('<Error><Code>AccessDenied</Code></Error>', { status: 403 });
+    u.body = bytes;
+    u.verifyingPolls = this.options.verifyingPolls ?? 0;
+    return new Response(null, { status: 200 });
+  }
+}
+
+/** Deterministic pseudo-random bytes (xorshift), so tests need no fixtures. */
+export function bytesOf(size: number, seed = 1): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+    if (i + 1 < size) out[i + 1] = (x >>> 8) & 0xff;
+    if (i + 2 < size) out[i + 2] = (x >>> 16) & 0xff;
+    if (i + 3 < size) out[i + 3] = (x >>> 24) & 0xff;
+  }
+  return out;
+}
+
+export const sha256Of = sha256Hex;

@@ -1,0 +1,583 @@
+/**
+ * The upload page the local stack serves at `/`: pick or drop files, watch them hash,
+ * upload (or deduplicate), verify, then reach every target; and the recent files.
+ *
+ * The token comes from (first found): `?token=` in the address (then kept in
+ * sessionStorage for reloads and removed from the address), sessionStorage,
+ * `<meta name="mirror-token">`, or `config.json` next to the page (`{"token", "api"}`,
+ * asked only when none of the others has one). The API is `?api=`, else
+ * `<meta name="mirror-api">`, else config.json's `api` (when it was read), else the page's
+ * own origin.
+ */
+import { formatBytes, type UploadProgress } from '../client/plan.ts';
+import { UploadError, type UploadResult, uploadFile } from '../client/upload-file.ts';
+
+const FILE_CONCURRENCY = 2;
+const RECENT_COUNT = 15;
+const TOKEN_KEY = 'media-mirror.token';
+
+interface Target {
+  readonly id: string;
+  readonly kind: string;
+  readonly region?: string;
+}
+
+interface TargetState {
+  readonly id: string;
+  readonly kind?: string;
+  readonly appliedVersion: number;
+  readonly status: 'pending' | 'copied' | 'verified' | 'failed';
+}
+
+interface FileAnswer {
+  readonly head: { readonly version: number; readonly deleted: boolean };
+  readonly targets: readonly TargetState[];
+}
+
+interface Change {
+  readonly path: string;
+  readonly version: number;
+  readonly size: number;
+  readonly deleted: boolean;
+  readonly committedAt: string;
+}
+
+const $ = <T extends HTMLElement>(selector: string): T => {
+  const el = document.querySelector<T>(selector);
+  if (!el) throw new Error(`the page has no ${selector}`);
+  return el;
+};
+
+const el = <K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Partial<Record<string, string>> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] => {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (value === undefined) continue;
+    if (name === 'class') node.className = value;
+    else if (name === 'text') node.textContent = value;
+    else node.setAttribute(name, value);
+  }
+  node.append(...children);
+  return node;
+};
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---- configuration ----
+
+const config = { api: window.location.origin };
+
+function metaContent(name: string): string | undefined {
+  return document.querySelector<HTMLMetaElement>(`meta[name="${name}"]`)?.content || undefined;
+}
+
+async function loadConfig(tokenInput: HTMLInputElement): Promise<void> {
+  const url = new URL(window.location.href);
+  let token = url.searchParams.get('token') ?? undefined;
+  let api = url.searchParams.get('api') ?? undefined;
+  if (token !== undefined) {
+    // Keep it for reloads, but out of the address bar, history and screenshots.
+    sessionStorage.setItem(TOKEN_KEY, token);
+    url.searchParams.delete('token');
+    window.history.replaceState(null, '', url);
+  }
+  token ??= sessionStorage.getItem(TOKEN_KEY) ?? metaContent('mirror-token');
+  api ??= metaContent('mirror-api');
+  if (token === undefined) {
+    // Only asked when needed: a missing config.json is normal when the token is given otherwise.
+    try {
+      const response = await fetch('config.json', { cache: 'no-store' });
+      if (response.ok) {
+        const served = (await response.json()) as { api?: unknown; token?: unknown };
+        if (token === undefined && typeof served.token === 'string') token = served.token;
+        if (api === undefined && typeof served.api === 'string') api = served.api;
+      }
+    } catch {
+      // No config.json: the user types the token.
+    }
+  }
+  if (api) config.api = api.replace(/\/+$/, '');
+  if (token) tokenInput.value = token;
+}
+
+// ---- API reads for the page (status, targets, changes) ----
+
+class PageApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+async function getJson<T>(path: string): Promise<T> {
+  const token = $<HTMLInputElement>('#token').value.trim();
+  let response: Response;
+  try {
+    response = await fetch(`${config.api}${path}`, {
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+      cache: 'no-store',
+    });
+  } catch (error) {
+    throw new PageApiError(`cannot reach the API at ${config.api} (${(error as Error).message})`, 0);
+  }
+  const text = await response.text();
+  let body: unknown;
+  try {
+    body = text === '' ? undefined : JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  if (!response.ok) {
+    const message =
+      (body as { error?: { message?: string } } | undefined)?.error?.message ?? response.statusText;
+    throw new PageApiError(describeHttp(response.status, message), response.status);
+  }
+  return body as T;
+}
+
+function describeHttp(status: number, message: string): string {
+  if (status === 401) return 'The API refused the token: check the API token field.';
+  return `The API answered ${status}: ${message}`;
+}
+
+function describeError(error: unknown): string {
+  if (error instanceof DOMException && error.name === 'AbortError') return 'Cancelled.';
+  if (error instanceof UploadError) {
+    if (error.status === 401) return 'The API refused the token: check the API token field.';
+    if (error.code === 'version_conflict') return `Someone changed this file meanwhile: ${error.message}`;
+    return error.field ? `${error.message} (field: ${error.field})` : error.message;
+  }
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+// ---- targets ----
+
+let targets: Target[] | undefined;
+
+async function loadTargets(): Promise<Target[]> {
+  if (targets) return targets;
+  const answer = await getJson<{ targets: Target[] }>('/v1/targets');
+  targets = answer.targets;
+  return targets;
+}
+
+// ---- one upload ----
+
+type State = 'queued' | UploadProgress['phase'] | 'error' | 'cancelled';
+
+const PHASE_TEXT: Record<UploadProgress['phase'], string> = {
+  hashing: 'Hashing',
+  uploading: 'Uploading',
+  verifying: 'Verifying',
+  committed: 'Committed',
+  deduplicated: 'Deduplicated',
+  rejected: 'Rejected',
+};
+
+let uploadCounter = 0;
+
+class UploadItem {
+  readonly li: HTMLLIElement;
+  private readonly progress: HTMLProgressElement;
+  private readonly phase: HTMLParagraphElement;
+  private readonly error: HTMLParagraphElement;
+  private readonly cancel: HTMLButtonElement;
+  private readonly targetsBody: HTMLTableSectionElement;
+  private readonly targetsTable: HTMLTableElement;
+  private readonly controller = new AbortController();
+  private readonly times: Partial<Record<'hashing' | 'uploading' | 'verifying', number>> = {};
+  private lastPhase: UploadProgress['phase'] | undefined;
+
+  constructor(
+    readonly file: File,
+    readonly path: string,
+  ) {
+    const n = ++uploadCounter;
+    const titleId = `upload-${n}-title`;
+    this.progress = el('progress', { max: '1', value: '0', 'aria-labelledby': titleId });
+    this.phase = el('p', { class: 'phase', 'aria-live': 'polite', text: 'Waiting…' });
+    this.error = el('p', { class: 'error', role: 'alert' });
+    this.error.hidden = true;
+    this.cancel = el('button', { type: 'button', class: 'button secondary', text: 'Cancel' });
+    this.cancel.setAttribute('aria-label', `Cancel the upload of ${file.name}`);
+    this.cancel.addEventListener('click', () => this.controller.abort());
+    this.targetsBody = el('tbody');
+    this.targetsTable = el(
+      'table',
+      { class: 'targets' },
+      el('caption', { class: 'visually-hidden', text: `Targets of ${path}` }),
+      el(
+        'thead',
+        {},
+        el(
+          'tr',
+          {},
+          el('th', { scope: 'col', text: 'Target' }),
+          el('th', { scope: 'col', text: 'Kind' }),
+          el('th', { scope: 'col', text: 'State' }),
+          el('th', { scope: 'col', class: 'num', text: 'Applied version' }),
+        ),
+      ),
+      this.targetsBody,
+    );
+    this.targetsTable.hidden = true;
+    this.li = el(
+      'li',
+      { class: 'upload', 'data-path': path, 'data-state': 'queued' },
+      el(
+        'div',
+        { class: 'upload-head' },
+        el('h4', { id: titleId }, `${file.name} `, el('span', { class: 'muted', text: `→ ${path}` })),
+        el('span', { class: 'muted', text: formatBytes(file.size) }),
+        this.cancel,
+      ),
+      this.progress,
+      this.phase,
+      this.error,
+      this.targetsTable,
+    );
+  }
+
+  private setState(state: State): void {
+    this.li.dataset.state = state;
+  }
+
+  private onProgress(p: UploadProgress): void {
+    const now = performance.now();
+    if (p.phase !== this.lastPhase) {
+      if (p.phase === 'hashing' || p.phase === 'uploading' || p.phase === 'verifying')
+        this.times[p.phase] = now;
+      // How long the upload took, for the rate figures shown at the end.
+      if (this.lastPhase === 'uploading' && this.times.uploading !== undefined) {
+        this.li.dataset.uploadMs = String(Math.round(now - this.times.uploading));
+      }
+      if (p.phase === 'uploading' && p.bytesDone > 0) this.li.dataset.resumedBytes = String(p.bytesDone);
+      this.lastPhase = p.phase;
+    }
+    if (p.phase === 'hashing' && p.bytesDone === p.bytesTotal && this.times.hashing !== undefined) {
+      this.li.dataset.hashMs ??= String(Math.round(now - this.times.hashing));
+    }
+    this.setState(p.phase);
+    this.progress.value = p.bytesTotal === 0 ? 1 : p.bytesDone / p.bytesTotal;
+    const pct = p.bytesTotal === 0 ? 100 : Math.floor((p.bytesDone / p.bytesTotal) * 100);
+    const rate = p.bytesPerSecond > 0 ? ` · ${formatBytes(p.bytesPerSecond)}/s` : '';
+    if (p.phase === 'hashing') this.phase.textContent = `Hashing… ${pct}%${rate}`;
+    else if (p.phase === 'uploading') {
+      const resumed = this.li.dataset.resumedBytes
+        ? ` (resumed: ${formatBytes(Number(this.li.dataset.resumedBytes))} already stored)`
+        : '';
+      this.phase.textContent = `Uploading… ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}${rate}${resumed}`;
+    } else if (p.phase === 'verifying') this.phase.textContent = 'Verifying the stored bytes…';
+    else this.phase.textContent = PHASE_TEXT[p.phase];
+  }
+
+  private rates(): string {
+    const parts: string[] = [];
+    const hashMs = Number(this.li.dataset.hashMs);
+    const uploadMs = Number(this.li.dataset.uploadMs);
+    if (hashMs > 0) parts.push(`hashed at ${formatBytes((this.file.size * 1000) / hashMs)}/s`);
+    const sent = Number(this.li.dataset.bytesSent);
+    if (uploadMs > 0 && sent > 0) parts.push(`uploaded at ${formatBytes((sent * 1000) / uploadMs)}/s`);
+    return parts.length > 0 ? ` (${parts.join(', ')})` : '';
+  }
+
+  async run(api: string, token: string): Promise<void> {
+    if (this.controller.signal.aborted) {
+      this.fail(new DOMException('Cancelled', 'AbortError'));
+      return;
+    }
+    let result: UploadResult;
+    try {
+      result = await uploadFile(this.file, {
+        api,
+        token,
+        path: this.path,
+        signal: this.controller.signal,
+        onProgress: (p) => this.onProgress(p),
+      });
+    } catch (error) {
+      this.fail(error);
+      return;
+    }
+    this.cancel.hidden = true;
+    const d = this.li.dataset;
+    d.uploadId = result.uploadId;
+    d.partsSent = String(result.partsSent);
+    d.partsSkipped = String(result.partsSkipped);
+    d.bytesSent = String(result.bytesSent);
+    if (result.version !== undefined) d.version = String(result.version);
+    if (result.status === 'rejected') {
+      this.setState('rejected');
+      this.phase.textContent = 'Rejected: nothing was committed.';
+      this.showError(`The stored bytes failed verification: ${result.reason ?? 'no reason given'}`);
+      return;
+    }
+    if (result.deduplicated) {
+      this.setState('deduplicated');
+      this.phase.textContent = `Deduplicated: the content was already stored, nothing was uploaded. Committed as version ${result.version}.`;
+    } else {
+      this.setState('committed');
+      const resumed =
+        result.partsSkipped > 0
+          ? ` Resumed: ${result.partsSkipped} part(s) were already stored, ${result.partsSent} sent.`
+          : '';
+      this.phase.textContent = `Committed as version ${result.version}.${resumed}${this.rates()}`;
+    }
+    if (result.version !== undefined) await this.watchTargets(result.version);
+  }
+
+  private fail(error: unknown): void {
+    const cancelled = error instanceof DOMException && error.name === 'AbortError';
+    this.setState(cancelled ? 'cancelled' : 'error');
+    this.cancel.hidden = true;
+    this.phase.textContent = cancelled ? 'Cancelled: the upload was abandoned.' : 'Failed.';
+    if (!cancelled) this.showError(describeError(error));
+  }
+
+  private showError(message: string): void {
+    this.error.textContent = message;
+    this.error.hidden = false;
+  }
+
+  /** Polls the file until every target holds `version` (or a newer one). */
+  private async watchTargets(version: number): Promise<void> {
+    this.targetsTable.hidden = false;
+    const started = Date.now();
+    for (;;) {
+      try {
+        const file = await getJson<FileAnswer>(`/v1/files/${encodeURIComponent(this.path)}`);
+        const all = this.renderTargets(file.targets, version);
+        if (all) {
+          this.li.dataset.allHold = 'true';
+          this.phase.textContent = `${this.phase.textContent ?? ''} Every target holds it.`;
+          return;
+        }
+      } catch (error) {
+        this.showError(`Cannot read the targets' state: ${describeError(error)}`);
+      }
+      // Every second for a minute, then every 5 s: a slow target is still shown live.
+      await sleep(Date.now() - started < 60_000 ? 1000 : 5000);
+    }
+  }
+
+  private renderTargets(states: readonly TargetState[], version: number): boolean {
+    const kinds = new Map((targets ?? []).map((t) => [t.id, t.kind]));
+    let all = states.length > 0;
+    const rows = states.map((t) => {
+      const holds = t.appliedVersion >= version && (t.status === 'copied' || t.status === 'verified');
+      if (!holds) all = false;
+      const badge =
+        t.status === 'failed'
+          ? el('span', { class: 'badge bad', text: 'failed' })
+          : holds
+            ? el('span', { class: 'badge ok', text: `holds it (${t.status})` })
+            : el('span', {
+                class: 'badge warn',
+                text: t.status === 'pending' ? 'pending' : `${t.status} (older)`,
+              });
+      return el(
+        'tr',
+        { 'data-target': t.id, 'data-status': t.status, 'data-holds': String(holds) },
+        el('th', { scope: 'row', text: t.id }),
+        el('td', { text: t.kind ?? kinds.get(t.id) ?? '' }),
+        el('td', {}, badge),
+        el('td', { class: 'num', text: t.appliedVersion > 0 ? String(t.appliedVersion) : '–' }),
+      );
+    });
+    this.targetsBody.replaceChildren(...rows);
+    return all;
+  }
+}
+
+// ---- the queue of files ----
+
+const queue: UploadItem[] = [];
+let running = 0;
+
+function pump(): void {
+  while (running < FILE_CONCURRENCY && queue.length > 0) {
+    const item = queue.shift();
+    if (!item) break;
+    running++;
+    const token = $<HTMLInputElement>('#token').value.trim();
+    item
+      .run(config.api, token)
+      .catch(() => undefined)
+      .finally(() => {
+        running--;
+        recent.refresh();
+        pump();
+      });
+  }
+}
+
+function addFiles(files: Iterable<File>): void {
+  const formError = $<HTMLParagraphElement>('#form-error');
+  const token = $<HTMLInputElement>('#token').value.trim();
+  if (token === '') {
+    formError.textContent = 'Enter the API token first (npm start prints it).';
+    formError.hidden = false;
+    $<HTMLInputElement>('#token').focus();
+    return;
+  }
+  formError.hidden = true;
+  const prefix = $<HTMLInputElement>('#prefix').value.trim().replace(/^\/+/, '');
+  const list = $<HTMLOListElement>('#uploads');
+  for (const file of files) {
+    const item = new UploadItem(file, `${prefix}${file.name}`);
+    list.prepend(item.li);
+    queue.push(item);
+  }
+  $<HTMLParagraphElement>('#uploads-empty').hidden = list.children.length > 0;
+  pump();
+}
+
+// ---- recent files (the change feed, followed with a cursor) ----
+
+class Recent {
+  private cursor: string | undefined;
+  private readonly latest = new Map<string, Change>();
+  private busy: Promise<void> | undefined;
+  private again = false;
+
+  /** Reads the feed to its end from the cursor (the first time: from the start). */
+  refresh(): Promise<void> {
+    if (this.busy) {
+      this.again = true;
+      return this.busy;
+    }
+    this.busy = this.read().finally(() => {
+      this.busy = undefined;
+      if (this.again) {
+        this.again = false;
+        void this.refresh();
+      }
+    });
+    return this.busy;
+  }
+
+  private async read(): Promise<void> {
+    const status = $<HTMLParagraphElement>('#recent-status');
+    try {
+      for (let pages = 0; pages < 1000; pages++) {
+        const query = new URLSearchParams({ limit: '500' });
+        if (this.cursor) query.set('cursor', this.cursor);
+        const page = await getJson<{ changes: Change[]; cursor: string }>(`/v1/changes?${query}`);
+        for (const change of page.changes) {
+          this.latest.delete(change.path);
+          this.latest.set(change.path, change);
+        }
+        // Keep only what can be shown, so a long feed costs no memory.
+        while (this.latest.size > RECENT_COUNT) {
+          const oldest = this.latest.keys().next().value;
+          if (oldest === undefined) break;
+          this.latest.delete(oldest);
+        }
+        this.cursor = page.cursor;
+        if (page.changes.length < 500) break;
+      }
+      status.textContent = this.latest.size === 0 ? 'No files yet.' : '';
+      this.render();
+    } catch (error) {
+      status.textContent = `Cannot read the recent files: ${describeError(error)}`;
+    }
+  }
+
+  private render(): void {
+    const rows = [...this.latest.values()]
+      .reverse()
+      .map((c) =>
+        el(
+          'tr',
+          { 'data-path': c.path, 'data-version': String(c.version) },
+          el('td', {}, el('code', { text: c.path })),
+          el('td', { class: 'num', text: String(c.version) }),
+          el('td', { class: 'num', text: c.deleted ? 'deleted' : formatBytes(c.size) }),
+          el(
+            'td',
+            {},
+            el('time', { datetime: c.committedAt, text: new Date(c.committedAt).toLocaleString() }),
+          ),
+        ),
+      );
+    $<HTMLTableSectionElement>('#recent tbody').replaceChildren(...rows);
+  }
+}
+
+const recent = new Recent();
+
+// ---- wiring ----
+
+async function main(): Promise<void> {
+  const tokenInput = $<HTMLInputElement>('#token');
+  await loadConfig(tokenInput);
+  tokenInput.addEventListener('change', () => {
+    sessionStorage.setItem(TOKEN_KEY, tokenInput.value.trim());
+    targets = undefined;
+    delete document.body.dataset.ready;
+    void start();
+  });
+
+  const input = $<HTMLInputElement>('#files');
+  input.addEventListener('change', () => {
+    if (input.files && input.files.length > 0) addFiles([...input.files]);
+    input.value = '';
+  });
+
+  const drop = $<HTMLDivElement>('#drop');
+  // Files dropped anywhere else must not make the browser navigate away from the page.
+  for (const type of ['dragover', 'drop'] as const) window.addEventListener(type, (e) => e.preventDefault());
+  drop.addEventListener('dragenter', () => drop.classList.add('over'));
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
+    drop.classList.add('over');
+  });
+  drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+  drop.addEventListener('drop', (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    const files = e.dataTransfer?.files;
+    if (files && files.length > 0) addFiles([...files]);
+  });
+
+  $<HTMLButtonElement>('#recent-refresh').addEventListener('click', () => void recent.refresh());
+  await start();
+  // Only with a token the API took: a refused one would fail every 5 s.
+  setInterval(() => {
+    if (document.body.dataset.ready === 'true') void recent.refresh();
+  }, 5000);
+}
+
+async function start(): Promise<void> {
+  const formError = $<HTMLParagraphElement>('#form-error');
+  if ($<HTMLInputElement>('#token').value.trim() === '') {
+    formError.textContent = 'Enter the API token (npm start prints it) to upload and see recent files.';
+    formError.hidden = false;
+    return;
+  }
+  try {
+    await loadTargets();
+    formError.hidden = true;
+  } catch (error) {
+    formError.textContent = describeError(error);
+    formError.hidden = false;
+    return;
+  }
+  document.body.dataset.ready = 'true';
+  await recent.refresh();
+}
+
+main().catch((error: unknown) => {
+  const formError = document.querySelector<HTMLParagraphElement>('#form-error');
+  if (formError) {
+    formError.textContent = `The page failed to start: ${describeError(error)}`;
+    formError.hidden = false;
+  }
+});
