@@ -20,10 +20,21 @@ export class SqsFanout implements FanoutQueue {
     await this.sqs.send(
       new SendMessageCommand({
         QueueUrl: queueUrl,
-        MessageBody: JSON.stringify(message),
+        MessageBody: escapeAstral(JSON.stringify(message)),
         MessageGroupId: messageGroupId(message.path),
         MessageDeduplicationId: deduplicationId(message.path, message.version, options.resend),
       }),
     );
   }
+}
+
+/**
+ * Writes characters outside the Basic Multilingual Plane (emoji, some CJK) as JSON
+ * \u escapes. The body parses back to the same string; SQS accepts these characters,
+ * but some emulators (fauxqs 1.9) refuse them, so the wire form avoids them.
+ */
+export function escapeAstral(json: string): string {
+  return json.replace(/[\u{10000}-\u{10FFFF}]/gu, (ch) =>
+    [...ch.split('')].map((unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`).join(''),
+  );
 }

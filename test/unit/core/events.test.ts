@@ -94,3 +94,17 @@ describe('routing of file paths', async () => {
     expect(routingPath(raw)).toBe(routed);
   });
 });
+
+describe('fan-out message bodies', async () => {
+  const { escapeAstral } = await import('../../../functions/adapters/sqs-fanout.js');
+  it('carry emoji and other astral characters as \\u escapes that parse back to the same path (property)', async () => {
+    const fc = (await import('fast-check')).default;
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (path) => {
+        const wire = escapeAstral(JSON.stringify({ path }));
+        expect(/[\u{10000}-\u{10FFFF}]/u.test(wire)).toBe(false);
+        expect(JSON.parse(wire).path).toBe(path);
+      }),
+    );
+  });
+});

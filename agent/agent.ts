@@ -1,0 +1,587 @@
+/**
+ * The on-premises pull agent: mirrors one pull target into a local folder.
+ *
+ *   queue (FIFO, long poll) ──┐
+ *                             ├─▶ applier (per-path lock, never backwards) ──▶ <dir>/<path>
+ *   change feed (catch-up) ───┘         │
+ *                                       ├─▶ local state (journal, fsynced)
+ *                                       └─▶ ledger: T#<target>#<path> (verified)
+ *   heartbeat ──▶ ledger: AGENT#<target> (cursor, counts, backlog, lag)
+ *
+ * `startAgent` runs it in-process (the local stack does); `media-mirror agent`
+ * runs it as a command with signals, a TTY status line or JSON logs.
+ */
+
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { encodeCursor } from '../functions/core/changes.js';
+import { Applier, type ApplyOutcome, type ApplySource, type VersionInfo } from './applier.ts';
+import {
+  type AgentClients,
+  DynamoLedgerView,
+  destroyClients,
+  makeClients,
+  S3BlobSource,
+  SqsQueue,
+} from './aws.ts';
+import { FeedFollower, type RoundReport } from './catch-up.ts';
+import { Conditions } from './conditions.ts';
+import { type AgentConfig, withDefaults } from './config.ts';
+import { classifyCondition, isAbort, type RefusalCode } from './errors.ts';
+import { type AgentLog, createJsonLog } from './log.ts';
+import type { AgentRow, BlobSource, LedgerView, QueuePort } from './ports.ts';
+import { QueueConsumer, type WorkOutcome } from './queue-consumer.ts';
+import { SafePaths } from './safe-path.ts';
+import { StateStore } from './state-store.ts';
+import { BandwidthLimiter, backoffMs, errorMessage, pause, RateWindow, Semaphore } from './util.ts';
+
+export const AGENT_VERSION: string = (() => {
+  try {
+    const pkg = createRequire(import.meta.url)('../package.json') as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+export interface AgentStats {
+  readonly targetId: string;
+  readonly dir: string;
+  readonly status: 'starting' | 'running' | 'stopping' | 'stopped';
+  readonly startedAt: string;
+  /** Files written this run (downloaded or adopted in place). */
+  readonly applied: number;
+  /** Of those, files whose right bytes were already on disk. */
+  readonly adopted: number;
+  readonly deleted: number;
+  /** Versions found already applied (duplicates, older versions). */
+  readonly skipped: number;
+  readonly refused: number;
+  readonly refusedBy: Readonly<Partial<Record<RefusalCode, number>>>;
+  /** Versions given up on for now (left for redelivery or the next catch-up round). */
+  readonly failed: number;
+  readonly bytes: number;
+  readonly inFlight: number;
+  readonly messagesReceived: number;
+  readonly filesPerSecond: number;
+  readonly bytesPerSecond: number;
+  readonly backlogQueue: number | undefined;
+  readonly backlogFeed: number | undefined;
+  readonly lagSeconds: number;
+  readonly cursor: readonly number[];
+  readonly catchingUp: boolean;
+  readonly catchUpRounds: number;
+  readonly lastCatchUp: RoundReport | undefined;
+  readonly conditions: readonly string[];
+  /** Paths in the local state (including deleted ones). */
+  readonly pathsKnown: number;
+  /** Versions applied since the state was created (all runs). */
+  readonly appliedTotal: number;
+  readonly maxRssBytes: number;
+}
+
+export interface AgentHandle {
+  /** Stops receiving, lets in-flight work finish (up to the shutdown grace), then abandons the rest safely. */
+  stop(): Promise<void>;
+  stats(): AgentStats;
+  /** Runs a catch-up round now and resolves with its report. */
+  catchUp(reason?: string): Promise<RoundReport>;
+  /** Resolves when the agent has stopped. */
+  readonly stopped: Promise<void>;
+}
+
+export type StartAgentOptions = Parameters<typeof withDefaults>[0] & {
+  /** Where log lines go. @default JSON lines on stderr */
+  readonly log?: AgentLog;
+  /** Ready-made SDK clients (otherwise built from `aws`, `region` and the credential chain). */
+  readonly clients?: AgentClients;
+  /** Replace the AWS ports (tests). */
+  readonly ports?: { blobs?: BlobSource; ledger?: LedgerView; queue?: QueuePort };
+  /** Called for every settled version (tests, embedding). */
+  readonly onOutcome?: (v: VersionInfo, outcome: WorkOutcome, source: ApplySource) => void;
+  /** Status line refresh (TTY), in ms. @default 1000 */
+  readonly statusIntervalMs?: number;
+  /** First retry delay of a failed file; doubles up to a minute. @default 1000 */
+  readonly retryBaseMs?: number;
+};
+
+/** Starts the agent; resolves once its state is loaded and its loops are running. */
+export async function startAgent(options: StartAgentOptions): Promise<AgentHandle> {
+  const config = withDefaults(options);
+  const log = options.log ?? createJsonLog(process.stderr, { base: { target: config.targetId } });
+  const agent = new Agent(config, log, options);
+  await agent.start();
+  return agent;
+}
+
+class Agent implements AgentHandle {
+  private readonly conditions: Conditions;
+  private readonly pool: Semaphore;
+  private readonly limiter: BandwidthLimiter;
+  private readonly files = new RateWindow();
+  private readonly byteRate = new RateWindow();
+  private readonly instanceId = randomUUID();
+  private readonly startedAt = new Date().toISOString();
+  private readonly shutdown = new AbortController();
+  private readonly abandon = new AbortController();
+  private clients: AgentClients | undefined;
+  private ownsClients = false;
+  private blobs!: BlobSource;
+  private ledger!: LedgerView;
+  private queue!: QueuePort;
+  private state!: StateStore;
+  private paths!: SafePaths;
+  private applier!: Applier;
+  private follower!: FeedFollower;
+  private consumer!: QueueConsumer;
+  private loops: Promise<void>[] = [];
+  private timers: NodeJS.Timeout[] = [];
+  private status: AgentStats['status'] = 'starting';
+  private stopping: Promise<void> | undefined;
+  private resolveStopped!: () => void;
+  readonly stopped: Promise<void>;
+  private inFlightCount = 0;
+  private lastAppliedCommittedAt: number | undefined;
+  private backlogQueue: number | undefined;
+  private backlogUnavailableLogged = false;
+  private readonly counts = {
+    applied: 0,
+    adopted: 0,
+    deleted: 0,
+    skipped: 0,
+    refused: 0,
+    failed: 0,
+    bytes: 0,
+    refusedBy: {} as Partial<Record<RefusalCode, number>>,
+  };
+
+  constructor(
+    readonly config: AgentConfig,
+    private readonly log: AgentLog,
+    private readonly options: StartAgentOptions,
+  ) {
+    this.conditions = new Conditions(log);
+    this.pool = new Semaphore(config.concurrency);
+    this.limiter = new BandwidthLimiter(config.maxBytesPerSecond);
+    this.stopped = new Promise((resolve) => {
+      this.resolveStopped = resolve;
+    });
+  }
+
+  /** Retries a start-up step while a condition holds (a folder not writable yet): no crash loop. */
+  private async retrying<T>(step: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const value = await step();
+        this.conditions.clearLocal();
+        return value;
+      } catch (error) {
+        const kind = classifyCondition(error);
+        if (!kind || this.shutdown.signal.aborted) throw error;
+        this.conditions.raise(kind, error, { during: 'start' });
+        await pause(backoffMs(attempt, this.options.retryBaseMs ?? 1000), this.shutdown.signal);
+      }
+    }
+  }
+
+  async start(): Promise<void> {
+    const { config, log } = this;
+    this.paths = await this.retrying(() => SafePaths.open(config.dir));
+    this.state = await this.retrying(() =>
+      StateStore.open(
+        config.stateDir,
+        { targetId: config.targetId, table: config.table, feedShards: config.feedShards },
+        { warn: (msg, fields) => log.log('warn', msg, fields) },
+      ),
+    );
+    try {
+      if (!this.options.ports?.blobs || !this.options.ports.ledger || !this.options.ports.queue) {
+        this.clients = this.options.clients ?? makeClients(config);
+        this.ownsClients = this.options.clients === undefined;
+      }
+      const clients = this.clients;
+      this.blobs =
+        this.options.ports?.blobs ?? new S3BlobSource(clients?.s3 as AgentClients['s3'], config.originBucket);
+      this.ledger =
+        this.options.ports?.ledger ??
+        new DynamoLedgerView(clients?.dynamo as AgentClients['dynamo'], config.table, config.targetId);
+      this.queue =
+        this.options.ports?.queue ?? new SqsQueue(clients?.sqs as AgentClients['sqs'], config.queueUrl);
+      this.applier = new Applier({
+        paths: this.paths,
+        state: this.state,
+        blobs: this.blobs,
+        ledger: this.ledger,
+        limiter: this.limiter,
+        pathPrefix: config.pathPrefix,
+        onBytes: (n) => {
+          this.counts.bytes += n;
+          this.byteRate.add(n);
+        },
+      });
+      await this.removeLeftoverTemps();
+      const report = this.state.loadReport;
+      log.log('info', 'agent starting', {
+        version: AGENT_VERSION,
+        dir: this.paths.root,
+        stateDir: config.stateDir,
+        pathsKnown: this.state.size,
+        cursor: this.state.cursor,
+        bootstrap: this.state.cursor.every((seq) => seq === 0),
+        concurrency: config.concurrency,
+        ...(report?.tornTail ? { tornJournalTail: true } : {}),
+      });
+      void this.warnIfAnotherAgent();
+
+      this.follower = new FeedFollower({
+        ledger: this.ledger,
+        state: this.state,
+        feedShards: config.feedShards,
+        pageSize: config.feedPageSize,
+        intervalSeconds: config.catchUpIntervalSeconds,
+        conditions: this.conditions,
+        log,
+        // In-flight files finish during the shutdown grace; the round itself stops at once.
+        work: (v) => this.work(v, 'feed', this.abandon.signal),
+      });
+      this.consumer = new QueueConsumer(
+        {
+          queue: this.queue,
+          targetId: config.targetId,
+          concurrency: config.concurrency,
+          visibilityTimeoutSeconds: config.visibilityTimeoutSeconds,
+          waitTimeSeconds: config.waitTimeSeconds,
+          conditions: this.conditions,
+          log,
+          work: (v, signal) => this.work(v, 'queue', signal),
+          heldVersion: (path) => this.state.get(path.normalize('NFC'))?.version ?? 0,
+          onGap: (path, held, arrived) => {
+            log.log('info', 'gap: a message is ahead of the local state; catching up from the feed', {
+              path,
+              held,
+              arrived,
+            });
+            this.follower.poke('gap');
+          },
+          onRefused: (code, reason, fields) => this.countRefusal(code as RefusalCode, reason, fields),
+        },
+        this.abandon.signal,
+      );
+    } catch (error) {
+      await this.state.close().catch(() => undefined);
+      if (this.clients && this.ownsClients) destroyClients(this.clients);
+      throw error;
+    }
+
+    this.status = 'running';
+    const first = this.state.cursor.every((seq) => seq === 0) ? 'bootstrap' : 'start';
+    this.loops.push(this.follower.run(this.shutdown.signal, first));
+    this.loops.push(this.consumer.run());
+    this.timers.push(setInterval(() => void this.heartbeat(), this.config.heartbeatSeconds * 1000));
+    this.timers.push(setInterval(() => this.log.status(this.view()), this.options.statusIntervalMs ?? 1000));
+    for (const timer of this.timers) timer.unref();
+    void this.heartbeat();
+  }
+
+  /** Temp files a crash left behind (recorded in the journal before they were created). */
+  private async removeLeftoverTemps(): Promise<void> {
+    for (const relativeTemp of this.state.leftoverTemps) {
+      const file = join(this.paths.root, relativeTemp);
+      if (!this.paths.contains(file)) continue;
+      try {
+        await rm(file, { force: true });
+        this.state.recordTempDone(relativeTemp);
+        this.log.log('info', 'removed a temp file left by an interrupted download', { file: relativeTemp });
+      } catch (error) {
+        this.log.log('warn', 'could not remove a leftover temp file', {
+          file: relativeTemp,
+          error: errorMessage(error),
+        });
+      }
+    }
+  }
+
+  private async warnIfAnotherAgent(): Promise<void> {
+    try {
+      const row = await this.ledger.readAgentRow();
+      if (!row || row.status === 'stopped') return;
+      const age = Date.now() - Date.parse(row.heartbeatAt);
+      if (age < this.config.heartbeatSeconds * 3000 && row.host !== hostname()) {
+        this.log.log(
+          'warn',
+          'another agent reported for this target moments ago: two agents would split its queue',
+          {
+            otherHost: row.host,
+            otherPid: row.pid,
+            secondsAgo: Math.round(age / 1000),
+          },
+        );
+      }
+    } catch {
+      // Not essential: the heartbeat will report access problems.
+    }
+  }
+
+  private countRefusal(code: RefusalCode, reason: string, fields: Record<string, unknown>): void {
+    this.counts.refused++;
+    this.counts.refusedBy[code] = (this.counts.refusedBy[code] ?? 0) + 1;
+    this.log.log('warn', 'refused', { code, reason, ...fields });
+  }
+
+  /** Applies one version with retries: conditions wait with backoff, other errors get a few tries. */
+  private async work(v: VersionInfo, source: ApplySource, signal: AbortSignal): Promise<WorkOutcome> {
+    let attempt = 0;
+    let surprises = 0;
+    const stopping = this.shutdown.signal;
+    for (;;) {
+      // Once stopping, nothing new starts: only what is already downloading may finish.
+      if (signal.aborted || stopping.aborted) return this.settle(v, { kind: 'aborted' }, source);
+      const started = performance.now();
+      try {
+        const outcome = await this.pool.run(async () => {
+          if (signal.aborted || stopping.aborted) return undefined;
+          this.inFlightCount++;
+          try {
+            return await this.applier.apply(v, { signal, source });
+          } finally {
+            this.inFlightCount--;
+          }
+        });
+        if (!outcome) return this.settle(v, { kind: 'aborted' }, source);
+        this.conditions.clearRemote();
+        if (outcome.kind === 'applied' || outcome.kind === 'deleted') this.conditions.clearLocal();
+        return this.settle(v, outcome, source, performance.now() - started);
+      } catch (error) {
+        if (isAbort(error, signal)) return this.settle(v, { kind: 'aborted' }, source);
+        const kind = classifyCondition(error);
+        if (kind) {
+          this.conditions.raise(kind, error, { path: v.path, version: v.version });
+        } else {
+          surprises++;
+          this.log.log('error', 'applying a version failed', {
+            path: v.path,
+            version: v.version,
+            source,
+            attempt: surprises,
+            error: errorMessage(error),
+          });
+          if (surprises >= 3) return this.settle(v, { kind: 'failed', error }, source);
+        }
+        await pause(backoffMs(attempt++, this.options.retryBaseMs ?? 1000), stopping);
+      }
+    }
+  }
+
+  private settle(v: VersionInfo, outcome: WorkOutcome, source: ApplySource, ms?: number): WorkOutcome {
+    const fields = { path: v.path, version: v.version, source };
+    switch (outcome.kind) {
+      case 'applied':
+        this.counts.applied++;
+        if (outcome.adopted) this.counts.adopted++;
+        this.files.add();
+        this.lastAppliedCommittedAt = Date.parse(v.committedAt);
+        this.log.file(outcome.adopted ? 'in place' : 'applied', {
+          ...fields,
+          bytes: outcome.bytes,
+          ms: Math.round(ms ?? 0),
+        });
+        break;
+      case 'deleted':
+        this.counts.deleted++;
+        this.files.add();
+        this.lastAppliedCommittedAt = Date.parse(v.committedAt);
+        this.log.file('deleted', fields);
+        break;
+      case 'skipped':
+        this.counts.skipped++;
+        break;
+      case 'refused':
+        this.countRefusal(outcome.code, outcome.reason, fields);
+        break;
+      case 'failed':
+        this.counts.failed++;
+        break;
+      default:
+        break;
+    }
+    this.options.onOutcome?.(v, outcome, source);
+    return outcome;
+  }
+
+  private lagSeconds(): number {
+    const oldest = this.consumer?.oldestHeldCommittedAt();
+    if (oldest !== undefined) return Math.max(0, (Date.now() - oldest) / 1000);
+    const behind = (this.backlogQueue ?? 0) > 0 || (this.follower?.backlog ?? 0) > 0;
+    if (behind && this.lastAppliedCommittedAt !== undefined) {
+      return Math.max(0, (Date.now() - this.lastAppliedCommittedAt) / 1000);
+    }
+    return 0;
+  }
+
+  private view() {
+    return {
+      targetId: this.config.targetId,
+      applied: this.counts.applied + this.counts.deleted,
+      filesPerSecond: this.files.perSecond(),
+      bytesPerSecond: this.byteRate.perSecond(),
+      inFlight: this.inFlightCount,
+      backlogQueue: this.backlogQueue,
+      backlogFeed: this.follower?.backlog,
+      lagSeconds: this.lagSeconds(),
+      refused: this.counts.refused,
+      catchingUp: this.follower?.catchingUp ?? false,
+      conditions: this.conditions.list(),
+    };
+  }
+
+  private agentRow(status: AgentRow['status']): AgentRow {
+    const cursor = this.state.cursor;
+    return {
+      targetId: this.config.targetId,
+      heartbeatAt: new Date().toISOString(),
+      cursor: encodeCursor(cursor),
+      cursorSeqs: [...cursor],
+      appliedCount: this.state.appliedTotal,
+      refusedCount: this.counts.refused,
+      agentVersion: AGENT_VERSION,
+      status,
+      host: hostname(),
+      pid: process.pid,
+      instanceId: this.instanceId,
+      startedAt: this.startedAt,
+      backlogQueue: this.backlogQueue,
+      backlogFeed: this.follower?.backlog,
+      lagSeconds: Math.round(this.lagSeconds() * 10) / 10,
+      conditions: this.conditions.list(),
+    };
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.status !== 'running') return;
+    try {
+      this.backlogQueue = await this.queue.backlog();
+    } catch (error) {
+      this.backlogQueue = undefined;
+      if (!this.backlogUnavailableLogged) {
+        this.backlogUnavailableLogged = true;
+        this.log.log(
+          'info',
+          'queue backlog unavailable (sqs:GetQueueAttributes); the feed backlog still shows',
+          {
+            error: errorMessage(error),
+          },
+        );
+      }
+    }
+    await this.follower.refreshBacklog().catch(() => undefined);
+    try {
+      await this.ledger.writeAgentRow(this.agentRow('running'));
+    } catch (error) {
+      const kind = classifyCondition(error);
+      if (kind) this.conditions.raise(kind, error, { during: 'heartbeat' });
+      else this.log.log('warn', 'writing the heartbeat failed', { error: errorMessage(error) });
+    }
+    this.log.log('debug', 'heartbeat', { ...this.stats() });
+  }
+
+  catchUp(reason = 'requested'): Promise<RoundReport> {
+    return this.follower.round(reason, this.shutdown.signal);
+  }
+
+  stats(): AgentStats {
+    const view = this.view();
+    return {
+      targetId: this.config.targetId,
+      dir: this.config.dir,
+      status: this.status,
+      startedAt: this.startedAt,
+      applied: this.counts.applied,
+      adopted: this.counts.adopted,
+      deleted: this.counts.deleted,
+      skipped: this.counts.skipped,
+      refused: this.counts.refused,
+      refusedBy: { ...this.counts.refusedBy },
+      failed: this.counts.failed,
+      bytes: this.counts.bytes,
+      inFlight: this.inFlightCount,
+      messagesReceived: this.consumer?.received ?? 0,
+      filesPerSecond: view.filesPerSecond,
+      bytesPerSecond: view.bytesPerSecond,
+      backlogQueue: view.backlogQueue,
+      backlogFeed: view.backlogFeed,
+      lagSeconds: view.lagSeconds,
+      cursor: [...this.state.cursor],
+      catchingUp: view.catchingUp,
+      catchUpRounds: this.follower?.rounds ?? 0,
+      lastCatchUp: this.follower?.lastRound,
+      conditions: view.conditions,
+      pathsKnown: this.state.size,
+      appliedTotal: this.state.appliedTotal,
+      maxRssBytes: process.resourceUsage().maxRSS * 1024,
+    };
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    if (this.status === 'stopped') return;
+    this.status = 'stopping';
+    this.log.log('info', 'stopping: no new messages; letting in-flight files finish', {
+      graceSeconds: this.config.shutdownGraceSeconds,
+      inFlight: this.inFlightCount,
+    });
+    for (const timer of this.timers) clearInterval(timer);
+    this.consumer.stopReceiving();
+    this.shutdown.abort(new Error('stopping'));
+    const settled = Promise.allSettled([...this.loops, this.consumer.drain()]);
+    const grace = new Promise<'timeout'>((resolve) =>
+      setTimeout(() => resolve('timeout'), this.config.shutdownGraceSeconds * 1000).unref(),
+    );
+    if ((await Promise.race([settled, grace])) === 'timeout') {
+      this.log.log(
+        'warn',
+        'abandoning in-flight downloads (their temp files are removed; messages come back)',
+        {
+          inFlight: this.inFlightCount,
+        },
+      );
+    }
+    this.abandon.abort(new Error('abandoned at shutdown'));
+    await settled;
+    try {
+      await this.state.flush();
+      // Best effort, and bounded: a dead network must not hold up the stop.
+      await Promise.race([
+        this.ledger.writeAgentRow(this.agentRow('stopped')).catch(() => undefined),
+        new Promise<void>((resolve) => setTimeout(resolve, 3000).unref()),
+      ]);
+    } finally {
+      await this.state
+        .close()
+        .catch((error: unknown) =>
+          this.log.log('error', 'closing the local state failed', { error: errorMessage(error) }),
+        );
+      if (this.clients && this.ownsClients) destroyClients(this.clients);
+      this.status = 'stopped';
+      const stats = this.stats();
+      this.log.log('info', 'agent stopped', {
+        applied: stats.applied,
+        deleted: stats.deleted,
+        skipped: stats.skipped,
+        refused: stats.refused,
+        bytes: stats.bytes,
+        maxRssBytes: stats.maxRssBytes,
+      });
+      this.log.close();
+      this.resolveStopped();
+    }
+  }
+}
+
+export type { ApplyOutcome, VersionInfo };

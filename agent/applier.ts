@@ -1,0 +1,310 @@
+/**
+ * Applying one version of one path to the mirror folder.
+ *
+ * Write: the blob streams from the origin into `.<name>.mirror-tmp-<random>` in
+ * the file's own folder (same file system, so the rename is atomic), hashed as
+ * it is written; size and SHA-256 must match both the message and the ledger's
+ * version record. Then fsync the file, rename it over the final name, fsync the
+ * folder, record the version locally (fsynced), and report it to the ledger.
+ * A crash at any point leaves the final name either at its previous content or
+ * at the new, verified one; never half a file, never unverified bytes.
+ *
+ * Never backwards: a version at or below the one recorded locally is skipped,
+ * whatever order queue and feed deliver them in. One path is applied by one
+ * worker at a time (a per-path lock), so the check and the write cannot interleave.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { type FileHandle, lstat, open, rename, rm, unlink } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import type { RefusalCode } from './errors.ts';
+import { RefusedError } from './errors.ts';
+import type { BlobSource, LedgerView } from './ports.ts';
+import { checkMirrorPath, type SafePaths, tempNameFor } from './safe-path.ts';
+import type { StateStore } from './state-store.ts';
+import { type BandwidthLimiter, KeyedLock } from './util.ts';
+
+/** One version, as a queue message or a feed entry carries it. */
+export interface VersionInfo {
+  readonly path: string;
+  readonly version: number;
+  readonly sha256: string | null;
+  readonly size: number;
+  readonly deleted: boolean;
+  readonly committedAt: string;
+}
+
+export type ApplyOutcome =
+  | { readonly kind: 'applied'; readonly bytes: number; readonly adopted: boolean }
+  | { readonly kind: 'deleted' }
+  | { readonly kind: 'skipped'; readonly heldVersion: number }
+  | { readonly kind: 'not-selected' }
+  | { readonly kind: 'refused'; readonly code: RefusalCode; readonly reason: string };
+
+export type ApplySource = 'queue' | 'feed' | 'repair';
+
+export interface ApplierDeps {
+  readonly paths: SafePaths;
+  readonly state: StateStore;
+  readonly blobs: BlobSource;
+  readonly ledger: Pick<LedgerView, 'getVersion' | 'recordApplied'>;
+  readonly limiter: BandwidthLimiter;
+  /** The target's selection: paths outside it are not this target's. */
+  readonly pathPrefix?: string | undefined;
+  readonly now?: () => Date;
+  /** Bytes downloaded (for rates), reported as they arrive. */
+  readonly onBytes?: (bytes: number) => void;
+}
+
+const OPEN_TEMP = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** SHA-256 and size of a local file, streamed in 4 MiB reads (PLATFORM.md: reads overlap hashing). */
+export async function hashFile(
+  file: string,
+  signal?: AbortSignal,
+): Promise<{ sha256: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  // O_NOFOLLOW: a symlink at the file's name is never read through.
+  const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const stream = handle.createReadStream({ highWaterMark: 4 * 1024 * 1024 });
+  try {
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (signal?.aborted) throw signal.reason;
+      hash.update(chunk);
+      size += chunk.byteLength;
+    }
+  } finally {
+    stream.destroy();
+    await handle.close().catch(() => undefined);
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+async function writeAll(handle: FileHandle, chunk: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.byteLength) {
+    const { bytesWritten } = await handle.write(chunk, offset, chunk.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+function errnoCode(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | null)?.code;
+}
+
+export class Applier {
+  private readonly locks = new KeyedLock();
+  /** Versions applied locally whose ledger report failed: reported again on the next skip. */
+  private readonly unreported = new Map<string, number>();
+
+  constructor(private readonly deps: ApplierDeps) {}
+
+  private now(): Date {
+    return this.deps.now?.() ?? new Date();
+  }
+
+  selects(path: string): boolean {
+    return this.deps.pathPrefix === undefined || path.startsWith(this.deps.pathPrefix);
+  }
+
+  /**
+   * Applies one version. Refusals come back as an outcome; anything else that goes
+   * wrong (disk, network, AWS) is thrown for the caller to retry.
+   */
+  async apply(
+    v: VersionInfo,
+    options: { signal: AbortSignal; source: ApplySource; force?: boolean },
+  ): Promise<ApplyOutcome> {
+    if (!this.selects(v.path)) return { kind: 'not-selected' };
+    try {
+      return await this.locks.run(v.path, () => this.applyLocked(v, options));
+    } catch (error) {
+      if (error instanceof RefusedError) return { kind: 'refused', code: error.code, reason: error.message };
+      throw error;
+    }
+  }
+
+  private async applyLocked(
+    v: VersionInfo,
+    options: { signal: AbortSignal; source: ApplySource; force?: boolean },
+  ): Promise<ApplyOutcome> {
+    const { state } = this.deps;
+    // Lexical checks first: an escaping path is refused before anything is looked up.
+    const { path } = checkMirrorPath(v.path);
+    if (!Number.isSafeInteger(v.version) || v.version < 1) {
+      throw new RefusedError('malformed-message', `version ${String(v.version)} is not a version number`);
+    }
+    const held = state.get(path);
+    if (held && (held.version > v.version || (held.version === v.version && !options.force))) {
+      const pending = this.unreported.get(path);
+      if (options.source === 'queue' || pending !== undefined) {
+        await this.report(path, held.version);
+      }
+      return { kind: 'skipped', heldVersion: held.version };
+    }
+
+    // The message is a claim too: the ledger's version record is the truth.
+    const record = await this.deps.ledger.getVersion(v.path, v.version);
+    if (!record) {
+      throw new RefusedError('unknown-version', `the ledger has no version ${v.version} of "${v.path}"`);
+    }
+    if (
+      record.deleted !== v.deleted ||
+      (record.sha256 ?? null) !== (v.sha256 ?? null) ||
+      (!record.deleted && record.size !== v.size)
+    ) {
+      throw new RefusedError(
+        'ledger-mismatch',
+        `version ${v.version} of "${v.path}" disagrees with the ledger (sha256/size/deleted)`,
+      );
+    }
+
+    if (record.deleted || record.sha256 === null) {
+      await this.remove(path);
+      await state.recordApplied(path, { version: v.version, sha256: null, size: 0, deleted: true });
+      await this.report(path, v.version);
+      return { kind: 'deleted' };
+    }
+
+    const written = await this.write(
+      path,
+      { ...v, sha256: record.sha256, size: record.size },
+      options.signal,
+    );
+    await state.recordApplied(path, {
+      version: v.version,
+      sha256: record.sha256,
+      size: record.size,
+      deleted: false,
+    });
+    await this.report(path, v.version);
+    return { kind: 'applied', bytes: written.bytes, adopted: written.adopted };
+  }
+
+  private async report(path: string, version: number): Promise<void> {
+    this.unreported.set(path, version);
+    await this.deps.ledger.recordApplied(path, version, this.now().toISOString());
+    if (this.unreported.get(path) === version) this.unreported.delete(path);
+  }
+
+  private async remove(path: string): Promise<void> {
+    const resolved = await this.deps.paths.resolve(path, { create: false });
+    if (!resolved) return;
+    let info: Awaited<ReturnType<typeof lstat>>;
+    try {
+      info = await lstat(resolved.file);
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return;
+      throw error;
+    }
+    if (info.isDirectory()) {
+      throw new RefusedError('path-conflict', `"${path}" is a folder here; a deleted file cannot be removed`);
+    }
+    await unlink(resolved.file);
+    await fsyncDir(resolved.parent);
+  }
+
+  private async write(
+    path: string,
+    v: VersionInfo & { sha256: string },
+    signal: AbortSignal,
+  ): Promise<{ bytes: number; adopted: boolean }> {
+    const { paths, state } = this.deps;
+    const resolved = await paths.resolve(path, { create: true });
+    if (!resolved) throw new Error(`could not create the folders of "${path}"`);
+    let existing: Awaited<ReturnType<typeof lstat>> | undefined;
+    try {
+      existing = await lstat(resolved.file);
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') throw error;
+    }
+    if (existing?.isDirectory()) {
+      throw new RefusedError('path-conflict', `"${path}" is a folder here, so it cannot be a file`);
+    }
+    // The right bytes may be there already (a crash after the rename, a pre-seeded folder): keep them.
+    if (existing?.isFile() && existing.size === v.size) {
+      const local = await hashFile(resolved.file, signal);
+      if (local.sha256 === v.sha256 && local.size === v.size) return { bytes: 0, adopted: true };
+    }
+
+    const tempName = tempNameFor(resolved.name, randomBytes(6).toString('hex'));
+    const temp = join(resolved.parent, tempName);
+    const relativeTemp = relative(paths.root, temp);
+    await state.recordTemp(relativeTemp);
+    let handle: FileHandle | undefined;
+    let renamed = false;
+    try {
+      handle = await open(temp, OPEN_TEMP, 0o644);
+      const blob = await this.deps.blobs.open(v.sha256, signal);
+      const hash = createHash('sha256');
+      let bytes = 0;
+      try {
+        if (blob.contentLength !== undefined && blob.contentLength !== v.size) {
+          throw new RefusedError(
+            'content-mismatch',
+            `blob ${v.sha256} is ${blob.contentLength} bytes in the origin; "${path}" v${v.version} is ${v.size}`,
+          );
+        }
+        for await (const chunk of blob.body) {
+          if (signal.aborted) throw signal.reason;
+          bytes += chunk.byteLength;
+          if (bytes > v.size) {
+            throw new RefusedError(
+              'content-mismatch',
+              `blob ${v.sha256} has more than the ${v.size} bytes of "${path}" v${v.version}`,
+            );
+          }
+          hash.update(chunk);
+          await writeAll(handle, chunk);
+          this.deps.onBytes?.(chunk.byteLength);
+          await this.deps.limiter.take(chunk.byteLength, signal);
+        }
+      } finally {
+        blob.close();
+      }
+      if (signal.aborted) throw signal.reason;
+      const sha256 = hash.digest('hex');
+      if (bytes !== v.size || sha256 !== v.sha256) {
+        throw new RefusedError(
+          'content-mismatch',
+          `blob for "${path}" v${v.version} does not match: got ${bytes} bytes with sha256 ${sha256}, ` +
+            `expected ${v.size} bytes with sha256 ${v.sha256}`,
+        );
+      }
+      const committed = new Date(v.committedAt);
+      if (!Number.isNaN(committed.getTime())) await handle.utimes(committed, committed);
+      await handle.sync();
+      await handle.close();
+      handle = undefined;
+      // The tree may have changed during a long download: check the parent chain again.
+      const again = await paths.resolve(path, { create: false });
+      if (!again || again.parent !== resolved.parent) {
+        throw new RefusedError('unsafe-path', `the folders of "${path}" changed during the download`);
+      }
+      await rename(temp, resolved.file);
+      renamed = true;
+      await fsyncDir(resolved.parent);
+      return { bytes, adopted: false };
+    } finally {
+      if (handle) await handle.close().catch(() => undefined);
+      let gone = renamed;
+      if (!renamed)
+        gone = await rm(temp, { force: true }).then(
+          () => true,
+          () => false,
+        );
+      // A temp file that could not be removed stays recorded: the next start removes it.
+      if (gone) state.recordTempDone(relativeTemp);
+    }
+  }
+}

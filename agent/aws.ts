@@ -1,0 +1,217 @@
+/**
+ * The agent's ports on the AWS SDK. Every call here is one its IAM role allows
+ * (docs/agent.md): s3:GetObject on `blobs/*`; dynamodb:GetItem/Query on `P#*` and
+ * `FEED#*`; dynamodb:PutItem/UpdateItem on `T#<target>#*` and `AGENT#<target>`;
+ * sqs:ReceiveMessage/DeleteMessage/ChangeMessageVisibility (and optionally
+ * GetQueueAttributes, for the backlog figure) on its own queue.
+ */
+import type { Readable } from 'node:stream';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, NoSuchKey, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import {
+  ChangeMessageVisibilityBatchCommand,
+  DeleteMessageCommand,
+  GetQueueAttributesCommand,
+  ReceiveMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
+import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { DynamoLedger } from '../functions/adapters/dynamo-ledger.js';
+import { blobKey } from '../functions/adapters/s3.js';
+import type { AgentConfig } from './config.ts';
+import { RefusedError } from './errors.ts';
+import type { AgentRow, BlobSource, LedgerView, QueueMessage, QueuePort } from './ports.ts';
+
+export interface AgentClients {
+  readonly s3: S3Client;
+  readonly sqs: SQSClient;
+  readonly dynamo: DynamoDBClient;
+}
+
+/** Connection timeouts so a dead network shows up as an error, not a hang. */
+const REQUEST_HANDLER = { connectionTimeout: 10_000, socketTimeout: 60_000 } as const;
+
+export function makeClients(config: AgentConfig): AgentClients {
+  const credentials = config.aws.credentials;
+  const common = {
+    region: config.region,
+    requestHandler: REQUEST_HANDLER,
+    // A copy: the SDK annotates the credentials object it is given, which must not leak between runs.
+    ...(credentials ? { credentials: { ...credentials } } : {}),
+  };
+  return {
+    s3: new S3Client({
+      ...common,
+      ...(config.aws.s3Endpoint ? { endpoint: config.aws.s3Endpoint } : {}),
+      forcePathStyle: config.aws.s3ForcePathStyle,
+      // Checksums only where required (PLATFORM.md); the agent hashes every byte itself.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    }),
+    sqs: new SQSClient({
+      ...common,
+      ...(config.aws.sqsEndpoint ? { endpoint: config.aws.sqsEndpoint } : {}),
+    }),
+    dynamo: new DynamoDBClient({
+      ...common,
+      ...(config.aws.dynamodbEndpoint ? { endpoint: config.aws.dynamodbEndpoint } : {}),
+    }),
+  };
+}
+
+export function destroyClients(clients: AgentClients): void {
+  clients.s3.destroy();
+  clients.sqs.destroy();
+  clients.dynamo.destroy();
+}
+
+export class S3BlobSource implements BlobSource {
+  constructor(
+    private readonly s3: S3Client,
+    private readonly bucket: string,
+  ) {}
+
+  async open(sha256: string, signal: AbortSignal) {
+    try {
+      const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: blobKey(sha256) }), {
+        abortSignal: signal,
+      });
+      const body = out.Body as Readable | undefined;
+      if (!body) throw new Error(`GetObject of ${blobKey(sha256)} returned no body`);
+      return { body, contentLength: out.ContentLength, close: () => body.destroy() };
+    } catch (error) {
+      if (
+        error instanceof NoSuchKey ||
+        (error instanceof S3ServiceException && error.$metadata.httpStatusCode === 404)
+      ) {
+        throw new RefusedError('missing-blob', `the origin has no ${blobKey(sha256)}`);
+      }
+      throw error;
+    }
+  }
+}
+
+export const agentRowKey = (targetId: string) => ({ pk: `AGENT#${targetId}`, sk: 'AGENT' });
+
+export class DynamoLedgerView implements LedgerView {
+  private readonly ledger: DynamoLedger;
+  private readonly doc: DynamoDBDocumentClient;
+
+  constructor(
+    dynamo: DynamoDBClient,
+    private readonly table: string,
+    private readonly targetId: string,
+  ) {
+    this.ledger = new DynamoLedger(dynamo, table);
+    this.doc = DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } });
+  }
+
+  getVersion(path: string, version: number) {
+    return this.ledger.getVersion(path, version);
+  }
+
+  readFeed(shard: number, afterSeq: number, limit: number) {
+    return this.ledger.readFeed(shard, afterSeq, limit);
+  }
+
+  latestFeedSeq(shard: number) {
+    return this.ledger.latestFeedSeq(shard);
+  }
+
+  async recordApplied(path: string, version: number, at: string): Promise<void> {
+    // false = the row already holds this version or a newer one: nothing to do.
+    await this.ledger.recordTargetState({
+      targetId: this.targetId,
+      path,
+      appliedVersion: version,
+      status: 'verified',
+      appliedAt: at,
+    });
+  }
+
+  async writeAgentRow(row: AgentRow): Promise<void> {
+    await this.doc.send(
+      new PutCommand({ TableName: this.table, Item: { ...agentRowKey(this.targetId), ...row } }),
+    );
+  }
+
+  async readAgentRow(): Promise<AgentRow | undefined> {
+    const out = await this.doc.send(
+      new GetCommand({ TableName: this.table, Key: agentRowKey(this.targetId), ConsistentRead: true }),
+    );
+    if (!out.Item) return undefined;
+    const { pk: _pk, sk: _sk, ...row } = out.Item;
+    return row as AgentRow;
+  }
+}
+
+export class SqsQueue implements QueuePort {
+  constructor(
+    private readonly sqs: SQSClient,
+    private readonly queueUrl: string,
+  ) {}
+
+  async receive(options: {
+    max: number;
+    waitSeconds: number;
+    visibilitySeconds: number;
+    signal: AbortSignal;
+  }) {
+    const out = await this.sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: this.queueUrl,
+        MaxNumberOfMessages: Math.max(1, Math.min(10, options.max)),
+        WaitTimeSeconds: options.waitSeconds,
+        VisibilityTimeout: options.visibilitySeconds,
+        MessageSystemAttributeNames: ['ApproximateReceiveCount', 'MessageGroupId'],
+      }),
+      { abortSignal: options.signal },
+    );
+    return (out.Messages ?? []).flatMap((m): QueueMessage[] =>
+      m.ReceiptHandle && m.MessageId
+        ? [
+            {
+              messageId: m.MessageId,
+              receiptHandle: m.ReceiptHandle,
+              body: m.Body ?? '',
+              receiveCount: Number(m.Attributes?.ApproximateReceiveCount ?? 1) || 1,
+              groupId: m.Attributes?.MessageGroupId,
+            },
+          ]
+        : [],
+    );
+  }
+
+  async delete(receiptHandle: string): Promise<void> {
+    await this.sqs.send(new DeleteMessageCommand({ QueueUrl: this.queueUrl, ReceiptHandle: receiptHandle }));
+  }
+
+  async setVisibility(entries: readonly { receiptHandle: string; seconds: number }[]): Promise<void> {
+    for (let i = 0; i < entries.length; i += 10) {
+      const batch = entries.slice(i, i + 10);
+      await this.sqs.send(
+        new ChangeMessageVisibilityBatchCommand({
+          QueueUrl: this.queueUrl,
+          Entries: batch.map((e, j) => ({
+            Id: String(j),
+            ReceiptHandle: e.receiptHandle,
+            VisibilityTimeout: Math.max(0, Math.min(43_200, Math.round(e.seconds))),
+          })),
+        }),
+      );
+    }
+  }
+
+  async backlog(): Promise<number | undefined> {
+    const out = await this.sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: this.queueUrl,
+        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+      }),
+    );
+    const visible = Number(out.Attributes?.ApproximateNumberOfMessages);
+    const inFlight = Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible);
+    if (!Number.isFinite(visible)) return undefined;
+    return visible + (Number.isFinite(inFlight) ? inFlight : 0);
+  }
+}

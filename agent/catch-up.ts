@@ -1,0 +1,222 @@
+/**
+ * Catch-up from the change feed: the agent's backstop for everything the queue
+ * did not bring (a first start, a purged queue, an outage longer than the queue's
+ * retention, messages gone to the DLQ after a disk-full spell).
+ *
+ * A round reads each shard after the confirmed cursor, page by page; in a page,
+ * only the newest version of each path is applied (the older ones are superseded),
+ * and the shard's cursor advances over the longest prefix of the page whose paths
+ * are settled (applied, already held, not selected, or refused and counted). A
+ * version that failed for a transient reason stops its shard's cursor there, so it
+ * is read again next round: the cursor never passes an entry that was not settled,
+ * and because each shard's sequence is gap-free (DESIGN.md), nothing is skipped.
+ *
+ * Rounds run at start (the first start is a full bootstrap from cursor 0), every
+ * `--catch-up-interval`, and at once when the queue shows a gap. Queue and feed
+ * may bring the same version twice: the second finds it held and skips.
+ */
+import type { Change } from '../functions/core/model.js';
+import type { VersionInfo } from './applier.ts';
+import type { Conditions } from './conditions.ts';
+import { classifyCondition } from './errors.ts';
+import type { AgentLog } from './log.ts';
+import type { LedgerView } from './ports.ts';
+import type { WorkOutcome } from './queue-consumer.ts';
+import type { StateStore } from './state-store.ts';
+import { backoffMs, errorMessage, pause } from './util.ts';
+
+export interface RoundReport {
+  readonly reason: string;
+  readonly changes: number;
+  readonly applied: number;
+  readonly skipped: number;
+  readonly refused: number;
+  readonly unsettled: number;
+  readonly seconds: number;
+  /** Every shard was read to its end with every entry settled. */
+  readonly complete: boolean;
+}
+
+export interface FeedFollowerDeps {
+  readonly ledger: Pick<LedgerView, 'readFeed' | 'latestFeedSeq'>;
+  readonly state: StateStore;
+  readonly feedShards: number;
+  readonly pageSize: number;
+  readonly intervalSeconds: number;
+  readonly conditions: Conditions;
+  readonly log: AgentLog;
+  readonly work: (v: VersionInfo, signal: AbortSignal) => Promise<WorkOutcome>;
+  readonly onRound?: (report: RoundReport) => void;
+}
+
+export class FeedFollower {
+  private wake: (() => void) | undefined;
+  private pokeReason: string | undefined;
+  private failures = 0;
+  catchingUp = false;
+  rounds = 0;
+  lastRound: RoundReport | undefined;
+  backlog: number | undefined;
+
+  constructor(private readonly deps: FeedFollowerDeps) {}
+
+  /** Asks for a round now (or right after the one running). */
+  poke(reason: string): void {
+    this.pokeReason ??= reason;
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  async run(signal: AbortSignal, firstReason: string): Promise<void> {
+    let reason = firstReason;
+    while (!signal.aborted) {
+      this.pokeReason = undefined;
+      let report: RoundReport;
+      try {
+        report = await this.round(reason, signal);
+      } catch (error) {
+        // The loop must outlive anything a round throws (the state's disk full, a bug): log, back off, go on.
+        this.catchingUp = false;
+        const kind = classifyCondition(error);
+        if (kind) this.deps.conditions.raise(kind, error, { during: 'catch-up' });
+        else this.deps.log.log('error', 'catch-up round failed', { error: errorMessage(error) });
+        report = {
+          reason,
+          changes: 0,
+          applied: 0,
+          skipped: 0,
+          refused: 0,
+          unsettled: 0,
+          seconds: 0,
+          complete: false,
+        };
+      }
+      if (signal.aborted) break;
+      let waitMs = this.deps.intervalSeconds * 1000;
+      if (!report.complete) {
+        waitMs = Math.min(waitMs, backoffMs(this.failures++));
+      } else {
+        this.failures = 0;
+      }
+      if (this.pokeReason === undefined) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, waitMs);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+          signal.addEventListener(
+            'abort',
+            () => {
+              clearTimeout(timer);
+              resolve();
+            },
+            { once: true },
+          );
+        });
+        this.wake = undefined;
+      }
+      reason = this.pokeReason ?? (report.complete ? 'periodic' : 'retry');
+    }
+  }
+
+  /** One pass over every shard, from the confirmed cursor to the end of the feed. */
+  async round(reason: string, signal: AbortSignal): Promise<RoundReport> {
+    const started = performance.now();
+    const totals = { changes: 0, applied: 0, skipped: 0, refused: 0, unsettled: 0 };
+    this.catchingUp = true;
+    let complete = true;
+    try {
+      const shards = Array.from({ length: this.deps.feedShards }, (_, shard) => shard);
+      const results = await Promise.all(shards.map((shard) => this.followShard(shard, signal, totals)));
+      complete = results.every(Boolean) && !signal.aborted;
+    } finally {
+      this.catchingUp = false;
+    }
+    const report: RoundReport = {
+      reason,
+      ...totals,
+      seconds: Math.round((performance.now() - started) / 10) / 100,
+      complete,
+    };
+    this.rounds++;
+    this.lastRound = report;
+    // An incomplete round while a condition holds (network down...) was already logged as that condition.
+    const quiet = !complete && this.deps.conditions.any;
+    if (report.changes > 0 || !complete) {
+      this.deps.log.log(quiet ? 'debug' : complete ? 'info' : 'warn', 'catch-up round', { ...report });
+    }
+    this.deps.onRound?.(report);
+    await this.refreshBacklog().catch(() => undefined);
+    return report;
+  }
+
+  /** Feed entries after the cursor, all shards together (K small queries). */
+  async refreshBacklog(): Promise<number> {
+    const cursor = this.deps.state.cursor;
+    const latest = await Promise.all(cursor.map((_, shard) => this.deps.ledger.latestFeedSeq(shard)));
+    this.backlog = latest.reduce((sum, seq, shard) => sum + Math.max(0, seq - (cursor[shard] ?? 0)), 0);
+    return this.backlog;
+  }
+
+  private async followShard(
+    shard: number,
+    signal: AbortSignal,
+    totals: { changes: number; applied: number; skipped: number; refused: number; unsettled: number },
+  ): Promise<boolean> {
+    for (;;) {
+      if (signal.aborted) return false;
+      const after = this.deps.state.cursor[shard] ?? 0;
+      let page: Change[];
+      try {
+        page = await this.deps.ledger.readFeed(shard, after, this.deps.pageSize);
+        this.deps.conditions.clearRemote();
+      } catch (error) {
+        const kind = classifyCondition(error);
+        if (kind) this.deps.conditions.raise(kind, error, { during: 'read feed' });
+        else this.deps.log.log('error', 'reading the feed failed', { shard, error: errorMessage(error) });
+        return false;
+      }
+      if (page.length === 0) return true;
+      totals.changes += page.length;
+      const newest = new Map<string, Change>();
+      for (const change of page) {
+        const seen = newest.get(change.path);
+        if (!seen || change.version > seen.version) newest.set(change.path, change);
+      }
+      const outcomes = new Map<string, WorkOutcome>();
+      await Promise.all(
+        [...newest.values()].map(async (change) => {
+          const outcome = await this.deps.work(change, signal);
+          outcomes.set(change.path, outcome);
+          if (outcome.kind === 'applied' || outcome.kind === 'deleted') totals.applied++;
+          else if (outcome.kind === 'skipped' || outcome.kind === 'not-selected') totals.skipped++;
+          else if (outcome.kind === 'refused') totals.refused++;
+          else totals.unsettled++;
+        }),
+      );
+      let advanced = after;
+      let settled = true;
+      for (const change of [...page].sort((a, b) => a.seq - b.seq)) {
+        const outcome = outcomes.get(change.path);
+        if (!outcome || outcome.kind === 'failed' || outcome.kind === 'aborted') {
+          settled = false;
+          break;
+        }
+        advanced = change.seq;
+      }
+      if (advanced > after) {
+        const next = [...this.deps.state.cursor];
+        next[shard] = advanced;
+        await this.deps.state.recordCursor(next);
+      }
+      if (!settled) return false;
+      if (page.length < this.deps.pageSize) {
+        // A short page may still not be the end (DynamoDB's 1 MB page limit): one more read confirms.
+        continue;
+      }
+      await pause(0);
+    }
+  }
+}

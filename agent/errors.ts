@@ -1,0 +1,185 @@
+/**
+ * What can go wrong while mirroring, sorted into what to do about it:
+ *
+ * - a **refusal**: this version must not be written (its bytes do not match, its
+ *   path would escape the folder, the message disagrees with the ledger). Counted,
+ *   logged, never retried in-process; the queue redelivers it until its DLQ.
+ * - a **condition**: the world is not ready (disk full, permission denied, network
+ *   down, credentials, throttling). One log line when it starts, one when it clears;
+ *   the work is retried with capped exponential backoff and nothing is given up.
+ * - anything else: a bug or a surprise. Retried a few times, then left for redelivery.
+ */
+
+export type RefusalCode =
+  | 'unsafe-path'
+  | 'path-conflict'
+  | 'content-mismatch'
+  | 'ledger-mismatch'
+  | 'unknown-version'
+  | 'missing-blob'
+  | 'malformed-message';
+
+/** This version is refused: it will not be written. */
+export class RefusedError extends Error {
+  override readonly name = 'RefusedError';
+  constructor(
+    readonly code: RefusalCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type ConditionKind =
+  | 'disk-full'
+  | 'permission-denied'
+  | 'read-only-filesystem'
+  | 'too-many-open-files'
+  | 'network'
+  | 'throttled'
+  | 'aws-unavailable'
+  | 'access-denied'
+  | 'credentials';
+
+/** Human text for each condition: the one log line an operator sees. */
+export const CONDITION_TEXT: Record<ConditionKind, string> = {
+  'disk-full': 'disk full (ENOSPC) writing into the mirror folder: free space; retrying with backoff',
+  'permission-denied':
+    'permission denied writing into the mirror folder: fix ownership or mode of the folder; retrying with backoff',
+  'read-only-filesystem': 'the mirror folder is on a read-only file system; retrying with backoff',
+  'too-many-open-files': 'too many open files (EMFILE); retrying with backoff',
+  network: 'network error reaching AWS (connection refused, reset, timed out or DNS); retrying with backoff',
+  throttled: 'AWS is throttling requests; retrying with backoff',
+  'aws-unavailable': 'AWS answered with a server error; retrying with backoff',
+  'access-denied':
+    "AWS denied access: check the agent's IAM role (docs/agent.md lists what it needs); retrying with backoff",
+  credentials:
+    'no usable AWS credentials (standard credential chain: env, profile, IAM Roles Anywhere helper); retrying with backoff',
+};
+
+const FS_CODES: Record<string, ConditionKind> = {
+  ENOSPC: 'disk-full',
+  EDQUOT: 'disk-full',
+  EACCES: 'permission-denied',
+  EPERM: 'permission-denied',
+  EROFS: 'read-only-filesystem',
+  EMFILE: 'too-many-open-files',
+  ENFILE: 'too-many-open-files',
+};
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ECONNABORTED',
+  'ERR_SOCKET_CONNECTION_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+const NETWORK_NAMES = new Set([
+  'TimeoutError',
+  'RequestTimeout',
+  'NetworkingError',
+  'RequestTimeoutException',
+]);
+const THROTTLE_NAMES = new Set([
+  'ThrottlingException',
+  'Throttling',
+  'ProvisionedThroughputExceededException',
+  'RequestLimitExceeded',
+  'SlowDown',
+  'TooManyRequestsException',
+  'RequestThrottled',
+  'RequestThrottledException',
+]);
+const ACCESS_NAMES = new Set([
+  'AccessDenied',
+  'AccessDeniedException',
+  'UnauthorizedOperation',
+  'InvalidClientTokenId',
+  'UnrecognizedClientException',
+  'ExpiredToken',
+  'ExpiredTokenException',
+  'SignatureDoesNotMatch',
+  'InvalidAccessKeyId',
+]);
+
+interface ErrorLike {
+  name?: unknown;
+  code?: unknown;
+  errno?: unknown;
+  cause?: unknown;
+  $metadata?: { httpStatusCode?: number };
+  $fault?: unknown;
+}
+
+/** The condition an error stands for, or undefined if it is not a known transient condition. */
+export function classifyCondition(error: unknown, depth = 0): ConditionKind | undefined {
+  if (error === null || typeof error !== 'object' || depth > 4) return undefined;
+  const e = error as ErrorLike;
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  const name = typeof e.name === 'string' ? e.name : undefined;
+  if (code && FS_CODES[code]) return FS_CODES[code];
+  if (code && NETWORK_CODES.has(code)) return 'network';
+  if (name === 'CredentialsProviderError' || name === 'TokenProviderError') return 'credentials';
+  if (name && THROTTLE_NAMES.has(name)) return 'throttled';
+  if (name && ACCESS_NAMES.has(name)) return 'access-denied';
+  if (name && NETWORK_NAMES.has(name)) return 'network';
+  const status = e.$metadata?.httpStatusCode;
+  if (status === 403) return 'access-denied';
+  if (status === 429 || status === 503) return 'throttled';
+  if (status !== undefined && status >= 500) return 'aws-unavailable';
+  if (e.$fault === 'server') return 'aws-unavailable';
+  // The SDK wraps socket errors; so does fetch (`TypeError: fetch failed` with a cause).
+  if (e.cause !== undefined) return classifyCondition(e.cause, depth + 1);
+  if (error instanceof AggregateError) {
+    for (const inner of error.errors) {
+      const kind = classifyCondition(inner, depth + 1);
+      if (kind) return kind;
+    }
+  }
+  return undefined;
+}
+
+/** Local file-system conditions clear when a write succeeds; the others when an AWS call does. */
+export const LOCAL_CONDITIONS: readonly ConditionKind[] = [
+  'disk-full',
+  'permission-denied',
+  'read-only-filesystem',
+  'too-many-open-files',
+];
+export const REMOTE_CONDITIONS: readonly ConditionKind[] = [
+  'network',
+  'throttled',
+  'aws-unavailable',
+  'access-denied',
+  'credentials',
+];
+
+/** The agent was asked to stop while this work was under way. */
+export class StoppedError extends Error {
+  override readonly name = 'StoppedError';
+  constructor() {
+    super('the agent is stopping');
+  }
+}
+
+export function isAbort(error: unknown, signal?: AbortSignal): boolean {
+  if (signal?.aborted) return true;
+  const name = (error as { name?: unknown } | null)?.name;
+  return name === 'AbortError' || error instanceof StoppedError;
+}
+
+/** A configuration problem: the agent cannot start. Exit code 78 (EX_CONFIG), which systemd is told not to restart. */
+export class AgentConfigError extends Error {
+  override readonly name = 'AgentConfigError';
+  readonly exitCode = 78;
+}

@@ -1,0 +1,69 @@
+/**
+ * What the agent needs from AWS, narrowed to what its IAM role allows
+ * (docs/agent.md): read blobs, read versions and the feed, write its own
+ * target's rows, and consume its own queue. `aws.ts` implements these with the
+ * SDK; the unit tests with in-memory fakes.
+ */
+import type { Change, FileVersion } from '../functions/core/model.js';
+
+export interface BlobSource {
+  /** Streams `blobs/<sha256>` from the origin bucket. Throws RefusedError('missing-blob') when it is absent. */
+  open(
+    sha256: string,
+    signal: AbortSignal,
+  ): Promise<{ body: AsyncIterable<Uint8Array>; contentLength: number | undefined; close(): void }>;
+}
+
+/** The agent's row in the ledger (`AGENT#<target>` / `AGENT`): how lag is computed centrally. */
+export interface AgentRow {
+  readonly targetId: string;
+  readonly heartbeatAt: string;
+  /** The confirmed feed cursor, encoded as the API encodes it (`encodeCursor`). */
+  readonly cursor: string;
+  /** The same cursor as numbers, one seq per shard. */
+  readonly cursorSeqs: readonly number[];
+  readonly appliedCount: number;
+  readonly refusedCount: number;
+  readonly agentVersion: string;
+  readonly status: 'starting' | 'running' | 'stopping' | 'stopped';
+  readonly host: string;
+  readonly pid: number;
+  readonly instanceId: string;
+  readonly startedAt: string;
+  readonly backlogQueue?: number | undefined;
+  readonly backlogFeed?: number | undefined;
+  readonly lagSeconds?: number | undefined;
+  readonly conditions?: readonly string[] | undefined;
+}
+
+export interface LedgerView {
+  getVersion(path: string, version: number): Promise<FileVersion | undefined>;
+  readFeed(shard: number, afterSeq: number, limit: number): Promise<Change[]>;
+  latestFeedSeq(shard: number): Promise<number>;
+  /** `T#<target>#<path>` / `STATE`: status verified, never backwards (the ledger refuses). */
+  recordApplied(path: string, version: number, at: string): Promise<void>;
+  writeAgentRow(row: AgentRow): Promise<void>;
+  readAgentRow(): Promise<AgentRow | undefined>;
+}
+
+export interface QueueMessage {
+  readonly messageId: string;
+  readonly receiptHandle: string;
+  readonly body: string;
+  readonly receiveCount: number;
+  readonly groupId: string | undefined;
+}
+
+export interface QueuePort {
+  receive(options: {
+    max: number;
+    waitSeconds: number;
+    visibilitySeconds: number;
+    signal: AbortSignal;
+  }): Promise<QueueMessage[]>;
+  delete(receiptHandle: string): Promise<void>;
+  /** Sets the visibility timeout of held messages (extension, or release with a backoff). */
+  setVisibility(entries: readonly { receiptHandle: string; seconds: number }[]): Promise<void>;
+  /** Messages waiting plus in flight, if the queue says (needs sqs:GetQueueAttributes). */
+  backlog(): Promise<number | undefined>;
+}

@@ -1,0 +1,172 @@
+/**
+ * Never write outside `--dir`. A path from a message or the feed becomes a file
+ * under the mirror folder only if:
+ *
+ * 1. it passes `normalizePath` (relative, no `.`/`..`/empty segments, no
+ *    backslashes or control characters, NFC);
+ * 2. it does not use a name the agent reserves (its state folder `.media-mirror`
+ *    at the top, and the `.<name>.mirror-tmp-<random>` names of its temp files)
+ *    and no segment is longer than the 255 bytes a Linux file name allows;
+ * 3. walking its parent chain from the (real) mirror folder, every existing
+ *    segment is a directory, and a symlink is followed only if its real target
+ *    is still inside the mirror folder.
+ *
+ * Check 3 runs right before the temp file is created and again right before the
+ * rename. Someone with write access to the folder could still swap a directory for
+ * a symlink between that check and the rename; the folder belongs to the agent's
+ * user alone (docs/agent.md), so that is out of scope.
+ */
+import { lstat, mkdir, realpath, stat } from 'node:fs/promises';
+import { join, sep } from 'node:path';
+import { ValidationError } from '../functions/core/errors.js';
+import { normalizePath } from '../functions/core/paths.js';
+import { RefusedError } from './errors.ts';
+
+/** The agent's state folder inside the mirror folder: never a mirrored path. */
+export const STATE_DIR_NAME = '.media-mirror';
+/** Marks the agent's temp files: `.<name>.mirror-tmp-<random>`. */
+export const TEMP_MARKER = '.mirror-tmp-';
+const NAME_MAX_BYTES = 255;
+
+export function isTempName(name: string): boolean {
+  return name.startsWith('.') && name.includes(TEMP_MARKER);
+}
+
+export function tempNameFor(name: string, random: string): string {
+  // The temp name must fit NAME_MAX too: shorten the visible part, keep the marker and the random tail.
+  const tail = `${TEMP_MARKER}${random}`;
+  let visible = name;
+  while (Buffer.byteLength(`.${visible}${tail}`) > NAME_MAX_BYTES) visible = visible.slice(0, -1);
+  return `.${visible}${tail}`;
+}
+
+export interface CheckedPath {
+  /** NFC-normalised logical path, the name of the file under the mirror folder. */
+  readonly path: string;
+  readonly segments: readonly string[];
+}
+
+/** The lexical checks (1 and 2): no file system access. Throws RefusedError('unsafe-path'). */
+export function checkMirrorPath(raw: unknown): CheckedPath {
+  let path: string;
+  try {
+    path = normalizePath(raw);
+  } catch (error) {
+    if (error instanceof ValidationError) throw new RefusedError('unsafe-path', error.message);
+    throw error;
+  }
+  const segments = path.split('/');
+  if (segments[0] === STATE_DIR_NAME) {
+    throw new RefusedError(
+      'unsafe-path',
+      `path must not start with "${STATE_DIR_NAME}/" (the agent's state)`,
+    );
+  }
+  for (const segment of segments) {
+    if (isTempName(segment)) {
+      throw new RefusedError('unsafe-path', `path must not use the agent's temp-file names ("${segment}")`);
+    }
+    if (Buffer.byteLength(segment) > NAME_MAX_BYTES) {
+      throw new RefusedError('unsafe-path', `path has a name longer than ${NAME_MAX_BYTES} bytes`);
+    }
+  }
+  return { path, segments };
+}
+
+export interface ResolvedPath extends CheckedPath {
+  /** The real directory the file goes into (inside the mirror folder). */
+  readonly parent: string;
+  /** The last segment: the file's name in `parent`. */
+  readonly name: string;
+  /** `parent/name`. */
+  readonly file: string;
+}
+
+function isInside(root: string, candidate: string): boolean {
+  return candidate === root || candidate.startsWith(root.endsWith(sep) ? root : `${root}${sep}`);
+}
+
+function errnoCode(error: unknown): string | undefined {
+  return (error as NodeJS.ErrnoException | null)?.code;
+}
+
+export class SafePaths {
+  private constructor(
+    /** The mirror folder, real path (symlinks in `--dir` itself resolved once at start). */
+    readonly root: string,
+  ) {}
+
+  /** Creates the folder if needed and resolves its real path. */
+  static async open(dir: string): Promise<SafePaths> {
+    await mkdir(dir, { recursive: true });
+    return new SafePaths(await realpath(dir));
+  }
+
+  contains(candidate: string): boolean {
+    return isInside(this.root, candidate);
+  }
+
+  /**
+   * Full check (1-3). With `create`, missing parent folders are made (one at a
+   * time, each checked); without it, a missing parent gives `undefined`.
+   */
+  async resolve(raw: unknown, options: { create: boolean }): Promise<ResolvedPath | undefined> {
+    const checked = checkMirrorPath(raw);
+    const parent = await this.parentOf(checked, options.create);
+    if (parent === undefined) return undefined;
+    const name = checked.segments[checked.segments.length - 1] as string;
+    return { ...checked, parent, name, file: join(parent, name) };
+  }
+
+  private async parentOf(checked: CheckedPath, create: boolean): Promise<string | undefined> {
+    let current = this.root;
+    const folders = checked.segments.slice(0, -1);
+    for (let i = 0; i < folders.length; i++) {
+      const segment = folders[i] as string;
+      const next = join(current, segment);
+      const shown = folders.slice(0, i + 1).join('/');
+      let info: Awaited<ReturnType<typeof lstat>>;
+      try {
+        info = await lstat(next);
+      } catch (error) {
+        if (errnoCode(error) !== 'ENOENT') throw error;
+        if (!create) return undefined;
+        try {
+          await mkdir(next, { mode: 0o755 });
+        } catch (mkdirError) {
+          if (errnoCode(mkdirError) !== 'EEXIST') throw mkdirError;
+        }
+        info = await lstat(next);
+      }
+      if (info.isSymbolicLink()) {
+        let real: string;
+        try {
+          real = await realpath(next);
+        } catch (error) {
+          if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ELOOP') {
+            throw new RefusedError('unsafe-path', `"${shown}" is a dangling or looping symlink`);
+          }
+          throw error;
+        }
+        if (!this.contains(real)) {
+          throw new RefusedError('unsafe-path', `"${shown}" is a symlink pointing outside the mirror folder`);
+        }
+        if (!(await stat(real)).isDirectory()) {
+          throw new RefusedError(
+            'path-conflict',
+            `"${shown}" is not a folder, so "${checked.path}" cannot be`,
+          );
+        }
+        current = real;
+      } else if (info.isDirectory()) {
+        current = next;
+      } else {
+        throw new RefusedError(
+          'path-conflict',
+          `"${shown}" is a file, so "${checked.path}" cannot be a file under it`,
+        );
+      }
+    }
+    return current;
+  }
+}

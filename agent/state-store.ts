@@ -1,0 +1,567 @@
+/**
+ * The agent's local state: which version of each path is applied, the feed
+ * cursor, and the temp files it may have left behind. It must survive `kill -9`
+ * (and, as far as the disk keeps its promises, power loss) at any instant.
+ *
+ * Layout, in the state folder (`<dir>/.media-mirror/` by default):
+ *
+ *   state.snapshot   a complete state, JSON lines: a header, one line per path, an end marker
+ *   state.journal    records appended since the snapshot, one JSON object per line
+ *   agent.lock       the pid of the agent using this folder
+ *
+ * Why a snapshot plus a journal, not one JSON file rewritten on every change:
+ * rewriting a file that lists every path costs O(paths) per applied file, so a
+ * bootstrap of a million files would write ~10^12 bytes. An append is O(1); many
+ * appliers share one fsync (group commit). The snapshot is written on start and
+ * whenever the journal grows past the number of paths, so start-up replays at
+ * most about one journal's worth.
+ *
+ * Crash safety:
+ * - The snapshot is replaced atomically: written to `state.snapshot.tmp-<pid>`,
+ *   fsynced, renamed over the old one, and the folder fsynced. A crash before the
+ *   rename leaves the old snapshot (the temp file is removed on the next start);
+ *   after it, the new one. Only then is the journal truncated.
+ * - Every journal record is idempotent under "keep the highest": a path's record
+ *   only raises its version, a cursor record only raises each shard's seq. So
+ *   replaying a journal over a snapshot that already contains it (a crash between
+ *   the rename and the truncation) changes nothing.
+ * - An apply record is fsynced before the apply returns, so a path's recorded
+ *   version is never behind the previous file the agent renamed into place; a
+ *   torn last line (a crash mid-append) is ignored, and its apply is redone.
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { AgentConfigError } from './errors.ts';
+
+export interface PathState {
+  readonly version: number;
+  /** null for a tombstone. */
+  readonly sha256: string | null;
+  readonly size: number;
+  readonly deleted: boolean;
+}
+
+export interface StateIdentity {
+  readonly targetId: string;
+  /** The ledger table: a state from another deployment must not be reused. */
+  readonly table: string;
+  readonly feedShards: number;
+}
+
+export interface StateStoreOptions {
+  /** Compact when the journal has more records than this and than paths. @default 50_000 */
+  readonly compactAfter?: number;
+  /** Load only: no lock, no compaction, no writes (verify without --repair). */
+  readonly readOnly?: boolean;
+  /** Fault injection for tests: runs between the snapshot's fsync and its rename. */
+  readonly beforeSnapshotRename?: () => Promise<void> | void;
+  /** Called with a warning (a corrupt journal line, a stale temp snapshot). */
+  readonly warn?: (message: string, fields?: Record<string, unknown>) => void;
+}
+
+const SNAPSHOT = 'state.snapshot';
+const JOURNAL = 'state.journal';
+const LOCK = 'agent.lock';
+const FORMAT = 1;
+
+type JournalRecord =
+  | { a: [string, number, string | null, number, 0 | 1] }
+  | { c: number[] }
+  | { t: string }
+  | { u: string };
+
+interface Pending {
+  readonly line: string;
+  readonly durable: boolean;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+export interface LoadReport {
+  readonly snapshotPaths: number;
+  readonly journalRecords: number;
+  readonly tornTail: boolean;
+  readonly corruptLines: number;
+  readonly cursorReset: boolean;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** One agent per state folder: a second one would split the queue and race on the journal. */
+async function lockStateDir(dir: string): Promise<() => Promise<void>> {
+  const file = join(dir, LOCK);
+  const content = JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() });
+  try {
+    await (await open(file, 'wx')).close().catch(() => undefined);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    let holder: { pid?: unknown; host?: unknown } = {};
+    try {
+      holder = JSON.parse(await readFile(file, 'utf8')) as typeof holder;
+    } catch {
+      // an empty or torn lock file is stale
+    }
+    if (
+      typeof holder.pid === 'number' &&
+      holder.pid !== process.pid &&
+      (holder.host === undefined || holder.host === hostname()) &&
+      isAlive(holder.pid)
+    ) {
+      throw new AgentConfigError(
+        `the state folder ${dir} is in use by another agent (pid ${holder.pid}): stop it first, or use another --state-dir`,
+      );
+    }
+  }
+  const handle = await open(file, 'w');
+  await handle.writeFile(content);
+  await handle.close();
+  return async () => {
+    await unlink(file).catch(() => undefined);
+  };
+}
+
+export class StateStore {
+  private readonly paths = new Map<string, PathState>();
+  private cursorSeqs: number[];
+  private readonly temps = new Set<string>();
+  private appliedTotalCount = 0;
+  private journal: FileHandle | undefined;
+  private journalRecords = 0;
+  private journalBytes = 0;
+  private readonly pending: Pending[] = [];
+  private flushing: Promise<void> | undefined;
+  private unlock: (() => Promise<void>) | undefined;
+  private closed = false;
+  /** Temp files a previous run recorded and may have left behind. */
+  readonly leftoverTemps: readonly string[];
+  loadReport: LoadReport | undefined;
+
+  private constructor(
+    readonly dir: string,
+    readonly identity: StateIdentity,
+    private readonly options: StateStoreOptions,
+  ) {
+    this.cursorSeqs = Array.from({ length: identity.feedShards }, () => 0);
+    this.leftoverTemps = [];
+  }
+
+  /**
+   * Loads the state of `dir` (creating an empty one), checks it belongs to `identity`
+   * (a target id of '' accepts any), takes the lock and compacts.
+   */
+  static async open(
+    dir: string,
+    identity: StateIdentity,
+    options: StateStoreOptions = {},
+  ): Promise<StateStore> {
+    if (!options.readOnly) await mkdir(dir, { recursive: true, mode: 0o700 });
+    const store = new StateStore(dir, identity, options);
+    if (!options.readOnly) store.unlock = await lockStateDir(dir);
+    try {
+      await store.load();
+      if (!options.readOnly) {
+        await store.compact();
+        store.journal = await open(join(dir, JOURNAL), 'a');
+      }
+    } catch (error) {
+      await store.unlock?.();
+      throw error;
+    }
+    return store;
+  }
+
+  /** Reads the identity recorded in a state folder, if any (verify finds its target this way). */
+  static async peekIdentity(dir: string): Promise<Partial<StateIdentity> | undefined> {
+    try {
+      const text = await readFile(join(dir, SNAPSHOT), 'utf8');
+      const header = JSON.parse(text.slice(0, text.indexOf('\n'))) as Partial<StateIdentity>;
+      return header;
+    } catch {
+      return undefined;
+    }
+  }
+
+  // Reading
+
+  get(path: string): PathState | undefined {
+    return this.paths.get(path);
+  }
+
+  get size(): number {
+    return this.paths.size;
+  }
+
+  entries(): IterableIterator<[string, PathState]> {
+    return this.paths.entries();
+  }
+
+  get cursor(): readonly number[] {
+    return this.cursorSeqs;
+  }
+
+  get appliedTotal(): number {
+    return this.appliedTotalCount;
+  }
+
+  get targetId(): string {
+    return this.identity.targetId;
+  }
+
+  // Writing
+
+  /** Records that `path` now holds `state` (durable when the promise resolves). Never lowers a version. */
+  async recordApplied(path: string, state: PathState): Promise<void> {
+    const held = this.paths.get(path);
+    if (held && held.version >= state.version) return;
+    await this.append({ a: [path, state.version, state.sha256, state.size, state.deleted ? 1 : 0] }, true);
+    const now = this.paths.get(path);
+    if (!now || now.version < state.version) this.paths.set(path, state);
+    this.appliedTotalCount++;
+  }
+
+  /** Raises the cursor (per shard, never down). Written, not fsynced: losing it only means re-reading. */
+  async recordCursor(cursor: readonly number[]): Promise<void> {
+    const next = this.cursorSeqs.map((seq, shard) => Math.max(seq, cursor[shard] ?? 0));
+    if (next.every((seq, shard) => seq === this.cursorSeqs[shard])) return;
+    this.cursorSeqs = next;
+    await this.append({ c: next }, false);
+  }
+
+  /** A temp file is about to be created (relative to the mirror folder): written before it exists. */
+  async recordTemp(relative: string): Promise<void> {
+    this.temps.add(relative);
+    await this.append({ t: relative }, false);
+  }
+
+  /** The temp file was renamed or removed. */
+  recordTempDone(relative: string): void {
+    if (!this.temps.delete(relative)) return;
+    this.append({ u: relative }, false).catch(() => undefined);
+  }
+
+  /** Waits for every record appended so far to be written and fsynced. */
+  async flush(): Promise<void> {
+    if (this.options.readOnly) return;
+    await this.append(null, true);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      if (this.journal) {
+        await this.flush();
+        while (this.flushing) await this.flushing;
+        this.closed = true;
+        await this.compact();
+      }
+    } finally {
+      this.closed = true;
+      await this.journal?.close().catch(() => undefined);
+      this.journal = undefined;
+      await this.unlock?.();
+    }
+  }
+
+  // Journal (group commit)
+
+  private append(record: JournalRecord | null, durable: boolean): Promise<void> {
+    if (this.options.readOnly) return Promise.resolve();
+    if (this.closed) return Promise.reject(new Error('the state store is closed'));
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ line: record ? `${JSON.stringify(record)}\n` : '', durable, resolve, reject });
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    if (this.flushing) return;
+    this.flushing = this.flushLoop().finally(() => {
+      this.flushing = undefined;
+      if (this.pending.length > 0) this.kick();
+    });
+  }
+
+  private async flushLoop(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0);
+      const text = batch.map((p) => p.line).join('');
+      const journal = this.journal;
+      try {
+        if (!journal) throw new Error('the state store is not open for writing');
+        if (text.length > 0) {
+          try {
+            await journal.appendFile(text);
+          } catch (error) {
+            // A short write (disk full) must not leave half a line for the next record to glue onto.
+            await journal.truncate(this.journalBytes).catch(() => undefined);
+            throw error;
+          }
+          this.journalBytes += Buffer.byteLength(text);
+          this.journalRecords += batch.filter((p) => p.line !== '').length;
+        }
+        if (batch.some((p) => p.durable)) await journal.datasync();
+        for (const p of batch) p.resolve();
+      } catch (error) {
+        for (const p of batch) p.reject(error);
+      }
+      const threshold = Math.max(this.options.compactAfter ?? 50_000, this.paths.size);
+      if (this.journalRecords > threshold) {
+        await this.compact().catch((error: unknown) =>
+          this.options.warn?.('could not compact the state journal; will retry', {
+            error: (error as Error).message,
+          }),
+        );
+      }
+    }
+  }
+
+  // Snapshot
+
+  private snapshotLines(): Iterable<string> {
+    const header = {
+      format: FORMAT,
+      targetId: this.identity.targetId,
+      table: this.identity.table,
+      feedShards: this.identity.feedShards,
+      cursor: this.cursorSeqs,
+      appliedTotal: this.appliedTotalCount,
+      temps: [...this.temps],
+      savedAt: new Date().toISOString(),
+    };
+    const paths = this.paths;
+    return (function* () {
+      yield `${JSON.stringify(header)}\n`;
+      let chunk = '';
+      for (const [path, s] of paths) {
+        chunk += `${JSON.stringify([path, s.version, s.sha256, s.size, s.deleted ? 1 : 0])}\n`;
+        if (chunk.length > 1 << 20) {
+          yield chunk;
+          chunk = '';
+        }
+      }
+      yield `${chunk}${JSON.stringify({ end: paths.size })}\n`;
+    })();
+  }
+
+  /** Writes a new snapshot atomically, then empties the journal. */
+  private async compact(): Promise<void> {
+    const target = join(this.dir, SNAPSHOT);
+    const temp = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const handle = await open(temp, 'wx', 0o600);
+    try {
+      for (const piece of this.snapshotLines()) await handle.appendFile(piece);
+      await handle.sync();
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      await rm(temp, { force: true });
+      throw error;
+    }
+    await handle.close();
+    if (this.options.beforeSnapshotRename) {
+      await this.options.beforeSnapshotRename();
+    }
+    await rename(temp, target);
+    await fsyncDir(this.dir);
+    if (this.journal) {
+      await this.journal.truncate(0);
+      await this.journal.sync();
+    } else {
+      await rm(join(this.dir, JOURNAL), { force: true });
+      await fsyncDir(this.dir);
+    }
+    this.journalRecords = 0;
+    this.journalBytes = 0;
+  }
+
+  // Loading
+
+  private checkIdentity(header: Record<string, unknown>): boolean {
+    const { targetId, table } = this.identity;
+    if (header.format !== FORMAT) {
+      throw new AgentConfigError(
+        `the state in ${this.dir} has format ${String(header.format)}; this agent reads format ${FORMAT}`,
+      );
+    }
+    if (targetId !== '' && header.targetId !== targetId) {
+      throw new AgentConfigError(
+        `the state in ${this.dir} belongs to target "${String(header.targetId)}", not "${targetId}": ` +
+          'use another --dir or --state-dir, or remove that folder to start over',
+      );
+    }
+    if (table !== '' && header.table !== table) {
+      throw new AgentConfigError(
+        `the state in ${this.dir} was built from ledger table "${String(header.table)}", not "${table}": ` +
+          'remove that folder to bootstrap against the new ledger',
+      );
+    }
+    if (this.identity.targetId === '' && typeof header.targetId === 'string') {
+      (this as { identity: StateIdentity }).identity = {
+        ...this.identity,
+        targetId: header.targetId,
+        table: typeof header.table === 'string' ? header.table : this.identity.table,
+      };
+    }
+    return header.feedShards === this.identity.feedShards;
+  }
+
+  private applyRecord(record: unknown): boolean {
+    if (record === null || typeof record !== 'object') return false;
+    const r = record as Record<string, unknown>;
+    if (Array.isArray(r.a)) {
+      const [path, version, sha256, size, deleted] = r.a as unknown[];
+      if (typeof path !== 'string' || typeof version !== 'number') return false;
+      const held = this.paths.get(path);
+      if (!held || held.version < version) {
+        this.paths.set(path, {
+          version,
+          sha256: typeof sha256 === 'string' ? sha256 : null,
+          size: typeof size === 'number' ? size : 0,
+          deleted: deleted === 1,
+        });
+      }
+      this.appliedTotalCount++;
+      return true;
+    }
+    if (Array.isArray(r.c)) {
+      if (r.c.length === this.cursorSeqs.length) {
+        this.cursorSeqs = this.cursorSeqs.map((seq, i) => Math.max(seq, Number((r.c as unknown[])[i]) || 0));
+      }
+      return true;
+    }
+    if (typeof r.t === 'string') {
+      this.temps.add(r.t);
+      return true;
+    }
+    if (typeof r.u === 'string') {
+      this.temps.delete(r.u);
+      return true;
+    }
+    return false;
+  }
+
+  private async load(): Promise<void> {
+    let snapshotPaths = 0;
+    let cursorReset = false;
+    // Snapshot temp files from a crash mid-compaction: the old snapshot is still whole.
+    if (!this.options.readOnly) {
+      for (const name of await readdir(this.dir).catch(() => [] as string[])) {
+        if (name.startsWith(`${SNAPSHOT}.tmp-`)) {
+          this.options.warn?.('removing an unfinished state snapshot (a crash during compaction)', { name });
+          await rm(join(this.dir, name), { force: true });
+        }
+      }
+    }
+    const snapshotFile = join(this.dir, SNAPSHOT);
+    let headerSeen = false;
+    let ended = false;
+    const input = createReadStream(snapshotFile);
+    try {
+      const lines = createInterface({ input, crlfDelay: Infinity });
+      for await (const line of lines) {
+        if (!headerSeen) {
+          const header = JSON.parse(line) as Record<string, unknown>;
+          const sameShards = this.checkIdentity(header);
+          headerSeen = true;
+          if (sameShards && Array.isArray(header.cursor)) {
+            this.cursorSeqs = this.cursorSeqs.map((_, i) => Number((header.cursor as unknown[])[i]) || 0);
+          } else if (!sameShards) {
+            cursorReset = true;
+          }
+          this.appliedTotalCount = typeof header.appliedTotal === 'number' ? header.appliedTotal : 0;
+          for (const t of Array.isArray(header.temps) ? header.temps : []) {
+            if (typeof t === 'string') this.temps.add(t);
+          }
+          continue;
+        }
+        const parsed = JSON.parse(line) as unknown;
+        if (Array.isArray(parsed)) {
+          const [path, version, sha256, size, deleted] = parsed as unknown[];
+          if (typeof path === 'string' && typeof version === 'number') {
+            this.paths.set(path, {
+              version,
+              sha256: typeof sha256 === 'string' ? sha256 : null,
+              size: typeof size === 'number' ? size : 0,
+              deleted: deleted === 1,
+            });
+            snapshotPaths++;
+          }
+        } else if (parsed && typeof parsed === 'object' && 'end' in parsed) {
+          ended = true;
+        }
+      }
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+        if (error instanceof AgentConfigError) throw error;
+        throw new AgentConfigError(
+          `the state snapshot ${snapshotFile} is unreadable (${(error as Error).message}): ` +
+            'move it away to bootstrap again from the feed (files already in place are kept)',
+        );
+      }
+    } finally {
+      input.destroy();
+    }
+    if (headerSeen && !ended) {
+      throw new AgentConfigError(
+        `the state snapshot ${snapshotFile} is incomplete: move it away to bootstrap again from the feed`,
+      );
+    }
+
+    let journalRecords = 0;
+    let corruptLines = 0;
+    let tornTail = false;
+    let text = '';
+    try {
+      text = await readFile(join(this.dir, JOURNAL), 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    const lines = text.split('\n');
+    // A file that does not end in a newline ends in a torn append: drop that piece.
+    const last = lines.pop();
+    if (last !== undefined && last !== '') tornTail = true;
+    lines.forEach((line, i) => {
+      if (line === '') return;
+      let ok = false;
+      try {
+        ok = this.applyRecord(JSON.parse(line));
+      } catch {
+        ok = false;
+      }
+      if (ok) journalRecords++;
+      else {
+        corruptLines++;
+        this.options.warn?.('skipping a corrupt line in the state journal', { line: i + 1 });
+      }
+    });
+    if (cursorReset) {
+      this.cursorSeqs = Array.from({ length: this.identity.feedShards }, () => 0);
+      this.options.warn?.(
+        'the feed shard count changed: reading the whole feed again (files already in place are kept)',
+        { feedShards: this.identity.feedShards },
+      );
+    }
+    // Kept in `temps` (and so in every snapshot) until the agent has removed each and called recordTempDone.
+    (this as { leftoverTemps: readonly string[] }).leftoverTemps = [...this.temps];
+    this.loadReport = { snapshotPaths, journalRecords, tornTail, corruptLines, cursorReset };
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * Small concurrency helpers the agent is built from: a fair semaphore, a per-key
+ * lock, an abortable sleep, capped exponential backoff and a bandwidth limiter.
+ */
+
+/** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Like `sleep`, but resolves (never rejects) when the signal aborts: for loops that then check it. */
+export async function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  try {
+    await sleep(ms, signal);
+  } catch {
+    // aborted: the caller looks at the signal
+  }
+}
+
+/**
+ * Capped exponential backoff with jitter: attempt 0 waits about `baseMs`, each
+ * further attempt doubles it, never above `capMs`. The jitter (50-100 %) keeps
+ * many agents that lost the same network at the same moment from retrying in step.
+ */
+export function backoffMs(attempt: number, baseMs = 1000, capMs = 60_000, random = Math.random): number {
+  const raw = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
+  return Math.round(raw * (0.5 + random() * 0.5));
+}
+
+/** A counting semaphore that serves waiters in arrival order. */
+export class Semaphore {
+  private available: number;
+  private readonly waiters: (() => void)[] = [];
+
+  constructor(readonly size: number) {
+    if (!Number.isInteger(size) || size < 1) throw new RangeError(`semaphore size must be >= 1, got ${size}`);
+    this.available = size;
+  }
+
+  get inUse(): number {
+    return this.size - this.available;
+  }
+
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  async acquire(): Promise<() => void> {
+    if (this.available > 0) {
+      this.available--;
+    } else {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiters.shift();
+      if (next) next();
+      else this.available++;
+    };
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    const release = await this.acquire();
+    try {
+      return await task();
+    } finally {
+      release();
+    }
+  }
+}
+
+/** Serialises work per key (one path at a time), with no limit across keys. */
+export class KeyedLock {
+  private readonly tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.tails.get(key) ?? Promise.resolve();
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    const tail = previous.then(() => mine);
+    this.tails.set(key, tail);
+    await previous;
+    try {
+      return await task();
+    } finally {
+      done();
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+
+  get size(): number {
+    return this.tails.size;
+  }
+}
+
+/**
+ * A shared byte budget per second across every download (`--max-bytes-per-second`):
+ * each caller reports the bytes it has just moved and waits until the budget allows them.
+ */
+export class BandwidthLimiter {
+  private nextFreeAt = 0;
+
+  constructor(
+    private readonly bytesPerSecond: number | undefined,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  async take(bytes: number, signal?: AbortSignal): Promise<void> {
+    if (!this.bytesPerSecond) return;
+    const t = this.now();
+    const start = Math.max(t, this.nextFreeAt);
+    this.nextFreeAt = start + (bytes / this.bytesPerSecond) * 1000;
+    const wait = this.nextFreeAt - t;
+    // Short waits are not worth a timer: let the debt build up to ~20 ms.
+    if (wait > 20) await sleep(wait, signal);
+  }
+}
+
+/** Counts events in a sliding window: the status line's files/s and bytes/s. */
+export class RateWindow {
+  private readonly events: { at: number; amount: number }[] = [];
+
+  constructor(
+    private readonly windowMs = 10_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  add(amount = 1): void {
+    this.events.push({ at: this.now(), amount });
+    this.trim();
+  }
+
+  perSecond(): number {
+    this.trim();
+    const total = this.events.reduce((sum, e) => sum + e.amount, 0);
+    return total / (this.windowMs / 1000);
+  }
+
+  private trim(): void {
+    const horizon = this.now() - this.windowMs;
+    while (this.events.length > 0 && (this.events[0] as { at: number }).at < horizon) this.events.shift();
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,277 @@
+/**
+ * `media-mirror agent` (run the on-premises pull agent) and
+ * `media-mirror agent verify` (re-hash the folder against the ledger, optionally repair).
+ * Registered on the main program by `registerAgentCommand(program)`.
+ */
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { startAgent } from '../agent/agent.ts';
+import { type AgentFlags, parseByteSize, resolveAgentConfig } from '../agent/config.ts';
+import { AgentConfigError } from '../agent/errors.ts';
+import { type AgentLog, createJsonLog, createTtyLog } from '../agent/log.ts';
+import { driftCount, type VerifyReport, verifyMirror } from '../agent/verify.ts';
+import { MirrorCliError } from './errors.ts';
+
+export interface AgentCliIo {
+  readonly stdout: { write(chunk: string): unknown };
+  readonly stderr: { write(chunk: string): unknown; isTTY?: boolean; columns?: number };
+  readonly env: NodeJS.ProcessEnv;
+  readonly cwd: string;
+  /** Subscribes to SIGTERM/SIGINT; returns the unsubscribe. @default process signals */
+  readonly onSignal?: (handler: (signal: NodeJS.Signals) => void) => () => void;
+}
+
+function processIo(): AgentCliIo {
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    cwd: process.cwd(),
+    onSignal: (handler) => {
+      process.on('SIGTERM', handler);
+      process.on('SIGINT', handler);
+      return () => {
+        process.off('SIGTERM', handler);
+        process.off('SIGINT', handler);
+      };
+    },
+  };
+}
+
+const intArg = (min: number, max: number) => (value: string) => {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n < min || n > max) {
+    throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}.`);
+  }
+  return n;
+};
+
+const byteRateArg = (value: string) => {
+  const n = parseByteSize(value);
+  if (n === undefined) throw new InvalidArgumentError('expected a byte rate such as 50MiB, 10M or 1000000.');
+  return n;
+};
+
+/** Flags both `agent` and `agent verify` take: where the target, folder and AWS resources are. */
+function connectionOptions(command: Command): Command {
+  return command
+    .option('--dir <folder>', 'the mirror folder (env MIRROR_AGENT_DIR); created if missing')
+    .option(
+      '--state-dir <folder>',
+      'where the agent keeps its state (env MIRROR_AGENT_STATE_DIR; default <dir>/.media-mirror)',
+    )
+    .option('--table <name>', 'ledger DynamoDB table (env MIRROR_TABLE)')
+    .option('--origin-bucket <name>', 'origin S3 bucket holding blobs/<sha256> (env MIRROR_ORIGIN_BUCKET)')
+    .option(
+      '--region <region>',
+      'AWS region of the table, bucket and queue (env AWS_REGION; default us-east-1)',
+    )
+    .option(
+      '--feed-shards <n>',
+      'shards of the change feed (env MIRROR_FEED_SHARDS; default: endpoints file, then mirror.config.json, then 4)',
+      intArg(1, 64),
+    )
+    .option(
+      '--path-prefix <prefix>',
+      "the target's selection, e.g. public/ (env MIRROR_PATH_PREFIX; default: the target's pathPrefix in mirror.config.json)",
+    )
+    .option(
+      '--config <file>',
+      'topology file to read feed shards and path prefix from (env MIRROR_CONFIG; default ./mirror.config.json if present)',
+    )
+    .option(
+      '--concurrency <n>',
+      'files downloaded (verify: hashed) at the same time (env MIRROR_AGENT_CONCURRENCY; default 4)',
+      intArg(1, 64),
+    )
+    .option(
+      '--max-bytes-per-second <rate>',
+      'cap on download bandwidth, all files together, e.g. 50MiB (env MIRROR_AGENT_MAX_BYTES_PER_SECOND)',
+      byteRateArg,
+    )
+    .addOption(
+      new Option(
+        '--s3-force-path-style',
+        'address the bucket by path, not host name (S3-compatible stores; env MIRROR_S3_FORCE_PATH_STYLE=true)',
+      ),
+    );
+}
+
+function makeLog(
+  io: AgentCliIo,
+  targetId: string,
+  opts: { logFormat?: string; quiet?: boolean; verbose?: boolean; debug?: boolean },
+): AgentLog {
+  const format = opts.logFormat ?? 'auto';
+  const tty = format === 'text' || (format === 'auto' && io.stderr.isTTY === true);
+  return tty
+    ? createTtyLog(io.stderr, { verbose: opts.verbose === true, debug: opts.debug === true })
+    : createJsonLog(io.stderr, {
+        quiet: opts.quiet === true,
+        debug: opts.debug === true,
+        base: { target: targetId },
+      });
+}
+
+async function config(command: Command, io: AgentCliIo, needQueue: boolean) {
+  const flags = command.optsWithGlobals<AgentFlags>();
+  try {
+    return await resolveAgentConfig({ flags, env: io.env, cwd: io.cwd, needQueue, needTarget: needQueue });
+  } catch (error) {
+    if (error instanceof AgentConfigError)
+      throw new MirrorCliError(error.message, { exitCode: error.exitCode });
+    throw error;
+  }
+}
+
+export function formatVerifyReport(report: VerifyReport): string {
+  const lines = [
+    `verify ${report.targetId} in ${report.dir}: ${report.expected} files in the ledger, ${report.ok} match`,
+  ];
+  const list = (title: string, entries: readonly { path: string; reason: string; version?: number }[]) => {
+    if (entries.length === 0) return;
+    lines.push(`${title} (${entries.length}):`);
+    for (const e of entries.slice(0, 50)) {
+      lines.push(`  ${e.path}${e.version === undefined ? '' : ` v${e.version}`}: ${e.reason}`);
+    }
+    if (entries.length > 50) lines.push(`  ... and ${entries.length - 50} more (use --json for all)`);
+  };
+  list('missing', report.missing);
+  list('wrong bytes', report.wrong);
+  list('extra', report.extra);
+  list('refused paths (never written)', report.unsafe);
+  if (report.symlinks.length > 0) lines.push(`symlinks (left alone): ${report.symlinks.join(', ')}`);
+  if (report.staleTemps.length > 0) lines.push(`leftover temp files: ${report.staleTemps.length}`);
+  if (report.repaired) {
+    const r = report.repaired;
+    lines.push(`repaired: ${r.fetched} fetched, ${r.removed} removed, ${r.temps} temp files removed`);
+    list('could not repair', r.failed);
+  } else if (driftCount(report) === 0) {
+    lines.push('no drift');
+  } else {
+    lines.push('run again with --repair to fix (stop the agent first)');
+  }
+  return lines.join('\n');
+}
+
+export function registerAgentCommand(program: Command, io: AgentCliIo = processIo()): Command {
+  const agent = connectionOptions(
+    program
+      .command('agent')
+      .summary('mirror a pull target into a local folder (on-premises agent)')
+      .description(
+        "Mirror a pull target into a local folder. Long-polls the target's FIFO queue, downloads each " +
+          'version from the origin, verifies size and SHA-256 against the message and the ledger, and ' +
+          'renames it into place atomically; catches up from the change feed on start, on a gap, and ' +
+          'periodically. Outbound HTTPS only; AWS credentials from the standard chain. Stops cleanly on ' +
+          'SIGTERM/SIGINT (exit 0). Exit 78: bad configuration (systemd: RestartPreventExitStatus=78).',
+      )
+      .option('--target <id>', 'the pull target this folder mirrors (env MIRROR_AGENT_TARGET)'),
+  )
+    .option('--queue-url <url>', "the target's FIFO queue URL (env MIRROR_QUEUE_URL)")
+    .option(
+      '--visibility-timeout <seconds>',
+      'visibility timeout asked for on receive, extended while a file downloads (env MIRROR_AGENT_VISIBILITY_TIMEOUT; default 120)',
+      intArg(10, 43_200),
+    )
+    .option(
+      '--catch-up-interval <seconds>',
+      'how often to read the change feed for anything the queue missed (env MIRROR_AGENT_CATCH_UP_INTERVAL; default 60)',
+      intArg(5, 86_400),
+    )
+    .option(
+      '--heartbeat <seconds>',
+      "how often to write the agent's heartbeat and cursor to the ledger (env MIRROR_AGENT_HEARTBEAT; default 15)",
+      intArg(1, 3600),
+    )
+    .option(
+      '--shutdown-grace <seconds>',
+      'on SIGTERM, how long in-flight downloads may finish before being abandoned (env MIRROR_AGENT_SHUTDOWN_GRACE; default 10)',
+      intArg(0, 3600),
+    )
+    .addOption(
+      new Option('--log-format <format>', 'auto: a status line on a terminal, else JSON lines')
+        .choices(['auto', 'json', 'text'])
+        .default('auto'),
+    )
+    .option('--quiet', 'JSON logs: no line per file, only events and problems')
+    .option('--verbose', 'terminal: also print a line per file')
+    .option('--debug', 'also log heartbeats with full statistics')
+    .action(async (_opts: unknown, command: Command) => {
+      const cfg = await config(command, io, true);
+      const opts = command.opts<{
+        logFormat?: string;
+        quiet?: boolean;
+        verbose?: boolean;
+        debug?: boolean;
+      }>();
+      const log = makeLog(io, cfg.targetId, opts);
+      let handle: Awaited<ReturnType<typeof startAgent>>;
+      try {
+        handle = await startAgent({ ...cfg, log });
+      } catch (error) {
+        log.close();
+        if (error instanceof AgentConfigError)
+          throw new MirrorCliError(error.message, { exitCode: error.exitCode });
+        throw error;
+      }
+      let signals = 0;
+      const unsubscribe = (io.onSignal ?? processIo().onSignal)?.((signal) => {
+        signals++;
+        if (signals === 1) {
+          log.log('info', `${signal}: stopping (send it again to abandon in-flight downloads at once)`);
+          void handle.stop();
+        } else {
+          // Temp files of abandoned downloads are recorded; the next start removes any that remain.
+          log.log('warn', `${signal} again: exiting now`);
+          log.close();
+          process.exit(130);
+        }
+      });
+      await handle.stopped;
+      unsubscribe?.();
+    });
+
+  connectionOptions(
+    agent
+      .command('verify')
+      .summary('re-hash the folder against the ledger; report (and with --repair fix) drift')
+      .description(
+        "Re-hash the mirror folder against the ledger's heads for this target and report files missing, " +
+          'with wrong bytes, or extra. With --repair, fetch the right bytes (verified, atomic) and remove ' +
+          'extras and leftover temp files. Exit 0: no drift (or all repaired); 1: drift remains.',
+      )
+      .option('--target <id>', "the pull target (default: the one recorded in the folder's state)"),
+  )
+    .option('--repair', 'fix what is found (the agent must not be running on this folder)')
+    .option('--json', 'print the report as JSON')
+    .action(async (_opts: unknown, command: Command) => {
+      const cfg = await config(command, io, false);
+      const { repair, json } = command.opts<{ repair?: boolean; json?: boolean }>();
+      let targetId = cfg.targetId;
+      if (command.optsWithGlobals<AgentFlags>().target === undefined && !io.env.MIRROR_AGENT_TARGET) {
+        const { StateStore } = await import('../agent/state-store.ts');
+        const identity = await StateStore.peekIdentity(cfg.stateDir);
+        if (!identity?.targetId) {
+          throw new MirrorCliError(`no agent state in ${cfg.stateDir}: pass --target <id>`, { exitCode: 2 });
+        }
+        targetId = identity.targetId;
+      }
+      let report: VerifyReport;
+      try {
+        report = await verifyMirror({ ...cfg, targetId }, { repair: repair === true });
+      } catch (error) {
+        if (error instanceof AgentConfigError)
+          throw new MirrorCliError(error.message, { exitCode: error.exitCode });
+        throw error;
+      }
+      io.stdout.write(`${json ? JSON.stringify(report) : formatVerifyReport(report)}\n`);
+      const remaining = report.repaired ? report.repaired.failed.length : driftCount(report);
+      if (remaining > 0) {
+        throw new MirrorCliError(
+          report.repaired ? `${remaining} file(s) could not be repaired` : `drift found in ${report.dir}`,
+          { exitCode: 1 },
+        );
+      }
+    });
+  return agent;
+}

@@ -1,0 +1,252 @@
+/**
+ * The agent's loops with in-memory ports (no network): conditions are logged once
+ * and retried, a stop abandons in-flight work safely, the heartbeat reports the cursor.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAgent } from '../../../agent/agent.ts';
+import { createMemoryLog, createTtyLog, formatStatusLine } from '../../../agent/log.ts';
+import type { AgentRow, BlobSource, LedgerView, QueueMessage, QueuePort } from '../../../agent/ports.ts';
+import { decodeCursor } from '../../../functions/core/changes.js';
+import type { Change, FileVersion } from '../../../functions/core/model.js';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+let base: string;
+let n = 0;
+beforeAll(async () => {
+  base = await mkdtemp(join(tmpdir(), 'mm-agent-unit-'));
+});
+afterAll(async () => {
+  await rm(base, { recursive: true, force: true });
+});
+
+class FakeLedger implements LedgerView {
+  readonly feed: Change[] = [];
+  readonly versions = new Map<string, FileVersion>();
+  readonly applied: string[] = [];
+  readonly rows: AgentRow[] = [];
+
+  commit(path: string, version: number, bytes: Buffer): void {
+    const v: FileVersion = {
+      path,
+      version,
+      sha256: sha(bytes),
+      size: bytes.length,
+      contentType: null,
+      deleted: false,
+      committedAt: new Date().toISOString(),
+      uploadId: `u${version}`,
+    };
+    this.versions.set(`${path}#${version}`, v);
+    this.feed.push({ ...v, shard: 0, seq: this.feed.length + 1, appendedAt: v.committedAt });
+  }
+  async getVersion(path: string, version: number) {
+    return this.versions.get(`${path}#${version}`);
+  }
+  async readFeed(shard: number, after: number, limit: number) {
+    return this.feed.filter((c) => c.shard === shard && c.seq > after).slice(0, limit);
+  }
+  async latestFeedSeq() {
+    return this.feed.length;
+  }
+  async recordApplied(path: string, version: number) {
+    this.applied.push(`${path}@${version}`);
+  }
+  async writeAgentRow(row: AgentRow) {
+    this.rows.push(row);
+  }
+  async readAgentRow() {
+    return this.rows.at(-1);
+  }
+}
+
+const emptyQueue: QueuePort = {
+  receive: async ({ signal }) => {
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 20);
+      signal.addEventListener('abort', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+    return [] as QueueMessage[];
+  },
+  delete: async () => undefined,
+  setVisibility: async () => undefined,
+  backlog: async () => 0,
+};
+
+function options(ledger: FakeLedger, blobs: BlobSource, extra: Record<string, unknown> = {}) {
+  const dir = join(base, `mirror-${++n}`);
+  const log = createMemoryLog();
+  return {
+    dir,
+    log,
+    options: {
+      targetId: 'onprem-dc1',
+      dir,
+      table: 'ledger',
+      originBucket: 'origin',
+      queueUrl: 'https://sqs.invalid/q.fifo',
+      feedShards: 1,
+      heartbeatSeconds: 1,
+      retryBaseMs: 20,
+      shutdownGraceSeconds: 0,
+      log,
+      ports: { ledger, blobs, queue: emptyQueue },
+      ...extra,
+    },
+  };
+}
+
+async function until(probe: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('agent loops (in-memory ports)', () => {
+  it('disk full, then permission denied: one log line each, retried with backoff, then applied', async () => {
+    const ledger = new FakeLedger();
+    const bytes = Buffer.from('hello, on-prem');
+    ledger.commit('docs/hello.txt', 1, bytes);
+    const failures = ['ENOSPC', 'ENOSPC', 'ENOSPC', 'EACCES', 'EACCES'];
+    const blobs: BlobSource = {
+      open: async () => {
+        const code = failures.shift();
+        if (code) throw Object.assign(new Error(`${code}: simulated`), { code });
+        return {
+          body: [bytes][Symbol.iterator]() as unknown as AsyncIterable<Uint8Array>,
+          contentLength: bytes.length,
+          close() {},
+        };
+      },
+    };
+    const { dir, log, options: o } = options(ledger, blobs);
+    const agent = await startAgent(o);
+    await until(
+      async () => (await readFile(join(dir, 'docs/hello.txt'), 'utf8').catch(() => '')) === 'hello, on-prem',
+    );
+    await agent.stop();
+    const conditionLines = log.entries.filter((e) => e.fields.condition !== undefined).map((e) => e.msg);
+    expect(conditionLines.filter((m) => m.startsWith('disk full'))).toHaveLength(1);
+    expect(conditionLines.filter((m) => m.startsWith('permission denied'))).toHaveLength(1);
+    expect(conditionLines).toContain('recovered: disk-full');
+    expect(conditionLines).toContain('recovered: permission-denied');
+    expect(ledger.applied).toEqual(['docs/hello.txt@1']);
+    expect(agent.stats()).toMatchObject({ status: 'stopped', applied: 1, failed: 0, cursor: [1] });
+  });
+
+  it('the heartbeat reports cursor, counts and version; the last row says stopped', async () => {
+    const ledger = new FakeLedger();
+    for (let i = 1; i <= 3; i++) ledger.commit(`f${i}.txt`, 1, Buffer.from(`file ${i}`));
+    const blobs: BlobSource = {
+      open: async (sha256) => {
+        const v = [...ledger.versions.values()].find((x) => x.sha256 === sha256) as FileVersion;
+        const data = Buffer.from(`file ${v.path.slice(1, 2)}`);
+        return {
+          body: [data][Symbol.iterator]() as unknown as AsyncIterable<Uint8Array>,
+          contentLength: data.length,
+          close() {},
+        };
+      },
+    };
+    const { options: o } = options(ledger, blobs);
+    const agent = await startAgent(o);
+    await until(() => agent.stats().applied === 3);
+    await until(() => ledger.rows.some((r) => r.appliedCount === 3));
+    await agent.stop();
+    const last = ledger.rows.at(-1) as AgentRow;
+    expect(last).toMatchObject({
+      targetId: 'onprem-dc1',
+      status: 'stopped',
+      appliedCount: 3,
+      cursorSeqs: [3],
+    });
+    expect(decodeCursor(last.cursor, 1)).toEqual([3]);
+    expect(typeof last.agentVersion).toBe('string');
+    expect(Date.parse(last.heartbeatAt)).toBeGreaterThan(0);
+  });
+
+  it('stop abandons an in-flight download: temp file removed, nothing at the final name, cursor not past it', async () => {
+    const ledger = new FakeLedger();
+    ledger.commit('slow.bin', 1, Buffer.alloc(1000, 7));
+    let started!: () => void;
+    const downloading = new Promise<void>((r) => {
+      started = r;
+    });
+    const blobs: BlobSource = {
+      open: async (_sha, signal) => {
+        async function* body() {
+          yield Buffer.alloc(10, 7);
+          started();
+          await new Promise<void>((_, reject) =>
+            signal.addEventListener('abort', () => reject(signal.reason)),
+          );
+        }
+        return { body: body(), contentLength: 1000, close() {} };
+      },
+    };
+    const { dir, log, options: o } = options(ledger, blobs);
+    const agent = await startAgent(o);
+    await downloading;
+    expect((await readdir(dir)).some((name) => name.includes('.mirror-tmp-'))).toBe(true);
+    await agent.stop();
+    expect((await readdir(dir)).sort()).toEqual(['.media-mirror']);
+    expect(agent.stats().cursor).toEqual([0]);
+    expect(log.entries.some((e) => e.msg.startsWith('abandoning in-flight downloads'))).toBe(true);
+  });
+});
+
+describe('agent output', () => {
+  it('the status line shows files/s, bytes/s, backlog and lag', () => {
+    const line = formatStatusLine({
+      targetId: 'onprem-dc1',
+      applied: 1234,
+      filesPerSecond: 12.34,
+      bytesPerSecond: 5 * 1024 * 1024,
+      inFlight: 3,
+      backlogQueue: 17,
+      backlogFeed: 2,
+      lagSeconds: 4.2,
+      refused: 1,
+      catchingUp: true,
+      conditions: ['network'],
+    });
+    expect(line).toBe(
+      'onprem-dc1 (catching up) | 1234 applied | 12.3 files/s | 5.0 MiB/s | 3 in flight | ' +
+        'backlog 17 queued, 2 in feed | lag 4.2 s | 1 refused | waiting: network',
+    );
+  });
+
+  it('on a terminal, events print above one rewritten status line', () => {
+    let out = '';
+    const log = createTtyLog({ write: (s: string) => (out += s), columns: 200 }, { now: () => new Date(0) });
+    log.status({
+      targetId: 't1',
+      applied: 1,
+      filesPerSecond: 0,
+      bytesPerSecond: 0,
+      inFlight: 0,
+      backlogQueue: 0,
+      backlogFeed: 0,
+      lagSeconds: 0,
+      refused: 0,
+      catchingUp: false,
+      conditions: [],
+    });
+    log.log('warn', 'refused', { path: 'x' });
+    log.file('applied', { path: 'y' });
+    log.close();
+    const screens = out.split('\r\x1b[2K').filter(Boolean);
+    expect(screens[0]).toMatch(/^t1 \| 1 applied/);
+    expect(screens[1]).toMatch(/WARN refused path="x"\n$/);
+    expect(screens[2]).toMatch(/^t1 \| 1 applied/);
+    expect(out).not.toContain('path="y"');
+  });
+});

@@ -1,0 +1,265 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Applier, type VersionInfo } from '../../../agent/applier.ts';
+import { RefusedError } from '../../../agent/errors.ts';
+import type { BlobSource, LedgerView } from '../../../agent/ports.ts';
+import { SafePaths } from '../../../agent/safe-path.ts';
+import { StateStore } from '../../../agent/state-store.ts';
+import { BandwidthLimiter } from '../../../agent/util.ts';
+import type { FileVersion } from '../../../functions/core/model.js';
+
+const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+let base: string;
+let counter = 0;
+const opened: StateStore[] = [];
+
+beforeAll(async () => {
+  base = await mkdtemp(join(tmpdir(), 'mm-applier-'));
+});
+afterAll(async () => {
+  for (const state of opened) await state.close().catch(() => undefined);
+  await rm(base, { recursive: true, force: true });
+});
+
+/** An origin and a ledger in memory: blobs by hash, versions by path and number. */
+class World {
+  readonly blobs = new Map<string, Buffer>();
+  readonly versions = new Map<string, FileVersion>();
+  readonly reported: { path: string; version: number }[] = [];
+  opens = 0;
+  /** Bytes served instead of the real blob (a corrupted origin). */
+  readonly corrupt = new Map<string, Buffer>();
+  /** Pauses the download of a blob after its first chunk until released. */
+  hold: { sha: string; reached: () => void; release: Promise<void> } | undefined;
+
+  commit(path: string, version: number, content: string | null): VersionInfo {
+    const bytes = content === null ? null : Buffer.from(content);
+    const v: FileVersion = {
+      path,
+      version,
+      sha256: bytes ? sha(bytes) : null,
+      size: bytes?.length ?? 0,
+      contentType: null,
+      deleted: bytes === null,
+      committedAt: new Date(Date.UTC(2024, 0, 1, 0, 0, version)).toISOString(),
+      uploadId: `u-${path}-${version}`,
+    };
+    if (bytes) this.blobs.set(sha(bytes), bytes);
+    this.versions.set(`${path}#${version}`, v);
+    return v;
+  }
+
+  blobSource(): BlobSource {
+    return {
+      open: async (sha256, signal) => {
+        this.opens++;
+        const found = this.corrupt.get(sha256) ?? this.blobs.get(sha256);
+        if (!found) throw new RefusedError('missing-blob', `no blobs/${sha256}`);
+        const bytes: Buffer = found;
+        const hold = this.hold?.sha === sha256 ? this.hold : undefined;
+        async function* chunks() {
+          for (let i = 0; i < bytes.length; i += 3) {
+            if (i > 0 && hold) {
+              hold.reached();
+              await hold.release;
+            }
+            if (signal.aborted) throw signal.reason;
+            yield bytes.subarray(i, i + 3);
+          }
+        }
+        return { body: chunks(), contentLength: bytes.length, close: () => undefined };
+      },
+    };
+  }
+
+  ledger(): Pick<LedgerView, 'getVersion' | 'recordApplied'> {
+    return {
+      getVersion: async (path, version) => this.versions.get(`${path}#${version}`),
+      recordApplied: async (path, version) => {
+        this.reported.push({ path, version });
+      },
+    };
+  }
+}
+
+async function setup(options: { pathPrefix?: string } = {}) {
+  const dir = join(base, `mirror-${++counter}`);
+  const paths = await SafePaths.open(dir);
+  const state = await StateStore.open(join(dir, '.media-mirror'), {
+    targetId: 'onprem-dc1',
+    table: 'ledger',
+    feedShards: 1,
+  });
+  opened.push(state);
+  const world = new World();
+  const applier = new Applier({
+    paths,
+    state,
+    blobs: world.blobSource(),
+    ledger: world.ledger(),
+    limiter: new BandwidthLimiter(undefined),
+    pathPrefix: options.pathPrefix,
+  });
+  const signal = new AbortController().signal;
+  const apply = (v: VersionInfo, source: 'queue' | 'feed' = 'queue') => applier.apply(v, { signal, source });
+  const read = (path: string) => readFile(join(dir, path), 'utf8').catch(() => undefined);
+  const listing = async (folder = '') =>
+    (await readdir(join(dir, folder)).catch(() => [] as string[]))
+      .filter((n) => n !== '.media-mirror')
+      .sort();
+  return { dir, paths, state, world, applier, apply, read, listing };
+}
+
+describe('applier: order, duplicates, never backwards', () => {
+  it('applies newer versions, skips older and equal ones, whatever the delivery order', async () => {
+    const t = await setup();
+    const v1 = t.world.commit('a/x.txt', 1, 'one');
+    const v2 = t.world.commit('a/x.txt', 2, 'two');
+    const v3 = t.world.commit('a/x.txt', 3, 'three');
+    expect((await t.apply(v1)).kind).toBe('applied');
+    expect((await t.apply(v3)).kind).toBe('applied');
+    expect(await t.apply(v2)).toEqual({ kind: 'skipped', heldVersion: 3 });
+    expect(await t.apply(v3)).toEqual({ kind: 'skipped', heldVersion: 3 });
+    expect(await t.read('a/x.txt')).toBe('three');
+    expect(t.state.get('a/x.txt')?.version).toBe(3);
+    expect(await t.listing('a')).toEqual(['x.txt']);
+  });
+
+  it('a late tombstone of an older version does not delete the newer file; a newer one does', async () => {
+    const t = await setup();
+    t.world.commit('p.txt', 1, 'one');
+    const v2 = t.world.commit('p.txt', 2, null);
+    const v3 = t.world.commit('p.txt', 3, 'three');
+    await t.apply(v3);
+    expect((await t.apply(v2)).kind).toBe('skipped');
+    expect(await t.read('p.txt')).toBe('three');
+    const v4 = t.world.commit('p.txt', 4, null);
+    expect((await t.apply(v4)).kind).toBe('deleted');
+    expect(await t.read('p.txt')).toBeUndefined();
+    // A tombstone for a path that never reached this folder is fine too.
+    expect((await t.apply(t.world.commit('never/here.txt', 1, null))).kind).toBe('deleted');
+    // ... and an older upload arriving after the delete does not resurrect the file.
+    expect((await t.apply(v3)).kind).toBe('skipped');
+    expect(await t.read('p.txt')).toBeUndefined();
+  });
+
+  it('a duplicate from the queue reports to the ledger again (its first report may have been lost)', async () => {
+    const t = await setup();
+    const v1 = t.world.commit('dup.txt', 1, 'x');
+    await t.apply(v1);
+    await t.apply(v1, 'queue');
+    await t.apply(v1, 'feed');
+    expect(t.world.reported).toEqual([
+      { path: 'dup.txt', version: 1 },
+      { path: 'dup.txt', version: 1 },
+    ]);
+  });
+
+  it('property: any delivery order, with duplicates and concurrency, ends at the newest version', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 8 }),
+        fc.array(fc.integer({ min: 0, max: 100 }), { minLength: 1, maxLength: 20 }),
+        fc.boolean(),
+        async (count, picks, lastIsDelete) => {
+          const t = await setup();
+          const versions = Array.from({ length: count }, (_, i) =>
+            t.world.commit('race.bin', i + 1, lastIsDelete && i === count - 1 ? null : `content ${i + 1}`),
+          );
+          const deliveries = [
+            ...picks.map((p) => versions[p % count] as VersionInfo),
+            versions[count - 1] as VersionInfo,
+          ];
+          // Half in parallel, half one by one.
+          const half = Math.floor(deliveries.length / 2);
+          await Promise.all(deliveries.slice(0, half).map((v) => t.apply(v)));
+          for (const v of deliveries.slice(half)) await t.apply(v);
+          expect(t.state.get('race.bin')?.version).toBe(count);
+          expect(await t.read('race.bin')).toBe(lastIsDelete ? undefined : `content ${count}`);
+          expect(await t.listing()).toEqual(lastIsDelete ? [] : ['race.bin']);
+          await t.state.close();
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+});
+
+describe('applier: verification', () => {
+  it('refuses bytes that do not match, keeps the previous file, leaves no temp file', async () => {
+    const t = await setup();
+    await t.apply(t.world.commit('img.png', 1, 'the old picture'));
+    const v2 = t.world.commit('img.png', 2, 'the new picture');
+    t.world.corrupt.set(v2.sha256 as string, Buffer.from('the new pictur3'));
+    const outcome = await t.apply(v2);
+    expect(outcome).toMatchObject({ kind: 'refused', code: 'content-mismatch' });
+    expect(await t.read('img.png')).toBe('the old picture');
+    expect(await t.listing()).toEqual(['img.png']);
+    expect(t.state.get('img.png')?.version).toBe(1);
+    // Too many bytes is caught while streaming.
+    t.world.corrupt.set(v2.sha256 as string, Buffer.from('the new picture, and then some more'));
+    expect(await t.apply(v2)).toMatchObject({ kind: 'refused', code: 'content-mismatch' });
+  });
+
+  it('refuses a message the ledger does not back', async () => {
+    const t = await setup();
+    const v1 = t.world.commit('m.txt', 1, 'real');
+    expect(await t.apply({ ...v1, version: 7 })).toMatchObject({ kind: 'refused', code: 'unknown-version' });
+    expect(await t.apply({ ...v1, sha256: sha('forged') })).toMatchObject({
+      kind: 'refused',
+      code: 'ledger-mismatch',
+    });
+    expect(await t.apply({ ...v1, size: 99 })).toMatchObject({ kind: 'refused', code: 'ledger-mismatch' });
+    expect(await t.apply({ ...v1, deleted: true, sha256: null })).toMatchObject({
+      kind: 'refused',
+      code: 'ledger-mismatch',
+    });
+    expect(await t.read('m.txt')).toBeUndefined();
+  });
+
+  it('keeps a file that already has the right bytes (no download)', async () => {
+    const t = await setup();
+    const v1 = t.world.commit('seeded.txt', 1, 'already here');
+    await writeFile(join(t.dir, 'seeded.txt'), 'already here');
+    expect(await t.apply(v1)).toEqual({ kind: 'applied', bytes: 0, adopted: true });
+    expect(t.world.opens).toBe(0);
+    expect(t.state.get('seeded.txt')?.version).toBe(1);
+  });
+
+  it('ignores paths outside the target selection; refuses escaping ones', async () => {
+    const t = await setup({ pathPrefix: 'public/' });
+    expect((await t.apply(t.world.commit('private/x.txt', 1, 'x'))).kind).toBe('not-selected');
+    expect((await t.apply(t.world.commit('public/x.txt', 1, 'x'))).kind).toBe('applied');
+    expect(await t.apply(t.world.commit('public/../../x.txt', 1, 'x'))).toMatchObject({
+      kind: 'refused',
+      code: 'unsafe-path',
+    });
+  });
+
+  it('an abandoned download removes its temp file and leaves the final name alone', async () => {
+    const t = await setup();
+    await t.apply(t.world.commit('big.bin', 1, 'old content'));
+    const v2 = t.world.commit('big.bin', 2, 'a much longer new content');
+    let reached!: () => void;
+    const atChunk = new Promise<void>((r) => {
+      reached = r;
+    });
+    let release!: () => void;
+    t.world.hold = { sha: v2.sha256 as string, reached, release: new Promise((r) => (release = r)) };
+    const controller = new AbortController();
+    const running = t.applier.apply(v2, { signal: controller.signal, source: 'queue' });
+    await atChunk;
+    const mid = await readdir(t.dir);
+    expect(mid.some((n) => n.startsWith('.big.bin.mirror-tmp-'))).toBe(true);
+    controller.abort(new Error('stopping'));
+    release();
+    await expect(running).rejects.toThrow('stopping');
+    expect(await t.listing()).toEqual(['big.bin']);
+    expect(await t.read('big.bin')).toBe('old content');
+    expect(t.state.get('big.bin')?.version).toBe(1);
+  });
+});

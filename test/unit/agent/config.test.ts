@@ -1,0 +1,196 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseByteSize, resolveAgentConfig } from '../../../agent/config.ts';
+import { AgentConfigError, classifyCondition } from '../../../agent/errors.ts';
+import { backoffMs, KeyedLock, Semaphore } from '../../../agent/util.ts';
+
+let cwd: string;
+beforeAll(async () => {
+  cwd = await mkdtemp(join(tmpdir(), 'mm-agent-config-'));
+  await mkdir(join(cwd, '.mirror'));
+  await writeFile(
+    join(cwd, '.mirror', 'endpoints.json'),
+    JSON.stringify({
+      api: 'http://127.0.0.1:8787',
+      token: 't',
+      s3: {
+        endpoint: 'http://127.0.0.1:9001',
+        region: 'eu-central-1',
+        credentials: { accessKeyId: 'k', secretAccessKey: 's' },
+        forcePathStyle: true,
+      },
+      sqs: { endpoint: 'http://127.0.0.1:9002' },
+      dynamodb: { endpoint: 'http://127.0.0.1:9003' },
+      table: 'local-ledger',
+      originBucket: 'local-origin',
+      targets: {
+        'onprem-dc1': { kind: 'pull', queue: 'http://127.0.0.1:9002/000000000000/onprem-dc1.fifo' },
+        'eu-west-1': { kind: 's3', bucket: 'replica-eu-west-1', queue: 'http://127.0.0.1:9002/q/eu.fifo' },
+      },
+    }),
+  );
+  await writeFile(
+    join(cwd, 'mirror.config.json'),
+    JSON.stringify({
+      feedShards: 8,
+      targets: [
+        { id: 'eu-west-1', kind: 's3', region: 'eu-west-1' },
+        { id: 'onprem-dc1', kind: 'pull', pathPrefix: 'public/' },
+      ],
+    }),
+  );
+});
+afterAll(async () => {
+  await rm(cwd, { recursive: true, force: true });
+});
+
+describe('agent configuration', () => {
+  it('locally: everything from the endpoints file and the topology', async () => {
+    const config = await resolveAgentConfig({ flags: { target: 'onprem-dc1', dir: 'media' }, env: {}, cwd });
+    expect(config).toMatchObject({
+      targetId: 'onprem-dc1',
+      dir: join(cwd, 'media'),
+      stateDir: join(cwd, 'media', '.media-mirror'),
+      table: 'local-ledger',
+      originBucket: 'local-origin',
+      queueUrl: 'http://127.0.0.1:9002/000000000000/onprem-dc1.fifo',
+      region: 'eu-central-1',
+      feedShards: 8,
+      pathPrefix: 'public/',
+      concurrency: 4,
+      waitTimeSeconds: 20,
+      aws: {
+        s3Endpoint: 'http://127.0.0.1:9001',
+        sqsEndpoint: 'http://127.0.0.1:9002',
+        dynamodbEndpoint: 'http://127.0.0.1:9003',
+        s3ForcePathStyle: true,
+        credentials: { accessKeyId: 'k', secretAccessKey: 's' },
+      },
+    });
+  });
+
+  it('on AWS: flags beat environment variables; no endpoints file is read; the credential chain is used', async () => {
+    const config = await resolveAgentConfig({
+      flags: {
+        target: 'onprem-dc1',
+        dir: '/srv/media',
+        table: 'from-flag',
+        originBucket: 'origin-bucket',
+        queueUrl: 'https://sqs.us-east-1.amazonaws.com/123456789012/onprem-dc1.fifo',
+        concurrency: '8',
+        maxBytesPerSecond: '10MiB',
+      },
+      env: {
+        MIRROR_TABLE: 'from-env',
+        MIRROR_AGENT_CONCURRENCY: '2',
+        AWS_REGION: 'eu-west-1',
+        MIRROR_FEED_SHARDS: '16',
+      },
+      cwd: '/nonexistent',
+    });
+    expect(config).toMatchObject({
+      table: 'from-flag',
+      concurrency: 8,
+      region: 'eu-west-1',
+      feedShards: 16,
+      maxBytesPerSecond: 10 * 1024 * 1024,
+      aws: { s3ForcePathStyle: false, credentials: undefined, s3Endpoint: undefined },
+    });
+  });
+
+  it('lists every problem at once, each with where the value came from', async () => {
+    const error = await resolveAgentConfig({
+      flags: { concurrency: '0', maxBytesPerSecond: 'fast', queueUrl: 'not a url' },
+      env: { MIRROR_FEED_SHARDS: '100' },
+      cwd: '/nonexistent',
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AgentConfigError);
+    const message = (error as Error).message;
+    expect(message).toMatch(/--target \(or MIRROR_AGENT_TARGET\): is required/);
+    expect(message).toMatch(/--dir \(or MIRROR_AGENT_DIR\): is required/);
+    expect(message).toMatch(/--table \(or MIRROR_TABLE\): is required/);
+    expect(message).toMatch(/--concurrency: /);
+    expect(message).toMatch(/MIRROR_FEED_SHARDS: /);
+    expect(message).toMatch(/--queue-url: must be a URL/);
+    expect(message).toMatch(/--max-bytes-per-second: "fast" is not a byte rate/);
+    expect(message).toMatch(/no endpoints file at .*: on AWS pass --table/);
+    expect((error as AgentConfigError).exitCode).toBe(78);
+  });
+
+  it('refuses a target the endpoints file does not have, or an S3 target', async () => {
+    await expect(
+      resolveAgentConfig({ flags: { target: 'nope-target', dir: 'm' }, env: {}, cwd }),
+    ).rejects.toThrow(/not in .*endpoints.json; its pull targets are: onprem-dc1/);
+    await expect(
+      resolveAgentConfig({ flags: { target: 'eu-west-1', dir: 'm' }, env: {}, cwd }),
+    ).rejects.toThrow(/s3 target; the agent serves pull targets only/);
+  });
+
+  it('reads byte rates', () => {
+    expect(parseByteSize('1000')).toBe(1000);
+    expect(parseByteSize('50MiB')).toBe(50 * 1024 ** 2);
+    expect(parseByteSize('1.5 G')).toBe(1.5e9);
+    expect(parseByteSize('10 parsecs')).toBeUndefined();
+    expect(parseByteSize('0')).toBeUndefined();
+  });
+});
+
+describe('agent errors and helpers', () => {
+  it('sorts errors into the conditions an operator is told about', () => {
+    const errno = (code: string) => Object.assign(new Error(code), { code });
+    expect(classifyCondition(errno('ENOSPC'))).toBe('disk-full');
+    expect(classifyCondition(errno('EACCES'))).toBe('permission-denied');
+    expect(classifyCondition(errno('EROFS'))).toBe('read-only-filesystem');
+    expect(classifyCondition(errno('ECONNRESET'))).toBe('network');
+    expect(classifyCondition(new TypeError('fetch failed', { cause: errno('ENOTFOUND') }))).toBe('network');
+    expect(classifyCondition(Object.assign(new Error('x'), { name: 'ThrottlingException' }))).toBe(
+      'throttled',
+    );
+    expect(classifyCondition(Object.assign(new Error('x'), { name: 'AccessDenied' }))).toBe('access-denied');
+    expect(classifyCondition(Object.assign(new Error('x'), { $metadata: { httpStatusCode: 500 } }))).toBe(
+      'aws-unavailable',
+    );
+    expect(classifyCondition(Object.assign(new Error('x'), { name: 'CredentialsProviderError' }))).toBe(
+      'credentials',
+    );
+    expect(classifyCondition(new Error('a bug'))).toBeUndefined();
+  });
+
+  it('backoff doubles, is capped, and jitters', () => {
+    const top = () => 1;
+    expect([0, 1, 2, 3, 10, 50].map((a) => backoffMs(a, 1000, 60_000, top))).toEqual([
+      1000, 2000, 4000, 8000, 60_000, 60_000,
+    ]);
+    expect(backoffMs(3, 1000, 60_000, () => 0)).toBe(4000);
+  });
+
+  it('the semaphore bounds concurrency; the keyed lock serialises one key', async () => {
+    const pool = new Semaphore(2);
+    let running = 0;
+    let peak = 0;
+    await Promise.all(
+      Array.from({ length: 10 }, () =>
+        pool.run(async () => {
+          peak = Math.max(peak, ++running);
+          await new Promise((r) => setTimeout(r, 2));
+          running--;
+        }),
+      ),
+    );
+    expect(peak).toBe(2);
+    const lock = new KeyedLock();
+    const order: number[] = [];
+    await Promise.all(
+      [3, 1, 2].map((delay, i) =>
+        lock.run('k', async () => {
+          await new Promise((r) => setTimeout(r, delay));
+          order.push(i);
+        }),
+      ),
+    );
+    expect(order).toEqual([0, 1, 2]);
+    expect(lock.size).toBe(0);
+  });
+});

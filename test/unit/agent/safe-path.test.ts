@@ -1,0 +1,151 @@
+import { lstat, mkdir, mkdtemp, readdir, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, sep } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RefusedError } from '../../../agent/errors.ts';
+import { checkMirrorPath, isTempName, SafePaths, tempNameFor } from '../../../agent/safe-path.ts';
+
+let base: string;
+let root: string;
+let outside: string;
+let paths: SafePaths;
+
+beforeAll(async () => {
+  base = await mkdtemp(join(tmpdir(), 'mm-safe-path-'));
+  root = join(base, 'mirror');
+  outside = join(base, 'outside');
+  await mkdir(join(root, 'a', 'b'), { recursive: true });
+  await mkdir(outside);
+  await writeFile(join(root, 'file'), 'x');
+  await symlink(outside, join(root, 'out')); // absolute link out
+  await symlink('../outside', join(root, 'rel-out')); // relative link out
+  await symlink(join(root, 'a'), join(root, 'in')); // link to a folder inside
+  await symlink('../..', join(root, 'a', 'up')); // inside, then out by a relative hop
+  await symlink('b', join(root, 'a', 'to-b')); // relative, inside
+  await symlink(join(root, 'file'), join(root, 'to-file')); // link to a file, used as a folder
+  await symlink(join(root, 'nowhere'), join(root, 'dangling'));
+  await symlink('loop2', join(root, 'loop1'));
+  await symlink('loop1', join(root, 'loop2'));
+  paths = await SafePaths.open(root);
+});
+
+afterAll(async () => {
+  await rm(base, { recursive: true, force: true });
+});
+
+async function refusal(raw: unknown): Promise<string> {
+  try {
+    await paths.resolve(raw, { create: true });
+  } catch (error) {
+    if (error instanceof RefusedError) return error.code;
+    throw error;
+  }
+  return 'accepted';
+}
+
+describe('safe paths', () => {
+  it('accepts ordinary paths and resolves them under the folder', async () => {
+    const r = await paths.resolve('a/b/c.jpg', { create: true });
+    expect(r?.file).toBe(join(paths.root, 'a', 'b', 'c.jpg'));
+    expect(r?.parent).toBe(join(paths.root, 'a', 'b'));
+    const inside = await paths.resolve('in/b/via-link.jpg', { create: true });
+    expect(inside?.parent).toBe(join(paths.root, 'a', 'b'));
+    expect((await paths.resolve('a/to-b/x', { create: true }))?.parent).toBe(join(paths.root, 'a', 'b'));
+  });
+
+  it.each([
+    ['../x', 'unsafe-path'],
+    ['a/../../x', 'unsafe-path'],
+    ['/etc/passwd', 'unsafe-path'],
+    ['a//b', 'unsafe-path'],
+    ['./a', 'unsafe-path'],
+    ['a\\..\\b', 'unsafe-path'],
+    ['a/\u0000b', 'unsafe-path'],
+    ['', 'unsafe-path'],
+    [42, 'unsafe-path'],
+    ['.media-mirror/state.snapshot', 'unsafe-path'],
+    ['a/.x.mirror-tmp-123abc', 'unsafe-path'],
+    [`${'n'.repeat(256)}/x`, 'unsafe-path'],
+    ['out/x', 'unsafe-path'],
+    ['rel-out/x', 'unsafe-path'],
+    ['a/up/outside/x', 'unsafe-path'],
+    ['dangling/x', 'unsafe-path'],
+    ['loop1/x', 'unsafe-path'],
+    ['file/x', 'path-conflict'],
+    ['to-file/x', 'path-conflict'],
+  ])('refuses %j (%s)', async (raw, code) => {
+    expect(await refusal(raw)).toBe(code);
+  });
+
+  it('refuses before creating anything outside the folder', async () => {
+    expect(await readdir(outside)).toEqual([]);
+  });
+
+  it('without create, a missing folder is "nothing there", not an error', async () => {
+    expect(await paths.resolve('no/such/folder/x', { create: false })).toBeUndefined();
+    await expect(lstat(join(root, 'no'))).rejects.toThrow();
+  });
+
+  it('normalises to NFC, so one name has one file', () => {
+    expect(checkMirrorPath('e\u0301.txt').path).toBe('\u00e9.txt');
+  });
+
+  it('temp names are recognised and fit a file name', () => {
+    const long = 'x'.repeat(250);
+    const temp = tempNameFor(long, 'abcdef012345');
+    expect(Buffer.byteLength(temp)).toBeLessThanOrEqual(255);
+    expect(isTempName(temp)).toBe(true);
+    expect(isTempName('photo.jpg')).toBe(false);
+  });
+
+  it('property: any accepted path resolves to a file whose real folder is inside the mirror folder', async () => {
+    const segment = fc.oneof(
+      fc.constantFrom(
+        '..',
+        '.',
+        '',
+        'a',
+        'b',
+        'in',
+        'out',
+        'rel-out',
+        'up',
+        'to-b',
+        'file',
+        'to-file',
+        'dangling',
+      ),
+      fc.constantFrom('.media-mirror', '.x.mirror-tmp-1', 'é', 'e\u0301', '日本', 'sp ace', '100%', 'a+b'),
+      fc.string({ minLength: 1, maxLength: 6 }),
+    );
+    const rawPath = fc.oneof(
+      fc.array(segment, { minLength: 1, maxLength: 6 }).map((s) => s.join('/')),
+      fc.array(segment, { minLength: 1, maxLength: 4 }).map((s) => `/${s.join('/')}`),
+      fc.string({ maxLength: 20 }),
+    );
+    const realRoot = await realpath(root);
+    await fc.assert(
+      fc.asyncProperty(rawPath, async (raw) => {
+        let resolved: Awaited<ReturnType<SafePaths['resolve']>>;
+        try {
+          resolved = await paths.resolve(raw, { create: true });
+        } catch (error) {
+          if (error instanceof RefusedError) return;
+          // A file name that the file system itself refuses (ENAMETOOLONG etc.) is not an escape.
+          if ((error as NodeJS.ErrnoException).code) return;
+          throw error;
+        }
+        if (!resolved) throw new Error('create: true never gives undefined');
+        const parentReal = await realpath(resolved.parent);
+        expect(parentReal === realRoot || parentReal.startsWith(`${realRoot}${sep}`)).toBe(true);
+        expect(dirname(resolved.file)).toBe(resolved.parent);
+        expect(resolved.name.includes('/')).toBe(false);
+        expect(resolved.name === '..' || resolved.name === '.').toBe(false);
+      }),
+      { numRuns: 400 },
+    );
+    // And nothing was ever created outside.
+    expect(await readdir(outside)).toEqual([]);
+  });
+});

@@ -1,0 +1,223 @@
+import { spawn } from 'node:child_process';
+import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentConfigError } from '../../../agent/errors.ts';
+import { StateStore } from '../../../agent/state-store.ts';
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+const identity = { targetId: 'onprem-dc1', table: 'ledger', feedShards: 4 };
+let base: string;
+let n = 0;
+const fresh = () => join(base, `state-${++n}`);
+
+beforeAll(async () => {
+  base = await mkdtemp(join(tmpdir(), 'mm-state-'));
+});
+afterAll(async () => {
+  await rm(base, { recursive: true, force: true });
+});
+
+const file = (version: number) => ({ version, sha256: 'a'.repeat(64), size: version * 10, deleted: false });
+
+describe('agent state store', () => {
+  it('round-trips paths, cursor and temp records across a close and reopen', async () => {
+    const dir = fresh();
+    const store = await StateStore.open(dir, identity);
+    await store.recordApplied('a.jpg', file(1));
+    await store.recordApplied('b/c.jpg', file(3));
+    await store.recordApplied('gone.txt', { version: 2, sha256: null, size: 0, deleted: true });
+    await store.recordCursor([5, 0, 7, 1]);
+    await store.recordTemp('b/.c.jpg.mirror-tmp-1');
+    await store.close();
+    const again = await StateStore.open(dir, identity);
+    expect(again.get('a.jpg')).toEqual(file(1));
+    expect(again.get('b/c.jpg')).toEqual(file(3));
+    expect(again.get('gone.txt')).toMatchObject({ version: 2, deleted: true });
+    expect(again.cursor).toEqual([5, 0, 7, 1]);
+    expect(again.leftoverTemps).toEqual(['b/.c.jpg.mirror-tmp-1']);
+    again.recordTempDone('b/.c.jpg.mirror-tmp-1');
+    await again.close();
+    const third = await StateStore.open(dir, identity);
+    expect(third.leftoverTemps).toEqual([]);
+    await third.close();
+  });
+
+  it('never lowers a version or a shard of the cursor', async () => {
+    const store = await StateStore.open(fresh(), identity);
+    await store.recordApplied('p', file(5));
+    await store.recordApplied('p', file(3));
+    expect(store.get('p')?.version).toBe(5);
+    await store.recordCursor([4, 4, 4, 4]);
+    await store.recordCursor([1, 9, 0, 4]);
+    expect(store.cursor).toEqual([4, 9, 4, 4]);
+    await store.close();
+  });
+
+  it('a crash between writing the new snapshot and renaming it keeps every record (old snapshot + journal)', async () => {
+    const dir = fresh();
+    const first = await StateStore.open(dir, identity);
+    await first.recordApplied('one', file(1));
+    await first.close(); // snapshot with "one"
+    const second = await StateStore.open(dir, identity, {
+      // The crash: the temp snapshot is written and fsynced, the rename never happens.
+      beforeSnapshotRename: () => {
+        throw new Error('simulated crash before rename');
+      },
+    }).catch((error: Error) => error);
+    expect(second).toBeInstanceOf(Error);
+    // The process "died" during open: write what a running agent would have journalled meanwhile.
+    const third = await StateStore.open(dir, identity);
+    await third.recordApplied('two', file(2));
+    await third.recordCursor([1, 2, 3, 4]);
+    // Now die between the snapshot's fsync and its rename while closing.
+    let crashed = false;
+    const fourth = await StateStore.open(dir, identity, {
+      beforeSnapshotRename: () => {
+        if (!crashed) return;
+        throw new Error('simulated crash before rename');
+      },
+    }).catch((error: Error) => error);
+    // (fourth opened fine: same process, the lock is ours; it loaded third's journal.)
+    expect(fourth).toBeInstanceOf(StateStore);
+    crashed = true;
+    await (fourth as StateStore).recordApplied('three', file(3));
+    await expect((fourth as StateStore).close()).rejects.toThrow(/simulated crash/);
+    expect((await readdir(dir)).some((name) => name.startsWith('state.snapshot.tmp-'))).toBe(true);
+
+    const warnings: string[] = [];
+    const reopened = await StateStore.open(dir, identity, { warn: (m) => warnings.push(m) });
+    expect(reopened.get('one')?.version).toBe(1);
+    expect(reopened.get('two')?.version).toBe(2);
+    expect(reopened.get('three')?.version).toBe(3);
+    expect(reopened.cursor).toEqual([1, 2, 3, 4]);
+    expect(warnings.some((w) => w.includes('unfinished state snapshot'))).toBe(true);
+    expect((await readdir(dir)).some((name) => name.startsWith('state.snapshot.tmp-'))).toBe(false);
+    await reopened.close();
+    // `third` stood for a process that died without closing: release its file handle.
+    await third.close().catch(() => undefined);
+  });
+
+  it('a crash after the rename but before the journal is emptied replays harmlessly', async () => {
+    const dir = fresh();
+    const store = await StateStore.open(dir, identity);
+    await store.recordApplied('x', file(1));
+    await store.recordApplied('x', file(2));
+    await store.recordCursor([3, 3, 3, 3]);
+    await store.flush();
+    const journal = await readFile(join(dir, 'state.journal'), 'utf8');
+    await store.close(); // new snapshot, empty journal
+    await writeFile(join(dir, 'state.journal'), journal); // as if the truncation never happened
+    const again = await StateStore.open(dir, identity);
+    expect(again.get('x')).toEqual(file(2));
+    expect(again.cursor).toEqual([3, 3, 3, 3]);
+    await again.close();
+  });
+
+  it('ignores a torn last journal line (a crash mid-append) and reports it', async () => {
+    const dir = fresh();
+    const store = await StateStore.open(dir, identity);
+    await store.recordApplied('kept', file(1));
+    await store.flush();
+    await appendFile(join(dir, 'state.journal'), '{"a":["torn",7,"ab');
+    // Simulate kill -9: no close. A new process opens the folder (the lock's pid is ours here).
+    const again = await StateStore.open(dir, identity);
+    expect(again.get('kept')?.version).toBe(1);
+    expect(again.get('torn')).toBeUndefined();
+    expect(again.loadReport?.tornTail).toBe(true);
+    await again.close();
+    await store.close().catch(() => undefined);
+  });
+
+  it('refuses a state that belongs to another target or ledger; restarts the cursor when the shard count changes', async () => {
+    const dir = fresh();
+    const store = await StateStore.open(dir, identity);
+    await store.recordApplied('a', file(1));
+    await store.recordCursor([9, 9, 9, 9]);
+    await store.close();
+    await expect(StateStore.open(dir, { ...identity, targetId: 'other-one' })).rejects.toThrow(
+      AgentConfigError,
+    );
+    await expect(StateStore.open(dir, { ...identity, table: 'another' })).rejects.toThrow(/ledger table/);
+    const resharded = await StateStore.open(dir, { ...identity, feedShards: 8 });
+    expect(resharded.cursor).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+    expect(resharded.get('a')?.version).toBe(1);
+    expect(resharded.loadReport?.cursorReset).toBe(true);
+    await resharded.close();
+  });
+
+  it('one agent per state folder: a live holder of the lock is refused', async () => {
+    const dir = fresh();
+    const store = await StateStore.open(dir, identity);
+    await store.close();
+    // pid 1 is always alive.
+    await writeFile(join(dir, 'agent.lock'), JSON.stringify({ pid: 1, host: hostname() }));
+    await expect(StateStore.open(dir, identity)).rejects.toThrow(/in use by another agent \(pid 1\)/);
+    // A lock left by a dead process is taken over.
+    await writeFile(join(dir, 'agent.lock'), JSON.stringify({ pid: 2 ** 22 + 12345, host: hostname() }));
+    const again = await StateStore.open(dir, identity);
+    await again.close();
+  });
+
+  it('compacts when the journal outgrows the state', async () => {
+    const dir = fresh();
+    const store = await StateStore.open(dir, identity, { compactAfter: 10 });
+    for (let v = 1; v <= 40; v++) await store.recordApplied('same-path', file(v));
+    await store.flush();
+    const journal = await readFile(join(dir, 'state.journal'), 'utf8');
+    expect(journal.split('\n').filter(Boolean).length).toBeLessThanOrEqual(11);
+    await store.close();
+    expect((await StateStore.open(dir, identity, { readOnly: true })).get('same-path')?.version).toBe(40);
+  });
+
+  it('kill -9 at a random moment loses no acknowledged record', async () => {
+    const dir = fresh();
+    const script = join(base, 'writer.mts');
+    const storeUrl = pathToFileURL(join(repoRoot, 'agent/state-store.ts')).href;
+    await writeFile(
+      script,
+      `import { StateStore } from ${JSON.stringify(storeUrl)};
+const store = await StateStore.open(${JSON.stringify(dir)}, ${JSON.stringify(identity)}, { compactAfter: 200 });
+for (let i = 1; ; i++) {
+  await store.recordApplied('p' + (i % 37), { version: i, sha256: null, size: 0, deleted: true });
+  if (i % 5 === 0) await store.recordCursor([i, i, i, i]);
+  process.stdout.write(i + '\\n');
+}
+`,
+    );
+    const child = spawn(
+      process.execPath,
+      ['--import', pathToFileURL(join(repoRoot, 'node_modules/tsx/dist/loader.mjs')).href, script],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let acknowledged = 0;
+    child.stdout.on('data', (chunk: Buffer) => {
+      const numbers = chunk.toString().trim().split('\n').map(Number);
+      acknowledged = Math.max(acknowledged, ...numbers.filter(Number.isFinite));
+    });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    const target = 300 + Math.floor(Math.random() * 300);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setInterval(() => {
+        if (acknowledged >= target) {
+          clearInterval(timer);
+          child.kill('SIGKILL');
+          resolve();
+        } else if (child.exitCode !== null) {
+          clearInterval(timer);
+          reject(new Error(`the writer exited early with ${child.exitCode}`));
+        }
+      }, 5);
+    });
+    await exited;
+    expect(acknowledged).toBeGreaterThanOrEqual(300);
+    const reopened = await StateStore.open(dir, identity);
+    // Every version the writer saw acknowledged is there (or a newer one of the same path).
+    for (let i = Math.max(1, acknowledged - 36); i <= acknowledged; i++) {
+      expect(reopened.get(`p${i % 37}`)?.version ?? 0).toBeGreaterThanOrEqual(i);
+    }
+    await reopened.close();
+  });
+});
