@@ -2,7 +2,11 @@
  * Least privilege, one call per dependency: each `use*` helper grants a function
  * exactly the actions it needs on one resource AND sets the environment variable
  * that names that resource (functions/adapters/runtime-config.ts), so a function
- * can never learn a name it may not use, nor hold a permission it is not told about.
+ * never holds a permission it is not told about. The converse has one exception:
+ * `readRuntimeConfig` requires the origin bucket and every target's queue URL of
+ * every handler, so the lag monitor (no S3, no SQS) and reconcile (no origin) are
+ * told names they hold no permission on (`nameOriginWithoutAccess`, and
+ * `useTargets` with no access).
  */
 import { Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -56,7 +60,8 @@ export type LedgerAction =
   | 'dynamodb:PutItem'
   | 'dynamodb:UpdateItem'
   | 'dynamodb:DeleteItem'
-  | 'dynamodb:Query';
+  | 'dynamodb:Query'
+  | 'dynamodb:Scan';
 
 /** The ledger actions of each function. */
 export const LEDGER_ACCESS = {
@@ -75,6 +80,10 @@ export const LEDGER_ACCESS = {
     'dynamodb:Query',
   ],
   replicate: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:Query'],
+  /** Reads the feed, target rows and heartbeats; writes its own watermark rows (`LAG#<target>`) only. */
+  lagMonitor: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem'],
+  /** Scans the heads, reads target rows, forgets a row whose object is gone or altered (forgetTargetState). */
+  reconcile: ['dynamodb:Scan', 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:DeleteItem'],
 } as const satisfies Record<string, readonly LedgerAction[]>;
 
 /** Grants item-level actions on the ledger table (no index exists) and sets MIRROR_TABLE. */
@@ -127,6 +136,15 @@ export function useOrigin(fn: MirrorFunction, origin: OriginStore, access: Origi
   fn.addEnvironment('MIRROR_ORIGIN_BUCKET', origin.bucket.bucketName);
 }
 
+/**
+ * Sets MIRROR_ORIGIN_BUCKET and grants nothing. For the functions that never
+ * touch the origin (lag monitor, reconcile) but whose runtime configuration
+ * (`readRuntimeConfig`) requires the name: knowing it gives them no access.
+ */
+export function nameOriginWithoutAccess(fn: MirrorFunction, origin: OriginStore): void {
+  fn.addEnvironment('MIRROR_ORIGIN_BUCKET', origin.bucket.bucketName);
+}
+
 /** ARN of a replica bucket, from its name. */
 export function replicaBucketArn(scope: MirrorFunction, bucket: ReplicaBucketRef): string {
   return Stack.of(scope).formatArn({ service: 's3', region: '', account: '', resource: bucket.bucketName });
@@ -152,11 +170,30 @@ function renderTargets(fn: MirrorFunction, targets: readonly TargetBinding[]): s
   );
 }
 
+/** Read access to the mirror's objects in every replica bucket. */
+export interface ReplicaReadAccess {
+  /**
+   * Why the function reads them, e.g. "Presigned GETs of files by path": the
+   * start of the reason given for each bucket's AwsSolutions-IAM5 acknowledgement.
+   */
+  readonly purpose: string;
+  /**
+   * Also `s3:ListBucket` on each replica bucket, so that HeadObject on a missing
+   * key answers 404 instead of 403 (a function that must tell "gone" from
+   * "forbidden", like reconcile finding an object deleted from a replica).
+   * @default false
+   */
+  readonly headMissingAs404?: boolean;
+}
+
 export interface TargetsAccess {
   /** `sqs:SendMessage` on every target queue (fan-out). */
   readonly sendMessage: boolean;
-  /** `s3:GetObject` on the mirror's objects in every replica bucket (presigned GETs by path). */
-  readonly readReplicaObjects: boolean;
+  /**
+   * `s3:GetObject` (GET and HEAD) on the mirror's objects in every replica bucket.
+   * @default - no access to any replica bucket
+   */
+  readonly readReplicaObjects?: ReplicaReadAccess;
 }
 
 /** Grants access to every target and sets MIRROR_TARGETS to all of them. */
@@ -175,7 +212,9 @@ export function useTargets(
       }),
     );
   }
-  if (access.readReplicaObjects) {
+  const read = access.readReplicaObjects;
+  if (read) {
+    const buckets: string[] = [];
     for (const target of targets) {
       if (!target.bucket) continue;
       const objects = replicaObjectsArn(fn, target.bucket);
@@ -185,7 +224,17 @@ export function useTargets(
       acknowledgeWildcardResource(
         fn.role,
         objects,
-        `Presigned GETs of files by path in the replica bucket of target "${target.id}": paths are user data, so access covers the mirror's key prefix.`,
+        `${read.purpose} in the replica bucket of target "${target.id}": paths are user data, so access covers the mirror's key prefix.`,
+      );
+      buckets.push(replicaBucketArn(fn, target.bucket));
+    }
+    if (read.headMissingAs404 && buckets.length > 0) {
+      fn.role.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          sid: 'ReplicasHeadMissingAs404',
+          actions: ['s3:ListBucket'],
+          resources: buckets,
+        }),
       );
     }
   }

@@ -1,13 +1,14 @@
 /**
  * The home stack: origin bucket, ledger, ingest pipeline, one queue (and for S3
- * targets one replicate function) per target, the upload API, and the alarms.
+ * targets one replicate function) per target, the upload API, and monitoring
+ * (lag monitor, reconcile, alarms, dashboard).
  */
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { Topology } from '../functions/core/topology.js';
-import { Alarms } from './constructs/alarms.js';
 import { IngestPipeline } from './constructs/ingest-pipeline.js';
 import { Ledger } from './constructs/ledger.js';
+import { Monitoring, monitoringOptionsFromTopology } from './constructs/monitoring.js';
 import { OriginStore } from './constructs/origin-store.js';
 import { ReplicaTarget } from './constructs/replica-target.js';
 import { type ApiAuth, UploadApi } from './constructs/upload-api.js';
@@ -42,7 +43,7 @@ export class HomeStack extends Stack {
   public readonly targets: readonly ReplicaTarget[];
   public readonly ingest: IngestPipeline;
   public readonly api: UploadApi;
-  public readonly alarms: Alarms;
+  public readonly monitoring: Monitoring;
 
   constructor(scope: Construct, id: string, props: HomeStackProps) {
     super(scope, id, props);
@@ -90,11 +91,13 @@ export class HomeStack extends Stack {
       corsOrigins: topology.api.corsOrigins,
     });
 
-    this.alarms = new Alarms(this, 'Alarms', {
-      deadLetterQueues: [
-        { name: 'ingest', queue: this.ingest.deadLetterQueue },
-        ...this.targets.map((t) => ({ name: `target-${t.id}`, queue: t.deadLetterQueue })),
-      ],
+    this.monitoring = new Monitoring(this, 'Monitoring', {
+      ...monitoringOptionsFromTopology(topology),
+      ledger: this.ledger,
+      origin: this.origin,
+      targets: this.targets,
+      ingest: this.ingest,
+      settings,
     });
 
     new CfnOutput(this, 'ApiUrl', { description: 'Base URL of the upload API', value: this.api.url });
@@ -107,6 +110,28 @@ export class HomeStack extends Stack {
       new CfnOutput(this, `TargetQueue-${target.id}`, {
         description: `FIFO queue of target ${target.id} (${target.kind})`,
         value: target.queue.queueUrl,
+      });
+      new CfnOutput(this, `TargetDeadLetterQueue-${target.id}`, {
+        description: `ARN of the dead-letter queue of target ${target.id} (source of a redrive)`,
+        value: target.deadLetterQueue.queueArn,
+      });
+    }
+    new CfnOutput(this, 'IngestDeadLetterQueue', {
+      description: 'ARN of the ingest dead-letter queue (source of a redrive)',
+      value: this.ingest.deadLetterQueue.queueArn,
+    });
+    new CfnOutput(this, 'ReconcileFunction', {
+      description: 'Reconcile function: invoke with {"targetIds": [...], "dryRun": true} to run it on demand',
+      value: this.monitoring.reconciler.function.functionName,
+    });
+    new CfnOutput(this, 'Dashboard', {
+      description: 'CloudWatch dashboard: lag per target, backlog, failures',
+      value: this.monitoring.dashboard.dashboardName,
+    });
+    if (this.monitoring.topic) {
+      new CfnOutput(this, 'AlarmTopic', {
+        description: 'SNS topic every alarm notifies',
+        value: this.monitoring.topic.topicArn,
       });
     }
   }

@@ -74,7 +74,7 @@ export class IngestPipeline extends Construct {
       blobs: ['s3:GetObject', 's3:GetObjectVersion', 's3:DeleteObject', 's3:DeleteObjectVersion'],
       headMissingAs404: true,
     });
-    useTargets(fn, props.targets, { sendMessage: true, readReplicaObjects: false });
+    useTargets(fn, props.targets, { sendMessage: true });
     useSettings(fn, props.settings);
     fn.function.addEventSource(
       new SqsEventSource(this.queue, { batchSize: props.batchSize ?? 10, reportBatchItemFailures: true }),

@@ -111,7 +111,10 @@ export class UploadApi extends Construct {
     });
     useLedger(fn, props.ledger, LEDGER_ACCESS.api);
     useOrigin(fn, props.origin, { blobs: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'] });
-    useTargets(fn, props.targets, { sendMessage: true, readReplicaObjects: true });
+    useTargets(fn, props.targets, {
+      sendMessage: true,
+      readReplicaObjects: { purpose: 'Presigned GETs of files by path' },
+    });
     useSettings(fn, props.settings);
     this.handler = fn;
 

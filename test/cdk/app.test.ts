@@ -127,8 +127,10 @@ describe('topology edge cases', () => {
     expect(mirror.replicas.size).toBe(0);
     expect(mirror.home.dependencies).toHaveLength(0);
     const home = Template.fromStack(mirror.home);
-    expect(Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))).toHaveLength(2);
-    home.resourceCountIs('AWS::CloudWatch::Alarm', 2);
+    // api, ingest, lag monitor, reconcile
+    expect(Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))).toHaveLength(4);
+    // The pull target's lag, dead letters and heartbeat; ingest dead letters and rejections; reconcile errors.
+    home.resourceCountIs('AWS::CloudWatch::Alarm', 6);
   });
 
   it('a bucket name that would pass 63 characters is refused at synth, naming the field', () => {

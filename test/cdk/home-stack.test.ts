@@ -240,7 +240,8 @@ describe('queues', () => {
 describe('functions', () => {
   it('every function runs nodejs24.x on arm64, bundled as ESM, with its own role and log group', () => {
     const functions = resourcesOfType(home, 'AWS::Lambda::Function');
-    expect(Object.keys(functions)).toHaveLength(1 + 1 + 3); // api, ingest, one per S3 target
+    // api, ingest, one replicate per S3 target, lag monitor, reconcile
+    expect(Object.keys(functions)).toHaveLength(1 + 1 + 3 + 2);
     const roles = new Set<string>();
     for (const [id, fn] of Object.entries(functions)) {
       expect(props(fn), id).toMatchObject({
@@ -518,7 +519,9 @@ describe('upload API', () => {
 describe('alarms', () => {
   it('one alarm per dead-letter queue: visible messages >= 1, missing data not breaching', () => {
     const dlqs = [mirror.home.ingest.deadLetterQueue, ...mirror.home.targets.map((t) => t.deadLetterQueue)];
-    const alarms = Object.values(resourcesOfType(home, 'AWS::CloudWatch::Alarm')).map((a) => props(a));
+    const alarms = Object.values(resourcesOfType(home, 'AWS::CloudWatch::Alarm'))
+      .map((a) => props(a))
+      .filter((a) => a.Namespace === 'AWS/SQS');
     expect(alarms).toHaveLength(dlqs.length);
     for (const dlq of dlqs) {
       const dlqId = logicalId(dlq, mirror.home);

@@ -1,0 +1,539 @@
+/**
+ * Operations: the numbers that say whether replication works, the alarms on
+ * them, where the alarms notify, and a dashboard.
+ *
+ * - The lag monitor (every minute) computes, per target from the ledger, the
+ *   replication lag, the backlog and (pull targets) the agent's heartbeat age,
+ *   and emits them as metrics: a dead agent or a stuck queue still shows lag
+ *   growing, because nothing at the target has to report it.
+ * - Reconcile (every `reconcileInterval`, or invoked on demand) re-sends what a
+ *   target is missing or holds altered.
+ * - Alarms per target (lag, dead letters, agent heartbeat), for the ingest
+ *   (dead letters, rejections) and for reconcile failing; all notify the alarm
+ *   topic when there is one.
+ */
+import { Duration, Stack, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
+import type * as sns from 'aws-cdk-lib/aws-sns';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import type { Topology } from '../../functions/core/topology.js';
+import {
+  LEDGER_ACCESS,
+  type MirrorSettings,
+  nameOriginWithoutAccess,
+  type TargetBinding,
+  useLedger,
+  useSettings,
+  useTargets,
+} from '../grants.js';
+import { serviceMetric, targetMetric } from '../metrics.js';
+import { AlarmTopic } from './alarm-topic.js';
+import type { Ledger } from './ledger.js';
+import { MirrorFunction } from './mirror-function.js';
+import type { OriginStore } from './origin-store.js';
+
+/** A target as monitoring sees it: its binding and its dead-letter queue. */
+export interface MonitoredTarget extends TargetBinding {
+  readonly deadLetterQueue: sqs.IQueue;
+}
+
+/** The thresholds and schedule of monitoring (the topology's `monitoring` section). */
+export interface MonitoringOptions {
+  /**
+   * Alarm when a target's replication lag (maximum over a minute) is above this...
+   * @default Duration.seconds(900) (S3 Replication Time Control's 15 minutes)
+   */
+  readonly lagThreshold?: Duration;
+  /**
+   * ...in this many consecutive one-minute periods.
+   * @default 3
+   */
+  readonly lagEvaluationPeriods?: number;
+  /**
+   * Alarm when a pull target's agent has not reported for longer than this.
+   * @default Duration.seconds(300)
+   */
+  readonly heartbeatThreshold?: Duration;
+  /**
+   * Alarm when more uploads than this are rejected at ingest within 5 minutes.
+   * @default 0 (any rejection)
+   */
+  readonly rejectionThreshold?: number;
+  /**
+   * How often reconcile runs on its own (whole minutes, at most a day).
+   * @default Duration.minutes(60)
+   */
+  readonly reconcileInterval?: Duration;
+  /**
+   * Create the alarm topic, subscribe this address to it, and make every alarm notify it.
+   * @default - no topic: alarms are visible in CloudWatch and on the dashboard only
+   */
+  readonly alarmEmail?: string;
+}
+
+/** The topology's `monitoring` section as construct options. */
+export function monitoringOptionsFromTopology(topology: Topology): MonitoringOptions {
+  const m = topology.monitoring;
+  return {
+    lagThreshold: Duration.seconds(m.lagAlarmSeconds),
+    lagEvaluationPeriods: m.lagAlarmPeriods,
+    heartbeatThreshold: Duration.seconds(m.heartbeatAlarmSeconds),
+    rejectionThreshold: m.rejectionAlarmThreshold,
+    reconcileInterval: Duration.minutes(m.reconcileEveryMinutes),
+    ...(m.alarmEmail === undefined ? {} : { alarmEmail: m.alarmEmail }),
+  };
+}
+
+export interface MonitoringProps extends MonitoringOptions {
+  readonly ledger: Ledger;
+  /** Named to the functions (their runtime configuration requires it); neither may touch it. */
+  readonly origin: OriginStore;
+  /** Every target, in topology order. */
+  readonly targets: readonly MonitoredTarget[];
+  /** The ingest's queue (backlog on the dashboard) and dead-letter queue (alarm). */
+  readonly ingest: { readonly queue: sqs.IQueue; readonly deadLetterQueue: sqs.IQueue };
+  readonly settings: MirrorSettings;
+  /**
+   * Prefix of every alarm's name (`<prefix>-target-<id>-lag`, …) and the dashboard's name.
+   * Only alarms with this prefix may publish to the alarm topic.
+   * @default - the stack name
+   */
+  readonly namePrefix?: string;
+}
+
+/** The alarms of one target. */
+export interface TargetAlarms {
+  /** `ReplicationLagSeconds` above the threshold (missing data breaches: see below). */
+  readonly lag: cloudwatch.Alarm;
+  /** Any message in the target's dead-letter queue. */
+  readonly deadLetters: cloudwatch.Alarm;
+  /** Pull targets: the agent's heartbeat too old. */
+  readonly heartbeat?: cloudwatch.Alarm;
+}
+
+const ONE_MINUTE = Duration.minutes(1);
+const FIVE_MINUTES = Duration.minutes(5);
+
+export class Monitoring extends Construct {
+  /** The lag monitor function, run every minute. */
+  public readonly lagMonitor: MirrorFunction;
+  /** The reconcile function, run every `reconcileInterval` and invoked on demand. */
+  public readonly reconciler: MirrorFunction;
+  /** The EventBridge rules that run them. */
+  public readonly lagMonitorSchedule: events.Rule;
+  public readonly reconcileSchedule: events.Rule;
+  /** Per target id, in topology order. */
+  public readonly targetAlarms: ReadonlyMap<string, TargetAlarms>;
+  /** Any message in the ingest dead-letter queue. */
+  public readonly ingestDeadLetterAlarm: cloudwatch.Alarm;
+  /** `IngestRejected` (sum over 5 minutes) above the threshold. */
+  public readonly ingestRejectionAlarm: cloudwatch.Alarm;
+  /** A reconcile run failed (Lambda `Errors`). */
+  public readonly reconcileErrorAlarm: cloudwatch.Alarm;
+  /** Every alarm above. */
+  public readonly alarms: readonly cloudwatch.Alarm[];
+  /** The alarm topic and its key (only with `alarmEmail`). */
+  public readonly alarmTopic?: AlarmTopic;
+  /** The topic every alarm notifies (only with `alarmEmail`). */
+  public readonly topic?: sns.ITopic;
+  /** Lag per target, backlog, failures, heartbeats, throughput, alarm states. */
+  public readonly dashboard: cloudwatch.Dashboard;
+
+  private readonly namePrefix: string;
+
+  constructor(scope: Construct, id: string, props: MonitoringProps) {
+    super(scope, id);
+    const lagThreshold = props.lagThreshold ?? Duration.seconds(900);
+    const lagPeriods = props.lagEvaluationPeriods ?? 3;
+    const heartbeatThreshold = props.heartbeatThreshold ?? Duration.seconds(300);
+    const rejectionThreshold = props.rejectionThreshold ?? 0;
+    const reconcileInterval = props.reconcileInterval ?? Duration.minutes(60);
+    checkOptions({ lagThreshold, lagPeriods, heartbeatThreshold, rejectionThreshold, reconcileInterval });
+    this.namePrefix = props.namePrefix ?? Stack.of(this).stackName;
+
+    // Functions and schedules.
+
+    this.lagMonitor = new MirrorFunction(this, 'LagMonitor', {
+      handler: 'lag-monitor',
+      description: 'Every minute: per-target replication lag, backlog and agent heartbeat age as metrics',
+      timeout: ONE_MINUTE,
+      memorySize: 256,
+    });
+    useLedger(this.lagMonitor, props.ledger, LEDGER_ACCESS.lagMonitor);
+    // Target ids, kinds and path prefixes; no access to any queue or bucket.
+    useTargets(this.lagMonitor, props.targets, { sendMessage: false });
+    nameOriginWithoutAccess(this.lagMonitor, props.origin);
+    useSettings(this.lagMonitor, props.settings);
+    // A failed run is not retried: the next one starts a minute later.
+    this.lagMonitor.function.configureAsyncInvoke({ retryAttempts: 0 });
+    this.lagMonitorSchedule = new events.Rule(this, 'LagMonitorSchedule', {
+      description: 'Runs the lag monitor every minute',
+      schedule: events.Schedule.rate(ONE_MINUTE),
+      targets: [
+        new eventsTargets.LambdaFunction(this.lagMonitor.function, {
+          retryAttempts: 0,
+          maxEventAge: ONE_MINUTE,
+        }),
+      ],
+    });
+
+    this.reconciler = new MirrorFunction(this, 'Reconcile', {
+      handler: 'reconcile',
+      description:
+        'Anti-entropy: re-sends to each target what it lacks or holds altered (scheduled or invoked)',
+      timeout: Duration.minutes(15),
+      memorySize: 512,
+    });
+    useLedger(this.reconciler, props.ledger, LEDGER_ACCESS.reconcile);
+    useTargets(this.reconciler, props.targets, {
+      sendMessage: true,
+      readReplicaObjects: {
+        purpose: 'Reconcile checks each file by path (HeadObject: version, SHA-256, size, ETag)',
+        headMissingAs404: true,
+      },
+    });
+    nameOriginWithoutAccess(this.reconciler, props.origin);
+    useSettings(this.reconciler, props.settings);
+    // A failed run is reported (reconcile errors alarm) and the next scheduled one covers it.
+    this.reconciler.function.configureAsyncInvoke({ retryAttempts: 0 });
+    this.reconcileSchedule = new events.Rule(this, 'ReconcileSchedule', {
+      description: `Runs reconcile every ${reconcileInterval.toMinutes()} minutes`,
+      schedule: events.Schedule.rate(reconcileInterval),
+      targets: [new eventsTargets.LambdaFunction(this.reconciler.function, { retryAttempts: 0 })],
+    });
+
+    // Alarms.
+
+    const alarms: cloudwatch.Alarm[] = [];
+    const alarm = (
+      constructId: string,
+      name: string,
+      alarmProps: Omit<cloudwatch.AlarmProps, 'alarmName'>,
+    ) => {
+      const a = new cloudwatch.Alarm(this, constructId, {
+        ...alarmProps,
+        alarmName: `${this.namePrefix}-${name}`,
+      });
+      alarms.push(a);
+      return a;
+    };
+    const deadLetterAlarm = (constructId: string, name: string, what: string, queue: sqs.IQueue) =>
+      alarm(constructId, name, {
+        alarmDescription: `Messages in the ${what} dead-letter queue: they failed 5 times and wait for a fix and a redrive (media-mirror redrive).`,
+        metric: queue.metricApproximateNumberOfMessagesVisible({
+          period: ONE_MINUTE,
+          statistic: cloudwatch.Stats.MAXIMUM,
+        }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        datapointsToAlarm: 1,
+        // An idle queue may send no datapoint: nothing there.
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+
+    const targetAlarms = new Map<string, TargetAlarms>();
+    for (const target of props.targets) {
+      const lag = alarm(`Lag-${target.id}`, `target-${target.id}-lag`, {
+        alarmDescription:
+          `Target ${target.id} has not applied a change committed more than ${lagThreshold.toSeconds()} s ago, ` +
+          `for ${lagPeriods} minute(s) in a row (a dead agent, a stuck queue, a failing replicate function). ` +
+          'No data at all also alarms: the lag monitor is not running, so the lag is unknown.' +
+          (target.dryRun
+            ? ' Actions disabled: a dry-run target applies nothing, its lag grows by design.'
+            : ''),
+        metric: targetMetric('ReplicationLagSeconds', target.id, {
+          statistic: cloudwatch.Stats.MAXIMUM,
+          period: ONE_MINUTE,
+        }),
+        threshold: lagThreshold.toSeconds(),
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluationPeriods: lagPeriods,
+        datapointsToAlarm: lagPeriods,
+        // The monitor emits every target's lag every minute, 0 included: silence means the
+        // monitor itself is broken, and "replication never breaks silently" includes that.
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+        actionsEnabled: !target.dryRun,
+      });
+      const deadLetters = deadLetterAlarm(
+        `DeadLetters-target-${target.id}`,
+        `target-${target.id}-dead-letters`,
+        `target-${target.id}`,
+        target.deadLetterQueue,
+      );
+      const heartbeat =
+        target.kind === 'pull'
+          ? alarm(`Heartbeat-${target.id}`, `target-${target.id}-heartbeat`, {
+              alarmDescription: `The agent of pull target ${target.id} has not reported for more than ${heartbeatThreshold.toSeconds()} s (stopped, or cut off from AWS).`,
+              metric: targetMetric('AgentHeartbeatAgeSeconds', target.id, {
+                statistic: cloudwatch.Stats.MAXIMUM,
+                period: ONE_MINUTE,
+              }),
+              threshold: heartbeatThreshold.toSeconds(),
+              comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+              evaluationPeriods: 1,
+              datapointsToAlarm: 1,
+              // Missing data means the lag monitor is down, which the lag alarms already report;
+              // alarming here too would blame the agent for the monitor's fault.
+              treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+            })
+          : undefined;
+      targetAlarms.set(target.id, { lag, deadLetters, ...(heartbeat ? { heartbeat } : {}) });
+    }
+    this.targetAlarms = targetAlarms;
+
+    this.ingestDeadLetterAlarm = deadLetterAlarm(
+      'DeadLetters-ingest',
+      'ingest-dead-letters',
+      'ingest',
+      props.ingest.deadLetterQueue,
+    );
+    this.ingestRejectionAlarm = alarm('IngestRejections', 'ingest-rejections', {
+      alarmDescription: `More than ${rejectionThreshold} upload(s) rejected at ingest within 5 minutes (bytes not matching the declared SHA-256 or size).`,
+      metric: serviceMetric('IngestRejected', { statistic: cloudwatch.Stats.SUM, period: FIVE_MINUTES }),
+      threshold: rejectionThreshold,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      // The ingest emits the metric only when it rejects something.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.reconcileErrorAlarm = alarm('ReconcileErrors', 'reconcile-errors', {
+      alarmDescription:
+        'A reconcile run failed: drift (objects missing or altered at a target) is not repaired until one succeeds.',
+      // One period per run, so the alarm holds until the next run succeeds.
+      metric: this.reconciler.function.metricErrors({
+        statistic: cloudwatch.Stats.SUM,
+        period: reconcileInterval,
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.alarms = alarms;
+
+    if (props.alarmEmail !== undefined) {
+      this.alarmTopic = new AlarmTopic(this, 'AlarmTopic', {
+        alarmNamePrefix: `${this.namePrefix}-`,
+        email: props.alarmEmail,
+        displayName: `Media Mirror alarms (${this.namePrefix})`,
+      });
+      this.topic = this.alarmTopic.topic;
+      for (const a of alarms) {
+        a.addAlarmAction(this.alarmTopic.action);
+        // Recoveries too: "lag back under the threshold" closes the incident.
+        a.addOkAction(this.alarmTopic.action);
+      }
+    }
+
+    this.dashboard = this.buildDashboard(props, { lagThreshold, heartbeatThreshold, rejectionThreshold });
+  }
+
+  private buildDashboard(
+    props: MonitoringProps,
+    limits: { lagThreshold: Duration; heartbeatThreshold: Duration; rejectionThreshold: number },
+  ): cloudwatch.Dashboard {
+    const targets = props.targets;
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      dashboardName: this.namePrefix,
+      defaultInterval: Duration.hours(3),
+    });
+    const graph = (
+      title: string,
+      width: number,
+      left: cloudwatch.IMetric[],
+      extra: Partial<cloudwatch.GraphWidgetProps> = {},
+    ) => new cloudwatch.GraphWidget({ title, width, height: 6, left, ...extra });
+    const threshold = (value: number, label: string): cloudwatch.HorizontalAnnotation => ({
+      value,
+      label,
+      color: cloudwatch.Color.RED,
+    });
+
+    dashboard.addWidgets(
+      new cloudwatch.TextWidget({
+        markdown:
+          `# Media Mirror: ${this.namePrefix}\n` +
+          'Lag = age of the oldest committed change a target has not applied, computed from the ledger ' +
+          'by the lag monitor every minute (so a dead agent or a stuck queue shows lag growing). ' +
+          `Lag alarms above ${limits.lagThreshold.toSeconds()} s.`,
+        width: 24,
+        height: 2,
+      }),
+      new cloudwatch.AlarmStatusWidget({
+        title: 'Alarms',
+        alarms: [...this.alarms],
+        width: 24,
+        height: 2 + Math.ceil(this.alarms.length / 4),
+        sortBy: cloudwatch.AlarmStatusWidgetSortBy.STATE_UPDATED_TIMESTAMP,
+      }),
+    );
+
+    // One lag graph per target.
+    dashboard.addWidgets(
+      ...targets.map((t) =>
+        graph(
+          `Replication lag: ${t.id} (${t.kind}${t.dryRun ? ', dry run' : ''})`,
+          8,
+          [
+            targetMetric('ReplicationLagSeconds', t.id, {
+              statistic: 'Maximum',
+              period: ONE_MINUTE,
+              label: 'lag (s)',
+            }),
+          ],
+          { leftAnnotations: [threshold(limits.lagThreshold.toSeconds(), 'alarm')], leftYAxis: { min: 0 } },
+        ),
+      ),
+    );
+
+    // Backlog: what the ledger says is pending, and what sits in the queues.
+    dashboard.addWidgets(
+      graph(
+        'Pending replications (ledger)',
+        12,
+        targets.map((t) =>
+          targetMetric('PendingReplications', t.id, {
+            statistic: 'Maximum',
+            period: ONE_MINUTE,
+            label: t.id,
+          }),
+        ),
+        { leftYAxis: { min: 0 } },
+      ),
+      graph(
+        'Messages waiting in the queues',
+        12,
+        [
+          ...targets.map((t) =>
+            t.queue.metricApproximateNumberOfMessagesVisible({
+              statistic: 'Maximum',
+              period: ONE_MINUTE,
+              label: t.id,
+            }),
+          ),
+          props.ingest.queue.metricApproximateNumberOfMessagesVisible({
+            statistic: 'Maximum',
+            period: ONE_MINUTE,
+            label: 'ingest',
+          }),
+        ],
+        { leftYAxis: { min: 0 } },
+      ),
+    );
+
+    // Failures.
+    dashboard.addWidgets(
+      graph(
+        'Replication failures (S3 targets)',
+        8,
+        targets
+          .filter((t) => t.kind === 's3')
+          .map((t) =>
+            targetMetric('ReplicationFailures', t.id, {
+              statistic: 'Sum',
+              period: FIVE_MINUTES,
+              label: t.id,
+            }),
+          ),
+      ),
+      graph(
+        'Dead-letter queues',
+        8,
+        [
+          ...targets.map((t) =>
+            t.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+              statistic: 'Maximum',
+              period: ONE_MINUTE,
+              label: t.id,
+            }),
+          ),
+          props.ingest.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+            statistic: 'Maximum',
+            period: ONE_MINUTE,
+            label: 'ingest',
+          }),
+        ],
+        { leftAnnotations: [threshold(1, 'alarm')] },
+      ),
+      graph(
+        'Uploads rejected at ingest',
+        8,
+        [serviceMetric('IngestRejected', { statistic: 'Sum', period: FIVE_MINUTES })],
+        {
+          leftAnnotations: [threshold(limits.rejectionThreshold, 'alarm above')],
+        },
+      ),
+    );
+
+    // Agents and throughput.
+    const pull = targets.filter((t) => t.kind === 'pull');
+    const s3 = targets.filter((t) => t.kind === 's3');
+    dashboard.addWidgets(
+      ...(pull.length > 0
+        ? [
+            graph(
+              'Agent heartbeat age (s)',
+              8,
+              pull.map((t) =>
+                targetMetric('AgentHeartbeatAgeSeconds', t.id, {
+                  statistic: 'Maximum',
+                  period: ONE_MINUTE,
+                  label: t.id,
+                }),
+              ),
+              {
+                leftAnnotations: [threshold(limits.heartbeatThreshold.toSeconds(), 'alarm')],
+                leftYAxis: { min: 0 },
+              },
+            ),
+          ]
+        : []),
+      graph(
+        'Files replicated (S3 targets)',
+        8,
+        s3.map((t) =>
+          targetMetric('FilesReplicated', t.id, { statistic: 'Sum', period: FIVE_MINUTES, label: t.id }),
+        ),
+      ),
+      graph(
+        'Commit to applied, p90 (ms, S3 targets)',
+        8,
+        s3.map((t) =>
+          targetMetric('ReplicationLatency', t.id, { statistic: 'p90', period: FIVE_MINUTES, label: t.id }),
+        ),
+      ),
+    );
+    return dashboard;
+  }
+}
+
+function checkOptions(o: {
+  lagThreshold: Duration;
+  lagPeriods: number;
+  heartbeatThreshold: Duration;
+  rejectionThreshold: number;
+  reconcileInterval: Duration;
+}): void {
+  const problems: string[] = [];
+  if (
+    !Token.isUnresolved(o.lagPeriods) &&
+    (!Number.isInteger(o.lagPeriods) || o.lagPeriods < 1 || o.lagPeriods > 1440)
+  )
+    problems.push(
+      `lagEvaluationPeriods: ${o.lagPeriods} is not a whole number of one-minute periods from 1 to 1440`,
+    );
+  if (o.lagThreshold.toSeconds() <= 0) problems.push('lagThreshold: must be positive');
+  if (o.heartbeatThreshold.toSeconds() <= 0) problems.push('heartbeatThreshold: must be positive');
+  if (!Number.isFinite(o.rejectionThreshold) || o.rejectionThreshold < 0)
+    problems.push('rejectionThreshold: must be 0 or more');
+  const minutes = o.reconcileInterval.toMinutes({ integral: false });
+  if (!Number.isInteger(minutes) || minutes < 1 || minutes > 1440)
+    problems.push(`reconcileInterval: ${minutes} min is not a whole number of minutes from 1 to 1440`);
+  if (problems.length > 0) throw new Error(`invalid monitoring settings:\n  ${problems.join('\n  ')}`);
+}

@@ -1,0 +1,483 @@
+/**
+ * Operations on AWS: the lag monitor and reconcile functions with their
+ * schedules and roles, the alarms (thresholds from the topology), the alarm
+ * topic, and the dashboard.
+ */
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Template } from 'aws-cdk-lib/assertions';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { makeMetrics, metricsPort, NAMESPACE, publishMetrics } from '../../functions/adapters/powertools.js';
+import { readRuntimeConfig } from '../../functions/adapters/runtime-config.js';
+import { METRICS_NAMESPACE, SERVICE_METRICS, TARGET_METRICS } from '../../lib/metrics.js';
+import type { MirrorApp } from '../../lib/mirror-app.js';
+import { REPO_ROOT } from '../../lib/paths.js';
+import {
+  actionsOf,
+  buildTestApp,
+  environmentOf,
+  fakeResolve,
+  props,
+  resourcesOf,
+  resourcesOfType,
+  type Statement,
+  statementsOfFunction,
+  TEST_TOPOLOGY_INPUT,
+  testTopology,
+} from './fixture.js';
+
+type Json = Record<string, unknown>;
+
+/** Non-default thresholds everywhere, an alarm email, and target-b in dry run. */
+const MONITORING = {
+  lagAlarmSeconds: 600,
+  lagAlarmPeriods: 5,
+  heartbeatAlarmSeconds: 120,
+  rejectionAlarmThreshold: 3,
+  reconcileEveryMinutes: 30,
+  alarmEmail: 'mirror-ops@example.com',
+};
+const monitoredTopology = () =>
+  testTopology({
+    monitoring: MONITORING,
+    targets: TEST_TOPOLOGY_INPUT.targets.map((t) => (t.id === 'target-b' ? { ...t, dryRun: true } : t)),
+  });
+const TARGETS = TEST_TOPOLOGY_INPUT.targets.map((t) => t.id);
+const S3_TARGETS = TEST_TOPOLOGY_INPUT.targets.filter((t) => t.kind === 's3').map((t) => t.id);
+const PULL_TARGETS = TEST_TOPOLOGY_INPUT.targets.filter((t) => t.kind === 'pull').map((t) => t.id);
+
+const logicalId = (stack: MirrorApp['home'], construct: { node: { defaultChild?: unknown } }) =>
+  stack.getLogicalId(construct.node.defaultChild as never);
+const text = (value: unknown) => JSON.stringify(fakeResolve(value));
+
+const alarmsOf = (template: Template): (Json & { id: string })[] =>
+  Object.entries(resourcesOfType(template, 'AWS::CloudWatch::Alarm')).map(([id, a]) => ({ id, ...props(a) }));
+const dimensions = (alarm: Json) =>
+  Object.fromEntries(
+    ((alarm.Dimensions ?? []) as { Name: string; Value: unknown }[]).map((d) => [d.Name, d.Value]),
+  );
+const customAlarms = (template: Template, metricName: string) =>
+  alarmsOf(template).filter((a) => a.Namespace === 'MediaMirror' && a.MetricName === metricName);
+
+let mirror: MirrorApp;
+let home: Template;
+
+beforeAll(() => {
+  mirror = buildTestApp(monitoredTopology());
+  home = Template.fromStack(mirror.home);
+}, 120_000);
+
+describe('metrics the alarms watch are the metrics the handlers emit', () => {
+  const lines: string[] = [];
+  afterEach(() => {
+    vi.restoreAllMocks();
+    lines.length = 0;
+  });
+  const emitted = (service: string, emit: (port: ReturnType<typeof metricsPort>) => void) => {
+    lines.length = 0;
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      lines.push(String(chunk));
+      return true;
+    });
+    const metrics = makeMetrics(service);
+    emit(metricsPort(metrics));
+    publishMetrics(metrics);
+    vi.restoreAllMocks();
+    return lines
+      .flatMap((l) => l.split('\n'))
+      .filter((l) => l.includes('"_aws"'))
+      .map((l) => JSON.parse(l));
+  };
+
+  it('namespace MediaMirror; per-target metrics carry exactly service + target, the others service only', () => {
+    expect(METRICS_NAMESPACE).toBe(NAMESPACE);
+    for (const [name, service] of Object.entries(TARGET_METRICS)) {
+      const [emf] = emitted(service, (port) => port.count(name, 1, { target: 'target-a' }));
+      expect(emf._aws.CloudWatchMetrics[0].Namespace, name).toBe('MediaMirror');
+      expect(emf._aws.CloudWatchMetrics[0].Dimensions, name).toEqual([['service', 'target']]);
+      expect(emf).toMatchObject({ service, target: 'target-a' });
+    }
+    for (const [name, service] of Object.entries(SERVICE_METRICS)) {
+      const [emf] = emitted(service, (port) => port.count(name));
+      expect(emf._aws.CloudWatchMetrics[0].Dimensions, name).toEqual([['service']]);
+      expect(emf).toMatchObject({ service });
+    }
+  });
+
+  it('each service name is the one its handler gives Powertools, and the handler (or its core) emits the metric', () => {
+    const source = (file: string) => readFileSync(path.join(REPO_ROOT, 'functions', file), 'utf8');
+    const core = ['core/lag.ts', 'core/replicate.ts', 'core/ingest.ts', 'core/commit.ts']
+      .map(source)
+      .join('\n');
+    for (const [name, service] of [...Object.entries(TARGET_METRICS), ...Object.entries(SERVICE_METRICS)]) {
+      const handler = source(`handlers/${service}.ts`);
+      expect(handler, service).toContain(`makeMetrics('${service}')`);
+      expect(`${handler}\n${core}`, name).toContain(`'${name}'`);
+    }
+  });
+});
+
+describe('alarms', () => {
+  it('exactly one lag alarm per target: maximum lag > lagAlarmSeconds for lagAlarmPeriods minutes, missing data breaching', () => {
+    const lag = customAlarms(home, 'ReplicationLagSeconds');
+    expect(lag).toHaveLength(TARGETS.length);
+    for (const target of TARGETS) {
+      const mine = lag.filter((a) => dimensions(a).target === target);
+      expect(mine, target).toHaveLength(1);
+      expect(dimensions(mine[0] as Json)).toEqual({ service: 'lag-monitor', target });
+      expect(mine[0], target).toMatchObject({
+        Statistic: 'Maximum',
+        Period: 60,
+        Threshold: 600,
+        ComparisonOperator: 'GreaterThanThreshold',
+        EvaluationPeriods: 5,
+        DatapointsToAlarm: 5,
+        TreatMissingData: 'breaching',
+        AlarmName: `TestMirror-Home-target-${target}-lag`,
+      });
+    }
+  });
+
+  it('a dry-run target keeps its lag alarm but with actions disabled (its lag grows by design)', () => {
+    const lag = customAlarms(home, 'ReplicationLagSeconds');
+    for (const alarm of lag) {
+      const dryRun = dimensions(alarm).target === 'target-b';
+      expect(alarm.ActionsEnabled, String(dimensions(alarm).target)).toBe(!dryRun);
+    }
+    // Its other alarms still notify.
+    const dlq = alarmsOf(home).find((a) => a.AlarmName === 'TestMirror-Home-target-target-b-dead-letters');
+    expect(dlq?.ActionsEnabled).not.toBe(false);
+  });
+
+  it('one dead-letter alarm per target queue and one for the ingest: any visible message', () => {
+    const sqsAlarms = alarmsOf(home).filter((a) => a.Namespace === 'AWS/SQS');
+    const dlqs = [
+      ['ingest', mirror.home.ingest.deadLetterQueue],
+      ...mirror.home.targets.map((t) => [t.id, t.deadLetterQueue] as const),
+    ] as const;
+    expect(sqsAlarms).toHaveLength(dlqs.length);
+    for (const [name, dlq] of dlqs) {
+      const queueName = { 'Fn::GetAtt': [logicalId(mirror.home, dlq), 'QueueName'] };
+      const mine = sqsAlarms.filter(
+        (a) => JSON.stringify(dimensions(a).QueueName) === JSON.stringify(queueName),
+      );
+      expect(mine, name).toHaveLength(1);
+      expect(mine[0]).toMatchObject({
+        MetricName: 'ApproximateNumberOfMessagesVisible',
+        Statistic: 'Maximum',
+        Threshold: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        EvaluationPeriods: 1,
+        TreatMissingData: 'notBreaching',
+      });
+    }
+    // No alarm watches a main queue: a backlog there is what the lag alarm measures.
+    for (const target of mirror.home.targets) {
+      const queueName = JSON.stringify({ 'Fn::GetAtt': [logicalId(mirror.home, target.queue), 'QueueName'] });
+      expect(sqsAlarms.filter((a) => JSON.stringify(dimensions(a).QueueName) === queueName)).toEqual([]);
+    }
+  });
+
+  it('one heartbeat alarm per pull target and none for S3 targets', () => {
+    const heartbeat = customAlarms(home, 'AgentHeartbeatAgeSeconds');
+    expect(heartbeat.map((a) => dimensions(a).target)).toEqual(PULL_TARGETS);
+    for (const alarm of heartbeat) {
+      expect(dimensions(alarm)).toEqual({ service: 'lag-monitor', target: 'onprem-dc1' });
+      expect(alarm).toMatchObject({
+        Statistic: 'Maximum',
+        Period: 60,
+        Threshold: 120,
+        ComparisonOperator: 'GreaterThanThreshold',
+        EvaluationPeriods: 1,
+        TreatMissingData: 'notBreaching',
+      });
+    }
+    for (const target of S3_TARGETS) {
+      expect(mirror.home.monitoring.targetAlarms.get(target)?.heartbeat, target).toBeUndefined();
+    }
+  });
+
+  it('ingest rejections: IngestRejected summed over 5 minutes above the threshold', () => {
+    const rejections = customAlarms(home, 'IngestRejected');
+    expect(rejections).toHaveLength(1);
+    expect(dimensions(rejections[0] as Json)).toEqual({ service: 'ingest' });
+    expect(rejections[0]).toMatchObject({
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 3,
+      ComparisonOperator: 'GreaterThanThreshold',
+      TreatMissingData: 'notBreaching',
+    });
+  });
+
+  it('a failed reconcile run alarms until the next one succeeds (one period per run)', () => {
+    const reconcileId = logicalId(mirror.home, mirror.home.monitoring.reconciler.function);
+    const errors = alarmsOf(home).filter((a) => a.Namespace === 'AWS/Lambda');
+    expect(errors).toHaveLength(1);
+    expect(dimensions(errors[0] as Json)).toEqual({ FunctionName: { Ref: reconcileId } });
+    expect(errors[0]).toMatchObject({ MetricName: 'Errors', Statistic: 'Sum', Period: 1800, Threshold: 1 });
+  });
+
+  it('nothing else: per target lag + dead letters (+ heartbeat), ingest dead letters + rejections, reconcile', () => {
+    expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 3);
+    expect(mirror.home.monitoring.alarms).toHaveLength(alarmsOf(home).length);
+  });
+});
+
+describe('alarm topic', () => {
+  it('with alarmEmail: one topic, KMS-encrypted with a rotated key of its own, and the email subscribed', () => {
+    const topics = resourcesOfType(home, 'AWS::SNS::Topic');
+    expect(Object.keys(topics)).toHaveLength(1);
+    const [topicId, topic] = Object.entries(topics)[0] as [string, Json];
+    const keyId = logicalId(mirror.home, mirror.home.monitoring.alarmTopic?.key as never);
+    expect(props(topic).KmsMasterKeyId).toEqual({ 'Fn::GetAtt': [keyId, 'Arn'] });
+    home.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    home.resourceCountIs('AWS::SNS::Subscription', 1);
+    home.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'mirror-ops@example.com',
+      TopicArn: { Ref: topicId },
+    });
+  });
+
+  it('CloudWatch may use the key, and publish to the topic only from this account, for the mirror’s alarms', () => {
+    const [keyStatements] = Object.values(resourcesOfType(home, 'AWS::KMS::Key')).map(
+      (k) => (props(k).KeyPolicy as { Statement: Statement[] }).Statement,
+    );
+    const cw = keyStatements?.find((s) => JSON.stringify(s).includes('cloudwatch.amazonaws.com'));
+    expect(cw && actionsOf(cw).sort()).toEqual(['kms:Decrypt', 'kms:GenerateDataKey*']);
+
+    const [policy] = Object.values(resourcesOfType(home, 'AWS::SNS::TopicPolicy')).map(
+      (p) => (props(p).PolicyDocument as { Statement: (Statement & { Principal: unknown })[] }).Statement,
+    );
+    const tls = policy?.find((s) => s.Effect === 'Deny');
+    expect(tls?.Condition).toEqual({ Bool: { 'aws:SecureTransport': 'false' } });
+    const publish = policy?.find((s) => s.Effect === 'Allow');
+    expect(publish?.Principal).toEqual({ Service: 'cloudwatch.amazonaws.com' });
+    expect(publish && actionsOf(publish)).toEqual(['sns:Publish']);
+    expect(fakeResolve(publish?.Condition)).toEqual({
+      StringEquals: { 'aws:SourceAccount': '123456789012' },
+      ArnLike: { 'aws:SourceArn': 'arn:aws:cloudwatch:us-east-1:123456789012:alarm:TestMirror-Home-*' },
+    });
+    // ...which every alarm name matches.
+    for (const alarm of alarmsOf(home)) expect(String(alarm.AlarmName)).toMatch(/^TestMirror-Home-/);
+  });
+
+  it('every alarm notifies the topic, on alarm and on recovery', () => {
+    const [topicId] = Object.keys(resourcesOfType(home, 'AWS::SNS::Topic'));
+    for (const alarm of alarmsOf(home)) {
+      expect(alarm.AlarmActions, alarm.id).toEqual([{ Ref: topicId }]);
+      expect(alarm.OKActions, alarm.id).toEqual([{ Ref: topicId }]);
+    }
+  });
+
+  it('without alarmEmail: no topic, no subscription, no key, and alarms without actions', () => {
+    const plain = Template.fromStack(buildTestApp(testTopology(), { nag: false }).home);
+    plain.resourceCountIs('AWS::SNS::Topic', 0);
+    plain.resourceCountIs('AWS::SNS::Subscription', 0);
+    plain.resourceCountIs('AWS::KMS::Key', 0);
+    const alarms = alarmsOf(plain);
+    expect(alarms.length).toBeGreaterThan(0);
+    for (const alarm of alarms) {
+      expect(alarm.AlarmActions, alarm.id).toBeUndefined();
+      expect(alarm.OKActions, alarm.id).toBeUndefined();
+    }
+    // The defaults: 900 s for 3 minutes, heartbeat 300 s, any rejection, reconcile hourly.
+    expect(customAlarms(plain, 'ReplicationLagSeconds')[0]).toMatchObject({
+      Threshold: 900,
+      EvaluationPeriods: 3,
+    });
+    expect(customAlarms(plain, 'AgentHeartbeatAgeSeconds')[0]).toMatchObject({ Threshold: 300 });
+    expect(customAlarms(plain, 'IngestRejected')[0]).toMatchObject({ Threshold: 0 });
+    plain.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 hour)' });
+  });
+});
+
+describe('dashboard', () => {
+  const body = () => {
+    const dashboards = Object.values(resourcesOfType(home, 'AWS::CloudWatch::Dashboard'));
+    expect(dashboards).toHaveLength(1);
+    expect(props(dashboards[0] as Json).DashboardName).toBe('TestMirror-Home');
+    return JSON.parse(String(fakeResolve(props(dashboards[0] as Json).DashboardBody))) as {
+      widgets: { type: string; properties: { title?: string; metrics?: unknown[][] } }[];
+    };
+  };
+  const graphs = () => body().widgets.filter((w) => w.type === 'metric');
+  /** The metrics of a graph as [namespace, name, ...dimension pairs] without the rendering options. */
+  const metricsOf = (w: { properties: { metrics?: unknown[][] } }) =>
+    (w.properties.metrics ?? []).map((m) => m.filter((x) => typeof x === 'string'));
+
+  it('one lag graph per target, with that target’s lag metric', () => {
+    for (const target of TARGETS) {
+      const lagMetric = ['MediaMirror', 'ReplicationLagSeconds', 'service', 'lag-monitor', 'target', target];
+      const withIt = graphs().filter((g) =>
+        metricsOf(g).some((m) => JSON.stringify(m) === JSON.stringify(lagMetric)),
+      );
+      expect(withIt, target).toHaveLength(1);
+      expect(metricsOf(withIt[0] as never), target).toHaveLength(1);
+    }
+  });
+
+  it('backlog: pending replications per target and the depth of every target queue', () => {
+    const all = graphs().flatMap(metricsOf);
+    const names = (ns: string, metric: string) =>
+      all.filter((m) => m[0] === ns && m[1] === metric).map((m) => m.slice(2));
+    expect(names('MediaMirror', 'PendingReplications')).toEqual(
+      TARGETS.map((t) => ['service', 'lag-monitor', 'target', t]),
+    );
+    const visible = JSON.stringify(names('AWS/SQS', 'ApproximateNumberOfMessagesVisible'));
+    for (const target of mirror.home.targets) {
+      expect(visible, target.id).toContain(`att:${logicalId(mirror.home, target.queue)}.QueueName`);
+      expect(visible, target.id).toContain(`att:${logicalId(mirror.home, target.deadLetterQueue)}.QueueName`);
+    }
+  });
+
+  it('failures: replication failures per S3 target, dead-letter queues, ingest rejections', () => {
+    const all = graphs().flatMap(metricsOf);
+    expect(all.filter((m) => m[1] === 'ReplicationFailures').map((m) => m[5])).toEqual(S3_TARGETS);
+    expect(all.filter((m) => m[1] === 'IngestRejected')).toEqual([
+      ['MediaMirror', 'IngestRejected', 'service', 'ingest'],
+    ]);
+    const visible = JSON.stringify(all.filter((m) => m[1] === 'ApproximateNumberOfMessagesVisible'));
+    expect(visible).toContain(`att:${logicalId(mirror.home, mirror.home.ingest.deadLetterQueue)}.QueueName`);
+    expect(body().widgets.some((w) => w.type === 'alarm')).toBe(true);
+  });
+});
+
+describe('lag monitor and reconcile functions', () => {
+  const fnId = (which: 'lagMonitor' | 'reconciler') =>
+    logicalId(mirror.home, mirror.home.monitoring[which].function);
+  const grants = (which: 'lagMonitor' | 'reconciler') =>
+    statementsOfFunction(home, fnId(which)).filter((s) => !actionsOf(s).some((a) => a.startsWith('logs:')));
+  const tableArn = () => ({ 'Fn::GetAtt': [logicalId(mirror.home, mirror.home.ledger.table), 'Arn'] });
+
+  it('the lag monitor runs every minute, reconcile every reconcileEveryMinutes', () => {
+    for (const [which, expression] of [
+      ['lagMonitor', 'rate(1 minute)'],
+      ['reconciler', 'rate(30 minutes)'],
+    ] as const) {
+      const rules = Object.values(resourcesOfType(home, 'AWS::Events::Rule'))
+        .map((r) => props(r))
+        .filter((r) =>
+          (r.Targets as Json[]).some(
+            (t) => JSON.stringify(t.Arn) === JSON.stringify({ 'Fn::GetAtt': [fnId(which), 'Arn'] }),
+          ),
+        );
+      expect(rules, which).toHaveLength(1);
+      expect(rules[0]).toMatchObject({ ScheduleExpression: expression, State: 'ENABLED' });
+      home.hasResourceProperties('AWS::Lambda::Permission', {
+        Action: 'lambda:InvokeFunction',
+        Principal: 'events.amazonaws.com',
+        FunctionName: { 'Fn::GetAtt': [fnId(which), 'Arn'] },
+      });
+      // A failed run is not retried: the next scheduled one is.
+      home.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+        FunctionName: { Ref: fnId(which) },
+        MaximumRetryAttempts: 0,
+      });
+    }
+  });
+
+  it('lag monitor: GetItem, Query and PutItem on the table, and nothing else (no S3, no SQS, no DeleteItem)', () => {
+    const statements = grants('lagMonitor');
+    const actions = statements.flatMap(actionsOf);
+    expect([...actions].sort()).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query']);
+    expect(statements.flatMap(resourcesOf)).toEqual([tableArn()]);
+    expect(actions.some((a) => a.startsWith('s3:') || a.startsWith('sqs:'))).toBe(false);
+    expect(actions).not.toContain('dynamodb:DeleteItem');
+    // No event source: it consumes no queue.
+    expect(
+      Object.values(resourcesOfType(home, 'AWS::Lambda::EventSourceMapping')).filter(
+        (m) => JSON.stringify(props(m).FunctionName) === JSON.stringify({ Ref: fnId('lagMonitor') }),
+      ),
+    ).toEqual([]);
+  });
+
+  it('reconcile: Scan/Query/GetItem/DeleteItem, SendMessage to every target queue, HEAD on the replica objects', () => {
+    const statements = grants('reconciler');
+    const actions = statements.flatMap(actionsOf);
+    expect(actions.filter((a) => a.startsWith('dynamodb:')).sort()).toEqual([
+      'dynamodb:DeleteItem',
+      'dynamodb:GetItem',
+      'dynamodb:Query',
+      'dynamodb:Scan',
+    ]);
+    expect(actions.filter((a) => a.startsWith('sqs:'))).toEqual(['sqs:SendMessage']);
+    const send = statements.find((s) => actionsOf(s).includes('sqs:SendMessage')) as Statement;
+    expect(resourcesOf(send).map(text).sort()).toEqual(
+      mirror.home.targets.map((t) => JSON.stringify(`att:${logicalId(mirror.home, t.queue)}.Arn`)).sort(),
+    );
+    const s3Actions = [...new Set(actions.filter((a) => a.startsWith('s3:')))].sort();
+    expect(s3Actions).toEqual(['s3:GetObject', 's3:ListBucket']);
+    const objects = statements.filter((s) => actionsOf(s).join() === 's3:GetObject');
+    expect(objects.flatMap((s) => resourcesOf(s).map((r) => fakeResolve(r))).sort()).toEqual([
+      'arn:aws:s3:::explicit-replica-c/media/*',
+      'arn:aws:s3:::testmirror-target-a-123456789012/*',
+      'arn:aws:s3:::testmirror-target-b-123456789012/*',
+    ]);
+    const list = statements.find((s) => s.Sid === 'ReplicasHeadMissingAs404') as Statement;
+    expect(actionsOf(list)).toEqual(['s3:ListBucket']);
+    expect(
+      resourcesOf(list)
+        .map((r) => fakeResolve(r))
+        .sort(),
+    ).toEqual([
+      'arn:aws:s3:::explicit-replica-c',
+      'arn:aws:s3:::testmirror-target-a-123456789012',
+      'arn:aws:s3:::testmirror-target-b-123456789012',
+    ]);
+    // The table, the queues, the replicas: never the origin.
+    const originId = logicalId(mirror.home, mirror.home.origin.bucket);
+    expect(text(statements)).not.toContain(originId);
+    expect(text(statements)).not.toContain('testmirror-origin');
+  });
+
+  it('both are told the table, the targets and the origin name their runtime configuration requires', () => {
+    for (const which of ['lagMonitor', 'reconciler'] as const) {
+      const env = environmentOf(home, fnId(which));
+      const config = readRuntimeConfig({ ...env, AWS_REGION: 'us-east-1' });
+      expect(
+        config.targets.map((t) => t.id),
+        which,
+      ).toEqual(TARGETS);
+      expect(config.targets.find((t) => t.id === 'target-b')?.dryRun, which).toBe(true);
+      expect(config.feedShards).toBe(8);
+      expect(config.targetId).toBeUndefined();
+      // Named, not granted (see the grants above).
+      expect(config.originBucket).toBe(`ref:${logicalId(mirror.home, mirror.home.origin.bucket)}`);
+    }
+    const fns = resourcesOfType(home, 'AWS::Lambda::Function');
+    expect(props(fns[fnId('lagMonitor')] as Json)).toMatchObject({ Timeout: 60 });
+    expect(props(fns[fnId('reconciler')] as Json)).toMatchObject({ Timeout: 900 });
+  });
+});
+
+describe('cdk-nag', () => {
+  it('reports nothing on the app with the alarm topic, its key and a dry-run target', () => {
+    const report = new AwsSolutionsChecks().validateScope(mirror.app);
+    expect(
+      report.violations.map(
+        (v) => `${v.severity} ${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`,
+      ),
+    ).toEqual([]);
+    expect(() => mirror.app.synth()).not.toThrow();
+  });
+
+  it('the reconcile role’s object wildcards are acknowledged one by one, with the reason', () => {
+    const role = mirror.home.monitoring.reconciler.role;
+    const acknowledged = role.node.metadata
+      .filter((m) => m.type === 'aws:cdk:acknowledged-rules')
+      .flatMap((m) => Object.entries(m.data as Record<string, string>));
+    expect(acknowledged.map(([id]) => id).sort()).toEqual(
+      [
+        'arn:aws:s3:::explicit-replica-c/media/*',
+        'arn:aws:s3:::testmirror-target-a-<AWS::AccountId>/*',
+        'arn:aws:s3:::testmirror-target-b-<AWS::AccountId>/*',
+      ]
+        .map((r) => `Annotation::AwsSolutions-IAM5[Resource::${r}]`)
+        .sort(),
+    );
+    for (const [, reason] of acknowledged) expect(reason).toMatch(/^Reconcile checks each file by path/);
+  });
+});
