@@ -1,11 +1,12 @@
 /**
  * The home stack: origin bucket, ledger, ingest pipeline, one queue (and for S3
- * targets one replicate function) per target, the upload API, and monitoring
- * (lag monitor, reconcile, alarms, dashboard).
+ * targets one replicate function, for pull targets one agent role) per target,
+ * the upload API, and monitoring (lag monitor, reconcile, alarms, dashboard).
  */
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { Topology } from '../functions/core/topology.js';
+import { AgentAccess, type AgentTrust, DEFAULT_AGENT_TRUST } from './constructs/agent-access.js';
 import { IngestPipeline } from './constructs/ingest-pipeline.js';
 import { Ledger } from './constructs/ledger.js';
 import { Monitoring, monitoringOptionsFromTopology } from './constructs/monitoring.js';
@@ -17,6 +18,34 @@ import { originBucketName, replicaBucketName } from './naming.js';
 
 export interface HomeStackProps extends StackProps {
   readonly topology: Topology;
+  /**
+   * Who may assume the role of each pull target's on-prem agent.
+   * @default DEFAULT_AGENT_TRUST (IAM Roles Anywhere, any trust anchor of the account)
+   */
+  readonly agentTrust?: AgentTrust;
+  /**
+   * Per pull target id, a trust that replaces `agentTrust` for that target (e.g.
+   * Roles Anywhere with the CN of that server's certificate). Every key must be
+   * a pull target of the topology.
+   * @default - `agentTrust` for every pull target
+   */
+  readonly agentTrustByTarget?: Readonly<Record<string, AgentTrust>>;
+}
+
+/** The agent trust of each pull target; throws if `byTarget` names something that is not one. */
+export function agentTrustOfTargets(
+  topology: Topology,
+  trust: AgentTrust = DEFAULT_AGENT_TRUST,
+  byTarget: Readonly<Record<string, AgentTrust>> = {},
+): Map<string, AgentTrust> {
+  const pull = topology.targets.filter((t) => t.kind === 'pull').map((t) => t.id);
+  const unknown = Object.keys(byTarget).filter((id) => !pull.includes(id));
+  if (unknown.length > 0) {
+    throw new Error(
+      `invalid agent trust: ${unknown.map((id) => `"${id}"`).join(', ')} is not a pull target (pull targets: ${pull.join(', ') || 'none'})`,
+    );
+  }
+  return new Map(pull.map((id) => [id, byTarget[id] ?? trust]));
 }
 
 /** The API authorizer the topology asks for; throws if a JWT authorizer lacks its settings. */
@@ -41,6 +70,8 @@ export class HomeStack extends Stack {
   public readonly ledger: Ledger;
   /** One per topology target, in topology order. */
   public readonly targets: readonly ReplicaTarget[];
+  /** The role of each pull target's on-prem agent, by target id, in topology order. */
+  public readonly agentAccess: ReadonlyMap<string, AgentAccess>;
   public readonly ingest: IngestPipeline;
   public readonly api: UploadApi;
   public readonly monitoring: Monitoring;
@@ -50,6 +81,7 @@ export class HomeStack extends Stack {
     const { topology } = props;
     const settings = settingsFromTopology(topology);
     const auth = apiAuthFromTopology(topology);
+    const agentTrust = agentTrustOfTargets(topology, props.agentTrust, props.agentTrustByTarget);
 
     this.origin = new OriginStore(this, 'Origin', {
       bucketName: originBucketName(topology),
@@ -74,6 +106,22 @@ export class HomeStack extends Stack {
         settings,
       });
     });
+
+    const agentAccess = new Map<string, AgentAccess>();
+    for (const target of this.targets) {
+      if (target.kind !== 'pull') continue;
+      agentAccess.set(
+        target.id,
+        new AgentAccess(this, `AgentAccess-${target.id}`, {
+          targetId: target.id,
+          queue: target.queue,
+          ledger: this.ledger,
+          origin: this.origin,
+          trust: agentTrust.get(target.id),
+        }),
+      );
+    }
+    this.agentAccess = agentAccess;
 
     this.ingest = new IngestPipeline(this, 'Ingest', {
       ledger: this.ledger,
@@ -114,6 +162,14 @@ export class HomeStack extends Stack {
       new CfnOutput(this, `TargetDeadLetterQueue-${target.id}`, {
         description: `ARN of the dead-letter queue of target ${target.id} (source of a redrive)`,
         value: target.deadLetterQueue.queueArn,
+      });
+    }
+    for (const agent of this.agentAccess.values()) {
+      new CfnOutput(this, `AgentRole-${agent.targetId}`, {
+        description: `ARN of the IAM role the on-prem agent of pull target ${agent.targetId} assumes (${
+          agent.trust.kind === 'roles-anywhere' ? 'IAM Roles Anywhere' : 'from its IAM principal'
+        })`,
+        value: agent.role.roleArn,
       });
     }
     new CfnOutput(this, 'IngestDeadLetterQueue', {

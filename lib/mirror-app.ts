@@ -5,6 +5,7 @@
 import { App, type AppProps, Tags, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { Topology } from '../functions/core/topology.js';
+import type { AgentTrust } from './constructs/agent-access.js';
 import { HomeStack } from './home-stack.js';
 import { checkNames, homeStackName, replicaRegions, replicaStackName, s3Targets } from './naming.js';
 import { ReplicaStack } from './replica-stack.js';
@@ -44,6 +45,86 @@ export interface MirrorAppOptions {
    * @default true
    */
   readonly nag?: boolean;
+  /**
+   * Who may assume each pull target's agent role (see `HomeStackProps`).
+   * @default - from the app's context (`agentTrustFromContext`)
+   */
+  readonly agentTrust?: AgentTrust;
+  /**
+   * Per pull target, a trust replacing `agentTrust`.
+   * @default - from the app's context (`agentTrustFromContext`)
+   */
+  readonly agentTrustByTarget?: Readonly<Record<string, AgentTrust>>;
+}
+
+/** Context keys (cdk.json, or `-c key=value` with a JSON object) that set the agents' trust. */
+export const AGENT_TRUST_CONTEXT = {
+  /** One Roles Anywhere trust anchor ARN every agent role requires (`aws:SourceArn`). */
+  trustAnchorArn: 'mirror:agentTrustAnchorArn',
+  /** `{ "<pull target>": "<certificate CN>" }`: the one certificate subject each agent role accepts. */
+  certificateCommonNames: 'mirror:agentCertificateCommonNames',
+  /** `{ "<pull target>": "<IAM user or role ARN>" }`: these targets trust that principal instead of Roles Anywhere. */
+  principalArns: 'mirror:agentPrincipalArns',
+} as const;
+
+/**
+ * The agents' trust from the app's context: Roles Anywhere by default, limited
+ * to `mirror:agentTrustAnchorArn` and, per target, to a certificate CN; a target
+ * listed in `mirror:agentPrincipalArns` trusts that IAM principal instead.
+ */
+export function agentTrustFromContext(app: App): {
+  agentTrust: AgentTrust;
+  agentTrustByTarget: Record<string, AgentTrust>;
+} {
+  const problems: string[] = [];
+  const anchor = app.node.tryGetContext(AGENT_TRUST_CONTEXT.trustAnchorArn);
+  if (anchor !== undefined && typeof anchor !== 'string') {
+    problems.push(`${AGENT_TRUST_CONTEXT.trustAnchorArn}: must be a string (a trust anchor ARN)`);
+  }
+  const names = contextMap(app, AGENT_TRUST_CONTEXT.certificateCommonNames, problems);
+  const principals = contextMap(app, AGENT_TRUST_CONTEXT.principalArns, problems);
+  for (const id of Object.keys(names)) {
+    if (id in principals) problems.push(`pull target "${id}": a certificate CN and a principal ARN both set`);
+  }
+  if (problems.length > 0)
+    throw new Error(`invalid agent trust in the CDK context:\n  ${problems.join('\n  ')}`);
+
+  const trustAnchorArn = typeof anchor === 'string' ? anchor : undefined;
+  const rolesAnywhere = (certificateCommonName?: string): AgentTrust => ({
+    kind: 'roles-anywhere',
+    ...(trustAnchorArn === undefined ? {} : { trustAnchorArn }),
+    ...(certificateCommonName === undefined ? {} : { certificateCommonName }),
+  });
+  const agentTrustByTarget: Record<string, AgentTrust> = {};
+  for (const [id, cn] of Object.entries(names)) agentTrustByTarget[id] = rolesAnywhere(cn);
+  for (const [id, principalArn] of Object.entries(principals)) {
+    agentTrustByTarget[id] = { kind: 'principal', principalArn };
+  }
+  return { agentTrust: rolesAnywhere(), agentTrustByTarget };
+}
+
+/** A context value that maps target ids to strings: an object (cdk.json) or its JSON text (`-c`). */
+function contextMap(app: App, key: string, problems: string[]): Record<string, string> {
+  let value: unknown = app.node.tryGetContext(key);
+  if (value === undefined) return {};
+  if (typeof value === 'string') {
+    try {
+      value = JSON.parse(value);
+    } catch {
+      problems.push(`${key}: not JSON (expected {"<pull target>": "<value>"})`);
+      return {};
+    }
+  }
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    Array.isArray(value) ||
+    Object.values(value).some((v) => typeof v !== 'string')
+  ) {
+    problems.push(`${key}: expected an object of strings, {"<pull target>": "<value>"}`);
+    return {};
+  }
+  return value as Record<string, string>;
 }
 
 export interface MirrorApp {
@@ -75,12 +156,18 @@ export function buildMirrorApp(topology: Topology, options: MirrorAppOptions = {
     );
   }
 
+  const fromContext =
+    options.agentTrust === undefined || options.agentTrustByTarget === undefined
+      ? agentTrustFromContext(app)
+      : undefined;
   const homeName = homeStackName(topology);
   const home = new HomeStack(app, homeName, {
     stackName: homeName,
-    description: `Media Mirror ${topology.name}: origin, ledger, ingest, targets, API and alarms`,
+    description: `Media Mirror ${topology.name}: origin, ledger, ingest, targets, agent roles, API and alarms`,
     env: { account, region: topology.homeRegion },
     topology,
+    agentTrust: options.agentTrust ?? fromContext?.agentTrust,
+    agentTrustByTarget: options.agentTrustByTarget ?? fromContext?.agentTrustByTarget,
   });
   for (const replica of replicas.values()) {
     home.addStackDependency(replica, 'the replicate functions write to the replica buckets');

@@ -1,0 +1,245 @@
+/**
+ * What the on-premises agent of one pull target may do in AWS: one IAM role with
+ * exactly the policy docs/agent.md ("Credentials and what the role allows") lists,
+ * and a trust policy for how the server gets credentials (IAM Roles Anywhere by
+ * default, or an IAM principal whose access key is on the server).
+ *
+ * - SQS: receive, delete, change visibility and read the attributes of its own
+ *   target queue only.
+ * - S3: `s3:GetObject` on the origin's `blobs/*` only. No `s3:ListBucket`: the
+ *   agent lists nothing and docs/agent.md grants no listing, so a blob that is
+ *   absent answers 403, which the agent reports as access denied and retries
+ *   (the mirror never deletes the blob of a committed version).
+ * - DynamoDB, on the ledger table, by partition key (`dynamodb:LeadingKeys`):
+ *   GetItem and Query on `P#*` (version records), `FEED#*` (the change feed) and
+ *   its own `AGENT#<target>` row; PutItem and UpdateItem on its own rows only,
+ *   `T#<target>#*` (applied state per path) and `AGENT#<target>` (heartbeat).
+ *   No Scan, no DeleteItem, nothing on another target's rows.
+ */
+import { Duration, Token } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { acknowledgeWildcardResource } from '../nag.js';
+import type { Ledger } from './ledger.js';
+import type { OriginStore } from './origin-store.js';
+
+/** The IAM Roles Anywhere service principal. */
+export const ROLES_ANYWHERE_PRINCIPAL = 'rolesanywhere.amazonaws.com';
+
+/** What Roles Anywhere must be allowed to do to issue a session (its trust model). */
+export const ROLES_ANYWHERE_TRUST_ACTIONS = ['sts:AssumeRole', 'sts:TagSession', 'sts:SetSourceIdentity'];
+
+/** Longest session of an agent role: the agent (through the SDK) refreshes its credentials itself. */
+export const AGENT_MAX_SESSION = Duration.hours(1);
+
+/** The SQS actions of an agent, on its own queue. */
+export const AGENT_QUEUE_ACTIONS = [
+  'sqs:ReceiveMessage',
+  'sqs:DeleteMessage',
+  'sqs:ChangeMessageVisibility',
+  'sqs:GetQueueAttributes',
+];
+
+/** The ledger reads of an agent, and the partition keys they may touch. */
+export const AGENT_LEDGER_READ_ACTIONS = ['dynamodb:GetItem', 'dynamodb:Query'];
+/** The ledger writes of an agent (its own rows only). */
+export const AGENT_LEDGER_WRITE_ACTIONS = ['dynamodb:PutItem', 'dynamodb:UpdateItem'];
+
+/** Partition keys an agent may read: version records, the feed, its own agent row. */
+export function agentReadableKeys(targetId: string): string[] {
+  return ['P#*', 'FEED#*', `AGENT#${targetId}`];
+}
+
+/** Partition keys an agent may write: its applied state per path and its agent row. */
+export function agentWritableKeys(targetId: string): string[] {
+  return [`T#${targetId}#*`, `AGENT#${targetId}`];
+}
+
+/**
+ * Trust through IAM Roles Anywhere: the server presents an X.509 certificate
+ * issued by a CA registered as a trust anchor, through `aws_signing_helper`.
+ */
+export interface RolesAnywhereTrust {
+  readonly kind: 'roles-anywhere';
+  /**
+   * Accept sessions from this trust anchor only (`ArnEquals aws:SourceArn`).
+   * @default - any trust anchor of the account whose profile lists the role
+   */
+  readonly trustAnchorArn?: string;
+  /**
+   * Accept only a certificate whose subject CN is this value
+   * (`StringEquals aws:PrincipalTag/x509Subject/CN`): the one server of this
+   * target, when several targets' servers share a trust anchor.
+   * @default - any certificate the trust anchor accepts
+   */
+  readonly certificateCommonName?: string;
+}
+
+/**
+ * Trust an IAM principal, for servers that hold an access key: typically an IAM
+ * user allowed nothing but `sts:AssumeRole` on this role.
+ */
+export interface PrincipalTrust {
+  readonly kind: 'principal';
+  /** ARN of the IAM user (or role) that assumes the agent role: `arn:aws:iam::<account>:user/<name>`. */
+  readonly principalArn: string;
+}
+
+/** Who may assume an agent role. */
+export type AgentTrust = RolesAnywhereTrust | PrincipalTrust;
+
+/** The default trust: IAM Roles Anywhere, any trust anchor of the account. */
+export const DEFAULT_AGENT_TRUST: AgentTrust = { kind: 'roles-anywhere' };
+
+export interface AgentAccessProps {
+  /** The pull target whose agent assumes the role (the topology's target id). */
+  readonly targetId: string;
+  /** The target's queue: the only queue the agent may consume. */
+  readonly queue: sqs.IQueue;
+  /** The ledger: read by partition key, written on the target's own rows only. */
+  readonly ledger: Ledger;
+  /** The origin: the agent reads `blobs/*`, nothing else. */
+  readonly origin: OriginStore;
+  /**
+   * Who may assume the role.
+   * @default DEFAULT_AGENT_TRUST (IAM Roles Anywhere, any trust anchor of the account)
+   */
+  readonly trust?: AgentTrust;
+}
+
+/** A target id as it appears in the policy: no character StringLike or the key scheme would read as special. */
+const SAFE_TARGET_ID = /^[A-Za-z0-9-]+$/;
+const TRUST_ANCHOR_ARN = /^arn:aws[a-z-]*:rolesanywhere:[a-z0-9-]+:\d{12}:trust-anchor\/[0-9a-f-]+$/;
+const PRINCIPAL_ARN = /^arn:aws[a-z-]*:iam::\d{12}:(user|role)\/[\w+=,.@/-]+$/;
+
+export class AgentAccess extends Construct {
+  /** The pull target. */
+  public readonly targetId: string;
+  /** Who may assume the role. */
+  public readonly trust: AgentTrust;
+  /** The role the agent assumes: inline policy only, sessions of at most an hour. */
+  public readonly role: iam.Role;
+  /** Its permissions (the role's one inline policy, `AgentAccess`). */
+  public readonly policy: iam.PolicyDocument;
+
+  constructor(scope: Construct, id: string, props: AgentAccessProps) {
+    super(scope, id);
+    const { targetId, queue, ledger, origin } = props;
+    const trust = props.trust ?? DEFAULT_AGENT_TRUST;
+    checkProps(targetId, trust);
+    this.targetId = targetId;
+    this.trust = trust;
+
+    const blobs = origin.blobObjectsArn;
+    this.policy = new iam.PolicyDocument({
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'OwnQueue',
+          actions: AGENT_QUEUE_ACTIONS,
+          resources: [queue.queueArn],
+        }),
+        new iam.PolicyStatement({ sid: 'OriginBlobs', actions: ['s3:GetObject'], resources: [blobs] }),
+        new iam.PolicyStatement({
+          sid: 'LedgerRead',
+          actions: AGENT_LEDGER_READ_ACTIONS,
+          resources: [ledger.table.tableArn],
+          conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': agentReadableKeys(targetId) } },
+        }),
+        new iam.PolicyStatement({
+          sid: 'LedgerWriteOwnRows',
+          actions: AGENT_LEDGER_WRITE_ACTIONS,
+          resources: [ledger.table.tableArn],
+          conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': agentWritableKeys(targetId) } },
+        }),
+      ],
+    });
+
+    this.role = new iam.Role(this, 'Role', {
+      description: `Assumed by the on-premises agent of pull target ${targetId} (docs/agent.md)`,
+      assumedBy: trustPrincipal(trust),
+      maxSessionDuration: AGENT_MAX_SESSION,
+      inlinePolicies: { AgentAccess: this.policy },
+    });
+    acknowledgeWildcardResource(
+      this.role,
+      blobs,
+      `The on-prem agent of pull target "${targetId}" downloads blobs/<sha256> of versions committed after deploy time; read-only (s3:GetObject) and limited to the blobs/ prefix of the origin bucket.`,
+    );
+  }
+}
+
+function checkProps(targetId: string, trust: AgentTrust): void {
+  const problems: string[] = [];
+  if (Token.isUnresolved(targetId) || !SAFE_TARGET_ID.test(targetId)) {
+    problems.push(
+      `targetId: "${targetId}" must be letters, digits and dashes (it is matched with StringLike in dynamodb:LeadingKeys)`,
+    );
+  }
+  if (trust.kind === 'roles-anywhere') {
+    const anchor = trust.trustAnchorArn;
+    if (anchor !== undefined && !Token.isUnresolved(anchor) && !TRUST_ANCHOR_ARN.test(anchor)) {
+      problems.push(
+        `trust.trustAnchorArn: "${anchor}" is not a trust anchor ARN (arn:aws:rolesanywhere:<region>:<account>:trust-anchor/<id>)`,
+      );
+    }
+    const cn = trust.certificateCommonName;
+    if (cn !== undefined && !Token.isUnresolved(cn) && (cn.trim() === '' || /[*?]/.test(cn))) {
+      problems.push(`trust.certificateCommonName: "${cn}" must be a non-empty name without * or ?`);
+    }
+  } else if (!Token.isUnresolved(trust.principalArn) && !PRINCIPAL_ARN.test(trust.principalArn)) {
+    problems.push(
+      `trust.principalArn: "${trust.principalArn}" is not the ARN of an IAM user or role (arn:aws:iam::<account>:user/<name>)`,
+    );
+  }
+  if (problems.length > 0) {
+    throw new Error(`invalid agent access for pull target "${targetId}":\n  ${problems.join('\n  ')}`);
+  }
+}
+
+function trustPrincipal(trust: AgentTrust): iam.IPrincipal {
+  if (trust.kind === 'principal') return new iam.ArnPrincipal(trust.principalArn);
+  const conditions: Record<string, Record<string, string>> = {};
+  if (trust.trustAnchorArn !== undefined) conditions.ArnEquals = { 'aws:SourceArn': trust.trustAnchorArn };
+  if (trust.certificateCommonName !== undefined) {
+    conditions.StringEquals = { 'aws:PrincipalTag/x509Subject/CN': trust.certificateCommonName };
+  }
+  return new TrustStatementPrincipal(
+    new iam.ServicePrincipal(ROLES_ANYWHERE_PRINCIPAL),
+    ROLES_ANYWHERE_TRUST_ACTIONS,
+    conditions,
+  );
+}
+
+/**
+ * A principal whose trust statement carries several actions and conditions in one
+ * statement: Roles Anywhere needs `sts:SetSourceIdentity` besides AssumeRole and
+ * TagSession, which no CDK principal adds.
+ */
+class TrustStatementPrincipal extends iam.PrincipalBase {
+  constructor(
+    private readonly inner: iam.IPrincipal,
+    private readonly actions: readonly string[],
+    private readonly trustConditions: iam.Conditions,
+  ) {
+    super();
+  }
+
+  get policyFragment(): iam.PrincipalPolicyFragment {
+    return this.inner.policyFragment;
+  }
+
+  override addToAssumeRolePolicy(document: iam.PolicyDocument): void {
+    document.addStatements(
+      new iam.PolicyStatement({
+        actions: [...this.actions],
+        principals: [this.inner],
+        ...(Object.keys(this.trustConditions).length > 0 ? { conditions: this.trustConditions } : {}),
+      }),
+    );
+  }
+
+  dedupeString(): string | undefined {
+    return undefined;
+  }
+}
