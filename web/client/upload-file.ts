@@ -63,6 +63,12 @@ export interface UploadFileOptions {
    * for large files). @default `hash-worker.js` next to this module, when `Worker` exists
    */
   readonly workerUrl?: string | URL | null;
+  /**
+   * The whole file's SHA-256 (hex), when the caller has it already (the CLI hashes with
+   * Node's native SHA-256, faster than WebAssembly): skips the hashing pass. Parts are
+   * still hashed as they are sent. @default computed here
+   */
+  readonly sha256?: string;
   /** Bytes per read while hashing. @default 4 MiB */
   readonly chunkBytes?: number;
   /** First wait between status polls while the ingest verifies; it grows to 2 s. @default 250 */
@@ -485,7 +491,8 @@ export async function uploadFile(
     // 1. Hash.
     const hashing = new ProgressMeter('hashing', size);
     report(hashing.snapshot());
-    const sha256 = await hash(0, size, (bytes) => report(hashing.set(bytes)));
+    const sha256 =
+      options.sha256?.toLowerCase() ?? (await hash(0, size, (bytes) => report(hashing.set(bytes))));
     report(hashing.set(size));
 
     // 2. Claim.
