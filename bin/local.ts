@@ -1,14 +1,36 @@
 /**
  * `npm start`: the whole system on loopback (see local/sandbox.ts). Ctrl-C or SIGTERM
  * stops it in reverse order and exits 0; a second signal exits at once.
+ *
+ * Function output is printed with the function's name, except what would only be noise
+ * on a terminal: EMF metric lines (they are at /metrics) and the lag monitor's routine
+ * report every few seconds. MIRROR_LOG_ALL=1 prints everything.
+ *
+ * Each pull target gets an in-process agent (MIRROR_AGENTS=0: none, run `media-mirror
+ * agent` yourself). SIGUSR2 stops the agents, or starts them again: watch a target's lag
+ * grow at /metrics and on the page while its agent is down.
  */
-import { relative } from 'node:path';
+import { join, relative } from 'node:path';
+import { consoleLogSink, type LogSink } from '../local/functions.ts';
 import { startSandbox } from '../local/sandbox.ts';
+
+const isEmf = (line: string) =>
+  line.startsWith('{"_aws":') || /^\{.*"_aws":\{.*"CloudWatchMetrics"/.test(line);
+const isRoutineLag = (name: string, line: string) =>
+  name === 'lag-monitor' && line.includes('"level":"INFO"') && line.includes('"lag measured"');
+
+const functionLog: LogSink =
+  process.env.MIRROR_LOG_ALL === '1'
+    ? consoleLogSink
+    : (name, line, stream) => {
+        if (stream === 'stdout' && (isEmf(line) || isRoutineLag(name, line))) return;
+        consoleLogSink(name, line, stream);
+      };
 
 async function main(): Promise<void> {
   let sandbox: Awaited<ReturnType<typeof startSandbox>>;
   try {
-    sandbox = await startSandbox();
+    sandbox = await startSandbox({ functionLog, agents: process.env.MIRROR_AGENTS !== '0' });
   } catch (err) {
     console.error(`media-mirror: the local stack did not start:\n  ${(err as Error).message}`);
     process.exit(1);
@@ -19,7 +41,14 @@ async function main(): Promise<void> {
     return rel === '' ? '.' : rel.startsWith('..') ? path : rel;
   };
   const targets = Object.entries(e.targets).map(
-    ([id, t]) => `    ${id.padEnd(16)} ${t.kind === 's3' ? `bucket ${t.bucket}` : 'pull (agent)'}`,
+    ([id, t]) =>
+      `    ${id.padEnd(16)} ${
+        t.kind === 's3'
+          ? `bucket ${t.bucket}`
+          : sandbox.agents.has(id)
+            ? `pull: agent mirroring into ${show(join(sandbox.dataDir, 'onprem', id))}`
+            : `pull (no agent: media-mirror agent --target ${id} --dir <folder>)`
+      }`,
   );
   console.log(
     [
@@ -27,6 +56,7 @@ async function main(): Promise<void> {
       `Media Mirror local stack is up (${sandbox.startMs} ms)`,
       `  API        ${e.api}`,
       `  token      ${e.token}`,
+      `  metrics    ${e.metrics}  (Prometheus text, no token)`,
       `  S3         ${e.s3.endpoint}  (bucket ${e.originBucket})`,
       `  SQS        ${e.sqs.endpoint}`,
       `  DynamoDB   ${e.dynamodb.endpoint}  (table ${e.table})`,
@@ -34,10 +64,34 @@ async function main(): Promise<void> {
       '  targets',
       ...targets,
       '',
-      'Ctrl-C stops.',
+      ...(sandbox.agents.size > 0
+        ? [`Stop or restart the agents: kill -USR2 ${process.pid}. Ctrl-C stops everything.`]
+        : ['Ctrl-C stops.']),
       '',
     ].join('\n'),
   );
+
+  let toggling = false;
+  process.on('SIGUSR2', () => {
+    if (toggling || sandbox.agents.size === 0) return;
+    toggling = true;
+    const agents = [...sandbox.agents.values()];
+    const start = agents.every((a) => !a.running);
+    console.log(
+      `\nSIGUSR2: ${start ? 'starting' : 'stopping'} the agents (${agents.map((a) => a.targetId).join(', ')})`,
+    );
+    Promise.all(agents.map((a) => (start ? a.start() : a.stop())))
+      .then(
+        () =>
+          console.log(
+            `agents ${start ? 'running' : 'stopped'}; kill -USR2 ${process.pid} to ${start ? 'stop' : 'start'} them`,
+          ),
+        (err: unknown) => console.error(`agents: ${(err as Error).message}`),
+      )
+      .finally(() => {
+        toggling = false;
+      });
+  });
 
   let signalled = false;
   const onSignal = (signal: NodeJS.Signals) => {

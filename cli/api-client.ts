@@ -80,10 +80,27 @@ export const fileStatusSchema = z.object({
       appliedVersion: version.nullish(),
       status: z.string(),
       appliedAt: z.string().nullish(),
+      /** The last failure to apply a version at this target, when the API reports one. */
+      failure: z
+        .object({ version: z.number().int(), reason: z.string(), at: z.string().nullish() })
+        .nullish(),
     }),
   ),
 });
 export type FileStatus = z.infer<typeof fileStatusSchema>;
+
+/** A target's replication lag as the API measures it from the ledger (functions/core/lag.ts). */
+export const targetLagSchema = z.object({
+  /** Age of the oldest committed change the target has not applied; 0 when caught up. */
+  lagSeconds: z.number().nonnegative(),
+  /** Changes not applied, counted up to a look-ahead limit (`pendingCapped`). */
+  pending: z.number().int().nonnegative(),
+  pendingCapped: z.boolean().default(false),
+  oldestPending: z.object({ path: z.string(), version: z.number().int(), committedAt: z.string() }).nullish(),
+  /** Pull targets: seconds since the agent last reported; null if it never did. */
+  heartbeatAgeSeconds: z.number().nonnegative().nullish(),
+});
+export type TargetLag = z.infer<typeof targetLagSchema>;
 
 export const targetsResponseSchema = z.object({
   targets: z.array(
@@ -92,6 +109,10 @@ export const targetsResponseSchema = z.object({
       kind: z.string(),
       region: z.string().nullish(),
       pathPrefix: z.string().nullish(),
+      dryRun: z.boolean().nullish(),
+      lag: targetLagSchema.nullish(),
+      /** Replication failures parked for the target (messages in its DLQ), when the API reports them. */
+      failures: z.number().int().nonnegative().nullish(),
     }),
   ),
 });
@@ -160,6 +181,24 @@ export class MirrorApiClient {
   /** `GET /v1/health`. */
   health(): Promise<HealthResponse> {
     return this.#call('GET', '/v1/health', healthResponseSchema);
+  }
+
+  /**
+   * `GET /metrics` (the local stack's Prometheus text, no token); undefined when the API has
+   * none (API Gateway on AWS) or it cannot be read. Never throws.
+   */
+  async metricsText(): Promise<string | undefined> {
+    try {
+      const response = await this.#fetch(`${this.baseUrl}/metrics`, {
+        method: 'GET',
+        headers: { accept: 'text/plain' },
+        signal: AbortSignal.timeout(Math.min(this.#timeoutMs, 5_000)),
+      });
+      const text = await response.text();
+      return response.ok && /^# (HELP|TYPE) /m.test(text) ? text : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   async #call<S extends z.ZodType>(

@@ -1,14 +1,18 @@
 /**
- * The `media-mirror` command line: `upload` and `status`. Everything the commands
- * touch (streams, environment, fetch, PUT, clock) comes in through `CliIo`, so
- * `runCli` runs in-process in tests exactly as `bin/cli.ts` runs it.
+ * The `media-mirror` command line: `upload`, `status`, `reconcile`, `redrive` and
+ * `agent` (cli/agent-command.ts). Everything the commands touch (streams, environment,
+ * fetch, PUT, clock) comes in through `CliIo`, so `runCli` runs in-process in tests
+ * exactly as `bin/cli.ts` runs it. `reconcile` and `redrive` talk to the ledger and the
+ * queues directly (cli/ops-context.ts says where they find them).
  */
 import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { registerAgentCommand } from './agent-command.ts';
 import { type FetchLike, MirrorApiClient } from './api-client.ts';
 import { isValidContentType } from './content-type.ts';
 import { type ConnectionOptions, loadConnection } from './endpoints.ts';
 import { MirrorCliError } from './errors.ts';
+import { makeOpsClients, type OpsFlags, resolveOpsContext } from './ops-context.ts';
 import {
   createJsonLinesProgress,
   createTtyProgress,
@@ -17,6 +21,8 @@ import {
   type Writable,
 } from './progress.ts';
 import { createPutFile, type PutFile } from './put-file.ts';
+import { formatReconcileResult, runReconcile } from './reconcile.ts';
+import { formatRedriveResult, redriveFailed, runRedrive } from './redrive.ts';
 import { formatFileStatus, formatTargetsOverview, getPathStatus, getTargetsOverview } from './status.ts';
 import { type Clock, DEFAULT_TIMEOUT_SECONDS, systemClock, type UploadResult, uploadFile } from './upload.ts';
 
@@ -70,6 +76,57 @@ function parseSeconds(value: string): number {
 function parseContentType(value: string): string {
   if (!isValidContentType(value)) throw new InvalidArgumentError('expected type/subtype, e.g. image/jpeg.');
   return value;
+}
+
+function parsePositiveInt(value: string): number {
+  const n = parseNonNegativeInt(value);
+  if (n === 0) throw new InvalidArgumentError('expected a whole number > 0.');
+  return n;
+}
+
+/** Repeatable flags (`--target a --target b`); commas split too (`--target a,b`). */
+function collect(value: string, previous: string[] = []): string[] {
+  return [
+    ...previous,
+    ...value
+      .split(',')
+      .map((v) => v.trim())
+      .filter((v) => v !== ''),
+  ];
+}
+
+function collectPair(value: string, previous: string[] = []): string[] {
+  if (!/^[^=]+=.+$/.test(value)) throw new InvalidArgumentError('expected <id>=<value>.');
+  return [...previous, value];
+}
+
+/** Where reconcile and redrive find the ledger and queues on AWS (locally: the endpoints file). */
+function awsOptions(command: Command, which: { buckets?: boolean; ingest?: boolean }): Command {
+  command
+    .option('--table <name>', 'AWS: the ledger table; selects AWS over the endpoints file (env MIRROR_TABLE)')
+    .option('--region <region>', "AWS: home region (env AWS_REGION; default the topology's homeRegion)")
+    .option(
+      '--config <file>',
+      'AWS: the topology naming the targets (env MIRROR_CONFIG; default ./mirror.config.json)',
+    )
+    .option(
+      '--queue-url <id=url>',
+      "AWS: a target's queue URL (repeatable; or MIRROR_TARGETS as the functions have it)",
+      collectPair,
+    );
+  if (which.buckets) {
+    command
+      .option('--origin-bucket <name>', 'AWS: the origin bucket (env MIRROR_ORIGIN_BUCKET)')
+      .option(
+        '--bucket <id=name>',
+        "AWS: an S3 target's bucket, to check its objects (repeatable; default the topology's bucketName)",
+        collectPair,
+      );
+  }
+  if (which.ingest) {
+    command.option('--ingest-queue-url <url>', 'AWS: the ingest queue URL (env MIRROR_INGEST_QUEUE_URL)');
+  }
+  return command;
 }
 
 function parseMirrorPath(value: string): string {
@@ -153,7 +210,8 @@ export function createProgram(io: CliIo): Command {
   program
     .command('status')
     .description(
-      "without a path: the deployment's targets; with a path: its head version and each target's copy",
+      "without a path: the deployment's targets with lag, backlog, agent heartbeat and failures; " +
+        "with a path: its head version and each target's copy",
     )
     .argument('[path]', 'path in the mirror')
     .option('--json', 'print the answer as JSON')
@@ -169,6 +227,72 @@ export function createProgram(io: CliIo): Command {
         io.stdout.write(`${json ? JSON.stringify(status) : formatFileStatus(status, now())}\n`);
       }
     });
+
+  awsOptions(
+    program
+      .command('reconcile')
+      .description(
+        "compare the ledger's heads with what each target holds (S3: the objects' metadata, paced; pull: " +
+          'what its agent reported) and re-send what is missing, outdated or altered; prints counts per target',
+      )
+      .option('--target <id>', 'only this target (repeatable; default every target)', collect)
+      .option('--dry-run', 'count and report what would be re-sent; change nothing')
+      .option('--rate <n>', 'object checks per second against each replica bucket', parsePositiveInt, 50)
+      .option('--json', 'print the report as JSON'),
+    { buckets: true },
+  ).action(async (_opts: unknown, command: Command) => {
+    const opts = command.optsWithGlobals<
+      OpsFlags & { target?: string[]; dryRun?: boolean; rate: number; json?: boolean }
+    >();
+    const ctx = await resolveOpsContext(opts, io.env, io.cwd);
+    const clients = makeOpsClients(ctx);
+    try {
+      const result = await runReconcile(ctx, clients, {
+        targetIds: opts.target,
+        dryRun: opts.dryRun === true,
+        checksPerSecond: opts.rate,
+      });
+      io.stdout.write(`${opts.json ? JSON.stringify(result) : formatReconcileResult(result)}\n`);
+    } finally {
+      clients.destroy();
+    }
+  });
+
+  awsOptions(
+    program
+      .command('redrive')
+      .description(
+        "move a queue's dead-letter messages back to it once the cause is fixed: StartMessageMoveTask on AWS; " +
+          'against the local emulators the same by hand (new deduplication ids, delete only after the send)',
+      )
+      .option('--target <id>', 'the target whose DLQ to redrive')
+      .option('--ingest', "redrive the ingest queue's DLQ instead")
+      .option('--dry-run', 'count the messages that would move; move nothing')
+      .option('--wait', 'AWS: wait for the move task to finish and print its counts')
+      .option('--json', 'print the result as JSON'),
+    { ingest: true },
+  ).action(async (_opts: unknown, command: Command) => {
+    const opts = command.optsWithGlobals<
+      OpsFlags & { target?: string; ingest?: boolean; dryRun?: boolean; wait?: boolean; json?: boolean }
+    >();
+    const ctx = await resolveOpsContext(opts, io.env, io.cwd);
+    const clients = makeOpsClients(ctx);
+    try {
+      const result = await runRedrive(ctx, clients.sqs, {
+        targetId: opts.target,
+        ingest: opts.ingest,
+        dryRun: opts.dryRun === true,
+        wait: opts.wait,
+      });
+      io.stdout.write(`${opts.json ? JSON.stringify(result) : formatRedriveResult(result)}\n`);
+      const failure = redriveFailed(result);
+      if (failure) throw failure;
+    } finally {
+      clients.destroy();
+    }
+  });
+
+  registerAgentCommand(program, { stdout: io.stdout, stderr: io.stderr, env: io.env, cwd: io.cwd });
 
   return program;
 }

@@ -1,26 +1,46 @@
-/** `media-mirror status [path]`: the deployment's targets, or one path's head and where it has reached. */
+/**
+ * `media-mirror status [path]`: the deployment's targets with their replication lag,
+ * backlog, agent heartbeat and parked failures; or one path's head and where it has reached.
+ */
 import type { FileStatus, HealthResponse, MirrorApiClient, TargetsResponse } from './api-client.ts';
 import { ApiError, MirrorCliError } from './errors.ts';
 import { formatBytes } from './progress.ts';
+import { readSample } from './prom-text.ts';
+
+type Target = TargetsResponse['targets'][number];
 
 export interface TargetsOverview {
   api: string;
-  targets: TargetsResponse['targets'];
+  /**
+   * The API's targets. `failures` is the API's count when it gives one, else (local stack)
+   * the messages in the target's DLQ read from `/metrics`, else absent.
+   */
+  targets: Target[];
   /** The health answer, or why there is none (the targets are still shown). */
   health: HealthResponse | { status: 'unavailable'; error: string };
 }
 
 export async function getTargetsOverview(
-  client: Pick<MirrorApiClient, 'listTargets' | 'health' | 'baseUrl'>,
+  client: Pick<MirrorApiClient, 'listTargets' | 'health' | 'baseUrl'> &
+    Partial<Pick<MirrorApiClient, 'metricsText'>>,
 ): Promise<TargetsOverview> {
-  const [targets, health] = await Promise.all([
+  const [targets, health, metrics] = await Promise.all([
     client.listTargets(),
     client.health().catch((err: unknown) => ({
       status: 'unavailable' as const,
       error: err instanceof Error ? err.message : String(err),
     })),
+    client.metricsText ? client.metricsText() : Promise.resolve(undefined),
   ]);
-  return { api: client.baseUrl, targets: targets.targets, health };
+  return {
+    api: client.baseUrl,
+    targets: targets.targets.map((t) => {
+      if (typeof t.failures === 'number' || metrics === undefined) return t;
+      const parked = readSample(metrics, 'mirror_dlq_messages', { target: t.id });
+      return parked === undefined ? t : { ...t, failures: parked };
+    }),
+    health,
+  };
 }
 
 export async function getPathStatus(
@@ -49,12 +69,36 @@ export function formatTargetsOverview(overview: TargetsOverview): string {
   } else {
     lines.push(
       formatTable(
-        ['TARGET', 'KIND', 'REGION', 'PATH PREFIX'],
-        overview.targets.map((t) => [t.id, t.kind, t.region ?? '-', t.pathPrefix ?? '(all)']),
+        ['TARGET', 'KIND', 'LAG (S)', 'BACKLOG', 'HEARTBEAT', 'FAILED (DLQ)', 'REGION', 'PATH PREFIX'],
+        overview.targets.map((t) => [
+          `${t.id}${t.dryRun ? ' (dry run)' : ''}`,
+          t.kind,
+          t.lag ? formatLagSeconds(t.lag.lagSeconds) : '-',
+          t.lag ? `${t.lag.pending}${t.lag.pendingCapped ? '+' : ''}` : '-',
+          t.kind === 'pull' && t.lag
+            ? t.lag.heartbeatAgeSeconds === null || t.lag.heartbeatAgeSeconds === undefined
+              ? 'never'
+              : `${formatLagSeconds(t.lag.heartbeatAgeSeconds)}s ago`
+            : '-',
+          t.failures === null || t.failures === undefined ? '-' : String(t.failures),
+          t.region ?? '-',
+          t.pathPrefix ?? '(all)',
+        ]),
       ),
     );
+    const behind = overview.targets.filter((t) => t.lag?.oldestPending);
+    for (const t of behind) {
+      const o = t.lag?.oldestPending;
+      if (o) lines.push(`${t.id}: oldest pending ${o.path} v${o.version}, committed ${o.committedAt}`);
+    }
   }
   return lines.join('\n');
+}
+
+/** Seconds with one decimal below a minute, whole seconds above; `0` when caught up. */
+export function formatLagSeconds(seconds: number): string {
+  if (seconds === 0) return '0';
+  return seconds < 60 ? seconds.toFixed(1) : String(Math.round(seconds));
 }
 
 export function formatFileStatus(status: FileStatus, now: Date = new Date()): string {
@@ -85,6 +129,15 @@ export function formatFileStatus(status: FileStatus, now: Date = new Date()): st
         ]),
       ),
     );
+    const failed = status.targets.filter((t) => t.failure);
+    if (failed.length > 0) {
+      lines.push('', 'last failures');
+      const width = Math.max(...failed.map((t) => t.id.length));
+      for (const t of failed) {
+        const f = t.failure as NonNullable<typeof t.failure>;
+        lines.push(`  ${t.id.padEnd(width)}  v${f.version} ${formatWhen(f.at, now)}: ${oneLine(f.reason)}`);
+      }
+    }
   }
   return lines.join('\n');
 }
@@ -116,4 +169,9 @@ export function formatAge(ms: number): string {
   if (s < 3600) return `${Math.floor(s / 60)}m ago`;
   if (s < 86_400) return `${Math.floor(s / 3600)}h ago`;
   return `${Math.floor(s / 86_400)}d ago`;
+}
+
+function oneLine(text: string, max = 160): string {
+  const flat = text.replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
 }

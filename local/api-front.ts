@@ -2,7 +2,8 @@
  * The local equivalent of the API Gateway HTTP API: `/v1/*` goes to the `api`
  * function as a payload-format-2.0 event (`APIGatewayProxyEventV2`, route `$default`),
  * behind a bearer token instead of IAM/JWT; CORS preflights are answered here, as API
- * Gateway's CORS configuration does. Other paths serve the web page's files.
+ * Gateway's CORS configuration does. `/metrics` answers Prometheus text (the local
+ * stand-in for CloudWatch metrics; no token). Other paths serve the web page's files.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -27,6 +28,8 @@ export interface ApiFrontOptions {
   /** Folder of the web page; undefined or missing: every non-API path is 404. */
   readonly webDir: string | undefined;
   readonly maxBodyBytes?: number;
+  /** `GET /metrics` (no token, like health): Prometheus text. Undefined: 404. */
+  readonly metrics?: (() => Promise<{ contentType: string; body: string }>) | undefined;
   readonly onError: (error: Error) => void;
 }
 
@@ -261,6 +264,28 @@ async function serveStatic(
   }
 }
 
+async function serveMetrics(
+  req: IncomingMessage,
+  res: ServerResponse,
+  metrics: NonNullable<ApiFrontOptions['metrics']>,
+): Promise<void> {
+  req.resume();
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res
+      .writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' })
+      .end('Method Not Allowed\n');
+    return;
+  }
+  const { contentType, body } = await metrics();
+  const bytes = Buffer.from(body, 'utf8');
+  res.writeHead(200, {
+    'content-type': contentType,
+    'content-length': String(bytes.length),
+    'cache-control': 'no-store',
+  });
+  res.end(req.method === 'HEAD' ? undefined : bytes);
+}
+
 function tokenMatches(header: string | undefined, token: string): boolean {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
   if (!m?.[1]) return false;
@@ -288,6 +313,7 @@ export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront>
     const now = new Date();
     const requestId = randomBytes(10).toString('base64');
     const rawPath = (req.url ?? '/').split('?')[0] ?? '/';
+    if (rawPath === '/metrics' && options.metrics) return serveMetrics(req, res, options.metrics);
     if (rawPath !== '/v1' && !rawPath.startsWith('/v1/')) return serveStatic(req, res, options.webDir);
 
     const origin = req.headers.origin;

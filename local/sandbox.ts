@@ -1,17 +1,25 @@
 /**
  * The whole system on loopback, like Architect's sandbox: emulators, resources, the
  * handlers in worker threads with their own environments, S3 notifications, SQS
- * event-source mappings and the API front. Start in order; stop in reverse; a failed
- * start stops whatever had started.
+ * event-source mappings, the API front (with `/metrics`), schedules (lag monitor,
+ * reconcile) and one agent per pull target. Start in order; stop in reverse; a failed
+ * start stops whatever had started. After start it converges: pending uploads' S3
+ * notifications are sent again and every target is reconciled (SQS does not survive
+ * a restart; the ledger and the buckets do).
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { SQSClient } from '@aws-sdk/client-sqs';
+import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { DynamoLedger } from '../functions/adapters/dynamo-ledger.ts';
+import type { TargetLag } from '../functions/core/lag.ts';
+import type { ReconcileReport } from '../functions/core/reconcile.ts';
 import { parseTopology, type Topology } from '../functions/core/topology.ts';
+import { createSandboxAgent, type SandboxAgent, type SandboxAgentTuning } from './agents.ts';
 import { startApiFront } from './api-front.ts';
+import { type RenotifyReport, renotifyPendingUploads } from './convergence.ts';
 import {
   loadOrCreateToken,
   lockDataDir,
@@ -28,11 +36,22 @@ import {
   LocalFunction,
   type LogSink,
 } from './functions.ts';
+import { LocalMetrics } from './metrics.ts';
 import { portFromEnv } from './net.ts';
 import { ensureResources, putBucketCors, type Resources, type TargetResources } from './resources.ts';
 import { createS3Notifier } from './s3-notifier.ts';
+import { LocalScheduler, type ScheduleStats } from './scheduler.ts';
+
+export type { SandboxAgent, SandboxAgentTuning } from './agents.ts';
 
 export const DEFAULT_PORTS = Object.freeze({ api: 8787, sqs: 4566, dynamodb: 4567, s3: 4568 });
+/** Whether startSandbox runs the pull targets' agents unless told (bin/local.ts always does). */
+export const DEFAULT_AGENTS = false;
+/** Seconds between scheduled runs, unless MIRROR_LAG_INTERVAL_SECONDS / MIRROR_RECONCILE_INTERVAL_SECONDS say. */
+export const DEFAULT_INTERVALS = Object.freeze({ lag: 5, reconcile: 300 });
+
+const LAG_RULE = 'lag-monitor-schedule';
+const RECONCILE_RULE = 'reconcile-schedule';
 
 const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const handlerPath = (name: string) =>
@@ -58,7 +77,7 @@ export interface SandboxOptions {
   /** Where PORT, MIRROR_* defaults are read. @default process.env */
   readonly env?: NodeJS.ProcessEnv;
   /** Handler modules in place of functions/handlers/<name>.ts (tests). */
-  readonly handlers?: Partial<Record<'api' | 'ingest' | 'replicate', string>>;
+  readonly handlers?: Partial<Record<'api' | 'ingest' | 'replicate' | 'lag-monitor' | 'reconcile', string>>;
   /** Extra variables for every function's environment (tests). */
   readonly functionEnv?: Readonly<Record<string, string>>;
   /** Queue settings; the ingest and replicate functions time out at their queue's visibility timeout. */
@@ -77,6 +96,18 @@ export interface SandboxOptions {
     /** @default 2 */
     readonly waitTimeSeconds?: number;
   };
+  /**
+   * The local EventBridge schedules and the start-up convergence; `false` runs none of them
+   * (the functions are still there: `sandbox.measureLag()`, `sandbox.reconcile()`).
+   */
+  readonly schedules?: false | SandboxSchedules;
+  /**
+   * One in-process agent per pull target, mirroring into `<data>/onprem/<target>/`: `true` or
+   * tuning to run them, `false` for none. `npm start` (bin/local.ts) runs them.
+   * @default DEFAULT_AGENTS (false: suites that count targets' copies or start their own agents
+   * expect none)
+   */
+  readonly agents?: boolean | SandboxAgentTuning;
   /** Folder served at `/`; `null` serves nothing. @default <project>/web */
   readonly webDir?: string | null;
   /** Sandbox messages (errors of the local plumbing). @default console.error */
@@ -87,9 +118,29 @@ export interface SandboxOptions {
   readonly onInvocation?: (report: InvocationReport) => void;
 }
 
+export interface SandboxSchedules {
+  /** Seconds between lag-monitor runs; 0 never runs it. @default $MIRROR_LAG_INTERVAL_SECONDS, else 5 */
+  readonly lagIntervalSeconds?: number;
+  /**
+   * Seconds between reconcile runs; 0 runs it at start only.
+   * @default $MIRROR_RECONCILE_INTERVAL_SECONDS, else 300
+   */
+  readonly reconcileIntervalSeconds?: number;
+  /** Reconcile once right after start. @default true */
+  readonly reconcileAtStart?: boolean;
+  /** Re-send the S3 notification of pending uploads whose blob is stored. @default true */
+  readonly renotifyAtStart?: boolean;
+}
+
 export interface SandboxTarget {
   readonly kind: 's3' | 'pull';
   readonly bucket?: string;
+  /** S3 targets: the replica's (nominal) region and key prefix. */
+  readonly region?: string;
+  readonly keyPrefix?: string;
+  /** Only paths under it go to the target. */
+  readonly pathPrefix?: string;
+  readonly dryRun?: true;
   /** Queue URL. */
   readonly queue: string;
   readonly dlq: string;
@@ -99,6 +150,8 @@ export interface SandboxTarget {
 export interface SandboxEndpoints {
   readonly api: string;
   readonly token: string;
+  /** `<api>/metrics`: Prometheus text, no token. */
+  readonly metrics: string;
   readonly s3: {
     readonly endpoint: string;
     readonly region: string;
@@ -109,6 +162,7 @@ export interface SandboxEndpoints {
   readonly dynamodb: { readonly endpoint: string };
   readonly table: string;
   readonly originBucket: string;
+  readonly feedShards: number;
   readonly ingest: { readonly queue: string; readonly dlq: string };
   readonly targets: Readonly<Record<string, SandboxTarget>>;
 }
@@ -122,8 +176,28 @@ export interface Sandbox {
   readonly startMs: number;
   /** Counters of each event-source mapping, by function name. */
   stats(): Record<string, MappingStats>;
+  /** Counters of each schedule, by rule name. */
+  scheduleStats(): Record<string, ScheduleStats>;
+  /** The agent of each pull target (empty unless `agents` is set): stop and start them at will. */
+  readonly agents: ReadonlyMap<string, SandboxAgent>;
+  /** What `/metrics` serves. */
+  readonly metrics: LocalMetrics;
+  /** Settles once the start-up convergence (re-sent notifications, first reconcile) is done. */
+  readonly converged: Promise<ConvergenceReport>;
+  /** Runs the lag-monitor function now (as its schedule does) and returns its report. */
+  measureLag(): Promise<TargetLag[]>;
+  /** Runs the reconcile function now, optionally narrowed, and returns its report. */
+  reconcile(request?: { targetIds?: string[]; dryRun?: boolean }): Promise<ReconcileReport>;
   /** Stops everything, in reverse start order. Idempotent. */
   stop(): Promise<void>;
+}
+
+export interface ConvergenceReport {
+  readonly renotify: RenotifyReport | undefined;
+  /** The start-up reconcile's report; undefined when it did not run (disabled, or an empty ledger). */
+  readonly reconcile: ReconcileReport | undefined;
+  /** Steps that failed (also logged). */
+  readonly errors: readonly string[];
 }
 
 async function loadTopology(cwd: string): Promise<Topology> {
@@ -149,6 +223,15 @@ function hostBasics(env: NodeJS.ProcessEnv): Record<string, string> {
     if (v !== undefined) out[name] = v;
   }
   return out;
+}
+
+/** A whole number of seconds >= 0 from the environment. */
+function secondsFromEnv(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name}="${raw}" is not a number of seconds (>= 0)`);
+  return n;
 }
 
 function runtimeTargets(targets: readonly TargetResources[]): string {
@@ -180,6 +263,15 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   };
   const topology = options.topology ?? (await loadTopology(cwd));
   const region = topology.homeRegion;
+  const schedules = options.schedules === false ? undefined : (options.schedules ?? {});
+  const intervals = {
+    lag:
+      schedules?.lagIntervalSeconds ??
+      secondsFromEnv(env, 'MIRROR_LAG_INTERVAL_SECONDS', DEFAULT_INTERVALS.lag),
+    reconcile:
+      schedules?.reconcileIntervalSeconds ??
+      secondsFromEnv(env, 'MIRROR_RECONCILE_INTERVAL_SECONDS', DEFAULT_INTERVALS.reconcile),
+  };
   const tuning = {
     ingestVisibilityTimeout: options.queues?.ingestVisibilityTimeout ?? 30,
     targetVisibilityTimeout: options.queues?.targetVisibilityTimeout ?? 30,
@@ -263,7 +355,26 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       // The host already warned once about its Node version; every worker would repeat it.
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     };
-    const fnLog = options.functionLog ?? consoleLogSink;
+    // Every function's stdout also feeds /metrics (its EMF lines), as CloudWatch Logs feeds metrics.
+    const metrics = new LocalMetrics({
+      targets: resources.targets,
+      dlqs: [
+        { queue: resources.ingest.dlq.name, url: resources.ingest.dlq.url },
+        ...resources.targets.map((t) => ({ queue: t.dlq.name, url: t.dlq.url, target: t.id })),
+      ],
+      queueDepth: async (url) => {
+        const out = await clients.sqs.send(
+          new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages'] }),
+        );
+        return Number(out.Attributes?.ApproximateNumberOfMessages ?? 0);
+      },
+      onError: report,
+    });
+    const sink = options.functionLog ?? consoleLogSink;
+    const fnLog: LogSink = (name, line, stream) => {
+      if (stream === 'stdout') metrics.observeLine(line);
+      sink(name, line, stream);
+    };
     const makeFunction = (
       spec: Omit<FunctionSpec, 'env' | 'region'> & { env: Record<string, string> },
     ): LocalFunction => {
@@ -298,6 +409,23 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       timeoutSeconds: tuning.ingestVisibilityTimeout,
       memoryMb: 1024,
       maxConcurrency: 5,
+    });
+    // Scheduled functions (EventBridge rules on AWS): the same environment as the ingest.
+    const lagMonitor = makeFunction({
+      name: 'lag-monitor',
+      module: options.handlers?.['lag-monitor'] ?? handlerPath('lag-monitor'),
+      env: { MIRROR_TARGETS: allTargets },
+      timeoutSeconds: 60,
+      memoryMb: 256,
+      maxConcurrency: 1,
+    });
+    const reconciler = makeFunction({
+      name: 'reconcile',
+      module: options.handlers?.reconcile ?? handlerPath('reconcile'),
+      env: { MIRROR_TARGETS: allTargets },
+      timeoutSeconds: 900,
+      memoryMb: 512,
+      maxConcurrency: 1,
     });
     const replicators = resources.targets
       .filter((t) => t.kind === 's3')
@@ -369,6 +497,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       fn: api,
       corsOrigins: topology.api.corsOrigins,
       webDir,
+      metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
       onError: report,
     });
     steps.push({ name: 'API front', stop: () => front.stop() });
@@ -377,11 +506,13 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     const endpoints: SandboxEndpoints = {
       api: front.url,
       token,
+      metrics: `${front.url}/metrics`,
       s3: { endpoint: s3.endpoint, region, credentials: credentials(), forcePathStyle: true },
       sqs: { endpoint: sqs.endpoint },
       dynamodb: { endpoint: dynamo.endpoint },
       table: resources.table,
       originBucket: resources.originBucket,
+      feedShards: topology.feedShards,
       ingest: { queue: resources.ingest.queue.url, dlq: resources.ingest.dlq.url },
       targets: Object.fromEntries(
         resources.targets.map((t) => [
@@ -389,12 +520,79 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
           {
             kind: t.kind,
             ...(t.bucket === undefined ? {} : { bucket: t.bucket }),
+            ...(t.kind === 's3' ? { region: t.region, keyPrefix: t.keyPrefix } : {}),
+            ...(t.pathPrefix === undefined ? {} : { pathPrefix: t.pathPrefix }),
+            ...(t.dryRun ? { dryRun: true as const } : {}),
             queue: t.queue.url,
             dlq: t.dlq.url,
           },
         ]),
       ),
     };
+
+    // 7. Agents, one per pull target (after the functions; stopped before them).
+    const agents = new Map<string, SandboxAgent>();
+    const agentOption = options.agents ?? DEFAULT_AGENTS;
+    if (agentOption !== false) {
+      for (const target of resources.targets) {
+        if (target.kind !== 'pull') continue;
+        const agent = createSandboxAgent({
+          endpoints,
+          targetId: target.id,
+          dataDir,
+          feedShards: topology.feedShards,
+          pathPrefix: target.pathPrefix,
+          tuning: agentOption === true ? {} : agentOption,
+          writeLine: (line) => sink(`agent-${target.id}`, line, 'stderr'),
+          onOutcome: (v, outcome) => metrics.observeAgentOutcome(target.id, outcome, v.committedAt),
+        });
+        await agent.start();
+        agents.set(target.id, agent);
+        steps.push({ name: `agent ${target.id}`, stop: () => agent.stop() });
+      }
+    }
+
+    // 8. Schedules (EventBridge rules on AWS) and the start-up convergence.
+    const scheduler = new LocalScheduler({ region, onError: report });
+    scheduler.add({ name: LAG_RULE, fn: lagMonitor, everySeconds: schedules ? intervals.lag : 0 });
+    scheduler.add({
+      name: RECONCILE_RULE,
+      fn: reconciler,
+      everySeconds: schedules ? intervals.reconcile : 0,
+    });
+    scheduler.start();
+    steps.push({ name: 'schedules', stop: () => scheduler.stop() });
+    const abort = new AbortController();
+    const converged = converge({
+      renotifyAtStart: schedules !== undefined && schedules.renotifyAtStart !== false,
+      reconcileAtStart: schedules !== undefined && schedules.reconcileAtStart !== false,
+      signal: abort.signal,
+      ledger: new DynamoLedger(clients.dynamodb, resources.table),
+      head: async (key) => {
+        try {
+          const out = await clients.s3.send(
+            new HeadObjectCommand({ Bucket: resources.originBucket, Key: key }),
+          );
+          return { size: out.ContentLength ?? 0, eTag: (out.ETag ?? '').replace(/"/g, '') };
+        } catch (err) {
+          if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404)
+            return undefined;
+          throw err;
+        }
+      },
+      notify: (e) => notifier.notify(e),
+      bucket: resources.originBucket,
+      reconcile: () => scheduler.run(RECONCILE_RULE) as Promise<ReconcileReport>,
+      log,
+    });
+    steps.push({
+      name: 'start-up convergence',
+      stop: async () => {
+        abort.abort();
+        await converged;
+      },
+    });
+
     const endpointsFile = await writeEndpointsFile(dataDir, endpoints);
     // The file says "a stack is running here": it goes first on stop.
     steps.push({ name: 'endpoints file', stop: () => removeEndpointsFile(dataDir) });
@@ -406,10 +604,70 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       topology,
       startMs: Date.now() - started,
       stats: () => Object.fromEntries([...mappings].map(([name, m]) => [name, { ...m.stats }])),
+      scheduleStats: () => scheduler.stats(),
+      agents,
+      metrics,
+      converged,
+      measureLag: () => scheduler.run(LAG_RULE) as Promise<TargetLag[]>,
+      reconcile: (request) => scheduler.run(RECONCILE_RULE, request ?? {}) as Promise<ReconcileReport>,
       stop: teardown,
     };
   } catch (err) {
     await teardown();
     throw err;
   }
+}
+
+/** Start-up convergence: re-send pending uploads' notifications, then reconcile every target. Never rejects. */
+async function converge(deps: {
+  readonly renotifyAtStart: boolean;
+  readonly reconcileAtStart: boolean;
+  readonly signal: AbortSignal;
+  readonly ledger: DynamoLedger;
+  readonly head: (key: string) => Promise<{ size: number; eTag: string } | undefined>;
+  readonly notify: Parameters<typeof renotifyPendingUploads>[0]['notify'];
+  readonly bucket: string;
+  readonly reconcile: () => Promise<ReconcileReport>;
+  readonly log: (message: string) => void;
+}): Promise<ConvergenceReport> {
+  const errors: string[] = [];
+  let renotify: RenotifyReport | undefined;
+  let reconcile: ReconcileReport | undefined;
+  if (deps.renotifyAtStart) {
+    try {
+      renotify = await renotifyPendingUploads({
+        pendingUploads: () => deps.ledger.scanPendingUploads(),
+        head: deps.head,
+        notify: deps.notify,
+        bucket: deps.bucket,
+        signal: deps.signal,
+      });
+      if (renotify.renotified > 0) {
+        deps.log(`start-up: sent the S3 notification of ${renotify.renotified} pending upload blob(s) again`);
+      }
+    } catch (err) {
+      errors.push(`re-sending pending uploads' notifications failed: ${(err as Error).message}`);
+    }
+  }
+  if (deps.reconcileAtStart && !deps.signal.aborted) {
+    try {
+      // A fresh data folder holds nothing to converge: spare the function's cold start then.
+      if (await hasAnyHead(deps.ledger)) reconcile = await deps.reconcile();
+      const resent = Object.entries(reconcile?.targets ?? {}).filter(([, c]) => c?.resent > 0);
+      if (resent.length > 0) {
+        deps.log(
+          `start-up reconcile re-sent ${resent.map(([id, c]) => `${c.resent} to ${id}`).join(', ')} (of ${reconcile?.heads} paths)`,
+        );
+      }
+    } catch (err) {
+      errors.push(`start-up reconcile failed: ${(err as Error).message}`);
+    }
+  }
+  for (const e of errors) deps.log(e);
+  return { renotify, reconcile, errors };
+}
+
+async function hasAnyHead(ledger: DynamoLedger): Promise<boolean> {
+  for await (const _head of ledger.scanHeads()) return true;
+  return false;
 }

@@ -48,8 +48,17 @@ function options(dataDir: string, log: string, extra: Partial<SandboxOptions> = 
     dynamodbPort: 0,
     topology,
     env: {},
-    handlers: { api: FIXTURE, ingest: FIXTURE, replicate: FIXTURE },
+    handlers: {
+      api: FIXTURE,
+      ingest: FIXTURE,
+      replicate: FIXTURE,
+      'lag-monitor': FIXTURE,
+      reconcile: FIXTURE,
+    },
     functionEnv: { FIXTURE_LOG: log },
+    // The probe below reads the pull target's queue itself: no agent may take the message.
+    agents: false,
+    schedules: { lagIntervalSeconds: 1, reconcileIntervalSeconds: 0 },
     queues: { ingestVisibilityTimeout: 1, targetVisibilityTimeout: 1, maxReceiveCount: 3 },
     polling: { waitTimeSeconds: 1 },
     webDir: null,
@@ -138,10 +147,14 @@ describe('local sandbox', () => {
     expect(e.table).toBe('mirror-ledger');
     expect(e.originBucket).toBe('mirror-origin');
     // Queue URLs live on the SQS endpoint itself, so any SDK client can address them.
+    expect(e.metrics).toBe(`${e.api}/metrics`);
+    expect(e.feedShards).toBe(4);
     expect(e.targets).toEqual({
       'eu-west-1': {
         kind: 's3',
         bucket: 'replica-eu-west-1',
+        region: 'eu-west-1',
+        keyPrefix: 'media/',
         queue: `${e.sqs.endpoint}/000000000000/mirror-target-eu-west-1.fifo`,
         dlq: `${e.sqs.endpoint}/000000000000/mirror-target-eu-west-1-dlq.fifo`,
       },
@@ -152,6 +165,52 @@ describe('local sandbox', () => {
       },
     });
     expect(e.ingest.queue).toBe(`${e.sqs.endpoint}/000000000000/mirror-ingest`);
+    expect(sandbox.agents.size).toBe(0);
+  });
+
+  it('schedules: the lag monitor every interval, reconcile once at start, with scheduled events', async () => {
+    const converged = await sandbox.converged;
+    expect(converged.renotify).toEqual({ waiting: 0, renotified: 0 });
+    const runs = await waitFor('two lag-monitor runs', async () => {
+      const found = (await invocations(log)).filter((i) => i.fn === 'lag-monitor');
+      return found.length >= 2 ? found : undefined;
+    });
+    expect(runs[0]?.event).toMatchObject({
+      version: '0',
+      'detail-type': 'Scheduled Event',
+      source: 'aws.events',
+      region: 'us-east-1',
+      resources: ['arn:aws:events:us-east-1:000000000000:rule/lag-monitor-schedule'],
+      detail: {},
+    });
+    // The same environment as the ingest: every target.
+    expect(JSON.parse(runs[0]?.env.MIRROR_TARGETS ?? '[]')).toHaveLength(2);
+    // A fresh ledger holds nothing to reconcile: the start-up run is skipped (test/integration/ops.test.ts
+    // restarts a stack with data and sees it repair).
+    expect(converged.reconcile).toBeUndefined();
+    expect((await invocations(log)).filter((i) => i.fn === 'reconcile')).toEqual([]);
+    // On demand, with a request the scheduled event does not carry.
+    await sandbox.reconcile({ targetIds: ['eu-west-1'], dryRun: true });
+    expect((await invocations(log)).filter((i) => i.fn === 'reconcile').at(-1)?.event).toEqual({
+      targetIds: ['eu-west-1'],
+      dryRun: true,
+    });
+    expect(sandbox.scheduleStats()['reconcile-schedule']).toMatchObject({ runs: 1, failures: 0 });
+  });
+
+  it('GET /metrics answers Prometheus text without a token, DLQ depths read from SQS', async () => {
+    const response = await fetch(sandbox.endpoints.metrics);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await response.text();
+    expect(text).toContain('# TYPE mirror_replication_lag_seconds gauge');
+    expect(text).toContain('# TYPE mirror_replication_latency_seconds histogram');
+    expect(text).toContain('mirror_dlq_messages{queue="mirror-ingest-dlq"}');
+    expect(text).toContain(
+      'mirror_dlq_messages{queue="mirror-target-eu-west-1-dlq.fifo",target="eu-west-1"} 0',
+    );
+    expect(text).toContain('mirror_failed_replications_total{target="eu-west-1"} 0');
+    expect((await fetch(sandbox.endpoints.metrics, { method: 'POST' })).status).toBe(405);
   });
 
   it('API front: open health, bearer token elsewhere, payload-2.0 events, limits and CORS', async () => {

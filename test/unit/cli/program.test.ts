@@ -34,7 +34,7 @@ function harness(route: Route, extra: Partial<CliIo> = {}) {
     const url = new URL(input);
     requests.push(`${init.method} ${url.pathname}`);
     const { status, body } = route(url, init);
-    return new Response(JSON.stringify(body), { status });
+    return new Response(typeof body === 'string' ? body : JSON.stringify(body), { status });
   };
   let t = 0;
   const io: CliIo = {
@@ -128,30 +128,119 @@ describe('media-mirror status', () => {
     expect(h.out()).toBe('');
   });
 
-  it('without a path: health and a table of targets', async () => {
-    const h = harness((url) =>
-      url.pathname === '/v1/health'
-        ? { status: 200, body: { status: 'ok' } }
-        : {
-            status: 200,
-            body: {
-              targets: [
-                { id: 'eu-west-1', kind: 's3', region: 'eu-west-1' },
-                { id: 'onprem-dc1', kind: 'pull', pathPrefix: 'images/' },
-              ],
+  it('without a path: health and a table of targets with lag, backlog, heartbeat and failures', async () => {
+    const metrics = [
+      '# HELP mirror_dlq_messages Messages in a dead-letter queue',
+      '# TYPE mirror_dlq_messages gauge',
+      'mirror_dlq_messages{queue="mirror-ingest-dlq"} 0',
+      'mirror_dlq_messages{queue="mirror-target-eu-west-1-dlq.fifo",target="eu-west-1"} 2',
+      'mirror_dlq_messages{queue="mirror-target-onprem-dc1-dlq.fifo",target="onprem-dc1"} 0',
+      '',
+    ].join('\n');
+    const h = harness((url) => {
+      if (url.pathname === '/v1/health') return { status: 200, body: { status: 'ok' } };
+      if (url.pathname === '/metrics') return { status: 200, body: metrics };
+      return {
+        status: 200,
+        body: {
+          targets: [
+            {
+              id: 'eu-west-1',
+              kind: 's3',
+              region: 'eu-west-1',
+              lag: { lagSeconds: 0, pending: 0, pendingCapped: false },
             },
-          },
-    );
+            {
+              id: 'onprem-dc1',
+              kind: 'pull',
+              pathPrefix: 'images/',
+              lag: {
+                lagSeconds: 125.4,
+                pending: 1000,
+                pendingCapped: true,
+                oldestPending: { path: 'images/a.png', version: 3, committedAt: '2025-06-01T11:57:55Z' },
+                heartbeatAgeSeconds: 4.25,
+              },
+            },
+            {
+              id: 'onprem-dc2',
+              kind: 'pull',
+              lag: { lagSeconds: 3.5, pending: 2, heartbeatAgeSeconds: null },
+            },
+          ],
+        },
+      };
+    });
     expect(await h.run('status')).toBe(0);
-    expect(h.requests.sort()).toEqual(['GET /v1/health', 'GET /v1/targets']);
+    expect(h.requests.sort()).toEqual(['GET /metrics', 'GET /v1/health', 'GET /v1/targets']);
     expect(h.out()).toBe(
       [
         'api     http://api.test',
         'health  ok',
         '',
-        'TARGET      KIND  REGION     PATH PREFIX',
-        'eu-west-1   s3    eu-west-1  (all)',
-        'onprem-dc1  pull  -          images/',
+        'TARGET      KIND  LAG (S)  BACKLOG  HEARTBEAT  FAILED (DLQ)  REGION     PATH PREFIX',
+        'eu-west-1   s3    0        0        -          2             eu-west-1  (all)',
+        'onprem-dc1  pull  125      1000+    4.3s ago   0             -          images/',
+        'onprem-dc2  pull  3.5      2        never      -             -          (all)',
+        'onprem-dc1: oldest pending images/a.png v3, committed 2025-06-01T11:57:55Z',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('without a path, against an API without lag or /metrics: dashes', async () => {
+    const h = harness((url) =>
+      url.pathname === '/v1/health'
+        ? { status: 200, body: { status: 'ok' } }
+        : url.pathname === '/metrics'
+          ? { status: 403, body: { message: 'Forbidden' } }
+          : {
+              status: 200,
+              body: {
+                targets: [
+                  { id: 'eu-west-1', kind: 's3', region: 'eu-west-1', failures: 1 },
+                  { id: 'onprem-dc1', kind: 'pull', pathPrefix: 'images/' },
+                ],
+              },
+            },
+    );
+    expect(await h.run('status')).toBe(0);
+    expect(h.out()).toBe(
+      [
+        'api     http://api.test',
+        'health  ok',
+        '',
+        'TARGET      KIND  LAG (S)  BACKLOG  HEARTBEAT  FAILED (DLQ)  REGION     PATH PREFIX',
+        'eu-west-1   s3    -        -        -          1             eu-west-1  (all)',
+        'onprem-dc1  pull  -        -        -          -             -          images/',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it("with a path: the targets' last failures when the API reports them", async () => {
+    const failing = {
+      ...fileStatus,
+      targets: [
+        fileStatus.targets[0],
+        {
+          ...fileStatus.targets[1],
+          failure: {
+            version: 5,
+            reason: 'NoSuchKey: The specified key\ndoes not exist.',
+            at: '2025-06-01T11:59:00Z',
+          },
+        },
+      ],
+    };
+    const h = harness(() => ({ status: 200, body: failing }));
+    expect(await h.run('status', 'images/a.png')).toBe(0);
+    expect(h.out()).toContain(
+      [
+        'onprem-dc1  pull  3 (behind 2)  lagging  2025-06-01 10:00:00Z (2h ago)',
+        '',
+        'last failures',
+        '  onprem-dc1  v5 2025-06-01 11:59:00Z (1m ago): NoSuchKey: The specified key does not exist.',
         '',
       ].join('\n'),
     );
@@ -275,6 +364,9 @@ describe('bin/media-mirror.js', () => {
     expect(res.stdout).toMatch(/^Usage: media-mirror/);
     expect(res.stdout).toMatch(/^\s+upload \[options\] <file> <path>/m);
     expect(res.stdout).toMatch(/^\s+status \[options\] \[path\]/m);
+    expect(res.stdout).toMatch(/^\s+reconcile \[options\]/m);
+    expect(res.stdout).toMatch(/^\s+redrive \[options\]/m);
+    expect(res.stdout).toMatch(/^\s+agent \[options\]/m);
   });
 
   it('exits 2 on a usage error, with one line on stderr', () => {

@@ -1,0 +1,367 @@
+/**
+ * Where `media-mirror reconcile` and `redrive` find the ledger, the queues and the
+ * buckets. They talk to AWS (or the emulators) directly, not through the API.
+ *
+ * - **Local** (the stack `npm start` runs): everything comes from its endpoints file,
+ *   `--endpoints <file>` or `$MIRROR_DATA_DIR/endpoints.json` (MIRROR_DATA_DIR=.mirror):
+ *   emulator endpoints and credentials, table, origin bucket, each target's queue, DLQ,
+ *   bucket and prefixes.
+ * - **AWS**: `--table` (or MIRROR_TABLE) selects it. Then `--region` (AWS_REGION),
+ *   `--origin-bucket` (MIRROR_ORIGIN_BUCKET), the targets from the topology
+ *   (`--config`, MIRROR_CONFIG, else ./mirror.config.json) or from MIRROR_TARGETS (the
+ *   functions' own JSON, e.g. copied from the replicate function's configuration),
+ *   with `--queue-url <id>=<url>` and `--bucket <id>=<name>` filling in or overriding
+ *   what those lack, and `--ingest-queue-url` (MIRROR_INGEST_QUEUE_URL). Credentials come
+ *   from the standard AWS chain.
+ *
+ * An SQS endpoint override (the endpoints file, AWS_ENDPOINT_URL_SQS or AWS_ENDPOINT_URL)
+ * means an emulator: redrive then moves messages itself (no StartMessageMoveTask there).
+ */
+import { access, readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { z } from 'zod';
+import { runtimeTargetSchema } from '../functions/adapters/runtime-config.ts';
+import { makeS3Client } from '../functions/adapters/s3.ts';
+import { parseTopology, type Topology } from '../functions/core/topology.ts';
+import { defaultEndpointsFile } from './endpoints.ts';
+import { ConfigError, UsageError } from './errors.ts';
+
+/** Flags shared by the operations commands (commander's camel-cased names). */
+export interface OpsFlags {
+  endpoints?: string | undefined;
+  table?: string | undefined;
+  originBucket?: string | undefined;
+  region?: string | undefined;
+  config?: string | undefined;
+  queueUrl?: readonly string[] | undefined;
+  bucket?: readonly string[] | undefined;
+  ingestQueueUrl?: string | undefined;
+}
+
+export interface OpsTarget {
+  readonly id: string;
+  readonly kind: 's3' | 'pull';
+  readonly queueUrl: string | undefined;
+  /** Known locally; on AWS found from the queue's redrive policy. */
+  readonly dlqUrl: string | undefined;
+  readonly bucket: string | undefined;
+  readonly region: string | undefined;
+  readonly keyPrefix: string;
+  readonly pathPrefix: string | undefined;
+  readonly dryRun: boolean;
+}
+
+export interface OpsContext {
+  readonly mode: 'local' | 'aws';
+  /** Where the settings came from, for messages. */
+  readonly source: string;
+  readonly region: string;
+  readonly table: string | undefined;
+  readonly originBucket: string | undefined;
+  readonly targets: readonly OpsTarget[];
+  readonly ingest: { readonly queueUrl: string | undefined; readonly dlqUrl: string | undefined };
+  /** Set when SQS is an emulator (endpoints file, AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL). */
+  readonly sqsEndpoint: string | undefined;
+  readonly s3Endpoint: string | undefined;
+  readonly dynamodbEndpoint: string | undefined;
+  readonly forcePathStyle: boolean;
+  /** Static credentials (the emulators'); else the standard chain. */
+  readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string } | undefined;
+}
+
+export interface OpsClients {
+  readonly sqs: SQSClient;
+  readonly dynamodb: DynamoDBClient;
+  /** An S3 client for a region (cached). */
+  s3(region?: string): S3Client;
+  destroy(): void;
+}
+
+const HINT =
+  'start the local stack (npm start) or pass --endpoints <file>; on AWS pass --table, --region, ' +
+  '--origin-bucket and the targets (--config mirror.config.json, --queue-url <id>=<url>)';
+
+const localEndpointsSchema = z.object({
+  s3: z.object({
+    endpoint: z.string().min(1),
+    region: z.string().min(1),
+    credentials: z.object({ accessKeyId: z.string(), secretAccessKey: z.string() }),
+    forcePathStyle: z.boolean().default(true),
+  }),
+  sqs: z.object({ endpoint: z.string().min(1) }),
+  dynamodb: z.object({ endpoint: z.string().min(1) }),
+  table: z.string().min(1),
+  originBucket: z.string().min(1),
+  ingest: z.object({ queue: z.string(), dlq: z.string() }).optional(),
+  targets: z.record(
+    z.string(),
+    z.object({
+      kind: z.enum(['s3', 'pull']),
+      bucket: z.string().optional(),
+      region: z.string().optional(),
+      keyPrefix: z.string().optional(),
+      pathPrefix: z.string().optional(),
+      dryRun: z.boolean().optional(),
+      queue: z.string(),
+      dlq: z.string().optional(),
+    }),
+  ),
+});
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readJsonFile(file: string, what: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(
+      code === 'ENOENT'
+        ? `no ${what} at ${file}: ${HINT}`
+        : `cannot read ${what} ${file}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new ConfigError(`${what} ${file} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** `id=value` pairs of a repeatable flag. */
+export function parsePairs(values: readonly string[] | undefined, flag: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const raw of values ?? []) {
+    const i = raw.indexOf('=');
+    if (i <= 0 || i === raw.length - 1) throw new UsageError(`${flag} expects <id>=<value>, got "${raw}"`);
+    out.set(raw.slice(0, i).trim(), raw.slice(i + 1).trim());
+  }
+  return out;
+}
+
+/** Resolves where the operations commands work (see the module comment). */
+export async function resolveOpsContext(
+  flags: OpsFlags,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): Promise<OpsContext> {
+  const table = nonEmpty(flags.table) ?? nonEmpty(env.MIRROR_TABLE);
+  const named = nonEmpty(flags.endpoints);
+  if (named !== undefined) return localContext(resolve(cwd, named), flags);
+  if (table === undefined) {
+    const file = defaultEndpointsFile(env, cwd);
+    if (await exists(file)) return localContext(file, flags);
+    throw new ConfigError(`no endpoints file at ${file}: ${HINT}`);
+  }
+  return awsContext(table, flags, env, cwd);
+}
+
+async function localContext(file: string, flags: OpsFlags): Promise<OpsContext> {
+  const parsed = localEndpointsSchema.safeParse(await readJsonFile(file, 'endpoints file'));
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ConfigError(
+      `endpoints file ${file} lacks what reconcile/redrive need (is it from an older npm start?): ${problems.join('; ')}`,
+    );
+  }
+  const e = parsed.data;
+  const queueUrls = parsePairs(flags.queueUrl, '--queue-url');
+  const buckets = parsePairs(flags.bucket, '--bucket');
+  return {
+    mode: 'local',
+    source: `endpoints file ${file}`,
+    region: e.s3.region,
+    table: e.table,
+    originBucket: e.originBucket,
+    targets: Object.entries(e.targets).map(([id, t]) => ({
+      id,
+      kind: t.kind,
+      queueUrl: queueUrls.get(id) ?? t.queue,
+      dlqUrl: t.dlq,
+      bucket: buckets.get(id) ?? t.bucket,
+      // One emulator stands for every region.
+      region: e.s3.region,
+      keyPrefix: t.keyPrefix ?? '',
+      pathPrefix: t.pathPrefix,
+      dryRun: t.dryRun === true,
+    })),
+    ingest: { queueUrl: nonEmpty(flags.ingestQueueUrl) ?? e.ingest?.queue, dlqUrl: e.ingest?.dlq },
+    sqsEndpoint: e.sqs.endpoint,
+    s3Endpoint: e.s3.endpoint,
+    dynamodbEndpoint: e.dynamodb.endpoint,
+    forcePathStyle: e.s3.forcePathStyle,
+    credentials: { ...e.s3.credentials },
+  };
+}
+
+async function awsContext(
+  table: string,
+  flags: OpsFlags,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): Promise<OpsContext> {
+  const queueUrls = parsePairs(flags.queueUrl, '--queue-url');
+  const buckets = parsePairs(flags.bucket, '--bucket');
+  let topology: Topology | undefined;
+  const configNamed = nonEmpty(flags.config) ?? nonEmpty(env.MIRROR_CONFIG);
+  const configFile = resolve(cwd, configNamed ?? 'mirror.config.json');
+  if (configNamed !== undefined || (await exists(configFile))) {
+    try {
+      topology = parseTopology(await readJsonFile(configFile, 'topology'));
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError(`${configFile}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  const targets = new Map<string, OpsTarget>();
+  for (const t of topology?.targets ?? []) {
+    targets.set(t.id, {
+      id: t.id,
+      kind: t.kind,
+      queueUrl: undefined,
+      dlqUrl: undefined,
+      bucket: t.kind === 's3' ? t.bucketName : undefined,
+      region: t.kind === 's3' ? t.region : undefined,
+      keyPrefix: t.kind === 's3' ? t.keyPrefix : '',
+      pathPrefix: t.pathPrefix,
+      dryRun: t.dryRun,
+    });
+  }
+  const runtime = nonEmpty(env.MIRROR_TARGETS);
+  if (runtime !== undefined) {
+    let json: unknown;
+    try {
+      json = JSON.parse(runtime);
+    } catch (err) {
+      throw new ConfigError(`MIRROR_TARGETS is not valid JSON: ${(err as Error).message}`, { cause: err });
+    }
+    const parsed = z.array(runtimeTargetSchema).safeParse(json);
+    if (!parsed.success) {
+      throw new ConfigError(
+        `MIRROR_TARGETS: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+      );
+    }
+    for (const t of parsed.data) {
+      const known = targets.get(t.id);
+      targets.set(t.id, {
+        id: t.id,
+        kind: t.kind,
+        queueUrl: t.queueUrl,
+        dlqUrl: undefined,
+        bucket: t.bucket ?? known?.bucket,
+        region: t.region ?? known?.region,
+        keyPrefix: t.keyPrefix,
+        pathPrefix: t.pathPrefix ?? known?.pathPrefix,
+        dryRun: t.dryRun || known?.dryRun === true,
+      });
+    }
+  }
+  for (const [id, url] of queueUrls) {
+    const t = targets.get(id);
+    if (!t)
+      throw new UsageError(
+        `--queue-url names "${id}", which is not a target (${[...targets.keys()].join(', ') || 'none known: pass --config'})`,
+      );
+    targets.set(id, { ...t, queueUrl: url });
+  }
+  for (const [id, bucket] of buckets) {
+    const t = targets.get(id);
+    if (t?.kind !== 's3') throw new UsageError(`--bucket names "${id}", which is not an S3 target`);
+    targets.set(id, { ...t, bucket });
+  }
+  if (targets.size === 0) {
+    throw new ConfigError(`no targets known: pass --config <mirror.config.json> or set MIRROR_TARGETS`);
+  }
+  const sqsEndpoint = nonEmpty(env.AWS_ENDPOINT_URL_SQS) ?? nonEmpty(env.AWS_ENDPOINT_URL);
+  return {
+    mode: 'aws',
+    source: topology ? `--table and topology ${configFile}` : '--table and MIRROR_TARGETS',
+    region:
+      nonEmpty(flags.region) ??
+      nonEmpty(env.AWS_REGION) ??
+      nonEmpty(env.AWS_DEFAULT_REGION) ??
+      topology?.homeRegion ??
+      'us-east-1',
+    table,
+    originBucket: nonEmpty(flags.originBucket) ?? nonEmpty(env.MIRROR_ORIGIN_BUCKET),
+    targets: [...targets.values()],
+    ingest: {
+      queueUrl: nonEmpty(flags.ingestQueueUrl) ?? nonEmpty(env.MIRROR_INGEST_QUEUE_URL),
+      dlqUrl: undefined,
+    },
+    sqsEndpoint,
+    // As the SDK would read them from the process environment (S3-compatible stores, emulators).
+    s3Endpoint: nonEmpty(env.AWS_ENDPOINT_URL_S3) ?? nonEmpty(env.AWS_ENDPOINT_URL),
+    dynamodbEndpoint: nonEmpty(env.AWS_ENDPOINT_URL_DYNAMODB) ?? nonEmpty(env.AWS_ENDPOINT_URL),
+    forcePathStyle: env.MIRROR_S3_FORCE_PATH_STYLE === 'true',
+    credentials: undefined,
+  };
+}
+
+/** The targets named by `--target` (all when none), or a usage error naming the known ones. */
+export function selectTargets(ctx: OpsContext, ids: readonly string[] | undefined): OpsTarget[] {
+  if (!ids || ids.length === 0) return [...ctx.targets];
+  const unknown = ids.filter((id) => !ctx.targets.some((t) => t.id === id));
+  if (unknown.length > 0) {
+    throw new UsageError(
+      `unknown target${unknown.length > 1 ? 's' : ''} ${unknown.map((u) => `"${u}"`).join(', ')}; ` +
+        `the targets are: ${ctx.targets.map((t) => t.id).join(', ')}`,
+    );
+  }
+  return ctx.targets.filter((t) => ids.includes(t.id));
+}
+
+export function makeOpsClients(ctx: OpsContext): OpsClients {
+  // The SDK annotates the credentials object it is given: each client gets its own copy.
+  const credentials = () => (ctx.credentials ? { credentials: { ...ctx.credentials } } : {});
+  const sqs = new SQSClient({
+    region: ctx.region,
+    ...(ctx.sqsEndpoint ? { endpoint: ctx.sqsEndpoint } : {}),
+    ...credentials(),
+  });
+  const dynamodb = new DynamoDBClient({
+    region: ctx.region,
+    ...(ctx.dynamodbEndpoint ? { endpoint: ctx.dynamodbEndpoint } : {}),
+    ...credentials(),
+  });
+  const s3s = new Map<string, S3Client>();
+  return {
+    sqs,
+    dynamodb,
+    s3(region = ctx.region) {
+      let client = s3s.get(region);
+      if (!client) {
+        client = makeS3Client({
+          region,
+          forcePathStyle: ctx.forcePathStyle,
+          ...(ctx.s3Endpoint ? { endpoint: ctx.s3Endpoint } : {}),
+          ...credentials(),
+        });
+        s3s.set(region, client);
+      }
+      return client;
+    },
+    destroy() {
+      sqs.destroy();
+      dynamodb.destroy();
+      for (const c of s3s.values()) c.destroy();
+    },
+  };
+}

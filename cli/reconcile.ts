@@ -1,0 +1,109 @@
+/**
+ * `media-mirror reconcile [--target <id>...] [--dry-run]`: anti-entropy on demand. Compares
+ * the ledger's heads with what each target holds (S3 targets: the objects themselves,
+ * paced; pull targets: what their agent reported) and re-sends what is missing,
+ * outdated or altered (functions/core/reconcile.ts, as the scheduled function does).
+ */
+import { DynamoLedger } from '../functions/adapters/dynamo-ledger.ts';
+import { S3ReplicaStore } from '../functions/adapters/s3.ts';
+import { SqsFanout } from '../functions/adapters/sqs-fanout.ts';
+import type { ReplicaStore } from '../functions/core/ports.ts';
+import { type ReconcileReport, reconcileTargets } from '../functions/core/reconcile.ts';
+import { ConfigError } from './errors.ts';
+import type { OpsClients, OpsContext } from './ops-context.ts';
+import { selectTargets } from './ops-context.ts';
+import { formatTable } from './status.ts';
+
+export interface ReconcileCommandOptions {
+  readonly targetIds?: readonly string[] | undefined;
+  readonly dryRun: boolean;
+  /** HEADs per second against the replica buckets. @default 50 */
+  readonly checksPerSecond?: number | undefined;
+  /** Check S3 objects, not only the ledger's record of them. @default true */
+  readonly checkObjects?: boolean | undefined;
+}
+
+export interface ReconcileResult extends ReconcileReport {
+  readonly mode: 'local' | 'aws';
+  readonly seconds: number;
+  /** S3 targets whose bucket is unknown: checked against the ledger only. */
+  readonly uncheckedTargets: readonly string[];
+}
+
+export async function runReconcile(
+  ctx: OpsContext,
+  clients: OpsClients,
+  options: ReconcileCommandOptions,
+): Promise<ReconcileResult> {
+  if (!ctx.table) throw new ConfigError('no ledger table: pass --table (or MIRROR_TABLE)');
+  const selected = selectTargets(ctx, options.targetIds);
+  const withoutQueue = selected.filter((t) => !t.queueUrl).map((t) => t.id);
+  if (withoutQueue.length > 0 && !options.dryRun) {
+    throw new ConfigError(
+      `no queue URL for ${withoutQueue.join(', ')}: pass --queue-url <id>=<url> (or --dry-run to only count)`,
+    );
+  }
+  const replicas = new Map<string, ReplicaStore>();
+  const unchecked: string[] = [];
+  for (const t of selected) {
+    if (t.kind !== 's3') continue;
+    if (!t.bucket) {
+      unchecked.push(t.id);
+      continue;
+    }
+    replicas.set(
+      t.id,
+      new S3ReplicaStore(clients.s3(t.region ?? ctx.region), t.bucket, t.keyPrefix, {
+        bucket: ctx.originBucket ?? '',
+      }),
+    );
+  }
+  const started = performance.now();
+  const report = await reconcileTargets(
+    {
+      ledger: new DynamoLedger(clients.dynamodb, ctx.table),
+      fanout: new SqsFanout(
+        clients.sqs,
+        selected.flatMap((t) => (t.queueUrl ? [{ id: t.id, queueUrl: t.queueUrl }] : [])),
+      ),
+      targets: selected.map((t) => ({ id: t.id, pathPrefix: t.pathPrefix })),
+      replicas: (id) => replicas.get(id),
+    },
+    {
+      targetIds: selected.map((t) => t.id),
+      dryRun: options.dryRun,
+      ...(options.checkObjects === false ? { checkObjects: false } : {}),
+      ...(options.checksPerSecond === undefined ? {} : { checksPerSecond: options.checksPerSecond }),
+    },
+  );
+  return {
+    ...report,
+    mode: ctx.mode,
+    seconds: (performance.now() - started) / 1000,
+    uncheckedTargets: unchecked,
+  };
+}
+
+export function formatReconcileResult(result: ReconcileResult): string {
+  const rows = Object.entries(result.targets).map(([id, c]) => [
+    id,
+    String(c.resent),
+    String(c.missing),
+    String(c.altered),
+    String(c.resent - c.missing - c.altered),
+  ]);
+  const verb = result.dryRun ? 'would re-send' : 're-sent';
+  const total = Object.values(result.targets).reduce((n, c) => n + c.resent, 0);
+  const lines = [
+    `reconcile${result.dryRun ? ' (dry run: nothing changed)' : ''}: ${result.heads} path(s) checked in ${result.seconds.toFixed(1)} s, ${verb} ${total} version(s)`,
+    '',
+    formatTable(['TARGET', result.dryRun ? 'TO RESEND' : 'RESENT', 'MISSING', 'ALTERED', 'BEHIND'], rows),
+  ];
+  if (result.uncheckedTargets.length > 0) {
+    lines.push(
+      '',
+      `objects not checked (bucket unknown, pass --bucket <id>=<name>): ${result.uncheckedTargets.join(', ')}`,
+    );
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,336 @@
+/**
+ * `media-mirror redrive --target <id> | --ingest [--dry-run]`: sends a queue's parked
+ * messages (its DLQ) back to it, once the cause is fixed.
+ *
+ * - On AWS: SQS's own message move task (StartMessageMoveTask with the DLQ as source and
+ *   no destination: back to the queue the messages came from).
+ * - On an emulator (an SQS endpoint override; fauxqs has no move tasks): the same
+ *   semantics by hand. Receive from the DLQ, send each message to the queue with its
+ *   body, attributes and (FIFO) MessageGroupId, but a NEW MessageDeduplicationId, since
+ *   the queue would drop a repeat of the original id within its 5-minute window; delete
+ *   it from the DLQ only once the send succeeded.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  ChangeMessageVisibilityCommand,
+  DeleteMessageCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  ListMessageMoveTasksCommand,
+  type Message,
+  type MessageAttributeValue,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+  type SQSClient,
+  StartMessageMoveTaskCommand,
+} from '@aws-sdk/client-sqs';
+import { ConfigError, MirrorCliError, UsageError } from './errors.ts';
+import type { OpsContext } from './ops-context.ts';
+import { selectTargets } from './ops-context.ts';
+
+type Sqs = Pick<SQSClient, 'send'>;
+
+export interface RedriveOptions {
+  readonly targetId?: string | undefined;
+  readonly ingest?: boolean | undefined;
+  readonly dryRun: boolean;
+  /** AWS: wait for the move task to finish and report its counts. */
+  readonly wait?: boolean | undefined;
+  /** Polling interval while waiting, ms. @default 2000 */
+  readonly pollMs?: number | undefined;
+}
+
+export interface RedriveResult {
+  /** `local`: moved by this command; `aws`: a message move task. */
+  readonly method: 'local' | 'aws';
+  /** `ingest` or the target id. */
+  readonly queueOf: string;
+  readonly queue: string;
+  readonly dlq: string;
+  readonly dryRun: boolean;
+  /** Messages in the DLQ before anything was done (ApproximateNumberOfMessages). */
+  readonly waiting: number;
+  readonly moved: number;
+  readonly failed: number;
+  /** Messages still in the DLQ afterwards (local), or left to move (aws, while running). */
+  readonly left: number | undefined;
+  readonly taskHandle?: string | undefined;
+  readonly taskStatus?: string | undefined;
+  readonly errors: readonly string[];
+}
+
+const queueName = (urlOrArn: string) => urlOrArn.split(/[/:]/).pop() ?? urlOrArn;
+const isFifo = (url: string) => url.endsWith('.fifo');
+
+export async function approximateMessages(sqs: Sqs, queueUrl: string): Promise<number> {
+  const out = await sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }),
+  );
+  return Number(out.Attributes?.ApproximateNumberOfMessages ?? 0);
+}
+
+/** The DLQ of a queue, from its redrive policy. */
+export async function findDlq(sqs: Sqs, queueUrl: string): Promise<{ arn: string; url: string }> {
+  const out = await sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }),
+  );
+  const policy = out.Attributes?.RedrivePolicy;
+  let arn: string | undefined;
+  try {
+    arn = policy ? (JSON.parse(policy) as { deadLetterTargetArn?: string }).deadLetterTargetArn : undefined;
+  } catch {
+    arn = undefined;
+  }
+  if (!arn) throw new ConfigError(`queue ${queueUrl} has no redrive policy naming a DLQ`);
+  const [, , , , account, name] = arn.split(':');
+  if (!name) throw new ConfigError(`the redrive policy of ${queueUrl} names a malformed DLQ ARN ${arn}`);
+  const url = await sqs.send(new GetQueueUrlCommand({ QueueName: name, QueueOwnerAWSAccountId: account }));
+  if (!url.QueueUrl) throw new ConfigError(`no URL for the DLQ ${arn}`);
+  return { arn, url: url.QueueUrl };
+}
+
+async function queueArn(sqs: Sqs, queueUrl: string): Promise<string> {
+  const out = await sqs.send(
+    new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }),
+  );
+  const arn = out.Attributes?.QueueArn;
+  if (!arn) throw new ConfigError(`queue ${queueUrl} reports no QueueArn`);
+  return arn;
+}
+
+/** Attributes as SendMessage takes them (what ReceiveMessage returns has extra, empty lists). */
+function sendableAttributes(
+  attributes: Record<string, MessageAttributeValue> | undefined,
+): Record<string, MessageAttributeValue> | undefined {
+  if (!attributes || Object.keys(attributes).length === 0) return undefined;
+  return Object.fromEntries(
+    Object.entries(attributes).map(([name, v]) => [
+      name,
+      {
+        DataType: v.DataType,
+        ...(v.StringValue === undefined ? {} : { StringValue: v.StringValue }),
+        ...(v.BinaryValue === undefined ? {} : { BinaryValue: v.BinaryValue }),
+      },
+    ]),
+  );
+}
+
+/** A deduplication id of its own for each redriven message: the queue would drop the original id as a repeat. */
+export function redriveDeduplicationId(original: string, runId: string): string {
+  return createHash('sha256').update(`${original}\nredrive\n${runId}`).digest('hex');
+}
+
+/**
+ * Moves every message of `dlqUrl` to `queueUrl` (the emulator path): returns moved and failed
+ * counts. A message whose send fails stays in the DLQ (made visible again at the end).
+ */
+export async function moveMessages(
+  sqs: Sqs,
+  input: { dlqUrl: string; queueUrl: string; visibilityTimeoutSeconds?: number; waitTimeSeconds?: number },
+): Promise<{ moved: number; failed: number; errors: string[] }> {
+  const fifo = isFifo(input.queueUrl);
+  const runId = randomUUID();
+  const errors: string[] = [];
+  const kept: string[] = [];
+  let moved = 0;
+  let failed = 0;
+  const seen = new Set<string>();
+  for (;;) {
+    const out = await sqs.send(
+      new ReceiveMessageCommand({
+        QueueUrl: input.dlqUrl,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: input.waitTimeSeconds ?? 1,
+        VisibilityTimeout: input.visibilityTimeoutSeconds ?? 60,
+        MessageSystemAttributeNames: ['All'],
+        MessageAttributeNames: ['All'],
+      }),
+    );
+    const messages: Message[] = out.Messages ?? [];
+    // A message seen again (its visibility ran out mid-run) ends the run rather than looping.
+    const fresh = messages.filter((m) => !seen.has(m.MessageId ?? ''));
+    if (fresh.length === 0) {
+      for (const m of messages) if (m.ReceiptHandle) kept.push(m.ReceiptHandle);
+      break;
+    }
+    for (const m of messages) {
+      if (seen.has(m.MessageId ?? '')) {
+        if (m.ReceiptHandle) kept.push(m.ReceiptHandle);
+        continue;
+      }
+      seen.add(m.MessageId ?? '');
+      const attributes = m.Attributes ?? {};
+      const group = attributes.MessageGroupId;
+      try {
+        if (fifo && !group) throw new Error('it has no MessageGroupId');
+        await sqs.send(
+          new SendMessageCommand({
+            QueueUrl: input.queueUrl,
+            MessageBody: m.Body ?? '',
+            MessageAttributes: sendableAttributes(m.MessageAttributes),
+            ...(fifo
+              ? {
+                  MessageGroupId: group,
+                  MessageDeduplicationId: redriveDeduplicationId(
+                    attributes.MessageDeduplicationId ?? m.MessageId ?? '',
+                    runId,
+                  ),
+                }
+              : {}),
+          }),
+        );
+      } catch (err) {
+        failed++;
+        errors.push(`message ${m.MessageId}: not sent back (${(err as Error).message}); it stays in the DLQ`);
+        if (m.ReceiptHandle) kept.push(m.ReceiptHandle);
+        continue;
+      }
+      moved++;
+      try {
+        await sqs.send(new DeleteMessageCommand({ QueueUrl: input.dlqUrl, ReceiptHandle: m.ReceiptHandle }));
+      } catch (err) {
+        errors.push(
+          `message ${m.MessageId}: sent back, but not deleted from the DLQ (${(err as Error).message}): it may be redriven twice`,
+        );
+      }
+    }
+  }
+  // What stays behind is visible again at once, not after the visibility timeout.
+  for (const handle of kept) {
+    await sqs
+      .send(
+        new ChangeMessageVisibilityCommand({
+          QueueUrl: input.dlqUrl,
+          ReceiptHandle: handle,
+          VisibilityTimeout: 0,
+        }),
+      )
+      .catch(() => undefined);
+  }
+  return { moved, failed, errors };
+}
+
+export interface MoveTaskReport {
+  readonly taskHandle: string | undefined;
+  readonly status: string | undefined;
+  readonly moved: number;
+  readonly toMove: number | undefined;
+  readonly failureReason: string | undefined;
+}
+
+/** Starts SQS's message move task from the DLQ back to its source queue(s). */
+export async function startMoveTask(
+  sqs: Sqs,
+  dlqArn: string,
+  options: {
+    wait?: boolean | undefined;
+    pollMs?: number | undefined;
+    sleep?: (ms: number) => Promise<void>;
+  } = {},
+): Promise<MoveTaskReport> {
+  const started = await sqs.send(new StartMessageMoveTaskCommand({ SourceArn: dlqArn }));
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  for (;;) {
+    const list = await sqs.send(new ListMessageMoveTasksCommand({ SourceArn: dlqArn, MaxResults: 1 }));
+    const task = list.Results?.[0];
+    const report: MoveTaskReport = {
+      taskHandle: started.TaskHandle ?? task?.TaskHandle,
+      status: task?.Status,
+      moved: task?.ApproximateNumberOfMessagesMoved ?? 0,
+      toMove: task?.ApproximateNumberOfMessagesToMove,
+      failureReason: task?.FailureReason,
+    };
+    if (!options.wait || (task?.Status !== undefined && task.Status !== 'RUNNING')) return report;
+    await sleep(options.pollMs ?? 2000);
+  }
+}
+
+export async function runRedrive(ctx: OpsContext, sqs: Sqs, options: RedriveOptions): Promise<RedriveResult> {
+  if ((options.targetId === undefined) === (options.ingest !== true)) {
+    throw new UsageError('redrive needs exactly one of --target <id> or --ingest');
+  }
+  let queueOf: string;
+  let queueUrl: string | undefined;
+  let dlqUrl: string | undefined;
+  if (options.ingest) {
+    queueOf = 'ingest';
+    queueUrl = ctx.ingest.queueUrl;
+    dlqUrl = ctx.ingest.dlqUrl;
+    if (!queueUrl)
+      throw new ConfigError('no ingest queue URL: pass --ingest-queue-url (or MIRROR_INGEST_QUEUE_URL)');
+  } else {
+    const [target] = selectTargets(ctx, [options.targetId as string]);
+    queueOf = target?.id ?? '';
+    queueUrl = target?.queueUrl;
+    dlqUrl = target?.dlqUrl;
+    if (!queueUrl) throw new ConfigError(`no queue URL for ${queueOf}: pass --queue-url ${queueOf}=<url>`);
+  }
+
+  let dlqArn: string | undefined;
+  if (!dlqUrl) ({ url: dlqUrl, arn: dlqArn } = await findDlq(sqs, queueUrl));
+  const waiting = await approximateMessages(sqs, dlqUrl);
+  const base = { queueOf, queue: queueUrl, dlq: dlqUrl, dryRun: options.dryRun, waiting };
+  const emulated = ctx.sqsEndpoint !== undefined;
+
+  if (options.dryRun || waiting === 0) {
+    return { ...base, method: emulated ? 'local' : 'aws', moved: 0, failed: 0, left: waiting, errors: [] };
+  }
+  if (emulated) {
+    const moved = await moveMessages(sqs, { dlqUrl, queueUrl });
+    return {
+      ...base,
+      method: 'local',
+      moved: moved.moved,
+      failed: moved.failed,
+      left: await approximateMessages(sqs, dlqUrl),
+      errors: moved.errors,
+    };
+  }
+  dlqArn ??= await queueArn(sqs, dlqUrl);
+  const task = await startMoveTask(sqs, dlqArn, { wait: options.wait, pollMs: options.pollMs });
+  const errors = task.failureReason ? [`the move task failed: ${task.failureReason}`] : [];
+  return {
+    ...base,
+    method: 'aws',
+    moved: task.moved,
+    failed: task.status === 'FAILED' ? Math.max(0, (task.toMove ?? waiting) - task.moved) : 0,
+    left: task.toMove === undefined ? undefined : Math.max(0, task.toMove - task.moved),
+    taskHandle: task.taskHandle,
+    taskStatus: task.status,
+    errors,
+  };
+}
+
+export function formatRedriveResult(r: RedriveResult): string {
+  const from = queueName(r.dlq);
+  const to = queueName(r.queue);
+  const lines: string[] = [];
+  if (r.dryRun) {
+    lines.push(`dry run: would move ${r.waiting} message(s) from ${from} back to ${to} (nothing moved)`);
+  } else if (r.waiting === 0) {
+    lines.push(`nothing to redrive: ${from} is empty`);
+  } else if (r.method === 'local') {
+    lines.push(
+      `moved ${r.moved} message(s) from ${from} back to ${to}; ${r.failed} failed; ${r.left ?? '?'} left in the DLQ`,
+    );
+  } else {
+    lines.push(
+      `started message move task from ${from} back to ${to}: ~${r.waiting} message(s)`,
+      `task     ${r.taskHandle ?? '?'}`,
+      `status   ${r.taskStatus ?? '?'}: ${r.moved} moved${r.left === undefined ? '' : `, ${r.left} to go`}${r.failed > 0 ? `, ${r.failed} failed` : ''}`,
+    );
+    if (r.taskStatus === 'RUNNING') {
+      lines.push('follow it with --wait, or: aws sqs list-message-move-tasks --source-arn <dlq arn>');
+    }
+  }
+  for (const e of r.errors) lines.push(`  ${e}`);
+  return lines.join('\n');
+}
+
+/** Exit status: a redrive that left failures behind is a failure. */
+export function redriveFailed(r: RedriveResult): MirrorCliError | undefined {
+  if (r.failed > 0 || r.taskStatus === 'FAILED' || r.taskStatus === 'CANCELLED') {
+    return new MirrorCliError(`redrive of ${r.queueOf}: ${r.failed} message(s) not moved`);
+  }
+  return undefined;
+}

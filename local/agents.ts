@@ -1,0 +1,130 @@
+/**
+ * The local stack's on-premises agents: one in-process agent (agent/index.ts) per pull
+ * target, mirroring into `<data>/onprem/<target>/`, as `media-mirror agent` would on a
+ * server. Each can be stopped and started again (tests stop one to watch its lag grow).
+ */
+import {
+  type AgentHandle,
+  type AgentLog,
+  createJsonLog,
+  type SandboxEndpointsLike,
+  type StartAgentOptions,
+  sandboxAgentOptions,
+  startAgent,
+} from '../agent/index.ts';
+
+/** Agent settings the stack may shorten (tests); the rest are the agent's own defaults. */
+export interface SandboxAgentTuning {
+  /** @default 15 */
+  readonly heartbeatSeconds?: number;
+  /** Long-poll wait. @default 20 */
+  readonly waitTimeSeconds?: number;
+  /** @default 15 (sandboxAgentOptions) */
+  readonly catchUpIntervalSeconds?: number;
+  /** @default 10 */
+  readonly shutdownGraceSeconds?: number;
+}
+
+export interface SandboxAgent {
+  readonly targetId: string;
+  /** The mirror folder, `<data>/onprem/<target>/`. */
+  readonly dir: string;
+  readonly running: boolean;
+  /** The running agent's handle (stats, catch-up); undefined while stopped. */
+  readonly handle: AgentHandle | undefined;
+  /** Starts the agent (a new run on the same folder and state); no-op when running. */
+  start(): Promise<void>;
+  /** Stops it as SIGTERM would; no-op when stopped. */
+  stop(): Promise<void>;
+}
+
+export interface AgentSpec {
+  readonly endpoints: SandboxEndpointsLike;
+  readonly targetId: string;
+  readonly dataDir: string;
+  readonly feedShards: number;
+  readonly pathPrefix: string | undefined;
+  readonly tuning: SandboxAgentTuning;
+  /** Where the agent's JSON log lines go. */
+  readonly writeLine: (line: string) => void;
+  /** Every version the agent settles (the stack counts them in /metrics). */
+  readonly onOutcome?: StartAgentOptions['onOutcome'];
+}
+
+class LocalAgent implements SandboxAgent {
+  readonly targetId: string;
+  readonly dir: string;
+  private current: AgentHandle | undefined;
+  /** Start and stop calls run one after the other. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly options: StartAgentOptions;
+
+  constructor(spec: AgentSpec) {
+    this.targetId = spec.targetId;
+    const log: AgentLog = createJsonLog(
+      {
+        write: (chunk: string) => {
+          for (const line of chunk.split('\n')) if (line !== '') spec.writeLine(line);
+        },
+      },
+      { base: { target: spec.targetId } },
+    );
+    const base = sandboxAgentOptions(spec.endpoints, {
+      targetId: spec.targetId,
+      dataDir: spec.dataDir,
+      feedShards: spec.feedShards,
+      pathPrefix: spec.pathPrefix,
+      log,
+    });
+    const t = spec.tuning;
+    this.options = {
+      ...base,
+      ...(spec.onOutcome ? { onOutcome: spec.onOutcome } : {}),
+      ...(t.heartbeatSeconds === undefined ? {} : { heartbeatSeconds: t.heartbeatSeconds }),
+      ...(t.waitTimeSeconds === undefined ? {} : { waitTimeSeconds: t.waitTimeSeconds }),
+      ...(t.catchUpIntervalSeconds === undefined ? {} : { catchUpIntervalSeconds: t.catchUpIntervalSeconds }),
+      ...(t.shutdownGraceSeconds === undefined ? {} : { shutdownGraceSeconds: t.shutdownGraceSeconds }),
+      // The SDK annotates the credentials object it is given: each run gets its own copy.
+      aws: { ...base.aws, ...(base.aws?.credentials ? { credentials: { ...base.aws.credentials } } : {}) },
+    };
+    this.dir = this.options.dir;
+  }
+
+  get running(): boolean {
+    return this.current !== undefined;
+  }
+
+  get handle(): AgentHandle | undefined {
+    return this.current;
+  }
+
+  private serial<T>(step: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(step, step);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  start(): Promise<void> {
+    return this.serial(async () => {
+      if (this.current) return;
+      const credentials = this.options.aws?.credentials;
+      this.current = await startAgent({
+        ...this.options,
+        aws: { ...this.options.aws, ...(credentials ? { credentials: { ...credentials } } : {}) },
+      });
+    });
+  }
+
+  stop(): Promise<void> {
+    return this.serial(async () => {
+      const handle = this.current;
+      if (!handle) return;
+      this.current = undefined;
+      await handle.stop();
+    });
+  }
+}
+
+export function createSandboxAgent(spec: AgentSpec): SandboxAgent {
+  return new LocalAgent(spec);
+}

@@ -1,0 +1,291 @@
+/**
+ * The local stand-in for CloudWatch metrics: `GET /metrics` in Prometheus text format.
+ *
+ * The functions publish embedded-metric-format (EMF) lines on stdout, as they do on
+ * Lambda (Powertools Metrics). Every stdout line that is a JSON object with an
+ * `_aws.CloudWatchMetrics` key is read here and mapped to Prometheus series; the DLQ
+ * depths are read from SQS when scraped, as CloudWatch's SQS metrics would show them.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Latency buckets in seconds: sub-second copies up to S3 RTC's 15-minute bar and beyond. */
+export const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
+
+/** One metric value of an EMF record, with the record's dimensions. */
+export interface EmfSample {
+  readonly name: string;
+  readonly unit: string | undefined;
+  readonly value: number;
+  readonly dimensions: Readonly<Record<string, string>>;
+}
+
+interface MetricDirective {
+  readonly Dimensions?: unknown;
+  readonly Metrics?: unknown;
+}
+
+/**
+ * The samples of one log line, or undefined when the line is not an EMF record.
+ * A metric recorded more than once in an invocation carries an array of values: one sample each.
+ */
+export function parseEmfLine(line: string): EmfSample[] | undefined {
+  const text = line.trim();
+  if (!text.startsWith('{') || !text.includes('"_aws"')) return undefined;
+  let record: unknown;
+  try {
+    record = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (record === null || typeof record !== 'object' || Array.isArray(record)) return undefined;
+  const fields = record as Record<string, unknown>;
+  const aws = fields._aws as { CloudWatchMetrics?: unknown } | undefined;
+  if (aws === null || typeof aws !== 'object' || !Array.isArray(aws.CloudWatchMetrics)) return undefined;
+
+  const samples: EmfSample[] = [];
+  for (const directive of aws.CloudWatchMetrics as MetricDirective[]) {
+    if (directive === null || typeof directive !== 'object') continue;
+    const dimensions: Record<string, string> = {};
+    for (const set of Array.isArray(directive.Dimensions) ? directive.Dimensions : []) {
+      for (const key of Array.isArray(set) ? set : []) {
+        const value = fields[String(key)];
+        if (typeof value === 'string') dimensions[String(key)] = value;
+      }
+    }
+    for (const metric of Array.isArray(directive.Metrics) ? directive.Metrics : []) {
+      const { Name, Unit } = (metric ?? {}) as { Name?: unknown; Unit?: unknown };
+      if (typeof Name !== 'string') continue;
+      const raw = fields[Name];
+      const values = Array.isArray(raw) ? raw : [raw];
+      for (const value of values) {
+        if (typeof value !== 'number' || !Number.isFinite(value)) continue;
+        samples.push({ name: Name, unit: typeof Unit === 'string' ? Unit : undefined, value, dimensions });
+      }
+    }
+  }
+  return samples;
+}
+
+/** Converts an EMF value to seconds by its unit (Powertools writes `Milliseconds`, `Seconds`...). */
+export function toSeconds(value: number, unit: string | undefined): number {
+  switch (unit) {
+    case 'Milliseconds':
+      return value / 1000;
+    case 'Microseconds':
+      return value / 1_000_000;
+    default:
+      return value;
+  }
+}
+
+export interface DlqRef {
+  /** Queue name, the `queue` label. */
+  readonly queue: string;
+  readonly url: string;
+  /** The target whose DLQ it is; absent for the ingest DLQ. */
+  readonly target?: string | undefined;
+}
+
+export interface LocalMetricsOptions {
+  /** Target ids: their series start at 0 so that a scrape shows every target from the first. */
+  readonly targets: readonly { readonly id: string; readonly kind: 's3' | 'pull' }[];
+  /** Messages waiting in a queue (ApproximateNumberOfMessages), read at scrape time. */
+  readonly queueDepth?: (url: string) => Promise<number>;
+  readonly dlqs?: readonly DlqRef[];
+  /** A DLQ that could not be read. */
+  readonly onError?: (error: Error) => void;
+}
+
+export class LocalMetrics {
+  readonly registry = new Registry();
+  readonly contentType: string = this.registry.contentType;
+  private readonly filesReplicated: Counter<'target'>;
+  private readonly bytesReplicated: Counter<'target'>;
+  private readonly failedReplications: Counter<'target'>;
+  private readonly ingestRejections: Counter;
+  private readonly versionsCommitted: Counter;
+  private readonly latency: Histogram<'target'>;
+  private readonly lag: Gauge<'target'>;
+  private readonly pending: Gauge<'target'>;
+  private readonly heartbeatAge: Gauge<'target'>;
+  /** EMF records read (all, not only the mapped ones). */
+  records = 0;
+
+  constructor(options: LocalMetricsOptions) {
+    const registers = [this.registry];
+    this.filesReplicated = new Counter({
+      name: 'mirror_files_replicated_total',
+      help: 'Versions applied at a target (FilesReplicated; pull targets: the local agents).',
+      labelNames: ['target'],
+      registers,
+    });
+    this.bytesReplicated = new Counter({
+      name: 'mirror_bytes_replicated_total',
+      help: 'Bytes written at a target (BytesReplicated; pull targets: the local agents).',
+      labelNames: ['target'],
+      registers,
+    });
+    this.failedReplications = new Counter({
+      name: 'mirror_failed_replications_total',
+      help: 'Failed attempts to apply a version at a target (ReplicationFailures).',
+      labelNames: ['target'],
+      registers,
+    });
+    this.ingestRejections = new Counter({
+      name: 'mirror_ingest_rejections_total',
+      help: 'Uploads rejected at ingest (IngestRejected).',
+      registers,
+    });
+    this.versionsCommitted = new Counter({
+      name: 'mirror_versions_committed_total',
+      help: 'Versions committed by the ingest (VersionsCommitted).',
+      registers,
+    });
+    this.latency = new Histogram({
+      name: 'mirror_replication_latency_seconds',
+      help: 'Commit to applied at the target (ReplicationLatency).',
+      labelNames: ['target'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.lag = new Gauge({
+      name: 'mirror_replication_lag_seconds',
+      help: 'Age of the oldest committed change the target has not applied (lag monitor, ReplicationLagSeconds).',
+      labelNames: ['target'],
+      registers,
+    });
+    this.pending = new Gauge({
+      name: 'mirror_pending_replications',
+      help: 'Committed changes the target has not applied (lag monitor, PendingReplications).',
+      labelNames: ['target'],
+      registers,
+    });
+    this.heartbeatAge = new Gauge({
+      name: 'mirror_agent_heartbeat_age_seconds',
+      help: "Seconds since a pull target's agent last reported (lag monitor, AgentHeartbeatAgeSeconds).",
+      labelNames: ['target'],
+      registers,
+    });
+    const dlqs = options.dlqs ?? [];
+    const depth = options.queueDepth;
+    new Gauge({
+      name: 'mirror_dlq_messages',
+      help: 'Messages in a dead-letter queue (SQS ApproximateNumberOfMessages, read at scrape time).',
+      labelNames: ['queue', 'target'],
+      registers,
+      async collect() {
+        if (!depth) return;
+        await Promise.all(
+          dlqs.map(async (dlq) => {
+            try {
+              const n = await depth(dlq.url);
+              this.set(
+                dlq.target === undefined ? { queue: dlq.queue } : { queue: dlq.queue, target: dlq.target },
+                n,
+              );
+            } catch (err) {
+              options.onError?.(
+                new Error(`reading the depth of ${dlq.queue} failed: ${(err as Error).message}`, {
+                  cause: err,
+                }),
+              );
+            }
+          }),
+        );
+      },
+    });
+
+    for (const t of options.targets) {
+      this.filesReplicated.labels(t.id).inc(0);
+      this.bytesReplicated.labels(t.id).inc(0);
+      this.failedReplications.labels(t.id).inc(0);
+    }
+    this.ingestRejections.inc(0);
+    this.versionsCommitted.inc(0);
+  }
+
+  /** Feeds one line a function wrote on stdout; anything but an EMF record is ignored. */
+  observeLine(line: string): void {
+    const samples = parseEmfLine(line);
+    if (samples === undefined) return;
+    this.records++;
+    for (const sample of samples) this.observe(sample);
+  }
+
+  /** Applies one EMF sample to its Prometheus series (unknown names are ignored). */
+  observe(sample: EmfSample): void {
+    const target = sample.dimensions.target;
+    const value = sample.value;
+    switch (sample.name) {
+      case 'VersionsCommitted':
+        if (value > 0) this.versionsCommitted.inc(value);
+        return;
+      case 'IngestRejected':
+        if (value > 0) this.ingestRejections.inc(value);
+        return;
+      default:
+        break;
+    }
+    if (target === undefined) return;
+    switch (sample.name) {
+      case 'FilesReplicated':
+        if (value > 0) this.filesReplicated.labels(target).inc(value);
+        break;
+      case 'BytesReplicated':
+        if (value > 0) this.bytesReplicated.labels(target).inc(value);
+        break;
+      case 'ReplicationFailures':
+        if (value > 0) this.failedReplications.labels(target).inc(value);
+        break;
+      case 'ReplicationLatency':
+        this.latency.labels(target).observe(Math.max(0, toSeconds(value, sample.unit ?? 'Milliseconds')));
+        break;
+      case 'ReplicationLagSeconds':
+        this.lag.labels(target).set(toSeconds(value, sample.unit));
+        break;
+      case 'PendingReplications':
+        this.pending.labels(target).set(value);
+        break;
+      case 'AgentHeartbeatAgeSeconds':
+        this.heartbeatAge.labels(target).set(toSeconds(value, sample.unit));
+        break;
+      default:
+        break;
+    }
+  }
+
+  /**
+   * An in-process agent settled a version (the agent emits no EMF): applied files count as
+   * replicated (bytes, latency from the commit), refused and failed ones as failures.
+   */
+  observeAgentOutcome(
+    target: string,
+    outcome: { kind: string; bytes?: number },
+    committedAt: string,
+    now: number = Date.now(),
+  ): void {
+    switch (outcome.kind) {
+      case 'applied':
+      case 'deleted': {
+        this.filesReplicated.labels(target).inc();
+        if (outcome.bytes !== undefined && outcome.bytes > 0)
+          this.bytesReplicated.labels(target).inc(outcome.bytes);
+        const committed = Date.parse(committedAt);
+        if (Number.isFinite(committed))
+          this.latency.labels(target).observe(Math.max(0, (now - committed) / 1000));
+        break;
+      }
+      case 'refused':
+      case 'failed':
+        this.failedReplications.labels(target).inc();
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** The exposition text (polls the DLQs first). */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,393 @@
+/**
+ * Operations through the local stack: the lag monitor and `/metrics` show a stopped
+ * agent's lag growing (and falling back once it runs again), a poison message parks in
+ * its DLQ and `media-mirror redrive` delivers it after the fix, `media-mirror reconcile`
+ * repairs replica objects deleted or altered behind the system's back (and changes
+ * nothing with --dry-run), and a restart converges by itself.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliIo, runCli } from '../../cli/program.ts';
+import { readSample } from '../../cli/prom-text.ts';
+import { parseTopology } from '../../functions/core/topology.ts';
+import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+const S3_TARGET = 'eu-west-1';
+const PULL_TARGET = 'onprem-dc1';
+const topology = parseTopology({
+  homeRegion: 'us-east-1',
+  targets: [
+    { id: S3_TARGET, kind: 's3', region: 'eu-west-1' },
+    { id: PULL_TARGET, kind: 'pull' },
+  ],
+});
+
+let dataDir: string;
+let sandbox: Sandbox;
+let s3: S3Client;
+const sandboxLog: string[] = [];
+/** The lag monitor's reports, as it logs them ("lag measured"), newest last. */
+const lagReports: { at: number; report: { targetId: string; lagSeconds: number; pending: number }[] }[] = [];
+
+const options = (): SandboxOptions => ({
+  dataDir,
+  port: 0,
+  s3Port: 0,
+  sqsPort: 0,
+  dynamodbPort: 0,
+  topology,
+  env: {},
+  webDir: null,
+  log: (m) => sandboxLog.push(m),
+  functionLog: (name, line) => {
+    if (name !== 'lag-monitor' || !line.includes('"lag measured"')) return;
+    try {
+      const { report } = JSON.parse(line) as { report: (typeof lagReports)[number]['report'] };
+      lagReports.push({ at: Date.now(), report });
+    } catch {
+      // not a log line of ours
+    }
+  },
+  // A failing copy is received twice, then parked: a few seconds, not minutes.
+  queues: { targetVisibilityTimeout: 2, maxReceiveCount: 2 },
+  polling: { waitTimeSeconds: 1 },
+  // Measure every second; reconcile at start only (a periodic one would repair what the tests break).
+  schedules: { lagIntervalSeconds: 1, reconcileIntervalSeconds: 0 },
+  agents: { heartbeatSeconds: 1, waitTimeSeconds: 1, shutdownGraceSeconds: 2 },
+});
+
+/** An S3 client on the running stack's emulator (its port changes on a restart). */
+function connect(): void {
+  s3?.destroy();
+  const e = sandbox.endpoints.s3;
+  s3 = new S3Client({
+    region: e.region,
+    endpoint: e.endpoint,
+    credentials: { ...e.credentials },
+    forcePathStyle: true,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'mirror-ops-'));
+  sandbox = await startSandbox(options());
+  await sandbox.converged;
+  connect();
+});
+
+afterAll(async () => {
+  s3?.destroy();
+  await sandbox?.stop();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const bytesOf = (label: string) => Buffer.from(`${label} ${Date.now()} ${Math.random()}\n`.repeat(200));
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function api(method: string, path: string, body?: unknown) {
+  const response = await fetch(`${sandbox.endpoints.api}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${sandbox.endpoints.token}`, 'content-type': 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : undefined };
+}
+
+/** Declares and PUTs a file as a browser would; resolves once committed. */
+async function upload(path: string, bytes: Buffer, contentType = 'application/octet-stream') {
+  const created = await api('POST', '/v1/uploads', {
+    path,
+    size: bytes.length,
+    sha256: sha(bytes),
+    contentType,
+  });
+  if (created.status === 201) {
+    const { url, headers } = created.body.upload;
+    const { 'content-length': _length, ...rest } = headers as Record<string, string>;
+    const put = await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(bytes) });
+    expect(put.status).toBe(200);
+    return until(`commit of ${path}`, async () => {
+      const u = await api('GET', `/v1/uploads/${created.body.uploadId}`);
+      return u.body.status === 'committed' ? u.body : undefined;
+    });
+  }
+  expect(created.status).toBe(200);
+  return created.body;
+}
+
+const bucket = () => sandbox.endpoints.targets[S3_TARGET]?.bucket as string;
+
+async function replicaBytes(path: string): Promise<Buffer | undefined> {
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket(), Key: path }));
+    return Buffer.from(
+      await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+    );
+  } catch {
+    return undefined;
+  }
+}
+
+const replicaHas = (path: string, bytes: Buffer) => async () =>
+  (await replicaBytes(path))?.equals(bytes) ? true : undefined;
+
+/** Waits until the ledger records the S3 target's copy of the head (reconcile compares against that row). */
+const recorded = (path: string) =>
+  until(`${S3_TARGET} row of ${path}`, async () => {
+    const f = await api('GET', `/v1/files/${encodeURIComponent(path)}`);
+    const row = f.body?.targets?.find((t: { id: string }) => t.id === S3_TARGET);
+    // A failed attempt leaves a row too ("failed", applied 0): wait for the version applied.
+    return row && row.appliedVersion >= 1 && row.status !== 'failed' ? row : undefined;
+  });
+
+async function metrics(): Promise<string> {
+  const response = await fetch(sandbox.endpoints.metrics);
+  expect(response.status).toBe(200);
+  return response.text();
+}
+
+const metric = async (name: string, labels: Record<string, string> = {}) =>
+  readSample(await metrics(), name, labels) ?? Number.NaN;
+
+const lagSince = (since: number, target: string) =>
+  lagReports.filter((r) => r.at >= since).flatMap((r) => r.report.filter((t) => t.targetId === target));
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: CliIo = {
+    stdout: { write: (s: string) => (out += s) },
+    stderr: { write: (s: string) => (err += s) },
+    env: {},
+    cwd: dataDir,
+  };
+  const code = await runCli(['node', 'media-mirror', '--endpoints', sandbox.endpointsFile, ...args], io);
+  return { code, out, err };
+}
+
+describe('operations through the local stack', () => {
+  it('a stopped agent makes its lag grow in the lag monitor and /metrics; a restart brings it back', async () => {
+    const agent = sandbox.agents.get(PULL_TARGET);
+    expect(agent?.running).toBe(true);
+    if (!agent) return;
+    const before = bytesOf('before');
+    await upload('lag/before.bin', before);
+    await until('the agent to mirror the first file', async () =>
+      existsSync(join(agent.dir, 'lag/before.bin')) ? true : undefined,
+    );
+
+    await agent.stop();
+    expect(agent.running).toBe(false);
+    const stoppedAt = Date.now();
+    const during = bytesOf('during');
+    await upload('lag/while-stopped.bin', during);
+    await until('the S3 target to hold it', replicaHas('lag/while-stopped.bin', during));
+    await recorded('lag/while-stopped.bin');
+
+    const grown = await until('the pull target lag to pass 3 s', async () =>
+      lagSince(stoppedAt, PULL_TARGET).find((l) => l.lagSeconds >= 3),
+    );
+    expect(grown.pending).toBeGreaterThanOrEqual(1);
+    // The same run measured the S3 target caught up.
+    const sameRun = lagReports.find((r) => r.report.some((t) => t === grown));
+    expect(sameRun?.report.find((t) => t.targetId === S3_TARGET)?.lagSeconds).toBeLessThan(2);
+    const series = lagSince(stoppedAt, PULL_TARGET).map((l) => l.lagSeconds);
+    expect(series.at(-1)).toBeGreaterThan(series[0] ?? 0);
+
+    const text = await metrics();
+    const metricLag = readSample(text, 'mirror_replication_lag_seconds', { target: PULL_TARGET }) ?? 0;
+    expect(metricLag).toBeGreaterThanOrEqual(3);
+    expect(readSample(text, 'mirror_replication_lag_seconds', { target: S3_TARGET })).toBeLessThan(2);
+    expect(readSample(text, 'mirror_pending_replications', { target: PULL_TARGET })).toBeGreaterThanOrEqual(
+      1,
+    );
+    const stale = await until('the heartbeat age to grow', async () => {
+      const age = await metric('mirror_agent_heartbeat_age_seconds', { target: PULL_TARGET });
+      return age >= 2 ? age : undefined;
+    });
+    const maxLag = Math.max(...lagSince(stoppedAt, PULL_TARGET).map((l) => l.lagSeconds), metricLag);
+
+    await agent.start();
+    const restartedAt = Date.now();
+    await until('the restarted agent to mirror the file', async () =>
+      (await readFile(join(agent.dir, 'lag/while-stopped.bin')).catch(() => undefined))?.equals(during)
+        ? true
+        : undefined,
+    );
+    await until('the lag monitor to see the pull target caught up', async () =>
+      lagSince(Date.now() - 500, PULL_TARGET).find((l) => l.lagSeconds < 1 && l.pending === 0),
+    );
+    await until('/metrics to show it', async () =>
+      (await metric('mirror_replication_lag_seconds', { target: PULL_TARGET })) < 1 ? true : undefined,
+    );
+    expect(await metric('mirror_agent_heartbeat_age_seconds', { target: PULL_TARGET })).toBeLessThan(2);
+    expect(await metric('mirror_files_replicated_total', { target: PULL_TARGET })).toBeGreaterThanOrEqual(2);
+    console.log(
+      `stopped agent: lag grew to ${maxLag.toFixed(1)} s (heartbeat age ${stale.toFixed(1)} s) in ` +
+        `${((restartedAt - stoppedAt) / 1000).toFixed(1)} s; back to 0 ${((Date.now() - restartedAt) / 1000).toFixed(1)} s after the restart`,
+    );
+  });
+
+  it('a poison message parks in the DLQ and shows in /metrics; redrive after the fix delivers it', async () => {
+    const bytes = bytesOf('poison');
+    await upload('poison/first.bin', bytes);
+    await until('the first copy', replicaHas('poison/first.bin', bytes));
+    const failuresBefore = await metric('mirror_failed_replications_total', { target: S3_TARGET });
+
+    // Behind the system's back: the verified blob disappears from the origin bucket...
+    const key = `blobs/${sha(bytes)}`;
+    await s3.send(new DeleteObjectCommand({ Bucket: sandbox.endpoints.originBucket, Key: key }));
+    // ...and a second path with the same bytes commits at once (deduplicated), so its copy fails.
+    const second = await upload('poison/second.bin', bytes);
+    expect(second.deduplicated).toBe(true);
+
+    const dlq = { queue: `mirror-target-${S3_TARGET}-dlq.fifo`, target: S3_TARGET };
+    await until(
+      'the message in the DLQ metric',
+      async () => ((await metric('mirror_dlq_messages', dlq)) >= 1 ? true : undefined),
+      30_000,
+    );
+    const failures = await metric('mirror_failed_replications_total', { target: S3_TARGET });
+    expect(failures - failuresBefore).toBeGreaterThanOrEqual(2);
+    expect(await replicaBytes('poison/second.bin')).toBeUndefined();
+
+    // A dry run through the real binary counts and moves nothing. (Not spawnSync: the stack
+    // runs in this process and must keep answering while the child talks to it.)
+    const dry = await promisify(execFile)(
+      process.execPath,
+      [
+        'bin/media-mirror.js',
+        '--endpoints',
+        sandbox.endpointsFile,
+        'redrive',
+        '--target',
+        S3_TARGET,
+        '--dry-run',
+      ],
+      {
+        cwd: repoRoot,
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: { PATH: process.env.PATH ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+      },
+    );
+    expect(dry.stderr).toBe('');
+    expect(dry.stdout).toMatch(/^dry run: would move 1 message\(s\) from mirror-target-eu-west-1-dlq\.fifo/);
+    expect(await metric('mirror_dlq_messages', dlq)).toBe(1);
+
+    // The fix: the bytes are back. Then one command sends the parked message back.
+    await s3.send(new PutObjectCommand({ Bucket: sandbox.endpoints.originBucket, Key: key, Body: bytes }));
+    const redrive = await cli('redrive', '--target', S3_TARGET, '--json');
+    expect(redrive.err).toBe('');
+    expect(redrive.code).toBe(0);
+    const result = JSON.parse(redrive.out) as { method: string; moved: number; failed: number; left: number };
+    expect(result).toMatchObject({ method: 'local', moved: 1, failed: 0, left: 0 });
+
+    await until('the redriven copy', replicaHas('poison/second.bin', bytes));
+    await recorded('poison/second.bin');
+    expect(await metric('mirror_dlq_messages', dlq)).toBe(0);
+    expect(await metric('mirror_failed_replications_total', { target: S3_TARGET })).toBeGreaterThan(0);
+    console.log(
+      `poison: ${failures - failuresBefore} failed attempts, then parked; redrive moved ${result.moved}, failed ${result.failed}`,
+    );
+  });
+
+  it('reconcile repairs replica objects deleted or altered directly; --dry-run reports and changes nothing', async () => {
+    const gone = bytesOf('gone');
+    const changed = bytesOf('changed');
+    await upload('reconcile/gone.bin', gone);
+    await upload('reconcile/changed.bin', changed);
+    await until(
+      'both copies',
+      async () =>
+        (await replicaHas('reconcile/gone.bin', gone)()) &&
+        (await replicaHas('reconcile/changed.bin', changed)()),
+    );
+    await recorded('reconcile/gone.bin');
+    await recorded('reconcile/changed.bin');
+
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket(), Key: 'reconcile/gone.bin' }));
+    const tampered = Buffer.from('not what was committed');
+    await s3.send(new PutObjectCommand({ Bucket: bucket(), Key: 'reconcile/changed.bin', Body: tampered }));
+
+    const dry = await cli('reconcile', '--target', S3_TARGET, '--dry-run', '--json');
+    expect(dry.err).toBe('');
+    expect(dry.code).toBe(0);
+    const planned = JSON.parse(dry.out) as { dryRun: boolean; targets: Record<string, unknown> };
+    expect(planned.dryRun).toBe(true);
+    expect(planned.targets).toEqual({ [S3_TARGET]: { resent: 2, missing: 1, altered: 1 } });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await replicaBytes('reconcile/gone.bin')).toBeUndefined();
+    expect((await replicaBytes('reconcile/changed.bin'))?.equals(tampered)).toBe(true);
+
+    const real = await cli('reconcile', '--target', S3_TARGET);
+    expect(real.err).toBe('');
+    expect(real.code).toBe(0);
+    expect(real.out).toMatch(/re-sent 2 version\(s\)/);
+    expect(real.out).toMatch(new RegExp(`^${S3_TARGET}\\s+2\\s+1\\s+1\\s+0$`, 'm'));
+    await until('the deleted object back', replicaHas('reconcile/gone.bin', gone));
+    await until('the altered object repaired', replicaHas('reconcile/changed.bin', changed));
+    await recorded('reconcile/gone.bin');
+    await recorded('reconcile/changed.bin');
+
+    const again = await cli('reconcile', '--target', S3_TARGET, '--json');
+    expect(JSON.parse(again.out).targets).toEqual({ [S3_TARGET]: { resent: 0, missing: 0, altered: 0 } });
+  });
+
+  it('status shows each target with lag, backlog, heartbeat and parked failures', async () => {
+    let out = '';
+    const code = await runCli(['node', 'media-mirror', '--endpoints', sandbox.endpointsFile, 'status'], {
+      stdout: { write: (s: string) => (out += s) },
+      stderr: { write: () => undefined },
+      env: {},
+      cwd: dataDir,
+    });
+    expect(code).toBe(0);
+    expect(out).toMatch(/^TARGET\s+KIND\s+LAG \(S\)\s+BACKLOG\s+HEARTBEAT\s+FAILED \(DLQ\)/m);
+    expect(out).toMatch(new RegExp(`^${S3_TARGET}\\s+s3\\s+0\\s+0\\s+-\\s+0\\s`, 'm'));
+    expect(out).toMatch(
+      new RegExp(`^${PULL_TARGET}\\s+pull\\s+\\S+\\s+\\d+\\s+\\d+(\\.\\d)?s ago\\s+\\d+\\s`, 'm'),
+    );
+  });
+
+  it('after a restart the stack converges by itself (start-up reconcile)', async () => {
+    const bytes = bytesOf('restart');
+    await upload('restart/kept.bin', bytes);
+    await until('the copy', replicaHas('restart/kept.bin', bytes));
+    await recorded('restart/kept.bin');
+    await s3.send(new DeleteObjectCommand({ Bucket: bucket(), Key: 'restart/kept.bin' }));
+
+    await sandbox.stop();
+    const t0 = Date.now();
+    sandbox = await startSandbox(options());
+    connect();
+    const converged = await sandbox.converged;
+    expect(converged.errors).toEqual([]);
+    expect(converged.reconcile?.targets[S3_TARGET]).toMatchObject({ missing: 1 });
+    await until('the object back after the restart', replicaHas('restart/kept.bin', bytes));
+    console.log(`restart: converged ${((Date.now() - t0) / 1000).toFixed(1)} s after start`);
+    expect(sandboxLog.some((l) => /start-up reconcile re-sent 1 to eu-west-1/.test(l))).toBe(true);
+  });
+});
