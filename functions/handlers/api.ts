@@ -237,7 +237,8 @@ const routes = [
           kind: kinds.get(t.targetId),
           appliedVersion: t.appliedVersion,
           status: t.status,
-          appliedAt: 'appliedAt' in t ? t.appliedAt : null,
+          appliedAt: 'appliedAt' in t ? (t.appliedAt ?? null) : null,
+          ...('failure' in t && t.failure ? { failure: t.failure } : {}),
         })),
       });
     },
