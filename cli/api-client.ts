@@ -31,9 +31,25 @@ export const createUploadPendingSchema = z.object({
   }),
 });
 
-export const createUploadResponseSchema = z.discriminatedUnion('status', [
+/** Above the API's multipart threshold: a part plan instead of one presigned PUT. */
+export const createUploadMultipartSchema = z.object({
+  status: z.literal('pending'),
+  uploadId: z.string().min(1),
+  path: z.string(),
+  resumed: z.boolean().default(false),
+  multipart: z.object({
+    partSize: z.number().int().positive(),
+    partCount: z.number().int().positive(),
+    uploadedParts: z.array(
+      z.object({ partNumber: z.number().int(), size: z.number().int(), etag: z.string() }),
+    ),
+  }),
+});
+
+export const createUploadResponseSchema = z.union([
   createUploadCommittedSchema,
   createUploadPendingSchema,
+  createUploadMultipartSchema,
 ]);
 export type CreateUploadResponse = z.infer<typeof createUploadResponseSchema>;
 export type CreateUploadPending = z.infer<typeof createUploadPendingSchema>;
@@ -141,6 +157,11 @@ export interface MirrorApiClientOptions {
 export class MirrorApiClient {
   readonly baseUrl: string;
   readonly #token: string;
+
+  /** The bearer token, for the part uploader that talks to the same API. */
+  get token(): string {
+    return this.#token;
+  }
   readonly #fetch: FetchLike;
   readonly #timeoutMs: number;
 

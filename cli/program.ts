@@ -12,6 +12,7 @@ import { type FetchLike, MirrorApiClient } from './api-client.ts';
 import { isValidContentType } from './content-type.ts';
 import { type ConnectionOptions, loadConnection } from './endpoints.ts';
 import { MirrorCliError } from './errors.ts';
+import { createPartSender } from './multipart.ts';
 import { makeOpsClients, type OpsFlags, resolveOpsContext } from './ops-context.ts';
 import {
   createJsonLinesProgress,
@@ -191,7 +192,13 @@ export function createProgram(io: CliIo): Command {
       let result: UploadResult;
       try {
         result = await uploadFile(
-          { client: api, putFile: io.putFile ?? createPutFile(), clock: io.clock ?? systemClock, progress },
+          {
+            client: api,
+            putFile: io.putFile ?? createPutFile(),
+            sendParts: createPartSender({ api: api.baseUrl, token: api.token }),
+            clock: io.clock ?? systemClock,
+            progress,
+          },
           {
             file,
             path,

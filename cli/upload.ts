@@ -13,6 +13,7 @@ import {
   UploadTimeoutError,
 } from './errors.ts';
 import { type FileDigest, type HashOptions, hashFile, statRegularFile } from './hash-file.ts';
+import type { SendParts } from './multipart.ts';
 import { type ProgressSink, round3 } from './progress.ts';
 import type { PutFile } from './put-file.ts';
 
@@ -34,6 +35,8 @@ export interface UploadDeps {
   progress: ProgressSink;
   /** @default hashFile (streaming SHA-256) */
   hashFile?: (file: string, options: HashOptions) => Promise<FileDigest>;
+  /** Sends a file the API wants in parts (and waits for its commit). Required for files above the multipart threshold. */
+  sendParts?: SendParts;
 }
 
 export interface UploadOptions {
@@ -105,6 +108,33 @@ export async function uploadFile(deps: UploadDeps, options: UploadOptions): Prom
       deduplicated: true,
     });
     return result;
+  }
+
+  if ('multipart' in created) {
+    if (!deps.sendParts)
+      throw new ApiResponseError('the API asked for a multipart upload, and no part sender is configured');
+    progress.phase('uploading', size, { uploadId: created.uploadId, parts: created.multipart.partCount });
+    const sent = await deps.sendParts({
+      file: options.file,
+      path: options.path,
+      sha256,
+      contentType,
+      ifVersion: options.ifVersion,
+      onBytes: (n) => progress.bytes(n),
+      timeoutSeconds: options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
+    });
+    if (sent.status === 'rejected') {
+      throw new UploadRejectedError(sent.uploadId, created.path, sent.reason ?? 'rejected');
+    }
+    progress.phase('done', undefined, { uploadId: sent.uploadId, version: sent.version ?? null });
+    return {
+      ...base,
+      path: created.path,
+      version: sent.version ?? null,
+      status: 'committed',
+      deduplicated: false,
+      seconds: seconds(),
+    };
   }
 
   progress.phase('uploading', size, { uploadId: created.uploadId });

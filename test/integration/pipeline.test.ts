@@ -3,11 +3,15 @@
  * workers, S3 notifications, event-source mappings and the API front.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MirrorApiClient } from '../../cli/api-client.js';
+import { createPartSender } from '../../cli/multipart.js';
+import { createPutFile } from '../../cli/put-file.js';
+import { systemClock, uploadFile } from '../../cli/upload.js';
 import { type Sandbox, startSandbox } from '../../local/sandbox.js';
 
 let sandbox: Sandbox;
@@ -224,5 +228,32 @@ describe('pipeline through the local stack', () => {
         .filter((c: { path: string }) => c.path === 'gone/soon.png')
         .map((c: { version: number }) => c.version),
     ).toEqual([1, 2]);
+  });
+
+  it('the CLI uploads a file above the multipart threshold in parts, and it reaches every replica', async () => {
+    const bytes = Buffer.alloc(20 * 1024 * 1024 + 123);
+    for (let i = 0; i < bytes.length; i += 4096) bytes.writeInt32BE(i ^ 0x1e3779b9, i);
+    const file = join(dataDir, 'big.bin');
+    await writeFile(file, bytes);
+    const client = new MirrorApiClient({ baseUrl: sandbox.endpoints.api, token: sandbox.endpoints.token });
+    const result = await uploadFile(
+      {
+        client,
+        putFile: createPutFile(),
+        sendParts: createPartSender({ api: client.baseUrl, token: client.token }),
+        clock: systemClock,
+        progress: { phase: () => undefined, bytes: () => undefined, stop: () => undefined } as never,
+      },
+      { file, path: 'cli/big.bin', contentType: 'application/octet-stream' },
+    );
+    expect(result).toMatchObject({ status: 'committed', version: 1, deduplicated: false });
+    for (const [, target] of s3Targets()) {
+      const object = await until(
+        'multipart replica',
+        () => replicaObject(target.bucket, 'cli/big.bin'),
+        30_000,
+      );
+      expect(object.bytes.equals(bytes)).toBe(true);
+    }
   });
 });
