@@ -18,6 +18,7 @@ import {
   DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
+  paginateQuery,
   paginateScan,
   QueryCommand,
   UpdateCommand,
@@ -266,48 +267,32 @@ export class DynamoLedger implements Ledger {
   }
 
   async listParts(uploadId: string): Promise<StoredPart[]> {
-    const parts: StoredPart[] = [];
-    let start: Item | undefined;
-    do {
-      const out = await this.db.send(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :part)',
-          ExpressionAttributeValues: { ':pk': `U#${uploadId}`, ':part': 'PART#' },
-          ConsistentRead: true,
-          ExclusiveStartKey: start,
-        }),
-      );
-      for (const item of out.Items ?? []) {
-        parts.push({
-          partNumber: item.partNumber as number,
-          size: item.size as number,
-          etag: item.etag as string,
-          sha256: item.sha256 as string,
-        });
-      }
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return parts;
+    return (await this.queryPrefix(`U#${uploadId}`, 'PART#')).map((item) => ({
+      partNumber: item.partNumber as number,
+      size: item.size as number,
+      etag: item.etag as string,
+      sha256: item.sha256 as string,
+    }));
   }
 
   async listPendingUploads(sha256: string): Promise<string[]> {
-    const ids: string[] = [];
-    let start: Item | undefined;
-    do {
-      const out = await this.db.send(
-        new QueryCommand({
-          TableName: this.table,
-          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :u)',
-          ExpressionAttributeValues: { ':pk': `B#${sha256}`, ':u': 'U#' },
-          ConsistentRead: true,
-          ExclusiveStartKey: start,
-        }),
-      );
-      for (const item of out.Items ?? []) ids.push(item.uploadId as string);
-      start = out.LastEvaluatedKey;
-    } while (start);
-    return ids;
+    return (await this.queryPrefix(`B#${sha256}`, 'U#')).map((item) => item.uploadId as string);
+  }
+
+  /** Every item of a partition whose sort key starts with `prefix`, strongly consistent, all pages. */
+  private async queryPrefix(pk: string, prefix: string): Promise<Item[]> {
+    const items: Item[] = [];
+    const pages = paginateQuery(
+      { client: this.db },
+      {
+        TableName: this.table,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+        ExpressionAttributeValues: { ':pk': pk, ':prefix': prefix },
+        ConsistentRead: true,
+      },
+    );
+    for await (const page of pages) items.push(...(page.Items ?? []));
+    return items;
   }
 
   async removePendingUpload(sha256: string, uploadId: string): Promise<void> {
