@@ -19,6 +19,11 @@ import { commitVersion } from '../../functions/core/commit.js';
 import type { FileVersion } from '../../functions/core/model.js';
 import { makeWorld, putBlob, randomBytes, sha256Hex, type World } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
+import { waitFor as poll } from '../support/wait.js';
+
+/** This file's waits are longer than the shared default. */
+const waitFor = <T>(what: string, probe: Parameters<typeof poll<T>>[1], ms = 60_000) =>
+  poll<T>(what, probe, ms);
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const tsxLoader = pathToFileURL(join(repoRoot, 'node_modules/tsx/dist/loader.mjs')).href;
@@ -37,20 +42,6 @@ afterAll(async () => {
   await emulators?.stop();
   await rm(scratch, { recursive: true, force: true });
 });
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  ms = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function listFiles(dir: string, base = dir): Promise<string[]> {
   const out: string[] = [];

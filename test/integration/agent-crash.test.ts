@@ -17,6 +17,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitVersion } from '../../functions/core/commit.js';
 import { makeWorld } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
+import { waitFor as poll } from '../support/wait.js';
+
+/** This file's waits are longer than the shared default. */
+const waitFor = <T>(what: string, probe: Parameters<typeof poll<T>>[1], ms = 30_000) =>
+  poll<T>(what, probe, ms);
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const tsxLoader = pathToFileURL(join(repoRoot, 'node_modules/tsx/dist/loader.mjs')).href;
@@ -68,20 +73,6 @@ function spawnAgent(args: string[]): AgentProcess {
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, lines, exited };
-}
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  ms = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** VmRSS / VmHWM of a live process, in bytes (Linux). */

@@ -27,6 +27,7 @@ import { messageGroupId } from '../../functions/core/paths.js';
 import { createUpload } from '../../functions/core/uploads.js';
 import { makeWorld, putBlob, randomBytes, sha256Hex, type World } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
+import { waitFor } from '../support/wait.js';
 
 let emulators: TestEmulators;
 let scratch: string;
@@ -96,20 +97,6 @@ async function runAgent(
     onOutcome: (v, outcome, source) => outcomes.push({ v, outcome, source }),
   });
   return { handle, log, outcomes };
-}
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  ms = 15_000,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function readIfExists(file: string): Promise<Buffer | undefined> {

@@ -19,6 +19,11 @@ import { type CliIo, runCli } from '../../cli/program.ts';
 import { readSample } from '../../cli/prom-text.ts';
 import { parseTopology } from '../../functions/core/topology.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
+import { waitFor as poll } from '../support/wait.js';
+
+/** This file's waits are longer than the shared default. */
+const until = <T>(what: string, probe: Parameters<typeof poll<T>>[1], ms = 20_000) =>
+  poll<T>(what, probe, ms);
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const S3_TARGET = 'eu-west-1';
@@ -94,16 +99,6 @@ afterAll(async () => {
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const bytesOf = (label: string) => Buffer.from(`${label} ${Date.now()} ${Math.random()}\n`.repeat(200));
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 async function api(method: string, path: string, body?: unknown) {
   const response = await fetch(`${sandbox.endpoints.api}${path}`, {

@@ -13,6 +13,7 @@ import { createPartSender } from '../../cli/multipart.js';
 import { createPutFile } from '../../cli/put-file.js';
 import { systemClock, uploadFile } from '../../cli/upload.js';
 import { type Sandbox, startSandbox } from '../../local/sandbox.js';
+import { waitFor as until } from '../support/wait.js';
 
 let sandbox: Sandbox;
 let dataDir: string;
@@ -54,16 +55,6 @@ async function api(method: string, path: string, body?: unknown) {
   });
   const text = await response.text();
   return { status: response.status, headers: response.headers, body: text ? JSON.parse(text) : undefined };
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function replicaObject(bucket: string, key: string) {

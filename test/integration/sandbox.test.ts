@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTopology } from '../../functions/core/topology.ts';
 import type { InvocationReport } from '../../local/functions.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
+import { waitFor } from '../support/wait.js';
 import type { RecordedInvocation } from './fixtures/recording-handler.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/recording-handler.ts', import.meta.url));
@@ -75,16 +76,6 @@ async function invocations(log: string): Promise<RecordedInvocation[]> {
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => JSON.parse(l) as RecordedInvocation);
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const sqsRecords = (inv: RecordedInvocation) => (inv.event as SQSEvent).Records;
