@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import type { SandboxEndpointsLike } from '../agent/index.ts';
 import { DynamoLedger } from '../functions/adapters/dynamo-ledger.ts';
 import type { TargetLag } from '../functions/core/lag.ts';
 import type { ReconcileReport } from '../functions/core/reconcile.ts';
@@ -148,21 +149,11 @@ export interface SandboxTarget {
 }
 
 /** What `endpoints.json` holds. */
-export interface SandboxEndpoints {
+export interface SandboxEndpoints extends SandboxEndpointsLike {
   readonly api: string;
   readonly token: string;
   /** `<api>/metrics`: Prometheus text, no token. */
   readonly metrics: string;
-  readonly s3: {
-    readonly endpoint: string;
-    readonly region: string;
-    readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string };
-    readonly forcePathStyle: true;
-  };
-  readonly sqs: { readonly endpoint: string };
-  readonly dynamodb: { readonly endpoint: string };
-  readonly table: string;
-  readonly originBucket: string;
   readonly feedShards: number;
   readonly ingest: { readonly queue: string; readonly dlq: string };
   readonly targets: Readonly<Record<string, SandboxTarget>>;

@@ -6,7 +6,6 @@
  * nothing with --dry-run), and a restart converges by itself.
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +18,7 @@ import { type CliIo, runCli } from '../../cli/program.ts';
 import { readSample } from '../../cli/prom-text.ts';
 import { parseTopology } from '../../functions/core/topology.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
+import { localApi, sha256Hex } from '../support/local-api.js';
 import { waitFor as poll } from '../support/wait.js';
 
 /** This file's waits are longer than the shared default. */
@@ -97,32 +97,17 @@ afterAll(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const sha = sha256Hex;
 const bytesOf = (label: string) => Buffer.from(`${label} ${Date.now()} ${Math.random()}\n`.repeat(200));
 
-async function api(method: string, path: string, body?: unknown) {
-  const response = await fetch(`${sandbox.endpoints.api}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${sandbox.endpoints.token}`, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await response.text();
-  return { status: response.status, body: text ? JSON.parse(text) : undefined };
-}
+const api = (method: string, path: string, body?: unknown) =>
+  localApi(sandbox.endpoints).call(method, path, body);
 
 /** Declares and PUTs a file as a browser would; resolves once committed. */
 async function upload(path: string, bytes: Buffer, contentType = 'application/octet-stream') {
-  const created = await api('POST', '/v1/uploads', {
-    path,
-    size: bytes.length,
-    sha256: sha(bytes),
-    contentType,
-  });
+  const { created, putStatus } = await localApi(sandbox.endpoints).declareAndPut(path, bytes, contentType);
   if (created.status === 201) {
-    const { url, headers } = created.body.upload;
-    const { 'content-length': _length, ...rest } = headers as Record<string, string>;
-    const put = await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(bytes) });
-    expect(put.status).toBe(200);
+    expect(putStatus).toBe(200);
     return until(`commit of ${path}`, async () => {
       const u = await api('GET', `/v1/uploads/${created.body.uploadId}`);
       return u.body.status === 'committed' ? u.body : undefined;

@@ -1,8 +1,3 @@
-/**
- * The pipeline end to end through the local stack: the real handlers in their
- * workers, S3 notifications, event-source mappings and the API front.
- */
-import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,12 +8,13 @@ import { createPartSender } from '../../cli/multipart.js';
 import { createPutFile } from '../../cli/put-file.js';
 import { systemClock, uploadFile } from '../../cli/upload.js';
 import { type Sandbox, startSandbox } from '../../local/sandbox.js';
+import { localApi, sha256Hex } from '../support/local-api.js';
 import { waitFor as until } from '../support/wait.js';
 
 let sandbox: Sandbox;
 let dataDir: string;
 let s3: S3Client;
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const sha = sha256Hex;
 const enc = encodeURIComponent;
 
 beforeAll(async () => {
@@ -46,17 +42,6 @@ afterAll(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
-async function api(method: string, path: string, body?: unknown) {
-  const response = await fetch(`${sandbox.endpoints.api}${path}`, {
-    method,
-    redirect: 'manual',
-    headers: { authorization: `Bearer ${sandbox.endpoints.token}`, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await response.text();
-  return { status: response.status, headers: response.headers, body: text ? JSON.parse(text) : undefined };
-}
-
 async function replicaObject(bucket: string, key: string) {
   try {
     const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
@@ -79,20 +64,13 @@ const s3Targets = () =>
   ][];
 
 async function upload(path: string, bytes: Buffer, contentType = 'image/png') {
-  const created = await api('POST', '/v1/uploads', {
-    path,
-    size: bytes.length,
-    sha256: sha(bytes),
-    contentType,
-  });
-  if (created.status === 201) {
-    const { url, headers } = created.body.upload;
-    const { 'content-length': _length, ...rest } = headers as Record<string, string>;
-    const put = await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(bytes) });
-    expect(put.status).toBe(200);
-  }
+  const { created, putStatus } = await localApi(sandbox.endpoints).declareAndPut(path, bytes, contentType);
+  if (created.status === 201) expect(putStatus).toBe(200);
   return created;
 }
+
+const api = (method: string, path: string, body?: unknown) =>
+  localApi(sandbox.endpoints).call(method, path, body);
 
 describe('pipeline through the local stack', () => {
   it('an upload reaches both replica buckets under its path with identical bytes and metadata', async () => {
