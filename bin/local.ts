@@ -54,6 +54,7 @@ async function main(): Promise<void> {
     [
       '',
       `Media Mirror local stack is up (${sandbox.startMs} ms)`,
+      `  page       ${e.api}/  (upload files, watch every target)`,
       `  API        ${e.api}`,
       `  token      ${e.token}`,
       `  metrics    ${e.metrics}  (Prometheus text, no token)`,
