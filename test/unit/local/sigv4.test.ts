@@ -20,14 +20,14 @@ interface Captured {
 }
 
 /** RFC 3986 escaping, as the SDK's HTTP handler builds the query string. */
-const escape = (s: string) =>
+const rfc3986 = (s: string) =>
   encodeURIComponent(s).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 function toUrl(captured: Pick<Captured, 'path' | 'query'>): string {
   const parts: string[] = [];
   for (const [k, v] of Object.entries(captured.query)) {
-    if (v === null) parts.push(escape(k));
-    else for (const one of Array.isArray(v) ? v : [v]) parts.push(`${escape(k)}=${escape(one)}`);
+    if (v === null) parts.push(rfc3986(k));
+    else for (const one of Array.isArray(v) ? v : [v]) parts.push(`${rfc3986(k)}=${rfc3986(one)}`);
   }
   return parts.length === 0 ? captured.path : `${captured.path}?${parts.join('&')}`;
 }
