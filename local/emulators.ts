@@ -16,6 +16,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { buildApp } from 'fauxqs';
+import { gatesDisabled, startGate } from './gate.ts';
 import { assertPortFree, closeServer, describeListenError, LOOPBACK, listen, type PortRole } from './net.ts';
 
 const require = createRequire(import.meta.url);
@@ -47,16 +48,41 @@ interface DynaliteOptions {
 }
 const dynalite = require('dynalite') as (options: DynaliteOptions) => Server;
 
-export async function startDynamo(options: { dir: string; port: number }): Promise<RunningEmulator> {
+/**
+ * dynalite behind a gate (local/gate.ts): clients reach the gate on `port`; dynalite
+ * listens on an internal loopback port that only the gate uses.
+ */
+export async function startDynamo(options: {
+  dir: string;
+  port: number;
+  region?: string;
+}): Promise<RunningEmulator> {
   await mkdir(options.dir, { recursive: true });
   await assertPortFree(options.port, PORT_ROLES.dynamodb);
   const server = dynalite({ path: options.dir, createTableMs: 20, deleteTableMs: 20, updateTableMs: 20 });
-  const port = await listen(server, options.port, PORT_ROLES.dynamodb);
+  const ungated = gatesDisabled();
+  const innerPort = await listen(server, ungated ? options.port : 0, PORT_ROLES.dynamodb);
+  // dynalite's close() also closes its LevelDB store, releasing the folder.
+  const stopInner = () => closeServer(server, 1_000);
+  if (ungated) return { port: innerPort, endpoint: `http://${LOOPBACK}:${innerPort}`, stop: stopInner };
+  const gate = await startGate({
+    service: 'dynamodb',
+    port: options.port,
+    role: PORT_ROLES.dynamodb,
+    upstreamPort: innerPort,
+    credentials: LOCAL_CREDENTIALS,
+    ...(options.region === undefined ? {} : { region: options.region }),
+  }).catch(async (err: unknown) => {
+    await stopInner();
+    throw err;
+  });
   return {
-    port,
-    endpoint: `http://${LOOPBACK}:${port}`,
-    // dynalite's close() also closes its LevelDB store, releasing the folder.
-    stop: () => closeServer(server, 1_000),
+    port: gate.port,
+    endpoint: `http://${LOOPBACK}:${gate.port}`,
+    stop: async () => {
+      await gate.stop();
+      await stopInner();
+    },
   };
 }
 
@@ -225,17 +251,38 @@ export async function startSqs(options: { port: number; region: string }): Promi
     defaultRegion: options.region,
     stores: stores as unknown as NonNullable<Parameters<typeof buildApp>[0]>['stores'],
   });
+  // Behind the gate (local/gate.ts) fauxqs listens on an internal port; the gate forwards
+  // the client's Host, so queue URLs still name the port clients use.
+  const ungated = gatesDisabled();
+  const listenPort = ungated ? options.port : 0;
+  if (!ungated) await assertPortFree(options.port, PORT_ROLES.sqs);
   try {
-    await app.listen({ port: options.port, host: LOOPBACK });
+    await app.listen({ port: listenPort, host: LOOPBACK });
   } catch (err) {
     await app.close().catch(() => undefined);
-    throw describeListenError(err, PORT_ROLES.sqs, options.port);
+    throw describeListenError(err, PORT_ROLES.sqs, listenPort);
   }
   const address = app.server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : options.port;
+  const innerPort = typeof address === 'object' && address !== null ? address.port : listenPort;
+  const stopInner = () => app.close();
+  if (ungated) return { port: innerPort, endpoint: `http://${LOOPBACK}:${innerPort}`, stop: stopInner };
+  const gate = await startGate({
+    service: 'sqs',
+    port: options.port,
+    role: PORT_ROLES.sqs,
+    upstreamPort: innerPort,
+    credentials: LOCAL_CREDENTIALS,
+    region: options.region,
+  }).catch(async (err: unknown) => {
+    await stopInner();
+    throw err;
+  });
   return {
-    port,
-    endpoint: `http://${LOOPBACK}:${port}`,
-    stop: () => app.close(),
+    port: gate.port,
+    endpoint: `http://${LOOPBACK}:${gate.port}`,
+    stop: async () => {
+      await gate.stop();
+      await stopInner();
+    },
   };
 }

@@ -1,0 +1,274 @@
+/**
+ * A gate in front of an emulator port that speaks an AWS JSON protocol (DynamoDB, SQS).
+ *
+ * dynalite and fauxqs check no signature, and dynalite answers every browser with
+ * `Access-Control-Allow-Origin: *`: any web page open on the developer's machine could
+ * read and write the ledger and the queues. The gate listens on the port clients use, and
+ * forwards a request to the emulator (on an internal loopback port) only when
+ * - its `Host` is a loopback name of the gate's port (a DNS-rebinding page sends its own);
+ * - it carries no `Origin` header and is no CORS preflight: only SDK clients talk to these
+ *   ports, and no answer carries an `Access-Control-Allow-*` header;
+ * - its body fits the service's request limit and arrives within the time limit;
+ * - its SigV4 signature, recomputed by local/sigv4.ts over the buffered body, matches the
+ *   local credentials.
+ * Refusals use the service's own error shape, so SDK clients report a named error.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { closeServer, LOOPBACK, listen, type PortRole } from './net.ts';
+import { type SigV4Credentials, sha256Hex, verifySigV4 } from './sigv4.ts';
+
+export type GatedService = 'dynamodb' | 'sqs';
+
+/**
+ * Measurement only (bench/run.ts): with this variable set to `1` the emulators listen on
+ * their ports directly, with no gate, so the gate's cost can be measured.
+ */
+export const UNGATED_ENV = 'MIRROR_BENCH_UNGATED';
+
+export function gatesDisabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env[UNGATED_ENV] === '1';
+}
+
+/** Requests larger than the service takes are refused before they are buffered. */
+export const MAX_BODY_BYTES: Record<GatedService, number> = {
+  // DynamoDB's largest request (BatchWriteItem) is 16 MB.
+  dynamodb: 16 * 1024 * 1024,
+  // SQS takes messages and batches up to 1 MiB; the JSON envelope adds a little.
+  sqs: 2 * 1024 * 1024,
+};
+
+export interface GateOptions {
+  readonly service: GatedService;
+  /** Public port (0: any free one). */
+  readonly port: number;
+  readonly role: PortRole;
+  /** The emulator's own loopback port. */
+  readonly upstreamPort: number;
+  readonly credentials: SigV4Credentials;
+  /** When set, a signature scoped to another region is refused. */
+  readonly region?: string;
+  readonly maxBodyBytes?: number;
+  /** A request whose headers and body take longer is cut (slow-body clients). */
+  readonly requestTimeoutMs?: number;
+}
+
+export interface RunningGate {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+interface GateError {
+  readonly status: number;
+  readonly code: string;
+  readonly message: string;
+}
+
+/** The JSON error body each service's SDK client parses. */
+function sendError(res: ServerResponse, service: GatedService, error: GateError): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const namespace = service === 'dynamodb' ? 'com.amazon.coral.service' : 'com.amazonaws.sqs';
+  const body = JSON.stringify({ __type: `${namespace}#${error.code}`, message: error.message });
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/x-amz-json-1.0',
+    'content-length': Buffer.byteLength(body),
+    'x-amzn-requestid': randomUUID(),
+  };
+  // SQS's JSON protocol is query-compatible: the SDK takes the error code from this header.
+  if (service === 'sqs') headers['x-amzn-query-error'] = `${error.code};Sender`;
+  res.writeHead(error.status, headers);
+  res.end(body);
+}
+
+const SERVICE_CODES: Record<
+  GatedService,
+  { browser: string; host: string; tooLarge: string; upstream: string; protocol: string }
+> = {
+  dynamodb: {
+    browser: 'AccessDeniedException',
+    host: 'AccessDeniedException',
+    tooLarge: 'ValidationException',
+    upstream: 'InternalServerError',
+    protocol: 'UnknownOperationException',
+  },
+  sqs: {
+    browser: 'AccessDenied',
+    host: 'AccessDenied',
+    tooLarge: 'RequestTooLarge',
+    upstream: 'InternalError',
+    protocol: 'InvalidAction',
+  },
+};
+
+/** The names a client on this machine may use for the gate's port. */
+export function loopbackHosts(port: number): Set<string> {
+  return new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]);
+}
+
+/** Reads the body up to `max` bytes; undefined when it is larger (the rest is not read). */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (Number.isFinite(declared) && declared > max) {
+      resolve(undefined);
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        req.off('data', onData);
+        req.pause();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks, size)));
+    req.once('error', reject);
+    req.once('aborted', () => reject(new Error('request aborted')));
+  });
+}
+
+export async function startGate(options: GateOptions): Promise<RunningGate> {
+  const { service } = options;
+  const codes = SERVICE_CODES[service];
+  const max = options.maxBodyBytes ?? MAX_BODY_BYTES[service];
+  let publicPort = options.port;
+  const sockets = new Set<Socket>();
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const fail = (status: number, code: string, message: string) => {
+      sendError(res, service, { status, code, message });
+      // An unread body would otherwise be parsed as the next request on this connection.
+      if (!req.complete) res.once('finish', () => req.socket.destroy());
+    };
+    if (req.headers.origin !== undefined || req.method === 'OPTIONS') {
+      fail(
+        403,
+        codes.browser,
+        `the local ${service} port answers no browser: requests with an Origin header or CORS preflights are refused`,
+      );
+      return;
+    }
+    const host = req.headers.host ?? '';
+    if (!loopbackHosts(publicPort).has(host.toLowerCase())) {
+      fail(
+        403,
+        codes.host,
+        `Host "${host}" is not this port's own name (127.0.0.1:${publicPort}, localhost:${publicPort} or [::1]:${publicPort})`,
+      );
+      return;
+    }
+    const body = await readBody(req, max);
+    if (body === undefined) {
+      fail(413, codes.tooLarge, `the request body is larger than ${max} bytes`);
+      return;
+    }
+    const verdict = await verifySigV4(
+      {
+        method: req.method ?? 'GET',
+        url: req.url ?? '/',
+        headers: req.headers,
+        payloadHash: sha256Hex(body),
+      },
+      {
+        service,
+        credentials: options.credentials,
+        ...(options.region === undefined ? {} : { region: options.region }),
+      },
+    );
+    if (!verdict.ok) {
+      fail(verdict.status, verdict.code, verdict.message);
+      return;
+    }
+    // fauxqs also serves SNS (form-encoded posts), S3 and inspection routes on this port:
+    // only SQS's JSON protocol goes through.
+    if (
+      service === 'sqs' &&
+      !(req.method === 'POST' && String(req.headers['content-type']).includes('application/x-amz-json-1.0'))
+    ) {
+      fail(
+        400,
+        codes.protocol,
+        'the local SQS speaks the AWS JSON 1.0 protocol only (POST / with application/x-amz-json-1.0)',
+      );
+      return;
+    }
+    await forward(req, res, body);
+  };
+
+  const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> =>
+    new Promise((resolve) => {
+      const headers = { ...req.headers, 'content-length': String(body.length) };
+      delete headers['transfer-encoding'];
+      const upstream = httpRequest(
+        { host: LOOPBACK, port: options.upstreamPort, method: req.method, path: req.url, headers },
+        (answer) => {
+          const out: Record<string, string | string[]> = {};
+          for (const [name, value] of Object.entries(answer.headers)) {
+            // dynalite answers every request with CORS headers; the gate answers no browser.
+            if (value === undefined || name.startsWith('access-control-')) continue;
+            out[name] = value;
+          }
+          res.writeHead(answer.statusCode ?? 502, out);
+          answer.pipe(res);
+          answer.once('end', resolve);
+          answer.once('error', () => {
+            res.destroy();
+            resolve();
+          });
+        },
+      );
+      upstream.once('error', (err) => {
+        sendError(res, service, {
+          status: 500,
+          code: codes.upstream,
+          message: `the local ${service} emulator did not answer: ${err.message}`,
+        });
+        resolve();
+      });
+      upstream.end(body);
+    });
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      sendError(res, service, {
+        status: 400,
+        code: codes.upstream,
+        message: `request failed: ${(err as Error).message}`,
+      });
+    });
+  });
+  // Slow or truncated bodies must not hold a connection forever.
+  server.requestTimeout = options.requestTimeoutMs ?? 30_000;
+  server.headersTimeout = Math.min(server.requestTimeout, 10_000);
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  // Malformed HTTP (bad request line, oversized headers): answer 400/431 and drop the socket.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status =
+      err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  });
+  publicPort = await listen(server, options.port, options.role);
+  return {
+    port: publicPort,
+    stop: async () => {
+      await closeServer(server, 1_000);
+      for (const socket of sockets) socket.destroy();
+    },
+  };
+}
