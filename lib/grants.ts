@@ -86,7 +86,7 @@ export const LEDGER_ACCESS = {
   reconcile: ['dynamodb:Scan', 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:DeleteItem'],
 } as const satisfies Record<string, readonly LedgerAction[]>;
 
-/** Grants item-level actions on the ledger table (no index exists) and sets MIRROR_TABLE. */
+/** Grants item-level actions on the ledger table (and its keys-only live-files index) and sets MIRROR_TABLE. */
 export function useLedger(fn: MirrorFunction, ledger: Ledger, actions: readonly LedgerAction[]): void {
   ledger.table.grant(fn.role, ...actions);
   fn.addEnvironment('MIRROR_TABLE', ledger.table.tableName);

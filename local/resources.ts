@@ -8,6 +8,7 @@ import {
   DescribeTableCommand,
   type DynamoDBClient,
   ResourceNotFoundException,
+  UpdateTableCommand,
 } from '@aws-sdk/client-dynamodb';
 import {
   CreateBucketCommand,
@@ -17,6 +18,7 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { LIVE_FILES_INDEX } from '../functions/adapters/dynamo-ledger.ts';
 import type { Topology } from '../functions/core/topology.ts';
 
 export const LOCAL_NAMES = Object.freeze({
@@ -136,6 +138,17 @@ async function ensureTable(dynamodb: DynamoDBClient, table: string): Promise<voi
           'remove the dynamodb folder in the data folder to start afresh',
       );
     }
+    // A data folder from before the index: add it (heads written since carry its keys).
+    if (!Table?.GlobalSecondaryIndexes?.some((i) => i.IndexName === LIVE_FILES_INDEX.name)) {
+      await dynamodb.send(
+        new UpdateTableCommand({
+          TableName: table,
+          AttributeDefinitions: liveFilesAttributes,
+          GlobalSecondaryIndexUpdates: [{ Create: liveFilesIndex }],
+        }),
+      );
+      await waitActive(dynamodb, table);
+    }
     return;
   } catch (err) {
     if (!(err instanceof ResourceNotFoundException)) throw err;
@@ -147,16 +160,37 @@ async function ensureTable(dynamodb: DynamoDBClient, table: string): Promise<voi
       AttributeDefinitions: [
         { AttributeName: 'pk', AttributeType: 'S' },
         { AttributeName: 'sk', AttributeType: 'S' },
+        ...liveFilesAttributes,
       ],
       KeySchema: [
         { AttributeName: 'pk', KeyType: 'HASH' },
         { AttributeName: 'sk', KeyType: 'RANGE' },
       ],
+      GlobalSecondaryIndexes: [liveFilesIndex],
     }),
   );
+  await waitActive(dynamodb, table);
+}
+
+/** The ledger's index of live files by folder, as lib/constructs/ledger.ts declares it on AWS. */
+const liveFilesAttributes = [
+  { AttributeName: LIVE_FILES_INDEX.partitionKey, AttributeType: 'S' as const },
+  { AttributeName: LIVE_FILES_INDEX.sortKey, AttributeType: 'S' as const },
+];
+const liveFilesIndex = {
+  IndexName: LIVE_FILES_INDEX.name,
+  KeySchema: [
+    { AttributeName: LIVE_FILES_INDEX.partitionKey, KeyType: 'HASH' as const },
+    { AttributeName: LIVE_FILES_INDEX.sortKey, KeyType: 'RANGE' as const },
+  ],
+  Projection: { ProjectionType: 'KEYS_ONLY' as const },
+};
+
+async function waitActive(dynamodb: DynamoDBClient, table: string): Promise<void> {
   for (let i = 0; i < 500; i++) {
     const { Table } = await dynamodb.send(new DescribeTableCommand({ TableName: table }));
-    if (Table?.TableStatus === 'ACTIVE') return;
+    const indexesReady = (Table?.GlobalSecondaryIndexes ?? []).every((i) => i.IndexStatus === 'ACTIVE');
+    if (Table?.TableStatus === 'ACTIVE' && indexesReady) return;
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error(`table ${table} did not become ACTIVE`);

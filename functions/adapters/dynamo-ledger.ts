@@ -11,6 +11,7 @@
  *   FEED#<shard> S#<seq, 12 digits>      the change feed
  *   LAG#<target> WATERMARK               feed cursor below which the target has applied everything
  *   AGENT#<target> AGENT                 a pull agent's heartbeat, cursor and counters
+ *   IDEM#<key>   IDEM                    an Idempotency-Key: the request's hash and its first answer
  */
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
@@ -24,8 +25,14 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { ClaimTakenError } from '../core/errors.js';
-import type { Blob, Change, FileVersion, TargetState, Upload } from '../core/model.js';
-import type { ClaimedVersion, Ledger, StoredPart } from '../core/ports.js';
+import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../core/model.js';
+import type {
+  ClaimedVersion,
+  IdempotencyClaim,
+  IdempotencyRecord,
+  Ledger,
+  StoredPart,
+} from '../core/ports.js';
 
 const pad = (n: number) => n.toString().padStart(12, '0');
 const pathKey = (path: string) => `P#${path}`;
@@ -33,7 +40,16 @@ const versionKey = (version: number) => `V#${pad(version)}`;
 const uploadKey = (id: string) => ({ pk: `U#${id}`, sk: 'UPLOAD' });
 const blobKey = (sha: string) => ({ pk: `B#${sha}`, sk: 'BLOB' });
 const feedKey = (shard: number) => `FEED#${shard}`;
+const idempotencyKey = (key: string) => ({ pk: `IDEM#${key}`, sk: 'IDEM' });
 export const targetStateKey = (targetId: string, path: string) => `T#${targetId}#${path}`;
+
+/** The ledger table's secondary index of live files by folder (see the key layout above). */
+export const LIVE_FILES_INDEX = {
+  name: 'live-files',
+  partitionKey: 'folderPk',
+  sortKey: 'folderSk',
+} as const;
+const folderPartition = (path: string) => `D#${path.split('/')[0]}`;
 
 /** Named conditions, as Powertools' idempotency layer names its own. */
 const CONDITIONS = {
@@ -43,7 +59,16 @@ const CONDITIONS = {
   reservationIs: 'attribute_not_exists(#reservation) OR #reservation = :expected',
   reservationIsAbsent: 'attribute_not_exists(#reservation)',
   uploadIsPending: '#status = :pending',
+  challengeIsUnanswered:
+    '#challenge.#nonce = :nonce AND (attribute_not_exists(challengeSpent) OR challengeSpent <> :nonce)',
+  // Expiry is checked here, not left to TTL: DynamoDB deletes expired items late, dynalite never.
+  idempotencyKeyIsFree:
+    'attribute_not_exists(pk) OR expiresAt < :now OR (#status = :inProgress AND lockedUntil < :now)',
+  idempotencyClaimIsOurs: '#status = :inProgress AND claimToken = :token',
   headIsBehind: 'attribute_not_exists(version) OR version < :version',
+  blobIsUnpinnedOrOurs: 'attribute_not_exists(versionId) OR versionId = :versionId',
+  blobIsUnpinnedOursOrReplaced:
+    'attribute_not_exists(versionId) OR versionId = :versionId OR versionId = :replaces',
   targetIsBehind:
     'attribute_not_exists(appliedVersion) OR appliedVersion < :version OR (appliedVersion = :version AND #status <> :verified)',
 } as const;
@@ -221,9 +246,12 @@ export class DynamoLedger implements Ledger {
 
   async finishUpload(
     uploadId: string,
-    outcome: { status: 'committed'; version: number } | { status: 'rejected'; reason: string },
+    outcome:
+      | { status: 'committed'; version: number; deduplicated?: true | undefined }
+      | { status: 'rejected' | 'expired'; reason: string },
     at: string,
   ): Promise<void> {
+    const proven = outcome.status === 'committed' && outcome.deduplicated === true;
     const detail =
       outcome.status === 'committed'
         ? { name: 'version', value: outcome.version }
@@ -234,7 +262,7 @@ export class DynamoLedger implements Ledger {
           new UpdateCommand({
             TableName: this.table,
             Key: uploadKey(uploadId),
-            UpdateExpression: `SET #status = :status, #detail = :detail, updatedAt = :at`,
+            UpdateExpression: `SET #status = :status, #detail = :detail, updatedAt = :at${proven ? ', deduplicated = :proven' : ''}`,
             ConditionExpression: CONDITIONS.uploadIsPending,
             ExpressionAttributeNames: { '#status': 'status', '#detail': detail.name },
             ExpressionAttributeValues: {
@@ -242,12 +270,155 @@ export class DynamoLedger implements Ledger {
               ':detail': detail.value,
               ':at': at,
               ':pending': 'pending',
+              ...(proven ? { ':proven': true } : {}),
             },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
         ),
       // Already ended (a retry, or a race with another event): its first outcome stands.
       () => undefined,
+    );
+  }
+
+  // Idempotency keys
+
+  async claimIdempotencyKey(claim: IdempotencyClaim): Promise<IdempotencyRecord | undefined> {
+    // The holder may release the key between our failed claim and our read of it: then claim again.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const holder = await this.tryClaimIdempotencyKey(claim);
+      if (holder !== null) return holder;
+    }
+    throw new Error(`idempotency key ${claim.key}: claimed and released repeatedly, retry later`);
+  }
+
+  private async tryClaimIdempotencyKey(
+    claim: IdempotencyClaim,
+  ): Promise<IdempotencyRecord | undefined | null> {
+    const key = idempotencyKey(claim.key);
+    return this.conditional<undefined, Promise<IdempotencyRecord | null>>(
+      async () => {
+        await this.db.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: {
+              ...key,
+              key: claim.key,
+              requestHash: claim.requestHash,
+              status: 'in_progress',
+              claimToken: claim.claimToken,
+              lockedUntil: claim.lockedUntil,
+              expiresAt: claim.expiresAt,
+              // For a TTL rule on the table, should one be enabled: cleanup only, never relied on.
+              ttl: Math.ceil(Date.parse(claim.expiresAt) / 1000),
+            },
+            ConditionExpression: CONDITIONS.idempotencyKeyIsFree,
+            ExpressionAttributeNames: { '#status': 'status' },
+            ExpressionAttributeValues: { ':now': claim.now, ':inProgress': 'in_progress' },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        );
+        return undefined;
+      },
+      async () => {
+        // dynalite returns no Item with the failure: read the holder.
+        const item = await this.get(key.pk, key.sk);
+        if (!item) return null;
+        return {
+          key: item.key as string,
+          requestHash: item.requestHash as string,
+          status: item.status as IdempotencyRecord['status'],
+          expiresAt: item.expiresAt as string,
+          lockedUntil: item.lockedUntil as string | undefined,
+          ...(typeof item.response === 'string' ? { response: item.response } : {}),
+        };
+      },
+    );
+  }
+
+  async completeIdempotencyKey(key: string, claimToken: string, response: string): Promise<boolean> {
+    return this.settleIdempotencyKey(key, claimToken, response);
+  }
+
+  async releaseIdempotencyKey(key: string, claimToken: string): Promise<boolean> {
+    return this.settleIdempotencyKey(key, claimToken, undefined);
+  }
+
+  /** Stores the answer (or, with none, deletes the claim) if the claim is still ours and in progress. */
+  private async settleIdempotencyKey(
+    key: string,
+    claimToken: string,
+    response: string | undefined,
+  ): Promise<boolean> {
+    const common = {
+      TableName: this.table,
+      Key: idempotencyKey(key),
+      ConditionExpression: CONDITIONS.idempotencyClaimIsOurs,
+      ExpressionAttributeNames: { '#status': 'status' },
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
+    };
+    return this.conditional(
+      async () => {
+        await this.db.send(
+          response === undefined
+            ? new DeleteCommand({
+                ...common,
+                ExpressionAttributeValues: { ':inProgress': 'in_progress', ':token': claimToken },
+              })
+            : new UpdateCommand({
+                ...common,
+                UpdateExpression:
+                  'SET #status = :completed, response = :response REMOVE claimToken, lockedUntil',
+                ExpressionAttributeValues: {
+                  ':inProgress': 'in_progress',
+                  ':token': claimToken,
+                  ':completed': 'completed',
+                  ':response': response,
+                },
+              }),
+        );
+        return true;
+      },
+      // Our claim lapsed and another request took the key over: its answer stands.
+      () => false,
+    );
+  }
+
+  async setChallenge(uploadId: string, challenge: Challenge): Promise<void> {
+    await this.conditional(
+      () =>
+        this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: uploadKey(uploadId),
+            UpdateExpression: 'SET challenge = :challenge',
+            ConditionExpression: CONDITIONS.uploadIsPending,
+            ExpressionAttributeNames: { '#status': 'status' },
+            ExpressionAttributeValues: { ':challenge': challenge, ':pending': 'pending' },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
+      // Ended meanwhile: the claim's answer still carries the challenge, and any proof of it is refused.
+      () => undefined,
+    );
+  }
+
+  async spendChallenge(uploadId: string, nonce: string): Promise<boolean> {
+    return this.conditional(
+      async () => {
+        await this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: uploadKey(uploadId),
+            UpdateExpression: 'SET challengeSpent = :nonce',
+            ConditionExpression: CONDITIONS.challengeIsUnanswered,
+            ExpressionAttributeNames: { '#challenge': 'challenge', '#nonce': 'nonce' },
+            ExpressionAttributeValues: { ':nonce': nonce },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        );
+        return true;
+      },
+      () => false,
     );
   }
 
@@ -308,8 +479,40 @@ export class DynamoLedger implements Ledger {
     return item ? (stripKeys(item) as unknown as Blob) : undefined;
   }
 
-  async putBlob(blob: Blob): Promise<void> {
-    await this.db.send(new PutCommand({ TableName: this.table, Item: { ...blobKey(blob.sha256), ...blob } }));
+  async putBlob(blob: Blob, options: { replaces?: string | undefined } = {}): Promise<Blob> {
+    const item = { ...blobKey(blob.sha256), ...blob };
+    // Unversioned storage has nothing to pin: the record follows the latest verification.
+    if (blob.versionId === undefined) {
+      await this.db.send(new PutCommand({ TableName: this.table, Item: item }));
+      return blob;
+    }
+    const replaces = options.replaces;
+    const won = await this.conditional(
+      async () => {
+        await this.db.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: item,
+            ConditionExpression:
+              replaces === undefined
+                ? CONDITIONS.blobIsUnpinnedOrOurs
+                : CONDITIONS.blobIsUnpinnedOursOrReplaced,
+            ExpressionAttributeValues: {
+              ':versionId': blob.versionId,
+              ...(replaces === undefined ? {} : { ':replaces': replaces }),
+            },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        );
+        return true;
+      },
+      () => false,
+    );
+    if (won) return blob;
+    // dynalite returns no Item with the failure: read the pin that holds.
+    const holding = await this.getBlob(blob.sha256);
+    if (!holding) throw new Error(`blob ${blob.sha256}: pinned by another version, then gone`);
+    return holding;
   }
 
   async deleteBlob(sha256: string): Promise<void> {
@@ -413,12 +616,24 @@ export class DynamoLedger implements Ledger {
           new UpdateCommand({
             TableName: this.table,
             Key: { pk: pathKey(version.path), sk: 'HEAD' },
-            UpdateExpression: `SET version = :version, ${names.map((k) => `#${k} = :${k}`).join(', ')}`,
+            // A live head joins the live-files index; a tombstone leaves it.
+            UpdateExpression:
+              `SET version = :version, ${names.map((k) => `#${k} = :${k}`).join(', ')}` +
+              (version.deleted
+                ? ' REMOVE #folderPk, #folderSk'
+                : ', #folderPk = :folderPk, #folderSk = :folderSk'),
             ConditionExpression: CONDITIONS.headIsBehind,
-            ExpressionAttributeNames: Object.fromEntries(names.map((k) => [`#${k}`, k])),
-            ExpressionAttributeValues: Object.fromEntries(
-              Object.entries(attributes).map(([k, v]) => [`:${k}`, v]),
-            ),
+            ExpressionAttributeNames: {
+              ...Object.fromEntries(names.map((k) => [`#${k}`, k])),
+              '#folderPk': LIVE_FILES_INDEX.partitionKey,
+              '#folderSk': LIVE_FILES_INDEX.sortKey,
+            },
+            ExpressionAttributeValues: {
+              ...Object.fromEntries(Object.entries(attributes).map(([k, v]) => [`:${k}`, v])),
+              ...(version.deleted
+                ? {}
+                : { ':folderPk': folderPartition(version.path), ':folderSk': version.path }),
+            },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
         ),
@@ -430,6 +645,26 @@ export class DynamoLedger implements Ledger {
   async getHead(path: string): Promise<FileVersion | undefined> {
     const item = await this.get(pathKey(path), 'HEAD');
     return item ? toVersion(item) : undefined;
+  }
+
+  async liveFilesAmong(paths: readonly string[]): Promise<string[]> {
+    // A path is a handful of folders deep: one strongly consistent read each, in parallel.
+    const heads = await Promise.all(paths.map((p) => this.getHead(p)));
+    return heads.filter((h): h is FileVersion => h !== undefined && !h.deleted).map((h) => h.path);
+  }
+
+  async hasLiveFileUnder(folder: string): Promise<boolean> {
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.table,
+        IndexName: LIVE_FILES_INDEX.name,
+        KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :folder)',
+        ExpressionAttributeNames: { '#pk': LIVE_FILES_INDEX.partitionKey, '#sk': LIVE_FILES_INDEX.sortKey },
+        ExpressionAttributeValues: { ':pk': folderPartition(folder), ':folder': `${folder}/` },
+        Limit: 1,
+      }),
+    );
+    return (out.Items?.length ?? 0) > 0;
   }
 
   // Change feed

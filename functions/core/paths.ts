@@ -1,6 +1,7 @@
 /**
  * Logical file paths: what `/media` used to hold, and the key a target stores
- * a file under. Every path entering the system passes through `normalizePath`.
+ * a file under. Every path entering the system passes through `normalizePath`,
+ * and the path policy below decides what every configured target can hold.
  */
 import { createHash } from 'node:crypto';
 import { ValidationError } from './errors.js';
@@ -14,6 +15,10 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
 
 function invalid(rule: string): never {
   throw new ValidationError('path', `path ${rule}`, { code: 'invalid_path' });
+}
+
+function conflict(rule: string): never {
+  throw new ValidationError('path', rule, { code: 'path_conflict' });
 }
 
 /**
@@ -54,4 +59,125 @@ export function deduplicationId(path: string, version: number, resend?: string):
   return createHash('sha256')
     .update(`${path}\n${version}${resend === undefined ? '' : `\n${resend}`}`)
     .digest('hex');
+}
+
+// ---------------------------------------------------------------- the path policy
+
+/**
+ * SQS accepts message bodies of #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF
+ * only; the fan-out message carries the path, so a path outside that set could be committed but
+ * never delivered. Control characters and lone surrogates are refused above; these two remain.
+ */
+const NOT_DELIVERABLE = /[\uFFFE\uFFFF]/u;
+
+/** The on-prem agent's state folder at the top of its mirror folder: never a mirrored path. */
+export const AGENT_STATE_DIR = '.media-mirror';
+/** Marks the agent's temp files: `.<name>.mirror-tmp-<random>`. */
+export const AGENT_TEMP_MARKER = '.mirror-tmp-';
+/** NAME_MAX of Linux file systems (ext4, xfs), in bytes. */
+export const FILE_NAME_MAX_BYTES = 255;
+/**
+ * Sub-resources of a file in the API's URLs (`/v1/files/<path>/versions`). Gateways may decode
+ * `%2F` before the function sees it (docs/api.md), so a file whose name is one of these could not
+ * be told from the sub-resource of its folder: such names are refused at the door.
+ */
+export const API_SUB_RESOURCES: ReadonlySet<string> = new Set(['versions', 'content']);
+
+export function isAgentTempName(name: string): boolean {
+  return name.startsWith('.') && name.includes(AGENT_TEMP_MARKER);
+}
+
+/** What the policy needs to know of a target. */
+export interface PolicyTarget {
+  readonly id: string;
+  readonly kind: 's3' | 'pull';
+  readonly pathPrefix?: string | undefined;
+  /** S3 targets: the key prefix the path is stored under. */
+  readonly keyPrefix?: string | undefined;
+}
+
+/** What the policy asks the ledger for the folder/file rule (pull targets only). */
+export interface PathOccupancy {
+  /** Those of `paths` that hold a live (not deleted) file. */
+  liveFilesAmong(paths: readonly string[]): Promise<string[]>;
+  /** Whether any live file lies under `folder/`. */
+  hasLiveFileUnder(folder: string): Promise<boolean>;
+}
+
+/** The folders a path lies in, outermost first: `a/b/c` → `a`, `a/b`. */
+export function ancestorsOf(path: string): string[] {
+  const segments = path.split('/');
+  return segments.slice(0, -1).map((_, i) => segments.slice(0, i + 1).join('/'));
+}
+
+/** Rules a pull target's file system imposes on a path (lexical: no state). */
+export function checkFileSystemPath(path: string): void {
+  const segments = path.split('/');
+  if (segments[0] === AGENT_STATE_DIR)
+    invalid(`must not start with "${AGENT_STATE_DIR}/" (the agent's state)`);
+  for (const segment of segments) {
+    if (isAgentTempName(segment)) invalid(`must not use the agent's temp-file names ("${segment}")`);
+    if (Buffer.byteLength(segment, 'utf8') > FILE_NAME_MAX_BYTES)
+      invalid(`must not have a name longer than ${FILE_NAME_MAX_BYTES} bytes in UTF-8`);
+  }
+}
+
+/**
+ * The one statement of what a path may be, for every configured target. The API admits only what
+ * every target that selects the path can hold; the ingest, replicate and the agent check the same
+ * rules again on what reaches them, since a message is a hint, not a fact.
+ */
+export class PathPolicy {
+  constructor(private readonly targets: readonly PolicyTarget[]) {}
+
+  /** The targets that take this path. */
+  selecting(path: string): PolicyTarget[] {
+    return this.targets.filter((t) => t.pathPrefix === undefined || path.startsWith(t.pathPrefix));
+  }
+
+  /** Lexical rules of every target that takes the path; returns the path in NFC. Throws ValidationError('path'). */
+  check(raw: unknown): string {
+    const path = normalizePath(raw);
+    if (NOT_DELIVERABLE.test(path)) invalid('must not contain U+FFFE or U+FFFF (queues cannot carry them)');
+    for (const target of this.selecting(path)) {
+      if (target.kind === 'pull') checkFileSystemPath(path);
+      const prefixBytes = Buffer.byteLength(target.keyPrefix ?? '', 'utf8');
+      if (Buffer.byteLength(path, 'utf8') + prefixBytes > S3_MAX_KEY_BYTES)
+        invalid(`must be at most ${S3_MAX_KEY_BYTES - prefixBytes} bytes in UTF-8 (target "${target.id}")`);
+    }
+    return path;
+  }
+
+  /** What the API admits: the lexical rules plus names its URLs reserve. */
+  admit(raw: unknown): string {
+    const path = this.check(raw);
+    const name = path.split('/').at(-1) ?? '';
+    if (path.includes('/') && API_SUB_RESOURCES.has(name))
+      invalid(`must not end in a file named "${name}" (it names a sub-resource in the API's URLs)`);
+    return path;
+  }
+
+  /**
+   * The file/folder rule of file-system targets: a path cannot be a file where another live path
+   * needs a folder (`a` after `a/b`), nor lie under a live file (`a/b` after `a`). Only paths some
+   * pull target takes are checked. Refuses with 409 `path_conflict`.
+   */
+  async checkOccupancy(path: string, ledger: PathOccupancy): Promise<void> {
+    const pulls = this.selecting(path).filter((t) => t.kind === 'pull');
+    if (pulls.length === 0) return;
+    const folders = ancestorsOf(path).filter((folder) => pulls.some((t) => this.takes(t, folder)));
+    const [files, underneath] = await Promise.all([
+      folders.length > 0 ? ledger.liveFilesAmong(folders) : Promise.resolve([]),
+      ledger.hasLiveFileUnder(path),
+    ]);
+    const file = files[0];
+    if (file !== undefined)
+      conflict(`path lies under "${file}", which is a file (a pull target cannot hold both)`);
+    if (underneath)
+      conflict(`path is a folder of other files (a pull target cannot hold "${path}" as a file too)`);
+  }
+
+  private takes(target: PolicyTarget, path: string): boolean {
+    return target.pathPrefix === undefined || path.startsWith(target.pathPrefix);
+  }
 }

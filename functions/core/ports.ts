@@ -2,7 +2,15 @@
  * What the domain needs from the outside world. Adapters in functions/adapters
  * implement these with the AWS SDK; the domain imports none of it.
  */
-import type { Blob, Change, FileVersion, ReplicationMessage, TargetState, Upload } from './model.js';
+import type {
+  Blob,
+  Challenge,
+  Change,
+  FileVersion,
+  ReplicationMessage,
+  TargetState,
+  Upload,
+} from './model.js';
 
 export interface ClaimedVersion {
   readonly version: FileVersion;
@@ -10,6 +18,30 @@ export interface ClaimedVersion {
   readonly feedSeq: number | undefined;
   /** A feed seq an earlier attempt reserved but may not have claimed. */
   readonly feedSeqReserved: number | undefined;
+}
+
+/** A request's claim on an Idempotency-Key (see core/idempotency.ts). Times are ISO-8601 UTC. */
+export interface IdempotencyClaim {
+  readonly key: string;
+  /** SHA-256 of the request the key was first used for. */
+  readonly requestHash: string;
+  /** Identifies this claim: only its holder may store the answer or release it. */
+  readonly claimToken: string;
+  /** A claim still in progress after this (its request died) may be taken over. */
+  readonly lockedUntil: string;
+  /** After this the key is forgotten and may be used again. */
+  readonly expiresAt: string;
+  readonly now: string;
+}
+
+export interface IdempotencyRecord {
+  readonly key: string;
+  readonly requestHash: string;
+  readonly status: 'in_progress' | 'completed';
+  readonly lockedUntil: string | undefined;
+  readonly expiresAt: string;
+  /** The first answer, serialised, once completed. */
+  readonly response?: string | undefined;
 }
 
 export interface Clock {
@@ -28,10 +60,31 @@ export interface Ledger {
   /** Ends a pending upload; an upload already ended keeps its outcome. */
   finishUpload(
     uploadId: string,
-    outcome: { status: 'committed'; version: number } | { status: 'rejected'; reason: string },
+    outcome:
+      | { status: 'committed'; version: number; deduplicated?: true | undefined }
+      | { status: 'rejected' | 'expired'; reason: string },
     at: string,
   ): Promise<void>;
   addPendingUpload(sha256: string, uploadId: string): Promise<void>;
+  /** Replaces a pending upload's proof-of-possession challenge (a new claim of it). */
+  setChallenge(uploadId: string, challenge: Challenge): Promise<void>;
+  /**
+   * Marks the challenge with this nonce answered, if it is the upload's current one and was not
+   * answered yet (a conditional write). False otherwise: each challenge is weighed once.
+   */
+  spendChallenge(uploadId: string, nonce: string): Promise<boolean>;
+
+  // Idempotency keys
+  /**
+   * Claims the key for a request. Returns undefined when the claim is ours; otherwise the record
+   * holding the key (completed, or in progress elsewhere). A record past `expiresAt`, or one still in
+   * progress past `lockedUntil`, is claimed over.
+   */
+  claimIdempotencyKey(claim: IdempotencyClaim): Promise<IdempotencyRecord | undefined>;
+  /** Stores the first answer if the claim is still ours; false if it was taken over. */
+  completeIdempotencyKey(key: string, claimToken: string, response: string): Promise<boolean>;
+  /** Drops our in-progress claim (the request failed: a retry runs it afresh); false if not ours. */
+  releaseIdempotencyKey(key: string, claimToken: string): Promise<boolean>;
   /** Records a part the uploader reports stored (S3 re-checks its ETag at completion). */
   recordPart(uploadId: string, part: StoredPart): Promise<void>;
   listParts(uploadId: string): Promise<StoredPart[]>;
@@ -40,7 +93,12 @@ export interface Ledger {
 
   // Blobs
   getBlob(sha256: string): Promise<Blob | undefined>;
-  putBlob(blob: Blob): Promise<void>;
+  /**
+   * Records a verified blob. One with a versionId pins that object version: it is written only over
+   * no pin, the same pin, or `replaces` (a pinned version found gone). Returns the record that holds,
+   * which is another writer's pin when that one won.
+   */
+  putBlob(blob: Blob, options?: { replaces?: string | undefined }): Promise<Blob>;
   deleteBlob(sha256: string): Promise<void>;
 
   // Versions
@@ -57,6 +115,10 @@ export interface Ledger {
   /** Moves the head forward to this version; never back. Returns false if the head was already at or past it. */
   advanceHead(version: FileVersion): Promise<boolean>;
   getHead(path: string): Promise<FileVersion | undefined>;
+  /** Those of `paths` whose head is a live (not deleted) file. */
+  liveFilesAmong(paths: readonly string[]): Promise<string[]>;
+  /** Whether any live file lies under `folder/` (an index, so eventually consistent). */
+  hasLiveFileUnder(folder: string): Promise<boolean>;
 
   // Change feed
   latestFeedSeq(shard: number): Promise<number>;
@@ -103,12 +165,21 @@ export interface BlobStore {
     sha256: string,
     versionId?: string,
   ): Promise<
-    | { size: number; etag: string | undefined; versionId: string | undefined; sha256: string | undefined }
+    | {
+        size: number;
+        etag: string | undefined;
+        versionId: string | undefined;
+        sha256: string | undefined;
+        /** When storage stored the object (S3's LastModified): decides whether an upload's bytes came in time. */
+        lastModified?: Date | undefined;
+      }
     | undefined
   >;
   /** Streams the object through SHA-256: constant memory. */
   hash(sha256: string, versionId?: string): Promise<{ sha256: string; size: number }>;
   delete(sha256: string, versionId?: string): Promise<void>;
+  /** `length` bytes from `offset` (a ranged GET), of the given object version when there is one. */
+  readRange(sha256: string, offset: number, length: number, versionId?: string): Promise<Uint8Array>;
   presignPut(input: {
     sha256: string;
     size: number;
@@ -118,7 +189,8 @@ export interface BlobStore {
     url: string;
     headers: Record<string, string>;
   }>;
-  presignGet(sha256: string, expiresInSeconds: number): Promise<string>;
+  /** A GET URL for the blob; with a versionId, for that object version only (the verified bytes). */
+  presignGet(sha256: string, expiresInSeconds: number, versionId?: string): Promise<string>;
 
   // Multipart uploads to blobs/<sha256>, each part's SHA-256 signed into its URL.
   createMultipart(sha256: string, contentType: string): Promise<string>;
@@ -156,7 +228,11 @@ export interface ReplicaStore {
    * storage reports it, and the new object's ETag (what reconciliation compares later).
    */
   copyFromOrigin(
-    message: ReplicationMessage & { sha256: string },
+    message: ReplicationMessage & {
+      sha256: string;
+      /** The origin object version the ledger verified: the copy reads that version, not whatever is current. */
+      sourceVersionId?: string | undefined;
+    },
   ): Promise<{ storedSha256: string | undefined; etag: string | undefined }>;
   delete(path: string): Promise<void>;
   presignGet(path: string, expiresInSeconds: number): Promise<string>;

@@ -2,6 +2,7 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
+import { LIVE_FILES_INDEX } from '../../functions/adapters/dynamo-ledger.js';
 
 export interface LedgerProps {
   /**
@@ -17,7 +18,10 @@ export interface LedgerProps {
 }
 
 export class Ledger extends Construct {
-  /** The table: `pk` (S) / `sk` (S), on demand, point-in-time recovery, AWS-managed encryption, no index. */
+  /**
+   * The table: `pk` (S) / `sk` (S), on demand, point-in-time recovery, AWS-managed encryption, and
+   * the sparse keys-only index of live files by folder that the path policy's folder rule queries.
+   */
   public readonly table: dynamodb.Table;
 
   constructor(scope: Construct, id: string, props: LedgerProps = {}) {
@@ -30,6 +34,12 @@ export class Ledger extends Construct {
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
       deletionProtection: props.deletionProtection ?? true,
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+    });
+    this.table.addGlobalSecondaryIndex({
+      indexName: LIVE_FILES_INDEX.name,
+      partitionKey: { name: LIVE_FILES_INDEX.partitionKey, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: LIVE_FILES_INDEX.sortKey, type: dynamodb.AttributeType.STRING },
+      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
     });
   }
 }
