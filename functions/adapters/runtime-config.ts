@@ -53,6 +53,12 @@ const envSchema = z.object({
   /** Local emulators address buckets by path, not by host name. */
   MIRROR_S3_FORCE_PATH_STYLE: z.enum(['true', 'false']).default('false'),
   AWS_REGION: z.string().default('us-east-1'),
+  /**
+   * Local stack only (refused unless DynamoDB's endpoint is overridden): shifts the functions' clock,
+   * so tests can make uploads old without waiting (docs/api.md, "Expiry").
+   */
+  MIRROR_CLOCK_OFFSET_MS: z.coerce.number().int().optional(),
+  AWS_ENDPOINT_URL_DYNAMODB: z.string().optional(),
 });
 
 export type RuntimeConfig = Readonly<{
@@ -67,6 +73,8 @@ export type RuntimeConfig = Readonly<{
   targetId: string | undefined;
   s3ForcePathStyle: boolean;
   region: string;
+  /** Local stack only: milliseconds added to the clock. */
+  clockOffsetMs: number;
 }>;
 
 /** Reads and checks the environment; throws one error naming every missing or bad variable. */
@@ -77,6 +85,11 @@ export function readRuntimeConfig(env: NodeJS.ProcessEnv = process.env): Runtime
     throw new Error(`media-mirror: bad configuration in the environment:\n  ${problems.join('\n  ')}`);
   }
   const e = parsed.data;
+  if (e.MIRROR_CLOCK_OFFSET_MS !== undefined && e.AWS_ENDPOINT_URL_DYNAMODB === undefined) {
+    throw new Error(
+      'media-mirror: bad configuration in the environment:\n  MIRROR_CLOCK_OFFSET_MS: only for the local stack (emulator endpoints)',
+    );
+  }
   return {
     table: e.MIRROR_TABLE,
     originBucket: e.MIRROR_ORIGIN_BUCKET,
@@ -89,5 +102,6 @@ export function readRuntimeConfig(env: NodeJS.ProcessEnv = process.env): Runtime
     targetId: e.MIRROR_TARGET_ID,
     s3ForcePathStyle: e.MIRROR_S3_FORCE_PATH_STYLE === 'true',
     region: e.AWS_REGION,
+    clockOffsetMs: e.MIRROR_CLOCK_OFFSET_MS ?? 0,
   };
 }

@@ -87,6 +87,7 @@ export class S3BlobStore implements BlobStore {
         etag: out.ETag,
         versionId: out.VersionId,
         sha256: fullObject && out.ChecksumSHA256 ? base64ToHex(out.ChecksumSHA256) : undefined,
+        lastModified: out.LastModified,
       };
     } catch (error) {
       if (isNotFound(error)) return undefined;

@@ -13,6 +13,11 @@ import { SqsFanout } from './sqs-fanout.js';
 
 export const systemClock: Clock = { now: () => new Date() };
 
+/** The system clock shifted by `offsetMs` (the local stack's MIRROR_CLOCK_OFFSET_MS). */
+export function offsetClock(offsetMs: number): Clock {
+  return offsetMs === 0 ? systemClock : { now: () => new Date(Date.now() + offsetMs) };
+}
+
 export function makeReplicaStore(config: RuntimeConfig, target: RuntimeTarget): ReplicaStore | undefined {
   if (target.kind !== 's3' || !target.bucket) return undefined;
   const s3 = makeS3Client({
@@ -34,7 +39,7 @@ export function makeDeps(config: RuntimeConfig, metrics: Metrics): UploadDeps & 
     blobs: new S3BlobStore(s3, config.originBucket),
     fanout: new SqsFanout(new SQSClient({ region: config.region }), config.targets),
     replicas: (id) => replicas.get(id),
-    clock: systemClock,
+    clock: offsetClock(config.clockOffsetMs),
     metrics,
     feedShards: config.feedShards,
     targets: config.targets,

@@ -64,3 +64,27 @@ export class ContentMismatchError extends MirrorError {
     super(message, { code: 'content_mismatch', status: 422 });
   }
 }
+
+/** An Idempotency-Key already used for a different request. */
+export class IdempotencyKeyReusedError extends MirrorError {
+  constructor() {
+    super('this Idempotency-Key was already used for a different request; use a new key for a new request', {
+      code: 'idempotency_key_reused',
+      status: 422,
+      field: 'Idempotency-Key',
+    });
+  }
+}
+
+/** The first request with this Idempotency-Key is still running: retry later for its answer. */
+export class IdempotencyInProgressError extends MirrorError {
+  readonly retryAfterSeconds: number;
+  constructor(retryAfterSeconds: number) {
+    super('a request with this Idempotency-Key is still in progress; retry later for its answer', {
+      code: 'idempotency_in_progress',
+      status: 409,
+      field: 'Idempotency-Key',
+    });
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}

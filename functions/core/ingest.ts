@@ -4,6 +4,7 @@
  */
 import { type CommitDeps, commitVersion } from './commit.js';
 import { VersionConflictError } from './errors.js';
+import { expireUpload, isLapsed, uploadExpiresAt } from './expiry.js';
 import type { BlobStore, Metrics } from './ports.js';
 
 export interface IngestDeps extends CommitDeps {
@@ -27,6 +28,8 @@ export type IngestOutcome =
       sha256: string;
       committed: { uploadId: string; path: string; version: number }[];
       rejected: string[];
+      /** Uploads whose bytes were stored after they expired: ended, never committed. */
+      expired?: string[];
     };
 
 const BLOB_KEY = /^blobs\/([0-9a-f]{64})$/;
@@ -76,6 +79,15 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
   const blob = known && sameObject ? known : await ledger.getBlob(sha256);
   const committed: { uploadId: string; path: string; version: number }[] = [];
   const rejected: string[] = [];
+  const expired: string[] = [];
+  // When storage stored the verified bytes, looked up only for an upload past its expiry.
+  let storedAtLookup: Promise<Date> | undefined;
+  const storedAt = () => {
+    storedAtLookup ??= blobs
+      .stat(sha256, blob?.versionId ?? event.versionId)
+      .then((stored) => stored?.lastModified ?? clock.now());
+    return storedAtLookup;
+  };
   for (const uploadId of await ledger.listPendingUploads(sha256)) {
     const upload = await ledger.getUpload(uploadId);
     if (upload?.status !== 'pending') {
@@ -92,6 +104,23 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
       await ledger.removePendingUpload(sha256, uploadId);
       metrics.count('IngestRejected');
       rejected.push(uploadId);
+      continue;
+    }
+    // Bytes stored after the upload expired never commit (an abandoned upload must not roll its path
+    // back); stored in time, they commit however late the verification. One already claiming a
+    // version is mid-commit: it finishes.
+    if (
+      upload.claimingVersion === undefined &&
+      isLapsed(upload, clock.now()) &&
+      isLapsed(upload, await storedAt())
+    ) {
+      const at = (await storedAt()).toISOString();
+      await expireUpload(
+        deps,
+        upload,
+        `expired: its bytes were stored at ${at}, after ${uploadExpiresAt(upload).toISOString()}`,
+      );
+      expired.push(uploadId);
       continue;
     }
     try {
@@ -123,7 +152,13 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
     }
     await ledger.removePendingUpload(sha256, uploadId);
   }
-  return { kind: 'committed', sha256, committed, rejected };
+  return {
+    kind: 'committed',
+    sha256,
+    committed,
+    rejected,
+    ...(expired.length > 0 ? { expired } : {}),
+  };
 }
 
 async function reject(

@@ -14,7 +14,8 @@ export interface FileVersion {
   readonly uploadId: string;
 }
 
-export type UploadStatus = 'pending' | 'committed' | 'rejected';
+/** `expired`: the bytes did not arrive (or the multipart upload was not completed) in time; never committed. */
+export type UploadStatus = 'pending' | 'committed' | 'rejected' | 'expired';
 
 export interface Upload {
   readonly uploadId: string;
@@ -33,6 +34,10 @@ export interface Upload {
     | undefined;
   /** The version this upload is trying to claim: lets concurrent duplicate commits converge. */
   readonly claimingVersion?: number | undefined;
+  /** After this a pending upload is expired (see core/expiry.ts); absent on uploads recorded before expiry existed. */
+  readonly expiresAt?: string | undefined;
+  /** The caller asked for a new version even if the content equals the path's head. */
+  readonly newVersion?: boolean | undefined;
   readonly createdAt: string;
   readonly updatedAt: string;
 }

@@ -6,6 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { type CommitDeps, commitVersion } from './commit.js';
 import { MirrorError, NotFoundError, ValidationError, VersionConflictError } from './errors.js';
 import type { FileVersion, TargetState, Upload } from './model.js';
+import { expiresAtFor, isLapsed, settleIfLapsed, uploadExpiresAt } from './expiry.js';
+import { unchangedHead } from './idempotency.js';
 import { missingParts, partBytes, planParts } from './multipart.js';
 import type { BlobStore, Metrics, ReplicaStore } from './ports.js';
 
@@ -29,10 +31,13 @@ export interface UploadRequest {
   readonly sha256: string;
   readonly contentType: string;
   readonly ifVersion?: number | undefined;
+  /** Commit a new version even when the content equals the path's head. */
+  readonly newVersion?: boolean | undefined;
 }
 
 export type UploadResponse =
   | { status: 'committed'; uploadId: string; path: string; version: number; deduplicated: true }
+  | { status: 'committed'; uploadId: string; path: string; version: number; unchanged: true }
   | {
       status: 'pending';
       uploadId: string;
@@ -78,6 +83,8 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
     if (current !== request.ifVersion)
       throw new VersionConflictError(request.path, request.ifVersion, current);
   }
+  const head = await unchangedHead(ledger, request);
+  if (head) return { status: 'committed', path: request.path, ...head, unchanged: true };
 
   const now = clock.now();
   const uploadId = randomUUID();
@@ -133,6 +140,7 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
     ...request,
     uploadId,
     status: 'pending',
+    expiresAt: expiresAtFor('put', now, request.size, limits.presignTtlSeconds),
     createdAt: now.toISOString(),
     updatedAt: now.toISOString(),
   });
@@ -165,14 +173,17 @@ async function createMultipartUpload(
   now: Date,
 ): Promise<UploadResponse> {
   const { ledger, blobs } = deps;
-  // Resumable: the same file to the same path continues the upload already under way, from any browser.
+  // Resumable: the same file to the same path continues the upload already under way, from any browser,
+  // within RESUMABLE_FOR_MS (after that storage may have aborted it: a new upload starts).
   for (const pendingId of await ledger.listPendingUploads(request.sha256)) {
-    const pending = await ledger.getUpload(pendingId);
+    const found = await ledger.getUpload(pendingId);
+    const pending = found && (await settleIfLapsed(deps, found));
     if (
       pending?.status === 'pending' &&
       pending.multipart &&
       pending.path === request.path &&
-      pending.size === request.size
+      pending.size === request.size &&
+      !isLapsed(pending, now)
     ) {
       return {
         status: 'pending',
@@ -190,6 +201,7 @@ async function createMultipartUpload(
     uploadId,
     status: 'pending',
     multipart: { multipartId, ...plan },
+    expiresAt: expiresAtFor('multipart', now, request.size, deps.limits.presignTtlSeconds),
     createdAt: now.toISOString(),
     updatedAt: now.toISOString(),
   };
@@ -215,8 +227,14 @@ async function multipartView(deps: Pick<UploadDeps, 'ledger'>, upload: Upload): 
   };
 }
 
-async function pendingMultipart(deps: Pick<UploadDeps, 'ledger'>, uploadId: string) {
-  const upload = await getUpload(deps, uploadId);
+async function pendingMultipart(deps: UploadDeps, uploadId: string) {
+  const upload = await settleIfLapsed(deps, await getUpload(deps, uploadId));
+  if (upload.status === 'expired' || (upload.status === 'pending' && isLapsed(upload, deps.clock.now()))) {
+    throw new MirrorError(
+      `upload "${uploadId}" expired at ${upload.expiresAt ?? 'its resumable window'}; start a new upload`,
+      { code: 'upload_expired', status: 409, field: 'uploadId' },
+    );
+  }
   if (upload.status !== 'pending') {
     throw new MirrorError(`upload "${uploadId}" is ${upload.status}`, {
       code: 'upload_finished',
@@ -242,15 +260,21 @@ export async function presignPart(
   const expected = partBytes(upload.multipart, upload.size, part.partNumber);
   if (part.size !== expected)
     throw new ValidationError('size', `part ${part.partNumber} must be ${expected} bytes`);
+  // A part URL never outlives the upload's resumable window.
+  const now = deps.clock.now().getTime();
+  const ttlSeconds = Math.max(
+    1,
+    Math.min(deps.limits.presignTtlSeconds, Math.floor((uploadExpiresAt(upload).getTime() - now) / 1000)),
+  );
   const signed = await deps.blobs.presignPart({
     sha256: upload.sha256,
     multipartId: upload.multipart.multipartId,
     partNumber: part.partNumber,
     size: part.size,
     partSha256: part.sha256,
-    expiresInSeconds: deps.limits.presignTtlSeconds,
+    expiresInSeconds: ttlSeconds,
   });
-  const expiresAt = new Date(deps.clock.now().getTime() + deps.limits.presignTtlSeconds * 1000).toISOString();
+  const expiresAt = new Date(now + ttlSeconds * 1000).toISOString();
   return { partNumber: part.partNumber, ...signed, expiresAt };
 }
 
@@ -342,8 +366,15 @@ export async function getUpload(deps: Pick<UploadDeps, 'ledger'>, uploadId: stri
 }
 
 /** What a client sees of an upload: no internals, and the stored parts while a multipart upload is pending. */
-export async function describeUpload(deps: Pick<UploadDeps, 'ledger'>, uploadId: string) {
-  const { claimingVersion: _internal, multipart, ...upload } = await getUpload(deps, uploadId);
+export async function describeUpload(
+  deps: Pick<UploadDeps, 'ledger' | 'blobs' | 'clock' | 'metrics'>,
+  uploadId: string,
+) {
+  // Expiry is settled when it is looked at too, not only by the ingest and the scheduled sweep.
+  const { claimingVersion: _internal, multipart, ...upload } = await settleIfLapsed(
+    deps,
+    await getUpload(deps, uploadId),
+  );
   if (!multipart) return upload;
   if (upload.status !== 'pending')
     return { ...upload, multipart: { partSize: multipart.partSize, partCount: multipart.partCount } };

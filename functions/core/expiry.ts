@@ -1,0 +1,149 @@
+/**
+ * Pending uploads expire. An upload whose bytes never came must not be committed when the same
+ * bytes turn up months later (that would roll its path back over newer versions), and a multipart
+ * upload cannot be resumed once the bucket's lifecycle rule has aborted it at storage.
+ *
+ * - A single PUT may be sent until its presigned URL expires; the grace lets a PUT that started
+ *   just before then (and a large one on a slow link) finish.
+ * - A multipart upload may be resumed, its parts presigned and completed, while storage still
+ *   holds it: RESUMABLE_FOR_MS, kept below the lifecycle rule's abort age.
+ *
+ * Whether bytes came in time is decided by when storage STORED them, not by when the ingest
+ * verifies them: a PUT finished in time but verified late still commits.
+ */
+import type { Upload } from './model.js';
+import type { BlobStore, Clock, Ledger, Metrics } from './ports.js';
+
+const HOUR_MS = 60 * 60 * 1000;
+
+/** The origin bucket's lifecycle rule aborts incomplete multipart uploads after this many days (lib/constructs/origin-store.ts reads it). */
+export const MULTIPART_ABORT_AFTER_DAYS = 1;
+
+/** How long a multipart upload can be resumed: a margin below the lifecycle abort, which S3 applies lazily but never early. */
+export const RESUMABLE_FOR_MS = MULTIPART_ABORT_AFTER_DAYS * 24 * HOUR_MS - 4 * HOUR_MS;
+
+/** Added to a single PUT's URL lifetime: S3 checks the expiry when the PUT starts, not when it ends. */
+export const PUT_GRACE_MS = 5 * 60 * 1000;
+
+/** The slowest sender the grace allows for: a PUT that started in time is not expired for being large. */
+export const SLOWEST_PUT_BYTES_PER_SECOND = 256 * 1024;
+
+/** The longest presigned URL lifetime the API can be configured with (its schema's maximum). */
+const MAX_PRESIGN_TTL_SECONDS = 900;
+
+/** When a new upload expires. */
+export function expiresAtFor(
+  kind: 'put' | 'multipart',
+  now: Date,
+  size: number,
+  presignTtlSeconds: number,
+): string {
+  const ms =
+    kind === 'multipart'
+      ? RESUMABLE_FOR_MS
+      : presignTtlSeconds * 1000 + PUT_GRACE_MS + Math.ceil((size / SLOWEST_PUT_BYTES_PER_SECOND) * 1000);
+  return new Date(now.getTime() + ms).toISOString();
+}
+
+/** An upload's expiry; uploads recorded before expiry existed get the longest window they could have had. */
+export function uploadExpiresAt(upload: Pick<Upload, 'expiresAt' | 'createdAt' | 'multipart' | 'size'>): Date {
+  if (upload.expiresAt !== undefined) return new Date(upload.expiresAt);
+  return new Date(
+    expiresAtFor(
+      upload.multipart ? 'multipart' : 'put',
+      new Date(upload.createdAt),
+      upload.size,
+      MAX_PRESIGN_TTL_SECONDS,
+    ),
+  );
+}
+
+/** Past its expiry at `at` (a pending upload's clock time, or when its bytes were stored). */
+export function isLapsed(upload: Pick<Upload, 'expiresAt' | 'createdAt' | 'multipart' | 'size'>, at: Date) {
+  return at.getTime() > uploadExpiresAt(upload).getTime();
+}
+
+export interface ExpiryDeps {
+  readonly ledger: Ledger;
+  readonly blobs: BlobStore;
+  readonly clock: Clock;
+  readonly metrics?: Metrics | undefined;
+}
+
+/**
+ * Ends a pending upload as expired and cleans up after it: the pending pointer goes (so the ingest
+ * never commits it) and a multipart upload is aborted at storage (best effort: the lifecycle rule
+ * aborts it anyway). Safe to repeat; an upload already ended keeps its outcome.
+ */
+export async function expireUpload(deps: ExpiryDeps, upload: Upload, why: string): Promise<Upload> {
+  await deps.ledger.finishUpload(
+    upload.uploadId,
+    { status: 'expired', reason: why },
+    deps.clock.now().toISOString(),
+  );
+  const after = (await deps.ledger.getUpload(upload.uploadId)) ?? upload;
+  // Committed meanwhile (the ingest won the race): its outcome stands and nothing is cleaned up.
+  if (after.status !== 'expired') return after;
+  deps.metrics?.count('UploadsExpired');
+  await deps.ledger.removePendingUpload(upload.sha256, upload.uploadId);
+  if (upload.multipart) {
+    try {
+      await deps.blobs.abortMultipart(upload.sha256, upload.multipart.multipartId);
+    } catch {
+      deps.metrics?.count('MultipartAbortFailed');
+    }
+  }
+  return after;
+}
+
+/**
+ * A pending upload past its expiry is expired unless its bytes were stored in time (then the
+ * ingest, which may still be verifying them, decides). Returns the upload as it now stands.
+ */
+export async function settleIfLapsed(deps: ExpiryDeps, upload: Upload): Promise<Upload> {
+  if (upload.status !== 'pending' || !isLapsed(upload, deps.clock.now())) return upload;
+  const stored = await deps.blobs.stat(upload.sha256);
+  if (stored?.lastModified !== undefined && !isLapsed(upload, stored.lastModified)) return upload;
+  return expireUpload(
+    deps,
+    upload,
+    stored
+      ? `expired: its bytes were stored after ${uploadExpiresAt(upload).toISOString()}`
+      : `expired: no bytes arrived by ${uploadExpiresAt(upload).toISOString()}`,
+  );
+}
+
+export interface ExpirySweepReport {
+  /** Pending-upload pointers looked at. */
+  readonly pending: number;
+  /** Uploads ended as expired by this sweep. */
+  readonly expired: number;
+  /** Pointers to uploads that had already ended (removed). */
+  readonly stale: number;
+}
+
+/** The scheduled sweep: every pending upload past its expiry is expired and cleaned up. */
+export async function expirePendingUploads(
+  deps: ExpiryDeps,
+  options: { dryRun?: boolean } = {},
+): Promise<ExpirySweepReport> {
+  let pending = 0;
+  let expired = 0;
+  let stale = 0;
+  for await (const pointer of deps.ledger.scanPendingUploads()) {
+    pending++;
+    const upload = await deps.ledger.getUpload(pointer.uploadId);
+    if (upload?.status !== 'pending') {
+      stale++;
+      if (!options.dryRun) await deps.ledger.removePendingUpload(pointer.sha256, pointer.uploadId);
+      continue;
+    }
+    if (!isLapsed(upload, deps.clock.now())) continue;
+    if (options.dryRun) {
+      expired++;
+      continue;
+    }
+    if ((await settleIfLapsed(deps, upload)).status === 'expired') expired++;
+  }
+  return { pending, expired, stale };
+}

@@ -1,0 +1,152 @@
+/**
+ * Idempotency-Key: a client that retries a request (a network error, Uppy's Retry button) gets the
+ * first request's answer instead of a second effect (another upload, another version).
+ *
+ * Built on the ledger's own conditional claim (an `IDEM#<key>` item holding the request's hash and
+ * its first answer) rather than Powertools' idempotency utility: the check sits in the domain core,
+ * which imports no AWS SDK and runs on any Ledger (tests drive it with dynalite and a fake clock);
+ * it follows the ledger's named conditions on the table it already has; it keys on a header and a
+ * canonical request the API has already validated, not on the raw event; and it adds no dependency.
+ * The expiry is checked by the claim's condition, not left to DynamoDB's TTL (late on AWS, absent
+ * in dynalite).
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { IdempotencyInProgressError, IdempotencyKeyReusedError, ValidationError } from './errors.js';
+import type { Clock, Ledger, Metrics } from './ports.js';
+
+/** A key is remembered this long; after that the same key starts a new request. */
+export const IDEMPOTENCY_KEY_TTL_MS = 24 * 60 * 60 * 1000;
+
+/** A claim whose request died (timeout, crash) may be taken over after this: above the API's 29 s timeout. */
+export const IDEMPOTENCY_LOCK_MS = 60 * 1000;
+
+export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
+
+/** A UUID fits, and so does any opaque token of the usual safe characters. */
+const KEY_PATTERN = /^[A-Za-z0-9._:~-]{1,128}$/;
+
+/** The header's value, checked; undefined when the request has none. */
+export function parseIdempotencyKey(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (!KEY_PATTERN.test(value)) {
+    throw new ValidationError(
+      IDEMPOTENCY_HEADER,
+      `${IDEMPOTENCY_HEADER} must be 1-128 characters of A-Z, a-z, 0-9, '.', '_', ':', '~' and '-' (a UUID fits)`,
+      { code: 'invalid_idempotency_key' },
+    );
+  }
+  return value;
+}
+
+/** What the API answered: replayed as it was for a retry with the same key. */
+export interface Answer {
+  readonly statusCode: number;
+  readonly body: unknown;
+}
+
+export interface IdempotencyDeps {
+  readonly ledger: Ledger;
+  readonly clock: Clock;
+  readonly metrics?: Metrics | undefined;
+}
+
+/** JSON with keys sorted at every level: the same request hashes the same whatever its key order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+export function requestHash(request: unknown): string {
+  return createHash('sha256').update(canonicalJson(request)).digest('hex');
+}
+
+/**
+ * Runs `run` once per key: the first request's successful answer is stored and returned to every
+ * retry with the same key and the same request (`replayed: true`). The same key with another request
+ * is refused (422); a retry while the first still runs is told to come back (409). A failed request
+ * stores nothing and frees the key, so its retry runs afresh (it changed nothing, or the domain's
+ * own checks, such as identical-to-head, make running it again harmless).
+ *
+ * `request` identifies the operation and everything that shapes its effect (route, path, body).
+ */
+export async function runOnce(
+  deps: IdempotencyDeps,
+  key: string | undefined,
+  request: unknown,
+  run: () => Promise<Answer>,
+): Promise<Answer & { replayed: boolean }> {
+  if (key === undefined) return { ...(await run()), replayed: false };
+  const now = deps.clock.now();
+  const hash = requestHash(request);
+  const claimToken = randomUUID();
+  const holder = await deps.ledger.claimIdempotencyKey({
+    key,
+    requestHash: hash,
+    claimToken,
+    lockedUntil: new Date(now.getTime() + IDEMPOTENCY_LOCK_MS).toISOString(),
+    expiresAt: new Date(now.getTime() + IDEMPOTENCY_KEY_TTL_MS).toISOString(),
+    now: now.toISOString(),
+  });
+  if (holder) {
+    if (holder.requestHash !== hash) throw new IdempotencyKeyReusedError();
+    if (holder.status === 'completed' && holder.response !== undefined) {
+      deps.metrics?.count('IdempotentReplays');
+      return { ...(JSON.parse(holder.response) as Answer), replayed: true };
+    }
+    const lockedMs = holder.lockedUntil ? Date.parse(holder.lockedUntil) - now.getTime() : 0;
+    throw new IdempotencyInProgressError(Math.max(1, Math.ceil(lockedMs / 1000)));
+  }
+
+  let answer: Answer;
+  try {
+    answer = await run();
+  } catch (error) {
+    await deps.ledger.releaseIdempotencyKey(key, claimToken).catch(() => undefined);
+    throw error;
+  }
+  if (answer.statusCode >= 200 && answer.statusCode < 300) {
+    const stored = { statusCode: answer.statusCode, body: answer.body };
+    // The effect has happened: a failure to record it must not turn the answer into an error.
+    await deps.ledger.completeIdempotencyKey(key, claimToken, JSON.stringify(stored)).catch(() => {
+      deps.metrics?.count('IdempotencyRecordFailed');
+    });
+  } else {
+    await deps.ledger.releaseIdempotencyKey(key, claimToken).catch(() => undefined);
+  }
+  return { ...answer, replayed: false };
+}
+
+/**
+ * Committing the content the path already holds (same SHA-256, size and type, head not deleted)
+ * makes no new version: the head is the answer, unless the caller asks for a new version. The
+ * head is what `GET /v1/files/{path}` already shows the same caller: nothing is revealed, and no
+ * stored content is claimed, so proof of possession is not needed for it.
+ */
+export async function unchangedHead(
+  ledger: Pick<Ledger, 'getHead'>,
+  request: {
+    readonly path: string;
+    readonly sha256: string;
+    readonly size: number;
+    readonly contentType: string;
+    readonly newVersion?: boolean | undefined;
+  },
+): Promise<{ version: number; uploadId: string } | undefined> {
+  if (request.newVersion === true) return undefined;
+  const head = await ledger.getHead(request.path);
+  if (
+    !head ||
+    head.deleted ||
+    head.sha256 !== request.sha256 ||
+    head.size !== request.size ||
+    head.contentType !== request.contentType
+  )
+    return undefined;
+  return { version: head.version, uploadId: head.uploadId };
+}
