@@ -4,6 +4,10 @@
  * behind a bearer token instead of IAM/JWT; CORS preflights are answered here, as API
  * Gateway's CORS configuration does. `/metrics` answers Prometheus text (the local
  * stand-in for CloudWatch metrics; no token). Other paths serve the web page's files.
+ *
+ * Only requests naming the front by its own loopback `Host` are answered (a DNS-rebinding
+ * page sends its own host name: 421), and `/config.json`, which carries the token, goes
+ * only to the page's own origin (no CORS; a cross-origin `Origin` or `Sec-Fetch-Site`: 403).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -12,6 +16,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import type { Invocable } from './event-source-mapping.ts';
+import { loopbackHosts } from './gate.ts';
 import { closeServer, LOOPBACK, listen, type PortRole } from './net.ts';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -294,9 +299,53 @@ function tokenMatches(header: string | undefined, token: string): boolean {
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
+interface Refusal {
+  readonly status: number;
+  readonly code: string;
+  readonly message: string;
+}
+
+/**
+ * A request the front does not answer: one naming another host (DNS rebinding: a page at
+ * `evil.example` resolved to 127.0.0.1 is "same-origin" with itself, and sends its own
+ * Host), or a cross-origin read of `/config.json`, which carries the token.
+ */
+export function refuseForeign(
+  req: IncomingMessage,
+  rawPath: string,
+  ownHosts: ReadonlySet<string>,
+): Refusal | undefined {
+  const host = (req.headers.host ?? '').toLowerCase();
+  if (!ownHosts.has(host)) {
+    return {
+      status: 421,
+      code: 'misdirected_request',
+      message: `this server answers only as ${[...ownHosts].join(', ')}, not as "${req.headers.host ?? ''}"`,
+    };
+  }
+  if (rawPath === '/config.json') {
+    const origin = req.headers.origin;
+    const site = req.headers['sec-fetch-site'];
+    const ownOrigin = origin !== undefined && ownHosts.has(origin.replace(/^http:\/\//, ''));
+    if (
+      (origin !== undefined && !ownOrigin) ||
+      (site !== undefined && site !== 'same-origin' && site !== 'none')
+    ) {
+      return {
+        status: 403,
+        code: 'forbidden',
+        message: "config.json is served to the page's own origin only",
+      };
+    }
+  }
+  return undefined;
+}
+
 export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront> {
   const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
   const allowed = new Set(options.corsOrigins);
+  // Known once listening (the port may be 0 until then).
+  let ownHosts: ReadonlySet<string> = new Set();
 
   const send = (
     res: ServerResponse,
@@ -313,6 +362,19 @@ export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront>
     const now = new Date();
     const requestId = randomBytes(10).toString('base64');
     const rawPath = (req.url ?? '/').split('?')[0] ?? '/';
+    const refusal = refuseForeign(req, rawPath, ownHosts);
+    if (refusal !== undefined) {
+      req.resume();
+      send(
+        res,
+        req,
+        jsonResult(refusal.status, { error: { code: refusal.code, message: refusal.message } }),
+        {
+          'apigw-requestid': requestId,
+        },
+      );
+      return;
+    }
     if (rawPath === '/metrics' && options.metrics) return serveMetrics(req, res, options.metrics);
     if (rawPath !== '/v1' && !rawPath.startsWith('/v1/')) return serveStatic(req, res, options.webDir);
 
@@ -400,6 +462,7 @@ export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront>
     });
   });
   const port = await listen(server, options.port, options.role);
+  ownHosts = loopbackHosts(port);
   const own = [`http://${LOOPBACK}:${port}`, `http://localhost:${port}`];
   for (const o of own) allowed.add(o);
   return {

@@ -495,8 +495,14 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       onError: report,
     });
     steps.push({ name: 'API front', stop: () => front.stop() });
-    // The page reads its API address and token from here (loopback only, like the token file).
-    if (builtWeb) await writeFile(join(builtWeb, 'config.json'), JSON.stringify({ api: front.url, token }));
+    // The page reads its API address and token from here (served to its own origin only),
+    // and the origins an `?api=` address may name.
+    if (builtWeb) {
+      await writeFile(
+        join(builtWeb, 'config.json'),
+        JSON.stringify({ api: front.url, token, origins: front.origins }),
+      );
+    }
     await putBucketCors(clients.s3, resources.originBucket, front.origins);
 
     const endpoints: SandboxEndpoints = {

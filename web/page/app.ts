@@ -5,9 +5,12 @@
  * The token comes from (first found): `?token=` in the address (then kept in
  * sessionStorage for reloads and removed from the address), sessionStorage,
  * `<meta name="mirror-token">`, or `config.json` next to the page (`{"token", "api"}`,
- * asked only when none of the others has one). The API is `?api=`, else
- * `<meta name="mirror-api">`, else config.json's `api` (when it was read), else the page's
- * own origin.
+ * asked only when none of the others has one). The API is `?api=` when its origin is an
+ * allowed one, else `<meta name="mirror-api">`, else config.json's `api` (when it was
+ * read), else the page's own origin. Allowed: the page's own origin and config.json's
+ * `origins` (the local stack writes the API front's origins and mirror.config.json's
+ * `api.corsOrigins` there). Anyone can send a link with `?api=`: the page never sends the
+ * token to an address that list does not name.
  */
 import { formatBytes, type UploadProgress } from '../client/plan.ts';
 import { UploadError, type UploadResult, uploadFile } from '../client/upload-file.ts';
@@ -74,10 +77,36 @@ function metaContent(name: string): string | undefined {
   return document.querySelector<HTMLMetaElement>(`meta[name="${name}"]`)?.content || undefined;
 }
 
+/** The origin of an http(s) address, or undefined. */
+function originOf(address: string): string | undefined {
+  try {
+    const parsed = new URL(address);
+    return parsed.protocol === 'http:' || parsed.protocol === 'https:' ? parsed.origin : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface ServedConfig {
+  readonly api?: unknown;
+  readonly token?: unknown;
+  readonly origins?: unknown;
+}
+
+/** config.json next to the page; undefined when there is none. */
+async function fetchServedConfig(): Promise<ServedConfig | undefined> {
+  try {
+    const response = await fetch('config.json', { cache: 'no-store', credentials: 'same-origin' });
+    return response.ok ? ((await response.json()) as ServedConfig) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function loadConfig(tokenInput: HTMLInputElement): Promise<void> {
   const url = new URL(window.location.href);
   let token = url.searchParams.get('token') ?? undefined;
-  let api = url.searchParams.get('api') ?? undefined;
+  const requestedApi = url.searchParams.get('api') ?? undefined;
   if (token !== undefined) {
     // Keep it for reloads, but out of the address bar, history and screenshots.
     sessionStorage.setItem(TOKEN_KEY, token);
@@ -85,21 +114,26 @@ async function loadConfig(tokenInput: HTMLInputElement): Promise<void> {
     window.history.replaceState(null, '', url);
   }
   token ??= sessionStorage.getItem(TOKEN_KEY) ?? metaContent('mirror-token');
-  api ??= metaContent('mirror-api');
-  if (token === undefined) {
-    // Only asked when needed: a missing config.json is normal when the token is given otherwise.
-    try {
-      const response = await fetch('config.json', { cache: 'no-store' });
-      if (response.ok) {
-        const served = (await response.json()) as { api?: unknown; token?: unknown };
-        if (token === undefined && typeof served.token === 'string') token = served.token;
-        if (api === undefined && typeof served.api === 'string') api = served.api;
-      }
-    } catch {
-      // No config.json: the user types the token.
+  let api = metaContent('mirror-api');
+  const requestedOrigin = requestedApi === undefined ? undefined : originOf(requestedApi);
+  const foreign = requestedApi !== undefined && requestedOrigin !== window.location.origin;
+  // Only asked when needed: a missing config.json is normal when the token is given otherwise.
+  const served = token === undefined || foreign ? await fetchServedConfig() : undefined;
+  if (token === undefined && typeof served?.token === 'string') token = served.token;
+  if (api === undefined && typeof served?.api === 'string') api = served.api;
+  if (requestedApi !== undefined) {
+    const allowed = new Set([window.location.origin]);
+    if (Array.isArray(served?.origins)) {
+      for (const o of served.origins) if (typeof o === 'string') allowed.add(o);
+    }
+    if (requestedOrigin !== undefined && allowed.has(requestedOrigin)) api = requestedApi;
+    else {
+      document.body.dataset.apiIgnored = requestedApi;
+      console.warn(`Media Mirror: ignoring ?api=${requestedApi}: not one of the allowed origins`);
     }
   }
   if (api) config.api = api.replace(/\/+$/, '');
+  document.body.dataset.api = config.api;
   if (token) tokenInput.value = token;
 }
 
