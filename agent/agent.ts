@@ -24,7 +24,7 @@ import {
   DynamoLedgerView,
   destroyClients,
   makeClients,
-  S3BlobSource,
+  originBlobSource,
   SqsQueue,
 } from './aws.ts';
 import { FeedFollower, type RoundReport } from './catch-up.ts';
@@ -203,8 +203,7 @@ class Agent implements AgentHandle {
         this.ownsClients = this.options.clients === undefined;
       }
       const clients = this.clients;
-      this.blobs =
-        this.options.ports?.blobs ?? new S3BlobSource(clients?.s3 as AgentClients['s3'], config.originBucket);
+      this.blobs = this.options.ports?.blobs ?? originBlobSource(clients as AgentClients, config);
       this.ledger =
         this.options.ports?.ledger ??
         new DynamoLedgerView(clients?.dynamo as AgentClients['dynamo'], config.table, config.targetId);

@@ -1,7 +1,8 @@
 /**
  * The agent's ports on the AWS SDK. Every call here is one its IAM role allows
- * (docs/agent.md): s3:GetObject on `blobs/*`; dynamodb:GetItem/Query on `P#*` and
- * `FEED#*`; dynamodb:PutItem/UpdateItem on `T#<target>#*` and `AGENT#<target>`;
+ * (docs/agent.md): s3:GetObject and s3:GetObjectVersion on `blobs/*`; dynamodb:GetItem/Query
+ * on `P#*` and `FEED#*`, GetItem on `B#*` (which blob version was verified);
+ * dynamodb:PutItem/UpdateItem on `T#<target>#*` and `AGENT#<target>`;
  * sqs:ReceiveMessage/DeleteMessage/ChangeMessageVisibility (and optionally
  * GetQueueAttributes, for the backlog figure) on its own queue.
  */
@@ -18,6 +19,7 @@ import {
 import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { DynamoLedger } from '../functions/adapters/dynamo-ledger.js';
 import { blobKey } from '../functions/adapters/s3.js';
+import type { Ledger } from '../functions/core/ports.js';
 import type { AgentConfig } from './config.ts';
 import { RefusedError } from './errors.ts';
 import type { AgentRow, BlobSource, LedgerView, QueueMessage, QueuePort } from './ports.ts';
@@ -65,17 +67,24 @@ export function destroyClients(clients: AgentClients): void {
   clients.dynamo.destroy();
 }
 
+/** Where the agent learns which object version of a blob was verified: the ledger's `B#<sha256>` row. */
+export type BlobRecords = Pick<Ledger, 'getBlob'>;
+
 export class S3BlobSource implements BlobSource {
   constructor(
     private readonly s3: S3Client,
     private readonly bucket: string,
+    private readonly records: BlobRecords,
   ) {}
 
   async open(sha256: string, signal: AbortSignal) {
     try {
-      const out = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: blobKey(sha256) }), {
-        abortSignal: signal,
-      });
+      // The verified version: other bytes written at the key later are never fetched.
+      const versionId = (await this.records.getBlob(sha256))?.versionId;
+      const out = await this.s3.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: blobKey(sha256), VersionId: versionId }),
+        { abortSignal: signal },
+      );
       const body = out.Body as Readable | undefined;
       if (!body) throw new Error(`GetObject of ${blobKey(sha256)} returned no body`);
       return { body, contentLength: out.ContentLength, close: () => body.destroy() };
@@ -89,6 +98,11 @@ export class S3BlobSource implements BlobSource {
       throw error;
     }
   }
+}
+
+/** The origin's blobs as the agent reads them: each pinned to the version the ledger verified. */
+export function originBlobSource(clients: AgentClients, config: AgentConfig): S3BlobSource {
+  return new S3BlobSource(clients.s3, config.originBucket, new DynamoLedger(clients.dynamo, config.table));
 }
 
 export const agentRowKey = (targetId: string) => ({ pk: `AGENT#${targetId}`, sk: 'AGENT' });

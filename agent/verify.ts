@@ -19,7 +19,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { Change } from '../functions/core/model.js';
 import { Applier, hashFile } from './applier.ts';
-import { type AgentClients, DynamoLedgerView, destroyClients, makeClients, S3BlobSource } from './aws.ts';
+import { type AgentClients, DynamoLedgerView, destroyClients, makeClients, originBlobSource } from './aws.ts';
 import type { AgentConfig } from './config.ts';
 import { RefusedError } from './errors.ts';
 import type { BlobSource, LedgerView } from './ports.ts';
@@ -123,8 +123,7 @@ export async function verifyMirror(config: AgentConfig, options: VerifyOptions):
   const ledger =
     options.ports?.ledger ??
     new DynamoLedgerView(clients?.dynamo as AgentClients['dynamo'], config.table, config.targetId);
-  const blobs =
-    options.ports?.blobs ?? new S3BlobSource(clients?.s3 as AgentClients['s3'], config.originBucket);
+  const blobs = options.ports?.blobs ?? originBlobSource(clients as AgentClients, config);
   const state = await StateStore.open(
     config.stateDir,
     { targetId: config.targetId, table: config.table, feedShards: config.feedShards },

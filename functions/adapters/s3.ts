@@ -133,10 +133,12 @@ export class S3BlobStore implements BlobStore {
     };
   }
 
-  async presignGet(sha256: string, expiresInSeconds: number) {
-    return getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucket, Key: blobKey(sha256) }), {
-      expiresIn: expiresInSeconds,
-    });
+  async presignGet(sha256: string, expiresInSeconds: number, versionId?: string) {
+    return getSignedUrl(
+      this.s3,
+      new GetObjectCommand({ Bucket: this.bucket, Key: blobKey(sha256), VersionId: versionId }),
+      { expiresIn: expiresInSeconds },
+    );
   }
 
   async createMultipart(sha256: string, contentType: string) {
@@ -204,6 +206,12 @@ export class S3BlobStore implements BlobStore {
   }
 }
 
+/** CopyObject's `CopySource`: bucket and URL-encoded key, and `?versionId=` to copy that version only. */
+export function copySource(bucket: string, key: string, versionId?: string): string {
+  const path = `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
+  return versionId === undefined ? path : `${path}?versionId=${encodeURIComponent(versionId)}`;
+}
+
 const META_SHA256 = 'mirror-sha256';
 const META_VERSION = 'mirror-version';
 
@@ -239,9 +247,11 @@ export class S3ReplicaStore implements ReplicaStore {
     }
   }
 
-  async copyFromOrigin(message: ReplicationMessage & { sha256: string }) {
+  async copyFromOrigin(
+    message: ReplicationMessage & { sha256: string; sourceVersionId?: string | undefined },
+  ) {
     const metadata = { [META_SHA256]: message.sha256, [META_VERSION]: String(message.version) };
-    const source = `${this.origin.bucket}/${blobKey(message.sha256)}`;
+    const source = copySource(this.origin.bucket, blobKey(message.sha256), message.sourceVersionId);
     const contentType = message.contentType ?? 'application/octet-stream';
     if (message.size > (this.options.multipartCopyAbove ?? MAX_SINGLE_COPY_BYTES)) {
       const etag = await this.multipartCopy(source, message, metadata, contentType);

@@ -5,6 +5,7 @@
 import { type CommitDeps, commitVersion } from './commit.js';
 import { VersionConflictError } from './errors.js';
 import { expireUpload, isLapsed, uploadExpiresAt } from './expiry.js';
+import type { Blob } from './model.js';
 import type { BlobStore, Metrics } from './ports.js';
 
 export interface IngestDeps extends CommitDeps {
@@ -30,7 +31,14 @@ export type IngestOutcome =
       rejected: string[];
       /** Uploads whose bytes were stored after they expired: ended, never committed. */
       expired?: string[];
+      /** Another object version at the blob's key, deleted: the verified one stays pinned. */
+      discarded?: DiscardedVersion;
     };
+
+export interface DiscardedVersion {
+  readonly versionId: string;
+  readonly reason: string;
+}
 
 const BLOB_KEY = /^blobs\/([0-9a-f]{64})$/;
 
@@ -47,36 +55,59 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
   }
 
   const known = await ledger.getBlob(sha256);
-  const sameObject = known !== undefined && event.etag !== undefined && known.etag === event.etag;
-  if (!sameObject) {
+  let blob = known && isVerifiedObject(known, event) ? known : undefined;
+  let discarded: DiscardedVersion | undefined;
+  if (!blob) {
     const stored = await blobs.stat(sha256, event.versionId);
     if (!stored) return { kind: 'ignored', reason: 'the object is gone (deleted after the event)' };
-    // Trust a full-object SHA-256 that storage reports having stored; else hash the bytes ourselves.
-    const actual =
-      stored.sha256 !== undefined
-        ? { sha256: stored.sha256, size: stored.size }
-        : await blobs.hash(sha256, stored.versionId);
-    if (actual.sha256 !== sha256 || actual.size !== stored.size) {
-      return reject(
-        deps,
-        sha256,
-        stored.versionId,
-        known !== undefined,
-        `sha256 mismatch: the stored bytes hash to ${actual.sha256}`,
-      );
+    // Versioned storage: the verified version stays pinned whatever is written over it later.
+    const pinned = known?.versionId;
+    let pinnedGone = false;
+    if (known && pinned !== undefined && stored.versionId !== undefined) {
+      if (stored.versionId === pinned) blob = known;
+      else if (await blobs.stat(sha256, pinned)) {
+        discarded = await discardVersion(deps, known, stored.versionId, stored);
+        blob = known;
+      } else pinnedGone = true;
     }
-    await ledger.putBlob({
-      sha256,
-      size: actual.size,
-      verifiedAt: clock.now().toISOString(),
-      etag: stored.etag,
-      versionId: stored.versionId,
-    });
-    metrics.count('BlobsVerified');
-    metrics.bytes('BytesVerified', actual.size);
+    if (!blob) {
+      // Trust a full-object SHA-256 that storage reports having stored; else hash the bytes ourselves.
+      const actual =
+        stored.sha256 !== undefined
+          ? { sha256: stored.sha256, size: stored.size }
+          : await blobs.hash(sha256, stored.versionId);
+      if (actual.sha256 !== sha256 || actual.size !== stored.size) {
+        // Unversioned, the bad bytes have replaced the verified ones; a lost pin held nothing either.
+        const forgetBlob = known !== undefined && (stored.versionId === undefined || pinnedGone);
+        return reject(
+          deps,
+          sha256,
+          stored.versionId,
+          forgetBlob,
+          `sha256 mismatch: the stored bytes hash to ${actual.sha256}`,
+        );
+      }
+      blob = await ledger.putBlob(
+        {
+          sha256,
+          size: actual.size,
+          verifiedAt: clock.now().toISOString(),
+          etag: stored.etag,
+          versionId: stored.versionId,
+        },
+        { replaces: pinnedGone ? pinned : undefined },
+      );
+      metrics.count('BlobsVerified');
+      metrics.bytes('BytesVerified', actual.size);
+      if (stored.versionId !== undefined && blob.versionId !== stored.versionId) {
+        // A concurrent verification pinned another version first: this one would never be read.
+        await blobs.delete(sha256, stored.versionId);
+        metrics.count('BlobVersionsDiscarded');
+        discarded = { versionId: stored.versionId, reason: 'duplicate of the pinned version' };
+      }
+    }
   }
 
-  const blob = known && sameObject ? known : await ledger.getBlob(sha256);
   const committed: { uploadId: string; path: string; version: number }[] = [];
   const rejected: string[] = [];
   const expired: string[] = [];
@@ -158,21 +189,59 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
     committed,
     rejected,
     ...(expired.length > 0 ? { expired } : {}),
+    ...(discarded ? { discarded } : {}),
   };
+}
+
+/** The ledger's record describes this very object (a duplicate event): nothing to prove again. */
+function isVerifiedObject(known: Blob, event: BlobEvent): boolean {
+  if (known.versionId !== undefined || event.versionId !== undefined)
+    return known.versionId === event.versionId;
+  return event.etag !== undefined && known.etag === event.etag;
+}
+
+/**
+ * Another object version landed on a pinned blob. Nothing reads it (reads are pinned), so it goes
+ * whatever it holds; bad bytes count as a rejection, so an overwrite attempt shows on the alarm.
+ */
+async function discardVersion(
+  deps: IngestDeps,
+  pinned: Blob,
+  versionId: string,
+  stored: { size: number; sha256: string | undefined },
+): Promise<DiscardedVersion> {
+  const { blobs, metrics } = deps;
+  let actual: { sha256: string; size: number } | undefined;
+  if (stored.size === pinned.size) {
+    actual =
+      stored.sha256 !== undefined
+        ? { sha256: stored.sha256, size: stored.size }
+        : await blobs.hash(pinned.sha256, versionId);
+  }
+  await blobs.delete(pinned.sha256, versionId);
+  metrics.count('BlobVersionsDiscarded');
+  if (actual?.sha256 === pinned.sha256 && actual.size === pinned.size) {
+    return { versionId, reason: 'duplicate of the pinned version' };
+  }
+  metrics.count('IngestRejected');
+  const reason = actual
+    ? `sha256 mismatch: the stored bytes hash to ${actual.sha256}`
+    : `size mismatch: ${stored.size} bytes stored over the verified ${pinned.size}`;
+  return { versionId, reason };
 }
 
 async function reject(
   deps: IngestDeps,
   sha256: string,
   versionId: string | undefined,
-  hadVerifiedBlob: boolean,
+  forgetBlob: boolean,
   reason: string,
 ): Promise<IngestOutcome> {
   const { ledger, blobs, clock, metrics } = deps;
-  // With bucket versioning only the bad version goes and verified bytes stay. Without it the bad
-  // bytes have replaced the verified ones: the blob record goes too, so the next upload re-sends them.
+  // Only the rejected version goes (with versioning, earlier versions stay). A record of bytes no
+  // longer stored goes too, so the next upload re-sends them.
   await blobs.delete(sha256, versionId);
-  if (hadVerifiedBlob && versionId === undefined) await ledger.deleteBlob(sha256);
+  if (forgetBlob) await ledger.deleteBlob(sha256);
   const uploads = await ledger.listPendingUploads(sha256);
   for (const uploadId of uploads) {
     await ledger.finishUpload(uploadId, { status: 'rejected', reason }, clock.now().toISOString());

@@ -434,7 +434,11 @@ export async function contentUrl(
   const head = await deps.ledger.getHead(path);
   if (!head || head.deleted || head.sha256 === null) throw new NotFoundError(`no file at "${path}"`, 'path');
   const ttl = Math.min(deps.limits.presignTtlSeconds, 300);
-  if (targetId === undefined) return deps.blobs.presignGet(head.sha256, ttl);
+  if (targetId === undefined) {
+    // The verified object version, not whatever was written at the key since.
+    const blob = await deps.ledger.getBlob(head.sha256);
+    return deps.blobs.presignGet(head.sha256, ttl, blob?.versionId);
+  }
   const target = deps.targets.find((t) => t.id === targetId);
   const replica = deps.replicas(targetId);
   if (!target) throw new ValidationError('target', `no target "${targetId}"`, { code: 'unknown_target' });

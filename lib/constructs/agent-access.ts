@@ -6,13 +6,15 @@
  *
  * - SQS: receive, delete, change visibility and read the attributes of its own
  *   target queue only.
- * - S3: `s3:GetObject` on the origin's `blobs/*` only. No `s3:ListBucket`: the
+ * - S3: `s3:GetObject` and `s3:GetObjectVersion` (it downloads the object version
+ *   the ledger verified) on the origin's `blobs/*` only. No `s3:ListBucket`: the
  *   agent lists nothing and docs/agent.md grants no listing, so a blob that is
  *   absent answers 403, which the agent reports as access denied and retries
  *   (the mirror never deletes the blob of a committed version).
  * - DynamoDB, on the ledger table, by partition key (`dynamodb:LeadingKeys`):
  *   GetItem and Query on `P#*` (version records), `FEED#*` (the change feed) and
- *   its own `AGENT#<target>` row; PutItem and UpdateItem on its own rows only,
+ *   its own `AGENT#<target>` row; GetItem (no Query) on `B#*`, a blob's verified
+ *   object version; PutItem and UpdateItem on its own rows only,
  *   `T#<target>#*` (applied state per path) and `AGENT#<target>` (heartbeat).
  *   No Scan, no DeleteItem, nothing on another target's rows.
  */
@@ -50,6 +52,12 @@ export const AGENT_LEDGER_WRITE_ACTIONS = ['dynamodb:PutItem', 'dynamodb:UpdateI
 export function agentReadableKeys(targetId: string): string[] {
   return ['P#*', 'FEED#*', `AGENT#${targetId}`];
 }
+
+/** Partition keys an agent may only GetItem: a blob's record (which object version was verified). */
+export const AGENT_BLOB_RECORD_KEYS = ['B#*'];
+
+/** The S3 actions of an agent on the origin's blobs: the verified object version, by id. */
+export const AGENT_BLOB_ACTIONS = ['s3:GetObject', 's3:GetObjectVersion'];
 
 /** Partition keys an agent may write: its applied state per path and its agent row. */
 export function agentWritableKeys(targetId: string): string[] {
@@ -139,12 +147,19 @@ export class AgentAccess extends Construct {
           actions: AGENT_QUEUE_ACTIONS,
           resources: [queue.queueArn],
         }),
-        new iam.PolicyStatement({ sid: 'OriginBlobs', actions: ['s3:GetObject'], resources: [blobs] }),
+        new iam.PolicyStatement({ sid: 'OriginBlobs', actions: AGENT_BLOB_ACTIONS, resources: [blobs] }),
         new iam.PolicyStatement({
           sid: 'LedgerRead',
           actions: AGENT_LEDGER_READ_ACTIONS,
           resources: [ledger.table.tableArn],
           conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': agentReadableKeys(targetId) } },
+        }),
+        // GetItem only: a Query of B#<sha256> would also list the uploads waiting for that blob.
+        new iam.PolicyStatement({
+          sid: 'LedgerReadBlobRecords',
+          actions: ['dynamodb:GetItem'],
+          resources: [ledger.table.tableArn],
+          conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': AGENT_BLOB_RECORD_KEYS } },
         }),
         new iam.PolicyStatement({
           sid: 'LedgerWriteOwnRows',
@@ -164,7 +179,7 @@ export class AgentAccess extends Construct {
     acknowledgeWildcardResource(
       this.role,
       blobs,
-      `The on-prem agent of pull target "${targetId}" downloads blobs/<sha256> of versions committed after deploy time; read-only (s3:GetObject) and limited to the blobs/ prefix of the origin bucket.`,
+      `The on-prem agent of pull target "${targetId}" downloads blobs/<sha256> of versions committed after deploy time; read-only (s3:GetObject, s3:GetObjectVersion) and limited to the blobs/ prefix of the origin bucket.`,
     );
   }
 }

@@ -110,7 +110,10 @@ export class UploadApi extends Construct {
       memorySize: 512,
     });
     useLedger(fn, props.ledger, LEDGER_ACCESS.api);
-    useOrigin(fn, props.origin, { blobs: ['s3:PutObject', 's3:GetObject', 's3:AbortMultipartUpload'] });
+    // GetObjectVersion: content URLs and ranged reads name the blob's verified object version.
+    useOrigin(fn, props.origin, {
+      blobs: ['s3:PutObject', 's3:GetObject', 's3:GetObjectVersion', 's3:AbortMultipartUpload'],
+    });
     useTargets(fn, props.targets, {
       sendMessage: true,
       readReplicaObjects: { purpose: 'Presigned GETs of files by path' },

@@ -12,6 +12,7 @@ import { agentRowKey } from '../../agent/aws.ts';
 import { targetStateKey } from '../../functions/adapters/dynamo-ledger.js';
 import { blobKey } from '../../functions/adapters/s3.js';
 import {
+  AGENT_BLOB_RECORD_KEYS,
   type AgentAccess,
   type AgentTrust,
   agentReadableKeys,
@@ -163,12 +164,13 @@ describe('one role per pull target', () => {
 });
 
 describe('the policy of an agent role', () => {
-  it('exactly four statements: its queue, the origin blobs, ledger reads, ledger writes', () => {
+  it('exactly five statements: its queue, the origin blobs, ledger reads, blob records, ledger writes', () => {
     for (const target of PULL) {
       expect(policyOf(mirror, target).map((s) => s.Sid)).toEqual([
         'OwnQueue',
         'OriginBlobs',
         'LedgerRead',
+        'LedgerReadBlobRecords',
         'LedgerWriteOwnRows',
       ]);
       for (const s of policyOf(mirror, target)) expect(s.Effect).toBe('Allow');
@@ -200,14 +202,14 @@ describe('the policy of an agent role', () => {
     }
   });
 
-  it('S3: GetObject on the origin blobs/* only, no listing, nothing on replicas', () => {
+  it('S3: GetObject and GetObjectVersion (the verified version) on the origin blobs/* only, no listing, nothing on replicas', () => {
     const originId = logicalId(mirror, mirror.home.origin.bucket);
     for (const target of PULL) {
       const statements = policyOf(mirror, target);
       const s3 = statements.filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')));
       expect(s3.map((s) => s.Sid)).toEqual(['OriginBlobs']);
       const [blobs] = s3 as [Statement];
-      expect(actionsOf(blobs)).toEqual(['s3:GetObject']);
+      expect(sorted(actionsOf(blobs))).toEqual(['s3:GetObject', 's3:GetObjectVersion']);
       expect(text(resourcesOf(blobs))).toBe(JSON.stringify([`att:${originId}.Arn/blobs/*`]));
       expect(blobs.Condition).toBeUndefined();
       expect(statements.flatMap(actionsOf)).not.toContain('s3:ListBucket');
@@ -215,17 +217,23 @@ describe('the policy of an agent role', () => {
     }
   });
 
-  it('DynamoDB: GetItem + Query on P#*, FEED#*, its own agent row; PutItem + UpdateItem on its own rows', () => {
+  it('DynamoDB: GetItem + Query on P#*, FEED#*, its own agent row; GetItem on B#*; PutItem + UpdateItem on its own rows', () => {
     const tableArn = { 'Fn::GetAtt': [logicalId(mirror, mirror.home.ledger.table), 'Arn'] };
     for (const target of PULL) {
       const statements = policyOf(mirror, target);
       const dynamo = statements.filter((s) => actionsOf(s).some((a) => a.startsWith('dynamodb:')));
-      expect(dynamo.map((s) => s.Sid)).toEqual(['LedgerRead', 'LedgerWriteOwnRows']);
-      const [read, write] = dynamo as [Statement, Statement];
+      expect(dynamo.map((s) => s.Sid)).toEqual(['LedgerRead', 'LedgerReadBlobRecords', 'LedgerWriteOwnRows']);
+      const [read, blobRecords, write] = dynamo as [Statement, Statement, Statement];
       expect(sorted(actionsOf(read))).toEqual(['dynamodb:GetItem', 'dynamodb:Query']);
       expect(resourcesOf(read)).toEqual([tableArn]);
       expect(read.Condition).toEqual({
         'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['P#*', 'FEED#*', `AGENT#${target}`] },
+      });
+      // A blob's record tells which object version was verified; no Query (it would list waiting uploads).
+      expect(actionsOf(blobRecords)).toEqual(['dynamodb:GetItem']);
+      expect(resourcesOf(blobRecords)).toEqual([tableArn]);
+      expect(blobRecords.Condition).toEqual({
+        'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['B#*'] },
       });
       expect(sorted(actionsOf(write))).toEqual(['dynamodb:PutItem', 'dynamodb:UpdateItem']);
       expect(resourcesOf(write)).toEqual([tableArn]);
@@ -233,7 +241,7 @@ describe('the policy of an agent role', () => {
         'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`T#${target}#*`, `AGENT#${target}`] },
       });
       // Never Scan, DeleteItem, batch or transactional calls, never an index.
-      expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('dynamodb:'))).toHaveLength(4);
+      expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('dynamodb:'))).toHaveLength(5);
       expect(text(statements)).not.toContain('/index/');
     }
   });
@@ -264,6 +272,11 @@ describe('the policy of an agent role', () => {
     }
     for (const key of ['U#upload-1', 'B#abc', 'LAG#onprem-dc1', targetStateKey(dc1, 'a.jpg')]) {
       expect(allows(read, key), key).toBe(false);
+    }
+    // The blob record (verified object version) it reads by GetItem: blobs only, no other row.
+    expect(allows(AGENT_BLOB_RECORD_KEYS, `B#${'ab'.repeat(32)}`)).toBe(true);
+    for (const key of ['U#upload-1', 'P#a.jpg', agentRowKey(dc1b).pk, targetStateKey(dc1, 'a.jpg')]) {
+      expect(allows(AGENT_BLOB_RECORD_KEYS, key), key).toBe(false);
     }
     // The blob key the agent GETs is under the granted prefix.
     expect(stringLike('blobs/*', blobKey('ab'.repeat(32)))).toBe(true);

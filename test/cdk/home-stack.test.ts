@@ -399,7 +399,7 @@ describe('least privilege', () => {
     const expectations: [string, string[]][] = [
       [
         logicalId(mirror.home.api.handler.function, mirror.home),
-        ['s3:AbortMultipartUpload', 's3:GetObject', 's3:PutObject'],
+        ['s3:AbortMultipartUpload', 's3:GetObject', 's3:GetObjectVersion', 's3:PutObject'],
       ],
       [
         logicalId(mirror.home.ingest.ingest.function, mirror.home),

@@ -1,0 +1,101 @@
+/**
+ * Verified bytes are pinned by object version (docs/design-notes.md, "Verified bytes are
+ * pinned"): the origin keeps versions, and every role that reads a blob may read it by
+ * version id, while only the ingest may delete a version.
+ */
+import { Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { MirrorApp } from '../../lib/mirror-app.js';
+import {
+  actionsOf,
+  buildTestApp,
+  fakeResolve,
+  functionIdsWithEnv,
+  props,
+  resourcesOf,
+  resourcesOfType,
+  type Statement,
+  statementsOfFunction,
+  testTopology,
+} from './fixture.js';
+
+let mirror: MirrorApp;
+let home: Template;
+let originId: string;
+
+const logicalId = (construct: { node: { defaultChild?: unknown } }) =>
+  mirror.home.getLogicalId(construct.node.defaultChild as never);
+const text = (value: unknown) => JSON.stringify(fakeResolve(value));
+const originBlobActions = (statements: Statement[]) =>
+  statements
+    .filter((s) => text(resourcesOf(s)).includes(`att:${originId}.Arn/blobs/*`))
+    .flatMap(actionsOf)
+    .sort();
+
+beforeAll(() => {
+  mirror = buildTestApp(testTopology(), { nag: false });
+  home = Template.fromStack(mirror.home);
+  originId = logicalId(mirror.home.origin.bucket);
+}, 120_000);
+
+describe('verified bytes pinned by object version', () => {
+  it('the origin bucket is versioned, and keeps an overwritten version for days, not at once', () => {
+    const bucket = resourcesOfType(home, 'AWS::S3::Bucket')[originId];
+    expect(bucket && props(bucket).VersioningConfiguration).toEqual({ Status: 'Enabled' });
+    const rules = (props(bucket as never).LifecycleConfiguration as { Rules: Record<string, unknown>[] })
+      .Rules;
+    const noncurrent = rules.flatMap((r) =>
+      r.NoncurrentVersionExpiration ? [r.NoncurrentVersionExpiration as { NoncurrentDays: number }] : [],
+    );
+    for (const rule of noncurrent) expect(rule.NoncurrentDays).toBeGreaterThanOrEqual(7);
+  });
+
+  it('every function that reads origin blobs may read them by version id', () => {
+    const readers = Object.keys(resourcesOfType(home, 'AWS::Lambda::Function')).filter((id) =>
+      originBlobActions(statementsOfFunction(home, id)).includes('s3:GetObject'),
+    );
+    const api = logicalId(mirror.home.api.handler.function);
+    const ingest = logicalId(mirror.home.ingest.ingest.function);
+    const replicates = functionIdsWithEnv(home, 'MIRROR_TARGET_ID');
+    expect(replicates.length).toBeGreaterThan(0);
+    expect(readers.sort()).toEqual([api, ingest, ...replicates].sort());
+    for (const id of readers) {
+      expect(originBlobActions(statementsOfFunction(home, id)), id).toContain('s3:GetObjectVersion');
+    }
+  });
+
+  it('only the ingest deletes a blob version; the api and replicate delete nothing in the origin', () => {
+    const ingest = logicalId(mirror.home.ingest.ingest.function);
+    expect(originBlobActions(statementsOfFunction(home, ingest))).toEqual([
+      's3:DeleteObject',
+      's3:DeleteObjectVersion',
+      's3:GetObject',
+      's3:GetObjectVersion',
+    ]);
+    for (const id of Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))) {
+      if (id === ingest) continue;
+      const actions = originBlobActions(statementsOfFunction(home, id));
+      expect(actions, id).not.toContain('s3:DeleteObject');
+      expect(actions, id).not.toContain('s3:DeleteObjectVersion');
+    }
+  });
+
+  it('each agent role reads the verified version: s3:GetObjectVersion on blobs/*, GetItem on B#* only', () => {
+    expect(mirror.home.agentAccess.size).toBeGreaterThan(0);
+    for (const [target, access] of mirror.home.agentAccess) {
+      const role = resourcesOfType(home, 'AWS::IAM::Role')[logicalId(access.role)];
+      const statements = (
+        props(role as never).Policies as { PolicyDocument: { Statement: Statement[] } }[]
+      ).flatMap((p) => p.PolicyDocument.Statement);
+      expect(originBlobActions(statements), target).toEqual(['s3:GetObject', 's3:GetObjectVersion']);
+      const records = statements.find((s) => s.Sid === 'LedgerReadBlobRecords');
+      expect(records && actionsOf(records), target).toEqual(['dynamodb:GetItem']);
+      expect(records?.Condition, target).toEqual({
+        'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['B#*'] },
+      });
+      // Nothing else of the agent's may touch B#* rows (no Query listing the uploads waiting there).
+      for (const s of statements.filter((x) => x !== records))
+        expect(text(s.Condition ?? {})).not.toContain('B#');
+    }
+  });
+});

@@ -1,0 +1,408 @@
+/**
+ * Verified bytes are pinned by object version: other bytes written at blobs/<sha256> after
+ * verification never replace them. The ingest runs against an in-memory versioned origin
+ * (test/support/versioned-blobs.ts) and the real ledger adapter on an in-process dynalite.
+ */
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import dynalite from 'dynalite';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DynamoLedger } from '../../../functions/adapters/dynamo-ledger.js';
+import { commitVersion } from '../../../functions/core/commit.js';
+import { type IngestDeps, ingestBlob } from '../../../functions/core/ingest.js';
+import type { ReplicationMessage } from '../../../functions/core/model.js';
+import { contentUrl, type UploadDeps } from '../../../functions/core/uploads.js';
+import { RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
+import { VersionedBlobs } from '../../support/versioned-blobs.js';
+
+let server: ReturnType<typeof dynalite>;
+let dynamo: DynamoDBClient;
+let tables = 0;
+
+beforeAll(async () => {
+  server = dynalite({ createTableMs: 0 });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  dynamo = new DynamoDBClient({
+    region: 'us-east-1',
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+});
+afterAll(async () => {
+  dynamo?.destroy();
+  await new Promise<void>((resolve) => server?.close(() => resolve()));
+});
+
+async function newLedger(): Promise<DynamoLedger> {
+  const name = `ingest-versions-${++tables}`;
+  await dynamo.send(
+    new CreateTableCommand({
+      TableName: name,
+      AttributeDefinitions: [
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'S' },
+      ],
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      BillingMode: 'PAY_PER_REQUEST',
+    }),
+  );
+  return new DynamoLedger(dynamo, name);
+}
+
+interface Setup {
+  deps: IngestDeps & { metrics: RecordingMetrics };
+  ledger: DynamoLedger;
+  blobs: VersionedBlobs;
+  sent: ReplicationMessage[];
+}
+
+async function setup(versioned = true): Promise<Setup> {
+  const ledger = await newLedger();
+  const blobs = new VersionedBlobs({ versioned });
+  const sent: ReplicationMessage[] = [];
+  const deps = {
+    ledger,
+    blobs,
+    metrics: new RecordingMetrics(),
+    clock: { now: () => new Date() },
+    feedShards: 2,
+    targets: [{ id: 'alpha' }],
+    fanout: {
+      async send(message: ReplicationMessage) {
+        sent.push(message);
+      },
+    },
+  };
+  return { deps, ledger, blobs, sent };
+}
+
+const keyOf = (sha256: string) => `blobs/${sha256}`;
+
+/** Stores good bytes and runs the ingest on their event: the blob is verified and pinned. */
+async function verified(s: Setup, bytes = randomBytes(2048)) {
+  const sha256 = sha256Hex(bytes);
+  const versionId = s.blobs.put(sha256, bytes);
+  const outcome = await ingestBlob(s.deps, {
+    key: keyOf(sha256),
+    size: bytes.length,
+    etag: undefined,
+    versionId,
+  });
+  expect(outcome.kind).toBe('committed');
+  return { sha256, bytes, versionId };
+}
+
+/** Other bytes of the same length: a one-bit change. */
+const tampered = (bytes: Buffer) => {
+  const out = Buffer.from(bytes);
+  out[out.length - 1] = (out[out.length - 1] as number) ^ 1;
+  return out;
+};
+
+describe('ingest with a versioned origin', () => {
+  let s: Setup;
+  beforeEach(async () => {
+    s = await setup();
+  });
+
+  it('records the verified object version in the ledger', async () => {
+    const { sha256, versionId } = await verified(s);
+    expect(versionId).toBeDefined();
+    expect((await s.ledger.getBlob(sha256))?.versionId).toBe(versionId);
+  });
+
+  it('other bytes written over a verified blob: only their version is deleted, the pin and the verified bytes stay', async () => {
+    const { sha256, bytes, versionId } = await verified(s);
+    const bad = tampered(bytes);
+    const badVersion = s.blobs.put(sha256, bad);
+    expect(s.blobs.current(sha256)).toEqual(bad);
+
+    const outcome = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bad.length,
+      etag: undefined,
+      versionId: badVersion,
+    });
+
+    expect(outcome).toMatchObject({
+      kind: 'committed',
+      discarded: { versionId: badVersion, reason: expect.stringMatching(/sha256 mismatch/) },
+    });
+    expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([versionId]);
+    expect(s.blobs.current(sha256)).toEqual(bytes);
+    expect(await s.ledger.getBlob(sha256)).toMatchObject({ versionId, size: bytes.length });
+    // The only delete named the rejected version; nothing was deleted by key alone.
+    expect(s.blobs.calls.filter((c) => c.op === 'delete')).toEqual([
+      { op: 'delete', sha256, versionId: badVersion },
+    ]);
+    expect(s.deps.metrics.total('IngestRejected')).toBe(1);
+    expect(s.deps.metrics.total('BlobVersionsDiscarded')).toBe(1);
+    expect(s.deps.metrics.total('BlobsVerified')).toBe(1);
+  });
+
+  it('an overwrite of another size is rejected without reading its bytes', async () => {
+    const { sha256, bytes, versionId } = await verified(s);
+    const badVersion = s.blobs.put(sha256, Buffer.concat([bytes, Buffer.from('x')]));
+    const before = s.blobs.calls.length;
+    const outcome = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bytes.length + 1,
+      etag: undefined,
+      versionId: badVersion,
+    });
+    expect(outcome).toMatchObject({
+      discarded: { versionId: badVersion, reason: expect.stringMatching(/size mismatch/) },
+    });
+    expect(s.blobs.calls.slice(before).map((c) => c.op)).not.toContain('hash');
+    expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([versionId]);
+    expect(s.deps.metrics.total('IngestRejected')).toBe(1);
+  });
+
+  it('an event without a versionId ("cannot tell which"): the current version is checked, and deleted by its id if not the pinned one', async () => {
+    const { sha256, bytes, versionId } = await verified(s);
+    const badVersion = s.blobs.put(sha256, tampered(bytes));
+    const outcome = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bytes.length,
+      etag: undefined,
+      versionId: undefined,
+    });
+    expect(outcome).toMatchObject({ kind: 'committed', discarded: { versionId: badVersion } });
+    expect(s.blobs.calls.filter((c) => c.op === 'delete')).toEqual([
+      { op: 'delete', sha256, versionId: badVersion },
+    ]);
+    expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([versionId]);
+    expect((await s.ledger.getBlob(sha256))?.versionId).toBe(versionId);
+  });
+
+  it('an event for the verified version itself is a duplicate: nothing read, deleted or re-verified', async () => {
+    const { sha256, bytes, versionId } = await verified(s);
+    const before = s.blobs.calls.length;
+    const verifiedAt = (await s.ledger.getBlob(sha256))?.verifiedAt;
+    for (let i = 0; i < 3; i++) {
+      const outcome = await ingestBlob(s.deps, {
+        key: keyOf(sha256),
+        size: bytes.length,
+        etag: undefined,
+        versionId,
+      });
+      expect(outcome).toEqual({ kind: 'committed', sha256, committed: [], rejected: [] });
+    }
+    expect(s.blobs.calls.slice(before)).toEqual([]);
+    expect((await s.ledger.getBlob(sha256))?.verifiedAt).toBe(verifiedAt);
+    expect(s.deps.metrics.total('BlobsVerified')).toBe(1);
+  });
+
+  it('an event without a versionId while the pinned version is current: a duplicate, nothing deleted', async () => {
+    const { sha256, bytes, versionId } = await verified(s);
+    const outcome = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bytes.length,
+      etag: undefined,
+      versionId: undefined,
+    });
+    expect(outcome).toEqual({ kind: 'committed', sha256, committed: [], rejected: [] });
+    expect(s.blobs.calls.filter((c) => c.op === 'delete')).toEqual([]);
+    expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([versionId]);
+  });
+
+  it('a redelivered event for a version already discarded is ignored and deletes nothing more', async () => {
+    const { sha256, bytes, versionId } = await verified(s);
+    const badVersion = s.blobs.put(sha256, tampered(bytes));
+    const event = { key: keyOf(sha256), size: bytes.length, etag: undefined, versionId: badVersion };
+    await ingestBlob(s.deps, event);
+    const deletes = s.blobs.calls.filter((c) => c.op === 'delete').length;
+    expect((await ingestBlob(s.deps, event)).kind).toBe('ignored');
+    expect(s.blobs.calls.filter((c) => c.op === 'delete').length).toBe(deletes);
+    expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([versionId]);
+    expect(s.deps.metrics.total('IngestRejected')).toBe(1);
+  });
+
+  it('the same bytes written again: the new version goes too (nobody reads it), and it is no rejection', async () => {
+    const { sha256, bytes, versionId } = await verified(s);
+    const again = s.blobs.put(sha256, bytes);
+    const outcome = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bytes.length,
+      etag: undefined,
+      versionId: again,
+    });
+    expect(outcome).toMatchObject({
+      discarded: { versionId: again, reason: 'duplicate of the pinned version' },
+    });
+    expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([versionId]);
+    expect(s.deps.metrics.total('IngestRejected')).toBe(0);
+  });
+
+  it('an upload waiting for the content commits against the pinned version even when the bad bytes arrive', async () => {
+    const { sha256, bytes, versionId } = await verified(s);
+    const uploadId = randomUUID();
+    const now = new Date().toISOString();
+    await s.ledger.putUpload({
+      uploadId,
+      path: 'late/waiting.png',
+      sha256,
+      size: bytes.length,
+      contentType: 'image/png',
+      status: 'pending',
+      createdAt: now,
+      updatedAt: now,
+    });
+    await s.ledger.addPendingUpload(sha256, uploadId);
+    const badVersion = s.blobs.put(sha256, tampered(bytes));
+    const outcome = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bytes.length,
+      etag: undefined,
+      versionId: badVersion,
+    });
+    expect(outcome).toMatchObject({
+      kind: 'committed',
+      committed: [{ uploadId, path: 'late/waiting.png', version: 1 }],
+    });
+    expect(s.sent.map((m) => `${m.path}@${m.version}:${m.sha256}`)).toEqual([`late/waiting.png@1:${sha256}`]);
+    expect((await s.ledger.getBlob(sha256))?.versionId).toBe(versionId);
+  });
+
+  it('the pinned version lost behind our back: good new bytes are verified and pinned in its place', async () => {
+    const { sha256, bytes, versionId } = await verified(s);
+    s.blobs.lose(sha256, versionId as string);
+    const again = s.blobs.put(sha256, bytes);
+    const outcome = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bytes.length,
+      etag: undefined,
+      versionId: again,
+    });
+    expect(outcome.kind).toBe('committed');
+    expect((await s.ledger.getBlob(sha256))?.versionId).toBe(again);
+    expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([again]);
+  });
+
+  it('the pinned version lost and bad bytes arrive: they are deleted and the record of the lost bytes goes', async () => {
+    const { sha256, bytes, versionId } = await verified(s);
+    s.blobs.lose(sha256, versionId as string);
+    const badVersion = s.blobs.put(sha256, tampered(bytes));
+    const outcome = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bytes.length,
+      etag: undefined,
+      versionId: badVersion,
+    });
+    expect(outcome.kind).toBe('rejected');
+    expect(s.blobs.versionsOf(sha256)).toEqual([]);
+    expect(await s.ledger.getBlob(sha256)).toBeUndefined();
+  });
+
+  it('two versions of good bytes verified at once: one is pinned, the other deleted, the pin exists', async () => {
+    const bytes = randomBytes(4096);
+    const sha256 = sha256Hex(bytes);
+    const first = s.blobs.put(sha256, bytes);
+    const second = s.blobs.put(sha256, bytes);
+    await Promise.all(
+      [first, second].map((versionId) =>
+        ingestBlob(s.deps, { key: keyOf(sha256), size: bytes.length, etag: undefined, versionId }),
+      ),
+    );
+    const pinned = (await s.ledger.getBlob(sha256))?.versionId;
+    expect([first, second]).toContain(pinned);
+    expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([pinned]);
+  });
+
+  it('bad bytes before any verification: only their version is deleted, and nothing is pinned', async () => {
+    const bytes = randomBytes(1024);
+    const sha256 = sha256Hex(bytes);
+    const badVersion = s.blobs.put(sha256, tampered(bytes));
+    const outcome = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bytes.length,
+      etag: undefined,
+      versionId: badVersion,
+    });
+    expect(outcome.kind).toBe('rejected');
+    expect(s.blobs.calls.filter((c) => c.op === 'delete')).toEqual([
+      { op: 'delete', sha256, versionId: badVersion },
+    ]);
+    expect(await s.ledger.getBlob(sha256)).toBeUndefined();
+  });
+
+  it('the content URL names the verified version, and serves the verified bytes after an overwrite', async () => {
+    const { sha256, bytes, versionId } = await verified(s);
+    await commitVersion(s.deps, {
+      uploadId: randomUUID(),
+      path: 'pinned/photo.png',
+      sha256,
+      size: bytes.length,
+      contentType: 'image/png',
+      deleted: false,
+      ifVersion: undefined,
+      reserveOnUpload: false,
+    });
+    s.blobs.put(sha256, tampered(bytes));
+    const deps = {
+      ...s.deps,
+      replicas: () => undefined,
+      limits: { presignTtlSeconds: 300 },
+    } as unknown as UploadDeps;
+    const url = await contentUrl(deps, 'pinned/photo.png', undefined);
+    expect(new URL(url).searchParams.get('versionId')).toBe(versionId);
+    expect(s.blobs.fetch(url)).toEqual(bytes);
+  });
+});
+
+describe('ingest with an unversioned origin (storage reports no versionId): as before', () => {
+  it('records no version, and bad bytes over a verified blob delete the blob and its record', async () => {
+    const s = await setup(false);
+    const { sha256, bytes, versionId } = await verified(s);
+    expect(versionId).toBeUndefined();
+    expect((await s.ledger.getBlob(sha256))?.versionId).toBeUndefined();
+    s.blobs.put(sha256, tampered(bytes));
+    const outcome = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bytes.length,
+      etag: undefined,
+      versionId: undefined,
+    });
+    expect(outcome.kind).toBe('rejected');
+    expect(s.blobs.calls.filter((c) => c.op === 'delete')).toEqual([
+      { op: 'delete', sha256, versionId: undefined },
+    ]);
+    expect(s.blobs.current(sha256)).toBeUndefined();
+    expect(await s.ledger.getBlob(sha256)).toBeUndefined();
+    expect(s.deps.metrics.total('IngestRejected')).toBe(1);
+  });
+
+  it('a duplicate event with the verified ETag is not verified again; the content URL is unpinned', async () => {
+    const s = await setup(false);
+    const bytes = randomBytes(512);
+    const sha256 = sha256Hex(bytes);
+    s.blobs.put(sha256, bytes);
+    const etag = (await s.blobs.stat(sha256))?.etag;
+    const event = { key: keyOf(sha256), size: bytes.length, etag, versionId: undefined };
+    await ingestBlob(s.deps, event);
+    const before = s.blobs.calls.length;
+    await ingestBlob(s.deps, event);
+    expect(s.blobs.calls.slice(before)).toEqual([]);
+    await commitVersion(s.deps, {
+      uploadId: randomUUID(),
+      path: 'plain.png',
+      sha256,
+      size: bytes.length,
+      contentType: 'image/png',
+      deleted: false,
+      ifVersion: undefined,
+      reserveOnUpload: false,
+    });
+    const deps = {
+      ...s.deps,
+      replicas: () => undefined,
+      limits: { presignTtlSeconds: 300 },
+    } as unknown as UploadDeps;
+    const url = await contentUrl(deps, 'plain.png', undefined);
+    expect(new URL(url).searchParams.has('versionId')).toBe(false);
+  });
+});
