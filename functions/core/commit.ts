@@ -12,7 +12,7 @@
  */
 import { ClaimTakenError, VersionConflictError } from './errors.js';
 import type { Change, FileVersion, ReplicationMessage } from './model.js';
-import { shardOf } from './paths.js';
+import { type PolicyTarget, shardOf } from './paths.js';
 import type { Clock, FanoutQueue, Ledger } from './ports.js';
 import { targetSelects } from './topology.js';
 
@@ -21,7 +21,7 @@ export interface CommitDeps {
   readonly fanout: FanoutQueue;
   readonly clock: Clock;
   readonly feedShards: number;
-  readonly targets: readonly { readonly id: string; readonly pathPrefix?: string | undefined }[];
+  readonly targets: readonly PolicyTarget[];
 }
 
 export interface CommitRequest {
@@ -142,7 +142,10 @@ function backOff(attempt: number): Promise<void> {
 
 /** One message per target that selects the path. FIFO deduplication makes a resend harmless. */
 export async function fanOut(
-  deps: Pick<CommitDeps, 'fanout' | 'targets'>,
+  deps: {
+    readonly fanout: FanoutQueue;
+    readonly targets: readonly { readonly id: string; readonly pathPrefix?: string | undefined }[];
+  },
   version: FileVersion,
   options: { resend?: string } = {},
 ): Promise<string[]> {

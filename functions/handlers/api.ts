@@ -9,7 +9,7 @@ import { decodeCursor, encodeCursor, readChanges } from '../core/changes.js';
 import { MirrorError, ValidationError } from '../core/errors.js';
 import { measureLag } from '../core/lag.js';
 import type { FileVersion } from '../core/model.js';
-import { normalizePath } from '../core/paths.js';
+import { PathPolicy } from '../core/paths.js';
 import {
   abortUpload,
   completeUpload,
@@ -19,14 +19,17 @@ import {
   describeUpload,
   getFile,
   presignPart,
+  proveUploadById,
   recordPart,
 } from '../core/uploads.js';
+import { answerOnce } from './idempotent.js';
+import { routingPath } from './routing.js';
 
 const config = readRuntimeConfig();
 const logger = makeLogger('api');
 const metrics = makeMetrics('api');
 const deps = makeDeps(config, metricsPort(metrics));
-const maxPrefixBytes = Math.max(0, ...config.targets.map((t) => Buffer.byteLength(t.keyPrefix, 'utf8')));
+const paths = new PathPolicy(config.targets);
 
 type Event = APIGatewayProxyEventV2;
 type Result = APIGatewayProxyStructuredResultV2;
@@ -52,12 +55,20 @@ const uploadRequestSchema = z.strictObject({
     .max(255)
     .regex(/^[a-zA-Z0-9!#$&^_.+-]+\/[a-zA-Z0-9!#$&^_.+-]+$/, 'must be a MIME type such as image/jpeg'),
   ifVersion: z.number().int().nonnegative().optional(),
+  newVersion: z.boolean().optional(),
 });
 
 const partRequestSchema = z.strictObject({
   partNumber: z.number().int().min(1).max(10_000),
   size: z.number().int().nonnegative(),
   sha256: z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hexadecimal characters')
+    .transform((s) => s.toLowerCase()),
+});
+
+const proofRequestSchema = z.strictObject({
+  digest: z
     .string()
     .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hexadecimal characters')
     .transform((s) => s.toLowerCase()),
@@ -115,16 +126,20 @@ function jsonBody(event: Event): unknown {
   }
 }
 
-/** The path travels as one URL segment, its slashes encoded as %2F. */
+/**
+ * The file path of a `/v1/files/...` route. Routing joined its segments into one (see
+ * routing.ts), so `a/b.jpg` and `a%2Fb.jpg` name the same file. A segment that is not valid
+ * percent-encoding is taken as it came: a gateway may already have decoded it (docs/api.md).
+ */
 function pathParam(event: Event): string {
   const raw = event.pathParameters?.path ?? '';
   let decoded: string;
   try {
     decoded = decodeURIComponent(raw);
   } catch {
-    throw new ValidationError('path', 'path is not valid percent-encoding', { code: 'invalid_path' });
+    decoded = raw.replaceAll('%2F', '/');
   }
-  return normalizePath(decoded, maxPrefixBytes);
+  return paths.check(decoded);
 }
 
 const versionView = (v: FileVersion) => ({
@@ -183,9 +198,13 @@ const routes = [
     path: '/v1/uploads',
     handler: async (event: Event) => {
       const body = parse(uploadRequestSchema, jsonBody(event));
-      const path = normalizePath(body.path, maxPrefixBytes);
-      const result = await createUpload(deps, { ...body, path });
-      return json(result.status === 'committed' ? 200 : 201, result);
+      const path = paths.admit(body.path);
+      const answer = await answerOnce(deps, event, { route: 'POST /v1/uploads', ...body, path }, async () => {
+        await paths.checkOccupancy(path, deps.ledger);
+        const result = await createUpload(deps, { ...body, path });
+        return { statusCode: result.status === 'committed' ? 200 : 201, body: result };
+      });
+      return json(answer.statusCode, answer.body, answer.headers);
     },
   },
   {
@@ -208,6 +227,14 @@ const routes = [
       const partNumber = parse(partNumberSchema, event.pathParameters?.partNumber, 'partNumber');
       const body = parse(storedPartSchema, jsonBody(event));
       return json(200, await recordPart(deps, uploadIdParam(event), { ...body, partNumber }));
+    },
+  },
+  {
+    method: 'POST' as const,
+    path: '/v1/uploads/{id}/proof',
+    handler: async (event: Event) => {
+      const body = parse(proofRequestSchema, jsonBody(event));
+      return json(200, await proveUploadById(deps, uploadIdParam(event), body.digest));
     },
   },
   {
@@ -289,8 +316,15 @@ const routes = [
         z.object({ ifVersion: versionNumber.optional() }),
         event.queryStringParameters ?? {},
       );
-      const version = await deleteFile(deps, path, query.ifVersion);
-      return json(200, { status: 'committed', path, version: version.version, deleted: true });
+      const request = { route: 'DELETE /v1/files/{path}', path, ifVersion: query.ifVersion };
+      const answer = await answerOnce(deps, event, request, async () => {
+        const version = await deleteFile(deps, path, query.ifVersion);
+        return {
+          statusCode: 200,
+          body: { status: 'committed', path, version: version.version, deleted: true },
+        };
+      });
+      return json(answer.statusCode, answer.body, answer.headers);
     },
   },
   {
@@ -330,12 +364,13 @@ const route = httpRouter({
 export const handler = async (event: Event, context: Context): Promise<Result> => {
   logger.addContext(context);
   try {
-    // Route on the raw (still percent-encoded) path: a file path's %2F must not become a separator.
+    // Route on the raw (still percent-encoded) path, a file path's segments joined into one: the
+    // file path's slashes, literal or %2F, must not become route separators.
     const routed = {
       ...event,
       requestContext: {
         ...event.requestContext,
-        http: { ...event.requestContext.http, path: event.rawPath },
+        http: { ...event.requestContext.http, path: routingPath(event.rawPath) },
       },
     };
     return (await route(routed as never, context as never, undefined as never)) as Result;
