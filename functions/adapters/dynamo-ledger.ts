@@ -367,7 +367,8 @@ export class DynamoLedger implements Ledger {
             : new UpdateCommand({
                 ...common,
                 UpdateExpression:
-                  'SET #status = :completed, response = :response REMOVE claimToken, lockedUntil',
+                  'SET #status = :completed, #response = :response REMOVE claimToken, lockedUntil',
+                ExpressionAttributeNames: { '#status': 'status', '#response': 'response' },
                 ExpressionAttributeValues: {
                   ':inProgress': 'in_progress',
                   ':token': claimToken,

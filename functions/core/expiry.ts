@@ -46,7 +46,9 @@ export function expiresAtFor(
 }
 
 /** An upload's expiry; uploads recorded before expiry existed get the longest window they could have had. */
-export function uploadExpiresAt(upload: Pick<Upload, 'expiresAt' | 'createdAt' | 'multipart' | 'size'>): Date {
+export function uploadExpiresAt(
+  upload: Pick<Upload, 'expiresAt' | 'createdAt' | 'multipart' | 'size'>,
+): Date {
   if (upload.expiresAt !== undefined) return new Date(upload.expiresAt);
   return new Date(
     expiresAtFor(
@@ -97,20 +99,25 @@ export async function expireUpload(deps: ExpiryDeps, upload: Upload, why: string
 }
 
 /**
- * A pending upload past its expiry is expired unless its bytes were stored in time (then the
- * ingest, which may still be verifying them, decides). Returns the upload as it now stands.
+ * Why a pending upload is expired now, or undefined if it is not: past its expiry with no bytes
+ * stored, or bytes stored only after it. Bytes stored in time leave the decision to the ingest
+ * (which may still be verifying them).
  */
-export async function settleIfLapsed(deps: ExpiryDeps, upload: Upload): Promise<Upload> {
-  if (upload.status !== 'pending' || !isLapsed(upload, deps.clock.now())) return upload;
+export async function lapsedWithoutBytes(
+  deps: Pick<ExpiryDeps, 'blobs' | 'clock'>,
+  upload: Upload,
+): Promise<string | undefined> {
+  if (upload.status !== 'pending' || !isLapsed(upload, deps.clock.now())) return undefined;
   const stored = await deps.blobs.stat(upload.sha256);
-  if (stored?.lastModified !== undefined && !isLapsed(upload, stored.lastModified)) return upload;
-  return expireUpload(
-    deps,
-    upload,
-    stored
-      ? `expired: its bytes were stored after ${uploadExpiresAt(upload).toISOString()}`
-      : `expired: no bytes arrived by ${uploadExpiresAt(upload).toISOString()}`,
-  );
+  if (stored?.lastModified !== undefined && !isLapsed(upload, stored.lastModified)) return undefined;
+  const by = uploadExpiresAt(upload).toISOString();
+  return stored ? `expired: its bytes were stored after ${by}` : `expired: no bytes arrived by ${by}`;
+}
+
+/** Expires a pending upload if it is past its expiry without bytes; returns the upload as it now stands. */
+export async function settleIfLapsed(deps: ExpiryDeps, upload: Upload): Promise<Upload> {
+  const why = await lapsedWithoutBytes(deps, upload);
+  return why === undefined ? upload : expireUpload(deps, upload, why);
 }
 
 export interface ExpirySweepReport {
@@ -138,12 +145,9 @@ export async function expirePendingUploads(
       if (!options.dryRun) await deps.ledger.removePendingUpload(pointer.sha256, pointer.uploadId);
       continue;
     }
-    if (!isLapsed(upload, deps.clock.now())) continue;
-    if (options.dryRun) {
-      expired++;
-      continue;
-    }
-    if ((await settleIfLapsed(deps, upload)).status === 'expired') expired++;
+    const why = await lapsedWithoutBytes(deps, upload);
+    if (why === undefined) continue;
+    if (options.dryRun || (await expireUpload(deps, upload, why)).status === 'expired') expired++;
   }
   return { pending, expired, stale };
 }

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { makeLogger, makeMetrics, metricsPort, publishMetrics } from '../adapters/powertools.js';
 import { readRuntimeConfig } from '../adapters/runtime-config.js';
 import { makeDeps } from '../adapters/wiring.js';
+import { type ExpirySweepReport, expirePendingUploads } from '../core/expiry.js';
 import { type ReconcileReport, reconcileTargets } from '../core/reconcile.js';
 
 const config = readRuntimeConfig();
@@ -18,7 +19,10 @@ const requestSchema = z
   .loose()
   .catch({});
 
-export const handler = async (event: unknown, context: Context): Promise<ReconcileReport> => {
+export const handler = async (
+  event: unknown,
+  context: Context,
+): Promise<ReconcileReport & { uploads: ExpirySweepReport }> => {
   logger.addContext(context);
   const request = requestSchema.parse(event);
   try {
@@ -31,8 +35,11 @@ export const handler = async (event: unknown, context: Context): Promise<Reconci
       port.count('ReconcileMissing', counts.missing, { target });
       port.count('ReconcileAltered', counts.altered, { target });
     }
-    logger.info('reconciled', { report });
-    return report;
+    // Pending uploads past their expiry are ended here too (UploadsExpired counts them), not only
+    // when their bytes turn up: an abandoned upload leaves nothing behind.
+    const uploads = await expirePendingUploads(deps, { dryRun: request.dryRun ?? false });
+    logger.info('reconciled', { report, uploads });
+    return { ...report, uploads };
   } finally {
     publishMetrics(metrics);
   }

@@ -8,6 +8,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { MULTIPART_ABORT_AFTER_DAYS } from '../../functions/core/expiry.js';
 import { AccessLogBucket } from './access-log-bucket.js';
 
 /** Where blobs live in the origin bucket: `blobs/<sha256>`. */
@@ -63,7 +64,8 @@ export class OriginStore extends Construct {
       lifecycleRules: [
         {
           id: 'abort-incomplete-multipart-uploads',
-          abortIncompleteMultipartUploadAfter: Duration.days(1),
+          // The API stops resuming a multipart upload before this (RESUMABLE_FOR_MS): one constant for both.
+          abortIncompleteMultipartUploadAfter: Duration.days(MULTIPART_ABORT_AFTER_DAYS),
         },
         {
           id: 'expire-noncurrent-versions',

@@ -151,8 +151,9 @@ export class UploadApi extends Construct {
                 'x-amz-date',
                 'x-amz-security-token',
                 'x-amz-content-sha256',
+                'idempotency-key',
               ],
-              exposeHeaders: ['etag', 'location'],
+              exposeHeaders: ['etag', 'location', 'retry-after', 'idempotent-replayed'],
               maxAge: Duration.hours(1),
             },
     });
