@@ -1,27 +1,31 @@
 /**
  * The three emulators, in-process and on loopback:
  * - DynamoDB: dynalite, persisted in `<dataDir>/dynamodb` (LevelDB);
- * - S3: s3rver, objects persisted in `<dataDir>/s3`;
+ * - S3: local/s3 (our own strict, versioning emulator), objects and versions in `<dataDir>/s3`;
  * - SQS: fauxqs 1.9.2 (its SQS only), in memory.
  *
- * None checks credentials beyond s3rver's access-key lookup, so one fixed dummy pair
- * (s3rver's built-in account) serves all three.
+ * One fixed local key pair serves all three; the S3 emulator checks every signature
+ * itself, DynamoDB and SQS are behind gates that do.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { buildApp } from 'fauxqs';
 import { gatesDisabled, startGate } from './gate.ts';
 import { assertPortFree, closeServer, describeListenError, LOOPBACK, listen, type PortRole } from './net.ts';
+import { createS3Server } from './s3/server.ts';
+import { verifySigV4 } from './sigv4.ts';
 
 const require = createRequire(import.meta.url);
 
-/** s3rver only accepts access keys it knows; this is its built-in account. */
+/**
+ * The one key pair every local port accepts (SigV4-checked by the S3 emulator and the
+ * gates). The values are s3rver's old built-in account, kept so existing data folders
+ * and scripts go on working.
+ */
 export const LOCAL_CREDENTIALS = Object.freeze({ accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' });
 
 export interface RunningEmulator {
@@ -33,7 +37,7 @@ export interface RunningEmulator {
 
 export const PORT_ROLES = {
   api: { service: 'API front', envVar: 'PORT' },
-  s3: { service: 'S3 emulator (s3rver)', envVar: 'MIRROR_S3_PORT' },
+  s3: { service: 'S3 emulator (local/s3)', envVar: 'MIRROR_S3_PORT' },
   sqs: { service: 'SQS emulator (fauxqs)', envVar: 'MIRROR_SQS_PORT' },
   dynamodb: { service: 'DynamoDB emulator (dynalite)', envVar: 'MIRROR_DYNAMODB_PORT' },
 } as const satisfies Record<string, PortRole>;
@@ -90,116 +94,68 @@ export async function startDynamo(options: {
 
 /** What the S3 notifier needs to know about a created object. */
 export interface S3ObjectCreated {
-  readonly eventName:
-    | 'ObjectCreated:Put'
-    | 'ObjectCreated:Post'
-    | 'ObjectCreated:Copy'
-    | 'ObjectCreated:CompleteMultipartUpload';
+  readonly eventName: 'ObjectCreated:Put' | 'ObjectCreated:Copy' | 'ObjectCreated:CompleteMultipartUpload';
   readonly bucket: string;
   /** The key as stored (not URL-encoded). */
   readonly key: string;
   readonly size: number | undefined;
-  /** Without quotes; s3rver reports none for copies. */
+  /** Without quotes. */
   readonly eTag: string | undefined;
+  /** The version created, in a versioned bucket; undefined for an unversioned bucket's `null` version. */
+  readonly versionId?: string | undefined;
   readonly sourceIp: string;
   readonly requestId: string;
   readonly time: Date;
 }
-
-/** The parts of s3rver's event record that are read (its records are not S3's; see PLATFORM.md). */
-interface S3rverEvent {
-  Records?: Array<{
-    eventName?: string;
-    s3?: { bucket?: { name?: string }; object?: { key?: string; size?: number; eTag?: string } };
-  }>;
-}
-
-interface S3rverInstance {
-  callback(): (req: IncomingMessage, res: ServerResponse) => void;
-  on(event: 'event', listener: (event: S3rverEvent) => void): void;
-  logger: { close(): void };
-}
-const S3rver = require('s3rver') as new (options: Record<string, unknown>) => S3rverInstance;
 
 export interface S3Emulator extends RunningEmulator {
   /** Subscribes to created objects; returns the unsubscribe function. */
   onObjectCreated(listener: (event: S3ObjectCreated) => void): () => void;
 }
 
-interface RequestFacts {
-  readonly method: string;
-  readonly url: string;
-  readonly copySource: boolean;
-  readonly sourceIp: string;
-  readonly requestId: string;
-}
-
-export async function startS3(options: { dir: string; port: number }): Promise<S3Emulator> {
+/**
+ * The local S3 (local/s3/): objects and versions under `dir`, every request SigV4-checked
+ * against the local credentials.
+ */
+export async function startS3(options: {
+  dir: string;
+  port: number;
+  region?: string;
+  /** Mid-request silence after which a connection is answered RequestTimeout and closed. */
+  idleTimeoutMs?: number;
+  onError?: (error: Error) => void;
+}): Promise<S3Emulator> {
   await mkdir(options.dir, { recursive: true });
-  const s3rver = new S3rver({
-    directory: options.dir,
-    silent: true,
-    // Buckets by path only: host names like <bucket>.127.0.0.1 mean nothing here.
-    vhostBuckets: false,
+  const s3 = await createS3Server({
+    dir: options.dir,
+    credentials: LOCAL_CREDENTIALS,
+    verify: (request) =>
+      verifySigV4(request, {
+        service: 's3',
+        credentials: LOCAL_CREDENTIALS,
+        ...(options.region === undefined ? {} : { region: options.region }),
+      }),
+    ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: options.idleTimeoutMs }),
+    onError: options.onError ?? ((err) => console.error(`local S3: ${err.stack ?? err.message}`)),
   });
-  // s3rver's event records do not say whether a POST was a form upload or the end of a
-  // multipart upload; the request that caused the event does, so each request runs in a
-  // context the event listener can read.
-  const requests = new AsyncLocalStorage<RequestFacts>();
-  const handle = s3rver.callback();
-  const server = createServer((req, res) => {
-    const requestId = randomBytes(8).toString('hex').toUpperCase();
-    const facts: RequestFacts = {
-      method: req.method ?? 'GET',
-      url: req.url ?? '/',
-      copySource: req.headers['x-amz-copy-source'] !== undefined,
-      sourceIp: (req.socket.remoteAddress ?? LOOPBACK).replace(/^::ffff:/, ''),
-      requestId,
-    };
-    requests.run(facts, () => handle(req, res));
-  });
-
-  const listeners = new Set<(event: S3ObjectCreated) => void>();
-  s3rver.on('event', (event) => {
-    const record = event.Records?.[0];
-    const facts = requests.getStore();
-    if (!record?.eventName?.startsWith('ObjectCreated:')) return;
-    const bucket = record.s3?.bucket?.name;
-    const key = record.s3?.object?.key;
-    if (bucket === undefined || key === undefined) return;
-    let eventName: S3ObjectCreated['eventName'];
-    if (record.eventName === 'ObjectCreated:Copy' || facts?.copySource) eventName = 'ObjectCreated:Copy';
-    else if (record.eventName === 'ObjectCreated:Post') {
-      eventName =
-        facts !== undefined && /[?&]uploadId=/.test(facts.url)
-          ? 'ObjectCreated:CompleteMultipartUpload'
-          : 'ObjectCreated:Post';
-    } else eventName = 'ObjectCreated:Put';
-    const created: S3ObjectCreated = {
-      eventName,
-      bucket,
-      key,
-      size: typeof record.s3?.object?.size === 'number' ? record.s3.object.size : undefined,
-      eTag: record.s3?.object?.eTag?.replace(/"/g, ''),
-      sourceIp: facts?.sourceIp ?? LOOPBACK,
-      requestId: facts?.requestId ?? randomBytes(8).toString('hex').toUpperCase(),
-      time: new Date(),
-    };
-    for (const listener of listeners) listener(created);
-  });
-
-  const port = await listen(server, options.port, PORT_ROLES.s3);
+  const port = await listen(s3.server, options.port, PORT_ROLES.s3);
+  const listeners = new Set<() => void>();
   return {
     port,
     endpoint: `http://${LOOPBACK}:${port}`,
     onObjectCreated(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
+      const off = s3.onObjectCreated(listener);
+      listeners.add(off);
+      return () => {
+        listeners.delete(off);
+        off();
+      };
     },
     async stop() {
+      for (const off of listeners) off();
       listeners.clear();
-      await closeServer(server, 1_000);
-      s3rver.logger.close();
+      await closeServer(s3.server, 1_000);
+      await s3.store.persist();
     },
   };
 }

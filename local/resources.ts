@@ -14,6 +14,7 @@ import {
   CreateBucketCommand,
   HeadBucketCommand,
   PutBucketCorsCommand,
+  PutBucketVersioningCommand,
   type S3Client,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
@@ -80,7 +81,7 @@ export async function ensureResources(
   tuning: QueueTuning,
 ): Promise<Resources> {
   await ensureTable(clients.dynamodb, LOCAL_NAMES.table);
-  await ensureBucket(clients.s3, LOCAL_NAMES.originBucket);
+  await ensureBucket(clients.s3, LOCAL_NAMES.originBucket, { versioned: true });
   const ingest = await ensureQueuePair(clients.sqs, LOCAL_NAMES.ingestQueue, LOCAL_NAMES.ingestDlq, {
     fifo: false,
     visibilityTimeout: tuning.ingestVisibilityTimeout,
@@ -196,14 +197,29 @@ async function waitActive(dynamodb: DynamoDBClient, table: string): Promise<void
   throw new Error(`table ${table} did not become ACTIVE`);
 }
 
-async function ensureBucket(s3: S3Client, bucket: string): Promise<void> {
+/**
+ * The origin bucket is versioned, as on AWS: the ledger pins each verified blob to its
+ * object version, so bytes written over a verified blob never replace what was verified.
+ * Enabling it again on an existing bucket is harmless (and upgrades older data folders).
+ */
+async function ensureBucket(
+  s3: S3Client,
+  bucket: string,
+  options: { versioned?: boolean } = {},
+): Promise<void> {
+  let exists = true;
   try {
     await s3.send(new HeadBucketCommand({ Bucket: bucket }));
-    return;
   } catch (err) {
     if (!(err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)) throw err;
+    exists = false;
   }
-  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  if (!exists) await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  if (options.versioned) {
+    await s3.send(
+      new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }),
+    );
+  }
 }
 
 /**

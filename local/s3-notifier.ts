@@ -3,8 +3,9 @@
  * origin bucket whose key starts with `blobs/` become the message S3 sends (event
  * message structure, eventVersion 2.1), sent to the ingest queue.
  *
- * The record is built from AWS's documented structure, not copied from s3rver's own
- * (which says eventVersion 2.0, leaves keys unencoded and omits copies' ETag).
+ * The record is built from AWS's documented event message structure; it names the
+ * object version created when the bucket is versioned (the ingest pins what it verifies
+ * to that version).
  */
 import { createHash } from 'node:crypto';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
@@ -24,7 +25,8 @@ export interface S3NotificationRecord {
     s3SchemaVersion: '1.0';
     configurationId: string;
     bucket: { name: string; ownerIdentity: { principalId: string }; arn: string };
-    object: { key: string; size: number; eTag: string; sequencer: string };
+    /** `versionId` only for a versioned bucket, as AWS documents it. */
+    object: { key: string; size: number; eTag: string; versionId?: string; sequencer: string };
   };
 }
 
@@ -80,6 +82,7 @@ export function buildS3Record(
         key: encodeEventKey(event.key),
         size: event.size,
         eTag: event.eTag,
+        ...(event.versionId === undefined ? {} : { versionId: event.versionId }),
         sequencer: nextSequencer(),
       },
     },

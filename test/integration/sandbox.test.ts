@@ -351,7 +351,11 @@ describe('local sandbox', () => {
     const sha = createHash('sha256').update(body).digest('hex');
     const md5 = createHash('md5').update(body).digest('hex');
     const put = Date.now();
-    await s3.send(new PutObjectCommand({ Bucket: 'mirror-origin', Key: `blobs/${sha}`, Body: body }));
+    const written = await s3.send(
+      new PutObjectCommand({ Bucket: 'mirror-origin', Key: `blobs/${sha}`, Body: body }),
+    );
+    // The origin bucket is versioned: the notification names the version written.
+    expect(written.VersionId).toEqual(expect.any(String));
     // Not under blobs/: no notification.
     await s3.send(new PutObjectCommand({ Bucket: 'mirror-origin', Key: 'other/x', Body: 'x' }));
 
@@ -404,6 +408,7 @@ describe('local sandbox', () => {
           key: `blobs/${sha}`,
           size: 1000,
           eTag: md5,
+          versionId: written.VersionId,
           sequencer: expect.stringMatching(/^[0-9A-F]+$/),
         },
       },

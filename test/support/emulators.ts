@@ -1,5 +1,5 @@
 /**
- * Emulators for domain-level integration tests: DynamoDB (dynalite), S3 (s3rver)
+ * Emulators for domain-level integration tests: DynamoDB (dynalite), S3 (local/s3)
  * and SQS (fauxqs), in-process on ephemeral loopback ports, in a temp folder.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -11,13 +11,15 @@ import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
 import dynalite from 'dynalite';
 import { startFauxqs } from 'fauxqs';
-import S3rver from 's3rver';
 import { makeS3Client } from '../../functions/adapters/s3.js';
+import { LOCAL_CREDENTIALS, type S3Emulator, startS3 } from '../../local/emulators.ts';
 
-const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+const credentials = { ...LOCAL_CREDENTIALS };
 
 export interface TestEmulators {
   dir: string;
+  /** The S3 emulator itself (its created-object events). */
+  s3Emulator: S3Emulator;
   dynamo: DynamoDBClient;
   s3: S3Client;
   sqs: SQSClient;
@@ -37,9 +39,8 @@ export async function startEmulators(): Promise<TestEmulators> {
   const dyn = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
   await new Promise<void>((resolve) => dyn.listen(0, '127.0.0.1', () => resolve()));
   const dynamoEndpoint = `http://127.0.0.1:${(dyn.address() as AddressInfo).port}`;
-  const s3rver = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: join(dir, 's3') });
-  const s3Address = (await s3rver.run()) as AddressInfo;
-  const s3Endpoint = `http://127.0.0.1:${s3Address.port}`;
+  const s3Emulator = await startS3({ dir: join(dir, 's3'), port: 0 });
+  const s3Endpoint = s3Emulator.endpoint;
   const fauxqs = await startFauxqs({ port: 0, logger: false });
   const sqsEndpoint = fauxqs.address;
 
@@ -52,6 +53,7 @@ export async function startEmulators(): Promise<TestEmulators> {
 
   return {
     dir,
+    s3Emulator,
     dynamo,
     s3,
     sqs,
@@ -96,7 +98,7 @@ export async function startEmulators(): Promise<TestEmulators> {
     }),
     async stop() {
       await fauxqs.stop();
-      await s3rver.close();
+      await s3Emulator.stop();
       await new Promise<void>((resolve) => dyn.close(() => resolve()));
       await rm(dir, { recursive: true, force: true });
     },

@@ -1,0 +1,252 @@
+/**
+ * ListObjectsV2, ListObjects (V1: rclone's default against "Other" providers) and
+ * ListObjectVersions. Keys sort by their UTF-8 bytes, as S3 sorts them; with a delimiter,
+ * every key whose rest (after the prefix) holds it rolls up into one CommonPrefix, which
+ * counts once toward max-keys, also at the bucket's root.
+ */
+import { bucketOf, type Context, send } from './context.ts';
+import type { Bucket, ObjectVersion } from './store.ts';
+import { errors, type XmlTree, xmlDocument } from './xml.ts';
+
+const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+
+/** S3's `encoding-type=url`: keys percent-encoded, `/` kept. */
+const urlEncode = (s: string) =>
+  encodeURIComponent(s)
+    .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    .replace(/%2F/g, '/');
+
+interface ListParams {
+  readonly prefix: string;
+  readonly delimiter: string;
+  readonly maxKeys: number;
+  readonly encode: (s: string) => string;
+  readonly encodingType: string | undefined;
+}
+
+function params(ctx: Context): ListParams {
+  const q = ctx.target.query;
+  const rawMax = q.get('max-keys') ?? '1000';
+  if (!/^\d{1,10}$/.test(rawMax))
+    throw errors.invalidArgument(
+      'Provided max-keys not an integer or within integer range',
+      'max-keys',
+      rawMax,
+    );
+  const encodingType = q.get('encoding-type') ?? undefined;
+  if (encodingType !== undefined && encodingType !== 'url') {
+    throw errors.invalidArgument(
+      'Invalid Encoding Method specified in Request',
+      'encoding-type',
+      encodingType,
+    );
+  }
+  return {
+    prefix: q.get('prefix') ?? '',
+    delimiter: q.get('delimiter') ?? '',
+    maxKeys: Math.min(1000, Number(rawMax)),
+    encode: encodingType === 'url' ? urlEncode : (s) => s,
+    encodingType,
+  };
+}
+
+type Entry = { kind: 'key'; key: string } | { kind: 'prefix'; prefix: string };
+
+/**
+ * Walks sorted keys after `after` (exclusive), rolling keys up into common prefixes.
+ * Returns up to `max` entries and whether more remain.
+ */
+function walk(
+  keys: readonly string[],
+  p: ListParams,
+  after: string,
+): { entries: Entry[]; truncated: boolean } {
+  const entries: Entry[] = [];
+  let lastPrefix: string | undefined;
+  for (const key of keys) {
+    if (!key.startsWith(p.prefix) || byBytes(key, after) <= 0) continue;
+    // A resumed listing skips the rest of a common prefix it already returned.
+    if (
+      p.delimiter !== '' &&
+      after.endsWith(p.delimiter) &&
+      after.startsWith(p.prefix) &&
+      key.startsWith(after)
+    )
+      continue;
+    let entry: Entry = { kind: 'key', key };
+    if (p.delimiter !== '') {
+      const at = key.indexOf(p.delimiter, p.prefix.length);
+      if (at >= 0) {
+        const prefix = key.slice(0, at + p.delimiter.length);
+        if (prefix === lastPrefix) continue;
+        lastPrefix = prefix;
+        entry = { kind: 'prefix', prefix };
+      }
+    }
+    if (entries.length === p.maxKeys) return { entries, truncated: true };
+    entries.push(entry);
+  }
+  return { entries, truncated: false };
+}
+
+function liveKeys(bucket: Bucket): string[] {
+  const keys: string[] = [];
+  for (const [key, versions] of bucket.objects) if (versions[0] && !versions[0].deleteMarker) keys.push(key);
+  return keys.sort(byBytes);
+}
+
+function contents(
+  bucket: Bucket,
+  entries: Entry[],
+  p: ListParams,
+): { Contents: XmlTree[]; CommonPrefixes: XmlTree[] } {
+  const Contents: XmlTree[] = [];
+  const CommonPrefixes: XmlTree[] = [];
+  for (const e of entries) {
+    if (e.kind === 'prefix') {
+      CommonPrefixes.push({ Prefix: p.encode(e.prefix) });
+      continue;
+    }
+    const v = bucket.objects.get(e.key)?.[0] as ObjectVersion;
+    Contents.push({
+      Key: p.encode(e.key),
+      LastModified: v.lastModified,
+      ETag: v.etag,
+      ...(v.checksum ? { ChecksumAlgorithm: v.checksum.algorithm } : {}),
+      Size: v.size,
+      StorageClass: 'STANDARD',
+    });
+  }
+  return { Contents, CommonPrefixes };
+}
+
+const last = (e: Entry | undefined) => (e === undefined ? '' : e.kind === 'key' ? e.key : e.prefix);
+
+export function listObjectsV2(ctx: Context): void {
+  const bucket = bucketOf(ctx);
+  const p = params(ctx);
+  const q = ctx.target.query;
+  const token = q.get('continuation-token') ?? undefined;
+  let after = q.get('start-after') ?? '';
+  if (token !== undefined) {
+    const decoded = Buffer.from(token, 'base64url').toString('utf8');
+    if (token === '' || Buffer.from(decoded).toString('base64url') !== token) {
+      throw errors.invalidArgument(
+        'The continuation token provided is incorrect',
+        'continuation-token',
+        token,
+      );
+    }
+    after = decoded;
+  }
+  const { entries, truncated } = walk(liveKeys(bucket), p, after);
+  const listed = contents(bucket, entries, p);
+  const body = xmlDocument('ListBucketResult', {
+    Name: bucket.name,
+    Prefix: p.encode(p.prefix),
+    Delimiter: p.delimiter === '' ? undefined : p.encode(p.delimiter),
+    MaxKeys: p.maxKeys,
+    KeyCount: entries.length,
+    IsTruncated: truncated,
+    EncodingType: p.encodingType,
+    ContinuationToken: token,
+    NextContinuationToken: truncated ? Buffer.from(last(entries.at(-1))).toString('base64url') : undefined,
+    StartAfter: q.has('start-after') ? p.encode(q.get('start-after') ?? '') : undefined,
+    ...listed,
+  });
+  send(ctx, 200, {}, body);
+}
+
+export function listObjectsV1(ctx: Context): void {
+  const bucket = bucketOf(ctx);
+  const p = params(ctx);
+  const marker = ctx.target.query.get('marker') ?? '';
+  const { entries, truncated } = walk(liveKeys(bucket), p, marker);
+  const body = xmlDocument('ListBucketResult', {
+    Name: bucket.name,
+    Prefix: p.encode(p.prefix),
+    Marker: p.encode(marker),
+    NextMarker: truncated && p.delimiter !== '' ? p.encode(last(entries.at(-1))) : undefined,
+    MaxKeys: p.maxKeys,
+    Delimiter: p.delimiter === '' ? undefined : p.encode(p.delimiter),
+    IsTruncated: truncated,
+    EncodingType: p.encodingType,
+    ...contents(bucket, entries, p),
+  });
+  send(ctx, 200, {}, body);
+}
+
+/** ListObjectVersions: every version and delete marker, newest first per key. */
+export function listObjectVersions(ctx: Context): void {
+  const bucket = bucketOf(ctx);
+  const p = params(ctx);
+  const q = ctx.target.query;
+  const keyMarker = q.get('key-marker') ?? '';
+  const versionMarker = q.get('version-id-marker') ?? '';
+  const keys = [...bucket.objects.keys()].sort(byBytes);
+  const Version: XmlTree[] = [];
+  const DeleteMarker: XmlTree[] = [];
+  const CommonPrefixes: XmlTree[] = [];
+  let count = 0;
+  let truncated = false;
+  let next: { key: string; versionId: string } | undefined;
+  let lastPrefix: string | undefined;
+  outer: for (const key of keys) {
+    if (!key.startsWith(p.prefix)) continue;
+    const cmp = byBytes(key, keyMarker);
+    if (cmp < 0 || (cmp === 0 && versionMarker === '')) continue;
+    if (p.delimiter !== '') {
+      const at = key.indexOf(p.delimiter, p.prefix.length);
+      if (at >= 0) {
+        const prefix = key.slice(0, at + p.delimiter.length);
+        if (prefix === lastPrefix || keyMarker.startsWith(prefix)) continue;
+        if (count === p.maxKeys) {
+          truncated = true;
+          break;
+        }
+        lastPrefix = prefix;
+        CommonPrefixes.push({ Prefix: p.encode(prefix) });
+        count++;
+        continue;
+      }
+    }
+    const versions = bucket.objects.get(key) ?? [];
+    let skipping = cmp === 0;
+    for (const [i, v] of versions.entries()) {
+      if (skipping) {
+        if (v.versionId === versionMarker) skipping = false;
+        continue;
+      }
+      if (count === p.maxKeys) {
+        truncated = true;
+        break outer;
+      }
+      const common = {
+        Key: p.encode(key),
+        VersionId: v.versionId,
+        IsLatest: i === 0,
+        LastModified: v.lastModified,
+      };
+      if (v.deleteMarker) DeleteMarker.push(common);
+      else Version.push({ ...common, ETag: v.etag, Size: v.size, StorageClass: 'STANDARD' });
+      next = { key, versionId: v.versionId };
+      count++;
+    }
+  }
+  const body = xmlDocument('ListVersionsResult', {
+    Name: bucket.name,
+    Prefix: p.encode(p.prefix),
+    KeyMarker: p.encode(keyMarker),
+    VersionIdMarker: versionMarker,
+    NextKeyMarker: truncated ? p.encode(next?.key ?? '') : undefined,
+    NextVersionIdMarker: truncated ? next?.versionId : undefined,
+    MaxKeys: p.maxKeys,
+    Delimiter: p.delimiter === '' ? undefined : p.encode(p.delimiter),
+    IsTruncated: truncated,
+    EncodingType: p.encodingType,
+    Version,
+    DeleteMarker,
+    CommonPrefixes,
+  });
+  send(ctx, 200, {}, body);
+}

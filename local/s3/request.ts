@@ -1,0 +1,172 @@
+/**
+ * What a request addresses (path-style `/<bucket>/<key>`, the key taken literally) and
+ * who sent it (SigV4 through the shared verifier, local/sigv4.ts).
+ */
+import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { SigV4Credentials, SigV4Request, SigV4Result } from '../sigv4.ts';
+import { type ChunkSigning, headerValue } from './body.ts';
+import { errors, S3Error } from './xml.ts';
+
+export interface Target {
+  readonly bucket: string | undefined;
+  /** Decoded once, never normalised: `a/../b` is the key `a/../b`. */
+  readonly key: string | undefined;
+  readonly query: URLSearchParams;
+  /** The path as sent, for error documents. */
+  readonly resource: string;
+}
+
+/**
+ * Splits `req.url` without `new URL()`, which would resolve `.` and `..` segments.
+ * Query values without `=` (`?uploads`) are the empty string.
+ */
+export function parseTarget(url: string): Target {
+  if (!url.startsWith('/')) throw new S3Error(400, 'InvalidURI', "Couldn't parse the specified URI.");
+  const q = url.indexOf('?');
+  const rawPath = q < 0 ? url : url.slice(0, q);
+  const query = new URLSearchParams();
+  let path: string;
+  try {
+    path = decodeURIComponent(rawPath);
+    if (q >= 0) {
+      for (const pair of url.slice(q + 1).split('&')) {
+        if (pair === '') continue;
+        const eq = pair.indexOf('=');
+        query.append(
+          decodeURIComponent(eq < 0 ? pair : pair.slice(0, eq)),
+          eq < 0 ? '' : decodeURIComponent(pair.slice(eq + 1)),
+        );
+      }
+    }
+  } catch {
+    throw new S3Error(400, 'InvalidURI', "Couldn't parse the specified URI.");
+  }
+  const slash = path.indexOf('/', 1);
+  const bucket = slash < 0 ? path.slice(1) : path.slice(1, slash);
+  const key = slash < 0 ? undefined : path.slice(slash + 1);
+  if (bucket !== '' && !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    throw new S3Error(400, 'InvalidBucketName', 'The specified bucket is not valid.', { BucketName: bucket });
+  }
+  if (key !== undefined && Buffer.byteLength(key) > 1024) {
+    throw new S3Error(400, 'KeyTooLongError', 'Your key is too long');
+  }
+  return { bucket: bucket || undefined, key: key || undefined, query, resource: rawPath };
+}
+
+/** The verifier's signature: local/sigv4.ts's `verifySigV4` with the S3 expectation bound. */
+export type RequestVerifier = (request: SigV4Request) => Promise<SigV4Result>;
+
+/**
+ * Checks the request's signature; resolves with what a signed streaming body needs to
+ * check its chunk signatures, or throws the refusal in S3's shape.
+ */
+export async function authenticate(
+  req: IncomingMessage,
+  verify: RequestVerifier,
+  credentials: SigV4Credentials,
+): Promise<ChunkSigning | undefined> {
+  const result = await verify({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers });
+  if (!result.ok) throw new S3Error(result.status, result.code, result.message);
+  const authorization = headerValue(req.headers, 'authorization');
+  const datetime = headerValue(req.headers, 'x-amz-date');
+  const signature = /Signature=([0-9a-f]{64})/.exec(authorization ?? '')?.[1];
+  const scope = /Credential=[^/,]+\/([^,]+)/.exec(authorization ?? '')?.[1];
+  if (result.presigned || !signature || !datetime || !scope) return undefined;
+  // Chunk signatures chain from the header's signature with the same signing key; the
+  // SDK's signer computes them (signString), as it does when it signs the chunks.
+  const signer = new SignatureV4({
+    service: 's3',
+    region: result.region,
+    credentials: { ...credentials },
+    sha256: Sha256,
+    applyChecksum: false,
+  });
+  return {
+    seedSignature: signature,
+    datetime,
+    scope,
+    sign: (stringToSign) =>
+      signer.sign(stringToSign, {
+        signingDate: result.signingDate,
+        signingRegion: result.region,
+        signingService: 's3',
+      }),
+  };
+}
+
+type SourceData = string | ArrayBuffer | ArrayBufferView;
+const bytes = (data: SourceData) =>
+  typeof data === 'string'
+    ? Buffer.from(data)
+    : ArrayBuffer.isView(data)
+      ? Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+      : Buffer.from(data);
+
+/** SHA-256 / HMAC-SHA-256 in the shape the SDK's signer takes. */
+class Sha256 {
+  #hash: Hash | Hmac;
+  constructor(secret?: SourceData) {
+    this.#hash = secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret));
+  }
+  update(data: SourceData): void {
+    this.#hash.update(bytes(data));
+  }
+  digest(): Promise<Uint8Array> {
+    return Promise.resolve(new Uint8Array(this.#hash.digest()));
+  }
+}
+
+/** The `x-amz-meta-*` headers of a request, names lower-case without the prefix. */
+export function userMetadata(req: IncomingMessage): [string, string][] {
+  const out: [string, string][] = [];
+  let size = 0;
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (!name.startsWith('x-amz-meta-') || value === undefined) continue;
+    const v = Array.isArray(value) ? value.join(',') : value;
+    size += name.length - 11 + Buffer.byteLength(v);
+    out.push([name.slice(11), v]);
+  }
+  if (size > 2048) {
+    throw new S3Error(
+      400,
+      'MetadataTooLarge',
+      'Your metadata headers exceed the maximum allowed metadata size.',
+    );
+  }
+  return out;
+}
+
+const STORED_HEADERS = [
+  'cache-control',
+  'content-disposition',
+  'content-encoding',
+  'content-language',
+  'expires',
+];
+
+/** Representation headers S3 keeps with an object. `aws-chunked` is framing, not content. */
+export function storedHeaders(req: IncomingMessage): [string, string][] {
+  const out: [string, string][] = [];
+  for (const name of STORED_HEADERS) {
+    let value = headerValue(req.headers, name);
+    if (name === 'content-encoding' && value !== undefined) {
+      value = value
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '' && s !== 'aws-chunked')
+        .join(',');
+    }
+    if (value) out.push([name, value]);
+  }
+  return out;
+}
+
+/** `versionId` of the query, refusing an empty one as S3 does. */
+export function versionIdParam(query: URLSearchParams): string | undefined {
+  const value = query.get('versionId');
+  if (value === null) return undefined;
+  if (value === '') throw errors.invalidArgument('Version id cannot be the empty string', 'versionId', '');
+  return value;
+}
