@@ -2,11 +2,11 @@
  * Never write outside `--dir`. A path from a message or the feed becomes a file
  * under the mirror folder only if:
  *
- * 1. it passes `normalizePath` (relative, no `.`/`..`/empty segments, no
- *    backslashes or control characters, NFC);
- * 2. it does not use a name the agent reserves (its state folder `.media-mirror`
- *    at the top, and the `.<name>.mirror-tmp-<random>` names of its temp files)
- *    and no segment is longer than the 255 bytes a Linux file name allows;
+ * 1-2. it passes the path policy for a pull target (functions/core/paths.ts, the
+ *    same rules the API admits paths by): relative, no `.`/`..`/empty segments, no
+ *    backslashes or control characters, NFC, no name the agent reserves (its state
+ *    folder `.media-mirror` at the top, the `.<name>.mirror-tmp-<random>` names of
+ *    its temp files), no segment longer than the 255 bytes a Linux file name allows;
  * 3. walking its parent chain from the (real) mirror folder, every existing
  *    segment is a directory, and a symlink is followed only if its real target
  *    is still inside the mirror folder.
@@ -19,26 +19,29 @@
 import { lstat, mkdir, realpath, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { ValidationError } from '../functions/core/errors.js';
-import { normalizePath } from '../functions/core/paths.js';
+import {
+  AGENT_STATE_DIR,
+  AGENT_TEMP_MARKER,
+  FILE_NAME_MAX_BYTES,
+  isAgentTempName,
+  PathPolicy,
+} from '../functions/core/paths.js';
 import { RefusedError } from './errors.ts';
 
 /** The agent's state folder inside the mirror folder: never a mirrored path. */
-export const STATE_DIR_NAME = '.media-mirror';
-/** Marks the agent's temp files: `.<name>.mirror-tmp-<random>`. */
-export const TEMP_MARKER = '.mirror-tmp-';
-const NAME_MAX_BYTES = 255;
-
-export function isTempName(name: string): boolean {
-  return name.startsWith('.') && name.includes(TEMP_MARKER);
-}
+export const STATE_DIR_NAME = AGENT_STATE_DIR;
+export const isTempName = isAgentTempName;
 
 export function tempNameFor(name: string, random: string): string {
   // The temp name must fit NAME_MAX too: shorten the visible part, keep the marker and the random tail.
-  const tail = `${TEMP_MARKER}${random}`;
+  const tail = `${AGENT_TEMP_MARKER}${random}`;
   let visible = name;
-  while (Buffer.byteLength(`.${visible}${tail}`) > NAME_MAX_BYTES) visible = visible.slice(0, -1);
+  while (Buffer.byteLength(`.${visible}${tail}`) > FILE_NAME_MAX_BYTES) visible = visible.slice(0, -1);
   return `.${visible}${tail}`;
 }
+
+/** The API admits only what a pull target can hold; the agent checks the same policy again. */
+const pullPolicy = new PathPolicy([{ id: 'this-agent', kind: 'pull' }]);
 
 export interface CheckedPath {
   /** NFC-normalised logical path, the name of the file under the mirror folder. */
@@ -48,29 +51,13 @@ export interface CheckedPath {
 
 /** The lexical checks (1 and 2): no file system access. Throws RefusedError('unsafe-path'). */
 export function checkMirrorPath(raw: unknown): CheckedPath {
-  let path: string;
   try {
-    path = normalizePath(raw);
+    const path = pullPolicy.check(raw);
+    return { path, segments: path.split('/') };
   } catch (error) {
     if (error instanceof ValidationError) throw new RefusedError('unsafe-path', error.message);
     throw error;
   }
-  const segments = path.split('/');
-  if (segments[0] === STATE_DIR_NAME) {
-    throw new RefusedError(
-      'unsafe-path',
-      `path must not start with "${STATE_DIR_NAME}/" (the agent's state)`,
-    );
-  }
-  for (const segment of segments) {
-    if (isTempName(segment)) {
-      throw new RefusedError('unsafe-path', `path must not use the agent's temp-file names ("${segment}")`);
-    }
-    if (Buffer.byteLength(segment) > NAME_MAX_BYTES) {
-      throw new RefusedError('unsafe-path', `path has a name longer than ${NAME_MAX_BYTES} bytes`);
-    }
-  }
-  return { path, segments };
 }
 
 export interface ResolvedPath extends CheckedPath {

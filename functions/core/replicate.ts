@@ -1,13 +1,20 @@
 /**
- * Applying one version at an S3 target. Versions of a path arrive in order
- * (FIFO group = path) but may repeat or come late: the target never goes back.
+ * Applying one version at an S3 target. A message is a hint, the ledger is the truth: the
+ * version applied is the one the ledger holds (content, size, tombstone), never what the
+ * message or the replica object claims. Versions of a path arrive in order (FIFO group = path)
+ * but may repeat, come late or be forged: the target's ledger row decides "never backwards".
  */
-import type { ReplicationMessage } from './model.js';
+import { replicationMessage } from './commit.js';
+import { ValidationError } from './errors.js';
+import type { FileVersion, ReplicationMessage } from './model.js';
+import { PathPolicy, type PolicyTarget } from './paths.js';
 import type { Clock, Ledger, Metrics, ReplicaStore } from './ports.js';
 
 export interface ReplicateDeps {
   /** Log and count what would be done; touch nothing. */
-  readonly dryRun?: boolean;
+  readonly dryRun?: boolean | undefined;
+  /** The target this function serves. */
+  readonly target: PolicyTarget;
   readonly ledger: Ledger;
   readonly replica: ReplicaStore;
   readonly clock: Clock;
@@ -15,6 +22,7 @@ export interface ReplicateDeps {
 }
 
 export type ReplicateOutcome =
+  | { kind: 'refused'; reason: string }
   | { kind: 'skipped'; reason: string; heldVersion: number }
   | { kind: 'planned'; action: 'copy' | 'delete'; version: number }
   | { kind: 'applied'; version: number; status: 'copied' | 'verified' | 'deleted' };
@@ -24,9 +32,15 @@ export async function replicateVersion(
   message: ReplicationMessage,
 ): Promise<ReplicateOutcome> {
   const { ledger, replica, clock, metrics } = deps;
-  const dimensions = { target: message.targetId };
-  const state = await ledger.getTargetState(message.path, message.targetId);
-  if (state && state.appliedVersion >= message.version) {
+  const dimensions = { target: deps.target.id };
+  const committed = await committedVersion(deps, message);
+  if (typeof committed === 'string') {
+    // Retrying cannot make a forged or misaddressed message true: counted and dropped, not parked.
+    metrics.count('ReplicationsRefused', 1, dimensions);
+    return { kind: 'refused', reason: committed };
+  }
+  const state = await ledger.getTargetState(committed.path, deps.target.id);
+  if (state && state.appliedVersion >= committed.version) {
     metrics.count('ReplicationsSkipped', 1, dimensions);
     return {
       kind: 'skipped',
@@ -34,58 +48,75 @@ export async function replicateVersion(
       heldVersion: state.appliedVersion,
     };
   }
-  // The object itself may be newer than the ledger says (a write that landed before its record).
-  const present = await replica.stat(message.path);
-  if (present?.version !== undefined && present.version > message.version) {
-    await record(deps, message, present.version, 'copied');
-    metrics.count('ReplicationsSkipped', 1, dimensions);
-    return { kind: 'skipped', reason: 'the target object is newer', heldVersion: present.version };
-  }
 
   if (deps.dryRun) {
     metrics.count('ReplicationsPlanned', 1, dimensions);
-    return { kind: 'planned', action: message.deleted ? 'delete' : 'copy', version: message.version };
+    return { kind: 'planned', action: committed.deleted ? 'delete' : 'copy', version: committed.version };
   }
 
   let status: 'copied' | 'verified' | 'deleted';
   let etag: string | undefined;
-  if (message.deleted || message.sha256 === null) {
-    await replica.delete(message.path);
+  if (committed.deleted || committed.sha256 === null) {
+    await replica.delete(committed.path);
     status = 'deleted';
   } else {
-    const copied = await replica.copyFromOrigin({ ...message, sha256: message.sha256 });
+    const blob = await ledger.getBlob(committed.sha256);
+    if (!blob) throw new Error(`the ledger holds no verified blob ${committed.sha256} for ${committed.path}`);
+    const copied = await replica.copyFromOrigin({
+      ...replicationMessage(deps.target.id, committed),
+      sha256: committed.sha256,
+      sourceVersionId: blob.versionId,
+    });
     const storedSha256 = copied.storedSha256;
     etag = copied.etag;
-    if (storedSha256 !== undefined && storedSha256 !== message.sha256) {
+    if (storedSha256 !== undefined && storedSha256 !== committed.sha256) {
       throw new Error(
-        `target ${message.targetId} stored ${storedSha256} for ${message.path} v${message.version}, expected ${message.sha256}`,
+        `target ${deps.target.id} stored ${storedSha256} for ${committed.path} v${committed.version}, expected ${committed.sha256}`,
       );
     }
     status = storedSha256 === undefined ? 'copied' : 'verified';
-    metrics.bytes('BytesReplicated', message.size, dimensions);
+    metrics.bytes('BytesReplicated', committed.size, dimensions);
   }
-  await record(deps, message, message.version, status === 'deleted' ? 'verified' : status, etag);
-  metrics.count('FilesReplicated', 1, dimensions);
-  const latencyMs = clock.now().getTime() - Date.parse(message.committedAt);
-  metrics.milliseconds('ReplicationLatency', Math.max(0, latencyMs), dimensions);
-  return { kind: 'applied', version: message.version, status };
-}
-
-async function record(
-  deps: ReplicateDeps,
-  message: ReplicationMessage,
-  version: number,
-  status: 'copied' | 'verified',
-  etag?: string,
-): Promise<void> {
   await deps.ledger.recordTargetState({
-    targetId: message.targetId,
-    path: message.path,
-    appliedVersion: version,
-    status,
-    appliedAt: deps.clock.now().toISOString(),
+    targetId: deps.target.id,
+    path: committed.path,
+    appliedVersion: committed.version,
+    status: status === 'deleted' ? 'verified' : status,
+    appliedAt: clock.now().toISOString(),
     etag,
   });
+  metrics.count('FilesReplicated', 1, dimensions);
+  const latencyMs = clock.now().getTime() - Date.parse(committed.committedAt);
+  metrics.milliseconds('ReplicationLatency', Math.max(0, latencyMs), dimensions);
+  return { kind: 'applied', version: committed.version, status };
+}
+
+/**
+ * What the ledger holds for the message: its version, or the path's head when that is newer
+ * (later versions are on their way in the same FIFO group; applying the newest now is the same
+ * end state in fewer copies). A string says why the message is refused.
+ */
+async function committedVersion(
+  deps: ReplicateDeps,
+  message: ReplicationMessage,
+): Promise<FileVersion | string> {
+  if (message.targetId !== deps.target.id)
+    return `the message is for target "${message.targetId}", not "${deps.target.id}"`;
+  const policy = new PathPolicy([deps.target]);
+  let path: string;
+  try {
+    path = policy.check(message.path);
+  } catch (error) {
+    if (error instanceof ValidationError) return error.message;
+    throw error;
+  }
+  if (policy.selecting(path).length === 0) return `target "${deps.target.id}" does not take "${path}"`;
+  const head = await deps.ledger.getHead(path);
+  if (head && head.version >= message.version) return head;
+  return (
+    (await deps.ledger.getVersion(path, message.version)) ??
+    `the ledger holds no version ${message.version} of "${path}"`
+  );
 }
 
 /** Makes a failure visible on the path's target row (the message itself goes back to the queue, then its DLQ). */
@@ -94,9 +125,9 @@ export async function recordReplicationFailure(
   message: ReplicationMessage,
   error: unknown,
 ): Promise<void> {
-  deps.metrics.count('ReplicationFailures', 1, { target: message.targetId });
+  deps.metrics.count('ReplicationFailures', 1, { target: deps.target.id });
   await deps.ledger.recordTargetFailure({
-    targetId: message.targetId,
+    targetId: deps.target.id,
     path: message.path,
     version: message.version,
     reason: error instanceof Error ? `${error.name}: ${error.message}` : String(error),

@@ -21,10 +21,8 @@ const processor = new SqsFifoPartialProcessorAsync();
 
 async function processRecord(record: SQSRecord): Promise<void> {
   const message = replicationMessageSchema.parse(JSON.parse(record.body));
-  if (message.targetId !== target?.id) {
-    throw new Error(`message for target "${message.targetId}" reached the queue of "${target?.id}"`);
-  }
   const deps = {
+    target: target as NonNullable<typeof target>,
     ledger,
     replica: replica as NonNullable<typeof replica>,
     clock,
@@ -33,7 +31,8 @@ async function processRecord(record: SQSRecord): Promise<void> {
   };
   try {
     const outcome = await replicateVersion(deps, message);
-    logger.info('replicated', { path: message.path, version: message.version, outcome });
+    if (outcome.kind === 'refused') logger.warn('message refused', { message, reason: outcome.reason });
+    else logger.info('replicated', { path: message.path, version: message.version, outcome });
   } catch (error) {
     logger.warn('replication failed', {
       path: message.path,

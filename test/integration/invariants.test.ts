@@ -151,6 +151,7 @@ describe('invariants (DESIGN.md)', () => {
       committed.push((await world.ledger.latestVersion(path)) as FileVersion);
     }
     const deps = {
+      target: world.targets[0] as (typeof world.targets)[number],
       ledger: world.ledger,
       replica: world.replica('alpha'),
       clock: world.deps.clock,

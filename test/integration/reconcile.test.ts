@@ -108,6 +108,7 @@ describe('reconcile (resume after lost queue state)', () => {
       for (const body of await receivedBodies(queueUrl)) {
         await replicateVersion(
           {
+            target: world.targets.find((t) => t.id === targetId) as (typeof world.targets)[number],
             ledger: world.ledger,
             replica: world.replica(targetId),
             clock: world.deps.clock,
@@ -227,6 +228,7 @@ describe('reconcile (resume after lost queue state)', () => {
     const [message] = await receivedBodies((world.targets[0] as { queueUrl: string }).queueUrl);
     const outcome = await replicateVersion(
       {
+        target: world.targets[0] as (typeof world.targets)[number],
         ledger: world.ledger,
         replica: world.replica('alpha'),
         clock: world.deps.clock,
