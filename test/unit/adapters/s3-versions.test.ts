@@ -16,18 +16,18 @@ import type { ReplicationMessage } from '../../../functions/core/model.js';
 
 const SHA = 'ab'.repeat(32);
 
-function capturingClient(): { s3: S3Client; sent: { command: string; input: Record<string, unknown> }[] } {
+function capturingClient(): { s3: S3Client; sent: { command: string; input: object }[] } {
   const s3 = makeS3Client({
     region: 'us-east-1',
     forcePathStyle: true,
     endpoint: 'http://127.0.0.1:9',
     credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
   });
-  const sent: { command: string; input: Record<string, unknown> }[] = [];
+  const sent: { command: string; input: object }[] = [];
   s3.middlewareStack.add(
     (_next, context) => async (args) => {
       const command = String(context.commandName);
-      sent.push({ command, input: args.input as Record<string, unknown> });
+      sent.push({ command, input: args.input as object });
       const output: Record<string, unknown> =
         {
           CopyObjectCommand: { CopyObjectResult: { ETag: '"copied"' } },
