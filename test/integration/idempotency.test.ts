@@ -1,0 +1,244 @@
+/**
+ * Claims are idempotent: the Idempotency-Key header through the API handler (API Gateway v2
+ * events) and the ledger's claim under it (dynalite, a clock the test moves); and content
+ * identical to a path's head makes no new version.
+ */
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IDEMPOTENCY_KEY_TTL_MS, IDEMPOTENCY_LOCK_MS, runOnce } from '../../functions/core/idempotency.js';
+import { ingestBlob } from '../../functions/core/ingest.js';
+import type { Clock } from '../../functions/core/ports.js';
+import { httpEvent, lambdaContext } from '../support/api-events.js';
+import { makeWorld, putBlob, sha256Hex, type World } from '../support/domain.js';
+import { startEmulators, type TestEmulators } from '../support/emulators.js';
+
+let emulators: TestEmulators;
+let world: World;
+let table: string;
+let api: (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredResultV2>;
+
+beforeAll(async () => {
+  emulators = await startEmulators();
+  world = await makeWorld(emulators);
+  table = (world.ledger as unknown as { table: string }).table;
+  Object.assign(process.env, emulators.env(), {
+    MIRROR_TABLE: table,
+    MIRROR_ORIGIN_BUCKET: world.originBucket,
+    MIRROR_TARGETS: JSON.stringify(world.targets.map((t) => ({ ...t, region: 'eu-west-1' }))),
+    MIRROR_CONTENT_TYPES: JSON.stringify(['image/*', 'text/plain']),
+    MIRROR_S3_FORCE_PATH_STYLE: 'true',
+    POWERTOOLS_METRICS_DISABLED: 'true',
+    POWERTOOLS_LOG_LEVEL: 'SILENT',
+  });
+  const module = await import('../../functions/handlers/api.js');
+  api = (event) => module.handler(event, lambdaContext('api'));
+});
+afterAll(async () => {
+  await emulators?.stop();
+});
+
+async function snapshot() {
+  const items = await emulators.dynamo.send(new ScanCommand({ TableName: table, Select: 'COUNT' }));
+  const objects = await emulators.s3.send(new ListObjectsV2Command({ Bucket: world.originBucket }));
+  return { items: items.Count, objects: objects.KeyCount ?? 0 };
+}
+
+const enc = encodeURIComponent;
+const body = (r: APIGatewayProxyStructuredResultV2) => JSON.parse(r.body as string);
+const claim = (path: string, bytes: Buffer, key?: string, extra: Record<string, unknown> = {}) =>
+  httpEvent('POST', '/v1/uploads', {
+    body: { path, size: bytes.length, sha256: sha256Hex(bytes), contentType: 'text/plain', ...extra },
+    ...(key === undefined ? {} : { headers: { 'idempotency-key': key } }),
+  });
+
+/** Sends the bytes where the presigned PUT would and runs the ingest, as the S3 event would. */
+async function deliver(bytes: Buffer) {
+  const sha = sha256Hex(bytes);
+  const put = await putBlob(emulators, world.originBucket, sha, bytes);
+  return ingestBlob(world.deps, {
+    key: `blobs/${sha}`,
+    size: bytes.length,
+    etag: put.etag,
+    versionId: undefined,
+  });
+}
+
+describe('Idempotency-Key on POST /v1/uploads and DELETE /v1/files/{path}', () => {
+  it('a retried claim with the same key gets the first answer: one upload, one version', async () => {
+    const bytes = Buffer.from(`retried ${Date.now()}`);
+    const key = crypto.randomUUID();
+    const first = await api(claim('idem/retried.txt', bytes, key));
+    if (first.statusCode !== 201) console.log(first.body);
+    expect(first.statusCode).toBe(201);
+    const second = await api(claim('idem/retried.txt', bytes, key));
+    expect(second.statusCode).toBe(201);
+    expect(body(second)).toEqual(body(first));
+    expect(second.headers?.['idempotent-replayed']).toBe('true');
+    expect(first.headers?.['idempotent-replayed']).toBeUndefined();
+    expect(await world.ledger.listPendingUploads(sha256Hex(bytes))).toEqual([body(first).uploadId]);
+
+    expect(await deliver(bytes)).toMatchObject({
+      committed: [{ uploadId: body(first).uploadId, version: 1 }],
+    });
+    // A retry after the commit still gets the first answer, and commits nothing more.
+    const third = await api(claim('idem/retried.txt', bytes, key));
+    expect(body(third).uploadId).toBe(body(first).uploadId);
+    expect(await world.ledger.listVersions('idem/retried.txt', { limit: 10 })).toHaveLength(1);
+  });
+
+  it('the same key with a different body is refused (422) and changes nothing', async () => {
+    const key = crypto.randomUUID();
+    const bytes = Buffer.from(`first body ${Date.now()}`);
+    expect((await api(claim('idem/a.txt', bytes, key))).statusCode).toBe(201);
+    const before = await snapshot();
+    const other = await api(claim('idem/b.txt', bytes, key));
+    expect(other.statusCode).toBe(422);
+    expect(body(other).error).toMatchObject({ code: 'idempotency_key_reused', field: 'Idempotency-Key' });
+    const sameBodyOtherRoute = await api(
+      httpEvent('DELETE', `/v1/files/${enc('idem/a.txt')}`, { headers: { 'idempotency-key': key } }),
+    );
+    expect(sameBodyOtherRoute.statusCode).toBe(422);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it.each([
+    ['empty', ''],
+    ['too long', 'k'.repeat(129)],
+    ['a space', 'two words'],
+    ['a slash', 'a/b'],
+  ])('a key with %s is refused with 400 naming the header, and nothing is written', async (_n, key) => {
+    const before = await snapshot();
+    const response = await api(claim('idem/bad-key.txt', Buffer.from('x'), key));
+    expect(response.statusCode).toBe(400);
+    expect(body(response).error).toMatchObject({ code: 'invalid_idempotency_key', field: 'Idempotency-Key' });
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('a retried DELETE with the same key answers as the first (not 404) and leaves one tombstone', async () => {
+    const bytes = Buffer.from(`to delete ${Date.now()}`);
+    await api(claim('idem/deleted.txt', bytes));
+    await deliver(bytes);
+    const key = crypto.randomUUID();
+    const del = () =>
+      api(
+        httpEvent('DELETE', `/v1/files/${enc('idem/deleted.txt')}`, { headers: { 'idempotency-key': key } }),
+      );
+    const first = await del();
+    expect(first.statusCode).toBe(200);
+    const again = await del();
+    expect(again.statusCode).toBe(200);
+    expect(body(again)).toEqual(body(first));
+    expect(await world.ledger.listVersions('idem/deleted.txt', { limit: 10 })).toHaveLength(2);
+    // Without the key, a second DELETE is what it always was: nothing there.
+    expect((await api(httpEvent('DELETE', `/v1/files/${enc('idem/deleted.txt')}`))).statusCode).toBe(404);
+  });
+});
+
+describe('identical content', () => {
+  it('claiming the content a path already holds returns its head (200, unchanged) and writes nothing; newVersion asks for one', async () => {
+    const bytes = Buffer.from(`same ${Date.now()}`);
+    await api(claim('idem/same.txt', bytes));
+    await deliver(bytes);
+    const before = await snapshot();
+    const again = await api(claim('idem/same.txt', bytes));
+    expect(again.statusCode).toBe(200);
+    expect(body(again)).toMatchObject({
+      status: 'committed',
+      path: 'idem/same.txt',
+      version: 1,
+      unchanged: true,
+    });
+    expect(await snapshot()).toEqual(before);
+
+    const forced = await api(claim('idem/same.txt', bytes, undefined, { newVersion: true }));
+    expect(forced.statusCode).not.toBe(200);
+    expect(body(forced).unchanged).toBeUndefined();
+    expect(body(forced).uploadId).not.toBe(body(again).uploadId);
+  });
+
+  it('a deleted head, another type or other bytes are not "unchanged"', async () => {
+    const bytes = Buffer.from(`then deleted ${Date.now()}`);
+    await api(claim('idem/gone.txt', bytes));
+    await deliver(bytes);
+    expect((await api(httpEvent('DELETE', `/v1/files/${enc('idem/gone.txt')}`))).statusCode).toBe(200);
+    expect(body(await api(claim('idem/gone.txt', bytes))).unchanged).toBeUndefined();
+
+    const kept = Buffer.from(`kept ${Date.now()}`);
+    await api(claim('idem/kept.txt', kept));
+    await deliver(kept);
+    const asImage = httpEvent('POST', '/v1/uploads', {
+      body: { path: 'idem/kept.txt', size: kept.length, sha256: sha256Hex(kept), contentType: 'image/png' },
+    });
+    expect(body(await api(asImage)).unchanged).toBeUndefined();
+    expect(body(await api(claim('idem/kept.txt', Buffer.from('other bytes')))).unchanged).toBeUndefined();
+  });
+});
+
+describe('the key on the ledger (core)', () => {
+  let offsetMs = 0;
+  const clock: Clock = { now: () => new Date(Date.now() + offsetMs) };
+  const deps = () => ({ ledger: world.ledger, clock });
+  const ok = (n: number) => async () => ({ statusCode: 201, body: { n } });
+
+  it('a retry while the first request runs is told to come back later (409), then gets its answer', async () => {
+    const key = crypto.randomUUID();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const first = runOnce(deps(), key, { route: 'r', a: 1 }, async () => {
+      await gate;
+      return { statusCode: 201, body: { n: 1 } };
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await expect(runOnce(deps(), key, { route: 'r', a: 1 }, ok(2))).rejects.toMatchObject({
+      status: 409,
+      code: 'idempotency_in_progress',
+      field: 'Idempotency-Key',
+    });
+    release();
+    expect(await first).toEqual({ statusCode: 201, body: { n: 1 }, replayed: false });
+    expect(await runOnce(deps(), key, { route: 'r', a: 1 }, ok(3))).toEqual({
+      statusCode: 201,
+      body: { n: 1 },
+      replayed: true,
+    });
+  });
+
+  it('a failed request frees its key: the retry runs afresh', async () => {
+    const key = crypto.randomUUID();
+    await expect(
+      runOnce(deps(), key, { route: 'r' }, async () => {
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
+    expect(await runOnce(deps(), key, { route: 'r' }, ok(2))).toMatchObject({
+      body: { n: 2 },
+      replayed: false,
+    });
+  });
+
+  it('a claim whose request died is taken over after the lock; a key is forgotten after 24 h', async () => {
+    const key = crypto.randomUUID();
+    // A request that never finishes (its Lambda was killed).
+    void runOnce(deps(), key, { route: 'r' }, () => new Promise(() => undefined));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    offsetMs = IDEMPOTENCY_LOCK_MS + 1000;
+    expect(await runOnce(deps(), key, { route: 'r' }, ok(2))).toMatchObject({
+      body: { n: 2 },
+      replayed: false,
+    });
+    offsetMs = IDEMPOTENCY_LOCK_MS + IDEMPOTENCY_KEY_TTL_MS - 60_000;
+    expect(await runOnce(deps(), key, { route: 'other' }, ok(3)).catch((e) => e.code)).toBe(
+      'idempotency_key_reused',
+    );
+    offsetMs = IDEMPOTENCY_LOCK_MS + IDEMPOTENCY_KEY_TTL_MS + 60_000;
+    expect(await runOnce(deps(), key, { route: 'other' }, ok(4))).toMatchObject({
+      body: { n: 4 },
+      replayed: false,
+    });
+    offsetMs = 0;
+  });
+});
