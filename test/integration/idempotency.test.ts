@@ -70,7 +70,6 @@ describe('Idempotency-Key on POST /v1/uploads and DELETE /v1/files/{path}', () =
     const bytes = Buffer.from(`retried ${Date.now()}`);
     const key = crypto.randomUUID();
     const first = await api(claim('idem/retried.txt', bytes, key));
-    if (first.statusCode !== 201) console.log(first.body);
     expect(first.statusCode).toBe(201);
     const second = await api(claim('idem/retried.txt', bytes, key));
     expect(second.statusCode).toBe(201);
