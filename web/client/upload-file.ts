@@ -69,6 +69,11 @@ export interface UploadFileOptions {
    * still hashed as they are sent. @default computed here
    */
   readonly sha256?: string;
+  /**
+   * Idempotency-Key of the claim, kept for its retries: a caller that retries the whole upload
+   * (a Retry button) passes the same key again, and gets the same upload. @default a random UUID
+   */
+  readonly idempotencyKey?: string;
   /** Bytes per read while hashing. @default 4 MiB */
   readonly chunkBytes?: number;
   /** First wait between status polls while the ingest verifies; it grows to 2 s. @default 250 */
@@ -367,8 +372,12 @@ class ApiClient {
     path: string,
     body: unknown,
     signal: AbortSignal,
+    extraHeaders: Record<string, string> = {},
   ): Promise<{ status: number; data: T }> {
-    return withRetries(() => this.once<T>(method, path, body, signal), { ...this.retry, signal });
+    return withRetries(() => this.once<T>(method, path, body, signal, extraHeaders), {
+      ...this.retry,
+      signal,
+    });
   }
 
   async once<T>(
@@ -376,8 +385,10 @@ class ApiClient {
     path: string,
     body: unknown,
     signal: AbortSignal,
+    extraHeaders: Record<string, string> = {},
   ): Promise<{ status: number; data: T }> {
     const headers: Record<string, string> = {
+      ...extraHeaders,
       authorization: `Bearer ${this.token}`,
       accept: 'application/json',
     };
@@ -413,7 +424,8 @@ class ApiClient {
       ?.error;
     const message = error?.message ?? (text.slice(0, 200) || response.statusText || 'no details');
     const what = `${method} ${path.split('?')[0]} answered ${response.status}: ${message}`;
-    if (isRetryableStatus(response.status)) {
+    // The first request with this Idempotency-Key is still running: its answer comes with a retry.
+    if (isRetryableStatus(response.status) || error?.code === 'idempotency_in_progress') {
       throw new TransientError(
         what,
         response.status,
@@ -422,6 +434,13 @@ class ApiClient {
     }
     throw new UploadError(message, error?.code ?? `http_${response.status}`, response.status, error?.field);
   }
+}
+
+/** A random key; `randomUUID` exists only in secure contexts, `getRandomValues` everywhere. */
+export function newIdempotencyKey(): string {
+  if (typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 /**
@@ -507,6 +526,8 @@ export async function uploadFile(
         ...(options.ifVersion === undefined ? {} : { ifVersion: options.ifVersion }),
       },
       signal,
+      // Every retry of this claim (network error, 5xx) carries the same key: one upload, one version.
+      { 'idempotency-key': options.idempotencyKey ?? newIdempotencyKey() },
     );
     const answer = created.data;
     uploadId = answer.uploadId;
