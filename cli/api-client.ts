@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { ApiError, ApiResponseError, ApiUnreachableError } from './errors.ts';
 
-const uploadStatus = z.enum(['pending', 'committed', 'rejected']);
+const uploadStatus = z.enum(['pending', 'committed', 'rejected', 'expired']);
 export type UploadStatus = z.infer<typeof uploadStatus>;
 
 const version = z.number().int().nonnegative();
@@ -19,6 +19,15 @@ export const createUploadCommittedSchema = z.object({
   deduplicated: z.boolean().default(true),
 });
 
+/** A claim's proof-of-possession challenge (docs/api.md): answered with `proveUpload`. */
+export const challengeSchema = z.object({
+  nonce: z.string().min(1),
+  ranges: z.array(
+    z.object({ offset: z.number().int().nonnegative(), length: z.number().int().nonnegative() }),
+  ),
+  expiresAt: z.string().optional(),
+});
+
 export const createUploadPendingSchema = z.object({
   status: z.literal('pending'),
   uploadId: z.string().min(1),
@@ -29,6 +38,7 @@ export const createUploadPendingSchema = z.object({
     headers: z.record(z.string(), z.string()),
     expiresAt: z.string().optional(),
   }),
+  challenge: challengeSchema.optional(),
 });
 
 /** Above the API's multipart threshold: a part plan instead of one presigned PUT. */
@@ -44,6 +54,7 @@ export const createUploadMultipartSchema = z.object({
       z.object({ partNumber: z.number().int(), size: z.number().int(), etag: z.string() }),
     ),
   }),
+  challenge: challengeSchema.optional(),
 });
 
 export const createUploadResponseSchema = z.union([
@@ -62,6 +73,8 @@ export interface CreateUploadRequest {
   contentType: string;
   /** Commit only if the path's head is this version (optimistic concurrency). */
   ifVersion?: number | undefined;
+  /** Sent as the Idempotency-Key header: a retry with the same key gets the first answer. */
+  idempotencyKey?: string | undefined;
 }
 
 export const uploadRecordSchema = z.object({
@@ -181,7 +194,23 @@ export class MirrorApiClient {
       contentType: request.contentType,
     };
     if (request.ifVersion !== undefined) body.ifVersion = request.ifVersion;
-    return this.#call('POST', '/v1/uploads', createUploadResponseSchema, body);
+    const headers = request.idempotencyKey === undefined ? {} : { 'idempotency-key': request.idempotencyKey };
+    return this.#call('POST', '/v1/uploads', createUploadResponseSchema, body, headers);
+  }
+
+  /**
+   * `POST /v1/uploads/{uploadId}/proof`: the digest answering the claim's challenge. 200 commits
+   * (deduplicated); the API's `proof_not_accepted` (an ApiError) means: send the bytes.
+   */
+  proveUpload(uploadId: string, digest: string): Promise<z.infer<typeof createUploadCommittedSchema>> {
+    return this.#call(
+      'POST',
+      `/v1/uploads/${encodeURIComponent(uploadId)}/proof`,
+      createUploadCommittedSchema,
+      {
+        digest,
+      },
+    );
   }
 
   /** `GET /v1/uploads/{uploadId}`. */
@@ -227,9 +256,11 @@ export class MirrorApiClient {
     route: string,
     schema: S,
     body?: unknown,
+    extraHeaders: Record<string, string> = {},
   ): Promise<z.infer<S>> {
     const what = `${method} ${route}`;
     const headers: Record<string, string> = {
+      ...extraHeaders,
       authorization: `Bearer ${this.#token}`,
       accept: 'application/json',
     };

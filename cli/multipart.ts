@@ -39,6 +39,8 @@ export function createPartSender(connection: { api: string; token: string }): Se
       sha256: request.sha256,
       // No Web Worker in Node: parts are hashed on this thread, one at a time as they are sent.
       workerUrl: null,
+      // The CLI answered the claim's challenge already (cli/upload.ts): the mirror wants the bytes.
+      proof: false,
       verifyTimeoutMs: request.timeoutSeconds * 1000,
       onProgress: (p) => {
         if (p.phase === 'uploading') request.onBytes(p.bytesDone);

@@ -1,8 +1,12 @@
 /**
- * The upload flow: hash → create upload → PUT the bytes (unless deduplicated) →
+ * The upload flow: hash → create upload → answer its proof-of-possession challenge
+ * (content the mirror holds is then committed, nothing sent) → else PUT the bytes →
  * wait for the ingest to verify and commit. Every side effect comes in through
  * `UploadDeps`, so tests drive it with a fake client, a fake PUT and a fake clock.
  */
+import { randomUUID } from 'node:crypto';
+import { openAsBlob } from 'node:fs';
+import { type Challenge, proofDigest } from '../web/client/proof.ts';
 import type { MirrorApiClient, UploadRecord } from './api-client.ts';
 import { guessContentType } from './content-type.ts';
 import {
@@ -29,7 +33,8 @@ export const systemClock: Clock = {
 };
 
 export interface UploadDeps {
-  client: Pick<MirrorApiClient, 'createUpload' | 'getUpload'>;
+  /** Without `proveUpload` no challenge is answered: the bytes are always sent. */
+  client: Pick<MirrorApiClient, 'createUpload' | 'getUpload'> & Partial<Pick<MirrorApiClient, 'proveUpload'>>;
   putFile: PutFile;
   clock: Clock;
   progress: ProgressSink;
@@ -73,6 +78,28 @@ export interface UploadResult {
 export const DEFAULT_TIMEOUT_SECONDS = 120;
 export const DEFAULT_POLL_INTERVAL_MS = 250;
 
+/**
+ * The claim, retried on transient failures (unreachable, 5xx, 429, "still in progress") under one
+ * Idempotency-Key: however many tries reach the API, one upload is made.
+ */
+async function claimOnce(
+  client: Pick<MirrorApiClient, 'createUpload'>,
+  request: Parameters<MirrorApiClient['createUpload']>[0],
+  attempts = 4,
+): ReturnType<MirrorApiClient['createUpload']> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await client.createUpload(request);
+    } catch (err) {
+      const transient =
+        err instanceof ApiUnreachableError ||
+        (err instanceof ApiError && (err.retryable || err.code === 'idempotency_in_progress'));
+      if (!transient || attempt >= attempts) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+    }
+  }
+}
+
 export async function uploadFile(deps: UploadDeps, options: UploadOptions): Promise<UploadResult> {
   const { client, clock, progress } = deps;
   const hash = deps.hashFile ?? hashFile;
@@ -83,32 +110,39 @@ export async function uploadFile(deps: UploadDeps, options: UploadOptions): Prom
   progress.phase('hashing', statSize, { file: options.file });
   const { sha256, size } = await hash(options.file, { onBytes: (n) => progress.bytes(n) });
 
-  const created = await client.createUpload({
+  const created = await claimOnce(client, {
     path: options.path,
     size,
     sha256,
     contentType,
     ifVersion: options.ifVersion,
+    idempotencyKey: randomUUID(),
   });
   const base = { uploadId: created.uploadId, sha256, size, contentType };
   const seconds = () => round3((clock.now() - started) / 1000);
+  const proven =
+    created.status === 'pending' && created.challenge !== undefined
+      ? await proveHeld(client, options.file, created.uploadId, created.challenge)
+      : undefined;
+  const committed = created.status === 'committed' ? created : proven;
 
-  if (created.status === 'committed') {
+  if (committed) {
     const result: UploadResult = {
       ...base,
-      path: created.path,
-      version: created.version,
+      path: committed.path,
+      version: committed.version,
       status: 'committed',
       deduplicated: true,
       seconds: seconds(),
     };
     progress.phase('done', undefined, {
       uploadId: created.uploadId,
-      version: created.version,
+      version: committed.version,
       deduplicated: true,
     });
     return result;
   }
+  if (created.status === 'committed') throw new Error('unreachable: a committed claim returned above');
 
   if ('multipart' in created) {
     if (!deps.sendParts)
@@ -181,6 +215,22 @@ export async function uploadFile(deps: UploadDeps, options: UploadOptions): Prom
 }
 
 /**
+ * Answers a claim's challenge from the local file (only the challenged ranges are read).
+ * Resolves with the commit when the mirror holds the content, undefined when it asks for the
+ * bytes (`proof_not_accepted`); other errors are thrown.
+ */
+async function proveHeld(client: UploadDeps['client'], file: string, uploadId: string, challenge: Challenge) {
+  if (!client.proveUpload) return undefined;
+  const digest = await proofDigest(await openAsBlob(file), challenge);
+  try {
+    return await client.proveUpload(uploadId, digest);
+  } catch (error) {
+    if (error instanceof ApiError && error.code === 'proof_not_accepted') return undefined;
+    throw error;
+  }
+}
+
+/**
  * Polls `GET /v1/uploads/{id}` until committed (returned) or rejected (UploadRejectedError),
  * or the time is up (UploadTimeoutError). Transient API errors (5xx, 429, unreachable)
  * are retried until the deadline; others are thrown at once.
@@ -203,7 +253,7 @@ export async function waitForCommit(
     }
     if (record !== undefined) {
       if (record.status === 'committed') return record;
-      if (record.status === 'rejected') {
+      if (record.status === 'rejected' || record.status === 'expired') {
         throw new UploadRejectedError(options.uploadId, options.path, record.reason ?? 'no reason given');
       }
       lastStatus = record.status;

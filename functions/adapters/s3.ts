@@ -108,6 +108,19 @@ export class S3BlobStore implements BlobStore {
     );
   }
 
+  async readRange(sha256: string, offset: number, length: number, versionId?: string) {
+    if (length === 0) return new Uint8Array();
+    const out = await this.s3.send(
+      new GetObjectCommand({
+        Bucket: this.bucket,
+        Key: blobKey(sha256),
+        VersionId: versionId,
+        Range: `bytes=${offset}-${offset + length - 1}`,
+      }),
+    );
+    return (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray();
+  }
+
   async presignPut(input: { sha256: string; size: number; contentType: string; expiresInSeconds: number }) {
     const checksum = hexToBase64(input.sha256);
     const command = new PutObjectCommand({

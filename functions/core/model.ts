@@ -34,12 +34,24 @@ export interface Upload {
     | undefined;
   /** The version this upload is trying to claim: lets concurrent duplicate commits converge. */
   readonly claimingVersion?: number | undefined;
+  /** The proof-of-possession challenge the latest claim was answered with (core/possession.ts). */
+  readonly challenge?: Challenge | undefined;
+  /** The nonce of the challenge already answered: each challenge is weighed once. */
+  readonly challengeSpent?: string | undefined;
   /** After this a pending upload is expired (see core/expiry.ts); absent on uploads recorded before expiry existed. */
   readonly expiresAt?: string | undefined;
   /** The caller asked for a new version even if the content equals the path's head. */
   readonly newVersion?: boolean | undefined;
   readonly createdAt: string;
   readonly updatedAt: string;
+}
+
+/** Byte ranges of the declared size, and a nonce, that a claimant proves it holds (core/possession.ts). */
+export interface Challenge {
+  /** 32 random bytes, base64. */
+  readonly nonce: string;
+  readonly ranges: readonly { readonly offset: number; readonly length: number }[];
+  readonly expiresAt: string;
 }
 
 /** Content-addressed bytes in the origin bucket, once proven. */

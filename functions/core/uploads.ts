@@ -1,15 +1,17 @@
 /**
- * What the upload API does, independent of HTTP: accept an upload claim,
- * commit at once when the bytes are already verified, report state, delete.
+ * What the upload API does, independent of HTTP: accept an upload claim (answered with
+ * where to send the bytes and a proof-of-possession challenge, see possession.ts),
+ * report state, delete.
  */
 import { randomUUID } from 'node:crypto';
 import { type CommitDeps, commitVersion } from './commit.js';
 import { MirrorError, NotFoundError, ValidationError, VersionConflictError } from './errors.js';
-import type { FileVersion, TargetState, Upload } from './model.js';
 import { expiresAtFor, isLapsed, settleIfLapsed, uploadExpiresAt } from './expiry.js';
 import { unchangedHead } from './idempotency.js';
+import type { Challenge, FileVersion, TargetState, Upload } from './model.js';
 import { missingParts, partBytes, planParts } from './multipart.js';
 import type { BlobStore, Metrics, ReplicaStore } from './ports.js';
+import { issueChallenge, type ProofAccepted, proveUpload } from './possession.js';
 
 export interface UploadDeps extends CommitDeps {
   readonly blobs: BlobStore;
@@ -43,8 +45,16 @@ export type UploadResponse =
       uploadId: string;
       path: string;
       upload: { method: 'PUT'; url: string; headers: Record<string, string>; expiresAt: string };
+      challenge: Challenge;
     }
-  | { status: 'pending'; uploadId: string; path: string; resumed: boolean; multipart: MultipartView };
+  | {
+      status: 'pending';
+      uploadId: string;
+      path: string;
+      resumed: boolean;
+      multipart: MultipartView;
+      challenge: Challenge;
+    };
 
 export interface MultipartView {
   readonly partSize: number;
@@ -88,58 +98,18 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
 
   const now = clock.now();
   const uploadId = randomUUID();
-  const blob = await ledger.getBlob(request.sha256);
-  if (blob) {
-    if (blob.size !== request.size) {
-      throw new ValidationError(
-        'size',
-        `size does not match the stored content with this sha256 (${blob.size} bytes)`,
-        {
-          code: 'size_mismatch',
-        },
-      );
-    }
-    const upload: Upload = {
-      ...request,
-      uploadId,
-      status: 'pending',
-      deduplicated: true,
-      createdAt: now.toISOString(),
-      updatedAt: now.toISOString(),
-    };
-    await ledger.putUpload(upload);
-    const version = await commitVersion(deps, {
-      uploadId,
-      path: request.path,
-      sha256: request.sha256,
-      size: request.size,
-      contentType: request.contentType,
-      deleted: false,
-      ifVersion: request.ifVersion,
-      reserveOnUpload: false,
-    });
-    await ledger.finishUpload(
-      uploadId,
-      { status: 'committed', version: version.version },
-      clock.now().toISOString(),
-    );
-    return {
-      status: 'committed',
-      uploadId,
-      path: request.path,
-      version: version.version,
-      deduplicated: true,
-    };
-  }
-
-  if (request.size > limits.multipartThresholdBytes)
-    return createMultipartUpload(deps, request, uploadId, now);
-
   const expiresAt = new Date(now.getTime() + limits.presignTtlSeconds * 1000);
+  // Known content or not, every claim gets the same answer: where to send the bytes, and a
+  // challenge that lets a holder of the bytes skip sending them (possession.ts).
+  const challenge = issueChallenge(request.size, expiresAt);
+  if (request.size > limits.multipartThresholdBytes)
+    return createMultipartUpload(deps, request, uploadId, now, challenge);
+
   await ledger.putUpload({
     ...request,
     uploadId,
     status: 'pending',
+    challenge,
     expiresAt: expiresAtFor('put', now, request.size, limits.presignTtlSeconds),
     createdAt: now.toISOString(),
     updatedAt: now.toISOString(),
@@ -157,20 +127,37 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
     uploadId,
     path: request.path,
     upload: { method: 'PUT', url: signed.url, headers: signed.headers, expiresAt: expiresAt.toISOString() },
+    challenge,
   };
 }
 
 /**
- * The origin bucket's lifecycle rule aborts incomplete multipart uploads after a day: past that an
- * upload cannot be resumed, and a new one starts instead.
+ * `POST /v1/uploads/{id}/proof`: commits a pending upload without its bytes when the digest
+ * proves the caller holds them; otherwise the one refusal (`proof_not_accepted`) and the
+ * upload stays pending for its bytes.
  */
-export const RESUMABLE_FOR_MS = 20 * 60 * 60 * 1000;
+export async function proveUploadById(
+  deps: UploadDeps,
+  uploadId: string,
+  digest: string,
+): Promise<ProofAccepted> {
+  const upload = await settleIfLapsed(deps, await getUpload(deps, uploadId));
+  if (upload.status !== 'pending') {
+    throw new MirrorError(`upload "${uploadId}" is ${upload.status}`, {
+      code: 'upload_finished',
+      status: 409,
+      field: 'uploadId',
+    });
+  }
+  return proveUpload(deps, upload, digest);
+}
 
 async function createMultipartUpload(
   deps: UploadDeps,
   request: UploadRequest,
   uploadId: string,
   now: Date,
+  challenge: Challenge,
 ): Promise<UploadResponse> {
   const { ledger, blobs } = deps;
   // Resumable: the same file to the same path continues the upload already under way, from any browser,
@@ -185,12 +172,14 @@ async function createMultipartUpload(
       pending.size === request.size &&
       !isLapsed(pending, now)
     ) {
+      await ledger.setChallenge(pendingId, challenge);
       return {
         status: 'pending',
         uploadId: pendingId,
         path: request.path,
         resumed: true,
         multipart: await multipartView(deps, pending),
+        challenge,
       };
     }
   }
@@ -201,6 +190,7 @@ async function createMultipartUpload(
     uploadId,
     status: 'pending',
     multipart: { multipartId, ...plan },
+    challenge,
     expiresAt: expiresAtFor('multipart', now, request.size, deps.limits.presignTtlSeconds),
     createdAt: now.toISOString(),
     updatedAt: now.toISOString(),
@@ -213,6 +203,7 @@ async function createMultipartUpload(
     path: request.path,
     resumed: false,
     multipart: { ...plan, uploadedParts: [] },
+    challenge,
   };
 }
 
@@ -371,10 +362,13 @@ export async function describeUpload(
   uploadId: string,
 ) {
   // Expiry is settled when it is looked at too, not only by the ingest and the scheduled sweep.
-  const { claimingVersion: _internal, multipart, ...upload } = await settleIfLapsed(
-    deps,
-    await getUpload(deps, uploadId),
-  );
+  const {
+    claimingVersion: _internal,
+    challenge: _challenge,
+    challengeSpent: _spent,
+    multipart,
+    ...upload
+  } = await settleIfLapsed(deps, await getUpload(deps, uploadId));
   if (!multipart) return upload;
   if (upload.status !== 'pending')
     return { ...upload, multipart: { partSize: multipart.partSize, partCount: multipart.partCount } };

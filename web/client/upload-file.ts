@@ -2,8 +2,11 @@
  * `uploadFile`: a browser upload to Media Mirror, straight to S3.
  *
  * 1. SHA-256 of the whole file, streamed in a Web Worker.
- * 2. `POST /v1/uploads` with path, size, hash and type. Known content is committed at
- *    once ("deduplicated": no byte is sent).
+ * 2. `POST /v1/uploads` with path, size, hash and type. Every answer carries a
+ *    proof-of-possession challenge: the digest of a nonce and a few ranges of the file
+ *    (read from the file alone) goes to `POST /v1/uploads/{id}/proof`. Content the mirror
+ *    holds is then committed at once ("deduplicated": no byte is sent); any other answer
+ *    (`proof_not_accepted`) means: send the bytes.
  * 3. Up to the server's threshold: one PUT to the presigned URL, with the signed
  *    headers. Above it: the server's part plan; each missing part is hashed (a second,
  *    bounded read of that slice), presigned with its SHA-256, PUT, and recorded with
@@ -17,6 +20,7 @@
  * (`DELETE /v1/uploads/{id}`), which also aborts the S3 multipart upload.
  */
 import { type Hasher, inlineHasher, workerHasher } from './hashing.ts';
+import { type Challenge, isChallenge, proofDigest } from './proof.ts';
 import {
   allParts,
   type BackoffOptions,
@@ -74,6 +78,11 @@ export interface UploadFileOptions {
    * (a Retry button) passes the same key again, and gets the same upload. @default a random UUID
    */
   readonly idempotencyKey?: string;
+  /**
+   * Answer the claim's proof-of-possession challenge, so known content is committed without
+   * sending it. `false` skips it (a caller that already tried for this file). @default true
+   */
+  readonly proof?: boolean;
   /** Bytes per read while hashing. @default 4 MiB */
   readonly chunkBytes?: number;
   /** First wait between status polls while the ingest verifies; it grows to 2 s. @default 250 */
@@ -151,8 +160,23 @@ type CreateAnswer =
       uploadId: string;
       path: string;
       upload: { method: 'PUT'; url: string; headers: Record<string, string>; expiresAt: string };
+      challenge?: Challenge;
     }
-  | { status: 'pending'; uploadId: string; path: string; resumed?: boolean; multipart: MultipartState };
+  | {
+      status: 'pending';
+      uploadId: string;
+      path: string;
+      resumed?: boolean;
+      multipart: MultipartState;
+      challenge?: Challenge;
+    };
+
+interface ProofAnswer {
+  readonly status: 'committed';
+  readonly uploadId: string;
+  readonly path?: string;
+  readonly version: number;
+}
 
 interface UploadState {
   readonly uploadId: string;
@@ -532,13 +556,18 @@ export async function uploadFile(
     const answer = created.data;
     uploadId = answer.uploadId;
     const base = { uploadId: answer.uploadId, path: answer.path ?? options.path, sha256, size };
-    if (answer.status === 'committed') {
+    const proven =
+      answer.status === 'pending' && options.proof !== false && isChallenge(answer.challenge)
+        ? await prove(api, file, answer.uploadId, answer.challenge, signal)
+        : undefined;
+    const committed = answer.status === 'committed' ? answer : proven;
+    if (committed) {
       finished = true;
       report({ phase: 'deduplicated', bytesDone: size, bytesTotal: size, bytesPerSecond: 0 });
       return {
         ...base,
         status: 'committed',
-        version: answer.version,
+        version: committed.version,
         deduplicated: true,
         resumed: false,
         partsSent: 0,
@@ -644,6 +673,42 @@ export async function uploadFile(
   } finally {
     outer?.removeEventListener('abort', forward);
     hasher.close();
+  }
+}
+
+/**
+ * Answers the claim's challenge. Resolves with the commit when the mirror holds the content;
+ * undefined when it asks for the bytes (`proof_not_accepted`, the same answer whatever the
+ * reason); throws other errors (a version conflict, the network giving out).
+ */
+async function prove(
+  api: ApiClient,
+  file: Blob,
+  uploadId: string,
+  challenge: Challenge,
+  signal: AbortSignal,
+): Promise<ProofAnswer | undefined> {
+  let digest: string;
+  try {
+    digest = await proofDigest(file, challenge);
+  } catch (error) {
+    if (signal.aborted) throw abortReason(signal);
+    const message = error instanceof Error ? error.message : String(error);
+    throw new UploadError(`cannot read the file: ${message}`, 'file_unreadable', 0, undefined, {
+      cause: error,
+    });
+  }
+  try {
+    const { data } = await api.call<ProofAnswer>(
+      'POST',
+      `/v1/uploads/${encodeURIComponent(uploadId)}/proof`,
+      { digest },
+      signal,
+    );
+    return data;
+  } catch (error) {
+    if (error instanceof UploadError && error.code === 'proof_not_accepted') return undefined;
+    throw error;
   }
 }
 

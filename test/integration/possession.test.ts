@@ -1,0 +1,393 @@
+/**
+ * Proof of possession through the local stack's HTTP API: knowing a SHA-256 gets nobody a file,
+ * no answer tells what the mirror holds, and a client holding the bytes still sends none.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { openAsBlob } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MirrorApiClient } from '../../cli/api-client.js';
+import { createPartSender } from '../../cli/multipart.js';
+import { createPutFile } from '../../cli/put-file.js';
+import { uploadFile as cliUpload, systemClock } from '../../cli/upload.js';
+import { type Sandbox, startSandbox } from '../../local/sandbox.js';
+import { uploadFile as webUpload } from '../../web/client/upload-file.js';
+import { type LocalApiResponse, localApi, sha256Hex } from '../support/local-api.js';
+import { waitFor } from '../support/wait.js';
+
+const enc = encodeURIComponent;
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+async function start(dataDir: string, functionEnv?: Record<string, string>) {
+  return startSandbox({
+    dataDir,
+    port: 0,
+    s3Port: 0,
+    sqsPort: 0,
+    dynamodbPort: 0,
+    webDir: null,
+    schedules: false,
+    ...(process.env.H3_DEBUG ? {} : { functionLog: () => undefined }),
+    polling: { waitTimeSeconds: 1 },
+    ...(functionEnv ? { functionEnv } : {}),
+  });
+}
+
+interface ChallengeBody {
+  nonce: string;
+  ranges: { offset: number; length: number }[];
+  expiresAt: string;
+}
+
+/** The digest a holder of `bytes` answers with. */
+function digestFor(challenge: ChallengeBody, bytes: Buffer): string {
+  const hash = createHash('sha256').update(Buffer.from(challenge.nonce, 'base64'));
+  for (const r of challenge.ranges) hash.update(bytes.subarray(r.offset, r.offset + r.length));
+  return hash.digest('hex');
+}
+
+/** The shape of a JSON value: its keys, recursively, and the type of each leaf. */
+function shapeOf(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(shapeOf);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, v]) => [k, shapeOf(v)]),
+    );
+  }
+  return typeof value;
+}
+
+describe('proof of possession', () => {
+  let sandbox: Sandbox;
+  let dataDir: string;
+  let s3: S3Client;
+  let api: ReturnType<typeof localApi>;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'mirror-possession-'));
+    sandbox = await start(dataDir);
+    api = localApi(sandbox.endpoints);
+    const e = sandbox.endpoints.s3;
+    s3 = new S3Client({
+      region: e.region,
+      endpoint: e.endpoint,
+      credentials: e.credentials,
+      forcePathStyle: true,
+    });
+  });
+  afterAll(async () => {
+    s3?.destroy();
+    await sandbox?.stop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  const claim = (path: string, bytes: Buffer, over: Record<string, unknown> = {}) =>
+    api.call('POST', '/v1/uploads', {
+      path,
+      size: bytes.length,
+      sha256: sha256Hex(bytes),
+      contentType: 'application/octet-stream',
+      ...over,
+    });
+  const prove = (uploadId: string, digest: string) =>
+    api.call('POST', `/v1/uploads/${uploadId}/proof`, { digest });
+
+  /** Uploads bytes the normal way (the web client: one PUT or parts) and waits for the commit. */
+  async function store(path: string, bytes: Buffer) {
+    const result = await webUpload(new Blob([new Uint8Array(bytes)]), {
+      api: sandbox.endpoints.api,
+      token: sandbox.endpoints.token,
+      path,
+      contentType: 'application/octet-stream',
+      workerUrl: null,
+      pollIntervalMs: 50,
+    });
+    expect(result).toMatchObject({ status: 'committed', deduplicated: false, bytesSent: bytes.length });
+  }
+
+  async function expectNothingAt(path: string) {
+    expect((await api.call('GET', `/v1/files/${enc(path)}`)).status).toBe(404);
+    expect((await api.call('GET', `/v1/files/${enc(path)}/versions`)).status).toBe(404);
+  }
+
+  function expectRefused(answer: LocalApiResponse) {
+    expect(answer.status).toBe(422);
+    expect(answer.body).toEqual({
+      error: { code: 'proof_not_accepted', field: 'digest', message: 'upload the bytes' },
+    });
+  }
+
+  async function replicaBytes(bucket: string, key: string): Promise<Buffer | undefined> {
+    try {
+      const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      return Buffer.from(
+        await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+      );
+    } catch {
+      return undefined;
+    }
+  }
+
+  const s3Targets = () =>
+    Object.values(sandbox.endpoints.targets).filter((t) => t.kind === 's3') as { bucket: string }[];
+
+  it('claiming known content by its hash alone commits nothing, with no proof or a wrong one', async () => {
+    const bytes = randomBytes(40 * KiB);
+    await store('pop/known/original.bin', bytes);
+
+    const noProof = await claim('pop/known/by-hash.bin', bytes);
+    expect(noProof.status).toBe(201);
+    expect(noProof.body.status).toBe('pending');
+    await expectNothingAt('pop/known/by-hash.bin');
+
+    const wrong = await claim('pop/known/wrong-digest.bin', bytes);
+    expectRefused(await prove(wrong.body.uploadId, 'ab'.repeat(32)));
+    // A digest over the right ranges of other bytes is as wrong.
+    const other = await claim('pop/known/other-bytes.bin', bytes);
+    expectRefused(
+      await prove(other.body.uploadId, digestFor(other.body.challenge, Buffer.alloc(bytes.length))),
+    );
+    await expectNothingAt('pop/known/wrong-digest.bin');
+    await expectNothingAt('pop/known/other-bytes.bin');
+    expect((await api.call('GET', `/v1/uploads/${wrong.body.uploadId}`)).body.status).toBe('pending');
+  });
+
+  it("claiming a deleted file's content by its hash alone commits nothing", async () => {
+    const bytes = randomBytes(20 * KiB);
+    await store('pop/deleted/secret.bin', bytes);
+    expect((await api.call('DELETE', `/v1/files/${enc('pop/deleted/secret.bin')}`)).status).toBe(200);
+
+    const elsewhere = await claim('pop/deleted/stolen.bin', bytes);
+    expect(elsewhere.status).toBe(201);
+    expectRefused(await prove(elsewhere.body.uploadId, 'cd'.repeat(32)));
+    await expectNothingAt('pop/deleted/stolen.bin');
+
+    const samePath = await claim('pop/deleted/secret.bin', bytes);
+    expect(samePath.status).toBe(201);
+    expectRefused(await prove(samePath.body.uploadId, 'cd'.repeat(32)));
+    const head = await api.call('GET', `/v1/files/${enc('pop/deleted/secret.bin')}`);
+    expect(head.body.head).toMatchObject({ version: 2, deleted: true });
+  });
+
+  it('a right hash with a wrong size is answered as unknown content is, without the stored size', async () => {
+    const storedSize = 123_457;
+    const bytes = randomBytes(storedSize);
+    await store('pop/sized/original.bin', bytes);
+    const declared = storedSize + 1000;
+    const wrongSize = await claim('pop/sized/claimed.bin', bytes, { size: declared });
+    const unknown = await claim('pop/sized/unknown.bin', randomBytes(declared));
+
+    expect(wrongSize.status).toBe(unknown.status);
+    expect(shapeOf(wrongSize.body)).toEqual(shapeOf(unknown.body));
+    expect(JSON.stringify(wrongSize.body)).not.toContain(String(storedSize));
+    for (const r of wrongSize.body.challenge.ranges)
+      expect(r.offset + r.length).toBeLessThanOrEqual(declared);
+    // Even a digest over the stored bytes at the challenged ranges does not commit a wrong size.
+    expectRefused(await prove(wrongSize.body.uploadId, digestFor(wrongSize.body.challenge, bytes)));
+    await expectNothingAt('pop/sized/claimed.bin');
+  });
+
+  it('the answer for known and unknown content has the same status and keys, small and multipart', async () => {
+    for (const size of [300 * KiB, 17 * MiB]) {
+      const bytes = randomBytes(size);
+      await store(`pop/shape/${size}/original.bin`, bytes);
+      const known = await claim(`pop/shape/${size}/known.bin`, bytes);
+      const unknown = await claim(`pop/shape/${size}/unknown.bin`, randomBytes(size));
+      expect(known.status).toBe(201);
+      expect(unknown.status).toBe(201);
+      expect(shapeOf(known.body)).toEqual(shapeOf(unknown.body));
+      expect(Buffer.from(known.body.challenge.nonce, 'base64')).toHaveLength(32);
+      expect(known.body.challenge.nonce).not.toBe(unknown.body.challenge.nonce);
+      // A proof for unknown content is refused exactly as a wrong one.
+      expectRefused(await prove(unknown.body.uploadId, digestFor(unknown.body.challenge, bytes)));
+    }
+  });
+
+  it('a right proof commits a deduplicated version with no byte sent; every target serves the original', async () => {
+    for (const [size, label] of [
+      [100 * KiB, 'whole'],
+      [700 * KiB, 'ranged'],
+    ] as const) {
+      const bytes = randomBytes(size);
+      await store(`pop/proof/${label}/original.bin`, bytes);
+      const claimed = await claim(`pop/proof/${label}/copy.bin`, bytes);
+      const { ranges } = claimed.body.challenge as ChallengeBody;
+      if (label === 'whole') expect(ranges).toEqual([{ offset: 0, length: size }]);
+      else {
+        expect(ranges.length).toBeGreaterThanOrEqual(3);
+        for (const r of ranges) {
+          expect(r.length).toBeLessThanOrEqual(64 * KiB);
+          expect(r.offset + r.length).toBeLessThanOrEqual(size);
+        }
+      }
+      const proof = await prove(claimed.body.uploadId, digestFor(claimed.body.challenge, bytes));
+      expect(proof.status).toBe(200);
+      expect(proof.body).toMatchObject({
+        status: 'committed',
+        uploadId: claimed.body.uploadId,
+        path: `pop/proof/${label}/copy.bin`,
+        version: 1,
+        deduplicated: true,
+      });
+      const upload = await api.call('GET', `/v1/uploads/${claimed.body.uploadId}`);
+      expect(upload.body).toMatchObject({ status: 'committed', version: 1, deduplicated: true });
+      expect(upload.body).not.toHaveProperty('challenge');
+
+      const content = await api.call('GET', `/v1/files/${enc(`pop/proof/${label}/copy.bin`)}/content`);
+      expect(content.status).toBe(302);
+      const origin = Buffer.from(
+        await (await fetch(content.headers.get('location') as string)).arrayBuffer(),
+      );
+      expect(origin.equals(bytes)).toBe(true);
+      for (const target of s3Targets()) {
+        const copy = await waitFor('the replica', () =>
+          replicaBytes(target.bucket, `pop/proof/${label}/copy.bin`),
+        );
+        expect(copy.equals(bytes)).toBe(true);
+      }
+    }
+  });
+
+  it('a second proof after a wrong one is refused even when right', async () => {
+    const bytes = randomBytes(80 * KiB);
+    await store('pop/twice/original.bin', bytes);
+    const claimed = await claim('pop/twice/copy.bin', bytes);
+    expectRefused(await prove(claimed.body.uploadId, '00'.repeat(32)));
+    expectRefused(await prove(claimed.body.uploadId, digestFor(claimed.body.challenge, bytes)));
+    await expectNothingAt('pop/twice/copy.bin');
+    // The bytes themselves still go in: the upload stayed pending for them.
+    const { url, headers } = claimed.body.upload;
+    const { 'content-length': _l, ...rest } = headers as Record<string, string>;
+    expect((await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(bytes) })).status).toBe(
+      200,
+    );
+    const done = await waitFor('the commit of the sent bytes', async () => {
+      const u = await api.call('GET', `/v1/uploads/${claimed.body.uploadId}`);
+      return u.body.status === 'pending' ? undefined : u.body;
+    });
+    expect(done).toMatchObject({ status: 'committed', version: 1 });
+  });
+
+  it('the web client in Node commits stored content with no PUT, small and multipart', async () => {
+    for (const size of [200 * KiB, 17 * MiB + 5]) {
+      const bytes = randomBytes(size);
+      const file = join(dataDir, `web-${size}.bin`);
+      await writeFile(file, bytes);
+      const blob = await openAsBlob(file);
+      const first = await webUpload(blob, {
+        api: sandbox.endpoints.api,
+        token: sandbox.endpoints.token,
+        path: `pop/web/${size}/original.bin`,
+        workerUrl: null,
+        pollIntervalMs: 50,
+      });
+      expect(first).toMatchObject({ status: 'committed', deduplicated: false });
+
+      const requests: string[] = [];
+      const phases: string[] = [];
+      const second = await webUpload(blob, {
+        api: sandbox.endpoints.api,
+        token: sandbox.endpoints.token,
+        path: `pop/web/${size}/copy.bin`,
+        workerUrl: null,
+        fetch: (input, init) => {
+          requests.push(`${init?.method ?? 'GET'} ${new URL(String(input)).pathname}`);
+          return fetch(input, init);
+        },
+        onProgress: (p) => phases.push(p.phase),
+      });
+      expect(second).toMatchObject({ status: 'committed', version: 1, deduplicated: true, bytesSent: 0 });
+      expect(requests).toEqual(['POST /v1/uploads', `POST /v1/uploads/${second.uploadId}/proof`]);
+      expect(phases.at(-1)).toBe('deduplicated');
+      expect(phases).not.toContain('uploading');
+    }
+  });
+
+  it('the CLI upload of a stored file commits with no PUT, small and multipart', async () => {
+    for (const size of [50 * KiB, 17 * MiB + 9]) {
+      const bytes = randomBytes(size);
+      const file = join(dataDir, `cli-${size}.bin`);
+      await writeFile(file, bytes);
+      const requests: string[] = [];
+      const client = new MirrorApiClient({
+        baseUrl: sandbox.endpoints.api,
+        token: sandbox.endpoints.token,
+        fetch: (input, init) => {
+          requests.push(`${init.method ?? 'GET'} ${new URL(input).pathname}`);
+          return fetch(input, init);
+        },
+      });
+      const puts: string[] = [];
+      const putFile = createPutFile();
+      const deps = {
+        client,
+        putFile: async (request: Parameters<typeof putFile>[0]) => {
+          puts.push(request.url);
+          return putFile(request);
+        },
+        sendParts: createPartSender({ api: client.baseUrl, token: client.token }),
+        clock: systemClock,
+        progress: { phase: () => undefined, bytes: () => undefined, stop: () => undefined } as never,
+      };
+      const first = await cliUpload(deps, { file, path: `pop/cli/${size}/original.bin` });
+      expect(first).toMatchObject({ status: 'committed', deduplicated: false });
+
+      requests.length = 0;
+      puts.length = 0;
+      const second = await cliUpload(deps, { file, path: `pop/cli/${size}/copy.bin` });
+      expect(second).toMatchObject({ status: 'committed', version: 1, deduplicated: true });
+      expect(puts).toEqual([]);
+      expect(requests).toEqual(['POST /v1/uploads', `POST /v1/uploads/${second.uploadId}/proof`]);
+    }
+  });
+});
+
+describe('proof of possession: an expired challenge', () => {
+  let sandbox: Sandbox;
+  let dataDir: string;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'mirror-possession-ttl-'));
+    // Presigned URLs and challenges live 2 s here.
+    sandbox = await start(dataDir, { MIRROR_PRESIGN_TTL_SECONDS: '2' });
+  });
+  afterAll(async () => {
+    await sandbox?.stop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('is refused, even with the right digest', async () => {
+    const api = localApi(sandbox.endpoints);
+    const bytes = randomBytes(30 * KiB);
+    const { created, putStatus } = await api.declareAndPut('pop/ttl/original.bin', bytes, 'image/png');
+    expect(putStatus).toBe(200);
+    expect(created.status).toBe(201);
+    await waitFor('the first commit', async () =>
+      (await api.call('GET', `/v1/files/${enc('pop/ttl/original.bin')}`)).status === 200 ? true : undefined,
+    );
+    const claimed = await api.call('POST', '/v1/uploads', {
+      path: 'pop/ttl/copy.bin',
+      size: bytes.length,
+      sha256: sha256Hex(bytes),
+      contentType: 'image/png',
+    });
+    const expiresAt = Date.parse(claimed.body.challenge.expiresAt);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiresAt - Date.now()) + 500));
+    const proof = await api.call('POST', `/v1/uploads/${claimed.body.uploadId}/proof`, {
+      digest: digestFor(claimed.body.challenge, bytes),
+    });
+    expect(proof.status).toBe(422);
+    expect(proof.body.error).toEqual({
+      code: 'proof_not_accepted',
+      field: 'digest',
+      message: 'upload the bytes',
+    });
+    expect((await api.call('GET', `/v1/files/${enc('pop/ttl/copy.bin')}`)).status).toBe(404);
+  });
+});
