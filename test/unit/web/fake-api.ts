@@ -1,10 +1,12 @@
 /**
  * An in-memory Media Mirror API and S3, as one `fetch` function, for the browser
- * client's unit tests: the upload API's answers (dedup, single PUT, multipart with
- * resume, parts, complete, status, abort) and a store that, like s3rver, checks no
+ * client's unit tests: the upload API's answers (a challenge with every claim, the
+ * proof that deduplicates, single PUT, multipart with resume, parts, complete, status, abort) and a store that, like s3rver, checks no
  * checksum at the door; the "ingest" verifies the whole object's SHA-256.
  */
 import { createHash } from 'node:crypto';
+import type { Challenge } from '../../../functions/core/model.ts';
+import { issueChallenge, proofDigest } from '../../../functions/core/possession.ts';
 
 export const MiB = 1024 * 1024;
 const S3 = 'https://s3.test';
@@ -37,6 +39,10 @@ interface FakeUpload {
   body?: Uint8Array;
   /** GET polls left before the ingest finishes. */
   verifyingPolls?: number;
+  /** The latest claim's challenge, and whether it was answered (one attempt each). */
+  challenge?: Challenge;
+  challengeSpent?: boolean;
+  deduplicated?: boolean;
 }
 
 /**
@@ -175,6 +181,7 @@ export class FakeMirror {
       return this.recordPart(upload, Number(segments[4]), body);
     }
     if (request.method === 'POST' && action === 'complete') return this.complete(upload);
+    if (request.method === 'POST' && action === 'proof') return this.prove(upload, body);
     return apiError(404, 'no_route', `no route for ${request.method} ${pathname}`);
   }
 
@@ -188,15 +195,11 @@ export class FakeMirror {
     if (contentType === 'application/x-forbidden') {
       return apiError(415, 'unsupported_content_type', 'contentType must be one of: image/*', 'contentType');
     }
-    if (this.blobs.has(sha256)) {
-      const version = this.commit(path);
-      const uploadId = `up-${++this.ids}`;
-      this.uploads.set(uploadId, { uploadId, path, sha256, size, contentType, status: 'committed', version });
-      return json(200, { status: 'committed', uploadId, path, version, deduplicated: true });
-    }
+    // Known content or not, the same answer: a challenge with every claim.
+    const challenge = issueChallenge(size, new Date(Date.now() + 900_000));
     if (size <= this.threshold) {
       const uploadId = `up-${++this.ids}`;
-      this.uploads.set(uploadId, { uploadId, path, sha256, size, contentType, status: 'pending' });
+      this.uploads.set(uploadId, { uploadId, path, sha256, size, contentType, status: 'pending', challenge });
       return json(201, {
         status: 'pending',
         uploadId,
@@ -211,6 +214,7 @@ export class FakeMirror {
           },
           expiresAt: new Date(Date.now() + 900_000).toISOString(),
         },
+        challenge,
       });
     }
     for (const u of this.uploads.values()) {
@@ -221,12 +225,15 @@ export class FakeMirror {
         u.sha256 === sha256 &&
         u.size === size
       ) {
+        u.challenge = challenge;
+        u.challengeSpent = false;
         return json(201, {
           status: 'pending',
           uploadId: u.uploadId,
           path,
           resumed: true,
           multipart: this.view(u),
+          challenge,
         });
       }
     }
@@ -240,9 +247,43 @@ export class FakeMirror {
       contentType,
       status: 'pending',
       multipart: { partSize: this.partSize, partCount, parts: new Map(), recorded: new Map() },
+      challenge,
     };
     this.uploads.set(uploadId, upload);
-    return json(201, { status: 'pending', uploadId, path, resumed: false, multipart: this.view(upload) });
+    return json(201, {
+      status: 'pending',
+      uploadId,
+      path,
+      resumed: false,
+      multipart: this.view(upload),
+      challenge,
+    });
+  }
+
+  /** `POST /v1/uploads/{id}/proof`: commits without bytes only for a right digest over held content. */
+  private prove(u: FakeUpload, body: Record<string, unknown>): Response {
+    if (u.status !== 'pending') return apiError(409, 'upload_finished', `upload is ${u.status}`, 'uploadId');
+    const refused = () => apiError(422, 'proof_not_accepted', 'upload the bytes', 'digest');
+    const challenge = u.challenge;
+    if (!challenge || u.challengeSpent || Date.parse(challenge.expiresAt) <= Date.now()) return refused();
+    u.challengeSpent = true;
+    const held = this.blobs.get(u.sha256);
+    if (!held || held.length !== u.size) return refused();
+    const digest = proofDigest(
+      challenge.nonce,
+      challenge.ranges.map((r) => held.subarray(r.offset, r.offset + r.length)),
+    );
+    if (digest !== body.digest) return refused();
+    u.status = 'committed';
+    u.deduplicated = true;
+    u.version = this.commit(u.path);
+    return json(200, {
+      status: 'committed',
+      uploadId: u.uploadId,
+      path: u.path,
+      version: u.version,
+      deduplicated: true,
+    });
   }
 
   private view(u: FakeUpload) {
@@ -259,7 +300,7 @@ export class FakeMirror {
     if (u.status === 'pending' && u.verifyingPolls !== undefined) {
       if (u.verifyingPolls-- <= 0) this.ingest(u);
     }
-    const { multipart: _m, body: _b, verifyingPolls: _v, ...rest } = u;
+    const { multipart: _m, body: _b, verifyingPolls: _v, challenge: _c, challengeSpent: _s, ...rest } = u;
     return json(200, {
       ...rest,
       ...(u.multipart && u.status === 'pending' ? { multipart: this.view(u) } : {}),

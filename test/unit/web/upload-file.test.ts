@@ -110,6 +110,50 @@ describe('uploadFile', () => {
     });
     expect(mirror.storageRequests().length).toBe(before);
     expect(rec.phases()).toEqual(['hashing', 'deduplicated']);
+    // The claim, then the proof: the digest over the nonce and the challenged bytes.
+    const calls = mirror.requests.slice(-2);
+    expect(calls.map((r) => `${r.method} ${new URL(r.url).pathname}`)).toEqual([
+      'POST /v1/uploads',
+      `POST /v1/uploads/${result.uploadId}/proof`,
+    ]);
+    expect(calls[1]?.body).toEqual({ digest: expect.stringMatching(/^[0-9a-f]{64}$/) });
+  });
+
+  it('known content above the multipart threshold: deduplicated, no part presigned or sent', async () => {
+    const mirror = new FakeMirror({ threshold: 5 * MiB, partSize: 5 * MiB });
+    const bytes = bytesOf(11 * MiB + 1, 4);
+    await uploadFile(blobOf(bytes), options(mirror));
+    const before = mirror.requests.length;
+    const result = await uploadFile(blobOf(bytes), options(mirror, { path: 'other/big.bin' }));
+    expect(result).toMatchObject({ status: 'committed', deduplicated: true, bytesSent: 0, partsSent: 0 });
+    expect(mirror.requests.slice(before).map((r) => `${r.method} ${new URL(r.url).pathname}`)).toEqual([
+      'POST /v1/uploads',
+      `POST /v1/uploads/${result.uploadId}/proof`,
+    ]);
+  });
+
+  it('content the mirror does not hold: the proof is refused and the bytes go as before', async () => {
+    const mirror = new FakeMirror();
+    const bytes = bytesOf(2000, 5);
+    const rec = recorder();
+    const result = await uploadFile(blobOf(bytes), options(mirror, { onProgress: rec.onProgress }));
+    expect(result).toMatchObject({ status: 'committed', deduplicated: false, bytesSent: bytes.length });
+    expect(mirror.requests.map((r) => `${r.method} ${new URL(r.url).pathname}`).slice(0, 3)).toEqual([
+      'POST /v1/uploads',
+      `POST /v1/uploads/${result.uploadId}/proof`,
+      `PUT /blobs/${sha256Of(bytes)}`,
+    ]);
+    expect(rec.phases()).toEqual(['hashing', 'uploading', 'verifying', 'committed']);
+  });
+
+  it('proof: false sends the bytes without answering the challenge', async () => {
+    const mirror = new FakeMirror();
+    const bytes = bytesOf(1000, 6);
+    await uploadFile(blobOf(bytes), options(mirror));
+    const before = mirror.requests.length;
+    const result = await uploadFile(blobOf(bytes), options(mirror, { path: 'again.bin', proof: false }));
+    expect(result).toMatchObject({ status: 'committed', deduplicated: false, bytesSent: bytes.length });
+    expect(mirror.requests.slice(before).some((r) => r.url.endsWith('/proof'))).toBe(false);
   });
 
   it('a small file: one PUT with exactly the signed headers (but content-length), then committed', async () => {
@@ -153,7 +197,10 @@ describe('uploadFile', () => {
     await uploadFile(blobOf(bytesOf(10, 1), ''), options(mirror));
     await uploadFile(blobOf(bytesOf(10, 2), 'image/png'), options(mirror, { contentType: 'image/webp' }));
     expect(
-      mirror.apiRequests('POST', '/v1/uploads').map((r) => (r.body as { contentType: string }).contentType),
+      mirror
+        .apiRequests('POST', '/v1/uploads')
+        .filter((r) => new URL(r.url).pathname === '/v1/uploads')
+        .map((r) => (r.body as { contentType: string }).contentType),
     ).toEqual(['application/octet-stream', 'image/webp']);
   });
 
