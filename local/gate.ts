@@ -65,8 +65,22 @@ interface GateError {
   readonly message: string;
 }
 
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
+/** JSON, but not an object. (Not JSON at all: dynalite answers a SerializationException itself.) */
+function isNonObjectJson(body: Buffer): boolean {
+  try {
+    const value: unknown = JSON.parse(body.toString('utf8'));
+    return value === null || typeof value !== 'object' || Array.isArray(value);
+  } catch {
+    return false;
+  }
+}
+
 /** The JSON error body each service's SDK client parses. */
-function sendError(res: ServerResponse, service: GatedService, error: GateError): void {
+function sendError(res: ServerResponse, service: GatedService, error: GateError, close = false): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -80,6 +94,7 @@ function sendError(res: ServerResponse, service: GatedService, error: GateError)
   };
   // SQS's JSON protocol is query-compatible: the SDK takes the error code from this header.
   if (service === 'sqs') headers['x-amzn-query-error'] = `${error.code};Sender`;
+  if (close) headers.connection = 'close';
   res.writeHead(error.status, headers);
   res.end(body);
 }
@@ -144,10 +159,15 @@ export async function startGate(options: GateOptions): Promise<RunningGate> {
   const sockets = new Set<Socket>();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    // A client that goes away mid-body makes the request emit an error: nothing to answer.
+    req.on('error', () => undefined);
+    let bodyRead = false;
     const fail = (status: number, code: string, message: string) => {
-      sendError(res, service, { status, code, message });
-      // An unread body would otherwise be parsed as the next request on this connection.
-      if (!req.complete) res.once('finish', () => req.socket.destroy());
+      // An unread body would otherwise be parsed as the next request on this connection:
+      // answer, then close it (Node ends the socket once the answer is flushed).
+      const unread = !bodyRead && hasBody(req);
+      sendError(res, service, { status, code, message }, unread);
+      if (unread) req.resume();
     };
     if (req.headers.origin !== undefined || req.method === 'OPTIONS') {
       fail(
@@ -171,6 +191,7 @@ export async function startGate(options: GateOptions): Promise<RunningGate> {
       fail(413, codes.tooLarge, `the request body is larger than ${max} bytes`);
       return;
     }
+    bodyRead = true;
     const verdict = await verifySigV4(
       {
         method: req.method ?? 'GET',
@@ -199,6 +220,12 @@ export async function startGate(options: GateOptions): Promise<RunningGate> {
         codes.protocol,
         'the local SQS speaks the AWS JSON 1.0 protocol only (POST / with application/x-amz-json-1.0)',
       );
+      return;
+    }
+    // dynalite throws, uncaught, on a JSON body that is not an object (`null`): it would
+    // take the whole stack down. DynamoDB answers such a body with a SerializationException.
+    if (service === 'dynamodb' && body.length > 0 && isNonObjectJson(body)) {
+      fail(400, 'SerializationException', 'the request body must be a JSON object');
       return;
     }
     await forward(req, res, body);

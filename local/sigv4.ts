@@ -487,8 +487,11 @@ function toBytes(data: SourceData): Uint8Array {
   return new Uint8Array(data);
 }
 
-/** SHA-256 / HMAC-SHA-256 in the shape the signer takes (what `@smithy/hash-node` does). */
-class Sha256 {
+/**
+ * SHA-256 / HMAC-SHA-256 on node:crypto in the shape `SignatureV4` takes as `sha256` (what
+ * `@smithy/hash-node` does for the SDK's Node clients); exported for tools that sign by hand.
+ */
+export class Sha256 {
   readonly #secret: Uint8Array | undefined;
   #hash: Hash | Hmac;
   constructor(secret?: SourceData) {
