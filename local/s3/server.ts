@@ -234,20 +234,20 @@ export async function createS3Server(options: S3ServerOptions): Promise<S3Server
   });
   // One idle timer per connection: a request whose client stops sending (or reading)
   // gets RequestTimeout, as S3 answers it, and the connection closes.
-  server.on('connection', (socket: Socket) => {
-    socket.setTimeout(idleMs, () => {
-      const current = inFlight.get(socket);
-      if (current && !current.res.headersSent) {
-        const timeout = new S3Error(
-          400,
-          'RequestTimeout',
-          'Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.',
-        );
-        answerError(current.req, current.res, timeout, current.requestId);
-        current.res.once('finish', () => socket.destroy());
-        setTimeout(() => socket.destroy(), 1_000).unref();
-      } else socket.destroy();
-    });
+  // Node's own idle handling would destroy the socket unanswered; with a server-level
+  // handler the request gets S3's answer first.
+  server.setTimeout(idleMs, (socket: Socket) => {
+    const current = inFlight.get(socket);
+    if (current && !current.res.headersSent) {
+      const timeout = new S3Error(
+        400,
+        'RequestTimeout',
+        'Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.',
+      );
+      answerError(current.req, current.res, timeout, current.requestId);
+      current.res.once('finish', () => socket.destroy());
+      setTimeout(() => socket.destroy(), 1_000).unref();
+    } else socket.destroy();
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (err.code === 'ECONNRESET' || !socket.writable) {

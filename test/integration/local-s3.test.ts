@@ -2,7 +2,7 @@
  * The local S3 emulator (local/s3/) through its public interface: the AWS SDK v3, raw
  * HTTP (fetch, sockets) and rclone. It must refuse what S3 refuses and keep versions.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,13 +17,16 @@ import {
   HeadObjectCommand,
   ListObjectsV2Command,
   ListObjectVersionsCommand,
+  PutBucketCorsCommand,
   PutBucketVersioningCommand,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
   UploadPartCommand,
+  UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeS3Client } from '../../functions/adapters/s3.js';
 import { LOCAL_CREDENTIALS, type S3Emulator, type S3ObjectCreated, startS3 } from '../../local/emulators.ts';
@@ -279,5 +282,481 @@ describe('versioning', () => {
         ),
       ),
     ).toMatchObject({ name: 'PreconditionFailed', status: 412 });
+  });
+});
+
+/** The API's own presigned PUT: content-type, content-length and x-amz-checksum-sha256 signed. */
+async function presignBlobPut(
+  key: string,
+  body: Buffer,
+  options: { expiresIn?: number; signingDate?: Date } = {},
+) {
+  const checksum = sha256b64(body);
+  const url = await getSignedUrl(
+    client,
+    new PutObjectCommand({
+      Bucket: 'versioned',
+      Key: key,
+      ContentLength: body.length,
+      ContentType: 'application/octet-stream',
+      ChecksumSHA256: checksum,
+    }),
+    {
+      expiresIn: options.expiresIn ?? 60,
+      ...(options.signingDate ? { signingDate: options.signingDate } : {}),
+      signableHeaders: new Set(['content-type', 'content-length', 'x-amz-checksum-sha256']),
+      unhoistableHeaders: new Set(['content-type', 'x-amz-checksum-sha256']),
+    },
+  );
+  return { url, headers: { 'content-type': 'application/octet-stream', 'x-amz-checksum-sha256': checksum } };
+}
+
+describe('strict like S3', () => {
+  it('presigned PUT with a signed SHA-256: right bytes 200; wrong bytes 400 BadDigest and nothing stored', async () => {
+    const body = randomBytes(4096);
+    const signed = await presignBlobPut('blobs/presigned', body);
+    const wrong = Buffer.from(body);
+    wrong[100] = (wrong[100] ?? 0) ^ 1;
+    const bad = await fetch(signed.url, { method: 'PUT', headers: signed.headers, body: wrong });
+    expect(bad.status).toBe(400);
+    expect(await codeOf(bad)).toBe('BadDigest');
+    expect(await exists('versioned', 'blobs/presigned')).toBe(false);
+    const good = await fetch(signed.url, { method: 'PUT', headers: signed.headers, body });
+    expect(good.status).toBe(200);
+    expect(good.headers.get('x-amz-version-id')).toBeTruthy();
+    const head = await client.send(
+      new HeadObjectCommand({ Bucket: 'versioned', Key: 'blobs/presigned', ChecksumMode: 'ENABLED' }),
+    );
+    expect(head.ChecksumSHA256).toBe(sha256b64(body));
+    expect(head.VersionId).toBe(good.headers.get('x-amz-version-id'));
+  });
+
+  it('a length other than the signed one, a tampered signature, an expired URL and no signature get 403', async () => {
+    const body = randomBytes(1000);
+    const signed = await presignBlobPut('blobs/strict', body);
+    const longer = await fetch(signed.url, {
+      method: 'PUT',
+      headers: signed.headers,
+      body: Buffer.concat([body, body]),
+    });
+    expect([longer.status, await codeOf(longer)]).toEqual([403, 'SignatureDoesNotMatch']);
+    const shorter = await fetch(signed.url, {
+      method: 'PUT',
+      headers: signed.headers,
+      body: body.subarray(1),
+    });
+    expect([shorter.status, await codeOf(shorter)]).toEqual([403, 'SignatureDoesNotMatch']);
+    const tampered = signed.url.replace(
+      /X-Amz-Signature=([0-9a-f])/,
+      (_m, c: string) => `X-Amz-Signature=${c === '0' ? '1' : '0'}`,
+    );
+    const forged = await fetch(tampered, { method: 'PUT', headers: signed.headers, body });
+    expect([forged.status, await codeOf(forged)]).toEqual([403, 'SignatureDoesNotMatch']);
+    const old = await presignBlobPut('blobs/strict', body, {
+      expiresIn: 60,
+      signingDate: new Date(Date.now() - 120_000),
+    });
+    const expired = await fetch(old.url, { method: 'PUT', headers: old.headers, body });
+    expect(expired.status).toBe(403);
+    expect(await expired.text()).toMatch(/<Code>AccessDenied<\/Code><Message>Request has expired<\/Message>/);
+    const anonymous = await fetch(`${s3.endpoint}/versioned/blobs/strict`, { method: 'PUT', body });
+    expect([anonymous.status, await codeOf(anonymous)]).toEqual([403, 'AccessDenied']);
+    const anonymousGet = await fetch(`${s3.endpoint}/plain/dir/hello.txt`);
+    expect([anonymousGet.status, await codeOf(anonymousGet)]).toEqual([403, 'AccessDenied']);
+    const form = new FormData();
+    form.set('key', 'blobs/form');
+    form.set('file', new Blob([body]));
+    const post = await fetch(`${s3.endpoint}/versioned`, { method: 'POST', body: form });
+    expect([post.status, await codeOf(post)]).toEqual([501, 'NotImplemented']);
+    expect(await exists('versioned', 'blobs/strict')).toBe(false);
+    expect(await exists('versioned', 'blobs/form')).toBe(false);
+  });
+
+  it('checks a checksum hoisted into the query, and Content-MD5', async () => {
+    const body = Buffer.from('query checksum');
+    const url = await getSignedUrl(
+      client,
+      new PutObjectCommand({ Bucket: 'plain', Key: 'hoisted', ChecksumSHA256: sha256b64(body) }),
+      { expiresIn: 60 },
+    );
+    expect(url).toMatch(/x-amz-checksum-sha256=/);
+    const bad = await fetch(url, { method: 'PUT', body: 'other bytes!!!' });
+    expect([bad.status, await codeOf(bad)]).toEqual([400, 'BadDigest']);
+    expect((await fetch(url, { method: 'PUT', body })).status).toBe(200);
+    // A client left at WHEN_SUPPORTED presigns the CRC32 of an empty body: every real upload is refused.
+    const crcUrl = await getSignedUrl(defaultClient, new PutObjectCommand({ Bucket: 'plain', Key: 'crc' }), {
+      expiresIn: 60,
+    });
+    expect(crcUrl).toMatch(/x-amz-checksum-crc32=AAAAAA%3D%3D/);
+    const crc = await fetch(crcUrl, { method: 'PUT', body });
+    expect([crc.status, await codeOf(crc)]).toEqual([400, 'BadDigest']);
+    const md5 = await errorOf(
+      client.send(
+        new PutObjectCommand({
+          Bucket: 'plain',
+          Key: 'md5',
+          Body: body,
+          ContentMD5: createHash('md5').update('not the body').digest('base64'),
+        }),
+      ),
+    );
+    expect(md5).toMatchObject({ name: 'BadDigest', status: 400 });
+    expect(await exists('plain', 'md5')).toBe(false);
+  });
+
+  it('refuses an aws-chunked body shorter or longer than x-amz-decoded-content-length', async () => {
+    for (const declared of [5, 20]) {
+      const body = '10\r\n0123456789abcdef\r\n0\r\n\r\n';
+      const res = await signedFetch('PUT', '/plain/chunky', body, {
+        'content-encoding': 'aws-chunked',
+        'x-amz-content-sha256': 'STREAMING-UNSIGNED-PAYLOAD-TRAILER',
+        'x-amz-decoded-content-length': String(declared),
+      });
+      expect([res.status, await codeOf(res)]).toEqual([400, 'IncompleteBody']);
+    }
+    expect(await exists('plain', 'chunky')).toBe(false);
+  });
+
+  it('answers CORS preflights and requests only for origins and methods the bucket allows', async () => {
+    await client.send(
+      new PutBucketCorsCommand({
+        Bucket: 'plain',
+        CORSConfiguration: {
+          CORSRules: [
+            {
+              AllowedOrigins: ['http://allowed.test'],
+              AllowedMethods: ['PUT', 'GET'],
+              AllowedHeaders: ['*'],
+              ExposeHeaders: ['ETag'],
+            },
+          ],
+        },
+      }),
+    );
+    const preflight = (origin: string, method = 'PUT') =>
+      fetch(`${s3.endpoint}/plain/x`, {
+        method: 'OPTIONS',
+        headers: {
+          origin,
+          'access-control-request-method': method,
+          'access-control-request-headers': 'content-type',
+        },
+      });
+    const ok = await preflight('http://allowed.test');
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('access-control-allow-origin')).toBe('http://allowed.test');
+    expect(ok.headers.get('access-control-allow-headers')).toBe('content-type');
+    const evil = await preflight('http://evil.test');
+    expect([evil.status, await codeOf(evil)]).toEqual([403, 'AccessForbidden']);
+    expect(evil.headers.get('access-control-allow-origin')).toBeNull();
+    expect((await preflight('http://allowed.test', 'DELETE')).status).toBe(403);
+    const url = await getSignedUrl(client, new GetObjectCommand({ Bucket: 'plain', Key: 'dir/hello.txt' }), {
+      expiresIn: 60,
+    });
+    const fromAllowed = await fetch(url, { headers: { origin: 'http://allowed.test' } });
+    expect(fromAllowed.headers.get('access-control-allow-origin')).toBe('http://allowed.test');
+    expect(fromAllowed.headers.get('access-control-expose-headers')).toBe('ETag');
+    const fromEvil = await fetch(url, { headers: { origin: 'http://evil.test' } });
+    expect(fromEvil.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});
+
+type SourceData = string | ArrayBuffer | ArrayBufferView;
+class Sha256 {
+  #h: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
+  constructor(secret?: SourceData) {
+    this.#h =
+      secret === undefined ? createHash('sha256') : createHmac('sha256', Buffer.from(secret as string));
+  }
+  update(d: SourceData) {
+    this.#h.update(typeof d === 'string' ? d : Buffer.from(d as ArrayBuffer));
+  }
+  async digest() {
+    return new Uint8Array(this.#h.digest());
+  }
+}
+
+async function signHeaders(method: string, path: string, headers: Record<string, string>) {
+  const url = new URL(s3.endpoint);
+  const signer = new SignatureV4({
+    service: 's3',
+    region,
+    credentials: { ...LOCAL_CREDENTIALS },
+    sha256: Sha256,
+    uriEscapePath: false,
+  });
+  const request = await signer.sign({
+    method,
+    protocol: 'http:',
+    hostname: url.hostname,
+    port: Number(url.port),
+    path,
+    headers: { host: url.host, ...headers },
+    query: {},
+  });
+  return request.headers;
+}
+
+/** A request signed like the SDK signs one (header form), for bodies the SDK would never send. */
+async function signedFetch(
+  method: string,
+  path: string,
+  body: string | Buffer,
+  headers: Record<string, string>,
+) {
+  const { host: _host, ...sent } = await signHeaders(method, path, headers);
+  return fetch(`${s3.endpoint}${path}`, { method, headers: sent, body: new Uint8Array(Buffer.from(body)) });
+}
+
+describe('multipart and listings', () => {
+  it('completes a multipart upload (composite SHA-256, ETag -N), refusing a wrong ETag and a wrong order', async () => {
+    const part1 = randomBytes(5 * 1024 * 1024);
+    const part2 = randomBytes(1234);
+    const key = 'big/file.bin';
+    const { UploadId } = await client.send(
+      new CreateMultipartUploadCommand({ Bucket: 'versioned', Key: key, ChecksumAlgorithm: 'SHA256' }),
+    );
+    const up = (n: number, body: Buffer) =>
+      client.send(
+        new UploadPartCommand({
+          Bucket: 'versioned',
+          Key: key,
+          UploadId,
+          PartNumber: n,
+          Body: body,
+          ChecksumSHA256: sha256b64(body),
+        }),
+      );
+    const bad = await errorOf(
+      client.send(
+        new UploadPartCommand({
+          Bucket: 'versioned',
+          Key: key,
+          UploadId,
+          PartNumber: 1,
+          Body: part1,
+          ChecksumSHA256: sha256b64(part2),
+        }),
+      ),
+    );
+    expect(bad).toMatchObject({ name: 'BadDigest', status: 400 });
+    const p1 = await up(1, part1);
+    const p2 = await up(2, part2);
+    const parts = [
+      { PartNumber: 1, ETag: p1.ETag, ChecksumSHA256: p1.ChecksumSHA256 },
+      { PartNumber: 2, ETag: p2.ETag, ChecksumSHA256: p2.ChecksumSHA256 },
+    ];
+    const complete = (list: typeof parts) =>
+      client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: 'versioned',
+          Key: key,
+          UploadId,
+          MultipartUpload: { Parts: list },
+        }),
+      );
+    expect(
+      await errorOf(
+        complete([
+          parts[0] as (typeof parts)[0],
+          { ...(parts[1] as (typeof parts)[0]), ETag: `"${'0'.repeat(32)}"` },
+        ]),
+      ),
+    ).toMatchObject({
+      name: 'InvalidPart',
+      status: 400,
+    });
+    expect(await errorOf(complete([...parts].reverse()))).toMatchObject({
+      name: 'InvalidPartOrder',
+      status: 400,
+    });
+    events.length = 0;
+    const done = await complete(parts);
+    const md5s = Buffer.concat([p1, p2].map((p) => Buffer.from((p.ETag ?? '').replace(/"/g, ''), 'hex')));
+    expect(done.ETag).toBe(`"${createHash('md5').update(md5s).digest('hex')}-2"`);
+    expect(done.VersionId).toBeTruthy();
+    expect(events).toMatchObject([
+      {
+        eventName: 'ObjectCreated:CompleteMultipartUpload',
+        key,
+        size: part1.length + part2.length,
+        versionId: done.VersionId,
+      },
+    ]);
+    const head = await client.send(
+      new HeadObjectCommand({ Bucket: 'versioned', Key: key, ChecksumMode: 'ENABLED' }),
+    );
+    expect(head.ContentLength).toBe(part1.length + part2.length);
+    expect(head.ChecksumSHA256).toMatch(/-2$/);
+    expect(head.ChecksumType).toBe('COMPOSITE');
+    const tail = await client.send(
+      new GetObjectCommand({
+        Bucket: 'versioned',
+        Key: key,
+        Range: `bytes=${part1.length - 2}-${part1.length + 1}`,
+      }),
+    );
+    const got = Buffer.from(
+      await (tail.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+    );
+    expect(got.equals(Buffer.concat([part1.subarray(-2), part2.subarray(0, 2)]))).toBe(true);
+    // Copies of parts by range (replicate's path above 5 GiB).
+    const copy = await client.send(
+      new CreateMultipartUploadCommand({ Bucket: 'plain', Key: 'copy-by-parts' }),
+    );
+    const c1 = await client.send(
+      new UploadPartCopyCommand({
+        Bucket: 'plain',
+        Key: 'copy-by-parts',
+        UploadId: copy.UploadId,
+        PartNumber: 1,
+        CopySource: `versioned/${key}`,
+        CopySourceRange: `bytes=0-${part1.length - 1}`,
+      }),
+    );
+    const c2 = await client.send(
+      new UploadPartCopyCommand({
+        Bucket: 'plain',
+        Key: 'copy-by-parts',
+        UploadId: copy.UploadId,
+        PartNumber: 2,
+        CopySource: `versioned/${key}?versionId=${done.VersionId}`,
+        CopySourceRange: `bytes=${part1.length}-${part1.length + part2.length - 1}`,
+      }),
+    );
+    await client.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: 'plain',
+        Key: 'copy-by-parts',
+        UploadId: copy.UploadId,
+        MultipartUpload: {
+          Parts: [
+            { PartNumber: 1, ETag: c1.CopyPartResult?.ETag },
+            { PartNumber: 2, ETag: c2.CopyPartResult?.ETag },
+          ],
+        },
+      }),
+    );
+    expect((await client.send(new HeadObjectCommand({ Bucket: 'plain', Key: 'copy-by-parts' }))).ETag).toBe(
+      done.ETag,
+    );
+  });
+
+  it('lists with a delimiter at the root: CommonPrefixes, max-keys and continuation tokens', async () => {
+    await client.send(new CreateBucketCommand({ Bucket: 'listing' }));
+    for (const key of ['a/1', 'a/2', 'b/x/1', 'c', 'd/1']) {
+      await client.send(new PutObjectCommand({ Bucket: 'listing', Key: key, Body: key }));
+    }
+    const all = await client.send(new ListObjectsV2Command({ Bucket: 'listing', Delimiter: '/' }));
+    expect(all.CommonPrefixes?.map((p) => p.Prefix)).toEqual(['a/', 'b/', 'd/']);
+    expect(all.Contents?.map((c) => c.Key)).toEqual(['c']);
+    const seen: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await client.send(
+        new ListObjectsV2Command({ Bucket: 'listing', Delimiter: '/', MaxKeys: 1, ContinuationToken: token }),
+      );
+      seen.push(
+        ...(page.CommonPrefixes ?? []).map((p) => p.Prefix ?? ''),
+        ...(page.Contents ?? []).map((c) => c.Key ?? ''),
+      );
+      token = page.NextContinuationToken;
+    } while (token);
+    expect(seen).toEqual(['a/', 'b/', 'c', 'd/']);
+    const nested = await client.send(
+      new ListObjectsV2Command({ Bucket: 'listing', Prefix: 'b/', Delimiter: '/' }),
+    );
+    expect(nested.CommonPrefixes?.map((p) => p.Prefix)).toEqual(['b/x/']);
+    const after = await client.send(new ListObjectsV2Command({ Bucket: 'listing', StartAfter: 'b/x/1' }));
+    expect(after.Contents?.map((c) => c.Key)).toEqual(['c', 'd/1']);
+  });
+});
+
+describe('robustness', () => {
+  it('state survives a stop and a start on the same folder', async () => {
+    const v1 = await client.send(new PutObjectCommand({ Bucket: 'versioned', Key: 'persist', Body: 'one' }));
+    await client.send(new PutObjectCommand({ Bucket: 'versioned', Key: 'persist', Body: 'two' }));
+    await s3.stop();
+    client.destroy();
+    defaultClient.destroy();
+    await start();
+    expect(await text(await client.send(new GetObjectCommand({ Bucket: 'versioned', Key: 'persist' })))).toBe(
+      'two',
+    );
+    expect(
+      await text(
+        await client.send(
+          new GetObjectCommand({ Bucket: 'versioned', Key: 'persist', VersionId: v1.VersionId }),
+        ),
+      ),
+    ).toBe('one');
+    expect(await text(await client.send(new GetObjectCommand({ Bucket: 'plain', Key: 'a/../b' })))).toBe(
+      'dots',
+    );
+  });
+
+  it('~200 malformed requests each get an error, and the next upload still works', async () => {
+    const host = new URL(s3.endpoint).host;
+    const garbage: (() => Promise<string>)[] = [
+      // Truncated multipart form POST (what once ended s3rver's process).
+      () =>
+        rawRequest(
+          `POST /plain HTTP/1.1\r\nHost: ${host}\r\nContent-Type: multipart/form-data; boundary=xx\r\nContent-Length: 500\r\n\r\n--xx\r\nContent-Disposition: form-data; name="key"\r\n\r\nk\r\n--x`,
+          300,
+        ),
+      // Invalid XML completing an upload that does not exist; unsigned.
+      () =>
+        rawRequest(
+          `POST /plain/k?uploadId=zz HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 9\r\nConnection: close\r\n\r\n<a><b></a`,
+        ),
+      // A header section larger than the server takes.
+      () => rawRequest(`GET /plain/k HTTP/1.1\r\nHost: ${host}\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`),
+      // A body that stops halfway and never ends.
+      () =>
+        rawRequest(
+          `PUT /plain/slow HTTP/1.1\r\nHost: ${host}\r\nContent-Length: 1000\r\n\r\n${'x'.repeat(10)}`,
+          1_500,
+        ),
+      // Not HTTP at all.
+      () => rawRequest(randomBytes(300)),
+      // Bad percent-encoding, an unknown method, an unknown subresource.
+      () => rawRequest(`GET /plain/%zz HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+      () => rawRequest(`BREW /plain/k HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+      () => rawRequest(`GET /plain?policy HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+    ];
+    const slowHeaders = await signHeaders('PUT', '/plain/slow', {
+      'content-length': '1000',
+      'x-amz-content-sha256': 'UNSIGNED-PAYLOAD',
+    });
+    const slowHead = Object.entries(slowHeaders)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
+    // A signed body that stops halfway: answered RequestTimeout once the connection idles.
+    garbage.push(() => rawRequest(`PUT /plain/slow HTTP/1.1\r\n${slowHead}\r\n${'x'.repeat(10)}`, 1_500));
+    const answers: string[] = [];
+    for (let i = 0; i < 198; i += garbage.length) {
+      answers.push(...(await Promise.all(garbage.map((g) => g()))));
+    }
+    const statuses = answers.map((a) => /^HTTP\/1\.1 (\d{3})/.exec(a)?.[1] ?? 'closed');
+    const counts = statuses.reduce<Record<string, number>>((acc, s) => {
+      acc[s] = (acc[s] ?? 0) + 1;
+      return acc;
+    }, {});
+    console.log(`fuzz: ${answers.length} requests, answers ${JSON.stringify(counts)}`);
+    expect(answers.length).toBe(198);
+    expect(statuses.filter((x) => x === '400').length).toBeGreaterThan(0);
+    expect(answers.filter((a) => a.includes('<Code>RequestTimeout</Code>')).length).toBe(22);
+    expect(statuses.every((s) => /^[45]\d\d$/.test(s) || s === 'closed')).toBe(true);
+    expect(
+      answers
+        .filter((a) => a.startsWith('HTTP/1.1 4') || a.startsWith('HTTP/1.1 5'))
+        .every((a) => a.includes('<Error><Code>')),
+    ).toBe(true);
+    expect(statuses.filter((s) => s === '500')).toEqual([]);
+    await client.send(new PutObjectCommand({ Bucket: 'plain', Key: 'after-fuzz', Body: 'still here' }));
+    expect(await text(await client.send(new GetObjectCommand({ Bucket: 'plain', Key: 'after-fuzz' })))).toBe(
+      'still here',
+    );
+    expect(await exists('plain', 'slow')).toBe(false);
   });
 });
