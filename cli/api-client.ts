@@ -194,7 +194,8 @@ export class MirrorApiClient {
       contentType: request.contentType,
     };
     if (request.ifVersion !== undefined) body.ifVersion = request.ifVersion;
-    const headers = request.idempotencyKey === undefined ? {} : { 'idempotency-key': request.idempotencyKey };
+    const headers: Record<string, string> =
+      request.idempotencyKey === undefined ? {} : { 'idempotency-key': request.idempotencyKey };
     return this.#call('POST', '/v1/uploads', createUploadResponseSchema, body, headers);
   }
 

@@ -136,8 +136,47 @@ describe('uploadFile', () => {
     });
     await uploadFile(deps(client).d, { file, path: 'images/cat.jpg', ifVersion: 6 });
     expect(client.calls.create).toEqual([
-      { path: 'images/cat.jpg', size: data.length, sha256, contentType: 'image/jpeg', ifVersion: 6 },
+      {
+        path: 'images/cat.jpg',
+        size: data.length,
+        sha256,
+        contentType: 'image/jpeg',
+        ifVersion: 6,
+        idempotencyKey: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      },
     ]);
+  });
+
+  it('retries a claim that failed in transit with the same Idempotency-Key; a refusal is not retried', async () => {
+    const committed = {
+      status: 'committed' as const,
+      uploadId: 'u-0',
+      path: 'a.jpg',
+      version: 1,
+      deduplicated: true,
+    };
+    const client = fakeClient(committed);
+    const failures: Error[] = [
+      new ApiUnreachableError('connection reset'),
+      new ApiError({ status: 409, code: 'idempotency_in_progress', message: 'still running' }),
+    ];
+    const flaky = {
+      ...client,
+      async createUpload(req: CreateUploadRequest) {
+        client.calls.create.push(req);
+        const failure = failures.shift();
+        if (failure) throw failure;
+        return committed;
+      },
+    };
+    await uploadFile(deps(flaky).d, { file, path: 'a.jpg' });
+    const keys = client.calls.create.map((c) => c.idempotencyKey);
+    expect(keys).toHaveLength(3);
+    expect(new Set(keys).size).toBe(1);
+
+    const refused = fakeClient(new ApiError({ status: 409, code: 'version_conflict', message: 'no' }));
+    await expect(uploadFile(deps(refused).d, { file, path: 'a.jpg' })).rejects.toBeInstanceOf(ApiError);
+    expect(refused.calls.create).toHaveLength(1);
   });
 
   it('deduplicated: sends no PUT and does not poll', async () => {
