@@ -204,6 +204,59 @@ describe('uploadFile', () => {
     expect(progress.phases).toEqual(['hashing', 'done']);
   });
 
+  it("answers the claim's challenge from the file: a right proof commits, with no PUT and no poll", async () => {
+    const nonce = Buffer.alloc(32, 7).toString('base64');
+    const ranges = [
+      { offset: 1000, length: 5 },
+      { offset: 0, length: 3 },
+    ];
+    const client = {
+      ...fakeClient({ ...pending, challenge: { nonce, ranges, expiresAt: '2025-01-01T00:15:00Z' } }),
+      proofs: [] as { id: string; digest: string }[],
+      async proveUpload(id: string, digest: string) {
+        this.proofs.push({ id, digest });
+        return {
+          status: 'committed' as const,
+          uploadId: id,
+          path: 'images/cat.jpg',
+          version: 4,
+          deduplicated: true,
+        };
+      },
+    };
+    const { d, put, progress } = deps(client);
+    const result = await uploadFile(d, { file, path: 'images/cat.jpg' });
+    const expected = createHash('sha256')
+      .update(Buffer.alloc(32, 7))
+      .update(data.subarray(1000, 1005))
+      .update(data.subarray(0, 3))
+      .digest('hex');
+    expect(client.proofs).toEqual([{ id: 'u-1', digest: expected }]);
+    expect(put.puts).toEqual([]);
+    expect(client.calls.get).toEqual([]);
+    expect(result).toMatchObject({ status: 'committed', version: 4, deduplicated: true });
+    expect(progress.phases).toEqual(['hashing', 'done']);
+  });
+
+  it('a refused proof (proof_not_accepted): the bytes are PUT as before', async () => {
+    const challenge = { nonce: Buffer.alloc(32).toString('base64'), ranges: [{ offset: 0, length: 10 }] };
+    const client = {
+      ...fakeClient({ ...pending, challenge }, [record({ status: 'committed', version: 1 })]),
+      async proveUpload(): Promise<never> {
+        throw new ApiError({
+          status: 422,
+          code: 'proof_not_accepted',
+          message: 'upload the bytes',
+          field: 'digest',
+        });
+      },
+    };
+    const { d, put } = deps(client);
+    const result = await uploadFile(d, { file, path: 'images/cat.jpg' });
+    expect(put.puts).toHaveLength(1);
+    expect(result).toMatchObject({ status: 'committed', version: 1, deduplicated: false });
+  });
+
   it('pending: PUTs with exactly the returned headers, then polls until committed', async () => {
     const client = fakeClient(pending, [
       record({ status: 'pending' }),
