@@ -187,6 +187,7 @@ describe('docs/openapi.json', () => {
       'functions/core/changes.ts',
       'functions/core/commit.ts',
       'functions/core/errors.ts',
+      'functions/core/idempotency.ts',
       'local/api-front.ts',
     ];
     const found = new Set<string>();
@@ -259,7 +260,14 @@ describe('docs/openapi.json', () => {
       name: m[1] as string,
       chain: m[2] as string,
     }));
-    expect(fields.map((f) => f.name)).toEqual(['path', 'size', 'sha256', 'contentType', 'ifVersion']);
+    expect(fields.map((f) => f.name)).toEqual([
+      'path',
+      'size',
+      'sha256',
+      'contentType',
+      'ifVersion',
+      'newVersion',
+    ]);
     const required = fields.filter((f) => !f.chain.includes('.optional()')).map((f) => f.name);
 
     expect(request.type).toBe('object');
