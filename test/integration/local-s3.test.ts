@@ -2,11 +2,14 @@
  * The local S3 emulator (local/s3/) through its public interface: the AWS SDK v3, raw
  * HTTP (fetch, sockets) and rclone. It must refuse what S3 refuses and keep versions.
  */
+
+import { execFile } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
 import {
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
@@ -758,5 +761,45 @@ describe('robustness', () => {
       'still here',
     );
     expect(await exists('plain', 'slow')).toBe(false);
+  });
+});
+
+describe('rclone (a real S3 client; .ci/run installs it)', () => {
+  it('creates a bucket, copies a folder up and back, lists it and checks it', async () => {
+    const run = promisify(execFile);
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      RCLONE_CONFIG_LOC_TYPE: 's3',
+      RCLONE_CONFIG_LOC_PROVIDER: 'Other',
+      RCLONE_CONFIG_LOC_ENDPOINT: s3.endpoint,
+      RCLONE_CONFIG_LOC_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+      RCLONE_CONFIG_LOC_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+      RCLONE_CONFIG_LOC_FORCE_PATH_STYLE: 'true',
+      RCLONE_CONFIG: join(dir, 'rclone.conf'),
+    };
+    // rclone 1.60 refuses to start while AWS_CA_BUNDLE is set.
+    delete env.AWS_CA_BUNDLE;
+    const rclone = (...args: string[]) => run('rclone', args, { env });
+    const src = join(dir, 'rclone-src');
+    await mkdir(join(src, 'sub'), { recursive: true });
+    await writeFile(join(src, 'a.txt'), 'aaa');
+    await writeFile(join(src, 'sp ace+%.txt'), 'x');
+    await writeFile(join(src, 'sub', 'b.bin'), randomBytes(300_000));
+    await rclone('mkdir', 'loc:rclone-bucket');
+    await rclone('copy', src, 'loc:rclone-bucket/dest');
+    expect((await rclone('lsf', 'loc:rclone-bucket')).stdout.trim().split('\n')).toEqual(['dest/']);
+    expect(
+      (await rclone('lsf', '-R', '--files-only', 'loc:rclone-bucket')).stdout.trim().split('\n').sort(),
+    ).toEqual(['dest/a.txt', 'dest/sp ace+%.txt', 'dest/sub/b.bin']);
+    await rclone('check', src, 'loc:rclone-bucket/dest');
+    await rclone('copy', 'loc:rclone-bucket/dest', join(dir, 'rclone-back'));
+    expect(
+      (await readFile(join(dir, 'rclone-back', 'sub', 'b.bin'))).equals(
+        await readFile(join(src, 'sub', 'b.bin')),
+      ),
+    ).toBe(true);
+    await rclone('delete', 'loc:rclone-bucket/dest/a.txt');
+    expect(await exists('rclone-bucket', 'dest/a.txt')).toBe(false);
+    expect(await exists('rclone-bucket', 'dest/sub/b.bin')).toBe(true);
   });
 });
