@@ -183,6 +183,7 @@ describe('docs/openapi.json', () => {
     const files = [
       'functions/handlers/api.ts',
       'functions/core/uploads.ts',
+      'functions/core/possession.ts',
       'functions/core/paths.ts',
       'functions/core/changes.ts',
       'functions/core/commit.ts',
@@ -210,7 +211,7 @@ describe('docs/openapi.json', () => {
       'invalid_cursor',
       'too_large',
       'unsupported_content_type',
-      'size_mismatch',
+      'proof_not_accepted',
       'version_conflict',
       'not_found',
       'no_route',
