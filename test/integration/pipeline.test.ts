@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,11 +123,22 @@ describe('pipeline through the local stack', () => {
     await until('first commit', async () =>
       (await api('GET', `/v1/files/${enc('dedup/one.png')}`)).status === 200 ? true : undefined,
     );
-    const second = await api('POST', '/v1/uploads', {
+    const claimed = await api('POST', '/v1/uploads', {
       path: 'dedup/two.png',
       size: bytes.length,
       sha256: sha(bytes),
       contentType: 'image/png',
+    });
+    expect(claimed.status).toBe(201);
+    // The proof of possession: SHA-256 over the nonce, then the challenged ranges (docs/api.md).
+    const { nonce, ranges } = claimed.body.challenge as {
+      nonce: string;
+      ranges: { offset: number; length: number }[];
+    };
+    const digest = createHash('sha256').update(Buffer.from(nonce, 'base64'));
+    for (const r of ranges) digest.update(bytes.subarray(r.offset, r.offset + r.length));
+    const second = await api('POST', `/v1/uploads/${claimed.body.uploadId}/proof`, {
+      digest: digest.digest('hex'),
     });
     expect(second.status).toBe(200);
     expect(second.body).toMatchObject({
