@@ -11,6 +11,7 @@ import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
 import dynalite from 'dynalite';
 import { startFauxqs } from 'fauxqs';
+import { LIVE_FILES_INDEX } from '../../functions/adapters/dynamo-ledger.js';
 import { makeS3Client } from '../../functions/adapters/s3.js';
 import { LOCAL_CREDENTIALS, type S3Emulator, startS3 } from '../../local/emulators.ts';
 
@@ -65,10 +66,23 @@ export async function startEmulators(): Promise<TestEmulators> {
           AttributeDefinitions: [
             { AttributeName: 'pk', AttributeType: 'S' },
             { AttributeName: 'sk', AttributeType: 'S' },
+            { AttributeName: LIVE_FILES_INDEX.partitionKey, AttributeType: 'S' },
+            { AttributeName: LIVE_FILES_INDEX.sortKey, AttributeType: 'S' },
           ],
           KeySchema: [
             { AttributeName: 'pk', KeyType: 'HASH' },
             { AttributeName: 'sk', KeyType: 'RANGE' },
+          ],
+          // The ledger's live-files index, as lib/constructs/ledger.ts and local/resources.ts declare it.
+          GlobalSecondaryIndexes: [
+            {
+              IndexName: LIVE_FILES_INDEX.name,
+              KeySchema: [
+                { AttributeName: LIVE_FILES_INDEX.partitionKey, KeyType: 'HASH' },
+                { AttributeName: LIVE_FILES_INDEX.sortKey, KeyType: 'RANGE' },
+              ],
+              Projection: { ProjectionType: 'KEYS_ONLY' },
+            },
           ],
           BillingMode: 'PAY_PER_REQUEST',
         }),
