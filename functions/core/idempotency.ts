@@ -99,8 +99,8 @@ export async function runOnce(
       deps.metrics?.count('IdempotentReplays');
       return { ...(JSON.parse(holder.response) as Answer), replayed: true };
     }
-    const lockedMs = holder.lockedUntil ? Date.parse(holder.lockedUntil) - now.getTime() : 0;
-    throw new IdempotencyInProgressError(Math.max(1, Math.ceil(lockedMs / 1000)));
+    // A claim usually answers within a second; its lock (up to a minute) only bounds a dead request.
+    throw new IdempotencyInProgressError(1);
   }
 
   let answer: Answer;
