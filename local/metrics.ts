@@ -104,6 +104,7 @@ export class LocalMetrics {
   private readonly failedReplications: Counter<'target'>;
   private readonly ingestRejections: Counter;
   private readonly versionsCommitted: Counter;
+  private readonly uploadsExpired: Counter;
   private readonly latency: Histogram<'target'>;
   private readonly lag: Gauge<'target'>;
   private readonly pending: Gauge<'target'>;
@@ -139,6 +140,11 @@ export class LocalMetrics {
     this.versionsCommitted = new Counter({
       name: 'mirror_versions_committed_total',
       help: 'Versions committed by the ingest (VersionsCommitted).',
+      registers,
+    });
+    this.uploadsExpired = new Counter({
+      name: 'mirror_uploads_expired_total',
+      help: 'Pending uploads ended as expired, never committed (UploadsExpired).',
       registers,
     });
     this.latency = new Histogram({
@@ -202,6 +208,7 @@ export class LocalMetrics {
     }
     this.ingestRejections.inc(0);
     this.versionsCommitted.inc(0);
+    this.uploadsExpired.inc(0);
   }
 
   /** Feeds one line a function wrote on stdout; anything but an EMF record is ignored. */
@@ -222,6 +229,9 @@ export class LocalMetrics {
         return;
       case 'IngestRejected':
         if (value > 0) this.ingestRejections.inc(value);
+        return;
+      case 'UploadsExpired':
+        if (value > 0) this.uploadsExpired.inc(value);
         return;
       default:
         break;

@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readSample } from '../../cli/prom-text.ts';
 import { parseTopology } from '../../functions/core/topology.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
 import { type LocalApiResponse, localApi, sha256Hex } from '../support/local-api.js';
@@ -169,6 +170,9 @@ describe('pending uploads expire (local stack)', () => {
     const report = (await (sandbox as Sandbox).reconcile()) as unknown as { uploads: { expired: number } };
     expect(report.uploads.expired).toBeGreaterThanOrEqual(1);
     expect((await api().call('GET', `/v1/uploads/${oldNeverSent}`)).body.status).toBe('expired');
+    // The ingest, the API and the sweep each ended one: all three reach the metric.
+    const text = await (sandbox as Sandbox).metrics.text();
+    expect(readSample(text, 'mirror_uploads_expired_total')).toBeGreaterThanOrEqual(3);
   });
 });
 
