@@ -9,12 +9,16 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetBucketVersioningCommand,
   GetObjectCommand,
   ListObjectVersionsCommand,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MirrorApiClient } from '../../cli/api-client.js';
@@ -28,6 +32,8 @@ import { waitFor as waitForShort } from '../support/wait.js';
 let sandbox: Sandbox;
 let dataDir: string;
 let s3: S3Client;
+/** The ingest function's stdout: its log lines and its EMF metric lines. */
+const ingestLines: string[] = [];
 const enc = encodeURIComponent;
 /** Cold functions on a machine shared with other suites: allow a minute, as other stack tests do. */
 const waitFor = <T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false) =>
@@ -42,7 +48,9 @@ beforeAll(async () => {
     sqsPort: 0,
     dynamodbPort: 0,
     webDir: null,
-    functionLog: () => undefined,
+    functionLog: (name, line) => {
+      if (name === 'ingest') ingestLines.push(line);
+    },
     polling: { waitTimeSeconds: 1 },
     agents: { heartbeatSeconds: 1, waitTimeSeconds: 1, shutdownGraceSeconds: 2 },
   });
@@ -155,8 +163,7 @@ describe('verified bytes survive a write over their blob', () => {
     const rejectedBefore = await metric('mirror_ingest_rejections_total');
 
     // 2. Other bytes straight into blobs/<sha256>, with the stack's own credentials.
-    const bad = Buffer.from(good);
-    bad[bad.length - 1] = (bad[bad.length - 1] as number) ^ 0xff;
+    const bad = tamper(good);
     const overwrite = await s3.send(
       new PutObjectCommand({ Bucket: sandbox.endpoints.originBucket, Key: `blobs/${sha256}`, Body: bad }),
     );
@@ -217,4 +224,122 @@ describe('verified bytes survive a write over their blob', () => {
     // Still exactly one version of the blob: the verified one.
     expect((await blobVersions(sha256)).versions.map((v) => v.VersionId)).toEqual([verified?.VersionId]);
   });
+
+  /** A committed file whose blob holds one verified version. */
+  async function committedFile(path: string) {
+    const good = Buffer.from(`${path} ${Date.now()} `.repeat(2000));
+    const sha256 = sha256Hex(good);
+    const { created } = await localApi(sandbox.endpoints).declareAndPut(path, good, 'image/png');
+    expect(created.status).toBe(201);
+    await waitFor(`commit of ${path}`, async () => {
+      const u = await api('GET', `/v1/uploads/${created.body.uploadId}`);
+      return u.body.status === 'committed';
+    });
+    const [verified] = (await blobVersions(sha256)).versions;
+    return { good, sha256, verifiedId: verified?.VersionId as string };
+  }
+
+  /** Waits until the blob holds exactly its verified version again, then checks the content URL. */
+  async function onlyVerifiedRemains(
+    path: string,
+    file: { good: Buffer; sha256: string; verifiedId: string },
+  ) {
+    await waitFor('only the verified version left', async () => {
+      const { versions } = await blobVersions(file.sha256);
+      return versions.length === 1 && versions[0]?.VersionId === file.verifiedId;
+    });
+    const content = await contentViaApi(path);
+    expect(content.location.searchParams.get('versionId')).toBe(file.verifiedId);
+    expect(content.bytes.equals(file.good)).toBe(true);
+  }
+
+  it('other bytes copied over the blob (CopyObject) are deleted by version, and counted', async () => {
+    const path = 'pinned/copied-over.png';
+    const file = await committedFile(path);
+    const before = await metric('mirror_ingest_rejections_total');
+    const decoy = `decoys/${Date.now()}`;
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: sandbox.endpoints.originBucket,
+        Key: decoy,
+        Body: Buffer.alloc(4000, 7),
+      }),
+    );
+    const copied = await s3.send(
+      new CopyObjectCommand({
+        Bucket: sandbox.endpoints.originBucket,
+        Key: `blobs/${file.sha256}`,
+        CopySource: `${sandbox.endpoints.originBucket}/${decoy}`,
+      }),
+    );
+    expect(copied.VersionId).toBeDefined();
+    await onlyVerifiedRemains(path, file);
+    await waitFor(
+      'the rejection counted',
+      async () => (await metric('mirror_ingest_rejections_total')) > before,
+    );
+  });
+
+  it('other bytes completed over the blob as a multipart upload are deleted by version, and counted', async () => {
+    const path = 'pinned/multipart-over.png';
+    const file = await committedFile(path);
+    const before = await metric('mirror_ingest_rejections_total');
+    const key = `blobs/${file.sha256}`;
+    const bucket = sandbox.endpoints.originBucket;
+    const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+    const part = await s3.send(
+      new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: 1, Body: tamper(file.good) }),
+    );
+    await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId,
+        MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] },
+      }),
+    );
+    await onlyVerifiedRemains(path, file);
+    await waitFor(
+      'the rejection counted',
+      async () => (await metric('mirror_ingest_rejections_total')) > before,
+    );
+  });
+
+  it('the same bytes written again make a duplicate version that goes, with no rejection counted', async () => {
+    const path = 'pinned/same-again.png';
+    const file = await committedFile(path);
+    const discardedBefore = await metric('mirror_ingest_rejections_total');
+    const again = await s3.send(
+      new PutObjectCommand({
+        Bucket: sandbox.endpoints.originBucket,
+        Key: `blobs/${file.sha256}`,
+        Body: file.good,
+      }),
+    );
+    expect(again.VersionId).not.toBe(file.verifiedId);
+    await onlyVerifiedRemains(path, file);
+    // The ingest said why it deleted that version, and its metrics for that event count no rejection.
+    const at = await waitFor('the ingest outcome', () => {
+      const i = ingestLines.findIndex(
+        (l) => l.includes('"ingested"') && l.includes(again.VersionId as string),
+      );
+      return i >= 0 ? i : undefined;
+    });
+    expect(JSON.parse(ingestLines[at] as string).outcome.discarded).toEqual({
+      versionId: again.VersionId,
+      reason: 'duplicate of the pinned version',
+    });
+    const emf = await waitFor('its metrics', () =>
+      ingestLines.slice(at).find((l) => l.includes('"BlobVersionsDiscarded"')),
+    );
+    expect(JSON.parse(emf).IngestRejected).toBeUndefined();
+    expect(await metric('mirror_ingest_rejections_total')).toBe(discardedBefore);
+  });
 });
+
+/** The same length, the last byte flipped. */
+function tamper(bytes: Buffer): Buffer {
+  const out = Buffer.from(bytes);
+  out[out.length - 1] = (out[out.length - 1] as number) ^ 0xff;
+  return out;
+}
