@@ -11,6 +11,7 @@
 import { Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { LIVE_FILES_INDEX } from '../functions/adapters/dynamo-ledger.js';
 import type { Topology } from '../functions/core/topology.js';
 import type { Ledger } from './constructs/ledger.js';
 import type { MirrorFunction } from './constructs/mirror-function.js';
@@ -80,15 +81,35 @@ export const LEDGER_ACCESS = {
     'dynamodb:Query',
   ],
   replicate: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:Query'],
-  /** Reads the feed, target rows and heartbeats; writes its own watermark rows (`LAG#<target>`) only. */
-  lagMonitor: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem'],
+  /** Reads the feed, target rows and heartbeats; writes its watermark rows (`LAG#<target>`) and marks feed entries it re-sent (the outbox). */
+  lagMonitor: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
   /** Scans the heads, reads target rows, forgets a row whose object is gone or altered (forgetTargetState). */
   reconcile: ['dynamodb:Scan', 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:DeleteItem'],
 } as const satisfies Record<string, readonly LedgerAction[]>;
 
-/** Grants item-level actions on the ledger table (and its keys-only live-files index) and sets MIRROR_TABLE. */
-export function useLedger(fn: MirrorFunction, ledger: Ledger, actions: readonly LedgerAction[]): void {
-  ledger.table.grant(fn.role, ...actions);
+/**
+ * Grants item-level actions on the ledger table (the table only: `Table.grant` would add every
+ * index, `index/*`) and sets MIRROR_TABLE. `queryLiveFiles` adds Query on the live-files index,
+ * for the functions that apply the path policy's folder rule (api, ingest).
+ */
+export function useLedger(
+  fn: MirrorFunction,
+  ledger: Ledger,
+  actions: readonly LedgerAction[],
+  options: { readonly queryLiveFiles?: boolean } = {},
+): void {
+  fn.role.addToPrincipalPolicy(
+    new iam.PolicyStatement({ sid: 'Ledger', actions: [...actions], resources: [ledger.table.tableArn] }),
+  );
+  if (options.queryLiveFiles) {
+    fn.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'LedgerLiveFilesIndex',
+        actions: ['dynamodb:Query'],
+        resources: [`${ledger.table.tableArn}/index/${LIVE_FILES_INDEX.name}`],
+      }),
+    );
+  }
   fn.addEnvironment('MIRROR_TABLE', ledger.table.tableName);
 }
 

@@ -54,6 +54,7 @@ const folderPartition = (path: string) => `D#${path.split('/')[0]}`;
 /** Named conditions, as Powertools' idempotency layer names its own. */
 const CONDITIONS = {
   claimIsFree: 'attribute_not_exists(pk)',
+  entryExists: 'attribute_exists(pk)',
   claimIsFreeOrOurs: 'attribute_not_exists(pk) OR uploadId = :uploadId',
   feedSlotIsFreeOrOurs: 'attribute_not_exists(pk) OR (#path = :path AND version = :version)',
   reservationIs: 'attribute_not_exists(#reservation) OR #reservation = :expected',
@@ -121,6 +122,7 @@ function toChange(item: Item): Change {
     deleted: item.deleted === true,
     committedAt: item.committedAt as string,
     appendedAt: item.appendedAt as string,
+    ...(item.fannedOut === true ? { fannedOut: true } : {}),
   };
 }
 
@@ -700,6 +702,25 @@ export class DynamoLedger implements Ledger {
         ),
       (cause) => {
         throw new ClaimTakenError(`feed entry ${change.shard}/${change.seq}`, cause);
+      },
+    );
+  }
+
+  async markFannedOut(shard: number, seq: number): Promise<void> {
+    await this.conditional(
+      () =>
+        this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: { pk: feedKey(shard), sk: `S#${pad(seq)}` },
+            UpdateExpression: 'SET fannedOut = :true',
+            ConditionExpression: CONDITIONS.entryExists,
+            ExpressionAttributeValues: { ':true': true },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
+      (cause) => {
+        throw new Error(`feed entry ${shard}/${seq} does not exist`, { cause });
       },
     );
   }

@@ -8,7 +8,8 @@
  *   moved by compare-and-set, and a claim succeeds for the upload that already
  *   holds the item: every worker for one upload converges on one version.
  * - The feed entry is claimed the same way, its reservation held on the version item.
- * - The head only moves forward; fan-out is deduplicated by the FIFO queues.
+ * - The head only moves forward; fan-out is deduplicated by the FIFO queues, and a fan-out that
+ *   failed is retried from the feed (an outbox: see OUTBOX_GRACE_MS in lag.ts).
  */
 import { ClaimTakenError, VersionConflictError } from './errors.js';
 import type { Change, FileVersion, ReplicationMessage } from './model.js';
@@ -42,12 +43,16 @@ export async function commitVersion(deps: CommitDeps, request: CommitRequest): P
   const { ledger } = deps;
   const shard = shardOf(request.path, deps.feedShards);
   const { version, feedSeq, feedSeqReserved } = await claimVersion(deps, request, shard);
-  if (feedSeq === undefined) {
-    const seq = await appendToFeed(deps, version, shard, feedSeqReserved);
+  let seq = feedSeq;
+  if (seq === undefined) {
+    seq = await appendToFeed(deps, version, shard, feedSeqReserved);
     await ledger.recordFeedSeq(version.path, version.version, seq);
   }
   await ledger.advanceHead(version);
+  // The feed entry is the outbox: marked once every target's queue took the version. One left
+  // unmarked (a send failed, or the process died here) is sent again by the lag monitor.
   await fanOut(deps, version);
+  await ledger.markFannedOut(shard, seq);
   return version;
 }
 
@@ -141,12 +146,18 @@ function backOff(attempt: number): Promise<void> {
 }
 
 /** One message per target that selects the path. FIFO deduplication makes a resend harmless. */
+/** What a target is sent of a version. */
+export type VersionContent = Pick<
+  FileVersion,
+  'path' | 'version' | 'sha256' | 'size' | 'contentType' | 'deleted' | 'committedAt'
+>;
+
 export async function fanOut(
   deps: {
     readonly fanout: FanoutQueue;
     readonly targets: readonly { readonly id: string; readonly pathPrefix?: string | undefined }[];
   },
-  version: FileVersion,
+  version: VersionContent,
   options: { resend?: string } = {},
 ): Promise<string[]> {
   const selected = deps.targets.filter((t) => targetSelects(t, version.path));
@@ -154,7 +165,7 @@ export async function fanOut(
   return selected.map((t) => t.id);
 }
 
-export function replicationMessage(targetId: string, version: FileVersion): ReplicationMessage {
+export function replicationMessage(targetId: string, version: VersionContent): ReplicationMessage {
   return {
     targetId,
     path: version.path,

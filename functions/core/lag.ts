@@ -9,15 +9,18 @@
  * on its way past the watermark, plus a bounded look-ahead to count the backlog.
  */
 import { type Cursor, initialCursor } from './changes.js';
+import { fanOut } from './commit.js';
 import type { Change } from './model.js';
-import type { Clock, Ledger } from './ports.js';
+import type { Clock, FanoutQueue, Ledger } from './ports.js';
 import { targetSelects } from './topology.js';
 
 export interface LagDeps {
   readonly ledger: Pick<
     Ledger,
-    'readFeed' | 'getTargetState' | 'getWatermark' | 'setWatermark' | 'getAgentHeartbeat'
+    'readFeed' | 'getTargetState' | 'getWatermark' | 'setWatermark' | 'getAgentHeartbeat' | 'markFannedOut'
   >;
+  /** Given, the run also drains the outbox: changes whose fan-out never completed are sent again. */
+  readonly fanout?: FanoutQueue | undefined;
   readonly clock: Clock;
   readonly feedShards: number;
   readonly targets: readonly {
@@ -43,6 +46,19 @@ export interface TargetLag {
 }
 
 const PAGE = 100;
+
+/**
+ * A commit marks its feed entry right after the fan-out; an entry still unmarked this long after
+ * it was appended lost its fan-out (a failed send, or a crash between commit and send).
+ */
+export const OUTBOX_GRACE_MS = 30_000;
+
+/** Sends an unmarked change again (a distinct deduplication id; targets apply it idempotently). */
+async function drainOutbox(deps: LagDeps, change: Change, now: number): Promise<void> {
+  if (!deps.fanout || change.fannedOut || now - Date.parse(change.appendedAt) < OUTBOX_GRACE_MS) return;
+  await fanOut({ fanout: deps.fanout, targets: deps.targets }, change, { resend: 'outbox' });
+  await deps.ledger.markFannedOut(change.shard, change.seq);
+}
 
 export async function measureLag(deps: LagDeps, options: { lookAhead?: number } = {}): Promise<TargetLag[]> {
   const lookAhead = options.lookAhead ?? 1000;
@@ -71,6 +87,7 @@ export async function measureLag(deps: LagDeps, options: { lookAhead?: number } 
               continue;
             }
             advancing = false;
+            await drainOutbox(deps, change, now);
             pending++;
             if (!oldest || change.committedAt < oldest.committedAt) oldest = change;
             if (pending >= lookAhead) {

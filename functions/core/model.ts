@@ -92,6 +92,8 @@ export interface Change {
   readonly deleted: boolean;
   readonly committedAt: string;
   readonly appendedAt: string;
+  /** Every selecting target's queue took it; unset while the fan-out is pending or failed. */
+  readonly fannedOut?: boolean | undefined;
 }
 
 /** What a target queue carries: one version of one path. */

@@ -124,6 +124,8 @@ export interface Ledger {
   latestFeedSeq(shard: number): Promise<number>;
   /** Claims `(shard, seq)`, or finds it held by the same path and version; throws ClaimTakenError if another holds it. */
   claimFeedEntry(change: Change): Promise<void>;
+  /** Marks a feed entry's fan-out done: every selecting target's queue accepted the version. */
+  markFannedOut(shard: number, seq: number): Promise<void>;
   /** Entries of one shard with seq > afterSeq, oldest first. */
   readFeed(shard: number, afterSeq: number, limit: number): Promise<Change[]>;
   /** Compare-and-set of the feed seq reserved on a version item (as reserveVersion does on uploads). */

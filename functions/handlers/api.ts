@@ -341,7 +341,9 @@ const routes = [
       const cursor = decodeCursor(query.cursor, config.feedShards);
       const page = await readChanges(deps.ledger, cursor, query.limit);
       return json(200, {
-        changes: page.changes.map(({ shard: _s, seq: _q, appendedAt: _a, ...change }) => change),
+        changes: page.changes.map(
+          ({ shard: _s, seq: _q, appendedAt: _a, fannedOut: _f, ...change }) => change,
+        ),
         cursor: encodeCursor(page.cursor),
       });
     },

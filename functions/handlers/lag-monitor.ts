@@ -1,4 +1,7 @@
-/** EventBridge schedule → per-target replication lag, backlog and agent heartbeat age as CloudWatch metrics. */
+/**
+ * EventBridge schedule → per-target replication lag, backlog and agent heartbeat age as CloudWatch
+ * metrics; on the way it re-sends changes whose fan-out never completed (the outbox).
+ */
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import { makeLogger, makeMetrics, metricsPort, publishMetrics } from '../adapters/powertools.js';
 import { readRuntimeConfig } from '../adapters/runtime-config.js';
@@ -9,7 +12,7 @@ const config = readRuntimeConfig();
 const logger = makeLogger('lag-monitor');
 const metrics = makeMetrics('lag-monitor');
 const port = metricsPort(metrics);
-const { ledger, clock } = makeDeps(config, port);
+const { ledger, clock, fanout } = makeDeps(config, port);
 
 export const handler = async (_event: ScheduledEvent, context: Context): Promise<TargetLag[]> => {
   logger.addContext(context);
@@ -17,6 +20,7 @@ export const handler = async (_event: ScheduledEvent, context: Context): Promise
     const report = await measureLag({
       ledger,
       clock,
+      fanout,
       feedShards: config.feedShards,
       targets: config.targets,
     });

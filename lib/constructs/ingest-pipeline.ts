@@ -69,7 +69,7 @@ export class IngestPipeline extends Construct {
       timeout,
       memorySize: props.memorySize ?? 1024,
     });
-    useLedger(fn, props.ledger, LEDGER_ACCESS.ingest);
+    useLedger(fn, props.ledger, LEDGER_ACCESS.ingest, { queryLiveFiles: true });
     useOrigin(fn, props.origin, {
       blobs: ['s3:GetObject', 's3:GetObjectVersion', 's3:DeleteObject', 's3:DeleteObjectVersion'],
       headMissingAs404: true,

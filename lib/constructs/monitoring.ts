@@ -163,8 +163,8 @@ export class Monitoring extends Construct {
       memorySize: 256,
     });
     useLedger(this.lagMonitor, props.ledger, LEDGER_ACCESS.lagMonitor);
-    // Target ids, kinds and path prefixes; no access to any queue or bucket.
-    useTargets(this.lagMonitor, props.targets, { sendMessage: false });
+    // SendMessage: the lag monitor drains the outbox (changes whose fan-out never completed).
+    useTargets(this.lagMonitor, props.targets, { sendMessage: true });
     nameOriginWithoutAccess(this.lagMonitor, props.origin);
     useSettings(this.lagMonitor, props.settings);
     // A failed run is not retried: the next one starts a minute later.

@@ -109,7 +109,7 @@ export class UploadApi extends Construct {
       timeout: Duration.seconds(29),
       memorySize: 512,
     });
-    useLedger(fn, props.ledger, LEDGER_ACCESS.api);
+    useLedger(fn, props.ledger, LEDGER_ACCESS.api, { queryLiveFiles: true });
     // GetObjectVersion: content URLs and ranged reads name the blob's verified object version.
     useOrigin(fn, props.origin, {
       blobs: ['s3:PutObject', 's3:GetObject', 's3:GetObjectVersion', 's3:AbortMultipartUpload'],

@@ -148,7 +148,7 @@ describe('origin bucket', () => {
 });
 
 describe('ledger', () => {
-  it('is one table pk/sk, on demand, PITR, encrypted, protected and retained, with no index', () => {
+  it('is one table pk/sk, on demand, PITR, encrypted, protected and retained, with the keys-only live-files index', () => {
     home.resourceCountIs('AWS::DynamoDB::Table', 1);
     home.hasResource('AWS::DynamoDB::Table', {
       DeletionPolicy: 'Retain',
@@ -161,12 +161,23 @@ describe('ledger', () => {
         AttributeDefinitions: [
           { AttributeName: 'pk', AttributeType: 'S' },
           { AttributeName: 'sk', AttributeType: 'S' },
+          { AttributeName: 'folderPk', AttributeType: 'S' },
+          { AttributeName: 'folderSk', AttributeType: 'S' },
         ],
         BillingMode: 'PAY_PER_REQUEST',
         PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
         SSESpecification: { SSEEnabled: true },
         DeletionProtectionEnabled: true,
-        GlobalSecondaryIndexes: Match.absent(),
+        GlobalSecondaryIndexes: [
+          {
+            IndexName: 'live-files',
+            KeySchema: [
+              { AttributeName: 'folderPk', KeyType: 'HASH' },
+              { AttributeName: 'folderSk', KeyType: 'RANGE' },
+            ],
+            Projection: { ProjectionType: 'KEYS_ONLY' },
+          },
+        ],
         LocalSecondaryIndexes: Match.absent(),
       },
     });
@@ -443,14 +454,19 @@ describe('least privilege', () => {
       'arn:aws:s3:::testmirror-target-a-123456789012/*',
       'arn:aws:s3:::testmirror-target-b-123456789012/*',
     ]);
-    const dynamo = actions.filter((a) => a.startsWith('dynamodb:')).sort();
-    expect(dynamo).toEqual([
+    const table = statements.find((s) => s.Sid === 'Ledger') as Statement;
+    expect([...actionsOf(table)].sort()).toEqual([
       'dynamodb:DeleteItem',
       'dynamodb:GetItem',
       'dynamodb:PutItem',
       'dynamodb:Query',
       'dynamodb:UpdateItem',
     ]);
+    // The path policy's folder rule: Query on the live-files index alone, not on every index.
+    const index = statements.find((s) => s.Sid === 'LedgerLiveFilesIndex') as Statement;
+    expect(actionsOf(index)).toEqual(['dynamodb:Query']);
+    expect(JSON.stringify(resourcesOf(index))).toContain('/index/live-files');
+    expect(JSON.stringify(statements)).not.toContain('/index/*');
   });
 
   it('the ingest sends to every target queue and consumes only the ingest queue', () => {

@@ -379,12 +379,23 @@ describe('lag monitor and reconcile functions', () => {
     }
   });
 
-  it('lag monitor: GetItem, Query and PutItem on the table, and nothing else (no S3, no SQS, no DeleteItem)', () => {
+  it('lag monitor: GetItem, Query, PutItem, UpdateItem on the table, SendMessage to the target queues (the outbox), no S3, no DeleteItem', () => {
     const statements = grants('lagMonitor');
     const actions = statements.flatMap(actionsOf);
-    expect([...actions].sort()).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query']);
-    expect(statements.flatMap(resourcesOf)).toEqual([tableArn()]);
-    expect(actions.some((a) => a.startsWith('s3:') || a.startsWith('sqs:'))).toBe(false);
+    expect(actions.filter((a) => a.startsWith('dynamodb:')).sort()).toEqual([
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:Query',
+      'dynamodb:UpdateItem',
+    ]);
+    const table = statements.find((s) => actionsOf(s).includes('dynamodb:GetItem')) as Statement;
+    expect(resourcesOf(table)[0]).toEqual(tableArn());
+    const send = statements.find((s) => actionsOf(s).includes('sqs:SendMessage')) as Statement;
+    expect(actions.filter((a) => a.startsWith('sqs:'))).toEqual(['sqs:SendMessage']);
+    expect(resourcesOf(send).map(text).sort()).toEqual(
+      mirror.home.targets.map((t) => JSON.stringify(`att:${logicalId(mirror.home, t.queue)}.Arn`)).sort(),
+    );
+    expect(actions.some((a) => a.startsWith('s3:'))).toBe(false);
     expect(actions).not.toContain('dynamodb:DeleteItem');
     // No event source: it consumes no queue.
     expect(
