@@ -242,6 +242,13 @@ async function reject(
   // longer stored goes too, so the next upload re-sends them.
   await blobs.delete(sha256, versionId);
   if (forgetBlob) await ledger.deleteBlob(sha256);
+  // Another version at the key has its own event, which decides the waiting uploads: bad bytes
+  // must not get an honest upload whose bytes are stored rejected. (Of two bad versions handled at
+  // once, the later delete sees none left, so one of them rejects.)
+  if (versionId !== undefined && (await blobs.stat(sha256)) !== undefined) {
+    metrics.count('IngestRejected');
+    return { kind: 'rejected', sha256, reason, uploads: [] };
+  }
   const uploads = await ledger.listPendingUploads(sha256);
   for (const uploadId of uploads) {
     await ledger.finishUpload(uploadId, { status: 'rejected', reason }, clock.now().toISOString());

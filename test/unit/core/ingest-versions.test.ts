@@ -313,6 +313,43 @@ describe('ingest with a versioned origin', () => {
     expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([pinned]);
   });
 
+  it('bad and good bytes both stored before any verification: the waiting upload commits, whichever event comes first', async () => {
+    for (const badFirst of [true, false]) {
+      const t = await setup();
+      const good = randomBytes(3000);
+      const sha256 = sha256Hex(good);
+      const uploadId = randomUUID();
+      const now = new Date().toISOString();
+      await t.ledger.putUpload({
+        uploadId,
+        path: `race/${badFirst}.png`,
+        sha256,
+        size: good.length,
+        contentType: 'image/png',
+        status: 'pending',
+        createdAt: now,
+        updatedAt: now,
+      });
+      await t.ledger.addPendingUpload(sha256, uploadId);
+      const badVersion = t.blobs.put(sha256, tampered(good));
+      const goodVersion = t.blobs.put(sha256, good);
+      const events = [badVersion, goodVersion].map((versionId) => ({
+        key: keyOf(sha256),
+        size: good.length,
+        etag: undefined,
+        versionId,
+      }));
+      for (const event of badFirst ? events : [...events].reverse()) await ingestBlob(t.deps, event);
+      expect(await t.ledger.getUpload(uploadId), `bad first: ${badFirst}`).toMatchObject({
+        status: 'committed',
+        version: 1,
+      });
+      expect((await t.ledger.getBlob(sha256))?.versionId).toBe(goodVersion);
+      expect(t.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([goodVersion]);
+      expect(t.deps.metrics.total('IngestRejected')).toBe(1);
+    }
+  });
+
   it('bad bytes before any verification: only their version is deleted, and nothing is pinned', async () => {
     const bytes = randomBytes(1024);
     const sha256 = sha256Hex(bytes);
