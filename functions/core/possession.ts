@@ -109,10 +109,9 @@ export async function proveUpload(
   const blob = await ledger.getBlob(upload.sha256);
   let held = false;
   if (blob && blob.size === upload.size) {
-    const chunks: Uint8Array[] = [];
-    for (const range of challenge.ranges) {
-      chunks.push(await deps.blobs.readRange(upload.sha256, range.offset, range.length, blob.versionId));
-    }
+    const chunks = await Promise.all(
+      challenge.ranges.map((r) => deps.blobs.readRange(upload.sha256, r.offset, r.length, blob.versionId)),
+    );
     deps.metrics?.count('ProofRangeReads', challenge.ranges.length);
     held = digestsEqual(proofDigest(challenge.nonce, chunks), digest);
   }
@@ -152,13 +151,15 @@ export async function proveUpload(
     { status: 'committed', version: version.version, deduplicated: true },
     clock.now().toISOString(),
   );
-  await ledger.removePendingUpload(upload.sha256, upload.uploadId);
-  if (upload.multipart) {
+  const multipart = upload.multipart;
+  await Promise.all([
+    ledger.removePendingUpload(upload.sha256, upload.uploadId),
     // Nothing will be sent to it; the bucket's lifecycle rule would abort it after a day anyway.
-    await deps.blobs.abortMultipart(upload.sha256, upload.multipart.multipartId).catch(() => {
-      deps.metrics?.count('MultipartAbortFailed');
-    });
-  }
+    multipart &&
+      deps.blobs.abortMultipart(upload.sha256, multipart.multipartId).catch(() => {
+        deps.metrics?.count('MultipartAbortFailed');
+      }),
+  ]);
   deps.metrics?.count('ProofsAccepted');
   return {
     status: 'committed',
