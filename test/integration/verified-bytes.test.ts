@@ -164,6 +164,7 @@ describe('verified bytes survive a write over their blob', () => {
 
     // 2. Other bytes straight into blobs/<sha256>, with the stack's own credentials.
     const bad = tamper(good);
+    const overwriteAt = Date.now();
     const overwrite = await s3.send(
       new PutObjectCommand({ Bucket: sandbox.endpoints.originBucket, Key: `blobs/${sha256}`, Body: bad }),
     );
@@ -175,6 +176,9 @@ describe('verified bytes survive a write over their blob', () => {
       const { versions } = await blobVersions(sha256);
       return versions.every((v) => v.VersionId !== overwrite.VersionId);
     });
+    console.log(
+      `overwrite → bad version deleted by the ingest: ${((Date.now() - overwriteAt) / 1000).toFixed(2)} s`,
+    );
     const after = await blobVersions(sha256);
     expect(after.versions.map((v) => v.VersionId)).toEqual([verified?.VersionId]);
     expect(after.markers).toEqual([]);
