@@ -99,7 +99,7 @@ const neverSent = Buffer.from(`declared, never sent ${Date.now()}\n`);
 const big = {
   path: 'old/big.bin',
   size: 17 * MiB,
-  sha256: sha256Hex(`big ${Date.now()}`),
+  sha256: sha256Hex(Buffer.from(`big ${Date.now()}`)),
   contentType: 'text/plain',
 };
 let abandoned: { uploadId: string; upload: { url: string; headers: Record<string, string> } };
