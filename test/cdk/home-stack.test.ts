@@ -2,6 +2,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readRuntimeConfig } from '../../functions/adapters/runtime-config.js';
 import type { MirrorApp } from '../../lib/mirror-app.js';
+import type { Statement } from './fixture.js';
 import {
   actionsOf,
   buildTestApp,
