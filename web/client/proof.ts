@@ -4,6 +4,7 @@
  * the local file, in the challenge's order. Only the ranges are read (a few 64 KiB slices, or
  * the whole file when it is small), so this runs on the calling thread.
  */
+import { createSHA256 } from 'hash-wasm';
 
 export interface Challenge {
   /** Base64 of 32 random bytes. */
@@ -56,5 +57,11 @@ export async function proofDigest(file: Blob, challenge: Challenge): Promise<str
     message.set(s, at);
     at += s.length;
   }
-  return toHex(await crypto.subtle.digest('SHA-256', message));
+  // WebCrypto exists only in secure contexts (HTTPS, loopback): elsewhere hash-wasm, as hashing.ts does.
+  const subtle = globalThis.crypto?.subtle;
+  if (subtle !== undefined) return toHex(await subtle.digest('SHA-256', message));
+  const hasher = await createSHA256();
+  hasher.init();
+  hasher.update(message);
+  return hasher.digest('hex');
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   issueChallenge,
   NONCE_BYTES,
@@ -84,6 +84,24 @@ describe('proofDigest', () => {
     const other = Buffer.from(bytes);
     for (const r of challenge.ranges) other[r.offset] = (other[r.offset] ?? 0) ^ 1;
     expect(await clientProofDigest(new Blob([new Uint8Array(other)]), challenge)).not.toBe(server);
+  });
+});
+
+describe('the client digest without WebCrypto (a page served over plain HTTP)', () => {
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  it('falls back to hash-wasm and gets the same digest', async () => {
+    const bytes = Buffer.from(Array.from({ length: 400_000 }, (_, i) => (i * 13) % 256));
+    const challenge = issueChallenge(bytes.length, expiresAt);
+    const server = proofDigest(
+      challenge.nonce,
+      challenge.ranges.map((r) => bytes.subarray(r.offset, r.offset + r.length)),
+    );
+    vi.stubGlobal('crypto', {});
+    expect(globalThis.crypto.subtle).toBeUndefined();
+    expect(await clientProofDigest(new Blob([new Uint8Array(bytes)]), challenge)).toBe(server);
   });
 });
 
