@@ -180,7 +180,8 @@ interface ProofAnswer {
 
 interface UploadState {
   readonly uploadId: string;
-  readonly status: 'pending' | 'committed' | 'rejected';
+  /** `expired`: the bytes were not stored in time; reported to the caller as `rejected` with its reason. */
+  readonly status: 'pending' | 'committed' | 'rejected' | 'expired';
   readonly version?: number;
   readonly reason?: string;
   readonly deduplicated?: boolean;
