@@ -20,7 +20,6 @@
  * (`DELETE /v1/uploads/{id}`), which also aborts the S3 multipart upload.
  */
 import { type Hasher, inlineHasher, workerHasher } from './hashing.ts';
-import { type Challenge, isChallenge, proofDigest } from './proof.ts';
 import {
   allParts,
   type BackoffOptions,
@@ -37,6 +36,7 @@ import {
   storedBytes,
   type UploadProgress,
 } from './plan.ts';
+import { type Challenge, isChallenge, proofDigest } from './proof.ts';
 
 export type { Phase, UploadProgress } from './plan.ts';
 
