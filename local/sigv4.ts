@@ -247,17 +247,7 @@ export async function verifySigV4(request: SigV4Request, expect: SigV4Expectatio
   toSign[CONTENT_SHA256] = payloadHash;
   const unsignable = new Set<string>(signed.has(CONTENT_SHA256) ? [] : [CONTENT_SHA256]);
 
-  const signer = new SignatureV4({
-    service: expect.service,
-    region,
-    credentials: {
-      accessKeyId: expect.credentials.accessKeyId,
-      secretAccessKey: expect.credentials.secretAccessKey,
-    },
-    sha256: Sha256,
-    uriEscapePath: expect.service !== 's3',
-    applyChecksum: false,
-  });
+  const signer = signerFor(expect.service, region, expect.credentials);
   const httpRequest = {
     method: request.method.toUpperCase(),
     protocol: 'http:',
@@ -312,6 +302,28 @@ export async function verifySigV4(request: SigV4Request, expect: SigV4Expectatio
     signingDate,
     ...(expiresAt === undefined ? {} : { expiresAt }),
   };
+}
+
+// One signer per service, region and key pair: each keeps the SDK's cache of derived signing keys.
+const signers = new Map<string, SignatureV4>();
+
+function signerFor(service: SigV4Service, region: string, credentials: SigV4Credentials): SignatureV4 {
+  const key = JSON.stringify([service, region, credentials.accessKeyId, credentials.secretAccessKey]);
+  let signer = signers.get(key);
+  if (signer === undefined) {
+    // Bounded: regions come from requests, and a client may name any.
+    if (signers.size >= 64) signers.clear();
+    signer = new SignatureV4({
+      service,
+      region,
+      credentials: { accessKeyId: credentials.accessKeyId, secretAccessKey: credentials.secretAccessKey },
+      sha256: Sha256,
+      uriEscapePath: service !== 's3',
+      applyChecksum: false,
+    });
+    signers.set(key, signer);
+  }
+  return signer;
 }
 
 // ---------------------------------------------------------------- parsing
