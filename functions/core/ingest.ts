@@ -23,7 +23,14 @@ export interface BlobEvent {
 
 export type IngestOutcome =
   | { kind: 'ignored'; reason: string }
-  | { kind: 'rejected'; sha256: string; reason: string; uploads: string[] }
+  | {
+      kind: 'rejected';
+      sha256: string;
+      reason: string;
+      uploads: string[];
+      /** Set when the rejected bytes were another version over a pinned blob (deleted by its id). */
+      discarded?: DiscardedVersion;
+    }
   | {
       kind: 'committed';
       sha256: string;
@@ -39,6 +46,9 @@ export interface DiscardedVersion {
   readonly versionId: string;
   readonly reason: string;
 }
+
+/** Why a version holding the pinned bytes again was deleted. */
+const DUPLICATE = 'duplicate of the pinned version';
 
 const BLOB_KEY = /^blobs\/([0-9a-f]{64})$/;
 
@@ -67,6 +77,11 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
       if (stored.versionId === pinned) blob = known;
       else if (await blobs.stat(sha256, pinned)) {
         discarded = await discardVersion(deps, known, stored.versionId, stored);
+        // Bad bytes commit nothing: a claim of known content is committed by its proof of
+        // possession or by good bytes of its own, never by someone's failed overwrite.
+        if (discarded.reason !== DUPLICATE) {
+          return { kind: 'rejected', sha256, reason: discarded.reason, uploads: [], discarded };
+        }
         blob = known;
       } else pinnedGone = true;
     }
@@ -103,7 +118,7 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
         // A concurrent verification pinned another version first: this one would never be read.
         await blobs.delete(sha256, stored.versionId);
         metrics.count('BlobVersionsDiscarded');
-        discarded = { versionId: stored.versionId, reason: 'duplicate of the pinned version' };
+        discarded = { versionId: stored.versionId, reason: DUPLICATE };
       }
     }
   }
@@ -221,7 +236,7 @@ async function discardVersion(
   await blobs.delete(pinned.sha256, versionId);
   metrics.count('BlobVersionsDiscarded');
   if (actual?.sha256 === pinned.sha256 && actual.size === pinned.size) {
-    return { versionId, reason: 'duplicate of the pinned version' };
+    return { versionId, reason: DUPLICATE };
   }
   metrics.count('IngestRejected');
   const reason = actual

@@ -129,7 +129,8 @@ describe('ingest with a versioned origin', () => {
     });
 
     expect(outcome).toMatchObject({
-      kind: 'committed',
+      kind: 'rejected',
+      uploads: [],
       discarded: { versionId: badVersion, reason: expect.stringMatching(/sha256 mismatch/) },
     });
     expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([versionId]);
@@ -171,7 +172,7 @@ describe('ingest with a versioned origin', () => {
       etag: undefined,
       versionId: undefined,
     });
-    expect(outcome).toMatchObject({ kind: 'committed', discarded: { versionId: badVersion } });
+    expect(outcome).toMatchObject({ kind: 'rejected', discarded: { versionId: badVersion } });
     expect(s.blobs.calls.filter((c) => c.op === 'delete')).toEqual([
       { op: 'delete', sha256, versionId: badVersion },
     ]);
@@ -238,7 +239,7 @@ describe('ingest with a versioned origin', () => {
     expect(s.deps.metrics.total('IngestRejected')).toBe(0);
   });
 
-  it('an upload waiting for the content commits against the pinned version even when the bad bytes arrive', async () => {
+  it('bad bytes over a pinned blob commit nothing: a claim waiting for that content stays pending', async () => {
     const { sha256, bytes, versionId } = await verified(s);
     const uploadId = randomUUID();
     const now = new Date().toISOString();
@@ -260,12 +261,26 @@ describe('ingest with a versioned origin', () => {
       etag: undefined,
       versionId: badVersion,
     });
-    expect(outcome).toMatchObject({
+    // Whoever wrote those bytes proved nothing: the claim is left to its proof or its own good bytes.
+    expect(outcome).toMatchObject({ kind: 'rejected', uploads: [], discarded: { versionId: badVersion } });
+    expect(await s.ledger.getUpload(uploadId)).toMatchObject({ status: 'pending' });
+    expect(await s.ledger.listPendingUploads(sha256)).toEqual([uploadId]);
+    expect(s.sent).toEqual([]);
+    expect((await s.ledger.getBlob(sha256))?.versionId).toBe(versionId);
+    // Good bytes of its own then commit it against the pinned version.
+    const own = s.blobs.put(sha256, bytes);
+    const after = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bytes.length,
+      etag: undefined,
+      versionId: own,
+    });
+    expect(after).toMatchObject({
       kind: 'committed',
       committed: [{ uploadId, path: 'late/waiting.png', version: 1 }],
     });
     expect(s.sent.map((m) => `${m.path}@${m.version}:${m.sha256}`)).toEqual([`late/waiting.png@1:${sha256}`]);
-    expect((await s.ledger.getBlob(sha256))?.versionId).toBe(versionId);
+    expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([versionId]);
   });
 
   it('the pinned version lost behind our back: good new bytes are verified and pinned in its place', async () => {
