@@ -219,6 +219,9 @@ function parseLength(raw: string | undefined, name: string): number | undefined 
   return Number(raw);
 }
 
+/** S3's largest single PUT or part. */
+const MAX_BODY_BYTES = 5 * 1024 ** 3;
+
 export const missingLength = () =>
   new S3Error(411, 'MissingContentLength', 'You must provide the Content-Length HTTP header.');
 
@@ -265,6 +268,12 @@ export async function receiveBody(
     ? parseLength(headerValue(req.headers, 'x-amz-decoded-content-length'), 'x-amz-decoded-content-length')
     : contentLength;
   if (size === undefined) throw missingLength();
+  if (size > MAX_BODY_BYTES) {
+    throw new S3Error(400, 'EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size', {
+      ProposedSize: String(size),
+      MaxSizeAllowed: String(MAX_BODY_BYTES),
+    });
+  }
 
   const declared = declaredChecksum(req.headers, query);
   if (
