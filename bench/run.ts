@@ -3,6 +3,7 @@
  *   1. stream hashing of a file vs `openssl dgst -sha256` (the ceiling on this machine)
  *   2. blob verification through the S3 emulator vs a plain GET of the same object (transfer only)
  *   3. commits per second on the DynamoDB emulator: distinct paths vs one contended path
+ *   4. gate: the local stack with the DynamoDB/SQS gates on and off (bench/gate.ts)
  */
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -14,6 +15,7 @@ import { sha256OfStream } from '../functions/adapters/s3.js';
 import { commitVersion } from '../functions/core/commit.js';
 import { makeWorld, randomBytes } from '../test/support/domain.js';
 import { startEmulators } from '../test/support/emulators.js';
+import { benchGate } from './gate.ts';
 
 const MiB = 1024 * 1024;
 const fileMiB = Number(process.env.BENCH_FILE_MIB ?? 512);
@@ -92,4 +94,7 @@ async function main() {
   }
 }
 
-await main();
+// `npm run bench -- gate` runs the gate section only.
+const only = process.argv[2];
+if (only === undefined) await main();
+if (only === undefined || only === 'gate') await benchGate();
