@@ -28,6 +28,15 @@ export const PUT_GRACE_MS = 5 * 60 * 1000;
 /** The slowest sender the grace allows for: a PUT that started in time is not expired for being large. */
 export const SLOWEST_PUT_BYTES_PER_SECOND = 256 * 1024;
 
+/** How far storage's clock and the functions' may disagree. */
+export const CLOCK_SKEW_MS = 2 * 60 * 1000;
+
+/**
+ * Past its expiry by this much, a pending upload is ended whatever storage holds: no event for its
+ * bytes can still be delivered (the queues, dead-letter queues included, keep messages 14 days).
+ */
+export const LAST_CHANCE_MS = 14 * 24 * HOUR_MS;
+
 /** The longest presigned URL lifetime the API can be configured with (its schema's maximum). */
 const MAX_PRESIGN_TTL_SECONDS = 900;
 
@@ -63,6 +72,18 @@ export function uploadExpiresAt(
 /** Past its expiry at `at` (a pending upload's clock time, or when its bytes were stored). */
 export function isLapsed(upload: Pick<Upload, 'expiresAt' | 'createdAt' | 'multipart' | 'size'>, at: Date) {
   return at.getTime() > uploadExpiresAt(upload).getTime();
+}
+
+/**
+ * Bytes stored at `storedAt` are this upload's if they landed in its window: not before it was
+ * claimed (older copies are content it did not send: a claim of known content proves possession or
+ * sends the bytes) and not after it expired.
+ */
+export function storedInWindow(
+  upload: Pick<Upload, 'expiresAt' | 'createdAt' | 'multipart' | 'size'>,
+  storedAt: Date,
+): boolean {
+  return storedAt.getTime() >= Date.parse(upload.createdAt) - CLOCK_SKEW_MS && !isLapsed(upload, storedAt);
 }
 
 export interface ExpiryDeps {
@@ -107,11 +128,16 @@ export async function lapsedWithoutBytes(
   deps: Pick<ExpiryDeps, 'blobs' | 'clock'>,
   upload: Upload,
 ): Promise<string | undefined> {
-  if (upload.status !== 'pending' || !isLapsed(upload, deps.clock.now())) return undefined;
+  const now = deps.clock.now();
+  if (upload.status !== 'pending' || !isLapsed(upload, now)) return undefined;
+  const by = uploadExpiresAt(upload);
+  if (now.getTime() > by.getTime() + LAST_CHANCE_MS)
+    return `expired: nothing committed it by ${by.toISOString()}`;
   const stored = await deps.blobs.stat(upload.sha256);
-  if (stored?.lastModified !== undefined && !isLapsed(upload, stored.lastModified)) return undefined;
-  const by = uploadExpiresAt(upload).toISOString();
-  return stored ? `expired: its bytes were stored after ${by}` : `expired: no bytes arrived by ${by}`;
+  if (stored?.lastModified !== undefined && storedInWindow(upload, stored.lastModified)) return undefined;
+  return stored
+    ? `expired: no bytes of its own were stored by ${by.toISOString()}`
+    : `expired: no bytes arrived by ${by.toISOString()}`;
 }
 
 /** Expires a pending upload if it is past its expiry without bytes; returns the upload as it now stands. */

@@ -4,7 +4,7 @@
  */
 import { type CommitDeps, commitVersion } from './commit.js';
 import { VersionConflictError } from './errors.js';
-import { expireUpload, isLapsed, uploadExpiresAt } from './expiry.js';
+import { expireUpload, isLapsed, storedInWindow, uploadExpiresAt } from './expiry.js';
 import type { Blob } from './model.js';
 import type { BlobStore, Metrics } from './ports.js';
 
@@ -19,6 +19,8 @@ export interface BlobEvent {
   readonly size: number;
   readonly etag: string | undefined;
   readonly versionId: string | undefined;
+  /** When the event says the object was created (S3's eventTime): the stored time if the object is gone. */
+  readonly eventTime?: string | undefined;
 }
 
 export type IngestOutcome =
@@ -129,9 +131,13 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
   // When storage stored the verified bytes, looked up only for an upload past its expiry.
   let storedAtLookup: Promise<Date> | undefined;
   const storedAt = () => {
+    // The version this event is about: the bytes that just arrived, not an older pinned copy.
     storedAtLookup ??= blobs
-      .stat(sha256, blob?.versionId ?? event.versionId)
-      .then((stored) => stored?.lastModified ?? clock.now());
+      .stat(sha256, event.versionId)
+      .then(
+        (stored) =>
+          stored?.lastModified ?? (event.eventTime === undefined ? clock.now() : new Date(event.eventTime)),
+      );
     return storedAtLookup;
   };
   for (const uploadId of await ledger.listPendingUploads(sha256)) {
@@ -158,13 +164,13 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
     if (
       upload.claimingVersion === undefined &&
       isLapsed(upload, clock.now()) &&
-      isLapsed(upload, await storedAt())
+      !storedInWindow(upload, await storedAt())
     ) {
       const at = (await storedAt()).toISOString();
       await expireUpload(
         deps,
         upload,
-        `expired: its bytes were stored at ${at}, after ${uploadExpiresAt(upload).toISOString()}`,
+        `expired: its bytes were stored at ${at}, outside ${upload.createdAt} to ${uploadExpiresAt(upload).toISOString()}`,
       );
       expired.push(uploadId);
       continue;

@@ -7,6 +7,7 @@ export const s3NotificationSchema = z.union([
     Records: z.array(
       z.object({
         eventName: z.string(),
+        eventTime: z.string().optional(),
         s3: z.object({
           bucket: z.object({ name: z.string() }),
           object: z.object({

@@ -24,6 +24,7 @@ async function processRecord(record: SQSRecord): Promise<void> {
       size: object.size ?? 0,
       etag: object.eTag === undefined ? undefined : `"${object.eTag.replace(/"/g, '')}"`,
       versionId: object.versionId,
+      eventTime: s3Record.eventTime,
     });
     logger.info('ingested', { messageId: record.messageId, key: object.key, outcome });
   }
