@@ -69,7 +69,7 @@ describe('pending uploads expire', () => {
     expect(outcome).toMatchObject({ kind: 'committed', committed: [], expired: [abandoned] });
     expect(await describeUpload(deps, abandoned)).toMatchObject({
       status: 'expired',
-      reason: expect.stringMatching(/stored at .* after /),
+      reason: expect.stringMatching(/stored at .* outside /),
     });
     expect(await world.ledger.getHead('exp/photo.txt')).toMatchObject({
       version: 1,
@@ -94,6 +94,37 @@ describe('pending uploads expire', () => {
     offsetMs = 0;
     expect(outcome).toMatchObject({ committed: [{ uploadId, version: 1 }] });
     expect(outcome).not.toHaveProperty('expired');
+  });
+
+  it('bytes stored before the upload was claimed are not its own: once it lapses, an old event does not commit it', async () => {
+    const bytes = bytesOf(`stored first ${Date.now()}`);
+    const sha = sha256Hex(bytes);
+    const put = await putBlob(emulators, world.originBucket, sha, bytes);
+    // Claimed five minutes after the bytes were stored, and never sent again.
+    const uploadId = await declare('exp/claimed-later.txt', bytes, 5 * 60_000);
+    offsetMs = 2 * DAY; // the old object's event is delivered (again) two days later
+    const outcome = await ingestBlob(deps, {
+      key: `blobs/${sha}`,
+      size: bytes.length,
+      etag: put.etag,
+      versionId: undefined,
+    });
+    offsetMs = 0;
+    expect(outcome).toMatchObject({ committed: [], expired: [uploadId] });
+    expect(await world.ledger.latestVersion('exp/claimed-later.txt')).toBeUndefined();
+  });
+
+  it('the sweep ends an upload whose only stored copy predates its claim (it would otherwise wait for ever)', async () => {
+    const bytes = bytesOf(`known before ${Date.now()}`);
+    await putBlob(emulators, world.originBucket, sha256Hex(bytes), bytes);
+    const uploadId = await declare('exp/known-before.txt', bytes, 5 * 60_000);
+    offsetMs = DAY;
+    await expirePendingUploads(deps);
+    offsetMs = 0;
+    expect(await world.ledger.getUpload(uploadId)).toMatchObject({
+      status: 'expired',
+      reason: expect.stringMatching(/no bytes of its own/),
+    });
   });
 
   it('GET of a pending upload past its expiry shows "expired" and removes its pending pointer', async () => {
