@@ -160,12 +160,11 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
     }
     // Bytes stored after the upload expired never commit (an abandoned upload must not roll its path
     // back); stored in time, they commit however late the verification. One already claiming a
-    // version is mid-commit: it finishes.
-    if (
-      upload.claimingVersion === undefined &&
-      isLapsed(upload, clock.now()) &&
-      !storedInWindow(upload, await storedAt())
-    ) {
+    // version is mid-commit: it finishes. Bytes stored before the claim are not its bytes either:
+    // a claim of content already stored is committed by its proof of possession or by its own PUT,
+    // so a duplicate event of the verified version commits nothing new.
+    if (upload.claimingVersion === undefined && !storedInWindow(upload, await storedAt())) {
+      if (!isLapsed(upload, clock.now())) continue;
       const at = (await storedAt()).toISOString();
       await expireUpload(
         deps,

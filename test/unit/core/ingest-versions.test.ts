@@ -211,6 +211,36 @@ describe('ingest with a versioned origin', () => {
     expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([versionId]);
   });
 
+  it('a duplicate event for the verified version commits no claim made after those bytes were stored', async () => {
+    const { sha256, bytes, versionId } = await verified(s);
+    // A claim of content already verified: it must prove possession or send the bytes itself.
+    const uploadId = randomUUID();
+    const claimedAt = new Date(Date.now() + 10 * 60 * 1000);
+    await s.ledger.putUpload({
+      uploadId,
+      path: 'late/claim.png',
+      sha256,
+      size: bytes.length,
+      contentType: 'image/png',
+      status: 'pending',
+      expiresAt: new Date(claimedAt.getTime() + 15 * 60 * 1000).toISOString(),
+      createdAt: claimedAt.toISOString(),
+      updatedAt: claimedAt.toISOString(),
+    });
+    await s.ledger.addPendingUpload(sha256, uploadId);
+    for (const event of [versionId, undefined]) {
+      const outcome = await ingestBlob(s.deps, {
+        key: keyOf(sha256),
+        size: bytes.length,
+        etag: undefined,
+        versionId: event,
+      });
+      expect(outcome).toMatchObject({ kind: 'committed', committed: [] });
+    }
+    expect(await s.ledger.getUpload(uploadId)).toMatchObject({ status: 'pending' });
+    expect(s.sent).toEqual([]);
+  });
+
   it('a redelivered event for a version already discarded is ignored and deletes nothing more', async () => {
     const { sha256, bytes, versionId } = await verified(s);
     const badVersion = s.blobs.put(sha256, tampered(bytes));
