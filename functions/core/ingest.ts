@@ -3,9 +3,10 @@
  * upload waiting for them. Nothing is committed before the proof (invariant 2).
  */
 import { type CommitDeps, commitVersion } from './commit.js';
-import { VersionConflictError } from './errors.js';
+import { ValidationError, VersionConflictError } from './errors.js';
 import { expireUpload, isLapsed, storedInWindow, uploadExpiresAt } from './expiry.js';
 import type { Blob } from './model.js';
+import { PathPolicy } from './paths.js';
 import type { BlobStore, Metrics } from './ports.js';
 
 export interface IngestDeps extends CommitDeps {
@@ -146,16 +147,11 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
       await ledger.removePendingUpload(sha256, uploadId);
       continue;
     }
-    const now = clock.now().toISOString();
     if (blob && upload.size !== blob.size) {
-      await ledger.finishUpload(
-        uploadId,
-        { status: 'rejected', reason: `size mismatch: declared ${upload.size}, stored ${blob.size}` },
-        now,
-      );
-      await ledger.removePendingUpload(sha256, uploadId);
-      metrics.count('IngestRejected');
-      rejected.push(uploadId);
+      // A claim of known content at another size: no PUT can have sent those bytes (the size is
+      // signed into it). Ending it here would tell the claimant that the content exists (and a
+      // reason, its size); left pending it expires like any upload whose bytes never came.
+      metrics.count('IngestSizeMismatch');
       continue;
     }
     // Bytes stored after the upload expired never commit (an abandoned upload must not roll its path
@@ -175,6 +171,12 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
       continue;
     }
     try {
+      // The path was admitted at claim time; another path may have taken its folder or file since
+      // (a pull target cannot hold both), or the targets changed. One mid-commit finishes.
+      if (upload.claimingVersion === undefined) {
+        const policy = new PathPolicy(deps.targets);
+        await policy.checkOccupancy(policy.check(upload.path), ledger);
+      }
       const version = await commitVersion(deps, {
         uploadId,
         path: upload.path,
@@ -193,10 +195,10 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
       committed.push({ uploadId, path: upload.path, version: version.version });
       metrics.count('VersionsCommitted');
     } catch (error) {
-      if (!(error instanceof VersionConflictError)) throw error;
+      if (!(error instanceof VersionConflictError || error instanceof ValidationError)) throw error;
       await ledger.finishUpload(
         uploadId,
-        { status: 'rejected', reason: `conflict: ${error.message}` },
+        { status: 'rejected', reason: `${error.code}: ${error.message}` },
         clock.now().toISOString(),
       );
       rejected.push(uploadId);

@@ -10,10 +10,9 @@ import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
 import dynalite from 'dynalite';
-import { startFauxqs } from 'fauxqs';
 import { LIVE_FILES_INDEX } from '../../functions/adapters/dynamo-ledger.js';
 import { makeS3Client } from '../../functions/adapters/s3.js';
-import { LOCAL_CREDENTIALS, type S3Emulator, startS3 } from '../../local/emulators.ts';
+import { LOCAL_CREDENTIALS, type S3Emulator, startS3, startSqs } from '../../local/emulators.ts';
 
 const credentials = { ...LOCAL_CREDENTIALS };
 
@@ -42,8 +41,10 @@ export async function startEmulators(): Promise<TestEmulators> {
   const dynamoEndpoint = `http://127.0.0.1:${(dyn.address() as AddressInfo).port}`;
   const s3Emulator = await startS3({ dir: join(dir, 's3'), port: 0 });
   const s3Endpoint = s3Emulator.endpoint;
-  const fauxqs = await startFauxqs({ port: 0, logger: false });
-  const sqsEndpoint = fauxqs.address;
+  // The local stack's SQS (fauxqs behind the gate): queue URLs name 127.0.0.1, so a handler whose
+  // client takes its endpoint from AWS_ENDPOINT_URL_SQS reaches them too.
+  const fauxqs = await startSqs({ port: 0, region: 'us-east-1' });
+  const sqsEndpoint = fauxqs.endpoint;
 
   process.env.AWS_ACCESS_KEY_ID ??= credentials.accessKeyId;
   process.env.AWS_SECRET_ACCESS_KEY ??= credentials.secretAccessKey;

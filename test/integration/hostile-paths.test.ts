@@ -1,0 +1,419 @@
+/**
+ * Hostile input at the door and on the target queues, against the emulators with the real
+ * handlers: the path policy refuses what some target could not hold (400, field `path`, the
+ * rule) and writes nothing; both path forms address one file on every route; replicate applies
+ * only what the ledger holds; a fan-out that failed after the commit is sent again from the
+ * feed (the outbox) and every target converges.
+ */
+import { randomUUID } from 'node:crypto';
+import { ScanCommand } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteMessageCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import type {
+  APIGatewayProxyEventV2,
+  APIGatewayProxyStructuredResultV2,
+  SQSBatchResponse,
+  SQSEvent,
+  SQSRecord,
+} from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { commitVersion } from '../../functions/core/commit.js';
+import { ingestBlob } from '../../functions/core/ingest.js';
+import { measureLag, OUTBOX_GRACE_MS } from '../../functions/core/lag.js';
+import type { ReplicationMessage } from '../../functions/core/model.js';
+import type { Clock, FanoutQueue } from '../../functions/core/ports.js';
+import { httpEvent, lambdaContext } from '../support/api-events.js';
+import { makeWorld, sha256Hex, type World } from '../support/domain.js';
+import { startEmulators, type TestEmulators } from '../support/emulators.js';
+
+let emulators: TestEmulators;
+let world: World;
+let table: string;
+let api: (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredResultV2>;
+let replicate: (event: SQSEvent) => Promise<SQSBatchResponse>;
+
+beforeAll(async () => {
+  emulators = await startEmulators();
+  world = await makeWorld(emulators);
+  table = (world.ledger as unknown as { table: string }).table;
+  Object.assign(process.env, emulators.env(), {
+    MIRROR_TABLE: table,
+    MIRROR_ORIGIN_BUCKET: world.originBucket,
+    MIRROR_TARGETS: JSON.stringify(world.targets.map((t) => ({ ...t, region: 'eu-west-1' }))),
+    MIRROR_TARGET_ID: 'alpha',
+    MIRROR_CONTENT_TYPES: JSON.stringify(['image/*', 'text/plain', 'application/octet-stream']),
+    MIRROR_S3_FORCE_PATH_STYLE: 'true',
+    POWERTOOLS_METRICS_DISABLED: 'true',
+    POWERTOOLS_LOG_LEVEL: 'SILENT',
+  });
+  const apiModule = await import('../../functions/handlers/api.js');
+  api = (event) => apiModule.handler(event, lambdaContext('api'));
+  const replicateModule = await import('../../functions/handlers/replicate.js');
+  replicate = (event) => replicateModule.handler(event, lambdaContext('replicate-alpha'));
+});
+afterAll(async () => {
+  await emulators?.stop();
+});
+
+/** Everything a rejection must leave as it was. */
+async function snapshot() {
+  const items = await emulators.dynamo.send(new ScanCommand({ TableName: table }));
+  const keys = async (bucket: string | undefined) =>
+    ((await emulators.s3.send(new ListObjectsV2Command({ Bucket: bucket }))).Contents ?? [])
+      .map((o) => `${o.Key}@${o.ETag}`)
+      .sort();
+  return {
+    items: (items.Items ?? []).map((i) => `${i.pk?.S}|${i.sk?.S}`).sort(),
+    origin: await keys(world.originBucket),
+    alpha: await keys(world.targets[0]?.bucket),
+    beta: await keys(world.targets[1]?.bucket),
+  };
+}
+
+const json = (result: APIGatewayProxyStructuredResultV2) => JSON.parse(String(result.body ?? '{}'));
+
+/** Declares, PUTs and ingests a file the way a client and S3's event would. */
+async function upload(path: string, text = `bytes of ${path} ${randomUUID()}`) {
+  const bytes = Buffer.from(text);
+  const created = await api(
+    httpEvent('POST', '/v1/uploads', {
+      body: { path, size: bytes.length, sha256: sha256Hex(bytes), contentType: 'text/plain' },
+    }),
+  );
+  expect(created.statusCode, String(created.body)).toBe(201);
+  const { url, headers } = json(created).upload as { url: string; headers: Record<string, string> };
+  const { 'content-length': _length, ...rest } = headers;
+  const put = await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(bytes) });
+  expect(put.status).toBe(200);
+  await ingestBlob(world.deps, {
+    key: `blobs/${sha256Hex(bytes)}`,
+    size: bytes.length,
+    etag: put.headers.get('etag')?.replaceAll('"', ''),
+    versionId: put.headers.get('x-amz-version-id') ?? undefined,
+  });
+  const head = await world.ledger.getHead(path);
+  expect(head?.sha256).toBe(sha256Hex(bytes));
+  return { bytes, version: head?.version as number };
+}
+
+const claim = (path: unknown) =>
+  api(
+    httpEvent('POST', '/v1/uploads', {
+      body: { path, size: 5, sha256: sha256Hex(`claim ${String(path)}`), contentType: 'text/plain' },
+    }),
+  );
+
+describe('the path policy at the door: 400, field path, the rule, nothing written', () => {
+  const refused: [string, unknown, RegExp][] = [
+    ['U+FFFE (SQS cannot carry it)', 'media/a\uFFFE.jpg', /U\+FFFE/],
+    ['U+FFFF (SQS cannot carry it)', 'media/\uFFFF', /U\+FFFF/],
+    ['a name over 255 bytes (a pull target cannot hold it)', `media/${'é'.repeat(128)}.jpg`, /255 bytes/],
+    ["the agent's state folder", '.media-mirror/state.json', /agent's state/],
+    ["the agent's temp-file names", 'media/.photo.jpg.mirror-tmp-1a2b', /temp-file/],
+    ['a file named "versions" in a folder', 'media/versions', /sub-resource/],
+    ['a file named "content" in a folder', 'media/2026/content', /sub-resource/],
+    ['a ".." segment', 'media/../../etc/passwd', /"\." or "\.\."/],
+    ['a "." segment', 'media/./a.jpg', /"\." or "\.\."/],
+    ['an absolute path', '/etc/passwd', /relative/],
+    ['an empty segment', 'media//a.jpg', /empty segments/],
+    ['a trailing slash', 'media/', /empty segments/],
+    ['a backslash', 'media\\a.jpg', /backslash/],
+    ['a control character', 'media/a\u0007.jpg', /control/],
+    ['a lone surrogate', 'media/\uD800.jpg', /surrogate/],
+    ['over 1024 bytes', `m/${'a'.repeat(1100)}`, /at most/],
+    ['not a string', 42, /string/],
+    ['empty', '', /empty/],
+  ];
+  it.each(refused)('refuses %s', async (_name, path, rule) => {
+    const before = await snapshot();
+    const result = await claim(path);
+    expect(result.statusCode).toBe(400);
+    const error = json(result).error;
+    expect(error.field).toBe('path');
+    expect(error.message).toMatch(rule);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('a file where a folder of live files is, or a file under a live file, is refused (path_conflict); after a delete it is admitted', async () => {
+    await upload('clash/a');
+    await upload('clash2/x/y.txt');
+    for (const path of ['clash/a/b.txt', 'clash/a/b/c.txt', 'clash2/x', 'clash2']) {
+      const before = await snapshot();
+      const result = await claim(path);
+      expect(result.statusCode, path).toBe(400);
+      expect(json(result).error).toMatchObject({ code: 'path_conflict', field: 'path' });
+      expect(await snapshot()).toEqual(before);
+    }
+    const deleted = await api(httpEvent('DELETE', '/v1/files/clash/a'));
+    expect(deleted.statusCode).toBe(200);
+    expect((await claim('clash/a/b.txt')).statusCode).toBe(201);
+  });
+
+  it('the ingest refuses a claim whose folder became a file while its bytes were on the way', async () => {
+    const bytes = Buffer.from(`late ${randomUUID()}`);
+    const created = await api(
+      httpEvent('POST', '/v1/uploads', {
+        body: {
+          path: 'race/dir/file.txt',
+          size: bytes.length,
+          sha256: sha256Hex(bytes),
+          contentType: 'text/plain',
+        },
+      }),
+    );
+    expect(created.statusCode).toBe(201);
+    await upload('race/dir'); // another client takes the folder's name as a file meanwhile
+    const { url, headers } = json(created).upload as { url: string; headers: Record<string, string> };
+    const { 'content-length': _length, ...rest } = headers;
+    const put = await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(bytes) });
+    await ingestBlob(world.deps, {
+      key: `blobs/${sha256Hex(bytes)}`,
+      size: bytes.length,
+      etag: put.headers.get('etag')?.replaceAll('"', ''),
+      versionId: put.headers.get('x-amz-version-id') ?? undefined,
+    });
+    expect(await world.ledger.getHead('race/dir/file.txt')).toBeUndefined();
+    const state = json(await api(httpEvent('GET', `/v1/uploads/${json(created).uploadId}`)));
+    expect(state.status).toBe('rejected');
+    expect(state.reason).toMatch(/path_conflict/);
+  });
+});
+
+describe('nested paths in URLs: literal slashes and %2F address the same file on every route', () => {
+  const names = [
+    'urls/a b.jpg',
+    'urls/100%.jpg',
+    'urls/q?.jpg',
+    'urls/h#.jpg',
+    'urls/p+s.jpg',
+    'urls/x/y/z.jpg',
+    'urls/é/ü.txt',
+  ];
+  const literal = (path: string) => path.split('/').map(encodeURIComponent).join('/');
+  const encoded = (path: string) => encodeURIComponent(path);
+
+  it.each(names)('GET, versions, content and DELETE of "%s" in both forms', async (path) => {
+    const { version } = await upload(path);
+    for (const form of [literal(path), encoded(path)]) {
+      const file = await api(httpEvent('GET', `/v1/files/${form}`));
+      expect(file.statusCode, form).toBe(200);
+      expect(json(file).path).toBe(path);
+      expect(json(file).head.version).toBe(version);
+      const versions = await api(httpEvent('GET', `/v1/files/${form}/versions`));
+      expect(versions.statusCode, form).toBe(200);
+      expect(json(versions).versions[0].version).toBe(version);
+      const content = await api(httpEvent('GET', `/v1/files/${form}/content`));
+      expect(content.statusCode, form).toBe(302);
+    }
+    const removed = await api(httpEvent('DELETE', `/v1/files/${literal(path)}`));
+    expect(removed.statusCode).toBe(200);
+    expect(json(removed)).toMatchObject({ path, deleted: true, version: version + 1 });
+    const gone = await api(httpEvent('GET', `/v1/files/${encoded(path)}/content`));
+    expect(gone.statusCode).toBe(404);
+  });
+
+  it('a gateway that decoded %2F (rawPath with literal slashes) reaches the same file', async () => {
+    await upload('decoded/by/gateway.txt');
+    const result = await api(httpEvent('GET', '/v1/files/decoded/by/gateway.txt'));
+    expect(result.statusCode).toBe(200);
+    expect(json(result).path).toBe('decoded/by/gateway.txt');
+  });
+});
+
+function sqsRecord(body: string, path: string): SQSRecord {
+  return {
+    messageId: randomUUID(),
+    receiptHandle: `handle-${randomUUID()}`,
+    body,
+    attributes: {
+      ApproximateReceiveCount: '1',
+      SentTimestamp: String(Date.now()),
+      SenderId: 'AIDAIENQZJOLO23YVJ4VO',
+      ApproximateFirstReceiveTimestamp: String(Date.now()),
+      SequenceNumber: '18849496460467696128',
+      MessageGroupId: sha256Hex(path),
+      MessageDeduplicationId: randomUUID(),
+    },
+    messageAttributes: {},
+    md5OfBody: sha256Hex(body).slice(0, 32),
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:us-east-1:123456789012:alpha.fifo',
+    awsRegion: 'us-east-1',
+  };
+}
+
+const deliver = (message: Partial<ReplicationMessage> & { path: string }) =>
+  replicate({
+    Records: [
+      sqsRecord(
+        JSON.stringify({
+          targetId: 'alpha',
+          version: 1,
+          sha256: sha256Hex('forged'),
+          size: 6,
+          contentType: 'text/plain',
+          deleted: false,
+          committedAt: new Date().toISOString(),
+          ...message,
+        }),
+        message.path,
+      ),
+    ],
+  });
+
+const alphaObject = async (key: string) => {
+  try {
+    const out = await emulators.s3.send(new GetObjectCommand({ Bucket: world.targets[0]?.bucket, Key: key }));
+    return { body: await out.Body?.transformToString(), metadata: out.Metadata };
+  } catch {
+    return undefined;
+  }
+};
+
+describe('replicate: a message is a hint, the ledger is the truth', () => {
+  it('a message for a path the ledger never had writes nothing', async () => {
+    const before = await snapshot();
+    expect((await deliver({ path: 'forged/never.txt' })).batchItemFailures).toEqual([]);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('a forged delete at version 999 neither deletes the replica nor freezes the path', async () => {
+    const { bytes } = await upload('forged/kept.txt');
+    expect((await deliver({ path: 'forged/kept.txt', version: 1 })).batchItemFailures).toEqual([]);
+    expect((await alphaObject('forged/kept.txt'))?.body).toBe(bytes.toString());
+    const before = await snapshot();
+    await deliver({ path: 'forged/kept.txt', version: 999, deleted: true, sha256: null, size: 0 });
+    expect(await snapshot()).toEqual(before);
+    expect((await world.ledger.getTargetState('forged/kept.txt', 'alpha'))?.appliedVersion).toBe(1);
+    const next = await upload('forged/kept.txt', 'version two');
+    await deliver({ path: 'forged/kept.txt', version: next.version });
+    expect((await alphaObject('forged/kept.txt'))?.body).toBe('version two');
+  });
+
+  it('a message whose path climbs out ("../") writes nothing, anywhere', async () => {
+    const before = await snapshot();
+    for (const path of ['../escape.txt', 'a/../../escape.txt', '/abs.txt', 'a\\..\\b.txt'])
+      expect((await deliver({ path })).batchItemFailures).toEqual([]);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('a message for another target is refused by this one', async () => {
+    await upload('forged/other.txt');
+    const before = await snapshot();
+    await deliver({ path: 'forged/other.txt', targetId: 'beta' });
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it("the message's content is ignored: the ledger's bytes, size and type are applied", async () => {
+    const { bytes, version } = await upload('forged/content.txt');
+    await deliver({
+      path: 'forged/content.txt',
+      version,
+      sha256: sha256Hex('other'),
+      size: 5,
+      deleted: true,
+    });
+    const object = await alphaObject('forged/content.txt');
+    expect(object?.body).toBe(bytes.toString());
+    expect(object?.metadata?.['mirror-sha256']).toBe(sha256Hex(bytes));
+  });
+
+  it('a replica object whose version metadata was edited to a huge number is repaired, not obeyed', async () => {
+    await upload('forged/meta.txt', 'one');
+    await deliver({ path: 'forged/meta.txt', version: 1 });
+    await emulators.s3.send(
+      new PutObjectCommand({
+        Bucket: world.targets[0]?.bucket,
+        Key: 'forged/meta.txt',
+        Body: 'tampered',
+        Metadata: { 'mirror-version': '999999', 'mirror-sha256': sha256Hex('tampered') },
+      }),
+    );
+    const two = await upload('forged/meta.txt', 'two');
+    await deliver({ path: 'forged/meta.txt', version: two.version });
+    expect((await alphaObject('forged/meta.txt'))?.body).toBe('two');
+    expect((await world.ledger.getTargetState('forged/meta.txt', 'alpha'))?.appliedVersion).toBe(2);
+  });
+
+  it('a body that is not a replication message fails its record (retried, then parked in the DLQ)', async () => {
+    const before = await snapshot();
+    const record = sqsRecord('{"path": 42', 'x');
+    const valid = {
+      targetId: 'alpha',
+      path: 'forged/none.txt',
+      version: 1,
+      sha256: null,
+      size: 0,
+      contentType: null,
+      deleted: true,
+      committedAt: new Date().toISOString(),
+    };
+    const other = sqsRecord(JSON.stringify(valid), valid.path);
+    const out = await replicate({ Records: [record, other] });
+    // Only the bad record fails (the other group goes on): it returns to the queue, then its DLQ.
+    expect(out.batchItemFailures).toEqual([{ itemIdentifier: record.messageId }]);
+    expect(await snapshot()).toEqual(before);
+  });
+});
+
+describe('the fan-out outbox: a version is never visible without its fan-out', () => {
+  it('a send that fails after the commit is re-sent by the lag monitor, and every target converges', async () => {
+    let now = new Date();
+    const clock: Clock = { now: () => now };
+    const failing: FanoutQueue = {
+      send: async () => {
+        throw new Error('SQS unavailable');
+      },
+    };
+    const bytes = Buffer.from(`outbox ${randomUUID()}`);
+    const { version: seed } = await upload('public/outbox.txt', bytes.toString());
+    // Drain what the first commit sent, so the queues hold only what the outbox sends.
+    for (const target of world.targets) await received(target.queueUrl);
+    await expect(
+      commitVersion(
+        { ...world.deps, clock, fanout: failing },
+        {
+          uploadId: randomUUID(),
+          path: 'public/outbox.txt',
+          sha256: sha256Hex(bytes),
+          size: bytes.length,
+          contentType: 'text/plain',
+          deleted: false,
+          reserveOnUpload: false,
+        },
+      ),
+    ).rejects.toThrow('SQS unavailable');
+    expect((await world.ledger.getHead('public/outbox.txt'))?.version).toBe(seed + 1);
+    const lagDeps = { ...world.deps, clock, fanout: world.deps.fanout };
+    // Within the grace the commit may still be sending: nothing is re-sent yet.
+    await measureLag(lagDeps);
+    for (const target of world.targets) expect(await received(target.queueUrl)).toEqual([]);
+    now = new Date(now.getTime() + OUTBOX_GRACE_MS + 1_000);
+    await measureLag(lagDeps);
+    for (const target of world.targets)
+      expect(await received(target.queueUrl), target.id).toEqual([`public/outbox.txt@${seed + 1}`]);
+    // Marked: the next run sends nothing again.
+    await measureLag(lagDeps);
+    for (const target of world.targets) expect(await received(target.queueUrl)).toEqual([]);
+    await deliver({ path: 'public/outbox.txt', version: seed + 1 });
+    expect((await world.ledger.getTargetState('public/outbox.txt', 'alpha'))?.appliedVersion).toBe(seed + 1);
+  });
+});
+
+/** The `path@version` of each message waiting in a queue (deleted as read). */
+async function received(queueUrl: string): Promise<string[]> {
+  const out: string[] = [];
+  for (;;) {
+    const page = await emulators.sqs.send(
+      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }),
+    );
+    if (!page.Messages?.length) return out;
+    for (const m of page.Messages) {
+      const body = JSON.parse(m.Body ?? '{}') as ReplicationMessage;
+      out.push(`${body.path}@${body.version}`);
+      await emulators.sqs.send(
+        new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: m.ReceiptHandle }),
+      );
+    }
+  }
+}
