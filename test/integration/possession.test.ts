@@ -22,8 +22,14 @@ const enc = encodeURIComponent;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
+/** Ingest invocations finished, in every sandbox of this file. */
+let ingestsDone = 0;
+
 async function start(dataDir: string, functionEnv?: Record<string, string>) {
   return startSandbox({
+    onInvocation: (report) => {
+      if (report.functionName === 'ingest') ingestsDone++;
+    },
     dataDir,
     port: 0,
     s3Port: 0,
@@ -191,6 +197,32 @@ describe('proof of possession', () => {
     // Even a digest over the stored bytes at the challenged ranges does not commit a wrong size.
     expectRefused(await prove(wrongSize.body.uploadId, digestFor(wrongSize.body.challenge, bytes)));
     await expectNothingAt('pop/sized/claimed.bin');
+  });
+
+  it('a wrong-size claim of stored content stays pending when those bytes arrive again: nothing tells the size', async () => {
+    const storedSize = 54_321;
+    const bytes = randomBytes(storedSize);
+    await store('pop/sized-later/original.bin', bytes);
+    const wrongSize = await claim('pop/sized-later/claimed.bin', bytes, { size: storedSize + 7 });
+    expect(wrongSize.status).toBe(201);
+    // Someone uploads the same bytes again, the plain way: the ingest sees them and its pending claims.
+    const ingestsBefore = ingestsDone;
+    const { created, putStatus } = await api.declareAndPut(
+      'pop/sized-later/again.bin',
+      bytes,
+      'application/octet-stream',
+    );
+    expect(putStatus).toBe(200);
+    await waitFor('the commit of the bytes sent again', async () => {
+      const u = await api.call('GET', `/v1/uploads/${created.body.uploadId}`);
+      return u.body.status === 'committed' ? true : undefined;
+    });
+    // The same ingest run goes on to the other pending claims of these bytes: let it end.
+    await waitFor('the end of that ingest run', async () => (ingestsDone > ingestsBefore ? true : undefined));
+    const view = await api.call('GET', `/v1/uploads/${wrongSize.body.uploadId}`);
+    expect(view.body.status).toBe('pending');
+    expect(JSON.stringify(view.body)).not.toContain(String(storedSize));
+    await expectNothingAt('pop/sized-later/claimed.bin');
   });
 
   it('the answer for known and unknown content has the same status and keys, small and multipart', async () => {
