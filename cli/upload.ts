@@ -120,14 +120,13 @@ export async function uploadFile(deps: UploadDeps, options: UploadOptions): Prom
   });
   const base = { uploadId: created.uploadId, sha256, size, contentType };
   const seconds = () => round3((clock.now() - started) / 1000);
-  const proven =
-    created.status === 'pending' && created.challenge !== undefined
-      ? await proveHeld(client, options.file, created.uploadId, created.challenge)
-      : undefined;
-  const committed = created.status === 'committed' ? created : proven;
-
-  if (committed) {
-    const result: UploadResult = {
+  const committedAtOnce = (committed: { path: string; version: number }): UploadResult => {
+    progress.phase('done', undefined, {
+      uploadId: created.uploadId,
+      version: committed.version,
+      deduplicated: true,
+    });
+    return {
       ...base,
       path: committed.path,
       version: committed.version,
@@ -135,14 +134,14 @@ export async function uploadFile(deps: UploadDeps, options: UploadOptions): Prom
       deduplicated: true,
       seconds: seconds(),
     };
-    progress.phase('done', undefined, {
-      uploadId: created.uploadId,
-      version: committed.version,
-      deduplicated: true,
-    });
-    return result;
-  }
-  if (created.status === 'committed') throw new Error('unreachable: a committed claim returned above');
+  };
+  if (created.status === 'committed') return committedAtOnce(created);
+  // Known content is committed on the proof that this file holds it: nothing is sent.
+  const proven =
+    created.challenge === undefined
+      ? undefined
+      : await proveHeld(client, options.file, created.uploadId, created.challenge);
+  if (proven) return committedAtOnce(proven);
 
   if ('multipart' in created) {
     if (!deps.sendParts)
