@@ -20,6 +20,7 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MirrorApiClient } from '../../cli/api-client.js';
 import { createPartSender } from '../../cli/multipart.js';
@@ -338,6 +339,58 @@ describe('verified bytes survive a write over their blob', () => {
     );
     expect(JSON.parse(emf).IngestRejected).toBeUndefined();
     expect(await metric('mirror_ingest_rejections_total')).toBe(discardedBefore);
+  });
+
+  it('forged notifications (a version that is not there, the verified one, none) change nothing', async () => {
+    const path = 'pinned/forged-events.png';
+    const file = await committedFile(path);
+    const other = await committedFile('pinned/another-blob.png');
+    const before = await metric('mirror_ingest_rejections_total');
+    const sqs = new SQSClient({
+      region: sandbox.endpoints.s3.region,
+      endpoint: sandbox.endpoints.sqs.endpoint,
+      credentials: { ...sandbox.endpoints.s3.credentials },
+    });
+    const ids: string[] = [];
+    // Another blob's version id (no such version of this key), the verified one, and none at all.
+    for (const versionId of [other.verifiedId, file.verifiedId, undefined]) {
+      const object = {
+        key: `blobs/${file.sha256}`,
+        size: 1,
+        eTag: 'forged',
+        ...(versionId ? { versionId } : {}),
+      };
+      const sent = await sqs.send(
+        new SendMessageCommand({
+          QueueUrl: sandbox.endpoints.ingest.queue,
+          MessageBody: JSON.stringify({
+            Records: [
+              {
+                eventName: 'ObjectCreated:Put',
+                s3: { bucket: { name: sandbox.endpoints.originBucket }, object },
+              },
+            ],
+          }),
+        }),
+      );
+      ids.push(sent.MessageId as string);
+    }
+    sqs.destroy();
+    const outcomes = await waitFor('the three outcomes', () => {
+      const found = ids.map((id) =>
+        ingestLines.find((l) => l.includes('"ingested"') && l.includes(`"messageId":"${id}"`)),
+      );
+      return found.every((l) => l !== undefined)
+        ? found.map((l) => JSON.parse(l as string).outcome)
+        : undefined;
+    });
+    expect(outcomes[0]).toMatchObject({ kind: 'ignored' });
+    expect(outcomes[1]).toMatchObject({ kind: 'committed', committed: [], rejected: [] });
+    expect(outcomes[2]).toMatchObject({ kind: 'committed', committed: [], rejected: [] });
+    expect((await blobVersions(file.sha256)).versions.map((v) => v.VersionId)).toEqual([file.verifiedId]);
+    expect((await blobVersions(other.sha256)).versions.map((v) => v.VersionId)).toEqual([other.verifiedId]);
+    await onlyVerifiedRemains(path, file);
+    expect(await metric('mirror_ingest_rejections_total')).toBe(before);
   });
 });
 
