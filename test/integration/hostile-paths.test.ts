@@ -31,6 +31,7 @@ let world: World;
 let table: string;
 let api: (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredResultV2>;
 let replicate: (event: SQSEvent) => Promise<SQSBatchResponse>;
+let ingest: (event: SQSEvent) => Promise<SQSBatchResponse>;
 
 beforeAll(async () => {
   emulators = await startEmulators();
@@ -50,6 +51,8 @@ beforeAll(async () => {
   api = (event) => apiModule.handler(event, lambdaContext('api'));
   const replicateModule = await import('../../functions/handlers/replicate.js');
   replicate = (event) => replicateModule.handler(event, lambdaContext('replicate-alpha'));
+  const ingestModule = await import('../../functions/handlers/ingest.js');
+  ingest = (event) => ingestModule.handler(event, lambdaContext('ingest'));
 });
 afterAll(async () => {
   await emulators?.stop();
@@ -417,3 +420,81 @@ async function received(queueUrl: string): Promise<string[]> {
     }
   }
 }
+
+/** An S3 event notification as SQS delivers it to the ingest (AWS's documented structure, abridged). */
+function s3Event(records: { key: string; size?: number; eTag?: string; eventName?: string }[]): string {
+  return JSON.stringify({
+    Records: records.map((r) => ({
+      eventVersion: '2.1',
+      eventSource: 'aws:s3',
+      awsRegion: 'us-east-1',
+      eventTime: new Date().toISOString(),
+      eventName: r.eventName ?? 'ObjectCreated:Put',
+      s3: {
+        s3SchemaVersion: '1.0',
+        bucket: { name: world.originBucket, arn: `arn:aws:s3:::${world.originBucket}` },
+        object: { key: r.key, size: r.size ?? 5, eTag: r.eTag ?? 'd41d8cd98f00b204e9800998ecf8427e' },
+      },
+    })),
+  });
+}
+
+describe('hostile S3 events at the ingest: nothing unverified is committed, nothing else changes', () => {
+  const ingestBody = async (body: string) => {
+    const record = sqsRecord(body, 'ingest');
+    const valid = sqsRecord(s3Event([{ key: 'not-a-blob.txt' }]), 'ingest');
+    return { record, out: await ingest({ Records: [record, valid] }) };
+  };
+  const unknown = sha256Hex(`never stored ${randomUUID()}`);
+  const ignored: [string, () => string][] = [
+    ['a key outside blobs/', () => s3Event([{ key: 'uploads/evil.jpg' }])],
+    ['a key that is not a SHA-256', () => s3Event([{ key: 'blobs/not-a-hash' }])],
+    ['a key that climbs ("blobs/<sha>/../x")', () => s3Event([{ key: `blobs/${unknown}/../${unknown}` }])],
+    ['a blob that was never stored', () => s3Event([{ key: `blobs/${unknown}`, size: 1 }])],
+    ['a removal event', () => s3Event([{ key: `blobs/${unknown}`, eventName: 'ObjectRemoved:Delete' }])],
+    ["S3's test event", () => JSON.stringify({ Event: 's3:TestEvent', Service: 'Amazon S3' })],
+  ];
+  it.each(ignored)('ignores %s', async (_name, body) => {
+    const before = await snapshot();
+    const { out } = await ingestBody(body());
+    expect(out.batchItemFailures).toEqual([]);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  const malformed: [string, string][] = [
+    ['a body that is not JSON', '{"Records": ['],
+    ['JSON that is not an S3 notification', JSON.stringify({ Records: [{ eventName: 42 }] })],
+  ];
+  it.each(malformed)('fails (retries, then parks in the DLQ) %s and changes nothing', async (_name, body) => {
+    const before = await snapshot();
+    const { record, out } = await ingestBody(body);
+    expect(out.batchItemFailures).toEqual([{ itemIdentifier: record.messageId }]);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('bytes that do not hash to their key are rejected whatever size and ETag the event claims, and the stack still works', async () => {
+    const bytes = Buffer.from(`claimed ${randomUUID()}`);
+    const claimed = sha256Hex(bytes);
+    const created = await api(
+      httpEvent('POST', '/v1/uploads', {
+        body: { path: 'evil/liar.txt', size: bytes.length, sha256: claimed, contentType: 'text/plain' },
+      }),
+    );
+    expect(created.statusCode).toBe(201);
+    // Other bytes of the same length land at the claimed key (a client ignoring the signed checksum).
+    const other = Buffer.alloc(bytes.length, 0x41);
+    const put = await emulators.s3.send(
+      new PutObjectCommand({ Bucket: world.originBucket, Key: `blobs/${claimed}`, Body: other }),
+    );
+    const { out } = await ingestBody(
+      s3Event([{ key: `blobs/${claimed}`, size: bytes.length, eTag: put.ETag?.replaceAll('"', '') }]),
+    );
+    expect(out.batchItemFailures).toEqual([]);
+    expect(await world.ledger.getHead('evil/liar.txt')).toBeUndefined();
+    const state = json(await api(httpEvent('GET', `/v1/uploads/${json(created).uploadId}`)));
+    expect(state.status).toBe('rejected');
+    expect(state.reason).toMatch(/sha256 mismatch/);
+    // The stack still works afterwards: a real upload commits.
+    await upload('evil/after.txt');
+  });
+});
