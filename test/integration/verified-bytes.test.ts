@@ -228,7 +228,7 @@ describe('verified bytes survive a write over their blob', () => {
 
     // Still exactly one version of the blob: the verified one.
     expect((await blobVersions(sha256)).versions.map((v) => v.VersionId)).toEqual([verified?.VersionId]);
-    // Eight steps through cold functions on a shared machine: about a minute seen here.
+    // Seven steps through cold functions on a shared machine: about a minute seen here.
   }, 240_000);
 
   /** A committed file whose blob holds one verified version. */
