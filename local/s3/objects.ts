@@ -224,7 +224,13 @@ export async function getObject(ctx: Context): Promise<void> {
     ctx.res.end();
     return;
   }
-  await pipeline(ctx.store.read(version.segments, start, end), ctx.res);
+  try {
+    await pipeline(ctx.store.read(version.segments, start, end), ctx.res);
+  } catch (err) {
+    // A client that hangs up mid-download (ranged readers often do) is no server error.
+    if (ctx.res.destroyed || (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') return;
+    throw err;
+  }
 }
 
 export async function deleteObject(ctx: Context): Promise<void> {

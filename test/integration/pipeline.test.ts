@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MirrorApiClient } from '../../cli/api-client.js';
 import { createPartSender } from '../../cli/multipart.js';
@@ -164,9 +164,17 @@ describe('pipeline through the local stack', () => {
     const { url, headers } = created.body.upload;
     const { 'content-length': _l, ...rest } = headers as Record<string, string>;
     const forged = Buffer.from(declared.toString().toUpperCase());
-    // The emulator does not check signed checksums (PLATFORM.md): the lie gets in, and ingest must catch it.
-    expect((await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(forged) })).status).toBe(
-      200,
+    // The presigned PUT signs the SHA-256: storage refuses other bytes (BadDigest), as S3 does.
+    const refused = await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(forged) });
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).toContain('<Code>BadDigest</Code>');
+    // A writer with bucket access puts the lie anyway: the ingest must catch it.
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: sandbox.endpoints.originBucket,
+        Key: `blobs/${sha(declared)}`,
+        Body: forged,
+      }),
     );
     const rejected = await until('rejection', async () => {
       const u = await api('GET', `/v1/uploads/${created.body.uploadId}`);
