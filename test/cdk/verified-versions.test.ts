@@ -58,20 +58,23 @@ describe('verified bytes pinned by object version', () => {
     const ingest = logicalId(mirror.home.ingest.ingest.function);
     const replicates = functionIdsWithEnv(home, 'MIRROR_TARGET_ID');
     expect(replicates.length).toBeGreaterThan(0);
-    expect(readers.sort()).toEqual([api, ingest, ...replicates].sort());
+    // At least these read blobs (others may, e.g. a sweep that HEADs them): all of them by version too.
+    for (const id of [api, ingest, ...replicates]) expect(readers, id).toContain(id);
     for (const id of readers) {
       expect(originBlobActions(statementsOfFunction(home, id)), id).toContain('s3:GetObjectVersion');
     }
   });
 
-  it('only the ingest deletes a blob version; the api and replicate delete nothing in the origin', () => {
+  it('only the ingest deletes a blob version; no other function deletes anything in the origin', () => {
     const ingest = logicalId(mirror.home.ingest.ingest.function);
-    expect(originBlobActions(statementsOfFunction(home, ingest))).toEqual([
-      's3:DeleteObject',
-      's3:DeleteObjectVersion',
-      's3:GetObject',
-      's3:GetObjectVersion',
-    ]);
+    expect(originBlobActions(statementsOfFunction(home, ingest))).toEqual(
+      expect.arrayContaining([
+        's3:DeleteObject',
+        's3:DeleteObjectVersion',
+        's3:GetObject',
+        's3:GetObjectVersion',
+      ]),
+    );
     for (const id of Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))) {
       if (id === ingest) continue;
       const actions = originBlobActions(statementsOfFunction(home, id));
