@@ -1,5 +1,5 @@
 /**
- * How the local stack converges after a restart. DynamoDB (dynalite) and S3 (s3rver)
+ * How the local stack converges after a restart. DynamoDB (dynalite) and S3 (local/s3)
  * keep their data in the data folder; SQS (fauxqs) keeps queues in memory, so whatever
  * was queued at stop is gone: S3 notifications of blobs not yet ingested, and
  * replication messages not yet applied. At start the stack therefore

@@ -9,7 +9,7 @@ export const LOOPBACK = '127.0.0.1';
 
 /** Which piece wants a port, and which variable chooses it. */
 export interface PortRole {
-  /** e.g. "S3 emulator (s3rver)". */
+  /** e.g. "S3 emulator (local/s3)". */
   readonly service: string;
   /** e.g. "MIRROR_S3_PORT". */
   readonly envVar: string;
