@@ -110,15 +110,20 @@ export class S3BlobStore implements BlobStore {
 
   async readRange(sha256: string, offset: number, length: number, versionId?: string) {
     if (length === 0) return new Uint8Array();
-    const out = await this.s3.send(
-      new GetObjectCommand({
-        Bucket: this.bucket,
-        Key: blobKey(sha256),
-        VersionId: versionId,
-        Range: `bytes=${offset}-${offset + length - 1}`,
-      }),
-    );
-    return (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray();
+    try {
+      const out = await this.s3.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: blobKey(sha256),
+          VersionId: versionId,
+          Range: `bytes=${offset}-${offset + length - 1}`,
+        }),
+      );
+      return await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray();
+    } catch (error) {
+      if (isNotFound(error) || (error as { name?: string }).name === 'NoSuchVersion') return undefined;
+      throw error;
+    }
   }
 
   async presignPut(input: { sha256: string; size: number; contentType: string; expiresInSeconds: number }) {

@@ -180,8 +180,16 @@ export interface BlobStore {
   /** Streams the object through SHA-256: constant memory. */
   hash(sha256: string, versionId?: string): Promise<{ sha256: string; size: number }>;
   delete(sha256: string, versionId?: string): Promise<void>;
-  /** `length` bytes from `offset` (a ranged GET), of the given object version when there is one. */
-  readRange(sha256: string, offset: number, length: number, versionId?: string): Promise<Uint8Array>;
+  /**
+   * `length` bytes from `offset` (a ranged GET), of the given object version when there is one;
+   * undefined when that object (version) is gone.
+   */
+  readRange(
+    sha256: string,
+    offset: number,
+    length: number,
+    versionId?: string,
+  ): Promise<Uint8Array | undefined>;
   presignPut(input: {
     sha256: string;
     size: number;

@@ -7,7 +7,12 @@ import { openAsBlob } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectVersionsCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MirrorApiClient } from '../../cli/api-client.js';
 import { createPartSender } from '../../cli/multipart.js';
@@ -284,6 +289,31 @@ describe('proof of possession', () => {
         expect(copy.equals(bytes)).toBe(true);
       }
     }
+  });
+
+  it('stored bytes lost behind the ledger: a right proof is refused (no 500), and the bytes sent again commit', async () => {
+    const bytes = randomBytes(90 * KiB);
+    await store('pop/lost/original.bin', bytes);
+    const Bucket = sandbox.endpoints.originBucket;
+    const Prefix = `blobs/${sha256Hex(bytes)}`;
+    const listed = await s3.send(new ListObjectVersionsCommand({ Bucket, Prefix }));
+    for (const v of [...(listed.Versions ?? []), ...(listed.DeleteMarkers ?? [])])
+      await s3.send(new DeleteObjectCommand({ Bucket, Key: v.Key, VersionId: v.VersionId }));
+
+    const claimed = await claim('pop/lost/copy.bin', bytes);
+    expectRefused(await prove(claimed.body.uploadId, digestFor(claimed.body.challenge, bytes)));
+    const { url, headers } = claimed.body.upload;
+    const { 'content-length': _l, ...rest } = headers as Record<string, string>;
+    expect((await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(bytes) })).status).toBe(
+      200,
+    );
+    await waitFor('the commit of the bytes sent again', async () => {
+      const u = await api.call('GET', `/v1/uploads/${claimed.body.uploadId}`);
+      return u.body.status === 'committed' ? true : undefined;
+    });
+    const content = await api.call('GET', `/v1/files/${enc('pop/lost/copy.bin')}/content`);
+    const served = Buffer.from(await (await fetch(content.headers.get('location') as string)).arrayBuffer());
+    expect(served.equals(bytes)).toBe(true);
   });
 
   it('a second proof after a wrong one is refused even when right', async () => {
