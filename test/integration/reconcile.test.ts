@@ -122,9 +122,17 @@ describe('reconcile (resume after lost queue state)', () => {
     for (const path of paths) {
       const bytes = Buffer.from(`content of ${path}`);
       const { sha256 } = { sha256: sha256Hex(bytes) };
-      await emulators.s3.send(
+      const stored = await emulators.s3.send(
         new PutObjectCommand({ Bucket: world.originBucket, Key: `blobs/${sha256}`, Body: bytes }),
       );
+      // What the ingest records once it has verified the bytes: replicate copies that blob.
+      await world.ledger.putBlob({
+        sha256,
+        size: bytes.length,
+        verifiedAt: new Date().toISOString(),
+        etag: stored.ETag,
+        versionId: stored.VersionId,
+      });
       await commitVersion(world.deps, {
         uploadId: randomUUID(),
         path,
