@@ -83,8 +83,17 @@ export const LEDGER_ACCESS = {
   replicate: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:Query'],
   /** Reads the feed, target rows and heartbeats; writes its watermark rows (`LAG#<target>`) and marks feed entries it re-sent (the outbox). */
   lagMonitor: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
-  /** Scans the heads, reads target rows, forgets a row whose object is gone or altered (forgetTargetState). */
-  reconcile: ['dynamodb:Scan', 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:DeleteItem'],
+  /**
+   * Scans the heads, reads target rows, forgets a row whose object is gone or altered (forgetTargetState);
+   * ends pending uploads a day past their expiry (finishUpload, removePendingUpload: the ledger only).
+   */
+  reconcile: [
+    'dynamodb:Scan',
+    'dynamodb:Query',
+    'dynamodb:GetItem',
+    'dynamodb:DeleteItem',
+    'dynamodb:UpdateItem',
+  ],
 } as const satisfies Record<string, readonly LedgerAction[]>;
 
 /**

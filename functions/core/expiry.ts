@@ -98,7 +98,11 @@ export interface ExpiryDeps {
  * never commits it) and a multipart upload is aborted at storage (best effort: the lifecycle rule
  * aborts it anyway). Safe to repeat; an upload already ended keeps its outcome.
  */
-export async function expireUpload(deps: ExpiryDeps, upload: Upload, why: string): Promise<Upload> {
+export async function expireUpload(
+  deps: Pick<ExpiryDeps, 'ledger' | 'clock' | 'metrics'> & { readonly blobs?: BlobStore | undefined },
+  upload: Upload,
+  why: string,
+): Promise<Upload> {
   await deps.ledger.finishUpload(
     upload.uploadId,
     { status: 'expired', reason: why },
@@ -109,7 +113,7 @@ export async function expireUpload(deps: ExpiryDeps, upload: Upload, why: string
   if (after.status !== 'expired') return after;
   deps.metrics?.count('UploadsExpired');
   await deps.ledger.removePendingUpload(upload.sha256, upload.uploadId);
-  if (upload.multipart) {
+  if (upload.multipart && deps.blobs) {
     try {
       await deps.blobs.abortMultipart(upload.sha256, upload.multipart.multipartId);
     } catch {
@@ -142,9 +146,24 @@ export async function lapsedWithoutBytes(
 
 /** Expires a pending upload if it is past its expiry without bytes; returns the upload as it now stands. */
 export async function settleIfLapsed(deps: ExpiryDeps, upload: Upload): Promise<Upload> {
-  const why = await lapsedWithoutBytes(deps, upload);
+  let why: string | undefined;
+  try {
+    why = await lapsedWithoutBytes(deps, upload);
+  } catch {
+    // Storage could not say (on AWS the api may not HEAD a missing blob: 403, not 404). The upload
+    // is refused as lapsed all the same; the ingest or the sweep ends it.
+    return upload;
+  }
   return why === undefined ? upload : expireUpload(deps, upload, why);
 }
+
+/**
+ * The sweep decides from the ledger alone (the reconcile function holds no permission on the
+ * origin): a pending upload still pending this long after its expiry is ended. By then bytes
+ * stored in time have long been ingested (the ingest retries an event for about an hour before
+ * its dead-letter queue) and the bucket's lifecycle rule has aborted a multipart upload.
+ */
+export const SWEEP_AFTER_MS = 24 * HOUR_MS;
 
 export interface ExpirySweepReport {
   /** Pending-upload pointers looked at. */
@@ -155,9 +174,9 @@ export interface ExpirySweepReport {
   readonly stale: number;
 }
 
-/** The scheduled sweep: every pending upload past its expiry is expired and cleaned up. */
+/** The scheduled sweep: every pending upload a day past its expiry is ended and its pointer removed. */
 export async function expirePendingUploads(
-  deps: ExpiryDeps,
+  deps: Pick<ExpiryDeps, 'ledger' | 'clock' | 'metrics'>,
   options: { dryRun?: boolean } = {},
 ): Promise<ExpirySweepReport> {
   let pending = 0;
@@ -171,9 +190,12 @@ export async function expirePendingUploads(
       if (!options.dryRun) await deps.ledger.removePendingUpload(pointer.sha256, pointer.uploadId);
       continue;
     }
-    const why = await lapsedWithoutBytes(deps, upload);
-    if (why === undefined) continue;
-    if (options.dryRun || (await expireUpload(deps, upload, why)).status === 'expired') expired++;
+    const by = uploadExpiresAt(upload);
+    if (deps.clock.now().getTime() <= by.getTime() + SWEEP_AFTER_MS) continue;
+    const why = `expired: still pending a day after ${by.toISOString()}`;
+    // Without the blob store: storage is not touched (see SWEEP_AFTER_MS).
+    const ledgerOnly = { ledger: deps.ledger, clock: deps.clock, metrics: deps.metrics };
+    if (options.dryRun || (await expireUpload(ledgerOnly, upload, why)).status === 'expired') expired++;
   }
   return { pending, expired, stale };
 }

@@ -71,7 +71,14 @@ export class IngestPipeline extends Construct {
     });
     useLedger(fn, props.ledger, LEDGER_ACCESS.ingest, { queryLiveFiles: true });
     useOrigin(fn, props.origin, {
-      blobs: ['s3:GetObject', 's3:GetObjectVersion', 's3:DeleteObject', 's3:DeleteObjectVersion'],
+      // AbortMultipartUpload: an upload found expired has its multipart upload aborted.
+      blobs: [
+        's3:GetObject',
+        's3:GetObjectVersion',
+        's3:DeleteObject',
+        's3:DeleteObjectVersion',
+        's3:AbortMultipartUpload',
+      ],
       headMissingAs404: true,
     });
     useTargets(fn, props.targets, { sendMessage: true });

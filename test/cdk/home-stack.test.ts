@@ -415,7 +415,14 @@ describe('least privilege', () => {
       ],
       [
         logicalId(mirror.home.ingest.ingest.function, mirror.home),
-        ['s3:DeleteObject', 's3:DeleteObjectVersion', 's3:GetObject', 's3:GetObjectVersion'],
+        // AbortMultipartUpload: a multipart upload the ingest finds expired is aborted.
+        [
+          's3:AbortMultipartUpload',
+          's3:DeleteObject',
+          's3:DeleteObjectVersion',
+          's3:GetObject',
+          's3:GetObjectVersion',
+        ],
       ],
       [replicateOf('target-a'), ['s3:GetObject', 's3:GetObjectVersion']],
     ];

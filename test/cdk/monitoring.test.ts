@@ -405,14 +405,16 @@ describe('lag monitor and reconcile functions', () => {
     ).toEqual([]);
   });
 
-  it('reconcile: Scan/Query/GetItem/DeleteItem, SendMessage to every target queue, HEAD on the replica objects', () => {
+  it('reconcile: Scan/Query/GetItem/DeleteItem/UpdateItem, SendMessage to every target queue, HEAD on the replica objects', () => {
     const statements = grants('reconciler');
     const actions = statements.flatMap(actionsOf);
+    // UpdateItem: the sweep ends pending uploads a day past their expiry.
     expect(actions.filter((a) => a.startsWith('dynamodb:')).sort()).toEqual([
       'dynamodb:DeleteItem',
       'dynamodb:GetItem',
       'dynamodb:Query',
       'dynamodb:Scan',
+      'dynamodb:UpdateItem',
     ]);
     expect(actions.filter((a) => a.startsWith('sqs:'))).toEqual(['sqs:SendMessage']);
     const send = statements.find((s) => actionsOf(s).includes('sqs:SendMessage')) as Statement;

@@ -114,16 +114,19 @@ describe('pending uploads expire', () => {
     expect(await world.ledger.latestVersion('exp/claimed-later.txt')).toBeUndefined();
   });
 
-  it('the sweep ends an upload whose only stored copy predates its claim (it would otherwise wait for ever)', async () => {
+  it('the sweep ends, from the ledger alone, an upload still pending a day past its expiry (even with a stored copy)', async () => {
     const bytes = bytesOf(`known before ${Date.now()}`);
     await putBlob(emulators, world.originBucket, sha256Hex(bytes), bytes);
     const uploadId = await declare('exp/known-before.txt', bytes, 5 * 60_000);
-    offsetMs = DAY;
+    const stat = vi.spyOn(deps.blobs, 'stat');
+    offsetMs = 2 * DAY;
     await expirePendingUploads(deps);
     offsetMs = 0;
+    expect(stat).not.toHaveBeenCalled();
+    stat.mockRestore();
     expect(await world.ledger.getUpload(uploadId)).toMatchObject({
       status: 'expired',
-      reason: expect.stringMatching(/no bytes of its own/),
+      reason: expect.stringMatching(/still pending a day after/),
     });
   });
 
@@ -196,7 +199,7 @@ describe('pending uploads expire', () => {
     expect(expiresIn).toBeLessThanOrEqual(120);
   });
 
-  it('the sweep expires lapsed uploads (UploadsExpired), leaves ones in their window and ones whose bytes came in time', async () => {
+  it('the sweep ends uploads a day past their expiry (UploadsExpired) and leaves the others, lapsed or not', async () => {
     const sweepWorld = await makeWorld(emulators);
     const metrics = new RecordingMetrics();
     const d = { ...sweepWorld.deps, clock, metrics };
@@ -212,8 +215,9 @@ describe('pending uploads expire', () => {
       offsetMs = 0;
       return { uploadId: created.uploadId, bytes };
     };
-    // The sweep runs a day from now: one upload from two days ago, one made a minute before the
-    // sweep, one made now whose bytes are stored now (in time) but not yet ingested.
+    // The sweep runs a day from now: one upload from two days ago (a day past its expiry), one made
+    // a minute before the sweep (in its window), one made now (lapsed by then, but not by a day; its
+    // bytes are stored, not yet ingested: the ingest decides).
     const lapsed = await make('lapsed', -2 * DAY);
     const fresh = await make('fresh', DAY - 60_000);
     const storedInTime = await make('stored-in-time', 0);
