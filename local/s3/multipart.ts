@@ -7,7 +7,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { checksumHasher, headerValue, readSmallBody, receiveBody } from './body.ts';
 import { bucketOf, type Context, eventVersionId, keyOf, send, unquote, versionHeader } from './context.ts';
-import { checksumHeaders, commit, copyBytes, copySource, parseRange } from './objects.ts';
+import { copyBytes, copySource } from './copy.ts';
+import { checksumHeaders, commit, parseRange } from './objects.ts';
 import { storedHeaders, userMetadata } from './request.ts';
 import type { ChecksumAlgorithm, Part, StoredChecksum, Upload } from './store.ts';
 import { children, errors, parseXmlBody, S3Error, text, xmlDocument } from './xml.ts';

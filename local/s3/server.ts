@@ -17,6 +17,7 @@ import type { S3ObjectCreated } from '../emulators.ts';
 import type { SigV4Credentials } from '../sigv4.ts';
 import * as buckets from './buckets.ts';
 import type { Context } from './context.ts';
+import { copyObject } from './copy.ts';
 import { corsHeaders, preflight } from './cors.ts';
 import { listObjectsV1, listObjectsV2, listObjectVersions } from './list.ts';
 import * as multipart from './multipart.ts';
@@ -109,7 +110,7 @@ function objectRoute(method: string, query: URLSearchParams, copy: boolean): Han
       >
     )[method];
   }
-  if (method === 'PUT') return copy ? objects.copyObject : objects.putObject;
+  if (method === 'PUT') return copy ? copyObject : objects.putObject;
   return (
     { GET: objects.getObject, HEAD: objects.getObject, DELETE: objects.deleteObject } as Record<
       string,
