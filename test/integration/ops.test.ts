@@ -12,13 +12,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, runCli } from '../../cli/program.ts';
 import { readSample } from '../../cli/prom-text.ts';
 import { parseTopology } from '../../functions/core/topology.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
-import { localApi, sha256Hex } from '../support/local-api.js';
+import { localApi } from '../support/local-api.js';
 import { waitFor as poll } from '../support/wait.js';
 
 /** This file's waits are longer than the shared default. */
@@ -28,11 +35,14 @@ const until = <T>(what: string, probe: Parameters<typeof poll<T>>[1], ms = 20_00
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const S3_TARGET = 'eu-west-1';
 const PULL_TARGET = 'onprem-dc1';
+/** Takes `poison/` only: its bucket is the one the poison test breaks. */
+const POISON_TARGET = 'ap-south-1';
 const topology = parseTopology({
   homeRegion: 'us-east-1',
   targets: [
     { id: S3_TARGET, kind: 's3', region: 'eu-west-1' },
     { id: PULL_TARGET, kind: 'pull' },
+    { id: POISON_TARGET, kind: 's3', region: 'ap-south-1', pathPrefix: 'poison/' },
   ],
 });
 
@@ -97,7 +107,6 @@ afterAll(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
-const sha = sha256Hex;
 const bytesOf = (label: string) => Buffer.from(`${label} ${Date.now()} ${Math.random()}\n`.repeat(200));
 
 const api = (method: string, path: string, body?: unknown) =>
@@ -117,11 +126,11 @@ async function upload(path: string, bytes: Buffer, contentType = 'application/oc
   return created.body;
 }
 
-const bucket = () => sandbox.endpoints.targets[S3_TARGET]?.bucket as string;
+const bucket = (target = S3_TARGET) => sandbox.endpoints.targets[target]?.bucket as string;
 
-async function replicaBytes(path: string): Promise<Buffer | undefined> {
+async function replicaBytes(path: string, target = S3_TARGET): Promise<Buffer | undefined> {
   try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket(), Key: path }));
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket(target), Key: path }));
     return Buffer.from(
       await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
     );
@@ -130,14 +139,16 @@ async function replicaBytes(path: string): Promise<Buffer | undefined> {
   }
 }
 
-const replicaHas = (path: string, bytes: Buffer) => async () =>
-  (await replicaBytes(path))?.equals(bytes) ? true : undefined;
+const replicaHas =
+  (path: string, bytes: Buffer, target = S3_TARGET) =>
+  async () =>
+    (await replicaBytes(path, target))?.equals(bytes) ? true : undefined;
 
 /** Waits until the ledger records the S3 target's copy of the head (reconcile compares against that row). */
-const recorded = (path: string) =>
-  until(`${S3_TARGET} row of ${path}`, async () => {
+const recorded = (path: string, target = S3_TARGET) =>
+  until(`${target} row of ${path}`, async () => {
     const f = await api('GET', `/v1/files/${encodeURIComponent(path)}`);
-    const row = f.body?.targets?.find((t: { id: string }) => t.id === S3_TARGET);
+    const row = f.body?.targets?.find((t: { id: string }) => t.id === target);
     // A failed attempt leaves a row too ("failed", applied 0): wait for the version applied.
     return row && row.appliedVersion >= 1 && row.status !== 'failed' ? row : undefined;
   });
@@ -232,26 +243,23 @@ describe('operations through the local stack', () => {
 
   it('a poison message parks in the DLQ and shows in /metrics; redrive after the fix delivers it', async () => {
     const bytes = bytesOf('poison');
-    await upload('poison/first.bin', bytes);
-    await until('the first copy', replicaHas('poison/first.bin', bytes));
-    const failuresBefore = await metric('mirror_failed_replications_total', { target: S3_TARGET });
+    const target = POISON_TARGET;
+    const failuresBefore = (await metric('mirror_failed_replications_total', { target })) || 0;
+    // Behind the system's back the target's bucket is deleted (it holds nothing: only poison/ goes
+    // there). The verified blob version stays pinned in the origin, so a copy can fail only here.
+    await s3.send(new DeleteBucketCommand({ Bucket: bucket(target) }));
+    await upload('poison/second.bin', bytes);
 
-    // Behind the system's back: the verified blob disappears from the origin bucket...
-    const key = `blobs/${sha(bytes)}`;
-    await s3.send(new DeleteObjectCommand({ Bucket: sandbox.endpoints.originBucket, Key: key }));
-    // ...and a second path with the same bytes commits at once (deduplicated), so its copy fails.
-    const second = await upload('poison/second.bin', bytes);
-    expect(second.deduplicated).toBe(true);
-
-    const dlq = { queue: `mirror-target-${S3_TARGET}-dlq.fifo`, target: S3_TARGET };
+    const dlq = { queue: `mirror-target-${target}-dlq.fifo`, target };
     await until(
       'the message in the DLQ metric',
       async () => ((await metric('mirror_dlq_messages', dlq)) >= 1 ? true : undefined),
       30_000,
     );
-    const failures = await metric('mirror_failed_replications_total', { target: S3_TARGET });
+    const failures = await metric('mirror_failed_replications_total', { target });
     expect(failures - failuresBefore).toBeGreaterThanOrEqual(2);
-    expect(await replicaBytes('poison/second.bin')).toBeUndefined();
+    expect(await replicaBytes('poison/second.bin', target)).toBeUndefined();
+    await until('the S3 target that still has its bucket', replicaHas('poison/second.bin', bytes));
 
     // A dry run through the real binary counts and moves nothing. (Not spawnSync: the stack
     // runs in this process and must keep answering while the child talks to it.)
@@ -263,7 +271,7 @@ describe('operations through the local stack', () => {
         sandbox.endpointsFile,
         'redrive',
         '--target',
-        S3_TARGET,
+        target,
         '--dry-run',
       ],
       {
@@ -274,21 +282,21 @@ describe('operations through the local stack', () => {
       },
     );
     expect(dry.stderr).toBe('');
-    expect(dry.stdout).toMatch(/^dry run: would move 1 message\(s\) from mirror-target-eu-west-1-dlq\.fifo/);
+    expect(dry.stdout).toMatch(/^dry run: would move 1 message\(s\) from mirror-target-ap-south-1-dlq\.fifo/);
     expect(await metric('mirror_dlq_messages', dlq)).toBe(1);
 
-    // The fix: the bytes are back. Then one command sends the parked message back.
-    await s3.send(new PutObjectCommand({ Bucket: sandbox.endpoints.originBucket, Key: key, Body: bytes }));
-    const redrive = await cli('redrive', '--target', S3_TARGET, '--json');
+    // The fix: the bucket is back. Then one command sends the parked message back.
+    await s3.send(new CreateBucketCommand({ Bucket: bucket(target) }));
+    const redrive = await cli('redrive', '--target', target, '--json');
     expect(redrive.err).toBe('');
     expect(redrive.code).toBe(0);
     const result = JSON.parse(redrive.out) as { method: string; moved: number; failed: number; left: number };
     expect(result).toMatchObject({ method: 'local', moved: 1, failed: 0, left: 0 });
 
-    await until('the redriven copy', replicaHas('poison/second.bin', bytes));
-    await recorded('poison/second.bin');
+    await until('the redriven copy', replicaHas('poison/second.bin', bytes, target));
+    await recorded('poison/second.bin', target);
     expect(await metric('mirror_dlq_messages', dlq)).toBe(0);
-    expect(await metric('mirror_failed_replications_total', { target: S3_TARGET })).toBeGreaterThan(0);
+    expect(await metric('mirror_failed_replications_total', { target })).toBeGreaterThan(0);
     console.log(
       `poison: ${failures - failuresBefore} failed attempts, then parked; redrive moved ${result.moved}, failed ${result.failed}`,
     );

@@ -70,7 +70,7 @@ async function setup(versioned = true): Promise<Setup> {
     metrics: new RecordingMetrics(),
     clock: { now: () => new Date() },
     feedShards: 2,
-    targets: [{ id: 'alpha' }],
+    targets: [{ id: 'alpha', kind: 's3' as const }],
     fanout: {
       async send(message: ReplicationMessage) {
         sent.push(message);
