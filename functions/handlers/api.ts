@@ -128,8 +128,7 @@ function jsonBody(event: Event): unknown {
 
 /**
  * The file path of a `/v1/files/...` route. Routing joined its segments into one (see
- * routing.ts), so `a/b.jpg` and `a%2Fb.jpg` name the same file. A segment that is not valid
- * percent-encoding is taken as it came: a gateway may already have decoded it (docs/api.md).
+ * routing.ts), so `a/b.jpg` and `a%2Fb.jpg` name the same file.
  */
 function pathParam(event: Event): string {
   const raw = event.pathParameters?.path ?? '';
@@ -137,7 +136,7 @@ function pathParam(event: Event): string {
   try {
     decoded = decodeURIComponent(raw);
   } catch {
-    decoded = raw.replaceAll('%2F', '/');
+    throw new ValidationError('path', 'path is not valid percent-encoding', { code: 'invalid_path' });
   }
   return paths.check(decoded);
 }
