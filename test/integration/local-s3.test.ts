@@ -420,6 +420,70 @@ describe('strict like S3', () => {
     expect(await exists('plain', 'chunky')).toBe(false);
   });
 
+  it('takes a signed streaming body (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) and refuses a wrong chunk signature', async () => {
+    const data = randomBytes(70_000);
+    const chunks = [data.subarray(0, 65_536), data.subarray(65_536), Buffer.alloc(0)];
+    const frame = (c: Buffer) =>
+      `${c.length.toString(16)};chunk-signature=${'0'.repeat(64)}\r\n`.length + c.length + 2;
+    const encodedLength = chunks.reduce((sum, c) => sum + frame(c), 0);
+    const send = async (key: string, tamper: boolean) => {
+      const headers = await signHeaders('PUT', `/plain/${key}`, {
+        'content-encoding': 'aws-chunked',
+        'content-length': String(encodedLength),
+        'x-amz-content-sha256': 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD',
+        'x-amz-decoded-content-length': String(data.length),
+      });
+      const datetime = headers['x-amz-date'] as string;
+      const auth = headers.authorization as string;
+      const scope = /Credential=[^/]+\/([^,]+)/.exec(auth)?.[1] as string;
+      let previous = /Signature=([0-9a-f]{64})/.exec(auth)?.[1] as string;
+      // The signing key, derived as SigV4 defines it (an oracle independent of the emulator).
+      const [day, scopeRegion] = scope.split('/') as [string, string];
+      const hmac = (key: Buffer | string, value: string) => createHmac('sha256', key).update(value).digest();
+      const signingKey = hmac(
+        hmac(hmac(hmac(`AWS4${LOCAL_CREDENTIALS.secretAccessKey}`, day), scopeRegion), 's3'),
+        'aws4_request',
+      );
+      const emptyHash = createHash('sha256').digest('hex');
+      const parts: Buffer[] = [];
+      for (const [i, c] of chunks.entries()) {
+        const toSign = [
+          'AWS4-HMAC-SHA256-PAYLOAD',
+          datetime,
+          scope,
+          previous,
+          emptyHash,
+          createHash('sha256').update(c).digest('hex'),
+        ].join('\n');
+        let signature = createHmac('sha256', signingKey).update(toSign).digest('hex');
+        if (tamper && i === 1) signature = signature.replace(/^./, (x) => (x === 'a' ? 'b' : 'a'));
+        previous = signature;
+        parts.push(
+          Buffer.from(`${c.length.toString(16)};chunk-signature=${signature}\r\n`),
+          c,
+          Buffer.from('\r\n'),
+        );
+      }
+      const { host: _h, ...sent } = headers;
+      return fetch(`${s3.endpoint}/plain/${key}`, {
+        method: 'PUT',
+        headers: sent,
+        body: new Uint8Array(Buffer.concat(parts)),
+      });
+    };
+    const ok = await send('signed-chunks', false);
+    expect(ok.status).toBe(200);
+    const got = await client.send(new GetObjectCommand({ Bucket: 'plain', Key: 'signed-chunks' }));
+    expect(
+      Buffer.from(
+        await (got.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+      ).equals(data),
+    ).toBe(true);
+    const bad = await send('signed-chunks-bad', true);
+    expect([bad.status, await codeOf(bad)]).toEqual([403, 'SignatureDoesNotMatch']);
+    expect(await exists('plain', 'signed-chunks-bad')).toBe(false);
+  });
+
   it('answers CORS preflights and requests only for origins and methods the bucket allows', async () => {
     await client.send(
       new PutBucketCorsCommand({
