@@ -16,6 +16,7 @@ import {
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -251,6 +252,26 @@ describe('versioning', () => {
     expect(versions.DeleteMarkers?.map((m) => [m.VersionId, m.IsLatest])).toEqual([[marker.VersionId, true]]);
     const listed = await client.send(new ListObjectsV2Command({ Bucket: 'versioned', Prefix: key }));
     expect(listed.KeyCount).toBe(0);
+  });
+
+  it('DeleteObjects removes named versions and puts delete markers on the rest', async () => {
+    const a = await client.send(new PutObjectCommand({ Bucket: 'versioned', Key: 'multi/a', Body: 'a' }));
+    await client.send(new PutObjectCommand({ Bucket: 'versioned', Key: 'multi/b', Body: 'b' }));
+    const out = await client.send(
+      new DeleteObjectsCommand({
+        Bucket: 'versioned',
+        Delete: { Objects: [{ Key: 'multi/a', VersionId: a.VersionId }, { Key: 'multi/b' }] },
+      }),
+    );
+    expect(out.Deleted?.map((d) => [d.Key, d.DeleteMarker ?? false])).toEqual([
+      ['multi/a', false],
+      ['multi/b', true],
+    ]);
+    const versions = await client.send(
+      new ListObjectVersionsCommand({ Bucket: 'versioned', Prefix: 'multi/' }),
+    );
+    expect(versions.Versions?.map((v) => v.Key)).toEqual(['multi/b']);
+    expect(versions.DeleteMarkers?.map((m) => m.Key)).toEqual(['multi/b']);
   });
 
   it('copies a given version, and reports the copy with its own version id, size and ETag', async () => {
