@@ -50,6 +50,14 @@ function isNotFound(error: unknown): boolean {
 
 export const blobKey = (sha256: string) => `blobs/${sha256}`;
 
+/**
+ * Object metadata naming the upload whose URL stored the bytes (signed into every PUT URL and set on
+ * every multipart upload): the ingest commits that upload only, so a claim by hash alone never rides
+ * on another client's bytes (docs/api.md, "Deduplication").
+ */
+const META_UPLOAD = 'mirror-upload';
+const UPLOAD_HEADER = `x-amz-meta-${META_UPLOAD}`;
+
 export async function sha256OfStream(
   body: AsyncIterable<Uint8Array>,
 ): Promise<{ sha256: string; size: number }> {
@@ -88,6 +96,7 @@ export class S3BlobStore implements BlobStore {
         versionId: out.VersionId,
         sha256: fullObject && out.ChecksumSHA256 ? base64ToHex(out.ChecksumSHA256) : undefined,
         lastModified: out.LastModified,
+        uploadId: out.Metadata?.[META_UPLOAD],
       };
     } catch (error) {
       if (isNotFound(error)) return undefined;
@@ -126,7 +135,13 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  async presignPut(input: { sha256: string; size: number; contentType: string; expiresInSeconds: number }) {
+  async presignPut(input: {
+    sha256: string;
+    size: number;
+    contentType: string;
+    expiresInSeconds: number;
+    uploadId: string;
+  }) {
     const checksum = hexToBase64(input.sha256);
     const command = new PutObjectCommand({
       Bucket: this.bucket,
@@ -134,12 +149,13 @@ export class S3BlobStore implements BlobStore {
       ContentLength: input.size,
       ContentType: input.contentType,
       ChecksumSHA256: checksum,
+      Metadata: { [META_UPLOAD]: input.uploadId },
     });
     // Signed headers, not query parameters: the uploader must send exactly these values.
     const url = await getSignedUrl(this.s3, command, {
       expiresIn: input.expiresInSeconds,
-      signableHeaders: new Set(['content-type', 'content-length', 'x-amz-checksum-sha256']),
-      unhoistableHeaders: new Set(['content-type', 'x-amz-checksum-sha256']),
+      signableHeaders: new Set(['content-type', 'content-length', 'x-amz-checksum-sha256', UPLOAD_HEADER]),
+      unhoistableHeaders: new Set(['content-type', 'x-amz-checksum-sha256', UPLOAD_HEADER]),
     });
     return {
       url,
@@ -147,6 +163,7 @@ export class S3BlobStore implements BlobStore {
         'content-length': String(input.size),
         'content-type': input.contentType,
         'x-amz-checksum-sha256': checksum,
+        [UPLOAD_HEADER]: input.uploadId,
       },
     };
   }
@@ -159,13 +176,14 @@ export class S3BlobStore implements BlobStore {
     );
   }
 
-  async createMultipart(sha256: string, contentType: string) {
+  async createMultipart(sha256: string, contentType: string, uploadId: string) {
     const out = await this.s3.send(
       new CreateMultipartUploadCommand({
         Bucket: this.bucket,
         Key: blobKey(sha256),
         ContentType: contentType,
         ChecksumAlgorithm: 'SHA256',
+        Metadata: { [META_UPLOAD]: uploadId },
       }),
     );
     if (!out.UploadId) throw new Error(`S3 returned no UploadId for blobs/${sha256}`);

@@ -70,9 +70,12 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
   const known = await ledger.getBlob(sha256);
   let blob = known && isVerifiedObject(known, event) ? known : undefined;
   let discarded: DiscardedVersion | undefined;
+  // What storage said of the event's object version, kept: it may be discarded below.
+  let eventStat: Awaited<ReturnType<BlobStore['stat']>>;
   if (!blob) {
     const stored = await blobs.stat(sha256, event.versionId);
     if (!stored) return { kind: 'ignored', reason: 'the object is gone (deleted after the event)' };
+    eventStat = stored;
     // Versioned storage: the verified version stays pinned whatever is written over it later.
     const pinned = known?.versionId;
     let pinnedGone = false;
@@ -129,18 +132,19 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
   const committed: { uploadId: string; path: string; version: number }[] = [];
   const rejected: string[] = [];
   const expired: string[] = [];
-  // When storage stored the verified bytes, looked up only for an upload past its expiry.
-  let storedAtLookup: Promise<Date> | undefined;
-  const storedAt = () => {
-    // The version this event is about: the bytes that just arrived, not an older pinned copy.
-    storedAtLookup ??= blobs
-      .stat(sha256, event.versionId)
-      .then(
-        (stored) =>
-          stored?.lastModified ?? (event.eventTime === undefined ? clock.now() : new Date(event.eventTime)),
-      );
-    return storedAtLookup;
+  // The version this event is about (the bytes that just arrived, not an older pinned copy): when
+  // storage stored it, and which upload's URL sent it. Looked up once, when a pending upload asks.
+  let eventObject: Promise<{ at: Date; uploadId: string | undefined }> | undefined;
+  const storedObject = () => {
+    eventObject ??= (eventStat ? Promise.resolve(eventStat) : blobs.stat(sha256, event.versionId)).then(
+      (stored) => ({
+        at: stored?.lastModified ?? (event.eventTime === undefined ? clock.now() : new Date(event.eventTime)),
+        uploadId: stored?.uploadId,
+      }),
+    );
+    return eventObject;
   };
+  const storedAt = async () => (await storedObject()).at;
   for (const uploadId of await ledger.listPendingUploads(sha256)) {
     const upload = await ledger.getUpload(uploadId);
     if (upload?.status !== 'pending') {
@@ -159,6 +163,11 @@ export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<In
     // version is mid-commit: it finishes. Bytes stored before the claim are not its bytes either:
     // a claim of content already stored is committed by its proof of possession or by its own PUT,
     // so a duplicate event of the verified version commits nothing new.
+    // Bytes sent through another upload's URL are that upload's: a claim by hash alone does not ride
+    // on them (it proves possession or sends its own). Objects naming no upload (written with the
+    // bucket's own credentials) count for every claim, as before.
+    const sender = upload.claimingVersion === undefined ? (await storedObject()).uploadId : undefined;
+    if (sender !== undefined && sender !== uploadId) continue;
     if (upload.claimingVersion === undefined && !storedInWindow(upload, await storedAt())) {
       if (!isLapsed(upload, clock.now())) continue;
       const at = (await storedAt()).toISOString();

@@ -174,6 +174,8 @@ export interface BlobStore {
         sha256: string | undefined;
         /** When storage stored the object (S3's LastModified): decides whether an upload's bytes came in time. */
         lastModified?: Date | undefined;
+        /** The upload whose presigned URL (or multipart upload) stored these bytes, if it says. */
+        uploadId?: string | undefined;
       }
     | undefined
   >;
@@ -190,11 +192,13 @@ export interface BlobStore {
     length: number,
     versionId?: string,
   ): Promise<Uint8Array | undefined>;
+  /** A PUT URL binding the bytes to `uploadId`: the stored object names the upload that sent it. */
   presignPut(input: {
     sha256: string;
     size: number;
     contentType: string;
     expiresInSeconds: number;
+    uploadId: string;
   }): Promise<{
     url: string;
     headers: Record<string, string>;
@@ -203,7 +207,8 @@ export interface BlobStore {
   presignGet(sha256: string, expiresInSeconds: number, versionId?: string): Promise<string>;
 
   // Multipart uploads to blobs/<sha256>, each part's SHA-256 signed into its URL.
-  createMultipart(sha256: string, contentType: string): Promise<string>;
+  /** Starts a multipart upload whose object will name `uploadId`, as a single PUT's does. */
+  createMultipart(sha256: string, contentType: string, uploadId: string): Promise<string>;
   presignPart(input: {
     sha256: string;
     multipartId: string;

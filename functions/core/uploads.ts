@@ -121,6 +121,7 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
     size: request.size,
     contentType: request.contentType,
     expiresInSeconds: limits.presignTtlSeconds,
+    uploadId,
   });
   return {
     status: 'pending',
@@ -184,7 +185,7 @@ async function createMultipartUpload(
     }
   }
   const plan = planParts(request.size);
-  const multipartId = await blobs.createMultipart(request.sha256, request.contentType);
+  const multipartId = await blobs.createMultipart(request.sha256, request.contentType, uploadId);
   const upload: Upload = {
     ...request,
     uploadId,

@@ -80,7 +80,12 @@ export class OriginStore extends Construct {
               {
                 allowedOrigins: [...corsOrigins],
                 allowedMethods: [s3.HttpMethods.PUT, s3.HttpMethods.GET, s3.HttpMethods.HEAD],
-                allowedHeaders: ['content-type', 'content-length', 'x-amz-checksum-sha256'],
+                allowedHeaders: [
+                  'content-type',
+                  'content-length',
+                  'x-amz-checksum-sha256',
+                  'x-amz-meta-mirror-upload',
+                ],
                 exposedHeaders: ['ETag'],
                 maxAge: 3000,
               },

@@ -128,15 +128,33 @@ export async function launchBrowser(tmp: string): Promise<Browser> {
   };
 }
 
-/** Console errors and uncaught exceptions of a page. */
+/**
+ * Console errors and uncaught exceptions of a page. A 422 to `POST /v1/uploads/{id}/proof` is the
+ * API's documented "send the bytes" answer to a proof of possession (docs/api.md), which every
+ * upload of new content gets: it and the console line Chromium logs for it are not errors.
+ */
 export function watchConsole(page: Page): string[] {
   const errors: string[] = [];
+  let refusedProofs = 0;
   page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    if (m.type() !== 'error') return;
+    if (refusedProofs > 0 && m.text().includes('status of 422')) {
+      refusedProofs--;
+      return;
+    }
+    errors.push(`console: ${m.text()}`);
   });
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   // Chromium logs failed loads without their address: name them.
   page.on('response', (r) => {
+    if (
+      r.status() === 422 &&
+      r.request().method() === 'POST' &&
+      /\/v1\/uploads\/[^/]+\/proof$/.test(r.url())
+    ) {
+      refusedProofs++;
+      return;
+    }
     if (r.status() >= 400) errors.push(`http ${r.status()}: ${r.request().method()} ${r.url()}`);
   });
   return errors;

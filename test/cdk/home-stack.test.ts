@@ -58,7 +58,12 @@ describe('origin bucket', () => {
           {
             AllowedOrigins: ['https://cms.example.com'],
             AllowedMethods: ['PUT', 'GET', 'HEAD'],
-            AllowedHeaders: ['content-type', 'content-length', 'x-amz-checksum-sha256'],
+            AllowedHeaders: [
+              'content-type',
+              'content-length',
+              'x-amz-checksum-sha256',
+              'x-amz-meta-mirror-upload',
+            ],
             ExposedHeaders: ['ETag'],
           },
         ],

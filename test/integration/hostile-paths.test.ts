@@ -498,3 +498,29 @@ describe('hostile S3 events at the ingest: nothing unverified is committed, noth
     await upload('evil/after.txt');
   });
 });
+
+describe("deduplication: a claim by hash alone never rides on another client's bytes", () => {
+  it('bytes PUT through one upload commit that upload only; a claim of the same hash stays pending', async () => {
+    const secret = `secret ${randomUUID()}`;
+    const bytes = Buffer.from(secret);
+    // The attacker knows the hash, not the bytes: claims, sends no proof and no bytes.
+    const claimed = await api(
+      httpEvent('POST', '/v1/uploads', {
+        body: {
+          path: 'steal/mine.txt',
+          size: bytes.length,
+          sha256: sha256Hex(bytes),
+          contentType: 'text/plain',
+        },
+      }),
+    );
+    expect(claimed.statusCode).toBe(201);
+    // Two honest clients upload those bytes through their own URLs while the claim is open.
+    await upload('victim/own.txt', secret);
+    await upload('victim/again.txt', secret);
+    expect(await world.ledger.getHead('steal/mine.txt')).toBeUndefined();
+    const state = json(await api(httpEvent('GET', `/v1/uploads/${json(claimed).uploadId}`)));
+    expect(state.status).toBe('pending');
+    expect((await api(httpEvent('GET', '/v1/files/steal/mine.txt'))).statusCode).toBe(404);
+  });
+});
