@@ -148,7 +148,10 @@ describe('pending uploads expire (local stack)', () => {
     const versions = await api().call('GET', `/v1/files/${encodeURIComponent('old/photo.txt')}/versions`);
     expect(versions.body.versions).toHaveLength(1);
     const upload = await api().call('GET', `/v1/uploads/${abandoned.uploadId}`);
-    expect(upload.body).toMatchObject({ status: 'expired', reason: expect.stringMatching(/stored at .* outside /) });
+    expect(upload.body).toMatchObject({
+      status: 'expired',
+      reason: expect.stringMatching(/stored at .* outside /),
+    });
   });
 
   it('a multipart resume older than the window starts a new upload; the old one is expired', async () => {
