@@ -207,7 +207,7 @@ describe('API rejects bad input with a clear error and writes nothing', () => {
     expect(JSON.parse(response.body as string).error.code).toBe('no_route');
   });
 
-  it('a valid upload is accepted with a presigned PUT binding length, type and checksum', async () => {
+  it('a valid upload is accepted with a presigned PUT binding length, type, checksum and the upload', async () => {
     const response = await api(post(valid));
     expect(response.statusCode).toBe(201);
     const body = JSON.parse(response.body as string);
@@ -215,7 +215,7 @@ describe('API rejects bad input with a clear error and writes nothing', () => {
     const url = new URL(body.upload.url);
     expect(url.pathname).toBe(`/${world.originBucket}/blobs/${sha}`);
     expect(url.searchParams.get('X-Amz-SignedHeaders')?.split(';').sort()).toEqual(
-      ['content-length', 'content-type', 'host', 'x-amz-checksum-sha256'].sort(),
+      ['content-length', 'content-type', 'host', 'x-amz-checksum-sha256', 'x-amz-meta-mirror-upload'].sort(),
     );
     expect(Number(url.searchParams.get('X-Amz-Expires'))).toBeLessThanOrEqual(900);
     // No empty-body CRC32 smuggled into the URL (PLATFORM.md).
@@ -226,6 +226,8 @@ describe('API rejects bad input with a clear error and writes nothing', () => {
       'content-length': '5',
       'content-type': 'image/png',
       'x-amz-checksum-sha256': Buffer.from(sha, 'hex').toString('base64'),
+      // The stored object names the upload that sent it: the ingest commits that upload only.
+      'x-amz-meta-mirror-upload': body.uploadId,
     });
     expect(Date.parse(body.upload.expiresAt) - Date.now()).toBeLessThanOrEqual(900_000);
   });
