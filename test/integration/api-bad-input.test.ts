@@ -7,7 +7,7 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpEvent, lambdaContext } from '../support/api-events.js';
-import { makeWorld, sha256Hex, type World } from '../support/domain.js';
+import { handlerEnv, makeWorld, sha256Hex, type World } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
 
 let emulators: TestEmulators;
@@ -18,17 +18,14 @@ let api: (event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredRes
 beforeAll(async () => {
   emulators = await startEmulators();
   world = await makeWorld(emulators);
-  table = (world.ledger as unknown as { table: string }).table;
-  Object.assign(process.env, emulators.env(), {
-    MIRROR_TABLE: table,
-    MIRROR_ORIGIN_BUCKET: world.originBucket,
-    MIRROR_TARGETS: JSON.stringify(world.targets.map((t) => ({ ...t, region: 'eu-west-1' }))),
-    MIRROR_MAX_UPLOAD_BYTES: String(10 * 1024 * 1024),
-    MIRROR_CONTENT_TYPES: JSON.stringify(['image/*', 'text/plain']),
-    MIRROR_S3_FORCE_PATH_STYLE: 'true',
-    POWERTOOLS_METRICS_DISABLED: 'true',
-    POWERTOOLS_LOG_LEVEL: 'SILENT',
-  });
+  table = world.table;
+  Object.assign(
+    process.env,
+    handlerEnv(emulators, world, {
+      MIRROR_MAX_UPLOAD_BYTES: String(10 * 1024 * 1024),
+      MIRROR_CONTENT_TYPES: JSON.stringify(['image/*', 'text/plain']),
+    }),
+  );
   const module = await import('../../functions/handlers/api.js');
   api = (event) => module.handler(event, lambdaContext('api'));
 });

@@ -23,7 +23,7 @@ import { measureLag, OUTBOX_GRACE_MS } from '../../functions/core/lag.js';
 import type { ReplicationMessage } from '../../functions/core/model.js';
 import type { Clock, FanoutQueue } from '../../functions/core/ports.js';
 import { httpEvent, lambdaContext } from '../support/api-events.js';
-import { makeWorld, sha256Hex, type World } from '../support/domain.js';
+import { handlerEnv, makeWorld, sha256Hex, type World } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
 
 let emulators: TestEmulators;
@@ -36,17 +36,14 @@ let ingest: (event: SQSEvent) => Promise<SQSBatchResponse>;
 beforeAll(async () => {
   emulators = await startEmulators();
   world = await makeWorld(emulators);
-  table = (world.ledger as unknown as { table: string }).table;
-  Object.assign(process.env, emulators.env(), {
-    MIRROR_TABLE: table,
-    MIRROR_ORIGIN_BUCKET: world.originBucket,
-    MIRROR_TARGETS: JSON.stringify(world.targets.map((t) => ({ ...t, region: 'eu-west-1' }))),
-    MIRROR_TARGET_ID: 'alpha',
-    MIRROR_CONTENT_TYPES: JSON.stringify(['image/*', 'text/plain', 'application/octet-stream']),
-    MIRROR_S3_FORCE_PATH_STYLE: 'true',
-    POWERTOOLS_METRICS_DISABLED: 'true',
-    POWERTOOLS_LOG_LEVEL: 'SILENT',
-  });
+  table = world.table;
+  Object.assign(
+    process.env,
+    handlerEnv(emulators, world, {
+      MIRROR_TARGET_ID: 'alpha',
+      MIRROR_CONTENT_TYPES: JSON.stringify(['image/*', 'text/plain', 'application/octet-stream']),
+    }),
+  );
   const apiModule = await import('../../functions/handlers/api.js');
   api = (event) => apiModule.handler(event, lambdaContext('api'));
   const replicateModule = await import('../../functions/handlers/replicate.js');

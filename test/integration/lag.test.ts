@@ -71,7 +71,7 @@ describe('lag monitor', () => {
     const doc = DynamoDBDocumentClient.from(emulators.dynamo);
     await doc.send(
       new PutCommand({
-        TableName: (world.ledger as unknown as { table: string }).table,
+        TableName: world.table,
         Item: { pk: 'AGENT#gamma', sk: 'AGENT', heartbeatAt: '2026-11-21T10:14:30Z' },
       }),
     );

@@ -31,6 +31,7 @@ export class RecordingMetrics implements Metrics {
 export interface World {
   deps: UploadDeps & { metrics: RecordingMetrics };
   ledger: DynamoLedger;
+  table: string;
   originBucket: string;
   targets: { id: string; kind: 's3' | 'pull'; queueUrl: string; bucket?: string; pathPrefix?: string }[];
   replica(targetId: string): S3ReplicaStore;
@@ -73,6 +74,7 @@ export async function makeWorld(
   const metrics = new RecordingMetrics();
   return {
     ledger,
+    table,
     originBucket,
     targets,
     replica: (id) => replicas.get(id) as S3ReplicaStore,
@@ -110,4 +112,25 @@ export async function putBlob(emulators: TestEmulators, bucket: string, claimedS
     new PutObjectCommand({ Bucket: bucket, Key: `blobs/${claimedSha}`, Body: bytes }),
   );
   return { etag: out.ETag, size: bytes.length };
+}
+
+/**
+ * The environment a handler reads at import (functions/adapters/runtime-config.ts), pointed at a
+ * world on the test emulators: set it on process.env, then import the handler module.
+ */
+export function handlerEnv(
+  emulators: TestEmulators,
+  world: World,
+  overrides: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    ...emulators.env(),
+    MIRROR_TABLE: world.table,
+    MIRROR_ORIGIN_BUCKET: world.originBucket,
+    MIRROR_TARGETS: JSON.stringify(world.targets.map((t) => ({ ...t, region: 'eu-west-1' }))),
+    MIRROR_S3_FORCE_PATH_STYLE: 'true',
+    POWERTOOLS_METRICS_DISABLED: 'true',
+    POWERTOOLS_LOG_LEVEL: 'SILENT',
+    ...overrides,
+  };
 }
