@@ -67,7 +67,7 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** SHA-256 and size of a local file, streamed in 4 MiB reads (PLATFORM.md: reads overlap hashing). */
+/** SHA-256 and size of a local file, streamed in 4 MiB reads (docs/platform.md: reads overlap hashing). */
 export async function hashFile(
   file: string,
   signal?: AbortSignal,

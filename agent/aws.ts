@@ -46,7 +46,7 @@ export function makeClients(config: AgentConfig): AgentClients {
       ...common,
       ...(config.aws.s3Endpoint ? { endpoint: config.aws.s3Endpoint } : {}),
       forcePathStyle: config.aws.s3ForcePathStyle,
-      // Checksums only where required (PLATFORM.md); the agent hashes every byte itself.
+      // Checksums only where required (docs/platform.md); the agent hashes every byte itself.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     }),

@@ -9,7 +9,7 @@
  * are settled (applied, already held, not selected, or refused and counted). A
  * version that failed for a transient reason stops its shard's cursor there, so it
  * is read again next round: the cursor never passes an entry that was not settled,
- * and because each shard's sequence is gap-free (DESIGN.md), nothing is skipped.
+ * and because each shard's sequence is gap-free (docs/design-notes.md), nothing is skipped.
  *
  * Rounds run at start (the first start is a full bootstrap from cursor 0), every
  * `--catch-up-interval`, and at once when the queue shows a gap. Queue and feed

@@ -229,7 +229,7 @@ export class DynamoLedger implements Ledger {
         return next;
       },
       async (failure) => {
-        // dynalite returns no Item on failure (PLATFORM.md): read the winner when it is missing.
+        // dynalite returns no Item on failure (docs/platform.md): read the winner when it is missing.
         const holder = failure.Item?.[attribute]?.N ?? (await this.get(key.pk, key.sk))?.[attribute];
         if (holder === undefined)
           throw new Error(`reservation ${attribute} on ${key.pk} ${key.sk} vanished`, { cause: failure });

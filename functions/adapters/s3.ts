@@ -28,7 +28,7 @@ export const base64ToHex = (b64: string) => Buffer.from(b64, 'base64').toString(
 
 /**
  * Checksums only where an operation requires them: a client with the default
- * (WHEN_SUPPORTED) presigns an empty-body CRC32 into every PUT URL (PLATFORM.md).
+ * (WHEN_SUPPORTED) presigns an empty-body CRC32 into every PUT URL (docs/platform.md).
  */
 export function makeS3Client(
   options: { region: string; forcePathStyle: boolean } & Pick<S3ClientConfig, 'endpoint' | 'credentials'>,

@@ -1,5 +1,5 @@
 /**
- * Commit without transactions (DESIGN.md).
+ * Commit without transactions (docs/design-notes.md).
  *
  * - A version is claimed by a conditional put of `(path, n)`; the loser reads
  *   the latest and tries n+1. Claims only ever go to latest+1: gap-free.

@@ -86,7 +86,7 @@ export class MirrorFunction extends Construct {
         minify: true,
         sourceMap: true,
         sourcesContent: false,
-        // Bundle the pinned AWS SDK: presigning behaviour depends on its exact version (PLATFORM.md).
+        // Bundle the pinned AWS SDK: presigning behaviour depends on its exact version (docs/platform.md).
         bundleAwsSDK: true,
         externalModules: [],
         forceDockerBundling: false,

@@ -15,7 +15,7 @@ import { buildWeb } from '../../web/build.ts';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
-/** PLATFORM.md: the flags Debian's Chromium needs here (playwright adds --headless itself). */
+/** docs/platform.md: the flags Debian's Chromium needs here (playwright adds --headless itself). */
 export const CHROMIUM_FLAGS = [
   '--no-sandbox',
   '--disable-gpu',

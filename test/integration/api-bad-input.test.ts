@@ -215,7 +215,7 @@ describe('API rejects bad input with a clear error and writes nothing', () => {
       ['content-length', 'content-type', 'host', 'x-amz-checksum-sha256', 'x-amz-meta-mirror-upload'].sort(),
     );
     expect(Number(url.searchParams.get('X-Amz-Expires'))).toBeLessThanOrEqual(900);
-    // No empty-body CRC32 smuggled into the URL (PLATFORM.md).
+    // No empty-body CRC32 smuggled into the URL (docs/platform.md).
     expect([...url.searchParams.keys()].filter((k) => k.toLowerCase().startsWith('x-amz-checksum'))).toEqual(
       [],
     );

@@ -1,5 +1,5 @@
 /**
- * One named test per invariant in DESIGN.md, through the real adapters against
+ * One named test per invariant in docs/design-notes.md, through the real adapters against
  * the emulators (DynamoDB: dynalite, S3: s3rver, SQS: fauxqs).
  */
 import { randomUUID } from 'node:crypto';
@@ -47,7 +47,7 @@ async function drain(queueUrl: string): Promise<{ path: string; version: number 
   }
 }
 
-describe('invariants (DESIGN.md)', () => {
+describe('invariants (docs/design-notes.md)', () => {
   it('1. no lost update: 50 concurrent commits to one path get versions 1..50, gap-free, head at 50', async () => {
     const world = await makeWorld(emulators);
     const path = 'media/contended.jpg';
