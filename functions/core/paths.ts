@@ -132,7 +132,7 @@ export class PathPolicy {
 
   /** The targets that take this path. */
   selecting(path: string): PolicyTarget[] {
-    return this.targets.filter((t) => t.pathPrefix === undefined || path.startsWith(t.pathPrefix));
+    return this.targets.filter((t) => this.takes(t, path));
   }
 
   /** Lexical rules of every target that takes the path; returns the path in NFC. Throws ValidationError('path'). */
@@ -160,7 +160,7 @@ export class PathPolicy {
   /**
    * The file/folder rule of file-system targets: a path cannot be a file where another live path
    * needs a folder (`a` after `a/b`), nor lie under a live file (`a/b` after `a`). Only paths some
-   * pull target takes are checked. Refuses with 409 `path_conflict`.
+   * pull target takes are checked. Refuses with 400 `path_conflict`, field `path`.
    */
   async checkOccupancy(path: string, ledger: PathOccupancy): Promise<void> {
     const pulls = this.selecting(path).filter((t) => t.kind === 'pull');
