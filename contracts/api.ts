@@ -1,0 +1,583 @@
+/**
+ * The HTTP API, stated once: every route's method and path, what it takes (body, path and
+ * query parameters, headers) and what it answers (body per status), as zod schemas with their
+ * inferred types. The API function validates requests and checks its answers with these; the
+ * clients parse answers with them; docs/openapi.json is checked against them. Browser-safe:
+ * imports only zod.
+ */
+import { z } from 'zod';
+
+// ---------------------------------------------------------------------------------------------
+// Limits and shared values
+// ---------------------------------------------------------------------------------------------
+
+/** The request-side limits the API enforces before any rule that needs configuration. */
+export const apiLimits = {
+  /** A file path as sent; the path policy (docs/api.md, File paths) then allows at most 1024 bytes. */
+  maxPathLength: 4096,
+  maxContentTypeLength: 255,
+  maxParts: 10_000,
+  maxEtagLength: 200,
+  maxUploadIdLength: 100,
+  maxCursorLength: 2048,
+  /** `limit` of the version and change pages. */
+  maxPageSize: 1000,
+  defaultPageSize: 100,
+  /** Largest version number a query parameter may name (fits a double exactly). */
+  maxVersionDigits: 15,
+  /** The local stack's front refuses larger request bodies (413 payload_too_large). */
+  maxRequestBodyBytes: 1024 * 1024,
+} as const;
+
+export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
+
+const HEX64 = /^[0-9a-fA-F]{64}$/;
+const LOWER_HEX64 = /^[0-9a-f]{64}$/;
+
+/** A SHA-256 as a client sends it: 64 hex digits, either case; lower-cased once parsed. */
+export const sha256Input = z
+  .string()
+  .regex(HEX64, 'must be 64 hexadecimal characters')
+  .transform((s) => s.toLowerCase());
+
+/** A SHA-256 as the API answers it: lower-case hex. */
+export const sha256Hex = z.string().regex(LOWER_HEX64);
+
+export const contentTypeSchema = z
+  .string()
+  .max(apiLimits.maxContentTypeLength)
+  .regex(/^[a-zA-Z0-9!#$&^_.+-]+\/[a-zA-Z0-9!#$&^_.+-]+$/, 'must be a MIME type such as image/jpeg');
+
+export const timestamp = z.iso.datetime();
+export const versionNumberSchema = z.number().int().min(1);
+const byteCount = z.number().int().nonnegative();
+const partNumber = z.number().int().min(1).max(apiLimits.maxParts);
+/** The base64 of a SHA-256 (the `x-amz-checksum-sha256` header). */
+const checksumBase64 = z.string().regex(/^[A-Za-z0-9+/]{43}=$/);
+
+export const uploadIdSchema = z
+  .string()
+  .min(1)
+  .max(apiLimits.maxUploadIdLength)
+  .regex(/^[A-Za-z0-9-]+$/, 'is not an upload id');
+
+/** A UUID fits, and so does any opaque token of the usual safe characters. */
+export const idempotencyKeySchema = z.string().regex(/^[A-Za-z0-9._:~-]{1,128}$/);
+
+export const targetKindSchema = z.enum(['s3', 'pull']);
+export const uploadStatusSchema = z.enum(['pending', 'committed', 'rejected', 'expired']);
+export const replicaStatusSchema = z.enum(['pending', 'copied', 'verified', 'failed']);
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/** Every `error.code` a client of the API can see (the API function's and the local front's). */
+export const errorCodeSchema = z.enum([
+  'invalid',
+  'invalid_json',
+  'invalid_path',
+  'path_conflict',
+  'invalid_cursor',
+  'unknown_target',
+  'not_readable',
+  'not_multipart',
+  'parts_missing',
+  'invalid_parts',
+  'unauthorized',
+  'forbidden',
+  'misdirected_request',
+  'not_found',
+  'no_route',
+  'version_conflict',
+  'upload_finished',
+  'upload_expired',
+  'proof_not_accepted',
+  'too_large',
+  'payload_too_large',
+  'unsupported_content_type',
+  'internal',
+  'invalid_idempotency_key',
+  'idempotency_in_progress',
+  'idempotency_key_reused',
+]);
+export type ErrorCode = z.infer<typeof errorCodeSchema>;
+
+/** The one error body: `code` is stable, `message` is for people, `field` names the input at fault. */
+export const errorBodySchema = z.strictObject({
+  error: z.strictObject({
+    code: errorCodeSchema,
+    message: z.string(),
+    field: z.string().optional(),
+  }),
+});
+export type ErrorBody = z.infer<typeof errorBodySchema>;
+
+/** API Gateway's own answers on AWS (authorizer, throttling): not the API function's. */
+export const gatewayMessageSchema = z.object({ message: z.string() });
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------------------------
+
+/** `POST /v1/uploads`. The path's rules (the path policy) are checked after this shape. */
+export const uploadRequestSchema = z.strictObject({
+  path: z.string().max(apiLimits.maxPathLength),
+  size: z.number().int('must be a whole number of bytes').nonnegative().max(Number.MAX_SAFE_INTEGER),
+  sha256: sha256Input,
+  contentType: contentTypeSchema,
+  ifVersion: z.number().int().nonnegative().optional(),
+  newVersion: z.boolean().optional(),
+});
+export type UploadRequest = z.input<typeof uploadRequestSchema>;
+
+/** `POST /v1/uploads/{id}/parts`: the part's own size and SHA-256. */
+export const partRequestSchema = z.strictObject({
+  partNumber,
+  size: byteCount,
+  sha256: sha256Input,
+});
+export type PartRequest = z.input<typeof partRequestSchema>;
+
+/** `PUT /v1/uploads/{id}/parts/{partNumber}`: the part as stored, with the ETag storage answered. */
+export const partReportSchema = z.strictObject({
+  size: byteCount,
+  sha256: sha256Input,
+  etag: z.string().min(1).max(apiLimits.maxEtagLength),
+});
+export type PartReport = z.input<typeof partReportSchema>;
+
+/** `POST /v1/uploads/{id}/proof`. */
+export const proofRequestSchema = z.strictObject({ digest: sha256Input });
+export type ProofRequest = z.input<typeof proofRequestSchema>;
+
+// Path and query parameters arrive as strings.
+
+const wholeNumberParam = z
+  .string()
+  .regex(new RegExp(`^\\d{1,${apiLimits.maxVersionDigits}}$`), 'must be a whole number')
+  .transform(Number);
+
+export const partNumberParam = z
+  .string()
+  .regex(/^\d{1,5}$/, 'must be a whole number')
+  .transform(Number)
+  .pipe(partNumber);
+
+/** `{path}`: one segment, percent-encoded, or the path's own segments (docs/api.md, File paths). */
+export const filePathParam = z.string();
+
+const pageLimit = z.coerce
+  .number()
+  .int()
+  .min(1)
+  .max(apiLimits.maxPageSize)
+  .default(apiLimits.defaultPageSize);
+
+export const versionsQuerySchema = z.object({ limit: pageLimit, before: wholeNumberParam.optional() });
+export const changesQuerySchema = z.object({
+  cursor: z.string().max(apiLimits.maxCursorLength).optional(),
+  limit: pageLimit,
+});
+export const deleteFileQuerySchema = z.object({ ifVersion: wholeNumberParam.optional() });
+export const contentQuerySchema = z.object({ target: z.string().optional() });
+
+export const uploadIdParams = z.object({ id: uploadIdSchema });
+export const partParams = z.object({ id: uploadIdSchema, partNumber: partNumberParam });
+export const filePathParams = z.object({ path: filePathParam });
+export const idempotencyHeaders = z.object({ [IDEMPOTENCY_HEADER]: idempotencyKeySchema.optional() });
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------------------------
+
+export const healthSchema = z.strictObject({ status: z.literal('ok'), time: timestamp });
+export type Health = z.infer<typeof healthSchema>;
+
+/** Replication lag as measured from the ledger on request. */
+export const targetLagSchema = z.strictObject({
+  lagSeconds: z.number().nonnegative(),
+  pending: z.number().int().nonnegative(),
+  pendingCapped: z.boolean(),
+  oldestPending: z
+    .strictObject({ path: z.string(), version: versionNumberSchema, committedAt: timestamp })
+    .optional(),
+  /** Pull targets only: seconds since the agent's last heartbeat; null before its first. */
+  heartbeatAgeSeconds: z.number().nonnegative().nullable().optional(),
+});
+
+export const targetSchema = z.strictObject({
+  id: z.string().regex(/^[a-z0-9][a-z0-9-]{1,30}[a-z0-9]$/),
+  kind: targetKindSchema,
+  region: z.string().optional(),
+  pathPrefix: z.string().optional(),
+  dryRun: z.literal(true).optional(),
+  lag: targetLagSchema,
+});
+export const targetListSchema = z.strictObject({ targets: z.array(targetSchema) });
+export type TargetList = z.infer<typeof targetListSchema>;
+
+export const challengeSchema = z.strictObject({
+  /** 32 random bytes, base64. */
+  nonce: z.string().min(1),
+  ranges: z.array(z.strictObject({ offset: byteCount, length: z.number().int().min(0).max(262_144) })).max(4),
+  expiresAt: timestamp,
+});
+export type Challenge = z.infer<typeof challengeSchema>;
+
+/** One PUT of the whole file: send exactly these headers (they are signed in). */
+export const presignedPutSchema = z.strictObject({
+  method: z.literal('PUT'),
+  url: z.url(),
+  headers: z
+    .object({
+      'content-length': z.string().regex(/^[0-9]+$/),
+      'content-type': z.string(),
+      'x-amz-checksum-sha256': checksumBase64,
+    })
+    .catchall(z.string()),
+  expiresAt: timestamp,
+});
+export type PresignedPut = z.infer<typeof presignedPutSchema>;
+
+export const uploadedPartSchema = z.strictObject({ partNumber, size: byteCount, etag: z.string() });
+
+/** The part plan: `partCount` parts of `partSize` bytes, the last holding the rest. */
+export const multipartPlanSchema = z.strictObject({
+  partSize: z.number().int().positive(),
+  partCount: z.number().int().min(1).max(apiLimits.maxParts),
+});
+export const multipartViewSchema = multipartPlanSchema.extend({
+  uploadedParts: z.array(uploadedPartSchema).max(apiLimits.maxParts),
+});
+export type MultipartView = z.infer<typeof multipartViewSchema>;
+
+export const uploadUnchangedSchema = z.strictObject({
+  status: z.literal('committed'),
+  uploadId: z.string(),
+  path: z.string(),
+  version: versionNumberSchema,
+  unchanged: z.literal(true),
+});
+/** A proof accepted: the version is committed without the bytes. */
+export const uploadDeduplicatedSchema = z.strictObject({
+  status: z.literal('committed'),
+  uploadId: z.string(),
+  path: z.string(),
+  version: versionNumberSchema,
+  deduplicated: z.literal(true),
+});
+export type UploadDeduplicated = z.infer<typeof uploadDeduplicatedSchema>;
+export const uploadPendingSchema = z.strictObject({
+  status: z.literal('pending'),
+  uploadId: z.string(),
+  path: z.string(),
+  upload: presignedPutSchema,
+  challenge: challengeSchema,
+});
+export const uploadPendingMultipartSchema = z.strictObject({
+  status: z.literal('pending'),
+  uploadId: z.string(),
+  path: z.string(),
+  resumed: z.boolean(),
+  multipart: multipartViewSchema,
+  challenge: challengeSchema,
+});
+export const uploadCreatedSchema = z.union([uploadPendingSchema, uploadPendingMultipartSchema]);
+/** Every answer to `POST /v1/uploads` but an error. */
+export const createUploadResponseSchema = z.union([
+  uploadUnchangedSchema,
+  uploadDeduplicatedSchema,
+  uploadPendingSchema,
+  uploadPendingMultipartSchema,
+]);
+export type CreateUploadResponse = z.infer<typeof createUploadResponseSchema>;
+export type UploadPending = z.infer<typeof uploadPendingSchema>;
+export type UploadPendingMultipart = z.infer<typeof uploadPendingMultipartSchema>;
+
+/** `GET /v1/uploads/{id}`: an upload as a client sees it. */
+export const uploadSchema = z.strictObject({
+  uploadId: z.string(),
+  path: z.string(),
+  sha256: sha256Hex,
+  size: byteCount,
+  contentType: z.string(),
+  ifVersion: z.number().int().nonnegative().optional(),
+  newVersion: z.boolean().optional(),
+  status: uploadStatusSchema,
+  version: versionNumberSchema.optional(),
+  reason: z.string().optional(),
+  deduplicated: z.boolean().optional(),
+  /** The plan, with the parts recorded so far while the upload is pending. */
+  multipart: z.union([multipartViewSchema, multipartPlanSchema]).optional(),
+  expiresAt: timestamp.optional(),
+  createdAt: timestamp,
+  updatedAt: timestamp,
+});
+export type Upload = z.infer<typeof uploadSchema>;
+
+export const presignedPartSchema = z.strictObject({
+  partNumber,
+  url: z.url(),
+  headers: z
+    .object({ 'content-length': z.string().regex(/^[0-9]+$/), 'x-amz-checksum-sha256': checksumBase64 })
+    .catchall(z.string()),
+  expiresAt: timestamp,
+});
+export type PresignedPart = z.infer<typeof presignedPartSchema>;
+
+export const uploadVerifyingSchema = z.strictObject({ status: z.literal('verifying'), uploadId: z.string() });
+export const uploadAbortedSchema = z.strictObject({
+  uploadId: z.string(),
+  status: uploadStatusSchema,
+  reason: z.string().optional(),
+});
+
+export const fileVersionSchema = z.strictObject({
+  version: versionNumberSchema,
+  /** Null for a tombstone. */
+  sha256: sha256Hex.nullable(),
+  size: byteCount,
+  contentType: z.string().nullable(),
+  committedAt: timestamp,
+  deleted: z.boolean(),
+});
+export type FileVersionView = z.infer<typeof fileVersionSchema>;
+
+export const targetStatusSchema = z.strictObject({
+  id: z.string(),
+  kind: targetKindSchema,
+  appliedVersion: z.number().int().nonnegative(),
+  status: replicaStatusSchema,
+  appliedAt: timestamp.nullable(),
+  failure: z.strictObject({ version: versionNumberSchema, reason: z.string(), at: timestamp }).optional(),
+});
+export const fileStatusSchema = z.strictObject({
+  path: z.string(),
+  head: fileVersionSchema,
+  targets: z.array(targetStatusSchema),
+});
+export type FileStatus = z.infer<typeof fileStatusSchema>;
+
+export const versionListSchema = z.strictObject({
+  path: z.string(),
+  versions: z.array(fileVersionSchema),
+  /** Present when older versions remain: pass it as `before` for the next page. */
+  nextBefore: z.number().int().min(2).optional(),
+});
+export type VersionList = z.infer<typeof versionListSchema>;
+
+export const deleteResultSchema = z.strictObject({
+  status: z.literal('committed'),
+  path: z.string(),
+  version: z.number().int().min(2),
+  deleted: z.literal(true),
+});
+export type DeleteResult = z.infer<typeof deleteResultSchema>;
+
+export const changeSchema = z.strictObject({
+  path: z.string(),
+  version: versionNumberSchema,
+  sha256: sha256Hex.nullable(),
+  size: byteCount,
+  contentType: z.string().nullable(),
+  deleted: z.boolean(),
+  committedAt: timestamp,
+});
+export const changesPageSchema = z.strictObject({
+  changes: z.array(changeSchema).max(apiLimits.maxPageSize),
+  /** Opaque: pass it back as `cursor` for the changes after these. */
+  cursor: z.string(),
+});
+export type ChangesPage = z.infer<typeof changesPageSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// The route table
+// ---------------------------------------------------------------------------------------------
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+/** One answer: a JSON body, or (a redirect) only headers. */
+export interface ResponseContract {
+  readonly body?: z.ZodType;
+  readonly headers?: z.ZodType;
+}
+
+export interface RouteContract {
+  readonly operationId: string;
+  readonly method: HttpMethod;
+  /** OpenAPI-style template: `{name}` is a path parameter. */
+  readonly path: string;
+  /** `none`: no credentials (health); otherwise the deployment's authorizer or the local token. */
+  readonly auth: 'none' | 'required';
+  readonly params?: z.ZodObject;
+  readonly query?: z.ZodObject;
+  readonly headers?: z.ZodObject;
+  readonly body?: z.ZodType;
+  /** Every status the API function answers on this route, with what it carries. */
+  readonly responses: Readonly<Record<number, ResponseContract>>;
+}
+
+const error = { body: errorBodySchema } as const;
+const ok = <T extends z.ZodType>(body: T) => ({ body }) as const;
+const idempotentReplay = z.object({ 'idempotent-replayed': z.literal('true').optional() });
+
+export const routes = {
+  getHealth: {
+    operationId: 'getHealth',
+    method: 'GET',
+    path: '/v1/health',
+    auth: 'none',
+    responses: { 200: ok(healthSchema), 500: error },
+  },
+  listTargets: {
+    operationId: 'listTargets',
+    method: 'GET',
+    path: '/v1/targets',
+    auth: 'required',
+    responses: { 200: ok(targetListSchema), 500: error },
+  },
+  createUpload: {
+    operationId: 'createUpload',
+    method: 'POST',
+    path: '/v1/uploads',
+    auth: 'required',
+    headers: idempotencyHeaders,
+    body: uploadRequestSchema,
+    responses: {
+      200: { body: uploadUnchangedSchema, headers: idempotentReplay },
+      201: { body: uploadCreatedSchema, headers: idempotentReplay },
+      400: error,
+      409: error,
+      413: error,
+      415: error,
+      422: error,
+      500: error,
+    },
+  },
+  getUpload: {
+    operationId: 'getUpload',
+    method: 'GET',
+    path: '/v1/uploads/{id}',
+    auth: 'required',
+    params: uploadIdParams,
+    responses: { 200: ok(uploadSchema), 400: error, 404: error, 500: error },
+  },
+  abortUpload: {
+    operationId: 'abortUpload',
+    method: 'DELETE',
+    path: '/v1/uploads/{id}',
+    auth: 'required',
+    params: uploadIdParams,
+    responses: { 200: ok(uploadAbortedSchema), 400: error, 404: error, 500: error },
+  },
+  presignUploadPart: {
+    operationId: 'presignUploadPart',
+    method: 'POST',
+    path: '/v1/uploads/{id}/parts',
+    auth: 'required',
+    params: uploadIdParams,
+    body: partRequestSchema,
+    responses: { 200: ok(presignedPartSchema), 400: error, 404: error, 409: error, 500: error },
+  },
+  recordUploadPart: {
+    operationId: 'recordUploadPart',
+    method: 'PUT',
+    path: '/v1/uploads/{id}/parts/{partNumber}',
+    auth: 'required',
+    params: partParams,
+    body: partReportSchema,
+    responses: { 200: ok(multipartViewSchema), 400: error, 404: error, 409: error, 500: error },
+  },
+  completeUpload: {
+    operationId: 'completeUpload',
+    method: 'POST',
+    path: '/v1/uploads/{id}/complete',
+    auth: 'required',
+    params: uploadIdParams,
+    responses: { 202: ok(uploadVerifyingSchema), 400: error, 404: error, 409: error, 500: error },
+  },
+  proveUpload: {
+    operationId: 'proveUpload',
+    method: 'POST',
+    path: '/v1/uploads/{id}/proof',
+    auth: 'required',
+    params: uploadIdParams,
+    body: proofRequestSchema,
+    responses: {
+      200: ok(uploadDeduplicatedSchema),
+      400: error,
+      404: error,
+      409: error,
+      422: error,
+      500: error,
+    },
+  },
+  getFile: {
+    operationId: 'getFile',
+    method: 'GET',
+    path: '/v1/files/{path}',
+    auth: 'required',
+    params: filePathParams,
+    responses: { 200: ok(fileStatusSchema), 400: error, 404: error, 500: error },
+  },
+  deleteFile: {
+    operationId: 'deleteFile',
+    method: 'DELETE',
+    path: '/v1/files/{path}',
+    auth: 'required',
+    params: filePathParams,
+    query: deleteFileQuerySchema,
+    headers: idempotencyHeaders,
+    responses: {
+      200: { body: deleteResultSchema, headers: idempotentReplay },
+      400: error,
+      404: error,
+      409: error,
+      422: error,
+      500: error,
+    },
+  },
+  listVersions: {
+    operationId: 'listVersions',
+    method: 'GET',
+    path: '/v1/files/{path}/versions',
+    auth: 'required',
+    params: filePathParams,
+    query: versionsQuerySchema,
+    responses: { 200: ok(versionListSchema), 400: error, 404: error, 500: error },
+  },
+  getContent: {
+    operationId: 'getContent',
+    method: 'GET',
+    path: '/v1/files/{path}/content',
+    auth: 'required',
+    params: filePathParams,
+    query: contentQuerySchema,
+    responses: {
+      302: { headers: z.object({ location: z.url() }) },
+      400: error,
+      404: error,
+      500: error,
+    },
+  },
+  listChanges: {
+    operationId: 'listChanges',
+    method: 'GET',
+    path: '/v1/changes',
+    auth: 'required',
+    query: changesQuerySchema,
+    responses: { 200: ok(changesPageSchema), 400: error, 500: error },
+  },
+} as const satisfies Record<string, RouteContract>;
+
+export type RouteName = keyof typeof routes;
+
+/** The body a route answers with a status, as a type: `ResponseBody<'getFile', 200>`. */
+export type ResponseBody<
+  R extends RouteName,
+  S extends keyof (typeof routes)[R]['responses'],
+> = (typeof routes)[R]['responses'][S] extends { body: infer B extends z.ZodType } ? z.infer<B> : never;
+
+/** The route table as a list, for walking (tests, documents). */
+export const routeList: readonly RouteContract[] = Object.values(routes);
