@@ -1,0 +1,148 @@
+/**
+ * The one pid lock: a file naming the process (pid, host, start time) that owns a folder.
+ * A second owner, in another process or in this one, is refused with an error naming the
+ * holder; a lock left by a process that died (kill -9, crash, power loss) is taken over.
+ */
+import { randomBytes } from 'node:crypto';
+import { link, readFile, unlink, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+
+export interface LockHolder {
+  readonly pid: number;
+  readonly host?: string | undefined;
+  readonly startedAt?: string | undefined;
+}
+
+/** The lock is held by a live process (`holder`). */
+export class LockHeldError extends Error {
+  override readonly name = 'LockHeldError';
+  constructor(
+    readonly file: string,
+    readonly holder: LockHolder,
+  ) {
+    super(
+      `${file} is held by pid ${holder.pid}${holder.pid === process.pid ? ' (this process)' : ''}` +
+        `${holder.host === undefined ? '' : ` on ${holder.host}`}` +
+        `${holder.startedAt === undefined ? '' : ` since ${holder.startedAt}`}`,
+    );
+  }
+}
+
+export interface PidLock {
+  readonly file: string;
+  /** Removes the lock file if it is still ours; a second call does nothing. */
+  release(): Promise<void>;
+}
+
+export interface PidLockOptions {
+  /** The error thrown when a live process holds the lock. @default LockHeldError */
+  readonly inUse?: (holder: LockHolder) => Error;
+}
+
+/** Files locked by this process: a second lock here on the same file must fail too. */
+const heldHere = new Set<string>();
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: the process exists but belongs to another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const errno = (err: unknown) => (err as NodeJS.ErrnoException).code;
+
+async function readHolder(
+  file: string,
+): Promise<{ text: string; holder: LockHolder | undefined } | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const parsed = JSON.parse(text) as { pid?: unknown; host?: unknown; startedAt?: unknown };
+    if (typeof parsed.pid !== 'number') return { text, holder: undefined };
+    return {
+      text,
+      holder: {
+        pid: parsed.pid,
+        host: typeof parsed.host === 'string' ? parsed.host : undefined,
+        startedAt: typeof parsed.startedAt === 'string' ? parsed.startedAt : undefined,
+      },
+    };
+  } catch {
+    return { text, holder: undefined };
+  }
+}
+
+/**
+ * Whether the holder may still be running. Our own pid in the file is a previous life of
+ * a recycled pid (containers restart as pid 1), since this process's own locks are in
+ * `heldHere`; a pid on another host cannot be checked from here, and the lock guards
+ * against two processes on one machine.
+ */
+const mayBeRunning = (holder: LockHolder) =>
+  holder.pid !== process.pid &&
+  (holder.host === undefined || holder.host === hostname()) &&
+  isAlive(holder.pid);
+
+/** Creates `file` with `content` in one step: no reader ever sees it empty or torn. */
+async function createExclusive(file: string, content: string): Promise<boolean> {
+  const temp = `${file}.${process.pid}-${randomBytes(4).toString('hex')}`;
+  await writeFile(temp, content, { flag: 'wx' });
+  try {
+    await link(temp, file);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'EEXIST') return false;
+    throw err;
+  } finally {
+    await unlink(temp).catch(() => undefined);
+  }
+}
+
+/** Each round either creates the file or removes a stale one; a live holder ends it. */
+async function createOrTakeOver(path: string, content: string, inUse: (holder: LockHolder) => Error) {
+  for (let round = 0; !(await createExclusive(path, content)); round++) {
+    const found = await readHolder(path);
+    if (found === undefined) continue; // released meanwhile
+    if (found.holder !== undefined && mayBeRunning(found.holder)) throw inUse(found.holder);
+    if (round >= 3) throw new Error(`could not take over the stale lock ${path}: it keeps changing`);
+    // Removed only if it is still the stale lock read above: another process taking it over
+    // at the same moment has written its own, which must stay.
+    const again = await readHolder(path);
+    if (again?.text === found.text) await unlink(path).catch(() => undefined);
+  }
+}
+
+/** Takes the lock at `file` (its folder must exist); throws if a live process holds it. */
+export async function acquirePidLock(file: string, options: PidLockOptions = {}): Promise<PidLock> {
+  const path = resolve(file);
+  const inUse = options.inUse ?? ((holder: LockHolder) => new LockHeldError(path, holder));
+  if (heldHere.has(path)) throw inUse({ pid: process.pid, host: hostname() });
+  // Claimed before the first await, so that two calls in this process cannot both proceed.
+  heldHere.add(path);
+  const content = JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() });
+  try {
+    await createOrTakeOver(path, content, inUse);
+  } catch (err) {
+    heldHere.delete(path);
+    throw err;
+  }
+  let released = false;
+  return {
+    file: path,
+    async release() {
+      if (released) return;
+      released = true;
+      heldHere.delete(path);
+      if ((await readHolder(path))?.text === content) await unlink(path).catch(() => undefined);
+    },
+  };
+}
