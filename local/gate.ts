@@ -16,6 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { DynamoTransactions, type TransactionAnswer, type UpstreamCall } from './dynamo-transactions.ts';
 import { closeServer, LOOPBACK, listen, type PortRole } from './net.ts';
 import { type SigV4Credentials, sha256Hex, verifySigV4 } from './sigv4.ts';
 
@@ -96,6 +97,16 @@ function sendError(res: ServerResponse, service: GatedService, error: GateError,
   if (service === 'sqs') headers['x-amzn-query-error'] = `${error.code};Sender`;
   if (close) headers.connection = 'close';
   res.writeHead(error.status, headers);
+  res.end(body);
+}
+
+function sendJson(res: ServerResponse, answer: TransactionAnswer): void {
+  const body = JSON.stringify(answer.body);
+  res.writeHead(answer.status, {
+    'content-type': 'application/x-amz-json-1.0',
+    'content-length': Buffer.byteLength(body),
+    'x-amzn-requestid': randomUUID(),
+  });
   res.end(body);
 }
 
@@ -228,8 +239,61 @@ export async function startGate(options: GateOptions): Promise<RunningGate> {
       fail(400, 'SerializationException', 'the request body must be a JSON object');
       return;
     }
-    await forward(req, res, body);
+    if (transactions === undefined) {
+      await forward(req, res, body);
+      return;
+    }
+    // dynalite has no transactions: the gate answers them (local/dynamo-transactions.ts), and
+    // every other request holds the shared side of their lock.
+    const operation = String(req.headers['x-amz-target'] ?? '').split('.')[1] ?? '';
+    if (!DynamoTransactions.handles(operation)) {
+      await transactions.lock.withRead(() => forward(req, res, body));
+      return;
+    }
+    let payload: unknown;
+    try {
+      payload = JSON.parse(body.toString('utf8'));
+    } catch {
+      fail(400, 'SerializationException', 'the request body is not JSON');
+      return;
+    }
+    sendJson(res, await transactions.execute(operation, payload, upstreamCall(req)));
   };
+
+  const transactions = service === 'dynamodb' ? new DynamoTransactions() : undefined;
+
+  /** The emulator's answer to one request of the gate's own, signed as the client's was. */
+  const upstreamCall =
+    (original: IncomingMessage): UpstreamCall =>
+    (operation, payload) =>
+      new Promise((resolve, reject) => {
+        const body = Buffer.from(JSON.stringify(payload));
+        const headers = {
+          authorization: original.headers.authorization ?? '',
+          'x-amz-date': original.headers['x-amz-date'] ?? '',
+          'content-type': 'application/x-amz-json-1.0',
+          'content-length': String(body.length),
+          'x-amz-target': `DynamoDB_20120810.${operation}`,
+        };
+        const call = httpRequest(
+          { host: LOOPBACK, port: options.upstreamPort, method: 'POST', path: '/', headers },
+          (answer) => {
+            const chunks: Buffer[] = [];
+            answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+            answer.once('error', reject);
+            answer.once('end', () => {
+              const text = Buffer.concat(chunks).toString('utf8');
+              try {
+                resolve({ status: answer.statusCode ?? 502, body: text ? JSON.parse(text) : {} });
+              } catch (err) {
+                reject(err);
+              }
+            });
+          },
+        );
+        call.once('error', reject);
+        call.end(body);
+      });
 
   const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> =>
     new Promise((resolve) => {
