@@ -15,6 +15,7 @@ import { openAsBlob } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sleep } from '../common/retry.ts';
 import { parseEmfLine } from '../local/metrics.ts';
 import { startSandbox } from '../local/sandbox.ts';
 import { sha256Hex } from '../test/support/local-api.ts';
@@ -103,7 +104,7 @@ async function main() {
         bytesSent += result.bytesSent;
       }
       // EMF lines come asynchronously from the function workers.
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await sleep(500);
       const rangedReads = total('ProofRangeReads') - readsBefore;
       times.sort((a, b) => a - b);
       const kinds = [...perKind]

@@ -21,6 +21,7 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { sleep } from '../common/retry.ts';
 import { LOCAL_CREDENTIALS } from '../local/emulators.ts';
 import { UNGATED_ENV } from '../local/gate.ts';
 import { type Sandbox, startSandbox } from '../local/sandbox.ts';
@@ -95,7 +96,7 @@ async function committed(sandbox: Sandbox, uploadId: string): Promise<void> {
     const u = await api.call('GET', `/v1/uploads/${uploadId}`);
     if (u.body?.status === 'committed') return;
     if (Date.now() > deadline) throw new Error(`upload ${uploadId} not committed after 60 s`);
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
 }
 

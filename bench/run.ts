@@ -7,11 +7,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { sha256OfStream } from '../functions/adapters/s3.js';
+import { hashFile } from '../common/sha256-node.ts';
 import { commitVersion } from '../functions/core/commit.js';
 import { makeWorld, randomBytes } from '../test/support/domain.js';
 import { startEmulators } from '../test/support/emulators.js';
@@ -43,7 +42,7 @@ async function main() {
     const bytes = randomBytes(fileMiB * MiB);
     await writeFile(file, bytes);
 
-    const ours = await timed(() => sha256OfStream(createReadStream(file, { highWaterMark: 4 * MiB })));
+    const ours = await timed(() => hashFile(file));
     const peer = await timed(async () => execFileSync('openssl', ['dgst', '-sha256', file]).toString());
     if (!peer.result.includes(ours.result.sha256)) throw new Error('hash mismatch with openssl');
     console.log(

@@ -1,19 +1,16 @@
 /**
- * Streaming SHA-256 of a file: reads in large chunks, holds one chunk at a time,
- * so memory stays flat whatever the file size (design invariant 7).
+ * SHA-256 of a file for the CLI: the one streaming hasher (common/sha256-node.ts, memory
+ * flat whatever the file size), with errors a user can act on and a check that the file
+ * did not change size while it was read.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import type { Digest } from '../common/sha256.ts';
+import { hashFile as hashFileStream } from '../common/sha256-node.ts';
 import { MirrorCliError } from './errors.ts';
 
-export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
+export { DEFAULT_CHUNK_BYTES } from '../common/sha256.ts';
 
-export interface FileDigest {
-  /** Lower-case hex SHA-256. */
-  readonly sha256: string;
-  readonly size: number;
-}
+export type FileDigest = Digest;
 
 export interface HashOptions {
   /** Called after each chunk with the bytes hashed so far. */
@@ -22,31 +19,15 @@ export interface HashOptions {
   chunkBytes?: number | undefined;
 }
 
-/** Hashes any stream of byte chunks. */
-export async function hashChunks(
-  chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-  onBytes?: (bytesDone: number) => void,
-): Promise<FileDigest> {
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of chunks) {
-    hash.update(chunk);
-    size += chunk.byteLength;
-    onBytes?.(size);
-  }
-  return { sha256: hash.digest('hex'), size };
-}
-
 /**
  * Hashes a regular file. Fails if the file is not a regular file, or changes size
  * while it is read (the declared size and hash would then not describe one content).
  */
 export async function hashFile(file: string, options: HashOptions = {}): Promise<FileDigest> {
   const info = await statRegularFile(file);
-  const stream = createReadStream(file, { highWaterMark: options.chunkBytes ?? DEFAULT_CHUNK_BYTES });
   let digest: FileDigest;
   try {
-    digest = await hashChunks(stream as AsyncIterable<Buffer>, options.onBytes);
+    digest = await hashFileStream(file, options);
   } catch (err) {
     throw new MirrorCliError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
   }

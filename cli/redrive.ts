@@ -24,6 +24,7 @@ import {
   type SQSClient,
   StartMessageMoveTaskCommand,
 } from '@aws-sdk/client-sqs';
+import { sleep } from '../common/retry.ts';
 import { ConfigError, MirrorCliError, UsageError } from './errors.ts';
 import type { OpsContext } from './ops-context.ts';
 import { selectTargets } from './ops-context.ts';
@@ -229,7 +230,7 @@ export async function startMoveTask(
   } = {},
 ): Promise<MoveTaskReport> {
   const started = await sqs.send(new StartMessageMoveTaskCommand({ SourceArn: dlqArn }));
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const wait = options.sleep ?? sleep;
   for (;;) {
     const list = await sqs.send(new ListMessageMoveTasksCommand({ SourceArn: dlqArn, MaxResults: 1 }));
     const task = list.Results?.[0];
@@ -241,7 +242,7 @@ export async function startMoveTask(
       failureReason: task?.FailureReason,
     };
     if (!options.wait || (task?.Status !== undefined && task.Status !== 'RUNNING')) return report;
-    await sleep(options.pollMs ?? 2000);
+    await wait(options.pollMs ?? 2000);
   }
 }
 

@@ -6,66 +6,30 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { acquirePidLock } from '../common/pid-lock.ts';
 
 export const ENDPOINTS_FILE = 'endpoints.json';
 const TOKEN_FILE = 'api-token';
 const LOCK_FILE = 'sandbox.lock';
 
-/** Folders locked by this process: a second sandbox here on the same folder must fail too. */
-const lockedHere = new Set<string>();
-
 export function resolveDataDir(option: string | undefined, env: NodeJS.ProcessEnv, cwd: string): string {
   return resolve(cwd, option ?? (env.MIRROR_DATA_DIR || '.mirror'));
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export interface DataDirLock {
   release(): Promise<void>;
 }
 
-/** Creates the folder and takes its lock; throws if a live sandbox holds it. */
+/** Creates the folder and takes its lock; throws if a live sandbox holds it (a dead one's is taken over). */
 export async function lockDataDir(dir: string): Promise<DataDirLock> {
   await mkdir(dir, { recursive: true });
-  const file = join(dir, LOCK_FILE);
-  const inUse = (pid: number) =>
-    new Error(
-      `the data folder ${dir} is in use by another local stack (pid ${pid}${pid === process.pid ? ', this process' : ''}): ` +
-        'stop it, or set MIRROR_DATA_DIR to another folder',
-    );
-  if (lockedHere.has(dir)) throw inUse(process.pid);
-  const content = JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() });
-  try {
-    await writeFile(file, content, { flag: 'wx' });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    let holder: number | undefined;
-    try {
-      holder = (JSON.parse(await readFile(file, 'utf8')) as { pid?: number }).pid;
-    } catch {
-      holder = undefined;
-    }
-    // A lock left by a process that died (kill -9, crash) is stale: take it over.
-    if (typeof holder === 'number' && holder !== process.pid && isAlive(holder)) throw inUse(holder);
-    await writeFile(file, content);
-  }
-  lockedHere.add(dir);
-  let released = false;
-  return {
-    async release() {
-      if (released) return;
-      released = true;
-      lockedHere.delete(dir);
-      await rm(file, { force: true });
-    },
-  };
+  return acquirePidLock(join(dir, LOCK_FILE), {
+    inUse: ({ pid }) =>
+      new Error(
+        `the data folder ${dir} is in use by another local stack (pid ${pid}${pid === process.pid ? ', this process' : ''}): ` +
+          'stop it, or set MIRROR_DATA_DIR to another folder',
+      ),
+  });
 }
 
 /** The bearer token: the given one, else the one kept in the folder, else a new one kept there. */

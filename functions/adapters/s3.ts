@@ -1,7 +1,6 @@
 /**
  * S3 adapters: the origin's content-addressed blobs and the replicas' files by path.
  */
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -20,6 +19,7 @@ import {
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { hashChunks } from '../../common/sha256-node.ts';
 import type { ReplicationMessage } from '../core/model.js';
 import type { BlobStore, ReplicaStore, StoredPart } from '../core/ports.js';
 
@@ -57,18 +57,6 @@ export const blobKey = (sha256: string) => `blobs/${sha256}`;
  */
 const META_UPLOAD = 'mirror-upload';
 const UPLOAD_HEADER = `x-amz-meta-${META_UPLOAD}`;
-
-export async function sha256OfStream(
-  body: AsyncIterable<Uint8Array>,
-): Promise<{ sha256: string; size: number }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of body) {
-    hash.update(chunk);
-    size += chunk.byteLength;
-  }
-  return { sha256: hash.digest('hex'), size };
-}
 
 export class S3BlobStore implements BlobStore {
   constructor(
@@ -108,7 +96,7 @@ export class S3BlobStore implements BlobStore {
     const out = await this.s3.send(
       new GetObjectCommand({ Bucket: this.bucket, Key: blobKey(sha256), VersionId: versionId }),
     );
-    return sha256OfStream(out.Body as Readable);
+    return hashChunks(out.Body as Readable);
   }
 
   async delete(sha256: string, versionId?: string) {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MirrorCliError } from '../../../cli/errors.ts';
-import { hashChunks, hashFile } from '../../../cli/hash-file.ts';
+import { hashFile } from '../../../cli/hash-file.ts';
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
@@ -53,17 +53,6 @@ describe('hashFile', () => {
         },
       ),
       { numRuns: 60 },
-    );
-  });
-
-  it('property: hashChunks is independent of how the bytes are split', async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 5_000 }), { maxLength: 40 }), async (parts) => {
-        const whole = Buffer.concat(parts);
-        const digest = await hashChunks(parts);
-        expect(digest).toEqual({ sha256: sha256(whole), size: whole.length });
-      }),
-      { numRuns: 200 },
     );
   });
 
