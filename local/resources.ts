@@ -19,6 +19,7 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import { sleep } from '../common/retry.ts';
 import { LIVE_FILES_INDEX } from '../functions/adapters/dynamo-ledger.ts';
 import type { Topology } from '../functions/core/topology.ts';
 
@@ -192,7 +193,7 @@ async function waitActive(dynamodb: DynamoDBClient, table: string): Promise<void
     const { Table } = await dynamodb.send(new DescribeTableCommand({ TableName: table }));
     const indexesReady = (Table?.GlobalSecondaryIndexes ?? []).every((i) => i.IndexStatus === 'ACTIVE');
     if (Table?.TableStatus === 'ACTIVE' && indexesReady) return;
-    await new Promise((r) => setTimeout(r, 10));
+    await sleep(10);
   }
   throw new Error(`table ${table} did not become ACTIVE`);
 }

@@ -11,6 +11,7 @@
  * - The head only moves forward; fan-out is deduplicated by the FIFO queues, and a fan-out that
  *   failed is retried from the feed (an outbox: see OUTBOX_GRACE_MS in lag.ts).
  */
+import { backoffMs, sleep } from '../../common/retry.ts';
 import { ClaimTakenError, VersionConflictError } from './errors.js';
 import type { Change, FileVersion, ReplicationMessage } from './model.js';
 import { type PolicyTarget, shardOf } from './paths.js';
@@ -140,10 +141,7 @@ async function appendToFeed(
  * Full-jitter backoff after a lost claim: without it, many writers racing for one
  * shard or path re-read and collide again in lockstep.
  */
-function backOff(attempt: number): Promise<void> {
-  const capMs = Math.min(50, 2 ** Math.min(attempt, 6));
-  return new Promise((resolve) => setTimeout(resolve, Math.random() * capMs));
-}
+const backOff = (attempt: number): Promise<void> => sleep(backoffMs(attempt, 1, 50));
 
 /** One message per target that selects the path. FIFO deduplication makes a resend harmless. */
 /** What a target is sent of a version. */

@@ -5,6 +5,7 @@
  * does not survive a local restart). A target added to the topology is filled
  * by the same pass: it has applied nothing, so every head is re-sent to it.
  */
+import { sleep } from '../../common/retry.ts';
 import { fanOut } from './commit.js';
 import type { FileVersion } from './model.js';
 import type { FanoutQueue, Ledger, ReplicaStore } from './ports.js';
@@ -123,6 +124,6 @@ function pacer(perSecond: number): () => Promise<void> {
     const now = Date.now();
     const wait = next - now;
     next = Math.max(now, next) + gapMs;
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    if (wait > 0) await sleep(wait);
   };
 }
