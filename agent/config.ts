@@ -11,7 +11,7 @@
 import { access, readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { parseTopology, type Topology } from '../functions/core/topology.js';
+import { parseTopology, type Topology } from '../contracts/topology.ts';
 import { AgentConfigError } from './errors.ts';
 import { STATE_DIR_NAME } from './safe-path.ts';
 

@@ -2,7 +2,7 @@
  * Never write outside `--dir`. A path from a message or the feed becomes a file
  * under the mirror folder only if:
  *
- * 1-2. it passes the path policy for a pull target (functions/core/paths.ts, the
+ * 1-2. it passes the path policy for a pull target (contracts/paths.ts, the
  *    same rules the API admits paths by): relative, no `.`/`..`/empty segments, no
  *    backslashes or control characters, NFC, no name the agent reserves (its state
  *    folder `.media-mirror` at the top, the `.<name>.mirror-tmp-<random>` names of
@@ -18,14 +18,14 @@
  */
 import { lstat, mkdir, realpath, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import { ValidationError } from '../functions/core/errors.js';
 import {
   AGENT_STATE_DIR,
   AGENT_TEMP_MARKER,
   FILE_NAME_MAX_BYTES,
   isAgentTempName,
   PathPolicy,
-} from '../functions/core/paths.js';
+  PathRuleError,
+} from '../contracts/paths.ts';
 import { RefusedError } from './errors.ts';
 
 /** The agent's state folder inside the mirror folder: never a mirrored path. */
@@ -55,7 +55,7 @@ export function checkMirrorPath(raw: unknown): CheckedPath {
     const path = pullPolicy.check(raw);
     return { path, segments: path.split('/') };
   } catch (error) {
-    if (error instanceof ValidationError) throw new RefusedError('unsafe-path', error.message);
+    if (error instanceof PathRuleError) throw new RefusedError('unsafe-path', error.message);
     throw error;
   }
 }

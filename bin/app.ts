@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { parseTopology } from '../functions/core/topology.js';
+import { parseTopology } from '../contracts/topology.js';
 import { buildMirrorApp, createMirrorApp } from '../lib/mirror-app.js';
 
 const app = createMirrorApp();

@@ -23,9 +23,9 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
+import { parseTopology, type Topology } from '../contracts/topology.ts';
 import { runtimeTargetSchema } from '../functions/adapters/runtime-config.ts';
 import { makeS3Client } from '../functions/adapters/s3.ts';
-import { parseTopology, type Topology } from '../functions/core/topology.ts';
 import { defaultEndpointsFile } from './endpoints.ts';
 import { ConfigError, UsageError } from './errors.ts';
 

@@ -5,7 +5,7 @@
  */
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
-import type { Topology } from '../functions/core/topology.js';
+import type { Topology } from '../contracts/topology.js';
 import { AgentAccess, type AgentTrust, DEFAULT_AGENT_TRUST } from './constructs/agent-access.js';
 import { IngestPipeline } from './constructs/ingest-pipeline.js';
 import { Ledger } from './constructs/ledger.js';

@@ -4,7 +4,7 @@
  */
 import { App, type AppProps, Tags, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import type { Topology } from '../functions/core/topology.js';
+import type { Topology } from '../contracts/topology.js';
 import type { AgentTrust } from './constructs/agent-access.js';
 import { HomeStack } from './home-stack.js';
 import { checkNames, homeStackName, replicaRegions, replicaStackName, s3Targets } from './naming.js';

@@ -10,7 +10,7 @@
  * and `cdk synth` needs no account.
  */
 import { Aws, Token } from 'aws-cdk-lib';
-import type { S3TargetConfig, Topology } from '../functions/core/topology.js';
+import type { S3TargetConfig, Topology } from '../contracts/topology.js';
 
 /** An AWS account id is 12 digits: the length the pseudo parameter resolves to. */
 const ACCOUNT_ID_LENGTH = 12;

@@ -1,7 +1,7 @@
 /** One stack per region that holds S3 targets: their replica buckets and a log bucket. */
 import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
-import type { S3TargetConfig, Topology } from '../functions/core/topology.js';
+import type { S3TargetConfig, Topology } from '../contracts/topology.js';
 import { AccessLogBucket } from './constructs/access-log-bucket.js';
 import { ReplicaBucket } from './constructs/replica-bucket.js';
 import { replicaBucketName } from './naming.js';

@@ -19,9 +19,9 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { Topology } from '../contracts/topology.ts';
 import { sleep } from '../common/retry.ts';
 import { LIVE_FILES_INDEX } from '../functions/adapters/dynamo-ledger.ts';
-import type { Topology } from '../functions/core/topology.ts';
 
 export const LOCAL_NAMES = Object.freeze({
   table: 'mirror-ledger',

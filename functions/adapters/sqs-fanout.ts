@@ -1,7 +1,7 @@
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { ReplicationMessage } from '../core/model.js';
-import { deduplicationId, messageGroupId } from '../core/paths.js';
 import type { FanoutQueue } from '../core/ports.js';
+import { deduplicationId, messageGroupId } from '../core/shards.js';
 
 /** Target FIFO queues: group = path (in order per path), dedup = path + version (a resend within 5 min is dropped). */
 export class SqsFanout implements FanoutQueue {

@@ -11,12 +11,13 @@
  * - The head only moves forward; fan-out is deduplicated by the FIFO queues, and a fan-out that
  *   failed is retried from the feed (an outbox: see OUTBOX_GRACE_MS in lag.ts).
  */
+import type { PolicyTarget } from '../../contracts/paths.ts';
+import { targetSelects } from '../../contracts/topology.js';
 import { backoffMs, sleep } from '../../common/retry.ts';
 import { ClaimTakenError, VersionConflictError } from './errors.js';
 import type { Change, FileVersion, ReplicationMessage } from './model.js';
-import { type PolicyTarget, shardOf } from './paths.js';
 import type { Clock, FanoutQueue, Ledger } from './ports.js';
-import { targetSelects } from './topology.js';
+import { shardOf } from './shards.js';
 
 export interface CommitDeps {
   readonly ledger: Ledger;

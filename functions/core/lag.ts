@@ -8,11 +8,12 @@
  * at the first unapplied one in each shard, so each change is looked up once
  * on its way past the watermark, plus a bounded look-ahead to count the backlog.
  */
+
+import { targetSelects } from '../../contracts/topology.js';
 import { type Cursor, initialCursor } from './changes.js';
 import { fanOut } from './commit.js';
 import type { Change } from './model.js';
 import type { Clock, FanoutQueue, Ledger } from './ports.js';
-import { targetSelects } from './topology.js';
 
 export interface LagDeps {
   readonly ledger: Pick<

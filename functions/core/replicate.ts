@@ -4,10 +4,12 @@
  * message or the replica object claims. Versions of a path arrive in order (FIFO group = path)
  * but may repeat, come late or be forged: the target's ledger row decides "never backwards".
  */
+
+import type { PolicyTarget } from '../../contracts/paths.ts';
 import { replicationMessage } from './commit.js';
 import { ValidationError } from './errors.js';
 import type { FileVersion, ReplicationMessage } from './model.js';
-import { PathPolicy, type PolicyTarget } from './paths.js';
+import { PathPolicy } from './paths.js';
 import type { Clock, Ledger, Metrics, ReplicaStore } from './ports.js';
 
 export interface ReplicateDeps {

@@ -19,7 +19,7 @@ import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { Topology } from '../../functions/core/topology.js';
+import type { Topology } from '../../contracts/topology.js';
 import {
   LEDGER_ACCESS,
   type MirrorSettings,

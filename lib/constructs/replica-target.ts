@@ -8,7 +8,7 @@ import { Duration } from 'aws-cdk-lib';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import type { TargetConfig } from '../../functions/core/topology.js';
+import type { TargetConfig } from '../../contracts/topology.js';
 import {
   LEDGER_ACCESS,
   type MirrorSettings,

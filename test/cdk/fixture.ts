@@ -1,7 +1,7 @@
 /** Shared helpers for the CDK tests: build the app from an inline topology and read its templates. */
 import type { App } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
-import { parseTopology, type Topology } from '../../functions/core/topology.js';
+import { parseTopology, type Topology } from '../../contracts/topology.js';
 import { buildMirrorApp, createMirrorApp, type MirrorApp } from '../../lib/mirror-app.js';
 
 /** A topology with two S3 targets in one region (one with a key prefix and an explicit bucket name), one elsewhere, and a pull target. */

@@ -23,7 +23,7 @@ import { MirrorCliError } from '../../cli/errors.ts';
 import { commitVersion, replicationMessage } from '../../functions/core/commit.js';
 import { ingestBlob } from '../../functions/core/ingest.js';
 import type { FileVersion } from '../../functions/core/model.js';
-import { messageGroupId } from '../../functions/core/paths.js';
+import { messageGroupId } from '../../functions/core/shards.js';
 import { createUpload } from '../../functions/core/uploads.js';
 import { makeWorld, putBlob, randomBytes, sha256Hex, type World } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';

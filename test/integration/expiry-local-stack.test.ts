@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSample } from '../../cli/prom-text.ts';
-import { parseTopology } from '../../functions/core/topology.ts';
+import { parseTopology } from '../../contracts/topology.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
 import { type LocalApiResponse, localApi, sha256Hex } from '../support/local-api.js';
 import { waitFor } from '../support/wait.js';

@@ -23,7 +23,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, runCli } from '../../cli/program.ts';
 import { readSample } from '../../cli/prom-text.ts';
-import { parseTopology } from '../../functions/core/topology.ts';
+import { parseTopology } from '../../contracts/topology.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
 import { localApi } from '../support/local-api.js';
 import { waitFor as poll } from '../support/wait.js';

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { normalizePath } from '../../functions/core/paths.js';
+import { normalizePath } from '../../contracts/paths.ts';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Obj = { [key: string]: Json };
@@ -184,7 +184,7 @@ describe('docs/openapi.json', () => {
       'functions/handlers/api.ts',
       'functions/core/uploads.ts',
       'functions/core/possession.ts',
-      'functions/core/paths.ts',
+      'contracts/paths.ts',
       'functions/core/changes.ts',
       'functions/core/commit.ts',
       'functions/core/errors.ts',
@@ -290,6 +290,7 @@ describe('docs/openapi.json', () => {
     expect(prop('sha256').pattern).toBe('^[0-9a-fA-F]{64}$');
     expect(prop('contentType').maxLength).toBe(255);
     expect(prop('path').type).toBe('string');
+    // limits.maxUploadBytes is at most 50 GiB (contracts/topology.ts): what the ingest verifies in time.
     // limits.maxUploadBytes is at most 50 GiB (functions/core/topology.ts): what the ingest verifies in time.
     expect(prop('size')).toMatchObject({ type: 'integer', minimum: 0, maximum: 50 * 1024 ** 3 });
     expect(prop('ifVersion')).toMatchObject({ type: 'integer', minimum: 0 });

@@ -1,8 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { checkMirrorPath } from '../../../agent/safe-path.js';
+import { ancestorsOf, type PathOccupancy, PathPolicy, PathRuleError } from '../../../contracts/paths.ts';
 import { ValidationError } from '../../../functions/core/errors.js';
-import { ancestorsOf, type PathOccupancy, PathPolicy } from '../../../functions/core/paths.js';
+import { PathPolicy as DomainPathPolicy } from '../../../functions/core/paths.js';
 
 const targets = [
   { id: 'eu', kind: 's3' as const, keyPrefix: 'mirror/' },
@@ -14,7 +15,7 @@ function rule(fn: () => unknown): string {
   try {
     fn();
   } catch (error) {
-    if (error instanceof ValidationError) return `${error.code}: ${error.message}`;
+    if (error instanceof PathRuleError) return `${error.code}: ${error.message}`;
     throw error;
   }
   return 'accepted';
@@ -81,5 +82,30 @@ describe('the path policy', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('the domain raises a broken rule as ValidationError on field "path" with the same code and message', async () => {
+    const domain = new DomainPathPolicy(targets);
+    const refusal = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (error) {
+        return error;
+      }
+      return undefined;
+    };
+    for (const error of [refusal(() => domain.check('a//b')), refusal(() => domain.admit('a/versions'))]) {
+      expect(error).toBeInstanceOf(ValidationError);
+      expect(error).toMatchObject({ field: 'path', code: 'invalid_path', status: 400 });
+    }
+    expect((refusal(() => domain.check('a//b')) as Error).message).toBe(
+      (refusal(() => policy.check('a//b')) as Error).message,
+    );
+    await expect(domain.checkOccupancy('media/a/b.jpg', occupancy(['media/a']))).rejects.toMatchObject({
+      name: 'ValidationError',
+      field: 'path',
+      code: 'path_conflict',
+      status: 400,
+    });
   });
 });

@@ -1,13 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../../../functions/core/errors.js';
-import {
-  deduplicationId,
-  messageGroupId,
-  normalizePath,
-  S3_MAX_KEY_BYTES,
-  shardOf,
-} from '../../../functions/core/paths.js';
+import { normalizePath, PathRuleError, S3_MAX_KEY_BYTES } from '../../../contracts/paths.ts';
+import { deduplicationId, messageGroupId, shardOf } from '../../../functions/core/shards.js';
 
 const segment = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 12 }).filter(
   (s) =>
@@ -38,7 +32,7 @@ describe('normalizePath', () => {
         fc.array(segment, { maxLength: 4 }),
         fc.constantFrom('.', '..'),
         (a, b, dots) => {
-          expect(() => normalizePath([...a, dots, ...b].join('/'))).toThrow(ValidationError);
+          expect(() => normalizePath([...a, dots, ...b].join('/'))).toThrow(PathRuleError);
         },
       ),
     );
@@ -58,9 +52,9 @@ describe('normalizePath', () => {
       normalizePath(path);
       expect.unreachable();
     } catch (error) {
-      expect(error).toBeInstanceOf(ValidationError);
-      expect((error as ValidationError).field).toBe('path');
-      expect((error as ValidationError).message).toContain(rule);
+      expect(error).toBeInstanceOf(PathRuleError);
+      expect((error as PathRuleError).field).toBe('path');
+      expect((error as PathRuleError).message).toContain(rule);
     }
   });
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseTopology, targetSelects } from '../../../functions/core/topology.js';
+import { parseTopology, targetSelects } from '../../../contracts/topology.js';
 import { contentTypeAllowed } from '../../../functions/core/uploads.js';
 
 describe('topology', () => {
