@@ -291,7 +291,6 @@ describe('docs/openapi.json', () => {
     expect(prop('contentType').maxLength).toBe(255);
     expect(prop('path').type).toBe('string');
     // limits.maxUploadBytes is at most 50 GiB (contracts/topology.ts): what the ingest verifies in time.
-    // limits.maxUploadBytes is at most 50 GiB (functions/core/topology.ts): what the ingest verifies in time.
     expect(prop('size')).toMatchObject({ type: 'integer', minimum: 0, maximum: 50 * 1024 ** 3 });
     expect(prop('ifVersion')).toMatchObject({ type: 'integer', minimum: 0 });
   });
