@@ -19,8 +19,8 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { Topology } from '../contracts/topology.ts';
 import { sleep } from '../common/retry.ts';
+import type { Topology } from '../contracts/topology.ts';
 import { LIVE_FILES_INDEX } from '../functions/adapters/dynamo-ledger.ts';
 
 export const LOCAL_NAMES = Object.freeze({

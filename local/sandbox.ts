@@ -41,7 +41,7 @@ import {
 import { LocalMetrics } from './metrics.ts';
 import { portFromEnv } from './net.ts';
 import { ensureResources, putBucketCors, type Resources, type TargetResources } from './resources.ts';
-import { createS3Notifier } from './s3-notifier.ts';
+import { createS3Notifier, type S3Notifier } from './s3-notifier.ts';
 import { LocalScheduler, type ScheduleStats } from './scheduler.ts';
 
 export type { SandboxAgent, SandboxAgentTuning } from './agents.ts';
@@ -240,370 +240,535 @@ function runtimeTargets(targets: readonly TargetResources[]): string {
   );
 }
 
-export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbox> {
-  const started = Date.now();
+/** What the start reads from options and the environment, settled before anything starts. */
+interface Settings {
+  readonly env: NodeJS.ProcessEnv;
+  readonly cwd: string;
+  readonly log: (message: string) => void;
+  readonly report: (e: Error) => void;
+  readonly dataDir: string;
+  readonly ports: {
+    readonly api: number;
+    readonly s3: number;
+    readonly sqs: number;
+    readonly dynamodb: number;
+  };
+  readonly topology: Topology;
+  readonly region: string;
+  readonly schedules: SandboxSchedules | undefined;
+  readonly intervals: { readonly lag: number; readonly reconcile: number };
+  readonly tuning: Required<NonNullable<SandboxOptions['queues']>>;
+}
+
+async function settingsOf(options: SandboxOptions): Promise<Settings> {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
   const log = options.log ?? ((m: string) => console.error(`[sandbox] ${m}`));
-  const report = (e: Error) => log(e.message);
-  const dataDir = resolveDataDir(options.dataDir, env, cwd);
-  const ports = {
-    api: options.port ?? portFromEnv(env, 'PORT', DEFAULT_PORTS.api),
-    s3: options.s3Port ?? portFromEnv(env, 'MIRROR_S3_PORT', DEFAULT_PORTS.s3),
-    sqs: options.sqsPort ?? portFromEnv(env, 'MIRROR_SQS_PORT', DEFAULT_PORTS.sqs),
-    dynamodb: options.dynamodbPort ?? portFromEnv(env, 'MIRROR_DYNAMODB_PORT', DEFAULT_PORTS.dynamodb),
-  };
   const topology = options.topology ?? (await loadTopology(cwd));
-  const region = topology.homeRegion;
   const schedules = options.schedules === false ? undefined : (options.schedules ?? {});
-  const intervals = {
-    lag:
-      schedules?.lagIntervalSeconds ??
-      secondsFromEnv(env, 'MIRROR_LAG_INTERVAL_SECONDS', DEFAULT_INTERVALS.lag),
-    reconcile:
-      schedules?.reconcileIntervalSeconds ??
-      secondsFromEnv(env, 'MIRROR_RECONCILE_INTERVAL_SECONDS', DEFAULT_INTERVALS.reconcile),
+  return {
+    env,
+    cwd,
+    log,
+    report: (e: Error) => log(e.message),
+    dataDir: resolveDataDir(options.dataDir, env, cwd),
+    ports: {
+      api: options.port ?? portFromEnv(env, 'PORT', DEFAULT_PORTS.api),
+      s3: options.s3Port ?? portFromEnv(env, 'MIRROR_S3_PORT', DEFAULT_PORTS.s3),
+      sqs: options.sqsPort ?? portFromEnv(env, 'MIRROR_SQS_PORT', DEFAULT_PORTS.sqs),
+      dynamodb: options.dynamodbPort ?? portFromEnv(env, 'MIRROR_DYNAMODB_PORT', DEFAULT_PORTS.dynamodb),
+    },
+    topology,
+    region: topology.homeRegion,
+    schedules,
+    intervals: {
+      lag:
+        schedules?.lagIntervalSeconds ??
+        secondsFromEnv(env, 'MIRROR_LAG_INTERVAL_SECONDS', DEFAULT_INTERVALS.lag),
+      reconcile:
+        schedules?.reconcileIntervalSeconds ??
+        secondsFromEnv(env, 'MIRROR_RECONCILE_INTERVAL_SECONDS', DEFAULT_INTERVALS.reconcile),
+    },
+    tuning: {
+      ingestVisibilityTimeout: options.queues?.ingestVisibilityTimeout ?? 30,
+      targetVisibilityTimeout: options.queues?.targetVisibilityTimeout ?? 30,
+      maxReceiveCount: options.queues?.maxReceiveCount ?? 5,
+    },
   };
-  const tuning = {
-    ingestVisibilityTimeout: options.queues?.ingestVisibilityTimeout ?? 30,
-    targetVisibilityTimeout: options.queues?.targetVisibilityTimeout ?? 30,
-    maxReceiveCount: options.queues?.maxReceiveCount ?? 5,
-  };
+}
 
-  // Each step that starts something pushes how to stop it; teardown runs them in reverse.
-  const steps: Array<{ name: string; stop: () => Promise<void> | void }> = [];
-  let stopping: Promise<void> | undefined;
-  const teardown = () => {
-    stopping ??= (async () => {
-      for (const step of steps.reverse()) {
+/** Each step that starts something pushes how to stop it; `run` stops them in reverse, once. */
+class Teardown {
+  private readonly steps: Array<{ name: string; stop: () => Promise<void> | void }> = [];
+  private stopping: Promise<void> | undefined;
+
+  constructor(private readonly log: (message: string) => void) {}
+
+  push(name: string, stop: () => Promise<void> | void): void {
+    this.steps.push({ name, stop });
+  }
+
+  run = (): Promise<void> => {
+    this.stopping ??= (async () => {
+      for (const step of this.steps.reverse()) {
         try {
           await step.stop();
         } catch (err) {
-          log(`stopping ${step.name} failed: ${(err as Error).message}`);
+          this.log(`stopping ${step.name} failed: ${(err as Error).message}`);
         }
       }
-      steps.length = 0;
+      this.steps.length = 0;
     })();
-    return stopping;
+    return this.stopping;
   };
+}
 
-  try {
-    const lock = await lockDataDir(dataDir);
-    steps.push({ name: 'data folder lock', stop: () => lock.release() });
-    const token = await loadOrCreateToken(dataDir, options.apiToken ?? env.MIRROR_API_TOKEN);
+interface Emulators {
+  readonly dynamo: Awaited<ReturnType<typeof startDynamo>>;
+  readonly s3: Awaited<ReturnType<typeof startS3>>;
+  readonly sqs: Awaited<ReturnType<typeof startSqs>>;
+}
 
-    // 1. Emulators.
-    const dynamo = await startDynamo({ dir: resolve(dataDir, 'dynamodb'), port: ports.dynamodb });
-    steps.push({ name: 'DynamoDB emulator', stop: () => dynamo.stop() });
-    const s3 = await startS3({ dir: resolve(dataDir, 's3'), port: ports.s3 });
-    steps.push({ name: 'S3 emulator', stop: () => s3.stop() });
-    const sqs = await startSqs({ port: ports.sqs, region });
-    steps.push({ name: 'SQS emulator', stop: () => sqs.stop() });
+interface Clients {
+  readonly s3: S3Client;
+  readonly sqs: SQSClient;
+  readonly dynamodb: DynamoDBClient;
+}
 
-    // The SDK annotates the credentials object it is given: each client gets its own copy.
-    const credentials = () => ({ ...LOCAL_CREDENTIALS });
-    const clients = {
-      s3: new S3Client({
-        region,
-        endpoint: s3.endpoint,
-        credentials: credentials(),
-        forcePathStyle: true,
-        requestChecksumCalculation: 'WHEN_REQUIRED',
-        responseChecksumValidation: 'WHEN_REQUIRED',
-      }),
-      sqs: new SQSClient({ region, endpoint: sqs.endpoint, credentials: credentials() }),
-      dynamodb: new DynamoDBClient({ region, endpoint: dynamo.endpoint, credentials: credentials() }),
+/** The SDK annotates the credentials object it is given: each client gets its own copy. */
+const credentials = () => ({ ...LOCAL_CREDENTIALS });
+
+/** Step 1: the emulators, on their ports, keeping state in the data folder. */
+async function startEmulators(settings: Settings, teardown: Teardown): Promise<Emulators> {
+  const { dataDir, ports, region } = settings;
+  const dynamo = await startDynamo({ dir: resolve(dataDir, 'dynamodb'), port: ports.dynamodb });
+  teardown.push('DynamoDB emulator', () => dynamo.stop());
+  const s3 = await startS3({ dir: resolve(dataDir, 's3'), port: ports.s3 });
+  teardown.push('S3 emulator', () => s3.stop());
+  const sqs = await startSqs({ port: ports.sqs, region });
+  teardown.push('SQS emulator', () => sqs.stop());
+  return { dynamo, s3, sqs };
+}
+
+function createClients(region: string, emulators: Emulators, teardown: Teardown): Clients {
+  const clients = {
+    s3: new S3Client({
+      region,
+      endpoint: emulators.s3.endpoint,
+      credentials: credentials(),
+      forcePathStyle: true,
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    }),
+    sqs: new SQSClient({ region, endpoint: emulators.sqs.endpoint, credentials: credentials() }),
+    dynamodb: new DynamoDBClient({ region, endpoint: emulators.dynamo.endpoint, credentials: credentials() }),
+  };
+  teardown.push('sandbox clients', () => {
+    clients.s3.destroy();
+    clients.sqs.destroy();
+    clients.dynamodb.destroy();
+  });
+  return clients;
+}
+
+/** Every function's stdout also feeds /metrics (its EMF lines), as CloudWatch Logs feeds metrics. */
+function createMetrics(settings: Settings, resources: Resources, clients: Clients): LocalMetrics {
+  return new LocalMetrics({
+    targets: resources.targets,
+    dlqs: [
+      { queue: resources.ingest.dlq.name, url: resources.ingest.dlq.url },
+      ...resources.targets.map((t) => ({ queue: t.dlq.name, url: t.dlq.url, target: t.id })),
+    ],
+    queueDepth: async (url) => {
+      const out = await clients.sqs.send(
+        new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages'] }),
+      );
+      return Number(out.Attributes?.ApproximateNumberOfMessages ?? 0);
+    },
+    onError: settings.report,
+  });
+}
+
+/** The environment every function shares: the resources, the limits, the emulators' endpoints. */
+function sharedFunctionEnv(
+  settings: Settings,
+  resources: Resources,
+  emulators: Emulators,
+): Record<string, string> {
+  const { topology, region } = settings;
+  return {
+    ...hostBasics(settings.env),
+    MIRROR_TABLE: resources.table,
+    MIRROR_ORIGIN_BUCKET: resources.originBucket,
+    MIRROR_FEED_SHARDS: String(topology.feedShards),
+    MIRROR_MAX_UPLOAD_BYTES: String(topology.limits.maxUploadBytes),
+    MIRROR_MULTIPART_THRESHOLD_BYTES: String(topology.limits.multipartThresholdBytes),
+    MIRROR_CONTENT_TYPES: JSON.stringify(topology.limits.contentTypes),
+    MIRROR_PRESIGN_TTL_SECONDS: String(topology.limits.presignTtlSeconds),
+    MIRROR_S3_FORCE_PATH_STYLE: 'true',
+    AWS_REGION: region,
+    AWS_DEFAULT_REGION: region,
+    AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+    AWS_ENDPOINT_URL_S3: emulators.s3.endpoint,
+    AWS_ENDPOINT_URL_SQS: emulators.sqs.endpoint,
+    AWS_ENDPOINT_URL_DYNAMODB: emulators.dynamo.endpoint,
+    // The host already warned once about its Node version; every worker would repeat it.
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+  };
+}
+
+interface Functions {
+  readonly api: LocalFunction;
+  readonly ingest: LocalFunction;
+  readonly lagMonitor: LocalFunction;
+  readonly reconciler: LocalFunction;
+  readonly replicators: ReadonlyArray<{ readonly target: TargetResources; readonly fn: LocalFunction }>;
+}
+
+/** Step 3: the functions, each in its own worker threads with its own environment. */
+function startFunctions(
+  options: SandboxOptions,
+  settings: Settings,
+  teardown: Teardown,
+  deps: { resources: Resources; emulators: Emulators; fnLog: LogSink },
+): Functions {
+  const { resources } = deps;
+  const shared = sharedFunctionEnv(settings, resources, deps.emulators);
+  const makeFunction = (
+    spec: Omit<FunctionSpec, 'env' | 'region'> & { env: Record<string, string> },
+  ): LocalFunction => {
+    const fullEnv = {
+      ...shared,
+      ...spec.env,
+      AWS_LAMBDA_FUNCTION_NAME: spec.name,
+      AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
+      AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(spec.memoryMb ?? 1024),
+      AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${spec.name}`,
+      LAMBDA_TASK_ROOT: PROJECT_ROOT,
+      ...options.functionEnv,
     };
-    steps.push({
-      name: 'sandbox clients',
-      stop: () => {
-        clients.s3.destroy();
-        clients.sqs.destroy();
-        clients.dynamodb.destroy();
-      },
-    });
-
-    // 2. Resources.
-    const resources: Resources = await ensureResources(clients, topology, tuning);
-
-    // 3. Functions, each in its own worker threads with its own environment.
-    const shared: Record<string, string> = {
-      ...hostBasics(env),
-      MIRROR_TABLE: resources.table,
-      MIRROR_ORIGIN_BUCKET: resources.originBucket,
-      MIRROR_FEED_SHARDS: String(topology.feedShards),
-      MIRROR_MAX_UPLOAD_BYTES: String(topology.limits.maxUploadBytes),
-      MIRROR_MULTIPART_THRESHOLD_BYTES: String(topology.limits.multipartThresholdBytes),
-      MIRROR_CONTENT_TYPES: JSON.stringify(topology.limits.contentTypes),
-      MIRROR_PRESIGN_TTL_SECONDS: String(topology.limits.presignTtlSeconds),
-      MIRROR_S3_FORCE_PATH_STYLE: 'true',
-      AWS_REGION: region,
-      AWS_DEFAULT_REGION: region,
-      AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
-      AWS_ENDPOINT_URL_S3: s3.endpoint,
-      AWS_ENDPOINT_URL_SQS: sqs.endpoint,
-      AWS_ENDPOINT_URL_DYNAMODB: dynamo.endpoint,
-      // The host already warned once about its Node version; every worker would repeat it.
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-    };
-    // Every function's stdout also feeds /metrics (its EMF lines), as CloudWatch Logs feeds metrics.
-    const metrics = new LocalMetrics({
-      targets: resources.targets,
-      dlqs: [
-        { queue: resources.ingest.dlq.name, url: resources.ingest.dlq.url },
-        ...resources.targets.map((t) => ({ queue: t.dlq.name, url: t.dlq.url, target: t.id })),
-      ],
-      queueDepth: async (url) => {
-        const out = await clients.sqs.send(
-          new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages'] }),
-        );
-        return Number(out.Attributes?.ApproximateNumberOfMessages ?? 0);
-      },
-      onError: report,
-    });
-    const sink = options.functionLog ?? consoleLogSink;
-    const fnLog: LogSink = (name, line, stream) => {
-      if (stream === 'stdout') metrics.observeLine(line);
-      sink(name, line, stream);
-    };
-    const makeFunction = (
-      spec: Omit<FunctionSpec, 'env' | 'region'> & { env: Record<string, string> },
-    ): LocalFunction => {
-      const fullEnv = {
-        ...shared,
-        ...spec.env,
-        AWS_LAMBDA_FUNCTION_NAME: spec.name,
-        AWS_LAMBDA_FUNCTION_VERSION: '$LATEST',
-        AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
-        AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(spec.memoryMb ?? 1024),
-        AWS_LAMBDA_LOG_GROUP_NAME: `/aws/lambda/${spec.name}`,
-        LAMBDA_TASK_ROOT: PROJECT_ROOT,
-        ...options.functionEnv,
-      };
-      const fn = new LocalFunction({ ...spec, env: fullEnv, region }, fnLog, options.onInvocation);
-      steps.push({ name: `function ${spec.name}`, stop: () => fn.stop() });
-      return fn;
-    };
-    const allTargets = runtimeTargets(resources.targets);
-    const api = makeFunction({
+    const fn = new LocalFunction(
+      { ...spec, env: fullEnv, region: settings.region },
+      deps.fnLog,
+      options.onInvocation,
+    );
+    teardown.push(`function ${spec.name}`, () => fn.stop());
+    return fn;
+  };
+  const allTargets = runtimeTargets(resources.targets);
+  const handler = (name: keyof NonNullable<SandboxOptions['handlers']>) =>
+    options.handlers?.[name] ?? handlerPath(name);
+  return {
+    api: makeFunction({
       name: 'api',
-      module: options.handlers?.api ?? handlerPath('api'),
+      module: handler('api'),
       env: { MIRROR_TARGETS: allTargets },
       timeoutSeconds: 29,
       memoryMb: 512,
-    });
-    const ingest = makeFunction({
+    }),
+    ingest: makeFunction({
       name: 'ingest',
-      module: options.handlers?.ingest ?? handlerPath('ingest'),
+      module: handler('ingest'),
       env: { MIRROR_TARGETS: allTargets },
       // Lambda requires the queue's visibility timeout to be at least the function's timeout.
-      timeoutSeconds: tuning.ingestVisibilityTimeout,
+      timeoutSeconds: settings.tuning.ingestVisibilityTimeout,
       memoryMb: 1024,
       maxConcurrency: 5,
-    });
+    }),
     // Scheduled functions (EventBridge rules on AWS): the same environment as the ingest.
-    const lagMonitor = makeFunction({
+    lagMonitor: makeFunction({
       name: 'lag-monitor',
-      module: options.handlers?.['lag-monitor'] ?? handlerPath('lag-monitor'),
+      module: handler('lag-monitor'),
       env: { MIRROR_TARGETS: allTargets },
       timeoutSeconds: 60,
       memoryMb: 256,
       maxConcurrency: 1,
-    });
-    const reconciler = makeFunction({
+    }),
+    reconciler: makeFunction({
       name: 'reconcile',
-      module: options.handlers?.reconcile ?? handlerPath('reconcile'),
+      module: handler('reconcile'),
       env: { MIRROR_TARGETS: allTargets },
       timeoutSeconds: 900,
       memoryMb: 512,
       maxConcurrency: 1,
-    });
-    const replicators = resources.targets
+    }),
+    replicators: resources.targets
       .filter((t) => t.kind === 's3')
       .map((t) => ({
         target: t,
         fn: makeFunction({
           name: `replicate-${t.id}`,
-          module: options.handlers?.replicate ?? handlerPath('replicate'),
+          module: handler('replicate'),
           // Like the CDK app, a replicate function learns its own target only.
           env: { MIRROR_TARGET_ID: t.id, MIRROR_TARGETS: runtimeTargets([t]) },
-          timeoutSeconds: tuning.targetVisibilityTimeout,
+          timeoutSeconds: settings.tuning.targetVisibilityTimeout,
           memoryMb: 512,
           maxConcurrency: 5,
         }),
-      }));
+      })),
+  };
+}
 
-    // 4. S3 notifications: origin bucket, blobs/ prefix, ObjectCreated -> ingest queue.
-    const notifier = createS3Notifier({
-      sqs: clients.sqs,
-      bucket: resources.originBucket,
-      prefix: 'blobs/',
-      queueUrl: resources.ingest.queue.url,
-      region,
-      head: async (bucket, key) => {
-        const out = await clients.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-        return { size: out.ContentLength ?? 0, eTag: (out.ETag ?? '').replace(/"/g, '') };
-      },
-      onError: report,
+/** Size and ETag of an object, as an S3 notification carries them. */
+async function headObject(s3: S3Client, bucket: string, key: string) {
+  const out = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+  return { size: out.ContentLength ?? 0, eTag: (out.ETag ?? '').replace(/"/g, '') };
+}
+
+/** Step 4: S3 notifications: origin bucket, blobs/ prefix, ObjectCreated -> ingest queue. */
+function startNotifications(
+  settings: Settings,
+  teardown: Teardown,
+  deps: { resources: Resources; clients: Clients; emulators: Emulators },
+): S3Notifier {
+  const { resources, clients } = deps;
+  const notifier = createS3Notifier({
+    sqs: clients.sqs,
+    bucket: resources.originBucket,
+    prefix: 'blobs/',
+    queueUrl: resources.ingest.queue.url,
+    region: settings.region,
+    head: (bucket, key) => headObject(clients.s3, bucket, key),
+    onError: settings.report,
+  });
+  const unsubscribe = deps.emulators.s3.onObjectCreated((e) => notifier.notify(e));
+  teardown.push('S3 notifications', async () => {
+    unsubscribe();
+    await notifier.drain();
+  });
+  return notifier;
+}
+
+/** Step 5: event-source mappings (pull targets' queues are for their agents). */
+function startMappings(
+  options: SandboxOptions,
+  settings: Settings,
+  teardown: Teardown,
+  deps: { resources: Resources; clients: Clients; functions: Functions },
+): Map<string, SqsEventSourceMapping> {
+  const mappings = new Map<string, SqsEventSourceMapping>();
+  const { batchSize, waitTimeSeconds } = options.polling ?? {};
+  const map = (queue: Resources['ingest']['queue'], fn: LocalFunction) => {
+    const mapping = new SqsEventSourceMapping({
+      sqs: deps.clients.sqs,
+      queue,
+      fn,
+      region: settings.region,
+      ...(batchSize === undefined ? {} : { batchSize }),
+      ...(waitTimeSeconds === undefined ? {} : { waitTimeSeconds }),
+      onError: settings.report,
     });
-    const unsubscribe = s3.onObjectCreated((e) => notifier.notify(e));
-    steps.push({
-      name: 'S3 notifications',
-      stop: async () => {
-        unsubscribe();
-        await notifier.drain();
-      },
+    mapping.start();
+    mappings.set(fn.name, mapping);
+    teardown.push(`event source ${mapping.description}`, () => mapping.stop());
+  };
+  map(deps.resources.ingest.queue, deps.functions.ingest);
+  for (const { target, fn } of deps.functions.replicators) map(target.queue, fn);
+  return mappings;
+}
+
+/**
+ * Step 6: the API front, then CORS on the origin bucket for its origin and the configured ones.
+ * The page is built from web/ into the data folder (about 0.1 s) unless a folder is given.
+ */
+async function startFront(
+  options: SandboxOptions,
+  settings: Settings,
+  teardown: Teardown,
+  deps: { token: string; api: LocalFunction; metrics: LocalMetrics; clients: Clients; resources: Resources },
+) {
+  const { dataDir, cwd, topology } = settings;
+  const { metrics } = deps;
+  const builtWeb = options.webDir === undefined ? join(dataDir, 'web') : undefined;
+  if (builtWeb) await buildWeb(builtWeb);
+  const webDir = options.webDir === null ? undefined : (builtWeb ?? resolve(cwd, options.webDir as string));
+  const front = await startApiFront({
+    port: settings.ports.api,
+    role: PORT_ROLES.api,
+    token: deps.token,
+    fn: deps.api,
+    corsOrigins: topology.api.corsOrigins,
+    webDir,
+    metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
+    onError: settings.report,
+  });
+  teardown.push('API front', () => front.stop());
+  // The page reads its API address and token from here (served to its own origin only),
+  // and the origins an `?api=` address may name.
+  if (builtWeb) {
+    await writeFile(
+      join(builtWeb, 'config.json'),
+      JSON.stringify({ api: front.url, token: deps.token, origins: front.origins }),
+    );
+  }
+  await putBucketCors(deps.clients.s3, deps.resources.originBucket, front.origins);
+  return front;
+}
+
+function endpointsOf(
+  settings: Settings,
+  deps: { front: { url: string }; token: string; emulators: Emulators; resources: Resources },
+): SandboxEndpoints {
+  const { resources, emulators, front } = deps;
+  return {
+    api: front.url,
+    token: deps.token,
+    metrics: `${front.url}/metrics`,
+    s3: {
+      endpoint: emulators.s3.endpoint,
+      region: settings.region,
+      credentials: credentials(),
+      forcePathStyle: true,
+    },
+    sqs: { endpoint: emulators.sqs.endpoint },
+    dynamodb: { endpoint: emulators.dynamo.endpoint },
+    table: resources.table,
+    originBucket: resources.originBucket,
+    feedShards: settings.topology.feedShards,
+    ingest: { queue: resources.ingest.queue.url, dlq: resources.ingest.dlq.url },
+    targets: Object.fromEntries(resources.targets.map((t) => [t.id, endpointOfTarget(t)])),
+  };
+}
+
+function endpointOfTarget(t: TargetResources): SandboxTarget {
+  return {
+    kind: t.kind,
+    ...(t.bucket === undefined ? {} : { bucket: t.bucket }),
+    ...(t.kind === 's3' ? { region: t.region, keyPrefix: t.keyPrefix } : {}),
+    ...(t.pathPrefix === undefined ? {} : { pathPrefix: t.pathPrefix }),
+    ...(t.dryRun ? { dryRun: true as const } : {}),
+    queue: t.queue.url,
+    dlq: t.dlq.url,
+  };
+}
+
+/** Step 7: agents, one per pull target (after the functions; stopped before them). */
+async function startAgents(
+  options: SandboxOptions,
+  settings: Settings,
+  teardown: Teardown,
+  deps: { endpoints: SandboxEndpoints; resources: Resources; metrics: LocalMetrics; sink: LogSink },
+): Promise<Map<string, SandboxAgent>> {
+  const agents = new Map<string, SandboxAgent>();
+  const agentOption = options.agents ?? DEFAULT_AGENTS;
+  if (agentOption === false) return agents;
+  for (const target of deps.resources.targets) {
+    if (target.kind !== 'pull') continue;
+    const agent = createSandboxAgent({
+      endpoints: deps.endpoints,
+      targetId: target.id,
+      dataDir: settings.dataDir,
+      feedShards: settings.topology.feedShards,
+      pathPrefix: target.pathPrefix,
+      tuning: agentOption === true ? {} : agentOption,
+      writeLine: (line) => deps.sink(`agent-${target.id}`, line, 'stderr'),
+      onOutcome: (v, outcome) => deps.metrics.observeAgentOutcome(target.id, outcome, v.committedAt),
     });
+    await agent.start();
+    agents.set(target.id, agent);
+    teardown.push(`agent ${target.id}`, () => agent.stop());
+  }
+  return agents;
+}
 
-    // 5. Event-source mappings (pull targets' queues are for their agents).
-    const mappings = new Map<string, SqsEventSourceMapping>();
-    const polling = {
-      batchSize: options.polling?.batchSize,
-      waitTimeSeconds: options.polling?.waitTimeSeconds,
-    };
-    const map = (queue: Resources['ingest']['queue'], fn: LocalFunction) => {
-      const mapping = new SqsEventSourceMapping({
-        sqs: clients.sqs,
-        queue,
-        fn,
-        region,
-        ...(polling.batchSize === undefined ? {} : { batchSize: polling.batchSize }),
-        ...(polling.waitTimeSeconds === undefined ? {} : { waitTimeSeconds: polling.waitTimeSeconds }),
-        onError: report,
-      });
-      mapping.start();
-      mappings.set(fn.name, mapping);
-      steps.push({ name: `event source ${mapping.description}`, stop: () => mapping.stop() });
-    };
-    map(resources.ingest.queue, ingest);
-    for (const { target, fn } of replicators) map(target.queue, fn);
+/** Step 8a: the schedules (EventBridge rules on AWS); with schedules off they run on demand only. */
+function startSchedules(settings: Settings, teardown: Teardown, functions: Functions): LocalScheduler {
+  const { schedules, intervals } = settings;
+  const scheduler = new LocalScheduler({ region: settings.region, onError: settings.report });
+  scheduler.add({ name: LAG_RULE, fn: functions.lagMonitor, everySeconds: schedules ? intervals.lag : 0 });
+  scheduler.add({
+    name: RECONCILE_RULE,
+    fn: functions.reconciler,
+    everySeconds: schedules ? intervals.reconcile : 0,
+  });
+  scheduler.start();
+  teardown.push('schedules', () => scheduler.stop());
+  return scheduler;
+}
 
-    // 6. API front, then CORS on the origin bucket for its origin and the configured ones.
-    // The page is built from web/ into the data folder (about 0.1 s) unless a folder is given.
-    const builtWeb = options.webDir === undefined ? join(dataDir, 'web') : undefined;
-    if (builtWeb) await buildWeb(builtWeb);
-    const webDir = options.webDir === null ? undefined : (builtWeb ?? resolve(cwd, options.webDir as string));
-    const front = await startApiFront({
-      port: ports.api,
-      role: PORT_ROLES.api,
+/** The blob's size and ETag, or undefined when it is not stored. */
+async function headIfStored(s3: S3Client, bucket: string, key: string) {
+  try {
+    return await headObject(s3, bucket, key);
+  } catch (err) {
+    if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404)
+      return undefined;
+    throw err;
+  }
+}
+
+/** Step 8b: the start-up convergence, in the background; stopping aborts and awaits it. */
+function startConvergence(
+  settings: Settings,
+  teardown: Teardown,
+  deps: { clients: Clients; resources: Resources; notifier: S3Notifier; scheduler: LocalScheduler },
+): Promise<ConvergenceReport> {
+  const { schedules } = settings;
+  const { clients, resources } = deps;
+  const abort = new AbortController();
+  const converged = converge({
+    renotifyAtStart: schedules !== undefined && schedules.renotifyAtStart !== false,
+    reconcileAtStart: schedules !== undefined && schedules.reconcileAtStart !== false,
+    signal: abort.signal,
+    ledger: new DynamoLedger(clients.dynamodb, resources.table),
+    head: (key) => headIfStored(clients.s3, resources.originBucket, key),
+    notify: (e) => deps.notifier.notify(e),
+    bucket: resources.originBucket,
+    reconcile: () => deps.scheduler.run(RECONCILE_RULE) as Promise<ReconcileReport>,
+    log: settings.log,
+  });
+  teardown.push('start-up convergence', async () => {
+    abort.abort();
+    await converged;
+  });
+  return converged;
+}
+
+export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbox> {
+  const started = Date.now();
+  const settings = await settingsOf(options);
+  const { dataDir, env } = settings;
+  const teardown = new Teardown(settings.log);
+  try {
+    const lock = await lockDataDir(dataDir);
+    teardown.push('data folder lock', () => lock.release());
+    const token = await loadOrCreateToken(dataDir, options.apiToken ?? env.MIRROR_API_TOKEN);
+    const emulators = await startEmulators(settings, teardown);
+    const clients = createClients(settings.region, emulators, teardown);
+    // Step 2: the table, buckets and queues.
+    const resources = await ensureResources(clients, settings.topology, settings.tuning);
+    const metrics = createMetrics(settings, resources, clients);
+    const sink = options.functionLog ?? consoleLogSink;
+    const fnLog: LogSink = (name, line, stream) => {
+      if (stream === 'stdout') metrics.observeLine(line);
+      sink(name, line, stream);
+    };
+    const functions = startFunctions(options, settings, teardown, { resources, emulators, fnLog });
+    const notifier = startNotifications(settings, teardown, { resources, clients, emulators });
+    const mappings = startMappings(options, settings, teardown, { resources, clients, functions });
+    const front = await startFront(options, settings, teardown, {
       token,
-      fn: api,
-      corsOrigins: topology.api.corsOrigins,
-      webDir,
-      metrics: async () => ({ contentType: metrics.contentType, body: await metrics.text() }),
-      onError: report,
+      api: functions.api,
+      metrics,
+      clients,
+      resources,
     });
-    steps.push({ name: 'API front', stop: () => front.stop() });
-    // The page reads its API address and token from here (served to its own origin only),
-    // and the origins an `?api=` address may name.
-    if (builtWeb) {
-      await writeFile(
-        join(builtWeb, 'config.json'),
-        JSON.stringify({ api: front.url, token, origins: front.origins }),
-      );
-    }
-    await putBucketCors(clients.s3, resources.originBucket, front.origins);
-
-    const endpoints: SandboxEndpoints = {
-      api: front.url,
-      token,
-      metrics: `${front.url}/metrics`,
-      s3: { endpoint: s3.endpoint, region, credentials: credentials(), forcePathStyle: true },
-      sqs: { endpoint: sqs.endpoint },
-      dynamodb: { endpoint: dynamo.endpoint },
-      table: resources.table,
-      originBucket: resources.originBucket,
-      feedShards: topology.feedShards,
-      ingest: { queue: resources.ingest.queue.url, dlq: resources.ingest.dlq.url },
-      targets: Object.fromEntries(
-        resources.targets.map((t) => [
-          t.id,
-          {
-            kind: t.kind,
-            ...(t.bucket === undefined ? {} : { bucket: t.bucket }),
-            ...(t.kind === 's3' ? { region: t.region, keyPrefix: t.keyPrefix } : {}),
-            ...(t.pathPrefix === undefined ? {} : { pathPrefix: t.pathPrefix }),
-            ...(t.dryRun ? { dryRun: true as const } : {}),
-            queue: t.queue.url,
-            dlq: t.dlq.url,
-          },
-        ]),
-      ),
-    };
-
-    // 7. Agents, one per pull target (after the functions; stopped before them).
-    const agents = new Map<string, SandboxAgent>();
-    const agentOption = options.agents ?? DEFAULT_AGENTS;
-    if (agentOption !== false) {
-      for (const target of resources.targets) {
-        if (target.kind !== 'pull') continue;
-        const agent = createSandboxAgent({
-          endpoints,
-          targetId: target.id,
-          dataDir,
-          feedShards: topology.feedShards,
-          pathPrefix: target.pathPrefix,
-          tuning: agentOption === true ? {} : agentOption,
-          writeLine: (line) => sink(`agent-${target.id}`, line, 'stderr'),
-          onOutcome: (v, outcome) => metrics.observeAgentOutcome(target.id, outcome, v.committedAt),
-        });
-        await agent.start();
-        agents.set(target.id, agent);
-        steps.push({ name: `agent ${target.id}`, stop: () => agent.stop() });
-      }
-    }
-
-    // 8. Schedules (EventBridge rules on AWS) and the start-up convergence.
-    const scheduler = new LocalScheduler({ region, onError: report });
-    scheduler.add({ name: LAG_RULE, fn: lagMonitor, everySeconds: schedules ? intervals.lag : 0 });
-    scheduler.add({
-      name: RECONCILE_RULE,
-      fn: reconciler,
-      everySeconds: schedules ? intervals.reconcile : 0,
-    });
-    scheduler.start();
-    steps.push({ name: 'schedules', stop: () => scheduler.stop() });
-    const abort = new AbortController();
-    const converged = converge({
-      renotifyAtStart: schedules !== undefined && schedules.renotifyAtStart !== false,
-      reconcileAtStart: schedules !== undefined && schedules.reconcileAtStart !== false,
-      signal: abort.signal,
-      ledger: new DynamoLedger(clients.dynamodb, resources.table),
-      head: async (key) => {
-        try {
-          const out = await clients.s3.send(
-            new HeadObjectCommand({ Bucket: resources.originBucket, Key: key }),
-          );
-          return { size: out.ContentLength ?? 0, eTag: (out.ETag ?? '').replace(/"/g, '') };
-        } catch (err) {
-          if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404)
-            return undefined;
-          throw err;
-        }
-      },
-      notify: (e) => notifier.notify(e),
-      bucket: resources.originBucket,
-      reconcile: () => scheduler.run(RECONCILE_RULE) as Promise<ReconcileReport>,
-      log,
-    });
-    steps.push({
-      name: 'start-up convergence',
-      stop: async () => {
-        abort.abort();
-        await converged;
-      },
-    });
+    const endpoints = endpointsOf(settings, { front, token, emulators, resources });
+    const agents = await startAgents(options, settings, teardown, { endpoints, resources, metrics, sink });
+    const scheduler = startSchedules(settings, teardown, functions);
+    const converged = startConvergence(settings, teardown, { clients, resources, notifier, scheduler });
 
     const endpointsFile = await writeEndpointsFile(dataDir, endpoints);
     // The file says "a stack is running here": it goes first on stop.
-    steps.push({ name: 'endpoints file', stop: () => removeEndpointsFile(dataDir) });
+    teardown.push('endpoints file', () => removeEndpointsFile(dataDir));
 
     return {
       endpoints,
       dataDir,
       endpointsFile,
-      topology,
+      topology: settings.topology,
       startMs: Date.now() - started,
       stats: () => Object.fromEntries([...mappings].map(([name, m]) => [name, { ...m.stats }])),
       scheduleStats: () => scheduler.stats(),
@@ -612,10 +777,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       converged,
       measureLag: () => scheduler.run(LAG_RULE) as Promise<TargetLag[]>,
       reconcile: (request) => scheduler.run(RECONCILE_RULE, request ?? {}) as Promise<ReconcileReport>,
-      stop: teardown,
+      stop: teardown.run,
     };
   } catch (err) {
-    await teardown();
+    await teardown.run();
     throw err;
   }
 }

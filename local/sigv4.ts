@@ -166,13 +166,61 @@ export async function verifySigV4(request: SigV4Request, expect: SigV4Expectatio
     status: 403,
     message,
   });
-  const now = expect.now ?? new Date();
+  const read = readClaim(request, expect, refuse);
+  if (!read.ok) return read;
+  const { claim, headers, presigned } = read;
+  const wrongScope = checkScope(claim, expect, refuse);
+  if (wrongScope !== undefined) return wrongScope;
+  const time = checkTime(claim, expect, refuse);
+  if (!time.ok) return time;
+
+  const payloadHash =
+    request.payloadHash ?? headers.get(CONTENT_SHA256) ?? (presigned ? UNSIGNED_PAYLOAD : undefined);
+  if (payloadHash === undefined) {
+    return refuse('malformed', `Missing required header for this request: ${CONTENT_SHA256}`);
+  }
+  let expected: string | undefined;
+  try {
+    expected = await expectedSignature(request, expect, read, payloadHash);
+  } catch (err) {
+    return refuse('malformed', `the request cannot be signed: ${(err as Error).message ?? String(err)}`);
+  }
+  if (expected === undefined || !sameHex(expected, claim.signature)) {
+    return refuse(
+      'signature',
+      'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
+    );
+  }
+  return {
+    ok: true,
+    presigned,
+    signedHeaders: claim.signedHeaders,
+    region: claim.credential[2],
+    signingDate: claim.signingDate,
+    ...(time.expiresAt === undefined ? {} : { expiresAt: time.expiresAt }),
+  };
+}
+
+interface ReadClaim {
+  readonly ok: true;
+  readonly claim: Claim;
+  readonly headers: Map<string, string>;
+  readonly path: string;
+  readonly query: URLSearchParams;
+  readonly presigned: boolean;
+}
+
+/** The signature's claim, from the Authorization header or the presigned query (exactly one). */
+function readClaim(
+  request: SigV4Request,
+  expect: SigV4Expectation,
+  refuse: Refuse,
+): ReadClaim | SigV4Refused {
   const headers = lowerCaseHeaders(request.headers);
   const { path, query } = splitUrl(request.url);
   if (query === undefined) return refuse('malformed', 'the query string is not valid percent-encoding');
   const authorization = headers.get('authorization');
   const presigned = query.has('X-Amz-Signature') || query.has('X-Amz-Algorithm');
-
   if (authorization !== undefined && presigned) {
     return refuse('malformed', 'only one authentication mechanism is allowed: Authorization header or query');
   }
@@ -182,12 +230,15 @@ export async function verifySigV4(request: SigV4Request, expect: SigV4Expectatio
       expect.service === 's3' ? 'Access Denied' : 'Request is missing Authentication Token',
     );
   }
-
-  let claim: Claim | SigV4Refused;
-  if (presigned) claim = readQueryClaim(query, refuse);
-  else claim = readHeaderClaim(authorization ?? '', headers, refuse);
+  const claim = presigned
+    ? readQueryClaim(query, refuse)
+    : readHeaderClaim(authorization ?? '', headers, refuse);
   if (!claim.ok) return claim;
+  return { ok: true, claim, headers, path, query, presigned };
+}
 
+/** The key, service, region and day the credential names must be the expected ones. */
+function checkScope(claim: Claim, expect: SigV4Expectation, refuse: Refuse): SigV4Refused | undefined {
   const [accessKeyId, shortDate, region, service, terminator] = claim.credential;
   if (accessKeyId !== expect.credentials.accessKeyId) {
     return refuse(
@@ -212,15 +263,25 @@ export async function verifySigV4(request: SigV4Request, expect: SigV4Expectatio
       `the credential date ${shortDate} is not the day of the request date ${claim.longDate}`,
     );
   }
+  return undefined;
+}
 
+/** A presigned request must be within its validity; a header-signed one within the clock skew. */
+function checkTime(
+  claim: Claim,
+  expect: SigV4Expectation,
+  refuse: Refuse,
+): { ok: true; expiresAt: Date | undefined } | SigV4Refused {
+  const now = expect.now ?? new Date();
   const signingDate = claim.signingDate;
-  let expiresAt: Date | undefined;
   if (claim.expiresSeconds !== undefined) {
-    expiresAt = new Date(signingDate.getTime() + claim.expiresSeconds * 1000);
+    const expiresAt = new Date(signingDate.getTime() + claim.expiresSeconds * 1000);
     if (now.getTime() > expiresAt.getTime()) return refuse('expired', 'Request has expired');
     if (signingDate.getTime() - now.getTime() > MAX_CLOCK_SKEW_MS)
       return refuse('expired', 'Request is not yet valid');
-  } else if (Math.abs(signingDate.getTime() - now.getTime()) > MAX_CLOCK_SKEW_MS) {
+    return { ok: true, expiresAt };
+  }
+  if (Math.abs(signingDate.getTime() - now.getTime()) > MAX_CLOCK_SKEW_MS) {
     return refuse(
       'skewed',
       expect.service === 's3'
@@ -228,13 +289,18 @@ export async function verifySigV4(request: SigV4Request, expect: SigV4Expectatio
         : `Signature expired: ${claim.longDate} is now earlier or later than ${formatLongDate(now)} by more than 15 minutes`,
     );
   }
+  return { ok: true, expiresAt: undefined };
+}
 
-  const payloadHash =
-    request.payloadHash ?? headers.get(CONTENT_SHA256) ?? (presigned ? UNSIGNED_PAYLOAD : undefined);
-  if (payloadHash === undefined) {
-    return refuse('malformed', `Missing required header for this request: ${CONTENT_SHA256}`);
-  }
-
+/** The signature the SDK's signer computes for the request as it arrived (undefined if none). */
+async function expectedSignature(
+  request: SigV4Request,
+  expect: SigV4Expectation,
+  read: ReadClaim,
+  payloadHash: string,
+): Promise<string | undefined> {
+  const { claim, headers, presigned, query } = read;
+  const region = claim.credential[2];
   const signed = new Set(claim.signedHeaders);
   const toSign: Record<string, string> = {};
   for (const name of claim.signedHeaders) {
@@ -253,55 +319,31 @@ export async function verifySigV4(request: SigV4Request, expect: SigV4Expectatio
     protocol: 'http:',
     // The canonical request reads the Host header, never this.
     hostname: 'signing.invalid',
-    path,
+    path: read.path,
     headers: toSign,
     query: Object.fromEntries(
       [...query.entries()].filter(([name]) => !(presigned && name === 'X-Amz-Signature')),
     ) as Record<string, string | string[]>,
   };
-
-  let expected: string | undefined;
-  try {
-    if (presigned) {
-      const out = await signer.presign(httpRequest, {
-        signingDate,
-        expiresIn: claim.expiresSeconds,
-        signingRegion: region,
-        signingService: expect.service,
-        signableHeaders: signed,
-        unsignableHeaders: unsignable,
-        // The headers are those the client kept out of the query: none may move.
-        unhoistableHeaders: new Set(Object.keys(toSign)),
-      });
-      const value = out.query?.['X-Amz-Signature'];
-      expected = typeof value === 'string' ? value : undefined;
-    } else {
-      const out = await signer.sign(httpRequest, {
-        signingDate,
-        signingRegion: region,
-        signingService: expect.service,
-        signableHeaders: signed,
-        unsignableHeaders: unsignable,
-      });
-      expected = /Signature=([0-9a-f]+)/.exec(String(out.headers.authorization ?? ''))?.[1];
-    }
-  } catch (err) {
-    return refuse('malformed', `the request cannot be signed: ${(err as Error).message ?? String(err)}`);
-  }
-  if (expected === undefined || !sameHex(expected, claim.signature)) {
-    return refuse(
-      'signature',
-      'The request signature we calculated does not match the signature you provided. Check your key and signing method.',
-    );
-  }
-  return {
-    ok: true,
-    presigned,
-    signedHeaders: claim.signedHeaders,
-    region,
-    signingDate,
-    ...(expiresAt === undefined ? {} : { expiresAt }),
+  const options = {
+    signingDate: claim.signingDate,
+    signingRegion: region,
+    signingService: expect.service,
+    signableHeaders: signed,
+    unsignableHeaders: unsignable,
   };
+  if (presigned) {
+    const out = await signer.presign(httpRequest, {
+      ...options,
+      expiresIn: claim.expiresSeconds,
+      // The headers are those the client kept out of the query: none may move.
+      unhoistableHeaders: new Set(Object.keys(toSign)),
+    });
+    const value = out.query?.['X-Amz-Signature'];
+    return typeof value === 'string' ? value : undefined;
+  }
+  const out = await signer.sign(httpRequest, options);
+  return /Signature=([0-9a-f]+)/.exec(String(out.headers.authorization ?? ''))?.[1];
 }
 
 // One signer per service, region and key pair: each keeps the SDK's cache of derived signing keys.
