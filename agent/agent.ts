@@ -17,7 +17,7 @@ import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { encodeCursor } from '../functions/core/changes.js';
+import { encodeCursor } from '../contracts/model.ts';
 import { Applier, type ApplyOutcome, type ApplySource, type VersionInfo } from './applier.ts';
 import {
   type AgentClients,

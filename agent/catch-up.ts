@@ -15,7 +15,7 @@
  * `--catch-up-interval`, and at once when the queue shows a gap. Queue and feed
  * may bring the same version twice: the second finds it held and skips.
  */
-import type { Change } from '../functions/core/model.js';
+import type { Change } from '../contracts/model.ts';
 import type { VersionInfo } from './applier.ts';
 import type { Conditions } from './conditions.ts';
 import { classifyCondition } from './errors.ts';

@@ -4,7 +4,7 @@
  * target's rows, and consume its own queue. `aws.ts` implements these with the
  * SDK; the unit tests with in-memory fakes.
  */
-import type { Change, FileVersion } from '../functions/core/model.js';
+import type { Change, FileVersion } from '../contracts/model.ts';
 
 export interface BlobSource {
   /** Streams `blobs/<sha256>` from the origin bucket. Throws RefusedError('missing-blob') when it is absent. */

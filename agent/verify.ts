@@ -17,7 +17,7 @@
 import type { Dirent } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import type { Change } from '../functions/core/model.js';
+import type { Change } from '../contracts/model.ts';
 import { Applier, hashFile } from './applier.ts';
 import { type AgentClients, DynamoLedgerView, destroyClients, makeClients, originBlobSource } from './aws.ts';
 import type { AgentConfig } from './config.ts';

@@ -24,8 +24,8 @@ import {
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
+import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { ClaimTakenError } from '../core/errors.js';
-import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../core/model.js';
 import type {
   ClaimedVersion,
   IdempotencyClaim,

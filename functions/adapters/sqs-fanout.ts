@@ -1,5 +1,5 @@
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { ReplicationMessage } from '../core/model.js';
+import type { ReplicationMessage } from '../../contracts/model.js';
 import type { FanoutQueue } from '../core/ports.js';
 import { deduplicationId, messageGroupId } from '../core/shards.js';
 

@@ -3,37 +3,19 @@
  * shard's sequence is gap-free, so returning a prefix of every shard and
  * advancing only past what was returned never skips an entry.
  */
+import { type Change, type Cursor, initialCursor, parseCursor } from '../../contracts/model.js';
 import { ValidationError } from './errors.js';
-import type { Change } from './model.js';
 import type { Ledger } from './ports.js';
 
-export type Cursor = readonly number[];
+export { type Cursor, encodeCursor, initialCursor } from '../../contracts/model.js';
 
-export function initialCursor(shards: number): Cursor {
-  return Array.from({ length: shards }, () => 0);
-}
-
-export function encodeCursor(cursor: Cursor): string {
-  return Buffer.from(JSON.stringify({ v: 1, s: cursor })).toString('base64url');
-}
-
+/** The cursor a client sent (none: the feed's start); one this API did not return is a 400 on `cursor`. */
 export function decodeCursor(text: string | undefined, shards: number): Cursor {
   if (text === undefined || text === '') return initialCursor(shards);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
-  } catch {
+  const cursor = parseCursor(text, shards);
+  if (cursor === undefined)
     throw new ValidationError('cursor', 'cursor is not one this API returned', { code: 'invalid_cursor' });
-  }
-  const seqs = (parsed as { s?: unknown } | null)?.s;
-  if (
-    !Array.isArray(seqs) ||
-    seqs.length !== shards ||
-    !seqs.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)
-  ) {
-    throw new ValidationError('cursor', 'cursor is not one this API returned', { code: 'invalid_cursor' });
-  }
-  return seqs as number[];
+  return cursor;
 }
 
 /** Up to `limit` changes after the cursor, oldest first across shards, and the cursor after them. */

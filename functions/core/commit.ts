@@ -11,11 +11,12 @@
  * - The head only moves forward; fan-out is deduplicated by the FIFO queues, and a fan-out that
  *   failed is retried from the feed (an outbox: see OUTBOX_GRACE_MS in lag.ts).
  */
+
+import { backoffMs, sleep } from '../../common/retry.ts';
+import type { Change, FileVersion, ReplicationMessage } from '../../contracts/model.js';
 import type { PolicyTarget } from '../../contracts/paths.ts';
 import { targetSelects } from '../../contracts/topology.js';
-import { backoffMs, sleep } from '../../common/retry.ts';
 import { ClaimTakenError, VersionConflictError } from './errors.js';
-import type { Change, FileVersion, ReplicationMessage } from './model.js';
 import type { Clock, FanoutQueue, Ledger } from './ports.js';
 import { shardOf } from './shards.js';
 

@@ -11,7 +11,7 @@
  * Whether bytes came in time is decided by when storage STORED them, not by when the ingest
  * verifies them: a PUT finished in time but verified late still commits.
  */
-import type { Upload } from './model.js';
+import type { Upload } from '../../contracts/model.js';
 import type { BlobStore, Clock, Ledger, Metrics } from './ports.js';
 
 const HOUR_MS = 60 * 60 * 1000;

@@ -2,10 +2,11 @@
  * A blob landed in the origin bucket: prove its bytes, then commit every
  * upload waiting for them. Nothing is committed before the proof (invariant 2).
  */
+
+import type { Blob } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
 import { ValidationError, VersionConflictError } from './errors.js';
 import { expireUpload, isLapsed, storedInWindow, uploadExpiresAt } from './expiry.js';
-import type { Blob } from './model.js';
 import { PathPolicy } from './paths.js';
 import type { BlobStore, Metrics } from './ports.js';
 

@@ -9,10 +9,10 @@
  * on its way past the watermark, plus a bounded look-ahead to count the backlog.
  */
 
+import type { Change } from '../../contracts/model.js';
 import { targetSelects } from '../../contracts/topology.js';
 import { type Cursor, initialCursor } from './changes.js';
 import { fanOut } from './commit.js';
-import type { Change } from './model.js';
 import type { Clock, FanoutQueue, Ledger } from './ports.js';
 
 export interface LagDeps {

@@ -10,7 +10,7 @@ import type {
   ReplicationMessage,
   TargetState,
   Upload,
-} from './model.js';
+} from '../../contracts/model.js';
 
 export interface ClaimedVersion {
   readonly version: FileVersion;

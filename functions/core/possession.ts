@@ -9,9 +9,9 @@
  * answered once, so nothing can be probed.
  */
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
+import type { Challenge, FileVersion, Upload } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
 import { MirrorError, VersionConflictError } from './errors.js';
-import type { Challenge, FileVersion, Upload } from './model.js';
 import type { BlobStore, Metrics } from './ports.js';
 
 /** Bytes of each challenged range. */

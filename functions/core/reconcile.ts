@@ -5,10 +5,11 @@
  * does not survive a local restart). A target added to the topology is filled
  * by the same pass: it has applied nothing, so every head is re-sent to it.
  */
-import { targetSelects } from '../../contracts/topology.js';
+
 import { sleep } from '../../common/retry.ts';
+import type { FileVersion } from '../../contracts/model.js';
+import { targetSelects } from '../../contracts/topology.js';
 import { fanOut } from './commit.js';
-import type { FileVersion } from './model.js';
 import type { FanoutQueue, Ledger, ReplicaStore } from './ports.js';
 
 export interface ReconcileDeps {

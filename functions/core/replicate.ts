@@ -5,10 +5,10 @@
  * but may repeat, come late or be forged: the target's ledger row decides "never backwards".
  */
 
+import type { FileVersion, ReplicationMessage } from '../../contracts/model.js';
 import type { PolicyTarget } from '../../contracts/paths.ts';
 import { replicationMessage } from './commit.js';
 import { ValidationError } from './errors.js';
-import type { FileVersion, ReplicationMessage } from './model.js';
 import { PathPolicy } from './paths.js';
 import type { Clock, Ledger, Metrics, ReplicaStore } from './ports.js';
 

@@ -4,11 +4,11 @@
  * report state, delete.
  */
 import { randomUUID } from 'node:crypto';
+import type { Challenge, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
 import { MirrorError, NotFoundError, ValidationError, VersionConflictError } from './errors.js';
 import { expiresAtFor, isLapsed, settleIfLapsed, uploadExpiresAt } from './expiry.js';
 import { unchangedHead } from './idempotency.js';
-import type { Challenge, FileVersion, TargetState, Upload } from './model.js';
 import { missingParts, partBytes, planParts } from './multipart.js';
 import type { BlobStore, Metrics, ReplicaStore } from './ports.js';
 import { issueChallenge, type ProofAccepted, proveUpload } from './possession.js';

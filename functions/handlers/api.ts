@@ -2,13 +2,13 @@
 import httpRouter from '@middy/http-router';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import { z } from 'zod';
+import type { FileVersion } from '../../contracts/model.js';
 import { makeLogger, makeMetrics, metricsPort, publishMetrics } from '../adapters/powertools.js';
 import { readRuntimeConfig } from '../adapters/runtime-config.js';
 import { makeDeps } from '../adapters/wiring.js';
 import { decodeCursor, encodeCursor, readChanges } from '../core/changes.js';
 import { MirrorError, ValidationError } from '../core/errors.js';
 import { measureLag } from '../core/lag.js';
-import type { FileVersion } from '../core/model.js';
 import { PathPolicy } from '../core/paths.js';
 import {
   abortUpload,

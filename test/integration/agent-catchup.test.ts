@@ -15,8 +15,8 @@ import { GetQueueAttributesCommand, PurgeQueueCommand } from '@aws-sdk/client-sq
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../../agent/agent.ts';
 import { createMemoryLog } from '../../agent/log.ts';
+import type { FileVersion } from '../../contracts/model.js';
 import { commitVersion } from '../../functions/core/commit.js';
-import type { FileVersion } from '../../functions/core/model.js';
 import { makeWorld, putBlob, randomBytes, sha256Hex, type World } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
 import { waitFor as poll } from '../support/wait.js';

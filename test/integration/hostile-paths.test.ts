@@ -17,10 +17,10 @@ import type {
   SQSRecord,
 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ReplicationMessage } from '../../contracts/model.js';
 import { commitVersion } from '../../functions/core/commit.js';
 import { ingestBlob } from '../../functions/core/ingest.js';
 import { measureLag, OUTBOX_GRACE_MS } from '../../functions/core/lag.js';
-import type { ReplicationMessage } from '../../functions/core/model.js';
 import type { Clock, FanoutQueue } from '../../functions/core/ports.js';
 import { httpEvent, lambdaContext } from '../support/api-events.js';
 import { handlerEnv, makeWorld, sha256Hex, type World } from '../support/domain.js';

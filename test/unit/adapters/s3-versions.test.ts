@@ -11,8 +11,8 @@ import type {
   UploadPartCopyCommandInput,
 } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
+import type { ReplicationMessage } from '../../../contracts/model.js';
 import { copySource, makeS3Client, S3BlobStore, S3ReplicaStore } from '../../../functions/adapters/s3.js';
-import type { ReplicationMessage } from '../../../functions/core/model.js';
 
 const SHA = 'ab'.repeat(32);
 

@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../../../agent/agent.ts';
 import { createMemoryLog, createTtyLog, formatStatusLine } from '../../../agent/log.ts';
 import type { AgentRow, BlobSource, LedgerView, QueueMessage, QueuePort } from '../../../agent/ports.ts';
-import { decodeCursor } from '../../../functions/core/changes.js';
-import type { Change, FileVersion } from '../../../functions/core/model.js';
+import type { Change, FileVersion } from '../../../contracts/model.ts';
+import { parseCursor } from '../../../contracts/model.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 let base: string;
@@ -168,7 +168,7 @@ describe('agent loops (in-memory ports)', () => {
       appliedCount: 3,
       cursorSeqs: [3],
     });
-    expect(decodeCursor(last.cursor, 1)).toEqual([3]);
+    expect(parseCursor(last.cursor, 1)).toEqual([3]);
     expect(typeof last.agentVersion).toBe('string');
     expect(Date.parse(last.heartbeatAt)).toBeGreaterThan(0);
   });

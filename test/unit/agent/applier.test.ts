@@ -10,7 +10,7 @@ import type { BlobSource, LedgerView } from '../../../agent/ports.ts';
 import { SafePaths } from '../../../agent/safe-path.ts';
 import { StateStore } from '../../../agent/state-store.ts';
 import { BandwidthLimiter } from '../../../agent/util.ts';
-import type { FileVersion } from '../../../functions/core/model.js';
+import type { FileVersion } from '../../../contracts/model.js';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 let base: string;

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import type { Change } from '../../../contracts/model.js';
 import { decodeCursor, encodeCursor, initialCursor, readChanges } from '../../../functions/core/changes.js';
 import { ValidationError } from '../../../functions/core/errors.js';
-import type { Change } from '../../../functions/core/model.js';
 
 function change(shard: number, seq: number, appendedAt: string): Change {
   return {

@@ -5,7 +5,7 @@
  * checksum at the door; the "ingest" verifies the whole object's SHA-256.
  */
 import { createHash } from 'node:crypto';
-import type { Challenge } from '../../../functions/core/model.ts';
+import type { Challenge } from '../../../contracts/model.ts';
 import { issueChallenge, proofDigest } from '../../../functions/core/possession.ts';
 
 export const MiB = 1024 * 1024;

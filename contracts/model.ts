@@ -1,4 +1,7 @@
-/** The ledger's records, as the domain sees them (no storage keys here). */
+/**
+ * The ledger's records as every part sees them (no storage keys here: contracts/ledger-keys.ts),
+ * and the change feed's cursor, which the API hands to clients and the agent records in its row.
+ */
 
 /** One committed version of a path: immutable once claimed. */
 export interface FileVersion {
@@ -106,4 +109,38 @@ export interface ReplicationMessage {
   readonly contentType: string | null;
   readonly deleted: boolean;
   readonly committedAt: string;
+}
+
+/** A change-feed cursor: one sequence number per shard, each the last entry read. */
+export type Cursor = readonly number[];
+
+export function initialCursor(shards: number): Cursor {
+  return Array.from({ length: shards }, () => 0);
+}
+
+const toBase64Url = (ascii: string): string =>
+  btoa(ascii).replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '');
+
+/** The cursor as the API returns it (opaque to clients): base64url of `{"v":1,"s":[...]}`. */
+export function encodeCursor(cursor: Cursor): string {
+  return toBase64Url(JSON.stringify({ v: 1, s: cursor }));
+}
+
+/** The cursor of `text` for a feed of `shards` shards, or undefined when it is not one `encodeCursor` made. */
+export function parseCursor(text: string, shards: number): Cursor | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(atob(text.replaceAll('-', '+').replaceAll('_', '/')));
+  } catch {
+    return undefined;
+  }
+  const seqs = (parsed as { s?: unknown } | null)?.s;
+  if (
+    !Array.isArray(seqs) ||
+    seqs.length !== shards ||
+    !seqs.every((n) => Number.isSafeInteger(n) && (n as number) >= 0)
+  ) {
+    return undefined;
+  }
+  return seqs as number[];
 }
