@@ -12,7 +12,7 @@
  * - While a condition holds (disk full, network down), no new message is taken:
  *   held ones are retried in place, so an outage does not burn receive counts.
  */
-import { z } from 'zod';
+import { replicationMessageSchema } from '../contracts/replication-message.ts';
 import type { ApplyOutcome, VersionInfo } from './applier.ts';
 import type { Conditions } from './conditions.ts';
 import { classifyCondition } from './errors.ts';
@@ -21,20 +21,6 @@ import type { QueueMessage, QueuePort } from './ports.ts';
 import { backoffMs, errorMessage, pause } from './util.ts';
 
 export type WorkOutcome = ApplyOutcome | { kind: 'failed'; error: unknown } | { kind: 'aborted' };
-
-const messageSchema = z.object({
-  targetId: z.string(),
-  path: z.string(),
-  version: z.number().int().positive(),
-  sha256: z
-    .string()
-    .regex(/^[0-9a-f]{64}$/)
-    .nullable(),
-  size: z.number().int().nonnegative(),
-  contentType: z.string().nullable().optional(),
-  deleted: z.boolean(),
-  committedAt: z.string(),
-});
 
 export interface QueueConsumerDeps {
   readonly queue: QueuePort;
@@ -198,10 +184,7 @@ export class QueueConsumer {
       }
       let version: VersionInfo & { targetId: string };
       try {
-        const parsed = messageSchema.parse(JSON.parse(message.body));
-        version = { ...parsed, contentType: parsed.contentType ?? null } as VersionInfo & {
-          targetId: string;
-        };
+        version = replicationMessageSchema.parse(JSON.parse(message.body));
       } catch (error) {
         this.deps.onRefused('malformed-message', errorMessage(error), { messageId: message.messageId });
         await this.backOff(message);

@@ -99,18 +99,6 @@ export interface Change {
   readonly fannedOut?: boolean | undefined;
 }
 
-/** What a target queue carries: one version of one path. */
-export interface ReplicationMessage {
-  readonly targetId: string;
-  readonly path: string;
-  readonly version: number;
-  readonly sha256: string | null;
-  readonly size: number;
-  readonly contentType: string | null;
-  readonly deleted: boolean;
-  readonly committedAt: string;
-}
-
 /** A change-feed cursor: one sequence number per shard, each the last entry read. */
 export type Cursor = readonly number[];
 

@@ -20,7 +20,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { hashChunks } from '../../common/sha256-node.ts';
-import type { ReplicationMessage } from '../../contracts/model.js';
+import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import type { BlobStore, ReplicaStore, StoredPart } from '../core/ports.js';
 
 export const hexToBase64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');

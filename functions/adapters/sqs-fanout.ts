@@ -1,5 +1,5 @@
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
-import type { ReplicationMessage } from '../../contracts/model.js';
+import { type ReplicationMessage, replicationMessageSchema } from '../../contracts/replication-message.js';
 import type { FanoutQueue } from '../core/ports.js';
 import { deduplicationId, messageGroupId } from '../core/shards.js';
 
@@ -20,7 +20,8 @@ export class SqsFanout implements FanoutQueue {
     await this.sqs.send(
       new SendMessageCommand({
         QueueUrl: queueUrl,
-        MessageBody: escapeAstral(JSON.stringify(message)),
+        // Built through the contract: exactly its fields, checked, in its order.
+        MessageBody: escapeAstral(JSON.stringify(replicationMessageSchema.parse(message))),
         MessageGroupId: messageGroupId(message.path),
         MessageDeduplicationId: deduplicationId(message.path, message.version, options.resend),
       }),

@@ -13,8 +13,9 @@
  */
 
 import { backoffMs, sleep } from '../../common/retry.ts';
-import type { Change, FileVersion, ReplicationMessage } from '../../contracts/model.js';
+import type { Change, FileVersion } from '../../contracts/model.js';
 import type { PolicyTarget } from '../../contracts/paths.ts';
+import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import { targetSelects } from '../../contracts/topology.js';
 import { ClaimTakenError, VersionConflictError } from './errors.js';
 import type { Clock, FanoutQueue, Ledger } from './ports.js';

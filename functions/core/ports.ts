@@ -2,15 +2,8 @@
  * What the domain needs from the outside world. Adapters in functions/adapters
  * implement these with the AWS SDK; the domain imports none of it.
  */
-import type {
-  Blob,
-  Challenge,
-  Change,
-  FileVersion,
-  ReplicationMessage,
-  TargetState,
-  Upload,
-} from '../../contracts/model.js';
+import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
+import type { ReplicationMessage } from '../../contracts/replication-message.js';
 
 export interface ClaimedVersion {
   readonly version: FileVersion;

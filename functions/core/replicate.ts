@@ -5,8 +5,9 @@
  * but may repeat, come late or be forged: the target's ledger row decides "never backwards".
  */
 
-import type { FileVersion, ReplicationMessage } from '../../contracts/model.js';
+import type { FileVersion } from '../../contracts/model.js';
 import type { PolicyTarget } from '../../contracts/paths.ts';
+import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import { replicationMessage } from './commit.js';
 import { ValidationError } from './errors.js';
 import { PathPolicy } from './paths.js';

@@ -1,4 +1,7 @@
-/** Schemas for the events the handlers accept, from AWS's documented shapes. */
+/**
+ * Schemas for the events the handlers accept, from AWS's documented shapes. The replication
+ * message the target queues carry is a contract of its own: contracts/replication-message.ts.
+ */
 import { z } from 'zod';
 
 /** S3 event notification (eventVersion 2.x) as delivered in an SQS message body. */
@@ -28,17 +31,3 @@ export const s3NotificationSchema = z.union([
 export function decodeS3Key(key: string): string {
   return decodeURIComponent(key.replace(/\+/g, ' '));
 }
-
-export const replicationMessageSchema = z.object({
-  targetId: z.string(),
-  path: z.string(),
-  version: z.number().int().positive(),
-  sha256: z
-    .string()
-    .regex(/^[0-9a-f]{64}$/)
-    .nullable(),
-  size: z.number().int().nonnegative(),
-  contentType: z.string().nullable(),
-  deleted: z.boolean(),
-  committedAt: z.string(),
-});

@@ -1,11 +1,11 @@
 /** SQS FIFO (one target) → apply each version at the target bucket, in order per path. */
 import { processPartialResponse, SqsFifoPartialProcessorAsync } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
+import { replicationMessageSchema } from '../../contracts/replication-message.js';
 import { makeLogger, makeMetrics, metricsPort, publishMetrics } from '../adapters/powertools.js';
 import { readRuntimeConfig } from '../adapters/runtime-config.js';
 import { makeDeps, makeReplicaStore } from '../adapters/wiring.js';
 import { recordReplicationFailure, replicateVersion } from '../core/replicate.js';
-import { replicationMessageSchema } from './events.js';
 
 const config = readRuntimeConfig();
 const target = config.targets.find((t) => t.id === config.targetId);

@@ -17,7 +17,7 @@ import type {
   SQSRecord,
 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ReplicationMessage } from '../../contracts/model.js';
+import type { ReplicationMessage } from '../../contracts/replication-message.ts';
 import { commitVersion } from '../../functions/core/commit.js';
 import { ingestBlob } from '../../functions/core/ingest.js';
 import { measureLag, OUTBOX_GRACE_MS } from '../../functions/core/lag.js';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { DeleteMessageCommand, PurgeQueueCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ReplicationMessage } from '../../contracts/model.js';
+import type { ReplicationMessage } from '../../contracts/replication-message.ts';
 import { SqsFanout } from '../../functions/adapters/sqs-fanout.js';
 import { commitVersion } from '../../functions/core/commit.js';
 import { reconcileTargets } from '../../functions/core/reconcile.js';

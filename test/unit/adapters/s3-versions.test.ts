@@ -11,7 +11,7 @@ import type {
   UploadPartCopyCommandInput,
 } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import type { ReplicationMessage } from '../../../contracts/model.js';
+import type { ReplicationMessage } from '../../../contracts/replication-message.ts';
 import { copySource, makeS3Client, S3BlobStore, S3ReplicaStore } from '../../../functions/adapters/s3.js';
 
 const SHA = 'ab'.repeat(32);

@@ -1,9 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  decodeS3Key,
-  replicationMessageSchema,
-  s3NotificationSchema,
-} from '../../../functions/handlers/events.js';
+import { decodeS3Key, s3NotificationSchema } from '../../../functions/handlers/events.js';
 
 /** The example from AWS's "Event message structure" page, with a key that needs decoding. */
 const awsExample = {
@@ -58,25 +54,6 @@ describe('S3 notifications', () => {
 
   it('rejects a body that is neither', () => {
     expect(s3NotificationSchema.safeParse({ Records: [{ eventName: 'x' }] }).success).toBe(false);
-  });
-});
-
-describe('replication messages', () => {
-  it('requires a hex sha256 or null (tombstone) and a positive version', () => {
-    const base = {
-      targetId: 't',
-      path: 'a',
-      version: 1,
-      sha256: 'a'.repeat(64),
-      size: 1,
-      contentType: 'image/png',
-      deleted: false,
-      committedAt: 'x',
-    };
-    expect(replicationMessageSchema.safeParse(base).success).toBe(true);
-    expect(replicationMessageSchema.safeParse({ ...base, sha256: null, deleted: true }).success).toBe(true);
-    expect(replicationMessageSchema.safeParse({ ...base, version: 0 }).success).toBe(false);
-    expect(replicationMessageSchema.safeParse({ ...base, sha256: 'XYZ' }).success).toBe(false);
   });
 });
 

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { ReplicationMessage } from '../../../contracts/model.js';
+import type { ReplicationMessage } from '../../../contracts/replication-message.ts';
 import { DynamoLedger } from '../../../functions/adapters/dynamo-ledger.js';
 import { commitVersion } from '../../../functions/core/commit.js';
 import { type IngestDeps, ingestBlob } from '../../../functions/core/ingest.js';
