@@ -41,3 +41,20 @@ export function metricsPort(metrics: Metrics): MetricsPort {
 export function publishMetrics(metrics: Metrics): void {
   if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
 }
+
+/** What a handler logs and counts through, and flushes after each invocation. */
+export interface Telemetry {
+  readonly logger: Logger;
+  readonly metrics: MetricsPort;
+  flush(): void;
+}
+
+/** A Lambda's telemetry: Powertools' logger and EMF metrics, published after each invocation. */
+export function makeTelemetry(logger: Logger, metrics: Metrics): Telemetry {
+  return { logger, metrics: metricsPort(metrics), flush: () => publishMetrics(metrics) };
+}
+
+/** Telemetry that logs nothing and counts into `metrics` (tests, the CLI). */
+export function quietTelemetry(metrics: MetricsPort): Telemetry {
+  return { logger: new Logger({ serviceName: 'quiet', logLevel: 'SILENT' }), metrics, flush: () => {} };
+}

@@ -1,7 +1,9 @@
 /**
- * What a handler learns from its environment, read once at cold start.
- * The CDK app and the local stack set the same variables; only names and
- * endpoints differ (endpoints come from the SDK's own AWS_ENDPOINT_URL_<SERVICE>).
+ * What a handler learns from its environment, read once at cold start. Each handler has its own
+ * schema holding only the variables it uses (`apiConfigSchema`, `ingestConfigSchema`, …), built
+ * from the sections below; `readConfig` refuses a bad environment with one error naming every
+ * missing or bad variable. The CDK app and the local stack set the same variables; only names
+ * and endpoints differ (endpoints come from the SDK's own AWS_ENDPOINT_URL_<SERVICE>).
  */
 import { z } from 'zod';
 
@@ -31,11 +33,50 @@ const json = <T extends z.ZodType>(schema: T) =>
     })
     .pipe(schema);
 
-const envSchema = z.object({
+// Each section: the variables it reads, and what it makes of them.
+
+const ledgerVariables = {
   MIRROR_TABLE: z.string().min(3),
+  AWS_REGION: z.string().default('us-east-1'),
+  /**
+   * Local stack only (refused unless DynamoDB's endpoint is overridden): shifts the functions' clock,
+   * so tests can make uploads old without waiting (docs/api.md, "Expiry").
+   */
+  MIRROR_CLOCK_OFFSET_MS: z.coerce.number().int().optional(),
+  AWS_ENDPOINT_URL_DYNAMODB: z.string().optional(),
+};
+type LedgerEnv = z.output<z.ZodObject<typeof ledgerVariables>>;
+
+function ledgerSection(e: LedgerEnv, ctx: z.RefinementCtx) {
+  if (e.MIRROR_CLOCK_OFFSET_MS !== undefined && e.AWS_ENDPOINT_URL_DYNAMODB === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['MIRROR_CLOCK_OFFSET_MS'],
+      message: 'only for the local stack (emulator endpoints)',
+    });
+  }
+  return {
+    table: e.MIRROR_TABLE,
+    region: e.AWS_REGION,
+    /** Local stack only: milliseconds added to the clock. */
+    clockOffsetMs: e.MIRROR_CLOCK_OFFSET_MS ?? 0,
+  };
+}
+
+const originVariables = {
   MIRROR_ORIGIN_BUCKET: z.string().min(3),
-  MIRROR_TARGETS: json(z.array(runtimeTargetSchema)),
-  MIRROR_FEED_SHARDS: z.coerce.number().int().min(1).max(64).default(4),
+  /** Local emulators address buckets by path, not by host name. */
+  MIRROR_S3_FORCE_PATH_STYLE: z.enum(['true', 'false']).default('false'),
+};
+const originSection = (e: z.output<z.ZodObject<typeof originVariables>>) => ({
+  originBucket: e.MIRROR_ORIGIN_BUCKET,
+  s3ForcePathStyle: e.MIRROR_S3_FORCE_PATH_STYLE === 'true',
+});
+
+const targetsVariables = { MIRROR_TARGETS: json(z.array(runtimeTargetSchema)) };
+const feedVariables = { MIRROR_FEED_SHARDS: z.coerce.number().int().min(1).max(64).default(4) };
+
+const limitVariables = {
   MIRROR_MAX_UPLOAD_BYTES: z.coerce
     .number()
     .int()
@@ -48,60 +89,130 @@ const envSchema = z.object({
     .default(16 * 1024 ** 2),
   MIRROR_CONTENT_TYPES: json(z.array(z.string())).default(['*/*']),
   MIRROR_PRESIGN_TTL_SECONDS: z.coerce.number().int().min(1).max(900).default(900),
-  /** Set for the replicate function: the one target it serves. */
-  MIRROR_TARGET_ID: z.string().optional(),
-  /** Local emulators address buckets by path, not by host name. */
-  MIRROR_S3_FORCE_PATH_STYLE: z.enum(['true', 'false']).default('false'),
-  AWS_REGION: z.string().default('us-east-1'),
-  /**
-   * Local stack only (refused unless DynamoDB's endpoint is overridden): shifts the functions' clock,
-   * so tests can make uploads old without waiting (docs/api.md, "Expiry").
-   */
-  MIRROR_CLOCK_OFFSET_MS: z.coerce.number().int().optional(),
-  AWS_ENDPOINT_URL_DYNAMODB: z.string().optional(),
+};
+const limitsSection = (e: z.output<z.ZodObject<typeof limitVariables>>) => ({
+  maxUploadBytes: e.MIRROR_MAX_UPLOAD_BYTES,
+  multipartThresholdBytes: e.MIRROR_MULTIPART_THRESHOLD_BYTES,
+  contentTypes: e.MIRROR_CONTENT_TYPES as readonly string[],
+  presignTtlSeconds: e.MIRROR_PRESIGN_TTL_SECONDS,
 });
 
-export type RuntimeConfig = Readonly<{
-  table: string;
-  originBucket: string;
-  targets: readonly RuntimeTarget[];
-  feedShards: number;
-  maxUploadBytes: number;
-  multipartThresholdBytes: number;
-  contentTypes: readonly string[];
-  presignTtlSeconds: number;
-  targetId: string | undefined;
-  s3ForcePathStyle: boolean;
-  region: string;
-  /** Local stack only: milliseconds added to the clock. */
-  clockOffsetMs: number;
-}>;
+// One schema per handler.
 
-/** Reads and checks the environment; throws one error naming every missing or bad variable. */
-export function readRuntimeConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
-  const parsed = envSchema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
-    throw new Error(`media-mirror: bad configuration in the environment:\n  ${problems.join('\n  ')}`);
-  }
-  const e = parsed.data;
-  if (e.MIRROR_CLOCK_OFFSET_MS !== undefined && e.AWS_ENDPOINT_URL_DYNAMODB === undefined) {
-    throw new Error(
-      'media-mirror: bad configuration in the environment:\n  MIRROR_CLOCK_OFFSET_MS: only for the local stack (emulator endpoints)',
-    );
-  }
-  return {
-    table: e.MIRROR_TABLE,
-    originBucket: e.MIRROR_ORIGIN_BUCKET,
-    targets: e.MIRROR_TARGETS,
+/** The upload API: everything but a target of its own. */
+export const apiConfigSchema = z
+  .object({
+    ...ledgerVariables,
+    ...originVariables,
+    ...targetsVariables,
+    ...feedVariables,
+    ...limitVariables,
+  })
+  .transform((e, ctx) => ({
+    ...ledgerSection(e, ctx),
+    ...originSection(e),
+    targets: e.MIRROR_TARGETS as readonly RuntimeTarget[],
     feedShards: e.MIRROR_FEED_SHARDS,
-    maxUploadBytes: e.MIRROR_MAX_UPLOAD_BYTES,
-    multipartThresholdBytes: e.MIRROR_MULTIPART_THRESHOLD_BYTES,
-    contentTypes: e.MIRROR_CONTENT_TYPES,
-    presignTtlSeconds: e.MIRROR_PRESIGN_TTL_SECONDS,
+    ...limitsSection(e),
+  }));
+export type ApiConfig = z.output<typeof apiConfigSchema>;
+
+/** The ingest: the origin's blobs, the ledger, and the targets it fans out to. */
+export const ingestConfigSchema = z
+  .object({ ...ledgerVariables, ...originVariables, ...targetsVariables, ...feedVariables })
+  .transform((e, ctx) => ({
+    ...ledgerSection(e, ctx),
+    ...originSection(e),
+    targets: e.MIRROR_TARGETS as readonly RuntimeTarget[],
+    feedShards: e.MIRROR_FEED_SHARDS,
+  }));
+export type IngestConfig = z.output<typeof ingestConfigSchema>;
+
+/** One replicate function serves one S3 target (MIRROR_TARGET_ID), copying from the origin. */
+export const replicateConfigSchema = z
+  .object({
+    ...ledgerVariables,
+    ...originVariables,
+    ...targetsVariables,
+    /** The one target this function serves. */
+    MIRROR_TARGET_ID: z.string().min(1),
+  })
+  .transform((e, ctx) => {
+    const target = e.MIRROR_TARGETS.find((t) => t.id === e.MIRROR_TARGET_ID);
+    if (target?.kind !== 's3' || !target.bucket) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['MIRROR_TARGET_ID'],
+        message: `"${e.MIRROR_TARGET_ID}" must name an S3 target (with a bucket) in MIRROR_TARGETS`,
+      });
+      return z.NEVER;
+    }
+    return { ...ledgerSection(e, ctx), ...originSection(e), target: { ...target, bucket: target.bucket } };
+  });
+export type ReplicateConfig = z.output<typeof replicateConfigSchema>;
+
+/** The lag monitor reads the ledger and re-sends the outbox: no bucket. */
+export const lagMonitorConfigSchema = z
+  .object({ ...ledgerVariables, ...targetsVariables, ...feedVariables })
+  .transform((e, ctx) => ({
+    ...ledgerSection(e, ctx),
+    targets: e.MIRROR_TARGETS as readonly RuntimeTarget[],
+    feedShards: e.MIRROR_FEED_SHARDS,
+  }));
+export type LagMonitorConfig = z.output<typeof lagMonitorConfigSchema>;
+
+/**
+ * Reconcile compares the ledger with every target (their buckets, copying from the origin) and
+ * ends lapsed uploads (aborting their multipart uploads in the origin).
+ */
+export const reconcileConfigSchema = z
+  .object({ ...ledgerVariables, ...originVariables, ...targetsVariables })
+  .transform((e, ctx) => ({
+    ...ledgerSection(e, ctx),
+    ...originSection(e),
+    targets: e.MIRROR_TARGETS as readonly RuntimeTarget[],
+  }));
+export type ReconcileConfig = z.output<typeof reconcileConfigSchema>;
+
+/** Every variable any handler reads (the CDK tests check a function's whole environment with it). */
+export const runtimeConfigSchema = z
+  .object({
+    ...ledgerVariables,
+    ...originVariables,
+    ...targetsVariables,
+    ...feedVariables,
+    ...limitVariables,
+    MIRROR_TARGET_ID: z.string().optional(),
+  })
+  .transform((e, ctx) => ({
+    ...ledgerSection(e, ctx),
+    ...originSection(e),
+    targets: e.MIRROR_TARGETS as readonly RuntimeTarget[],
+    feedShards: e.MIRROR_FEED_SHARDS,
+    ...limitsSection(e),
     targetId: e.MIRROR_TARGET_ID,
-    s3ForcePathStyle: e.MIRROR_S3_FORCE_PATH_STYLE === 'true',
-    region: e.AWS_REGION,
-    clockOffsetMs: e.MIRROR_CLOCK_OFFSET_MS ?? 0,
-  };
+  }));
+export type RuntimeConfig = Readonly<z.output<typeof runtimeConfigSchema>>;
+
+/**
+ * Reads and checks the environment against a handler's schema; throws one error naming every
+ * missing or bad variable.
+ */
+export function readConfig<T extends z.ZodType>(
+  schema: T,
+  env: NodeJS.ProcessEnv = process.env,
+): Readonly<z.output<T>> {
+  const parsed = schema.safeParse(env);
+  if (parsed.success) return parsed.data as Readonly<z.output<T>>;
+  const problems = parsed.error.issues.map((i) => {
+    const name = i.path.join('.');
+    const missing = i.path.length === 1 && env[String(i.path[0])] === undefined && i.code === 'invalid_type';
+    return `${name}: ${missing ? 'is not set' : i.message}`;
+  });
+  throw new Error(`media-mirror: bad configuration in the environment:\n  ${problems.join('\n  ')}`);
+}
+
+/** Every variable at once (the CDK tests' check of a function's environment). */
+export function readRuntimeConfig(env: NodeJS.ProcessEnv = process.env): RuntimeConfig {
+  return readConfig(runtimeConfigSchema, env);
 }

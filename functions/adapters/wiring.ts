@@ -1,13 +1,26 @@
 /**
- * Builds the domain's ports from the runtime configuration: the one place
- * that knows which adapter serves which port.
+ * Builds each handler's ports from its configuration: the one place that knows which adapter
+ * serves which port. The handlers' module-level wiring (and the CLI's reconcile) call these.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import type { ExpiryDeps } from '../core/expiry.js';
+import type { IngestDeps } from '../core/ingest.js';
+import type { LagDeps } from '../core/lag.js';
 import type { Clock, Metrics, ReplicaStore } from '../core/ports.js';
+import type { ReconcileDeps } from '../core/reconcile.js';
+import type { ReplicateDeps } from '../core/replicate.js';
 import type { UploadDeps } from '../core/uploads.js';
 import { DynamoLedger } from './dynamo-ledger.js';
-import type { RuntimeConfig, RuntimeTarget } from './runtime-config.js';
+import type {
+  ApiConfig,
+  IngestConfig,
+  LagMonitorConfig,
+  ReconcileConfig,
+  ReplicateConfig,
+  RuntimeTarget,
+} from './runtime-config.js';
 import { makeS3Client, S3BlobStore, S3ReplicaStore } from './s3.js';
 import { SqsFanout } from './sqs-fanout.js';
 
@@ -18,27 +31,66 @@ export function offsetClock(offsetMs: number): Clock {
   return offsetMs === 0 ? systemClock : { now: () => new Date(Date.now() + offsetMs) };
 }
 
-export function makeReplicaStore(config: RuntimeConfig, target: RuntimeTarget): ReplicaStore | undefined {
-  if (target.kind !== 's3' || !target.bucket) return undefined;
-  const s3 = makeS3Client({
+interface LedgerConfig {
+  readonly table: string;
+  readonly region: string;
+  readonly clockOffsetMs: number;
+}
+interface OriginConfig {
+  readonly region: string;
+  readonly originBucket: string;
+  readonly s3ForcePathStyle: boolean;
+}
+
+const makeLedger = (config: LedgerConfig) =>
+  new DynamoLedger(new DynamoDBClient({ region: config.region }), config.table);
+const makeFanout = (config: LedgerConfig & { targets: readonly RuntimeTarget[] }) =>
+  new SqsFanout(new SQSClient({ region: config.region }), config.targets);
+const originS3 = (config: OriginConfig) =>
+  makeS3Client({ region: config.region, forcePathStyle: config.s3ForcePathStyle });
+
+/** A target's replica store, on `s3` or a client of the target's region; none for pull targets. */
+export function makeReplicaStore(
+  config: OriginConfig,
+  target: ReplicaTarget,
+  s3: S3Client = makeS3Client({
     region: target.region ?? config.region,
     forcePathStyle: config.s3ForcePathStyle,
-  });
+  }),
+): ReplicaStore | undefined {
+  if (target.kind !== 's3' || !target.bucket) return undefined;
   return new S3ReplicaStore(s3, target.bucket, target.keyPrefix, { bucket: config.originBucket });
 }
 
-export function makeDeps(config: RuntimeConfig, metrics: Metrics): UploadDeps & { metrics: Metrics } {
-  const s3 = makeS3Client({ region: config.region, forcePathStyle: config.s3ForcePathStyle });
+interface ReplicaTarget {
+  readonly id: string;
+  readonly kind: 's3' | 'pull';
+  readonly region?: string | undefined;
+  readonly bucket?: string | undefined;
+  readonly keyPrefix: string;
+}
+
+/** The replica store of every S3 target with a bucket, by target id. */
+function makeReplicas(
+  config: OriginConfig,
+  targets: readonly ReplicaTarget[],
+  s3ForRegion?: (region: string) => S3Client,
+): (targetId: string) => ReplicaStore | undefined {
   const replicas = new Map<string, ReplicaStore>();
-  for (const target of config.targets) {
-    const store = makeReplicaStore(config, target);
+  for (const target of targets) {
+    const s3 = s3ForRegion && target.kind === 's3' ? s3ForRegion(target.region ?? config.region) : undefined;
+    const store = makeReplicaStore(config, target, s3);
     if (store) replicas.set(target.id, store);
   }
+  return (id) => replicas.get(id);
+}
+
+export function makeApiDeps(config: ApiConfig, metrics: Metrics): UploadDeps & { metrics: Metrics } {
   return {
-    ledger: new DynamoLedger(new DynamoDBClient({ region: config.region }), config.table),
-    blobs: new S3BlobStore(s3, config.originBucket),
-    fanout: new SqsFanout(new SQSClient({ region: config.region }), config.targets),
-    replicas: (id) => replicas.get(id),
+    ledger: makeLedger(config),
+    blobs: new S3BlobStore(originS3(config), config.originBucket),
+    fanout: makeFanout(config),
+    replicas: makeReplicas(config, config.targets),
     clock: offsetClock(config.clockOffsetMs),
     metrics,
     feedShards: config.feedShards,
@@ -49,5 +101,79 @@ export function makeDeps(config: RuntimeConfig, metrics: Metrics): UploadDeps & 
       contentTypes: config.contentTypes,
       presignTtlSeconds: config.presignTtlSeconds,
     },
+  };
+}
+
+export function makeIngestDeps(config: IngestConfig, metrics: Metrics): IngestDeps {
+  return {
+    ledger: makeLedger(config),
+    blobs: new S3BlobStore(originS3(config), config.originBucket),
+    fanout: makeFanout(config),
+    clock: offsetClock(config.clockOffsetMs),
+    metrics,
+    feedShards: config.feedShards,
+    targets: config.targets,
+  };
+}
+
+export function makeReplicateDeps(
+  config: ReplicateConfig,
+  metrics: Metrics,
+): ReplicateDeps & { target: RuntimeTarget } {
+  return {
+    target: config.target,
+    dryRun: config.target.dryRun,
+    ledger: makeLedger(config),
+    replica: makeReplicaStore(config, config.target) as ReplicaStore,
+    clock: offsetClock(config.clockOffsetMs),
+    metrics,
+  };
+}
+
+export function makeLagMonitorDeps(config: LagMonitorConfig): LagDeps {
+  return {
+    ledger: makeLedger(config),
+    fanout: makeFanout(config),
+    clock: offsetClock(config.clockOffsetMs),
+    feedShards: config.feedShards,
+    targets: config.targets,
+  };
+}
+
+/** Reconcile's configuration; the CLI's targets may lack a queue (a dry run only counts). */
+export type ReconcileWiring = Omit<ReconcileConfig, 'targets'> & {
+  readonly targets: readonly (ReplicaTarget & {
+    queueUrl?: string | undefined;
+    pathPrefix?: string | undefined;
+  })[];
+};
+
+export interface ReconcileClients {
+  readonly dynamodb: DynamoDBClient;
+  readonly sqs: SQSClient;
+  readonly s3: (region: string) => S3Client;
+}
+
+/**
+ * Reconcile's ports. `clients` lets a caller that already holds SDK clients (the CLI, with its
+ * own credentials and endpoints) use them instead of the default ones.
+ */
+export function makeReconcileDeps(
+  config: ReconcileWiring,
+  metrics: Metrics | undefined,
+  clients?: ReconcileClients,
+): ReconcileDeps & ExpiryDeps {
+  const ledger = clients ? new DynamoLedger(clients.dynamodb, config.table) : makeLedger(config);
+  // A target without a queue (the CLI's dry run) is only counted.
+  const queued = config.targets.flatMap((t) => (t.queueUrl ? [{ id: t.id, queueUrl: t.queueUrl }] : []));
+  const sqs = clients?.sqs ?? new SQSClient({ region: config.region });
+  return {
+    ledger,
+    fanout: new SqsFanout(sqs, queued),
+    blobs: new S3BlobStore(clients ? clients.s3(config.region) : originS3(config), config.originBucket),
+    replicas: makeReplicas(config, config.targets, clients?.s3),
+    clock: offsetClock(config.clockOffsetMs),
+    targets: config.targets,
+    ...(metrics ? { metrics } : {}),
   };
 }

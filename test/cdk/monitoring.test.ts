@@ -113,7 +113,8 @@ describe('metrics the alarms watch are the metrics the handlers emit', () => {
     for (const [name, service] of [...Object.entries(TARGET_METRICS), ...Object.entries(SERVICE_METRICS)]) {
       const handler = source(`handlers/${service}.ts`);
       expect(handler, service).toContain(`makeMetrics('${service}')`);
-      expect(`${handler}\n${core}`, name).toContain(`'${name}'`);
+      const factory = source(`handlers/${service}-handler.ts`);
+      expect(`${factory}\n${core}`, name).toContain(`'${name}'`);
     }
   });
 });

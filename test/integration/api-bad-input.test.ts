@@ -7,7 +7,7 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { httpEvent, lambdaContext } from '../support/api-events.js';
-import { handlerEnv, makeWorld, sha256Hex, type World } from '../support/domain.js';
+import { makeWorld, sha256Hex, type World, worldApi } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
 
 let emulators: TestEmulators;
@@ -19,15 +19,10 @@ beforeAll(async () => {
   emulators = await startEmulators();
   world = await makeWorld(emulators);
   table = world.table;
-  Object.assign(
-    process.env,
-    handlerEnv(emulators, world, {
-      MIRROR_MAX_UPLOAD_BYTES: String(10 * 1024 * 1024),
-      MIRROR_CONTENT_TYPES: JSON.stringify(['image/*', 'text/plain']),
-    }),
-  );
-  const module = await import('../../functions/handlers/api.js');
-  api = (event) => module.handler(event, lambdaContext('api'));
+  const handler = worldApi(world, {
+    limits: { maxUploadBytes: 10 * 1024 * 1024, contentTypes: ['image/*', 'text/plain'] },
+  });
+  api = (event) => handler(event, lambdaContext('api'));
 });
 afterAll(async () => {
   await emulators?.stop();

@@ -22,8 +22,10 @@ import { commitVersion } from '../../functions/core/commit.js';
 import { ingestBlob } from '../../functions/core/ingest.js';
 import { measureLag, OUTBOX_GRACE_MS } from '../../functions/core/lag.js';
 import type { Clock, FanoutQueue } from '../../functions/core/ports.js';
+import { createIngestHandler } from '../../functions/handlers/ingest-handler.js';
+import { createReplicateHandler } from '../../functions/handlers/replicate-handler.js';
 import { httpEvent, lambdaContext } from '../support/api-events.js';
-import { handlerEnv, makeWorld, sha256Hex, type World } from '../support/domain.js';
+import { makeWorld, sha256Hex, testTelemetry, type World, worldApi } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
 
 let emulators: TestEmulators;
@@ -37,19 +39,22 @@ beforeAll(async () => {
   emulators = await startEmulators();
   world = await makeWorld(emulators);
   table = world.table;
-  Object.assign(
-    process.env,
-    handlerEnv(emulators, world, {
-      MIRROR_TARGET_ID: 'alpha',
-      MIRROR_CONTENT_TYPES: JSON.stringify(['image/*', 'text/plain', 'application/octet-stream']),
-    }),
-  );
-  const apiModule = await import('../../functions/handlers/api.js');
-  api = (event) => apiModule.handler(event, lambdaContext('api'));
-  const replicateModule = await import('../../functions/handlers/replicate.js');
-  replicate = (event) => replicateModule.handler(event, lambdaContext('replicate-alpha'));
-  const ingestModule = await import('../../functions/handlers/ingest.js');
-  ingest = (event) => ingestModule.handler(event, lambdaContext('ingest'));
+  const apiHandler = worldApi(world, {
+    limits: { contentTypes: ['image/*', 'text/plain', 'application/octet-stream'] },
+  });
+  api = (event) => apiHandler(event, lambdaContext('api'));
+  const alpha = world.targets.find((t) => t.id === 'alpha');
+  if (!alpha) throw new Error('the world has a target alpha');
+  const replicateHandler = createReplicateHandler({
+    target: { ...alpha, keyPrefix: '' },
+    ledger: world.ledger,
+    replica: world.replica('alpha'),
+    clock: world.deps.clock,
+    telemetry: testTelemetry(),
+  });
+  replicate = (event) => replicateHandler(event, lambdaContext('replicate-alpha'));
+  const ingestHandler = createIngestHandler({ ...world.deps, telemetry: testTelemetry() });
+  ingest = (event) => ingestHandler(event, lambdaContext('ingest'));
 });
 afterAll(async () => {
   await emulators?.stop();

@@ -11,7 +11,7 @@ import { IDEMPOTENCY_KEY_TTL_MS, IDEMPOTENCY_LOCK_MS, runOnce } from '../../func
 import { ingestBlob } from '../../functions/core/ingest.js';
 import type { Clock } from '../../functions/core/ports.js';
 import { httpEvent, lambdaContext } from '../support/api-events.js';
-import { handlerEnv, makeWorld, putBlob, sha256Hex, type World } from '../support/domain.js';
+import { makeWorld, putBlob, sha256Hex, type World, worldApi } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
 
 let emulators: TestEmulators;
@@ -23,17 +23,13 @@ beforeAll(async () => {
   emulators = await startEmulators();
   world = await makeWorld(emulators);
   table = world.table;
-  Object.assign(
-    process.env,
-    handlerEnv(emulators, world, {
-      // No targets for the handler: a delete's fan-out is not what this file tests (the world's
-      // ingest still fans out through the emulator's client).
-      MIRROR_TARGETS: '[]',
-      MIRROR_CONTENT_TYPES: JSON.stringify(['image/*', 'text/plain']),
-    }),
-  );
-  const module = await import('../../functions/handlers/api.js');
-  api = (event) => module.handler(event, lambdaContext('api'));
+  const handler = worldApi(world, {
+    // No targets for the handler: a delete's fan-out is not what this file tests (the world's
+    // ingest still fans out through the emulator's client).
+    targets: [],
+    limits: { contentTypes: ['image/*', 'text/plain'] },
+  });
+  api = (event) => handler(event, lambdaContext('api'));
 });
 afterAll(async () => {
   await emulators?.stop();

@@ -2,11 +2,13 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { DynamoLedger } from '../../functions/adapters/dynamo-ledger.js';
+import { quietTelemetry } from '../../functions/adapters/powertools.js';
 import { S3BlobStore, S3ReplicaStore } from '../../functions/adapters/s3.js';
 import { SqsFanout } from '../../functions/adapters/sqs-fanout.js';
 import { systemClock } from '../../functions/adapters/wiring.js';
 import type { Metrics } from '../../functions/core/ports.js';
 import type { UploadDeps } from '../../functions/core/uploads.js';
+import { createApiHandler } from '../../functions/handlers/api-handler.js';
 import type { TestEmulators } from './emulators.js';
 
 export class RecordingMetrics implements Metrics {
@@ -114,23 +116,22 @@ export async function putBlob(emulators: TestEmulators, bucket: string, claimedS
   return { etag: out.ETag, size: bytes.length };
 }
 
+/** Telemetry for a handler under test: silent, counting into its own metrics. */
+export const testTelemetry = (metrics: Metrics = new RecordingMetrics()) => quietTelemetry(metrics);
+
 /**
- * The environment a handler reads at import (functions/adapters/runtime-config.ts), pointed at a
- * world on the test emulators: set it on process.env, then import the handler module.
+ * The API handler on a world: the real adapters on the test emulators, through
+ * createApiHandler as the Lambda entry builds it. Targets and limits default to the world's.
  */
-export function handlerEnv(
-  emulators: TestEmulators,
+export function worldApi(
   world: World,
-  overrides: Record<string, string> = {},
-): Record<string, string> {
-  return {
-    ...emulators.env(),
-    MIRROR_TABLE: world.table,
-    MIRROR_ORIGIN_BUCKET: world.originBucket,
-    MIRROR_TARGETS: JSON.stringify(world.targets.map((t) => ({ ...t, region: 'eu-west-1' }))),
-    MIRROR_S3_FORCE_PATH_STYLE: 'true',
-    POWERTOOLS_METRICS_DISABLED: 'true',
-    POWERTOOLS_LOG_LEVEL: 'SILENT',
-    ...overrides,
-  };
+  options: { targets?: World['targets']; limits?: Partial<UploadDeps['limits']> } = {},
+) {
+  const targets = options.targets ?? world.targets;
+  return createApiHandler({
+    ...world.deps,
+    targets,
+    limits: { ...world.deps.limits, ...options.limits },
+    telemetry: testTelemetry(),
+  });
 }

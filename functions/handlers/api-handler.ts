@@ -1,0 +1,385 @@
+/**
+ * API Gateway HTTP API (payload 2.0) → the upload API's use cases. Requests are validated and
+ * answers checked against contracts/api.ts, the API's one statement: an answer that does not
+ * match it is a 500, never a silent change of the API.
+ */
+import httpRouter from '@middy/http-router';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import type { z } from 'zod';
+import {
+  changesQuerySchema,
+  routes as contract,
+  deleteFileQuerySchema,
+  errorBodySchema,
+  type PresignedPart,
+  partNumberParam,
+  type RouteContract,
+  uploadIdSchema,
+  versionsQuerySchema,
+} from '../../contracts/api.js';
+import type { FileVersion } from '../../contracts/model.js';
+import type { Telemetry } from '../adapters/powertools.js';
+import { decodeCursor, encodeCursor, readChanges } from '../core/changes.js';
+import { MirrorError, ValidationError } from '../core/errors.js';
+import { measureLag, type TargetLag } from '../core/lag.js';
+import { PathPolicy } from '../core/paths.js';
+import {
+  abortUpload,
+  completeUpload,
+  contentUrl,
+  createUpload,
+  deleteFile,
+  describeUpload,
+  getFile,
+  presignPart,
+  proveUploadById,
+  recordPart,
+  type UploadDeps,
+} from '../core/uploads.js';
+import { listFileVersions } from '../core/versions.js';
+import { answerOnce, type HttpAnswer } from './idempotent.js';
+import { routingPath } from './routing.js';
+
+type Event = APIGatewayProxyEventV2;
+type Result = APIGatewayProxyStructuredResultV2;
+export type ApiHandler = (event: Event, context: Context) => Promise<Result>;
+
+/** A target as the API shows it (`GET /v1/targets`) and the path policy weighs it. */
+export interface ApiTarget {
+  readonly id: string;
+  readonly kind: 's3' | 'pull';
+  readonly region?: string | undefined;
+  readonly pathPrefix?: string | undefined;
+  readonly keyPrefix?: string | undefined;
+  readonly dryRun?: boolean | undefined;
+}
+
+export interface ApiDeps extends UploadDeps {
+  readonly targets: readonly ApiTarget[];
+  readonly telemetry: Telemetry;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers, checked against the contract
+// ---------------------------------------------------------------------------------------------
+
+type DeepReadonly<T> = T extends (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+type BodyOf<R> = R extends { body: infer B extends z.ZodType } ? DeepReadonly<z.input<B>> : never;
+type Status<R extends RouteContract> = keyof R['responses'] & number;
+
+/** The answer broke contracts/api.ts: a bug here, answered as a 500. */
+class ContractViolation extends Error {
+  constructor(route: RouteContract, status: number, problem: string) {
+    super(`${route.method} ${route.path} answered ${status} outside contracts/api.ts: ${problem}`);
+    this.name = 'ContractViolation';
+  }
+}
+
+/** Throws unless `body` is what the route's contract says it answers with `status`. */
+function checkAnswer(route: RouteContract, status: number, body: unknown): void {
+  const response = route.responses[status];
+  if (!response) throw new ContractViolation(route, status, 'status not in the contract');
+  const checked = response.body?.safeParse(body);
+  if (checked && !checked.success) throw new ContractViolation(route, status, checked.error.message);
+}
+
+const json = (statusCode: number, body: unknown, headers: Record<string, string> = {}): Result => ({
+  statusCode,
+  headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...headers },
+  body: JSON.stringify(body),
+});
+
+function reply<R extends RouteContract, S extends Status<R>>(
+  route: R,
+  status: S,
+  body: BodyOf<R['responses'][S]>,
+): Result {
+  checkAnswer(route, status, body);
+  return json(status, body);
+}
+
+/** An answer from answerOnce (a first run or a replay): checked as any other. */
+function replyOnce(route: RouteContract, answer: HttpAnswer): Result {
+  checkAnswer(route, answer.statusCode, answer.body);
+  return json(answer.statusCode, answer.body, answer.headers);
+}
+
+function errorBody(status: number, code: string, message: string, field?: string): Result {
+  return json(status, { error: { code, message, ...(field === undefined ? {} : { field }) } });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests, parsed with the contract's schemas
+// ---------------------------------------------------------------------------------------------
+
+/** Parses with a schema; the first issue becomes a 400 naming its field. */
+function parse<T extends z.ZodType>(schema: T, value: unknown, fieldPrefix = ''): z.output<T> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const field = [fieldPrefix, ...(issue?.path ?? []).map(String)].filter(Boolean).join('.') || 'body';
+  const message =
+    issue?.code === 'unrecognized_keys'
+      ? `unknown field(s): ${issue.keys.join(', ')}`
+      : `${field} ${issue?.message ?? 'is invalid'}`;
+  throw new ValidationError(issue?.code === 'unrecognized_keys' ? (issue.keys[0] ?? field) : field, message);
+}
+
+function jsonBody(event: Event): unknown {
+  if (!event.body) throw new ValidationError('body', 'a JSON body is required', { code: 'invalid_json' });
+  const text = event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ValidationError('body', 'the body is not valid JSON', { code: 'invalid_json' });
+  }
+}
+
+const uploadIdParam = (event: Event) => parse(uploadIdSchema, event.pathParameters?.id, 'uploadId');
+const query = <T extends z.ZodType>(schema: T, event: Event) =>
+  parse(schema, event.queryStringParameters ?? {});
+
+/**
+ * The file path of a `/v1/files/...` route. Routing joined its segments into one (see
+ * routing.ts), so `a/b.jpg` and `a%2Fb.jpg` name the same file.
+ */
+function pathParam(paths: PathPolicy, event: Event): string {
+  const raw = event.pathParameters?.path ?? '';
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    throw new ValidationError('path', 'path is not valid percent-encoding', { code: 'invalid_path' });
+  }
+  return paths.check(decoded);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views: what a client sees of the domain's records
+// ---------------------------------------------------------------------------------------------
+
+const versionView = (v: FileVersion) => ({
+  version: v.version,
+  sha256: v.sha256,
+  size: v.size,
+  contentType: v.contentType,
+  committedAt: v.committedAt,
+  deleted: v.deleted,
+});
+
+function targetView(t: ApiTarget, l: TargetLag | undefined) {
+  return {
+    id: t.id,
+    kind: t.kind,
+    ...(t.region ? { region: t.region } : {}),
+    ...(t.pathPrefix ? { pathPrefix: t.pathPrefix } : {}),
+    ...(t.dryRun ? { dryRun: true as const } : {}),
+    lag: {
+      lagSeconds: l?.lagSeconds ?? 0,
+      pending: l?.pending ?? 0,
+      pendingCapped: l?.pendingCapped ?? false,
+      ...(l?.oldestPending ? { oldestPending: l.oldestPending } : {}),
+      ...(t.kind === 'pull' ? { heartbeatAgeSeconds: l?.heartbeatAgeSeconds ?? null } : {}),
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+// ---------------------------------------------------------------------------------------------
+
+interface RouteScope {
+  readonly deps: ApiDeps;
+  readonly paths: PathPolicy;
+}
+
+async function listTargets({ deps }: RouteScope): Promise<Result> {
+  // Measured on request from the ledger (as the scheduled monitor does): a dead agent shows here too.
+  const report = await measureLag({
+    ledger: deps.ledger,
+    clock: deps.clock,
+    feedShards: deps.feedShards,
+    targets: deps.targets,
+  });
+  const lag = new Map(report.map((t) => [t.targetId, t]));
+  return reply(contract.listTargets, 200, {
+    targets: deps.targets.map((t) => targetView(t, lag.get(t.id))),
+  });
+}
+
+async function claimUpload({ deps, paths }: RouteScope, event: Event): Promise<Result> {
+  const body = parse(contract.createUpload.body, jsonBody(event));
+  const path = paths.admit(body.path);
+  const request = { route: 'POST /v1/uploads', ...body, path };
+  const answer = await answerOnce(deps, event, request, async () => {
+    await paths.checkOccupancy(path, deps.ledger);
+    const result = await createUpload(deps, { ...body, path });
+    const statusCode = result.status === 'committed' ? 200 : 201;
+    checkAnswer(contract.createUpload, statusCode, result);
+    return { statusCode, body: result };
+  });
+  return replyOnce(contract.createUpload, answer);
+}
+
+async function fileStatus({ deps, paths }: RouteScope, event: Event): Promise<Result> {
+  const view = await getFile(deps, pathParam(paths, event));
+  const kinds = new Map(deps.targets.map((t) => [t.id, t.kind]));
+  return reply(contract.getFile, 200, {
+    path: view.path,
+    head: versionView(view.head),
+    targets: view.targets.map((t) => ({
+      id: t.targetId,
+      kind: kinds.get(t.targetId) as ApiTarget['kind'],
+      appliedVersion: t.appliedVersion,
+      status: t.status,
+      appliedAt: 'appliedAt' in t ? (t.appliedAt ?? null) : null,
+      ...('failure' in t && t.failure ? { failure: t.failure } : {}),
+    })),
+  });
+}
+
+async function fileVersions({ deps, paths }: RouteScope, event: Event): Promise<Result> {
+  const path = pathParam(paths, event);
+  const page = await listFileVersions(deps, path, query(versionsQuerySchema, event));
+  return reply(contract.listVersions, 200, { ...page, versions: page.versions.map(versionView) });
+}
+
+async function fileContent({ deps, paths }: RouteScope, event: Event): Promise<Result> {
+  const path = pathParam(paths, event);
+  const url = await contentUrl(deps, path, event.queryStringParameters?.target);
+  checkAnswer(contract.getContent, 302, undefined);
+  return { statusCode: 302, headers: { location: url, 'cache-control': 'no-store' }, body: '' };
+}
+
+async function removeFile({ deps, paths }: RouteScope, event: Event): Promise<Result> {
+  const path = pathParam(paths, event);
+  const { ifVersion } = query(deleteFileQuerySchema, event);
+  const request = { route: 'DELETE /v1/files/{path}', path, ifVersion };
+  const answer = await answerOnce(deps, event, request, async () => {
+    const version = await deleteFile(deps, path, ifVersion);
+    const body = { status: 'committed', path, version: version.version, deleted: true } as const;
+    checkAnswer(contract.deleteFile, 200, body);
+    return { statusCode: 200, body };
+  });
+  return replyOnce(contract.deleteFile, answer);
+}
+
+async function changes({ deps }: RouteScope, event: Event): Promise<Result> {
+  const q = query(changesQuerySchema, event);
+  const page = await readChanges(deps.ledger, decodeCursor(q.cursor, deps.feedShards), q.limit);
+  return reply(contract.listChanges, 200, {
+    changes: page.changes.map(({ shard: _s, seq: _q, appendedAt: _a, fannedOut: _f, ...change }) => change),
+    cursor: encodeCursor(page.cursor),
+  });
+}
+
+/** The upload routes under `/v1/uploads/{id}`. */
+function uploadRoutes({ deps }: RouteScope) {
+  return {
+    getUpload: async (event: Event) =>
+      reply(contract.getUpload, 200, await describeUpload(deps, uploadIdParam(event))),
+    presignUploadPart: async (event: Event) => {
+      const body = parse(contract.presignUploadPart.body, jsonBody(event));
+      const part = await presignPart(deps, uploadIdParam(event), body);
+      // The signer's headers are a plain record; the check below holds them to the contract's names.
+      return reply(contract.presignUploadPart, 200, part as PresignedPart);
+    },
+    recordUploadPart: async (event: Event) => {
+      const partNumber = parse(partNumberParam, event.pathParameters?.partNumber, 'partNumber');
+      const body = parse(contract.recordUploadPart.body, jsonBody(event));
+      const view = await recordPart(deps, uploadIdParam(event), { ...body, partNumber });
+      return reply(contract.recordUploadPart, 200, view);
+    },
+    proveUpload: async (event: Event) => {
+      const body = parse(contract.proveUpload.body, jsonBody(event));
+      return reply(contract.proveUpload, 200, await proveUploadById(deps, uploadIdParam(event), body.digest));
+    },
+    completeUpload: async (event: Event) =>
+      reply(contract.completeUpload, 202, await completeUpload(deps, uploadIdParam(event))),
+    abortUpload: async (event: Event) => {
+      const upload = await abortUpload(deps, uploadIdParam(event));
+      return reply(contract.abortUpload, 200, {
+        uploadId: upload.uploadId,
+        status: upload.status,
+        reason: upload.reason,
+      });
+    },
+  };
+}
+
+type RouteName = keyof typeof contract;
+
+/** Every route of the contract, answered. */
+function answerers(scope: RouteScope): Record<RouteName, (event: Event) => Promise<Result>> {
+  return {
+    getHealth: async () => reply(contract.getHealth, 200, { status: 'ok', time: new Date().toISOString() }),
+    listTargets: () => listTargets(scope),
+    createUpload: (event) => claimUpload(scope, event),
+    ...uploadRoutes(scope),
+    getFile: (event) => fileStatus(scope, event),
+    listVersions: (event) => fileVersions(scope, event),
+    getContent: (event) => fileContent(scope, event),
+    deleteFile: (event) => removeFile(scope, event),
+    listChanges: (event) => changes(scope, event),
+  };
+}
+
+class NoRouteError extends MirrorError {
+  constructor(method: string, path: string) {
+    super(`no route for ${method} ${path}`, { code: 'no_route', status: 404 });
+  }
+}
+
+function router(scope: RouteScope) {
+  const answer = answerers(scope);
+  return httpRouter({
+    routes: (Object.keys(contract) as RouteName[]).map((name) => ({
+      method: contract[name].method,
+      path: contract[name].path,
+      handler: answer[name],
+    })),
+    notFoundResponse: ({ method, path }) => {
+      throw new NoRouteError(method, path);
+    },
+  });
+}
+
+/** A failure as the API answers it: a domain error's own status and code, anything else a 500. */
+function failure(telemetry: Telemetry, error: unknown): Result {
+  const { logger } = telemetry;
+  if (!(error instanceof MirrorError)) {
+    logger.error('unexpected error', error as Error);
+    return errorBody(500, 'internal', 'internal error; the request may be retried');
+  }
+  if (error.status >= 500) logger.error('request failed', error);
+  const body = { error: { code: error.code, message: error.message, field: error.field } };
+  if (!errorBodySchema.safeParse(body).success) logger.error('error code outside contracts/api.ts', error);
+  return errorBody(error.status, error.code, error.message, error.field);
+}
+
+export function createApiHandler(deps: ApiDeps): ApiHandler {
+  const route = router({ deps, paths: new PathPolicy(deps.targets) });
+  return async (event, context) => {
+    deps.telemetry.logger.addContext(context);
+    try {
+      // Route on the raw (still percent-encoded) path, a file path's segments joined into one: the
+      // file path's slashes, literal or %2F, must not become route separators.
+      const routed = {
+        ...event,
+        requestContext: {
+          ...event.requestContext,
+          http: { ...event.requestContext.http, path: routingPath(event.rawPath) },
+        },
+      };
+      return (await route(routed as never, context as never, undefined as never)) as Result;
+    } catch (error) {
+      return failure(deps.telemetry, error);
+    } finally {
+      deps.telemetry.flush();
+    }
+  };
+}
