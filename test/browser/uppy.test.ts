@@ -1,0 +1,200 @@
+/**
+ * The Uppy plugin (web/uppy) against the whole local stack: driven by Uppy 6 in Debian's
+ * Chromium (small, multipart and duplicate files all end complete and reach every target), and
+ * dropped into Uppy 5 and Uppy 6 in Node (the same plugin, unchanged, under both majors).
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Uppy6 from '@uppy/core';
+import { build } from 'esbuild';
+import type { Page } from 'playwright-core';
+import Uppy5 from 'uppy-core-5';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import MediaMirror from '../../web/uppy/index.ts';
+import type { UppyFileSummary } from './fixtures/uppy-page.ts';
+import {
+  type Browser,
+  launchBrowser,
+  MiB,
+  randomFile,
+  type Stack,
+  startStack,
+  watchConsole,
+} from './support.ts';
+
+let stack: Stack;
+let browser: Browser;
+const files: Record<'small' | 'copy' | 'large', string> = { small: '', copy: '', large: '' };
+
+beforeAll(async () => {
+  stack = await startStack();
+  const dist = join(stack.tmp, 'dist');
+  // The page a frontend with Uppy would have: Uppy 6 and the plugin, bundled next to the client's worker.
+  await build({
+    entryPoints: { 'uppy-test': fileURLToPath(new URL('./fixtures/uppy-page.ts', import.meta.url)) },
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    outdir: dist,
+    logLevel: 'silent',
+  });
+  await writeFile(
+    join(dist, 'uppy-test.html'),
+    '<!doctype html><html><head><link rel="icon" href="data:,"></head><body><input type="file" id="files" multiple><script type="module" src="uppy-test.js"></script></body></html>',
+  );
+  browser = await launchBrowser(stack.tmp);
+  files.small = await randomFile(join(stack.tmp, 'small.bin'), 300_000, 11);
+  // The same bytes under another name: a deduplicated claim.
+  files.copy = join(stack.tmp, 'copy-of-small.bin');
+  await writeFile(files.copy, await readFile(files.small));
+  // Over the 16 MiB multipart threshold: three parts.
+  files.large = await randomFile(join(stack.tmp, 'large.bin'), 20 * MiB, 12);
+}, 180_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await stack?.stop();
+}, 60_000);
+
+interface FileAnswer {
+  readonly head: { readonly version: number; readonly sha256: string } | null;
+  readonly targets: readonly { readonly id: string; readonly status: string }[];
+}
+
+/** Every target of the stack holds the path's head (the ledger's view, as replicate and the agents record it). */
+async function allTargetsHold(path: string): Promise<void> {
+  const expected = Object.keys(stack.sandbox.endpoints.targets).sort();
+  await expect
+    .poll(
+      async () => {
+        const res = await fetch(`${stack.api}/v1/files/${encodeURIComponent(path)}`, {
+          headers: { authorization: `Bearer ${stack.token}` },
+        });
+        const file = (await res.json()) as FileAnswer;
+        return file.targets
+          .filter((t) => t.status === 'copied' || t.status === 'verified')
+          .map((t) => t.id)
+          .sort();
+      },
+      { timeout: 90_000, interval: 500 },
+    )
+    .toEqual(expected);
+}
+
+async function uploadInPage(page: Page, prefix: string, ...paths: string[]): Promise<UppyFileSummary[]> {
+  await page.setInputFiles('#files', paths);
+  return page.evaluate(({ api, token, prefix }) => window.mirrorUppy.upload(api, token, prefix), {
+    api: stack.api,
+    token: stack.token,
+    prefix,
+  });
+}
+
+const byName = (summaries: readonly UppyFileSummary[], name: string) =>
+  summaries.find((s) => s.name === name);
+
+describe('the Uppy plugin in Chromium (Uppy 6)', () => {
+  it('small, multipart and duplicate files all end complete and reach every target', async () => {
+    const page = await browser.context.newPage();
+    const consoleErrors = watchConsole(page);
+    await page.goto(`${stack.api}/uppy-test.html`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+
+    const first = await uploadInPage(page, 'uppy6/', files.small, files.large);
+    expect(first.map((f) => [f.name, f.complete, f.error])).toEqual([
+      ['small.bin', true, null],
+      ['large.bin', true, null],
+    ]);
+    expect(byName(first, 'small.bin')?.body).toMatchObject({ status: 'committed', deduplicated: false });
+    expect(byName(first, 'large.bin')?.body).toMatchObject({ status: 'committed', partsSent: 3 });
+
+    // Known content: committed without sending bytes, and shown as complete (not failed).
+    const puts: string[] = [];
+    page.on('request', (r) => {
+      if (r.method() === 'PUT') puts.push(r.url());
+    });
+    const second = await uploadInPage(page, 'uppy6/', files.copy);
+    expect(second).toEqual([
+      {
+        name: 'copy-of-small.bin',
+        complete: true,
+        error: null,
+        body: expect.objectContaining({ status: 'committed', deduplicated: true, version: 1 }),
+      },
+    ]);
+    expect(puts).toEqual([]);
+
+    for (const name of ['small.bin', 'large.bin', 'copy-of-small.bin']) await allTargetsHold(`uppy6/${name}`);
+    expect(consoleErrors).toEqual([]);
+    await page.close();
+  });
+});
+
+describe('the Uppy plugin dropped into Uppy 5 and Uppy 6 (Node)', () => {
+  // The plugin is typed against Uppy 6; Uppy 5's instance runs it unchanged.
+  const versions = [
+    ['5', (id: string) => new Uppy5({ id }) as unknown as Uppy6],
+    ['6', (id: string) => new Uppy6({ id })],
+  ] as const;
+  for (const [major, createUppy] of versions) {
+    it(`Uppy ${major}: every file completes; Retry after a failed send continues the same upload, committed once`, async () => {
+      const uppy = createUppy(`node-${major}`);
+      uppy.use(MediaMirror, {
+        api: stack.api,
+        token: stack.token,
+        prefix: `node${major}/`,
+        workerUrl: null,
+        retries: 1,
+      });
+      const bytes = await readFile(files.small);
+      uppy.addFile({ name: 'a.bin', type: 'application/octet-stream', data: new Blob([bytes, `a${major}`]) });
+      uppy.addFile({
+        name: 'b.bin',
+        type: 'application/octet-stream',
+        data: new Blob([bytes, bytes, `b${major}`]),
+      });
+
+      // Storage unreachable for the first attempt: every PUT fails as a network error would.
+      const realFetch = globalThis.fetch;
+      const claims: string[] = [];
+      let storageDown = true;
+      globalThis.fetch = async (input, init) => {
+        const request = new Request(input, init);
+        if (storageDown && request.method === 'PUT') throw new TypeError('fetch failed');
+        const response = await realFetch(request);
+        if (request.method === 'POST' && new URL(request.url).pathname === '/v1/uploads') {
+          claims.push(((await response.clone().json()) as { uploadId: string }).uploadId);
+        }
+        return response;
+      };
+      try {
+        const failed = await uppy.upload();
+        expect(failed?.failed?.map((f) => f.name).sort()).toEqual(['a.bin', 'b.bin']);
+        storageDown = false;
+        const retried = await uppy.retryAll();
+        expect(retried?.successful?.map((f) => f.name).sort()).toEqual(['a.bin', 'b.bin']);
+        expect(retried?.failed).toEqual([]);
+      } finally {
+        globalThis.fetch = realFetch;
+      }
+      // Each file was claimed twice (the attempt and its retry) and got the same upload back.
+      expect(claims).toHaveLength(4);
+      expect(new Set(claims).size).toBe(2);
+      for (const file of uppy.getFiles()) {
+        expect(file.progress.complete).toBe(true);
+        expect(file.response?.body).toMatchObject({ status: 'committed', version: 1 });
+      }
+      for (const name of ['a.bin', 'b.bin']) {
+        const res = await fetch(
+          `${stack.api}/v1/files/${encodeURIComponent(`node${major}/${name}`)}/versions`,
+          {
+            headers: { authorization: `Bearer ${stack.token}` },
+          },
+        );
+        expect(((await res.json()) as { versions: unknown[] }).versions).toHaveLength(1);
+        await allTargetsHold(`node${major}/${name}`);
+      }
+    });
+  }
+});

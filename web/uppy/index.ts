@@ -1,0 +1,177 @@
+/**
+ * Media Mirror as an Uppy uploader (Uppy 5 and 6): `uppy.use(MediaMirror, { api, token })`.
+ *
+ * Each file goes through the web client's `uploadFile` (docs/browser.md): hashed in a Web
+ * Worker, claimed at the API, sent in one presigned PUT or in parts with per-part SHA-256
+ * checksums, and reported done only once the version is committed. Why not `@uppy/aws-s3`:
+ * version 6 speaks S3's own multipart protocol and cannot use the API's claim, proof and
+ * commit steps; and a deduplicated claim (known content, nothing to send) has no equivalent
+ * there, so the file would show as failed although it was committed.
+ *
+ * - Known content is committed without sending bytes and shows as complete.
+ * - Retry (Uppy's own button) continues the same upload: the plugin keeps one
+ *   Idempotency-Key per Uppy file, so a retried claim gets the same upload back, a multipart
+ *   upload sends only the parts storage lacks, and nothing is committed twice.
+ * - Removing a file or "cancel all" aborts its upload at the API.
+ * - The answer (`file.response.body`) is the client's `UploadResult`: version, SHA-256,
+ *   whether it was deduplicated or resumed.
+ */
+import { BasePlugin, type Body, type Meta, type PluginOpts, type Uppy, type UppyFile } from '@uppy/core';
+import { type UploadProgress, type UploadResult, uploadFile } from '../client/index.ts';
+
+export interface MediaMirrorOptions extends PluginOpts {
+  /** The API's base URL, e.g. `https://media.example.com`. */
+  readonly api: string;
+  /** Bearer token for the API. */
+  readonly token: string;
+  /**
+   * The mirror path of a file. @default `prefix` + the file's relative path (folder drops) or
+   * its name
+   */
+  readonly pathOf?: (file: UppyFile<Meta, Body>) => string;
+  /** Prepended to the default path, e.g. `uploads/2026/`. @default '' */
+  readonly prefix?: string;
+  /** Files uploaded at once. @default 3 */
+  readonly limit?: number;
+  /** Where the client's `hash-worker.js` is served (`null`: hash on the page's thread). @default next to the client */
+  readonly workerUrl?: string | URL | null;
+  /** Retries of each request after a network error, 408, 429 or 5xx. @default the client's (4) */
+  readonly retries?: number;
+  /** Parts of one file sent at once. @default the client's (4) */
+  readonly partConcurrency?: number;
+}
+
+/** What Uppy stores as `file.response.body` for a committed file. */
+export type MediaMirrorBody = UploadResult & Body;
+
+const IDEMPOTENCY_META = 'mediaMirrorIdempotencyKey';
+
+function defaultPath(file: UppyFile<Meta, Body>, prefix: string): string {
+  const relative = (file.meta as { relativePath?: unknown }).relativePath;
+  const name = typeof relative === 'string' && relative !== '' ? relative : (file.name ?? file.id);
+  return `${prefix}${name.replace(/^\/+/, '')}`;
+}
+
+export default class MediaMirror<M extends Meta, B extends Body> extends BasePlugin<
+  MediaMirrorOptions,
+  M,
+  B
+> {
+  static readonly VERSION = '0.1.0';
+  readonly #controllers = new Map<string, AbortController>();
+
+  constructor(uppy: Uppy<M, B>, opts: MediaMirrorOptions) {
+    super(uppy, opts);
+    this.id = opts.id ?? 'MediaMirror';
+    this.type = 'uploader';
+    if (!opts.api || !opts.token) throw new TypeError('MediaMirror needs `api` (the API URL) and `token`');
+  }
+
+  override install(): void {
+    this.uppy.addUploader(this.#upload);
+    this.uppy.on('file-removed', this.#onFileRemoved);
+    this.uppy.on('cancel-all', this.#onCancelAll);
+  }
+
+  override uninstall(): void {
+    this.uppy.removeUploader(this.#upload);
+    this.uppy.off('file-removed', this.#onFileRemoved);
+    this.uppy.off('cancel-all', this.#onCancelAll);
+    this.#onCancelAll();
+  }
+
+  readonly #onFileRemoved = (file: UppyFile<M, B>): void => {
+    this.#controllers.get(file.id)?.abort(new Error('the file was removed'));
+  };
+
+  readonly #onCancelAll = (): void => {
+    for (const controller of this.#controllers.values())
+      controller.abort(new Error('the upload was cancelled'));
+  };
+
+  readonly #upload = async (fileIDs: string[]): Promise<void> => {
+    const queue = [...fileIDs];
+    const worker = async () => {
+      for (let id = queue.shift(); id !== undefined; id = queue.shift()) await this.#uploadOne(id);
+    };
+    const lanes = Math.max(1, Math.min(this.opts.limit ?? 3, queue.length));
+    await Promise.all(Array.from({ length: lanes }, worker));
+  };
+
+  async #uploadOne(fileID: string): Promise<void> {
+    const file = this.uppy.getFile(fileID);
+    if (file === undefined) return;
+    if (!(file.data instanceof Blob)) {
+      this.#fail(fileID, new Error('only local files can be uploaded (remote providers are not supported)'));
+      return;
+    }
+    const data = file.data;
+    const controller = new AbortController();
+    this.#controllers.set(fileID, controller);
+    this.uppy.emit('upload-start', [file]);
+    try {
+      const result = await uploadFile(data, {
+        api: this.opts.api,
+        token: this.opts.token,
+        path:
+          this.opts.pathOf?.(file as UppyFile<Meta, Body>) ??
+          defaultPath(file as UppyFile<Meta, Body>, this.opts.prefix ?? ''),
+        ...(file.type ? { contentType: file.type } : {}),
+        idempotencyKey: this.#idempotencyKey(file),
+        signal: controller.signal,
+        onProgress: (progress) => this.#progress(fileID, progress),
+        ...(this.opts.workerUrl === undefined ? {} : { workerUrl: this.opts.workerUrl }),
+        ...(this.opts.retries === undefined ? {} : { retries: this.opts.retries }),
+        ...(this.opts.partConcurrency === undefined ? {} : { partConcurrency: this.opts.partConcurrency }),
+      });
+      if (controller.signal.aborted) return;
+      if (result.status !== 'committed') {
+        this.#fail(fileID, new Error(`not committed: ${result.reason ?? 'rejected by the ingest'}`));
+        return;
+      }
+      this.uppy.emit('upload-success', this.uppy.getFile(fileID), {
+        status: 200,
+        body: result as unknown as B,
+        bytesUploaded: result.bytesSent,
+      });
+    } catch (err) {
+      // A removed file or "cancel all" is not a failure to report.
+      if (!controller.signal.aborted) this.#fail(fileID, err as Error);
+    } finally {
+      this.#controllers.delete(fileID);
+    }
+  }
+
+  /** One key per Uppy file, kept in its meta: Uppy's Retry then continues the same upload. */
+  #idempotencyKey(file: UppyFile<M, B>): string {
+    const existing = (file.meta as Record<string, unknown>)[IDEMPOTENCY_META];
+    if (typeof existing === 'string') return existing;
+    const key = crypto.randomUUID();
+    this.uppy.setFileMeta(file.id, { [IDEMPOTENCY_META]: key } as unknown as M);
+    return key;
+  }
+
+  #progress(fileID: string, progress: UploadProgress): void {
+    const file = this.uppy.getFile(fileID);
+    if (file === undefined) return;
+    if (progress.phase === 'hashing') {
+      const value = progress.bytesTotal === 0 ? 1 : progress.bytesDone / progress.bytesTotal;
+      this.uppy.emit('preprocess-progress', file, { mode: 'determinate', message: 'Hashing', value });
+      return;
+    }
+    if (progress.phase !== 'uploading') return;
+    if (file.progress.preprocess !== undefined) this.uppy.emit('preprocess-complete', file);
+    this.uppy.emit('upload-progress', this.uppy.getFile(fileID), {
+      uploadStarted: file.progress.uploadStarted ?? Date.now(),
+      bytesUploaded: progress.bytesDone,
+      bytesTotal: progress.bytesTotal,
+    });
+  }
+
+  #fail(fileID: string, error: Error): void {
+    this.uppy.emit('upload-error', this.uppy.getFile(fileID), {
+      name: error.name,
+      message: error.message,
+    });
+  }
+}
