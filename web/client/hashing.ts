@@ -108,6 +108,16 @@ export interface Hasher {
   close(): void;
 }
 
+/** `hash-worker.js` next to this module (the layout `web/build.ts` emits), where workers exist. */
+export function defaultWorkerUrl(): URL | null {
+  if (typeof Worker === 'undefined') return null;
+  try {
+    return new URL('./hash-worker.js', import.meta.url);
+  } catch {
+    return null;
+  }
+}
+
 /** Hashes on the calling thread. */
 export function inlineHasher(): Hasher {
   return { hash: hashRange, close: () => undefined };

@@ -1,4 +1,12 @@
 /** The browser client's public surface (`web/dist/client.js`). */
+export {
+  type CallOptions,
+  type FetchLike,
+  MirrorApi,
+  type MirrorApiOptions,
+  newIdempotencyKey,
+} from './api.ts';
+export { ApiError, UploadError } from './errors.ts';
 export { DEFAULT_CHUNK_BYTES, hashRange } from './hashing.ts';
 export {
   allParts,
@@ -15,9 +23,9 @@ export {
   type UploadProgress,
 } from './plan.ts';
 export {
+  continueUpload,
   sendableHeaders,
   sha256File,
-  UploadError,
   type UploadFileOptions,
   type UploadResult,
   uploadFile,

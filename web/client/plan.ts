@@ -3,6 +3,7 @@
  * are still missing, how long to wait before a retry, what a progress event says.
  * No I/O here, so every rule is unit-tested at its limits.
  */
+import { backoffMs } from '../../common/retry.ts';
 
 export const MiB = 1024 * 1024;
 /** S3: every part but the last is at least 5 MiB. */
@@ -109,12 +110,7 @@ export interface BackoffOptions {
  * but still grow with every failure.
  */
 export function retryDelay(attempt: number, options: BackoffOptions = {}): number {
-  const base = options.baseMs ?? 500;
-  const max = options.maxMs ?? 15_000;
-  const random = options.random ?? Math.random;
-  const ceiling = Math.min(max, base * 2 ** Math.max(0, attempt));
-  const half = ceiling / 2;
-  return Math.round(half + random() * half);
+  return backoffMs(attempt, options.baseMs ?? 500, options.maxMs ?? 15_000, options.random, 'equal');
 }
 
 /**

@@ -5,12 +5,12 @@
  * the whole file when it is small), so this runs on the calling thread.
  */
 import { createSHA256 } from 'hash-wasm';
+import type { Challenge as ApiChallenge } from '../../contracts/api.ts';
 
+/** What the proof reads of a challenge. */
 export interface Challenge {
-  /** Base64 of 32 random bytes. */
-  readonly nonce: string;
-  readonly ranges: readonly { readonly offset: number; readonly length: number }[];
-  readonly expiresAt?: string;
+  readonly nonce: ApiChallenge['nonce'];
+  readonly ranges: readonly Readonly<ApiChallenge['ranges'][number]>[];
 }
 
 function base64Bytes(text: string): Uint8Array {
@@ -22,20 +22,6 @@ function base64Bytes(text: string): Uint8Array {
 
 const toHex = (buffer: ArrayBuffer) =>
   Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, '0')).join('');
-
-/** Whether an API answer carries a challenge this module can answer. */
-export function isChallenge(value: unknown): value is Challenge {
-  if (typeof value !== 'object' || value === null) return false;
-  const c = value as { nonce?: unknown; ranges?: unknown };
-  return (
-    typeof c.nonce === 'string' &&
-    Array.isArray(c.ranges) &&
-    c.ranges.every(
-      (r: { offset?: unknown; length?: unknown }) =>
-        Number.isSafeInteger(r?.offset) && Number.isSafeInteger(r?.length),
-    )
-  );
-}
 
 /**
  * The hex digest that proves `file` holds the challenged bytes. A range past the end of the

@@ -12,38 +12,19 @@
  * `api.corsOrigins` there). Anyone can send a link with `?api=`: the page never sends the
  * token to an address that list does not name.
  */
+import type { ChangesPage, FileStatus, TargetList } from '../../contracts/api.ts';
+import { MirrorApi } from '../client/api.ts';
+import { ApiError } from '../client/errors.ts';
 import { formatBytes, type UploadProgress } from '../client/plan.ts';
-import { UploadError, type UploadResult, uploadFile } from '../client/upload-file.ts';
+import { type UploadResult, uploadFile } from '../client/upload-file.ts';
 
 const FILE_CONCURRENCY = 2;
 const RECENT_COUNT = 15;
 const TOKEN_KEY = 'media-mirror.token';
 
-interface Target {
-  readonly id: string;
-  readonly kind: string;
-  readonly region?: string;
-}
-
-interface TargetState {
-  readonly id: string;
-  readonly kind?: string;
-  readonly appliedVersion: number;
-  readonly status: 'pending' | 'copied' | 'verified' | 'failed';
-}
-
-interface FileAnswer {
-  readonly head: { readonly version: number; readonly deleted: boolean };
-  readonly targets: readonly TargetState[];
-}
-
-interface Change {
-  readonly path: string;
-  readonly version: number;
-  readonly size: number;
-  readonly deleted: boolean;
-  readonly committedAt: string;
-}
+type Target = TargetList['targets'][number];
+type TargetState = FileStatus['targets'][number];
+type Change = ChangesPage['changes'][number];
 
 const $ = <T extends HTMLElement>(selector: string): T => {
   const el = document.querySelector<T>(selector);
@@ -137,51 +118,16 @@ async function loadConfig(tokenInput: HTMLInputElement): Promise<void> {
   if (token) tokenInput.value = token;
 }
 
-// ---- API reads for the page (status, targets, changes) ----
+// ---- the API client (the token is the field's current value) ----
 
-class PageApiError extends Error {
-  constructor(
-    message: string,
-    readonly status: number,
-  ) {
-    super(message);
-  }
-}
-
-async function getJson<T>(path: string): Promise<T> {
+function client(): MirrorApi {
   const token = $<HTMLInputElement>('#token').value.trim();
-  let response: Response;
-  try {
-    response = await fetch(`${config.api}${path}`, {
-      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
-      cache: 'no-store',
-    });
-  } catch (error) {
-    throw new PageApiError(`cannot reach the API at ${config.api} (${(error as Error).message})`, 0);
-  }
-  const text = await response.text();
-  let body: unknown;
-  try {
-    body = text === '' ? undefined : JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  if (!response.ok) {
-    const message =
-      (body as { error?: { message?: string } } | undefined)?.error?.message ?? response.statusText;
-    throw new PageApiError(describeHttp(response.status, message), response.status);
-  }
-  return body as T;
-}
-
-function describeHttp(status: number, message: string): string {
-  if (status === 401) return 'The API refused the token: check the API token field.';
-  return `The API answered ${status}: ${message}`;
+  return new MirrorApi({ baseUrl: config.api, token });
 }
 
 function describeError(error: unknown): string {
   if (error instanceof DOMException && error.name === 'AbortError') return 'Cancelled.';
-  if (error instanceof UploadError) {
+  if (error instanceof ApiError) {
     if (error.status === 401) return 'The API refused the token: check the API token field.';
     if (error.code === 'version_conflict') return `Someone changed this file meanwhile: ${error.message}`;
     return error.field ? `${error.message} (field: ${error.field})` : error.message;
@@ -196,7 +142,7 @@ let targets: Target[] | undefined;
 
 async function loadTargets(): Promise<Target[]> {
   if (targets) return targets;
-  const answer = await getJson<{ targets: Target[] }>('/v1/targets');
+  const answer = await client().listTargets();
   targets = answer.targets;
   return targets;
 }
@@ -321,7 +267,7 @@ class UploadItem {
     return parts.length > 0 ? ` (${parts.join(', ')})` : '';
   }
 
-  async run(api: string, token: string): Promise<void> {
+  async run(api: MirrorApi): Promise<void> {
     if (this.controller.signal.aborted) {
       this.fail(new DOMException('Cancelled', 'AbortError'));
       return;
@@ -329,8 +275,7 @@ class UploadItem {
     let result: UploadResult;
     try {
       result = await uploadFile(this.file, {
-        api,
-        token,
+        client: api,
         path: this.path,
         signal: this.controller.signal,
         onProgress: (p) => this.onProgress(p),
@@ -385,7 +330,7 @@ class UploadItem {
     const started = Date.now();
     for (;;) {
       try {
-        const file = await getJson<FileAnswer>(`/v1/files/${encodeURIComponent(this.path)}`);
+        const file = await client().getFile(this.path);
         const all = this.renderTargets(file.targets, version);
         if (all) {
           this.li.dataset.allHold = 'true';
@@ -439,9 +384,8 @@ function pump(): void {
     const item = queue.shift();
     if (!item) break;
     running++;
-    const token = $<HTMLInputElement>('#token').value.trim();
     item
-      .run(config.api, token)
+      .run(client())
       .catch(() => undefined)
       .finally(() => {
         running--;
@@ -500,9 +444,10 @@ class Recent {
     const status = $<HTMLParagraphElement>('#recent-status');
     try {
       for (let pages = 0; pages < 1000; pages++) {
-        const query = new URLSearchParams({ limit: '500' });
-        if (this.cursor) query.set('cursor', this.cursor);
-        const page = await getJson<{ changes: Change[]; cursor: string }>(`/v1/changes?${query}`);
+        const page = await client().listChanges({
+          limit: 500,
+          ...(this.cursor === undefined ? {} : { cursor: this.cursor }),
+        });
         for (const change of page.changes) {
           this.latest.delete(change.path);
           this.latest.set(change.path, change);

@@ -1,10 +1,22 @@
 /**
- * An in-memory Media Mirror API and S3, as one `fetch` function, for the browser
- * client's unit tests: the upload API's answers (a challenge with every claim, the
- * proof that deduplicates, single PUT, multipart with resume, parts, complete, status, abort) and a store that, like s3rver, checks no
- * checksum at the door; the "ingest" verifies the whole object's SHA-256.
+ * An in-memory Media Mirror API and S3, as one `fetch` function, for the client's unit
+ * tests: the upload API's answers (a challenge with every claim, the proof that
+ * deduplicates, single PUT, multipart with resume, parts, complete, status, abort) and a
+ * store that, like s3rver, checks no checksum at the door; the "ingest" verifies the whole
+ * object's SHA-256.
+ *
+ * Every request the client sends and every answer the fake gives (a test's interceptors'
+ * included) is checked against the API's contract (contracts/api.ts): a mismatch is
+ * recorded in `contractViolations` and thrown, so a fake that drifts from the API fails
+ * the test that uses it.
  */
 import { createHash } from 'node:crypto';
+import {
+  errorBodySchema,
+  gatewayMessageSchema,
+  type RouteContract,
+  routeList,
+} from '../../../contracts/api.ts';
 import type { Challenge } from '../../../contracts/model.ts';
 import { issueChallenge, proofDigest } from '../../../functions/core/possession.ts';
 
@@ -26,6 +38,8 @@ interface FakeUpload {
   size: number;
   contentType: string;
   status: 'pending' | 'committed' | 'rejected';
+  createdAt: string;
+  updatedAt: string;
   version?: number;
   reason?: string;
   multipart?: {
@@ -53,6 +67,52 @@ export type Interceptor = (
   request: RecordedRequest,
   n: number,
 ) => Promise<Response | undefined> | Response | undefined;
+
+/** Requests and answers that broke the contract, across every fake: a test's afterEach asserts none. */
+export const contractViolations: string[] = [];
+
+const routeMatchers = routeList.map((route) => ({
+  route,
+  pattern: new RegExp(`^${route.path.replace(/\{\w+\}/g, '[^/]+')}$`),
+}));
+
+function routeOf(method: string, pathname: string): RouteContract | undefined {
+  return routeMatchers.find((m) => m.route.method === method && m.pattern.test(pathname))?.route;
+}
+
+const FRONT_STATUSES = new Set([401, 403, 413, 421, 429, 502, 503, 504]);
+
+function violation(message: string): never {
+  contractViolations.push(message);
+  throw new Error(`the fake API broke the contract: ${message}`);
+}
+
+/** Checks a request's body and the answer given to it against the route's contract. */
+async function checkContract(request: RecordedRequest, response: Response): Promise<void> {
+  const { pathname } = new URL(request.url);
+  const what = `${request.method} ${pathname}`;
+  const route = routeOf(request.method, pathname);
+  if (route === undefined) return violation(`${what}: no such route`);
+  if (route.body && !route.body.safeParse(request.body).success) {
+    violation(`${what}: request ${JSON.stringify(request.body)} is not a ${route.operationId} body`);
+  }
+  const text = await response.clone().text();
+  const answer = route.responses[response.status];
+  // What the front answers before the function (token, throttling, outages): API Gateway's
+  // `{message}`, or the local front's error body.
+  if (answer === undefined && FRONT_STATUSES.has(response.status)) {
+    const body = JSON.parse(text);
+    if (gatewayMessageSchema.safeParse(body).success || errorBodySchema.safeParse(body).success) return;
+  }
+  if (answer === undefined)
+    return violation(`${what}: ${route.operationId} never answers ${response.status}`);
+  if (answer.body === undefined) return;
+  const parsed = answer.body.safeParse(text === '' ? undefined : JSON.parse(text));
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    violation(`${what} ${response.status}: ${problems} in ${text}`);
+  }
+}
 
 const sha256Hex = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 /** S3's ETag of a part: the quoted MD5 of its bytes. */
@@ -100,13 +160,19 @@ export class FakeMirror {
     };
     this.requests.push(request);
     if (init?.signal?.aborted) throw init.signal.reason;
+    const answer = await this.answer(request, init?.body as Blob);
+    if (!url.startsWith(S3)) await checkContract(request, answer);
+    return answer;
+  };
+
+  private async answer(request: RecordedRequest, blob: Blob): Promise<Response> {
     for (const intercept of this.interceptors) {
-      const n = this.requests.filter((r) => r.method === method && r.url === url).length;
+      const n = this.requests.filter((r) => r.method === request.method && r.url === request.url).length;
       const answer = await intercept(request, n);
       if (answer) return answer;
     }
-    return url.startsWith(S3) ? this.s3(request, init?.body as Blob) : this.api(request);
-  };
+    return request.url.startsWith(S3) ? this.s3(request, blob) : this.api(request);
+  }
 
   /** Requests to the fake S3 with this method (default PUT). */
   storageRequests(method = 'PUT'): RecordedRequest[] {
@@ -132,6 +198,7 @@ export class FakeMirror {
     const uploadId = `up-${++this.ids}`;
     const partCount = Math.max(1, Math.ceil(input.bytes.length / this.partSize));
     this.uploads.set(uploadId, {
+      ...this.stamps(),
       uploadId,
       path: input.path,
       sha256: sha256Hex(input.bytes),
@@ -173,7 +240,8 @@ export class FakeMirror {
         upload.reason = 'aborted';
         upload.multipart?.parts.clear();
       }
-      return json(200, { status: upload.status, reason: upload.reason });
+      const { uploadId, status, reason } = upload;
+      return json(200, { uploadId, status, ...(reason === undefined ? {} : { reason }) });
     }
     if (request.method === 'POST' && action === 'parts' && segments[4] === undefined)
       return this.presignPart(upload, body);
@@ -199,7 +267,16 @@ export class FakeMirror {
     const challenge = issueChallenge(size, new Date(Date.now() + 900_000));
     if (size <= this.threshold) {
       const uploadId = `up-${++this.ids}`;
-      this.uploads.set(uploadId, { uploadId, path, sha256, size, contentType, status: 'pending', challenge });
+      this.uploads.set(uploadId, {
+        ...this.stamps(),
+        uploadId,
+        path,
+        sha256,
+        size,
+        contentType,
+        status: 'pending',
+        challenge,
+      });
       return json(201, {
         status: 'pending',
         uploadId,
@@ -240,6 +317,7 @@ export class FakeMirror {
     const uploadId = `up-${++this.ids}`;
     const partCount = Math.ceil(size / this.partSize);
     const upload: FakeUpload = {
+      ...this.stamps(),
       uploadId,
       path,
       sha256,
@@ -284,6 +362,11 @@ export class FakeMirror {
       version: u.version,
       deduplicated: true,
     });
+  }
+
+  private stamps() {
+    const now = new Date().toISOString();
+    return { createdAt: now, updatedAt: now };
   }
 
   private view(u: FakeUpload) {

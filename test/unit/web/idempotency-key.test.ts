@@ -1,7 +1,7 @@
 /** The browser client's claim carries an Idempotency-Key, the same on every retry of that claim. */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { uploadFile } from '../../../web/client/upload-file.ts';
-import { bytesOf, FakeMirror } from './fake-api.ts';
+import { bytesOf, contractViolations, FakeMirror } from './fake-api.ts';
 
 const fast = { baseMs: 1, maxMs: 5, random: () => 0.5 };
 const options = (mirror: FakeMirror, extra: Partial<Parameters<typeof uploadFile>[1]> = {}) => ({
@@ -17,6 +17,11 @@ const options = (mirror: FakeMirror, extra: Partial<Parameters<typeof uploadFile
 const blobOf = (bytes: Uint8Array<ArrayBuffer>) => new Blob([bytes], { type: 'application/octet-stream' });
 const claims = (mirror: FakeMirror) =>
   mirror.requests.filter((r) => r.method === 'POST' && new URL(r.url).pathname === '/v1/uploads');
+
+// Every answer the fake gave matched the API's contract (a drifted fake fails here).
+afterEach(() => {
+  expect(contractViolations.splice(0)).toEqual([]);
+});
 
 describe('Idempotency-Key on the claim', () => {
   it('every retry of the claim carries the same key; another upload another key', async () => {

@@ -4,11 +4,11 @@
  */
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { hashRange } from '../../../web/client/hashing.ts';
 import type { UploadProgress } from '../../../web/client/plan.ts';
 import { sendableHeaders, UploadError, uploadFile } from '../../../web/client/upload-file.ts';
-import { bytesOf, etagOf, FakeMirror, MiB, sha256Of } from './fake-api.ts';
+import { bytesOf, contractViolations, etagOf, FakeMirror, MiB, sha256Of } from './fake-api.ts';
 
 const API = 'https://api.test';
 const fast = { baseMs: 1, maxMs: 5, random: () => 0.5 };
@@ -43,6 +43,11 @@ function recorder() {
       }),
   };
 }
+
+// Every answer the fake gave matched the API's contract (a drifted fake fails here).
+afterEach(() => {
+  expect(contractViolations.splice(0)).toEqual([]);
+});
 
 describe('hashRange', () => {
   it('hashes whole blobs and ranges like node:crypto: streamed (any chunk size) or in one WebCrypto call', async () => {
@@ -345,7 +350,7 @@ describe('uploadFile', () => {
       options(mirror, { contentType: 'application/x-forbidden' }),
     ).catch((e: unknown) => e);
     expect(error).toMatchObject({
-      name: 'UploadError',
+      name: 'ApiError',
       code: 'unsupported_content_type',
       status: 415,
       field: 'contentType',
@@ -429,7 +434,9 @@ describe('uploadFile', () => {
       // The record of part 2 is "lost": the API answers 200 but keeps nothing.
       if (r.method === 'PUT' && r.url.endsWith('/parts/2') && !lost) {
         lost = true;
-        return new Response('{}', { status: 200 });
+        return new Response(JSON.stringify({ partSize: 5 * MiB, partCount: 3, uploadedParts: [] }), {
+          status: 200,
+        });
       }
       return undefined;
     });
@@ -528,7 +535,7 @@ describe('uploadFile', () => {
     const blob = blobOf(bytesOf(1000));
     Object.defineProperty(blob, 'size', { value: 2000 });
     const error = await uploadFile(blob, options(mirror)).catch((e: unknown) => e);
-    expect(error).toMatchObject({ name: 'UploadError', code: 'file_unreadable' });
+    expect(error).toMatchObject({ name: 'ApiError', code: 'file_unreadable' });
     expect((error as Error).message).toMatch(/cannot read the file: .*the file changed/);
     expect(mirror.requests).toHaveLength(0);
   });
@@ -544,12 +551,19 @@ describe('uploadFile', () => {
               path: 'media/file.bin',
               resumed: false,
               multipart: { partSize: 1024, partCount: 6000, uploadedParts: [] },
+              challenge: {
+                nonce: 'bm9uY2U=',
+                ranges: [],
+                expiresAt: new Date(Date.now() + 60_000).toISOString(),
+              },
             }),
             { status: 201 },
           )
         : undefined,
     );
-    const error = await uploadFile(blobOf(bytesOf(6 * MiB)), options(mirror)).catch((e: unknown) => e);
+    const error = await uploadFile(blobOf(bytesOf(6 * MiB)), { ...options(mirror), proof: false }).catch(
+      (e: unknown) => e,
+    );
     expect(error).toMatchObject({ code: 'bad_plan' });
     expect(mirror.storageRequests()).toHaveLength(0);
   });

@@ -1,0 +1,136 @@
+/**
+ * The PUTs to presigned storage URLs: one request, through XMLHttpRequest in a page (it
+ * reports upload progress, which fetch does not) or fetch elsewhere; and the single-PUT step.
+ */
+import { ApiError, abortReason, transientError } from '../errors.ts';
+import { isRetryableStatus } from '../plan.ts';
+import { type RetryOptions, withRetries } from '../retry.ts';
+
+export interface PutAnswer {
+  readonly status: number;
+  readonly body: string;
+  /** The `ETag` header, when storage's CORS rules expose it (`ExposeHeaders: ETag`). */
+  readonly etag: string | undefined;
+}
+
+export type Putter = (
+  url: string,
+  headers: Record<string, string>,
+  body: Blob,
+  signal: AbortSignal,
+  onSent: (bytes: number) => void,
+) => Promise<PutAnswer>;
+
+/** Headers to send to a presigned URL: all the signed ones except those the browser sets itself. */
+export function sendableHeaders(headers: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (lower === 'content-length' || lower === 'host') continue;
+    out[lower] = value;
+  }
+  return out;
+}
+
+/** `<Code>` and `<Message>` of an S3 error document. */
+export function storageMessage(status: number, body: string): string {
+  const code = /<Code>([^<]*)<\/Code>/.exec(body)?.[1];
+  const message = /<Message>([^<]*)<\/Message>/.exec(body)?.[1];
+  if (code || message)
+    return `storage answered ${status} ${code ?? ''}${message ? `: ${message}` : ''}`.trim();
+  return `storage answered ${status}`;
+}
+
+/** XMLHttpRequest where there is one and the caller gave no fetch; fetch otherwise. */
+export function choosePutter(fetchImpl: typeof fetch, fetchGiven: boolean): Putter {
+  return !fetchGiven && typeof XMLHttpRequest !== 'undefined' ? xhrPutter() : fetchPutter(fetchImpl);
+}
+
+export function fetchPutter(fetchImpl: typeof fetch): Putter {
+  return async (url, headers, body, signal, onSent) => {
+    let response: Response;
+    try {
+      response = await fetchImpl(url, { method: 'PUT', headers, body, signal });
+    } catch (error) {
+      if (signal.aborted) throw abortReason(signal);
+      throw transientError(`could not reach storage (${(error as Error).message})`, 0, undefined, {
+        cause: error,
+      });
+    }
+    const text = await response.text().catch(() => '');
+    if (response.ok) onSent(body.size);
+    return { status: response.status, body: text, etag: response.headers.get('etag') ?? undefined };
+  };
+}
+
+/**
+ * The ETag among the headers the browser lets the page read. (Reading a header CORS
+ * does not expose with getResponseHeader would log an error in the console.)
+ */
+function etagOf(allHeaders: string): string | undefined {
+  for (const line of allHeaders.split(/\r?\n/)) {
+    const colon = line.indexOf(':');
+    if (colon > 0 && line.slice(0, colon).trim().toLowerCase() === 'etag')
+      return line.slice(colon + 1).trim();
+  }
+  return undefined;
+}
+
+/** XMLHttpRequest reports upload progress, which fetch does not. */
+export function xhrPutter(): Putter {
+  return (url, headers, body, signal, onSent) =>
+    new Promise<PutAnswer>((resolve, reject) => {
+      if (signal.aborted) {
+        reject(abortReason(signal));
+        return;
+      }
+      const xhr = new XMLHttpRequest();
+      const onAbort = () => xhr.abort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      const settle = () => signal.removeEventListener('abort', onAbort);
+      xhr.open('PUT', url);
+      for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
+      xhr.upload.onprogress = (event) => onSent(event.loaded);
+      xhr.onload = () => {
+        settle();
+        if (xhr.status >= 200 && xhr.status < 300) onSent(body.size);
+        resolve({
+          status: xhr.status,
+          body: typeof xhr.responseText === 'string' ? xhr.responseText : '',
+          etag: etagOf(xhr.getAllResponseHeaders()),
+        });
+      };
+      xhr.onerror = () => {
+        settle();
+        reject(transientError('could not reach storage (network error)', 0));
+      };
+      xhr.ontimeout = xhr.onerror;
+      xhr.onabort = () => {
+        settle();
+        reject(signal.aborted ? abortReason(signal) : transientError('the request to storage was cut', 0));
+      };
+      xhr.send(body);
+    });
+}
+
+/** A storage answer that is not 2xx: transient (retried) or `storage_rejected`. */
+export function storageFailure(what: string, put: PutAnswer): ApiError {
+  const message = `${what}: ${storageMessage(put.status, put.body)}`;
+  if (isRetryableStatus(put.status)) return transientError(message, put.status);
+  return new ApiError(message, 'storage_rejected', put.status);
+}
+
+/** The single-PUT step: the whole file to its presigned URL, with the signed headers, retried. */
+export async function putSingle(
+  putter: Putter,
+  target: { readonly url: string; readonly headers: Record<string, string> },
+  body: Blob,
+  onSent: (bytes: number) => void,
+  retry: RetryOptions,
+): Promise<void> {
+  const headers = sendableHeaders(target.headers);
+  await withRetries(async () => {
+    const put = await putter(target.url, headers, body, retry.signal, onSent);
+    if (put.status < 200 || put.status >= 300) throw storageFailure('uploading the file', put);
+  }, retry);
+}

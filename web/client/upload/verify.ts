@@ -1,0 +1,37 @@
+/** The last step: poll `GET /v1/uploads/{id}` while the ingest verifies the stored bytes. */
+import type { Upload } from '../../../contracts/api.ts';
+import type { MirrorApi } from '../api.ts';
+import { ApiError } from '../errors.ts';
+import { sleep } from '../retry.ts';
+
+export interface VerifySettings {
+  /** First wait between polls; it grows to 2 s. */
+  readonly pollFirstMs: number;
+  /** Gives up after this long (the upload stays pending at the API). */
+  readonly timeoutMs: number;
+}
+
+/** Polls until the upload is no longer pending; its last state (committed, rejected or expired). */
+export async function waitForVerdict(
+  api: MirrorApi,
+  uploadId: string,
+  settings: VerifySettings,
+  signal: AbortSignal,
+): Promise<Upload> {
+  let wait = settings.pollFirstMs;
+  const deadline = Date.now() + settings.timeoutMs;
+  for (;;) {
+    const upload = await api.getUpload(uploadId, { signal });
+    if (upload.status !== 'pending') return upload;
+    if (Date.now() >= deadline) {
+      throw new ApiError(
+        `the upload was stored but not verified within ${Math.round(settings.timeoutMs / 1000)} s; ` +
+          `GET /v1/uploads/${uploadId} tells how it ends`,
+        'verify_timeout',
+        0,
+      );
+    }
+    await sleep(wait, signal);
+    wait = Math.min(2000, wait * 2);
+  }
+}
