@@ -121,83 +121,122 @@ export function redriveDeduplicationId(original: string, runId: string): string 
   return createHash('sha256').update(`${original}\nredrive\n${runId}`).digest('hex');
 }
 
+/** What one run of `moveMessages` has done so far. */
+interface MoveRun {
+  readonly sqs: Sqs;
+  readonly dlqUrl: string;
+  readonly queueUrl: string;
+  readonly fifo: boolean;
+  readonly runId: string;
+  readonly seen: Set<string>;
+  /** Receipt handles of the messages that stay in the DLQ. */
+  readonly kept: string[];
+  readonly errors: string[];
+  moved: number;
+  failed: number;
+}
+
+/** Sends one DLQ message back to its queue (FIFO: same group, a deduplication id of this run's). */
+async function sendBack(run: MoveRun, m: Message): Promise<void> {
+  const attributes = m.Attributes ?? {};
+  const group = attributes.MessageGroupId;
+  if (run.fifo && !group) throw new Error('it has no MessageGroupId');
+  await run.sqs.send(
+    new SendMessageCommand({
+      QueueUrl: run.queueUrl,
+      MessageBody: m.Body ?? '',
+      MessageAttributes: sendableAttributes(m.MessageAttributes),
+      ...(run.fifo
+        ? {
+            MessageGroupId: group,
+            MessageDeduplicationId: redriveDeduplicationId(
+              attributes.MessageDeduplicationId ?? m.MessageId ?? '',
+              run.runId,
+            ),
+          }
+        : {}),
+    }),
+  );
+}
+
+/** Moves one message: sent back, then deleted from the DLQ; a failed send keeps it there. */
+async function moveOne(run: MoveRun, m: Message): Promise<void> {
+  try {
+    await sendBack(run, m);
+  } catch (err) {
+    run.failed++;
+    run.errors.push(`message ${m.MessageId}: not sent back (${(err as Error).message}); it stays in the DLQ`);
+    if (m.ReceiptHandle) run.kept.push(m.ReceiptHandle);
+    return;
+  }
+  run.moved++;
+  try {
+    await run.sqs.send(new DeleteMessageCommand({ QueueUrl: run.dlqUrl, ReceiptHandle: m.ReceiptHandle }));
+  } catch (err) {
+    run.errors.push(
+      `message ${m.MessageId}: sent back, but not deleted from the DLQ (${(err as Error).message}): it may be redriven twice`,
+    );
+  }
+}
+
+/** One receive from the DLQ and the moves of its messages; false once it brings nothing new. */
+async function moveBatch(run: MoveRun, input: MoveInput): Promise<boolean> {
+  const out = await run.sqs.send(
+    new ReceiveMessageCommand({
+      QueueUrl: run.dlqUrl,
+      MaxNumberOfMessages: 10,
+      WaitTimeSeconds: input.waitTimeSeconds ?? 1,
+      VisibilityTimeout: input.visibilityTimeoutSeconds ?? 60,
+      MessageSystemAttributeNames: ['All'],
+      MessageAttributeNames: ['All'],
+    }),
+  );
+  const messages: Message[] = out.Messages ?? [];
+  // A message seen again (its visibility ran out mid-run) ends the run rather than looping.
+  const fresh = messages.filter((m) => !run.seen.has(m.MessageId ?? ''));
+  for (const m of messages) {
+    if (fresh.includes(m)) continue;
+    if (m.ReceiptHandle) run.kept.push(m.ReceiptHandle);
+  }
+  for (const m of fresh) {
+    run.seen.add(m.MessageId ?? '');
+    await moveOne(run, m);
+  }
+  return fresh.length > 0;
+}
+
+type MoveInput = {
+  dlqUrl: string;
+  queueUrl: string;
+  visibilityTimeoutSeconds?: number;
+  waitTimeSeconds?: number;
+};
+
 /**
  * Moves every message of `dlqUrl` to `queueUrl` (the emulator path): returns moved and failed
  * counts. A message whose send fails stays in the DLQ (made visible again at the end).
  */
 export async function moveMessages(
   sqs: Sqs,
-  input: { dlqUrl: string; queueUrl: string; visibilityTimeoutSeconds?: number; waitTimeSeconds?: number },
+  input: MoveInput,
 ): Promise<{ moved: number; failed: number; errors: string[] }> {
-  const fifo = isFifo(input.queueUrl);
-  const runId = randomUUID();
-  const errors: string[] = [];
-  const kept: string[] = [];
-  let moved = 0;
-  let failed = 0;
-  const seen = new Set<string>();
-  for (;;) {
-    const out = await sqs.send(
-      new ReceiveMessageCommand({
-        QueueUrl: input.dlqUrl,
-        MaxNumberOfMessages: 10,
-        WaitTimeSeconds: input.waitTimeSeconds ?? 1,
-        VisibilityTimeout: input.visibilityTimeoutSeconds ?? 60,
-        MessageSystemAttributeNames: ['All'],
-        MessageAttributeNames: ['All'],
-      }),
-    );
-    const messages: Message[] = out.Messages ?? [];
-    // A message seen again (its visibility ran out mid-run) ends the run rather than looping.
-    const fresh = messages.filter((m) => !seen.has(m.MessageId ?? ''));
-    if (fresh.length === 0) {
-      for (const m of messages) if (m.ReceiptHandle) kept.push(m.ReceiptHandle);
-      break;
-    }
-    for (const m of messages) {
-      if (seen.has(m.MessageId ?? '')) {
-        if (m.ReceiptHandle) kept.push(m.ReceiptHandle);
-        continue;
-      }
-      seen.add(m.MessageId ?? '');
-      const attributes = m.Attributes ?? {};
-      const group = attributes.MessageGroupId;
-      try {
-        if (fifo && !group) throw new Error('it has no MessageGroupId');
-        await sqs.send(
-          new SendMessageCommand({
-            QueueUrl: input.queueUrl,
-            MessageBody: m.Body ?? '',
-            MessageAttributes: sendableAttributes(m.MessageAttributes),
-            ...(fifo
-              ? {
-                  MessageGroupId: group,
-                  MessageDeduplicationId: redriveDeduplicationId(
-                    attributes.MessageDeduplicationId ?? m.MessageId ?? '',
-                    runId,
-                  ),
-                }
-              : {}),
-          }),
-        );
-      } catch (err) {
-        failed++;
-        errors.push(`message ${m.MessageId}: not sent back (${(err as Error).message}); it stays in the DLQ`);
-        if (m.ReceiptHandle) kept.push(m.ReceiptHandle);
-        continue;
-      }
-      moved++;
-      try {
-        await sqs.send(new DeleteMessageCommand({ QueueUrl: input.dlqUrl, ReceiptHandle: m.ReceiptHandle }));
-      } catch (err) {
-        errors.push(
-          `message ${m.MessageId}: sent back, but not deleted from the DLQ (${(err as Error).message}): it may be redriven twice`,
-        );
-      }
-    }
+  const run: MoveRun = {
+    sqs,
+    dlqUrl: input.dlqUrl,
+    queueUrl: input.queueUrl,
+    fifo: isFifo(input.queueUrl),
+    runId: randomUUID(),
+    seen: new Set(),
+    kept: [],
+    errors: [],
+    moved: 0,
+    failed: 0,
+  };
+  while (await moveBatch(run, input)) {
+    // next batch
   }
   // What stays behind is visible again at once, not after the visibility timeout.
-  for (const handle of kept) {
+  for (const handle of run.kept) {
     await sqs
       .send(
         new ChangeMessageVisibilityCommand({
@@ -208,7 +247,7 @@ export async function moveMessages(
       )
       .catch(() => undefined);
   }
-  return { moved, failed, errors };
+  return { moved: run.moved, failed: run.failed, errors: run.errors };
 }
 
 export interface MoveTaskReport {
@@ -246,27 +285,31 @@ export async function startMoveTask(
   }
 }
 
-export async function runRedrive(ctx: OpsContext, sqs: Sqs, options: RedriveOptions): Promise<RedriveResult> {
+/** The queue to redrive into and its DLQ (from the options; the DLQ URL may still be unknown). */
+function redriveQueues(
+  ctx: OpsContext,
+  options: RedriveOptions,
+): { queueOf: string; queueUrl: string; dlqUrl: string | undefined } {
   if ((options.targetId === undefined) === (options.ingest !== true)) {
     throw new UsageError('redrive needs exactly one of --target <id> or --ingest');
   }
-  let queueOf: string;
-  let queueUrl: string | undefined;
-  let dlqUrl: string | undefined;
   if (options.ingest) {
-    queueOf = 'ingest';
-    queueUrl = ctx.ingest.queueUrl;
-    dlqUrl = ctx.ingest.dlqUrl;
+    const { queueUrl, dlqUrl } = ctx.ingest;
     if (!queueUrl)
       throw new ConfigError('no ingest queue URL: pass --ingest-queue-url (or MIRROR_INGEST_QUEUE_URL)');
-  } else {
-    const [target] = selectTargets(ctx, [options.targetId as string]);
-    queueOf = target?.id ?? '';
-    queueUrl = target?.queueUrl;
-    dlqUrl = target?.dlqUrl;
-    if (!queueUrl) throw new ConfigError(`no queue URL for ${queueOf}: pass --queue-url ${queueOf}=<url>`);
+    return { queueOf: 'ingest', queueUrl, dlqUrl };
   }
+  const [target] = selectTargets(ctx, [options.targetId as string]);
+  const queueOf = target?.id ?? '';
+  const queueUrl = target?.queueUrl;
+  if (!queueUrl) throw new ConfigError(`no queue URL for ${queueOf}: pass --queue-url ${queueOf}=<url>`);
+  return { queueOf, queueUrl, dlqUrl: target?.dlqUrl };
+}
 
+export async function runRedrive(ctx: OpsContext, sqs: Sqs, options: RedriveOptions): Promise<RedriveResult> {
+  const queues = redriveQueues(ctx, options);
+  const { queueOf, queueUrl } = queues;
+  let dlqUrl = queues.dlqUrl;
   let dlqArn: string | undefined;
   if (!dlqUrl) ({ url: dlqUrl, arn: dlqArn } = await findDlq(sqs, queueUrl));
   const waiting = await approximateMessages(sqs, dlqUrl);

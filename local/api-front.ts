@@ -90,18 +90,11 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** Builds the payload-format-2.0 event for a request. */
-export function toHttpApiEvent(
-  req: IncomingMessage,
-  body: Buffer,
-  info: { requestId: string; now: Date },
-): APIGatewayProxyEventV2 {
-  const rawUrl = req.url ?? '/';
-  const q = rawUrl.indexOf('?');
-  const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
-  const rawQueryString = q < 0 ? '' : rawUrl.slice(q + 1);
-
-  // Header names lower-cased, repeated headers joined by commas; cookies go to `cookies`.
+/** Header names lower-cased, repeated headers joined by commas; cookies go to `cookies`. */
+function eventHeaders(req: IncomingMessage): {
+  headers: Record<string, string>;
+  cookies: string[] | undefined;
+} {
   const headers: Record<string, string> = {};
   let cookies: string[] | undefined;
   for (const [name, values] of Object.entries(req.headersDistinct)) {
@@ -115,16 +108,33 @@ export function toHttpApiEvent(
     }
     headers[name] = values.join(',');
   }
+  return { headers, cookies };
+}
 
-  let queryStringParameters: Record<string, string> | undefined;
-  if (rawQueryString !== '') {
-    queryStringParameters = {};
-    for (const [k, v] of new URLSearchParams(rawQueryString)) {
-      const prev = queryStringParameters[k];
-      queryStringParameters[k] = prev === undefined ? v : `${prev},${v}`;
-    }
+/** Query parameters, repeated ones joined by commas; undefined for an empty query. */
+function queryParameters(rawQueryString: string): Record<string, string> | undefined {
+  if (rawQueryString === '') return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, v] of new URLSearchParams(rawQueryString)) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : `${prev},${v}`;
   }
+  return out;
+}
 
+/** Builds the payload-format-2.0 event for a request. */
+export function toHttpApiEvent(
+  req: IncomingMessage,
+  body: Buffer,
+  info: { requestId: string; now: Date },
+): APIGatewayProxyEventV2 {
+  const rawUrl = req.url ?? '/';
+  const q = rawUrl.indexOf('?');
+  const rawPath = q < 0 ? rawUrl : rawUrl.slice(0, q);
+  const rawQueryString = q < 0 ? '' : rawUrl.slice(q + 1);
+
+  const { headers, cookies } = eventHeaders(req);
+  const queryStringParameters = queryParameters(rawQueryString);
   const host = headers.host ?? LOOPBACK;
   const text = isTextType(headers['content-type']);
   const event: APIGatewayProxyEventV2 = {
@@ -165,33 +175,38 @@ interface HttpResult {
   body: Buffer;
 }
 
+interface StructuredResult {
+  statusCode?: unknown;
+  headers?: Record<string, unknown>;
+  cookies?: unknown;
+  body?: unknown;
+  isBase64Encoded?: unknown;
+}
+
 /** Maps a function's response as API Gateway does for payload format 2.0. */
 export function fromFunctionResult(result: unknown): HttpResult {
   if (result !== null && typeof result === 'object' && 'statusCode' in result) {
-    const r = result as {
-      statusCode?: unknown;
-      headers?: Record<string, unknown>;
-      cookies?: unknown;
-      body?: unknown;
-      isBase64Encoded?: unknown;
-    };
-    const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(r.headers ?? {})) {
-      if (v !== undefined && v !== null) headers[k.toLowerCase()] = String(v);
-    }
-    if (Array.isArray(r.cookies) && r.cookies.length > 0) headers['set-cookie'] = r.cookies.map(String);
-    const bodyText =
-      typeof r.body === 'string' ? r.body : r.body === undefined || r.body === null ? '' : String(r.body);
-    const body = r.isBase64Encoded === true ? Buffer.from(bodyText, 'base64') : Buffer.from(bodyText, 'utf8');
-    const status = Number(r.statusCode);
-    if (!Number.isInteger(status) || status < 100 || status > 599) {
-      return jsonResult(500, { message: 'Internal Server Error' });
-    }
-    return { status, headers, body };
+    return fromStructuredResult(result as StructuredResult);
   }
   // No statusCode: API Gateway assumes 200 and a JSON body.
   const text = typeof result === 'string' ? result : JSON.stringify(result ?? null);
   return { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from(text) };
+}
+
+function fromStructuredResult(r: StructuredResult): HttpResult {
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of Object.entries(r.headers ?? {})) {
+    if (v !== undefined && v !== null) headers[k.toLowerCase()] = String(v);
+  }
+  if (Array.isArray(r.cookies) && r.cookies.length > 0) headers['set-cookie'] = r.cookies.map(String);
+  const bodyText =
+    typeof r.body === 'string' ? r.body : r.body === undefined || r.body === null ? '' : String(r.body);
+  const body = r.isBase64Encoded === true ? Buffer.from(bodyText, 'base64') : Buffer.from(bodyText, 'utf8');
+  const status = Number(r.statusCode);
+  if (!Number.isInteger(status) || status < 100 || status > 599) {
+    return jsonResult(500, { message: 'Internal Server Error' });
+  }
+  return { status, headers, body };
 }
 
 function jsonResult(status: number, value: unknown): HttpResult {
@@ -341,22 +356,85 @@ export function refuseForeign(
   return undefined;
 }
 
+function send(res: ServerResponse, req: IncomingMessage, result: HttpResult, extra: Record<string, string>) {
+  const headers = { ...result.headers, ...extra, 'content-length': String(result.body.length) };
+  res.writeHead(result.status, headers);
+  res.end(req.method === 'HEAD' ? undefined : result.body);
+}
+
+/** CORS preflight: answered by the front, never by the function, and needs no token. */
+function answerPreflight(
+  res: ServerResponse,
+  req: IncomingMessage,
+  cors: Record<string, string>,
+  requestId: string,
+) {
+  const preflight: Record<string, string> =
+    cors['access-control-allow-origin'] === undefined
+      ? {}
+      : {
+          ...cors,
+          'access-control-allow-methods': CORS_ALLOW_METHODS,
+          'access-control-allow-headers': req.headers['access-control-request-headers'] ?? CORS_ALLOW_HEADERS,
+          'access-control-max-age': '3600',
+        };
+  res.writeHead(204, { ...preflight, 'apigw-requestid': requestId }).end();
+}
+
+/** The body, or undefined once a 413 has been answered for a body over `limit`. */
+async function readBodyOrRefuse(
+  req: IncomingMessage,
+  res: ServerResponse,
+  limit: number,
+  extra: Record<string, string>,
+): Promise<Buffer | undefined> {
+  try {
+    return await readBody(req, limit);
+  } catch (err) {
+    if (!(err instanceof PayloadTooLarge)) throw err;
+    send(
+      res,
+      req,
+      jsonResult(413, {
+        error: { code: 'payload_too_large', message: `request bodies are limited to ${limit} bytes` },
+      }),
+      { ...extra, connection: 'close' },
+    );
+    req.destroy();
+    return undefined;
+  }
+}
+
+/** Invokes the function with the request's event, as the integration does (503 past its timeout). */
+async function invokeIntegration(
+  options: ApiFrontOptions,
+  req: IncomingMessage,
+  event: APIGatewayProxyEventV2,
+): Promise<HttpResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((r) => {
+    timer = setTimeout(() => r('timeout'), INTEGRATION_TIMEOUT_MS);
+  });
+  try {
+    const out = await Promise.race([options.fn.invoke(event), timedOut]);
+    return out === 'timeout' ? jsonResult(503, { message: 'Service Unavailable' }) : fromFunctionResult(out);
+  } catch (err) {
+    options.onError(new Error(`${req.method} ${event.rawPath}: ${(err as Error).message}`, { cause: err }));
+    return jsonResult(500, { message: 'Internal Server Error' });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const unauthorized = jsonResult(401, {
+  error: { code: 'unauthorized', message: 'missing or wrong bearer token (Authorization: Bearer <token>)' },
+});
+
 export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront> {
   const limit = options.maxBodyBytes ?? MAX_BODY_BYTES;
   const allowed = new Set(options.corsOrigins);
   // Known once listening (the port may be 0 until then).
   let ownHosts: ReadonlySet<string> = new Set();
-
-  const send = (
-    res: ServerResponse,
-    req: IncomingMessage,
-    result: HttpResult,
-    extra: Record<string, string>,
-  ) => {
-    const headers = { ...result.headers, ...extra, 'content-length': String(result.body.length) };
-    res.writeHead(result.status, headers);
-    res.end(req.method === 'HEAD' ? undefined : result.body);
-  };
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const now = new Date();
@@ -365,93 +443,41 @@ export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront>
     const refusal = refuseForeign(req, rawPath, ownHosts);
     if (refusal !== undefined) {
       req.resume();
-      send(
-        res,
-        req,
-        jsonResult(refusal.status, { error: { code: refusal.code, message: refusal.message } }),
-        {
-          'apigw-requestid': requestId,
-        },
-      );
+      const error = { code: refusal.code, message: refusal.message };
+      send(res, req, jsonResult(refusal.status, { error }), { 'apigw-requestid': requestId });
       return;
     }
     if (rawPath === '/metrics' && options.metrics) return serveMetrics(req, res, options.metrics);
     if (rawPath !== '/v1' && !rawPath.startsWith('/v1/')) return serveStatic(req, res, options.webDir);
+    return handleApi(req, res, { rawPath, requestId, now });
+  }
 
+  /** A request under /v1: CORS, the token, the body limit, then the function. */
+  async function handleApi(
+    req: IncomingMessage,
+    res: ServerResponse,
+    { rawPath, requestId, now }: { rawPath: string; requestId: string; now: Date },
+  ): Promise<void> {
     const origin = req.headers.origin;
     const cors: Record<string, string> =
       origin !== undefined && allowed.has(origin)
         ? { 'access-control-allow-origin': origin, vary: 'origin' }
         : {};
     const extra = { ...cors, 'apigw-requestid': requestId };
-
-    // CORS preflight: answered by the front, never by the function, and needs no token.
     if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
-      const preflight: Record<string, string> =
-        cors['access-control-allow-origin'] === undefined
-          ? {}
-          : {
-              ...cors,
-              'access-control-allow-methods': CORS_ALLOW_METHODS,
-              'access-control-allow-headers':
-                req.headers['access-control-request-headers'] ?? CORS_ALLOW_HEADERS,
-              'access-control-max-age': '3600',
-            };
-      res.writeHead(204, { ...preflight, 'apigw-requestid': requestId }).end();
+      answerPreflight(res, req, cors, requestId);
       return;
     }
-
     const open = rawPath === '/v1/health' && (req.method === 'GET' || req.method === 'HEAD');
     if (!open && !tokenMatches(req.headers.authorization, options.token)) {
       req.resume();
-      send(
-        res,
-        req,
-        jsonResult(401, {
-          error: {
-            code: 'unauthorized',
-            message: 'missing or wrong bearer token (Authorization: Bearer <token>)',
-          },
-        }),
-        { ...extra, 'www-authenticate': 'Bearer' },
-      );
+      send(res, req, unauthorized, { ...extra, 'www-authenticate': 'Bearer' });
       return;
     }
-
-    let body: Buffer;
-    try {
-      body = await readBody(req, limit);
-    } catch (err) {
-      if (!(err instanceof PayloadTooLarge)) throw err;
-      send(
-        res,
-        req,
-        jsonResult(413, {
-          error: { code: 'payload_too_large', message: `request bodies are limited to ${limit} bytes` },
-        }),
-        { ...extra, connection: 'close' },
-      );
-      req.destroy();
-      return;
-    }
-
+    const body = await readBodyOrRefuse(req, res, limit, extra);
+    if (body === undefined) return;
     const event = toHttpApiEvent(req, body, { requestId, now });
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((r) => {
-      timer = setTimeout(() => r('timeout'), INTEGRATION_TIMEOUT_MS);
-    });
-    let result: HttpResult;
-    try {
-      const out = await Promise.race([options.fn.invoke(event), timedOut]);
-      result =
-        out === 'timeout' ? jsonResult(503, { message: 'Service Unavailable' }) : fromFunctionResult(out);
-    } catch (err) {
-      options.onError(new Error(`${req.method} ${rawPath}: ${(err as Error).message}`, { cause: err }));
-      result = jsonResult(500, { message: 'Internal Server Error' });
-    } finally {
-      clearTimeout(timer);
-    }
-    send(res, req, result, extra);
+    send(res, req, await invokeIntegration(options, req, event), extra);
   }
 
   const server = createServer((req, res) => {

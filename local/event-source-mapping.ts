@@ -48,7 +48,7 @@ export function toSqsEvent(messages: readonly Message[], queueArn: string, regio
   return { Records: messages.map((m) => toSqsRecord(m, queueArn, region)) };
 }
 
-function toSqsRecord(m: Message, queueArn: string, region: string): SQSRecord {
+function recordAttributes(m: Message): SQSRecordAttributes {
   const a = m.Attributes ?? {};
   const attributes: SQSRecordAttributes = {
     ApproximateReceiveCount: a.ApproximateReceiveCount ?? '1',
@@ -60,7 +60,10 @@ function toSqsRecord(m: Message, queueArn: string, region: string): SQSRecord {
   if (a.MessageGroupId !== undefined) attributes.MessageGroupId = a.MessageGroupId;
   if (a.MessageDeduplicationId !== undefined) attributes.MessageDeduplicationId = a.MessageDeduplicationId;
   if (a.AWSTraceHeader !== undefined) attributes.AWSTraceHeader = a.AWSTraceHeader;
+  return attributes;
+}
 
+function recordMessageAttributes(m: Message): SQSMessageAttributes {
   const messageAttributes: SQSMessageAttributes = {};
   for (const [name, v] of Object.entries(m.MessageAttributes ?? {})) {
     messageAttributes[name] = {
@@ -71,6 +74,12 @@ function toSqsRecord(m: Message, queueArn: string, region: string): SQSRecord {
       dataType: v.DataType ?? 'String',
     };
   }
+  return messageAttributes;
+}
+
+function toSqsRecord(m: Message, queueArn: string, region: string): SQSRecord {
+  const attributes = recordAttributes(m);
+  const messageAttributes = recordMessageAttributes(m);
   const record: SQSRecord = {
     messageId: m.MessageId ?? '',
     receiptHandle: m.ReceiptHandle ?? '',

@@ -42,28 +42,40 @@ export function parseEmfLine(line: string): EmfSample[] | undefined {
   const aws = fields._aws as { CloudWatchMetrics?: unknown } | undefined;
   if (aws === null || typeof aws !== 'object' || !Array.isArray(aws.CloudWatchMetrics)) return undefined;
 
-  const samples: EmfSample[] = [];
-  for (const directive of aws.CloudWatchMetrics as MetricDirective[]) {
-    if (directive === null || typeof directive !== 'object') continue;
-    const dimensions: Record<string, string> = {};
-    for (const set of Array.isArray(directive.Dimensions) ? directive.Dimensions : []) {
-      for (const key of Array.isArray(set) ? set : []) {
-        const value = fields[String(key)];
-        if (typeof value === 'string') dimensions[String(key)] = value;
-      }
-    }
-    for (const metric of Array.isArray(directive.Metrics) ? directive.Metrics : []) {
-      const { Name, Unit } = (metric ?? {}) as { Name?: unknown; Unit?: unknown };
-      if (typeof Name !== 'string') continue;
-      const raw = fields[Name];
-      const values = Array.isArray(raw) ? raw : [raw];
-      for (const value of values) {
-        if (typeof value !== 'number' || !Number.isFinite(value)) continue;
-        samples.push({ name: Name, unit: typeof Unit === 'string' ? Unit : undefined, value, dimensions });
-      }
+  return (aws.CloudWatchMetrics as MetricDirective[]).flatMap((directive) =>
+    directive === null || typeof directive !== 'object' ? [] : directiveSamples(directive, fields),
+  );
+}
+
+const arrayOrEmpty = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
+
+/** The samples one CloudWatchMetrics directive selects from the record's fields. */
+function directiveSamples(directive: MetricDirective, fields: Record<string, unknown>): EmfSample[] {
+  const dimensions = directiveDimensions(directive, fields);
+  return arrayOrEmpty(directive.Metrics).flatMap((metric) => {
+    const { Name, Unit } = (metric ?? {}) as { Name?: unknown; Unit?: unknown };
+    if (typeof Name !== 'string') return [];
+    const raw = fields[Name];
+    const values = Array.isArray(raw) ? raw : [raw];
+    const unit = typeof Unit === 'string' ? Unit : undefined;
+    return values
+      .filter((value): value is number => typeof value === 'number' && Number.isFinite(value))
+      .map((value) => ({ name: Name, unit, value, dimensions }));
+  });
+}
+
+function directiveDimensions(
+  directive: MetricDirective,
+  fields: Record<string, unknown>,
+): Record<string, string> {
+  const dimensions: Record<string, string> = {};
+  for (const set of arrayOrEmpty(directive.Dimensions)) {
+    for (const key of arrayOrEmpty(set)) {
+      const value = fields[String(key)];
+      if (typeof value === 'string') dimensions[String(key)] = value;
     }
   }
-  return samples;
+  return dimensions;
 }
 
 /** Converts an EMF value to seconds by its unit (Powertools writes `Milliseconds`, `Seconds`...). */
@@ -222,21 +234,25 @@ export class LocalMetrics {
   /** Applies one EMF sample to its Prometheus series (unknown names are ignored). */
   observe(sample: EmfSample): void {
     const target = sample.dimensions.target;
+    if (this.observeGlobal(sample) || target === undefined) return;
+    this.observeTarget(sample, target);
+  }
+
+  /** Series without a target label; false when the sample is not one of theirs. */
+  private observeGlobal({ name, value }: EmfSample): boolean {
+    const counters: Record<string, Counter | undefined> = {
+      VersionsCommitted: this.versionsCommitted,
+      IngestRejected: this.ingestRejections,
+      UploadsExpired: this.uploadsExpired,
+    };
+    const counter = Object.hasOwn(counters, name) ? counters[name] : undefined;
+    if (counter === undefined) return false;
+    if (value > 0) counter.inc(value);
+    return true;
+  }
+
+  private observeTarget(sample: EmfSample, target: string): void {
     const value = sample.value;
-    switch (sample.name) {
-      case 'VersionsCommitted':
-        if (value > 0) this.versionsCommitted.inc(value);
-        return;
-      case 'IngestRejected':
-        if (value > 0) this.ingestRejections.inc(value);
-        return;
-      case 'UploadsExpired':
-        if (value > 0) this.uploadsExpired.inc(value);
-        return;
-      default:
-        break;
-    }
-    if (target === undefined) return;
     switch (sample.name) {
       case 'FilesReplicated':
         if (value > 0) this.filesReplicated.labels(target).inc(value);
