@@ -2,12 +2,15 @@
  * docs/openapi.json against the code it documents, without network or emulators.
  *
  * The document is JSON (valid YAML 1.2 too) because no YAML parser is a dependency.
- * The api handler reads its environment at import, so its routes and request schema
- * are read from the source text instead of imported.
+ * It is written by hand (prose, examples) and checked against contracts/api.ts, the API's
+ * one statement: the same routes, statuses, request fields and answer fields, and every
+ * example an answer the contract accepts.
  */
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { errorCodeSchema, type RouteContract, routeList } from '../../contracts/api.ts';
 import { normalizePath } from '../../contracts/paths.ts';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -16,7 +19,6 @@ type Obj = { [key: string]: Json };
 const read = (relative: string) => readFileSync(new URL(`../../${relative}`, import.meta.url), 'utf8');
 
 const doc = JSON.parse(read('docs/openapi.json')) as Obj;
-const apiSource = read('functions/handlers/api.ts');
 
 const HTTP_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
 const ERROR_REF = '#/components/schemas/Error';
@@ -78,19 +80,81 @@ const opAt = (method: string, path: string) => {
   return found;
 };
 
-/** `{method, path}` of every entry of api.ts's `routes` array, in source order. */
-function sourceRoutes(): { method: string; path: string }[] {
-  const start = apiSource.indexOf('const routes = [');
-  const end = apiSource.indexOf('\n];', start);
-  expect(start, 'api.ts has a `const routes = [` array').toBeGreaterThan(0);
-  const block = apiSource.slice(start, end);
-  const pairs = [...block.matchAll(/method:\s*'([A-Z]+)'(?:\s+as\s+const)?\s*,\s*path:\s*'([^']+)'/g)].map(
-    (m) => ({ method: m[1] as string, path: m[2] as string }),
-  );
-  // Every `method:` must have been read with its path: a reordered route must not go unseen.
-  expect(pairs.length, 'routes whose method and path could be read').toBe(block.match(/\bmethod:/g)?.length);
-  return pairs;
+/** The contract's JSON Schema of a zod schema (requests as sent, answers as sent). */
+const jsonSchema = (schema: z.ZodType, io: 'input' | 'output') =>
+  z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as unknown as Obj;
+
+/** A schema's object branches (its `oneOf`/`anyOf`, or itself), `$ref`s followed. */
+function branches(schema: Json | undefined, what: string): Obj[] {
+  const o = deref(schema, what);
+  const alternatives = (o.oneOf ?? o.anyOf) as Json[] | undefined;
+  if (alternatives) return alternatives.flatMap((b, i) => branches(b, `${what}[${i}]`));
+  return o.allOf ? [merged((o.allOf as Json[]).map((part, i) => deref(part, `${what} allOf[${i}]`)))] : [o];
 }
+
+/** An `allOf` of object schemas as one: every part's fields and requirements. */
+function merged(parts: readonly Obj[]): Obj {
+  return {
+    properties: Object.assign({}, ...parts.map((p) => p.properties ?? {})),
+    required: [...new Set(parts.flatMap((p) => (p.required ?? []) as string[]))],
+    additionalProperties: !parts.some((p) => p.additionalProperties === false),
+  };
+}
+
+/** What an object schema lets through at its top level: its fields, the required ones, and whether others may come. */
+function shape(o: Obj): string {
+  const props = Object.keys(obj(o.properties ?? {}, 'properties')).sort();
+  const required = [...((o.required ?? []) as string[])].sort();
+  return `fields ${props.join(',')} | required ${required.join(',')} | closed ${o.additionalProperties === false}`;
+}
+
+const contractOf = (o: { method: string; path: string }): RouteContract => {
+  const found = routeList.find((r) => r.method === o.method && r.path === o.path);
+  if (!found) throw new Error(`${key(o)} is not in contracts/api.ts`);
+  return found;
+};
+
+interface MediaExample {
+  /** `request`, or the status of the answer. */
+  readonly where: string;
+  readonly type: string;
+  readonly schema: Json | undefined;
+  readonly name: string;
+  readonly value: Json | undefined;
+}
+
+/** Every example of an operation's request body and answers, with its media type's schema. */
+function* mediaExamples(o: Operation): Generator<MediaExample> {
+  const holders: [string, Json | undefined][] = [
+    ['request', o.op.requestBody],
+    ...Object.entries(obj(o.op.responses, key(o))),
+  ];
+  for (const [where, holder] of holders) {
+    if (holder === undefined) continue;
+    const content = deref(holder, `${key(o)} ${where}`).content;
+    if (!isObj(content)) continue;
+    for (const [type, m] of Object.entries(content)) {
+      const media = obj(m, type);
+      for (const [name, ex] of Object.entries(obj(media.examples ?? {}, 'examples'))) {
+        yield { where, type, schema: media.schema, name, value: obj(ex, name).value };
+      }
+    }
+  }
+}
+
+/** The error codes the API's sources raise (`code: '…'`, `errorBody(status, '…'`). */
+function codesInSource(files: readonly string[]): Set<string> {
+  const found = new Set<string>();
+  for (const file of files) {
+    const text = read(file);
+    for (const m of text.matchAll(/\bcode:\s*(?:[\w.]+\s*\?\?\s*)?'([a-z_]+)'/g)) found.add(m[1] as string);
+    for (const m of text.matchAll(/errorBody\(\s*\d{3},\s*'([a-z_]+)'/g)) found.add(m[1] as string);
+  }
+  return found;
+}
+
+/** Statuses API Gateway answers itself on AWS (authorizer, throttling): documented, not the function's. */
+const GATEWAY_STATUSES = new Set(['401', '403', '429']);
 
 /** Every `$ref` anywhere in a value. */
 function* refsIn(value: Json): Generator<string> {
@@ -116,6 +180,28 @@ function jsonSchemaOf(response: Obj): Json | undefined {
   if (!isObj(content)) return undefined;
   const media = content['application/json'];
   return isObj(media) ? media.schema : undefined;
+}
+
+/** The examples of an operation's parameters, with each parameter's schema. */
+function* parameterExamples(o: Operation): Generator<[Json | undefined, Json | undefined, string]> {
+  for (const p of o.parameters) {
+    if ('example' in p) yield [p.schema, p.example, `${key(o)} ${p.name}`];
+    for (const [n, ex] of Object.entries(obj(p.examples ?? {}, 'examples'))) {
+      yield [p.schema, obj(ex, n).value, `${key(o)} ${p.name} ${n}`];
+    }
+  }
+}
+
+/** Every example in the document with the schema it must meet: components, parameters, bodies. */
+function* documentExamples(): Generator<[Json | undefined, Json | undefined, string]> {
+  for (const [n, s] of Object.entries(schemas)) {
+    for (const [i, ex] of ((obj(s, n).examples ?? []) as Json[]).entries())
+      yield [s, ex, `${n}.examples[${i}]`];
+  }
+  for (const o of ops) {
+    yield* parameterExamples(o);
+    for (const ex of mediaExamples(o)) yield [ex.schema, ex.value, `${key(o)} ${ex.where} ${ex.name}`];
+  }
 }
 
 // ajv is only a transitive dependency (fastify, via fauxqs): the examples are checked when it is there.
@@ -144,10 +230,76 @@ describe('docs/openapi.json', () => {
     expect(new Set(ids).size).toBe(ids.length);
   });
 
-  it('documents every route of functions/handlers/api.ts with the same method, and no other', () => {
-    const fromSource = sourceRoutes().map(key).sort();
-    expect(fromSource.length).toBeGreaterThanOrEqual(9);
-    expect(ops.map(key).sort()).toEqual(fromSource);
+  it('documents every route of contracts/api.ts with its method, operationId and statuses, and no other', () => {
+    expect(routeList.length).toBeGreaterThanOrEqual(9);
+    expect(ops.map(key).sort()).toEqual(routeList.map(key).sort());
+    for (const route of routeList) {
+      const o = opAt(route.method, route.path);
+      expect(o.op.operationId, key(route)).toBe(route.operationId);
+      const documented = Object.keys(obj(o.op.responses, key(route))).filter((s) => !GATEWAY_STATUSES.has(s));
+      expect(documented.sort(), `${key(route)} statuses`).toEqual(Object.keys(route.responses).sort());
+      expect(o.op.security === undefined, `${key(route)} needs credentials`).toBe(route.auth === 'required');
+    }
+  });
+
+  it("documents each route's parameters as contracts/api.ts reads them", () => {
+    for (const route of routeList) {
+      const o = opAt(route.method, route.path);
+      const names = (where: string) =>
+        o.parameters
+          .filter((p) => p.in === where)
+          .map((p) => String(p.name).toLowerCase())
+          .sort();
+      const fields = (schema: z.ZodObject | undefined) =>
+        Object.keys(schema?.shape ?? {})
+          .map((n) => n.toLowerCase())
+          .sort();
+      expect(names('query'), `${key(route)} query`).toEqual(fields(route.query));
+      expect(names('header'), `${key(route)} headers`).toEqual(fields(route.headers));
+      if (route.params) expect(names('path'), `${key(route)} path`).toEqual(fields(route.params));
+      expect(o.op.requestBody !== undefined, `${key(route)} has a body`).toBe(route.body !== undefined);
+    }
+  });
+
+  it('describes every request body and every answer with the fields of contracts/api.ts', () => {
+    let compared = 0;
+    for (const route of routeList) {
+      const o = opAt(route.method, route.path);
+      if (route.body) {
+        const body = json(obj(o.op.requestBody, 'requestBody'), `${key(route)} requestBody`);
+        const documented = branches(body.schema, `${key(route)} request`).map(shape);
+        expect(documented, `${key(route)} request`).toEqual([shape(jsonSchema(route.body, 'input'))]);
+        compared++;
+      }
+      for (const [status, response] of Object.entries(route.responses)) {
+        if (!response.body) continue;
+        const documented = deref(obj(o.op.responses, key(route))[status], `${key(route)} ${status}`);
+        const mine = branches(jsonSchema(response.body, 'output'), 'contract').map(shape).sort();
+        expect(
+          branches(json(documented, `${key(route)} ${status}`).schema, status)
+            .map(shape)
+            .sort(),
+          `${key(route)} ${status}`,
+        ).toEqual(mine);
+        compared++;
+      }
+    }
+    expect(compared).toBeGreaterThan(30);
+  });
+
+  it('has only examples the contract accepts: each request body, and each answer for its status', () => {
+    let checked = 0;
+    for (const o of ops) {
+      const route = contractOf(o);
+      for (const ex of mediaExamples(o)) {
+        const schema = ex.where === 'request' ? route.body : route.responses[Number(ex.where)]?.body;
+        if (ex.type !== 'application/json' || schema === undefined) continue;
+        const result = schema.safeParse(ex.value);
+        expect(result.error?.issues ?? [], `${key(o)} ${ex.where} example ${ex.name}`).toEqual([]);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(40);
   });
 
   it('declares every {parameter} of a path template as a required path parameter', () => {
@@ -181,7 +333,7 @@ describe('docs/openapi.json', () => {
 
   it('lists exactly the error codes the API can answer, each example with its documented status', () => {
     const files = [
-      'functions/handlers/api.ts',
+      'functions/handlers/api-handler.ts',
       'functions/core/uploads.ts',
       'functions/core/possession.ts',
       'contracts/paths.ts',
@@ -191,12 +343,7 @@ describe('docs/openapi.json', () => {
       'functions/core/idempotency.ts',
       'local/api-front.ts',
     ];
-    const found = new Set<string>();
-    for (const file of files) {
-      const text = read(file);
-      for (const m of text.matchAll(/\bcode:\s*(?:[\w.]+\s*\?\?\s*)?'([a-z_]+)'/g)) found.add(m[1] as string);
-      for (const m of text.matchAll(/errorBody\(\s*\d{3},\s*'([a-z_]+)'/g)) found.add(m[1] as string);
-    }
+    const found = codesInSource(files);
     // Codes that exist but never reach a client of the API.
     const internal = new Set([
       'claim_taken', // a lost conditional claim: the commit loop retries it
@@ -204,6 +351,9 @@ describe('docs/openapi.json', () => {
     ]);
     const documented = schema('ErrorCode').enum as string[];
     expect([...documented].sort()).toEqual([...found].filter((c) => !internal.has(c)).sort());
+    expect([...documented].sort(), 'contracts/api.ts errorCodeSchema').toEqual(
+      [...errorCodeSchema.options].sort(),
+    );
     for (const code of [
       'invalid',
       'invalid_json',
@@ -231,62 +381,37 @@ describe('docs/openapi.json', () => {
       ]),
     );
     expect([...table.keys()].sort()).toEqual([...documented].sort());
-    let examples = 0;
-    for (const o of ops) {
-      for (const [status, r] of Object.entries(obj(o.op.responses, key(o)))) {
-        const media = deref(r, `${key(o)} ${status}`).content;
-        if (!isObj(media) || !isObj(media['application/json'])) continue;
-        for (const [name, ex] of Object.entries(obj(media['application/json'].examples ?? {}, key(o)))) {
-          const value = obj(ex, name).value;
-          if (!isObj(value) || !isObj(value.error)) continue;
-          examples++;
-          const code = value.error.code as string;
-          expect(documented, `${key(o)} ${status} example ${name}`).toContain(code);
-          expect(table.get(code), `${key(o)} ${status} example ${name} (${code})`).toBe(status);
-        }
-      }
+    const errorExamples = ops.flatMap((o) =>
+      [...mediaExamples(o)].flatMap((ex) =>
+        isObj(ex.value) && isObj(ex.value.error)
+          ? [{ ...ex, at: key(o), code: ex.value.error.code as string }]
+          : [],
+      ),
+    );
+    for (const ex of errorExamples) {
+      expect(documented, `${ex.at} ${ex.where} example ${ex.name}`).toContain(ex.code);
+      expect(table.get(ex.code), `${ex.at} ${ex.where} example ${ex.name} (${ex.code})`).toBe(ex.where);
     }
-    expect(examples).toBeGreaterThan(20);
+    expect(errorExamples.length).toBeGreaterThan(20);
   });
 
-  it('describes the POST /v1/uploads body as api.ts parses it', () => {
+  it('describes the POST /v1/uploads body with the patterns and bounds of contracts/api.ts', () => {
+    const route = contractOf({ method: 'POST', path: '/v1/uploads' });
     const body = json(obj(opAt('POST', '/v1/uploads').op.requestBody, 'requestBody'), 'requestBody');
     const request = deref(body.schema, 'request schema');
-
-    // The zod schema's fields, read from the source.
-    const start = apiSource.indexOf('const uploadRequestSchema = z.strictObject({');
-    expect(start, 'api.ts has uploadRequestSchema as a strict object').toBeGreaterThan(0);
-    const block = apiSource.slice(start, apiSource.indexOf('\n});', start));
-    const fields = [...block.matchAll(/^ {2}(\w+): z([\s\S]*?)(?=^ {2}\w+: z|(?![\s\S]))/gm)].map((m) => ({
-      name: m[1] as string,
-      chain: m[2] as string,
-    }));
-    expect(fields.map((f) => f.name)).toEqual([
-      'path',
-      'size',
-      'sha256',
-      'contentType',
-      'ifVersion',
-      'newVersion',
-    ]);
-    const required = fields.filter((f) => !f.chain.includes('.optional()')).map((f) => f.name);
-
-    expect(request.type).toBe('object');
-    expect(request.additionalProperties).toBe(false); // z.strictObject
-    expect([...(request.required as string[])].sort()).toEqual(required.sort());
-    expect([...(request.required as string[])].sort()).toEqual(['contentType', 'path', 'sha256', 'size']);
+    const mine = jsonSchema(route.body as z.ZodType, 'input');
     const props = obj(request.properties, 'properties');
-    expect(Object.keys(props).sort()).toEqual(fields.map((f) => f.name).sort());
-
     const prop = (n: string) => deref(props[n], `properties.${n}`);
-    for (const f of fields) {
-      const literal = /\.regex\(\/(.+?)\/([a-z]*),/.exec(f.chain);
-      if (!literal) continue;
-      const documented = prop(f.name).pattern;
-      expect(documented, `${f.name} has a pattern`).toEqual(expect.any(String));
-      // Same regular expression (`.source` normalises escaping such as `\/`).
-      expect(new RegExp(documented as string).source, f.name).toBe(new RegExp(literal[1] as string).source);
+    for (const [name, field] of Object.entries(obj(mine.properties, 'contract properties'))) {
+      const f = obj(field, name);
+      if (typeof f.pattern === 'string') {
+        // Same regular expression (`.source` normalises escaping such as `\/`).
+        expect(new RegExp(prop(name).pattern as string).source, name).toBe(new RegExp(f.pattern).source);
+      }
+      if (f.type !== undefined) expect(prop(name).type, name).toBe(f.type);
     }
+    expect(request.additionalProperties).toBe(false);
+    expect([...(request.required as string[])].sort()).toEqual(['contentType', 'path', 'sha256', 'size']);
     expect(prop('sha256').pattern).toBe('^[0-9a-fA-F]{64}$');
     expect(prop('contentType').maxLength).toBe(255);
     expect(prop('path').type).toBe('string');
@@ -439,31 +564,7 @@ describe('docs/openapi.json', () => {
       checked++;
     };
 
-    for (const [n, s] of Object.entries(schemas)) {
-      for (const [i, ex] of ((obj(s, n).examples ?? []) as Json[]).entries())
-        check(s, ex, `${n}.examples[${i}]`);
-    }
-    for (const o of ops) {
-      for (const p of o.parameters) {
-        if ('example' in p) check(p.schema, p.example, `${key(o)} ${p.name}`);
-        for (const [n, ex] of Object.entries(obj(p.examples ?? {}, 'examples'))) {
-          check(p.schema, obj(ex, n).value, `${key(o)} ${p.name} ${n}`);
-        }
-      }
-      const bodies: [string, Json | undefined][] = [['request', o.op.requestBody]];
-      for (const [status, r] of Object.entries(obj(o.op.responses, key(o)))) bodies.push([status, r]);
-      for (const [where, b] of bodies) {
-        if (b === undefined) continue;
-        const media = deref(b, where).content;
-        if (!isObj(media)) continue;
-        for (const [type, m] of Object.entries(media)) {
-          const mediaType = obj(m, type);
-          for (const [n, ex] of Object.entries(obj(mediaType.examples ?? {}, 'examples'))) {
-            check(mediaType.schema, obj(ex, n).value, `${key(o)} ${where} ${n}`);
-          }
-        }
-      }
-    }
+    for (const [schemaOf, value, where] of documentExamples()) check(schemaOf, value, where);
     expect(checked).toBeGreaterThan(40);
   });
 });
