@@ -4,10 +4,7 @@
  * paced; pull targets: what their agent reported) and re-sends what is missing,
  * outdated or altered (functions/core/reconcile.ts, as the scheduled function does).
  */
-import { DynamoLedger } from '../functions/adapters/dynamo-ledger.ts';
-import { S3ReplicaStore } from '../functions/adapters/s3.ts';
-import { SqsFanout } from '../functions/adapters/sqs-fanout.ts';
-import type { ReplicaStore } from '../functions/core/ports.ts';
+import { makeReconcileDeps } from '../functions/adapters/wiring.ts';
 import { type ReconcileReport, reconcileTargets } from '../functions/core/reconcile.ts';
 import { ConfigError } from './errors.ts';
 import type { OpsClients, OpsContext } from './ops-context.ts';
@@ -43,39 +40,27 @@ export async function runReconcile(
       `no queue URL for ${withoutQueue.join(', ')}: pass --queue-url <id>=<url> (or --dry-run to only count)`,
     );
   }
-  const replicas = new Map<string, ReplicaStore>();
-  const unchecked: string[] = [];
-  for (const t of selected) {
-    if (t.kind !== 's3') continue;
-    if (!t.bucket) {
-      unchecked.push(t.id);
-      continue;
-    }
-    replicas.set(
-      t.id,
-      new S3ReplicaStore(clients.s3(t.region ?? ctx.region), t.bucket, t.keyPrefix, {
-        bucket: ctx.originBucket ?? '',
-      }),
-    );
-  }
-  const started = performance.now();
-  const report = await reconcileTargets(
+  // S3 targets whose bucket is unknown are checked against the ledger only.
+  const unchecked = selected.filter((t) => t.kind === 's3' && !t.bucket).map((t) => t.id);
+  const deps = makeReconcileDeps(
     {
-      ledger: new DynamoLedger(clients.dynamodb, ctx.table),
-      fanout: new SqsFanout(
-        clients.sqs,
-        selected.flatMap((t) => (t.queueUrl ? [{ id: t.id, queueUrl: t.queueUrl }] : [])),
-      ),
-      targets: selected.map((t) => ({ id: t.id, pathPrefix: t.pathPrefix })),
-      replicas: (id) => replicas.get(id),
+      table: ctx.table,
+      region: ctx.region,
+      clockOffsetMs: 0,
+      originBucket: ctx.originBucket ?? '',
+      s3ForcePathStyle: false,
+      targets: selected,
     },
-    {
-      targetIds: selected.map((t) => t.id),
-      dryRun: options.dryRun,
-      ...(options.checkObjects === false ? { checkObjects: false } : {}),
-      ...(options.checksPerSecond === undefined ? {} : { checksPerSecond: options.checksPerSecond }),
-    },
+    undefined,
+    { dynamodb: clients.dynamodb, sqs: clients.sqs, s3: (region) => clients.s3(region) },
   );
+  const started = performance.now();
+  const report = await reconcileTargets(deps, {
+    targetIds: selected.map((t) => t.id),
+    dryRun: options.dryRun,
+    ...(options.checkObjects === false ? { checkObjects: false } : {}),
+    ...(options.checksPerSecond === undefined ? {} : { checksPerSecond: options.checksPerSecond }),
+  });
   return {
     ...report,
     mode: ctx.mode,
