@@ -2,6 +2,7 @@
  * The CLI's errors. Each carries the exit code the process ends with and a
  * message that fits on one line of stderr; `bin/cli.ts` prints `message` only.
  */
+import type { ApiError } from '../web/client/errors.ts';
 
 /** Any failure the CLI reports to the user (exit code 1 unless stated). */
 export class MirrorCliError extends Error {
@@ -28,46 +29,14 @@ export class ConfigError extends MirrorCliError {
 }
 
 /**
- * The API answered with a non-2xx status. The body is `{error: {code, message, field?}}`;
- * when it is not, `code` is `http_<status>` and `message` the start of the body.
+ * How the CLI prints the API client's errors (web/client's ApiError): one line with the
+ * status, the API's code and the field it named; an unreachable API or an answer of the
+ * wrong shape as the client words it.
  */
-export class ApiError extends MirrorCliError {
-  override readonly name = 'ApiError';
-  readonly status: number;
-  readonly code: string;
-  readonly apiMessage: string;
-  readonly field: string | undefined;
-
-  constructor(init: {
-    status: number;
-    code: string;
-    message: string;
-    field?: string | undefined;
-    cause?: unknown;
-  }) {
-    const where = init.field === undefined ? '' : ` (field: ${init.field})`;
-    super(`error ${init.status} ${init.code}: ${init.message}${where}`, { cause: init.cause });
-    this.status = init.status;
-    this.code = init.code;
-    this.apiMessage = init.message;
-    this.field = init.field;
-  }
-
-  /** 5xx and throttling: worth another try while polling. */
-  get retryable(): boolean {
-    return this.status >= 500 || this.status === 429;
-  }
-}
-
-/** The API could not be reached at all (refused, DNS, reset, timeout). */
-export class ApiUnreachableError extends MirrorCliError {
-  override readonly name = 'ApiUnreachableError';
-  readonly retryable = true;
-}
-
-/** The API answered 2xx with a body that does not have the documented shape. */
-export class ApiResponseError extends MirrorCliError {
-  override readonly name = 'ApiResponseError';
+export function describeApiError(error: ApiError): string {
+  if (error.code === 'network' || error.code === 'bad_answer') return error.message;
+  const where = error.field === undefined ? '' : ` (field: ${error.field})`;
+  return `error ${error.status} ${error.code}: ${error.message}${where}`;
 }
 
 /** The presigned PUT to storage failed. */

@@ -1,18 +1,20 @@
 /**
- * Large files: the API answered with a multipart plan. The browser client module
- * (web/client) already implements parts, per-part SHA-256, retries, resume and
- * completion over fetch; Node has fetch and file-backed Blobs, so the CLI uses the
- * same code rather than a second implementation.
+ * Large files: the API answered the claim with a multipart plan. The client module
+ * (web/client) already implements parts, per-part SHA-256, retries, resume and completion
+ * over fetch; Node has fetch and file-backed Blobs, so the CLI uses the same code rather
+ * than a second implementation, and continues the upload it claimed (no second claim).
  */
 import { openAsBlob } from 'node:fs';
-import { uploadFile as uploadInParts } from '../web/client/upload-file.ts';
+import type { UploadPendingMultipart } from '../contracts/api.ts';
+import type { FetchLike, MirrorApi } from '../web/client/api.ts';
+import { continueUpload } from '../web/client/upload-file.ts';
 
 export interface PartUploadRequest {
   file: string;
-  path: string;
+  /** The claim's answer: the upload to send the parts of. */
+  claimed: UploadPendingMultipart;
   sha256: string;
   contentType: string;
-  ifVersion?: number | undefined;
   onBytes: (bytesSent: number) => void;
   timeoutSeconds: number;
 }
@@ -27,20 +29,18 @@ export interface PartUploadResult {
 
 export type SendParts = (request: PartUploadRequest) => Promise<PartUploadResult>;
 
-export function createPartSender(connection: { api: string; token: string }): SendParts {
+/** Parts go through `client` (the CLI's one API client); their PUTs to storage through `fetch`. */
+export function createPartSender(client: MirrorApi, fetch?: FetchLike): SendParts {
   return async (request) => {
     const blob = await openAsBlob(request.file);
-    const result = await uploadInParts(blob, {
-      api: connection.api,
-      token: connection.token,
-      path: request.path,
+    const result = await continueUpload(blob, request.claimed, {
+      client,
+      ...(fetch === undefined ? {} : { fetch: fetch as typeof globalThis.fetch }),
+      path: request.claimed.path,
       contentType: request.contentType,
-      ...(request.ifVersion === undefined ? {} : { ifVersion: request.ifVersion }),
       sha256: request.sha256,
       // No Web Worker in Node: parts are hashed on this thread, one at a time as they are sent.
       workerUrl: null,
-      // The CLI answered the claim's challenge already (cli/upload.ts): the mirror wants the bytes.
-      proof: false,
       verifyTimeoutMs: request.timeoutSeconds * 1000,
       onProgress: (p) => {
         if (p.phase === 'uploading') request.onBytes(p.bytesDone);

@@ -7,11 +7,12 @@
  */
 import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { type FetchLike, MirrorApi } from '../web/client/api.ts';
+import { ApiError } from '../web/client/errors.ts';
 import { registerAgentCommand } from './agent-command.ts';
-import { type FetchLike, MirrorApiClient } from './api-client.ts';
 import { isValidContentType } from './content-type.ts';
 import { type ConnectionOptions, loadConnection } from './endpoints.ts';
-import { MirrorCliError } from './errors.ts';
+import { describeApiError, MirrorCliError } from './errors.ts';
 import { createPartSender } from './multipart.ts';
 import { makeOpsClients, type OpsFlags, resolveOpsContext } from './ops-context.ts';
 import {
@@ -155,14 +156,21 @@ export function createProgram(io: CliIo): Command {
     .option('--token <token>', 'API bearer token, overrides the endpoints file (env: MIRROR_API_TOKEN)')
     .showSuggestionAfterError(true);
 
-  const client = async (command: Command): Promise<MirrorApiClient> => {
+  const client = async (command: Command): Promise<MirrorApi> => {
     const options = command.optsWithGlobals<ConnectionOptions>();
     const connection = await loadConnection(
       { endpoints: options.endpoints, api: options.api, token: options.token },
       io.env,
       io.cwd,
     );
-    return new MirrorApiClient({ baseUrl: connection.api, token: connection.token, fetch: io.fetch });
+    return new MirrorApi({
+      baseUrl: connection.api,
+      token: connection.token,
+      fetch: io.fetch,
+      timeoutMs: 30_000,
+      retries: 3,
+      backoff: { baseMs: 500, maxMs: 4_000 },
+    });
   };
 
   program
@@ -195,7 +203,7 @@ export function createProgram(io: CliIo): Command {
           {
             client: api,
             putFile: io.putFile ?? createPutFile(),
-            sendParts: createPartSender({ api: api.baseUrl, token: api.token }),
+            sendParts: createPartSender(api, io.fetch),
             clock: io.clock ?? systemClock,
             progress,
           },
@@ -345,6 +353,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     if (err instanceof MirrorCliError) {
       io.stderr.write(`media-mirror: ${err.message}\n`);
       return err.exitCode;
+    }
+    if (err instanceof ApiError) {
+      io.stderr.write(`media-mirror: ${describeApiError(err)}\n`);
+      return 1;
     }
     const message = err instanceof Error ? err.message : String(err);
     io.stderr.write(`media-mirror: unexpected error: ${message}\n`);

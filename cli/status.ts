@@ -2,27 +2,29 @@
  * `media-mirror status [path]`: the deployment's targets with their replication lag,
  * backlog, agent heartbeat and parked failures; or one path's head and where it has reached.
  */
-import type { FileStatus, HealthResponse, MirrorApiClient, TargetsResponse } from './api-client.ts';
-import { ApiError, MirrorCliError } from './errors.ts';
+import type { FileStatus, Health, TargetList } from '../contracts/api.ts';
+import type { MirrorApi } from '../web/client/api.ts';
+import { ApiError } from '../web/client/errors.ts';
+import { MirrorCliError } from './errors.ts';
 import { formatBytes } from './progress.ts';
 import { readSample } from './prom-text.ts';
 
-type Target = TargetsResponse['targets'][number];
+/** A target as the API lists it, with its parked failures when they can be read. */
+type Target = TargetList['targets'][number] & { failures?: number };
 
 export interface TargetsOverview {
   api: string;
   /**
-   * The API's targets. `failures` is the API's count when it gives one, else (local stack)
-   * the messages in the target's DLQ read from `/metrics`, else absent.
+   * The API's targets. `failures`: (local stack) the messages in the target's DLQ read from
+   * `/metrics`, else absent.
    */
   targets: Target[];
   /** The health answer, or why there is none (the targets are still shown). */
-  health: HealthResponse | { status: 'unavailable'; error: string };
+  health: Health | { status: 'unavailable'; error: string };
 }
 
 export async function getTargetsOverview(
-  client: Pick<MirrorApiClient, 'listTargets' | 'health' | 'baseUrl'> &
-    Partial<Pick<MirrorApiClient, 'metricsText'>>,
+  client: Pick<MirrorApi, 'listTargets' | 'health' | 'baseUrl'> & Partial<Pick<MirrorApi, 'metricsText'>>,
 ): Promise<TargetsOverview> {
   const [targets, health, metrics] = await Promise.all([
     client.listTargets(),
@@ -35,7 +37,7 @@ export async function getTargetsOverview(
   return {
     api: client.baseUrl,
     targets: targets.targets.map((t) => {
-      if (typeof t.failures === 'number' || metrics === undefined) return t;
+      if (metrics === undefined) return t;
       const parked = readSample(metrics, 'mirror_dlq_messages', { target: t.id });
       return parked === undefined ? t : { ...t, failures: parked };
     }),
@@ -43,10 +45,7 @@ export async function getTargetsOverview(
   };
 }
 
-export async function getPathStatus(
-  client: Pick<MirrorApiClient, 'getFile'>,
-  path: string,
-): Promise<FileStatus> {
+export async function getPathStatus(client: Pick<MirrorApi, 'getFile'>, path: string): Promise<FileStatus> {
   try {
     return await client.getFile(path);
   } catch (err) {

@@ -6,16 +6,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { openAsBlob } from 'node:fs';
-import { type Challenge, proofDigest } from '../web/client/proof.ts';
-import type { MirrorApiClient, UploadRecord } from './api-client.ts';
+import type { Upload } from '../contracts/api.ts';
+import type { MirrorApi } from '../web/client/api.ts';
+import { ApiError } from '../web/client/errors.ts';
+import { prove } from '../web/client/upload/claim.ts';
 import { guessContentType } from './content-type.ts';
-import {
-  ApiError,
-  ApiResponseError,
-  ApiUnreachableError,
-  UploadRejectedError,
-  UploadTimeoutError,
-} from './errors.ts';
+import { MirrorCliError, UploadRejectedError, UploadTimeoutError } from './errors.ts';
 import { type FileDigest, type HashOptions, hashFile, statRegularFile } from './hash-file.ts';
 import type { SendParts } from './multipart.ts';
 import { type ProgressSink, round3 } from './progress.ts';
@@ -34,7 +30,7 @@ export const systemClock: Clock = {
 
 export interface UploadDeps {
   /** Without `proveUpload` no challenge is answered: the bytes are always sent. */
-  client: Pick<MirrorApiClient, 'createUpload' | 'getUpload'> & Partial<Pick<MirrorApiClient, 'proveUpload'>>;
+  client: Pick<MirrorApi, 'createUpload' | 'getUpload'> & Partial<Pick<MirrorApi, 'proveUpload'>>;
   putFile: PutFile;
   clock: Clock;
   progress: ProgressSink;
@@ -76,29 +72,13 @@ export interface UploadResult {
 }
 
 export const DEFAULT_TIMEOUT_SECONDS = 120;
-export const DEFAULT_POLL_INTERVAL_MS = 250;
 
-/**
- * The claim, retried on transient failures (unreachable, 5xx, 429, "still in progress") under one
- * Idempotency-Key: however many tries reach the API, one upload is made.
- */
-async function claimOnce(
-  client: Pick<MirrorApiClient, 'createUpload'>,
-  request: Parameters<MirrorApiClient['createUpload']>[0],
-  attempts = 4,
-): ReturnType<MirrorApiClient['createUpload']> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await client.createUpload(request);
-    } catch (err) {
-      const transient =
-        err instanceof ApiUnreachableError ||
-        (err instanceof ApiError && (err.retryable || err.code === 'idempotency_in_progress'));
-      if (!transient || attempt >= attempts) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
-    }
-  }
-}
+/** No caller aborts the CLI's proof: the process ends instead. */
+const NEVER = new AbortController().signal;
+
+const ifVersionOf = (options: UploadOptions) =>
+  options.ifVersion === undefined ? {} : { ifVersion: options.ifVersion };
+export const DEFAULT_POLL_INTERVAL_MS = 250;
 
 export async function uploadFile(deps: UploadDeps, options: UploadOptions): Promise<UploadResult> {
   const { client, clock, progress } = deps;
@@ -110,14 +90,12 @@ export async function uploadFile(deps: UploadDeps, options: UploadOptions): Prom
   progress.phase('hashing', statSize, { file: options.file });
   const { sha256, size } = await hash(options.file, { onBytes: (n) => progress.bytes(n) });
 
-  const created = await claimOnce(client, {
-    path: options.path,
-    size,
-    sha256,
-    contentType,
-    ifVersion: options.ifVersion,
-    idempotencyKey: randomUUID(),
-  });
+  // The client retries a claim that failed in transit (unreachable, 5xx, 429, "still in
+  // progress") under this one Idempotency-Key: however many tries reach the API, one upload.
+  const created = await client.createUpload(
+    { path: options.path, size, sha256, contentType, ...ifVersionOf(options) },
+    { idempotencyKey: randomUUID() },
+  );
   const base = { uploadId: created.uploadId, sha256, size, contentType };
   const seconds = () => round3((clock.now() - started) / 1000);
   const committedAtOnce = (committed: { path: string; version: number }): UploadResult => {
@@ -137,22 +115,27 @@ export async function uploadFile(deps: UploadDeps, options: UploadOptions): Prom
   };
   if (created.status === 'committed') return committedAtOnce(created);
   // Known content is committed on the proof that this file holds it: nothing is sent.
-  const proven =
-    created.challenge === undefined
-      ? undefined
-      : await proveHeld(client, options.file, created.uploadId, created.challenge);
+  const proven = client.proveUpload
+    ? await prove(
+        { proveUpload: client.proveUpload.bind(client) },
+        await openAsBlob(options.file),
+        created.uploadId,
+        created.challenge,
+        NEVER,
+      )
+    : undefined;
   if (proven) return committedAtOnce(proven);
 
   if ('multipart' in created) {
     if (!deps.sendParts)
-      throw new ApiResponseError('the API asked for a multipart upload, and no part sender is configured');
+      throw new MirrorCliError('the API asked for a multipart upload, and no part sender is configured');
     progress.phase('uploading', size, { uploadId: created.uploadId, parts: created.multipart.partCount });
+    // The upload claimed above, continued: one claim however the bytes go.
     const sent = await deps.sendParts({
       file: options.file,
-      path: options.path,
+      claimed: created,
       sha256,
       contentType,
-      ifVersion: options.ifVersion,
       onBytes: (n) => progress.bytes(n),
       timeoutSeconds: options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
     });
@@ -200,7 +183,7 @@ export async function uploadFile(deps: UploadDeps, options: UploadOptions): Prom
   });
   const version = record.version;
   if (version === undefined || version === null) {
-    throw new ApiResponseError(`GET /v1/uploads/${created.uploadId}: committed without a version`);
+    throw new MirrorCliError(`GET /v1/uploads/${created.uploadId}: committed without a version`);
   }
   progress.phase('done', undefined, { uploadId: created.uploadId, version });
   return {
@@ -214,39 +197,23 @@ export async function uploadFile(deps: UploadDeps, options: UploadOptions): Prom
 }
 
 /**
- * Answers a claim's challenge from the local file (only the challenged ranges are read).
- * Resolves with the commit when the mirror holds the content, undefined when it asks for the
- * bytes (`proof_not_accepted`); other errors are thrown.
- */
-async function proveHeld(client: UploadDeps['client'], file: string, uploadId: string, challenge: Challenge) {
-  if (!client.proveUpload) return undefined;
-  const digest = await proofDigest(await openAsBlob(file), challenge);
-  try {
-    return await client.proveUpload(uploadId, digest);
-  } catch (error) {
-    if (error instanceof ApiError && error.code === 'proof_not_accepted') return undefined;
-    throw error;
-  }
-}
-
-/**
  * Polls `GET /v1/uploads/{id}` until committed (returned) or rejected (UploadRejectedError),
  * or the time is up (UploadTimeoutError). Transient API errors (5xx, 429, unreachable)
  * are retried until the deadline; others are thrown at once.
  */
 export async function waitForCommit(
-  client: Pick<MirrorApiClient, 'getUpload'>,
+  client: Pick<MirrorApi, 'getUpload'>,
   clock: Clock,
   options: { uploadId: string; path: string; timeoutSeconds: number; pollIntervalMs: number },
-): Promise<UploadRecord> {
+): Promise<Upload> {
   const deadline = clock.now() + options.timeoutSeconds * 1000;
   let lastStatus = 'pending';
   for (;;) {
-    let record: UploadRecord | undefined;
+    let record: Upload | undefined;
     try {
       record = await client.getUpload(options.uploadId);
     } catch (err) {
-      const transient = (err instanceof ApiError && err.retryable) || err instanceof ApiUnreachableError;
+      const transient = err instanceof ApiError && err.transient;
       if (!transient || clock.now() >= deadline) throw err;
       lastStatus = `pending; last poll failed: ${(err as Error).message}`;
     }

@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MirrorApiClient } from '../../cli/api-client.js';
 import { createPartSender } from '../../cli/multipart.js';
 import { createPutFile } from '../../cli/put-file.js';
 import { systemClock, uploadFile } from '../../cli/upload.js';
 import { type Sandbox, startSandbox } from '../../local/sandbox.js';
+import { MirrorApi } from '../../web/client/api.js';
 import { localApi, sha256Hex } from '../support/local-api.js';
 import { waitFor as until } from '../support/wait.js';
 
@@ -224,12 +224,12 @@ describe('pipeline through the local stack', () => {
     for (let i = 0; i < bytes.length; i += 4096) bytes.writeInt32BE(i ^ 0x1e3779b9, i);
     const file = join(dataDir, 'big.bin');
     await writeFile(file, bytes);
-    const client = new MirrorApiClient({ baseUrl: sandbox.endpoints.api, token: sandbox.endpoints.token });
+    const client = new MirrorApi({ baseUrl: sandbox.endpoints.api, token: sandbox.endpoints.token });
     const result = await uploadFile(
       {
         client,
         putFile: createPutFile(),
-        sendParts: createPartSender({ api: client.baseUrl, token: client.token }),
+        sendParts: createPartSender(client),
         clock: systemClock,
         progress: { phase: () => undefined, bytes: () => undefined, stop: () => undefined } as never,
       },

@@ -14,11 +14,11 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MirrorApiClient } from '../../cli/api-client.js';
 import { createPartSender } from '../../cli/multipart.js';
 import { createPutFile } from '../../cli/put-file.js';
 import { uploadFile as cliUpload, systemClock } from '../../cli/upload.js';
 import { type Sandbox, startSandbox } from '../../local/sandbox.js';
+import { MirrorApi } from '../../web/client/api.js';
 import { uploadFile as webUpload } from '../../web/client/upload-file.js';
 import { type LocalApiResponse, localApi, sha256Hex } from '../support/local-api.js';
 import { waitFor } from '../support/wait.js';
@@ -377,10 +377,10 @@ describe('proof of possession', () => {
       const file = join(dataDir, `cli-${size}.bin`);
       await writeFile(file, bytes);
       const requests: string[] = [];
-      const client = new MirrorApiClient({
+      const client = new MirrorApi({
         baseUrl: sandbox.endpoints.api,
         token: sandbox.endpoints.token,
-        fetch: (input, init) => {
+        fetch: (input: string, init: RequestInit) => {
           requests.push(`${init.method ?? 'GET'} ${new URL(input).pathname}`);
           return fetch(input, init);
         },
@@ -393,7 +393,7 @@ describe('proof of possession', () => {
           puts.push(request.url);
           return putFile(request);
         },
-        sendParts: createPartSender({ api: client.baseUrl, token: client.token }),
+        sendParts: createPartSender(client),
         clock: systemClock,
         progress: { phase: () => undefined, bytes: () => undefined, stop: () => undefined } as never,
       };

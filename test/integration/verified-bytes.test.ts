@@ -22,11 +22,11 @@ import {
 } from '@aws-sdk/client-s3';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MirrorApiClient } from '../../cli/api-client.js';
 import { createPartSender } from '../../cli/multipart.js';
 import { createPutFile } from '../../cli/put-file.js';
 import { systemClock, uploadFile } from '../../cli/upload.js';
 import { type Sandbox, startSandbox } from '../../local/sandbox.js';
+import { MirrorApi } from '../../web/client/api.js';
 import { localApi, sha256Hex } from '../support/local-api.js';
 import { waitFor as waitForShort } from '../support/wait.js';
 
@@ -203,12 +203,12 @@ describe('verified bytes survive a write over their blob', () => {
     //    replicas copy from the origin, the agent downloads the blob).
     const file = join(dataDir, 'same-content.png');
     await writeFile(file, good);
-    const client = new MirrorApiClient({ baseUrl: sandbox.endpoints.api, token: sandbox.endpoints.token });
+    const client = new MirrorApi({ baseUrl: sandbox.endpoints.api, token: sandbox.endpoints.token });
     const again = await uploadFile(
       {
         client,
         putFile: createPutFile(),
-        sendParts: createPartSender({ api: client.baseUrl, token: client.token }),
+        sendParts: createPartSender(client),
         clock: systemClock,
         progress: { phase: () => undefined, bytes: () => undefined, stop: () => undefined } as never,
       },

@@ -277,7 +277,9 @@ export class MirrorApi {
       response = await this.#fetch(`${this.baseUrl}${route}`, init);
     } catch (error) {
       if (signal.aborted) throw abortReason(signal);
-      const message = `cannot reach the API at ${this.baseUrl} (${what}): ${describeFetchError(error)}`;
+      const local = /^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:|\/|$)/.test(this.baseUrl);
+      const hint = local ? '; is the local stack running (npm start)?' : '';
+      const message = `cannot reach the API at ${this.baseUrl} (${what}): ${describeFetchError(error)}${hint}`;
       throw transientError(message, 0, undefined, { cause: error });
     }
     const text = await response.text().catch(() => '');

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { FALLBACK_CONTENT_TYPE, guessContentType, isValidContentType } from '../../../cli/content-type.ts';
-import { ApiError } from '../../../cli/errors.ts';
 import { createJsonLinesProgress, formatBytes } from '../../../cli/progress.ts';
 import { formatAge, formatTable, formatTargetsOverview, getPathStatus } from '../../../cli/status.ts';
+import { ApiError } from '../../../web/client/errors.ts';
 
 describe('content type', () => {
   it('guesses from the extension, case-insensitively, else octet-stream', () => {
@@ -84,10 +84,10 @@ describe('status formatting', () => {
   it('maps only 404 to "no such path"', async () => {
     const failing = (status: number) => ({
       getFile: async () => {
-        throw new ApiError({ status, code: 'x', message: 'y' });
+        throw new ApiError('y', 'not_found', status);
       },
     });
     await expect(getPathStatus(failing(404), 'a/b.jpg')).rejects.toThrow(/^no such path: a\/b\.jpg$/);
-    await expect(getPathStatus(failing(500), 'a/b.jpg')).rejects.toThrow(/^error 500 x: y$/);
+    await expect(getPathStatus(failing(500), 'a/b.jpg')).rejects.toMatchObject({ status: 500, message: 'y' });
   });
 });

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FetchLike } from '../../../cli/api-client.ts';
 import { type CliIo, runCli } from '../../../cli/program.ts';
 import { silentProgress } from '../../../cli/progress.ts';
 import type { PutFileRequest } from '../../../cli/put-file.ts';
+import type { FetchLike } from '../../../web/client/api.ts';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -79,12 +79,12 @@ const fileStatus = {
     deleted: false,
   },
   targets: [
-    { id: 'eu-west-1', kind: 's3', appliedVersion: 5, status: 'in-sync', appliedAt: '2025-06-01T11:59:30Z' },
+    { id: 'eu-west-1', kind: 's3', appliedVersion: 5, status: 'verified', appliedAt: '2025-06-01T11:59:30Z' },
     {
       id: 'onprem-dc1',
       kind: 'pull',
       appliedVersion: 3,
-      status: 'lagging',
+      status: 'copied',
       appliedAt: '2025-06-01T10:00:00Z',
     },
   ],
@@ -104,9 +104,9 @@ describe('media-mirror status', () => {
         'type       image/png',
         'committed  2025-06-01 11:55:00Z (5m ago)',
         '',
-        'TARGET      KIND  APPLIED       STATUS   SINCE',
-        'eu-west-1   s3    5             in-sync  2025-06-01 11:59:30Z (30s ago)',
-        'onprem-dc1  pull  3 (behind 2)  lagging  2025-06-01 10:00:00Z (2h ago)',
+        'TARGET      KIND  APPLIED       STATUS    SINCE',
+        'eu-west-1   s3    5             verified  2025-06-01 11:59:30Z (30s ago)',
+        'onprem-dc1  pull  3 (behind 2)  copied    2025-06-01 10:00:00Z (2h ago)',
         '',
       ].join('\n'),
     );
@@ -138,7 +138,8 @@ describe('media-mirror status', () => {
       '',
     ].join('\n');
     const h = harness((url) => {
-      if (url.pathname === '/v1/health') return { status: 200, body: { status: 'ok' } };
+      if (url.pathname === '/v1/health')
+        return { status: 200, body: { status: 'ok', time: '2025-06-01T12:00:00Z' } };
       if (url.pathname === '/metrics') return { status: 200, body: metrics };
       return {
         status: 200,
@@ -165,7 +166,7 @@ describe('media-mirror status', () => {
             {
               id: 'onprem-dc2',
               kind: 'pull',
-              lag: { lagSeconds: 3.5, pending: 2, heartbeatAgeSeconds: null },
+              lag: { lagSeconds: 3.5, pending: 2, pendingCapped: false, heartbeatAgeSeconds: null },
             },
           ],
         },
@@ -188,18 +189,28 @@ describe('media-mirror status', () => {
     );
   });
 
-  it('without a path, against an API without lag or /metrics: dashes', async () => {
+  it('without a path, against an API without /metrics (API Gateway): no failure counts', async () => {
     const h = harness((url) =>
       url.pathname === '/v1/health'
-        ? { status: 200, body: { status: 'ok' } }
+        ? { status: 200, body: { status: 'ok', time: '2025-06-01T12:00:00Z' } }
         : url.pathname === '/metrics'
           ? { status: 403, body: { message: 'Forbidden' } }
           : {
               status: 200,
               body: {
                 targets: [
-                  { id: 'eu-west-1', kind: 's3', region: 'eu-west-1', failures: 1 },
-                  { id: 'onprem-dc1', kind: 'pull', pathPrefix: 'images/' },
+                  {
+                    id: 'eu-west-1',
+                    kind: 's3',
+                    region: 'eu-west-1',
+                    lag: { lagSeconds: 0, pending: 0, pendingCapped: false },
+                  },
+                  {
+                    id: 'onprem-dc1',
+                    kind: 'pull',
+                    pathPrefix: 'images/',
+                    lag: { lagSeconds: 0, pending: 0, pendingCapped: false, heartbeatAgeSeconds: null },
+                  },
                 ],
               },
             },
@@ -211,8 +222,8 @@ describe('media-mirror status', () => {
         'health  ok',
         '',
         'TARGET      KIND  LAG (S)  BACKLOG  HEARTBEAT  FAILED (DLQ)  REGION     PATH PREFIX',
-        'eu-west-1   s3    -        -        -          1             eu-west-1  (all)',
-        'onprem-dc1  pull  -        -        -          -             -          images/',
+        'eu-west-1   s3    0        0        -          -             eu-west-1  (all)',
+        'onprem-dc1  pull  0        0        never      -             -          images/',
         '',
       ].join('\n'),
     );
@@ -237,7 +248,7 @@ describe('media-mirror status', () => {
     expect(await h.run('status', 'images/a.png')).toBe(0);
     expect(h.out()).toContain(
       [
-        'onprem-dc1  pull  3 (behind 2)  lagging  2025-06-01 10:00:00Z (2h ago)',
+        'onprem-dc1  pull  3 (behind 2)  copied    2025-06-01 10:00:00Z (2h ago)',
         '',
         'last failures',
         '  onprem-dc1  v5 2025-06-01 11:59:00Z (1m ago): NoSuchKey: The specified key does not exist.',
@@ -247,10 +258,22 @@ describe('media-mirror status', () => {
   });
 });
 
+const later = '2025-06-01T12:15:00Z';
+const headers = {
+  'content-length': '10000',
+  'content-type': 'image/png',
+  'x-amz-checksum-sha256': `${'A'.repeat(43)}=`,
+};
+const notHeld = {
+  status: 422,
+  body: { error: { code: 'proof_not_accepted', message: 'send the bytes', field: 'digest' } },
+};
+
 describe('media-mirror upload', () => {
   it('pending → PUT → committed, --json result on stdout', async () => {
     let polls = 0;
-    const h = harness((_url, init) => {
+    const h = harness((url, init) => {
+      if (url.pathname.endsWith('/proof')) return notHeld;
       if (init.method === 'POST') {
         const body = JSON.parse(String(init.body)) as { path: string; size: number; contentType: string };
         expect(body).toMatchObject({
@@ -265,11 +288,8 @@ describe('media-mirror upload', () => {
             status: 'pending',
             uploadId: 'u-9',
             path: body.path,
-            upload: {
-              method: 'PUT',
-              url: 'http://s3.test/blobs/x?sig=1',
-              headers: { 'content-length': '10000' },
-            },
+            upload: { method: 'PUT', url: 'http://s3.test/blobs/x?sig=1', headers, expiresAt: later },
+            challenge: { nonce: 'bm9uY2U=', ranges: [{ offset: 0, length: 10_000 }], expiresAt: later },
           },
         };
       }
@@ -280,14 +300,17 @@ describe('media-mirror upload', () => {
           uploadId: 'u-9',
           status: polls < 2 ? 'pending' : 'committed',
           path: 'images/a.png',
-          version: 5,
+          sha256: 'ab'.repeat(32),
+          size: 10_000,
+          contentType: 'image/png',
+          ...(polls < 2 ? {} : { version: 5 }),
+          createdAt: '2025-06-01T12:00:00Z',
+          updatedAt: '2025-06-01T12:00:00Z',
         },
       };
     });
     expect(await h.run('upload', file, 'images/a.png', '--if-version', '4', '--json')).toBe(0);
-    expect(h.puts.map((p) => [p.url, p.headers])).toEqual([
-      ['http://s3.test/blobs/x?sig=1', { 'content-length': '10000' }],
-    ]);
+    expect(h.puts.map((p) => [p.url, p.headers])).toEqual([['http://s3.test/blobs/x?sig=1', headers]]);
     const result = JSON.parse(h.out()) as Record<string, unknown>;
     expect(result).toMatchObject({
       path: 'images/a.png',
@@ -301,10 +324,10 @@ describe('media-mirror upload', () => {
     expect(h.out().trim().split('\n')).toHaveLength(1);
   });
 
-  it('deduplicated: one line saying no bytes were sent', async () => {
+  it('the path holds this content already: one line saying no bytes were sent', async () => {
     const h = harness(() => ({
       status: 200,
-      body: { status: 'committed', path: 'images/a.png', version: 2, deduplicated: true, uploadId: 'u-1' },
+      body: { status: 'committed', path: 'images/a.png', version: 2, unchanged: true, uploadId: 'u-1' },
     }));
     expect(await h.run('upload', file, 'images/a.png')).toBe(0);
     expect(h.out()).toBe('committed images/a.png version 2 (deduplicated: no bytes sent)\n');

@@ -3,16 +3,20 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CreateUploadRequest, CreateUploadResponse, UploadRecord } from '../../../cli/api-client.ts';
-import {
-  ApiError,
-  ApiUnreachableError,
-  UploadRejectedError,
-  UploadTimeoutError,
-} from '../../../cli/errors.ts';
+import { UploadRejectedError, UploadTimeoutError } from '../../../cli/errors.ts';
 import type { Phase, ProgressSink } from '../../../cli/progress.ts';
 import type { PutFileRequest } from '../../../cli/put-file.ts';
 import { type Clock, type UploadDeps, uploadFile } from '../../../cli/upload.ts';
+import {
+  type CreateUploadResponse,
+  createUploadResponseSchema,
+  type Upload,
+  type UploadDeduplicated,
+  type UploadRequest,
+  uploadDeduplicatedSchema,
+  uploadSchema,
+} from '../../../contracts/api.ts';
+import { ApiError, transientError } from '../../../web/client/errors.ts';
 
 let dir: string;
 let file: string;
@@ -44,25 +48,36 @@ function fakeClock(): Clock & { sleeps: number[] } {
   };
 }
 
-function fakeClient(create: CreateUploadResponse | Error, polls: (UploadRecord | Error)[] = []) {
-  const calls = { create: [] as CreateUploadRequest[], get: [] as string[] };
+/**
+ * A scripted API client. Every answer it gives is parsed with the API's contract first, so a
+ * script the real API could not answer fails the test.
+ */
+function fakeClient(create: CreateUploadResponse | Error, polls: (Upload | Error)[] = []) {
+  const calls = {
+    create: [] as (UploadRequest & { idempotencyKey?: string | undefined })[],
+    get: [] as string[],
+  };
   let i = 0;
   return {
     calls,
-    async createUpload(req: CreateUploadRequest) {
-      calls.create.push(req);
+    async createUpload(req: UploadRequest, options: { idempotencyKey?: string | undefined } = {}) {
+      calls.create.push({ ...req, idempotencyKey: options.idempotencyKey });
       if (create instanceof Error) throw create;
-      return create;
+      return createUploadResponseSchema.parse(create);
     },
     async getUpload(id: string) {
       calls.get.push(id);
       const next = polls[Math.min(i++, polls.length - 1)];
       if (next === undefined) throw new Error('no poll answer scripted');
       if (next instanceof Error) throw next;
-      return next;
+      return uploadSchema.parse(next);
     },
   };
 }
+
+const proven = (answer: UploadDeduplicated) => uploadDeduplicatedSchema.parse(answer);
+const apiError = (status: number, code: string, message: string, field?: string) =>
+  new ApiError(message, code, status, field);
 
 function recordingProgress(): ProgressSink & { phases: Phase[]; stopped: number } {
   const sink = {
@@ -90,7 +105,7 @@ function fakePut() {
   };
 }
 
-const record = (over: Partial<UploadRecord>): UploadRecord => ({
+const record = (over: Partial<Upload>): Upload => ({
   uploadId: 'u-1',
   status: 'pending',
   path: 'images/cat.jpg',
@@ -102,22 +117,38 @@ const record = (over: Partial<UploadRecord>): UploadRecord => ({
   ...over,
 });
 
-const pending: CreateUploadResponse = {
-  status: 'pending',
+const challenge = {
+  nonce: Buffer.alloc(32).toString('base64'),
+  ranges: [{ offset: 0, length: 10 }],
+  expiresAt: '2025-01-01T00:15:00Z',
+};
+
+const pending = {
+  status: 'pending' as const,
   uploadId: 'u-1',
   path: 'images/cat.jpg',
   upload: {
-    method: 'PUT',
+    method: 'PUT' as const,
     url: 'https://origin.s3.amazonaws.com/blobs/abc?X-Amz-Signature=s',
     headers: {
       'content-length': '300000',
       'content-type': 'image/jpeg',
-      'x-amz-checksum-sha256': 'base64==',
+      'x-amz-checksum-sha256': `${'A'.repeat(43)}=`,
       'x-amz-sdk-checksum-algorithm': 'SHA256',
     },
     expiresAt: '2025-01-01T00:15:00Z',
   },
+  challenge,
 };
+
+/** The path already holds these bytes: committed at once. */
+const unchanged = (version: number, path = 'images/cat.jpg') => ({
+  status: 'committed' as const,
+  uploadId: 'u-0',
+  path,
+  version,
+  unchanged: true as const,
+});
 
 function deps(client: ReturnType<typeof fakeClient>, put = fakePut(), clock = fakeClock()) {
   const progress = recordingProgress();
@@ -126,14 +157,8 @@ function deps(client: ReturnType<typeof fakeClient>, put = fakePut(), clock = fa
 }
 
 describe('uploadFile', () => {
-  it('declares size, lower-case SHA-256 and the guessed content type', async () => {
-    const client = fakeClient({
-      status: 'committed',
-      uploadId: 'u-0',
-      path: 'images/cat.jpg',
-      version: 7,
-      deduplicated: true,
-    });
+  it('declares size, lower-case SHA-256 and the guessed content type, once, with an Idempotency-Key', async () => {
+    const client = fakeClient(unchanged(7));
     await uploadFile(deps(client).d, { file, path: 'images/cat.jpg', ifVersion: 6 });
     expect(client.calls.create).toEqual([
       {
@@ -147,46 +172,14 @@ describe('uploadFile', () => {
     ]);
   });
 
-  it('retries a claim that failed in transit with the same Idempotency-Key; a refusal is not retried', async () => {
-    const committed = {
-      status: 'committed' as const,
-      uploadId: 'u-0',
-      path: 'a.jpg',
-      version: 1,
-      deduplicated: true,
-    };
-    const client = fakeClient(committed);
-    const failures: Error[] = [
-      new ApiUnreachableError('connection reset'),
-      new ApiError({ status: 409, code: 'idempotency_in_progress', message: 'still running' }),
-    ];
-    const flaky = {
-      ...client,
-      async createUpload(req: CreateUploadRequest) {
-        client.calls.create.push(req);
-        const failure = failures.shift();
-        if (failure) throw failure;
-        return committed;
-      },
-    };
-    await uploadFile(deps(flaky).d, { file, path: 'a.jpg' });
-    const keys = client.calls.create.map((c) => c.idempotencyKey);
-    expect(keys).toHaveLength(3);
-    expect(new Set(keys).size).toBe(1);
-
-    const refused = fakeClient(new ApiError({ status: 409, code: 'version_conflict', message: 'no' }));
+  it('a refusal of the claim is not retried', async () => {
+    const refused = fakeClient(apiError(409, 'version_conflict', 'no'));
     await expect(uploadFile(deps(refused).d, { file, path: 'a.jpg' })).rejects.toBeInstanceOf(ApiError);
     expect(refused.calls.create).toHaveLength(1);
   });
 
-  it('deduplicated: sends no PUT and does not poll', async () => {
-    const client = fakeClient({
-      status: 'committed',
-      uploadId: 'u-0',
-      path: 'images/cat.jpg',
-      version: 7,
-      deduplicated: true,
-    });
+  it('the path holds the content already: sends no PUT and does not poll', async () => {
+    const client = fakeClient(unchanged(7));
     const { d, put, progress } = deps(client);
     const result = await uploadFile(d, { file, path: 'images/cat.jpg', contentType: 'image/x-custom' });
     expect(put.puts).toEqual([]);
@@ -215,13 +208,13 @@ describe('uploadFile', () => {
       proofs: [] as { id: string; digest: string }[],
       async proveUpload(id: string, digest: string) {
         this.proofs.push({ id, digest });
-        return {
-          status: 'committed' as const,
+        return proven({
+          status: 'committed',
           uploadId: id,
           path: 'images/cat.jpg',
           version: 4,
           deduplicated: true,
-        };
+        });
       },
     };
     const { d, put, progress } = deps(client);
@@ -239,16 +232,10 @@ describe('uploadFile', () => {
   });
 
   it('a refused proof (proof_not_accepted): the bytes are PUT as before', async () => {
-    const challenge = { nonce: Buffer.alloc(32).toString('base64'), ranges: [{ offset: 0, length: 10 }] };
     const client = {
-      ...fakeClient({ ...pending, challenge }, [record({ status: 'committed', version: 1 })]),
+      ...fakeClient(pending, [record({ status: 'committed', version: 1 })]),
       async proveUpload(): Promise<never> {
-        throw new ApiError({
-          status: 422,
-          code: 'proof_not_accepted',
-          message: 'upload the bytes',
-          field: 'digest',
-        });
+        throw apiError(422, 'proof_not_accepted', 'upload the bytes', 'digest');
       },
     };
     const { d, put } = deps(client);
@@ -320,32 +307,25 @@ describe('uploadFile', () => {
 
   it('retries transient poll failures, but not client errors', async () => {
     const flaky = fakeClient(pending, [
-      new ApiUnreachableError('cannot reach the API'),
-      new ApiError({ status: 503, code: 'unavailable', message: 'try later' }),
+      transientError('cannot reach the API', 0),
+      transientError('GET /v1/uploads/{id} answered 503: try later', 503),
       record({ status: 'committed', version: 1 }),
     ]);
     expect((await uploadFile(deps(flaky).d, { file, path: 'images/cat.jpg' })).version).toBe(1);
 
-    const forbidden = fakeClient(pending, [new ApiError({ status: 403, code: 'forbidden', message: 'no' })]);
-    await expect(uploadFile(deps(forbidden).d, { file, path: 'images/cat.jpg' })).rejects.toThrow(
-      'error 403 forbidden: no',
-    );
+    const forbidden = fakeClient(pending, [apiError(403, 'forbidden', 'no')]);
+    await expect(uploadFile(deps(forbidden).d, { file, path: 'images/cat.jpg' })).rejects.toMatchObject({
+      status: 403,
+      code: 'forbidden',
+    });
     expect(forbidden.calls.get).toHaveLength(1);
   });
 
   it('passes API errors from create through, without a PUT', async () => {
-    const client = fakeClient(
-      new ApiError({
-        status: 409,
-        code: 'version_conflict',
-        message: 'head is 4, not 3',
-        field: 'ifVersion',
-      }),
-    );
+    const client = fakeClient(apiError(409, 'version_conflict', 'head is 4, not 3', 'ifVersion'));
     const { d, put } = deps(client);
     const err = await uploadFile(d, { file, path: 'images/cat.jpg', ifVersion: 3 }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ApiError);
-    expect((err as ApiError).message).toBe('error 409 version_conflict: head is 4, not 3 (field: ifVersion)');
+    expect(err).toMatchObject({ status: 409, code: 'version_conflict', field: 'ifVersion' });
     expect(put.puts).toEqual([]);
   });
 

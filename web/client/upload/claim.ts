@@ -29,7 +29,7 @@ export function claim(api: MirrorApi, input: ClaimInput, signal: AbortSignal): P
  * reason); throws other errors (a version conflict, the network giving out).
  */
 export async function prove(
-  api: MirrorApi,
+  api: Pick<MirrorApi, 'proveUpload'>,
   file: Blob,
   uploadId: string,
   challenge: Challenge,
