@@ -27,6 +27,7 @@ export class ReplicaStack extends Stack {
         bucketName: replicaBucketName(props.topology, target),
         accessLogsBucket: this.accessLogs.bucket,
         accessLogsPrefix: `${target.id}/`,
+        corsOrigins: props.topology.api.corsOrigins,
       });
       buckets.set(target.id, replica);
       new CfnOutput(this, `ReplicaBucket-${target.id}`, {

@@ -23,9 +23,15 @@ export interface ReplicaBucketProps {
   readonly accessLogsPrefix?: string;
   /**
    * What happens to the bucket when the stack is deleted.
-   * @default RemovalPolicy.RETAIN
+   * @default RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
    */
   readonly removalPolicy?: RemovalPolicy;
+  /**
+   * Browser origins that may read files from this bucket (`GET /v1/files/<path>/content?target=`
+   * redirects to a presigned GET here): GET and HEAD only, nothing is written from a browser.
+   * @default none: no CORS rule
+   */
+  readonly corsOrigins?: readonly string[];
 }
 
 export class ReplicaBucket extends Construct {
@@ -43,7 +49,25 @@ export class ReplicaBucket extends Construct {
       enforceSSL: true,
       serverAccessLogsBucket: props.accessLogsBucket,
       serverAccessLogsPrefix: props.accessLogsPrefix ?? `${id.toLowerCase()}/`,
-      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+      cors:
+        (props.corsOrigins ?? []).length === 0
+          ? undefined
+          : [
+              {
+                allowedOrigins: [...(props.corsOrigins ?? [])],
+                allowedMethods: [s3.HttpMethods.GET, s3.HttpMethods.HEAD],
+                allowedHeaders: ['range', 'if-none-match', 'if-match'],
+                exposedHeaders: [
+                  'ETag',
+                  'Content-Length',
+                  'Content-Range',
+                  'x-amz-meta-mirror-sha256',
+                  'x-amz-meta-mirror-version',
+                ],
+                maxAge: 3000,
+              },
+            ],
       lifecycleRules: [
         // Multipart copies (objects over 5 GiB) that a crashed function left behind.
         { id: 'abort-incomplete-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
