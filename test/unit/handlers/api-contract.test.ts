@@ -1,0 +1,64 @@
+/**
+ * The API answers through contracts/api.ts: an answer the contract does not allow is never sent
+ * (a 500, logged), and a request is parsed with the contract's schemas.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Upload } from '../../../contracts/model.js';
+import { quietTelemetry } from '../../../functions/adapters/powertools.js';
+import { systemClock } from '../../../functions/adapters/wiring.js';
+import type { Ledger } from '../../../functions/core/ports.js';
+import { type ApiDeps, createApiHandler } from '../../../functions/handlers/api-handler.js';
+import { httpEvent, lambdaContext } from '../../support/api-events.js';
+import { RecordingMetrics } from '../../support/domain.js';
+
+const committed: Upload = {
+  uploadId: '467bcecd-fa44-4700-afaf-697141a52797',
+  path: 'photos/a.jpg',
+  sha256: 'a'.repeat(64),
+  size: 5,
+  contentType: 'image/jpeg',
+  status: 'committed',
+  version: 1,
+  createdAt: '2025-05-04T10:15:30.120Z',
+  updatedAt: '2025-05-04T10:15:31.120Z',
+};
+
+/** An API whose ledger holds one upload record, as given; nothing else is reached. */
+function apiWith(record: Record<string, unknown>) {
+  const ledger = { getUpload: async () => record } as unknown as Ledger;
+  const deps = {
+    ledger,
+    clock: systemClock,
+    targets: [],
+    feedShards: 4,
+    telemetry: quietTelemetry(new RecordingMetrics()),
+  } as unknown as ApiDeps;
+  const handler = createApiHandler(deps);
+  return async (path: string) => {
+    const result = await handler(httpEvent('GET', path), lambdaContext('api'));
+    return { status: result.statusCode, body: JSON.parse(String(result.body)) };
+  };
+}
+
+describe('the API against contracts/api.ts', () => {
+  it('sends an answer the contract allows', async () => {
+    const get = apiWith({ ...committed });
+    expect(await get(`/v1/uploads/${committed.uploadId}`)).toEqual({ status: 200, body: committed });
+  });
+
+  it('does not send an answer the contract does not allow: a field it does not know is a 500', async () => {
+    const get = apiWith({ ...committed, ownerEmail: 'someone@example.com' });
+    const answer = await get(`/v1/uploads/${committed.uploadId}`);
+    expect(answer).toEqual({
+      status: 500,
+      body: { error: { code: 'internal', message: 'internal error; the request may be retried' } },
+    });
+  });
+
+  it('refuses a path parameter the contract refuses, naming it', async () => {
+    const get = apiWith({ ...committed });
+    const answer = await get('/v1/uploads/not_an_id');
+    expect(answer.status).toBe(400);
+    expect(answer.body.error).toMatchObject({ code: 'invalid', field: 'uploadId' });
+  });
+});
