@@ -43,6 +43,12 @@ export interface IngestPipelineProps {
    * @default 10
    */
   readonly batchSize?: number;
+  /**
+   * Ingest invocations running at once (the event source's maximum concurrency): a bulk import
+   * then cannot take the account's concurrency from the API. Lambda's minimum is 2.
+   * @default 10
+   */
+  readonly maxConcurrency?: number;
 }
 
 export class IngestPipeline extends Construct {
@@ -84,7 +90,11 @@ export class IngestPipeline extends Construct {
     useTargets(fn, props.targets, { sendMessage: true });
     useSettings(fn, props.settings);
     fn.function.addEventSource(
-      new SqsEventSource(this.queue, { batchSize: props.batchSize ?? 10, reportBatchItemFailures: true }),
+      new SqsEventSource(this.queue, {
+        batchSize: props.batchSize ?? 10,
+        reportBatchItemFailures: true,
+        maxConcurrency: props.maxConcurrency ?? 10,
+      }),
     );
     this.ingest = fn;
   }

@@ -49,6 +49,13 @@ export interface ReplicaTargetProps {
    * @default Duration.minutes(15)
    */
   readonly pullVisibilityTimeout?: Duration;
+  /**
+   * Replicate invocations of this target running at once (the event source's maximum
+   * concurrency): catching up after an outage cannot starve the API or the other targets.
+   * Lambda's minimum is 2.
+   * @default 5
+   */
+  readonly maxConcurrency?: number;
 }
 
 export class ReplicaTarget extends Construct implements TargetBinding {
@@ -106,7 +113,11 @@ export class ReplicaTarget extends Construct implements TargetBinding {
       useSettings(fn, props.settings);
       // Grants this function sqs:ReceiveMessage/DeleteMessage/ChangeMessageVisibility on its own queue only.
       fn.function.addEventSource(
-        new SqsEventSource(this.queue, { batchSize: 10, reportBatchItemFailures: true }),
+        new SqsEventSource(this.queue, {
+          batchSize: 10,
+          reportBatchItemFailures: true,
+          maxConcurrency: props.maxConcurrency ?? 5,
+        }),
       );
       this.replicator = fn;
     }
