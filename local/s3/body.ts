@@ -114,6 +114,50 @@ const malformedChunk = (why: string) =>
     `Only the last chunk is allowed to have a size less than 8192 bytes, or the aws-chunked body is malformed: ${why}`,
   );
 
+/** A chunk header: `<hex size>[;chunk-signature=<sig>]`; a signature exactly when the body is signed. */
+async function readChunkHeader(
+  reader: ByteReader,
+  signed: boolean,
+): Promise<{ size: number; signature: string | undefined }> {
+  const header = await reader.line(4096);
+  const match = /^([0-9a-fA-F]{1,16})(?:;chunk-signature=([0-9a-f]{64}))?$/.exec(header);
+  if (!match?.[1]) throw malformedChunk(`bad chunk header "${header.slice(0, 80)}"`);
+  const signature = match[2];
+  if (signed !== (signature !== undefined)) throw malformedChunk('chunk signature missing or unexpected');
+  return { size: Number.parseInt(match[1], 16), signature };
+}
+
+/** Each chunk's signature chains on the previous one (the request's for the first). */
+async function checkChunkSignature(
+  signing: ChunkSigning,
+  previous: string,
+  signature: string,
+  dataHash: string,
+): Promise<void> {
+  const { sign, datetime, scope } = signing;
+  const stringToSign = ['AWS4-HMAC-SHA256-PAYLOAD', datetime, scope, previous, EMPTY_SHA256, dataHash].join(
+    '\n',
+  );
+  if ((await sign(stringToSign)) !== signature) {
+    throw new S3Error(
+      403,
+      'SignatureDoesNotMatch',
+      'The chunk signature we calculated does not match the signature you provided.',
+    );
+  }
+}
+
+/** Trailer lines (`name:value`) up to an empty line. */
+async function readTrailers(reader: ByteReader, trailers: Map<string, string>): Promise<void> {
+  for (;;) {
+    const line = await reader.line(4096);
+    if (line === '') return;
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw malformedChunk('bad trailer line');
+    trailers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+  }
+}
+
 /**
  * Decodes an `aws-chunked` body: `<hex size>[;chunk-signature=<sig>]\r\n<data>\r\n`...,
  * a zero-size chunk, then (unsigned with trailer) trailer lines and an empty line.
@@ -122,55 +166,27 @@ async function* decodeAwsChunked(
   source: AsyncIterable<Buffer>,
   options: { signing: ChunkSigning | undefined; trailers: Map<string, string> },
 ): AsyncGenerator<Buffer> {
+  const { signing } = options;
   const reader = new ByteReader(source[Symbol.asyncIterator]());
-  let previous = options.signing?.seedSignature;
+  let previous = signing?.seedSignature;
   for (;;) {
-    const header = await reader.line(4096);
-    const match = /^([0-9a-fA-F]{1,16})(?:;chunk-signature=([0-9a-f]{64}))?$/.exec(header);
-    if (!match?.[1]) throw malformedChunk(`bad chunk header "${header.slice(0, 80)}"`);
-    const size = Number.parseInt(match[1], 16);
-    const signature = match[2];
-    if ((options.signing !== undefined) !== (signature !== undefined)) {
-      throw malformedChunk('chunk signature missing or unexpected');
-    }
-    const hash = options.signing ? createHash('sha256') : undefined;
+    const { size, signature } = await readChunkHeader(reader, signing !== undefined);
+    const hash = signing ? createHash('sha256') : undefined;
     for (let left = size; left > 0; ) {
       const data = await reader.take(left);
       left -= data.length;
       hash?.update(data);
       yield data;
     }
-    if (options.signing && hash && signature !== undefined && previous !== undefined) {
-      const { sign, datetime, scope } = options.signing;
-      const stringToSign = [
-        'AWS4-HMAC-SHA256-PAYLOAD',
-        datetime,
-        scope,
-        previous,
-        EMPTY_SHA256,
-        hash.digest('hex'),
-      ].join('\n');
-      if ((await sign(stringToSign)) !== signature) {
-        throw new S3Error(
-          403,
-          'SignatureDoesNotMatch',
-          'The chunk signature we calculated does not match the signature you provided.',
-        );
-      }
+    if (signing && hash && signature !== undefined && previous !== undefined) {
+      await checkChunkSignature(signing, previous, signature, hash.digest('hex'));
       previous = signature;
     }
     if (size === 0) break;
     if ((await reader.line(0)) !== '') throw malformedChunk('chunk data longer than its size');
   }
-  if (!options.signing) {
-    for (;;) {
-      const line = await reader.line(4096);
-      if (line === '') break;
-      const colon = line.indexOf(':');
-      if (colon <= 0) throw malformedChunk('bad trailer line');
-      options.trailers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
-    }
-  } else if ((await reader.line(0)) !== '') throw malformedChunk('missing final CRLF');
+  if (!signing) await readTrailers(reader, options.trailers);
+  else if ((await reader.line(0)) !== '') throw malformedChunk('missing final CRLF');
   if (!(await reader.atEnd())) throw malformedChunk('bytes after the final chunk');
 }
 
@@ -225,22 +241,41 @@ const MAX_BODY_BYTES = 5 * 1024 ** 3;
 export const missingLength = () =>
   new S3Error(411, 'MissingContentLength', 'You must provide the Content-Length HTTP header.');
 
-/**
- * Receives a request body into a temp file of the store. On any failure the temp file is
- * removed and the error (an S3Error where the client is at fault) is thrown.
- */
-export async function receiveBody(
-  req: IncomingMessage,
-  query: URLSearchParams,
-  store: S3Store,
-  signing: ChunkSigning | undefined,
-): Promise<ReceivedBody> {
+type Declared = { algorithm: ChecksumAlgorithm; value: string | undefined };
+
+/** How the body is framed and how long it is, from the request's headers (nothing read yet). */
+interface Framing {
+  /** Bytes on the wire (Content-Length), when given. */
+  readonly contentLength: number | undefined;
+  /** x-amz-content-sha256: UNSIGNED-PAYLOAD, STREAMING-*, or the hex digest of the body. */
+  readonly payload: string;
+  readonly chunked: boolean;
+  /** Decoded bytes. */
+  readonly size: number;
+}
+
+function bodyFraming(req: IncomingMessage, signing: ChunkSigning | undefined): Framing {
   const contentLength = parseLength(headerValue(req.headers, 'content-length'), 'Content-Length');
   const payload = headerValue(req.headers, 'x-amz-content-sha256') ?? 'UNSIGNED-PAYLOAD';
   const chunked = payload.startsWith('STREAMING-');
   // An aws-chunked body may come with Transfer-Encoding: chunked (the SDK sends streams
   // so); its length is then x-amz-decoded-content-length. Any other body needs Content-Length.
   if (contentLength === undefined && !chunked) throw missingLength();
+  checkPayloadMode(payload, chunked, signing);
+  const size = chunked
+    ? parseLength(headerValue(req.headers, 'x-amz-decoded-content-length'), 'x-amz-decoded-content-length')
+    : contentLength;
+  if (size === undefined) throw missingLength();
+  if (size > MAX_BODY_BYTES) {
+    throw new S3Error(400, 'EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size', {
+      ProposedSize: String(size),
+      MaxSizeAllowed: String(MAX_BODY_BYTES),
+    });
+  }
+  return { contentLength, payload, chunked, size };
+}
+
+function checkPayloadMode(payload: string, chunked: boolean, signing: ChunkSigning | undefined): void {
   if (
     payload === 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER' ||
     payload.startsWith('STREAMING-AWS4-ECDSA')
@@ -264,17 +299,14 @@ export async function receiveBody(
   if (payload === 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD' && !signing) {
     throw errors.invalidRequest('A signed streaming body needs an Authorization header');
   }
-  const size = chunked
-    ? parseLength(headerValue(req.headers, 'x-amz-decoded-content-length'), 'x-amz-decoded-content-length')
-    : contentLength;
-  if (size === undefined) throw missingLength();
-  if (size > MAX_BODY_BYTES) {
-    throw new S3Error(400, 'EntityTooLarge', 'Your proposed upload exceeds the maximum allowed size', {
-      ProposedSize: String(size),
-      MaxSizeAllowed: String(MAX_BODY_BYTES),
-    });
-  }
+}
 
+/** The checksums the request declares, checked for form before any byte is read. */
+function declaredDigests(
+  req: IncomingMessage,
+  query: URLSearchParams,
+  payload: string,
+): { declared: Declared | undefined; contentMd5: string | undefined } {
   const declared = declaredChecksum(req.headers, query);
   if (
     declared?.value === undefined &&
@@ -289,72 +321,116 @@ export async function receiveBody(
   if (contentMd5 !== undefined && Buffer.from(contentMd5, 'base64').length !== 16) {
     throw new S3Error(400, 'InvalidDigest', 'The Content-MD5 you specified was invalid.');
   }
+  return { declared, contentMd5 };
+}
 
-  const md5 = createHash('md5');
-  const payloadHash = /^[0-9a-f]{64}$/.test(payload) ? createHash('sha256') : undefined;
-  const checksum = declared ? checksumHasher(declared.algorithm) : undefined;
-  const trailers = new Map<string, string>();
-  let received = 0;
-  let wire = 0;
-  const counted = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+/** The hashes of the decoded bytes, and the byte counts on the wire and decoded. */
+class BodyHashes {
+  readonly md5 = createHash('md5');
+  readonly payloadHash: Hash | undefined;
+  readonly checksum: ReturnType<typeof checksumHasher> | undefined;
+  received = 0;
+  wire = 0;
+
+  constructor(
+    private readonly framing: Framing,
+    declared: Declared | undefined,
+  ) {
+    this.payloadHash = /^[0-9a-f]{64}$/.test(framing.payload) ? createHash('sha256') : undefined;
+    this.checksum = declared ? checksumHasher(declared.algorithm) : undefined;
+  }
+
+  /** Counts wire bytes, refusing more than Content-Length. */
+  async *counted(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    const { contentLength } = this.framing;
     for await (const chunk of source) {
-      wire += chunk.length;
-      if (contentLength !== undefined && wire > contentLength)
+      this.wire += chunk.length;
+      if (contentLength !== undefined && this.wire > contentLength)
         throw new S3Error(400, 'IncompleteBody', 'The request body is longer than its Content-Length');
       yield chunk;
     }
-  };
-  const decoded = chunked
-    ? decodeAwsChunked(counted(req), {
-        signing: payload === 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD' ? signing : undefined,
-        trailers,
-      })
-    : counted(req);
-  const hashing = async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  }
+
+  /** Hashes decoded bytes, refusing more than the decoded size. */
+  async *hashing(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     for await (const chunk of source) {
-      received += chunk.length;
-      if (received > size)
+      this.received += chunk.length;
+      if (this.received > this.framing.size)
         throw new S3Error(
           400,
           'IncompleteBody',
           'The decoded body is longer than x-amz-decoded-content-length',
         );
-      md5.update(chunk);
-      payloadHash?.update(chunk);
-      checksum?.update(chunk);
+      this.md5.update(chunk);
+      this.payloadHash?.update(chunk);
+      this.checksum?.update(chunk);
       yield chunk;
     }
-  };
+  }
+}
+
+/** After the last byte: lengths, Content-MD5, x-amz-content-sha256 and the declared checksum must match. */
+function verifyReceived(
+  hashes: BodyHashes,
+  framing: Framing,
+  digests: { declared: Declared | undefined; contentMd5: string | undefined },
+  trailers: Map<string, string>,
+): { md5: string; checksum: ReceivedBody['checksum'] } {
+  const { contentLength, size, payload } = framing;
+  if ((contentLength !== undefined && hashes.wire !== contentLength) || hashes.received !== size)
+    throw errors.incompleteBody();
+  const md5Hex = hashes.md5.digest('hex');
+  const { contentMd5, declared } = digests;
+  if (contentMd5 !== undefined && Buffer.from(contentMd5, 'base64').toString('hex') !== md5Hex) {
+    throw errors.badDigest('The Content-MD5 you specified did not match what we received.');
+  }
+  if (hashes.payloadHash && hashes.payloadHash.digest('hex') !== payload) {
+    throw new S3Error(
+      400,
+      'XAmzContentSHA256Mismatch',
+      "The provided 'x-amz-content-sha256' header does not match what was computed.",
+    );
+  }
+  if (!declared || !hashes.checksum) return { md5: md5Hex, checksum: undefined };
+  const expected = declared.value ?? trailers.get(`x-amz-checksum-${declared.algorithm.toLowerCase()}`);
+  if (expected === undefined) throw errors.invalidRequest('The trailer named in x-amz-trailer was not sent');
+  const actual = hashes.checksum.digest();
+  if (actual !== expected) {
+    throw errors.badDigest(`The ${declared.algorithm} you specified did not match the calculated checksum.`);
+  }
+  return { md5: md5Hex, checksum: { algorithm: declared.algorithm, value: actual } };
+}
+
+/**
+ * Receives a request body into a temp file of the store. On any failure the temp file is
+ * removed and the error (an S3Error where the client is at fault) is thrown.
+ */
+export async function receiveBody(
+  req: IncomingMessage,
+  query: URLSearchParams,
+  store: S3Store,
+  signing: ChunkSigning | undefined,
+): Promise<ReceivedBody> {
+  const framing = bodyFraming(req, signing);
+  const digests = declaredDigests(req, query, framing.payload);
+  const hashes = new BodyHashes(framing, digests.declared);
+  const trailers = new Map<string, string>();
+  const counted = hashes.counted(req);
+  const decoded = framing.chunked
+    ? decodeAwsChunked(counted, {
+        signing: framing.payload === 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD' ? signing : undefined,
+        trailers,
+      })
+    : counted;
   const temp = store.tempFile();
   try {
-    await pipeline(decoded, hashing, createWriteStream(temp.path, { highWaterMark: 1024 * 1024 }));
-    if ((contentLength !== undefined && wire !== contentLength) || received !== size)
-      throw errors.incompleteBody();
-    const md5Hex = md5.digest('hex');
-    if (contentMd5 !== undefined && Buffer.from(contentMd5, 'base64').toString('hex') !== md5Hex) {
-      throw errors.badDigest('The Content-MD5 you specified did not match what we received.');
-    }
-    if (payloadHash && payloadHash.digest('hex') !== payload) {
-      throw new S3Error(
-        400,
-        'XAmzContentSHA256Mismatch',
-        "The provided 'x-amz-content-sha256' header does not match what was computed.",
-      );
-    }
-    let matched: ReceivedBody['checksum'];
-    if (declared && checksum) {
-      const expected = declared.value ?? trailers.get(`x-amz-checksum-${declared.algorithm.toLowerCase()}`);
-      if (expected === undefined)
-        throw errors.invalidRequest('The trailer named in x-amz-trailer was not sent');
-      const actual = checksum.digest();
-      if (actual !== expected) {
-        throw errors.badDigest(
-          `The ${declared.algorithm} you specified did not match the calculated checksum.`,
-        );
-      }
-      matched = { algorithm: declared.algorithm, value: actual };
-    }
-    return { tempId: temp.id, size: received, md5: md5Hex, checksum: matched };
+    await pipeline(
+      decoded,
+      (source: AsyncIterable<Buffer>) => hashes.hashing(source),
+      createWriteStream(temp.path, { highWaterMark: 1024 * 1024 }),
+    );
+    const { md5, checksum } = verifyReceived(hashes, framing, digests, trailers);
+    return { tempId: temp.id, size: hashes.received, md5, checksum };
   } catch (err) {
     await store.discardTemp(temp.id);
     if (err instanceof S3Error) throw err;

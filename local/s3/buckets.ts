@@ -98,40 +98,41 @@ export function getVersioning(ctx: Context): void {
 
 const CORS_METHODS = ['GET', 'PUT', 'POST', 'DELETE', 'HEAD'];
 
+/** One CORSRule element, checked as S3 checks it. */
+function parseCorsRule(rule: unknown): CorsRule {
+  const list = (name: string) =>
+    children(rule, name).map((v) => {
+      if (typeof v !== 'string' || v === '') throw errors.malformedXml();
+      return v;
+    });
+  const allowedMethods = list('AllowedMethod');
+  const allowedOrigins = list('AllowedOrigin');
+  if (allowedMethods.length === 0 || allowedOrigins.length === 0) throw errors.malformedXml();
+  const unsupported = allowedMethods.find((m) => !CORS_METHODS.includes(m));
+  if (unsupported !== undefined) {
+    throw errors.invalidRequest(
+      `Found unsupported HTTP method in CORS config. Unsupported method is ${unsupported}`,
+    );
+  }
+  const wildcards = allowedOrigins.find((o) => o.split('*').length > 2);
+  if (wildcards !== undefined) {
+    throw errors.invalidRequest(`AllowedOrigin "${wildcards}" can not have more than one wildcard.`);
+  }
+  const maxAge = text(rule, 'MaxAgeSeconds');
+  if (maxAge !== undefined && !/^\d+$/.test(maxAge)) throw errors.malformedXml();
+  return {
+    allowedOrigins,
+    allowedMethods,
+    allowedHeaders: list('AllowedHeader'),
+    exposeHeaders: list('ExposeHeader'),
+    maxAgeSeconds: maxAge === undefined ? undefined : Number(maxAge),
+  };
+}
+
 export async function putCors(ctx: Context): Promise<void> {
   const bucket = bucketOf(ctx);
   const doc = parseXmlBody(await configBody(ctx), 'CORSConfiguration');
-  const rules: CorsRule[] = children(doc, 'CORSRule').map((rule) => {
-    const list = (name: string) =>
-      children(rule, name).map((v) => {
-        if (typeof v !== 'string' || v === '') throw errors.malformedXml();
-        return v;
-      });
-    const allowedMethods = list('AllowedMethod');
-    const allowedOrigins = list('AllowedOrigin');
-    if (allowedMethods.length === 0 || allowedOrigins.length === 0) throw errors.malformedXml();
-    for (const m of allowedMethods) {
-      if (!CORS_METHODS.includes(m)) {
-        throw errors.invalidRequest(
-          `Found unsupported HTTP method in CORS config. Unsupported method is ${m}`,
-        );
-      }
-    }
-    for (const o of allowedOrigins) {
-      if (o.split('*').length > 2) {
-        throw errors.invalidRequest(`AllowedOrigin "${o}" can not have more than one wildcard.`);
-      }
-    }
-    const maxAge = text(rule, 'MaxAgeSeconds');
-    if (maxAge !== undefined && !/^\d+$/.test(maxAge)) throw errors.malformedXml();
-    return {
-      allowedOrigins,
-      allowedMethods,
-      allowedHeaders: list('AllowedHeader'),
-      exposeHeaders: list('ExposeHeader'),
-      maxAgeSeconds: maxAge === undefined ? undefined : Number(maxAge),
-    };
-  });
+  const rules = children(doc, 'CORSRule').map(parseCorsRule);
   if (rules.length === 0 || rules.length > 100) throw errors.malformedXml();
   bucket.cors = rules;
   await ctx.store.persist();

@@ -21,14 +21,8 @@ import { storedHeaders, userMetadata } from './request.ts';
 import type { Bucket, ChecksumAlgorithm, ObjectVersion, S3Store, Segment, StoredChecksum } from './store.ts';
 import { errors, xmlDocument } from './xml.ts';
 
-/** `x-amz-copy-source`: `[/]<bucket>/<key>[?versionId=<id>]`, URL-encoded. */
-export function copySource(ctx: Context): {
-  bucket: Bucket;
-  key: string;
-  version: ObjectVersion;
-  versionId: string | undefined;
-} {
-  const raw = headerValue(ctx.req.headers, 'x-amz-copy-source') ?? '';
+/** The source's path and version id, decoded from `x-amz-copy-source`. */
+function parseCopySource(raw: string): { path: string; versionId: string | undefined } {
   const q = raw.indexOf('?');
   let path: string;
   let versionId: string | undefined;
@@ -42,7 +36,12 @@ export function copySource(ctx: Context): {
   } catch {
     throw errors.invalidArgument('Invalid copy source encoding', 'x-amz-copy-source', raw);
   }
-  if (path.startsWith('/')) path = path.slice(1);
+  return { path: path.startsWith('/') ? path.slice(1) : path, versionId };
+}
+
+/** The source version the copy reads (never a delete marker). */
+function sourceVersion(ctx: Context, raw: string): { bucket: Bucket; key: string; head: ObjectVersion } {
+  const { path, versionId } = parseCopySource(raw);
   const slash = path.indexOf('/');
   if (slash <= 0 || slash === path.length - 1) {
     throw errors.invalidArgument(
@@ -65,7 +64,11 @@ export function copySource(ctx: Context): {
     }
     throw errors.noSuchKey(key);
   }
-  const h = ctx.req.headers;
+  return { bucket, key, head };
+}
+
+/** The `x-amz-copy-source-if-*` preconditions against the source version. */
+function checkCopyPreconditions(h: Context['req']['headers'], head: ObjectVersion): void {
   const modified = Math.floor(Date.parse(head.lastModified) / 1000) * 1000;
   const ifMatch = headerValue(h, 'x-amz-copy-source-if-match');
   const ifNoneMatch = headerValue(h, 'x-amz-copy-source-if-none-match');
@@ -81,6 +84,18 @@ export function copySource(ctx: Context): {
   if (ifNoneMatch === undefined && ifModified !== undefined && modified <= Date.parse(ifModified)) {
     throw errors.preconditionFailed('x-amz-copy-source-If-Modified-Since');
   }
+}
+
+/** `x-amz-copy-source`: `[/]<bucket>/<key>[?versionId=<id>]`, URL-encoded. */
+export function copySource(ctx: Context): {
+  bucket: Bucket;
+  key: string;
+  version: ObjectVersion;
+  versionId: string | undefined;
+} {
+  const raw = headerValue(ctx.req.headers, 'x-amz-copy-source') ?? '';
+  const { bucket, key, head } = sourceVersion(ctx, raw);
+  checkCopyPreconditions(ctx.req.headers, head);
   return { bucket, key, version: head, versionId: head.versionId === 'null' ? undefined : head.versionId };
 }
 
@@ -119,10 +134,12 @@ export async function copyBytes(
   };
 }
 
-export async function copyObject(ctx: Context): Promise<void> {
-  const bucket = bucketOf(ctx);
-  const key = keyOf(ctx);
-  const source = copySource(ctx);
+/** The metadata directive and checksum algorithm a copy asks for; a copy onto itself must change something. */
+function copyOptions(
+  ctx: Context,
+  target: { bucket: Bucket; key: string },
+  source: ReturnType<typeof copySource>,
+): { directive: 'COPY' | 'REPLACE'; algorithm: ChecksumAlgorithm | undefined } {
   const directive = headerValue(ctx.req.headers, 'x-amz-metadata-directive') ?? 'COPY';
   if (directive !== 'COPY' && directive !== 'REPLACE') {
     throw errors.invalidArgument('Unknown metadata directive.', 'x-amz-metadata-directive', directive);
@@ -131,10 +148,9 @@ export async function copyObject(ctx: Context): Promise<void> {
   if (algorithmHeader !== undefined && !['CRC32', 'SHA1', 'SHA256'].includes(algorithmHeader)) {
     throw errors.notImplemented(`x-amz-checksum-algorithm ${algorithmHeader}`);
   }
-  const algorithm = algorithmHeader as ChecksumAlgorithm | undefined;
   if (
-    source.bucket === bucket &&
-    source.key === key &&
+    source.bucket === target.bucket &&
+    source.key === target.key &&
     directive === 'COPY' &&
     source.versionId === undefined
   ) {
@@ -142,33 +158,53 @@ export async function copyObject(ctx: Context): Promise<void> {
       "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
     );
   }
-  const from = source.version;
+  return { directive, algorithm: algorithmHeader as ChecksumAlgorithm | undefined };
+}
+
+/**
+ * The copy's bytes: a single-segment source whose checksum can be kept shares its blob
+ * (duplicated), anything else is copied and hashed.
+ */
+async function copyContent(
+  store: S3Store,
+  from: ObjectVersion,
+  algorithm: ChecksumAlgorithm | undefined,
+): Promise<{ segment: Segment; etag: string; checksum: StoredChecksum | undefined }> {
   const sameChecksum =
     from.checksum?.type === 'FULL_OBJECT' &&
     (algorithm === undefined || algorithm === from.checksum.algorithm);
-  let segment: Segment;
-  let etag: string;
-  let checksum: StoredChecksum | undefined;
   if (from.segments.length === 1 && from.parts === undefined && (sameChecksum || algorithm === undefined)) {
     const only = from.segments[0] as Segment;
-    segment = { blob: await ctx.store.duplicate(only.blob), size: only.size };
-    etag = from.etag;
-    checksum = sameChecksum ? from.checksum : undefined;
-  } else {
-    const copied = await copyBytes(
-      ctx.store,
-      from.segments,
-      0,
-      from.size - 1,
-      algorithm ?? (sameChecksum ? from.checksum?.algorithm : undefined),
-    );
-    segment = copied.segment;
-    etag = `"${copied.md5}"`;
-    const value = copied.checksum;
-    const alg = algorithm ?? from.checksum?.algorithm;
-    checksum =
-      value !== undefined && alg !== undefined ? { algorithm: alg, value, type: 'FULL_OBJECT' } : undefined;
+    return {
+      segment: { blob: await store.duplicate(only.blob), size: only.size },
+      etag: from.etag,
+      checksum: sameChecksum ? from.checksum : undefined,
+    };
   }
+  const copied = await copyBytes(
+    store,
+    from.segments,
+    0,
+    from.size - 1,
+    algorithm ?? (sameChecksum ? from.checksum?.algorithm : undefined),
+  );
+  const value = copied.checksum;
+  const alg = algorithm ?? from.checksum?.algorithm;
+  return {
+    segment: copied.segment,
+    etag: `"${copied.md5}"`,
+    checksum:
+      value !== undefined && alg !== undefined ? { algorithm: alg, value, type: 'FULL_OBJECT' } : undefined,
+  };
+}
+
+export async function copyObject(ctx: Context): Promise<void> {
+  const bucket = bucketOf(ctx);
+  const key = keyOf(ctx);
+  const source = copySource(ctx);
+  const { directive, algorithm } = copyOptions(ctx, { bucket, key }, source);
+  const from = source.version;
+  const { segment, etag, checksum } = await copyContent(ctx.store, from, algorithm);
   const replace = directive === 'REPLACE';
   const version = await commit(ctx.store, bucket, key, {
     segments: from.size === 0 ? [] : [segment],

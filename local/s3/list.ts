@@ -64,29 +64,30 @@ function walk(
   const entries: Entry[] = [];
   let lastPrefix: string | undefined;
   for (const key of keys) {
-    if (!key.startsWith(p.prefix) || byBytes(key, after) <= 0) continue;
-    // A resumed listing skips the rest of a common prefix it already returned.
-    if (
-      p.delimiter !== '' &&
-      after.endsWith(p.delimiter) &&
-      after.startsWith(p.prefix) &&
-      key.startsWith(after)
-    )
+    if (!key.startsWith(p.prefix) || byBytes(key, after) <= 0 || insideReturnedPrefix(key, p, after))
       continue;
     let entry: Entry = { kind: 'key', key };
-    if (p.delimiter !== '') {
-      const at = key.indexOf(p.delimiter, p.prefix.length);
-      if (at >= 0) {
-        const prefix = key.slice(0, at + p.delimiter.length);
-        if (prefix === lastPrefix) continue;
-        lastPrefix = prefix;
-        entry = { kind: 'prefix', prefix };
-      }
+    const prefix = commonPrefixOf(key, p);
+    if (prefix !== undefined) {
+      if (prefix === lastPrefix) continue;
+      lastPrefix = prefix;
+      entry = { kind: 'prefix', prefix };
     }
     if (entries.length === p.maxKeys) return { entries, truncated: true };
     entries.push(entry);
   }
   return { entries, truncated: false };
+}
+
+/** A resumed listing skips the rest of a common prefix it already returned. */
+const insideReturnedPrefix = (key: string, p: ListParams, after: string) =>
+  p.delimiter !== '' && after.endsWith(p.delimiter) && after.startsWith(p.prefix) && key.startsWith(after);
+
+/** The common prefix a key rolls up into (up to the first delimiter after the prefix), if any. */
+function commonPrefixOf(key: string, p: ListParams): string | undefined {
+  if (p.delimiter === '') return undefined;
+  const at = key.indexOf(p.delimiter, p.prefix.length);
+  return at < 0 ? undefined : key.slice(0, at + p.delimiter.length);
 }
 
 function liveKeys(bucket: Bucket): string[] {
@@ -176,6 +177,68 @@ export function listObjectsV1(ctx: Context): void {
   send(ctx, 200, {}, body);
 }
 
+/** The page of a ListObjectVersions walk, filled up to maxKeys entries. */
+class VersionPage {
+  readonly Version: XmlTree[] = [];
+  readonly DeleteMarker: XmlTree[] = [];
+  readonly CommonPrefixes: XmlTree[] = [];
+  truncated = false;
+  next: { key: string; versionId: string } | undefined;
+  private count = 0;
+  private lastPrefix: string | undefined;
+
+  constructor(
+    private readonly p: ListParams,
+    private readonly keyMarker: string,
+    private readonly versionMarker: string,
+  ) {}
+
+  /** Adds a key's entries; false once the page is full. */
+  addKey(key: string, versions: readonly ObjectVersion[]): boolean {
+    if (!key.startsWith(this.p.prefix)) return true;
+    const cmp = byBytes(key, this.keyMarker);
+    if (cmp < 0 || (cmp === 0 && this.versionMarker === '')) return true;
+    const prefix = commonPrefixOf(key, this.p);
+    if (prefix !== undefined) return this.addPrefix(prefix);
+    return this.addVersions(key, versions, cmp === 0);
+  }
+
+  private full(): boolean {
+    if (this.count === this.p.maxKeys) this.truncated = true;
+    return this.truncated;
+  }
+
+  private addPrefix(prefix: string): boolean {
+    if (prefix === this.lastPrefix || this.keyMarker.startsWith(prefix)) return true;
+    if (this.full()) return false;
+    this.lastPrefix = prefix;
+    this.CommonPrefixes.push({ Prefix: this.p.encode(prefix) });
+    this.count++;
+    return true;
+  }
+
+  /** Newest first; on the marker's key, only the versions after the version marker. */
+  private addVersions(key: string, versions: readonly ObjectVersion[], afterMarker: boolean): boolean {
+    const start = afterMarker ? versions.findIndex((v) => v.versionId === this.versionMarker) + 1 : 0;
+    if (afterMarker && start === 0) return true;
+    for (const [i, v] of versions.entries()) {
+      if (i < start) continue;
+      if (this.full()) return false;
+      const common = {
+        Key: this.p.encode(key),
+        VersionId: v.versionId,
+        IsLatest: i === 0,
+        LastModified: v.lastModified,
+      };
+      if (v.deleteMarker) this.DeleteMarker.push(common);
+      else this.Version.push({ ...common, ETag: v.etag, Size: v.size, StorageClass: 'STANDARD' });
+      this.next = { key, versionId: v.versionId };
+      this.count++;
+    }
+    return true;
+  }
+}
+
 /** ListObjectVersions: every version and delete marker, newest first per key. */
 export function listObjectVersions(ctx: Context): void {
   const bucket = bucketOf(ctx);
@@ -183,56 +246,11 @@ export function listObjectVersions(ctx: Context): void {
   const q = ctx.target.query;
   const keyMarker = q.get('key-marker') ?? '';
   const versionMarker = q.get('version-id-marker') ?? '';
-  const keys = [...bucket.objects.keys()].sort(byBytes);
-  const Version: XmlTree[] = [];
-  const DeleteMarker: XmlTree[] = [];
-  const CommonPrefixes: XmlTree[] = [];
-  let count = 0;
-  let truncated = false;
-  let next: { key: string; versionId: string } | undefined;
-  let lastPrefix: string | undefined;
-  outer: for (const key of keys) {
-    if (!key.startsWith(p.prefix)) continue;
-    const cmp = byBytes(key, keyMarker);
-    if (cmp < 0 || (cmp === 0 && versionMarker === '')) continue;
-    if (p.delimiter !== '') {
-      const at = key.indexOf(p.delimiter, p.prefix.length);
-      if (at >= 0) {
-        const prefix = key.slice(0, at + p.delimiter.length);
-        if (prefix === lastPrefix || keyMarker.startsWith(prefix)) continue;
-        if (count === p.maxKeys) {
-          truncated = true;
-          break;
-        }
-        lastPrefix = prefix;
-        CommonPrefixes.push({ Prefix: p.encode(prefix) });
-        count++;
-        continue;
-      }
-    }
-    const versions = bucket.objects.get(key) ?? [];
-    let skipping = cmp === 0;
-    for (const [i, v] of versions.entries()) {
-      if (skipping) {
-        if (v.versionId === versionMarker) skipping = false;
-        continue;
-      }
-      if (count === p.maxKeys) {
-        truncated = true;
-        break outer;
-      }
-      const common = {
-        Key: p.encode(key),
-        VersionId: v.versionId,
-        IsLatest: i === 0,
-        LastModified: v.lastModified,
-      };
-      if (v.deleteMarker) DeleteMarker.push(common);
-      else Version.push({ ...common, ETag: v.etag, Size: v.size, StorageClass: 'STANDARD' });
-      next = { key, versionId: v.versionId };
-      count++;
-    }
+  const page = new VersionPage(p, keyMarker, versionMarker);
+  for (const key of [...bucket.objects.keys()].sort(byBytes)) {
+    if (!page.addKey(key, bucket.objects.get(key) ?? [])) break;
   }
+  const { truncated, next } = page;
   const body = xmlDocument('ListVersionsResult', {
     Name: bucket.name,
     Prefix: p.encode(p.prefix),
@@ -244,9 +262,9 @@ export function listObjectVersions(ctx: Context): void {
     Delimiter: p.delimiter === '' ? undefined : p.encode(p.delimiter),
     IsTruncated: truncated,
     EncodingType: p.encodingType,
-    Version,
-    DeleteMarker,
-    CommonPrefixes,
+    Version: page.Version,
+    DeleteMarker: page.DeleteMarker,
+    CommonPrefixes: page.CommonPrefixes,
   });
   send(ctx, 200, {}, body);
 }

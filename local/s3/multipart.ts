@@ -170,19 +170,8 @@ export async function uploadPartCopy(ctx: Context): Promise<void> {
   );
 }
 
-export async function completeUpload(ctx: Context): Promise<void> {
-  const bucket = bucketOf(ctx);
-  const upload = uploadOf(ctx);
-  const doc = parseXmlBody(await readSmallBody(ctx.req, 4 * 1024 * 1024), 'CompleteMultipartUpload');
-  const listed = children(doc, 'Part');
-  if (listed.length === 0) {
-    throw new S3Error(
-      400,
-      'MalformedXML',
-      'The XML you provided was not well-formed or did not validate against our published schema',
-    );
-  }
-  const algorithm = upload.checksumAlgorithm;
+/** The parts the request lists, in ascending order, each with the ETag (and checksum) it was stored with. */
+function listedParts(upload: Upload, listed: readonly unknown[]): Part[] {
   const parts: Part[] = [];
   let previous = 0;
   for (const item of listed) {
@@ -197,30 +186,40 @@ export async function completeUpload(ctx: Context): Promise<void> {
       );
     }
     previous = n;
-    const part = upload.parts.get(n);
-    const invalid = () =>
-      new S3Error(
-        400,
-        'InvalidPart',
-        "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
-        {
-          UploadId: upload.uploadId,
-          PartNumber: String(n),
-          ETag: etag,
-        },
-      );
-    if (!part || unquote(etag) !== unquote(part.etag)) throw invalid();
-    if (algorithm) {
-      const given = text(item, `Checksum${algorithm}`);
-      if (given === undefined) {
-        throw errors.invalidRequest(
-          `The upload was created using a ${algorithm.toLowerCase()} checksum. The complete request must include the checksum for each part. It was missing for part ${n} in the request.`,
-        );
-      }
-      if (given !== part.checksum?.value) throw invalid();
-    }
-    parts.push(part);
+    parts.push(listedPart(upload, item, n, etag));
   }
+  return parts;
+}
+
+function listedPart(upload: Upload, item: unknown, n: number, etag: string): Part {
+  const part = upload.parts.get(n);
+  const invalid = () =>
+    new S3Error(
+      400,
+      'InvalidPart',
+      "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
+      {
+        UploadId: upload.uploadId,
+        PartNumber: String(n),
+        ETag: etag,
+      },
+    );
+  if (!part || unquote(etag) !== unquote(part.etag)) throw invalid();
+  const algorithm = upload.checksumAlgorithm;
+  if (algorithm) {
+    const given = text(item, `Checksum${algorithm}`);
+    if (given === undefined) {
+      throw errors.invalidRequest(
+        `The upload was created using a ${algorithm.toLowerCase()} checksum. The complete request must include the checksum for each part. It was missing for part ${n} in the request.`,
+      );
+    }
+    if (given !== part.checksum?.value) throw invalid();
+  }
+  return part;
+}
+
+/** Every part but the last must reach the minimum part size. */
+function checkPartSizes(parts: readonly Part[]): void {
   for (const part of parts.slice(0, -1)) {
     if (part.segment.size < MIN_PART_BYTES) {
       throw new S3Error(
@@ -236,16 +235,38 @@ export async function completeUpload(ctx: Context): Promise<void> {
       );
     }
   }
+}
+
+/** The multipart ETag (MD5 of the parts' MD5s) and the composite checksum, as S3 computes them. */
+function compositeDigests(
+  parts: readonly Part[],
+  algorithm: ChecksumAlgorithm | undefined,
+): { etag: string; checksum: StoredChecksum | undefined } {
   const md5s = Buffer.concat(parts.map((p) => Buffer.from(unquote(p.etag), 'hex')));
   const etag = `"${createHash('md5').update(md5s).digest('hex')}-${parts.length}"`;
-  let checksum: StoredChecksum | undefined;
-  if (algorithm) {
-    const digests = Buffer.concat(parts.map((p) => Buffer.from(p.checksum?.value ?? '', 'base64')));
-    const hasher = checksumHasher(algorithm);
-    hasher.update(digests);
-    const value = hasher.digest();
-    checksum = { algorithm, value: `${value}-${parts.length}`, type: 'COMPOSITE' };
+  if (!algorithm) return { etag, checksum: undefined };
+  const digests = Buffer.concat(parts.map((p) => Buffer.from(p.checksum?.value ?? '', 'base64')));
+  const hasher = checksumHasher(algorithm);
+  hasher.update(digests);
+  const value = hasher.digest();
+  return { etag, checksum: { algorithm, value: `${value}-${parts.length}`, type: 'COMPOSITE' } };
+}
+
+export async function completeUpload(ctx: Context): Promise<void> {
+  const bucket = bucketOf(ctx);
+  const upload = uploadOf(ctx);
+  const doc = parseXmlBody(await readSmallBody(ctx.req, 4 * 1024 * 1024), 'CompleteMultipartUpload');
+  const listed = children(doc, 'Part');
+  if (listed.length === 0) {
+    throw new S3Error(
+      400,
+      'MalformedXML',
+      'The XML you provided was not well-formed or did not validate against our published schema',
+    );
   }
+  const parts = listedParts(upload, listed);
+  checkPartSizes(parts);
+  const { etag, checksum } = compositeDigests(parts, upload.checksumAlgorithm);
   ctx.store.uploads.delete(upload.uploadId);
   const unlisted = [...upload.parts.values()].filter((p) => !parts.includes(p)).map((p) => p.segment.blob);
   const version = await commit(ctx.store, bucket, upload.key, {

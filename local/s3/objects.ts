@@ -168,10 +168,8 @@ const RESPONSE_OVERRIDES: Record<string, string> = {
   'response-expires': 'expires',
 };
 
-export async function getObject(ctx: Context): Promise<void> {
-  const bucket = bucketOf(ctx);
-  const key = keyOf(ctx);
-  const version = findVersion(ctx, bucket, key, versionIdParam(ctx.target.query));
+/** The headers of a GET or HEAD answer: the version's stored ones, then the `response-*` overrides. */
+function objectHeaders(ctx: Context, bucket: Bucket, version: ObjectVersion): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = {
     etag: version.etag,
     'last-modified': new Date(version.lastModified).toUTCString(),
@@ -186,38 +184,34 @@ export async function getObject(ctx: Context): Promise<void> {
     const value = ctx.target.query.get(param);
     if (value !== null) headers[header] = value;
   }
-  if (checkReadConditions(ctx, version) === 'not-modified') {
-    for (const [name, value] of Object.entries(headers)) ctx.res.setHeader(name, value as string);
-    ctx.res.removeHeader('content-type');
-    ctx.res.statusCode = 304;
-    ctx.res.end();
-    return;
-  }
-  let range: [number, number] | undefined;
+  return headers;
+}
+
+/** The byte range asked for: one part (`partNumber`), a `Range` header, or undefined for all. */
+function requestedRange(ctx: Context, version: ObjectVersion): [number, number] | undefined {
   const partNumber = ctx.target.query.get('partNumber');
-  if (partNumber !== null) {
-    const n = Number(partNumber);
-    if (!Number.isInteger(n) || n < 1 || n > Math.max(1, version.segments.length)) {
-      throw errors.invalidArgument(
-        'Part number must be an integer between 1 and the parts count',
-        'partNumber',
-        partNumber,
-      );
-    }
-    const start = version.segments.slice(0, n - 1).reduce((sum, s) => sum + s.size, 0);
-    range = [start, start + (version.segments[n - 1]?.size ?? 0) - 1];
-  } else range = parseRange(headerValue(ctx.req.headers, 'range'), version.size);
-  const wantChecksum = headerValue(ctx.req.headers, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED';
-  if (wantChecksum && version.checksum && range === undefined) {
-    Object.assign(headers, checksumHeaders(version.checksum), {
-      'x-amz-checksum-type': version.checksum.type,
-    });
+  if (partNumber === null) return parseRange(headerValue(ctx.req.headers, 'range'), version.size);
+  const n = Number(partNumber);
+  if (!Number.isInteger(n) || n < 1 || n > Math.max(1, version.segments.length)) {
+    throw errors.invalidArgument(
+      'Part number must be an integer between 1 and the parts count',
+      'partNumber',
+      partNumber,
+    );
   }
+  const start = version.segments.slice(0, n - 1).reduce((sum, s) => sum + s.size, 0);
+  return [start, start + (version.segments[n - 1]?.size ?? 0) - 1];
+}
+
+function sendNotModified(ctx: Context, headers: OutgoingHttpHeaders): void {
   for (const [name, value] of Object.entries(headers)) ctx.res.setHeader(name, value as string);
-  const [start, end] = range ?? [0, version.size - 1];
-  if (range) ctx.res.setHeader('content-range', `bytes ${start}-${end}/${version.size}`);
-  ctx.res.setHeader('content-length', Math.max(0, end - start + 1));
-  ctx.res.statusCode = range ? 206 : 200;
+  ctx.res.removeHeader('content-type');
+  ctx.res.statusCode = 304;
+  ctx.res.end();
+}
+
+/** Streams `[start, end]` of the version (nothing for HEAD or an empty object). */
+async function sendBytes(ctx: Context, version: ObjectVersion, start: number, end: number): Promise<void> {
   if (ctx.req.method === 'HEAD' || version.size === 0) {
     ctx.res.end();
     return;
@@ -229,6 +223,27 @@ export async function getObject(ctx: Context): Promise<void> {
     if (ctx.res.destroyed || (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE') return;
     throw err;
   }
+}
+
+export async function getObject(ctx: Context): Promise<void> {
+  const bucket = bucketOf(ctx);
+  const key = keyOf(ctx);
+  const version = findVersion(ctx, bucket, key, versionIdParam(ctx.target.query));
+  const headers = objectHeaders(ctx, bucket, version);
+  if (checkReadConditions(ctx, version) === 'not-modified') return sendNotModified(ctx, headers);
+  const range = requestedRange(ctx, version);
+  const wantChecksum = headerValue(ctx.req.headers, 'x-amz-checksum-mode')?.toUpperCase() === 'ENABLED';
+  if (wantChecksum && version.checksum && range === undefined) {
+    Object.assign(headers, checksumHeaders(version.checksum), {
+      'x-amz-checksum-type': version.checksum.type,
+    });
+  }
+  for (const [name, value] of Object.entries(headers)) ctx.res.setHeader(name, value as string);
+  const [start, end] = range ?? [0, version.size - 1];
+  if (range) ctx.res.setHeader('content-range', `bytes ${start}-${end}/${version.size}`);
+  ctx.res.setHeader('content-length', Math.max(0, end - start + 1));
+  ctx.res.statusCode = range ? 206 : 200;
+  await sendBytes(ctx, version, start, end);
 }
 
 export async function deleteObject(ctx: Context): Promise<void> {
@@ -287,9 +302,8 @@ async function deleteOne(
   return result;
 }
 
-export async function deleteObjects(ctx: Context): Promise<void> {
-  const bucket = bucketOf(ctx);
-  const raw = await readSmallBody(ctx.req, 2 * 1024 * 1024);
+/** DeleteObjects needs Content-MD5 or a checksum header, and it must match the body. */
+function checkDeleteBodyDigest(ctx: Context, raw: string): void {
   const md5 = headerValue(ctx.req.headers, 'content-md5');
   const checksumHeader = Object.keys(ctx.req.headers).find((h) => h.startsWith('x-amz-checksum-'));
   if (md5 === undefined && checksumHeader === undefined) {
@@ -298,15 +312,20 @@ export async function deleteObjects(ctx: Context): Promise<void> {
   if (md5 !== undefined && createHash('md5').update(raw).digest('base64') !== md5) {
     throw errors.badDigest('The Content-MD5 you specified did not match what we received.');
   }
-  if (checksumHeader !== undefined) {
-    const algorithm = checksumHeader.slice('x-amz-checksum-'.length).toUpperCase() as ChecksumAlgorithm;
-    if (!['CRC32', 'SHA1', 'SHA256'].includes(algorithm)) throw errors.notImplemented(checksumHeader);
-    const hasher = checksumHasher(algorithm);
-    hasher.update(Buffer.from(raw));
-    if (hasher.digest() !== headerValue(ctx.req.headers, checksumHeader)) {
-      throw errors.badDigest(`The ${algorithm} you specified did not match the calculated checksum.`);
-    }
+  if (checksumHeader === undefined) return;
+  const algorithm = checksumHeader.slice('x-amz-checksum-'.length).toUpperCase() as ChecksumAlgorithm;
+  if (!['CRC32', 'SHA1', 'SHA256'].includes(algorithm)) throw errors.notImplemented(checksumHeader);
+  const hasher = checksumHasher(algorithm);
+  hasher.update(Buffer.from(raw));
+  if (hasher.digest() !== headerValue(ctx.req.headers, checksumHeader)) {
+    throw errors.badDigest(`The ${algorithm} you specified did not match the calculated checksum.`);
   }
+}
+
+export async function deleteObjects(ctx: Context): Promise<void> {
+  const bucket = bucketOf(ctx);
+  const raw = await readSmallBody(ctx.req, 2 * 1024 * 1024);
+  checkDeleteBodyDigest(ctx, raw);
   const doc = parseXmlBody(raw, 'Delete');
   const objects = children(doc, 'Object');
   if (objects.length === 0 || objects.length > 1000) throw errors.malformedXml();

@@ -18,6 +18,20 @@ export interface Target {
   readonly resource: string;
 }
 
+/** A query string, percent-decoded; a parameter without `=` (`?uploads`) is the empty string. */
+function parseQuery(raw: string): URLSearchParams {
+  const query = new URLSearchParams();
+  for (const pair of raw.split('&')) {
+    if (pair === '') continue;
+    const eq = pair.indexOf('=');
+    query.append(
+      decodeURIComponent(eq < 0 ? pair : pair.slice(0, eq)),
+      eq < 0 ? '' : decodeURIComponent(pair.slice(eq + 1)),
+    );
+  }
+  return query;
+}
+
 /**
  * Splits `req.url` without `new URL()`, which would resolve `.` and `..` segments.
  * Query values without `=` (`?uploads`) are the empty string.
@@ -26,20 +40,11 @@ export function parseTarget(url: string): Target {
   if (!url.startsWith('/')) throw new S3Error(400, 'InvalidURI', "Couldn't parse the specified URI.");
   const q = url.indexOf('?');
   const rawPath = q < 0 ? url : url.slice(0, q);
-  const query = new URLSearchParams();
   let path: string;
+  let query: URLSearchParams;
   try {
     path = decodeURIComponent(rawPath);
-    if (q >= 0) {
-      for (const pair of url.slice(q + 1).split('&')) {
-        if (pair === '') continue;
-        const eq = pair.indexOf('=');
-        query.append(
-          decodeURIComponent(eq < 0 ? pair : pair.slice(0, eq)),
-          eq < 0 ? '' : decodeURIComponent(pair.slice(eq + 1)),
-        );
-      }
-    }
+    query = parseQuery(q < 0 ? '' : url.slice(q + 1));
   } catch {
     throw new S3Error(400, 'InvalidURI', "Couldn't parse the specified URI.");
   }

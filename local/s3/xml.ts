@@ -75,20 +75,17 @@ export const errors = {
     }),
 };
 
+const XML_ESCAPES: Record<string, string> = {
+  '<': '&lt;',
+  '>': '&gt;',
+  '&': '&amp;',
+  "'": '&apos;',
+  '"': '&quot;',
+  '\r': '&#13;',
+};
+
 export function escapeXml(text: string): string {
-  return text.replace(/[<>&'"\r]/g, (c) =>
-    c === '<'
-      ? '&lt;'
-      : c === '>'
-        ? '&gt;'
-        : c === '&'
-          ? '&amp;'
-          : c === "'"
-            ? '&apos;'
-            : c === '"'
-              ? '&quot;'
-              : '&#13;',
-  );
+  return text.replace(/[<>&'"\r]/g, (c) => XML_ESCAPES[c] ?? c);
 }
 
 /** A value tree rendered as XML elements; arrays repeat the element, `undefined` omits it. */
