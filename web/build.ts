@@ -6,7 +6,9 @@
  * - `hash-worker.js`: the hashing worker (a classic script, so every browser with
  *   workers loads it; `uploadFile` finds it next to the module that loaded it);
  * - `client.js`: the client module for frontends (ESM: `uploadFile`, `UploadError`, ...).
- *   Its types are the TypeScript source, `web/client/index.ts`.
+ *   Its types are the TypeScript source, `web/client/index.ts`;
+ * - `uppy.js`: the Uppy uploader plugin (ESM, `@uppy/core` left to the frontend), types
+ *   `web/uppy/index.ts`.
  *
  * `tsx web/build.ts [outDir]`, or `buildWeb(outDir)` from the local stack.
  */
@@ -59,12 +61,14 @@ export async function buildWeb(
       entryPoints: { app: here('./page/app.ts'), client: here('./client/index.ts') },
     }),
     build({ ...common, format: 'iife', entryPoints: { 'hash-worker': here('./client/hash-worker.ts') } }),
+    // The Uppy plugin: Uppy itself is the frontend's own (a peer dependency), never bundled in.
+    build({ ...common, format: 'esm', entryPoints: { uppy: here('./uppy/index.ts') }, external: ['@uppy/core'] }),
     copyFile(here('./page/index.html'), resolve(out, 'index.html')),
     copyFile(here('./page/styles.css'), resolve(out, 'styles.css')),
   ]);
   return {
     outDir: out,
-    files: ['index.html', 'styles.css', 'app.js', 'client.js', 'hash-worker.js'],
+    files: ['index.html', 'styles.css', 'app.js', 'client.js', 'hash-worker.js', 'uppy.js'],
     ms: Math.round(performance.now() - started),
   };
 }
