@@ -62,7 +62,12 @@ export async function buildWeb(
     }),
     build({ ...common, format: 'iife', entryPoints: { 'hash-worker': here('./client/hash-worker.ts') } }),
     // The Uppy plugin: Uppy itself is the frontend's own (a peer dependency), never bundled in.
-    build({ ...common, format: 'esm', entryPoints: { uppy: here('./uppy/index.ts') }, external: ['@uppy/core'] }),
+    build({
+      ...common,
+      format: 'esm',
+      entryPoints: { uppy: here('./uppy/index.ts') },
+      external: ['@uppy/core'],
+    }),
     copyFile(here('./page/index.html'), resolve(out, 'index.html')),
     copyFile(here('./page/styles.css'), resolve(out, 'styles.css')),
   ]);
