@@ -2,11 +2,12 @@
  * `media-mirror status [path]`: the deployment's targets with their replication lag,
  * backlog, agent heartbeat and parked failures; or one path's head and where it has reached.
  */
+
+import { formatBytes } from '../common/format-bytes.ts';
 import type { FileStatus, Health, TargetList } from '../contracts/api.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { MirrorCliError } from './errors.ts';
-import { formatBytes } from './progress.ts';
 import { readSample } from './prom-text.ts';
 
 /** A target as the API lists it, with its parked failures when they can be read. */
@@ -69,29 +70,33 @@ export function formatTargetsOverview(overview: TargetsOverview): string {
     lines.push(
       formatTable(
         ['TARGET', 'KIND', 'LAG (S)', 'BACKLOG', 'HEARTBEAT', 'FAILED (DLQ)', 'REGION', 'PATH PREFIX'],
-        overview.targets.map((t) => [
-          `${t.id}${t.dryRun ? ' (dry run)' : ''}`,
-          t.kind,
-          t.lag ? formatLagSeconds(t.lag.lagSeconds) : '-',
-          t.lag ? `${t.lag.pending}${t.lag.pendingCapped ? '+' : ''}` : '-',
-          t.kind === 'pull' && t.lag
-            ? t.lag.heartbeatAgeSeconds === null || t.lag.heartbeatAgeSeconds === undefined
-              ? 'never'
-              : `${formatLagSeconds(t.lag.heartbeatAgeSeconds)}s ago`
-            : '-',
-          t.failures === null || t.failures === undefined ? '-' : String(t.failures),
-          t.region ?? '-',
-          t.pathPrefix ?? '(all)',
-        ]),
+        overview.targets.map(targetRow),
       ),
     );
-    const behind = overview.targets.filter((t) => t.lag?.oldestPending);
-    for (const t of behind) {
-      const o = t.lag?.oldestPending;
+    for (const t of overview.targets) {
+      const o = t.lag.oldestPending;
       if (o) lines.push(`${t.id}: oldest pending ${o.path} v${o.version}, committed ${o.committedAt}`);
     }
   }
   return lines.join('\n');
+}
+
+function targetRow(t: Target): string[] {
+  const heartbeat = t.lag.heartbeatAgeSeconds;
+  return [
+    `${t.id}${t.dryRun ? ' (dry run)' : ''}`,
+    t.kind,
+    formatLagSeconds(t.lag.lagSeconds),
+    `${t.lag.pending}${t.lag.pendingCapped ? '+' : ''}`,
+    t.kind !== 'pull'
+      ? '-'
+      : heartbeat === null || heartbeat === undefined
+        ? 'never'
+        : `${formatLagSeconds(heartbeat)}s ago`,
+    t.failures === undefined ? '-' : String(t.failures),
+    t.region ?? '-',
+    t.pathPrefix ?? '(all)',
+  ];
 }
 
 /** Seconds with one decimal below a minute, whole seconds above; `0` when caught up. */

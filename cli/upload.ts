@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { openAsBlob } from 'node:fs';
-import type { Upload } from '../contracts/api.ts';
+import type { Upload, UploadPending, UploadPendingMultipart } from '../contracts/api.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { prove } from '../web/client/upload/claim.ts';
@@ -80,15 +80,20 @@ const ifVersionOf = (options: UploadOptions) =>
   options.ifVersion === undefined ? {} : { ifVersion: options.ifVersion };
 export const DEFAULT_POLL_INTERVAL_MS = 250;
 
+/** What the steps share: the deps, the options, what the hash and claim found. */
+interface Flow {
+  readonly deps: UploadDeps;
+  readonly options: UploadOptions;
+  readonly base: Pick<UploadResult, 'uploadId' | 'sha256' | 'size' | 'contentType'>;
+  /** Wall time since the flow started. */
+  seconds(): number;
+}
+
 export async function uploadFile(deps: UploadDeps, options: UploadOptions): Promise<UploadResult> {
-  const { client, clock, progress } = deps;
-  const hash = deps.hashFile ?? hashFile;
+  const { client, clock } = deps;
   const started = clock.now();
   const contentType = options.contentType ?? guessContentType(options.file);
-
-  const { size: statSize } = await statRegularFile(options.file);
-  progress.phase('hashing', statSize, { file: options.file });
-  const { sha256, size } = await hash(options.file, { onBytes: (n) => progress.bytes(n) });
+  const { sha256, size } = await hashStep(deps, options.file);
 
   // The client retries a claim that failed in transit (unreachable, 5xx, 429, "still in
   // progress") under this one Idempotency-Key: however many tries reach the API, one upload.
@@ -96,103 +101,114 @@ export async function uploadFile(deps: UploadDeps, options: UploadOptions): Prom
     { path: options.path, size, sha256, contentType, ...ifVersionOf(options) },
     { idempotencyKey: randomUUID() },
   );
-  const base = { uploadId: created.uploadId, sha256, size, contentType };
-  const seconds = () => round3((clock.now() - started) / 1000);
-  const committedAtOnce = (committed: { path: string; version: number }): UploadResult => {
-    progress.phase('done', undefined, {
-      uploadId: created.uploadId,
-      version: committed.version,
-      deduplicated: true,
-    });
-    return {
-      ...base,
-      path: committed.path,
-      version: committed.version,
-      status: 'committed',
-      deduplicated: true,
-      seconds: seconds(),
-    };
+  const flow: Flow = {
+    deps,
+    options,
+    base: { uploadId: created.uploadId, sha256, size, contentType },
+    seconds: () => round3((clock.now() - started) / 1000),
   };
-  if (created.status === 'committed') return committedAtOnce(created);
+  if (created.status === 'committed') return committedAtOnce(flow, created);
   // Known content is committed on the proof that this file holds it: nothing is sent.
-  const proven = client.proveUpload
-    ? await prove(
-        { proveUpload: client.proveUpload.bind(client) },
-        await openAsBlob(options.file),
-        created.uploadId,
-        created.challenge,
-        NEVER,
-      )
-    : undefined;
-  if (proven) return committedAtOnce(proven);
+  const proven = await proveStep(deps, options.file, created);
+  if (proven) return committedAtOnce(flow, proven);
+  if ('multipart' in created) return sendMultipart(flow, created);
+  return sendSingle(flow, created);
+}
 
-  if ('multipart' in created) {
-    if (!deps.sendParts)
-      throw new MirrorCliError('the API asked for a multipart upload, and no part sender is configured');
-    progress.phase('uploading', size, { uploadId: created.uploadId, parts: created.multipart.partCount });
-    // The upload claimed above, continued: one claim however the bytes go.
-    const sent = await deps.sendParts({
-      file: options.file,
-      claimed: created,
-      sha256,
-      contentType,
-      onBytes: (n) => progress.bytes(n),
-      timeoutSeconds: options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
-    });
-    if (sent.status === 'rejected') {
-      throw new UploadRejectedError(sent.uploadId, created.path, sent.reason ?? 'rejected');
-    }
-    progress.phase('done', undefined, { uploadId: sent.uploadId, version: sent.version ?? null });
-    return {
-      ...base,
-      path: created.path,
-      version: sent.version ?? null,
-      status: 'committed',
-      deduplicated: false,
-      seconds: seconds(),
-    };
+async function hashStep(deps: UploadDeps, file: string) {
+  const { size } = await statRegularFile(file);
+  deps.progress.phase('hashing', size, { file });
+  return (deps.hashFile ?? hashFile)(file, { onBytes: (n) => deps.progress.bytes(n) });
+}
+
+function proveStep(deps: UploadDeps, file: string, created: UploadPending | UploadPendingMultipart) {
+  const proveUpload = deps.client.proveUpload?.bind(deps.client);
+  if (proveUpload === undefined) return undefined;
+  return openAsBlob(file).then((blob) =>
+    prove({ proveUpload }, blob, created.uploadId, created.challenge, NEVER),
+  );
+}
+
+function committedAtOnce(flow: Flow, committed: { path: string; version: number }): UploadResult {
+  const { uploadId } = flow.base;
+  flow.deps.progress.phase('done', undefined, { uploadId, version: committed.version, deduplicated: true });
+  return {
+    ...flow.base,
+    path: committed.path,
+    version: committed.version,
+    status: 'committed',
+    deduplicated: true,
+    seconds: flow.seconds(),
+  };
+}
+
+async function sendMultipart(flow: Flow, created: UploadPendingMultipart): Promise<UploadResult> {
+  const { deps, options, base } = flow;
+  if (!deps.sendParts)
+    throw new MirrorCliError('the API asked for a multipart upload, and no part sender is configured');
+  deps.progress.phase('uploading', base.size, {
+    uploadId: created.uploadId,
+    parts: created.multipart.partCount,
+  });
+  // The upload claimed above, continued: one claim however the bytes go.
+  const sent = await deps.sendParts({
+    file: options.file,
+    claimed: created,
+    sha256: base.sha256,
+    contentType: base.contentType,
+    onBytes: (n) => deps.progress.bytes(n),
+    timeoutSeconds: options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
+  });
+  if (sent.status === 'rejected') {
+    throw new UploadRejectedError(sent.uploadId, created.path, sent.reason ?? 'rejected');
   }
+  deps.progress.phase('done', undefined, { uploadId: sent.uploadId, version: sent.version ?? null });
+  const version = sent.version ?? null;
+  return {
+    ...base,
+    path: created.path,
+    version,
+    status: 'committed',
+    deduplicated: false,
+    seconds: flow.seconds(),
+  };
+}
 
-  progress.phase('uploading', size, { uploadId: created.uploadId });
+async function sendSingle(flow: Flow, created: UploadPending): Promise<UploadResult> {
+  const { deps, options, base } = flow;
+  const { uploadId } = created;
+  deps.progress.phase('uploading', base.size, { uploadId });
   await deps.putFile({
     url: created.upload.url,
     headers: created.upload.headers,
     file: options.file,
-    size,
-    onBytes: (n) => progress.bytes(n),
+    size: base.size,
+    onBytes: (n) => deps.progress.bytes(n),
   });
-
   if (options.wait === false) {
-    progress.phase('done', undefined, { uploadId: created.uploadId, status: 'pending' });
-    return {
-      ...base,
-      path: created.path,
-      version: null,
-      status: 'pending',
-      deduplicated: false,
-      seconds: seconds(),
-    };
+    deps.progress.phase('done', undefined, { uploadId, status: 'pending' });
+    const pending = { version: null, status: 'pending' as const, deduplicated: false };
+    return { ...base, path: created.path, ...pending, seconds: flow.seconds() };
   }
-
-  progress.phase('verifying', undefined, { uploadId: created.uploadId });
-  const record = await waitForCommit(client, clock, {
-    uploadId: created.uploadId,
+  deps.progress.phase('verifying', undefined, { uploadId });
+  const record = await waitForCommit(deps.client, deps.clock, {
+    uploadId,
     path: created.path,
     timeoutSeconds: options.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS,
     pollIntervalMs: options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
   });
   const version = record.version;
-  if (version === undefined || version === null) {
-    throw new MirrorCliError(`GET /v1/uploads/${created.uploadId}: committed without a version`);
+  if (version === undefined) {
+    throw new MirrorCliError(`GET /v1/uploads/${uploadId}: committed without a version`);
   }
-  progress.phase('done', undefined, { uploadId: created.uploadId, version });
+  deps.progress.phase('done', undefined, { uploadId, version });
   return {
     ...base,
     path: record.path,
     version,
     status: 'committed',
     deduplicated: false,
-    seconds: seconds(),
+    seconds: flow.seconds(),
   };
 }
 
@@ -209,25 +225,26 @@ export async function waitForCommit(
   const deadline = clock.now() + options.timeoutSeconds * 1000;
   let lastStatus = 'pending';
   for (;;) {
-    let record: Upload | undefined;
-    try {
-      record = await client.getUpload(options.uploadId);
-    } catch (err) {
-      const transient = err instanceof ApiError && err.transient;
-      if (!transient || clock.now() >= deadline) throw err;
-      lastStatus = `pending; last poll failed: ${(err as Error).message}`;
-    }
-    if (record !== undefined) {
-      if (record.status === 'committed') return record;
-      if (record.status === 'rejected' || record.status === 'expired') {
-        throw new UploadRejectedError(options.uploadId, options.path, record.reason ?? 'no reason given');
-      }
-      lastStatus = record.status;
-    }
+    const poll = await pollOnce(client, options.uploadId, clock.now() >= deadline);
+    if (typeof poll === 'string') lastStatus = poll;
+    else if (poll.status === 'committed') return poll;
+    else if (poll.status === 'rejected' || poll.status === 'expired') {
+      throw new UploadRejectedError(options.uploadId, options.path, poll.reason ?? 'no reason given');
+    } else lastStatus = poll.status;
     const remaining = deadline - clock.now();
     if (remaining <= 0) {
       throw new UploadTimeoutError(options.uploadId, options.path, options.timeoutSeconds, lastStatus);
     }
     await clock.sleep(Math.min(options.pollIntervalMs, remaining));
+  }
+}
+
+/** One poll: the upload, or (a transient failure before the deadline) what to report as its status. */
+async function pollOnce(client: Pick<MirrorApi, 'getUpload'>, uploadId: string, late: boolean) {
+  try {
+    return await client.getUpload(uploadId);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.transient) || late) throw err;
+    return `pending; last poll failed: ${err.message}`;
   }
 }
