@@ -17,22 +17,17 @@ import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import type { AgentRow } from '../contracts/ledger-keys.ts';
 import { encodeCursor } from '../contracts/model.ts';
 import { Applier, type ApplyOutcome, type ApplySource, type VersionInfo } from './applier.ts';
-import {
-  type AgentClients,
-  DynamoLedgerView,
-  destroyClients,
-  makeClients,
-  originBlobSource,
-  SqsQueue,
-} from './aws.ts';
+import { type AgentClients, destroyClients, makeClients, originBlobSource, SqsQueue } from './aws.ts';
 import { FeedFollower, type RoundReport } from './catch-up.ts';
 import { Conditions } from './conditions.ts';
 import { type AgentConfig, withDefaults } from './config.ts';
 import { classifyCondition, isAbort, type RefusalCode } from './errors.ts';
+import { DynamoLedgerView } from './ledger.ts';
 import { type AgentLog, createJsonLog } from './log.ts';
-import type { AgentRow, BlobSource, LedgerView, QueuePort } from './ports.ts';
+import type { BlobSource, LedgerView, QueuePort } from './ports.ts';
 import { QueueConsumer, type WorkOutcome } from './queue-consumer.ts';
 import { SafePaths } from './safe-path.ts';
 import { StateStore } from './state-store.ts';

@@ -16,13 +16,11 @@ import {
   ReceiveMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
-import { DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
-import { DynamoLedger } from '../functions/adapters/dynamo-ledger.js';
-import { blobKey } from '../functions/adapters/s3.js';
-import type { Ledger } from '../functions/core/ports.js';
+import { blobKey } from '../contracts/ledger-keys.ts';
 import type { AgentConfig } from './config.ts';
 import { RefusedError } from './errors.ts';
-import type { AgentRow, BlobSource, LedgerView, QueueMessage, QueuePort } from './ports.ts';
+import { type BlobRecords, DynamoLedgerView } from './ledger.ts';
+import type { BlobSource, QueueMessage, QueuePort } from './ports.ts';
 
 export interface AgentClients {
   readonly s3: S3Client;
@@ -67,9 +65,6 @@ export function destroyClients(clients: AgentClients): void {
   clients.dynamo.destroy();
 }
 
-/** Where the agent learns which object version of a blob was verified: the ledger's `B#<sha256>` row. */
-export type BlobRecords = Pick<Ledger, 'getBlob'>;
-
 export class S3BlobSource implements BlobSource {
   constructor(
     private readonly s3: S3Client,
@@ -102,61 +97,11 @@ export class S3BlobSource implements BlobSource {
 
 /** The origin's blobs as the agent reads them: each pinned to the version the ledger verified. */
 export function originBlobSource(clients: AgentClients, config: AgentConfig): S3BlobSource {
-  return new S3BlobSource(clients.s3, config.originBucket, new DynamoLedger(clients.dynamo, config.table));
-}
-
-export const agentRowKey = (targetId: string) => ({ pk: `AGENT#${targetId}`, sk: 'AGENT' });
-
-export class DynamoLedgerView implements LedgerView {
-  private readonly ledger: DynamoLedger;
-  private readonly doc: DynamoDBDocumentClient;
-
-  constructor(
-    dynamo: DynamoDBClient,
-    private readonly table: string,
-    private readonly targetId: string,
-  ) {
-    this.ledger = new DynamoLedger(dynamo, table);
-    this.doc = DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } });
-  }
-
-  getVersion(path: string, version: number) {
-    return this.ledger.getVersion(path, version);
-  }
-
-  readFeed(shard: number, afterSeq: number, limit: number) {
-    return this.ledger.readFeed(shard, afterSeq, limit);
-  }
-
-  latestFeedSeq(shard: number) {
-    return this.ledger.latestFeedSeq(shard);
-  }
-
-  async recordApplied(path: string, version: number, at: string): Promise<void> {
-    // false = the row already holds this version or a newer one: nothing to do.
-    await this.ledger.recordTargetState({
-      targetId: this.targetId,
-      path,
-      appliedVersion: version,
-      status: 'verified',
-      appliedAt: at,
-    });
-  }
-
-  async writeAgentRow(row: AgentRow): Promise<void> {
-    await this.doc.send(
-      new PutCommand({ TableName: this.table, Item: { ...agentRowKey(this.targetId), ...row } }),
-    );
-  }
-
-  async readAgentRow(): Promise<AgentRow | undefined> {
-    const out = await this.doc.send(
-      new GetCommand({ TableName: this.table, Key: agentRowKey(this.targetId), ConsistentRead: true }),
-    );
-    if (!out.Item) return undefined;
-    const { pk: _pk, sk: _sk, ...row } = out.Item;
-    return row as AgentRow;
-  }
+  return new S3BlobSource(
+    clients.s3,
+    config.originBucket,
+    new DynamoLedgerView(clients.dynamo, config.table, config.targetId),
+  );
 }
 
 export class SqsQueue implements QueuePort {

@@ -183,3 +183,14 @@ export class AgentConfigError extends Error {
   override readonly name = 'AgentConfigError';
   readonly exitCode = 78;
 }
+
+/** How the agent command ends: a one-line message for stderr and the process's exit code. */
+export class AgentExitError extends Error {
+  override readonly name = 'AgentExitError';
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}

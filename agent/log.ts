@@ -4,7 +4,7 @@
  * docker, pipes): one JSON object per line, for journald and log shippers.
  * Everything goes to stderr; stdout stays free for command results (verify).
  */
-import { formatBytes } from '../cli/progress.ts';
+import { formatBytes } from '../common/format-bytes.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFields = Readonly<Record<string, unknown>>;

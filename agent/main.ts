@@ -1,10 +1,10 @@
 /**
  * Stand-alone entry of the agent: `node --import tsx agent/main.ts [verify] --target <id> --dir <folder> ...`
- * takes the same flags as `media-mirror agent` (cli/agent-command.ts); the tests run it as a child process.
+ * takes the same flags as `media-mirror agent` (agent/command.ts); the tests run it as a child process.
  */
 import { Command, CommanderError } from 'commander';
-import { registerAgentCommand } from '../cli/agent-command.ts';
-import { MirrorCliError } from '../cli/errors.ts';
+import { registerAgentCommand } from './command.ts';
+import { AgentExitError } from './errors.ts';
 
 const program = new Command()
   .name('media-mirror')
@@ -21,7 +21,7 @@ try {
 } catch (error) {
   if (error instanceof CommanderError) {
     process.exitCode = error.exitCode === 0 ? 0 : 2;
-  } else if (error instanceof MirrorCliError) {
+  } else if (error instanceof AgentExitError) {
     process.stderr.write(`media-mirror: ${error.message}\n`);
     process.exitCode = error.exitCode;
   } else {

@@ -4,6 +4,7 @@
  * target's rows, and consume its own queue. `aws.ts` implements these with the
  * SDK; the unit tests with in-memory fakes.
  */
+import type { AgentRow } from '../contracts/ledger-keys.ts';
 import type { Change, FileVersion } from '../contracts/model.ts';
 
 export interface BlobSource {
@@ -12,28 +13,6 @@ export interface BlobSource {
     sha256: string,
     signal: AbortSignal,
   ): Promise<{ body: AsyncIterable<Uint8Array>; contentLength: number | undefined; close(): void }>;
-}
-
-/** The agent's row in the ledger (`AGENT#<target>` / `AGENT`): how lag is computed centrally. */
-export interface AgentRow {
-  readonly targetId: string;
-  readonly heartbeatAt: string;
-  /** The confirmed feed cursor, encoded as the API encodes it (`encodeCursor`). */
-  readonly cursor: string;
-  /** The same cursor as numbers, one seq per shard. */
-  readonly cursorSeqs: readonly number[];
-  readonly appliedCount: number;
-  readonly refusedCount: number;
-  readonly agentVersion: string;
-  readonly status: 'starting' | 'running' | 'stopping' | 'stopped';
-  readonly host: string;
-  readonly pid: number;
-  readonly instanceId: string;
-  readonly startedAt: string;
-  readonly backlogQueue?: number | undefined;
-  readonly backlogFeed?: number | undefined;
-  readonly lagSeconds?: number | undefined;
-  readonly conditions?: readonly string[] | undefined;
 }
 
 export interface LedgerView {

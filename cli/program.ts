@@ -1,27 +1,23 @@
 /**
  * The `media-mirror` command line: `upload`, `status`, `reconcile`, `redrive` and
- * `agent` (cli/agent-command.ts). Everything the commands touch (streams, environment,
+ * `agent` (agent/command.ts: the agent owns it). Everything the commands touch (streams, environment,
  * fetch, PUT, clock) comes in through `CliIo`, so `runCli` runs in-process in tests
  * exactly as `bin/cli.ts` runs it. `reconcile` and `redrive` talk to the ledger and the
  * queues directly (cli/ops-context.ts says where they find them).
  */
 import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { registerAgentCommand } from '../agent/command.ts';
+import { AgentExitError } from '../agent/errors.ts';
+import { formatBytes } from '../common/format-bytes.ts';
 import { type FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
-import { registerAgentCommand } from './agent-command.ts';
 import { isValidContentType } from './content-type.ts';
 import { type ConnectionOptions, loadConnection } from './endpoints.ts';
 import { describeApiError, MirrorCliError } from './errors.ts';
 import { createPartSender } from './multipart.ts';
 import { makeOpsClients, type OpsFlags, resolveOpsContext } from './ops-context.ts';
-import {
-  createJsonLinesProgress,
-  createTtyProgress,
-  formatBytes,
-  type ProgressSink,
-  type Writable,
-} from './progress.ts';
+import { createJsonLinesProgress, createTtyProgress, type ProgressSink, type Writable } from './progress.ts';
 import { createPutFile, type PutFile } from './put-file.ts';
 import { formatReconcileResult, runReconcile } from './reconcile.ts';
 import { formatRedriveResult, redriveFailed, runRedrive } from './redrive.ts';
@@ -350,7 +346,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       // Commander has printed its message (or the help/version) already.
       return err.exitCode === 0 ? 0 : USAGE_EXIT;
     }
-    if (err instanceof MirrorCliError) {
+    if (err instanceof MirrorCliError || err instanceof AgentExitError) {
       io.stderr.write(`media-mirror: ${err.message}\n`);
       return err.exitCode;
     }

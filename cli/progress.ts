@@ -5,6 +5,7 @@
  * carries only the result.
  */
 import { type Options, type Params, SingleBar } from 'cli-progress';
+import { formatBytes } from '../common/format-bytes.ts';
 
 export type Phase = 'hashing' | 'uploading' | 'verifying' | 'done';
 
@@ -125,19 +126,6 @@ function formatBar(phase: Phase, params: Params, total: number, nowMs: number): 
   const percent = `${Math.floor(ratio * 100)}`.padStart(3);
   const rate = `${formatBytes(params.value / seconds)}/s`;
   return `${LABELS[phase]} ${barText} ${percent}% | ${formatBytes(params.value)} / ${formatBytes(total)} | ${rate}`;
-}
-
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'] as const;
-
-/** `1536` → `1.5 KiB`. */
-export function formatBytes(bytes: number): string {
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < UNITS.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(1)} ${UNITS[unit]}`;
 }
 
 export function round3(n: number): number {

@@ -11,8 +11,8 @@
 import { Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { LIVE_FILES_INDEX } from '../contracts/ledger-keys.js';
 import type { Topology } from '../contracts/topology.js';
-import { LIVE_FILES_INDEX } from '../functions/adapters/dynamo-ledger.js';
 import type { Ledger } from './constructs/ledger.js';
 import type { MirrorFunction } from './constructs/mirror-function.js';
 import type { OriginStore } from './constructs/origin-store.js';

@@ -20,8 +20,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { sleep } from '../common/retry.ts';
+import { LIVE_FILES_INDEX } from '../contracts/ledger-keys.ts';
 import type { Topology } from '../contracts/topology.ts';
-import { LIVE_FILES_INDEX } from '../functions/adapters/dynamo-ledger.ts';
 
 export const LOCAL_NAMES = Object.freeze({
   table: 'mirror-ledger',

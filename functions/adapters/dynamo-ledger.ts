@@ -1,17 +1,6 @@
 /**
- * The ledger on one DynamoDB table (`pk`, `sk`). Keys:
- *   P#<path>     V#<version, 12 digits>  one claimed version (immutable but for its feed seq)
- *   P#<path>     HEAD                    the highest committed version, moved forward only
- *   T#<target>#<path> STATE              what a target has applied (keyed by target first, so an
- *                                        agent's role can be limited to its own rows by dynamodb:LeadingKeys)
- *   U#<upload>   UPLOAD                  an upload and its outcome
- *   U#<upload>   PART#<5 digits>         a part of a multipart upload, as its uploader reported it
- *   B#<sha256>   BLOB                    a verified blob
- *   B#<sha256>   U#<upload>              an upload waiting for that blob (strongly consistent, unlike a GSI)
- *   FEED#<shard> S#<seq, 12 digits>      the change feed
- *   LAG#<target> WATERMARK               feed cursor below which the target has applied everything
- *   AGENT#<target> AGENT                 a pull agent's heartbeat, cursor and counters
- *   IDEM#<key>   IDEM                    an Idempotency-Key: the request's hash and its first answer
+ * The ledger on one DynamoDB table (`pk`, `sk`). The key layout is stated once, in
+ * contracts/ledger-keys.ts: the on-prem agent and the agents' IAM conditions use it too.
  */
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
@@ -24,6 +13,28 @@ import {
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
+import {
+  agentRowKey,
+  blobItemKey,
+  blobPartitionKey,
+  feedKey,
+  feedSortKey,
+  folderPartition,
+  headItemKey,
+  idempotencyItemKey,
+  LIVE_FILES_INDEX,
+  PK,
+  partItemKey,
+  pathKey,
+  pendingUploadItemKey,
+  SK,
+  targetStateItemKey,
+  uploadItemKey,
+  uploadPartitionKey,
+  versionItemKey,
+  versionSortKey,
+  watermarkItemKey,
+} from '../../contracts/ledger-keys.js';
 import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { ClaimTakenError } from '../core/errors.js';
 import type {
@@ -33,23 +44,6 @@ import type {
   Ledger,
   StoredPart,
 } from '../core/ports.js';
-
-const pad = (n: number) => n.toString().padStart(12, '0');
-const pathKey = (path: string) => `P#${path}`;
-const versionKey = (version: number) => `V#${pad(version)}`;
-const uploadKey = (id: string) => ({ pk: `U#${id}`, sk: 'UPLOAD' });
-const blobKey = (sha: string) => ({ pk: `B#${sha}`, sk: 'BLOB' });
-const feedKey = (shard: number) => `FEED#${shard}`;
-const idempotencyKey = (key: string) => ({ pk: `IDEM#${key}`, sk: 'IDEM' });
-export const targetStateKey = (targetId: string, path: string) => `T#${targetId}#${path}`;
-
-/** The ledger table's secondary index of live files by folder (see the key layout above). */
-export const LIVE_FILES_INDEX = {
-  name: 'live-files',
-  partitionKey: 'folderPk',
-  sortKey: 'folderSk',
-} as const;
-const folderPartition = (path: string) => `D#${path.split('/')[0]}`;
 
 /** Named conditions, as Powertools' idempotency layer names its own. */
 const CONDITIONS = {
@@ -158,10 +152,8 @@ export class DynamoLedger implements Ledger {
     this.db = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
   }
 
-  private async get(pk: string, sk: string): Promise<Item | undefined> {
-    const out = await this.db.send(
-      new GetCommand({ TableName: this.table, Key: { pk, sk }, ConsistentRead: true }),
-    );
+  private async get(key: { pk: string; sk: string }): Promise<Item | undefined> {
+    const out = await this.db.send(new GetCommand({ TableName: this.table, Key: key, ConsistentRead: true }));
     return out.Item;
   }
 
@@ -186,7 +178,7 @@ export class DynamoLedger implements Ledger {
         this.db.send(
           new PutCommand({
             TableName: this.table,
-            Item: { ...uploadKey(upload.uploadId), ...upload },
+            Item: { ...uploadItemKey(upload.uploadId), ...upload },
             ConditionExpression: CONDITIONS.claimIsFree,
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),
@@ -198,7 +190,7 @@ export class DynamoLedger implements Ledger {
   }
 
   async getUpload(uploadId: string): Promise<Upload | undefined> {
-    const item = await this.get(uploadKey(uploadId).pk, 'UPLOAD');
+    const item = await this.get(uploadItemKey(uploadId));
     return item ? (stripKeys(item) as unknown as Upload) : undefined;
   }
 
@@ -230,7 +222,7 @@ export class DynamoLedger implements Ledger {
       },
       async (failure) => {
         // dynalite returns no Item on failure (docs/platform.md): read the winner when it is missing.
-        const holder = failure.Item?.[attribute]?.N ?? (await this.get(key.pk, key.sk))?.[attribute];
+        const holder = failure.Item?.[attribute]?.N ?? (await this.get(key))?.[attribute];
         if (holder === undefined)
           throw new Error(`reservation ${attribute} on ${key.pk} ${key.sk} vanished`, { cause: failure });
         return Number(holder);
@@ -239,11 +231,11 @@ export class DynamoLedger implements Ledger {
   }
 
   reserveVersion(uploadId: string, expected: number | undefined, next: number): Promise<number> {
-    return this.reserve(uploadKey(uploadId), 'claimingVersion', expected, next);
+    return this.reserve(uploadItemKey(uploadId), 'claimingVersion', expected, next);
   }
 
   reserveFeedSeq(path: string, version: number, expected: number | undefined, next: number): Promise<number> {
-    return this.reserve({ pk: pathKey(path), sk: versionKey(version) }, 'feedSeqReserved', expected, next);
+    return this.reserve(versionItemKey(path, version), 'feedSeqReserved', expected, next);
   }
 
   async finishUpload(
@@ -263,7 +255,7 @@ export class DynamoLedger implements Ledger {
         this.db.send(
           new UpdateCommand({
             TableName: this.table,
-            Key: uploadKey(uploadId),
+            Key: uploadItemKey(uploadId),
             UpdateExpression: `SET #status = :status, #detail = :detail, updatedAt = :at${proven ? ', deduplicated = :proven' : ''}`,
             ConditionExpression: CONDITIONS.uploadIsPending,
             ExpressionAttributeNames: { '#status': 'status', '#detail': detail.name },
@@ -296,7 +288,7 @@ export class DynamoLedger implements Ledger {
   private async tryClaimIdempotencyKey(
     claim: IdempotencyClaim,
   ): Promise<IdempotencyRecord | undefined | null> {
-    const key = idempotencyKey(claim.key);
+    const key = idempotencyItemKey(claim.key);
     return this.conditional<undefined, Promise<IdempotencyRecord | null>>(
       async () => {
         await this.db.send(
@@ -323,7 +315,7 @@ export class DynamoLedger implements Ledger {
       },
       async () => {
         // dynalite returns no Item with the failure: read the holder.
-        const item = await this.get(key.pk, key.sk);
+        const item = await this.get(key);
         if (!item) return null;
         return {
           key: item.key as string,
@@ -353,7 +345,7 @@ export class DynamoLedger implements Ledger {
   ): Promise<boolean> {
     const common = {
       TableName: this.table,
-      Key: idempotencyKey(key),
+      Key: idempotencyItemKey(key),
       ConditionExpression: CONDITIONS.idempotencyClaimIsOurs,
       ExpressionAttributeNames: { '#status': 'status' },
       ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
@@ -392,7 +384,7 @@ export class DynamoLedger implements Ledger {
         this.db.send(
           new UpdateCommand({
             TableName: this.table,
-            Key: uploadKey(uploadId),
+            Key: uploadItemKey(uploadId),
             UpdateExpression: 'SET challenge = :challenge',
             ConditionExpression: CONDITIONS.uploadIsPending,
             ExpressionAttributeNames: { '#status': 'status' },
@@ -411,7 +403,7 @@ export class DynamoLedger implements Ledger {
         await this.db.send(
           new UpdateCommand({
             TableName: this.table,
-            Key: uploadKey(uploadId),
+            Key: uploadItemKey(uploadId),
             UpdateExpression: 'SET challengeSpent = :nonce',
             ConditionExpression: CONDITIONS.challengeIsUnanswered,
             ExpressionAttributeNames: { '#challenge': 'challenge', '#nonce': 'nonce' },
@@ -427,7 +419,10 @@ export class DynamoLedger implements Ledger {
 
   async addPendingUpload(sha256: string, uploadId: string): Promise<void> {
     await this.db.send(
-      new PutCommand({ TableName: this.table, Item: { pk: `B#${sha256}`, sk: `U#${uploadId}`, uploadId } }),
+      new PutCommand({
+        TableName: this.table,
+        Item: { ...pendingUploadItemKey(sha256, uploadId), uploadId },
+      }),
     );
   }
 
@@ -435,13 +430,13 @@ export class DynamoLedger implements Ledger {
     await this.db.send(
       new PutCommand({
         TableName: this.table,
-        Item: { pk: `U#${uploadId}`, sk: `PART#${pad(part.partNumber)}`, ...part },
+        Item: { ...partItemKey(uploadId, part.partNumber), ...part },
       }),
     );
   }
 
   async listParts(uploadId: string): Promise<StoredPart[]> {
-    return (await this.queryPrefix(`U#${uploadId}`, 'PART#')).map((item) => ({
+    return (await this.queryPrefix(uploadPartitionKey(uploadId), SK.part)).map((item) => ({
       partNumber: item.partNumber as number,
       size: item.size as number,
       etag: item.etag as string,
@@ -450,7 +445,9 @@ export class DynamoLedger implements Ledger {
   }
 
   async listPendingUploads(sha256: string): Promise<string[]> {
-    return (await this.queryPrefix(`B#${sha256}`, 'U#')).map((item) => item.uploadId as string);
+    return (await this.queryPrefix(blobPartitionKey(sha256), SK.pendingUpload)).map(
+      (item) => item.uploadId as string,
+    );
   }
 
   /** Every item of a partition whose sort key starts with `prefix`, strongly consistent, all pages. */
@@ -471,19 +468,19 @@ export class DynamoLedger implements Ledger {
 
   async removePendingUpload(sha256: string, uploadId: string): Promise<void> {
     await this.db.send(
-      new DeleteCommand({ TableName: this.table, Key: { pk: `B#${sha256}`, sk: `U#${uploadId}` } }),
+      new DeleteCommand({ TableName: this.table, Key: pendingUploadItemKey(sha256, uploadId) }),
     );
   }
 
   // Blobs
 
   async getBlob(sha256: string): Promise<Blob | undefined> {
-    const item = await this.get(blobKey(sha256).pk, 'BLOB');
+    const item = await this.get(blobItemKey(sha256));
     return item ? (stripKeys(item) as unknown as Blob) : undefined;
   }
 
   async putBlob(blob: Blob, options: { replaces?: string | undefined } = {}): Promise<Blob> {
-    const item = { ...blobKey(blob.sha256), ...blob };
+    const item = { ...blobItemKey(blob.sha256), ...blob };
     // Unversioned storage has nothing to pin: the record follows the latest verification.
     if (blob.versionId === undefined) {
       await this.db.send(new PutCommand({ TableName: this.table, Item: item }));
@@ -519,7 +516,7 @@ export class DynamoLedger implements Ledger {
   }
 
   async deleteBlob(sha256: string): Promise<void> {
-    await this.db.send(new DeleteCommand({ TableName: this.table, Key: blobKey(sha256) }));
+    await this.db.send(new DeleteCommand({ TableName: this.table, Key: blobItemKey(sha256) }));
   }
 
   // Versions
@@ -529,7 +526,7 @@ export class DynamoLedger implements Ledger {
       new QueryCommand({
         TableName: this.table,
         KeyConditionExpression: 'pk = :pk AND begins_with(sk, :v)',
-        ExpressionAttributeValues: { ':pk': pathKey(path), ':v': 'V#' },
+        ExpressionAttributeValues: { ':pk': pathKey(path), ':v': SK.version },
         ScanIndexForward: false,
         Limit: 1,
         ConsistentRead: true,
@@ -548,7 +545,7 @@ export class DynamoLedger implements Ledger {
         const out = await this.db.send(
           new UpdateCommand({
             TableName: this.table,
-            Key: { pk: pathKey(version.path), sk: versionKey(version.version) },
+            Key: versionItemKey(version.path, version.version),
             UpdateExpression: `SET ${names.map((k) => `#${k} = if_not_exists(#${k}, :${k})`).join(', ')}`,
             ConditionExpression: CONDITIONS.claimIsFreeOrOurs,
             ExpressionAttributeNames: Object.fromEntries(names.map((k) => [`#${k}`, k])),
@@ -574,7 +571,7 @@ export class DynamoLedger implements Ledger {
   }
 
   async getVersion(path: string, version: number): Promise<FileVersion | undefined> {
-    const item = await this.get(pathKey(path), versionKey(version));
+    const item = await this.get(versionItemKey(path, version));
     return item ? toVersion(item) : undefined;
   }
 
@@ -588,8 +585,8 @@ export class DynamoLedger implements Ledger {
             : 'pk = :pk AND sk BETWEEN :v AND :before',
         ExpressionAttributeValues: {
           ':pk': pathKey(path),
-          ':v': 'V#',
-          ...(options.before === undefined ? {} : { ':before': versionKey(options.before - 1) }),
+          ':v': SK.version,
+          ...(options.before === undefined ? {} : { ':before': versionSortKey(options.before - 1) }),
         },
         ScanIndexForward: false,
         Limit: options.limit,
@@ -603,7 +600,7 @@ export class DynamoLedger implements Ledger {
     await this.db.send(
       new UpdateCommand({
         TableName: this.table,
-        Key: { pk: pathKey(path), sk: versionKey(version) },
+        Key: versionItemKey(path, version),
         UpdateExpression: 'SET feedSeq = :seq',
         ExpressionAttributeValues: { ':seq': seq },
       }),
@@ -618,7 +615,7 @@ export class DynamoLedger implements Ledger {
         this.db.send(
           new UpdateCommand({
             TableName: this.table,
-            Key: { pk: pathKey(version.path), sk: 'HEAD' },
+            Key: headItemKey(version.path),
             // A live head joins the live-files index; a tombstone leaves it.
             UpdateExpression:
               `SET version = :version, ${names.map((k) => `#${k} = :${k}`).join(', ')}` +
@@ -646,7 +643,7 @@ export class DynamoLedger implements Ledger {
   }
 
   async getHead(path: string): Promise<FileVersion | undefined> {
-    const item = await this.get(pathKey(path), 'HEAD');
+    const item = await this.get(headItemKey(path));
     return item ? toVersion(item) : undefined;
   }
 
@@ -693,7 +690,7 @@ export class DynamoLedger implements Ledger {
         this.db.send(
           new PutCommand({
             TableName: this.table,
-            Item: { pk: feedKey(change.shard), sk: `S#${pad(change.seq)}`, ...change },
+            Item: { pk: feedKey(change.shard), sk: feedSortKey(change.seq), ...change },
             ConditionExpression: CONDITIONS.feedSlotIsFreeOrOurs,
             ExpressionAttributeNames: { '#path': 'path' },
             ExpressionAttributeValues: { ':path': change.path, ':version': change.version },
@@ -712,7 +709,7 @@ export class DynamoLedger implements Ledger {
         this.db.send(
           new UpdateCommand({
             TableName: this.table,
-            Key: { pk: feedKey(shard), sk: `S#${pad(seq)}` },
+            Key: { pk: feedKey(shard), sk: feedSortKey(seq) },
             UpdateExpression: 'SET fannedOut = :true',
             ConditionExpression: CONDITIONS.entryExists,
             ExpressionAttributeValues: { ':true': true },
@@ -730,7 +727,7 @@ export class DynamoLedger implements Ledger {
       new QueryCommand({
         TableName: this.table,
         KeyConditionExpression: 'pk = :pk AND sk > :after',
-        ExpressionAttributeValues: { ':pk': feedKey(shard), ':after': `S#${pad(afterSeq)}` },
+        ExpressionAttributeValues: { ':pk': feedKey(shard), ':after': feedSortKey(afterSeq) },
         Limit: limit,
         ConsistentRead: true,
       }),
@@ -744,7 +741,7 @@ export class DynamoLedger implements Ledger {
       {
         TableName: this.table,
         FilterExpression: 'begins_with(pk, :p) AND sk = :head',
-        ExpressionAttributeValues: { ':p': 'P#', ':head': 'HEAD' },
+        ExpressionAttributeValues: { ':p': PK.path, ':head': SK.head },
         ConsistentRead: true,
       },
     );
@@ -757,19 +754,19 @@ export class DynamoLedger implements Ledger {
       {
         TableName: this.table,
         FilterExpression: 'begins_with(pk, :b) AND begins_with(sk, :u)',
-        ExpressionAttributeValues: { ':b': 'B#', ':u': 'U#' },
+        ExpressionAttributeValues: { ':b': PK.blob, ':u': SK.pendingUpload },
         ConsistentRead: true,
       },
     );
     for await (const page of pages) {
       for (const item of page.Items ?? []) {
-        yield { sha256: (item.pk as string).slice(2), uploadId: item.uploadId as string };
+        yield { sha256: (item.pk as string).slice(PK.blob.length), uploadId: item.uploadId as string };
       }
     }
   }
 
   async getWatermark(targetId: string): Promise<readonly number[] | undefined> {
-    const item = await this.get(`LAG#${targetId}`, 'WATERMARK');
+    const item = await this.get(watermarkItemKey(targetId));
     return item?.cursor as number[] | undefined;
   }
 
@@ -777,20 +774,20 @@ export class DynamoLedger implements Ledger {
     await this.db.send(
       new PutCommand({
         TableName: this.table,
-        Item: { pk: `LAG#${targetId}`, sk: 'WATERMARK', cursor: [...cursor] },
+        Item: { ...watermarkItemKey(targetId), cursor: [...cursor] },
       }),
     );
   }
 
   async getAgentHeartbeat(targetId: string): Promise<string | undefined> {
-    const item = await this.get(`AGENT#${targetId}`, 'AGENT');
+    const item = await this.get(agentRowKey(targetId));
     return item?.heartbeatAt as string | undefined;
   }
 
   // Targets
 
   async getTargetState(path: string, targetId: string): Promise<TargetState | undefined> {
-    const item = await this.get(targetStateKey(targetId, path), 'STATE');
+    const item = await this.get(targetStateItemKey(targetId, path));
     return item ? toTargetState(item) : undefined;
   }
 
@@ -805,7 +802,7 @@ export class DynamoLedger implements Ledger {
         this.db.send(
           new UpdateCommand({
             TableName: this.table,
-            Key: { pk: targetStateKey(state.targetId, state.path), sk: 'STATE' },
+            Key: targetStateItemKey(state.targetId, state.path),
             UpdateExpression:
               'SET targetId = :target, #path = :path, appliedVersion = :version, #status = :status, appliedAt = :at, reason = :reason, etag = :etag REMOVE failedVersion, failedReason, failedAt',
             ConditionExpression: CONDITIONS.targetIsBehind,
@@ -838,7 +835,7 @@ export class DynamoLedger implements Ledger {
     await this.db.send(
       new UpdateCommand({
         TableName: this.table,
-        Key: { pk: targetStateKey(failure.targetId, failure.path), sk: 'STATE' },
+        Key: targetStateItemKey(failure.targetId, failure.path),
         UpdateExpression:
           'SET targetId = :target, #path = :path, appliedVersion = if_not_exists(appliedVersion, :zero), #status = if_not_exists(#status, :failed), failedVersion = :version, failedReason = :reason, failedAt = :at',
         ExpressionAttributeNames: { '#status': 'status', '#path': 'path' },
@@ -856,8 +853,6 @@ export class DynamoLedger implements Ledger {
   }
 
   async forgetTargetState(path: string, targetId: string) {
-    await this.db.send(
-      new DeleteCommand({ TableName: this.table, Key: { pk: targetStateKey(targetId, path), sk: 'STATE' } }),
-    );
+    await this.db.send(new DeleteCommand({ TableName: this.table, Key: targetStateItemKey(targetId, path) }));
   }
 }

@@ -20,6 +20,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { hashChunks } from '../../common/sha256-node.ts';
+import { blobKey } from '../../contracts/ledger-keys.js';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import type { BlobStore, ReplicaStore, StoredPart } from '../core/ports.js';
 
@@ -47,8 +48,6 @@ function isNotFound(error: unknown): boolean {
       (error.$metadata.httpStatusCode === 404 || error.name === 'NoSuchKey'))
   );
 }
-
-export const blobKey = (sha256: string) => `blobs/${sha256}`;
 
 /**
  * Object metadata naming the upload whose URL stored the bytes (signed into every PUT URL and set on

@@ -22,6 +22,7 @@ import { Duration, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { AGENT_BLOB_RECORD_KEYS, agentReadableKeys, agentWritableKeys } from '../../contracts/ledger-keys.js';
 import { acknowledgeWildcardResource } from '../nag.js';
 import type { Ledger } from './ledger.js';
 import type { OriginStore } from './origin-store.js';
@@ -48,21 +49,8 @@ export const AGENT_LEDGER_READ_ACTIONS = ['dynamodb:GetItem', 'dynamodb:Query'];
 /** The ledger writes of an agent (its own rows only). */
 export const AGENT_LEDGER_WRITE_ACTIONS = ['dynamodb:PutItem', 'dynamodb:UpdateItem'];
 
-/** Partition keys an agent may read: version records, the feed, its own agent row. */
-export function agentReadableKeys(targetId: string): string[] {
-  return ['P#*', 'FEED#*', `AGENT#${targetId}`];
-}
-
-/** Partition keys an agent may only GetItem: a blob's record (which object version was verified). */
-export const AGENT_BLOB_RECORD_KEYS = ['B#*'];
-
 /** The S3 actions of an agent on the origin's blobs: the verified object version, by id. */
 export const AGENT_BLOB_ACTIONS = ['s3:GetObject', 's3:GetObjectVersion'];
-
-/** Partition keys an agent may write: its applied state per path and its agent row. */
-export function agentWritableKeys(targetId: string): string[] {
-  return [`T#${targetId}#*`, `AGENT#${targetId}`];
-}
 
 /**
  * Trust through IAM Roles Anywhere: the server presents an X.509 certificate

@@ -2,7 +2,7 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
-import { LIVE_FILES_INDEX } from '../../functions/adapters/dynamo-ledger.js';
+import { LIVE_FILES_INDEX } from '../../contracts/ledger-keys.js';
 
 export interface LedgerProps {
   /**

@@ -8,11 +8,9 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { BLOB_PREFIX } from '../../contracts/ledger-keys.js';
 import { MULTIPART_ABORT_AFTER_DAYS } from '../../functions/core/expiry.js';
 import { AccessLogBucket } from './access-log-bucket.js';
-
-/** Where blobs live in the origin bucket: `blobs/<sha256>`. */
-export const BLOB_PREFIX = 'blobs/';
 
 export interface OriginStoreProps {
   /** Physical bucket name (see `lib/naming.ts`): fixed so the ingest queue's policy can name it. */

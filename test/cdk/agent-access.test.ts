@@ -8,16 +8,15 @@ import type { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { agentRowKey } from '../../agent/aws.ts';
-import { targetStateKey } from '../../functions/adapters/dynamo-ledger.js';
-import { blobKey } from '../../functions/adapters/s3.js';
 import {
   AGENT_BLOB_RECORD_KEYS,
-  type AgentAccess,
-  type AgentTrust,
   agentReadableKeys,
+  agentRowKey,
   agentWritableKeys,
-} from '../../lib/constructs/agent-access.js';
+  blobKey,
+  targetStateKey,
+} from '../../contracts/ledger-keys.ts';
+import type { AgentAccess, AgentTrust } from '../../lib/constructs/agent-access.js';
 import {
   AGENT_TRUST_CONTEXT,
   agentTrustFromContext,

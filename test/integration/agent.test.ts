@@ -14,12 +14,12 @@ import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type AgentHandle, startAgent } from '../../agent/agent.ts';
 import type { VersionInfo } from '../../agent/applier.ts';
-import { agentRowKey } from '../../agent/aws.ts';
+import { registerAgentCommand } from '../../agent/command.ts';
+import { AgentExitError } from '../../agent/errors.ts';
 import { verifyMirror } from '../../agent/index.ts';
 import { createMemoryLog, type MemoryLog } from '../../agent/log.ts';
 import type { WorkOutcome } from '../../agent/queue-consumer.ts';
-import { registerAgentCommand } from '../../cli/agent-command.ts';
-import { MirrorCliError } from '../../cli/errors.ts';
+import { agentRowKey } from '../../contracts/ledger-keys.ts';
 import type { FileVersion } from '../../contracts/model.js';
 import { commitVersion, replicationMessage } from '../../functions/core/commit.js';
 import { ingestBlob } from '../../functions/core/ingest.js';
@@ -496,7 +496,7 @@ describe('pull agent', () => {
           from: 'user',
         });
       } catch (error) {
-        if (!(error instanceof MirrorCliError)) throw error;
+        if (!(error instanceof AgentExitError)) throw error;
         exitCode = error.exitCode;
       }
       return { stdout, exitCode };

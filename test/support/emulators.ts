@@ -10,7 +10,7 @@ import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
 import dynalite from 'dynalite';
-import { LIVE_FILES_INDEX } from '../../functions/adapters/dynamo-ledger.js';
+import { LIVE_FILES_INDEX } from '../../contracts/ledger-keys.js';
 import { makeS3Client } from '../../functions/adapters/s3.js';
 import { LOCAL_CREDENTIALS, type S3Emulator, startS3, startSqs } from '../../local/emulators.ts';
 

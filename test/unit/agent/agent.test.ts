@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../../../agent/agent.ts';
 import { createMemoryLog, createTtyLog, formatStatusLine } from '../../../agent/log.ts';
-import type { AgentRow, BlobSource, LedgerView, QueueMessage, QueuePort } from '../../../agent/ports.ts';
+import type { BlobSource, LedgerView, QueueMessage, QueuePort } from '../../../agent/ports.ts';
+import type { AgentRow } from '../../../contracts/ledger-keys.ts';
 import type { Change, FileVersion } from '../../../contracts/model.ts';
 import { parseCursor } from '../../../contracts/model.ts';
 

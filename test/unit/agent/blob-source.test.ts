@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { type GetObjectCommandInput, S3Client } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { S3BlobSource } from '../../../agent/aws.ts';
-import type { Blob } from '../../../contracts/model.js';
+import type { Blob } from '../../../contracts/model.ts';
 
 const SHA = 'cd'.repeat(32);
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { FALLBACK_CONTENT_TYPE, guessContentType, isValidContentType } from '../../../cli/content-type.ts';
-import { createJsonLinesProgress, formatBytes } from '../../../cli/progress.ts';
+import { createJsonLinesProgress } from '../../../cli/progress.ts';
 import { formatAge, formatTable, formatTargetsOverview, getPathStatus } from '../../../cli/status.ts';
+import { formatBytes } from '../../../common/format-bytes.ts';
 import { ApiError } from '../../../web/client/errors.ts';
 
 describe('content type', () => {

@@ -1,15 +1,16 @@
 /**
  * `media-mirror agent` (run the on-premises pull agent) and
  * `media-mirror agent verify` (re-hash the folder against the ledger, optionally repair).
- * Registered on the main program by `registerAgentCommand(program)`.
+ * The agent owns its command: agent/main.ts runs it alone on a server, and the CLI
+ * (cli/program.ts) registers it with `registerAgentCommand(program)`. Failures end as
+ * AgentExitError: one line for stderr and the exit code.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { startAgent } from '../agent/agent.ts';
-import { type AgentFlags, parseByteSize, resolveAgentConfig } from '../agent/config.ts';
-import { AgentConfigError } from '../agent/errors.ts';
-import { type AgentLog, createJsonLog, createTtyLog } from '../agent/log.ts';
-import { driftCount, type VerifyReport, verifyMirror } from '../agent/verify.ts';
-import { MirrorCliError } from './errors.ts';
+import { startAgent } from './agent.ts';
+import { type AgentFlags, parseByteSize, resolveAgentConfig } from './config.ts';
+import { AgentConfigError, AgentExitError } from './errors.ts';
+import { type AgentLog, createJsonLog, createTtyLog } from './log.ts';
+import { driftCount, type VerifyReport, verifyMirror } from './verify.ts';
 
 export interface AgentCliIo {
   readonly stdout: { write(chunk: string): unknown };
@@ -117,8 +118,7 @@ async function config(command: Command, io: AgentCliIo, needQueue: boolean) {
   try {
     return await resolveAgentConfig({ flags, env: io.env, cwd: io.cwd, needQueue, needTarget: needQueue });
   } catch (error) {
-    if (error instanceof AgentConfigError)
-      throw new MirrorCliError(error.message, { exitCode: error.exitCode });
+    if (error instanceof AgentConfigError) throw new AgentExitError(error.message, error.exitCode);
     throw error;
   }
 }
@@ -210,8 +210,7 @@ export function registerAgentCommand(program: Command, io: AgentCliIo = processI
         handle = await startAgent({ ...cfg, log });
       } catch (error) {
         log.close();
-        if (error instanceof AgentConfigError)
-          throw new MirrorCliError(error.message, { exitCode: error.exitCode });
+        if (error instanceof AgentConfigError) throw new AgentExitError(error.message, error.exitCode);
         throw error;
       }
       let signals = 0;
@@ -249,10 +248,10 @@ export function registerAgentCommand(program: Command, io: AgentCliIo = processI
       const { repair, json } = command.opts<{ repair?: boolean; json?: boolean }>();
       let targetId = cfg.targetId;
       if (command.optsWithGlobals<AgentFlags>().target === undefined && !io.env.MIRROR_AGENT_TARGET) {
-        const { StateStore } = await import('../agent/state-store.ts');
+        const { StateStore } = await import('./state-store.ts');
         const identity = await StateStore.peekIdentity(cfg.stateDir);
         if (!identity?.targetId) {
-          throw new MirrorCliError(`no agent state in ${cfg.stateDir}: pass --target <id>`, { exitCode: 2 });
+          throw new AgentExitError(`no agent state in ${cfg.stateDir}: pass --target <id>`, 2);
         }
         targetId = identity.targetId;
       }
@@ -260,16 +259,15 @@ export function registerAgentCommand(program: Command, io: AgentCliIo = processI
       try {
         report = await verifyMirror({ ...cfg, targetId }, { repair: repair === true });
       } catch (error) {
-        if (error instanceof AgentConfigError)
-          throw new MirrorCliError(error.message, { exitCode: error.exitCode });
+        if (error instanceof AgentConfigError) throw new AgentExitError(error.message, error.exitCode);
         throw error;
       }
       io.stdout.write(`${json ? JSON.stringify(report) : formatVerifyReport(report)}\n`);
       const remaining = report.repaired ? report.repaired.failed.length : driftCount(report);
       if (remaining > 0) {
-        throw new MirrorCliError(
+        throw new AgentExitError(
           report.repaired ? `${remaining} file(s) could not be repaired` : `drift found in ${report.dir}`,
-          { exitCode: 1 },
+          1,
         );
       }
     });

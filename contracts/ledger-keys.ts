@@ -1,0 +1,184 @@
+/**
+ * The ledger's key layout on its one DynamoDB table (`pk`, `sk`), and the shapes of the items
+ * other parts than the adapter read. The adapter (functions/adapters/dynamo-ledger.ts), the
+ * on-prem agent and the agents' IAM conditions (`dynamodb:LeadingKeys`, lib/) all take the keys
+ * from here, so a key can change in one place only.
+ *
+ *   P#<path>     V#<version, 12 digits>  one claimed version (immutable but for its feed seq)
+ *   P#<path>     HEAD                    the highest committed version, moved forward only
+ *   T#<target>#<path> STATE              what a target has applied (keyed by target first, so an
+ *                                        agent's role can be limited to its own rows by dynamodb:LeadingKeys)
+ *   U#<upload>   UPLOAD                  an upload and its outcome
+ *   U#<upload>   PART#<12 digits>        a part of a multipart upload, as its uploader reported it
+ *   B#<sha256>   BLOB                    a verified blob
+ *   B#<sha256>   U#<upload>              an upload waiting for that blob (strongly consistent, unlike a GSI)
+ *   FEED#<shard> S#<seq, 12 digits>      the change feed
+ *   LAG#<target> WATERMARK               feed cursor below which the target has applied everything
+ *   AGENT#<target> AGENT                 a pull agent's heartbeat, cursor and counters
+ *   IDEM#<key>   IDEM                    an Idempotency-Key: the request's hash and its first answer
+ */
+import { z } from 'zod';
+
+export interface ItemKey {
+  readonly pk: string;
+  readonly sk: string;
+}
+
+/** Partition key prefixes. */
+export const PK = {
+  path: 'P#',
+  targetState: 'T#',
+  upload: 'U#',
+  blob: 'B#',
+  feed: 'FEED#',
+  lag: 'LAG#',
+  agent: 'AGENT#',
+  idempotency: 'IDEM#',
+} as const;
+
+/** Sort keys and sort key prefixes. */
+export const SK = {
+  version: 'V#',
+  head: 'HEAD',
+  targetState: 'STATE',
+  upload: 'UPLOAD',
+  part: 'PART#',
+  blob: 'BLOB',
+  pendingUpload: 'U#',
+  feedEntry: 'S#',
+  watermark: 'WATERMARK',
+  agent: 'AGENT',
+  idempotency: 'IDEM',
+} as const;
+
+/** Numbers in sort keys: fixed width, so that string order is numeric order. */
+export const padNumber = (n: number): string => n.toString().padStart(12, '0');
+
+export const pathKey = (path: string): string => `${PK.path}${path}`;
+export const versionSortKey = (version: number): string => `${SK.version}${padNumber(version)}`;
+export const versionItemKey = (path: string, version: number): ItemKey => ({
+  pk: pathKey(path),
+  sk: versionSortKey(version),
+});
+export const headItemKey = (path: string): ItemKey => ({ pk: pathKey(path), sk: SK.head });
+export const targetStateKey = (targetId: string, path: string): string =>
+  `${PK.targetState}${targetId}#${path}`;
+export const targetStateItemKey = (targetId: string, path: string): ItemKey => ({
+  pk: targetStateKey(targetId, path),
+  sk: SK.targetState,
+});
+export const uploadPartitionKey = (uploadId: string): string => `${PK.upload}${uploadId}`;
+export const uploadItemKey = (uploadId: string): ItemKey => ({
+  pk: uploadPartitionKey(uploadId),
+  sk: SK.upload,
+});
+export const partItemKey = (uploadId: string, partNumber: number): ItemKey => ({
+  pk: uploadPartitionKey(uploadId),
+  sk: `${SK.part}${padNumber(partNumber)}`,
+});
+export const blobPartitionKey = (sha256: string): string => `${PK.blob}${sha256}`;
+export const blobItemKey = (sha256: string): ItemKey => ({ pk: blobPartitionKey(sha256), sk: SK.blob });
+export const pendingUploadItemKey = (sha256: string, uploadId: string): ItemKey => ({
+  pk: blobPartitionKey(sha256),
+  sk: `${SK.pendingUpload}${uploadId}`,
+});
+export const feedKey = (shard: number): string => `${PK.feed}${shard}`;
+export const feedSortKey = (seq: number): string => `${SK.feedEntry}${padNumber(seq)}`;
+export const watermarkItemKey = (targetId: string): ItemKey => ({
+  pk: `${PK.lag}${targetId}`,
+  sk: SK.watermark,
+});
+export const agentRowKey = (targetId: string): ItemKey => ({ pk: `${PK.agent}${targetId}`, sk: SK.agent });
+export const idempotencyItemKey = (key: string): ItemKey => ({
+  pk: `${PK.idempotency}${key}`,
+  sk: SK.idempotency,
+});
+
+/** The ledger table's secondary index of live files by folder (heads that are not tombstones). */
+export const LIVE_FILES_INDEX = {
+  name: 'live-files',
+  partitionKey: 'folderPk',
+  sortKey: 'folderSk',
+} as const;
+/** A head's partition in the live-files index: its top folder. */
+export const folderPartition = (path: string): string => `D#${path.split('/')[0]}`;
+
+/** Where blobs live in the origin bucket: `blobs/<sha256>`. */
+export const BLOB_PREFIX = 'blobs/';
+export const blobKey = (sha256: string): string => `${BLOB_PREFIX}${sha256}`;
+
+// ---------------------------------------------------------------- the agents' IAM conditions
+
+/** Partition keys (`dynamodb:LeadingKeys`, StringLike) an agent may read: versions, the feed, its own row. */
+export function agentReadableKeys(targetId: string): string[] {
+  return [`${PK.path}*`, `${PK.feed}*`, agentRowKey(targetId).pk];
+}
+
+/** Partition keys an agent may only GetItem: a blob's record (which object version was verified). */
+export const AGENT_BLOB_RECORD_KEYS: string[] = [`${PK.blob}*`];
+
+/** Partition keys an agent may write: its applied state per path and its agent row. */
+export function agentWritableKeys(targetId: string): string[] {
+  return [`${PK.targetState}${targetId}#*`, agentRowKey(targetId).pk];
+}
+
+// ---------------------------------------------------------------- items the agent reads
+
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
+
+/** `P#<path>` / `V#…` and `HEAD`: one version of a path (absent fields as the adapter writes them). */
+export const versionItemSchema = z.object({
+  path: z.string(),
+  version: z.number().int().nonnegative(),
+  sha256: sha256Hex.nullish().transform((v) => v ?? null),
+  size: z.number().int().nonnegative(),
+  contentType: z
+    .string()
+    .nullish()
+    .transform((v) => v ?? null),
+  deleted: z
+    .boolean()
+    .optional()
+    .transform((v) => v === true),
+  committedAt: z.string(),
+  uploadId: z.string(),
+});
+
+/** `FEED#<shard>` / `S#<seq>`: one entry of the change feed. */
+export const feedItemSchema = versionItemSchema.omit({ uploadId: true }).extend({
+  shard: z.number().int().nonnegative(),
+  seq: z.number().int().positive(),
+  appendedAt: z.string(),
+  fannedOut: z.boolean().optional(),
+});
+
+/** `B#<sha256>` / `BLOB`: the agent reads which object version the ingest verified. */
+export const blobItemSchema = z.object({
+  sha256: sha256Hex,
+  size: z.number().int().nonnegative(),
+  verifiedAt: z.string(),
+  versionId: z.string().optional(),
+});
+
+/** `AGENT#<target>` / `AGENT`: a pull agent's heartbeat, cursor and counters; the lag monitor reads it too. */
+export const agentRowSchema = z.object({
+  targetId: z.string(),
+  heartbeatAt: z.string(),
+  /** The confirmed feed cursor, encoded as the API encodes it (contracts/model.ts `encodeCursor`). */
+  cursor: z.string(),
+  /** The same cursor as numbers, one seq per shard. */
+  cursorSeqs: z.array(z.number().int().nonnegative()),
+  appliedCount: z.number().int().nonnegative(),
+  refusedCount: z.number().int().nonnegative(),
+  agentVersion: z.string(),
+  status: z.enum(['starting', 'running', 'stopping', 'stopped']),
+  host: z.string(),
+  pid: z.number().int(),
+  instanceId: z.string(),
+  startedAt: z.string(),
+  backlogQueue: z.number().optional(),
+  backlogFeed: z.number().optional(),
+  lagSeconds: z.number().optional(),
+  conditions: z.array(z.string()).optional(),
+});
+export type AgentRow = Readonly<z.infer<typeof agentRowSchema>>;
