@@ -11,6 +11,7 @@
 import { access, readFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
 import { parseTopology, type Topology } from '../contracts/topology.ts';
 import { AgentConfigError } from './errors.ts';
 import { STATE_DIR_NAME } from './safe-path.ts';
@@ -144,25 +145,17 @@ export function parseByteSize(text: string): number | undefined {
   return Number.isSafeInteger(value) && value > 0 ? value : undefined;
 }
 
-const endpointsSchema = z.object({
-  s3: z
-    .object({
-      endpoint: z.string().optional(),
-      region: z.string().optional(),
-      credentials: z.object({ accessKeyId: z.string(), secretAccessKey: z.string() }).optional(),
-      forcePathStyle: z.boolean().optional(),
-    })
-    .optional(),
-  sqs: z.object({ endpoint: z.string().optional() }).optional(),
-  dynamodb: z.object({ endpoint: z.string().optional() }).optional(),
-  table: z.string().optional(),
-  originBucket: z.string().optional(),
-  feedShards: z.number().int().optional(),
-  targets: z
-    .record(z.string(), z.object({ kind: z.string(), bucket: z.string().optional(), queue: z.string() }))
-    .optional(),
+/** What the agent reads of the local stack's endpoints file (contracts/endpoints.ts). */
+const endpointsFields = endpointsSchema.pick({
+  s3: true,
+  sqs: true,
+  dynamodb: true,
+  table: true,
+  originBucket: true,
+  feedShards: true,
+  targets: true,
 });
-type EndpointsFile = z.infer<typeof endpointsSchema>;
+type EndpointsFile = z.infer<typeof endpointsFields>;
 
 async function exists(file: string): Promise<boolean> {
   try {
@@ -264,11 +257,10 @@ export async function resolveAgentConfig(options: ResolveOptions): Promise<Agent
       ? resolve(cwd, String(named.value))
       : resolve(cwd, env.MIRROR_DATA_DIR || '.mirror', 'endpoints.json');
     if (named || (await exists(endpointsFile))) {
-      const parsed = endpointsSchema.safeParse(await readJson(endpointsFile, 'endpoints file'));
+      const parsed = endpointsFields.safeParse(await readJson(endpointsFile, 'endpoints file'));
       if (!parsed.success) {
-        const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
         throw new AgentConfigError(
-          `the endpoints file ${endpointsFile} is malformed: ${problems.join('; ')}`,
+          `the endpoints file ${endpointsFile} is malformed: ${endpointsProblems(parsed.error)}`,
         );
       }
       endpoints = parsed.data;

@@ -5,7 +5,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
+import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
 import { ConfigError } from './errors.ts';
 
 export interface Connection {
@@ -25,10 +26,8 @@ export interface ConnectionOptions {
 
 const HINT = 'start the local stack with npm start, or pass --api/--token';
 
-const endpointsFileSchema = z.object({
-  api: z.string().min(1).optional(),
-  token: z.string().min(1).optional(),
-});
+/** The CLI reads the API and its token alone: the rest of the file is not its business. */
+const connectionFields = endpointsSchema.pick({ api: true, token: true });
 
 export function defaultEndpointsFile(env: NodeJS.ProcessEnv, cwd: string): string {
   return resolve(cwd, env.MIRROR_DATA_DIR || '.mirror', 'endpoints.json');
@@ -56,7 +55,7 @@ export function normaliseApiUrl(value: string, source: string): string {
 }
 
 /** The file's fields, or `undefined` when there is no such file. */
-async function readEndpointsFile(file: string): Promise<z.infer<typeof endpointsFileSchema> | undefined> {
+async function readEndpointsFile(file: string): Promise<z.infer<typeof connectionFields> | undefined> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -72,10 +71,9 @@ async function readEndpointsFile(file: string): Promise<z.infer<typeof endpoints
       cause: err,
     });
   }
-  const parsed = endpointsFileSchema.safeParse(json);
+  const parsed = connectionFields.safeParse(json);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new ConfigError(`endpoints file ${file} is malformed: ${problems.join('; ')}`);
+    throw new ConfigError(`endpoints file ${file} is malformed: ${endpointsProblems(parsed.error)}`);
   }
   return parsed.data;
 }

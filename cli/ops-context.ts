@@ -23,6 +23,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
+import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
 import { parseTopology, type Topology } from '../contracts/topology.ts';
 import { runtimeTargetSchema } from '../functions/adapters/runtime-config.ts';
 import { makeS3Client } from '../functions/adapters/s3.ts';
@@ -84,31 +85,14 @@ const HINT =
   'start the local stack (npm start) or pass --endpoints <file>; on AWS pass --table, --region, ' +
   '--origin-bucket and the targets (--config mirror.config.json, --queue-url <id>=<url>)';
 
-const localEndpointsSchema = z.object({
-  s3: z.object({
-    endpoint: z.string().min(1),
-    region: z.string().min(1),
-    credentials: z.object({ accessKeyId: z.string(), secretAccessKey: z.string() }),
-    forcePathStyle: z.boolean().default(true),
-  }),
-  sqs: z.object({ endpoint: z.string().min(1) }),
-  dynamodb: z.object({ endpoint: z.string().min(1) }),
-  table: z.string().min(1),
-  originBucket: z.string().min(1),
-  ingest: z.object({ queue: z.string(), dlq: z.string() }).optional(),
-  targets: z.record(
-    z.string(),
-    z.object({
-      kind: z.enum(['s3', 'pull']),
-      bucket: z.string().optional(),
-      region: z.string().optional(),
-      keyPrefix: z.string().optional(),
-      pathPrefix: z.string().optional(),
-      dryRun: z.boolean().optional(),
-      queue: z.string(),
-      dlq: z.string().optional(),
-    }),
-  ),
+/** What reconcile and redrive need of the local stack's endpoints file. */
+const localEndpointsSchema = endpointsSchema.required({
+  s3: true,
+  sqs: true,
+  dynamodb: true,
+  table: true,
+  originBucket: true,
+  targets: true,
 });
 
 function nonEmpty(value: string | undefined): string | undefined {
@@ -175,9 +159,8 @@ export async function resolveOpsContext(
 async function localContext(file: string, flags: OpsFlags): Promise<OpsContext> {
   const parsed = localEndpointsSchema.safeParse(await readJsonFile(file, 'endpoints file'));
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
     throw new ConfigError(
-      `endpoints file ${file} lacks what reconcile/redrive need (is it from an older npm start?): ${problems.join('; ')}`,
+      `endpoints file ${file} lacks what reconcile/redrive need (is it from an older npm start?): ${endpointsProblems(parsed.error)}`,
     );
   }
   const e = parsed.data;
@@ -205,7 +188,7 @@ async function localContext(file: string, flags: OpsFlags): Promise<OpsContext> 
     sqsEndpoint: e.sqs.endpoint,
     s3Endpoint: e.s3.endpoint,
     dynamodbEndpoint: e.dynamodb.endpoint,
-    forcePathStyle: e.s3.forcePathStyle,
+    forcePathStyle: e.s3.forcePathStyle ?? true,
     credentials: { ...e.s3.credentials },
   };
 }

@@ -6,6 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import type { z } from 'zod';
+import { writtenEndpointsSchema } from '../contracts/endpoints.ts';
+
+type WrittenEndpoints = z.input<typeof writtenEndpointsSchema>;
+
 import { acquirePidLock } from '../common/pid-lock.ts';
 
 export const ENDPOINTS_FILE = 'endpoints.json';
@@ -47,9 +52,11 @@ export async function loadOrCreateToken(dir: string, given: string | undefined):
   return token;
 }
 
-export async function writeEndpointsFile(dir: string, endpoints: unknown): Promise<string> {
+/** Writes the endpoints file: exactly the contract's fields (contracts/endpoints.ts), all of them. */
+export async function writeEndpointsFile(dir: string, endpoints: WrittenEndpoints): Promise<string> {
   const file = join(dir, ENDPOINTS_FILE);
-  await writeFile(file, `${JSON.stringify(endpoints, null, 2)}\n`, { mode: 0o600 });
+  const checked = writtenEndpointsSchema.parse(endpoints);
+  await writeFile(file, `${JSON.stringify(checked, null, 2)}\n`, { mode: 0o600 });
   return file;
 }
 
