@@ -162,12 +162,173 @@ function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined
   });
 }
 
+/** Refusals decided from the request line and headers alone: browsers, and a Host other than this port's. */
+function headerRefusal(
+  req: IncomingMessage,
+  service: GatedService,
+  publicPort: number,
+): GateError | undefined {
+  const codes = SERVICE_CODES[service];
+  if (req.headers.origin !== undefined || req.method === 'OPTIONS') {
+    return {
+      status: 403,
+      code: codes.browser,
+      message: `the local ${service} port answers no browser: requests with an Origin header or CORS preflights are refused`,
+    };
+  }
+  const host = req.headers.host ?? '';
+  if (!loopbackHosts(publicPort).has(host.toLowerCase())) {
+    return {
+      status: 403,
+      code: codes.host,
+      message: `Host "${host}" is not this port's own name (127.0.0.1:${publicPort}, localhost:${publicPort} or [::1]:${publicPort})`,
+    };
+  }
+  return undefined;
+}
+
+/** Refusals that need the body: the signature, the protocol, bodies the emulator would choke on. */
+async function bodyRefusal(
+  req: IncomingMessage,
+  body: Buffer,
+  options: GateOptions,
+): Promise<GateError | undefined> {
+  const { service } = options;
+  const verdict = await verifySigV4(
+    { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, payloadHash: sha256Hex(body) },
+    {
+      service,
+      credentials: options.credentials,
+      ...(options.region === undefined ? {} : { region: options.region }),
+    },
+  );
+  if (!verdict.ok) return { status: verdict.status, code: verdict.code, message: verdict.message };
+  // fauxqs also serves SNS (form-encoded posts), S3 and inspection routes on this port:
+  // only SQS's JSON protocol goes through.
+  if (
+    service === 'sqs' &&
+    !(req.method === 'POST' && String(req.headers['content-type']).includes('application/x-amz-json-1.0'))
+  ) {
+    return {
+      status: 400,
+      code: SERVICE_CODES[service].protocol,
+      message: 'the local SQS speaks the AWS JSON 1.0 protocol only (POST / with application/x-amz-json-1.0)',
+    };
+  }
+  // dynalite throws, uncaught, on a JSON body that is not an object (`null`): it would
+  // take the whole stack down. DynamoDB answers such a body with a SerializationException.
+  if (service === 'dynamodb' && body.length > 0 && isNonObjectJson(body)) {
+    return { status: 400, code: 'SerializationException', message: 'the request body must be a JSON object' };
+  }
+  return undefined;
+}
+
+/** The emulator's answer to one request of the gate's own, signed as the client's was. */
+const upstreamCall =
+  (upstreamPort: number, original: IncomingMessage): UpstreamCall =>
+  (operation, payload) =>
+    new Promise((resolve, reject) => {
+      const body = Buffer.from(JSON.stringify(payload));
+      const headers = {
+        authorization: original.headers.authorization ?? '',
+        'x-amz-date': original.headers['x-amz-date'] ?? '',
+        'content-type': 'application/x-amz-json-1.0',
+        'content-length': String(body.length),
+        'x-amz-target': `DynamoDB_20120810.${operation}`,
+      };
+      const call = httpRequest(
+        { host: LOOPBACK, port: upstreamPort, method: 'POST', path: '/', headers },
+        (answer) => {
+          const chunks: Buffer[] = [];
+          answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+          answer.once('error', reject);
+          answer.once('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            try {
+              resolve({ status: answer.statusCode ?? 502, body: text ? JSON.parse(text) : {} });
+            } catch (err) {
+              reject(err);
+            }
+          });
+        },
+      );
+      call.once('error', reject);
+      call.end(body);
+    });
+
+/** Passes the request to the emulator and its answer back (without the CORS headers dynalite adds). */
+const forward = (
+  options: GateOptions,
+  req: IncomingMessage,
+  res: ServerResponse,
+  body: Buffer,
+): Promise<void> =>
+  new Promise((resolve) => {
+    const { service } = options;
+    const headers = { ...req.headers, 'content-length': String(body.length) };
+    delete headers['transfer-encoding'];
+    const upstream = httpRequest(
+      { host: LOOPBACK, port: options.upstreamPort, method: req.method, path: req.url, headers },
+      (answer) => {
+        const out: Record<string, string | string[]> = {};
+        for (const [name, value] of Object.entries(answer.headers)) {
+          // dynalite answers every request with CORS headers; the gate answers no browser.
+          if (value === undefined || name.startsWith('access-control-')) continue;
+          out[name] = value;
+        }
+        res.writeHead(answer.statusCode ?? 502, out);
+        answer.pipe(res);
+        answer.once('end', resolve);
+        answer.once('error', () => {
+          res.destroy();
+          resolve();
+        });
+      },
+    );
+    upstream.once('error', (err) => {
+      sendError(res, service, {
+        status: 500,
+        code: SERVICE_CODES[service].upstream,
+        message: `the local ${service} emulator did not answer: ${err.message}`,
+      });
+      resolve();
+    });
+    upstream.end(body);
+  });
+
+/**
+ * dynalite has no transactions: the gate answers them (local/dynamo-transactions.ts), and
+ * every other request holds the shared side of their lock.
+ */
+async function forwardDynamo(
+  options: GateOptions,
+  transactions: DynamoTransactions,
+  exchange: { req: IncomingMessage; res: ServerResponse; body: Buffer },
+  fail: (status: number, code: string, message: string) => void,
+): Promise<void> {
+  const { req, res, body } = exchange;
+  const operation = String(req.headers['x-amz-target'] ?? '').split('.')[1] ?? '';
+  if (!DynamoTransactions.handles(operation)) {
+    await transactions.lock.withRead(() => forward(options, req, res, body));
+    return;
+  }
+  let payload: unknown;
+  try {
+    payload = JSON.parse(body.toString('utf8'));
+  } catch {
+    fail(400, 'SerializationException', 'the request body is not JSON');
+    return;
+  }
+  sendJson(res, await transactions.execute(operation, payload, upstreamCall(options.upstreamPort, req)));
+}
+
 export async function startGate(options: GateOptions): Promise<RunningGate> {
   const { service } = options;
   const codes = SERVICE_CODES[service];
   const max = options.maxBodyBytes ?? MAX_BODY_BYTES[service];
   let publicPort = options.port;
   const sockets = new Set<Socket>();
+  const transactions = service === 'dynamodb' ? new DynamoTransactions() : undefined;
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     // A client that goes away mid-body makes the request emit an error: nothing to answer.
@@ -180,153 +341,16 @@ export async function startGate(options: GateOptions): Promise<RunningGate> {
       sendError(res, service, { status, code, message }, unread);
       if (unread) req.resume();
     };
-    if (req.headers.origin !== undefined || req.method === 'OPTIONS') {
-      fail(
-        403,
-        codes.browser,
-        `the local ${service} port answers no browser: requests with an Origin header or CORS preflights are refused`,
-      );
-      return;
-    }
-    const host = req.headers.host ?? '';
-    if (!loopbackHosts(publicPort).has(host.toLowerCase())) {
-      fail(
-        403,
-        codes.host,
-        `Host "${host}" is not this port's own name (127.0.0.1:${publicPort}, localhost:${publicPort} or [::1]:${publicPort})`,
-      );
-      return;
-    }
+    const early = headerRefusal(req, service, publicPort);
+    if (early !== undefined) return fail(early.status, early.code, early.message);
     const body = await readBody(req, max);
-    if (body === undefined) {
-      fail(413, codes.tooLarge, `the request body is larger than ${max} bytes`);
-      return;
-    }
+    if (body === undefined) return fail(413, codes.tooLarge, `the request body is larger than ${max} bytes`);
     bodyRead = true;
-    const verdict = await verifySigV4(
-      {
-        method: req.method ?? 'GET',
-        url: req.url ?? '/',
-        headers: req.headers,
-        payloadHash: sha256Hex(body),
-      },
-      {
-        service,
-        credentials: options.credentials,
-        ...(options.region === undefined ? {} : { region: options.region }),
-      },
-    );
-    if (!verdict.ok) {
-      fail(verdict.status, verdict.code, verdict.message);
-      return;
-    }
-    // fauxqs also serves SNS (form-encoded posts), S3 and inspection routes on this port:
-    // only SQS's JSON protocol goes through.
-    if (
-      service === 'sqs' &&
-      !(req.method === 'POST' && String(req.headers['content-type']).includes('application/x-amz-json-1.0'))
-    ) {
-      fail(
-        400,
-        codes.protocol,
-        'the local SQS speaks the AWS JSON 1.0 protocol only (POST / with application/x-amz-json-1.0)',
-      );
-      return;
-    }
-    // dynalite throws, uncaught, on a JSON body that is not an object (`null`): it would
-    // take the whole stack down. DynamoDB answers such a body with a SerializationException.
-    if (service === 'dynamodb' && body.length > 0 && isNonObjectJson(body)) {
-      fail(400, 'SerializationException', 'the request body must be a JSON object');
-      return;
-    }
-    if (transactions === undefined) {
-      await forward(req, res, body);
-      return;
-    }
-    // dynalite has no transactions: the gate answers them (local/dynamo-transactions.ts), and
-    // every other request holds the shared side of their lock.
-    const operation = String(req.headers['x-amz-target'] ?? '').split('.')[1] ?? '';
-    if (!DynamoTransactions.handles(operation)) {
-      await transactions.lock.withRead(() => forward(req, res, body));
-      return;
-    }
-    let payload: unknown;
-    try {
-      payload = JSON.parse(body.toString('utf8'));
-    } catch {
-      fail(400, 'SerializationException', 'the request body is not JSON');
-      return;
-    }
-    sendJson(res, await transactions.execute(operation, payload, upstreamCall(req)));
+    const refusal = await bodyRefusal(req, body, options);
+    if (refusal !== undefined) return fail(refusal.status, refusal.code, refusal.message);
+    if (transactions === undefined) return forward(options, req, res, body);
+    return forwardDynamo(options, transactions, { req, res, body }, fail);
   };
-
-  const transactions = service === 'dynamodb' ? new DynamoTransactions() : undefined;
-
-  /** The emulator's answer to one request of the gate's own, signed as the client's was. */
-  const upstreamCall =
-    (original: IncomingMessage): UpstreamCall =>
-    (operation, payload) =>
-      new Promise((resolve, reject) => {
-        const body = Buffer.from(JSON.stringify(payload));
-        const headers = {
-          authorization: original.headers.authorization ?? '',
-          'x-amz-date': original.headers['x-amz-date'] ?? '',
-          'content-type': 'application/x-amz-json-1.0',
-          'content-length': String(body.length),
-          'x-amz-target': `DynamoDB_20120810.${operation}`,
-        };
-        const call = httpRequest(
-          { host: LOOPBACK, port: options.upstreamPort, method: 'POST', path: '/', headers },
-          (answer) => {
-            const chunks: Buffer[] = [];
-            answer.on('data', (chunk: Buffer) => chunks.push(chunk));
-            answer.once('error', reject);
-            answer.once('end', () => {
-              const text = Buffer.concat(chunks).toString('utf8');
-              try {
-                resolve({ status: answer.statusCode ?? 502, body: text ? JSON.parse(text) : {} });
-              } catch (err) {
-                reject(err);
-              }
-            });
-          },
-        );
-        call.once('error', reject);
-        call.end(body);
-      });
-
-  const forward = (req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<void> =>
-    new Promise((resolve) => {
-      const headers = { ...req.headers, 'content-length': String(body.length) };
-      delete headers['transfer-encoding'];
-      const upstream = httpRequest(
-        { host: LOOPBACK, port: options.upstreamPort, method: req.method, path: req.url, headers },
-        (answer) => {
-          const out: Record<string, string | string[]> = {};
-          for (const [name, value] of Object.entries(answer.headers)) {
-            // dynalite answers every request with CORS headers; the gate answers no browser.
-            if (value === undefined || name.startsWith('access-control-')) continue;
-            out[name] = value;
-          }
-          res.writeHead(answer.statusCode ?? 502, out);
-          answer.pipe(res);
-          answer.once('end', resolve);
-          answer.once('error', () => {
-            res.destroy();
-            resolve();
-          });
-        },
-      );
-      upstream.once('error', (err) => {
-        sendError(res, service, {
-          status: 500,
-          code: codes.upstream,
-          message: `the local ${service} emulator did not answer: ${err.message}`,
-        });
-        resolve();
-      });
-      upstream.end(body);
-    });
 
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {

@@ -143,171 +143,46 @@ export class Monitoring extends Construct {
   public readonly dashboard: cloudwatch.Dashboard;
 
   private readonly namePrefix: string;
+  private readonly allAlarms: cloudwatch.Alarm[] = [];
 
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
-    const lagThreshold = props.lagThreshold ?? Duration.seconds(900);
-    const lagPeriods = props.lagEvaluationPeriods ?? 3;
-    const heartbeatThreshold = props.heartbeatThreshold ?? Duration.seconds(300);
-    const rejectionThreshold = props.rejectionThreshold ?? 0;
-    const reconcileInterval = props.reconcileInterval ?? Duration.minutes(60);
-    checkOptions({ lagThreshold, lagPeriods, heartbeatThreshold, rejectionThreshold, reconcileInterval });
+    const limits = limitsOf(props);
     this.namePrefix = props.namePrefix ?? Stack.of(this).stackName;
 
     // Functions and schedules.
-
-    this.lagMonitor = new MirrorFunction(this, 'LagMonitor', {
-      handler: 'lag-monitor',
-      description: 'Every minute: per-target replication lag, backlog and agent heartbeat age as metrics',
-      timeout: ONE_MINUTE,
-      memorySize: 256,
-    });
-    useLedger(this.lagMonitor, props.ledger, LEDGER_ACCESS.lagMonitor);
-    // SendMessage: the lag monitor drains the outbox (changes whose fan-out never completed).
-    useTargets(this.lagMonitor, props.targets, { sendMessage: true });
-    nameOriginWithoutAccess(this.lagMonitor, props.origin);
-    useSettings(this.lagMonitor, props.settings);
-    // A failed run is not retried: the next one starts a minute later.
-    this.lagMonitor.function.configureAsyncInvoke({ retryAttempts: 0 });
-    this.lagMonitorSchedule = new events.Rule(this, 'LagMonitorSchedule', {
-      description: 'Runs the lag monitor every minute',
-      schedule: events.Schedule.rate(ONE_MINUTE),
-      targets: [
-        new eventsTargets.LambdaFunction(this.lagMonitor.function, {
-          retryAttempts: 0,
-          maxEventAge: ONE_MINUTE,
-        }),
-      ],
-    });
-
-    this.reconciler = new MirrorFunction(this, 'Reconcile', {
-      handler: 'reconcile',
-      description:
-        'Anti-entropy: re-sends to each target what it lacks or holds altered (scheduled or invoked)',
-      timeout: Duration.minutes(15),
-      memorySize: 512,
-    });
-    useLedger(this.reconciler, props.ledger, LEDGER_ACCESS.reconcile);
-    useTargets(this.reconciler, props.targets, {
-      sendMessage: true,
-      readReplicaObjects: {
-        purpose: 'Reconcile checks each file by path (HeadObject: version, SHA-256, size, ETag)',
-        headMissingAs404: true,
-      },
-    });
-    nameOriginWithoutAccess(this.reconciler, props.origin);
-    useSettings(this.reconciler, props.settings);
-    // A failed run is reported (reconcile errors alarm) and the next scheduled one covers it.
-    this.reconciler.function.configureAsyncInvoke({ retryAttempts: 0 });
-    this.reconcileSchedule = new events.Rule(this, 'ReconcileSchedule', {
-      description: `Runs reconcile every ${reconcileInterval.toMinutes()} minutes`,
-      schedule: events.Schedule.rate(reconcileInterval),
-      targets: [new eventsTargets.LambdaFunction(this.reconciler.function, { retryAttempts: 0 })],
-    });
+    const lag = this.createLagMonitor(props);
+    this.lagMonitor = lag.fn;
+    this.lagMonitorSchedule = lag.schedule;
+    const reconcile = this.createReconciler(props, limits.reconcileInterval);
+    this.reconciler = reconcile.fn;
+    this.reconcileSchedule = reconcile.schedule;
 
     // Alarms.
-
-    const alarms: cloudwatch.Alarm[] = [];
-    const alarm = (
-      constructId: string,
-      name: string,
-      alarmProps: Omit<cloudwatch.AlarmProps, 'alarmName'>,
-    ) => {
-      const a = new cloudwatch.Alarm(this, constructId, {
-        ...alarmProps,
-        alarmName: `${this.namePrefix}-${name}`,
-      });
-      alarms.push(a);
-      return a;
-    };
-    const deadLetterAlarm = (constructId: string, name: string, what: string, queue: sqs.IQueue) =>
-      alarm(constructId, name, {
-        alarmDescription: `Messages in the ${what} dead-letter queue: they failed 5 times and wait for a fix and a redrive (media-mirror redrive).`,
-        metric: queue.metricApproximateNumberOfMessagesVisible({
-          period: ONE_MINUTE,
-          statistic: cloudwatch.Stats.MAXIMUM,
-        }),
-        threshold: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluationPeriods: 1,
-        datapointsToAlarm: 1,
-        // An idle queue may send no datapoint: nothing there.
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      });
-
-    const targetAlarms = new Map<string, TargetAlarms>();
-    for (const target of props.targets) {
-      const lag = alarm(`Lag-${target.id}`, `target-${target.id}-lag`, {
-        alarmDescription:
-          `Target ${target.id} has not applied a change committed more than ${lagThreshold.toSeconds()} s ago, ` +
-          `for ${lagPeriods} minute(s) in a row (a dead agent, a stuck queue, a failing replicate function). ` +
-          'No data at all also alarms: the lag monitor is not running, so the lag is unknown.' +
-          (target.dryRun
-            ? ' Actions disabled: a dry-run target applies nothing, its lag grows by design.'
-            : ''),
-        metric: targetMetric('ReplicationLagSeconds', target.id, {
-          statistic: cloudwatch.Stats.MAXIMUM,
-          period: ONE_MINUTE,
-        }),
-        threshold: lagThreshold.toSeconds(),
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-        evaluationPeriods: lagPeriods,
-        datapointsToAlarm: lagPeriods,
-        // The monitor emits every target's lag every minute, 0 included: silence means the
-        // monitor itself is broken, and "replication never breaks silently" includes that.
-        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-        actionsEnabled: !target.dryRun,
-      });
-      const deadLetters = deadLetterAlarm(
-        `DeadLetters-target-${target.id}`,
-        `target-${target.id}-dead-letters`,
-        `target-${target.id}`,
-        target.deadLetterQueue,
-      );
-      const heartbeat =
-        target.kind === 'pull'
-          ? alarm(`Heartbeat-${target.id}`, `target-${target.id}-heartbeat`, {
-              alarmDescription: `The agent of pull target ${target.id} has not reported for more than ${heartbeatThreshold.toSeconds()} s (stopped, or cut off from AWS).`,
-              metric: targetMetric('AgentHeartbeatAgeSeconds', target.id, {
-                statistic: cloudwatch.Stats.MAXIMUM,
-                period: ONE_MINUTE,
-              }),
-              threshold: heartbeatThreshold.toSeconds(),
-              comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-              evaluationPeriods: 1,
-              datapointsToAlarm: 1,
-              // Missing data means the lag monitor is down, which the lag alarms already report;
-              // alarming here too would blame the agent for the monitor's fault.
-              treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-            })
-          : undefined;
-      targetAlarms.set(target.id, { lag, deadLetters, ...(heartbeat ? { heartbeat } : {}) });
-    }
-    this.targetAlarms = targetAlarms;
-
-    this.ingestDeadLetterAlarm = deadLetterAlarm(
+    this.targetAlarms = new Map(props.targets.map((t) => [t.id, this.createTargetAlarms(t, limits)]));
+    this.ingestDeadLetterAlarm = this.deadLetterAlarm(
       'DeadLetters-ingest',
       'ingest-dead-letters',
       'ingest',
       props.ingest.deadLetterQueue,
     );
-    this.ingestRejectionAlarm = alarm('IngestRejections', 'ingest-rejections', {
-      alarmDescription: `More than ${rejectionThreshold} upload(s) rejected at ingest within 5 minutes (bytes not matching the declared SHA-256 or size).`,
+    this.ingestRejectionAlarm = this.alarm('IngestRejections', 'ingest-rejections', {
+      alarmDescription: `More than ${limits.rejectionThreshold} upload(s) rejected at ingest within 5 minutes (bytes not matching the declared SHA-256 or size).`,
       metric: serviceMetric('IngestRejected', { statistic: cloudwatch.Stats.SUM, period: FIVE_MINUTES }),
-      threshold: rejectionThreshold,
+      threshold: limits.rejectionThreshold,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       evaluationPeriods: 1,
       datapointsToAlarm: 1,
       // The ingest emits the metric only when it rejects something.
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    this.reconcileErrorAlarm = alarm('ReconcileErrors', 'reconcile-errors', {
+    this.reconcileErrorAlarm = this.alarm('ReconcileErrors', 'reconcile-errors', {
       alarmDescription:
         'A reconcile run failed: drift (objects missing or altered at a target) is not repaired until one succeeds.',
       // One period per run, so the alarm holds until the next run succeeds.
       metric: this.reconciler.function.metricErrors({
         statistic: cloudwatch.Stats.SUM,
-        period: reconcileInterval,
+        period: limits.reconcileInterval,
       }),
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -315,47 +190,185 @@ export class Monitoring extends Construct {
       datapointsToAlarm: 1,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    this.alarms = alarms;
+    this.alarms = this.allAlarms;
 
     if (props.alarmEmail !== undefined) {
-      this.alarmTopic = new AlarmTopic(this, 'AlarmTopic', {
-        alarmNamePrefix: `${this.namePrefix}-`,
-        email: props.alarmEmail,
-        displayName: `Media Mirror alarms (${this.namePrefix})`,
-      });
+      this.alarmTopic = this.createAlarmTopic(props.alarmEmail);
       this.topic = this.alarmTopic.topic;
-      for (const a of alarms) {
-        a.addAlarmAction(this.alarmTopic.action);
-        // Recoveries too: "lag back under the threshold" closes the incident.
-        a.addOkAction(this.alarmTopic.action);
-      }
     }
 
-    this.dashboard = this.buildDashboard(props, { lagThreshold, heartbeatThreshold, rejectionThreshold });
+    this.dashboard = this.buildDashboard(props, limits);
   }
 
-  private buildDashboard(
+  private createLagMonitor(props: MonitoringProps): { fn: MirrorFunction; schedule: events.Rule } {
+    const fn = new MirrorFunction(this, 'LagMonitor', {
+      handler: 'lag-monitor',
+      description: 'Every minute: per-target replication lag, backlog and agent heartbeat age as metrics',
+      timeout: ONE_MINUTE,
+      memorySize: 256,
+    });
+    useLedger(fn, props.ledger, LEDGER_ACCESS.lagMonitor);
+    // SendMessage: the lag monitor drains the outbox (changes whose fan-out never completed).
+    useTargets(fn, props.targets, { sendMessage: true });
+    nameOriginWithoutAccess(fn, props.origin);
+    useSettings(fn, props.settings);
+    // A failed run is not retried: the next one starts a minute later.
+    fn.function.configureAsyncInvoke({ retryAttempts: 0 });
+    const schedule = new events.Rule(this, 'LagMonitorSchedule', {
+      description: 'Runs the lag monitor every minute',
+      schedule: events.Schedule.rate(ONE_MINUTE),
+      targets: [
+        new eventsTargets.LambdaFunction(fn.function, {
+          retryAttempts: 0,
+          maxEventAge: ONE_MINUTE,
+        }),
+      ],
+    });
+    return { fn, schedule };
+  }
+
+  private createReconciler(
     props: MonitoringProps,
-    limits: { lagThreshold: Duration; heartbeatThreshold: Duration; rejectionThreshold: number },
-  ): cloudwatch.Dashboard {
-    const targets = props.targets;
+    reconcileInterval: Duration,
+  ): { fn: MirrorFunction; schedule: events.Rule } {
+    const fn = new MirrorFunction(this, 'Reconcile', {
+      handler: 'reconcile',
+      description:
+        'Anti-entropy: re-sends to each target what it lacks or holds altered (scheduled or invoked)',
+      timeout: Duration.minutes(15),
+      memorySize: 512,
+    });
+    useLedger(fn, props.ledger, LEDGER_ACCESS.reconcile);
+    useTargets(fn, props.targets, {
+      sendMessage: true,
+      readReplicaObjects: {
+        purpose: 'Reconcile checks each file by path (HeadObject: version, SHA-256, size, ETag)',
+        headMissingAs404: true,
+      },
+    });
+    nameOriginWithoutAccess(fn, props.origin);
+    useSettings(fn, props.settings);
+    // A failed run is reported (reconcile errors alarm) and the next scheduled one covers it.
+    fn.function.configureAsyncInvoke({ retryAttempts: 0 });
+    const schedule = new events.Rule(this, 'ReconcileSchedule', {
+      description: `Runs reconcile every ${reconcileInterval.toMinutes()} minutes`,
+      schedule: events.Schedule.rate(reconcileInterval),
+      targets: [new eventsTargets.LambdaFunction(fn.function, { retryAttempts: 0 })],
+    });
+    return { fn, schedule };
+  }
+
+  /** An alarm named `<prefix>-<name>`, collected into `alarms`. */
+  private alarm(
+    constructId: string,
+    name: string,
+    alarmProps: Omit<cloudwatch.AlarmProps, 'alarmName'>,
+  ): cloudwatch.Alarm {
+    const a = new cloudwatch.Alarm(this, constructId, {
+      ...alarmProps,
+      alarmName: `${this.namePrefix}-${name}`,
+    });
+    this.allAlarms.push(a);
+    return a;
+  }
+
+  private deadLetterAlarm(
+    constructId: string,
+    name: string,
+    what: string,
+    queue: sqs.IQueue,
+  ): cloudwatch.Alarm {
+    return this.alarm(constructId, name, {
+      alarmDescription: `Messages in the ${what} dead-letter queue: they failed 5 times and wait for a fix and a redrive (media-mirror redrive).`,
+      metric: queue.metricApproximateNumberOfMessagesVisible({
+        period: ONE_MINUTE,
+        statistic: cloudwatch.Stats.MAXIMUM,
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      // An idle queue may send no datapoint: nothing there.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+  }
+
+  private createTargetAlarms(target: MonitoredTarget, limits: MonitoringLimits): TargetAlarms {
+    const { lagThreshold, lagPeriods } = limits;
+    const lag = this.alarm(`Lag-${target.id}`, `target-${target.id}-lag`, {
+      alarmDescription:
+        `Target ${target.id} has not applied a change committed more than ${lagThreshold.toSeconds()} s ago, ` +
+        `for ${lagPeriods} minute(s) in a row (a dead agent, a stuck queue, a failing replicate function). ` +
+        'No data at all also alarms: the lag monitor is not running, so the lag is unknown.' +
+        (target.dryRun
+          ? ' Actions disabled: a dry-run target applies nothing, its lag grows by design.'
+          : ''),
+      metric: targetMetric('ReplicationLagSeconds', target.id, {
+        statistic: cloudwatch.Stats.MAXIMUM,
+        period: ONE_MINUTE,
+      }),
+      threshold: lagThreshold.toSeconds(),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: lagPeriods,
+      datapointsToAlarm: lagPeriods,
+      // The monitor emits every target's lag every minute, 0 included: silence means the
+      // monitor itself is broken, and "replication never breaks silently" includes that.
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      actionsEnabled: !target.dryRun,
+    });
+    const deadLetters = this.deadLetterAlarm(
+      `DeadLetters-target-${target.id}`,
+      `target-${target.id}-dead-letters`,
+      `target-${target.id}`,
+      target.deadLetterQueue,
+    );
+    if (target.kind !== 'pull') return { lag, deadLetters };
+    const heartbeat = this.alarm(`Heartbeat-${target.id}`, `target-${target.id}-heartbeat`, {
+      alarmDescription: `The agent of pull target ${target.id} has not reported for more than ${limits.heartbeatThreshold.toSeconds()} s (stopped, or cut off from AWS).`,
+      metric: targetMetric('AgentHeartbeatAgeSeconds', target.id, {
+        statistic: cloudwatch.Stats.MAXIMUM,
+        period: ONE_MINUTE,
+      }),
+      threshold: limits.heartbeatThreshold.toSeconds(),
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      // Missing data means the lag monitor is down, which the lag alarms already report;
+      // alarming here too would blame the agent for the monitor's fault.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    return { lag, deadLetters, heartbeat };
+  }
+
+  private createAlarmTopic(email: string): AlarmTopic {
+    const topic = new AlarmTopic(this, 'AlarmTopic', {
+      alarmNamePrefix: `${this.namePrefix}-`,
+      email,
+      displayName: `Media Mirror alarms (${this.namePrefix})`,
+    });
+    for (const a of this.allAlarms) {
+      a.addAlarmAction(topic.action);
+      // Recoveries too: "lag back under the threshold" closes the incident.
+      a.addOkAction(topic.action);
+    }
+    return topic;
+  }
+
+  private buildDashboard(props: MonitoringProps, limits: MonitoringLimits): cloudwatch.Dashboard {
     const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
       dashboardName: this.namePrefix,
       defaultInterval: Duration.hours(3),
     });
-    const graph = (
-      title: string,
-      width: number,
-      left: cloudwatch.IMetric[],
-      extra: Partial<cloudwatch.GraphWidgetProps> = {},
-    ) => new cloudwatch.GraphWidget({ title, width, height: 6, left, ...extra });
-    const threshold = (value: number, label: string): cloudwatch.HorizontalAnnotation => ({
-      value,
-      label,
-      color: cloudwatch.Color.RED,
-    });
+    dashboard.addWidgets(...this.headerWidgets(limits));
+    dashboard.addWidgets(...lagWidgets(props.targets, limits));
+    dashboard.addWidgets(...backlogWidgets(props));
+    dashboard.addWidgets(...failureWidgets(props, limits));
+    dashboard.addWidgets(...agentAndThroughputWidgets(props.targets, limits));
+    return dashboard;
+  }
 
-    dashboard.addWidgets(
+  private headerWidgets(limits: MonitoringLimits): cloudwatch.IWidget[] {
+    return [
       new cloudwatch.TextWidget({
         markdown:
           `# Media Mirror: ${this.namePrefix}\n` +
@@ -372,145 +385,186 @@ export class Monitoring extends Construct {
         height: 2 + Math.ceil(this.alarms.length / 4),
         sortBy: cloudwatch.AlarmStatusWidgetSortBy.STATE_UPDATED_TIMESTAMP,
       }),
-    );
+    ];
+  }
+}
 
-    // One lag graph per target.
-    dashboard.addWidgets(
-      ...targets.map((t) =>
-        graph(
-          `Replication lag: ${t.id} (${t.kind}${t.dryRun ? ', dry run' : ''})`,
-          8,
-          [
-            targetMetric('ReplicationLagSeconds', t.id, {
-              statistic: 'Maximum',
-              period: ONE_MINUTE,
-              label: 'lag (s)',
-            }),
-          ],
-          { leftAnnotations: [threshold(limits.lagThreshold.toSeconds(), 'alarm')], leftYAxis: { min: 0 } },
-        ),
+interface MonitoringLimits {
+  readonly lagThreshold: Duration;
+  readonly lagPeriods: number;
+  readonly heartbeatThreshold: Duration;
+  readonly rejectionThreshold: number;
+  readonly reconcileInterval: Duration;
+}
+
+function limitsOf(props: MonitoringProps): MonitoringLimits {
+  const limits = {
+    lagThreshold: props.lagThreshold ?? Duration.seconds(900),
+    lagPeriods: props.lagEvaluationPeriods ?? 3,
+    heartbeatThreshold: props.heartbeatThreshold ?? Duration.seconds(300),
+    rejectionThreshold: props.rejectionThreshold ?? 0,
+    reconcileInterval: props.reconcileInterval ?? Duration.minutes(60),
+  };
+  checkOptions(limits);
+  return limits;
+}
+
+const graph = (
+  title: string,
+  width: number,
+  left: cloudwatch.IMetric[],
+  extra: Partial<cloudwatch.GraphWidgetProps> = {},
+) => new cloudwatch.GraphWidget({ title, width, height: 6, left, ...extra });
+
+const threshold = (value: number, label: string): cloudwatch.HorizontalAnnotation => ({
+  value,
+  label,
+  color: cloudwatch.Color.RED,
+});
+
+/** One lag graph per target. */
+function lagWidgets(targets: readonly MonitoredTarget[], limits: MonitoringLimits): cloudwatch.IWidget[] {
+  return targets.map((t) =>
+    graph(
+      `Replication lag: ${t.id} (${t.kind}${t.dryRun ? ', dry run' : ''})`,
+      8,
+      [
+        targetMetric('ReplicationLagSeconds', t.id, {
+          statistic: 'Maximum',
+          period: ONE_MINUTE,
+          label: 'lag (s)',
+        }),
+      ],
+      { leftAnnotations: [threshold(limits.lagThreshold.toSeconds(), 'alarm')], leftYAxis: { min: 0 } },
+    ),
+  );
+}
+
+/** Backlog: what the ledger says is pending, and what sits in the queues. */
+function backlogWidgets(props: MonitoringProps): cloudwatch.IWidget[] {
+  const targets = props.targets;
+  return [
+    graph(
+      'Pending replications (ledger)',
+      12,
+      targets.map((t) =>
+        targetMetric('PendingReplications', t.id, {
+          statistic: 'Maximum',
+          period: ONE_MINUTE,
+          label: t.id,
+        }),
       ),
-    );
-
-    // Backlog: what the ledger says is pending, and what sits in the queues.
-    dashboard.addWidgets(
-      graph(
-        'Pending replications (ledger)',
-        12,
-        targets.map((t) =>
-          targetMetric('PendingReplications', t.id, {
+      { leftYAxis: { min: 0 } },
+    ),
+    graph(
+      'Messages waiting in the queues',
+      12,
+      [
+        ...targets.map((t) =>
+          t.queue.metricApproximateNumberOfMessagesVisible({
             statistic: 'Maximum',
             period: ONE_MINUTE,
             label: t.id,
           }),
         ),
-        { leftYAxis: { min: 0 } },
-      ),
-      graph(
-        'Messages waiting in the queues',
-        12,
-        [
-          ...targets.map((t) =>
-            t.queue.metricApproximateNumberOfMessagesVisible({
-              statistic: 'Maximum',
-              period: ONE_MINUTE,
-              label: t.id,
-            }),
-          ),
-          props.ingest.queue.metricApproximateNumberOfMessagesVisible({
+        props.ingest.queue.metricApproximateNumberOfMessagesVisible({
+          statistic: 'Maximum',
+          period: ONE_MINUTE,
+          label: 'ingest',
+        }),
+      ],
+      { leftYAxis: { min: 0 } },
+    ),
+  ];
+}
+
+function failureWidgets(props: MonitoringProps, limits: MonitoringLimits): cloudwatch.IWidget[] {
+  const targets = props.targets;
+  return [
+    graph(
+      'Replication failures (S3 targets)',
+      8,
+      targets
+        .filter((t) => t.kind === 's3')
+        .map((t) =>
+          targetMetric('ReplicationFailures', t.id, {
+            statistic: 'Sum',
+            period: FIVE_MINUTES,
+            label: t.id,
+          }),
+        ),
+    ),
+    graph(
+      'Dead-letter queues',
+      8,
+      [
+        ...targets.map((t) =>
+          t.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
             statistic: 'Maximum',
             period: ONE_MINUTE,
-            label: 'ingest',
+            label: t.id,
           }),
-        ],
-        { leftYAxis: { min: 0 } },
-      ),
-    );
+        ),
+        props.ingest.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+          statistic: 'Maximum',
+          period: ONE_MINUTE,
+          label: 'ingest',
+        }),
+      ],
+      { leftAnnotations: [threshold(1, 'alarm')] },
+    ),
+    graph(
+      'Uploads rejected at ingest',
+      8,
+      [serviceMetric('IngestRejected', { statistic: 'Sum', period: FIVE_MINUTES })],
+      {
+        leftAnnotations: [threshold(limits.rejectionThreshold, 'alarm above')],
+      },
+    ),
+  ];
+}
 
-    // Failures.
-    dashboard.addWidgets(
-      graph(
-        'Replication failures (S3 targets)',
-        8,
-        targets
-          .filter((t) => t.kind === 's3')
-          .map((t) =>
-            targetMetric('ReplicationFailures', t.id, {
-              statistic: 'Sum',
-              period: FIVE_MINUTES,
-              label: t.id,
-            }),
-          ),
-      ),
-      graph(
-        'Dead-letter queues',
-        8,
-        [
-          ...targets.map((t) =>
-            t.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
-              statistic: 'Maximum',
-              period: ONE_MINUTE,
-              label: t.id,
-            }),
-          ),
-          props.ingest.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
-            statistic: 'Maximum',
-            period: ONE_MINUTE,
-            label: 'ingest',
-          }),
-        ],
-        { leftAnnotations: [threshold(1, 'alarm')] },
-      ),
-      graph(
-        'Uploads rejected at ingest',
-        8,
-        [serviceMetric('IngestRejected', { statistic: 'Sum', period: FIVE_MINUTES })],
-        {
-          leftAnnotations: [threshold(limits.rejectionThreshold, 'alarm above')],
-        },
-      ),
-    );
-
-    // Agents and throughput.
-    const pull = targets.filter((t) => t.kind === 'pull');
-    const s3 = targets.filter((t) => t.kind === 's3');
-    dashboard.addWidgets(
-      ...(pull.length > 0
-        ? [
-            graph(
-              'Agent heartbeat age (s)',
-              8,
-              pull.map((t) =>
-                targetMetric('AgentHeartbeatAgeSeconds', t.id, {
-                  statistic: 'Maximum',
-                  period: ONE_MINUTE,
-                  label: t.id,
-                }),
-              ),
-              {
-                leftAnnotations: [threshold(limits.heartbeatThreshold.toSeconds(), 'alarm')],
-                leftYAxis: { min: 0 },
-              },
+function agentAndThroughputWidgets(
+  targets: readonly MonitoredTarget[],
+  limits: MonitoringLimits,
+): cloudwatch.IWidget[] {
+  const pull = targets.filter((t) => t.kind === 'pull');
+  const s3 = targets.filter((t) => t.kind === 's3');
+  return [
+    ...(pull.length > 0
+      ? [
+          graph(
+            'Agent heartbeat age (s)',
+            8,
+            pull.map((t) =>
+              targetMetric('AgentHeartbeatAgeSeconds', t.id, {
+                statistic: 'Maximum',
+                period: ONE_MINUTE,
+                label: t.id,
+              }),
             ),
-          ]
-        : []),
-      graph(
-        'Files replicated (S3 targets)',
-        8,
-        s3.map((t) =>
-          targetMetric('FilesReplicated', t.id, { statistic: 'Sum', period: FIVE_MINUTES, label: t.id }),
-        ),
+            {
+              leftAnnotations: [threshold(limits.heartbeatThreshold.toSeconds(), 'alarm')],
+              leftYAxis: { min: 0 },
+            },
+          ),
+        ]
+      : []),
+    graph(
+      'Files replicated (S3 targets)',
+      8,
+      s3.map((t) =>
+        targetMetric('FilesReplicated', t.id, { statistic: 'Sum', period: FIVE_MINUTES, label: t.id }),
       ),
-      graph(
-        'Commit to applied, p90 (ms, S3 targets)',
-        8,
-        s3.map((t) =>
-          targetMetric('ReplicationLatency', t.id, { statistic: 'p90', period: FIVE_MINUTES, label: t.id }),
-        ),
+    ),
+    graph(
+      'Commit to applied, p90 (ms, S3 targets)',
+      8,
+      s3.map((t) =>
+        targetMetric('ReplicationLatency', t.id, { statistic: 'p90', period: FIVE_MINUTES, label: t.id }),
       ),
-    );
-    return dashboard;
-  }
+    ),
+  ];
 }
 
 function checkOptions(o: {
