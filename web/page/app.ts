@@ -84,35 +84,45 @@ async function fetchServedConfig(): Promise<ServedConfig | undefined> {
   }
 }
 
+/** `?token=` in the address: kept for reloads, but out of the address bar, history and screenshots. */
+function takeTokenFromAddress(url: URL): string | undefined {
+  const token = url.searchParams.get('token') ?? undefined;
+  if (token === undefined) return undefined;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  url.searchParams.delete('token');
+  window.history.replaceState(null, '', url);
+  return token;
+}
+
+/** `?api=` when its origin is the page's own or one config.json allows; else undefined (and said so). */
+function allowedApi(requestedApi: string, served: ServedConfig | undefined): string | undefined {
+  const allowed = new Set([window.location.origin]);
+  if (Array.isArray(served?.origins)) {
+    for (const o of served.origins) if (typeof o === 'string') allowed.add(o);
+  }
+  const origin = originOf(requestedApi);
+  if (origin !== undefined && allowed.has(origin)) return requestedApi;
+  document.body.dataset.apiIgnored = requestedApi;
+  console.warn(`Media Mirror: ignoring ?api=${requestedApi}: not one of the allowed origins`);
+  return undefined;
+}
+
+const servedString = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+
 async function loadConfig(tokenInput: HTMLInputElement): Promise<void> {
   const url = new URL(window.location.href);
-  let token = url.searchParams.get('token') ?? undefined;
   const requestedApi = url.searchParams.get('api') ?? undefined;
-  if (token !== undefined) {
-    // Keep it for reloads, but out of the address bar, history and screenshots.
-    sessionStorage.setItem(TOKEN_KEY, token);
-    url.searchParams.delete('token');
-    window.history.replaceState(null, '', url);
-  }
-  token ??= sessionStorage.getItem(TOKEN_KEY) ?? metaContent('mirror-token');
-  let api = metaContent('mirror-api');
-  const requestedOrigin = requestedApi === undefined ? undefined : originOf(requestedApi);
-  const foreign = requestedApi !== undefined && requestedOrigin !== window.location.origin;
+  let token =
+    takeTokenFromAddress(url) ??
+    sessionStorage.getItem(TOKEN_KEY) ??
+    metaContent('mirror-token') ??
+    undefined;
+  const foreign = requestedApi !== undefined && originOf(requestedApi) !== window.location.origin;
   // Only asked when needed: a missing config.json is normal when the token is given otherwise.
   const served = token === undefined || foreign ? await fetchServedConfig() : undefined;
-  if (token === undefined && typeof served?.token === 'string') token = served.token;
-  if (api === undefined && typeof served?.api === 'string') api = served.api;
-  if (requestedApi !== undefined) {
-    const allowed = new Set([window.location.origin]);
-    if (Array.isArray(served?.origins)) {
-      for (const o of served.origins) if (typeof o === 'string') allowed.add(o);
-    }
-    if (requestedOrigin !== undefined && allowed.has(requestedOrigin)) api = requestedApi;
-    else {
-      document.body.dataset.apiIgnored = requestedApi;
-      console.warn(`Media Mirror: ignoring ?api=${requestedApi}: not one of the allowed origins`);
-    }
-  }
+  token ??= servedString(served?.token);
+  let api = metaContent('mirror-api') ?? servedString(served?.api);
+  if (requestedApi !== undefined) api = allowedApi(requestedApi, served) ?? api;
   if (api) config.api = api.replace(/\/+$/, '');
   document.body.dataset.api = config.api;
   if (token) tokenInput.value = token;
@@ -229,11 +239,17 @@ class UploadItem {
   }
 
   private onProgress(p: UploadProgress): void {
-    const now = performance.now();
+    this.recordTimes(p, performance.now());
+    this.setState(p.phase);
+    this.progress.value = p.bytesTotal === 0 ? 1 : p.bytesDone / p.bytesTotal;
+    this.phase.textContent = this.phaseText(p);
+  }
+
+  /** When each phase started and how long hashing and uploading took, for the rates shown at the end. */
+  private recordTimes(p: UploadProgress, now: number): void {
     if (p.phase !== this.lastPhase) {
       if (p.phase === 'hashing' || p.phase === 'uploading' || p.phase === 'verifying')
         this.times[p.phase] = now;
-      // How long the upload took, for the rate figures shown at the end.
       if (this.lastPhase === 'uploading' && this.times.uploading !== undefined) {
         this.li.dataset.uploadMs = String(Math.round(now - this.times.uploading));
       }
@@ -243,18 +259,18 @@ class UploadItem {
     if (p.phase === 'hashing' && p.bytesDone === p.bytesTotal && this.times.hashing !== undefined) {
       this.li.dataset.hashMs ??= String(Math.round(now - this.times.hashing));
     }
-    this.setState(p.phase);
-    this.progress.value = p.bytesTotal === 0 ? 1 : p.bytesDone / p.bytesTotal;
+  }
+
+  private phaseText(p: UploadProgress): string {
     const pct = p.bytesTotal === 0 ? 100 : Math.floor((p.bytesDone / p.bytesTotal) * 100);
     const rate = p.bytesPerSecond > 0 ? ` · ${formatBytes(p.bytesPerSecond)}/s` : '';
-    if (p.phase === 'hashing') this.phase.textContent = `Hashing… ${pct}%${rate}`;
-    else if (p.phase === 'uploading') {
-      const resumed = this.li.dataset.resumedBytes
-        ? ` (resumed: ${formatBytes(Number(this.li.dataset.resumedBytes))} already stored)`
-        : '';
-      this.phase.textContent = `Uploading… ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}${rate}${resumed}`;
-    } else if (p.phase === 'verifying') this.phase.textContent = 'Verifying the stored bytes…';
-    else this.phase.textContent = PHASE_TEXT[p.phase];
+    if (p.phase === 'hashing') return `Hashing… ${pct}%${rate}`;
+    if (p.phase === 'verifying') return 'Verifying the stored bytes…';
+    if (p.phase !== 'uploading') return PHASE_TEXT[p.phase];
+    const resumed = this.li.dataset.resumedBytes
+      ? ` (resumed: ${formatBytes(Number(this.li.dataset.resumedBytes))} already stored)`
+      : '';
+    return `Uploading… ${formatBytes(p.bytesDone)} of ${formatBytes(p.bytesTotal)}${rate}${resumed}`;
   }
 
   private rates(): string {
@@ -346,32 +362,33 @@ class UploadItem {
   }
 
   private renderTargets(states: readonly TargetState[], version: number): boolean {
-    const kinds = new Map((targets ?? []).map((t) => [t.id, t.kind]));
-    let all = states.length > 0;
-    const rows = states.map((t) => {
-      const holds = t.appliedVersion >= version && (t.status === 'copied' || t.status === 'verified');
-      if (!holds) all = false;
-      const badge =
-        t.status === 'failed'
-          ? el('span', { class: 'badge bad', text: 'failed' })
-          : holds
-            ? el('span', { class: 'badge ok', text: `holds it (${t.status})` })
-            : el('span', {
-                class: 'badge warn',
-                text: t.status === 'pending' ? 'pending' : `${t.status} (older)`,
-              });
-      return el(
+    const holding = states.map((t) => holds(t, version));
+    const rows = states.map((t, i) =>
+      el(
         'tr',
-        { 'data-target': t.id, 'data-status': t.status, 'data-holds': String(holds) },
+        { 'data-target': t.id, 'data-status': t.status, 'data-holds': String(holding[i]) },
         el('th', { scope: 'row', text: t.id }),
-        el('td', { text: t.kind ?? kinds.get(t.id) ?? '' }),
-        el('td', {}, badge),
+        el('td', { text: t.kind }),
+        el('td', {}, badge(t, holding[i] === true)),
         el('td', { class: 'num', text: t.appliedVersion > 0 ? String(t.appliedVersion) : '–' }),
-      );
-    });
+      ),
+    );
     this.targetsBody.replaceChildren(...rows);
-    return all;
+    return states.length > 0 && holding.every(Boolean);
   }
+}
+
+/** The target holds `version` (or a newer one), copied or verified. */
+const holds = (t: TargetState, version: number) =>
+  t.appliedVersion >= version && (t.status === 'copied' || t.status === 'verified');
+
+function badge(t: TargetState, held: boolean): HTMLSpanElement {
+  if (t.status === 'failed') return el('span', { class: 'badge bad', text: 'failed' });
+  if (held) return el('span', { class: 'badge ok', text: `holds it (${t.status})` });
+  return el('span', {
+    class: 'badge warn',
+    text: t.status === 'pending' ? 'pending' : `${t.status} (older)`,
+  });
 }
 
 // ---- the queue of files ----

@@ -220,6 +220,7 @@ export class FakeMirror {
     return uploadId;
   }
 
+  /** Routed by the contract's route table: the fake answers the routes the upload flow uses. */
   private async api(request: RecordedRequest): Promise<Response> {
     if (request.headers.authorization !== `Bearer ${this.options.token ?? 'secret'}`) {
       return apiError(401, 'unauthorized', 'missing or wrong bearer token');
@@ -227,30 +228,31 @@ export class FakeMirror {
     const { pathname } = new URL(request.url);
     const segments = pathname.split('/').slice(1);
     const body = (request.body ?? {}) as Record<string, unknown>;
-    if (request.method === 'POST' && pathname === '/v1/uploads') return this.create(body);
-    if (segments[1] !== 'uploads' || segments[2] === undefined)
-      return apiError(404, 'no_route', `no route for ${pathname}`);
-    const upload = this.uploads.get(decodeURIComponent(segments[2]));
+    const route = routeOf(request.method, pathname)?.operationId;
+    if (route === 'createUpload') return this.create(body);
+    const upload = this.uploads.get(decodeURIComponent(segments[2] ?? ''));
+    const handlers: Record<string, ((u: FakeUpload) => Response) | undefined> = {
+      getUpload: (u) => this.describe(u),
+      abortUpload: (u) => this.abort(u),
+      presignUploadPart: (u) => this.presignPart(u, body),
+      recordUploadPart: (u) => this.recordPart(u, Number(segments[4]), body),
+      completeUpload: (u) => this.complete(u),
+      proveUpload: (u) => this.prove(u, body),
+    };
+    const handler = route === undefined ? undefined : handlers[route];
+    if (!handler) return apiError(404, 'no_route', `no route for ${request.method} ${pathname}`);
     if (!upload) return apiError(404, 'not_found', 'no such upload', 'uploadId');
-    const action = segments[3];
-    if (request.method === 'GET' && action === undefined) return this.describe(upload);
-    if (request.method === 'DELETE' && action === undefined) {
-      if (upload.status === 'pending') {
-        upload.status = 'rejected';
-        upload.reason = 'aborted';
-        upload.multipart?.parts.clear();
-      }
-      const { uploadId, status, reason } = upload;
-      return json(200, { uploadId, status, ...(reason === undefined ? {} : { reason }) });
+    return handler(upload);
+  }
+
+  private abort(upload: FakeUpload): Response {
+    if (upload.status === 'pending') {
+      upload.status = 'rejected';
+      upload.reason = 'aborted';
+      upload.multipart?.parts.clear();
     }
-    if (request.method === 'POST' && action === 'parts' && segments[4] === undefined)
-      return this.presignPart(upload, body);
-    if (request.method === 'PUT' && action === 'parts' && segments[4] !== undefined) {
-      return this.recordPart(upload, Number(segments[4]), body);
-    }
-    if (request.method === 'POST' && action === 'complete') return this.complete(upload);
-    if (request.method === 'POST' && action === 'proof') return this.prove(upload, body);
-    return apiError(404, 'no_route', `no route for ${request.method} ${pathname}`);
+    const { uploadId, status, reason } = upload;
+    return json(200, { uploadId, status, ...(reason === undefined ? {} : { reason }) });
   }
 
   private create(body: Record<string, unknown>): Response {
