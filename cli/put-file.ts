@@ -7,7 +7,12 @@
  * content-length, one chunk in memory at a time.
  */
 import { createReadStream } from 'node:fs';
-import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import {
+  type ClientRequest,
+  request as httpRequest,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+} from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { pipeline } from 'node:stream/promises';
 import { UploadPutError } from './errors.ts';
@@ -48,16 +53,7 @@ export function createPutFile(options: PutFileOptions = {}): PutFile {
   return async ({ url, headers, file, size, onBytes }) => {
     const target = new URL(url);
     const where = redactUrl(url);
-    const contentLength = Object.entries(headers).find(([k]) => k.toLowerCase() === 'content-length')?.[1];
-    if (contentLength !== undefined && Number(contentLength) !== size) {
-      throw new UploadPutError(
-        `the upload URL is signed for ${contentLength} bytes but ${file} has ${size}; try again`,
-      );
-    }
-    const sendHeaders: OutgoingHttpHeaders = { ...headers };
-    // S3 needs a length; add it only when the API did not sign one.
-    if (contentLength === undefined) sendHeaders['content-length'] = String(size);
-
+    const sendHeaders = lengthChecked(headers, size, file);
     if (target.protocol !== 'https:' && target.protocol !== 'http:') {
       throw new UploadPutError(`upload URL has unsupported protocol ${target.protocol}`);
     }
@@ -66,56 +62,84 @@ export function createPutFile(options: PutFileOptions = {}): PutFile {
     req.setTimeout(idleTimeoutMs, () => {
       req.destroy(new Error(`no progress for ${Math.round(idleTimeoutMs / 1000)} s`));
     });
-
     const response = new Promise<IncomingMessage>((resolve, reject) => {
       req.once('response', resolve);
       req.once('error', reject);
     });
-    let sent = 0;
-    const sending = pipeline(
-      createReadStream(file, { highWaterMark: chunkBytes }),
-      async function* count(source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          sent += chunk.length;
-          onBytes?.(sent);
-          yield chunk;
-        }
-      },
-      req,
-    ).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-
+    const sending = streamFile(file, chunkBytes, req, onBytes);
     let res: IncomingMessage;
     try {
       res = await response;
     } catch (err) {
-      const sendError = await sending;
-      const cause = sendError ?? err;
+      const cause = (await sending) ?? err;
       throw new UploadPutError(`upload PUT to ${where} failed: ${errorText(cause)}`, { cause });
     }
-
-    const status = res.statusCode ?? 0;
-    const body = await readBody(res);
-    if (status < 200 || status > 299) {
-      // Storage may answer before it has read the whole body; stop sending, and the
-      // send error that follows is noise (`sending` already swallows it).
-      req.destroy();
-      throw new UploadPutError(
-        `upload PUT failed: ${status} ${describeStorageError(body, res.statusMessage)}`,
-        {
-          status,
-        },
-      );
-    }
-    const sendError = await sending;
-    if (sendError !== undefined) {
-      throw new UploadPutError(`upload PUT to ${where} failed: ${errorText(sendError)}`, {
-        cause: sendError,
-      });
-    }
+    await checkAnswer(res, req, sending, where);
   };
+}
+
+/** The signed headers, with a content-length when the API did not sign one (S3 needs it). */
+function lengthChecked(
+  headers: Readonly<Record<string, string>>,
+  size: number,
+  file: string,
+): OutgoingHttpHeaders {
+  const contentLength = Object.entries(headers).find(([k]) => k.toLowerCase() === 'content-length')?.[1];
+  if (contentLength !== undefined && Number(contentLength) !== size) {
+    throw new UploadPutError(
+      `the upload URL is signed for ${contentLength} bytes but ${file} has ${size}; try again`,
+    );
+  }
+  return contentLength === undefined ? { ...headers, 'content-length': String(size) } : { ...headers };
+}
+
+/** Streams the file into the request; resolves with the send error, if any (never rejects). */
+function streamFile(
+  file: string,
+  chunkBytes: number,
+  req: ClientRequest,
+  onBytes: ((bytesSent: number) => void) | undefined,
+): Promise<unknown> {
+  let sent = 0;
+  return pipeline(
+    createReadStream(file, { highWaterMark: chunkBytes }),
+    async function* count(source: AsyncIterable<Buffer>) {
+      for await (const chunk of source) {
+        sent += chunk.length;
+        onBytes?.(sent);
+        yield chunk;
+      }
+    },
+    req,
+  ).then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+}
+
+async function checkAnswer(
+  res: IncomingMessage,
+  req: ClientRequest,
+  sending: Promise<unknown>,
+  where: string,
+): Promise<void> {
+  const status = res.statusCode ?? 0;
+  const body = await readBody(res);
+  if (status < 200 || status > 299) {
+    // Storage may answer before it has read the whole body; stop sending, and the
+    // send error that follows is noise (`sending` already swallows it).
+    req.destroy();
+    throw new UploadPutError(
+      `upload PUT failed: ${status} ${describeStorageError(body, res.statusMessage)}`,
+      {
+        status,
+      },
+    );
+  }
+  const sendError = await sending;
+  if (sendError !== undefined) {
+    throw new UploadPutError(`upload PUT to ${where} failed: ${errorText(sendError)}`, { cause: sendError });
+  }
 }
 
 async function readBody(res: IncomingMessage, max = 64 * 1024): Promise<string> {
