@@ -74,7 +74,13 @@ const originSection = (e: z.output<z.ZodObject<typeof originVariables>>) => ({
 });
 
 const targetsVariables = { MIRROR_TARGETS: json(z.array(runtimeTargetSchema)) };
+const targetsSection = (e: z.output<z.ZodObject<typeof targetsVariables>>) => ({
+  targets: e.MIRROR_TARGETS as readonly RuntimeTarget[],
+});
 const feedVariables = { MIRROR_FEED_SHARDS: z.coerce.number().int().min(1).max(64).default(4) };
+const feedSection = (e: z.output<z.ZodObject<typeof feedVariables>>) => ({
+  feedShards: e.MIRROR_FEED_SHARDS,
+});
 
 const limitVariables = {
   MIRROR_MAX_UPLOAD_BYTES: z.coerce
@@ -111,8 +117,8 @@ export const apiConfigSchema = z
   .transform((e, ctx) => ({
     ...ledgerSection(e, ctx),
     ...originSection(e),
-    targets: e.MIRROR_TARGETS as readonly RuntimeTarget[],
-    feedShards: e.MIRROR_FEED_SHARDS,
+    ...targetsSection(e),
+    ...feedSection(e),
     ...limitsSection(e),
   }));
 export type ApiConfig = z.output<typeof apiConfigSchema>;
@@ -123,8 +129,8 @@ export const ingestConfigSchema = z
   .transform((e, ctx) => ({
     ...ledgerSection(e, ctx),
     ...originSection(e),
-    targets: e.MIRROR_TARGETS as readonly RuntimeTarget[],
-    feedShards: e.MIRROR_FEED_SHARDS,
+    ...targetsSection(e),
+    ...feedSection(e),
   }));
 export type IngestConfig = z.output<typeof ingestConfigSchema>;
 
@@ -156,8 +162,8 @@ export const lagMonitorConfigSchema = z
   .object({ ...ledgerVariables, ...targetsVariables, ...feedVariables })
   .transform((e, ctx) => ({
     ...ledgerSection(e, ctx),
-    targets: e.MIRROR_TARGETS as readonly RuntimeTarget[],
-    feedShards: e.MIRROR_FEED_SHARDS,
+    ...targetsSection(e),
+    ...feedSection(e),
   }));
 export type LagMonitorConfig = z.output<typeof lagMonitorConfigSchema>;
 
@@ -170,7 +176,7 @@ export const reconcileConfigSchema = z
   .transform((e, ctx) => ({
     ...ledgerSection(e, ctx),
     ...originSection(e),
-    targets: e.MIRROR_TARGETS as readonly RuntimeTarget[],
+    ...targetsSection(e),
   }));
 export type ReconcileConfig = z.output<typeof reconcileConfigSchema>;
 
@@ -187,8 +193,8 @@ export const runtimeConfigSchema = z
   .transform((e, ctx) => ({
     ...ledgerSection(e, ctx),
     ...originSection(e),
-    targets: e.MIRROR_TARGETS as readonly RuntimeTarget[],
-    feedShards: e.MIRROR_FEED_SHARDS,
+    ...targetsSection(e),
+    ...feedSection(e),
     ...limitsSection(e),
     targetId: e.MIRROR_TARGET_ID,
   }));
