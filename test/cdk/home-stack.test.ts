@@ -157,7 +157,7 @@ describe('ledger', () => {
   it('is one table pk/sk, on demand, PITR, encrypted, protected and retained, with the keys-only live-files index', () => {
     home.resourceCountIs('AWS::DynamoDB::Table', 1);
     home.hasResource('AWS::DynamoDB::Table', {
-      DeletionPolicy: 'Retain',
+      DeletionPolicy: 'RetainExceptOnCreate',
       UpdateReplacePolicy: 'Retain',
       Properties: {
         KeySchema: [
