@@ -152,92 +152,9 @@ export function createProgram(io: CliIo): Command {
     .option('--token <token>', 'API bearer token, overrides the endpoints file (env: MIRROR_API_TOKEN)')
     .showSuggestionAfterError(true);
 
-  const client = async (command: Command): Promise<MirrorApi> => {
-    const options = command.optsWithGlobals<ConnectionOptions>();
-    const connection = await loadConnection(
-      { endpoints: options.endpoints, api: options.api, token: options.token },
-      io.env,
-      io.cwd,
-    );
-    return new MirrorApi({
-      baseUrl: connection.api,
-      token: connection.token,
-      fetch: io.fetch,
-      timeoutMs: 30_000,
-      retries: 3,
-      backoff: { baseMs: 500, maxMs: 4_000 },
-    });
-  };
-
-  program
-    .command('upload')
-    .description('hash a file, upload it (unless the same bytes are already stored) and wait for the commit')
-    .argument('<file>', 'local file to upload')
-    .argument('<path>', 'path in the mirror, e.g. images/2024/cat.jpg', parseMirrorPath)
-    .option('--content-type <type>', 'content type (default: guessed from the extension)', parseContentType)
-    .option('--if-version <n>', 'commit only if the path is at this version now', parseNonNegativeInt)
-    .option('--no-wait', 'return once the bytes are sent, without waiting for the commit')
-    .option('--timeout <seconds>', 'how long to wait for the commit', parseSeconds, DEFAULT_TIMEOUT_SECONDS)
-    .option('--json', 'print the result as one JSON object')
-    .action(async (file: string, path: string, _opts: unknown, command: Command) => {
-      const opts = command.opts<{
-        contentType?: string;
-        ifVersion?: number;
-        wait: boolean;
-        timeout: number;
-        json?: boolean;
-      }>();
-      const api = await client(command);
-      const progress =
-        io.progress ??
-        (io.stderr.isTTY === true
-          ? createTtyProgress(io.stderr as NodeJS.WritableStream)
-          : createJsonLinesProgress(io.stderr));
-      let result: UploadResult;
-      try {
-        result = await uploadFile(
-          {
-            client: api,
-            putFile: io.putFile ?? createPutFile(),
-            sendParts: createPartSender(api, io.fetch),
-            clock: io.clock ?? systemClock,
-            progress,
-          },
-          {
-            file,
-            path,
-            contentType: opts.contentType,
-            ifVersion: opts.ifVersion,
-            wait: opts.wait,
-            timeoutSeconds: opts.timeout,
-          },
-        );
-      } finally {
-        progress.stop();
-      }
-      io.stdout.write(`${opts.json ? JSON.stringify(uploadJson(result)) : uploadLine(result)}\n`);
-    });
-
-  program
-    .command('status')
-    .description(
-      "without a path: the deployment's targets with lag, backlog, agent heartbeat and failures; " +
-        "with a path: its head version and each target's copy",
-    )
-    .argument('[path]', 'path in the mirror')
-    .option('--json', 'print the answer as JSON')
-    .action(async (path: string | undefined, _opts: unknown, command: Command) => {
-      const { json } = command.opts<{ json?: boolean }>();
-      const api = await client(command);
-      const now = io.now ?? (() => new Date());
-      if (path === undefined) {
-        const overview = await getTargetsOverview(api);
-        io.stdout.write(`${json ? JSON.stringify(overview) : formatTargetsOverview(overview)}\n`);
-      } else {
-        const status = await getPathStatus(api, path);
-        io.stdout.write(`${json ? JSON.stringify(status) : formatFileStatus(status, now())}\n`);
-      }
-    });
+  const client = (command: Command) => apiClient(command, io);
+  registerUploadCommand(program, io, client);
+  registerStatusCommand(program, io, client);
 
   awsOptions(
     program
@@ -308,6 +225,100 @@ export function createProgram(io: CliIo): Command {
   return program;
 }
 
+/** The CLI's one API client, from the endpoints file or --api/--token. */
+async function apiClient(command: Command, io: CliIo): Promise<MirrorApi> {
+  const options = command.optsWithGlobals<ConnectionOptions>();
+  const connection = await loadConnection(
+    { endpoints: options.endpoints, api: options.api, token: options.token },
+    io.env,
+    io.cwd,
+  );
+  return new MirrorApi({
+    baseUrl: connection.api,
+    token: connection.token,
+    fetch: io.fetch,
+    timeoutMs: 30_000,
+    retries: 3,
+    backoff: { baseMs: 500, maxMs: 4_000 },
+  });
+}
+
+type ClientOf = (command: Command) => Promise<MirrorApi>;
+
+function registerUploadCommand(program: Command, io: CliIo, client: ClientOf): void {
+  program
+    .command('upload')
+    .description('hash a file, upload it (unless the same bytes are already stored) and wait for the commit')
+    .argument('<file>', 'local file to upload')
+    .argument('<path>', 'path in the mirror, e.g. images/2024/cat.jpg', parseMirrorPath)
+    .option('--content-type <type>', 'content type (default: guessed from the extension)', parseContentType)
+    .option('--if-version <n>', 'commit only if the path is at this version now', parseNonNegativeInt)
+    .option('--no-wait', 'return once the bytes are sent, without waiting for the commit')
+    .option('--timeout <seconds>', 'how long to wait for the commit', parseSeconds, DEFAULT_TIMEOUT_SECONDS)
+    .option('--json', 'print the result as one JSON object')
+    .action(async (file: string, path: string, _opts: unknown, command: Command) => {
+      const opts = command.opts<{
+        contentType?: string;
+        ifVersion?: number;
+        wait: boolean;
+        timeout: number;
+        json?: boolean;
+      }>();
+      const api = await client(command);
+      const progress =
+        io.progress ??
+        (io.stderr.isTTY === true
+          ? createTtyProgress(io.stderr as NodeJS.WritableStream)
+          : createJsonLinesProgress(io.stderr));
+      let result: UploadResult;
+      try {
+        result = await uploadFile(
+          {
+            client: api,
+            putFile: io.putFile ?? createPutFile(),
+            sendParts: createPartSender(api, io.fetch),
+            clock: io.clock ?? systemClock,
+            progress,
+          },
+          {
+            file,
+            path,
+            contentType: opts.contentType,
+            ifVersion: opts.ifVersion,
+            wait: opts.wait,
+            timeoutSeconds: opts.timeout,
+          },
+        );
+      } finally {
+        progress.stop();
+      }
+      io.stdout.write(`${opts.json ? JSON.stringify(uploadJson(result)) : uploadLine(result)}\n`);
+    });
+}
+
+function registerStatusCommand(program: Command, io: CliIo, client: ClientOf): void {
+  program
+    .command('status')
+    .description(
+      "without a path: the deployment's targets with lag, backlog, agent heartbeat and failures; " +
+        "with a path: its head version and each target's copy",
+    )
+    .argument('[path]', 'path in the mirror')
+    .option('--json', 'print the answer as JSON')
+    .action(async (path: string | undefined, _opts: unknown, command: Command) => {
+      const { json } = command.opts<{ json?: boolean }>();
+      const api = await client(command);
+      const now = io.now ?? (() => new Date());
+      if (path === undefined) {
+        const overview = await getTargetsOverview(api);
+        io.stdout.write(`${json ? JSON.stringify(overview) : formatTargetsOverview(overview)}\n`);
+      } else {
+        const status = await getPathStatus(api, path);
+        io.stdout.write(`${json ? JSON.stringify(status) : formatFileStatus(status, now())}\n`);
+      }
+    });
+}
+
 export function uploadJson(r: UploadResult): Record<string, unknown> {
   return {
     path: r.path,
@@ -346,17 +357,22 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       // Commander has printed its message (or the help/version) already.
       return err.exitCode === 0 ? 0 : USAGE_EXIT;
     }
-    if (err instanceof MirrorCliError || err instanceof AgentExitError) {
-      io.stderr.write(`media-mirror: ${err.message}\n`);
-      return err.exitCode;
-    }
-    if (err instanceof ApiError) {
-      io.stderr.write(`media-mirror: ${describeApiError(err)}\n`);
-      return 1;
-    }
-    const message = err instanceof Error ? err.message : String(err);
-    io.stderr.write(`media-mirror: unexpected error: ${message}\n`);
-    if (io.env.MIRROR_DEBUG && err instanceof Error && err.stack) io.stderr.write(`${err.stack}\n`);
+    return reportError(err, io);
+  }
+}
+
+/** One line on stderr for a failure; the exit code it ends with. */
+function reportError(err: unknown, io: CliIo): number {
+  if (err instanceof MirrorCliError || err instanceof AgentExitError) {
+    io.stderr.write(`media-mirror: ${err.message}\n`);
+    return err.exitCode;
+  }
+  if (err instanceof ApiError) {
+    io.stderr.write(`media-mirror: ${describeApiError(err)}\n`);
     return 1;
   }
+  const message = err instanceof Error ? err.message : String(err);
+  io.stderr.write(`media-mirror: unexpected error: ${message}\n`);
+  if (io.env.MIRROR_DEBUG && err instanceof Error && err.stack) io.stderr.write(`${err.stack}\n`);
+  return 1;
 }
