@@ -106,6 +106,11 @@ export const folderPartition = (path: string): string => `D#${path.split('/')[0]
 /** Where blobs live in the origin bucket: `blobs/<sha256>`. */
 export const BLOB_PREFIX = 'blobs/';
 export const blobKey = (sha256: string): string => `${BLOB_PREFIX}${sha256}`;
+/**
+ * The origin bucket's lifecycle rule aborts incomplete multipart uploads after this many days
+ * (lib/constructs/origin-store.ts sets it; functions/core/expiry.ts keeps uploads resumable below it).
+ */
+export const MULTIPART_ABORT_AFTER_DAYS = 1;
 
 // ---------------------------------------------------------------- the agents' IAM conditions
 

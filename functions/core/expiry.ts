@@ -11,13 +11,11 @@
  * Whether bytes came in time is decided by when storage STORED them, not by when the ingest
  * verifies them: a PUT finished in time but verified late still commits.
  */
+import { MULTIPART_ABORT_AFTER_DAYS } from '../../contracts/ledger-keys.js';
 import type { Upload } from '../../contracts/model.js';
 import type { BlobStore, Clock, Ledger, Metrics } from './ports.js';
 
 const HOUR_MS = 60 * 60 * 1000;
-
-/** The origin bucket's lifecycle rule aborts incomplete multipart uploads after this many days (lib/constructs/origin-store.ts reads it). */
-export const MULTIPART_ABORT_AFTER_DAYS = 1;
 
 /** How long a multipart upload can be resumed: a margin below the lifecycle abort, which S3 applies lazily but never early. */
 export const RESUMABLE_FOR_MS = MULTIPART_ABORT_AFTER_DAYS * 24 * HOUR_MS - 4 * HOUR_MS;

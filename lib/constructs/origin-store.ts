@@ -8,8 +8,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { BLOB_PREFIX } from '../../contracts/ledger-keys.js';
-import { MULTIPART_ABORT_AFTER_DAYS } from '../../functions/core/expiry.js';
+import { BLOB_PREFIX, MULTIPART_ABORT_AFTER_DAYS } from '../../contracts/ledger-keys.js';
 import { AccessLogBucket } from './access-log-bucket.js';
 
 export interface OriginStoreProps {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { MULTIPART_ABORT_AFTER_DAYS } from '../../../contracts/ledger-keys.ts';
 import {
   expiresAtFor,
   isLapsed,
-  MULTIPART_ABORT_AFTER_DAYS,
   PUT_GRACE_MS,
   RESUMABLE_FOR_MS,
   SLOWEST_PUT_BYTES_PER_SECOND,
