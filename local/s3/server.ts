@@ -150,6 +150,77 @@ function isFormPost(req: IncomingMessage, target: Target): boolean {
   return true;
 }
 
+/** An error in S3's XML shape; anything but an S3Error is reported and answered 500 InternalError. */
+function answerError(
+  req: IncomingMessage,
+  res: ServerResponse,
+  err: unknown,
+  requestId: string,
+  report: (err: unknown) => void,
+): void {
+  const error =
+    err instanceof S3Error
+      ? err
+      : new S3Error(500, 'InternalError', 'We encountered an internal error. Please try again.');
+  if (!(err instanceof S3Error)) report(err);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = errorDocument(error, (req.url ?? '/').split('?')[0] ?? '/', requestId);
+  res.statusCode = error.status;
+  res.setHeader('content-type', 'application/xml');
+  res.setHeader('content-length', req.method === 'HEAD' ? 0 : Buffer.byteLength(body));
+  // A body not read to its end cannot be skipped safely: the connection closes after this answer.
+  if (!req.complete) res.setHeader('connection', 'close');
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+/**
+ * One idle timer per connection: a request whose client stops sending (or reading)
+ * gets RequestTimeout, as S3 answers it, and the connection closes.
+ * Node's own idle handling would destroy the socket unanswered; with a server-level
+ * handler the request gets S3's answer first.
+ */
+function timeOutIdle(
+  socket: Socket,
+  current: { req: IncomingMessage; res: ServerResponse; requestId: string } | undefined,
+  report: (err: unknown) => void,
+): void {
+  if (!current || current.res.headersSent) {
+    socket.destroy();
+    return;
+  }
+  const timeout = new S3Error(
+    400,
+    'RequestTimeout',
+    'Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.',
+  );
+  answerError(current.req, current.res, timeout, current.requestId, report);
+  current.res.once('finish', () => socket.destroy());
+  setTimeout(() => socket.destroy(), 1_000).unref();
+}
+
+/** Malformed HTTP (bad request line, oversized headers): S3's 400 and the connection closes. */
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const error =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new S3Error(
+          400,
+          'RequestHeaderSectionTooLarge',
+          'Your request header section exceeds the maximum allowed size.',
+        )
+      : new S3Error(400, 'BadRequest', 'An error occurred when parsing the HTTP request.');
+  const body = errorDocument(error, '/', randomBytes(8).toString('hex').toUpperCase());
+  socket.end(
+    `HTTP/1.1 ${error.status} Bad Request\r\nContent-Type: application/xml\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
 export async function createS3Server(options: S3ServerOptions): Promise<S3Server> {
   const store = await S3Store.open(options.dir);
   const listeners = new Set<(event: S3ObjectCreated) => void>();
@@ -190,25 +261,6 @@ export async function createS3Server(options: S3ServerOptions): Promise<S3Server
     await route(ctx)(ctx);
   }
 
-  function answerError(req: IncomingMessage, res: ServerResponse, err: unknown, requestId: string): void {
-    const error =
-      err instanceof S3Error
-        ? err
-        : new S3Error(500, 'InternalError', 'We encountered an internal error. Please try again.');
-    if (!(err instanceof S3Error)) report(err);
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    const body = errorDocument(error, (req.url ?? '/').split('?')[0] ?? '/', requestId);
-    res.statusCode = error.status;
-    res.setHeader('content-type', 'application/xml');
-    res.setHeader('content-length', req.method === 'HEAD' ? 0 : Buffer.byteLength(body));
-    // A body not read to its end cannot be skipped safely: the connection closes after this answer.
-    if (!req.complete) res.setHeader('connection', 'close');
-    res.end(req.method === 'HEAD' ? undefined : body);
-  }
-
   const idleMs = options.idleTimeoutMs ?? 60_000;
   const inFlight = new WeakMap<Socket, { req: IncomingMessage; res: ServerResponse; requestId: string }>();
   const server = createServer({ requestTimeout: 0 }, (req, res) => {
@@ -226,48 +278,15 @@ export async function createS3Server(options: S3ServerOptions): Promise<S3Server
     });
     handle(req, res, requestId).catch((err: unknown) => {
       try {
-        answerError(req, res, err, requestId);
+        answerError(req, res, err, requestId, report);
       } catch (inner) {
         report(inner);
         res.destroy();
       }
     });
   });
-  // One idle timer per connection: a request whose client stops sending (or reading)
-  // gets RequestTimeout, as S3 answers it, and the connection closes.
-  // Node's own idle handling would destroy the socket unanswered; with a server-level
-  // handler the request gets S3's answer first.
-  server.setTimeout(idleMs, (socket: Socket) => {
-    const current = inFlight.get(socket);
-    if (current && !current.res.headersSent) {
-      const timeout = new S3Error(
-        400,
-        'RequestTimeout',
-        'Your socket connection to the server was not read from or written to within the timeout period. Idle connections will be closed.',
-      );
-      answerError(current.req, current.res, timeout, current.requestId);
-      current.res.once('finish', () => socket.destroy());
-      setTimeout(() => socket.destroy(), 1_000).unref();
-    } else socket.destroy();
-  });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (err.code === 'ECONNRESET' || !socket.writable) {
-      socket.destroy();
-      return;
-    }
-    const error =
-      err.code === 'HPE_HEADER_OVERFLOW'
-        ? new S3Error(
-            400,
-            'RequestHeaderSectionTooLarge',
-            'Your request header section exceeds the maximum allowed size.',
-          )
-        : new S3Error(400, 'BadRequest', 'An error occurred when parsing the HTTP request.');
-    const body = errorDocument(error, '/', randomBytes(8).toString('hex').toUpperCase());
-    socket.end(
-      `HTTP/1.1 ${error.status} Bad Request\r\nContent-Type: application/xml\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
-  });
+  server.setTimeout(idleMs, (socket: Socket) => timeOutIdle(socket, inFlight.get(socket), report));
+  server.on('clientError', answerClientError);
   return {
     server,
     store,
