@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { openAsBlob } from 'node:fs';
+import { sleep } from '../common/retry.ts';
 import type { Upload, UploadPending, UploadPendingMultipart } from '../contracts/api.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
@@ -25,7 +26,7 @@ export interface Clock {
 
 export const systemClock: Clock = {
   now: () => performance.now(),
-  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  sleep: (ms) => sleep(ms),
 };
 
 export interface UploadDeps {

@@ -3,10 +3,10 @@
  * the size): in a Web Worker when one is available, so the page stays responsive,
  * else on the calling thread (Node, tests, or `workerUrl: null`).
  */
-import { createSHA256 } from 'hash-wasm';
+import { DEFAULT_CHUNK_BYTES, digestChunks } from '../../common/sha256.ts';
+import { wasmSha256 } from '../../common/sha256-wasm.ts';
 
-/** 4 MiB reads: large enough for the WASM hasher to run at speed, small enough to stay flat. */
-export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
+export { DEFAULT_CHUNK_BYTES };
 
 /**
  * Ranges up to this size are read whole and hashed by the platform (WebCrypto, native
@@ -90,16 +90,10 @@ export async function hashRange(job: HashJob, onBytes?: (bytes: number) => void)
     onBytes?.(length);
     return hex;
   }
-  const hasher = await createSHA256();
-  hasher.init();
-  let done = 0;
-  for await (const chunk of chunksOf(slice, Math.max(64 * 1024, job.chunkBytes ?? DEFAULT_CHUNK_BYTES))) {
-    hasher.update(chunk);
-    done += chunk.length;
-    onBytes?.(done);
-  }
-  if (done !== length) throw new Error(`read ${done} bytes of ${length}: the file changed`);
-  return hasher.digest('hex');
+  const chunks = chunksOf(slice, Math.max(64 * 1024, job.chunkBytes ?? DEFAULT_CHUNK_BYTES));
+  const digest = await digestChunks(chunks, wasmSha256, { onBytes });
+  if (digest.size !== length) throw new Error(`read ${digest.size} bytes of ${length}: the file changed`);
+  return digest.sha256;
 }
 
 export interface Hasher {

@@ -4,7 +4,8 @@
  * the local file, in the challenge's order. Only the ranges are read (a few 64 KiB slices, or
  * the whole file when it is small), so this runs on the calling thread.
  */
-import { createSHA256 } from 'hash-wasm';
+import { digestChunks } from '../../common/sha256.ts';
+import { wasmSha256 } from '../../common/sha256-wasm.ts';
 import type { Challenge as ApiChallenge } from '../../contracts/api.ts';
 
 /** What the proof reads of a challenge. */
@@ -46,8 +47,5 @@ export async function proofDigest(file: Blob, challenge: Challenge): Promise<str
   // WebCrypto exists only in secure contexts (HTTPS, loopback): elsewhere hash-wasm, as hashing.ts does.
   const subtle = globalThis.crypto?.subtle;
   if (subtle !== undefined) return toHex(await subtle.digest('SHA-256', message));
-  const hasher = await createSHA256();
-  hasher.init();
-  hasher.update(message);
-  return hasher.digest('hex');
+  return (await digestChunks([message], wasmSha256)).sha256;
 }

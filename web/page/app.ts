@@ -12,6 +12,7 @@
  * `api.corsOrigins` there). Anyone can send a link with `?api=`: the page never sends the
  * token to an address that list does not name.
  */
+import { sleep } from '../../common/retry.ts';
 import type { ChangesPage, FileStatus, TargetList } from '../../contracts/api.ts';
 import { MirrorApi } from '../client/api.ts';
 import { ApiError } from '../client/errors.ts';
@@ -47,8 +48,6 @@ const el = <K extends keyof HTMLElementTagNameMap>(
   node.append(...children);
   return node;
 };
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---- configuration ----
 
