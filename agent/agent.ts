@@ -17,6 +17,7 @@ import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { pause } from '../common/retry.ts';
 import type { AgentRow } from '../contracts/ledger-keys.ts';
 import { encodeCursor } from '../contracts/model.ts';
 import { Applier, type ApplyOutcome, type ApplySource, type VersionInfo } from './applier.ts';
@@ -31,7 +32,7 @@ import type { BlobSource, LedgerView, QueuePort } from './ports.ts';
 import { QueueConsumer, type WorkOutcome } from './queue-consumer.ts';
 import { SafePaths } from './safe-path.ts';
 import { StateStore } from './state-store.ts';
-import { BandwidthLimiter, backoffMs, errorMessage, pause, RateWindow, Semaphore } from './util.ts';
+import { BandwidthLimiter, backoffMs, errorMessage, RateWindow, Semaphore } from './util.ts';
 
 export const AGENT_VERSION: string = (() => {
   try {

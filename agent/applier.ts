@@ -13,10 +13,12 @@
  * whatever order queue and feed deliver them in. One path is applied by one
  * worker at a time (a per-path lock), so the check and the write cannot interleave.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, lstat, open, rename, rm, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import type { Digest } from '../common/sha256.ts';
+import { createSha256, hashFile } from '../common/sha256-node.ts';
 import type { RefusalCode } from './errors.ts';
 import { RefusedError } from './errors.ts';
 import type { BlobSource, LedgerView } from './ports.ts';
@@ -67,27 +69,9 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** SHA-256 and size of a local file, streamed in 4 MiB reads (docs/platform.md: reads overlap hashing). */
-export async function hashFile(
-  file: string,
-  signal?: AbortSignal,
-): Promise<{ sha256: string; size: number }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  // O_NOFOLLOW: a symlink at the file's name is never read through.
-  const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-  const stream = handle.createReadStream({ highWaterMark: 4 * 1024 * 1024 });
-  try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      if (signal?.aborted) throw signal.reason;
-      hash.update(chunk);
-      size += chunk.byteLength;
-    }
-  } finally {
-    stream.destroy();
-    await handle.close().catch(() => undefined);
-  }
-  return { sha256: hash.digest('hex'), size };
+/** SHA-256 and size of a local file; a symlink at the file's name is never read through. */
+export function hashLocalFile(file: string, signal?: AbortSignal): Promise<Digest> {
+  return hashFile(file, { noFollow: true, signal });
 }
 
 async function writeAll(handle: FileHandle, chunk: Uint8Array): Promise<void> {
@@ -233,7 +217,7 @@ export class Applier {
     }
     // The right bytes may be there already (a crash after the rename, a pre-seeded folder): keep them.
     if (existing?.isFile() && existing.size === v.size) {
-      const local = await hashFile(resolved.file, signal);
+      const local = await hashLocalFile(resolved.file, signal);
       if (local.sha256 === v.sha256 && local.size === v.size) return { bytes: 0, adopted: true };
     }
 
@@ -246,7 +230,7 @@ export class Applier {
     try {
       handle = await open(temp, OPEN_TEMP, 0o644);
       const blob = await this.deps.blobs.open(v.sha256, signal);
-      const hash = createHash('sha256');
+      const hash = createSha256();
       let bytes = 0;
       try {
         if (blob.contentLength !== undefined && blob.contentLength !== v.size) {
@@ -273,7 +257,7 @@ export class Applier {
         blob.close();
       }
       if (signal.aborted) throw signal.reason;
-      const sha256 = hash.digest('hex');
+      const { sha256 } = hash.digest();
       if (bytes !== v.size || sha256 !== v.sha256) {
         throw new RefusedError(
           'content-mismatch',

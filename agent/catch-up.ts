@@ -15,6 +15,8 @@
  * `--catch-up-interval`, and at once when the queue shows a gap. Queue and feed
  * may bring the same version twice: the second finds it held and skips.
  */
+
+import { pause } from '../common/retry.ts';
 import type { Change } from '../contracts/model.ts';
 import type { VersionInfo } from './applier.ts';
 import type { Conditions } from './conditions.ts';
@@ -23,7 +25,7 @@ import type { AgentLog } from './log.ts';
 import type { LedgerView } from './ports.ts';
 import type { WorkOutcome } from './queue-consumer.ts';
 import type { StateStore } from './state-store.ts';
-import { backoffMs, errorMessage, pause } from './util.ts';
+import { backoffMs, errorMessage } from './util.ts';
 
 export interface RoundReport {
   readonly reason: string;

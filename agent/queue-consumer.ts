@@ -12,13 +12,15 @@
  * - While a condition holds (disk full, network down), no new message is taken:
  *   held ones are retried in place, so an outage does not burn receive counts.
  */
+
+import { pause } from '../common/retry.ts';
 import { replicationMessageSchema } from '../contracts/replication-message.ts';
 import type { ApplyOutcome, VersionInfo } from './applier.ts';
 import type { Conditions } from './conditions.ts';
 import { classifyCondition } from './errors.ts';
 import type { AgentLog } from './log.ts';
 import type { QueueMessage, QueuePort } from './ports.ts';
-import { backoffMs, errorMessage, pause } from './util.ts';
+import { backoffMs, errorMessage } from './util.ts';
 
 export type WorkOutcome = ApplyOutcome | { kind: 'failed'; error: unknown } | { kind: 'aborted' };
 

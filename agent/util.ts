@@ -1,44 +1,16 @@
 /**
  * Small concurrency helpers the agent is built from: a fair semaphore, a per-key
- * lock, an abortable sleep, capped exponential backoff and a bandwidth limiter.
+ * lock, its backoff and a bandwidth limiter (sleep and backoff themselves: common/retry.ts).
  */
-
-/** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/** Like `sleep`, but resolves (never rejects) when the signal aborts: for loops that then check it. */
-export async function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  try {
-    await sleep(ms, signal);
-  } catch {
-    // aborted: the caller looks at the signal
-  }
-}
+import { backoffMs as commonBackoffMs, sleep } from '../common/retry.ts';
 
 /**
- * Capped exponential backoff with jitter: attempt 0 waits about `baseMs`, each
- * further attempt doubles it, never above `capMs`. The jitter (50-100 %) keeps
- * many agents that lost the same network at the same moment from retrying in step.
+ * The agent's capped exponential backoff (common/retry.ts) with equal jitter: the wait is
+ * 50-100 % of the ceiling, so it still grows with every failure, while many agents that lost
+ * the same network at the same moment do not retry in step.
  */
 export function backoffMs(attempt: number, baseMs = 1000, capMs = 60_000, random = Math.random): number {
-  const raw = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
-  return Math.round(raw * (0.5 + random() * 0.5));
+  return commonBackoffMs(attempt, baseMs, capMs, random, 'equal');
 }
 
 /** A counting semaphore that serves waiters in arrival order. */

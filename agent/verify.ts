@@ -18,7 +18,7 @@ import type { Dirent } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { Change } from '../contracts/model.ts';
-import { Applier, hashFile } from './applier.ts';
+import { Applier, hashLocalFile } from './applier.ts';
 import { type AgentClients, destroyClients, makeClients, originBlobSource } from './aws.ts';
 import type { AgentConfig } from './config.ts';
 import { RefusedError } from './errors.ts';
@@ -164,7 +164,7 @@ export async function verifyMirror(config: AgentConfig, options: VerifyOptions):
             } else if (!tree.files.has(path)) {
               missing.push({ path, version: head.version, reason: 'missing' });
             } else {
-              const local = await hashFile(join(paths.root, path));
+              const local = await hashLocalFile(join(paths.root, path));
               if (local.size !== head.size) {
                 wrong.push({
                   path,
