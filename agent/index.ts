@@ -1,5 +1,7 @@
 /** The on-premises pull agent's programmatic surface (the local stack runs one in-process). */
 import { join } from 'node:path';
+import type { z } from 'zod';
+import type { writtenEndpointsSchema } from '../contracts/endpoints.ts';
 import type { StartAgentOptions } from './agent.ts';
 import type { AgentLog } from './log.ts';
 
@@ -14,20 +16,11 @@ export { type AgentConfig, type AgentFlags, resolveAgentConfig } from './config.
 export { type AgentLog, createJsonLog, createMemoryLog, createTtyLog, silentLog } from './log.ts';
 export { driftCount, type VerifyReport, verifyMirror } from './verify.ts';
 
-/** What the local stack's endpoints file holds (local/sandbox.ts `SandboxEndpoints`), as far as the agent reads it. */
-export interface SandboxEndpointsLike {
-  readonly s3: {
-    readonly endpoint: string;
-    readonly region: string;
-    readonly credentials: { readonly accessKeyId: string; readonly secretAccessKey: string };
-    readonly forcePathStyle: boolean;
-  };
-  readonly sqs: { readonly endpoint: string };
-  readonly dynamodb: { readonly endpoint: string };
-  readonly table: string;
-  readonly originBucket: string;
-  readonly targets: Readonly<Record<string, { readonly kind: string; readonly queue: string }>>;
-}
+/** What the agent reads of the local stack's endpoints (contracts/endpoints.ts), as the stack hands it over. */
+export type SandboxEndpointsLike = Pick<
+  z.infer<typeof writtenEndpointsSchema>,
+  's3' | 'sqs' | 'dynamodb' | 'table' | 'originBucket' | 'targets'
+>;
 
 /**
  * Options for the local stack's in-process agent: target `targetId` mirrored into
@@ -62,7 +55,7 @@ export function sandboxAgentOptions(
       s3Endpoint: endpoints.s3.endpoint,
       sqsEndpoint: endpoints.sqs.endpoint,
       dynamodbEndpoint: endpoints.dynamodb.endpoint,
-      s3ForcePathStyle: endpoints.s3.forcePathStyle,
+      s3ForcePathStyle: endpoints.s3.forcePathStyle ?? true,
       credentials: endpoints.s3.credentials,
     },
     ...(options.log ? { log: options.log } : {}),
