@@ -2,6 +2,7 @@
  * The ledger's records as every part sees them (no storage keys here: contracts/ledger-keys.ts),
  * and the change feed's cursor, which the API hands to clients and the agent records in its row.
  */
+import type { Challenge } from './api.js';
 
 /** One committed version of a path: immutable once claimed. */
 export interface FileVersion {
@@ -49,13 +50,11 @@ export interface Upload {
   readonly updatedAt: string;
 }
 
-/** Byte ranges of the declared size, and a nonce, that a claimant proves it holds (core/possession.ts). */
-export interface Challenge {
-  /** 32 random bytes, base64. */
-  readonly nonce: string;
-  readonly ranges: readonly { readonly offset: number; readonly length: number }[];
-  readonly expiresAt: string;
-}
+/**
+ * Byte ranges of the declared size, and a nonce, that a claimant proves it holds (core/possession.ts):
+ * recorded on the upload as the claim's answer states it.
+ */
+export type { Challenge };
 
 /** Content-addressed bytes in the origin bucket, once proven. */
 export interface Blob {

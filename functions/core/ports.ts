@@ -2,6 +2,7 @@
  * What the domain needs from the outside world. Adapters in functions/adapters
  * implement these with the AWS SDK; the domain imports none of it.
  */
+import type { PresignedPart, PresignedPut } from '../../contracts/api.js';
 import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 
@@ -192,10 +193,7 @@ export interface BlobStore {
     contentType: string;
     expiresInSeconds: number;
     uploadId: string;
-  }): Promise<{
-    url: string;
-    headers: Record<string, string>;
-  }>;
+  }): Promise<Pick<PresignedPut, 'url' | 'headers'>>;
   /** A GET URL for the blob; with a versionId, for that object version only (the verified bytes). */
   presignGet(sha256: string, expiresInSeconds: number, versionId?: string): Promise<string>;
 
@@ -209,7 +207,7 @@ export interface BlobStore {
     size: number;
     partSha256: string;
     expiresInSeconds: number;
-  }): Promise<{ url: string; headers: Record<string, string> }>;
+  }): Promise<Pick<PresignedPart, 'url' | 'headers'>>;
   completeMultipart(sha256: string, multipartId: string, parts: readonly StoredPart[]): Promise<void>;
   abortMultipart(sha256: string, multipartId: string): Promise<void>;
 }

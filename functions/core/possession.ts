@@ -9,6 +9,7 @@
  * answered once, so nothing can be probed.
  */
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
+import type { UploadDeduplicated } from '../../contracts/api.js';
 import type { Challenge, FileVersion, Upload } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
 import { MirrorError, VersionConflictError } from './errors.js';
@@ -80,14 +81,6 @@ export interface PossessionDeps extends CommitDeps {
   readonly metrics?: Metrics | undefined;
 }
 
-export interface ProofAccepted {
-  readonly status: 'committed';
-  readonly uploadId: string;
-  readonly path: string;
-  readonly version: number;
-  readonly deduplicated: true;
-}
-
 /**
  * Checks a proof for a pending upload and, when it holds, commits the upload's version as
  * deduplicated. The challenge is spent first (a conditional write), so a second attempt, or
@@ -97,7 +90,7 @@ export async function proveUpload(
   deps: PossessionDeps,
   upload: Upload,
   digest: string,
-): Promise<ProofAccepted> {
+): Promise<UploadDeduplicated> {
   const { ledger, clock } = deps;
   const challenge = upload.challenge;
   if (!challenge) throw new ProofNotAcceptedError();

@@ -4,6 +4,16 @@
  * report state, delete.
  */
 import { randomUUID } from 'node:crypto';
+import type {
+  CreateUploadResponse,
+  MultipartView,
+  PartReport,
+  PartRequest,
+  PresignedPart,
+  ResponseBody,
+  UploadDeduplicated,
+  UploadRequest,
+} from '../../contracts/api.js';
 import type { Challenge, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
 import { MirrorError, NotFoundError, ValidationError, VersionConflictError } from './errors.js';
@@ -11,7 +21,7 @@ import { expiresAtFor, isLapsed, settleIfLapsed, uploadExpiresAt } from './expir
 import { unchangedHead } from './idempotency.js';
 import { missingParts, partBytes, planParts } from './multipart.js';
 import type { BlobStore, Metrics, ReplicaStore } from './ports.js';
-import { issueChallenge, type ProofAccepted, proveUpload } from './possession.js';
+import { issueChallenge, proveUpload } from './possession.js';
 
 export interface UploadDeps extends CommitDeps {
   readonly blobs: BlobStore;
@@ -26,42 +36,6 @@ export interface UploadDeps extends CommitDeps {
   };
 }
 
-/** Already checked for shape by the API's schema; the domain checks the rules that need config or state. */
-export interface UploadRequest {
-  readonly path: string;
-  readonly size: number;
-  readonly sha256: string;
-  readonly contentType: string;
-  readonly ifVersion?: number | undefined;
-  /** Commit a new version even when the content equals the path's head. */
-  readonly newVersion?: boolean | undefined;
-}
-
-export type UploadResponse =
-  | { status: 'committed'; uploadId: string; path: string; version: number; deduplicated: true }
-  | { status: 'committed'; uploadId: string; path: string; version: number; unchanged: true }
-  | {
-      status: 'pending';
-      uploadId: string;
-      path: string;
-      upload: { method: 'PUT'; url: string; headers: Record<string, string>; expiresAt: string };
-      challenge: Challenge;
-    }
-  | {
-      status: 'pending';
-      uploadId: string;
-      path: string;
-      resumed: boolean;
-      multipart: MultipartView;
-      challenge: Challenge;
-    };
-
-export interface MultipartView {
-  readonly partSize: number;
-  readonly partCount: number;
-  readonly uploadedParts: readonly { partNumber: number; size: number; etag: string }[];
-}
-
 export function contentTypeAllowed(contentType: string, allowed: readonly string[]): boolean {
   const [family] = contentType.toLowerCase().split('/');
   return allowed.some((pattern) => {
@@ -70,7 +44,7 @@ export function contentTypeAllowed(contentType: string, allowed: readonly string
   });
 }
 
-export async function createUpload(deps: UploadDeps, request: UploadRequest): Promise<UploadResponse> {
+export async function createUpload(deps: UploadDeps, request: UploadRequest): Promise<CreateUploadResponse> {
   const { ledger, clock, limits } = deps;
   if (request.size > limits.maxUploadBytes) {
     throw new ValidationError('size', `size must be at most ${limits.maxUploadBytes} bytes`, {
@@ -141,7 +115,7 @@ export async function proveUploadById(
   deps: UploadDeps,
   uploadId: string,
   digest: string,
-): Promise<ProofAccepted> {
+): Promise<UploadDeduplicated> {
   const upload = await settleIfLapsed(deps, await getUpload(deps, uploadId));
   if (upload.status !== 'pending') {
     throw new MirrorError(`upload "${uploadId}" is ${upload.status}`, {
@@ -159,7 +133,7 @@ async function createMultipartUpload(
   uploadId: string,
   now: Date,
   challenge: Challenge,
-): Promise<UploadResponse> {
+): Promise<CreateUploadResponse> {
   const { ledger, blobs } = deps;
   // Resumable: the same file to the same path continues the upload already under way, from any browser,
   // within RESUMABLE_FOR_MS (after that storage may have aborted it: a new upload starts).
@@ -246,8 +220,8 @@ async function pendingMultipart(deps: UploadDeps, uploadId: string) {
 export async function presignPart(
   deps: UploadDeps,
   uploadId: string,
-  part: { partNumber: number; size: number; sha256: string },
-): Promise<{ partNumber: number; url: string; headers: Record<string, string>; expiresAt: string }> {
+  part: PartRequest,
+): Promise<PresignedPart> {
   const upload = await pendingMultipart(deps, uploadId);
   const expected = partBytes(upload.multipart, upload.size, part.partNumber);
   if (part.size !== expected)
@@ -274,7 +248,7 @@ export async function presignPart(
 export async function completeUpload(
   deps: UploadDeps,
   uploadId: string,
-): Promise<{ status: 'verifying'; uploadId: string }> {
+): Promise<ResponseBody<'completeUpload', 202>> {
   const upload = await pendingMultipart(deps, uploadId);
   const stored = await deps.ledger.listParts(uploadId);
   const missing = missingParts(upload.multipart, upload.size, stored);
@@ -320,7 +294,7 @@ export async function completeUpload(
 export async function recordPart(
   deps: UploadDeps,
   uploadId: string,
-  part: { partNumber: number; size: number; sha256: string; etag: string },
+  part: PartReport & { readonly partNumber: number },
 ): Promise<MultipartView> {
   const upload = await pendingMultipart(deps, uploadId);
   const expected = partBytes(upload.multipart, upload.size, part.partNumber);

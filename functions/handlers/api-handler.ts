@@ -11,7 +11,6 @@ import {
   routes as contract,
   deleteFileQuerySchema,
   errorBodySchema,
-  type PresignedPart,
   partNumberParam,
   type RouteContract,
   uploadIdSchema,
@@ -284,9 +283,7 @@ function uploadRoutes({ deps }: RouteScope) {
       reply(contract.getUpload, 200, await describeUpload(deps, uploadIdParam(event))),
     presignUploadPart: async (event: Event) => {
       const body = parse(contract.presignUploadPart.body, jsonBody(event));
-      const part = await presignPart(deps, uploadIdParam(event), body);
-      // The signer's headers are a plain record; the check below holds them to the contract's names.
-      return reply(contract.presignUploadPart, 200, part as PresignedPart);
+      return reply(contract.presignUploadPart, 200, await presignPart(deps, uploadIdParam(event), body));
     },
     recordUploadPart: async (event: Event) => {
       const partNumber = parse(partNumberParam, event.pathParameters?.partNumber, 'partNumber');
