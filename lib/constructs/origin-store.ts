@@ -31,7 +31,7 @@ export interface OriginStoreProps {
   readonly accessLogsBucket?: s3.IBucket;
   /**
    * What happens to the bucket when the stack is deleted.
-   * @default RemovalPolicy.RETAIN
+   * @default RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
    */
   readonly removalPolicy?: RemovalPolicy;
 }
@@ -57,7 +57,7 @@ export class OriginStore extends Construct {
       enforceSSL: true,
       serverAccessLogsBucket: this.accessLogsBucket,
       serverAccessLogsPrefix: 'origin/',
-      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
       lifecycleRules: [
         {
           id: 'abort-incomplete-multipart-uploads',

@@ -1,0 +1,87 @@
+/**
+ * Settings a first deploy into a real account needs (docs/deploy.md): stateful resources that a
+ * failed first deploy does not leave behind, and replica buckets a browser can read from.
+ */
+import { Template } from 'aws-cdk-lib/assertions';
+import { describe, expect, it } from 'vitest';
+import { buildTestApp, props, resourcesOfType, testTopology } from './fixture.ts';
+
+const STATEFUL = ['AWS::S3::Bucket', 'AWS::DynamoDB::Table', 'AWS::Logs::LogGroup'];
+
+describe('retention', () => {
+  const mirror = buildTestApp(testTopology(), { nag: false });
+  const stacks = [mirror.home, ...mirror.replicas.values()];
+
+  it('every bucket, table and log group is kept on delete and on replacement, but not after a failed create', () => {
+    const seen: string[] = [];
+    for (const stack of stacks) {
+      const template = Template.fromStack(stack);
+      for (const type of STATEFUL) {
+        for (const [id, resource] of Object.entries(resourcesOfType(template, type))) {
+          // RETAIN_ON_UPDATE_OR_DELETE: a first deploy that rolls back deletes what it created, so
+          // its retry does not fail on names that already exist.
+          expect({ id, deletion: resource.DeletionPolicy, replace: resource.UpdateReplacePolicy }).toEqual({
+            id,
+            deletion: 'RetainExceptOnCreate',
+            replace: 'Retain',
+          });
+          seen.push(type);
+        }
+      }
+    }
+    for (const type of STATEFUL) expect(seen).toContain(type);
+  });
+});
+
+describe('replica buckets and browsers', () => {
+  it('allow GET and HEAD from the API’s CORS origins, and nothing else', () => {
+    const mirror = buildTestApp(testTopology(), { nag: false });
+    for (const stack of mirror.replicas.values()) {
+      const template = Template.fromStack(stack);
+      for (const bucket of stack.buckets.values()) {
+        const id = stack.getLogicalId(bucket.bucket.node.defaultChild as never);
+        const rules = (
+          props(resourcesOfType(template, 'AWS::S3::Bucket')[id] ?? {}).CorsConfiguration as {
+            CorsRules: { AllowedMethods: string[]; AllowedOrigins: string[]; ExposedHeaders: string[] }[];
+          }
+        ).CorsRules;
+        expect(rules).toHaveLength(1);
+        expect(rules[0]?.AllowedMethods.sort()).toEqual(['GET', 'HEAD']);
+        expect(rules[0]?.AllowedOrigins).toEqual(['https://cms.example.com']);
+        expect(rules[0]?.ExposedHeaders).toEqual(
+          expect.arrayContaining(['ETag', 'x-amz-meta-mirror-sha256']),
+        );
+      }
+    }
+  });
+
+  it('have no CORS rule when the API names no origin', () => {
+    const mirror = buildTestApp(testTopology({ api: { auth: 'iam', corsOrigins: [] } }), { nag: false });
+    for (const stack of mirror.replicas.values()) {
+      for (const bucket of Object.values(resourcesOfType(Template.fromStack(stack), 'AWS::S3::Bucket'))) {
+        expect(props(bucket).CorsConfiguration).toBeUndefined();
+      }
+    }
+  });
+});
+
+describe('concurrency', () => {
+  it('every SQS event source caps its concurrency: ingest 10, each replicate 5', () => {
+    const mirror = buildTestApp(testTopology(), { nag: false });
+    const template = Template.fromStack(mirror.home);
+    const caps = Object.values(resourcesOfType(template, 'AWS::Lambda::EventSourceMapping')).map((m) => {
+      const p = props(m);
+      const fn = String((p.FunctionName as { Ref?: string }).Ref ?? '');
+      return [
+        fn.startsWith('IngestFunction') ? 'ingest' : 'replicate',
+        (p.ScalingConfig as { MaximumConcurrency?: number })?.MaximumConcurrency,
+      ];
+    });
+    expect(caps.sort()).toEqual([
+      ['ingest', 10],
+      ['replicate', 5],
+      ['replicate', 5],
+      ['replicate', 5],
+    ]);
+  });
+});
