@@ -102,26 +102,29 @@ export const resourcesOf = (s: Statement): unknown[] =>
  * with stand-ins: `Ref X` → `ref:X`, `GetAtt X.A` → `att:X.A`, `AWS::AccountId` → 123456789012.
  */
 export function fakeResolve(value: unknown): unknown {
-  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return value;
   if (Array.isArray(value)) return value.map(fakeResolve);
-  if (value && typeof value === 'object') {
-    const o = value as Json;
-    if ('Ref' in o) {
-      const ref = o.Ref as string;
-      if (ref === 'AWS::AccountId') return '123456789012';
-      if (ref === 'AWS::Partition') return 'aws';
-      if (ref === 'AWS::Region') return 'us-east-1';
-      if (ref === 'AWS::URLSuffix') return 'amazonaws.com';
-      return `ref:${ref}`;
-    }
-    if ('Fn::GetAtt' in o) return `att:${(o['Fn::GetAtt'] as string[]).join('.')}`;
-    if ('Fn::Join' in o) {
-      const [delimiter, parts] = o['Fn::Join'] as [string, unknown[]];
-      return parts.map((p) => String(fakeResolve(p))).join(delimiter);
-    }
-    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, fakeResolve(v)]));
-  }
+  if (value && typeof value === 'object') return resolveObject(value as Json);
   return value;
+}
+
+const PSEUDO_PARAMETERS: Record<string, string> = {
+  'AWS::AccountId': '123456789012',
+  'AWS::Partition': 'aws',
+  'AWS::Region': 'us-east-1',
+  'AWS::URLSuffix': 'amazonaws.com',
+};
+
+function resolveObject(o: Json): unknown {
+  if ('Ref' in o) {
+    const ref = o.Ref as string;
+    return Object.hasOwn(PSEUDO_PARAMETERS, ref) ? PSEUDO_PARAMETERS[ref] : `ref:${ref}`;
+  }
+  if ('Fn::GetAtt' in o) return `att:${(o['Fn::GetAtt'] as string[]).join('.')}`;
+  if ('Fn::Join' in o) {
+    const [delimiter, parts] = o['Fn::Join'] as [string, unknown[]];
+    return parts.map((p) => String(fakeResolve(p))).join(delimiter);
+  }
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, fakeResolve(v)]));
 }
 
 /** A function's environment as the Lambda runtime would see it (with fakeResolve's stand-ins). */
