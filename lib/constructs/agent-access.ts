@@ -7,10 +7,11 @@
  * - SQS: receive, delete, change visibility and read the attributes of its own
  *   target queue only.
  * - S3: `s3:GetObject` and `s3:GetObjectVersion` (it downloads the object version
- *   the ledger verified) on the origin's `blobs/*` only. No `s3:ListBucket`: the
- *   agent lists nothing and docs/agent.md grants no listing, so a blob that is
- *   absent answers 403, which the agent reports as access denied and retries
- *   (the mirror never deletes the blob of a committed version).
+ *   the ledger verified) on the origin's `blobs/*` only; `s3:ListBucket` on the origin,
+ *   listings limited to `blobs/` (`StringLikeIfExists` on `s3:prefix`): without it S3
+ *   answers a GET of an absent blob with 403, and the agent could not tell a missing
+ *   blob (refused as `missing-blob`) from a permission problem (retried). The agent
+ *   can read every blob anyway, so listing their keys reveals nothing more.
  * - DynamoDB, on the ledger table, by partition key (`dynamodb:LeadingKeys`):
  *   GetItem and Query on `P#*` (version records), `FEED#*` (the change feed) and
  *   its own `AGENT#<target>` row; GetItem (no Query) on `B#*`, a blob's verified
@@ -22,7 +23,12 @@ import { Duration, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { AGENT_BLOB_RECORD_KEYS, agentReadableKeys, agentWritableKeys } from '../../contracts/ledger-keys.js';
+import {
+  AGENT_BLOB_RECORD_KEYS,
+  agentReadableKeys,
+  agentWritableKeys,
+  BLOB_PREFIX,
+} from '../../contracts/ledger-keys.js';
 import { acknowledgeWildcardResource } from '../nag.js';
 import type { Ledger } from './ledger.js';
 import type { OriginStore } from './origin-store.js';
@@ -136,6 +142,13 @@ export class AgentAccess extends Construct {
           resources: [queue.queueArn],
         }),
         new iam.PolicyStatement({ sid: 'OriginBlobs', actions: AGENT_BLOB_ACTIONS, resources: [blobs] }),
+        // IfExists: a GET carries no s3:prefix, and S3's "404 or 403" check of it must see the grant.
+        new iam.PolicyStatement({
+          sid: 'OriginListBlobs',
+          actions: ['s3:ListBucket'],
+          resources: [origin.bucket.bucketArn],
+          conditions: { StringLikeIfExists: { 's3:prefix': [`${BLOB_PREFIX}*`] } },
+        }),
         new iam.PolicyStatement({
           sid: 'LedgerRead',
           actions: AGENT_LEDGER_READ_ACTIONS,

@@ -163,11 +163,12 @@ describe('one role per pull target', () => {
 });
 
 describe('the policy of an agent role', () => {
-  it('exactly five statements: its queue, the origin blobs, ledger reads, blob records, ledger writes', () => {
+  it('exactly six statements: its queue, the origin blobs, their listing, ledger reads, blob records, ledger writes', () => {
     for (const target of PULL) {
       expect(policyOf(mirror, target).map((s) => s.Sid)).toEqual([
         'OwnQueue',
         'OriginBlobs',
+        'OriginListBlobs',
         'LedgerRead',
         'LedgerReadBlobRecords',
         'LedgerWriteOwnRows',
@@ -201,17 +202,21 @@ describe('the policy of an agent role', () => {
     }
   });
 
-  it('S3: GetObject and GetObjectVersion (the verified version) on the origin blobs/* only, no listing, nothing on replicas', () => {
+  it('S3: GetObject and GetObjectVersion (the verified version) on the origin blobs/* only, listing limited to blobs/, nothing on replicas', () => {
     const originId = logicalId(mirror, mirror.home.origin.bucket);
     for (const target of PULL) {
       const statements = policyOf(mirror, target);
       const s3 = statements.filter((s) => actionsOf(s).some((a) => a.startsWith('s3:')));
-      expect(s3.map((s) => s.Sid)).toEqual(['OriginBlobs']);
-      const [blobs] = s3 as [Statement];
+      expect(s3.map((s) => s.Sid)).toEqual(['OriginBlobs', 'OriginListBlobs']);
+      const [blobs, list] = s3 as [Statement, Statement];
       expect(sorted(actionsOf(blobs))).toEqual(['s3:GetObject', 's3:GetObjectVersion']);
       expect(text(resourcesOf(blobs))).toBe(JSON.stringify([`att:${originId}.Arn/blobs/*`]));
       expect(blobs.Condition).toBeUndefined();
-      expect(statements.flatMap(actionsOf)).not.toContain('s3:ListBucket');
+      // ListBucket only so that an absent blob answers 404 (missing-blob), not 403; an explicit
+      // listing is confined to blobs/, and a GET (no s3:prefix) still meets the IfExists condition.
+      expect(actionsOf(list)).toEqual(['s3:ListBucket']);
+      expect(text(resourcesOf(list))).toBe(JSON.stringify([`att:${originId}.Arn`]));
+      expect(list.Condition).toEqual({ StringLikeIfExists: { 's3:prefix': ['blobs/*'] } });
       expect(text(statements)).not.toContain('arn:aws:s3:::');
     }
   });
