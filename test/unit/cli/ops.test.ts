@@ -253,88 +253,91 @@ function fakeSqs(options: { failSendFor?: (body: string) => boolean } = {}) {
   const deleted: string[] = [];
   const calls: string[] = [];
   let n = 0;
+  /** FIFO: a group with a message in flight gives none until it is deleted or let go. */
+  const receive = (command: ReceiveMessageCommand) => {
+    const q = queues.get(command.input.QueueUrl as string) ?? [];
+    const busy = new Set(q.filter((m) => m.invisible).map((m) => m.Attributes.MessageGroupId));
+    const out: FakeMessage[] = [];
+    for (const m of q) {
+      if (out.length >= (command.input.MaxNumberOfMessages ?? 1)) break;
+      if (m.invisible || busy.has(m.Attributes.MessageGroupId)) continue;
+      m.invisible = true;
+      m.receipt = `r-${++n}`;
+      out.push(m);
+    }
+    return { Messages: out.map((m) => ({ ...m, ReceiptHandle: m.receipt })) };
+  };
+  const send = (command: SendMessageCommand) => {
+    if (options.failSendFor?.(command.input.MessageBody ?? '')) throw new Error('ThrottlingException');
+    sent.push(command.input);
+    return { MessageId: `sent-${++n}` };
+  };
+  const remove = (command: DeleteMessageCommand) => {
+    const url = command.input.QueueUrl as string;
+    deleted.push(command.input.ReceiptHandle as string);
+    queues.set(
+      url,
+      (queues.get(url) ?? []).filter((m) => m.receipt !== command.input.ReceiptHandle),
+    );
+    return {};
+  };
+  const letGo = (command: ChangeMessageVisibilityCommand) => {
+    for (const m of queues.get(command.input.QueueUrl as string) ?? []) {
+      if (m.receipt === command.input.ReceiptHandle) m.invisible = false;
+    }
+    return {};
+  };
+  const moveTasks = (command: ListMessageMoveTasksCommand) => ({
+    Results: [
+      {
+        TaskHandle: 'task-handle-1',
+        Status: 'RUNNING',
+        SourceArn: command.input.SourceArn,
+        ApproximateNumberOfMessagesMoved: 0,
+        ApproximateNumberOfMessagesToMove: 3,
+      },
+    ],
+  });
+  const queueUrlOf = (command: GetQueueUrlCommand) => {
+    const { QueueOwnerAWSAccountId: account, QueueName: name } = command.input;
+    return { QueueUrl: `https://sqs.eu-central-1.amazonaws.com/${account}/${name}` };
+  };
+  const attributes = (command: GetQueueAttributesCommand) => {
+    const url = command.input.QueueUrl as string;
+    const names = command.input.AttributeNames ?? [];
+    if (names.includes('RedrivePolicy')) {
+      const policy = {
+        deadLetterTargetArn: 'arn:aws:sqs:eu-central-1:123456789012:eu-dlq.fifo',
+        maxReceiveCount: 5,
+      };
+      return { Attributes: { RedrivePolicy: JSON.stringify(policy) } };
+    }
+    if (names.includes('QueueArn')) return { Attributes: { QueueArn: `arn:for:${url}` } };
+    const visible = (queues.get(url) ?? []).filter((m) => !m.invisible).length;
+    return { Attributes: { ApproximateNumberOfMessages: String(visible) } };
+  };
+  // Each command the code under test sends, by class.
+  const handlers = new Map<unknown, (command: never) => unknown>([
+    [ReceiveMessageCommand, receive],
+    [SendMessageCommand, send],
+    [DeleteMessageCommand, remove],
+    [ChangeMessageVisibilityCommand, letGo],
+    [GetQueueAttributesCommand, attributes],
+    [GetQueueUrlCommand, queueUrlOf],
+    [StartMessageMoveTaskCommand, () => ({ TaskHandle: 'task-handle-1' })],
+    [ListMessageMoveTasksCommand, moveTasks],
+  ]);
   const sqs = {
     queues,
     sent,
     deleted,
     calls,
     async send(command: unknown): Promise<unknown> {
-      calls.push((command as object).constructor.name);
-      if (command instanceof ReceiveMessageCommand) {
-        const q = queues.get(command.input.QueueUrl as string) ?? [];
-        const busy = new Set(q.filter((m) => m.invisible).map((m) => m.Attributes.MessageGroupId));
-        const out: FakeMessage[] = [];
-        for (const m of q) {
-          if (out.length >= (command.input.MaxNumberOfMessages ?? 1)) break;
-          if (m.invisible || busy.has(m.Attributes.MessageGroupId)) continue;
-          m.invisible = true;
-          m.receipt = `r-${++n}`;
-          out.push(m);
-        }
-        return {
-          Messages: out.map((m) => ({ ...m, ReceiptHandle: m.receipt })),
-        };
-      }
-      if (command instanceof SendMessageCommand) {
-        if (options.failSendFor?.(command.input.MessageBody ?? '')) throw new Error('ThrottlingException');
-        sent.push(command.input);
-        return { MessageId: `sent-${++n}` };
-      }
-      if (command instanceof DeleteMessageCommand) {
-        const url = command.input.QueueUrl as string;
-        deleted.push(command.input.ReceiptHandle as string);
-        queues.set(
-          url,
-          (queues.get(url) ?? []).filter((m) => m.receipt !== command.input.ReceiptHandle),
-        );
-        return {};
-      }
-      if (command instanceof ChangeMessageVisibilityCommand) {
-        for (const m of queues.get(command.input.QueueUrl as string) ?? []) {
-          if (m.receipt === command.input.ReceiptHandle) m.invisible = false;
-        }
-        return {};
-      }
-      if (command instanceof GetQueueAttributesCommand) {
-        const url = command.input.QueueUrl as string;
-        const names = command.input.AttributeNames ?? [];
-        if (names.includes('RedrivePolicy')) {
-          return {
-            Attributes: {
-              RedrivePolicy: JSON.stringify({
-                deadLetterTargetArn: 'arn:aws:sqs:eu-central-1:123456789012:eu-dlq.fifo',
-                maxReceiveCount: 5,
-              }),
-            },
-          };
-        }
-        if (names.includes('QueueArn')) return { Attributes: { QueueArn: `arn:for:${url}` } };
-        return {
-          Attributes: {
-            ApproximateNumberOfMessages: String((queues.get(url) ?? []).filter((m) => !m.invisible).length),
-          },
-        };
-      }
-      if (command instanceof GetQueueUrlCommand) {
-        return {
-          QueueUrl: `https://sqs.eu-central-1.amazonaws.com/${command.input.QueueOwnerAWSAccountId}/${command.input.QueueName}`,
-        };
-      }
-      if (command instanceof StartMessageMoveTaskCommand) return { TaskHandle: 'task-handle-1' };
-      if (command instanceof ListMessageMoveTasksCommand) {
-        return {
-          Results: [
-            {
-              TaskHandle: 'task-handle-1',
-              Status: 'RUNNING',
-              SourceArn: command.input.SourceArn,
-              ApproximateNumberOfMessagesMoved: 0,
-              ApproximateNumberOfMessagesToMove: 3,
-            },
-          ],
-        };
-      }
-      throw new Error(`unexpected command ${(command as object).constructor.name}`);
+      const type = (command as object).constructor;
+      calls.push(type.name);
+      const handler = handlers.get(type);
+      if (!handler) throw new Error(`unexpected command ${type.name}`);
+      return handler(command as never);
     },
   };
   return sqs;
