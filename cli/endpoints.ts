@@ -78,6 +78,19 @@ async function readEndpointsFile(file: string): Promise<z.infer<typeof connectio
   return parsed.data;
 }
 
+/** No endpoints file: with half the flags given, say which half is missing. */
+function noEndpointsFile(
+  file: string,
+  given: { apiFlag: string | undefined; tokenFlag: string | undefined },
+): ConfigError {
+  const missing = `no endpoints file at ${file}: ${HINT}`;
+  if (given.apiFlag !== undefined)
+    return new ConfigError(`--api given without --token (or MIRROR_API_TOKEN); ${missing}`);
+  if (given.tokenFlag !== undefined)
+    return new ConfigError(`--token given without --api (or MIRROR_API_URL); ${missing}`);
+  return new ConfigError(missing);
+}
+
 /** Resolves the connection; reads the endpoints file only when a flag or variable is missing. */
 export async function loadConnection(
   options: ConnectionOptions,
@@ -94,15 +107,7 @@ export async function loadConnection(
 
   const file = options.endpoints ? resolve(cwd, options.endpoints) : defaultEndpointsFile(env, cwd);
   const fromFile = await readEndpointsFile(file);
-  if (fromFile === undefined) {
-    const missing = `no endpoints file at ${file}: ${HINT}`;
-    // Half the flags given and no file: say which half is missing.
-    if (apiFlag !== undefined)
-      throw new ConfigError(`--api given without --token (or MIRROR_API_TOKEN); ${missing}`);
-    if (tokenFlag !== undefined)
-      throw new ConfigError(`--token given without --api (or MIRROR_API_URL); ${missing}`);
-    throw new ConfigError(missing);
-  }
+  if (fromFile === undefined) throw noEndpointsFile(file, { apiFlag, tokenFlag });
 
   const api = apiFlag ?? fromFile.api;
   const token = tokenFlag ?? fromFile.token;
