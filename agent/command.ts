@@ -196,39 +196,7 @@ export function registerAgentCommand(program: Command, io: AgentCliIo = processI
     .option('--quiet', 'JSON logs: no line per file, only events and problems')
     .option('--verbose', 'terminal: also print a line per file')
     .option('--debug', 'also log heartbeats with full statistics')
-    .action(async (_opts: unknown, command: Command) => {
-      const cfg = await config(command, io, true);
-      const opts = command.opts<{
-        logFormat?: string;
-        quiet?: boolean;
-        verbose?: boolean;
-        debug?: boolean;
-      }>();
-      const log = makeLog(io, cfg.targetId, opts);
-      let handle: Awaited<ReturnType<typeof startAgent>>;
-      try {
-        handle = await startAgent({ ...cfg, log });
-      } catch (error) {
-        log.close();
-        if (error instanceof AgentConfigError) throw new AgentExitError(error.message, error.exitCode);
-        throw error;
-      }
-      let signals = 0;
-      const unsubscribe = (io.onSignal ?? processIo().onSignal)?.((signal) => {
-        signals++;
-        if (signals === 1) {
-          log.log('info', `${signal}: stopping (send it again to abandon in-flight downloads at once)`);
-          void handle.stop();
-        } else {
-          // Temp files of abandoned downloads are recorded; the next start removes any that remain.
-          log.log('warn', `${signal} again: exiting now`);
-          log.close();
-          process.exit(130);
-        }
-      });
-      await handle.stopped;
-      unsubscribe?.();
-    });
+    .action((_opts: unknown, command: Command) => runAgent(command, io));
 
   connectionOptions(
     agent
@@ -243,33 +211,68 @@ export function registerAgentCommand(program: Command, io: AgentCliIo = processI
   )
     .option('--repair', 'fix what is found (the agent must not be running on this folder)')
     .option('--json', 'print the report as JSON')
-    .action(async (_opts: unknown, command: Command) => {
-      const cfg = await config(command, io, false);
-      const { repair, json } = command.opts<{ repair?: boolean; json?: boolean }>();
-      let targetId = cfg.targetId;
-      if (command.optsWithGlobals<AgentFlags>().target === undefined && !io.env.MIRROR_AGENT_TARGET) {
-        const { StateStore } = await import('./state-store.ts');
-        const identity = await StateStore.peekIdentity(cfg.stateDir);
-        if (!identity?.targetId) {
-          throw new AgentExitError(`no agent state in ${cfg.stateDir}: pass --target <id>`, 2);
-        }
-        targetId = identity.targetId;
-      }
-      let report: VerifyReport;
-      try {
-        report = await verifyMirror({ ...cfg, targetId }, { repair: repair === true });
-      } catch (error) {
-        if (error instanceof AgentConfigError) throw new AgentExitError(error.message, error.exitCode);
-        throw error;
-      }
-      io.stdout.write(`${json ? JSON.stringify(report) : formatVerifyReport(report)}\n`);
-      const remaining = report.repaired ? report.repaired.failed.length : driftCount(report);
-      if (remaining > 0) {
-        throw new AgentExitError(
-          report.repaired ? `${remaining} file(s) could not be repaired` : `drift found in ${report.dir}`,
-          1,
-        );
-      }
-    });
+    .action((_opts: unknown, command: Command) => runVerify(command, io));
   return agent;
+}
+
+/** `agent`: runs until SIGTERM/SIGINT; a second signal abandons in-flight downloads. */
+async function runAgent(command: Command, io: AgentCliIo): Promise<void> {
+  const cfg = await config(command, io, true);
+  const log = makeLog(io, cfg.targetId, command.opts());
+  let handle: Awaited<ReturnType<typeof startAgent>>;
+  try {
+    handle = await startAgent({ ...cfg, log });
+  } catch (error) {
+    log.close();
+    if (error instanceof AgentConfigError) throw new AgentExitError(error.message, error.exitCode);
+    throw error;
+  }
+  let signals = 0;
+  const unsubscribe = (io.onSignal ?? processIo().onSignal)?.((signal) => {
+    signals++;
+    if (signals === 1) {
+      log.log('info', `${signal}: stopping (send it again to abandon in-flight downloads at once)`);
+      void handle.stop();
+    } else {
+      // Temp files of abandoned downloads are recorded; the next start removes any that remain.
+      log.log('warn', `${signal} again: exiting now`);
+      log.close();
+      process.exit(130);
+    }
+  });
+  await handle.stopped;
+  unsubscribe?.();
+}
+
+/** The target to verify: `--target`, else the one recorded in the folder's state. */
+async function verifyTarget(command: Command, io: AgentCliIo, cfg: { targetId: string; stateDir: string }) {
+  if (command.optsWithGlobals<AgentFlags>().target !== undefined || io.env.MIRROR_AGENT_TARGET)
+    return cfg.targetId;
+  const { StateStore } = await import('./state-store.ts');
+  const identity = await StateStore.peekIdentity(cfg.stateDir);
+  if (!identity?.targetId)
+    throw new AgentExitError(`no agent state in ${cfg.stateDir}: pass --target <id>`, 2);
+  return identity.targetId;
+}
+
+/** `agent verify`: prints the report; exit 1 while drift remains. */
+async function runVerify(command: Command, io: AgentCliIo): Promise<void> {
+  const cfg = await config(command, io, false);
+  const { repair, json } = command.opts<{ repair?: boolean; json?: boolean }>();
+  const targetId = await verifyTarget(command, io, cfg);
+  let report: VerifyReport;
+  try {
+    report = await verifyMirror({ ...cfg, targetId }, { repair: repair === true });
+  } catch (error) {
+    if (error instanceof AgentConfigError) throw new AgentExitError(error.message, error.exitCode);
+    throw error;
+  }
+  io.stdout.write(`${json ? JSON.stringify(report) : formatVerifyReport(report)}\n`);
+  const remaining = report.repaired ? report.repaired.failed.length : driftCount(report);
+  if (remaining > 0) {
+    throw new AgentExitError(
+      report.repaired ? `${remaining} file(s) could not be repaired` : `drift found in ${report.dir}`,
+      1,
+    );
+  }
 }

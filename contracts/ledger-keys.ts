@@ -150,11 +150,13 @@ export const versionItemSchema = z.object({
 });
 
 /** `FEED#<shard>` / `S#<seq>`: one entry of the change feed. */
-export const feedItemSchema = versionItemSchema.omit({ uploadId: true }).extend({
+export const feedItemSchema = z.object({
   shard: z.number().int().nonnegative(),
   seq: z.number().int().positive(),
+  ...versionItemSchema.omit({ uploadId: true }).shape,
   appendedAt: z.string(),
-  fannedOut: z.boolean().optional(),
+  /** Every selecting target's queue took it; absent while the fan-out is pending or failed. */
+  fannedOut: z.literal(true).optional(),
 });
 
 /** `B#<sha256>` / `BLOB`: the agent reads which object version the ingest verified. */

@@ -17,6 +17,7 @@ import {
   agentRowKey,
   blobItemKey,
   blobPartitionKey,
+  feedItemSchema,
   feedKey,
   feedSortKey,
   folderPartition,
@@ -32,6 +33,7 @@ import {
   uploadItemKey,
   uploadPartitionKey,
   versionItemKey,
+  versionItemSchema,
   versionSortKey,
   watermarkItemKey,
 } from '../../contracts/ledger-keys.js';
@@ -79,14 +81,7 @@ function isConditionFailure(error: unknown): error is ConditionalCheckFailedExce
 
 function toVersion(item: Item): FileVersion & { feedSeq?: number } {
   return {
-    path: item.path as string,
-    version: item.version as number,
-    sha256: (item.sha256 as string | null | undefined) ?? null,
-    size: item.size as number,
-    contentType: (item.contentType as string | null | undefined) ?? null,
-    deleted: item.deleted === true,
-    committedAt: item.committedAt as string,
-    uploadId: item.uploadId as string,
+    ...versionItemSchema.parse(item),
     ...(typeof item.feedSeq === 'number' ? { feedSeq: item.feedSeq } : {}),
   };
 }
@@ -104,21 +99,7 @@ function versionAttributes(v: FileVersion): Item {
   };
 }
 
-function toChange(item: Item): Change {
-  return {
-    shard: item.shard as number,
-    seq: item.seq as number,
-    path: item.path as string,
-    version: item.version as number,
-    sha256: (item.sha256 as string | null | undefined) ?? null,
-    size: item.size as number,
-    contentType: (item.contentType as string | null | undefined) ?? null,
-    deleted: item.deleted === true,
-    committedAt: item.committedAt as string,
-    appendedAt: item.appendedAt as string,
-    ...(item.fannedOut === true ? { fannedOut: true } : {}),
-  };
-}
+const toChange = (item: Item): Change => feedItemSchema.parse(item);
 
 function toTargetState(item: Item): TargetState {
   const failure =
