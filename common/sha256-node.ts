@@ -3,7 +3,7 @@
  * top of it. Server-side only: the browser uses `sha256-wasm.ts`.
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import {
   DEFAULT_CHUNK_BYTES,
@@ -40,13 +40,14 @@ export interface HashFileOptions extends DigestOptions {
  * chunk). Errors are the file system's own (ENOENT, EACCES, ELOOP, EISDIR...).
  */
 export async function hashFile(file: string, options: HashFileOptions = {}): Promise<Digest> {
-  const flags = constants.O_RDONLY | (options.noFollow ? constants.O_NOFOLLOW : 0);
-  const handle = await open(file, flags);
-  const stream = handle.createReadStream({ highWaterMark: options.chunkBytes ?? DEFAULT_CHUNK_BYTES });
+  const highWaterMark = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  // The handle's stream closes the handle when it ends or is destroyed.
+  const stream = options.noFollow
+    ? (await open(file, constants.O_RDONLY | constants.O_NOFOLLOW)).createReadStream({ highWaterMark })
+    : createReadStream(file, { highWaterMark });
   try {
     return await hashChunks(stream as AsyncIterable<Buffer>, options);
   } finally {
     stream.destroy();
-    await handle.close().catch(() => undefined);
   }
 }
