@@ -137,21 +137,7 @@ export class Applier {
       return { kind: 'skipped', heldVersion: held.version };
     }
 
-    // The message is a claim too: the ledger's version record is the truth.
-    const record = await this.deps.ledger.getVersion(v.path, v.version);
-    if (!record) {
-      throw new RefusedError('unknown-version', `the ledger has no version ${v.version} of "${v.path}"`);
-    }
-    if (
-      record.deleted !== v.deleted ||
-      (record.sha256 ?? null) !== (v.sha256 ?? null) ||
-      (!record.deleted && record.size !== v.size)
-    ) {
-      throw new RefusedError(
-        'ledger-mismatch',
-        `version ${v.version} of "${v.path}" disagrees with the ledger (sha256/size/deleted)`,
-      );
-    }
+    const record = await this.confirmWithLedger(v);
 
     if (record.deleted || record.sha256 === null) {
       await this.remove(path);
@@ -173,6 +159,27 @@ export class Applier {
     });
     await this.report(path, v.version);
     return { kind: 'applied', bytes: written.bytes, adopted: written.adopted };
+  }
+
+  /** The message is a claim too: the ledger's version record is the truth. */
+  private async confirmWithLedger(
+    v: VersionInfo,
+  ): Promise<NonNullable<Awaited<ReturnType<LedgerView['getVersion']>>>> {
+    const record = await this.deps.ledger.getVersion(v.path, v.version);
+    if (!record) {
+      throw new RefusedError('unknown-version', `the ledger has no version ${v.version} of "${v.path}"`);
+    }
+    if (
+      record.deleted !== v.deleted ||
+      (record.sha256 ?? null) !== (v.sha256 ?? null) ||
+      (!record.deleted && record.size !== v.size)
+    ) {
+      throw new RefusedError(
+        'ledger-mismatch',
+        `version ${v.version} of "${v.path}" disagrees with the ledger (sha256/size/deleted)`,
+      );
+    }
+    return record;
   }
 
   private async report(path: string, version: number): Promise<void> {
@@ -206,12 +213,7 @@ export class Applier {
     const { paths, state } = this.deps;
     const resolved = await paths.resolve(path, { create: true });
     if (!resolved) throw new Error(`could not create the folders of "${path}"`);
-    let existing: Awaited<ReturnType<typeof lstat>> | undefined;
-    try {
-      existing = await lstat(resolved.file);
-    } catch (error) {
-      if (errnoCode(error) !== 'ENOENT') throw error;
-    }
+    const existing = await lstatIfPresent(resolved.file);
     if (existing?.isDirectory()) {
       throw new RefusedError('path-conflict', `"${path}" is a folder here, so it cannot be a file`);
     }
@@ -229,42 +231,7 @@ export class Applier {
     let renamed = false;
     try {
       handle = await open(temp, OPEN_TEMP, 0o644);
-      const blob = await this.deps.blobs.open(v.sha256, signal);
-      const hash = createSha256();
-      let bytes = 0;
-      try {
-        if (blob.contentLength !== undefined && blob.contentLength !== v.size) {
-          throw new RefusedError(
-            'content-mismatch',
-            `blob ${v.sha256} is ${blob.contentLength} bytes in the origin; "${path}" v${v.version} is ${v.size}`,
-          );
-        }
-        for await (const chunk of blob.body) {
-          if (signal.aborted) throw signal.reason;
-          bytes += chunk.byteLength;
-          if (bytes > v.size) {
-            throw new RefusedError(
-              'content-mismatch',
-              `blob ${v.sha256} has more than the ${v.size} bytes of "${path}" v${v.version}`,
-            );
-          }
-          hash.update(chunk);
-          await writeAll(handle, chunk);
-          this.deps.onBytes?.(chunk.byteLength);
-          await this.deps.limiter.take(chunk.byteLength, signal);
-        }
-      } finally {
-        blob.close();
-      }
-      if (signal.aborted) throw signal.reason;
-      const { sha256 } = hash.digest();
-      if (bytes !== v.size || sha256 !== v.sha256) {
-        throw new RefusedError(
-          'content-mismatch',
-          `blob for "${path}" v${v.version} does not match: got ${bytes} bytes with sha256 ${sha256}, ` +
-            `expected ${v.size} bytes with sha256 ${v.sha256}`,
-        );
-      }
+      const bytes = await this.download(handle, path, v, signal);
       const committed = new Date(v.committedAt);
       if (!Number.isNaN(committed.getTime())) await handle.utimes(committed, committed);
       await handle.sync();
@@ -281,14 +248,78 @@ export class Applier {
       return { bytes, adopted: false };
     } finally {
       if (handle) await handle.close().catch(() => undefined);
-      let gone = renamed;
-      if (!renamed)
-        gone = await rm(temp, { force: true }).then(
-          () => true,
-          () => false,
-        );
-      // A temp file that could not be removed stays recorded: the next start removes it.
-      if (gone) state.recordTempDone(relativeTemp);
+      await this.forgetTemp(temp, relativeTemp, renamed);
     }
+  }
+
+  /**
+   * Streams the blob into the temp file, refusing it as soon as it runs past the
+   * expected size and at the end unless size and SHA-256 both match. Returns the bytes written.
+   */
+  private async download(
+    handle: FileHandle,
+    path: string,
+    v: VersionInfo & { sha256: string },
+    signal: AbortSignal,
+  ): Promise<number> {
+    const blob = await this.deps.blobs.open(v.sha256, signal);
+    const hash = createSha256();
+    let bytes = 0;
+    try {
+      if (blob.contentLength !== undefined && blob.contentLength !== v.size) {
+        throw new RefusedError(
+          'content-mismatch',
+          `blob ${v.sha256} is ${blob.contentLength} bytes in the origin; "${path}" v${v.version} is ${v.size}`,
+        );
+      }
+      for await (const chunk of blob.body) {
+        if (signal.aborted) throw signal.reason;
+        bytes += chunk.byteLength;
+        if (bytes > v.size) {
+          throw new RefusedError(
+            'content-mismatch',
+            `blob ${v.sha256} has more than the ${v.size} bytes of "${path}" v${v.version}`,
+          );
+        }
+        hash.update(chunk);
+        await writeAll(handle, chunk);
+        this.deps.onBytes?.(chunk.byteLength);
+        await this.deps.limiter.take(chunk.byteLength, signal);
+      }
+    } finally {
+      blob.close();
+    }
+    if (signal.aborted) throw signal.reason;
+    const { sha256 } = hash.digest();
+    if (bytes !== v.size || sha256 !== v.sha256) {
+      throw new RefusedError(
+        'content-mismatch',
+        `blob for "${path}" v${v.version} does not match: got ${bytes} bytes with sha256 ${sha256}, ` +
+          `expected ${v.size} bytes with sha256 ${v.sha256}`,
+      );
+    }
+    return bytes;
+  }
+
+  /** Removes a temp file that was not renamed into place. */
+  private async forgetTemp(temp: string, relativeTemp: string, renamed: boolean): Promise<void> {
+    const gone =
+      renamed ||
+      (await rm(temp, { force: true }).then(
+        () => true,
+        () => false,
+      ));
+    // A temp file that could not be removed stays recorded: the next start removes it.
+    if (gone) this.deps.state.recordTempDone(relativeTemp);
+  }
+}
+
+/** The entry at `file`, or undefined when there is none. */
+async function lstatIfPresent(file: string): Promise<Awaited<ReturnType<typeof lstat>> | undefined> {
+  try {
+    return await lstat(file);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return undefined;
+    throw error;
   }
 }
