@@ -3,10 +3,9 @@
  * exactly the actions it needs on one resource AND sets the environment variable
  * that names that resource (functions/adapters/runtime-config.ts), so a function
  * never holds a permission it is not told about. The converse has one exception:
- * `readRuntimeConfig` requires the origin bucket and every target's queue URL of
- * every handler, so the lag monitor (no S3, no SQS) and reconcile (no origin) are
- * told names they hold no permission on (`nameOriginWithoutAccess`, and
- * `useTargets` with no access).
+ * reconcile's configuration (reconcileConfigSchema) requires the origin bucket,
+ * which its replica stores name as the source of the copies they never make there,
+ * so it is told a name it holds no permission on (`nameOriginWithoutAccess`).
  */
 import { Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -167,9 +166,9 @@ export function useOrigin(fn: MirrorFunction, origin: OriginStore, access: Origi
 }
 
 /**
- * Sets MIRROR_ORIGIN_BUCKET and grants nothing. For the functions that never
- * touch the origin (lag monitor, reconcile) but whose runtime configuration
- * (`readRuntimeConfig`) requires the name: knowing it gives them no access.
+ * Sets MIRROR_ORIGIN_BUCKET and grants nothing. For reconcile, which never touches
+ * the origin (its expiry sweep decides from the ledger alone, core/expiry.ts) but
+ * whose configuration requires the name: knowing it gives no access.
  */
 export function nameOriginWithoutAccess(fn: MirrorFunction, origin: OriginStore): void {
   fn.addEnvironment('MIRROR_ORIGIN_BUCKET', origin.bucket.bucketName);

@@ -168,8 +168,9 @@ export const lagMonitorConfigSchema = z
 export type LagMonitorConfig = z.output<typeof lagMonitorConfigSchema>;
 
 /**
- * Reconcile compares the ledger with every target (their buckets, copying from the origin) and
- * ends lapsed uploads (aborting their multipart uploads in the origin).
+ * Reconcile compares the ledger with every target (HEADs in their buckets) and ends lapsed uploads
+ * from the ledger alone. It touches no origin object; the origin's name is what its replica stores
+ * are built with (the source of copies, which only replicate makes).
  */
 export const reconcileConfigSchema = z
   .object({ ...ledgerVariables, ...originVariables, ...targetsVariables })

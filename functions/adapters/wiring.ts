@@ -162,7 +162,7 @@ export function makeReconcileDeps(
   config: ReconcileWiring,
   metrics: Metrics | undefined,
   clients?: ReconcileClients,
-): ReconcileDeps & ExpiryDeps {
+): ReconcileDeps & Pick<ExpiryDeps, 'ledger' | 'clock' | 'metrics'> {
   const ledger = clients ? new DynamoLedger(clients.dynamodb, config.table) : makeLedger(config);
   // A target without a queue (the CLI's dry run) is only counted.
   const queued = config.targets.flatMap((t) => (t.queueUrl ? [{ id: t.id, queueUrl: t.queueUrl }] : []));
@@ -170,7 +170,7 @@ export function makeReconcileDeps(
   return {
     ledger,
     fanout: new SqsFanout(sqs, queued),
-    blobs: new S3BlobStore(clients ? clients.s3(config.region) : originS3(config), config.originBucket),
+    // No blob store: the expiry sweep decides from the ledger alone, and the role holds nothing on the origin.
     replicas: makeReplicas(config, config.targets, clients?.s3),
     clock: offsetClock(config.clockOffsetMs),
     targets: config.targets,

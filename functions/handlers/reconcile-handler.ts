@@ -5,7 +5,10 @@ import type { Telemetry } from '../adapters/powertools.js';
 import { type ExpiryDeps, type ExpirySweepReport, expirePendingUploads } from '../core/expiry.js';
 import { type ReconcileDeps, type ReconcileReport, reconcileTargets } from '../core/reconcile.js';
 
-export interface ReconcileHandlerDeps extends ReconcileDeps, ExpiryDeps {
+/** No blob store: the reconcile function holds no permission on the origin (docs/deploy.md). */
+export interface ReconcileHandlerDeps
+  extends ReconcileDeps,
+    Pick<ExpiryDeps, 'ledger' | 'clock' | 'metrics'> {
   readonly telemetry: Telemetry;
 }
 

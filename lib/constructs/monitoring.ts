@@ -210,7 +210,6 @@ export class Monitoring extends Construct {
     useLedger(fn, props.ledger, LEDGER_ACCESS.lagMonitor);
     // SendMessage: the lag monitor drains the outbox (changes whose fan-out never completed).
     useTargets(fn, props.targets, { sendMessage: true });
-    nameOriginWithoutAccess(fn, props.origin);
     useSettings(fn, props.settings);
     // A failed run is not retried: the next one starts a minute later.
     fn.function.configureAsyncInvoke({ retryAttempts: 0 });

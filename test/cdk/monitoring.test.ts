@@ -9,7 +9,11 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { makeMetrics, metricsPort, NAMESPACE, publishMetrics } from '../../functions/adapters/powertools.js';
-import { readRuntimeConfig } from '../../functions/adapters/runtime-config.js';
+import {
+  lagMonitorConfigSchema,
+  readConfig,
+  reconcileConfigSchema,
+} from '../../functions/adapters/runtime-config.js';
 import { METRICS_NAMESPACE, SERVICE_METRICS, TARGET_METRICS } from '../../lib/metrics.js';
 import type { MirrorApp } from '../../lib/mirror-app.js';
 import { REPO_ROOT } from '../../lib/paths.js';
@@ -447,20 +451,29 @@ describe('lag monitor and reconcile functions', () => {
     expect(text(statements)).not.toContain('testmirror-origin');
   });
 
-  it('both are told the table, the targets and the origin name their runtime configuration requires', () => {
-    for (const which of ['lagMonitor', 'reconciler'] as const) {
-      const env = environmentOf(home, fnId(which));
-      const config = readRuntimeConfig({ ...env, AWS_REGION: 'us-east-1' });
+  it('each is told what its own configuration reads: the table and the targets; reconcile the origin name too', () => {
+    const lagEnv = environmentOf(home, fnId('lagMonitor'));
+    const lag = readConfig(lagMonitorConfigSchema, { ...lagEnv, AWS_REGION: 'us-east-1' });
+    const reconcile = readConfig(reconcileConfigSchema, {
+      ...environmentOf(home, fnId('reconciler')),
+      AWS_REGION: 'us-east-1',
+    });
+    for (const [which, config] of [
+      ['lagMonitor', lag],
+      ['reconciler', reconcile],
+    ] as const) {
       expect(
         config.targets.map((t) => t.id),
         which,
       ).toEqual(TARGETS);
       expect(config.targets.find((t) => t.id === 'target-b')?.dryRun, which).toBe(true);
-      expect(config.feedShards).toBe(8);
-      expect(config.targetId).toBeUndefined();
-      // Named, not granted (see the grants above).
-      expect(config.originBucket).toBe(`ref:${logicalId(mirror.home, mirror.home.origin.bucket)}`);
+      expect(config.table, which).toMatch(/^ref:/);
     }
+    expect(lag.feedShards).toBe(8);
+    // The lag monitor reads no bucket name: it is not told the origin's.
+    expect(lagEnv).not.toHaveProperty('MIRROR_ORIGIN_BUCKET');
+    // Named, not granted (see the grants above): reconcile's replica stores are built with it.
+    expect(reconcile.originBucket).toBe(`ref:${logicalId(mirror.home, mirror.home.origin.bucket)}`);
     const fns = resourcesOfType(home, 'AWS::Lambda::Function');
     expect(props(fns[fnId('lagMonitor')] as Json)).toMatchObject({ Timeout: 60 });
     expect(props(fns[fnId('reconciler')] as Json)).toMatchObject({ Timeout: 900 });

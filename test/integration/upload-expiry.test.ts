@@ -130,6 +130,35 @@ describe('pending uploads expire', () => {
     });
   });
 
+  it('the sweep ends a lapsed multipart upload without asking storage anything (reconcile holds no permission on the origin)', async () => {
+    const request = {
+      path: 'exp/abandoned-parts.bin',
+      size: 17 * MiB,
+      sha256: sha256Hex(`abandoned parts ${Date.now()}`),
+      contentType: 'application/octet-stream',
+    };
+    offsetMs = -3 * DAY;
+    const created = await createUpload(deps, request);
+    offsetMs = 0;
+    expect(created).toMatchObject({ status: 'pending', multipart: expect.any(Object) });
+    // As on AWS for the reconcile role: every call on the origin is refused.
+    const denied = Object.assign(new Error('Access Denied'), { name: 'AccessDenied' });
+    const calls = (['stat', 'abortMultipart', 'readRange', 'delete'] as const).map((method) =>
+      vi.spyOn(deps.blobs, method).mockRejectedValue(denied),
+    );
+    try {
+      await expirePendingUploads(deps);
+      for (const call of calls) expect(call).not.toHaveBeenCalled();
+    } finally {
+      for (const call of calls) call.mockRestore();
+    }
+    expect(await world.ledger.getUpload(created.uploadId)).toMatchObject({
+      status: 'expired',
+      reason: expect.stringMatching(/still pending a day after/),
+    });
+    expect(await world.ledger.listPendingUploads(request.sha256)).toEqual([]);
+  });
+
   it('GET of a pending upload past its expiry shows "expired" and removes its pending pointer', async () => {
     const bytes = bytesOf(`never sent ${Date.now()}`);
     const uploadId = await declare('exp/never.txt', bytes, -1 * DAY);
