@@ -5,7 +5,9 @@
  * clients parse answers with them; docs/openapi.json is checked against them. Browser-safe:
  * imports only zod.
  */
-import { z } from 'zod';
+// The namespace import lets bundlers drop what the schemas do not use (locales, JSON Schema):
+// the page's bundle (web/build.ts) is 151 KB instead of 511 KB with `import { z }`.
+import * as z from 'zod';
 
 // ---------------------------------------------------------------------------------------------
 // Limits and shared values
