@@ -8,7 +8,7 @@
  * reader requires what it needs (`endpointsSchema.required({...})`); `npm start` writes them all
  * (`writtenEndpointsSchema`).
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 const credentials = z.object({ accessKeyId: z.string(), secretAccessKey: z.string() });
 

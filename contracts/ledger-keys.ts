@@ -17,7 +17,7 @@
  *   AGENT#<target> AGENT                 a pull agent's heartbeat, cursor and counters
  *   IDEM#<key>   IDEM                    an Idempotency-Key: the request's hash and its first answer
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 export interface ItemKey {
   readonly pk: string;

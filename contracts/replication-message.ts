@@ -3,7 +3,7 @@
  * it through this schema; replicate and the on-prem agent parse it with the same schema.
  * A message is a hint, not a fact: consumers check it against the ledger before acting.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const replicationMessageSchema = z.object({
   targetId: z.string(),

@@ -3,7 +3,7 @@
  * Both the CDK app (lib/) and the local stack (local/) read it from
  * `mirror.config.json`; adding a target is one entry in `targets`.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 
 const targetId = z
   .string()
