@@ -8,9 +8,10 @@
  * (or MIRROR_TABLE, ...) and the standard AWS credential chain. Locally: the
  * endpoints file supplies names, endpoints and the emulators' credentials.
  */
-import { access, readFile } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
+import { readJsonFile } from '../common/json-file.ts';
 import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
 import { parseTopology, type Topology } from '../contracts/topology.ts';
 import { AgentConfigError } from './errors.ts';
@@ -166,18 +167,11 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-async function readJson(file: string, what: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    throw new AgentConfigError(`cannot read the ${what} ${file}: ${(error as Error).message}`);
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (error) {
-    throw new AgentConfigError(`the ${what} ${file} is not valid JSON: ${(error as Error).message}`);
-  }
+function readJson(file: string, what: string): Promise<unknown> {
+  return readJsonFile(file, {
+    unreadable: (error) => new AgentConfigError(`cannot read the ${what} ${file}: ${error.message}`),
+    invalid: (error) => new AgentConfigError(`the ${what} ${file} is not valid JSON: ${error.message}`),
+  });
 }
 
 const positiveInt = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -228,149 +222,199 @@ export interface ResolveOptions {
 export async function resolveAgentConfig(options: ResolveOptions): Promise<AgentConfig> {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
-  const flags = options.flags;
   const needQueue = options.needQueue ?? true;
 
-  const fromFlagOrEnv = (key: keyof AgentFlags): Sourced | undefined => {
-    const flag = flags[key];
-    if (flag !== undefined && flag !== '') return { value: flag, source: FLAG_NAMES[key] };
-    const value = env[AGENT_ENV[key]];
-    if (value !== undefined && value.trim() !== '') return { value: value.trim(), source: AGENT_ENV[key] };
-    return undefined;
-  };
+  const values = flagAndEnvValues(options.flags, env);
+  const found = await readEndpointsFile(values, env, cwd, needQueue);
+  const topology = await readTopologyFile(values, cwd);
+  const targetId = values.get('target')?.value as string | undefined;
+  if (found.endpoints) applyEndpointsDefaults(values, found.endpoints, found.file, targetId);
+  if (topology) applyTopologyDefaults(values, topology.topology, topology.file, targetId);
+  applyBuiltInDefaults(values, env, needQueue, options.needTarget !== false);
+  resolveFolders(values, cwd);
 
-  const values = new Map<string, Sourced>();
-  for (const key of Object.keys(FLAG_NAMES) as (keyof AgentFlags)[]) {
-    const found = fromFlagOrEnv(key);
-    if (found) values.set(key, found);
+  const problems: string[] = [];
+  readBandwidth(values, problems);
+  const parsed = configSchema.safeParse(Object.fromEntries([...values].map(([k, v]) => [k, v.value])));
+  if (!parsed.success) problems.push(...schemaProblems(parsed.error, values));
+  if (problems.length > 0 || !parsed.success) {
+    // Without an endpoints file the likely mistake is a missing `npm start` or missing AWS names.
+    const hint =
+      found.endpoints === undefined && found.missingNames
+        ? `\n  (no endpoints file at ${found.file}: on AWS pass --table, --origin-bucket and --queue-url; locally run npm start first)`
+        : '';
+    throw new AgentConfigError(`bad agent configuration:\n  ${problems.join('\n  ')}${hint}`);
   }
+  return toAgentConfig(parsed.data, values, found.endpoints, needQueue);
+}
 
-  // The endpoints file: read when named, or when the AWS names are not all given.
+type Values = Map<string, Sourced>;
+
+/** Flags win over environment variables; empty values count as not given. */
+function flagAndEnvValues(flags: AgentFlags, env: NodeJS.ProcessEnv): Values {
+  const values: Values = new Map();
+  for (const key of Object.keys(FLAG_NAMES) as (keyof AgentFlags)[]) {
+    const flag = flags[key];
+    const value = env[AGENT_ENV[key]];
+    if (flag !== undefined && flag !== '') values.set(key, { value: flag, source: FLAG_NAMES[key] });
+    else if (value !== undefined && value.trim() !== '') {
+      values.set(key, { value: value.trim(), source: AGENT_ENV[key] });
+    }
+  }
+  return values;
+}
+
+/** A later source never replaces a value an earlier one gave. */
+function setDefault(values: Values, key: string, value: unknown, source: string): void {
+  if (!values.has(key) && value !== undefined) values.set(key, { value, source });
+}
+
+/** The endpoints file: read when named, or when the AWS names are not all given. */
+async function readEndpointsFile(
+  values: Values,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+  needQueue: boolean,
+): Promise<{ endpoints: EndpointsFile | undefined; file: string | undefined; missingNames: boolean }> {
   const named = values.get('endpoints');
   const missingNames = ['table', 'originBucket', ...(needQueue ? ['queueUrl'] : [])].some(
     (k) => !values.has(k),
   );
-  let endpoints: EndpointsFile | undefined;
-  let endpointsFile: string | undefined;
-  if (named || missingNames) {
-    endpointsFile = named
-      ? resolve(cwd, String(named.value))
-      : resolve(cwd, env.MIRROR_DATA_DIR || '.mirror', 'endpoints.json');
-    if (named || (await exists(endpointsFile))) {
-      const parsed = endpointsFields.safeParse(await readJson(endpointsFile, 'endpoints file'));
-      if (!parsed.success) {
-        throw new AgentConfigError(
-          `the endpoints file ${endpointsFile} is malformed: ${endpointsProblems(parsed.error)}`,
-        );
-      }
-      endpoints = parsed.data;
-    }
+  if (!named && !missingNames) return { endpoints: undefined, file: undefined, missingNames };
+  const file = named
+    ? resolve(cwd, String(named.value))
+    : resolve(cwd, env.MIRROR_DATA_DIR || '.mirror', 'endpoints.json');
+  if (!named && !(await exists(file))) return { endpoints: undefined, file, missingNames };
+  const parsed = endpointsFields.safeParse(await readJson(file, 'endpoints file'));
+  if (!parsed.success) {
+    throw new AgentConfigError(`the endpoints file ${file} is malformed: ${endpointsProblems(parsed.error)}`);
   }
+  return { endpoints: parsed.data, file, missingNames };
+}
 
-  // The topology: feed shards and the target's path prefix when nothing else says.
-  let topology: Topology | undefined;
-  const topologyNamed = values.get('config');
-  const topologyFile = topologyNamed
-    ? resolve(cwd, String(topologyNamed.value))
-    : resolve(cwd, 'mirror.config.json');
-  if (topologyNamed || (await exists(topologyFile))) {
-    try {
-      topology = parseTopology(await readJson(topologyFile, 'topology'));
-    } catch (error) {
-      if (error instanceof AgentConfigError) throw error;
-      throw new AgentConfigError(`${topologyFile}: ${(error as Error).message}`);
-    }
+/** The topology: feed shards and the target's path prefix when nothing else says. */
+async function readTopologyFile(
+  values: Values,
+  cwd: string,
+): Promise<{ topology: Topology; file: string } | undefined> {
+  const named = values.get('config');
+  const file = named ? resolve(cwd, String(named.value)) : resolve(cwd, 'mirror.config.json');
+  if (!named && !(await exists(file))) return undefined;
+  try {
+    return { topology: parseTopology(await readJson(file, 'topology')), file };
+  } catch (error) {
+    if (error instanceof AgentConfigError) throw error;
+    throw new AgentConfigError(`${file}: ${(error as Error).message}`);
   }
+}
 
-  const fileSource = `endpoints file ${endpointsFile}`;
-  const setDefault = (key: string, value: unknown, source: string) => {
-    if (!values.has(key) && value !== undefined) values.set(key, { value, source });
-  };
-  const targetId = values.get('target')?.value as string | undefined;
-  if (endpoints) {
-    setDefault('table', endpoints.table, fileSource);
-    setDefault('originBucket', endpoints.originBucket, fileSource);
-    setDefault('feedShards', endpoints.feedShards, fileSource);
-    setDefault('region', endpoints.s3?.region, fileSource);
-    if (targetId !== undefined && endpoints.targets) {
-      const entry = endpoints.targets[targetId];
-      if (!entry) {
-        const pulls = Object.entries(endpoints.targets)
-          .filter(([, t]) => t.kind === 'pull')
-          .map(([id]) => id);
-        throw new AgentConfigError(
-          `target "${targetId}" is not in ${endpointsFile}; its pull targets are: ${pulls.join(', ') || '(none)'}`,
-        );
-      }
-      if (entry.kind !== 'pull') {
-        throw new AgentConfigError(
-          `target "${targetId}" is an ${entry.kind} target; the agent serves pull targets only`,
-        );
-      }
-      setDefault('queueUrl', entry.queue, fileSource);
-    }
+function applyEndpointsDefaults(
+  values: Values,
+  endpoints: EndpointsFile,
+  file: string | undefined,
+  targetId: string | undefined,
+): void {
+  const source = `endpoints file ${file}`;
+  setDefault(values, 'table', endpoints.table, source);
+  setDefault(values, 'originBucket', endpoints.originBucket, source);
+  setDefault(values, 'feedShards', endpoints.feedShards, source);
+  setDefault(values, 'region', endpoints.s3?.region, source);
+  if (targetId === undefined || !endpoints.targets) return;
+  const entry = endpoints.targets[targetId];
+  if (!entry) {
+    const pulls = Object.entries(endpoints.targets)
+      .filter(([, t]) => t.kind === 'pull')
+      .map(([id]) => id);
+    throw new AgentConfigError(
+      `target "${targetId}" is not in ${file}; its pull targets are: ${pulls.join(', ') || '(none)'}`,
+    );
   }
-  if (topology) {
-    const source = `topology ${topologyFile}`;
-    setDefault('feedShards', topology.feedShards, source);
-    const entry = topology.targets.find((t) => t.id === targetId);
-    if (entry?.kind === 's3') {
-      throw new AgentConfigError(
-        `target "${targetId}" is an s3 target in ${topologyFile}; the agent serves pull targets`,
-      );
-    }
-    setDefault('pathPrefix', entry?.pathPrefix, source);
+  if (entry.kind !== 'pull') {
+    throw new AgentConfigError(
+      `target "${targetId}" is an ${entry.kind} target; the agent serves pull targets only`,
+    );
   }
-  setDefault('region', env.AWS_DEFAULT_REGION, 'AWS_DEFAULT_REGION');
-  setDefault('region', 'us-east-1', 'default');
-  setDefault('feedShards', 4, 'default');
-  setDefault('concurrency', 4, 'default');
-  setDefault('visibilityTimeout', 120, 'default');
-  setDefault('heartbeat', 15, 'default');
-  setDefault('catchUpInterval', 60, 'default');
-  setDefault('shutdownGrace', 10, 'default');
-  if (!needQueue) setDefault('queueUrl', 'http://unused.invalid/', 'not needed');
-  if (options.needTarget === false) setDefault('target', 'unknown-target', 'not needed');
+  setDefault(values, 'queueUrl', entry.queue, source);
+}
 
+function applyTopologyDefaults(
+  values: Values,
+  topology: Topology,
+  file: string,
+  targetId: string | undefined,
+): void {
+  const source = `topology ${file}`;
+  setDefault(values, 'feedShards', topology.feedShards, source);
+  const entry = topology.targets.find((t) => t.id === targetId);
+  if (entry?.kind === 's3') {
+    throw new AgentConfigError(
+      `target "${targetId}" is an s3 target in ${file}; the agent serves pull targets`,
+    );
+  }
+  setDefault(values, 'pathPrefix', entry?.pathPrefix, source);
+}
+
+function applyBuiltInDefaults(
+  values: Values,
+  env: NodeJS.ProcessEnv,
+  needQueue: boolean,
+  needTarget: boolean,
+): void {
+  setDefault(values, 'region', env.AWS_DEFAULT_REGION, 'AWS_DEFAULT_REGION');
+  setDefault(values, 'region', 'us-east-1', 'default');
+  setDefault(values, 'feedShards', 4, 'default');
+  setDefault(values, 'concurrency', 4, 'default');
+  setDefault(values, 'visibilityTimeout', 120, 'default');
+  setDefault(values, 'heartbeat', 15, 'default');
+  setDefault(values, 'catchUpInterval', 60, 'default');
+  setDefault(values, 'shutdownGrace', 10, 'default');
+  if (!needQueue) setDefault(values, 'queueUrl', 'http://unused.invalid/', 'not needed');
+  if (!needTarget) setDefault(values, 'target', 'unknown-target', 'not needed');
+}
+
+/** The mirror and state folders, absolute; the state folder defaults to one inside the mirror. */
+function resolveFolders(values: Values, cwd: string): void {
   const dirValue = values.get('dir');
   if (dirValue) {
     dirValue.value = resolve(cwd, String(dirValue.value));
-    setDefault('stateDir', join(String(dirValue.value), STATE_DIR_NAME), 'default');
+    setDefault(values, 'stateDir', join(String(dirValue.value), STATE_DIR_NAME), 'default');
   }
   const stateDir = values.get('stateDir');
   if (stateDir && !isAbsolute(String(stateDir.value))) stateDir.value = resolve(cwd, String(stateDir.value));
+}
 
-  const problems: string[] = [];
+/** A bandwidth given as text ("50MiB") becomes bytes; an unreadable one is a problem, not a zod issue. */
+function readBandwidth(values: Values, problems: string[]): void {
   const bandwidth = values.get('maxBytesPerSecond');
-  if (bandwidth && typeof bandwidth.value !== 'number') {
-    const parsed = parseByteSize(String(bandwidth.value));
-    if (parsed === undefined) {
-      problems.push(
-        `${bandwidth.source}: "${String(bandwidth.value)}" is not a byte rate (e.g. 50MiB, 10M, 1000000)`,
-      );
-      values.delete('maxBytesPerSecond');
-    } else bandwidth.value = parsed;
+  if (!bandwidth || typeof bandwidth.value === 'number') return;
+  const parsed = parseByteSize(String(bandwidth.value));
+  if (parsed !== undefined) {
+    bandwidth.value = parsed;
+    return;
   }
+  problems.push(
+    `${bandwidth.source}: "${String(bandwidth.value)}" is not a byte rate (e.g. 50MiB, 10M, 1000000)`,
+  );
+  values.delete('maxBytesPerSecond');
+}
 
-  const raw = Object.fromEntries([...values].map(([k, v]) => [k, v.value]));
-  const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const key = String(issue.path[0] ?? '');
-      const where =
-        values.get(key)?.source ??
-        `${FLAG_NAMES[key as keyof AgentFlags] ?? key} (or ${AGENT_ENV[key as keyof AgentFlags] ?? '?'})`;
-      problems.push(`${where}: ${issue.message}`);
-    }
-  }
-  if (problems.length > 0 || !parsed.success) {
-    const hint =
-      endpoints === undefined && missingNames
-        ? `\n  (no endpoints file at ${endpointsFile}: on AWS pass --table, --origin-bucket and --queue-url; locally run npm start first)`
-        : '';
-    throw new AgentConfigError(`bad agent configuration:\n  ${problems.join('\n  ')}${hint}`);
-  }
-  const c = parsed.data;
+/** Each issue names where its value came from, or the flag and variable that would give it. */
+function schemaProblems(error: z.ZodError, values: Values): string[] {
+  return error.issues.map((issue) => {
+    const key = String(issue.path[0] ?? '');
+    const where =
+      values.get(key)?.source ??
+      `${FLAG_NAMES[key as keyof AgentFlags] ?? key} (or ${AGENT_ENV[key as keyof AgentFlags] ?? '?'})`;
+    return `${where}: ${issue.message}`;
+  });
+}
+
+function toAgentConfig(
+  c: z.infer<typeof configSchema>,
+  values: Values,
+  endpoints: EndpointsFile | undefined,
+  needQueue: boolean,
+): AgentConfig {
   const forcePathStyleFlag = values.get('s3ForcePathStyle')?.value;
   const s3ForcePathStyle =
     forcePathStyleFlag === true ||

@@ -17,12 +17,13 @@
  * An SQS endpoint override (the endpoints file, AWS_ENDPOINT_URL_SQS or AWS_ENDPOINT_URL)
  * means an emulator: redrive then moves messages itself (no StartMessageMoveTask there).
  */
-import { access, readFile } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
+import { readJsonFile as readJson } from '../common/json-file.ts';
 import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
 import { parseTopology, type Topology } from '../contracts/topology.ts';
 import { runtimeTargetSchema } from '../functions/adapters/runtime-config.ts';
@@ -108,24 +109,17 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-async function readJsonFile(file: string, what: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigError(
-      code === 'ENOENT'
-        ? `no ${what} at ${file}: ${HINT}`
-        : `cannot read ${what} ${file}: ${(err as Error).message}`,
-      { cause: err },
-    );
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new ConfigError(`${what} ${file} is not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
+function readJsonFile(file: string, what: string): Promise<unknown> {
+  return readJson(file, {
+    unreadable: (err) =>
+      new ConfigError(
+        err.code === 'ENOENT'
+          ? `no ${what} at ${file}: ${HINT}`
+          : `cannot read ${what} ${file}: ${err.message}`,
+        { cause: err },
+      ),
+    invalid: (err) => new ConfigError(`${what} ${file} is not valid JSON: ${err.message}`, { cause: err }),
+  });
 }
 
 /** `id=value` pairs of a repeatable flag. */

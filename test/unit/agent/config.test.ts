@@ -47,6 +47,26 @@ afterAll(async () => {
 });
 
 describe('agent configuration', () => {
+  it('a named endpoints file that is missing or not JSON is refused, naming the file', async () => {
+    const missing = join(cwd, 'nowhere.json');
+    await expect(
+      resolveAgentConfig({ flags: { target: 'onprem-dc1', dir: 'media', endpoints: missing }, env: {}, cwd }),
+    ).rejects.toThrow(
+      new AgentConfigError(
+        `cannot read the endpoints file ${missing}: ENOENT: no such file or directory, open '${missing}'`,
+      ),
+    );
+    const broken = join(cwd, 'broken.json');
+    await writeFile(broken, '{ "table": ');
+    const refusal = resolveAgentConfig({
+      flags: { target: 'onprem-dc1', dir: 'media', endpoints: broken },
+      env: {},
+      cwd,
+    });
+    await expect(refusal).rejects.toBeInstanceOf(AgentConfigError);
+    await expect(refusal).rejects.toThrow(`the endpoints file ${broken} is not valid JSON: `);
+  });
+
   it('locally: everything from the endpoints file and the topology', async () => {
     const config = await resolveAgentConfig({ flags: { target: 'onprem-dc1', dir: 'media' }, env: {}, cwd });
     expect(config).toMatchObject({
