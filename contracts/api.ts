@@ -254,21 +254,16 @@ export const multipartViewSchema = multipartPlanSchema.extend({
 });
 export type MultipartView = z.infer<typeof multipartViewSchema>;
 
-export const uploadUnchangedSchema = z.strictObject({
+const uploadCommittedSchema = z.strictObject({
   status: z.literal('committed'),
   uploadId: z.string(),
   path: z.string(),
   version: versionNumberSchema,
-  unchanged: z.literal(true),
 });
+/** The content equals the path's head: nothing new is committed. */
+export const uploadUnchangedSchema = uploadCommittedSchema.extend({ unchanged: z.literal(true) });
 /** A proof accepted: the version is committed without the bytes. */
-export const uploadDeduplicatedSchema = z.strictObject({
-  status: z.literal('committed'),
-  uploadId: z.string(),
-  path: z.string(),
-  version: versionNumberSchema,
-  deduplicated: z.literal(true),
-});
+export const uploadDeduplicatedSchema = uploadCommittedSchema.extend({ deduplicated: z.literal(true) });
 export type UploadDeduplicated = z.infer<typeof uploadDeduplicatedSchema>;
 export const uploadPendingSchema = z.strictObject({
   status: z.literal('pending'),
