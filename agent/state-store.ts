@@ -304,35 +304,44 @@ export class StateStore {
   private async flushLoop(): Promise<void> {
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0);
-      const text = batch.map((p) => p.line).join('');
-      const journal = this.journal;
       try {
-        if (!journal) throw new Error('the state store is not open for writing');
-        if (text.length > 0) {
-          try {
-            await journal.appendFile(text);
-          } catch (error) {
-            // A short write (disk full) must not leave half a line for the next record to glue onto.
-            await journal.truncate(this.journalBytes).catch(() => undefined);
-            throw error;
-          }
-          this.journalBytes += Buffer.byteLength(text);
-          this.journalRecords += batch.filter((p) => p.line !== '').length;
-        }
-        if (batch.some((p) => p.durable)) await journal.datasync();
+        await this.writeBatch(batch);
         for (const p of batch) p.resolve();
       } catch (error) {
         for (const p of batch) p.reject(error);
       }
-      const threshold = Math.max(this.options.compactAfter ?? 50_000, this.paths.size);
-      if (this.journalRecords > threshold) {
-        await this.compact().catch((error: unknown) =>
-          this.options.warn?.('could not compact the state journal; will retry', {
-            error: (error as Error).message,
-          }),
-        );
-      }
+      await this.compactIfDue();
     }
+  }
+
+  /** Appends a batch's lines in one write, and syncs once if any of them asked to be durable. */
+  private async writeBatch(batch: readonly { line: string; durable: boolean }[]): Promise<void> {
+    const text = batch.map((p) => p.line).join('');
+    const journal = this.journal;
+    if (!journal) throw new Error('the state store is not open for writing');
+    if (text.length > 0) {
+      try {
+        await journal.appendFile(text);
+      } catch (error) {
+        // A short write (disk full) must not leave half a line for the next record to glue onto.
+        await journal.truncate(this.journalBytes).catch(() => undefined);
+        throw error;
+      }
+      this.journalBytes += Buffer.byteLength(text);
+      this.journalRecords += batch.filter((p) => p.line !== '').length;
+    }
+    if (batch.some((p) => p.durable)) await journal.datasync();
+  }
+
+  /** The journal is folded into a snapshot once it holds more records than the snapshot would. */
+  private async compactIfDue(): Promise<void> {
+    const threshold = Math.max(this.options.compactAfter ?? 50_000, this.paths.size);
+    if (this.journalRecords <= threshold) return;
+    await this.compact().catch((error: unknown) =>
+      this.options.warn?.('could not compact the state journal; will retry', {
+        error: (error as Error).message,
+      }),
+    );
   }
 
   // Snapshot
@@ -427,21 +436,7 @@ export class StateStore {
   private applyRecord(record: unknown): boolean {
     if (record === null || typeof record !== 'object') return false;
     const r = record as Record<string, unknown>;
-    if (Array.isArray(r.a)) {
-      const [path, version, sha256, size, deleted] = r.a as unknown[];
-      if (typeof path !== 'string' || typeof version !== 'number') return false;
-      const held = this.paths.get(path);
-      if (!held || held.version < version) {
-        this.paths.set(path, {
-          version,
-          sha256: typeof sha256 === 'string' ? sha256 : null,
-          size: typeof size === 'number' ? size : 0,
-          deleted: deleted === 1,
-        });
-      }
-      this.appliedTotalCount++;
-      return true;
-    }
+    if (Array.isArray(r.a)) return this.applyAppliedRecord(r.a as unknown[]);
     if (Array.isArray(r.c)) {
       if (r.c.length === this.cursorSeqs.length) {
         this.cursorSeqs = this.cursorSeqs.map((seq, i) => Math.max(seq, Number((r.c as unknown[])[i]) || 0));
@@ -459,19 +454,47 @@ export class StateStore {
     return false;
   }
 
+  /** A journal's applied record; an older version never replaces a newer one. */
+  private applyAppliedRecord(fields: unknown[]): boolean {
+    const entry = pathEntryOf(fields);
+    if (!entry) return false;
+    const held = this.paths.get(entry.path);
+    if (!held || held.version < entry.state.version) this.paths.set(entry.path, entry.state);
+    this.appliedTotalCount++;
+    return true;
+  }
+
   private async load(): Promise<void> {
-    let snapshotPaths = 0;
-    let cursorReset = false;
     // Snapshot temp files from a crash mid-compaction: the old snapshot is still whole.
-    if (!this.options.readOnly) {
-      for (const name of await readdir(this.dir).catch(() => [] as string[])) {
-        if (name.startsWith(`${SNAPSHOT}.tmp-`)) {
-          this.options.warn?.('removing an unfinished state snapshot (a crash during compaction)', { name });
-          await rm(join(this.dir, name), { force: true });
-        }
+    if (!this.options.readOnly) await this.removeUnfinishedSnapshots();
+    const { snapshotPaths, cursorReset } = await this.loadSnapshot();
+    const { journalRecords, corruptLines, tornTail } = await this.loadJournal();
+    if (cursorReset) {
+      this.cursorSeqs = Array.from({ length: this.identity.feedShards }, () => 0);
+      this.options.warn?.(
+        'the feed shard count changed: reading the whole feed again (files already in place are kept)',
+        { feedShards: this.identity.feedShards },
+      );
+    }
+    // Kept in `temps` (and so in every snapshot) until the agent has removed each and called recordTempDone.
+    (this as { leftoverTemps: readonly string[] }).leftoverTemps = [...this.temps];
+    this.loadReport = { snapshotPaths, journalRecords, tornTail, corruptLines, cursorReset };
+  }
+
+  private async removeUnfinishedSnapshots(): Promise<void> {
+    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
+      if (name.startsWith(`${SNAPSHOT}.tmp-`)) {
+        this.options.warn?.('removing an unfinished state snapshot (a crash during compaction)', { name });
+        await rm(join(this.dir, name), { force: true });
       }
     }
+  }
+
+  /** Reads the snapshot, if any: its header line, one line per path, and an end line proving it whole. */
+  private async loadSnapshot(): Promise<{ snapshotPaths: number; cursorReset: boolean }> {
     const snapshotFile = join(this.dir, SNAPSHOT);
+    let snapshotPaths = 0;
+    let cursorReset = false;
     let headerSeen = false;
     let ended = false;
     const input = createReadStream(snapshotFile);
@@ -479,35 +502,13 @@ export class StateStore {
       const lines = createInterface({ input, crlfDelay: Infinity });
       for await (const line of lines) {
         if (!headerSeen) {
-          const header = JSON.parse(line) as Record<string, unknown>;
-          const sameShards = this.checkIdentity(header);
+          cursorReset = this.readSnapshotHeader(JSON.parse(line) as Record<string, unknown>);
           headerSeen = true;
-          if (sameShards && Array.isArray(header.cursor)) {
-            this.cursorSeqs = this.cursorSeqs.map((_, i) => Number((header.cursor as unknown[])[i]) || 0);
-          } else if (!sameShards) {
-            cursorReset = true;
-          }
-          this.appliedTotalCount = typeof header.appliedTotal === 'number' ? header.appliedTotal : 0;
-          for (const t of Array.isArray(header.temps) ? header.temps : []) {
-            if (typeof t === 'string') this.temps.add(t);
-          }
           continue;
         }
-        const parsed = JSON.parse(line) as unknown;
-        if (Array.isArray(parsed)) {
-          const [path, version, sha256, size, deleted] = parsed as unknown[];
-          if (typeof path === 'string' && typeof version === 'number') {
-            this.paths.set(path, {
-              version,
-              sha256: typeof sha256 === 'string' ? sha256 : null,
-              size: typeof size === 'number' ? size : 0,
-              deleted: deleted === 1,
-            });
-            snapshotPaths++;
-          }
-        } else if (parsed && typeof parsed === 'object' && 'end' in parsed) {
-          ended = true;
-        }
+        const kind = this.readSnapshotLine(JSON.parse(line) as unknown);
+        if (kind === 'path') snapshotPaths++;
+        else if (kind === 'end') ended = true;
       }
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
@@ -525,10 +526,37 @@ export class StateStore {
         `the state snapshot ${snapshotFile} is incomplete: move it away to bootstrap again from the feed`,
       );
     }
+    return { snapshotPaths, cursorReset };
+  }
 
+  /** Takes the cursor, totals and temps from the header; true when the cursor must be reset. */
+  private readSnapshotHeader(header: Record<string, unknown>): boolean {
+    const sameShards = this.checkIdentity(header);
+    if (sameShards && Array.isArray(header.cursor)) {
+      this.cursorSeqs = this.cursorSeqs.map((_, i) => Number((header.cursor as unknown[])[i]) || 0);
+    }
+    this.appliedTotalCount = typeof header.appliedTotal === 'number' ? header.appliedTotal : 0;
+    for (const t of Array.isArray(header.temps) ? header.temps : []) {
+      if (typeof t === 'string') this.temps.add(t);
+    }
+    return !sameShards;
+  }
+
+  private readSnapshotLine(parsed: unknown): 'path' | 'end' | undefined {
+    if (Array.isArray(parsed)) {
+      const entry = pathEntryOf(parsed);
+      if (!entry) return undefined;
+      this.paths.set(entry.path, entry.state);
+      return 'path';
+    }
+    if (parsed && typeof parsed === 'object' && 'end' in parsed) return 'end';
+    return undefined;
+  }
+
+  /** Replays the journal over the snapshot, skipping (and counting) lines that do not parse. */
+  private async loadJournal(): Promise<{ journalRecords: number; corruptLines: number; tornTail: boolean }> {
     let journalRecords = 0;
     let corruptLines = 0;
-    let tornTail = false;
     let text = '';
     try {
       text = await readFile(join(this.dir, JOURNAL), 'utf8');
@@ -538,30 +566,38 @@ export class StateStore {
     const lines = text.split('\n');
     // A file that does not end in a newline ends in a torn append: drop that piece.
     const last = lines.pop();
-    if (last !== undefined && last !== '') tornTail = true;
+    const tornTail = last !== undefined && last !== '';
     lines.forEach((line, i) => {
       if (line === '') return;
-      let ok = false;
-      try {
-        ok = this.applyRecord(JSON.parse(line));
-      } catch {
-        ok = false;
-      }
-      if (ok) journalRecords++;
+      if (this.applyJournalLine(line)) journalRecords++;
       else {
         corruptLines++;
         this.options.warn?.('skipping a corrupt line in the state journal', { line: i + 1 });
       }
     });
-    if (cursorReset) {
-      this.cursorSeqs = Array.from({ length: this.identity.feedShards }, () => 0);
-      this.options.warn?.(
-        'the feed shard count changed: reading the whole feed again (files already in place are kept)',
-        { feedShards: this.identity.feedShards },
-      );
-    }
-    // Kept in `temps` (and so in every snapshot) until the agent has removed each and called recordTempDone.
-    (this as { leftoverTemps: readonly string[] }).leftoverTemps = [...this.temps];
-    this.loadReport = { snapshotPaths, journalRecords, tornTail, corruptLines, cursorReset };
+    return { journalRecords, corruptLines, tornTail };
   }
+
+  private applyJournalLine(line: string): boolean {
+    try {
+      return this.applyRecord(JSON.parse(line));
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** `[path, version, sha256, size, deleted]` as the snapshot and the journal write it. */
+function pathEntryOf(fields: unknown[]): { path: string; state: PathState } | undefined {
+  const [path, version, sha256, size, deleted] = fields;
+  if (typeof path !== 'string' || typeof version !== 'number') return undefined;
+  return {
+    path,
+    state: {
+      version,
+      sha256: typeof sha256 === 'string' ? sha256 : null,
+      size: typeof size === 'number' ? size : 0,
+      deleted: deleted === 1,
+    },
+  };
 }
