@@ -95,26 +95,36 @@ interface LocalTree {
 
 async function walk(root: string, stateDir: string): Promise<LocalTree> {
   const tree: LocalTree = { files: new Set(), symlinks: [], temps: [] };
-  const visit = async (dir: string): Promise<void> => {
-    let entries: Dirent[];
-    try {
-      entries = await readdir(dir, { withFileTypes: true });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw error;
-    }
-    for (const entry of entries) {
-      const full = join(dir, entry.name);
-      if (full === stateDir || (dir === root && entry.name === STATE_DIR_NAME)) continue;
-      const rel = relative(root, full).split(sep).join('/');
-      if (entry.isSymbolicLink()) tree.symlinks.push(rel);
-      else if (entry.isDirectory()) await visit(full);
-      else if (isTempName(entry.name)) tree.temps.push(rel);
-      else if (entry.isFile()) tree.files.add(rel);
-    }
-  };
-  await visit(root);
+  await visitFolder(root, { root, stateDir, tree });
   return tree;
+}
+
+/** Sorts a folder's entries into the tree; symlinks are noted, never followed. */
+async function visitFolder(
+  dir: string,
+  walking: { root: string; stateDir: string; tree: LocalTree },
+): Promise<void> {
+  const { root, stateDir, tree } = walking;
+  for (const entry of await readFolder(dir)) {
+    const full = join(dir, entry.name);
+    // The agent's own state is not part of the mirror.
+    if (full === stateDir || (dir === root && entry.name === STATE_DIR_NAME)) continue;
+    const rel = relative(root, full).split(sep).join('/');
+    if (entry.isSymbolicLink()) tree.symlinks.push(rel);
+    else if (entry.isDirectory()) await visitFolder(full, walking);
+    else if (isTempName(entry.name)) tree.temps.push(rel);
+    else if (entry.isFile()) tree.files.add(rel);
+  }
+}
+
+/** A folder's entries; none when it is gone (removed while the walk ran). */
+async function readFolder(dir: string): Promise<Dirent[]> {
+  try {
+    return await readdir(dir, { withFileTypes: true });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
 }
 
 export async function verifyMirror(config: AgentConfig, options: VerifyOptions): Promise<VerifyReport> {
@@ -131,74 +141,19 @@ export async function verifyMirror(config: AgentConfig, options: VerifyOptions):
     { readOnly: !options.repair },
   );
   try {
-    const selects = (path: string) => config.pathPrefix === undefined || path.startsWith(config.pathPrefix);
-    const allHeads = await readHeads(ledger, config.feedShards, 1000);
-    const heads = new Map<string, Change>();
-    const unsafe: DriftEntry[] = [];
-    for (const [raw, change] of allHeads) {
-      if (!selects(raw)) continue;
-      try {
-        heads.set(checkMirrorPath(raw).path, change);
-      } catch (error) {
-        if (!(error instanceof RefusedError)) throw error;
-        if (!change.deleted) unsafe.push({ path: raw, reason: error.message, version: change.version });
-      }
-    }
-    const tree = await walk(paths.root, config.stateDir);
-    const symlinkSet = new Set(tree.symlinks);
-    const missing: DriftEntry[] = [];
-    const wrong: DriftEntry[] = [];
-    const extra: DriftEntry[] = [];
-    let ok = 0;
-    let expected = 0;
-    const pool = new Semaphore(Math.max(1, config.concurrency));
-    let done = 0;
-    const live = [...heads].filter(([, c]) => !c.deleted);
-    await Promise.all(
-      live.map(([path, head]) =>
-        pool.run(async () => {
-          expected++;
-          try {
-            if (symlinkSet.has(path)) {
-              wrong.push({ path, version: head.version, reason: 'is a symlink, not a file' });
-            } else if (!tree.files.has(path)) {
-              missing.push({ path, version: head.version, reason: 'missing' });
-            } else {
-              const local = await hashLocalFile(join(paths.root, path));
-              if (local.size !== head.size) {
-                wrong.push({
-                  path,
-                  version: head.version,
-                  reason: `size ${local.size}, the ledger says ${head.size}`,
-                });
-              } else if (local.sha256 !== head.sha256) {
-                wrong.push({ path, version: head.version, reason: 'SHA-256 differs from the ledger' });
-              } else ok++;
-            }
-          } finally {
-            options.onProgress?.(++done, live.length);
-          }
-        }),
-      ),
+    const { heads, unsafe } = selectedHeads(
+      await readHeads(ledger, config.feedShards, 1000),
+      config.pathPrefix,
     );
-    for (const file of tree.files) {
-      const head = heads.get(file.normalize('NFC'));
-      if (!head) extra.push({ path: file, reason: 'not in the ledger for this target' });
-      else if (head.deleted)
-        extra.push({ path: file, version: head.version, reason: 'deleted in the ledger' });
-    }
-    const byPath = (a: DriftEntry, b: DriftEntry) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
-    missing.sort(byPath);
-    wrong.sort(byPath);
-    extra.sort(byPath);
+    const tree = await walk(paths.root, config.stateDir);
+    const checked = await checkLiveFiles(heads, tree, paths.root, config.concurrency, options.onProgress);
     const report: VerifyReport = {
       targetId: config.targetId,
       dir: paths.root,
-      expected,
-      ok,
-      missing,
-      wrong,
-      extra,
+      ...checked,
+      missing: checked.missing.sort(byPath),
+      wrong: checked.wrong.sort(byPath),
+      extra: extraFiles(tree, heads).sort(byPath),
       unsafe,
       symlinks: tree.symlinks.sort(),
       staleTemps: tree.temps.sort(),
@@ -209,6 +164,94 @@ export async function verifyMirror(config: AgentConfig, options: VerifyOptions):
     await state.close();
     if (clients && !options.clients) destroyClients(clients);
   }
+}
+
+const byPath = (a: DriftEntry, b: DriftEntry) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+
+/**
+ * The heads of the target's selection, keyed by their checked (NFC) path; a path the agent
+ * would refuse to write is reported as unsafe unless it is deleted anyway.
+ */
+function selectedHeads(
+  allHeads: Map<string, Change>,
+  pathPrefix: string | undefined,
+): { heads: Map<string, Change>; unsafe: DriftEntry[] } {
+  const heads = new Map<string, Change>();
+  const unsafe: DriftEntry[] = [];
+  for (const [raw, change] of allHeads) {
+    if (pathPrefix !== undefined && !raw.startsWith(pathPrefix)) continue;
+    try {
+      heads.set(checkMirrorPath(raw).path, change);
+    } catch (error) {
+      if (!(error instanceof RefusedError)) throw error;
+      if (!change.deleted) unsafe.push({ path: raw, reason: error.message, version: change.version });
+    }
+  }
+  return { heads, unsafe };
+}
+
+/** Compares each live head with the folder, hashing at most `concurrency` files at once. */
+async function checkLiveFiles(
+  heads: Map<string, Change>,
+  tree: LocalTree,
+  root: string,
+  concurrency: number,
+  onProgress: VerifyOptions['onProgress'],
+): Promise<{ expected: number; ok: number; missing: DriftEntry[]; wrong: DriftEntry[] }> {
+  const symlinkSet = new Set(tree.symlinks);
+  const result = { expected: 0, ok: 0, missing: [] as DriftEntry[], wrong: [] as DriftEntry[] };
+  const pool = new Semaphore(Math.max(1, concurrency));
+  let done = 0;
+  const live = [...heads].filter(([, c]) => !c.deleted);
+  await Promise.all(
+    live.map(([path, head]) =>
+      pool.run(async () => {
+        result.expected++;
+        try {
+          const drift = await checkFile(path, head, { tree, symlinkSet, root });
+          if (drift === undefined) result.ok++;
+          else result[drift.kind].push(drift.entry);
+        } finally {
+          onProgress?.(++done, live.length);
+        }
+      }),
+    ),
+  );
+  return result;
+}
+
+/** How one live file differs from its head, or undefined when it matches. */
+async function checkFile(
+  path: string,
+  head: Change,
+  local: { tree: LocalTree; symlinkSet: Set<string>; root: string },
+): Promise<{ kind: 'missing' | 'wrong'; entry: DriftEntry } | undefined> {
+  const version = head.version;
+  if (local.symlinkSet.has(path))
+    return { kind: 'wrong', entry: { path, version, reason: 'is a symlink, not a file' } };
+  if (!local.tree.files.has(path)) return { kind: 'missing', entry: { path, version, reason: 'missing' } };
+  const found = await hashLocalFile(join(local.root, path));
+  if (found.size !== head.size) {
+    return {
+      kind: 'wrong',
+      entry: { path, version, reason: `size ${found.size}, the ledger says ${head.size}` },
+    };
+  }
+  if (found.sha256 !== head.sha256) {
+    return { kind: 'wrong', entry: { path, version, reason: 'SHA-256 differs from the ledger' } };
+  }
+  return undefined;
+}
+
+/** Files in the folder that the ledger does not have for this target, or has deleted. */
+function extraFiles(tree: LocalTree, heads: Map<string, Change>): DriftEntry[] {
+  const extra: DriftEntry[] = [];
+  for (const file of tree.files) {
+    const head = heads.get(file.normalize('NFC'));
+    if (!head) extra.push({ path: file, reason: 'not in the ledger for this target' });
+    else if (head.deleted) extra.push({ path: file, version: head.version, reason: 'deleted in the ledger' });
+  }
+  return extra;
 }
 
 async function repair(
