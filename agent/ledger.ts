@@ -17,9 +17,9 @@ import {
   agentRowSchema,
   blobItemKey,
   blobItemSchema,
+  feedAfterQuery,
   feedItemSchema,
-  feedKey,
-  feedSortKey,
+  latestFeedSeqQuery,
   targetStateItemKey,
   versionItemKey,
   versionItemSchema,
@@ -72,30 +72,12 @@ export class DynamoLedgerView implements LedgerView, BlobRecords {
   }
 
   async readFeed(shard: number, afterSeq: number, limit: number): Promise<Change[]> {
-    const out = await this.doc.send(
-      new QueryCommand({
-        TableName: this.table,
-        KeyConditionExpression: 'pk = :pk AND sk > :after',
-        ExpressionAttributeValues: { ':pk': feedKey(shard), ':after': feedSortKey(afterSeq) },
-        Limit: limit,
-        ConsistentRead: true,
-      }),
-    );
+    const out = await this.doc.send(new QueryCommand(feedAfterQuery(this.table, shard, afterSeq, limit)));
     return (out.Items ?? []).map((item) => feedItemSchema.parse(item));
   }
 
   async latestFeedSeq(shard: number): Promise<number> {
-    const out = await this.doc.send(
-      new QueryCommand({
-        TableName: this.table,
-        KeyConditionExpression: 'pk = :pk',
-        ExpressionAttributeValues: { ':pk': feedKey(shard) },
-        ScanIndexForward: false,
-        Limit: 1,
-        ConsistentRead: true,
-        ProjectionExpression: 'seq',
-      }),
-    );
+    const out = await this.doc.send(new QueryCommand(latestFeedSeqQuery(this.table, shard)));
     return (out.Items?.[0]?.seq as number | undefined) ?? 0;
   }
 

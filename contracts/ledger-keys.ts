@@ -84,6 +84,30 @@ export const pendingUploadItemKey = (sha256: string, uploadId: string): ItemKey 
 });
 export const feedKey = (shard: number): string => `${PK.feed}${shard}`;
 export const feedSortKey = (seq: number): string => `${SK.feedEntry}${padNumber(seq)}`;
+/**
+ * The two reads of the change feed that the API's ledger and the agent both make, as plain
+ * Query inputs (the caller sends them with its own client): entries of a shard after a seq,
+ * oldest first, and the newest seq of a shard. Strongly consistent: a reader that sees seq n
+ * sees everything below it (docs/design-notes.md).
+ */
+export const feedAfterQuery = (table: string, shard: number, afterSeq: number, limit: number) => ({
+  TableName: table,
+  KeyConditionExpression: 'pk = :pk AND sk > :after',
+  ExpressionAttributeValues: { ':pk': feedKey(shard), ':after': feedSortKey(afterSeq) },
+  Limit: limit,
+  ConsistentRead: true,
+});
+
+export const latestFeedSeqQuery = (table: string, shard: number) => ({
+  TableName: table,
+  KeyConditionExpression: 'pk = :pk',
+  ExpressionAttributeValues: { ':pk': feedKey(shard) },
+  ScanIndexForward: false,
+  Limit: 1,
+  ConsistentRead: true,
+  ProjectionExpression: 'seq',
+});
+
 export const watermarkItemKey = (targetId: string): ItemKey => ({
   pk: `${PK.lag}${targetId}`,
   sk: SK.watermark,

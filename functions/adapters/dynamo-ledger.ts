@@ -17,6 +17,7 @@ import {
   agentRowKey,
   blobItemKey,
   blobPartitionKey,
+  feedAfterQuery,
   feedItemSchema,
   feedKey,
   feedSortKey,
@@ -24,6 +25,7 @@ import {
   headItemKey,
   idempotencyItemKey,
   LIVE_FILES_INDEX,
+  latestFeedSeqQuery,
   PK,
   partItemKey,
   pathKey,
@@ -651,17 +653,7 @@ export class DynamoLedger implements Ledger {
   // Change feed
 
   async latestFeedSeq(shard: number): Promise<number> {
-    const out = await this.db.send(
-      new QueryCommand({
-        TableName: this.table,
-        KeyConditionExpression: 'pk = :pk',
-        ExpressionAttributeValues: { ':pk': feedKey(shard) },
-        ScanIndexForward: false,
-        Limit: 1,
-        ConsistentRead: true,
-        ProjectionExpression: 'seq',
-      }),
-    );
+    const out = await this.db.send(new QueryCommand(latestFeedSeqQuery(this.table, shard)));
     return (out.Items?.[0]?.seq as number | undefined) ?? 0;
   }
 
@@ -704,15 +696,7 @@ export class DynamoLedger implements Ledger {
   }
 
   async readFeed(shard: number, afterSeq: number, limit: number): Promise<Change[]> {
-    const out = await this.db.send(
-      new QueryCommand({
-        TableName: this.table,
-        KeyConditionExpression: 'pk = :pk AND sk > :after',
-        ExpressionAttributeValues: { ':pk': feedKey(shard), ':after': feedSortKey(afterSeq) },
-        Limit: limit,
-        ConsistentRead: true,
-      }),
-    );
+    const out = await this.db.send(new QueryCommand(feedAfterQuery(this.table, shard, afterSeq, limit)));
     return (out.Items ?? []).map(toChange);
   }
 
