@@ -125,26 +125,46 @@ interface ErrorLike {
 export function classifyCondition(error: unknown, depth = 0): ConditionKind | undefined {
   if (error === null || typeof error !== 'object' || depth > 4) return undefined;
   const e = error as ErrorLike;
-  const code = typeof e.code === 'string' ? e.code : undefined;
-  const name = typeof e.name === 'string' ? e.name : undefined;
-  if (code && FS_CODES[code]) return FS_CODES[code];
-  if (code && NETWORK_CODES.has(code)) return 'network';
+  // Most specific first: an errno code, then the SDK's error name, then the HTTP answer.
+  return (
+    conditionOfCode(e.code) ??
+    conditionOfName(e.name) ??
+    conditionOfResponse(e) ??
+    conditionOfWrapped(error, e, depth)
+  );
+}
+
+function conditionOfCode(code: unknown): ConditionKind | undefined {
+  if (typeof code !== 'string' || code === '') return undefined;
+  if (FS_CODES[code]) return FS_CODES[code];
+  return NETWORK_CODES.has(code) ? 'network' : undefined;
+}
+
+function conditionOfName(name: unknown): ConditionKind | undefined {
+  if (typeof name !== 'string' || name === '') return undefined;
   if (name === 'CredentialsProviderError' || name === 'TokenProviderError') return 'credentials';
-  if (name && THROTTLE_NAMES.has(name)) return 'throttled';
-  if (name && ACCESS_NAMES.has(name)) return 'access-denied';
-  if (name && NETWORK_NAMES.has(name)) return 'network';
+  if (THROTTLE_NAMES.has(name)) return 'throttled';
+  if (ACCESS_NAMES.has(name)) return 'access-denied';
+  if (NETWORK_NAMES.has(name)) return 'network';
+  return undefined;
+}
+
+function conditionOfResponse(e: ErrorLike): ConditionKind | undefined {
   const status = e.$metadata?.httpStatusCode;
   if (status === 403) return 'access-denied';
   if (status === 429 || status === 503) return 'throttled';
   if (status !== undefined && status >= 500) return 'aws-unavailable';
   if (e.$fault === 'server') return 'aws-unavailable';
-  // The SDK wraps socket errors; so does fetch (`TypeError: fetch failed` with a cause).
+  return undefined;
+}
+
+/** The SDK wraps socket errors; so does fetch (`TypeError: fetch failed` with a cause). */
+function conditionOfWrapped(error: object, e: ErrorLike, depth: number): ConditionKind | undefined {
   if (e.cause !== undefined) return classifyCondition(e.cause, depth + 1);
-  if (error instanceof AggregateError) {
-    for (const inner of error.errors) {
-      const kind = classifyCondition(inner, depth + 1);
-      if (kind) return kind;
-    }
+  if (!(error instanceof AggregateError)) return undefined;
+  for (const inner of error.errors) {
+    const kind = classifyCondition(inner, depth + 1);
+    if (kind) return kind;
   }
   return undefined;
 }
