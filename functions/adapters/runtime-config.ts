@@ -106,21 +106,21 @@ const limitsSection = (e: z.output<z.ZodObject<typeof limitVariables>>) => ({
 // One schema per handler.
 
 /** The upload API: everything but a target of its own. */
-export const apiConfigSchema = z
-  .object({
-    ...ledgerVariables,
-    ...originVariables,
-    ...targetsVariables,
-    ...feedVariables,
-    ...limitVariables,
-  })
-  .transform((e, ctx) => ({
-    ...ledgerSection(e, ctx),
-    ...originSection(e),
-    ...targetsSection(e),
-    ...feedSection(e),
-    ...limitsSection(e),
-  }));
+const apiVariables = {
+  ...ledgerVariables,
+  ...originVariables,
+  ...targetsVariables,
+  ...feedVariables,
+  ...limitVariables,
+};
+const apiSections = (e: z.output<z.ZodObject<typeof apiVariables>>, ctx: z.RefinementCtx) => ({
+  ...ledgerSection(e, ctx),
+  ...originSection(e),
+  ...targetsSection(e),
+  ...feedSection(e),
+  ...limitsSection(e),
+});
+export const apiConfigSchema = z.object(apiVariables).transform(apiSections);
 export type ApiConfig = z.output<typeof apiConfigSchema>;
 
 /** The ingest: the origin's blobs, the ledger, and the targets it fans out to. */
@@ -181,24 +181,13 @@ export const reconcileConfigSchema = z
   }));
 export type ReconcileConfig = z.output<typeof reconcileConfigSchema>;
 
-/** Every variable any handler reads (the CDK tests check a function's whole environment with it). */
+/**
+ * Every variable any handler reads: the API's, and a replicate function's own target (the CDK
+ * tests check a function's whole environment with it).
+ */
 export const runtimeConfigSchema = z
-  .object({
-    ...ledgerVariables,
-    ...originVariables,
-    ...targetsVariables,
-    ...feedVariables,
-    ...limitVariables,
-    MIRROR_TARGET_ID: z.string().optional(),
-  })
-  .transform((e, ctx) => ({
-    ...ledgerSection(e, ctx),
-    ...originSection(e),
-    ...targetsSection(e),
-    ...feedSection(e),
-    ...limitsSection(e),
-    targetId: e.MIRROR_TARGET_ID,
-  }));
+  .object({ ...apiVariables, MIRROR_TARGET_ID: z.string().optional() })
+  .transform((e, ctx) => ({ ...apiSections(e, ctx), targetId: e.MIRROR_TARGET_ID }));
 export type RuntimeConfig = Readonly<z.output<typeof runtimeConfigSchema>>;
 
 /**
