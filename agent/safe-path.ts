@@ -109,51 +109,65 @@ export class SafePaths {
     let current = this.root;
     const folders = checked.segments.slice(0, -1);
     for (let i = 0; i < folders.length; i++) {
-      const segment = folders[i] as string;
-      const next = join(current, segment);
-      const shown = folders.slice(0, i + 1).join('/');
-      let info: Awaited<ReturnType<typeof lstat>>;
-      try {
-        info = await lstat(next);
-      } catch (error) {
-        if (errnoCode(error) !== 'ENOENT') throw error;
-        if (!create) return undefined;
-        try {
-          await mkdir(next, { mode: 0o755 });
-        } catch (mkdirError) {
-          if (errnoCode(mkdirError) !== 'EEXIST') throw mkdirError;
-        }
-        info = await lstat(next);
-      }
-      if (info.isSymbolicLink()) {
-        let real: string;
-        try {
-          real = await realpath(next);
-        } catch (error) {
-          if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ELOOP') {
-            throw new RefusedError('unsafe-path', `"${shown}" is a dangling or looping symlink`);
-          }
-          throw error;
-        }
-        if (!this.contains(real)) {
-          throw new RefusedError('unsafe-path', `"${shown}" is a symlink pointing outside the mirror folder`);
-        }
-        if (!(await stat(real)).isDirectory()) {
-          throw new RefusedError(
-            'path-conflict',
-            `"${shown}" is not a folder, so "${checked.path}" cannot be`,
-          );
-        }
-        current = real;
-      } else if (info.isDirectory()) {
-        current = next;
-      } else {
-        throw new RefusedError(
-          'path-conflict',
-          `"${shown}" is a file, so "${checked.path}" cannot be a file under it`,
-        );
-      }
+      const next = join(current, folders[i] as string);
+      const info = await lstatOrCreateFolder(next, create);
+      if (info === undefined) return undefined;
+      current = await this.stepInto(next, info, folders.slice(0, i + 1).join('/'), checked.path);
     }
     return current;
+  }
+
+  /**
+   * The folder to continue from: `next` itself, or where its symlink points when that
+   * stays inside the mirror and is a folder. `shown` is the part of the path checked so far.
+   */
+  private async stepInto(
+    next: string,
+    info: Awaited<ReturnType<typeof lstat>>,
+    shown: string,
+    path: string,
+  ): Promise<string> {
+    if (info.isDirectory()) return next;
+    if (!info.isSymbolicLink()) {
+      throw new RefusedError('path-conflict', `"${shown}" is a file, so "${path}" cannot be a file under it`);
+    }
+    const real = await realTarget(next, shown);
+    if (!this.contains(real)) {
+      throw new RefusedError('unsafe-path', `"${shown}" is a symlink pointing outside the mirror folder`);
+    }
+    if (!(await stat(real)).isDirectory()) {
+      throw new RefusedError('path-conflict', `"${shown}" is not a folder, so "${path}" cannot be`);
+    }
+    return real;
+  }
+}
+
+/** The entry at `next`; a missing folder is made when `create` (a racing mkdir is fine), else undefined. */
+async function lstatOrCreateFolder(
+  next: string,
+  create: boolean,
+): Promise<Awaited<ReturnType<typeof lstat>> | undefined> {
+  try {
+    return await lstat(next);
+  } catch (error) {
+    if (errnoCode(error) !== 'ENOENT') throw error;
+  }
+  if (!create) return undefined;
+  try {
+    await mkdir(next, { mode: 0o755 });
+  } catch (mkdirError) {
+    if (errnoCode(mkdirError) !== 'EEXIST') throw mkdirError;
+  }
+  return lstat(next);
+}
+
+async function realTarget(link: string, shown: string): Promise<string> {
+  try {
+    return await realpath(link);
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ELOOP') {
+      throw new RefusedError('unsafe-path', `"${shown}" is a dangling or looping symlink`);
+    }
+    throw error;
   }
 }
