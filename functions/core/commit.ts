@@ -11,7 +11,6 @@
  * - The head only moves forward; fan-out is deduplicated by the FIFO queues, and a fan-out that
  *   failed is retried from the feed (an outbox: see OUTBOX_GRACE_MS in lag.ts).
  */
-
 import { backoffMs, sleep } from '../../common/retry.ts';
 import type { Change, FileVersion } from '../../contracts/model.js';
 import type { PolicyTarget } from '../../contracts/paths.ts';
@@ -73,13 +72,7 @@ async function claimVersion(deps: CommitDeps, request: CommitRequest, shard: num
       next = await ledger.reserveVersion(request.uploadId, reserved, next);
       reserved = next;
     }
-    if (request.ifVersion !== undefined && next - 1 !== request.ifVersion) {
-      // Our own earlier claim at ifVersion + 1 is not a conflict: the claim below finds it.
-      const own = await ledger.getVersion(request.path, request.ifVersion + 1);
-      if (own?.uploadId !== request.uploadId)
-        throw new VersionConflictError(request.path, request.ifVersion, next - 1);
-      next = request.ifVersion + 1;
-    }
+    next = await checkIfVersion(ledger, request, next);
     try {
       return await ledger.claimVersion(
         {
@@ -101,6 +94,19 @@ async function claimVersion(deps: CommitDeps, request: CommitRequest, shard: num
       next = Math.max(next, await latest()) + 1;
     }
   }
+}
+
+/**
+ * Optimistic concurrency: the version about to be claimed must follow the one the caller saw.
+ * Returns the version to claim, or throws VersionConflictError.
+ */
+async function checkIfVersion(ledger: Ledger, request: CommitRequest, next: number): Promise<number> {
+  if (request.ifVersion === undefined || next - 1 === request.ifVersion) return next;
+  // Our own earlier claim at ifVersion + 1 is not a conflict: the claim finds it.
+  const own = await ledger.getVersion(request.path, request.ifVersion + 1);
+  if (own?.uploadId !== request.uploadId)
+    throw new VersionConflictError(request.path, request.ifVersion, next - 1);
+  return request.ifVersion + 1;
 }
 
 /** Appends the version to its shard's feed exactly once, however many workers try. */
