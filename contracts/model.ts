@@ -2,10 +2,12 @@
  * The ledger's records as every part sees them (no storage keys here: contracts/ledger-keys.ts),
  * and the change feed's cursor, which the API hands to clients and the agent records in its row.
  */
-import type { Challenge } from './api.js';
 
-/** One committed version of a path: immutable once claimed. */
-export interface FileVersion {
+import type * as z from 'zod';
+import type { Challenge, replicaStatusSchema, uploadStatusSchema } from './api.js';
+
+/** What a version says of its content: the part a feed entry and a replication message repeat. */
+export interface VersionContent {
   readonly path: string;
   readonly version: number;
   /** Lower-case hex; null for a tombstone. */
@@ -14,12 +16,16 @@ export interface FileVersion {
   readonly contentType: string | null;
   readonly deleted: boolean;
   readonly committedAt: string;
+}
+
+/** One committed version of a path: immutable once claimed. */
+export interface FileVersion extends VersionContent {
   /** The upload (or delete request) that claimed this version: makes a retried commit find its own claim. */
   readonly uploadId: string;
 }
 
 /** `expired`: the bytes did not arrive (or the multipart upload was not completed) in time; never committed. */
-export type UploadStatus = 'pending' | 'committed' | 'rejected' | 'expired';
+export type UploadStatus = z.infer<typeof uploadStatusSchema>;
 
 export interface Upload {
   readonly uploadId: string;
@@ -66,7 +72,7 @@ export interface Blob {
   readonly versionId: string | undefined;
 }
 
-export type ReplicaStatus = 'pending' | 'copied' | 'verified' | 'failed';
+export type ReplicaStatus = z.infer<typeof replicaStatusSchema>;
 
 /** What a target has applied for one path. */
 export interface TargetState {
@@ -83,16 +89,9 @@ export interface TargetState {
 }
 
 /** One entry of the change feed. */
-export interface Change {
+export interface Change extends VersionContent {
   readonly shard: number;
   readonly seq: number;
-  readonly path: string;
-  readonly version: number;
-  readonly sha256: string | null;
-  readonly size: number;
-  readonly contentType: string | null;
-  readonly deleted: boolean;
-  readonly committedAt: string;
   readonly appendedAt: string;
   /** Every selecting target's queue took it; unset while the fan-out is pending or failed. */
   readonly fannedOut?: boolean | undefined;
