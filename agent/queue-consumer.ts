@@ -89,41 +89,54 @@ export class QueueConsumer {
     const signal = this.receiving.signal;
     try {
       while (!signal.aborted) {
-        if (this.deps.conditions.any && this.held.size > 0) {
-          await pause(1000, signal);
-          continue;
-        }
-        const room = this.maxHeld - this.held.size;
-        if (room <= 0) {
-          await new Promise<void>((resolve) => {
-            this.slotFreed = resolve;
-            signal.addEventListener('abort', () => resolve(), { once: true });
-          });
-          continue;
-        }
-        let messages: QueueMessage[];
-        try {
-          messages = await this.deps.queue.receive({
-            max: Math.min(10, room),
-            waitSeconds: this.deps.waitTimeSeconds,
-            visibilitySeconds: this.deps.visibilityTimeoutSeconds,
-            signal,
-          });
-          this.receiveFailures = 0;
-          this.deps.conditions.clearRemote();
-        } catch (error) {
-          if (signal.aborted) break;
-          const kind = classifyCondition(error);
-          if (kind) this.deps.conditions.raise(kind, error, { during: 'receive' });
-          else this.deps.log.log('error', 'receiving from the queue failed', { error: errorMessage(error) });
-          await pause(backoffMs(this.receiveFailures++), signal);
-          continue;
-        }
+        const room = await this.roomToReceive(signal);
+        if (room === 0) continue;
+        const messages = await this.receiveBatch(room, signal);
         for (const message of messages) this.accept(message);
       }
     } catch (error) {
       clearInterval(this.extendTimer);
       throw error;
+    }
+  }
+
+  /**
+   * How many messages to ask for; 0 after waiting, when a condition holds work back
+   * (receiving more would only let them time out) or every slot is taken.
+   */
+  private async roomToReceive(signal: AbortSignal): Promise<number> {
+    if (this.deps.conditions.any && this.held.size > 0) {
+      await pause(1000, signal);
+      return 0;
+    }
+    const room = this.maxHeld - this.held.size;
+    if (room > 0) return room;
+    await new Promise<void>((resolve) => {
+      this.slotFreed = resolve;
+      signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    return 0;
+  }
+
+  /** One long poll; a failure is raised as a condition (or logged) and backed off, giving no messages. */
+  private async receiveBatch(room: number, signal: AbortSignal): Promise<QueueMessage[]> {
+    try {
+      const messages = await this.deps.queue.receive({
+        max: Math.min(10, room),
+        waitSeconds: this.deps.waitTimeSeconds,
+        visibilitySeconds: this.deps.visibilityTimeoutSeconds,
+        signal,
+      });
+      this.receiveFailures = 0;
+      this.deps.conditions.clearRemote();
+      return messages;
+    } catch (error) {
+      if (signal.aborted) return [];
+      const kind = classifyCondition(error);
+      if (kind) this.deps.conditions.raise(kind, error, { during: 'receive' });
+      else this.deps.log.log('error', 'receiving from the queue failed', { error: errorMessage(error) });
+      await pause(backoffMs(this.receiveFailures++), signal);
+      return [];
     }
   }
 
