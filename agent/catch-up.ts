@@ -162,52 +162,16 @@ export class FeedFollower {
     return this.backlog;
   }
 
-  private async followShard(
-    shard: number,
-    signal: AbortSignal,
-    totals: { changes: number; applied: number; skipped: number; refused: number; unsettled: number },
-  ): Promise<boolean> {
+  private async followShard(shard: number, signal: AbortSignal, totals: RoundTotals): Promise<boolean> {
     for (;;) {
       if (signal.aborted) return false;
       const after = this.deps.state.cursor[shard] ?? 0;
-      let page: Change[];
-      try {
-        page = await this.deps.ledger.readFeed(shard, after, this.deps.pageSize);
-        this.deps.conditions.clearRemote();
-      } catch (error) {
-        const kind = classifyCondition(error);
-        if (kind) this.deps.conditions.raise(kind, error, { during: 'read feed' });
-        else this.deps.log.log('error', 'reading the feed failed', { shard, error: errorMessage(error) });
-        return false;
-      }
+      const page = await this.readPage(shard, after);
+      if (page === undefined) return false;
       if (page.length === 0) return true;
       totals.changes += page.length;
-      const newest = new Map<string, Change>();
-      for (const change of page) {
-        const seen = newest.get(change.path);
-        if (!seen || change.version > seen.version) newest.set(change.path, change);
-      }
-      const outcomes = new Map<string, WorkOutcome>();
-      await Promise.all(
-        [...newest.values()].map(async (change) => {
-          const outcome = await this.deps.work(change, signal);
-          outcomes.set(change.path, outcome);
-          if (outcome.kind === 'applied' || outcome.kind === 'deleted') totals.applied++;
-          else if (outcome.kind === 'skipped' || outcome.kind === 'not-selected') totals.skipped++;
-          else if (outcome.kind === 'refused') totals.refused++;
-          else totals.unsettled++;
-        }),
-      );
-      let advanced = after;
-      let settled = true;
-      for (const change of [...page].sort((a, b) => a.seq - b.seq)) {
-        const outcome = outcomes.get(change.path);
-        if (!outcome || outcome.kind === 'failed' || outcome.kind === 'aborted') {
-          settled = false;
-          break;
-        }
-        advanced = change.seq;
-      }
+      const outcomes = await this.workNewest(page, signal, totals);
+      const { advanced, settled } = settledUpTo(page, outcomes, after);
       if (advanced > after) {
         const next = [...this.deps.state.cursor];
         next[shard] = advanced;
@@ -221,4 +185,68 @@ export class FeedFollower {
       await pause(0);
     }
   }
+
+  /** A page of the shard's feed after `after`; undefined when the read failed (raised or logged). */
+  private async readPage(shard: number, after: number): Promise<Change[] | undefined> {
+    try {
+      const page = await this.deps.ledger.readFeed(shard, after, this.deps.pageSize);
+      this.deps.conditions.clearRemote();
+      return page;
+    } catch (error) {
+      const kind = classifyCondition(error);
+      if (kind) this.deps.conditions.raise(kind, error, { during: 'read feed' });
+      else this.deps.log.log('error', 'reading the feed failed', { shard, error: errorMessage(error) });
+      return undefined;
+    }
+  }
+
+  /** Works only the newest change of each path in the page (older ones would be skipped anyway), all at once. */
+  private async workNewest(
+    page: readonly Change[],
+    signal: AbortSignal,
+    totals: RoundTotals,
+  ): Promise<Map<string, WorkOutcome>> {
+    const newest = new Map<string, Change>();
+    for (const change of page) {
+      const seen = newest.get(change.path);
+      if (!seen || change.version > seen.version) newest.set(change.path, change);
+    }
+    const outcomes = new Map<string, WorkOutcome>();
+    await Promise.all(
+      [...newest.values()].map(async (change) => {
+        const outcome = await this.deps.work(change, signal);
+        outcomes.set(change.path, outcome);
+        countOutcome(totals, outcome);
+      }),
+    );
+    return outcomes;
+  }
+}
+
+type RoundTotals = { changes: number; applied: number; skipped: number; refused: number; unsettled: number };
+
+function countOutcome(totals: RoundTotals, outcome: WorkOutcome): void {
+  if (outcome.kind === 'applied' || outcome.kind === 'deleted') totals.applied++;
+  else if (outcome.kind === 'skipped' || outcome.kind === 'not-selected') totals.skipped++;
+  else if (outcome.kind === 'refused') totals.refused++;
+  else totals.unsettled++;
+}
+
+/**
+ * How far the cursor may move: up to the last change, in feed order, before the first one
+ * whose path did not settle (failed or aborted), so that change is read again next round.
+ */
+function settledUpTo(
+  page: readonly Change[],
+  outcomes: Map<string, WorkOutcome>,
+  after: number,
+): { advanced: number; settled: boolean } {
+  let advanced = after;
+  for (const change of [...page].sort((a, b) => a.seq - b.seq)) {
+    const outcome = outcomes.get(change.path);
+    if (!outcome || outcome.kind === 'failed' || outcome.kind === 'aborted')
+      return { advanced, settled: false };
+    advanced = change.seq;
+  }
+  return { advanced, settled: true };
 }
