@@ -5,7 +5,6 @@
  * does not survive a local restart). A target added to the topology is filled
  * by the same pass: it has applied nothing, so every head is re-sent to it.
  */
-
 import { sleep } from '../../common/retry.ts';
 import type { FileVersion } from '../../contracts/model.js';
 import { targetSelects } from '../../contracts/topology.js';
@@ -51,53 +50,86 @@ export async function reconcileTargets(
   deps: ReconcileDeps,
   options: ReconcileOptions = {},
 ): Promise<ReconcileReport> {
-  // Distinct from the original send, which the FIFO queue would still deduplicate for 5 minutes.
-  const resend = `reconcile-${Date.now()}`;
   const targets = deps.targets.filter((t) => !options.targetIds || options.targetIds.includes(t.id));
-  const report: Record<string, TargetReconcile> = Object.fromEntries(
-    targets.map((t) => [t.id, { resent: 0, missing: 0, altered: 0 }]),
-  );
-  const checkObjects = options.checkObjects ?? deps.replicas !== undefined;
-  const pace = pacer(options.checksPerSecond ?? 50);
+  const pass: ReconcilePass = {
+    deps,
+    options,
+    targets,
+    // Distinct from the original send, which the FIFO queue would still deduplicate for 5 minutes.
+    resend: `reconcile-${Date.now()}`,
+    report: Object.fromEntries(targets.map((t) => [t.id, { resent: 0, missing: 0, altered: 0 }])),
+    checkObjects: options.checkObjects ?? deps.replicas !== undefined,
+    pace: pacer(options.checksPerSecond ?? 50),
+  };
   let heads = 0;
   for await (const head of deps.ledger.scanHeads()) {
     heads++;
-    const selecting = targets.filter((t) => targetSelects(t, head.path));
-    const states = new Map(
-      (
-        await deps.ledger.listTargetStates(
-          head.path,
-          selecting.map((t) => t.id),
-        )
-      ).map((s) => [s.targetId, s]),
-    );
-    const needed: { id: string }[] = [];
-    for (const target of selecting) {
-      const state = states.get(target.id);
-      let drift: Drift;
-      if ((state?.appliedVersion ?? 0) < head.version) {
-        // A path deleted before this target ever held it needs nothing there.
-        drift = head.deleted && !state ? undefined : 'behind';
-      } else if (checkObjects) {
-        const replica = deps.replicas?.(target.id);
-        if (replica) {
-          await pace();
-          drift = objectDrift(head, state?.etag, await replica.stat(head.path));
-        }
-      }
-      if (!drift) continue;
-      const counts = report[target.id] as TargetReconcile;
-      counts.resent++;
-      if (drift === 'missing') counts.missing++;
-      if (drift === 'altered') counts.altered++;
-      needed.push(target);
-      // The row says applied; the object says otherwise: forget the row so the resend is applied.
-      if (drift !== 'behind' && !options.dryRun) await deps.ledger.forgetTargetState(head.path, target.id);
-    }
-    if (needed.length > 0 && !options.dryRun)
-      await fanOut({ fanout: deps.fanout, targets: needed }, head, { resend });
+    await reconcileHead(pass, head);
   }
-  return { heads, targets: report, dryRun: options.dryRun === true };
+  return { heads, targets: pass.report, dryRun: options.dryRun === true };
+}
+
+/** What one reconcile pass carries from head to head. */
+interface ReconcilePass {
+  readonly deps: ReconcileDeps;
+  readonly options: ReconcileOptions;
+  readonly targets: ReconcileDeps['targets'];
+  readonly resend: string;
+  readonly report: Record<string, TargetReconcile>;
+  readonly checkObjects: boolean;
+  readonly pace: () => Promise<void>;
+}
+
+type TargetState = Awaited<ReturnType<Ledger['listTargetStates']>>[number];
+
+/** Finds the targets that selected this head and do not hold it, and re-sends it to them. */
+async function reconcileHead(pass: ReconcilePass, head: FileVersion): Promise<void> {
+  const { deps, options } = pass;
+  const selecting = pass.targets.filter((t) => targetSelects(t, head.path));
+  const states = new Map(
+    (
+      await deps.ledger.listTargetStates(
+        head.path,
+        selecting.map((t) => t.id),
+      )
+    ).map((s) => [s.targetId, s]),
+  );
+  const needed: { id: string }[] = [];
+  for (const target of selecting) {
+    const state = states.get(target.id);
+    const drift = await targetDrift(pass, head, target.id, state);
+    if (!drift) continue;
+    countDrift(pass.report[target.id] as TargetReconcile, drift);
+    needed.push(target);
+    // The row says applied; the object says otherwise: forget the row so the resend is applied.
+    if (drift !== 'behind' && !options.dryRun) await deps.ledger.forgetTargetState(head.path, target.id);
+  }
+  if (needed.length > 0 && !options.dryRun)
+    await fanOut({ fanout: deps.fanout, targets: needed }, head, { resend: pass.resend });
+}
+
+/** How the target differs from the head: behind by the ledger's row, or by its object when checked. */
+async function targetDrift(
+  pass: ReconcilePass,
+  head: FileVersion,
+  targetId: string,
+  state: TargetState | undefined,
+): Promise<Drift> {
+  if ((state?.appliedVersion ?? 0) < head.version) {
+    // A path deleted before this target ever held it needs nothing there.
+    return head.deleted && !state ? undefined : 'behind';
+  }
+  if (!pass.checkObjects) return undefined;
+  const replica = pass.deps.replicas?.(targetId);
+  if (!replica) return undefined;
+  await pass.pace();
+  return objectDrift(head, state?.etag, await replica.stat(head.path));
+}
+
+function countDrift(counts: TargetReconcile, drift: Exclude<Drift, undefined>): void {
+  counts.resent++;
+  if (drift === 'missing') counts.missing++;
+  if (drift === 'altered') counts.altered++;
 }
 
 function objectDrift(
