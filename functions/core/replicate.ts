@@ -34,7 +34,7 @@ export async function replicateVersion(
   deps: ReplicateDeps,
   message: ReplicationMessage,
 ): Promise<ReplicateOutcome> {
-  const { ledger, replica, clock, metrics } = deps;
+  const { ledger, clock, metrics } = deps;
   const dimensions = { target: deps.target.id };
   const committed = await committedVersion(deps, message);
   if (typeof committed === 'string') {
@@ -57,29 +57,7 @@ export async function replicateVersion(
     return { kind: 'planned', action: committed.deleted ? 'delete' : 'copy', version: committed.version };
   }
 
-  let status: 'copied' | 'verified' | 'deleted';
-  let etag: string | undefined;
-  if (committed.deleted || committed.sha256 === null) {
-    await replica.delete(committed.path);
-    status = 'deleted';
-  } else {
-    const blob = await ledger.getBlob(committed.sha256);
-    if (!blob) throw new Error(`the ledger holds no verified blob ${committed.sha256} for ${committed.path}`);
-    const copied = await replica.copyFromOrigin({
-      ...replicationMessage(deps.target.id, committed),
-      sha256: committed.sha256,
-      sourceVersionId: blob.versionId,
-    });
-    const storedSha256 = copied.storedSha256;
-    etag = copied.etag;
-    if (storedSha256 !== undefined && storedSha256 !== committed.sha256) {
-      throw new Error(
-        `target ${deps.target.id} stored ${storedSha256} for ${committed.path} v${committed.version}, expected ${committed.sha256}`,
-      );
-    }
-    status = storedSha256 === undefined ? 'copied' : 'verified';
-    metrics.bytes('BytesReplicated', committed.size, dimensions);
-  }
+  const { status, etag } = await applyAtTarget(deps, committed);
   await deps.ledger.recordTargetState({
     targetId: deps.target.id,
     path: committed.path,
@@ -92,6 +70,46 @@ export async function replicateVersion(
   const latencyMs = clock.now().getTime() - Date.parse(committed.committedAt);
   metrics.milliseconds('ReplicationLatency', Math.max(0, latencyMs), dimensions);
   return { kind: 'applied', version: committed.version, status };
+}
+
+type AppliedStatus = 'copied' | 'verified' | 'deleted';
+
+/** Deletes the path at the target for a tombstone, otherwise copies the committed bytes there. */
+async function applyAtTarget(
+  deps: ReplicateDeps,
+  committed: FileVersion,
+): Promise<{ status: AppliedStatus; etag?: string | undefined }> {
+  if (committed.deleted || committed.sha256 === null) {
+    await deps.replica.delete(committed.path);
+    return { status: 'deleted' };
+  }
+  return copyToTarget(deps, committed, committed.sha256);
+}
+
+/**
+ * Copies the verified origin blob to the target. A replica that reports the hash it stored is
+ * checked against the ledger's: a mismatch throws, so the message is retried, not recorded.
+ */
+async function copyToTarget(
+  deps: ReplicateDeps,
+  committed: FileVersion,
+  sha256: string,
+): Promise<{ status: AppliedStatus; etag?: string | undefined }> {
+  const blob = await deps.ledger.getBlob(sha256);
+  if (!blob) throw new Error(`the ledger holds no verified blob ${sha256} for ${committed.path}`);
+  const copied = await deps.replica.copyFromOrigin({
+    ...replicationMessage(deps.target.id, committed),
+    sha256,
+    sourceVersionId: blob.versionId,
+  });
+  const storedSha256 = copied.storedSha256;
+  if (storedSha256 !== undefined && storedSha256 !== sha256) {
+    throw new Error(
+      `target ${deps.target.id} stored ${storedSha256} for ${committed.path} v${committed.version}, expected ${sha256}`,
+    );
+  }
+  deps.metrics.bytes('BytesReplicated', committed.size, { target: deps.target.id });
+  return { status: storedSha256 === undefined ? 'copied' : 'verified', etag: copied.etag };
 }
 
 /**
