@@ -334,40 +334,69 @@ class Agent implements AgentHandle {
     for (;;) {
       // Once stopping, nothing new starts: only what is already downloading may finish.
       if (signal.aborted || stopping.aborted) return this.settle(v, { kind: 'aborted' }, source);
-      const started = performance.now();
-      try {
-        const outcome = await this.pool.run(async () => {
-          if (signal.aborted || stopping.aborted) return undefined;
-          this.inFlightCount++;
-          try {
-            return await this.applier.apply(v, { signal, source });
-          } finally {
-            this.inFlightCount--;
-          }
-        });
-        if (!outcome) return this.settle(v, { kind: 'aborted' }, source);
-        this.conditions.clearRemote();
-        if (outcome.kind === 'applied' || outcome.kind === 'deleted') this.conditions.clearLocal();
-        return this.settle(v, outcome, source, performance.now() - started);
-      } catch (error) {
-        if (isAbort(error, signal)) return this.settle(v, { kind: 'aborted' }, source);
-        const kind = classifyCondition(error);
-        if (kind) {
-          this.conditions.raise(kind, error, { path: v.path, version: v.version });
-        } else {
-          surprises++;
-          this.log.log('error', 'applying a version failed', {
-            path: v.path,
-            version: v.version,
-            source,
-            attempt: surprises,
-            error: errorMessage(error),
-          });
-          if (surprises >= 3) return this.settle(v, { kind: 'failed', error }, source);
-        }
-        await pause(backoffMs(attempt++, this.options.retryBaseMs ?? 1000), stopping);
+      const tried = await this.tryOnce(v, source, signal);
+      if ('outcome' in tried) return tried.outcome;
+      if (!this.raiseCondition(tried.error, v)) {
+        surprises++;
+        this.logSurprise(tried.error, v, source, surprises);
+        if (surprises >= 3) return this.settle(v, { kind: 'failed', error: tried.error }, source);
       }
+      await pause(backoffMs(attempt++, this.options.retryBaseMs ?? 1000), stopping);
     }
+  }
+
+  /** One attempt: its settled outcome, or the error to retry after. */
+  private async tryOnce(
+    v: VersionInfo,
+    source: ApplySource,
+    signal: AbortSignal,
+  ): Promise<{ outcome: WorkOutcome } | { error: unknown }> {
+    const started = performance.now();
+    try {
+      const outcome = await this.applyInPool(v, source, signal);
+      if (!outcome) return { outcome: this.settle(v, { kind: 'aborted' }, source) };
+      this.conditions.clearRemote();
+      if (outcome.kind === 'applied' || outcome.kind === 'deleted') this.conditions.clearLocal();
+      return { outcome: this.settle(v, outcome, source, performance.now() - started) };
+    } catch (error) {
+      if (isAbort(error, signal)) return { outcome: this.settle(v, { kind: 'aborted' }, source) };
+      return { error };
+    }
+  }
+
+  /** Applies once a download slot is free; undefined when the agent began stopping while it waited. */
+  private async applyInPool(
+    v: VersionInfo,
+    source: ApplySource,
+    signal: AbortSignal,
+  ): Promise<ApplyOutcome | undefined> {
+    const stopping = this.shutdown.signal;
+    return this.pool.run(async () => {
+      if (signal.aborted || stopping.aborted) return undefined;
+      this.inFlightCount++;
+      try {
+        return await this.applier.apply(v, { signal, source });
+      } finally {
+        this.inFlightCount--;
+      }
+    });
+  }
+
+  /** A known condition (disk full, throttling, ...) is raised and waited out; true when it was one. */
+  private raiseCondition(error: unknown, v: VersionInfo): boolean {
+    const kind = classifyCondition(error);
+    if (kind) this.conditions.raise(kind, error, { path: v.path, version: v.version });
+    return kind !== undefined;
+  }
+
+  private logSurprise(error: unknown, v: VersionInfo, source: ApplySource, attempt: number): void {
+    this.log.log('error', 'applying a version failed', {
+      path: v.path,
+      version: v.version,
+      source,
+      attempt,
+      error: errorMessage(error),
+    });
   }
 
   private settle(v: VersionInfo, outcome: WorkOutcome, source: ApplySource, ms?: number): WorkOutcome {

@@ -511,13 +511,8 @@ export class StateStore {
         else if (kind === 'end') ended = true;
       }
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-        if (error instanceof AgentConfigError) throw error;
-        throw new AgentConfigError(
-          `the state snapshot ${snapshotFile} is unreadable (${(error as Error).message}): ` +
-            'move it away to bootstrap again from the feed (files already in place are kept)',
-        );
-      }
+      // No snapshot yet is a fresh start; anything else needs the operator.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw unreadableSnapshot(error, snapshotFile);
     } finally {
       input.destroy();
     }
@@ -600,4 +595,12 @@ function pathEntryOf(fields: unknown[]): { path: string; state: PathState } | un
       deleted: deleted === 1,
     },
   };
+}
+
+function unreadableSnapshot(error: unknown, file: string): AgentConfigError {
+  if (error instanceof AgentConfigError) return error;
+  return new AgentConfigError(
+    `the state snapshot ${file} is unreadable (${(error as Error).message}): ` +
+      'move it away to bootstrap again from the feed (files already in place are kept)',
+  );
 }
