@@ -195,74 +195,12 @@ async function awsContext(
 ): Promise<OpsContext> {
   const queueUrls = parsePairs(flags.queueUrl, '--queue-url');
   const buckets = parsePairs(flags.bucket, '--bucket');
-  let topology: Topology | undefined;
-  const configNamed = nonEmpty(flags.config) ?? nonEmpty(env.MIRROR_CONFIG);
-  const configFile = resolve(cwd, configNamed ?? 'mirror.config.json');
-  if (configNamed !== undefined || (await exists(configFile))) {
-    try {
-      topology = parseTopology(await readJsonFile(configFile, 'topology'));
-    } catch (err) {
-      if (err instanceof ConfigError) throw err;
-      throw new ConfigError(`${configFile}: ${(err as Error).message}`, { cause: err });
-    }
-  }
-
-  const targets = new Map<string, OpsTarget>();
-  for (const t of topology?.targets ?? []) {
-    targets.set(t.id, {
-      id: t.id,
-      kind: t.kind,
-      queueUrl: undefined,
-      dlqUrl: undefined,
-      bucket: t.kind === 's3' ? t.bucketName : undefined,
-      region: t.kind === 's3' ? t.region : undefined,
-      keyPrefix: t.kind === 's3' ? t.keyPrefix : '',
-      pathPrefix: t.pathPrefix,
-      dryRun: t.dryRun,
-    });
-  }
+  const { topology, configFile } = await readTopology(flags, env, cwd);
+  const targets = topologyTargets(topology);
   const runtime = nonEmpty(env.MIRROR_TARGETS);
-  if (runtime !== undefined) {
-    let json: unknown;
-    try {
-      json = JSON.parse(runtime);
-    } catch (err) {
-      throw new ConfigError(`MIRROR_TARGETS is not valid JSON: ${(err as Error).message}`, { cause: err });
-    }
-    const parsed = z.array(runtimeTargetSchema).safeParse(json);
-    if (!parsed.success) {
-      throw new ConfigError(
-        `MIRROR_TARGETS: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-      );
-    }
-    for (const t of parsed.data) {
-      const known = targets.get(t.id);
-      targets.set(t.id, {
-        id: t.id,
-        kind: t.kind,
-        queueUrl: t.queueUrl,
-        dlqUrl: undefined,
-        bucket: t.bucket ?? known?.bucket,
-        region: t.region ?? known?.region,
-        keyPrefix: t.keyPrefix,
-        pathPrefix: t.pathPrefix ?? known?.pathPrefix,
-        dryRun: t.dryRun || known?.dryRun === true,
-      });
-    }
-  }
-  for (const [id, url] of queueUrls) {
-    const t = targets.get(id);
-    if (!t)
-      throw new UsageError(
-        `--queue-url names "${id}", which is not a target (${[...targets.keys()].join(', ') || 'none known: pass --config'})`,
-      );
-    targets.set(id, { ...t, queueUrl: url });
-  }
-  for (const [id, bucket] of buckets) {
-    const t = targets.get(id);
-    if (t?.kind !== 's3') throw new UsageError(`--bucket names "${id}", which is not an S3 target`);
-    targets.set(id, { ...t, bucket });
-  }
+  if (runtime !== undefined) mergeRuntimeTargets(targets, runtime);
+  applyQueueUrlFlags(targets, queueUrls);
+  applyBucketFlags(targets, buckets);
   if (targets.size === 0) {
     throw new ConfigError(`no targets known: pass --config <mirror.config.json> or set MIRROR_TARGETS`);
   }
@@ -290,6 +228,95 @@ async function awsContext(
     forcePathStyle: env.MIRROR_S3_FORCE_PATH_STYLE === 'true',
     credentials: undefined,
   };
+}
+
+/** The topology named by --config or MIRROR_CONFIG, else ./mirror.config.json when it exists. */
+async function readTopology(
+  flags: OpsFlags,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): Promise<{ topology: Topology | undefined; configFile: string }> {
+  const configNamed = nonEmpty(flags.config) ?? nonEmpty(env.MIRROR_CONFIG);
+  const configFile = resolve(cwd, configNamed ?? 'mirror.config.json');
+  if (configNamed === undefined && !(await exists(configFile))) return { topology: undefined, configFile };
+  try {
+    return { topology: parseTopology(await readJsonFile(configFile, 'topology')), configFile };
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`${configFile}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** The topology's targets, without queues (the topology does not know their URLs). */
+function topologyTargets(topology: Topology | undefined): Map<string, OpsTarget> {
+  const targets = new Map<string, OpsTarget>();
+  for (const t of topology?.targets ?? []) {
+    targets.set(t.id, {
+      id: t.id,
+      kind: t.kind,
+      queueUrl: undefined,
+      dlqUrl: undefined,
+      bucket: t.kind === 's3' ? t.bucketName : undefined,
+      region: t.kind === 's3' ? t.region : undefined,
+      keyPrefix: t.kind === 's3' ? t.keyPrefix : '',
+      pathPrefix: t.pathPrefix,
+      dryRun: t.dryRun,
+    });
+  }
+  return targets;
+}
+
+/** MIRROR_TARGETS (the functions' runtime JSON) adds targets and fills in what the topology lacks. */
+function mergeRuntimeTargets(targets: Map<string, OpsTarget>, runtime: string): void {
+  for (const t of parseRuntimeTargets(runtime)) {
+    const known = targets.get(t.id);
+    targets.set(t.id, {
+      id: t.id,
+      kind: t.kind,
+      queueUrl: t.queueUrl,
+      dlqUrl: undefined,
+      bucket: t.bucket ?? known?.bucket,
+      region: t.region ?? known?.region,
+      keyPrefix: t.keyPrefix,
+      pathPrefix: t.pathPrefix ?? known?.pathPrefix,
+      dryRun: t.dryRun || known?.dryRun === true,
+    });
+  }
+}
+
+function parseRuntimeTargets(runtime: string): z.infer<typeof runtimeTargetSchema>[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(runtime);
+  } catch (err) {
+    throw new ConfigError(`MIRROR_TARGETS is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const parsed = z.array(runtimeTargetSchema).safeParse(json);
+  if (!parsed.success) {
+    throw new ConfigError(
+      `MIRROR_TARGETS: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
+  }
+  return parsed.data;
+}
+
+function applyQueueUrlFlags(targets: Map<string, OpsTarget>, queueUrls: Iterable<[string, string]>): void {
+  for (const [id, url] of queueUrls) {
+    const t = targets.get(id);
+    if (!t)
+      throw new UsageError(
+        `--queue-url names "${id}", which is not a target (${[...targets.keys()].join(', ') || 'none known: pass --config'})`,
+      );
+    targets.set(id, { ...t, queueUrl: url });
+  }
+}
+
+function applyBucketFlags(targets: Map<string, OpsTarget>, buckets: Iterable<[string, string]>): void {
+  for (const [id, bucket] of buckets) {
+    const t = targets.get(id);
+    if (t?.kind !== 's3') throw new UsageError(`--bucket names "${id}", which is not an S3 target`);
+    targets.set(id, { ...t, bucket });
+  }
 }
 
 /** The targets named by `--target` (all when none), or a usage error naming the known ones. */
