@@ -152,13 +152,13 @@ async function appendToFeed(
  */
 const backOff = (attempt: number): Promise<void> => sleep(backoffMs(attempt, 1, 50));
 
-/** One message per target that selects the path. FIFO deduplication makes a resend harmless. */
 /** What a target is sent of a version. */
 export type VersionContent = Pick<
   FileVersion,
   'path' | 'version' | 'sha256' | 'size' | 'contentType' | 'deleted' | 'committedAt'
 >;
 
+/** One message per target that selects the path. FIFO deduplication makes a resend harmless. */
 export async function fanOut(
   deps: {
     readonly fanout: FanoutQueue;
