@@ -127,15 +127,8 @@ describe('safe paths', () => {
     const realRoot = await realpath(root);
     await fc.assert(
       fc.asyncProperty(rawPath, async (raw) => {
-        let resolved: Awaited<ReturnType<SafePaths['resolve']>>;
-        try {
-          resolved = await paths.resolve(raw, { create: true });
-        } catch (error) {
-          if (error instanceof RefusedError) return;
-          // A file name that the file system itself refuses (ENAMETOOLONG etc.) is not an escape.
-          if ((error as NodeJS.ErrnoException).code) return;
-          throw error;
-        }
+        const resolved = await resolveUnlessRefused(paths, raw);
+        if (resolved === 'refused') return;
         if (!resolved) throw new Error('create: true never gives undefined');
         const parentReal = await realpath(resolved.parent);
         expect(parentReal === realRoot || parentReal.startsWith(`${realRoot}${sep}`)).toBe(true);
@@ -149,3 +142,18 @@ describe('safe paths', () => {
     expect(await readdir(outside)).toEqual([]);
   });
 });
+
+/** Resolves with create; 'refused' when the path is refused, by the agent or by the file system. */
+async function resolveUnlessRefused(
+  paths: SafePaths,
+  raw: string,
+): Promise<Awaited<ReturnType<SafePaths['resolve']>> | 'refused'> {
+  try {
+    return await paths.resolve(raw, { create: true });
+  } catch (error) {
+    if (error instanceof RefusedError) return 'refused';
+    // A file name that the file system itself refuses (ENAMETOOLONG etc.) is not an escape.
+    if ((error as NodeJS.ErrnoException).code) return 'refused';
+    throw error;
+  }
+}
