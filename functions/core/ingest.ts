@@ -3,7 +3,7 @@
  * upload waiting for them. Nothing is committed before the proof (invariant 2).
  */
 
-import type { Blob } from '../../contracts/model.js';
+import type { Blob, Upload } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
 import { ValidationError, VersionConflictError } from './errors.js';
 import { expireUpload, isLapsed, storedInWindow, uploadExpiresAt } from './expiry.js';
@@ -61,168 +61,241 @@ export function sha256OfKey(key: string): string | undefined {
 }
 
 export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<IngestOutcome> {
-  const { ledger, blobs, clock, metrics } = deps;
   const sha256 = sha256OfKey(event.key);
   if (!sha256) {
-    metrics.count('IngestIgnored');
+    deps.metrics.count('IngestIgnored');
     return { kind: 'ignored', reason: `key "${event.key}" is not blobs/<sha256>` };
   }
+  const proof = await proveBlob(deps, event, sha256);
+  if ('kind' in proof) return proof;
+  const run = pendingRun(deps, event, sha256, proof);
+  for (const uploadId of await deps.ledger.listPendingUploads(sha256)) await settlePending(run, uploadId);
+  return {
+    kind: 'committed',
+    sha256,
+    committed: run.committed,
+    rejected: run.rejected,
+    ...(run.expired.length > 0 ? { expired: run.expired } : {}),
+    ...(proof.discarded ? { discarded: proof.discarded } : {}),
+  };
+}
 
-  const known = await ledger.getBlob(sha256);
-  let blob = known && isVerifiedObject(known, event) ? known : undefined;
-  let discarded: DiscardedVersion | undefined;
-  // What storage said of the event's object version, kept: it may be discarded below.
-  let eventStat: Awaited<ReturnType<BlobStore['stat']>>;
-  if (!blob) {
-    const stored = await blobs.stat(sha256, event.versionId);
-    if (!stored) return { kind: 'ignored', reason: 'the object is gone (deleted after the event)' };
-    eventStat = stored;
-    // Versioned storage: the verified version stays pinned whatever is written over it later.
-    const pinned = known?.versionId;
-    let pinnedGone = false;
-    if (known && pinned !== undefined && stored.versionId !== undefined) {
-      if (stored.versionId === pinned) blob = known;
-      else if (await blobs.stat(sha256, pinned)) {
-        discarded = await discardVersion(deps, known, stored.versionId, stored);
-        // Bad bytes commit nothing: a claim of known content is committed by its proof of
-        // possession or by good bytes of its own, never by someone's failed overwrite.
-        if (discarded.reason !== DUPLICATE) {
-          return { kind: 'rejected', sha256, reason: discarded.reason, uploads: [], discarded };
-        }
-        blob = known;
-      } else pinnedGone = true;
-    }
-    if (!blob) {
-      // Trust a full-object SHA-256 that storage reports having stored; else hash the bytes ourselves.
-      const actual =
-        stored.sha256 !== undefined
-          ? { sha256: stored.sha256, size: stored.size }
-          : await blobs.hash(sha256, stored.versionId);
-      if (actual.sha256 !== sha256 || actual.size !== stored.size) {
-        // Unversioned, the bad bytes have replaced the verified ones; a lost pin held nothing either.
-        const forgetBlob = known !== undefined && (stored.versionId === undefined || pinnedGone);
-        return reject(
-          deps,
-          sha256,
-          stored.versionId,
-          forgetBlob,
-          `sha256 mismatch: the stored bytes hash to ${actual.sha256}`,
-        );
-      }
-      blob = await ledger.putBlob(
-        {
-          sha256,
-          size: actual.size,
-          verifiedAt: clock.now().toISOString(),
-          etag: stored.etag,
-          versionId: stored.versionId,
-        },
-        { replaces: pinnedGone ? pinned : undefined },
-      );
-      metrics.count('BlobsVerified');
-      metrics.bytes('BytesVerified', actual.size);
-      if (stored.versionId !== undefined && blob.versionId !== stored.versionId) {
-        // A concurrent verification pinned another version first: this one would never be read.
-        await blobs.delete(sha256, stored.versionId);
-        metrics.count('BlobVersionsDiscarded');
-        discarded = { versionId: stored.versionId, reason: DUPLICATE };
-      }
-    }
+type StoredObject = NonNullable<Awaited<ReturnType<BlobStore['stat']>>>;
+
+/** The blob's bytes, proven: the verified record, and what storage said of the event's object version. */
+interface Proof {
+  readonly blob: Blob;
+  /** Another object version at the blob's key, deleted: the verified one stays pinned. */
+  readonly discarded?: DiscardedVersion | undefined;
+  /** Kept when storage was asked: the event's object version may be discarded meanwhile. */
+  readonly eventStat: StoredObject | undefined;
+}
+
+/** Proves the event's bytes (or finds them proven already); an outcome when they cannot be. */
+async function proveBlob(deps: IngestDeps, event: BlobEvent, sha256: string): Promise<Proof | IngestOutcome> {
+  const known = await deps.ledger.getBlob(sha256);
+  if (known && isVerifiedObject(known, event)) return { blob: known, eventStat: undefined };
+  const stored = await deps.blobs.stat(sha256, event.versionId);
+  if (!stored) return { kind: 'ignored', reason: 'the object is gone (deleted after the event)' };
+  const pinning = await checkPinned(deps, sha256, known, stored);
+  if ('kind' in pinning) return pinning;
+  if (pinning.blob) return { blob: pinning.blob, discarded: pinning.discarded, eventStat: stored };
+  return verifyStoredBytes(deps, sha256, known, stored, pinning.pinnedGone);
+}
+
+/**
+ * Versioned storage: the verified version stays pinned whatever is written over it later. The
+ * pinned blob when the event is about it or about a duplicate of it (discarded); pinnedGone when
+ * the pinned version no longer exists.
+ */
+async function checkPinned(
+  deps: IngestDeps,
+  sha256: string,
+  known: Blob | undefined,
+  stored: StoredObject,
+): Promise<
+  { blob?: Blob | undefined; discarded?: DiscardedVersion | undefined; pinnedGone: boolean } | IngestOutcome
+> {
+  const pinned = known?.versionId;
+  if (!known || pinned === undefined || stored.versionId === undefined) return { pinnedGone: false };
+  if (stored.versionId === pinned) return { blob: known, pinnedGone: false };
+  if (!(await deps.blobs.stat(sha256, pinned))) return { pinnedGone: true };
+  const discarded = await discardVersion(deps, known, stored.versionId, stored);
+  // Bad bytes commit nothing: a claim of known content is committed by its proof of
+  // possession or by good bytes of its own, never by someone's failed overwrite.
+  if (discarded.reason !== DUPLICATE) {
+    return { kind: 'rejected', sha256, reason: discarded.reason, uploads: [], discarded };
   }
+  return { blob: known, discarded, pinnedGone: false };
+}
 
-  const committed: { uploadId: string; path: string; version: number }[] = [];
-  const rejected: string[] = [];
-  const expired: string[] = [];
+/** Hashes the stored bytes (or trusts storage's full-object SHA-256) and records the blob as verified. */
+async function verifyStoredBytes(
+  deps: IngestDeps,
+  sha256: string,
+  known: Blob | undefined,
+  stored: StoredObject,
+  pinnedGone: boolean,
+): Promise<Proof | IngestOutcome> {
+  const { ledger, blobs, clock, metrics } = deps;
+  // Trust a full-object SHA-256 that storage reports having stored; else hash the bytes ourselves.
+  const actual =
+    stored.sha256 !== undefined
+      ? { sha256: stored.sha256, size: stored.size }
+      : await blobs.hash(sha256, stored.versionId);
+  if (actual.sha256 !== sha256 || actual.size !== stored.size) {
+    // Unversioned, the bad bytes have replaced the verified ones; a lost pin held nothing either.
+    const forgetBlob = known !== undefined && (stored.versionId === undefined || pinnedGone);
+    return reject(
+      deps,
+      sha256,
+      stored.versionId,
+      forgetBlob,
+      `sha256 mismatch: the stored bytes hash to ${actual.sha256}`,
+    );
+  }
+  const blob = await ledger.putBlob(
+    {
+      sha256,
+      size: actual.size,
+      verifiedAt: clock.now().toISOString(),
+      etag: stored.etag,
+      versionId: stored.versionId,
+    },
+    { replaces: pinnedGone ? known?.versionId : undefined },
+  );
+  metrics.count('BlobsVerified');
+  metrics.bytes('BytesVerified', actual.size);
+  if (stored.versionId !== undefined && blob.versionId !== stored.versionId) {
+    // A concurrent verification pinned another version first: this one would never be read.
+    await blobs.delete(sha256, stored.versionId);
+    metrics.count('BlobVersionsDiscarded');
+    return { blob, discarded: { versionId: stored.versionId, reason: DUPLICATE }, eventStat: stored };
+  }
+  return { blob, eventStat: stored };
+}
+
+/** The uploads waiting for a proven blob, and what became of each. */
+interface PendingRun {
+  readonly deps: IngestDeps;
+  readonly sha256: string;
+  readonly blob: Blob;
+  /** The event's object version: when storage stored it, and which upload's URL sent it. */
+  readonly storedObject: () => Promise<{ at: Date; uploadId: string | undefined }>;
+  readonly committed: { uploadId: string; path: string; version: number }[];
+  readonly rejected: string[];
+  readonly expired: string[];
+}
+
+function pendingRun(deps: IngestDeps, event: BlobEvent, sha256: string, proof: Proof): PendingRun {
+  const { blobs, clock } = deps;
   // The version this event is about (the bytes that just arrived, not an older pinned copy): when
   // storage stored it, and which upload's URL sent it. Looked up once, when a pending upload asks.
   let eventObject: Promise<{ at: Date; uploadId: string | undefined }> | undefined;
   const storedObject = () => {
-    eventObject ??= (eventStat ? Promise.resolve(eventStat) : blobs.stat(sha256, event.versionId)).then(
-      (stored) => ({
-        at: stored?.lastModified ?? (event.eventTime === undefined ? clock.now() : new Date(event.eventTime)),
-        uploadId: stored?.uploadId,
-      }),
-    );
+    eventObject ??= (
+      proof.eventStat ? Promise.resolve(proof.eventStat) : blobs.stat(sha256, event.versionId)
+    ).then((stored) => ({
+      at: stored?.lastModified ?? (event.eventTime === undefined ? clock.now() : new Date(event.eventTime)),
+      uploadId: stored?.uploadId,
+    }));
     return eventObject;
   };
-  const storedAt = async () => (await storedObject()).at;
-  for (const uploadId of await ledger.listPendingUploads(sha256)) {
-    const upload = await ledger.getUpload(uploadId);
-    if (upload?.status !== 'pending') {
-      await ledger.removePendingUpload(sha256, uploadId);
-      continue;
-    }
-    if (blob && upload.size !== blob.size) {
-      // A claim of known content at another size: no PUT can have sent those bytes (the size is
-      // signed into it). Ending it here would tell the claimant that the content exists (and a
-      // reason, its size); left pending it expires like any upload whose bytes never came.
-      metrics.count('IngestSizeMismatch');
-      continue;
-    }
-    // Bytes stored after the upload expired never commit (an abandoned upload must not roll its path
-    // back); stored in time, they commit however late the verification. One already claiming a
-    // version is mid-commit: it finishes. Bytes stored before the claim are not its bytes either:
-    // a claim of content already stored is committed by its proof of possession or by its own PUT,
-    // so a duplicate event of the verified version commits nothing new.
-    // Bytes sent through another upload's URL are that upload's: a claim by hash alone does not ride
-    // on them (it proves possession or sends its own). Objects naming no upload (written with the
-    // bucket's own credentials) count for every claim, as before.
-    const sender = upload.claimingVersion === undefined ? (await storedObject()).uploadId : undefined;
-    if (sender !== undefined && sender !== uploadId) continue;
-    if (upload.claimingVersion === undefined && !storedInWindow(upload, await storedAt())) {
-      if (!isLapsed(upload, clock.now())) continue;
-      const at = (await storedAt()).toISOString();
-      await expireUpload(
-        deps,
-        upload,
-        `expired: its bytes were stored at ${at}, outside ${upload.createdAt} to ${uploadExpiresAt(upload).toISOString()}`,
-      );
-      expired.push(uploadId);
-      continue;
-    }
-    try {
-      // The path was admitted at claim time; another path may have taken its folder or file since
-      // (a pull target cannot hold both), or the targets changed. One mid-commit finishes.
-      if (upload.claimingVersion === undefined) {
-        const policy = new PathPolicy(deps.targets);
-        await policy.checkOccupancy(policy.check(upload.path), ledger);
-      }
-      const version = await commitVersion(deps, {
-        uploadId,
-        path: upload.path,
-        sha256,
-        size: upload.size,
-        contentType: upload.contentType,
-        deleted: false,
-        ifVersion: upload.ifVersion,
-        reserveOnUpload: true,
-      });
-      await ledger.finishUpload(
-        uploadId,
-        { status: 'committed', version: version.version },
-        clock.now().toISOString(),
-      );
-      committed.push({ uploadId, path: upload.path, version: version.version });
-      metrics.count('VersionsCommitted');
-    } catch (error) {
-      if (!(error instanceof VersionConflictError || error instanceof ValidationError)) throw error;
-      await ledger.finishUpload(
-        uploadId,
-        { status: 'rejected', reason: `${error.code}: ${error.message}` },
-        clock.now().toISOString(),
-      );
-      rejected.push(uploadId);
-    }
-    await ledger.removePendingUpload(sha256, uploadId);
+  return { deps, sha256, blob: proof.blob, storedObject, committed: [], rejected: [], expired: [] };
+}
+
+/** Commits, rejects, expires or leaves one pending upload; the pending entry goes once it is decided. */
+async function settlePending(run: PendingRun, uploadId: string): Promise<void> {
+  const { ledger, metrics } = run.deps;
+  const upload = await ledger.getUpload(uploadId);
+  if (upload?.status !== 'pending') {
+    await ledger.removePendingUpload(run.sha256, uploadId);
+    return;
   }
-  return {
-    kind: 'committed',
-    sha256,
-    committed,
-    rejected,
-    ...(expired.length > 0 ? { expired } : {}),
-    ...(discarded ? { discarded } : {}),
-  };
+  if (upload.size !== run.blob.size) {
+    // A claim of known content at another size: no PUT can have sent those bytes (the size is
+    // signed into it). Ending it here would tell the claimant that the content exists (and a
+    // reason, its size); left pending it expires like any upload whose bytes never came.
+    metrics.count('IngestSizeMismatch');
+    return;
+  }
+  if (!(await bytesAreForUpload(run, upload, uploadId))) return;
+  if (await storedOutsideWindow(run, upload, uploadId)) return;
+  await commitUpload(run, upload, uploadId);
+  await ledger.removePendingUpload(run.sha256, uploadId);
+}
+
+/**
+ * Bytes sent through another upload's URL are that upload's: a claim by hash alone does not ride
+ * on them (it proves possession or sends its own). Objects naming no upload (written with the
+ * bucket's own credentials) count for every claim, as before. One already claiming a version is
+ * mid-commit: it finishes.
+ */
+async function bytesAreForUpload(run: PendingRun, upload: Upload, uploadId: string): Promise<boolean> {
+  const sender = upload.claimingVersion === undefined ? (await run.storedObject()).uploadId : undefined;
+  return sender === undefined || sender === uploadId;
+}
+
+/**
+ * Bytes stored after the upload expired never commit (an abandoned upload must not roll its path
+ * back); stored in time, they commit however late the verification. One already claiming a
+ * version is mid-commit: it finishes. Bytes stored before the claim are not its bytes either:
+ * a claim of content already stored is committed by its proof of possession or by its own PUT,
+ * so a duplicate event of the verified version commits nothing new. True when the upload is left
+ * (still pending) or ended as expired.
+ */
+async function storedOutsideWindow(run: PendingRun, upload: Upload, uploadId: string): Promise<boolean> {
+  if (upload.claimingVersion !== undefined) return false;
+  const storedAt = (await run.storedObject()).at;
+  if (storedInWindow(upload, storedAt)) return false;
+  if (!isLapsed(upload, run.deps.clock.now())) return true;
+  const at = storedAt.toISOString();
+  await expireUpload(
+    run.deps,
+    upload,
+    `expired: its bytes were stored at ${at}, outside ${upload.createdAt} to ${uploadExpiresAt(upload).toISOString()}`,
+  );
+  run.expired.push(uploadId);
+  return true;
+}
+
+/** Commits the upload's version; a version conflict or a path no longer admitted rejects it. */
+async function commitUpload(run: PendingRun, upload: Upload, uploadId: string): Promise<void> {
+  const { deps } = run;
+  const { ledger, clock, metrics } = deps;
+  try {
+    // The path was admitted at claim time; another path may have taken its folder or file since
+    // (a pull target cannot hold both), or the targets changed. One mid-commit finishes.
+    if (upload.claimingVersion === undefined) {
+      const policy = new PathPolicy(deps.targets);
+      await policy.checkOccupancy(policy.check(upload.path), ledger);
+    }
+    const version = await commitVersion(deps, {
+      uploadId,
+      path: upload.path,
+      sha256: run.sha256,
+      size: upload.size,
+      contentType: upload.contentType,
+      deleted: false,
+      ifVersion: upload.ifVersion,
+      reserveOnUpload: true,
+    });
+    await ledger.finishUpload(
+      uploadId,
+      { status: 'committed', version: version.version },
+      clock.now().toISOString(),
+    );
+    run.committed.push({ uploadId, path: upload.path, version: version.version });
+    metrics.count('VersionsCommitted');
+  } catch (error) {
+    if (!(error instanceof VersionConflictError || error instanceof ValidationError)) throw error;
+    await ledger.finishUpload(
+      uploadId,
+      { status: 'rejected', reason: `${error.code}: ${error.message}` },
+      clock.now().toISOString(),
+    );
+    run.rejected.push(uploadId);
+  }
 }
 
 /** The ledger's record describes this very object (a duplicate event): nothing to prove again. */
