@@ -12,7 +12,7 @@
  *   failed is retried from the feed (an outbox: see OUTBOX_GRACE_MS in lag.ts).
  */
 import { backoffMs, sleep } from '../../common/retry.ts';
-import type { Change, FileVersion } from '../../contracts/model.js';
+import type { Change, FileVersion, VersionContent } from '../../contracts/model.js';
 import type { PolicyTarget } from '../../contracts/paths.ts';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import { targetSelects } from '../../contracts/topology.js';
@@ -151,12 +151,6 @@ async function appendToFeed(
  * shard or path re-read and collide again in lockstep.
  */
 const backOff = (attempt: number): Promise<void> => sleep(backoffMs(attempt, 1, 50));
-
-/** What a target is sent of a version. */
-export type VersionContent = Pick<
-  FileVersion,
-  'path' | 'version' | 'sha256' | 'size' | 'contentType' | 'deleted' | 'committedAt'
->;
 
 /** One message per target that selects the path. FIFO deduplication makes a resend harmless. */
 export async function fanOut(
