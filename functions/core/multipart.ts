@@ -2,17 +2,16 @@
  * Multipart plans within S3's limits: parts of 5 MiB to 5 GiB (the last may be
  * smaller), at most 10,000 of them.
  */
+import {
+  MiB,
+  type PartPlan,
+  S3_MAX_PART_BYTES,
+  S3_MAX_PARTS,
+  S3_MIN_PART_BYTES,
+} from '../../contracts/multipart.ts';
 import { ValidationError } from './errors.js';
 
-export const MiB = 1024 * 1024;
-export const S3_MIN_PART_BYTES = 5 * MiB;
-export const S3_MAX_PART_BYTES = 5 * 1024 * MiB;
-export const S3_MAX_PARTS = 10_000;
-
-export interface PartPlan {
-  readonly partSize: number;
-  readonly partCount: number;
-}
+export { MiB, type PartPlan, S3_MAX_PART_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES };
 
 /** The smallest whole-MiB part size ≥ `preferred` that fits the object in 10,000 parts. */
 export function planParts(size: number, preferredPartBytes = 8 * MiB): PartPlan {

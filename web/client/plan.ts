@@ -5,18 +5,15 @@
  */
 import { backoffMs } from '../../common/retry.ts';
 
-export const MiB = 1024 * 1024;
-/** S3: every part but the last is at least 5 MiB. */
-export const S3_MIN_PART_BYTES = 5 * MiB;
-/** S3: a part is at most 5 GiB. */
-export const S3_MAX_PART_BYTES = 5 * 1024 * MiB;
-/** S3: at most 10,000 parts per upload. */
-export const S3_MAX_PARTS = 10_000;
+import {
+  MiB,
+  type PartPlan,
+  S3_MAX_PART_BYTES,
+  S3_MAX_PARTS,
+  S3_MIN_PART_BYTES,
+} from '../../contracts/multipart.ts';
 
-export interface PartPlan {
-  readonly partSize: number;
-  readonly partCount: number;
-}
+export { MiB, type PartPlan, S3_MAX_PART_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES };
 
 export interface PartRange {
   /** 1-based, as S3 numbers parts. */
