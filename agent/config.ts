@@ -8,10 +8,9 @@
  * (or MIRROR_TABLE, ...) and the standard AWS credential chain. Locally: the
  * endpoints file supplies names, endpoints and the emulators' credentials.
  */
-import { access } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { readJsonFile } from '../common/json-file.ts';
+import { fileExists, readJsonFile } from '../common/json-file.ts';
 import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
 import { parseTopology, type Topology } from '../contracts/topology.ts';
 import { AgentConfigError } from './errors.ts';
@@ -158,15 +157,6 @@ const endpointsFields = endpointsSchema.pick({
 });
 type EndpointsFile = z.infer<typeof endpointsFields>;
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function readJson(file: string, what: string): Promise<unknown> {
   return readJsonFile(file, {
     unreadable: (error) => new AgentConfigError(`cannot read the ${what} ${file}: ${error.message}`),
@@ -284,7 +274,7 @@ async function readEndpointsFile(
   const file = named
     ? resolve(cwd, String(named.value))
     : resolve(cwd, env.MIRROR_DATA_DIR || '.mirror', 'endpoints.json');
-  if (!named && !(await exists(file))) return { endpoints: undefined, file, missingNames };
+  if (!named && !(await fileExists(file))) return { endpoints: undefined, file, missingNames };
   const parsed = endpointsFields.safeParse(await readJson(file, 'endpoints file'));
   if (!parsed.success) {
     throw new AgentConfigError(`the endpoints file ${file} is malformed: ${endpointsProblems(parsed.error)}`);
@@ -299,7 +289,7 @@ async function readTopologyFile(
 ): Promise<{ topology: Topology; file: string } | undefined> {
   const named = values.get('config');
   const file = named ? resolve(cwd, String(named.value)) : resolve(cwd, 'mirror.config.json');
-  if (!named && !(await exists(file))) return undefined;
+  if (!named && !(await fileExists(file))) return undefined;
   try {
     return { topology: parseTopology(await readJson(file, 'topology')), file };
   } catch (error) {

@@ -17,13 +17,12 @@
  * An SQS endpoint override (the endpoints file, AWS_ENDPOINT_URL_SQS or AWS_ENDPOINT_URL)
  * means an emulator: redrive then moves messages itself (no StartMessageMoveTask there).
  */
-import { access } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import { z } from 'zod';
-import { readJsonFile as readJson } from '../common/json-file.ts';
+import { fileExists, readJsonFile as readJson } from '../common/json-file.ts';
 import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
 import { parseTopology, type Topology } from '../contracts/topology.ts';
 import { runtimeTargetSchema } from '../functions/adapters/runtime-config.ts';
@@ -100,15 +99,6 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value.trim();
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function readJsonFile(file: string, what: string): Promise<unknown> {
   return readJson(file, {
     unreadable: (err) =>
@@ -144,7 +134,7 @@ export async function resolveOpsContext(
   if (named !== undefined) return localContext(resolve(cwd, named), flags);
   if (table === undefined) {
     const file = defaultEndpointsFile(env, cwd);
-    if (await exists(file)) return localContext(file, flags);
+    if (await fileExists(file)) return localContext(file, flags);
     throw new ConfigError(`no endpoints file at ${file}: ${HINT}`);
   }
   return awsContext(table, flags, env, cwd);
@@ -238,7 +228,8 @@ async function readTopology(
 ): Promise<{ topology: Topology | undefined; configFile: string }> {
   const configNamed = nonEmpty(flags.config) ?? nonEmpty(env.MIRROR_CONFIG);
   const configFile = resolve(cwd, configNamed ?? 'mirror.config.json');
-  if (configNamed === undefined && !(await exists(configFile))) return { topology: undefined, configFile };
+  if (configNamed === undefined && !(await fileExists(configFile)))
+    return { topology: undefined, configFile };
   try {
     return { topology: parseTopology(await readJsonFile(configFile, 'topology')), configFile };
   } catch (err) {

@@ -1,8 +1,8 @@
 /**
- * Reads and parses a JSON file (Node only). Each caller words the two ways it can
+ * Reads and parses a JSON file, or tells whether one is there (Node only). Each caller words the two ways it can
  * fail in its own error class, so the agent and the CLI keep their own messages.
  */
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 
 export interface JsonFileErrors {
   /** The file could not be read (missing, unreadable). */
@@ -22,5 +22,15 @@ export async function readJsonFile(file: string, errors: JsonFileErrors): Promis
     return JSON.parse(text) as unknown;
   } catch (error) {
     throw errors.invalid(error as Error);
+  }
+}
+
+/** Whether a file is there to read (an optional config file: absent is not an error). */
+export async function fileExists(file: string): Promise<boolean> {
+  try {
+    await access(file);
+    return true;
+  } catch {
+    return false;
   }
 }
