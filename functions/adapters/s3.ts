@@ -22,7 +22,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { hashChunks } from '../../common/sha256-node.ts';
 import { blobKey } from '../../contracts/ledger-keys.js';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
-import type { BlobStore, ReplicaStore, StoredPart } from '../core/ports.js';
+import type { BlobStore, PresignPartInput, ReplicaStore, StoredPart } from '../core/ports.js';
 
 export const hexToBase64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
 export const base64ToHex = (b64: string) => Buffer.from(b64, 'base64').toString('hex');
@@ -177,14 +177,7 @@ export class S3BlobStore implements BlobStore {
     return out.UploadId;
   }
 
-  async presignPart(input: {
-    sha256: string;
-    multipartId: string;
-    partNumber: number;
-    size: number;
-    partSha256: string;
-    expiresInSeconds: number;
-  }) {
+  async presignPart(input: PresignPartInput) {
     const checksum = hexToBase64(input.partSha256);
     const url = await getSignedUrl(
       this.s3,

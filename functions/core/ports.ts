@@ -38,6 +38,16 @@ export interface IdempotencyRecord {
   readonly response?: string | undefined;
 }
 
+/** One part's presigned PUT: its size and SHA-256 are signed in. */
+export interface PresignPartInput {
+  readonly sha256: string;
+  readonly multipartId: string;
+  readonly partNumber: number;
+  readonly size: number;
+  readonly partSha256: string;
+  readonly expiresInSeconds: number;
+}
+
 export interface Clock {
   now(): Date;
 }
@@ -200,14 +210,7 @@ export interface BlobStore {
   // Multipart uploads to blobs/<sha256>, each part's SHA-256 signed into its URL.
   /** Starts a multipart upload whose object will name `uploadId`, as a single PUT's does. */
   createMultipart(sha256: string, contentType: string, uploadId: string): Promise<string>;
-  presignPart(input: {
-    sha256: string;
-    multipartId: string;
-    partNumber: number;
-    size: number;
-    partSha256: string;
-    expiresInSeconds: number;
-  }): Promise<Pick<PresignedPart, 'url' | 'headers'>>;
+  presignPart(input: PresignPartInput): Promise<Pick<PresignedPart, 'url' | 'headers'>>;
   completeMultipart(sha256: string, multipartId: string, parts: readonly StoredPart[]): Promise<void>;
   abortMultipart(sha256: string, multipartId: string): Promise<void>;
 }
