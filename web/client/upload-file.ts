@@ -119,28 +119,6 @@ export interface UploadResult {
   readonly bytesSent: number;
 }
 
-export interface UploadResult {
-  readonly status: 'committed' | 'rejected';
-  readonly uploadId: string;
-  readonly path: string;
-  /** The committed version. */
-  readonly version?: number;
-  /** The content was already stored: nothing was uploaded. */
-  readonly deduplicated: boolean;
-  /** Why the upload was rejected (e.g. the stored bytes do not match the SHA-256). */
-  readonly reason?: string;
-  readonly sha256: string;
-  readonly size: number;
-  /** A multipart upload that continued one already under way. */
-  readonly resumed: boolean;
-  /** Parts sent by this call (0 for a single PUT or a deduplicated upload). */
-  readonly partsSent: number;
-  /** Parts the store already held when this call started. */
-  readonly partsSkipped: number;
-  /** Bytes this call sent to storage. */
-  readonly bytesSent: number;
-}
-
 /** What the send step did. */
 interface Sent extends PartsSent {
   readonly resumed: boolean;
