@@ -94,9 +94,11 @@ describe('pipeline through the local stack', () => {
     }
     const seconds = (Date.now() - started) / 1000;
     console.log(`upload → visible in every replica: ${seconds.toFixed(2)} s`);
-    // The bar is 5 s (issue 2); measured 2.7-4.7 s with cold functions. The test allows for a CI machine
-    // running other suites at once, and prints the figure.
-    expect(seconds).toBeLessThan(8);
+    // The goal is 5 s; measured 2.7-4.7 s with cold functions on a quiet machine, 8.9-14 s while the
+    // whole suite and other work shared its 2 cores. Speed goals belong to the bench: this bound
+    // only catches a stall (a retry cycle or a lost message would take far longer), and the figure
+    // is printed.
+    expect(seconds).toBeLessThan(20);
 
     const file = await until('target states', async () => {
       const f = await api('GET', `/v1/files/${enc(path)}`);
