@@ -123,7 +123,7 @@ async function config(command: Command, io: AgentCliIo, needQueue: boolean) {
   }
 }
 
-export function formatVerifyReport(report: VerifyReport): string {
+function formatVerifyReport(report: VerifyReport): string {
   const lines = [
     `verify ${report.targetId} in ${report.dir}: ${report.expected} files in the ledger, ${report.ok} match`,
   ];

@@ -79,7 +79,7 @@ export interface AgentFlags {
 }
 
 /** Environment variable of each setting. */
-export const AGENT_ENV = {
+const AGENT_ENV = {
   target: 'MIRROR_AGENT_TARGET',
   dir: 'MIRROR_AGENT_DIR',
   stateDir: 'MIRROR_AGENT_STATE_DIR',

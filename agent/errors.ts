@@ -185,7 +185,7 @@ export const REMOTE_CONDITIONS: readonly ConditionKind[] = [
 ];
 
 /** The agent was asked to stop while this work was under way. */
-export class StoppedError extends Error {
+class StoppedError extends Error {
   override readonly name = 'StoppedError';
   constructor() {
     super('the agent is stopping');
