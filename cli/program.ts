@@ -132,7 +132,7 @@ function parseMirrorPath(value: string): string {
   return value;
 }
 
-export function createProgram(io: CliIo): Command {
+function createProgram(io: CliIo): Command {
   const program = new Command();
   program
     .name('media-mirror')
@@ -319,7 +319,7 @@ function registerStatusCommand(program: Command, io: CliIo, client: ClientOf): v
     });
 }
 
-export function uploadJson(r: UploadResult): Record<string, unknown> {
+function uploadJson(r: UploadResult): Record<string, unknown> {
   return {
     path: r.path,
     version: r.version,
@@ -333,7 +333,7 @@ export function uploadJson(r: UploadResult): Record<string, unknown> {
   };
 }
 
-export function uploadLine(r: UploadResult): string {
+function uploadLine(r: UploadResult): string {
   if (r.deduplicated) {
     return `committed ${r.path} version ${r.version} (deduplicated: no bytes sent)`;
   }

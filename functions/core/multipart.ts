@@ -11,8 +11,6 @@ import {
 } from '../../contracts/multipart.ts';
 import { ValidationError } from './errors.js';
 
-export { MiB, type PartPlan, S3_MAX_PART_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES };
-
 /** The smallest whole-MiB part size ≥ `preferred` that fits the object in 10,000 parts. */
 export function planParts(size: number, preferredPartBytes = 8 * MiB): PartPlan {
   if (!Number.isSafeInteger(size) || size < 0)

@@ -1,7 +1,7 @@
 /** Multipart uploads against the S3 emulator: plan, presigned parts, resume, complete, verify, abort. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MiB } from '../../contracts/multipart.ts';
 import { ingestBlob } from '../../functions/core/ingest.js';
-import { MiB } from '../../functions/core/multipart.js';
 import {
   abortUpload,
   completeUpload,

@@ -4,9 +4,9 @@
  * with the real time, so "an upload from two days ago" is one created with the clock set back.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { MiB } from '../../contracts/multipart.ts';
 import { expirePendingUploads, RESUMABLE_FOR_MS } from '../../functions/core/expiry.js';
 import { ingestBlob } from '../../functions/core/ingest.js';
-import { MiB } from '../../functions/core/multipart.js';
 import type { Clock } from '../../functions/core/ports.js';
 import {
   completeUpload,

@@ -1,4 +1,11 @@
 /** The browser client's public surface (`web/dist/client.js`). */
+
+export {
+  type PartPlan,
+  S3_MAX_PART_BYTES,
+  S3_MAX_PARTS,
+  S3_MIN_PART_BYTES,
+} from '../../contracts/multipart.ts';
 export {
   type CallOptions,
   type FetchLike,
@@ -13,13 +20,9 @@ export {
   checkPlan,
   formatBytes,
   missingParts,
-  type PartPlan,
   type PartRange,
   type Phase,
   retryDelay,
-  S3_MAX_PART_BYTES,
-  S3_MAX_PARTS,
-  S3_MIN_PART_BYTES,
   type UploadProgress,
 } from './plan.ts';
 export {

@@ -6,14 +6,11 @@
 import { backoffMs } from '../../common/retry.ts';
 
 import {
-  MiB,
   type PartPlan,
   S3_MAX_PART_BYTES,
   S3_MAX_PARTS,
   S3_MIN_PART_BYTES,
 } from '../../contracts/multipart.ts';
-
-export { MiB, type PartPlan, S3_MAX_PART_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES };
 
 export interface PartRange {
   /** 1-based, as S3 numbers parts. */

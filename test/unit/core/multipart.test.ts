@@ -1,13 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  MiB,
-  missingParts,
-  partBytes,
-  planParts,
-  S3_MAX_PARTS,
-  S3_MIN_PART_BYTES,
-} from '../../../functions/core/multipart.js';
+import { MiB, S3_MAX_PARTS, S3_MIN_PART_BYTES } from '../../../contracts/multipart.ts';
+import { missingParts, partBytes, planParts } from '../../../functions/core/multipart.js';
 
 describe('multipart planning', () => {
   it('a tiny or empty object is one part', () => {

@@ -1,21 +1,18 @@
 /** Part plans, resume planning, retry delays and progress accounting of the browser client. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { MiB, S3_MAX_PART_BYTES, S3_MAX_PARTS, S3_MIN_PART_BYTES } from '../../../contracts/multipart.ts';
 import {
   allParts,
   checkPlan,
   formatBytes,
   isRetryableStatus,
-  MiB,
   missingParts,
   PartProgress,
   ProgressMeter,
   partRange,
   retryAfterMs,
   retryDelay,
-  S3_MAX_PART_BYTES,
-  S3_MAX_PARTS,
-  S3_MIN_PART_BYTES,
   storedBytes,
 } from '../../../web/client/plan.ts';
 

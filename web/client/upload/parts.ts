@@ -4,13 +4,13 @@
  * at once, each retried with backoff. Then complete, sending again what it finds missing.
  */
 import type { MultipartView, PresignedPart } from '../../../contracts/api.ts';
+import type { PartPlan } from '../../../contracts/multipart.ts';
 import type { MirrorApi } from '../api.ts';
 import { ApiError, transientError } from '../errors.ts';
 import {
   allParts,
   checkPlan,
   missingParts,
-  type PartPlan,
   PartProgress,
   type PartRange,
   ProgressMeter,
