@@ -196,6 +196,35 @@ export const idempotencyHeaders = z.object({ [IDEMPOTENCY_HEADER]: idempotencyKe
 export const healthSchema = z.strictObject({ status: z.literal('ok'), time: timestamp });
 export type Health = z.infer<typeof healthSchema>;
 
+/**
+ * `GET /v1/limits`: what a client must respect, from the deployment's configuration, so no
+ * client hard-codes a threshold the API decides.
+ */
+export const limitsSchema = z.strictObject({
+  /** Largest `size` a claim may declare (413 `too_large` above). */
+  maxUploadBytes: z.number().int().positive(),
+  /** Claims larger than this get a part plan instead of one presigned PUT. */
+  multipartThresholdBytes: z.number().int().positive(),
+  /** The part size plans start from; a plan for a very large file uses larger parts (up to `maxParts`). */
+  partBytes: z.number().int().positive(),
+  /** Every part but the last is at least this (S3). */
+  minPartBytes: z.number().int().positive(),
+  maxPartBytes: z.number().int().positive(),
+  maxParts: z.number().int().positive(),
+  /** Accepted content types; `type/*` matches a family (415 `unsupported_content_type` otherwise). */
+  contentTypes: z.array(z.string()).min(1),
+  /** How long a presigned URL (whole file or part) stays valid. */
+  presignTtlSeconds: z.number().int().positive(),
+  /** A file path's longest UTF-8 length once normalized. */
+  maxPathBytes: z.number().int().positive(),
+  /** `limit` of the version and change pages: its default and its maximum. */
+  defaultPageSize: z.number().int().positive(),
+  maxPageSize: z.number().int().positive(),
+  /** Largest JSON request body. */
+  maxRequestBodyBytes: z.number().int().positive(),
+});
+export type Limits = z.infer<typeof limitsSchema>;
+
 /** Replication lag as measured from the ledger on request. */
 export const targetLagSchema = z.strictObject({
   lagSeconds: z.number().nonnegative(),
@@ -426,6 +455,13 @@ export const routes = {
     path: '/v1/health',
     auth: 'none',
     responses: { 200: ok(healthSchema), 500: error },
+  },
+  getLimits: {
+    operationId: 'getLimits',
+    method: 'GET',
+    path: '/v1/limits',
+    auth: 'required',
+    responses: { 200: ok(limitsSchema), 500: error },
   },
   listTargets: {
     operationId: 'listTargets',

@@ -11,6 +11,8 @@ export const S3_MIN_PART_BYTES = 5 * MiB;
 export const S3_MAX_PART_BYTES = 5 * 1024 * MiB;
 /** S3: at most 10,000 parts per upload. */
 export const S3_MAX_PARTS = 10_000;
+/** The part size the API's plans start from (a plan for a very large file uses larger parts). */
+export const PREFERRED_PART_BYTES = 8 * MiB;
 
 /** How an object is cut into parts: every part `partSize` bytes but the last. */
 export interface PartPlan {

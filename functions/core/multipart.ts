@@ -5,6 +5,7 @@
 import {
   MiB,
   type PartPlan,
+  PREFERRED_PART_BYTES,
   S3_MAX_PART_BYTES,
   S3_MAX_PARTS,
   S3_MIN_PART_BYTES,
@@ -12,7 +13,7 @@ import {
 import { ValidationError } from './errors.js';
 
 /** The smallest whole-MiB part size ≥ `preferred` that fits the object in 10,000 parts. */
-export function planParts(size: number, preferredPartBytes = 8 * MiB): PartPlan {
+export function planParts(size: number, preferredPartBytes = PREFERRED_PART_BYTES): PartPlan {
   if (!Number.isSafeInteger(size) || size < 0)
     throw new RangeError(`size must be a whole number ≥ 0, got ${size}`);
   const needed = Math.ceil(size / S3_MAX_PARTS);

@@ -7,6 +7,7 @@ import httpRouter from '@middy/http-router';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import type { z } from 'zod';
 import {
+  apiLimits,
   changesQuerySchema,
   routes as contract,
   deleteFileQuerySchema,
@@ -17,6 +18,13 @@ import {
   versionsQuerySchema,
 } from '../../contracts/api.js';
 import type { FileVersion } from '../../contracts/model.js';
+import {
+  PREFERRED_PART_BYTES,
+  S3_MAX_PART_BYTES,
+  S3_MAX_PARTS,
+  S3_MIN_PART_BYTES,
+} from '../../contracts/multipart.js';
+import { S3_MAX_KEY_BYTES } from '../../contracts/paths.js';
 import type { Telemetry } from '../adapters/powertools.js';
 import { decodeCursor, encodeCursor, readChanges } from '../core/changes.js';
 import { MirrorError, ValidationError } from '../core/errors.js';
@@ -210,6 +218,29 @@ async function listTargets({ deps }: RouteScope): Promise<Result> {
   });
 }
 
+/** A target's key prefix takes its share of S3's key length (the path policy's rule). */
+const longestKeyPrefix = (targets: readonly ApiTarget[]) =>
+  Math.max(0, ...targets.map((t) => Buffer.byteLength(t.keyPrefix ?? '', 'utf8')));
+
+/** `GET /v1/limits`: the deployment's configured limits, and the fixed ones a client must respect too. */
+function limits({ deps }: RouteScope): Result {
+  const { maxUploadBytes, multipartThresholdBytes, contentTypes, presignTtlSeconds } = deps.limits;
+  return reply(contract.getLimits, 200, {
+    maxUploadBytes,
+    multipartThresholdBytes,
+    partBytes: PREFERRED_PART_BYTES,
+    minPartBytes: S3_MIN_PART_BYTES,
+    maxPartBytes: S3_MAX_PART_BYTES,
+    maxParts: S3_MAX_PARTS,
+    contentTypes,
+    presignTtlSeconds,
+    maxPathBytes: S3_MAX_KEY_BYTES - longestKeyPrefix(deps.targets),
+    defaultPageSize: apiLimits.defaultPageSize,
+    maxPageSize: apiLimits.maxPageSize,
+    maxRequestBodyBytes: apiLimits.maxRequestBodyBytes,
+  });
+}
+
 async function claimUpload({ deps, paths }: RouteScope, event: Event): Promise<Result> {
   const body = parse(contract.createUpload.body, jsonBody(event));
   const path = paths.admit(body.path);
@@ -314,6 +345,7 @@ type RouteName = keyof typeof contract;
 function answerers(scope: RouteScope): Record<RouteName, (event: Event) => Promise<Result>> {
   return {
     getHealth: async () => reply(contract.getHealth, 200, { status: 'ok', time: new Date().toISOString() }),
+    getLimits: async () => limits(scope),
     listTargets: () => listTargets(scope),
     createUpload: (event) => claimUpload(scope, event),
     ...uploadRoutes(scope),

@@ -15,6 +15,7 @@ import {
   type FileStatus,
   gatewayMessageSchema,
   type Health,
+  type Limits,
   type MultipartView,
   type PartReport,
   type PartRequest,
@@ -192,6 +193,11 @@ export class MirrorApi {
   /** `GET /v1/targets`, with each target's lag measured from the ledger. */
   listTargets(options: CallOptions = {}): Promise<TargetList> {
     return this.#call('listTargets', {}, options);
+  }
+
+  /** `GET /v1/limits`: sizes, part plan, content types and URL lifetime the deployment enforces. */
+  limits(options: CallOptions = {}): Promise<Limits> {
+    return this.#call('getLimits', {}, options);
   }
 
   /** `GET /v1/health`. */
