@@ -3,16 +3,9 @@
  * top of it. Server-side only: the browser uses `sha256-wasm.ts`.
  */
 import { createHash } from 'node:crypto';
-import { constants, createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
-import {
-  DEFAULT_CHUNK_BYTES,
-  type Digest,
-  type DigestOptions,
-  digestChunks,
-  Sha256Digest,
-  type Sha256Engine,
-} from './sha256.ts';
+import { constants } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
+import { type Digest, type DigestOptions, digestChunks, Sha256Digest, type Sha256Engine } from './sha256.ts';
 
 export const nodeSha256 = (): Sha256Engine => {
   const hash = createHash('sha256');
@@ -28,26 +21,58 @@ export const hashChunks = (
   options: DigestOptions = {},
 ): Promise<Digest> => digestChunks(chunks, nodeSha256, options);
 
+/** File reads: two buffers of this size, one being filled while the other is hashed. */
+export const FILE_CHUNK_BYTES = 8 * 1024 * 1024;
+
 export interface HashFileOptions extends DigestOptions {
-  /** Read size. @default 4 MiB */
+  /** Read size (and each of the two buffers' size; never larger than the file). @default 8 MiB */
   readonly chunkBytes?: number | undefined;
   /** Refuse (ELOOP) to read through a symlink at the file's own name. @default false */
   readonly noFollow?: boolean | undefined;
 }
 
 /**
- * SHA-256 and size of a local file, streamed (the next read overlaps hashing the current
- * chunk). Errors are the file system's own (ENOENT, EACCES, ELOOP, EISDIR...).
+ * SHA-256 and size of a local file, streamed through two reused buffers: the next read is
+ * in flight (on libuv's thread pool) while the main thread hashes the current buffer, so
+ * the disk and OpenSSL work at once and no chunk is allocated per read (a read stream
+ * allocates each chunk anew). `npm run bench` compares it with `openssl dgst` (docs/scale.md).
+ * Errors are the file system's own (ENOENT, EACCES, ELOOP, EISDIR...).
  */
 export async function hashFile(file: string, options: HashFileOptions = {}): Promise<Digest> {
-  const highWaterMark = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-  // The handle's stream closes the handle when it ends or is destroyed.
-  const stream = options.noFollow
-    ? (await open(file, constants.O_RDONLY | constants.O_NOFOLLOW)).createReadStream({ highWaterMark })
-    : createReadStream(file, { highWaterMark });
+  const chunkBytes = options.chunkBytes ?? FILE_CHUNK_BYTES;
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1) {
+    throw new RangeError(`chunkBytes must be a positive whole number, got ${chunkBytes}`);
+  }
+  options.signal?.throwIfAborted();
+  const flags = options.noFollow ? constants.O_RDONLY | constants.O_NOFOLLOW : constants.O_RDONLY;
+  const handle = await open(file, flags);
   try {
-    return await hashChunks(stream as AsyncIterable<Buffer>, options);
+    // Small files get small buffers; a file that grows while read is still read to its end.
+    const size = (await handle.stat()).size;
+    return await hashHandle(handle, Math.max(1, Math.min(chunkBytes, size)), options);
   } finally {
-    stream.destroy();
+    await handle.close();
+  }
+}
+
+async function hashHandle(handle: FileHandle, bufferBytes: number, options: DigestOptions): Promise<Digest> {
+  const { onBytes, signal } = options;
+  const buffers = [Buffer.allocUnsafe(bufferBytes), Buffer.allocUnsafe(bufferBytes)] as const;
+  const hash = createSha256();
+  let turn = 0;
+  let pending = handle.read(buffers[0], 0, bufferBytes, 0);
+  try {
+    for (;;) {
+      const { bytesRead, buffer } = await pending;
+      if (bytesRead === 0) return hash.digest();
+      turn = 1 - turn;
+      pending = handle.read(buffers[turn] as Buffer, 0, bufferBytes, hash.size + bytesRead);
+      signal?.throwIfAborted();
+      hash.update(buffer.subarray(0, bytesRead));
+      onBytes?.(hash.size);
+    }
+  } finally {
+    // The handle closes after this: let a read still in flight end first.
+    await pending.catch(() => undefined);
   }
 }

@@ -5,7 +5,13 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digestChunks, Sha256Digest } from '../../../common/sha256.ts';
-import { createSha256, hashChunks, hashFile, nodeSha256 } from '../../../common/sha256-node.ts';
+import {
+  createSha256,
+  FILE_CHUNK_BYTES,
+  hashChunks,
+  hashFile,
+  nodeSha256,
+} from '../../../common/sha256-node.ts';
 import { wasmSha256 } from '../../../common/sha256-wasm.ts';
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
@@ -79,7 +85,7 @@ describe('Sha256Digest (incremental)', () => {
 
 describe('hashFile', () => {
   it('matches a one-shot hash over several chunks, progress rising to the size', async () => {
-    const data = randomBytes(9 * 1024 * 1024 + 12_345);
+    const data = randomBytes(2 * FILE_CHUNK_BYTES + 12_345);
     const file = join(dir, 'big.bin');
     await writeFile(file, data);
     const progress: number[] = [];
@@ -114,5 +120,37 @@ describe('hashFile', () => {
     expect((await hashFile(link)).sha256).toBe(sha256(Buffer.from('abc')));
     await expect(hashFile(link, { noFollow: true })).rejects.toMatchObject({ code: 'ELOOP' });
     await expect(hashFile(join(dir, 'missing'))).rejects.toMatchObject({ code: 'ENOENT' });
+    await expect(hashFile(dir)).rejects.toMatchObject({ code: 'EISDIR' });
+  });
+
+  it('an empty file is the empty digest; a bad chunk size is refused before the file is opened', async () => {
+    const file = join(dir, 'empty.bin');
+    await writeFile(file, '');
+    expect(await hashFile(file)).toEqual({ sha256: EMPTY, size: 0 });
+    await expect(hashFile(join(dir, 'missing'), { chunkBytes: 0 })).rejects.toThrow(RangeError);
+    await expect(hashFile(file, { chunkBytes: 1.5 })).rejects.toThrow(/chunkBytes/);
+  });
+
+  it('an abort stops it between chunks with the signal reason, and the file is closed', async () => {
+    const file = join(dir, 'abort.bin');
+    await writeFile(file, randomBytes(64 * 1024));
+    const controller = new AbortController();
+    const reason = new Error('stop');
+    const seen: number[] = [];
+    const hashing = hashFile(file, {
+      chunkBytes: 4096,
+      signal: controller.signal,
+      onBytes: (n) => {
+        seen.push(n);
+        if (n >= 8192) controller.abort(reason);
+      },
+    });
+    await expect(hashing).rejects.toBe(reason);
+    expect(seen).toEqual([4096, 8192]);
+    await expect(hashFile(file, { signal: controller.signal })).rejects.toBe(reason);
+    // Closed: the file can be removed and the next hash of a fresh file works.
+    await rm(file);
+    await writeFile(file, 'abc');
+    expect((await hashFile(file)).sha256).toBe(sha256(Buffer.from('abc')));
   });
 });
