@@ -1,9 +1,14 @@
-/** SQS FIFO (one target) → apply each version at the target bucket, in order per path. */
-import { processPartialResponse, SqsFifoPartialProcessorAsync } from '@aws-lambda-powertools/batch';
+/** SQS FIFO (one target) → apply each version at the target bucket: in order per path, paths in parallel. */
 import type { SQSRecord } from 'aws-lambda';
 import { replicationMessageSchema } from '../../contracts/replication-message.js';
 import type { Telemetry } from '../adapters/powertools.js';
-import { type ReplicateDeps, recordReplicationFailure, replicateVersion } from '../core/replicate.js';
+import {
+  type KnownApplied,
+  type ReplicateDeps,
+  recordReplicationFailure,
+  replicateVersion,
+} from '../core/replicate.js';
+import { processFifoGroupsInParallel } from './fifo-groups.js';
 import type { SqsHandler } from './ingest-handler.js';
 
 export interface ReplicateHandlerDeps extends Omit<ReplicateDeps, 'metrics'> {
@@ -14,12 +19,11 @@ export function createReplicateHandler(handlerDeps: ReplicateHandlerDeps): SqsHa
   const { telemetry, ...rest } = handlerDeps;
   const deps: ReplicateDeps = { ...rest, metrics: telemetry.metrics };
   const { logger } = telemetry;
-  const processor = new SqsFifoPartialProcessorAsync();
 
-  async function processRecord(record: SQSRecord): Promise<void> {
+  async function processRecord(record: SQSRecord, known: KnownApplied): Promise<void> {
     const message = replicationMessageSchema.parse(JSON.parse(record.body));
     try {
-      const outcome = await replicateVersion(deps, message);
+      const outcome = await replicateVersion(deps, message, known);
       if (outcome.kind === 'refused') logger.warn('message refused', { message, reason: outcome.reason });
       else logger.info('replicated', { path: message.path, version: message.version, outcome });
     } catch (error) {
@@ -38,10 +42,10 @@ export function createReplicateHandler(handlerDeps: ReplicateHandlerDeps): SqsHa
   return async (event, context) => {
     logger.addContext(context);
     try {
-      // Only the failed record's group is retried; other paths go on (Powertools' FIFO processor).
-      return await processPartialResponse(event, processRecord, processor, {
-        context,
-        skipGroupOnError: true,
+      // Paths side by side, each in order; a failure returns the rest of its own path only.
+      return await processFifoGroupsInParallel(event, context, () => {
+        const known: KnownApplied = new Map();
+        return (record) => processRecord(record, known);
       });
     } finally {
       telemetry.flush();
