@@ -23,8 +23,10 @@ import { type SigV4Credentials, sha256Hex, verifySigV4 } from './sigv4.ts';
 export type GatedService = 'dynamodb' | 'sqs';
 
 /**
- * Measurement only (bench/run.ts): with this variable set to `1` the emulators listen on
- * their ports directly, with no gate, so the gate's cost can be measured.
+ * Measurement only (bench/gate.ts): with this variable set to `1` the SQS emulator listens
+ * on its port directly, and the DynamoDB gate checks nothing (no Host, browser or
+ * signature check) but still answers transactions, which the emulator lacks: what is left
+ * of the gates' cost is the auth checks'.
  */
 export const UNGATED_ENV = 'MIRROR_BENCH_UNGATED';
 
@@ -53,6 +55,11 @@ export interface GateOptions {
   readonly maxBodyBytes?: number;
   /** A request whose headers and body take longer is cut (slow-body clients). */
   readonly requestTimeoutMs?: number;
+  /**
+   * false: no Host, browser or signature check (measurement only, UNGATED_ENV); the body
+   * limits and, for DynamoDB, the transactions stay. @default true
+   */
+  readonly checks?: boolean;
 }
 
 export interface RunningGate {
@@ -187,6 +194,24 @@ function headerRefusal(
   return undefined;
 }
 
+/** A signature that does not match the local credentials (none is checked when `checks` is false). */
+async function signatureRefusal(
+  req: IncomingMessage,
+  body: Buffer,
+  options: GateOptions,
+): Promise<GateError | undefined> {
+  if (options.checks === false) return undefined;
+  const verdict = await verifySigV4(
+    { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, payloadHash: sha256Hex(body) },
+    {
+      service: options.service,
+      credentials: options.credentials,
+      ...(options.region === undefined ? {} : { region: options.region }),
+    },
+  );
+  return verdict.ok ? undefined : { status: verdict.status, code: verdict.code, message: verdict.message };
+}
+
 /** Refusals that need the body: the signature, the protocol, bodies the emulator would choke on. */
 async function bodyRefusal(
   req: IncomingMessage,
@@ -194,15 +219,8 @@ async function bodyRefusal(
   options: GateOptions,
 ): Promise<GateError | undefined> {
   const { service } = options;
-  const verdict = await verifySigV4(
-    { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, payloadHash: sha256Hex(body) },
-    {
-      service,
-      credentials: options.credentials,
-      ...(options.region === undefined ? {} : { region: options.region }),
-    },
-  );
-  if (!verdict.ok) return { status: verdict.status, code: verdict.code, message: verdict.message };
+  const unsigned = await signatureRefusal(req, body, options);
+  if (unsigned !== undefined) return unsigned;
   // fauxqs also serves SNS (form-encoded posts), S3 and inspection routes on this port:
   // only SQS's JSON protocol goes through.
   if (
@@ -341,7 +359,7 @@ export async function startGate(options: GateOptions): Promise<RunningGate> {
       sendError(res, service, { status, code, message }, unread);
       if (unread) req.resume();
     };
-    const early = headerRefusal(req, service, publicPort);
+    const early = options.checks === false ? undefined : headerRefusal(req, service, publicPort);
     if (early !== undefined) return fail(early.status, early.code, early.message);
     const body = await readBody(req, max);
     if (body === undefined) return fail(413, codes.tooLarge, `the request body is larger than ${max} bytes`);
