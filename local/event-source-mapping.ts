@@ -14,6 +14,7 @@ import {
   type SQSClient,
 } from '@aws-sdk/client-sqs';
 import type { SQSEvent, SQSMessageAttributes, SQSRecord, SQSRecordAttributes } from 'aws-lambda';
+import type { DeliveryFaults } from './delivery-faults.ts';
 import type { QueueRef } from './resources.ts';
 
 export interface Invocable {
@@ -32,6 +33,8 @@ export interface EventSourceMappingOptions {
   readonly waitTimeSeconds?: number;
   /** Problems worth a log line: failed invocations, failed deletes, receive errors. */
   readonly onError: (error: Error) => void;
+  /** Lost, doubled, late and out-of-order deliveries (docs/chaos.md); none unless given. */
+  readonly faults?: DeliveryFaults;
 }
 
 export interface MappingStats {
@@ -128,6 +131,9 @@ export class SqsEventSourceMapping {
   readonly stats: MappingStats = { batches: 0, records: 0, failedRecords: 0, failedInvocations: 0 };
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
+  /** Messages a fault holds back: after the next batch (reorder) or a while (delay). */
+  private heldBack: Message[] = [];
+  private readonly late = new Set<Promise<void>>();
 
   constructor(private readonly options: EventSourceMappingOptions) {
     const batch = options.batchSize ?? 10;
@@ -146,6 +152,7 @@ export class SqsEventSourceMapping {
   async stop(): Promise<void> {
     this.abort.abort();
     await this.loop;
+    await Promise.allSettled([...this.late]);
   }
 
   private async run(): Promise<void> {
@@ -171,12 +178,48 @@ export class SqsEventSourceMapping {
         await sleep(1_000, undefined, { signal }).catch(() => undefined);
         continue;
       }
-      if (messages.length > 0) await this.process(messages);
+      if (this.options.faults) await this.deliverWithFaults(messages, this.options.faults);
+      else if (messages.length > 0) await this.process(messages);
     }
   }
 
+  /**
+   * Each message's fate: lost (deleted unseen, as if the function had taken it), doubled (a
+   * second invocation after the first), late (its own invocation later), or held back until after
+   * the next batch. Held messages stay in flight: past the visibility timeout they come back too.
+   */
+  private async deliverWithFaults(messages: Message[], faults: DeliveryFaults): Promise<void> {
+    const now: Message[] = [];
+    const twice: Message[] = [];
+    const lost: Message[] = [];
+    const held = this.heldBack;
+    this.heldBack = [];
+    for (const m of messages) {
+      const fate = faults.fate(this.options.fn.name);
+      if (fate === 'drop') lost.push(m);
+      else if (fate === 'reorder') this.heldBack.push(m);
+      else if (fate === 'delay') this.later([m], faults.delayMs());
+      else {
+        now.push(m);
+        if (fate === 'duplicate') twice.push(m);
+      }
+    }
+    if (lost.length > 0) await this.delete(lost);
+    if (now.length > 0) await this.process(now);
+    if (twice.length > 0) await this.process(twice);
+    if (held.length > 0) await this.process(held);
+  }
+
+  private later(messages: Message[], ms: number): void {
+    const p = sleep(ms, undefined, { signal: this.abort.signal })
+      .then(() => this.process(messages))
+      .catch(() => undefined);
+    this.late.add(p);
+    void p.finally(() => this.late.delete(p));
+  }
+
   private async process(messages: Message[]): Promise<void> {
-    const { sqs, queue, fn, region } = this.options;
+    const { queue, fn, region } = this.options;
     const event = toSqsEvent(messages, queue.arn, region);
     this.stats.batches++;
     this.stats.records += messages.length;
@@ -203,7 +246,11 @@ export class SqsEventSourceMapping {
     }
     this.stats.failedRecords += failed.size;
     const done = messages.filter((m) => m.MessageId !== undefined && !failed.has(m.MessageId));
-    if (done.length === 0) return;
+    if (done.length > 0) await this.delete(done);
+  }
+
+  private async delete(done: Message[]): Promise<void> {
+    const { sqs, queue } = this.options;
     try {
       const out = await sqs.send(
         new DeleteMessageBatchCommand({

@@ -8,7 +8,9 @@
  * to that version).
  */
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
+import type { DeliveryFaults } from './delivery-faults.ts';
 import type { S3ObjectCreated } from './emulators.ts';
 
 /** One record of an S3 event notification (the shape Lambda's `S3EventRecord` describes). */
@@ -98,6 +100,8 @@ export interface S3NotifierOptions {
   /** Fills in size and ETag when the emulator's event lacks them (copies). */
   readonly head: (bucket: string, key: string) => Promise<{ size: number; eTag: string }>;
   readonly onError: (error: Error) => void;
+  /** Lost, doubled, late and out-of-order notifications (docs/chaos.md); none unless given. */
+  readonly faults?: DeliveryFaults;
 }
 
 export interface S3Notifier {
@@ -125,19 +129,45 @@ export function createS3Notifier(options: S3NotifierOptions): S3Notifier {
       }),
     );
   }
+  const track = (event: S3ObjectCreated, delayMs = 0) => {
+    const p = (delayMs > 0 ? sleep(delayMs).then(() => send(event)) : send(event)).catch((err: unknown) => {
+      const e = err instanceof Error ? err : new Error(String(err));
+      options.onError(
+        new Error(`S3 notification for ${event.bucket}/${event.key} failed: ${e.message}`, { cause: e }),
+      );
+    });
+    sending.add(p);
+    void p.finally(() => sending.delete(p));
+  };
+  // A notification held back goes after the next one, or on its own once the longest delay passed.
+  let held: { event: S3ObjectCreated; timer: NodeJS.Timeout }[] = [];
+  const release = () => {
+    const out = held;
+    held = [];
+    for (const h of out) {
+      clearTimeout(h.timer);
+      track(h.event);
+    }
+  };
+  const deliver = (event: S3ObjectCreated) => {
+    const faults = options.faults;
+    const fate = faults ? faults.fate() : 'deliver';
+    if (fate === 'drop') return;
+    if (fate === 'reorder') {
+      held.push({ event, timer: setTimeout(release, faults?.delayMs() ?? 0) });
+      return;
+    }
+    track(event, fate === 'delay' ? (faults?.delayMs() ?? 0) : 0);
+    if (fate === 'duplicate') track(event);
+    release();
+  };
   return {
     notify(event) {
       if (event.bucket !== options.bucket || !event.key.startsWith(options.prefix)) return;
-      const p = send(event).catch((err: unknown) => {
-        const e = err instanceof Error ? err : new Error(String(err));
-        options.onError(
-          new Error(`S3 notification for ${event.bucket}/${event.key} failed: ${e.message}`, { cause: e }),
-        );
-      });
-      sending.add(p);
-      void p.finally(() => sending.delete(p));
+      deliver(event);
     },
     async drain() {
+      release();
       await Promise.allSettled([...sending]);
     },
   };

@@ -29,6 +29,7 @@ import {
   resolveDataDir,
   writeEndpointsFile,
 } from './data-dir.ts';
+import { type DeliveryFaultRates, DeliveryFaults, restartable } from './delivery-faults.ts';
 import { LOCAL_CREDENTIALS, PORT_ROLES, startDynamo, startS3, startSqs } from './emulators.ts';
 import { type MappingStats, SqsEventSourceMapping } from './event-source-mapping.ts';
 import {
@@ -118,6 +119,11 @@ export interface SandboxOptions {
   readonly functionLog?: LogSink;
   /** Called after every function invocation. */
   readonly onInvocation?: (report: InvocationReport) => void;
+  /**
+   * Delivery faults from the start (docs/chaos.md): S3 notifications to the ingest queue, and
+   * the event-source mappings' deliveries to the functions. `sandbox.faults` changes them later.
+   */
+  readonly faults?: { readonly notifications?: DeliveryFaultRates; readonly deliveries?: DeliveryFaultRates };
 }
 
 export interface SandboxSchedules {
@@ -180,6 +186,15 @@ export interface Sandbox {
   measureLag(): Promise<TargetLag[]>;
   /** Runs the reconcile function now, optionally narrowed, and returns its report. */
   reconcile(request?: { targetIds?: string[]; dryRun?: boolean }): Promise<ReconcileReport>;
+  /** Delivery faults in force (none unless `faults` was given): `.set({})` stops them, `.counts` says what they did. */
+  readonly faults: { readonly notifications: DeliveryFaults; readonly deliveries: DeliveryFaults };
+  /**
+   * Stops the SQS emulator and starts it again on its port, as an outage would: every queued and
+   * in-flight message is lost; the queues are created again.
+   */
+  restartSqs(): Promise<void>;
+  /** Sends the S3 notification of every pending upload's stored blob again (what the start does). */
+  renotifyPending(): Promise<RenotifyReport>;
   /** Stops everything, in reverse start order. Idempotent. */
   stop(): Promise<void>;
 }
@@ -326,7 +341,7 @@ class Teardown {
 interface Emulators {
   readonly dynamo: Awaited<ReturnType<typeof startDynamo>>;
   readonly s3: Awaited<ReturnType<typeof startS3>>;
-  readonly sqs: Awaited<ReturnType<typeof startSqs>>;
+  readonly sqs: Awaited<ReturnType<typeof restartable>>;
 }
 
 interface Clients {
@@ -345,7 +360,7 @@ async function startEmulators(settings: Settings, teardown: Teardown): Promise<E
   teardown.push('DynamoDB emulator', () => dynamo.stop());
   const s3 = await startS3({ dir: resolve(dataDir, 's3'), port: ports.s3 });
   teardown.push('S3 emulator', () => s3.stop());
-  const sqs = await startSqs({ port: ports.sqs, region });
+  const sqs = await restartable((port) => startSqs({ port: port ?? ports.sqs, region }));
   teardown.push('SQS emulator', () => sqs.stop());
   return { dynamo, s3, sqs };
 }
@@ -521,7 +536,7 @@ async function headObject(s3: S3Client, bucket: string, key: string) {
 function startNotifications(
   settings: Settings,
   teardown: Teardown,
-  deps: { resources: Resources; clients: Clients; emulators: Emulators },
+  deps: { resources: Resources; clients: Clients; emulators: Emulators; faults: DeliveryFaults },
 ): S3Notifier {
   const { resources, clients } = deps;
   const notifier = createS3Notifier({
@@ -532,6 +547,7 @@ function startNotifications(
     region: settings.region,
     head: (bucket, key) => headObject(clients.s3, bucket, key),
     onError: settings.report,
+    faults: deps.faults,
   });
   const unsubscribe = deps.emulators.s3.onObjectCreated((e) => notifier.notify(e));
   teardown.push('S3 notifications', async () => {
@@ -546,7 +562,7 @@ function startMappings(
   options: SandboxOptions,
   settings: Settings,
   teardown: Teardown,
-  deps: { resources: Resources; clients: Clients; functions: Functions },
+  deps: { resources: Resources; clients: Clients; functions: Functions; faults: DeliveryFaults },
 ): Map<string, SqsEventSourceMapping> {
   const mappings = new Map<string, SqsEventSourceMapping>();
   const { batchSize, waitTimeSeconds } = options.polling ?? {};
@@ -559,6 +575,7 @@ function startMappings(
       ...(batchSize === undefined ? {} : { batchSize }),
       ...(waitTimeSeconds === undefined ? {} : { waitTimeSeconds }),
       onError: settings.report,
+      faults: deps.faults,
     });
     mapping.start();
     mappings.set(fn.name, mapping);
@@ -746,8 +763,22 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       sink(name, line, stream);
     };
     const functions = startFunctions(options, settings, teardown, { resources, emulators, fnLog });
-    const notifier = startNotifications(settings, teardown, { resources, clients, emulators });
-    const mappings = startMappings(options, settings, teardown, { resources, clients, functions });
+    const faults = {
+      notifications: new DeliveryFaults('faults.notifications', options.faults?.notifications),
+      deliveries: new DeliveryFaults('faults.deliveries', options.faults?.deliveries),
+    };
+    const notifier = startNotifications(settings, teardown, {
+      resources,
+      clients,
+      emulators,
+      faults: faults.notifications,
+    });
+    const mappings = startMappings(options, settings, teardown, {
+      resources,
+      clients,
+      functions,
+      faults: faults.deliveries,
+    });
     const front = await startFront(options, settings, teardown, {
       token,
       api: functions.api,
@@ -777,6 +808,18 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       converged,
       measureLag: () => scheduler.run(LAG_RULE) as Promise<TargetLag[]>,
       reconcile: (request) => scheduler.run(RECONCILE_RULE, request ?? {}) as Promise<ReconcileReport>,
+      faults,
+      restartSqs: async () => {
+        await emulators.sqs.restart();
+        await ensureResources(clients, settings.topology, settings.tuning);
+      },
+      renotifyPending: () =>
+        renotifyPendingUploads({
+          pendingUploads: () => new DynamoLedger(clients.dynamodb, resources.table).scanPendingUploads(),
+          head: (key) => headIfStored(clients.s3, resources.originBucket, key),
+          notify: (e) => notifier.notify(e),
+          bucket: resources.originBucket,
+        }),
       stop: teardown.run,
     };
   } catch (err) {

@@ -1,0 +1,119 @@
+/**
+ * Delivery faults for the local stack (docs/chaos.md): what S3 notifications and SQS
+ * deliveries do on a bad day, at chosen rates. S3 notifications are at-least-once with loss
+ * possible; SQS delivers at least once, and an outage loses what was in flight. The S3
+ * notifier and the event-source mappings ask a `DeliveryFaults` what to do with each
+ * delivery; with no rates set they deliver everything once, in order, at once.
+ */
+import type { RunningEmulator } from './emulators.ts';
+
+export interface DeliveryFaultRates {
+  /** Share of deliveries lost (0-1). */
+  readonly drop?: number;
+  /** Share of deliveries made twice. */
+  readonly duplicate?: number;
+  /** Share of deliveries made late (by up to `maxDelayMs`). */
+  readonly delay?: number;
+  /** Share of deliveries held back until after the next one. */
+  readonly reorder?: number;
+  /** @default 2000 */
+  readonly maxDelayMs?: number;
+  /** Only deliveries to these (function names); others go through untouched. @default every one */
+  readonly only?: readonly string[];
+}
+
+export type DeliveryFate = 'deliver' | 'drop' | 'duplicate' | 'delay' | 'reorder';
+
+export type FaultCounts = Record<DeliveryFate, number>;
+
+const FATES = ['drop', 'duplicate', 'delay', 'reorder'] as const;
+
+/** Rates checked once, at start: a wrong one is an error, not a quieter run. */
+export function checkRates(rates: DeliveryFaultRates, what: string): DeliveryFaultRates {
+  let sum = 0;
+  for (const fate of FATES) {
+    const r = rates[fate] ?? 0;
+    if (!Number.isFinite(r) || r < 0 || r > 1) throw new Error(`${what}.${fate}: ${r} is not a rate 0-1`);
+    sum += r;
+  }
+  if (sum > 1) throw new Error(`${what}: drop + duplicate + delay + reorder = ${sum}, more than 1`);
+  const maxDelayMs = rates.maxDelayMs ?? 2000;
+  if (!Number.isFinite(maxDelayMs) || maxDelayMs < 0)
+    throw new Error(`${what}.maxDelayMs: ${maxDelayMs} is not a number of milliseconds`);
+  return rates;
+}
+
+/** Decides each delivery's fate; `set` changes the rates while running, `set({})` stops the faults. */
+export class DeliveryFaults {
+  readonly counts: FaultCounts = { deliver: 0, drop: 0, duplicate: 0, delay: 0, reorder: 0 };
+  private rates: DeliveryFaultRates;
+
+  constructor(
+    readonly name: string,
+    rates: DeliveryFaultRates = {},
+    private readonly random: () => number = Math.random,
+  ) {
+    this.rates = checkRates(rates, name);
+  }
+
+  set(rates: DeliveryFaultRates): void {
+    this.rates = checkRates(rates, this.name);
+  }
+
+  get active(): boolean {
+    return FATES.some((f) => (this.rates[f] ?? 0) > 0);
+  }
+
+  /** The fate of one delivery (to `subject`, a function name). */
+  fate(subject?: string): DeliveryFate {
+    let fate: DeliveryFate = 'deliver';
+    const only = this.rates.only;
+    if (this.active && (only === undefined || (subject !== undefined && only.includes(subject)))) {
+      let x = this.random();
+      for (const f of FATES) {
+        const r = this.rates[f] ?? 0;
+        if (x < r) {
+          fate = f;
+          break;
+        }
+        x -= r;
+      }
+    }
+    this.counts[fate]++;
+    return fate;
+  }
+
+  delayMs(): number {
+    return Math.round(this.random() * (this.rates.maxDelayMs ?? 2000));
+  }
+}
+
+/**
+ * An emulator that can be stopped and started again on the same port (the SQS outage of a
+ * chaos run): whatever it held in memory is gone.
+ */
+export interface RestartableEmulator extends RunningEmulator {
+  restart(): Promise<void>;
+  readonly restarts: number;
+}
+
+export async function restartable(
+  start: (port: number | undefined) => Promise<RunningEmulator>,
+): Promise<RestartableEmulator> {
+  let current = await start(undefined);
+  const port = current.port;
+  let restarts = 0;
+  return {
+    port,
+    endpoint: current.endpoint,
+    get restarts() {
+      return restarts;
+    },
+    async restart() {
+      await current.stop();
+      current = await start(port);
+      restarts++;
+    },
+    stop: () => current.stop(),
+  };
+}

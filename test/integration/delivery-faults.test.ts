@@ -1,0 +1,198 @@
+/**
+ * Delivery faults of the local stack (docs/chaos.md), each seen through the stack's public
+ * interface: the HTTP API, the queues and the replica buckets.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Sandbox, startSandbox } from '../../local/sandbox.js';
+import { localApi, sha256Hex } from '../support/local-api.js';
+import { waitFor } from '../support/wait.js';
+
+let sandbox: Sandbox;
+let dataDir: string;
+let s3: S3Client;
+let sqs: SQSClient;
+const enc = encodeURIComponent;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'mirror-faults-'));
+  sandbox = await startSandbox({
+    dataDir,
+    port: 0,
+    s3Port: 0,
+    sqsPort: 0,
+    dynamodbPort: 0,
+    webDir: null,
+    functionLog: () => undefined,
+    log: () => undefined,
+    polling: { waitTimeSeconds: 1 },
+    queues: { ingestVisibilityTimeout: 5, targetVisibilityTimeout: 5 },
+    schedules: { lagIntervalSeconds: 0, reconcileIntervalSeconds: 0, reconcileAtStart: false },
+    // Configured at start: every notification and every delivery is made twice.
+    faults: { notifications: { duplicate: 1 }, deliveries: { duplicate: 1 } },
+  });
+  const e = sandbox.endpoints;
+  s3 = new S3Client({
+    region: e.s3.region,
+    endpoint: e.s3.endpoint,
+    credentials: e.s3.credentials,
+    forcePathStyle: true,
+  });
+  sqs = new SQSClient({ region: e.s3.region, endpoint: e.sqs.endpoint, credentials: e.s3.credentials });
+});
+afterAll(async () => {
+  s3?.destroy();
+  sqs?.destroy();
+  await sandbox?.stop();
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+const api = (method: string, path: string, body?: unknown) =>
+  localApi(sandbox.endpoints).call(method, path, body);
+
+async function upload(path: string, bytes: Buffer) {
+  const { created, putStatus } = await localApi(sandbox.endpoints).declareAndPut(path, bytes, 'image/png');
+  expect(created.status).toBe(201);
+  expect(putStatus).toBe(200);
+  return created.body.uploadId as string;
+}
+
+const status = async (uploadId: string) =>
+  (await api('GET', `/v1/uploads/${uploadId}`)).body.status as string;
+
+async function replica(targetId: string, path: string): Promise<Buffer | undefined> {
+  const bucket = sandbox.endpoints.targets[targetId]?.bucket as string;
+  try {
+    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: path }));
+    return Buffer.from(
+      await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+    );
+  } catch {
+    return undefined;
+  }
+}
+
+async function versionsOf(path: string): Promise<number[]> {
+  const out = await api('GET', `/v1/files/${enc(path)}/versions`);
+  return (out.body?.versions ?? [])
+    .map((v: { version: number }) => v.version)
+    .sort((a: number, b: number) => a - b);
+}
+
+const S3_TARGETS = ['eu-west-1', 'ap-south-1'];
+
+describe('delivery faults in the local stack', () => {
+  it('every notification and delivery made twice (set at start) still yields one version, at every target', async () => {
+    const bytes = Buffer.from(`twice ${Date.now()}`);
+    const id = await upload('faults/twice.png', bytes);
+    await waitFor('commit', async () => (await status(id)) === 'committed', 30_000);
+    for (const t of S3_TARGETS)
+      expect(
+        (await waitFor(`replica ${t}`, () => replica(t, 'faults/twice.png'), 30_000)).equals(bytes),
+      ).toBe(true);
+    // The duplicates reached the functions: more ingest records than notifications sent once.
+    const stats = sandbox.stats();
+    expect(stats.ingest?.records).toBeGreaterThanOrEqual(4);
+    expect(sandbox.faults.notifications.counts.duplicate).toBeGreaterThanOrEqual(1);
+    expect(sandbox.faults.deliveries.counts.duplicate).toBeGreaterThanOrEqual(3);
+    expect(await versionsOf('faults/twice.png')).toEqual([1]);
+    sandbox.faults.notifications.set({});
+    sandbox.faults.deliveries.set({});
+  });
+
+  it('a lost S3 notification leaves the upload pending until pending uploads are notified again', async () => {
+    sandbox.faults.notifications.set({ drop: 1 });
+    const bytes = Buffer.from(`lost notification ${Date.now()}`);
+    const id = await upload('faults/lost-notification.png', bytes);
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(await status(id)).toBe('pending');
+    expect(sandbox.faults.notifications.counts.drop).toBeGreaterThanOrEqual(1);
+    sandbox.faults.notifications.set({});
+    const report = await sandbox.renotifyPending();
+    expect(report.renotified).toBeGreaterThanOrEqual(1);
+    await waitFor('commit after re-notification', async () => (await status(id)) === 'committed', 30_000);
+    expect(await versionsOf('faults/lost-notification.png')).toEqual([1]);
+  });
+
+  it('a delivery lost on the way to one target is repaired by reconcile; the other target is unaffected', async () => {
+    sandbox.faults.deliveries.set({ drop: 1, only: ['replicate-eu-west-1'] });
+    const bytes = Buffer.from(`lost delivery ${Date.now()}`);
+    const id = await upload('faults/lost-delivery.png', bytes);
+    await waitFor('commit', async () => (await status(id)) === 'committed', 30_000);
+    expect(
+      (
+        await waitFor('ap-south-1 replica', () => replica('ap-south-1', 'faults/lost-delivery.png'), 30_000)
+      ).equals(bytes),
+    ).toBe(true);
+    await waitFor('the drop', () => sandbox.faults.deliveries.counts.drop >= 1, 15_000);
+    expect(await replica('eu-west-1', 'faults/lost-delivery.png')).toBeUndefined();
+    sandbox.faults.deliveries.set({});
+    const report = await sandbox.reconcile({ targetIds: ['eu-west-1'] });
+    expect(report.targets['eu-west-1']?.resent).toBeGreaterThanOrEqual(1);
+    expect(
+      (
+        await waitFor(
+          'eu-west-1 replica after reconcile',
+          () => replica('eu-west-1', 'faults/lost-delivery.png'),
+          30_000,
+        )
+      ).equals(bytes),
+    ).toBe(true);
+  });
+
+  it('late and reordered deliveries: versions stay gap-free and every target ends at the head', async () => {
+    sandbox.faults.notifications.set({ reorder: 0.5, delay: 0.5, maxDelayMs: 800 });
+    sandbox.faults.deliveries.set({ reorder: 0.5, delay: 0.5, maxDelayMs: 800 });
+    const path = 'faults/reordered.png';
+    const sent: Buffer[] = [];
+    for (let i = 0; i < 5; i++) {
+      const bytes = Buffer.from(`reordered ${i} ${Date.now()}`);
+      sent.push(bytes);
+      await upload(path, bytes);
+    }
+    await waitFor(
+      'five versions',
+      async () => ((await versionsOf(path)).length === 5 ? true : undefined),
+      60_000,
+    );
+    expect(await versionsOf(path)).toEqual([1, 2, 3, 4, 5]);
+    const head = (await api('GET', `/v1/files/${enc(path)}`)).body.head as {
+      version: number;
+      sha256: string;
+    };
+    for (const t of S3_TARGETS) {
+      await waitFor(
+        `${t} at the head`,
+        async () => {
+          const bytes = await replica(t, path);
+          return bytes !== undefined && sha256Hex(bytes) === head.sha256;
+        },
+        60_000,
+      );
+    }
+    const faults = [sandbox.faults.notifications.counts, sandbox.faults.deliveries.counts];
+    expect(faults.reduce((n, c) => n + c.reorder, 0)).toBeGreaterThan(0);
+    expect(faults.reduce((n, c) => n + c.delay, 0)).toBeGreaterThan(0);
+    sandbox.faults.notifications.set({});
+    sandbox.faults.deliveries.set({});
+  });
+
+  it('restarting SQS loses what was queued; the queues come back and the pipeline runs on', async () => {
+    const dlq = sandbox.endpoints.ingest.dlq;
+    await sqs.send(new SendMessageCommand({ QueueUrl: dlq, MessageBody: '{"parked":true}' }));
+    await sandbox.restartSqs();
+    const after = await sqs.send(new ReceiveMessageCommand({ QueueUrl: dlq, WaitTimeSeconds: 0 }));
+    expect(after.Messages ?? []).toHaveLength(0);
+    const bytes = Buffer.from(`after restart ${Date.now()}`);
+    const id = await upload('faults/after-restart.png', bytes);
+    await waitFor('commit after the restart', async () => (await status(id)) === 'committed', 30_000);
+    for (const t of S3_TARGETS)
+      expect(
+        (await waitFor(`replica ${t}`, () => replica(t, 'faults/after-restart.png'), 30_000)).equals(bytes),
+      ).toBe(true);
+  });
+});
