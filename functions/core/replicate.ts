@@ -5,6 +5,7 @@
  * but may repeat, come late or be forged: the target's ledger row decides "never backwards".
  */
 
+import { crashDuring, crashPoint } from '../../common/crash-points.ts';
 import type { FileVersion } from '../../contracts/model.js';
 import type { PolicyTarget } from '../../contracts/paths.ts';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
@@ -64,6 +65,7 @@ export async function replicateVersion(
   }
 
   const { status, etag } = await applyAtTarget(deps, committed);
+  crashPoint('replicate.before-target-row');
   // Recorded or not (a newer write won the condition), the row now holds this version or newer.
   await deps.ledger.recordTargetState({
     targetId: deps.target.id,
@@ -116,11 +118,12 @@ async function copyToTarget(
 ): Promise<{ status: AppliedStatus; etag?: string | undefined }> {
   const blob = await deps.ledger.getBlob(sha256);
   if (!blob) throw new Error(`the ledger holds no verified blob ${sha256} for ${committed.path}`);
-  const copied = await deps.replica.copyFromOrigin({
+  const copy = deps.replica.copyFromOrigin({
     ...replicationMessage(deps.target.id, committed),
     sha256,
     sourceVersionId: blob.versionId,
   });
+  const copied = await crashDuring('replicate.mid-copy', copy);
   const storedSha256 = copied.storedSha256;
   if (storedSha256 !== undefined && storedSha256 !== sha256) {
     throw new Error(
