@@ -19,8 +19,10 @@ import {
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import pMap from 'p-map';
 import { hashChunks } from '../../common/sha256-node.ts';
 import { blobKey } from '../../contracts/ledger-keys.js';
+import { MiB, S3_MAX_PART_BYTES, S3_MAX_PARTS } from '../../contracts/multipart.js';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import type { BlobStore, PresignPartInput, ReplicaStore, StoredPart } from '../core/ports.js';
 
@@ -233,6 +235,25 @@ const META_VERSION = 'mirror-version';
 
 /** S3's single CopyObject limit. */
 export const MAX_SINGLE_COPY_BYTES = 5 * 1024 ** 3;
+const DEFAULT_COPY_PART_BYTES = 512 * MiB;
+/**
+ * Part copies run inside S3 (no bytes through the function), so several at once cost the function
+ * little: a 50 GiB object is 100 parts, ~13 rounds of 8 instead of 100 one after another.
+ */
+const DEFAULT_COPY_CONCURRENCY = 8;
+
+/**
+ * The byte ranges of a multipart copy: `partBytes` each, grown when needed so that no object S3
+ * can hold needs more than S3_MAX_PARTS parts (a 5 TiB object at 512 MiB would need 10,240).
+ */
+export function copyRanges(size: number, partBytes: number): { part: number; first: number; last: number }[] {
+  const bytes = Math.min(S3_MAX_PART_BYTES, Math.max(partBytes, Math.ceil(size / S3_MAX_PARTS)));
+  const ranges: { part: number; first: number; last: number }[] = [];
+  for (let first = 0, part = 1; first < size; first += bytes, part++) {
+    ranges.push({ part, first, last: Math.min(first + bytes, size) - 1 });
+  }
+  return ranges;
+}
 
 export class S3ReplicaStore implements ReplicaStore {
   constructor(
@@ -240,7 +261,12 @@ export class S3ReplicaStore implements ReplicaStore {
     private readonly bucket: string,
     private readonly keyPrefix: string,
     private readonly origin: { bucket: string },
-    private readonly options: { multipartCopyAbove?: number; partBytes?: number } = {},
+    private readonly options: {
+      multipartCopyAbove?: number;
+      partBytes?: number;
+      /** Part copies in flight at once. */
+      copyConcurrency?: number;
+    } = {},
   ) {}
 
   private key(path: string) {
@@ -296,7 +322,6 @@ export class S3ReplicaStore implements ReplicaStore {
     contentType: string,
   ): Promise<string | undefined> {
     const key = this.key(message.path);
-    const partBytes = this.options.partBytes ?? 512 * 1024 ** 2;
     const created = await this.s3.send(
       new CreateMultipartUploadCommand({
         Bucket: this.bucket,
@@ -307,22 +332,28 @@ export class S3ReplicaStore implements ReplicaStore {
     );
     const uploadId = created.UploadId;
     if (!uploadId) throw new Error(`no UploadId creating a multipart copy of ${key}`);
+    // The first failed part stops the others in flight: the upload is aborted, the message retried.
+    const abort = new AbortController();
     try {
-      const parts: { ETag: string | undefined; PartNumber: number }[] = [];
-      for (let offset = 0, part = 1; offset < message.size; offset += partBytes, part++) {
-        const last = Math.min(offset + partBytes, message.size) - 1;
-        const out = await this.s3.send(
-          new UploadPartCopyCommand({
-            Bucket: this.bucket,
-            Key: key,
-            UploadId: uploadId,
-            PartNumber: part,
-            CopySource: source,
-            CopySourceRange: `bytes=${offset}-${last}`,
-          }),
-        );
-        parts.push({ ETag: out.CopyPartResult?.ETag, PartNumber: part });
-      }
+      const ranges = copyRanges(message.size, this.options.partBytes ?? DEFAULT_COPY_PART_BYTES);
+      const parts = await pMap(
+        ranges,
+        async ({ part, first, last }) => {
+          const out = await this.s3.send(
+            new UploadPartCopyCommand({
+              Bucket: this.bucket,
+              Key: key,
+              UploadId: uploadId,
+              PartNumber: part,
+              CopySource: source,
+              CopySourceRange: `bytes=${first}-${last}`,
+            }),
+            { abortSignal: abort.signal },
+          );
+          return { ETag: out.CopyPartResult?.ETag, PartNumber: part };
+        },
+        { concurrency: this.options.copyConcurrency ?? DEFAULT_COPY_CONCURRENCY },
+      );
       const done = await this.s3.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket,
@@ -333,6 +364,7 @@ export class S3ReplicaStore implements ReplicaStore {
       );
       return done.ETag;
     } catch (error) {
+      abort.abort();
       await this.s3
         .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
         .catch(() => undefined);
