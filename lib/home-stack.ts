@@ -12,7 +12,7 @@ import { Ledger } from './constructs/ledger.js';
 import { Monitoring, monitoringOptionsFromTopology } from './constructs/monitoring.js';
 import { OriginStore } from './constructs/origin-store.js';
 import { ReplicaTarget } from './constructs/replica-target.js';
-import { type ApiAuth, UploadApi } from './constructs/upload-api.js';
+import { type ApiAuth, UploadApi, type UploadApiProps } from './constructs/upload-api.js';
 import { type ReplicaBucketRef, settingsFromTopology } from './grants.js';
 import { originBucketName, replicaBucketName } from './naming.js';
 
@@ -30,7 +30,18 @@ export interface HomeStackProps extends StackProps {
    * @default - `agentTrust` for every pull target
    */
   readonly agentTrustByTarget?: Readonly<Record<string, AgentTrust>>;
+  /**
+   * The API stage's throttle and the api function's reserved concurrency.
+   * @default - UploadApi's defaults (50 requests/s, burst 100, 25 reserved)
+   */
+  readonly apiLimits?: ApiLimits;
 }
+
+/** What bounds the API: the stage's throttle and the api function's reserved concurrency. */
+export type ApiLimits = Pick<
+  UploadApiProps,
+  'throttleRateLimit' | 'throttleBurstLimit' | 'reservedConcurrency'
+>;
 
 /** The agent trust of each pull target; throws if `byTarget` names something that is not one. */
 export function agentTrustOfTargets(
@@ -137,6 +148,7 @@ export class HomeStack extends Stack {
       settings,
       auth,
       corsOrigins: topology.api.corsOrigins,
+      ...props.apiLimits,
     });
 
     this.monitoring = new Monitoring(this, 'Monitoring', {

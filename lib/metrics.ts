@@ -39,6 +39,11 @@ export type TargetMetricName = keyof typeof TARGET_METRICS;
 export const SERVICE_METRICS = {
   /** An upload refused at ingest (hash or size mismatch, type not allowed, …), per upload. */
   IngestRejected: 'ingest',
+  /**
+   * Pending uploads reconcile's expiry sweep found past their expiry, per run (0 included): bytes
+   * that never came, or came and were not committed. The sweep ends each a day after its expiry.
+   */
+  UploadsPendingPastExpiry: 'reconcile',
 } as const;
 export type ServiceMetricName = keyof typeof SERVICE_METRICS;
 

@@ -6,7 +6,7 @@ import { App, type AppProps, Tags, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { Topology } from '../contracts/topology.js';
 import type { AgentTrust } from './constructs/agent-access.js';
-import { HomeStack } from './home-stack.js';
+import { type ApiLimits, HomeStack } from './home-stack.js';
 import { checkNames, homeStackName, replicaRegions, replicaStackName, s3Targets } from './naming.js';
 import { ReplicaStack } from './replica-stack.js';
 
@@ -55,6 +55,37 @@ export interface MirrorAppOptions {
    * @default - from the app's context (`agentTrustFromContext`)
    */
   readonly agentTrustByTarget?: Readonly<Record<string, AgentTrust>>;
+  /**
+   * The API stage's throttle and the api function's reserved concurrency.
+   * @default - from the app's context (`apiLimitsFromContext`), else UploadApi's defaults
+   */
+  readonly apiLimits?: ApiLimits;
+}
+
+/** Context keys (cdk.json, or `-c key=value`) that size the API; each one absent keeps its default. */
+export const API_LIMITS_CONTEXT = {
+  throttleRateLimit: 'mirror:apiThrottleRateLimit',
+  throttleBurstLimit: 'mirror:apiThrottleBurstLimit',
+  reservedConcurrency: 'mirror:apiReservedConcurrency',
+} as const satisfies Record<keyof ApiLimits, string>;
+
+/** The API's limits from the app's context: numbers, or their text (`-c` gives strings). */
+export function apiLimitsFromContext(app: App): ApiLimits {
+  const limits: Record<string, number> = {};
+  const problems: string[] = [];
+  for (const [prop, key] of Object.entries(API_LIMITS_CONTEXT)) {
+    const value: unknown = app.node.tryGetContext(key);
+    if (value === undefined) continue;
+    const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+    if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) {
+      problems.push(`${key}: expected a positive number, got ${JSON.stringify(value)}`);
+      continue;
+    }
+    limits[prop] = n;
+  }
+  if (problems.length > 0)
+    throw new Error(`invalid API limits in the CDK context:\n  ${problems.join('\n  ')}`);
+  return limits;
 }
 
 /** Context keys (cdk.json, or `-c key=value` with a JSON object) that set the agents' trust. */
@@ -168,6 +199,7 @@ export function buildMirrorApp(topology: Topology, options: MirrorAppOptions = {
     topology,
     agentTrust: options.agentTrust ?? fromContext?.agentTrust,
     agentTrustByTarget: options.agentTrustByTarget ?? fromContext?.agentTrustByTarget,
+    apiLimits: options.apiLimits ?? apiLimitsFromContext(app),
   });
   for (const replica of replicas.values()) {
     home.addStackDependency(replica, 'the replicate functions write to the replica buckets');

@@ -34,6 +34,11 @@ export interface MirrorFunctionProps {
    */
   readonly memorySize?: number;
   /**
+   * Concurrent executions reserved for this function (and the most it may run at once).
+   * @default - none reserved: it shares the account's unreserved pool
+   */
+  readonly reservedConcurrency?: number;
+  /**
    * How long the function's logs are kept.
    * @default logs.RetentionDays.THREE_MONTHS
    */
@@ -74,6 +79,9 @@ export class MirrorFunction extends Construct {
       architecture: lambda.Architecture.ARM_64,
       timeout: props.timeout ?? Duration.seconds(30),
       memorySize: props.memorySize ?? 512,
+      ...(props.reservedConcurrency === undefined
+        ? {}
+        : { reservedConcurrentExecutions: props.reservedConcurrency }),
       role: this.role,
       logGroup: this.logGroup,
       projectRoot: REPO_ROOT,

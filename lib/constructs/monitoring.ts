@@ -9,13 +9,15 @@
  * - Reconcile (every `reconcileInterval`, or invoked on demand) re-sends what a
  *   target is missing or holds altered.
  * - Alarms per target (lag, dead letters, agent heartbeat), for the ingest
- *   (dead letters, rejections) and for reconcile failing; all notify the alarm
- *   topic when there is one.
+ *   (dead letters, rejections, failed invocations, the age of its oldest queued
+ *   event), for uploads left pending past their expiry, and for reconcile
+ *   failing; all notify the alarm topic when there is one.
  */
 import { Duration, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
@@ -63,6 +65,26 @@ export interface MonitoringOptions {
    */
   readonly rejectionThreshold?: number;
   /**
+   * Alarm when more ingest invocations than this fail within 5 minutes (Lambda `Errors`: a
+   * timeout, a crash, or a batch whose every message failed; one failed message among others is
+   * retried alone and ends in the dead-letter queue, which alarms on its own).
+   * @default 0 (any failed invocation)
+   */
+  readonly ingestErrorThreshold?: number;
+  /**
+   * Alarm when the oldest event in the ingest queue is older than this (maximum over 5 minutes):
+   * events wait for a free ingest (its concurrency is capped) or failed and wait out the queue's
+   * visibility timeout before their retry.
+   * @default Duration.minutes(30) (twice the ingest's 15-minute timeout)
+   */
+  readonly ingestQueueAgeThreshold?: Duration;
+  /**
+   * Alarm when reconcile's expiry sweep finds more pending uploads than this past their expiry
+   * (`UploadsPendingPastExpiry`): bytes that never came, or came and were never committed.
+   * @default 0 (any)
+   */
+  readonly pendingPastExpiryThreshold?: number;
+  /**
    * How often reconcile runs on its own (whole minutes, at most a day).
    * @default Duration.minutes(60)
    */
@@ -93,8 +115,12 @@ export interface MonitoringProps extends MonitoringOptions {
   readonly origin: OriginStore;
   /** Every target, in topology order. */
   readonly targets: readonly MonitoredTarget[];
-  /** The ingest's queue (backlog on the dashboard) and dead-letter queue (alarm). */
-  readonly ingest: { readonly queue: sqs.IQueue; readonly deadLetterQueue: sqs.IQueue };
+  /** The ingest's queue (backlog, age of its oldest event), dead-letter queue and function (alarms). */
+  readonly ingest: {
+    readonly queue: sqs.IQueue;
+    readonly deadLetterQueue: sqs.IQueue;
+    readonly ingest: { readonly function: lambda.IFunction };
+  };
   readonly settings: MirrorSettings;
   /**
    * Prefix of every alarm's name (`<prefix>-target-<id>-lag`, …) and the dashboard's name.
@@ -131,6 +157,12 @@ export class Monitoring extends Construct {
   public readonly ingestDeadLetterAlarm: cloudwatch.Alarm;
   /** `IngestRejected` (sum over 5 minutes) above the threshold. */
   public readonly ingestRejectionAlarm: cloudwatch.Alarm;
+  /** Failed ingest invocations (Lambda `Errors`, sum over 5 minutes) above the threshold. */
+  public readonly ingestErrorAlarm: cloudwatch.Alarm;
+  /** The ingest queue's oldest event older than the threshold. */
+  public readonly ingestQueueAgeAlarm: cloudwatch.Alarm;
+  /** Reconcile's sweep found more pending uploads past their expiry than the threshold. */
+  public readonly pendingPastExpiryAlarm: cloudwatch.Alarm;
   /** A reconcile run failed (Lambda `Errors`). */
   public readonly reconcileErrorAlarm: cloudwatch.Alarm;
   /** Every alarm above. */
@@ -176,6 +208,9 @@ export class Monitoring extends Construct {
       // The ingest emits the metric only when it rejects something.
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
+    this.ingestErrorAlarm = this.createIngestErrorAlarm(props, limits);
+    this.ingestQueueAgeAlarm = this.createIngestQueueAgeAlarm(props, limits);
+    this.pendingPastExpiryAlarm = this.createPendingPastExpiryAlarm(limits);
     this.reconcileErrorAlarm = this.alarm('ReconcileErrors', 'reconcile-errors', {
       alarmDescription:
         'A reconcile run failed: drift (objects missing or altered at a target) is not repaired until one succeeds.',
@@ -292,6 +327,63 @@ export class Monitoring extends Construct {
     });
   }
 
+  private createIngestErrorAlarm(props: MonitoringProps, limits: MonitoringLimits): cloudwatch.Alarm {
+    return this.alarm('IngestErrors', 'ingest-errors', {
+      alarmDescription:
+        `More than ${limits.ingestErrorThreshold} ingest invocation(s) failed within 5 minutes (timed out, crashed, ` +
+        'or every message of a batch failed): the whole batch returns to the queue and is retried after its visibility timeout.',
+      metric: props.ingest.ingest.function.metricErrors({
+        statistic: cloudwatch.Stats.SUM,
+        period: FIVE_MINUTES,
+      }),
+      threshold: limits.ingestErrorThreshold,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      // No invocation, no error.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+  }
+
+  private createIngestQueueAgeAlarm(props: MonitoringProps, limits: MonitoringLimits): cloudwatch.Alarm {
+    const seconds = limits.ingestQueueAgeThreshold.toSeconds();
+    return this.alarm('IngestQueueAge', 'ingest-queue-age', {
+      alarmDescription:
+        `The oldest event in the ingest queue is more than ${seconds} s old: uploads wait for verification ` +
+        '(a backlog behind the capped ingest concurrency, or events that failed and wait to be retried).',
+      metric: props.ingest.queue.metricApproximateAgeOfOldestMessage({
+        statistic: cloudwatch.Stats.MAXIMUM,
+        period: FIVE_MINUTES,
+      }),
+      threshold: seconds,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      // SQS stops sending datapoints for a queue left idle for hours: nothing waits.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+  }
+
+  private createPendingPastExpiryAlarm(limits: MonitoringLimits): cloudwatch.Alarm {
+    return this.alarm('UploadsPendingPastExpiry', 'uploads-pending-past-expiry', {
+      alarmDescription:
+        `Reconcile's expiry sweep found more than ${limits.pendingPastExpiryThreshold} upload(s) still pending past their expiry: ` +
+        'bytes that never arrived (an abandoned upload) or that arrived and were never committed (ingest failing). ' +
+        'The sweep ends each one a day after its expiry.',
+      // One datapoint per reconcile run (0 included), so one period per run.
+      metric: serviceMetric('UploadsPendingPastExpiry', {
+        statistic: cloudwatch.Stats.MAXIMUM,
+        period: limits.reconcileInterval,
+      }),
+      threshold: limits.pendingPastExpiryThreshold,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      // A run that fails emits nothing; the reconcile errors alarm reports that.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+  }
+
   private createTargetAlarms(target: MonitoredTarget, limits: MonitoringLimits): TargetAlarms {
     const { lagThreshold, lagPeriods } = limits;
     const lag = this.alarm(`Lag-${target.id}`, `target-${target.id}-lag`, {
@@ -362,6 +454,7 @@ export class Monitoring extends Construct {
     dashboard.addWidgets(...lagWidgets(props.targets, limits));
     dashboard.addWidgets(...backlogWidgets(props));
     dashboard.addWidgets(...failureWidgets(props, limits));
+    dashboard.addWidgets(...ingestWidgets(props, limits));
     dashboard.addWidgets(...agentAndThroughputWidgets(props.targets, limits));
     return dashboard;
   }
@@ -393,6 +486,9 @@ interface MonitoringLimits {
   readonly lagPeriods: number;
   readonly heartbeatThreshold: Duration;
   readonly rejectionThreshold: number;
+  readonly ingestErrorThreshold: number;
+  readonly ingestQueueAgeThreshold: Duration;
+  readonly pendingPastExpiryThreshold: number;
   readonly reconcileInterval: Duration;
 }
 
@@ -402,6 +498,9 @@ function limitsOf(props: MonitoringProps): MonitoringLimits {
     lagPeriods: props.lagEvaluationPeriods ?? 3,
     heartbeatThreshold: props.heartbeatThreshold ?? Duration.seconds(300),
     rejectionThreshold: props.rejectionThreshold ?? 0,
+    ingestErrorThreshold: props.ingestErrorThreshold ?? 0,
+    ingestQueueAgeThreshold: props.ingestQueueAgeThreshold ?? Duration.minutes(30),
+    pendingPastExpiryThreshold: props.pendingPastExpiryThreshold ?? 0,
     reconcileInterval: props.reconcileInterval ?? Duration.minutes(60),
   };
   checkOptions(limits);
@@ -523,6 +622,54 @@ function failureWidgets(props: MonitoringProps, limits: MonitoringLimits): cloud
   ];
 }
 
+/** The ingest keeping up: failed invocations, its oldest queued event, uploads left pending. */
+function ingestWidgets(props: MonitoringProps, limits: MonitoringLimits): cloudwatch.IWidget[] {
+  return [
+    graph(
+      'Ingest: failed invocations',
+      8,
+      [
+        props.ingest.ingest.function.metricErrors({
+          statistic: 'Sum',
+          period: FIVE_MINUTES,
+          label: 'errors',
+        }),
+      ],
+      { leftAnnotations: [threshold(limits.ingestErrorThreshold, 'alarm above')], leftYAxis: { min: 0 } },
+    ),
+    graph(
+      'Ingest: oldest queued event (s)',
+      8,
+      [
+        props.ingest.queue.metricApproximateAgeOfOldestMessage({
+          statistic: 'Maximum',
+          period: FIVE_MINUTES,
+          label: 'age (s)',
+        }),
+      ],
+      {
+        leftAnnotations: [threshold(limits.ingestQueueAgeThreshold.toSeconds(), 'alarm above')],
+        leftYAxis: { min: 0 },
+      },
+    ),
+    graph(
+      'Uploads pending past their expiry',
+      8,
+      [
+        serviceMetric('UploadsPendingPastExpiry', {
+          statistic: 'Maximum',
+          period: limits.reconcileInterval,
+          label: 'uploads',
+        }),
+      ],
+      {
+        leftAnnotations: [threshold(limits.pendingPastExpiryThreshold, 'alarm above')],
+        leftYAxis: { min: 0 },
+      },
+    ),
+  ];
+}
+
 function agentAndThroughputWidgets(
   targets: readonly MonitoredTarget[],
   limits: MonitoringLimits,
@@ -566,13 +713,7 @@ function agentAndThroughputWidgets(
   ];
 }
 
-function checkOptions(o: {
-  lagThreshold: Duration;
-  lagPeriods: number;
-  heartbeatThreshold: Duration;
-  rejectionThreshold: number;
-  reconcileInterval: Duration;
-}): void {
+function checkOptions(o: MonitoringLimits): void {
   const problems: string[] = [];
   if (
     !Token.isUnresolved(o.lagPeriods) &&
@@ -583,8 +724,10 @@ function checkOptions(o: {
     );
   if (o.lagThreshold.toSeconds() <= 0) problems.push('lagThreshold: must be positive');
   if (o.heartbeatThreshold.toSeconds() <= 0) problems.push('heartbeatThreshold: must be positive');
-  if (!Number.isFinite(o.rejectionThreshold) || o.rejectionThreshold < 0)
-    problems.push('rejectionThreshold: must be 0 or more');
+  for (const key of ['rejectionThreshold', 'ingestErrorThreshold', 'pendingPastExpiryThreshold'] as const) {
+    if (!Number.isFinite(o[key]) || o[key] < 0) problems.push(`${key}: must be 0 or more`);
+  }
+  if (o.ingestQueueAgeThreshold.toSeconds() <= 0) problems.push('ingestQueueAgeThreshold: must be positive');
   const minutes = o.reconcileInterval.toMinutes({ integral: false });
   if (!Number.isInteger(minutes) || minutes < 1 || minutes > 1440)
     problems.push(`reconcileInterval: ${minutes} min is not a whole number of minutes from 1 to 1440`);

@@ -51,10 +51,39 @@ export interface UploadApiProps {
    */
   readonly throttleBurstLimit?: number;
   /**
+   * Concurrent executions reserved for the api function: taken from the account's pool for it
+   * alone, so that a bulk import (ingest, replicate) cannot use up the account's concurrency
+   * and throttle the API; also the most it may run at once. Lambda keeps at least 100 of the
+   * account's concurrency unreserved, so an account whose limit is still the new-account
+   * default (10) must raise it first (docs/deploy.md).
+   * @default apiReservedConcurrency(throttleRateLimit): the stage's steady rate at 0.5 s per request, at least 10
+   */
+  readonly reservedConcurrency?: number;
+  /**
    * How long access logs are kept.
    * @default logs.RetentionDays.THREE_MONTHS
    */
   readonly accessLogRetention?: logs.RetentionDays;
+}
+
+/** The stage's default steady-state rate, requests per second. */
+export const DEFAULT_THROTTLE_RATE_LIMIT = 50;
+/** The stage's default burst. */
+export const DEFAULT_THROTTLE_BURST_LIMIT = 100;
+
+/**
+ * Seconds an api request is budgeted to hold a function instance when sizing its reserved
+ * concurrency: most requests (presign, record a part, read a version) take a few tens of
+ * milliseconds; completing a large multipart upload takes longer.
+ */
+export const API_REQUEST_SECONDS = 0.5;
+
+/**
+ * The default reserved concurrency of the api function: enough instances to serve the stage's
+ * whole steady rate (Little's law: rate x time per request), never fewer than 10.
+ */
+export function apiReservedConcurrency(rateLimit: number = DEFAULT_THROTTLE_RATE_LIMIT): number {
+  return Math.max(10, Math.ceil(rateLimit * API_REQUEST_SECONDS));
 }
 
 /** Methods of the authorized `/v1/{proxy+}` route (OPTIONS is left to API Gateway's CORS preflight). */
@@ -103,11 +132,16 @@ export class UploadApi extends Construct {
 
   constructor(scope: Construct, id: string, props: UploadApiProps) {
     super(scope, id);
+    const rateLimit = props.throttleRateLimit ?? DEFAULT_THROTTLE_RATE_LIMIT;
+    const burstLimit = props.throttleBurstLimit ?? DEFAULT_THROTTLE_BURST_LIMIT;
+    const reserved = props.reservedConcurrency ?? apiReservedConcurrency(rateLimit);
+    checkLimits(rateLimit, burstLimit, reserved);
     const fn = new MirrorFunction(this, 'Handler', {
       handler: 'api',
       description: 'Upload API: presigned uploads, versions, change feed, target status',
       timeout: Duration.seconds(29),
       memorySize: 512,
+      reservedConcurrency: reserved,
     });
     useLedger(fn, props.ledger, LEDGER_ACCESS.api, { queryLiveFiles: true });
     // GetObjectVersion: content URLs and ranged reads name the blob's verified object version.
@@ -165,7 +199,7 @@ export class UploadApi extends Construct {
     this.stage = this.httpApi.addStage('DefaultStage', {
       stageName: '$default',
       autoDeploy: true,
-      throttle: { rateLimit: props.throttleRateLimit ?? 50, burstLimit: props.throttleBurstLimit ?? 100 },
+      throttle: { rateLimit, burstLimit },
       accessLogSettings: {
         destination: new apigw.LogGroupLogDestination(this.accessLogGroup),
         format: ACCESS_LOG_FORMAT,
@@ -196,4 +230,17 @@ export class UploadApi extends Construct {
       );
     }
   }
+}
+
+/** Refuses limits API Gateway or Lambda would refuse at deploy time, naming the prop. */
+function checkLimits(rateLimit: number, burstLimit: number, reserved: number): void {
+  const problems: string[] = [];
+  if (!Number.isFinite(rateLimit) || rateLimit <= 0)
+    problems.push(`throttleRateLimit: ${rateLimit} is not positive`);
+  if (!Number.isInteger(burstLimit) || burstLimit < 1)
+    problems.push(`throttleBurstLimit: ${burstLimit} is not a whole number of at least 1`);
+  // 0 would stop the function altogether: every request would be throttled.
+  if (!Number.isInteger(reserved) || reserved < 1)
+    problems.push(`reservedConcurrency: ${reserved} is not a whole number of at least 1`);
+  if (problems.length > 0) throw new Error(`invalid upload API settings:\n  ${problems.join('\n  ')}`);
 }

@@ -111,7 +111,7 @@ describe('metrics the alarms watch are the metrics the handlers emit', () => {
 
   it('each service name is the one its handler gives Powertools, and the handler (or its core) emits the metric', () => {
     const source = (file: string) => readFileSync(path.join(REPO_ROOT, 'functions', file), 'utf8');
-    const core = ['core/lag.ts', 'core/replicate.ts', 'core/ingest.ts', 'core/commit.ts']
+    const core = ['core/lag.ts', 'core/replicate.ts', 'core/ingest.ts', 'core/commit.ts', 'core/expiry.ts']
       .map(source)
       .join('\n');
     for (const [name, service] of [...Object.entries(TARGET_METRICS), ...Object.entries(SERVICE_METRICS)]) {
@@ -156,7 +156,9 @@ describe('alarms', () => {
   });
 
   it('one dead-letter alarm per target queue and one for the ingest: any visible message', () => {
-    const sqsAlarms = alarmsOf(home).filter((a) => a.Namespace === 'AWS/SQS');
+    const sqsAlarms = alarmsOf(home).filter(
+      (a) => a.Namespace === 'AWS/SQS' && a.MetricName === 'ApproximateNumberOfMessagesVisible',
+    );
     const dlqs = [
       ['ingest', mirror.home.ingest.deadLetterQueue],
       ...mirror.home.targets.map((t) => [t.id, t.deadLetterQueue] as const),
@@ -177,10 +179,11 @@ describe('alarms', () => {
         TreatMissingData: 'notBreaching',
       });
     }
-    // No alarm watches a main queue: a backlog there is what the lag alarm measures.
+    // No alarm watches a target queue: a backlog there is what the lag alarm measures.
+    const anySqs = alarmsOf(home).filter((a) => a.Namespace === 'AWS/SQS');
     for (const target of mirror.home.targets) {
       const queueName = JSON.stringify({ 'Fn::GetAtt': [logicalId(mirror.home, target.queue), 'QueueName'] });
-      expect(sqsAlarms.filter((a) => JSON.stringify(dimensions(a).QueueName) === queueName)).toEqual([]);
+      expect(anySqs.filter((a) => JSON.stringify(dimensions(a).QueueName) === queueName)).toEqual([]);
     }
   });
 
@@ -218,14 +221,70 @@ describe('alarms', () => {
 
   it('a failed reconcile run alarms until the next one succeeds (one period per run)', () => {
     const reconcileId = logicalId(mirror.home, mirror.home.monitoring.reconciler.function);
-    const errors = alarmsOf(home).filter((a) => a.Namespace === 'AWS/Lambda');
+    const errors = alarmsOf(home).filter(
+      (a) => a.Namespace === 'AWS/Lambda' && JSON.stringify(dimensions(a).FunctionName).includes(reconcileId),
+    );
     expect(errors).toHaveLength(1);
     expect(dimensions(errors[0] as Json)).toEqual({ FunctionName: { Ref: reconcileId } });
     expect(errors[0]).toMatchObject({ MetricName: 'Errors', Statistic: 'Sum', Period: 1800, Threshold: 1 });
   });
 
-  it('nothing else: per target lag + dead letters (+ heartbeat), ingest dead letters + rejections, reconcile', () => {
-    expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 3);
+  it('ingest errors: failed ingest invocations (Lambda Errors) summed over 5 minutes, any', () => {
+    const ingestId = logicalId(mirror.home, mirror.home.ingest.ingest.function);
+    const errors = alarmsOf(home).filter((a) => a.Namespace === 'AWS/Lambda' && a.MetricName === 'Errors');
+    // Reconcile's and the ingest's: no other function alarms on its errors.
+    expect(errors).toHaveLength(2);
+    const mine = errors.filter(
+      (a) => JSON.stringify(dimensions(a).FunctionName) === JSON.stringify({ Ref: ingestId }),
+    );
+    expect(mine).toHaveLength(1);
+    expect(mine[0]).toMatchObject({
+      AlarmName: 'TestMirror-Home-ingest-errors',
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+      EvaluationPeriods: 1,
+      DatapointsToAlarm: 1,
+      TreatMissingData: 'notBreaching',
+    });
+  });
+
+  it('ingest queue age: the oldest event in the ingest queue (not its DLQ) older than 30 minutes', () => {
+    const ages = alarmsOf(home).filter((a) => a.MetricName === 'ApproximateAgeOfOldestMessage');
+    expect(ages).toHaveLength(1);
+    expect(dimensions(ages[0] as Json)).toEqual({
+      QueueName: { 'Fn::GetAtt': [logicalId(mirror.home, mirror.home.ingest.queue), 'QueueName'] },
+    });
+    expect(ages[0]).toMatchObject({
+      AlarmName: 'TestMirror-Home-ingest-queue-age',
+      Namespace: 'AWS/SQS',
+      Statistic: 'Maximum',
+      Period: 300,
+      Threshold: 1800,
+      ComparisonOperator: 'GreaterThanThreshold',
+      EvaluationPeriods: 1,
+      TreatMissingData: 'notBreaching',
+    });
+  });
+
+  it('uploads pending past their expiry: the sweep’s count, one period per reconcile run, any', () => {
+    const pending = customAlarms(home, 'UploadsPendingPastExpiry');
+    expect(pending).toHaveLength(1);
+    expect(dimensions(pending[0] as Json)).toEqual({ service: 'reconcile' });
+    expect(pending[0]).toMatchObject({
+      AlarmName: 'TestMirror-Home-uploads-pending-past-expiry',
+      Statistic: 'Maximum',
+      Period: 1800,
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+      EvaluationPeriods: 1,
+      TreatMissingData: 'notBreaching',
+    });
+  });
+
+  it('nothing else: per target lag + dead letters (+ heartbeat); ingest dead letters, rejections, errors, queue age; uploads past expiry; reconcile', () => {
+    expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 6);
     expect(mirror.home.monitoring.alarms).toHaveLength(alarmsOf(home).length);
   });
 });
@@ -295,6 +354,8 @@ describe('alarm topic', () => {
     });
     expect(customAlarms(plain, 'AgentHeartbeatAgeSeconds')[0]).toMatchObject({ Threshold: 300 });
     expect(customAlarms(plain, 'IngestRejected')[0]).toMatchObject({ Threshold: 0 });
+    // Reconcile hourly: the pending-past-expiry alarm looks at one run per period.
+    expect(customAlarms(plain, 'UploadsPendingPastExpiry')[0]).toMatchObject({ Threshold: 0, Period: 3600 });
     plain.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(1 hour)' });
   });
 });
@@ -336,6 +397,19 @@ describe('dashboard', () => {
       expect(visible, target.id).toContain(`att:${logicalId(mirror.home, target.queue)}.QueueName`);
       expect(visible, target.id).toContain(`att:${logicalId(mirror.home, target.deadLetterQueue)}.QueueName`);
     }
+  });
+
+  it('ingest: failed invocations, the age of the oldest queued event, uploads pending past expiry', () => {
+    const all = graphs().flatMap(metricsOf);
+    const ingestId = logicalId(mirror.home, mirror.home.ingest.ingest.function);
+    expect(all).toContainEqual(['AWS/Lambda', 'Errors', 'FunctionName', `ref:${ingestId}`]);
+    expect(all).toContainEqual([
+      'AWS/SQS',
+      'ApproximateAgeOfOldestMessage',
+      'QueueName',
+      `att:${logicalId(mirror.home, mirror.home.ingest.queue)}.QueueName`,
+    ]);
+    expect(all).toContainEqual(['MediaMirror', 'UploadsPendingPastExpiry', 'service', 'reconcile']);
   });
 
   it('failures: replication failures per S3 target, dead-letter queues, ingest rejections', () => {

@@ -1,0 +1,108 @@
+/**
+ * What bounds the API on AWS (docs/deploy.md, "Settings worth knowing"): the stage's throttle and
+ * the api function's reserved concurrency, so that a bulk import (ingest and replicate functions
+ * at their event sources' caps) cannot take the account's concurrency away from the API.
+ */
+import { Template } from 'aws-cdk-lib/assertions';
+import { describe, expect, it } from 'vitest';
+import type { Topology } from '../../contracts/topology.js';
+import { apiReservedConcurrency } from '../../lib/constructs/upload-api.js';
+import {
+  API_LIMITS_CONTEXT,
+  buildMirrorApp,
+  createMirrorApp,
+  type MirrorAppOptions,
+} from '../../lib/mirror-app.js';
+import { buildTestApp, props, resourcesOfType, testTopology } from './fixture.js';
+
+type Json = Record<string, unknown>;
+
+/** The app with extra context, as `cdk deploy -c key=value` gives it (values are strings there). */
+function withContext(context: Record<string, unknown>, options: MirrorAppOptions = {}, topology?: Topology) {
+  const app = createMirrorApp({ context: { 'aws:cdk:bundling-stacks': [], ...context } });
+  return buildMirrorApp(topology ?? testTopology(), { app, nag: false, ...options });
+}
+
+/** The api function's reserved concurrency and the stage's throttle, as the template says. */
+function limitsOf(mirror: ReturnType<typeof buildTestApp>) {
+  const template = Template.fromStack(mirror.home);
+  const apiId = mirror.home.getLogicalId(mirror.home.api.handler.function.node.defaultChild as never);
+  const functions = resourcesOfType(template, 'AWS::Lambda::Function');
+  const reserved = Object.fromEntries(
+    Object.entries(functions)
+      .map(([id, fn]) => [id, props(fn).ReservedConcurrentExecutions] as const)
+      .filter(([, n]) => n !== undefined),
+  );
+  const stages = Object.values(resourcesOfType(template, 'AWS::ApiGatewayV2::Stage'));
+  expect(stages).toHaveLength(1);
+  const throttle = (props(stages[0] as Json).DefaultRouteSettings ?? {}) as Json;
+  return {
+    apiId,
+    reserved,
+    rate: throttle.ThrottlingRateLimit,
+    burst: throttle.ThrottlingBurstLimit,
+  };
+}
+
+describe('reserved concurrency of the api function', () => {
+  it('by default 25 (50 requests/s at 0.5 s each), and no other function reserves any', () => {
+    const limits = limitsOf(buildTestApp(testTopology(), { nag: false }));
+    expect(limits.reserved).toEqual({ [limits.apiId]: 25 });
+    expect({ rate: limits.rate, burst: limits.burst }).toEqual({ rate: 50, burst: 100 });
+  });
+
+  it('follows the stage rate it must serve, never below 10', () => {
+    expect(apiReservedConcurrency()).toBe(25);
+    expect(apiReservedConcurrency(200)).toBe(100);
+    expect(apiReservedConcurrency(5)).toBe(10);
+    expect(apiReservedConcurrency(33)).toBe(17);
+  });
+});
+
+describe('API limits from the CDK context (`-c mirror:apiThrottleRateLimit=200`)', () => {
+  it('a rate from the context sizes the throttle and the reserved concurrency with it', () => {
+    const limits = limitsOf(
+      withContext({
+        [API_LIMITS_CONTEXT.throttleRateLimit]: '200',
+        [API_LIMITS_CONTEXT.throttleBurstLimit]: 400,
+      }),
+    );
+    expect({ rate: limits.rate, burst: limits.burst }).toEqual({ rate: 200, burst: 400 });
+    expect(limits.reserved).toEqual({ [limits.apiId]: 100 });
+  });
+
+  it('an explicit reserved concurrency wins over the derived one', () => {
+    const limits = limitsOf(withContext({ [API_LIMITS_CONTEXT.reservedConcurrency]: '40' }));
+    expect(limits.reserved).toEqual({ [limits.apiId]: 40 });
+    expect(limits.rate).toBe(50);
+  });
+
+  it('options given in code win over the context', () => {
+    const limits = limitsOf(
+      withContext(
+        { [API_LIMITS_CONTEXT.reservedConcurrency]: '40' },
+        { apiLimits: { reservedConcurrency: 12, throttleRateLimit: 20 } },
+      ),
+    );
+    expect(limits.reserved).toEqual({ [limits.apiId]: 12 });
+    expect(limits.rate).toBe(20);
+  });
+
+  it('a value that is not a positive number fails the synth, naming the key', () => {
+    expect(() => withContext({ [API_LIMITS_CONTEXT.throttleRateLimit]: 'fast' })).toThrow(
+      /mirror:apiThrottleRateLimit: expected a positive number, got "fast"/,
+    );
+    expect(() => withContext({ [API_LIMITS_CONTEXT.reservedConcurrency]: '0' })).toThrow(
+      /mirror:apiReservedConcurrency: expected a positive number/,
+    );
+  });
+
+  it('a reserved concurrency that is not a whole number fails, naming the prop', () => {
+    expect(() => withContext({}, { apiLimits: { reservedConcurrency: 2.5 } })).toThrow(
+      /reservedConcurrency: 2.5 is not a whole number of at least 1/,
+    );
+    expect(() => withContext({}, { apiLimits: { throttleBurstLimit: 0 } })).toThrow(
+      /throttleBurstLimit: 0 is not a whole number of at least 1/,
+    );
+  });
+});
