@@ -172,7 +172,10 @@ export interface ExpirySweepReport {
   readonly stale: number;
 }
 
-/** The scheduled sweep: every pending upload a day past its expiry is ended and its pointer removed. */
+/**
+ * The scheduled sweep: every pending upload a day past its expiry is ended and its pointer removed.
+ * It counts the pending uploads it finds past their expiry, ended or not (UploadsPendingPastExpiry).
+ */
 export async function expirePendingUploads(
   deps: Pick<ExpiryDeps, 'ledger' | 'clock' | 'metrics'>,
   options: { dryRun?: boolean } = {},
@@ -180,6 +183,7 @@ export async function expirePendingUploads(
   let pending = 0;
   let expired = 0;
   let stale = 0;
+  let pastExpiry = 0;
   for await (const pointer of deps.ledger.scanPendingUploads()) {
     pending++;
     const upload = await deps.ledger.getUpload(pointer.uploadId);
@@ -189,11 +193,15 @@ export async function expirePendingUploads(
       continue;
     }
     const by = uploadExpiresAt(upload);
-    if (deps.clock.now().getTime() <= by.getTime() + SWEEP_AFTER_MS) continue;
+    const now = deps.clock.now().getTime();
+    if (now > by.getTime()) pastExpiry++;
+    if (now <= by.getTime() + SWEEP_AFTER_MS) continue;
     const why = `expired: still pending a day after ${by.toISOString()}`;
     // Without the blob store: storage is not touched (see SWEEP_AFTER_MS).
     const ledgerOnly = { ledger: deps.ledger, clock: deps.clock, metrics: deps.metrics };
     if (options.dryRun || (await expireUpload(ledgerOnly, upload, why)).status === 'expired') expired++;
   }
+  // Every run, 0 included: the alarm on it (docs/deploy.md) then has one datapoint per run.
+  deps.metrics?.count('UploadsPendingPastExpiry', pastExpiry);
   return { pending, expired, stale };
 }
