@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, lstat, open, rename, rm, unlink } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import { crashPoint } from '../common/crash-points.ts';
 import type { Digest } from '../common/sha256.ts';
 import { createSha256, hashFile } from '../common/sha256-node.ts';
 import type { RefusalCode } from './errors.ts';
@@ -242,6 +243,7 @@ export class Applier {
       if (!again || again.parent !== resolved.parent) {
         throw new RefusedError('unsafe-path', `the folders of "${path}" changed during the download`);
       }
+      crashPoint('agent.before-rename');
       await rename(temp, resolved.file);
       renamed = true;
       await fsyncDir(resolved.parent);
@@ -283,6 +285,7 @@ export class Applier {
         }
         hash.update(chunk);
         await writeAll(handle, chunk);
+        if (bytes === chunk.byteLength) crashPoint('agent.mid-download');
         this.deps.onBytes?.(chunk.byteLength);
         await this.deps.limiter.take(chunk.byteLength, signal);
       }

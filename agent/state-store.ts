@@ -35,6 +35,7 @@ import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, unlink } f
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { crashPoint } from '../common/crash-points.ts';
 import { AgentConfigError } from './errors.ts';
 
 export interface PathState {
@@ -374,6 +375,7 @@ export class StateStore {
 
   /** Writes a new snapshot atomically, then empties the journal. */
   private async compact(): Promise<void> {
+    crashPoint('agent.before-snapshot');
     const target = join(this.dir, SNAPSHOT);
     const temp = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
     const handle = await open(temp, 'wx', 0o600);
