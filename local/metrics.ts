@@ -5,6 +5,12 @@
  * Lambda (Powertools Metrics). Every stdout line that is a JSON object with an
  * `_aws.CloudWatchMetrics` key is read here and mapped to Prometheus series; the DLQ
  * depths are read from SQS when scraped, as CloudWatch's SQS metrics would show them.
+ *
+ * Every configured target's series exist from the first scrape, so that an `absent()` alert
+ * means a target is missing from the configuration, not that the lag monitor has not run yet.
+ * Counters start at 0. The lag monitor's gauges (lag, pending, heartbeat age) start at NaN,
+ * "not measured yet": 0 would claim a target caught up before anything measured it, and a
+ * comparison with NaN is false, so `lag > 900` neither fires nor clears on it.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -98,8 +104,17 @@ export interface DlqRef {
   readonly target?: string | undefined;
 }
 
+/**
+ * The value of a lag-monitor gauge no run has set yet: not measured. prom-client writes it `Nan`,
+ * which Prometheus reads as NaN (its parser takes special values in any case).
+ */
+export const NOT_MEASURED = Number.NaN;
+
 export interface LocalMetricsOptions {
-  /** Target ids: their series start at 0 so that a scrape shows every target from the first. */
+  /**
+   * The configured targets: their series show from the first scrape, counters at 0, the lag
+   * monitor's gauges at NOT_MEASURED (the heartbeat age for pull targets only).
+   */
   readonly targets: readonly { readonly id: string; readonly kind: 's3' | 'pull' }[];
   /** Messages waiting in a queue (ApproximateNumberOfMessages), read at scrape time. */
   readonly queueDepth?: (url: string) => Promise<number>;
@@ -121,6 +136,7 @@ export class LocalMetrics {
   private readonly lag: Gauge<'target'>;
   private readonly pending: Gauge<'target'>;
   private readonly heartbeatAge: Gauge<'target'>;
+  private readonly pendingPastExpiry: Gauge;
   /** EMF records read (all, not only the mapped ones). */
   records = 0;
 
@@ -184,6 +200,11 @@ export class LocalMetrics {
       labelNames: ['target'],
       registers,
     });
+    this.pendingPastExpiry = new Gauge({
+      name: 'mirror_uploads_pending_past_expiry',
+      help: "Pending uploads past their expiry, as reconcile's expiry sweep last found them (UploadsPendingPastExpiry; NaN until its first run).",
+      registers,
+    });
     const dlqs = options.dlqs ?? [];
     const depth = options.queueDepth;
     new Gauge({
@@ -217,7 +238,11 @@ export class LocalMetrics {
       this.filesReplicated.labels(t.id).inc(0);
       this.bytesReplicated.labels(t.id).inc(0);
       this.failedReplications.labels(t.id).inc(0);
+      this.lag.labels(t.id).set(NOT_MEASURED);
+      this.pending.labels(t.id).set(NOT_MEASURED);
+      if (t.kind === 'pull') this.heartbeatAge.labels(t.id).set(NOT_MEASURED);
     }
+    this.pendingPastExpiry.set(NOT_MEASURED);
     this.ingestRejections.inc(0);
     this.versionsCommitted.inc(0);
     this.uploadsExpired.inc(0);
@@ -240,6 +265,10 @@ export class LocalMetrics {
 
   /** Series without a target label; false when the sample is not one of theirs. */
   private observeGlobal({ name, value }: EmfSample): boolean {
+    if (name === 'UploadsPendingPastExpiry') {
+      this.pendingPastExpiry.set(value);
+      return true;
+    }
     const counters: Record<string, Counter | undefined> = {
       VersionsCommitted: this.versionsCommitted,
       IngestRejected: this.ingestRejections,
