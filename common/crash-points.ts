@@ -7,11 +7,15 @@
  *   MIRROR_CRASH_POINTS="commit.before-fanout=0.3,replicate.mid-copy=0.1"   (rates 0-1)
  *   MIRROR_CRASH_POINTS="*=0.2"                                            (every point)
  *
+ * With `MIRROR_CRASH_POINTS_OFF_FILE=<path>` set too, the points fall silent once that file
+ * exists: a run ends its faults without restarting the processes that carry them.
+ *
  * A crash in a Lambda (or a local function's worker thread) ends the process (the thread
  * locally), as a dying execution environment does: the invocation fails whole, its SQS batch
  * comes back after the visibility timeout. Elsewhere (an agent inside the local stack, a unit
  * test) it throws CrashPointError, which the caller treats as any unexpected failure.
  */
+import { existsSync } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
 
 export const CRASH_POINTS = [
@@ -32,6 +36,7 @@ export const CRASH_POINTS = [
 export type CrashPointName = (typeof CRASH_POINTS)[number];
 
 export const CRASH_POINTS_ENV = 'MIRROR_CRASH_POINTS';
+export const CRASH_POINTS_OFF_FILE_ENV = 'MIRROR_CRASH_POINTS_OFF_FILE';
 
 /** The line a crash writes on stderr before it happens (the chaos run counts them). */
 export const CRASH_LOG_PREFIX = 'mirror-crash-point ';
@@ -66,6 +71,20 @@ export function parseCrashPoints(spec: string | undefined): ReadonlyMap<CrashPoi
 }
 
 const configured = Object.freeze(parseCrashPoints(globalThis.process?.env?.[CRASH_POINTS_ENV]));
+const offFile = globalThis.process?.env?.[CRASH_POINTS_OFF_FILE_ENV];
+const fired = new Map<CrashPointName, number>();
+
+/** How often each point fired in this process (or thread), for a run's report. */
+export function crashesFired(): ReadonlyMap<CrashPointName, number> {
+  return fired;
+}
+
+/** Whether the point fires now (only asked when crash points are configured). */
+function fires(point: CrashPointName): boolean {
+  const rate = configured?.get(point);
+  if (rate === undefined || Math.random() >= rate) return false;
+  return offFile === undefined || !existsSync(offFile);
+}
 
 /** Whether this process runs like a Lambda execution environment (it may die). */
 const dies = !isMainThread || globalThis.process?.env?.AWS_LAMBDA_FUNCTION_NAME !== undefined;
@@ -73,9 +92,7 @@ const dies = !isMainThread || globalThis.process?.env?.AWS_LAMBDA_FUNCTION_NAME 
 /** Crashes here at the point's configured rate; does nothing when crash points are off. */
 export function crashPoint(point: CrashPointName): void {
   if (configured === undefined) return;
-  const rate = configured.get(point);
-  if (rate === undefined || Math.random() >= rate) return;
-  crash(point);
+  if (fires(point)) crash(point);
 }
 
 /**
@@ -83,9 +100,7 @@ export function crashPoint(point: CrashPointName): void {
  * for it. Returns `work` untouched when the point is off.
  */
 export function crashDuring<T>(point: CrashPointName, work: Promise<T>): Promise<T> {
-  if (configured === undefined) return work;
-  const rate = configured.get(point);
-  if (rate === undefined || Math.random() >= rate) return work;
+  if (configured === undefined || !fires(point)) return work;
   work.catch(() => undefined);
   return new Promise<T>((_resolve, reject) => {
     setTimeout(() => {
@@ -99,6 +114,7 @@ export function crashDuring<T>(point: CrashPointName, work: Promise<T>): Promise
 }
 
 function crash(point: CrashPointName): never {
+  fired.set(point, (fired.get(point) ?? 0) + 1);
   process.stderr.write(`${CRASH_LOG_PREFIX}${JSON.stringify({ point, pid: process.pid })}\n`);
   if (dies) process.exit(137);
   throw new CrashPointError(point);

@@ -71,3 +71,25 @@ describe('crash points', () => {
     expect(parseCrashPoints('*=0.5')?.size).toBe(CRASH_POINTS.length);
   });
 });
+
+describe('crash points with an off file', () => {
+  it('fall silent once the file exists, and count what fired before', async () => {
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = await mkdtemp(join(tmpdir(), 'crash-off-'));
+    const off = join(dir, 'off');
+    process.env.MIRROR_CRASH_POINTS_OFF_FILE = off;
+    try {
+      const m = await loadWith('commit.before-fanout=1');
+      vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+      expect(() => m.crashPoint('commit.before-fanout')).toThrow(m.CrashPointError);
+      await writeFile(off, '');
+      expect(() => m.crashPoint('commit.before-fanout')).not.toThrow();
+      expect(m.crashesFired().get('commit.before-fanout')).toBe(1);
+    } finally {
+      delete process.env.MIRROR_CRASH_POINTS_OFF_FILE;
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
