@@ -57,10 +57,10 @@ export async function hashFile(file: string, options: HashFileOptions = {}): Pro
 
 async function hashHandle(handle: FileHandle, bufferBytes: number, options: DigestOptions): Promise<Digest> {
   const { onBytes, signal } = options;
-  const buffers = [Buffer.allocUnsafe(bufferBytes), Buffer.allocUnsafe(bufferBytes)] as const;
+  const buffers: readonly Buffer[] = [Buffer.allocUnsafe(bufferBytes), Buffer.allocUnsafe(bufferBytes)];
   const hash = createSha256();
   let turn = 0;
-  let pending = handle.read(buffers[0], 0, bufferBytes, 0);
+  let pending = handle.read(buffers[0] as Buffer, 0, bufferBytes, 0);
   try {
     for (;;) {
       const { bytesRead, buffer } = await pending;
