@@ -35,6 +35,11 @@ export interface HomeStackProps extends StackProps {
    * @default - UploadApi's defaults (50 requests/s, burst 100, 25 reserved)
    */
   readonly apiLimits?: ApiLimits;
+  /**
+   * Deletion protection on the ledger table (see `LedgerProps.deletionProtection`).
+   * @default false
+   */
+  readonly ledgerDeletionProtection?: boolean;
 }
 
 /** What bounds the API: the stage's throttle and the api function's reserved concurrency. */
@@ -98,7 +103,9 @@ export class HomeStack extends Stack {
       bucketName: originBucketName(topology),
       corsOrigins: topology.api.corsOrigins,
     });
-    this.ledger = new Ledger(this, 'Ledger');
+    this.ledger = new Ledger(this, 'Ledger', {
+      deletionProtection: props.ledgerDeletionProtection ?? false,
+    });
 
     this.targets = topology.targets.map((target) => {
       const bucket: ReplicaBucketRef | undefined =

@@ -60,6 +60,24 @@ export interface MirrorAppOptions {
    * @default - from the app's context (`apiLimitsFromContext`), else UploadApi's defaults
    */
   readonly apiLimits?: ApiLimits;
+  /**
+   * Deletion protection on the ledger table: turn it on once the first deploy has succeeded.
+   * @default - the context key `mirror:ledgerDeletionProtection` (`true`/`false`), else false
+   */
+  readonly ledgerDeletionProtection?: boolean;
+}
+
+/** Context key (`-c mirror:ledgerDeletionProtection=true`) that turns on the ledger's deletion protection. */
+export const LEDGER_DELETION_PROTECTION_CONTEXT = 'mirror:ledgerDeletionProtection';
+
+/** The ledger's deletion protection from the app's context: a boolean, or its text (`-c` gives strings). */
+export function ledgerDeletionProtectionFromContext(app: App): boolean {
+  const value: unknown = app.node.tryGetContext(LEDGER_DELETION_PROTECTION_CONTEXT);
+  if (value === undefined || value === false || value === 'false') return false;
+  if (value === true || value === 'true') return true;
+  throw new Error(
+    `invalid ${LEDGER_DELETION_PROTECTION_CONTEXT} in the CDK context: expected true or false, got ${JSON.stringify(value)}`,
+  );
 }
 
 /** Context keys (cdk.json, or `-c key=value`) that size the API; each one absent keeps its default. */
@@ -200,6 +218,7 @@ export function buildMirrorApp(topology: Topology, options: MirrorAppOptions = {
     agentTrust: options.agentTrust ?? fromContext?.agentTrust,
     agentTrustByTarget: options.agentTrustByTarget ?? fromContext?.agentTrustByTarget,
     apiLimits: options.apiLimits ?? apiLimitsFromContext(app),
+    ledgerDeletionProtection: options.ledgerDeletionProtection ?? ledgerDeletionProtectionFromContext(app),
   });
   for (const replica of replicas.values()) {
     home.addStackDependency(replica, 'the replicate functions write to the replica buckets');

@@ -11,8 +11,12 @@ export interface LedgerProps {
    */
   readonly removalPolicy?: RemovalPolicy;
   /**
-   * Refuse DeleteTable, whoever asks.
-   * @default true
+   * Refuse DeleteTable, whoever asks: CloudFormation included. Off by default because a first
+   * deploy that fails after the table exists rolls back by deleting it, and a protected table
+   * would fail that rollback (the stack stays in ROLLBACK_FAILED and the retry cannot start).
+   * Turn it on once the first deploy has succeeded (docs/deploy.md); the stack's deletion and a
+   * replacement keep the table either way (`removalPolicy`).
+   * @default false
    */
   readonly deletionProtection?: boolean;
 }
@@ -32,7 +36,7 @@ export class Ledger extends Construct {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
-      deletionProtection: props.deletionProtection ?? true,
+      deletionProtection: props.deletionProtection ?? false,
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
     });
     this.table.addGlobalSecondaryIndex({

@@ -4,6 +4,7 @@
  */
 import { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
+import { buildMirrorApp, createMirrorApp, LEDGER_DELETION_PROTECTION_CONTEXT } from '../../lib/mirror-app.js';
 import { buildTestApp, props, resourcesOfType, testTopology } from './fixture.ts';
 
 const STATEFUL = ['AWS::S3::Bucket', 'AWS::DynamoDB::Table', 'AWS::Logs::LogGroup'];
@@ -83,5 +84,31 @@ describe('concurrency', () => {
       ['replicate', 5],
       ['replicate', 5],
     ]);
+  });
+});
+
+describe('the ledger’s deletion protection', () => {
+  const protection = (context: Record<string, unknown>) => {
+    const app = createMirrorApp({ context: { 'aws:cdk:bundling-stacks': [], ...context } });
+    const mirror = buildMirrorApp(testTopology(), { app, nag: false });
+    const tables = Object.values(resourcesOfType(Template.fromStack(mirror.home), 'AWS::DynamoDB::Table'));
+    expect(tables).toHaveLength(1);
+    return props(tables[0] ?? {}).DeletionProtectionEnabled;
+  };
+
+  it('is off by default: the rollback of a failed first deploy must be able to delete the table it created', () => {
+    expect(protection({})).toBe(false);
+  });
+
+  it('is turned on with -c mirror:ledgerDeletionProtection=true once the first deploy succeeded', () => {
+    expect(protection({ [LEDGER_DELETION_PROTECTION_CONTEXT]: 'true' })).toBe(true);
+    expect(protection({ [LEDGER_DELETION_PROTECTION_CONTEXT]: true })).toBe(true);
+    expect(protection({ [LEDGER_DELETION_PROTECTION_CONTEXT]: 'false' })).toBe(false);
+  });
+
+  it('anything but true or false fails the synth, naming the key', () => {
+    expect(() => protection({ [LEDGER_DELETION_PROTECTION_CONTEXT]: 'yes' })).toThrow(
+      /mirror:ledgerDeletionProtection .* expected true or false, got "yes"/,
+    );
   });
 });
