@@ -1,99 +1,227 @@
 /**
- * `npm run bench`: speed and memory figures, each beside a peer measured in the same run.
- *   1. stream hashing of a file vs `openssl dgst -sha256` (the ceiling on this machine)
- *   2. blob verification through the S3 emulator vs a plain GET of the same object (transfer only)
- *   3. commits per second on the DynamoDB emulator: distinct paths vs one contended path
- *   4. gate: the local stack with the DynamoDB/SQS gates on and off (bench/gate.ts)
+ * `npm run bench`: every figure of docs/scale.md's "Measured here" beside its peer and its
+ * goal, each the median of three runs with the spread (min–max), printed as one table.
+ *
+ *   (a) stream SHA-256 of a 1 GiB file vs `openssl dgst -sha256`            bench/hash.ts
+ *   (b) DynamoDB calls per commit and commits/s on the local DynamoDB       bench/ledger.ts
+ *   (c) bulk 500 × 64 KiB through the API vs `rclone copy` into 2 buckets    bench/bulk.ts
+ *   (d) one new file among 10,000 vs one `rclone sync`                      bench/one-new.ts
+ *   (e) sustained 20 uploads/s for 60 s: lag per target, backlog             bench/sustained.ts
+ *   (f) CPU per upload and peak RSS of the `npm start` tree and the agent    bench/bulk.ts
+ *
+ * (c)–(f) run against `npm start` in a child process (bench/stack.ts).
+ *   npm run bench                        everything (about 30 min on 2 busy cores)
+ *   npm run bench -- --quick             small counts, one run each (CI: finishes, meets nothing)
+ *   npm run bench -- --only=hash,ledger  some sections (hash, ledger, bulk, sustained, one-new)
+ *   npm run bench -- gate                the gates' own cost (bench/gate.ts)
  */
-import { execFileSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { hashFile } from '../common/sha256-node.ts';
-import { commitVersion } from '../functions/core/commit.js';
-import { makeWorld, randomBytes } from '../test/support/domain.js';
-import { startEmulators } from '../test/support/emulators.js';
+import { parseArgs } from 'node:util';
+import { type BulkRun, bulkRun } from './bulk.ts';
 import { benchGate } from './gate.ts';
+import { benchHash } from './hash.ts';
+import { benchLedger } from './ledger.ts';
+import { seedTree } from './one-new.ts';
+import { rcloneFor } from './rclone.ts';
+import { type BenchStack, startStack } from './stack.ts';
+import { type Row, ratios, show, spread, table } from './stats.ts';
+import { sustainedRun, type TargetLag } from './sustained.ts';
 
-const MiB = 1024 * 1024;
-const fileMiB = Number(process.env.BENCH_FILE_MIB ?? 512);
-const blobMiB = Number(process.env.BENCH_BLOB_MIB ?? 256);
+const SECTIONS = ['hash', 'ledger', 'bulk', 'sustained', 'one-new'] as const;
+type Section = (typeof SECTIONS)[number];
 
-async function timed<T>(fn: () => Promise<T>): Promise<{ result: T; seconds: number; peakRssMiB: number }> {
-  let peak = process.memoryUsage().rss;
-  const timer = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage().rss);
-  }, 10);
-  const start = process.hrtime.bigint();
-  const result = await fn();
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  clearInterval(timer);
-  return { result, seconds, peakRssMiB: Math.round(peak / MiB) };
+const FULL = {
+  runs: 3,
+  hashMiB: 1024,
+  ledgerUploads: 200,
+  bulkFiles: 500,
+  rate: 20,
+  seconds: 60,
+  treeFiles: 10_000,
+};
+const QUICK = {
+  runs: 1,
+  hashMiB: 64,
+  ledgerUploads: 20,
+  bulkFiles: 40,
+  rate: 5,
+  seconds: 10,
+  treeFiles: 100,
+};
+type Settings = typeof FULL;
+
+const log = (line: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ');
+const seriesOf = <T>(runs: readonly T[], pick: (r: T) => number) => spread(runs.map(pick));
+
+function bulkRows(runs: readonly BulkRun[], s: Settings): Row[] {
+  const ours = runs.map((r) => r.seconds);
+  const peer = runs.map((r) => r.rcloneSeconds);
+  const ratio = spread(ratios(ours, peer, true));
+  const cpu = seriesOf(runs, (r) => r.stackCpuMs + (Number.isNaN(r.agentCpuMs) ? 0 : r.agentCpuMs));
+  const rss = seriesOf(runs, (r) => r.stackPeakMiB);
+  return [
+    {
+      figure: `bulk ${s.bulkFiles} × 64 KiB, 16 clients, until both S3 targets hold all`,
+      measured: show(spread(ours), 's'),
+      peer: `rclone copy --transfers 16 into 2 buckets: ${show(spread(peer), 's')}`,
+      ratio: show(ratio, 'x'),
+      goal: '>= 0.25x',
+      met: ratio.median >= 0.25,
+    },
+    {
+      figure: 'bulk, until the agent (pull target) holds all too',
+      measured: show(
+        seriesOf(runs, (r) => r.agentSeconds),
+        's',
+      ),
+      goal: '',
+    },
+    {
+      figure: 'CPU per upload, npm start tree + agent (bulk)',
+      measured: `${show(cpu, 'ms', 0)} (stack ${show(
+        seriesOf(runs, (r) => r.stackCpuMs),
+        'ms',
+        0,
+      )})`,
+      goal: '<= 40 ms',
+      met: cpu.median <= 40,
+    },
+    {
+      figure: 'peak RSS, npm start tree (bulk)',
+      measured: show(rss, 'MiB', 0),
+      goal: '<= 600 MB',
+      met: rss.median * 1.048576 <= 600,
+    },
+    {
+      figure: 'peak RSS, agent process (bulk)',
+      measured: show(
+        seriesOf(runs, (r) => r.agentPeakMiB),
+        'MiB',
+        0,
+      ),
+      goal: '',
+    },
+  ];
 }
 
-const rate = (bytes: number, s: number) => `${(bytes / s / 1e9).toFixed(2)} GB/s`;
+function sustainedRows(runs: readonly Map<string, TargetLag>[], s: Settings): Row[] {
+  const ids = [...(runs[0]?.keys() ?? [])];
+  return ids.map((id) => {
+    const of = (pick: (l: TargetLag) => number) => spread(runs.map((r) => pick(r.get(id) as TargetLag)));
+    const p95 = of((l) => l.p95);
+    const half = of((l) => l.backlogHalf);
+    const end = of((l) => l.backlogEnd);
+    const growing = end.median > Math.max(half.median, s.rate);
+    return {
+      figure: `sustained ${s.rate}/s for ${s.seconds} s, lag to ${id} p50 / p95 / p99`,
+      measured: `${show(
+        of((l) => l.p50),
+        '',
+        2,
+      )} / ${show(p95, '', 2)} / ${show(
+        of((l) => l.p99),
+        's',
+        2,
+      )}; backlog ${show(half, '', 0)} at half time, ${show(end, '', 0)} at the end`,
+      goal: 'p95 <= 1 s, backlog not growing',
+      met: p95.median <= 1 && !growing,
+    };
+  });
+}
 
-async function main() {
-  const emulators = await startEmulators();
+async function stackSections(sections: ReadonlySet<Section>, s: Settings): Promise<Row[]> {
+  const rows: Row[] = [];
+  const stack: BenchStack = await startStack({ agent: true, log });
   try {
-    const world = await makeWorld(emulators);
-    const file = join(emulators.dir, 'bench.bin');
-    const bytes = randomBytes(fileMiB * MiB);
-    await writeFile(file, bytes);
-
-    const ours = await timed(() => hashFile(file));
-    const peer = await timed(async () => execFileSync('openssl', ['dgst', '-sha256', file]).toString());
-    if (!peer.result.includes(ours.result.sha256)) throw new Error('hash mismatch with openssl');
-    console.log(
-      `hash ${fileMiB} MiB file: ours ${rate(bytes.length, ours.seconds)} (peak RSS ${ours.peakRssMiB} MiB), openssl ${rate(bytes.length, peer.seconds)}; ratio ours/openssl = ${(peer.seconds / ours.seconds).toFixed(2)}`,
-    );
-
-    const blob = bytes.subarray(0, blobMiB * MiB);
-    const key = `blobs/${'0'.repeat(64)}`;
-    await emulators.s3.send(new PutObjectCommand({ Bucket: world.originBucket, Key: key, Body: blob }));
-    const transfer = await timed(async () => {
-      const out = await emulators.s3.send(new GetObjectCommand({ Bucket: world.originBucket, Key: key }));
-      let n = 0;
-      for await (const chunk of out.Body as AsyncIterable<Uint8Array>) n += chunk.byteLength;
-      return n;
-    });
-    const verify = await timed(() => world.deps.blobs.hash('0'.repeat(64)));
-    console.log(
-      `verify ${blobMiB} MiB blob via S3 emulator: ${rate(blob.length, verify.seconds)} (peak RSS ${verify.peakRssMiB} MiB); plain GET ${rate(blob.length, transfer.seconds)}; hashing keeps ${((transfer.seconds / verify.seconds) * 100).toFixed(0)}% of transfer speed`,
-    );
-
-    for (const [label, pathOf] of [
-      ['distinct paths', (i: number) => `bench/${i}.jpg`],
-      ['one contended path', () => 'bench/hot.jpg'],
-    ] as const) {
-      const n = 100;
-      const run = await timed(() =>
-        Promise.all(
-          Array.from({ length: n }, (_, i) =>
-            commitVersion(world.deps, {
-              uploadId: randomUUID(),
-              path: pathOf(i),
-              sha256: 'a'.repeat(64),
-              size: 1,
-              contentType: 'image/jpeg',
-              deleted: false,
-              reserveOnUpload: false,
-            }),
-          ),
-        ),
-      );
-      console.log(
-        `commit ${n} concurrent (${label}), dynalite, K=${world.deps.feedShards}: ${(n / run.seconds).toFixed(0)} commits/s`,
-      );
+    const rclone = rcloneFor(stack);
+    if (sections.has('bulk')) {
+      const runs: BulkRun[] = [];
+      for (let i = 0; i < s.runs; i++) {
+        runs.push(await bulkRun(stack, rclone, { files: s.bulkFiles, run: i, timeoutMs: 600_000 }));
+        log(`bulk run ${i + 1}: ${JSON.stringify(runs.at(-1))} (load ${load()})`);
+      }
+      rows.push(...bulkRows(runs, s));
     }
-    await rm(file);
+    if (sections.has('sustained')) {
+      const runs: Map<string, TargetLag>[] = [];
+      for (let i = 0; i < s.runs; i++) {
+        runs.push(await sustainedRun(stack, { rate: s.rate, seconds: s.seconds, run: i }));
+        log(
+          `sustained run ${i + 1}: ${JSON.stringify([...(runs.at(-1) as Map<string, TargetLag>)])} (load ${load()})`,
+        );
+      }
+      rows.push(...sustainedRows(runs, s));
+    }
+    if (sections.has('one-new')) {
+      const tree = await seedTree(stack, rclone, { files: s.treeFiles, log });
+      const runs: { seconds: number; rcloneSeconds: number }[] = [];
+      for (let i = 0; i < s.runs; i++) {
+        runs.push(await tree.run(i));
+        log(`one-new run ${i + 1}: ${JSON.stringify(runs.at(-1))} (load ${load()})`);
+      }
+      const ours = runs.map((r) => r.seconds);
+      const peer = runs.map((r) => r.rcloneSeconds);
+      const ratio = spread(ratios(ours, peer, true));
+      rows.push({
+        figure: `one new file among ${s.treeFiles.toLocaleString('en')}, upload start until in both S3 targets`,
+        measured: show(spread(ours), 's'),
+        peer: `rclone sync --checksum --fast-list: ${show(spread(peer), 's')}`,
+        ratio: show(ratio, 'x', 1),
+        goal: '>= 20x',
+        met: ratio.median >= 20,
+      });
+    }
   } finally {
-    await emulators.stop();
+    await stack.stop();
   }
+  return rows;
 }
 
-// `npm run bench -- gate` runs the gate section only.
-const only = process.argv[2];
-if (only === undefined) await main();
-if (only === undefined || only === 'gate') await benchGate();
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } },
+    allowPositionals: true,
+  });
+  if (positionals[0] === 'gate') {
+    await benchGate();
+    return;
+  }
+  const s = values.quick ? QUICK : FULL;
+  const wanted = values.only?.split(',') ?? [...SECTIONS];
+  const unknown = wanted.filter((w) => !(SECTIONS as readonly string[]).includes(w));
+  if (unknown.length > 0)
+    throw new Error(`unknown section ${unknown.join(', ')}: choose from ${SECTIONS.join(', ')}`);
+  const sections = new Set(wanted as Section[]);
+  const loadBefore = load();
+  log(`${values.quick ? 'quick' : 'full'} bench, sections ${[...sections].join(', ')}; load ${loadBefore}`);
+  const rows: Row[] = [];
+  const add = (more: Row[]) => {
+    rows.push(...more);
+    // Printed as they come too: a later section that fails leaves these.
+    for (const r of more)
+      log(`${r.figure}: ${r.measured}${r.peer ? `; ${r.peer}` : ''}${r.ratio ? `; ratio ${r.ratio}` : ''}`);
+  };
+  if (sections.has('hash')) {
+    add(
+      await benchHash({
+        file: join(tmpdir(), `mirror-bench-${process.pid}.bin`),
+        mib: s.hashMiB,
+        runs: s.runs,
+      }),
+    );
+  }
+  if (sections.has('ledger')) add(await benchLedger({ uploads: s.ledgerUploads, runs: s.runs, log }));
+  if (['bulk', 'sustained', 'one-new'].some((x) => sections.has(x as Section)))
+    add(await stackSections(sections, s));
+  console.log(
+    `\nMedia Mirror bench (${values.quick ? 'quick: small counts, one run' : `median of ${s.runs} runs (min–max)`}); load average ${loadBefore} before, ${load()} after\n`,
+  );
+  console.log(table(rows));
+}
+
+await main();

@@ -1,0 +1,96 @@
+/**
+ * (c) Bulk: N files of 64 KiB uploaded through the API by 16 clients, time until both S3
+ * targets hold all, against `rclone copy --transfers 16` of the same blobs from the origin
+ * bucket into two fresh buckets (both copies at once, as the two targets are served).
+ * (f) CPU per upload of the `npm start` tree and the agent, peak RSS of each.
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { blobKey } from '../contracts/ledger-keys.ts';
+import { sha256Hex } from '../test/support/local-api.ts';
+import { type BenchFile, makeFiles, targetProbes, uploadAll, watchTargets } from './load.ts';
+import { cpuSeconds, RssPeak, treePids } from './proc.ts';
+import type { Rclone } from './rclone.ts';
+import type { BenchStack } from './stack.ts';
+
+const CLIENTS = 16;
+const MiB = 1024 * 1024;
+
+export interface BulkRun {
+  /** Seconds from the first upload until both S3 targets hold every file. */
+  readonly seconds: number;
+  /** Seconds until the agent's folder holds every file too (NaN without an agent). */
+  readonly agentSeconds: number;
+  readonly rcloneSeconds: number;
+  /** CPU milliseconds per upload: the `npm start` tree, and the agent process. */
+  readonly stackCpuMs: number;
+  readonly agentCpuMs: number;
+  readonly stackPeakMiB: number;
+  readonly agentPeakMiB: number;
+}
+
+async function rclonePeer(
+  stack: BenchStack,
+  rclone: Rclone,
+  files: readonly BenchFile[],
+  run: number,
+): Promise<number> {
+  const list = join(stack.dataDir, `bulk-${run}.files`);
+  await writeFile(list, `${files.map((f) => blobKey(sha256Hex(f.bytes))).join('\n')}\n`);
+  const buckets = [`rclone-bulk-${run}-a`, `rclone-bulk-${run}-b`];
+  for (const b of buckets) await rclone('mkdir', `loc:${b}`);
+  const origin = `loc:${stack.endpoints.originBucket}`;
+  const started = performance.now();
+  await Promise.all(
+    buckets.map((b) =>
+      rclone('copy', '--transfers', '16', '--no-traverse', '--files-from', list, origin, `loc:${b}`),
+    ),
+  );
+  return (performance.now() - started) / 1000;
+}
+
+export async function bulkRun(
+  stack: BenchStack,
+  rclone: Rclone,
+  options: { files: number; run: number; timeoutMs: number },
+): Promise<BulkRun> {
+  const prefix = `bench/bulk-${options.run}`;
+  const files = makeFiles(prefix, options.files, 64 * 1024);
+  const expected = new Set(files.map((f) => f.path));
+  const s3 = targetProbes(stack, false);
+  const agentProbe = targetProbes(stack, true).filter((p) => !s3.includes(p) && p.id === stack.agent?.target);
+  const stackRss = new RssPeak(stack.pid);
+  const agentRss = stack.agent ? new RssPeak(stack.agent.pid) : undefined;
+  const cpu0 = cpuSeconds(treePids(stack.pid));
+  const agentCpu0 = stack.agent ? cpuSeconds(treePids(stack.agent.pid)) : 0;
+  const started = performance.now();
+  const uploading = uploadAll(stack, files, CLIENTS);
+  const seen = await watchTargets(s3, prefix, expected, { intervalMs: 100, timeoutMs: options.timeoutMs });
+  await uploading;
+  const last = Math.max(
+    ...[...seen.values()].flatMap((m) => [
+      ...m.values(),
+      m.size < expected.size ? Number.POSITIVE_INFINITY : 0,
+    ]),
+  );
+  const seconds = (last - started) / 1000;
+  const agentSeen = await watchTargets(agentProbe, prefix, expected, {
+    intervalMs: 200,
+    timeoutMs: options.timeoutMs,
+  });
+  const agentTimes = [...(agentSeen.values().next().value ?? new Map()).values()] as number[];
+  const agentSeconds =
+    agentProbe.length === 0
+      ? Number.NaN
+      : agentTimes.length < expected.size
+        ? Number.POSITIVE_INFINITY
+        : (Math.max(...agentTimes) - started) / 1000;
+  const stackCpuMs = ((cpuSeconds(treePids(stack.pid)) - cpu0) * 1000) / files.length;
+  const agentCpuMs = stack.agent
+    ? ((cpuSeconds(treePids(stack.agent.pid)) - agentCpu0) * 1000) / files.length
+    : Number.NaN;
+  const stackPeakMiB = stackRss.stop() / MiB;
+  const agentPeakMiB = (agentRss?.stop() ?? Number.NaN) / MiB;
+  const rcloneSeconds = await rclonePeer(stack, rclone, files, options.run);
+  return { seconds, agentSeconds, rcloneSeconds, stackCpuMs, agentCpuMs, stackPeakMiB, agentPeakMiB };
+}
