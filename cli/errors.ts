@@ -4,6 +4,19 @@
  */
 import type { ApiError } from '../web/client/errors.ts';
 
+/** The exit codes of every command (docs/cli.md): scripts branch on these. */
+export const EXIT = {
+  ok: 0,
+  failure: 1,
+  usage: 2,
+  /** The path (or the version, or the target's copy) does not exist. */
+  notFound: 3,
+  /** `--if-version` did not match the path's head, or the path changed meanwhile. */
+  conflict: 4,
+  /** Downloaded bytes did not match the SHA-256 the mirror recorded: nothing was written. */
+  verifyFailed: 5,
+} as const;
+
 /** Any failure the CLI reports to the user (exit code 1 unless stated). */
 export class MirrorCliError extends Error {
   override readonly name: string = 'MirrorCliError';
@@ -21,6 +34,24 @@ export class UsageError extends MirrorCliError {
   constructor(message: string) {
     super(message, { exitCode: 2 });
   }
+}
+
+/** No such path, version or copy: exit 3. */
+export class NotFoundCliError extends MirrorCliError {
+  override readonly name = 'NotFoundCliError';
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super(message, { ...options, exitCode: EXIT.notFound });
+  }
+}
+
+/**
+ * The exit code for an API error: 3 when what was named does not exist, 4 on a version
+ * conflict, else 1.
+ */
+export function apiExitCode(error: ApiError): number {
+  if (error.status === 404 && error.code !== 'no_route') return EXIT.notFound;
+  if (error.code === 'version_conflict') return EXIT.conflict;
+  return EXIT.failure;
 }
 
 /** Connection settings (endpoints file, --api/--token) are missing or wrong. */

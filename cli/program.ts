@@ -1,6 +1,7 @@
 /**
- * The `media-mirror` command line: `upload`, `status`, `reconcile`, `redrive` and
- * `agent` (agent/command.ts: the agent owns it). Everything the commands touch (streams, environment,
+ * The `media-mirror` command line: `upload`, `status`, the file verbs (`ls`, `log`, `get`, `rm`,
+ * `sync`, `limits`: cli/file-commands.ts), `reconcile`, `redrive` and `agent` (agent/command.ts:
+ * the agent owns it). Everything the commands touch (streams, environment,
  * fetch, PUT, clock) comes in through `CliIo`, so `runCli` runs in-process in tests
  * exactly as `bin/cli.ts` runs it. `reconcile` and `redrive` talk to the ledger and the
  * queues directly (cli/ops-context.ts says where they find them).
@@ -14,7 +15,8 @@ import { type FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { isValidContentType } from './content-type.ts';
 import { type ConnectionOptions, loadConnection } from './endpoints.ts';
-import { describeApiError, MirrorCliError } from './errors.ts';
+import { apiExitCode, describeApiError, MirrorCliError } from './errors.ts';
+import { registerFileCommands } from './file-commands.ts';
 import { createPartSender } from './multipart.ts';
 import { makeOpsClients, type OpsFlags, resolveOpsContext } from './ops-context.ts';
 import { createJsonLinesProgress, createTtyProgress, type ProgressSink, type Writable } from './progress.ts';
@@ -155,6 +157,7 @@ function createProgram(io: CliIo): Command {
   const client = (command: Command) => apiClient(command, io);
   registerUploadCommand(program, io, client);
   registerStatusCommand(program, io, client);
+  registerFileCommands(program, io, client);
 
   awsOptions(
     program
@@ -369,7 +372,7 @@ function reportError(err: unknown, io: CliIo): number {
   }
   if (err instanceof ApiError) {
     io.stderr.write(`media-mirror: ${describeApiError(err)}\n`);
-    return 1;
+    return apiExitCode(err);
   }
   const message = err instanceof Error ? err.message : String(err);
   io.stderr.write(`media-mirror: unexpected error: ${message}\n`);

@@ -7,7 +7,7 @@ import { formatBytes } from '../common/format-bytes.ts';
 import type { FileStatus, Health, TargetList } from '../contracts/api.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
-import { MirrorCliError } from './errors.ts';
+import { NotFoundCliError } from './errors.ts';
 import { readSample } from './prom-text.ts';
 
 /** A target as the API lists it, with its parked failures when they can be read. */
@@ -51,7 +51,7 @@ export async function getPathStatus(client: Pick<MirrorApi, 'getFile'>, path: st
     return await client.getFile(path);
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
-      throw new MirrorCliError(`no such path: ${path}`, { cause: err });
+      throw new NotFoundCliError(`no such path: ${path}`, { cause: err });
     }
     throw err;
   }

@@ -118,12 +118,12 @@ describe('media-mirror status', () => {
     expect(JSON.parse(h.out())).toEqual(fileStatus);
   });
 
-  it('404: "no such path", exit 1', async () => {
+  it('404: "no such path", exit 3', async () => {
     const h = harness(() => ({
       status: 404,
       body: { error: { code: 'not_found', message: 'no such path' } },
     }));
-    expect(await h.run('status', 'images/missing.png')).toBe(1);
+    expect(await h.run('status', 'images/missing.png')).toBe(3);
     expect(h.err()).toBe('media-mirror: no such path: images/missing.png\n');
     expect(h.out()).toBe('');
   });

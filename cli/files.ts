@@ -1,0 +1,235 @@
+/**
+ * The file verbs: `ls` (live files under a prefix), `log` (a path's versions), `rm` (a
+ * tombstone, optionally only at a given head) and `get` (the bytes, verified against the
+ * SHA-256 the mirror recorded before anything is written at the destination).
+ */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createSha256 } from '../common/sha256-node.ts';
+import type { DeleteResult, FileStatus, FileVersionView } from '../contracts/api.ts';
+import type { FetchLike, MirrorApi } from '../web/client/api.ts';
+import { ApiError } from '../web/client/errors.ts';
+import { EXIT, MirrorCliError, NotFoundCliError } from './errors.ts';
+import { liveUnder, type RemoteHead, readHeads } from './listing.ts';
+import { formatTable } from './status.ts';
+
+// ---------------------------------------------------------------------------------------------
+// ls
+// ---------------------------------------------------------------------------------------------
+
+export interface ListedFile {
+  path: string;
+  version: number;
+  size: number;
+  sha256: string;
+  contentType: string | null;
+  committedAt: string;
+}
+
+export async function listFiles(
+  client: Pick<MirrorApi, 'listChanges'>,
+  prefix: string,
+): Promise<ListedFile[]> {
+  const { heads } = await readHeads(client);
+  return liveUnder(heads, prefix).map(listed);
+}
+
+const listed = (h: RemoteHead): ListedFile => ({
+  path: h.path,
+  version: h.version,
+  size: h.size,
+  sha256: h.sha256 ?? '',
+  contentType: h.contentType,
+  committedAt: h.committedAt,
+});
+
+/** `aws s3 ls` style: time, size in bytes, then what only this mirror has (version, SHA-256), then the path. */
+export function formatListing(files: readonly ListedFile[]): string {
+  if (files.length === 0) return 'no files';
+  const rows = files.map((f) => [
+    `${f.committedAt.slice(0, 19).replace('T', ' ')}Z`,
+    String(f.size).padStart(12),
+    `v${f.version}`,
+    f.sha256,
+    f.path,
+  ]);
+  const total = files.reduce((n, f) => n + f.size, 0);
+  return `${formatTable(['COMMITTED', '        SIZE', 'VERSION', 'SHA256', 'PATH'], rows)}\n${files.length} file(s), ${total} bytes`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// log
+// ---------------------------------------------------------------------------------------------
+
+/** Every version of a path, newest first (the API's pages followed to the end). */
+export async function listAllVersions(
+  client: Pick<MirrorApi, 'listVersions'>,
+  path: string,
+): Promise<FileVersionView[]> {
+  const versions: FileVersionView[] = [];
+  let before: number | undefined;
+  do {
+    const page = await notFoundAs(`no such path: ${path}`, () =>
+      client.listVersions(path, { limit: 1000, ...(before === undefined ? {} : { before }) }),
+    );
+    versions.push(...page.versions);
+    before = page.nextBefore;
+  } while (before !== undefined);
+  return versions;
+}
+
+export function formatVersions(path: string, versions: readonly FileVersionView[]): string {
+  const rows = versions.map((v) => [
+    `v${v.version}`,
+    `${v.committedAt.slice(0, 19).replace('T', ' ')}Z`,
+    v.deleted ? '-' : String(v.size),
+    v.deleted ? '(deleted)' : (v.sha256 ?? ''),
+    v.contentType ?? '',
+  ]);
+  return `${path}\n${formatTable(['VERSION', 'COMMITTED', 'SIZE', 'SHA256', 'TYPE'], rows)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// rm
+// ---------------------------------------------------------------------------------------------
+
+export function removeFile(
+  client: Pick<MirrorApi, 'deleteFile'>,
+  path: string,
+  ifVersion: number | undefined,
+): Promise<DeleteResult> {
+  return notFoundAs(`no such path: ${path}`, () =>
+    client.deleteFile(path, ifVersion === undefined ? {} : { ifVersion }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// get
+// ---------------------------------------------------------------------------------------------
+
+export interface GetOptions {
+  path: string;
+  /** A file, or a folder to put the path's last segment in. @default the last segment, in `cwd` */
+  dest?: string | undefined;
+  /** Read a target's copy instead of the origin's. */
+  target?: string | undefined;
+  cwd: string;
+}
+
+export interface GetResult {
+  path: string;
+  version: number;
+  sha256: string;
+  size: number;
+  file: string;
+  target: string | null;
+}
+
+type GetClient = Pick<MirrorApi, 'getFile' | 'listVersions' | 'contentUrl'>;
+
+/** Content that did not match the recorded SHA-256 (exit 5). */
+export class VerifyFailedError extends MirrorCliError {
+  override readonly name = 'VerifyFailedError';
+  constructor(message: string) {
+    super(message, { exitCode: EXIT.verifyFailed });
+  }
+}
+
+/**
+ * Downloads the file to a temporary name next to the destination while hashing it, and renames
+ * it into place only when size and SHA-256 match the version the mirror says it is serving.
+ */
+export async function getFile(client: GetClient, fetch: FetchLike, options: GetOptions): Promise<GetResult> {
+  const expected = await expectedVersion(client, options.path, options.target);
+  const url = await notFoundAs(`no such path: ${options.path}`, () =>
+    client.contentUrl(options.path, options.target === undefined ? {} : { target: options.target }),
+  );
+  const file = await destinationFile(options);
+  const temp = join(dirname(file), `.${basename(file)}.mm-get-${randomBytes(4).toString('hex')}`);
+  try {
+    const got = await download(fetch, url, temp);
+    if (got.size !== expected.size || got.sha256 !== expected.sha256) {
+      throw new VerifyFailedError(
+        `${options.path}: downloaded ${got.size} bytes with SHA-256 ${got.sha256}, but version ` +
+          `${expected.version} is ${expected.size} bytes with SHA-256 ${expected.sha256}; nothing written`,
+      );
+    }
+    await rename(temp, file);
+  } finally {
+    await rm(temp, { force: true });
+  }
+  const { version, sha256, size } = expected;
+  return { path: options.path, version, sha256, size, file, target: options.target ?? null };
+}
+
+/** The version whose bytes the content URL serves: the head, or the target's applied version. */
+async function expectedVersion(
+  client: GetClient,
+  path: string,
+  target: string | undefined,
+): Promise<{ version: number; sha256: string; size: number }> {
+  const status: FileStatus = await notFoundAs(`no such path: ${path}`, () => client.getFile(path));
+  let version = status.head;
+  if (target !== undefined) {
+    const copy = status.targets.find((t) => t.id === target);
+    if (copy && copy.appliedVersion !== status.head.version && copy.appliedVersion > 0) {
+      const page = await client.listVersions(path, { limit: 1, before: copy.appliedVersion + 1 });
+      version = page.versions[0] ?? version;
+    }
+  }
+  if (version.deleted || version.sha256 === null)
+    throw new NotFoundCliError(`no such path: ${path} (deleted)`);
+  return { version: version.version, sha256: version.sha256, size: version.size };
+}
+
+async function destinationFile(options: GetOptions): Promise<string> {
+  const name = options.path.split('/').at(-1) ?? options.path;
+  if (options.dest === undefined) return resolve(options.cwd, name);
+  const dest = resolve(options.cwd, options.dest);
+  const info = await stat(dest).catch(() => undefined);
+  return info?.isDirectory() ? join(dest, name) : dest;
+}
+
+async function download(
+  fetch: FetchLike,
+  url: string,
+  file: string,
+): Promise<{ size: number; sha256: string }> {
+  let response: Response;
+  try {
+    response = await fetch(url, { method: 'GET' });
+  } catch (err) {
+    throw new MirrorCliError(`cannot download ${redact(url)}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!response.ok || response.body === null) {
+    throw new MirrorCliError(`download from ${redact(url)} answered ${response.status}`);
+  }
+  const hash = createSha256();
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      done(null, chunk);
+    },
+  });
+  await pipeline(Readable.fromWeb(response.body as never), tap, createWriteStream(file, { flags: 'wx' }));
+  return hash.digest();
+}
+
+/** A presigned URL without its signature, for messages. */
+const redact = (url: string) => url.split('?')[0] ?? url;
+
+/** Runs `call`; a 404 from the API becomes a NotFoundCliError with `message` (exit 3). */
+async function notFoundAs<T>(message: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404 && err.code !== 'no_route') {
+      throw new NotFoundCliError(`${message} (${err.message})`, { cause: err });
+    }
+    throw err;
+  }
+}

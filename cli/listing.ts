@@ -1,0 +1,72 @@
+/**
+ * What the mirror holds, for `ls` and `sync`: every path's head, folded from the change feed
+ * (`GET /v1/changes`). The API has no prefix listing yet; the feed holds every committed version
+ * once, so the highest version per path is its head. The cost grows with the feed's history
+ * (one request per 1,000 versions), which docs/cli.md states; the cursor it ends at lets `sync`
+ * read only what was committed after the listing.
+ */
+import type { ChangesPage } from '../contracts/api.ts';
+import type { MirrorApi } from '../web/client/api.ts';
+
+export interface RemoteHead {
+  readonly path: string;
+  readonly version: number;
+  /** Null for a tombstone. */
+  readonly sha256: string | null;
+  readonly size: number;
+  readonly contentType: string | null;
+  readonly committedAt: string;
+  readonly deleted: boolean;
+}
+
+export interface RemoteListing {
+  /** Every path's head, tombstones included (a deleted path keeps its version count). */
+  readonly heads: Map<string, RemoteHead>;
+  /** The feed's cursor after the last change read: pass it to `followFeed` for what comes next. */
+  readonly cursor: string | undefined;
+}
+
+export type FeedClient = Pick<MirrorApi, 'listChanges'>;
+
+/** The feed's largest page (contracts/api.ts maxPageSize). */
+const PAGE = 1000;
+
+/** Keeps the higher version of each path: feed order within a path is not guaranteed. */
+export function foldChanges(heads: Map<string, RemoteHead>, changes: ChangesPage['changes']): number {
+  let newer = 0;
+  for (const change of changes) {
+    const known = heads.get(change.path);
+    if (known !== undefined && known.version >= change.version) continue;
+    heads.set(change.path, change);
+    newer++;
+  }
+  return newer;
+}
+
+/** Reads the feed from `cursor` (the start without one) until caught up, folding heads into `heads`. */
+export async function followFeed(
+  client: FeedClient,
+  heads: Map<string, RemoteHead>,
+  cursor: string | undefined,
+): Promise<string | undefined> {
+  let at = cursor;
+  for (;;) {
+    const page = await client.listChanges({ ...(at === undefined ? {} : { cursor: at }), limit: PAGE });
+    at = page.cursor;
+    if (page.changes.length === 0) return at;
+    foldChanges(heads, page.changes);
+  }
+}
+
+export async function readHeads(client: FeedClient): Promise<RemoteListing> {
+  const heads = new Map<string, RemoteHead>();
+  const cursor = await followFeed(client, heads, undefined);
+  return { heads, cursor };
+}
+
+/** Live files (not tombstones) under `prefix`, sorted by path. */
+export function liveUnder(heads: ReadonlyMap<string, RemoteHead>, prefix: string): RemoteHead[] {
+  return [...heads.values()]
+    .filter((h) => !h.deleted && h.path.startsWith(prefix))
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}

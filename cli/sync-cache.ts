@@ -1,0 +1,83 @@
+/**
+ * `sync`'s hash cache: a file whose size and modification time are unchanged since it was
+ * hashed keeps its SHA-256, so a re-run (or a run resumed after Ctrl-C or a crash) reads only
+ * what changed. Saved atomically (a temporary file renamed over the old one) and now and then
+ * during a run, so a crash loses at most a few seconds of hashing. Outside the library by
+ * default: a sync never writes into the folder it reads.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { Digest } from '../common/sha256.ts';
+
+/** One file's size, mtime (ms) and SHA-256 when last hashed. */
+type Entry = readonly [size: number, mtimeMs: number, sha256: string];
+
+interface CacheFile {
+  readonly v: 1;
+  readonly dir: string;
+  readonly entries: Record<string, Entry>;
+}
+
+/** Where a folder's cache lives: `$XDG_CACHE_HOME/media-mirror/sync-<hash of the folder>.json`. */
+export function defaultCacheFile(dir: string, env: NodeJS.ProcessEnv): string {
+  const base = env.XDG_CACHE_HOME || join(env.HOME || homedir(), '.cache');
+  const key = createHash('sha256').update(resolve(dir)).digest('hex').slice(0, 16);
+  return join(base, 'media-mirror', `sync-${key}.json`);
+}
+
+export class HashCache {
+  readonly #file: string | null;
+  readonly #dir: string;
+  #entries: Record<string, Entry> = {};
+  #dirty = false;
+
+  /** `file` null: a cache that remembers nothing past this run. */
+  constructor(file: string | null, dir: string) {
+    this.#file = file;
+    this.#dir = resolve(dir);
+  }
+
+  /** Reads the cache; a missing, unreadable or foreign one starts empty (it is only a cache). */
+  async load(): Promise<void> {
+    if (this.#file === null) return;
+    try {
+      const parsed = JSON.parse(await readFile(this.#file, 'utf8')) as Partial<CacheFile>;
+      if (parsed.v === 1 && parsed.dir === this.#dir && typeof parsed.entries === 'object') {
+        this.#entries = parsed.entries ?? {};
+      }
+    } catch {
+      this.#entries = {};
+    }
+  }
+
+  /** The digest of `rel` if its size and mtime are those it was hashed at. */
+  lookup(rel: string, size: number, mtimeMs: number): Digest | undefined {
+    const entry = Object.hasOwn(this.#entries, rel) ? this.#entries[rel] : undefined;
+    if (entry === undefined || entry[0] !== size || entry[1] !== mtimeMs) return undefined;
+    return { sha256: entry[2], size };
+  }
+
+  remember(rel: string, mtimeMs: number, digest: Digest): void {
+    this.#entries[rel] = [digest.size, mtimeMs, digest.sha256];
+    this.#dirty = true;
+  }
+
+  /** Writes the cache if anything changed since the last save. */
+  async save(): Promise<void> {
+    if (this.#file === null || !this.#dirty) return;
+    this.#dirty = false;
+    const body: CacheFile = { v: 1, dir: this.#dir, entries: this.#entries };
+    const temp = `${this.#file}.${randomBytes(4).toString('hex')}.tmp`;
+    try {
+      await mkdir(dirname(this.#file), { recursive: true });
+      await writeFile(temp, JSON.stringify(body));
+      await rename(temp, this.#file);
+    } catch (err) {
+      this.#dirty = true;
+      await rm(temp, { force: true });
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,435 @@
+/**
+ * `media-mirror sync <dir> [prefix]`: brings a folder into the mirror, sending only what the
+ * mirror does not hold. Each file's SHA-256 (from the hash cache when its size and mtime are
+ * unchanged) is compared with its path's head, read once from the change feed: equal heads
+ * cost no request at all. The rest go through the one upload flow (cli/upload.ts), many at a
+ * time: content the mirror holds elsewhere is committed on proof of possession with no bytes
+ * sent. Single PUTs are not waited for one by one: once every file is sent, the feed (read on
+ * from the listing's cursor) shows their commits, and the uploads still missing are asked for
+ * directly, so a rejection is reported with its reason.
+ */
+import type { Dirent } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
+import type { Digest } from '../common/sha256.ts';
+import type { Limits } from '../contracts/api.ts';
+import { normalizePath } from '../contracts/paths.ts';
+import type { MirrorApi } from '../web/client/api.ts';
+import { guessContentType } from './content-type.ts';
+import { MirrorCliError } from './errors.ts';
+import { hashFile } from './hash-file.ts';
+import { followFeed, type RemoteHead, readHeads } from './listing.ts';
+import type { SendParts } from './multipart.ts';
+import type { ProgressSink } from './progress.ts';
+import type { PutFile } from './put-file.ts';
+import { HashCache } from './sync-cache.ts';
+import type { SyncCounts, SyncProgress } from './sync-progress.ts';
+import { type Clock, uploadFile } from './upload.ts';
+
+export type SyncClient = Pick<
+  MirrorApi,
+  'listChanges' | 'limits' | 'createUpload' | 'getUpload' | 'proveUpload'
+>;
+
+export interface SyncDeps {
+  client: SyncClient;
+  putFile: PutFile;
+  sendParts: SendParts;
+  clock: Clock;
+  progress: SyncProgress;
+}
+
+export interface SyncOptions {
+  dir: string;
+  /** Mirror paths are `prefix` + the file's path under `dir` ('/' added unless empty). */
+  prefix: string;
+  dryRun: boolean;
+  /** Files hashed and sent at the same time. */
+  jobs: number;
+  /** The hash cache's file; null: no cache. */
+  cacheFile: string | null;
+  /** How long to wait for the commits once every file is sent. */
+  timeoutSeconds: number;
+  /** @default 500 */
+  pollIntervalMs?: number | undefined;
+}
+
+export type FileOutcome = 'unchanged' | 'uploaded' | 'deduplicated' | 'planned' | 'skipped' | 'failed';
+
+export interface SyncFileReport {
+  file: string;
+  path: string;
+  size: number;
+  outcome: FileOutcome;
+  version?: number | undefined;
+  /** Why a file was skipped or failed; for `planned`, `new` or `changed`. */
+  reason?: string | undefined;
+}
+
+export interface SyncSummary {
+  dir: string;
+  prefix: string;
+  dryRun: boolean;
+  files: number;
+  unchanged: number;
+  uploaded: number;
+  deduplicated: number;
+  planned: number;
+  skipped: number;
+  failed: number;
+  bytesHashed: number;
+  bytesSent: number;
+  seconds: number;
+  /** Every file that was not unchanged (the unchanged are only counted). */
+  reports: SyncFileReport[];
+}
+
+interface LocalFile {
+  readonly file: string;
+  /** Relative to the folder, '/'-separated: the hash cache's key. */
+  readonly rel: string;
+}
+
+interface Pending {
+  readonly report: SyncFileReport;
+  readonly uploadId: string;
+  readonly sha256: string;
+}
+
+/** What a run shares: options, the mirror's heads and limits, counters, what awaits its commit. */
+interface Run {
+  readonly deps: SyncDeps;
+  readonly options: SyncOptions;
+  readonly prefix: string;
+  readonly limits: Limits;
+  readonly heads: Map<string, RemoteHead>;
+  readonly cache: HashCache;
+  readonly counts: SyncCounts;
+  readonly reports: SyncFileReport[];
+  readonly pending: Map<string, Pending>;
+}
+
+export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<SyncSummary> {
+  const started = deps.clock.now();
+  const dir = resolve(options.dir);
+  const counts: SyncCounts = {
+    phase: 'listing',
+    filesTotal: 0,
+    filesDone: 0,
+    bytesHashed: 0,
+    bytesSent: 0,
+    failed: 0,
+  };
+  deps.progress.update(counts);
+  const files = await walk(dir, options.cacheFile);
+  counts.filesTotal = files.length;
+  const [limits, listing] = await Promise.all([deps.client.limits(), readHeads(deps.client)]);
+  const cache = new HashCache(options.cacheFile, dir);
+  await cache.load();
+  const run: Run = {
+    deps,
+    options: { ...options, dir },
+    prefix: mirrorPrefix(options.prefix),
+    limits,
+    heads: listing.heads,
+    cache,
+    counts,
+    reports: [],
+    pending: new Map(),
+  };
+  counts.phase = 'syncing';
+  try {
+    await inPool(files, options.jobs, (f) => syncOne(run, f), savingEvery(run, 5_000));
+  } finally {
+    await cache.save();
+  }
+  if (run.pending.size > 0) await awaitCommits(run, listing.cursor);
+  counts.phase = 'done';
+  deps.progress.update(counts);
+  return summarize(run, files.length, (deps.clock.now() - started) / 1000);
+}
+
+/** `photos` → `photos/`; empty stays empty (the folder's files at the mirror's root). */
+function mirrorPrefix(prefix: string): string {
+  const trimmed = prefix.replace(/^\/+/, '');
+  return trimmed === '' || trimmed.endsWith('/') ? trimmed : `${trimmed}/`;
+}
+
+/** Every regular file under `dir`, sorted; symbolic links and the cache file are not followed. */
+async function walk(dir: string, cacheFile: string | null): Promise<LocalFile[]> {
+  let entries: Dirent[];
+  try {
+    entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  } catch (err) {
+    throw new MirrorCliError(`cannot read folder ${dir}: ${(err as Error).message}`, { cause: err });
+  }
+  // The cache (and its temporary files) may live in the folder when --cache puts it there.
+  const cache = cacheFile === null ? undefined : resolve(cacheFile);
+  const isCache = (file: string) => cache !== undefined && (file === cache || file.startsWith(`${cache}.`));
+  const files: LocalFile[] = [];
+  for (const entry of entries) {
+    if (!entry.isFile()) continue;
+    const file = join(entry.parentPath, entry.name);
+    if (isCache(file)) continue;
+    files.push({ file, rel: relative(dir, file).split(sep).join('/') });
+  }
+  return files.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+}
+
+/** Runs `work` over `items`, `jobs` at a time; `tick` after each item. */
+async function inPool<T>(
+  items: readonly T[],
+  jobs: number,
+  work: (item: T) => Promise<void>,
+  tick: () => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await work(item);
+      await tick();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, items.length)) }, worker));
+}
+
+/** Saves the hash cache at most every `ms` (one save at a time): a crash loses little hashing. */
+function savingEvery(run: Run, ms: number): () => Promise<void> {
+  let last = run.deps.clock.now();
+  let saving: Promise<void> | undefined;
+  return async () => {
+    run.deps.progress.update(run.counts);
+    if (saving !== undefined || run.deps.clock.now() - last < ms) return;
+    last = run.deps.clock.now();
+    saving = run.cache.save().finally(() => {
+      saving = undefined;
+    });
+    await saving;
+  };
+}
+
+async function syncOne(run: Run, local: LocalFile): Promise<void> {
+  const report: SyncFileReport = {
+    file: local.file,
+    path: run.prefix + local.rel,
+    size: 0,
+    outcome: 'failed',
+  };
+  try {
+    await decide(run, local, report);
+  } catch (err) {
+    report.outcome = 'failed';
+    report.reason = err instanceof Error ? err.message : String(err);
+  }
+  if (report.outcome === 'failed') run.counts.failed++;
+  if (report.outcome !== 'unchanged') run.reports.push(report);
+  if (!run.pending.has(report.path)) run.counts.filesDone++;
+}
+
+/** Fills in `report`: skipped, unchanged, planned, sent (or awaiting its commit). */
+async function decide(run: Run, local: LocalFile, report: SyncFileReport): Promise<void> {
+  const info = await stat(local.file);
+  report.size = info.size;
+  const refusal = refuse(run, report, guessContentType(local.file));
+  if (refusal !== undefined) {
+    report.outcome = 'skipped';
+    report.reason = refusal;
+    return;
+  }
+  const digest = await digestOf(run, local, info.size, info.mtimeMs);
+  const head = run.heads.get(report.path);
+  if (head !== undefined && !head.deleted && head.sha256 === digest.sha256) {
+    report.outcome = 'unchanged';
+    report.version = head.version;
+    return;
+  }
+  if (run.options.dryRun) {
+    report.outcome = 'planned';
+    report.reason = head === undefined || head.deleted ? 'new' : 'changed';
+    return;
+  }
+  await send(run, local, report, digest);
+}
+
+/** Why the API would refuse this file (read from `GET /v1/limits`), before anything is claimed. */
+function refuse(run: Run, report: SyncFileReport, contentType: string): string | undefined {
+  const { limits } = run;
+  if (report.size > limits.maxUploadBytes) {
+    return `larger than the mirror accepts (${report.size} > ${limits.maxUploadBytes} bytes)`;
+  }
+  if (!typeAccepted(contentType, limits.contentTypes)) {
+    return `content type ${contentType} is not accepted (accepted: ${limits.contentTypes.join(', ')})`;
+  }
+  try {
+    report.path = normalizePath(report.path);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  if (Buffer.byteLength(report.path, 'utf8') > limits.maxPathBytes) {
+    return `path longer than ${limits.maxPathBytes} bytes`;
+  }
+  return undefined;
+}
+
+function typeAccepted(contentType: string, accepted: readonly string[]): boolean {
+  const type = contentType.toLowerCase();
+  const family = `${type.split('/')[0]}/*`;
+  return accepted.some((a) => ['*/*', type, family].includes(a.toLowerCase()));
+}
+
+async function digestOf(run: Run, local: LocalFile, size: number, mtimeMs: number): Promise<Digest> {
+  const known = run.cache.lookup(local.rel, size, mtimeMs);
+  if (known !== undefined) return known;
+  let counted = 0;
+  const digest = await hashFile(local.file, {
+    onBytes: (done) => {
+      run.counts.bytesHashed += done - counted;
+      counted = done;
+    },
+  });
+  run.cache.remember(local.rel, mtimeMs, digest);
+  return digest;
+}
+
+async function send(run: Run, local: LocalFile, report: SyncFileReport, digest: Digest): Promise<void> {
+  const { deps, options } = run;
+  const result = await uploadFile(
+    {
+      client: deps.client,
+      putFile: deps.putFile,
+      sendParts: deps.sendParts,
+      clock: deps.clock,
+      progress: sentBytes(run.counts),
+      hashFile: async () => digest,
+    },
+    { file: local.file, path: report.path, wait: false, timeoutSeconds: options.timeoutSeconds },
+  );
+  report.version = result.version ?? undefined;
+  if (result.status === 'pending') {
+    report.outcome = 'uploaded';
+    run.pending.set(report.path, { report, uploadId: result.uploadId, sha256: digest.sha256 });
+    return;
+  }
+  report.outcome = result.deduplicated ? 'deduplicated' : 'uploaded';
+}
+
+/** A ProgressSink that adds one file's sent bytes to the run's count. */
+function sentBytes(counts: SyncCounts): ProgressSink {
+  let phase = '';
+  let counted = 0;
+  return {
+    phase(p) {
+      phase = p;
+      counted = 0;
+    },
+    bytes(done) {
+      if (phase !== 'uploading') return;
+      counts.bytesSent += done - counted;
+      counted = done;
+    },
+    stop() {},
+  };
+}
+
+/**
+ * Waits until every sent file is committed: the feed after the listing's cursor shows most of
+ * them at once; uploads it does not show are asked for one by one (rejected, expired, or
+ * committed and already replaced by a newer version).
+ */
+async function awaitCommits(run: Run, cursor: string | undefined): Promise<void> {
+  const { deps, options, pending, counts } = run;
+  counts.phase = 'committing';
+  const deadline = deps.clock.now() + options.timeoutSeconds * 1000;
+  let at = cursor;
+  let rounds = 0;
+  while (pending.size > 0) {
+    at = await followFeed(deps.client, run.heads, at);
+    settleFromHeads(run);
+    if (pending.size > 0 && rounds++ % 4 === 3) await settleFromUploads(run);
+    deps.progress.update(counts);
+    if (pending.size === 0) return;
+    if (deps.clock.now() >= deadline) break;
+    await deps.clock.sleep(options.pollIntervalMs ?? 500);
+  }
+  for (const p of pending.values()) {
+    settle(
+      run,
+      p,
+      'failed',
+      undefined,
+      `not committed within ${options.timeoutSeconds} s (upload ${p.uploadId})`,
+    );
+  }
+}
+
+function settleFromHeads(run: Run): void {
+  for (const p of [...run.pending.values()]) {
+    const head = run.heads.get(p.report.path);
+    if (head !== undefined && !head.deleted && head.sha256 === p.sha256)
+      settle(run, p, 'uploaded', head.version);
+  }
+}
+
+/** Asks for up to 50 uploads the feed has not shown committed. */
+async function settleFromUploads(run: Run): Promise<void> {
+  const batch = [...run.pending.values()].slice(0, 50);
+  await inPool(
+    batch,
+    8,
+    async (p) => {
+      const upload = await run.deps.client.getUpload(p.uploadId);
+      if (upload.status === 'committed') settle(run, p, 'uploaded', upload.version);
+      else if (upload.status !== 'pending')
+        settle(run, p, 'failed', undefined, `${upload.status}: ${upload.reason ?? 'no reason given'}`);
+    },
+    async () => {},
+  );
+}
+
+function settle(run: Run, p: Pending, outcome: FileOutcome, version?: number, reason?: string): void {
+  run.pending.delete(p.report.path);
+  p.report.outcome = outcome;
+  p.report.version = version;
+  if (reason !== undefined) p.report.reason = reason;
+  if (outcome === 'failed') run.counts.failed++;
+  run.counts.filesDone++;
+}
+
+function summarize(run: Run, files: number, seconds: number): SyncSummary {
+  const count = (o: FileOutcome) => run.reports.filter((r) => r.outcome === o).length;
+  const failed = count('failed');
+  return {
+    dir: run.options.dir,
+    prefix: run.prefix,
+    dryRun: run.options.dryRun,
+    files,
+    unchanged: files - run.reports.length,
+    uploaded: count('uploaded'),
+    deduplicated: count('deduplicated'),
+    planned: count('planned'),
+    skipped: count('skipped'),
+    failed,
+    bytesHashed: run.counts.bytesHashed,
+    bytesSent: run.counts.bytesSent,
+    seconds: Math.round(seconds * 1000) / 1000,
+    reports: run.reports.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
+  };
+}
+
+export function formatSyncSummary(s: SyncSummary): string {
+  const lines = s.reports
+    .filter((r) => r.outcome === 'failed' || r.outcome === 'skipped' || r.outcome === 'planned')
+    .map(
+      (r) =>
+        `${r.outcome === 'planned' ? `would upload (${r.reason})` : r.outcome}: ${r.path}${r.outcome === 'planned' ? '' : `: ${r.reason ?? ''}`}`,
+    );
+  const sent = s.dryRun
+    ? `${s.planned} to upload (dry run: nothing sent)`
+    : `${s.uploaded} uploaded, ${s.deduplicated} deduplicated (no bytes sent)`;
+  lines.push(
+    `${s.files} file(s) in ${s.dir} → ${s.prefix === '' ? '(root)' : s.prefix}: ${s.unchanged} unchanged, ${sent}, ` +
+      `${s.skipped} skipped, ${s.failed} failed; ${s.bytesHashed} bytes hashed, ${s.bytesSent} bytes sent in ${s.seconds.toFixed(1)} s`,
+  );
+  return lines.join('\n');
+}

@@ -1,0 +1,326 @@
+/**
+ * The file verbs through runCli against a fake API (its answers checked by the client against
+ * contracts/api.ts, as the real one's are): what each prints, what it sends, its exit codes.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliIo, runCli } from '../../../cli/program.ts';
+import type { FetchLike } from '../../../web/client/api.ts';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'mm-cli-files-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+type Answer = { status: number; body?: unknown; bytes?: Uint8Array };
+type Route = (url: URL, init: RequestInit) => Answer;
+
+function harness(route: Route, env: NodeJS.ProcessEnv = {}) {
+  let stdout = '';
+  let stderr = '';
+  const requests: string[] = [];
+  const fetch: FetchLike = async (input, init) => {
+    const url = new URL(input);
+    requests.push(`${init.method} ${url.pathname}${url.search}`);
+    const { status, body, bytes } = route(url, init);
+    const headers = status === 302 ? { location: String(body) } : undefined;
+    const payload = bytes ?? (status === 302 || body === undefined ? null : JSON.stringify(body));
+    return new Response(payload as BodyInit | null, { status, headers });
+  };
+  const io: CliIo = {
+    stdout: { write: (s: string) => (stdout += s) },
+    stderr: { write: (s: string) => (stderr += s) },
+    env: { MIRROR_API_URL: 'http://api.test', MIRROR_API_TOKEN: 't', ...env },
+    cwd: dir,
+    fetch,
+    putFile: async () => {
+      throw new Error('no PUT expected');
+    },
+  };
+  const run = (...args: string[]) => runCli(['node', 'media-mirror', ...args], io);
+  return { run, requests, out: () => stdout, err: () => stderr };
+}
+
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+const at = '2025-06-01T11:55:00.000Z';
+const change = (path: string, version: number, content: string | null) => ({
+  path,
+  version,
+  sha256: content === null ? null : sha(content),
+  size: content === null ? 0 : content.length,
+  contentType: content === null ? null : 'image/png',
+  deleted: content === null,
+  committedAt: at,
+});
+
+/** A feed in pages: each page's cursor is its index; the page after the last is empty. */
+function feed(pages: ReturnType<typeof change>[][]): Route {
+  return (url) => {
+    const cursor = Number(url.searchParams.get('cursor') ?? '0');
+    return { status: 200, body: { changes: pages[cursor] ?? [], cursor: String(cursor + 1) } };
+  };
+}
+
+const notFound = {
+  status: 404,
+  body: { error: { code: 'not_found', message: 'no file at "x"', field: 'path' } },
+};
+
+describe('media-mirror ls', () => {
+  const pages = [
+    [change('photos/a.png', 1, 'a1'), change('photos/b.png', 1, 'b1'), change('docs/c.pdf', 1, 'c')],
+    [change('photos/a.png', 3, 'a3'), change('photos/b.png', 2, null), change('photos/a.png', 2, 'a2')],
+  ];
+
+  it('folds the change feed to heads: newest version per path, tombstones hidden, prefix applied', async () => {
+    const h = harness(feed(pages));
+    expect(await h.run('ls', 'photos/', '--json')).toBe(0);
+    expect(JSON.parse(h.out())).toEqual({
+      prefix: 'photos/',
+      files: [
+        {
+          path: 'photos/a.png',
+          version: 3,
+          size: 2,
+          sha256: sha('a3'),
+          contentType: 'image/png',
+          committedAt: at,
+        },
+      ],
+    });
+    expect(h.requests).toEqual([
+      'GET /v1/changes?limit=1000',
+      'GET /v1/changes?cursor=1&limit=1000',
+      'GET /v1/changes?cursor=2&limit=1000',
+    ]);
+  });
+
+  it('prints time, size, version, SHA-256 and path, and a total', async () => {
+    const h = harness(feed(pages));
+    expect(await h.run('ls')).toBe(0);
+    const lines = h.out().trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^COMMITTED\s+SIZE\s+VERSION\s+SHA256\s+PATH$/);
+    expect(lines[1]).toBe(`2025-06-01 11:55:00Z             1  v1       ${sha('c')}  docs/c.pdf`);
+    expect(lines[2]).toContain(`v3       ${sha('a3')}  photos/a.png`);
+    expect(lines.at(-1)).toBe('2 file(s), 3 bytes');
+  });
+});
+
+describe('media-mirror log', () => {
+  const version = (n: number, deleted = false) => ({
+    version: n,
+    sha256: deleted ? null : sha(`v${n}`),
+    size: deleted ? 0 : 2,
+    contentType: deleted ? null : 'image/png',
+    committedAt: at,
+    deleted,
+  });
+
+  it('follows the version pages to the end, newest first, deletions marked', async () => {
+    const h = harness((url) => {
+      const before = url.searchParams.get('before');
+      if (before === null)
+        return {
+          status: 200,
+          body: { path: 'a.png', versions: [version(3, true), version(2)], nextBefore: 2 },
+        };
+      return { status: 200, body: { path: 'a.png', versions: [version(1)] } };
+    });
+    expect(await h.run('log', 'a.png', '--json')).toBe(0);
+    expect(JSON.parse(h.out()).versions.map((v: { version: number }) => v.version)).toEqual([3, 2, 1]);
+    expect(h.requests).toEqual([
+      'GET /v1/files/a.png/versions?limit=1000',
+      'GET /v1/files/a.png/versions?limit=1000&before=2',
+    ]);
+
+    const text = harness((url) =>
+      url.searchParams.has('before')
+        ? { status: 200, body: { path: 'a.png', versions: [version(1)] } }
+        : { status: 200, body: { path: 'a.png', versions: [version(3, true), version(2)], nextBefore: 2 } },
+    );
+    expect(await text.run('log', 'a.png')).toBe(0);
+    expect(text.out()).toContain('v3       2025-06-01 11:55:00Z  -     (deleted)');
+  });
+
+  it('an unknown path: one line, exit 3', async () => {
+    const h = harness(() => notFound);
+    expect(await h.run('log', 'nope.png')).toBe(3);
+    expect(h.err()).toMatch(/^media-mirror: no such path: nope\.png/);
+    expect(h.out()).toBe('');
+  });
+});
+
+describe('media-mirror rm', () => {
+  it('commits a tombstone only at the given head: --if-version goes to the API', async () => {
+    const h = harness((_url, init) => {
+      expect(init.method).toBe('DELETE');
+      expect(new Headers(init.headers).get('idempotency-key')).toMatch(/.+/);
+      return { status: 200, body: { status: 'committed', path: 'a/b.png', version: 4, deleted: true } };
+    });
+    expect(await h.run('rm', 'a/b.png', '--if-version', '3')).toBe(0);
+    expect(h.requests).toEqual(['DELETE /v1/files/a%2Fb.png?ifVersion=3']);
+    expect(h.out()).toBe('deleted a/b.png (version 4 is the tombstone)\n');
+  });
+
+  it('a head other than --if-version: exit 4; no such path: exit 3; a bad flag: exit 2 and nothing sent', async () => {
+    const conflict = harness(() => ({
+      status: 409,
+      body: {
+        error: {
+          code: 'version_conflict',
+          message: '"a.png" is at version 5, the request expected 3',
+          field: 'ifVersion',
+        },
+      },
+    }));
+    expect(await conflict.run('rm', 'a.png', '--if-version', '3')).toBe(4);
+    expect(conflict.err()).toContain('error 409 version_conflict');
+    expect(await harness(() => notFound).run('rm', 'a.png')).toBe(3);
+    const usage = harness(() => notFound);
+    expect(await usage.run('rm', 'a.png', '--if-version', 'x')).toBe(2);
+    expect(usage.requests).toEqual([]);
+  });
+});
+
+describe('media-mirror get', () => {
+  const content = randomBytes(3000);
+  const head = {
+    version: 7,
+    sha256: createHash('sha256').update(content).digest('hex'),
+    size: content.length,
+    contentType: 'image/png',
+    committedAt: at,
+    deleted: false,
+  };
+  const api =
+    (served: Buffer): Route =>
+    (url) => {
+      if (url.pathname === '/v1/files/pics%2Fcat.png')
+        return { status: 200, body: { path: 'pics/cat.png', head, targets: [] } };
+      if (url.pathname.endsWith('/content'))
+        return { status: 302, body: 'http://s3.test/blobs/x?X-Amz-Signature=s' };
+      if (url.host === 's3.test') return { status: 200, bytes: served };
+      return notFound;
+    };
+
+  it('writes the file once its size and SHA-256 match the head', async () => {
+    const h = harness(api(content));
+    expect(await h.run('get', 'pics/cat.png', 'out.png', '--json')).toBe(0);
+    expect(await readFile(join(dir, 'out.png'))).toEqual(content);
+    expect(JSON.parse(h.out())).toMatchObject({
+      path: 'pics/cat.png',
+      version: 7,
+      sha256: head.sha256,
+      file: join(dir, 'out.png'),
+    });
+  });
+
+  it('other bytes than recorded: exit 5, nothing left at the destination', async () => {
+    const tampered = Buffer.from(content);
+    tampered[10] = (tampered[10] ?? 0) ^ 1;
+    const h = harness(api(tampered));
+    await mkdir(join(dir, 'bad'), { recursive: true });
+    expect(await h.run('get', 'pics/cat.png', 'bad')).toBe(5);
+    expect(h.err()).toMatch(/but version 7 is 3000 bytes/);
+    expect(await readdir(join(dir, 'bad'))).toEqual([]);
+  });
+
+  it('no such path: exit 3, nothing downloaded', async () => {
+    const h = harness(() => notFound);
+    expect(await h.run('get', 'pics/none.png')).toBe(3);
+    expect(h.requests).toEqual(['GET /v1/files/pics%2Fnone.png']);
+  });
+});
+
+describe('media-mirror limits', () => {
+  it('prints what the deployment accepts', async () => {
+    const limits = {
+      maxUploadBytes: 1024 ** 3,
+      multipartThresholdBytes: 16 * 1024 ** 2,
+      partBytes: 8 * 1024 ** 2,
+      minPartBytes: 5 * 1024 ** 2,
+      maxPartBytes: 5 * 1024 ** 3,
+      maxParts: 10_000,
+      contentTypes: ['image/*', 'application/pdf'],
+      presignTtlSeconds: 900,
+      maxPathBytes: 1024,
+      defaultPageSize: 100,
+      maxPageSize: 1000,
+      maxRequestBodyBytes: 1024 ** 2,
+    };
+    const h = harness(() => ({ status: 200, body: limits }));
+    expect(await h.run('limits')).toBe(0);
+    expect(h.out()).toContain('largest upload        1.0 GiB (1073741824 bytes)');
+    expect(h.out()).toContain('multipart above       16.0 MiB, parts of 8.0 MiB');
+    const j = harness(() => ({ status: 200, body: limits }));
+    expect(await j.run('limits', '--json')).toBe(0);
+    expect(JSON.parse(j.out())).toEqual(limits);
+    expect(j.requests).toEqual(['GET /v1/limits']);
+  });
+});
+
+describe('media-mirror sync (against a fake API)', () => {
+  it('--dry-run lists new and changed files, skips what the limits refuse, and sends nothing', async () => {
+    const lib = join(dir, 'lib');
+    await mkdir(join(lib, 'sub'), { recursive: true });
+    await writeFile(join(lib, 'same.png'), 'same');
+    await writeFile(join(lib, 'sub', 'changed.png'), 'changed');
+    await writeFile(join(lib, 'new.png'), 'new');
+    await writeFile(join(lib, 'big.png'), 'x'.repeat(200));
+    await writeFile(join(lib, 'note.xyz'), 'octet');
+    const limits = {
+      maxUploadBytes: 100,
+      multipartThresholdBytes: 16 * 1024 ** 2,
+      partBytes: 8 * 1024 ** 2,
+      minPartBytes: 5 * 1024 ** 2,
+      maxPartBytes: 5 * 1024 ** 3,
+      maxParts: 10_000,
+      contentTypes: ['image/*'],
+      presignTtlSeconds: 900,
+      maxPathBytes: 1024,
+      defaultPageSize: 100,
+      maxPageSize: 1000,
+      maxRequestBodyBytes: 1024 ** 2,
+    };
+    const pages = [[change('m/same.png', 2, 'same'), change('m/sub/changed.png', 1, 'before')]];
+    const route: Route = (url, init) =>
+      url.pathname === '/v1/limits' ? { status: 200, body: limits } : feed(pages)(url, init);
+    const cache = join(dir, 'sync-cache.json');
+    const h = harness(route);
+    expect(await h.run('sync', lib, 'm', '--dry-run', '--json', '--cache', cache)).toBe(0);
+    const summary = JSON.parse(h.out());
+    expect(summary).toMatchObject({
+      files: 5,
+      unchanged: 1,
+      planned: 2,
+      skipped: 2,
+      failed: 0,
+      bytesSent: 0,
+    });
+    expect(
+      summary.reports.map((r: { path: string; outcome: string; reason?: string }) => [
+        r.path,
+        r.outcome,
+        r.reason?.split(' ')[0],
+      ]),
+    ).toEqual([
+      ['m/big.png', 'skipped', 'larger'],
+      ['m/new.png', 'planned', 'new'],
+      ['m/note.xyz', 'skipped', 'content'],
+      ['m/sub/changed.png', 'planned', 'changed'],
+    ]);
+    expect(h.requests.every((r) => r.startsWith('GET '))).toBe(true);
+    expect(summary.bytesHashed).toBe('same'.length + 'changed'.length + 'new'.length);
+
+    // The hash cache: an unchanged folder is not read again.
+    const again = harness(route);
+    expect(await again.run('sync', lib, 'm', '--dry-run', '--json', '--cache', cache)).toBe(0);
+    expect(JSON.parse(again.out()).bytesHashed).toBe(0);
+  });
+});
