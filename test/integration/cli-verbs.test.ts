@@ -1,0 +1,183 @@
+/**
+ * The CLI's file verbs and `GET /v1/limits` through the local stack: the limits come from the
+ * deployment's configuration; `sync` sends only what the mirror lacks (content it holds
+ * elsewhere costs no bytes); `ls`, `log`, `get` and `rm` read and change what `sync` wrote.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliIo, runCli } from '../../cli/program.ts';
+import { parseTopology } from '../../contracts/topology.ts';
+import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
+import { localApi } from '../support/local-api.js';
+
+const topology = parseTopology({
+  homeRegion: 'us-east-1',
+  targets: [{ id: 'eu-west-1', kind: 's3', region: 'eu-west-1' }],
+  limits: {
+    maxUploadBytes: 64 * 1024 * 1024,
+    multipartThresholdBytes: 6 * 1024 * 1024,
+    contentTypes: ['image/*', 'text/plain'],
+    presignTtlSeconds: 600,
+  },
+});
+
+let dataDir: string;
+let work: string;
+let sandbox: Sandbox;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'mirror-cli-verbs-'));
+  work = await mkdtemp(join(tmpdir(), 'mirror-cli-verbs-work-'));
+  sandbox = await startSandbox({
+    dataDir,
+    port: 0,
+    s3Port: 0,
+    sqsPort: 0,
+    dynamodbPort: 0,
+    topology,
+    env: {},
+    webDir: null,
+    schedules: false,
+    polling: { waitTimeSeconds: 1 },
+    log: () => {},
+    functionLog: () => {},
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await sandbox?.stop();
+  for (const d of [dataDir, work]) if (d) await rm(d, { recursive: true, force: true });
+});
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: CliIo = {
+    stdout: { write: (s: string) => (out += s) },
+    stderr: { write: (s: string) => (err += s) },
+    env: { XDG_CACHE_HOME: join(work, 'cache') },
+    cwd: work,
+  };
+  const code = await runCli(['node', 'media-mirror', '--endpoints', sandbox.endpointsFile, ...args], io);
+  return { code, out, err };
+}
+
+const sha = (b: string | Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('GET /v1/limits on the local stack', () => {
+  it("answers the deployment's configured limits, and the CLI prints them", async () => {
+    const answer = await localApi(sandbox.endpoints).call('GET', '/v1/limits');
+    expect(answer.status).toBe(200);
+    expect(answer.body).toEqual({
+      maxUploadBytes: 64 * 1024 * 1024,
+      multipartThresholdBytes: 6 * 1024 * 1024,
+      partBytes: 8 * 1024 * 1024,
+      minPartBytes: 5 * 1024 * 1024,
+      maxPartBytes: 5 * 1024 ** 3,
+      maxParts: 10_000,
+      contentTypes: ['image/*', 'text/plain'],
+      presignTtlSeconds: 600,
+      maxPathBytes: 1024,
+      defaultPageSize: 100,
+      maxPageSize: 1000,
+      maxRequestBodyBytes: 1024 * 1024,
+    });
+    const printed = await cli('limits', '--json');
+    expect(printed.code).toBe(0);
+    expect(JSON.parse(printed.out)).toEqual(answer.body);
+  });
+
+  it('needs the token like every route but health', async () => {
+    const response = await fetch(`${sandbox.endpoints.api}/v1/limits`);
+    expect(response.status).toBe(401);
+  });
+});
+
+describe('sync, ls, log, get and rm through the local stack', () => {
+  it('sync sends what is new or changed; ls, log, get and rm see and change it', async () => {
+    const lib = join(work, 'lib');
+    await mkdir(join(lib, 'cats'), { recursive: true });
+    await writeFile(join(lib, 'cats', 'a.jpg'), 'cat a\n'.repeat(100));
+    await writeFile(join(lib, 'cats', 'b.png'), 'cat b\n'.repeat(100));
+    await writeFile(join(lib, 'notes.txt'), 'notes\n');
+    await writeFile(join(lib, 'tool.exe'), 'not accepted here');
+
+    const first = await cli('sync', lib, 'library', '--json');
+    expect(first.code, first.err).toBe(0);
+    const one = JSON.parse(first.out);
+    expect(one).toMatchObject({ files: 4, uploaded: 3, unchanged: 0, skipped: 1, failed: 0 });
+    expect(one.bytesSent).toBe(600 + 600 + 6);
+    expect(one.reports.find((r: { path: string }) => r.path === 'library/tool.exe').reason).toMatch(
+      /application\/octet-stream is not accepted/,
+    );
+
+    const listed = await cli('ls', 'library/', '--json');
+    expect(listed.code).toBe(0);
+    const files = JSON.parse(listed.out).files as { path: string; version: number; sha256: string }[];
+    expect(files.map((f) => [f.path, f.version, f.sha256])).toEqual([
+      ['library/cats/a.jpg', 1, sha('cat a\n'.repeat(100))],
+      ['library/cats/b.png', 1, sha('cat b\n'.repeat(100))],
+      ['library/notes.txt', 1, sha('notes\n')],
+    ]);
+
+    // One file changed, one copied under a new name: only the change is sent, the copy is proven.
+    await writeFile(join(lib, 'notes.txt'), 'notes, edited\n');
+    await writeFile(join(lib, 'cats', 'a-copy.jpg'), 'cat a\n'.repeat(100));
+    const second = JSON.parse((await cli('sync', lib, 'library', '--json')).out);
+    expect(second).toMatchObject({
+      files: 5,
+      unchanged: 2,
+      uploaded: 1,
+      deduplicated: 1,
+      skipped: 1,
+      failed: 0,
+    });
+    expect(second.bytesSent).toBe('notes, edited\n'.length);
+
+    const log = await cli('log', 'library/notes.txt', '--json');
+    expect(
+      JSON.parse(log.out).versions.map((v: { version: number; sha256: string }) => [v.version, v.sha256]),
+    ).toEqual([
+      [2, sha('notes, edited\n')],
+      [1, sha('notes\n')],
+    ]);
+
+    const got = await cli('get', 'library/notes.txt', 'fetched.txt');
+    expect(got.code, got.err).toBe(0);
+    expect(await readFile(join(work, 'fetched.txt'), 'utf8')).toBe('notes, edited\n');
+
+    expect((await cli('rm', 'library/notes.txt', '--if-version', '1')).code).toBe(4);
+    const removed = await cli('rm', 'library/notes.txt', '--if-version', '2', '--json');
+    expect(removed.code, removed.err).toBe(0);
+    expect(JSON.parse(removed.out)).toEqual({
+      status: 'committed',
+      path: 'library/notes.txt',
+      version: 3,
+      deleted: true,
+    });
+    const after = JSON.parse((await cli('ls', 'library/', '--json')).out).files.map(
+      (f: { path: string }) => f.path,
+    );
+    expect(after).toEqual(['library/cats/a-copy.jpg', 'library/cats/a.jpg', 'library/cats/b.png']);
+    expect((await cli('get', 'library/notes.txt')).code).toBe(3);
+    expect((await cli('log', 'library/nothing.txt')).code).toBe(3);
+
+    // A touched but unchanged file is hashed again and not sent; --dry-run sends nothing.
+    const later = new Date(Date.now() + 60_000);
+    await utimes(join(lib, 'cats', 'b.png'), later, later);
+    await writeFile(join(lib, 'cats', 'c.png'), 'cat c\n');
+    const dry = JSON.parse((await cli('sync', lib, 'library', '--dry-run', '--json')).out);
+    expect(dry).toMatchObject({ planned: 2, bytesSent: 0, bytesHashed: 600 + 6 });
+    expect(
+      dry.reports
+        .filter((r: { outcome: string }) => r.outcome === 'planned')
+        .map((r: { path: string; reason: string }) => [r.path, r.reason]),
+    ).toEqual([
+      ['library/cats/c.png', 'new'],
+      ['library/notes.txt', 'new'],
+    ]);
+  }, 120_000);
+});
