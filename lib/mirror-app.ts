@@ -80,7 +80,11 @@ export function ledgerDeletionProtectionFromContext(app: App): boolean {
   );
 }
 
-/** Context keys (cdk.json, or `-c key=value`) that size the API; each one absent keeps its default. */
+/**
+ * Context keys (cdk.json, or `-c key=value`) that size the API; each one absent keeps its default.
+ * `mirror:apiReservedConcurrency=none` reserves nothing (an account whose concurrency quota is too
+ * low to reserve any).
+ */
 export const API_LIMITS_CONTEXT = {
   throttleRateLimit: 'mirror:apiThrottleRateLimit',
   throttleBurstLimit: 'mirror:apiThrottleBurstLimit',
@@ -89,11 +93,15 @@ export const API_LIMITS_CONTEXT = {
 
 /** The API's limits from the app's context: numbers, or their text (`-c` gives strings). */
 export function apiLimitsFromContext(app: App): ApiLimits {
-  const limits: Record<string, number> = {};
+  const limits: Record<string, number | false> = {};
   const problems: string[] = [];
   for (const [prop, key] of Object.entries(API_LIMITS_CONTEXT)) {
     const value: unknown = app.node.tryGetContext(key);
     if (value === undefined) continue;
+    if (prop === 'reservedConcurrency' && value === 'none') {
+      limits[prop] = false;
+      continue;
+    }
     const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
     if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) {
       problems.push(`${key}: expected a positive number, got ${JSON.stringify(value)}`);

@@ -54,11 +54,11 @@ export interface UploadApiProps {
    * Concurrent executions reserved for the api function: taken from the account's pool for it
    * alone, so that a bulk import (ingest, replicate) cannot use up the account's concurrency
    * and throttle the API; also the most it may run at once. Lambda keeps at least 100 of the
-   * account's concurrency unreserved, so an account whose limit is still the new-account
-   * default (10) must raise it first (docs/deploy.md).
+   * account's concurrency unreserved, so an account with a lower quota must raise it first, or
+   * deploy with `false`: nothing reserved, the API shares the account's pool (docs/deploy.md).
    * @default apiReservedConcurrency(throttleRateLimit): the stage's steady rate at 0.5 s per request, at least 10
    */
-  readonly reservedConcurrency?: number;
+  readonly reservedConcurrency?: number | false;
   /**
    * How long access logs are kept.
    * @default logs.RetentionDays.THREE_MONTHS
@@ -141,7 +141,7 @@ export class UploadApi extends Construct {
       description: 'Upload API: presigned uploads, versions, change feed, target status',
       timeout: Duration.seconds(29),
       memorySize: 512,
-      reservedConcurrency: reserved,
+      ...(reserved === false ? {} : { reservedConcurrency: reserved }),
     });
     useLedger(fn, props.ledger, LEDGER_ACCESS.api, { queryLiveFiles: true });
     // GetObjectVersion: content URLs and ranged reads name the blob's verified object version.
@@ -233,14 +233,14 @@ export class UploadApi extends Construct {
 }
 
 /** Refuses limits API Gateway or Lambda would refuse at deploy time, naming the prop. */
-function checkLimits(rateLimit: number, burstLimit: number, reserved: number): void {
+function checkLimits(rateLimit: number, burstLimit: number, reserved: number | false): void {
   const problems: string[] = [];
   if (!Number.isFinite(rateLimit) || rateLimit <= 0)
     problems.push(`throttleRateLimit: ${rateLimit} is not positive`);
   if (!Number.isInteger(burstLimit) || burstLimit < 1)
     problems.push(`throttleBurstLimit: ${burstLimit} is not a whole number of at least 1`);
   // 0 would stop the function altogether: every request would be throttled.
-  if (!Number.isInteger(reserved) || reserved < 1)
+  if (reserved !== false && (!Number.isInteger(reserved) || reserved < 1))
     problems.push(`reservedConcurrency: ${reserved} is not a whole number of at least 1`);
   if (problems.length > 0) throw new Error(`invalid upload API settings:\n  ${problems.join('\n  ')}`);
 }

@@ -77,6 +77,12 @@ describe('API limits from the CDK context (`-c mirror:apiThrottleRateLimit=200`)
     expect(limits.rate).toBe(50);
   });
 
+  it('`none` reserves nothing (an account whose concurrency quota is too low to reserve any)', () => {
+    const limits = limitsOf(withContext({ [API_LIMITS_CONTEXT.reservedConcurrency]: 'none' }));
+    expect(limits.reserved).toEqual({});
+    expect(limits.rate).toBe(50);
+  });
+
   it('options given in code win over the context', () => {
     const limits = limitsOf(
       withContext(

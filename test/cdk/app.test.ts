@@ -129,8 +129,9 @@ describe('topology edge cases', () => {
     const home = Template.fromStack(mirror.home);
     // api, ingest, lag monitor, reconcile
     expect(Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))).toHaveLength(4);
-    // The pull target's lag, dead letters and heartbeat; ingest dead letters and rejections; reconcile errors.
-    home.resourceCountIs('AWS::CloudWatch::Alarm', 6);
+    // The pull target's lag, dead letters and heartbeat; ingest dead letters, rejections, errors and
+    // queue age; uploads pending past their expiry; reconcile errors.
+    home.resourceCountIs('AWS::CloudWatch::Alarm', 9);
   });
 
   it('a bucket name that would pass 63 characters is refused at synth, naming the field', () => {
