@@ -1,9 +1,10 @@
 /**
  * The cost of the local gates (local/gate.ts in front of DynamoDB and SQS; the S3
  * emulator's own SigV4 check is always on): two local stacks run at once, one with the
- * gates and one without (`MIRROR_BENCH_UNGATED=1`, read when the emulators start), and
- * every measurement alternates between them, so the load of a shared machine weighs on
- * both alike.
+ * gates and one without their checks (`MIRROR_BENCH_UNGATED=1`, read when the emulators
+ * start: SQS then has no gate, and DynamoDB's gate checks nothing but still answers the
+ * transactions the emulator lacks), and every measurement alternates between them, so
+ * the load of a shared machine weighs on both alike.
  *
  *   - SigV4 verification alone (µs per request; the S3 emulator pays it too);
  *   - DynamoDB GetItem and SQS SendMessage round trips (p50, p99);
