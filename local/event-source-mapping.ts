@@ -29,6 +29,12 @@ export interface EventSourceMappingOptions {
   readonly region: string;
   /** Records per invocation, 1-10. @default 10 */
   readonly batchSize?: number;
+  /**
+   * Receive loops, each with one batch in flight (Lambda's pollers for a standard or FIFO queue;
+   * FIFO order holds across them because a group's next message waits for the one in flight).
+   * @default 1
+   */
+  readonly pollers?: number;
   /** Long-poll wait per ReceiveMessage, 0-20 s. @default 2 */
   readonly waitTimeSeconds?: number;
   /** Problems worth a log line: failed invocations, failed deletes, receive errors. */
@@ -145,7 +151,9 @@ export class SqsEventSourceMapping {
   }
 
   start(): void {
-    this.loop ??= this.run();
+    this.loop ??= Promise.all(Array.from({ length: this.options.pollers ?? 1 }, () => this.run())).then(
+      () => undefined,
+    );
   }
 
   /** Stops polling and waits for the batch in progress (its invocation and deletes). */

@@ -11,7 +11,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, ListObjectVersionsCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { SandboxEndpointsLike } from '../agent/index.ts';
 import { parseTopology, type Topology } from '../contracts/topology.ts';
@@ -21,7 +21,7 @@ import type { ReconcileReport } from '../functions/core/reconcile.ts';
 import { buildWeb } from '../web/build.ts';
 import { createSandboxAgent, type SandboxAgent, type SandboxAgentTuning } from './agents.ts';
 import { startApiFront } from './api-front.ts';
-import { type RenotifyReport, renotifyPendingUploads } from './convergence.ts';
+import { type RenotifyReport, renotifyPendingUploads, type StoredVersion } from './convergence.ts';
 import {
   loadOrCreateToken,
   lockDataDir,
@@ -44,6 +44,7 @@ import { portFromEnv } from './net.ts';
 import { ensureResources, putBucketCors, type Resources, type TargetResources } from './resources.ts';
 import { createS3Notifier, type S3Notifier } from './s3-notifier.ts';
 import { LocalScheduler, type ScheduleStats } from './scheduler.ts';
+import { localSizing } from './sizing.ts';
 
 export type { SandboxAgent, SandboxAgentTuning } from './agents.ts';
 
@@ -473,6 +474,7 @@ function startFunctions(
     return fn;
   };
   const allTargets = runtimeTargets(resources.targets);
+  const sizing = localSizing();
   const handler = (name: keyof NonNullable<SandboxOptions['handlers']>) =>
     options.handlers?.[name] ?? handlerPath(name);
   return {
@@ -482,6 +484,7 @@ function startFunctions(
       env: { MIRROR_TARGETS: allTargets },
       timeoutSeconds: 29,
       memoryMb: 512,
+      maxConcurrency: sizing.api,
     }),
     ingest: makeFunction({
       name: 'ingest',
@@ -490,7 +493,7 @@ function startFunctions(
       // Lambda requires the queue's visibility timeout to be at least the function's timeout.
       timeoutSeconds: settings.tuning.ingestVisibilityTimeout,
       memoryMb: 1024,
-      maxConcurrency: 5,
+      maxConcurrency: sizing.ingest.environments,
     }),
     // Scheduled functions (EventBridge rules on AWS): the same environment as the ingest.
     lagMonitor: makeFunction({
@@ -520,7 +523,7 @@ function startFunctions(
           env: { MIRROR_TARGET_ID: t.id, MIRROR_TARGETS: runtimeTargets([t]) },
           timeoutSeconds: settings.tuning.targetVisibilityTimeout,
           memoryMb: 512,
-          maxConcurrency: 5,
+          maxConcurrency: sizing.replicate.environments,
         }),
       })),
   };
@@ -566,12 +569,14 @@ function startMappings(
 ): Map<string, SqsEventSourceMapping> {
   const mappings = new Map<string, SqsEventSourceMapping>();
   const { batchSize, waitTimeSeconds } = options.polling ?? {};
-  const map = (queue: Resources['ingest']['queue'], fn: LocalFunction) => {
+  const sizing = localSizing();
+  const map = (queue: Resources['ingest']['queue'], fn: LocalFunction, pollers: number) => {
     const mapping = new SqsEventSourceMapping({
       sqs: deps.clients.sqs,
       queue,
       fn,
       region: settings.region,
+      pollers,
       ...(batchSize === undefined ? {} : { batchSize }),
       ...(waitTimeSeconds === undefined ? {} : { waitTimeSeconds }),
       onError: settings.report,
@@ -581,8 +586,8 @@ function startMappings(
     mappings.set(fn.name, mapping);
     teardown.push(`event source ${mapping.description}`, () => mapping.stop());
   };
-  map(deps.resources.ingest.queue, deps.functions.ingest);
-  for (const { target, fn } of deps.functions.replicators) map(target.queue, fn);
+  map(deps.resources.ingest.queue, deps.functions.ingest, sizing.ingest.pollers);
+  for (const { target, fn } of deps.functions.replicators) map(target.queue, fn, sizing.replicate.pollers);
   return mappings;
 }
 
@@ -705,15 +710,16 @@ function startSchedules(settings: Settings, teardown: Teardown, functions: Funct
   return scheduler;
 }
 
-/** The blob's size and ETag, or undefined when it is not stored. */
-async function headIfStored(s3: S3Client, bucket: string, key: string) {
-  try {
-    return await headObject(s3, bucket, key);
-  } catch (err) {
-    if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404)
-      return undefined;
-    throw err;
-  }
+/** Every version stored at the blob's key (S3 sent one notification per version), newest first. */
+async function storedVersions(s3: S3Client, bucket: string, key: string): Promise<StoredVersion[]> {
+  const out = await s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: key }));
+  return (out.Versions ?? [])
+    .filter((v) => v.Key === key)
+    .map((v) => ({
+      size: v.Size ?? 0,
+      eTag: (v.ETag ?? '').replace(/"/g, ''),
+      ...(v.VersionId === undefined || v.VersionId === 'null' ? {} : { versionId: v.VersionId }),
+    }));
 }
 
 /** Step 8b: the start-up convergence, in the background; stopping aborts and awaits it. */
@@ -730,7 +736,7 @@ function startConvergence(
     reconcileAtStart: schedules !== undefined && schedules.reconcileAtStart !== false,
     signal: abort.signal,
     ledger: new DynamoLedger(clients.dynamodb, resources.table),
-    head: (key) => headIfStored(clients.s3, resources.originBucket, key),
+    versions: (key) => storedVersions(clients.s3, resources.originBucket, key),
     notify: (e) => deps.notifier.notify(e),
     bucket: resources.originBucket,
     reconcile: () => deps.scheduler.run(RECONCILE_RULE) as Promise<ReconcileReport>,
@@ -816,7 +822,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       renotifyPending: () =>
         renotifyPendingUploads({
           pendingUploads: () => new DynamoLedger(clients.dynamodb, resources.table).scanPendingUploads(),
-          head: (key) => headIfStored(clients.s3, resources.originBucket, key),
+          versions: (key) => storedVersions(clients.s3, resources.originBucket, key),
           notify: (e) => notifier.notify(e),
           bucket: resources.originBucket,
         }),
@@ -834,7 +840,7 @@ async function converge(deps: {
   readonly reconcileAtStart: boolean;
   readonly signal: AbortSignal;
   readonly ledger: DynamoLedger;
-  readonly head: (key: string) => Promise<{ size: number; eTag: string } | undefined>;
+  readonly versions: (key: string) => Promise<readonly StoredVersion[]>;
   readonly notify: Parameters<typeof renotifyPendingUploads>[0]['notify'];
   readonly bucket: string;
   readonly reconcile: () => Promise<ReconcileReport>;
@@ -847,7 +853,7 @@ async function converge(deps: {
     try {
       renotify = await renotifyPendingUploads({
         pendingUploads: () => deps.ledger.scanPendingUploads(),
-        head: deps.head,
+        versions: deps.versions,
         notify: deps.notify,
         bucket: deps.bucket,
         signal: deps.signal,
