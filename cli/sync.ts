@@ -107,6 +107,8 @@ interface Run {
   readonly counts: SyncCounts;
   readonly reports: SyncFileReport[];
   readonly pending: Map<string, Pending>;
+  /** SHA-256s the mirror holds (the heads) or that this run has sent: only these are worth a proof. */
+  readonly known: Set<string>;
 }
 
 export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<SyncSummary> {
@@ -136,6 +138,7 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
     counts,
     reports: [],
     pending: new Map(),
+    known: new Set([...listing.heads.values()].flatMap((h) => (h.sha256 === null ? [] : [h.sha256]))),
   };
   counts.phase = 'syncing';
   try {
@@ -294,9 +297,18 @@ async function digestOf(run: Run, local: LocalFile, size: number, mtimeMs: numbe
 
 async function send(run: Run, local: LocalFile, report: SyncFileReport, digest: Digest): Promise<void> {
   const { deps, options } = run;
+  // Content no head holds and this run has not sent is almost never held: answering its
+  // challenge would cost a request (and a refusal) per new file. Without `proveUpload` the flow
+  // sends the bytes at once; content held only by an old version is then sent again, which is
+  // correct, only not free.
+  const api = deps.client;
+  const client = run.known.has(digest.sha256)
+    ? api
+    : { createUpload: api.createUpload.bind(api), getUpload: api.getUpload.bind(api) };
+  run.known.add(digest.sha256);
   const result = await uploadFile(
     {
-      client: deps.client,
+      client,
       putFile: deps.putFile,
       sendParts: deps.sendParts,
       clock: deps.clock,
