@@ -11,7 +11,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, ListObjectVersionsCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { SandboxEndpointsLike } from '../agent/index.ts';
 import { parseTopology, type Topology } from '../contracts/topology.ts';
@@ -21,7 +21,7 @@ import type { ReconcileReport } from '../functions/core/reconcile.ts';
 import { buildWeb } from '../web/build.ts';
 import { createSandboxAgent, type SandboxAgent, type SandboxAgentTuning } from './agents.ts';
 import { startApiFront } from './api-front.ts';
-import { type RenotifyReport, renotifyPendingUploads } from './convergence.ts';
+import { type RenotifyReport, renotifyPendingUploads, type StoredVersion } from './convergence.ts';
 import {
   loadOrCreateToken,
   lockDataDir,
@@ -710,15 +710,16 @@ function startSchedules(settings: Settings, teardown: Teardown, functions: Funct
   return scheduler;
 }
 
-/** The blob's size and ETag, or undefined when it is not stored. */
-async function headIfStored(s3: S3Client, bucket: string, key: string) {
-  try {
-    return await headObject(s3, bucket, key);
-  } catch (err) {
-    if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404)
-      return undefined;
-    throw err;
-  }
+/** Every version stored at the blob's key (S3 sent one notification per version), newest first. */
+async function storedVersions(s3: S3Client, bucket: string, key: string): Promise<StoredVersion[]> {
+  const out = await s3.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: key }));
+  return (out.Versions ?? [])
+    .filter((v) => v.Key === key)
+    .map((v) => ({
+      size: v.Size ?? 0,
+      eTag: (v.ETag ?? '').replace(/"/g, ''),
+      ...(v.VersionId === undefined || v.VersionId === 'null' ? {} : { versionId: v.VersionId }),
+    }));
 }
 
 /** Step 8b: the start-up convergence, in the background; stopping aborts and awaits it. */
@@ -735,7 +736,7 @@ function startConvergence(
     reconcileAtStart: schedules !== undefined && schedules.reconcileAtStart !== false,
     signal: abort.signal,
     ledger: new DynamoLedger(clients.dynamodb, resources.table),
-    head: (key) => headIfStored(clients.s3, resources.originBucket, key),
+    versions: (key) => storedVersions(clients.s3, resources.originBucket, key),
     notify: (e) => deps.notifier.notify(e),
     bucket: resources.originBucket,
     reconcile: () => deps.scheduler.run(RECONCILE_RULE) as Promise<ReconcileReport>,
@@ -821,7 +822,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       renotifyPending: () =>
         renotifyPendingUploads({
           pendingUploads: () => new DynamoLedger(clients.dynamodb, resources.table).scanPendingUploads(),
-          head: (key) => headIfStored(clients.s3, resources.originBucket, key),
+          versions: (key) => storedVersions(clients.s3, resources.originBucket, key),
           notify: (e) => notifier.notify(e),
           bucket: resources.originBucket,
         }),
@@ -839,7 +840,7 @@ async function converge(deps: {
   readonly reconcileAtStart: boolean;
   readonly signal: AbortSignal;
   readonly ledger: DynamoLedger;
-  readonly head: (key: string) => Promise<{ size: number; eTag: string } | undefined>;
+  readonly versions: (key: string) => Promise<readonly StoredVersion[]>;
   readonly notify: Parameters<typeof renotifyPendingUploads>[0]['notify'];
   readonly bucket: string;
   readonly reconcile: () => Promise<ReconcileReport>;
@@ -852,7 +853,7 @@ async function converge(deps: {
     try {
       renotify = await renotifyPendingUploads({
         pendingUploads: () => deps.ledger.scanPendingUploads(),
-        head: deps.head,
+        versions: deps.versions,
         notify: deps.notify,
         bucket: deps.bucket,
         signal: deps.signal,

@@ -118,6 +118,20 @@ describe('delivery faults in the local stack', () => {
     expect(await versionsOf('faults/lost-notification.png')).toEqual([1]);
   });
 
+  it('lost notifications of two uploads that PUT the same bytes: re-notification commits both (each object version named)', async () => {
+    sandbox.faults.notifications.set({ drop: 1 });
+    const bytes = Buffer.from(`same bytes twice ${Date.now()}`);
+    const first = await upload('faults/same-1.png', bytes);
+    const second = await upload('faults/same-2.png', bytes);
+    sandbox.faults.notifications.set({});
+    await sandbox.renotifyPending();
+    await waitFor(
+      'both commits',
+      async () => (await status(first)) === 'committed' && (await status(second)) === 'committed',
+      30_000,
+    );
+  });
+
   it('a delivery lost on the way to one target is repaired by reconcile; the other target is unaffected', async () => {
     sandbox.faults.deliveries.set({ drop: 1, only: ['replicate-eu-west-1'] });
     const bytes = Buffer.from(`lost delivery ${Date.now()}`);

@@ -107,9 +107,12 @@ describe('LocalScheduler', () => {
 });
 
 describe('renotifyPendingUploads', () => {
-  it('re-sends one notification per pending blob that is stored, none for absent ones', async () => {
-    const stored: Record<string, { size: number; eTag: string }> = {
-      [`blobs/${'a'.repeat(64)}`]: { size: 10, eTag: 'etag-a' },
+  it('re-sends one notification per stored version of a pending blob, naming it; none for absent ones', async () => {
+    const stored: Record<string, { size: number; eTag: string; versionId: string }[]> = {
+      [`blobs/${'a'.repeat(64)}`]: [
+        { size: 10, eTag: 'etag-a', versionId: 'v2' },
+        { size: 10, eTag: 'etag-a', versionId: 'v1' },
+      ],
     };
     const sent: S3ObjectCreated[] = [];
     const report = await renotifyPendingUploads({
@@ -119,7 +122,7 @@ describe('renotifyPendingUploads', () => {
         yield { sha256: 'a'.repeat(64), uploadId: 'u2' };
         yield { sha256: 'b'.repeat(64), uploadId: 'u3' };
       },
-      head: async (key) => stored[key],
+      versions: async (key) => stored[key] ?? [],
       notify: (e) => sent.push(e),
     });
     expect(report).toEqual({ waiting: 2, renotified: 1 });
@@ -130,7 +133,9 @@ describe('renotifyPendingUploads', () => {
         key: `blobs/${'a'.repeat(64)}`,
         size: 10,
         eTag: 'etag-a',
+        versionId: 'v2',
       }),
+      expect.objectContaining({ key: `blobs/${'a'.repeat(64)}`, versionId: 'v1' }),
     ]);
   });
 
@@ -142,7 +147,7 @@ describe('renotifyPendingUploads', () => {
       async *pendingUploads() {
         yield { sha256: 'a'.repeat(64), uploadId: 'u1' };
       },
-      head: async () => ({ size: 1, eTag: 'e' }),
+      versions: async () => [{ size: 1, eTag: 'e' }],
       notify: () => {
         throw new Error('must not notify');
       },
