@@ -142,6 +142,13 @@ async function stackSections(
   add: (rows: Row[]) => void,
 ): Promise<void> {
   const stack: BenchStack = await startStack({ agent: true, log });
+  // The stack and the agent run in process groups of their own: an interrupted bench stops them.
+  const interrupted = (signal: NodeJS.Signals) => {
+    log(`${signal}: stopping the stack`);
+    stack.stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   try {
     const rclone = rcloneFor(stack);
     // Cold starts (a dozen function environments loading their code) are not the figures':
@@ -193,6 +200,8 @@ async function stackSections(
       ]);
     }
   } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     await stack.stop();
   }
 }
