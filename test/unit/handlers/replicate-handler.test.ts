@@ -55,11 +55,22 @@ type Copy = (message: ReplicationMessage) => Promise<void>;
 function world(options: { heads?: Record<string, number>; copy?: Copy } = {}) {
   const calls: string[] = [];
   const states = new Map<string, TargetState>();
+  const reads = { inFlight: 0, max: 0 };
+  /** A read that answers on a later turn, counting how many are outstanding at once. */
+  const read = async <T>(answer: () => T): Promise<T> => {
+    reads.inFlight++;
+    reads.max = Math.max(reads.max, reads.inFlight);
+    await new Promise((r) => setTimeout(r, 5));
+    reads.inFlight--;
+    return answer();
+  };
   const ledger = {
     getHead: async (path: string) => {
       calls.push(`getHead ${path}`);
-      const head = options.heads?.[path];
-      return head === undefined ? undefined : version(path, head);
+      return read(() => {
+        const head = options.heads?.[path];
+        return head === undefined ? undefined : version(path, head);
+      });
     },
     getVersion: async (path: string, n: number) => {
       calls.push(`getVersion ${path} ${n}`);
@@ -67,15 +78,18 @@ function world(options: { heads?: Record<string, number>; copy?: Copy } = {}) {
     },
     getTargetState: async (path: string) => {
       calls.push(`getTargetState ${path}`);
-      return states.get(path);
+      return read(() => states.get(path));
     },
-    getBlob: async (sha256: string) => ({
-      sha256,
-      size: 5,
-      verifiedAt: new Date().toISOString(),
-      etag: '"e"',
-      versionId: 'v-verified',
-    }),
+    getBlob: async (sha256: string) => {
+      calls.push('getBlob');
+      return read(() => ({
+        sha256,
+        size: 5,
+        verifiedAt: new Date().toISOString(),
+        etag: '"e"',
+        versionId: 'v-verified',
+      }));
+    },
     recordTargetState: async (state: TargetState) => {
       calls.push(`recordTargetState ${state.path} ${state.appliedVersion}`);
       const held = states.get(state.path);
@@ -103,7 +117,7 @@ function world(options: { heads?: Record<string, number>; copy?: Copy } = {}) {
     clock: systemClock,
     telemetry: quietTelemetry(new RecordingMetrics()),
   });
-  return { handler, calls, copied, states };
+  return { handler, calls, copied, states, reads };
 }
 
 const failedIds = (response: SQSBatchResponse) => response.batchItemFailures.map((f) => f.itemIdentifier);
@@ -187,6 +201,7 @@ describe('replicate handler: a FIFO batch', () => {
     expect(calls).toEqual([
       'getHead a.jpg',
       'getTargetState a.jpg',
+      'getBlob',
       'copy a.jpg 3 from v-verified',
       'recordTargetState a.jpg 3',
     ]);
@@ -197,6 +212,14 @@ describe('replicate handler: a FIFO batch', () => {
     await handler(sqsEvent([record('a.jpg', 1)]), lambdaContext());
     calls.length = 0;
     await handler(sqsEvent([record('a.jpg', 1)]), lambdaContext());
-    expect(calls).toEqual(['getHead a.jpg', 'getTargetState a.jpg']);
+    expect(calls).toEqual(['getHead a.jpg', 'getTargetState a.jpg', 'getBlob']);
+  });
+
+  it("reads the path's head, the target row and the message's blob side by side", async () => {
+    const { handler, reads, calls } = world({ heads: { 'a.jpg': 1 } });
+    const response = await handler(sqsEvent([record('a.jpg', 1)]), lambdaContext());
+    expect(failedIds(response)).toEqual([]);
+    expect(reads.max).toBe(3);
+    expect(calls.filter((c) => c === 'getBlob')).toHaveLength(1);
   });
 });
