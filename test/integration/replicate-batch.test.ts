@@ -1,0 +1,108 @@
+/**
+ * Replicate fed by the local stack's FIFO queue (fauxqs behind its gate) through the local
+ * event-source mapping: paths (message groups) go on side by side; a failed copy returns the rest
+ * of its own path only, which comes back after the visibility timeout and is then applied in order.
+ */
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  SendMessageBatchCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOCAL_CREDENTIALS, type RunningEmulator, startSqs } from '../../local/emulators.ts';
+import { SqsEventSourceMapping } from '../../local/event-source-mapping.ts';
+import { lambdaContext } from '../support/api-events.js';
+import { messageOf, replicateWorld, version } from '../support/replicate-world.js';
+import { waitFor } from '../support/wait.js';
+
+const REGION = 'us-east-1';
+let sqsEmulator: RunningEmulator;
+let sqs: SQSClient;
+
+beforeAll(async () => {
+  sqsEmulator = await startSqs({ port: 0, region: REGION });
+  sqs = new SQSClient({
+    region: REGION,
+    endpoint: sqsEmulator.endpoint,
+    credentials: { ...LOCAL_CREDENTIALS },
+  });
+});
+
+afterAll(async () => {
+  sqs?.destroy();
+  await sqsEmulator?.stop();
+});
+
+describe('replicate through the local FIFO queue', () => {
+  it('a failed path is retried in order after the visibility timeout while the other path is applied at once', async () => {
+    const created = await sqs.send(
+      new CreateQueueCommand({
+        QueueName: 'replicate-batch.fifo',
+        Attributes: { FifoQueue: 'true', VisibilityTimeout: '2' },
+      }),
+    );
+    const url = created.QueueUrl as string;
+    let failuresLeft = 1;
+    const applied: { at: number; copy: string }[] = [];
+    const world = replicateWorld({
+      copy: async (m) => {
+        if (m.path === 'a.jpg' && m.version === 1 && failuresLeft-- > 0) throw new Error('target busy');
+        applied.push({ at: Date.now(), copy: `${m.path} ${m.version}` });
+      },
+    });
+    const entries = [
+      ['a.jpg', 1],
+      ['b.jpg', 1],
+      ['a.jpg', 2],
+      ['b.jpg', 2],
+    ] as const;
+    await sqs.send(
+      new SendMessageBatchCommand({
+        QueueUrl: url,
+        Entries: entries.map(([path, n], i) => ({
+          Id: String(i),
+          MessageBody: JSON.stringify(messageOf(version(path, n))),
+          MessageGroupId: path,
+          MessageDeduplicationId: `${path}-${n}`,
+        })),
+      }),
+    );
+    const mapping = new SqsEventSourceMapping({
+      sqs,
+      queue: {
+        name: 'replicate-batch.fifo',
+        url,
+        arn: `arn:aws:sqs:${REGION}:000000000000:replicate-batch.fifo`,
+      },
+      fn: { name: 'replicate-alpha', invoke: (event) => world.handler(event as never, lambdaContext()) },
+      region: REGION,
+      waitTimeSeconds: 1,
+      onError: () => {},
+    });
+    const started = Date.now();
+    mapping.start();
+    try {
+      await waitFor('every version applied', () => applied.length === 4, 20_000, 50);
+    } finally {
+      await mapping.stop();
+    }
+    const order = applied.map((a) => a.copy);
+    // b.jpg went on while a.jpg waited out its visibility timeout; a.jpg then came back in order.
+    expect(order).toEqual(['b.jpg 1', 'b.jpg 2', 'a.jpg 1', 'a.jpg 2']);
+    expect((applied[1]?.at ?? 0) - started).toBeLessThan(1_500);
+    // a.jpg v1 came back (with v2 when both were in the batch; how many a receive holds is SQS's choice).
+    expect(mapping.stats.failedRecords).toBeGreaterThanOrEqual(1);
+    expect(world.calls).toContain('recordTargetFailure a.jpg 1');
+    const left = await sqs.send(
+      new GetQueueAttributesCommand({
+        QueueUrl: url,
+        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+      }),
+    );
+    expect(left.Attributes).toMatchObject({
+      ApproximateNumberOfMessages: '0',
+      ApproximateNumberOfMessagesNotVisible: '0',
+    });
+  });
+});

@@ -1,0 +1,117 @@
+/**
+ * A replicate handler over an in-memory ledger and replica that log every call: the ledger holds
+ * `heads` (path -> head version; without one, each message's own version is found by
+ * getVersion), and each copy runs `copy` first (to slow it down or fail it).
+ */
+import type { FileVersion, TargetState } from '../../contracts/model.js';
+import type { ReplicationMessage } from '../../contracts/replication-message.js';
+import { quietTelemetry } from '../../functions/adapters/powertools.js';
+import { systemClock } from '../../functions/adapters/wiring.js';
+import type { Ledger, ReplicaStore } from '../../functions/core/ports.js';
+import { createReplicateHandler } from '../../functions/handlers/replicate-handler.js';
+import { RecordingMetrics } from './domain.js';
+import { fifoRecord } from './sqs-events.js';
+
+const SHA = 'c'.repeat(64);
+
+export function version(path: string, n: number): FileVersion {
+  return {
+    path,
+    version: n,
+    sha256: SHA,
+    size: 5,
+    contentType: 'image/jpeg',
+    deleted: false,
+    committedAt: new Date().toISOString(),
+    uploadId: `upload-${path}-${n}`,
+  };
+}
+
+export const messageOf = (v: FileVersion): ReplicationMessage => ({
+  targetId: 'alpha',
+  path: v.path,
+  version: v.version,
+  sha256: v.sha256,
+  size: v.size,
+  contentType: v.contentType,
+  deleted: v.deleted,
+  committedAt: v.committedAt,
+});
+
+/** The record of `path` v`n`, grouped by path as the fan-out sends it. */
+export const record = (path: string, n: number) =>
+  fifoRecord(messageOf(version(path, n)), path, { messageId: `${path}#${n}` });
+
+export type Copy = (message: ReplicationMessage) => Promise<void>;
+
+/**
+ * A ledger that holds `heads` (path → head version, or no head: each message's own version is
+ * found by getVersion) and a replica whose copies run `copy` first. Every call is logged.
+ */
+export function replicateWorld(options: { heads?: Record<string, number>; copy?: Copy } = {}) {
+  const calls: string[] = [];
+  const states = new Map<string, TargetState>();
+  const reads = { inFlight: 0, max: 0 };
+  /** A read that answers on a later turn, counting how many are outstanding at once. */
+  const read = async <T>(answer: () => T): Promise<T> => {
+    reads.inFlight++;
+    reads.max = Math.max(reads.max, reads.inFlight);
+    await new Promise((r) => setTimeout(r, 5));
+    reads.inFlight--;
+    return answer();
+  };
+  const ledger = {
+    getHead: async (path: string) => {
+      calls.push(`getHead ${path}`);
+      return read(() => {
+        const head = options.heads?.[path];
+        return head === undefined ? undefined : version(path, head);
+      });
+    },
+    getVersion: async (path: string, n: number) => {
+      calls.push(`getVersion ${path} ${n}`);
+      return version(path, n);
+    },
+    getTargetState: async (path: string) => {
+      calls.push(`getTargetState ${path}`);
+      return read(() => states.get(path));
+    },
+    getBlob: async (sha256: string) => {
+      calls.push('getBlob');
+      return read(() => ({
+        sha256,
+        size: 5,
+        verifiedAt: new Date().toISOString(),
+        etag: '"e"',
+        versionId: 'v-verified',
+      }));
+    },
+    recordTargetState: async (state: TargetState) => {
+      calls.push(`recordTargetState ${state.path} ${state.appliedVersion}`);
+      const held = states.get(state.path);
+      if (held && held.appliedVersion >= state.appliedVersion) return false;
+      states.set(state.path, state);
+      return true;
+    },
+    recordTargetFailure: async (failure: { path: string; version: number }) => {
+      calls.push(`recordTargetFailure ${failure.path} ${failure.version}`);
+    },
+  } as unknown as Ledger;
+  const copied: string[] = [];
+  const replica = {
+    copyFromOrigin: async (message: ReplicationMessage & { sourceVersionId?: string | undefined }) => {
+      calls.push(`copy ${message.path} ${message.version} from ${message.sourceVersionId}`);
+      await options.copy?.(message);
+      copied.push(`${message.path} ${message.version}`);
+      return { storedSha256: undefined, etag: '"replica"' };
+    },
+  } as unknown as ReplicaStore;
+  const handler = createReplicateHandler({
+    target: { id: 'alpha', kind: 's3' },
+    ledger,
+    replica,
+    clock: systemClock,
+    telemetry: quietTelemetry(new RecordingMetrics()),
+  });
+  return { handler, calls, copied, states, reads };
+}
