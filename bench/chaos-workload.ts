@@ -140,9 +140,26 @@ export async function runWorkload(
   return results;
 }
 
+/**
+ * A delete waits (a while) for its path's first commit, as a user deletes what they see; a path
+ * still not committed by then is deleted anyway and refused (404), changing nothing.
+ */
+async function untilCommitted(client: MirrorApi, path: string, seconds = 30): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  while (Date.now() < deadline) {
+    try {
+      await client.getFile(path);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
 async function runOp(client: MirrorApi, deps: Parameters<typeof uploadFile>[0], op: Op): Promise<OpResult> {
   try {
     if (op.kind === 'delete') {
+      await untilCommitted(client, op.path);
       const out = await client.deleteFile(op.path);
       return { op, version: out.version };
     }
