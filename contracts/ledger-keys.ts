@@ -46,6 +46,7 @@ export const SK = {
   blob: 'BLOB',
   pendingUpload: 'U#',
   feedEntry: 'S#',
+  feedCounter: 'COUNTER',
   watermark: 'WATERMARK',
   agent: 'AGENT',
   idempotency: 'IDEM',
@@ -85,6 +86,11 @@ export const pendingUploadItemKey = (sha256: string, uploadId: string): ItemKey 
 export const feedKey = (shard: number): string => `${PK.feed}${shard}`;
 export const feedSortKey = (seq: number): string => `${SK.feedEntry}${padNumber(seq)}`;
 /**
+ * The shard's feed counter (`lastSeq`): moved from seq to seq + 1 in the same write as entry
+ * seq + 1, so entries appear in order (docs/design-notes.md). It sorts before every entry.
+ */
+export const feedCounterItemKey = (shard: number): ItemKey => ({ pk: feedKey(shard), sk: SK.feedCounter });
+/**
  * The two reads of the change feed that the API's ledger and the agent both make, as plain
  * Query inputs (the caller sends them with its own client): entries of a shard after a seq,
  * oldest first, and the newest seq of a shard. Strongly consistent: a reader that sees seq n
@@ -100,8 +106,8 @@ export const feedAfterQuery = (table: string, shard: number, afterSeq: number, l
 
 export const latestFeedSeqQuery = (table: string, shard: number) => ({
   TableName: table,
-  KeyConditionExpression: 'pk = :pk',
-  ExpressionAttributeValues: { ':pk': feedKey(shard) },
+  KeyConditionExpression: 'pk = :pk AND begins_with(sk, :entry)',
+  ExpressionAttributeValues: { ':pk': feedKey(shard), ':entry': SK.feedEntry },
   ScanIndexForward: false,
   Limit: 1,
   ConsistentRead: true,

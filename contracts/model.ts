@@ -42,8 +42,6 @@ export interface Upload {
   readonly multipart?:
     | { readonly multipartId: string; readonly partSize: number; readonly partCount: number }
     | undefined;
-  /** The version this upload is trying to claim: lets concurrent duplicate commits converge. */
-  readonly claimingVersion?: number | undefined;
   /** The proof-of-possession challenge the latest claim was answered with (core/possession.ts). */
   readonly challenge?: Challenge | undefined;
   /** The nonce of the challenge already answered: each challenge is weighed once. */

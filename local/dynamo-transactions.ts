@@ -325,28 +325,31 @@ export class DynamoTransactions {
     return answer.body.Item as AttributeMap | undefined;
   }
 
-  /** Applies the writes in order; on a failure, puts back what was applied and cancels. */
+  /**
+   * Applies the writes, all at once (they touch distinct items, under the exclusive lock: no order
+   * between them is observable); on a failure, puts back what was applied and cancels.
+   */
   async #apply(
     actions: readonly PlannedAction[],
     oldItems: readonly (AttributeMap | undefined)[],
     upstream: UpstreamCall,
   ): Promise<void> {
-    const applied: Applied[] = [];
-    for (const [i, action] of actions.entries()) {
-      if (action.kind === 'ConditionCheck') continue;
+    const writes = actions.map((action) =>
       // The action keeps its own condition: it held a moment ago under this same exclusive
       // lock, so it holds now, and dynalite checks it once more for free.
-      const answer = await upstream(`${action.kind}Item`, action.request);
-      if (answer.status === 200) {
-        applied.push({ action, oldItem: oldItems[i] });
-        continue;
-      }
-      await this.#rollBack(applied, upstream);
-      const reasons = actions.map((_, j) =>
-        j === i ? { Code: 'ValidationError', Message: errorMessage(answer.body) } : { Code: 'None' },
-      );
-      throw cancelled(reasons);
-    }
+      action.kind === 'ConditionCheck' ? undefined : upstream(`${action.kind}Item`, action.request),
+    );
+    const answers = await Promise.all(writes);
+    const failed = answers.findIndex((answer) => answer !== undefined && answer.status !== 200);
+    if (failed === -1) return;
+    const applied = actions.flatMap((action, i) =>
+      answers[i]?.status === 200 ? [{ action, oldItem: oldItems[i] }] : [],
+    );
+    await this.#rollBack(applied, upstream);
+    const reasons = actions.map((_, j) =>
+      j === failed ? { Code: 'ValidationError', Message: errorMessage(answers[j]?.body) } : { Code: 'None' },
+    );
+    throw cancelled(reasons);
   }
 
   async #rollBack(applied: readonly Applied[], upstream: UpstreamCall): Promise<void> {

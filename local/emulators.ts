@@ -57,13 +57,22 @@ const dynalite = require('dynalite') as (options: DynaliteOptions) => Server;
  * listens on an internal loopback port that only the gate uses.
  */
 export async function startDynamo(options: {
-  dir: string;
+  /** The data folder; without one the tables live in memory (tests). */
+  dir?: string;
   port: number;
   region?: string;
+  /** How long a table stays CREATING/DELETING/UPDATING. @default 20 */
+  tableStatusMs?: number;
 }): Promise<RunningEmulator> {
-  await mkdir(options.dir, { recursive: true });
+  if (options.dir !== undefined) await mkdir(options.dir, { recursive: true });
   await assertPortFree(options.port, PORT_ROLES.dynamodb);
-  const server = dynalite({ path: options.dir, createTableMs: 20, deleteTableMs: 20, updateTableMs: 20 });
+  const statusMs = options.tableStatusMs ?? 20;
+  const server = dynalite({
+    ...(options.dir === undefined ? {} : { path: options.dir }),
+    createTableMs: statusMs,
+    deleteTableMs: statusMs,
+    updateTableMs: statusMs,
+  });
   const innerPort = await listen(server, 0, PORT_ROLES.dynamodb);
   // dynalite's close() also closes its LevelDB store, releasing the folder.
   const stopInner = () => closeServer(server, 1_000);

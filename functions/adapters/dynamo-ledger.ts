@@ -2,7 +2,13 @@
  * The ledger on one DynamoDB table (`pk`, `sk`). The key layout is stated once, in
  * contracts/ledger-keys.ts: the on-prem agent and the agents' IAM conditions use it too.
  */
-import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { createHash } from 'node:crypto';
+import {
+  type CancellationReason,
+  ConditionalCheckFailedException,
+  type DynamoDBClient,
+  TransactionCanceledException,
+} from '@aws-sdk/client-dynamodb';
 import {
   DeleteCommand,
   DynamoDBDocumentClient,
@@ -11,13 +17,17 @@ import {
   paginateQuery,
   paginateScan,
   QueryCommand,
+  TransactGetCommand,
+  TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
+import { unmarshall } from '@aws-sdk/util-dynamodb';
 import {
   agentRowKey,
   blobItemKey,
   blobPartitionKey,
   feedAfterQuery,
+  feedCounterItemKey,
   feedItemSchema,
   feedKey,
   feedSortKey,
@@ -42,7 +52,9 @@ import {
 import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { ClaimTakenError } from '../core/errors.js';
 import type {
-  ClaimedVersion,
+  CommitResult,
+  CommitState,
+  CommitWrite,
   IdempotencyClaim,
   IdempotencyRecord,
   Ledger,
@@ -53,10 +65,10 @@ import type {
 const CONDITIONS = {
   claimIsFree: 'attribute_not_exists(pk)',
   entryExists: 'attribute_exists(pk)',
-  claimIsFreeOrOurs: 'attribute_not_exists(pk) OR uploadId = :uploadId',
-  feedSlotIsFreeOrOurs: 'attribute_not_exists(pk) OR (#path = :path AND version = :version)',
-  reservationIs: 'attribute_not_exists(#reservation) OR #reservation = :expected',
-  reservationIsAbsent: 'attribute_not_exists(#reservation)',
+  headIsNew: 'attribute_not_exists(version)',
+  headIsAt: 'version = :previous',
+  feedIsEmpty: 'attribute_not_exists(lastSeq)',
+  feedEndsAt: 'lastSeq = :previous',
   uploadIsPending: '#status = :pending',
   challengeIsUnanswered:
     '#challenge.#nonce = :nonce AND (attribute_not_exists(challengeSpent) OR challengeSpent <> :nonce)',
@@ -64,7 +76,6 @@ const CONDITIONS = {
   idempotencyKeyIsFree:
     'attribute_not_exists(pk) OR expiresAt < :now OR (#status = :inProgress AND lockedUntil < :now)',
   idempotencyClaimIsOurs: '#status = :inProgress AND claimToken = :token',
-  headIsBehind: 'attribute_not_exists(version) OR version < :version',
   blobIsUnpinnedOrOurs: 'attribute_not_exists(versionId) OR versionId = :versionId',
   blobIsUnpinnedOursOrReplaced:
     'attribute_not_exists(versionId) OR versionId = :versionId OR versionId = :replaces',
@@ -125,6 +136,143 @@ function stripKeys(item: Item): Item {
   return rest;
 }
 
+/** The order of a commit's actions: cancellation reasons come back in the same order. */
+const COMMIT_ACTION = { version: 0, head: 1, counter: 2, entry: 3, upload: 4, pointer: 5 } as const;
+
+type TransactItem = NonNullable<
+  ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']
+>[number];
+
+/** The commit as one transaction (core/commit.ts states why each condition keeps an invariant). */
+function commitActions(table: string, { version, change, upload }: CommitWrite): TransactItem[] {
+  const previous = version.version - 1;
+  const previousSeq = change.seq - 1;
+  const actions: TransactItem[] = [
+    {
+      Put: {
+        TableName: table,
+        Item: {
+          ...versionItemKey(version.path, version.version),
+          ...versionAttributes(version),
+          shard: change.shard,
+          feedSeq: change.seq,
+        },
+        ConditionExpression: CONDITIONS.claimIsFree,
+      },
+    },
+    { Update: headUpdate(table, version, previous) },
+    {
+      Update: {
+        TableName: table,
+        Key: feedCounterItemKey(change.shard),
+        UpdateExpression: 'SET lastSeq = :seq',
+        ConditionExpression: previousSeq === 0 ? CONDITIONS.feedIsEmpty : CONDITIONS.feedEndsAt,
+        ExpressionAttributeValues: {
+          ':seq': change.seq,
+          ...(previousSeq === 0 ? {} : { ':previous': previousSeq }),
+        },
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+      },
+    },
+    {
+      Put: {
+        TableName: table,
+        Item: { pk: feedKey(change.shard), sk: feedSortKey(change.seq), ...change },
+        ConditionExpression: CONDITIONS.claimIsFree,
+      },
+    },
+  ];
+  if (upload === undefined || version.sha256 === null) return actions;
+  const proven = upload.deduplicated;
+  actions.push(
+    {
+      Update: {
+        TableName: table,
+        Key: uploadItemKey(version.uploadId),
+        UpdateExpression: `SET #status = :committed, version = :version, updatedAt = :at${proven ? ', deduplicated = :proven' : ''}`,
+        ConditionExpression: CONDITIONS.uploadIsPending,
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: {
+          ':committed': 'committed',
+          ':version': version.version,
+          ':at': version.committedAt,
+          ':pending': 'pending',
+          ...(proven ? { ':proven': true } : {}),
+        },
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+      },
+    },
+    { Delete: { TableName: table, Key: pendingUploadItemKey(version.sha256, version.uploadId) } },
+  );
+  return actions;
+}
+
+/** The head moves to `version` from exactly `previous`; a live head joins the live-files index, a tombstone leaves it. */
+function headUpdate(table: string, version: FileVersion, previous: number) {
+  const attributes = versionAttributes(version);
+  const names = Object.keys(attributes).filter((k) => k !== 'version');
+  return {
+    TableName: table,
+    Key: headItemKey(version.path),
+    UpdateExpression:
+      `SET version = :version, ${names.map((k) => `#${k} = :${k}`).join(', ')}` +
+      (version.deleted ? ' REMOVE #folderPk, #folderSk' : ', #folderPk = :folderPk, #folderSk = :folderSk'),
+    ConditionExpression: previous === 0 ? CONDITIONS.headIsNew : CONDITIONS.headIsAt,
+    ExpressionAttributeNames: {
+      ...Object.fromEntries(names.map((k) => [`#${k}`, k])),
+      '#folderPk': LIVE_FILES_INDEX.partitionKey,
+      '#folderSk': LIVE_FILES_INDEX.sortKey,
+    },
+    ExpressionAttributeValues: {
+      ...Object.fromEntries(Object.entries(attributes).map(([k, v]) => [`:${k}`, v])),
+      ...(previous === 0 ? {} : { ':previous': previous }),
+      ...(version.deleted ? {} : { ':folderPk': folderPartition(version.path), ':folderSk': version.path }),
+    },
+    ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
+  };
+}
+
+const headOf = (item: Item | undefined): Pick<CommitState, 'version' | 'uploadId'> =>
+  item === undefined
+    ? { version: 0 }
+    : {
+        version: Number(item.version),
+        ...(typeof item.uploadId === 'string' ? { uploadId: item.uploadId } : {}),
+      };
+
+/**
+ * ClientRequestToken (at most 36 characters) naming this exact request: the SDK's retry of it is
+ * answered from the first, while another worker's attempt (other times, maybe another seq) is not.
+ */
+const requestToken = (actions: readonly TransactItem[]): string =>
+  createHash('sha256').update(JSON.stringify(actions)).digest('hex').slice(0, 36);
+
+const feedSeqOf = (counter: Item | undefined): number =>
+  typeof counter?.lastSeq === 'number' ? counter.lastSeq : 0;
+
+/**
+ * The state a refused commit met, from the old items its failed conditions return; undefined when
+ * a reason carries no state (a conflict with another transaction in flight): then read again.
+ */
+function refusedState(
+  reasons: readonly CancellationReason[],
+  previous: number,
+  previousSeq: number,
+): CommitState | undefined {
+  const known = new Set(['None', 'ConditionalCheckFailed']);
+  if (reasons.some((r) => !known.has(r.Code ?? ''))) return undefined;
+  const head = reasons[COMMIT_ACTION.head];
+  const counter = reasons[COMMIT_ACTION.counter];
+  if (reasons[COMMIT_ACTION.version]?.Code === 'ConditionalCheckFailed' && head?.Code === 'None')
+    return undefined;
+  const headFailed = head?.Code === 'ConditionalCheckFailed';
+  const counterFailed = counter?.Code === 'ConditionalCheckFailed';
+  return {
+    ...(headFailed ? headOf(head.Item ? unmarshall(head.Item) : undefined) : { version: previous }),
+    feedSeq: counterFailed ? feedSeqOf(counter.Item ? unmarshall(counter.Item) : undefined) : previousSeq,
+  };
+}
+
 export class DynamoLedger implements Ledger {
   private readonly db: DynamoDBDocumentClient;
 
@@ -175,50 +323,6 @@ export class DynamoLedger implements Ledger {
   async getUpload(uploadId: string): Promise<Upload | undefined> {
     const item = await this.get(uploadItemKey(uploadId));
     return item ? (stripKeys(item) as unknown as Upload) : undefined;
-  }
-
-  /** Compare-and-set of a reservation attribute; on a lost race, returns the reservation that holds. */
-  private async reserve(
-    key: { pk: string; sk: string },
-    attribute: string,
-    expected: number | undefined,
-    next: number,
-  ): Promise<number> {
-    return this.conditional<number, Promise<number>>(
-      async () => {
-        await this.db.send(
-          new UpdateCommand({
-            TableName: this.table,
-            Key: key,
-            UpdateExpression: 'SET #reservation = :next',
-            ConditionExpression:
-              expected === undefined ? CONDITIONS.reservationIsAbsent : CONDITIONS.reservationIs,
-            ExpressionAttributeNames: { '#reservation': attribute },
-            ExpressionAttributeValues: {
-              ':next': next,
-              ...(expected === undefined ? {} : { ':expected': expected }),
-            },
-            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-          }),
-        );
-        return next;
-      },
-      async (failure) => {
-        // dynalite returns no Item on failure (docs/platform.md): read the winner when it is missing.
-        const holder = failure.Item?.[attribute]?.N ?? (await this.get(key))?.[attribute];
-        if (holder === undefined)
-          throw new Error(`reservation ${attribute} on ${key.pk} ${key.sk} vanished`, { cause: failure });
-        return Number(holder);
-      },
-    );
-  }
-
-  reserveVersion(uploadId: string, expected: number | undefined, next: number): Promise<number> {
-    return this.reserve(uploadItemKey(uploadId), 'claimingVersion', expected, next);
-  }
-
-  reserveFeedSeq(path: string, version: number, expected: number | undefined, next: number): Promise<number> {
-    return this.reserve(versionItemKey(path, version), 'feedSeqReserved', expected, next);
   }
 
   async finishUpload(
@@ -504,53 +608,50 @@ export class DynamoLedger implements Ledger {
 
   // Versions
 
-  async latestVersion(path: string): Promise<FileVersion | undefined> {
+  async readCommitState(path: string, shard: number): Promise<CommitState> {
     const out = await this.db.send(
-      new QueryCommand({
-        TableName: this.table,
-        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :v)',
-        ExpressionAttributeValues: { ':pk': pathKey(path), ':v': SK.version },
-        ScanIndexForward: false,
-        Limit: 1,
-        ConsistentRead: true,
+      new TransactGetCommand({
+        TransactItems: [
+          { Get: { TableName: this.table, Key: headItemKey(path) } },
+          { Get: { TableName: this.table, Key: feedCounterItemKey(shard) } },
+        ],
       }),
     );
-    const item = out.Items?.[0];
-    return item ? toVersion(item) : undefined;
+    const [head, counter] = (out.Responses ?? []).map((r) => r?.Item);
+    return { ...headOf(head), feedSeq: feedSeqOf(counter) };
   }
 
-  async claimVersion(version: FileVersion, shard: number): Promise<ClaimedVersion> {
-    const attributes: Item = { ...versionAttributes(version), shard };
-    const names = Object.keys(attributes);
-    // An update, not a put: a second claim by the same upload must not erase what the first recorded.
-    const stored = await this.conditional(
-      async () => {
-        const out = await this.db.send(
-          new UpdateCommand({
-            TableName: this.table,
-            Key: versionItemKey(version.path, version.version),
-            UpdateExpression: `SET ${names.map((k) => `#${k} = if_not_exists(#${k}, :${k})`).join(', ')}`,
-            ConditionExpression: CONDITIONS.claimIsFreeOrOurs,
-            ExpressionAttributeNames: Object.fromEntries(names.map((k) => [`#${k}`, k])),
-            ExpressionAttributeValues: Object.fromEntries(
-              Object.entries(attributes).map(([k, v]) => [`:${k}`, v]),
-            ),
-            ReturnValues: 'ALL_NEW',
-            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-          }),
-        );
-        return out.Attributes as Item;
-      },
-      (cause) => {
-        throw new ClaimTakenError(`version ${version.version} of "${version.path}"`, cause);
-      },
-    );
-    const item = stored as unknown as Item;
-    return {
-      version: toVersion(item),
-      feedSeq: typeof item.feedSeq === 'number' ? item.feedSeq : undefined,
-      feedSeqReserved: typeof item.feedSeqReserved === 'number' ? item.feedSeqReserved : undefined,
-    };
+  async commit(write: CommitWrite): Promise<CommitResult> {
+    const { version, change, upload } = write;
+    const actions = commitActions(this.table, write);
+    try {
+      await this.db.send(
+        new TransactWriteCommand({
+          TransactItems: actions,
+          // A retry of this very write (by the SDK, after a lost answer) is answered, not re-applied.
+          ClientRequestToken: requestToken(actions),
+        }),
+      );
+      return { committed: true };
+    } catch (error) {
+      if (!(error instanceof TransactionCanceledException)) throw error;
+      const found = refusedState(error.CancellationReasons ?? [], version.version - 1, change.seq - 1);
+      const state = found ?? (await this.readCommitState(version.path, change.shard));
+      const ended = upload === undefined ? undefined : await this.endedUpload(error, version.uploadId);
+      return { committed: false, state, ...(ended ? { upload: ended } : {}) };
+    }
+  }
+
+  /** The upload, when the refusal says it is no longer pending (read again if the reason carries no item). */
+  private async endedUpload(
+    error: TransactionCanceledException,
+    uploadId: string,
+  ): Promise<Upload | undefined> {
+    const reason = error.CancellationReasons?.[COMMIT_ACTION.upload];
+    if (reason?.Code === 'None') return undefined;
+    const item = reason?.Item ? unmarshall(reason.Item) : await this.get(uploadItemKey(uploadId));
+    const found = item ? (stripKeys(item) as unknown as Upload) : undefined;
+    return found?.status === 'pending' ? undefined : found;
   }
 
   async getVersion(path: string, version: number): Promise<FileVersion | undefined> {
@@ -577,52 +678,6 @@ export class DynamoLedger implements Ledger {
       }),
     );
     return (out.Items ?? []).map(toVersion);
-  }
-
-  async recordFeedSeq(path: string, version: number, seq: number): Promise<void> {
-    await this.db.send(
-      new UpdateCommand({
-        TableName: this.table,
-        Key: versionItemKey(path, version),
-        UpdateExpression: 'SET feedSeq = :seq',
-        ExpressionAttributeValues: { ':seq': seq },
-      }),
-    );
-  }
-
-  async advanceHead(version: FileVersion): Promise<boolean> {
-    const attributes = versionAttributes(version);
-    const names = Object.keys(attributes).filter((k) => k !== 'version');
-    const result = await this.conditional(
-      () =>
-        this.db.send(
-          new UpdateCommand({
-            TableName: this.table,
-            Key: headItemKey(version.path),
-            // A live head joins the live-files index; a tombstone leaves it.
-            UpdateExpression:
-              `SET version = :version, ${names.map((k) => `#${k} = :${k}`).join(', ')}` +
-              (version.deleted
-                ? ' REMOVE #folderPk, #folderSk'
-                : ', #folderPk = :folderPk, #folderSk = :folderSk'),
-            ConditionExpression: CONDITIONS.headIsBehind,
-            ExpressionAttributeNames: {
-              ...Object.fromEntries(names.map((k) => [`#${k}`, k])),
-              '#folderPk': LIVE_FILES_INDEX.partitionKey,
-              '#folderSk': LIVE_FILES_INDEX.sortKey,
-            },
-            ExpressionAttributeValues: {
-              ...Object.fromEntries(Object.entries(attributes).map(([k, v]) => [`:${k}`, v])),
-              ...(version.deleted
-                ? {}
-                : { ':folderPk': folderPartition(version.path), ':folderSk': version.path }),
-            },
-            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-          }),
-        ),
-      () => false,
-    );
-    return result !== false;
   }
 
   async getHead(path: string): Promise<FileVersion | undefined> {
@@ -655,25 +710,6 @@ export class DynamoLedger implements Ledger {
   async latestFeedSeq(shard: number): Promise<number> {
     const out = await this.db.send(new QueryCommand(latestFeedSeqQuery(this.table, shard)));
     return (out.Items?.[0]?.seq as number | undefined) ?? 0;
-  }
-
-  async claimFeedEntry(change: Change): Promise<void> {
-    await this.conditional(
-      () =>
-        this.db.send(
-          new PutCommand({
-            TableName: this.table,
-            Item: { pk: feedKey(change.shard), sk: feedSortKey(change.seq), ...change },
-            ConditionExpression: CONDITIONS.feedSlotIsFreeOrOurs,
-            ExpressionAttributeNames: { '#path': 'path' },
-            ExpressionAttributeValues: { ':path': change.path, ':version': change.version },
-            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-          }),
-        ),
-      (cause) => {
-        throw new ClaimTakenError(`feed entry ${change.shard}/${change.seq}`, cause);
-      },
-    );
   }
 
   async markFannedOut(shard: number, seq: number): Promise<void> {

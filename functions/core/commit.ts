@@ -1,27 +1,29 @@
 /**
- * Commit without transactions (docs/design-notes.md).
+ * The commit protocol (docs/design-notes.md, "Commit"). One commit is one all-or-nothing write
+ * (TransactWriteItems on DynamoDB): the version item at head + 1, the path's head moved to it,
+ * the shard's feed counter moved from seq to seq + 1 with the feed entry at seq + 1, and the
+ * upload ended as committed. Each piece is conditioned on the state read just before, so:
  *
- * - A version is claimed by a conditional put of `(path, n)`; the loser reads
- *   the latest and tries n+1. Claims only ever go to latest+1: gap-free.
- * - Duplicate deliveries of one upload must end in one version, even when they
- *   run at the same time. The upload record holds a reservation (`claimingVersion`)
- *   moved by compare-and-set, and a claim succeeds for the upload that already
- *   holds the item: every worker for one upload converges on one version.
- * - The feed entry is claimed the same way, its reservation held on the version item.
- * - The head only moves forward; fan-out is deduplicated by the FIFO queues, and a fan-out that
- *   failed is retried from the feed (an outbox: see OUTBOX_GRACE_MS in lag.ts).
+ * - versions are gap-free and the head only moves forward, one version at a time;
+ * - the feed is prefix-closed: entry seq + 1 is written only with the counter at seq, which only
+ *   the write of entry seq moved there; a reader that sees seq n sees everything below it;
+ * - duplicate deliveries of one upload end in one version: only a pending upload commits;
+ * - `ifVersion` is checked against the head the write is conditioned on: no lost update.
+ *
+ * A refused write says what it found, so a lost race costs one more write, not a re-read.
+ * Fan-out follows the write; the feed entry is the outbox (lag.ts resends what was not marked).
  */
 import { backoffMs, sleep } from '../../common/retry.ts';
 import type { Change, FileVersion, VersionContent } from '../../contracts/model.js';
 import type { PolicyTarget } from '../../contracts/paths.ts';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import { targetSelects } from '../../contracts/topology.js';
-import { ClaimTakenError, VersionConflictError } from './errors.js';
-import type { Clock, FanoutQueue, Ledger } from './ports.js';
+import { UploadFinishedError, VersionConflictError } from './errors.js';
+import type { Clock, CommitState, FanoutQueue, VersionLedger } from './ports.js';
 import { shardOf } from './shards.js';
 
 export interface CommitDeps {
-  readonly ledger: Ledger;
+  readonly ledger: VersionLedger;
   readonly fanout: FanoutQueue;
   readonly clock: Clock;
   readonly feedShards: number;
@@ -29,6 +31,7 @@ export interface CommitDeps {
 }
 
 export interface CommitRequest {
+  /** Recorded on the version: the upload (or the delete request) it came from. */
   readonly uploadId: string;
   readonly path: string;
   readonly sha256: string | null;
@@ -37,120 +40,125 @@ export interface CommitRequest {
   readonly deleted: boolean;
   /** Optimistic concurrency: the version the caller saw (0 = the path must not exist). */
   readonly ifVersion?: number | undefined;
-  /** Coordinate through the upload record: set when the same upload may be committed by several workers. */
-  readonly reserveOnUpload: boolean;
+  /**
+   * The commit ends the pending upload `uploadId` (content `sha256`) in the same write: only a
+   * pending upload commits, so every worker delivering it ends in one version.
+   */
+  readonly endsUpload?: { readonly deduplicated: boolean } | undefined;
 }
 
-/** Claims the next version of a path, appends it to the feed, moves the head and fans it out. */
+/**
+ * Far more than contention needs (each refusal names the state that won): reached only when
+ * the ledger holds a version item above its head, which no commit of this protocol leaves.
+ */
+const MAX_ATTEMPTS = 200;
+
+/** Commits the next version of a path, appends it to the feed and fans it out. */
 export async function commitVersion(deps: CommitDeps, request: CommitRequest): Promise<FileVersion> {
-  const { ledger } = deps;
+  const { ledger, clock } = deps;
   const shard = shardOf(request.path, deps.feedShards);
-  const { version, feedSeq, feedSeqReserved } = await claimVersion(deps, request, shard);
-  let seq = feedSeq;
-  if (seq === undefined) {
-    seq = await appendToFeed(deps, version, shard, feedSeqReserved);
-    await ledger.recordFeedSeq(version.path, version.version, seq);
+  let state = await ledger.readCommitState(request.path, shard);
+  for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+    if (movedPast(request, state)) return ownVersionOrConflict(deps, request, state);
+    const version = nextVersion(request, state, clock.now().toISOString());
+    const change = feedEntry(version, shard, state.feedSeq + 1, clock.now().toISOString());
+    const started = performance.now();
+    const result = await ledger.commit({ version, change, upload: request.endsUpload });
+    const roundTripMs = performance.now() - started;
+    if (result.committed) {
+      await publish(deps, version, change);
+      return version;
+    }
+    if (result.upload !== undefined) return settledElsewhere(deps, request, result.upload);
+    // A retried write that did land (the SDK retries on a lost answer) finds its own version at head.
+    const own = await ownHead(deps, request, result.state);
+    if (own !== undefined) return own;
+    await backOff(attempt, roundTripMs);
+    state = result.state;
   }
-  await ledger.advanceHead(version);
-  // The feed entry is the outbox: marked once every target's queue took the version. One left
-  // unmarked (a send failed, or the process died here) is sent again by the lag monitor.
-  await fanOut(deps, version);
-  await ledger.markFannedOut(shard, seq);
-  return version;
+  throw new Error(`commit of "${request.path}" refused ${MAX_ATTEMPTS} times: the ledger is inconsistent`);
 }
 
-async function claimVersion(deps: CommitDeps, request: CommitRequest, shard: number) {
-  const { ledger, clock } = deps;
-  const latest = async () => (await ledger.latestVersion(request.path))?.version ?? 0;
-  let reserved = request.reserveOnUpload
-    ? (await ledger.getUpload(request.uploadId))?.claimingVersion
-    : undefined;
-  let next = reserved ?? (await latest()) + 1;
-  let lost = 0;
-  for (;;) {
-    if (request.reserveOnUpload) {
-      next = await ledger.reserveVersion(request.uploadId, reserved, next);
-      reserved = next;
-    }
-    next = await checkIfVersion(ledger, request, next);
-    try {
-      return await ledger.claimVersion(
-        {
-          path: request.path,
-          version: next,
-          sha256: request.sha256,
-          size: request.size,
-          contentType: request.contentType,
-          deleted: request.deleted,
-          committedAt: clock.now().toISOString(),
-          uploadId: request.uploadId,
-        },
-        shard,
-      );
-    } catch (error) {
-      if (!(error instanceof ClaimTakenError)) throw error;
-      // Another upload holds `next`; there may be more above it by now.
-      await backOff(++lost);
-      next = Math.max(next, await latest()) + 1;
-    }
-  }
-}
+const movedPast = (request: CommitRequest, state: CommitState): boolean =>
+  request.ifVersion !== undefined && request.ifVersion !== state.version;
 
 /**
- * Optimistic concurrency: the version about to be claimed must follow the one the caller saw.
- * Returns the version to claim, or throws VersionConflictError.
+ * The head is not where the caller saw it. Our own commit at `ifVersion + 1` (another delivery of
+ * this upload, or a write whose answer was lost) is not a conflict: it is the answer.
  */
-async function checkIfVersion(ledger: Ledger, request: CommitRequest, next: number): Promise<number> {
-  if (request.ifVersion === undefined || next - 1 === request.ifVersion) return next;
-  // Our own earlier claim at ifVersion + 1 is not a conflict: the claim finds it.
-  const own = await ledger.getVersion(request.path, request.ifVersion + 1);
-  if (own?.uploadId !== request.uploadId)
-    throw new VersionConflictError(request.path, request.ifVersion, next - 1);
-  return request.ifVersion + 1;
-}
-
-/** Appends the version to its shard's feed exactly once, however many workers try. */
-async function appendToFeed(
+async function ownVersionOrConflict(
   deps: CommitDeps,
-  version: FileVersion,
-  shard: number,
-  reservedSeq: number | undefined,
-): Promise<number> {
-  const { ledger, clock } = deps;
-  let reserved = reservedSeq;
-  let next = reserved ?? (await ledger.latestFeedSeq(shard)) + 1;
-  let lost = 0;
-  for (;;) {
-    next = await ledger.reserveFeedSeq(version.path, version.version, reserved, next);
-    reserved = next;
-    const change: Change = {
-      shard,
-      seq: next,
-      path: version.path,
-      version: version.version,
-      sha256: version.sha256,
-      size: version.size,
-      contentType: version.contentType,
-      deleted: version.deleted,
-      committedAt: version.committedAt,
-      appendedAt: clock.now().toISOString(),
-    };
-    try {
-      await ledger.claimFeedEntry(change);
-      return next;
-    } catch (error) {
-      if (!(error instanceof ClaimTakenError)) throw error;
-      await backOff(++lost);
-      next = Math.max(next, await ledger.latestFeedSeq(shard)) + 1;
-    }
-  }
+  request: CommitRequest,
+  state: CommitState,
+): Promise<FileVersion> {
+  const expected = request.ifVersion ?? 0;
+  const current = state.version;
+  const own = current > expected ? await deps.ledger.getVersion(request.path, expected + 1) : undefined;
+  if (own?.uploadId === request.uploadId) return own;
+  throw new VersionConflictError(request.path, expected, current);
 }
 
+function nextVersion(request: CommitRequest, state: CommitState, committedAt: string): FileVersion {
+  return {
+    path: request.path,
+    version: state.version + 1,
+    sha256: request.sha256,
+    size: request.size,
+    contentType: request.contentType,
+    deleted: request.deleted,
+    committedAt,
+    uploadId: request.uploadId,
+  };
+}
+
+function feedEntry(version: FileVersion, shard: number, seq: number, appendedAt: string): Change {
+  return {
+    shard,
+    seq,
+    path: version.path,
+    version: version.version,
+    sha256: version.sha256,
+    size: version.size,
+    contentType: version.contentType,
+    deleted: version.deleted,
+    committedAt: version.committedAt,
+    appendedAt,
+  };
+}
+
+/** The upload ended while this worker committed it: another delivery's commit stands, or its rejection. */
+async function settledElsewhere(
+  deps: CommitDeps,
+  request: CommitRequest,
+  upload: { status: string; version?: number | undefined },
+): Promise<FileVersion> {
+  const committed =
+    upload.status === 'committed' && upload.version !== undefined
+      ? await deps.ledger.getVersion(request.path, upload.version)
+      : undefined;
+  if (committed === undefined) throw new UploadFinishedError(request.uploadId, upload.status);
+  return committed;
+}
+
+const ownHead = async (deps: CommitDeps, request: CommitRequest, state: CommitState) =>
+  state.uploadId === request.uploadId ? deps.ledger.getVersion(request.path, state.version) : undefined;
+
 /**
- * Full-jitter backoff after a lost claim: without it, many writers racing for one
- * shard or path re-read and collide again in lockstep.
+ * Full-jitter exponential backoff after a refused write, in units of the write's own round trip:
+ * n writers racing for one path or one feed shard get through without colliding again once their
+ * retries spread over about n round trips, whatever the store's latency (milliseconds on
+ * DynamoDB, more on a loaded emulator). Capped at 64 round trips.
  */
-const backOff = (attempt: number): Promise<void> => sleep(backoffMs(attempt, 1, 50));
+const backOff = (attempt: number, roundTripMs: number): Promise<void> => {
+  const unit = Math.max(1, roundTripMs);
+  return sleep(backoffMs(attempt - 1, unit, 64 * unit));
+};
+
+/** Fans the version out, then marks its feed entry: an entry left unmarked is resent by the lag monitor. */
+async function publish(deps: CommitDeps, version: FileVersion, change: Change): Promise<void> {
+  await fanOut(deps, version);
+  await deps.ledger.markFannedOut(change.shard, change.seq);
+}
 
 /** One message per target that selects the path. FIFO deduplication makes a resend harmless. */
 export async function fanOut(

@@ -51,6 +51,13 @@ export class VersionConflictError extends MirrorError {
   }
 }
 
+/** The upload already ended (committed, rejected or expired): its first outcome stands. */
+export class UploadFinishedError extends MirrorError {
+  constructor(uploadId: string, status: string) {
+    super(`upload "${uploadId}" is ${status}`, { code: 'upload_finished', status: 409, field: 'uploadId' });
+  }
+}
+
 /** A conditional claim lost its race: someone else holds the key. Internal to the commit loop. */
 export class ClaimTakenError extends MirrorError {
   constructor(what: string, cause?: unknown) {

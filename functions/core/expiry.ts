@@ -13,7 +13,7 @@
  */
 import { MULTIPART_ABORT_AFTER_DAYS } from '../../contracts/ledger-keys.js';
 import type { Upload } from '../../contracts/model.js';
-import type { BlobStore, Clock, Ledger, Metrics } from './ports.js';
+import type { BlobStore, Clock, Metrics, UploadLedger } from './ports.js';
 
 const HOUR_MS = 60 * 60 * 1000;
 
@@ -85,7 +85,7 @@ export function storedInWindow(
 }
 
 export interface ExpiryDeps {
-  readonly ledger: Ledger;
+  readonly ledger: UploadLedger;
   readonly blobs: BlobStore;
   readonly clock: Clock;
   readonly metrics?: Metrics | undefined;

@@ -12,7 +12,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { IdempotencyInProgressError, IdempotencyKeyReusedError, ValidationError } from './errors.js';
-import type { Clock, Ledger, Metrics } from './ports.js';
+import type { Clock, IdempotencyLedger, Metrics, VersionLedger } from './ports.js';
 
 /** A key is remembered this long; after that the same key starts a new request. */
 export const IDEMPOTENCY_KEY_TTL_MS = 24 * 60 * 60 * 1000;
@@ -45,7 +45,7 @@ export interface Answer {
 }
 
 export interface IdempotencyDeps {
-  readonly ledger: Ledger;
+  readonly ledger: IdempotencyLedger;
   readonly clock: Clock;
   readonly metrics?: Metrics | undefined;
 }
@@ -129,7 +129,7 @@ export async function runOnce(
  * stored content is claimed, so proof of possession is not needed for it.
  */
 export async function unchangedHead(
-  ledger: Pick<Ledger, 'getHead'>,
+  ledger: Pick<VersionLedger, 'getHead'>,
   request: {
     readonly path: string;
     readonly sha256: string;

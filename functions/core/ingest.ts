@@ -5,12 +5,13 @@
 
 import type { Blob, Upload } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
-import { ValidationError, VersionConflictError } from './errors.js';
+import { UploadFinishedError, ValidationError, VersionConflictError } from './errors.js';
 import { expireUpload, isLapsed, storedInWindow, uploadExpiresAt } from './expiry.js';
 import { PathPolicy } from './paths.js';
-import type { BlobStore, Metrics } from './ports.js';
+import type { BlobLedger, BlobStore, Metrics, UploadLedger, VersionLedger } from './ports.js';
 
 export interface IngestDeps extends CommitDeps {
+  readonly ledger: UploadLedger & BlobLedger & VersionLedger;
   readonly blobs: BlobStore;
   readonly metrics: Metrics;
 }
@@ -219,33 +220,29 @@ async function settlePending(run: PendingRun, uploadId: string): Promise<void> {
     metrics.count('IngestSizeMismatch');
     return;
   }
-  if (!(await bytesAreForUpload(run, upload, uploadId))) return;
+  if (!(await bytesAreForUpload(run, uploadId))) return;
   if (await storedOutsideWindow(run, upload, uploadId)) return;
   await commitUpload(run, upload, uploadId);
-  await ledger.removePendingUpload(run.sha256, uploadId);
 }
 
 /**
  * Bytes sent through another upload's URL are that upload's: a claim by hash alone does not ride
  * on them (it proves possession or sends its own). Objects naming no upload (written with the
- * bucket's own credentials) count for every claim, as before. One already claiming a version is
- * mid-commit: it finishes.
+ * bucket's own credentials) count for every claim, as before.
  */
-async function bytesAreForUpload(run: PendingRun, upload: Upload, uploadId: string): Promise<boolean> {
-  const sender = upload.claimingVersion === undefined ? (await run.storedObject()).uploadId : undefined;
+async function bytesAreForUpload(run: PendingRun, uploadId: string): Promise<boolean> {
+  const sender = (await run.storedObject()).uploadId;
   return sender === undefined || sender === uploadId;
 }
 
 /**
  * Bytes stored after the upload expired never commit (an abandoned upload must not roll its path
- * back); stored in time, they commit however late the verification. One already claiming a
- * version is mid-commit: it finishes. Bytes stored before the claim are not its bytes either:
+ * back); stored in time, they commit however late the verification. Bytes stored before the claim are not its bytes either:
  * a claim of content already stored is committed by its proof of possession or by its own PUT,
  * so a duplicate event of the verified version commits nothing new. True when the upload is left
  * (still pending) or ended as expired.
  */
 async function storedOutsideWindow(run: PendingRun, upload: Upload, uploadId: string): Promise<boolean> {
-  if (upload.claimingVersion !== undefined) return false;
   const storedAt = (await run.storedObject()).at;
   if (storedInWindow(upload, storedAt)) return false;
   if (!isLapsed(upload, run.deps.clock.now())) return true;
@@ -259,17 +256,18 @@ async function storedOutsideWindow(run: PendingRun, upload: Upload, uploadId: st
   return true;
 }
 
-/** Commits the upload's version; a version conflict or a path no longer admitted rejects it. */
+/**
+ * Commits the upload's version, ending the upload and its pending entry in the same write; a
+ * version conflict or a path no longer admitted rejects it.
+ */
 async function commitUpload(run: PendingRun, upload: Upload, uploadId: string): Promise<void> {
   const { deps } = run;
   const { ledger, clock, metrics } = deps;
   try {
     // The path was admitted at claim time; another path may have taken its folder or file since
-    // (a pull target cannot hold both), or the targets changed. One mid-commit finishes.
-    if (upload.claimingVersion === undefined) {
-      const policy = new PathPolicy(deps.targets);
-      await policy.checkOccupancy(policy.check(upload.path), ledger);
-    }
+    // (a pull target cannot hold both), or the targets changed.
+    const policy = new PathPolicy(deps.targets);
+    await policy.checkOccupancy(policy.check(upload.path), ledger);
     const version = await commitVersion(deps, {
       uploadId,
       path: upload.path,
@@ -278,22 +276,20 @@ async function commitUpload(run: PendingRun, upload: Upload, uploadId: string): 
       contentType: upload.contentType,
       deleted: false,
       ifVersion: upload.ifVersion,
-      reserveOnUpload: true,
+      endsUpload: { deduplicated: false },
     });
-    await ledger.finishUpload(
-      uploadId,
-      { status: 'committed', version: version.version },
-      clock.now().toISOString(),
-    );
     run.committed.push({ uploadId, path: upload.path, version: version.version });
     metrics.count('VersionsCommitted');
   } catch (error) {
+    // Ended meanwhile (expired, or rejected by another delivery): that outcome stands.
+    if (error instanceof UploadFinishedError) return ledger.removePendingUpload(run.sha256, uploadId);
     if (!(error instanceof VersionConflictError || error instanceof ValidationError)) throw error;
     await ledger.finishUpload(
       uploadId,
       { status: 'rejected', reason: `${error.code}: ${error.message}` },
       clock.now().toISOString(),
     );
+    await ledger.removePendingUpload(run.sha256, uploadId);
     run.rejected.push(uploadId);
   }
 }

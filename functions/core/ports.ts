@@ -6,13 +6,36 @@ import type { PresignedPart, PresignedPut } from '../../contracts/api.js';
 import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 
-export interface ClaimedVersion {
-  readonly version: FileVersion;
-  /** Set once the version's feed entry exists. */
-  readonly feedSeq: number | undefined;
-  /** A feed seq an earlier attempt reserved but may not have claimed. */
-  readonly feedSeqReserved: number | undefined;
+/** What a commit reads before it writes: the path's head and its feed shard's last seq, read together. */
+export interface CommitState {
+  /** The path's newest version, 0 when it has none (versions and head move together in one write). */
+  readonly version: number;
+  /** The upload (or delete request) that wrote that version, when the ledger said. */
+  readonly uploadId?: string | undefined;
+  /** The last seq appended to the shard's feed (0 for an empty shard). */
+  readonly feedSeq: number;
 }
+
+/**
+ * One commit, written all or nothing: the version at `head + 1`, the path's head moved to it,
+ * the shard's feed entry at `feedSeq + 1`, and, with `upload`, the pending upload ended as
+ * committed (its pending pointer removed).
+ */
+export interface CommitWrite {
+  readonly version: FileVersion;
+  readonly change: Change;
+  readonly upload?: { readonly deduplicated: boolean } | undefined;
+}
+
+export type CommitResult =
+  | { readonly committed: true }
+  | {
+      readonly committed: false;
+      /** The state that refused the write (the same one on contention with no newer state). */
+      readonly state: CommitState;
+      /** Set when the upload is no longer pending: its outcome stands (maybe this very version). */
+      readonly upload?: Upload | undefined;
+    };
 
 /** A request's claim on an Idempotency-Key (see core/idempotency.ts). Times are ISO-8601 UTC. */
 export interface IdempotencyClaim {
@@ -52,15 +75,10 @@ export interface Clock {
   now(): Date;
 }
 
-export interface Ledger {
-  // Uploads
+/** Uploads: their records, pending pointers by content, parts and proof-of-possession challenges. */
+export interface UploadLedger {
   putUpload(upload: Upload): Promise<void>;
   getUpload(uploadId: string): Promise<Upload | undefined>;
-  /**
-   * Compare-and-set of the upload's reserved version: sets `next` if the reservation is still
-   * `expected` (or absent when `expected` is undefined). Returns the reservation that holds.
-   */
-  reserveVersion(uploadId: string, expected: number | undefined, next: number): Promise<number>;
   /** Ends a pending upload; an upload already ended keeps its outcome. */
   finishUpload(
     uploadId: string,
@@ -70,6 +88,10 @@ export interface Ledger {
     at: string,
   ): Promise<void>;
   addPendingUpload(sha256: string, uploadId: string): Promise<void>;
+  listPendingUploads(sha256: string): Promise<string[]>;
+  removePendingUpload(sha256: string, uploadId: string): Promise<void>;
+  /** Every upload still waiting for its blob (a table scan: for sweeps, not for requests). */
+  scanPendingUploads(): AsyncIterable<{ sha256: string; uploadId: string }>;
   /** Replaces a pending upload's proof-of-possession challenge (a new claim of it). */
   setChallenge(uploadId: string, challenge: Challenge): Promise<void>;
   /**
@@ -77,8 +99,13 @@ export interface Ledger {
    * answered yet (a conditional write). False otherwise: each challenge is weighed once.
    */
   spendChallenge(uploadId: string, nonce: string): Promise<boolean>;
+  /** Records a part the uploader reports stored (S3 re-checks its ETag at completion). */
+  recordPart(uploadId: string, part: StoredPart): Promise<void>;
+  listParts(uploadId: string): Promise<StoredPart[]>;
+}
 
-  // Idempotency keys
+/** Idempotency keys of API requests (see core/idempotency.ts). */
+export interface IdempotencyLedger {
   /**
    * Claims the key for a request. Returns undefined when the claim is ours; otherwise the record
    * holding the key (completed, or in progress elsewhere). A record past `expiresAt`, or one still in
@@ -89,13 +116,10 @@ export interface Ledger {
   completeIdempotencyKey(key: string, claimToken: string, response: string): Promise<boolean>;
   /** Drops our in-progress claim (the request failed: a retry runs it afresh); false if not ours. */
   releaseIdempotencyKey(key: string, claimToken: string): Promise<boolean>;
-  /** Records a part the uploader reports stored (S3 re-checks its ETag at completion). */
-  recordPart(uploadId: string, part: StoredPart): Promise<void>;
-  listParts(uploadId: string): Promise<StoredPart[]>;
-  listPendingUploads(sha256: string): Promise<string[]>;
-  removePendingUpload(sha256: string, uploadId: string): Promise<void>;
+}
 
-  // Blobs
+/** Verified content, by SHA-256. */
+export interface BlobLedger {
   getBlob(sha256: string): Promise<Blob | undefined>;
   /**
    * Records a verified blob. One with a versionId pins that object version: it is written only over
@@ -104,50 +128,39 @@ export interface Ledger {
    */
   putBlob(blob: Blob, options?: { replaces?: string | undefined }): Promise<Blob>;
   deleteBlob(sha256: string): Promise<void>;
+}
 
-  // Versions
-  /** The highest claimed version of a path (strongly consistent). */
-  latestVersion(path: string): Promise<FileVersion | undefined>;
+/** Versions, heads and the change feed: the commit protocol (core/commit.ts, docs/design-notes.md). */
+export interface VersionLedger {
+  /** The path's head and the shard's last feed seq, as one consistent read. */
+  readCommitState(path: string, shard: number): Promise<CommitState>;
   /**
-   * Claims `version.version` for its path, or finds it already claimed by the same upload (then the
-   * stored claim is returned as it is). Throws ClaimTakenError if another upload holds it.
+   * Writes the commit if the path's head is still at `version - 1`, the shard's feed still ends at
+   * `change.seq - 1`, and (with `upload`) the upload is still pending; otherwise writes nothing
+   * and says what it found.
    */
-  claimVersion(version: FileVersion, shard: number): Promise<ClaimedVersion>;
+  commit(write: CommitWrite): Promise<CommitResult>;
   getVersion(path: string, version: number): Promise<FileVersion | undefined>;
   listVersions(path: string, options: { limit: number; before?: number }): Promise<FileVersion[]>;
-  recordFeedSeq(path: string, version: number, seq: number): Promise<void>;
-  /** Moves the head forward to this version; never back. Returns false if the head was already at or past it. */
-  advanceHead(version: FileVersion): Promise<boolean>;
+  /** The path's newest version, strongly consistent (a tombstone when the file was deleted). */
   getHead(path: string): Promise<FileVersion | undefined>;
   /** Those of `paths` whose head is a live (not deleted) file. */
   liveFilesAmong(paths: readonly string[]): Promise<string[]>;
   /** Whether any live file lies under `folder/` (an index, so eventually consistent). */
   hasLiveFileUnder(folder: string): Promise<boolean>;
+  /** Every path's head, page by page (a table scan: for reconciliation, not for requests). */
+  scanHeads(): AsyncIterable<FileVersion>;
 
-  // Change feed
+  /** The last seq of a shard's feed (0 when empty). */
   latestFeedSeq(shard: number): Promise<number>;
-  /** Claims `(shard, seq)`, or finds it held by the same path and version; throws ClaimTakenError if another holds it. */
-  claimFeedEntry(change: Change): Promise<void>;
   /** Marks a feed entry's fan-out done: every selecting target's queue accepted the version. */
   markFannedOut(shard: number, seq: number): Promise<void>;
   /** Entries of one shard with seq > afterSeq, oldest first. */
   readFeed(shard: number, afterSeq: number, limit: number): Promise<Change[]>;
-  /** Compare-and-set of the feed seq reserved on a version item (as reserveVersion does on uploads). */
-  reserveFeedSeq(path: string, version: number, expected: number | undefined, next: number): Promise<number>;
+}
 
-  /** Every path's head, page by page (a table scan: for reconciliation, not for requests). */
-  scanHeads(): AsyncIterable<FileVersion>;
-  /** Every upload still waiting for its blob (a table scan, likewise). */
-  scanPendingUploads(): AsyncIterable<{ sha256: string; uploadId: string }>;
-
-  // Lag
-  /** The feed cursor below which every change is applied at the target (see lag.ts). */
-  getWatermark(targetId: string): Promise<readonly number[] | undefined>;
-  setWatermark(targetId: string, cursor: readonly number[]): Promise<void>;
-  /** When a pull target's agent last reported (its row `AGENT#<target>`). */
-  getAgentHeartbeat(targetId: string): Promise<string | undefined>;
-
-  // Targets
+/** What each target holds, and how far each target's lag has been measured. */
+export interface TargetLedger {
   getTargetState(path: string, targetId: string): Promise<TargetState | undefined>;
   listTargetStates(path: string, targetIds: readonly string[]): Promise<TargetState[]>;
   /** Records a target's state for a version; refuses (returns false) to go below what it holds. */
@@ -162,7 +175,25 @@ export interface Ledger {
   }): Promise<void>;
   /** Forgets what a target holds for a path (reconciliation found the object missing or altered). */
   forgetTargetState(path: string, targetId: string): Promise<void>;
+  /** The feed cursor below which every change is applied at the target (see lag.ts). */
+  getWatermark(targetId: string): Promise<readonly number[] | undefined>;
+  setWatermark(targetId: string, cursor: readonly number[]): Promise<void>;
 }
+
+/** What on-premises agents report about themselves. */
+export interface AgentLedger {
+  /** When a pull target's agent last reported (its row `AGENT#<target>`). */
+  getAgentHeartbeat(targetId: string): Promise<string | undefined>;
+}
+
+/** The whole ledger: one DynamoDB table (adapters/dynamo-ledger.ts), or in memory for tests. */
+export interface Ledger
+  extends UploadLedger,
+    IdempotencyLedger,
+    BlobLedger,
+    VersionLedger,
+    TargetLedger,
+    AgentLedger {}
 
 /** The origin bucket, where blobs live at `blobs/<sha256>`. */
 export interface BlobStore {

@@ -13,7 +13,7 @@ import type { UploadDeduplicated } from '../../contracts/api.js';
 import type { Challenge, FileVersion, Upload } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
 import { MirrorError, VersionConflictError } from './errors.js';
-import type { BlobStore, Metrics } from './ports.js';
+import type { BlobLedger, BlobStore, Metrics, UploadLedger, VersionLedger } from './ports.js';
 
 /** Bytes of each challenged range. */
 export const PROOF_RANGE_BYTES = 64 * 1024;
@@ -77,6 +77,7 @@ export class ProofNotAcceptedError extends MirrorError {
 }
 
 export interface PossessionDeps extends CommitDeps {
+  readonly ledger: UploadLedger & BlobLedger & VersionLedger;
   readonly blobs: BlobStore;
   readonly metrics?: Metrics | undefined;
 }
@@ -115,8 +116,8 @@ export async function proveUpload(
     throw new ProofNotAcceptedError();
   }
 
-  // The ingest may commit this same upload if its bytes arrive meanwhile: the reservation on
-  // the upload record makes both end in one version.
+  // The ingest may commit this same upload if its bytes arrive meanwhile: only a pending upload
+  // commits (core/commit.ts), so both end in one version.
   let version: FileVersion;
   try {
     version = await commitVersion(deps, {
@@ -127,7 +128,7 @@ export async function proveUpload(
       contentType: upload.contentType,
       deleted: false,
       ifVersion: upload.ifVersion,
-      reserveOnUpload: true,
+      endsUpload: { deduplicated: true },
     });
   } catch (error) {
     // As the ingest does: an upload whose ifVersion no longer holds ends rejected.
@@ -141,20 +142,13 @@ export async function proveUpload(
     }
     throw error;
   }
-  await ledger.finishUpload(
-    upload.uploadId,
-    { status: 'committed', version: version.version, deduplicated: true },
-    clock.now().toISOString(),
-  );
   const multipart = upload.multipart;
-  await Promise.all([
-    ledger.removePendingUpload(upload.sha256, upload.uploadId),
-    // Nothing will be sent to it; the bucket's lifecycle rule would abort it after a day anyway.
-    multipart &&
-      deps.blobs.abortMultipart(upload.sha256, multipart.multipartId).catch(() => {
-        deps.metrics?.count('MultipartAbortFailed');
-      }),
-  ]);
+  // Nothing will be sent to it; the bucket's lifecycle rule would abort it after a day anyway.
+  if (multipart) {
+    await deps.blobs.abortMultipart(upload.sha256, multipart.multipartId).catch(() => {
+      deps.metrics?.count('MultipartAbortFailed');
+    });
+  }
   deps.metrics?.count('ProofsAccepted');
   return {
     status: 'committed',

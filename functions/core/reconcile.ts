@@ -9,10 +9,10 @@ import { sleep } from '../../common/retry.ts';
 import type { FileVersion } from '../../contracts/model.js';
 import { targetSelects } from '../../contracts/topology.js';
 import { fanOut } from './commit.js';
-import type { FanoutQueue, Ledger, ReplicaStore } from './ports.js';
+import type { FanoutQueue, ReplicaStore, TargetLedger, VersionLedger } from './ports.js';
 
 export interface ReconcileDeps {
-  readonly ledger: Ledger;
+  readonly ledger: VersionLedger & TargetLedger;
   readonly fanout: FanoutQueue;
   readonly targets: readonly { readonly id: string; readonly pathPrefix?: string | undefined }[];
   /** S3 targets' buckets, to check the objects themselves (not only the ledger's record of them). */
@@ -80,7 +80,7 @@ interface ReconcilePass {
   readonly pace: () => Promise<void>;
 }
 
-type TargetState = Awaited<ReturnType<Ledger['listTargetStates']>>[number];
+type TargetState = Awaited<ReturnType<TargetLedger['listTargetStates']>>[number];
 
 /** Finds the targets that selected this head and do not hold it, and re-sends it to them. */
 async function reconcileHead(pass: ReconcilePass, head: FileVersion): Promise<void> {

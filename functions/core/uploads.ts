@@ -16,14 +16,22 @@ import type {
 } from '../../contracts/api.js';
 import type { Challenge, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
-import { MirrorError, NotFoundError, ValidationError, VersionConflictError } from './errors.js';
+import {
+  MirrorError,
+  NotFoundError,
+  UploadFinishedError,
+  ValidationError,
+  VersionConflictError,
+} from './errors.js';
 import { expiresAtFor, isLapsed, settleIfLapsed, uploadExpiresAt } from './expiry.js';
 import { unchangedHead } from './idempotency.js';
 import { missingParts, partBytes, planParts } from './multipart.js';
-import type { BlobStore, Metrics, ReplicaStore } from './ports.js';
+import type { BlobStore, Ledger, Metrics, ReplicaStore } from './ports.js';
 import { issueChallenge, proveUpload } from './possession.js';
 
 export interface UploadDeps extends CommitDeps {
+  /** The API reads and writes every aggregate. */
+  readonly ledger: Ledger;
   readonly blobs: BlobStore;
   readonly metrics?: Metrics;
   readonly replicas: (targetId: string) => ReplicaStore | undefined;
@@ -63,7 +71,7 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
     );
   }
   if (request.ifVersion !== undefined) {
-    const current = (await ledger.latestVersion(request.path))?.version ?? 0;
+    const current = (await ledger.getHead(request.path))?.version ?? 0;
     if (current !== request.ifVersion)
       throw new VersionConflictError(request.path, request.ifVersion, current);
   }
@@ -118,11 +126,7 @@ export async function proveUploadById(
 ): Promise<UploadDeduplicated> {
   const upload = await settleIfLapsed(deps, await getUpload(deps, uploadId));
   if (upload.status !== 'pending') {
-    throw new MirrorError(`upload "${uploadId}" is ${upload.status}`, {
-      code: 'upload_finished',
-      status: 409,
-      field: 'uploadId',
-    });
+    throw new UploadFinishedError(uploadId, upload.status);
   }
   return proveUpload(deps, upload, digest);
 }
@@ -202,11 +206,7 @@ async function pendingMultipart(deps: UploadDeps, uploadId: string) {
     );
   }
   if (upload.status !== 'pending') {
-    throw new MirrorError(`upload "${uploadId}" is ${upload.status}`, {
-      code: 'upload_finished',
-      status: 409,
-      field: 'uploadId',
-    });
+    throw new UploadFinishedError(uploadId, upload.status);
   }
   if (!upload.multipart) {
     throw new ValidationError('uploadId', `upload "${uploadId}" is a single PUT, not a multipart upload`, {
@@ -338,7 +338,6 @@ export async function describeUpload(
 ) {
   // Expiry is settled when it is looked at too, not only by the ingest and the scheduled sweep.
   const {
-    claimingVersion: _internal,
     challenge: _challenge,
     challengeSpent: _spent,
     multipart,
@@ -390,7 +389,6 @@ export async function deleteFile(
     contentType: null,
     deleted: true,
     ifVersion,
-    reserveOnUpload: false,
   });
 }
 

@@ -7,8 +7,9 @@ import { type ReconcileDeps, type ReconcileReport, reconcileTargets } from '../c
 
 /** No blob store: the reconcile function holds no permission on the origin (docs/deploy.md). */
 export interface ReconcileHandlerDeps
-  extends ReconcileDeps,
-    Pick<ExpiryDeps, 'ledger' | 'clock' | 'metrics'> {
+  extends Omit<ReconcileDeps, 'ledger'>,
+    Pick<ExpiryDeps, 'clock' | 'metrics'> {
+  readonly ledger: ReconcileDeps['ledger'] & ExpiryDeps['ledger'];
   readonly telemetry: Telemetry;
 }
 

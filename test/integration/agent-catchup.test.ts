@@ -83,7 +83,6 @@ describe('pull agent: catch-up from the feed', () => {
         size: bytes?.length ?? 0,
         contentType: bytes ? 'application/octet-stream' : null,
         deleted: bytes === null,
-        reserveOnUpload: false,
       });
     };
     const inBatches = async (jobs: (() => Promise<unknown>)[]) => {

@@ -152,7 +152,6 @@ describe('pull agent: crash safety', () => {
       size: BIG,
       contentType: 'video/mp4',
       deleted: false,
-      reserveOnUpload: false,
     });
     const folder = join(dir, 'videos');
     const temp = await waitFor('a temp file past 30 MiB', async () => {

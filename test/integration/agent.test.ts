@@ -118,7 +118,6 @@ async function commitBytes(w: AgentWorld, path: string, bytes: Buffer, options: 
     size: bytes.length,
     contentType: 'application/octet-stream',
     deleted: false,
-    reserveOnUpload: false,
   });
 }
 
@@ -130,7 +129,6 @@ async function commitDelete(w: AgentWorld, path: string) {
     size: 0,
     contentType: null,
     deleted: true,
-    reserveOnUpload: false,
   });
 }
 
@@ -219,7 +217,6 @@ describe('pull agent', () => {
           size: bytes.length,
           contentType: 'text/plain',
           deleted: false,
-          reserveOnUpload: false,
         }),
       );
     }
@@ -287,7 +284,6 @@ describe('pull agent', () => {
             size: bytes.length,
             contentType: 'text/plain',
             deleted: false,
-            reserveOnUpload: false,
           }),
         );
       }
@@ -337,7 +333,6 @@ describe('pull agent', () => {
         size: 100_000,
         contentType: 'application/octet-stream',
         deleted: false,
-        reserveOnUpload: false,
       });
       // And a good file after them, to know the agent got that far.
       await commitBytes(w, 'bad/fine.bin', good);

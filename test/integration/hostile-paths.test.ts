@@ -384,7 +384,6 @@ describe('the fan-out outbox: a version is never visible without its fan-out', (
           size: bytes.length,
           contentType: 'text/plain',
           deleted: false,
-          reserveOnUpload: false,
         },
       ),
     ).rejects.toThrow('SQS unavailable');

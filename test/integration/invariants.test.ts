@@ -61,7 +61,6 @@ describe('invariants (docs/design-notes.md)', () => {
           size: 1,
           contentType: 'image/jpeg',
           deleted: false,
-          reserveOnUpload: false,
         }),
       ),
     );
@@ -96,7 +95,7 @@ describe('invariants (docs/design-notes.md)', () => {
     const upload = await getUpload(world.deps, created.uploadId);
     expect(upload.status).toBe('rejected');
     expect(upload.reason).toMatch(/sha256 mismatch/);
-    expect(await world.ledger.latestVersion('public/liar.png')).toBeUndefined();
+    expect(await world.ledger.getHead('public/liar.png')).toBeUndefined();
     expect(await world.ledger.getBlob(claimed)).toBeUndefined();
     await expect(
       emulators.s3.send(new HeadObjectCommand({ Bucket: world.originBucket, Key: `blobs/${claimed}` })),
@@ -148,7 +147,7 @@ describe('invariants (docs/design-notes.md)', () => {
         etag,
         versionId: undefined,
       });
-      committed.push((await world.ledger.latestVersion(path)) as FileVersion);
+      committed.push((await world.ledger.getHead(path)) as FileVersion);
     }
     const deps = {
       target: world.targets[0] as (typeof world.targets)[number],
@@ -224,7 +223,6 @@ describe('invariants (docs/design-notes.md)', () => {
           size: 1,
           contentType: 'text/plain',
           deleted: false,
-          reserveOnUpload: false,
         }),
       ),
     );
@@ -274,7 +272,7 @@ describe('invariants (docs/design-notes.md)', () => {
         ifVersion: 3,
       }),
     ).rejects.toMatchObject({ status: 409, field: 'ifVersion', currentVersion: 0 });
-    expect(await world.ledger.latestVersion('x/y.txt')).toBeUndefined();
+    expect(await world.ledger.getHead('x/y.txt')).toBeUndefined();
     expect(await world.ledger.listPendingUploads(sha256Hex(bytes))).toEqual([]);
   });
 });

@@ -31,7 +31,6 @@ describe('lag monitor', () => {
           size: 1,
           contentType: 'text/plain',
           deleted: false,
-          reserveOnUpload: false,
         }),
       );
       now = new Date(now.getTime() + 10_000);

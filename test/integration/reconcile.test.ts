@@ -60,7 +60,6 @@ describe('reconcile (resume after lost queue state)', () => {
         size: 1,
         contentType: 'text/plain',
         deleted: false,
-        reserveOnUpload: false,
       });
     await commit('public/a.txt');
     await commit('public/a.txt');
@@ -140,7 +139,6 @@ describe('reconcile (resume after lost queue state)', () => {
         size: bytes.length,
         contentType: 'text/plain',
         deleted: false,
-        reserveOnUpload: false,
       });
     }
     await replicateAll('alpha', alpha.queueUrl);
@@ -197,7 +195,6 @@ describe('reconcile (resume after lost queue state)', () => {
             size: 1,
             contentType: 'text/plain',
             deleted: false,
-            reserveOnUpload: false,
           }),
         ),
       );
@@ -231,7 +228,6 @@ describe('reconcile (resume after lost queue state)', () => {
       size: bytes.length,
       contentType: 'text/plain',
       deleted: false,
-      reserveOnUpload: false,
     });
     const [message] = await receivedBodies((world.targets[0] as { queueUrl: string }).queueUrl);
     const outcome = await replicateVersion(

@@ -75,7 +75,7 @@ describe('pending uploads expire', () => {
       version: 1,
       sha256: sha256Hex(newer),
     });
-    expect(await world.ledger.latestVersion('exp/photo.txt')).toMatchObject({ version: 1 });
+    expect(await world.ledger.getHead('exp/photo.txt')).toMatchObject({ version: 1 });
     expect(await world.ledger.listPendingUploads(sha256Hex(old))).toEqual([]);
   });
 
@@ -111,7 +111,7 @@ describe('pending uploads expire', () => {
     });
     offsetMs = 0;
     expect(outcome).toMatchObject({ committed: [], expired: [uploadId] });
-    expect(await world.ledger.latestVersion('exp/claimed-later.txt')).toBeUndefined();
+    expect(await world.ledger.getHead('exp/claimed-later.txt')).toBeUndefined();
   });
 
   it('the sweep ends, from the ledger alone, an upload still pending a day past its expiry (even with a stored copy)', async () => {

@@ -3,16 +3,14 @@
  * and SQS (fauxqs), in-process on ephemeral loopback ports, in a temp folder.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
-import dynalite from 'dynalite';
 import { LIVE_FILES_INDEX } from '../../contracts/ledger-keys.js';
 import { makeS3Client } from '../../functions/adapters/s3.js';
-import { LOCAL_CREDENTIALS, type S3Emulator, startS3, startSqs } from '../../local/emulators.ts';
+import { LOCAL_CREDENTIALS, type S3Emulator, startDynamo, startS3, startSqs } from '../../local/emulators.ts';
 
 const credentials = { ...LOCAL_CREDENTIALS };
 
@@ -36,9 +34,9 @@ let tableCounter = 0;
 
 export async function startEmulators(): Promise<TestEmulators> {
   const dir = await mkdtemp(join(tmpdir(), 'mirror-test-'));
-  const dyn = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
-  await new Promise<void>((resolve) => dyn.listen(0, '127.0.0.1', () => resolve()));
-  const dynamoEndpoint = `http://127.0.0.1:${(dyn.address() as AddressInfo).port}`;
+  // Behind the local gate, as in `npm start`: it answers DynamoDB transactions, which dynalite lacks.
+  const dyn = await startDynamo({ port: 0, tableStatusMs: 0 });
+  const dynamoEndpoint = dyn.endpoint;
   const s3Emulator = await startS3({ dir: join(dir, 's3'), port: 0 });
   const s3Endpoint = s3Emulator.endpoint;
   // The local stack's SQS (fauxqs behind the gate): queue URLs name 127.0.0.1, so a handler whose
@@ -114,7 +112,7 @@ export async function startEmulators(): Promise<TestEmulators> {
     async stop() {
       await fauxqs.stop();
       await s3Emulator.stop();
-      await new Promise<void>((resolve) => dyn.close(() => resolve()));
+      await dyn.stop();
       await rm(dir, { recursive: true, force: true });
     },
   };

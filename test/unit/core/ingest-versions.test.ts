@@ -4,34 +4,33 @@
  * (test/support/versioned-blobs.ts) and the real ledger adapter on an in-process dynalite.
  */
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import dynalite from 'dynalite';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ReplicationMessage } from '../../../contracts/replication-message.ts';
 import { DynamoLedger } from '../../../functions/adapters/dynamo-ledger.js';
 import { commitVersion } from '../../../functions/core/commit.js';
 import { type IngestDeps, ingestBlob } from '../../../functions/core/ingest.js';
 import { contentUrl, type UploadDeps } from '../../../functions/core/uploads.js';
+import { LOCAL_CREDENTIALS, type RunningEmulator, startDynamo } from '../../../local/emulators.ts';
 import { RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
 import { VersionedBlobs } from '../../support/versioned-blobs.js';
 
-let server: ReturnType<typeof dynalite>;
+let server: RunningEmulator;
 let dynamo: DynamoDBClient;
 let tables = 0;
 
 beforeAll(async () => {
-  server = dynalite({ createTableMs: 0 });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  // Behind the local gate: it answers the commit's transactions.
+  server = await startDynamo({ port: 0, tableStatusMs: 0 });
   dynamo = new DynamoDBClient({
     region: 'us-east-1',
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    endpoint: server.endpoint,
+    credentials: { ...LOCAL_CREDENTIALS },
   });
 });
 afterAll(async () => {
   dynamo?.destroy();
-  await new Promise<void>((resolve) => server?.close(() => resolve()));
+  await server?.stop();
 });
 
 async function newLedger(): Promise<DynamoLedger> {
@@ -422,7 +421,6 @@ describe('ingest with a versioned origin', () => {
       contentType: 'image/png',
       deleted: false,
       ifVersion: undefined,
-      reserveOnUpload: false,
     });
     s.blobs.put(sha256, tampered(bytes));
     const deps = {
@@ -477,7 +475,6 @@ describe('ingest with an unversioned origin (storage reports no versionId): as b
       contentType: 'image/png',
       deleted: false,
       ifVersion: undefined,
-      reserveOnUpload: false,
     });
     const deps = {
       ...s.deps,
