@@ -1,0 +1,428 @@
+/**
+ * The ledger in memory: the same contract as DynamoLedger (test/support/ledger-contract.ts runs
+ * one suite against both), in plain Maps. For the core's unit tests and for anything that wants a
+ * ledger without a DynamoDB. Each method's effect happens at once, when it is called (before its
+ * first await), so every method is atomic as DynamoDB's conditional writes and transactions are;
+ * what goes in and what comes out is copied, so no caller ever holds the ledger's own records.
+ */
+
+import { folderPartition } from '../../contracts/ledger-keys.js';
+import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
+import { ClaimTakenError } from '../core/errors.js';
+import type {
+  CommitResult,
+  CommitState,
+  CommitWrite,
+  IdempotencyClaim,
+  IdempotencyRecord,
+  Ledger,
+  StoredPart,
+} from '../core/ports.js';
+
+const copy = <T>(value: T): T => structuredClone(value);
+
+/** A copy without the properties whose value is undefined: DynamoLedger stores none of them. */
+function stored<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(structuredClone(value)).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** A version item: its feed seq is recorded beside it, as DynamoLedger's version item holds it. */
+type VersionItem = FileVersion & { readonly feedSeq: number };
+
+interface IdempotencyItem {
+  readonly key: string;
+  readonly requestHash: string;
+  readonly status: IdempotencyRecord['status'];
+  readonly claimToken?: string | undefined;
+  readonly lockedUntil?: string | undefined;
+  readonly expiresAt: string;
+  readonly response?: string | undefined;
+}
+
+/** A target's row as DynamoLedger writes it: a state, maybe with the last failure beside it. */
+interface TargetItem {
+  targetId: string;
+  path: string;
+  appliedVersion: number;
+  status: TargetState['status'];
+  appliedAt: string | undefined;
+  reason: string | undefined;
+  etag: string | undefined;
+  failure: TargetState['failure'];
+}
+
+type UploadOutcome =
+  | { status: 'committed'; version: number; deduplicated?: true | undefined }
+  | { status: 'rejected' | 'expired'; reason: string };
+
+const targetKey = (targetId: string, path: string) => JSON.stringify([targetId, path]);
+
+function toTargetState(item: TargetItem): TargetState {
+  return copy({
+    ...(item.etag === undefined ? {} : { etag: item.etag }),
+    ...(item.failure ? { failure: item.failure } : {}),
+    targetId: item.targetId,
+    path: item.path,
+    appliedVersion: item.appliedVersion,
+    status: item.status,
+    appliedAt: item.appliedAt as string,
+    ...(item.reason === undefined ? {} : { reason: item.reason }),
+  });
+}
+
+/** What DynamoLedger's `targetIsBehind` condition admits. */
+const targetIsBehind = (held: TargetItem | undefined, state: TargetState) =>
+  held === undefined ||
+  held.appliedVersion < state.appliedVersion ||
+  (held.appliedVersion === state.appliedVersion && held.status !== 'verified');
+
+/** What DynamoLedger's `idempotencyKeyIsFree` condition admits (ISO-8601 strings compare as times). */
+const idempotencyKeyIsFree = (held: IdempotencyItem | undefined, now: string) =>
+  held === undefined ||
+  held.expiresAt < now ||
+  (held.status === 'in_progress' && (held.lockedUntil ?? '') < now);
+
+export class InMemoryLedger implements Ledger {
+  private readonly uploads = new Map<string, Upload>();
+  private readonly parts = new Map<string, Map<number, StoredPart>>();
+  /** sha256 -> the uploads waiting for it. */
+  private readonly pending = new Map<string, Set<string>>();
+  private readonly idempotency = new Map<string, IdempotencyItem>();
+  private readonly blobs = new Map<string, Blob>();
+  private readonly versions = new Map<string, Map<number, VersionItem>>();
+  private readonly heads = new Map<string, FileVersion>();
+  /** shard -> its entries, entry seq n at index n - 1 (so the shard's counter is the length). */
+  private readonly feeds = new Map<number, Change[]>();
+  private readonly targets = new Map<string, TargetItem>();
+  private readonly watermarks = new Map<string, number[]>();
+  private readonly heartbeats = new Map<string, string>();
+
+  /** What an agent's own row would say: the on-prem agent writes it, not the ledger port. */
+  recordAgentHeartbeat(targetId: string, heartbeatAt: string): void {
+    this.heartbeats.set(targetId, heartbeatAt);
+  }
+
+  // Uploads
+
+  async putUpload(upload: Upload): Promise<void> {
+    if (this.uploads.has(upload.uploadId)) throw new ClaimTakenError(`upload ${upload.uploadId}`);
+    this.uploads.set(upload.uploadId, stored(upload));
+  }
+
+  async getUpload(uploadId: string): Promise<Upload | undefined> {
+    return copy(this.uploads.get(uploadId));
+  }
+
+  async finishUpload(uploadId: string, outcome: UploadOutcome, at: string): Promise<void> {
+    const upload = this.uploads.get(uploadId);
+    // Already ended (a retry, or a race with another event): its first outcome stands.
+    if (upload?.status !== 'pending') return;
+    const detail =
+      outcome.status === 'committed'
+        ? { version: outcome.version, ...(outcome.deduplicated ? { deduplicated: true } : {}) }
+        : { reason: outcome.reason };
+    this.uploads.set(uploadId, stored({ ...upload, status: outcome.status, ...detail, updatedAt: at }));
+  }
+
+  async addPendingUpload(sha256: string, uploadId: string): Promise<void> {
+    const waiting = this.pending.get(sha256) ?? new Set<string>();
+    waiting.add(uploadId);
+    this.pending.set(sha256, waiting);
+  }
+
+  async listPendingUploads(sha256: string): Promise<string[]> {
+    // In sort key order, as DynamoDB's query returns them.
+    return [...(this.pending.get(sha256) ?? [])].sort();
+  }
+
+  async removePendingUpload(sha256: string, uploadId: string): Promise<void> {
+    this.pending.get(sha256)?.delete(uploadId);
+  }
+
+  async *scanPendingUploads(): AsyncIterable<{ sha256: string; uploadId: string }> {
+    const all = [...this.pending].flatMap(([sha256, ids]) =>
+      [...ids].map((uploadId) => ({ sha256, uploadId })),
+    );
+    yield* all;
+  }
+
+  async setChallenge(uploadId: string, challenge: Challenge): Promise<void> {
+    const upload = this.uploads.get(uploadId);
+    // Ended meanwhile: the claim's answer still carries the challenge, and any proof of it is refused.
+    if (upload?.status !== 'pending') return;
+    this.uploads.set(uploadId, stored({ ...upload, challenge }));
+  }
+
+  async spendChallenge(uploadId: string, nonce: string): Promise<boolean> {
+    const upload = this.uploads.get(uploadId);
+    if (upload?.challenge?.nonce !== nonce || upload.challengeSpent === nonce) return false;
+    this.uploads.set(uploadId, { ...upload, challengeSpent: nonce });
+    return true;
+  }
+
+  async recordPart(uploadId: string, part: StoredPart): Promise<void> {
+    const parts = this.parts.get(uploadId) ?? new Map<number, StoredPart>();
+    parts.set(part.partNumber, stored(part));
+    this.parts.set(uploadId, parts);
+  }
+
+  async listParts(uploadId: string): Promise<StoredPart[]> {
+    const parts = [...(this.parts.get(uploadId)?.values() ?? [])];
+    return copy(parts.sort((a, b) => a.partNumber - b.partNumber));
+  }
+
+  // Idempotency keys
+
+  async claimIdempotencyKey(claim: IdempotencyClaim): Promise<IdempotencyRecord | undefined> {
+    const held = this.idempotency.get(claim.key);
+    if (idempotencyKeyIsFree(held, claim.now)) {
+      this.idempotency.set(claim.key, {
+        key: claim.key,
+        requestHash: claim.requestHash,
+        status: 'in_progress',
+        claimToken: claim.claimToken,
+        lockedUntil: claim.lockedUntil,
+        expiresAt: claim.expiresAt,
+      });
+      return undefined;
+    }
+    const holder = held as IdempotencyItem;
+    return copy({
+      key: holder.key,
+      requestHash: holder.requestHash,
+      status: holder.status,
+      expiresAt: holder.expiresAt,
+      lockedUntil: holder.lockedUntil,
+      ...(holder.response === undefined ? {} : { response: holder.response }),
+    });
+  }
+
+  async completeIdempotencyKey(key: string, claimToken: string, response: string): Promise<boolean> {
+    const held = this.idempotency.get(key);
+    if (held?.status !== 'in_progress' || held.claimToken !== claimToken) return false;
+    const { claimToken: _token, lockedUntil: _locked, ...rest } = held;
+    this.idempotency.set(key, { ...rest, status: 'completed', response });
+    return true;
+  }
+
+  async releaseIdempotencyKey(key: string, claimToken: string): Promise<boolean> {
+    const held = this.idempotency.get(key);
+    if (held?.status !== 'in_progress' || held.claimToken !== claimToken) return false;
+    this.idempotency.delete(key);
+    return true;
+  }
+
+  // Blobs
+
+  async getBlob(sha256: string): Promise<Blob | undefined> {
+    return copy(this.blobs.get(sha256));
+  }
+
+  async putBlob(blob: Blob, options: { replaces?: string | undefined } = {}): Promise<Blob> {
+    const pin = this.blobs.get(blob.sha256)?.versionId;
+    // Unversioned storage has nothing to pin: the record follows the latest verification.
+    const admitted =
+      blob.versionId === undefined ||
+      pin === undefined ||
+      pin === blob.versionId ||
+      (options.replaces !== undefined && pin === options.replaces);
+    if (!admitted) return copy(this.blobs.get(blob.sha256) as Blob);
+    this.blobs.set(blob.sha256, stored(blob));
+    return copy(blob);
+  }
+
+  async deleteBlob(sha256: string): Promise<void> {
+    this.blobs.delete(sha256);
+  }
+
+  // Versions
+
+  async readCommitState(path: string, shard: number): Promise<CommitState> {
+    const head = this.heads.get(path);
+    return {
+      version: head?.version ?? 0,
+      ...(head ? { uploadId: head.uploadId } : {}),
+      feedSeq: this.feedOf(shard).length,
+    };
+  }
+
+  async commit(write: CommitWrite): Promise<CommitResult> {
+    const { version, change, upload } = copy(write);
+    const head = this.heads.get(version.path);
+    const headVersion = head?.version ?? 0;
+    const feed = this.feedOf(change.shard);
+    // The pending upload is ended only for content (a tombstone ends no upload), as DynamoLedger does.
+    const endsUpload = upload !== undefined && version.sha256 !== null;
+    const held = upload === undefined ? undefined : this.uploads.get(version.uploadId);
+    const headFails = headVersion !== version.version - 1;
+    const counterFails = feed.length !== change.seq - 1;
+    const uploadFails = endsUpload && held?.status !== 'pending';
+    const versionTaken = this.versions.get(version.path)?.has(version.version) === true;
+    if (headFails || counterFails || uploadFails || versionTaken) {
+      const state: CommitState = {
+        version: headVersion,
+        // DynamoDB returns the head's old item (and so its upload) only when the head's own condition failed.
+        ...(headFails && head ? { uploadId: head.uploadId } : {}),
+        feedSeq: feed.length,
+      };
+      const ended =
+        upload !== undefined &&
+        (uploadFails || !endsUpload) &&
+        held !== undefined &&
+        held.status !== 'pending';
+      return { committed: false, state, ...(ended ? { upload: copy(held) } : {}) };
+    }
+    this.apply(version, change, endsUpload ? upload : undefined);
+    return { committed: true };
+  }
+
+  private apply(version: FileVersion, change: Change, upload: CommitWrite['upload']): void {
+    const versions = this.versions.get(version.path) ?? new Map<number, VersionItem>();
+    versions.set(version.version, { ...version, feedSeq: change.seq });
+    this.versions.set(version.path, versions);
+    this.heads.set(version.path, version);
+    this.feedOf(change.shard).push(change);
+    const held = this.uploads.get(version.uploadId);
+    if (upload === undefined || held === undefined || version.sha256 === null) return;
+    this.uploads.set(version.uploadId, {
+      ...held,
+      status: 'committed',
+      version: version.version,
+      updatedAt: version.committedAt,
+      ...(upload.deduplicated ? { deduplicated: true } : {}),
+    });
+    this.pending.get(version.sha256)?.delete(version.uploadId);
+  }
+
+  private feedOf(shard: number): Change[] {
+    let feed = this.feeds.get(shard);
+    if (feed === undefined) {
+      feed = [];
+      this.feeds.set(shard, feed);
+    }
+    return feed;
+  }
+
+  async getVersion(path: string, version: number): Promise<FileVersion | undefined> {
+    return copy(this.versions.get(path)?.get(version));
+  }
+
+  async listVersions(path: string, options: { limit: number; before?: number }): Promise<FileVersion[]> {
+    const before = options.before ?? Number.POSITIVE_INFINITY;
+    const newestFirst = [...(this.versions.get(path)?.values() ?? [])]
+      .filter((v) => v.version < before)
+      .sort((a, b) => b.version - a.version);
+    return copy(newestFirst.slice(0, options.limit));
+  }
+
+  async getHead(path: string): Promise<FileVersion | undefined> {
+    return copy(this.heads.get(path));
+  }
+
+  async liveFilesAmong(paths: readonly string[]): Promise<string[]> {
+    return paths.filter((p) => {
+      const head = this.heads.get(p);
+      return head !== undefined && !head.deleted;
+    });
+  }
+
+  async hasLiveFileUnder(folder: string): Promise<boolean> {
+    // As the live-files index answers it: heads in the folder's top-level partition, under `folder/`.
+    const partition = folderPartition(folder);
+    return [...this.heads.values()].some(
+      (h) => !h.deleted && folderPartition(h.path) === partition && h.path.startsWith(`${folder}/`),
+    );
+  }
+
+  async *scanHeads(): AsyncIterable<FileVersion> {
+    const heads = copy([...this.heads.values()]);
+    yield* heads;
+  }
+
+  // Change feed
+
+  async latestFeedSeq(shard: number): Promise<number> {
+    return this.feedOf(shard).length;
+  }
+
+  async markFannedOut(shard: number, seq: number): Promise<void> {
+    const feed = this.feedOf(shard);
+    const entry = feed[seq - 1];
+    if (entry === undefined) throw new Error(`feed entry ${shard}/${seq} does not exist`);
+    feed[seq - 1] = { ...entry, fannedOut: true };
+  }
+
+  async readFeed(shard: number, afterSeq: number, limit: number): Promise<Change[]> {
+    return copy(this.feedOf(shard).slice(Math.max(0, afterSeq), Math.max(0, afterSeq) + limit));
+  }
+
+  // Targets
+
+  async getTargetState(path: string, targetId: string): Promise<TargetState | undefined> {
+    const item = this.targets.get(targetKey(targetId, path));
+    return item ? toTargetState(item) : undefined;
+  }
+
+  async listTargetStates(path: string, targetIds: readonly string[]): Promise<TargetState[]> {
+    return targetIds.flatMap((id) => {
+      const item = this.targets.get(targetKey(id, path));
+      return item ? [toTargetState(item)] : [];
+    });
+  }
+
+  async recordTargetState(state: TargetState): Promise<boolean> {
+    const key = targetKey(state.targetId, state.path);
+    if (!targetIsBehind(this.targets.get(key), state)) return false;
+    // A new state clears the last failure, as DynamoLedger's update removes it.
+    this.targets.set(key, {
+      targetId: state.targetId,
+      path: state.path,
+      appliedVersion: state.appliedVersion,
+      status: state.status,
+      appliedAt: state.appliedAt,
+      reason: state.reason,
+      etag: state.etag,
+      failure: undefined,
+    });
+    return true;
+  }
+
+  async recordTargetFailure(failure: {
+    targetId: string;
+    path: string;
+    version: number;
+    reason: string;
+    at: string;
+  }): Promise<void> {
+    const key = targetKey(failure.targetId, failure.path);
+    const held = this.targets.get(key);
+    this.targets.set(key, {
+      targetId: failure.targetId,
+      path: failure.path,
+      appliedVersion: held?.appliedVersion ?? 0,
+      status: held?.status ?? 'failed',
+      appliedAt: held?.appliedAt,
+      reason: held?.reason,
+      etag: held?.etag,
+      failure: { version: failure.version, reason: failure.reason.slice(0, 1000), at: failure.at },
+    });
+  }
+
+  async forgetTargetState(path: string, targetId: string): Promise<void> {
+    this.targets.delete(targetKey(targetId, path));
+  }
+
+  async getWatermark(targetId: string): Promise<readonly number[] | undefined> {
+    return copy(this.watermarks.get(targetId));
+  }
+
+  async setWatermark(targetId: string, cursor: readonly number[]): Promise<void> {
+    this.watermarks.set(targetId, [...cursor]);
+  }
+
+  // Agents
+
+  async getAgentHeartbeat(targetId: string): Promise<string | undefined> {
+    return this.heartbeats.get(targetId);
+  }
+}
