@@ -13,6 +13,7 @@
  * A refused write says what it found, so a lost race costs one more write, not a re-read.
  * Fan-out follows the write; the feed entry is the outbox (lag.ts resends what was not marked).
  */
+import { crashPoint } from '../../common/crash-points.ts';
 import { backoffMs, sleep } from '../../common/retry.ts';
 import type { Change, FileVersion, VersionContent } from '../../contracts/model.js';
 import type { PolicyTarget } from '../../contracts/paths.ts';
@@ -156,6 +157,7 @@ const backOff = (attempt: number, roundTripMs: number): Promise<void> => {
 
 /** Fans the version out, then marks its feed entry: an entry left unmarked is resent by the lag monitor. */
 async function publish(deps: CommitDeps, version: FileVersion, change: Change): Promise<void> {
+  crashPoint('commit.before-fanout');
   await fanOut(deps, version);
   await deps.ledger.markFannedOut(change.shard, change.seq);
 }
