@@ -125,12 +125,20 @@ export type ApiConfig = z.output<typeof apiConfigSchema>;
 
 /** The ingest: the origin's blobs, the ledger, and the targets it fans out to. */
 export const ingestConfigSchema = z
-  .object({ ...ledgerVariables, ...originVariables, ...targetsVariables, ...feedVariables })
+  .object({
+    ...ledgerVariables,
+    ...originVariables,
+    ...targetsVariables,
+    ...feedVariables,
+    /** The ingest's own queue: a verification that runs out of time goes on through it (absent: one pass). */
+    MIRROR_INGEST_QUEUE_URL: z.string().min(1).optional(),
+  })
   .transform((e, ctx) => ({
     ...ledgerSection(e, ctx),
     ...originSection(e),
     ...targetsSection(e),
     ...feedSection(e),
+    ingestQueueUrl: e.MIRROR_INGEST_QUEUE_URL,
   }));
 export type IngestConfig = z.output<typeof ingestConfigSchema>;
 

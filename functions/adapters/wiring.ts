@@ -12,6 +12,7 @@ import type { Clock, Metrics, ReplicaStore } from '../core/ports.js';
 import type { ReconcileDeps } from '../core/reconcile.js';
 import type { ReplicateDeps } from '../core/replicate.js';
 import type { UploadDeps } from '../core/uploads.js';
+import type { VerificationQueue } from '../core/verification.js';
 import { DynamoLedger } from './dynamo-ledger.js';
 import type {
   ApiConfig,
@@ -23,6 +24,7 @@ import type {
 } from './runtime-config.js';
 import { makeS3Client, S3BlobStore, S3ReplicaStore } from './s3.js';
 import { SqsFanout } from './sqs-fanout.js';
+import { SqsVerificationQueue } from './sqs-verification.js';
 
 export const systemClock: Clock = { now: () => new Date() };
 
@@ -104,8 +106,15 @@ export function makeApiDeps(config: ApiConfig, metrics: Metrics): UploadDeps & {
   };
 }
 
-export function makeIngestDeps(config: IngestConfig, metrics: Metrics): IngestDeps {
+export function makeIngestDeps(
+  config: IngestConfig,
+  metrics: Metrics,
+): IngestDeps & { verificationQueue?: VerificationQueue | undefined } {
   return {
+    verificationQueue:
+      config.ingestQueueUrl === undefined
+        ? undefined
+        : new SqsVerificationQueue(new SQSClient({ region: config.region }), config.ingestQueueUrl),
     ledger: makeLedger(config),
     blobs: new S3BlobStore(originS3(config), config.originBucket),
     fanout: makeFanout(config),

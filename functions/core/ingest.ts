@@ -9,6 +9,12 @@ import { UploadFinishedError, ValidationError, VersionConflictError } from './er
 import { expireUpload, isLapsed, storedInWindow, uploadExpiresAt } from './expiry.js';
 import { PathPolicy } from './paths.js';
 import type { BlobLedger, BlobStore, Metrics, UploadLedger, VersionLedger } from './ports.js';
+import {
+  DEFAULT_ONE_PASS_MAX_BYTES,
+  hashInRanges,
+  type VerificationOptions,
+  type VerificationProgress,
+} from './verification.js';
 
 export interface IngestDeps extends CommitDeps {
   readonly ledger: UploadLedger & BlobLedger & VersionLedger;
@@ -26,8 +32,18 @@ export interface BlobEvent {
   readonly eventTime?: string | undefined;
 }
 
+/** How to verify: large objects in ranges across invocations, going on from `resume`. */
+export interface IngestOptions {
+  /** Without it every object is hashed in one pass, however large. */
+  readonly verification?: VerificationOptions | undefined;
+  /** A verification part-way through (a continuation message): its event is `progressEvent(resume)`. */
+  readonly resume?: VerificationProgress | undefined;
+}
+
 export type IngestOutcome =
   | { kind: 'ignored'; reason: string }
+  /** Not proven yet: the hash goes on from `progress` in another invocation. */
+  | { kind: 'verifying'; sha256: string; progress: VerificationProgress }
   | {
       kind: 'rejected';
       sha256: string;
@@ -61,13 +77,28 @@ export function sha256OfKey(key: string): string | undefined {
   return BLOB_KEY.exec(key)?.[1];
 }
 
-export async function ingestBlob(deps: IngestDeps, event: BlobEvent): Promise<IngestOutcome> {
+/** The storage event a continuation stands for. */
+export function progressEvent(progress: VerificationProgress): BlobEvent {
+  return {
+    key: `blobs/${progress.sha256}`,
+    size: progress.size,
+    etag: progress.etag,
+    versionId: progress.versionId,
+    eventTime: progress.eventTime,
+  };
+}
+
+export async function ingestBlob(
+  deps: IngestDeps,
+  event: BlobEvent,
+  options: IngestOptions = {},
+): Promise<IngestOutcome> {
   const sha256 = sha256OfKey(event.key);
   if (!sha256) {
     deps.metrics.count('IngestIgnored');
     return { kind: 'ignored', reason: `key "${event.key}" is not blobs/<sha256>` };
   }
-  const proof = await proveBlob(deps, event, sha256);
+  const proof = await proveBlob(deps, event, sha256, options);
   if ('kind' in proof) return proof;
   const run = pendingRun(deps, event, sha256, proof);
   for (const uploadId of await deps.ledger.listPendingUploads(sha256)) await settlePending(run, uploadId);
@@ -93,7 +124,12 @@ interface Proof {
 }
 
 /** Proves the event's bytes (or finds them proven already); an outcome when they cannot be. */
-async function proveBlob(deps: IngestDeps, event: BlobEvent, sha256: string): Promise<Proof | IngestOutcome> {
+async function proveBlob(
+  deps: IngestDeps,
+  event: BlobEvent,
+  sha256: string,
+  options: IngestOptions,
+): Promise<Proof | IngestOutcome> {
   const known = await deps.ledger.getBlob(sha256);
   if (known && isVerifiedObject(known, event)) return { blob: known, eventStat: undefined };
   const stored = await deps.blobs.stat(sha256, event.versionId);
@@ -101,7 +137,7 @@ async function proveBlob(deps: IngestDeps, event: BlobEvent, sha256: string): Pr
   const pinning = await checkPinned(deps, sha256, known, stored);
   if ('kind' in pinning) return pinning;
   if (pinning.blob) return { blob: pinning.blob, discarded: pinning.discarded, eventStat: stored };
-  return verifyStoredBytes(deps, sha256, known, stored, pinning.pinnedGone);
+  return verifyStoredBytes(deps, sha256, known, stored, pinning.pinnedGone, options);
 }
 
 /**
@@ -137,13 +173,11 @@ async function verifyStoredBytes(
   known: Blob | undefined,
   stored: StoredObject,
   pinnedGone: boolean,
+  options: IngestOptions,
 ): Promise<Proof | IngestOutcome> {
   const { ledger, blobs, clock, metrics } = deps;
-  // Trust a full-object SHA-256 that storage reports having stored; else hash the bytes ourselves.
-  const actual =
-    stored.sha256 !== undefined
-      ? { sha256: stored.sha256, size: stored.size }
-      : await blobs.hash(sha256, stored.versionId);
+  const actual = await hashStored(deps, sha256, stored, options);
+  if ('kind' in actual) return actual;
   if (actual.sha256 !== sha256 || actual.size !== stored.size) {
     // Unversioned, the bad bytes have replaced the verified ones; a lost pin held nothing either.
     const forgetBlob = known !== undefined && (stored.versionId === undefined || pinnedGone);
@@ -174,6 +208,51 @@ async function verifyStoredBytes(
     return { blob, discarded: { versionId: stored.versionId, reason: DUPLICATE }, eventStat: stored };
   }
   return { blob, eventStat: stored };
+}
+
+/**
+ * Trusts a full-object SHA-256 that storage reports having stored; else hashes the bytes: in one
+ * pass up to `onePassMaxBytes`, above it in ranges, going on from a continuation of this very
+ * object (same version, or same ETag and size when storage keeps no versions).
+ */
+async function hashStored(
+  deps: IngestDeps,
+  sha256: string,
+  stored: StoredObject,
+  options: IngestOptions,
+): Promise<{ sha256: string; size: number } | IngestOutcome> {
+  if (stored.sha256 !== undefined) return { sha256: stored.sha256, size: stored.size };
+  const { verification, resume } = options;
+  if (
+    verification === undefined ||
+    stored.size <= (verification.onePassMaxBytes ?? DEFAULT_ONE_PASS_MAX_BYTES)
+  ) {
+    return deps.blobs.hash(sha256, stored.versionId);
+  }
+  const target = {
+    sha256,
+    versionId: stored.versionId,
+    etag: stored.etag,
+    size: stored.size,
+    eventTime: resume?.eventTime,
+  };
+  const sameObject =
+    resume !== undefined &&
+    resume.sha256 === sha256 &&
+    resume.versionId === stored.versionId &&
+    resume.size === stored.size &&
+    (stored.versionId !== undefined || resume.etag === stored.etag);
+  const result = await hashInRanges(deps.blobs, target, verification, sameObject ? resume : undefined);
+  if (stored.versionId === undefined && (await deps.blobs.stat(sha256))?.etag !== stored.etag) {
+    // Unversioned, other bytes replaced these while they were hashed (the ranges may mix both): the
+    // new bytes' own event verifies them.
+    return { kind: 'ignored', reason: 'the object was replaced while it was hashed' };
+  }
+  if (result.done) return { sha256: result.sha256, size: result.size };
+  if ('gone' in result)
+    return { kind: 'ignored', reason: 'the object is gone (deleted while it was hashed)' };
+  deps.metrics.count('VerificationsContinued');
+  return { kind: 'verifying', sha256, progress: result.progress };
 }
 
 /** The uploads waiting for a proven blob, and what became of each. */
