@@ -1,66 +1,28 @@
 /**
  * Verified bytes are pinned by object version: other bytes written at blobs/<sha256> after
  * verification never replace them. The ingest runs against an in-memory versioned origin
- * (test/support/versioned-blobs.ts) and the real ledger adapter on an in-process dynalite.
+ * (test/support/versioned-blobs.ts) and InMemoryLedger, which keeps DynamoLedger's contract
+ * (test/support/ledger-contract.ts runs the same suite on both): no emulator, no network port.
  */
 import { randomUUID } from 'node:crypto';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { ReplicationMessage } from '../../../contracts/replication-message.ts';
-import { DynamoLedger } from '../../../functions/adapters/dynamo-ledger.js';
+import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
 import { commitVersion } from '../../../functions/core/commit.js';
 import { type IngestDeps, ingestBlob } from '../../../functions/core/ingest.js';
 import { contentUrl, type UploadDeps } from '../../../functions/core/uploads.js';
-import { LOCAL_CREDENTIALS, type RunningEmulator, startDynamo } from '../../../local/emulators.ts';
 import { RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
 import { VersionedBlobs } from '../../support/versioned-blobs.js';
 
-let server: RunningEmulator;
-let dynamo: DynamoDBClient;
-let tables = 0;
-
-beforeAll(async () => {
-  // Behind the local gate: it answers the commit's transactions.
-  server = await startDynamo({ port: 0, tableStatusMs: 0 });
-  dynamo = new DynamoDBClient({
-    region: 'us-east-1',
-    endpoint: server.endpoint,
-    credentials: { ...LOCAL_CREDENTIALS },
-  });
-});
-afterAll(async () => {
-  dynamo?.destroy();
-  await server?.stop();
-});
-
-async function newLedger(): Promise<DynamoLedger> {
-  const name = `ingest-versions-${++tables}`;
-  await dynamo.send(
-    new CreateTableCommand({
-      TableName: name,
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-      ],
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
-      BillingMode: 'PAY_PER_REQUEST',
-    }),
-  );
-  return new DynamoLedger(dynamo, name);
-}
-
 interface Setup {
   deps: IngestDeps & { metrics: RecordingMetrics };
-  ledger: DynamoLedger;
+  ledger: InMemoryLedger;
   blobs: VersionedBlobs;
   sent: ReplicationMessage[];
 }
 
 async function setup(versioned = true): Promise<Setup> {
-  const ledger = await newLedger();
+  const ledger = new InMemoryLedger();
   const blobs = new VersionedBlobs({ versioned });
   const sent: ReplicationMessage[] = [];
   const deps = {
