@@ -1,0 +1,280 @@
+/**
+ * Verification across invocations: an object above the one-pass size is hashed in ranges, the
+ * SHA-256 state carried in a continuation message from one invocation to the next, and the digest
+ * is the one a single pass gives. Through the ingest handler, a large object in a batch goes on in
+ * continuations while the batch's small objects commit at once.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { SQSRecord } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DynamoLedger } from '../../../functions/adapters/dynamo-ledger.js';
+import type { IngestDeps } from '../../../functions/core/ingest.js';
+import {
+  hashInRanges,
+  type VerificationProgress,
+  verificationMessageSchema,
+} from '../../../functions/core/verification.js';
+import { createIngestHandler } from '../../../functions/handlers/ingest-handler.js';
+import { LOCAL_CREDENTIALS, type RunningEmulator, startDynamo } from '../../../local/emulators.ts';
+import { lambdaContext } from '../../support/api-events.js';
+import { RecordingMetrics, randomBytes, sha256Hex, testTelemetry } from '../../support/domain.js';
+import { VersionedBlobs } from '../../support/versioned-blobs.js';
+
+/** What the continuation message carries, as it comes back off the queue (JSON, checked). */
+const throughQueue = (progress: VerificationProgress): VerificationProgress =>
+  verificationMessageSchema.parse(JSON.parse(JSON.stringify({ verifyBlob: progress }))).verifyBlob;
+
+describe('hashInRanges', () => {
+  it('hashes an object across several invocations, its state carried between them, to the one-pass digest', async () => {
+    const blobs = new VersionedBlobs();
+    const bytes = randomBytes(1024 * 1024 + 12_345);
+    const sha256 = sha256Hex(bytes);
+    const versionId = blobs.put(sha256, bytes);
+    const target = { sha256, versionId, etag: undefined, size: bytes.length };
+    const rangeBytes = 64 * 1024;
+    const rangesPerInvocation = 5;
+
+    let progress: VerificationProgress | undefined;
+    const offsets: number[] = [];
+    for (let invocation = 1; invocation < 100; invocation++) {
+      // A time budget of five ranges: the first always runs, then hasTime is asked before each next.
+      let budget = rangesPerInvocation - 1;
+      const result = await hashInRanges(
+        blobs,
+        target,
+        { rangeBytes, readAhead: 3, hasTime: () => budget-- > 0 },
+        progress,
+      );
+      if (result.done) {
+        expect(result).toEqual({
+          done: true,
+          sha256: createHash('sha256').update(bytes).digest('hex'),
+          size: bytes.length,
+        });
+        break;
+      }
+      if ('gone' in result) throw new Error('the object is there');
+      progress = throughQueue(result.progress);
+      expect(progress.hops).toBe(invocation);
+      offsets.push(progress.offset);
+    }
+    // 17 ranges (16 full, 1 partial) at five per invocation: three continuations, four invocations.
+    expect(offsets).toEqual([5, 10, 15].map((n) => n * rangeBytes));
+    // Every read named the object version being verified.
+    const reads = blobs.calls.filter((c) => c.op === 'readRange');
+    expect(reads.length).toBeGreaterThanOrEqual(17);
+    expect(new Set(reads.map((c) => c.versionId))).toEqual(new Set([versionId]));
+  });
+
+  it('a state from other bytes gives another digest (the state is what is carried, not just the offset)', async () => {
+    const blobs = new VersionedBlobs();
+    const bytes = randomBytes(200_000);
+    const sha256 = sha256Hex(bytes);
+    const versionId = blobs.put(sha256, bytes);
+    const target = { sha256, versionId, etag: undefined, size: bytes.length };
+    const first = await hashInRanges(blobs, target, { rangeBytes: 50_000, hasTime: () => false });
+    if (first.done || 'gone' in first) throw new Error('one range of four');
+    const other = new VersionedBlobs();
+    other.put(sha256, randomBytes(200_000));
+    const fromOther = await hashInRanges(other, target, { rangeBytes: 50_000, hasTime: () => false });
+    if (fromOther.done || 'gone' in fromOther) throw new Error('one range of four');
+    const finish = (state: VerificationProgress) =>
+      hashInRanges(blobs, target, { rangeBytes: 50_000, hasTime: () => true }, state);
+    expect(await finish(first.progress)).toMatchObject({ done: true, sha256 });
+    expect(await finish({ ...first.progress, state: fromOther.progress.state })).not.toMatchObject({
+      sha256,
+    });
+  });
+});
+
+let server: RunningEmulator;
+let dynamo: DynamoDBClient;
+
+beforeAll(async () => {
+  server = await startDynamo({ port: 0, tableStatusMs: 0 });
+  dynamo = new DynamoDBClient({
+    region: 'us-east-1',
+    endpoint: server.endpoint,
+    credentials: { ...LOCAL_CREDENTIALS },
+  });
+});
+afterAll(async () => {
+  dynamo?.destroy();
+  await server?.stop();
+});
+
+async function newLedger(): Promise<DynamoLedger> {
+  const name = `verification-${randomUUID()}`;
+  await dynamo.send(
+    new CreateTableCommand({
+      TableName: name,
+      AttributeDefinitions: [
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'S' },
+      ],
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      BillingMode: 'PAY_PER_REQUEST',
+    }),
+  );
+  return new DynamoLedger(dynamo, name);
+}
+
+let records = 0;
+function record(body: unknown): SQSRecord {
+  records++;
+  return {
+    messageId: `m-${records}`,
+    receiptHandle: `r-${records}`,
+    body: JSON.stringify(body),
+    attributes: {
+      ApproximateReceiveCount: '1',
+      SentTimestamp: String(Date.now()),
+      SenderId: 'AIDA',
+      ApproximateFirstReceiveTimestamp: String(Date.now()),
+    },
+    messageAttributes: {},
+    md5OfBody: '',
+    eventSource: 'aws:sqs',
+    eventSourceARN: 'arn:aws:sqs:us-east-1:123456789012:mirror-ingest',
+    awsRegion: 'us-east-1',
+  };
+}
+
+const s3Event = (sha256: string, size: number, versionId: string | undefined) => ({
+  Records: [
+    {
+      eventName: 'ObjectCreated:Put',
+      eventTime: new Date().toISOString(),
+      s3: { bucket: { name: 'origin' }, object: { key: `blobs/${sha256}`, size, versionId } },
+    },
+  ],
+});
+
+describe('the ingest handler with a large object in a batch', () => {
+  async function world() {
+    const ledger = await newLedger();
+    const blobs = new VersionedBlobs();
+    const metrics = new RecordingMetrics();
+    const deps: IngestDeps = {
+      ledger,
+      blobs,
+      metrics,
+      clock: { now: () => new Date() },
+      feedShards: 2,
+      targets: [{ id: 'alpha', kind: 's3' as const }],
+      fanout: { send: async () => undefined },
+    };
+    const continuations: VerificationProgress[] = [];
+    const handler = createIngestHandler({
+      ...deps,
+      telemetry: testTelemetry(metrics),
+      verificationQueue: { continueVerification: async (p) => void continuations.push(throughQueue(p)) },
+      // lambdaContext has 30 s left, under the reserve: one range per invocation.
+      verification: { onePassMaxBytes: 4096, rangeBytes: 8192, readAhead: 2, reserveMs: 60_000 },
+    });
+    const invoke = (...bodies: unknown[]) =>
+      handler({ Records: bodies.map(record) }, lambdaContext('ingest'));
+    /** Stores bytes and claims them for a pending upload, as the API would. */
+    async function stored(path: string, bytes: Buffer, claimed = sha256Hex(bytes)) {
+      const versionId = blobs.put(claimed, bytes);
+      const uploadId = randomUUID();
+      const now = new Date();
+      await ledger.putUpload({
+        uploadId,
+        path,
+        sha256: claimed,
+        size: bytes.length,
+        contentType: 'image/png',
+        status: 'pending',
+        expiresAt: new Date(now.getTime() + 15 * 60 * 1000).toISOString(),
+        createdAt: new Date(now.getTime() - 1000).toISOString(),
+        updatedAt: now.toISOString(),
+      });
+      await ledger.addPendingUpload(claimed, uploadId);
+      return { sha256: claimed, versionId, uploadId, event: s3Event(claimed, bytes.length, versionId) };
+    }
+    return { ledger, blobs, metrics, continuations, invoke, stored };
+  }
+
+  it('commits the small objects in the first invocation while the large one goes on in continuations to its commit', async () => {
+    const w = await world();
+    const large = await w.stored('media/large.png', randomBytes(40 * 1024 + 17));
+    const small = [
+      await w.stored('media/small-1.png', randomBytes(1000)),
+      await w.stored('media/small-2.png', randomBytes(3000)),
+    ];
+
+    const first = await w.invoke(large.event, small[0]?.event, small[1]?.event);
+    expect(first.batchItemFailures).toEqual([]);
+    for (const s of small)
+      expect(await w.ledger.getUpload(s.uploadId)).toMatchObject({ status: 'committed' });
+    expect(await w.ledger.getUpload(large.uploadId)).toMatchObject({ status: 'pending' });
+    expect(await w.ledger.getBlob(large.sha256)).toBeUndefined();
+    expect(w.continuations).toMatchObject([
+      { sha256: large.sha256, versionId: large.versionId, offset: 8192, hops: 1 },
+    ]);
+
+    // Each continuation is delivered to a new invocation, as the queue would.
+    let invocations = 1;
+    while (w.continuations.length > 0) {
+      const next = w.continuations.shift() as VerificationProgress;
+      const out = await w.invoke({ verifyBlob: next });
+      expect(out.batchItemFailures).toEqual([]);
+      invocations++;
+      expect(invocations).toBeLessThan(20);
+    }
+    // 40 KiB + 17 bytes in 8 KiB ranges, one range per invocation: six invocations.
+    expect(invocations).toBe(6);
+    expect(await w.ledger.getUpload(large.uploadId)).toMatchObject({ status: 'committed' });
+    expect(await w.ledger.getBlob(large.sha256)).toMatchObject({
+      versionId: large.versionId,
+      size: 40 * 1024 + 17,
+    });
+    expect(w.metrics.total('VerificationsContinued')).toBe(5);
+    // The small ones were hashed in one pass; the large one only in ranges, of its own version.
+    const calls = w.blobs.calls.filter((c) => c.op === 'hash' || c.op === 'readRange');
+    expect(
+      calls
+        .filter((c) => c.op === 'hash')
+        .map((c) => c.sha256)
+        .sort(),
+    ).toEqual(small.map((s) => s.sha256).sort());
+    expect(
+      calls
+        .filter((c) => c.sha256 === large.sha256)
+        .every((c) => c.op === 'readRange' && c.versionId === large.versionId),
+    ).toBe(true);
+  });
+
+  it('rejects a large object whose bytes do not match once the last continuation has hashed them', async () => {
+    const w = await world();
+    const claimed = sha256Hex(randomBytes(10));
+    const large = await w.stored('media/forged.png', randomBytes(20 * 1024), claimed);
+    expect((await w.invoke(large.event)).batchItemFailures).toEqual([]);
+    let invocations = 1;
+    while (w.continuations.length > 0) {
+      await w.invoke({ verifyBlob: w.continuations.shift() });
+      invocations++;
+    }
+    expect(invocations).toBe(3);
+    expect(await w.ledger.getUpload(large.uploadId)).toMatchObject({
+      status: 'rejected',
+      reason: expect.stringMatching(/sha256 mismatch/),
+    });
+    expect(w.blobs.versionsOf(claimed)).toEqual([]);
+  });
+
+  it('a continuation for an object version since deleted ends quietly', async () => {
+    const w = await world();
+    const large = await w.stored('media/gone.png', randomBytes(20 * 1024));
+    await w.invoke(large.event);
+    w.blobs.lose(large.sha256, large.versionId as string);
+    expect((await w.invoke({ verifyBlob: w.continuations.shift() })).batchItemFailures).toEqual([]);
+    expect(w.continuations).toEqual([]);
+    expect(await w.ledger.getUpload(large.uploadId)).toMatchObject({ status: 'pending' });
+  });
+});
