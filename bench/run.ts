@@ -13,7 +13,7 @@
  *   npm run bench                        everything (about 30 min on 2 busy cores)
  *   npm run bench -- --quick             small counts, one run each (CI: finishes, meets nothing)
  *   npm run bench -- --only=hash,ledger  some sections (hash, ledger, bulk, sustained, one-new)
- *   npm run bench -- --runs=1 --tree-files=2000   fewer runs, a smaller tree for (d)
+ *   npm run bench -- --runs=1 --tree-files=2000 --sustained-seconds=15   fewer runs, smaller (d) and (e)
  *   npm run bench -- gate                the gates' own cost (bench/gate.ts)
  */
 import { loadavg, tmpdir } from 'node:os';
@@ -213,6 +213,7 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       runs: { type: 'string' },
       'tree-files': { type: 'string' },
+      'sustained-seconds': { type: 'string' },
     },
     allowPositionals: true,
   });
@@ -224,6 +225,7 @@ async function main(): Promise<void> {
     ...(values.quick ? QUICK : FULL),
     ...(values.runs === undefined ? {} : { runs: Number(values.runs) }),
     ...(values['tree-files'] === undefined ? {} : { treeFiles: Number(values['tree-files']) }),
+    ...(values['sustained-seconds'] === undefined ? {} : { seconds: Number(values['sustained-seconds']) }),
   };
   const wanted = values.only?.split(',') ?? [...SECTIONS];
   const unknown = wanted.filter((w) => !(SECTIONS as readonly string[]).includes(w));
