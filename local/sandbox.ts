@@ -489,7 +489,8 @@ function startFunctions(
     ingest: makeFunction({
       name: 'ingest',
       module: handler('ingest'),
-      env: { MIRROR_TARGETS: allTargets },
+      // Its own queue, as on AWS: a verification that runs out of time goes on there.
+      env: { MIRROR_TARGETS: allTargets, MIRROR_INGEST_QUEUE_URL: resources.ingest.queue.url },
       // Lambda requires the queue's visibility timeout to be at least the function's timeout.
       timeoutSeconds: settings.tuning.ingestVisibilityTimeout,
       memoryMb: 1024,
