@@ -1,0 +1,126 @@
+/**
+ * Crash points switched on by configuration only (docs/chaos.md), seen through the local stack:
+ * while a point fires every time, the half-done state it leaves is visible; once it falls
+ * silent, redelivery (functions) or the agent's next attempt repairs it.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { InvocationReport } from '../../local/functions.js';
+import type { Sandbox } from '../../local/sandbox.js';
+import { localApi } from '../support/local-api.js';
+import { waitFor } from '../support/wait.js';
+
+let sandbox: Sandbox;
+let dataDir: string;
+let s3: S3Client;
+let functionsOff: string;
+let agentOff: string;
+const reports: InvocationReport[] = [];
+let fired: () => ReadonlyMap<string, number>;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'mirror-crash-points-'));
+  functionsOff = join(dataDir, 'functions-off');
+  agentOff = join(dataDir, 'agent-off');
+  // The agent runs in this process: its crash points are read when the module first loads.
+  process.env.MIRROR_CRASH_POINTS = 'agent.before-rename=1';
+  process.env.MIRROR_CRASH_POINTS_OFF_FILE = agentOff;
+  const { startSandbox } = await import('../../local/sandbox.js');
+  fired = (await import('../../common/crash-points.js')).crashesFired;
+  sandbox = await startSandbox({
+    dataDir: join(dataDir, 'data'),
+    port: 0,
+    s3Port: 0,
+    sqsPort: 0,
+    dynamodbPort: 0,
+    webDir: null,
+    functionLog: () => undefined,
+    log: () => undefined,
+    onInvocation: (r) => reports.push(r),
+    functionEnv: {
+      MIRROR_CRASH_POINTS: 'replicate.before-target-row=1',
+      MIRROR_CRASH_POINTS_OFF_FILE: functionsOff,
+    },
+    polling: { waitTimeSeconds: 1 },
+    queues: { targetVisibilityTimeout: 5 },
+    schedules: { lagIntervalSeconds: 0, reconcileIntervalSeconds: 0, reconcileAtStart: false },
+    agents: { catchUpIntervalSeconds: 2, waitTimeSeconds: 1 },
+  });
+  const e = sandbox.endpoints.s3;
+  s3 = new S3Client({
+    region: e.region,
+    endpoint: e.endpoint,
+    credentials: e.credentials,
+    forcePathStyle: true,
+  });
+});
+afterAll(async () => {
+  s3?.destroy();
+  await sandbox?.stop();
+  delete process.env.MIRROR_CRASH_POINTS;
+  delete process.env.MIRROR_CRASH_POINTS_OFF_FILE;
+  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+});
+
+const api = (method: string, path: string) => localApi(sandbox.endpoints).call(method, path);
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('crash points in the local stack', () => {
+  it('replicate.before-target-row: the copy lands, the invocation dies, the row lags; once off, redelivery records it', async () => {
+    const bytes = Buffer.from(`crash before the row ${Date.now()}`);
+    const path = 'crash/row.png';
+    const { created } = await localApi(sandbox.endpoints).declareAndPut(path, bytes, 'image/png');
+    expect(created.status).toBe(201);
+    const bucket = sandbox.endpoints.targets['eu-west-1']?.bucket as string;
+    const replica = await waitFor(
+      'the copy',
+      async () => {
+        try {
+          const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: path }));
+          return Buffer.from(
+            await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+          );
+        } catch {
+          return undefined;
+        }
+      },
+      90_000,
+    );
+    expect(replica.equals(bytes)).toBe(true);
+    await waitFor(
+      'a crashed replicate invocation',
+      () =>
+        reports.some(
+          (r) =>
+            r.functionName === 'replicate-eu-west-1' &&
+            r.error?.errorType === 'Runtime.ExitError' &&
+            /137/.test(r.error.message),
+        ),
+      90_000,
+    );
+    const applied = async () =>
+      (await api('GET', `/v1/files/${encodeURIComponent(path)}`)).body.targets.find(
+        (t: { id: string }) => t.id === 'eu-west-1',
+      )?.appliedVersion as number;
+    expect(await applied()).toBe(0);
+    await writeFile(functionsOff, '');
+    await waitFor('the row after redelivery', async () => (await applied()) === 1, 90_000);
+  }, 300_000);
+
+  it('agent.before-rename: nothing appears at the final path while it fires; once off, the file lands with the right bytes', async () => {
+    const bytes = Buffer.from(`crash before the rename ${Date.now()}`);
+    const path = 'crash/agent.png';
+    const { created } = await localApi(sandbox.endpoints).declareAndPut(path, bytes, 'image/png');
+    expect(created.status).toBe(201);
+    await waitFor('the agent crash point', () => (fired().get('agent.before-rename') ?? 0) > 0, 90_000);
+    const file = join(sandbox.dataDir, 'onprem', 'onprem-dc1', path);
+    await expect(stat(file)).rejects.toThrow();
+    await writeFile(agentOff, '');
+    const landed = await waitFor('the file', () => readFile(file).catch(() => undefined), 90_000);
+    expect(sha(landed)).toBe(sha(bytes));
+  }, 300_000);
+});
