@@ -59,18 +59,15 @@ export const topologySchema = z
     limits: z
       .object({
         /**
-         * Largest upload accepted, in bytes. Bounded by what the ingest can verify in one Lambda
-         * invocation (15 min): 50 GiB at the ~90 MB/s an S3 GET stream gives in Lambda leaves
-         * a third of the time spare (docs/scale.md). @default 50 GiB
+         * Largest upload accepted, in bytes: at most 5 TiB, S3's largest object (the ingest
+         * verifies larger objects across invocations, ~17 h for 5 TiB at 90 MB/s: docs/scale.md).
+         * @default 50 GiB
          */
         maxUploadBytes: z
           .number()
           .int()
           .positive()
-          .max(
-            50 * 1024 ** 3,
-            "at most 50 GiB: the largest object the ingest can verify within Lambda's 15 minutes",
-          )
+          .max(5 * 1024 ** 4, "at most 5 TiB: S3's largest object")
           .default(50 * 1024 ** 3),
         /** Above this size uploads go in parts (5 MiB to 5 GiB, S3's limits). @default 16 MiB */
         multipartThresholdBytes: z
