@@ -1,0 +1,67 @@
+/**
+ * The continuation of a long verification goes to the ingest queue as a message the ingest
+ * handler reads back (through the local SQS emulator): the SHA-256 state survives the trip.
+ */
+import { CreateQueueCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SqsVerificationQueue } from '../../functions/adapters/sqs-verification.js';
+import { hashInRanges, verificationMessageSchema } from '../../functions/core/verification.js';
+import { LOCAL_CREDENTIALS, type RunningEmulator, startSqs } from '../../local/emulators.ts';
+import { randomBytes, sha256Hex } from '../support/domain.js';
+import { VersionedBlobs } from '../support/versioned-blobs.js';
+
+const REGION = 'us-east-1';
+let emulator: RunningEmulator;
+let sqs: SQSClient;
+
+beforeAll(async () => {
+  emulator = await startSqs({ port: 0, region: REGION });
+  sqs = new SQSClient({ region: REGION, endpoint: emulator.endpoint, credentials: { ...LOCAL_CREDENTIALS } });
+});
+afterAll(async () => {
+  sqs?.destroy();
+  await emulator?.stop();
+});
+
+describe('SqsVerificationQueue', () => {
+  it('sends the progress as a continuation message whose state finishes the hash to the one-pass digest', async () => {
+    const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: 'ingest-continuations' }));
+    const blobs = new VersionedBlobs();
+    const bytes = randomBytes(300_000);
+    const sha256 = sha256Hex(bytes);
+    const versionId = blobs.put(sha256, bytes);
+    const target = {
+      sha256,
+      versionId,
+      etag: '"e"',
+      size: bytes.length,
+      eventTime: '2026-11-30T00:00:00.000Z',
+    };
+    const first = await hashInRanges(blobs, target, { rangeBytes: 100_000, hasTime: () => false });
+    if (first.done || 'gone' in first) throw new Error('one range of three');
+
+    await new SqsVerificationQueue(sqs, QueueUrl as string).continueVerification(first.progress);
+
+    const received = await sqs.send(new ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 2 }));
+    expect(received.Messages).toHaveLength(1);
+    const body = verificationMessageSchema.parse(JSON.parse(received.Messages?.[0]?.Body ?? ''));
+    expect(body.verifyBlob).toEqual(first.progress);
+    const rest = await hashInRanges(
+      blobs,
+      target,
+      { rangeBytes: 100_000, hasTime: () => true },
+      body.verifyBlob,
+    );
+    expect(rest).toEqual({ done: true, sha256, size: bytes.length });
+  });
+
+  it('refuses to send a progress that is not one (nothing reaches the queue)', async () => {
+    const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: 'ingest-refused' }));
+    const queue = new SqsVerificationQueue(sqs, QueueUrl as string);
+    await expect(
+      queue.continueVerification({ sha256: 'not-hex', size: 1, offset: 0, state: 'AA==', hops: 1 }),
+    ).rejects.toThrow();
+    const received = await sqs.send(new ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 1 }));
+    expect(received.Messages ?? []).toEqual([]);
+  });
+});
