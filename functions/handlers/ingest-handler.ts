@@ -23,7 +23,8 @@ export interface IngestHandlerDeps extends IngestDeps {
   readonly verification?: Omit<VerificationOptions, 'hasTime'> & {
     /**
      * A range starts only while more than this is left of the invocation: the batch's other
-     * records, the last range and the continuation's send fit in it. @default 60,000
+     * records, the last range and the continuation's send fit in it. @default 60,000, or a
+     * quarter of the invocation's time when that is shorter (a local function has 30 s)
      */
     readonly reserveMs?: number | undefined;
   };
@@ -104,6 +105,7 @@ export function createIngestHandler(deps: IngestHandlerDeps): SqsHandler {
 /** Ranges across invocations only with a queue to continue on; a range starts while time is left. */
 function ingestOptions(deps: IngestHandlerDeps, context: Context): IngestOptions {
   if (!deps.verificationQueue) return {};
-  const { reserveMs = DEFAULT_RESERVE_MS, ...sizes } = deps.verification ?? {};
-  return { verification: { ...sizes, hasTime: () => context.getRemainingTimeInMillis() > reserveMs } };
+  const { reserveMs, ...sizes } = deps.verification ?? {};
+  const reserve = reserveMs ?? Math.min(DEFAULT_RESERVE_MS, context.getRemainingTimeInMillis() / 4);
+  return { verification: { ...sizes, hasTime: () => context.getRemainingTimeInMillis() > reserve } };
 }

@@ -155,7 +155,15 @@ const s3Event = (sha256: string, size: number, versionId: string | undefined) =>
 });
 
 describe('the ingest handler with a large object in a batch', () => {
-  async function world() {
+  async function world(
+    verification: NonNullable<Parameters<typeof createIngestHandler>[0]['verification']> = {
+      onePassMaxBytes: 4096,
+      rangeBytes: 8192,
+      readAhead: 2,
+      // lambdaContext has 30 s left, under the reserve: one range per invocation.
+      reserveMs: 60_000,
+    },
+  ) {
     const ledger = await newLedger();
     const blobs = new VersionedBlobs();
     const metrics = new RecordingMetrics();
@@ -173,8 +181,7 @@ describe('the ingest handler with a large object in a batch', () => {
       ...deps,
       telemetry: testTelemetry(metrics),
       verificationQueue: { continueVerification: async (p) => void continuations.push(throughQueue(p)) },
-      // lambdaContext has 30 s left, under the reserve: one range per invocation.
-      verification: { onePassMaxBytes: 4096, rangeBytes: 8192, readAhead: 2, reserveMs: 60_000 },
+      verification,
     });
     const invoke = (...bodies: unknown[]) =>
       handler({ Records: bodies.map(record) }, lambdaContext('ingest'));
@@ -197,7 +204,7 @@ describe('the ingest handler with a large object in a batch', () => {
       await ledger.addPendingUpload(claimed, uploadId);
       return { sha256: claimed, versionId, uploadId, event: s3Event(claimed, bytes.length, versionId) };
     }
-    return { ledger, blobs, metrics, continuations, invoke, stored };
+    return { ledger, blobs, metrics, continuations, handler, invoke, stored };
   }
 
   it('commits the small objects in the first invocation while the large one goes on in continuations to its commit', async () => {
@@ -248,6 +255,29 @@ describe('the ingest handler with a large object in a batch', () => {
         .filter((c) => c.sha256 === large.sha256)
         .every((c) => c.op === 'readRange' && c.versionId === large.versionId),
     ).toBe(true);
+  });
+
+  it('without a configured reserve, hashes until a quarter of the invocation is left, then goes on in the next', async () => {
+    const w = await world({ onePassMaxBytes: 1024, rangeBytes: 1024, readAhead: 2 });
+    const size = 40 * 1024;
+    const large = await w.stored('media/timed.png', randomBytes(size));
+    // An invocation of 30 s whose clock moves 2 s each time it is read: a reserve of 7.5 s.
+    const timedContext = () => {
+      let remaining = 32_000;
+      return { ...lambdaContext('ingest'), getRemainingTimeInMillis: () => (remaining -= 2_000) };
+    };
+    await w.handler({ Records: [record(large.event)] }, timedContext());
+    const offsets: number[] = [];
+    while (w.continuations.length > 0) {
+      const next = w.continuations.shift() as VerificationProgress;
+      offsets.push(next.offset);
+      await w.handler({ Records: [record({ verifyBlob: next })] }, timedContext());
+    }
+    // Several ranges per invocation, never the whole object in one.
+    expect(offsets.length).toBeGreaterThanOrEqual(2);
+    expect(offsets[0]).toBeGreaterThan(1024);
+    expect(offsets[0]).toBeLessThan(size);
+    expect(await w.ledger.getUpload(large.uploadId)).toMatchObject({ status: 'committed' });
   });
 
   it('rejects a large object whose bytes do not match once the last continuation has hashed them', async () => {
