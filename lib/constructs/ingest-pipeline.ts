@@ -29,7 +29,8 @@ export interface IngestPipelineProps {
   readonly targets: readonly TargetBinding[];
   readonly settings: MirrorSettings;
   /**
-   * Ingest function timeout: bounds the largest object it can hash in one invocation.
+   * Ingest function timeout: bounds what one invocation hashes; a larger object goes on in
+   * continuations (docs/scale.md).
    * @default Duration.minutes(15)
    */
   readonly timeout?: Duration;
@@ -89,6 +90,9 @@ export class IngestPipeline extends Construct {
     });
     useTargets(fn, props.targets, { sendMessage: true });
     useSettings(fn, props.settings);
+    // A verification that runs out of time goes on in a continuation sent to this same queue.
+    this.queue.grantSendMessages(fn.function);
+    fn.addEnvironment('MIRROR_INGEST_QUEUE_URL', this.queue.queueUrl);
     fn.function.addEventSource(
       new SqsEventSource(this.queue, {
         batchSize: props.batchSize ?? 10,

@@ -488,8 +488,20 @@ describe('least privilege', () => {
       JSON.stringify(`att:${logicalId(mirror.home.ingest.queue, mirror.home)}.Arn`),
     ]);
     const send = statements.filter((s) => actionsOf(s).includes('sqs:SendMessage'));
-    expect(send.flatMap((s) => resourcesOf(s))).toHaveLength(4);
+    // The four target queues, and its own queue: a verification continues there.
+    expect(send.flatMap((s) => resourcesOf(s))).toHaveLength(5);
+    expect(send.flatMap((s) => resourcesOf(s).map(text))).toContain(
+      JSON.stringify(`att:${logicalId(mirror.home.ingest.queue, mirror.home)}.Arn`),
+    );
     expect(statements.flatMap(actionsOf)).not.toContain('s3:PutObject');
+  });
+
+  it('the ingest knows its own queue, where a verification too long for one invocation goes on', () => {
+    const fn = resourcesOfType(home, 'AWS::Lambda::Function')[
+      logicalId(mirror.home.ingest.ingest.function, mirror.home)
+    ];
+    const env = (props(fn as never).Environment as { Variables: Record<string, unknown> }).Variables;
+    expect(env.MIRROR_INGEST_QUEUE_URL).toEqual({ Ref: logicalId(mirror.home.ingest.queue, mirror.home) });
   });
 
   it('each function writes only its own log group', () => {
