@@ -16,6 +16,8 @@ export interface TargetLag {
   /** Uploaded but not yet seen at the target, at half time and at the end of the uploads. */
   readonly backlogHalf: number;
   readonly backlogEnd: number;
+  /** Uploads the stack refused (still 503 or 429 after the client's retries). */
+  readonly refused: number;
 }
 
 export async function sustainedRun(
@@ -27,6 +29,7 @@ export async function sustainedRun(
   const putDone = new Map<string, number>();
   const expected = new Set<string>();
   let uploadsOver = false;
+  let refused = 0;
   const backlog = (seen: ReadonlyMap<string, ReadonlyMap<string, number>>) =>
     new Map([...seen].map(([id, m]) => [id, [...putDone.keys()].filter((p) => !m.has(p)).length]));
   let live: ReadonlyMap<string, ReadonlyMap<string, number>> = new Map();
@@ -45,7 +48,12 @@ export async function sustainedRun(
   const uploads = files.map(async (file, i) => {
     await sleep(Math.max(0, started + (i * 1000) / options.rate - performance.now()));
     expected.add(file.path);
-    putDone.set(file.path, await uploadOne(stack, file));
+    // An upload the stack sheds (503 after the client's retries) is counted, not waited for.
+    const answered = await uploadOne(stack, file).catch(() => undefined);
+    if (answered === undefined) {
+      refused++;
+      expected.delete(file.path);
+    } else putDone.set(file.path, answered);
   });
   await Promise.all(uploads);
   const end = backlog(live);
@@ -60,6 +68,7 @@ export async function sustainedRun(
       p99: quantile(lags, 0.99),
       backlogHalf: half?.get(id) ?? Number.NaN,
       backlogEnd: end.get(id) ?? Number.NaN,
+      refused,
     });
   }
   return out;
