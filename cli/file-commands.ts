@@ -8,7 +8,15 @@ import { formatBytes } from '../common/format-bytes.ts';
 import type { Limits } from '../contracts/api.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { EXIT, MirrorCliError } from './errors.ts';
-import { formatListing, formatVersions, getFile, listAllVersions, listFiles, removeFile } from './files.ts';
+import {
+  formatListing,
+  formatVersions,
+  getFile,
+  listAllVersions,
+  listFiles,
+  removeFile,
+  restoreFile,
+} from './files.ts';
 import { createPartSender } from './multipart.ts';
 import type { CliIo } from './program.ts';
 import { createPutFile } from './put-file.ts';
@@ -63,6 +71,7 @@ export function registerFileCommands(program: Command, io: CliIo, client: Client
 
   registerGet(program, io, client);
   registerRm(program, io, client);
+  registerRestore(program, io, client);
   registerSync(program, io, client);
   registerLimits(program, io, client);
 }
@@ -100,6 +109,24 @@ function registerRm(program: Command, io: CliIo, client: ClientOf): void {
       const result = await removeFile(await client(command), path, opts.ifVersion);
       if (opts.json) json(io, result);
       else line(io, `deleted ${result.path} (version ${result.version} is the tombstone)`);
+    });
+}
+
+function registerRestore(program: Command, io: CliIo, client: ClientOf): void {
+  program
+    .command('restore')
+    .description(
+      "commit an older version's content as the newest version (no bytes sent; a deleted path comes back)",
+    )
+    .argument('<path>', 'path in the mirror', mirrorPath)
+    .argument('<version>', 'the version to restore (see log)', wholeNumber(1))
+    .option('--if-version <n>', 'only if the head is this version (exit 4 otherwise)', wholeNumber(0))
+    .option('--json', 'print the result as JSON')
+    .action(async (path: string, version: number, _opts: unknown, command: Command) => {
+      const opts = command.opts<{ ifVersion?: number; json?: boolean }>();
+      const result = await restoreFile(await client(command), path, version, opts.ifVersion);
+      if (opts.json) json(io, result);
+      else line(io, `restored ${result.path} version ${result.restoredFrom} as version ${result.version}`);
     });
 }
 

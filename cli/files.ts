@@ -1,6 +1,7 @@
 /**
  * The file verbs: `ls` (live files under a prefix), `log` (a path's versions), `rm` (a
- * tombstone, optionally only at a given head) and `get` (the bytes, verified against the
+ * tombstone, optionally only at a given head), `restore` (an old version's content as the
+ * newest) and `get` (the bytes, verified against the
  * SHA-256 the mirror recorded before anything is written at the destination).
  */
 import { randomBytes } from 'node:crypto';
@@ -10,7 +11,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createSha256 } from '../common/sha256-node.ts';
-import type { DeleteResult, FileStatus, FileVersionView } from '../contracts/api.ts';
+import type { DeleteResult, FileStatus, FileVersionView, RestoreResult } from '../contracts/api.ts';
 import type { FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { EXIT, MirrorCliError, NotFoundCliError } from './errors.ts';
@@ -104,6 +105,18 @@ export function removeFile(
 ): Promise<DeleteResult> {
   return notFoundAs(`no such path: ${path}`, () =>
     client.deleteFile(path, ifVersion === undefined ? {} : { ifVersion }),
+  );
+}
+
+/** Commits version `from`'s content as the newest version; a missing path or version is exit 3. */
+export function restoreFile(
+  client: Pick<MirrorApi, 'restoreVersion'>,
+  path: string,
+  from: number,
+  ifVersion: number | undefined,
+): Promise<RestoreResult> {
+  return notFoundAs(`cannot restore ${path} version ${from}`, () =>
+    client.restoreVersion(path, from, ifVersion === undefined ? {} : { ifVersion }),
   );
 }
 

@@ -149,6 +149,13 @@ export const partReportSchema = z.strictObject({
 });
 export type PartReport = z.input<typeof partReportSchema>;
 
+/** `POST /v1/files/{path}/versions`: commit version `from`'s content as the newest version. */
+export const restoreRequestSchema = z.strictObject({
+  from: versionNumberSchema,
+  ifVersion: z.number().int().nonnegative().optional(),
+});
+export type RestoreRequest = z.input<typeof restoreRequestSchema>;
+
 /** `POST /v1/uploads/{id}/proof`. */
 export const proofRequestSchema = z.strictObject({ digest: sha256Input });
 export type ProofRequest = z.input<typeof proofRequestSchema>;
@@ -393,6 +400,15 @@ export const versionListSchema = z.strictObject({
 });
 export type VersionList = z.infer<typeof versionListSchema>;
 
+export const restoreResultSchema = z.strictObject({
+  status: z.literal('committed'),
+  path: z.string(),
+  version: z.number().int().min(2),
+  restoredFrom: versionNumberSchema,
+  sha256: sha256Hex,
+});
+export type RestoreResult = z.infer<typeof restoreResultSchema>;
+
 export const deleteResultSchema = z.strictObject({
   status: z.literal('committed'),
   path: z.string(),
@@ -579,6 +595,23 @@ export const routes = {
     params: filePathParams,
     query: versionsQuerySchema,
     responses: { 200: ok(versionListSchema), 400: error, 404: error, 500: error },
+  },
+  restoreVersion: {
+    operationId: 'restoreVersion',
+    method: 'POST',
+    path: '/v1/files/{path}/versions',
+    auth: 'required',
+    params: filePathParams,
+    headers: idempotencyHeaders,
+    body: restoreRequestSchema,
+    responses: {
+      201: { body: restoreResultSchema, headers: idempotentReplay },
+      400: error,
+      404: error,
+      409: error,
+      422: error,
+      500: error,
+    },
   },
   getContent: {
     operationId: 'getContent',

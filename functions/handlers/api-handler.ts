@@ -30,6 +30,7 @@ import { decodeCursor, encodeCursor, readChanges } from '../core/changes.js';
 import { MirrorError, ValidationError } from '../core/errors.js';
 import { measureLag, type TargetLag } from '../core/lag.js';
 import { PathPolicy } from '../core/paths.js';
+import { restoreVersion } from '../core/restore.js';
 import {
   abortUpload,
   completeUpload,
@@ -298,6 +299,25 @@ async function removeFile({ deps, paths }: RouteScope, event: Event): Promise<Re
   return replyOnce(contract.deleteFile, answer);
 }
 
+async function restoreFile({ deps, paths }: RouteScope, event: Event): Promise<Result> {
+  const path = pathParam(paths, event);
+  const { from, ifVersion } = parse(contract.restoreVersion.body, jsonBody(event));
+  const request = { route: 'POST /v1/files/{path}/versions', path, from, ifVersion };
+  const answer = await answerOnce(deps, event, request, async () => {
+    const version = await restoreVersion(deps, path, from, ifVersion);
+    const body = {
+      status: 'committed',
+      path,
+      version: version.version,
+      restoredFrom: from,
+      sha256: version.sha256 as string,
+    } as const;
+    checkAnswer(contract.restoreVersion, 201, body);
+    return { statusCode: 201, body };
+  });
+  return replyOnce(contract.restoreVersion, answer);
+}
+
 async function changes({ deps }: RouteScope, event: Event): Promise<Result> {
   const q = query(changesQuerySchema, event);
   const page = await readChanges(deps.ledger, decodeCursor(q.cursor, deps.feedShards), q.limit);
@@ -353,6 +373,7 @@ function answerers(scope: RouteScope): Record<RouteName, (event: Event) => Promi
     listVersions: (event) => fileVersions(scope, event),
     getContent: (event) => fileContent(scope, event),
     deleteFile: (event) => removeFile(scope, event),
+    restoreVersion: (event) => restoreFile(scope, event),
     listChanges: (event) => changes(scope, event),
   };
 }

@@ -20,6 +20,7 @@ import {
   type PartReport,
   type PartRequest,
   type PresignedPart,
+  type RestoreResult,
   type RouteName,
   routes,
   type TargetList,
@@ -180,6 +181,20 @@ export class MirrorApi {
   /** `DELETE /v1/files/{path}`: commits a tombstone (only if the head is `ifVersion`, when given). */
   deleteFile(path: string, query: { ifVersion?: number } = {}, options: WithKey = {}): Promise<DeleteResult> {
     return this.#call('deleteFile', { params: { path }, query, headers: keyHeader(options) }, options);
+  }
+
+  /**
+   * `POST /v1/files/{path}/versions`: commits version `from`'s content as the newest version
+   * (only if the head is `ifVersion`, when given); no bytes are sent.
+   */
+  restoreVersion(
+    path: string,
+    from: number,
+    request: { ifVersion?: number } = {},
+    options: WithKey = {},
+  ): Promise<RestoreResult> {
+    const body = { from, ...(request.ifVersion === undefined ? {} : { ifVersion: request.ifVersion }) };
+    return this.#call('restoreVersion', { params: { path }, body, headers: keyHeader(options) }, options);
   }
 
   /** `GET /v1/changes`: the change feed after `cursor` (from the start without one). */

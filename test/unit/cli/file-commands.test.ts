@@ -188,6 +188,29 @@ describe('media-mirror rm', () => {
   });
 });
 
+describe('media-mirror restore', () => {
+  it('asks the API to commit the old version as the newest, with --if-version and an Idempotency-Key', async () => {
+    const h = harness((_url, init) => {
+      expect(JSON.parse(String(init.body))).toEqual({ from: 2, ifVersion: 5 });
+      expect(new Headers(init.headers).get('idempotency-key')).toMatch(/.+/);
+      return {
+        status: 201,
+        body: { status: 'committed', path: 'a/b.png', version: 6, restoredFrom: 2, sha256: sha('v2') },
+      };
+    });
+    expect(await h.run('restore', 'a/b.png', '2', '--if-version', '5')).toBe(0);
+    expect(h.requests).toEqual(['POST /v1/files/a%2Fb.png/versions']);
+    expect(h.out()).toBe('restored a/b.png version 2 as version 6\n');
+  });
+
+  it('no such version: exit 3; a version that is not a number: exit 2, nothing sent', async () => {
+    expect(await harness(() => notFound).run('restore', 'a.png', '9')).toBe(3);
+    const usage = harness(() => notFound);
+    expect(await usage.run('restore', 'a.png', 'latest')).toBe(2);
+    expect(usage.requests).toEqual([]);
+  });
+});
+
 describe('media-mirror get', () => {
   const content = randomBytes(3000);
   const head = {

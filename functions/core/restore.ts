@@ -1,0 +1,51 @@
+/**
+ * Restoring a file: an older version's content committed as the path's newest version. The
+ * bytes are not sent again: the origin keeps every verified blob by its SHA-256, so the new
+ * version points at the blob the old one did, and reaches every target like any commit.
+ */
+import { randomUUID } from 'node:crypto';
+import type { FileVersion } from '../../contracts/model.js';
+import { type CommitDeps, commitVersion } from './commit.js';
+import { MirrorError, NotFoundError, ValidationError } from './errors.js';
+import type { BlobLedger, VersionLedger } from './ports.js';
+
+export interface RestoreDeps extends CommitDeps {
+  readonly ledger: VersionLedger & BlobLedger;
+}
+
+/**
+ * Commits version `from`'s content as the next version of `path` (only if the head is
+ * `ifVersion`, when given). A deletion has no content to restore; content whose blob record
+ * is gone (rejected and removed) cannot be restored without its bytes.
+ */
+export async function restoreVersion(
+  deps: RestoreDeps,
+  path: string,
+  from: number,
+  ifVersion: number | undefined,
+): Promise<FileVersion> {
+  const old = await deps.ledger.getVersion(path, from);
+  if (!old) throw new NotFoundError(`"${path}" has no version ${from}`, 'from');
+  if (old.deleted || old.sha256 === null) {
+    throw new ValidationError('from', `version ${from} of "${path}" is a deletion: it has no content`);
+  }
+  if (!(await deps.ledger.getBlob(old.sha256))) {
+    throw new MirrorError(
+      `the content of version ${from} of "${path}" is no longer stored: upload it again`,
+      {
+        code: 'not_found',
+        status: 404,
+        field: 'from',
+      },
+    );
+  }
+  return commitVersion(deps, {
+    uploadId: `restore-${randomUUID()}`,
+    path,
+    sha256: old.sha256,
+    size: old.size,
+    contentType: old.contentType,
+    deleted: false,
+    ifVersion,
+  });
+}
