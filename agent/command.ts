@@ -6,11 +6,12 @@
  * AgentExitError: one line for stderr and the exit code.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { startAgent } from './agent.ts';
+// The agent and verify load the AWS SDK: imported when their command runs, not for --help.
+import type { startAgent } from './agent.ts';
 import { type AgentFlags, parseByteSize, resolveAgentConfig } from './config.ts';
 import { AgentConfigError, AgentExitError } from './errors.ts';
 import { type AgentLog, createJsonLog, createTtyLog } from './log.ts';
-import { driftCount, type VerifyReport, verifyMirror } from './verify.ts';
+import type { VerifyReport } from './verify.ts';
 
 export interface AgentCliIo {
   readonly stdout: { write(chunk: string): unknown };
@@ -123,7 +124,7 @@ async function config(command: Command, io: AgentCliIo, needQueue: boolean) {
   }
 }
 
-function formatVerifyReport(report: VerifyReport): string {
+function formatVerifyReport(report: VerifyReport, drift: number): string {
   const lines = [
     `verify ${report.targetId} in ${report.dir}: ${report.expected} files in the ledger, ${report.ok} match`,
   ];
@@ -145,7 +146,7 @@ function formatVerifyReport(report: VerifyReport): string {
     const r = report.repaired;
     lines.push(`repaired: ${r.fetched} fetched, ${r.removed} removed, ${r.temps} temp files removed`);
     list('could not repair', r.failed);
-  } else if (driftCount(report) === 0) {
+  } else if (drift === 0) {
     lines.push('no drift');
   } else {
     lines.push('run again with --repair to fix (stop the agent first)');
@@ -221,7 +222,8 @@ async function runAgent(command: Command, io: AgentCliIo): Promise<void> {
   const log = makeLog(io, cfg.targetId, command.opts());
   let handle: Awaited<ReturnType<typeof startAgent>>;
   try {
-    handle = await startAgent({ ...cfg, log });
+    const agent = await import('./agent.ts');
+    handle = await agent.startAgent({ ...cfg, log });
   } catch (error) {
     log.close();
     if (error instanceof AgentConfigError) throw new AgentExitError(error.message, error.exitCode);
@@ -260,6 +262,7 @@ async function runVerify(command: Command, io: AgentCliIo): Promise<void> {
   const cfg = await config(command, io, false);
   const { repair, json } = command.opts<{ repair?: boolean; json?: boolean }>();
   const targetId = await verifyTarget(command, io, cfg);
+  const { driftCount, verifyMirror } = await import('./verify.ts');
   let report: VerifyReport;
   try {
     report = await verifyMirror({ ...cfg, targetId }, { repair: repair === true });
@@ -267,7 +270,7 @@ async function runVerify(command: Command, io: AgentCliIo): Promise<void> {
     if (error instanceof AgentConfigError) throw new AgentExitError(error.message, error.exitCode);
     throw error;
   }
-  io.stdout.write(`${json ? JSON.stringify(report) : formatVerifyReport(report)}\n`);
+  io.stdout.write(`${json ? JSON.stringify(report) : formatVerifyReport(report, driftCount(report))}\n`);
   const remaining = report.repaired ? report.repaired.failed.length : driftCount(report);
   if (remaining > 0) {
     throw new AgentExitError(

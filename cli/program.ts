@@ -18,11 +18,10 @@ import { type ConnectionOptions, loadConnection } from './endpoints.ts';
 import { apiExitCode, describeApiError, MirrorCliError } from './errors.ts';
 import { registerFileCommands } from './file-commands.ts';
 import { createPartSender } from './multipart.ts';
-import { makeOpsClients, type OpsFlags, resolveOpsContext } from './ops-context.ts';
+// reconcile and redrive load the AWS SDK: imported when they run, not for every command.
+import type { OpsFlags } from './ops-context.ts';
 import { createJsonLinesProgress, createTtyProgress, type ProgressSink, type Writable } from './progress.ts';
 import { createPutFile, type PutFile } from './put-file.ts';
-import { formatReconcileResult, runReconcile } from './reconcile.ts';
-import { formatRedriveResult, redriveFailed, runRedrive } from './redrive.ts';
 import { formatFileStatus, formatTargetsOverview, getPathStatus, getTargetsOverview } from './status.ts';
 import { type Clock, DEFAULT_TIMEOUT_SECONDS, systemClock, type UploadResult, uploadFile } from './upload.ts';
 
@@ -175,6 +174,8 @@ function createProgram(io: CliIo): Command {
     const opts = command.optsWithGlobals<
       OpsFlags & { target?: string[]; dryRun?: boolean; rate: number; json?: boolean }
     >();
+    const { makeOpsClients, resolveOpsContext } = await import('./ops-context.ts');
+    const { formatReconcileResult, runReconcile } = await import('./reconcile.ts');
     const ctx = await resolveOpsContext(opts, io.env, io.cwd);
     const clients = makeOpsClients(ctx);
     try {
@@ -206,6 +207,8 @@ function createProgram(io: CliIo): Command {
     const opts = command.optsWithGlobals<
       OpsFlags & { target?: string; ingest?: boolean; dryRun?: boolean; wait?: boolean; json?: boolean }
     >();
+    const { makeOpsClients, resolveOpsContext } = await import('./ops-context.ts');
+    const { formatRedriveResult, redriveFailed, runRedrive } = await import('./redrive.ts');
     const ctx = await resolveOpsContext(opts, io.env, io.cwd);
     const clients = makeOpsClients(ctx);
     try {
