@@ -91,7 +91,8 @@ export class IngestPipeline extends Construct {
     useTargets(fn, props.targets, { sendMessage: true });
     useSettings(fn, props.settings);
     // A verification that runs out of time goes on in a continuation sent to this same queue.
-    this.queue.grantSendMessages(fn.function);
+    // (SQS-managed encryption: no key to grant; GetQueueUrl and GetQueueAttributes come with consuming.)
+    this.queue.grant(fn.function, 'sqs:SendMessage');
     fn.addEnvironment('MIRROR_INGEST_QUEUE_URL', this.queue.queueUrl);
     fn.function.addEventSource(
       new SqsEventSource(this.queue, {

@@ -96,6 +96,8 @@ const EXPECTED: Record<string, string[]> = {
     's3:ListBucket origin',
     ...FAN_OUT,
     ...CONSUMES('ingest'),
+    // A verification too long for one invocation goes on in a message to its own queue.
+    'sqs:SendMessage queue:ingest',
   ],
   'replicate target-a': [
     ...LOGS,
