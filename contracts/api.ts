@@ -232,11 +232,23 @@ export const limitsSchema = z.strictObject({
 });
 export type Limits = z.infer<typeof limitsSchema>;
 
-/** Replication lag as measured from the ledger on request. */
+/**
+ * Replication lag as the scheduled lag monitor last measured it from the ledger (so a stopped agent
+ * or a stuck queue shows here too); the API reads the stored figures, it measures nothing itself.
+ */
 export const targetLagSchema = z.strictObject({
+  /** Age of the oldest change not applied, at `measuredAt`; an upper bound while `caughtUp` is false. */
   lagSeconds: z.number().nonnegative(),
+  /** Changes not applied; a lower bound when `pendingCapped`. */
   pending: z.number().int().nonnegative(),
   pendingCapped: z.boolean(),
+  /**
+   * The monitor's scan reached the end of the feed (or the oldest unapplied change) in every shard;
+   * false while it is still catching up (the figures are bounds then), and before its first run.
+   */
+  caughtUp: z.boolean().optional(),
+  /** When the monitor measured the figures; absent before its first run (the figures are 0 then). */
+  measuredAt: timestamp.optional(),
   oldestPending: z
     .strictObject({ path: z.string(), version: versionNumberSchema, committedAt: timestamp })
     .optional(),

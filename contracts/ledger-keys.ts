@@ -13,7 +13,9 @@
  *   B#<sha256>   BLOB                    a verified blob
  *   B#<sha256>   U#<upload>              an upload waiting for that blob (strongly consistent, unlike a GSI)
  *   FEED#<shard> S#<seq, 12 digits>      the change feed
- *   LAG#<target> WATERMARK               feed cursor below which the target has applied everything
+ *   LAG#<target> WATERMARK               feed cursor below which the target has applied everything,
+ *                                        and the lag monitor's figures of its latest run
+ *   RECONCILE    CHECKPOINT              where reconciliation's walk over the heads stands
  *   AGENT#<target> AGENT                 a pull agent's heartbeat, cursor and counters
  *   IDEM#<key>   IDEM                    an Idempotency-Key: the request's hash and its first answer
  */
@@ -34,6 +36,7 @@ export const PK = {
   lag: 'LAG#',
   agent: 'AGENT#',
   idempotency: 'IDEM#',
+  reconcile: 'RECONCILE',
 } as const;
 
 /** Sort keys and sort key prefixes. */
@@ -50,6 +53,7 @@ export const SK = {
   watermark: 'WATERMARK',
   agent: 'AGENT',
   idempotency: 'IDEM',
+  checkpoint: 'CHECKPOINT',
 } as const;
 
 /** Numbers in sort keys: fixed width, so that string order is numeric order. */
@@ -118,6 +122,7 @@ export const watermarkItemKey = (targetId: string): ItemKey => ({
   pk: `${PK.lag}${targetId}`,
   sk: SK.watermark,
 });
+export const reconcileCheckpointItemKey: ItemKey = { pk: PK.reconcile, sk: SK.checkpoint };
 export const agentRowKey = (targetId: string): ItemKey => ({ pk: `${PK.agent}${targetId}`, sk: SK.agent });
 export const idempotencyItemKey = (key: string): ItemKey => ({
   pk: `${PK.idempotency}${key}`,

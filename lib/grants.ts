@@ -61,7 +61,8 @@ export type LedgerAction =
   | 'dynamodb:UpdateItem'
   | 'dynamodb:DeleteItem'
   | 'dynamodb:Query'
-  | 'dynamodb:Scan';
+  | 'dynamodb:Scan'
+  | 'dynamodb:BatchGetItem';
 
 /** The ledger actions of each function. */
 export const LEDGER_ACCESS = {
@@ -80,8 +81,17 @@ export const LEDGER_ACCESS = {
     'dynamodb:Query',
   ],
   replicate: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:Query'],
-  /** Reads the feed, target rows and heartbeats; writes its watermark rows (`LAG#<target>`) and marks feed entries it re-sent (the outbox). */
-  lagMonitor: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+  /**
+   * Reads the feed, target rows (a page's worth in one BatchGetItem) and heartbeats; writes its
+   * watermark rows (`LAG#<target>`) and marks feed entries it re-sent (the outbox).
+   */
+  lagMonitor: [
+    'dynamodb:GetItem',
+    'dynamodb:BatchGetItem',
+    'dynamodb:Query',
+    'dynamodb:PutItem',
+    'dynamodb:UpdateItem',
+  ],
   /**
    * Scans the heads, reads target rows, forgets a row whose object is gone or altered (forgetTargetState);
    * ends pending uploads a day past their expiry (finishUpload, removePendingUpload: the ledger only).

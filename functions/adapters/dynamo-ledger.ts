@@ -10,6 +10,7 @@ import {
   TransactionCanceledException,
 } from '@aws-sdk/client-dynamodb';
 import {
+  BatchGetCommand,
   DeleteCommand,
   DynamoDBDocumentClient,
   GetCommand,
@@ -17,11 +18,13 @@ import {
   paginateQuery,
   paginateScan,
   QueryCommand,
+  ScanCommand,
   TransactGetCommand,
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
+import { backoffMs, sleep } from '../../common/retry.js';
 import {
   agentRowKey,
   blobItemKey,
@@ -40,8 +43,10 @@ import {
   partItemKey,
   pathKey,
   pendingUploadItemKey,
+  reconcileCheckpointItemKey,
   SK,
   targetStateItemKey,
+  targetStateKey,
   uploadItemKey,
   uploadPartitionKey,
   versionItemKey,
@@ -57,7 +62,10 @@ import type {
   CommitWrite,
   IdempotencyClaim,
   IdempotencyRecord,
+  LagFigures,
+  LagRecord,
   Ledger,
+  ReconcileCheckpoint,
   StoredPart,
 } from '../core/ports.js';
 
@@ -113,6 +121,9 @@ function versionAttributes(v: FileVersion): Item {
 }
 
 const toChange = (item: Item): Change => feedItemSchema.parse(item);
+
+/** Keys in one BatchGetItem (DynamoDB's limit). */
+const BATCH_GET_MAX = 100;
 
 function toTargetState(item: Item): TargetState {
   const failure =
@@ -749,6 +760,26 @@ export class DynamoLedger implements Ledger {
     for await (const page of pages) for (const item of page.Items ?? []) yield toVersion(item);
   }
 
+  async pageHeads(options: { after?: string | undefined; limit: number }): Promise<{
+    heads: FileVersion[];
+    next?: string | undefined;
+  }> {
+    const out = await this.db.send(
+      new ScanCommand({
+        TableName: this.table,
+        FilterExpression: 'begins_with(pk, :p) AND sk = :head',
+        ExpressionAttributeValues: { ':p': PK.path, ':head': SK.head },
+        Limit: options.limit,
+        // Eventually consistent, at half the read cost of a strongly consistent scan: reconciliation
+        // re-reads a head strongly consistently before it acts on it (core/reconcile.ts).
+        ConsistentRead: false,
+        ...(options.after === undefined ? {} : { ExclusiveStartKey: JSON.parse(options.after) as Item }),
+      }),
+    );
+    const heads = (out.Items ?? []).map(toVersion);
+    return out.LastEvaluatedKey ? { heads, next: JSON.stringify(out.LastEvaluatedKey) } : { heads };
+  }
+
   async *scanPendingUploads(): AsyncIterable<{ sha256: string; uploadId: string }> {
     const pages = paginateScan(
       { client: this.db, pageSize: 500 },
@@ -773,9 +804,99 @@ export class DynamoLedger implements Ledger {
 
   async setWatermark(targetId: string, cursor: readonly number[]): Promise<void> {
     await this.db.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: watermarkItemKey(targetId),
+        UpdateExpression: 'SET #cursor = :cursor',
+        ExpressionAttributeNames: { '#cursor': 'cursor' },
+        ExpressionAttributeValues: { ':cursor': [...cursor] },
+      }),
+    );
+  }
+
+  async appliedVersions(targetId: string, paths: readonly string[]): Promise<Map<string, number>> {
+    const applied = new Map<string, number>();
+    const unique = [...new Set(paths)];
+    for (let i = 0; i < unique.length; i += BATCH_GET_MAX) {
+      const keys = unique
+        .slice(i, i + BATCH_GET_MAX)
+        .map((p): Item => ({ ...targetStateItemKey(targetId, p) }));
+      for (const item of await this.batchGet(keys, 'pk, appliedVersion')) {
+        applied.set(
+          (item.pk as string).slice(targetStateKey(targetId, '').length),
+          item.appliedVersion as number,
+        );
+      }
+    }
+    return applied;
+  }
+
+  /** One BatchGetItem, then again for what DynamoDB left unprocessed (after a short backoff). */
+  private async batchGet(keys: Item[], projection: string): Promise<Item[]> {
+    const found: Item[] = [];
+    let pending = keys;
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      if (attempt > 0) await sleep(backoffMs(attempt, 20, 1000));
+      const out = await this.db.send(
+        new BatchGetCommand({
+          RequestItems: {
+            [this.table]: { Keys: pending, ConsistentRead: true, ProjectionExpression: projection },
+          },
+        }),
+      );
+      found.push(...(out.Responses?.[this.table] ?? []));
+      pending = (out.UnprocessedKeys?.[this.table]?.Keys ?? []) as Item[];
+    }
+    return found;
+  }
+
+  async getLagRecord(targetId: string): Promise<LagRecord | undefined> {
+    const item = await this.get(watermarkItemKey(targetId));
+    if (!item) return undefined;
+    return { cursor: item.cursor as number[], figures: item.figures as LagFigures | undefined };
+  }
+
+  async putLagRecord(targetId: string, record: LagRecord): Promise<void> {
+    await this.db.send(
       new PutCommand({
         TableName: this.table,
-        Item: { ...watermarkItemKey(targetId), cursor: [...cursor] },
+        Item: {
+          ...watermarkItemKey(targetId),
+          cursor: [...record.cursor],
+          // Through JSON: the figures' absent (undefined) fields are left out, as DynamoDB wants.
+          ...(record.figures ? { figures: JSON.parse(JSON.stringify(record.figures)) as Item } : {}),
+        },
+      }),
+    );
+  }
+
+  async getReconcileCheckpoint(): Promise<ReconcileCheckpoint | undefined> {
+    const item = await this.get(reconcileCheckpointItemKey);
+    if (!item) return undefined;
+    return {
+      cycleStartedAt: item.cycleStartedAt as string,
+      heads: item.heads as number,
+      ...(typeof item.after === 'string' ? { after: item.after } : {}),
+      ...(typeof item.lastCycleEndedAt === 'string' ? { lastCycleEndedAt: item.lastCycleEndedAt } : {}),
+    };
+  }
+
+  async putReconcileCheckpoint(checkpoint: ReconcileCheckpoint): Promise<void> {
+    // An UpdateItem, not a PutItem: reconcile's role may update rows, never replace them (lib/grants.ts).
+    const fields = Object.entries(checkpoint).filter(([, v]) => v !== undefined);
+    const removed = (['after', 'lastCycleEndedAt'] as const).filter((k) => checkpoint[k] === undefined);
+    await this.db.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: reconcileCheckpointItemKey,
+        UpdateExpression: [
+          `SET ${fields.map(([k]) => `#${k} = :${k}`).join(', ')}`,
+          ...(removed.length > 0 ? [`REMOVE ${removed.map((k) => `#${k}`).join(', ')}`] : []),
+        ].join(' '),
+        ExpressionAttributeNames: Object.fromEntries(
+          [...fields.map(([k]) => k), ...removed].map((k) => [`#${k}`, k]),
+        ),
+        ExpressionAttributeValues: Object.fromEntries(fields.map(([k, v]) => [`:${k}`, v])),
       }),
     );
   }

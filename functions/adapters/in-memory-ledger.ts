@@ -15,7 +15,10 @@ import type {
   CommitWrite,
   IdempotencyClaim,
   IdempotencyRecord,
+  LagFigures,
+  LagRecord,
   Ledger,
+  ReconcileCheckpoint,
   StoredPart,
 } from '../core/ports.js';
 
@@ -95,6 +98,8 @@ export class InMemoryLedger implements Ledger {
   private readonly feeds = new Map<number, Change[]>();
   private readonly targets = new Map<string, TargetItem>();
   private readonly watermarks = new Map<string, number[]>();
+  private readonly lagFigures = new Map<string, LagFigures>();
+  private reconcileCheckpoint: ReconcileCheckpoint | undefined;
   private readonly heartbeats = new Map<string, string>();
 
   /** What an agent's own row would say: the on-prem agent writes it, not the ledger port. */
@@ -339,6 +344,19 @@ export class InMemoryLedger implements Ledger {
     yield* heads;
   }
 
+  async pageHeads(options: { after?: string | undefined; limit: number }): Promise<{
+    heads: FileVersion[];
+    next?: string | undefined;
+  }> {
+    // Paths in order, the position the last path returned: a head added meanwhile is met if it sorts later.
+    const paths = [...this.heads.keys()]
+      .sort()
+      .filter((p) => options.after === undefined || p > options.after);
+    const page = paths.slice(0, options.limit);
+    const heads = copy(page.map((p) => this.heads.get(p) as FileVersion));
+    return paths.length > page.length ? { heads, next: page.at(-1) } : { heads };
+  }
+
   // Change feed
 
   async latestFeedSeq(shard: number): Promise<number> {
@@ -418,6 +436,34 @@ export class InMemoryLedger implements Ledger {
 
   async setWatermark(targetId: string, cursor: readonly number[]): Promise<void> {
     this.watermarks.set(targetId, [...cursor]);
+  }
+
+  async appliedVersions(targetId: string, paths: readonly string[]): Promise<Map<string, number>> {
+    return new Map(
+      paths.flatMap((p) => {
+        const item = this.targets.get(targetKey(targetId, p));
+        return item ? [[p, item.appliedVersion] as const] : [];
+      }),
+    );
+  }
+
+  async getLagRecord(targetId: string): Promise<LagRecord | undefined> {
+    const cursor = this.watermarks.get(targetId);
+    if (!cursor) return undefined;
+    return copy({ cursor, figures: this.lagFigures.get(targetId) });
+  }
+
+  async putLagRecord(targetId: string, record: LagRecord): Promise<void> {
+    this.watermarks.set(targetId, [...record.cursor]);
+    if (record.figures) this.lagFigures.set(targetId, copy(record.figures));
+  }
+
+  async getReconcileCheckpoint(): Promise<ReconcileCheckpoint | undefined> {
+    return copy(this.reconcileCheckpoint);
+  }
+
+  async putReconcileCheckpoint(checkpoint: ReconcileCheckpoint): Promise<void> {
+    this.reconcileCheckpoint = stored(checkpoint);
   }
 
   // Agents

@@ -4,22 +4,28 @@
  * committed change it has not applied, and how many such changes there are.
  *
  * Each target keeps a watermark: a feed cursor below which every change is
- * applied (or not selected). A run advances it past applied changes and stops
- * at the first unapplied one in each shard, so each change is looked up once
- * on its way past the watermark, plus a bounded look-ahead to count the backlog.
+ * applied (or not selected). A run reads each shard past the watermark a page at
+ * a time, advancing the watermark over applied changes up to the first unapplied
+ * one, then counting the backlog. A run is bounded (a budget of ledger calls and
+ * a deadline): shards are read a page each in turn, so every shard is looked at
+ * in every run, and the watermark is saved with the figures after every round,
+ * so a run cut short loses at most one round and the next run goes on from there.
+ * While the monitor is still catching up with a long run of applied changes the
+ * lag it reports is an upper bound (the age of the last change it checked); the
+ * oldest unapplied change's age is exact as soon as that change is found.
+ * The figures are stored (`LagRecord`): `GET /v1/targets` reads them, it walks nothing.
  */
 
 import type { Change } from '../../contracts/model.js';
 import { targetSelects } from '../../contracts/topology.js';
-import { type Cursor, initialCursor } from './changes.js';
+import { initialCursor } from './changes.js';
 import { fanOut } from './commit.js';
-import type { Clock, FanoutQueue, Ledger } from './ports.js';
+import type { AgentLedger, Clock, FanoutQueue, LagFigures, TargetLedger, VersionLedger } from './ports.js';
 
 export interface LagDeps {
-  readonly ledger: Pick<
-    Ledger,
-    'readFeed' | 'getTargetState' | 'getWatermark' | 'setWatermark' | 'getAgentHeartbeat' | 'markFannedOut'
-  >;
+  readonly ledger: Pick<VersionLedger, 'readFeed' | 'markFannedOut'> &
+    Pick<TargetLedger, 'appliedVersions' | 'getLagRecord' | 'putLagRecord'> &
+    Pick<AgentLedger, 'getAgentHeartbeat'>;
   /** Given, the run also drains the outbox: changes whose fan-out never completed are sent again. */
   readonly fanout?: FanoutQueue | undefined;
   readonly clock: Clock;
@@ -31,22 +37,27 @@ export interface LagDeps {
   }[];
 }
 
-export interface TargetLag {
+export interface TargetLag extends LagFigures {
   readonly targetId: string;
   readonly kind: 's3' | 'pull';
-  /** Age of the oldest committed change not applied; 0 when caught up. */
-  readonly lagSeconds: number;
-  /** Changes not applied (counted up to the look-ahead limit). */
-  readonly pending: number;
-  readonly pendingCapped: boolean;
-  readonly oldestPending?:
-    | { readonly path: string; readonly version: number; readonly committedAt: string }
-    | undefined;
   /** Pull targets: seconds since the agent's last heartbeat; undefined if it never reported. */
   readonly heartbeatAgeSeconds?: number | undefined;
+  /** Ledger calls this run made for the target. */
+  readonly ledgerCalls: number;
 }
 
-const PAGE = 100;
+export interface LagOptions {
+  /** Stop counting a target's backlog at this many pending changes. @default 1000 */
+  readonly lookAhead?: number;
+  /** Ledger calls per target per run (at least enough to read one page of every shard). @default 400 */
+  readonly callsPerTarget?: number;
+  /** Epoch milliseconds (real time) after which a run starts no more pages. */
+  readonly deadline?: number;
+}
+
+/** Feed entries per read, and paths per batched read of the target's rows. */
+export const LAG_PAGE = 100;
+const DEFAULT_CALLS_PER_TARGET = 400;
 
 /**
  * A commit marks its feed entry right after the fan-out; an entry still unmarked this long after
@@ -54,144 +65,234 @@ const PAGE = 100;
  */
 export const OUTBOX_GRACE_MS = 30_000;
 
-/** Sends an unmarked change again (a distinct deduplication id; targets apply it idempotently). */
-async function drainOutbox(deps: LagDeps, change: Change, now: number): Promise<void> {
-  if (!deps.fanout || change.fannedOut || now - Date.parse(change.appendedAt) < OUTBOX_GRACE_MS) return;
-  await fanOut({ fanout: deps.fanout, targets: deps.targets }, change, { resend: 'outbox' });
-  await deps.ledger.markFannedOut(change.shard, change.seq);
+/** Measures every target (in parallel, each within its own share of the budget) and stores the figures. */
+export async function measureLag(deps: LagDeps, options: LagOptions = {}): Promise<TargetLag[]> {
+  const run: Run = {
+    deps,
+    lookAhead: options.lookAhead ?? 1000,
+    now: deps.clock.now().getTime(),
+    // Reading every shard once (a feed page and the target's rows), the record read and written, a heartbeat.
+    calls: Math.max(options.callsPerTarget ?? DEFAULT_CALLS_PER_TARGET, minimumCalls(deps.feedShards)),
+    deadline: options.deadline ?? Number.POSITIVE_INFINITY,
+    resent: new Set(),
+  };
+  return Promise.all(deps.targets.map((target) => measureTargetLag(run, target)));
 }
 
-export async function measureLag(deps: LagDeps, options: { lookAhead?: number } = {}): Promise<TargetLag[]> {
-  const limits: ScanLimits = { lookAhead: options.lookAhead ?? 1000, now: deps.clock.now().getTime() };
-  return Promise.all(deps.targets.map((target) => measureTargetLag(deps, target, limits)));
-}
+/** The fewest ledger calls a run needs per target: one page of every shard is always read. */
+export const minimumCalls = (feedShards: number): number => 2 * feedShards + 3;
 
 type LagTarget = LagDeps['targets'][number];
 
-interface ScanLimits {
-  /** Stop counting a target's backlog at this many pending changes. */
+interface Run {
+  readonly deps: LagDeps;
   readonly lookAhead: number;
-  /** The run's one "now", in epoch milliseconds. */
+  /** The run's one "now", in epoch milliseconds (the deps' clock). */
   readonly now: number;
+  readonly calls: number;
+  readonly deadline: number;
+  /** Feed entries this run already re-sent from the outbox (`shard/seq`): once, whichever target found it. */
+  readonly resent: Set<string>;
 }
 
-/** One target's scan of the feed: its watermark as it advances, and the backlog found past it. */
-interface TargetScan {
+/** One shard's scan in this run. */
+interface ShardScan {
+  readonly shard: number;
+  /** The last seq read. */
+  after: number;
+  /** The watermark still follows the scan (nothing unapplied met yet). */
+  advancing: boolean;
+  /** Read to the feed's end, or to the look-ahead: nothing more to learn this run. */
+  done: boolean;
+  /** The last change read: while nothing unapplied was met, the lag is at most its age. */
+  last: Change | undefined;
+}
+
+/** One target's measurement: its watermark as it advances, and the backlog found past it. */
+class TargetScan {
   readonly watermark: number[];
-  pending: number;
+  readonly shards: ShardScan[];
+  pending = 0;
   oldest: Change | undefined;
-  capped: boolean;
-}
+  capped = false;
+  calls = 0;
 
-/** Scans every shard past the target's watermark, stores the advanced watermark, and reports the lag. */
-async function measureTargetLag(deps: LagDeps, target: LagTarget, limits: ScanLimits): Promise<TargetLag> {
-  const scan: TargetScan = {
-    watermark: await loadWatermark(deps, target.id),
-    pending: 0,
-    oldest: undefined,
-    capped: false,
-  };
-  for (let shard = 0; shard < deps.feedShards; shard++) await scanShard(deps, target, scan, shard, limits);
-  await deps.ledger.setWatermark(target.id, scan.watermark as Cursor);
-  const heartbeat = target.kind === 'pull' ? await deps.ledger.getAgentHeartbeat(target.id) : undefined;
-  return lagReport(target, scan, heartbeat, limits.now);
-}
+  constructor(
+    readonly run: Run,
+    readonly target: LagTarget,
+    watermark: number[],
+  ) {
+    this.watermark = watermark;
+    this.shards = watermark.map((after, shard) => ({
+      shard,
+      after,
+      advancing: true,
+      done: false,
+      last: undefined,
+    }));
+  }
 
-/** The stored watermark, or the feed's start when none is stored or the shard count changed. */
-async function loadWatermark(deps: LagDeps, targetId: string): Promise<number[]> {
-  const stored = await deps.ledger.getWatermark(targetId);
-  return stored?.length === deps.feedShards ? [...stored] : [...initialCursor(deps.feedShards)];
-}
+  /** Whether `n` more ledger calls fit (keeping two: the final save, a heartbeat), before the deadline. */
+  affords(n: number): boolean {
+    return this.calls + n + 2 <= this.run.calls && Date.now() < this.run.deadline;
+  }
 
-/**
- * Reads one shard's feed past the watermark: advances the watermark over applied changes up to
- * the first unapplied one, then counts the backlog until the feed ends or the look-ahead is reached.
- */
-async function scanShard(
-  deps: LagDeps,
-  target: LagTarget,
-  scan: TargetScan,
-  shard: number,
-  limits: ScanLimits,
-): Promise<void> {
-  const position: ShardPosition = { shard, after: scan.watermark[shard] ?? 0, advancing: true };
-  for (;;) {
-    const page = await deps.ledger.readFeed(shard, position.after, PAGE);
-    if (await scanPage(deps, target, scan, position, page, limits)) return;
-    if (page.length < PAGE) return;
+  figures(): LagFigures {
+    const caughtUp = this.shards.every((s) => s.done || !s.advancing);
+    // Per shard: the oldest unapplied change found, or while still walking applied ones, the last checked.
+    const since = [
+      ...(this.oldest ? [Date.parse(this.oldest.committedAt)] : []),
+      ...this.shards.flatMap((s) =>
+        !s.done && s.advancing && s.last ? [Date.parse(s.last.committedAt)] : [],
+      ),
+    ];
+    const from = since.length > 0 ? Math.min(...since) : this.run.now;
+    const { oldest } = this;
+    return {
+      lagSeconds: Math.max(0, (this.run.now - from) / 1000),
+      pending: this.pending,
+      pendingCapped: this.capped || this.shards.some((s) => !s.done),
+      caughtUp,
+      measuredAt: new Date(this.run.now).toISOString(),
+      oldestPending: oldest && {
+        path: oldest.path,
+        version: oldest.version,
+        committedAt: oldest.committedAt,
+      },
+    };
   }
 }
 
-/** Where a shard's scan is: the last change read, and whether the watermark still follows it. */
-interface ShardPosition {
-  readonly shard: number;
-  after: number;
-  advancing: boolean;
+/** Reads the target's shards a page each per round, saving watermark and figures after every round. */
+async function measureTargetLag(run: Run, target: LagTarget): Promise<TargetLag> {
+  const { ledger } = run.deps;
+  const record = await ledger.getLagRecord(target.id);
+  const scan = new TargetScan(run, target, startingWatermark(record?.cursor, run.deps.feedShards));
+  scan.calls++;
+  await walkShards(scan);
+  const figures = await save(scan);
+  const heartbeat = target.kind === 'pull' ? await ledger.getAgentHeartbeat(target.id) : undefined;
+  if (target.kind === 'pull') scan.calls++;
+  return {
+    targetId: target.id,
+    kind: target.kind,
+    ...figures,
+    heartbeatAgeSeconds:
+      heartbeat === undefined ? undefined : Math.max(0, (run.now - Date.parse(heartbeat)) / 1000),
+    ledgerCalls: scan.calls,
+  };
 }
 
-/** Visits one page of a shard's feed; true once the look-ahead is reached. */
-async function scanPage(
-  deps: LagDeps,
-  target: LagTarget,
-  scan: TargetScan,
-  position: ShardPosition,
-  page: readonly Change[],
-  limits: ScanLimits,
-): Promise<boolean> {
+/**
+ * Rounds of one page per open shard while the budget lasts; the first round reads every shard
+ * whatever the budget (a shard never read has no lag to report). Saves after a round that moved
+ * the watermark, so a run cut short loses at most one round.
+ */
+async function walkShards(scan: TargetScan): Promise<void> {
+  for (let round = 0; ; round++) {
+    const before = scan.watermark.join();
+    for (const shard of scan.shards) {
+      if (!shard.done && (round === 0 || scan.affords(2))) await readPage(scan, shard);
+    }
+    if (scan.shards.every((s) => s.done) || !scan.affords(2)) return;
+    if (scan.watermark.join() !== before) await save(scan);
+  }
+}
+
+/** The stored watermark, or the feed's start when none is stored or the shard count changed. */
+function startingWatermark(stored: readonly number[] | undefined, shards: number): number[] {
+  return stored?.length === shards ? [...stored] : [...initialCursor(shards)];
+}
+
+async function save(scan: TargetScan): Promise<LagFigures> {
+  const figures = scan.figures();
+  await scan.run.deps.ledger.putLagRecord(scan.target.id, { cursor: scan.watermark, figures });
+  scan.calls++;
+  return figures;
+}
+
+/**
+ * Reads one page of a shard past where its scan stands and the target's rows for the paths it
+ * selects (one batched read): advances the watermark over applied changes up to the first
+ * unapplied one, then counts the backlog until the feed ends or the look-ahead is reached.
+ */
+async function readPage(scan: TargetScan, position: ShardScan): Promise<void> {
+  const { ledger } = scan.run.deps;
+  const page = await ledger.readFeed(position.shard, position.after, LAG_PAGE);
+  scan.calls++;
+  const selected = page.filter((c) => targetSelects(scan.target, c.path));
+  const applied =
+    selected.length > 0
+      ? await ledger.appliedVersions(scan.target.id, [...new Set(selected.map((c) => c.path))])
+      : new Map<string, number>();
+  scan.calls += Math.ceil(selected.length / LAG_PAGE);
   for (const change of page) {
     position.after = change.seq;
-    if (await isApplied(deps, target, change)) {
+    position.last = change;
+    // A change the target does not select counts as applied: it never will be.
+    if (!targetSelects(scan.target, change.path) || (applied.get(change.path) ?? 0) >= change.version) {
       if (position.advancing) scan.watermark[position.shard] = change.seq;
       continue;
     }
     position.advancing = false;
-    if (await countPending(deps, scan, change, limits)) return true;
+    if (await countPending(scan, change)) {
+      position.done = true;
+      return;
+    }
   }
-  return false;
-}
-
-/** A change the target does not select counts as applied: it never will be. */
-async function isApplied(deps: LagDeps, target: LagTarget, change: Change): Promise<boolean> {
-  return (
-    !targetSelects(target, change.path) ||
-    ((await deps.ledger.getTargetState(change.path, target.id))?.appliedVersion ?? 0) >= change.version
-  );
+  if (page.length < LAG_PAGE) position.done = true;
 }
 
 /** Counts an unapplied change (re-sending it if its fan-out was lost); true once the look-ahead is reached. */
-async function countPending(
-  deps: LagDeps,
-  scan: TargetScan,
-  change: Change,
-  limits: ScanLimits,
-): Promise<boolean> {
-  await drainOutbox(deps, change, limits.now);
+async function countPending(scan: TargetScan, change: Change): Promise<boolean> {
+  await drainOutbox(scan, change);
   scan.pending++;
   if (!scan.oldest || change.committedAt < scan.oldest.committedAt) scan.oldest = change;
-  if (scan.pending < limits.lookAhead) return false;
+  if (scan.pending < scan.run.lookAhead) return false;
   scan.capped = true;
   return true;
 }
 
-function lagReport(
-  target: LagTarget,
-  scan: TargetScan,
-  heartbeat: string | undefined,
-  now: number,
-): TargetLag {
-  const { oldest } = scan;
-  return {
-    targetId: target.id,
-    kind: target.kind,
-    lagSeconds: oldest ? Math.max(0, (now - Date.parse(oldest.committedAt)) / 1000) : 0,
-    pending: scan.pending,
-    pendingCapped: scan.capped,
-    oldestPending: oldest && {
-      path: oldest.path,
-      version: oldest.version,
-      committedAt: oldest.committedAt,
-    },
-    heartbeatAgeSeconds:
-      heartbeat === undefined ? undefined : Math.max(0, (now - Date.parse(heartbeat)) / 1000),
-  };
+/**
+ * Sends an unmarked change again (a distinct deduplication id; targets apply it idempotently),
+ * once per run whichever target met it, and only while the budget allows (the next run goes on).
+ */
+async function drainOutbox(scan: TargetScan, change: Change): Promise<void> {
+  const { deps, now, resent } = scan.run;
+  const key = `${change.shard}/${change.seq}`;
+  if (!deps.fanout || change.fannedOut || now - Date.parse(change.appendedAt) < OUTBOX_GRACE_MS) return;
+  if (resent.has(key) || !scan.affords(1)) return;
+  resent.add(key);
+  await fanOut({ fanout: deps.fanout, targets: deps.targets }, change, { resend: 'outbox' });
+  await deps.ledger.markFannedOut(change.shard, change.seq);
+  scan.calls++;
+}
+
+/** A target's lag as stored by the monitor's latest run (`GET /v1/targets`): reads, walks nothing. */
+export interface StoredLag extends Partial<LagFigures> {
+  readonly targetId: string;
+  readonly heartbeatAgeSeconds?: number | undefined;
+}
+
+/** Every target's stored figures (one read each) and, for pull targets, its agent's heartbeat age now. */
+export async function storedLag(deps: {
+  readonly ledger: Pick<TargetLedger, 'getLagRecord'> & Pick<AgentLedger, 'getAgentHeartbeat'>;
+  readonly clock: Clock;
+  readonly targets: readonly { readonly id: string; readonly kind: 's3' | 'pull' }[];
+}): Promise<StoredLag[]> {
+  const now = deps.clock.now().getTime();
+  return Promise.all(
+    deps.targets.map(async (target) => {
+      const [record, heartbeat] = await Promise.all([
+        deps.ledger.getLagRecord(target.id),
+        target.kind === 'pull' ? deps.ledger.getAgentHeartbeat(target.id) : undefined,
+      ]);
+      return {
+        targetId: target.id,
+        ...record?.figures,
+        heartbeatAgeSeconds:
+          heartbeat === undefined ? undefined : Math.max(0, (now - Date.parse(heartbeat)) / 1000),
+      };
+    }),
+  );
 }

@@ -150,6 +150,15 @@ export interface VersionLedger {
   hasLiveFileUnder(folder: string): Promise<boolean>;
   /** Every path's head, page by page (a table scan: for reconciliation, not for requests). */
   scanHeads(): AsyncIterable<FileVersion>;
+  /**
+   * One page of heads after `after` (an opaque position from an earlier page; none: the start),
+   * eventually consistent; `next` is absent after the last page. A page reads at most `limit` rows
+   * of the store, so it may hold fewer heads (even none) and still have a next one.
+   */
+  pageHeads(options: { after?: string | undefined; limit: number }): Promise<{
+    heads: FileVersion[];
+    next?: string | undefined;
+  }>;
 
   /** The last seq of a shard's feed (0 when empty). */
   latestFeedSeq(shard: number): Promise<number>;
@@ -177,7 +186,55 @@ export interface TargetLedger {
   forgetTargetState(path: string, targetId: string): Promise<void>;
   /** The feed cursor below which every change is applied at the target (see lag.ts). */
   getWatermark(targetId: string): Promise<readonly number[] | undefined>;
+  /** Moves the watermark alone (the figures stored beside it stay). */
   setWatermark(targetId: string, cursor: readonly number[]): Promise<void>;
+  /**
+   * Which version each of `paths` has applied at the target (absent: nothing), in as few calls as
+   * the store allows (DynamoDB: one BatchGetItem per 100 paths).
+   */
+  appliedVersions(targetId: string, paths: readonly string[]): Promise<Map<string, number>>;
+  /** The lag monitor's record of a target: its watermark and the figures of its latest run. */
+  getLagRecord(targetId: string): Promise<LagRecord | undefined>;
+  /** Stores watermark and figures in one write (a run saves as it goes, not only at its end). */
+  putLagRecord(targetId: string, record: LagRecord): Promise<void>;
+}
+
+/** A target's replication lag as the lag monitor last measured it (core/lag.ts). */
+export interface LagFigures {
+  /** Age of the oldest committed change not applied, at `measuredAt`; an upper bound unless `caughtUp`. */
+  readonly lagSeconds: number;
+  /** Changes not applied; a lower bound when `pendingCapped`. */
+  readonly pending: number;
+  readonly pendingCapped: boolean;
+  /** The monitor's scan reached the feed's end, or the oldest unapplied change, in every shard. */
+  readonly caughtUp: boolean;
+  readonly measuredAt: string;
+  readonly oldestPending?:
+    | { readonly path: string; readonly version: number; readonly committedAt: string }
+    | undefined;
+}
+
+export interface LagRecord {
+  readonly cursor: readonly number[];
+  readonly figures?: LagFigures | undefined;
+}
+
+/** Where reconciliation's walk over the heads stands, so that the next run goes on from there. */
+export interface ReconcileCheckpoint {
+  /** The store's position after the last page done (opaque); absent at the start of a cycle. */
+  readonly after?: string | undefined;
+  /** When the current cycle over every head began. */
+  readonly cycleStartedAt: string;
+  /** Heads visited so far in this cycle. */
+  readonly heads: number;
+  /** When the last full cycle ended, if one did. */
+  readonly lastCycleEndedAt?: string | undefined;
+}
+
+/** Reconciliation's own progress (one row). */
+export interface ReconcileLedger {
+  getReconcileCheckpoint(): Promise<ReconcileCheckpoint | undefined>;
+  putReconcileCheckpoint(checkpoint: ReconcileCheckpoint): Promise<void>;
 }
 
 /** What on-premises agents report about themselves. */
@@ -193,7 +250,8 @@ export interface Ledger
     BlobLedger,
     VersionLedger,
     TargetLedger,
-    AgentLedger {}
+    AgentLedger,
+    ReconcileLedger {}
 
 /** The origin bucket, where blobs live at `blobs/<sha256>`. */
 export interface BlobStore {

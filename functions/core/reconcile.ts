@@ -4,15 +4,29 @@
  * schedule, on demand (`media-mirror reconcile`), and at local start (queue state
  * does not survive a local restart). A target added to the topology is filled
  * by the same pass: it has applied nothing, so every head is re-sent to it.
+ *
+ * A run walks the heads a page at a time and stops starting pages at its deadline. Scheduled
+ * runs (`resume`) go on from a checkpoint saved after every page, so a cycle over every head
+ * spans as many runs as the library needs. The walk is an eventually consistent paged scan
+ * (half the read cost of a strongly consistent one; the table has no index of every head, and
+ * tombstones must be visited too): a head read stale is harmless because a head that seems to
+ * have drifted is read again strongly consistently before anything is counted or re-sent.
  */
 import { sleep } from '../../common/retry.ts';
 import type { FileVersion } from '../../contracts/model.js';
 import { targetSelects } from '../../contracts/topology.js';
 import { fanOut } from './commit.js';
-import type { FanoutQueue, ReplicaStore, TargetLedger, VersionLedger } from './ports.js';
+import type {
+  FanoutQueue,
+  ReconcileCheckpoint,
+  ReconcileLedger,
+  ReplicaStore,
+  TargetLedger,
+  VersionLedger,
+} from './ports.js';
 
 export interface ReconcileDeps {
-  readonly ledger: VersionLedger & TargetLedger;
+  readonly ledger: VersionLedger & TargetLedger & ReconcileLedger;
   readonly fanout: FanoutQueue;
   readonly targets: readonly { readonly id: string; readonly pathPrefix?: string | undefined }[];
   /** S3 targets' buckets, to check the objects themselves (not only the ledger's record of them). */
@@ -29,9 +43,14 @@ export interface TargetReconcile {
 }
 
 export interface ReconcileReport {
+  /** Heads visited by this run. */
   readonly heads: number;
   readonly targets: Record<string, TargetReconcile>;
   readonly dryRun: boolean;
+  /** Pages of the table this run read. */
+  readonly pages: number;
+  /** The run reached the last head: the cycle (begun by this run or an earlier one) is complete. */
+  readonly cycleComplete: boolean;
 }
 
 export interface ReconcileOptions {
@@ -42,6 +61,15 @@ export interface ReconcileOptions {
   readonly checkObjects?: boolean;
   /** Upper bound on object checks per second, to spare the buckets' request rates. @default 50 */
   readonly checksPerSecond?: number;
+  /**
+   * Go on from the stored checkpoint and save it after every page (scheduled runs). Without it a
+   * run starts at the first head and leaves the checkpoint alone.
+   */
+  readonly resume?: boolean;
+  /** Epoch milliseconds (real time) after which the run starts no more pages; one page is always read. */
+  readonly deadline?: number;
+  /** Table rows read per page (a page holds at most this many heads). @default 200 */
+  readonly pageSize?: number;
 }
 
 type Drift = 'behind' | 'missing' | 'altered' | undefined;
@@ -61,12 +89,43 @@ export async function reconcileTargets(
     checkObjects: options.checkObjects ?? deps.replicas !== undefined,
     pace: pacer(options.checksPerSecond ?? 50),
   };
+  const walk = await startWalk(deps, options);
   let heads = 0;
-  for await (const head of deps.ledger.scanHeads()) {
-    heads++;
-    await reconcileHead(pass, head);
+  let pages = 0;
+  const deadline = options.deadline ?? Number.POSITIVE_INFINITY;
+  while (pages === 0 || Date.now() < deadline) {
+    const page = await deps.ledger.pageHeads({ after: walk.after, limit: options.pageSize ?? 200 });
+    pages++;
+    for (const head of page.heads) await reconcileHead(pass, head);
+    heads += page.heads.length;
+    walk.after = page.next;
+    walk.heads += page.heads.length;
+    if (options.resume) await saveWalk(deps, walk);
+    if (page.next === undefined) break;
   }
-  return { heads, targets: pass.report, dryRun: options.dryRun === true };
+  const cycleComplete = walk.after === undefined;
+  return { heads, targets: pass.report, dryRun: options.dryRun === true, pages, cycleComplete };
+}
+
+type Walk = { -readonly [K in keyof ReconcileCheckpoint]: ReconcileCheckpoint[K] };
+
+/** Where the run starts: the stored checkpoint when resuming one, else the first head. */
+async function startWalk(deps: ReconcileDeps, options: ReconcileOptions): Promise<Walk> {
+  const stored = options.resume ? await deps.ledger.getReconcileCheckpoint() : undefined;
+  const fresh: Walk = { cycleStartedAt: new Date().toISOString(), heads: 0 };
+  if (!stored) return fresh;
+  // The last run ended a cycle: this one begins the next.
+  if (stored.after === undefined) return { ...fresh, lastCycleEndedAt: stored.lastCycleEndedAt };
+  return { ...stored };
+}
+
+/** Saves the walk after a page; at the last page, the cycle's end (the next run starts a new cycle). */
+async function saveWalk(deps: ReconcileDeps, walk: Walk): Promise<void> {
+  const ended = walk.after === undefined;
+  await deps.ledger.putReconcileCheckpoint({
+    ...walk,
+    ...(ended ? { lastCycleEndedAt: new Date().toISOString() } : {}),
+  });
 }
 
 /** What one reconcile pass carries from head to head. */
@@ -82,30 +141,52 @@ interface ReconcilePass {
 
 type TargetState = Awaited<ReturnType<TargetLedger['listTargetStates']>>[number];
 
-/** Finds the targets that selected this head and do not hold it, and re-sends it to them. */
-async function reconcileHead(pass: ReconcilePass, head: FileVersion): Promise<void> {
+/**
+ * Finds the targets that selected this head and do not hold it, and re-sends it to them. A head
+ * from the (eventually consistent) walk that seems to have drifted is read again, strongly
+ * consistently, and weighed as it is now: a stale read re-sends nothing old and forgets no row.
+ */
+async function reconcileHead(pass: ReconcilePass, head: FileVersion, confirmed = false): Promise<void> {
   const { deps, options } = pass;
+  const drifts = await headDrifts(pass, head);
+  if (drifts.length === 0) return;
+  if (!confirmed) {
+    const current = await deps.ledger.getHead(head.path);
+    if (!current) return;
+    if (current.version !== head.version) return reconcileHead(pass, current, true);
+  }
+  for (const { target, drift } of drifts) {
+    countDrift(pass.report[target.id] as TargetReconcile, drift);
+    // The row says applied; the object says otherwise: forget the row so the resend is applied.
+    if (drift !== 'behind' && !options.dryRun) await deps.ledger.forgetTargetState(head.path, target.id);
+  }
+  if (!options.dryRun)
+    await fanOut({ fanout: deps.fanout, targets: drifts.map((d) => d.target) }, head, {
+      resend: pass.resend,
+    });
+}
+
+/** The targets that select the head and how each differs from it. */
+async function headDrifts(
+  pass: ReconcilePass,
+  head: FileVersion,
+): Promise<{ target: ReconcileDeps['targets'][number]; drift: Exclude<Drift, undefined> }[]> {
   const selecting = pass.targets.filter((t) => targetSelects(t, head.path));
+  if (selecting.length === 0) return [];
   const states = new Map(
     (
-      await deps.ledger.listTargetStates(
+      await pass.deps.ledger.listTargetStates(
         head.path,
         selecting.map((t) => t.id),
       )
     ).map((s) => [s.targetId, s]),
   );
-  const needed: { id: string }[] = [];
+  const drifts = [];
   for (const target of selecting) {
-    const state = states.get(target.id);
-    const drift = await targetDrift(pass, head, target.id, state);
-    if (!drift) continue;
-    countDrift(pass.report[target.id] as TargetReconcile, drift);
-    needed.push(target);
-    // The row says applied; the object says otherwise: forget the row so the resend is applied.
-    if (drift !== 'behind' && !options.dryRun) await deps.ledger.forgetTargetState(head.path, target.id);
+    const drift = await targetDrift(pass, head, target.id, states.get(target.id));
+    if (drift) drifts.push({ target, drift });
   }
-  if (needed.length > 0 && !options.dryRun)
-    await fanOut({ fanout: deps.fanout, targets: needed }, head, { resend: pass.resend });
+  return drifts;
 }
 
 /** How the target differs from the head: behind by the ledger's row, or by its object when checked. */

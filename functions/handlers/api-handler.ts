@@ -28,7 +28,7 @@ import { S3_MAX_KEY_BYTES } from '../../contracts/paths.js';
 import type { Telemetry } from '../adapters/powertools.js';
 import { decodeCursor, encodeCursor, readChanges } from '../core/changes.js';
 import { MirrorError, ValidationError } from '../core/errors.js';
-import { measureLag, type TargetLag } from '../core/lag.js';
+import { type StoredLag, storedLag } from '../core/lag.js';
 import { PathPolicy } from '../core/paths.js';
 import { restoreVersion } from '../core/restore.js';
 import {
@@ -179,7 +179,7 @@ const versionView = (v: FileVersion) => ({
   deleted: v.deleted,
 });
 
-function targetView(t: ApiTarget, l: TargetLag | undefined) {
+function targetView(t: ApiTarget, l: StoredLag | undefined) {
   return {
     id: t.id,
     kind: t.kind,
@@ -190,6 +190,8 @@ function targetView(t: ApiTarget, l: TargetLag | undefined) {
       lagSeconds: l?.lagSeconds ?? 0,
       pending: l?.pending ?? 0,
       pendingCapped: l?.pendingCapped ?? false,
+      caughtUp: l?.caughtUp ?? false,
+      ...(l?.measuredAt ? { measuredAt: l.measuredAt } : {}),
       ...(l?.oldestPending ? { oldestPending: l.oldestPending } : {}),
       ...(t.kind === 'pull' ? { heartbeatAgeSeconds: l?.heartbeatAgeSeconds ?? null } : {}),
     },
@@ -206,13 +208,9 @@ interface RouteScope {
 }
 
 async function listTargets({ deps }: RouteScope): Promise<Result> {
-  // Measured on request from the ledger (as the scheduled monitor does): a dead agent shows here too.
-  const report = await measureLag({
-    ledger: deps.ledger,
-    clock: deps.clock,
-    feedShards: deps.feedShards,
-    targets: deps.targets,
-  });
+  // The lag monitor's stored figures: a bounded read per target, however long the backlog
+  // (walking the feed here could outlast the API's 29 s); the heartbeat age is read fresh.
+  const report = await storedLag({ ledger: deps.ledger, clock: deps.clock, targets: deps.targets });
   const lag = new Map(report.map((t) => [t.targetId, t]));
   return reply(contract.listTargets, 200, {
     targets: deps.targets.map((t) => targetView(t, lag.get(t.id))),

@@ -4,10 +4,21 @@
  */
 import type { Context, ScheduledEvent } from 'aws-lambda';
 import type { Telemetry } from '../adapters/powertools.js';
-import { type LagDeps, measureLag, type TargetLag } from '../core/lag.js';
+import { type LagDeps, type LagOptions, measureLag, type TargetLag } from '../core/lag.js';
 
 export interface LagMonitorHandlerDeps extends LagDeps {
   readonly telemetry: Telemetry;
+  /** Overrides of the run's budget (tests); the deadline comes from the invocation's remaining time. */
+  readonly budget?: Pick<LagOptions, 'callsPerTarget' | 'lookAhead'> | undefined;
+}
+
+/**
+ * The run stops starting pages this long before the function's timeout: enough to finish the
+ * page in flight, save, and publish the metrics (a run cut off by its timeout reports nothing).
+ */
+export function lagDeadline(context: Pick<Context, 'getRemainingTimeInMillis'>, now = Date.now()): number {
+  const remaining = context.getRemainingTimeInMillis();
+  return now + remaining - Math.min(Math.max(5_000, remaining / 4), remaining / 2);
 }
 
 export function createLagMonitorHandler(
@@ -17,7 +28,7 @@ export function createLagMonitorHandler(
   return async (_event, context) => {
     logger.addContext(context);
     try {
-      const report = await measureLag(deps);
+      const report = await measureLag(deps, { ...deps.budget, deadline: lagDeadline(context) });
       for (const t of report) {
         const dimensions = { target: t.targetId };
         metrics.seconds('ReplicationLagSeconds', t.lagSeconds, dimensions);

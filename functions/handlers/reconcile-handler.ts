@@ -19,6 +19,15 @@ const requestSchema = z
   .loose()
   .catch({});
 
+/** When the run stops starting pages: time is kept for the page in flight and the expiry sweep after it. */
+export function reconcileDeadline(
+  context: Pick<Context, 'getRemainingTimeInMillis'>,
+  now = Date.now(),
+): number {
+  const remaining = context.getRemainingTimeInMillis();
+  return now + remaining - Math.min(remaining / 4, 60_000);
+}
+
 export function createReconcileHandler(
   handlerDeps: ReconcileHandlerDeps,
 ): (event: unknown, context: Context) => Promise<ReconcileReport & { uploads: ExpirySweepReport }> {
@@ -28,9 +37,15 @@ export function createReconcileHandler(
     logger.addContext(context);
     const request = requestSchema.parse(event);
     try {
+      const narrowed = request.targetIds !== undefined || request.dryRun === true;
       const report = await reconcileTargets(deps, {
         ...(request.targetIds ? { targetIds: request.targetIds } : {}),
         dryRun: request.dryRun ?? false,
+        // A scheduled run goes on where the last one stopped; a narrowed or dry one leaves the
+        // checkpoint to the schedule and starts at the first head.
+        resume: !narrowed,
+        // Time for the page in flight, and for the expiry sweep after it (a quarter, or 60 s at most).
+        deadline: reconcileDeadline(context),
       });
       for (const [target, counts] of Object.entries(report.targets)) {
         metrics.count('ReconcileResent', counts.resent, { target });

@@ -458,10 +458,11 @@ describe('lag monitor and reconcile functions', () => {
     }
   });
 
-  it('lag monitor: GetItem, Query, PutItem, UpdateItem on the table, SendMessage to the target queues (the outbox), no S3, no DeleteItem', () => {
+  it('lag monitor: GetItem, BatchGetItem, Query, PutItem, UpdateItem on the table, SendMessage to the target queues (the outbox), no S3, no DeleteItem', () => {
     const statements = grants('lagMonitor');
     const actions = statements.flatMap(actionsOf);
     expect(actions.filter((a) => a.startsWith('dynamodb:')).sort()).toEqual([
+      'dynamodb:BatchGetItem',
       'dynamodb:GetItem',
       'dynamodb:PutItem',
       'dynamodb:Query',

@@ -83,6 +83,8 @@ describe('reconcile (resume after lost queue state)', () => {
         gamma: { resent: 2, missing: 0, altered: 0 },
       },
       dryRun: true,
+      pages: expect.any(Number),
+      cycleComplete: true,
     });
     for (const t of world.targets) expect(await received(t.queueUrl)).toEqual([]);
 

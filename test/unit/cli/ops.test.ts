@@ -501,6 +501,8 @@ describe('reconcile output', () => {
       mode: 'local' as const,
       heads: 12,
       dryRun: true,
+      pages: 1,
+      cycleComplete: true,
       seconds: 0.42,
       uncheckedTargets: ['ap-south-1'],
       targets: {
