@@ -37,7 +37,8 @@ export async function sustainedRun(
   const started = performance.now();
   const watching = watchTargets(targetProbes(stack, true), prefix, expected, {
     intervalMs: 100,
-    timeoutMs: (options.seconds + 180) * 1000,
+    // Long enough for a slow stack's last uploads to land: lag is what is measured.
+    timeoutMs: (options.seconds + 600) * 1000,
     stopWhen: () => uploadsOver,
     onPoll: (seen) => {
       live = seen;
