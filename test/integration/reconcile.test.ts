@@ -249,3 +249,88 @@ describe('reconcile (resume after lost queue state)', () => {
     expect(await world.replica('alpha').stat('public/dry.txt')).toBeUndefined();
   });
 });
+
+describe('reconcile over runs (a checkpoint)', () => {
+  it('a run stopped by its deadline saves where it stands; the next goes on; a cycle visits every head once', async () => {
+    const world = await makeWorld(emulators);
+    const paths = Array.from({ length: 12 }, (_, i) => `private/many-${i}.txt`);
+    for (const path of paths) {
+      await commitVersion(world.deps, {
+        uploadId: randomUUID(),
+        path,
+        sha256: sha256Hex(path),
+        size: 1,
+        contentType: 'text/plain',
+        deleted: false,
+      });
+    }
+    for (const t of world.targets) await emulators.sqs.send(new PurgeQueueCommand({ QueueUrl: t.queueUrl }));
+    // A deadline already past: each run reads exactly one page (of 8 table rows).
+    const options = { resume: true, deadline: 0, pageSize: 8, checkObjects: false } as const;
+    const first = await reconcileTargets(world.deps, options);
+    expect(first).toMatchObject({ pages: 1, cycleComplete: false });
+    const saved = await world.ledger.getReconcileCheckpoint();
+    expect(saved?.after).toEqual(expect.any(String));
+    expect(saved?.heads).toBe(first.heads);
+
+    const runs = [first];
+    while (!runs.at(-1)?.cycleComplete && runs.length < 50)
+      runs.push(await reconcileTargets(world.deps, options));
+    expect(runs.length).toBeGreaterThan(2);
+    expect(runs.every((r) => r.pages === 1)).toBe(true);
+    // Every head once in the cycle: alpha (no prefix) was sent each path exactly once.
+    expect(runs.reduce((n, r) => n + r.heads, 0)).toBe(paths.length);
+    expect(runs.reduce((n, r) => n + (r.targets.alpha?.resent ?? 0), 0)).toBe(paths.length);
+    expect(await received(world.targets[0]?.queueUrl as string)).toEqual(paths.map((p) => `${p}@1`).sort());
+    const ended = await world.ledger.getReconcileCheckpoint();
+    expect(ended).toMatchObject({ heads: paths.length, lastCycleEndedAt: expect.any(String) });
+    expect(ended?.after).toBeUndefined();
+
+    // The next run begins a new cycle at the first head; a run without `resume` leaves the checkpoint alone.
+    const next = await reconcileTargets(world.deps, options);
+    expect((await world.ledger.getReconcileCheckpoint())?.heads).toBe(next.heads);
+    const full = await reconcileTargets(world.deps, { checkObjects: false, dryRun: true });
+    expect(full).toMatchObject({ heads: paths.length, cycleComplete: true });
+    expect((await world.ledger.getReconcileCheckpoint())?.heads).toBe(next.heads);
+  });
+
+  it('a head read stale by the eventually consistent walk is weighed as it is now', async () => {
+    const world = await makeWorld(emulators);
+    const commit = (path: string) =>
+      commitVersion(world.deps, {
+        uploadId: randomUUID(),
+        path,
+        sha256: sha256Hex(randomUUID()),
+        size: 1,
+        contentType: 'text/plain',
+        deleted: false,
+      });
+    const v1 = await commit('private/stale.txt');
+    const v2 = await commit('private/stale.txt');
+    await world.ledger.recordTargetState({
+      targetId: 'alpha',
+      path: 'private/stale.txt',
+      appliedVersion: v2.version,
+      status: 'copied',
+      appliedAt: new Date().toISOString(),
+    });
+    for (const t of world.targets) await emulators.sqs.send(new PurgeQueueCommand({ QueueUrl: t.queueUrl }));
+    // The walk returns v1 (a stale read); gamma is behind either way, alpha holds v2.
+    const ledger = new Proxy(world.ledger, {
+      get(target, name, receiver) {
+        if (name !== 'pageHeads') return Reflect.get(target, name, receiver);
+        return async (o: { after?: string; limit: number }) => {
+          const page = await target.pageHeads(o);
+          return { ...page, heads: page.heads.map((h) => ({ ...h, ...v1, path: h.path })) };
+        };
+      },
+    });
+    const report = await reconcileTargets({ ...world.deps, ledger }, { checkObjects: false });
+    expect(report.targets.alpha).toEqual({ resent: 0, missing: 0, altered: 0 });
+    expect(report.targets.gamma?.resent).toBe(1);
+    expect(await received(world.targets[2]?.queueUrl as string)).toEqual([`private/stale.txt@${v2.version}`]);
+    expect((await world.ledger.getTargetState('private/stale.txt', 'alpha'))?.appliedVersion).toBe(
+      v2.version,
+    );
+  });
+});
