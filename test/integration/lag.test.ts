@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitVersion } from '../../functions/core/commit.js';
 import { measureLag } from '../../functions/core/lag.js';
 import type { Clock } from '../../functions/core/ports.js';
-import { makeWorld, sha256Hex } from '../support/domain.js';
+import { httpEvent, lambdaContext } from '../support/api-events.js';
+import { makeWorld, sha256Hex, worldApi } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
 
 let emulators: TestEmulators;
@@ -54,6 +55,21 @@ describe('lag monitor', () => {
       targets: world.targets,
     };
     now = new Date('2026-11-21T10:05:00Z');
+    // GET /v1/targets reads the monitor's stored figures: before its first run there are none.
+    const api = worldApi({ ...world, deps: deps as typeof world.deps });
+    const listTargets = async () => {
+      const answer = await api(httpEvent('GET', '/v1/targets'), lambdaContext('api'));
+      expect(answer.statusCode).toBe(200);
+      const body = JSON.parse(answer.body as string) as { targets: { id: string; lag: object }[] };
+      return Object.fromEntries(body.targets.map((t) => [t.id, t.lag]));
+    };
+    expect((await listTargets()).gamma).toEqual({
+      lagSeconds: 0,
+      pending: 0,
+      pendingCapped: false,
+      caughtUp: false,
+      heartbeatAgeSeconds: null,
+    });
     const first = Object.fromEntries((await measureLag(lagDeps)).map((t) => [t.targetId, t]));
     expect(first.alpha).toMatchObject({ lagSeconds: 0, pending: 0 });
     expect(first.beta).toMatchObject({ lagSeconds: 0, pending: 0 });
@@ -62,6 +78,21 @@ describe('lag monitor', () => {
       pending: 3,
       oldestPending: { path: 'public/a.txt' },
       heartbeatAgeSeconds: undefined,
+    });
+    // Once measured, the API answers the stored figures (it walks nothing itself).
+    now = new Date('2026-11-21T10:06:00Z');
+    expect((await listTargets()).gamma).toEqual({
+      lagSeconds: 300,
+      pending: 3,
+      pendingCapped: false,
+      caughtUp: true,
+      measuredAt: '2026-11-21T10:05:00.000Z',
+      oldestPending: {
+        path: 'public/a.txt',
+        version: committed[0]?.version,
+        committedAt: '2026-11-21T10:00:00.000Z',
+      },
+      heartbeatAgeSeconds: null,
     });
 
     // Time passes with the agent still dead: its lag grows. Then it reports and applies: lag falls to zero.
