@@ -132,7 +132,11 @@ const EXPECTED: Record<string, string[]> = {
     's3:ListBucket replica:target-c',
     ...CONSUMES('target-c'),
   ],
-  'lag-monitor': [...LOGS, ...ledger('GetItem', 'PutItem', 'Query', 'UpdateItem'), ...FAN_OUT],
+  'lag-monitor': [
+    ...LOGS,
+    ...ledger('BatchGetItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    ...FAN_OUT,
+  ],
   reconcile: [
     ...LOGS,
     ...ledger('DeleteItem', 'GetItem', 'Query', 'Scan', 'UpdateItem'),
