@@ -699,6 +699,77 @@ export function ledgerContract(
       await fixture.recordAgentHeartbeat('gamma', at(30));
       expect(await ledger.getAgentHeartbeat('gamma')).toBe(at(30));
     });
+
+    it("the lag monitor's record keeps watermark and figures; setWatermark moves the watermark alone", async () => {
+      const { ledger } = await makeLedger();
+      expect(await ledger.getLagRecord('alpha')).toBeUndefined();
+      const figures = {
+        lagSeconds: 12.5,
+        pending: 3,
+        pendingCapped: false,
+        caughtUp: true,
+        measuredAt: at(40),
+        oldestPending: { path: 'a.png', version: 2, committedAt: at(2) },
+      };
+      await ledger.putLagRecord('alpha', { cursor: [2, 0], figures });
+      await ledger.setWatermark('alpha', [3, 1]);
+      expect(await ledger.getLagRecord('alpha')).toEqual({ cursor: [3, 1], figures });
+      expect(await ledger.getWatermark('alpha')).toEqual([3, 1]);
+      const { oldestPending: _, ...without } = figures;
+      await ledger.putLagRecord('alpha', { cursor: [4, 1], figures: without });
+      expect(await ledger.getLagRecord('alpha')).toEqual({ cursor: [4, 1], figures: without });
+      expect(await ledger.getLagRecord('beta')).toBeUndefined();
+    });
+
+    it('appliedVersions reads many paths of one target at once (more than one batch)', async () => {
+      const { ledger } = await makeLedger();
+      const paths = Array.from({ length: 130 }, (_, i) => `many/${i}.png`);
+      for (const [i, path] of paths.entries()) {
+        if (i % 3 !== 0) await ledger.recordTargetState({ ...state(1 + (i % 5), 'copied'), path });
+      }
+      await ledger.recordTargetState({ ...state(9, 'copied'), targetId: 'beta', path: 'many/0.png' });
+      const applied = await ledger.appliedVersions('alpha', [...paths, 'many/1.png']);
+      expect(applied).toEqual(
+        new Map(paths.flatMap((p, i) => (i % 3 !== 0 ? [[p, 1 + (i % 5)] as const] : []))),
+      );
+      expect(await ledger.appliedVersions('alpha', [])).toEqual(new Map());
+    });
+
+    it("reconcile's checkpoint: stored, replaced, its position cleared at a cycle's end", async () => {
+      const { ledger } = await makeLedger();
+      expect(await ledger.getReconcileCheckpoint()).toBeUndefined();
+      await ledger.putReconcileCheckpoint({ after: 'somewhere', cycleStartedAt: at(1), heads: 200 });
+      expect(await ledger.getReconcileCheckpoint()).toEqual({
+        after: 'somewhere',
+        cycleStartedAt: at(1),
+        heads: 200,
+      });
+      await ledger.putReconcileCheckpoint({ cycleStartedAt: at(1), heads: 250, lastCycleEndedAt: at(2) });
+      expect(await ledger.getReconcileCheckpoint()).toEqual({
+        cycleStartedAt: at(1),
+        heads: 250,
+        lastCycleEndedAt: at(2),
+      });
+    });
+
+    it('pageHeads pages through every head once, a bounded page at a time', async () => {
+      const { ledger } = await makeLedger();
+      const paths = ['p/a.png', 'p/b.png', 'q/c.png', 'r/d.png', 's/e.png'];
+      for (const [i, path] of paths.entries()) {
+        expect(await ledger.commit(commitWrite(path, 1, i + 1))).toEqual({ committed: true });
+      }
+      const seen: string[] = [];
+      let after: string | undefined;
+      for (let pages = 1; ; pages++) {
+        const page = await ledger.pageHeads({ after, limit: 2 });
+        expect(page.heads.length).toBeLessThanOrEqual(2);
+        seen.push(...page.heads.map((h) => h.path));
+        if (page.next === undefined) break;
+        after = page.next;
+        expect(pages).toBeLessThan(50);
+      }
+      expect(seen.sort()).toEqual(paths);
+    });
   });
 
   describe(`${name}: copies`, () => {
