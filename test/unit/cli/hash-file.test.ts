@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MirrorCliError } from '../../../cli/errors.ts';
 import { hashFile } from '../../../cli/hash-file.ts';
+import { FILE_CHUNK_BYTES } from '../../../common/sha256-node.ts';
 
 const sha256 = (data: Uint8Array) => createHash('sha256').update(data).digest('hex');
 
@@ -19,7 +20,7 @@ afterAll(async () => {
 
 describe('hashFile', () => {
   it('matches crypto.createHash on a few MiB, reporting progress up to the size', async () => {
-    const data = randomBytes(9 * 1024 * 1024 + 12_345); // more than two 4 MiB chunks, not a multiple
+    const data = randomBytes(2 * FILE_CHUNK_BYTES + 12_345); // more than two read chunks, not a multiple
     const file = join(dir, 'big.bin');
     await writeFile(file, data);
     const progress: number[] = [];
