@@ -14,7 +14,7 @@ import { build } from 'esbuild';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 
-export const DEFAULT_BUNDLE_DIR = resolve(root, 'dist');
+const DEFAULT_BUNDLE_DIR = resolve(root, 'dist');
 
 export interface BundleResult {
   readonly outDir: string;

@@ -212,7 +212,7 @@ function registerLimits(program: Command, io: CliIo, client: ClientOf): void {
     });
 }
 
-export function formatLimits(l: Limits): string {
+function formatLimits(l: Limits): string {
   return [
     `largest upload        ${formatBytes(l.maxUploadBytes)} (${l.maxUploadBytes} bytes)`,
     `multipart above       ${formatBytes(l.multipartThresholdBytes)}, parts of ${formatBytes(l.partBytes)} (${formatBytes(l.minPartBytes)} to ${formatBytes(l.maxPartBytes)}, at most ${l.maxParts})`,

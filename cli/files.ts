@@ -145,7 +145,7 @@ export interface GetResult {
 type GetClient = Pick<MirrorApi, 'getFile' | 'listVersions' | 'contentUrl'>;
 
 /** Content that did not match the recorded SHA-256 (exit 5). */
-export class VerifyFailedError extends MirrorCliError {
+class VerifyFailedError extends MirrorCliError {
   override readonly name = 'VerifyFailedError';
   constructor(message: string) {
     super(message, { exitCode: EXIT.verifyFailed });
