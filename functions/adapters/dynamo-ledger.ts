@@ -243,6 +243,13 @@ function headUpdate(table: string, version: FileVersion, previous: number) {
   };
 }
 
+/** A head's key in the live-files index (index keys and table keys), as LastEvaluatedKey holds it. */
+const liveFileIndexKey = (path: string): Item => ({
+  [LIVE_FILES_INDEX.partitionKey]: folderPartition(path),
+  [LIVE_FILES_INDEX.sortKey]: path,
+  ...headItemKey(path),
+});
+
 const headOf = (item: Item | undefined): Pick<CommitState, 'version' | 'uploadId'> =>
   item === undefined
     ? { version: 0 }
@@ -716,6 +723,49 @@ export class DynamoLedger implements Ledger {
     return (out.Items?.length ?? 0) > 0;
   }
 
+  async listLiveFiles(options: { prefix: string; after?: string | undefined; limit: number }): Promise<{
+    files: FileVersion[];
+    next?: string | undefined;
+  }> {
+    const { prefix, after, limit } = options;
+    const index = {
+      TableName: this.table,
+      IndexName: LIVE_FILES_INDEX.name,
+      Limit: limit,
+      // The index's position after a path is the path's own index key: a cursor needs only the path.
+      ...(after === undefined ? {} : { ExclusiveStartKey: liveFileIndexKey(after) }),
+    };
+    // A prefix lies in its top folder's partition: one Query. The whole mirror is a Scan of the
+    // index, which holds only live files (a tombstone leaves it), so it reads what it answers.
+    const out = await this.db.send(
+      prefix === ''
+        ? new ScanCommand(index)
+        : new QueryCommand({
+            ...index,
+            KeyConditionExpression: '#pk = :pk AND begins_with(#sk, :prefix)',
+            ExpressionAttributeNames: {
+              '#pk': LIVE_FILES_INDEX.partitionKey,
+              '#sk': LIVE_FILES_INDEX.sortKey,
+            },
+            ExpressionAttributeValues: { ':pk': folderPartition(prefix), ':prefix': prefix },
+          }),
+    );
+    const paths = (out.Items ?? []).map((item) => item[LIVE_FILES_INDEX.sortKey] as string);
+    // The index holds keys only (and lags): the heads themselves, strongly consistent, in index order.
+    const batches: Item[][] = [];
+    for (let i = 0; i < paths.length; i += BATCH_GET_MAX) {
+      batches.push(paths.slice(i, i + BATCH_GET_MAX).map((p): Item => ({ ...headItemKey(p) })));
+    }
+    const items = (await Promise.all(batches.map((keys) => this.batchGet(keys)))).flat();
+    const heads = new Map(items.map((item) => [item.path as string, toVersion(item)]));
+    const files = paths.flatMap((p) => {
+      const head = heads.get(p);
+      return head === undefined || head.deleted ? [] : [head];
+    });
+    const last = paths.at(-1);
+    return out.LastEvaluatedKey && last !== undefined ? { files, next: last } : { files };
+  }
+
   // Change feed
 
   async latestFeedSeq(shard: number): Promise<number> {
@@ -832,7 +882,7 @@ export class DynamoLedger implements Ledger {
   }
 
   /** One BatchGetItem, then again for what DynamoDB left unprocessed (after a short backoff). */
-  private async batchGet(keys: Item[], projection: string): Promise<Item[]> {
+  private async batchGet(keys: Item[], projection?: string): Promise<Item[]> {
     const found: Item[] = [];
     let pending = keys;
     for (let attempt = 0; pending.length > 0; attempt++) {
@@ -840,7 +890,11 @@ export class DynamoLedger implements Ledger {
       const out = await this.db.send(
         new BatchGetCommand({
           RequestItems: {
-            [this.table]: { Keys: pending, ConsistentRead: true, ProjectionExpression: projection },
+            [this.table]: {
+              Keys: pending,
+              ConsistentRead: true,
+              ...(projection === undefined ? {} : { ProjectionExpression: projection }),
+            },
           },
         }),
       );

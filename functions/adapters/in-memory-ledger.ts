@@ -339,6 +339,23 @@ export class InMemoryLedger implements Ledger {
     );
   }
 
+  async listLiveFiles(options: { prefix: string; after?: string | undefined; limit: number }): Promise<{
+    files: FileVersion[];
+    next?: string | undefined;
+  }> {
+    // In UTF-8 byte order, as DynamoDB sorts the index's string keys.
+    const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
+    const after = options.after;
+    const paths = [...this.heads.values()]
+      .filter((h) => !h.deleted && h.path.startsWith(options.prefix))
+      .map((h) => h.path)
+      .sort(byBytes)
+      .filter((p) => after === undefined || byBytes(p, after) > 0);
+    const page = paths.slice(0, options.limit);
+    const files = copy(page.map((p) => this.heads.get(p) as FileVersion));
+    return paths.length > page.length ? { files, next: page.at(-1) } : { files };
+  }
+
   async *scanHeads(): AsyncIterable<FileVersion> {
     const heads = copy([...this.heads.values()]);
     yield* heads;

@@ -148,6 +148,19 @@ export interface VersionLedger {
   liveFilesAmong(paths: readonly string[]): Promise<string[]>;
   /** Whether any live file lies under `folder/` (an index, so eventually consistent). */
   hasLiveFileUnder(folder: string): Promise<boolean>;
+  /**
+   * One page of live files (heads that are not tombstones) whose path starts with `prefix`: '' for
+   * every file, otherwise a prefix naming its top folder (it holds a '/'). Read from the live-files
+   * index, so a file committed a moment ago may be missing; each file is then read strongly
+   * consistently (a file deleted meanwhile is left out, a newer version shows). With a prefix, paths
+   * come in order; without one, in no particular order. `after` is the `next` of an earlier page (a
+   * path); a page reads at most `limit` index entries, so it may hold fewer files and still have a
+   * `next`, which is absent after the last page.
+   */
+  listLiveFiles(options: { prefix: string; after?: string | undefined; limit: number }): Promise<{
+    files: FileVersion[];
+    next?: string | undefined;
+  }>;
   /** Every path's head, page by page (a table scan: for reconciliation, not for requests). */
   scanHeads(): AsyncIterable<FileVersion>;
   /**
