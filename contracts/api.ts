@@ -141,11 +141,31 @@ export const partRequestSchema = z.strictObject({
 });
 export type PartRequest = z.input<typeof partRequestSchema>;
 
+/** An ETag as storage sends it: `"…"`, the quotes part of the value (RFC 9110, entity-tag). */
+export function canonicalEtag(etag: string): string {
+  return `"${etag.replace(/^"(.*)"$/, '$1')}"`;
+}
+
+/**
+ * A part's ETag as an uploader reports it: quoted as S3 answers it, or with the quotes stripped
+ * (Uppy 6 and some HTTP clients strip them). Either form names the same part: parsed to the
+ * quoted form. The characters are an entity-tag's (visible ASCII but `"`); a weak `W/` tag is no
+ * ETag storage answers for a part.
+ */
+export const etagInput = z
+  .string()
+  .max(apiLimits.maxEtagLength)
+  .regex(
+    /^(?:"[\x21\x23-\x7e]+"|[\x21\x23-\x7e]+)$/,
+    'must be the ETag storage answered, with or without its quotes: visible ASCII, no space, no inner quote, no W/ prefix',
+  )
+  .transform(canonicalEtag);
+
 /** `PUT /v1/uploads/{id}/parts/{partNumber}`: the part as stored, with the ETag storage answered. */
 export const partReportSchema = z.strictObject({
   size: byteCount,
   sha256: sha256Input,
-  etag: z.string().min(1).max(apiLimits.maxEtagLength),
+  etag: etagInput,
 });
 export type PartReport = z.input<typeof partReportSchema>;
 

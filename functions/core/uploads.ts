@@ -4,15 +4,16 @@
  * report state, delete.
  */
 import { randomUUID } from 'node:crypto';
-import type {
-  CreateUploadResponse,
-  MultipartView,
-  PartReport,
-  PartRequest,
-  PresignedPart,
-  ResponseBody,
-  UploadDeduplicated,
-  UploadRequest,
+import {
+  type CreateUploadResponse,
+  canonicalEtag,
+  type MultipartView,
+  type PartReport,
+  type PartRequest,
+  type PresignedPart,
+  type ResponseBody,
+  type UploadDeduplicated,
+  type UploadRequest,
 } from '../../contracts/api.js';
 import type { Challenge, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
@@ -193,7 +194,12 @@ async function multipartView(deps: Pick<UploadDeps, 'ledger'>, upload: Upload): 
   return {
     partSize,
     partCount,
-    uploadedParts: stored.map(({ partNumber, size, etag }) => ({ partNumber, size, etag })),
+    // Parts recorded before ETags were kept in one form may lack the quotes.
+    uploadedParts: stored.map(({ partNumber, size, etag }) => ({
+      partNumber,
+      size,
+      etag: canonicalEtag(etag),
+    })),
   };
 }
 
@@ -263,7 +269,8 @@ export async function completeUpload(
     );
   }
   try {
-    await deps.blobs.completeMultipart(upload.sha256, upload.multipart.multipartId, stored);
+    const parts = stored.map((p) => ({ ...p, etag: canonicalEtag(p.etag) }));
+    await deps.blobs.completeMultipart(upload.sha256, upload.multipart.multipartId, parts);
   } catch (error) {
     // S3 checks every reported ETag and checksum: a part that is not what was reported fails here.
     const name = (error as { name?: string }).name;
@@ -300,7 +307,7 @@ export async function recordPart(
   const expected = partBytes(upload.multipart, upload.size, part.partNumber);
   if (part.size !== expected)
     throw new ValidationError('size', `part ${part.partNumber} must be ${expected} bytes`);
-  await deps.ledger.recordPart(uploadId, part);
+  await deps.ledger.recordPart(uploadId, { ...part, etag: canonicalEtag(part.etag) });
   return multipartView(deps, upload);
 }
 
