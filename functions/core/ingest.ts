@@ -134,7 +134,7 @@ async function proveBlob(
   if (known && isVerifiedObject(known, event)) return { blob: known, eventStat: undefined };
   const stored = await deps.blobs.stat(sha256, event.versionId);
   if (!stored) return { kind: 'ignored', reason: 'the object is gone (deleted after the event)' };
-  const pinning = await checkPinned(deps, sha256, known, stored);
+  const pinning = await checkPinned(deps, sha256, known, stored, options);
   if ('kind' in pinning) return pinning;
   if (pinning.blob) return { blob: pinning.blob, discarded: pinning.discarded, eventStat: stored };
   return verifyStoredBytes(deps, sha256, known, stored, pinning.pinnedGone, options);
@@ -150,6 +150,7 @@ async function checkPinned(
   sha256: string,
   known: Blob | undefined,
   stored: StoredObject,
+  options: IngestOptions,
 ): Promise<
   { blob?: Blob | undefined; discarded?: DiscardedVersion | undefined; pinnedGone: boolean } | IngestOutcome
 > {
@@ -157,7 +158,9 @@ async function checkPinned(
   if (!known || pinned === undefined || stored.versionId === undefined) return { pinnedGone: false };
   if (stored.versionId === pinned) return { blob: known, pinnedGone: false };
   if (!(await deps.blobs.stat(sha256, pinned))) return { pinnedGone: true };
-  const discarded = await discardVersion(deps, known, stored.versionId, stored);
+  const discarded = await discardVersion(deps, known, { ...stored, versionId: stored.versionId }, options);
+  // Still hashing (or gone meanwhile): nothing is deleted or decided until every byte is read.
+  if ('kind' in discarded) return discarded;
   // Bad bytes commit nothing: a claim of known content is committed by its proof of
   // possession or by good bytes of its own, never by someone's failed overwrite.
   if (discarded.reason !== DUPLICATE) {
@@ -383,20 +386,22 @@ function isVerifiedObject(known: Blob, event: BlobEvent): boolean {
 /**
  * Another object version landed on a pinned blob. Nothing reads it (reads are pinned), so it goes
  * whatever it holds; bad bytes count as a rejection, so an overwrite attempt shows on the alarm.
+ * Its bytes are hashed as any upload's are (a large one in ranges across invocations): the upload
+ * that sent them commits on their proof.
  */
 async function discardVersion(
   deps: IngestDeps,
   pinned: Blob,
-  versionId: string,
-  stored: { size: number; sha256: string | undefined },
-): Promise<DiscardedVersion> {
+  stored: StoredObject & { versionId: string },
+  options: IngestOptions,
+): Promise<DiscardedVersion | IngestOutcome> {
   const { blobs, metrics } = deps;
+  const { versionId } = stored;
   let actual: { sha256: string; size: number } | undefined;
   if (stored.size === pinned.size) {
-    actual =
-      stored.sha256 !== undefined
-        ? { sha256: stored.sha256, size: stored.size }
-        : await blobs.hash(pinned.sha256, versionId);
+    const hashed = await hashStored(deps, pinned.sha256, stored, options);
+    if ('kind' in hashed) return hashed;
+    actual = hashed;
   }
   await blobs.delete(pinned.sha256, versionId);
   metrics.count('BlobVersionsDiscarded');

@@ -298,6 +298,64 @@ describe('the ingest handler with a large object in a batch', () => {
     expect(w.blobs.versionsOf(claimed)).toEqual([]);
   });
 
+  /** Runs the continuations as the queue would deliver them, each to a new invocation; how many ran. */
+  async function drain(w: Awaited<ReturnType<typeof world>>): Promise<number> {
+    let invocations = 0;
+    while (w.continuations.length > 0) {
+      const out = await w.invoke({ verifyBlob: w.continuations.shift() });
+      expect(out.batchItemFailures).toEqual([]);
+      invocations++;
+      expect(invocations).toBeLessThan(20);
+    }
+    return invocations;
+  }
+
+  it('a large duplicate version over a pinned blob is hashed in ranges across invocations, then its upload commits', async () => {
+    const w = await world();
+    const bytes = randomBytes(20 * 1024 + 5);
+    const pinned = await w.stored('media/first.png', bytes);
+    await w.invoke(pinned.event);
+    await drain(w);
+    expect(await w.ledger.getBlob(pinned.sha256)).toMatchObject({ versionId: pinned.versionId });
+
+    // The same bytes sent again through another upload's URL: a second object version at the key.
+    const duplicate = await w.stored('media/again.png', Buffer.from(bytes));
+    w.blobs.calls.length = 0;
+    expect((await w.invoke(duplicate.event)).batchItemFailures).toEqual([]);
+    expect(w.continuations).toMatchObject([
+      { sha256: pinned.sha256, versionId: duplicate.versionId, offset: 8192, hops: 1 },
+    ]);
+    expect(await w.ledger.getUpload(duplicate.uploadId)).toMatchObject({ status: 'pending' });
+    // 20 KiB + 5 bytes in 8 KiB ranges, one per invocation: two more invocations.
+    expect(await drain(w)).toBe(2);
+
+    expect(await w.ledger.getUpload(duplicate.uploadId)).toMatchObject({ status: 'committed' });
+    // Never hashed in one pass; every range read named the duplicate's version; the pin stays.
+    expect(w.blobs.calls.filter((c) => c.op === 'hash')).toEqual([]);
+    const reads = w.blobs.calls.filter((c) => c.op === 'readRange');
+    // Three ranges, one a read ahead each invocation but the last (readAhead 2) fetched again.
+    expect(reads.length).toBeGreaterThanOrEqual(3);
+    expect(new Set(reads.map((c) => c.versionId))).toEqual(new Set([duplicate.versionId]));
+    expect(w.blobs.versionsOf(pinned.sha256).map((v) => v.versionId)).toEqual([pinned.versionId]);
+    expect(await w.ledger.getBlob(pinned.sha256)).toMatchObject({ versionId: pinned.versionId });
+  });
+
+  it('a large version of other bytes over a pinned blob is rejected once its last range is hashed', async () => {
+    const w = await world();
+    const bytes = randomBytes(20 * 1024);
+    const pinned = await w.stored('media/first.png', bytes);
+    await w.invoke(pinned.event);
+    await drain(w);
+    const forged = await w.stored('media/forged.png', randomBytes(20 * 1024), pinned.sha256);
+    w.blobs.calls.length = 0;
+    await w.invoke(forged.event);
+    expect(await drain(w)).toBe(2);
+    expect(w.blobs.calls.filter((c) => c.op === 'hash')).toEqual([]);
+    expect(await w.ledger.getUpload(forged.uploadId)).toMatchObject({ status: 'pending' });
+    expect(w.blobs.versionsOf(pinned.sha256).map((v) => v.versionId)).toEqual([pinned.versionId]);
+    expect(w.metrics.total('IngestRejected')).toBe(1);
+  });
+
   it('a continuation for an object version since deleted ends quietly', async () => {
     const w = await world();
     const large = await w.stored('media/gone.png', randomBytes(20 * 1024));
