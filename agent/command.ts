@@ -8,7 +8,9 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 // The agent and verify load the AWS SDK: imported when their command runs, not for --help.
 import type { startAgent } from './agent.ts';
-import { type AgentFlags, parseByteSize, resolveAgentConfig } from './config.ts';
+import { parseByteSize } from './byte-size.ts';
+// Configuration is read with zod schemas: loaded when a command runs, not for --help.
+import type { AgentFlags } from './config.ts';
 import { AgentConfigError, AgentExitError } from './errors.ts';
 import { type AgentLog, createJsonLog, createTtyLog } from './log.ts';
 import type { VerifyReport } from './verify.ts';
@@ -116,6 +118,7 @@ function makeLog(
 
 async function config(command: Command, io: AgentCliIo, needQueue: boolean) {
   const flags = command.optsWithGlobals<AgentFlags>();
+  const { resolveAgentConfig } = await import('./config.ts');
   try {
     return await resolveAgentConfig({ flags, env: io.env, cwd: io.cwd, needQueue, needTarget: needQueue });
   } catch (error) {

@@ -1,29 +1,27 @@
 /**
  * The `media-mirror` command line: `upload`, `status`, the file verbs (`ls`, `log`, `get`, `rm`,
- * `sync`, `limits`: cli/file-commands.ts), `reconcile`, `redrive` and `agent` (agent/command.ts:
- * the agent owns it). Everything the commands touch (streams, environment,
- * fetch, PUT, clock) comes in through `CliIo`, so `runCli` runs in-process in tests
- * exactly as `bin/cli.ts` runs it. `reconcile` and `redrive` talk to the ledger and the
- * queues directly (cli/ops-context.ts says where they find them).
+ * `restore`, `sync`, `limits`), `reconcile`, `redrive` and `agent` (agent/command.ts: the agent
+ * owns it). This module declares every verb's arguments and options and nothing else: what a
+ * verb does is imported when it runs (cli/file-commands.ts for the API verbs), so `--help` and
+ * usage errors load commander alone, not the API client, zod, the hashing code or the AWS SDK
+ * (docs/cli.md: start-up time). Everything the commands touch (streams, environment, fetch, PUT,
+ * clock) comes in through `CliIo`, so `runCli` runs in-process in tests exactly as `bin/cli.ts`
+ * runs it. `reconcile` and `redrive` talk to the ledger and the queues directly
+ * (cli/ops-context.ts says where they find them).
  */
 import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { registerAgentCommand } from '../agent/command.ts';
 import { AgentExitError } from '../agent/errors.ts';
-import { formatBytes } from '../common/format-bytes.ts';
-import { type FetchLike, MirrorApi } from '../web/client/api.ts';
+import type { FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { isValidContentType } from './content-type.ts';
-import { type ConnectionOptions, loadConnection } from './endpoints.ts';
+import type { ConnectionOptions } from './endpoints.ts';
 import { apiExitCode, describeApiError, MirrorCliError } from './errors.ts';
-import { registerFileCommands } from './file-commands.ts';
-import { createPartSender } from './multipart.ts';
-// reconcile and redrive load the AWS SDK: imported when they run, not for every command.
 import type { OpsFlags } from './ops-context.ts';
-import { createJsonLinesProgress, createTtyProgress, type ProgressSink, type Writable } from './progress.ts';
-import { createPutFile, type PutFile } from './put-file.ts';
-import { formatFileStatus, formatTargetsOverview, getPathStatus, getTargetsOverview } from './status.ts';
-import { type Clock, DEFAULT_TIMEOUT_SECONDS, systemClock, type UploadResult, uploadFile } from './upload.ts';
+import type { ProgressSink, Writable } from './progress.ts';
+import type { PutFile } from './put-file.ts';
+import type { Clock } from './upload.ts';
 
 export interface CliIo {
   stdout: Writable;
@@ -133,6 +131,19 @@ function parseMirrorPath(value: string): string {
   return value;
 }
 
+/** `ls`-style whole numbers (`--jobs`, `--if-version` of rm/restore). */
+function wholeNumber(min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d{1,15}$/.test(value) || n < min)
+      throw new InvalidArgumentError(`expected a whole number >= ${min}.`);
+    return n;
+  };
+}
+
+/** The seconds `upload` waits for its commit by default (cli/upload.ts has the same default). */
+const UPLOAD_TIMEOUT_SECONDS = 120;
+
 function createProgram(io: CliIo): Command {
   const program = new Command();
   program
@@ -153,11 +164,171 @@ function createProgram(io: CliIo): Command {
     .option('--token <token>', 'API bearer token, overrides the endpoints file (env: MIRROR_API_TOKEN)')
     .showSuggestionAfterError(true);
 
-  const client = (command: Command) => apiClient(command, io);
-  registerUploadCommand(program, io, client);
-  registerStatusCommand(program, io, client);
-  registerFileCommands(program, io, client);
+  const verb = verbRunner(io);
+  registerUploadCommands(program, verb);
+  registerReadCommands(program, verb);
+  registerWriteCommands(program, verb);
+  registerOpsCommands(program, io);
+  registerAgentCommand(program, { stdout: io.stdout, stderr: io.stderr, env: io.env, cwd: io.cwd });
+  return program;
+}
 
+type Verbs = typeof import('./file-commands.ts');
+/** Runs an API verb: loads its implementation and the API client only now. */
+type VerbRunner = (
+  command: Command,
+  run: (verbs: Verbs, api: MirrorApi, io: CliIo) => Promise<void>,
+) => Promise<void>;
+
+function verbRunner(io: CliIo): VerbRunner {
+  return async (command, run) => {
+    const [verbs, api] = await Promise.all([import('./file-commands.ts'), apiClient(command, io)]);
+    await run(verbs, api, io);
+  };
+}
+
+/** The CLI's one API client, from the endpoints file or --api/--token. */
+async function apiClient(command: Command, io: CliIo): Promise<MirrorApi> {
+  const options = command.optsWithGlobals<ConnectionOptions>();
+  const [{ loadConnection }, { MirrorApi }] = await Promise.all([
+    import('./endpoints.ts'),
+    import('../web/client/api.ts'),
+  ]);
+  const connection = await loadConnection(
+    { endpoints: options.endpoints, api: options.api, token: options.token },
+    io.env,
+    io.cwd,
+  );
+  return new MirrorApi({
+    baseUrl: connection.api,
+    token: connection.token,
+    fetch: io.fetch,
+    timeoutMs: 30_000,
+    retries: 3,
+    backoff: { baseMs: 500, maxMs: 4_000 },
+  });
+}
+
+function registerUploadCommands(program: Command, verb: VerbRunner): void {
+  program
+    .command('upload')
+    .description('hash a file, upload it (unless the same bytes are already stored) and wait for the commit')
+    .argument('<file>', 'local file to upload')
+    .argument('<path>', 'path in the mirror, e.g. images/2024/cat.jpg', parseMirrorPath)
+    .option('--content-type <type>', 'content type (default: guessed from the extension)', parseContentType)
+    .option('--if-version <n>', 'commit only if the path is at this version now', parseNonNegativeInt)
+    .option('--no-wait', 'return once the bytes are sent, without waiting for the commit')
+    .option('--timeout <seconds>', 'how long to wait for the commit', parseSeconds, UPLOAD_TIMEOUT_SECONDS)
+    .option('--json', 'print the result as one JSON object')
+    .action((file: string, path: string, _opts: unknown, command: Command) =>
+      verb(command, (v, api, io) => v.upload(io, api, file, path, command.opts())),
+    );
+
+  program
+    .command('sync')
+    .description(
+      'upload a folder: only files whose content the mirror does not hold at their path are sent, ' +
+        'content it holds elsewhere is committed without its bytes; resumable (a hash cache skips unchanged files)',
+    )
+    .argument('<dir>', 'local folder')
+    .argument('[prefix]', 'mirror folder to put it under (default: the root)', '')
+    .option('--dry-run', 'list what would be uploaded; send nothing')
+    .option('--jobs <n>', 'files hashed and sent at the same time', wholeNumber(1), 8)
+    .option('--cache <file>', 'hash cache file (default: under $XDG_CACHE_HOME or ~/.cache/media-mirror)')
+    .option('--no-cache', 'hash every file, remember nothing')
+    .option(
+      '--timeout <seconds>',
+      'how long to wait for the commits once every file is sent',
+      wholeNumber(1),
+      300,
+    )
+    .option('--json', 'print the summary (and every file not unchanged) as JSON')
+    .action((dir: string, prefix: string, _opts: unknown, command: Command) =>
+      verb(command, (v, api, io) => v.sync(io, api, dir, prefix, command.opts())),
+    );
+}
+function registerReadCommands(program: Command, verb: VerbRunner): void {
+  program
+    .command('status')
+    .description(
+      "without a path: the deployment's targets with lag, backlog, agent heartbeat and failures; " +
+        "with a path: its head version and each target's copy",
+    )
+    .argument('[path]', 'path in the mirror')
+    .option('--json', 'print the answer as JSON')
+    .action((path: string | undefined, _opts: unknown, command: Command) =>
+      verb(command, (v, api, io) => v.status(io, api, path, command.opts())),
+    );
+
+  program
+    .command('ls')
+    .description('list the live files under a prefix: commit time, size, version, SHA-256, path')
+    .argument('[prefix]', 'only paths starting with this (e.g. photos/2024/)', '')
+    .option('--json', 'print {prefix, files: [...]} as JSON')
+    .action((prefix: string, _opts: unknown, command: Command) =>
+      verb(command, (v, api, io) => v.ls(io, api, prefix, command.opts())),
+    );
+
+  program
+    .command('log')
+    .description("a path's versions, newest first (deletions included)")
+    .argument('<path>', 'path in the mirror', parseMirrorPath)
+    .option('--json', 'print {path, versions: [...]} as JSON')
+    .action((path: string, _opts: unknown, command: Command) =>
+      verb(command, (v, api, io) => v.log(io, api, path, command.opts())),
+    );
+
+  program
+    .command('get')
+    .description('download a file; written only once its size and SHA-256 match the version served')
+    .argument('<path>', 'path in the mirror', parseMirrorPath)
+    .argument('[dest]', 'file or folder to write to (default: the last segment of the path, here)')
+    .option('--target <id>', "read the target's copy instead of the origin's")
+    .option('--json', 'print the result as JSON')
+    .action((path: string, dest: string | undefined, _opts: unknown, command: Command) =>
+      verb(command, (v, api, io) => v.get(io, api, path, dest, command.opts())),
+    );
+
+  program
+    .command('limits')
+    .description(
+      'what the deployment accepts: largest upload, multipart threshold, part sizes, content types',
+    )
+    .option('--json', 'print the API answer as JSON')
+    .action((_opts: unknown, command: Command) =>
+      verb(command, (v, api, io) => v.limits(io, api, command.opts())),
+    );
+}
+
+function registerWriteCommands(program: Command, verb: VerbRunner): void {
+  program
+    .command('rm')
+    .description(
+      'delete a file: commits a tombstone as its newest version (older versions stay readable in log)',
+    )
+    .argument('<path>', 'path in the mirror', parseMirrorPath)
+    .option('--if-version <n>', 'delete only if the head is this version (exit 4 otherwise)', wholeNumber(1))
+    .option('--json', 'print the result as JSON')
+    .action((path: string, _opts: unknown, command: Command) =>
+      verb(command, (v, api, io) => v.rm(io, api, path, command.opts())),
+    );
+
+  program
+    .command('restore')
+    .description(
+      "commit an older version's content as the newest version (no bytes sent; a deleted path comes back)",
+    )
+    .argument('<path>', 'path in the mirror', parseMirrorPath)
+    .argument('<version>', 'the version to restore (see log)', wholeNumber(1))
+    .option('--if-version <n>', 'only if the head is this version (exit 4 otherwise)', wholeNumber(0))
+    .option('--json', 'print the result as JSON')
+    .action((path: string, version: number, _opts: unknown, command: Command) =>
+      verb(command, (v, api, io) => v.restore(io, api, path, version, command.opts())),
+    );
+}
+
+/** `reconcile` and `redrive` load the AWS SDK, only when they run. */
+function registerOpsCommands(program: Command, io: CliIo): void {
   awsOptions(
     program
       .command('reconcile')
@@ -225,128 +396,6 @@ function createProgram(io: CliIo): Command {
       clients.destroy();
     }
   });
-
-  registerAgentCommand(program, { stdout: io.stdout, stderr: io.stderr, env: io.env, cwd: io.cwd });
-
-  return program;
-}
-
-/** The CLI's one API client, from the endpoints file or --api/--token. */
-async function apiClient(command: Command, io: CliIo): Promise<MirrorApi> {
-  const options = command.optsWithGlobals<ConnectionOptions>();
-  const connection = await loadConnection(
-    { endpoints: options.endpoints, api: options.api, token: options.token },
-    io.env,
-    io.cwd,
-  );
-  return new MirrorApi({
-    baseUrl: connection.api,
-    token: connection.token,
-    fetch: io.fetch,
-    timeoutMs: 30_000,
-    retries: 3,
-    backoff: { baseMs: 500, maxMs: 4_000 },
-  });
-}
-
-type ClientOf = (command: Command) => Promise<MirrorApi>;
-
-function registerUploadCommand(program: Command, io: CliIo, client: ClientOf): void {
-  program
-    .command('upload')
-    .description('hash a file, upload it (unless the same bytes are already stored) and wait for the commit')
-    .argument('<file>', 'local file to upload')
-    .argument('<path>', 'path in the mirror, e.g. images/2024/cat.jpg', parseMirrorPath)
-    .option('--content-type <type>', 'content type (default: guessed from the extension)', parseContentType)
-    .option('--if-version <n>', 'commit only if the path is at this version now', parseNonNegativeInt)
-    .option('--no-wait', 'return once the bytes are sent, without waiting for the commit')
-    .option('--timeout <seconds>', 'how long to wait for the commit', parseSeconds, DEFAULT_TIMEOUT_SECONDS)
-    .option('--json', 'print the result as one JSON object')
-    .action(async (file: string, path: string, _opts: unknown, command: Command) => {
-      const opts = command.opts<{
-        contentType?: string;
-        ifVersion?: number;
-        wait: boolean;
-        timeout: number;
-        json?: boolean;
-      }>();
-      const api = await client(command);
-      const progress =
-        io.progress ??
-        (io.stderr.isTTY === true
-          ? createTtyProgress(io.stderr as NodeJS.WritableStream)
-          : createJsonLinesProgress(io.stderr));
-      let result: UploadResult;
-      try {
-        result = await uploadFile(
-          {
-            client: api,
-            putFile: io.putFile ?? createPutFile(),
-            sendParts: createPartSender(api, io.fetch),
-            clock: io.clock ?? systemClock,
-            progress,
-          },
-          {
-            file,
-            path,
-            contentType: opts.contentType,
-            ifVersion: opts.ifVersion,
-            wait: opts.wait,
-            timeoutSeconds: opts.timeout,
-          },
-        );
-      } finally {
-        progress.stop();
-      }
-      io.stdout.write(`${opts.json ? JSON.stringify(uploadJson(result)) : uploadLine(result)}\n`);
-    });
-}
-
-function registerStatusCommand(program: Command, io: CliIo, client: ClientOf): void {
-  program
-    .command('status')
-    .description(
-      "without a path: the deployment's targets with lag, backlog, agent heartbeat and failures; " +
-        "with a path: its head version and each target's copy",
-    )
-    .argument('[path]', 'path in the mirror')
-    .option('--json', 'print the answer as JSON')
-    .action(async (path: string | undefined, _opts: unknown, command: Command) => {
-      const { json } = command.opts<{ json?: boolean }>();
-      const api = await client(command);
-      const now = io.now ?? (() => new Date());
-      if (path === undefined) {
-        const overview = await getTargetsOverview(api);
-        io.stdout.write(`${json ? JSON.stringify(overview) : formatTargetsOverview(overview)}\n`);
-      } else {
-        const status = await getPathStatus(api, path);
-        io.stdout.write(`${json ? JSON.stringify(status) : formatFileStatus(status, now())}\n`);
-      }
-    });
-}
-
-function uploadJson(r: UploadResult): Record<string, unknown> {
-  return {
-    path: r.path,
-    version: r.version,
-    uploadId: r.uploadId,
-    deduplicated: r.deduplicated,
-    sha256: r.sha256,
-    size: r.size,
-    seconds: r.seconds,
-    status: r.status,
-    contentType: r.contentType,
-  };
-}
-
-function uploadLine(r: UploadResult): string {
-  if (r.deduplicated) {
-    return `committed ${r.path} version ${r.version} (deduplicated: no bytes sent)`;
-  }
-  if (r.status === 'pending') {
-    return `sent ${r.path} (${formatBytes(r.size)}, upload ${r.uploadId}); not waiting for the commit: media-mirror status ${r.path}`;
-  }
-  return `committed ${r.path} version ${r.version} (${formatBytes(r.size)} in ${r.seconds.toFixed(1)} s, upload ${r.uploadId})`;
 }
 
 /**
