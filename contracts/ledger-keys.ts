@@ -16,6 +16,7 @@
  *   LAG#<target> WATERMARK               feed cursor below which the target has applied everything,
  *                                        and the lag monitor's figures of its latest run
  *   RECONCILE    CHECKPOINT              where reconciliation's walk over the heads stands
+ *   SWEEP        CHECKPOINT              where the lost-notification sweep's walk over pending uploads stands
  *   AGENT#<target> AGENT                 a pull agent's heartbeat, cursor and counters
  *   IDEM#<key>   IDEM                    an Idempotency-Key: the request's hash and its first answer
  */
@@ -37,6 +38,7 @@ export const PK = {
   agent: 'AGENT#',
   idempotency: 'IDEM#',
   reconcile: 'RECONCILE',
+  sweep: 'SWEEP',
 } as const;
 
 /** Sort keys and sort key prefixes. */
@@ -123,6 +125,7 @@ export const watermarkItemKey = (targetId: string): ItemKey => ({
   sk: SK.watermark,
 });
 export const reconcileCheckpointItemKey: ItemKey = { pk: PK.reconcile, sk: SK.checkpoint };
+export const sweepCheckpointItemKey: ItemKey = { pk: PK.sweep, sk: SK.checkpoint };
 export const agentRowKey = (targetId: string): ItemKey => ({ pk: `${PK.agent}${targetId}`, sk: SK.agent });
 export const idempotencyItemKey = (key: string): ItemKey => ({
   pk: `${PK.idempotency}${key}`,

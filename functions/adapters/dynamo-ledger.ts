@@ -45,6 +45,7 @@ import {
   pendingUploadItemKey,
   reconcileCheckpointItemKey,
   SK,
+  sweepCheckpointItemKey,
   targetStateItemKey,
   targetStateKey,
   uploadItemKey,
@@ -845,6 +846,50 @@ export class DynamoLedger implements Ledger {
         yield { sha256: (item.pk as string).slice(PK.blob.length), uploadId: item.uploadId as string };
       }
     }
+  }
+
+  async pagePendingUploads(options: { after?: string | undefined; limit: number }): Promise<{
+    pointers: { sha256: string; uploadId: string }[];
+    next?: string | undefined;
+  }> {
+    const out = await this.db.send(
+      new ScanCommand({
+        TableName: this.table,
+        FilterExpression: 'begins_with(pk, :b) AND begins_with(sk, :u)',
+        ExpressionAttributeValues: { ':b': PK.blob, ':u': SK.pendingUpload },
+        Limit: options.limit,
+        // Eventually consistent: the sweep reads each upload again before it acts (core/pending-sweep.ts).
+        ConsistentRead: false,
+        ...(options.after === undefined ? {} : { ExclusiveStartKey: JSON.parse(options.after) as Item }),
+      }),
+    );
+    const pointers = (out.Items ?? []).map((item) => ({
+      sha256: (item.pk as string).slice(PK.blob.length),
+      uploadId: item.uploadId as string,
+    }));
+    return out.LastEvaluatedKey ? { pointers, next: JSON.stringify(out.LastEvaluatedKey) } : { pointers };
+  }
+
+  async getSweepCheckpoint(): Promise<string | undefined> {
+    const item = await this.get(sweepCheckpointItemKey);
+    return typeof item?.after === 'string' ? item.after : undefined;
+  }
+
+  async putSweepCheckpoint(after: string | undefined): Promise<void> {
+    // An UpdateItem, not a PutItem: the sweep's role may update rows, never replace them (lib/grants.ts).
+    await this.db.send(
+      new UpdateCommand({
+        TableName: this.table,
+        Key: sweepCheckpointItemKey,
+        ...(after === undefined
+          ? { UpdateExpression: 'REMOVE #after', ExpressionAttributeNames: { '#after': 'after' } }
+          : {
+              UpdateExpression: 'SET #after = :after',
+              ExpressionAttributeNames: { '#after': 'after' },
+              ExpressionAttributeValues: { ':after': after },
+            }),
+      }),
+    );
   }
 
   async getWatermark(targetId: string): Promise<readonly number[] | undefined> {

@@ -100,6 +100,7 @@ export class InMemoryLedger implements Ledger {
   private readonly watermarks = new Map<string, number[]>();
   private readonly lagFigures = new Map<string, LagFigures>();
   private reconcileCheckpoint: ReconcileCheckpoint | undefined;
+  private sweepCheckpoint: string | undefined;
   private readonly heartbeats = new Map<string, string>();
 
   /** What an agent's own row would say: the on-prem agent writes it, not the ledger port. */
@@ -149,6 +150,29 @@ export class InMemoryLedger implements Ledger {
       [...ids].map((uploadId) => ({ sha256, uploadId })),
     );
     yield* all;
+  }
+
+  /** Pointers in (sha256, uploadId) order; the position is the last one returned. */
+  async pagePendingUploads(options: { after?: string | undefined; limit: number }): Promise<{
+    pointers: { sha256: string; uploadId: string }[];
+    next?: string | undefined;
+  }> {
+    const keyOf = (p: { sha256: string; uploadId: string }) => `${p.sha256}/${p.uploadId}`;
+    const all = [...this.pending]
+      .flatMap(([sha256, ids]) => [...ids].map((uploadId) => ({ sha256, uploadId })))
+      .filter((p) => options.after === undefined || keyOf(p) > options.after)
+      .sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
+    const pointers = all.slice(0, options.limit);
+    const last = pointers.at(-1);
+    return all.length > options.limit && last ? { pointers, next: keyOf(last) } : { pointers };
+  }
+
+  async getSweepCheckpoint(): Promise<string | undefined> {
+    return this.sweepCheckpoint;
+  }
+
+  async putSweepCheckpoint(after: string | undefined): Promise<void> {
+    this.sweepCheckpoint = after;
   }
 
   async setChallenge(uploadId: string, challenge: Challenge): Promise<void> {

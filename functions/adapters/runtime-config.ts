@@ -190,6 +190,26 @@ export const reconcileConfigSchema = z
 export type ReconcileConfig = z.output<typeof reconcileConfigSchema>;
 
 /**
+ * The lost-notification sweep: pending uploads in the ledger, their blobs' versions in the origin,
+ * and the ingest queue it sends their events to.
+ */
+export const pendingSweepConfigSchema = z
+  .object({
+    ...ledgerVariables,
+    ...originVariables,
+    MIRROR_INGEST_QUEUE_URL: z.string().min(1),
+    /** Seconds after which a stored object's event counts as lost (core/pending-sweep.ts). @default 600 */
+    MIRROR_SWEEP_GRACE_SECONDS: z.coerce.number().min(0).optional(),
+  })
+  .transform((e, ctx) => ({
+    ...ledgerSection(e, ctx),
+    ...originSection(e),
+    ingestQueueUrl: e.MIRROR_INGEST_QUEUE_URL,
+    graceMs: e.MIRROR_SWEEP_GRACE_SECONDS === undefined ? undefined : e.MIRROR_SWEEP_GRACE_SECONDS * 1000,
+  }));
+export type PendingSweepConfig = z.output<typeof pendingSweepConfigSchema>;
+
+/**
  * Every variable any handler reads: the API's, and a replicate function's own target (the CDK
  * tests check a function's whole environment with it).
  */

@@ -8,16 +8,19 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import type { ExpiryDeps } from '../core/expiry.js';
 import type { IngestDeps } from '../core/ingest.js';
 import type { LagDeps } from '../core/lag.js';
+import type { PendingSweepDeps } from '../core/pending-sweep.js';
 import type { Clock, Metrics, ReplicaStore } from '../core/ports.js';
 import type { ReconcileDeps } from '../core/reconcile.js';
 import type { ReplicateDeps } from '../core/replicate.js';
 import type { UploadDeps } from '../core/uploads.js';
 import type { VerificationQueue } from '../core/verification.js';
 import { DynamoLedger } from './dynamo-ledger.js';
+import { S3OriginVersions, SqsIngestEvents } from './pending-sweep.js';
 import type {
   ApiConfig,
   IngestConfig,
   LagMonitorConfig,
+  PendingSweepConfig,
   ReconcileConfig,
   ReplicateConfig,
   RuntimeTarget,
@@ -184,5 +187,18 @@ export function makeReconcileDeps(
     clock: offsetClock(config.clockOffsetMs),
     targets: config.targets,
     ...(metrics ? { metrics } : {}),
+  };
+}
+
+export function makePendingSweepDeps(config: PendingSweepConfig, metrics: Metrics): PendingSweepDeps {
+  return {
+    ledger: makeLedger(config),
+    origin: new S3OriginVersions(originS3(config), config.originBucket),
+    ingest: new SqsIngestEvents(new SQSClient({ region: config.region }), config.ingestQueueUrl, {
+      bucket: config.originBucket,
+      region: config.region,
+    }),
+    clock: offsetClock(config.clockOffsetMs),
+    metrics,
   };
 }

@@ -92,6 +92,18 @@ export interface UploadLedger {
   removePendingUpload(sha256: string, uploadId: string): Promise<void>;
   /** Every upload still waiting for its blob (a table scan: for sweeps, not for requests). */
   scanPendingUploads(): AsyncIterable<{ sha256: string; uploadId: string }>;
+  /**
+   * One page of pending-upload pointers after `after` (an opaque position from an earlier page;
+   * none: the start), eventually consistent; `next` is absent after the last page. A page reads at
+   * most `limit` rows of the store, so it may hold fewer pointers (even none) and still have a next.
+   */
+  pagePendingUploads(options: { after?: string | undefined; limit: number }): Promise<{
+    pointers: { sha256: string; uploadId: string }[];
+    next?: string | undefined;
+  }>;
+  /** Where the lost-notification sweep's walk stopped (core/pending-sweep.ts); undefined: at a cycle's start. */
+  getSweepCheckpoint(): Promise<string | undefined>;
+  putSweepCheckpoint(after: string | undefined): Promise<void>;
   /** Replaces a pending upload's proof-of-possession challenge (a new claim of it). */
   setChallenge(uploadId: string, challenge: Challenge): Promise<void>;
   /**
@@ -344,6 +356,8 @@ export interface ReplicaStore {
       /** The origin object version the ledger verified: the copy reads that version, not whatever is current. */
       sourceVersionId?: string | undefined;
     },
+    /** `signal` aborts the copy (the invocation's deadline): nothing half-made is left at the target. */
+    options?: { signal?: AbortSignal },
   ): Promise<{ storedSha256: string | undefined; etag: string | undefined }>;
   delete(path: string): Promise<void>;
   presignGet(path: string, expiresInSeconds: number): Promise<string>;

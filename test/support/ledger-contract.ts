@@ -173,6 +173,28 @@ export function ledgerContract(
       ]);
     });
 
+    it("pagePendingUploads pages through every pointer once; the sweep's checkpoint is stored and cleared", async () => {
+      const { ledger } = await makeLedger();
+      const pointers = [1, 2, 3, 4, 5].map((i) => ({ sha256: sha(i), uploadId: `u-${i}` }));
+      for (const p of pointers) await ledger.addPendingUpload(p.sha256, p.uploadId);
+      const seen: { sha256: string; uploadId: string }[] = [];
+      let after: string | undefined;
+      for (let pages = 1; ; pages++) {
+        const page = await ledger.pagePendingUploads({ after, limit: 2 });
+        expect(page.pointers.length).toBeLessThanOrEqual(2);
+        seen.push(...page.pointers);
+        if (page.next === undefined) break;
+        after = page.next;
+        expect(pages).toBeLessThan(50);
+      }
+      expect(seen.sort((a, b) => a.uploadId.localeCompare(b.uploadId))).toEqual(pointers);
+      expect(await ledger.getSweepCheckpoint()).toBeUndefined();
+      await ledger.putSweepCheckpoint('somewhere');
+      expect(await ledger.getSweepCheckpoint()).toBe('somewhere');
+      await ledger.putSweepCheckpoint(undefined);
+      expect(await ledger.getSweepCheckpoint()).toBeUndefined();
+    });
+
     it('a challenge is replaced only while the upload is pending, and each one is spent once', async () => {
       const { ledger } = await makeLedger();
       const challenge = (nonce: string) => ({
