@@ -1,6 +1,7 @@
 /**
- * The presigned PUT: streams the file to storage with exactly the headers the API
- * returned (they are signed: content-length, content-type, x-amz-checksum-sha256).
+ * The presigned PUT: streams the file to storage with exactly the headers the API says to
+ * send (`headers`: content-type, x-amz-checksum-sha256), and the content-length the URL is
+ * signed for (`automaticHeaders`, which node:http would not set for a stream).
  *
  * node:http rather than fetch: fetch would send a streamed body chunked, and S3
  * refuses chunked PUTs to a presigned URL; here the body goes out with the signed
@@ -19,7 +20,10 @@ import { UploadPutError } from './errors.ts';
 
 export interface PutFileRequest {
   url: string;
+  /** The headers to send (the API's `headers`). */
   headers: Readonly<Record<string, string>>;
+  /** Signed too, set by the HTTP client (the API's `automaticHeaders`): the length is checked against the file. */
+  automaticHeaders?: Readonly<Record<string, string>> | undefined;
   file: string;
   /** Bytes the file has (from the hash pass). */
   size: number;
@@ -50,10 +54,10 @@ export function createPutFile(options: PutFileOptions = {}): PutFile {
   const idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
   const chunkBytes = options.chunkBytes ?? 1024 * 1024;
 
-  return async ({ url, headers, file, size, onBytes }) => {
+  return async ({ url, headers, automaticHeaders, file, size, onBytes }) => {
     const target = new URL(url);
     const where = redactUrl(url);
-    const sendHeaders = lengthChecked(headers, size, file);
+    const sendHeaders = lengthChecked({ ...automaticHeaders, ...headers }, size, file);
     if (target.protocol !== 'https:' && target.protocol !== 'http:') {
       throw new UploadPutError(`upload URL has unsupported protocol ${target.protocol}`);
     }
@@ -78,19 +82,28 @@ export function createPutFile(options: PutFileOptions = {}): PutFile {
   };
 }
 
-/** The signed headers, with a content-length when the API did not sign one (S3 needs it). */
+/**
+ * The headers to send, with the content-length of the file (S3 refuses a chunked PUT), checked
+ * against the length the URL is signed for. `host` node:http sets from the URL.
+ */
 function lengthChecked(
   headers: Readonly<Record<string, string>>,
   size: number,
   file: string,
 ): OutgoingHttpHeaders {
-  const contentLength = Object.entries(headers).find(([k]) => k.toLowerCase() === 'content-length')?.[1];
-  if (contentLength !== undefined && Number(contentLength) !== size) {
+  const out: Record<string, string> = {};
+  let signedLength: string | undefined;
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (lower === 'content-length') signedLength = value;
+    else if (lower !== 'host') out[lower] = value;
+  }
+  if (signedLength !== undefined && Number(signedLength) !== size) {
     throw new UploadPutError(
-      `the upload URL is signed for ${contentLength} bytes but ${file} has ${size}; try again`,
+      `the upload URL is signed for ${signedLength} bytes but ${file} has ${size}; try again`,
     );
   }
-  return contentLength === undefined ? { ...headers, 'content-length': String(size) } : { ...headers };
+  return { ...out, 'content-length': String(size) };
 }
 
 /** Streams the file into the request; resolves with the send error, if any (never rejects). */

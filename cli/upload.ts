@@ -182,6 +182,7 @@ async function sendSingle(flow: Flow, created: UploadPending): Promise<UploadRes
   await deps.putFile({
     url: created.upload.url,
     headers: created.upload.headers,
+    automaticHeaders: created.upload.automaticHeaders,
     file: options.file,
     size: base.size,
     onBytes: (n) => deps.progress.bytes(n),

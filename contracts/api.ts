@@ -295,17 +295,37 @@ export const challengeSchema = z.strictObject({
 });
 export type Challenge = z.infer<typeof challengeSchema>;
 
-/** One PUT of the whole file: send exactly these headers (they are signed in). */
+/**
+ * Headers signed into a presigned URL that every HTTP client sets on its own, from the URL
+ * (`host`) and the body (`content-length`): browsers refuse to set them, so they are never among
+ * the headers to send.
+ */
+export const AUTOMATIC_HEADERS = ['content-length', 'host'] as const;
+
+/** The headers an uploader must send to a presigned URL, exactly these values: signed in. */
+const headersToSend = <T extends z.ZodRawShape>(shape: T) =>
+  z
+    .object(shape)
+    .catchall(z.string())
+    .refine((headers) => !Object.keys(headers).some((name) => AUTOMATIC_HEADERS.some((a) => a === name)), {
+      message: `must not hold ${AUTOMATIC_HEADERS.join(' or ')}: those are in automaticHeaders`,
+    });
+
+/**
+ * Signed too, but set by the HTTP client itself: do not set them (a browser refuses to), send
+ * a body of exactly `content-length` bytes to `url` (whose host is `host`).
+ */
+export const automaticHeadersSchema = z.strictObject({
+  'content-length': z.string().regex(/^[0-9]+$/),
+  host: z.string().min(1),
+});
+
+/** One PUT of the whole file: send `headers` exactly; `automaticHeaders` the HTTP client sets. */
 export const presignedPutSchema = z.strictObject({
   method: z.literal('PUT'),
   url: z.url(),
-  headers: z
-    .object({
-      'content-length': z.string().regex(/^[0-9]+$/),
-      'content-type': z.string(),
-      'x-amz-checksum-sha256': checksumBase64,
-    })
-    .catchall(z.string()),
+  headers: headersToSend({ 'content-type': z.string(), 'x-amz-checksum-sha256': checksumBase64 }),
+  automaticHeaders: automaticHeadersSchema,
   expiresAt: timestamp,
 });
 export type PresignedPut = z.infer<typeof presignedPutSchema>;
@@ -381,12 +401,12 @@ export const uploadSchema = z.strictObject({
 });
 export type Upload = z.infer<typeof uploadSchema>;
 
+/** One part's PUT: send `headers` exactly (the part's SHA-256 is signed in); `automaticHeaders` the HTTP client sets. */
 export const presignedPartSchema = z.strictObject({
   partNumber,
   url: z.url(),
-  headers: z
-    .object({ 'content-length': z.string().regex(/^[0-9]+$/), 'x-amz-checksum-sha256': checksumBase64 })
-    .catchall(z.string()),
+  headers: headersToSend({ 'x-amz-checksum-sha256': checksumBase64 }),
+  automaticHeaders: automaticHeadersSchema,
   expiresAt: timestamp,
 });
 export type PresignedPart = z.infer<typeof presignedPartSchema>;

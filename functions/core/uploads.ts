@@ -5,12 +5,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
+  AUTOMATIC_HEADERS,
   type CreateUploadResponse,
   canonicalEtag,
   type MultipartView,
   type PartReport,
   type PartRequest,
   type PresignedPart,
+  type PresignedPut,
   type ResponseBody,
   type UploadDeduplicated,
   type UploadRequest,
@@ -42,6 +44,27 @@ export interface UploadDeps extends CommitDeps {
     readonly multipartThresholdBytes: number;
     readonly contentTypes: readonly string[];
     readonly presignTtlSeconds: number;
+  };
+}
+
+/**
+ * Storage's signed headers as the contract states them: those the uploader must send, and those
+ * every HTTP client sets itself (`content-length` from the body, `host` from the URL), which
+ * browsers refuse to set.
+ */
+export function splitSignedHeaders<H extends PresignedPut['headers'] | PresignedPart['headers']>(
+  url: string,
+  size: number,
+  signed: Readonly<Record<string, string>>,
+): { headers: H; automaticHeaders: PresignedPut['automaticHeaders'] } {
+  const automatic: readonly string[] = AUTOMATIC_HEADERS;
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(signed)) {
+    if (!automatic.includes(name.toLowerCase())) headers[name.toLowerCase()] = value;
+  }
+  return {
+    headers: headers as H,
+    automaticHeaders: { 'content-length': String(size), host: new URL(url).host },
   };
 }
 
@@ -110,7 +133,12 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
     status: 'pending',
     uploadId,
     path: request.path,
-    upload: { method: 'PUT', url: signed.url, headers: signed.headers, expiresAt: expiresAt.toISOString() },
+    upload: {
+      method: 'PUT',
+      url: signed.url,
+      ...splitSignedHeaders<PresignedPut['headers']>(signed.url, request.size, signed.headers),
+      expiresAt: expiresAt.toISOString(),
+    },
     challenge,
   };
 }
@@ -247,7 +275,12 @@ export async function presignPart(
     expiresInSeconds: ttlSeconds,
   });
   const expiresAt = new Date(now + ttlSeconds * 1000).toISOString();
-  return { partNumber: part.partNumber, ...signed, expiresAt };
+  return {
+    partNumber: part.partNumber,
+    url: signed.url,
+    ...splitSignedHeaders<PresignedPart['headers']>(signed.url, part.size, signed.headers),
+    expiresAt,
+  };
 }
 
 /** Completes the multipart upload from the parts S3 holds; the ingest then verifies the whole object. */

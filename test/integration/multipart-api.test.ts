@@ -1,6 +1,7 @@
 /**
  * The multipart protocol through the local stack's HTTP API, as a third-party client follows it
- * (docs/api.md, "Upload a large file in parts"): ETags with or without quotes.
+ * (docs/api.md, "Upload a large file in parts"): ETags with or without quotes; the headers to
+ * send to a presigned URL apart from those the HTTP client sets itself.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -133,5 +134,44 @@ describe('multipart through the HTTP API', () => {
 
     expect((await api.call('POST', `/v1/uploads/${plan.uploadId}/complete`)).status).toBe(202);
     expect(await committed(plan.uploadId)).toMatchObject({ status: 'committed', version: 1 });
+  });
+
+  it('a presigned PUT and a presigned part list the headers to send apart from content-length and host, which the client sets', async () => {
+    const small = randomBytes(1000);
+    const created = await api.call('POST', '/v1/uploads', {
+      path: 'headers/small.bin',
+      size: small.length,
+      sha256: sha256Hex(small),
+      contentType: 'application/octet-stream',
+    });
+    expect(created.status).toBe(201);
+    const { upload } = created.body;
+    expect(Object.keys(upload.headers).sort()).toEqual(
+      expect.arrayContaining(['content-type', 'x-amz-checksum-sha256']),
+    );
+    expect(Object.keys(upload.headers)).not.toContain('content-length');
+    expect(Object.keys(upload.headers)).not.toContain('host');
+    expect(upload.automaticHeaders).toEqual({
+      'content-length': String(small.length),
+      host: new URL(upload.url).host,
+    });
+    // What a browser does: send `headers` as they are, the body sets the length.
+    const put = await fetch(upload.url, {
+      method: 'PUT',
+      headers: upload.headers,
+      body: new Uint8Array(small),
+    });
+    expect(put.status).toBe(200);
+    expect(await committed(created.body.uploadId)).toMatchObject({ status: 'committed' });
+
+    const big = randomBytes(17 * MiB);
+    const plan = await claimParts('headers/big.bin', big);
+    const part = partOf(big, plan, 3);
+    const signed = await presignOne(plan, 3, part);
+    expect(Object.keys(signed.headers)).toEqual(['x-amz-checksum-sha256']);
+    expect((signed as unknown as { automaticHeaders: unknown }).automaticHeaders).toEqual({
+      'content-length': String(part.length),
+      host: new URL(signed.url).host,
+    });
   });
 });

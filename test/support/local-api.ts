@@ -21,8 +21,9 @@ export function localApi(endpoints: { readonly api: string; readonly token: stri
   };
 
   /**
-   * Declares a file and, when the API asks for its bytes (201), PUTs them with the signed headers
-   * (the body sets content-length itself). Returns the declaration's answer and the PUT's status.
+   * Declares a file and, when the API asks for its bytes (201), PUTs them with the headers it says to
+   * send (fetch sets content-length and host, its automaticHeaders). Returns the declaration's answer
+   * and the PUT's status.
    */
   const declareAndPut = async (path: string, bytes: Buffer, contentType: string) => {
     const created = await call('POST', '/v1/uploads', {
@@ -34,8 +35,7 @@ export function localApi(endpoints: { readonly api: string; readonly token: stri
     let putStatus: number | undefined;
     if (created.status === 201) {
       const { url, headers } = created.body.upload;
-      const { 'content-length': _length, ...rest } = headers as Record<string, string>;
-      putStatus = (await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(bytes) })).status;
+      putStatus = (await fetch(url, { method: 'PUT', headers, body: new Uint8Array(bytes) })).status;
     }
     return { created, putStatus };
   };

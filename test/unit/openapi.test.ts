@@ -491,13 +491,16 @@ describe('docs/openapi.json', () => {
 
   it('documents the presigned PUT as functions/adapters/s3.ts signs it', () => {
     const put = schema('PresignedPut');
-    expect(put.required).toEqual(['method', 'url', 'headers', 'expiresAt']);
+    expect(put.required).toEqual(['method', 'url', 'headers', 'automaticHeaders', 'expiresAt']);
     const headers = obj(obj(put.properties, 'properties').headers, 'headers');
+    const automatic = schema('AutomaticHeaders');
+    expect(automatic.required).toEqual(['content-length', 'host']);
     const s3Source = read('functions/adapters/s3.ts');
     const signable = /signableHeaders:\s*new Set\(\[([^\]]*)\]\)/.exec(s3Source)?.[1];
     const signed = [...(signable ?? '').matchAll(/'([^']+)'/g)].map((m) => m[1]).sort();
     expect(signed).toEqual(['content-length', 'content-type', 'x-amz-checksum-sha256']);
-    expect([...(headers.required as string[])].sort()).toEqual(signed);
+    // Signed headers are split: those to send, and those the HTTP client sets (content-length, host).
+    expect([...(headers.required as string[]), 'content-length'].sort()).toEqual(signed);
     expect(String(put.description)).toMatch(/base64/);
     expect(String(put.description)).toMatch(/15 minutes/);
     expect(String(put.description)).toMatch(/5 GiB/);
@@ -510,6 +513,7 @@ describe('docs/openapi.json', () => {
     const upload = obj(example.upload, 'upload');
     const sent = obj(upload.headers, 'headers');
     const url = new URL(upload.url as string);
+    expect(obj(upload.automaticHeaders, 'automaticHeaders').host).toBe(url.host);
     const sha = url.pathname.split('/').at(-1) as string;
     expect(sent['x-amz-checksum-sha256']).toBe(Buffer.from(sha, 'hex').toString('base64'));
     expect(url.searchParams.get('X-Amz-SignedHeaders')?.split(';').sort()).toEqual(

@@ -260,7 +260,6 @@ describe('media-mirror status', () => {
 
 const later = '2025-06-01T12:15:00Z';
 const headers = {
-  'content-length': '10000',
   'content-type': 'image/png',
   'x-amz-checksum-sha256': `${'A'.repeat(43)}=`,
 };
@@ -288,7 +287,13 @@ describe('media-mirror upload', () => {
             status: 'pending',
             uploadId: 'u-9',
             path: body.path,
-            upload: { method: 'PUT', url: 'http://s3.test/blobs/x?sig=1', headers, expiresAt: later },
+            upload: {
+              method: 'PUT',
+              url: 'http://s3.test/blobs/x?sig=1',
+              headers,
+              automaticHeaders: { 'content-length': '10000', host: 's3.test' },
+              expiresAt: later,
+            },
             challenge: { nonce: 'bm9uY2U=', ranges: [{ offset: 0, length: 10_000 }], expiresAt: later },
           },
         };

@@ -131,11 +131,11 @@ const pending = {
     method: 'PUT' as const,
     url: 'https://origin.s3.amazonaws.com/blobs/abc?X-Amz-Signature=s',
     headers: {
-      'content-length': '300000',
       'content-type': 'image/jpeg',
       'x-amz-checksum-sha256': `${'A'.repeat(43)}=`,
       'x-amz-sdk-checksum-algorithm': 'SHA256',
     },
+    automaticHeaders: { 'content-length': '300000', host: 'origin.s3.amazonaws.com' },
     expiresAt: '2025-01-01T00:15:00Z',
   },
   challenge,

@@ -40,10 +40,10 @@ const pending = {
     method: 'PUT',
     url: 'http://s3.test/blobs/x?sig=1',
     headers: {
-      'content-length': '3',
       'content-type': 'image/jpeg',
       'x-amz-checksum-sha256': `${'A'.repeat(43)}=`,
     },
+    automaticHeaders: { 'content-length': '3', host: 's3.test' },
     expiresAt: later,
   },
   challenge: { nonce: 'bm9uY2U=', ranges: [{ offset: 0, length: 3 }], expiresAt: later },

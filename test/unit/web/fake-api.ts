@@ -287,10 +287,10 @@ export class FakeMirror {
           method: 'PUT',
           url: `${S3}/blobs/${sha256}?upload=${uploadId}&X-Amz-Signature=x`,
           headers: {
-            'content-length': String(size),
             'content-type': contentType,
             'x-amz-checksum-sha256': Buffer.from(sha256, 'hex').toString('base64'),
           },
+          automaticHeaders: { 'content-length': String(size), host: new URL(S3).host },
           expiresAt: new Date(Date.now() + 900_000).toISOString(),
         },
         challenge,
@@ -403,10 +403,8 @@ export class FakeMirror {
     return json(200, {
       partNumber,
       url: `${S3}/blobs/${u.sha256}?uploadId=${u.uploadId}&partNumber=${partNumber}&sha=${sha256}`,
-      headers: {
-        'content-length': String(size),
-        'x-amz-checksum-sha256': Buffer.from(sha256, 'hex').toString('base64'),
-      },
+      headers: { 'x-amz-checksum-sha256': Buffer.from(sha256, 'hex').toString('base64') },
+      automaticHeaders: { 'content-length': String(size), host: new URL(S3).host },
       expiresAt: new Date(Date.now() + 900_000).toISOString(),
     });
   }

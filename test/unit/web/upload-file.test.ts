@@ -161,7 +161,7 @@ describe('uploadFile', () => {
     expect(mirror.requests.slice(before).some((r) => r.url.endsWith('/proof'))).toBe(false);
   });
 
-  it('a small file: one PUT with exactly the signed headers (but content-length), then committed', async () => {
+  it('a small file: one PUT with exactly the headers the API says to send, then committed', async () => {
     const mirror = new FakeMirror();
     const bytes = bytesOf(3 * MiB + 5);
     const rec = recorder();
