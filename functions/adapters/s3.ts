@@ -291,12 +291,14 @@ export class S3ReplicaStore implements ReplicaStore {
 
   async copyFromOrigin(
     message: ReplicationMessage & { sha256: string; sourceVersionId?: string | undefined },
+    options: { signal?: AbortSignal } = {},
   ) {
+    const { signal } = options;
     const metadata = { [META_SHA256]: message.sha256, [META_VERSION]: String(message.version) };
     const source = copySource(this.origin.bucket, blobKey(message.sha256), message.sourceVersionId);
     const contentType = message.contentType ?? 'application/octet-stream';
     if (message.size > (this.options.multipartCopyAbove ?? MAX_SINGLE_COPY_BYTES)) {
-      const etag = await this.multipartCopy(source, message, metadata, contentType);
+      const etag = await this.multipartCopy(source, message, metadata, contentType, signal);
       // A multipart object has only a composite checksum: nothing full-object to confirm.
       return { storedSha256: undefined, etag };
     }
@@ -310,6 +312,7 @@ export class S3ReplicaStore implements ReplicaStore {
         ContentType: contentType,
         ChecksumAlgorithm: 'SHA256',
       }),
+      { abortSignal: signal },
     );
     const stored = out.CopyObjectResult?.ChecksumSHA256;
     return { storedSha256: stored ? base64ToHex(stored) : undefined, etag: out.CopyObjectResult?.ETag };
@@ -320,6 +323,7 @@ export class S3ReplicaStore implements ReplicaStore {
     message: ReplicationMessage,
     metadata: Record<string, string>,
     contentType: string,
+    signal: AbortSignal | undefined,
   ): Promise<string | undefined> {
     const key = this.key(message.path);
     const created = await this.s3.send(
@@ -329,16 +333,22 @@ export class S3ReplicaStore implements ReplicaStore {
         Metadata: metadata,
         ContentType: contentType,
       }),
+      { abortSignal: signal },
     );
     const uploadId = created.UploadId;
     if (!uploadId) throw new Error(`no UploadId creating a multipart copy of ${key}`);
-    // The first failed part stops the others in flight: the upload is aborted, the message retried.
+    // The first failed part, or the caller's signal (the invocation's deadline), stops the others in
+    // flight: the upload is aborted so no parts are left billed, and the message is retried whole.
     const abort = new AbortController();
+    const stop = () => abort.abort(signal?.reason);
+    signal?.addEventListener('abort', stop, { once: true });
     try {
+      signal?.throwIfAborted();
       const ranges = copyRanges(message.size, this.options.partBytes ?? DEFAULT_COPY_PART_BYTES);
       const parts = await pMap(
         ranges,
         async ({ part, first, last }) => {
+          abort.signal.throwIfAborted();
           const out = await this.s3.send(
             new UploadPartCopyCommand({
               Bucket: this.bucket,
@@ -369,6 +379,8 @@ export class S3ReplicaStore implements ReplicaStore {
         .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
         .catch(() => undefined);
       throw error;
+    } finally {
+      signal?.removeEventListener('abort', stop);
     }
   }
 

@@ -43,6 +43,8 @@ export async function replicateVersion(
   deps: ReplicateDeps,
   message: ReplicationMessage,
   known: KnownApplied = new Map(),
+  /** Aborts when the invocation must stop: a copy in flight is abandoned cleanly, nothing recorded. */
+  signal?: AbortSignal,
 ): Promise<ReplicateOutcome> {
   const { metrics } = deps;
   const dimensions = { target: deps.target.id };
@@ -61,7 +63,8 @@ export async function replicateVersion(
   }
 
   const blob = hintedBlob?.sha256 === committed.sha256 ? hintedBlob : undefined;
-  const { status, etag } = await applyAtTarget(deps, committed, blob);
+  signal?.throwIfAborted();
+  const { status, etag } = await applyAtTarget(deps, committed, blob, signal);
   crashPoint('replicate.before-target-row');
   // Recorded or not (a newer write won the condition), the row now holds this version or newer.
   await deps.ledger.recordTargetState({
@@ -111,12 +114,13 @@ async function applyAtTarget(
   deps: ReplicateDeps,
   committed: FileVersion,
   knownBlob: Blob | undefined,
+  signal: AbortSignal | undefined,
 ): Promise<{ status: AppliedStatus; etag?: string | undefined }> {
   if (committed.deleted || committed.sha256 === null) {
     await deps.replica.delete(committed.path);
     return { status: 'deleted' };
   }
-  return copyToTarget(deps, committed, committed.sha256, knownBlob);
+  return copyToTarget(deps, committed, committed.sha256, knownBlob, signal);
 }
 
 /**
@@ -128,14 +132,14 @@ async function copyToTarget(
   committed: FileVersion,
   sha256: string,
   knownBlob: Blob | undefined,
+  signal: AbortSignal | undefined,
 ): Promise<{ status: AppliedStatus; etag?: string | undefined }> {
   const blob = knownBlob ?? (await deps.ledger.getBlob(sha256));
   if (!blob) throw new Error(`the ledger holds no verified blob ${sha256} for ${committed.path}`);
-  const copy = deps.replica.copyFromOrigin({
-    ...replicationMessage(deps.target.id, committed),
-    sha256,
-    sourceVersionId: blob.versionId,
-  });
+  const copy = deps.replica.copyFromOrigin(
+    { ...replicationMessage(deps.target.id, committed), sha256, sourceVersionId: blob.versionId },
+    signal === undefined ? {} : { signal },
+  );
   const copied = await crashDuring('replicate.mid-copy', copy);
   const storedSha256 = copied.storedSha256;
   if (storedSha256 !== undefined && storedSha256 !== sha256) {

@@ -24,25 +24,115 @@ export function messageGroups(records: readonly SQSRecord[]): SQSRecord[][] {
   return [...groups.values()];
 }
 
+/** When the batch must stop: how long before the invocation's end, and how long work in flight then gets. */
+export interface BatchDeadline {
+  /**
+   * No record starts, and work in flight is told to stop (its signal aborts), this long before the
+   * invocation's end. @default 30,000, or a quarter of the invocation's time when that is shorter
+   */
+  readonly stopBeforeMs?: number | undefined;
+  /**
+   * Work in flight at the stop gets this long to finish or clean up (abort a part copy) before its
+   * record is reported unfinished regardless. @default half of stopBeforeMs
+   */
+  readonly graceMs?: number | undefined;
+}
+
+export const DEFAULT_STOP_BEFORE_MS = 30_000;
+
+/** The record's work did not finish before the invocation's deadline: it comes back whole, not failed. */
+export class DeadlineReachedError extends Error {
+  override readonly name = 'DeadlineReachedError';
+  constructor(readonly started: boolean) {
+    super(
+      started
+        ? 'stopped before the invocation timed out: it comes back from the queue'
+        : 'not started: the invocation was near its deadline',
+    );
+  }
+}
+
+/** A record handler given the signal that aborts when the batch's deadline comes. */
+export type GroupRecordHandler = (record: SQSRecord, signal: AbortSignal) => Promise<void>;
+
 /**
  * Processes every group at once. `startGroup` gives each group its record handler, made before the
  * group's first record, so a group's records may share state (what this invocation already did
  * for that group's key) that no other group sees.
+ *
+ * Before the invocation's deadline (`deadline`), nothing new starts and work in flight is aborted:
+ * only the records not finished are reported (each group's rest with them, in order), so one slow
+ * record never returns the batch's finished ones with it, as a timed-out invocation would.
  */
 export async function processFifoGroupsInParallel(
   event: SQSEvent,
   context: Context,
-  startGroup: () => (record: SQSRecord) => Promise<void>,
+  startGroup: () => GroupRecordHandler,
+  deadline: BatchDeadline = {},
 ): Promise<SQSBatchResponse> {
-  const responses = await Promise.all(
-    messageGroups(event.Records).map((records) =>
-      processPartialResponse({ Records: records }, startGroup(), new SqsFifoPartialProcessorAsync(), {
-        context,
-        skipGroupOnError: true,
-        // A group that fails whole is reported like any other: only its records come back.
-        throwOnFullBatchFailure: false,
+  const remaining = context.getRemainingTimeInMillis();
+  const stopBeforeMs = deadline.stopBeforeMs ?? Math.min(DEFAULT_STOP_BEFORE_MS, remaining / 4);
+  const graceMs = deadline.graceMs ?? stopBeforeMs / 2;
+  const stop = new AbortController();
+  const untilStop = remaining - stopBeforeMs;
+  // Already past the stop: abort now, before any record starts (a timer would fire after they did).
+  if (untilStop <= 0) stop.abort();
+  const timer = untilStop > 0 ? setTimeout(() => stop.abort(), untilStop) : undefined;
+  try {
+    const responses = await Promise.all(
+      messageGroups(event.Records).map((records) => {
+        const handle = startGroup();
+        return processPartialResponse(
+          { Records: records },
+          (record: SQSRecord) => withinDeadline(handle, record, stop.signal, graceMs),
+          new SqsFifoPartialProcessorAsync(),
+          {
+            context,
+            skipGroupOnError: true,
+            // A group that fails whole is reported like any other: only its records come back.
+            throwOnFullBatchFailure: false,
+          },
+        );
       }),
-    ),
-  );
-  return { batchItemFailures: responses.flatMap((r) => r.batchItemFailures) };
+    );
+    return { batchItemFailures: responses.flatMap((r) => r.batchItemFailures) };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Runs one record unless the stop has come; once it comes, the record's work has `graceMs` to
+ * settle (finish, or clean up after its signal) before it is reported unfinished regardless, so
+ * the invocation answers before it times out even if the work ignores its signal.
+ */
+async function withinDeadline(
+  handle: GroupRecordHandler,
+  record: SQSRecord,
+  signal: AbortSignal,
+  graceMs: number,
+): Promise<void> {
+  if (signal.aborted) throw new DeadlineReachedError(false);
+  const work = handle(record, signal);
+  let timer: NodeJS.Timeout | undefined;
+  const givenUp = new Promise<never>((_, reject) => {
+    const giveUp = () => {
+      timer = setTimeout(() => reject(new DeadlineReachedError(true)), graceMs);
+    };
+    signal.addEventListener('abort', giveUp, { once: true });
+    // Settled first: no timer, no listener left behind.
+    work.then(
+      () => signal.removeEventListener('abort', giveUp),
+      () => signal.removeEventListener('abort', giveUp),
+    );
+  });
+  givenUp.catch(() => undefined);
+  try {
+    return await Promise.race([work, givenUp]);
+  } catch (error) {
+    // Work that gave up because its signal aborted was stopped by the deadline, not by a fault.
+    throw signal.aborted && !(error instanceof DeadlineReachedError) ? new DeadlineReachedError(true) : error;
+  } finally {
+    clearTimeout(timer);
+  }
 }

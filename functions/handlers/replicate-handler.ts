@@ -8,25 +8,36 @@ import {
   recordReplicationFailure,
   replicateVersion,
 } from '../core/replicate.js';
-import { processFifoGroupsInParallel } from './fifo-groups.js';
+import { type BatchDeadline, processFifoGroupsInParallel } from './fifo-groups.js';
 import type { SqsHandler } from './ingest-handler.js';
 
 export interface ReplicateHandlerDeps extends Omit<ReplicateDeps, 'metrics'> {
   readonly telemetry: Telemetry;
+  /** When a batch stops before the invocation's end (fifo-groups.ts). @default its defaults */
+  readonly deadline?: BatchDeadline | undefined;
 }
 
 export function createReplicateHandler(handlerDeps: ReplicateHandlerDeps): SqsHandler {
-  const { telemetry, ...rest } = handlerDeps;
+  const { telemetry, deadline, ...rest } = handlerDeps;
   const deps: ReplicateDeps = { ...rest, metrics: telemetry.metrics };
   const { logger } = telemetry;
 
-  async function processRecord(record: SQSRecord, known: KnownApplied): Promise<void> {
+  async function processRecord(record: SQSRecord, known: KnownApplied, signal: AbortSignal): Promise<void> {
     const message = replicationMessageSchema.parse(JSON.parse(record.body));
     try {
-      const outcome = await replicateVersion(deps, message, known);
+      const outcome = await replicateVersion(deps, message, known, signal);
       if (outcome.kind === 'refused') logger.warn('message refused', { message, reason: outcome.reason });
       else logger.info('replicated', { path: message.path, version: message.version, outcome });
     } catch (error) {
+      if (signal.aborted) {
+        // Stopped by the invocation's deadline, not failed: nothing to record on the target row.
+        deps.metrics.count('ReplicationsDeferred', 1, { target: deps.target.id });
+        logger.info('replication deferred to the next delivery', {
+          path: message.path,
+          version: message.version,
+        });
+        throw error;
+      }
       logger.warn('replication failed', {
         path: message.path,
         version: message.version,
@@ -43,10 +54,15 @@ export function createReplicateHandler(handlerDeps: ReplicateHandlerDeps): SqsHa
     logger.addContext(context);
     try {
       // Paths side by side, each in order; a failure returns the rest of its own path only.
-      return await processFifoGroupsInParallel(event, context, () => {
-        const known: KnownApplied = new Map();
-        return (record) => processRecord(record, known);
-      });
+      return await processFifoGroupsInParallel(
+        event,
+        context,
+        () => {
+          const known: KnownApplied = new Map();
+          return (record, signal) => processRecord(record, known, signal);
+        },
+        deadline,
+      );
     } finally {
       telemetry.flush();
     }

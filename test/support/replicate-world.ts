@@ -8,6 +8,7 @@ import type { ReplicationMessage } from '../../contracts/replication-message.js'
 import { quietTelemetry } from '../../functions/adapters/powertools.js';
 import { systemClock } from '../../functions/adapters/wiring.js';
 import type { Ledger, ReplicaStore } from '../../functions/core/ports.js';
+import type { BatchDeadline } from '../../functions/handlers/fifo-groups.js';
 import { createReplicateHandler } from '../../functions/handlers/replicate-handler.js';
 import { RecordingMetrics } from './domain.js';
 import { fifoRecord } from './sqs-events.js';
@@ -42,13 +43,16 @@ export const messageOf = (v: FileVersion): ReplicationMessage => ({
 export const record = (path: string, n: number) =>
   fifoRecord(messageOf(version(path, n)), path, { messageId: `${path}#${n}` });
 
-export type Copy = (message: ReplicationMessage) => Promise<void>;
+/** Runs before each copy; `signal` aborts when the invocation must stop. */
+export type Copy = (message: ReplicationMessage, signal: AbortSignal | undefined) => Promise<void>;
 
 /**
  * A ledger that holds `heads` (path → head version, or no head: each message's own version is
  * found by getVersion) and a replica whose copies run `copy` first. Every call is logged.
  */
-export function replicateWorld(options: { heads?: Record<string, number>; copy?: Copy } = {}) {
+export function replicateWorld(
+  options: { heads?: Record<string, number>; copy?: Copy; deadline?: BatchDeadline } = {},
+) {
   const calls: string[] = [];
   const states = new Map<string, TargetState>();
   const reads = { inFlight: 0, max: 0 };
@@ -98,10 +102,14 @@ export function replicateWorld(options: { heads?: Record<string, number>; copy?:
     },
   } as unknown as Ledger;
   const copied: string[] = [];
+  const metrics = new RecordingMetrics();
   const replica = {
-    copyFromOrigin: async (message: ReplicationMessage & { sourceVersionId?: string | undefined }) => {
+    copyFromOrigin: async (
+      message: ReplicationMessage & { sourceVersionId?: string | undefined },
+      copyOptions: { signal?: AbortSignal } = {},
+    ) => {
       calls.push(`copy ${message.path} ${message.version} from ${message.sourceVersionId}`);
-      await options.copy?.(message);
+      await options.copy?.(message, copyOptions.signal);
       copied.push(`${message.path} ${message.version}`);
       return { storedSha256: undefined, etag: '"replica"' };
     },
@@ -111,7 +119,8 @@ export function replicateWorld(options: { heads?: Record<string, number>; copy?:
     ledger,
     replica,
     clock: systemClock,
-    telemetry: quietTelemetry(new RecordingMetrics()),
+    telemetry: quietTelemetry(metrics),
+    deadline: options.deadline,
   });
-  return { handler, calls, copied, states, reads };
+  return { handler, calls, copied, states, reads, metrics };
 }

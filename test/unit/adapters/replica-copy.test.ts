@@ -26,7 +26,7 @@ const message = (size: number): ReplicationMessage & { sha256: string; sourceVer
 });
 
 /** A client whose part copies take `partMs` and fail for `failPart`; it tracks how many run at once. */
-function slowPartsClient(options: { partMs: number; failPart?: number }) {
+function slowPartsClient(options: { partMs: number; failPart?: number; signal?: AbortSignal }) {
   const s3 = makeS3Client({
     region: 'us-east-1',
     forcePathStyle: true,
@@ -43,7 +43,14 @@ function slowPartsClient(options: { partMs: number; failPart?: number }) {
         seen.inFlight++;
         seen.maxInFlight = Math.max(seen.maxInFlight, seen.inFlight);
         try {
-          await new Promise((resolve) => setTimeout(resolve, options.partMs));
+          // Stands in for the SDK's HTTP handler, which drops a request when its abortSignal fires.
+          await new Promise((resolve, reject) => {
+            const timer = setTimeout(resolve, options.partMs);
+            options.signal?.addEventListener('abort', () => {
+              clearTimeout(timer);
+              reject(Object.assign(new Error('Request aborted'), { name: 'AbortError' }));
+            });
+          });
           if (part === options.failPart) throw Object.assign(new Error('SlowDown'), { name: 'SlowDown' });
         } finally {
           seen.inFlight--;
@@ -105,6 +112,41 @@ describe('S3ReplicaStore: a multipart copy', () => {
     expect(commands).toContain('AbortMultipartUploadCommand');
     expect(commands).not.toContain('CompleteMultipartUploadCommand');
     expect(commands.filter((c) => c === 'UploadPartCopyCommand').length).toBeLessThan(10);
+  });
+});
+
+describe('S3ReplicaStore: a multipart copy stopped by the invocation', () => {
+  it("the caller's signal stops the part copies, starts no more and aborts the upload", async () => {
+    const stop = new AbortController();
+    const { s3, seen } = slowPartsClient({ partMs: 50, signal: stop.signal });
+    const replica = new S3ReplicaStore(
+      s3,
+      'replica',
+      '',
+      { bucket: 'origin' },
+      { multipartCopyAbove: 10, partBytes: 10, copyConcurrency: 2 },
+    );
+    const copy = replica.copyFromOrigin(message(100), { signal: stop.signal });
+    setTimeout(() => stop.abort(), 75);
+    await expect(copy).rejects.toThrow();
+    const commands = seen.sent.map((s) => s.command);
+    // Two rounds of two parts at most had started out of ten; nothing is completed, the upload is gone.
+    expect(commands.filter((c) => c === 'UploadPartCopyCommand').length).toBeLessThanOrEqual(4);
+    expect(commands).not.toContain('CompleteMultipartUploadCommand');
+    expect(commands.at(-1)).toBe('AbortMultipartUploadCommand');
+  });
+
+  it('a signal aborted before the copy begins starts no part', async () => {
+    const { s3, seen } = slowPartsClient({ partMs: 1 });
+    const replica = new S3ReplicaStore(
+      s3,
+      'replica',
+      '',
+      { bucket: 'origin' },
+      { multipartCopyAbove: 10, partBytes: 10 },
+    );
+    await expect(replica.copyFromOrigin(message(100), { signal: AbortSignal.abort() })).rejects.toThrow();
+    expect(seen.sent.map((s) => s.command).filter((c) => c === 'UploadPartCopyCommand')).toEqual([]);
   });
 });
 

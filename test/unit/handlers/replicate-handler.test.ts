@@ -5,7 +5,7 @@
  * replica that log every call.
  */
 import type { SQSBatchResponse } from 'aws-lambda';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { lambdaContext } from '../../support/api-events.js';
 import { record, replicateWorld as world } from '../../support/replicate-world.js';
 import { sqsEvent } from '../../support/sqs-events.js';
@@ -111,5 +111,118 @@ describe('replicate handler: a FIFO batch', () => {
     expect(failedIds(response)).toEqual([]);
     expect(reads.max).toBe(3);
     expect(calls.filter((c) => c === 'getBlob')).toHaveLength(1);
+  });
+});
+
+/** Rejects when `signal` aborts (as the SDK does with an abortSignal), else resolves after `ms`. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      reject(Object.assign(new Error('aborted'), { name: 'AbortError' }));
+    });
+  });
+}
+
+describe('replicate handler: the invocation near its deadline', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /** A context whose remaining time runs down with the (fake) clock, from `ms`. */
+  function contextOf(ms: number) {
+    const endsAt = Date.now() + ms;
+    return { ...lambdaContext('replicate'), getRemainingTimeInMillis: () => endsAt - Date.now() };
+  }
+
+  /** Runs the handler on fake time, stepping the clock until it answers; when it answered. */
+  async function runOnFakeTime(run: () => Promise<SQSBatchResponse>) {
+    const started = Date.now();
+    let answer: SQSBatchResponse | undefined;
+    const done = run().then((r) => {
+      answer = r;
+    });
+    for (let step = 0; answer === undefined && step < 10_000; step++) await vi.advanceTimersByTimeAsync(100);
+    await done;
+    return { response: answer as SQSBatchResponse, tookMs: Date.now() - started };
+  }
+
+  it('returns only the records it did not finish: a slow copy is aborted, the rest of its path not started', async () => {
+    vi.useFakeTimers();
+    const signals: Record<string, AbortSignal | undefined> = {};
+    const { handler, copied, calls, metrics } = world({
+      // 60 s left: nothing starts and copies in flight are aborted 10 s before the end, with 5 s to settle.
+      deadline: { stopBeforeMs: 10_000, graceMs: 5_000 },
+      copy: async (m, signal) => {
+        signals[`${m.path} ${m.version}`] = signal;
+        const ms = { 'a.jpg': 300_000, 'b.jpg': 1_000, 'c.jpg': 30_000 }[m.path] ?? 0;
+        await sleep(ms, signal);
+      },
+    });
+    const { response, tookMs } = await runOnFakeTime(() =>
+      handler(
+        sqsEvent([
+          record('a.jpg', 1),
+          record('b.jpg', 1),
+          record('c.jpg', 1),
+          record('a.jpg', 2),
+          record('c.jpg', 2),
+        ]),
+        contextOf(60_000),
+      ),
+    );
+    // b v1 (1 s) and c v1 (30 s) were applied and are not returned; a v1 was aborted at 50 s and
+    // a v2 never started; c v2 started at 30 s and was aborted.
+    expect(failedIds(response).sort()).toEqual(['a.jpg#1', 'a.jpg#2', 'c.jpg#2']);
+    expect(copied.sort()).toEqual(['b.jpg 1', 'c.jpg 1']);
+    expect(calls.filter((c) => c.startsWith('recordTargetState'))).toEqual([
+      'recordTargetState b.jpg 1',
+      'recordTargetState c.jpg 1',
+    ]);
+    expect(calls.filter((c) => c.startsWith('copy a.jpg'))).toEqual(['copy a.jpg 1 from v-verified']);
+    expect(signals['a.jpg 1']?.aborted).toBe(true);
+    // Deferred, not failed: no failure on the target rows, and the invocation answered in time.
+    expect(calls.filter((c) => c.startsWith('recordTargetFailure'))).toEqual([]);
+    expect(metrics.total('ReplicationsDeferred')).toBe(2);
+    expect(tookMs).toBeGreaterThanOrEqual(50_000);
+    expect(tookMs).toBeLessThan(60_000);
+  });
+
+  it('work that ignores its signal is reported unfinished once the grace has passed, before the invocation ends', async () => {
+    vi.useFakeTimers();
+    const { handler, copied } = world({
+      deadline: { stopBeforeMs: 10_000, graceMs: 4_000 },
+      copy: async (m) => {
+        if (m.path === 'stuck.jpg') await sleep(600_000);
+      },
+    });
+    const { response, tookMs } = await runOnFakeTime(() =>
+      handler(sqsEvent([record('stuck.jpg', 1), record('ok.jpg', 1)]), contextOf(30_000)),
+    );
+    expect(failedIds(response)).toEqual(['stuck.jpg#1']);
+    expect(copied).toEqual(['ok.jpg 1']);
+    // The stop at 20 s, plus the 4 s grace.
+    expect(tookMs).toBeGreaterThanOrEqual(24_000);
+    expect(tookMs).toBeLessThan(25_000);
+  });
+
+  it('an invocation already past its stop starts nothing and returns every record', async () => {
+    const { handler, calls } = world({ deadline: { stopBeforeMs: 40_000 } });
+    const response = await handler(sqsEvent([record('a.jpg', 1), record('b.jpg', 1)]), lambdaContext());
+    expect(failedIds(response).sort()).toEqual(['a.jpg#1', 'b.jpg#1']);
+    expect(calls).toEqual([]);
+  });
+
+  it('by default stops a quarter of a short invocation before its end', async () => {
+    vi.useFakeTimers();
+    const { handler } = world({ copy: (m, signal) => sleep(m.path === 'slow.jpg' ? 60_000 : 10, signal) });
+    const { response, tookMs } = await runOnFakeTime(() =>
+      handler(sqsEvent([record('slow.jpg', 1), record('fast.jpg', 1)]), contextOf(20_000)),
+    );
+    expect(failedIds(response)).toEqual(['slow.jpg#1']);
+    // Stops at 15 s (a quarter of 20 s left); the aborted copy settles at once.
+    expect(tookMs).toBeGreaterThanOrEqual(15_000);
+    expect(tookMs).toBeLessThan(16_000);
   });
 });
