@@ -102,6 +102,9 @@ export async function ingestBlob(
   if ('kind' in proof) return proof;
   const run = pendingRun(deps, event, sha256, proof);
   for (const uploadId of await deps.ledger.listPendingUploads(sha256)) await settlePending(run, uploadId);
+  // Only now: the uploads that sent this duplicate are committed, and a redelivered event (this
+  // invocation dying before here) still finds the version that names them.
+  if (proof.discarded?.reason === DUPLICATE) await discardDuplicate(deps, sha256, proof.discarded.versionId);
   return {
     kind: 'committed',
     sha256,
@@ -178,7 +181,7 @@ async function verifyStoredBytes(
   pinnedGone: boolean,
   options: IngestOptions,
 ): Promise<Proof | IngestOutcome> {
-  const { ledger, blobs, clock, metrics } = deps;
+  const { ledger, clock, metrics } = deps;
   const actual = await hashStored(deps, sha256, stored, options);
   if ('kind' in actual) return actual;
   if (actual.sha256 !== sha256 || actual.size !== stored.size) {
@@ -205,9 +208,8 @@ async function verifyStoredBytes(
   metrics.count('BlobsVerified');
   metrics.bytes('BytesVerified', actual.size);
   if (stored.versionId !== undefined && blob.versionId !== stored.versionId) {
-    // A concurrent verification pinned another version first: this one would never be read.
-    await blobs.delete(sha256, stored.versionId);
-    metrics.count('BlobVersionsDiscarded');
+    // A concurrent verification pinned another version first: this one would never be read (it
+    // goes once the uploads it carries are settled).
     return { blob, discarded: { versionId: stored.versionId, reason: DUPLICATE }, eventStat: stored };
   }
   return { blob, eventStat: stored };
@@ -383,6 +385,12 @@ function isVerifiedObject(known: Blob, event: BlobEvent): boolean {
   return event.etag !== undefined && known.etag === event.etag;
 }
 
+/** Deletes a version holding the pinned bytes again: nothing reads it (reads are pinned). */
+async function discardDuplicate(deps: IngestDeps, sha256: string, versionId: string): Promise<void> {
+  await deps.blobs.delete(sha256, versionId);
+  deps.metrics.count('BlobVersionsDiscarded');
+}
+
 /**
  * Another object version landed on a pinned blob. Nothing reads it (reads are pinned), so it goes
  * whatever it holds; bad bytes count as a rejection, so an overwrite attempt shows on the alarm.
@@ -403,11 +411,11 @@ async function discardVersion(
     if ('kind' in hashed) return hashed;
     actual = hashed;
   }
+  // A duplicate goes once the uploads it carries are settled (ingestBlob); bad bytes go now.
+  if (actual?.sha256 === pinned.sha256 && actual.size === pinned.size)
+    return { versionId, reason: DUPLICATE };
   await blobs.delete(pinned.sha256, versionId);
   metrics.count('BlobVersionsDiscarded');
-  if (actual?.sha256 === pinned.sha256 && actual.size === pinned.size) {
-    return { versionId, reason: DUPLICATE };
-  }
   metrics.count('IngestRejected');
   const reason = actual
     ? `sha256 mismatch: the stored bytes hash to ${actual.sha256}`
