@@ -17,6 +17,7 @@ import type { SandboxEndpointsLike } from '../agent/index.ts';
 import { parseTopology, type Topology } from '../contracts/topology.ts';
 import { DynamoLedger } from '../functions/adapters/dynamo-ledger.ts';
 import type { TargetLag } from '../functions/core/lag.ts';
+import type { PendingSweepReport } from '../functions/core/pending-sweep.ts';
 import type { ReconcileReport } from '../functions/core/reconcile.ts';
 import { buildWeb } from '../web/build.ts';
 import { createSandboxAgent, type SandboxAgent, type SandboxAgentTuning } from './agents.ts';
@@ -51,11 +52,17 @@ export type { SandboxAgent, SandboxAgentTuning } from './agents.ts';
 export const DEFAULT_PORTS = Object.freeze({ api: 8787, sqs: 4566, dynamodb: 4567, s3: 4568 });
 /** Whether startSandbox runs the pull targets' agents unless told (bin/local.ts always does). */
 export const DEFAULT_AGENTS = false;
-/** Seconds between scheduled runs, unless MIRROR_LAG_INTERVAL_SECONDS / MIRROR_RECONCILE_INTERVAL_SECONDS say. */
-export const DEFAULT_INTERVALS = Object.freeze({ lag: 5, reconcile: 300 });
+/** Seconds between scheduled runs, unless MIRROR_LAG_INTERVAL_SECONDS / MIRROR_RECONCILE_INTERVAL_SECONDS / MIRROR_SWEEP_INTERVAL_SECONDS say. */
+export const DEFAULT_INTERVALS = Object.freeze({ lag: 5, reconcile: 300, sweep: 30 });
+/**
+ * Seconds after which the lost-notification sweep takes a stored object's event for lost, unless
+ * MIRROR_SWEEP_GRACE_SECONDS says: local notifications take milliseconds (on AWS: 10 minutes).
+ */
+export const DEFAULT_SWEEP_GRACE_SECONDS = 15;
 
 const LAG_RULE = 'lag-monitor-schedule';
 const RECONCILE_RULE = 'reconcile-schedule';
+const SWEEP_RULE = 'pending-sweep-schedule';
 
 const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const handlerPath = (name: string) =>
@@ -81,7 +88,9 @@ export interface SandboxOptions {
   /** Where PORT, MIRROR_* defaults are read. @default process.env */
   readonly env?: NodeJS.ProcessEnv;
   /** Handler modules in place of functions/handlers/<name>.ts (tests). */
-  readonly handlers?: Partial<Record<'api' | 'ingest' | 'replicate' | 'lag-monitor' | 'reconcile', string>>;
+  readonly handlers?: Partial<
+    Record<'api' | 'ingest' | 'replicate' | 'lag-monitor' | 'reconcile' | 'pending-sweep', string>
+  >;
   /** Extra variables for every function's environment (tests). */
   readonly functionEnv?: Readonly<Record<string, string>>;
   /** Queue settings; the ingest and replicate functions time out at their queue's visibility timeout. */
@@ -139,6 +148,13 @@ export interface SandboxSchedules {
   readonly reconcileAtStart?: boolean;
   /** Re-send the S3 notification of pending uploads whose blob is stored. @default true */
   readonly renotifyAtStart?: boolean;
+  /**
+   * Seconds between runs of the lost-notification sweep; 0 never runs it on its own.
+   * @default $MIRROR_SWEEP_INTERVAL_SECONDS, else 30
+   */
+  readonly sweepIntervalSeconds?: number;
+  /** @default $MIRROR_SWEEP_GRACE_SECONDS, else DEFAULT_SWEEP_GRACE_SECONDS */
+  readonly sweepGraceSeconds?: number;
 }
 
 export interface SandboxTarget {
@@ -187,6 +203,8 @@ export interface Sandbox {
   measureLag(): Promise<TargetLag[]>;
   /** Runs the reconcile function now, optionally narrowed, and returns its report. */
   reconcile(request?: { targetIds?: string[]; dryRun?: boolean }): Promise<ReconcileReport>;
+  /** Runs the lost-notification sweep function now (as its schedule does) and returns its report. */
+  sweepPending(): Promise<PendingSweepReport>;
   /** Delivery faults in force (none unless `faults` was given): `.set({})` stops them, `.counts` says what they did. */
   readonly faults: { readonly notifications: DeliveryFaults; readonly deliveries: DeliveryFaults };
   /**
@@ -272,7 +290,8 @@ interface Settings {
   readonly topology: Topology;
   readonly region: string;
   readonly schedules: SandboxSchedules | undefined;
-  readonly intervals: { readonly lag: number; readonly reconcile: number };
+  readonly intervals: { readonly lag: number; readonly reconcile: number; readonly sweep: number };
+  readonly sweepGraceSeconds: number;
   readonly tuning: Required<NonNullable<SandboxOptions['queues']>>;
 }
 
@@ -304,7 +323,13 @@ async function settingsOf(options: SandboxOptions): Promise<Settings> {
       reconcile:
         schedules?.reconcileIntervalSeconds ??
         secondsFromEnv(env, 'MIRROR_RECONCILE_INTERVAL_SECONDS', DEFAULT_INTERVALS.reconcile),
+      sweep:
+        schedules?.sweepIntervalSeconds ??
+        secondsFromEnv(env, 'MIRROR_SWEEP_INTERVAL_SECONDS', DEFAULT_INTERVALS.sweep),
     },
+    sweepGraceSeconds:
+      schedules?.sweepGraceSeconds ??
+      secondsFromEnv(env, 'MIRROR_SWEEP_GRACE_SECONDS', DEFAULT_SWEEP_GRACE_SECONDS),
     tuning: {
       ingestVisibilityTimeout: options.queues?.ingestVisibilityTimeout ?? 30,
       targetVisibilityTimeout: options.queues?.targetVisibilityTimeout ?? 30,
@@ -439,6 +464,7 @@ interface Functions {
   readonly ingest: LocalFunction;
   readonly lagMonitor: LocalFunction;
   readonly reconciler: LocalFunction;
+  readonly sweeper: LocalFunction;
   readonly replicators: ReadonlyArray<{ readonly target: TargetResources; readonly fn: LocalFunction }>;
 }
 
@@ -511,6 +537,18 @@ function startFunctions(
       env: { MIRROR_TARGETS: allTargets },
       timeoutSeconds: 900,
       memoryMb: 512,
+      maxConcurrency: 1,
+    }),
+    // The lost-notification sweep: the origin's blobs, the ledger, and the ingest queue it feeds.
+    sweeper: makeFunction({
+      name: 'pending-sweep',
+      module: handler('pending-sweep'),
+      env: {
+        MIRROR_INGEST_QUEUE_URL: resources.ingest.queue.url,
+        MIRROR_SWEEP_GRACE_SECONDS: String(settings.sweepGraceSeconds),
+      },
+      timeoutSeconds: 60,
+      memoryMb: 256,
       maxConcurrency: 1,
     }),
     replicators: resources.targets
@@ -706,6 +744,7 @@ function startSchedules(settings: Settings, teardown: Teardown, functions: Funct
     fn: functions.reconciler,
     everySeconds: schedules ? intervals.reconcile : 0,
   });
+  scheduler.add({ name: SWEEP_RULE, fn: functions.sweeper, everySeconds: schedules ? intervals.sweep : 0 });
   scheduler.start();
   teardown.push('schedules', () => scheduler.stop());
   return scheduler;
@@ -815,6 +854,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       converged,
       measureLag: () => scheduler.run(LAG_RULE) as Promise<TargetLag[]>,
       reconcile: (request) => scheduler.run(RECONCILE_RULE, request ?? {}) as Promise<ReconcileReport>,
+      sweepPending: () => scheduler.run(SWEEP_RULE) as Promise<PendingSweepReport>,
       faults,
       restartSqs: async () => {
         await emulators.sqs.restart();

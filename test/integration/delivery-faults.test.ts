@@ -31,7 +31,14 @@ beforeAll(async () => {
     log: () => undefined,
     polling: { waitTimeSeconds: 1 },
     queues: { ingestVisibilityTimeout: 5, targetVisibilityTimeout: 5 },
-    schedules: { lagIntervalSeconds: 0, reconcileIntervalSeconds: 0, reconcileAtStart: false },
+    // The sweep runs when a test asks (sandbox.sweepPending), and takes a second-old object's event for lost.
+    schedules: {
+      lagIntervalSeconds: 0,
+      reconcileIntervalSeconds: 0,
+      reconcileAtStart: false,
+      sweepIntervalSeconds: 0,
+      sweepGraceSeconds: 1,
+    },
     // Configured at start: every notification and every delivery is made twice.
     faults: { notifications: { duplicate: 1 }, deliveries: { duplicate: 1 } },
   });
@@ -116,6 +123,22 @@ describe('delivery faults in the local stack', () => {
     expect(report.renotified).toBeGreaterThanOrEqual(1);
     await waitFor('commit after re-notification', async () => (await status(id)) === 'committed', 30_000);
     expect(await versionsOf('faults/lost-notification.png')).toEqual([1]);
+  });
+
+  it('a lost S3 notification is found by the lost-notification sweep (the AWS function), which has the ingest commit it', async () => {
+    sandbox.faults.notifications.set({ drop: 1 });
+    const bytes = Buffer.from(`swept ${Date.now()}`);
+    const id = await upload('faults/swept.png', bytes);
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(await status(id)).toBe('pending');
+    // Faults stay on: the sweep sends to the ingest queue itself, as on AWS (no S3 notification).
+    const report = await sandbox.sweepPending();
+    expect(report.sent).toBeGreaterThanOrEqual(1);
+    await waitFor('commit after the sweep', async () => (await status(id)) === 'committed', 30_000);
+    expect(await versionsOf('faults/swept.png')).toEqual([1]);
+    sandbox.faults.notifications.set({});
+    // Nothing is left for the next run to send for it.
+    expect((await sandbox.sweepPending()).sent).toBe(0);
   });
 
   it('lost notifications of two uploads that PUT the same bytes: re-notification commits both (each object version named)', async () => {
