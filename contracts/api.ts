@@ -208,6 +208,15 @@ export const changesQuerySchema = z.object({
   cursor: z.string().max(apiLimits.maxCursorLength).optional(),
   limit: pageLimit,
 });
+/**
+ * `GET /v1/files`: `prefix` is empty (every file) or names its top folder (`photos/`,
+ * `photos/2024/IMG_`); its rules are checked after this shape (docs/api.md, Listing files).
+ */
+export const filesQuerySchema = z.object({
+  prefix: z.string().max(apiLimits.maxPathLength).default(''),
+  cursor: z.string().max(apiLimits.maxCursorLength).optional(),
+  limit: pageLimit,
+});
 export const deleteFileQuerySchema = z.object({ ifVersion: wholeNumberParam.optional() });
 export const contentQuerySchema = z.object({ target: z.string().optional() });
 
@@ -429,6 +438,26 @@ export const fileVersionSchema = z.strictObject({
 });
 export type FileVersionView = z.infer<typeof fileVersionSchema>;
 
+/** A live file as `GET /v1/files` lists it: its head. */
+export const listedFileSchema = z.strictObject({
+  path: z.string(),
+  version: versionNumberSchema,
+  sha256: sha256Hex,
+  size: byteCount,
+  contentType: z.string().nullable(),
+  committedAt: timestamp,
+});
+export type ListedFile = z.infer<typeof listedFileSchema>;
+
+export const fileListSchema = z.strictObject({
+  prefix: z.string(),
+  /** In path order (UTF-8 bytes) under a prefix; in no particular order without one. */
+  files: z.array(listedFileSchema).max(apiLimits.maxPageSize),
+  /** Present while more files may follow (a page may be short and still have one): pass it back as `cursor`. */
+  cursor: z.string().optional(),
+});
+export type FileList = z.infer<typeof fileListSchema>;
+
 export const targetStatusSchema = z.strictObject({
   id: z.string(),
   kind: targetKindSchema,
@@ -613,6 +642,14 @@ export const routes = {
       422: error,
       500: error,
     },
+  },
+  listFiles: {
+    operationId: 'listFiles',
+    method: 'GET',
+    path: '/v1/files',
+    auth: 'required',
+    query: filesQuerySchema,
+    responses: { 200: ok(fileListSchema), 400: error, 500: error },
   },
   getFile: {
     operationId: 'getFile',

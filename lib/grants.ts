@@ -66,8 +66,10 @@ export type LedgerAction =
 
 /** The ledger actions of each function. */
 export const LEDGER_ACCESS = {
+  /** BatchGetItem: a page of `GET /v1/files` reads its heads in one call per 100. */
   api: [
     'dynamodb:GetItem',
+    'dynamodb:BatchGetItem',
     'dynamodb:PutItem',
     'dynamodb:UpdateItem',
     'dynamodb:DeleteItem',
@@ -103,18 +105,24 @@ export const LEDGER_ACCESS = {
     'dynamodb:DeleteItem',
     'dynamodb:UpdateItem',
   ],
+  /**
+   * Pages through the pending-upload pointers (Scan), reads each upload (GetItem), and saves where
+   * its walk stopped (UpdateItem on its checkpoint row). It writes nothing else: the ingest decides.
+   */
+  pendingSweep: ['dynamodb:Scan', 'dynamodb:GetItem', 'dynamodb:UpdateItem'],
 } as const satisfies Record<string, readonly LedgerAction[]>;
 
 /**
  * Grants item-level actions on the ledger table (the table only: `Table.grant` would add every
  * index, `index/*`) and sets MIRROR_TABLE. `queryLiveFiles` adds Query on the live-files index,
- * for the functions that apply the path policy's folder rule (api, ingest).
+ * for the functions that apply the path policy's folder rule (api, ingest); `scanLiveFiles` adds
+ * Scan on it, for the API's listing of the whole mirror (`GET /v1/files` without a prefix).
  */
 export function useLedger(
   fn: MirrorFunction,
   ledger: Ledger,
   actions: readonly LedgerAction[],
-  options: { readonly queryLiveFiles?: boolean } = {},
+  options: { readonly queryLiveFiles?: boolean; readonly scanLiveFiles?: boolean } = {},
 ): void {
   fn.role.addToPrincipalPolicy(
     new iam.PolicyStatement({ sid: 'Ledger', actions: [...actions], resources: [ledger.table.tableArn] }),
@@ -123,7 +131,7 @@ export function useLedger(
     fn.role.addToPrincipalPolicy(
       new iam.PolicyStatement({
         sid: 'LedgerLiveFilesIndex',
-        actions: ['dynamodb:Query'],
+        actions: ['dynamodb:Query', ...(options.scanLiveFiles ? ['dynamodb:Scan'] : [])],
         resources: [`${ledger.table.tableArn}/index/${LIVE_FILES_INDEX.name}`],
       }),
     );
@@ -150,6 +158,12 @@ export interface OriginAccess {
    * @default false
    */
   readonly headMissingAs404?: boolean;
+  /**
+   * Also `s3:ListBucketVersions` on the bucket: the lost-notification sweep lists the object
+   * versions at a blob's key (one per upload that PUT those bytes) to send each one's event.
+   * @default false
+   */
+  readonly listVersions?: boolean;
 }
 
 /** Grants actions on the origin's blobs and sets MIRROR_ORIGIN_BUCKET. */
@@ -168,6 +182,15 @@ export function useOrigin(fn: MirrorFunction, origin: OriginStore, access: Origi
       new iam.PolicyStatement({
         sid: 'OriginHeadMissingAs404',
         actions: ['s3:ListBucket'],
+        resources: [origin.bucket.bucketArn],
+      }),
+    );
+  }
+  if (access.listVersions) {
+    fn.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'OriginListBlobVersions',
+        actions: ['s3:ListBucketVersions'],
         resources: [origin.bucket.bucketArn],
       }),
     );

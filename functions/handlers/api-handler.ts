@@ -12,6 +12,7 @@ import {
   routes as contract,
   deleteFileQuerySchema,
   errorBodySchema,
+  filesQuerySchema,
   partNumberParam,
   type RouteContract,
   uploadIdSchema,
@@ -28,6 +29,7 @@ import { S3_MAX_KEY_BYTES } from '../../contracts/paths.js';
 import type { Telemetry } from '../adapters/powertools.js';
 import { decodeCursor, encodeCursor, readChanges } from '../core/changes.js';
 import { MirrorError, ValidationError } from '../core/errors.js';
+import { listFiles } from '../core/file-listing.js';
 import { type StoredLag, storedLag } from '../core/lag.js';
 import { PathPolicy } from '../core/paths.js';
 import { restoreVersion } from '../core/restore.js';
@@ -39,9 +41,10 @@ import {
   deleteFile,
   describeUpload,
   getFile,
-  presignPart,
+  presignParts,
   proveUploadById,
   recordPart,
+  recordParts,
   type UploadDeps,
 } from '../core/uploads.js';
 import { listFileVersions } from '../core/versions.js';
@@ -237,6 +240,7 @@ function limits({ deps }: RouteScope): Result {
     defaultPageSize: apiLimits.defaultPageSize,
     maxPageSize: apiLimits.maxPageSize,
     maxRequestBodyBytes: apiLimits.maxRequestBodyBytes,
+    maxPartsPerRequest: apiLimits.maxPartsPerRequest,
   });
 }
 
@@ -252,6 +256,21 @@ async function claimUpload({ deps, paths }: RouteScope, event: Event): Promise<R
     return { statusCode, body: result };
   });
   return replyOnce(contract.createUpload, answer);
+}
+
+async function files({ deps }: RouteScope, event: Event): Promise<Result> {
+  const page = await listFiles(deps, query(filesQuerySchema, event));
+  return reply(contract.listFiles, 200, {
+    ...page,
+    files: page.files.map(({ path, version, sha256, size, contentType, committedAt }) => ({
+      path,
+      version,
+      sha256: sha256 as string,
+      size,
+      contentType,
+      committedAt,
+    })),
+  });
 }
 
 async function fileStatus({ deps, paths }: RouteScope, event: Event): Promise<Result> {
@@ -330,9 +349,14 @@ function uploadRoutes({ deps }: RouteScope) {
   return {
     getUpload: async (event: Event) =>
       reply(contract.getUpload, 200, await describeUpload(deps, uploadIdParam(event))),
-    presignUploadPart: async (event: Event) => {
-      const body = parse(contract.presignUploadPart.body, jsonBody(event));
-      return reply(contract.presignUploadPart, 200, await presignPart(deps, uploadIdParam(event), body));
+    presignUploadParts: async (event: Event) => {
+      const { parts } = parse(contract.presignUploadParts.body, jsonBody(event));
+      const signed = await presignParts(deps, uploadIdParam(event), parts);
+      return reply(contract.presignUploadParts, 200, { parts: signed });
+    },
+    recordUploadParts: async (event: Event) => {
+      const { parts } = parse(contract.recordUploadParts.body, jsonBody(event));
+      return reply(contract.recordUploadParts, 200, await recordParts(deps, uploadIdParam(event), parts));
     },
     recordUploadPart: async (event: Event) => {
       const partNumber = parse(partNumberParam, event.pathParameters?.partNumber, 'partNumber');
@@ -367,6 +391,7 @@ function answerers(scope: RouteScope): Record<RouteName, (event: Event) => Promi
     listTargets: () => listTargets(scope),
     createUpload: (event) => claimUpload(scope, event),
     ...uploadRoutes(scope),
+    listFiles: (event) => files(scope, event),
     getFile: (event) => fileStatus(scope, event),
     listVersions: (event) => fileVersions(scope, event),
     getContent: (event) => fileContent(scope, event),

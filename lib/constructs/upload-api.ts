@@ -143,7 +143,7 @@ export class UploadApi extends Construct {
       memorySize: 512,
       ...(reserved === false ? {} : { reservedConcurrency: reserved }),
     });
-    useLedger(fn, props.ledger, LEDGER_ACCESS.api, { queryLiveFiles: true });
+    useLedger(fn, props.ledger, LEDGER_ACCESS.api, { queryLiveFiles: true, scanLiveFiles: true });
     // GetObjectVersion: content URLs and ranged reads name the blob's verified object version.
     useOrigin(fn, props.origin, {
       blobs: ['s3:PutObject', 's3:GetObject', 's3:GetObjectVersion', 's3:AbortMultipartUpload'],

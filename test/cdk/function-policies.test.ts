@@ -78,8 +78,9 @@ const REPLICA_OBJECTS = ['target-a/*', 'target-b/*', 'target-c/media/*'];
 const EXPECTED: Record<string, string[]> = {
   api: [
     ...LOGS,
-    ...ledger('DeleteItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    ...ledger('BatchGetItem', 'DeleteItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
     'dynamodb:Query ledger/index/live-files',
+    'dynamodb:Scan ledger/index/live-files',
     ...['AbortMultipartUpload', 'GetObject', 'GetObjectVersion', 'PutObject'].map(
       (a) => `s3:${a} origin/blobs/*`,
     ),

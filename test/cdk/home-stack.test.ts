@@ -468,15 +468,16 @@ describe('least privilege', () => {
     ]);
     const table = statements.find((s) => s.Sid === 'Ledger') as Statement;
     expect([...actionsOf(table)].sort()).toEqual([
+      'dynamodb:BatchGetItem',
       'dynamodb:DeleteItem',
       'dynamodb:GetItem',
       'dynamodb:PutItem',
       'dynamodb:Query',
       'dynamodb:UpdateItem',
     ]);
-    // The path policy's folder rule: Query on the live-files index alone, not on every index.
+    // The path policy's folder rule and the file listing: the live-files index alone, not every index.
     const index = statements.find((s) => s.Sid === 'LedgerLiveFilesIndex') as Statement;
-    expect(actionsOf(index)).toEqual(['dynamodb:Query']);
+    expect(actionsOf(index)).toEqual(['dynamodb:Query', 'dynamodb:Scan']);
     expect(JSON.stringify(resourcesOf(index))).toContain('/index/live-files');
     expect(JSON.stringify(statements)).not.toContain('/index/*');
   });

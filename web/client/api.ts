@@ -12,6 +12,7 @@ import {
   type CreateUploadResponse,
   type DeleteResult,
   errorBodySchema,
+  type FileList,
   type FileStatus,
   gatewayMessageSchema,
   type Health,
@@ -162,6 +163,17 @@ export class MirrorApi {
   /** `DELETE /v1/uploads/{id}`: abandons a pending upload (and its S3 multipart upload). */
   abortUpload(uploadId: string, options: CallOptions = {}): Promise<RouteAnswer<'abortUpload'>> {
     return this.#call('abortUpload', { params: { id: uploadId } }, options);
+  }
+
+  /**
+   * `GET /v1/files`: a page of live files under `prefix` (empty: every file; otherwise it names
+   * its top folder, e.g. `photos/`); pass `cursor` back while the answer has one.
+   */
+  listFiles(
+    query: { prefix?: string; cursor?: string; limit?: number } = {},
+    options: CallOptions = {},
+  ): Promise<FileList> {
+    return this.#call('listFiles', { query }, options);
   }
 
   /** `GET /v1/files/{path}`: the head and each target's copy. */

@@ -1,0 +1,75 @@
+/**
+ * Live files under a prefix, a page at a time (`GET /v1/files?prefix=`). The ledger lists them
+ * from its live-files index, partitioned by top folder (docs/api.md, Listing files): a prefix
+ * names its top folder, so that a page is one query of one partition; no prefix lists the whole
+ * mirror. The cursor is the last path the ledger read, opaque to clients.
+ */
+import type { FileVersion } from '../../contracts/model.js';
+import { normalizePath, PathRuleError } from '../../contracts/paths.js';
+import { ValidationError } from './errors.js';
+import type { Ledger } from './ports.js';
+
+export interface FilePage {
+  readonly prefix: string;
+  readonly files: readonly FileVersion[];
+  /** Present while files may remain: pass it back as `cursor`. */
+  readonly cursor?: string;
+}
+
+const PREFIX_RULE =
+  'prefix must be empty (every file) or name its top folder: a folder ending in "/" (photos/2024/), ' +
+  'or one going on into a name (photos/2024/IMG_)';
+
+/** The prefix in NFC, or a 400 on `prefix` naming the rule it broke. */
+export function checkPrefix(raw: string): string {
+  if (raw === '') return raw;
+  if (!raw.includes('/')) throw new ValidationError('prefix', PREFIX_RULE);
+  const folder = raw.endsWith('/');
+  try {
+    // A prefix is a path, or a folder's path with its trailing "/": the same rules hold.
+    const path = normalizePath(folder ? raw.slice(0, -1) : raw);
+    return folder ? `${path}/` : path;
+  } catch (err) {
+    if (err instanceof PathRuleError)
+      throw new ValidationError('prefix', `prefix ${err.rule}`, { code: 'invalid_path', cause: err });
+    throw err;
+  }
+}
+
+const encodeCursor = (after: string) => Buffer.from(JSON.stringify({ after }), 'utf8').toString('base64url');
+
+function decodeCursor(cursor: string, prefix: string): string {
+  let after: unknown;
+  try {
+    after = (JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { after?: unknown }).after;
+  } catch {
+    after = undefined;
+  }
+  if (typeof after !== 'string' || after === '')
+    throw new ValidationError('cursor', 'cursor is not one this API returned', { code: 'invalid_cursor' });
+  if (!after.startsWith(prefix))
+    throw new ValidationError('cursor', `cursor was returned for another prefix than "${prefix}"`, {
+      code: 'invalid_cursor',
+    });
+  return after;
+}
+
+/**
+ * Up to `limit` live files under `prefix` after `cursor`, in path order (no particular order
+ * without a prefix). A page may hold fewer files than `limit` and still have a cursor: files
+ * deleted since the index was read are left out.
+ */
+export async function listFiles(
+  deps: { readonly ledger: Pick<Ledger, 'listLiveFiles'> },
+  request: { readonly prefix: string; readonly cursor?: string | undefined; readonly limit: number },
+): Promise<FilePage> {
+  const prefix = checkPrefix(request.prefix);
+  const after =
+    request.cursor === undefined || request.cursor === '' ? undefined : decodeCursor(request.cursor, prefix);
+  const page = await deps.ledger.listLiveFiles({ prefix, after, limit: request.limit });
+  return {
+    prefix,
+    files: page.files,
+    ...(page.next === undefined ? {} : { cursor: encodeCursor(page.next) }),
+  };
+}
