@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `npx media-mirror`: runs the TypeScript CLI (bin/cli.ts) through tsx's loader.
-import { register } from 'tsx/esm/api';
+// `media-mirror`: the bundled CLI (dist/media-mirror.mjs); in a development checkout without an
+// up-to-date build, bin/cli.ts through tsx (bin/launch.js).
+import { launch } from './launch.js';
 
-register();
-await import('./cli.ts');
+await launch('dist/media-mirror.mjs', 'bin/cli.ts');
