@@ -15,7 +15,7 @@ import type { DeleteResult, FileStatus, FileVersionView, RestoreResult } from '.
 import type { FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { EXIT, MirrorCliError, NotFoundCliError } from './errors.ts';
-import { liveUnder, type RemoteHead, readHeads } from './listing.ts';
+import { listLiveFiles } from './listing.ts';
 import { formatTable } from './status.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -31,22 +31,10 @@ export interface ListedFile {
   committedAt: string;
 }
 
-export async function listFiles(
-  client: Pick<MirrorApi, 'listChanges'>,
-  prefix: string,
-): Promise<ListedFile[]> {
-  const { heads } = await readHeads(client);
-  return liveUnder(heads, prefix).map(listed);
+/** Every live file under `prefix` (a bare name is a top folder: `photos` lists `photos/`). */
+export function listFiles(client: Pick<MirrorApi, 'listFiles'>, prefix: string): Promise<ListedFile[]> {
+  return listLiveFiles(client, prefix);
 }
-
-const listed = (h: RemoteHead): ListedFile => ({
-  path: h.path,
-  version: h.version,
-  size: h.size,
-  sha256: h.sha256 ?? '',
-  contentType: h.contentType,
-  committedAt: h.committedAt,
-});
 
 /** `aws s3 ls` style: time, size in bytes, then what only this mirror has (version, SHA-256), then the path. */
 export function formatListing(files: readonly ListedFile[]): string {

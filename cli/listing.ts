@@ -1,11 +1,11 @@
 /**
- * What the mirror holds, for `ls` and `sync`: every path's head, folded from the change feed
- * (`GET /v1/changes`). The API has no prefix listing yet; the feed holds every committed version
- * once, so the highest version per path is its head. The cost grows with the feed's history
- * (one request per 1,000 versions), which docs/cli.md states; the cursor it ends at lets `sync`
- * read only what was committed after the listing.
+ * What the mirror holds. `ls` pages through the live files under a prefix (`GET /v1/files`).
+ * `sync` needs every path's head, tombstones included, and a feed cursor to see its own commits
+ * land: it folds the change feed (`GET /v1/changes`), which holds every committed version once,
+ * so the highest version per path is its head. That cost grows with the feed's history (one
+ * request per 1,000 versions), which docs/cli.md states.
  */
-import type { ChangesPage } from '../contracts/api.ts';
+import type { ChangesPage, ListedFile } from '../contracts/api.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 
 export interface RemoteHead {
@@ -27,6 +27,35 @@ export interface RemoteListing {
 }
 
 export type FeedClient = Pick<MirrorApi, 'listChanges'>;
+
+/**
+ * The prefix as the API takes it: a leading "/" dropped, and a bare name (`photos`) taken as the
+ * top folder (`photos/`), since the API lists by top folder (docs/api.md, Listing files).
+ */
+export function listingPrefix(prefix: string): string {
+  const trimmed = prefix.replace(/^\/+/, '');
+  return trimmed === '' || trimmed.includes('/') ? trimmed : `${trimmed}/`;
+}
+
+/** Every live file under `prefix`, page by page (`GET /v1/files`), sorted by path. */
+export async function listLiveFiles(
+  client: Pick<MirrorApi, 'listFiles'>,
+  prefix: string,
+): Promise<ListedFile[]> {
+  const files: ListedFile[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await client.listFiles({
+      prefix: listingPrefix(prefix),
+      limit: PAGE,
+      ...(cursor === undefined ? {} : { cursor }),
+    });
+    files.push(...page.files);
+    cursor = page.cursor;
+  } while (cursor !== undefined);
+  // Sorted already under a prefix; the whole mirror comes grouped by top folder.
+  return files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
 
 /** The feed's largest page (contracts/api.ts maxPageSize). */
 const PAGE = 1000;
@@ -62,11 +91,4 @@ export async function readHeads(client: FeedClient): Promise<RemoteListing> {
   const heads = new Map<string, RemoteHead>();
   const cursor = await followFeed(client, heads, undefined);
   return { heads, cursor };
-}
-
-/** Live files (not tombstones) under `prefix`, sorted by path. */
-export function liveUnder(heads: ReadonlyMap<string, RemoteHead>, prefix: string): RemoteHead[] {
-  return [...heads.values()]
-    .filter((h) => !h.deleted && h.path.startsWith(prefix))
-    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }

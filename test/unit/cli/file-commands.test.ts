@@ -73,42 +73,58 @@ const notFound = {
 };
 
 describe('media-mirror ls', () => {
-  const pages = [
-    [change('photos/a.png', 1, 'a1'), change('photos/b.png', 1, 'b1'), change('docs/c.pdf', 1, 'c')],
-    [change('photos/a.png', 3, 'a3'), change('photos/b.png', 2, null), change('photos/a.png', 2, 'a2')],
+  const listed = (path: string, version: number, content: string) => {
+    const { deleted: _d, ...file } = change(path, version, content);
+    return file;
+  };
+  /** `GET /v1/files` in pages of two: the cursor is the index of the next page. */
+  function files(all: ReturnType<typeof listed>[]): Route {
+    return (url) => {
+      if (url.pathname !== '/v1/files') return notFound;
+      const prefix = url.searchParams.get('prefix') ?? '';
+      const under = all.filter((f) => f.path.startsWith(prefix));
+      const from = Number(url.searchParams.get('cursor') ?? '0');
+      const next = from + 2 < under.length ? { cursor: String(from + 2) } : {};
+      return { status: 200, body: { prefix, files: under.slice(from, from + 2), ...next } };
+    };
+  }
+  const mirror = [
+    listed('photos/a.png', 3, 'a3'),
+    listed('photos/b.png', 1, 'b1'),
+    listed('photos/c/d.png', 1, 'd'),
+    listed('docs/c.pdf', 1, 'c'),
   ];
 
-  it('folds the change feed to heads: newest version per path, tombstones hidden, prefix applied', async () => {
-    const h = harness(feed(pages));
-    expect(await h.run('ls', 'photos/', '--json')).toBe(0);
+  it('pages through GET /v1/files under the prefix; a bare name is its top folder', async () => {
+    const h = harness(files(mirror));
+    expect(await h.run('ls', 'photos', '--json')).toBe(0);
     expect(JSON.parse(h.out())).toEqual({
-      prefix: 'photos/',
-      files: [
-        {
-          path: 'photos/a.png',
-          version: 3,
-          size: 2,
-          sha256: sha('a3'),
-          contentType: 'image/png',
-          committedAt: at,
-        },
-      ],
+      prefix: 'photos',
+      files: [mirror[0], mirror[1], mirror[2]],
     });
     expect(h.requests).toEqual([
-      'GET /v1/changes?limit=1000',
-      'GET /v1/changes?cursor=1&limit=1000',
-      'GET /v1/changes?cursor=2&limit=1000',
+      'GET /v1/files?prefix=photos%2F&limit=1000',
+      'GET /v1/files?prefix=photos%2F&limit=1000&cursor=2',
     ]);
   });
 
-  it('prints time, size, version, SHA-256 and path, and a total', async () => {
-    const h = harness(feed(pages));
+  it('prints time, size, version, SHA-256 and path, sorted, and a total', async () => {
+    const h = harness(files(mirror));
     expect(await h.run('ls')).toBe(0);
     const lines = h.out().trimEnd().split('\n');
     expect(lines[0]).toMatch(/^COMMITTED\s+SIZE\s+VERSION\s+SHA256\s+PATH$/);
     expect(lines[1]).toBe(`2025-06-01 11:55:00Z             1  v1       ${sha('c')}  docs/c.pdf`);
     expect(lines[2]).toContain(`v3       ${sha('a3')}  photos/a.png`);
-    expect(lines.at(-1)).toBe('2 file(s), 3 bytes');
+    expect(lines.at(-1)).toBe('4 file(s), 6 bytes');
+  });
+
+  it("shows the API's refusal of a prefix, naming the rule", async () => {
+    const h = harness(() => ({
+      status: 400,
+      body: { error: { code: 'invalid_path', message: 'prefix must be relative', field: 'prefix' } },
+    }));
+    expect(await h.run('ls', 'a/../b/')).not.toBe(0);
+    expect(h.err()).toContain('prefix must be relative');
   });
 });
 
