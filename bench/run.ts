@@ -8,11 +8,12 @@
  *   (d) one new file among 10,000 vs one `rclone sync`                      bench/one-new.ts
  *   (e) sustained 20 uploads/s for 60 s: lag per target, backlog             bench/sustained.ts
  *   (f) CPU per upload and peak RSS of the `npm start` tree and the agent    bench/bulk.ts
+ *   (g) `media-mirror --help` time and the agent's idle RSS, installed bins    bench/bundle.ts
  *
  * (c)–(f) run against `npm start` in a child process (bench/stack.ts).
  *   npm run bench                        everything (about 30 min on 2 busy cores)
  *   npm run bench -- --quick             small counts, one run each (CI: finishes, meets nothing)
- *   npm run bench -- --only=hash,ledger  some sections (hash, ledger, bulk, sustained, one-new)
+ *   npm run bench -- --only=hash,ledger  some sections (hash, ledger, bulk, sustained, one-new, bundle)
  *   npm run bench -- --runs=1 --tree-files=2000 --sustained-seconds=15   fewer runs, smaller (d) and (e)
  *   npm run bench -- gate                the gates' own cost (bench/gate.ts)
  */
@@ -20,6 +21,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type BulkRun, bulkRun } from './bulk.ts';
+import { benchBundle } from './bundle.ts';
 import { benchGate } from './gate.ts';
 import { benchHash } from './hash.ts';
 import { benchLedger } from './ledger.ts';
@@ -30,7 +32,7 @@ import { type BenchStack, startStack } from './stack.ts';
 import { type Row, ratios, show, spread, table } from './stats.ts';
 import { sustainedRun, type TargetLag } from './sustained.ts';
 
-const SECTIONS = ['hash', 'ledger', 'bulk', 'sustained', 'one-new'] as const;
+const SECTIONS = ['hash', 'ledger', 'bulk', 'sustained', 'one-new', 'bundle'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const FULL = {
@@ -254,6 +256,8 @@ async function main(): Promise<void> {
   if (sections.has('ledger')) add(await benchLedger({ uploads: s.ledgerUploads, runs: s.runs, log }));
   if (['bulk', 'sustained', 'one-new'].some((x) => sections.has(x as Section)))
     await stackSections(sections, s, add);
+  // Alone on the machine: the stack sections' processes have stopped.
+  if (sections.has('bundle')) add(await benchBundle({ log }));
   console.log(
     `\nMedia Mirror bench (${values.quick ? 'quick: small counts, one run' : `median of ${s.runs} runs (min–max)`}); load average ${loadBefore} before, ${load()} after\n`,
   );
