@@ -4,6 +4,7 @@
  * `mirror.config.json`; adding a target is one entry in `targets`.
  */
 import * as z from 'zod';
+import { MiB, PREFERRED_PART_BYTES, S3_MAX_PARTS } from './multipart.js';
 
 const targetId = z
   .string()
@@ -116,6 +117,20 @@ export const topologySchema = z
         jwtAudience: z.array(z.string()).optional(),
         /** Browser origins allowed to call the API and PUT to the origin bucket. */
         corsOrigins: z.array(z.string()).default([]),
+        /**
+         * Steady requests per second the API stage admits (all callers together). It must carry the
+         * largest upload's calls within one presigned URL lifetime (`minimumApiRate`).
+         * @default the larger of 50 and `minimumApiRate(limits)`
+         */
+        throttleRateLimit: z.number().positive('a positive number of requests per second').optional(),
+        /** Requests the stage admits in a burst above the steady rate. @default twice the rate */
+        throttleBurstLimit: z.number().int('a whole number of requests').min(1).optional(),
+        /**
+         * Concurrent executions reserved for the api function (AWS), or `"none"` to reserve nothing
+         * where the account's concurrency quota cannot spare any (docs/deploy.md).
+         * @default the steady rate at 0.5 s per request, at least 10 (the CDK app derives it)
+         */
+        reservedConcurrency: z.union([z.number().int('a whole number').min(1), z.literal('none')]).optional(),
       })
       .prefault({}),
   })
@@ -131,6 +146,10 @@ export const topologySchema = z
       }
       seen.add(target.id);
     });
+    const rateProblem = apiRateProblem(t.limits, t.api.throttleRateLimit);
+    if (rateProblem !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['api', 'throttleRateLimit'], message: rateProblem });
+    }
     if (t.api.auth === 'jwt' && !t.api.jwtIssuer) {
       ctx.addIssue({
         code: 'custom',
@@ -144,6 +163,71 @@ export type Topology = z.infer<typeof topologySchema>;
 export type TargetConfig = z.infer<typeof targetSchema>;
 export type S3TargetConfig = z.infer<typeof s3TargetSchema>;
 export type PullTargetConfig = z.infer<typeof pullTargetSchema>;
+
+/**
+ * API calls per part of a multipart upload (presign it, record it) and per upload (create, complete).
+ * Batched presigning lowers the first: update it with the client's plan.
+ */
+export const API_CALLS_PER_PART = 2;
+export const API_CALLS_PER_UPLOAD = 2;
+/** The stage's steady rate when nothing larger is needed, requests per second. */
+export const DEFAULT_API_RATE = 50;
+
+type UploadLimits = Pick<Topology['limits'], 'maxUploadBytes' | 'presignTtlSeconds'>;
+
+/**
+ * The API calls an upload of `limits.maxUploadBytes` makes, in parts as the API plans them: 8 MiB
+ * parts, grown (whole MiB) so that no upload needs more than S3's 10,000 (functions/core/multipart.ts).
+ */
+export function largestUploadApiCalls(limits: UploadLimits): {
+  parts: number;
+  partBytes: number;
+  calls: number;
+} {
+  const needed = Math.ceil(limits.maxUploadBytes / S3_MAX_PARTS);
+  const partBytes = Math.max(PREFERRED_PART_BYTES, Math.ceil(needed / MiB) * MiB);
+  const parts = Math.max(1, Math.ceil(limits.maxUploadBytes / partBytes));
+  return { parts, partBytes, calls: parts * API_CALLS_PER_PART + API_CALLS_PER_UPLOAD };
+}
+
+/**
+ * The lowest stage rate that carries the largest upload's calls within one presigned URL lifetime:
+ * the API is then never what paces an upload, and part URLs presigned ahead (in batches) cannot
+ * expire while the client waits on the throttle for the calls between them.
+ */
+export function minimumApiRate(limits: UploadLimits): number {
+  return Math.ceil(largestUploadApiCalls(limits).calls / limits.presignTtlSeconds);
+}
+
+/** Why `rate` cannot serve an upload of the largest allowed file, or undefined when it can. */
+export function apiRateProblem(limits: UploadLimits, rate: number | undefined): string | undefined {
+  if (rate === undefined) return undefined;
+  const minimum = minimumApiRate(limits);
+  if (rate >= minimum) return undefined;
+  const { parts, partBytes, calls } = largestUploadApiCalls(limits);
+  return (
+    `${rate} requests/s cannot carry the ${calls} API calls of an upload of limits.maxUploadBytes ` +
+    `(${limits.maxUploadBytes} bytes: ${parts} parts of ${partBytes / MiB} MiB, ${API_CALLS_PER_PART} calls each, ` +
+    `${API_CALLS_PER_UPLOAD} more) within limits.presignTtlSeconds (${limits.presignTtlSeconds} s): ` +
+    `set at least ${minimum}, or lower limits.maxUploadBytes`
+  );
+}
+
+/** The API stage's throttle and the api function's reservation, defaults applied. */
+export function apiThrottle(topology: Pick<Topology, 'api' | 'limits'>): {
+  rateLimit: number;
+  burstLimit: number;
+  /** `false`: nothing reserved; undefined: derived from the rate by the CDK app. */
+  reservedConcurrency: number | false | undefined;
+} {
+  const { api, limits } = topology;
+  const rateLimit = api.throttleRateLimit ?? Math.max(DEFAULT_API_RATE, minimumApiRate(limits));
+  return {
+    rateLimit,
+    burstLimit: api.throttleBurstLimit ?? Math.ceil(2 * rateLimit),
+    reservedConcurrency: api.reservedConcurrency === 'none' ? false : api.reservedConcurrency,
+  };
+}
 
 /** Parses a topology, throwing one error that lists every problem with its field. */
 export function parseTopology(input: unknown): Topology {

@@ -4,7 +4,7 @@
  */
 import { App, type AppProps, Tags, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import type { Topology } from '../contracts/topology.js';
+import { apiRateProblem, apiThrottle, type Topology } from '../contracts/topology.js';
 import type { AgentTrust } from './constructs/agent-access.js';
 import { type ApiLimits, HomeStack } from './home-stack.js';
 import { checkNames, homeStackName, replicaRegions, replicaStackName, s3Targets } from './naming.js';
@@ -57,7 +57,7 @@ export interface MirrorAppOptions {
   readonly agentTrustByTarget?: Readonly<Record<string, AgentTrust>>;
   /**
    * The API stage's throttle and the api function's reserved concurrency.
-   * @default - from the app's context (`apiLimitsFromContext`), else UploadApi's defaults
+   * @default - the topology's `api` settings (`apiLimitsOf`), each overridden by the app's context
    */
   readonly apiLimits?: ApiLimits;
   /**
@@ -81,9 +81,9 @@ export function ledgerDeletionProtectionFromContext(app: App): boolean {
 }
 
 /**
- * Context keys (cdk.json, or `-c key=value`) that size the API; each one absent keeps its default.
- * `mirror:apiReservedConcurrency=none` reserves nothing (an account whose concurrency quota is too
- * low to reserve any).
+ * Context keys (cdk.json, or `-c key=value`) that override the topology's `api` limits for one
+ * deploy; each one absent keeps the topology's. `mirror:apiReservedConcurrency=none` reserves
+ * nothing (an account whose concurrency quota is too low to reserve any).
  */
 export const API_LIMITS_CONTEXT = {
   throttleRateLimit: 'mirror:apiThrottleRateLimit',
@@ -111,6 +111,38 @@ export function apiLimitsFromContext(app: App): ApiLimits {
   }
   if (problems.length > 0)
     throw new Error(`invalid API limits in the CDK context:\n  ${problems.join('\n  ')}`);
+  return limits;
+}
+
+/**
+ * The API's limits: the topology's `api` settings (defaults derived from its `limits`), overridden
+ * key by key by the app's context. A rate that cannot carry the largest upload is refused whichever
+ * one gave it.
+ */
+export function apiLimitsOf(topology: Topology, app: App): ApiLimits {
+  const fromTopology = apiThrottle(topology);
+  const fromContext = apiLimitsFromContext(app);
+  const contextRate = fromContext.throttleRateLimit;
+  // A burst the topology does not set follows a rate given on the command line.
+  const burstOfContextRate =
+    contextRate !== undefined && topology.api.throttleBurstLimit === undefined
+      ? { throttleBurstLimit: Math.ceil(2 * contextRate) }
+      : {};
+  const limits: ApiLimits = {
+    throttleRateLimit: fromTopology.rateLimit,
+    throttleBurstLimit: fromTopology.burstLimit,
+    ...(fromTopology.reservedConcurrency === undefined
+      ? {}
+      : { reservedConcurrency: fromTopology.reservedConcurrency }),
+    ...burstOfContextRate,
+    ...fromContext,
+  };
+  const problem = apiRateProblem(topology.limits, limits.throttleRateLimit);
+  if (problem !== undefined) {
+    throw new Error(
+      `invalid API limits in the CDK context:\n  ${API_LIMITS_CONTEXT.throttleRateLimit}: ${problem}`,
+    );
+  }
   return limits;
 }
 
@@ -225,7 +257,7 @@ export function buildMirrorApp(topology: Topology, options: MirrorAppOptions = {
     topology,
     agentTrust: options.agentTrust ?? fromContext?.agentTrust,
     agentTrustByTarget: options.agentTrustByTarget ?? fromContext?.agentTrustByTarget,
-    apiLimits: options.apiLimits ?? apiLimitsFromContext(app),
+    apiLimits: options.apiLimits ?? apiLimitsOf(topology, app),
     ledgerDeletionProtection: options.ledgerDeletionProtection ?? ledgerDeletionProtectionFromContext(app),
   });
   for (const replica of replicas.values()) {

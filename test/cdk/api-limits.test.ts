@@ -112,3 +112,82 @@ describe('API limits from the CDK context (`-c mirror:apiThrottleRateLimit=200`)
     );
   });
 });
+
+describe("API limits from mirror.config.json (the topology's `api` settings)", () => {
+  const TiB = 1024 ** 4;
+
+  it("a rate, burst and reservation set in the topology are the stage's and the function's", () => {
+    const limits = limitsOf(
+      withContext(
+        {},
+        {},
+        testTopology({
+          api: { auth: 'iam', throttleRateLimit: 120, throttleBurstLimit: 300, reservedConcurrency: 40 },
+        }),
+      ),
+    );
+    expect({ rate: limits.rate, burst: limits.burst }).toEqual({ rate: 120, burst: 300 });
+    expect(limits.reserved).toEqual({ [limits.apiId]: 40 });
+  });
+
+  it('a rate alone brings its burst (twice it) and its reservation (0.5 s per request)', () => {
+    const limits = limitsOf(
+      withContext({}, {}, testTopology({ api: { auth: 'iam', throttleRateLimit: 120 } })),
+    );
+    expect({ rate: limits.rate, burst: limits.burst }).toEqual({ rate: 120, burst: 240 });
+    expect(limits.reserved).toEqual({ [limits.apiId]: 60 });
+  });
+
+  it('`"none"` in the topology reserves nothing', () => {
+    const limits = limitsOf(
+      withContext({}, {}, testTopology({ api: { auth: 'iam', reservedConcurrency: 'none' } })),
+    );
+    expect(limits.reserved).toEqual({});
+  });
+
+  it('with no rate set, a large maximum upload and short URL lifetime raise the rate the upload needs', () => {
+    // 5 TiB in 9,987 parts of 525 MiB: 19,976 calls within 60 s is 333 requests/s.
+    const limits = limitsOf(
+      withContext({}, {}, testTopology({ limits: { maxUploadBytes: 5 * TiB, presignTtlSeconds: 60 } })),
+    );
+    expect({ rate: limits.rate, burst: limits.burst }).toEqual({ rate: 333, burst: 666 });
+    expect(limits.reserved).toEqual({ [limits.apiId]: 167 });
+  });
+
+  it('a topology rate that cannot carry the largest upload is refused with the rate it needs', () => {
+    // 50 GiB in 6,400 parts of 8 MiB: 12,802 calls within 60 s is 214 requests/s.
+    expect(() =>
+      testTopology({
+        limits: { maxUploadBytes: 50 * 1024 ** 3, presignTtlSeconds: 60 },
+        api: { auth: 'iam', throttleRateLimit: 200 },
+      }),
+    ).toThrow(
+      /api\.throttleRateLimit: 200 requests\/s cannot carry the 12802 API calls of an upload of limits\.maxUploadBytes \(53687091200 bytes: 6400 parts of 8 MiB[\s\S]*set at least 214/,
+    );
+  });
+
+  it('the context overrides the topology key by key; a context rate too low for the largest upload is refused', () => {
+    const topology = testTopology({
+      limits: { maxUploadBytes: 50 * 1024 ** 3, presignTtlSeconds: 60 },
+      api: { auth: 'iam', throttleRateLimit: 300, reservedConcurrency: 90 },
+    });
+    const limits = limitsOf(withContext({ [API_LIMITS_CONTEXT.throttleRateLimit]: '400' }, {}, topology));
+    expect({ rate: limits.rate, burst: limits.burst }).toEqual({ rate: 400, burst: 800 });
+    expect(limits.reserved).toEqual({ [limits.apiId]: 90 });
+    expect(() => withContext({ [API_LIMITS_CONTEXT.throttleRateLimit]: '100' }, {}, topology)).toThrow(
+      /mirror:apiThrottleRateLimit: 100 requests\/s cannot carry[\s\S]*set at least 214/,
+    );
+  });
+
+  it('values the API could not run with are refused, naming the field', () => {
+    expect(() => testTopology({ api: { auth: 'iam', throttleRateLimit: 0 } })).toThrow(
+      /api\.throttleRateLimit: a positive number of requests per second/,
+    );
+    expect(() => testTopology({ api: { auth: 'iam', throttleBurstLimit: 2.5 } })).toThrow(
+      /api\.throttleBurstLimit: a whole number of requests/,
+    );
+    expect(() => testTopology({ api: { auth: 'iam', reservedConcurrency: 0 } })).toThrow(
+      /api\.reservedConcurrency/,
+    );
+  });
+});
