@@ -105,6 +105,11 @@ export const LEDGER_ACCESS = {
     'dynamodb:DeleteItem',
     'dynamodb:UpdateItem',
   ],
+  /**
+   * Pages through the pending-upload pointers (Scan), reads each upload (GetItem), and saves where
+   * its walk stopped (UpdateItem on its checkpoint row). It writes nothing else: the ingest decides.
+   */
+  pendingSweep: ['dynamodb:Scan', 'dynamodb:GetItem', 'dynamodb:UpdateItem'],
 } as const satisfies Record<string, readonly LedgerAction[]>;
 
 /**
@@ -153,6 +158,12 @@ export interface OriginAccess {
    * @default false
    */
   readonly headMissingAs404?: boolean;
+  /**
+   * Also `s3:ListBucketVersions` on the bucket: the lost-notification sweep lists the object
+   * versions at a blob's key (one per upload that PUT those bytes) to send each one's event.
+   * @default false
+   */
+  readonly listVersions?: boolean;
 }
 
 /** Grants actions on the origin's blobs and sets MIRROR_ORIGIN_BUCKET. */
@@ -171,6 +182,15 @@ export function useOrigin(fn: MirrorFunction, origin: OriginStore, access: Origi
       new iam.PolicyStatement({
         sid: 'OriginHeadMissingAs404',
         actions: ['s3:ListBucket'],
+        resources: [origin.bucket.bucketArn],
+      }),
+    );
+  }
+  if (access.listVersions) {
+    fn.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'OriginListBlobVersions',
+        actions: ['s3:ListBucketVersions'],
         resources: [origin.bucket.bucketArn],
       }),
     );

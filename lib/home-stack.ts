@@ -11,6 +11,7 @@ import { IngestPipeline } from './constructs/ingest-pipeline.js';
 import { Ledger } from './constructs/ledger.js';
 import { Monitoring, monitoringOptionsFromTopology } from './constructs/monitoring.js';
 import { OriginStore } from './constructs/origin-store.js';
+import { PendingSweep } from './constructs/pending-sweep.js';
 import { ReplicaTarget } from './constructs/replica-target.js';
 import { type ApiAuth, UploadApi, type UploadApiProps } from './constructs/upload-api.js';
 import { type ReplicaBucketRef, settingsFromTopology } from './grants.js';
@@ -89,6 +90,8 @@ export class HomeStack extends Stack {
   /** The role of each pull target's on-prem agent, by target id, in topology order. */
   public readonly agentAccess: ReadonlyMap<string, AgentAccess>;
   public readonly ingest: IngestPipeline;
+  /** Re-sends the S3 event of pending uploads whose bytes are stored (lost notifications). */
+  public readonly pendingSweep: PendingSweep;
   public readonly api: UploadApi;
   public readonly monitoring: Monitoring;
 
@@ -146,6 +149,12 @@ export class HomeStack extends Stack {
       origin: this.origin,
       targets: this.targets,
       settings,
+    });
+
+    this.pendingSweep = new PendingSweep(this, 'PendingSweep', {
+      ledger: this.ledger,
+      origin: this.origin,
+      ingestQueue: this.ingest.queue,
     });
 
     this.api = new UploadApi(this, 'Api', {

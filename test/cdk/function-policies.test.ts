@@ -145,6 +145,16 @@ const EXPECTED: Record<string, string[]> = {
     ...REPLICA_OBJECTS.map((r) => `s3:GetObject replica:${r}`),
     ...['target-a', 'target-b', 'target-c'].map((t) => `s3:ListBucket replica:${t}`),
   ],
+  // Reads pending uploads and its checkpoint row, HEADs and lists blob versions, sends their events.
+  'pending-sweep': [
+    ...LOGS,
+    ...ledger('GetItem', 'Scan', 'UpdateItem'),
+    's3:GetObject origin/blobs/*',
+    's3:GetObjectVersion origin/blobs/*',
+    's3:ListBucket origin',
+    's3:ListBucketVersions origin',
+    'sqs:SendMessage queue:ingest',
+  ],
 };
 
 describe('each function’s policy, exactly', () => {
@@ -156,6 +166,7 @@ describe('each function’s policy, exactly', () => {
     'replicate target-c': () => functionIdsWithEnv(home, 'MIRROR_TARGET_ID', 'target-c')[0] ?? '',
     'lag-monitor': () => functionId(/LagMonitorFunction/),
     reconcile: () => functionId(/ReconcileFunction/),
+    'pending-sweep': () => functionId(/^PendingSweep.*Function/),
   };
 
   for (const [name, find] of Object.entries(functions)) {

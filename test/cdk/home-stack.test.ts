@@ -258,8 +258,8 @@ describe('queues', () => {
 describe('functions', () => {
   it('every function runs nodejs24.x on arm64, bundled as ESM, with its own role and log group', () => {
     const functions = resourcesOfType(home, 'AWS::Lambda::Function');
-    // api, ingest, one replicate per S3 target, lag monitor, reconcile
-    expect(Object.keys(functions)).toHaveLength(1 + 1 + 3 + 2);
+    // api, ingest, one replicate per S3 target, lag monitor, reconcile, the lost-notification sweep
+    expect(Object.keys(functions)).toHaveLength(1 + 1 + 3 + 2 + 1);
     const roles = new Set<string>();
     for (const [id, fn] of Object.entries(functions)) {
       expect(props(fn), id).toMatchObject({
@@ -313,8 +313,10 @@ describe('functions', () => {
     const accountBucket = (id: string) => `testmirror-${id}-123456789012`;
     // The lag monitor reads no bucket and is told none: monitoring.test.ts checks it with its own schema.
     const lagMonitor = logicalId(mirror.home.monitoring.lagMonitor.function, mirror.home);
+    // Nor does the lost-notification sweep learn the targets or the limits: pending-sweep.test.ts.
+    const sweep = logicalId(mirror.home.pendingSweep.sweeper.function, mirror.home);
     for (const id of Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))) {
-      if (id === lagMonitor) continue;
+      if (id === lagMonitor || id === sweep) continue;
       const env = environmentOf(home, id);
       expect(env.MIRROR_S3_FORCE_PATH_STYLE, id).toBeUndefined();
       const config = readRuntimeConfig({ ...env, AWS_REGION: 'us-east-1' });

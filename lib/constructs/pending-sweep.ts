@@ -1,0 +1,72 @@
+/**
+ * The lost-notification sweep (functions/core/pending-sweep.ts): S3 event notifications are
+ * at-least-once and may be lost, and nothing else would ever ingest an upload whose event was.
+ * Every `interval` the sweep finds pending uploads whose bytes the origin holds and sends each
+ * object version's event to the ingest queue, as S3 would have; the ingest decides the rest.
+ *
+ * It may read the pending uploads and its own checkpoint row, HEAD and list versions of the
+ * origin's blobs, and send to the ingest queue: no delete, no write to the bucket, no commit.
+ */
+import { Duration } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { LEDGER_ACCESS, useLedger, useOrigin } from '../grants.js';
+import type { Ledger } from './ledger.js';
+import { MirrorFunction } from './mirror-function.js';
+import type { OriginStore } from './origin-store.js';
+
+export interface PendingSweepProps {
+  readonly ledger: Ledger;
+  readonly origin: OriginStore;
+  /** The ingest's queue, which the origin's notifications feed. */
+  readonly ingestQueue: sqs.IQueue;
+  /**
+   * How often the sweep runs. A lost event is re-sent 10 minutes (plus the verification time its
+   * size allows) after its object was stored, at the first run after that.
+   * @default Duration.minutes(15)
+   */
+  readonly interval?: Duration;
+}
+
+export class PendingSweep extends Construct {
+  public readonly sweeper: MirrorFunction;
+  public readonly schedule: events.Rule;
+
+  constructor(scope: Construct, id: string, props: PendingSweepProps) {
+    super(scope, id);
+    const interval = props.interval ?? Duration.minutes(15);
+    const fn = new MirrorFunction(this, 'PendingSweep', {
+      handler: 'pending-sweep',
+      description: 'Sends the S3 event of pending uploads whose bytes are stored but were never ingested',
+      timeout: Duration.minutes(5),
+      memorySize: 256,
+    });
+    useLedger(fn, props.ledger, LEDGER_ACCESS.pendingSweep);
+    // HEAD (GetObject, GetObjectVersion) and list the versions of blobs; 404 for a version deleted meanwhile.
+    useOrigin(fn, props.origin, {
+      blobs: ['s3:GetObject', 's3:GetObjectVersion'],
+      headMissingAs404: true,
+      listVersions: true,
+    });
+    // SQS-managed encryption: no key to grant.
+    fn.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'SendToIngestQueue',
+        actions: ['sqs:SendMessage'],
+        resources: [props.ingestQueue.queueArn],
+      }),
+    );
+    fn.addEnvironment('MIRROR_INGEST_QUEUE_URL', props.ingestQueue.queueUrl);
+    // A failed run is not retried: the next one covers it (the walk goes on from its checkpoint).
+    fn.function.configureAsyncInvoke({ retryAttempts: 0 });
+    this.schedule = new events.Rule(this, 'Schedule', {
+      description: `Runs the lost-notification sweep every ${interval.toMinutes()} minutes`,
+      schedule: events.Schedule.rate(interval),
+      targets: [new eventsTargets.LambdaFunction(fn.function, { retryAttempts: 0 })],
+    });
+    this.sweeper = fn;
+  }
+}
