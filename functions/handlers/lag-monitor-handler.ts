@@ -28,11 +28,21 @@ export function createLagMonitorHandler(
   return async (_event, context) => {
     logger.addContext(context);
     try {
+      const started = Date.now();
       const report = await measureLag(deps, { ...deps.budget, deadline: lagDeadline(context) });
+      // The monitor's own work: a run that nears its budget or deadline, or a target that stays
+      // behind (not caught up run after run), shows here before its lag figures go stale.
+      metrics.milliseconds('LagMonitorRunMilliseconds', Date.now() - started);
+      metrics.count(
+        'LagMonitorLedgerCalls',
+        report.reduce((sum, t) => sum + t.ledgerCalls, 0),
+      );
       for (const t of report) {
         const dimensions = { target: t.targetId };
         metrics.seconds('ReplicationLagSeconds', t.lagSeconds, dimensions);
         metrics.count('PendingReplications', t.pending, dimensions);
+        metrics.count('LagMonitorTargetLedgerCalls', t.ledgerCalls, dimensions);
+        metrics.count('LagMonitorCaughtUp', t.caughtUp ? 1 : 0, dimensions);
         if (t.kind === 'pull') {
           // A never-seen agent counts as infinitely old: its heartbeat alarm must fire.
           metrics.seconds('AgentHeartbeatAgeSeconds', t.heartbeatAgeSeconds ?? 86_400 * 365, dimensions);
