@@ -24,6 +24,10 @@ export const TARGET_METRICS = {
   PendingReplications: 'lag-monitor',
   /** Pull targets: seconds since the agent's last heartbeat (a year if it never reported). */
   AgentHeartbeatAgeSeconds: 'lag-monitor',
+  /** 1 when the monitor's run reached the target's oldest unapplied change (its lag exact), else 0. */
+  LagMonitorCaughtUp: 'lag-monitor',
+  /** Ledger calls the monitor's run made for the target (bounded by its budget per target). */
+  LagMonitorTargetLedgerCalls: 'lag-monitor',
   /** A version that failed to apply (S3 targets; it returns to the queue, then its DLQ). */
   ReplicationFailures: 'replicate',
   FilesReplicated: 'replicate',
@@ -37,6 +41,10 @@ export type TargetMetricName = keyof typeof TARGET_METRICS;
 
 /** Metrics without a target dimension, and the handler that emits them. */
 export const SERVICE_METRICS = {
+  /** Ledger calls of one lag-monitor run, every target's together. */
+  LagMonitorLedgerCalls: 'lag-monitor',
+  /** How long one lag-monitor run took (it stops before its deadline). */
+  LagMonitorRunMilliseconds: 'lag-monitor',
   /** An upload refused at ingest (hash or size mismatch, type not allowed, …), per upload. */
   IngestRejected: 'ingest',
   /**

@@ -452,6 +452,7 @@ export class Monitoring extends Construct {
     });
     dashboard.addWidgets(...this.headerWidgets(limits));
     dashboard.addWidgets(...lagWidgets(props.targets, limits));
+    dashboard.addWidgets(...lagMonitorWidgets(props.targets));
     dashboard.addWidgets(...backlogWidgets(props));
     dashboard.addWidgets(...failureWidgets(props, limits));
     dashboard.addWidgets(...ingestWidgets(props, limits));
@@ -536,6 +537,46 @@ function lagWidgets(targets: readonly MonitoredTarget[], limits: MonitoringLimit
       { leftAnnotations: [threshold(limits.lagThreshold.toSeconds(), 'alarm')], leftYAxis: { min: 0 } },
     ),
   );
+}
+
+/**
+ * The lag monitor's own work: ledger calls and time per run (bounded by its budget and deadline),
+ * and per target whether the run reached the oldest unapplied change. A target at 0 run after run
+ * is still being walked: its lag is an upper bound until it shows 1 (the lag alarm covers the rest).
+ */
+function lagMonitorWidgets(targets: readonly MonitoredTarget[]): cloudwatch.IWidget[] {
+  return [
+    graph(
+      'Lag monitor: ledger calls and time per run',
+      12,
+      [
+        serviceMetric('LagMonitorLedgerCalls', {
+          statistic: 'Maximum',
+          period: ONE_MINUTE,
+          label: 'ledger calls',
+        }),
+      ],
+      {
+        right: [
+          serviceMetric('LagMonitorRunMilliseconds', {
+            statistic: 'Maximum',
+            period: ONE_MINUTE,
+            label: 'run (ms)',
+          }),
+        ],
+        leftYAxis: { min: 0 },
+        rightYAxis: { min: 0 },
+      },
+    ),
+    graph(
+      'Lag monitor: caught up (1) or still walking applied changes (0)',
+      12,
+      targets.map((t) =>
+        targetMetric('LagMonitorCaughtUp', t.id, { statistic: 'Minimum', period: ONE_MINUTE, label: t.id }),
+      ),
+      { leftYAxis: { min: 0, max: 1 } },
+    ),
+  ];
 }
 
 /** Backlog: what the ledger says is pending, and what sits in the queues. */

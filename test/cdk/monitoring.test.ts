@@ -399,6 +399,15 @@ describe('dashboard', () => {
     }
   });
 
+  it("the lag monitor's own work: ledger calls and time per run, and whether each target caught up", () => {
+    const all = graphs().flatMap(metricsOf);
+    expect(all).toContainEqual(['MediaMirror', 'LagMonitorLedgerCalls', 'service', 'lag-monitor']);
+    expect(all).toContainEqual(['MediaMirror', 'LagMonitorRunMilliseconds', 'service', 'lag-monitor']);
+    expect(all.filter((m) => m[1] === 'LagMonitorCaughtUp')).toEqual(
+      TARGETS.map((t) => ['MediaMirror', 'LagMonitorCaughtUp', 'service', 'lag-monitor', 'target', t]),
+    );
+  });
+
   it('ingest: failed invocations, the age of the oldest queued event, uploads pending past expiry', () => {
     const all = graphs().flatMap(metricsOf);
     const ingestId = logicalId(mirror.home, mirror.home.ingest.ingest.function);
