@@ -26,6 +26,7 @@ import { formatFileStatus, formatTargetsOverview, getPathStatus, getTargetsOverv
 import { formatSyncSummary, syncFolder } from './sync.ts';
 import { defaultCacheFile } from './sync-cache.ts';
 import { createJsonLinesSyncProgress, createTtySyncProgress } from './sync-progress.ts';
+import { bucketSource, type SyncSource } from './sync-source.ts';
 import { systemClock, type UploadResult, uploadFile } from './upload.ts';
 
 const json = (io: CliIo, value: unknown) => io.stdout.write(`${JSON.stringify(value)}\n`);
@@ -155,6 +156,8 @@ export async function restore(
 }
 
 export interface SyncFlags {
+  from?: string;
+  fromEndpoint?: string;
   dryRun?: boolean;
   jobs: number;
   cache: string | boolean;
@@ -162,7 +165,57 @@ export interface SyncFlags {
   json?: boolean;
 }
 
-export async function sync(io: CliIo, api: MirrorApi, dir: string, prefix: string, opts: SyncFlags) {
+const usage = { exitCode: EXIT.usage };
+
+/** `sync <dir> [prefix]`, or `sync --from s3://bucket/prefix [prefix]`: the folder or bucket, and the mirror prefix. */
+function syncArguments(
+  args: readonly (string | undefined)[],
+  opts: SyncFlags,
+): { dir: string; prefix: string } {
+  const [first, second] = args;
+  if (opts.from === undefined) {
+    if (first === undefined)
+      throw new MirrorCliError('sync needs a folder (or --from s3://bucket/prefix)', usage);
+    return { dir: first, prefix: second ?? '' };
+  }
+  if (second !== undefined)
+    throw new MirrorCliError('with --from, sync takes one argument: the mirror prefix', usage);
+  return { dir: opts.from, prefix: first ?? '' };
+}
+
+/** The S3 client `--from` reads with: the default credential chain, or the keys in the environment. */
+async function sourceOf(io: CliIo, opts: SyncFlags): Promise<SyncSource | undefined> {
+  if (opts.from === undefined) return undefined;
+  const { S3Client } = await import('@aws-sdk/client-s3');
+  const env = io.env;
+  const endpoint = opts.fromEndpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
+  const keys =
+    env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
+      ? {
+          credentials: {
+            accessKeyId: env.AWS_ACCESS_KEY_ID,
+            secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+            ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
+          },
+        }
+      : {};
+  const s3 = new S3Client({
+    region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+    ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
+    ...keys,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  return bucketSource(s3, opts.from);
+}
+
+export async function sync(
+  io: CliIo,
+  api: MirrorApi,
+  args: readonly (string | undefined)[],
+  opts: SyncFlags,
+) {
+  const { dir, prefix } = syncArguments(args, opts);
   const progress =
     io.stderr.isTTY === true
       ? createTtySyncProgress(io.stderr as NodeJS.WritableStream)
@@ -181,6 +234,7 @@ export async function sync(io: CliIo, api: MirrorApi, dir: string, prefix: strin
       },
       {
         dir,
+        source: await sourceOf(io, opts),
         prefix,
         dryRun: opts.dryRun === true,
         jobs: opts.jobs,

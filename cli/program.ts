@@ -230,8 +230,13 @@ function registerUploadCommands(program: Command, verb: VerbRunner): void {
       'upload a folder: only files whose content the mirror does not hold at their path are sent, ' +
         'content it holds elsewhere is committed without its bytes; resumable (a hash cache skips unchanged files)',
     )
-    .argument('<dir>', 'local folder')
-    .argument('[prefix]', 'mirror folder to put it under (default: the root)', '')
+    .argument('[dir]', 'local folder (with --from: none, the one argument is the prefix)')
+    .argument('[prefix]', 'mirror folder to put it under (default: the root)')
+    .option('--from <s3-url>', 'import from a bucket instead of a folder: s3://bucket/prefix')
+    .option(
+      '--from-endpoint <url>',
+      'S3-compatible endpoint for --from, path-style (default: AWS, or $AWS_ENDPOINT_URL_S3)',
+    )
     .option('--dry-run', 'list what would be uploaded; send nothing')
     .option('--jobs <n>', 'files hashed and sent at the same time', wholeNumber(1), 8)
     .option('--cache <file>', 'hash cache file (default: under $XDG_CACHE_HOME or ~/.cache/media-mirror)')
@@ -243,8 +248,8 @@ function registerUploadCommands(program: Command, verb: VerbRunner): void {
       300,
     )
     .option('--json', 'print the summary (and every file not unchanged) as JSON')
-    .action((dir: string, prefix: string, _opts: unknown, command: Command) =>
-      verb(command, (v, api, io) => v.sync(io, api, dir, prefix, command.opts())),
+    .action((dir: string | undefined, prefix: string | undefined, _opts: unknown, command: Command) =>
+      verb(command, (v, api, io) => v.sync(io, api, [dir, prefix], command.opts())),
     );
 }
 function registerReadCommands(program: Command, verb: VerbRunner): void {

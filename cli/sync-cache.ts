@@ -1,6 +1,6 @@
 /**
- * `sync`'s hash cache: a file whose size and modification time are unchanged since it was
- * hashed keeps its SHA-256, so a re-run (or a run resumed after Ctrl-C or a crash) reads only
+ * `sync`'s hash cache: a file whose size and modification time (a bucket's object: its ETag)
+ * are unchanged since it was hashed keeps its SHA-256, so a re-run (or a run resumed after Ctrl-C or a crash) reads only
  * what changed. Saved atomically (a temporary file renamed over the old one) and now and then
  * during a run, so a crash loses at most a few seconds of hashing. Outside the library by
  * default: a sync never writes into the folder it reads.
@@ -11,8 +11,8 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Digest } from '../common/sha256.ts';
 
-/** One file's size, mtime (ms) and SHA-256 when last hashed. */
-type Entry = readonly [size: number, mtimeMs: number, sha256: string];
+/** One file's size, stamp (mtime in ms on disk, ETag in a bucket) and SHA-256 when last hashed. */
+type Entry = readonly [size: number, stamp: number | string, sha256: string];
 
 interface CacheFile {
   readonly v: 1;
@@ -20,10 +20,13 @@ interface CacheFile {
   readonly entries: Record<string, Entry>;
 }
 
-/** Where a folder's cache lives: `$XDG_CACHE_HOME/media-mirror/sync-<hash of the folder>.json`. */
+/** A folder's absolute path; a bucket's `s3://` URL as it is. */
+const sourceIdentity = (dir: string) => (dir.startsWith('s3://') ? dir : resolve(dir));
+
+/** Where a source's cache lives: `$XDG_CACHE_HOME/media-mirror/sync-<hash of the folder or s3:// URL>.json`. */
 export function defaultCacheFile(dir: string, env: NodeJS.ProcessEnv): string {
   const base = env.XDG_CACHE_HOME || join(env.HOME || homedir(), '.cache');
-  const key = createHash('sha256').update(resolve(dir)).digest('hex').slice(0, 16);
+  const key = createHash('sha256').update(sourceIdentity(dir)).digest('hex').slice(0, 16);
   return join(base, 'media-mirror', `sync-${key}.json`);
 }
 
@@ -36,7 +39,7 @@ export class HashCache {
   /** `file` null: a cache that remembers nothing past this run. */
   constructor(file: string | null, dir: string) {
     this.#file = file;
-    this.#dir = resolve(dir);
+    this.#dir = sourceIdentity(dir);
   }
 
   /** Reads the cache; a missing, unreadable or foreign one starts empty (it is only a cache). */
@@ -52,15 +55,15 @@ export class HashCache {
     }
   }
 
-  /** The digest of `rel` if its size and mtime are those it was hashed at. */
-  lookup(rel: string, size: number, mtimeMs: number): Digest | undefined {
+  /** The digest of `rel` if its size and stamp are those it was hashed at. */
+  lookup(rel: string, size: number, stamp: number | string): Digest | undefined {
     const entry = Object.hasOwn(this.#entries, rel) ? this.#entries[rel] : undefined;
-    if (entry === undefined || entry[0] !== size || entry[1] !== mtimeMs) return undefined;
+    if (entry === undefined || entry[0] !== size || entry[1] !== stamp) return undefined;
     return { sha256: entry[2], size };
   }
 
-  remember(rel: string, mtimeMs: number, digest: Digest): void {
-    this.#entries[rel] = [digest.size, mtimeMs, digest.sha256];
+  remember(rel: string, stamp: number | string, digest: Digest): void {
+    this.#entries[rel] = [digest.size, stamp, digest.sha256];
     this.#dirty = true;
   }
 

@@ -8,22 +8,18 @@
  * from the listing's cursor) shows their commits, and the uploads still missing are asked for
  * directly, so a rejection is reported with its reason.
  */
-import type { Dirent } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
-import { join, relative, resolve, sep } from 'node:path';
 import type { Digest } from '../common/sha256.ts';
 import type { Limits } from '../contracts/api.ts';
 import { normalizePath } from '../contracts/paths.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { guessContentType } from './content-type.ts';
-import { MirrorCliError } from './errors.ts';
-import { hashFile } from './hash-file.ts';
 import { followFeed, type RemoteHead, readHeads } from './listing.ts';
 import type { SendParts } from './multipart.ts';
 import type { ProgressSink } from './progress.ts';
 import type { PutFile } from './put-file.ts';
 import { HashCache } from './sync-cache.ts';
 import type { SyncCounts, SyncProgress } from './sync-progress.ts';
+import { folderSource, type SourceEntry, type SyncSource } from './sync-source.ts';
 import { type Clock, uploadFile } from './upload.ts';
 
 export type SyncClient = Pick<
@@ -40,7 +36,10 @@ export interface SyncDeps {
 }
 
 export interface SyncOptions {
+  /** A local folder; ignored when `source` is given. */
   dir: string;
+  /** Where the library is read from. @default the folder `dir` */
+  source?: SyncSource | undefined;
   /** Mirror paths are `prefix` + the file's path under `dir` ('/' added unless empty). */
   prefix: string;
   dryRun: boolean;
@@ -84,11 +83,7 @@ export interface SyncSummary {
   reports: SyncFileReport[];
 }
 
-interface LocalFile {
-  readonly file: string;
-  /** Relative to the folder, '/'-separated: the hash cache's key. */
-  readonly rel: string;
-}
+type LocalFile = SourceEntry;
 
 interface Pending {
   readonly report: SyncFileReport;
@@ -100,6 +95,7 @@ interface Pending {
 interface Run {
   readonly deps: SyncDeps;
   readonly options: SyncOptions;
+  readonly source: SyncSource;
   readonly prefix: string;
   readonly limits: Limits;
   readonly heads: Map<string, RemoteHead>;
@@ -113,7 +109,6 @@ interface Run {
 
 export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<SyncSummary> {
   const started = deps.clock.now();
-  const dir = resolve(options.dir);
   const counts: SyncCounts = {
     phase: 'listing',
     filesTotal: 0,
@@ -123,60 +118,50 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
     failed: 0,
   };
   deps.progress.update(counts);
-  const files = await walk(dir, options.cacheFile);
-  counts.filesTotal = files.length;
-  const [limits, listing] = await Promise.all([deps.client.limits(), readHeads(deps.client)]);
-  const cache = new HashCache(options.cacheFile, dir);
-  await cache.load();
-  const run: Run = {
-    deps,
-    options: { ...options, dir },
-    prefix: mirrorPrefix(options.prefix),
-    limits,
-    heads: listing.heads,
-    cache,
-    counts,
-    reports: [],
-    pending: new Map(),
-    known: new Set([...listing.heads.values()].flatMap((h) => (h.sha256 === null ? [] : [h.sha256]))),
-  };
+  const source = options.source ?? folderSource(options.dir, options.cacheFile);
+  try {
+    const files = await source.list();
+    counts.filesTotal = files.length;
+    const [limits, listing] = await Promise.all([deps.client.limits(), readHeads(deps.client)]);
+    const cache = new HashCache(options.cacheFile, source.label);
+    await cache.load();
+    const run: Run = {
+      deps,
+      options: { ...options, dir: source.label },
+      source,
+      prefix: mirrorPrefix(options.prefix),
+      limits,
+      heads: listing.heads,
+      cache,
+      counts,
+      reports: [],
+      pending: new Map(),
+      known: new Set([...listing.heads.values()].flatMap((h) => (h.sha256 === null ? [] : [h.sha256]))),
+    };
+    await syncFiles(run, files, listing.cursor);
+    return summarize(run, files.length, (deps.clock.now() - started) / 1000);
+  } finally {
+    await source.close();
+  }
+}
+
+async function syncFiles(run: Run, files: readonly LocalFile[], cursor: string | undefined): Promise<void> {
+  const { counts, deps } = run;
   counts.phase = 'syncing';
   try {
-    await inPool(files, options.jobs, (f) => syncOne(run, f), savingEvery(run, 5_000));
+    await inPool(files, run.options.jobs, (f) => syncOne(run, f), savingEvery(run, 5_000));
   } finally {
-    await cache.save();
+    await run.cache.save();
   }
-  if (run.pending.size > 0) await awaitCommits(run, listing.cursor);
+  if (run.pending.size > 0) await awaitCommits(run, cursor);
   counts.phase = 'done';
   deps.progress.update(counts);
-  return summarize(run, files.length, (deps.clock.now() - started) / 1000);
 }
 
 /** `photos` → `photos/`; empty stays empty (the folder's files at the mirror's root). */
 function mirrorPrefix(prefix: string): string {
   const trimmed = prefix.replace(/^\/+/, '');
   return trimmed === '' || trimmed.endsWith('/') ? trimmed : `${trimmed}/`;
-}
-
-/** Every regular file under `dir`, sorted; symbolic links and the cache file are not followed. */
-async function walk(dir: string, cacheFile: string | null): Promise<LocalFile[]> {
-  let entries: Dirent[];
-  try {
-    entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  } catch (err) {
-    throw new MirrorCliError(`cannot read folder ${dir}: ${(err as Error).message}`, { cause: err });
-  }
-  // The cache (and its temporary files) may live in the folder when --cache puts it there.
-  const cache = cacheFile === null ? undefined : resolve(cacheFile);
-  const isCache = (file: string) => cache !== undefined && (file === cache || file.startsWith(`${cache}.`));
-  const files: LocalFile[] = [];
-  for (const entry of entries) {
-    if (!entry.isFile()) continue;
-    const file = join(entry.parentPath, entry.name);
-    if (isCache(file)) continue;
-    files.push({ file, rel: relative(dir, file).split(sep).join('/') });
-  }
-  return files.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
 }
 
 /** Runs `work` over `items`, `jobs` at a time; `tick` after each item. */
@@ -214,7 +199,7 @@ function savingEvery(run: Run, ms: number): () => Promise<void> {
 
 async function syncOne(run: Run, local: LocalFile): Promise<void> {
   const report: SyncFileReport = {
-    file: local.file,
+    file: local.name,
     path: run.prefix + local.rel,
     size: 0,
     outcome: 'failed',
@@ -224,6 +209,8 @@ async function syncOne(run: Run, local: LocalFile): Promise<void> {
   } catch (err) {
     report.outcome = 'failed';
     report.reason = err instanceof Error ? err.message : String(err);
+  } finally {
+    await run.source.release(local).catch(() => undefined);
   }
   if (report.outcome === 'failed') run.counts.failed++;
   if (report.outcome !== 'unchanged') run.reports.push(report);
@@ -232,15 +219,15 @@ async function syncOne(run: Run, local: LocalFile): Promise<void> {
 
 /** Fills in `report`: skipped, unchanged, planned, sent (or awaiting its commit). */
 async function decide(run: Run, local: LocalFile, report: SyncFileReport): Promise<void> {
-  const info = await stat(local.file);
+  const info = await run.source.stat(local);
   report.size = info.size;
-  const refusal = refuse(run, report, guessContentType(local.file));
+  const refusal = refuse(run, report, guessContentType(local.name));
   if (refusal !== undefined) {
     report.outcome = 'skipped';
     report.reason = refusal;
     return;
   }
-  const digest = await digestOf(run, local, info.size, info.mtimeMs);
+  const digest = await digestOf(run, local, info.size, info.stamp);
   const head = run.heads.get(report.path);
   if (head !== undefined && !head.deleted && head.sha256 === digest.sha256) {
     report.outcome = 'unchanged';
@@ -281,22 +268,28 @@ function typeAccepted(contentType: string, accepted: readonly string[]): boolean
   return accepted.some((a) => ['*/*', type, family].includes(a.toLowerCase()));
 }
 
-async function digestOf(run: Run, local: LocalFile, size: number, mtimeMs: number): Promise<Digest> {
-  const known = run.cache.lookup(local.rel, size, mtimeMs);
+async function digestOf(run: Run, local: LocalFile, size: number, stamp: number | string): Promise<Digest> {
+  const known = run.cache.lookup(local.rel, size, stamp);
   if (known !== undefined) return known;
-  let counted = 0;
-  const digest = await hashFile(local.file, {
-    onBytes: (done) => {
-      run.counts.bytesHashed += done - counted;
-      counted = done;
-    },
-  });
-  run.cache.remember(local.rel, mtimeMs, digest);
+  const digest = await run.source.hash(local, hashedBytes(run.counts));
+  run.cache.remember(local.rel, stamp, digest);
   return digest;
 }
 
-async function send(run: Run, local: LocalFile, report: SyncFileReport, digest: Digest): Promise<void> {
+/** Adds one file's hashed bytes to the run's count, as its running total comes in. */
+function hashedBytes(counts: SyncCounts): (done: number) => void {
+  let counted = 0;
+  return (done) => {
+    counts.bytesHashed += done - counted;
+    counted = done;
+  };
+}
+
+async function send(run: Run, local: LocalFile, report: SyncFileReport, cached: Digest): Promise<void> {
   const { deps, options } = run;
+  // A bucket's object is read here when its digest came from the cache: what is sent is what was hashed.
+  const bytes = await run.source.file(local, hashedBytes(run.counts));
+  const digest = bytes.digest ?? cached;
   // Content no head holds and this run has not sent is almost never held: answering its
   // challenge would cost a request (and a refusal) per new file. Without `proveUpload` the flow
   // sends the bytes at once; content held only by an old version is then sent again, which is
@@ -315,7 +308,13 @@ async function send(run: Run, local: LocalFile, report: SyncFileReport, digest: 
       progress: sentBytes(run.counts),
       hashFile: async () => digest,
     },
-    { file: local.file, path: report.path, wait: false, timeoutSeconds: options.timeoutSeconds },
+    {
+      file: bytes.file,
+      path: report.path,
+      contentType: guessContentType(local.name),
+      wait: false,
+      timeoutSeconds: options.timeoutSeconds,
+    },
   );
   report.version = result.version ?? undefined;
   if (result.status === 'pending') {

@@ -1,0 +1,245 @@
+/**
+ * Where `sync` reads a library from: a local folder, or a bucket (`--from s3://bucket/prefix`).
+ * Each file has a stamp that changes when its content may have: its mtime on disk, its ETag in
+ * a bucket. The hash cache keeps a SHA-256 per path, size and stamp, so a re-run reads nothing
+ * that is unchanged. A bucket's object is streamed once to a temporary file while it is hashed
+ * (memory stays flat whatever its size; at most `--jobs` objects are on disk at a time), and the
+ * upload, when one is needed, sends that file: one GET per object, none for an object the cache
+ * and the mirror already agree on.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Dirent } from 'node:fs';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, relative, resolve, sep } from 'node:path';
+import { type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { Digest } from '../common/sha256.ts';
+import { createSha256 } from '../common/sha256-node.ts';
+import { EXIT, MirrorCliError } from './errors.ts';
+import { hashFile } from './hash-file.ts';
+
+export interface SourceEntry {
+  /** Relative to the source's root, '/'-separated: the mirror path's tail and the cache's key. */
+  readonly rel: string;
+  /** What to call it in reports: a local file's path, or `s3://bucket/key`. */
+  readonly name: string;
+}
+
+export interface SourceStat {
+  readonly size: number;
+  /** Changes when the content may have: mtime (ms) on disk, the ETag in a bucket. */
+  readonly stamp: number | string;
+}
+
+/** A local file holding the entry's bytes; `digest` when they were hashed on the way. */
+export interface SourceFile {
+  readonly file: string;
+  readonly digest?: Digest | undefined;
+}
+
+export interface SyncSource {
+  /** The folder or `s3://bucket/prefix`: the summary's `dir` and the hash cache's identity. */
+  readonly label: string;
+  list(): Promise<SourceEntry[]>;
+  stat(entry: SourceEntry): Promise<SourceStat>;
+  hash(entry: SourceEntry, onBytes: (done: number) => void): Promise<Digest>;
+  /** The bytes as a local file, to send (after `hash`, the same bytes). */
+  file(entry: SourceEntry, onBytes: (done: number) => void): Promise<SourceFile>;
+  /** Done with the entry: drops what `hash` or `file` kept of it. */
+  release(entry: SourceEntry): Promise<void>;
+  /** Done with the run. */
+  close(): Promise<void>;
+}
+
+const byRel = (a: SourceEntry, b: SourceEntry) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0);
+
+// ---------------------------------------------------------------------------------------------
+// A local folder
+// ---------------------------------------------------------------------------------------------
+
+/** Every regular file under `dir`, sorted; symbolic links and the cache file are not followed. */
+export function folderSource(dir: string, cacheFile: string | null): SyncSource {
+  const root = resolve(dir);
+  return {
+    label: root,
+    async list() {
+      let entries: Dirent[];
+      try {
+        entries = await readdir(root, { recursive: true, withFileTypes: true });
+      } catch (err) {
+        throw new MirrorCliError(`cannot read folder ${root}: ${(err as Error).message}`, { cause: err });
+      }
+      // The cache (and its temporary files) may live in the folder when --cache puts it there.
+      const cache = cacheFile === null ? undefined : resolve(cacheFile);
+      const isCache = (file: string) =>
+        cache !== undefined && (file === cache || file.startsWith(`${cache}.`));
+      const files: SourceEntry[] = [];
+      for (const entry of entries) {
+        if (!entry.isFile()) continue;
+        const file = join(entry.parentPath, entry.name);
+        if (isCache(file)) continue;
+        files.push({ name: file, rel: relative(root, file).split(sep).join('/') });
+      }
+      return files.sort(byRel);
+    },
+    async stat(entry) {
+      const info = await stat(entry.name);
+      return { size: info.size, stamp: info.mtimeMs };
+    },
+    hash: (entry, onBytes) => hashFile(entry.name, { onBytes }),
+    file: async (entry) => ({ file: entry.name }),
+    release: async () => {},
+    close: async () => {},
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// A bucket
+// ---------------------------------------------------------------------------------------------
+
+export interface S3Location {
+  readonly bucket: string;
+  /** '' or ending in '/'. */
+  readonly prefix: string;
+}
+
+/** `s3://bucket/some/prefix` → bucket and `some/prefix/`. */
+export function parseS3Url(url: string): S3Location {
+  const match = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
+  if (match === null)
+    throw new MirrorCliError(
+      `--from must be s3://<bucket>[/<prefix>] (a bucket name as S3 allows), not ${url}`,
+      {
+        exitCode: EXIT.usage,
+      },
+    );
+  const rest = (match[2] ?? '').replace(/^\/+/, '');
+  return { bucket: match[1] as string, prefix: rest === '' || rest.endsWith('/') ? rest : `${rest}/` };
+}
+
+interface ListedObject extends SourceEntry, SourceStat {
+  readonly key: string;
+}
+
+/** The objects under `s3://bucket/prefix` (folder markers, keys ending in '/', left out). */
+export function bucketSource(s3: S3Client, url: string): SyncSource {
+  const where = parseS3Url(url);
+  const label = `s3://${where.bucket}/${where.prefix}`;
+  const objects = new Map<string, ListedObject>();
+  const spooled = new Map<string, SourceFile>();
+  let spool: Promise<string> | undefined;
+  const spoolDir = () => {
+    spool ??= mkdtemp(join(tmpdir(), 'media-mirror-sync-'));
+    return spool;
+  };
+  const objectOf = (entry: SourceEntry) => {
+    const object = objects.get(entry.rel);
+    if (object === undefined) throw new Error(`${entry.name} was not listed`);
+    return object;
+  };
+  const download = async (entry: SourceEntry, onBytes: (done: number) => void): Promise<SourceFile> => {
+    const known = spooled.get(entry.rel);
+    if (known !== undefined) return known;
+    const object = objectOf(entry);
+    const file = join(await spoolDir(), randomBytes(8).toString('hex'));
+    const digest = await getToFile(s3, where.bucket, object, file, onBytes);
+    const got = { file, digest };
+    spooled.set(entry.rel, got);
+    return got;
+  };
+  return {
+    label,
+    async list() {
+      for (const object of await listObjects(s3, where)) objects.set(object.rel, object);
+      return [...objects.values()].sort(byRel);
+    },
+    stat: async (entry) => {
+      const { size, stamp } = objectOf(entry);
+      return { size, stamp };
+    },
+    hash: async (entry, onBytes) => (await download(entry, onBytes)).digest as Digest,
+    file: download,
+    async release(entry) {
+      const got = spooled.get(entry.rel);
+      spooled.delete(entry.rel);
+      if (got !== undefined) await rm(got.file, { force: true });
+    },
+    async close() {
+      if (spool !== undefined) await rm(await spool, { recursive: true, force: true });
+    },
+  };
+}
+
+async function listObjects(s3: S3Client, where: S3Location): Promise<ListedObject[]> {
+  const { paginateListObjectsV2 } = await import('@aws-sdk/client-s3');
+  const found: ListedObject[] = [];
+  try {
+    const pages = paginateListObjectsV2(
+      { client: s3, pageSize: 1000 },
+      { Bucket: where.bucket, ...(where.prefix === '' ? {} : { Prefix: where.prefix }) },
+    );
+    for await (const page of pages) {
+      for (const o of page.Contents ?? []) {
+        if (o.Key === undefined || o.Key.endsWith('/')) continue;
+        found.push({
+          key: o.Key,
+          rel: o.Key.slice(where.prefix.length),
+          name: `s3://${where.bucket}/${o.Key}`,
+          size: o.Size ?? 0,
+          stamp: o.ETag ?? '',
+        });
+      }
+    }
+  } catch (err) {
+    throw new MirrorCliError(`cannot list s3://${where.bucket}/${where.prefix}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  return found;
+}
+
+/**
+ * Streams the object (the version listed: `IfMatch` its ETag) to `file` through SHA-256; fails
+ * if the object changed since it was listed or its length is not the one listed.
+ */
+async function getToFile(
+  s3: S3Client,
+  bucket: string,
+  object: ListedObject,
+  file: string,
+  onBytes: (done: number) => void,
+): Promise<Digest> {
+  const { GetObjectCommand } = await import('@aws-sdk/client-s3');
+  const hash = createSha256();
+  let done = 0;
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, next) {
+      hash.update(chunk);
+      done += chunk.length;
+      onBytes(done);
+      next(null, chunk);
+    },
+  });
+  try {
+    const out = await s3.send(
+      new GetObjectCommand({
+        Bucket: bucket,
+        Key: object.key,
+        ...(typeof object.stamp === 'string' && object.stamp !== '' ? { IfMatch: object.stamp } : {}),
+      }),
+    );
+    await pipeline(out.Body as Readable, tap, createWriteStream(file, { flags: 'wx' }));
+  } catch (err) {
+    await rm(file, { force: true });
+    throw new MirrorCliError(`cannot read ${object.name}: ${(err as Error).message}`, { cause: err });
+  }
+  const digest = hash.digest();
+  if (digest.size !== object.size)
+    throw new MirrorCliError(
+      `${object.name} changed while it was read (${object.size} bytes listed, ${digest.size} read); try again`,
+    );
+  return digest;
+}

@@ -1,0 +1,164 @@
+/**
+ * `media-mirror sync --from s3://bucket/prefix <prefix>` through the local stack: a library that
+ * lives in a bucket (here on the stack's own S3) comes into the mirror; content the mirror holds
+ * costs no bytes; a second run reads nothing (the cache keys on ETag and size); a changed object
+ * is read and sent again, alone.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliIo, runCli } from '../../cli/program.ts';
+import { parseTopology } from '../../contracts/topology.ts';
+import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
+
+const topology = parseTopology({
+  homeRegion: 'us-east-1',
+  targets: [{ id: 'eu-west-1', kind: 's3', region: 'eu-west-1' }],
+  limits: {
+    maxUploadBytes: 64 * 1024 * 1024,
+    multipartThresholdBytes: 6 * 1024 * 1024,
+    contentTypes: ['image/*', 'text/plain'],
+    presignTtlSeconds: 600,
+  },
+});
+
+let dataDir: string;
+let work: string;
+let sandbox: Sandbox;
+let s3: S3Client;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'mirror-sync-s3-'));
+  work = await mkdtemp(join(tmpdir(), 'mirror-sync-s3-work-'));
+  sandbox = await startSandbox({
+    dataDir,
+    port: 0,
+    s3Port: 0,
+    sqsPort: 0,
+    dynamodbPort: 0,
+    topology,
+    env: {},
+    webDir: null,
+    schedules: false,
+    polling: { waitTimeSeconds: 1 },
+    log: () => {},
+    functionLog: () => {},
+  });
+  const { endpoint, region, credentials } = sandbox.endpoints.s3;
+  s3 = new S3Client({ endpoint, region, credentials, forcePathStyle: true });
+}, 120_000);
+
+afterAll(async () => {
+  s3?.destroy();
+  await sandbox?.stop();
+  for (const d of [dataDir, work]) if (d) await rm(d, { recursive: true, force: true });
+});
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const { endpoint, credentials } = sandbox.endpoints.s3;
+  const io: CliIo = {
+    stdout: { write: (s: string) => (out += s) },
+    stderr: { write: (s: string) => (err += s) },
+    env: {
+      XDG_CACHE_HOME: join(work, 'cache'),
+      AWS_ENDPOINT_URL_S3: endpoint,
+      AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+    },
+    cwd: work,
+  };
+  const code = await runCli(['node', 'media-mirror', '--endpoints', sandbox.endpointsFile, ...args], io);
+  return { code, out, err };
+}
+
+const sha = (b: string | Buffer) => createHash('sha256').update(b).digest('hex');
+const put = (key: string, body: string) =>
+  s3.send(new PutObjectCommand({ Bucket: 'old-library', Key: key, Body: body }));
+
+describe('sync --from s3:// through the local stack', () => {
+  it('imports a bucket prefix: sends what the mirror lacks, then nothing; a changed object alone again', async () => {
+    // Content the mirror already holds, at another path: the bucket's copy of it costs no bytes.
+    expect((await cli('upload', await fileWith('held.txt', 'held elsewhere\n'), 'other/held.txt')).code).toBe(
+      0,
+    );
+    await s3.send(new CreateBucketCommand({ Bucket: 'old-library' }));
+    await put('media/2019/a.jpg', 'photo a\n'.repeat(500));
+    await put('media/2019/b.png', 'photo b\n'.repeat(300));
+    await put('media/notes.txt', 'held elsewhere\n');
+    await put('media/empty-folder/', '');
+    await put('media/tool.exe', 'not accepted here');
+    await put('elsewhere/c.jpg', 'not under the prefix');
+
+    const dry = await cli('sync', '--from', 's3://old-library/media', 'imported', '--dry-run', '--json');
+    expect(dry.code, dry.err).toBe(0);
+    expect(JSON.parse(dry.out)).toMatchObject({ files: 4, planned: 3, skipped: 1, bytesSent: 0 });
+
+    const first = await cli('sync', '--from', 's3://old-library/media', 'imported', '--json');
+    expect(first.code, first.err).toBe(0);
+    const one = JSON.parse(first.out);
+    expect(one).toMatchObject({
+      dir: 's3://old-library/media/',
+      prefix: 'imported/',
+      files: 4,
+      uploaded: 2,
+      deduplicated: 1,
+      skipped: 1,
+      failed: 0,
+    });
+    // The dry run's hashes are cached: the objects were read once then, and sent now.
+    expect(one.bytesSent).toBe(8 * 500 + 8 * 300);
+    expect(
+      one.reports.find((r: { file: string }) => r.file === 's3://old-library/media/tool.exe').reason,
+    ).toMatch(/not accepted/);
+
+    const listed = JSON.parse((await cli('ls', 'imported/', '--json')).out).files;
+    expect(listed.map((f: { path: string; sha256: string }) => [f.path, f.sha256])).toEqual([
+      ['imported/2019/a.jpg', sha('photo a\n'.repeat(500))],
+      ['imported/2019/b.png', sha('photo b\n'.repeat(300))],
+      ['imported/notes.txt', sha('held elsewhere\n')],
+    ]);
+
+    // Nothing changed: nothing read, nothing sent.
+    const again = JSON.parse(
+      (await cli('sync', '--from', 's3://old-library/media', 'imported', '--json')).out,
+    );
+    expect(again).toMatchObject({
+      files: 4,
+      unchanged: 3,
+      uploaded: 0,
+      skipped: 1,
+      bytesHashed: 0,
+      bytesSent: 0,
+    });
+
+    // One object rewritten: a new ETag, read and sent alone.
+    await put('media/2019/b.png', 'photo b, edited\n');
+    const third = JSON.parse(
+      (await cli('sync', '--from', 's3://old-library/media', 'imported', '--json')).out,
+    );
+    expect(third).toMatchObject({ unchanged: 2, uploaded: 1, bytesHashed: 16, bytesSent: 16, failed: 0 });
+    const log = JSON.parse((await cli('log', 'imported/2019/b.png', '--json')).out);
+    expect(log.versions[0]).toMatchObject({ version: 2, sha256: sha('photo b, edited\n') });
+  });
+
+  it('refuses what is not a bucket URL, and a second argument beside --from (exit 2, nothing sent)', async () => {
+    const bad = await cli('sync', '--from', 'http://old-library/media', 'imported');
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('--from must be s3://<bucket>');
+    const two = await cli('sync', '--from', 's3://old-library/media', 'dir', 'imported');
+    expect(two.code).toBe(2);
+    expect(two.err).toContain('one argument');
+  });
+});
+
+async function fileWith(name: string, body: string): Promise<string> {
+  const { writeFile } = await import('node:fs/promises');
+  const file = join(work, name);
+  await writeFile(file, body);
+  return file;
+}
