@@ -13,7 +13,9 @@
  * A crash in a Lambda (or a local function's worker thread) ends the process (the thread
  * locally), as a dying execution environment does: the invocation fails whole, its SQS batch
  * comes back after the visibility timeout. Elsewhere (an agent inside the local stack, a unit
- * test) it throws CrashPointError, which the caller treats as any unexpected failure.
+ * test) it throws CrashPointError, which the caller treats as any unexpected failure, unless
+ * `MIRROR_CRASH_POINTS_EXIT=1` says the process is there to die (an agent run as its own process
+ * by the chaos run, restarted by its supervisor).
  */
 import { existsSync } from 'node:fs';
 import { isMainThread } from 'node:worker_threads';
@@ -37,6 +39,7 @@ export type CrashPointName = (typeof CRASH_POINTS)[number];
 
 export const CRASH_POINTS_ENV = 'MIRROR_CRASH_POINTS';
 export const CRASH_POINTS_OFF_FILE_ENV = 'MIRROR_CRASH_POINTS_OFF_FILE';
+export const CRASH_POINTS_EXIT_ENV = 'MIRROR_CRASH_POINTS_EXIT';
 
 /** The line a crash writes on stderr before it happens (the chaos run counts them). */
 export const CRASH_LOG_PREFIX = 'mirror-crash-point ';
@@ -87,7 +90,10 @@ function fires(point: CrashPointName): boolean {
 }
 
 /** Whether this process runs like a Lambda execution environment (it may die). */
-const dies = !isMainThread || globalThis.process?.env?.AWS_LAMBDA_FUNCTION_NAME !== undefined;
+const dies =
+  !isMainThread ||
+  globalThis.process?.env?.AWS_LAMBDA_FUNCTION_NAME !== undefined ||
+  globalThis.process?.env?.[CRASH_POINTS_EXIT_ENV] === '1';
 
 /** Crashes here at the point's configured rate; does nothing when crash points are off. */
 export function crashPoint(point: CrashPointName): void {

@@ -3,6 +3,8 @@
  * target, mirroring into `<data>/onprem/<target>/`, as `media-mirror agent` would on a
  * server. Each can be stopped and started again (tests stop one to watch its lag grow).
  */
+import { SQSClient } from '@aws-sdk/client-sqs';
+import { SqsQueue } from '../agent/aws.ts';
 import {
   type AgentHandle,
   type AgentLog,
@@ -12,6 +14,7 @@ import {
   sandboxAgentOptions,
   startAgent,
 } from '../agent/index.ts';
+import { type DeliveryFaults, faultyQueue } from './delivery-faults.ts';
 
 /** Agent settings the stack may shorten (tests); the rest are the agent's own defaults. */
 export interface SandboxAgentTuning {
@@ -49,6 +52,27 @@ export interface AgentSpec {
   readonly writeLine: (line: string) => void;
   /** Every version the agent settles (the stack counts them in /metrics). */
   readonly onOutcome?: StartAgentOptions['onOutcome'];
+  /** Delivery faults on the messages the agent receives from its queue (subject `agent-<target>`). */
+  readonly faults?: DeliveryFaults | undefined;
+}
+
+/** The agent's own queue, through the stack's delivery faults; the client goes with the run. */
+export function faultyAgentQueue(
+  endpoints: SandboxEndpointsLike,
+  targetId: string,
+  faults: DeliveryFaults,
+): { queue: ReturnType<typeof faultyQueue>; destroy: () => void } {
+  const target = endpoints.targets[targetId];
+  if (target?.kind !== 'pull') throw new Error(`"${targetId}" is not a pull target of the local stack`);
+  const sqs = new SQSClient({
+    region: endpoints.s3.region,
+    endpoint: endpoints.sqs.endpoint,
+    credentials: { ...endpoints.s3.credentials },
+  });
+  return {
+    queue: faultyQueue(new SqsQueue(sqs, target.queue), faults, `agent-${targetId}`),
+    destroy: () => sqs.destroy(),
+  };
 }
 
 class LocalAgent implements SandboxAgent {
@@ -58,8 +82,11 @@ class LocalAgent implements SandboxAgent {
   /** Start and stop calls run one after the other. */
   private queue: Promise<unknown> = Promise.resolve();
   private readonly options: StartAgentOptions;
+  private readonly spec: AgentSpec;
+  private destroyQueue: (() => void) | undefined;
 
   constructor(spec: AgentSpec) {
+    this.spec = spec;
     this.targetId = spec.targetId;
     const log: AgentLog = createJsonLog(
       {
@@ -108,9 +135,14 @@ class LocalAgent implements SandboxAgent {
     return this.serial(async () => {
       if (this.current) return;
       const credentials = this.options.aws?.credentials;
+      const faulty = this.spec.faults
+        ? faultyAgentQueue(this.spec.endpoints, this.targetId, this.spec.faults)
+        : undefined;
+      this.destroyQueue = faulty?.destroy;
       this.current = await startAgent({
         ...this.options,
         aws: { ...this.options.aws, ...(credentials ? { credentials: { ...credentials } } : {}) },
+        ...(faulty ? { ports: { queue: faulty.queue } } : {}),
       });
     });
   }
@@ -121,6 +153,8 @@ class LocalAgent implements SandboxAgent {
       if (!handle) return;
       this.current = undefined;
       await handle.stop();
+      this.destroyQueue?.();
+      this.destroyQueue = undefined;
     });
   }
 }

@@ -5,6 +5,7 @@
  * notifier and the event-source mappings ask a `DeliveryFaults` what to do with each
  * delivery; with no rates set they deliver everything once, in order, at once.
  */
+import type { QueueMessage, QueuePort } from '../agent/ports.ts';
 import type { RunningEmulator } from './emulators.ts';
 
 export interface DeliveryFaultRates {
@@ -85,6 +86,70 @@ export class DeliveryFaults {
 
   delayMs(): number {
     return Math.round(this.random() * (this.rates.maxDelayMs ?? 2000));
+  }
+}
+
+/**
+ * A pull target's queue as its agent sees it, with delivery faults (the agent polls its queue
+ * itself: no event-source mapping stands between them). Each message received gets a fate:
+ * `drop` deletes it unseen, `duplicate` hands it over now and again at the next receive,
+ * `delay` holds it back up to `maxDelayMs`, `reorder` holds it until after the next batch. A
+ * message held back stays in flight meanwhile, as with the mappings.
+ */
+export function faultyQueue(inner: QueuePort, faults: DeliveryFaults, subject: string): QueuePort {
+  return new FaultyQueue(inner, faults, subject);
+}
+
+class FaultyQueue implements QueuePort {
+  private later: { message: QueueMessage; dueAt: number }[] = [];
+  private afterNext: QueueMessage[] = [];
+
+  constructor(
+    private readonly inner: QueuePort,
+    private readonly faults: DeliveryFaults,
+    private readonly subject: string,
+  ) {}
+
+  async receive(options: Parameters<QueuePort['receive']>[0]): Promise<QueueMessage[]> {
+    const received = await this.inner.receive(options);
+    const now = Date.now();
+    const out = this.takeDue(now);
+    const heldBefore = this.afterNext;
+    this.afterNext = [];
+    for (const message of received) await this.decide(message, now, out);
+    // Held back until a later batch: they come after it (or alone once nothing else comes).
+    if (out.length > 0 || received.length === 0) out.push(...heldBefore);
+    else this.afterNext.unshift(...heldBefore);
+    return out;
+  }
+
+  private takeDue(now: number): QueueMessage[] {
+    const due = this.later.filter((h) => h.dueAt <= now).map((h) => h.message);
+    this.later = this.later.filter((h) => h.dueAt > now);
+    return due;
+  }
+
+  private async decide(message: QueueMessage, now: number, out: QueueMessage[]): Promise<void> {
+    const fate = this.faults.fate(this.subject);
+    if (fate === 'drop') await this.inner.delete(message.receiptHandle).catch(() => undefined);
+    else if (fate === 'delay') this.later.push({ message, dueAt: now + this.faults.delayMs() });
+    else if (fate === 'reorder') this.afterNext.push(message);
+    else {
+      out.push(message);
+      if (fate === 'duplicate') this.later.push({ message, dueAt: now });
+    }
+  }
+
+  delete(receiptHandle: string): Promise<void> {
+    return this.inner.delete(receiptHandle);
+  }
+
+  setVisibility(entries: readonly { receiptHandle: string; seconds: number }[]): Promise<void> {
+    return this.inner.setVisibility(entries);
+  }
+
+  backlog(): Promise<number | undefined> {
+    return this.inner.backlog();
   }
 }
 

@@ -710,7 +710,13 @@ async function startAgents(
   options: SandboxOptions,
   settings: Settings,
   teardown: Teardown,
-  deps: { endpoints: SandboxEndpoints; resources: Resources; metrics: LocalMetrics; sink: LogSink },
+  deps: {
+    endpoints: SandboxEndpoints;
+    resources: Resources;
+    metrics: LocalMetrics;
+    sink: LogSink;
+    faults: DeliveryFaults;
+  },
 ): Promise<Map<string, SandboxAgent>> {
   const agents = new Map<string, SandboxAgent>();
   const agentOption = options.agents ?? DEFAULT_AGENTS;
@@ -726,6 +732,8 @@ async function startAgents(
       tuning: agentOption === true ? {} : agentOption,
       writeLine: (line) => deps.sink(`agent-${target.id}`, line, 'stderr'),
       onOutcome: (v, outcome) => deps.metrics.observeAgentOutcome(target.id, outcome, v.committedAt),
+      // The deliveries' faults reach the agent's own polling too (subject `agent-<target>`).
+      faults: deps.faults,
     });
     await agent.start();
     agents.set(target.id, agent);
@@ -833,7 +841,13 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       resources,
     });
     const endpoints = endpointsOf(settings, { front, token, emulators, resources });
-    const agents = await startAgents(options, settings, teardown, { endpoints, resources, metrics, sink });
+    const agents = await startAgents(options, settings, teardown, {
+      endpoints,
+      resources,
+      metrics,
+      sink,
+      faults: faults.deliveries,
+    });
     const scheduler = startSchedules(settings, teardown, functions);
     const converged = startConvergence(settings, teardown, { clients, resources, notifier, scheduler });
 
