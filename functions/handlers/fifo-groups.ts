@@ -69,7 +69,7 @@ export async function processFifoGroupsInParallel(
   context: Context,
   startGroup: () => GroupRecordHandler,
   deadline: BatchDeadline = {},
-): Promise<SQSBatchResponse> {
+): Promise<SQSBatchResponse & { deferred: SQSRecord[] }> {
   const remaining = context.getRemainingTimeInMillis();
   const stopBeforeMs = deadline.stopBeforeMs ?? Math.min(DEFAULT_STOP_BEFORE_MS, remaining / 4);
   const graceMs = deadline.graceMs ?? stopBeforeMs / 2;
@@ -79,12 +79,20 @@ export async function processFifoGroupsInParallel(
   if (untilStop <= 0) stop.abort();
   const timer = untilStop > 0 ? setTimeout(() => stop.abort(), untilStop) : undefined;
   try {
+    const deferred: SQSRecord[] = [];
     const responses = await Promise.all(
-      messageGroups(event.Records).map((records) => {
+      messageGroups(event.Records).map(async (records) => {
         const handle = startGroup();
-        return processPartialResponse(
+        // The group's first failure decides for its rest (Powertools skips them): when it was the
+        // deadline, every record of the group that comes back was only deferred, none failed.
+        let stoppedByDeadline = false;
+        const response = await processPartialResponse(
           { Records: records },
-          (record: SQSRecord) => withinDeadline(handle, record, stop.signal, graceMs),
+          (record: SQSRecord) =>
+            withinDeadline(handle, record, stop.signal, graceMs).catch((error: unknown) => {
+              if (error instanceof DeadlineReachedError) stoppedByDeadline = true;
+              throw error;
+            }),
           new SqsFifoPartialProcessorAsync(),
           {
             context,
@@ -93,9 +101,14 @@ export async function processFifoGroupsInParallel(
             throwOnFullBatchFailure: false,
           },
         );
+        if (stoppedByDeadline) {
+          const returned = new Set(response.batchItemFailures.map((f) => f.itemIdentifier));
+          deferred.push(...records.filter((r) => returned.has(r.messageId)));
+        }
+        return response;
       }),
     );
-    return { batchItemFailures: responses.flatMap((r) => r.batchItemFailures) };
+    return { batchItemFailures: responses.flatMap((r) => r.batchItemFailures), deferred };
   } finally {
     clearTimeout(timer);
   }

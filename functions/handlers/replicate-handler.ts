@@ -15,10 +15,15 @@ export interface ReplicateHandlerDeps extends Omit<ReplicateDeps, 'metrics'> {
   readonly telemetry: Telemetry;
   /** When a batch stops before the invocation's end (fifo-groups.ts). @default its defaults */
   readonly deadline?: BatchDeadline | undefined;
+  /**
+   * Hands records stopped by the deadline back to the queue at once (functions/adapters/sqs-release.ts),
+   * so that their paths wait for the next poll, not for the queue's visibility timeout.
+   */
+  readonly requeue?: { release(receiptHandles: readonly string[]): Promise<void> } | undefined;
 }
 
 export function createReplicateHandler(handlerDeps: ReplicateHandlerDeps): SqsHandler {
-  const { telemetry, deadline, ...rest } = handlerDeps;
+  const { telemetry, deadline, requeue, ...rest } = handlerDeps;
   const deps: ReplicateDeps = { ...rest, metrics: telemetry.metrics };
   const { logger } = telemetry;
 
@@ -54,7 +59,7 @@ export function createReplicateHandler(handlerDeps: ReplicateHandlerDeps): SqsHa
     logger.addContext(context);
     try {
       // Paths side by side, each in order; a failure returns the rest of its own path only.
-      return await processFifoGroupsInParallel(
+      const { batchItemFailures, deferred } = await processFifoGroupsInParallel(
         event,
         context,
         () => {
@@ -63,6 +68,13 @@ export function createReplicateHandler(handlerDeps: ReplicateHandlerDeps): SqsHa
         },
         deadline,
       );
+      if (deferred.length > 0 && requeue) {
+        // Best effort: a record not handed back still returns after the visibility timeout.
+        await requeue
+          .release(deferred.map((r) => r.receiptHandle))
+          .catch((error) => logger.warn('could not hand deferred records back', error as Error));
+      }
+      return { batchItemFailures };
     } finally {
       telemetry.flush();
     }

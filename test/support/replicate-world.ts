@@ -103,6 +103,8 @@ export function replicateWorld(
   } as unknown as Ledger;
   const copied: string[] = [];
   const metrics = new RecordingMetrics();
+  /** Receipt handles handed back to the queue at once (records stopped by the deadline). */
+  const released: string[] = [];
   const replica = {
     copyFromOrigin: async (
       message: ReplicationMessage & { sourceVersionId?: string | undefined },
@@ -121,6 +123,11 @@ export function replicateWorld(
     clock: systemClock,
     telemetry: quietTelemetry(metrics),
     deadline: options.deadline,
+    requeue: {
+      release: async (receiptHandles: readonly string[]) => {
+        released.push(...receiptHandles);
+      },
+    },
   });
-  return { handler, calls, copied, states, reads, metrics };
+  return { handler, calls, copied, states, reads, metrics, released };
 }

@@ -151,7 +151,7 @@ describe('replicate handler: the invocation near its deadline', () => {
   it('returns only the records it did not finish: a slow copy is aborted, the rest of its path not started', async () => {
     vi.useFakeTimers();
     const signals: Record<string, AbortSignal | undefined> = {};
-    const { handler, copied, calls, metrics } = world({
+    const { handler, copied, calls, metrics, released } = world({
       // 60 s left: nothing starts and copies in flight are aborted 10 s before the end, with 5 s to settle.
       deadline: { stopBeforeMs: 10_000, graceMs: 5_000 },
       copy: async (m, signal) => {
@@ -160,18 +160,14 @@ describe('replicate handler: the invocation near its deadline', () => {
         await sleep(ms, signal);
       },
     });
-    const { response, tookMs } = await runOnFakeTime(() =>
-      handler(
-        sqsEvent([
-          record('a.jpg', 1),
-          record('b.jpg', 1),
-          record('c.jpg', 1),
-          record('a.jpg', 2),
-          record('c.jpg', 2),
-        ]),
-        contextOf(60_000),
-      ),
-    );
+    const batch = [
+      record('a.jpg', 1),
+      record('b.jpg', 1),
+      record('c.jpg', 1),
+      record('a.jpg', 2),
+      record('c.jpg', 2),
+    ];
+    const { response, tookMs } = await runOnFakeTime(() => handler(sqsEvent(batch), contextOf(60_000)));
     // b v1 (1 s) and c v1 (30 s) were applied and are not returned; a v1 was aborted at 50 s and
     // a v2 never started; c v2 started at 30 s and was aborted.
     expect(failedIds(response).sort()).toEqual(['a.jpg#1', 'a.jpg#2', 'c.jpg#2']);
@@ -185,6 +181,9 @@ describe('replicate handler: the invocation near its deadline', () => {
     // Deferred, not failed: no failure on the target rows, and the invocation answered in time.
     expect(calls.filter((c) => c.startsWith('recordTargetFailure'))).toEqual([]);
     expect(metrics.total('ReplicationsDeferred')).toBe(2);
+    // Handed back to the queue at once, not left for the visibility timeout.
+    const receiptOf = (id: string) => batch.find((r) => r.messageId === id)?.receiptHandle;
+    expect(released.sort()).toEqual(['a.jpg#1', 'a.jpg#2', 'c.jpg#2'].map(receiptOf).sort());
     expect(tookMs).toBeGreaterThanOrEqual(50_000);
     expect(tookMs).toBeLessThan(60_000);
   });
@@ -224,5 +223,36 @@ describe('replicate handler: the invocation near its deadline', () => {
     // Stops at 15 s (a quarter of 20 s left); the aborted copy settles at once.
     expect(tookMs).toBeGreaterThanOrEqual(15_000);
     expect(tookMs).toBeLessThan(16_000);
+  });
+});
+
+describe('replicate handler: what goes back to the queue at once', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('a path stopped by the deadline is handed back; a path that failed waits out its visibility timeout', async () => {
+    vi.useFakeTimers();
+    const { handler, released, calls } = world({
+      deadline: { stopBeforeMs: 10_000, graceMs: 1_000 },
+      copy: async (m, signal) => {
+        if (m.path === 'bad.jpg') throw new Error('copy refused by the target');
+        await sleep(600_000, signal);
+      },
+    });
+    const batch = [record('bad.jpg', 1), record('slow.jpg', 1), record('bad.jpg', 2), record('slow.jpg', 2)];
+    const started = Date.now();
+    const endsAt = started + 30_000;
+    const done = handler(sqsEvent(batch), {
+      ...lambdaContext(),
+      getRemainingTimeInMillis: () => endsAt - Date.now(),
+    });
+    await vi.advanceTimersByTimeAsync(25_000);
+    const response = await done;
+    expect(failedIds(response).sort()).toEqual(['bad.jpg#1', 'bad.jpg#2', 'slow.jpg#1', 'slow.jpg#2']);
+    const receiptOf = (id: string) => batch.find((r) => r.messageId === id)?.receiptHandle;
+    expect(released.sort()).toEqual(['slow.jpg#1', 'slow.jpg#2'].map(receiptOf).sort());
+    expect(calls).toContain('recordTargetFailure bad.jpg 1');
+    expect(calls).not.toContain('recordTargetFailure slow.jpg 1');
   });
 });
