@@ -35,7 +35,9 @@ export interface ReplicaTargetProps {
   /**
    * Timeout of the replicate function. A server-side copy of a 5 GiB object across
    * regions can take minutes; the queue's visibility timeout is 6x this, which is
-   * also how long a failed message holds up its path before it is retried.
+   * also how long a failed message holds up its path before it is retried. A batch
+   * stops 30 s before the timeout and hands the records it did not finish back at
+   * once (functions/handlers/fifo-groups.ts): they do not wait this out.
    * @default Duration.minutes(15)
    */
   readonly functionTimeout?: Duration;

@@ -1,0 +1,47 @@
+/**
+ * The replicate function stops a batch before its timeout (functions/handlers/fifo-groups.ts) and
+ * hands the records it did not finish back to the queue: the template must give it room for that.
+ * Its stop comes well inside its timeout, the queue hides a record longer than any invocation can
+ * hold it (so no record is delivered twice at once), and the mapping reports partial failures.
+ */
+import { Template } from 'aws-cdk-lib/assertions';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_STOP_BEFORE_MS } from '../../functions/handlers/fifo-groups.js';
+import { buildTestApp, props, resourcesOfType, testTopology } from './fixture.js';
+
+type Json = Record<string, unknown>;
+
+describe('replicate: timeout, stop and visibility timeout agree', () => {
+  const mirror = buildTestApp(testTopology(), { nag: false });
+  const template = Template.fromStack(mirror.home);
+  const functions = resourcesOfType(template, 'AWS::Lambda::Function');
+  const queues = resourcesOfType(template, 'AWS::SQS::Queue');
+  const mappings = Object.values(resourcesOfType(template, 'AWS::Lambda::EventSourceMapping'));
+  const s3Targets = mirror.home.targets.filter((t) => t.kind === 's3');
+
+  it('every S3 target has one', () => {
+    expect(s3Targets.map((t) => t.id).sort()).toEqual(['target-a', 'target-b', 'target-c']);
+  });
+
+  for (const id of ['target-a', 'target-b', 'target-c']) {
+    it(`${id}: stops ${DEFAULT_STOP_BEFORE_MS / 1000} s before a 900 s timeout; its queue hides a record for 6 timeouts`, () => {
+      const target = s3Targets.find((t) => t.id === id);
+      const fnId = mirror.home.getLogicalId(target?.replicator?.function.node.defaultChild as never);
+      const queueId = mirror.home.getLogicalId(target?.queue.node.defaultChild as never);
+      const timeout = props(functions[fnId] as Json).Timeout as number;
+      const visibility = props(queues[queueId] as Json).VisibilityTimeout as number;
+      expect(timeout).toBe(900);
+      // The default stop (30 s, at most a quarter of the invocation) leaves most of the timeout to work.
+      expect(Math.min(DEFAULT_STOP_BEFORE_MS, (timeout * 1000) / 4)).toBe(30_000);
+      // SQS must not redeliver a record while the invocation that holds it may still run;
+      // records stopped by the deadline are handed back at once instead of waiting this out.
+      expect(visibility).toBe(6 * timeout);
+      const mapping = mappings.find((m) => JSON.stringify(props(m).FunctionName).includes(fnId));
+      expect(props(mapping as Json)).toMatchObject({
+        BatchSize: 10,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+        ScalingConfig: { MaximumConcurrency: 5 },
+      });
+    });
+  }
+});
