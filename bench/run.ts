@@ -9,11 +9,13 @@
  *   (e) sustained 20 uploads/s for 60 s: lag per target, backlog             bench/sustained.ts
  *   (f) CPU per upload and peak RSS of the `npm start` tree and the agent    bench/bulk.ts
  *   (g) `media-mirror --help` time and the agent's idle RSS, installed bins    bench/bundle.ts
+ *   (h) `sync` of a 2,000-file folder vs `rclone copy` of it into 2 buckets    bench/sync.ts
  *
- * (c)–(f) run against `npm start` in a child process (bench/stack.ts).
+ * (c)–(f) and (h) run against `npm start` in a child process (bench/stack.ts).
  *   npm run bench                        everything (about 30 min on 2 busy cores)
  *   npm run bench -- --quick             small counts, one run each (CI: finishes, meets nothing)
- *   npm run bench -- --only=hash,ledger  some sections (hash, ledger, bulk, sustained, one-new, bundle)
+ *   npm run bench -- --only=hash,ledger  some sections (hash, ledger, bulk, sustained, one-new, bundle, sync)
+ *   npm run bench -- --only=sync --sync-files=300 --runs=1   (h) alone, smaller
  *   npm run bench -- --runs=1 --tree-files=2000 --sustained-seconds=15   fewer runs, smaller (d) and (e)
  *   npm run bench -- gate                the gates' own cost (bench/gate.ts)
  */
@@ -31,8 +33,11 @@ import { rcloneFor } from './rclone.ts';
 import { type BenchStack, startStack } from './stack.ts';
 import { type Row, ratios, show, spread, table } from './stats.ts';
 import { sustainedRun, type TargetLag } from './sustained.ts';
+import { type SyncRun, syncRun } from './sync.ts';
 
-const SECTIONS = ['hash', 'ledger', 'bulk', 'sustained', 'one-new', 'bundle'] as const;
+const SECTIONS = ['hash', 'ledger', 'bulk', 'sustained', 'one-new', 'bundle', 'sync'] as const;
+/** The sections that need the stack (`npm start`). */
+const STACK_SECTIONS: readonly Section[] = ['bulk', 'sustained', 'one-new', 'sync'];
 type Section = (typeof SECTIONS)[number];
 
 const FULL = {
@@ -43,6 +48,7 @@ const FULL = {
   rate: 20,
   seconds: 60,
   treeFiles: 10_000,
+  syncFiles: 2000,
 };
 const QUICK = {
   runs: 1,
@@ -52,6 +58,7 @@ const QUICK = {
   rate: 5,
   seconds: 10,
   treeFiles: 100,
+  syncFiles: 200,
 };
 type Settings = typeof FULL;
 
@@ -109,6 +116,58 @@ function bulkRows(runs: readonly BulkRun[], s: Settings): Row[] {
         0,
       ),
       goal: '',
+    },
+  ];
+}
+
+function syncRows(runs: readonly SyncRun[], s: Settings): Row[] {
+  const first = spread(
+    ratios(
+      runs.map((r) => r.seconds),
+      runs.map((r) => r.rcloneSeconds),
+      true,
+    ),
+  );
+  const again = spread(
+    ratios(
+      runs.map((r) => r.againSeconds),
+      runs.map((r) => r.rcloneAgainSeconds),
+      true,
+    ),
+  );
+  const sent = spread(runs.map((r) => r.bytesSent / 1024 ** 2));
+  return [
+    {
+      figure: `sync of a ${s.syncFiles.toLocaleString('en')}-file folder (1 B-12 KiB, 1 in 10 a duplicate), until both S3 targets hold all`,
+      measured: `${show(
+        seriesOf(runs, (r) => r.seconds),
+        's',
+      )} (${show(sent, 'MiB')} sent, ${show(
+        seriesOf(runs, (r) => r.deduplicated),
+        '',
+        0,
+      )} deduplicated)`,
+      peer: `rclone copy --transfers 16 into 2 buckets: ${show(
+        seriesOf(runs, (r) => r.rcloneSeconds),
+        's',
+      )}`,
+      ratio: show(first, 'x'),
+      goal: '>= 1x',
+      met: first.median >= 1,
+    },
+    {
+      figure: 'sync of the same folder again, nothing changed',
+      measured: show(
+        seriesOf(runs, (r) => r.againSeconds),
+        's',
+      ),
+      peer: `rclone copy again: ${show(
+        seriesOf(runs, (r) => r.rcloneAgainSeconds),
+        's',
+      )}`,
+      ratio: show(again, 'x'),
+      goal: '>= 1x',
+      met: again.median >= 1,
     },
   ];
 }
@@ -181,6 +240,14 @@ async function stackSections(
       }
       add(sustainedRows(runs, s));
     }
+    if (sections.has('sync')) {
+      const runs: SyncRun[] = [];
+      for (let i = 0; i < s.runs; i++) {
+        runs.push(await syncRun(stack, rclone, { files: s.syncFiles, run: i, timeoutMs: 900_000 }));
+        log(`sync run ${i + 1}: ${JSON.stringify(runs.at(-1))} (load ${load()})`);
+      }
+      add(syncRows(runs, s));
+    }
     if (sections.has('one-new')) {
       const tree = await seedTree(stack, rclone, { files: s.treeFiles, log });
       const runs: { seconds: number; rcloneSeconds: number }[] = [];
@@ -217,6 +284,7 @@ async function main(): Promise<void> {
       runs: { type: 'string' },
       'tree-files': { type: 'string' },
       'sustained-seconds': { type: 'string' },
+      'sync-files': { type: 'string' },
     },
     allowPositionals: true,
   });
@@ -229,6 +297,7 @@ async function main(): Promise<void> {
     ...(values.runs === undefined ? {} : { runs: Number(values.runs) }),
     ...(values['tree-files'] === undefined ? {} : { treeFiles: Number(values['tree-files']) }),
     ...(values['sustained-seconds'] === undefined ? {} : { seconds: Number(values['sustained-seconds']) }),
+    ...(values['sync-files'] === undefined ? {} : { syncFiles: Number(values['sync-files']) }),
   };
   const wanted = values.only?.split(',') ?? [...SECTIONS];
   const unknown = wanted.filter((w) => !(SECTIONS as readonly string[]).includes(w));
@@ -254,8 +323,7 @@ async function main(): Promise<void> {
     );
   }
   if (sections.has('ledger')) add(await benchLedger({ uploads: s.ledgerUploads, runs: s.runs, log }));
-  if (['bulk', 'sustained', 'one-new'].some((x) => sections.has(x as Section)))
-    await stackSections(sections, s, add);
+  if (STACK_SECTIONS.some((x) => sections.has(x))) await stackSections(sections, s, add);
   // Alone on the machine: the stack sections' processes have stopped.
   if (sections.has('bundle')) add(await benchBundle({ log }));
   console.log(

@@ -5,7 +5,7 @@
  * nothing (the hash cache). Prints the figures.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, runCli } from '../../cli/program.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
+import { withDuplicates, writeLibrary } from '../support/library.js';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -37,23 +38,9 @@ let s3: S3Client;
 /** Mirror path → SHA-256 of what the folder holds there. */
 const expected = new Map<string, string>();
 
-/** Content of file `n`: 1 byte to ~12 KiB. */
-const contentOf = (n: number) => `photo ${n}\n`.repeat(1 + ((n * 37) % 1000));
-
-/** Writes files `from` to `to - 1` over 40 folders; `source(i)` picks whose content file i gets. */
-async function writeFiles(lib: string, from: number, to: number, source: (i: number) => number) {
-  let bytes = 0;
-  for (let i = from; i < to; i++) {
-    const folder = `album-${String(i % 40).padStart(2, '0')}`;
-    await mkdir(join(lib, folder), { recursive: true });
-    const content = contentOf(source(i));
-    const name = `img-${String(i).padStart(4, '0')}.${i % 2 === 0 ? 'jpg' : 'png'}`;
-    await writeFile(join(lib, folder, name), content);
-    expected.set(`import/${folder}/${name}`, sha(content));
-    bytes += content.length;
-  }
-  return bytes;
-}
+/** Writes files `from` to `to - 1` (test/support/library.ts), each expected under `import/`. */
+const writeFiles = (lib: string, from: number, to: number, source: (i: number) => number) =>
+  writeLibrary(lib, from, to, source, (path, content) => expected.set(`import/${path}`, sha(content)));
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
@@ -122,7 +109,7 @@ async function replicaKeys(): Promise<Set<string>> {
 describe('sync of a 2,000-file library into the local stack', () => {
   it('commits every file, shows each in ls and at the target; later runs send only what is new', async () => {
     const lib = join(work, 'library');
-    const firstBytes = await writeFiles(lib, 0, FIRST, (i) => (i % DUPLICATE_EVERY === 9 ? i - 5 : i));
+    const firstBytes = await writeFiles(lib, 0, FIRST, withDuplicates(DUPLICATE_EVERY));
 
     const first = await cli('sync', lib, 'import', '--jobs', '16', '--json');
     expect(first.code, first.err.slice(-2000)).toBe(0);
