@@ -51,7 +51,13 @@ export type Copy = (message: ReplicationMessage, signal: AbortSignal | undefined
  * found by getVersion) and a replica whose copies run `copy` first. Every call is logged.
  */
 export function replicateWorld(
-  options: { heads?: Record<string, number>; copy?: Copy; deadline?: BatchDeadline } = {},
+  options: {
+    heads?: Record<string, number>;
+    copy?: Copy;
+    deadline?: BatchDeadline;
+    /** Where records stopped by the deadline are handed back. @default recorded in `released` */
+    requeue?: { release(receiptHandles: readonly string[]): Promise<void> };
+  } = {},
 ) {
   const calls: string[] = [];
   const states = new Map<string, TargetState>();
@@ -126,6 +132,7 @@ export function replicateWorld(
     requeue: {
       release: async (receiptHandles: readonly string[]) => {
         released.push(...receiptHandles);
+        await options.requeue?.release(receiptHandles);
       },
     },
   });
