@@ -1,9 +1,10 @@
 /**
  * `npm run chaos` (docs/chaos.md): uploads, overwrites, deduplicated uploads and deletes through
  * the local stack while functions crash at their crash points, deliveries are lost, doubled,
- * delayed and reordered, and the SQS emulator restarts; then the faults stop, the repairs run
- * (redelivery, reconcile, the lag monitor's outbox, re-notification of pending uploads) and the
- * run waits for every target to equal the ledger. Prints a table, then one JSON line.
+ * delayed and reordered, and the SQS emulator restarts; the on-prem agent runs as its own process
+ * and is started again whenever a crash point kills it (bench/chaos-agent.ts). Then the faults
+ * stop, the repairs run (redelivery, reconcile, the lag monitor's outbox, the lost-notification
+ * sweep) and the run waits for every target to equal the ledger. Prints a table, then one JSON line.
  *
  *   npm run chaos                          500 uploads, 0 B to 40 MiB
  *   npm run chaos -- --uploads 100         the small run (0 B to 1 MiB unless --max-mib)
@@ -18,6 +19,7 @@ import { SQSClient } from '@aws-sdk/client-sqs';
 import type { InvocationReport } from '../local/functions.ts';
 import type { Sandbox } from '../local/sandbox.ts';
 import { MirrorApi } from '../web/client/api.ts';
+import { type AgentProcessReport, type SupervisedAgent, superviseAgent } from './chaos-agent.ts';
 import {
   explainDlqs,
   ledgerFigures,
@@ -88,7 +90,8 @@ function crashSpecs(rate: number) {
   const half = 1 - Math.sqrt(1 - rate);
   return {
     functions: `commit.before-fanout=${rate},replicate.mid-copy=${half},replicate.before-target-row=${half}`,
-    agent: `agent.mid-download=${half},agent.before-rename=${half}`,
+    // before-snapshot fires when the agent compacts its state: at every start (and past 50,000 records).
+    agent: `agent.mid-download=${half},agent.before-rename=${half},agent.before-snapshot=${half}`,
   };
 }
 
@@ -129,6 +132,8 @@ export interface ChaosReport {
   readonly invocations: Record<string, number>;
   readonly deliveryFaults: Record<string, Record<string, number>>;
   readonly sqsRestarts: number;
+  /** The agent's processes: started, killed at a crash point (and started again). */
+  readonly agentProcesses: Record<string, Pick<AgentProcessReport, 'starts' | 'crashes'>>;
   readonly converged: boolean;
   readonly convergeSeconds: number;
   readonly uploadSeconds: number;
@@ -139,11 +144,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
   const work = await mkdtemp(join(tmpdir(), 'mirror-chaos-'));
   const offFile = join(work, 'faults-off');
   const specs = crashSpecs(options.crashRate);
-  // The agents run in this process: their crash points read these at load (crash-points.ts).
-  process.env.MIRROR_CRASH_POINTS = specs.agent;
-  process.env.MIRROR_CRASH_POINTS_OFF_FILE = offFile;
   const { startSandbox } = await import('../local/sandbox.ts');
-  const { crashesFired } = await import('../common/crash-points.ts');
   const counter = new InvocationCounter();
   const d = options.disorderRate / 2;
   const rates = { drop: options.lossRate, duplicate: d, reorder: d, delay: d, maxDelayMs: 1500 };
@@ -166,10 +167,15 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       reconcileIntervalSeconds: 0,
       reconcileAtStart: false,
       renotifyAtStart: false,
+      // The AWS function that repairs lost S3 notifications, on its local timer.
+      sweepIntervalSeconds: 10,
+      sweepGraceSeconds: 10,
     },
-    agents: { catchUpIntervalSeconds: 5, waitTimeSeconds: 1 },
+    // The agents run as their own processes (below): a crash point kills one as kill -9 would.
+    agents: false,
     faults: { notifications: rates, deliveries: rates },
   });
+  const agents = startAgents(sandbox, { specs, offFile, rates, log });
   try {
     const contents = join(work, 'contents');
     await mkdir(contents);
@@ -180,6 +186,10 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     const results = await runWorkload(sandbox.endpoints, ops, {
       concurrency: 4,
       onProgress: async (done) => {
+        if (done % Math.max(1, Math.round(ops.length / 10)) === 0)
+          log(
+            `chaos: ${done}/${ops.length} operations in ${((Date.now() - uploadStarted) / 1000).toFixed(1)} s`,
+          );
         if (every > 0 && done % every === 0 && done / every <= options.sqsRestarts) {
           log(`chaos: ${done} operations done; restarting SQS`);
           await sandbox.restartSqs();
@@ -195,7 +205,10 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     const converged = await converge(sandbox, results, options.convergeTimeoutSeconds, log);
     const report = await finalCheck(sandbox, work, results, converged);
     const crashes: Record<string, number> = Object.fromEntries(counter.crashed);
-    for (const [point, n] of crashesFired()) crashes[`agent:${point}`] = n;
+    const agentReports = new Map([...agents].map(([id, a]) => [id, a.report()]));
+    for (const r of agentReports.values())
+      for (const [point, n] of Object.entries(r.points))
+        crashes[`agent:${point}`] = (crashes[`agent:${point}`] ?? 0) + n;
     return {
       ...report,
       crashes,
@@ -203,8 +216,12 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       deliveryFaults: {
         notifications: { ...sandbox.faults.notifications.counts },
         deliveries: { ...sandbox.faults.deliveries.counts },
+        ...Object.fromEntries([...agentReports].map(([id, r]) => [`agent-${id}`, { ...r.faults }])),
       },
       sqsRestarts: options.sqsRestarts,
+      agentProcesses: Object.fromEntries(
+        [...agentReports].map(([id, r]) => [id, { starts: r.starts, crashes: r.crashes }]),
+      ),
       uploadSeconds,
       bytesUploaded: results.reduce(
         (n, r) => n + (r.op.kind === 'upload' && !r.error ? r.op.content.size : 0),
@@ -212,10 +229,36 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       ),
     };
   } finally {
+    await Promise.all([...agents.values()].map((a) => a.stop()));
     await sandbox.stop();
     if (!options.keep) await rm(work, { recursive: true, force: true });
     else log(`chaos: kept ${work}`);
   }
+}
+
+/** One agent process per pull target, with the agent crash points and the deliveries' fault rates. */
+function startAgents(
+  sandbox: Sandbox,
+  o: { specs: { agent: string }; offFile: string; rates: object; log: (l: string) => void },
+): Map<string, SupervisedAgent> {
+  const agents = new Map<string, SupervisedAgent>();
+  for (const [id, target] of Object.entries(sandbox.endpoints.targets)) {
+    if (target.kind !== 'pull') continue;
+    agents.set(
+      id,
+      superviseAgent({
+        endpointsFile: sandbox.endpointsFile,
+        targetId: id,
+        dataDir: sandbox.dataDir,
+        feedShards: sandbox.topology.feedShards,
+        pathPrefix: target.pathPrefix,
+        env: { MIRROR_CRASH_POINTS: o.specs.agent, MIRROR_CRASH_POINTS_OFF_FILE: o.offFile },
+        faults: o.rates,
+        log: o.log,
+      }),
+    );
+  }
+  return agents;
 }
 
 interface Converged {
@@ -276,14 +319,19 @@ async function differences(
   return targetDifferences(access, targetsOf(sandbox.endpoints), states, { hash: false });
 }
 
-/** What repairs a lost delivery: re-notify pending uploads' blobs, reconcile every target, the lag monitor's outbox. */
+/**
+ * What repairs a lost delivery, as the deployed functions do on their schedules: the
+ * lost-notification sweep (also on its own 10 s timer), reconcile every target, the lag monitor's outbox.
+ */
 async function repair(sandbox: Sandbox, log: (l: string) => void) {
   try {
-    const renotified = await sandbox.renotifyPending();
+    const swept = await sandbox.sweepPending();
     const reconciled = await sandbox.reconcile();
     await sandbox.measureLag();
     const resent = Object.values(reconciled.targets).reduce((n, c) => n + (c?.resent ?? 0), 0);
-    log(`chaos: repair: ${renotified.renotified} pending uploads re-notified, reconcile re-sent ${resent}`);
+    log(
+      `chaos: repair: the sweep sent ${swept.sent} lost notification(s) of ${swept.uploads} upload(s), reconcile re-sent ${resent}`,
+    );
   } catch (error) {
     log(`chaos: a repair step failed (tried again): ${(error as Error).message}`);
   }
@@ -390,6 +438,12 @@ function printTable(r: ChaosReport, out: (line: string) => void) {
         .join(', '),
     ]),
     ['SQS restarts', String(r.sqsRestarts)],
+    [
+      'agent processes',
+      Object.entries(r.agentProcesses)
+        .map(([id, p]) => `${id}: ${p.starts} started, ${p.crashes} killed at a crash point`)
+        .join('; ') || 'none',
+    ],
     ['uploads not committed', String(r.uploadsNotCommitted)],
     ['versions committed', String(r.versionsCommitted)],
     ['gaps / duplicate versions', `${r.gaps} / ${r.duplicateVersions}`],
