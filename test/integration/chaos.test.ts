@@ -1,7 +1,8 @@
 /**
  * The small chaos run (docs/chaos.md) as `npm run chaos` runs it, in a child process of its own
  * (its crash points are read from the environment at load): functions crash at their crash
- * points, deliveries are lost, doubled, delayed and reordered, SQS restarts twice; after the
+ * points (the agent, its own process, is killed at its own and started again), deliveries are
+ * lost, doubled, delayed and reordered, SQS restarts twice; after the
  * faults stop the stack must converge with every target equal to the ledger.
  */
 import { spawn } from 'node:child_process';
@@ -61,6 +62,12 @@ describe('chaos (small run)', () => {
     const crashes = Object.values(report.crashes as Record<string, number>).reduce((a, b) => a + b, 0);
     expect(crashes).toBeGreaterThan(0);
     expect(report.sqsRestarts).toBe(2);
+    // The agent ran as its own process, and every restart followed a kill at one of its crash points.
+    const agent = (report.agentProcesses as Record<string, { starts: number; crashes: number }>)[
+      'onprem-dc1'
+    ];
+    expect(agent?.starts).toBeGreaterThanOrEqual(1);
+    expect(agent?.starts).toBe((agent?.crashes ?? 0) + 1);
     expect(run.code).toBe(0);
   }, 420_000);
 });
