@@ -36,6 +36,14 @@ export function checkPrefix(raw: string): string {
   }
 }
 
+function isPath(text: string): boolean {
+  try {
+    return normalizePath(text) === text;
+  } catch {
+    return false;
+  }
+}
+
 const encodeCursor = (after: string) => Buffer.from(JSON.stringify({ after }), 'utf8').toString('base64url');
 
 function decodeCursor(cursor: string, prefix: string): string {
@@ -45,7 +53,9 @@ function decodeCursor(cursor: string, prefix: string): string {
   } catch {
     after = undefined;
   }
-  if (typeof after !== 'string' || after === '')
+  // A cursor holds a path the index returned: one the path rules refuse was not (and, longer than a
+  // key may be, would fail in the store rather than here).
+  if (typeof after !== 'string' || !isPath(after))
     throw new ValidationError('cursor', 'cursor is not one this API returned', { code: 'invalid_cursor' });
   if (!after.startsWith(prefix))
     throw new ValidationError('cursor', `cursor was returned for another prefix than "${prefix}"`, {

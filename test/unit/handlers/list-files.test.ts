@@ -13,6 +13,9 @@ import { httpEvent, lambdaContext } from '../../support/api-events.js';
 import { RecordingMetrics } from '../../support/domain.js';
 import { commitWrite } from '../../support/ledger-contract.js';
 
+/** A cursor as the API encodes one, around any text. */
+const cursorOf = (after: string) => Buffer.from(JSON.stringify({ after })).toString('base64url');
+
 async function apiOver(paths: readonly string[], deleted: readonly string[] = []) {
   const ledger = new InMemoryLedger();
   let seq = 0;
@@ -79,6 +82,13 @@ describe('GET /v1/files', () => {
     [{ prefix: 'photos//x' }, 'prefix', 'invalid_path', 'empty segments'],
     [{ prefix: 'photos/../etc/' }, 'prefix', 'invalid_path', '".."'],
     [{ prefix: 'photos/', cursor: 'not-a-cursor' }, 'cursor', 'invalid_cursor', 'not one this API returned'],
+    [{ prefix: 'photos/', cursor: cursorOf('photos/../x') }, 'cursor', 'invalid_cursor', 'not one this API'],
+    [
+      { prefix: 'photos/', cursor: cursorOf(`photos/${'x'.repeat(1100)}`) },
+      'cursor',
+      'invalid_cursor',
+      'not one',
+    ],
     [{ prefix: 'photos/', limit: '0' }, 'limit', 'invalid', '>=1'],
     [{ prefix: 'photos/', limit: '1001' }, 'limit', 'invalid', '<=1000'],
     [{ prefix: 'photos/', limit: 'many' }, 'limit', 'invalid', 'number'],
