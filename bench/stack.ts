@@ -78,7 +78,8 @@ export async function startStack(options: {
   const children: ChildProcess[] = [npm];
   const stop = async () => {
     for (const child of children.reverse()) await stopGroup(child);
-    await rm(dataDir, { recursive: true, force: true });
+    // A process of the group may still be flushing into the folder as it ends: retry ENOTEMPTY.
+    await rm(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
   };
   try {
     const file = join(dataDir, ENDPOINTS_FILE);
