@@ -169,7 +169,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       renotifyAtStart: false,
       // The AWS function that repairs lost S3 notifications, on its local timer.
       sweepIntervalSeconds: 10,
-      sweepGraceSeconds: 10,
+      sweepGraceSeconds: 30,
     },
     // The agents run as their own processes (below): a crash point kills one as kill -9 would.
     agents: false,
