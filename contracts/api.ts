@@ -19,6 +19,11 @@ export const apiLimits = {
   maxPathLength: 4096,
   maxContentTypeLength: 255,
   maxParts: 10_000,
+  /**
+   * Parts one request presigns or records: a 50 GiB upload (6,400 parts of 8 MiB) takes a few
+   * dozen calls, and a request (about 160 bytes a part) stays far below `maxRequestBodyBytes`.
+   */
+  maxPartsPerRequest: 1000,
   maxEtagLength: 200,
   maxUploadIdLength: 100,
   maxCursorLength: 2048,
@@ -169,6 +174,30 @@ export const partReportSchema = z.strictObject({
 });
 export type PartReport = z.input<typeof partReportSchema>;
 
+/** Each part named once in a list of parts. */
+const eachPartOnce = <T extends { partNumber: number }>(parts: readonly T[]) =>
+  new Set(parts.map((p) => p.partNumber)).size === parts.length;
+
+/** `POST /v1/uploads/{id}/parts`: the parts to presign, each with its own size and SHA-256. */
+export const partBatchRequestSchema = z.strictObject({
+  parts: z
+    .array(partRequestSchema)
+    .min(1)
+    .max(apiLimits.maxPartsPerRequest)
+    .refine(eachPartOnce, 'must name each partNumber once'),
+});
+export type PartBatchRequest = z.input<typeof partBatchRequestSchema>;
+
+/** `PUT /v1/uploads/{id}/parts`: parts stored, each with the ETag storage answered. */
+export const partReportBatchSchema = z.strictObject({
+  parts: z
+    .array(partReportSchema.extend({ partNumber }))
+    .min(1)
+    .max(apiLimits.maxPartsPerRequest)
+    .refine(eachPartOnce, 'must name each partNumber once'),
+});
+export type PartReportBatch = z.input<typeof partReportBatchSchema>;
+
 /** `POST /v1/files/{path}/versions`: commit version `from`'s content as the newest version. */
 export const restoreRequestSchema = z.strictObject({
   from: versionNumberSchema,
@@ -258,6 +287,8 @@ export const limitsSchema = z.strictObject({
   maxPageSize: z.number().int().positive(),
   /** Largest JSON request body. */
   maxRequestBodyBytes: z.number().int().positive(),
+  /** Parts one request presigns (`POST /v1/uploads/{id}/parts`) or records (`PUT /v1/uploads/{id}/parts`). */
+  maxPartsPerRequest: z.number().int().positive(),
 });
 export type Limits = z.infer<typeof limitsSchema>;
 
@@ -419,6 +450,11 @@ export const presignedPartSchema = z.strictObject({
   expiresAt: timestamp,
 });
 export type PresignedPart = z.infer<typeof presignedPartSchema>;
+/** The answer to `POST /v1/uploads/{id}/parts`: a presigned PUT per part asked, in the order asked. */
+export const presignedPartListSchema = z.strictObject({
+  parts: z.array(presignedPartSchema).min(1).max(apiLimits.maxPartsPerRequest),
+});
+export type PresignedPartList = z.infer<typeof presignedPartListSchema>;
 
 export const uploadVerifyingSchema = z.strictObject({ status: z.literal('verifying'), uploadId: z.string() });
 export const uploadAbortedSchema = z.strictObject({
@@ -601,14 +637,23 @@ export const routes = {
     params: uploadIdParams,
     responses: { 200: ok(uploadAbortedSchema), 400: error, 404: error, 500: error },
   },
-  presignUploadPart: {
-    operationId: 'presignUploadPart',
+  presignUploadParts: {
+    operationId: 'presignUploadParts',
     method: 'POST',
     path: '/v1/uploads/{id}/parts',
     auth: 'required',
     params: uploadIdParams,
-    body: partRequestSchema,
-    responses: { 200: ok(presignedPartSchema), 400: error, 404: error, 409: error, 500: error },
+    body: partBatchRequestSchema,
+    responses: { 200: ok(presignedPartListSchema), 400: error, 404: error, 409: error, 500: error },
+  },
+  recordUploadParts: {
+    operationId: 'recordUploadParts',
+    method: 'PUT',
+    path: '/v1/uploads/{id}/parts',
+    auth: 'required',
+    params: uploadIdParams,
+    body: partReportBatchSchema,
+    responses: { 200: ok(multipartViewSchema), 400: error, 404: error, 409: error, 500: error },
   },
   recordUploadPart: {
     operationId: 'recordUploadPart',

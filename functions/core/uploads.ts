@@ -250,37 +250,73 @@ async function pendingMultipart(deps: UploadDeps, uploadId: string) {
   return { ...upload, multipart: upload.multipart };
 }
 
+/** Part `n`'s planned size, or a 400 naming `field` (`size`, or `parts.3.size` in a list). */
+function checkPartSize(
+  upload: Upload & { multipart: NonNullable<Upload['multipart']> },
+  part: { readonly partNumber: number; readonly size: number },
+  fieldPrefix = '',
+): void {
+  let expected: number;
+  try {
+    expected = partBytes(upload.multipart, upload.size, part.partNumber);
+  } catch (error) {
+    if (!(error instanceof ValidationError)) throw error;
+    throw new ValidationError(`${fieldPrefix}partNumber`, error.message);
+  }
+  if (part.size !== expected)
+    throw new ValidationError(`${fieldPrefix}size`, `part ${part.partNumber} must be ${expected} bytes`);
+}
+
 /** Presigns one part's PUT with that part's SHA-256 and exact length signed in. */
 export async function presignPart(
   deps: UploadDeps,
   uploadId: string,
   part: PartRequest,
 ): Promise<PresignedPart> {
+  const [signed] = await presignParts(deps, uploadId, [part], () => '');
+  return signed as PresignedPart;
+}
+
+/**
+ * Presigns many parts' PUTs in one request (`POST /v1/uploads/{id}/parts`), each with its own
+ * SHA-256 and exact length signed in; every part is checked before any is signed.
+ */
+export async function presignParts(
+  deps: UploadDeps,
+  uploadId: string,
+  parts: readonly PartRequest[],
+  fieldPrefix: (index: number) => string = (i) => `parts.${i}.`,
+): Promise<PresignedPart[]> {
   const upload = await pendingMultipart(deps, uploadId);
-  const expected = partBytes(upload.multipart, upload.size, part.partNumber);
-  if (part.size !== expected)
-    throw new ValidationError('size', `part ${part.partNumber} must be ${expected} bytes`);
+  parts.forEach((part, i) => {
+    checkPartSize(upload, part, fieldPrefix(i));
+  });
   // A part URL never outlives the upload's resumable window.
   const now = deps.clock.now().getTime();
   const ttlSeconds = Math.max(
     1,
     Math.min(deps.limits.presignTtlSeconds, Math.floor((uploadExpiresAt(upload).getTime() - now) / 1000)),
   );
-  const signed = await deps.blobs.presignPart({
-    sha256: upload.sha256,
-    multipartId: upload.multipart.multipartId,
-    partNumber: part.partNumber,
-    size: part.size,
-    partSha256: part.sha256,
-    expiresInSeconds: ttlSeconds,
-  });
   const expiresAt = new Date(now + ttlSeconds * 1000).toISOString();
-  return {
-    partNumber: part.partNumber,
-    url: signed.url,
-    ...splitSignedHeaders<PresignedPart['headers']>(signed.url, part.size, signed.headers),
-    expiresAt,
-  };
+  // Signing is local computation (no request to storage): a thousand parts take well under a second.
+  return Promise.all(
+    parts.map(async (part) => {
+      const signed = await deps.blobs.presignPart({
+        sha256: upload.sha256,
+        multipartId: upload.multipart.multipartId,
+        partNumber: part.partNumber,
+        size: part.size,
+        partSha256: part.sha256,
+        expiresInSeconds: ttlSeconds,
+      });
+      return {
+        partNumber: part.partNumber,
+        url: signed.url,
+        ...splitSignedHeaders<PresignedPart['headers']>(signed.url, part.size, signed.headers),
+        expiresAt,
+      };
+    }),
+  );
 }
 
 /** Completes the multipart upload from the parts S3 holds; the ingest then verifies the whole object. */
@@ -336,11 +372,33 @@ export async function recordPart(
   uploadId: string,
   part: PartReport & { readonly partNumber: number },
 ): Promise<MultipartView> {
+  return recordParts(deps, uploadId, [part], () => '');
+}
+
+/** Ledger writes of one recording request in flight at once. */
+const RECORD_CONCURRENCY = 16;
+
+/**
+ * Records parts stored (`PUT /v1/uploads/{id}/parts`, or one part by its number): every part is
+ * checked before any is written, so a bad list records nothing.
+ */
+export async function recordParts(
+  deps: UploadDeps,
+  uploadId: string,
+  parts: readonly (PartReport & { readonly partNumber: number })[],
+  fieldPrefix: (index: number) => string = (i) => `parts.${i}.`,
+): Promise<MultipartView> {
   const upload = await pendingMultipart(deps, uploadId);
-  const expected = partBytes(upload.multipart, upload.size, part.partNumber);
-  if (part.size !== expected)
-    throw new ValidationError('size', `part ${part.partNumber} must be ${expected} bytes`);
-  await deps.ledger.recordPart(uploadId, { ...part, etag: canonicalEtag(part.etag) });
+  parts.forEach((part, i) => {
+    checkPartSize(upload, part, fieldPrefix(i));
+  });
+  const queue = [...parts];
+  const writer = async () => {
+    for (let part = queue.shift(); part !== undefined; part = queue.shift()) {
+      await deps.ledger.recordPart(uploadId, { ...part, etag: canonicalEtag(part.etag) });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(RECORD_CONCURRENCY, parts.length) }, writer));
   return multipartView(deps, upload);
 }
 

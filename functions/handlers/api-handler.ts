@@ -41,9 +41,10 @@ import {
   deleteFile,
   describeUpload,
   getFile,
-  presignPart,
+  presignParts,
   proveUploadById,
   recordPart,
+  recordParts,
   type UploadDeps,
 } from '../core/uploads.js';
 import { listFileVersions } from '../core/versions.js';
@@ -239,6 +240,7 @@ function limits({ deps }: RouteScope): Result {
     defaultPageSize: apiLimits.defaultPageSize,
     maxPageSize: apiLimits.maxPageSize,
     maxRequestBodyBytes: apiLimits.maxRequestBodyBytes,
+    maxPartsPerRequest: apiLimits.maxPartsPerRequest,
   });
 }
 
@@ -347,9 +349,14 @@ function uploadRoutes({ deps }: RouteScope) {
   return {
     getUpload: async (event: Event) =>
       reply(contract.getUpload, 200, await describeUpload(deps, uploadIdParam(event))),
-    presignUploadPart: async (event: Event) => {
-      const body = parse(contract.presignUploadPart.body, jsonBody(event));
-      return reply(contract.presignUploadPart, 200, await presignPart(deps, uploadIdParam(event), body));
+    presignUploadParts: async (event: Event) => {
+      const { parts } = parse(contract.presignUploadParts.body, jsonBody(event));
+      const signed = await presignParts(deps, uploadIdParam(event), parts);
+      return reply(contract.presignUploadParts, 200, { parts: signed });
+    },
+    recordUploadParts: async (event: Event) => {
+      const { parts } = parse(contract.recordUploadParts.body, jsonBody(event));
+      return reply(contract.recordUploadParts, 200, await recordParts(deps, uploadIdParam(event), parts));
     },
     recordUploadPart: async (event: Event) => {
       const partNumber = parse(partNumberParam, event.pathParameters?.partNumber, 'partNumber');

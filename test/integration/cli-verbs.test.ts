@@ -85,6 +85,7 @@ describe('GET /v1/limits on the local stack', () => {
       defaultPageSize: 100,
       maxPageSize: 1000,
       maxRequestBodyBytes: 1024 * 1024,
+      maxPartsPerRequest: 1000,
     });
     const printed = await cli('limits', '--json');
     expect(printed.code).toBe(0);
@@ -196,4 +197,37 @@ describe('sync, ls, log, get and rm through the local stack', () => {
         .map((r: { path: string; reason: string }) => [r.path, r.reason]),
     ).toEqual([['library/cats/c.png', 'new']]);
   }, 120_000);
+});
+
+describe('GET /v1/files on the local stack', () => {
+  it('pages through the live files under a prefix as ls shows them; a bad prefix or cursor is a 400 naming it', async () => {
+    const api = localApi(sandbox.endpoints);
+    const shown = JSON.parse((await cli('ls', 'library/', '--json')).out).files.map(
+      (f: { path: string }) => f.path,
+    );
+    expect(shown.length).toBeGreaterThan(1);
+    const paged: string[] = [];
+    let cursor = '';
+    for (let pages = 0; pages < 20; pages++) {
+      const page = await api.call(
+        'GET',
+        `/v1/files?prefix=library%2F&limit=1&cursor=${encodeURIComponent(cursor)}`,
+      );
+      expect(page.status).toBe(200);
+      paged.push(...page.body.files.map((f: { path: string }) => f.path));
+      if (page.body.cursor === undefined) break;
+      cursor = page.body.cursor;
+    }
+    expect(paged).toEqual(shown);
+
+    const bare = await api.call('GET', '/v1/files?prefix=library');
+    expect(bare.status).toBe(400);
+    expect(bare.body.error).toMatchObject({ code: 'invalid', field: 'prefix' });
+    const dots = await api.call('GET', '/v1/files?prefix=library%2F..%2F');
+    expect(dots.body.error).toMatchObject({ code: 'invalid_path', field: 'prefix' });
+    const other = await api.call('GET', `/v1/files?prefix=photos%2F&cursor=${encodeURIComponent(cursor)}`);
+    expect(other.body.error).toMatchObject({ code: 'invalid_cursor', field: 'cursor' });
+    const big = await api.call('GET', '/v1/files?limit=1001');
+    expect(big.body.error).toMatchObject({ code: 'invalid', field: 'limit' });
+  });
 });

@@ -161,9 +161,7 @@ describe('pending uploads expire (local stack)', () => {
     expect(again.body.uploadId).not.toBe(oldMultipart);
     expect((await api().call('GET', `/v1/uploads/${oldMultipart}`)).body.status).toBe('expired');
     const part = await api().call('POST', `/v1/uploads/${oldMultipart}/parts`, {
-      partNumber: 1,
-      size: 8 * MiB,
-      sha256: '0'.repeat(64),
+      parts: [{ partNumber: 1, size: 8 * MiB, sha256: '0'.repeat(64) }],
     });
     expect(part.status).toBe(409);
     expect(part.body.error).toMatchObject({ code: 'upload_expired', field: 'uploadId' });

@@ -1,7 +1,8 @@
 /**
  * The multipart protocol through the local stack's HTTP API, as a third-party client follows it
  * (docs/api.md, "Upload a large file in parts"): ETags with or without quotes; the headers to
- * send to a presigned URL apart from those the HTTP client sets itself.
+ * send to a presigned URL apart from those the HTTP client sets itself; parts presigned and recorded
+ * in batches.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Sandbox, startSandbox } from '../../local/sandbox.js';
+import { uploadFile } from '../../web/client/upload-file.js';
 import { localApi, sha256Hex } from '../support/local-api.js';
 import { waitFor } from '../support/wait.js';
 
@@ -72,12 +74,10 @@ async function putPart(
 
 async function presignOne(plan: Plan, n: number, part: Buffer) {
   const answer = await api.call('POST', `/v1/uploads/${plan.uploadId}/parts`, {
-    partNumber: n,
-    size: part.length,
-    sha256: sha256Hex(part),
+    parts: [{ partNumber: n, size: part.length, sha256: sha256Hex(part) }],
   });
   expect(answer.status).toBe(200);
-  return answer.body as { url: string; headers: Record<string, string> };
+  return answer.body.parts[0] as { url: string; headers: Record<string, string> };
 }
 
 async function committed(uploadId: string) {
@@ -173,5 +173,85 @@ describe('multipart through the HTTP API', () => {
       'content-length': String(part.length),
       host: new URL(signed.url).host,
     });
+  });
+
+  it('presigns and records every part of an upload in one call each; a bad list is refused whole, naming the part', async () => {
+    const bytes = randomBytes(17 * MiB + 9);
+    const plan = await claimParts('batches/video.bin', bytes);
+    const parts = [1, 2, 3].map((n) => ({ n, bytes: partOf(bytes, plan, n) }));
+    const asked = parts.map((p) => ({ partNumber: p.n, size: p.bytes.length, sha256: sha256Hex(p.bytes) }));
+    const presign = (list: unknown[]) =>
+      api.call('POST', `/v1/uploads/${plan.uploadId}/parts`, { parts: list });
+
+    const twice = await presign([asked[0], asked[0]]);
+    expect(twice.status).toBe(400);
+    expect(twice.body.error).toMatchObject({ code: 'invalid', field: 'parts' });
+    const wrongSize = await presign([asked[0], { ...asked[1], size: 5 }]);
+    expect(wrongSize.status).toBe(400);
+    expect(wrongSize.body.error).toMatchObject({ code: 'invalid', field: 'parts.1.size' });
+    const tooMany = await presign(
+      Array.from({ length: 1001 }, (_, i) => ({ ...asked[0], partNumber: i + 1 })),
+    );
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.body.error.field).toBe('parts');
+
+    // The parts in reverse order: answered in the order asked.
+    const signed = await presign([...asked].reverse());
+    expect(signed.status).toBe(200);
+    expect(signed.body.parts.map((p: { partNumber: number }) => p.partNumber)).toEqual([3, 2, 1]);
+    const etags = new Map<number, string>();
+    for (const s of signed.body.parts as {
+      partNumber: number;
+      url: string;
+      headers: Record<string, string>;
+    }[]) {
+      etags.set(s.partNumber, await putPart(s, partOf(bytes, plan, s.partNumber)));
+    }
+    const reports = asked.map((a) => ({ ...a, etag: etags.get(a.partNumber) as string }));
+    const record = (list: unknown[]) =>
+      api.call('PUT', `/v1/uploads/${plan.uploadId}/parts`, { parts: list });
+
+    const badEtag = await record([reports[0], { ...reports[1], etag: 'a b' }, reports[2]]);
+    expect(badEtag.status).toBe(400);
+    expect(badEtag.body.error).toMatchObject({ code: 'invalid', field: 'parts.1.etag' });
+    const badSize = await record([reports[0], reports[1], { ...reports[2], size: 1 }]);
+    expect(badSize.body.error).toMatchObject({ code: 'invalid', field: 'parts.2.size' });
+    // Refused whole: nothing recorded.
+    expect((await api.call('GET', `/v1/uploads/${plan.uploadId}`)).body.multipart.uploadedParts).toEqual([]);
+
+    const recorded = await record(reports);
+    expect(recorded.status).toBe(200);
+    expect(recorded.body.uploadedParts.map((p: { partNumber: number }) => p.partNumber)).toEqual([1, 2, 3]);
+    expect((await api.call('POST', `/v1/uploads/${plan.uploadId}/complete`)).status).toBe(202);
+    expect(await committed(plan.uploadId)).toMatchObject({ status: 'committed' });
+  });
+
+  it('the web client sends a multipart upload in a handful of API calls: parts presigned and recorded in batches', async () => {
+    const bytes = randomBytes(40 * MiB + 1);
+    const calls: string[] = [];
+    const counting: typeof fetch = (input, init) => {
+      const url = new URL(String(input));
+      if (url.origin === new URL(sandbox.endpoints.api).origin)
+        calls.push(`${init?.method ?? 'GET'} ${url.pathname}`);
+      return fetch(input, init);
+    };
+    const result = await uploadFile(new Blob([new Uint8Array(bytes)]), {
+      api: sandbox.endpoints.api,
+      token: sandbox.endpoints.token,
+      path: 'batches/client.bin',
+      contentType: 'application/octet-stream',
+      workerUrl: null,
+      pollIntervalMs: 50,
+      fetch: counting,
+    });
+    expect(result).toMatchObject({ status: 'committed', partsSent: 6, bytesSent: bytes.length });
+    const route = (c: string) => c.replace(/[0-9a-f-]{36}/, '{id}');
+    const counts = new Map<string, number>();
+    for (const c of calls) counts.set(route(c), (counts.get(route(c)) ?? 0) + 1);
+    // 6 parts: 8 parts' worth in the first batch, so one presign; one record; no per-part call.
+    expect(counts.get('POST /v1/uploads/{id}/parts')).toBe(1);
+    expect(counts.get('PUT /v1/uploads/{id}/parts')).toBe(1);
+    expect([...counts.keys()].some((k) => /\/parts\/\d+$/.test(k))).toBe(false);
+    expect(counts.get('POST /v1/uploads/{id}/complete')).toBe(1);
   });
 });

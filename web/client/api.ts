@@ -139,9 +139,30 @@ export class MirrorApi {
     return this.#call('getUpload', { params: { id: uploadId } }, options);
   }
 
-  /** `POST /v1/uploads/{id}/parts`: a presigned PUT for one part, its SHA-256 signed in. */
-  presignPart(uploadId: string, part: PartRequest, options: CallOptions = {}): Promise<PresignedPart> {
-    return this.#call('presignUploadPart', { params: { id: uploadId }, body: part }, options);
+  /**
+   * `POST /v1/uploads/{id}/parts`: presigned PUTs for many parts in one call (at most
+   * `apiLimits.maxPartsPerRequest`), each with its SHA-256 signed in, in the order asked.
+   */
+  async presignParts(
+    uploadId: string,
+    parts: readonly PartRequest[],
+    options: CallOptions = {},
+  ): Promise<PresignedPart[]> {
+    const body = { parts: [...parts] };
+    return (await this.#call('presignUploadParts', { params: { id: uploadId }, body }, options)).parts;
+  }
+
+  /** `PUT /v1/uploads/{id}/parts`: records many stored parts in one call (what complete assembles, what a resume skips). */
+  recordParts(
+    uploadId: string,
+    parts: readonly (PartReport & { partNumber: number })[],
+    options: CallOptions = {},
+  ): Promise<MultipartView> {
+    return this.#call(
+      'recordUploadParts',
+      { params: { id: uploadId }, body: { parts: [...parts] } },
+      options,
+    );
   }
 
   /** `PUT /v1/uploads/{id}/parts/{n}`: records a stored part (what complete assembles, what a resume skips). */

@@ -24,7 +24,7 @@ import { claim, prove } from './upload/claim.ts';
 import { openHasher, type RangeHash, rangeHasher } from './upload/hash.ts';
 import { type PartsSent, sendParts } from './upload/parts.ts';
 import { choosePutter, type Putter, putSingle } from './upload/storage.ts';
-import { waitForVerdict } from './upload/verify.ts';
+import { pollCeilingMs, waitForVerdict } from './upload/verify.ts';
 
 export { newIdempotencyKey } from './api.ts';
 export { ApiError, UploadError } from './errors.ts';
@@ -88,7 +88,10 @@ export interface UploadSettings {
   readonly proof?: boolean;
   /** Bytes per read while hashing. @default 4 MiB */
   readonly chunkBytes?: number;
-  /** First wait between status polls while the ingest verifies; it grows to 2 s. @default 250 */
+  /**
+   * First wait between status polls while the ingest verifies; it doubles up to 2 s, longer for
+   * a large file (about 20 polls at 100 MB/s, at most 30 s). @default 250
+   */
   readonly pollIntervalMs?: number;
   /**
    * Gives up waiting for the verification after this long (the upload stays pending at
@@ -287,6 +290,7 @@ async function sendAndVerify(
   s.report({ phase: 'verifying', bytesDone: s.size, bytesTotal: s.size, bytesPerSecond: 0 });
   const verify = {
     pollFirstMs: s.settings.pollIntervalMs ?? 250,
+    pollMaxMs: pollCeilingMs(s.size),
     timeoutMs: s.settings.verifyTimeoutMs ?? 30 * 60_000,
   };
   const upload = await waitForVerdict(s.api, claimed.uploadId, verify, s.signal);

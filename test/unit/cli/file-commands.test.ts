@@ -292,6 +292,7 @@ describe('media-mirror limits', () => {
       defaultPageSize: 100,
       maxPageSize: 1000,
       maxRequestBodyBytes: 1024 ** 2,
+      maxPartsPerRequest: 1000,
     };
     const h = harness(() => ({ status: 200, body: limits }));
     expect(await h.run('limits')).toBe(0);
@@ -326,6 +327,7 @@ describe('media-mirror sync (against a fake API)', () => {
       defaultPageSize: 100,
       maxPageSize: 1000,
       maxRequestBodyBytes: 1024 ** 2,
+      maxPartsPerRequest: 1000,
     };
     const pages = [[change('m/same.png', 2, 'same'), change('m/sub/changed.png', 1, 'before')]];
     const route: Route = (url, init) =>

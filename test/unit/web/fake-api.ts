@@ -234,7 +234,8 @@ export class FakeMirror {
     const handlers: Record<string, ((u: FakeUpload) => Response) | undefined> = {
       getUpload: (u) => this.describe(u),
       abortUpload: (u) => this.abort(u),
-      presignUploadPart: (u) => this.presignPart(u, body),
+      presignUploadParts: (u) => this.presignParts(u, body),
+      recordUploadParts: (u) => this.recordParts(u, body),
       recordUploadPart: (u) => this.recordPart(u, Number(segments[4]), body),
       completeUpload: (u) => this.complete(u),
       proveUpload: (u) => this.prove(u, body),
@@ -392,21 +393,35 @@ export class FakeMirror {
     });
   }
 
-  private presignPart(u: FakeUpload, body: Record<string, unknown>): Response {
+  private presignParts(u: FakeUpload, body: Record<string, unknown>): Response {
     const mp = u.multipart;
     if (!mp) return apiError(400, 'not_multipart', 'not multipart', 'uploadId');
     if (u.status !== 'pending') return apiError(409, 'upload_finished', `upload is ${u.status}`, 'uploadId');
-    const { partNumber, size, sha256 } = body as { partNumber: number; size: number; sha256: string };
-    const expected = partNumber < mp.partCount ? mp.partSize : u.size - mp.partSize * (mp.partCount - 1);
-    if (size !== expected)
-      return apiError(400, 'invalid', `part ${partNumber} must be ${expected} bytes`, 'size');
-    return json(200, {
-      partNumber,
-      url: `${S3}/blobs/${u.sha256}?uploadId=${u.uploadId}&partNumber=${partNumber}&sha=${sha256}`,
-      headers: { 'x-amz-checksum-sha256': Buffer.from(sha256, 'hex').toString('base64') },
-      automaticHeaders: { 'content-length': String(size), host: new URL(S3).host },
-      expiresAt: new Date(Date.now() + 900_000).toISOString(),
-    });
+    const { parts } = body as { parts: { partNumber: number; size: number; sha256: string }[] };
+    const signed = [];
+    for (const [i, { partNumber, size, sha256 }] of parts.entries()) {
+      const expected = partNumber < mp.partCount ? mp.partSize : u.size - mp.partSize * (mp.partCount - 1);
+      if (size !== expected)
+        return apiError(400, 'invalid', `part ${partNumber} must be ${expected} bytes`, `parts.${i}.size`);
+      signed.push({
+        partNumber,
+        url: `${S3}/blobs/${u.sha256}?uploadId=${u.uploadId}&partNumber=${partNumber}&sha=${sha256}`,
+        headers: { 'x-amz-checksum-sha256': Buffer.from(sha256, 'hex').toString('base64') },
+        automaticHeaders: { 'content-length': String(size), host: new URL(S3).host },
+        expiresAt: new Date(Date.now() + 900_000).toISOString(),
+      });
+    }
+    return json(200, { parts: signed });
+  }
+
+  private recordParts(u: FakeUpload, body: Record<string, unknown>): Response {
+    const { parts } = body as { parts: { partNumber: number; size: number; sha256: string; etag: string }[] };
+    let answer: Response | undefined;
+    for (const { partNumber, ...part } of parts) {
+      answer = this.recordPart(u, partNumber, part);
+      if (answer.status !== 200) return answer;
+    }
+    return answer ?? json(200, this.view(u));
   }
 
   private recordPart(u: FakeUpload, partNumber: number, body: Record<string, unknown>): Response {

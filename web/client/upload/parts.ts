@@ -1,9 +1,10 @@
 /**
  * The multipart steps: each part the store lacks is hashed (a second, bounded read of that
- * slice), presigned with its SHA-256, PUT and recorded with the ETag storage answered; several
- * at once, each retried with backoff. Then complete, sending again what it finds missing.
+ * slice) and presigned with its SHA-256, a batch of parts per call ahead of the PUTs
+ * (part-batches.ts); PUT, several at once, each retried with backoff; and recorded with the
+ * ETag storage answered, a batch at a time. Then complete, sending again what it finds missing.
  */
-import type { MultipartView, PresignedPart } from '../../../contracts/api.ts';
+import type { MultipartView } from '../../../contracts/api.ts';
 import type { PartPlan } from '../../../contracts/multipart.ts';
 import type { MirrorApi } from '../api.ts';
 import { ApiError, transientError } from '../errors.ts';
@@ -20,6 +21,7 @@ import {
 } from '../plan.ts';
 import { type RetryOptions, withRetries } from '../retry.ts';
 import type { RangeHash } from './hash.ts';
+import { batchSizes, PartRecorder, PartSigner } from './part-batches.ts';
 import { type Putter, sendableHeaders, storageFailure } from './storage.ts';
 
 export interface PartsContext {
@@ -76,14 +78,26 @@ export async function sendParts(ctx: PartsContext, view: MultipartView): Promise
   return { parts: tally.parts, skipped, bytes: tally.bytes };
 }
 
+/** Presigning and recording, in batches, of one round of parts. */
+interface Batches {
+  readonly signer: PartSigner;
+  readonly recorder: PartRecorder;
+}
+
 /** `todo`, `concurrency` at a time; the first part that fails for good fails them all. */
 async function sendAll(ctx: PartsContext, todo: readonly PartRange[], meter: ProgressMeter, tally: Tally) {
   const progress = new PartProgress(ctx.size - todo.reduce((sum, p) => sum + p.size, 0));
   const queue = [...todo];
+  const sizes = batchSizes(todo.length, ctx.concurrency);
+  const { signal } = ctx.retry;
+  const batches: Batches = {
+    signer: new PartSigner({ ...ctx, signal }, todo, sizes),
+    recorder: new PartRecorder(ctx.api, ctx.uploadId, signal, sizes.max),
+  };
   const runner = async () => {
     for (let part = queue.shift(); part !== undefined; part = queue.shift()) {
       const n = part.partNumber;
-      await sendPart(ctx, part, {
+      await sendPart(ctx, part, batches, {
         sent: (bytes) => ctx.report(meter.set(progress.sent(n, bytes))),
         restart: () => progress.restart(n),
       });
@@ -94,6 +108,7 @@ async function sendAll(ctx: PartsContext, todo: readonly PartRange[], meter: Pro
   };
   // The others are aborted by the caller.
   await Promise.all(Array.from({ length: Math.min(ctx.concurrency, todo.length) }, runner));
+  await batches.recorder.flush();
 }
 
 /** `POST .../complete`; what to send again when it finds parts missing or refused. */
@@ -121,48 +136,47 @@ interface PartListener {
   restart(): void;
 }
 
-/** One part: hash, presign, PUT (retried), record. */
-async function sendPart(ctx: PartsContext, part: PartRange, progress: PartListener): Promise<void> {
-  const sha256 = await ctx.hash(part.start, part.end);
+/** One part: PUT (retried) to the URL its batch was presigned with, then recorded with its batch. */
+async function sendPart(
+  ctx: PartsContext,
+  part: PartRange,
+  batches: Batches,
+  progress: PartListener,
+): Promise<void> {
   const body = ctx.file.slice(part.start, part.end);
   if (body.size !== part.size) {
     throw new ApiError(`the file is shorter than expected at part ${part.partNumber}`, 'file_changed', 0);
   }
-  const etag = await putPart(ctx, part, sha256, body, progress);
+  const { sha256, etag } = await putPart(ctx, part, batches.signer, body, progress);
   // Recorded parts are what complete assembles and what a resume skips.
-  await ctx.api.recordPart(
-    ctx.uploadId,
-    part.partNumber,
-    { size: part.size, sha256, etag },
-    { signal: ctx.retry.signal },
-  );
+  await batches.recorder.add({ partNumber: part.partNumber, size: part.size, sha256, etag });
 }
 
-/** Presigns (again when the URL is about to expire, or once after a 403) and PUTs; the ETag. */
+/** PUTs with the part's URL (signed again once after a 403); its SHA-256 and the ETag. */
 async function putPart(
   ctx: PartsContext,
   part: PartRange,
-  sha256: string,
+  signer: PartSigner,
   body: Blob,
   progress: PartListener,
-): Promise<string> {
-  const { api, uploadId, putter, retry } = ctx;
-  let signed: PresignedPart | undefined;
+): Promise<{ sha256: string; etag: string }> {
+  const { putter, retry } = ctx;
+  let renew = false;
   let resigned = false;
   return withRetries(async () => {
-    const expired = signed !== undefined && Date.parse(signed.expiresAt) - Date.now() < 30_000;
-    if (signed === undefined || expired) {
-      const request = { partNumber: part.partNumber, size: part.size, sha256 };
-      signed = await api.presignPart(uploadId, request, { signal: retry.signal, retry: false });
-    }
+    const { signed, sha256 } = await signer.get(part, renew);
+    renew = false;
     progress.restart();
     const put = await putter(signed.url, sendableHeaders(signed.headers), body, retry.signal, progress.sent);
-    if (put.status >= 200 && put.status < 300) return etagOrFail(part, put.etag, put.status);
+    if (put.status >= 200 && put.status < 300) {
+      signer.done(part.partNumber);
+      return { sha256, etag: etagOrFail(part, put.etag, put.status) };
+    }
     const failure = storageFailure(`uploading part ${part.partNumber}`, put);
     if (put.status === 403 && !resigned) {
       // An expired or refused signature: sign again once, then give up.
       resigned = true;
-      signed = undefined;
+      renew = true;
       throw transientError(failure.message, put.status);
     }
     throw failure;
