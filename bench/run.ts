@@ -142,7 +142,10 @@ function syncRows(runs: readonly SyncRun[], s: Settings): Row[] {
       measured: `${show(
         seriesOf(runs, (r) => r.seconds),
         's',
-      )} (${show(sent, 'MiB')} sent, ${show(
+      )} (committed at the origin: ${show(
+        seriesOf(runs, (r) => r.committedSeconds),
+        's',
+      )}; ${show(sent, 'MiB')} sent, ${show(
         seriesOf(runs, (r) => r.deduplicated),
         '',
         0,

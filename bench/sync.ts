@@ -25,6 +25,8 @@ const JOBS = 16;
 export interface SyncRun {
   /** First sync: from its start until both S3 targets hold every file. */
   readonly seconds: number;
+  /** First sync: until it exits (every file committed at the origin). */
+  readonly committedSeconds: number;
   readonly rcloneSeconds: number;
   /** Second sync, nothing changed: until it exits. */
   readonly againSeconds: number;
@@ -72,6 +74,7 @@ export async function syncRun(
 
     const started = performance.now();
     const summary = await cliSync(stack, dir, prefix, cache);
+    const committedSeconds = (performance.now() - started) / 1000;
     if (summary.failed > 0) throw new Error(`sync: ${summary.failed} file(s) failed`);
     const seen = await watchTargets(targetProbes(stack, false), prefix, expected, {
       intervalMs: 100,
@@ -100,6 +103,7 @@ export async function syncRun(
     const rcloneAgainSeconds = (performance.now() - peerAgain0) / 1000;
     return {
       seconds,
+      committedSeconds,
       rcloneSeconds,
       againSeconds,
       rcloneAgainSeconds,
