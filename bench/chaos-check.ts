@@ -17,6 +17,8 @@ import type { OpResult } from './chaos-workload.ts';
 export interface PathState {
   readonly head: FileVersionView | undefined;
   readonly versions: readonly number[];
+  /** Those of `versions` that are tombstones (deletes). */
+  readonly tombstones: readonly number[];
   /** Applied version per target, from the ledger's target rows. */
   readonly applied: ReadonlyMap<string, number>;
 }
@@ -35,10 +37,11 @@ export async function readPath(
   try {
     file = await client.getFile(path);
   } catch (error) {
-    if (notFound(error)) return { head: undefined, versions: [], applied: new Map() };
+    if (notFound(error)) return { head: undefined, versions: [], tombstones: [], applied: new Map() };
     throw error;
   }
   const versions: number[] = [];
+  const tombstones: number[] = [];
   let before: number | undefined;
   if (options.versions)
     do {
@@ -47,10 +50,16 @@ export async function readPath(
         ...(before === undefined ? {} : { before }),
       });
       versions.push(...page.versions.map((v) => v.version));
+      tombstones.push(...page.versions.filter((v) => v.deleted).map((v) => v.version));
       before = page.nextBefore;
     } while (before !== undefined);
   versions.sort((a, b) => a - b);
-  return { head: file.head, versions, applied: new Map(file.targets.map((t) => [t.id, t.appliedVersion])) };
+  return {
+    head: file.head,
+    versions,
+    tombstones,
+    applied: new Map(file.targets.map((t) => [t.id, t.appliedVersion])),
+  };
 }
 
 /** Each upload's outcome as the API now tells it. */
@@ -76,17 +85,43 @@ export interface LedgerFigures {
   readonly duplicateVersions: number;
 }
 
+/**
+ * A failed call that may have committed anyway: no answer (transport, 5xx), or "still in progress"
+ * (its first try died after the commit, before its answer was stored). A 4xx refusal changed nothing.
+ */
+function mayHaveCommitted(error: string | undefined): boolean {
+  if (error === undefined) return false;
+  return /still in progress/.test(error) || !/answered 4\d\d/.test(error);
+}
+
+/** The versions each path's operations account for, and its deletes that may have committed unheard. */
+function claimsOf(
+  results: readonly OpResult[],
+  outcomes: ReadonlyMap<string, { status: string; version?: number | undefined }>,
+) {
+  const claimed = new Map<string, number[]>();
+  // Deletes whose API call died (a crash point after the commit; 409 "still in progress" or 5xx
+  // for the client): each may have committed one tombstone the client never heard of.
+  const diedDeletes = new Map<string, number>();
+  for (const r of results) {
+    // An upload's outcome is the ledger's word, whatever its client heard (its proof's call may have
+    // died after committing it).
+    const version = r.uploadId === undefined ? r.version : outcomes.get(r.uploadId)?.version;
+    if (version !== undefined && (r.error === undefined || r.uploadId !== undefined)) {
+      claimed.set(r.op.path, [...(claimed.get(r.op.path) ?? []), version]);
+    } else if (r.op.kind === 'delete' && mayHaveCommitted(r.error)) {
+      diedDeletes.set(r.op.path, (diedDeletes.get(r.op.path) ?? 0) + 1);
+    }
+  }
+  return { claimed, diedDeletes };
+}
+
 export function ledgerFigures(
   states: ReadonlyMap<string, PathState>,
   results: readonly OpResult[],
   outcomes: ReadonlyMap<string, { status: string; version?: number | undefined }>,
 ): LedgerFigures {
-  const claimed = new Map<string, number[]>();
-  for (const r of results) {
-    const version = r.uploadId === undefined ? r.version : outcomes.get(r.uploadId)?.version;
-    if (version === undefined || r.error !== undefined) continue;
-    claimed.set(r.op.path, [...(claimed.get(r.op.path) ?? []), version]);
-  }
+  const { claimed, diedDeletes } = claimsOf(results, outcomes);
   let versionsCommitted = 0;
   let gaps = 0;
   let duplicateVersions = 0;
@@ -96,7 +131,9 @@ export function ledgerFigures(
     gaps += max - new Set(s.versions).size;
     const mine = claimed.get(path) ?? [];
     // An upload and its duplicate delivery each holding a version, or two uploads holding one.
-    duplicateVersions += s.versions.filter((v) => !mine.includes(v)).length;
+    const unaccounted = s.versions.filter((v) => !mine.includes(v));
+    const tombstones = unaccounted.filter((v) => s.tombstones.includes(v)).length;
+    duplicateVersions += unaccounted.length - Math.min(tombstones, diedDeletes.get(path) ?? 0);
     duplicateVersions += mine.length - new Set(mine).size;
   }
   return { versionsCommitted, gaps, duplicateVersions };
