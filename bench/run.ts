@@ -58,7 +58,7 @@ const QUICK = {
   rate: 5,
   seconds: 10,
   treeFiles: 100,
-  syncFiles: 200,
+  syncFiles: 100,
 };
 type Settings = typeof FULL;
 
