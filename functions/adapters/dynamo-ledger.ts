@@ -61,6 +61,7 @@ import type {
   CommitResult,
   CommitState,
   CommitWrite,
+  CopyUpload,
   IdempotencyClaim,
   IdempotencyRecord,
   LagFigures,
@@ -90,7 +91,14 @@ const CONDITIONS = {
     'attribute_not_exists(versionId) OR versionId = :versionId OR versionId = :replaces',
   targetIsBehind:
     'attribute_not_exists(appliedVersion) OR appliedVersion < :version OR (appliedVersion = :version AND #status <> :verified)',
+  copyUploadIs: 'uploadId = :uploadId',
 } as const;
+
+/** Beside the target's state row of the path: the multipart copy left open there (see CopyUpload). */
+const copyUploadItemKey = (targetId: string, path: string) => ({
+  pk: targetStateItemKey(targetId, path).pk,
+  sk: 'COPY',
+});
 
 type Item = Record<string, unknown>;
 
@@ -1075,5 +1083,38 @@ export class DynamoLedger implements Ledger {
 
   async forgetTargetState(path: string, targetId: string) {
     await this.db.send(new DeleteCommand({ TableName: this.table, Key: targetStateItemKey(targetId, path) }));
+  }
+
+  // Multipart copies left open at targets
+
+  async getCopyUpload(targetId: string, path: string): Promise<CopyUpload | undefined> {
+    const item = await this.get(copyUploadItemKey(targetId, path));
+    return item ? (stripKeys(item) as unknown as CopyUpload) : undefined;
+  }
+
+  async putCopyUpload(targetId: string, path: string, upload: CopyUpload): Promise<void> {
+    await this.db.send(
+      new PutCommand({
+        TableName: this.table,
+        Item: { ...copyUploadItemKey(targetId, path), ...JSON.parse(JSON.stringify(upload)) },
+      }),
+    );
+  }
+
+  async deleteCopyUpload(targetId: string, path: string, uploadId: string): Promise<void> {
+    await this.conditional(
+      () =>
+        this.db.send(
+          new DeleteCommand({
+            TableName: this.table,
+            Key: copyUploadItemKey(targetId, path),
+            ConditionExpression: CONDITIONS.copyUploadIs,
+            ExpressionAttributeValues: { ':uploadId': uploadId },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        ),
+      // Gone already, or a newer copy's record: that one stays.
+      () => undefined,
+    );
   }
 }

@@ -13,6 +13,7 @@ import type {
   CommitResult,
   CommitState,
   CommitWrite,
+  CopyUpload,
   IdempotencyClaim,
   IdempotencyRecord,
   LagFigures,
@@ -99,6 +100,7 @@ export class InMemoryLedger implements Ledger {
   private readonly targets = new Map<string, TargetItem>();
   private readonly watermarks = new Map<string, number[]>();
   private readonly lagFigures = new Map<string, LagFigures>();
+  private readonly copyUploads = new Map<string, CopyUpload>();
   private reconcileCheckpoint: ReconcileCheckpoint | undefined;
   private sweepCheckpoint: string | undefined;
   private readonly heartbeats = new Map<string, string>();
@@ -469,6 +471,19 @@ export class InMemoryLedger implements Ledger {
 
   async forgetTargetState(path: string, targetId: string): Promise<void> {
     this.targets.delete(targetKey(targetId, path));
+  }
+
+  async getCopyUpload(targetId: string, path: string): Promise<CopyUpload | undefined> {
+    return copy(this.copyUploads.get(targetKey(targetId, path)));
+  }
+
+  async putCopyUpload(targetId: string, path: string, upload: CopyUpload): Promise<void> {
+    this.copyUploads.set(targetKey(targetId, path), stored(upload));
+  }
+
+  async deleteCopyUpload(targetId: string, path: string, uploadId: string): Promise<void> {
+    const key = targetKey(targetId, path);
+    if (this.copyUploads.get(key)?.uploadId === uploadId) this.copyUploads.delete(key);
   }
 
   async getWatermark(targetId: string): Promise<readonly number[] | undefined> {

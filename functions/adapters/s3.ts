@@ -10,6 +10,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListPartsCommand,
   NotFound,
   PutObjectCommand,
   S3Client,
@@ -23,8 +24,16 @@ import pMap from 'p-map';
 import { hashChunks } from '../../common/sha256-node.ts';
 import { blobKey } from '../../contracts/ledger-keys.js';
 import { MiB, S3_MAX_PART_BYTES, S3_MAX_PARTS } from '../../contracts/multipart.js';
+import { REPLICA_COPY_RESUMABLE_DAYS } from '../../contracts/replica-copy.js';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
-import type { BlobStore, PresignPartInput, ReplicaStore, StoredPart } from '../core/ports.js';
+import type {
+  BlobStore,
+  CopyCheckpoint,
+  CopyUpload,
+  PresignPartInput,
+  ReplicaStore,
+  StoredPart,
+} from '../core/ports.js';
 
 export const hexToBase64 = (hex: string) => Buffer.from(hex, 'hex').toString('base64');
 export const base64ToHex = (b64: string) => Buffer.from(b64, 'base64').toString('hex');
@@ -41,6 +50,15 @@ export function makeS3Client(
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+function isNoSuchUpload(error: unknown): boolean {
+  return (
+    error instanceof S3ServiceException &&
+    (error.name === 'NoSuchUpload' || error.$metadata.httpStatusCode === 404)
+  );
 }
 
 function isNotFound(error: unknown): boolean {
@@ -266,6 +284,8 @@ export class S3ReplicaStore implements ReplicaStore {
       partBytes?: number;
       /** Part copies in flight at once. */
       copyConcurrency?: number;
+      /** When a kept copy began and until when it may be continued. */
+      now?: () => Date;
     } = {},
   ) {}
 
@@ -291,14 +311,19 @@ export class S3ReplicaStore implements ReplicaStore {
 
   async copyFromOrigin(
     message: ReplicationMessage & { sha256: string; sourceVersionId?: string | undefined },
-    options: { signal?: AbortSignal } = {},
+    options: { signal?: AbortSignal; checkpoint?: CopyCheckpoint } = {},
   ) {
-    const { signal } = options;
+    const { signal, checkpoint } = options;
     const metadata = { [META_SHA256]: message.sha256, [META_VERSION]: String(message.version) };
     const source = copySource(this.origin.bucket, blobKey(message.sha256), message.sourceVersionId);
     const contentType = message.contentType ?? 'application/octet-stream';
     if (message.size > (this.options.multipartCopyAbove ?? MAX_SINGLE_COPY_BYTES)) {
-      const etag = await this.multipartCopy(source, message, metadata, contentType, signal);
+      const etag = await this.multipartCopy(
+        source,
+        { ...message, metadata, contentType },
+        signal,
+        checkpoint,
+      );
       // A multipart object has only a composite checksum: nothing full-object to confirm.
       return { storedSha256: undefined, etag };
     }
@@ -318,35 +343,39 @@ export class S3ReplicaStore implements ReplicaStore {
     return { storedSha256: stored ? base64ToHex(stored) : undefined, etag: out.CopyObjectResult?.ETag };
   }
 
+  /**
+   * A copy stopped by `signal` (the invocation's deadline) keeps its upload when a `checkpoint`
+   * holds it: the next call for the same version lists the parts done and copies only the rest, so
+   * one copy may span any number of invocations. The record lives in the ledger, not in the bucket:
+   * S3 shows no upload's metadata before it completes, so nothing in the bucket could prove which
+   * version and source bytes an upload holds. Any other failure aborts the upload, as does finding
+   * a kept upload that is not this copy's.
+   */
   private async multipartCopy(
     source: string,
-    message: ReplicationMessage,
-    metadata: Record<string, string>,
-    contentType: string,
+    message: ReplicationMessage & { sha256: string; sourceVersionId?: string | undefined } & {
+      metadata: Record<string, string>;
+      contentType: string;
+    },
     signal: AbortSignal | undefined,
+    checkpoint: CopyCheckpoint | undefined,
   ): Promise<string | undefined> {
     const key = this.key(message.path);
-    const created = await this.s3.send(
-      new CreateMultipartUploadCommand({
-        Bucket: this.bucket,
-        Key: key,
-        Metadata: metadata,
-        ContentType: contentType,
-      }),
-      { abortSignal: signal },
-    );
-    const uploadId = created.UploadId;
-    if (!uploadId) throw new Error(`no UploadId creating a multipart copy of ${key}`);
+    const ranges = copyRanges(message.size, this.options.partBytes ?? DEFAULT_COPY_PART_BYTES);
+    const partBytes = ranges[0] ? ranges[0].last - ranges[0].first + 1 : 0;
+    signal?.throwIfAborted();
+    const kept = checkpoint && (await this.keptCopy(key, message, ranges, partBytes, checkpoint, signal));
+    const uploadId = kept?.uploadId ?? (await this.startCopy(key, message, partBytes, signal, checkpoint));
+    const done = kept?.parts ?? new Map<number, string | undefined>();
     // The first failed part, or the caller's signal (the invocation's deadline), stops the others in
-    // flight: the upload is aborted so no parts are left billed, and the message is retried whole.
+    // flight.
     const abort = new AbortController();
     const stop = () => abort.abort(signal?.reason);
     signal?.addEventListener('abort', stop, { once: true });
     try {
       signal?.throwIfAborted();
-      const ranges = copyRanges(message.size, this.options.partBytes ?? DEFAULT_COPY_PART_BYTES);
-      const parts = await pMap(
-        ranges,
+      const copied = await pMap(
+        ranges.filter((r) => !done.has(r.part)),
         async ({ part, first, last }) => {
           abort.signal.throwIfAborted();
           const out = await this.s3.send(
@@ -364,7 +393,10 @@ export class S3ReplicaStore implements ReplicaStore {
         },
         { concurrency: this.options.copyConcurrency ?? DEFAULT_COPY_CONCURRENCY },
       );
-      const done = await this.s3.send(
+      const parts = [...[...done].map(([PartNumber, ETag]) => ({ PartNumber, ETag })), ...copied].sort(
+        (a, b) => a.PartNumber - b.PartNumber,
+      );
+      const completed = await this.s3.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket,
           Key: key,
@@ -372,16 +404,132 @@ export class S3ReplicaStore implements ReplicaStore {
           MultipartUpload: { Parts: parts },
         }),
       );
-      return done.ETag;
+      // The object is whole: a record left behind names an upload S3 no longer has, which the next
+      // copy of the path finds gone and drops.
+      await checkpoint?.clear(uploadId).catch(() => undefined);
+      return completed.ETag;
     } catch (error) {
       abort.abort();
-      await this.s3
-        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
-        .catch(() => undefined);
+      if (checkpoint && signal?.aborted) throw error;
+      await this.abortUpload(key, uploadId);
+      await checkpoint?.clear(uploadId).catch(() => undefined);
       throw error;
     } finally {
       signal?.removeEventListener('abort', stop);
     }
+  }
+
+  /** Creates the upload and records it before any part is copied, so no kept upload goes unrecorded. */
+  private async startCopy(
+    key: string,
+    message: ReplicationMessage & { sha256: string; sourceVersionId?: string | undefined } & {
+      metadata: Record<string, string>;
+      contentType: string;
+    },
+    partBytes: number,
+    signal: AbortSignal | undefined,
+    checkpoint: CopyCheckpoint | undefined,
+  ): Promise<string> {
+    const created = await this.s3.send(
+      new CreateMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: key,
+        Metadata: message.metadata,
+        ContentType: message.contentType,
+      }),
+      { abortSignal: signal },
+    );
+    const uploadId = created.UploadId;
+    if (!uploadId) throw new Error(`no UploadId creating a multipart copy of ${key}`);
+    if (!checkpoint) return uploadId;
+    const startedAt = (this.options.now ?? (() => new Date()))();
+    const record: CopyUpload = {
+      uploadId,
+      version: message.version,
+      sha256: message.sha256,
+      sourceVersionId: message.sourceVersionId,
+      partBytes,
+      startedAt: startedAt.toISOString(),
+      expiresAt: new Date(startedAt.getTime() + REPLICA_COPY_RESUMABLE_DAYS * DAY_MS).toISOString(),
+    };
+    try {
+      await checkpoint.save(record);
+    } catch (error) {
+      await this.abortUpload(key, uploadId);
+      throw error;
+    }
+    return uploadId;
+  }
+
+  /**
+   * The kept upload of this very copy (same version, source bytes and part size, not expired, still
+   * held by S3, its parts the sizes this copy cuts) with the parts it holds; any other kept upload
+   * is aborted and forgotten, never completed.
+   */
+  private async keptCopy(
+    key: string,
+    message: { version: number; sha256: string; sourceVersionId?: string | undefined },
+    ranges: readonly { part: number; first: number; last: number }[],
+    partBytes: number,
+    checkpoint: CopyCheckpoint,
+    signal: AbortSignal | undefined,
+  ): Promise<{ uploadId: string; parts: Map<number, string | undefined> } | undefined> {
+    const kept = await checkpoint.load();
+    if (!kept) return undefined;
+    const now = (this.options.now ?? (() => new Date()))().getTime();
+    const same =
+      kept.version === message.version &&
+      kept.sha256 === message.sha256 &&
+      kept.sourceVersionId === message.sourceVersionId &&
+      kept.partBytes === partBytes &&
+      Date.parse(kept.expiresAt) > now;
+    const parts = same ? await this.copiedParts(key, kept.uploadId, ranges, signal) : undefined;
+    if (parts) return { uploadId: kept.uploadId, parts };
+    await this.abortUpload(key, kept.uploadId);
+    await checkpoint.clear(kept.uploadId);
+    return undefined;
+  }
+
+  /** The parts an upload holds (number to ETag), or undefined if S3 lost it or a part does not fit. */
+  private async copiedParts(
+    key: string,
+    uploadId: string,
+    ranges: readonly { part: number; first: number; last: number }[],
+    signal: AbortSignal | undefined,
+  ): Promise<Map<number, string | undefined> | undefined> {
+    const parts = new Map<number, string | undefined>();
+    let marker: string | undefined;
+    do {
+      const out = await this.s3
+        .send(
+          new ListPartsCommand({
+            Bucket: this.bucket,
+            Key: key,
+            UploadId: uploadId,
+            PartNumberMarker: marker,
+          }),
+          { abortSignal: signal },
+        )
+        .catch((error: unknown) => {
+          if (isNoSuchUpload(error)) return undefined;
+          throw error;
+        });
+      if (!out) return undefined;
+      for (const part of out.Parts ?? []) {
+        const range = part.PartNumber === undefined ? undefined : ranges[part.PartNumber - 1];
+        if (!range || part.Size !== range.last - range.first + 1) return undefined;
+        parts.set(range.part, part.ETag);
+      }
+      marker = out.IsTruncated ? out.NextPartNumberMarker : undefined;
+    } while (marker !== undefined);
+    return parts;
+  }
+
+  /** Best effort: an upload S3 no longer has, or one left to the bucket's lifecycle rule, costs nothing. */
+  private async abortUpload(key: string, uploadId: string): Promise<void> {
+    await this.s3
+      .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }))
+      .catch(() => undefined);
   }
 
   async delete(path: string) {

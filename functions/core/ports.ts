@@ -222,6 +222,35 @@ export interface TargetLedger {
   getLagRecord(targetId: string): Promise<LagRecord | undefined>;
   /** Stores watermark and figures in one write (a run saves as it goes, not only at its end). */
   putLagRecord(targetId: string, record: LagRecord): Promise<void>;
+  /** The multipart copy left open at the target for a path, if any (see CopyUpload). */
+  getCopyUpload(targetId: string, path: string): Promise<CopyUpload | undefined>;
+  /** Records the open multipart copy of a path, replacing any record before it. */
+  putCopyUpload(targetId: string, path: string, upload: CopyUpload): Promise<void>;
+  /** Forgets the record if it still names `uploadId` (a newer copy's record stays). */
+  deleteCopyUpload(targetId: string, path: string, uploadId: string): Promise<void>;
+}
+
+/**
+ * A multipart copy to a replica that an invocation's deadline stopped: the upload is kept so the
+ * next delivery continues it. What it copies is named in full, so a record for another version,
+ * other source bytes or another part size is never continued (its upload is aborted instead).
+ */
+export interface CopyUpload {
+  readonly uploadId: string;
+  readonly version: number;
+  readonly sha256: string;
+  readonly sourceVersionId?: string | undefined;
+  readonly partBytes: number;
+  readonly startedAt: string;
+  /** After this the upload is aborted, not continued: the bucket's lifecycle rule is about to drop it. */
+  readonly expiresAt: string;
+}
+
+/** The record of one path's open multipart copy at one target, as the replica store sees it. */
+export interface CopyCheckpoint {
+  load(): Promise<CopyUpload | undefined>;
+  save(upload: CopyUpload): Promise<void>;
+  clear(uploadId: string): Promise<void>;
 }
 
 /** A target's replication lag as the lag monitor last measured it (core/lag.ts). */
@@ -356,8 +385,12 @@ export interface ReplicaStore {
       /** The origin object version the ledger verified: the copy reads that version, not whatever is current. */
       sourceVersionId?: string | undefined;
     },
-    /** `signal` aborts the copy (the invocation's deadline): nothing half-made is left at the target. */
-    options?: { signal?: AbortSignal },
+    /**
+     * `signal` aborts the copy (the invocation's deadline). Without a `checkpoint` nothing half-made
+     * is left at the target; with one, a multipart copy stopped by `signal` keeps its upload and
+     * records it there, and the next call for the same version continues it.
+     */
+    options?: { signal?: AbortSignal; checkpoint?: CopyCheckpoint },
   ): Promise<{ storedSha256: string | undefined; etag: string | undefined }>;
   delete(path: string): Promise<void>;
   presignGet(path: string, expiresInSeconds: number): Promise<string>;

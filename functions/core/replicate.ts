@@ -12,7 +12,15 @@ import type { ReplicationMessage } from '../../contracts/replication-message.js'
 import { replicationMessage } from './commit.js';
 import { ValidationError } from './errors.js';
 import { PathPolicy } from './paths.js';
-import type { BlobLedger, Clock, Metrics, ReplicaStore, TargetLedger, VersionLedger } from './ports.js';
+import type {
+  BlobLedger,
+  Clock,
+  CopyCheckpoint,
+  Metrics,
+  ReplicaStore,
+  TargetLedger,
+  VersionLedger,
+} from './ports.js';
 
 export interface ReplicateDeps {
   /** Log and count what would be done; touch nothing. */
@@ -138,7 +146,7 @@ async function copyToTarget(
   if (!blob) throw new Error(`the ledger holds no verified blob ${sha256} for ${committed.path}`);
   const copy = deps.replica.copyFromOrigin(
     { ...replicationMessage(deps.target.id, committed), sha256, sourceVersionId: blob.versionId },
-    signal === undefined ? {} : { signal },
+    { ...(signal === undefined ? {} : { signal }), checkpoint: copyCheckpoint(deps, committed.path) },
   );
   const copied = await crashDuring('replicate.mid-copy', copy);
   const storedSha256 = copied.storedSha256;
@@ -202,4 +210,18 @@ export async function recordReplicationFailure(
     reason: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
     at: deps.clock.now().toISOString(),
   });
+}
+
+/**
+ * The ledger keeps a large copy's open multipart upload between invocations, one record per path at
+ * the target (a path's versions are applied one at a time, in order): the replica store continues
+ * the copy a deadline stopped instead of starting it over, so no object is too large to replicate.
+ */
+function copyCheckpoint(deps: ReplicateDeps, path: string): CopyCheckpoint {
+  const targetId = deps.target.id;
+  return {
+    load: () => deps.ledger.getCopyUpload(targetId, path),
+    save: (upload) => deps.ledger.putCopyUpload(targetId, path, upload),
+    clear: (uploadId) => deps.ledger.deleteCopyUpload(targetId, path, uploadId),
+  };
 }

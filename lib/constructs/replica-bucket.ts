@@ -10,6 +10,7 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { REPLICA_MULTIPART_ABORT_AFTER_DAYS } from '../../contracts/replica-copy.js';
 
 export interface ReplicaBucketProps {
   /** Physical name (lib/naming.ts): the home stack derives the same name to grant access. */
@@ -69,8 +70,14 @@ export class ReplicaBucket extends Construct {
               },
             ],
       lifecycleRules: [
-        // Multipart copies (objects over 5 GiB) that a crashed function left behind.
-        { id: 'abort-incomplete-multipart-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
+        // Multipart copies (objects over 5 GiB) left behind: a crashed function's, or a copy its
+        // invocation's deadline stopped and no later delivery continued. Days, not one: a copy of
+        // the largest object spans many invocations, and the replicate function continues a kept
+        // copy only while it is younger than REPLICA_COPY_RESUMABLE_DAYS.
+        {
+          id: 'abort-incomplete-multipart-uploads',
+          abortIncompleteMultipartUploadAfter: Duration.days(REPLICA_MULTIPART_ABORT_AFTER_DAYS),
+        },
       ],
     });
   }

@@ -6,7 +6,9 @@
  */
 import { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
+import { REPLICA_COPY_RESUMABLE_DAYS } from '../../contracts/replica-copy.js';
 import { DEFAULT_STOP_BEFORE_MS } from '../../functions/handlers/fifo-groups.js';
+import { ReplicaBucket } from '../../lib/constructs/replica-bucket.js';
 import { buildTestApp, props, resourcesOfType, testTopology } from './fixture.js';
 
 type Json = Record<string, unknown>;
@@ -44,4 +46,35 @@ describe('replicate: timeout, stop and visibility timeout agree', () => {
       });
     });
   }
+});
+
+describe('replica buckets: a copy stopped by the deadline is kept, an abandoned one is not kept forever', () => {
+  const mirror = buildTestApp(testTopology(), { nag: false });
+  const stacks = [mirror.home, ...mirror.replicas.values()];
+  const replicaBuckets = stacks.flatMap((stack) =>
+    stack.node
+      .findAll()
+      .filter((c): c is ReplicaBucket => c instanceof ReplicaBucket)
+      .map((c) => ({ stack, bucket: c.bucket })),
+  );
+
+  it('every S3 target has a replica bucket', () => {
+    expect(replicaBuckets.length).toBeGreaterThanOrEqual(3);
+  });
+
+  it('each aborts incomplete multipart uploads 7 days after they began, a day after a kept copy stops being continued', () => {
+    for (const { stack, bucket } of replicaBuckets) {
+      const id = stack.getLogicalId(bucket.node.defaultChild as never);
+      const bucketProps = props(resourcesOfType(Template.fromStack(stack), 'AWS::S3::Bucket')[id] as Json);
+      const rules = (bucketProps.LifecycleConfiguration as { Rules: Json[] }).Rules;
+      const abort = rules.filter((r) => r.AbortIncompleteMultipartUpload !== undefined);
+      expect(abort, id).toEqual([
+        expect.objectContaining({
+          AbortIncompleteMultipartUpload: { DaysAfterInitiation: 7 },
+          Status: 'Enabled',
+        }),
+      ]);
+      expect(REPLICA_COPY_RESUMABLE_DAYS).toBeLessThan(7);
+    }
+  });
 });
