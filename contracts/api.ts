@@ -670,7 +670,16 @@ export const routes = {
     path: '/v1/uploads/{id}/complete',
     auth: 'required',
     params: uploadIdParams,
-    responses: { 202: ok(uploadVerifyingSchema), 400: error, 404: error, 409: error, 500: error },
+    responses: {
+      /** Committed already (a retried complete): the upload. */
+      200: ok(uploadSchema),
+      /** Accepted: S3 assembles the parts in the background, the ingest verifies; poll `location`. */
+      202: { body: uploadVerifyingSchema, headers: z.object({ location: z.string() }) },
+      400: error,
+      404: error,
+      409: error,
+      500: error,
+    },
   },
   proveUpload: {
     operationId: 'proveUpload',

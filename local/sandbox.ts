@@ -507,7 +507,8 @@ function startFunctions(
     api: makeFunction({
       name: 'api',
       module: handler('api'),
-      env: { MIRROR_TARGETS: allTargets },
+      // Multipart completions go to the ingest's queue and run there, as on AWS.
+      env: { MIRROR_TARGETS: allTargets, MIRROR_INGEST_QUEUE_URL: resources.ingest.queue.url },
       timeoutSeconds: 29,
       memoryMb: 512,
       maxConcurrency: sizing.api,

@@ -112,6 +112,8 @@ const apiVariables = {
   ...targetsVariables,
   ...feedVariables,
   ...limitVariables,
+  /** The ingest queue: multipart completions run there (absent: within the API request). */
+  MIRROR_INGEST_QUEUE_URL: z.string().min(1).optional(),
 };
 const apiSections = (e: z.output<z.ZodObject<typeof apiVariables>>, ctx: z.RefinementCtx) => ({
   ...ledgerSection(e, ctx),
@@ -119,6 +121,7 @@ const apiSections = (e: z.output<z.ZodObject<typeof apiVariables>>, ctx: z.Refin
   ...targetsSection(e),
   ...feedSection(e),
   ...limitsSection(e),
+  ingestQueueUrl: e.MIRROR_INGEST_QUEUE_URL,
 });
 export const apiConfigSchema = z.object(apiVariables).transform(apiSections);
 export type ApiConfig = z.output<typeof apiConfigSchema>;

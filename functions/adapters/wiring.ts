@@ -26,6 +26,7 @@ import type {
   RuntimeTarget,
 } from './runtime-config.js';
 import { makeS3Client, S3BlobStore, S3ReplicaStore } from './s3.js';
+import { SqsCompletionQueue } from './sqs-completion.js';
 import { SqsFanout } from './sqs-fanout.js';
 import { SqsVerificationQueue } from './sqs-verification.js';
 
@@ -100,6 +101,10 @@ export function makeApiDeps(config: ApiConfig, metrics: Metrics): UploadDeps & {
     metrics,
     feedShards: config.feedShards,
     targets: config.targets,
+    completionQueue:
+      config.ingestQueueUrl === undefined
+        ? undefined
+        : new SqsCompletionQueue(new SQSClient({ region: config.region }), config.ingestQueueUrl),
     limits: {
       maxUploadBytes: config.maxUploadBytes,
       multipartThresholdBytes: config.multipartThresholdBytes,

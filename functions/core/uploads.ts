@@ -19,6 +19,7 @@ import {
 } from '../../contracts/api.js';
 import type { Challenge, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
+import type { CompletionQueue } from './completion.js';
 import {
   MirrorError,
   NotFoundError,
@@ -29,7 +30,7 @@ import {
 import { expiresAtFor, isLapsed, settleIfLapsed, uploadExpiresAt } from './expiry.js';
 import { unchangedHead } from './idempotency.js';
 import { missingParts, partBytes, planParts } from './multipart.js';
-import type { BlobStore, Ledger, Metrics, ReplicaStore } from './ports.js';
+import type { BlobStore, Ledger, Metrics, ReplicaStore, StoredPart } from './ports.js';
 import { issueChallenge, proveUpload } from './possession.js';
 
 export interface UploadDeps extends CommitDeps {
@@ -38,6 +39,11 @@ export interface UploadDeps extends CommitDeps {
   readonly blobs: BlobStore;
   readonly metrics?: Metrics;
   readonly replicas: (targetId: string) => ReplicaStore | undefined;
+  /**
+   * Where completions of multipart uploads go to run in the background (the ingest queue);
+   * without it the API completes them itself, which for thousands of parts may outlast its 29 s.
+   */
+  readonly completionQueue?: CompletionQueue | undefined;
   readonly limits: {
     readonly maxUploadBytes: number;
     /** Above this size an upload goes in parts. */
@@ -319,11 +325,19 @@ export async function presignParts(
   );
 }
 
-/** Completes the multipart upload from the parts S3 holds; the ingest then verifies the whole object. */
+/**
+ * `POST /v1/uploads/{id}/complete`: checks that every part is recorded with its planned size,
+ * then completes in the background (`completionQueue`: the answer is `verifying`, poll the
+ * upload) or here. Idempotent: a retry while the upload is pending answers `verifying` again, one
+ * after its commit answers the committed upload, and a retry that finds S3 completed already
+ * (an earlier attempt that timed out) converges on it; none is a 409.
+ */
 export async function completeUpload(
   deps: UploadDeps,
   uploadId: string,
-): Promise<ResponseBody<'completeUpload', 202>> {
+): Promise<ResponseBody<'completeUpload', 202> | ResponseBody<'completeUpload', 200>> {
+  const found = await settleIfLapsed(deps, await getUpload(deps, uploadId));
+  if (found.status === 'committed' && found.multipart) return describeUpload(deps, uploadId);
   const upload = await pendingMultipart(deps, uploadId);
   const stored = await deps.ledger.listParts(uploadId);
   const missing = missingParts(upload.multipart, upload.size, stored);
@@ -332,11 +346,20 @@ export async function completeUpload(
     throw new ValidationError(
       'parts',
       `parts missing or of the wrong size: ${shown}${missing.length > 20 ? ', …' : ''}`,
-      {
-        code: 'parts_missing',
-      },
+      { code: 'parts_missing' },
     );
   }
+  if (deps.completionQueue) await deps.completionQueue.requestCompletion(uploadId);
+  else await completeHere(deps, upload, stored);
+  return { status: 'verifying', uploadId };
+}
+
+/** CompleteMultipartUpload within the request (no completion queue). */
+async function completeHere(
+  deps: UploadDeps,
+  upload: Upload & { multipart: NonNullable<Upload['multipart']> },
+  stored: readonly StoredPart[],
+): Promise<void> {
   try {
     const parts = stored.map((p) => ({ ...p, etag: canonicalEtag(p.etag) }));
     await deps.blobs.completeMultipart(upload.sha256, upload.multipart.multipartId, parts);
@@ -344,7 +367,9 @@ export async function completeUpload(
     // S3 checks every reported ETag and checksum: a part that is not what was reported fails here.
     const name = (error as { name?: string }).name;
     if (name === 'NoSuchUpload') {
-      throw new MirrorError(`upload "${uploadId}" expired at storage; start a new upload`, {
+      // Completed by an earlier attempt (whose answer the client never got): the same result.
+      if ((await deps.blobs.stat(upload.sha256))?.uploadId === upload.uploadId) return;
+      throw new MirrorError(`upload "${upload.uploadId}" expired at storage; start a new upload`, {
         code: 'upload_expired',
         status: 409,
         field: 'uploadId',
@@ -363,7 +388,6 @@ export async function completeUpload(
     }
     throw error;
   }
-  return { status: 'verifying', uploadId };
 }
 
 /** The uploader reports a part stored, with the ETag storage answered; this is what lets another browser resume. */

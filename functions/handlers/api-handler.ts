@@ -368,8 +368,13 @@ function uploadRoutes({ deps }: RouteScope) {
       const body = parse(contract.proveUpload.body, jsonBody(event));
       return reply(contract.proveUpload, 200, await proveUploadById(deps, uploadIdParam(event), body.digest));
     },
-    completeUpload: async (event: Event) =>
-      reply(contract.completeUpload, 202, await completeUpload(deps, uploadIdParam(event))),
+    completeUpload: async (event: Event) => {
+      const uploadId = uploadIdParam(event);
+      const answer = await completeUpload(deps, uploadId);
+      if (answer.status !== 'verifying') return reply(contract.completeUpload, 200, answer);
+      checkAnswer(contract.completeUpload, 202, answer);
+      return json(202, answer, { location: `/v1/uploads/${encodeURIComponent(uploadId)}` });
+    },
     abortUpload: async (event: Event) => {
       const upload = await abortUpload(deps, uploadIdParam(event));
       return reply(contract.abortUpload, 200, {

@@ -2,7 +2,7 @@
  * The multipart protocol through the local stack's HTTP API, as a third-party client follows it
  * (docs/api.md, "Upload a large file in parts"): ETags with or without quotes; the headers to
  * send to a presigned URL apart from those the HTTP client sets itself; parts presigned and recorded
- * in batches.
+ * in batches; complete run in the background, and idempotent.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -19,6 +19,8 @@ const MiB = 1024 * 1024;
 let sandbox: Sandbox;
 let dataDir: string;
 let api: ReturnType<typeof localApi>;
+/** What the ingest function logged: where the background completion shows. */
+const ingestLog: string[] = [];
 
 beforeAll(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'mirror-multipart-api-'));
@@ -30,7 +32,10 @@ beforeAll(async () => {
     dynamodbPort: 0,
     webDir: null,
     schedules: false,
-    ...(process.env.H3_DEBUG ? {} : { functionLog: () => undefined }),
+    functionLog: (name, line) => {
+      if (name === 'ingest') ingestLog.push(line);
+      if (process.env.H3_DEBUG) console.log(`[${name}] ${line}`);
+    },
     polling: { waitTimeSeconds: 1 },
   });
   api = localApi(sandbox.endpoints);
@@ -253,5 +258,47 @@ describe('multipart through the HTTP API', () => {
     expect(counts.get('PUT /v1/uploads/{id}/parts')).toBe(1);
     expect([...counts.keys()].some((k) => /\/parts\/\d+$/.test(k))).toBe(false);
     expect(counts.get('POST /v1/uploads/{id}/complete')).toBe(1);
+  });
+
+  it('complete answers 202 with where to poll, S3 completes in the ingest function, and no retry is ever a 409', async () => {
+    const bytes = randomBytes(17 * MiB + 11);
+    const plan = await claimParts('complete/video.bin', bytes);
+    const asked = [1, 2, 3].map((n) => {
+      const part = partOf(bytes, plan, n);
+      return { partNumber: n, size: part.length, sha256: sha256Hex(part) };
+    });
+    const signed = await api.call('POST', `/v1/uploads/${plan.uploadId}/parts`, { parts: asked });
+    const reports = [];
+    for (const [i, s] of (
+      signed.body.parts as { url: string; headers: Record<string, string> }[]
+    ).entries()) {
+      const etag = await putPart(s, partOf(bytes, plan, i + 1));
+      reports.push({ ...asked[i], etag });
+    }
+    expect((await api.call('PUT', `/v1/uploads/${plan.uploadId}/parts`, { parts: reports })).status).toBe(
+      200,
+    );
+
+    const complete = () => api.call('POST', `/v1/uploads/${plan.uploadId}/complete`);
+    const first = await complete();
+    expect(first.status).toBe(202);
+    expect(first.body).toEqual({ status: 'verifying', uploadId: plan.uploadId });
+    expect(first.headers.get('location')).toBe(`/v1/uploads/${plan.uploadId}`);
+    // A client that lost the answer tries again: accepted again (or, once committed, the upload).
+    const retried = await complete();
+    expect([200, 202]).toContain(retried.status);
+
+    expect(await committed(plan.uploadId)).toMatchObject({ status: 'committed', version: 1 });
+    const afterCommit = await complete();
+    expect(afterCommit.status).toBe(200);
+    expect(afterCommit.body).toMatchObject({ uploadId: plan.uploadId, status: 'committed', version: 1 });
+    // S3 assembled the object in the ingest function, from the queued completion: one completed it,
+    // the other (the retry's message) found it done and did nothing.
+    const completions = ingestLog.filter(
+      (l) => l.includes('multipart completion') && l.includes(plan.uploadId),
+    );
+    expect(completions.length).toBeGreaterThanOrEqual(1);
+    expect(completions.some((l) => l.includes('"completed"'))).toBe(true);
+    expect(completions.filter((l) => l.includes('"completed"'))).toHaveLength(1);
   });
 });
