@@ -4,11 +4,28 @@
  * Requests are answered by a middleware before they leave the client, so what is asserted is
  * exactly what S3 would receive.
  */
-import type { CompleteMultipartUploadCommandInput, UploadPartCopyCommandInput } from '@aws-sdk/client-s3';
-import { describe, expect, it } from 'vitest';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type CompleteMultipartUploadCommandInput,
+  CreateBucketCommand,
+  GetObjectCommand,
+  ListMultipartUploadsCommand,
+  ListPartsCommand,
+  PutBucketVersioningCommand,
+  PutObjectCommand,
+  type S3Client,
+  type UploadPartCopyCommandInput,
+} from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3_MAX_PARTS } from '../../../contracts/multipart.js';
 import type { ReplicationMessage } from '../../../contracts/replication-message.js';
+import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
 import { copyRanges, makeS3Client, S3ReplicaStore } from '../../../functions/adapters/s3.js';
+import type { CopyCheckpoint } from '../../../functions/core/ports.js';
+import { LOCAL_CREDENTIALS, type S3Emulator, startS3 } from '../../../local/emulators.ts';
 
 const SHA = 'ab'.repeat(32);
 const TiB = 1024 ** 4;
@@ -166,4 +183,225 @@ describe('copyRanges', () => {
     expect(ranges.length).toBeLessThanOrEqual(S3_MAX_PARTS);
     expect(ranges.at(-1)?.last).toBe(size - 1);
   });
+});
+
+/**
+ * Against the local S3 emulator (parts of at least 5 MiB, ListParts, versioned sources): a copy
+ * the invocation's deadline stops keeps its upload, recorded through the checkpoint the replicate
+ * core hands over (the ledger's record of target + path), and the next call continues it.
+ */
+describe('S3ReplicaStore: a multipart copy continued across invocations', () => {
+  const PART = 5 * 1024 * 1024;
+  const source = randomBytes(6 * PART + 12_345);
+  const sourceSha = createHash('sha256').update(source).digest('hex');
+  let emulator: S3Emulator;
+  let dir: string;
+  let s3: S3Client;
+  let sourceVersionId: string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'replica-copy-'));
+    emulator = await startS3({ dir, port: 0 });
+    s3 = makeS3Client({
+      region: 'us-east-1',
+      forcePathStyle: true,
+      endpoint: emulator.endpoint,
+      credentials: { ...LOCAL_CREDENTIALS },
+    });
+    for (const Bucket of ['origin', 'replica']) await s3.send(new CreateBucketCommand({ Bucket }));
+    await s3.send(
+      new PutBucketVersioningCommand({ Bucket: 'origin', VersioningConfiguration: { Status: 'Enabled' } }),
+    );
+    const put = await s3.send(
+      new PutObjectCommand({ Bucket: 'origin', Key: `blobs/${sourceSha}`, Body: source }),
+    );
+    sourceVersionId = put.VersionId ?? '';
+    // A later version of the same key: a copy must read the verified one, not this.
+    await s3.send(new PutObjectCommand({ Bucket: 'origin', Key: `blobs/${sourceSha}`, Body: 'overwritten' }));
+  }, 60_000);
+
+  afterAll(async () => {
+    await emulator?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const bigMessage = (path: string, version: number) => ({
+    targetId: 'alpha',
+    path,
+    version,
+    sha256: sourceSha,
+    size: source.length,
+    contentType: 'video/mp4',
+    deleted: false,
+    committedAt: new Date().toISOString(),
+    sourceVersionId,
+  });
+
+  /** The store, and a count of part copies; `stopAfter` parts done, the deadline's signal fires. */
+  function store(stop?: { after: number; controller: AbortController }) {
+    const client = makeS3Client({
+      region: 'us-east-1',
+      forcePathStyle: true,
+      endpoint: emulator.endpoint,
+      credentials: { ...LOCAL_CREDENTIALS },
+    });
+    const sent: string[] = [];
+    let partsDone = 0;
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        sent.push(String(context.commandName));
+        const out = await next(args);
+        if (context.commandName === 'UploadPartCopyCommand' && ++partsDone === stop?.after) {
+          stop.controller.abort(new Error('the invocation is about to end'));
+        }
+        return out;
+      },
+      { step: 'initialize', name: 'count-and-stop' },
+    );
+    const replica = new S3ReplicaStore(
+      client,
+      'replica',
+      '',
+      { bucket: 'origin' },
+      { multipartCopyAbove: PART, partBytes: PART, copyConcurrency: 1 },
+    );
+    return { replica, sent, parts: () => sent.filter((c) => c === 'UploadPartCopyCommand').length };
+  }
+
+  function ledgerCheckpoint(ledger: InMemoryLedger, path: string): CopyCheckpoint {
+    return {
+      load: () => ledger.getCopyUpload('alpha', path),
+      save: (upload) => ledger.putCopyUpload('alpha', path, upload),
+      clear: (uploadId) => ledger.deleteCopyUpload('alpha', path, uploadId),
+    };
+  }
+
+  async function replicaSha(key: string) {
+    const out = await s3.send(new GetObjectCommand({ Bucket: 'replica', Key: key }));
+    const bytes = Buffer.from(await (out.Body?.transformToByteArray() ?? new Uint8Array()));
+    return {
+      sha: createHash('sha256').update(bytes).digest('hex'),
+      version: out.Metadata?.['mirror-version'],
+    };
+  }
+
+  const openUploads = async (key: string) =>
+    (
+      (await s3.send(new ListMultipartUploadsCommand({ Bucket: 'replica', Prefix: key }))).Uploads ?? []
+    ).filter((u) => u.Key === key);
+
+  it('a copy stopped after 3 of 7 parts keeps its upload; the next call copies only the other 4, and the object is the source', async () => {
+    const ledger = new InMemoryLedger();
+    const path = 'videos/resumed.mp4';
+    const checkpoint = ledgerCheckpoint(ledger, path);
+    const controller = new AbortController();
+    const first = store({ after: 3, controller });
+    await expect(
+      first.replica.copyFromOrigin(bigMessage(path, 2), { signal: controller.signal, checkpoint }),
+    ).rejects.toThrow();
+    expect(first.parts()).toBe(3);
+    expect(first.sent).not.toContain('AbortMultipartUploadCommand');
+    const kept = await ledger.getCopyUpload('alpha', path);
+    expect(kept).toMatchObject({ version: 2, sha256: sourceSha, sourceVersionId, partBytes: PART });
+    expect((await openUploads(path)).map((u) => u.UploadId)).toEqual([kept?.uploadId]);
+
+    const second = store();
+    const out = await second.replica.copyFromOrigin(bigMessage(path, 2), { checkpoint });
+    expect(second.parts()).toBe(4);
+    expect(second.sent).not.toContain('CreateMultipartUploadCommand');
+    expect(out.etag).toMatch(/-7"$/);
+    expect(await replicaSha(path)).toEqual({ sha: sourceSha, version: '2' });
+    expect(await ledger.getCopyUpload('alpha', path)).toBeUndefined();
+    expect(await openUploads(path)).toEqual([]);
+  }, 60_000);
+
+  it('a kept upload of another version is aborted, not completed, and the copy starts over', async () => {
+    const ledger = new InMemoryLedger();
+    const path = 'videos/replaced.mp4';
+    const checkpoint = ledgerCheckpoint(ledger, path);
+    const controller = new AbortController();
+    await expect(
+      store({ after: 2, controller }).replica.copyFromOrigin(bigMessage(path, 2), {
+        signal: controller.signal,
+        checkpoint,
+      }),
+    ).rejects.toThrow();
+    const stale = await ledger.getCopyUpload('alpha', path);
+    expect(stale?.version).toBe(2);
+
+    const next = store();
+    await next.replica.copyFromOrigin(bigMessage(path, 3), { checkpoint });
+    expect(next.sent.slice(0, 2)).toEqual(['AbortMultipartUploadCommand', 'CreateMultipartUploadCommand']);
+    expect(next.parts()).toBe(7);
+    expect(await replicaSha(path)).toEqual({ sha: sourceSha, version: '3' });
+    // The old upload is gone, not completed into the object.
+    await expect(
+      s3.send(new ListPartsCommand({ Bucket: 'replica', Key: path, UploadId: stale?.uploadId })),
+    ).rejects.toMatchObject({ name: 'NoSuchUpload' });
+    expect(await openUploads(path)).toEqual([]);
+  }, 60_000);
+
+  it('a kept upload of other source bytes or past its expiry is not continued either', async () => {
+    const ledger = new InMemoryLedger();
+    const path = 'videos/other-bytes.mp4';
+    const checkpoint = ledgerCheckpoint(ledger, path);
+    const controller = new AbortController();
+    await expect(
+      store({ after: 2, controller }).replica.copyFromOrigin(bigMessage(path, 2), {
+        signal: controller.signal,
+        checkpoint,
+      }),
+    ).rejects.toThrow();
+    const kept = await ledger.getCopyUpload('alpha', path);
+    if (!kept) throw new Error('no kept upload');
+    await ledger.putCopyUpload('alpha', path, { ...kept, sourceVersionId: 'another-version' });
+    const next = store();
+    await next.replica.copyFromOrigin(bigMessage(path, 2), { checkpoint });
+    expect(next.sent[0]).toBe('AbortMultipartUploadCommand');
+    expect(next.parts()).toBe(7);
+
+    const controller2 = new AbortController();
+    await expect(
+      store({ after: 2, controller: controller2 }).replica.copyFromOrigin(bigMessage(path, 4), {
+        signal: controller2.signal,
+        checkpoint,
+      }),
+    ).rejects.toThrow();
+    const old = await ledger.getCopyUpload('alpha', path);
+    if (!old) throw new Error('no kept upload');
+    await ledger.putCopyUpload('alpha', path, {
+      ...old,
+      expiresAt: new Date(Date.now() - 1000).toISOString(),
+    });
+    const after = store();
+    await after.replica.copyFromOrigin(bigMessage(path, 4), { checkpoint });
+    expect(after.sent[0]).toBe('AbortMultipartUploadCommand');
+    expect(after.parts()).toBe(7);
+    expect(await replicaSha(path)).toEqual({ sha: sourceSha, version: '4' });
+    expect(await openUploads(path)).toEqual([]);
+  }, 60_000);
+
+  it('a copy that fails (not the deadline) aborts its upload and forgets it, as without a checkpoint', async () => {
+    const ledger = new InMemoryLedger();
+    const path = 'videos/failed.mp4';
+    const checkpoint = ledgerCheckpoint(ledger, path);
+    const failing = store();
+    const client = (failing.replica as unknown as { s3: S3Client }).s3;
+    let part = 0;
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'UploadPartCopyCommand' && ++part === 3) {
+          throw Object.assign(new Error('InternalError'), { name: 'InternalError' });
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'fail-part-3' },
+    );
+    await expect(failing.replica.copyFromOrigin(bigMessage(path, 2), { checkpoint })).rejects.toThrow(
+      /InternalError/,
+    );
+    expect(failing.sent).toContain('AbortMultipartUploadCommand');
+    expect(await ledger.getCopyUpload('alpha', path)).toBeUndefined();
+    expect(await openUploads(path)).toEqual([]);
+  }, 60_000);
 });
