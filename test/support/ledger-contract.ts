@@ -809,6 +809,33 @@ export function ledgerContract(
       expect(await ledger.getLagRecord('beta')).toBeUndefined();
     });
 
+    it("a target's kept multipart copy of a path: replaced by the next, forgotten only by its own upload id", async () => {
+      const { ledger } = await makeLedger();
+      expect(await ledger.getCopyUpload('alpha', 'big/a.mov')).toBeUndefined();
+      const first = {
+        uploadId: 'mp-1',
+        version: 2,
+        sha256: 'ab'.repeat(32),
+        sourceVersionId: 'v-1',
+        partBytes: 512 * 1024 * 1024,
+        startedAt: at(1),
+        expiresAt: at(2),
+      };
+      await ledger.putCopyUpload('alpha', 'big/a.mov', first);
+      expect(await ledger.getCopyUpload('alpha', 'big/a.mov')).toEqual(first);
+      expect(await ledger.getCopyUpload('beta', 'big/a.mov')).toBeUndefined();
+      expect(await ledger.getCopyUpload('alpha', 'big/b.mov')).toBeUndefined();
+      // The target's state row of the path is a different item: neither touches the other.
+      expect(await ledger.getTargetState('big/a.mov', 'alpha')).toBeUndefined();
+      const { sourceVersionId: _, ...second } = { ...first, uploadId: 'mp-2', version: 3 };
+      await ledger.putCopyUpload('alpha', 'big/a.mov', second);
+      await ledger.deleteCopyUpload('alpha', 'big/a.mov', 'mp-1');
+      expect(await ledger.getCopyUpload('alpha', 'big/a.mov')).toEqual(second);
+      await ledger.deleteCopyUpload('alpha', 'big/a.mov', 'mp-2');
+      expect(await ledger.getCopyUpload('alpha', 'big/a.mov')).toBeUndefined();
+      await ledger.deleteCopyUpload('alpha', 'big/a.mov', 'mp-2');
+    });
+
     it('appliedVersions reads many paths of one target at once (more than one batch)', async () => {
       const { ledger } = await makeLedger();
       const paths = Array.from({ length: 130 }, (_, i) => `many/${i}.png`);
