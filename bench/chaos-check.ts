@@ -83,6 +83,8 @@ export interface LedgerFigures {
   readonly gaps: number;
   /** Versions no operation accounts for (an operation committed twice), plus operations sharing one version. */
   readonly duplicateVersions: number;
+  /** For each path with one: its versions, and what its operations came to (at most 10 paths). */
+  readonly duplicateDetail: readonly string[];
 }
 
 /**
@@ -125,6 +127,7 @@ export function ledgerFigures(
   let versionsCommitted = 0;
   let gaps = 0;
   let duplicateVersions = 0;
+  const duplicateDetail: string[] = [];
   for (const [path, s] of states) {
     versionsCommitted += s.versions.length;
     const max = s.versions.at(-1) ?? 0;
@@ -133,10 +136,25 @@ export function ledgerFigures(
     // An upload and its duplicate delivery each holding a version, or two uploads holding one.
     const unaccounted = s.versions.filter((v) => !mine.includes(v));
     const tombstones = unaccounted.filter((v) => s.tombstones.includes(v)).length;
-    duplicateVersions += unaccounted.length - Math.min(tombstones, diedDeletes.get(path) ?? 0);
-    duplicateVersions += mine.length - new Set(mine).size;
+    const found =
+      unaccounted.length -
+      Math.min(tombstones, diedDeletes.get(path) ?? 0) +
+      mine.length -
+      new Set(mine).size;
+    duplicateVersions += found;
+    if (found > 0 && duplicateDetail.length < 10) {
+      const ops = results
+        .filter((r) => r.op.path === path)
+        .map(
+          (r) =>
+            `${r.op.kind} ${r.uploadId ?? ''} v${r.version ?? outcomes.get(r.uploadId ?? '')?.version} ${r.error ?? ''}`,
+        );
+      duplicateDetail.push(
+        `${path}: versions ${s.versions.join(',')} (tombstones ${s.tombstones.join(',')}); ${ops.join('; ')}`,
+      );
+    }
   }
-  return { versionsCommitted, gaps, duplicateVersions };
+  return { versionsCommitted, gaps, duplicateVersions, duplicateDetail };
 }
 
 type Target = SandboxEndpoints['targets'][string] & { readonly id: string };

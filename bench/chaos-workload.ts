@@ -156,7 +156,30 @@ async function untilCommitted(client: MirrorApi, path: string, seconds = 30): Pr
   }
 }
 
+/**
+ * The client, noting the id of the upload it claims: a call after the claim may fail (the api died
+ * after committing it) and the error need not name the upload, whose outcome still counts.
+ */
+function recordingClaims<C extends Pick<MirrorApi, 'createUpload'>>(
+  client: C,
+  claimed: { uploadId?: string },
+): C {
+  return new Proxy(client, {
+    get(target, property) {
+      const value = Reflect.get(target, property, target);
+      if (typeof value !== 'function') return value;
+      if (property !== 'createUpload') return value.bind(target);
+      return async (...args: Parameters<MirrorApi['createUpload']>) => {
+        const created = await target.createUpload(...args);
+        claimed.uploadId = created.uploadId;
+        return created;
+      };
+    },
+  });
+}
+
 async function runOp(client: MirrorApi, deps: Parameters<typeof uploadFile>[0], op: Op): Promise<OpResult> {
+  const claimed: { uploadId?: string } = {};
   try {
     if (op.kind === 'delete') {
       await untilCommitted(client, op.path);
@@ -164,13 +187,16 @@ async function runOp(client: MirrorApi, deps: Parameters<typeof uploadFile>[0], 
       return { op, version: out.version };
     }
     // Not waiting: under faults a commit may take until the run's repair phase.
-    const out = await uploadFile(deps, {
-      file: op.content.file,
-      path: op.path,
-      contentType: 'application/octet-stream',
-      wait: false,
-      timeoutSeconds: 5,
-    });
+    const out = await uploadFile(
+      { ...deps, client: recordingClaims(deps.client, claimed) },
+      {
+        file: op.content.file,
+        path: op.path,
+        contentType: 'application/octet-stream',
+        wait: false,
+        timeoutSeconds: 5,
+      },
+    );
     return {
       op,
       uploadId: out.uploadId,
@@ -178,7 +204,7 @@ async function runOp(client: MirrorApi, deps: Parameters<typeof uploadFile>[0], 
       ...(out.version === null ? {} : { version: out.version }),
     };
   } catch (error) {
-    const uploadId = (error as { uploadId?: unknown }).uploadId;
+    const uploadId = (error as { uploadId?: unknown }).uploadId ?? claimed.uploadId;
     // A multipart upload that did not commit in its short wait is pending, not failed.
     if (typeof uploadId === 'string' && (error as Error).name === 'UploadTimeoutError')
       return { op, uploadId };

@@ -123,6 +123,7 @@ export interface ChaosReport {
   readonly versionsCommitted: number;
   readonly gaps: number;
   readonly duplicateVersions: number;
+  readonly duplicateDetail: readonly string[];
   readonly targetsEqual: boolean;
   readonly targetDifferences: readonly string[];
   readonly dlqMessages: number;
@@ -168,7 +169,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       reconcileAtStart: false,
       renotifyAtStart: false,
       // The AWS function that repairs lost S3 notifications, on its local timer.
-      sweepIntervalSeconds: 10,
+      sweepIntervalSeconds: 30,
       sweepGraceSeconds: 30,
     },
     // The agents run as their own processes (below): a crash point kills one as kill -9 would.
@@ -321,7 +322,7 @@ async function differences(
 
 /**
  * What repairs a lost delivery, as the deployed functions do on their schedules: the
- * lost-notification sweep (also on its own 10 s timer), reconcile every target, the lag monitor's outbox.
+ * lost-notification sweep (also on its own 30 s timer), reconcile every target, the lag monitor's outbox.
  */
 async function repair(sandbox: Sandbox, log: (l: string) => void) {
   try {

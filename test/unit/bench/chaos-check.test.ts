@@ -35,6 +35,7 @@ describe('ledgerFigures', () => {
       versionsCommitted: 2,
       gaps: 0,
       duplicateVersions: 0,
+      duplicateDetail: [],
     });
   });
 
