@@ -21,7 +21,11 @@ export type Putter = (
   onSent: (bytes: number) => void,
 ) => Promise<PutAnswer>;
 
-/** Headers to send to a presigned URL: all the signed ones except those the browser sets itself. */
+/**
+ * Headers to send to a presigned URL: the API's `headers`, lower-cased. `content-length` and
+ * `host` are the API's `automaticHeaders` (the browser sets them and refuses to be told): dropped
+ * should a caller pass them among the headers.
+ */
 export function sendableHeaders(headers: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
