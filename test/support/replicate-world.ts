@@ -7,7 +7,7 @@ import type { FileVersion, TargetState } from '../../contracts/model.js';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import { quietTelemetry } from '../../functions/adapters/powertools.js';
 import { systemClock } from '../../functions/adapters/wiring.js';
-import type { Ledger, ReplicaStore } from '../../functions/core/ports.js';
+import type { CopyCheckpoint, CopyUpload, Ledger, ReplicaStore } from '../../functions/core/ports.js';
 import type { BatchDeadline } from '../../functions/handlers/fifo-groups.js';
 import { createReplicateHandler } from '../../functions/handlers/replicate-handler.js';
 import { RecordingMetrics } from './domain.js';
@@ -43,8 +43,15 @@ export const messageOf = (v: FileVersion): ReplicationMessage => ({
 export const record = (path: string, n: number) =>
   fifoRecord(messageOf(version(path, n)), path, { messageId: `${path}#${n}` });
 
-/** Runs before each copy; `signal` aborts when the invocation must stop. */
-export type Copy = (message: ReplicationMessage, signal: AbortSignal | undefined) => Promise<void>;
+/**
+ * Runs before each copy; `signal` aborts when the invocation must stop; `checkpoint` is where the
+ * replica store would keep a multipart copy the deadline stopped (the ledger's `copyUploads`).
+ */
+export type Copy = (
+  message: ReplicationMessage,
+  signal: AbortSignal | undefined,
+  checkpoint?: CopyCheckpoint | undefined,
+) => Promise<void>;
 
 /**
  * A ledger that holds `heads` (path → head version, or no head: each message's own version is
@@ -61,6 +68,8 @@ export function replicateWorld(
 ) {
   const calls: string[] = [];
   const states = new Map<string, TargetState>();
+  /** Kept multipart copies by `<target> <path>`. */
+  const copyUploads = new Map<string, CopyUpload>();
   const reads = { inFlight: 0, max: 0 };
   /** A read that answers on a later turn, counting how many are outstanding at once. */
   const read = async <T>(answer: () => T): Promise<T> => {
@@ -106,6 +115,14 @@ export function replicateWorld(
     recordTargetFailure: async (failure: { path: string; version: number }) => {
       calls.push(`recordTargetFailure ${failure.path} ${failure.version}`);
     },
+    getCopyUpload: async (targetId: string, path: string) => copyUploads.get(`${targetId} ${path}`),
+    putCopyUpload: async (targetId: string, path: string, upload: CopyUpload) => {
+      copyUploads.set(`${targetId} ${path}`, upload);
+    },
+    deleteCopyUpload: async (targetId: string, path: string, uploadId: string) => {
+      if (copyUploads.get(`${targetId} ${path}`)?.uploadId === uploadId)
+        copyUploads.delete(`${targetId} ${path}`);
+    },
   } as unknown as Ledger;
   const copied: string[] = [];
   const metrics = new RecordingMetrics();
@@ -114,10 +131,10 @@ export function replicateWorld(
   const replica = {
     copyFromOrigin: async (
       message: ReplicationMessage & { sourceVersionId?: string | undefined },
-      copyOptions: { signal?: AbortSignal } = {},
+      copyOptions: { signal?: AbortSignal; checkpoint?: CopyCheckpoint } = {},
     ) => {
       calls.push(`copy ${message.path} ${message.version} from ${message.sourceVersionId}`);
-      await options.copy?.(message, copyOptions.signal);
+      await options.copy?.(message, copyOptions.signal, copyOptions.checkpoint);
       copied.push(`${message.path} ${message.version}`);
       return { storedSha256: undefined, etag: '"replica"' };
     },
@@ -136,5 +153,5 @@ export function replicateWorld(
       },
     },
   });
-  return { handler, calls, copied, states, reads, metrics, released };
+  return { handler, calls, copied, states, reads, metrics, released, copyUploads };
 }

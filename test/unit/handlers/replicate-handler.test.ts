@@ -6,6 +6,7 @@
  */
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { CopyCheckpoint } from '../../../functions/core/ports.js';
 import { lambdaContext } from '../../support/api-events.js';
 import { record, replicateWorld as world } from '../../support/replicate-world.js';
 import { sqsEvent } from '../../support/sqs-events.js';
@@ -223,6 +224,62 @@ describe('replicate handler: the invocation near its deadline', () => {
     // Stops at 15 s (a quarter of 20 s left); the aborted copy settles at once.
     expect(tookMs).toBeGreaterThanOrEqual(15_000);
     expect(tookMs).toBeLessThan(16_000);
+  });
+
+  it('a large copy the deadline stopped is kept in the ledger for its path and continued by the next delivery, not started over', async () => {
+    vi.useFakeTimers();
+    // Stands in for S3 (the parts each kept upload holds) and for the replica store's use of the
+    // checkpoint the core hands it (functions/adapters/s3.ts; test/unit/adapters/replica-copy.test.ts).
+    const held = new Map<string, Set<number>>();
+    const partsCopied: number[] = [];
+    let created = 0;
+    const keptOrNew = async (m: { version: number; sha256: string | null }, checkpoint: CopyCheckpoint) => {
+      const kept = await checkpoint.load();
+      if (kept?.version === m.version) return kept.uploadId;
+      const uploadId = `mp-${++created}`;
+      const now = new Date().toISOString();
+      await checkpoint.save({
+        uploadId,
+        version: m.version,
+        sha256: String(m.sha256),
+        partBytes: 1,
+        startedAt: now,
+        expiresAt: now,
+      });
+      return uploadId;
+    };
+    const { handler, copyUploads, calls, released } = world({
+      deadline: { stopBeforeMs: 10_000, graceMs: 1_000 },
+      copy: async (m, signal, checkpoint) => {
+        if (!checkpoint) throw new Error('the core handed the replica no checkpoint');
+        const uploadId = await keptOrNew(m, checkpoint);
+        const done = held.get(uploadId) ?? new Set<number>();
+        held.set(uploadId, done);
+        for (const part of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10].filter((p) => !done.has(p))) {
+          await sleep(10_000, signal);
+          done.add(part);
+          partsCopied.push(part);
+        }
+        await checkpoint.clear(uploadId);
+      },
+    });
+    // 60.5 s left, stop 10 s before the end: 5 parts of 10 s each (and a few reads), then the deadline.
+    const first = await runOnFakeTime(() => handler(sqsEvent([record('big.mov', 1)]), contextOf(60_500)));
+    expect(failedIds(first.response)).toEqual(['big.mov#1']);
+    expect(released).toHaveLength(1);
+    expect(partsCopied).toEqual([1, 2, 3, 4, 5]);
+    expect(copyUploads.get('alpha big.mov')).toMatchObject({ uploadId: 'mp-1', version: 1 });
+    expect(calls.filter((c) => c.startsWith('recordTarget'))).toEqual([]);
+
+    const second = await runOnFakeTime(() => handler(sqsEvent([record('big.mov', 1)]), contextOf(60_500)));
+    expect(failedIds(second.response)).toEqual([]);
+    expect(partsCopied).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(created).toBe(1);
+    expect(copyUploads.size).toBe(0);
+    expect(calls.filter((c) => c.startsWith('recordTarget'))).toEqual(['recordTargetState big.mov 1']);
+    // 5 parts of 10 s: the second delivery took half a whole copy's time.
+    expect(second.tookMs).toBeGreaterThanOrEqual(50_000);
+    expect(second.tookMs).toBeLessThan(51_000);
   });
 });
 
