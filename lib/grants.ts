@@ -82,7 +82,14 @@ export const LEDGER_ACCESS = {
     'dynamodb:DeleteItem',
     'dynamodb:Query',
   ],
-  replicate: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:Query'],
+  // DeleteItem: the record of a multipart copy kept across invocations, once complete or aborted.
+  replicate: [
+    'dynamodb:GetItem',
+    'dynamodb:UpdateItem',
+    'dynamodb:PutItem',
+    'dynamodb:DeleteItem',
+    'dynamodb:Query',
+  ],
   /**
    * Reads the feed, target rows (a page's worth in one BatchGetItem) and heartbeats; writes its
    * watermark rows (`LAG#<target>`) and marks feed entries it re-sent (the outbox).
@@ -316,7 +323,14 @@ export function useOwnTarget(
   fn.role.addToPrincipalPolicy(
     new iam.PolicyStatement({
       sid: 'ReplicaObjects',
-      actions: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+      // ListMultipartUploadParts: a large copy the deadline stopped is continued from the parts it holds.
+      actions: [
+        's3:PutObject',
+        's3:GetObject',
+        's3:DeleteObject',
+        's3:AbortMultipartUpload',
+        's3:ListMultipartUploadParts',
+      ],
       resources: [objects],
     }),
   );

@@ -102,10 +102,11 @@ const EXPECTED: Record<string, string[]> = {
   ],
   'replicate target-a': [
     ...LOGS,
-    ...ledger('GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    // DeleteItem: a kept multipart copy's record, once the copy is complete or aborted.
+    ...ledger('DeleteItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
     's3:GetObject origin/blobs/*',
     's3:GetObjectVersion origin/blobs/*',
-    ...['AbortMultipartUpload', 'DeleteObject', 'GetObject', 'PutObject'].map(
+    ...['AbortMultipartUpload', 'DeleteObject', 'GetObject', 'ListMultipartUploadParts', 'PutObject'].map(
       (a) => `s3:${a} replica:target-a/*`,
     ),
     's3:ListBucket replica:target-a',
@@ -113,10 +114,11 @@ const EXPECTED: Record<string, string[]> = {
   ],
   'replicate target-b': [
     ...LOGS,
-    ...ledger('GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    // DeleteItem: a kept multipart copy's record, once the copy is complete or aborted.
+    ...ledger('DeleteItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
     's3:GetObject origin/blobs/*',
     's3:GetObjectVersion origin/blobs/*',
-    ...['AbortMultipartUpload', 'DeleteObject', 'GetObject', 'PutObject'].map(
+    ...['AbortMultipartUpload', 'DeleteObject', 'GetObject', 'ListMultipartUploadParts', 'PutObject'].map(
       (a) => `s3:${a} replica:target-b/*`,
     ),
     's3:ListBucket replica:target-b',
@@ -124,10 +126,11 @@ const EXPECTED: Record<string, string[]> = {
   ],
   'replicate target-c': [
     ...LOGS,
-    ...ledger('GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    // DeleteItem: a kept multipart copy's record, once the copy is complete or aborted.
+    ...ledger('DeleteItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
     's3:GetObject origin/blobs/*',
     's3:GetObjectVersion origin/blobs/*',
-    ...['AbortMultipartUpload', 'DeleteObject', 'GetObject', 'PutObject'].map(
+    ...['AbortMultipartUpload', 'DeleteObject', 'GetObject', 'ListMultipartUploadParts', 'PutObject'].map(
       (a) => `s3:${a} replica:target-c/media/*`,
     ),
     's3:ListBucket replica:target-c',
