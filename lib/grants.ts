@@ -82,14 +82,7 @@ export const LEDGER_ACCESS = {
     'dynamodb:DeleteItem',
     'dynamodb:Query',
   ],
-  // DeleteItem: the record of a multipart copy kept across invocations, once complete or aborted.
-  replicate: [
-    'dynamodb:GetItem',
-    'dynamodb:UpdateItem',
-    'dynamodb:PutItem',
-    'dynamodb:DeleteItem',
-    'dynamodb:Query',
-  ],
+  replicate: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:Query'],
   /**
    * Reads the feed, target rows (a page's worth in one BatchGetItem) and heartbeats; writes its
    * watermark rows (`LAG#<target>`) and marks feed entries it re-sent (the outbox).

@@ -94,6 +94,16 @@ const CONDITIONS = {
   copyUploadIs: 'uploadId = :uploadId',
 } as const;
 
+const COPY_UPLOAD_FIELDS = [
+  'uploadId',
+  'version',
+  'sha256',
+  'sourceVersionId',
+  'partBytes',
+  'startedAt',
+  'expiresAt',
+] as const satisfies readonly (keyof CopyUpload)[];
+
 /** Beside the target's state row of the path: the multipart copy left open there (see CopyUpload). */
 const copyUploadItemKey = (targetId: string, path: string) => ({
   pk: targetStateItemKey(targetId, path).pk,
@@ -1089,7 +1099,7 @@ export class DynamoLedger implements Ledger {
 
   async getCopyUpload(targetId: string, path: string): Promise<CopyUpload | undefined> {
     const item = await this.get(copyUploadItemKey(targetId, path));
-    return item ? (stripKeys(item) as unknown as CopyUpload) : undefined;
+    return item?.uploadId === undefined ? undefined : (stripKeys(item) as unknown as CopyUpload);
   }
 
   async putCopyUpload(targetId: string, path: string, upload: CopyUpload): Promise<void> {
@@ -1101,14 +1111,20 @@ export class DynamoLedger implements Ledger {
     );
   }
 
+  /**
+   * Empties the item rather than deleting it: the replicate role has no DeleteItem on the ledger
+   * (it must never delete a version, a target row or a feed entry), and an empty item reads as none.
+   */
   async deleteCopyUpload(targetId: string, path: string, uploadId: string): Promise<void> {
     await this.conditional(
       () =>
         this.db.send(
-          new DeleteCommand({
+          new UpdateCommand({
             TableName: this.table,
             Key: copyUploadItemKey(targetId, path),
+            UpdateExpression: `REMOVE ${COPY_UPLOAD_FIELDS.map((_, i) => `#f${i}`).join(', ')}`,
             ConditionExpression: CONDITIONS.copyUploadIs,
+            ExpressionAttributeNames: Object.fromEntries(COPY_UPLOAD_FIELDS.map((f, i) => [`#f${i}`, f])),
             ExpressionAttributeValues: { ':uploadId': uploadId },
             ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
           }),

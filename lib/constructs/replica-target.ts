@@ -8,6 +8,7 @@ import { Duration } from 'aws-cdk-lib';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { REPLICA_MAX_RECEIVES } from '../../contracts/replica-copy.js';
 import type { TargetConfig } from '../../contracts/topology.js';
 import {
   LEDGER_ACCESS,
@@ -84,6 +85,8 @@ export class ReplicaTarget extends Construct implements TargetBinding {
     const timeout = props.functionTimeout ?? Duration.minutes(15);
     const queues = new QueueWithDlq(this, 'Queue', {
       fifo: true,
+      // A large copy is continued over many invocations, each a receive (contracts/replica-copy.ts).
+      ...(target.kind === 's3' ? { maxReceiveCount: REPLICA_MAX_RECEIVES } : {}),
       visibilityTimeout:
         target.kind === 's3'
           ? Duration.seconds(timeout.toSeconds() * 6)

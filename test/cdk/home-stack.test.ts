@@ -1,5 +1,6 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { REPLICA_MAX_RECEIVES } from '../../contracts/replica-copy.js';
 import { readRuntimeConfig } from '../../functions/adapters/runtime-config.js';
 import type { MirrorApp } from '../../lib/mirror-app.js';
 import type { Statement } from './fixture.js';
@@ -231,7 +232,8 @@ describe('queues', () => {
       }
       expect(q.RedrivePolicy, target.id).toEqual({
         deadLetterTargetArn: { 'Fn::GetAtt': [dlqId, 'Arn'] },
-        maxReceiveCount: 5,
+        // An S3 target's large copy continues over many invocations, each a receive.
+        maxReceiveCount: target.kind === 's3' ? REPLICA_MAX_RECEIVES : 5,
       });
     }
   });
@@ -382,12 +384,14 @@ describe('least privilege', () => {
     expect(all).not.toContain(queueIdOf('target-b'));
     expect(all).not.toContain(queueIdOf('target-c'));
     expect(all).not.toContain(queueIdOf('onprem-dc1'));
-    // Objects: exactly the four actions the issue lists; the bucket: ListBucket only (HEAD on a missing key → 404).
+    // Objects: the four actions the issue lists and ListParts; the bucket: ListBucket only (HEAD on a missing key → 404).
     const objects = statements.find((s) => s.Sid === 'ReplicaObjects');
     expect(objects && actionsOf(objects).sort()).toEqual([
       's3:AbortMultipartUpload',
       's3:DeleteObject',
       's3:GetObject',
+      // A large copy the deadline stopped is continued from the parts its upload holds.
+      's3:ListMultipartUploadParts',
       's3:PutObject',
     ]);
     expect(objects && text(resourcesOf(objects))).toBe(

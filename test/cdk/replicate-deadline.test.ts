@@ -6,7 +6,7 @@
  */
 import { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
-import { REPLICA_COPY_RESUMABLE_DAYS } from '../../contracts/replica-copy.js';
+import { REPLICA_COPY_RESUMABLE_DAYS, REPLICA_MAX_RECEIVES } from '../../contracts/replica-copy.js';
 import { DEFAULT_STOP_BEFORE_MS } from '../../functions/handlers/fifo-groups.js';
 import { ReplicaBucket } from '../../lib/constructs/replica-bucket.js';
 import { buildTestApp, props, resourcesOfType, testTopology } from './fixture.js';
@@ -38,6 +38,11 @@ describe('replicate: timeout, stop and visibility timeout agree', () => {
       // SQS must not redeliver a record while the invocation that holds it may still run;
       // records stopped by the deadline are handed back at once instead of waiting this out.
       expect(visibility).toBe(6 * timeout);
+      // A large copy continues over many invocations, each a receive: 5 TiB needs ~17 of them.
+      expect(props(queues[queueId] as Json).RedrivePolicy).toMatchObject({
+        maxReceiveCount: REPLICA_MAX_RECEIVES,
+      });
+      expect(REPLICA_MAX_RECEIVES).toBeGreaterThanOrEqual(17);
       const mapping = mappings.find((m) => JSON.stringify(props(m).FunctionName).includes(fnId));
       expect(props(mapping as Json)).toMatchObject({
         BatchSize: 10,
