@@ -89,7 +89,10 @@ export interface SandboxOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Handler modules in place of functions/handlers/<name>.ts (tests). */
   readonly handlers?: Partial<
-    Record<'api' | 'ingest' | 'replicate' | 'lag-monitor' | 'reconcile' | 'pending-sweep', string>
+    Record<
+      'api' | 'ingest' | 'complete-multipart' | 'replicate' | 'lag-monitor' | 'reconcile' | 'pending-sweep',
+      string
+    >
   >;
   /** Extra variables for every function's environment (tests). */
   readonly functionEnv?: Readonly<Record<string, string>>;
@@ -295,6 +298,29 @@ interface Settings {
   readonly tuning: Required<NonNullable<SandboxOptions['queues']>>;
 }
 
+/** Seconds between scheduled runs, and the sweep's grace: the options, else the environment, else the defaults. */
+function intervalsOf(
+  schedules: SandboxSchedules | undefined,
+  env: NodeJS.ProcessEnv,
+): Pick<Settings, 'intervals' | 'sweepGraceSeconds'> {
+  return {
+    intervals: {
+      lag:
+        schedules?.lagIntervalSeconds ??
+        secondsFromEnv(env, 'MIRROR_LAG_INTERVAL_SECONDS', DEFAULT_INTERVALS.lag),
+      reconcile:
+        schedules?.reconcileIntervalSeconds ??
+        secondsFromEnv(env, 'MIRROR_RECONCILE_INTERVAL_SECONDS', DEFAULT_INTERVALS.reconcile),
+      sweep:
+        schedules?.sweepIntervalSeconds ??
+        secondsFromEnv(env, 'MIRROR_SWEEP_INTERVAL_SECONDS', DEFAULT_INTERVALS.sweep),
+    },
+    sweepGraceSeconds:
+      schedules?.sweepGraceSeconds ??
+      secondsFromEnv(env, 'MIRROR_SWEEP_GRACE_SECONDS', DEFAULT_SWEEP_GRACE_SECONDS),
+  };
+}
+
 async function settingsOf(options: SandboxOptions): Promise<Settings> {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
@@ -316,20 +342,7 @@ async function settingsOf(options: SandboxOptions): Promise<Settings> {
     topology,
     region: topology.homeRegion,
     schedules,
-    intervals: {
-      lag:
-        schedules?.lagIntervalSeconds ??
-        secondsFromEnv(env, 'MIRROR_LAG_INTERVAL_SECONDS', DEFAULT_INTERVALS.lag),
-      reconcile:
-        schedules?.reconcileIntervalSeconds ??
-        secondsFromEnv(env, 'MIRROR_RECONCILE_INTERVAL_SECONDS', DEFAULT_INTERVALS.reconcile),
-      sweep:
-        schedules?.sweepIntervalSeconds ??
-        secondsFromEnv(env, 'MIRROR_SWEEP_INTERVAL_SECONDS', DEFAULT_INTERVALS.sweep),
-    },
-    sweepGraceSeconds:
-      schedules?.sweepGraceSeconds ??
-      secondsFromEnv(env, 'MIRROR_SWEEP_GRACE_SECONDS', DEFAULT_SWEEP_GRACE_SECONDS),
+    ...intervalsOf(schedules, env),
     tuning: {
       ingestVisibilityTimeout: options.queues?.ingestVisibilityTimeout ?? 30,
       targetVisibilityTimeout: options.queues?.targetVisibilityTimeout ?? 30,
@@ -418,6 +431,7 @@ function createMetrics(settings: Settings, resources: Resources, clients: Client
     targets: resources.targets,
     dlqs: [
       { queue: resources.ingest.dlq.name, url: resources.ingest.dlq.url },
+      { queue: resources.completion.dlq.name, url: resources.completion.dlq.url },
       ...resources.targets.map((t) => ({ queue: t.dlq.name, url: t.dlq.url, target: t.id })),
     ],
     queueDepth: async (url) => {
@@ -462,6 +476,7 @@ function sharedFunctionEnv(
 interface Functions {
   readonly api: LocalFunction;
   readonly ingest: LocalFunction;
+  readonly completer: LocalFunction;
   readonly lagMonitor: LocalFunction;
   readonly reconciler: LocalFunction;
   readonly sweeper: LocalFunction;
@@ -507,8 +522,8 @@ function startFunctions(
     api: makeFunction({
       name: 'api',
       module: handler('api'),
-      // Multipart completions go to the ingest's queue and run there, as on AWS.
-      env: { MIRROR_TARGETS: allTargets, MIRROR_INGEST_QUEUE_URL: resources.ingest.queue.url },
+      // Multipart completions go to their own queue and function, as on AWS.
+      env: { MIRROR_TARGETS: allTargets, MIRROR_COMPLETION_QUEUE_URL: resources.completion.queue.url },
       timeoutSeconds: 29,
       memoryMb: 512,
       maxConcurrency: sizing.api,
@@ -522,6 +537,14 @@ function startFunctions(
       timeoutSeconds: settings.tuning.ingestVisibilityTimeout,
       memoryMb: 1024,
       maxConcurrency: sizing.ingest.environments,
+    }),
+    completer: makeFunction({
+      name: 'complete-multipart',
+      module: handler('complete-multipart'),
+      env: {},
+      timeoutSeconds: settings.tuning.ingestVisibilityTimeout,
+      memoryMb: 256,
+      maxConcurrency: 2,
     }),
     // Scheduled functions (EventBridge rules on AWS): the same environment as the ingest.
     lagMonitor: makeFunction({
@@ -627,6 +650,7 @@ function startMappings(
     teardown.push(`event source ${mapping.description}`, () => mapping.stop());
   };
   map(deps.resources.ingest.queue, deps.functions.ingest, sizing.ingest.pollers);
+  map(deps.resources.completion.queue, deps.functions.completer, 1);
   for (const { target, fn } of deps.functions.replicators) map(target.queue, fn, sizing.replicate.pollers);
   return mappings;
 }
