@@ -6,7 +6,14 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** The Lambda handlers: each file exports `handler`. */
-export type HandlerName = 'api' | 'ingest' | 'replicate' | 'lag-monitor' | 'reconcile' | 'pending-sweep';
+export type HandlerName =
+  | 'api'
+  | 'ingest'
+  | 'complete-multipart'
+  | 'replicate'
+  | 'lag-monitor'
+  | 'reconcile'
+  | 'pending-sweep';
 
 /** Absolute path of a handler's entry file. */
 export function handlerEntry(name: HandlerName): string {

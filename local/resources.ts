@@ -28,6 +28,8 @@ export const LOCAL_NAMES = Object.freeze({
   originBucket: 'mirror-origin',
   ingestQueue: 'mirror-ingest',
   ingestDlq: 'mirror-ingest-dlq',
+  completionQueue: 'mirror-completion',
+  completionDlq: 'mirror-completion-dlq',
   targetQueue: (id: string) => `mirror-target-${id}.fifo`,
   targetDlq: (id: string) => `mirror-target-${id}-dlq.fifo`,
   replicaBucket: (id: string) => `replica-${id}`,
@@ -59,6 +61,8 @@ export interface Resources {
   readonly table: string;
   readonly originBucket: string;
   readonly ingest: QueuePair;
+  /** Multipart completions the API queues for the complete-multipart function. */
+  readonly completion: QueuePair;
   readonly targets: readonly TargetResources[];
 }
 
@@ -88,6 +92,17 @@ export async function ensureResources(
     visibilityTimeout: tuning.ingestVisibilityTimeout,
     maxReceiveCount: tuning.maxReceiveCount,
   });
+  // A completion takes one CompleteMultipartUpload call: the ingest's timeout is ample.
+  const completion = await ensureQueuePair(
+    clients.sqs,
+    LOCAL_NAMES.completionQueue,
+    LOCAL_NAMES.completionDlq,
+    {
+      fifo: false,
+      visibilityTimeout: tuning.ingestVisibilityTimeout,
+      maxReceiveCount: tuning.maxReceiveCount,
+    },
+  );
   const targets: TargetResources[] = [];
   for (const target of topology.targets) {
     const pair = await ensureQueuePair(
@@ -126,7 +141,7 @@ export async function ensureResources(
       });
     }
   }
-  return { table: LOCAL_NAMES.table, originBucket: LOCAL_NAMES.originBucket, ingest, targets };
+  return { table: LOCAL_NAMES.table, originBucket: LOCAL_NAMES.originBucket, ingest, completion, targets };
 }
 
 /** The ledger: `pk` (S) hash, `sk` (S) range, no index. */

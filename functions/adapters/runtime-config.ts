@@ -112,8 +112,8 @@ const apiVariables = {
   ...targetsVariables,
   ...feedVariables,
   ...limitVariables,
-  /** The ingest queue: multipart completions run there (absent: within the API request). */
-  MIRROR_INGEST_QUEUE_URL: z.string().min(1).optional(),
+  /** The completion queue: multipart completions run in their own function (absent: within the API request). */
+  MIRROR_COMPLETION_QUEUE_URL: z.string().min(1).optional(),
 };
 const apiSections = (e: z.output<z.ZodObject<typeof apiVariables>>, ctx: z.RefinementCtx) => ({
   ...ledgerSection(e, ctx),
@@ -121,7 +121,7 @@ const apiSections = (e: z.output<z.ZodObject<typeof apiVariables>>, ctx: z.Refin
   ...targetsSection(e),
   ...feedSection(e),
   ...limitsSection(e),
-  ingestQueueUrl: e.MIRROR_INGEST_QUEUE_URL,
+  completionQueueUrl: e.MIRROR_COMPLETION_QUEUE_URL,
 });
 export const apiConfigSchema = z.object(apiVariables).transform(apiSections);
 export type ApiConfig = z.output<typeof apiConfigSchema>;
@@ -144,6 +144,12 @@ export const ingestConfigSchema = z
     ingestQueueUrl: e.MIRROR_INGEST_QUEUE_URL,
   }));
 export type IngestConfig = z.output<typeof ingestConfigSchema>;
+
+/** The multipart completion: the ledger's uploads and parts, and the origin's blobs it assembles. */
+export const completeMultipartConfigSchema = z
+  .object({ ...ledgerVariables, ...originVariables })
+  .transform((e, ctx) => ({ ...ledgerSection(e, ctx), ...originSection(e) }));
+export type CompleteMultipartConfig = z.output<typeof completeMultipartConfigSchema>;
 
 /** One replicate function serves one S3 target (MIRROR_TARGET_ID), copying from the origin. */
 export const replicateConfigSchema = z

@@ -2,8 +2,8 @@ import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { type CompletionQueue, completionMessageSchema } from '../core/completion.js';
 
 /**
- * Multipart completions, from the API to the ingest function through the ingest queue (a standard
- * queue): the API answers at once, and a redelivered message is harmless (core/completion.ts).
+ * Multipart completions, from the API to the complete-multipart function through its own standard
+ * queue: the API answers at once, and a redelivered message is harmless (core/completion.ts).
  */
 export class SqsCompletionQueue implements CompletionQueue {
   constructor(

@@ -5,6 +5,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
+import type { CompletionDeps } from '../core/completion.js';
 import type { ExpiryDeps } from '../core/expiry.js';
 import type { IngestDeps } from '../core/ingest.js';
 import type { LagDeps } from '../core/lag.js';
@@ -18,6 +19,7 @@ import { DynamoLedger } from './dynamo-ledger.js';
 import { S3OriginVersions, SqsIngestEvents } from './pending-sweep.js';
 import type {
   ApiConfig,
+  CompleteMultipartConfig,
   IngestConfig,
   LagMonitorConfig,
   PendingSweepConfig,
@@ -102,9 +104,9 @@ export function makeApiDeps(config: ApiConfig, metrics: Metrics): UploadDeps & {
     feedShards: config.feedShards,
     targets: config.targets,
     completionQueue:
-      config.ingestQueueUrl === undefined
+      config.completionQueueUrl === undefined
         ? undefined
-        : new SqsCompletionQueue(new SQSClient({ region: config.region }), config.ingestQueueUrl),
+        : new SqsCompletionQueue(new SQSClient({ region: config.region }), config.completionQueueUrl),
     limits: {
       maxUploadBytes: config.maxUploadBytes,
       multipartThresholdBytes: config.multipartThresholdBytes,
@@ -130,6 +132,15 @@ export function makeIngestDeps(
     metrics,
     feedShards: config.feedShards,
     targets: config.targets,
+  };
+}
+
+export function makeCompleteMultipartDeps(config: CompleteMultipartConfig, metrics: Metrics): CompletionDeps {
+  return {
+    ledger: makeLedger(config),
+    blobs: new S3BlobStore(originS3(config), config.originBucket),
+    clock: offsetClock(config.clockOffsetMs),
+    metrics,
   };
 }
 

@@ -1,22 +1,22 @@
 /**
  * Completing a multipart upload in the background: `POST /v1/uploads/{id}/complete` checks the
- * recorded parts and puts a completion message on the ingest queue; the ingest function then
- * runs S3's CompleteMultipartUpload, which for thousands of parts can outlast the API function's
- * 29 s. Both halves are idempotent: a client's retried complete sends another message, and a
- * message that finds the upload completed already (by S3 or by the ingest) converges on it.
+ * recorded parts and puts a completion message on the completion queue; the complete-multipart
+ * function then runs S3's CompleteMultipartUpload, which for thousands of parts can outlast the API
+ * function's 29 s. Both halves are idempotent: a client's retried complete sends another message, and a
+ * message that finds the upload completed already (by S3, whose event the ingest verifies) converges on it.
  */
 import * as z from 'zod';
 import { canonicalEtag, uploadIdSchema } from '../../contracts/api.js';
 import type { Upload } from '../../contracts/model.js';
 import type { BlobStore, Clock, Metrics, UploadLedger } from './ports.js';
 
-/** The message the ingest function takes from its queue for a completion. */
+/** The message the complete-multipart function takes from its queue. */
 export const completionMessageSchema = z.strictObject({
   completeUpload: z.strictObject({ uploadId: uploadIdSchema }),
 });
 export type CompletionMessage = z.infer<typeof completionMessageSchema>;
 
-/** Where the API sends completions: the ingest queue. */
+/** Where the API sends completions: the completion queue. */
 export interface CompletionQueue {
   requestCompletion(uploadId: string): Promise<void>;
 }

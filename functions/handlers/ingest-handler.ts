@@ -2,7 +2,6 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import type { Telemetry } from '../adapters/powertools.js';
-import { completeRecordedUpload, completionMessageSchema } from '../core/completion.js';
 import { type IngestDeps, type IngestOptions, ingestBlob, progressEvent } from '../core/ingest.js';
 import {
   type VerificationOptions,
@@ -39,15 +38,6 @@ export function createIngestHandler(deps: IngestHandlerDeps): SqsHandler {
 
   async function processRecord(record: SQSRecord, context: Context): Promise<void> {
     const body: unknown = JSON.parse(record.body);
-    const completion = completionMessageSchema.safeParse(body);
-    if (completion.success) {
-      // A multipart upload's complete, sent by the API (core/completion.ts); S3's event for the
-      // object it assembles comes back here to be verified.
-      const { uploadId } = completion.data.completeUpload;
-      const outcome = await completeRecordedUpload(deps, uploadId);
-      logger.info('multipart completion', { messageId: record.messageId, uploadId, outcome });
-      return;
-    }
     const options = ingestOptions(deps, context);
     const continuation = verificationMessageSchema.safeParse(body);
     if (continuation.success) {
