@@ -132,6 +132,7 @@ export class LocalMetrics {
   private readonly ingestRejections: Counter;
   private readonly versionsCommitted: Counter;
   private readonly uploadsExpired: Counter;
+  private readonly lostNotificationsResent: Counter;
   private readonly latency: Histogram<'target'>;
   private readonly lag: Gauge<'target'>;
   private readonly pending: Gauge<'target'>;
@@ -173,6 +174,11 @@ export class LocalMetrics {
     this.uploadsExpired = new Counter({
       name: 'mirror_uploads_expired_total',
       help: 'Pending uploads ended as expired, never committed (UploadsExpired).',
+      registers,
+    });
+    this.lostNotificationsResent = new Counter({
+      name: 'mirror_lost_notifications_resent_total',
+      help: 'S3 events of stored bytes the lost-notification sweep sent to the ingest (LostNotificationsResent).',
       registers,
     });
     this.latency = new Histogram({
@@ -246,6 +252,7 @@ export class LocalMetrics {
     this.ingestRejections.inc(0);
     this.versionsCommitted.inc(0);
     this.uploadsExpired.inc(0);
+    this.lostNotificationsResent.inc(0);
   }
 
   /** Feeds one line a function wrote on stdout; anything but an EMF record is ignored. */
@@ -273,6 +280,7 @@ export class LocalMetrics {
       VersionsCommitted: this.versionsCommitted,
       IngestRejected: this.ingestRejections,
       UploadsExpired: this.uploadsExpired,
+      LostNotificationsResent: this.lostNotificationsResent,
     };
     const counter = Object.hasOwn(counters, name) ? counters[name] : undefined;
     if (counter === undefined) return false;

@@ -136,6 +136,10 @@ describe('delivery faults in the local stack', () => {
     expect(report.sent).toBeGreaterThanOrEqual(1);
     await waitFor('commit after the sweep', async () => (await status(id)) === 'committed', 30_000);
     expect(await versionsOf('faults/swept.png')).toEqual([1]);
+    // Counted: /metrics serves the sweep's LostNotificationsResent.
+    const metrics = await (await fetch(sandbox.endpoints.metrics)).text();
+    const resent = /^mirror_lost_notifications_resent_total (\d+)/m.exec(metrics)?.[1];
+    expect(Number(resent)).toBeGreaterThanOrEqual(1);
     sandbox.faults.notifications.set({});
     // Nothing is left for the next run to send for it.
     expect((await sandbox.sweepPending()).sent).toBe(0);
