@@ -178,6 +178,24 @@ function recordingClaims<C extends Pick<MirrorApi, 'createUpload'>>(
   });
 }
 
+/** The upload's bytes are stored and its short wait for the verdict ran out: it is pending, not refused. */
+const isWaitTimeout = (error: unknown) =>
+  (error as Error).name === 'UploadTimeoutError' || (error as { code?: unknown }).code === 'verify_timeout';
+
+/**
+ * What a failed operation came to: an upload whose short wait for its verdict ran out is pending
+ * (the run waits for it), anything else failed at the API; either keeps the upload's id when known.
+ */
+export function failedOp(op: Op, error: unknown, claimedUploadId: string | undefined): OpResult {
+  const uploadId = (error as { uploadId?: unknown }).uploadId ?? claimedUploadId;
+  if (typeof uploadId === 'string' && isWaitTimeout(error)) return { op, uploadId };
+  return {
+    op,
+    ...(typeof uploadId === 'string' ? { uploadId } : {}),
+    error: `${(error as Error).name}: ${(error as Error).message}`,
+  };
+}
+
 async function runOp(client: MirrorApi, deps: Parameters<typeof uploadFile>[0], op: Op): Promise<OpResult> {
   const claimed: { uploadId?: string } = {};
   try {
@@ -204,14 +222,6 @@ async function runOp(client: MirrorApi, deps: Parameters<typeof uploadFile>[0], 
       ...(out.version === null ? {} : { version: out.version }),
     };
   } catch (error) {
-    const uploadId = (error as { uploadId?: unknown }).uploadId ?? claimed.uploadId;
-    // A multipart upload that did not commit in its short wait is pending, not failed.
-    if (typeof uploadId === 'string' && (error as Error).name === 'UploadTimeoutError')
-      return { op, uploadId };
-    return {
-      op,
-      ...(typeof uploadId === 'string' ? { uploadId } : {}),
-      error: `${(error as Error).name}: ${(error as Error).message}`,
-    };
+    return failedOp(op, error, claimed.uploadId);
   }
 }

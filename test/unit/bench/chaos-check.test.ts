@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ledgerFigures, type PathState } from '../../../bench/chaos-check.ts';
-import type { OpResult } from '../../../bench/chaos-workload.ts';
+import { failedOp, type OpResult } from '../../../bench/chaos-workload.ts';
+import { ApiError } from '../../../web/client/errors.ts';
 
 const content = { id: 1, size: 3, sha256: 'a'.repeat(64), file: '/x' };
 const upload = (path: string, uploadId: string, extra: Partial<OpResult> = {}): OpResult => ({
@@ -58,5 +59,23 @@ describe('ledgerFigures', () => {
     const results = [upload('p', 'u1'), upload('p', 'u2')];
     // Version 1 held by both uploads (1), version 2 by nothing (1).
     expect(ledgerFigures(new Map([['p', state([1, 2])]]), results, outcomes).duplicateVersions).toBe(2);
+  });
+});
+
+describe('failedOp', () => {
+  const op = { kind: 'upload' as const, path: 'm', content, reused: false };
+
+  it('an upload whose wait for its verdict ran out (the client’s verify_timeout) is pending, not refused: the run waits for it', () => {
+    const timeout = new ApiError('the upload was stored but not verified within 5 s', 'verify_timeout', 0);
+    expect(failedOp(op, timeout, 'u9')).toEqual({ op, uploadId: 'u9' });
+  });
+
+  it('any other failure is an error, with the id of the upload it claimed', () => {
+    const refused = new ApiError('upload "u9" is committed', 'conflict', 409);
+    expect(failedOp(op, refused, 'u9')).toMatchObject({
+      op,
+      uploadId: 'u9',
+      error: expect.stringContaining('committed'),
+    });
   });
 });
