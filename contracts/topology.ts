@@ -165,11 +165,23 @@ export type S3TargetConfig = z.infer<typeof s3TargetSchema>;
 export type PullTargetConfig = z.infer<typeof pullTargetSchema>;
 
 /**
- * API calls per part of a multipart upload (presign it, record it) and per upload (create, complete).
- * Batched presigning lowers the first: update it with the client's plan.
+ * Parts per presign call and per record call the throttle budgets: the clients' smallest full
+ * batch, not their largest. The web client, the CLI and the Uppy plugin presign and record parts
+ * in batches that grow to max(64, parts/16), at most `maxPartsPerRequest` (1,000) parts
+ * (web/client/upload/part-batches.ts), so 64 a call over-counts every upload they make: the
+ * budget stays an upper bound. A client that presigns one part per call is paced by the throttle
+ * but signs each URL just before its PUT, so none expires waiting: the budget does not cover it.
  */
-export const API_CALLS_PER_PART = 2;
-export const API_CALLS_PER_UPLOAD = 2;
+export const API_PARTS_PER_CALL = 64;
+/** Calls per batch of parts: presign it, record it. */
+export const API_CALLS_PER_BATCH = 2;
+/**
+ * Calls per upload besides its full batches, while presigned URLs are out: create and complete,
+ * the smaller first presign batches (from 2 parts, doubling to 64: at most 5) and the record
+ * reports a timer sends before a batch fills (after 1 s, doubling to 60 s: at most 20 in 900 s),
+ * rounded up. The status polls after complete hold no URL, so they are not counted.
+ */
+export const API_CALLS_PER_UPLOAD = 32;
 /** The stage's steady rate when nothing larger is needed, requests per second. */
 export const DEFAULT_API_RATE = 50;
 
@@ -187,7 +199,8 @@ export function largestUploadApiCalls(limits: UploadLimits): {
   const needed = Math.ceil(limits.maxUploadBytes / S3_MAX_PARTS);
   const partBytes = Math.max(PREFERRED_PART_BYTES, Math.ceil(needed / MiB) * MiB);
   const parts = Math.max(1, Math.ceil(limits.maxUploadBytes / partBytes));
-  return { parts, partBytes, calls: parts * API_CALLS_PER_PART + API_CALLS_PER_UPLOAD };
+  const batches = Math.ceil(parts / API_PARTS_PER_CALL);
+  return { parts, partBytes, calls: batches * API_CALLS_PER_BATCH + API_CALLS_PER_UPLOAD };
 }
 
 /**
@@ -207,7 +220,8 @@ export function apiRateProblem(limits: UploadLimits, rate: number | undefined): 
   const { parts, partBytes, calls } = largestUploadApiCalls(limits);
   return (
     `${rate} requests/s cannot carry the ${calls} API calls of an upload of limits.maxUploadBytes ` +
-    `(${limits.maxUploadBytes} bytes: ${parts} parts of ${partBytes / MiB} MiB, ${API_CALLS_PER_PART} calls each, ` +
+    `(${limits.maxUploadBytes} bytes: ${parts} parts of ${partBytes / MiB} MiB, presigned and recorded ` +
+    `${API_PARTS_PER_CALL} a call, ` +
     `${API_CALLS_PER_UPLOAD} more) within limits.presignTtlSeconds (${limits.presignTtlSeconds} s): ` +
     `set at least ${minimum}, or lower limits.maxUploadBytes`
   );

@@ -5,7 +5,7 @@
  */
 import { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
-import type { Topology } from '../../contracts/topology.js';
+import { largestUploadApiCalls, minimumApiRate, type Topology } from '../../contracts/topology.js';
 import { apiReservedConcurrency } from '../../lib/constructs/upload-api.js';
 import {
   API_LIMITS_CONTEXT,
@@ -145,24 +145,32 @@ describe("API limits from mirror.config.json (the topology's `api` settings)", (
     expect(limits.reserved).toEqual({});
   });
 
-  it('with no rate set, a large maximum upload and short URL lifetime raise the rate the upload needs', () => {
-    // 5 TiB in 9,987 parts of 525 MiB: 19,976 calls within 60 s is 333 requests/s.
+  it('parts presigned and recorded in batches: the largest upload S3 allows needs 6 requests/s, below the default', () => {
+    // 5 TiB in 9,987 parts of 525 MiB, 64 a call: 157 batches, 2 calls each, 32 more: 346 calls.
+    expect(largestUploadApiCalls({ maxUploadBytes: 5 * TiB, presignTtlSeconds: 60 })).toEqual({
+      parts: 9987,
+      partBytes: 525 * 1024 ** 2,
+      calls: 346,
+    });
+    // Within 60 s that is 6 requests/s; 50 GiB in 6,400 parts of 8 MiB at 900 s: 232 calls, 1.
+    expect(minimumApiRate({ maxUploadBytes: 5 * TiB, presignTtlSeconds: 60 })).toBe(6);
+    expect(minimumApiRate({ maxUploadBytes: 50 * 1024 ** 3, presignTtlSeconds: 900 })).toBe(1);
     const limits = limitsOf(
       withContext({}, {}, testTopology({ limits: { maxUploadBytes: 5 * TiB, presignTtlSeconds: 60 } })),
     );
-    expect({ rate: limits.rate, burst: limits.burst }).toEqual({ rate: 333, burst: 666 });
-    expect(limits.reserved).toEqual({ [limits.apiId]: 167 });
+    expect({ rate: limits.rate, burst: limits.burst }).toEqual({ rate: 50, burst: 100 });
+    expect(limits.reserved).toEqual({ [limits.apiId]: 25 });
   });
 
   it('a topology rate that cannot carry the largest upload is refused with the rate it needs', () => {
-    // 50 GiB in 6,400 parts of 8 MiB: 12,802 calls within 60 s is 214 requests/s.
+    // 50 GiB in 6,400 parts of 8 MiB, 64 a call: 232 calls within 60 s is 4 requests/s.
     expect(() =>
       testTopology({
         limits: { maxUploadBytes: 50 * 1024 ** 3, presignTtlSeconds: 60 },
-        api: { auth: 'iam', throttleRateLimit: 200 },
+        api: { auth: 'iam', throttleRateLimit: 3 },
       }),
     ).toThrow(
-      /api\.throttleRateLimit: 200 requests\/s cannot carry the 12802 API calls of an upload of limits\.maxUploadBytes \(53687091200 bytes: 6400 parts of 8 MiB[\s\S]*set at least 214/,
+      /api\.throttleRateLimit: 3 requests\/s cannot carry the 232 API calls of an upload of limits\.maxUploadBytes \(53687091200 bytes: 6400 parts of 8 MiB, presigned and recorded 64 a call[\s\S]*set at least 4/,
     );
   });
 
@@ -174,8 +182,8 @@ describe("API limits from mirror.config.json (the topology's `api` settings)", (
     const limits = limitsOf(withContext({ [API_LIMITS_CONTEXT.throttleRateLimit]: '400' }, {}, topology));
     expect({ rate: limits.rate, burst: limits.burst }).toEqual({ rate: 400, burst: 800 });
     expect(limits.reserved).toEqual({ [limits.apiId]: 90 });
-    expect(() => withContext({ [API_LIMITS_CONTEXT.throttleRateLimit]: '100' }, {}, topology)).toThrow(
-      /mirror:apiThrottleRateLimit: 100 requests\/s cannot carry[\s\S]*set at least 214/,
+    expect(() => withContext({ [API_LIMITS_CONTEXT.throttleRateLimit]: '3' }, {}, topology)).toThrow(
+      /mirror:apiThrottleRateLimit: 3 requests\/s cannot carry[\s\S]*set at least 4/,
     );
   });
 
