@@ -82,6 +82,11 @@ export const LEDGER_ACCESS = {
     'dynamodb:DeleteItem',
     'dynamodb:Query',
   ],
+  /**
+   * Reads the upload and its recorded parts; ends an upload whose parts S3 refuses or no longer
+   * holds (finishUpload, and removePendingUpload: the DeleteItem of its pending pointer).
+   */
+  completeMultipart: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
   replicate: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:Query'],
   /**
    * Reads the feed, target rows (a page's worth in one BatchGetItem) and heartbeats; writes its
@@ -342,6 +347,21 @@ export function useOwnTarget(
   );
   fn.addEnvironment('MIRROR_TARGET_ID', target.id);
   fn.addEnvironment('MIRROR_TARGETS', renderTargets(fn, [target]));
+}
+
+/**
+ * Grants `sqs:SendMessage` on the completion queue and sets MIRROR_COMPLETION_QUEUE_URL: the API
+ * queues multipart completions there (SQS-managed encryption: no key to grant).
+ */
+export function useCompletionQueue(fn: MirrorFunction, queue: sqs.IQueue): void {
+  fn.role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      sid: 'SendCompletions',
+      actions: ['sqs:SendMessage'],
+      resources: [queue.queueArn],
+    }),
+  );
+  fn.addEnvironment('MIRROR_COMPLETION_QUEUE_URL', queue.queueUrl);
 }
 
 /** Sets the deployment settings (no resource, nothing to grant). */

@@ -10,6 +10,7 @@ import { AgentAccess, type AgentTrust, DEFAULT_AGENT_TRUST } from './constructs/
 import { IngestPipeline } from './constructs/ingest-pipeline.js';
 import { Ledger } from './constructs/ledger.js';
 import { Monitoring, monitoringOptionsFromTopology } from './constructs/monitoring.js';
+import { MultipartCompletion } from './constructs/multipart-completion.js';
 import { OriginStore } from './constructs/origin-store.js';
 import { PendingSweep } from './constructs/pending-sweep.js';
 import { ReplicaTarget } from './constructs/replica-target.js';
@@ -92,6 +93,8 @@ export class HomeStack extends Stack {
   public readonly ingest: IngestPipeline;
   /** Re-sends the S3 event of pending uploads whose bytes are stored (lost notifications). */
   public readonly pendingSweep: PendingSweep;
+  /** Runs S3's CompleteMultipartUpload for the completions the API queues. */
+  public readonly completion: MultipartCompletion;
   public readonly api: UploadApi;
   public readonly monitoring: Monitoring;
 
@@ -157,9 +160,15 @@ export class HomeStack extends Stack {
       ingestQueue: this.ingest.queue,
     });
 
+    this.completion = new MultipartCompletion(this, 'Completion', {
+      ledger: this.ledger,
+      origin: this.origin,
+    });
+
     this.api = new UploadApi(this, 'Api', {
       ledger: this.ledger,
       origin: this.origin,
+      completionQueue: this.completion.queue,
       targets: this.targets,
       settings,
       auth,
@@ -173,6 +182,7 @@ export class HomeStack extends Stack {
       origin: this.origin,
       targets: this.targets,
       ingest: this.ingest,
+      completionDeadLetterQueue: this.completion.deadLetterQueue,
       settings,
     });
 
@@ -203,6 +213,10 @@ export class HomeStack extends Stack {
     new CfnOutput(this, 'IngestDeadLetterQueue', {
       description: 'ARN of the ingest dead-letter queue (source of a redrive)',
       value: this.ingest.deadLetterQueue.queueArn,
+    });
+    new CfnOutput(this, 'CompletionDeadLetterQueue', {
+      description: 'ARN of the multipart completion dead-letter queue (source of a redrive)',
+      value: this.completion.deadLetterQueue.queueArn,
     });
     new CfnOutput(this, 'ReconcileFunction', {
       description: 'Reconcile function: invoke with {"targetIds": [...], "dryRun": true} to run it on demand',

@@ -121,6 +121,11 @@ export interface MonitoringProps extends MonitoringOptions {
     readonly deadLetterQueue: sqs.IQueue;
     readonly ingest: { readonly function: lambda.IFunction };
   };
+  /**
+   * The multipart completion's dead-letter queue (alarm on any message in it).
+   * @default - no such alarm
+   */
+  readonly completionDeadLetterQueue?: sqs.IQueue;
   readonly settings: MirrorSettings;
   /**
    * Prefix of every alarm's name (`<prefix>-target-<id>-lag`, …) and the dashboard's name.
@@ -155,6 +160,8 @@ export class Monitoring extends Construct {
   public readonly targetAlarms: ReadonlyMap<string, TargetAlarms>;
   /** Any message in the ingest dead-letter queue. */
   public readonly ingestDeadLetterAlarm: cloudwatch.Alarm;
+  /** Any message in the multipart completion's dead-letter queue (with `completionDeadLetterQueue`). */
+  public readonly completionDeadLetterAlarm?: cloudwatch.Alarm;
   /** `IngestRejected` (sum over 5 minutes) above the threshold. */
   public readonly ingestRejectionAlarm: cloudwatch.Alarm;
   /** Failed ingest invocations (Lambda `Errors`, sum over 5 minutes) above the threshold. */
@@ -198,6 +205,14 @@ export class Monitoring extends Construct {
       'ingest',
       props.ingest.deadLetterQueue,
     );
+    if (props.completionDeadLetterQueue) {
+      this.completionDeadLetterAlarm = this.deadLetterAlarm(
+        'DeadLetters-completion',
+        'completion-dead-letters',
+        'multipart completion',
+        props.completionDeadLetterQueue,
+      );
+    }
     this.ingestRejectionAlarm = this.alarm('IngestRejections', 'ingest-rejections', {
       alarmDescription: `More than ${limits.rejectionThreshold} upload(s) rejected at ingest within 5 minutes (bytes not matching the declared SHA-256 or size).`,
       metric: serviceMetric('IngestRejected', { statistic: cloudwatch.Stats.SUM, period: FIVE_MINUTES }),

@@ -8,11 +8,13 @@ import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer, HttpJwtAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import {
   LEDGER_ACCESS,
   type MirrorSettings,
   type TargetBinding,
+  useCompletionQueue,
   useLedger,
   useOrigin,
   useSettings,
@@ -33,6 +35,11 @@ export interface UploadApiProps {
   readonly origin: OriginStore;
   readonly targets: readonly TargetBinding[];
   readonly settings: MirrorSettings;
+  /**
+   * Where multipart completions go to run in the background (lib/constructs/multipart-completion.ts).
+   * @default - none: a complete runs CompleteMultipartUpload within the request
+   */
+  readonly completionQueue?: sqs.IQueue;
   /** IAM (SigV4) or JWT authorizer on every route but the health check. */
   readonly auth: ApiAuth;
   /**
@@ -153,6 +160,7 @@ export class UploadApi extends Construct {
       readReplicaObjects: { purpose: 'Presigned GETs of files by path' },
     });
     useSettings(fn, props.settings);
+    if (props.completionQueue) useCompletionQueue(fn, props.completionQueue);
     this.handler = fn;
 
     this.authorizer =

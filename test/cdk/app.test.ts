@@ -127,11 +127,11 @@ describe('topology edge cases', () => {
     expect(mirror.replicas.size).toBe(0);
     expect(mirror.home.dependencies).toHaveLength(0);
     const home = Template.fromStack(mirror.home);
-    // api, ingest, lag monitor, reconcile
-    expect(Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))).toHaveLength(4);
+    // api, ingest, complete-multipart, lag monitor, reconcile, the lost-notification sweep
+    expect(Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))).toHaveLength(6);
     // The pull target's lag, dead letters and heartbeat; ingest dead letters, rejections, errors and
-    // queue age; uploads pending past their expiry; reconcile errors.
-    home.resourceCountIs('AWS::CloudWatch::Alarm', 9);
+    // queue age; completion dead letters; uploads pending past their expiry; reconcile errors.
+    home.resourceCountIs('AWS::CloudWatch::Alarm', 10);
   });
 
   it('a bucket name that would pass 63 characters is refused at synth, naming the field', () => {

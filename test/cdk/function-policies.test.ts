@@ -38,6 +38,7 @@ function nameOf(resource: string): string {
   if (id.startsWith('LedgerTable')) return `ledger${suffix}`;
   if (id.startsWith('OriginBucket')) return `origin${suffix}`;
   if (id.startsWith('IngestQueue')) return `queue:ingest${suffix}`;
+  if (id.startsWith('CompletionQueue')) return `queue:completion${suffix}`;
   const target = mirror.home.targets.find((t) => id.startsWith(`Target${t.id.replaceAll('-', '')}Queue`));
   return target ? `queue:${target.id}${suffix}` : resource;
 }
@@ -86,11 +87,14 @@ const EXPECTED: Record<string, string[]> = {
     ),
     ...FAN_OUT,
     ...REPLICA_OBJECTS.map((r) => `s3:GetObject replica:${r}`),
+    // Multipart completions run in the complete-multipart function.
+    'sqs:SendMessage queue:completion',
   ],
   ingest: [
     ...LOGS,
     ...ledger('DeleteItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
     'dynamodb:Query ledger/index/live-files',
+    // Never PutObject: the ingest verifies bytes, it does not write them.
     ...['AbortMultipartUpload', 'DeleteObject', 'DeleteObjectVersion', 'GetObject', 'GetObjectVersion'].map(
       (a) => `s3:${a} origin/blobs/*`,
     ),
@@ -99,6 +103,15 @@ const EXPECTED: Record<string, string[]> = {
     ...CONSUMES('ingest'),
     // A verification too long for one invocation goes on in a message to its own queue.
     'sqs:SendMessage queue:ingest',
+  ],
+  // Reads the upload and its parts, rejects one S3 refuses; PutObject is CompleteMultipartUpload,
+  // GetObject the HEAD that tells "completed already" from "expired".
+  'complete-multipart': [
+    ...LOGS,
+    ...ledger('DeleteItem', 'GetItem', 'Query', 'UpdateItem'),
+    ...['AbortMultipartUpload', 'GetObject', 'PutObject'].map((a) => `s3:${a} origin/blobs/*`),
+    's3:ListBucket origin',
+    ...CONSUMES('completion'),
   ],
   'replicate target-a': [
     ...LOGS,
@@ -161,6 +174,7 @@ describe('each function’s policy, exactly', () => {
   const functions: Record<string, () => string> = {
     api: () => functionId(/^ApiHandlerFunction/),
     ingest: () => functionId(/^IngestFunction/),
+    'complete-multipart': () => functionId(/^Completion.*Function/),
     'replicate target-a': () => functionIdsWithEnv(home, 'MIRROR_TARGET_ID', 'target-a')[0] ?? '',
     'replicate target-b': () => functionIdsWithEnv(home, 'MIRROR_TARGET_ID', 'target-b')[0] ?? '',
     'replicate target-c': () => functionIdsWithEnv(home, 'MIRROR_TARGET_ID', 'target-c')[0] ?? '',

@@ -1,7 +1,11 @@
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { REPLICA_MAX_RECEIVES } from '../../contracts/replica-copy.js';
-import { readRuntimeConfig } from '../../functions/adapters/runtime-config.js';
+import {
+  completeMultipartConfigSchema,
+  readConfig,
+  readRuntimeConfig,
+} from '../../functions/adapters/runtime-config.js';
 import type { MirrorApp } from '../../lib/mirror-app.js';
 import type { Statement } from './fixture.js';
 import {
@@ -213,6 +217,26 @@ describe('queues', () => {
     expect(props(ingestFn as never)).toMatchObject({ Timeout: 900, MemorySize: 1024 });
   });
 
+  it('completion: standard queue, SSE, visibility 6x the 5-minute function timeout, DLQ after 5 receives', () => {
+    const queueId = logicalId(mirror.home.completion.queue, mirror.home);
+    const dlqId = logicalId(mirror.home.completion.deadLetterQueue, mirror.home);
+    const queues = resourcesOfType(home, 'AWS::SQS::Queue');
+    expect(props(queues[queueId] as never)).toMatchObject({
+      SqsManagedSseEnabled: true,
+      VisibilityTimeout: 1800,
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [dlqId, 'Arn'] }, maxReceiveCount: 5 },
+    });
+    expect(props(queues[queueId] as never).FifoQueue).toBeUndefined();
+    expect(props(queues[dlqId] as never)).toMatchObject({
+      SqsManagedSseEnabled: true,
+      MessageRetentionPeriod: 1209600,
+    });
+    const fn = resourcesOfType(home, 'AWS::Lambda::Function')[
+      logicalId(mirror.home.completion.completer.function, mirror.home)
+    ];
+    expect(props(fn as never)).toMatchObject({ Timeout: 300, MemorySize: 256 });
+  });
+
   it('one FIFO queue and one FIFO DLQ per target, high-throughput, no content-based dedup', () => {
     const queues = resourcesOfType(home, 'AWS::SQS::Queue');
     const fifo = Object.entries(queues).filter(([, q]) => props(q).FifoQueue === true);
@@ -260,8 +284,9 @@ describe('queues', () => {
 describe('functions', () => {
   it('every function runs nodejs24.x on arm64, bundled as ESM, with its own role and log group', () => {
     const functions = resourcesOfType(home, 'AWS::Lambda::Function');
-    // api, ingest, one replicate per S3 target, lag monitor, reconcile, the lost-notification sweep
-    expect(Object.keys(functions)).toHaveLength(1 + 1 + 3 + 2 + 1);
+    // api, ingest, complete-multipart, one replicate per S3 target, lag monitor, reconcile, the
+    // lost-notification sweep
+    expect(Object.keys(functions)).toHaveLength(1 + 1 + 1 + 3 + 2 + 1);
     const roles = new Set<string>();
     for (const [id, fn] of Object.entries(functions)) {
       expect(props(fn), id).toMatchObject({
@@ -291,12 +316,24 @@ describe('functions', () => {
     expect(pull?.replicator).toBeUndefined();
   });
 
-  it('SQS event sources: batch 10 with partial batch failures, each function on its own queue', () => {
+  it('SQS event sources: batch 10 (completions: 1) with partial batch failures, each function on its own queue', () => {
     const mappings = Object.values(resourcesOfType(home, 'AWS::Lambda::EventSourceMapping'));
-    expect(mappings).toHaveLength(1 + 3);
+    expect(mappings).toHaveLength(1 + 1 + 3);
+    const completer = { Ref: logicalId(mirror.home.completion.completer.function, mirror.home) };
     for (const m of mappings) {
-      expect(props(m)).toMatchObject({ BatchSize: 10, FunctionResponseTypes: ['ReportBatchItemFailures'] });
+      const batchSize = JSON.stringify(props(m).FunctionName) === JSON.stringify(completer) ? 1 : 10;
+      expect(props(m)).toMatchObject({
+        BatchSize: batchSize,
+        FunctionResponseTypes: ['ReportBatchItemFailures'],
+      });
     }
+    // One CompleteMultipartUpload per invocation, at most 5 at once.
+    home.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionName: completer,
+      EventSourceArn: { 'Fn::GetAtt': [logicalId(mirror.home.completion.queue, mirror.home), 'Arn'] },
+      BatchSize: 1,
+      ScalingConfig: { MaximumConcurrency: 5 },
+    });
     for (const target of mirror.home.targets) {
       const fn = target.replicator;
       if (!fn) continue;
@@ -317,8 +354,10 @@ describe('functions', () => {
     const lagMonitor = logicalId(mirror.home.monitoring.lagMonitor.function, mirror.home);
     // Nor does the lost-notification sweep learn the targets or the limits: pending-sweep.test.ts.
     const sweep = logicalId(mirror.home.pendingSweep.sweeper.function, mirror.home);
+    // Nor does the multipart completion: see below, with its own schema.
+    const completer = logicalId(mirror.home.completion.completer.function, mirror.home);
     for (const id of Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))) {
-      if (id === lagMonitor || id === sweep) continue;
+      if (id === lagMonitor || id === sweep || id === completer) continue;
       const env = environmentOf(home, id);
       expect(env.MIRROR_S3_FORCE_PATH_STYLE, id).toBeUndefined();
       const config = readRuntimeConfig({ ...env, AWS_REGION: 'us-east-1' });
@@ -449,14 +488,22 @@ describe('least privilege', () => {
     }
   });
 
-  it('the api role has no delete on any bucket, and reads replicas, sends to every target queue', () => {
+  it('the api role has no delete on any bucket, and reads replicas, sends to every target queue and the completion queue', () => {
     const statements = statementsOfFunction(home, logicalId(mirror.home.api.handler.function, mirror.home));
     const actions = statements.flatMap(actionsOf);
     expect(actions).not.toContain('s3:DeleteObject');
     expect(actions).not.toContain('s3:DeleteObjectVersion');
     expect(actions).not.toContain('s3:ListBucket');
-    expect(actions.filter((a) => a.startsWith('sqs:'))).toEqual(['sqs:SendMessage']);
-    const send = statements.find((s) => actionsOf(s).includes('sqs:SendMessage'));
+    expect(new Set(actions.filter((a) => a.startsWith('sqs:')))).toEqual(new Set(['sqs:SendMessage']));
+    // Multipart completions: SendMessage on the completion queue alone, in a statement of its own.
+    const completions = statements.find((s) => s.Sid === 'SendCompletions') as Statement;
+    expect(actionsOf(completions)).toEqual(['sqs:SendMessage']);
+    expect(resourcesOf(completions).map((r) => text(r))).toEqual([
+      JSON.stringify(`att:${logicalId(mirror.home.completion.queue, mirror.home)}.Arn`),
+    ]);
+    const send = statements.find(
+      (s) => actionsOf(s).includes('sqs:SendMessage') && s.Sid !== 'SendCompletions',
+    );
     expect(
       resourcesOf(send as never)
         .map((r) => text(r))
@@ -501,6 +548,41 @@ describe('least privilege', () => {
       JSON.stringify(`att:${logicalId(mirror.home.ingest.queue, mirror.home)}.Arn`),
     );
     expect(statements.flatMap(actionsOf)).not.toContain('s3:PutObject');
+  });
+
+  it('the multipart completion learns the ledger and the origin only; the API, its queue', () => {
+    const completer = logicalId(mirror.home.completion.completer.function, mirror.home);
+    const env = environmentOf(home, completer);
+    const config = readConfig(completeMultipartConfigSchema, { ...env, AWS_REGION: 'us-east-1' });
+    expect(config.table).toMatch(/^ref:/);
+    expect(config.originBucket).toMatch(/^ref:/);
+    expect(
+      Object.keys(env)
+        .filter((k) => k.startsWith('MIRROR_'))
+        .sort(),
+    ).toEqual(['MIRROR_ORIGIN_BUCKET', 'MIRROR_TABLE']);
+    const api = resourcesOfType(home, 'AWS::Lambda::Function')[
+      logicalId(mirror.home.api.handler.function, mirror.home)
+    ];
+    const apiEnv = (props(api as never).Environment as { Variables: Record<string, unknown> }).Variables;
+    expect(apiEnv.MIRROR_COMPLETION_QUEUE_URL).toEqual({
+      Ref: logicalId(mirror.home.completion.queue, mirror.home),
+    });
+    expect(apiEnv.MIRROR_INGEST_QUEUE_URL).toBeUndefined();
+  });
+
+  it('among the background functions only the multipart completion may write the origin blobs', () => {
+    const completer = logicalId(mirror.home.completion.completer.function, mirror.home);
+    const ingest = logicalId(mirror.home.ingest.ingest.function, mirror.home);
+    expect(statementsOfFunction(home, completer).flatMap(actionsOf)).toContain('s3:PutObject');
+    expect(statementsOfFunction(home, ingest).flatMap(actionsOf)).not.toContain('s3:PutObject');
+    // It consumes its own queue only, and sends nowhere.
+    const statements = statementsOfFunction(home, completer);
+    const consume = statements.filter((s) => actionsOf(s).includes('sqs:ReceiveMessage'));
+    expect(consume.flatMap((s) => resourcesOf(s).map(text))).toEqual([
+      JSON.stringify(`att:${logicalId(mirror.home.completion.queue, mirror.home)}.Arn`),
+    ]);
+    expect(statements.flatMap(actionsOf)).not.toContain('sqs:SendMessage');
   });
 
   it('the ingest knows its own queue, where a verification too long for one invocation goes on', () => {
@@ -565,7 +647,11 @@ describe('upload API', () => {
 
 describe('alarms', () => {
   it('one alarm per dead-letter queue: visible messages >= 1, missing data not breaching', () => {
-    const dlqs = [mirror.home.ingest.deadLetterQueue, ...mirror.home.targets.map((t) => t.deadLetterQueue)];
+    const dlqs = [
+      mirror.home.ingest.deadLetterQueue,
+      mirror.home.completion.deadLetterQueue,
+      ...mirror.home.targets.map((t) => t.deadLetterQueue),
+    ];
     const alarms = Object.values(resourcesOfType(home, 'AWS::CloudWatch::Alarm'))
       .map((a) => props(a))
       // The ingest queue's age alarm is the other SQS alarm (test/cdk/monitoring.test.ts).

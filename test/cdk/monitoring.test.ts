@@ -155,12 +155,13 @@ describe('alarms', () => {
     expect(dlq?.ActionsEnabled).not.toBe(false);
   });
 
-  it('one dead-letter alarm per target queue and one for the ingest: any visible message', () => {
+  it('one dead-letter alarm per target queue, one for the ingest and one for completions: any visible message', () => {
     const sqsAlarms = alarmsOf(home).filter(
       (a) => a.Namespace === 'AWS/SQS' && a.MetricName === 'ApproximateNumberOfMessagesVisible',
     );
     const dlqs = [
       ['ingest', mirror.home.ingest.deadLetterQueue],
+      ['completion', mirror.home.completion.deadLetterQueue],
       ...mirror.home.targets.map((t) => [t.id, t.deadLetterQueue] as const),
     ] as const;
     expect(sqsAlarms).toHaveLength(dlqs.length);
@@ -283,8 +284,8 @@ describe('alarms', () => {
     });
   });
 
-  it('nothing else: per target lag + dead letters (+ heartbeat); ingest dead letters, rejections, errors, queue age; uploads past expiry; reconcile', () => {
-    expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 6);
+  it('nothing else: per target lag + dead letters (+ heartbeat); ingest dead letters, rejections, errors, queue age; completion dead letters; uploads past expiry; reconcile', () => {
+    expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 7);
     expect(mirror.home.monitoring.alarms).toHaveLength(alarmsOf(home).length);
   });
 });
