@@ -19,7 +19,9 @@ const MiB = 1024 * 1024;
 let sandbox: Sandbox;
 let dataDir: string;
 let api: ReturnType<typeof localApi>;
-/** What the ingest function logged: where the background completion shows. */
+/** What the complete-multipart function logged: where the background completion shows. */
+const completionLog: string[] = [];
+/** What the ingest function logged: it verifies what S3 assembled, and completes nothing. */
 const ingestLog: string[] = [];
 
 beforeAll(async () => {
@@ -33,6 +35,7 @@ beforeAll(async () => {
     webDir: null,
     schedules: false,
     functionLog: (name, line) => {
+      if (name === 'complete-multipart') completionLog.push(line);
       if (name === 'ingest') ingestLog.push(line);
       if (process.env.H3_DEBUG) console.log(`[${name}] ${line}`);
     },
@@ -260,7 +263,7 @@ describe('multipart through the HTTP API', () => {
     expect(counts.get('POST /v1/uploads/{id}/complete')).toBe(1);
   });
 
-  it('complete answers 202 with where to poll, S3 completes in the ingest function, and no retry is ever a 409', async () => {
+  it('complete answers 202 with where to poll, S3 completes in the complete-multipart function, and no retry is ever a 409', async () => {
     const bytes = randomBytes(17 * MiB + 11);
     const plan = await claimParts('complete/video.bin', bytes);
     const asked = [1, 2, 3].map((n) => {
@@ -292,13 +295,16 @@ describe('multipart through the HTTP API', () => {
     const afterCommit = await complete();
     expect(afterCommit.status).toBe(200);
     expect(afterCommit.body).toMatchObject({ uploadId: plan.uploadId, status: 'committed', version: 1 });
-    // S3 assembled the object in the ingest function, from the queued completion: one completed it,
-    // the other (the retry's message) found it done and did nothing.
-    const completions = ingestLog.filter(
+    // S3 assembled the object in the complete-multipart function, from the queued completion: one
+    // message completed it, the other (the retry's) found it done and did nothing.
+    const completions = completionLog.filter(
       (l) => l.includes('multipart completion') && l.includes(plan.uploadId),
     );
     expect(completions.length).toBeGreaterThanOrEqual(1);
     expect(completions.some((l) => l.includes('"completed"'))).toBe(true);
     expect(completions.filter((l) => l.includes('"completed"'))).toHaveLength(1);
+    // The ingest verified and committed it, and ran no completion itself.
+    expect(ingestLog.some((l) => l.includes('multipart completion'))).toBe(false);
+    expect(ingestLog.some((l) => l.includes('ingested'))).toBe(true);
   });
 });
