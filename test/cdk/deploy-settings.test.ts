@@ -67,18 +67,21 @@ describe('replica buckets and browsers', () => {
 });
 
 describe('concurrency', () => {
-  it('every SQS event source caps its concurrency: ingest 10, each replicate 5', () => {
+  it('every SQS event source caps its concurrency: ingest 10, multipart completion 5, each replicate 5', () => {
     const mirror = buildTestApp(testTopology(), { nag: false });
     const template = Template.fromStack(mirror.home);
     const caps = Object.values(resourcesOfType(template, 'AWS::Lambda::EventSourceMapping')).map((m) => {
       const p = props(m);
       const fn = String((p.FunctionName as { Ref?: string }).Ref ?? '');
-      return [
-        fn.startsWith('IngestFunction') ? 'ingest' : 'replicate',
-        (p.ScalingConfig as { MaximumConcurrency?: number })?.MaximumConcurrency,
-      ];
+      const kind = fn.startsWith('IngestFunction')
+        ? 'ingest'
+        : fn.startsWith('Completion')
+          ? 'completion'
+          : 'replicate';
+      return [kind, (p.ScalingConfig as { MaximumConcurrency?: number })?.MaximumConcurrency];
     });
     expect(caps.sort()).toEqual([
+      ['completion', 5],
       ['ingest', 10],
       ['replicate', 5],
       ['replicate', 5],

@@ -60,7 +60,10 @@ describe('verified bytes pinned by object version', () => {
     expect(replicates.length).toBeGreaterThan(0);
     // At least these read blobs (others may, e.g. a sweep that HEADs them): all of them by version too.
     for (const id of [api, ingest, ...replicates]) expect(readers, id).toContain(id);
-    for (const id of readers) {
+    // The multipart completion only HEADs the current object (has S3 completed it already?): it
+    // reads no bytes, so it has no use for a pinned version.
+    const completion = logicalId(mirror.home.completion.completer.function);
+    for (const id of readers.filter((r) => r !== completion)) {
       expect(originBlobActions(statementsOfFunction(home, id)), id).toContain('s3:GetObjectVersion');
     }
   });
