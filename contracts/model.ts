@@ -50,6 +50,11 @@ export interface Upload {
   readonly expiresAt?: string | undefined;
   /** The caller asked for a new version even if the content equals the path's head. */
   readonly newVersion?: boolean | undefined;
+  /**
+   * When the client last asked to complete this multipart upload (ISO-8601): the lost-notification
+   * sweep sends the completion again for a pending upload asked long enough ago (core/pending-sweep.ts).
+   */
+  readonly completionRequestedAt?: string | undefined;
   readonly createdAt: string;
   readonly updatedAt: string;
 }

@@ -541,6 +541,27 @@ export class DynamoLedger implements Ledger {
     );
   }
 
+  async markCompletionRequested(uploadId: string, at: string): Promise<boolean> {
+    return this.conditional(
+      async () => {
+        await this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: uploadItemKey(uploadId),
+            UpdateExpression: 'SET completionRequestedAt = :at',
+            ConditionExpression: CONDITIONS.uploadIsPending,
+            ExpressionAttributeNames: { '#status': 'status' },
+            ExpressionAttributeValues: { ':at': at, ':pending': 'pending' },
+            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+          }),
+        );
+        return true;
+      },
+      // Ended meanwhile (or never recorded): nothing is left to complete.
+      () => false,
+    );
+  }
+
   async addPendingUpload(sha256: string, uploadId: string): Promise<void> {
     await this.db.send(
       new PutCommand({

@@ -191,6 +191,13 @@ export class InMemoryLedger implements Ledger {
     return true;
   }
 
+  async markCompletionRequested(uploadId: string, at: string): Promise<boolean> {
+    const upload = this.uploads.get(uploadId);
+    if (upload?.status !== 'pending') return false;
+    this.uploads.set(uploadId, { ...upload, completionRequestedAt: at });
+    return true;
+  }
+
   async recordPart(uploadId: string, part: StoredPart): Promise<void> {
     const parts = this.parts.get(uploadId) ?? new Map<number, StoredPart>();
     parts.set(part.partNumber, stored(part));

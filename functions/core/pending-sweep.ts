@@ -7,11 +7,19 @@
  * as S3 would have. The ingest decides everything (it verifies the bytes and commits or rejects):
  * a resend of an event that was not lost after all costs one idempotent ingest.
  *
+ * Lost completions. A multipart upload whose client asked to complete it (`completionRequestedAt`)
+ * but whose completion message never ran (a lost message, a queue outage) has no object stored,
+ * so no event to send: for such an upload, asked long enough ago, the sweep sends the completion
+ * message again. The completion is idempotent (core/completion.ts): one that was not lost after
+ * all finds the upload done and converges. An upload whose completion was never asked for is
+ * left alone: its client has not said its parts are all there.
+ *
  * A run walks the pending-upload pointers a page at a time from a checkpoint saved after every
  * page, and stops starting pages at its deadline or once it has sent `maxSends` events: a library
  * with many uploads in flight is covered over several runs, each going on where the last stopped.
  */
 import type { Upload } from '../../contracts/model.js';
+import type { CompletionQueue } from './completion.js';
 import { storedInWindow } from './expiry.js';
 import type { Clock, Metrics, UploadLedger } from './ports.js';
 
@@ -58,6 +66,8 @@ export interface PendingSweepDeps {
   readonly ledger: SweepLedger;
   readonly origin: OriginVersions;
   readonly ingest: IngestEventQueue;
+  /** Where lost multipart completions are sent again; without it they are not looked for. */
+  readonly completions?: CompletionQueue | undefined;
   readonly clock: Clock;
   readonly metrics?: Metrics | undefined;
 }
@@ -76,10 +86,21 @@ export function lostAfterMs(size: number, graceMs = NOTIFICATION_GRACE_MS): numb
   return graceMs + Math.ceil((size / VERIFY_BYTES_PER_SECOND) * 1000);
 }
 
+/**
+ * The slowest CompleteMultipartUpload the grace allows for, per part: S3 assembles the parts
+ * while the completion message is in flight, and that completion is not lost meanwhile.
+ */
+export const COMPLETE_MS_PER_PART = 100;
+
+/** How long after a client asked to complete an upload of `partCount` parts its completion counts as lost. */
+export function completionLostAfterMs(partCount: number, graceMs = NOTIFICATION_GRACE_MS): number {
+  return graceMs + partCount * COMPLETE_MS_PER_PART;
+}
+
 export interface PendingSweepOptions {
   /** Epoch milliseconds (real time) after which no more pages start; one page is always read. */
   readonly deadline?: number;
-  /** No page starts once this many events were sent (a page is always finished). @default 100 */
+  /** No page starts once this many events and completions were sent (a page is always finished). @default 100 */
   readonly maxSends?: number;
   /** Pointers read per page. @default 200 */
   readonly pageSize?: number;
@@ -94,6 +115,8 @@ export interface PendingSweepReport {
   readonly sent: number;
   /** Uploads those events are for. */
   readonly uploads: number;
+  /** Completion messages sent again (one per multipart upload whose completion looks lost). */
+  readonly completionsResent: number;
   readonly pages: number;
   /** The walk reached the last pointer: the next run starts a new cycle. */
   readonly cycleComplete: boolean;
@@ -107,6 +130,7 @@ interface SweepRun {
   /** Object versions sent this run (`<sha256>/<versionId>`): uploads of the same bytes share one. */
   readonly sent: Set<string>;
   uploads: number;
+  completionsResent: number;
 }
 
 export async function sweepLostNotifications(
@@ -119,12 +143,13 @@ export async function sweepLostNotifications(
     maxSends: options.maxSends ?? 100,
     sent: new Set(),
     uploads: 0,
+    completionsResent: 0,
   };
   const deadline = options.deadline ?? Number.POSITIVE_INFINITY;
   let after = await deps.ledger.getSweepCheckpoint();
   let pointers = 0;
   let pages = 0;
-  while (pages === 0 || (Date.now() < deadline && run.sent.size < run.maxSends)) {
+  while (pages === 0 || (Date.now() < deadline && run.sent.size + run.completionsResent < run.maxSends)) {
     const page = await deps.ledger.pagePendingUploads({ after, limit: options.pageSize ?? 200 });
     pages++;
     for (const pointer of page.pointers) {
@@ -137,7 +162,15 @@ export async function sweepLostNotifications(
   }
   // Every run, 0 included: a datapoint per run for the dashboard.
   deps.metrics?.count('LostNotificationsResent', run.sent.size);
-  return { pointers, sent: run.sent.size, uploads: run.uploads, pages, cycleComplete: after === undefined };
+  if (deps.completions) deps.metrics?.count('LostCompletionsResent', run.completionsResent);
+  return {
+    pointers,
+    sent: run.sent.size,
+    uploads: run.uploads,
+    completionsResent: run.completionsResent,
+    pages,
+    cycleComplete: after === undefined,
+  };
 }
 
 /** Sends the events of one pending upload's stored bytes, if they look lost. */
@@ -148,6 +181,11 @@ async function sweepPointer(run: SweepRun, pointer: { sha256: string; uploadId: 
   // still swept: bytes stored in its window commit however late their event comes.
   if (upload?.status !== 'pending') return;
   const versions = await deps.origin.versionsOf(pointer.sha256);
+  if (deps.completions && completionLooksLost(run, upload, versions)) {
+    run.completionsResent++;
+    await deps.completions.requestCompletion(upload.uploadId);
+    return;
+  }
   let any = false;
   for (const stored of versions) {
     if (!looksLost(run, upload, stored)) continue;
@@ -167,15 +205,31 @@ async function sweepPointer(run: SweepRun, pointer: { sha256: string; uploadId: 
 }
 
 /**
+ * A multipart upload whose completion was asked for long enough ago, with none of its bytes
+ * stored: its completion message never ran.
+ */
+function completionLooksLost(run: SweepRun, upload: Upload, versions: readonly StoredBlobVersion[]): boolean {
+  if (!upload.multipart || upload.completionRequestedAt === undefined) return false;
+  if (versions.some((stored) => couldBeItsBytes(upload, stored))) return false;
+  const age = run.deps.clock.now().getTime() - Date.parse(upload.completionRequestedAt);
+  return age >= completionLostAfterMs(upload.multipart.partCount, run.graceMs);
+}
+
+/** The version could be this upload's bytes: its size, its checksum when reported, its URL or none, its window. */
+function couldBeItsBytes(upload: Upload, stored: StoredBlobVersion): boolean {
+  if (stored.size !== upload.size) return false;
+  if (stored.sha256 !== undefined && stored.sha256 !== upload.sha256) return false;
+  if (stored.uploadId !== undefined && stored.uploadId !== upload.uploadId) return false;
+  return stored.lastModified !== undefined && storedInWindow(upload, stored.lastModified);
+}
+
+/**
  * The version could be this upload's bytes (its size, its checksum when storage reports one, sent
  * through its URL or naming no upload, stored in its window) and is old enough that its event
  * should have committed the upload already.
  */
 function looksLost(run: SweepRun, upload: Upload, stored: StoredBlobVersion): boolean {
-  if (stored.size !== upload.size) return false;
-  if (stored.sha256 !== undefined && stored.sha256 !== upload.sha256) return false;
-  if (stored.uploadId !== undefined && stored.uploadId !== upload.uploadId) return false;
-  if (stored.lastModified === undefined || !storedInWindow(upload, stored.lastModified)) return false;
+  if (!couldBeItsBytes(upload, stored) || stored.lastModified === undefined) return false;
   const age = run.deps.clock.now().getTime() - stored.lastModified.getTime();
   return age >= lostAfterMs(stored.size, run.graceMs);
 }

@@ -111,6 +111,11 @@ export interface UploadLedger {
    * answered yet (a conditional write). False otherwise: each challenge is weighed once.
    */
   spendChallenge(uploadId: string, nonce: string): Promise<boolean>;
+  /**
+   * Records when the client asked to complete the upload (a retried complete moves it), if the
+   * upload is still pending (a conditional write). False when it is not: its outcome stands.
+   */
+  markCompletionRequested(uploadId: string, at: string): Promise<boolean>;
   /** Records a part the uploader reports stored (S3 re-checks its ETag at completion). */
   recordPart(uploadId: string, part: StoredPart): Promise<void>;
   listParts(uploadId: string): Promise<StoredPart[]>;

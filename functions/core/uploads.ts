@@ -349,8 +349,12 @@ export async function completeUpload(
       { code: 'parts_missing' },
     );
   }
-  if (deps.completionQueue) await deps.completionQueue.requestCompletion(uploadId);
-  else await completeHere(deps, upload, stored);
+  if (deps.completionQueue) {
+    // Recorded before the message goes: a message lost (or never sent) is sent again by the
+    // lost-notification sweep (core/pending-sweep.ts), which looks for this mark.
+    await deps.ledger.markCompletionRequested(uploadId, deps.clock.now().toISOString());
+    await deps.completionQueue.requestCompletion(uploadId);
+  } else await completeHere(deps, upload, stored);
   return { status: 'verifying', uploadId };
 }
 

@@ -34,8 +34,9 @@ export function createPendingSweepHandler(
         { ...deps, metrics },
         { ...deps.options, deadline: sweepDeadline(context) },
       );
-      if (report.sent > 0) logger.warn('lost S3 notifications sent again', { report });
-      else logger.info('swept pending uploads', { report });
+      if (report.sent > 0 || report.completionsResent > 0) {
+        logger.warn('lost S3 notifications or multipart completions sent again', { report });
+      } else logger.info('swept pending uploads', { report });
       return report;
     } finally {
       deps.telemetry.flush();

@@ -221,6 +221,22 @@ export function ledgerContract(
       expect(await ledger.spendChallenge(randomUUID(), 'n1')).toBe(false);
     });
 
+    it('a completion request is recorded only while the upload is pending, and a later one moves it', async () => {
+      const { ledger } = await makeLedger();
+      const upload = pendingUpload();
+      await ledger.putUpload(upload);
+      expect(await ledger.markCompletionRequested(upload.uploadId, at(1))).toBe(true);
+      expect((await ledger.getUpload(upload.uploadId))?.completionRequestedAt).toBe(at(1));
+      expect(await ledger.markCompletionRequested(upload.uploadId, at(2))).toBe(true);
+      expect((await ledger.getUpload(upload.uploadId))?.completionRequestedAt).toBe(at(2));
+      await ledger.finishUpload(upload.uploadId, { status: 'rejected', reason: 'aborted' }, at(3));
+      expect(await ledger.markCompletionRequested(upload.uploadId, at(4))).toBe(false);
+      const ended = await ledger.getUpload(upload.uploadId);
+      expect(ended?.completionRequestedAt).toBe(at(2));
+      expect(ended?.status).toBe('rejected');
+      expect(await ledger.markCompletionRequested(randomUUID(), at(1))).toBe(false);
+    });
+
     it('parts are recorded by number (a re-sent part replaces its record) and listed in part order', async () => {
       const { ledger } = await makeLedger();
       const part = (partNumber: number, etag: string) => ({

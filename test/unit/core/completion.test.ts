@@ -98,6 +98,26 @@ describe('multipart completion in the background', () => {
     expect(s.blobs.completed).toEqual([]);
   });
 
+  it('the API records when completion was asked for, before queueing it; a retry moves the mark', async () => {
+    const s = await setup();
+    let now = new Date('2026-11-30T03:00:00.000Z');
+    const api = { ...s.api, clock: { now: () => now } } as UploadDeps;
+    await completeUpload(api, s.upload.uploadId);
+    expect((await s.ledger.getUpload(s.upload.uploadId))?.completionRequestedAt).toBe(now.toISOString());
+    now = new Date('2026-11-30T03:05:00.000Z');
+    // The queue is down: the request fails, and the mark lets the pending sweep send the completion later.
+    const down = {
+      ...api,
+      completionQueue: {
+        requestCompletion: async () => {
+          throw new Error('queue unavailable');
+        },
+      },
+    } as UploadDeps;
+    await expect(completeUpload(down, s.upload.uploadId)).rejects.toThrow('queue unavailable');
+    expect((await s.ledger.getUpload(s.upload.uploadId))?.completionRequestedAt).toBe(now.toISOString());
+  });
+
   it('a part missing is still refused in the request, and nothing is queued', async () => {
     const s = await setup();
     await s.ledger.recordPart(s.upload.uploadId, {

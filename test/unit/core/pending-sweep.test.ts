@@ -8,8 +8,10 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Upload } from '../../../contracts/model.ts';
 import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
+import { type CompletionDeps, completeRecordedUpload } from '../../../functions/core/completion.js';
 import { ingestBlob } from '../../../functions/core/ingest.js';
 import {
+  completionLostAfterMs,
   lostAfterMs,
   NOTIFICATION_GRACE_MS,
   type StoredBlobVersion,
@@ -198,5 +200,137 @@ describe('sweepLostNotifications', () => {
     w.advance(lostAfterMs(1500) + 1000);
     const report = await sweepLostNotifications(w.sweepDeps, { pageSize: 2, deadline: Date.now() - 1 });
     expect(report).toMatchObject({ pages: 1, pointers: 2, sent: 2, cycleComplete: false });
+  });
+});
+
+/**
+ * A multipart upload whose parts are all recorded and whose client asked to complete it; the
+ * completion message was lost, so storage holds nothing for it.
+ */
+async function multipartWithLostCompletion(w: World, options: { requested?: boolean } = {}) {
+  const bytes = randomBytes(3000);
+  const sha256 = sha256Hex(bytes);
+  const now = w.sweepDeps.clock.now();
+  const upload: Upload = {
+    uploadId: randomUUID(),
+    path: `mp/${randomUUID()}`,
+    sha256,
+    size: bytes.length,
+    contentType: 'application/octet-stream',
+    status: 'pending',
+    multipart: { multipartId: `mp-${randomUUID()}`, partSize: 2000, partCount: 2 },
+    expiresAt: new Date(now.getTime() + 24 * 60 * MINUTE).toISOString(),
+    createdAt: new Date(now.getTime() - 1000).toISOString(),
+    updatedAt: now.toISOString(),
+  };
+  await w.ledger.putUpload(upload);
+  await w.ledger.addPendingUpload(sha256, upload.uploadId);
+  for (const [i, size] of [2000, 1000].entries()) {
+    await w.ledger.recordPart(upload.uploadId, { partNumber: i + 1, size, sha256, etag: `"e${i}"` });
+  }
+  if (options.requested !== false) {
+    expect(await w.ledger.markCompletionRequested(upload.uploadId, now.toISOString())).toBe(true);
+  }
+  return { upload, bytes };
+}
+
+/** The sweep with a completion queue, and the complete-multipart function that queue feeds. */
+function withCompletions(w: World) {
+  const requested: string[] = [];
+  const assembled = new Map<string, Buffer>();
+  // S3's side of CompleteMultipartUpload: the object appears, naming the upload that sent it.
+  const blobs = {
+    completeMultipart: async (sha256: string) => {
+      const found = [...assembled.entries()].find(([id]) => id.startsWith(sha256));
+      if (!found) throw Object.assign(new Error('gone'), { name: 'NoSuchUpload' });
+      assembled.delete(found[0]);
+      w.origin.store(sha256, found[1], found[0].slice(sha256.length + 1));
+    },
+    abortMultipart: async () => undefined,
+    stat: (sha256: string) => w.origin.stat(sha256),
+  };
+  const completionDeps: CompletionDeps = { ledger: w.ledger, blobs, clock: w.sweepDeps.clock };
+  return {
+    requested,
+    sweepDeps: {
+      ...w.sweepDeps,
+      completions: { requestCompletion: async (id: string) => void requested.push(id) },
+    },
+    /** Parts S3 holds for an upload until it completes them. */
+    holdParts: (upload: Upload, bytes: Buffer) => assembled.set(`${upload.sha256}/${upload.uploadId}`, bytes),
+    /** What the complete-multipart function does with a message. */
+    complete: (uploadId: string) => completeRecordedUpload(completionDeps, uploadId),
+  };
+}
+
+describe('sweepLostNotifications: lost multipart completions', () => {
+  it('sends the completion of an upload asked to complete past the grace again; it completes and then commits', async () => {
+    const w = setup();
+    const c = withCompletions(w);
+    const { upload, bytes } = await multipartWithLostCompletion(w);
+    c.holdParts(upload, bytes);
+    w.advance(completionLostAfterMs(2) + 1000);
+
+    const report = await sweepLostNotifications(c.sweepDeps);
+
+    expect(report).toMatchObject({ pointers: 1, sent: 0, completionsResent: 1 });
+    expect(c.requested).toEqual([upload.uploadId]);
+    expect(w.metrics.total('LostCompletionsResent')).toBe(1);
+    // The complete-multipart function takes the message: S3 assembles the object.
+    expect(await c.complete(upload.uploadId)).toEqual({ kind: 'completed' });
+    // Its S3 event is lost too: the next sweep finds the object and sends its event, not another completion.
+    w.advance(lostAfterMs(bytes.length) + 1000);
+    const next = await sweepLostNotifications(c.sweepDeps);
+    expect(next).toMatchObject({ sent: 1, completionsResent: 0 });
+    expect(c.requested).toHaveLength(1);
+    for (const e of w.sent) await w.deliver(e);
+    expect(await w.ledger.getUpload(upload.uploadId)).toMatchObject({ status: 'committed', version: 1 });
+    expect(await sweepLostNotifications(c.sweepDeps)).toMatchObject({ pointers: 0, completionsResent: 0 });
+  });
+
+  it('a resent completion that finds the upload completed already converges', async () => {
+    const w = setup();
+    const c = withCompletions(w);
+    const { upload, bytes } = await multipartWithLostCompletion(w);
+    c.holdParts(upload, bytes);
+    w.advance(completionLostAfterMs(2) + 1000);
+    await sweepLostNotifications(c.sweepDeps);
+    await sweepLostNotifications(c.sweepDeps);
+    // The first message was slow, not lost: two messages, one completion, both answered.
+    expect(c.requested).toEqual([upload.uploadId, upload.uploadId]);
+    expect(await c.complete(upload.uploadId)).toEqual({ kind: 'completed' });
+    expect(await c.complete(upload.uploadId)).toEqual({ kind: 'already', status: 'stored' });
+    expect(w.origin.versionsOf(upload.sha256)).toHaveLength(1);
+  });
+
+  it('leaves alone an upload whose completion was never asked for, or was asked within the grace', async () => {
+    const w = setup();
+    const c = withCompletions(w);
+    await multipartWithLostCompletion(w, { requested: false });
+    await multipartWithLostCompletion(w);
+    w.advance(completionLostAfterMs(2) - MINUTE);
+    const within = await sweepLostNotifications(c.sweepDeps);
+    expect(within).toMatchObject({ pointers: 2, completionsResent: 0 });
+    w.advance(2 * MINUTE);
+    // Past the grace, only the one whose client asked to complete it.
+    expect(await sweepLostNotifications(c.sweepDeps)).toMatchObject({ completionsResent: 1 });
+    expect(c.requested).toHaveLength(1);
+    // A retried complete moves the mark: its grace starts again.
+    const [id] = c.requested as [string];
+    await w.ledger.markCompletionRequested(id, w.sweepDeps.clock.now().toISOString());
+    expect(await sweepLostNotifications(c.sweepDeps)).toMatchObject({ completionsResent: 0 });
+    expect(w.metrics.total('LostCompletionsResent')).toBe(1);
+  });
+
+  it('gives an upload of many parts the time S3 takes to assemble them', () => {
+    expect(completionLostAfterMs(0)).toBe(NOTIFICATION_GRACE_MS);
+    expect(completionLostAfterMs(10_000)).toBeGreaterThan(NOTIFICATION_GRACE_MS + 10 * MINUTE);
+  });
+
+  it('looks for no lost completions without a completion queue', async () => {
+    const w = setup();
+    await multipartWithLostCompletion(w);
+    w.advance(completionLostAfterMs(2) + 1000);
+    expect(await sweepLostNotifications(w.sweepDeps)).toMatchObject({ pointers: 1, completionsResent: 0 });
   });
 });
