@@ -351,7 +351,8 @@ export function useOwnTarget(
 
 /**
  * Grants `sqs:SendMessage` on the completion queue and sets MIRROR_COMPLETION_QUEUE_URL: the API
- * queues multipart completions there (SQS-managed encryption: no key to grant).
+ * queues multipart completions there, the pending sweep sends lost ones again (SQS-managed
+ * encryption: no key to grant).
  */
 export function useCompletionQueue(fn: MirrorFunction, queue: sqs.IQueue): void {
   fn.role.addToPrincipalPolicy(

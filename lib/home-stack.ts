@@ -154,15 +154,16 @@ export class HomeStack extends Stack {
       settings,
     });
 
+    this.completion = new MultipartCompletion(this, 'Completion', {
+      ledger: this.ledger,
+      origin: this.origin,
+    });
+
     this.pendingSweep = new PendingSweep(this, 'PendingSweep', {
       ledger: this.ledger,
       origin: this.origin,
       ingestQueue: this.ingest.queue,
-    });
-
-    this.completion = new MultipartCompletion(this, 'Completion', {
-      ledger: this.ledger,
-      origin: this.origin,
+      completionQueue: this.completion.queue,
     });
 
     this.api = new UploadApi(this, 'Api', {

@@ -200,13 +200,16 @@ export type ReconcileConfig = z.output<typeof reconcileConfigSchema>;
 
 /**
  * The lost-notification sweep: pending uploads in the ledger, their blobs' versions in the origin,
- * and the ingest queue it sends their events to.
+ * the ingest queue it sends their events to, and the completion queue it sends lost multipart
+ * completions to.
  */
 export const pendingSweepConfigSchema = z
   .object({
     ...ledgerVariables,
     ...originVariables,
     MIRROR_INGEST_QUEUE_URL: z.string().min(1),
+    /** The completion queue (absent: multipart uploads complete within the API request, none is lost). */
+    MIRROR_COMPLETION_QUEUE_URL: z.string().min(1).optional(),
     /** Seconds after which a stored object's event counts as lost (core/pending-sweep.ts). @default 600 */
     MIRROR_SWEEP_GRACE_SECONDS: z.coerce.number().min(0).optional(),
   })
@@ -214,6 +217,7 @@ export const pendingSweepConfigSchema = z
     ...ledgerSection(e, ctx),
     ...originSection(e),
     ingestQueueUrl: e.MIRROR_INGEST_QUEUE_URL,
+    completionQueueUrl: e.MIRROR_COMPLETION_QUEUE_URL,
     graceMs: e.MIRROR_SWEEP_GRACE_SECONDS === undefined ? undefined : e.MIRROR_SWEEP_GRACE_SECONDS * 1000,
   }));
 export type PendingSweepConfig = z.output<typeof pendingSweepConfigSchema>;

@@ -214,6 +214,10 @@ export function makePendingSweepDeps(config: PendingSweepConfig, metrics: Metric
       bucket: config.originBucket,
       region: config.region,
     }),
+    completions:
+      config.completionQueueUrl === undefined
+        ? undefined
+        : new SqsCompletionQueue(new SQSClient({ region: config.region }), config.completionQueueUrl),
     clock: offsetClock(config.clockOffsetMs),
     metrics,
   };

@@ -2,10 +2,13 @@
  * The lost-notification sweep (functions/core/pending-sweep.ts): S3 event notifications are
  * at-least-once and may be lost, and nothing else would ever ingest an upload whose event was.
  * Every `interval` the sweep finds pending uploads whose bytes the origin holds and sends each
- * object version's event to the ingest queue, as S3 would have; the ingest decides the rest.
+ * object version's event to the ingest queue, as S3 would have; the ingest decides the rest. A
+ * multipart upload whose client asked to complete it but whose completion never ran gets its
+ * completion message sent again to the completion queue.
  *
  * It may read the pending uploads and its own checkpoint row, HEAD and list versions of the
- * origin's blobs, and send to the ingest queue: no delete, no write to the bucket, no commit.
+ * origin's blobs, and send to the ingest and completion queues: no delete, no write to the
+ * bucket, no commit.
  */
 import { Duration } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -13,7 +16,7 @@ import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { LEDGER_ACCESS, useLedger, useOrigin } from '../grants.js';
+import { LEDGER_ACCESS, useCompletionQueue, useLedger, useOrigin } from '../grants.js';
 import type { Ledger } from './ledger.js';
 import { MirrorFunction } from './mirror-function.js';
 import type { OriginStore } from './origin-store.js';
@@ -23,6 +26,8 @@ export interface PendingSweepProps {
   readonly origin: OriginStore;
   /** The ingest's queue, which the origin's notifications feed. */
   readonly ingestQueue: sqs.IQueue;
+  /** The multipart completions' queue, where lost completions are sent again. */
+  readonly completionQueue: sqs.IQueue;
   /**
    * How often the sweep runs. A lost event is re-sent 10 minutes (plus the verification time its
    * size allows) after its object was stored, at the first run after that.
@@ -60,6 +65,7 @@ export class PendingSweep extends Construct {
       }),
     );
     fn.addEnvironment('MIRROR_INGEST_QUEUE_URL', props.ingestQueue.queueUrl);
+    useCompletionQueue(fn, props.completionQueue);
     // A failed run is not retried: the next one covers it (the walk goes on from its checkpoint).
     fn.function.configureAsyncInvoke({ retryAttempts: 0 });
     this.schedule = new events.Rule(this, 'Schedule', {

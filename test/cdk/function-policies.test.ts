@@ -158,7 +158,8 @@ const EXPECTED: Record<string, string[]> = {
     ...REPLICA_OBJECTS.map((r) => `s3:GetObject replica:${r}`),
     ...['target-a', 'target-b', 'target-c'].map((t) => `s3:ListBucket replica:${t}`),
   ],
-  // Reads pending uploads and its checkpoint row, HEADs and lists blob versions, sends their events.
+  // Reads pending uploads and its checkpoint row, HEADs and lists blob versions, sends their events
+  // and lost multipart completions.
   'pending-sweep': [
     ...LOGS,
     ...ledger('GetItem', 'Scan', 'UpdateItem'),
@@ -167,6 +168,7 @@ const EXPECTED: Record<string, string[]> = {
     's3:ListBucket origin',
     's3:ListBucketVersions origin',
     'sqs:SendMessage queue:ingest',
+    'sqs:SendMessage queue:completion',
   ],
 };
 

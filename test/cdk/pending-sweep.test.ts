@@ -47,12 +47,13 @@ describe('the lost-notification sweep', () => {
     });
   });
 
-  it('is told the ledger, the origin bucket and the ingest queue, which its handler’s configuration requires', () => {
+  it('is told the ledger, the origin bucket, the ingest and completion queues, which its handler’s configuration requires', () => {
     const env = environmentOf(home, fnId);
     const config = readConfig(pendingSweepConfigSchema, { ...env, AWS_REGION: 'us-east-1' });
     expect(config.table).toMatch(/^ref:LedgerTable/);
     expect(config.originBucket).toMatch(/^ref:OriginBucket/);
     expect(config.ingestQueueUrl).toMatch(/^ref:IngestQueue/);
+    expect(config.completionQueueUrl).toMatch(/^ref:CompletionQueue/);
     // On AWS the grace is the code's default (10 minutes): the variable is for the local stack.
     expect(config.graceMs).toBeUndefined();
   });
