@@ -563,12 +563,14 @@ function startFunctions(
       memoryMb: 512,
       maxConcurrency: 1,
     }),
-    // The lost-notification sweep: the origin's blobs, the ledger, and the ingest queue it feeds.
+    // The lost-notification sweep: the origin's blobs, the ledger, and the ingest and completion
+    // queues it feeds (lost S3 events, lost multipart completions).
     sweeper: makeFunction({
       name: 'pending-sweep',
       module: handler('pending-sweep'),
       env: {
         MIRROR_INGEST_QUEUE_URL: resources.ingest.queue.url,
+        MIRROR_COMPLETION_QUEUE_URL: resources.completion.queue.url,
         MIRROR_SWEEP_GRACE_SECONDS: String(settings.sweepGraceSeconds),
       },
       timeoutSeconds: 60,
