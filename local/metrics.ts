@@ -133,6 +133,7 @@ export class LocalMetrics {
   private readonly versionsCommitted: Counter;
   private readonly uploadsExpired: Counter;
   private readonly lostNotificationsResent: Counter;
+  private readonly lostCompletionsResent: Counter;
   private readonly latency: Histogram<'target'>;
   private readonly lag: Gauge<'target'>;
   private readonly pending: Gauge<'target'>;
@@ -179,6 +180,11 @@ export class LocalMetrics {
     this.lostNotificationsResent = new Counter({
       name: 'mirror_lost_notifications_resent_total',
       help: 'S3 events of stored bytes the lost-notification sweep sent to the ingest (LostNotificationsResent).',
+      registers,
+    });
+    this.lostCompletionsResent = new Counter({
+      name: 'mirror_lost_completions_resent_total',
+      help: 'Multipart completions the lost-notification sweep sent to the completion queue again (LostCompletionsResent).',
       registers,
     });
     this.latency = new Histogram({
@@ -253,6 +259,7 @@ export class LocalMetrics {
     this.versionsCommitted.inc(0);
     this.uploadsExpired.inc(0);
     this.lostNotificationsResent.inc(0);
+    this.lostCompletionsResent.inc(0);
   }
 
   /** Feeds one line a function wrote on stdout; anything but an EMF record is ignored. */
@@ -281,6 +288,7 @@ export class LocalMetrics {
       IngestRejected: this.ingestRejections,
       UploadsExpired: this.uploadsExpired,
       LostNotificationsResent: this.lostNotificationsResent,
+      LostCompletionsResent: this.lostCompletionsResent,
     };
     const counter = Object.hasOwn(counters, name) ? counters[name] : undefined;
     if (counter === undefined) return false;

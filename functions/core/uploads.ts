@@ -466,6 +466,8 @@ export async function describeUpload(
   const {
     challenge: _challenge,
     challengeSpent: _spent,
+    // The sweep's bookkeeping (core/pending-sweep.ts), not part of the API's answer.
+    completionRequestedAt: _requested,
     multipart,
     ...upload
   } = await settleIfLapsed(deps, await getUpload(deps, uploadId));

@@ -2,6 +2,7 @@
  * Delivery faults of the local stack (docs/chaos.md), each seen through the stack's public
  * interface: the HTTP API, the queues and the replica buckets.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -91,6 +92,7 @@ async function versionsOf(path: string): Promise<number[]> {
 }
 
 const S3_TARGETS = ['eu-west-1', 'ap-south-1'];
+const MiB = 1024 * 1024;
 
 describe('delivery faults in the local stack', () => {
   it('every notification and delivery made twice (set at start) still yields one version, at every target', async () => {
@@ -143,6 +145,64 @@ describe('delivery faults in the local stack', () => {
     sandbox.faults.notifications.set({});
     // Nothing is left for the next run to send for it.
     expect((await sandbox.sweepPending()).sent).toBe(0);
+  });
+
+  it('a lost multipart completion (its message dropped) is sent again by the sweep, and the upload commits', async () => {
+    sandbox.faults.notifications.set({});
+    sandbox.faults.deliveries.set({ drop: 1, only: ['complete-multipart'] });
+    const bytes = randomBytes(17 * MiB + 11);
+    const created = await api('POST', '/v1/uploads', {
+      path: 'faults/lost-completion.bin',
+      size: bytes.length,
+      sha256: sha256Hex(bytes),
+      contentType: 'application/octet-stream',
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.uploadId as string;
+    const { partSize, partCount } = created.body.multipart as { partSize: number; partCount: number };
+    const parts = Array.from({ length: partCount }, (_, i) =>
+      bytes.subarray(i * partSize, Math.min(bytes.length, (i + 1) * partSize)),
+    );
+    const asked = parts.map((part, i) => ({ partNumber: i + 1, size: part.length, sha256: sha256Hex(part) }));
+    const signed = await api('POST', `/v1/uploads/${id}/parts`, { parts: asked });
+    const reports = [];
+    for (const [i, s] of (
+      signed.body.parts as { url: string; headers: Record<string, string> }[]
+    ).entries()) {
+      const put = await fetch(s.url, {
+        method: 'PUT',
+        headers: s.headers,
+        body: new Uint8Array(parts[i] as Buffer),
+      });
+      expect(put.status).toBe(200);
+      reports.push({ ...asked[i], etag: put.headers.get('etag') });
+    }
+    expect((await api('PUT', `/v1/uploads/${id}/parts`, { parts: reports })).status).toBe(200);
+    const dropped = sandbox.faults.deliveries.counts.drop;
+    expect((await api('POST', `/v1/uploads/${id}/complete`)).status).toBe(202);
+    await waitFor(
+      'the completion dropped',
+      async () => sandbox.faults.deliveries.counts.drop > dropped,
+      10_000,
+    );
+    await new Promise((r) => setTimeout(r, 2_000));
+    // Nothing completed it: no object, no event, still pending.
+    const pending = await api('GET', `/v1/uploads/${id}`);
+    expect(pending.body).toMatchObject({ status: 'pending' });
+    sandbox.faults.deliveries.set({});
+    const report = await sandbox.sweepPending();
+    expect(report.completionsResent).toBeGreaterThanOrEqual(1);
+    await waitFor(
+      'commit after the resent completion',
+      async () => (await status(id)) === 'committed',
+      60_000,
+    );
+    expect(await versionsOf('faults/lost-completion.bin')).toEqual([1]);
+    const metrics = await (await fetch(sandbox.endpoints.metrics)).text();
+    const resent = /^mirror_lost_completions_resent_total (\d+)/m.exec(metrics)?.[1];
+    expect(Number(resent)).toBeGreaterThanOrEqual(1);
+    // Committed: nothing left to resend.
+    expect((await sandbox.sweepPending()).completionsResent).toBe(0);
   });
 
   it('lost notifications of two uploads that PUT the same bytes: re-notification commits both (each object version named)', async () => {
