@@ -20,7 +20,7 @@
  */
 import type { Upload } from '../../contracts/model.js';
 import type { CompletionQueue } from './completion.js';
-import { storedInWindow } from './expiry.js';
+import { isLapsed, storedInWindow } from './expiry.js';
 import type { Clock, Metrics, UploadLedger } from './ports.js';
 
 /** One object version stored at `blobs/<sha256>`, as storage describes it. */
@@ -210,8 +210,11 @@ async function sweepPointer(run: SweepRun, pointer: { sha256: string; uploadId: 
  */
 function completionLooksLost(run: SweepRun, upload: Upload, versions: readonly StoredBlobVersion[]): boolean {
   if (!upload.multipart || upload.completionRequestedAt === undefined) return false;
+  const now = run.deps.clock.now();
+  // Past its expiry, bytes assembled now would land outside its window: they could not commit it.
+  if (isLapsed(upload, now)) return false;
   if (versions.some((stored) => couldBeItsBytes(upload, stored))) return false;
-  const age = run.deps.clock.now().getTime() - Date.parse(upload.completionRequestedAt);
+  const age = now.getTime() - Date.parse(upload.completionRequestedAt);
   return age >= completionLostAfterMs(upload.multipart.partCount, run.graceMs);
 }
 

@@ -322,6 +322,14 @@ describe('sweepLostNotifications: lost multipart completions', () => {
     expect(w.metrics.total('LostCompletionsResent')).toBe(1);
   });
 
+  it('sends no completion for an upload past its expiry: bytes assembled now could not commit it', async () => {
+    const w = setup();
+    const c = withCompletions(w);
+    await multipartWithLostCompletion(w);
+    w.advance(24 * 60 * MINUTE + MINUTE);
+    expect(await sweepLostNotifications(c.sweepDeps)).toMatchObject({ pointers: 1, completionsResent: 0 });
+  });
+
   it('gives an upload of many parts the time S3 takes to assemble them', () => {
     expect(completionLostAfterMs(0)).toBe(NOTIFICATION_GRACE_MS);
     expect(completionLostAfterMs(10_000)).toBeGreaterThan(NOTIFICATION_GRACE_MS + 10 * MINUTE);
