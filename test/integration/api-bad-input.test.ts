@@ -214,8 +214,9 @@ describe('API rejects bad input with a clear error and writes nothing', () => {
     expect([...url.searchParams.keys()].filter((k) => k.toLowerCase().startsWith('x-amz-checksum'))).toEqual(
       [],
     );
+    // What the uploader must send; the length (and host) the HTTP client sets itself, apart.
+    expect(body.upload.automaticHeaders).toEqual({ 'content-length': '5', host: url.host });
     expect(body.upload.headers).toEqual({
-      'content-length': '5',
       'content-type': 'image/png',
       'x-amz-checksum-sha256': Buffer.from(sha, 'hex').toString('base64'),
       // The stored object names the upload that sent it: the ingest commits that upload only.
