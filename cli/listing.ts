@@ -32,7 +32,7 @@ export type FeedClient = Pick<MirrorApi, 'listChanges'>;
  * The prefix as the API takes it: a leading "/" dropped, and a bare name (`photos`) taken as the
  * top folder (`photos/`), since the API lists by top folder (docs/api.md, Listing files).
  */
-export function listingPrefix(prefix: string): string {
+function listingPrefix(prefix: string): string {
   const trimmed = prefix.replace(/^\/+/, '');
   return trimmed === '' || trimmed.includes('/') ? trimmed : `${trimmed}/`;
 }
@@ -61,7 +61,7 @@ export async function listLiveFiles(
 const PAGE = 1000;
 
 /** Keeps the higher version of each path: feed order within a path is not guaranteed. */
-export function foldChanges(heads: Map<string, RemoteHead>, changes: ChangesPage['changes']): number {
+function foldChanges(heads: Map<string, RemoteHead>, changes: ChangesPage['changes']): number {
   let newer = 0;
   for (const change of changes) {
     const known = heads.get(change.path);

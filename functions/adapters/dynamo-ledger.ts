@@ -310,6 +310,21 @@ function refusedState(
   };
 }
 
+/** Scan filters: every path's head item; every pending-upload pointer (under its blob). */
+const HEADS_FILTER = {
+  expression: 'begins_with(pk, :p) AND sk = :head',
+  values: { ':p': PK.path, ':head': SK.head },
+} as const;
+const PENDING_FILTER = {
+  expression: 'begins_with(pk, :b) AND begins_with(sk, :u)',
+  values: { ':b': PK.blob, ':u': SK.pendingUpload },
+} as const;
+
+const pendingPointer = (item: Item): { sha256: string; uploadId: string } => ({
+  sha256: (item.pk as string).slice(PK.blob.length),
+  uploadId: item.uploadId as string,
+});
+
 export class DynamoLedger implements Ledger {
   private readonly db: DynamoDBDocumentClient;
 
@@ -842,8 +857,8 @@ export class DynamoLedger implements Ledger {
       { client: this.db, pageSize: 500 },
       {
         TableName: this.table,
-        FilterExpression: 'begins_with(pk, :p) AND sk = :head',
-        ExpressionAttributeValues: { ':p': PK.path, ':head': SK.head },
+        FilterExpression: HEADS_FILTER.expression,
+        ExpressionAttributeValues: HEADS_FILTER.values,
         ConsistentRead: true,
       },
     );
@@ -854,20 +869,32 @@ export class DynamoLedger implements Ledger {
     heads: FileVersion[];
     next?: string | undefined;
   }> {
+    // Eventually consistent, at half the read cost of a strongly consistent scan: reconciliation
+    // re-reads a head strongly consistently before it acts on it (core/reconcile.ts).
+    const page = await this.scanPage(HEADS_FILTER, options);
+    return { heads: page.items.map(toVersion), ...(page.next === undefined ? {} : { next: page.next }) };
+  }
+
+  /**
+   * One page of an eventually consistent filtered scan; `after` and `next` are the opaque
+   * LastEvaluatedKey as JSON. Callers that act on an item read it again strongly consistently.
+   */
+  private async scanPage(
+    filter: { readonly expression: string; readonly values: Item },
+    options: { after?: string | undefined; limit: number },
+  ): Promise<{ items: Item[]; next?: string | undefined }> {
     const out = await this.db.send(
       new ScanCommand({
         TableName: this.table,
-        FilterExpression: 'begins_with(pk, :p) AND sk = :head',
-        ExpressionAttributeValues: { ':p': PK.path, ':head': SK.head },
+        FilterExpression: filter.expression,
+        ExpressionAttributeValues: filter.values,
         Limit: options.limit,
-        // Eventually consistent, at half the read cost of a strongly consistent scan: reconciliation
-        // re-reads a head strongly consistently before it acts on it (core/reconcile.ts).
         ConsistentRead: false,
         ...(options.after === undefined ? {} : { ExclusiveStartKey: JSON.parse(options.after) as Item }),
       }),
     );
-    const heads = (out.Items ?? []).map(toVersion);
-    return out.LastEvaluatedKey ? { heads, next: JSON.stringify(out.LastEvaluatedKey) } : { heads };
+    const items = out.Items ?? [];
+    return out.LastEvaluatedKey ? { items, next: JSON.stringify(out.LastEvaluatedKey) } : { items };
   }
 
   async *scanPendingUploads(): AsyncIterable<{ sha256: string; uploadId: string }> {
@@ -875,38 +902,22 @@ export class DynamoLedger implements Ledger {
       { client: this.db, pageSize: 500 },
       {
         TableName: this.table,
-        FilterExpression: 'begins_with(pk, :b) AND begins_with(sk, :u)',
-        ExpressionAttributeValues: { ':b': PK.blob, ':u': SK.pendingUpload },
+        FilterExpression: PENDING_FILTER.expression,
+        ExpressionAttributeValues: PENDING_FILTER.values,
         ConsistentRead: true,
       },
     );
-    for await (const page of pages) {
-      for (const item of page.Items ?? []) {
-        yield { sha256: (item.pk as string).slice(PK.blob.length), uploadId: item.uploadId as string };
-      }
-    }
+    for await (const page of pages) for (const item of page.Items ?? []) yield pendingPointer(item);
   }
 
   async pagePendingUploads(options: { after?: string | undefined; limit: number }): Promise<{
     pointers: { sha256: string; uploadId: string }[];
     next?: string | undefined;
   }> {
-    const out = await this.db.send(
-      new ScanCommand({
-        TableName: this.table,
-        FilterExpression: 'begins_with(pk, :b) AND begins_with(sk, :u)',
-        ExpressionAttributeValues: { ':b': PK.blob, ':u': SK.pendingUpload },
-        Limit: options.limit,
-        // Eventually consistent: the sweep reads each upload again before it acts (core/pending-sweep.ts).
-        ConsistentRead: false,
-        ...(options.after === undefined ? {} : { ExclusiveStartKey: JSON.parse(options.after) as Item }),
-      }),
-    );
-    const pointers = (out.Items ?? []).map((item) => ({
-      sha256: (item.pk as string).slice(PK.blob.length),
-      uploadId: item.uploadId as string,
-    }));
-    return out.LastEvaluatedKey ? { pointers, next: JSON.stringify(out.LastEvaluatedKey) } : { pointers };
+    // Eventually consistent: the sweep reads each upload again before it acts (core/pending-sweep.ts).
+    const page = await this.scanPage(PENDING_FILTER, options);
+    const pointers = page.items.map(pendingPointer);
+    return page.next === undefined ? { pointers } : { pointers, next: page.next };
   }
 
   async getSweepCheckpoint(): Promise<string | undefined> {
