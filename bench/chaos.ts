@@ -278,6 +278,7 @@ async function converge(
   const access = accessOf(sandbox);
   const started = Date.now();
   let lastRepair = 0;
+  let lastReport = Date.now();
   const committed = new Set<string>();
   try {
     for (;;) {
@@ -288,6 +289,13 @@ async function converge(
       const differ = await differences(sandbox, client, access.check, results, committed);
       const seconds = (Date.now() - started) / 1000;
       if (differ.length === 0) return { converged: true, seconds };
+      // A long convergence says what it is still waiting for, so a run cut short is not blind.
+      if (Date.now() - lastReport >= 30_000) {
+        lastReport = Date.now();
+        log(
+          `chaos: converging for ${Math.round(seconds)} s: ${differ.length} differences, e.g. ${differ.slice(0, 3).join(', ')}`,
+        );
+      }
       if (seconds > timeoutSeconds) {
         log(
           `chaos: not converged after ${timeoutSeconds} s: ${differ.length} differences, e.g. ${differ.slice(0, 5).join(', ')}`,
