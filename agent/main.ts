@@ -6,9 +6,20 @@ import { Command, CommanderError } from 'commander';
 import { registerAgentCommand } from './command.ts';
 import { AgentExitError } from './errors.ts';
 
+// Run through its own bin, the agent is `media-mirror-agent`, not a verb of `media-mirror`: its
+// help names it so (`media-mirror-agent verify`, not `media-mirror agent verify`). Set before the
+// agent's commands are added, which inherit it.
 const program = new Command()
-  .name('media-mirror')
+  .name('media-mirror-agent')
   .exitOverride()
+  .configureHelp({
+    commandUsage: (cmd) => {
+      const names: string[] = [];
+      for (let c: Command | null = cmd; c !== null; c = c.parent)
+        if (c.parent !== program) names.unshift(c.name());
+      return `${names.join(' ')} ${cmd.usage()}`;
+    },
+  })
   .option(
     '--endpoints <file>',
     'endpoints file written by npm start (default: $MIRROR_DATA_DIR/endpoints.json)',
@@ -22,10 +33,12 @@ try {
   if (error instanceof CommanderError) {
     process.exitCode = error.exitCode === 0 ? 0 : 2;
   } else if (error instanceof AgentExitError) {
-    process.stderr.write(`media-mirror: ${error.message}\n`);
+    process.stderr.write(`media-mirror-agent: ${error.message}\n`);
     process.exitCode = error.exitCode;
   } else {
-    process.stderr.write(`media-mirror: unexpected error: ${(error as Error).stack ?? String(error)}\n`);
+    process.stderr.write(
+      `media-mirror-agent: unexpected error: ${(error as Error).stack ?? String(error)}\n`,
+    );
     process.exitCode = 1;
   }
 }
