@@ -153,6 +153,10 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
  * `POST /v1/uploads/{id}/proof`: commits a pending upload without its bytes when the digest
  * proves the caller holds them; otherwise the one refusal (`proof_not_accepted`) and the
  * upload stays pending for its bytes.
+ *
+ * A proof for an upload a proof already committed is a retry whose answer was lost (the api
+ * died after the commit, a timeout): it gets that answer again, the committed version, and
+ * nothing more happens. It reveals nothing `GET /v1/uploads/{id}` does not.
  */
 export async function proveUploadById(
   deps: UploadDeps,
@@ -160,6 +164,16 @@ export async function proveUploadById(
   digest: string,
 ): Promise<UploadDeduplicated> {
   const upload = await settleIfLapsed(deps, await getUpload(deps, uploadId));
+  if (upload.status === 'committed' && upload.deduplicated === true && upload.version !== undefined) {
+    deps.metrics?.count('ProofRetriesAnswered');
+    return {
+      status: 'committed',
+      uploadId,
+      path: upload.path,
+      version: upload.version,
+      deduplicated: true,
+    };
+  }
   if (upload.status !== 'pending') {
     throw new UploadFinishedError(uploadId, upload.status);
   }

@@ -336,6 +336,24 @@ describe('proof of possession', () => {
     expect(done).toMatchObject({ status: 'committed', version: 1 });
   });
 
+  it('a proof sent again after it committed (its answer lost) gets the same answer; nothing more is committed', async () => {
+    const bytes = randomBytes(60 * KiB);
+    await store('pop/retry/original.bin', bytes);
+    const claimed = await claim('pop/retry/copy.bin', bytes);
+    const digest = digestFor(claimed.body.challenge, bytes);
+    const first = await prove(claimed.body.uploadId, digest);
+    expect(first.status).toBe(200);
+    const again = await prove(claimed.body.uploadId, digest);
+    expect(again.status).toBe(200);
+    expect(again.body).toEqual(first.body);
+    expect(again.body).toMatchObject({ status: 'committed', version: 1, deduplicated: true });
+    const versions = await api.call('GET', `/v1/files/${enc('pop/retry/copy.bin')}/versions`);
+    expect(versions.body.versions).toHaveLength(1);
+    // The web client's own call, as the CLI's retry makes it, resolves with the commit.
+    const client = new MirrorApi({ baseUrl: sandbox.endpoints.api, token: sandbox.endpoints.token });
+    expect(await client.proveUpload(claimed.body.uploadId, digest)).toEqual(first.body);
+  });
+
   it('the web client in Node commits stored content with no PUT, small and multipart', async () => {
     for (const size of [200 * KiB, 17 * MiB + 5]) {
       const bytes = randomBytes(size);

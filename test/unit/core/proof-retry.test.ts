@@ -1,0 +1,134 @@
+/**
+ * A proof whose answer was lost (the api died after its commit, a timeout) is sent again by the
+ * client: `POST /v1/uploads/{id}/proof` answers it as the first proof did, the committed version,
+ * and commits nothing more. On InMemoryLedger, no emulator.
+ */
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { Upload } from '../../../contracts/model.js';
+import type { ReplicationMessage } from '../../../contracts/replication-message.js';
+import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
+import { UploadFinishedError } from '../../../functions/core/errors.js';
+import { ingestBlob } from '../../../functions/core/ingest.js';
+import { issueChallenge, proofDigest } from '../../../functions/core/possession.js';
+import { abortUpload, proveUploadById, type UploadDeps } from '../../../functions/core/uploads.js';
+import { RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
+import { VersionedBlobs } from '../../support/versioned-blobs.js';
+
+function setup() {
+  const ledger = new InMemoryLedger();
+  const blobs = new VersionedBlobs({ versioned: true });
+  let failFanouts = 0;
+  const deps = {
+    ledger,
+    blobs,
+    metrics: new RecordingMetrics(),
+    clock: { now: () => new Date() },
+    feedShards: 2,
+    targets: [{ id: 'alpha', kind: 's3' as const }],
+    fanout: {
+      async send(_message: ReplicationMessage) {
+        // The api dying between its commit and its fan-out, as the crash point commit.before-fanout does.
+        if (failFanouts > 0) {
+          failFanouts--;
+          throw new Error('the invocation died');
+        }
+      },
+    },
+    replicas: () => undefined,
+    limits: {
+      maxUploadBytes: 1024 ** 3,
+      multipartThresholdBytes: 1024 ** 3,
+      contentTypes: ['image/png'],
+      presignTtlSeconds: 900,
+    },
+  } as unknown as UploadDeps;
+  return { deps, ledger, blobs, dieAfterNextCommit: () => (failFanouts = 1) };
+}
+
+type Setup = ReturnType<typeof setup>;
+
+async function claim(s: Setup, path: string, bytes: Buffer): Promise<Upload> {
+  const now = new Date(Date.now() - 1000);
+  const upload: Upload = {
+    uploadId: randomUUID(),
+    path,
+    sha256: sha256Hex(bytes),
+    size: bytes.length,
+    contentType: 'image/png',
+    status: 'pending',
+    challenge: issueChallenge(bytes.length, new Date(now.getTime() + 15 * 60 * 1000)),
+    expiresAt: new Date(now.getTime() + 15 * 60 * 1000).toISOString(),
+    createdAt: now.toISOString(),
+    updatedAt: now.toISOString(),
+  };
+  await s.ledger.putUpload(upload);
+  await s.ledger.addPendingUpload(upload.sha256, upload.uploadId);
+  return upload;
+}
+
+async function ingest(s: Setup, bytes: Buffer) {
+  const sha256 = sha256Hex(bytes);
+  const versionId = s.blobs.put(sha256, bytes);
+  await ingestBlob(s.deps, { key: `blobs/${sha256}`, size: bytes.length, etag: undefined, versionId });
+}
+
+const digest = (upload: Upload, bytes: Buffer) =>
+  proofDigest(
+    upload.challenge?.nonce as string,
+    (upload.challenge?.ranges ?? []).map((r) => bytes.subarray(r.offset, r.offset + r.length)),
+  );
+
+describe('a retried proof of possession', () => {
+  it('after the api died past the commit, the retry answers the committed version and commits nothing more', async () => {
+    const s = setup();
+    const bytes = randomBytes(3000);
+    await claim(s, 'retry/original.png', bytes);
+    await ingest(s, bytes);
+    const copy = await claim(s, 'retry/copy.png', bytes);
+    s.dieAfterNextCommit();
+    await expect(proveUploadById(s.deps, copy.uploadId, digest(copy, bytes))).rejects.toThrow(
+      'the invocation died',
+    );
+    expect(await s.ledger.getUpload(copy.uploadId)).toMatchObject({ status: 'committed', version: 1 });
+
+    const retried = await proveUploadById(s.deps, copy.uploadId, digest(copy, bytes));
+    expect(retried).toEqual({
+      status: 'committed',
+      uploadId: copy.uploadId,
+      path: 'retry/copy.png',
+      version: 1,
+      deduplicated: true,
+    });
+    expect(await s.ledger.listVersions('retry/copy.png', { limit: 10 })).toHaveLength(1);
+  });
+
+  it('after an answered proof, a second one gets the same answer', async () => {
+    const s = setup();
+    const bytes = randomBytes(2000);
+    await claim(s, 'again/original.png', bytes);
+    await ingest(s, bytes);
+    const copy = await claim(s, 'again/copy.png', bytes);
+    const first = await proveUploadById(s.deps, copy.uploadId, digest(copy, bytes));
+    expect(await proveUploadById(s.deps, copy.uploadId, digest(copy, bytes))).toEqual(first);
+    expect(await s.ledger.listVersions('again/copy.png', { limit: 10 })).toHaveLength(1);
+  });
+
+  it('an upload its own bytes committed, or one aborted, still answers upload_finished: no proof committed it', async () => {
+    const s = setup();
+    const bytes = randomBytes(1500);
+    const sent = await claim(s, 'bytes/sent.png', bytes);
+    await ingest(s, bytes);
+    expect(await s.ledger.getUpload(sent.uploadId)).toMatchObject({ status: 'committed' });
+    await expect(proveUploadById(s.deps, sent.uploadId, digest(sent, bytes))).rejects.toBeInstanceOf(
+      UploadFinishedError,
+    );
+
+    const other = randomBytes(1500);
+    const aborted = await claim(s, 'bytes/aborted.png', other);
+    await abortUpload(s.deps, aborted.uploadId);
+    await expect(proveUploadById(s.deps, aborted.uploadId, digest(aborted, other))).rejects.toThrow(
+      expect.objectContaining({ code: 'upload_finished', status: 409 }),
+    );
+  });
+});
