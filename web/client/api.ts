@@ -321,32 +321,55 @@ export class MirrorApi {
       authorization: `Bearer ${this.#token}`,
       accept: 'application/json',
     };
-    const init: RequestInit = { method, headers, signal: this.#withTimeout(signal), redirect };
+    const request = requestSignal(signal, this.#timeoutMs);
+    const init: RequestInit = { method, headers, signal: request.signal, redirect };
     if (body !== undefined) {
       headers['content-type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
     let response: Response;
+    let text: string;
     try {
-      response = await this.#fetch(`${this.baseUrl}${route}`, init);
-    } catch (error) {
-      if (signal.aborted) throw abortReason(signal);
-      const local = /^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:|\/|$)/.test(this.baseUrl);
-      const hint = local ? '; is the local stack running (npm start)?' : '';
-      const message = `cannot reach the API at ${this.baseUrl} (${what}): ${describeFetchError(error)}${hint}`;
-      throw transientError(message, 0, undefined, { cause: error });
+      try {
+        response = await this.#fetch(`${this.baseUrl}${route}`, init);
+      } catch (error) {
+        if (signal.aborted) throw abortReason(signal);
+        const local = /^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:|\/|$)/.test(this.baseUrl);
+        const hint = local ? '; is the local stack running (npm start)?' : '';
+        const message = `cannot reach the API at ${this.baseUrl} (${what}): ${describeFetchError(error)}${hint}`;
+        throw transientError(message, 0, undefined, { cause: error });
+      }
+      text = await response.text().catch(() => '');
+    } finally {
+      request.release();
     }
-    const text = await response.text().catch(() => '');
     if (!response.ok && !(redirect === 'manual' && response.status === 302))
       throw toApiError(what, response, text);
     return { status: response.status, text, headers: response.headers };
   }
+}
 
-  #withTimeout(signal: AbortSignal): AbortSignal {
-    if (this.#timeoutMs === undefined) return signal;
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
-    return signal === never ? timeout : AbortSignal.any([signal, timeout]);
-  }
+/**
+ * A signal for one request: aborted by the caller's signal or at the time limit; `release`
+ * unlinks it once the answer is read. fetch (undici) keeps its 'abort' listener on the signal
+ * it is given until that request is garbage-collected, and AbortSignal.any keeps a reference to
+ * every signal it made in its sources (Node 20), so a signal that outlives the request (the
+ * caller's, or `never`) is never handed to either: a poll loop would pile up listeners on it.
+ */
+function requestSignal(caller: AbortSignal, timeoutMs: number | undefined) {
+  const own = new AbortController();
+  const forward = () => own.abort(abortReason(caller));
+  if (caller.aborted) forward();
+  else caller.addEventListener('abort', forward, { once: true });
+  const timer =
+    timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => own.abort(new DOMException('The operation timed out.', 'TimeoutError')), timeoutMs);
+  const release = () => {
+    caller.removeEventListener('abort', forward);
+    clearTimeout(timer);
+  };
+  return { signal: own.signal, release };
 }
 
 /** An answer checked against the body the route table gives its status. */
