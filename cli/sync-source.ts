@@ -5,7 +5,8 @@
  * that is unchanged. A bucket's object is streamed once to a temporary file while it is hashed
  * (memory stays flat whatever its size; at most `--jobs` objects are on disk at a time), and the
  * upload, when one is needed, sends that file: one GET per object, none for an object the cache
- * and the mirror already agree on.
+ * and the mirror already agree on. The temporary folder goes at the run's end, and on Ctrl-C or
+ * SIGTERM too (cli/sync-temp.ts).
  */
 import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
@@ -20,6 +21,7 @@ import type { Digest } from '../common/sha256.ts';
 import { createSha256 } from '../common/sha256-node.ts';
 import { EXIT, MirrorCliError } from './errors.ts';
 import { hashFile } from './hash-file.ts';
+import { removeOnExit } from './sync-temp.ts';
 
 export interface SourceEntry {
   /** Relative to the source's root, '/'-separated: the mirror path's tail and the cache's key. */
@@ -131,8 +133,12 @@ export function bucketSource(s3: S3Client, url: string): SyncSource {
   const objects = new Map<string, ListedObject>();
   const spooled = new Map<string, SourceFile>();
   let spool: Promise<string> | undefined;
+  let cancelRemoval: (() => void) | undefined;
   const spoolDir = () => {
-    spool ??= mkdtemp(join(tmpdir(), 'media-mirror-sync-'));
+    spool ??= mkdtemp(join(tmpdir(), 'media-mirror-sync-')).then((dir) => {
+      cancelRemoval = removeOnExit(dir);
+      return dir;
+    });
     return spool;
   };
   const objectOf = (entry: SourceEntry) => {
@@ -168,7 +174,9 @@ export function bucketSource(s3: S3Client, url: string): SyncSource {
       if (got !== undefined) await rm(got.file, { force: true });
     },
     async close() {
-      if (spool !== undefined) await rm(await spool, { recursive: true, force: true });
+      if (spool === undefined) return;
+      await rm(await spool, { recursive: true, force: true });
+      cancelRemoval?.();
     },
   };
 }

@@ -1,0 +1,136 @@
+/**
+ * `media-mirror sync --from s3://...` spools objects in `$TMPDIR/media-mirror-sync-*`: stopped
+ * by Ctrl-C (SIGINT) or SIGTERM mid-run, the installed-style bin (bin/media-mirror.js, run as a
+ * process of its own with a TMPDIR of its own) leaves no such folder behind, and still ends by
+ * the signal.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseTopology } from '../../contracts/topology.ts';
+import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
+
+const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+const topology = parseTopology({
+  homeRegion: 'us-east-1',
+  targets: [{ id: 'eu-west-1', kind: 's3', region: 'eu-west-1' }],
+  limits: { maxUploadBytes: 64 * 1024 * 1024, contentTypes: ['image/*'], presignTtlSeconds: 600 },
+});
+const OBJECTS = 40;
+
+let dataDir: string;
+let work: string;
+let sandbox: Sandbox;
+let s3: S3Client;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'mirror-sync-int-'));
+  work = await mkdtemp(join(tmpdir(), 'mirror-sync-int-work-'));
+  sandbox = await startSandbox({
+    dataDir,
+    port: 0,
+    s3Port: 0,
+    sqsPort: 0,
+    dynamodbPort: 0,
+    topology,
+    env: {},
+    webDir: null,
+    schedules: false,
+    polling: { waitTimeSeconds: 1 },
+    log: () => {},
+    functionLog: () => {},
+  });
+  const { endpoint, region, credentials } = sandbox.endpoints.s3;
+  s3 = new S3Client({ endpoint, region, credentials, forcePathStyle: true });
+  await s3.send(new CreateBucketCommand({ Bucket: 'old-library' }));
+  // Enough objects (each distinct) that the run is far from done when the signal comes.
+  for (let i = 0; i < OBJECTS; i++) {
+    const body = Buffer.alloc(256 * 1024, i);
+    await s3.send(new PutObjectCommand({ Bucket: 'old-library', Key: `media/${i}.jpg`, Body: body }));
+  }
+}, 180_000);
+
+afterAll(async () => {
+  s3?.destroy();
+  await sandbox?.stop();
+  for (const d of [dataDir, work]) if (d) await rm(d, { recursive: true, force: true });
+});
+
+const spools = async (dir: string) =>
+  (await readdir(dir)).filter((name) => name.startsWith('media-mirror-sync-'));
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 90_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const got = await probe();
+    if (got !== undefined) return got;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Starts `sync --from` with a TMPDIR of its own; resolves once its spool folder holds an object. */
+async function startSync(
+  tmp: string,
+): Promise<{ child: ChildProcess; exited: Promise<[number | null, string | null]>; err: () => string }> {
+  const { endpoint, credentials } = sandbox.endpoints.s3;
+  const child = spawn(
+    process.execPath,
+    [
+      join(repoRoot, 'bin/media-mirror.js'),
+      '--endpoints',
+      sandbox.endpointsFile,
+      'sync',
+      '--from',
+      's3://old-library/media',
+      'imported',
+      '--no-cache',
+      '--jobs',
+      '2',
+    ],
+    {
+      cwd: work,
+      env: {
+        PATH: process.env.PATH,
+        TMPDIR: tmp,
+        AWS_ENDPOINT_URL_S3: endpoint,
+        AWS_ACCESS_KEY_ID: credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let err = '';
+  child.stderr?.on('data', (b: Buffer) => {
+    err += b.toString();
+  });
+  child.stdout?.resume();
+  const exited = new Promise<[number | null, string | null]>((resolve) =>
+    child.on('exit', (code, signal) => resolve([code, signal])),
+  );
+  await until(`a spooled object in ${tmp} (stderr: ${err})`, async () => {
+    for (const spool of await spools(tmp)) if ((await readdir(join(tmp, spool))).length > 0) return true;
+    return undefined;
+  });
+  return { child, exited, err: () => err };
+}
+
+describe('sync --from interrupted', () => {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`leaves no media-mirror-sync-* folder behind on ${signal}`, async () => {
+      const tmp = join(work, `tmp-${signal}`);
+      await mkdir(tmp);
+      const run = await startSync(tmp);
+      expect(await spools(tmp)).toHaveLength(1);
+      run.child.kill(signal);
+      const [code, endedBy] = await run.exited;
+      expect(await spools(tmp)).toEqual([]);
+      // Still ended by the signal, as an uncaught one ends a process (a shell shows 130 / 143).
+      expect({ code, endedBy }).toEqual({ code: null, endedBy: signal });
+    }, 180_000);
+  }
+});
