@@ -32,6 +32,7 @@ import {
 } from '../../contracts/api.ts';
 import { ApiError, abortReason, transientError } from './errors.ts';
 import { type BackoffOptions, isRetryableStatus, retryAfterMs } from './plan.ts';
+import { requestSignal } from './request-signal.ts';
 import { withRetries } from './retry.ts';
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
@@ -347,29 +348,6 @@ export class MirrorApi {
       throw toApiError(what, response, text);
     return { status: response.status, text, headers: response.headers };
   }
-}
-
-/**
- * A signal for one request: aborted by the caller's signal or at the time limit; `release`
- * unlinks it once the answer is read. fetch (undici) keeps its 'abort' listener on the signal
- * it is given until that request is garbage-collected, and AbortSignal.any keeps a reference to
- * every signal it made in its sources (Node 20), so a signal that outlives the request (the
- * caller's, or `never`) is never handed to either: a poll loop would pile up listeners on it.
- */
-function requestSignal(caller: AbortSignal, timeoutMs: number | undefined) {
-  const own = new AbortController();
-  const forward = () => own.abort(abortReason(caller));
-  if (caller.aborted) forward();
-  else caller.addEventListener('abort', forward, { once: true });
-  const timer =
-    timeoutMs === undefined
-      ? undefined
-      : setTimeout(() => own.abort(new DOMException('The operation timed out.', 'TimeoutError')), timeoutMs);
-  const release = () => {
-    caller.removeEventListener('abort', forward);
-    clearTimeout(timer);
-  };
-  return { signal: own.signal, release };
 }
 
 /** An answer checked against the body the route table gives its status. */

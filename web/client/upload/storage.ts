@@ -4,6 +4,7 @@
  */
 import { ApiError, abortReason, transientError } from '../errors.ts';
 import { isRetryableStatus } from '../plan.ts';
+import { requestSignal } from '../request-signal.ts';
 import { type RetryOptions, withRetries } from '../retry.ts';
 
 export interface PutAnswer {
@@ -52,16 +53,23 @@ export function choosePutter(fetchImpl: typeof fetch, fetchGiven: boolean): Putt
 
 export function fetchPutter(fetchImpl: typeof fetch): Putter {
   return async (url, headers, body, signal, onSent) => {
+    // The upload's signal spans all its parts: each PUT hands fetch one of its own.
+    const request = requestSignal(signal);
     let response: Response;
+    let text: string;
     try {
-      response = await fetchImpl(url, { method: 'PUT', headers, body, signal });
-    } catch (error) {
-      if (signal.aborted) throw abortReason(signal);
-      throw transientError(`could not reach storage (${(error as Error).message})`, 0, undefined, {
-        cause: error,
-      });
+      try {
+        response = await fetchImpl(url, { method: 'PUT', headers, body, signal: request.signal });
+      } catch (error) {
+        if (signal.aborted) throw abortReason(signal);
+        throw transientError(`could not reach storage (${(error as Error).message})`, 0, undefined, {
+          cause: error,
+        });
+      }
+      text = await response.text().catch(() => '');
+    } finally {
+      request.release();
     }
-    const text = await response.text().catch(() => '');
     if (response.ok) onSent(body.size);
     return { status: response.status, body: text, etag: response.headers.get('etag') ?? undefined };
   };
