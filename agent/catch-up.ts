@@ -103,19 +103,15 @@ export class FeedFollower {
       }
       if (this.pokeReason === undefined) {
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, waitMs);
-          this.wake = () => {
+          // Whichever ends the wait unhooks the rest: the stop signal outlives every round.
+          const done = () => {
             clearTimeout(timer);
+            signal.removeEventListener('abort', done);
             resolve();
           };
-          signal.addEventListener(
-            'abort',
-            () => {
-              clearTimeout(timer);
-              resolve();
-            },
-            { once: true },
-          );
+          const timer = setTimeout(done, waitMs);
+          this.wake = done;
+          signal.addEventListener('abort', done, { once: true });
         });
         this.wake = undefined;
       }

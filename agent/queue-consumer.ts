@@ -112,8 +112,13 @@ export class QueueConsumer {
     const room = this.maxHeld - this.held.size;
     if (room > 0) return room;
     await new Promise<void>((resolve) => {
-      this.slotFreed = resolve;
-      signal.addEventListener('abort', () => resolve(), { once: true });
+      // The receive signal outlives every wait: a freed slot unhooks the abort listener.
+      const done = () => {
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.slotFreed = done;
+      signal.addEventListener('abort', done, { once: true });
     });
     return 0;
   }

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import type { VersionInfo } from '../../../agent/applier.ts';
 import { Conditions } from '../../../agent/conditions.ts';
@@ -171,5 +172,27 @@ describe('queue consumer', () => {
     const lines = log.entries.filter((e) => e.fields.condition === 'network');
     expect(lines.map((l) => l.level)).toEqual(['error', 'info']);
     expect(lines[1]?.msg).toBe('recovered: network');
+  });
+  it('waiting for a free slot, again and again, leaves no abort listener behind on the receive signal', async () => {
+    const queue = new FakeQueue();
+    const signals = new Set<AbortSignal>();
+    const receive = queue.receive.bind(queue);
+    queue.receive = (options) => {
+      signals.add(options.signal);
+      return receive(options);
+    };
+    // Every slot (10) taken at each receive: the consumer waits for one to free 300 times over.
+    for (let i = 0; i < 300; i++) queue.push(`g-${i}`, message(`p${i}`, 1));
+    const { c } = consumer(queue, async () => {
+      await new Promise((r) => setTimeout(r, 1));
+      return { kind: 'applied', bytes: 1, adopted: false };
+    });
+    const run = c.run();
+    await until(() => queue.deleted.length === 300, 20_000);
+    expect(signals.size).toBe(1);
+    const [signal] = [...signals] as [AbortSignal];
+    expect(getEventListeners(signal, 'abort').length).toBeLessThanOrEqual(1);
+    c.stopReceiving();
+    await run;
   });
 });
