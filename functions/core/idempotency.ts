@@ -17,7 +17,11 @@ import type { Clock, IdempotencyLedger, Metrics, VersionLedger } from './ports.j
 /** A key is remembered this long; after that the same key starts a new request. */
 export const IDEMPOTENCY_KEY_TTL_MS = 24 * 60 * 60 * 1000;
 
-/** A claim whose request died (timeout, crash) may be taken over after this: above the API's 29 s timeout. */
+/**
+ * How long a claim holds its key when the caller cannot say how long its invocation may still run
+ * (no Lambda context): above the API's 29 s timeout. The API passes its invocation's remaining time
+ * instead (see runOnce).
+ */
 export const IDEMPOTENCY_LOCK_MS = 60 * 1000;
 
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
@@ -66,12 +70,24 @@ export function requestHash(request: unknown): string {
   return createHash('sha256').update(canonicalJson(request)).digest('hex');
 }
 
+export interface RunOnceOptions {
+  /**
+   * How long the invocation running this request may still run (Lambda's
+   * `getRemainingTimeInMillis()`). The claim holds the key until then: past that deadline the
+   * invocation has been ended, so a retry may take the key over (Powertools' idempotency utility
+   * does the same with its in-progress expiry). @default IDEMPOTENCY_LOCK_MS
+   */
+  readonly remainingMs?: number | undefined;
+}
+
 /**
  * Runs `run` once per key: the first request's successful answer is stored and returned to every
  * retry with the same key and the same request (`replayed: true`). The same key with another request
- * is refused (422); a retry while the first still runs is told to come back (409). A failed request
- * stores nothing and frees the key, so its retry runs afresh (it changed nothing, or the domain's
- * own checks, such as identical-to-head, make running it again harmless).
+ * is refused (422); a retry while the first still runs is told to come back (409, with the seconds
+ * until the first request's invocation has surely ended). A retry after that takes the key over and
+ * runs afresh: the domain's own checks (identical-to-head, a delete finding its own tombstone, a
+ * proof finding its own commit) answer what the dead request had done. A failed request stores
+ * nothing and frees the key, so its retry runs afresh too.
  *
  * `request` identifies the operation and everything that shapes its effect (route, path, body).
  */
@@ -80,16 +96,18 @@ export async function runOnce(
   key: string | undefined,
   request: unknown,
   run: () => Promise<Answer>,
+  options: RunOnceOptions = {},
 ): Promise<Answer & { replayed: boolean }> {
   if (key === undefined) return { ...(await run()), replayed: false };
   const now = deps.clock.now();
   const hash = requestHash(request);
   const claimToken = randomUUID();
+  const lockMs = Math.max(0, options.remainingMs ?? IDEMPOTENCY_LOCK_MS);
   const holder = await deps.ledger.claimIdempotencyKey({
     key,
     requestHash: hash,
     claimToken,
-    lockedUntil: new Date(now.getTime() + IDEMPOTENCY_LOCK_MS).toISOString(),
+    lockedUntil: new Date(now.getTime() + lockMs).toISOString(),
     expiresAt: new Date(now.getTime() + IDEMPOTENCY_KEY_TTL_MS).toISOString(),
     now: now.toISOString(),
   });
@@ -99,8 +117,7 @@ export async function runOnce(
       deps.metrics?.count('IdempotentReplays');
       return { ...(JSON.parse(holder.response) as Answer), replayed: true };
     }
-    // A claim usually answers within a second; its lock (up to a minute) only bounds a dead request.
-    throw new IdempotencyInProgressError(1);
+    throw new IdempotencyInProgressError(secondsUntilTakeover(holder.lockedUntil, now));
   }
 
   let answer: Answer;
@@ -120,6 +137,15 @@ export async function runOnce(
     await deps.ledger.releaseIdempotencyKey(key, claimToken).catch(() => undefined);
   }
   return { ...answer, replayed: false };
+}
+
+/**
+ * Whole seconds until a retry can take the key over: the claim's lock has to be passed (the ledger's
+ * condition is `lockedUntil < now`), so this lands strictly after it. At least 1.
+ */
+function secondsUntilTakeover(lockedUntil: string | undefined, now: Date): number {
+  const left = lockedUntil === undefined ? 0 : Date.parse(lockedUntil) - now.getTime();
+  return Number.isFinite(left) && left >= 0 ? Math.floor(left / 1000) + 1 : 1;
 }
 
 /**

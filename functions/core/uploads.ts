@@ -3,7 +3,7 @@
  * where to send the bytes and a proof-of-possession challenge, see possession.ts),
  * report state, delete.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import {
   AUTOMATIC_HEADERS,
   type CreateUploadResponse,
@@ -516,15 +516,30 @@ export async function getFile(deps: Pick<UploadDeps, 'ledger' | 'targets'>, path
   return { path, head, targets };
 }
 
+/**
+ * The id a delete sent under an Idempotency-Key commits its tombstone with: the same for every
+ * retry of it, so a retry that runs afresh (its first invocation died after the commit) finds the
+ * tombstone it made.
+ */
+export function deleteRequestId(idempotencyKey: string, path: string): string {
+  return `delete-${createHash('sha256').update(`${idempotencyKey}\n${path}`).digest('hex').slice(0, 32)}`;
+}
+
+/**
+ * Commits a tombstone at `path`. `requestId` (deleteRequestId) names the request: a head that is
+ * the tombstone it committed already is the answer, not a 404.
+ */
 export async function deleteFile(
   deps: CommitDeps,
   path: string,
   ifVersion: number | undefined,
+  requestId?: string | undefined,
 ): Promise<FileVersion> {
   const head = await deps.ledger.getHead(path);
+  if (head?.deleted && requestId !== undefined && head.uploadId === requestId) return head;
   if (!head || head.deleted) throw new NotFoundError(`no file at "${path}"`, 'path');
   return commitVersion(deps, {
-    uploadId: `delete-${randomUUID()}`,
+    uploadId: requestId ?? `delete-${randomUUID()}`,
     path,
     sha256: null,
     size: 0,

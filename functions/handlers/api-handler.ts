@@ -39,6 +39,7 @@ import {
   contentUrl,
   createUpload,
   deleteFile,
+  deleteRequestId,
   describeUpload,
   getFile,
   presignParts,
@@ -48,12 +49,14 @@ import {
   type UploadDeps,
 } from '../core/uploads.js';
 import { listFileVersions } from '../core/versions.js';
-import { answerOnce, type HttpAnswer } from './idempotent.js';
+import { answerOnce, type HttpAnswer, idempotencyKeyOf } from './idempotent.js';
 import { routingPath } from './routing.js';
 
 type Event = APIGatewayProxyEventV2;
 type Result = APIGatewayProxyStructuredResultV2;
 export type ApiHandler = (event: Event, context: Context) => Promise<Result>;
+/** What a route reads of its Lambda invocation: how long it may still run (an Idempotency-Key's claim lasts that long). */
+type Invocation = Pick<Context, 'getRemainingTimeInMillis'>;
 
 /** A target as the API shows it (`GET /v1/targets`) and the path policy weighs it. */
 export interface ApiTarget {
@@ -244,17 +247,23 @@ function limits({ deps }: RouteScope): Result {
   });
 }
 
-async function claimUpload({ deps, paths }: RouteScope, event: Event): Promise<Result> {
+async function claimUpload({ deps, paths }: RouteScope, event: Event, context?: Invocation): Promise<Result> {
   const body = parse(contract.createUpload.body, jsonBody(event));
   const path = paths.admit(body.path);
   const request = { route: 'POST /v1/uploads', ...body, path };
-  const answer = await answerOnce(deps, event, request, async () => {
-    await paths.checkOccupancy(path, deps.ledger);
-    const result = await createUpload(deps, { ...body, path });
-    const statusCode = result.status === 'committed' ? 200 : 201;
-    checkAnswer(contract.createUpload, statusCode, result);
-    return { statusCode, body: result };
-  });
+  const answer = await answerOnce(
+    deps,
+    event,
+    request,
+    async () => {
+      await paths.checkOccupancy(path, deps.ledger);
+      const result = await createUpload(deps, { ...body, path });
+      const statusCode = result.status === 'committed' ? 200 : 201;
+      checkAnswer(contract.createUpload, statusCode, result);
+      return { statusCode, body: result };
+    },
+    context,
+  );
   return replyOnce(contract.createUpload, answer);
 }
 
@@ -303,35 +312,50 @@ async function fileContent({ deps, paths }: RouteScope, event: Event): Promise<R
   return { statusCode: 302, headers: { location: url, 'cache-control': 'no-store' }, body: '' };
 }
 
-async function removeFile({ deps, paths }: RouteScope, event: Event): Promise<Result> {
+async function removeFile({ deps, paths }: RouteScope, event: Event, context?: Invocation): Promise<Result> {
   const path = pathParam(paths, event);
   const { ifVersion } = query(deleteFileQuerySchema, event);
   const request = { route: 'DELETE /v1/files/{path}', path, ifVersion };
-  const answer = await answerOnce(deps, event, request, async () => {
-    const version = await deleteFile(deps, path, ifVersion);
-    const body = { status: 'committed', path, version: version.version, deleted: true } as const;
-    checkAnswer(contract.deleteFile, 200, body);
-    return { statusCode: 200, body };
-  });
+  const key = idempotencyKeyOf(event);
+  // Under a key, every retry commits under one id: one that takes over a dead request's key finds its tombstone.
+  const requestId = key === undefined ? undefined : deleteRequestId(key, path);
+  const answer = await answerOnce(
+    deps,
+    event,
+    request,
+    async () => {
+      const version = await deleteFile(deps, path, ifVersion, requestId);
+      const body = { status: 'committed', path, version: version.version, deleted: true } as const;
+      checkAnswer(contract.deleteFile, 200, body);
+      return { statusCode: 200, body };
+    },
+    context,
+  );
   return replyOnce(contract.deleteFile, answer);
 }
 
-async function restoreFile({ deps, paths }: RouteScope, event: Event): Promise<Result> {
+async function restoreFile({ deps, paths }: RouteScope, event: Event, context?: Invocation): Promise<Result> {
   const path = pathParam(paths, event);
   const { from, ifVersion } = parse(contract.restoreVersion.body, jsonBody(event));
   const request = { route: 'POST /v1/files/{path}/versions', path, from, ifVersion };
-  const answer = await answerOnce(deps, event, request, async () => {
-    const version = await restoreVersion(deps, path, from, ifVersion);
-    const body = {
-      status: 'committed',
-      path,
-      version: version.version,
-      restoredFrom: from,
-      sha256: version.sha256 as string,
-    } as const;
-    checkAnswer(contract.restoreVersion, 201, body);
-    return { statusCode: 201, body };
-  });
+  const answer = await answerOnce(
+    deps,
+    event,
+    request,
+    async () => {
+      const version = await restoreVersion(deps, path, from, ifVersion);
+      const body = {
+        status: 'committed',
+        path,
+        version: version.version,
+        restoredFrom: from,
+        sha256: version.sha256 as string,
+      } as const;
+      checkAnswer(contract.restoreVersion, 201, body);
+      return { statusCode: 201, body };
+    },
+    context,
+  );
   return replyOnce(contract.restoreVersion, answer);
 }
 
@@ -389,19 +413,21 @@ function uploadRoutes({ deps }: RouteScope) {
 type RouteName = keyof typeof contract;
 
 /** Every route of the contract, answered. */
-function answerers(scope: RouteScope): Record<RouteName, (event: Event) => Promise<Result>> {
+function answerers(
+  scope: RouteScope,
+): Record<RouteName, (event: Event, context?: Invocation) => Promise<Result>> {
   return {
     getHealth: async () => reply(contract.getHealth, 200, { status: 'ok', time: new Date().toISOString() }),
     getLimits: async () => limits(scope),
     listTargets: () => listTargets(scope),
-    createUpload: (event) => claimUpload(scope, event),
+    createUpload: (event, context) => claimUpload(scope, event, context),
     ...uploadRoutes(scope),
     listFiles: (event) => files(scope, event),
     getFile: (event) => fileStatus(scope, event),
     listVersions: (event) => fileVersions(scope, event),
     getContent: (event) => fileContent(scope, event),
-    deleteFile: (event) => removeFile(scope, event),
-    restoreVersion: (event) => restoreFile(scope, event),
+    deleteFile: (event, context) => removeFile(scope, event, context),
+    restoreVersion: (event, context) => restoreFile(scope, event, context),
     listChanges: (event) => changes(scope, event),
   };
 }

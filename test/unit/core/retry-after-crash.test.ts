@@ -1,17 +1,24 @@
 /**
- * A proof whose answer was lost (the api died after its commit, a timeout) is sent again by the
- * client: `POST /v1/uploads/{id}/proof` answers it as the first proof did, the committed version,
- * and commits nothing more. On InMemoryLedger, no emulator.
+ * Requests whose answer was lost (the api died after its commit, a timeout) are sent again by the
+ * client, and the retry runs afresh once it takes the Idempotency-Key over (core/idempotency.ts):
+ * `POST /v1/uploads/{id}/proof` answers it as the first proof did, the committed version, and a
+ * delete finds the tombstone it committed. Nothing is committed twice. On InMemoryLedger, no emulator.
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Upload } from '../../../contracts/model.js';
 import type { ReplicationMessage } from '../../../contracts/replication-message.js';
 import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
-import { UploadFinishedError } from '../../../functions/core/errors.js';
-import { ingestBlob } from '../../../functions/core/ingest.js';
+import { NotFoundError, UploadFinishedError } from '../../../functions/core/errors.js';
+import { type IngestDeps, ingestBlob } from '../../../functions/core/ingest.js';
 import { issueChallenge, proofDigest } from '../../../functions/core/possession.js';
-import { abortUpload, proveUploadById, type UploadDeps } from '../../../functions/core/uploads.js';
+import {
+  abortUpload,
+  deleteFile,
+  deleteRequestId,
+  proveUploadById,
+  type UploadDeps,
+} from '../../../functions/core/uploads.js';
 import { RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
 import { VersionedBlobs } from '../../support/versioned-blobs.js';
 
@@ -42,7 +49,7 @@ function setup() {
       contentTypes: ['image/png'],
       presignTtlSeconds: 900,
     },
-  } as unknown as UploadDeps;
+  } as unknown as UploadDeps & IngestDeps;
   return { deps, ledger, blobs, dieAfterNextCommit: () => (failFanouts = 1) };
 }
 
@@ -130,5 +137,35 @@ describe('a retried proof of possession', () => {
     await expect(proveUploadById(s.deps, aborted.uploadId, digest(aborted, other))).rejects.toThrow(
       expect.objectContaining({ code: 'upload_finished', status: 409 }),
     );
+  });
+});
+
+describe('a delete retried under its Idempotency-Key after the api died past its commit', () => {
+  it('finds its own tombstone and answers it; no second tombstone', async () => {
+    const s = setup();
+    const bytes = randomBytes(500);
+    await claim(s, 'del/a.png', bytes);
+    await ingest(s, bytes);
+    const id = deleteRequestId('key-1', 'del/a.png');
+    s.dieAfterNextCommit();
+    await expect(deleteFile(s.deps, 'del/a.png', 1, id)).rejects.toThrow('the invocation died');
+    expect(await s.ledger.getHead('del/a.png')).toMatchObject({ version: 2, deleted: true });
+
+    // With ifVersion (the head has moved past it, to our own tombstone) and without.
+    expect(await deleteFile(s.deps, 'del/a.png', 1, id)).toMatchObject({ version: 2, deleted: true });
+    expect(await deleteFile(s.deps, 'del/a.png', undefined, id)).toMatchObject({ version: 2, deleted: true });
+    expect(await s.ledger.listVersions('del/a.png', { limit: 10 })).toHaveLength(2);
+    // Another request (another key) deleting the deleted file is still told there is none.
+    await expect(
+      deleteFile(s.deps, 'del/a.png', undefined, deleteRequestId('key-2', 'del/a.png')),
+    ).rejects.toBeInstanceOf(NotFoundError);
+    await expect(deleteFile(s.deps, 'del/a.png', undefined)).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('the request id depends on the key and the path only', () => {
+    expect(deleteRequestId('k', 'a')).toBe(deleteRequestId('k', 'a'));
+    expect(deleteRequestId('k', 'a')).not.toBe(deleteRequestId('k', 'b'));
+    expect(deleteRequestId('k', 'a')).not.toBe(deleteRequestId('j', 'a'));
+    expect(deleteRequestId('k', 'a')).toMatch(/^delete-[0-9a-f]{32}$/);
   });
 });
