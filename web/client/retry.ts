@@ -13,12 +13,25 @@ export interface RetryOptions {
 
 const isTransient = (error: unknown): error is ApiError => error instanceof ApiError && error.transient;
 
+/**
+ * Waits for an Idempotency-Key still held by an earlier try of the same request (409
+ * `idempotency_in_progress`), on top of the retries for failures. That answer is no failure: its
+ * Retry-After says when the earlier try's invocation has surely ended and the key can be taken
+ * over (docs/api.md). One wait covers a try that died; more cover a takeover that died too.
+ */
+export const IN_PROGRESS_WAITS = 3;
+
+const isInProgress = (error: unknown): error is ApiError =>
+  isTransient(error) && error.code === 'idempotency_in_progress';
+
 /** Runs `task` with retries on transient failures; returns its value or throws its last error. */
 export async function withRetries<T>(
   task: (attempt: number) => Promise<T>,
   options: RetryOptions,
 ): Promise<T> {
   let tries = 0;
+  let failures = 0;
+  let waits = 0;
   try {
     return await retry(
       (attempt) => {
@@ -26,13 +39,21 @@ export async function withRetries<T>(
         return task(attempt);
       },
       {
-        attempts: options.retries + 1,
+        attempts: options.retries + 1 + IN_PROGRESS_WAITS,
         baseMs: options.backoff.baseMs ?? 500,
         capMs: options.backoff.maxMs ?? 15_000,
         jitter: 'equal',
         ...(options.backoff.random ? { random: options.backoff.random } : {}),
         signal: options.signal,
-        retryable: isTransient,
+        retryable: (error) => {
+          if (isInProgress(error) && waits < IN_PROGRESS_WAITS) {
+            waits++;
+            return true;
+          }
+          if (!isTransient(error)) return false;
+          failures++;
+          return failures <= options.retries;
+        },
         minDelayMs: (error) => (isTransient(error) ? error.retryAfterMs : undefined),
       },
     );
