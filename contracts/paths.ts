@@ -166,19 +166,35 @@ export class PathPolicy {
    * The file/folder rule of file-system targets: a path cannot be a file where another live path
    * needs a folder (`a` after `a/b`), nor lie under a live file (`a/b` after `a`). Only paths some
    * pull target takes are checked. Refuses with PathRuleError `path_conflict` (the API's 400).
+   *
+   * With `deferFolders: n`, up to n of the path's folders are not read here but returned: the
+   * caller's commit checks them in its own write (the ingest's transaction), atomically with it.
    */
-  async checkOccupancy(path: string, ledger: PathOccupancy): Promise<void> {
+  async checkOccupancy(
+    path: string,
+    ledger: PathOccupancy,
+    options: { deferFolders?: number } = {},
+  ): Promise<string[]> {
     const pulls = this.selecting(path).filter((t) => t.kind === 'pull');
-    if (pulls.length === 0) return;
+    if (pulls.length === 0) return [];
     const folders = ancestorsOf(path).filter((folder) => pulls.some((t) => targetSelects(t, folder)));
+    const deferred = folders.slice(0, Math.max(0, options.deferFolders ?? 0));
+    const read = folders.slice(deferred.length);
     const [files, underneath] = await Promise.all([
-      folders.length > 0 ? ledger.liveFilesAmong(folders) : Promise.resolve([]),
+      read.length > 0 ? ledger.liveFilesAmong(read) : Promise.resolve([]),
       ledger.hasLiveFileUnder(path),
     ]);
     const file = files[0];
-    if (file !== undefined)
-      conflict(`path lies under "${file}", which is a file (a pull target cannot hold both)`);
+    if (file !== undefined) throw underFileError(file);
     if (underneath)
       conflict(`path is a folder of other files (a pull target cannot hold "${path}" as a file too)`);
+    return deferred;
   }
+}
+
+/** The folder/file rule's refusal of a path that lies under the live file `file`. */
+export function underFileError(file: string): PathRuleError {
+  return new PathRuleError(`path lies under "${file}", which is a file (a pull target cannot hold both)`, {
+    code: 'path_conflict',
+  });
 }

@@ -92,6 +92,8 @@ const CONDITIONS = {
   targetIsBehind:
     'attribute_not_exists(appliedVersion) OR appliedVersion < :version OR (appliedVersion = :version AND #status <> :verified)',
   copyUploadIs: 'uploadId = :uploadId',
+  // A live head carries the live-files index keys; a tombstone's head and no head have none.
+  holdsNoLiveFile: 'attribute_not_exists(#folderPk)',
 } as const;
 
 const COPY_UPLOAD_FIELDS = [
@@ -173,8 +175,32 @@ type TransactItem = NonNullable<
   ConstructorParameters<typeof TransactWriteCommand>[0]['TransactItems']
 >[number];
 
-/** The commit as one transaction (core/commit.ts states why each condition keeps an invariant). */
-function commitActions(table: string, { version, change, upload }: CommitWrite): TransactItem[] {
+/**
+ * The commit as one transaction (core/commit.ts states why each condition keeps an invariant); the
+ * path's folders are checked last, one `ConditionCheck` each, so their reasons follow the writes'.
+ */
+function commitActions(table: string, write: CommitWrite): TransactItem[] {
+  return [...writeActions(table, write), ...(write.vacantFolders ?? []).map((f) => vacantFolder(table, f))];
+}
+
+/** The folder/file rule, checked in the commit: the folder's head is absent or a tombstone. */
+const vacantFolder = (table: string, folder: string): TransactItem => ({
+  ConditionCheck: {
+    TableName: table,
+    Key: headItemKey(folder),
+    ConditionExpression: CONDITIONS.holdsNoLiveFile,
+    ExpressionAttributeNames: { '#folderPk': LIVE_FILES_INDEX.partitionKey },
+  },
+});
+
+/** The first of the commit's folders whose check failed: it holds a live file. */
+function occupiedFolder(reasons: readonly CancellationReason[], write: CommitWrite): string | undefined {
+  const folders = write.vacantFolders ?? [];
+  const first = reasons.length - folders.length;
+  return folders.find((_, i) => reasons[first + i]?.Code === 'ConditionalCheckFailed');
+}
+
+function writeActions(table: string, { version, change, upload }: CommitWrite): TransactItem[] {
   const previous = version.version - 1;
   const previousSeq = change.seq - 1;
   const actions: TransactItem[] = [
@@ -708,10 +734,22 @@ export class DynamoLedger implements Ledger {
       return { committed: true };
     } catch (error) {
       if (!(error instanceof TransactionCanceledException)) throw error;
-      const found = refusedState(error.CancellationReasons ?? [], version.version - 1, change.seq - 1);
-      const state = found ?? (await this.readCommitState(version.path, change.shard));
+      const reasons = error.CancellationReasons ?? [];
+      const found = refusedState(reasons, version.version - 1, change.seq - 1);
+      const occupied = occupiedFolder(reasons, write);
+      // An occupied folder refuses the commit for good: no state to retry from is needed.
+      const state =
+        found ??
+        (occupied === undefined
+          ? await this.readCommitState(version.path, change.shard)
+          : { version: version.version - 1, feedSeq: change.seq - 1 });
       const ended = upload === undefined ? undefined : await this.endedUpload(error, version.uploadId);
-      return { committed: false, state, ...(ended ? { upload: ended } : {}) };
+      return {
+        committed: false,
+        state,
+        ...(ended ? { upload: ended } : {}),
+        ...(occupied === undefined ? {} : { occupied }),
+      };
     }
   }
 

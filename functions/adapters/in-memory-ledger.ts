@@ -286,32 +286,47 @@ export class InMemoryLedger implements Ledger {
 
   async commit(write: CommitWrite): Promise<CommitResult> {
     const { version, change, upload } = copy(write);
-    const head = this.heads.get(version.path);
-    const headVersion = head?.version ?? 0;
-    const feed = this.feedOf(change.shard);
     // The pending upload is ended only for content (a tombstone ends no upload), as DynamoLedger does.
     const endsUpload = upload !== undefined && version.sha256 !== null;
-    const held = upload === undefined ? undefined : this.uploads.get(version.uploadId);
-    const headFails = headVersion !== version.version - 1;
-    const counterFails = feed.length !== change.seq - 1;
-    const uploadFails = endsUpload && held?.status !== 'pending';
-    const versionTaken = this.versions.get(version.path)?.has(version.version) === true;
-    if (headFails || counterFails || uploadFails || versionTaken) {
-      const state: CommitState = {
-        version: headVersion,
-        // DynamoDB returns the head's old item (and so its upload) only when the head's own condition failed.
-        ...(headFails && head ? { uploadId: head.uploadId } : {}),
-        feedSeq: feed.length,
-      };
-      const ended =
-        upload !== undefined &&
-        (uploadFails || !endsUpload) &&
-        held !== undefined &&
-        held.status !== 'pending';
-      return { committed: false, state, ...(ended ? { upload: copy(held) } : {}) };
+    const failed = this.failedConditions(write, endsUpload);
+    if (failed === undefined) {
+      this.apply(version, change, endsUpload ? upload : undefined);
+      return { committed: true };
     }
-    this.apply(version, change, endsUpload ? upload : undefined);
-    return { committed: true };
+    const head = this.heads.get(version.path);
+    const held = upload === undefined ? undefined : this.uploads.get(version.uploadId);
+    const state: CommitState = {
+      version: head?.version ?? 0,
+      // DynamoDB returns the head's old item (and so its upload) only when the head's own condition failed.
+      ...(failed.head && head ? { uploadId: head.uploadId } : {}),
+      feedSeq: this.feedOf(change.shard).length,
+    };
+    const ended = upload !== undefined && (failed.upload || !endsUpload) && held?.status !== 'pending';
+    return {
+      committed: false,
+      state,
+      ...(ended && held ? { upload: copy(held) } : {}),
+      ...(failed.occupied === undefined ? {} : { occupied: failed.occupied }),
+    };
+  }
+
+  /** The commit's conditions that fail, as DynamoDB's cancellation reasons name them; undefined if none. */
+  private failedConditions(
+    { version, change, vacantFolders }: CommitWrite,
+    endsUpload: boolean,
+  ): { head: boolean; upload: boolean; occupied: string | undefined } | undefined {
+    const head = (this.heads.get(version.path)?.version ?? 0) !== version.version - 1;
+    const upload = endsUpload && this.uploads.get(version.uploadId)?.status !== 'pending';
+    const occupied = this.liveFileAmong(vacantFolders ?? []);
+    const counter = this.feedOf(change.shard).length !== change.seq - 1;
+    const versionTaken = this.versions.get(version.path)?.has(version.version) === true;
+    const any = head || upload || counter || versionTaken || occupied !== undefined;
+    return any ? { head, upload, occupied } : undefined;
+  }
+
+  /** As DynamoLedger's ConditionCheck of each folder's head: absent or a tombstone passes. */
+  private liveFileAmong(folders: readonly string[]): string | undefined {
+    return folders.find((f) => this.heads.get(f)?.deleted === false);
   }
 
   private apply(version: FileVersion, change: Change, upload: CommitWrite['upload']): void {

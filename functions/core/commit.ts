@@ -16,10 +16,11 @@
 import { crashPoint } from '../../common/crash-points.ts';
 import { backoffMs, sleep } from '../../common/retry.ts';
 import type { Change, FileVersion, VersionContent } from '../../contracts/model.js';
-import type { PolicyTarget } from '../../contracts/paths.ts';
+import { type PolicyTarget, underFileError } from '../../contracts/paths.ts';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import { targetSelects } from '../../contracts/topology.js';
 import { UploadFinishedError, VersionConflictError } from './errors.js';
+import { asValidationError } from './paths.js';
 import type { Clock, CommitState, FanoutQueue, VersionLedger } from './ports.js';
 import { shardOf } from './shards.js';
 
@@ -46,6 +47,11 @@ export interface CommitRequest {
    * pending upload commits, so every worker delivering it ends in one version.
    */
   readonly endsUpload?: { readonly deduplicated: boolean } | undefined;
+  /**
+   * The path's folders the folder/file rule needs free of live files, checked in the commit's own
+   * write (at most MAX_VACANT_FOLDERS): one that holds a live file refuses it (`path_conflict`).
+   */
+  readonly vacantFolders?: readonly string[] | undefined;
 }
 
 /**
@@ -64,13 +70,19 @@ export async function commitVersion(deps: CommitDeps, request: CommitRequest): P
     const version = nextVersion(request, state, clock.now().toISOString());
     const change = feedEntry(version, shard, state.feedSeq + 1, clock.now().toISOString());
     const started = performance.now();
-    const result = await ledger.commit({ version, change, upload: request.endsUpload });
+    const result = await ledger.commit({
+      version,
+      change,
+      upload: request.endsUpload,
+      vacantFolders: request.vacantFolders,
+    });
     const roundTripMs = performance.now() - started;
     if (result.committed) {
       await publish(deps, version, change);
       return version;
     }
     if (result.upload !== undefined) return settledElsewhere(deps, request, result.upload);
+    if (result.occupied !== undefined) throw asValidationError(underFileError(result.occupied));
     // A retried write that did land (the SDK retries on a lost answer) finds its own version at head.
     const own = await ownHead(deps, request, result.state);
     if (own !== undefined) return own;

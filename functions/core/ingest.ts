@@ -8,7 +8,14 @@ import { type CommitDeps, commitVersion } from './commit.js';
 import { UploadFinishedError, ValidationError, VersionConflictError } from './errors.js';
 import { expireUpload, isLapsed, storedInWindow, uploadExpiresAt } from './expiry.js';
 import { PathPolicy } from './paths.js';
-import type { BlobLedger, BlobStore, Metrics, UploadLedger, VersionLedger } from './ports.js';
+import {
+  type BlobLedger,
+  type BlobStore,
+  MAX_VACANT_FOLDERS,
+  type Metrics,
+  type UploadLedger,
+  type VersionLedger,
+} from './ports.js';
 import {
   DEFAULT_ONE_PASS_MAX_BYTES,
   hashInRanges,
@@ -349,10 +356,15 @@ async function commitUpload(run: PendingRun, upload: Upload, uploadId: string): 
   const { ledger, clock, metrics } = deps;
   try {
     // The path was admitted at claim time; another path may have taken its folder or file since
-    // (a pull target cannot hold both), or the targets changed.
+    // (a pull target cannot hold both), or the targets changed. Its folders are checked in the
+    // commit's own write (no read, and no window between check and commit); what lies under it,
+    // through the live-files index, here.
     const policy = new PathPolicy(deps.targets);
-    await policy.checkOccupancy(policy.check(upload.path), ledger);
+    const vacantFolders = await policy.checkOccupancy(policy.check(upload.path), ledger, {
+      deferFolders: MAX_VACANT_FOLDERS,
+    });
     const version = await commitVersion(deps, {
+      vacantFolders,
       uploadId,
       path: upload.path,
       sha256: run.sha256,

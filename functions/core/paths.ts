@@ -30,9 +30,13 @@ export class PathPolicy extends PathRules {
     }
   }
 
-  override async checkOccupancy(path: string, ledger: PathOccupancy): Promise<void> {
+  override async checkOccupancy(
+    path: string,
+    ledger: PathOccupancy,
+    options: { deferFolders?: number } = {},
+  ): Promise<string[]> {
     try {
-      await super.checkOccupancy(path, ledger);
+      return await super.checkOccupancy(path, ledger, options);
     } catch (error) {
       throw asValidationError(error);
     }

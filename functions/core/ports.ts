@@ -25,7 +25,16 @@ export interface CommitWrite {
   readonly version: FileVersion;
   readonly change: Change;
   readonly upload?: { readonly deduplicated: boolean } | undefined;
+  /**
+   * Paths that must hold no live file for the write to happen (the path's folders, for the
+   * folder/file rule), checked in the same write instead of read before it. At most
+   * MAX_VACANT_FOLDERS (DynamoDB's transaction takes 100 items).
+   */
+  readonly vacantFolders?: readonly string[] | undefined;
 }
+
+/** The most `vacantFolders` one commit checks; the rest are read before it. */
+export const MAX_VACANT_FOLDERS = 90;
 
 export type CommitResult =
   | { readonly committed: true }
@@ -35,6 +44,8 @@ export type CommitResult =
       readonly state: CommitState;
       /** Set when the upload is no longer pending: its outcome stands (maybe this very version). */
       readonly upload?: Upload | undefined;
+      /** Set when one of `vacantFolders` holds a live file: the path cannot be committed. */
+      readonly occupied?: string | undefined;
     };
 
 /** A request's claim on an Idempotency-Key (see core/idempotency.ts). Times are ISO-8601 UTC. */

@@ -474,6 +474,32 @@ export function ledgerContract(
       expect(await ledger.listPendingUploads(sha(11))).toEqual([upload.uploadId]);
     });
 
+    it('a commit whose folder holds a live file is refused whole, naming the folder; absent or deleted folders pass', async () => {
+      const { ledger } = await makeLedger();
+      await commitNext(ledger, 'box');
+      await commitNext(ledger, 'gone');
+      await commitNext(ledger, 'gone', { sha256: null });
+      const before = await snapshot(ledger, ['box/in.png'], 0);
+      const upload = pendingUpload({ path: 'box/in.png', sha256: sha(12) });
+      await ledger.putUpload(upload);
+      await ledger.addPendingUpload(sha(12), upload.uploadId);
+      const blocked = {
+        ...commitWrite('box/in.png', 1, 4, {
+          uploadId: upload.uploadId,
+          sha256: sha(12),
+          endsUpload: { deduplicated: false },
+        }),
+        vacantFolders: ['nothing', 'box'],
+      };
+      expect(await ledger.commit(blocked)).toMatchObject({ committed: false, occupied: 'box' });
+      expect(await snapshot(ledger, ['box/in.png'], 0)).toEqual(before);
+      expect(await ledger.getUpload(upload.uploadId)).toEqual(upload);
+      expect(await ledger.listPendingUploads(sha(12))).toEqual([upload.uploadId]);
+      const free = { ...commitWrite('gone/in.png', 1, 4), vacantFolders: ['nothing', 'gone'] };
+      expect(await ledger.commit(free)).toEqual({ committed: true });
+      expect(await ledger.getHead('gone/in.png')).toMatchObject({ version: 1 });
+    });
+
     it('listVersions: newest first, `limit` at a time, `before` excluded', async () => {
       const { ledger } = await makeLedger();
       for (let i = 0; i < 5; i++) await commitNext(ledger, 'many.txt');

@@ -56,11 +56,31 @@ describe('the path policy', () => {
       code: 'path_conflict',
     });
     await expect(policy.checkOccupancy('media/x', ledger)).rejects.toMatchObject({ code: 'path_conflict' });
-    await expect(policy.checkOccupancy('media/x/z.jpg', ledger)).resolves.toBeUndefined();
+    await expect(policy.checkOccupancy('media/x/z.jpg', ledger)).resolves.toEqual([]);
     // No pull target takes other/: S3 holds `a` and `a/b` side by side.
-    await expect(policy.checkOccupancy('other/a/b', occupancy(['other/a']))).resolves.toBeUndefined();
+    await expect(policy.checkOccupancy('other/a/b', occupancy(['other/a']))).resolves.toEqual([]);
     // `media` itself is not under the pull target's prefix `media/`: a file named media does not clash.
-    await expect(policy.checkOccupancy('media/q.jpg', occupancy(['media']))).resolves.toBeUndefined();
+    await expect(policy.checkOccupancy('media/q.jpg', occupancy(['media']))).resolves.toEqual([]);
+  });
+
+  it('the folder rule with deferFolders: those folders are returned for the commit to check, not read', async () => {
+    const ledger = occupancy(['media/a']);
+    await expect(policy.checkOccupancy('media/a/b/c.jpg', ledger, { deferFolders: 5 })).resolves.toEqual([
+      'media/a',
+      'media/a/b',
+    ]);
+    // Past the limit, the rest are read as before.
+    await expect(policy.checkOccupancy('media/b/a/c.jpg', ledger, { deferFolders: 1 })).resolves.toEqual([
+      'media/b',
+    ]);
+    await expect(
+      policy.checkOccupancy('media/a/b/c.jpg', occupancy(['media/a/b']), { deferFolders: 1 }),
+    ).rejects.toMatchObject({ code: 'path_conflict' });
+    await expect(
+      policy.checkOccupancy('media/a/c.jpg', occupancy(['media/a/c.jpg/d']), { deferFolders: 5 }),
+    ).rejects.toMatchObject({
+      code: 'path_conflict',
+    });
   });
 
   it('ancestorsOf lists the folders outermost first', () => {

@@ -1,0 +1,119 @@
+/**
+ * What the ingest asks the ledger per commit (each DynamoLedger method here is one DynamoDB
+ * request uncontended, docs/scale.md), on InMemoryLedger behind a counting proxy: nothing read
+ * back that was just written, the folder/file rule checked inside the commit's own write.
+ */
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { Upload } from '../../../contracts/model.js';
+import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
+import { type IngestDeps, ingestBlob } from '../../../functions/core/ingest.js';
+import type { Ledger } from '../../../functions/core/ports.js';
+import { RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
+import { VersionedBlobs } from '../../support/versioned-blobs.js';
+
+/** The ledger, and every method called on it in order. */
+function countingLedger(): { ledger: Ledger; inner: InMemoryLedger; calls: string[] } {
+  const inner = new InMemoryLedger();
+  const calls: string[] = [];
+  const ledger = new Proxy(inner, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        calls.push(String(name));
+        return value.apply(target, args);
+      };
+    },
+  });
+  return { ledger, inner, calls };
+}
+
+function setup() {
+  const { ledger, inner, calls } = countingLedger();
+  const blobs = new VersionedBlobs({ versioned: true });
+  const deps: IngestDeps = {
+    ledger,
+    blobs,
+    metrics: new RecordingMetrics(),
+    clock: { now: () => new Date() },
+    feedShards: 4,
+    // A pull target: the folder/file rule applies to every path.
+    targets: [
+      { id: 's3', kind: 's3' as const },
+      { id: 'dc', kind: 'pull' as const },
+    ],
+    fanout: { send: async () => undefined },
+  };
+  return { deps, ledger: inner, blobs, calls };
+}
+
+type Setup = ReturnType<typeof setup>;
+
+async function claim(s: Setup, path: string, bytes: Buffer): Promise<Upload> {
+  const now = new Date(Date.now() - 1000);
+  const upload: Upload = {
+    uploadId: randomUUID(),
+    path,
+    sha256: sha256Hex(bytes),
+    size: bytes.length,
+    contentType: 'image/png',
+    status: 'pending',
+    expiresAt: new Date(now.getTime() + 15 * 60 * 1000).toISOString(),
+    createdAt: now.toISOString(),
+    updatedAt: now.toISOString(),
+  };
+  await s.ledger.putUpload(upload);
+  await s.ledger.addPendingUpload(upload.sha256, upload.uploadId);
+  return upload;
+}
+
+function store(s: Setup, bytes: Buffer) {
+  const sha256 = sha256Hex(bytes);
+  const versionId = s.blobs.put(sha256, bytes);
+  return { key: `blobs/${sha256}`, size: bytes.length, etag: undefined, versionId };
+}
+
+describe("the ingest's ledger calls per commit", () => {
+  it('new bytes for one upload three folders deep: no folder head read, no read-back of what it wrote', async () => {
+    const s = setup();
+    const bytes = randomBytes(1500);
+    const upload = await claim(s, 'media/a/b/one.png', bytes);
+    s.calls.length = 0;
+    const outcome = await ingestBlob(s.deps, store(s, bytes));
+    expect(outcome).toMatchObject({
+      kind: 'committed',
+      committed: [{ uploadId: upload.uploadId, version: 1 }],
+    });
+    expect(s.calls).toEqual([
+      'getBlob',
+      'putBlob',
+      'listPendingUploads',
+      'getUpload',
+      'hasLiveFileUnder',
+      'readCommitState',
+      'commit',
+      'markFannedOut',
+    ]);
+  });
+
+  it('a folder that became a live file after the claim refuses the upload in the commit itself (path_conflict)', async () => {
+    const s = setup();
+    const bytes = randomBytes(1600);
+    const upload = await claim(s, 'media/dir/file.png', bytes);
+    const other = randomBytes(1601);
+    await claim(s, 'media/dir', other);
+    await ingestBlob(s.deps, store(s, other));
+    expect(await s.ledger.getHead('media/dir')).toMatchObject({ version: 1, deleted: false });
+    s.calls.length = 0;
+    const outcome = await ingestBlob(s.deps, store(s, bytes));
+    expect(outcome).toMatchObject({ kind: 'committed', committed: [], rejected: [upload.uploadId] });
+    expect(s.calls).not.toContain('liveFilesAmong');
+    expect(await s.ledger.getHead('media/dir/file.png')).toBeUndefined();
+    expect(await s.ledger.getUpload(upload.uploadId)).toMatchObject({
+      status: 'rejected',
+      reason: expect.stringMatching(/path_conflict.*"media\/dir", which is a file/),
+    });
+    expect(await s.ledger.listPendingUploads(upload.sha256)).toEqual([]);
+  });
+});
