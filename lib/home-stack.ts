@@ -15,7 +15,7 @@ import { OriginStore } from './constructs/origin-store.js';
 import { PendingSweep } from './constructs/pending-sweep.js';
 import { ReplicaTarget } from './constructs/replica-target.js';
 import { type ApiAuth, UploadApi, type UploadApiProps } from './constructs/upload-api.js';
-import { type ReplicaBucketRef, settingsFromTopology } from './grants.js';
+import { type MirrorSettings, type ReplicaBucketRef, settingsFromTopology } from './grants.js';
 import { originBucketName, replicaBucketName } from './naming.js';
 
 export interface HomeStackProps extends StackProps {
@@ -177,15 +177,7 @@ export class HomeStack extends Stack {
       ...props.apiLimits,
     });
 
-    this.monitoring = new Monitoring(this, 'Monitoring', {
-      ...monitoringOptionsFromTopology(topology),
-      ledger: this.ledger,
-      origin: this.origin,
-      targets: this.targets,
-      ingest: this.ingest,
-      completionDeadLetterQueue: this.completion.deadLetterQueue,
-      settings,
-    });
+    this.monitoring = this.createMonitoring(topology, settings);
 
     new CfnOutput(this, 'ApiUrl', { description: 'Base URL of the upload API', value: this.api.url });
     new CfnOutput(this, 'OriginBucket', {
@@ -233,5 +225,19 @@ export class HomeStack extends Stack {
         value: this.monitoring.topic.topicArn,
       });
     }
+  }
+
+  /** Alarms, dashboard, lag monitor and reconcile over what the constructor built. */
+  private createMonitoring(topology: Topology, settings: MirrorSettings): Monitoring {
+    return new Monitoring(this, 'Monitoring', {
+      ...monitoringOptionsFromTopology(topology),
+      ledger: this.ledger,
+      origin: this.origin,
+      targets: this.targets,
+      ingest: this.ingest,
+      completionDeadLetterQueue: this.completion.deadLetterQueue,
+      pendingSweep: { function: this.pendingSweep.sweeper.function, interval: this.pendingSweep.interval },
+      settings,
+    });
   }
 }

@@ -52,6 +52,10 @@ export const SERVICE_METRICS = {
    * that never came, or came and were not committed. The sweep ends each a day after its expiry.
    */
   UploadsPendingPastExpiry: 'reconcile',
+  /** S3 events the pending sweep sent again for stored bytes never ingested, per run (0 included). */
+  LostNotificationsResent: 'pending-sweep',
+  /** Multipart completions the pending sweep sent again (asked for, never assembled), per run (0 included). */
+  LostCompletionsResent: 'pending-sweep',
 } as const;
 export type ServiceMetricName = keyof typeof SERVICE_METRICS;
 

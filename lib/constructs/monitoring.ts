@@ -10,8 +10,9 @@
  *   target is missing or holds altered.
  * - Alarms per target (lag, dead letters, agent heartbeat), for the ingest
  *   (dead letters, rejections, failed invocations, the age of its oldest queued
- *   event), for uploads left pending past their expiry, and for reconcile
- *   failing; all notify the alarm topic when there is one.
+ *   event), for uploads left pending past their expiry, for reconcile failing,
+ *   and for the pending sweep resending lost S3 notifications or multipart
+ *   completions run after run; all notify the alarm topic when there is one.
  */
 import { Duration, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -126,6 +127,12 @@ export interface MonitoringProps extends MonitoringOptions {
    * @default - no such alarm
    */
   readonly completionDeadLetterQueue?: sqs.IQueue;
+  /**
+   * The pending sweep (lost S3 notifications and multipart completions resent): its function and
+   * how often it runs, one metric period per run.
+   * @default - no sweep row on the dashboard, no alarm on what it resends
+   */
+  readonly pendingSweep?: { readonly function: lambda.IFunction; readonly interval: Duration };
   readonly settings: MirrorSettings;
   /**
    * Prefix of every alarm's name (`<prefix>-target-<id>-lag`, …) and the dashboard's name.
@@ -147,6 +154,16 @@ export interface TargetAlarms {
 
 const ONE_MINUTE = Duration.minutes(1);
 const FIVE_MINUTES = Duration.minutes(5);
+
+/**
+ * The sweep's resend alarms fire when it resent something in this many of its last
+ * `SWEEP_RUNS_WATCHED` runs. A lost event is resent once, at the first run past its grace, so a
+ * one-off loss (S3 notifications are at-least-once, rarely lost) or a short burst shows in one or
+ * two runs and repairs itself; three runs out of four (45 minutes to an hour at the default
+ * 15-minute interval) means events go missing as a matter of course (docs/deploy.md).
+ */
+const SWEEP_RUNS_RESENDING = 3;
+const SWEEP_RUNS_WATCHED = 4;
 
 export class Monitoring extends Construct {
   /** The lag monitor function, run every minute. */
@@ -172,6 +189,10 @@ export class Monitoring extends Construct {
   public readonly pendingPastExpiryAlarm: cloudwatch.Alarm;
   /** A reconcile run failed (Lambda `Errors`). */
   public readonly reconcileErrorAlarm: cloudwatch.Alarm;
+  /** The pending sweep resent lost S3 notifications in 3 of its last 4 runs (with `pendingSweep`). */
+  public readonly lostNotificationsAlarm?: cloudwatch.Alarm;
+  /** The pending sweep resent lost multipart completions in 3 of its last 4 runs (with `pendingSweep`). */
+  public readonly lostCompletionsAlarm?: cloudwatch.Alarm;
   /** Every alarm above. */
   public readonly alarms: readonly cloudwatch.Alarm[];
   /** The alarm topic and its key (only with `alarmEmail`). */
@@ -240,6 +261,22 @@ export class Monitoring extends Construct {
       datapointsToAlarm: 1,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
+    if (props.pendingSweep) {
+      const interval = props.pendingSweep.interval;
+      this.lostNotificationsAlarm = this.sweepResendAlarm(
+        'LostNotificationsResent',
+        'lost-notifications-resent',
+        interval,
+        'S3 event notifications of stored uploads never reached the ingest queue (the bucket notification, ' +
+          'the queue policy or the queue itself is broken, or the ingest lags its grace).',
+      );
+      this.lostCompletionsAlarm = this.sweepResendAlarm(
+        'LostCompletionsResent',
+        'lost-completions-resent',
+        interval,
+        'Multipart completions asked for were never carried out (the completion queue or the complete-multipart function is failing).',
+      );
+    }
     this.alarms = this.allAlarms;
 
     if (props.alarmEmail !== undefined) {
@@ -399,6 +436,29 @@ export class Monitoring extends Construct {
     });
   }
 
+  /** What the pending sweep resent, one period per run: something in 3 of its last 4 runs. */
+  private sweepResendAlarm(
+    metric: 'LostNotificationsResent' | 'LostCompletionsResent',
+    name: string,
+    interval: Duration,
+    what: string,
+  ): cloudwatch.Alarm {
+    return this.alarm(metric, name, {
+      alarmDescription:
+        `The pending sweep resent ${metric === 'LostNotificationsResent' ? 'lost S3 notifications' : 'lost multipart completions'} ` +
+        `in ${SWEEP_RUNS_RESENDING} of the last ${SWEEP_RUNS_WATCHED} runs: ${what} ` +
+        'Uploads still commit, each one sweep interval late. A single loss is resent once and does not alarm.',
+      metric: serviceMetric(metric, { statistic: cloudwatch.Stats.SUM, period: interval }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: SWEEP_RUNS_WATCHED,
+      datapointsToAlarm: SWEEP_RUNS_RESENDING,
+      // The sweep emits both counts every run, 0 included: silence is a sweep that did not run, shown
+      // by its failed runs on the dashboard, not a resend.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+  }
+
   private createTargetAlarms(target: MonitoredTarget, limits: MonitoringLimits): TargetAlarms {
     const { lagThreshold, lagPeriods } = limits;
     const lag = this.alarm(`Lag-${target.id}`, `target-${target.id}-lag`, {
@@ -472,6 +532,7 @@ export class Monitoring extends Construct {
     dashboard.addWidgets(...failureWidgets(props, limits));
     dashboard.addWidgets(...ingestWidgets(props, limits));
     dashboard.addWidgets(...agentAndThroughputWidgets(props.targets, limits));
+    if (props.pendingSweep) dashboard.addWidgets(...pendingSweepWidgets(props.pendingSweep));
     return dashboard;
   }
 
@@ -722,6 +783,31 @@ function ingestWidgets(props: MonitoringProps, limits: MonitoringLimits): cloudw
         leftAnnotations: [threshold(limits.pendingPastExpiryThreshold, 'alarm above')],
         leftYAxis: { min: 0 },
       },
+    ),
+  ];
+}
+
+/** The pending sweep's row: what it resent per run (the alarms' line), and its failed runs. */
+function pendingSweepWidgets(sweep: NonNullable<MonitoringProps['pendingSweep']>): cloudwatch.IWidget[] {
+  const period = sweep.interval;
+  return [
+    graph(
+      'Pending sweep: lost notifications and completions resent (per run)',
+      12,
+      [
+        serviceMetric('LostNotificationsResent', { statistic: 'Sum', period, label: 'S3 notifications' }),
+        serviceMetric('LostCompletionsResent', { statistic: 'Sum', period, label: 'multipart completions' }),
+      ],
+      {
+        leftAnnotations: [threshold(1, `alarm: ${SWEEP_RUNS_RESENDING} of ${SWEEP_RUNS_WATCHED} runs`)],
+        leftYAxis: { min: 0 },
+      },
+    ),
+    graph(
+      'Pending sweep: failed runs',
+      12,
+      [sweep.function.metricErrors({ statistic: 'Sum', period, label: 'errors' })],
+      { leftYAxis: { min: 0 } },
     ),
   ];
 }

@@ -39,10 +39,13 @@ export interface PendingSweepProps {
 export class PendingSweep extends Construct {
   public readonly sweeper: MirrorFunction;
   public readonly schedule: events.Rule;
+  /** How often it runs: one metric period per run (monitoring's alarms on what it resends). */
+  public readonly interval: Duration;
 
   constructor(scope: Construct, id: string, props: PendingSweepProps) {
     super(scope, id);
     const interval = props.interval ?? Duration.minutes(15);
+    this.interval = interval;
     const fn = new MirrorFunction(this, 'PendingSweep', {
       handler: 'pending-sweep',
       description: 'Sends the S3 event of pending uploads whose bytes are stored but were never ingested',

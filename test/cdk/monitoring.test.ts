@@ -111,7 +111,14 @@ describe('metrics the alarms watch are the metrics the handlers emit', () => {
 
   it('each service name is the one its handler gives Powertools, and the handler (or its core) emits the metric', () => {
     const source = (file: string) => readFileSync(path.join(REPO_ROOT, 'functions', file), 'utf8');
-    const core = ['core/lag.ts', 'core/replicate.ts', 'core/ingest.ts', 'core/commit.ts', 'core/expiry.ts']
+    const core = [
+      'core/lag.ts',
+      'core/replicate.ts',
+      'core/ingest.ts',
+      'core/commit.ts',
+      'core/expiry.ts',
+      'core/pending-sweep.ts',
+    ]
       .map(source)
       .join('\n');
     for (const [name, service] of [...Object.entries(TARGET_METRICS), ...Object.entries(SERVICE_METRICS)]) {
@@ -284,8 +291,31 @@ describe('alarms', () => {
     });
   });
 
-  it('nothing else: per target lag + dead letters (+ heartbeat); ingest dead letters, rejections, errors, queue age; completion dead letters; uploads past expiry; reconcile', () => {
-    expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 7);
+  it.each([
+    ['LostNotificationsResent', 'lost-notifications-resent'],
+    ['LostCompletionsResent', 'lost-completions-resent'],
+  ])(
+    '%s: the pending sweep resending in 3 of its last 4 runs (one period per run), not a one-off loss',
+    (metric, name) => {
+      const resent = customAlarms(home, metric);
+      expect(resent).toHaveLength(1);
+      expect(dimensions(resent[0] as Json)).toEqual({ service: 'pending-sweep' });
+      expect(resent[0]).toMatchObject({
+        AlarmName: `TestMirror-Home-${name}`,
+        Statistic: 'Sum',
+        Period: 900,
+        Threshold: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        EvaluationPeriods: 4,
+        DatapointsToAlarm: 3,
+        TreatMissingData: 'notBreaching',
+      });
+      expect(String(resent[0]?.AlarmDescription)).toMatch(/3 of the last 4 runs/);
+    },
+  );
+
+  it('nothing else: per target lag + dead letters (+ heartbeat); ingest dead letters, rejections, errors, queue age; completion dead letters; uploads past expiry; reconcile; lost notifications and completions resent', () => {
+    expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 9);
     expect(mirror.home.monitoring.alarms).toHaveLength(alarmsOf(home).length);
   });
 });
@@ -431,6 +461,34 @@ describe('dashboard', () => {
     const visible = JSON.stringify(all.filter((m) => m[1] === 'ApproximateNumberOfMessagesVisible'));
     expect(visible).toContain(`att:${logicalId(mirror.home, mirror.home.ingest.deadLetterQueue)}.QueueName`);
     expect(body().widgets.some((w) => w.type === 'alarm')).toBe(true);
+  });
+});
+
+describe('dashboard: the pending sweep', () => {
+  it('a row with the lost notifications and completions it resent (per run, the alarm line at 1) and its failed runs', () => {
+    const dashboards = Object.values(resourcesOfType(home, 'AWS::CloudWatch::Dashboard'));
+    const widgets = (
+      JSON.parse(String(fakeResolve(props(dashboards[0] as Json).DashboardBody))) as {
+        widgets: {
+          type: string;
+          y: number;
+          properties: { title?: string; metrics?: unknown[][]; annotations?: { horizontal?: Json[] } };
+        }[];
+      }
+    ).widgets.filter((w) => w.type === 'metric' && /pending sweep/i.test(w.properties.title ?? ''));
+    expect(widgets).toHaveLength(2);
+    expect(new Set(widgets.map((w) => w.y)).size).toBe(1);
+    const strings = (w: (typeof widgets)[number]) =>
+      (w.properties.metrics ?? []).map((m) => m.filter((x) => typeof x === 'string'));
+    const [resent, failed] = widgets as [(typeof widgets)[number], (typeof widgets)[number]];
+    expect(strings(resent)).toEqual([
+      ['MediaMirror', 'LostNotificationsResent', 'service', 'pending-sweep'],
+      ['MediaMirror', 'LostCompletionsResent', 'service', 'pending-sweep'],
+    ]);
+    expect(JSON.stringify(resent.properties.metrics)).toContain('"period":900');
+    expect(resent.properties.annotations?.horizontal?.[0]).toMatchObject({ value: 1 });
+    const sweepId = logicalId(mirror.home, mirror.home.pendingSweep.sweeper.function);
+    expect(strings(failed)).toEqual([['AWS/Lambda', 'Errors', 'FunctionName', `ref:${sweepId}`]]);
   });
 });
 
