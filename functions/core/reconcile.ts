@@ -196,10 +196,10 @@ async function targetDrift(
   targetId: string,
   state: TargetState | undefined,
 ): Promise<Drift> {
-  if ((state?.appliedVersion ?? 0) < head.version) {
-    // A path deleted before this target ever held it needs nothing there.
-    return head.deleted && !state ? undefined : 'behind';
-  }
+  // Behind includes a deleted path with no row at all: "no row" is not "never held" (replicate or
+  // the agent may have written the file and died before its row, and the delete's message may
+  // then be lost). The delete is re-sent once; applying it writes the row, so later runs skip it.
+  if ((state?.appliedVersion ?? 0) < head.version) return 'behind';
   if (!pass.checkObjects) return undefined;
   const replica = pass.deps.replicas?.(targetId);
   if (!replica) return undefined;

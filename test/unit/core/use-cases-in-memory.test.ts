@@ -18,6 +18,7 @@ import {
   proofDigest,
   proveUpload,
 } from '../../../functions/core/possession.js';
+import { reconcileTargets } from '../../../functions/core/reconcile.js';
 import { deleteFile } from '../../../functions/core/uploads.js';
 import { listFileVersions } from '../../../functions/core/versions.js';
 import { RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
@@ -215,5 +216,35 @@ describe('deletes and the versions listing on InMemoryLedger', () => {
     await expect(listFileVersions(s.deps, 'docs/none.txt', { limit: 3 })).rejects.toBeInstanceOf(
       NotFoundError,
     );
+  });
+});
+
+describe('reconcile on InMemoryLedger', () => {
+  // A target with no row for a path may still hold it: replicate copied the file and died before
+  // recording the row, and the later delete's message was lost. "No row" is not "never held".
+  it('re-sends a delete to a target with no row for the path, once: after the row is written nothing more', async () => {
+    const s = setup();
+    const bytes = randomBytes(300);
+    await claim(s, 'docs/gone.txt', bytes);
+    await ingestBlob(s.deps, store(s, bytes));
+    const tombstone = await deleteFile(s.deps, 'docs/gone.txt', 1);
+    s.sent.length = 0;
+
+    const first = await reconcileTargets(s.deps);
+    expect(first.targets.alpha?.resent).toBe(1);
+    expect(s.sent).toMatchObject([{ targetId: 'alpha', path: 'docs/gone.txt', version: tombstone.version }]);
+
+    await s.ledger.recordTargetState({
+      targetId: 'alpha',
+      path: 'docs/gone.txt',
+      appliedVersion: tombstone.version,
+      status: 'verified',
+      appliedAt: new Date().toISOString(),
+      etag: undefined,
+    });
+    s.sent.length = 0;
+    const second = await reconcileTargets(s.deps);
+    expect(second.targets.alpha?.resent).toBe(0);
+    expect(s.sent).toEqual([]);
   });
 });
