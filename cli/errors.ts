@@ -15,6 +15,8 @@ export const EXIT = {
   conflict: 4,
   /** Downloaded bytes did not match the SHA-256 the mirror recorded: nothing was written. */
   verifyFailed: 5,
+  /** `sync --wait`: a target did not hold every file within `--wait-timeout`. */
+  timeout: 6,
 } as const;
 
 /** Any failure the CLI reports to the user (exit code 1 unless stated). */

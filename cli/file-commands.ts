@@ -27,6 +27,7 @@ import { formatSyncSummary, syncFolder } from './sync.ts';
 import { defaultCacheFile } from './sync-cache.ts';
 import { createJsonLinesSyncProgress, createTtySyncProgress } from './sync-progress.ts';
 import { bucketSource, type SyncSource } from './sync-source.ts';
+import { waitTimeoutMessage } from './sync-wait.ts';
 import { systemClock, type UploadResult, uploadFile } from './upload.ts';
 
 const json = (io: CliIo, value: unknown) => io.stdout.write(`${JSON.stringify(value)}\n`);
@@ -162,6 +163,8 @@ export interface SyncFlags {
   jobs: number;
   cache: string | boolean;
   timeout: number;
+  wait?: boolean;
+  waitTimeout: number;
   json?: boolean;
 }
 
@@ -240,6 +243,7 @@ export async function sync(
         jobs: opts.jobs,
         cacheFile,
         timeoutSeconds: opts.timeout,
+        wait: opts.wait === true ? { timeoutSeconds: opts.waitTimeout } : undefined,
       },
     );
   } finally {
@@ -249,6 +253,8 @@ export async function sync(
   else line(io, formatSyncSummary(summary));
   if (summary.failed > 0)
     throw new MirrorCliError(`${summary.failed} file(s) failed`, { exitCode: EXIT.failure });
+  if (summary.wait?.timedOut)
+    throw new MirrorCliError(waitTimeoutMessage(summary.wait), { exitCode: EXIT.timeout });
 }
 
 export async function limits(io: CliIo, api: MirrorApi, opts: { json?: boolean }) {

@@ -10,7 +10,7 @@
  * (cli/ops-context.ts says where they find them).
  */
 import { createRequire } from 'node:module';
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { registerAgentCommand } from '../agent/command.ts';
 import { AgentExitError } from '../agent/errors.ts';
 import type { FetchLike, MirrorApi } from '../web/client/api.ts';
@@ -246,6 +246,13 @@ function registerUploadCommands(program: Command, verb: VerbRunner): void {
       'how long to wait for the commits once every file is sent',
       wholeNumber(1),
       300,
+    )
+    .option('--wait', 'then wait until every target holds every file (exit 6 if one does not in time)')
+    .addOption(
+      new Option('--wait-timeout <seconds>', 'how long --wait waits for the targets (implies --wait)')
+        .argParser(parseSeconds)
+        .default(600)
+        .implies({ wait: true }),
     )
     .option('--json', 'print the summary (and every file not unchanged) as JSON')
     .action((dir: string | undefined, prefix: string | undefined, _opts: unknown, command: Command) =>

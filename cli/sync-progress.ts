@@ -8,7 +8,8 @@ import { formatBytes } from '../common/format-bytes.ts';
 import type { Writable } from './progress.ts';
 
 export interface SyncCounts {
-  phase: 'listing' | 'syncing' | 'committing' | 'done';
+  /** `replicating` (`--wait`): `filesDone` counts the files every target holds. */
+  phase: 'listing' | 'syncing' | 'committing' | 'replicating' | 'done';
   filesTotal: number;
   filesDone: number;
   bytesHashed: number;

@@ -6,7 +6,8 @@
  * time: content the mirror holds elsewhere is committed on proof of possession with no bytes
  * sent. Single PUTs are not waited for one by one: once every file is sent, the feed (read on
  * from the listing's cursor) shows their commits, and the uploads still missing are asked for
- * directly, so a rejection is reported with its reason.
+ * directly, so a rejection is reported with its reason. With `wait`, it then waits until every
+ * target holds every file (cli/sync-wait.ts).
  */
 import type { Digest } from '../common/sha256.ts';
 import type { Limits } from '../contracts/api.ts';
@@ -20,11 +21,25 @@ import type { PutFile } from './put-file.ts';
 import { HashCache } from './sync-cache.ts';
 import type { SyncCounts, SyncProgress } from './sync-progress.ts';
 import { folderSource, type SourceEntry, type SyncSource } from './sync-source.ts';
+import {
+  formatWaitReport,
+  type WaitItem,
+  type WaitOptions,
+  type WaitReport,
+  waitForTargets,
+} from './sync-wait.ts';
 import { type Clock, uploadFile } from './upload.ts';
 
 export type SyncClient = Pick<
   MirrorApi,
-  'listChanges' | 'limits' | 'createUpload' | 'getUpload' | 'proveUpload'
+  | 'listChanges'
+  | 'limits'
+  | 'createUpload'
+  | 'getUpload'
+  | 'proveUpload'
+  | 'getFile'
+  | 'listTargets'
+  | 'health'
 >;
 
 export interface SyncDeps {
@@ -51,6 +66,8 @@ export interface SyncOptions {
   timeoutSeconds: number;
   /** @default 500 */
   pollIntervalMs?: number | undefined;
+  /** Once committed, wait until every target holds every file (not in a dry run). */
+  wait?: WaitOptions | undefined;
 }
 
 export type FileOutcome = 'unchanged' | 'uploaded' | 'deduplicated' | 'planned' | 'skipped' | 'failed';
@@ -81,6 +98,8 @@ export interface SyncSummary {
   seconds: number;
   /** Every file that was not unchanged (the unchanged are only counted). */
   reports: SyncFileReport[];
+  /** With `wait`: what each target held when the wait ended. */
+  wait?: WaitReport | undefined;
 }
 
 type LocalFile = SourceEntry;
@@ -105,6 +124,8 @@ interface Run {
   readonly pending: Map<string, Pending>;
   /** SHA-256s the mirror holds (the heads) or that this run has sent: only these are worth a proof. */
   readonly known: Set<string>;
+  /** Files whose head already held their content: `wait` waits for them too (a run may not have). */
+  readonly unchanged: WaitItem[];
 }
 
 export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<SyncSummary> {
@@ -119,13 +140,14 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
   };
   deps.progress.update(counts);
   const source = options.source ?? folderSource(options.dir, options.cacheFile);
+  let run: Run;
   try {
     const files = await source.list();
     counts.filesTotal = files.length;
     const [limits, listing] = await Promise.all([deps.client.limits(), readHeads(deps.client)]);
     const cache = new HashCache(options.cacheFile, source.label);
     await cache.load();
-    const run: Run = {
+    run = {
       deps,
       options: { ...options, dir: source.label },
       source,
@@ -137,12 +159,49 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
       reports: [],
       pending: new Map(),
       known: new Set([...listing.heads.values()].flatMap((h) => (h.sha256 === null ? [] : [h.sha256]))),
+      unchanged: [],
     };
     await syncFiles(run, files, listing.cursor);
-    return summarize(run, files.length, (deps.clock.now() - started) / 1000);
   } finally {
     await source.close();
   }
+  const files = counts.filesTotal;
+  const wait =
+    options.wait !== undefined && !options.dryRun ? await awaitTargets(run, options.wait) : undefined;
+  return { ...summarize(run, files, (deps.clock.now() - started) / 1000), wait };
+}
+
+/** Waits for every target to hold every committed file: those sent, and those found unchanged. */
+async function awaitTargets(run: Run, options: WaitOptions): Promise<WaitReport> {
+  const { counts, deps } = run;
+  counts.phase = 'replicating';
+  counts.filesDone = 0;
+  const items = [
+    ...run.unchanged,
+    ...run.reports.flatMap((r) =>
+      (r.outcome === 'uploaded' || r.outcome === 'deduplicated') && r.version !== undefined
+        ? [{ path: r.path, version: r.version }]
+        : [],
+    ),
+  ];
+  counts.filesTotal = items.length;
+  deps.progress.update(counts);
+  const report = await waitForTargets(
+    {
+      client: deps.client,
+      clock: deps.clock,
+      onRound: (r) => {
+        counts.filesDone = items.length - r.behindFiles;
+        deps.progress.update(counts);
+      },
+    },
+    items,
+    options,
+  );
+  counts.filesDone = items.length - report.behindFiles;
+  counts.phase = 'done';
+  deps.progress.update(counts);
+  return report;
 }
 
 async function syncFiles(run: Run, files: readonly LocalFile[], cursor: string | undefined): Promise<void> {
@@ -232,6 +291,7 @@ async function decide(run: Run, local: LocalFile, report: SyncFileReport): Promi
   if (head !== undefined && !head.deleted && head.sha256 === digest.sha256) {
     report.outcome = 'unchanged';
     report.version = head.version;
+    run.unchanged.push({ path: report.path, version: head.version });
     return;
   }
   if (run.options.dryRun) {
@@ -438,6 +498,7 @@ export function formatSyncSummary(s: SyncSummary): string {
   const sent = s.dryRun
     ? `${s.planned} to upload (dry run: nothing sent)`
     : `${s.uploaded} uploaded, ${s.deduplicated} deduplicated (no bytes sent)`;
+  if (s.wait !== undefined) lines.push(formatWaitReport(s.wait));
   lines.push(
     `${s.files} file(s) in ${s.dir} → ${s.prefix === '' ? '(root)' : s.prefix}: ${s.unchanged} unchanged, ${sent}, ` +
       `${s.skipped} skipped, ${s.failed} failed; ${s.bytesHashed} bytes hashed, ${s.bytesSent} bytes sent in ${s.seconds.toFixed(1)} s`,

@@ -1,0 +1,175 @@
+/**
+ * `media-mirror sync --wait` through the local stack, with an S3 replica target and a pull
+ * target whose agent mirrors into a folder: the command returns only once both hold every file
+ * (read back from the replica bucket and the agent's folder right after it returns); with the
+ * agent stopped, `--wait-timeout` ends it with exit 6 naming the target and the files behind;
+ * once the agent runs again, a re-run with nothing to send waits for the unchanged files too.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type CliIo, runCli } from '../../cli/program.ts';
+import { parseTopology } from '../../contracts/topology.ts';
+import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
+
+const S3_TARGET = 'eu-west-1';
+const PULL_TARGET = 'onprem';
+const topology = parseTopology({
+  homeRegion: 'us-east-1',
+  targets: [
+    { id: S3_TARGET, kind: 's3', region: 'eu-west-1' },
+    { id: PULL_TARGET, kind: 'pull' },
+  ],
+  limits: { maxUploadBytes: 64 * 1024 * 1024, contentTypes: ['image/*'], presignTtlSeconds: 600 },
+});
+
+let dataDir: string;
+let work: string;
+let sandbox: Sandbox;
+let s3: S3Client;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'mirror-sync-wait-'));
+  work = await mkdtemp(join(tmpdir(), 'mirror-sync-wait-work-'));
+  sandbox = await startSandbox({
+    dataDir,
+    port: 0,
+    s3Port: 0,
+    sqsPort: 0,
+    dynamodbPort: 0,
+    topology,
+    env: {},
+    webDir: null,
+    schedules: false,
+    polling: { waitTimeSeconds: 1 },
+    agents: { heartbeatSeconds: 1, waitTimeSeconds: 1, shutdownGraceSeconds: 2 },
+    log: () => {},
+    functionLog: () => {},
+  });
+  const { endpoint, region, credentials } = sandbox.endpoints.s3;
+  s3 = new S3Client({ endpoint, region, credentials, forcePathStyle: true });
+}, 120_000);
+
+afterAll(async () => {
+  s3?.destroy();
+  await sandbox?.stop();
+  for (const d of [dataDir, work]) if (d) await rm(d, { recursive: true, force: true });
+});
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const io: CliIo = {
+    stdout: { write: (s: string) => (out += s) },
+    stderr: { write: (s: string) => (err += s) },
+    env: { XDG_CACHE_HOME: join(work, 'cache') },
+    cwd: work,
+  };
+  const code = await runCli(['node', 'media-mirror', '--endpoints', sandbox.endpointsFile, ...args], io);
+  return { code, out, err };
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** Writes `files` (relative name → bytes) under a new folder `name`. */
+async function library(name: string, files: Record<string, Buffer>): Promise<string> {
+  const dir = join(work, name);
+  for (const [rel, bytes] of Object.entries(files)) {
+    await mkdir(dirname(join(dir, rel)), { recursive: true });
+    await writeFile(join(dir, rel), bytes);
+  }
+  return dir;
+}
+
+/** The replica bucket's object at `path`, or undefined. */
+async function atReplica(path: string): Promise<Buffer | undefined> {
+  const target = sandbox.endpoints.targets[S3_TARGET];
+  try {
+    const got = await s3.send(
+      new GetObjectCommand({ Bucket: target?.bucket, Key: `${target?.keyPrefix ?? ''}${path}` }),
+    );
+    return Buffer.from(
+      await (got.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+    );
+  } catch {
+    return undefined;
+  }
+}
+
+/** The agent's copy of `path` in its folder, or undefined. */
+async function atAgent(path: string): Promise<Buffer | undefined> {
+  const agent = sandbox.agents.get(PULL_TARGET);
+  return readFile(join(agent?.dir as string, path)).catch(() => undefined);
+}
+
+const bytes = (label: string, size: number) => Buffer.alloc(size, label);
+
+describe('sync --wait', () => {
+  it('returns only once the S3 replica and the agent hold every file', async () => {
+    const files = {
+      'a.jpg': bytes('a', 10),
+      'b.jpg': bytes('b', 70_000),
+      'deep/c.jpg': bytes('c', 300_000),
+      'deep/copy-of-a.jpg': bytes('a', 10),
+    };
+    const dir = await library('first', files);
+    const run = await cli('sync', dir, 'photos', '--wait', '--json');
+    expect(run.code, run.err.slice(-2000)).toBe(0);
+    // Read back at once: the command must not have returned before both targets held them.
+    for (const [rel, content] of Object.entries(files)) {
+      const path = `photos/${rel}`;
+      expect(sha((await atReplica(path)) ?? Buffer.alloc(0)), `${path} at ${S3_TARGET}`).toBe(sha(content));
+      expect(sha((await atAgent(path)) ?? Buffer.alloc(0)), `${path} at ${PULL_TARGET}`).toBe(sha(content));
+    }
+    const summary = JSON.parse(run.out);
+    expect(summary).toMatchObject({ files: 4, failed: 0 });
+    expect(summary.wait).toMatchObject({ timedOut: false, behindFiles: 0, behind: [], dryRunTargets: [] });
+    expect(summary.wait.targets).toEqual([
+      { id: S3_TARGET, kind: 's3', files: 4, held: 4, seconds: expect.any(Number) },
+      { id: PULL_TARGET, kind: 'pull', files: 4, held: 4, seconds: expect.any(Number) },
+    ]);
+  }, 180_000);
+
+  it('with the agent stopped, ends with exit 6 naming it and the files behind; waits again once it runs', async () => {
+    const agent = sandbox.agents.get(PULL_TARGET);
+    if (agent === undefined) throw new Error('the stack has no agent');
+    await agent.stop();
+    const files = { 'x.jpg': bytes('x', 2_000), 'y.jpg': bytes('y', 3_000) };
+    const dir = await library('second', files);
+    const started = Date.now();
+    // --wait-timeout implies --wait.
+    const late = await cli('sync', dir, 'later', '--wait-timeout', '4');
+    expect(late.code, late.err.slice(-2000)).toBe(6);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(4_000);
+    expect(late.err).toContain(
+      'media-mirror: not every target holds the files after 4 s: onprem (2 of 2 behind, e.g. later/x.jpg, later/y.jpg)',
+    );
+    expect(late.out).toMatch(/^target eu-west-1 \(s3\): 2\/2 file\(s\) held, after \d+\.\d s$/m);
+    expect(late.out).toContain('target onprem (pull): 0/2 file(s) held, not all within 4 s');
+    expect(late.out).toContain('behind: later/x.jpg v1: onprem has v0');
+    // The replica has them; the stopped agent's folder does not.
+    for (const [rel, content] of Object.entries(files)) {
+      expect(sha((await atReplica(`later/${rel}`)) ?? Buffer.alloc(0))).toBe(sha(content));
+      expect(await atAgent(`later/${rel}`)).toBeUndefined();
+    }
+
+    await agent.start();
+    const again = await cli('sync', dir, 'later', '--wait', '--json');
+    expect(again.code, again.err.slice(-2000)).toBe(0);
+    const summary = JSON.parse(again.out);
+    expect(summary).toMatchObject({ files: 2, unchanged: 2, uploaded: 0, bytesSent: 0 });
+    expect(summary.wait.targets).toContainEqual({
+      id: PULL_TARGET,
+      kind: 'pull',
+      files: 2,
+      held: 2,
+      seconds: expect.any(Number),
+    });
+    for (const [rel, content] of Object.entries(files)) {
+      expect(sha((await atAgent(`later/${rel}`)) ?? Buffer.alloc(0))).toBe(sha(content));
+    }
+  }, 180_000);
+});
