@@ -4,14 +4,15 @@
  *
  * Two answers say a target holds a file, both read from the ledger's per-target rows:
  * - `GET /v1/files/{path}` gives each selecting target's applied version. Files are asked for
- *   in rounds, a few at a time, and a file every target holds is never asked for again; a round
- *   stops at the first batch that finds nothing new (the targets are behind: the files after it
- *   will be too), and the pause between rounds grows while nothing moves.
+ *   in rounds of growing batches (`fileRound`), and a file every target holds is never asked
+ *   for again.
  * - `GET /v1/targets` gives each target's replication lag as the lag monitor last measured it.
  *   A measurement that read the whole feed, found no change unapplied and started after every
- *   synced file was seen committed (by the API's own clock, `GET /v1/health`, plus a margin for
- *   the feed's eventually consistent reads) proves the target holds them all: one request instead
- *   of one per file, which is what makes a re-run of a large library cheap to wait for.
+ *   synced file was seen committed proves the target holds them all: one request instead of one
+ *   per file, which is what makes a re-run of a large library cheap to wait for. "After" is by
+ *   the API's own clock (`GET /v1/health`) plus a margin for the functions' clocks differing a
+ *   little; the monitor reads the feed strongly consistent, and a stale read of a target's row
+ *   can only show it behind.
  *
  * No API route lists per-target state by prefix; the lag figures stand in for it when the mirror
  * is quiet, and the per-file reads when it is not (or when the monitor has not run since).
