@@ -67,9 +67,12 @@ import type {
   LagFigures,
   LagRecord,
   Ledger,
+  PendingClaim,
+  PendingPointer,
   ReconcileCheckpoint,
   StoredPart,
 } from '../core/ports.js';
+import { pendingClaimOf } from '../core/ports.js';
 
 /** Named conditions, as Powertools' idempotency layer names its own. */
 const CONDITIONS = {
@@ -603,11 +606,15 @@ export class DynamoLedger implements Ledger {
     );
   }
 
-  async addPendingUpload(sha256: string, uploadId: string): Promise<void> {
+  async addPendingUpload(sha256: string, uploadId: string, upload?: Upload): Promise<void> {
     await this.db.send(
       new PutCommand({
         TableName: this.table,
-        Item: { ...pendingUploadItemKey(sha256, uploadId), uploadId },
+        Item: {
+          ...pendingUploadItemKey(sha256, uploadId),
+          uploadId,
+          ...(upload === undefined ? {} : { claim: pendingClaimOf(upload) }),
+        },
       }),
     );
   }
@@ -663,6 +670,21 @@ export class DynamoLedger implements Ledger {
   async getBlob(sha256: string): Promise<Blob | undefined> {
     const item = await this.get(blobItemKey(sha256));
     return item ? (stripKeys(item) as unknown as Blob) : undefined;
+  }
+
+  async getBlobAndPending(sha256: string): Promise<{ blob: Blob | undefined; pending: PendingPointer[] }> {
+    // The record (sk BLOB) and the pointers (sk U#…) share the blob's partition: one Query.
+    const items = await this.queryPrefix(blobPartitionKey(sha256), '');
+    const record = items.find((item) => item.sk === SK.blob);
+    const pending = items
+      .filter((item) => String(item.sk).startsWith(SK.pendingUpload))
+      .map(
+        (item): PendingPointer => ({
+          uploadId: item.uploadId as string,
+          ...(item.claim === undefined ? {} : { claim: item.claim as PendingClaim }),
+        }),
+      );
+    return { blob: record ? (stripKeys(record) as unknown as Blob) : undefined, pending };
   }
 
   async putBlob(blob: Blob, options: { replaces?: string | undefined } = {}): Promise<Blob> {

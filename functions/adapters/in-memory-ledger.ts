@@ -19,9 +19,12 @@ import type {
   LagFigures,
   LagRecord,
   Ledger,
+  PendingClaim,
+  PendingPointer,
   ReconcileCheckpoint,
   StoredPart,
 } from '../core/ports.js';
+import { pendingClaimOf } from '../core/ports.js';
 
 const copy = <T>(value: T): T => structuredClone(value);
 
@@ -90,7 +93,8 @@ export class InMemoryLedger implements Ledger {
   private readonly uploads = new Map<string, Upload>();
   private readonly parts = new Map<string, Map<number, StoredPart>>();
   /** sha256 -> the uploads waiting for it. */
-  private readonly pending = new Map<string, Set<string>>();
+  /** Pending pointers by content: upload id → the claim the pointer carries. */
+  private readonly pending = new Map<string, Map<string, PendingClaim | undefined>>();
   private readonly idempotency = new Map<string, IdempotencyItem>();
   private readonly blobs = new Map<string, Blob>();
   private readonly versions = new Map<string, Map<number, VersionItem>>();
@@ -132,15 +136,15 @@ export class InMemoryLedger implements Ledger {
     this.uploads.set(uploadId, stored({ ...upload, status: outcome.status, ...detail, updatedAt: at }));
   }
 
-  async addPendingUpload(sha256: string, uploadId: string): Promise<void> {
-    const waiting = this.pending.get(sha256) ?? new Set<string>();
-    waiting.add(uploadId);
+  async addPendingUpload(sha256: string, uploadId: string, upload?: Upload): Promise<void> {
+    const waiting = this.pending.get(sha256) ?? new Map<string, PendingClaim | undefined>();
+    waiting.set(uploadId, upload === undefined ? undefined : pendingClaimOf(upload));
     this.pending.set(sha256, waiting);
   }
 
   async listPendingUploads(sha256: string): Promise<string[]> {
     // In sort key order, as DynamoDB's query returns them.
-    return [...(this.pending.get(sha256) ?? [])].sort();
+    return [...(this.pending.get(sha256)?.keys() ?? [])].sort();
   }
 
   async removePendingUpload(sha256: string, uploadId: string): Promise<void> {
@@ -149,7 +153,7 @@ export class InMemoryLedger implements Ledger {
 
   async *scanPendingUploads(): AsyncIterable<{ sha256: string; uploadId: string }> {
     const all = [...this.pending].flatMap(([sha256, ids]) =>
-      [...ids].map((uploadId) => ({ sha256, uploadId })),
+      [...ids.keys()].map((uploadId) => ({ sha256, uploadId })),
     );
     yield* all;
   }
@@ -161,7 +165,7 @@ export class InMemoryLedger implements Ledger {
   }> {
     const keyOf = (p: { sha256: string; uploadId: string }) => `${p.sha256}/${p.uploadId}`;
     const all = [...this.pending]
-      .flatMap(([sha256, ids]) => [...ids].map((uploadId) => ({ sha256, uploadId })))
+      .flatMap(([sha256, ids]) => [...ids.keys()].map((uploadId) => ({ sha256, uploadId })))
       .filter((p) => options.after === undefined || keyOf(p) > options.after)
       .sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
     const pointers = all.slice(0, options.limit);
@@ -254,6 +258,13 @@ export class InMemoryLedger implements Ledger {
 
   async getBlob(sha256: string): Promise<Blob | undefined> {
     return copy(this.blobs.get(sha256));
+  }
+
+  async getBlobAndPending(sha256: string): Promise<{ blob: Blob | undefined; pending: PendingPointer[] }> {
+    const pending = [...(this.pending.get(sha256) ?? [])]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([uploadId, claim]) => (claim === undefined ? { uploadId } : { uploadId, claim: copy(claim) }));
+    return { blob: copy(this.blobs.get(sha256)), pending };
   }
 
   async putBlob(blob: Blob, options: { replaces?: string | undefined } = {}): Promise<Blob> {

@@ -13,6 +13,8 @@ import {
   type BlobStore,
   MAX_VACANT_FOLDERS,
   type Metrics,
+  type PendingClaim,
+  type PendingPointer,
   type UploadLedger,
   type VersionLedger,
 } from './ports.js';
@@ -105,10 +107,14 @@ export async function ingestBlob(
     deps.metrics.count('IngestIgnored');
     return { kind: 'ignored', reason: `key "${event.key}" is not blobs/<sha256>` };
   }
-  const proof = await proveBlob(deps, event, sha256, options);
+  // The record and the uploads waiting for the content, in one read before the proof. A claim made
+  // after it is not missed: every claim is told to send its bytes (or prove it holds them once they
+  // are verified), and bytes sent through its URL name it, so only their own event commits it.
+  const { blob: known, pending } = await deps.ledger.getBlobAndPending(sha256);
+  const proof = await proveBlob(deps, event, sha256, known, options);
   if ('kind' in proof) return proof;
   const run = pendingRun(deps, event, sha256, proof);
-  for (const uploadId of await deps.ledger.listPendingUploads(sha256)) await settlePending(run, uploadId);
+  for (const pointer of pending) await settlePending(run, pointer);
   // Only now: the uploads that sent this duplicate are committed, and a redelivered event (this
   // invocation dying before here) still finds the version that names them.
   if (proof.discarded?.reason === DUPLICATE) await discardDuplicate(deps, sha256, proof.discarded.versionId);
@@ -138,9 +144,9 @@ async function proveBlob(
   deps: IngestDeps,
   event: BlobEvent,
   sha256: string,
+  known: Blob | undefined,
   options: IngestOptions,
 ): Promise<Proof | IngestOutcome> {
-  const known = await deps.ledger.getBlob(sha256);
   if (known && isVerifiedObject(known, event)) return { blob: known, eventStat: undefined };
   const stored = await deps.blobs.stat(sha256, event.versionId);
   if (!stored) return { kind: 'ignored', reason: 'the object is gone (deleted after the event)' };
@@ -296,14 +302,16 @@ function pendingRun(deps: IngestDeps, event: BlobEvent, sha256: string, proof: P
   return { deps, sha256, blob: proof.blob, storedObject, committed: [], rejected: [], expired: [] };
 }
 
-/** Commits, rejects, expires or leaves one pending upload; the pending entry goes once it is decided. */
-async function settlePending(run: PendingRun, uploadId: string): Promise<void> {
-  const { ledger, metrics } = run.deps;
-  const upload = await ledger.getUpload(uploadId);
-  if (upload?.status !== 'pending') {
-    await ledger.removePendingUpload(run.sha256, uploadId);
-    return;
-  }
+/**
+ * Commits, rejects, expires or leaves one pending upload; the pending entry goes once it is decided.
+ * The claim comes on its pointer: the upload is not read. One ended meanwhile is refused by the
+ * commit's own condition (only a pending upload commits), and its outcome stands.
+ */
+async function settlePending(run: PendingRun, pointer: PendingPointer): Promise<void> {
+  const { metrics } = run.deps;
+  const { uploadId } = pointer;
+  const upload = pointer.claim ?? (await readPending(run, uploadId));
+  if (upload === undefined) return;
   if (upload.size !== run.blob.size) {
     // A claim of known content at another size: no PUT can have sent those bytes (the size is
     // signed into it). Ending it here would tell the claimant that the content exists (and a
@@ -314,6 +322,15 @@ async function settlePending(run: PendingRun, uploadId: string): Promise<void> {
   if (!(await bytesAreForUpload(run, uploadId))) return;
   if (await storedOutsideWindow(run, upload, uploadId)) return;
   await commitUpload(run, upload, uploadId);
+}
+
+/** A pointer carrying no claim (written before pointers carried one): the upload, if still pending; else the pointer goes. */
+async function readPending(run: PendingRun, uploadId: string): Promise<Upload | undefined> {
+  const { ledger } = run.deps;
+  const upload = await ledger.getUpload(uploadId);
+  if (upload?.status === 'pending') return upload;
+  await ledger.removePendingUpload(run.sha256, uploadId);
+  return undefined;
 }
 
 /**
@@ -333,15 +350,18 @@ async function bytesAreForUpload(run: PendingRun, uploadId: string): Promise<boo
  * so a duplicate event of the verified version commits nothing new. True when the upload is left
  * (still pending) or ended as expired.
  */
-async function storedOutsideWindow(run: PendingRun, upload: Upload, uploadId: string): Promise<boolean> {
+async function storedOutsideWindow(run: PendingRun, claim: PendingClaim, uploadId: string): Promise<boolean> {
   const storedAt = (await run.storedObject()).at;
-  if (storedInWindow(upload, storedAt)) return false;
-  if (!isLapsed(upload, run.deps.clock.now())) return true;
+  if (storedInWindow(claim, storedAt)) return false;
+  if (!isLapsed(claim, run.deps.clock.now())) return true;
+  // The whole upload, to end it: expiry aborts a multipart upload at storage.
+  const upload = await readPending(run, uploadId);
+  if (upload === undefined) return true;
   const at = storedAt.toISOString();
   await expireUpload(
     run.deps,
     upload,
-    `expired: its bytes were stored at ${at}, outside ${upload.createdAt} to ${uploadExpiresAt(upload).toISOString()}`,
+    `expired: its bytes were stored at ${at}, outside ${claim.createdAt} to ${uploadExpiresAt(claim).toISOString()}`,
   );
   run.expired.push(uploadId);
   return true;
@@ -351,7 +371,7 @@ async function storedOutsideWindow(run: PendingRun, upload: Upload, uploadId: st
  * Commits the upload's version, ending the upload and its pending entry in the same write; a
  * version conflict or a path no longer admitted rejects it.
  */
-async function commitUpload(run: PendingRun, upload: Upload, uploadId: string): Promise<void> {
+async function commitUpload(run: PendingRun, upload: PendingClaim, uploadId: string): Promise<void> {
   const { deps } = run;
   const { ledger, clock, metrics } = deps;
   try {

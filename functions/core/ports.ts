@@ -48,6 +48,35 @@ export type CommitResult =
       readonly occupied?: string | undefined;
     };
 
+/**
+ * What a pending pointer carries of its upload, as claimed: what the ingest needs to commit it.
+ * Never the challenge (a pointer is readable by content); never the status, which the commit's own
+ * condition checks (an upload ended meanwhile refuses it).
+ */
+export type PendingClaim = Pick<
+  Upload,
+  'uploadId' | 'path' | 'size' | 'contentType' | 'ifVersion' | 'createdAt' | 'expiresAt'
+>;
+
+export function pendingClaimOf(upload: Upload): PendingClaim {
+  const { uploadId, path, size, contentType, ifVersion, createdAt, expiresAt } = upload;
+  return {
+    uploadId,
+    path,
+    size,
+    contentType,
+    createdAt,
+    ...(ifVersion === undefined ? {} : { ifVersion }),
+    ...(expiresAt === undefined ? {} : { expiresAt }),
+  };
+}
+
+/** An upload waiting for its content, and the claim the pointer carries (absent on older pointers). */
+export interface PendingPointer {
+  readonly uploadId: string;
+  readonly claim?: PendingClaim | undefined;
+}
+
 /** A request's claim on an Idempotency-Key (see core/idempotency.ts). Times are ISO-8601 UTC. */
 export interface IdempotencyClaim {
   readonly key: string;
@@ -98,7 +127,11 @@ export interface UploadLedger {
       | { status: 'rejected' | 'expired'; reason: string },
     at: string,
   ): Promise<void>;
-  addPendingUpload(sha256: string, uploadId: string): Promise<void>;
+  /**
+   * Points the content at the upload waiting for it; with `upload`, the pointer carries its claim
+   * (pendingClaimOf), so the ingest commits it without reading the upload again.
+   */
+  addPendingUpload(sha256: string, uploadId: string, upload?: Upload): Promise<void>;
   listPendingUploads(sha256: string): Promise<string[]>;
   removePendingUpload(sha256: string, uploadId: string): Promise<void>;
   /** Every upload still waiting for its blob (a table scan: for sweeps, not for requests). */
@@ -149,6 +182,11 @@ export interface IdempotencyLedger {
 /** Verified content, by SHA-256. */
 export interface BlobLedger {
   getBlob(sha256: string): Promise<Blob | undefined>;
+  /**
+   * The blob's record and every upload waiting for that content, with the claim its pointer
+   * carries (none for a pointer added without one), in one strongly consistent read.
+   */
+  getBlobAndPending(sha256: string): Promise<{ blob: Blob | undefined; pending: PendingPointer[] }>;
   /**
    * Records a verified blob. One with a versionId pins that object version: it is written only over
    * no pin, the same pin, or `replaces` (a pinned version found gone). Returns the record that holds,

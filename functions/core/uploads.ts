@@ -117,7 +117,7 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
   if (request.size > limits.multipartThresholdBytes)
     return createMultipartUpload(deps, request, uploadId, now, challenge);
 
-  await ledger.putUpload({
+  const upload: Upload = {
     ...request,
     uploadId,
     status: 'pending',
@@ -125,9 +125,11 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
     expiresAt: expiresAtFor('put', now, request.size, limits.presignTtlSeconds),
     createdAt: now.toISOString(),
     updatedAt: now.toISOString(),
-  });
-  // After the upload record, so the ingest never finds a pointer to nothing.
-  await ledger.addPendingUpload(request.sha256, uploadId);
+  };
+  await ledger.putUpload(upload);
+  // After the upload record, so the ingest never finds a pointer to nothing. It carries the claim:
+  // the ingest commits from it without reading the upload.
+  await ledger.addPendingUpload(request.sha256, uploadId, upload);
   const signed = await deps.blobs.presignPut({
     sha256: request.sha256,
     size: request.size,
@@ -224,7 +226,7 @@ async function createMultipartUpload(
     updatedAt: now.toISOString(),
   };
   await ledger.putUpload(upload);
-  await ledger.addPendingUpload(request.sha256, uploadId);
+  await ledger.addPendingUpload(request.sha256, uploadId, upload);
   return {
     status: 'pending',
     uploadId,

@@ -173,6 +173,42 @@ export function ledgerContract(
       ]);
     });
 
+    it('getBlobAndPending: the record and every pointer of the content in one read, each with the claim it carries', async () => {
+      const { ledger } = await makeLedger();
+      expect(await ledger.getBlobAndPending(sha(13))).toEqual({ blob: undefined, pending: [] });
+      const upload = pendingUpload({
+        uploadId: 'b-claimed',
+        sha256: sha(13),
+        ifVersion: 2,
+        expiresAt: at(900),
+        challenge: { nonce: 'secret', ranges: [] } as unknown as Upload['challenge'],
+      });
+      await ledger.addPendingUpload(sha(13), upload.uploadId, upload);
+      await ledger.addPendingUpload(sha(13), 'a-bare');
+      await ledger.addPendingUpload(sha(14), 'other-content', pendingUpload({ sha256: sha(14) }));
+      const claim = {
+        uploadId: 'b-claimed',
+        path: upload.path,
+        size: upload.size,
+        contentType: upload.contentType,
+        ifVersion: 2,
+        createdAt: upload.createdAt,
+        expiresAt: at(900),
+      };
+      // Pointers only: no record yet. Never the challenge nor the status.
+      expect(await ledger.getBlobAndPending(sha(13))).toEqual({
+        blob: undefined,
+        pending: [{ uploadId: 'a-bare' }, { uploadId: 'b-claimed', claim }],
+      });
+      await ledger.putBlob({ sha256: sha(13), size: 10, verifiedAt: T0, etag: '"e"', versionId: 'v1' });
+      await ledger.removePendingUpload(sha(13), 'a-bare');
+      expect(await ledger.getBlobAndPending(sha(13))).toEqual({
+        blob: { sha256: sha(13), size: 10, verifiedAt: T0, etag: '"e"', versionId: 'v1' },
+        pending: [{ uploadId: 'b-claimed', claim }],
+      });
+      expect(await ledger.listPendingUploads(sha(13))).toEqual(['b-claimed']);
+    });
+
     it("pagePendingUploads pages through every pointer once; the sweep's checkpoint is stored and cleared", async () => {
       const { ledger } = await makeLedger();
       const pointers = [1, 2, 3, 4, 5].map((i) => ({ sha256: sha(i), uploadId: `u-${i}` }));

@@ -50,7 +50,8 @@ function setup() {
 
 type Setup = ReturnType<typeof setup>;
 
-async function claim(s: Setup, path: string, bytes: Buffer): Promise<Upload> {
+/** A claim as createUpload records it: the pointer carries it, unless `bare` (a pointer of before). */
+async function claim(s: Setup, path: string, bytes: Buffer, bare = false): Promise<Upload> {
   const now = new Date(Date.now() - 1000);
   const upload: Upload = {
     uploadId: randomUUID(),
@@ -64,7 +65,7 @@ async function claim(s: Setup, path: string, bytes: Buffer): Promise<Upload> {
     updatedAt: now.toISOString(),
   };
   await s.ledger.putUpload(upload);
-  await s.ledger.addPendingUpload(upload.sha256, upload.uploadId);
+  await s.ledger.addPendingUpload(upload.sha256, upload.uploadId, bare ? undefined : upload);
   return upload;
 }
 
@@ -86,15 +87,43 @@ describe("the ingest's ledger calls per commit", () => {
       committed: [{ uploadId: upload.uploadId, version: 1 }],
     });
     expect(s.calls).toEqual([
-      'getBlob',
+      'getBlobAndPending',
       'putBlob',
-      'listPendingUploads',
-      'getUpload',
       'hasLiveFileUnder',
       'readCommitState',
       'commit',
       'markFannedOut',
     ]);
+  });
+
+  it('a pointer that carries no claim (written before pointers did) still commits, reading its upload', async () => {
+    const s = setup();
+    const bytes = randomBytes(1400);
+    const upload = await claim(s, 'media/old.png', bytes, true);
+    s.calls.length = 0;
+    const outcome = await ingestBlob(s.deps, store(s, bytes));
+    expect(outcome).toMatchObject({
+      kind: 'committed',
+      committed: [{ uploadId: upload.uploadId, version: 1 }],
+    });
+    expect(s.calls.filter((c) => c === 'getUpload')).toHaveLength(1);
+  });
+
+  it('a claim whose upload ended after its pointer was read is refused by the commit itself: its outcome stands', async () => {
+    const s = setup();
+    const bytes = randomBytes(1300);
+    const upload = await claim(s, 'media/late.png', bytes);
+    // The upload expires while the ingest runs, its pointer not yet removed (a crash in between).
+    await s.ledger.finishUpload(
+      upload.uploadId,
+      { status: 'expired', reason: 'late' },
+      new Date().toISOString(),
+    );
+    const outcome = await ingestBlob(s.deps, store(s, bytes));
+    expect(outcome).toMatchObject({ kind: 'committed', committed: [] });
+    expect(await s.ledger.getUpload(upload.uploadId)).toMatchObject({ status: 'expired', reason: 'late' });
+    expect(await s.ledger.getHead('media/late.png')).toBeUndefined();
+    expect(await s.ledger.listPendingUploads(upload.sha256)).toEqual([]);
   });
 
   it('a folder that became a live file after the claim refuses the upload in the commit itself (path_conflict)', async () => {
