@@ -34,7 +34,14 @@ import { SafePaths } from './safe-path.ts';
 import { StateStore } from './state-store.ts';
 import { BandwidthLimiter, backoffMs, errorMessage, RateWindow, Semaphore } from './util.ts';
 
+/**
+ * The package's version, set by the bundle (cli/bundle.ts): there this module sits in a chunk
+ * under dist/chunks/, where ../package.json is not the package's. Undefined through tsx.
+ */
+declare const MEDIA_MIRROR_VERSION: string | undefined;
+
 export const AGENT_VERSION: string = (() => {
+  if (typeof MEDIA_MIRROR_VERSION === 'string') return MEDIA_MIRROR_VERSION;
   try {
     const pkg = createRequire(import.meta.url)('../package.json') as { version?: unknown };
     return typeof pkg.version === 'string' ? pkg.version : '0.0.0';

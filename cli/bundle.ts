@@ -11,7 +11,7 @@
  * bundles were built from, so that a bin in a development checkout can tell a bundle older than
  * the sources and run the sources instead (bin/launch.js).
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
@@ -51,6 +51,9 @@ export interface BundleResult {
 export async function bundleCli(outDir: string = DEFAULT_BUNDLE_DIR): Promise<BundleResult> {
   const started = performance.now();
   const out = resolve(outDir);
+  const { version } = JSON.parse(await readFile(resolve(root, 'package.json'), 'utf8')) as {
+    version: string;
+  };
   const result = await build({
     entryPoints: { 'media-mirror': resolve(root, 'bin/cli.ts'), agent: resolve(root, 'agent/main.ts') },
     outdir: out,
@@ -74,6 +77,8 @@ export async function bundleCli(outDir: string = DEFAULT_BUNDLE_DIR): Promise<Bu
     legalComments: 'none',
     metafile: true,
     plugins: [englishOnlyZod],
+    // agent/agent.ts reads it: from a chunk in dist/chunks/, ../package.json is not the package's.
+    define: { MEDIA_MIRROR_VERSION: JSON.stringify(version) },
     // Bundled CommonJS dependencies call require() for Node's built-ins.
     banner: {
       js: "import { createRequire as __mmRequire } from 'node:module'; const require = __mmRequire(import.meta.url);",

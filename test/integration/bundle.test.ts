@@ -5,7 +5,7 @@
  * figures `npm run bench -- --only=bundle` holds against their goals (bench/bundle.ts); timing
  * on a loaded machine is not asserted here.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import {
 } from '../../bench/bundle.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
+import { waitFor } from '../support/wait.ts';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const PULL = 'onprem-dc1';
@@ -157,6 +158,13 @@ describe('the package as npm installs it', () => {
     const dir = join(work, 'mirror');
     const idle = await measureAgentIdle(pkg, { endpointsFile: sandbox.endpointsFile, target: PULL, dir });
     expect(idle.log).toContain('agent stopped');
+    // The version it reports (log, AGENT row) is the package's, from inside a chunk of dist/.
+    const { version } = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    expect(idle.log).toMatch(
+      new RegExp(`"msg":"agent starting".*"version":"${version.replaceAll('.', '\\.')}"`),
+    );
     expect(await readFile(join(dir, 'bundle/for-the-agent.txt'), 'utf8')).toBe(
       'mirrored by the bundled agent\n',
     );
@@ -165,5 +173,97 @@ describe('the package as npm installs it', () => {
         `V8 heap ${idle.heapUsedMiB.toFixed(1)} MiB used of ${idle.heapTotalMiB.toFixed(1)} MiB`,
     );
     expect(idle.rssMiB).toBeGreaterThan(0);
+  }, 180_000);
+
+  it("the installed agent takes its credentials from the standard AWS chain: a profile's credential_process (IAM Roles Anywhere's signing helper) or the environment; a wrong secret is refused", async () => {
+    const file = join(work, 'for-the-chain.txt');
+    await writeFile(file, 'signed with the chain\n');
+    expect((await cli('upload', file, 'chain/file.txt')).status).toBe(0);
+    const endpoints = JSON.parse(await readFile(sandbox.endpointsFile, 'utf8')) as {
+      s3: { endpoint: string; credentials: { accessKeyId: string; secretAccessKey: string } };
+      sqs: { endpoint: string };
+      dynamodb: { endpoint: string };
+      table: string;
+      originBucket: string;
+      targets: Record<string, { queue: string }>;
+    };
+    const { accessKeyId, secretAccessKey } = endpoints.s3.credentials;
+    // No endpoints file: the names as flags, the emulators as the SDK's own endpoint variables.
+    const base = {
+      PATH: process.env.PATH ?? '',
+      HOME: work,
+      AWS_ENDPOINT_URL_S3: endpoints.s3.endpoint,
+      AWS_ENDPOINT_URL_SQS: endpoints.sqs.endpoint,
+      AWS_ENDPOINT_URL_DYNAMODB: endpoints.dynamodb.endpoint,
+      MIRROR_S3_FORCE_PATH_STYLE: 'true',
+    };
+    const helper = join(work, 'signing-helper.mjs');
+    await writeFile(
+      helper,
+      `console.log(JSON.stringify(${JSON.stringify({ Version: 1, AccessKeyId: accessKeyId, SecretAccessKey: secretAccessKey })}));\n`,
+    );
+    const config = join(work, 'aws-config');
+    await writeFile(config, `[profile anywhere]\ncredential_process = ${process.execPath} ${helper}\n`);
+
+    const run = async (
+      name: string,
+      env: Record<string, string>,
+      until: (log: string, dir: string) => Promise<boolean>,
+    ) => {
+      const dir = join(work, `mirror-${name}`);
+      const child = spawn(
+        pkg.agent,
+        [
+          '--target',
+          PULL,
+          '--dir',
+          dir,
+          '--table',
+          endpoints.table,
+          '--origin-bucket',
+          endpoints.originBucket,
+          '--queue-url',
+          endpoints.targets[PULL]?.queue ?? '',
+          '--region',
+          'us-east-1',
+          '--log-format',
+          'json',
+        ],
+        { cwd: work, env: { ...base, ...env }, stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      let log = '';
+      child.stderr.on('data', (d: Buffer) => {
+        log += d.toString();
+      });
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      try {
+        await waitFor(
+          `the ${name} agent`,
+          async () => {
+            if (child.exitCode !== null) throw new Error(`the agent exited with ${child.exitCode}: ${log}`);
+            return (await until(log, dir)) ? true : undefined;
+          },
+          60_000,
+        );
+      } finally {
+        child.kill('SIGTERM');
+        await exited;
+      }
+    };
+    const mirrored = async (_log: string, dir: string) =>
+      (await readFile(join(dir, 'chain/file.txt'), 'utf8').catch(() => '')) === 'signed with the chain\n';
+    await run('credential-process', { AWS_CONFIG_FILE: config, AWS_PROFILE: 'anywhere' }, mirrored);
+    await run(
+      'environment',
+      { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey },
+      mirrored,
+    );
+    // The emulators check signatures: the two runs above were signed with what the chain found.
+    await run(
+      'wrong-secret',
+      { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: 'not-the-secret' },
+      async (log) => /"condition":"access-denied"/.test(log),
+    );
+    expect(await mirrored('', join(work, 'mirror-wrong-secret'))).toBe(false);
   }, 180_000);
 });
