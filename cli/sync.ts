@@ -168,6 +168,8 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
   const files = counts.filesTotal;
   const wait =
     options.wait !== undefined && !options.dryRun ? await awaitTargets(run, options.wait) : undefined;
+  counts.phase = 'done';
+  deps.progress.update(counts);
   return { ...summarize(run, files, (deps.clock.now() - started) / 1000), wait };
 }
 
@@ -199,22 +201,17 @@ async function awaitTargets(run: Run, options: WaitOptions): Promise<WaitReport>
     options,
   );
   counts.filesDone = items.length - report.behindFiles;
-  counts.phase = 'done';
-  deps.progress.update(counts);
   return report;
 }
 
 async function syncFiles(run: Run, files: readonly LocalFile[], cursor: string | undefined): Promise<void> {
-  const { counts, deps } = run;
-  counts.phase = 'syncing';
+  run.counts.phase = 'syncing';
   try {
     await inPool(files, run.options.jobs, (f) => syncOne(run, f), savingEvery(run, 5_000));
   } finally {
     await run.cache.save();
   }
   if (run.pending.size > 0) await awaitCommits(run, cursor);
-  counts.phase = 'done';
-  deps.progress.update(counts);
 }
 
 /** `photos` → `photos/`; empty stays empty (the folder's files at the mirror's root). */

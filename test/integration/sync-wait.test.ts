@@ -131,6 +131,14 @@ describe('sync --wait', () => {
       { id: S3_TARGET, kind: 's3', files: 4, held: 4, seconds: expect.any(Number) },
       { id: PULL_TARGET, kind: 'pull', files: 4, held: 4, seconds: expect.any(Number) },
     ]);
+    // Progress (JSON lines on stderr): the wait is a phase of its own, and `done` comes after it.
+    const phases = run.err
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { phase: string; filesDone: number; filesTotal: number });
+    const names = phases.map((p) => p.phase).filter((p, i, all) => p !== all[i - 1]);
+    expect(names.slice(-2)).toEqual(['replicating', 'done']);
+    expect(phases.at(-1)).toMatchObject({ phase: 'done', filesDone: 4, filesTotal: 4 });
   }, 180_000);
 
   it('with the agent stopped, ends with exit 6 naming it and the files behind; waits again once it runs', async () => {
