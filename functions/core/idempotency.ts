@@ -11,6 +11,7 @@
  * in dynalite).
  */
 import { createHash, randomUUID } from 'node:crypto';
+import type { FileVersion } from '../../contracts/model.js';
 import { IdempotencyInProgressError, IdempotencyKeyReusedError, ValidationError } from './errors.js';
 import type { Clock, IdempotencyLedger, Metrics, VersionLedger } from './ports.js';
 
@@ -85,8 +86,8 @@ export interface RunOnceOptions {
  * retry with the same key and the same request (`replayed: true`). The same key with another request
  * is refused (422); a retry while the first still runs is told to come back (409, with the seconds
  * until the first request's invocation has surely ended). A retry after that takes the key over and
- * runs afresh: the domain's own checks (identical-to-head, a delete finding its own tombstone, a
- * proof finding its own commit) answer what the dead request had done. A failed request stores
+ * runs afresh: the domain's own checks (identical-to-head, a delete or a restore finding the version
+ * it committed, a proof finding its own commit) answer what the dead request had done. A failed request stores
  * nothing and frees the key, so its retry runs afresh too.
  *
  * `request` identifies the operation and everything that shapes its effect (route, path, body).
@@ -137,6 +138,35 @@ export async function runOnce(
     await deps.ledger.releaseIdempotencyKey(key, claimToken).catch(() => undefined);
   }
   return { ...answer, replayed: false };
+}
+
+/**
+ * The id a request sent under an Idempotency-Key commits its version with (the version's
+ * `uploadId`): the same for every retry of it, so a retry that takes over a dead request's key and
+ * runs afresh finds the version that request committed (see committedBy). `parts` name what the
+ * request changes (its path, and what shapes the version it commits).
+ */
+export function keyedRequestId(
+  operation: string,
+  key: string,
+  ...parts: readonly (string | number)[]
+): string {
+  const digest = createHash('sha256')
+    .update([key, ...parts].join('\n'))
+    .digest('hex');
+  return `${operation}-${digest.slice(0, 32)}`;
+}
+
+/**
+ * The head, when the request `requestId` (keyedRequestId) committed it: a retry of that request
+ * answers it instead of committing again. Only the head is looked at: a version committed after it
+ * by another request makes the retry run as a new request would.
+ */
+export function committedBy(
+  head: FileVersion | undefined,
+  requestId: string | undefined,
+): FileVersion | undefined {
+  return requestId !== undefined && head?.uploadId === requestId ? head : undefined;
 }
 
 /**

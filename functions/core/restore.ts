@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { FileVersion } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
 import { MirrorError, NotFoundError, ValidationError } from './errors.js';
+import { committedBy, keyedRequestId } from './idempotency.js';
 import type { BlobLedger, VersionLedger } from './ports.js';
 
 export interface RestoreDeps extends CommitDeps {
@@ -14,16 +15,31 @@ export interface RestoreDeps extends CommitDeps {
 }
 
 /**
+ * The id a restore sent under an Idempotency-Key commits its version with: the same for every
+ * retry of it, so a retry that runs afresh (its first invocation died after the commit) finds the
+ * version it committed.
+ */
+export function restoreRequestId(idempotencyKey: string, path: string, from: number): string {
+  return keyedRequestId('restore', idempotencyKey, path, from);
+}
+
+/**
  * Commits version `from`'s content as the next version of `path` (only if the head is
  * `ifVersion`, when given). A deletion has no content to restore; content whose blob record
- * is gone (rejected and removed) cannot be restored without its bytes.
+ * is gone (rejected and removed) cannot be restored without its bytes. `requestId`
+ * (restoreRequestId) names the request: a head it committed already is the answer.
  */
 export async function restoreVersion(
   deps: RestoreDeps,
   path: string,
   from: number,
   ifVersion: number | undefined,
+  requestId?: string | undefined,
 ): Promise<FileVersion> {
+  if (requestId !== undefined) {
+    const own = committedBy(await deps.ledger.getHead(path), requestId);
+    if (own) return own;
+  }
   const old = await deps.ledger.getVersion(path, from);
   if (!old) throw new NotFoundError(`"${path}" has no version ${from}`, 'from');
   if (old.deleted || old.sha256 === null) {
@@ -40,7 +56,7 @@ export async function restoreVersion(
     );
   }
   return commitVersion(deps, {
-    uploadId: `restore-${randomUUID()}`,
+    uploadId: requestId ?? `restore-${randomUUID()}`,
     path,
     sha256: old.sha256,
     size: old.size,

@@ -3,7 +3,7 @@
  * where to send the bytes and a proof-of-possession challenge, see possession.ts),
  * report state, delete.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import {
   AUTOMATIC_HEADERS,
   type CreateUploadResponse,
@@ -28,7 +28,7 @@ import {
   VersionConflictError,
 } from './errors.js';
 import { expiresAtFor, isLapsed, settleIfLapsed, uploadExpiresAt } from './expiry.js';
-import { unchangedHead } from './idempotency.js';
+import { committedBy, keyedRequestId, unchangedHead } from './idempotency.js';
 import { missingParts, partBytes, planParts } from './multipart.js';
 import type { BlobStore, Ledger, Metrics, ReplicaStore, StoredPart } from './ports.js';
 import { issueChallenge, proveUpload } from './possession.js';
@@ -524,7 +524,7 @@ export async function getFile(deps: Pick<UploadDeps, 'ledger' | 'targets'>, path
  * tombstone it made.
  */
 export function deleteRequestId(idempotencyKey: string, path: string): string {
-  return `delete-${createHash('sha256').update(`${idempotencyKey}\n${path}`).digest('hex').slice(0, 32)}`;
+  return keyedRequestId('delete', idempotencyKey, path);
 }
 
 /**
@@ -538,7 +538,8 @@ export async function deleteFile(
   requestId?: string | undefined,
 ): Promise<FileVersion> {
   const head = await deps.ledger.getHead(path);
-  if (head?.deleted && requestId !== undefined && head.uploadId === requestId) return head;
+  const own = committedBy(head, requestId);
+  if (own) return own;
   if (!head || head.deleted) throw new NotFoundError(`no file at "${path}"`, 'path');
   return commitVersion(deps, {
     uploadId: requestId ?? `delete-${randomUUID()}`,

@@ -32,7 +32,7 @@ import { MirrorError, ValidationError } from '../core/errors.js';
 import { listFiles } from '../core/file-listing.js';
 import { type StoredLag, storedLag } from '../core/lag.js';
 import { PathPolicy } from '../core/paths.js';
-import { restoreVersion } from '../core/restore.js';
+import { restoreRequestId, restoreVersion } from '../core/restore.js';
 import {
   abortUpload,
   completeUpload,
@@ -338,12 +338,15 @@ async function restoreFile({ deps, paths }: RouteScope, event: Event, context?: 
   const path = pathParam(paths, event);
   const { from, ifVersion } = parse(contract.restoreVersion.body, jsonBody(event));
   const request = { route: 'POST /v1/files/{path}/versions', path, from, ifVersion };
+  const key = idempotencyKeyOf(event);
+  // As for deletes: a retry that takes over a dead request's key finds the version it committed.
+  const requestId = key === undefined ? undefined : restoreRequestId(key, path, from);
   const answer = await answerOnce(
     deps,
     event,
     request,
     async () => {
-      const version = await restoreVersion(deps, path, from, ifVersion);
+      const version = await restoreVersion(deps, path, from, ifVersion, requestId);
       const body = {
         status: 'committed',
         path,

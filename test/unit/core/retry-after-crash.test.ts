@@ -1,17 +1,19 @@
 /**
  * Requests whose answer was lost (the api died after its commit, a timeout) are sent again by the
  * client, and the retry runs afresh once it takes the Idempotency-Key over (core/idempotency.ts):
- * `POST /v1/uploads/{id}/proof` answers it as the first proof did, the committed version, and a
- * delete finds the tombstone it committed. Nothing is committed twice. On InMemoryLedger, no emulator.
+ * `POST /v1/uploads/{id}/proof` answers it as the first proof did, the committed version, a
+ * delete finds the tombstone it committed, and a restore the version it committed. Nothing is
+ * committed twice. On InMemoryLedger, no emulator.
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Upload } from '../../../contracts/model.js';
 import type { ReplicationMessage } from '../../../contracts/replication-message.js';
 import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
-import { NotFoundError, UploadFinishedError } from '../../../functions/core/errors.js';
+import { NotFoundError, UploadFinishedError, VersionConflictError } from '../../../functions/core/errors.js';
 import { type IngestDeps, ingestBlob } from '../../../functions/core/ingest.js';
 import { issueChallenge, proofDigest } from '../../../functions/core/possession.js';
+import { restoreRequestId, restoreVersion } from '../../../functions/core/restore.js';
 import {
   abortUpload,
   deleteFile,
@@ -167,5 +169,62 @@ describe('a delete retried under its Idempotency-Key after the api died past its
     expect(deleteRequestId('k', 'a')).not.toBe(deleteRequestId('k', 'b'));
     expect(deleteRequestId('k', 'a')).not.toBe(deleteRequestId('j', 'a'));
     expect(deleteRequestId('k', 'a')).toMatch(/^delete-[0-9a-f]{32}$/);
+  });
+});
+
+describe('a restore retried under its Idempotency-Key after the api died past its commit', () => {
+  /** v1 and v2 of a path; a restore of v1 under `key` committed v3, then its invocation died. */
+  async function restoredThenDied(path: string, key: string, ifVersion: number | undefined) {
+    const s = setup();
+    const one = randomBytes(700);
+    const two = randomBytes(800);
+    await claim(s, path, one);
+    await ingest(s, one);
+    await claim(s, path, two);
+    await ingest(s, two);
+    const id = restoreRequestId(key, path, 1);
+    s.dieAfterNextCommit();
+    await expect(restoreVersion(s.deps, path, 1, ifVersion, id)).rejects.toThrow('the invocation died');
+    expect(await s.ledger.getHead(path)).toMatchObject({ version: 3, sha256: sha256Hex(one) });
+    return { s, id };
+  }
+
+  it('with ifVersion: finds its own version and answers it, not 409; no second restore', async () => {
+    const { s, id } = await restoredThenDied('res/if.png', 'key-1', 2);
+    expect(await restoreVersion(s.deps, 'res/if.png', 1, 2, id)).toMatchObject({ version: 3, uploadId: id });
+    expect(await s.ledger.listVersions('res/if.png', { limit: 10 })).toHaveLength(3);
+    // Another request (another key) restoring at the head it saw then is still a conflict.
+    await expect(
+      restoreVersion(s.deps, 'res/if.png', 1, 2, restoreRequestId('key-2', 'res/if.png', 1)),
+    ).rejects.toBeInstanceOf(VersionConflictError);
+  });
+
+  it('without ifVersion: finds its own version and answers it; no duplicate restore', async () => {
+    const { s, id } = await restoredThenDied('res/plain.png', 'key-1', undefined);
+    expect(await restoreVersion(s.deps, 'res/plain.png', 1, undefined, id)).toMatchObject({
+      version: 3,
+      uploadId: id,
+    });
+    expect(await s.ledger.listVersions('res/plain.png', { limit: 10 })).toHaveLength(3);
+    // Another request (another key, or none) restoring the same version commits a new one.
+    expect(await restoreVersion(s.deps, 'res/plain.png', 1, undefined)).toMatchObject({ version: 4 });
+    expect(
+      await restoreVersion(
+        s.deps,
+        'res/plain.png',
+        1,
+        undefined,
+        restoreRequestId('key-2', 'res/plain.png', 1),
+      ),
+    ).toMatchObject({ version: 5 });
+  });
+
+  it('the request id depends on the key, the path and the version restored', () => {
+    expect(restoreRequestId('k', 'a', 1)).toBe(restoreRequestId('k', 'a', 1));
+    expect(restoreRequestId('k', 'a', 1)).not.toBe(restoreRequestId('k', 'b', 1));
+    expect(restoreRequestId('k', 'a', 1)).not.toBe(restoreRequestId('j', 'a', 1));
+    expect(restoreRequestId('k', 'a', 1)).not.toBe(restoreRequestId('k', 'a', 2));
+    expect(restoreRequestId('k', 'a', 1)).toMatch(/^restore-[0-9a-f]{32}$/);
+    expect(restoreRequestId('k', 'a', 1).slice(-32)).not.toBe(deleteRequestId('k', 'a').slice(-32));
   });
 });
