@@ -4,6 +4,7 @@
  * (read back from the replica bucket and the agent's folder right after it returns); with the
  * agent stopped, `--wait-timeout` ends it with exit 6 naming the target and the files behind;
  * once the agent runs again, a re-run with nothing to send waits for the unchanged files too.
+ * And the lag monitor's own figures, as `GET /v1/targets` serves them, vouch for whole targets.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -12,8 +13,11 @@ import { dirname, join } from 'node:path';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, runCli } from '../../cli/program.ts';
+import { type WaitClient, waitForTargets } from '../../cli/sync-wait.ts';
+import { systemClock } from '../../cli/upload.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
+import { MirrorApi } from '../../web/client/api.ts';
 
 const S3_TARGET = 'eu-west-1';
 const PULL_TARGET = 'onprem';
@@ -180,4 +184,51 @@ describe('sync --wait', () => {
       expect(sha((await atAgent(`later/${rel}`)) ?? Buffer.alloc(0))).toBe(sha(content));
     }
   }, 180_000);
+
+  it("takes the lag monitor's figures, measured after the wait began, as every target holding the files", async () => {
+    // The files the tests above left at every target (they checked each copy).
+    const items = [
+      'photos/a.jpg',
+      'photos/b.jpg',
+      'photos/deep/c.jpg',
+      'photos/deep/copy-of-a.jpg',
+      'later/x.jpg',
+      'later/y.jpg',
+    ].map((path) => ({ path, version: 1 }));
+    const api = new MirrorApi({ baseUrl: sandbox.endpoints.api, token: sandbox.endpoints.token });
+    const asked: string[] = [];
+    const client: WaitClient = {
+      getFile: (path) => {
+        asked.push(path);
+        return api.getFile(path);
+      },
+      listTargets: () => api.listTargets(),
+      health: () => api.health(),
+    };
+    // The monitor runs as its schedule would, every 300 ms, while the wait goes on.
+    let waiting = true;
+    const monitor = (async () => {
+      while (waiting) {
+        await sandbox.measureLag();
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    })();
+    // One file read per round, a round every 5 s: reading them all would take 30 s.
+    const report = await waitForTargets({ client, clock: systemClock }, items, {
+      timeoutSeconds: 60,
+      perRound: 1,
+      concurrency: 1,
+      firstDelayMs: 5000,
+      maxDelayMs: 5000,
+    }).finally(() => {
+      waiting = false;
+    });
+    await monitor;
+    expect(report.timedOut).toBe(false);
+    expect(report.targets.map((t) => [t.id, t.held, t.files])).toEqual([
+      [S3_TARGET, 6, 6],
+      [PULL_TARGET, 6, 6],
+    ]);
+    expect(asked.length).toBeLessThan(items.length);
+  }, 120_000);
 });
