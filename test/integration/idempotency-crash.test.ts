@@ -2,7 +2,8 @@
  * An api invocation that dies mid-request leaves its Idempotency-Key claimed. Through the local
  * stack's HTTP API: a retry with the same key is answered 409 with Retry-After (the seconds until
  * the dead invocation's deadline), and the web client's retry after that takes the key over and
- * succeeds with what the dead request had done, committing nothing twice (docs/api.md, docs/chaos.md).
+ * succeeds with what the dead request had done, committing nothing twice (docs/api.md, docs/chaos.md):
+ * the delete's one tombstone, the restore's one version.
  */
 import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -24,7 +25,7 @@ let off: string;
 beforeAll(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'mirror-idempotency-crash-'));
   off = join(dataDir, 'crash-points-off');
-  // Silent until the test removes the file: the upload before the delete must commit undisturbed.
+  // Silent until a test removes the file: the uploads before the delete or restore commit undisturbed.
   await writeFile(off, '');
   sandbox = await startSandbox({
     dataDir: join(dataDir, 'data'),
@@ -90,5 +91,48 @@ describe('an api invocation that dies mid-request under an Idempotency-Key', () 
     const replay = await remove();
     expect(replay.status).toBe(200);
     expect(replay.headers.get('idempotent-replayed')).toBe('true');
+  }, 180_000);
+
+  it('a restore whose invocation died after its commit: the retry after takeover answers that version; no second restore', async () => {
+    const api = localApi(sandbox.endpoints);
+    const path = 'crash/idempotent-restore.txt';
+    const enc = encodeURIComponent(path);
+    for (const [n, text] of ['first', 'second'].entries()) {
+      const { created } = await api.declareAndPut(path, Buffer.from(`${text} ${Date.now()}`), 'text/plain');
+      expect(created.status).toBe(201);
+      await waitFor(
+        `version ${n + 1}`,
+        async () => (await api.call('GET', `/v1/files/${enc}`)).body?.head?.version === n + 1,
+      );
+    }
+    const first = (await api.call('GET', `/v1/files/${enc}/versions`)).body.versions[1];
+    expect(first).toMatchObject({ version: 1 });
+
+    const key = crypto.randomUUID();
+    // The restore commits version 3, then its invocation dies before the fan-out.
+    await unlink(off);
+    const died = await fetch(`${sandbox.endpoints.api}/v1/files/${enc}/versions`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${sandbox.endpoints.token}`,
+        'idempotency-key': key,
+        'content-type': 'application/json',
+      },
+      body: JSON.stringify({ from: 1 }),
+    });
+    await writeFile(off, '');
+    expect(died.status).toBe(500);
+    expect((await api.call('GET', `/v1/files/${enc}/versions`)).body.versions[0]).toMatchObject({
+      version: 3,
+      sha256: first.sha256,
+    });
+
+    // The web client (as `media-mirror restore`) retries under the same key, waits out the dead
+    // invocation's deadline, takes the key over and gets the version the dead request committed.
+    const client = new MirrorApi({ baseUrl: sandbox.endpoints.api, token: sandbox.endpoints.token });
+    const answer = await client.restoreVersion(path, 1, {}, { idempotencyKey: key });
+    expect(answer).toEqual({ status: 'committed', path, version: 3, restoredFrom: 1, sha256: first.sha256 });
+    const versions = await api.call('GET', `/v1/files/${enc}/versions`);
+    expect(versions.body.versions.map((v: { version: number }) => v.version)).toEqual([3, 2, 1]);
   }, 180_000);
 });
