@@ -2,7 +2,9 @@
  * The CLI and the agent as the package installs them (bundles in dist/, bins, package.json, no
  * node_modules, no TypeScript): `media-mirror --help` time and memory, and the agent's resident
  * memory once idle against a local stack. Goals (docs/cli.md, docs/agent.md): `--help` under
- * 150 ms of wall time (median of 5), the agent under 64 MiB idle.
+ * 150 ms of wall time (median of 7), the agent under 64 MiB idle (median of 5). Each figure is
+ * printed beside its peer, measured at the same moment on the same machine: `node -e 0` for
+ * `--help` (Node's own start, the floor no bundle goes under), an empty idle `node` for the agent.
  *
  * The children print their own CPU time, peak RSS and V8 heap through a module NODE_OPTIONS
  * imports (process.resourceUsage, process.memoryUsage): nothing else sees an exited child's
@@ -102,17 +104,29 @@ export interface HelpFigures {
   readonly maxRssMiB: number;
   /** `node -e 0` on the same machine, same moment: the floor. */
   readonly emptyNodeWallMs: number;
+  readonly emptyNodeCpuMs: number;
+  /** `--help` wall time over `node -e 0`'s, run by run (they alternate), median. */
+  readonly wallRatio: number;
   readonly runs: readonly Run[];
+  readonly emptyRuns: readonly Run[];
 }
 
 const median = (values: readonly number[]) => spread(values).median;
 
-/** `media-mirror --help` through the installed bin, `runs` times (median), beside an empty node. */
-export function measureHelp(pkg: InstalledPackage, runs = 5): HelpFigures {
-  // One unmeasured run first: the page cache, not the bundle, would be measured otherwise.
+/**
+ * `media-mirror --help` through the installed bin, `runs` times (median), alternating with
+ * `node -e 0` so that both see the same load; the ratio is taken pair by pair.
+ */
+export function measureHelp(pkg: InstalledPackage, runs = 7): HelpFigures {
+  // One unmeasured run of each first: the page cache, not the bundle, would be measured otherwise.
   measure(pkg.cli, ['--help'], pkg.dir);
-  const help = Array.from({ length: runs }, () => measure(pkg.cli, ['--help'], pkg.dir));
-  const empty = Array.from({ length: runs }, () => measure(process.execPath, ['-e', '0'], pkg.dir));
+  measure(process.execPath, ['-e', '0'], pkg.dir);
+  const help: Run[] = [];
+  const empty: Run[] = [];
+  for (let i = 0; i < runs; i++) {
+    help.push(measure(pkg.cli, ['--help'], pkg.dir));
+    empty.push(measure(process.execPath, ['-e', '0'], pkg.dir));
+  }
   const walls = help.map((r) => r.wallMs);
   return {
     wallMs: median(walls),
@@ -121,8 +135,48 @@ export function measureHelp(pkg: InstalledPackage, runs = 5): HelpFigures {
     cpuMs: median(help.map((r) => r.cpuMs)),
     maxRssMiB: median(help.map((r) => r.maxRssMiB)),
     emptyNodeWallMs: median(empty.map((r) => r.wallMs)),
+    emptyNodeCpuMs: median(empty.map((r) => r.cpuMs)),
+    wallRatio: median(help.map((r, i) => r.wallMs / (empty[i]?.wallMs ?? Number.NaN))),
     runs: help,
+    emptyRuns: empty,
   };
+}
+
+/** Node's flags on the agent bin's shebang (`#!/usr/bin/env -S node <flags>`). */
+export async function agentNodeFlags(pkg: InstalledPackage): Promise<string[]> {
+  const shebang = (await readFile(pkg.agent, 'utf8')).split('\n', 1)[0] ?? '';
+  return shebang.split(/\s+/).filter((word) => word.startsWith('--'));
+}
+
+/**
+ * The peer of the agent's idle RSS: an empty `node` with the agent bin's flags that only waits
+ * (a timer), read from /proc after `idleMs`, `runs` times: the difference is the agent's own.
+ */
+export async function measureEmptyNodeIdle(
+  nodeFlags: readonly string[],
+  options: { runs?: number; idleMs?: number } = {},
+): Promise<number[]> {
+  const rss: number[] = [];
+  for (let i = 0; i < (options.runs ?? 5); i++) {
+    const child = spawn(process.execPath, [...nodeFlags, '-e', 'setInterval(() => {}, 1e9)'], {
+      stdio: 'ignore',
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, options.idleMs ?? 3000));
+      rss.push(await rssMiBOf(child.pid));
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+  return rss;
+}
+
+async function rssMiBOf(pid: number | undefined): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) / 1024;
 }
 
 export interface AgentIdle {
@@ -171,8 +225,7 @@ export async function measureAgentIdle(
     );
     // Idle: connected, its catch-up done, long-polling an empty queue.
     await new Promise((resolve) => setTimeout(resolve, options.idleMs ?? 10_000));
-    const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
-    const rssMiB = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) / 1024;
+    const rssMiB = await rssMiBOf(child.pid);
     const before = lines.join('').length;
     child.kill('SIGUSR2');
     await waitFor(
@@ -198,7 +251,9 @@ export async function measureAgentIdle(
 
 const round = (n: number, digits = 0) => Number(n.toFixed(digits));
 
-/** `npm run bench -- --only=bundle`: both figures beside their goals. */
+const AGENT_RUNS = 5;
+
+/** `npm run bench -- --only=bundle`: both figures beside their peers and their goals. */
 export async function benchBundle(options: { log: (line: string) => void }): Promise<Row[]> {
   const work = await mkdtemp(join(tmpdir(), 'mirror-bench-bundle-'));
   const sandbox = await startSandbox({
@@ -219,24 +274,36 @@ export async function benchBundle(options: { log: (line: string) => void }): Pro
     const pkg = await installPackage(join(work, 'package'));
     options.log(`bundles built into ${pkg.dir} (${pkg.bytes} bytes of JavaScript)`);
     const help = measureHelp(pkg);
-    const agent = await measureAgentIdle(pkg, {
-      endpointsFile: sandbox.endpointsFile,
-      target: 'onprem-dc1',
-      dir: join(work, 'mirror'),
-    });
+    const agents: AgentIdle[] = [];
+    for (let i = 0; i < AGENT_RUNS; i++)
+      agents.push(
+        await measureAgentIdle(pkg, {
+          endpointsFile: sandbox.endpointsFile,
+          target: 'onprem-dc1',
+          dir: join(work, 'mirror'),
+        }),
+      );
+    const agentRss = spread(agents.map((a) => a.rssMiB));
+    const flags = await agentNodeFlags(pkg);
+    const emptyRss = spread(await measureEmptyNodeIdle(flags));
+    const heapUsed = median(agents.map((a) => a.heapUsedMiB));
+    const heapTotal = median(agents.map((a) => a.heapTotalMiB));
     return [
       {
-        figure: 'media-mirror --help, installed bin (bundle), wall time, median of 5',
+        figure: `media-mirror --help, installed bin (bundle), wall time, median of ${help.runs.length}`,
         measured: `${show(spread(help.runs.map((r) => r.wallMs)), 'ms', 0)} (CPU ${round(help.cpuMs)} ms, max RSS ${round(help.maxRssMiB, 1)} MiB)`,
-        peer: `node -e 0: ${round(help.emptyNodeWallMs)} ms`,
+        peer: `node -e 0, alternating: ${show(spread(help.emptyRuns.map((r) => r.wallMs)), 'ms', 0)} (CPU ${round(help.emptyNodeCpuMs)} ms)`,
+        ratio: `${round(help.wallRatio, 2)}x node -e 0 (wall, pair by pair)`,
         goal: `< ${HELP_GOAL_MS} ms`,
         met: help.wallMs < HELP_GOAL_MS,
       },
       {
-        figure: 'agent idle RSS, installed bin (bundle), 10 s after start',
-        measured: `${round(agent.rssMiB, 1)} MiB (V8 heap ${round(agent.heapUsedMiB, 1)} MiB used of ${round(agent.heapTotalMiB, 1)})`,
+        figure: `agent idle RSS, installed bin (bundle), 10 s after start, median of ${agents.length}`,
+        measured: `${show(agentRss, 'MiB', 1)} (V8 heap ${round(heapUsed, 1)} MiB used of ${round(heapTotal, 1)})`,
+        peer: `empty idle node (${flags.join(' ')}): ${show(emptyRss, 'MiB', 1)}`,
+        ratio: `+${round(agentRss.median - emptyRss.median, 1)} MiB over it`,
         goal: `< ${AGENT_IDLE_GOAL_MIB} MiB`,
-        met: agent.rssMiB < AGENT_IDLE_GOAL_MIB,
+        met: agentRss.median < AGENT_IDLE_GOAL_MIB,
       },
     ];
   } finally {

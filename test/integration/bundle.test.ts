@@ -14,10 +14,12 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AGENT_IDLE_GOAL_MIB,
+  agentNodeFlags,
   HELP_GOAL_MS,
   type InstalledPackage,
   installPackage,
   measureAgentIdle,
+  measureEmptyNodeIdle,
   measureHelp,
 } from '../../bench/bundle.ts';
 import { parseTopology } from '../../contracts/topology.ts';
@@ -130,7 +132,8 @@ describe('the package as npm installs it', () => {
       `media-mirror --help, installed bin, median of ${help.runs.length}: ${Math.round(help.wallMs)} ms wall ` +
         `(${Math.round(help.wallMinMs)}-${Math.round(help.wallMaxMs)}; goal < ${HELP_GOAL_MS} ms), ` +
         `${Math.round(help.cpuMs)} ms CPU, ${help.maxRssMiB.toFixed(1)} MiB max RSS; node -e 0: ` +
-        `${Math.round(help.emptyNodeWallMs)} ms wall; ${pkg.bytes} bytes of JavaScript in the bundles`,
+        `${Math.round(help.emptyNodeWallMs)} ms wall, ${Math.round(help.emptyNodeCpuMs)} ms CPU (alternating; ` +
+        `--help at ${help.wallRatio.toFixed(2)}x its wall time); ${pkg.bytes} bytes of JavaScript in the bundles`,
     );
   }, 180_000);
 
@@ -168,9 +171,12 @@ describe('the package as npm installs it', () => {
     expect(await readFile(join(dir, 'bundle/for-the-agent.txt'), 'utf8')).toBe(
       'mirrored by the bundled agent\n',
     );
+    const flags = await agentNodeFlags(pkg);
+    const [emptyRss] = await measureEmptyNodeIdle(flags, { runs: 1 });
     console.log(
       `installed agent idle 10 s after start: ${idle.rssMiB.toFixed(1)} MiB RSS (goal < ${AGENT_IDLE_GOAL_MIB} MiB), ` +
-        `V8 heap ${idle.heapUsedMiB.toFixed(1)} MiB used of ${idle.heapTotalMiB.toFixed(1)} MiB`,
+        `V8 heap ${idle.heapUsedMiB.toFixed(1)} MiB used of ${idle.heapTotalMiB.toFixed(1)} MiB; ` +
+        `an empty idle node with the bin's flags (${flags.join(' ')}): ${emptyRss?.toFixed(1)} MiB`,
     );
     expect(idle.rssMiB).toBeGreaterThan(0);
   }, 180_000);
