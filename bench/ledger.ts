@@ -106,6 +106,14 @@ async function oneRun(sandbox: Sandbox, counter: PortCounter, prefix: string, n:
   };
 }
 
+/** Each operation's median calls per commit across the runs, by operation name. */
+function breakdown(runs: readonly LedgerRun[], uploads: number): string {
+  const operations = [...new Set(runs.flatMap((r) => [...r.operations.keys()]))].sort();
+  return operations
+    .map((op) => `${op} ${spread(runs.map((r) => (r.operations.get(op) ?? 0) / uploads)).median.toFixed(2)}`)
+    .join(', ');
+}
+
 async function pullOnlyTopology() {
   const config = JSON.parse(await readFile(CONFIG, 'utf8')) as { targets: { kind: string }[] };
   return parseTopology({ ...config, targets: config.targets.filter((t) => t.kind === 'pull') });
@@ -153,7 +161,7 @@ export async function benchLedger(options: {
     return [
       {
         figure: `ledger (DynamoDB) calls per commit, ingest, ${options.uploads} uploads, ${CLIENTS} clients`,
-        measured: show(calls, ''),
+        measured: `${show(calls, '')}: ${breakdown(runs, options.uploads)}`,
         goal: '<= 6',
         met: calls.median <= 6,
       },

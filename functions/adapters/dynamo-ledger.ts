@@ -58,6 +58,7 @@ import {
 import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { ClaimTakenError } from '../core/errors.js';
 import type {
+  BlobRecord,
   CommitResult,
   CommitState,
   CommitWrite,
@@ -183,7 +184,34 @@ type TransactItem = NonNullable<
  * path's folders are checked last, one `ConditionCheck` each, so their reasons follow the writes'.
  */
 function commitActions(table: string, write: CommitWrite): TransactItem[] {
-  return [...writeActions(table, write), ...(write.vacantFolders ?? []).map((f) => vacantFolder(table, f))];
+  return [
+    ...writeActions(table, write),
+    ...(write.blob === undefined ? [] : [{ Put: blobPut(table, write.blob) }]),
+    ...(write.vacantFolders ?? []).map((f) => vacantFolder(table, f)),
+  ];
+}
+
+/** putBlob's write: over no pin, the same pin or `replaces`; unversioned storage pins nothing. */
+function blobPut(table: string, { record, replaces }: BlobRecord) {
+  const item = { ...blobItemKey(record.sha256), ...record };
+  if (record.versionId === undefined) return { TableName: table, Item: item };
+  return {
+    TableName: table,
+    Item: item,
+    ConditionExpression:
+      replaces === undefined ? CONDITIONS.blobIsUnpinnedOrOurs : CONDITIONS.blobIsUnpinnedOursOrReplaced,
+    ExpressionAttributeValues: {
+      ':versionId': record.versionId,
+      ...(replaces === undefined ? {} : { ':replaces': replaces }),
+    },
+    ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
+  };
+}
+
+/** The blob record's reason, when the commit carried one (it comes just before the folders'). */
+function blobReason(reasons: readonly CancellationReason[], write: CommitWrite) {
+  if (write.blob === undefined) return undefined;
+  return reasons[reasons.length - (write.vacantFolders?.length ?? 0) - 1];
 }
 
 /** The folder/file rule, checked in the commit: the folder's head is absent or a tombstone. */
@@ -688,30 +716,10 @@ export class DynamoLedger implements Ledger {
   }
 
   async putBlob(blob: Blob, options: { replaces?: string | undefined } = {}): Promise<Blob> {
-    const item = { ...blobItemKey(blob.sha256), ...blob };
     // Unversioned storage has nothing to pin: the record follows the latest verification.
-    if (blob.versionId === undefined) {
-      await this.db.send(new PutCommand({ TableName: this.table, Item: item }));
-      return blob;
-    }
-    const replaces = options.replaces;
     const won = await this.conditional(
       async () => {
-        await this.db.send(
-          new PutCommand({
-            TableName: this.table,
-            Item: item,
-            ConditionExpression:
-              replaces === undefined
-                ? CONDITIONS.blobIsUnpinnedOrOurs
-                : CONDITIONS.blobIsUnpinnedOursOrReplaced,
-            ExpressionAttributeValues: {
-              ':versionId': blob.versionId,
-              ...(replaces === undefined ? {} : { ':replaces': replaces }),
-            },
-            ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-          }),
-        );
+        await this.db.send(new PutCommand(blobPut(this.table, { record: blob, replaces: options.replaces })));
         return true;
       },
       () => false,
@@ -766,13 +774,29 @@ export class DynamoLedger implements Ledger {
           ? await this.readCommitState(version.path, change.shard)
           : { version: version.version - 1, feedSeq: change.seq - 1 });
       const ended = upload === undefined ? undefined : await this.endedUpload(error, version.uploadId);
+      const pinned = await this.pinnedBlob(reasons, write);
       return {
         committed: false,
         state,
         ...(ended ? { upload: ended } : {}),
         ...(occupied === undefined ? {} : { occupied }),
+        ...(pinned === undefined ? {} : { pinned }),
       };
     }
+  }
+
+  /** The pin that refused the commit's blob record, if it did (read if the reason carries no item). */
+  private async pinnedBlob(
+    reasons: readonly CancellationReason[],
+    write: CommitWrite,
+  ): Promise<Blob | undefined> {
+    const reason = blobReason(reasons, write);
+    if (reason?.Code !== 'ConditionalCheckFailed' || write.blob === undefined) return undefined;
+    const item = reason.Item
+      ? unmarshall(reason.Item)
+      : await this.get(blobItemKey(write.blob.record.sha256));
+    if (!item) throw new Error(`blob ${write.blob.record.sha256}: pinned by another version, then gone`);
+    return stripKeys(item) as unknown as Blob;
   }
 
   /** The upload, when the refusal says it is no longer pending (read again if the reason carries no item). */

@@ -10,6 +10,7 @@ import { folderPartition } from '../../contracts/ledger-keys.js';
 import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { ClaimTakenError } from '../core/errors.js';
 import type {
+  BlobRecord,
   CommitResult,
   CommitState,
   CommitWrite,
@@ -268,16 +269,27 @@ export class InMemoryLedger implements Ledger {
   }
 
   async putBlob(blob: Blob, options: { replaces?: string | undefined } = {}): Promise<Blob> {
-    const pin = this.blobs.get(blob.sha256)?.versionId;
-    // Unversioned storage has nothing to pin: the record follows the latest verification.
-    const admitted =
-      blob.versionId === undefined ||
-      pin === undefined ||
-      pin === blob.versionId ||
-      (options.replaces !== undefined && pin === options.replaces);
-    if (!admitted) return copy(this.blobs.get(blob.sha256) as Blob);
+    const holding = this.pinHolding({ record: blob, replaces: options.replaces });
+    if (holding) return copy(holding);
     this.blobs.set(blob.sha256, stored(blob));
     return copy(blob);
+  }
+
+  private recordBlob(blob: BlobRecord | undefined): void {
+    if (blob !== undefined) this.blobs.set(blob.record.sha256, stored(blob.record));
+  }
+
+  /** The record whose pin refuses this one, as DynamoLedger's condition does; undefined if admitted. */
+  private pinHolding({ record, replaces }: BlobRecord): Blob | undefined {
+    const held = this.blobs.get(record.sha256);
+    const pin = held?.versionId;
+    // Unversioned storage has nothing to pin: the record follows the latest verification.
+    const admitted =
+      record.versionId === undefined ||
+      pin === undefined ||
+      pin === record.versionId ||
+      (replaces !== undefined && pin === replaces);
+    return admitted ? undefined : held;
   }
 
   async deleteBlob(sha256: string): Promise<void> {
@@ -302,6 +314,7 @@ export class InMemoryLedger implements Ledger {
     const failed = this.failedConditions(write, endsUpload);
     if (failed === undefined) {
       this.apply(version, change, endsUpload ? upload : undefined);
+      this.recordBlob(write.blob);
       return { committed: true };
     }
     const head = this.heads.get(version.path);
@@ -318,21 +331,23 @@ export class InMemoryLedger implements Ledger {
       state,
       ...(ended && held ? { upload: copy(held) } : {}),
       ...(failed.occupied === undefined ? {} : { occupied: failed.occupied }),
+      ...(failed.pinned === undefined ? {} : { pinned: copy(failed.pinned) }),
     };
   }
 
   /** The commit's conditions that fail, as DynamoDB's cancellation reasons name them; undefined if none. */
   private failedConditions(
-    { version, change, vacantFolders }: CommitWrite,
+    { version, change, vacantFolders, blob }: CommitWrite,
     endsUpload: boolean,
-  ): { head: boolean; upload: boolean; occupied: string | undefined } | undefined {
+  ): { head: boolean; upload: boolean; occupied: string | undefined; pinned: Blob | undefined } | undefined {
     const head = (this.heads.get(version.path)?.version ?? 0) !== version.version - 1;
     const upload = endsUpload && this.uploads.get(version.uploadId)?.status !== 'pending';
     const occupied = this.liveFileAmong(vacantFolders ?? []);
     const counter = this.feedOf(change.shard).length !== change.seq - 1;
     const versionTaken = this.versions.get(version.path)?.has(version.version) === true;
-    const any = head || upload || counter || versionTaken || occupied !== undefined;
-    return any ? { head, upload, occupied } : undefined;
+    const pinned = blob === undefined ? undefined : this.pinHolding(blob);
+    const any = head || upload || counter || versionTaken || occupied !== undefined || pinned !== undefined;
+    return any ? { head, upload, occupied, pinned } : undefined;
   }
 
   /** As DynamoLedger's ConditionCheck of each folder's head: absent or a tombstone passes. */

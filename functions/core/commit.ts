@@ -15,13 +15,13 @@
  */
 import { crashPoint } from '../../common/crash-points.ts';
 import { backoffMs, sleep } from '../../common/retry.ts';
-import type { Change, FileVersion, VersionContent } from '../../contracts/model.js';
+import type { Blob, Change, FileVersion, VersionContent } from '../../contracts/model.js';
 import { type PolicyTarget, underFileError } from '../../contracts/paths.ts';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import { targetSelects } from '../../contracts/topology.js';
 import { UploadFinishedError, VersionConflictError } from './errors.js';
 import { asValidationError } from './paths.js';
-import type { Clock, CommitState, FanoutQueue, VersionLedger } from './ports.js';
+import type { BlobRecord, Clock, CommitResult, CommitState, FanoutQueue, VersionLedger } from './ports.js';
 import { shardOf } from './shards.js';
 
 export interface CommitDeps {
@@ -52,6 +52,15 @@ export interface CommitRequest {
    * write (at most MAX_VACANT_FOLDERS): one that holds a live file refuses it (`path_conflict`).
    */
   readonly vacantFolders?: readonly string[] | undefined;
+  /**
+   * A verified blob's record to write with the commit (one write fewer than putBlob before it);
+   * `held` is set to the record that holds once a write settles it: this one, or another pin.
+   */
+  readonly blob?: BlobRecordWrite | undefined;
+}
+
+export interface BlobRecordWrite extends BlobRecord {
+  held?: Blob | undefined;
 }
 
 /**
@@ -69,27 +78,47 @@ export async function commitVersion(deps: CommitDeps, request: CommitRequest): P
     if (movedPast(request, state)) return ownVersionOrConflict(deps, request, state);
     const version = nextVersion(request, state, clock.now().toISOString());
     const change = feedEntry(version, shard, state.feedSeq + 1, clock.now().toISOString());
+    const blob = unsettled(request.blob);
     const started = performance.now();
     const result = await ledger.commit({
       version,
       change,
       upload: request.endsUpload,
       vacantFolders: request.vacantFolders,
+      blob,
     });
     const roundTripMs = performance.now() - started;
+    settleBlob(blob, result);
     if (result.committed) {
       await publish(deps, version, change);
       return version;
     }
-    if (result.upload !== undefined) return settledElsewhere(deps, request, result.upload);
-    if (result.occupied !== undefined) throw asValidationError(underFileError(result.occupied));
-    // A retried write that did land (the SDK retries on a lost answer) finds its own version at head.
-    const own = await ownHead(deps, request, result.state);
-    if (own !== undefined) return own;
-    await backOff(attempt, roundTripMs);
+    const settled = await settledOrRefused(deps, request, result);
+    if (settled !== undefined) return settled;
+    // Refused by the blob's pin alone, the head and seq were as read: write again at once.
+    if (result.pinned === undefined) await backOff(attempt, roundTripMs);
     state = result.state;
   }
   throw new Error(`commit of "${request.path}" refused ${MAX_ATTEMPTS} times: the ledger is inconsistent`);
+}
+
+const unsettled = (blob: BlobRecordWrite | undefined) => (blob?.held === undefined ? blob : undefined);
+
+/** The record that holds after a write that carried it: ours when it committed, else the pin that refused it. */
+function settleBlob(blob: BlobRecordWrite | undefined, result: CommitResult): void {
+  if (blob !== undefined) blob.held = result.committed ? blob.record : result.pinned;
+}
+
+/** After a refusal: the answer when the upload ended elsewhere or our own write landed; throws when the path cannot be committed. */
+async function settledOrRefused(
+  deps: CommitDeps,
+  request: CommitRequest,
+  result: Extract<CommitResult, { committed: false }>,
+): Promise<FileVersion | undefined> {
+  if (result.upload !== undefined) return settledElsewhere(deps, request, result.upload);
+  if (result.occupied !== undefined) throw asValidationError(underFileError(result.occupied));
+  // A retried write that did land (the SDK retries on a lost answer) finds its own version at head.
+  return ownHead(deps, request, result.state);
 }
 
 const movedPast = (request: CommitRequest, state: CommitState): boolean =>

@@ -4,7 +4,7 @@
  */
 
 import type { Blob, Upload } from '../../contracts/model.js';
-import { type CommitDeps, commitVersion } from './commit.js';
+import { type BlobRecordWrite, type CommitDeps, commitVersion } from './commit.js';
 import { UploadFinishedError, ValidationError, VersionConflictError } from './errors.js';
 import { expireUpload, isLapsed, storedInWindow, uploadExpiresAt } from './expiry.js';
 import { PathPolicy } from './paths.js';
@@ -115,16 +115,17 @@ export async function ingestBlob(
   if ('kind' in proof) return proof;
   const run = pendingRun(deps, event, sha256, proof);
   for (const pointer of pending) await settlePending(run, pointer);
+  const discarded = proof.record ? await recordBlob(deps, proof.record) : proof.discarded;
   // Only now: the uploads that sent this duplicate are committed, and a redelivered event (this
   // invocation dying before here) still finds the version that names them.
-  if (proof.discarded?.reason === DUPLICATE) await discardDuplicate(deps, sha256, proof.discarded.versionId);
+  if (discarded?.reason === DUPLICATE) await discardDuplicate(deps, sha256, discarded.versionId);
   return {
     kind: 'committed',
     sha256,
     committed: run.committed,
     rejected: run.rejected,
     ...(run.expired.length > 0 ? { expired: run.expired } : {}),
-    ...(proof.discarded ? { discarded: proof.discarded } : {}),
+    ...(discarded ? { discarded } : {}),
   };
 }
 
@@ -137,6 +138,20 @@ interface Proof {
   readonly discarded?: DiscardedVersion | undefined;
   /** Kept when storage was asked: the event's object version may be discarded meanwhile. */
   readonly eventStat: StoredObject | undefined;
+  /** The verified record not written yet: the first commit carries it (recordBlob writes it if none did). */
+  readonly record?: BlobRecordWrite | undefined;
+}
+
+/**
+ * The verified record, if no commit carried it; the event's version is a duplicate to delete when
+ * another version holds the pin (a concurrent verification pinned it first).
+ */
+async function recordBlob(deps: IngestDeps, write: BlobRecordWrite): Promise<DiscardedVersion | undefined> {
+  write.held ??= await deps.ledger.putBlob(write.record, { replaces: write.replaces });
+  const { versionId } = write.record;
+  return versionId !== undefined && write.held.versionId !== versionId
+    ? { versionId, reason: DUPLICATE }
+    : undefined;
 }
 
 /** Proves the event's bytes (or finds them proven already); an outcome when they cannot be. */
@@ -208,18 +223,21 @@ async function verifyStoredBytes(
       `sha256 mismatch: the stored bytes hash to ${actual.sha256}`,
     );
   }
-  const blob = await ledger.putBlob(
-    {
-      sha256,
-      size: actual.size,
-      verifiedAt: clock.now().toISOString(),
-      etag: stored.etag,
-      versionId: stored.versionId,
-    },
-    { replaces: pinnedGone ? known?.versionId : undefined },
-  );
+  const record: Blob = {
+    sha256,
+    size: actual.size,
+    verifiedAt: clock.now().toISOString(),
+    etag: stored.etag,
+    versionId: stored.versionId,
+  };
+  const replaces = pinnedGone ? known?.versionId : undefined;
   metrics.count('BlobsVerified');
   metrics.bytes('BytesVerified', actual.size);
+  // Proven in one pass, the record rides on the first commit (a crash before it costs one hash
+  // again); a proof that took ranges across invocations is written at once.
+  if (options.resume === undefined && stored.size <= onePassMaxBytes(options))
+    return { blob: record, eventStat: stored, record: { record, replaces } };
+  const blob = await ledger.putBlob(record, { replaces });
   if (stored.versionId !== undefined && blob.versionId !== stored.versionId) {
     // A concurrent verification pinned another version first: this one would never be read (it
     // goes once the uploads it carries are settled).
@@ -227,6 +245,9 @@ async function verifyStoredBytes(
   }
   return { blob, eventStat: stored };
 }
+
+const onePassMaxBytes = (options: IngestOptions): number =>
+  options.verification?.onePassMaxBytes ?? DEFAULT_ONE_PASS_MAX_BYTES;
 
 /**
  * Trusts a full-object SHA-256 that storage reports having stored; else hashes the bytes: in one
@@ -278,6 +299,8 @@ interface PendingRun {
   readonly deps: IngestDeps;
   readonly sha256: string;
   readonly blob: Blob;
+  /** The verified record, until a commit carries it. */
+  readonly record: BlobRecordWrite | undefined;
   /** The event's object version: when storage stored it, and which upload's URL sent it. */
   readonly storedObject: () => Promise<{ at: Date; uploadId: string | undefined }>;
   readonly committed: { uploadId: string; path: string; version: number }[];
@@ -299,7 +322,16 @@ function pendingRun(deps: IngestDeps, event: BlobEvent, sha256: string, proof: P
     }));
     return eventObject;
   };
-  return { deps, sha256, blob: proof.blob, storedObject, committed: [], rejected: [], expired: [] };
+  return {
+    deps,
+    sha256,
+    blob: proof.blob,
+    record: proof.record,
+    storedObject,
+    committed: [],
+    rejected: [],
+    expired: [],
+  };
 }
 
 /**
@@ -393,6 +425,7 @@ async function commitUpload(run: PendingRun, upload: PendingClaim, uploadId: str
       deleted: false,
       ifVersion: upload.ifVersion,
       endsUpload: { deduplicated: false },
+      blob: run.record,
     });
     run.committed.push({ uploadId, path: upload.path, version: version.version });
     metrics.count('VersionsCommitted');

@@ -31,6 +31,14 @@ export interface CommitWrite {
    * MAX_VACANT_FOLDERS (DynamoDB's transaction takes 100 items).
    */
   readonly vacantFolders?: readonly string[] | undefined;
+  /** A verified blob's record written with the commit, on putBlob's condition: one write fewer. */
+  readonly blob?: BlobRecord | undefined;
+}
+
+/** A blob's record to write, pinning its object version over no pin, the same pin or `replaces`. */
+export interface BlobRecord {
+  readonly record: Blob;
+  readonly replaces?: string | undefined;
 }
 
 /** The most `vacantFolders` one commit checks; the rest are read before it. */
@@ -46,6 +54,8 @@ export type CommitResult =
       readonly upload?: Upload | undefined;
       /** Set when one of `vacantFolders` holds a live file: the path cannot be committed. */
       readonly occupied?: string | undefined;
+      /** Set when `blob` was refused (another object version is pinned): the record that holds. */
+      readonly pinned?: Blob | undefined;
     };
 
 /**

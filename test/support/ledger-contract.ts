@@ -510,6 +510,33 @@ export function ledgerContract(
       expect(await ledger.listPendingUploads(sha(11))).toEqual([upload.uploadId]);
     });
 
+    it("a commit carrying a blob's record writes it with the version; another pin refuses the commit whole and is named", async () => {
+      const { ledger } = await makeLedger();
+      const record = (versionId: string) => ({
+        sha256: sha(15),
+        size: 10,
+        verifiedAt: T0,
+        etag: '"e"',
+        versionId,
+      });
+      const first = {
+        ...commitWrite('pin/a.png', 1, 1, { sha256: sha(15) }),
+        blob: { record: record('v1') },
+      };
+      expect(await ledger.commit(first)).toEqual({ committed: true });
+      expect(await ledger.getBlob(sha(15))).toEqual(record('v1'));
+      const before = await snapshot(ledger, ['pin/b.png'], 0);
+      const other = {
+        ...commitWrite('pin/b.png', 1, 2, { sha256: sha(15) }),
+        blob: { record: record('v2') },
+      };
+      expect(await ledger.commit(other)).toMatchObject({ committed: false, pinned: record('v1') });
+      expect(await snapshot(ledger, ['pin/b.png'], 0)).toEqual(before);
+      const replacing = { ...other, blob: { record: record('v2'), replaces: 'v1' } };
+      expect(await ledger.commit(replacing)).toEqual({ committed: true });
+      expect(await ledger.getBlob(sha(15))).toEqual(record('v2'));
+    });
+
     it('a commit whose folder holds a live file is refused whole, naming the folder; absent or deleted folders pass', async () => {
       const { ledger } = await makeLedger();
       await commitNext(ledger, 'box');

@@ -86,14 +86,15 @@ describe("the ingest's ledger calls per commit", () => {
       kind: 'committed',
       committed: [{ uploadId: upload.uploadId, version: 1 }],
     });
+    // The verified record rides on the commit: no putBlob of its own.
     expect(s.calls).toEqual([
       'getBlobAndPending',
-      'putBlob',
       'hasLiveFileUnder',
       'readCommitState',
       'commit',
       'markFannedOut',
     ]);
+    expect(await s.ledger.getBlob(upload.sha256)).toMatchObject({ size: 1500 });
   });
 
   it('a pointer that carries no claim (written before pointers did) still commits, reading its upload', async () => {
@@ -144,5 +145,8 @@ describe("the ingest's ledger calls per commit", () => {
       reason: expect.stringMatching(/path_conflict.*"media\/dir", which is a file/),
     });
     expect(await s.ledger.listPendingUploads(upload.sha256)).toEqual([]);
+    // No commit carried the verified record: it is written on its own.
+    expect(s.calls).toContain('putBlob');
+    expect(await s.ledger.getBlob(upload.sha256)).toMatchObject({ size: 1600 });
   });
 });
