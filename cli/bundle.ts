@@ -11,7 +11,7 @@
  * bundles were built from, so that a bin in a development checkout can tell a bundle older than
  * the sources and run the sources instead (bin/launch.js).
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
@@ -54,6 +54,9 @@ export async function bundleCli(outDir: string = DEFAULT_BUNDLE_DIR): Promise<Bu
   const { version } = JSON.parse(await readFile(resolve(root, 'package.json'), 'utf8')) as {
     version: string;
   };
+  // Chunk names carry content hashes: an earlier build's chunks would stay beside the new ones
+  // and ship in the package (`files` takes dist/ whole).
+  await rm(resolve(out, 'chunks'), { recursive: true, force: true });
   const result = await build({
     entryPoints: { 'media-mirror': resolve(root, 'bin/cli.ts'), agent: resolve(root, 'agent/main.ts') },
     outdir: out,

@@ -22,6 +22,7 @@ import {
   measureEmptyNodeIdle,
   measureHelp,
 } from '../../bench/bundle.ts';
+import { bundleCli } from '../../cli/bundle.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
 import { waitFor } from '../support/wait.ts';
@@ -101,6 +102,15 @@ describe('the package as npm installs it', () => {
     });
     for (const dev of ['tsx', 'dynalite', 'fauxqs', '@aws-sdk/client-s3', 'commander'])
       expect(Object.keys(manifest.dependencies)).not.toContain(dev);
+  }, 120_000);
+
+  it('a rebuild leaves no chunk of an earlier build behind (npm pack ships dist/ whole)', async () => {
+    const out = join(work, 'rebuild');
+    await bundleCli(out);
+    const first = await readdir(join(out, 'chunks'));
+    await writeFile(join(out, 'chunks/chunk-EARLIER.mjs'), 'export {};\n');
+    await bundleCli(out);
+    expect((await readdir(join(out, 'chunks'))).sort()).toEqual(first.sort());
   }, 120_000);
 
   it('media-mirror --help and --version run from the bundle, with no node_modules and no TypeScript beside it', async () => {
