@@ -143,7 +143,7 @@ export async function runOnce(
 /**
  * The id a request sent under an Idempotency-Key commits its version with (the version's
  * `uploadId`): the same for every retry of it, so a retry that takes over a dead request's key and
- * runs afresh finds the version that request committed (see committedBy). `parts` name what the
+ * runs afresh finds the version that request committed (see findOwnCommit). `parts` name what the
  * request changes (its path, and what shapes the version it commits).
  */
 export function keyedRequestId(
@@ -157,16 +157,39 @@ export function keyedRequestId(
   return `${operation}-${digest.slice(0, 32)}`;
 }
 
+/** Versions read per page while looking for a request's own commit below the head. */
+const OWN_COMMIT_PAGE = 25;
+
 /**
- * The head, when the request `requestId` (keyedRequestId) committed it: a retry of that request
- * answers it instead of committing again. Only the head is looked at: a version committed after it
- * by another request makes the retry run as a new request would.
+ * The version the request `requestId` (keyedRequestId) committed, if it did: a retry of that
+ * request answers it instead of committing again. The head is looked at first; below it, the
+ * versions committed within the key's lifetime (IDEMPOTENCY_KEY_TTL_MS: an older commit cannot be
+ * this key's), newest first. Not only the head: between a dead request's commit and its retry
+ * other requests may have committed, and committing again would undo their versions (a second
+ * delete wiping a later upload).
  */
-export function committedBy(
+export async function findOwnCommit(
+  ledger: Pick<VersionLedger, 'listVersions'>,
+  path: string,
   head: FileVersion | undefined,
   requestId: string | undefined,
-): FileVersion | undefined {
-  return requestId !== undefined && head?.uploadId === requestId ? head : undefined;
+  now: Date,
+): Promise<FileVersion | undefined> {
+  if (requestId === undefined || head === undefined) return undefined;
+  if (head.uploadId === requestId) return head;
+  const since = now.getTime() - IDEMPOTENCY_KEY_TTL_MS;
+  let before = head.version;
+  let oldest = head;
+  while (before > 1 && Date.parse(oldest.committedAt) >= since) {
+    const page = await ledger.listVersions(path, { limit: OWN_COMMIT_PAGE, before });
+    const own = page.find((v) => v.uploadId === requestId && Date.parse(v.committedAt) >= since);
+    if (own) return own;
+    const last = page.at(-1);
+    if (last === undefined || page.length < OWN_COMMIT_PAGE) return undefined;
+    oldest = last;
+    before = last.version;
+  }
+  return undefined;
 }
 
 /**

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { FileVersion } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
 import { MirrorError, NotFoundError, ValidationError } from './errors.js';
-import { committedBy, keyedRequestId } from './idempotency.js';
+import { findOwnCommit, keyedRequestId } from './idempotency.js';
 import type { BlobLedger, VersionLedger } from './ports.js';
 
 export interface RestoreDeps extends CommitDeps {
@@ -37,7 +37,8 @@ export async function restoreVersion(
   requestId?: string | undefined,
 ): Promise<FileVersion> {
   if (requestId !== undefined) {
-    const own = committedBy(await deps.ledger.getHead(path), requestId);
+    const head = await deps.ledger.getHead(path);
+    const own = await findOwnCommit(deps.ledger, path, head, requestId, deps.clock.now());
     if (own) return own;
   }
   const old = await deps.ledger.getVersion(path, from);

@@ -28,7 +28,7 @@ import {
   VersionConflictError,
 } from './errors.js';
 import { expiresAtFor, isLapsed, settleIfLapsed, uploadExpiresAt } from './expiry.js';
-import { committedBy, keyedRequestId, unchangedHead } from './idempotency.js';
+import { findOwnCommit, keyedRequestId, unchangedHead } from './idempotency.js';
 import { missingParts, partBytes, planParts } from './multipart.js';
 import type { BlobStore, Ledger, Metrics, ReplicaStore, StoredPart } from './ports.js';
 import { issueChallenge, proveUpload } from './possession.js';
@@ -538,7 +538,7 @@ export async function deleteFile(
   requestId?: string | undefined,
 ): Promise<FileVersion> {
   const head = await deps.ledger.getHead(path);
-  const own = committedBy(head, requestId);
+  const own = await findOwnCommit(deps.ledger, path, head, requestId, deps.clock.now());
   if (own) return own;
   if (!head || head.deleted) throw new NotFoundError(`no file at "${path}"`, 'path');
   return commitVersion(deps, {

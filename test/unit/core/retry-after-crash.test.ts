@@ -164,6 +164,26 @@ describe('a delete retried under its Idempotency-Key after the api died past its
     await expect(deleteFile(s.deps, 'del/a.png', undefined)).rejects.toBeInstanceOf(NotFoundError);
   });
 
+  // Found by the full chaos run: the delete committed v2 and died, an upload committed v3, and the
+  // retry that took the key over saw a head not its own and deleted again (v4), wiping v3.
+  it('finds its own tombstone under versions committed after it; the later upload stays the head', async () => {
+    const s = setup();
+    const one = randomBytes(500);
+    await claim(s, 'del/b.png', one);
+    await ingest(s, one);
+    const id = deleteRequestId('key-1', 'del/b.png');
+    s.dieAfterNextCommit();
+    await expect(deleteFile(s.deps, 'del/b.png', undefined, id)).rejects.toThrow('the invocation died');
+    const two = randomBytes(600);
+    await claim(s, 'del/b.png', two);
+    await ingest(s, two);
+    expect(await s.ledger.getHead('del/b.png')).toMatchObject({ version: 3, deleted: false });
+
+    expect(await deleteFile(s.deps, 'del/b.png', undefined, id)).toMatchObject({ version: 2, deleted: true });
+    expect(await s.ledger.getHead('del/b.png')).toMatchObject({ version: 3, deleted: false });
+    expect(await s.ledger.listVersions('del/b.png', { limit: 10 })).toHaveLength(3);
+  });
+
   it('the request id depends on the key and the path only', () => {
     expect(deleteRequestId('k', 'a')).toBe(deleteRequestId('k', 'a'));
     expect(deleteRequestId('k', 'a')).not.toBe(deleteRequestId('k', 'b'));
@@ -217,6 +237,19 @@ describe('a restore retried under its Idempotency-Key after the api died past it
         restoreRequestId('key-2', 'res/plain.png', 1),
       ),
     ).toMatchObject({ version: 5 });
+  });
+
+  it('finds its own version under versions committed after it; no second restore over them', async () => {
+    const { s, id } = await restoredThenDied('res/later.png', 'key-1', undefined);
+    const three = randomBytes(900);
+    await claim(s, 'res/later.png', three);
+    await ingest(s, three);
+    expect(await restoreVersion(s.deps, 'res/later.png', 1, undefined, id)).toMatchObject({
+      version: 3,
+      uploadId: id,
+    });
+    expect(await s.ledger.getHead('res/later.png')).toMatchObject({ version: 4, sha256: sha256Hex(three) });
+    expect(await s.ledger.listVersions('res/later.png', { limit: 10 })).toHaveLength(4);
   });
 
   it('the request id depends on the key, the path and the version restored', () => {
