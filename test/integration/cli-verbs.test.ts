@@ -5,14 +5,13 @@
  * wrote.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliIo, runCli } from '../../cli/program.ts';
 import { parseTopology } from '../../contracts/topology.ts';
-import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
+import type { Sandbox } from '../../local/sandbox.ts';
 import { localApi } from '../support/local-api.js';
+import { startTestStack, type TestStack } from '../support/local-stack.ts';
 
 const topology = parseTopology({
   homeRegion: 'us-east-1',
@@ -25,46 +24,18 @@ const topology = parseTopology({
   },
 });
 
-let dataDir: string;
+let stack: TestStack;
 let work: string;
 let sandbox: Sandbox;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mirror-cli-verbs-'));
-  work = await mkdtemp(join(tmpdir(), 'mirror-cli-verbs-work-'));
-  sandbox = await startSandbox({
-    dataDir,
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
-    topology,
-    env: {},
-    webDir: null,
-    schedules: false,
-    polling: { waitTimeSeconds: 1 },
-    log: () => {},
-    functionLog: () => {},
-  });
+  stack = await startTestStack('cli-verbs', { topology, env: {}, schedules: false });
+  ({ sandbox, dir: work } = stack);
 }, 120_000);
 
-afterAll(async () => {
-  await sandbox?.stop();
-  for (const d of [dataDir, work]) if (d) await rm(d, { recursive: true, force: true });
-});
+afterAll(() => stack?.stop());
 
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: CliIo = {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: { XDG_CACHE_HOME: join(work, 'cache') },
-    cwd: work,
-  };
-  const code = await runCli(['node', 'media-mirror', '--endpoints', sandbox.endpointsFile, ...args], io);
-  return { code, out, err };
-}
+const cli = (...args: string[]) => stack.cli(...args);
 
 const sha = (b: string | Buffer) => createHash('sha256').update(b).digest('hex');
 

@@ -7,17 +7,16 @@
  * And the lag monitor's own figures, as `GET /v1/targets` serves them, vouch for whole targets.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliIo, runCli } from '../../cli/program.ts';
 import { type WaitClient, waitForTargets } from '../../cli/sync-wait.ts';
 import { systemClock } from '../../cli/upload.ts';
 import { parseTopology } from '../../contracts/topology.ts';
-import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
+import type { Sandbox } from '../../local/sandbox.ts';
 import { MirrorApi } from '../../web/client/api.ts';
+import { startTestStack, type TestStack } from '../support/local-stack.ts';
 
 const S3_TARGET = 'eu-west-1';
 const PULL_TARGET = 'onprem';
@@ -30,51 +29,24 @@ const topology = parseTopology({
   limits: { maxUploadBytes: 64 * 1024 * 1024, contentTypes: ['image/*'], presignTtlSeconds: 600 },
 });
 
-let dataDir: string;
+let stack: TestStack;
 let work: string;
 let sandbox: Sandbox;
 let s3: S3Client;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mirror-sync-wait-'));
-  work = await mkdtemp(join(tmpdir(), 'mirror-sync-wait-work-'));
-  sandbox = await startSandbox({
-    dataDir,
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
+  stack = await startTestStack('sync-wait', {
     topology,
     env: {},
-    webDir: null,
     schedules: false,
-    polling: { waitTimeSeconds: 1 },
     agents: { heartbeatSeconds: 1, waitTimeSeconds: 1, shutdownGraceSeconds: 2 },
-    log: () => {},
-    functionLog: () => {},
   });
-  const { endpoint, region, credentials } = sandbox.endpoints.s3;
-  s3 = new S3Client({ endpoint, region, credentials, forcePathStyle: true });
+  ({ sandbox, s3, dir: work } = stack);
 }, 120_000);
 
-afterAll(async () => {
-  s3?.destroy();
-  await sandbox?.stop();
-  for (const d of [dataDir, work]) if (d) await rm(d, { recursive: true, force: true });
-});
+afterAll(() => stack?.stop());
 
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: CliIo = {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: { XDG_CACHE_HOME: join(work, 'cache') },
-    cwd: work,
-  };
-  const code = await runCli(['node', 'media-mirror', '--endpoints', sandbox.endpointsFile, ...args], io);
-  return { code, out, err };
-}
+const cli = (...args: string[]) => stack.cli(...args);
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
