@@ -1,14 +1,17 @@
 /**
  * The commit protocol (docs/design-notes.md, "Commit"). One commit is one all-or-nothing write
  * (TransactWriteItems on DynamoDB): the version item at head + 1, the path's head moved to it,
- * the shard's feed counter moved from seq to seq + 1 with the feed entry at seq + 1, and the
- * upload ended as committed. Each piece is conditioned on the state read just before, so:
+ * the shard's feed counter moved from seq to seq + 1 with the feed entry at seq + 1, the
+ * upload ended as committed and, from the ingest, the verified blob's record and a check that
+ * each folder of the path holds no live file. Each piece is conditioned on the state read just
+ * before, so:
  *
  * - versions are gap-free and the head only moves forward, one version at a time;
  * - the feed is prefix-closed: entry seq + 1 is written only with the counter at seq, which only
  *   the write of entry seq moved there; a reader that sees seq n sees everything below it;
  * - duplicate deliveries of one upload end in one version: only a pending upload commits;
  * - `ifVersion` is checked against the head the write is conditioned on: no lost update.
+ * - the folder/file rule holds at the instant the version is written, not at a read before it.
  *
  * A refused write says what it found, so a lost race costs one more write, not a re-read.
  * Fan-out follows the write; the feed entry is the outbox (lag.ts resends what was not marked).
