@@ -4,63 +4,47 @@
  * silent, redelivery (functions) or the agent's next attempt repairs it.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Sandbox } from '../../local/sandbox.js';
 import { localApi } from '../support/local-api.js';
+import { startTestStack, type TestStack } from '../support/local-stack.ts';
 import { waitFor } from '../support/wait.js';
 
+let stack: TestStack;
 let sandbox: Sandbox;
-let dataDir: string;
 let s3: S3Client;
 let functionsOff: string;
 let agentOff: string;
 let fired: () => ReadonlyMap<string, number>;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mirror-crash-points-'));
-  functionsOff = join(dataDir, 'functions-off');
-  agentOff = join(dataDir, 'agent-off');
-  // The agent runs in this process: its crash points are read when the module first loads.
-  process.env.MIRROR_CRASH_POINTS = 'agent.before-rename=1';
-  process.env.MIRROR_CRASH_POINTS_OFF_FILE = agentOff;
-  const { startSandbox } = await import('../../local/sandbox.js');
-  fired = (await import('../../common/crash-points.js')).crashesFired;
-  sandbox = await startSandbox({
-    dataDir: join(dataDir, 'data'),
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
-    webDir: null,
-    functionLog: () => undefined,
-    log: () => undefined,
-    functionEnv: {
-      MIRROR_CRASH_POINTS: 'replicate.before-target-row=1',
-      MIRROR_CRASH_POINTS_OFF_FILE: functionsOff,
-    },
-    polling: { waitTimeSeconds: 1 },
-    queues: { targetVisibilityTimeout: 5 },
-    schedules: { lagIntervalSeconds: 0, reconcileIntervalSeconds: 0, reconcileAtStart: false },
-    agents: { catchUpIntervalSeconds: 2, waitTimeSeconds: 1 },
+  stack = await startTestStack('crash-points', async (dir) => {
+    functionsOff = join(dir, 'functions-off');
+    agentOff = join(dir, 'agent-off');
+    // The agent runs in this process: its crash points are read when the module first loads
+    // (the stack's modules load at its start, test/support/local-stack.ts).
+    process.env.MIRROR_CRASH_POINTS = 'agent.before-rename=1';
+    process.env.MIRROR_CRASH_POINTS_OFF_FILE = agentOff;
+    fired = (await import('../../common/crash-points.js')).crashesFired;
+    return {
+      functionEnv: {
+        MIRROR_CRASH_POINTS: 'replicate.before-target-row=1',
+        MIRROR_CRASH_POINTS_OFF_FILE: functionsOff,
+      },
+      queues: { targetVisibilityTimeout: 5 },
+      schedules: { lagIntervalSeconds: 0, reconcileIntervalSeconds: 0, reconcileAtStart: false },
+      agents: { catchUpIntervalSeconds: 2, waitTimeSeconds: 1 },
+    };
   });
-  const e = sandbox.endpoints.s3;
-  s3 = new S3Client({
-    region: e.region,
-    endpoint: e.endpoint,
-    credentials: e.credentials,
-    forcePathStyle: true,
-  });
+  ({ sandbox, s3 } = stack);
 });
 afterAll(async () => {
-  s3?.destroy();
-  await sandbox?.stop();
+  await stack?.stop();
   delete process.env.MIRROR_CRASH_POINTS;
   delete process.env.MIRROR_CRASH_POINTS_OFF_FILE;
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
 const api = (method: string, path: string) => localApi(sandbox.endpoints).call(method, path);

@@ -3,34 +3,22 @@
  * interface: the HTTP API, the queues and the replica buckets.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Sandbox, startSandbox } from '../../local/sandbox.js';
+import type { Sandbox } from '../../local/sandbox.js';
 import { localApi, sha256Hex } from '../support/local-api.js';
+import { startTestStack, type TestStack } from '../support/local-stack.ts';
 import { waitFor } from '../support/wait.js';
 
+let stack: TestStack;
 let sandbox: Sandbox;
-let dataDir: string;
 let s3: S3Client;
 let sqs: SQSClient;
 const enc = encodeURIComponent;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mirror-faults-'));
-  sandbox = await startSandbox({
-    dataDir,
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
-    webDir: null,
-    functionLog: () => undefined,
-    log: () => undefined,
-    polling: { waitTimeSeconds: 1 },
+  stack = await startTestStack('faults', {
     queues: { ingestVisibilityTimeout: 5, targetVisibilityTimeout: 5 },
     // The sweep runs when a test asks (sandbox.sweepPending), and takes a second-old object's event for lost.
     schedules: {
@@ -43,20 +31,13 @@ beforeAll(async () => {
     // Configured at start: every notification and every delivery is made twice.
     faults: { notifications: { duplicate: 1 }, deliveries: { duplicate: 1 } },
   });
+  ({ sandbox, s3 } = stack);
   const e = sandbox.endpoints;
-  s3 = new S3Client({
-    region: e.s3.region,
-    endpoint: e.s3.endpoint,
-    credentials: e.s3.credentials,
-    forcePathStyle: true,
-  });
   sqs = new SQSClient({ region: e.s3.region, endpoint: e.sqs.endpoint, credentials: e.s3.credentials });
 });
 afterAll(async () => {
-  s3?.destroy();
   sqs?.destroy();
-  await sandbox?.stop();
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  await stack?.stop();
 });
 
 const api = (method: string, path: string, body?: unknown) =>

@@ -5,46 +5,35 @@
  * succeeds with what the dead request had done, committing nothing twice (docs/api.md, docs/chaos.md):
  * the delete's one tombstone, the restore's one version.
  */
-import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Sandbox } from '../../local/sandbox.js';
-import { startSandbox } from '../../local/sandbox.js';
 import { MirrorApi } from '../../web/client/api.js';
 import { localApi } from '../support/local-api.js';
+import { startTestStack, type TestStack } from '../support/local-stack.ts';
 import { waitFor } from '../support/wait.js';
 
 /** The api function's timeout in the local stack, as on AWS (lib/constructs/upload-api.ts). */
 const API_TIMEOUT_S = 29;
 
+let stack: TestStack;
 let sandbox: Sandbox;
-let dataDir: string;
 let off: string;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mirror-idempotency-crash-'));
-  off = join(dataDir, 'crash-points-off');
-  // Silent until a test removes the file: the uploads before the delete or restore commit undisturbed.
-  await writeFile(off, '');
-  sandbox = await startSandbox({
-    dataDir: join(dataDir, 'data'),
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
-    webDir: null,
-    schedules: false,
-    functionLog: () => undefined,
-    log: () => undefined,
-    polling: { waitTimeSeconds: 1 },
-    functionEnv: { MIRROR_CRASH_POINTS: 'commit.before-fanout=1', MIRROR_CRASH_POINTS_OFF_FILE: off },
+  stack = await startTestStack('idempotency-crash', async (dir) => {
+    off = join(dir, 'crash-points-off');
+    // Silent until a test removes the file: the uploads before the delete or restore commit undisturbed.
+    await writeFile(off, '');
+    return {
+      schedules: false,
+      functionEnv: { MIRROR_CRASH_POINTS: 'commit.before-fanout=1', MIRROR_CRASH_POINTS_OFF_FILE: off },
+    };
   });
+  sandbox = stack.sandbox;
 });
-afterAll(async () => {
-  await sandbox?.stop();
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
-});
+afterAll(() => stack?.stop());
 
 describe('an api invocation that dies mid-request under an Idempotency-Key', () => {
   it('a retry gets 409 with Retry-After until the dead invocation is past its deadline; the client then takes the key over and gets the one tombstone', async () => {

@@ -4,13 +4,11 @@
  * so an `absent()` alert does not fire at start and a `lag > threshold` alert does not either.
  * The schedules are off: the lag monitor and reconcile run only when the test asks.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSample } from '../../cli/prom-text.ts';
 import { parseTopology } from '../../contracts/topology.ts';
-import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
+import type { Sandbox } from '../../local/sandbox.ts';
+import { startTestStack, type TestStack } from '../support/local-stack.ts';
 import { waitFor } from '../support/wait.js';
 
 const topology = parseTopology({
@@ -22,30 +20,14 @@ const topology = parseTopology({
 });
 const TARGETS = ['eu-west-1', 'onprem-dc1'];
 
+let stack: TestStack;
 let sandbox: Sandbox;
-let dataDir: string;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mirror-first-scrape-'));
-  sandbox = await startSandbox({
-    dataDir,
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
-    topology,
-    env: {},
-    agents: false,
-    schedules: false,
-    webDir: null,
-    functionLog: () => undefined,
-    log: () => undefined,
-  });
+  stack = await startTestStack('first-scrape', { topology, env: {}, agents: false, schedules: false });
+  sandbox = stack.sandbox;
 }, 60_000);
-afterAll(async () => {
-  await sandbox?.stop();
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
-});
+afterAll(() => stack?.stop());
 
 const scrape = async () => {
   const response = await fetch(sandbox.endpoints.metrics);

@@ -5,19 +5,17 @@
  * in batches; complete run in the background, and idempotent.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Sandbox, startSandbox } from '../../local/sandbox.js';
+import type { Sandbox } from '../../local/sandbox.js';
 import { uploadFile } from '../../web/client/upload-file.js';
 import { localApi, sha256Hex } from '../support/local-api.js';
+import { startTestStack, type TestStack } from '../support/local-stack.ts';
 import { waitFor } from '../support/wait.js';
 
 const MiB = 1024 * 1024;
 
+let stack: TestStack;
 let sandbox: Sandbox;
-let dataDir: string;
 let api: ReturnType<typeof localApi>;
 /** What the complete-multipart function logged: where the background completion shows. */
 const completionLog: string[] = [];
@@ -25,28 +23,18 @@ const completionLog: string[] = [];
 const ingestLog: string[] = [];
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mirror-multipart-api-'));
-  sandbox = await startSandbox({
-    dataDir,
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
-    webDir: null,
+  stack = await startTestStack('multipart-api', {
     schedules: false,
     functionLog: (name, line) => {
       if (name === 'complete-multipart') completionLog.push(line);
       if (name === 'ingest') ingestLog.push(line);
       if (process.env.H3_DEBUG) console.log(`[${name}] ${line}`);
     },
-    polling: { waitTimeSeconds: 1 },
   });
+  sandbox = stack.sandbox;
   api = localApi(sandbox.endpoints);
 });
-afterAll(async () => {
-  await sandbox?.stop();
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
-});
+afterAll(() => stack?.stop());
 
 interface Plan {
   uploadId: string;

@@ -21,11 +21,11 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliIo, runCli } from '../../cli/program.ts';
 import { readSample } from '../../cli/prom-text.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
 import { localApi } from '../support/local-api.js';
+import { binArgs, runCliOn, testStackOptions } from '../support/local-stack.ts';
 import { waitFor as poll } from '../support/wait.js';
 
 /** This file's waits are longer than the shared default. */
@@ -53,32 +53,26 @@ const sandboxLog: string[] = [];
 /** The lag monitor's reports, as it logs them ("lag measured"), newest last. */
 const lagReports: { at: number; report: { targetId: string; lagSeconds: number; pending: number }[] }[] = [];
 
-const options = (): SandboxOptions => ({
-  dataDir,
-  port: 0,
-  s3Port: 0,
-  sqsPort: 0,
-  dynamodbPort: 0,
-  topology,
-  env: {},
-  webDir: null,
-  log: (m) => sandboxLog.push(m),
-  functionLog: (name, line) => {
-    if (name !== 'lag-monitor' || !line.includes('"lag measured"')) return;
-    try {
-      const { report } = JSON.parse(line) as { report: (typeof lagReports)[number]['report'] };
-      lagReports.push({ at: Date.now(), report });
-    } catch {
-      // not a log line of ours
-    }
-  },
-  // A failing copy is received twice, then parked: a few seconds, not minutes.
-  queues: { targetVisibilityTimeout: 2, maxReceiveCount: 2 },
-  polling: { waitTimeSeconds: 1 },
-  // Measure every second; reconcile at start only (a periodic one would repair what the tests break).
-  schedules: { lagIntervalSeconds: 1, reconcileIntervalSeconds: 0 },
-  agents: { heartbeatSeconds: 1, waitTimeSeconds: 1, shutdownGraceSeconds: 2 },
-});
+const options = (): SandboxOptions =>
+  testStackOptions(dataDir, {
+    topology,
+    env: {},
+    log: (m) => sandboxLog.push(m),
+    functionLog: (name, line) => {
+      if (name !== 'lag-monitor' || !line.includes('"lag measured"')) return;
+      try {
+        const { report } = JSON.parse(line) as { report: (typeof lagReports)[number]['report'] };
+        lagReports.push({ at: Date.now(), report });
+      } catch {
+        // not a log line of ours
+      }
+    },
+    // A failing copy is received twice, then parked: a few seconds, not minutes.
+    queues: { targetVisibilityTimeout: 2, maxReceiveCount: 2 },
+    // Measure every second; reconcile at start only (a periodic one would repair what the tests break).
+    schedules: { lagIntervalSeconds: 1, reconcileIntervalSeconds: 0 },
+    agents: { heartbeatSeconds: 1, waitTimeSeconds: 1, shutdownGraceSeconds: 2 },
+  });
 
 /** An S3 client on the running stack's emulator (its port changes on a restart). */
 function connect(): void {
@@ -165,18 +159,7 @@ const metric = async (name: string, labels: Record<string, string> = {}) =>
 const lagSince = (since: number, target: string) =>
   lagReports.filter((r) => r.at >= since).flatMap((r) => r.report.filter((t) => t.targetId === target));
 
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: CliIo = {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: {},
-    cwd: dataDir,
-  };
-  const code = await runCli(['node', 'media-mirror', '--endpoints', sandbox.endpointsFile, ...args], io);
-  return { code, out, err };
-}
+const cli = (...args: string[]) => runCliOn(sandbox, args, { cwd: dataDir });
 
 describe('operations through the local stack', () => {
   it('a stopped agent makes its lag grow in the lag monitor and /metrics; a restart brings it back', async () => {
@@ -265,15 +248,7 @@ describe('operations through the local stack', () => {
     // runs in this process and must keep answering while the child talks to it.)
     const dry = await promisify(execFile)(
       process.execPath,
-      [
-        'bin/media-mirror.js',
-        '--endpoints',
-        sandbox.endpointsFile,
-        'redrive',
-        '--target',
-        target,
-        '--dry-run',
-      ],
+      binArgs(sandbox, 'redrive', '--target', target, '--dry-run'),
       {
         cwd: repoRoot,
         encoding: 'utf8',
@@ -345,13 +320,7 @@ describe('operations through the local stack', () => {
   });
 
   it('status shows each target with lag, backlog, heartbeat and parked failures', async () => {
-    let out = '';
-    const code = await runCli(['node', 'media-mirror', '--endpoints', sandbox.endpointsFile, 'status'], {
-      stdout: { write: (s: string) => (out += s) },
-      stderr: { write: () => undefined },
-      env: {},
-      cwd: dataDir,
-    });
+    const { code, out } = await cli('status');
     expect(code).toBe(0);
     expect(out).toMatch(/^TARGET\s+KIND\s+LAG \(S\)\s+BACKLOG\s+HEARTBEAT\s+FAILED \(DLQ\)/m);
     expect(out).toMatch(new RegExp(`^${S3_TARGET}\\s+s3\\s+0\\s+0\\s+-\\s+0\\s`, 'm'));

@@ -1,47 +1,28 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPartSender } from '../../cli/multipart.js';
 import { createPutFile } from '../../cli/put-file.js';
 import { systemClock, uploadFile } from '../../cli/upload.js';
-import { type Sandbox, startSandbox } from '../../local/sandbox.js';
+import type { Sandbox } from '../../local/sandbox.js';
 import { MirrorApi } from '../../web/client/api.js';
 import { localApi, sha256Hex } from '../support/local-api.js';
+import { startTestStack, type TestStack } from '../support/local-stack.ts';
 import { waitFor as until } from '../support/wait.js';
 
+let stack: TestStack;
 let sandbox: Sandbox;
-let dataDir: string;
 let s3: S3Client;
 const sha = sha256Hex;
 const enc = encodeURIComponent;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mirror-pipeline-'));
-  sandbox = await startSandbox({
-    dataDir,
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
-    webDir: null,
-    functionLog: () => undefined,
-    polling: { waitTimeSeconds: 1 },
-  });
-  const e = sandbox.endpoints.s3;
-  s3 = new S3Client({
-    region: e.region,
-    endpoint: e.endpoint,
-    credentials: e.credentials,
-    forcePathStyle: true,
-  });
+  stack = await startTestStack('pipeline');
+  ({ sandbox, s3 } = stack);
 });
-afterAll(async () => {
-  await sandbox?.stop();
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
-});
+afterAll(() => stack?.stop());
 
 async function replicaObject(bucket: string, key: string) {
   try {
@@ -224,7 +205,7 @@ describe('pipeline through the local stack', () => {
   it('the CLI uploads a file above the multipart threshold in parts, and it reaches every replica', async () => {
     const bytes = Buffer.alloc(20 * 1024 * 1024 + 123);
     for (let i = 0; i < bytes.length; i += 4096) bytes.writeInt32BE(i ^ 0x1e3779b9, i);
-    const file = join(dataDir, 'big.bin');
+    const file = join(stack.dir, 'big.bin');
     await writeFile(file, bytes);
     const client = new MirrorApi({ baseUrl: sandbox.endpoints.api, token: sandbox.endpoints.token });
     const result = await uploadFile(

@@ -4,23 +4,23 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { openAsBlob } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
   ListObjectVersionsCommand,
-  S3Client,
+  type S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPartSender } from '../../cli/multipart.js';
 import { createPutFile } from '../../cli/put-file.js';
 import { uploadFile as cliUpload, systemClock } from '../../cli/upload.js';
-import { type Sandbox, startSandbox } from '../../local/sandbox.js';
+import type { Sandbox } from '../../local/sandbox.js';
 import { MirrorApi } from '../../web/client/api.js';
 import { uploadFile as webUpload } from '../../web/client/upload-file.js';
 import { type LocalApiResponse, localApi, sha256Hex } from '../support/local-api.js';
+import { startTestStack, type TestStack } from '../support/local-stack.ts';
 import { waitFor } from '../support/wait.js';
 
 const enc = encodeURIComponent;
@@ -30,20 +30,13 @@ const MiB = 1024 * KiB;
 /** Ingest invocations finished, in every sandbox of this file. */
 let ingestsDone = 0;
 
-async function start(dataDir: string, functionEnv?: Record<string, string>) {
-  return startSandbox({
+function start(name: string, functionEnv?: Record<string, string>) {
+  return startTestStack(name, {
     onInvocation: (report) => {
       if (report.functionName === 'ingest') ingestsDone++;
     },
-    dataDir,
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
-    webDir: null,
     schedules: false,
-    ...(process.env.H3_DEBUG ? {} : { functionLog: () => undefined }),
-    polling: { waitTimeSeconds: 1 },
+    ...(process.env.H3_DEBUG ? { functionLog: undefined } : {}),
     ...(functionEnv ? { functionEnv } : {}),
   });
 }
@@ -75,28 +68,17 @@ function shapeOf(value: unknown): unknown {
 }
 
 describe('proof of possession', () => {
+  let stack: TestStack;
   let sandbox: Sandbox;
-  let dataDir: string;
   let s3: S3Client;
   let api: ReturnType<typeof localApi>;
 
   beforeAll(async () => {
-    dataDir = await mkdtemp(join(tmpdir(), 'mirror-possession-'));
-    sandbox = await start(dataDir);
+    stack = await start('possession');
+    ({ sandbox, s3 } = stack);
     api = localApi(sandbox.endpoints);
-    const e = sandbox.endpoints.s3;
-    s3 = new S3Client({
-      region: e.region,
-      endpoint: e.endpoint,
-      credentials: e.credentials,
-      forcePathStyle: true,
-    });
   });
-  afterAll(async () => {
-    s3?.destroy();
-    await sandbox?.stop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-  });
+  afterAll(() => stack?.stop());
 
   const claim = (path: string, bytes: Buffer, over: Record<string, unknown> = {}) =>
     api.call('POST', '/v1/uploads', {
@@ -357,7 +339,7 @@ describe('proof of possession', () => {
   it('the web client in Node commits stored content with no PUT, small and multipart', async () => {
     for (const size of [200 * KiB, 17 * MiB + 5]) {
       const bytes = randomBytes(size);
-      const file = join(dataDir, `web-${size}.bin`);
+      const file = join(stack.dir, `web-${size}.bin`);
       await writeFile(file, bytes);
       const blob = await openAsBlob(file);
       const first = await webUpload(blob, {
@@ -392,7 +374,7 @@ describe('proof of possession', () => {
   it('the CLI upload of a stored file commits with no PUT, small and multipart', async () => {
     for (const size of [50 * KiB, 17 * MiB + 9]) {
       const bytes = randomBytes(size);
-      const file = join(dataDir, `cli-${size}.bin`);
+      const file = join(stack.dir, `cli-${size}.bin`);
       await writeFile(file, bytes);
       const requests: string[] = [];
       const client = new MirrorApi({
@@ -429,18 +411,15 @@ describe('proof of possession', () => {
 });
 
 describe('proof of possession: an expired challenge', () => {
+  let stack: TestStack;
   let sandbox: Sandbox;
-  let dataDir: string;
 
   beforeAll(async () => {
-    dataDir = await mkdtemp(join(tmpdir(), 'mirror-possession-ttl-'));
     // Presigned URLs and challenges live 2 s here.
-    sandbox = await start(dataDir, { MIRROR_PRESIGN_TTL_SECONDS: '2' });
+    stack = await start('possession-ttl', { MIRROR_PRESIGN_TTL_SECONDS: '2' });
+    sandbox = stack.sandbox;
   });
-  afterAll(async () => {
-    await sandbox?.stop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-  });
+  afterAll(() => stack?.stop());
 
   it('is refused, even with the right digest', async () => {
     const api = localApi(sandbox.endpoints);

@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTopology } from '../../contracts/topology.ts';
 import type { InvocationReport } from '../../local/functions.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
+import { testStackOptions } from '../support/local-stack.ts';
 import { waitFor } from '../support/wait.js';
 import type { RecordedInvocation } from './fixtures/recording-handler.ts';
 
@@ -41,12 +42,7 @@ async function tempDir(): Promise<string> {
 
 /** A sandbox on ephemeral ports with the recording handler everywhere. */
 function options(dataDir: string, log: string, extra: Partial<SandboxOptions> = {}): SandboxOptions {
-  return {
-    dataDir,
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
+  return testStackOptions(dataDir, {
     topology,
     env: {},
     handlers: {
@@ -61,12 +57,8 @@ function options(dataDir: string, log: string, extra: Partial<SandboxOptions> = 
     agents: false,
     schedules: { lagIntervalSeconds: 1, reconcileIntervalSeconds: 0 },
     queues: { ingestVisibilityTimeout: 1, targetVisibilityTimeout: 1, maxReceiveCount: 3 },
-    polling: { waitTimeSeconds: 1 },
-    webDir: null,
-    log: () => undefined,
-    functionLog: () => undefined,
     ...extra,
-  };
+  });
 }
 
 async function invocations(log: string): Promise<RecordedInvocation[]> {

@@ -5,14 +5,12 @@
  * is read and sent again, alone.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliIo, runCli } from '../../cli/program.ts';
 import { parseTopology } from '../../contracts/topology.ts';
-import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
+import type { Sandbox } from '../../local/sandbox.ts';
+import { s3Env, startTestStack, type TestStack } from '../support/local-stack.ts';
 
 const topology = parseTopology({
   homeRegion: 'us-east-1',
@@ -25,56 +23,20 @@ const topology = parseTopology({
   },
 });
 
-let dataDir: string;
+let stack: TestStack;
 let work: string;
 let sandbox: Sandbox;
 let s3: S3Client;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mirror-sync-s3-'));
-  work = await mkdtemp(join(tmpdir(), 'mirror-sync-s3-work-'));
-  sandbox = await startSandbox({
-    dataDir,
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
-    topology,
-    env: {},
-    webDir: null,
-    schedules: false,
-    polling: { waitTimeSeconds: 1 },
-    log: () => {},
-    functionLog: () => {},
-  });
-  const { endpoint, region, credentials } = sandbox.endpoints.s3;
-  s3 = new S3Client({ endpoint, region, credentials, forcePathStyle: true });
+  stack = await startTestStack('sync-s3', { topology, env: {}, schedules: false });
+  ({ sandbox, s3, dir: work } = stack);
 }, 120_000);
 
-afterAll(async () => {
-  s3?.destroy();
-  await sandbox?.stop();
-  for (const d of [dataDir, work]) if (d) await rm(d, { recursive: true, force: true });
-});
+afterAll(() => stack?.stop());
 
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const { endpoint, credentials } = sandbox.endpoints.s3;
-  const io: CliIo = {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: {
-      XDG_CACHE_HOME: join(work, 'cache'),
-      AWS_ENDPOINT_URL_S3: endpoint,
-      AWS_ACCESS_KEY_ID: credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
-    },
-    cwd: work,
-  };
-  const code = await runCli(['node', 'media-mirror', '--endpoints', sandbox.endpointsFile, ...args], io);
-  return { code, out, err };
-}
+/** The CLI's own S3 client reads the bucket on the stack's S3. */
+const cli = (...args: string[]) => stack.cliWith(s3Env(sandbox))(...args);
 
 const sha = (b: string | Buffer) => createHash('sha256').update(b).digest('hex');
 const put = (key: string, body: string) =>

@@ -5,15 +5,13 @@
  * nothing (the hash cache). Prints the figures.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type CliIo, runCli } from '../../cli/program.ts';
 import { parseTopology } from '../../contracts/topology.ts';
-import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
+import type { Sandbox } from '../../local/sandbox.ts';
 import { withDuplicates, writeLibrary } from '../support/library.js';
+import { startTestStack, type TestStack } from '../support/local-stack.ts';
 import { waitFor } from '../support/wait.js';
 
 /**
@@ -31,7 +29,7 @@ const topology = parseTopology({
   targets: [{ id: TARGET, kind: 's3', region: 'eu-west-1' }],
 });
 
-let dataDir: string;
+let stack: TestStack;
 let work: string;
 let sandbox: Sandbox;
 let s3: S3Client;
@@ -45,49 +43,13 @@ const writeFiles = (lib: string, from: number, to: number, source: (i: number) =
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mirror-sync-import-'));
-  work = await mkdtemp(join(tmpdir(), 'mirror-sync-import-work-'));
-  sandbox = await startSandbox({
-    dataDir,
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
-    topology,
-    env: {},
-    webDir: null,
-    schedules: false,
-    polling: { waitTimeSeconds: 1 },
-    log: () => {},
-    functionLog: () => {},
-  });
-  const e = sandbox.endpoints.s3;
-  s3 = new S3Client({
-    region: e.region,
-    endpoint: e.endpoint,
-    credentials: { ...e.credentials },
-    forcePathStyle: true,
-  });
+  stack = await startTestStack('sync-import', { topology, env: {}, schedules: false });
+  ({ sandbox, s3, dir: work } = stack);
 }, 120_000);
 
-afterAll(async () => {
-  s3?.destroy();
-  await sandbox?.stop();
-  for (const d of [dataDir, work]) if (d) await rm(d, { recursive: true, force: true });
-});
+afterAll(() => stack?.stop());
 
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const io: CliIo = {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: { XDG_CACHE_HOME: join(work, 'cache') },
-    cwd: work,
-  };
-  const code = await runCli(['node', 'media-mirror', '--endpoints', sandbox.endpointsFile, ...args], io);
-  return { code, out, err };
-}
+const cli = (...args: string[]) => stack.cli(...args);
 
 async function replicaKeys(): Promise<Set<string>> {
   const keys = new Set<string>();

@@ -5,16 +5,14 @@
  * the signal.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTopology } from '../../contracts/topology.ts';
-import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
+import type { Sandbox } from '../../local/sandbox.ts';
+import { binArgs, s3Env, startTestStack, type TestStack } from '../support/local-stack.ts';
 
-const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const topology = parseTopology({
   homeRegion: 'us-east-1',
   targets: [{ id: 'eu-west-1', kind: 's3', region: 'eu-west-1' }],
@@ -22,30 +20,14 @@ const topology = parseTopology({
 });
 const OBJECTS = 40;
 
-let dataDir: string;
+let stack: TestStack;
 let work: string;
 let sandbox: Sandbox;
 let s3: S3Client;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mirror-sync-int-'));
-  work = await mkdtemp(join(tmpdir(), 'mirror-sync-int-work-'));
-  sandbox = await startSandbox({
-    dataDir,
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
-    topology,
-    env: {},
-    webDir: null,
-    schedules: false,
-    polling: { waitTimeSeconds: 1 },
-    log: () => {},
-    functionLog: () => {},
-  });
-  const { endpoint, region, credentials } = sandbox.endpoints.s3;
-  s3 = new S3Client({ endpoint, region, credentials, forcePathStyle: true });
+  stack = await startTestStack('sync-int', { topology, env: {}, schedules: false });
+  ({ sandbox, s3, dir: work } = stack);
   await s3.send(new CreateBucketCommand({ Bucket: 'old-library' }));
   // Enough objects (each distinct) that the run is far from done when the signal comes.
   for (let i = 0; i < OBJECTS; i++) {
@@ -54,11 +36,7 @@ beforeAll(async () => {
   }
 }, 180_000);
 
-afterAll(async () => {
-  s3?.destroy();
-  await sandbox?.stop();
-  for (const d of [dataDir, work]) if (d) await rm(d, { recursive: true, force: true });
-});
+afterAll(() => stack?.stop());
 
 const spools = async (dir: string) =>
   (await readdir(dir)).filter((name) => name.startsWith('media-mirror-sync-'));
@@ -77,30 +55,12 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 
 async function startSync(
   tmp: string,
 ): Promise<{ child: ChildProcess; exited: Promise<[number | null, string | null]>; err: () => string }> {
-  const { endpoint, credentials } = sandbox.endpoints.s3;
   const child = spawn(
     process.execPath,
-    [
-      join(repoRoot, 'bin/media-mirror.js'),
-      '--endpoints',
-      sandbox.endpointsFile,
-      'sync',
-      '--from',
-      's3://old-library/media',
-      'imported',
-      '--no-cache',
-      '--jobs',
-      '2',
-    ],
+    binArgs(sandbox, 'sync', '--from', 's3://old-library/media', 'imported', '--no-cache', '--jobs', '2'),
     {
       cwd: work,
-      env: {
-        PATH: process.env.PATH,
-        TMPDIR: tmp,
-        AWS_ENDPOINT_URL_S3: endpoint,
-        AWS_ACCESS_KEY_ID: credentials.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
-      },
+      env: { PATH: process.env.PATH, TMPDIR: tmp, ...s3Env(sandbox) },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

@@ -5,8 +5,7 @@
  * content URL, every replica, the on-prem agent's folder and every later copy still
  * serve the verified bytes, and the rejection is counted.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CompleteMultipartUploadCommand,
@@ -25,13 +24,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPartSender } from '../../cli/multipart.js';
 import { createPutFile } from '../../cli/put-file.js';
 import { systemClock, uploadFile } from '../../cli/upload.js';
-import { type Sandbox, startSandbox } from '../../local/sandbox.js';
+import type { Sandbox } from '../../local/sandbox.js';
 import { MirrorApi } from '../../web/client/api.js';
 import { localApi, sha256Hex } from '../support/local-api.js';
+import { startTestStack, type TestStack } from '../support/local-stack.ts';
 import { waitFor as waitForShort } from '../support/wait.js';
 
+let stack: TestStack;
 let sandbox: Sandbox;
-let dataDir: string;
 let s3: S3Client;
 /** The ingest function's stdout: its log lines and its EMF metric lines. */
 const ingestLines: string[] = [];
@@ -41,20 +41,13 @@ const waitFor = <T>(what: string, probe: () => Promise<T | undefined | false> | 
   waitForShort(what, probe, 60_000, 100);
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'mirror-verified-bytes-'));
-  sandbox = await startSandbox({
-    dataDir,
-    port: 0,
-    s3Port: 0,
-    sqsPort: 0,
-    dynamodbPort: 0,
-    webDir: null,
+  stack = await startTestStack('verified-bytes', {
     functionLog: (name, line) => {
       if (name === 'ingest') ingestLines.push(line);
     },
-    polling: { waitTimeSeconds: 1 },
     agents: { heartbeatSeconds: 1, waitTimeSeconds: 1, shutdownGraceSeconds: 2 },
   });
+  sandbox = stack.sandbox;
   const e = sandbox.endpoints.s3;
   s3 = new S3Client({
     region: e.region,
@@ -68,8 +61,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   s3?.destroy();
-  await sandbox?.stop();
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  await stack?.stop();
 });
 
 const api = (method: string, path: string, body?: unknown) =>
@@ -201,7 +193,7 @@ describe('verified bytes survive a write over their blob', () => {
 
     // 6. A new upload of the same content elsewhere copies the verified bytes everywhere (the
     //    replicas copy from the origin, the agent downloads the blob).
-    const file = join(dataDir, 'same-content.png');
+    const file = join(stack.dir, 'same-content.png');
     await writeFile(file, good);
     const client = new MirrorApi({ baseUrl: sandbox.endpoints.api, token: sandbox.endpoints.token });
     const again = await uploadFile(
