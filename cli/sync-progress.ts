@@ -22,8 +22,6 @@ export interface SyncProgress {
   stop(): void;
 }
 
-export const silentSyncProgress: SyncProgress = { update() {}, stop() {} };
-
 export function createJsonLinesSyncProgress(
   out: Writable,
   now: () => number = Date.now,

@@ -109,7 +109,7 @@ export interface S3Location {
 }
 
 /** `s3://bucket/some/prefix` → bucket and `some/prefix/`. */
-export function parseS3Url(url: string): S3Location {
+function parseS3Url(url: string): S3Location {
   const match = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
   if (match === null)
     throw new MirrorCliError(

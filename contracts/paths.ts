@@ -86,7 +86,7 @@ export const FILE_NAME_MAX_BYTES = 255;
  * `%2F` before the function sees it (docs/api.md), so a file whose name is one of these could not
  * be told from the sub-resource of its folder: such names are refused at the door.
  */
-export const API_SUB_RESOURCES: ReadonlySet<string> = new Set(['versions', 'content']);
+const API_SUB_RESOURCES: ReadonlySet<string> = new Set(['versions', 'content']);
 
 export function isAgentTempName(name: string): boolean {
   return name.startsWith('.') && name.includes(AGENT_TEMP_MARKER);
@@ -116,7 +116,7 @@ export function ancestorsOf(path: string): string[] {
 }
 
 /** Rules a pull target's file system imposes on a path (lexical: no state). */
-export function checkFileSystemPath(path: string): void {
+function checkFileSystemPath(path: string): void {
   const segments = path.split('/');
   if (segments[0] === AGENT_STATE_DIR)
     invalid(`must not start with "${AGENT_STATE_DIR}/" (the agent's state)`);

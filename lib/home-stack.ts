@@ -51,7 +51,7 @@ export type ApiLimits = Pick<
 >;
 
 /** The agent trust of each pull target; throws if `byTarget` names something that is not one. */
-export function agentTrustOfTargets(
+function agentTrustOfTargets(
   topology: Topology,
   trust: AgentTrust = DEFAULT_AGENT_TRUST,
   byTarget: Readonly<Record<string, AgentTrust>> = {},
@@ -67,7 +67,7 @@ export function agentTrustOfTargets(
 }
 
 /** The API authorizer the topology asks for; throws if a JWT authorizer lacks its settings. */
-export function apiAuthFromTopology(topology: Topology): ApiAuth {
+function apiAuthFromTopology(topology: Topology): ApiAuth {
   const { api } = topology;
   if (api.auth === 'iam') return { kind: 'iam' };
   const problems: string[] = [];

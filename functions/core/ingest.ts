@@ -82,7 +82,7 @@ const DUPLICATE = 'duplicate of the pinned version';
 
 const BLOB_KEY = /^blobs\/([0-9a-f]{64})$/;
 
-export function sha256OfKey(key: string): string | undefined {
+function sha256OfKey(key: string): string | undefined {
   return BLOB_KEY.exec(key)?.[1];
 }
 

@@ -58,7 +58,7 @@ export interface UploadDeps extends CommitDeps {
  * every HTTP client sets itself (`content-length` from the body, `host` from the URL), which
  * browsers refuse to set.
  */
-export function splitSignedHeaders<H extends PresignedPut['headers'] | PresignedPart['headers']>(
+function splitSignedHeaders<H extends PresignedPut['headers'] | PresignedPart['headers']>(
   url: string,
   size: number,
   signed: Readonly<Record<string, string>>,
