@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import type { Upload } from '../../../contracts/model.ts';
 import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
 import { ingestBlob } from '../../../functions/core/ingest.js';
-import { RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
+import { randomBytes, sha256Hex } from '../../support/domain.js';
+import { inMemoryCore } from '../../support/in-memory-core.js';
 import { VersionedBlobs } from '../../support/versioned-blobs.js';
 
 /** A versioned origin whose object versions name the upload that sent them (S3's metadata). */
@@ -57,15 +58,7 @@ describe('ingest of a duplicate version, interrupted', () => {
   it('an upload whose bytes are a duplicate version still commits when its ingest dies before the commit', async () => {
     const ledger = new DyingLedger();
     const blobs = new Origin();
-    const deps = {
-      ledger,
-      blobs,
-      metrics: new RecordingMetrics(),
-      clock: { now: () => new Date() },
-      feedShards: 2,
-      targets: [{ id: 'alpha', kind: 's3' as const }],
-      fanout: { send: async () => undefined },
-    };
+    const { deps } = inMemoryCore({ ledger, blobs, fanout: { send: async () => undefined } });
     const bytes = randomBytes(3000);
     const sha256 = sha256Hex(bytes);
     const first = pending(sha256, bytes.length, 'dup/first.bin');

@@ -1,16 +1,9 @@
-/**
- * What the ingest asks the ledger per commit (each DynamoLedger method here is one DynamoDB
- * request uncontended, docs/scale.md), on InMemoryLedger behind a counting proxy: nothing read
- * back that was just written, the folder/file rule checked inside the commit's own write.
- */
-import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { Upload } from '../../../contracts/model.js';
 import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
-import { type IngestDeps, ingestBlob } from '../../../functions/core/ingest.js';
+import { ingestBlob } from '../../../functions/core/ingest.js';
 import type { Ledger } from '../../../functions/core/ports.js';
-import { RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
-import { VersionedBlobs } from '../../support/versioned-blobs.js';
+import { randomBytes } from '../../support/domain.js';
+import { claimPendingUpload, inMemoryCore, storeBlob } from '../../support/in-memory-core.js';
 
 /** The ledger, and every method called on it in order. */
 function countingLedger(): { ledger: Ledger; inner: InMemoryLedger; calls: string[] } {
@@ -31,12 +24,8 @@ function countingLedger(): { ledger: Ledger; inner: InMemoryLedger; calls: strin
 
 function setup() {
   const { ledger, inner, calls } = countingLedger();
-  const blobs = new VersionedBlobs({ versioned: true });
-  const deps: IngestDeps = {
+  const core = inMemoryCore({
     ledger,
-    blobs,
-    metrics: new RecordingMetrics(),
-    clock: { now: () => new Date() },
     feedShards: 4,
     // A pull target: the folder/file rule applies to every path.
     targets: [
@@ -44,36 +33,15 @@ function setup() {
       { id: 'dc', kind: 'pull' as const },
     ],
     fanout: { send: async () => undefined },
-  };
-  return { deps, ledger: inner, blobs, calls };
+  });
+  return { deps: core.deps, ledger: inner, blobs: core.blobs, calls };
 }
 
 type Setup = ReturnType<typeof setup>;
 
 /** A claim as createUpload records it: the pointer carries it, unless `bare` (a pointer of before). */
-async function claim(s: Setup, path: string, bytes: Buffer, bare = false): Promise<Upload> {
-  const now = new Date(Date.now() - 1000);
-  const upload: Upload = {
-    uploadId: randomUUID(),
-    path,
-    sha256: sha256Hex(bytes),
-    size: bytes.length,
-    contentType: 'image/png',
-    status: 'pending',
-    expiresAt: new Date(now.getTime() + 15 * 60 * 1000).toISOString(),
-    createdAt: now.toISOString(),
-    updatedAt: now.toISOString(),
-  };
-  await s.ledger.putUpload(upload);
-  await s.ledger.addPendingUpload(upload.sha256, upload.uploadId, bare ? undefined : upload);
-  return upload;
-}
-
-function store(s: Setup, bytes: Buffer) {
-  const sha256 = sha256Hex(bytes);
-  const versionId = s.blobs.put(sha256, bytes);
-  return { key: `blobs/${sha256}`, size: bytes.length, etag: undefined, versionId };
-}
+const claim = (s: Setup, path: string, bytes: Buffer, bare = false) =>
+  claimPendingUpload(s.ledger, path, bytes, {}, { challenge: false, pointerCarriesClaim: !bare });
 
 describe("the ingest's ledger calls per commit", () => {
   it('new bytes for one upload three folders deep: no folder head read, no read-back of what it wrote', async () => {
@@ -81,7 +49,7 @@ describe("the ingest's ledger calls per commit", () => {
     const bytes = randomBytes(1500);
     const upload = await claim(s, 'media/a/b/one.png', bytes);
     s.calls.length = 0;
-    const outcome = await ingestBlob(s.deps, store(s, bytes));
+    const outcome = await ingestBlob(s.deps, storeBlob(s.blobs, bytes));
     expect(outcome).toMatchObject({
       kind: 'committed',
       committed: [{ uploadId: upload.uploadId, version: 1 }],
@@ -102,7 +70,7 @@ describe("the ingest's ledger calls per commit", () => {
     const bytes = randomBytes(1400);
     const upload = await claim(s, 'media/old.png', bytes, true);
     s.calls.length = 0;
-    const outcome = await ingestBlob(s.deps, store(s, bytes));
+    const outcome = await ingestBlob(s.deps, storeBlob(s.blobs, bytes));
     expect(outcome).toMatchObject({
       kind: 'committed',
       committed: [{ uploadId: upload.uploadId, version: 1 }],
@@ -120,7 +88,7 @@ describe("the ingest's ledger calls per commit", () => {
       { status: 'expired', reason: 'late' },
       new Date().toISOString(),
     );
-    const outcome = await ingestBlob(s.deps, store(s, bytes));
+    const outcome = await ingestBlob(s.deps, storeBlob(s.blobs, bytes));
     expect(outcome).toMatchObject({ kind: 'committed', committed: [] });
     expect(await s.ledger.getUpload(upload.uploadId)).toMatchObject({ status: 'expired', reason: 'late' });
     expect(await s.ledger.getHead('media/late.png')).toBeUndefined();
@@ -133,10 +101,10 @@ describe("the ingest's ledger calls per commit", () => {
     const upload = await claim(s, 'media/dir/file.png', bytes);
     const other = randomBytes(1601);
     await claim(s, 'media/dir', other);
-    await ingestBlob(s.deps, store(s, other));
+    await ingestBlob(s.deps, storeBlob(s.blobs, other));
     expect(await s.ledger.getHead('media/dir')).toMatchObject({ version: 1, deleted: false });
     s.calls.length = 0;
-    const outcome = await ingestBlob(s.deps, store(s, bytes));
+    const outcome = await ingestBlob(s.deps, storeBlob(s.blobs, bytes));
     expect(outcome).toMatchObject({ kind: 'committed', committed: [], rejected: [upload.uploadId] });
     expect(s.calls).not.toContain('liveFilesAmong');
     expect(await s.ledger.getHead('media/dir/file.png')).toBeUndefined();

@@ -6,39 +6,18 @@
  */
 import { randomUUID } from 'node:crypto';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { ReplicationMessage } from '../../../contracts/replication-message.ts';
-import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
+import type { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
 import { commitVersion } from '../../../functions/core/commit.js';
-import { type IngestDeps, ingestBlob } from '../../../functions/core/ingest.js';
+import { ingestBlob } from '../../../functions/core/ingest.js';
 import { contentUrl, type UploadDeps } from '../../../functions/core/uploads.js';
-import { RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
+import { randomBytes, sha256Hex } from '../../support/domain.js';
+import { type InMemoryCore, inMemoryCore } from '../../support/in-memory-core.js';
 import { VersionedBlobs } from '../../support/versioned-blobs.js';
 
-interface Setup {
-  deps: IngestDeps & { metrics: RecordingMetrics };
-  ledger: InMemoryLedger;
-  blobs: VersionedBlobs;
-  sent: ReplicationMessage[];
-}
+type Setup = InMemoryCore<InMemoryLedger, VersionedBlobs>;
 
 async function setup(versioned = true): Promise<Setup> {
-  const ledger = new InMemoryLedger();
-  const blobs = new VersionedBlobs({ versioned });
-  const sent: ReplicationMessage[] = [];
-  const deps = {
-    ledger,
-    blobs,
-    metrics: new RecordingMetrics(),
-    clock: { now: () => new Date() },
-    feedShards: 2,
-    targets: [{ id: 'alpha', kind: 's3' as const }],
-    fanout: {
-      async send(message: ReplicationMessage) {
-        sent.push(message);
-      },
-    },
-  };
-  return { deps, ledger, blobs, sent };
+  return inMemoryCore({ blobs: new VersionedBlobs({ versioned }) });
 }
 
 const keyOf = (sha256: string) => `blobs/${sha256}`;

@@ -1,18 +1,9 @@
-/**
- * Requests whose answer was lost (the api died after its commit, a timeout) are sent again by the
- * client, and the retry runs afresh once it takes the Idempotency-Key over (core/idempotency.ts):
- * `POST /v1/uploads/{id}/proof` answers it as the first proof did, the committed version, a
- * delete finds the tombstone it committed, and a restore the version it committed. Nothing is
- * committed twice. On InMemoryLedger, no emulator.
- */
-import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Upload } from '../../../contracts/model.js';
 import type { ReplicationMessage } from '../../../contracts/replication-message.js';
-import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
 import { NotFoundError, UploadFinishedError, VersionConflictError } from '../../../functions/core/errors.js';
 import { type IngestDeps, ingestBlob } from '../../../functions/core/ingest.js';
-import { issueChallenge, proofDigest } from '../../../functions/core/possession.js';
+import { proofDigest } from '../../../functions/core/possession.js';
 import { restoreRequestId, restoreVersion } from '../../../functions/core/restore.js';
 import {
   abortUpload,
@@ -21,20 +12,12 @@ import {
   proveUploadById,
   type UploadDeps,
 } from '../../../functions/core/uploads.js';
-import { RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
-import { VersionedBlobs } from '../../support/versioned-blobs.js';
+import { randomBytes, sha256Hex } from '../../support/domain.js';
+import { claimPendingUpload, inMemoryCore, storeBlob } from '../../support/in-memory-core.js';
 
 function setup() {
-  const ledger = new InMemoryLedger();
-  const blobs = new VersionedBlobs({ versioned: true });
   let failFanouts = 0;
-  const deps = {
-    ledger,
-    blobs,
-    metrics: new RecordingMetrics(),
-    clock: { now: () => new Date() },
-    feedShards: 2,
-    targets: [{ id: 'alpha', kind: 's3' as const }],
+  const core = inMemoryCore({
     fanout: {
       async send(_message: ReplicationMessage) {
         // The api dying between its commit and its fan-out, as the crash point commit.before-fanout does.
@@ -44,6 +27,9 @@ function setup() {
         }
       },
     },
+  });
+  const deps = {
+    ...core.deps,
     replicas: () => undefined,
     limits: {
       maxUploadBytes: 1024 ** 3,
@@ -52,34 +38,15 @@ function setup() {
       presignTtlSeconds: 900,
     },
   } as unknown as UploadDeps & IngestDeps;
-  return { deps, ledger, blobs, dieAfterNextCommit: () => (failFanouts = 1) };
+  return { deps, ledger: core.ledger, blobs: core.blobs, dieAfterNextCommit: () => (failFanouts = 1) };
 }
 
 type Setup = ReturnType<typeof setup>;
 
-async function claim(s: Setup, path: string, bytes: Buffer): Promise<Upload> {
-  const now = new Date(Date.now() - 1000);
-  const upload: Upload = {
-    uploadId: randomUUID(),
-    path,
-    sha256: sha256Hex(bytes),
-    size: bytes.length,
-    contentType: 'image/png',
-    status: 'pending',
-    challenge: issueChallenge(bytes.length, new Date(now.getTime() + 15 * 60 * 1000)),
-    expiresAt: new Date(now.getTime() + 15 * 60 * 1000).toISOString(),
-    createdAt: now.toISOString(),
-    updatedAt: now.toISOString(),
-  };
-  await s.ledger.putUpload(upload);
-  await s.ledger.addPendingUpload(upload.sha256, upload.uploadId);
-  return upload;
-}
+const claim = (s: Setup, path: string, bytes: Buffer) => claimPendingUpload(s.ledger, path, bytes);
 
 async function ingest(s: Setup, bytes: Buffer) {
-  const sha256 = sha256Hex(bytes);
-  const versionId = s.blobs.put(sha256, bytes);
-  await ingestBlob(s.deps, { key: `blobs/${sha256}`, size: bytes.length, etag: undefined, versionId });
+  await ingestBlob(s.deps, storeBlob(s.blobs, bytes));
 }
 
 const digest = (upload: Upload, bytes: Buffer) =>
