@@ -25,7 +25,7 @@ import type { AgentLog } from './log.ts';
 import type { LedgerView } from './ports.ts';
 import type { WorkOutcome } from './queue-consumer.ts';
 import type { StateStore } from './state-store.ts';
-import { backoffMs, errorMessage } from './util.ts';
+import { backoffMs, errorMessage, wakeableWait } from './util.ts';
 
 export interface RoundReport {
   readonly reason: string;
@@ -102,17 +102,7 @@ export class FeedFollower {
         this.failures = 0;
       }
       if (this.pokeReason === undefined) {
-        await new Promise<void>((resolve) => {
-          // Whichever ends the wait unhooks the rest: the stop signal outlives every round.
-          const done = () => {
-            clearTimeout(timer);
-            signal.removeEventListener('abort', done);
-            resolve();
-          };
-          const timer = setTimeout(done, waitMs);
-          this.wake = done;
-          signal.addEventListener('abort', done, { once: true });
-        });
+        await wakeableWait(signal, (wake) => (this.wake = wake), waitMs);
         this.wake = undefined;
       }
       reason = this.pokeReason ?? (report.complete ? 'periodic' : 'retry');

@@ -20,7 +20,7 @@ import type { Conditions } from './conditions.ts';
 import { classifyCondition } from './errors.ts';
 import type { AgentLog } from './log.ts';
 import type { QueueMessage, QueuePort } from './ports.ts';
-import { backoffMs, errorMessage } from './util.ts';
+import { backoffMs, errorMessage, wakeableWait } from './util.ts';
 
 export type WorkOutcome = ApplyOutcome | { kind: 'failed'; error: unknown } | { kind: 'aborted' };
 
@@ -111,15 +111,7 @@ export class QueueConsumer {
     }
     const room = this.maxHeld - this.held.size;
     if (room > 0) return room;
-    await new Promise<void>((resolve) => {
-      // The receive signal outlives every wait: a freed slot unhooks the abort listener.
-      const done = () => {
-        signal.removeEventListener('abort', done);
-        resolve();
-      };
-      this.slotFreed = done;
-      signal.addEventListener('abort', done, { once: true });
-    });
+    await wakeableWait(signal, (wake) => (this.slotFreed = wake));
     return 0;
   }
 

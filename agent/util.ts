@@ -13,6 +13,29 @@ export function backoffMs(attempt: number, baseMs = 1000, capMs = 60_000, random
   return commonBackoffMs(attempt, baseMs, capMs, random, 'equal');
 }
 
+/**
+ * Waits until `wake` is called, `signal` aborts or `ms` pass (never rejects). `onWaiting` receives
+ * the wake function. Whichever ends the wait unhooks the rest: the signal outlives every wait, and
+ * a listener left on it per wait would pile up.
+ */
+export function wakeableWait(
+  signal: AbortSignal,
+  onWaiting: (wake: () => void) => void,
+  ms?: number,
+): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = ms === undefined ? undefined : setTimeout(done, ms);
+    onWaiting(done);
+    if (signal.aborted) done();
+    else signal.addEventListener('abort', done, { once: true });
+  });
+}
+
 /** A counting semaphore that serves waiters in arrival order. */
 export class Semaphore {
   private available: number;
