@@ -26,9 +26,6 @@ export interface Writable {
   write(chunk: string): unknown;
 }
 
-/** Discards everything (tests, `--quiet`-like use). */
-export const silentProgress: ProgressSink = { phase() {}, bytes() {}, stop() {} };
-
 /** One JSON line per phase change: `{"phase":"uploading","total":1048576,"elapsedSeconds":0.41,...}`. */
 export function createJsonLinesProgress(out: Writable, now: () => number = Date.now): ProgressSink {
   const start = now();

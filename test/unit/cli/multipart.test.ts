@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createPartSender } from '../../../cli/multipart.ts';
-import { silentProgress } from '../../../cli/progress.ts';
 import { systemClock, uploadFile } from '../../../cli/upload.ts';
 import { MirrorApi } from '../../../web/client/api.ts';
+import { silentProgress } from '../../support/silent-progress.ts';
 import { bytesOf, contractViolations, FakeMirror, MiB, sha256Of } from '../web/fake-api.ts';
 
 let dir: string;

@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, runCli } from '../../../cli/program.ts';
-import { silentProgress } from '../../../cli/progress.ts';
 import type { PutFileRequest } from '../../../cli/put-file.ts';
 import type { FetchLike } from '../../../web/client/api.ts';
+import { silentProgress } from '../../support/silent-progress.ts';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
