@@ -31,6 +31,7 @@ import {
   uploadOutcomes,
 } from './chaos-check.ts';
 import { type OpResult, planWorkload, runWorkload } from './chaos-workload.ts';
+import { committedTotal } from './committed.ts';
 
 const MiB = 1024 * 1024;
 const verbose = process.env.CHAOS_VERBOSE === '1';
@@ -198,6 +199,7 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
       },
     });
     const uploadSeconds = (Date.now() - uploadStarted) / 1000;
+    await ingestCaughtUp(sandbox, results, log);
     // Faults stop: crash points fall silent, deliveries go through once, in order.
     await writeFile(offFile, '');
     sandbox.faults.notifications.set({});
@@ -235,6 +237,34 @@ export async function runChaos(options: ChaosOptions, log: (line: string) => voi
     if (!options.keep) await rm(work, { recursive: true, force: true });
     else log(`chaos: kept ${work}`);
   }
+}
+
+/** How long faults may stay on after the operations, waiting for the ingest (see ingestCaughtUp). */
+const FAULT_TAIL_SECONDS = 60;
+
+/**
+ * Waits (at most FAULT_TAIL_SECONDS) until the ingest has committed every upload the API accepted
+ * without committing it itself. The ingest runs behind the API: ending the faults with the last
+ * API call would spare much of the work they are there to hit, and a small run could then see no
+ * crash at all. 60 s covers a lost notification (the sweep's 30 s grace, then its 30 s timer).
+ */
+async function ingestCaughtUp(
+  sandbox: Pick<Sandbox, 'endpoints'>,
+  results: readonly OpResult[],
+  log: (line: string) => void,
+): Promise<void> {
+  const expected = results.filter(
+    (r) => r.op.kind === 'upload' && r.error === undefined && r.version === undefined,
+  ).length;
+  const started = Date.now();
+  let committed = await committedTotal(sandbox);
+  while (committed < expected && Date.now() - started < FAULT_TAIL_SECONDS * 1000) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    committed = await committedTotal(sandbox);
+  }
+  log(
+    `chaos: the ingest committed ${committed} of ${expected} uploads ${((Date.now() - started) / 1000).toFixed(1)} s after the operations, faults still on`,
+  );
 }
 
 /** One agent process per pull target, with the agent crash points and the deliveries' fault rates. */

@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { sleep } from '../common/retry.ts';
 import { parseTopology } from '../contracts/topology.ts';
 import { type Sandbox, startSandbox } from '../local/sandbox.ts';
+import { committedTotal } from './committed.ts';
 import { type BenchFile, type Declared, declare, makeFiles, put } from './load.ts';
 import { type Row, show, spread } from './stats.ts';
 
@@ -51,11 +52,6 @@ class PortCounter {
   close(): void {
     unsubscribe('http.server.request.start', this.#listener);
   }
-}
-
-async function committedTotal(sandbox: Sandbox): Promise<number> {
-  const text = await (await fetch(sandbox.endpoints.metrics)).text();
-  return Number(/^mirror_versions_committed_total (\d+)/m.exec(text)?.[1] ?? 0);
 }
 
 async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {

@@ -10,6 +10,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { Server } from 'node:http';
+import type { Socket } from 'node:net';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -18,6 +19,7 @@ import { gatesDisabled, startGate } from './gate.ts';
 import { assertPortFree, closeServer, describeListenError, LOOPBACK, listen, type PortRole } from './net.ts';
 import { createS3Server } from './s3/server.ts';
 import { verifySigV4 } from './sigv4.ts';
+import { inProcessUpstream } from './upstream.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -53,8 +55,8 @@ interface DynaliteOptions {
 const dynalite = require('dynalite') as (options: DynaliteOptions) => Server;
 
 /**
- * dynalite behind a gate (local/gate.ts): clients reach the gate on `port`; dynalite
- * listens on an internal loopback port that only the gate uses.
+ * dynalite behind a gate (local/gate.ts): clients reach the gate on `port`, and the gate hands
+ * each request it lets through to dynalite's handler in this process.
  */
 export async function startDynamo(options: {
   /** The data folder; without one the tables live in memory (tests). */
@@ -73,16 +75,22 @@ export async function startDynamo(options: {
     deleteTableMs: statusMs,
     updateTableMs: statusMs,
   });
-  const innerPort = await listen(server, 0, PORT_ROLES.dynamodb);
-  // dynalite's close() also closes its LevelDB store, releasing the folder.
+  // Requests reach dynalite in this process (local/upstream.ts). Its server still listens, on a
+  // loopback port of its own, because its close(), which also closes its LevelDB store and
+  // releases the folder, does nothing for a server that never listened; whatever connects there
+  // is cut at once, so nothing reaches the ledger past the gate.
+  server.prependListener('connection', (socket: Socket) => socket.destroy());
+  await listen(server, 0, PORT_ROLES.dynamodb);
   const stopInner = () => closeServer(server, 1_000);
+  const [handler] = server.listeners('request') as Parameters<typeof inProcessUpstream>[0][];
+  if (handler === undefined) throw new Error('dynalite created its server without a request handler');
   // Ungated (bench only), the gate still answers transactions: only it has them.
   const gate = await startGate({
     checks: !gatesDisabled(),
     service: 'dynamodb',
     port: options.port,
     role: PORT_ROLES.dynamodb,
-    upstreamPort: innerPort,
+    upstream: inProcessUpstream(handler),
     credentials: LOCAL_CREDENTIALS,
     ...(options.region === undefined ? {} : { region: options.region }),
   }).catch(async (err: unknown) => {
@@ -216,26 +224,37 @@ export async function startSqs(options: { port: number; region: string }): Promi
     defaultRegion: options.region,
     stores: stores as unknown as NonNullable<Parameters<typeof buildApp>[0]>['stores'],
   });
-  // Behind the gate (local/gate.ts) fauxqs listens on an internal port; the gate forwards
-  // the client's Host, so queue URLs still name the port clients use.
-  const ungated = gatesDisabled();
-  const listenPort = ungated ? options.port : 0;
-  if (!ungated) await assertPortFree(options.port, PORT_ROLES.sqs);
-  try {
-    await app.listen({ port: listenPort, host: LOOPBACK });
-  } catch (err) {
-    await app.close().catch(() => undefined);
-    throw describeListenError(err, PORT_ROLES.sqs, listenPort);
-  }
-  const address = app.server.address();
-  const innerPort = typeof address === 'object' && address !== null ? address.port : listenPort;
   const stopInner = () => app.close();
-  if (ungated) return { port: innerPort, endpoint: `http://${LOOPBACK}:${innerPort}`, stop: stopInner };
+  // Measurement only (bench/gate.ts): fauxqs on the public port itself.
+  if (gatesDisabled()) {
+    try {
+      await app.listen({ port: options.port, host: LOOPBACK });
+    } catch (err) {
+      await stopInner().catch(() => undefined);
+      throw describeListenError(err, PORT_ROLES.sqs, options.port);
+    }
+    const address = app.server.address();
+    const port = typeof address === 'object' && address !== null ? address.port : options.port;
+    return { port, endpoint: `http://${LOOPBACK}:${port}`, stop: stopInner };
+  }
+  // Behind the gate (local/gate.ts) fauxqs listens on no port: the gate hands it each request in
+  // this process through fastify's inject, with the client's Host, so queue URLs still name the
+  // port clients use.
+  await assertPortFree(options.port, PORT_ROLES.sqs);
+  await app.ready();
   const gate = await startGate({
     service: 'sqs',
     port: options.port,
     role: PORT_ROLES.sqs,
-    upstreamPort: innerPort,
+    upstream: async (request) => {
+      const answer = await app.inject({
+        method: request.method as 'POST',
+        url: request.url,
+        headers: request.headers,
+        payload: request.body,
+      });
+      return { status: answer.statusCode, headers: answer.headers, body: answer.rawPayload };
+    },
     credentials: LOCAL_CREDENTIALS,
     region: options.region,
   }).catch(async (err: unknown) => {

@@ -4,7 +4,7 @@
  * dynalite and fauxqs check no signature, and dynalite answers every browser with
  * `Access-Control-Allow-Origin: *`: any web page open on the developer's machine could
  * read and write the ledger and the queues. The gate listens on the port clients use, and
- * forwards a request to the emulator (on an internal loopback port) only when
+ * forwards a request to the emulator (local/upstream.ts) only when
  * - its `Host` is a loopback name of the gate's port (a DNS-rebinding page sends its own);
  * - it carries no `Origin` header and is no CORS preflight: only SDK clients talk to these
  *   ports, and no answer carries an `Access-Control-Allow-*` header;
@@ -14,11 +14,12 @@
  * Refusals use the service's own error shape, so SDK clients report a named error.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { DynamoTransactions, type TransactionAnswer, type UpstreamCall } from './dynamo-transactions.ts';
-import { closeServer, LOOPBACK, listen, type PortRole } from './net.ts';
+import { closeServer, listen, type PortRole } from './net.ts';
 import { type SigV4Credentials, sha256Hex, verifySigV4 } from './sigv4.ts';
+import type { Upstream, UpstreamAnswer } from './upstream.ts';
 
 export type GatedService = 'dynamodb' | 'sqs';
 
@@ -47,8 +48,8 @@ export interface GateOptions {
   /** Public port (0: any free one). */
   readonly port: number;
   readonly role: PortRole;
-  /** The emulator's own loopback port. */
-  readonly upstreamPort: number;
+  /** How a checked request reaches the emulator (local/upstream.ts). */
+  readonly upstream: Upstream;
   readonly credentials: SigV4Credentials;
   /** When set, a signature scoped to another region is refused. */
   readonly region?: string;
@@ -243,76 +244,55 @@ async function bodyRefusal(
 
 /** The emulator's answer to one request of the gate's own, signed as the client's was. */
 const upstreamCall =
-  (upstreamPort: number, original: IncomingMessage): UpstreamCall =>
-  (operation, payload) =>
-    new Promise((resolve, reject) => {
-      const body = Buffer.from(JSON.stringify(payload));
-      const headers = {
+  (upstream: Upstream, original: IncomingMessage): UpstreamCall =>
+  async (operation, payload) => {
+    const answer = await upstream({
+      method: 'POST',
+      url: '/',
+      headers: {
+        host: original.headers.host ?? '',
         authorization: original.headers.authorization ?? '',
         'x-amz-date': original.headers['x-amz-date'] ?? '',
         'content-type': 'application/x-amz-json-1.0',
-        'content-length': String(body.length),
         'x-amz-target': `DynamoDB_20120810.${operation}`,
-      };
-      const call = httpRequest(
-        { host: LOOPBACK, port: upstreamPort, method: 'POST', path: '/', headers },
-        (answer) => {
-          const chunks: Buffer[] = [];
-          answer.on('data', (chunk: Buffer) => chunks.push(chunk));
-          answer.once('error', reject);
-          answer.once('end', () => {
-            const text = Buffer.concat(chunks).toString('utf8');
-            try {
-              resolve({ status: answer.statusCode ?? 502, body: text ? JSON.parse(text) : {} });
-            } catch (err) {
-              reject(err);
-            }
-          });
-        },
-      );
-      call.once('error', reject);
-      call.end(body);
+      },
+      body: Buffer.from(JSON.stringify(payload)),
     });
+    const text = answer.body.toString('utf8');
+    return { status: answer.status, body: text ? JSON.parse(text) : {} };
+  };
 
 /** Passes the request to the emulator and its answer back (without the CORS headers dynalite adds). */
-const forward = (
-  options: GateOptions,
-  req: IncomingMessage,
-  res: ServerResponse,
-  body: Buffer,
-): Promise<void> =>
-  new Promise((resolve) => {
-    const { service } = options;
-    const headers = { ...req.headers, 'content-length': String(body.length) };
-    delete headers['transfer-encoding'];
-    const upstream = httpRequest(
-      { host: LOOPBACK, port: options.upstreamPort, method: req.method, path: req.url, headers },
-      (answer) => {
-        const out: Record<string, string | string[]> = {};
-        for (const [name, value] of Object.entries(answer.headers)) {
-          // dynalite answers every request with CORS headers; the gate answers no browser.
-          if (value === undefined || name.startsWith('access-control-')) continue;
-          out[name] = value;
-        }
-        res.writeHead(answer.statusCode ?? 502, out);
-        answer.pipe(res);
-        answer.once('end', resolve);
-        answer.once('error', () => {
-          res.destroy();
-          resolve();
-        });
-      },
-    );
-    upstream.once('error', (err) => {
-      sendError(res, service, {
-        status: 500,
-        code: SERVICE_CODES[service].upstream,
-        message: `the local ${service} emulator did not answer: ${err.message}`,
-      });
-      resolve();
+async function forward(options: GateOptions, req: IncomingMessage, res: ServerResponse, body: Buffer) {
+  let answer: UpstreamAnswer;
+  try {
+    answer = await options.upstream({
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      headers: req.headers,
+      body,
     });
-    upstream.end(body);
-  });
+  } catch (err) {
+    sendError(res, options.service, {
+      status: 500,
+      code: SERVICE_CODES[options.service].upstream,
+      message: `the local ${options.service} emulator did not answer: ${(err as Error).message}`,
+    });
+    return;
+  }
+  const headers: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(answer.headers)) {
+    // dynalite answers every request with CORS headers; the gate answers no browser. The
+    // body is sent whole, so its length is known: no chunked framing, no connection header.
+    if (name.startsWith('access-control-') || HOP_BY_HOP.has(name)) continue;
+    headers[name] = value;
+  }
+  headers['content-length'] = answer.body.length;
+  res.writeHead(answer.status, headers);
+  res.end(answer.body);
+}
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date']);
 
 /**
  * dynalite has no transactions: the gate answers them (local/dynamo-transactions.ts), and
@@ -337,7 +317,7 @@ async function forwardDynamo(
     fail(400, 'SerializationException', 'the request body is not JSON');
     return;
   }
-  sendJson(res, await transactions.execute(operation, payload, upstreamCall(options.upstreamPort, req)));
+  sendJson(res, await transactions.execute(operation, payload, upstreamCall(options.upstream, req)));
 }
 
 export async function startGate(options: GateOptions): Promise<RunningGate> {

@@ -71,6 +71,7 @@ import type {
   PendingClaim,
   PendingPointer,
   ReconcileCheckpoint,
+  ReplicationRead,
   StoredPart,
 } from '../core/ports.js';
 import { pendingClaimOf } from '../core/ports.js';
@@ -843,9 +844,21 @@ export class DynamoLedger implements Ledger {
   }
 
   async liveFilesAmong(paths: readonly string[]): Promise<string[]> {
-    // A path is a handful of folders deep: one strongly consistent read each, in parallel.
-    const heads = await Promise.all(paths.map((p) => this.getHead(p)));
-    return heads.filter((h): h is FileVersion => h !== undefined && !h.deleted).map((h) => h.path);
+    // A path is a handful of folders deep: their heads in one strongly consistent BatchGetItem
+    // (more only past 100 folders), not one GetItem each.
+    const unique = [...new Set(paths)];
+    const batches: Item[][] = [];
+    for (let i = 0; i < unique.length; i += BATCH_GET_MAX) {
+      batches.push(unique.slice(i, i + BATCH_GET_MAX).map((p): Item => ({ ...headItemKey(p) })));
+    }
+    const items = (await Promise.all(batches.map((keys) => this.batchGet(keys)))).flat();
+    const live = new Set(
+      items
+        .map(toVersion)
+        .filter((head) => !head.deleted)
+        .map((head) => head.path),
+    );
+    return unique.filter((p) => live.has(p));
   }
 
   async hasLiveFileUnder(folder: string): Promise<boolean> {
@@ -1144,6 +1157,31 @@ export class DynamoLedger implements Ledger {
   async getTargetState(path: string, targetId: string): Promise<TargetState | undefined> {
     const item = await this.get(targetStateItemKey(targetId, path));
     return item ? toTargetState(item) : undefined;
+  }
+
+  async readForReplication(
+    path: string,
+    targetId: string,
+    sha256: string | undefined,
+  ): Promise<ReplicationRead> {
+    const keys = {
+      head: headItemKey(path),
+      state: targetStateItemKey(targetId, path),
+      blob: sha256 === undefined ? undefined : blobItemKey(sha256),
+    };
+    const items = await this.batchGet(
+      Object.values(keys).flatMap((key) => (key === undefined ? [] : [{ pk: key.pk, sk: key.sk }])),
+    );
+    const found = (key: { pk: string; sk: string } | undefined) =>
+      key === undefined ? undefined : items.find((item) => item.pk === key.pk && item.sk === key.sk);
+    const head = found(keys.head);
+    const state = found(keys.state);
+    const blob = found(keys.blob);
+    return {
+      head: head ? toVersion(head) : undefined,
+      state: state ? toTargetState(state) : undefined,
+      blob: blob ? (stripKeys(blob) as unknown as Blob) : undefined,
+    };
   }
 
   async listTargetStates(path: string, targetIds: readonly string[]): Promise<TargetState[]> {

@@ -23,6 +23,7 @@ import type {
   PendingClaim,
   PendingPointer,
   ReconcileCheckpoint,
+  ReplicationRead,
   StoredPart,
 } from '../core/ports.js';
 import { pendingClaimOf } from '../core/ports.js';
@@ -466,6 +467,19 @@ export class InMemoryLedger implements Ledger {
   }
 
   // Targets
+
+  async readForReplication(
+    path: string,
+    targetId: string,
+    sha256: string | undefined,
+  ): Promise<ReplicationRead> {
+    const [head, state, blob] = await Promise.all([
+      this.getHead(path),
+      this.getTargetState(path, targetId),
+      sha256 === undefined ? undefined : this.getBlob(sha256),
+    ]);
+    return { head, state, blob };
+  }
 
   async getTargetState(path: string, targetId: string): Promise<TargetState | undefined> {
     const item = this.targets.get(targetKey(targetId, path));

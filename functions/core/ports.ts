@@ -260,6 +260,12 @@ export interface VersionLedger {
 /** What each target holds, and how far each target's lag has been measured. */
 export interface TargetLedger {
   getTargetState(path: string, targetId: string): Promise<TargetState | undefined>;
+  /**
+   * What replicating a path to a target reads first, each strongly consistent, in one request
+   * (DynamoDB: one BatchGetItem, not three GetItems): the path's head, the target's row for the
+   * path, and the blob of `sha256` when one is named.
+   */
+  readForReplication(path: string, targetId: string, sha256: string | undefined): Promise<ReplicationRead>;
   listTargetStates(path: string, targetIds: readonly string[]): Promise<TargetState[]>;
   /** Records a target's state for a version; refuses (returns false) to go below what it holds. */
   recordTargetState(state: TargetState): Promise<boolean>;
@@ -292,6 +298,13 @@ export interface TargetLedger {
   putCopyUpload(targetId: string, path: string, upload: CopyUpload): Promise<void>;
   /** Forgets the record if it still names `uploadId` (a newer copy's record stays). */
   deleteCopyUpload(targetId: string, path: string, uploadId: string): Promise<void>;
+}
+
+/** See TargetLedger.readForReplication. */
+export interface ReplicationRead {
+  readonly head: FileVersion | undefined;
+  readonly state: TargetState | undefined;
+  readonly blob: Blob | undefined;
 }
 
 /**

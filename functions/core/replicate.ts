@@ -91,17 +91,14 @@ export async function replicateVersion(
 }
 
 /**
- * Independent reads, side by side: one round trip of latency instead of three. The blob named by
- * the message is nearly always the committed one; the caller uses it only if the ledger agrees.
+ * The path's head, the target's row and the blob the message names, in one ledger read. The blob
+ * is nearly always the committed one; the caller uses it only if the ledger agrees.
  */
 async function readLedger(deps: ReplicateDeps, path: string, message: ReplicationMessage) {
   const hinted = message.sha256 === null || deps.dryRun ? undefined : message.sha256;
-  const [committed, state, hintedBlob] = await Promise.all([
-    committedVersion(deps, path, message.version),
-    deps.ledger.getTargetState(path, deps.target.id),
-    hinted === undefined ? undefined : deps.ledger.getBlob(hinted),
-  ]);
-  return { committed, state, hintedBlob };
+  const read = await deps.ledger.readForReplication(path, deps.target.id, hinted);
+  const committed = await committedVersion(deps, path, message.version, read.head);
+  return { committed, state: read.state, hintedBlob: read.blob };
 }
 
 function skipped(deps: ReplicateDeps, heldVersion: number): ReplicateOutcome {
@@ -188,8 +185,8 @@ async function committedVersion(
   deps: ReplicateDeps,
   path: string,
   version: number,
+  head: FileVersion | undefined,
 ): Promise<FileVersion | string> {
-  const head = await deps.ledger.getHead(path);
   if (head && head.version >= version) return head;
   return (
     (await deps.ledger.getVersion(path, version)) ?? `the ledger holds no version ${version} of "${path}"`

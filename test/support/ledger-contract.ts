@@ -865,6 +865,38 @@ export function ledgerContract(
       });
     });
 
+    it("readForReplication reads the path's head, the target's row and the named blob, each as stored", async () => {
+      const { ledger } = await makeLedger();
+      expect(await ledger.readForReplication('t.png', 'alpha', sha(7))).toEqual({
+        head: undefined,
+        state: undefined,
+        blob: undefined,
+      });
+      const first = await commitNext(ledger, 't.png', { sha256: sha(7) });
+      const second = await commitNext(ledger, 't.png', { sha256: sha(8) });
+      await ledger.recordTargetState(state(1, 'verified', { etag: '"e"' }));
+      await ledger.recordTargetState({ ...state(2, 'copied'), targetId: 'beta' });
+      const blob = { sha256: sha(7), size: 10, verifiedAt: T0, etag: '"e"', versionId: 'v1' };
+      await ledger.putBlob(blob);
+      expect(first.version.version).toBe(1);
+      expect(await ledger.readForReplication('t.png', 'alpha', sha(7))).toEqual({
+        head: second.version,
+        state: state(1, 'verified', { etag: '"e"' }),
+        blob,
+      });
+      // No blob named: none read; another target's row, another path's nothing.
+      expect(await ledger.readForReplication('t.png', 'beta', undefined)).toEqual({
+        head: second.version,
+        state: { ...state(2, 'copied'), targetId: 'beta' },
+        blob: undefined,
+      });
+      expect(await ledger.readForReplication('other.png', 'alpha', sha(8))).toEqual({
+        head: undefined,
+        state: undefined,
+        blob: undefined,
+      });
+    });
+
     it('listTargetStates gives the known states in the order asked; forgetTargetState forgets one', async () => {
       const { ledger } = await makeLedger();
       await ledger.recordTargetState(state(1, 'copied'));

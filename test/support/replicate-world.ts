@@ -79,13 +79,29 @@ export function replicateWorld(
     reads.inFlight--;
     return answer();
   };
+  const headOf = (path: string) => {
+    const head = options.heads?.[path];
+    return head === undefined ? undefined : version(path, head);
+  };
+  const verifiedBlob = (sha256: string) => ({
+    sha256,
+    size: 5,
+    verifiedAt: new Date().toISOString(),
+    etag: '"e"',
+    versionId: 'v-verified',
+  });
   const ledger = {
+    readForReplication: async (path: string, _targetId: string, sha256: string | undefined) => {
+      calls.push(`readForReplication ${path}${sha256 === undefined ? '' : ' with blob'}`);
+      return read(() => ({
+        head: headOf(path),
+        state: states.get(path),
+        blob: sha256 === undefined ? undefined : verifiedBlob(sha256),
+      }));
+    },
     getHead: async (path: string) => {
       calls.push(`getHead ${path}`);
-      return read(() => {
-        const head = options.heads?.[path];
-        return head === undefined ? undefined : version(path, head);
-      });
+      return read(() => headOf(path));
     },
     getVersion: async (path: string, n: number) => {
       calls.push(`getVersion ${path} ${n}`);
@@ -97,13 +113,7 @@ export function replicateWorld(
     },
     getBlob: async (sha256: string) => {
       calls.push('getBlob');
-      return read(() => ({
-        sha256,
-        size: 5,
-        verifiedAt: new Date().toISOString(),
-        etag: '"e"',
-        versionId: 'v-verified',
-      }));
+      return read(() => verifiedBlob(sha256));
     },
     recordTargetState: async (state: TargetState) => {
       calls.push(`recordTargetState ${state.path} ${state.appliedVersion}`);

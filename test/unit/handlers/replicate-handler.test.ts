@@ -90,9 +90,7 @@ describe('replicate handler: a FIFO batch', () => {
     );
     expect(failedIds(response)).toEqual([]);
     expect(calls).toEqual([
-      'getHead a.jpg',
-      'getTargetState a.jpg',
-      'getBlob',
+      'readForReplication a.jpg with blob',
       'copy a.jpg 3 from v-verified',
       'recordTargetState a.jpg 3',
     ]);
@@ -103,15 +101,19 @@ describe('replicate handler: a FIFO batch', () => {
     await handler(sqsEvent([record('a.jpg', 1)]), lambdaContext());
     calls.length = 0;
     await handler(sqsEvent([record('a.jpg', 1)]), lambdaContext());
-    expect(calls).toEqual(['getHead a.jpg', 'getTargetState a.jpg', 'getBlob']);
+    expect(calls).toEqual(['readForReplication a.jpg with blob']);
   });
 
-  it("reads the path's head, the target row and the message's blob side by side", async () => {
+  it("reads the path's head, the target row and the message's blob in one ledger read", async () => {
     const { handler, reads, calls } = world({ heads: { 'a.jpg': 1 } });
     const response = await handler(sqsEvent([record('a.jpg', 1)]), lambdaContext());
     expect(failedIds(response)).toEqual([]);
-    expect(reads.max).toBe(3);
-    expect(calls.filter((c) => c === 'getBlob')).toHaveLength(1);
+    expect(reads.max).toBe(1);
+    expect(calls).toEqual([
+      'readForReplication a.jpg with blob',
+      'copy a.jpg 1 from v-verified',
+      'recordTargetState a.jpg 1',
+    ]);
   });
 });
 
