@@ -4,7 +4,7 @@
  * DynamoDB emulator's LevelDB store crashes the process when opened twice).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { z } from 'zod';
 import { writtenEndpointsSchema } from '../contracts/endpoints.ts';
@@ -56,7 +56,11 @@ export async function loadOrCreateToken(dir: string, given: string | undefined):
 export async function writeEndpointsFile(dir: string, endpoints: WrittenEndpoints): Promise<string> {
   const file = join(dir, ENDPOINTS_FILE);
   const checked = writtenEndpointsSchema.parse(endpoints);
-  await writeFile(file, `${JSON.stringify(checked, null, 2)}\n`, { mode: 0o600 });
+  // Whole or not at all: the CLI, the agent and the bench poll for this file, and a write in
+  // place is seen empty between its truncation and its bytes. A rename within the folder is atomic.
+  const partial = `${file}.${process.pid}.tmp`;
+  await writeFile(partial, `${JSON.stringify(checked, null, 2)}\n`, { mode: 0o600 });
+  await rename(partial, file);
   return file;
 }
 
