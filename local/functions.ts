@@ -98,6 +98,10 @@ class Environment {
       stderr: true,
       // The host's flags are not the function's (and --import loaders do not apply in workers).
       execArgv: process.execArgv.filter((a) => a === '--enable-source-maps'),
+      // V8 grows each isolate's young generation to 48 MB under load: with a dozen environments
+      // that alone was ~200 MB of the stack's peak (docs/local-sizing.md). Short-lived garbage is
+      // what these handlers make, and a smaller nursery collects it as well.
+      resourceLimits: { maxYoungGenerationSizeMb: 6 },
     });
     pipeLines(this.worker.stdout, (line) => log(spec.name, line, 'stdout'));
     pipeLines(this.worker.stderr, (line) => log(spec.name, line, 'stderr'));
