@@ -62,21 +62,30 @@ export type LedgerAction =
   | 'dynamodb:DeleteItem'
   | 'dynamodb:Query'
   | 'dynamodb:Scan'
-  | 'dynamodb:BatchGetItem';
+  | 'dynamodb:BatchGetItem'
+  | 'dynamodb:ConditionCheckItem';
 
 /** The ledger actions of each function. */
 export const LEDGER_ACCESS = {
-  /** BatchGetItem: a page of `GET /v1/files` reads its heads in one call per 100. */
+  /**
+   * BatchGetItem: a page of `GET /v1/files` reads its heads in one call per 100, the folder rule a
+   * path's folders in one. ConditionCheckItem: a commit (delete, restore, a proven duplicate) checks
+   * each folder of the path inside its TransactWriteItems, and IAM authorizes a transaction's
+   * ConditionCheck by that action alone (its Put and Update by PutItem and UpdateItem).
+   */
   api: [
     'dynamodb:GetItem',
     'dynamodb:BatchGetItem',
+    'dynamodb:ConditionCheckItem',
     'dynamodb:PutItem',
     'dynamodb:UpdateItem',
     'dynamodb:DeleteItem',
     'dynamodb:Query',
   ],
+  /** ConditionCheckItem: the commit's folder checks (see api). */
   ingest: [
     'dynamodb:GetItem',
+    'dynamodb:ConditionCheckItem',
     'dynamodb:PutItem',
     'dynamodb:UpdateItem',
     'dynamodb:DeleteItem',
@@ -87,7 +96,14 @@ export const LEDGER_ACCESS = {
    * holds (finishUpload, and removePendingUpload: the DeleteItem of its pending pointer).
    */
   completeMultipart: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
-  replicate: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:PutItem', 'dynamodb:Query'],
+  /** BatchGetItem: the path's head, the target's row and the blob in one read (readForReplication). */
+  replicate: [
+    'dynamodb:GetItem',
+    'dynamodb:BatchGetItem',
+    'dynamodb:UpdateItem',
+    'dynamodb:PutItem',
+    'dynamodb:Query',
+  ],
   /**
    * Reads the feed, target rows (a page's worth in one BatchGetItem) and heartbeats; writes its
    * watermark rows (`LAG#<target>`) and marks feed entries it re-sent (the outbox).

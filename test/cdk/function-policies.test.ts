@@ -77,9 +77,11 @@ const ledger = (...actions: string[]) => actions.map((a) => `dynamodb:${a} ledge
 const REPLICA_OBJECTS = ['target-a/*', 'target-b/*', 'target-c/media/*'];
 
 const EXPECTED: Record<string, string[]> = {
+  // ConditionCheckItem: a commit (delete, restore, a proven duplicate) checks each folder of the
+  // path in its TransactWriteItems, and IAM authorizes a ConditionCheck by that action alone.
   api: [
     ...LOGS,
-    ...ledger('BatchGetItem', 'DeleteItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    ...ledger('BatchGetItem', 'ConditionCheckItem', 'DeleteItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
     'dynamodb:Query ledger/index/live-files',
     'dynamodb:Scan ledger/index/live-files',
     ...['AbortMultipartUpload', 'GetObject', 'GetObjectVersion', 'PutObject'].map(
@@ -92,7 +94,7 @@ const EXPECTED: Record<string, string[]> = {
   ],
   ingest: [
     ...LOGS,
-    ...ledger('DeleteItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    ...ledger('ConditionCheckItem', 'DeleteItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
     'dynamodb:Query ledger/index/live-files',
     // Never PutObject: the ingest verifies bytes, it does not write them.
     ...['AbortMultipartUpload', 'DeleteObject', 'DeleteObjectVersion', 'GetObject', 'GetObjectVersion'].map(
@@ -115,7 +117,8 @@ const EXPECTED: Record<string, string[]> = {
   ],
   'replicate target-a': [
     ...LOGS,
-    ...ledger('GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    // BatchGetItem: head, target row and blob in one read (readForReplication).
+    ...ledger('BatchGetItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
     's3:GetObject origin/blobs/*',
     's3:GetObjectVersion origin/blobs/*',
     ...['AbortMultipartUpload', 'DeleteObject', 'GetObject', 'ListMultipartUploadParts', 'PutObject'].map(
@@ -126,7 +129,8 @@ const EXPECTED: Record<string, string[]> = {
   ],
   'replicate target-b': [
     ...LOGS,
-    ...ledger('GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    // BatchGetItem: head, target row and blob in one read (readForReplication).
+    ...ledger('BatchGetItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
     's3:GetObject origin/blobs/*',
     's3:GetObjectVersion origin/blobs/*',
     ...['AbortMultipartUpload', 'DeleteObject', 'GetObject', 'ListMultipartUploadParts', 'PutObject'].map(
@@ -137,7 +141,8 @@ const EXPECTED: Record<string, string[]> = {
   ],
   'replicate target-c': [
     ...LOGS,
-    ...ledger('GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    // BatchGetItem: head, target row and blob in one read (readForReplication).
+    ...ledger('BatchGetItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
     's3:GetObject origin/blobs/*',
     's3:GetObjectVersion origin/blobs/*',
     ...['AbortMultipartUpload', 'DeleteObject', 'GetObject', 'ListMultipartUploadParts', 'PutObject'].map(

@@ -522,6 +522,7 @@ describe('least privilege', () => {
     const table = statements.find((s) => s.Sid === 'Ledger') as Statement;
     expect([...actionsOf(table)].sort()).toEqual([
       'dynamodb:BatchGetItem',
+      'dynamodb:ConditionCheckItem',
       'dynamodb:DeleteItem',
       'dynamodb:GetItem',
       'dynamodb:PutItem',
