@@ -81,7 +81,15 @@ const EXPECTED: Record<string, string[]> = {
   // path in its TransactWriteItems, and IAM authorizes a ConditionCheck by that action alone.
   api: [
     ...LOGS,
-    ...ledger('BatchGetItem', 'ConditionCheckItem', 'DeleteItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    ...ledger(
+      'BatchGetItem',
+      'ConditionCheckItem',
+      'DeleteItem',
+      'GetItem',
+      'PutItem',
+      'Query',
+      'UpdateItem',
+    ),
     'dynamodb:Query ledger/index/live-files',
     'dynamodb:Scan ledger/index/live-files',
     ...['AbortMultipartUpload', 'GetObject', 'GetObjectVersion', 'PutObject'].map(
