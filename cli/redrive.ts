@@ -63,7 +63,7 @@ export interface RedriveResult {
 const queueName = (urlOrArn: string) => urlOrArn.split(/[/:]/).pop() ?? urlOrArn;
 const isFifo = (url: string) => url.endsWith('.fifo');
 
-export async function approximateMessages(sqs: Sqs, queueUrl: string): Promise<number> {
+async function approximateMessages(sqs: Sqs, queueUrl: string): Promise<number> {
   const out = await sqs.send(
     new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }),
   );

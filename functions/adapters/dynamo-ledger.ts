@@ -847,11 +847,7 @@ export class DynamoLedger implements Ledger {
     // A path is a handful of folders deep: their heads in one strongly consistent BatchGetItem
     // (more only past 100 folders), not one GetItem each.
     const unique = [...new Set(paths)];
-    const batches: Item[][] = [];
-    for (let i = 0; i < unique.length; i += BATCH_GET_MAX) {
-      batches.push(unique.slice(i, i + BATCH_GET_MAX).map((p): Item => ({ ...headItemKey(p) })));
-    }
-    const items = (await Promise.all(batches.map((keys) => this.batchGet(keys)))).flat();
+    const items = await this.headItems(unique);
     const live = new Set(
       items
         .map(toVersion)
@@ -904,11 +900,7 @@ export class DynamoLedger implements Ledger {
     );
     const paths = (out.Items ?? []).map((item) => item[LIVE_FILES_INDEX.sortKey] as string);
     // The index holds keys only (and lags): the heads themselves, strongly consistent, in index order.
-    const batches: Item[][] = [];
-    for (let i = 0; i < paths.length; i += BATCH_GET_MAX) {
-      batches.push(paths.slice(i, i + BATCH_GET_MAX).map((p): Item => ({ ...headItemKey(p) })));
-    }
-    const items = (await Promise.all(batches.map((keys) => this.batchGet(keys)))).flat();
+    const items = await this.headItems(paths);
     const heads = new Map(items.map((item) => [item.path as string, toVersion(item)]));
     const files = paths.flatMap((p) => {
       const head = heads.get(p);
@@ -1073,6 +1065,15 @@ export class DynamoLedger implements Ledger {
     return applied;
   }
 
+  /** The head items of `paths`, strongly consistent: BatchGetItems of up to 100 keys, side by side. */
+  private async headItems(paths: readonly string[]): Promise<Item[]> {
+    const batches: Item[][] = [];
+    for (let i = 0; i < paths.length; i += BATCH_GET_MAX) {
+      batches.push(paths.slice(i, i + BATCH_GET_MAX).map((p): Item => ({ ...headItemKey(p) })));
+    }
+    return (await Promise.all(batches.map((keys) => this.batchGet(keys)))).flat();
+  }
+
   /** One BatchGetItem, then again for what DynamoDB left unprocessed (after a short backoff). */
   private async batchGet(keys: Item[], projection?: string): Promise<Item[]> {
     const found: Item[] = [];
@@ -1170,7 +1171,7 @@ export class DynamoLedger implements Ledger {
       blob: sha256 === undefined ? undefined : blobItemKey(sha256),
     };
     const items = await this.batchGet(
-      Object.values(keys).flatMap((key) => (key === undefined ? [] : [{ pk: key.pk, sk: key.sk }])),
+      [keys.head, keys.state, ...(keys.blob === undefined ? [] : [keys.blob])].map((key) => ({ ...key })),
     );
     const found = (key: { pk: string; sk: string } | undefined) =>
       key === undefined ? undefined : items.find((item) => item.pk === key.pk && item.sk === key.sk);

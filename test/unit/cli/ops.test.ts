@@ -22,6 +22,7 @@ import {
   redriveFailed,
   runRedrive,
 } from '../../../cli/redrive.ts';
+import { localEndpoints as endpoints } from '../../support/local-endpoints.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -30,42 +31,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-const endpoints = {
-  api: 'http://127.0.0.1:8787',
-  token: 't',
-  s3: {
-    endpoint: 'http://127.0.0.1:4568',
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    forcePathStyle: true,
-  },
-  sqs: { endpoint: 'http://127.0.0.1:4566' },
-  dynamodb: { endpoint: 'http://127.0.0.1:4567' },
-  table: 'mirror-ledger',
-  originBucket: 'mirror-origin',
-  feedShards: 4,
-  ingest: {
-    queue: 'http://127.0.0.1:4566/000000000000/mirror-ingest',
-    dlq: 'http://127.0.0.1:4566/000000000000/mirror-ingest-dlq',
-  },
-  targets: {
-    'eu-west-1': {
-      kind: 's3',
-      bucket: 'replica-eu-west-1',
-      region: 'eu-west-1',
-      keyPrefix: 'media/',
-      queue: 'http://127.0.0.1:4566/000000000000/mirror-target-eu-west-1.fifo',
-      dlq: 'http://127.0.0.1:4566/000000000000/mirror-target-eu-west-1-dlq.fifo',
-    },
-    'onprem-dc1': {
-      kind: 'pull',
-      pathPrefix: 'public/',
-      queue: 'http://127.0.0.1:4566/000000000000/mirror-target-onprem-dc1.fifo',
-      dlq: 'http://127.0.0.1:4566/000000000000/mirror-target-onprem-dc1-dlq.fifo',
-    },
-  },
-};
 
 describe('resolveOpsContext', () => {
   it('local: everything from the endpoints file (given, or $MIRROR_DATA_DIR/endpoints.json)', async () => {

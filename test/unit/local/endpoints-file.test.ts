@@ -3,32 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ENDPOINTS_FILE, writeEndpointsFile } from '../../../local/data-dir.ts';
+import { localEndpoints as endpoints } from '../../support/local-endpoints.ts';
 
 const dirs: string[] = [];
 afterEach(async () => {
   for (const dir of dirs.splice(0)) await rm(dir, { recursive: true, force: true });
 });
-
-const endpoints: Parameters<typeof writeEndpointsFile>[1] = {
-  api: 'http://127.0.0.1:8787',
-  token: 't'.repeat(32),
-  metrics: 'http://127.0.0.1:8787/metrics',
-  s3: {
-    endpoint: 'http://127.0.0.1:4568',
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-  },
-  sqs: { endpoint: 'http://127.0.0.1:4566' },
-  dynamodb: { endpoint: 'http://127.0.0.1:4567' },
-  table: 'mirror-ledger',
-  originBucket: 'mirror-origin',
-  feedShards: 4,
-  ingest: {
-    queue: 'http://127.0.0.1:4566/000000000000/ingest',
-    dlq: 'http://127.0.0.1:4566/000000000000/ingest-dlq',
-  },
-  targets: { eu: { kind: 's3', bucket: 'replica-eu', queue: 'http://127.0.0.1:4566/000000000000/eu.fifo' } },
-};
 
 describe('endpoints.json', () => {
   it('a reader polling for the file never reads it half written (the CLI, the agent and the bench poll it)', async () => {
