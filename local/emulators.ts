@@ -9,19 +9,22 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import type { Server } from 'node:http';
 import { createRequire } from 'node:module';
-import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { buildApp } from 'fauxqs';
+import type { DynamoThreadMessage, DynamoThreadOptions } from './dynamo-thread.ts';
 import { gatesDisabled, startGate } from './gate.ts';
 import { assertPortFree, closeServer, describeListenError, LOOPBACK, listen, type PortRole } from './net.ts';
 import { createS3Server } from './s3/server.ts';
 import { verifySigV4 } from './sigv4.ts';
-import { inProcessUpstream } from './upstream.ts';
 
 const require = createRequire(import.meta.url);
+
+/** Where the stack's worker threads start (tsx registered first), and the DynamoDB thread's module. */
+const TS_THREAD = new URL('./ts-thread.mjs', import.meta.url);
+const DYNAMO_THREAD = new URL('./dynamo-thread.ts', import.meta.url).href;
 
 /**
  * The one key pair every local port accepts (SigV4-checked by the S3 emulator and the
@@ -46,17 +49,9 @@ export const PORT_ROLES = {
 
 // ---------------------------------------------------------------- DynamoDB
 
-interface DynaliteOptions {
-  path?: string;
-  createTableMs?: number;
-  deleteTableMs?: number;
-  updateTableMs?: number;
-}
-const dynalite = require('dynalite') as (options: DynaliteOptions) => Server;
-
 /**
- * dynalite behind a gate (local/gate.ts): clients reach the gate on `port`, and the gate hands
- * each request it lets through to dynalite's handler in this process.
+ * dynalite behind a gate (local/gate.ts), both in a worker thread of their own
+ * (local/dynamo-thread.ts): clients reach the gate on `port`.
  */
 export async function startDynamo(options: {
   /** The data folder; without one the tables live in memory (tests). */
@@ -65,44 +60,73 @@ export async function startDynamo(options: {
   region?: string;
   /** How long a table stays CREATING/DELETING/UPDATING. @default 20 */
   tableStatusMs?: number;
+  /** Called if the thread fails after it started. @default logs to stderr */
+  onError?: (error: Error) => void;
 }): Promise<RunningEmulator> {
   if (options.dir !== undefined) await mkdir(options.dir, { recursive: true });
+  // dynalite's close() skips its store if its server never listened (local/README.md): a port
+  // already taken is refused here, before the thread opens the folder.
   await assertPortFree(options.port, PORT_ROLES.dynamodb);
-  const statusMs = options.tableStatusMs ?? 20;
-  const server = dynalite({
-    ...(options.dir === undefined ? {} : { path: options.dir }),
-    createTableMs: statusMs,
-    deleteTableMs: statusMs,
-    updateTableMs: statusMs,
-  });
-  // Requests reach dynalite in this process (local/upstream.ts). Its server still listens, on a
-  // loopback port of its own, because its close(), which also closes its LevelDB store and
-  // releases the folder, does nothing for a server that never listened; whatever connects there
-  // is cut at once, so nothing reaches the ledger past the gate.
-  server.prependListener('connection', (socket: Socket) => socket.destroy());
-  await listen(server, 0, PORT_ROLES.dynamodb);
-  const stopInner = () => closeServer(server, 1_000);
-  const [handler] = server.listeners('request') as Parameters<typeof inProcessUpstream>[0][];
-  if (handler === undefined) throw new Error('dynalite created its server without a request handler');
-  // Ungated (bench only), the gate still answers transactions: only it has them.
-  const gate = await startGate({
-    checks: !gatesDisabled(),
-    service: 'dynamodb',
+  const threadOptions: DynamoThreadOptions = {
+    ...(options.dir === undefined ? {} : { dir: options.dir }),
     port: options.port,
     role: PORT_ROLES.dynamodb,
-    upstream: inProcessUpstream(handler),
-    credentials: LOCAL_CREDENTIALS,
     ...(options.region === undefined ? {} : { region: options.region }),
-  }).catch(async (err: unknown) => {
-    await stopInner();
+    tableStatusMs: options.tableStatusMs ?? 20,
+    checks: !gatesDisabled(),
+    credentials: LOCAL_CREDENTIALS,
+  };
+  const worker = new Worker(TS_THREAD, {
+    workerData: threadOptions,
+    argv: [DYNAMO_THREAD],
+    execArgv: process.execArgv.filter((a) => a === '--enable-source-maps'),
+  });
+  const message = (type: DynamoThreadMessage['type']) =>
+    new Promise<DynamoThreadMessage>((resolve, reject) => {
+      const onMessage = (m: DynamoThreadMessage) => {
+        if (m.type !== type && m.type !== 'failed') return;
+        worker.off('message', onMessage);
+        worker.off('exit', onExit);
+        resolve(m);
+      };
+      const onExit = (code: number) => {
+        worker.off('message', onMessage);
+        reject(new Error(`the local DynamoDB's thread exited (code ${code}) before it was ${type}`));
+      };
+      worker.on('message', onMessage);
+      worker.once('exit', onExit);
+    });
+  const onError =
+    options.onError ?? ((err: Error) => console.error(`local DynamoDB: ${err.stack ?? err.message}`));
+  worker.on('error', onError);
+  let stopping: Promise<void> | undefined;
+  // Requests would only be refused from here on: say why.
+  worker.once('exit', (code) => {
+    if (stopping === undefined) onError(new Error(`the local DynamoDB's thread exited (code ${code})`));
+  });
+  const started = await message('started').catch(async (err: unknown) => {
+    stopping = Promise.resolve();
+    await worker.terminate();
     throw err;
   });
+  if (started.type === 'failed') {
+    stopping = Promise.resolve();
+    await worker.terminate();
+    throw Object.assign(new Error(started.error.message), { name: started.error.name });
+  }
+  const port = (started as { port: number }).port;
   return {
-    port: gate.port,
-    endpoint: `http://${LOOPBACK}:${gate.port}`,
-    stop: async () => {
-      await gate.stop();
-      await stopInner();
+    port,
+    endpoint: `http://${LOOPBACK}:${port}`,
+    stop: () => {
+      stopping ??= (async () => {
+        const stopped = message('stopped').catch(() => undefined);
+        worker.postMessage('stop');
+        await stopped;
+        worker.off('error', onError);
+        await worker.terminate();
+      })();
+      return stopping;
     },
   };
 }

@@ -20,7 +20,8 @@ import type {
   WorkerMessage,
 } from './function-protocol.ts';
 
-const BOOTSTRAP = new URL('./function-worker.mjs', import.meta.url);
+const BOOTSTRAP = new URL('./ts-thread.mjs', import.meta.url);
+const RUNTIME = new URL('./function-runtime.ts', import.meta.url).href;
 
 /** Where a function's output lines go (the local CloudWatch Logs). */
 export type LogSink = (functionName: string, line: string, stream: 'stdout' | 'stderr') => void;
@@ -94,6 +95,7 @@ class Environment {
     this.worker = new Worker(BOOTSTRAP, {
       env: { ...spec.env },
       workerData: init,
+      argv: [RUNTIME],
       stdout: true,
       stderr: true,
       // The host's flags are not the function's (and --import loaders do not apply in workers).
