@@ -80,6 +80,9 @@ export async function startDynamo(options: {
     workerData: threadOptions,
     argv: [DYNAMO_THREAD],
     execArgv: process.execArgv.filter((a) => a === '--enable-source-maps'),
+    // As for the function environments (local/functions.ts): V8 would grow this isolate's young
+    // generation to 48 MB under load, for short-lived garbage a small nursery collects as well.
+    resourceLimits: { maxYoungGenerationSizeMb: 8 },
   });
   const message = (type: DynamoThreadMessage['type']) =>
     new Promise<DynamoThreadMessage>((resolve, reject) => {
@@ -196,7 +199,7 @@ export async function startS3(options: {
       for (const off of listeners) off();
       listeners.clear();
       await closeServer(s3.server, 1_000);
-      await s3.store.persist();
+      await s3.store.flushed();
     },
   };
 }

@@ -42,7 +42,7 @@ export async function createBucket(ctx: Context): Promise<void> {
     cors: undefined,
     objects: new Map(),
   });
-  await ctx.store.persist();
+  await ctx.store.persist({ bucket: name });
   send(ctx, 200, { location: `/${name}` });
 }
 
@@ -60,7 +60,7 @@ export async function deleteBucket(ctx: Context): Promise<void> {
     });
   }
   ctx.store.buckets.delete(bucket.name);
-  await ctx.store.persist();
+  await ctx.store.persist({ bucket: bucket.name });
   send(ctx, 204);
 }
 
@@ -87,7 +87,7 @@ export async function putVersioning(ctx: Context): Promise<void> {
   if (status !== 'Enabled' && status !== 'Suspended') throw errors.malformedXml();
   // A bucket that never had versioning stays unversioned when "suspended".
   if (status === 'Enabled' || bucket.versioning !== undefined) bucket.versioning = status;
-  await ctx.store.persist();
+  await ctx.store.persist({ bucket: bucket.name });
   send(ctx, 200);
 }
 
@@ -135,7 +135,7 @@ export async function putCors(ctx: Context): Promise<void> {
   const rules = children(doc, 'CORSRule').map(parseCorsRule);
   if (rules.length === 0 || rules.length > 100) throw errors.malformedXml();
   bucket.cors = rules;
-  await ctx.store.persist();
+  await ctx.store.persist({ bucket: bucket.name });
   send(ctx, 200);
 }
 
@@ -166,6 +166,6 @@ export function getCors(ctx: Context): void {
 export async function deleteCors(ctx: Context): Promise<void> {
   const bucket = bucketOf(ctx);
   bucket.cors = undefined;
-  await ctx.store.persist();
+  await ctx.store.persist({ bucket: bucket.name });
   send(ctx, 204);
 }

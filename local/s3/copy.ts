@@ -206,7 +206,7 @@ export async function copyObject(ctx: Context): Promise<void> {
   const from = source.version;
   const { segment, etag, checksum } = await copyContent(ctx.store, from, algorithm);
   const replace = directive === 'REPLACE';
-  const version = await commit(ctx.store, bucket, key, {
+  const version = await commit(ctx.store, bucket, key, undefined, {
     segments: from.size === 0 ? [] : [segment],
     size: from.size,
     etag,

@@ -37,7 +37,7 @@ export async function createUpload(ctx: Context): Promise<void> {
     parts: new Map(),
   };
   ctx.store.uploads.set(upload.uploadId, upload);
-  await ctx.store.persist();
+  await ctx.store.persist({ upload: upload.uploadId });
   send(
     ctx,
     200,
@@ -80,7 +80,7 @@ async function storePart(ctx: Context, upload: Upload, part: Part): Promise<void
   }
   const old = upload.parts.get(part.partNumber);
   upload.parts.set(part.partNumber, part);
-  await ctx.store.persist();
+  await ctx.store.persist({ upload: upload.uploadId });
   if (old) await ctx.store.free([old.segment.blob]);
 }
 
@@ -269,16 +269,22 @@ export async function completeUpload(ctx: Context): Promise<void> {
   const { etag, checksum } = compositeDigests(parts, upload.checksumAlgorithm);
   ctx.store.uploads.delete(upload.uploadId);
   const unlisted = [...upload.parts.values()].filter((p) => !parts.includes(p)).map((p) => p.segment.blob);
-  const version = await commit(ctx.store, bucket, upload.key, {
-    segments: parts.map((p) => p.segment),
-    size: parts.reduce((sum, p) => sum + p.segment.size, 0),
-    etag,
-    contentType: upload.contentType,
-    headers: upload.headers,
-    metadata: upload.metadata,
-    checksum,
-    parts: parts.length,
-  });
+  const version = await commit(
+    ctx.store,
+    bucket,
+    upload.key,
+    { upload: upload.uploadId },
+    {
+      segments: parts.map((p) => p.segment),
+      size: parts.reduce((sum, p) => sum + p.segment.size, 0),
+      etag,
+      contentType: upload.contentType,
+      headers: upload.headers,
+      metadata: upload.metadata,
+      checksum,
+      parts: parts.length,
+    },
+  );
   await ctx.store.free(unlisted);
   send(
     ctx,
@@ -305,7 +311,7 @@ export async function completeUpload(ctx: Context): Promise<void> {
 export async function abortUpload(ctx: Context): Promise<void> {
   const upload = uploadOf(ctx);
   ctx.store.uploads.delete(upload.uploadId);
-  await ctx.store.persist();
+  await ctx.store.persist({ upload: upload.uploadId });
   await ctx.store.free([...upload.parts.values()].map((p) => p.segment.blob));
   send(ctx, 204);
 }

@@ -15,7 +15,14 @@ import {
   versionHeader,
 } from './context.ts';
 import { storedHeaders, userMetadata, versionIdParam } from './request.ts';
-import type { Bucket, ChecksumAlgorithm, ObjectVersion, S3Store, StoredChecksum } from './store.ts';
+import type {
+  Bucket,
+  ChecksumAlgorithm,
+  ObjectVersion,
+  S3Store,
+  StoreChange,
+  StoredChecksum,
+} from './store.ts';
 import { children, errors, parseXmlBody, S3Error, text, xmlDocument } from './xml.ts';
 
 const DEFAULT_TYPE = 'application/octet-stream';
@@ -32,7 +39,7 @@ export async function putObject(ctx: Context): Promise<void> {
   }
   await ctx.store.adopt(body.tempId);
   const checksum: StoredChecksum | undefined = body.checksum && { ...body.checksum, type: 'FULL_OBJECT' };
-  const version = await commit(ctx.store, bucket, key, {
+  const version = await commit(ctx.store, bucket, key, undefined, {
     segments: [{ blob: body.tempId, size: body.size }],
     size: body.size,
     etag: `"${body.md5}"`,
@@ -68,15 +75,19 @@ function checkWriteConditions(ctx: Context, bucket: Bucket, key: string): void {
   }
 }
 
-/** Stores a version and frees what it replaced, once the index says so. */
+/**
+ * Stores a version and frees what it replaced, once the index says so. `also`: what the caller
+ * changed with it (a completed upload's removal), recorded in the same journal line.
+ */
 export async function commit(
   store: S3Store,
   bucket: Bucket,
   key: string,
+  also: StoreChange | undefined,
   fields: Omit<ObjectVersion, 'versionId' | 'lastModified' | 'deleteMarker'>,
 ): Promise<ObjectVersion> {
   const { version, freed } = store.putVersion(bucket, key, { ...fields, deleteMarker: false });
-  await store.persist();
+  await store.persist({ object: [bucket.name, key] }, ...(also === undefined ? [] : [also]));
   await store.free(freed);
   return version;
 }
@@ -297,7 +308,7 @@ async function deleteOne(
     freed.push(...more);
     result = { versionId: version.versionId, deleteMarker: true };
   }
-  await store.persist();
+  await store.persist({ object: [bucket.name, key] });
   await store.free(freed);
   return result;
 }

@@ -3,15 +3,21 @@
  *
  * Keys are data, never paths: each version's bytes live in files named by random ids
  * (`blobs/<id>`), so no key, however many `..` it holds, reaches the file system.
- * The metadata index is one JSON document (`index.json`), rewritten whole through a temp
- * file and a rename, so a crash of the process leaves the old or the new index, never half of one;
- * bytes are renamed into `blobs/` before the index names them, and freed only after the
- * index stopped naming them. Files no index names (a crash between the two) are removed
- * on open.
+ * The metadata index is a snapshot (`index.json`, written whole through a temp file and a
+ * rename) and a journal (`index.log`): each `persist(...changes)` appends one line holding the
+ * whole new state of what changed (a key's versions, a bucket's settings, a multipart upload).
+ * Rewriting the whole index on every write cost O(objects) per PUT: 5.5% of the stack's main
+ * thread in a 500-file bulk, and far more in a library of tens of thousands of files
+ * (docs/local-sizing.md). Replaying a line twice gives the same state, so the journal is folded
+ * into a new snapshot (once it outgrows the snapshot, and at each open) before it is emptied.
+ * A crash leaves whole lines and at most one torn last line, which was never acknowledged and
+ * is dropped on open. Bytes are renamed into `blobs/` before the index names them, and freed
+ * only after the index stopped naming them; files no index names (a crash between the two)
+ * are removed on open.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -98,6 +104,24 @@ interface IndexFile {
   readonly uploads: (Omit<Upload, 'parts'> & { parts: Part[] })[];
 }
 
+/** What a `persist` call changed; the journal records each one's whole new state. */
+export type StoreChange =
+  | { readonly bucket: string }
+  | { readonly object: readonly [bucket: string, key: string] }
+  | { readonly upload: string };
+
+/** One journal entry: the new state, or null for gone. */
+type JournalEntry =
+  | {
+      readonly bucket: string;
+      readonly settings: Pick<IndexFile['buckets'][number], 'createdAt' | 'versioning' | 'cors'> | null;
+    }
+  | { readonly object: readonly [string, string]; readonly versions: ObjectVersion[] | null }
+  | { readonly upload: string; readonly state: IndexFile['uploads'][number] | null };
+
+/** The journal is folded into the snapshot once it is this big and bigger than the snapshot. */
+const FOLD_MIN_BYTES = 4 * 1024 * 1024;
+
 /** S3-like version ids: 32 URL-safe characters. */
 export const newVersionId = () => randomBytes(24).toString('base64url');
 
@@ -107,15 +131,26 @@ export class S3Store {
   private generation = 0;
   private written = 0;
   private flushing: Promise<void> | undefined;
+  /** Journal lines not yet appended, in call order. */
+  private pending: string[] = [];
+  private journalBytes = 0;
+  private snapshotBytes = 0;
 
-  private constructor(readonly dir: string) {}
+  private constructor(
+    readonly dir: string,
+    private readonly foldMinBytes: number,
+  ) {}
 
-  static async open(dir: string): Promise<S3Store> {
-    const store = new S3Store(dir);
+  /** @param options.foldMinBytes the journal's size from which it may be folded (tests). @default 4 MiB */
+  static async open(dir: string, options: { foldMinBytes?: number } = {}): Promise<S3Store> {
+    const store = new S3Store(dir, options.foldMinBytes ?? FOLD_MIN_BYTES);
     await mkdir(join(dir, 'blobs'), { recursive: true });
     await rm(join(dir, 'tmp'), { recursive: true, force: true });
     await mkdir(join(dir, 'tmp'), { recursive: true });
     await store.load();
+    await store.replayJournal();
+    // A fresh snapshot, and an empty journal: no torn line stays for the next one to follow.
+    await store.writeSnapshot();
     await store.removeUnnamedBlobs();
     return store;
   }
@@ -143,6 +178,75 @@ export class S3Store {
     for (const u of index.uploads) {
       this.uploads.set(u.uploadId, { ...u, parts: new Map(u.parts.map((p) => [p.partNumber, p])) });
     }
+  }
+
+  private async replayJournal(): Promise<void> {
+    const file = join(this.dir, 'index.log');
+    let raw: string;
+    try {
+      raw = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    const lines = raw.split('\n');
+    // The last piece is empty after a whole last line; anything else there is a torn append.
+    lines.pop();
+    for (const [i, line] of lines.entries()) {
+      let entries: JournalEntry[];
+      try {
+        entries = JSON.parse(line) as JournalEntry[];
+      } catch {
+        throw new Error(`${file}: line ${i + 1} is not JSON (the journal is damaged)`);
+      }
+      for (const entry of entries) this.apply(entry);
+    }
+  }
+
+  private apply(entry: JournalEntry): void {
+    if ('settings' in entry) {
+      if (entry.settings === null) this.buckets.delete(entry.bucket);
+      else {
+        const { createdAt, versioning, cors } = entry.settings;
+        const objects = this.buckets.get(entry.bucket)?.objects ?? new Map<string, ObjectVersion[]>();
+        this.buckets.set(entry.bucket, { name: entry.bucket, createdAt, versioning, cors, objects });
+      }
+    } else if ('versions' in entry) {
+      const [bucketName, key] = entry.object;
+      const bucket = this.buckets.get(bucketName);
+      if (bucket === undefined) return;
+      if (entry.versions === null) bucket.objects.delete(key);
+      else bucket.objects.set(key, entry.versions);
+    } else if (entry.state === null) this.uploads.delete(entry.upload);
+    else {
+      const u = entry.state;
+      this.uploads.set(u.uploadId, { ...u, parts: new Map(u.parts.map((p) => [p.partNumber, p])) });
+    }
+  }
+
+  /** The whole new state of what `change` names, as the journal keeps it. */
+  private entry(change: StoreChange): JournalEntry {
+    if ('bucket' in change) {
+      const b = this.buckets.get(change.bucket);
+      return {
+        bucket: change.bucket,
+        settings:
+          b === undefined
+            ? null
+            : {
+                createdAt: b.createdAt,
+                ...(b.versioning ? { versioning: b.versioning } : {}),
+                ...(b.cors ? { cors: [...b.cors] } : {}),
+              },
+      };
+    }
+    if ('object' in change) {
+      const [bucket, key] = change.object;
+      const versions = this.buckets.get(bucket)?.objects.get(key);
+      return { object: change.object, versions: versions === undefined ? null : [...versions] };
+    }
+    const u = this.uploads.get(change.upload);
+    return { upload: change.upload, state: u === undefined ? null : { ...u, parts: [...u.parts.values()] } };
   }
 
   private namedBlobs(): Set<string> {
@@ -203,16 +307,22 @@ export class S3Store {
     }
   }
 
-  /** Frees blobs the index no longer names; call after `persist()`. */
+  /** Frees blobs the index no longer names; call after `persist(...)`. */
   async free(blobs: readonly string[]): Promise<void> {
     for (const blob of blobs) await rm(join(this.dir, 'blobs', blob), { force: true });
   }
 
   /**
-   * Writes the index so that every change made before the call is on disk when it
-   * resolves. Concurrent callers share writes.
+   * Records what changed (just before the call) in the journal, in one line; every change
+   * recorded before the call is on disk when it resolves. Concurrent callers share appends.
    */
-  async persist(): Promise<void> {
+  async persist(...changes: [StoreChange, ...StoreChange[]]): Promise<void> {
+    this.pending.push(JSON.stringify(changes.map((c) => this.entry(c))));
+    await this.flushed();
+  }
+
+  /** Resolves when every change recorded so far is on disk. */
+  async flushed(): Promise<void> {
     const mine = ++this.generation;
     while (this.written < mine) {
       if (this.flushing) {
@@ -220,7 +330,7 @@ export class S3Store {
         continue;
       }
       const generation = this.generation;
-      this.flushing = this.writeIndex()
+      this.flushing = this.flush()
         .then(() => {
           this.written = Math.max(this.written, generation);
         })
@@ -230,7 +340,22 @@ export class S3Store {
     }
   }
 
-  private async writeIndex(): Promise<void> {
+  private async flush(): Promise<void> {
+    const lines = this.pending.splice(0);
+    if (lines.length === 0) return;
+    const text = `${lines.join('\n')}\n`;
+    // No fsync: a crash of the process leaves whole lines and at most a torn last one; surviving a
+    // power cut is not worth ~15 ms per write on a developer's machine.
+    await appendFile(join(this.dir, 'index.log'), text);
+    this.journalBytes += Buffer.byteLength(text);
+    if (this.journalBytes >= Math.max(this.foldMinBytes, this.snapshotBytes)) await this.writeSnapshot();
+  }
+
+  /**
+   * Writes the whole index as the snapshot, then empties the journal. It holds every change in
+   * memory, those still pending too: their lines, appended later, replay to the same state.
+   */
+  private async writeSnapshot(): Promise<void> {
     const index: IndexFile = {
       format: 1,
       buckets: [...this.buckets.values()].map((b) => ({
@@ -242,11 +367,13 @@ export class S3Store {
       })),
       uploads: [...this.uploads.values()].map((u) => ({ ...u, parts: [...u.parts.values()] })),
     };
+    const text = JSON.stringify(index);
     const tmp = join(this.dir, `index.json.${randomUUID()}.tmp`);
-    // No fsync: the rename makes a crash of the process leave the old or the new index;
-    // surviving a power cut is not worth ~15 ms per write on a developer's machine.
-    await writeFile(tmp, JSON.stringify(index));
+    await writeFile(tmp, text);
     await rename(tmp, join(this.dir, 'index.json'));
+    await writeFile(join(this.dir, 'index.log'), '');
+    this.snapshotBytes = Buffer.byteLength(text);
+    this.journalBytes = 0;
   }
 
   // ------------------------------------------------------------ versions
