@@ -35,6 +35,12 @@ export interface FunctionSpec {
   readonly name: string;
   /** Path (absolute or relative to the working directory) or file: URL of the handler module. */
   readonly module: string;
+  /**
+   * The runtime as JavaScript (local/handler-bundles.ts), started as the worker's entry with no
+   * TypeScript loader: `module` must then be JavaScript too. Without it the worker registers tsx
+   * and runs function-runtime.ts, and `module` may be TypeScript (the tests' own handlers).
+   */
+  readonly runtime?: string;
   /** Exported name. @default 'handler' */
   readonly handlerName?: string;
   /** The function's whole environment. */
@@ -92,10 +98,10 @@ class Environment {
   ) {
     const module = /^file:/.test(spec.module) ? spec.module : pathToFileURL(spec.module).href;
     const init: WorkerInit = { moduleUrl: module, handlerName: spec.handlerName ?? 'handler' };
-    this.worker = new Worker(BOOTSTRAP, {
+    this.worker = new Worker(spec.runtime === undefined ? BOOTSTRAP : pathToFileURL(spec.runtime), {
       env: { ...spec.env },
       workerData: init,
-      argv: [RUNTIME],
+      argv: spec.runtime === undefined ? [RUNTIME] : [],
       stdout: true,
       stderr: true,
       // The host's flags are not the function's (and --import loaders do not apply in workers).

@@ -40,6 +40,7 @@ import {
   LocalFunction,
   type LogSink,
 } from './functions.ts';
+import { type HandlerBundles, handlerBundles } from './handler-bundles.ts';
 import { LocalMetrics } from './metrics.ts';
 import { portFromEnv } from './net.ts';
 import { ensureResources, putBucketCors, type Resources, type TargetResources } from './resources.ts';
@@ -65,8 +66,6 @@ const RECONCILE_RULE = 'reconcile-schedule';
 const SWEEP_RULE = 'pending-sweep-schedule';
 
 const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
-const handlerPath = (name: string) =>
-  fileURLToPath(new URL(`../functions/handlers/${name}.ts`, import.meta.url));
 
 export interface SandboxOptions {
   /** State folder. @default $MIRROR_DATA_DIR, else `.mirror` (relative to `cwd`) */
@@ -488,7 +487,7 @@ function startFunctions(
   options: SandboxOptions,
   settings: Settings,
   teardown: Teardown,
-  deps: { resources: Resources; emulators: Emulators; fnLog: LogSink },
+  deps: { resources: Resources; emulators: Emulators; fnLog: LogSink; bundles: HandlerBundles },
 ): Functions {
   const { resources } = deps;
   const shared = sharedFunctionEnv(settings, resources, deps.emulators);
@@ -516,12 +515,18 @@ function startFunctions(
   };
   const allTargets = runtimeTargets(resources.targets);
   const sizing = localSizing();
-  const handler = (name: keyof NonNullable<SandboxOptions['handlers']>) =>
-    options.handlers?.[name] ?? handlerPath(name);
+  // The bundles as they deploy (local/handler-bundles.ts); a test's own handler module is
+  // TypeScript, run through tsx.
+  const handler = (name: keyof NonNullable<SandboxOptions['handlers']>) => {
+    const own = options.handlers?.[name];
+    return own === undefined
+      ? { module: deps.bundles.handlers[name], runtime: deps.bundles.runtime }
+      : { module: own };
+  };
   return {
     api: makeFunction({
       name: 'api',
-      module: handler('api'),
+      ...handler('api'),
       // Multipart completions go to their own queue and function, as on AWS.
       env: { MIRROR_TARGETS: allTargets, MIRROR_COMPLETION_QUEUE_URL: resources.completion.queue.url },
       timeoutSeconds: 29,
@@ -530,7 +535,7 @@ function startFunctions(
     }),
     ingest: makeFunction({
       name: 'ingest',
-      module: handler('ingest'),
+      ...handler('ingest'),
       // Its own queue, as on AWS: a verification that runs out of time goes on there.
       env: { MIRROR_TARGETS: allTargets, MIRROR_INGEST_QUEUE_URL: resources.ingest.queue.url },
       // Lambda requires the queue's visibility timeout to be at least the function's timeout.
@@ -540,7 +545,7 @@ function startFunctions(
     }),
     completer: makeFunction({
       name: 'complete-multipart',
-      module: handler('complete-multipart'),
+      ...handler('complete-multipart'),
       env: {},
       timeoutSeconds: settings.tuning.ingestVisibilityTimeout,
       memoryMb: 256,
@@ -549,7 +554,7 @@ function startFunctions(
     // Scheduled functions (EventBridge rules on AWS): the same environment as the ingest.
     lagMonitor: makeFunction({
       name: 'lag-monitor',
-      module: handler('lag-monitor'),
+      ...handler('lag-monitor'),
       env: { MIRROR_TARGETS: allTargets },
       timeoutSeconds: 60,
       memoryMb: 256,
@@ -557,7 +562,7 @@ function startFunctions(
     }),
     reconciler: makeFunction({
       name: 'reconcile',
-      module: handler('reconcile'),
+      ...handler('reconcile'),
       env: { MIRROR_TARGETS: allTargets },
       timeoutSeconds: 900,
       memoryMb: 512,
@@ -567,7 +572,7 @@ function startFunctions(
     // queues it feeds (lost S3 events, lost multipart completions).
     sweeper: makeFunction({
       name: 'pending-sweep',
-      module: handler('pending-sweep'),
+      ...handler('pending-sweep'),
       env: {
         MIRROR_INGEST_QUEUE_URL: resources.ingest.queue.url,
         MIRROR_COMPLETION_QUEUE_URL: resources.completion.queue.url,
@@ -583,7 +588,7 @@ function startFunctions(
         target: t,
         fn: makeFunction({
           name: `replicate-${t.id}`,
-          module: handler('replicate'),
+          ...handler('replicate'),
           // Like the CDK app, a replicate function learns its own target only.
           env: { MIRROR_TARGET_ID: t.id, MIRROR_TARGETS: runtimeTargets([t]) },
           timeoutSeconds: settings.tuning.targetVisibilityTimeout,
@@ -829,6 +834,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const settings = await settingsOf(options);
   const { dataDir, env } = settings;
   const teardown = new Teardown(settings.log);
+  // esbuild works in a process of its own while the emulators start (a second or two, when the
+  // sources changed since the last build; nothing otherwise).
+  const bundling = handlerBundles();
+  bundling.catch(() => undefined);
   try {
     const lock = await lockDataDir(dataDir);
     teardown.push('data folder lock', () => lock.release());
@@ -843,7 +852,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       if (stream === 'stdout') metrics.observeLine(line);
       sink(name, line, stream);
     };
-    const functions = startFunctions(options, settings, teardown, { resources, emulators, fnLog });
+    const bundles = await bundling;
+    const functions = startFunctions(options, settings, teardown, { resources, emulators, fnLog, bundles });
     const faults = {
       notifications: new DeliveryFaults('faults.notifications', options.faults?.notifications),
       deliveries: new DeliveryFaults('faults.deliveries', options.faults?.deliveries),

@@ -9,14 +9,11 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { LAMBDA_MAIN_FIELDS, LAMBDA_REQUIRE_SHIM } from '../../common/lambda-bundle.js';
 import { type HandlerName, handlerEntry, LOCK_FILE, REPO_ROOT } from '../paths.js';
 
 /** Lambda's newest Node.js runtime (cdk-nag AwsSolutions-L1 wants the latest). */
 export const NODE_RUNTIME: lambda.Runtime = lambda.Runtime.NODEJS_24_X;
-
-/** ESM bundles still meet CommonJS dependencies that call `require`: give them one. */
-const REQUIRE_SHIM =
-  "import { createRequire as __mirrorCreateRequire } from 'node:module';const require = __mirrorCreateRequire(import.meta.url);";
 
 export interface MirrorFunctionProps {
   /** Which handler in `functions/handlers/` to bundle. */
@@ -89,8 +86,8 @@ export class MirrorFunction extends Construct {
       environment: { NODE_OPTIONS: '--enable-source-maps' },
       bundling: {
         format: OutputFormat.ESM,
-        mainFields: ['module', 'main'],
-        banner: REQUIRE_SHIM,
+        mainFields: [...LAMBDA_MAIN_FIELDS],
+        banner: LAMBDA_REQUIRE_SHIM,
         minify: true,
         sourceMap: true,
         sourcesContent: false,
