@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { HeadObjectCommand, ListObjectVersionsCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
+import { stop as stopEsbuild } from 'esbuild';
 import type { SandboxEndpointsLike } from '../agent/index.ts';
 import { parseTopology, type Topology } from '../contracts/topology.ts';
 import { DynamoLedger } from '../functions/adapters/dynamo-ledger.ts';
@@ -675,7 +676,11 @@ async function startFront(
   const { dataDir, cwd, topology } = settings;
   const { metrics } = deps;
   const builtWeb = options.webDir === undefined ? join(dataDir, 'web') : undefined;
-  if (builtWeb) await buildWeb(builtWeb);
+  if (builtWeb) {
+    await buildWeb(builtWeb);
+    // esbuild keeps its service process (~80 MB resident) for later builds; the stack makes none.
+    await stopEsbuild();
+  }
   const webDir = options.webDir === null ? undefined : (builtWeb ?? resolve(cwd, options.webDir as string));
   const front = await startApiFront({
     port: settings.ports.api,
