@@ -1,8 +1,9 @@
 /**
  * The local stack as users run it: `npm start` in a child process (its own process group,
  * its own data folder, free ports, no in-process agent), and the pull target's agent as a
- * process of its own (`agent/main.ts`, as it ships to on-premises servers), so that the
- * CPU and memory of each are measured apart from the bench's clients.
+ * process of its own, from the bundle that ships to on-premises servers (cli/bundle.ts, built
+ * into the data folder), so that the CPU and memory of each are measured apart from the bench's
+ * clients.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
@@ -11,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { S3Client } from '@aws-sdk/client-s3';
+import { bundleCli } from '../cli/bundle.ts';
 import { type Endpoints, writtenEndpointsSchema } from '../contracts/endpoints.ts';
 import { ENDPOINTS_FILE } from '../local/data-dir.ts';
 import { waitFor } from '../test/support/wait.ts';
@@ -107,8 +109,9 @@ export async function startStack(options: {
     let agent: BenchStack['agent'];
     if (options.agent && pull !== undefined) {
       const dir = join(dataDir, 'agent-mirror');
-      const args = ['agent/main.ts', '--target', pull, '--dir', dir, '--endpoints', file];
-      const child = spawnLogged(join(ROOT, 'node_modules/.bin/tsx'), args, env, join(dataDir, 'agent.log'));
+      const built = await bundleCli(join(dataDir, 'dist'));
+      const args = [built.agent, '--target', pull, '--dir', dir, '--endpoints', file];
+      const child = spawnLogged(process.execPath, args, env, join(dataDir, 'agent.log'));
       children.push(child);
       agent = { pid: child.pid as number, dir, target: pull };
     }
