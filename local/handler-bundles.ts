@@ -12,7 +12,8 @@
  * map loaded with each environment (--enable-source-maps) cost about 33 MiB apiece.
  *
  * Built once and reused while no input changed: `<cache>/latest.json` lists the project files the
- * build read and when it started; a file changed since (or the lock file) triggers a new build
+ * build read (with the lock file, this module and common/lambda-bundle.ts) and when it started; a
+ * file changed since triggers a new build
  * into a folder of its own, so a stack already running keeps the files it loaded, and stacks
  * starting side by side (the tests) never see a half-written folder.
  */
@@ -52,6 +53,7 @@ interface BuildRecord {
 
 const DEFAULT_CACHE = join(REPO_ROOT, 'node_modules', '.cache', 'media-mirror', 'lambda');
 const RUNTIME_ENTRY = fileURLToPath(new URL('./function-runtime.ts', import.meta.url));
+const BUNDLE_SETTINGS = fileURLToPath(new URL('../common/lambda-bundle.ts', import.meta.url));
 
 function locate(cache: string, record: BuildRecord): HandlerBundles {
   const file = (name: string) => join(cache, record.dir, `${name}.mjs`);
@@ -130,7 +132,8 @@ export async function handlerBundles(cache: string = DEFAULT_CACHE): Promise<Han
     inputs: Object.keys(result.metafile.inputs)
       .filter((file) => !file.includes('node_modules/') && !file.includes(':'))
       .map((file) => relative(REPO_ROOT, resolve(file)))
-      .concat(relative(REPO_ROOT, LOCK_FILE))
+      // How the bundles are made counts as much as what they are made of.
+      .concat([LOCK_FILE, fileURLToPath(import.meta.url), BUNDLE_SETTINGS].map((f) => relative(REPO_ROOT, f)))
       .sort(),
   };
   // Renamed into place: a stack starting beside this one reads the old record or the new one.

@@ -34,6 +34,7 @@ describe('handler bundles', () => {
     };
     expect(record.inputs).toContain('functions/handlers/ingest.ts');
     expect(record.inputs).toContain('package-lock.json');
+    expect(record.inputs).toContain('local/handler-bundles.ts');
 
     const again = await handlerBundles(cache);
     expect(again).toEqual(first);
