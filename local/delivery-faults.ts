@@ -168,17 +168,29 @@ export async function restartable(
   let current = await start(undefined);
   const port = current.port;
   let restarts = 0;
+  let restarting: Promise<void> = Promise.resolve();
   return {
     port,
     endpoint: current.endpoint,
     get restarts() {
       return restarts;
     },
-    async restart() {
-      await current.stop();
-      current = await start(port);
-      restarts++;
+    // One restart at a time: a chaos run restarts from several workload lanes, and a second
+    // restart begun while the first was starting stopped the old emulator again and then found
+    // the port held by the new one.
+    restart() {
+      restarting = restarting
+        .catch(() => undefined)
+        .then(async () => {
+          await current.stop();
+          current = await start(port);
+          restarts++;
+        });
+      return restarting;
     },
-    stop: () => current.stop(),
+    stop: async () => {
+      await restarting.catch(() => undefined);
+      await current.stop();
+    },
   };
 }

@@ -1,6 +1,6 @@
 /**
  * The handlers as the local stack runs them: bundled with esbuild the way the CDK app bundles
- * them for Lambda (common/lambda-bundle.ts: ESM, the dependencies' ES module builds, the AWS SDK
+ * them for Lambda (lib/lambda-bundle.ts: ESM, the dependencies' ES module builds, the AWS SDK
  * inside), plus the local runtime (function-runtime.ts) as plain JavaScript, so a function's
  * worker loads one file and no TypeScript loader.
  *
@@ -12,7 +12,7 @@
  * map loaded with each environment (--enable-source-maps) cost about 33 MiB apiece.
  *
  * Built once and reused while no input changed: `<cache>/latest.json` lists the project files the
- * build read (with the lock file, this module and common/lambda-bundle.ts) and when it started; a
+ * build read (with the lock file, this module and lib/lambda-bundle.ts) and when it started; a
  * file changed since triggers a new build
  * into a folder of its own, so a stack already running keeps the files it loaded, and stacks
  * starting side by side (the tests) never see a half-written folder.
@@ -22,7 +22,7 @@ import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, stop as stopEsbuild } from 'esbuild';
-import { LAMBDA_MAIN_FIELDS, LAMBDA_REQUIRE_SHIM } from '../common/lambda-bundle.ts';
+import { LAMBDA_MAIN_FIELDS, LAMBDA_REQUIRE_SHIM } from '../lib/lambda-bundle.ts';
 import { type HandlerName, handlerEntry, LOCK_FILE, REPO_ROOT } from '../lib/paths.ts';
 
 export const HANDLER_NAMES: readonly HandlerName[] = [
@@ -53,7 +53,7 @@ interface BuildRecord {
 
 const DEFAULT_CACHE = join(REPO_ROOT, 'node_modules', '.cache', 'media-mirror', 'lambda');
 const RUNTIME_ENTRY = fileURLToPath(new URL('./function-runtime.ts', import.meta.url));
-const BUNDLE_SETTINGS = fileURLToPath(new URL('../common/lambda-bundle.ts', import.meta.url));
+const BUNDLE_SETTINGS = fileURLToPath(new URL('../lib/lambda-bundle.ts', import.meta.url));
 
 function locate(cache: string, record: BuildRecord): HandlerBundles {
   const file = (name: string) => join(cache, record.dir, `${name}.mjs`);

@@ -85,7 +85,7 @@ export async function ensureResources(
   topology: Topology,
   tuning: QueueTuning,
 ): Promise<Resources> {
-  await ensureTable(clients.dynamodb, LOCAL_NAMES.table);
+  await ensureLedgerTable(clients.dynamodb, LOCAL_NAMES.table);
   await ensureBucket(clients.s3, LOCAL_NAMES.originBucket, { versioned: true });
   const ingest = await ensureQueuePair(clients.sqs, LOCAL_NAMES.ingestQueue, LOCAL_NAMES.ingestDlq, {
     fifo: false,
@@ -144,8 +144,11 @@ export async function ensureResources(
   return { table: LOCAL_NAMES.table, originBucket: LOCAL_NAMES.originBucket, ingest, completion, targets };
 }
 
-/** The ledger: `pk` (S) hash, `sk` (S) range, no index. */
-async function ensureTable(dynamodb: DynamoDBClient, table: string): Promise<void> {
+/**
+ * The ledger: `pk` (S) hash, `sk` (S) range, the live-files index; created if missing, and
+ * returned only once ACTIVE (a table still CREATING answers ResourceNotFoundException).
+ */
+export async function ensureLedgerTable(dynamodb: DynamoDBClient, table: string): Promise<void> {
   try {
     const { Table } = await dynamodb.send(new DescribeTableCommand({ TableName: table }));
     const keys = (Table?.KeySchema ?? []).map((k) => `${k.AttributeName}:${k.KeyType}`).join(',');

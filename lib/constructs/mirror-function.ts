@@ -9,7 +9,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { LAMBDA_MAIN_FIELDS, LAMBDA_REQUIRE_SHIM } from '../../common/lambda-bundle.js';
+import { LAMBDA_MAIN_FIELDS, LAMBDA_REQUIRE_SHIM } from '../lambda-bundle.js';
 import { type HandlerName, handlerEntry, LOCK_FILE, REPO_ROOT } from '../paths.js';
 
 /** Lambda's newest Node.js runtime (cdk-nag AwsSolutions-L1 wants the latest). */

@@ -13,11 +13,11 @@ import {
   ListTablesCommand,
   TransactionCanceledException,
   TransactWriteItemsCommand,
+  waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningEmulator, startDynamo } from '../../local/emulators.ts';
 import { UNGATED_ENV } from '../../local/gate.ts';
-import { waitFor } from '../support/wait.ts';
 
 const WRONG_KEY = { accessKeyId: 'someone', secretAccessKey: 'else' };
 const TABLE = 'ungated';
@@ -63,8 +63,9 @@ describe('the ungated DynamoDB (bench only)', () => {
           BillingMode: 'PAY_PER_REQUEST',
         }),
       );
-      await waitFor('table listed', async () =>
-        (await ddb.send(new ListTablesCommand({}))).TableNames?.includes(TABLE),
+      await waitUntilTableExists(
+        { client: ddb, maxWaitTime: 10, minDelay: 0.02, maxDelay: 0.1 },
+        { TableName: TABLE },
       );
       const put = (pk: string) => ({
         Put: { TableName: TABLE, Item: { pk: { S: pk } }, ConditionExpression: 'attribute_not_exists(pk)' },

@@ -5,12 +5,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { LIVE_FILES_INDEX } from '../../contracts/ledger-keys.js';
 import { makeS3Client } from '../../functions/adapters/s3.js';
 import { LOCAL_CREDENTIALS, type S3Emulator, startDynamo, startS3, startSqs } from '../../local/emulators.ts';
+import { ensureLedgerTable } from '../../local/resources.ts';
 
 const credentials = { ...LOCAL_CREDENTIALS };
 
@@ -59,33 +59,8 @@ export async function startEmulators(): Promise<TestEmulators> {
     sqs,
     endpoints: { dynamodb: dynamoEndpoint, s3: s3Endpoint, sqs: sqsEndpoint },
     async createTable(name = `ledger-${process.pid}-${++tableCounter}`) {
-      await dynamo.send(
-        new CreateTableCommand({
-          TableName: name,
-          AttributeDefinitions: [
-            { AttributeName: 'pk', AttributeType: 'S' },
-            { AttributeName: 'sk', AttributeType: 'S' },
-            { AttributeName: LIVE_FILES_INDEX.partitionKey, AttributeType: 'S' },
-            { AttributeName: LIVE_FILES_INDEX.sortKey, AttributeType: 'S' },
-          ],
-          KeySchema: [
-            { AttributeName: 'pk', KeyType: 'HASH' },
-            { AttributeName: 'sk', KeyType: 'RANGE' },
-          ],
-          // The ledger's live-files index, as lib/constructs/ledger.ts and local/resources.ts declare it.
-          GlobalSecondaryIndexes: [
-            {
-              IndexName: LIVE_FILES_INDEX.name,
-              KeySchema: [
-                { AttributeName: LIVE_FILES_INDEX.partitionKey, KeyType: 'HASH' },
-                { AttributeName: LIVE_FILES_INDEX.sortKey, KeyType: 'RANGE' },
-              ],
-              Projection: { ProjectionType: 'KEYS_ONLY' },
-            },
-          ],
-          BillingMode: 'PAY_PER_REQUEST',
-        }),
-      );
+      // As local/resources.ts creates the stack's ledger, and only once it is ACTIVE.
+      await ensureLedgerTable(dynamo, name);
       return name;
     },
     async createBucket(name) {

@@ -5,7 +5,7 @@
  * continuations while the batch's small objects commit at once.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { CreateTableCommand, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { SQSRecord } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DynamoLedger } from '../../../functions/adapters/dynamo-ledger.js';
@@ -17,6 +17,7 @@ import {
 } from '../../../functions/core/verification.js';
 import { createIngestHandler } from '../../../functions/handlers/ingest-handler.js';
 import { LOCAL_CREDENTIALS, type RunningEmulator, startDynamo } from '../../../local/emulators.ts';
+import { ensureLedgerTable } from '../../../local/resources.ts';
 import { lambdaContext } from '../../support/api-events.js';
 import { RecordingMetrics, randomBytes, sha256Hex, testTelemetry } from '../../support/domain.js';
 import { VersionedBlobs } from '../../support/versioned-blobs.js';
@@ -106,20 +107,7 @@ afterAll(async () => {
 
 async function newLedger(): Promise<DynamoLedger> {
   const name = `verification-${randomUUID()}`;
-  await dynamo.send(
-    new CreateTableCommand({
-      TableName: name,
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-      ],
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
-      BillingMode: 'PAY_PER_REQUEST',
-    }),
-  );
+  await ensureLedgerTable(dynamo, name);
   return new DynamoLedger(dynamo, name);
 }
 
