@@ -3,20 +3,20 @@
  *
  * A local stack in this process, whose only target is a pull target with no agent and
  * whose schedules are off: while the uploads' bytes arrive, the ingest is the only
- * DynamoDB client. Every request reaching the DynamoDB port is counted where the stack's
- * HTTP servers see it (node:diagnostics_channel `http.server.request.start`), so whatever
- * calls a commit makes are counted (retries included, a transaction as one), through
+ * DynamoDB client. Every request reaching the DynamoDB port is counted where the local
+ * DynamoDB's HTTP server sees it (node:diagnostics_channel `http.server.request.start` in its
+ * thread, announced on a BroadcastChannel: local/emulators.ts `DYNAMODB_REQUESTS_ENV`), so
+ * whatever calls a commit makes are counted (retries included, a transaction as one), through
  * nothing but the public interfaces: the API, S3 PUTs, `/metrics`.
  */
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import type { IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BroadcastChannel } from 'node:worker_threads';
 import { sleep } from '../common/retry.ts';
 import { parseTopology } from '../contracts/topology.ts';
+import { DYNAMODB_REQUESTS_CHANNEL, DYNAMODB_REQUESTS_ENV } from '../local/emulators.ts';
 import { type Sandbox, startSandbox } from '../local/sandbox.ts';
 import { committedTotal } from './committed.ts';
 import { type BenchFile, type Declared, declare, makeFiles, put } from './load.ts';
@@ -25,23 +25,18 @@ import { type Row, show, spread } from './stats.ts';
 const CONFIG = fileURLToPath(new URL('../mirror.config.json', import.meta.url));
 const CLIENTS = 16;
 
-/** Counts requests to one port by operation (x-amz-target's action). */
-class PortCounter {
+/** Counts the local DynamoDB's requests by operation (x-amz-target's action). */
+class DynamoRequestCounter {
   readonly byOperation = new Map<string, number>();
   total = 0;
-  readonly #listener = (message: unknown) => {
-    const { request, socket } = message as { request: IncomingMessage; socket: Socket };
-    if (socket.localPort !== this.port) return;
-    const operation =
-      String(request.headers['x-amz-target'] ?? '?')
-        .split('.')
-        .at(-1) ?? '?';
-    this.byOperation.set(operation, (this.byOperation.get(operation) ?? 0) + 1);
-    this.total++;
-  };
+  readonly #channel = new BroadcastChannel(DYNAMODB_REQUESTS_CHANNEL);
 
-  constructor(readonly port: number) {
-    subscribe('http.server.request.start', this.#listener);
+  constructor() {
+    this.#channel.onmessage = (event) => {
+      const operation = String((event as { data: unknown }).data);
+      this.byOperation.set(operation, (this.byOperation.get(operation) ?? 0) + 1);
+      this.total++;
+    };
   }
 
   reset(): void {
@@ -50,7 +45,7 @@ class PortCounter {
   }
 
   close(): void {
-    unsubscribe('http.server.request.start', this.#listener);
+    this.#channel.close();
   }
 }
 
@@ -71,13 +66,20 @@ interface LedgerRun {
 }
 
 /** Declares all files first (the API's calls), then PUTs them all and waits until every one is committed (the ingest's). */
-async function oneRun(sandbox: Sandbox, counter: PortCounter, prefix: string, n: number): Promise<LedgerRun> {
+async function oneRun(
+  sandbox: Sandbox,
+  counter: DynamoRequestCounter,
+  prefix: string,
+  n: number,
+): Promise<LedgerRun> {
   const files = makeFiles(prefix, n, 4096);
   const declared: [Declared, BenchFile][] = [];
   counter.reset();
   await pool(files, CLIENTS, async (f) => {
     declared.push([await declare(sandbox, f), f]);
   });
+  // The counts cross from the DynamoDB thread as messages: let the last ones arrive.
+  await sleep(200);
   const declareCalls = counter.total;
   const before = await committedTotal(sandbox);
   counter.reset();
@@ -121,6 +123,7 @@ export async function benchLedger(options: {
   log: (line: string) => void;
 }): Promise<Row[]> {
   const dataDir = await mkdtemp(join(tmpdir(), 'mirror-bench-ledger-'));
+  process.env[DYNAMODB_REQUESTS_ENV] = '1';
   const sandbox = await startSandbox({
     dataDir,
     port: 0,
@@ -136,7 +139,8 @@ export async function benchLedger(options: {
     log: () => undefined,
     functionLog: () => undefined,
   });
-  const counter = new PortCounter(Number(new URL(sandbox.endpoints.dynamodb.endpoint).port));
+  delete process.env[DYNAMODB_REQUESTS_ENV];
+  const counter = new DynamoRequestCounter();
   try {
     const runs: LedgerRun[] = [];
     // One untimed round warms the functions: cold starts are not the ledger's.
@@ -150,7 +154,7 @@ export async function benchLedger(options: {
     }
     if (runs.every((r) => r.commitCalls === 0)) {
       throw new Error(
-        'the counter saw no DynamoDB request: the DynamoDB port is no longer served by this process',
+        'the counter saw no DynamoDB request: the local DynamoDB no longer announces its requests',
       );
     }
     const calls = spread(runs.map((r) => r.commitCalls));

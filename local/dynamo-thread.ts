@@ -9,10 +9,11 @@
  * `{ type: 'started', port }` or `{ type: 'failed', error }`, and on `'stop'` stops the gate and
  * dynalite (closing LevelDB, which releases the folder) and posts `{ type: 'stopped' }`.
  */
-import type { Server } from 'node:http';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { IncomingMessage, Server } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
-import { parentPort, workerData } from 'node:worker_threads';
+import { BroadcastChannel, parentPort, workerData } from 'node:worker_threads';
 import { startGate } from './gate.ts';
 import { closeServer, listen, type PortRole } from './net.ts';
 import type { SigV4Credentials } from './sigv4.ts';
@@ -27,6 +28,11 @@ export interface DynamoThreadOptions {
   readonly tableStatusMs: number;
   /** False only when measuring without the gate's checks (bench/gate.ts). */
   readonly checks: boolean;
+  /**
+   * Measurement only (bench/ledger.ts): a BroadcastChannel on which the thread names the operation
+   * (x-amz-target's action) of each request its gate receives, for a counter in another thread.
+   */
+  readonly requestsChannel?: string;
   readonly credentials: SigV4Credentials;
 }
 
@@ -72,12 +78,36 @@ async function start(options: DynamoThreadOptions): Promise<{ port: number; stop
     await stopInner();
     throw err;
   });
+  const stopAnnouncing =
+    options.requestsChannel === undefined
+      ? () => undefined
+      : announceRequests(options.requestsChannel, gate.port);
   return {
     port: gate.port,
     stop: async () => {
+      stopAnnouncing();
       await gate.stop();
       await stopInner();
     },
+  };
+}
+
+/** Posts the operation of each request reaching `port` on the channel `name`; returns the stop. */
+function announceRequests(name: string, port: number): () => void {
+  const channel = new BroadcastChannel(name);
+  const listener = (message: unknown) => {
+    const { request, socket } = message as { request: IncomingMessage; socket: Socket };
+    if (socket.localPort !== port) return;
+    channel.postMessage(
+      String(request.headers['x-amz-target'] ?? '?')
+        .split('.')
+        .at(-1) ?? '?',
+    );
+  };
+  subscribe('http.server.request.start', listener);
+  return () => {
+    unsubscribe('http.server.request.start', listener);
+    channel.close();
   };
 }
 

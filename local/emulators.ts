@@ -50,6 +50,14 @@ export const PORT_ROLES = {
 // ---------------------------------------------------------------- DynamoDB
 
 /**
+ * Measurement only (bench/ledger.ts): with this variable set to 1, the DynamoDB thread names the
+ * operation of each request it receives on the BroadcastChannel `DYNAMODB_REQUESTS_CHANNEL`, so a
+ * counter in another thread of the process sees the requests its own HTTP servers do not.
+ */
+export const DYNAMODB_REQUESTS_ENV = 'MIRROR_BENCH_DYNAMODB_REQUESTS';
+export const DYNAMODB_REQUESTS_CHANNEL = 'media-mirror:dynamodb-requests';
+
+/**
  * dynalite behind a gate (local/gate.ts), both in a worker thread of their own
  * (local/dynamo-thread.ts): clients reach the gate on `port`.
  */
@@ -75,6 +83,7 @@ export async function startDynamo(options: {
     tableStatusMs: options.tableStatusMs ?? 20,
     checks: !gatesDisabled(),
     credentials: LOCAL_CREDENTIALS,
+    ...(process.env[DYNAMODB_REQUESTS_ENV] === '1' ? { requestsChannel: DYNAMODB_REQUESTS_CHANNEL } : {}),
   };
   const worker = new Worker(TS_THREAD, {
     workerData: threadOptions,
