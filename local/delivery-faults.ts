@@ -158,7 +158,11 @@ class FaultyQueue implements QueuePort {
  * chaos run): whatever it held in memory is gone.
  */
 export interface RestartableEmulator extends RunningEmulator {
-  restart(): Promise<void>;
+  /**
+   * Stops the emulator and starts it again on its port, then runs `afterStart` (the queues created
+   * again). Restarts run one at a time, each with its `afterStart`.
+   */
+  restart(afterStart?: () => Promise<unknown>): Promise<void>;
   readonly restarts: number;
 }
 
@@ -175,16 +179,17 @@ export async function restartable(
     get restarts() {
       return restarts;
     },
-    // One restart at a time: a chaos run restarts from several workload lanes, and a second
-    // restart begun while the first was starting stopped the old emulator again and then found
-    // the port held by the new one.
-    restart() {
+    // One restart at a time: a chaos run restarts from several workload lanes. A second restart
+    // begun while the first was starting stopped the old emulator again and then found the port
+    // held by the new one; begun while the first re-created its queues, it wiped them under it.
+    restart(afterStart) {
       restarting = restarting
         .catch(() => undefined)
         .then(async () => {
           await current.stop();
           current = await start(port);
           restarts++;
+          await afterStart?.();
         });
       return restarting;
     },

@@ -912,10 +912,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       reconcile: (request) => scheduler.run(RECONCILE_RULE, request ?? {}) as Promise<ReconcileReport>,
       sweepPending: () => scheduler.run(SWEEP_RULE) as Promise<PendingSweepReport>,
       faults,
-      restartSqs: async () => {
-        await emulators.sqs.restart();
-        await ensureResources(clients, settings.topology, settings.tuning);
-      },
+      restartSqs: () =>
+        emulators.sqs.restart(() => ensureResources(clients, settings.topology, settings.tuning)),
       renotifyPending: () =>
         renotifyPendingUploads({
           pendingUploads: () => new DynamoLedger(clients.dynamodb, resources.table).scanPendingUploads(),

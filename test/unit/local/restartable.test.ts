@@ -37,6 +37,21 @@ describe('restartable emulator', () => {
     expect([...ports.held]).toEqual([emulator.port]);
   });
 
+  it("each restart's own step after the start (the queues created again) ends before the next restart begins", async () => {
+    const ports = fakePorts();
+    const emulator = await restartable(ports.start);
+    const steps: string[] = [];
+    const queuesAgain = (n: number) => async () => {
+      steps.push(`after ${n} begins`);
+      await new Promise((r) => setTimeout(r, 10));
+      // The emulator it set up is still the one running.
+      expect([...ports.held]).toEqual([emulator.port]);
+      steps.push(`after ${n} ends`);
+    };
+    await Promise.all([emulator.restart(queuesAgain(1)), emulator.restart(queuesAgain(2))]);
+    expect(steps).toEqual(['after 1 begins', 'after 1 ends', 'after 2 begins', 'after 2 ends']);
+  });
+
   it('a stop asked for during a restart waits for it, and leaves nothing running', async () => {
     const ports = fakePorts();
     const emulator = await restartable(ports.start);
