@@ -5,15 +5,18 @@ import { fileURLToPath } from 'node:url';
 /** The repository root (this file lives in `<root>/lib`). */
 export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** The Lambda handlers: each file exports `handler`. */
-export type HandlerName =
-  | 'api'
-  | 'ingest'
-  | 'complete-multipart'
-  | 'replicate'
-  | 'lag-monitor'
-  | 'reconcile'
-  | 'pending-sweep';
+/** The Lambda handlers (functions/handlers/<name>.ts): each file exports `handler`. */
+export const HANDLER_NAMES = [
+  'api',
+  'ingest',
+  'complete-multipart',
+  'replicate',
+  'lag-monitor',
+  'reconcile',
+  'pending-sweep',
+] as const;
+
+export type HandlerName = (typeof HANDLER_NAMES)[number];
 
 /** Absolute path of a handler's entry file. */
 export function handlerEntry(name: HandlerName): string {

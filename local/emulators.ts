@@ -93,13 +93,14 @@ export async function startDynamo(options: {
     // generation to 48 MB under load, for short-lived garbage a small nursery collects as well.
     resourceLimits: { maxYoungGenerationSizeMb: 8 },
   });
-  const message = (type: DynamoThreadMessage['type']) =>
-    new Promise<DynamoThreadMessage>((resolve, reject) => {
+  // The message of that type, or the thread's failure.
+  const message = <T extends DynamoThreadMessage['type']>(type: T) =>
+    new Promise<Extract<DynamoThreadMessage, { type: T | 'failed' }>>((resolve, reject) => {
       const onMessage = (m: DynamoThreadMessage) => {
         if (m.type !== type && m.type !== 'failed') return;
         worker.off('message', onMessage);
         worker.off('exit', onExit);
-        resolve(m);
+        resolve(m as Extract<DynamoThreadMessage, { type: T | 'failed' }>);
       };
       const onExit = (code: number) => {
         worker.off('message', onMessage);
@@ -126,7 +127,7 @@ export async function startDynamo(options: {
     await worker.terminate();
     throw Object.assign(new Error(started.error.message), { name: started.error.name });
   }
-  const port = (started as { port: number }).port;
+  const { port } = started;
   return {
     port,
     endpoint: `http://${LOOPBACK}:${port}`,

@@ -21,19 +21,9 @@ import { randomUUID } from 'node:crypto';
 import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build, stop as stopEsbuild } from 'esbuild';
+import { build } from 'esbuild';
 import { LAMBDA_MAIN_FIELDS, LAMBDA_REQUIRE_SHIM } from '../lib/lambda-bundle.ts';
-import { type HandlerName, handlerEntry, LOCK_FILE, REPO_ROOT } from '../lib/paths.ts';
-
-export const HANDLER_NAMES: readonly HandlerName[] = [
-  'api',
-  'ingest',
-  'complete-multipart',
-  'replicate',
-  'lag-monitor',
-  'reconcile',
-  'pending-sweep',
-];
+import { HANDLER_NAMES, type HandlerName, handlerEntry, LOCK_FILE, REPO_ROOT } from '../lib/paths.ts';
 
 export interface HandlerBundles {
   /** The local runtime (function-runtime.ts) as JavaScript: a worker's entry. */
@@ -121,11 +111,7 @@ export async function handlerBundles(cache: string = DEFAULT_CACHE): Promise<Han
     legalComments: 'none',
     metafile: true,
     logLevel: 'warning',
-  }).finally(() =>
-    // esbuild keeps its service process (~85 MB resident after this build) for later calls; the
-    // stack makes none. A later call starts it again.
-    stopEsbuild(),
-  );
+  });
   const record: BuildRecord = {
     dir,
     startedAt,

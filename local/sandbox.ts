@@ -20,6 +20,7 @@ import { DynamoLedger } from '../functions/adapters/dynamo-ledger.ts';
 import type { TargetLag } from '../functions/core/lag.ts';
 import type { PendingSweepReport } from '../functions/core/pending-sweep.ts';
 import type { ReconcileReport } from '../functions/core/reconcile.ts';
+import type { HandlerName } from '../lib/paths.ts';
 import { buildWeb } from '../web/build.ts';
 import { createSandboxAgent, type SandboxAgent, type SandboxAgentTuning } from './agents.ts';
 import { startApiFront } from './api-front.ts';
@@ -88,12 +89,7 @@ export interface SandboxOptions {
   /** Where PORT, MIRROR_* defaults are read. @default process.env */
   readonly env?: NodeJS.ProcessEnv;
   /** Handler modules in place of functions/handlers/<name>.ts (tests). */
-  readonly handlers?: Partial<
-    Record<
-      'api' | 'ingest' | 'complete-multipart' | 'replicate' | 'lag-monitor' | 'reconcile' | 'pending-sweep',
-      string
-    >
-  >;
+  readonly handlers?: Partial<Record<HandlerName, string>>;
   /** Extra variables for every function's environment (tests). */
   readonly functionEnv?: Readonly<Record<string, string>>;
   /** Queue settings; the ingest and replicate functions time out at their queue's visibility timeout. */
@@ -518,7 +514,7 @@ function startFunctions(
   const sizing = localSizing();
   // The bundles as they deploy (local/handler-bundles.ts); a test's own handler module is
   // TypeScript, run through tsx.
-  const handler = (name: keyof NonNullable<SandboxOptions['handlers']>) => {
+  const handler = (name: HandlerName) => {
     const own = options.handlers?.[name];
     return own === undefined
       ? { module: deps.bundles.handlers[name], runtime: deps.bundles.runtime }
@@ -676,11 +672,7 @@ async function startFront(
   const { dataDir, cwd, topology } = settings;
   const { metrics } = deps;
   const builtWeb = options.webDir === undefined ? join(dataDir, 'web') : undefined;
-  if (builtWeb) {
-    await buildWeb(builtWeb);
-    // esbuild keeps its service process (~80 MB resident) for later builds; the stack makes none.
-    await stopEsbuild();
-  }
+  if (builtWeb) await buildWeb(builtWeb);
   const webDir = options.webDir === null ? undefined : (builtWeb ?? resolve(cwd, options.webDir as string));
   const front = await startApiFront({
     port: settings.ports.api,
@@ -882,6 +874,9 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       clients,
       resources,
     });
+    // The handler bundles and the page are built: esbuild's service process (~80 MB resident)
+    // would only wait for builds the stack does not make.
+    await stopEsbuild();
     const endpoints = endpointsOf(settings, { front, token, emulators, resources });
     const agents = await startAgents(options, settings, teardown, {
       endpoints,
@@ -924,6 +919,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       stop: teardown.run,
     };
   } catch (err) {
+    await stopEsbuild();
     await teardown.run();
     throw err;
   }

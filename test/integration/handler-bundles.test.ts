@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HANDLER_NAMES, handlerBundles } from '../../local/handler-bundles.ts';
+import { HANDLER_NAMES } from '../../lib/paths.ts';
+import { handlerBundles } from '../../local/handler-bundles.ts';
 
 let cache: string;
 beforeAll(async () => {
