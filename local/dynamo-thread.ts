@@ -16,6 +16,7 @@ import type { Socket } from 'node:net';
 import { BroadcastChannel, parentPort, workerData } from 'node:worker_threads';
 import { startGate } from './gate.ts';
 import { closeServer, listen, type PortRole } from './net.ts';
+import { callObserver } from './observed-calls.ts';
 import type { SigV4Credentials } from './sigv4.ts';
 import { inProcessUpstream } from './upstream.ts';
 
@@ -33,6 +34,8 @@ export interface DynamoThreadOptions {
    * (x-amz-target's action) of each request its gate receives, for a counter in another thread.
    */
   readonly requestsChannel?: string;
+  /** The BroadcastChannel on which to post the calls of each accepted request (local/observed-calls.ts). */
+  readonly observeChannel?: string;
   readonly credentials: SigV4Credentials;
 }
 
@@ -65,8 +68,10 @@ async function start(options: DynamoThreadOptions): Promise<{ port: number; stop
   const stopInner = () => closeServer(server, 1_000);
   const [handler] = server.listeners('request') as Parameters<typeof inProcessUpstream>[0][];
   if (handler === undefined) throw new Error('dynalite created its server without a request handler');
+  const observer = options.observeChannel === undefined ? undefined : callObserver(options.observeChannel);
   // Ungated (bench only), the gate still answers transactions: only it has them.
   const gate = await startGate({
+    ...(observer === undefined ? {} : { observe: observer.observe }),
     checks: options.checks,
     service: 'dynamodb',
     port: options.port,
@@ -75,6 +80,7 @@ async function start(options: DynamoThreadOptions): Promise<{ port: number; stop
     credentials: options.credentials,
     ...(options.region === undefined ? {} : { region: options.region }),
   }).catch(async (err: unknown) => {
+    observer?.close();
     await stopInner();
     throw err;
   });
@@ -88,6 +94,7 @@ async function start(options: DynamoThreadOptions): Promise<{ port: number; stop
       stopAnnouncing();
       await gate.stop();
       await stopInner();
+      observer?.close();
     },
   };
 }

@@ -17,6 +17,7 @@ import { buildApp } from 'fauxqs';
 import type { DynamoThreadMessage, DynamoThreadOptions } from './dynamo-thread.ts';
 import { gatesDisabled, startGate } from './gate.ts';
 import { assertPortFree, closeServer, describeListenError, LOOPBACK, listen, type PortRole } from './net.ts';
+import { callObserver } from './observed-calls.ts';
 import { createS3Server } from './s3/server.ts';
 import { verifySigV4 } from './sigv4.ts';
 
@@ -70,6 +71,8 @@ export async function startDynamo(options: {
   tableStatusMs?: number;
   /** Called if the thread fails after it started. @default logs to stderr */
   onError?: (error: Error) => void;
+  /** The BroadcastChannel on which to post the calls of each accepted request (local/observed-calls.ts). */
+  observeChannel?: string;
 }): Promise<RunningEmulator> {
   if (options.dir !== undefined) await mkdir(options.dir, { recursive: true });
   // dynalite's close() skips its store if its server never listened (local/README.md): a port
@@ -84,6 +87,7 @@ export async function startDynamo(options: {
     checks: !gatesDisabled(),
     credentials: LOCAL_CREDENTIALS,
     ...(process.env[DYNAMODB_REQUESTS_ENV] === '1' ? { requestsChannel: DYNAMODB_REQUESTS_CHANNEL } : {}),
+    ...(options.observeChannel === undefined ? {} : { observeChannel: options.observeChannel }),
   };
   const worker = new Worker(TS_THREAD, {
     workerData: threadOptions,
@@ -178,9 +182,13 @@ export async function startS3(options: {
   /** Mid-request silence after which a connection is answered RequestTimeout and closed. */
   idleTimeoutMs?: number;
   onError?: (error: Error) => void;
+  /** The BroadcastChannel on which to post the calls of each accepted request (local/observed-calls.ts). */
+  observeChannel?: string;
 }): Promise<S3Emulator> {
   await mkdir(options.dir, { recursive: true });
+  const observer = options.observeChannel === undefined ? undefined : callObserver(options.observeChannel);
   const s3 = await createS3Server({
+    ...(observer === undefined ? {} : { observe: observer.observe }),
     dir: options.dir,
     credentials: LOCAL_CREDENTIALS,
     verify: (request) =>
@@ -210,6 +218,7 @@ export async function startS3(options: {
       listeners.clear();
       await closeServer(s3.server, 1_000);
       await s3.store.flushed();
+      observer?.close();
     },
   };
 }
@@ -254,7 +263,12 @@ async function makeFauxqsStores(): Promise<FauxqsStores> {
 /**
  * fauxqs's `startFauxqs` listens on 0.0.0.0; its `buildApp` lets the stack bind loopback only.
  */
-export async function startSqs(options: { port: number; region: string }): Promise<RunningEmulator> {
+export async function startSqs(options: {
+  port: number;
+  region: string;
+  /** The BroadcastChannel on which to post the calls of each accepted request (local/observed-calls.ts). */
+  observeChannel?: string;
+}): Promise<RunningEmulator> {
   const stores = await makeFauxqsStores();
   const app = buildApp({
     logger: false,
@@ -279,7 +293,9 @@ export async function startSqs(options: { port: number; region: string }): Promi
   // port clients use.
   await assertPortFree(options.port, PORT_ROLES.sqs);
   await app.ready();
+  const observer = options.observeChannel === undefined ? undefined : callObserver(options.observeChannel);
   const gate = await startGate({
+    ...(observer === undefined ? {} : { observe: observer.observe }),
     service: 'sqs',
     port: options.port,
     role: PORT_ROLES.sqs,
@@ -295,6 +311,7 @@ export async function startSqs(options: { port: number; region: string }): Promi
     credentials: LOCAL_CREDENTIALS,
     region: options.region,
   }).catch(async (err: unknown) => {
+    observer?.close();
     await stopInner();
     throw err;
   });
@@ -304,6 +321,7 @@ export async function startSqs(options: { port: number; region: string }): Promi
     stop: async () => {
       await gate.stop();
       await stopInner();
+      observer?.close();
     },
   };
 }

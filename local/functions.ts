@@ -99,7 +99,9 @@ class Environment {
     const module = /^file:/.test(spec.module) ? spec.module : pathToFileURL(spec.module).href;
     const init: WorkerInit = { moduleUrl: module, handlerName: spec.handlerName ?? 'handler' };
     this.worker = new Worker(spec.runtime === undefined ? BOOTSTRAP : pathToFileURL(spec.runtime), {
-      env: { ...spec.env },
+      // The SDK names the caller in its user agent (app/<name>): what the emulators see of the
+      // function's identity, as IAM sees its role (local/observed-calls.ts).
+      env: { AWS_SDK_UA_APP_ID: spec.name, ...spec.env },
       workerData: init,
       argv: spec.runtime === undefined ? [RUNTIME] : [],
       stdout: true,

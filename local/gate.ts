@@ -18,6 +18,7 @@ import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Serv
 import type { Socket } from 'node:net';
 import { DynamoTransactions, type TransactionAnswer, type UpstreamCall } from './dynamo-transactions.ts';
 import { closeServer, listen, type PortRole } from './net.ts';
+import { type CallObserver, dynamoCalls, sqsCalls } from './observed-calls.ts';
 import { type SigV4Credentials, sha256Hex, verifySigV4 } from './sigv4.ts';
 import type { Upstream, UpstreamAnswer } from './upstream.ts';
 
@@ -61,6 +62,8 @@ export interface GateOptions {
    * limits and, for DynamoDB, the transactions stay. @default true
    */
   readonly checks?: boolean;
+  /** Told of each request the gate lets through (local/observed-calls.ts). @default none */
+  readonly observe?: CallObserver;
 }
 
 export interface RunningGate {
@@ -320,6 +323,18 @@ async function forwardDynamo(
   sendJson(res, await transactions.execute(operation, payload, upstreamCall(options.upstream, req)));
 }
 
+/** The request as IAM would authorize it (JSON protocol: the operation in x-amz-target). */
+function observedCalls(service: GatedService, req: IncomingMessage, body: Buffer) {
+  const operation = String(req.headers['x-amz-target'] ?? '').split('.')[1] ?? '';
+  let payload: unknown;
+  try {
+    payload = JSON.parse(body.toString('utf8'));
+  } catch {
+    payload = {};
+  }
+  return service === 'dynamodb' ? dynamoCalls(operation, payload) : sqsCalls(operation, payload);
+}
+
 export async function startGate(options: GateOptions): Promise<RunningGate> {
   const { service } = options;
   const codes = SERVICE_CODES[service];
@@ -346,6 +361,7 @@ export async function startGate(options: GateOptions): Promise<RunningGate> {
     bodyRead = true;
     const refusal = await bodyRefusal(req, body, options);
     if (refusal !== undefined) return fail(refusal.status, refusal.code, refusal.message);
+    options.observe?.(req.headers, () => observedCalls(service, req, body));
     if (transactions === undefined) return forward(options, req, res, body);
     return forwardDynamo(options, transactions, { req, res, body }, fail);
   };

@@ -7,6 +7,8 @@
  * notifications are sent again and every target is reconciled (SQS does not survive
  * a restart; the ledger and the buckets do).
  */
+
+import { randomUUID } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +47,7 @@ import {
 import { type HandlerBundles, handlerBundles } from './handler-bundles.ts';
 import { LocalMetrics } from './metrics.ts';
 import { portFromEnv } from './net.ts';
+import { CallLog, type ObservedCall } from './observed-calls.ts';
 import { ensureResources, putBucketCors, type Resources, type TargetResources } from './resources.ts';
 import { createS3Notifier, type S3Notifier } from './s3-notifier.ts';
 import { LocalScheduler, type ScheduleStats } from './scheduler.ts';
@@ -133,6 +136,12 @@ export interface SandboxOptions {
    * the event-source mappings' deliveries to the functions. `sandbox.faults` changes them later.
    */
   readonly faults?: { readonly notifications?: DeliveryFaultRates; readonly deliveries?: DeliveryFaultRates };
+  /**
+   * Record which AWS action each function asks of the emulators, on which resource
+   * (`sandbox.observedCalls()`, local/observed-calls.ts). It parses every DynamoDB and SQS body.
+   * @default false
+   */
+  readonly observeCalls?: boolean;
 }
 
 export interface SandboxSchedules {
@@ -213,6 +222,11 @@ export interface Sandbox {
   restartSqs(): Promise<void>;
   /** Sends the S3 notification of every pending upload's stored blob again (what the start does). */
   renotifyPending(): Promise<RenotifyReport>;
+  /**
+   * Each distinct AWS call a function made so far, as IAM names it; only with `observeCalls`
+   * (rejects otherwise).
+   */
+  observedCalls(): Promise<readonly ObservedCall[]>;
   /** Stops everything, in reverse start order. Idempotent. */
   stop(): Promise<void>;
 }
@@ -389,13 +403,18 @@ interface Clients {
 const credentials = () => ({ ...LOCAL_CREDENTIALS });
 
 /** Step 1: the emulators, on their ports, keeping state in the data folder. */
-async function startEmulators(settings: Settings, teardown: Teardown): Promise<Emulators> {
+async function startEmulators(
+  settings: Settings,
+  teardown: Teardown,
+  observeChannel: string | undefined,
+): Promise<Emulators> {
   const { dataDir, ports, region } = settings;
-  const dynamo = await startDynamo({ dir: resolve(dataDir, 'dynamodb'), port: ports.dynamodb });
+  const observe = observeChannel === undefined ? {} : { observeChannel };
+  const dynamo = await startDynamo({ dir: resolve(dataDir, 'dynamodb'), port: ports.dynamodb, ...observe });
   teardown.push('DynamoDB emulator', () => dynamo.stop());
-  const s3 = await startS3({ dir: resolve(dataDir, 's3'), port: ports.s3 });
+  const s3 = await startS3({ dir: resolve(dataDir, 's3'), port: ports.s3, ...observe });
   teardown.push('S3 emulator', () => s3.stop());
-  const sqs = await restartable((port) => startSqs({ port: port ?? ports.sqs, region }));
+  const sqs = await restartable((port) => startSqs({ port: port ?? ports.sqs, region, ...observe }));
   teardown.push('SQS emulator', () => sqs.stop());
   return { dynamo, s3, sqs };
 }
@@ -632,14 +651,22 @@ function startMappings(
   options: SandboxOptions,
   settings: Settings,
   teardown: Teardown,
-  deps: { resources: Resources; clients: Clients; functions: Functions; faults: DeliveryFaults },
+  deps: { resources: Resources; emulators: Emulators; functions: Functions; faults: DeliveryFaults },
 ): Map<string, SqsEventSourceMapping> {
   const mappings = new Map<string, SqsEventSourceMapping>();
   const { batchSize, waitTimeSeconds } = options.polling ?? {};
   const sizing = localSizing();
   const map = (queue: Resources['ingest']['queue'], fn: LocalFunction, pollers: number) => {
+    // On AWS the mapping polls with the function's role: its client carries the function's name.
+    const sqs = new SQSClient({
+      region: settings.region,
+      endpoint: deps.emulators.sqs.endpoint,
+      credentials: credentials(),
+      userAgentAppId: fn.name,
+    });
+    teardown.push(`event source client ${fn.name}`, () => sqs.destroy());
     const mapping = new SqsEventSourceMapping({
-      sqs: deps.clients.sqs,
+      sqs,
       queue,
       fn,
       region: settings.region,
@@ -839,7 +866,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     const lock = await lockDataDir(dataDir);
     teardown.push('data folder lock', () => lock.release());
     const token = await loadOrCreateToken(dataDir, options.apiToken ?? env.MIRROR_API_TOKEN);
-    const emulators = await startEmulators(settings, teardown);
+    const callLog =
+      options.observeCalls === true ? new CallLog(`media-mirror:calls:${randomUUID()}`) : undefined;
+    if (callLog) teardown.push('call log', () => callLog.close());
+    const emulators = await startEmulators(settings, teardown, callLog?.channelName);
     const clients = createClients(settings.region, emulators, teardown);
     // Step 2: the table, buckets and queues.
     const resources = await ensureResources(clients, settings.topology, settings.tuning);
@@ -863,7 +893,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     });
     const mappings = startMappings(options, settings, teardown, {
       resources,
-      clients,
+      emulators,
       functions,
       faults: faults.deliveries,
     });
@@ -916,6 +946,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
           notify: (e) => notifier.notify(e),
           bucket: resources.originBucket,
         }),
+      observedCalls: async () => {
+        if (callLog === undefined) throw new Error('the sandbox was started without observeCalls');
+        return callLog.calls();
+      },
       stop: teardown.run,
     };
   } catch (err) {

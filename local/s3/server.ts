@@ -14,6 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { S3ObjectCreated } from '../emulators.ts';
+import { type CallObserver, s3Calls } from '../observed-calls.ts';
 import type { SigV4Credentials } from '../sigv4.ts';
 import * as buckets from './buckets.ts';
 import type { Context } from './context.ts';
@@ -35,6 +36,8 @@ export interface S3ServerOptions {
   readonly idleTimeoutMs?: number;
   /** Unexpected failures (bugs, disk errors): the request got a 500. */
   readonly onError?: (error: Error) => void;
+  /** Told of each authenticated request (local/observed-calls.ts). @default none */
+  readonly observe?: CallObserver;
 }
 
 export interface S3Server {
@@ -239,6 +242,9 @@ export async function createS3Server(options: S3ServerOptions): Promise<S3Server
     if (isFormPost(req, target))
       throw errors.notImplemented('POST Object (form uploads); use a presigned PUT');
     const signing = await authenticate(req, options.verify, options.credentials);
+    options.observe?.(req.headers, () =>
+      s3Calls({ method: req.method ?? 'GET', ...target, headers: req.headers }),
+    );
     const sourceIp = (req.socket.remoteAddress ?? '127.0.0.1').replace(/^::ffff:/, '');
     const ctx: Context = {
       req,

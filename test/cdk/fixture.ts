@@ -134,3 +134,64 @@ export function environmentOf(template: Template, functionId: string): Record<st
   const vars = ((props(fn).Environment as Json | undefined)?.Variables ?? {}) as Json;
   return fakeResolve(vars) as Record<string, string>;
 }
+
+/**
+ * A home-stack resource named by what it is: `ledger[/index/<name>]`, `origin[/<key pattern>]`,
+ * `queue:<ingest|completion|target id>`, `replica:<target id>[/<key pattern>]`, `own log group`.
+ * Replica buckets are recognised by testTopology's names.
+ */
+export function resourceName(mirror: MirrorApp, resource: string): string {
+  const replica =
+    /^arn:aws:s3:::(?:testmirror-(target-[a-z])-123456789012|explicit-replica-(c))(\/.*)?$/.exec(resource);
+  if (replica) return `replica:${replica[1] ?? `target-${replica[2]}`}${replica[3] ?? ''}`;
+  const attribute = /^att:([A-Za-z0-9]+)\.Arn(\/.*)?$/.exec(resource);
+  if (!attribute) return resource;
+  const [, id = '', suffix = ''] = attribute;
+  if (/Logs[0-9A-F]{8}$/.test(id)) return `own log group${suffix}`;
+  if (id.startsWith('LedgerTable')) return `ledger${suffix}`;
+  if (id.startsWith('OriginBucket')) return `origin${suffix}`;
+  if (id.startsWith('IngestQueue')) return `queue:ingest${suffix}`;
+  if (id.startsWith('CompletionQueue')) return `queue:completion${suffix}`;
+  const target = mirror.home.targets.find((t) => id.startsWith(`Target${t.id.replaceAll('-', '')}Queue`));
+  return target ? `queue:${target.id}${suffix}` : resource;
+}
+
+/** A function's grants as sorted `action resource` lines (resourceName); every statement must Allow, unconditioned. */
+export function grantsOf(mirror: MirrorApp, template: Template, functionId: string): string[] {
+  const lines = new Set<string>();
+  for (const statement of statementsOfFunction(template, functionId)) {
+    if (statement.Effect !== 'Allow' || statement.Condition !== undefined)
+      throw new Error(`${functionId}: a statement that is not a plain Allow: ${JSON.stringify(statement)}`);
+    for (const action of actionsOf(statement)) {
+      for (const resource of resourcesOf(statement))
+        lines.add(`${action} ${resourceName(mirror, String(fakeResolve(resource)))}`);
+    }
+  }
+  return [...lines].sort();
+}
+
+/** The logical id of the home stack's function that the local stack names `name` (local/sandbox.ts). */
+export function functionIdOf(template: Template, name: string): string {
+  const replicate = /^replicate-(.+)$/.exec(name);
+  if (replicate) {
+    const ids = functionIdsWithEnv(template, 'MIRROR_TARGET_ID', replicate[1]);
+    if (ids.length !== 1)
+      throw new Error(`expected one replicate function for ${replicate[1]}, found ${ids.length}`);
+    return ids[0] as string;
+  }
+  const patterns: Record<string, RegExp> = {
+    api: /^ApiHandlerFunction/,
+    ingest: /^IngestFunction/,
+    'complete-multipart': /^Completion.*Function/,
+    'lag-monitor': /LagMonitorFunction/,
+    reconcile: /ReconcileFunction/,
+    'pending-sweep': /^PendingSweep.*Function/,
+  };
+  const pattern = patterns[name];
+  if (pattern === undefined) throw new Error(`no function of the home stack is called ${name}`);
+  const ids = Object.keys(resourcesOfType(template, 'AWS::Lambda::Function')).filter((id) =>
+    pattern.test(id),
+  );
+  if (ids.length !== 1) throw new Error(`expected one function matching ${pattern}, found ${ids.join(', ')}`);
+  return ids[0] as string;
+}

@@ -7,16 +7,7 @@
 import { Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { MirrorApp } from '../../lib/mirror-app.js';
-import {
-  actionsOf,
-  buildTestApp,
-  fakeResolve,
-  functionIdsWithEnv,
-  resourcesOf,
-  resourcesOfType,
-  statementsOfFunction,
-  testTopology,
-} from './fixture.ts';
+import { buildTestApp, functionIdOf, grantsOf, resourcesOfType, testTopology } from './fixture.ts';
 
 let mirror: MirrorApp;
 let home: Template;
@@ -25,43 +16,6 @@ beforeAll(() => {
   mirror = buildTestApp(testTopology(), { nag: false });
   home = Template.fromStack(mirror.home);
 });
-
-/** Logical id prefixes of the home stack's resources, and what each one is. */
-function nameOf(resource: string): string {
-  const replica =
-    /^arn:aws:s3:::(?:testmirror-(target-[a-z])-123456789012|explicit-replica-(c))(\/.*)?$/.exec(resource);
-  if (replica) return `replica:${replica[1] ?? `target-${replica[2]}`}${replica[3] ?? ''}`;
-  const attribute = /^att:([A-Za-z0-9]+)\.Arn(\/.*)?$/.exec(resource);
-  if (!attribute) return resource;
-  const [, id = '', suffix = ''] = attribute;
-  if (/Logs[0-9A-F]{8}$/.test(id)) return `own log group${suffix}`;
-  if (id.startsWith('LedgerTable')) return `ledger${suffix}`;
-  if (id.startsWith('OriginBucket')) return `origin${suffix}`;
-  if (id.startsWith('IngestQueue')) return `queue:ingest${suffix}`;
-  if (id.startsWith('CompletionQueue')) return `queue:completion${suffix}`;
-  const target = mirror.home.targets.find((t) => id.startsWith(`Target${t.id.replaceAll('-', '')}Queue`));
-  return target ? `queue:${target.id}${suffix}` : resource;
-}
-
-/** A function's grants as sorted `action resource` lines; every statement must Allow, unconditioned. */
-function grantsOf(functionId: string): string[] {
-  const lines = new Set<string>();
-  for (const statement of statementsOfFunction(home, functionId)) {
-    expect(statement.Effect).toBe('Allow');
-    expect(statement.Condition).toBeUndefined();
-    for (const action of actionsOf(statement)) {
-      for (const resource of resourcesOf(statement))
-        lines.add(`${action} ${nameOf(String(fakeResolve(resource)))}`);
-    }
-  }
-  return [...lines].sort();
-}
-
-function functionId(pattern: RegExp): string {
-  const ids = Object.keys(resourcesOfType(home, 'AWS::Lambda::Function')).filter((id) => pattern.test(id));
-  if (ids.length !== 1) throw new Error(`expected one function matching ${pattern}, found ${ids.join(', ')}`);
-  return ids[0] as string;
-}
 
 const LOGS = ['logs:CreateLogStream own log group', 'logs:PutLogEvents own log group'];
 const CONSUMES = (queue: string) =>
@@ -187,20 +141,20 @@ const EXPECTED: Record<string, string[]> = {
 
 describe('each function’s policy, exactly', () => {
   const functions: Record<string, () => string> = {
-    api: () => functionId(/^ApiHandlerFunction/),
-    ingest: () => functionId(/^IngestFunction/),
-    'complete-multipart': () => functionId(/^Completion.*Function/),
-    'replicate target-a': () => functionIdsWithEnv(home, 'MIRROR_TARGET_ID', 'target-a')[0] ?? '',
-    'replicate target-b': () => functionIdsWithEnv(home, 'MIRROR_TARGET_ID', 'target-b')[0] ?? '',
-    'replicate target-c': () => functionIdsWithEnv(home, 'MIRROR_TARGET_ID', 'target-c')[0] ?? '',
-    'lag-monitor': () => functionId(/LagMonitorFunction/),
-    reconcile: () => functionId(/ReconcileFunction/),
-    'pending-sweep': () => functionId(/^PendingSweep.*Function/),
+    api: () => functionIdOf(home, 'api'),
+    ingest: () => functionIdOf(home, 'ingest'),
+    'complete-multipart': () => functionIdOf(home, 'complete-multipart'),
+    'replicate target-a': () => functionIdOf(home, 'replicate-target-a'),
+    'replicate target-b': () => functionIdOf(home, 'replicate-target-b'),
+    'replicate target-c': () => functionIdOf(home, 'replicate-target-c'),
+    'lag-monitor': () => functionIdOf(home, 'lag-monitor'),
+    reconcile: () => functionIdOf(home, 'reconcile'),
+    'pending-sweep': () => functionIdOf(home, 'pending-sweep'),
   };
 
   for (const [name, find] of Object.entries(functions)) {
     it(`${name}: exactly the actions and resources of the table`, () => {
-      expect(grantsOf(find())).toEqual([...(EXPECTED[name] ?? [])].sort());
+      expect(grantsOf(mirror, home, find())).toEqual([...(EXPECTED[name] ?? [])].sort());
     });
   }
 

@@ -1,0 +1,188 @@
+/**
+ * Which AWS actions each local function used, on which resources, as IAM would name them: the
+ * test that each function's policy in the CDK app grants what its code asks for
+ * (test/integration/observed-grants.test.ts, docs/local-gates.md).
+ *
+ * A function is known by the SDK's user agent: the stack gives each environment
+ * `AWS_SDK_UA_APP_ID=<function name>` (local/functions.ts) and each event-source mapping's
+ * client the same app id (on AWS the mapping polls with the function's role). The emulators
+ * describe each request they accept (local/gate.ts, local/s3/server.ts) and post it on a
+ * BroadcastChannel, which every thread of the process can reach (DynamoDB runs in a thread of
+ * its own). Off unless a sandbox asks (`observeCalls`): it parses every DynamoDB and SQS body.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { BroadcastChannel } from 'node:worker_threads';
+
+export interface ObservedCall {
+  /** The function (its SDK app id). */
+  readonly caller: string;
+  /** The IAM action, e.g. `dynamodb:ConditionCheckItem`. */
+  readonly action: string;
+  /** `dynamodb:<table>[/index/<name>]`, `sqs:<queue name>`, `s3:<bucket>[/<key>]`. */
+  readonly resource: string;
+}
+
+type Call = Omit<ObservedCall, 'caller'>;
+
+/**
+ * The `app/<id>` token of the SDK's user agent. Powertools adds its own mark to the app id (the
+ * SDK then writes `app/<id>-PT-<feature>-<version>-PTEnv-<env>`): that tail is not the caller.
+ */
+export function callerOf(headers: IncomingHttpHeaders): string | undefined {
+  const token = /(?:^|\s)app\/(\S+)/.exec(String(headers['user-agent'] ?? ''))?.[1];
+  return token?.replace(/-PT-.*$/, '');
+}
+
+const record = (value: unknown): Record<string, unknown> =>
+  typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
+
+const tableOf = (input: Record<string, unknown>) =>
+  `dynamodb:${String(input.TableName)}${typeof input.IndexName === 'string' ? `/index/${input.IndexName}` : ''}`;
+
+/** IAM authorizes each element of a transaction by its own action (GetItem, PutItem, ConditionCheckItem...). */
+const TRANSACT_ACTIONS: Readonly<Record<string, string>> = {
+  Get: 'dynamodb:GetItem',
+  Put: 'dynamodb:PutItem',
+  Update: 'dynamodb:UpdateItem',
+  Delete: 'dynamodb:DeleteItem',
+  ConditionCheck: 'dynamodb:ConditionCheckItem',
+};
+
+export function dynamoCalls(operation: string, payload: unknown): Call[] {
+  const input = record(payload);
+  if (operation === 'TransactWriteItems' || operation === 'TransactGetItems') {
+    const items = Array.isArray(input.TransactItems) ? input.TransactItems : [];
+    return items.flatMap((item) =>
+      Object.entries(record(item)).map(([kind, element]) => ({
+        action: TRANSACT_ACTIONS[kind] ?? `dynamodb:${kind}`,
+        resource: tableOf(record(element)),
+      })),
+    );
+  }
+  if (operation === 'BatchGetItem' || operation === 'BatchWriteItem') {
+    return Object.keys(record(input.RequestItems)).map((table) => ({
+      action: `dynamodb:${operation}`,
+      resource: `dynamodb:${table}`,
+    }));
+  }
+  return [{ action: `dynamodb:${operation}`, resource: tableOf(input) }];
+}
+
+/** The batch forms are authorized as their single forms. */
+const SQS_BATCH: Readonly<Record<string, string>> = {
+  SendMessageBatch: 'SendMessage',
+  DeleteMessageBatch: 'DeleteMessage',
+  ChangeMessageVisibilityBatch: 'ChangeMessageVisibility',
+};
+
+export function sqsCalls(operation: string, payload: unknown): Call[] {
+  const input = record(payload);
+  const queue =
+    typeof input.QueueUrl === 'string'
+      ? (input.QueueUrl.split('/').at(-1) ?? '')
+      : typeof input.QueueName === 'string'
+        ? input.QueueName
+        : '*';
+  return [{ action: `sqs:${SQS_BATCH[operation] ?? operation}`, resource: `sqs:${queue}` }];
+}
+
+/** Bucket requests: the first sub-resource in the query that has an action of its own, else the default. */
+const BUCKET_ACTIONS: Readonly<Record<string, readonly (readonly [string, string])[]>> = {
+  GET: [
+    ['versions', 's3:ListBucketVersions'],
+    ['uploads', 's3:ListBucketMultipartUploads'],
+    ['cors', 's3:GetBucketCORS'],
+    ['versioning', 's3:GetBucketVersioning'],
+    ['', 's3:ListBucket'],
+  ],
+  PUT: [
+    ['cors', 's3:PutBucketCORS'],
+    ['versioning', 's3:PutBucketVersioning'],
+    ['', 's3:CreateBucket'],
+  ],
+  POST: [['delete', 's3:DeleteObject']],
+  DELETE: [['', 's3:DeleteBucket']],
+};
+
+function bucketAction(method: string, query: URLSearchParams): string {
+  const rules = BUCKET_ACTIONS[method === 'HEAD' ? 'GET' : method] ?? [];
+  return rules.find(([param]) => param === '' || query.has(param))?.[1] ?? `s3:${method}Bucket`;
+}
+
+/** Object reads and deletes: [with uploadId, with versionId, plain]. */
+const OBJECT_ACTIONS: Readonly<Record<string, readonly [string, string, string]>> = {
+  GET: ['s3:ListMultipartUploadParts', 's3:GetObjectVersion', 's3:GetObject'],
+  HEAD: ['s3:ListMultipartUploadParts', 's3:GetObjectVersion', 's3:GetObject'],
+  DELETE: ['s3:AbortMultipartUpload', 's3:DeleteObjectVersion', 's3:DeleteObject'],
+};
+
+/** An S3 request as IAM authorizes it (the object actions on `bucket/key`, the bucket's on `bucket`). */
+export function s3Calls(request: {
+  readonly method: string;
+  readonly bucket: string | undefined;
+  readonly key: string | undefined;
+  readonly query: URLSearchParams;
+  readonly headers: IncomingHttpHeaders;
+}): Call[] {
+  const { method, bucket, key, query, headers } = request;
+  if (bucket === undefined) return [{ action: 's3:ListAllMyBuckets', resource: 's3:*' }];
+  if (key === undefined) return [{ action: bucketAction(method, query), resource: `s3:${bucket}` }];
+  const resource = `s3:${bucket}/${key}`;
+  const read = OBJECT_ACTIONS[method];
+  if (read) {
+    const [multipart, versioned, plain] = read;
+    const action = query.has('uploadId') ? multipart : query.has('versionId') ? versioned : plain;
+    return [{ action, resource }];
+  }
+  // PUT (PutObject, UploadPart, CopyObject, UploadPartCopy) and POST (create, complete multipart).
+  const source = headers['x-amz-copy-source'];
+  return [
+    { action: 's3:PutObject', resource },
+    ...(typeof source === 'string' ? copySourceCalls(source) : []),
+  ];
+}
+
+/** A copy reads its source: GetObject, or GetObjectVersion when it names a version. */
+function copySourceCalls(source: string): Call[] {
+  const [path = '', search = ''] = source.split('?');
+  const decoded = decodeURIComponent(path.replace(/^\//, ''));
+  const versioned = new URLSearchParams(search).has('versionId');
+  return [{ action: versioned ? 's3:GetObjectVersion' : 's3:GetObject', resource: `s3:${decoded}` }];
+}
+
+/** What an emulator calls with each request it accepts: posts the calls of a known caller. */
+export type CallObserver = (headers: IncomingHttpHeaders, calls: () => Call[]) => void;
+
+export function callObserver(channelName: string): { observe: CallObserver; close: () => void } {
+  const channel = new BroadcastChannel(channelName);
+  return {
+    observe: (headers, calls) => {
+      const caller = callerOf(headers);
+      if (caller === undefined) return;
+      for (const call of calls()) channel.postMessage({ caller, ...call } satisfies ObservedCall);
+    },
+    close: () => channel.close(),
+  };
+}
+
+/** Collects the calls posted on `channelName`, each distinct call once. */
+export class CallLog {
+  private readonly channel: BroadcastChannel;
+  private readonly seen = new Map<string, ObservedCall>();
+
+  constructor(readonly channelName: string) {
+    this.channel = new BroadcastChannel(channelName);
+    this.channel.onmessage = (event) => {
+      const call = (event as { data: ObservedCall }).data;
+      this.seen.set(`${call.caller} ${call.action} ${call.resource}`, call);
+    };
+  }
+
+  calls(): ObservedCall[] {
+    return [...this.seen.values()];
+  }
+
+  close(): void {
+    this.channel.close();
+  }
+}
