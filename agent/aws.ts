@@ -31,11 +31,16 @@ export interface AgentClients {
 /** Connection timeouts so a dead network shows up as an error, not a hang. */
 const REQUEST_HANDLER = { connectionTimeout: 10_000, socketTimeout: 60_000 } as const;
 
+/** The SDK app id of a target's agent (`app/media-mirror-agent-<target>` in its user agent). */
+export const agentAppId = (targetId: string): string => `media-mirror-agent-${targetId}`;
+
 export function makeClients(config: AgentConfig): AgentClients {
   const credentials = config.aws.credentials;
   const common = {
     region: config.region,
     requestHandler: REQUEST_HANDLER,
+    // In the user agent of every request (CloudTrail's userAgent): which agent, of which target.
+    userAgentAppId: agentAppId(config.targetId),
     // A copy: the SDK annotates the credentials object it is given, which must not leak between runs.
     ...(credentials ? { credentials: { ...credentials } } : {}),
   };

@@ -4,7 +4,7 @@
  * server. Each can be stopped and started again (tests stop one to watch its lag grow).
  */
 import { SQSClient } from '@aws-sdk/client-sqs';
-import { SqsQueue } from '../agent/aws.ts';
+import { agentAppId, SqsQueue } from '../agent/aws.ts';
 import {
   type AgentHandle,
   type AgentLog,
@@ -68,6 +68,8 @@ export function faultyAgentQueue(
     region: endpoints.s3.region,
     endpoint: endpoints.sqs.endpoint,
     credentials: { ...endpoints.s3.credentials },
+    // It stands in for the agent's own client: the same name in its user agent (agent/aws.ts).
+    userAgentAppId: agentAppId(targetId),
   });
   return {
     queue: faultyQueue(new SqsQueue(sqs, target.queue), faults, `agent-${targetId}`),

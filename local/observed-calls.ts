@@ -20,6 +20,8 @@ export interface ObservedCall {
   readonly action: string;
   /** `dynamodb:<table>[/index/<name>]`, `sqs:<queue name>`, `s3:<bucket>[/<key>]`. */
   readonly resource: string;
+  /** DynamoDB item requests and queries: the partition key they touch (IAM's `dynamodb:LeadingKeys`). */
+  readonly leadingKey?: string;
 }
 
 type Call = Omit<ObservedCall, 'caller'>;
@@ -35,6 +37,20 @@ export function callerOf(headers: IncomingHttpHeaders): string | undefined {
 
 const record = (value: unknown): Record<string, unknown> =>
   typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
+
+/** The `pk` an item request (Key, Item) or a query (`pk = :value`) names, when it is a string. */
+function leadingKeyOf(input: Record<string, unknown>): { leadingKey?: string } {
+  const item = record(input.Key ?? input.Item);
+  let pk = record(item.pk).S;
+  if (pk === undefined && typeof input.KeyConditionExpression === 'string') {
+    const names = record(input.ExpressionAttributeNames);
+    const match = /(#?\w+)\s*=\s*(:\w+)/.exec(input.KeyConditionExpression);
+    const attribute = match?.[1]?.startsWith('#') ? names[match[1]] : match?.[1];
+    if (attribute === 'pk' && match?.[2] !== undefined)
+      pk = record(record(input.ExpressionAttributeValues)[match[2]]).S;
+  }
+  return typeof pk === 'string' ? { leadingKey: pk } : {};
+}
 
 const tableOf = (input: Record<string, unknown>) =>
   `dynamodb:${String(input.TableName)}${typeof input.IndexName === 'string' ? `/index/${input.IndexName}` : ''}`;
@@ -56,16 +72,18 @@ export function dynamoCalls(operation: string, payload: unknown): Call[] {
       Object.entries(record(item)).map(([kind, element]) => ({
         action: TRANSACT_ACTIONS[kind] ?? `dynamodb:${kind}`,
         resource: tableOf(record(element)),
+        ...leadingKeyOf(record(element)),
       })),
     );
   }
   if (operation === 'BatchGetItem' || operation === 'BatchWriteItem') {
-    return Object.keys(record(input.RequestItems)).map((table) => ({
-      action: `dynamodb:${operation}`,
-      resource: `dynamodb:${table}`,
-    }));
+    return Object.entries(record(input.RequestItems)).flatMap(([table, request]) => {
+      const keys = record(request).Keys;
+      const items = Array.isArray(keys) && keys.length > 0 ? keys.map((key) => leadingKeyOf({ Key: key })) : [{}];
+      return items.map((key) => ({ action: `dynamodb:${operation}`, resource: `dynamodb:${table}`, ...key }));
+    });
   }
-  return [{ action: `dynamodb:${operation}`, resource: tableOf(input) }];
+  return [{ action: `dynamodb:${operation}`, resource: tableOf(input), ...leadingKeyOf(input) }];
 }
 
 /** The batch forms are authorized as their single forms. */
@@ -174,7 +192,7 @@ export class CallLog {
     this.channel = new BroadcastChannel(channelName);
     this.channel.onmessage = (event) => {
       const call = (event as { data: ObservedCall }).data;
-      this.seen.set(`${call.caller} ${call.action} ${call.resource}`, call);
+      this.seen.set(`${call.caller} ${call.action} ${call.resource} ${call.leadingKey ?? ''}`, call);
     };
   }
 

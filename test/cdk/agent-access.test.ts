@@ -32,6 +32,7 @@ import {
   resourcesOf,
   resourcesOfType,
   type Statement,
+  stringLike,
   TEST_TOPOLOGY_INPUT,
   testTopology,
 } from './fixture.js';
@@ -93,15 +94,6 @@ const trustOf = (mirror: MirrorApp, target: string): Statement[] =>
 const text = (value: unknown) => JSON.stringify(fakeResolve(value));
 const sorted = (values: string[]) => [...values].sort();
 
-/** IAM's StringLike: `*` any run of characters, `?` one character, everything else literal. */
-const stringLike = (pattern: string, value: string) =>
-  new RegExp(
-    `^${pattern
-      .split('')
-      .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
-      .join('')}$`,
-    's',
-  ).test(value);
 /** `ForAllValues:StringLike` on LeadingKeys with one key, as DynamoDB evaluates an item request. */
 const allows = (patterns: string[], leadingKey: string) => patterns.some((p) => stringLike(p, leadingKey));
 

@@ -195,3 +195,13 @@ export function functionIdOf(template: Template, name: string): string {
   if (ids.length !== 1) throw new Error(`expected one function matching ${pattern}, found ${ids.join(', ')}`);
   return ids[0] as string;
 }
+
+/** IAM's StringLike: `*` any run of characters, `?` one character, everything else literal. */
+export const stringLike = (pattern: string, value: string): boolean =>
+  new RegExp(
+    `^${pattern
+      .split('')
+      .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&')))
+      .join('')}$`,
+    's',
+  ).test(value);

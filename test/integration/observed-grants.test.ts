@@ -8,8 +8,11 @@
  * grant (last seen: the ConditionCheckItem of a commit's folder checks) fails here, where on AWS
  * it would be an AccessDenied in production.
  *
- * Not covered: requests signed by presigned URLs (the browser's user agent names no function),
- * and the agent's own credentials (test/cdk/agent-access.test.ts).
+ * The pull target's agent is checked the same way against its role (lib/constructs/agent-access.ts),
+ * conditions included: each ledger request's partition key must pass the role's
+ * `dynamodb:LeadingKeys` patterns.
+ *
+ * Not covered: requests signed by presigned URLs (the browser's user agent names no function).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -17,15 +20,31 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentAppId } from '../../agent/aws.ts';
 import type { ObservedCall } from '../../local/observed-calls.ts';
 import { LOCAL_NAMES } from '../../local/resources.ts';
 import type { Sandbox } from '../../local/sandbox.ts';
-import { buildTestApp, functionIdOf, grantsOf, testTopology } from '../cdk/fixture.ts';
+import {
+  actionsOf,
+  buildTestApp,
+  fakeResolve,
+  functionIdOf,
+  grantsOf,
+  props,
+  resourceName,
+  resourcesOf,
+  resourcesOfType,
+  type Statement,
+  stringLike,
+  testTopology,
+} from '../cdk/fixture.ts';
 import { runCliOn, startTestSandbox } from '../support/local-stack.ts';
 import { waitFor } from '../support/wait.js';
 
 const topology = testTopology();
 const MiB = 1024 * 1024;
+const PULL_TARGET = 'onprem-dc1';
+const AGENT = agentAppId(PULL_TARGET);
 
 let dataDir: string;
 let sandbox: Sandbox;
@@ -73,6 +92,7 @@ beforeAll(async () => {
     topology,
     env: {},
     observeCalls: true,
+    agents: true,
     schedules: { lagIntervalSeconds: 0, reconcileIntervalSeconds: 0, reconcileAtStart: false },
   });
   const small = join(dataDir, 'small.png');
@@ -90,13 +110,10 @@ beforeAll(async () => {
   await cli('ls', 'images/');
   await cli('log', 'images/a.png');
   await cli('get', 'images/a.png', join(dataDir, 'got.png'));
-  // Every S3 target holds the last version of each path before the scheduled functions run.
+  // Every target, the agent's too, holds the last version of each path before the scheduled functions run.
   await waitFor(
-    'every S3 target to catch up',
-    async () => {
-      const lag = await sandbox.measureLag();
-      return lag.filter((t) => t.targetId !== 'onprem-dc1').every((t) => t.pending === 0) || undefined;
-    },
+    'every target to catch up',
+    async () => (await sandbox.measureLag()).every((t) => t.pending === 0) || undefined,
     60_000,
   );
   await sandbox.reconcile();
@@ -123,6 +140,7 @@ describe('what each function asks of AWS, against its policy in the CDK app', ()
         'reconcile',
         'pending-sweep',
         ...topology.targets.filter((t) => t.kind === 's3').map((t) => `replicate-${t.id}`),
+        AGENT,
       ].sort(),
     );
     // A transaction's elements are named by their own actions, as IAM authorizes them.
@@ -135,6 +153,7 @@ describe('what each function asks of AWS, against its policy in the CDK app', ()
     const home = Template.fromStack(mirror.home);
     const grants = new Map<string, string[]>();
     const ungranted = calls
+      .filter((c) => c.caller !== AGENT)
       .map((c) => ({ ...c, resource: nameOf(c.resource) }))
       .filter((c) => {
         let own = grants.get(c.caller);
@@ -147,4 +166,64 @@ describe('what each function asks of AWS, against its policy in the CDK app', ()
       .map((c) => `${c.caller}: ${c.action} ${c.resource}`);
     expect([...new Set(ungranted)].sort()).toEqual([]);
   });
+
+  it('every call of the agent is allowed by its role, partition keys included', () => {
+    const mirror = buildTestApp(topology, { nag: false });
+    const agent = mirror.home.agentAccess.get(PULL_TARGET);
+    if (!agent) throw new Error(`no agent role for ${PULL_TARGET}`);
+    const role = resourcesOfType(Template.fromStack(mirror.home), 'AWS::IAM::Role')[
+      mirror.home.getLogicalId(agent.role.node.defaultChild as never)
+    ];
+    const [policy] = (props(role ?? {}).Policies ?? []) as { PolicyDocument: { Statement: Statement[] } }[];
+    const statements = policy?.PolicyDocument.Statement ?? [];
+    const agentCalls = calls.filter((c) => c.caller === AGENT);
+    // What it must have done to mirror the files: read the feed and versions, fetch blobs, report.
+    expect([...new Set(agentCalls.map((c) => c.action))]).toEqual(
+      expect.arrayContaining([
+        'dynamodb:GetItem',
+        'dynamodb:Query',
+        'dynamodb:PutItem',
+        'dynamodb:UpdateItem',
+        's3:GetObjectVersion',
+        'sqs:ReceiveMessage',
+        'sqs:DeleteMessage',
+      ]),
+    );
+    expect(agentCalls.filter((c) => c.resource.startsWith('dynamodb:')).every((c) => c.leadingKey)).toBe(
+      true,
+    );
+    const refused = agentCalls
+      .filter((call) => !statements.some((statement) => allowsCall(mirror, statement, call)))
+      .map((c) => `${c.action} ${nameOf(c.resource)} ${c.leadingKey ?? ''}`);
+    expect([...new Set(refused)].sort()).toEqual([]);
+  });
 });
+
+/**
+ * An Allow statement admits the call: its action, its resource (resourceName's vocabulary) and
+ * every condition. The only conditions an agent's role has on what it calls are
+ * `ForAllValues:StringLike` on `dynamodb:LeadingKeys` and `StringLikeIfExists` on `s3:prefix`
+ * (listings; the agent lists nothing); any other condition admits nothing here.
+ */
+function allowsCall(
+  mirror: ReturnType<typeof buildTestApp>,
+  statement: Statement,
+  call: ObservedCall,
+): boolean {
+  if (statement.Effect !== 'Allow') return false;
+  const resource = nameOf(call.resource);
+  const resources = resourcesOf(statement).map((r) => resourceName(mirror, String(fakeResolve(r))));
+  if (!actionsOf(statement).some((a) => stringLike(a, call.action))) return false;
+  if (!resources.some((r) => stringLike(r, resource))) return false;
+  const conditions = Object.entries((statement.Condition ?? {}) as Record<string, Record<string, unknown>>);
+  return conditions.every(([operator, tests]) =>
+    Object.entries(tests).every(([key, value]) => {
+      const patterns = (Array.isArray(value) ? value : [value]).map(String);
+      if (operator === 'ForAllValues:StringLike' && key === 'dynamodb:LeadingKeys')
+        return (
+          call.leadingKey !== undefined && patterns.some((p) => stringLike(p, call.leadingKey as string))
+        );
+      return operator === 'StringLikeIfExists' && key === 's3:prefix';
+    }),
+  );
+}

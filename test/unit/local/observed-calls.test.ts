@@ -39,6 +39,35 @@ describe('dynamoCalls', () => {
     ).toEqual([{ action: 'dynamodb:GetItem', resource: 'dynamodb:ledger' }]);
   });
 
+  it('names the partition key an item request or a query touches (IAM’s dynamodb:LeadingKeys)', () => {
+    expect(
+      dynamoCalls('GetItem', { TableName: 't', Key: { pk: { S: 'P#a.png' }, sk: { S: 'V#1' } } }),
+    ).toEqual([{ action: 'dynamodb:GetItem', resource: 'dynamodb:t', leadingKey: 'P#a.png' }]);
+    expect(dynamoCalls('PutItem', { TableName: 't', Item: { pk: { S: 'AGENT#dc1' } } })[0]?.leadingKey).toBe(
+      'AGENT#dc1',
+    );
+    const query = {
+      TableName: 't',
+      KeyConditionExpression: '#pk = :pk AND sk > :after',
+      ExpressionAttributeNames: { '#pk': 'pk' },
+      ExpressionAttributeValues: { ':pk': { S: 'FEED#3' }, ':after': { S: 'S#0' } },
+    };
+    expect(dynamoCalls('Query', query)[0]?.leadingKey).toBe('FEED#3');
+    expect(
+      dynamoCalls('Query', {
+        TableName: 't',
+        IndexName: 'live-files',
+        KeyConditionExpression: 'lf = :lf',
+        ExpressionAttributeValues: { ':lf': { S: 'x' } },
+      })[0],
+    ).not.toHaveProperty('leadingKey');
+    expect(
+      dynamoCalls('BatchGetItem', {
+        RequestItems: { t: { Keys: [{ pk: { S: 'P#a' } }, { pk: { S: 'B#b' } }] } },
+      }).map((c) => c.leadingKey),
+    ).toEqual(['P#a', 'B#b']);
+  });
+
   it('names a batch per table and a query on an index by the index', () => {
     expect(
       dynamoCalls('BatchGetItem', { RequestItems: { ledger: { Keys: [] }, other: { Keys: [] } } }),
