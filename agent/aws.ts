@@ -31,8 +31,11 @@ export interface AgentClients {
 /** Connection timeouts so a dead network shows up as an error, not a hang. */
 const REQUEST_HANDLER = { connectionTimeout: 10_000, socketTimeout: 60_000 } as const;
 
-/** The SDK app id of a target's agent (`app/media-mirror-agent-<target>` in its user agent). */
-export const agentAppId = (targetId: string): string => `media-mirror-agent-${targetId}`;
+/**
+ * The SDK app id of a target's agent (`app/mirror-agent-<target>` in its user agent): at most 45
+ * characters for a 32-character target id, under the SDK's limit of 50.
+ */
+export const agentAppId = (targetId: string): string => `mirror-agent-${targetId}`;
 
 export function makeClients(config: AgentConfig): AgentClients {
   const credentials = config.aws.credentials;
