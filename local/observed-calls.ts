@@ -79,7 +79,8 @@ export function dynamoCalls(operation: string, payload: unknown): Call[] {
   if (operation === 'BatchGetItem' || operation === 'BatchWriteItem') {
     return Object.entries(record(input.RequestItems)).flatMap(([table, request]) => {
       const keys = record(request).Keys;
-      const items = Array.isArray(keys) && keys.length > 0 ? keys.map((key) => leadingKeyOf({ Key: key })) : [{}];
+      const items =
+        Array.isArray(keys) && keys.length > 0 ? keys.map((key) => leadingKeyOf({ Key: key })) : [{}];
       return items.map((key) => ({ action: `dynamodb:${operation}`, resource: `dynamodb:${table}`, ...key }));
     });
   }
