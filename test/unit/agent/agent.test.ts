@@ -66,12 +66,15 @@ class FakeLedger implements LedgerView {
 
 const emptyQueue: QueuePort = {
   receive: async ({ signal }) => {
+    // The signal outlives every receive: each one unhooks itself, as the real queue's does.
     await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 20);
-      signal.addEventListener('abort', () => {
+      const done = () => {
         clearTimeout(t);
+        signal.removeEventListener('abort', done);
         resolve();
-      });
+      };
+      const t = setTimeout(done, 20);
+      signal.addEventListener('abort', done, { once: true });
     });
     return [] as QueueMessage[];
   },
