@@ -188,17 +188,27 @@ export function callObserver(channelName: string): { observe: CallObserver; clos
 export class CallLog {
   private readonly channel: BroadcastChannel;
   private readonly seen = new Map<string, ObservedCall>();
+  private lastMessageAt = 0;
 
   constructor(readonly channelName: string) {
     this.channel = new BroadcastChannel(channelName);
     this.channel.onmessage = (event) => {
       const call = (event as { data: ObservedCall }).data;
+      this.lastMessageAt = performance.now();
       this.seen.set(`${call.caller} ${call.action} ${call.resource} ${call.leadingKey ?? ''}`, call);
     };
   }
 
-  calls(): ObservedCall[] {
-    return [...this.seen.values()];
+  /**
+   * The calls seen so far, once the channel has been quiet for `quietMs`: messages from another
+   * thread arrive a moment after the request they describe was answered.
+   */
+  async calls(quietMs = 200): Promise<ObservedCall[]> {
+    for (;;) {
+      const quietFor = performance.now() - this.lastMessageAt;
+      if (quietFor >= quietMs) return [...this.seen.values()];
+      await new Promise((resolve) => setTimeout(resolve, quietMs - quietFor));
+    }
   }
 
   close(): void {

@@ -223,8 +223,8 @@ export interface Sandbox {
   /** Sends the S3 notification of every pending upload's stored blob again (what the start does). */
   renotifyPending(): Promise<RenotifyReport>;
   /**
-   * Each distinct AWS call a function made so far, as IAM names it; only with `observeCalls`
-   * (rejects otherwise).
+   * Each distinct AWS call a function (or an agent) made so far, as IAM names it, once the
+   * emulators' reports have stopped arriving; only with `observeCalls` (rejects otherwise).
    */
   observedCalls(): Promise<readonly ObservedCall[]>;
   /** Stops everything, in reverse start order. Idempotent. */

@@ -118,8 +118,6 @@ beforeAll(async () => {
   );
   await sandbox.reconcile();
   await sandbox.sweepPending();
-  // The emulators post on a channel: let the last messages arrive.
-  await new Promise((resolve) => setTimeout(resolve, 500));
   calls = await sandbox.observedCalls();
 }, 180_000);
 
