@@ -27,6 +27,8 @@ export interface BenchStack {
   readonly pid: number;
   readonly dataDir: string;
   readonly s3: S3Client;
+  /** The CLI as the package ships it (its bundle, cli/bundle.ts), for `node <cli> ...`. */
+  readonly cli: string;
   /** The agent process (pull target) and the folder it mirrors into, when started. */
   readonly agent: { readonly pid: number; readonly dir: string; readonly target: string } | undefined;
   /** The S3 targets: id and bucket and key prefix. */
@@ -106,10 +108,11 @@ export async function startStack(options: {
       .filter(([, t]) => t.kind === 's3' && t.bucket !== undefined)
       .map(([id, t]) => ({ id, bucket: t.bucket as string, keyPrefix: t.keyPrefix ?? '' }));
     const pull = targets.find(([, t]) => t.kind === 'pull')?.[0];
+    // The CLI and the agent run as users run them: bundled, no TypeScript loader.
+    const built = await bundleCli(join(dataDir, 'dist'));
     let agent: BenchStack['agent'];
     if (options.agent && pull !== undefined) {
       const dir = join(dataDir, 'agent-mirror');
-      const built = await bundleCli(join(dataDir, 'dist'));
       const args = [built.agent, '--target', pull, '--dir', dir, '--endpoints', file];
       const child = spawnLogged(process.execPath, args, env, join(dataDir, 'agent.log'));
       children.push(child);
@@ -120,6 +123,7 @@ export async function startStack(options: {
       endpoints,
       pid: npm.pid as number,
       dataDir,
+      cli: built.cli,
       s3,
       agent,
       s3Targets,

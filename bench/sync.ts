@@ -4,7 +4,8 @@
  * content) until both S3 targets hold every file, against `rclone copy --transfers 16` of the
  * same folder into two fresh buckets on the same S3 (both copies at once, as the two targets
  * are served). Then each again with nothing changed: sync's hash cache against rclone's listing.
- * The CLI runs as a user runs it, in a process of its own (tsx bin/cli.ts).
+ * The CLI runs as a user runs it: the bundle the package ships (cli/bundle.ts), in a process of
+ * its own.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -36,10 +37,10 @@ export interface SyncRun {
   readonly deduplicated: number;
 }
 
-/** `media-mirror sync <dir> <prefix> --json` in a process of its own; its summary. */
+/** `media-mirror sync <dir> <prefix> --json` in a process of its own, the shipped bundle; its summary. */
 async function cliSync(stack: BenchStack, dir: string, prefix: string, cache: string) {
   const args = [
-    'bin/cli.ts',
+    stack.cli,
     '--endpoints',
     join(stack.dataDir, ENDPOINTS_FILE),
     'sync',
@@ -51,7 +52,7 @@ async function cliSync(stack: BenchStack, dir: string, prefix: string, cache: st
     '--cache',
     cache,
   ];
-  const out = await run(join(ROOT, 'node_modules/.bin/tsx'), args, {
+  const out = await run(process.execPath, args, {
     cwd: ROOT,
     maxBuffer: 256 * 1024 * 1024,
   });
