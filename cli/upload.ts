@@ -74,9 +74,6 @@ export interface UploadResult {
 
 export const DEFAULT_TIMEOUT_SECONDS = 120;
 
-/** No caller aborts the CLI's proof: the process ends instead. */
-const NEVER = new AbortController().signal;
-
 const ifVersionOf = (options: UploadOptions) =>
   options.ifVersion === undefined ? {} : { ifVersion: options.ifVersion };
 export const DEFAULT_POLL_INTERVAL_MS = 250;
@@ -125,8 +122,12 @@ async function hashStep(deps: UploadDeps, file: string) {
 function proveStep(deps: UploadDeps, file: string, created: UploadPending | UploadPendingMultipart) {
   const proveUpload = deps.client.proveUpload?.bind(deps.client);
   if (proveUpload === undefined) return undefined;
+  // No caller aborts the CLI's proof: the process ends instead. A signal of its own, not one
+  // shared by every upload: `sync` proves 16 at a time, and each request in flight links a
+  // listener to it (Node warns past 10 on one signal).
+  const never = new AbortController().signal;
   return openAsBlob(file).then((blob) =>
-    prove({ proveUpload }, blob, created.uploadId, created.challenge, NEVER),
+    prove({ proveUpload }, blob, created.uploadId, created.challenge, never),
   );
 }
 

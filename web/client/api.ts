@@ -264,7 +264,7 @@ export class MirrorApi {
     options: CallOptions = {},
   ): Promise<string> {
     const route = `${routePath(routes.getContent.path, { path })}${queryString(query)}`;
-    const answer = await this.#send('GET', route, options.signal ?? never, undefined, {}, 'manual');
+    const answer = await this.#send('GET', route, options.signal, undefined, {}, 'manual');
     const location = answer.status === 302 ? answer.headers.get('location') : null;
     if (location === null) {
       throw new ApiError(
@@ -297,21 +297,26 @@ export class MirrorApi {
   #call<R extends RouteName>(name: R, request: Request, options: CallOptions): Promise<RouteAnswer<R>> {
     const contract = routes[name];
     const route = `${routePath(contract.path, request.params)}${queryString(request.query)}`;
-    const signal = options.signal ?? never;
     const once = async () => {
-      const answer = await this.#send(contract.method, route, signal, request.body, request.headers ?? {});
+      const answer = await this.#send(
+        contract.method,
+        route,
+        options.signal,
+        request.body,
+        request.headers ?? {},
+      );
       const responses = contract.responses as Readonly<Record<number, { body?: z.ZodType }>>;
       return parseAnswer(responses[answer.status]?.body, `${contract.method} ${contract.path}`, answer);
     };
     if (options.retry === false) return once() as Promise<RouteAnswer<R>>;
-    const retry = { retries: this.#retries, backoff: this.#backoff, signal };
+    const retry = { retries: this.#retries, backoff: this.#backoff, signal: options.signal ?? never };
     return withRetries(once, retry) as Promise<RouteAnswer<R>>;
   }
 
   async #send(
     method: string,
     route: string,
-    signal: AbortSignal,
+    signal: AbortSignal | undefined,
     body: unknown,
     extraHeaders: Record<string, string>,
     redirect: RequestRedirect = 'follow',
@@ -334,7 +339,7 @@ export class MirrorApi {
       try {
         response = await this.#fetch(`${this.baseUrl}${route}`, init);
       } catch (error) {
-        if (signal.aborted) throw abortReason(signal);
+        if (signal?.aborted) throw abortReason(signal);
         const local = /^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:|\/|$)/.test(this.baseUrl);
         const hint = local ? '; is the local stack running (npm start)?' : '';
         const message = `cannot reach the API at ${this.baseUrl} (${what}): ${describeFetchError(error)}${hint}`;

@@ -231,6 +231,40 @@ describe('uploadFile', () => {
     expect(progress.phases).toEqual(['hashing', 'done']);
   });
 
+  it('proofs in flight at once each carry a signal of their own', async () => {
+    // `sync` proves 16 files at a time; one shared signal would hold a listener per request in
+    // flight (web/client/request-signal.ts), and Node warns past 10 on one signal.
+    const challenge = {
+      nonce: Buffer.alloc(32, 7).toString('base64'),
+      ranges: [],
+      expiresAt: '2025-01-01T00:15:00Z',
+    };
+    const signals: (AbortSignal | undefined)[] = [];
+    let release = () => {};
+    const allInFlight = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const client = {
+      ...fakeClient({ ...pending, challenge }),
+      async proveUpload(id: string, _digest: string, options: { signal?: AbortSignal } = {}) {
+        signals.push(options.signal);
+        if (signals.length === 16) release();
+        await allInFlight;
+        return proven({
+          status: 'committed',
+          uploadId: id,
+          path: 'images/cat.jpg',
+          version: 1,
+          deduplicated: true,
+        });
+      },
+    };
+    const { d } = deps(client);
+    await Promise.all(Array.from({ length: 16 }, () => uploadFile(d, { file, path: 'images/cat.jpg' })));
+    expect(signals.every((s) => s instanceof AbortSignal)).toBe(true);
+    expect(new Set(signals).size).toBe(16);
+  });
+
   it('a refused proof (proof_not_accepted): the bytes are PUT as before', async () => {
     const client = {
       ...fakeClient(pending, [record({ status: 'committed', version: 1 })]),

@@ -68,6 +68,32 @@ describe('MirrorApi abort signals', () => {
     expect(abortListeners(caller.signal)).toBe(0);
   });
 
+  it('many requests in flight at once without a caller signal share no signal: no listener warning', async () => {
+    // Before, calls without a signal were linked to one module-wide never-aborting signal: 16 in
+    // flight (a sync's jobs) held 16 listeners on it, and Node warned past 10.
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      let release = () => {};
+      const allInFlight = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let inFlight = 0;
+      const fetch: FetchLike = async () => {
+        if (++inFlight === 16) release();
+        await allInFlight;
+        return new Response(JSON.stringify(health()), { status: 200 });
+      };
+      const api = client(fetch);
+      await Promise.all(Array.from({ length: 16 }, () => api.health()));
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings).not.toContain('MaxListenersExceededWarning');
+  });
+
   it("the caller's abort still stops a request in flight, with the caller's reason", async () => {
     const api = new MirrorApi({ baseUrl, token: 'tok', retries: 0 });
     const caller = new AbortController();
