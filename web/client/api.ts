@@ -93,7 +93,6 @@ function queryString(query: Record<string, string | number | undefined> = {}): s
   return text === '' ? '' : `?${text}`;
 }
 
-const never = new AbortController().signal;
 type WithKey = CallOptions & { idempotencyKey?: string | undefined };
 const keyHeader = (options: WithKey) => ({
   'idempotency-key': options.idempotencyKey ?? newIdempotencyKey(),
@@ -309,7 +308,7 @@ export class MirrorApi {
       return parseAnswer(responses[answer.status]?.body, `${contract.method} ${contract.path}`, answer);
     };
     if (options.retry === false) return once() as Promise<RouteAnswer<R>>;
-    const retry = { retries: this.#retries, backoff: this.#backoff, signal: options.signal ?? never };
+    const retry = { retries: this.#retries, backoff: this.#backoff, signal: options.signal };
     return withRetries(once, retry) as Promise<RouteAnswer<R>>;
   }
 

@@ -27,7 +27,9 @@ const isInProgress = (error: unknown): error is ApiError =>
 /** Runs `task` with retries on transient failures; returns its value or throws its last error. */
 export async function withRetries<T>(
   task: (attempt: number) => Promise<T>,
-  options: RetryOptions,
+  // Without a caller's signal the waits listen to none: a shared never-aborting one would collect
+  // a listener per wait in progress.
+  options: Omit<RetryOptions, 'signal'> & { readonly signal?: AbortSignal | undefined },
 ): Promise<T> {
   let tries = 0;
   let failures = 0;
@@ -58,7 +60,7 @@ export async function withRetries<T>(
       },
     );
   } catch (error) {
-    if (options.signal.aborted) throw abortReason(options.signal);
+    if (options.signal?.aborted) throw abortReason(options.signal);
     if (isTransient(error) && tries > 1) error.message = `${error.message} (gave up after ${tries} attempts)`;
     throw error;
   }

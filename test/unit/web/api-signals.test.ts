@@ -94,6 +94,37 @@ describe('MirrorApi abort signals', () => {
     expect(warnings).not.toContain('MaxListenersExceededWarning');
   });
 
+  it('many calls waiting to retry at once without a caller signal: no listener warning', async () => {
+    // Their backoff waits listened to the same module-wide never-aborting signal.
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      const answered = new Set<number>();
+      let n = 0;
+      const fetch: FetchLike = async () => {
+        const call = n++;
+        // The first 16 answers are 503s: every call waits to retry, all at the same time.
+        if (call < 16)
+          return new Response('{"error":{"code":"unavailable","message":"busy"}}', { status: 503 });
+        answered.add(call);
+        return new Response(JSON.stringify(health()), { status: 200 });
+      };
+      const api = new MirrorApi({
+        baseUrl: 'http://127.0.0.1:9/',
+        token: 'tok',
+        fetch,
+        backoff: { baseMs: 50, maxMs: 50 },
+      });
+      await Promise.all(Array.from({ length: 16 }, () => api.health()));
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(answered.size).toBe(16);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings).not.toContain('MaxListenersExceededWarning');
+  });
+
   it("the caller's abort still stops a request in flight, with the caller's reason", async () => {
     const api = new MirrorApi({ baseUrl, token: 'tok', retries: 0 });
     const caller = new AbortController();
