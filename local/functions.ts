@@ -73,6 +73,8 @@ export interface InvocationReport {
   readonly durationMs: number;
   /** Set when this invocation started a new environment. */
   readonly initMs: number | undefined;
+  /** The environment that ran it: its worker's thread id, as in the log stream's name. */
+  readonly environmentId: number;
   readonly error: FunctionError | undefined;
 }
 
@@ -86,6 +88,8 @@ interface Pending {
 /** One execution environment. */
 class Environment {
   readonly worker: Worker;
+  /** The worker's thread id, kept: it reads -1 once the worker has exited. */
+  readonly id: number;
   readonly ready: Promise<void>;
   pending: Pending | undefined;
   dead = false;
@@ -113,6 +117,7 @@ class Environment {
       // what these handlers make, and a smaller nursery collects it as well.
       resourceLimits: { maxYoungGenerationSizeMb: 6 },
     });
+    this.id = this.worker.threadId;
     pipeLines(this.worker.stdout, (line) => log(spec.name, line, 'stdout'));
     pipeLines(this.worker.stderr, (line) => log(spec.name, line, 'stderr'));
 
@@ -238,7 +243,7 @@ export class LocalFunction {
       memoryLimitInMB: String(this.spec.memoryMb ?? 1024),
       awsRequestId: requestId,
       logGroupName: `/aws/lambda/${this.name}`,
-      logStreamName: `${day}/[$LATEST]${env.worker.threadId}`,
+      logStreamName: `${day}/[$LATEST]${env.id}`,
       deadlineMs,
     };
     let error: FunctionError | undefined;
@@ -255,6 +260,7 @@ export class LocalFunction {
         requestId,
         durationMs: Date.now() - started,
         initMs,
+        environmentId: env.id,
         error,
       });
     }
