@@ -122,13 +122,10 @@ async function hashStep(deps: UploadDeps, file: string) {
 function proveStep(deps: UploadDeps, file: string, created: UploadPending | UploadPendingMultipart) {
   const proveUpload = deps.client.proveUpload?.bind(deps.client);
   if (proveUpload === undefined) return undefined;
-  // No caller aborts the CLI's proof: the process ends instead. A signal of its own, not one
-  // shared by every upload: `sync` proves 16 at a time, and each request in flight links a
-  // listener to it (Node warns past 10 on one signal).
-  const never = new AbortController().signal;
-  return openAsBlob(file).then((blob) =>
-    prove({ proveUpload }, blob, created.uploadId, created.challenge, never),
-  );
+  // No caller aborts the CLI's proof (the process ends instead), so it passes no signal: one
+  // shared never-aborted signal would collect a listener per request in flight (`sync` proves 16
+  // at a time; Node warns past 10).
+  return openAsBlob(file).then((blob) => prove({ proveUpload }, blob, created.uploadId, created.challenge));
 }
 
 function committedAtOnce(flow: Flow, committed: { path: string; version: number }): UploadResult {

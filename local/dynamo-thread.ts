@@ -68,10 +68,10 @@ async function start(options: DynamoThreadOptions): Promise<{ port: number; stop
   const stopInner = () => closeServer(server, 1_000);
   const [handler] = server.listeners('request') as Parameters<typeof inProcessUpstream>[0][];
   if (handler === undefined) throw new Error('dynalite created its server without a request handler');
-  const observer = options.observeChannel === undefined ? undefined : callObserver(options.observeChannel);
+  const observer = callObserver(options.observeChannel);
   // Ungated (bench only), the gate still answers transactions: only it has them.
   const gate = await startGate({
-    ...(observer === undefined ? {} : { observe: observer.observe }),
+    ...observer.options,
     checks: options.checks,
     service: 'dynamodb',
     port: options.port,
@@ -80,7 +80,7 @@ async function start(options: DynamoThreadOptions): Promise<{ port: number; stop
     credentials: options.credentials,
     ...(options.region === undefined ? {} : { region: options.region }),
   }).catch(async (err: unknown) => {
-    observer?.close();
+    observer.close();
     await stopInner();
     throw err;
   });
@@ -94,7 +94,7 @@ async function start(options: DynamoThreadOptions): Promise<{ port: number; stop
       stopAnnouncing();
       await gate.stop();
       await stopInner();
-      observer?.close();
+      observer.close();
     },
   };
 }

@@ -186,9 +186,9 @@ export async function startS3(options: {
   observeChannel?: string;
 }): Promise<S3Emulator> {
   await mkdir(options.dir, { recursive: true });
-  const observer = options.observeChannel === undefined ? undefined : callObserver(options.observeChannel);
+  const observer = callObserver(options.observeChannel);
   const s3 = await createS3Server({
-    ...(observer === undefined ? {} : { observe: observer.observe }),
+    ...observer.options,
     dir: options.dir,
     credentials: LOCAL_CREDENTIALS,
     verify: (request) =>
@@ -200,7 +200,11 @@ export async function startS3(options: {
     ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: options.idleTimeoutMs }),
     onError: options.onError ?? ((err) => console.error(`local S3: ${err.stack ?? err.message}`)),
   });
-  const port = await listen(s3.server, options.port, PORT_ROLES.s3);
+  const port = await listen(s3.server, options.port, PORT_ROLES.s3).catch(async (err: unknown) => {
+    await s3.store.flushed();
+    observer.close();
+    throw err;
+  });
   const listeners = new Set<() => void>();
   return {
     port,
@@ -218,7 +222,7 @@ export async function startS3(options: {
       listeners.clear();
       await closeServer(s3.server, 1_000);
       await s3.store.flushed();
-      observer?.close();
+      observer.close();
     },
   };
 }
@@ -293,9 +297,9 @@ export async function startSqs(options: {
   // port clients use.
   await assertPortFree(options.port, PORT_ROLES.sqs);
   await app.ready();
-  const observer = options.observeChannel === undefined ? undefined : callObserver(options.observeChannel);
+  const observer = callObserver(options.observeChannel);
   const gate = await startGate({
-    ...(observer === undefined ? {} : { observe: observer.observe }),
+    ...observer.options,
     service: 'sqs',
     port: options.port,
     role: PORT_ROLES.sqs,
@@ -311,7 +315,7 @@ export async function startSqs(options: {
     credentials: LOCAL_CREDENTIALS,
     region: options.region,
   }).catch(async (err: unknown) => {
-    observer?.close();
+    observer.close();
     await stopInner();
     throw err;
   });
@@ -321,7 +325,7 @@ export async function startSqs(options: {
     stop: async () => {
       await gate.stop();
       await stopInner();
-      observer?.close();
+      observer.close();
     },
   };
 }

@@ -172,16 +172,23 @@ function copySourceCalls(source: string): Call[] {
 /** What an emulator calls with each request it accepts: posts the calls of a known caller. */
 export type CallObserver = (headers: IncomingHttpHeaders, calls: () => Call[]) => void;
 
-export function callObserver(channelName: string): { observe: CallObserver; close: () => void } {
+/**
+ * The emulator options that post each accepted request's calls on `channelName` (none without a
+ * channel), and `close`, which the emulator calls when it stops or fails to start: an open
+ * BroadcastChannel keeps the process alive.
+ */
+export function callObserver(channelName: string | undefined): {
+  readonly options: { readonly observe?: CallObserver };
+  readonly close: () => void;
+} {
+  if (channelName === undefined) return { options: {}, close: () => undefined };
   const channel = new BroadcastChannel(channelName);
-  return {
-    observe: (headers, calls) => {
-      const caller = callerOf(headers);
-      if (caller === undefined) return;
-      for (const call of calls()) channel.postMessage({ caller, ...call } satisfies ObservedCall);
-    },
-    close: () => channel.close(),
+  const observe: CallObserver = (headers, calls) => {
+    const caller = callerOf(headers);
+    if (caller === undefined) return;
+    for (const call of calls()) channel.postMessage({ caller, ...call } satisfies ObservedCall);
   };
+  return { options: { observe }, close: () => channel.close() };
 }
 
 /** Collects the calls posted on `channelName`, each distinct call once. */

@@ -783,6 +783,16 @@ describe('robustness', () => {
     );
   });
 
+  it('a start on a port in use fails and leaves nothing open (its call observer closed)', async () => {
+    const openPorts = () => process.getActiveResourcesInfo().filter((r) => r === 'MessagePort').length;
+    const before = openPorts();
+    await expect(
+      startS3({ dir: join(dir, 's3-taken'), port: s3.port, observeChannel: 'local-s3-test-calls' }),
+    ).rejects.toThrow(/in use/);
+    await new Promise((r) => setImmediate(r));
+    expect(openPorts()).toBe(before);
+  });
+
   it('~200 malformed requests each get an error, and the next upload still works', async () => {
     const host = new URL(s3.endpoint).host;
     const garbage: (() => Promise<string>)[] = [

@@ -33,13 +33,13 @@ export async function prove(
   file: Blob,
   uploadId: string,
   challenge: Challenge,
-  signal: AbortSignal,
+  signal?: AbortSignal,
 ): Promise<UploadDeduplicated | undefined> {
   let digest: string;
   try {
     digest = await proofDigest(file, challenge);
   } catch (error) {
-    if (signal.aborted) throw abortReason(signal);
+    if (signal?.aborted) throw abortReason(signal);
     throw unreadable(error);
   }
   try {
