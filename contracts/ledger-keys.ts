@@ -132,6 +132,12 @@ export const idempotencyItemKey = (key: string): ItemKey => ({
   sk: SK.idempotency,
 });
 
+/**
+ * The ledger table's TTL attribute (epoch seconds). Only idempotency records carry it: DynamoDB
+ * deletes them some time after their expiry, as cleanup; nothing relies on when.
+ */
+export const TTL_ATTRIBUTE = 'ttl';
+
 /** The ledger table's secondary index of live files by folder (heads that are not tombstones). */
 export const LIVE_FILES_INDEX = {
   name: 'live-files',

@@ -107,6 +107,16 @@ export const topologySchema = z
         reconcileEveryMinutes: z.number().int().min(5).max(1440).default(60),
         /** An email address subscribed to the alarm topic. @default none (alarms without actions) */
         alarmEmail: z.string().email().optional(),
+        /**
+         * An existing SNS topic every alarm also notifies (a pager, AWS Chatbot). Its policy must let
+         * CloudWatch publish, and its key, if any, let CloudWatch use it. @default none
+         */
+        alarmTopicArn: z
+          .string()
+          .regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$/, {
+            message: 'expected an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)',
+          })
+          .optional(),
       })
       .prefault({}),
     api: z

@@ -46,6 +46,7 @@ import {
   reconcileCheckpointItemKey,
   SK,
   sweepCheckpointItemKey,
+  TTL_ATTRIBUTE,
   targetStateItemKey,
   targetStateKey,
   uploadItemKey,
@@ -499,8 +500,8 @@ export class DynamoLedger implements Ledger {
               claimToken: claim.claimToken,
               lockedUntil: claim.lockedUntil,
               expiresAt: claim.expiresAt,
-              // For a TTL rule on the table, should one be enabled: cleanup only, never relied on.
-              ttl: Math.ceil(Date.parse(claim.expiresAt) / 1000),
+              // The table's TTL rule deletes the record some time after: cleanup only, never relied on.
+              [TTL_ATTRIBUTE]: Math.ceil(Date.parse(claim.expiresAt) / 1000),
             },
             ConditionExpression: CONDITIONS.idempotencyKeyIsFree,
             ExpressionAttributeNames: { '#status': 'status' },

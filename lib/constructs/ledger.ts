@@ -2,7 +2,7 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
-import { LIVE_FILES_INDEX } from '../../contracts/ledger-keys.js';
+import { LIVE_FILES_INDEX, TTL_ATTRIBUTE } from '../../contracts/ledger-keys.js';
 
 export interface LedgerProps {
   /**
@@ -23,7 +23,8 @@ export interface LedgerProps {
 
 export class Ledger extends Construct {
   /**
-   * The table: `pk` (S) / `sk` (S), on demand, point-in-time recovery, AWS-managed encryption, and
+   * The table: `pk` (S) / `sk` (S), on demand, point-in-time recovery, AWS-managed encryption, TTL on
+   * `ttl` (expired idempotency records), and
    * the sparse keys-only index of live files by folder that the path policy's folder rule queries.
    */
   public readonly table: dynamodb.Table;
@@ -35,6 +36,8 @@ export class Ledger extends Construct {
       sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      // Without the rule, idempotency records (one per mutating call) would pile up forever.
+      timeToLiveAttribute: TTL_ATTRIBUTE,
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
       deletionProtection: props.deletionProtection ?? false,
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,

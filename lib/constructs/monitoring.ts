@@ -14,12 +14,13 @@
  *   and for the pending sweep resending lost S3 notifications or multipart
  *   completions run after run; all notify the alarm topic when there is one.
  */
-import { Duration, Stack, Token } from 'aws-cdk-lib';
+import { Annotations, Duration, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
-import type * as sns from 'aws-cdk-lib/aws-sns';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import type { Topology } from '../../contracts/topology.js';
@@ -95,6 +96,12 @@ export interface MonitoringOptions {
    * @default - no topic: alarms are visible in CloudWatch and on the dashboard only
    */
   readonly alarmEmail?: string;
+  /**
+   * An existing topic every alarm also notifies, on alarm and on recovery (a pager, AWS Chatbot).
+   * Its policy must let CloudWatch publish to it, and its key, if any, let CloudWatch use it.
+   * @default - none
+   */
+  readonly alarmTopicArn?: string;
 }
 
 /** The topology's `monitoring` section as construct options. */
@@ -107,6 +114,7 @@ export function monitoringOptionsFromTopology(topology: Topology): MonitoringOpt
     rejectionThreshold: m.rejectionAlarmThreshold,
     reconcileInterval: Duration.minutes(m.reconcileEveryMinutes),
     ...(m.alarmEmail === undefined ? {} : { alarmEmail: m.alarmEmail }),
+    ...(m.alarmTopicArn === undefined ? {} : { alarmTopicArn: m.alarmTopicArn }),
   };
 }
 
@@ -189,6 +197,8 @@ export class Monitoring extends Construct {
   public readonly pendingPastExpiryAlarm: cloudwatch.Alarm;
   /** A reconcile run failed (Lambda `Errors`). */
   public readonly reconcileErrorAlarm: cloudwatch.Alarm;
+  /** The pending sweep failed in 2 of its last 3 runs (with `pendingSweep`). */
+  public readonly pendingSweepErrorAlarm?: cloudwatch.Alarm;
   /** The pending sweep resent lost S3 notifications in 3 of its last 4 runs (with `pendingSweep`). */
   public readonly lostNotificationsAlarm?: cloudwatch.Alarm;
   /** The pending sweep resent lost multipart completions in 3 of its last 4 runs (with `pendingSweep`). */
@@ -263,6 +273,21 @@ export class Monitoring extends Construct {
     });
     if (props.pendingSweep) {
       const interval = props.pendingSweep.interval;
+      this.pendingSweepErrorAlarm = this.alarm('PendingSweepErrors', 'pending-sweep-errors', {
+        alarmDescription:
+          'The pending sweep failed in 2 of its last 3 runs: lost S3 notifications and multipart completions are not ' +
+          'resent until it runs again (its resend alarms stay silent while it fails: it emits nothing).',
+        // One period per run; one failed run is retried by the next.
+        metric: props.pendingSweep.function.metricErrors({
+          statistic: cloudwatch.Stats.SUM,
+          period: interval,
+        }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 2,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
       this.lostNotificationsAlarm = this.sweepResendAlarm(
         'LostNotificationsResent',
         'lost-notifications-resent',
@@ -282,6 +307,14 @@ export class Monitoring extends Construct {
     if (props.alarmEmail !== undefined) {
       this.alarmTopic = this.createAlarmTopic(props.alarmEmail);
       this.topic = this.alarmTopic.topic;
+    }
+    if (props.alarmTopicArn !== undefined) {
+      this.notify(new SnsAction(sns.Topic.fromTopicArn(this, 'ExistingAlarmTopic', props.alarmTopicArn)));
+    } else if (props.alarmEmail === undefined) {
+      Annotations.of(this).addWarning(
+        'No alarm notifies anyone: set monitoring.alarmEmail (a topic of its own) or monitoring.alarmTopicArn ' +
+          '(an existing topic) in the topology; until then alarms show in CloudWatch and on the dashboard only.',
+      );
     }
 
     this.dashboard = this.buildDashboard(props, limits);
@@ -512,12 +545,16 @@ export class Monitoring extends Construct {
       email,
       displayName: `Media Mirror alarms (${this.namePrefix})`,
     });
-    for (const a of this.allAlarms) {
-      a.addAlarmAction(topic.action);
-      // Recoveries too: "lag back under the threshold" closes the incident.
-      a.addOkAction(topic.action);
-    }
+    this.notify(topic.action);
     return topic;
+  }
+
+  private notify(action: cloudwatch.IAlarmAction): void {
+    for (const a of this.allAlarms) {
+      a.addAlarmAction(action);
+      // Recoveries too: "lag back under the threshold" closes the incident.
+      a.addOkAction(action);
+    }
   }
 
   private buildDashboard(props: MonitoringProps, limits: MonitoringLimits): cloudwatch.Dashboard {

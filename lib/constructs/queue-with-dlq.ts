@@ -1,4 +1,7 @@
-/** A queue and its own dead-letter queue, both encrypted (SSE-SQS) and TLS-only. */
+/**
+ * A queue and its own dead-letter queue, both encrypted (SSE-SQS), TLS-only, and kept when the stack
+ * is deleted or the queue replaced (their messages with them; docs/deploy.md).
+ */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
@@ -18,8 +21,10 @@ export interface QueueWithDlqProps {
    */
   readonly maxReceiveCount?: number;
   /**
-   * How long the main queue keeps a message.
-   * @default Duration.days(14)
+   * How long the main queue keeps a message. A standard queue's dead-letter queue counts a message's
+   * age from its first enqueue (a FIFO one from its move), so a standard queue must keep messages
+   * for less time than its dead-letter queue: time spent here is taken from the time left there.
+   * @default Duration.days(7) for a standard queue, Duration.days(14) for a FIFO queue
    */
   readonly retentionPeriod?: Duration;
   /**
@@ -46,21 +51,32 @@ export class QueueWithDlq extends Construct {
           fifoThroughputLimit: sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
         }
       : {};
+    const retention = props.retentionPeriod ?? Duration.days(fifo ? 14 : 7);
+    const deadLetterRetention = props.deadLetterRetentionPeriod ?? Duration.days(14);
+    if (!fifo && deadLetterRetention.toSeconds() <= retention.toSeconds()) {
+      throw new Error(
+        `${this.node.path}: a standard queue's dead-letter queue must keep messages longer than the queue ` +
+          `(${deadLetterRetention.toHumanString()} is not longer than ${retention.toHumanString()}): SQS ages a ` +
+          'dead letter from its first enqueue.',
+      );
+    }
     const common: sqs.QueueProps = {
       encryption: sqs.QueueEncryption.SQS_MANAGED,
       enforceSSL: true,
-      removalPolicy: RemovalPolicy.DESTROY,
+      // Like the buckets and the table: in-flight changes, failures waiting for a redrive, and the
+      // queue URL a pull target's agent is configured with outlive a replacement or a deleted stack.
+      removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
     };
     this.deadLetterQueue = new sqs.Queue(this, 'DeadLetter', {
       ...common,
       ...fifoProps,
-      retentionPeriod: props.deadLetterRetentionPeriod ?? Duration.days(14),
+      retentionPeriod: deadLetterRetention,
     });
     this.queue = new sqs.Queue(this, 'Queue', {
       ...common,
       ...fifoProps,
       visibilityTimeout: props.visibilityTimeout,
-      retentionPeriod: props.retentionPeriod ?? Duration.days(14),
+      retentionPeriod: retention,
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: props.maxReceiveCount ?? 5 },
     });
   }

@@ -130,9 +130,9 @@ describe('topology edge cases', () => {
     // api, ingest, complete-multipart, lag monitor, reconcile, the lost-notification sweep
     expect(Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))).toHaveLength(6);
     // The pull target's lag, dead letters and heartbeat; ingest dead letters, rejections, errors and
-    // queue age; completion dead letters; uploads pending past their expiry; reconcile errors; lost
-    // notifications and lost completions resent by the sweep.
-    home.resourceCountIs('AWS::CloudWatch::Alarm', 12);
+    // queue age; completion dead letters; uploads pending past their expiry; reconcile errors; the
+    // sweep's errors, and the lost notifications and lost completions it resent.
+    home.resourceCountIs('AWS::CloudWatch::Alarm', 13);
   });
 
   it('a bucket name that would pass 63 characters is refused at synth, naming the field', () => {

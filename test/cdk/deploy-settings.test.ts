@@ -2,18 +2,22 @@
  * Settings a first deploy into a real account needs (docs/deploy.md): stateful resources that a
  * failed first deploy does not leave behind, and replica buckets a browser can read from.
  */
+import { Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
+import { QueueWithDlq } from '../../lib/constructs/queue-with-dlq.js';
 import { buildMirrorApp, createMirrorApp, LEDGER_DELETION_PROTECTION_CONTEXT } from '../../lib/mirror-app.js';
 import { buildTestApp, props, resourcesOfType, testTopology } from './fixture.ts';
 
-const STATEFUL = ['AWS::S3::Bucket', 'AWS::DynamoDB::Table', 'AWS::Logs::LogGroup'];
+// Queues too: a replaced or deleted queue takes its messages (and a DLQ the failures waiting for a
+// redrive) with it, and a pull target's agent is configured with its queue's URL.
+const STATEFUL = ['AWS::S3::Bucket', 'AWS::DynamoDB::Table', 'AWS::Logs::LogGroup', 'AWS::SQS::Queue'];
 
 describe('retention', () => {
   const mirror = buildTestApp(testTopology(), { nag: false });
   const stacks = [mirror.home, ...mirror.replicas.values()];
 
-  it('every bucket, table and log group is kept on delete and on replacement, but not after a failed create', () => {
+  it('every bucket, table, log group and queue is kept on delete and on replacement, but not after a failed create', () => {
     const seen: string[] = [];
     for (const stack of stacks) {
       const template = Template.fromStack(stack);
@@ -113,5 +117,28 @@ describe('the ledger’s deletion protection', () => {
     expect(() => protection({ [LEDGER_DELETION_PROTECTION_CONTEXT]: 'yes' })).toThrow(
       /mirror:ledgerDeletionProtection .* expected true or false, got "yes"/,
     );
+  });
+});
+
+describe('queue retention', () => {
+  it('a standard queue whose DLQ would not outlive it is refused; a FIFO queue may match its DLQ', () => {
+    const stack = new Stack();
+    expect(
+      () =>
+        new QueueWithDlq(stack, 'Same', {
+          visibilityTimeout: Duration.minutes(1),
+          retentionPeriod: Duration.days(14),
+          deadLetterRetentionPeriod: Duration.days(14),
+        }),
+    ).toThrow(/dead-letter queue must keep messages longer/);
+    expect(
+      () =>
+        new QueueWithDlq(stack, 'Fifo', {
+          visibilityTimeout: Duration.minutes(1),
+          fifo: true,
+          retentionPeriod: Duration.days(14),
+          deadLetterRetentionPeriod: Duration.days(14),
+        }),
+    ).not.toThrow();
   });
 });

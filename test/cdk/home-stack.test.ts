@@ -177,6 +177,9 @@ describe('ledger', () => {
         ],
         BillingMode: 'PAY_PER_REQUEST',
         PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        // Idempotency records carry `ttl` (their expiry, epoch seconds): without the rule they pile
+        // up, one per mutating call, forever.
+        TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true },
         SSESpecification: { SSEEnabled: true },
         // Off by default: a protected table would fail the rollback of a failed first deploy.
         DeletionProtectionEnabled: false,
@@ -211,6 +214,9 @@ describe('queues', () => {
       SqsManagedSseEnabled: true,
       MessageRetentionPeriod: 1209600,
     });
+    // A standard queue's DLQ counts a message's age from its first enqueue: a week in the queue
+    // leaves at least a week in the DLQ.
+    expect(props(queues[queueId] as never).MessageRetentionPeriod).toBe(7 * 86400);
     const ingestFn = resourcesOfType(home, 'AWS::Lambda::Function')[
       logicalId(mirror.home.ingest.ingest.function, mirror.home)
     ];
@@ -231,6 +237,9 @@ describe('queues', () => {
       SqsManagedSseEnabled: true,
       MessageRetentionPeriod: 1209600,
     });
+    // A standard queue's DLQ counts a message's age from its first enqueue: a week in the queue
+    // leaves at least a week in the DLQ.
+    expect(props(queues[queueId] as never).MessageRetentionPeriod).toBe(7 * 86400);
     const fn = resourcesOfType(home, 'AWS::Lambda::Function')[
       logicalId(mirror.home.completion.completer.function, mirror.home)
     ];

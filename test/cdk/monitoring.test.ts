@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { makeMetrics, metricsPort, NAMESPACE, publishMetrics } from '../../functions/adapters/powertools.js';
@@ -237,11 +237,31 @@ describe('alarms', () => {
     expect(errors[0]).toMatchObject({ MetricName: 'Errors', Statistic: 'Sum', Period: 1800, Threshold: 1 });
   });
 
+  it('a sweep failing run after run alarms (2 of its last 3 runs): its resend alarms stay silent when it emits nothing', () => {
+    const sweepId = logicalId(mirror.home, mirror.home.pendingSweep.sweeper.function);
+    const errors = alarmsOf(home).filter(
+      (a) => a.Namespace === 'AWS/Lambda' && JSON.stringify(dimensions(a).FunctionName).includes(sweepId),
+    );
+    expect(errors).toHaveLength(1);
+    expect(dimensions(errors[0] as Json)).toEqual({ FunctionName: { Ref: sweepId } });
+    expect(errors[0]).toMatchObject({
+      AlarmName: 'TestMirror-Home-pending-sweep-errors',
+      MetricName: 'Errors',
+      Statistic: 'Sum',
+      Period: 900,
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      EvaluationPeriods: 3,
+      DatapointsToAlarm: 2,
+      TreatMissingData: 'notBreaching',
+    });
+  });
+
   it('ingest errors: failed ingest invocations (Lambda Errors) summed over 5 minutes, any', () => {
     const ingestId = logicalId(mirror.home, mirror.home.ingest.ingest.function);
     const errors = alarmsOf(home).filter((a) => a.Namespace === 'AWS/Lambda' && a.MetricName === 'Errors');
-    // Reconcile's and the ingest's: no other function alarms on its errors.
-    expect(errors).toHaveLength(2);
+    // Reconcile's, the pending sweep's and the ingest's: no other function alarms on its errors.
+    expect(errors).toHaveLength(3);
     const mine = errors.filter(
       (a) => JSON.stringify(dimensions(a).FunctionName) === JSON.stringify({ Ref: ingestId }),
     );
@@ -314,8 +334,8 @@ describe('alarms', () => {
     },
   );
 
-  it('nothing else: per target lag + dead letters (+ heartbeat); ingest dead letters, rejections, errors, queue age; completion dead letters; uploads past expiry; reconcile; lost notifications and completions resent', () => {
-    expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 9);
+  it('nothing else: per target lag + dead letters (+ heartbeat); ingest dead letters, rejections, errors, queue age; completion dead letters; uploads past expiry; reconcile; the sweep’s errors and the lost notifications and completions it resent', () => {
+    expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 10);
     expect(mirror.home.monitoring.alarms).toHaveLength(alarmsOf(home).length);
   });
 });
@@ -365,6 +385,47 @@ describe('alarm topic', () => {
       expect(alarm.AlarmActions, alarm.id).toEqual([{ Ref: topicId }]);
       expect(alarm.OKActions, alarm.id).toEqual([{ Ref: topicId }]);
     }
+  });
+
+  it('with alarmTopicArn: every alarm notifies that existing topic (on alarm and on recovery), none created', () => {
+    const arn = 'arn:aws:sns:us-east-1:123456789012:ops-pager';
+    const withTopic = Template.fromStack(
+      buildTestApp(testTopology({ monitoring: { alarmTopicArn: arn } }), { nag: false }).home,
+    );
+    withTopic.resourceCountIs('AWS::SNS::Topic', 0);
+    withTopic.resourceCountIs('AWS::KMS::Key', 0);
+    const alarms = alarmsOf(withTopic);
+    expect(alarms.length).toBeGreaterThan(0);
+    for (const alarm of alarms) {
+      expect(alarm.AlarmActions, alarm.id).toEqual([arn]);
+      expect(alarm.OKActions, alarm.id).toEqual([arn]);
+    }
+  });
+
+  it('with both: every alarm notifies the created topic and the existing one', () => {
+    const arn = 'arn:aws:sns:us-east-1:123456789012:ops-pager';
+    const both = Template.fromStack(
+      buildTestApp(testTopology({ monitoring: { alarmTopicArn: arn, alarmEmail: 'ops@example.com' } }), {
+        nag: false,
+      }).home,
+    );
+    const [topicId] = Object.keys(resourcesOfType(both, 'AWS::SNS::Topic'));
+    for (const alarm of alarmsOf(both)) {
+      expect(alarm.AlarmActions, alarm.id).toEqual([{ Ref: topicId }, arn]);
+    }
+  });
+
+  it('an alarm topic ARN that is not an SNS topic ARN is refused by the topology', () => {
+    expect(() => testTopology({ monitoring: { alarmTopicArn: 'ops-pager' } })).toThrow(/alarmTopicArn/);
+  });
+
+  it('without a destination the synth warns that no alarm notifies anyone', () => {
+    const plain = buildTestApp(testTopology(), { nag: false }).home;
+    const warnings = Annotations.fromStack(plain).findWarning('*', Match.stringLikeRegexp('notif'));
+    expect(warnings).toHaveLength(1);
+    expect(String(warnings[0]?.entry.data)).toMatch(/alarmEmail.*alarmTopicArn/);
+    const wired = buildTestApp(monitoredTopology(), { nag: false }).home;
+    expect(Annotations.fromStack(wired).findWarning('*', Match.stringLikeRegexp('notif'))).toHaveLength(0);
   });
 
   it('without alarmEmail: no topic, no subscription, no key, and alarms without actions', () => {
