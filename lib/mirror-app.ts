@@ -150,6 +150,11 @@ export function apiLimitsOf(topology: Topology, app: App): ApiLimits {
 export const AGENT_TRUST_CONTEXT = {
   /** One Roles Anywhere trust anchor ARN every agent role requires (`aws:SourceArn`). */
   trustAnchorArn: 'mirror:agentTrustAnchorArn',
+  /**
+   * `true`: without a trust anchor, accept any of this account's anchors on purpose (a first try).
+   * Without it, and without an anchor, a Roles Anywhere trust fails the synth.
+   */
+  anyTrustAnchor: 'mirror:agentTrustAnyAnchor',
   /** `{ "<pull target>": "<certificate CN>" }`: the one certificate subject each agent role accepts. */
   certificateCommonNames: 'mirror:agentCertificateCommonNames',
   /** `{ "<pull target>": "<IAM user or role ARN>" }`: these targets trust that principal instead of Roles Anywhere. */
@@ -170,6 +175,15 @@ export function agentTrustFromContext(app: App): {
   if (anchor !== undefined && typeof anchor !== 'string') {
     problems.push(`${AGENT_TRUST_CONTEXT.trustAnchorArn}: must be a string (a trust anchor ARN)`);
   }
+  const any = app.node.tryGetContext(AGENT_TRUST_CONTEXT.anyTrustAnchor);
+  if (any !== undefined && any !== true && any !== 'true' && any !== false && any !== 'false') {
+    problems.push(`${AGENT_TRUST_CONTEXT.anyTrustAnchor}: must be true or false`);
+  }
+  if (anchor !== undefined && (any === true || any === 'true')) {
+    problems.push(
+      `${AGENT_TRUST_CONTEXT.trustAnchorArn} and ${AGENT_TRUST_CONTEXT.anyTrustAnchor}: set one, not both`,
+    );
+  }
   const names = contextMap(app, AGENT_TRUST_CONTEXT.certificateCommonNames, problems);
   const principals = contextMap(app, AGENT_TRUST_CONTEXT.principalArns, problems);
   for (const id of Object.keys(names)) {
@@ -179,9 +193,11 @@ export function agentTrustFromContext(app: App): {
     throw new Error(`invalid agent trust in the CDK context:\n  ${problems.join('\n  ')}`);
 
   const trustAnchorArn = typeof anchor === 'string' ? anchor : undefined;
+  const anyTrustAnchor = any === true || any === 'true';
   const rolesAnywhere = (certificateCommonName?: string): AgentTrust => ({
     kind: 'roles-anywhere',
     ...(trustAnchorArn === undefined ? {} : { trustAnchorArn }),
+    ...(anyTrustAnchor ? { anyTrustAnchor } : {}),
     ...(certificateCommonName === undefined ? {} : { certificateCommonName }),
   });
   const agentTrustByTarget: Record<string, AgentTrust> = {};

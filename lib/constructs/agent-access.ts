@@ -19,7 +19,7 @@
  *   `T#<target>#*` (applied state per path) and `AGENT#<target>` (heartbeat).
  *   No Scan, no DeleteItem, nothing on another target's rows.
  */
-import { Duration, Token } from 'aws-cdk-lib';
+import { Duration, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
@@ -65,10 +65,18 @@ export const AGENT_BLOB_ACTIONS = ['s3:GetObject', 's3:GetObjectVersion'];
 export interface RolesAnywhereTrust {
   readonly kind: 'roles-anywhere';
   /**
-   * Accept sessions from this trust anchor only (`ArnEquals aws:SourceArn`).
-   * @default - any trust anchor of the account whose profile lists the role
+   * Accept sessions from this trust anchor only (`ArnEquals aws:SourceArn`). Required unless
+   * `anyTrustAnchor` says otherwise: a role that trusts every anchor trusts every CA anyone
+   * registers in the account, and every certificate such a CA issues.
+   * @default - none: the construct refuses the trust
    */
   readonly trustAnchorArn?: string;
+  /**
+   * Accept sessions from any trust anchor of this account (`StringEquals aws:SourceAccount`) whose
+   * profile lists the role: only when that is meant, e.g. a first try in a sandbox account.
+   * @default false
+   */
+  readonly anyTrustAnchor?: boolean;
   /**
    * Accept only a certificate whose subject CN is this value
    * (`StringEquals aws:PrincipalTag/x509Subject/CN`): the one server of this
@@ -91,7 +99,10 @@ export interface PrincipalTrust {
 /** Who may assume an agent role. */
 export type AgentTrust = RolesAnywhereTrust | PrincipalTrust;
 
-/** The default trust: IAM Roles Anywhere, any trust anchor of the account. */
+/**
+ * The default trust: IAM Roles Anywhere, which needs a trust anchor (`trustAnchorArn`) or the
+ * explicit `anyTrustAnchor`; without either the construct refuses it.
+ */
 export const DEFAULT_AGENT_TRUST: AgentTrust = { kind: 'roles-anywhere' };
 
 export interface AgentAccessProps {
@@ -105,7 +116,7 @@ export interface AgentAccessProps {
   readonly origin: OriginStore;
   /**
    * Who may assume the role.
-   * @default DEFAULT_AGENT_TRUST (IAM Roles Anywhere, any trust anchor of the account)
+   * @default DEFAULT_AGENT_TRUST (IAM Roles Anywhere; refused without a trust anchor)
    */
   readonly trust?: AgentTrust;
 }
@@ -173,7 +184,7 @@ export class AgentAccess extends Construct {
 
     this.role = new iam.Role(this, 'Role', {
       description: `Assumed by the on-premises agent of pull target ${targetId} (docs/agent.md)`,
-      assumedBy: trustPrincipal(trust),
+      assumedBy: trustPrincipal(trust, Stack.of(this).account),
       maxSessionDuration: AGENT_MAX_SESSION,
       inlinePolicies: { AgentAccess: this.policy },
     });
@@ -193,16 +204,7 @@ function checkProps(targetId: string, trust: AgentTrust): void {
     );
   }
   if (trust.kind === 'roles-anywhere') {
-    const anchor = trust.trustAnchorArn;
-    if (anchor !== undefined && !Token.isUnresolved(anchor) && !TRUST_ANCHOR_ARN.test(anchor)) {
-      problems.push(
-        `trust.trustAnchorArn: "${anchor}" is not a trust anchor ARN (arn:aws:rolesanywhere:<region>:<account>:trust-anchor/<id>)`,
-      );
-    }
-    const cn = trust.certificateCommonName;
-    if (cn !== undefined && !Token.isUnresolved(cn) && (cn.trim() === '' || /[*?]/.test(cn))) {
-      problems.push(`trust.certificateCommonName: "${cn}" must be a non-empty name without * or ?`);
-    }
+    problems.push(...rolesAnywhereProblems(trust));
   } else if (!Token.isUnresolved(trust.principalArn) && !PRINCIPAL_ARN.test(trust.principalArn)) {
     problems.push(
       `trust.principalArn: "${trust.principalArn}" is not the ARN of an IAM user or role (arn:aws:iam::<account>:user/<name>)`,
@@ -213,13 +215,43 @@ function checkProps(targetId: string, trust: AgentTrust): void {
   }
 }
 
-function trustPrincipal(trust: AgentTrust): iam.IPrincipal {
+function rolesAnywhereProblems(trust: RolesAnywhereTrust): string[] {
+  const problems: string[] = [];
+  const anchor = trust.trustAnchorArn;
+  if (anchor === undefined && trust.anyTrustAnchor !== true) {
+    problems.push(
+      'trust: IAM Roles Anywhere without a trust anchor would accept every CA registered in the account. Name ' +
+        'one (trustAnchorArn; in the CDK context mirror:agentTrustAnchorArn), trust an IAM principal instead ' +
+        '(mirror:agentPrincipalArns), or accept any anchor of the account on purpose (anyTrustAnchor; ' +
+        'mirror:agentTrustAnyAnchor=true); docs/deploy.md',
+    );
+  }
+  if (anchor !== undefined && trust.anyTrustAnchor === true) {
+    problems.push('trust: a trust anchor and anyTrustAnchor both set');
+  }
+  if (anchor !== undefined && !Token.isUnresolved(anchor) && !TRUST_ANCHOR_ARN.test(anchor)) {
+    problems.push(
+      `trust.trustAnchorArn: "${anchor}" is not a trust anchor ARN (arn:aws:rolesanywhere:<region>:<account>:trust-anchor/<id>)`,
+    );
+  }
+  const cn = trust.certificateCommonName;
+  if (cn !== undefined && !Token.isUnresolved(cn) && (cn.trim() === '' || /[*?]/.test(cn))) {
+    problems.push(`trust.certificateCommonName: "${cn}" must be a non-empty name without * or ?`);
+  }
+  return problems;
+}
+
+function trustPrincipal(trust: AgentTrust, account: string): iam.IPrincipal {
   if (trust.kind === 'principal') return new iam.ArnPrincipal(trust.principalArn);
   const conditions: Record<string, Record<string, string>> = {};
+  const equals: Record<string, string> = {};
   if (trust.trustAnchorArn !== undefined) conditions.ArnEquals = { 'aws:SourceArn': trust.trustAnchorArn };
+  // Any anchor, but of this account only.
+  else equals['aws:SourceAccount'] = account;
   if (trust.certificateCommonName !== undefined) {
-    conditions.StringEquals = { 'aws:PrincipalTag/x509Subject/CN': trust.certificateCommonName };
+    equals['aws:PrincipalTag/x509Subject/CN'] = trust.certificateCommonName;
   }
+  if (Object.keys(equals).length > 0) conditions.StringEquals = equals;
   return new TrustStatementPrincipal(
     new iam.ServicePrincipal(ROLES_ANYWHERE_PRINCIPAL),
     ROLES_ANYWHERE_TRUST_ACTIONS,

@@ -33,6 +33,7 @@ import {
   resourcesOfType,
   type Statement,
   stringLike,
+  TEST_CONTEXT,
   TEST_TOPOLOGY_INPUT,
   testTopology,
 } from './fixture.js';
@@ -56,7 +57,7 @@ function buildWith(options: {
   nag?: boolean;
 }): MirrorApp {
   const app: App = createMirrorApp({
-    context: { 'aws:cdk:bundling-stacks': [], ...options.context },
+    context: { ...TEST_CONTEXT, ...options.context },
   });
   return buildMirrorApp(testTopology({ targets: options.targets ?? TWO_PULL_TARGETS }), {
     app,
@@ -307,17 +308,38 @@ describe('the policy of an agent role', () => {
 });
 
 describe('trust', () => {
-  it('by default: IAM Roles Anywhere may AssumeRole, TagSession and SetSourceIdentity; sessions last 1 h', () => {
+  it('without a trust anchor, a principal or an explicit "any anchor", the synth fails naming the keys', () => {
+    const bare = { [AGENT_TRUST_CONTEXT.anyTrustAnchor]: false };
+    expect(() => buildWith({ context: bare })).toThrow(
+      /pull target "onprem-dc1":\n.*without a trust anchor.*mirror:agentTrustAnchorArn.*mirror:agentPrincipalArns.*mirror:agentTrustAnyAnchor=true/,
+    );
+    // Principals for every pull target: nothing left to trust Roles Anywhere.
+    const principals = { 'onprem-dc1': USER, 'onprem-dc1-b': USER };
+    expect(() =>
+      buildWith({ context: { ...bare, [AGENT_TRUST_CONTEXT.principalArns]: principals } }),
+    ).not.toThrow();
+    expect(() =>
+      buildWith({
+        context: {
+          [AGENT_TRUST_CONTEXT.trustAnchorArn]: ANCHOR,
+          [AGENT_TRUST_CONTEXT.anyTrustAnchor]: 'true',
+        },
+      }),
+    ).toThrow(/set one, not both/);
+  });
+
+  it('any anchor on purpose (mirror:agentTrustAnyAnchor): Roles Anywhere from this account only may AssumeRole, TagSession and SetSourceIdentity; sessions last 1 h', () => {
     for (const target of PULL) {
       expect(trustOf(mirror, target)).toEqual([
         {
           Effect: 'Allow',
           Principal: { Service: 'rolesanywhere.amazonaws.com' },
           Action: ['sts:AssumeRole', 'sts:SetSourceIdentity', 'sts:TagSession'],
+          Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
         },
       ]);
       expect(roleOf(mirror, target).MaxSessionDuration).toBe(3600);
-      expect(agentOf(mirror, target).trust).toEqual({ kind: 'roles-anywhere' });
+      expect(agentOf(mirror, target).trust).toEqual({ kind: 'roles-anywhere', anyTrustAnchor: true });
     }
   });
 
@@ -372,6 +394,7 @@ describe('trust', () => {
   it('from the CDK context: a trust anchor, CNs per target, principals per target (JSON text from -c)', () => {
     const app = buildWith({
       context: {
+        [AGENT_TRUST_CONTEXT.anyTrustAnchor]: false,
         [AGENT_TRUST_CONTEXT.trustAnchorArn]: ANCHOR,
         [AGENT_TRUST_CONTEXT.certificateCommonNames]: JSON.stringify({ 'onprem-dc1': 'dc1.example.com' }),
         [AGENT_TRUST_CONTEXT.principalArns]: { 'onprem-dc1-b': USER },

@@ -13,13 +13,13 @@ import {
   createMirrorApp,
   type MirrorAppOptions,
 } from '../../lib/mirror-app.js';
-import { buildTestApp, props, resourcesOfType, testTopology } from './fixture.js';
+import { buildTestApp, props, resourcesOfType, TEST_CONTEXT, testTopology } from './fixture.js';
 
 type Json = Record<string, unknown>;
 
 /** The app with extra context, as `cdk deploy -c key=value` gives it (values are strings there). */
 function withContext(context: Record<string, unknown>, options: MirrorAppOptions = {}, topology?: Topology) {
-  const app = createMirrorApp({ context: { 'aws:cdk:bundling-stacks': [], ...context } });
+  const app = createMirrorApp({ context: { ...TEST_CONTEXT, ...context } });
   return buildMirrorApp(topology ?? testTopology(), { app, nag: false, ...options });
 }
 

@@ -7,7 +7,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { QueueWithDlq } from '../../lib/constructs/queue-with-dlq.js';
 import { buildMirrorApp, createMirrorApp, LEDGER_DELETION_PROTECTION_CONTEXT } from '../../lib/mirror-app.js';
-import { buildTestApp, props, resourcesOfType, testTopology } from './fixture.ts';
+import { buildTestApp, props, resourcesOfType, TEST_CONTEXT, testTopology } from './fixture.ts';
 
 // Queues too: a replaced or deleted queue takes its messages (and a DLQ the failures waiting for a
 // redrive) with it, and a pull target's agent is configured with its queue's URL.
@@ -96,7 +96,7 @@ describe('concurrency', () => {
 
 describe('the ledger’s deletion protection', () => {
   const protection = (context: Record<string, unknown>) => {
-    const app = createMirrorApp({ context: { 'aws:cdk:bundling-stacks': [], ...context } });
+    const app = createMirrorApp({ context: { ...TEST_CONTEXT, ...context } });
     const mirror = buildMirrorApp(testTopology(), { app, nag: false });
     const tables = Object.values(resourcesOfType(Template.fromStack(mirror.home), 'AWS::DynamoDB::Table'));
     expect(tables).toHaveLength(1);

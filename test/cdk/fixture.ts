@@ -2,7 +2,12 @@
 import type { App } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { parseTopology, type Topology } from '../../contracts/topology.js';
-import { buildMirrorApp, createMirrorApp, type MirrorApp } from '../../lib/mirror-app.js';
+import {
+  AGENT_TRUST_CONTEXT,
+  buildMirrorApp,
+  createMirrorApp,
+  type MirrorApp,
+} from '../../lib/mirror-app.js';
 
 /** A topology with two S3 targets in one region (one with a key prefix and an explicit bucket name), one elsewhere, and a pull target. */
 export const TEST_TOPOLOGY_INPUT = {
@@ -43,11 +48,19 @@ export interface BuildOptions {
 // Templates must not depend on who runs the tests: no account from the environment.
 delete process.env.CDK_DEFAULT_ACCOUNT;
 
+/**
+ * The context of the tests' apps: no bundling (an empty list makes CDK skip it in every stack, what
+ * `cdk deploy <one stack>` does for the others), and agent roles that accept any trust anchor of the
+ * account (the trust tests set their own).
+ */
+export const TEST_CONTEXT = {
+  'aws:cdk:bundling-stacks': [],
+  [AGENT_TRUST_CONTEXT.anyTrustAnchor]: true,
+} as const;
+
 export function buildTestApp(topology: Topology, options: BuildOptions = {}): MirrorApp {
-  const app: App = createMirrorApp({
-    // An empty list makes CDK skip bundling in every stack (what `cdk deploy <one stack>` does for the others).
-    context: options.bundle ? {} : { 'aws:cdk:bundling-stacks': [] },
-  });
+  const { 'aws:cdk:bundling-stacks': _noBundling, ...bundled } = TEST_CONTEXT;
+  const app: App = createMirrorApp({ context: options.bundle ? bundled : TEST_CONTEXT });
   return buildMirrorApp(topology, { app, nag: options.nag ?? true });
 }
 
