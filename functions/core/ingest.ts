@@ -217,8 +217,7 @@ async function verifyStoredBytes(
     const forgetBlob = known !== undefined && (stored.versionId === undefined || pinnedGone);
     return reject(
       deps,
-      sha256,
-      stored.versionId,
+      { sha256, versionId: stored.versionId, sentBy: stored.uploadId },
       forgetBlob,
       `sha256 mismatch: the stored bytes hash to ${actual.sha256}`,
     );
@@ -488,13 +487,20 @@ async function discardVersion(
   return { versionId, reason };
 }
 
+/**
+ * Bad bytes at blobs/<sha256>: their version goes, and so do the uploads they were for. Bytes that
+ * name their upload (the metadata signed into its URL) end that upload only: anyone who knows a
+ * hash and a size can claim it and send junk, and must not end another client's upload of that
+ * content (its bytes may still be on their way). Bytes that name none were written around the
+ * API: every upload waiting for that content ends, as nothing else will decide it.
+ */
 async function reject(
   deps: IngestDeps,
-  sha256: string,
-  versionId: string | undefined,
+  object: { sha256: string; versionId: string | undefined; sentBy: string | undefined },
   forgetBlob: boolean,
   reason: string,
 ): Promise<IngestOutcome> {
+  const { sha256, versionId, sentBy } = object;
   const { ledger, blobs, clock, metrics } = deps;
   // Only the rejected version goes (with versioning, earlier versions stay). A record of bytes no
   // longer stored goes too, so the next upload re-sends them.
@@ -507,7 +513,8 @@ async function reject(
     metrics.count('IngestRejected');
     return { kind: 'rejected', sha256, reason, uploads: [] };
   }
-  const uploads = await ledger.listPendingUploads(sha256);
+  const waiting = await ledger.listPendingUploads(sha256);
+  const uploads = sentBy === undefined ? waiting : waiting.filter((id) => id === sentBy);
   for (const uploadId of uploads) {
     await ledger.finishUpload(uploadId, { status: 'rejected', reason }, clock.now().toISOString());
     await ledger.removePendingUpload(sha256, uploadId);

@@ -190,8 +190,10 @@ async function createMultipartUpload(
   challenge: Challenge,
 ): Promise<CreateUploadResponse> {
   const { ledger, blobs } = deps;
-  // Resumable: the same file to the same path continues the upload already under way, from any browser,
-  // within RESUMABLE_FOR_MS (after that storage may have aborted it: a new upload starts).
+  // Resumable: the same file to the same path, on the same terms (content type, ifVersion), continues
+  // the upload already under way, from any browser, within RESUMABLE_FOR_MS (after that storage may
+  // have aborted it: a new upload starts). Other terms start an upload of their own: the commit
+  // would carry the first claim's.
   for (const pendingId of await ledger.listPendingUploads(request.sha256)) {
     const found = await ledger.getUpload(pendingId);
     const pending = found && (await settleIfLapsed(deps, found));
@@ -200,6 +202,8 @@ async function createMultipartUpload(
       pending.multipart &&
       pending.path === request.path &&
       pending.size === request.size &&
+      pending.contentType === request.contentType &&
+      pending.ifVersion === request.ifVersion &&
       !isLapsed(pending, now)
     ) {
       await ledger.setChallenge(pendingId, challenge);

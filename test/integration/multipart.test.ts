@@ -45,6 +45,28 @@ async function sendPart(uploadId: string, bytes: Buffer, partNumber: number, par
 }
 
 describe('multipart uploads', () => {
+  it('a claim that differs in its condition (ifVersion) or content type starts an upload of its own instead of resuming', async () => {
+    // Resuming another claim's upload would commit under that claim's terms: its ifVersion (a lost
+    // update) and its content type.
+    const bytes = randomBytes(17 * MiB);
+    const base = { path: 'big/terms.bin', size: bytes.length, sha256: sha256Hex(bytes) };
+    const first = await createUpload(world.deps, { ...base, contentType: 'application/octet-stream' });
+    const otherType = await createUpload(world.deps, { ...base, contentType: 'image/png' });
+    expect(otherType).not.toMatchObject({ resumed: true });
+    expect(otherType.uploadId).not.toBe(first.uploadId);
+    const conditional = await createUpload(world.deps, {
+      ...base,
+      contentType: 'application/octet-stream',
+      ifVersion: 0,
+    });
+    expect(conditional).not.toMatchObject({ resumed: true });
+    expect(conditional.uploadId).not.toBe(first.uploadId);
+    // The same terms again resume.
+    const same = await createUpload(world.deps, { ...base, contentType: 'image/png' });
+    expect(same).toMatchObject({ uploadId: otherType.uploadId, resumed: true });
+    for (const u of [first, otherType, conditional]) await abortUpload(world.deps, u.uploadId);
+  });
+
   it('uploads in parts, resumes with only the missing parts, completes, and commits after whole-object verification', async () => {
     const bytes = randomBytes(17 * MiB + 3);
     const request = {

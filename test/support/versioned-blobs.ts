@@ -11,6 +11,8 @@ interface StoredVersion {
   readonly versionId: string;
   readonly bytes: Buffer | undefined; // undefined: a delete marker
   readonly lastModified: Date;
+  /** The upload that sent the bytes (S3's `x-amz-meta-mirror-upload`, signed into its URL). */
+  readonly uploadId?: string | undefined;
 }
 
 const md5 = (bytes: Buffer) => `"${createHash('md5').update(bytes).digest('hex')}"`;
@@ -23,11 +25,14 @@ export class VersionedBlobs implements BlobStore {
 
   constructor(private readonly options: { versioned: boolean } = { versioned: true }) {}
 
-  /** Writes bytes at blobs/<sha256> as an uploader (or an attacker) would; returns the new version id. */
-  put(sha256: string, bytes: Buffer | string): string | undefined {
+  /**
+   * Writes bytes at blobs/<sha256> as an uploader (or an attacker) would, through the URL of
+   * `uploadId` when given; returns the new version id.
+   */
+  put(sha256: string, bytes: Buffer | string, uploadId?: string): string | undefined {
     const body = Buffer.from(bytes);
     const versionId = this.options.versioned ? `v${++this.counter}-${sha256.slice(0, 6)}` : undefined;
-    const entry = { versionId: versionId ?? 'null', bytes: body, lastModified: new Date() };
+    const entry = { versionId: versionId ?? 'null', bytes: body, lastModified: new Date(), uploadId };
     const list = this.options.versioned ? (this.objects.get(sha256) ?? []) : [];
     list.push(entry);
     this.objects.set(sha256, list);
@@ -71,6 +76,7 @@ export class VersionedBlobs implements BlobStore {
       versionId: this.options.versioned ? found.versionId : undefined,
       sha256: undefined,
       lastModified: found.lastModified,
+      uploadId: found.uploadId,
     };
   }
 

@@ -253,6 +253,79 @@ describe('ingest with a versioned origin', () => {
     expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([versionId]);
   });
 
+  it('bad bytes sent through one upload reject that upload only: another waiting for the same content stays pending, then commits on its own bytes', async () => {
+    // Anyone who knows a file's hash and size can claim it elsewhere and send junk: the victim's
+    // upload (say, its parts still on their way) must not end with the attacker's.
+    const bytes = randomBytes(4096);
+    const sha256 = sha256Hex(bytes);
+    const now = new Date().toISOString();
+    const claim = async (path: string) => {
+      const uploadId = randomUUID();
+      await s.ledger.putUpload({
+        uploadId,
+        path,
+        sha256,
+        size: bytes.length,
+        contentType: 'image/png',
+        status: 'pending',
+        createdAt: now,
+        updatedAt: now,
+      });
+      await s.ledger.addPendingUpload(sha256, uploadId);
+      return uploadId;
+    };
+    const victim = await claim('cms/victim.png');
+    const attacker = await claim('junk/attacker.png');
+    const junk = s.blobs.put(sha256, tampered(bytes), attacker);
+    const outcome = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bytes.length,
+      etag: undefined,
+      versionId: junk,
+    });
+    expect(outcome).toMatchObject({ kind: 'rejected', uploads: [attacker] });
+    expect(await s.ledger.getUpload(attacker)).toMatchObject({ status: 'rejected' });
+    expect(await s.ledger.getUpload(victim)).toMatchObject({ status: 'pending' });
+    expect(await s.ledger.listPendingUploads(sha256)).toEqual([victim]);
+    const own = s.blobs.put(sha256, bytes, victim);
+    const after = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bytes.length,
+      etag: undefined,
+      versionId: own,
+    });
+    expect(after).toMatchObject({
+      kind: 'committed',
+      committed: [{ uploadId: victim, path: 'cms/victim.png' }],
+    });
+  });
+
+  it('bad bytes that name no upload (written around the API) still reject every upload waiting for them', async () => {
+    const bytes = randomBytes(1024);
+    const sha256 = sha256Hex(bytes);
+    const now = new Date().toISOString();
+    const uploadId = randomUUID();
+    await s.ledger.putUpload({
+      uploadId,
+      path: 'cms/any.png',
+      sha256,
+      size: bytes.length,
+      contentType: 'image/png',
+      status: 'pending',
+      createdAt: now,
+      updatedAt: now,
+    });
+    await s.ledger.addPendingUpload(sha256, uploadId);
+    const junk = s.blobs.put(sha256, tampered(bytes));
+    const outcome = await ingestBlob(s.deps, {
+      key: keyOf(sha256),
+      size: bytes.length,
+      etag: undefined,
+      versionId: junk,
+    });
+    expect(outcome).toMatchObject({ kind: 'rejected', uploads: [uploadId] });
+  });
+
   it('the pinned version lost behind our back: good new bytes are verified and pinned in its place', async () => {
     const { sha256, bytes, versionId } = await verified(s);
     s.blobs.lose(sha256, versionId as string);
