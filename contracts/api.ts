@@ -38,6 +38,9 @@ export const apiLimits = {
 
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 
+/** The answer headers a page on an allowed origin may read (CORS `Access-Control-Expose-Headers`). */
+export const API_EXPOSED_HEADERS = ['etag', 'location', 'retry-after', 'idempotent-replayed'] as const;
+
 const HEX64 = /^[0-9a-fA-F]{64}$/;
 const LOWER_HEX64 = /^[0-9a-f]{64}$/;
 
@@ -232,8 +235,9 @@ const pageLimit = z.coerce
   .max(apiLimits.maxPageSize)
   .default(apiLimits.defaultPageSize);
 
-export const versionsQuerySchema = z.object({ limit: pageLimit, before: wholeNumberParam.optional() });
-export const changesQuerySchema = z.object({
+// Strict, as the bodies are: a misspelt parameter (`?ifversion=` on a delete) is refused, never ignored.
+export const versionsQuerySchema = z.strictObject({ limit: pageLimit, before: wholeNumberParam.optional() });
+export const changesQuerySchema = z.strictObject({
   cursor: z.string().max(apiLimits.maxCursorLength).optional(),
   limit: pageLimit,
 });
@@ -241,12 +245,12 @@ export const changesQuerySchema = z.object({
  * `GET /v1/files`: `prefix` is empty (every file) or names its top folder (`photos/`,
  * `photos/2024/IMG_`); its rules are checked after this shape (docs/api.md, Listing files).
  */
-export const filesQuerySchema = z.object({
+export const filesQuerySchema = z.strictObject({
   prefix: z.string().max(apiLimits.maxPathLength).default(''),
   cursor: z.string().max(apiLimits.maxCursorLength).optional(),
   limit: pageLimit,
 });
-export const deleteFileQuerySchema = z.object({ ifVersion: wholeNumberParam.optional() });
+export const deleteFileQuerySchema = z.strictObject({ ifVersion: wholeNumberParam.optional() });
 export const contentQuerySchema = z.object({ target: z.string().optional() });
 
 export const uploadIdParams = z.object({ id: uploadIdSchema });

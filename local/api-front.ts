@@ -9,12 +9,14 @@
  * page sends its own host name: 421), and `/config.json`, which carries the token, goes
  * only to the page's own origin (no CORS; a cross-origin `Origin` or `Sec-Fetch-Site`: 403).
  */
+import { isUtf8 } from 'node:buffer';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { API_EXPOSED_HEADERS } from '../contracts/api.ts';
 import type { Invocable } from './event-source-mapping.ts';
 import { loopbackHosts } from './gate.ts';
 import { closeServer, LOOPBACK, listen, type PortRole } from './net.ts';
@@ -136,7 +138,6 @@ export function toHttpApiEvent(
   const { headers, cookies } = eventHeaders(req);
   const queryStringParameters = queryParameters(rawQueryString);
   const host = headers.host ?? LOOPBACK;
-  const text = isTextType(headers['content-type']);
   const event: APIGatewayProxyEventV2 = {
     version: '2.0',
     routeKey: '$default',
@@ -163,10 +164,23 @@ export function toHttpApiEvent(
       time: apigwTime(info.now),
       timeEpoch: info.now.getTime(),
     },
-    isBase64Encoded: body.length > 0 && !text,
+    ...eventBody(body, headers['content-type']),
   };
-  if (body.length > 0) event.body = text ? body.toString('utf8') : body.toString('base64');
   return event;
+}
+
+/**
+ * Text as a string, anything else as base64. Text that is not UTF-8 goes as base64 too: a string
+ * would carry U+FFFD in its place (the handler refuses the bytes: functions/handlers/api-handler.ts).
+ */
+function eventBody(
+  body: Buffer,
+  contentType: string | undefined,
+): Pick<APIGatewayProxyEventV2, 'body' | 'isBase64Encoded'> {
+  if (body.length === 0) return { isBase64Encoded: false };
+  return isTextType(contentType) && isUtf8(body)
+    ? { isBase64Encoded: false, body: body.toString('utf8') }
+    : { isBase64Encoded: true, body: body.toString('base64') };
 }
 
 interface HttpResult {
@@ -461,7 +475,11 @@ export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront>
     const origin = req.headers.origin;
     const cors: Record<string, string> =
       origin !== undefined && allowed.has(origin)
-        ? { 'access-control-allow-origin': origin, vary: 'origin' }
+        ? {
+            'access-control-allow-origin': origin,
+            'access-control-expose-headers': API_EXPOSED_HEADERS.join(', '),
+            vary: 'origin',
+          }
         : {};
     const extra = { ...cors, 'apigw-requestid': requestId };
     if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {

@@ -531,9 +531,14 @@ export function deleteRequestId(idempotencyKey: string, path: string): string {
   return keyedRequestId('delete', idempotencyKey, path);
 }
 
+/** A delete without ifVersion that keeps losing to new versions gives up after this many tries. */
+const DELETE_ATTEMPTS = 5;
+
 /**
  * Commits a tombstone at `path`. `requestId` (deleteRequestId) names the request: a head that is
- * the tombstone it committed already is the answer, not a 404.
+ * the tombstone it committed already is the answer, not a 404. Without `ifVersion` the tombstone
+ * is still conditioned on the head it found live, so deletes at once commit one tombstone (the
+ * others find no file), and a new version that lands first is deleted in its turn.
  */
 export async function deleteFile(
   deps: CommitDeps,
@@ -541,19 +546,27 @@ export async function deleteFile(
   ifVersion: number | undefined,
   requestId?: string | undefined,
 ): Promise<FileVersion> {
-  const head = await deps.ledger.getHead(path);
-  const own = await findOwnCommit(deps.ledger, path, head, requestId, deps.clock.now());
-  if (own) return own;
-  if (!head || head.deleted) throw new NotFoundError(`no file at "${path}"`, 'path');
-  return commitVersion(deps, {
-    uploadId: requestId ?? `delete-${randomUUID()}`,
-    path,
-    sha256: null,
-    size: 0,
-    contentType: null,
-    deleted: true,
-    ifVersion,
-  });
+  const uploadId = requestId ?? `delete-${randomUUID()}`;
+  for (let attempt = 1; ; attempt++) {
+    const head = await deps.ledger.getHead(path);
+    const own = await findOwnCommit(deps.ledger, path, head, requestId, deps.clock.now());
+    if (own) return own;
+    if (!head || head.deleted) throw new NotFoundError(`no file at "${path}"`, 'path');
+    try {
+      return await commitVersion(deps, {
+        uploadId,
+        path,
+        sha256: null,
+        size: 0,
+        contentType: null,
+        deleted: true,
+        ifVersion: ifVersion ?? head.version,
+      });
+    } catch (error) {
+      if (ifVersion !== undefined || !(error instanceof VersionConflictError) || attempt >= DELETE_ATTEMPTS)
+        throw error;
+    }
+  }
 }
 
 /** A short-lived GET URL for the file's current bytes: at a target, or the origin blob. */

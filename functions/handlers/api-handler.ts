@@ -143,9 +143,19 @@ function parse<T extends z.ZodType>(schema: T, value: unknown, fieldPrefix = '')
   throw new ValidationError(issue?.code === 'unrecognized_keys' ? (issue.keys[0] ?? field) : field, message);
 }
 
+/** Refuses bytes that are not UTF-8: decoded leniently they would become U+FFFD, and distinct paths one. */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 function jsonBody(event: Event): unknown {
   if (!event.body) throw new ValidationError('body', 'a JSON body is required', { code: 'invalid_json' });
-  const text = event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  let text = event.body;
+  if (event.isBase64Encoded) {
+    try {
+      text = strictUtf8.decode(Buffer.from(event.body, 'base64'));
+    } catch {
+      throw new ValidationError('body', 'the body is not valid UTF-8', { code: 'invalid_json' });
+    }
+  }
   try {
     return JSON.parse(text);
   } catch {

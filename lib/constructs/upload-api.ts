@@ -10,6 +10,7 @@ import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { API_EXPOSED_HEADERS } from '../../contracts/api.js';
 import {
   LEDGER_ACCESS,
   type MirrorSettings,
@@ -195,7 +196,7 @@ export class UploadApi extends Construct {
                 'x-amz-content-sha256',
                 'idempotency-key',
               ],
-              exposeHeaders: ['etag', 'location', 'retry-after', 'idempotent-replayed'],
+              exposeHeaders: [...API_EXPOSED_HEADERS],
               maxAge: Duration.hours(1),
             },
     });

@@ -174,6 +174,52 @@ const cases: { name: string; event: APIGatewayProxyEventV2; status: number; fiel
     field: 'before',
   },
   {
+    // A typo must not turn a conditional delete into an unconditional one.
+    name: 'delete: an unknown query parameter (ifversion for ifVersion)',
+    event: httpEvent('DELETE', `/v1/files/${enc('no/such.png')}`, { query: { ifversion: '1' } }),
+    status: 400,
+    field: 'ifversion',
+  },
+  {
+    name: 'files: an unknown query parameter',
+    event: httpEvent('GET', '/v1/files', { query: { prefx: 'media/' } }),
+    status: 400,
+    field: 'prefx',
+  },
+  {
+    name: 'changes: an unknown query parameter',
+    event: httpEvent('GET', '/v1/changes', { query: { limt: '5' } }),
+    status: 400,
+    field: 'limt',
+  },
+  {
+    name: 'versions: an unknown query parameter',
+    event: httpEvent('GET', `/v1/files/${enc('a.png')}/versions`, { query: { befor: '3' } }),
+    status: 400,
+    field: 'befor',
+  },
+  // Bytes that are not UTF-8 inside a JSON string: decoded leniently they would become U+FFFD, and
+  // distinct paths one (an overlong "/" or ".", an encoded lone surrogate).
+  ...[
+    ['a byte 0xFF', [0xff]],
+    ['an overlong "/"', [0xc0, 0xaf]],
+    ['an overlong "."', [0xe0, 0x80, 0xae]],
+    ['an encoded lone surrogate', [0xed, 0xa0, 0x80]],
+  ].map(([what, bytes]) => ({
+    name: `body: ${what} in the path is not UTF-8`,
+    event: {
+      ...httpEvent('POST', '/v1/uploads'),
+      isBase64Encoded: true,
+      body: Buffer.concat([
+        Buffer.from(`{"path":"utf/a`),
+        Buffer.from(bytes as number[]),
+        Buffer.from(`.png","size":5,"sha256":"${sha}","contentType":"image/png"}`),
+      ]).toString('base64'),
+    },
+    status: 400,
+    field: 'body',
+  })),
+  {
     name: 'content: unknown target',
     event: httpEvent('GET', `/v1/files/${enc('no/such.png')}/content`, { query: { target: 'nope' } }),
     status: 404,

@@ -15,6 +15,7 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import { ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyEventV2, S3Event, SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { API_EXPOSED_HEADERS } from '../../contracts/api.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import type { InvocationReport } from '../../local/functions.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
@@ -270,6 +271,22 @@ describe('local sandbox', () => {
     });
     expect(tooBig.status).toBe(413);
 
+    // JSON that is not UTF-8 (an overlong "/") reaches the handler as its bytes, base64, for it to
+    // refuse (test/integration/api-bad-input.test.ts); as a string it would carry U+FFFD instead.
+    const notUtf8Body = Buffer.concat([
+      Buffer.from('{"path":"a'),
+      Buffer.from([0xc0, 0xaf]),
+      Buffer.from('b"}'),
+    ]);
+    const notUtf8 = await fetch(`${api}/v1/uploads`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: notUtf8Body,
+    });
+    const notUtf8Event = ((await notUtf8.json()) as { event: APIGatewayProxyEventV2 }).event;
+    expect(notUtf8Event.isBase64Encoded).toBe(true);
+    expect(Buffer.from(notUtf8Event.body ?? '', 'base64')).toEqual(notUtf8Body);
+
     const preflight = await fetch(`${api}/v1/uploads`, {
       method: 'OPTIONS',
       headers: {
@@ -283,6 +300,8 @@ describe('local sandbox', () => {
     expect(preflight.headers.get('access-control-allow-headers')).toBe('authorization,content-type');
     const own = await fetch(`${api}/v1/health`, { headers: { origin: api } });
     expect(own.headers.get('access-control-allow-origin')).toBe(api);
+    // As the HTTP API on AWS exposes them (lib/constructs/upload-api.ts): a page reads Retry-After.
+    expect(own.headers.get('access-control-expose-headers')).toBe(API_EXPOSED_HEADERS.join(', '));
     const foreign = await fetch(`${api}/v1/health`, { headers: { origin: 'https://evil.example' } });
     expect(foreign.headers.get('access-control-allow-origin')).toBeNull();
 

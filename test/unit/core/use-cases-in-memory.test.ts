@@ -161,6 +161,43 @@ describe('deletes and the versions listing on InMemoryLedger', () => {
   });
 });
 
+describe('concurrent deletes on InMemoryLedger', () => {
+  it('five deletes of one file at once (no ifVersion): one tombstone, the others find no file', async () => {
+    const s = setup();
+    const bytes = randomBytes(64);
+    await claimPendingUpload(s.ledger, 'docs/once.txt', bytes);
+    await ingestBlob(s.deps, storeBlob(s.blobs, bytes));
+    const results = await Promise.allSettled(
+      Array.from({ length: 5 }, () => deleteFile(s.deps, 'docs/once.txt', undefined)),
+    );
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    for (const r of results.filter((r) => r.status === 'rejected')) {
+      expect((r as PromiseRejectedResult).reason).toBeInstanceOf(NotFoundError);
+    }
+    const { versions } = await listFileVersions(s.deps, 'docs/once.txt', { limit: 10 });
+    expect(versions.map((v) => [v.version, v.deleted])).toEqual([
+      [2, true],
+      [1, false],
+    ]);
+  });
+
+  it('a delete racing a new upload deletes whichever head it saw last, never a tombstone twice', async () => {
+    const s = setup();
+    const one = randomBytes(64);
+    await claimPendingUpload(s.ledger, 'docs/race.txt', one);
+    await ingestBlob(s.deps, storeBlob(s.blobs, one));
+    const two = randomBytes(65);
+    await claimPendingUpload(s.ledger, 'docs/race.txt', two);
+    const [deleted] = await Promise.all([
+      deleteFile(s.deps, 'docs/race.txt', undefined),
+      ingestBlob(s.deps, storeBlob(s.blobs, two)),
+    ]);
+    const { versions } = await listFileVersions(s.deps, 'docs/race.txt', { limit: 10 });
+    expect(versions.filter((v) => v.deleted)).toHaveLength(1);
+    expect(deleted.deleted).toBe(true);
+  });
+});
+
 describe('reconcile on InMemoryLedger', () => {
   // A target with no row for a path may still hold it: replicate copied the file and died before
   // recording the row, and the later delete's message was lost. "No row" is not "never held".
