@@ -175,10 +175,19 @@ export class S3BlobStore implements BlobStore {
     };
   }
 
-  async presignGet(sha256: string, expiresInSeconds: number, versionId?: string) {
+  async presignGet(
+    sha256: string,
+    expiresInSeconds: number,
+    options: { readonly versionId?: string | undefined; readonly contentType: string },
+  ) {
     return getSignedUrl(
       this.s3,
-      new GetObjectCommand({ Bucket: this.bucket, Key: blobKey(sha256), VersionId: versionId }),
+      new GetObjectCommand({
+        Bucket: this.bucket,
+        Key: blobKey(sha256),
+        VersionId: options.versionId,
+        ResponseContentType: options.contentType,
+      }),
       { expiresIn: expiresInSeconds },
     );
   }

@@ -424,8 +424,16 @@ export interface BlobStore {
     expiresInSeconds: number;
     uploadId: string;
   }): Promise<Pick<PresignedPut, 'url' | 'headers'>>;
-  /** A GET URL for the blob; with a versionId, for that object version only (the verified bytes). */
-  presignGet(sha256: string, expiresInSeconds: number, versionId?: string): Promise<string>;
+  /**
+   * A GET URL for the blob; with a versionId, for that object version only (the verified bytes).
+   * Its answer carries `contentType`: the bytes are shared by every file that holds them, and the
+   * stored object keeps the type of whichever upload sent them.
+   */
+  presignGet(
+    sha256: string,
+    expiresInSeconds: number,
+    options: { readonly versionId?: string | undefined; readonly contentType: string },
+  ): Promise<string>;
 
   // Multipart uploads to blobs/<sha256>, each part's SHA-256 signed into its URL.
   /** Starts a multipart upload whose object will name `uploadId`, as a single PUT's does. */

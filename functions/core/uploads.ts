@@ -581,7 +581,11 @@ export async function contentUrl(
   if (targetId === undefined) {
     // The verified object version, not whatever was written at the key since.
     const blob = await deps.ledger.getBlob(head.sha256);
-    return deps.blobs.presignGet(head.sha256, ttl, blob?.versionId);
+    return deps.blobs.presignGet(head.sha256, ttl, {
+      versionId: blob?.versionId,
+      // Only a tombstone has none, and it has no content.
+      contentType: head.contentType ?? 'application/octet-stream',
+    });
   }
   const target = deps.targets.find((t) => t.id === targetId);
   const replica = deps.replicas(targetId);

@@ -129,6 +129,28 @@ async function contentViaApi(path: string): Promise<{ bytes: Buffer; location: U
   return { bytes: Buffer.from(await response.arrayBuffer()), location };
 }
 
+describe('the content URL of the origin', () => {
+  it('serves each version with its own content type, not that of whoever sent the shared bytes first', async () => {
+    const bytes = Buffer.from(`shared bytes ${Date.now()}`);
+    const local = localApi(sandbox.endpoints);
+    for (const [path, type] of [
+      ['typed/first.png', 'image/png'],
+      ['typed/second.txt', 'text/plain'],
+    ] as const) {
+      const { created } = await local.declareAndPut(path, bytes, type);
+      await waitFor(`${path} committed`, async () => {
+        const u = await api('GET', `/v1/uploads/${created.body.uploadId}`);
+        return u.body.status === 'committed';
+      });
+      const redirect = await api('GET', `/v1/files/${enc(path)}/content`);
+      const response = await fetch(new URL(redirect.headers.get('location') as string));
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type'), path).toBe(type);
+      expect(Buffer.from(await response.arrayBuffer()).equals(bytes)).toBe(true);
+    }
+  });
+});
+
 describe('verified bytes survive a write over their blob', () => {
   it('the origin bucket is versioned locally, as on AWS', async () => {
     const out = await s3.send(new GetBucketVersioningCommand({ Bucket: sandbox.endpoints.originBucket }));

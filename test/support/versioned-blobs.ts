@@ -110,7 +110,11 @@ export class VersionedBlobs implements BlobStore {
     }
   }
 
-  async presignGet(sha256: string, _expiresInSeconds: number, versionId?: string) {
+  async presignGet(
+    sha256: string,
+    _expiresInSeconds: number,
+    { versionId }: { versionId?: string | undefined },
+  ) {
     this.calls.push({ op: 'presignGet', sha256, versionId });
     return `https://origin.example/blobs/${sha256}${versionId === undefined ? '' : `?versionId=${versionId}`}`;
   }

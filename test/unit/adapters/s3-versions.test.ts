@@ -112,11 +112,15 @@ describe('S3BlobStore.presignGet', () => {
       credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
     });
     const store = new S3BlobStore(s3, 'origin');
-    const pinned = new URL(await store.presignGet(SHA, 60, 'v-verified'));
+    const pinned = new URL(
+      await store.presignGet(SHA, 60, { versionId: 'v-verified', contentType: 'image/png' }),
+    );
     expect(pinned.pathname).toBe(`/origin/blobs/${SHA}`);
     expect(pinned.searchParams.get('versionId')).toBe('v-verified');
+    // The file's own type, signed in: the shared bytes keep the type of their first upload.
+    expect(pinned.searchParams.get('response-content-type')).toBe('image/png');
     expect(pinned.searchParams.get('X-Amz-Signature')).toMatch(/^[0-9a-f]{64}$/);
-    const plain = new URL(await store.presignGet(SHA, 60));
+    const plain = new URL(await store.presignGet(SHA, 60, { contentType: 'text/plain' }));
     expect(plain.searchParams.has('versionId')).toBe(false);
   });
 });
