@@ -23,8 +23,16 @@ import { type PolicyTarget, underFileError } from '../../contracts/paths.ts';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import { targetSelects } from '../../contracts/topology.js';
 import { UploadFinishedError, VersionConflictError } from './errors.js';
-import { asValidationError } from './paths.js';
-import type { BlobRecord, Clock, CommitResult, CommitState, FanoutQueue, VersionLedger } from './ports.js';
+import { asValidationError, PathPolicy } from './paths.js';
+import {
+  type BlobRecord,
+  type Clock,
+  type CommitResult,
+  type CommitState,
+  type FanoutQueue,
+  MAX_VACANT_FOLDERS,
+  type VersionLedger,
+} from './ports.js';
 import { shardOf } from './shards.js';
 
 export interface CommitDeps {
@@ -204,6 +212,21 @@ async function publish(deps: CommitDeps, version: FileVersion, change: Change): 
   crashPoint('commit.before-fanout');
   await fanOut(deps, version);
   await deps.ledger.markFannedOut(change.shard, change.seq);
+}
+
+/**
+ * The file/folder rule of a pull target (a path cannot be a file where another live path makes it a
+ * folder, nor lie under a live file), checked for a version about to be committed at `path`: what
+ * lies under it through the live-files index here, its folders in the commit's own write (the
+ * returned `vacantFolders`: no window between check and commit). Every commit of content goes
+ * through it: an upload's bytes, a proof of possession, a restore. Refuses with `path_conflict`.
+ */
+export async function vacantFoldersFor(
+  deps: Pick<CommitDeps, 'ledger' | 'targets'>,
+  path: string,
+): Promise<string[]> {
+  const policy = new PathPolicy(deps.targets);
+  return policy.checkOccupancy(policy.check(path), deps.ledger, { deferFolders: MAX_VACANT_FOLDERS });
 }
 
 /** One message per target that selects the path. FIFO deduplication makes a resend harmless. */

@@ -4,19 +4,17 @@
  */
 
 import type { Blob, Upload } from '../../contracts/model.js';
-import { type BlobRecordWrite, type CommitDeps, commitVersion } from './commit.js';
+import { type BlobRecordWrite, type CommitDeps, commitVersion, vacantFoldersFor } from './commit.js';
 import { UploadFinishedError, ValidationError, VersionConflictError } from './errors.js';
 import { expireUpload, isLapsed, storedInWindow, uploadExpiresAt } from './expiry.js';
-import { PathPolicy } from './paths.js';
-import {
-  type BlobLedger,
-  type BlobStore,
-  MAX_VACANT_FOLDERS,
-  type Metrics,
-  type PendingClaim,
-  type PendingPointer,
-  type UploadLedger,
-  type VersionLedger,
+import type {
+  BlobLedger,
+  BlobStore,
+  Metrics,
+  PendingClaim,
+  PendingPointer,
+  UploadLedger,
+  VersionLedger,
 } from './ports.js';
 import {
   DEFAULT_ONE_PASS_MAX_BYTES,
@@ -407,13 +405,8 @@ async function commitUpload(run: PendingRun, upload: PendingClaim, uploadId: str
   const { ledger, clock, metrics } = deps;
   try {
     // The path was admitted at claim time; another path may have taken its folder or file since
-    // (a pull target cannot hold both), or the targets changed. Its folders are checked in the
-    // commit's own write (no read, and no window between check and commit); what lies under it,
-    // through the live-files index, here.
-    const policy = new PathPolicy(deps.targets);
-    const vacantFolders = await policy.checkOccupancy(policy.check(upload.path), ledger, {
-      deferFolders: MAX_VACANT_FOLDERS,
-    });
+    // (a pull target cannot hold both), or the targets changed.
+    const vacantFolders = await vacantFoldersFor(deps, upload.path);
     const version = await commitVersion(deps, {
       vacantFolders,
       uploadId,

@@ -11,8 +11,8 @@
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import type { UploadDeduplicated } from '../../contracts/api.js';
 import type { Challenge, FileVersion, Upload } from '../../contracts/model.js';
-import { type CommitDeps, commitVersion } from './commit.js';
-import { MirrorError, VersionConflictError } from './errors.js';
+import { type CommitDeps, commitVersion, vacantFoldersFor } from './commit.js';
+import { MirrorError, ValidationError, VersionConflictError } from './errors.js';
 import type { BlobLedger, BlobStore, Metrics, UploadLedger, VersionLedger } from './ports.js';
 
 /** Bytes of each challenged range. */
@@ -120,7 +120,10 @@ export async function proveUpload(
   // commits (core/commit.ts), so both end in one version.
   let version: FileVersion;
   try {
+    // Admitted at claim time; another path may have taken its folder or file since.
+    const vacantFolders = await vacantFoldersFor(deps, upload.path);
     version = await commitVersion(deps, {
+      vacantFolders,
       uploadId: upload.uploadId,
       path: upload.path,
       sha256: upload.sha256,
@@ -131,8 +134,8 @@ export async function proveUpload(
       endsUpload: { deduplicated: true },
     });
   } catch (error) {
-    // As the ingest does: an upload whose ifVersion no longer holds ends rejected.
-    if (error instanceof VersionConflictError) {
+    // As the ingest does: an upload whose ifVersion or path no longer holds ends rejected.
+    if (error instanceof VersionConflictError || error instanceof ValidationError) {
       await ledger.finishUpload(
         upload.uploadId,
         { status: 'rejected', reason: `conflict: ${error.message}` },

@@ -5,6 +5,7 @@ import { NotFoundError } from '../../../functions/core/errors.js';
 import { ingestBlob } from '../../../functions/core/ingest.js';
 import { ProofNotAcceptedError, proofDigest, proveUpload } from '../../../functions/core/possession.js';
 import { reconcileTargets } from '../../../functions/core/reconcile.js';
+import { restoreVersion } from '../../../functions/core/restore.js';
 import { deleteFile } from '../../../functions/core/uploads.js';
 import { listFileVersions } from '../../../functions/core/versions.js';
 import { randomBytes, sha256Hex } from '../../support/domain.js';
@@ -158,6 +159,68 @@ describe('deletes and the versions listing on InMemoryLedger', () => {
     await expect(listFileVersions(s.deps, 'docs/none.txt', { limit: 3 })).rejects.toBeInstanceOf(
       NotFoundError,
     );
+  });
+});
+
+describe('the file/folder rule of a pull target, on every way a version is committed', () => {
+  const withPull = () =>
+    inMemoryCore({
+      targets: [
+        { id: 'alpha', kind: 's3' as const },
+        { id: 'dc1', kind: 'pull' as const },
+      ],
+    });
+  const answer = (upload: Upload, bytes: Buffer) =>
+    proofDigest(
+      upload.challenge?.nonce as string,
+      (upload.challenge?.ranges ?? []).map((r) => bytes.subarray(r.offset, r.offset + r.length)),
+    );
+
+  it('a proof of possession for a path under a live file is refused (path_conflict) and the upload ends rejected', async () => {
+    const s = withPull();
+    const known = randomBytes(3000);
+    await claimPendingUpload(s.ledger, 'elsewhere/known.bin', known);
+    await ingestBlob(s.deps, storeBlob(s.blobs, known));
+    // Claimed while pf/a was free; pf/a is a file by the time the proof comes.
+    const copy = await claimPendingUpload(s.ledger, 'pf/a/b', known);
+    const file = randomBytes(10);
+    await claimPendingUpload(s.ledger, 'pf/a', file);
+    await ingestBlob(s.deps, storeBlob(s.blobs, file));
+    await expect(proveUpload(s.deps, copy, answer(copy, known))).rejects.toMatchObject({
+      code: 'path_conflict',
+    });
+    expect(await s.ledger.getHead('pf/a/b')).toBeUndefined();
+    expect(await s.ledger.getUpload(copy.uploadId)).toMatchObject({ status: 'rejected' });
+    expect(await s.ledger.listPendingUploads(copy.sha256)).not.toContain(copy.uploadId);
+  });
+
+  it('a restore of a file where a folder now holds live files is refused (path_conflict), nothing committed', async () => {
+    const s = withPull();
+    const old = randomBytes(20);
+    await claimPendingUpload(s.ledger, 'rs/a', old);
+    await ingestBlob(s.deps, storeBlob(s.blobs, old));
+    await deleteFile(s.deps, 'rs/a', undefined);
+    const under = randomBytes(21);
+    await claimPendingUpload(s.ledger, 'rs/a/b', under);
+    await ingestBlob(s.deps, storeBlob(s.blobs, under));
+    await expect(restoreVersion(s.deps, 'rs/a', 1, undefined)).rejects.toMatchObject({
+      code: 'path_conflict',
+    });
+    expect(await s.ledger.getHead('rs/a')).toMatchObject({ version: 2, deleted: true });
+  });
+
+  it('a restore under a live file is refused too', async () => {
+    const s = withPull();
+    const old = randomBytes(22);
+    await claimPendingUpload(s.ledger, 'rt/a/b', old);
+    await ingestBlob(s.deps, storeBlob(s.blobs, old));
+    await deleteFile(s.deps, 'rt/a/b', undefined);
+    const file = randomBytes(23);
+    await claimPendingUpload(s.ledger, 'rt/a', file);
+    await ingestBlob(s.deps, storeBlob(s.blobs, file));
+    await expect(restoreVersion(s.deps, 'rt/a/b', 1, undefined)).rejects.toMatchObject({
+      code: 'path_conflict',
+    });
   });
 });
 
