@@ -125,6 +125,21 @@ export const topologySchema = z
         auth: z.enum(['iam', 'jwt']).default('iam'),
         jwtIssuer: z.string().url().optional(),
         jwtAudience: z.array(z.string()).optional(),
+        /**
+         * With `jwt`: the scopes a token must carry (its `scope` or `scp` claim), any one of `read` for
+         * the GET routes and any one of `write` for the others (claims, parts, proofs, deletes,
+         * restores). `"none"`: any valid token of the issuer may call every route.
+         * @default { read: ['mirror/read', 'mirror/write'], write: ['mirror/write'] }
+         */
+        jwtScopes: z
+          .union([
+            z.literal('none'),
+            z.strictObject({
+              read: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'an OAuth scope')).min(1),
+              write: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'an OAuth scope')).min(1),
+            }),
+          ])
+          .default({ read: ['mirror/read', 'mirror/write'], write: ['mirror/write'] }),
         /** Browser origins allowed to call the API and PUT to the origin bucket. */
         corsOrigins: z.array(z.string()).default([]),
         /**

@@ -80,7 +80,7 @@ function apiAuthFromTopology(topology: Topology): ApiAuth {
   if (problems.length > 0 || !api.jwtIssuer || !api.jwtAudience) {
     throw new Error(`invalid topology for the CDK app:\n  ${problems.join('\n  ')}`);
   }
-  return { kind: 'jwt', issuer: api.jwtIssuer, audience: api.jwtAudience };
+  return { kind: 'jwt', issuer: api.jwtIssuer, audience: api.jwtAudience, scopes: api.jwtScopes };
 }
 
 export class HomeStack extends Stack {

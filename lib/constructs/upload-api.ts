@@ -26,10 +26,25 @@ import type { Ledger } from './ledger.js';
 import { MirrorFunction } from './mirror-function.js';
 import type { OriginStore } from './origin-store.js';
 
+/** The scopes a JWT must carry: any one of `read` on the GET routes, of `write` on the others. */
+export interface JwtScopes {
+  readonly read: readonly string[];
+  readonly write: readonly string[];
+}
+
 /** How API Gateway authenticates callers. */
 export type ApiAuth =
   | { readonly kind: 'iam' }
-  | { readonly kind: 'jwt'; readonly issuer: string; readonly audience: readonly string[] };
+  | {
+      readonly kind: 'jwt';
+      readonly issuer: string;
+      readonly audience: readonly string[];
+      /**
+       * Without scopes any valid token of the issuer may call every route, deletes and restores
+       * included: only when that is meant.
+       */
+      readonly scopes: JwtScopes | 'none';
+    };
 
 export interface UploadApiProps {
   readonly ledger: Ledger;
@@ -225,11 +240,21 @@ export class UploadApi extends Construct {
       integration,
       authorizer: new apigw.HttpNoneAuthorizer(),
     });
+    // Reads and writes apart, so that a JWT's scopes can tell them apart.
+    const scopes = props.auth.kind === 'jwt' && props.auth.scopes !== 'none' ? props.auth.scopes : undefined;
     this.httpApi.addRoutes({
       path: '/v1/{proxy+}',
-      methods: API_METHODS,
+      methods: [apigw.HttpMethod.GET],
       integration,
       authorizer: this.authorizer,
+      ...(scopes ? { authorizationScopes: [...scopes.read] } : {}),
+    });
+    this.httpApi.addRoutes({
+      path: '/v1/{proxy+}',
+      methods: API_METHODS.filter((m) => m !== apigw.HttpMethod.GET),
+      integration,
+      authorizer: this.authorizer,
+      ...(scopes ? { authorizationScopes: [...scopes.write] } : {}),
     });
     if (health) {
       acknowledge(

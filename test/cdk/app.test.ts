@@ -106,6 +106,53 @@ describe('JWT authorizer', () => {
     }
   });
 
+  it('by default a token needs mirror/read or mirror/write to read, and mirror/write to change anything', () => {
+    const routes = Object.values(resourcesOfType(home, 'AWS::ApiGatewayV2::Route')).map((r) => props(r));
+    const scopes = Object.fromEntries(routes.map((r) => [r.RouteKey, r.AuthorizationScopes]));
+    expect(scopes).toEqual({
+      'GET /v1/health': undefined,
+      'GET /v1/{proxy+}': ['mirror/read', 'mirror/write'],
+      'POST /v1/{proxy+}': ['mirror/write'],
+      'PUT /v1/{proxy+}': ['mirror/write'],
+      'PATCH /v1/{proxy+}': ['mirror/write'],
+      'DELETE /v1/{proxy+}': ['mirror/write'],
+    });
+  });
+
+  it('scopes of your own, or none on purpose ("none": any valid token may call every route)', () => {
+    const api = {
+      auth: 'jwt',
+      jwtIssuer: 'https://issuer.example.com/',
+      jwtAudience: ['m'],
+      corsOrigins: [],
+    };
+    const scopesOf = (jwtScopes: unknown) => {
+      const t = Template.fromStack(
+        buildTestApp(testTopology({ api: { ...api, jwtScopes } }), { nag: false }).home,
+      );
+      const routes = Object.values(resourcesOfType(t, 'AWS::ApiGatewayV2::Route')).map((r) => props(r));
+      return Object.fromEntries(routes.map((r) => [r.RouteKey, r.AuthorizationScopes]));
+    };
+    expect(scopesOf({ read: ['cms.read'], write: ['cms.admin'] })).toMatchObject({
+      'GET /v1/{proxy+}': ['cms.read'],
+      'DELETE /v1/{proxy+}': ['cms.admin'],
+    });
+    expect(Object.values(scopesOf('none')).every((s) => s === undefined)).toBe(true);
+    expect(() => testTopology({ api: { ...api, jwtScopes: { read: [], write: ['w'] } } })).toThrow(
+      /jwtScopes/,
+    );
+    expect(() => testTopology({ api: { ...api, jwtScopes: { read: ['a b'], write: ['w'] } } })).toThrow(
+      /OAuth scope/,
+    );
+  });
+
+  it('IAM auth: no scopes on any route', () => {
+    const iam = Template.fromStack(buildTestApp(testTopology(), { nag: false }).home);
+    for (const route of Object.values(resourcesOfType(iam, 'AWS::ApiGatewayV2::Route'))) {
+      expect(props(route).AuthorizationScopes).toBeUndefined();
+    }
+  });
+
   it('without CORS origins, configures no CORS on the API or the bucket', () => {
     home.hasResourceProperties('AWS::ApiGatewayV2::Api', { CorsConfiguration: Match.absent() });
     for (const bucket of Object.values(resourcesOfType(home, 'AWS::S3::Bucket'))) {
