@@ -67,6 +67,28 @@ export type RequestVerifier = (request: SigV4Request) => Promise<SigV4Result>;
  * Checks the request's signature; resolves with what a signed streaming body needs to
  * check its chunk signatures, or throws the refusal in S3's shape.
  */
+/**
+ * A presigned URL binds the headers it names: S3 refuses any other `x-amz-*` header (metadata, an
+ * ACL, tags, a copy source) rather than let the URL's holder add what its signer never allowed.
+ * `x-amz-content-sha256` is the one S3 takes unsigned.
+ */
+function refuseUnsignedAmzHeaders(req: IncomingMessage, signedHeaders: readonly string[]): void {
+  const signed = new Set(signedHeaders);
+  const unsigned = Object.keys(req.headers).filter(
+    (name) => name.startsWith('x-amz-') && name !== 'x-amz-content-sha256' && !signed.has(name),
+  );
+  if (unsigned.length > 0) {
+    throw new S3Error(
+      403,
+      'AccessDenied',
+      'There were headers present in the request which were not signed',
+      {
+        HeadersNotSigned: unsigned.join(', '),
+      },
+    );
+  }
+}
+
 export async function authenticate(
   req: IncomingMessage,
   verify: RequestVerifier,
@@ -74,6 +96,7 @@ export async function authenticate(
 ): Promise<ChunkSigning | undefined> {
   const result = await verify({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers });
   if (!result.ok) throw new S3Error(result.status, result.code, result.message);
+  if (result.presigned) refuseUnsignedAmzHeaders(req, result.signedHeaders);
   const authorization = headerValue(req.headers, 'authorization');
   const datetime = headerValue(req.headers, 'x-amz-date');
   const signature = /Signature=([0-9a-f]{64})/.exec(authorization ?? '')?.[1];

@@ -396,6 +396,34 @@ describe('strict like S3', () => {
     expect(await exists('versioned', 'blobs/form')).toBe(false);
   });
 
+  it('a presigned PUT with an x-amz-* header it did not sign gets 403 AccessDenied, as S3 answers, and stores nothing', async () => {
+    // The holder of a URL must not add metadata, an ACL or tags its signer never allowed.
+    const body = randomBytes(512);
+    const signed = await presignBlobPut('blobs/unsigned-extra', body);
+    const extras: Record<string, string>[] = [
+      { 'x-amz-meta-evil': '1' },
+      { 'x-amz-acl': 'public-read' },
+      { 'x-amz-tagging': 'a=b' },
+    ];
+    for (const extra of extras) {
+      const put = await fetch(signed.url, { method: 'PUT', headers: { ...signed.headers, ...extra }, body });
+      expect(put.status, JSON.stringify(extra)).toBe(403);
+      const text = await put.text();
+      expect(text).toMatch(
+        /<Code>AccessDenied<\/Code><Message>There were headers present in the request which were not signed<\/Message>/,
+      );
+      expect(text).toContain(`<HeadersNotSigned>${Object.keys(extra)[0]}</HeadersNotSigned>`);
+    }
+    expect(await exists('versioned', 'blobs/unsigned-extra')).toBe(false);
+    // S3 takes an unsigned x-amz-content-sha256 (the payload hash is not a header a signer binds).
+    const ok = await fetch(signed.url, {
+      method: 'PUT',
+      headers: { ...signed.headers, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
+      body,
+    });
+    expect(ok.status).toBe(200);
+  });
+
   it('checks a checksum hoisted into the query, and Content-MD5', async () => {
     const body = Buffer.from('query checksum');
     const url = await getSignedUrl(
