@@ -206,14 +206,21 @@ async function createMultipartUpload(
       pending.ifVersion === request.ifVersion &&
       !isLapsed(pending, now)
     ) {
-      await ledger.setChallenge(pendingId, challenge);
+      // The challenge already given out while it can still be answered: a new one would refuse the
+      // proof another client of this upload is computing for it.
+      const given = pending.challenge;
+      const answerable =
+        given !== undefined &&
+        pending.challengeSpent !== given.nonce &&
+        Date.parse(given.expiresAt) > now.getTime();
+      if (!answerable) await ledger.setChallenge(pendingId, challenge);
       return {
         status: 'pending',
         uploadId: pendingId,
         path: request.path,
         resumed: true,
         multipart: await multipartView(deps, pending),
-        challenge,
+        challenge: answerable ? given : challenge,
       };
     }
   }

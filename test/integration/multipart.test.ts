@@ -61,9 +61,13 @@ describe('multipart uploads', () => {
     });
     expect(conditional).not.toMatchObject({ resumed: true });
     expect(conditional.uploadId).not.toBe(first.uploadId);
-    // The same terms again resume.
+    // The same terms again resume, with the challenge already given out: a new one would refuse the
+    // first client's proof, computed for the old one.
     const same = await createUpload(world.deps, { ...base, contentType: 'image/png' });
     expect(same).toMatchObject({ uploadId: otherType.uploadId, resumed: true });
+    expect(same.status === 'pending' && same.challenge).toEqual(
+      otherType.status === 'pending' && otherType.challenge,
+    );
     for (const u of [first, otherType, conditional]) await abortUpload(world.deps, u.uploadId);
   });
 
