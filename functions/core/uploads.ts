@@ -30,7 +30,7 @@ import {
 import { expiresAtFor, isLapsed, settleIfLapsed, uploadExpiresAt } from './expiry.js';
 import { findOwnCommit, keyedRequestId, unchangedHead } from './idempotency.js';
 import { missingParts, partBytes, planParts } from './multipart.js';
-import type { BlobStore, Ledger, Metrics, ReplicaStore, StoredPart } from './ports.js';
+import type { BlobStore, Ledger, Metrics, PendingClaim, ReplicaStore, StoredPart } from './ports.js';
 import { issueChallenge, proveUpload } from './possession.js';
 
 export interface UploadDeps extends CommitDeps {
@@ -182,6 +182,12 @@ export async function proveUploadById(
   return proveUpload(deps, upload, digest);
 }
 
+const sameTerms = (claim: PendingClaim, request: UploadRequest): boolean =>
+  claim.path === request.path &&
+  claim.size === request.size &&
+  claim.contentType === request.contentType &&
+  claim.ifVersion === request.ifVersion;
+
 async function createMultipartUpload(
   deps: UploadDeps,
   request: UploadRequest,
@@ -194,7 +200,12 @@ async function createMultipartUpload(
   // the upload already under way, from any browser, within RESUMABLE_FOR_MS (after that storage may
   // have aborted it: a new upload starts). Other terms start an upload of their own: the commit
   // would carry the first claim's.
-  for (const pendingId of await ledger.listPendingUploads(request.sha256)) {
+  // The pointers carry their claims: only those on the same terms are read (anyone may claim a
+  // hash at other paths, at no cost to them, and a read per pointer would slow every claim of it).
+  const { pending: pointers } = await ledger.getBlobAndPending(request.sha256);
+  for (const { uploadId: pendingId } of pointers.filter(
+    ({ claim }) => claim === undefined || sameTerms(claim, request),
+  )) {
     const found = await ledger.getUpload(pendingId);
     const pending = found && (await settleIfLapsed(deps, found));
     if (

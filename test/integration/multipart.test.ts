@@ -45,6 +45,42 @@ async function sendPart(uploadId: string, bytes: Buffer, partNumber: number, par
 }
 
 describe('multipart uploads', () => {
+  it('a resume reads only the pending uploads claimed on the same terms, however many others claim the hash', async () => {
+    // Claims are free to make: 40 of this hash at other paths must not cost a read each.
+    const bytes = randomBytes(17 * MiB);
+    const sha256 = sha256Hex(bytes);
+    for (let i = 0; i < 40; i++) {
+      await createUpload(world.deps, {
+        path: `junk/${i}.bin`,
+        size: 10 + i,
+        sha256,
+        contentType: 'application/octet-stream',
+      });
+    }
+    const request = {
+      path: 'big/popular.bin',
+      size: bytes.length,
+      sha256,
+      contentType: 'application/octet-stream',
+    };
+    const first = await createUpload(world.deps, request);
+    let uploadReads = 0;
+    const ledger = new Proxy(world.deps.ledger, {
+      get(target, name, receiver) {
+        const value = Reflect.get(target, name, receiver);
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          if (name === 'getUpload') uploadReads++;
+          return value.apply(target, args);
+        };
+      },
+    });
+    const again = await createUpload({ ...world.deps, ledger }, request);
+    expect(again).toMatchObject({ uploadId: first.uploadId, resumed: true });
+    expect(uploadReads).toBe(1);
+    await abortUpload(world.deps, first.uploadId);
+  });
+
   it('a claim that differs in its condition (ifVersion) or content type starts an upload of its own instead of resuming', async () => {
     // Resuming another claim's upload would commit under that claim's terms: its ifVersion (a lost
     // update) and its content type.
