@@ -173,31 +173,21 @@ const cases: { name: string; event: APIGatewayProxyEventV2; status: number; fiel
     status: 400,
     field: 'before',
   },
-  {
-    // A typo must not turn a conditional delete into an unconditional one.
-    name: 'delete: an unknown query parameter (ifversion for ifVersion)',
-    event: httpEvent('DELETE', `/v1/files/${enc('no/such.png')}`, { query: { ifversion: '1' } }),
+  // A misspelt parameter is refused, never ignored: a typo must not turn a conditional delete into
+  // an unconditional one.
+  ...(
+    [
+      ['DELETE', `/v1/files/${enc('no/such.png')}`, 'ifversion'],
+      ['GET', '/v1/files', 'prefx'],
+      ['GET', '/v1/changes', 'limt'],
+      ['GET', `/v1/files/${enc('a.png')}/versions`, 'befor'],
+    ] as const
+  ).map(([method, path, param]) => ({
+    name: `${method} ${path}: an unknown query parameter (${param})`,
+    event: httpEvent(method, path, { query: { [param]: '1' } }),
     status: 400,
-    field: 'ifversion',
-  },
-  {
-    name: 'files: an unknown query parameter',
-    event: httpEvent('GET', '/v1/files', { query: { prefx: 'media/' } }),
-    status: 400,
-    field: 'prefx',
-  },
-  {
-    name: 'changes: an unknown query parameter',
-    event: httpEvent('GET', '/v1/changes', { query: { limt: '5' } }),
-    status: 400,
-    field: 'limt',
-  },
-  {
-    name: 'versions: an unknown query parameter',
-    event: httpEvent('GET', `/v1/files/${enc('a.png')}/versions`, { query: { befor: '3' } }),
-    status: 400,
-    field: 'befor',
-  },
+    field: param,
+  })),
   // Bytes that are not UTF-8 inside a JSON string: decoded leniently they would become U+FFFD, and
   // distinct paths one (an overlong "/" or ".", an encoded lone surrogate).
   ...[

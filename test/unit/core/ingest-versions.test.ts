@@ -21,17 +21,19 @@ async function setup(versioned = true): Promise<Setup> {
 }
 
 const keyOf = (sha256: string) => `blobs/${sha256}`;
+/** The S3 event of one object version at blobs/<sha256>. */
+const eventOf = (sha256: string, size: number, versionId: string | undefined) => ({
+  key: keyOf(sha256),
+  size,
+  etag: undefined,
+  versionId,
+});
 
 /** Stores good bytes and runs the ingest on their event: the blob is verified and pinned. */
 async function verified(s: Setup, bytes = randomBytes(2048)) {
   const sha256 = sha256Hex(bytes);
   const versionId = s.blobs.put(sha256, bytes);
-  const outcome = await ingestBlob(s.deps, {
-    key: keyOf(sha256),
-    size: bytes.length,
-    etag: undefined,
-    versionId,
-  });
+  const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, versionId));
   expect(outcome.kind).toBe('committed');
   return { sha256, bytes, versionId };
 }
@@ -42,6 +44,24 @@ const tampered = (bytes: Buffer) => {
   out[out.length - 1] = (out[out.length - 1] as number) ^ 1;
   return out;
 };
+
+/** A pending image/png upload of `bytes`-sized content at `path`, with its pointer: returns its id. */
+async function waiting(ledger: Setup['ledger'], path: string, sha256: string, size: number): Promise<string> {
+  const uploadId = randomUUID();
+  const now = new Date().toISOString();
+  await ledger.putUpload({
+    uploadId,
+    path,
+    sha256,
+    size,
+    contentType: 'image/png',
+    status: 'pending',
+    createdAt: now,
+    updatedAt: now,
+  });
+  await ledger.addPendingUpload(sha256, uploadId);
+  return uploadId;
+}
 
 describe('ingest with a versioned origin', () => {
   let s: Setup;
@@ -61,12 +81,7 @@ describe('ingest with a versioned origin', () => {
     const badVersion = s.blobs.put(sha256, bad);
     expect(s.blobs.current(sha256)).toEqual(bad);
 
-    const outcome = await ingestBlob(s.deps, {
-      key: keyOf(sha256),
-      size: bad.length,
-      etag: undefined,
-      versionId: badVersion,
-    });
+    const outcome = await ingestBlob(s.deps, eventOf(sha256, bad.length, badVersion));
 
     expect(outcome).toMatchObject({
       kind: 'rejected',
@@ -106,12 +121,7 @@ describe('ingest with a versioned origin', () => {
   it('an event without a versionId ("cannot tell which"): the current version is checked, and deleted by its id if not the pinned one', async () => {
     const { sha256, bytes, versionId } = await verified(s);
     const badVersion = s.blobs.put(sha256, tampered(bytes));
-    const outcome = await ingestBlob(s.deps, {
-      key: keyOf(sha256),
-      size: bytes.length,
-      etag: undefined,
-      versionId: undefined,
-    });
+    const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, undefined));
     expect(outcome).toMatchObject({ kind: 'rejected', discarded: { versionId: badVersion } });
     expect(s.blobs.calls.filter((c) => c.op === 'delete')).toEqual([
       { op: 'delete', sha256, versionId: badVersion },
@@ -125,12 +135,7 @@ describe('ingest with a versioned origin', () => {
     const before = s.blobs.calls.length;
     const verifiedAt = (await s.ledger.getBlob(sha256))?.verifiedAt;
     for (let i = 0; i < 3; i++) {
-      const outcome = await ingestBlob(s.deps, {
-        key: keyOf(sha256),
-        size: bytes.length,
-        etag: undefined,
-        versionId,
-      });
+      const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, versionId));
       expect(outcome).toEqual({ kind: 'committed', sha256, committed: [], rejected: [] });
     }
     expect(s.blobs.calls.slice(before)).toEqual([]);
@@ -140,12 +145,7 @@ describe('ingest with a versioned origin', () => {
 
   it('an event without a versionId while the pinned version is current: a duplicate, nothing deleted', async () => {
     const { sha256, bytes, versionId } = await verified(s);
-    const outcome = await ingestBlob(s.deps, {
-      key: keyOf(sha256),
-      size: bytes.length,
-      etag: undefined,
-      versionId: undefined,
-    });
+    const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, undefined));
     expect(outcome).toEqual({ kind: 'committed', sha256, committed: [], rejected: [] });
     expect(s.blobs.calls.filter((c) => c.op === 'delete')).toEqual([]);
     expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([versionId]);
@@ -169,12 +169,7 @@ describe('ingest with a versioned origin', () => {
     });
     await s.ledger.addPendingUpload(sha256, uploadId);
     for (const event of [versionId, undefined]) {
-      const outcome = await ingestBlob(s.deps, {
-        key: keyOf(sha256),
-        size: bytes.length,
-        etag: undefined,
-        versionId: event,
-      });
+      const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, event));
       expect(outcome).toMatchObject({ kind: 'committed', committed: [] });
     }
     expect(await s.ledger.getUpload(uploadId)).toMatchObject({ status: 'pending' });
@@ -196,12 +191,7 @@ describe('ingest with a versioned origin', () => {
   it('the same bytes written again: the new version goes too (nobody reads it), and it is no rejection', async () => {
     const { sha256, bytes, versionId } = await verified(s);
     const again = s.blobs.put(sha256, bytes);
-    const outcome = await ingestBlob(s.deps, {
-      key: keyOf(sha256),
-      size: bytes.length,
-      etag: undefined,
-      versionId: again,
-    });
+    const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, again));
     expect(outcome).toMatchObject({
       discarded: { versionId: again, reason: 'duplicate of the pinned version' },
     });
@@ -211,26 +201,9 @@ describe('ingest with a versioned origin', () => {
 
   it('bad bytes over a pinned blob commit nothing: a claim waiting for that content stays pending', async () => {
     const { sha256, bytes, versionId } = await verified(s);
-    const uploadId = randomUUID();
-    const now = new Date().toISOString();
-    await s.ledger.putUpload({
-      uploadId,
-      path: 'late/waiting.png',
-      sha256,
-      size: bytes.length,
-      contentType: 'image/png',
-      status: 'pending',
-      createdAt: now,
-      updatedAt: now,
-    });
-    await s.ledger.addPendingUpload(sha256, uploadId);
+    const uploadId = await waiting(s.ledger, 'late/waiting.png', sha256, bytes.length);
     const badVersion = s.blobs.put(sha256, tampered(bytes));
-    const outcome = await ingestBlob(s.deps, {
-      key: keyOf(sha256),
-      size: bytes.length,
-      etag: undefined,
-      versionId: badVersion,
-    });
+    const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, badVersion));
     // Whoever wrote those bytes proved nothing: the claim is left to its proof or its own good bytes.
     expect(outcome).toMatchObject({ kind: 'rejected', uploads: [], discarded: { versionId: badVersion } });
     expect(await s.ledger.getUpload(uploadId)).toMatchObject({ status: 'pending' });
@@ -239,12 +212,7 @@ describe('ingest with a versioned origin', () => {
     expect((await s.ledger.getBlob(sha256))?.versionId).toBe(versionId);
     // Good bytes of its own then commit it against the pinned version.
     const own = s.blobs.put(sha256, bytes);
-    const after = await ingestBlob(s.deps, {
-      key: keyOf(sha256),
-      size: bytes.length,
-      etag: undefined,
-      versionId: own,
-    });
+    const after = await ingestBlob(s.deps, eventOf(sha256, bytes.length, own));
     expect(after).toMatchObject({
       kind: 'committed',
       committed: [{ uploadId, path: 'late/waiting.png', version: 1 }],
@@ -258,42 +226,17 @@ describe('ingest with a versioned origin', () => {
     // upload (say, its parts still on their way) must not end with the attacker's.
     const bytes = randomBytes(4096);
     const sha256 = sha256Hex(bytes);
-    const now = new Date().toISOString();
-    const claim = async (path: string) => {
-      const uploadId = randomUUID();
-      await s.ledger.putUpload({
-        uploadId,
-        path,
-        sha256,
-        size: bytes.length,
-        contentType: 'image/png',
-        status: 'pending',
-        createdAt: now,
-        updatedAt: now,
-      });
-      await s.ledger.addPendingUpload(sha256, uploadId);
-      return uploadId;
-    };
+    const claim = (path: string) => waiting(s.ledger, path, sha256, bytes.length);
     const victim = await claim('cms/victim.png');
     const attacker = await claim('junk/attacker.png');
     const junk = s.blobs.put(sha256, tampered(bytes), attacker);
-    const outcome = await ingestBlob(s.deps, {
-      key: keyOf(sha256),
-      size: bytes.length,
-      etag: undefined,
-      versionId: junk,
-    });
+    const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, junk));
     expect(outcome).toMatchObject({ kind: 'rejected', uploads: [attacker] });
     expect(await s.ledger.getUpload(attacker)).toMatchObject({ status: 'rejected' });
     expect(await s.ledger.getUpload(victim)).toMatchObject({ status: 'pending' });
     expect(await s.ledger.listPendingUploads(sha256)).toEqual([victim]);
     const own = s.blobs.put(sha256, bytes, victim);
-    const after = await ingestBlob(s.deps, {
-      key: keyOf(sha256),
-      size: bytes.length,
-      etag: undefined,
-      versionId: own,
-    });
+    const after = await ingestBlob(s.deps, eventOf(sha256, bytes.length, own));
     expect(after).toMatchObject({
       kind: 'committed',
       committed: [{ uploadId: victim, path: 'cms/victim.png' }],
@@ -303,26 +246,9 @@ describe('ingest with a versioned origin', () => {
   it('bad bytes that name no upload (written around the API) still reject every upload waiting for them', async () => {
     const bytes = randomBytes(1024);
     const sha256 = sha256Hex(bytes);
-    const now = new Date().toISOString();
-    const uploadId = randomUUID();
-    await s.ledger.putUpload({
-      uploadId,
-      path: 'cms/any.png',
-      sha256,
-      size: bytes.length,
-      contentType: 'image/png',
-      status: 'pending',
-      createdAt: now,
-      updatedAt: now,
-    });
-    await s.ledger.addPendingUpload(sha256, uploadId);
+    const uploadId = await waiting(s.ledger, 'cms/any.png', sha256, bytes.length);
     const junk = s.blobs.put(sha256, tampered(bytes));
-    const outcome = await ingestBlob(s.deps, {
-      key: keyOf(sha256),
-      size: bytes.length,
-      etag: undefined,
-      versionId: junk,
-    });
+    const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, junk));
     expect(outcome).toMatchObject({ kind: 'rejected', uploads: [uploadId] });
   });
 
@@ -330,12 +256,7 @@ describe('ingest with a versioned origin', () => {
     const { sha256, bytes, versionId } = await verified(s);
     s.blobs.lose(sha256, versionId as string);
     const again = s.blobs.put(sha256, bytes);
-    const outcome = await ingestBlob(s.deps, {
-      key: keyOf(sha256),
-      size: bytes.length,
-      etag: undefined,
-      versionId: again,
-    });
+    const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, again));
     expect(outcome.kind).toBe('committed');
     expect((await s.ledger.getBlob(sha256))?.versionId).toBe(again);
     expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([again]);
@@ -345,12 +266,7 @@ describe('ingest with a versioned origin', () => {
     const { sha256, bytes, versionId } = await verified(s);
     s.blobs.lose(sha256, versionId as string);
     const badVersion = s.blobs.put(sha256, tampered(bytes));
-    const outcome = await ingestBlob(s.deps, {
-      key: keyOf(sha256),
-      size: bytes.length,
-      etag: undefined,
-      versionId: badVersion,
-    });
+    const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, badVersion));
     expect(outcome.kind).toBe('rejected');
     expect(s.blobs.versionsOf(sha256)).toEqual([]);
     expect(await s.ledger.getBlob(sha256)).toBeUndefined();
@@ -376,27 +292,10 @@ describe('ingest with a versioned origin', () => {
       const t = await setup();
       const good = randomBytes(3000);
       const sha256 = sha256Hex(good);
-      const uploadId = randomUUID();
-      const now = new Date().toISOString();
-      await t.ledger.putUpload({
-        uploadId,
-        path: `race/${badFirst}.png`,
-        sha256,
-        size: good.length,
-        contentType: 'image/png',
-        status: 'pending',
-        createdAt: now,
-        updatedAt: now,
-      });
-      await t.ledger.addPendingUpload(sha256, uploadId);
+      const uploadId = await waiting(t.ledger, `race/${badFirst}.png`, sha256, good.length);
       const badVersion = t.blobs.put(sha256, tampered(good));
       const goodVersion = t.blobs.put(sha256, good);
-      const events = [badVersion, goodVersion].map((versionId) => ({
-        key: keyOf(sha256),
-        size: good.length,
-        etag: undefined,
-        versionId,
-      }));
+      const events = [badVersion, goodVersion].map((versionId) => eventOf(sha256, good.length, versionId));
       for (const event of badFirst ? events : [...events].reverse()) await ingestBlob(t.deps, event);
       expect(await t.ledger.getUpload(uploadId), `bad first: ${badFirst}`).toMatchObject({
         status: 'committed',
@@ -412,12 +311,7 @@ describe('ingest with a versioned origin', () => {
     const bytes = randomBytes(1024);
     const sha256 = sha256Hex(bytes);
     const badVersion = s.blobs.put(sha256, tampered(bytes));
-    const outcome = await ingestBlob(s.deps, {
-      key: keyOf(sha256),
-      size: bytes.length,
-      etag: undefined,
-      versionId: badVersion,
-    });
+    const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, badVersion));
     expect(outcome.kind).toBe('rejected');
     expect(s.blobs.calls.filter((c) => c.op === 'delete')).toEqual([
       { op: 'delete', sha256, versionId: badVersion },
@@ -455,12 +349,7 @@ describe('ingest with an unversioned origin (storage reports no versionId): as b
     expect(versionId).toBeUndefined();
     expect((await s.ledger.getBlob(sha256))?.versionId).toBeUndefined();
     s.blobs.put(sha256, tampered(bytes));
-    const outcome = await ingestBlob(s.deps, {
-      key: keyOf(sha256),
-      size: bytes.length,
-      etag: undefined,
-      versionId: undefined,
-    });
+    const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, undefined));
     expect(outcome.kind).toBe('rejected');
     expect(s.blobs.calls.filter((c) => c.op === 'delete')).toEqual([
       { op: 'delete', sha256, versionId: undefined },

@@ -11,6 +11,13 @@ import { listFileVersions } from '../../../functions/core/versions.js';
 import { randomBytes, sha256Hex } from '../../support/domain.js';
 import { claimPendingUpload, inMemoryCore, storeBlob } from '../../support/in-memory-core.js';
 
+/** The proof a holder of `bytes` answers the upload's challenge with. */
+const answer = (upload: Upload, bytes: Buffer) =>
+  proofDigest(
+    upload.challenge?.nonce as string,
+    (upload.challenge?.ranges ?? []).map((r) => bytes.subarray(r.offset, r.offset + r.length)),
+  );
+
 function setup() {
   return inMemoryCore({
     targets: [
@@ -77,12 +84,6 @@ describe('ingest on InMemoryLedger', () => {
 });
 
 describe('proof of possession on InMemoryLedger', () => {
-  const answer = (upload: Upload, bytes: Buffer) =>
-    proofDigest(
-      upload.challenge?.nonce as string,
-      (upload.challenge?.ranges ?? []).map((r) => bytes.subarray(r.offset, r.offset + r.length)),
-    );
-
   it('a holder of verified bytes commits without sending them, once; a second answer is refused', async () => {
     const s = setup();
     const bytes = randomBytes(4000);
@@ -170,11 +171,6 @@ describe('the file/folder rule of a pull target, on every way a version is commi
         { id: 'dc1', kind: 'pull' as const },
       ],
     });
-  const answer = (upload: Upload, bytes: Buffer) =>
-    proofDigest(
-      upload.challenge?.nonce as string,
-      (upload.challenge?.ranges ?? []).map((r) => bytes.subarray(r.offset, r.offset + r.length)),
-    );
 
   it('a proof of possession for a path under a live file is refused (path_conflict) and the upload ends rejected', async () => {
     const s = withPull();
