@@ -16,6 +16,7 @@ import type { FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { EXIT, MirrorCliError, NotFoundCliError } from './errors.ts';
 import { listLiveFiles } from './listing.ts';
+import { replaceableFile } from './replaceable-file.ts';
 import { formatTable } from './status.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -192,7 +193,7 @@ async function destinationFile(options: GetOptions): Promise<string> {
   if (options.dest === undefined) return resolve(options.cwd, name);
   const dest = resolve(options.cwd, options.dest);
   const info = await stat(dest).catch(() => undefined);
-  return info?.isDirectory() ? join(dest, name) : dest;
+  return replaceableFile(info?.isDirectory() ? join(dest, name) : dest, 'the destination');
 }
 
 async function download(

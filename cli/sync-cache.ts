@@ -10,6 +10,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Digest } from '../common/sha256.ts';
+import { replaceableFile } from './replaceable-file.ts';
 
 /** One file's size, stamp (mtime in ms on disk, ETag in a bucket) and SHA-256 when last hashed. */
 type Entry = readonly [size: number, stamp: number | string, sha256: string];
@@ -31,7 +32,7 @@ export function defaultCacheFile(dir: string, env: NodeJS.ProcessEnv): string {
 }
 
 export class HashCache {
-  readonly #file: string | null;
+  #file: string | null;
   readonly #dir: string;
   #entries: Record<string, Entry> = {};
   #dirty = false;
@@ -45,6 +46,8 @@ export class HashCache {
   /** Reads the cache; a missing, unreadable or foreign one starts empty (it is only a cache). */
   async load(): Promise<void> {
     if (this.#file === null) return;
+    // Refused before any work: the save renames a file over it (through a symlink, its target).
+    this.#file = await replaceableFile(this.#file, 'the hash cache');
     try {
       const parsed = JSON.parse(await readFile(this.#file, 'utf8')) as Partial<CacheFile>;
       if (parsed.v === 1 && parsed.dir === this.#dir && typeof parsed.entries === 'object') {

@@ -4,8 +4,9 @@
  * elsewhere costs no bytes); `ls`, `log`, `get`, `rm` and `restore` read and change what `sync`
  * wrote.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTopology } from '../../contracts/topology.ts';
@@ -121,6 +122,22 @@ describe('sync, ls, log, get and rm through the local stack', () => {
     const got = await cli('get', 'library/notes.txt', 'fetched.txt');
     expect(got.code, got.err).toBe(0);
     expect(await readFile(join(work, 'fetched.txt'), 'utf8')).toBe('notes, edited\n');
+    // Through a symlink: the file it points to gets the bytes, the link stays a link.
+    await symlink('fetched.txt', join(work, 'link.txt'));
+    await writeFile(join(work, 'fetched.txt'), 'stale');
+    expect((await cli('get', 'library/notes.txt', 'link.txt')).code).toBe(0);
+    expect((await lstat(join(work, 'link.txt'))).isSymbolicLink()).toBe(true);
+    expect(await readFile(join(work, 'fetched.txt'), 'utf8')).toBe('notes, edited\n');
+    // A device, a FIFO or a socket is not replaced by a file (as root, /dev/null would be).
+    execFileSync('mkfifo', [join(work, 'pipe')]);
+    const intoFifo = await cli('get', 'library/notes.txt', 'pipe');
+    expect(intoFifo.code).toBe(2);
+    expect(intoFifo.err).toMatch(/not a regular file/);
+    expect((await lstat(join(work, 'pipe'))).isFIFO()).toBe(true);
+    const cacheFifo = await cli('sync', lib, 'library', '--cache', join(work, 'pipe'));
+    expect(cacheFifo.code).toBe(2);
+    expect(cacheFifo.err).toMatch(/not a regular file/);
+    expect((await lstat(join(work, 'pipe'))).isFIFO()).toBe(true);
 
     expect((await cli('rm', 'library/notes.txt', '--if-version', '1')).code).toBe(4);
     const removed = await cli('rm', 'library/notes.txt', '--if-version', '2', '--json');
