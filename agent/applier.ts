@@ -15,8 +15,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, lstat, open, rename, rm, unlink } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { type FileHandle, lstat, open, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
 import { crashPoint } from '../common/crash-points.ts';
 import type { Digest } from '../common/sha256.ts';
 import { createSha256, hashFile } from '../common/sha256-node.ts';
@@ -204,6 +204,24 @@ export class Applier {
     }
     await unlink(resolved.file);
     await fsyncDir(resolved.parent);
+    await this.pruneEmptyFolders(resolved.parent);
+  }
+
+  /**
+   * Removes the folders a delete left empty, innermost first, up to the mirror folder: a folder is
+   * only ever the mirror's by holding files, and an empty one left behind would refuse a later file
+   * of its name for good. A folder something else still holds stays.
+   */
+  private async pruneEmptyFolders(folder: string): Promise<void> {
+    const { paths } = this.deps;
+    for (let dir = folder; dir !== paths.root && paths.contains(dir); dir = dirname(dir)) {
+      try {
+        await rmdir(dir);
+      } catch (error) {
+        if (['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes(errnoCode(error) ?? '')) return;
+        throw error;
+      }
+    }
   }
 
   private async write(
@@ -215,7 +233,7 @@ export class Applier {
     const resolved = await paths.resolve(path, { create: true });
     if (!resolved) throw new Error(`could not create the folders of "${path}"`);
     const existing = await lstatIfPresent(resolved.file);
-    if (existing?.isDirectory()) {
+    if (existing?.isDirectory() && !(await removeIfHoldsNoFiles(resolved.file))) {
       throw new RefusedError('path-conflict', `"${path}" is a folder here, so it cannot be a file`);
     }
     // The right bytes may be there already (a crash after the rename, a pre-seeded folder): keep them.
@@ -325,4 +343,12 @@ async function lstatIfPresent(file: string): Promise<Awaited<ReturnType<typeof l
     if (errnoCode(error) === 'ENOENT') return undefined;
     throw error;
   }
+}
+
+/** Removes a folder that holds only folders (nothing of the mirror's, nor anyone's); false if it holds more. */
+async function removeIfHoldsNoFiles(folder: string): Promise<boolean> {
+  const entries = await readdir(folder, { recursive: true, withFileTypes: true });
+  if (entries.some((entry) => !entry.isDirectory())) return false;
+  await rm(folder, { recursive: true });
+  return true;
 }

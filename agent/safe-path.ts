@@ -8,15 +8,17 @@
  *    folder `.media-mirror` at the top, the `.<name>.mirror-tmp-<random>` names of
  *    its temp files), no segment longer than the 255 bytes a Linux file name allows;
  * 3. walking its parent chain from the (real) mirror folder, every existing
- *    segment is a directory, and a symlink is followed only if its real target
- *    is still inside the mirror folder.
+ *    segment is a real directory: never a symlink, even one pointing inside the
+ *    folder (two paths would then name one file, and a delete of one would remove
+ *    the other; one pointing into `.media-mirror` would let a path rewrite the
+ *    agent's state).
  *
  * Check 3 runs right before the temp file is created and again right before the
  * rename. Someone with write access to the folder could still swap a directory for
  * a symlink between that check and the rename; the folder belongs to the agent's
  * user alone (docs/agent.md), so that is out of scope.
  */
-import { lstat, mkdir, realpath, stat } from 'node:fs/promises';
+import { lstat, mkdir, realpath } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import {
   AGENT_STATE_DIR,
@@ -112,33 +114,26 @@ export class SafePaths {
       const next = join(current, folders[i] as string);
       const info = await lstatOrCreateFolder(next, create);
       if (info === undefined) return undefined;
-      current = await this.stepInto(next, info, folders.slice(0, i + 1).join('/'), checked.path);
+      current = this.stepInto(next, info, folders.slice(0, i + 1).join('/'), checked.path);
     }
     return current;
   }
 
-  /**
-   * The folder to continue from: `next` itself, or where its symlink points when that
-   * stays inside the mirror and is a folder. `shown` is the part of the path checked so far.
-   */
-  private async stepInto(
+  /** The folder to continue from: `next` itself, a real folder. `shown` is the path checked so far. */
+  private stepInto(
     next: string,
     info: Awaited<ReturnType<typeof lstat>>,
     shown: string,
     path: string,
-  ): Promise<string> {
+  ): string {
     if (info.isDirectory()) return next;
-    if (!info.isSymbolicLink()) {
-      throw new RefusedError('path-conflict', `"${shown}" is a file, so "${path}" cannot be a file under it`);
+    if (info.isSymbolicLink()) {
+      throw new RefusedError(
+        'unsafe-path',
+        `"${shown}" is a symlink: the agent writes through real folders only (a link would give one file two paths)`,
+      );
     }
-    const real = await realTarget(next, shown);
-    if (!this.contains(real)) {
-      throw new RefusedError('unsafe-path', `"${shown}" is a symlink pointing outside the mirror folder`);
-    }
-    if (!(await stat(real)).isDirectory()) {
-      throw new RefusedError('path-conflict', `"${shown}" is not a folder, so "${path}" cannot be`);
-    }
-    return real;
+    throw new RefusedError('path-conflict', `"${shown}" is a file, so "${path}" cannot be a file under it`);
   }
 }
 
@@ -159,15 +154,4 @@ async function lstatOrCreateFolder(
     if (errnoCode(mkdirError) !== 'EEXIST') throw mkdirError;
   }
   return lstat(next);
-}
-
-async function realTarget(link: string, shown: string): Promise<string> {
-  try {
-    return await realpath(link);
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ELOOP') {
-      throw new RefusedError('unsafe-path', `"${shown}" is a dangling or looping symlink`);
-    }
-    throw error;
-  }
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -145,6 +145,34 @@ describe('applier: order, duplicates, never backwards', () => {
     // ... and an older upload arriving after the delete does not resurrect the file.
     expect((await t.apply(v3)).kind).toBe('skipped');
     expect(await t.read('p.txt')).toBeUndefined();
+  });
+
+  it('a delete takes the folders it leaves empty with it: a folder name can then become a file', async () => {
+    const t = await setup();
+    await t.apply(t.world.commit('d/e/b.txt', 1, 'under'));
+    await t.apply(t.world.commit('d/keep.txt', 1, 'stays'));
+    expect((await t.apply(t.world.commit('d/e/b.txt', 2, null))).kind).toBe('deleted');
+    // d/e held nothing else: gone; d still holds keep.txt.
+    expect(await t.listing('d')).toEqual(['keep.txt']);
+    expect((await t.apply(t.world.commit('d/keep.txt', 2, null))).kind).toBe('deleted');
+    expect(await t.listing()).toEqual([]);
+    // The former folder's name as a file.
+    expect((await t.apply(t.world.commit('d', 1, 'now a file'))).kind).toBe('applied');
+    expect(await t.read('d')).toBe('now a file');
+  });
+
+  it('an empty folder where a file goes (left by anyone) gives way; one holding files is a conflict', async () => {
+    const t = await setup();
+    await mkdir(join(t.dir, 'empty', 'nested'), { recursive: true });
+    expect((await t.apply(t.world.commit('empty', 1, 'file'))).kind).toBe('applied');
+    expect(await t.read('empty')).toBe('file');
+    await mkdir(join(t.dir, 'full'));
+    await writeFile(join(t.dir, 'full', 'local.txt'), 'not the mirror’s');
+    expect(await t.apply(t.world.commit('full', 1, 'file'))).toMatchObject({
+      kind: 'refused',
+      code: 'path-conflict',
+    });
+    expect(await t.read('full/local.txt')).toBe('not the mirror’s');
   });
 
   it('a duplicate from the queue reports to the ledger again (its first report may have been lost)', async () => {

@@ -49,9 +49,6 @@ describe('safe paths', () => {
     const r = await paths.resolve('a/b/c.jpg', { create: true });
     expect(r?.file).toBe(join(paths.root, 'a', 'b', 'c.jpg'));
     expect(r?.parent).toBe(join(paths.root, 'a', 'b'));
-    const inside = await paths.resolve('in/b/via-link.jpg', { create: true });
-    expect(inside?.parent).toBe(join(paths.root, 'a', 'b'));
-    expect((await paths.resolve('a/to-b/x', { create: true }))?.parent).toBe(join(paths.root, 'a', 'b'));
   });
 
   it.each([
@@ -68,12 +65,16 @@ describe('safe paths', () => {
     ['a/.x.mirror-tmp-123abc', 'unsafe-path'],
     [`${'n'.repeat(256)}/x`, 'unsafe-path'],
     ['out/x', 'unsafe-path'],
+    // A symlink inside the folder too: two paths would name one file (a delete of one removes the
+    // other), and one into .media-mirror would let a path rewrite the agent's state.
+    ['in/b/via-link.jpg', 'unsafe-path'],
+    ['a/to-b/x', 'unsafe-path'],
     ['rel-out/x', 'unsafe-path'],
     ['a/up/outside/x', 'unsafe-path'],
     ['dangling/x', 'unsafe-path'],
     ['loop1/x', 'unsafe-path'],
     ['file/x', 'path-conflict'],
-    ['to-file/x', 'path-conflict'],
+    ['to-file/x', 'unsafe-path'],
   ])('refuses %j (%s)', async (raw, code) => {
     expect(await refusal(raw)).toBe(code);
   });
