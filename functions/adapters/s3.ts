@@ -178,7 +178,11 @@ export class S3BlobStore implements BlobStore {
   async presignGet(
     sha256: string,
     expiresInSeconds: number,
-    options: { readonly versionId?: string | undefined; readonly contentType: string },
+    options: {
+      readonly versionId?: string | undefined;
+      readonly contentType: string;
+      readonly contentDisposition?: string | undefined;
+    },
   ) {
     return getSignedUrl(
       this.s3,
@@ -187,6 +191,7 @@ export class S3BlobStore implements BlobStore {
         Key: blobKey(sha256),
         VersionId: options.versionId,
         ResponseContentType: options.contentType,
+        ResponseContentDisposition: options.contentDisposition,
       }),
       { expiresIn: expiresInSeconds },
     );
@@ -545,9 +550,19 @@ export class S3ReplicaStore implements ReplicaStore {
     await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
   }
 
-  async presignGet(path: string, expiresInSeconds: number) {
-    return getSignedUrl(this.s3, new GetObjectCommand({ Bucket: this.bucket, Key: this.key(path) }), {
-      expiresIn: expiresInSeconds,
-    });
+  async presignGet(
+    path: string,
+    expiresInSeconds: number,
+    options: { readonly contentDisposition?: string | undefined } = {},
+  ) {
+    return getSignedUrl(
+      this.s3,
+      new GetObjectCommand({
+        Bucket: this.bucket,
+        Key: this.key(path),
+        ResponseContentDisposition: options.contentDisposition,
+      }),
+      { expiresIn: expiresInSeconds },
+    );
   }
 }

@@ -432,7 +432,12 @@ export interface BlobStore {
   presignGet(
     sha256: string,
     expiresInSeconds: number,
-    options: { readonly versionId?: string | undefined; readonly contentType: string },
+    options: {
+      readonly versionId?: string | undefined;
+      readonly contentType: string;
+      /** `attachment`: a browser saves the file instead of showing it (contentDisposition). */
+      readonly contentDisposition?: string | undefined;
+    },
   ): Promise<string>;
 
   // Multipart uploads to blobs/<sha256>, each part's SHA-256 signed into its URL.
@@ -478,7 +483,12 @@ export interface ReplicaStore {
     options?: { signal?: AbortSignal; checkpoint?: CopyCheckpoint },
   ): Promise<{ storedSha256: string | undefined; etag: string | undefined }>;
   delete(path: string): Promise<void>;
-  presignGet(path: string, expiresInSeconds: number): Promise<string>;
+  /** With `contentDisposition` (see contentDisposition), its answer carries that disposition. */
+  presignGet(
+    path: string,
+    expiresInSeconds: number,
+    options?: { readonly contentDisposition?: string | undefined },
+  ): Promise<string>;
 }
 
 export interface FanoutQueue {

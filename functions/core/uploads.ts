@@ -603,6 +603,7 @@ export async function contentUrl(
       versionId: blob?.versionId,
       // Only a tombstone has none, and it has no content.
       contentType: head.contentType ?? 'application/octet-stream',
+      contentDisposition: contentDisposition(head.contentType),
     });
   }
   const target = deps.targets.find((t) => t.id === targetId);
@@ -621,5 +622,23 @@ export async function contentUrl(
   if (!state || state.appliedVersion === 0) {
     throw new NotFoundError(`target "${targetId}" does not hold "${path}" yet`, 'target');
   }
-  return replica.presignGet(path, ttl);
+  return replica.presignGet(path, ttl, { contentDisposition: contentDisposition(head.contentType) });
+}
+
+/**
+ * Types a browser shows without running anything in the storage's origin. Any other (SVG, HTML,
+ * XML, scripts: `image/*` admits SVG) is served as an attachment: a browser saves it, and a file
+ * someone uploaded runs no script when its content link is opened.
+ */
+const SHOWN_INLINE = [
+  /^image\/(png|jpeg|gif|webp|avif|bmp|x-icon|vnd\.microsoft\.icon|tiff|heic|heif)$/,
+  /^(video|audio)\/[\w.+-]+$/,
+  /^text\/plain$/,
+  /^application\/pdf$/,
+];
+
+/** undefined (shown inline) for the types in SHOWN_INLINE; `attachment` for every other. */
+export function contentDisposition(contentType: string | null): string | undefined {
+  const type = (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  return SHOWN_INLINE.some((safe) => safe.test(type)) ? undefined : 'attachment';
 }

@@ -146,7 +146,27 @@ describe('the content URL of the origin', () => {
       const response = await fetch(new URL(redirect.headers.get('location') as string));
       expect(response.status).toBe(200);
       expect(response.headers.get('content-type'), path).toBe(type);
+      expect(response.headers.get('content-disposition'), path).toBeNull();
       expect(Buffer.from(await response.arrayBuffer()).equals(bytes)).toBe(true);
+    }
+  });
+
+  it('serves a type a browser would run (SVG, HTML) as an attachment: opening the link runs no script', async () => {
+    const svg = Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" onload="alert(${Date.now()})"/>`);
+    const path = 'typed/active.svg';
+    const { created } = await localApi(sandbox.endpoints).declareAndPut(path, svg, 'image/svg+xml');
+    await waitFor(`${path} committed`, async () => {
+      const u = await api('GET', `/v1/uploads/${created.body.uploadId}`);
+      return u.body.status === 'committed';
+    });
+    for (const target of [undefined, s3Targets()[0]?.id]) {
+      if (target !== undefined) await delivered(path, svg);
+      const query = target === undefined ? '' : `?target=${target}`;
+      const redirect = await api('GET', `/v1/files/${enc(path)}/content${query}`);
+      const response = await fetch(new URL(redirect.headers.get('location') as string));
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type'), target).toBe('image/svg+xml');
+      expect(response.headers.get('content-disposition'), target).toBe('attachment');
     }
   });
 });
