@@ -250,6 +250,30 @@ const STATIC_TYPES: Record<string, string> = {
   '.woff2': 'font/woff2',
 };
 
+/**
+ * The page holds the stack's token: no other site may frame it (clickjacking), nothing is sniffed,
+ * and it runs its own scripts only (its worker, and hash-wasm's WebAssembly: docs/browser.md).
+ * It reaches the API and storage at other origins (the local S3, presigned URLs): connect-src and
+ * img-src stay open to http(s).
+ */
+const PAGE_SECURITY_HEADERS = {
+  'content-security-policy': [
+    "default-src 'self'",
+    "script-src 'self' 'wasm-unsafe-eval'",
+    "worker-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data: blob: http: https:",
+    "connect-src 'self' http: https:",
+    "frame-ancestors 'none'",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "object-src 'none'",
+  ].join('; '),
+  'x-frame-options': 'DENY',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+} as const;
+
 async function serveStatic(
   req: IncomingMessage,
   res: ServerResponse,
@@ -285,6 +309,7 @@ async function serveStatic(
       'content-type': STATIC_TYPES[extname(file).toLowerCase()] ?? 'application/octet-stream',
       'content-length': info.size,
       'cache-control': 'no-cache',
+      ...PAGE_SECURITY_HEADERS,
     });
     if (req.method === 'HEAD') {
       res.end();

@@ -308,6 +308,11 @@ describe('local sandbox', () => {
     const page = await fetch(`${api}/`);
     expect(page.status).toBe(200);
     expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    // Not framed by another site, nothing sniffed, no script but its own (and WebAssembly's).
+    expect(page.headers.get('x-frame-options')).toBe('DENY');
+    expect(page.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(page.headers.get('content-security-policy')).toMatch(/frame-ancestors 'none'/);
+    expect(page.headers.get('content-security-policy')).toMatch(/script-src 'self' 'wasm-unsafe-eval'/);
     expect(await page.text()).toContain('<title>Media Mirror</title>');
     expect((await fetch(`${api}/missing.js`)).status).toBe(404);
     expect((await fetch(`${api}/..%2f..%2f..%2fetc%2fpasswd`)).status).toBe(404);
