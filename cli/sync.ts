@@ -206,8 +206,17 @@ async function awaitTargets(run: Run, options: WaitOptions): Promise<WaitReport>
 
 async function syncFiles(run: Run, files: readonly LocalFile[], cursor: string | undefined): Promise<void> {
   run.counts.phase = 'syncing';
+  const clashes = samePathClashes(run.prefix, files);
   try {
-    await inPool(files, run.options.jobs, (f) => syncOne(run, f), savingEvery(run, 5_000));
+    await inPool(
+      files,
+      run.options.jobs,
+      (f) => {
+        const others = clashes.get(f.rel);
+        return others === undefined ? syncOne(run, f) : refuseClash(run, f, others);
+      },
+      savingEvery(run, 5_000),
+    );
   } finally {
     await run.cache.save();
   }
@@ -251,6 +260,43 @@ function savingEvery(run: Run, ms: number): () => Promise<void> {
     });
     await saving;
   };
+}
+
+/**
+ * Files whose mirror paths are one once normalized (NFC: "é" composed and decomposed are two names
+ * on most file systems, one path in the mirror): by file, the others. Sending both would keep one
+ * and lose the other, and every later sync would swap them.
+ */
+function samePathClashes(prefix: string, files: readonly LocalFile[]): Map<string, string[]> {
+  const byPath = new Map<string, string[]>();
+  for (const f of files) {
+    const path = (prefix + f.rel).normalize('NFC');
+    byPath.set(path, [...(byPath.get(path) ?? []), f.rel]);
+  }
+  const clashes = new Map<string, string[]>();
+  for (const rels of byPath.values()) {
+    if (rels.length < 2) continue;
+    for (const rel of rels)
+      clashes.set(
+        rel,
+        rels.filter((r) => r !== rel),
+      );
+  }
+  return clashes;
+}
+
+async function refuseClash(run: Run, local: LocalFile, others: readonly string[]): Promise<void> {
+  run.reports.push({
+    file: local.name,
+    path: (run.prefix + local.rel).normalize('NFC'),
+    size: 0,
+    outcome: 'failed',
+    reason:
+      `same mirror path as ${others.map((o) => JSON.stringify(o)).join(', ')} once Unicode-normalized (NFC): ` +
+      'neither is sent; rename one',
+  });
+  run.counts.failed++;
+  run.counts.filesDone++;
 }
 
 async function syncOne(run: Run, local: LocalFile): Promise<void> {

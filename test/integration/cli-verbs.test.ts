@@ -187,6 +187,35 @@ describe('sync, ls, log, get and rm through the local stack', () => {
   }, 120_000);
 });
 
+describe('sync and names that are one path', () => {
+  it('two files whose names differ only in Unicode normalization are refused, neither sent (exit 1)', async () => {
+    // "é" composed (NFC) and decomposed (NFD): two files here, one path in the mirror (NFC), so one
+    // would silently replace the other, and every later sync would swap them back.
+    const lib = join(work, 'nfc-lib');
+    await mkdir(lib, { recursive: true });
+    const composed = 'caf\u00e9.txt';
+    const decomposed = 'cafe\u0301.txt';
+    await writeFile(join(lib, composed), 'composed\n');
+    await writeFile(join(lib, decomposed), 'decomposed\n');
+    await writeFile(join(lib, 'plain.txt'), 'plain\n');
+    const run = await cli('sync', lib, 'nfc', '--no-cache', '--json');
+    expect(run.code, run.err).toBe(1);
+    const summary = JSON.parse(run.out);
+    expect(summary).toMatchObject({ files: 3, uploaded: 1, failed: 2 });
+    const reports = summary.reports as { file: string; outcome: string; reason?: string }[];
+    const clashing = reports.filter((f) => f.outcome === 'failed');
+    expect(clashing.map((f) => f.file.normalize('NFC')).sort()).toEqual([
+      join(lib, composed),
+      join(lib, composed),
+    ]);
+    for (const f of clashing) expect(f.reason).toMatch(/same mirror path.*normaliz/);
+    const live = JSON.parse((await cli('ls', 'nfc/', '--json')).out).files.map(
+      (f: { path: string }) => f.path,
+    );
+    expect(live).toEqual(['nfc/plain.txt']);
+  });
+});
+
 describe('GET /v1/files on the local stack', () => {
   it('pages through the live files under a prefix as ls shows them; a bad prefix or cursor is a 400 naming it', async () => {
     const api = localApi(sandbox.endpoints);
