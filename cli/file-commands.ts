@@ -125,10 +125,16 @@ export async function get(
   api: MirrorApi,
   path: string,
   dest: string | undefined,
-  opts: { target?: string; json?: boolean },
+  opts: { target?: string; version?: number; json?: boolean },
 ) {
   const fetch = io.fetch ?? ((input, init) => globalThis.fetch(input, init));
-  const got = await getFile(api, fetch, { path, dest, target: opts.target, cwd: io.cwd });
+  const got = await getFile(api, fetch, {
+    path,
+    dest,
+    target: opts.target,
+    version: opts.version,
+    cwd: io.cwd,
+  });
   if (opts.json) json(io, got);
   else line(io, `${got.file}: ${path} version ${got.version}, ${formatBytes(got.size)}, SHA-256 verified`);
 }

@@ -119,6 +119,8 @@ export interface GetOptions {
   dest?: string | undefined;
   /** Read a target's copy instead of the origin's. */
   target?: string | undefined;
+  /** An older version's bytes (from the origin). @default the head */
+  version?: number | undefined;
   cwd: string;
 }
 
@@ -146,9 +148,12 @@ class VerifyFailedError extends MirrorCliError {
  * it into place only when size and SHA-256 match the version the mirror says it is serving.
  */
 export async function getFile(client: GetClient, fetch: FetchLike, options: GetOptions): Promise<GetResult> {
-  const expected = await expectedVersion(client, options.path, options.target);
+  const expected = await expectedVersion(client, options.path, options.target, options.version);
   const url = await notFoundAs(`no such path: ${options.path}`, () =>
-    client.contentUrl(options.path, options.target === undefined ? {} : { target: options.target }),
+    client.contentUrl(options.path, {
+      ...(options.target === undefined ? {} : { target: options.target }),
+      ...(options.version === undefined ? {} : { version: options.version }),
+    }),
   );
   const file = await destinationFile(options);
   const temp = join(dirname(file), `.${basename(file)}.mm-get-${randomBytes(4).toString('hex')}`);
@@ -173,7 +178,17 @@ async function expectedVersion(
   client: GetClient,
   path: string,
   target: string | undefined,
+  wanted: number | undefined,
 ): Promise<{ version: number; sha256: string; size: number }> {
+  if (wanted !== undefined) {
+    const page = await notFoundAs(`no such path: ${path}`, () =>
+      client.listVersions(path, { limit: 1, before: wanted + 1 }),
+    );
+    const found = page.versions[0];
+    if (found?.version !== wanted || found.deleted || found.sha256 === null)
+      throw new NotFoundCliError(`${path} has no version ${wanted} with content`);
+    return { version: found.version, sha256: found.sha256, size: found.size };
+  }
   const status: FileStatus = await notFoundAs(`no such path: ${path}`, () => client.getFile(path));
   let version = status.head;
   if (target !== undefined) {

@@ -149,7 +149,9 @@ function createProgram(io: CliIo): Command {
   program
     .name('media-mirror')
     .description('Write a file once, see it everywhere: upload to Media Mirror and watch it replicate.')
-    .version(packageVersion(), '-V, --version')
+    // The program's version is asked for as the first argument only (runCli): commander reads a
+    // program option after the verb too, and `get --version <n>` is the verb's.
+    .addHelpText('after', '\nmedia-mirror -V, --version: print the version')
     .exitOverride()
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
@@ -296,6 +298,7 @@ function registerReadCommands(program: Command, verb: VerbRunner): void {
     .argument('<path>', 'path in the mirror', parseMirrorPath)
     .argument('[dest]', 'file or folder to write to (default: the last segment of the path, here)')
     .option('--target <id>', "read the target's copy instead of the origin's")
+    .option('--version <n>', "an older version's bytes (see log), from the origin", wholeNumber(1))
     .option('--json', 'print the result as JSON')
     .action((path: string, dest: string | undefined, _opts: unknown, command: Command) =>
       verb(command, (v, api, io) => v.get(io, api, path, dest, command.opts())),
@@ -414,7 +417,25 @@ function registerOpsCommands(program: Command, io: CliIo): void {
  * Parses `argv` (as in process.argv) and runs the command; returns the exit code:
  * 0 ok, 1 failure, 2 usage. Prints errors as one line on stderr.
  */
+/** The program options that take a value (they may come before `-V`/`--version`). */
+const PROGRAM_OPTIONS_WITH_VALUE = new Set(['--endpoints', '--api', '--token']);
+
+/** `-V` or `--version` before any verb: after one, `--version` is the verb's (`get --version <n>`). */
+function asksForVersion(argv: readonly string[]): boolean {
+  for (let i = 2; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '-V' || arg === '--version') return true;
+    if (PROGRAM_OPTIONS_WITH_VALUE.has(arg)) i++;
+    else if (!/^--(endpoints|api|token)=/.test(arg)) return false;
+  }
+  return false;
+}
+
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  if (asksForVersion(argv)) {
+    io.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
   const program = createProgram(io);
   try {
     await program.parseAsync([...argv]);

@@ -251,7 +251,12 @@ export const filesQuerySchema = z.strictObject({
   limit: pageLimit,
 });
 export const deleteFileQuerySchema = z.strictObject({ ifVersion: wholeNumberParam.optional() });
-export const contentQuerySchema = z.object({ target: z.string().optional() });
+/** Not strict: a content link may carry a cache-busting parameter of the page that shows it. */
+export const contentQuerySchema = z.object({
+  target: z.string().optional(),
+  /** An older version's bytes (origin only: a target holds the version it applied). */
+  version: wholeNumberParam.optional(),
+});
 
 export const uploadIdParams = z.object({ id: uploadIdSchema });
 export const partParams = z.object({ id: uploadIdSchema, partNumber: partNumberParam });

@@ -587,14 +587,29 @@ export async function deleteFile(
   }
 }
 
-/** A short-lived GET URL for the file's current bytes: at a target, or the origin blob. */
+/**
+ * A short-lived GET URL for the file's current bytes (at a target, or the origin blob), or for an
+ * older version's (`version`: the origin keeps every version's blob while a version names it).
+ */
 export async function contentUrl(
   deps: UploadDeps,
   path: string,
   targetId: string | undefined,
+  version?: number | undefined,
 ): Promise<string> {
-  const head = await deps.ledger.getHead(path);
-  if (!head || head.deleted || head.sha256 === null) throw new NotFoundError(`no file at "${path}"`, 'path');
+  if (version !== undefined && targetId !== undefined) {
+    throw new ValidationError(
+      'version',
+      'version and target cannot be combined: a target holds the version it applied',
+    );
+  }
+  const head =
+    version === undefined ? await deps.ledger.getHead(path) : await deps.ledger.getVersion(path, version);
+  if (!head || head.deleted || head.sha256 === null) {
+    throw version === undefined
+      ? new NotFoundError(`no file at "${path}"`, 'path')
+      : new NotFoundError(`"${path}" has no version ${version} with content`, 'version');
+  }
   const ttl = Math.min(deps.limits.presignTtlSeconds, 300);
   if (targetId === undefined) {
     // The verified object version, not whatever was written at the key since.

@@ -9,6 +9,7 @@ import type { z } from 'zod';
 import {
   apiLimits,
   changesQuerySchema,
+  contentQuerySchema,
   routes as contract,
   deleteFileQuerySchema,
   errorBodySchema,
@@ -317,7 +318,8 @@ async function fileVersions({ deps, paths }: RouteScope, event: Event): Promise<
 
 async function fileContent({ deps, paths }: RouteScope, event: Event): Promise<Result> {
   const path = pathParam(paths, event);
-  const url = await contentUrl(deps, path, event.queryStringParameters?.target);
+  const { target, version } = query(contentQuerySchema, event);
+  const url = await contentUrl(deps, path, target, version);
   checkAnswer(contract.getContent, 302, undefined);
   return { statusCode: 302, headers: { location: url, 'cache-control': 'no-store' }, body: '' };
 }

@@ -122,6 +122,13 @@ describe('sync, ls, log, get and rm through the local stack', () => {
     const got = await cli('get', 'library/notes.txt', 'fetched.txt');
     expect(got.code, got.err).toBe(0);
     expect(await readFile(join(work, 'fetched.txt'), 'utf8')).toBe('notes, edited\n');
+    // An older version's bytes, verified against that version; the program's own --version is
+    // only the first argument's.
+    const old = await cli('get', 'library/notes.txt', 'v1.txt', '--version', '1');
+    expect(old.code, old.err).toBe(0);
+    expect(await readFile(join(work, 'v1.txt'), 'utf8')).toBe('notes\n');
+    expect((await cli('get', 'library/notes.txt', 'v9.txt', '--version', '9')).code).toBe(3);
+    expect((await cli('--version')).out).toMatch(/^\d+\.\d+\.\d+/);
     // Through a symlink: the file it points to gets the bytes, the link stays a link.
     await symlink('fetched.txt', join(work, 'link.txt'));
     await writeFile(join(work, 'fetched.txt'), 'stale');

@@ -526,7 +526,11 @@ describe('docs/openapi.json', () => {
     const content = opAt('GET', '/v1/files/{path}/content');
     const redirect = deref(obj(content.op.responses, 'responses')['302'], '302');
     expect(obj(obj(redirect.headers, 'headers').Location, 'Location').required).toBe(true);
-    expect(content.parameters.map((p) => `${p.in}:${p.name}`).sort()).toEqual(['path:path', 'query:target']);
+    expect(content.parameters.map((p) => `${p.in}:${p.name}`).sort()).toEqual([
+      'path:path',
+      'query:target',
+      'query:version',
+    ]);
 
     const versions = opAt('GET', '/v1/files/{path}/versions');
     const byName = (o: Operation, n: string) => obj(o.parameters.find((p) => p.name === n)?.schema, n);

@@ -259,7 +259,7 @@ export class MirrorApi {
    */
   async contentUrl(
     path: string,
-    query: { target?: string } = {},
+    query: { target?: string; version?: number } = {},
     options: CallOptions = {},
   ): Promise<string> {
     const route = `${routePath(routes.getContent.path, { path })}${queryString(query)}`;
