@@ -603,24 +603,48 @@ export async function contentUrl(
       'version and target cannot be combined: a target holds the version it applied',
     );
   }
-  const head =
+  const wanted =
     version === undefined ? await deps.ledger.getHead(path) : await deps.ledger.getVersion(path, version);
-  if (!head || head.deleted || head.sha256 === null) {
+  if (!wanted || wanted.deleted || wanted.sha256 === null) {
     throw version === undefined
       ? new NotFoundError(`no file at "${path}"`, 'path')
       : new NotFoundError(`"${path}" has no version ${version} with content`, 'version');
   }
   const ttl = Math.min(deps.limits.presignTtlSeconds, 300);
-  if (targetId === undefined) {
-    // The verified object version, not whatever was written at the key since.
-    const blob = await deps.ledger.getBlob(head.sha256);
-    return deps.blobs.presignGet(head.sha256, ttl, {
-      versionId: blob?.versionId,
-      // Only a tombstone has none, and it has no content.
-      contentType: head.contentType ?? 'application/octet-stream',
-      contentDisposition: contentDisposition(head.contentType),
-    });
+  return targetId === undefined
+    ? originContentUrl(deps, { ...wanted, sha256: wanted.sha256 }, ttl, version !== undefined)
+    : targetContentUrl(deps, wanted, targetId, ttl);
+}
+
+/** The origin's verified object version of the file's blob, not whatever was written at the key since. */
+async function originContentUrl(
+  deps: UploadDeps,
+  file: FileVersion & { sha256: string },
+  ttl: number,
+  older: boolean,
+): Promise<string> {
+  const blob = await deps.ledger.getBlob(file.sha256);
+  if (!blob && older) {
+    throw new NotFoundError(
+      `the content of version ${file.version} of "${file.path}" is no longer stored`,
+      'version',
+    );
   }
+  return deps.blobs.presignGet(file.sha256, ttl, {
+    versionId: blob?.versionId,
+    // Only a tombstone has none, and it has no content.
+    contentType: file.contentType ?? 'application/octet-stream',
+    contentDisposition: contentDisposition(file.contentType),
+  });
+}
+
+/** The target's copy: the version it applied, which may be older than the head. */
+async function targetContentUrl(
+  deps: UploadDeps,
+  head: FileVersion,
+  targetId: string,
+  ttl: number,
+): Promise<string> {
   const target = deps.targets.find((t) => t.id === targetId);
   const replica = deps.replicas(targetId);
   if (!target) throw new ValidationError('target', `no target "${targetId}"`, { code: 'unknown_target' });
@@ -633,11 +657,16 @@ export async function contentUrl(
       },
     );
   }
+  const { path } = head;
   const state = await deps.ledger.getTargetState(path, targetId);
   if (!state || state.appliedVersion === 0) {
     throw new NotFoundError(`target "${targetId}" does not hold "${path}" yet`, 'target');
   }
-  return replica.presignGet(path, ttl, { contentDisposition: contentDisposition(head.contentType) });
+  const applied =
+    state.appliedVersion === head.version ? head : await deps.ledger.getVersion(path, state.appliedVersion);
+  return replica.presignGet(path, ttl, {
+    contentDisposition: contentDisposition(applied?.contentType ?? head.contentType),
+  });
 }
 
 /**

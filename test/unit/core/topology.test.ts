@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseTopology, targetSelects } from '../../../contracts/topology.js';
-import { contentDisposition, contentTypeAllowed } from '../../../functions/core/uploads.js';
+import { contentTypeAllowed } from '../../../functions/core/uploads.js';
 
 describe('topology', () => {
   it('the shipped mirror.config.json is valid: two replica regions and one pull target', () => {
@@ -40,25 +40,5 @@ describe('content types', () => {
     ['text/x-anything', ['*/*'], true],
   ] as const)('%s against %j → %s', (type, allowed, expected) => {
     expect(contentTypeAllowed(type, allowed)).toBe(expected);
-  });
-});
-
-describe('how a content link serves a type', () => {
-  it.each([
-    ['image/png', undefined],
-    ['image/JPEG', undefined],
-    ['video/mp4', undefined],
-    ['text/plain; charset=utf-8', undefined],
-    ['application/pdf', undefined],
-    // A browser would run script in these: saved, not shown.
-    ['image/svg+xml', 'attachment'],
-    ['text/html', 'attachment'],
-    ['application/xhtml+xml', 'attachment'],
-    ['text/xml', 'attachment'],
-    ['application/javascript', 'attachment'],
-    ['application/octet-stream', 'attachment'],
-    [null, 'attachment'],
-  ] as const)('%s → %s', (type, expected) => {
-    expect(contentDisposition(type)).toBe(expected);
   });
 });
