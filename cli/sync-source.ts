@@ -62,15 +62,20 @@ const byRel = (a: SourceEntry, b: SourceEntry) => (a.rel < b.rel ? -1 : a.rel > 
 // A local folder
 // ---------------------------------------------------------------------------------------------
 
-/** Every regular file under `dir`, sorted; symbolic links and the cache file are not followed. */
+/**
+ * Every regular file under `dir`, sorted; symbolic links and the cache file are not followed. A
+ * subfolder that cannot be read is an entry of its own whose `stat` fails with the reason: the
+ * run reports it and goes on with the rest.
+ */
 export function folderSource(dir: string, cacheFile: string | null): SyncSource {
   const root = resolve(dir);
+  const unreadable = new Map<string, string>();
   return {
     label: root,
     async list() {
       let entries: Dirent[];
       try {
-        entries = await readdir(root, { recursive: true, withFileTypes: true });
+        entries = await readdir(root, { withFileTypes: true });
       } catch (err) {
         throw new MirrorCliError(`cannot read folder ${root}: ${(err as Error).message}`, { cause: err });
       }
@@ -79,15 +84,21 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
       const isCache = (file: string) =>
         cache !== undefined && (file === cache || file.startsWith(`${cache}.`));
       const files: SourceEntry[] = [];
-      for (const entry of entries) {
-        if (!entry.isFile()) continue;
-        const file = join(entry.parentPath, entry.name);
-        if (isCache(file)) continue;
-        files.push({ name: file, rel: relative(root, file).split(sep).join('/') });
-      }
+      const add = (name: string) => files.push({ name, rel: relative(root, name).split(sep).join('/') });
+      await walkFolder(root, entries, {
+        file: (name) => {
+          if (!isCache(name)) add(name);
+        },
+        unreadable: (name, err) => {
+          unreadable.set(name, `cannot read folder ${name}: ${err.message}`);
+          add(name);
+        },
+      });
       return files.sort(byRel);
     },
     async stat(entry) {
+      const problem = unreadable.get(entry.name);
+      if (problem !== undefined) throw new Error(problem);
       const info = await stat(entry.name);
       return { size: info.size, stamp: info.mtimeMs };
     },
@@ -96,6 +107,36 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
     release: async () => {},
     close: async () => {},
   };
+}
+
+/**
+ * Walks the folders under `dir` (its entries read already), several at a time, without following
+ * symbolic links. One recursive readdir would give up on the whole tree at the first folder it
+ * cannot read.
+ */
+async function walkFolder(
+  dir: string,
+  entries: readonly Dirent[],
+  found: { file(name: string): void; unreadable(name: string, err: Error): void },
+): Promise<void> {
+  const folders: string[] = [];
+  for (const entry of entries) {
+    const name = join(dir, entry.name);
+    if (entry.isFile()) found.file(name);
+    else if (entry.isDirectory()) folders.push(name);
+  }
+  await Promise.all(
+    folders.map(async (folder) => {
+      let inner: Dirent[];
+      try {
+        inner = await readdir(folder, { withFileTypes: true });
+      } catch (err) {
+        found.unreadable(folder, err as Error);
+        return;
+      }
+      await walkFolder(folder, inner, found);
+    }),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
