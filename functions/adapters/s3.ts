@@ -27,6 +27,7 @@ import { MiB, S3_MAX_PART_BYTES, S3_MAX_PARTS } from '../../contracts/multipart.
 import { REPLICA_COPY_RESUMABLE_DAYS } from '../../contracts/replica-copy.js';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import type {
+  BlobGetOptions,
   BlobStore,
   CopyCheckpoint,
   CopyUpload,
@@ -175,15 +176,7 @@ export class S3BlobStore implements BlobStore {
     };
   }
 
-  async presignGet(
-    sha256: string,
-    expiresInSeconds: number,
-    options: {
-      readonly versionId?: string | undefined;
-      readonly contentType: string;
-      readonly contentDisposition?: string | undefined;
-    },
-  ) {
+  async presignGet(sha256: string, expiresInSeconds: number, options: BlobGetOptions) {
     return getSignedUrl(
       this.s3,
       new GetObjectCommand({

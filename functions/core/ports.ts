@@ -384,6 +384,16 @@ export interface Ledger
     AgentLedger,
     ReconcileLedger {}
 
+/** What a presigned GET of a blob answers with (BlobStore.presignGet). */
+export interface BlobGetOptions {
+  /** The object version: the verified bytes, not whatever was written at the key since. */
+  readonly versionId?: string | undefined;
+  /** The file's own type: the bytes are shared by every file that holds them. */
+  readonly contentType: string;
+  /** `attachment`: a browser saves the file instead of showing it (core/uploads.ts, contentDisposition). */
+  readonly contentDisposition?: string | undefined;
+}
+
 /** The origin bucket, where blobs live at `blobs/<sha256>`. */
 export interface BlobStore {
   /** Size, storage identity and a full-object SHA-256 (hex) if storage reports one; undefined if absent. */
@@ -429,16 +439,7 @@ export interface BlobStore {
    * Its answer carries `contentType`: the bytes are shared by every file that holds them, and the
    * stored object keeps the type of whichever upload sent them.
    */
-  presignGet(
-    sha256: string,
-    expiresInSeconds: number,
-    options: {
-      readonly versionId?: string | undefined;
-      readonly contentType: string;
-      /** `attachment`: a browser saves the file instead of showing it (contentDisposition). */
-      readonly contentDisposition?: string | undefined;
-    },
-  ): Promise<string>;
+  presignGet(sha256: string, expiresInSeconds: number, options: BlobGetOptions): Promise<string>;
 
   // Multipart uploads to blobs/<sha256>, each part's SHA-256 signed into its URL.
   /** Starts a multipart upload whose object will name `uploadId`, as a single PUT's does. */
