@@ -46,6 +46,9 @@ export const pullTargetSchema = z.object({
 
 export const targetSchema = z.discriminatedUnion('kind', [s3TargetSchema, pullTargetSchema]);
 
+/** An OAuth 2.0 scope token (RFC 6749, 3.3): printable ASCII but space, `"` and `\`. */
+const oauthScope = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'an OAuth scope');
+
 export const topologySchema = z
   .object({
     /** Prefix of stack names and generated resource names. */
@@ -135,8 +138,8 @@ export const topologySchema = z
           .union([
             z.literal('none'),
             z.strictObject({
-              read: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'an OAuth scope')).min(1),
-              write: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'an OAuth scope')).min(1),
+              read: z.array(oauthScope).min(1),
+              write: z.array(oauthScope).min(1),
             }),
           ])
           .default({ read: ['mirror/read', 'mirror/write'], write: ['mirror/write'] }),

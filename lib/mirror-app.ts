@@ -179,7 +179,8 @@ export function agentTrustFromContext(app: App): {
   if (any !== undefined && any !== true && any !== 'true' && any !== false && any !== 'false') {
     problems.push(`${AGENT_TRUST_CONTEXT.anyTrustAnchor}: must be true or false`);
   }
-  if (anchor !== undefined && (any === true || any === 'true')) {
+  const anyTrustAnchor = any === true || any === 'true';
+  if (anchor !== undefined && anyTrustAnchor) {
     problems.push(
       `${AGENT_TRUST_CONTEXT.trustAnchorArn} and ${AGENT_TRUST_CONTEXT.anyTrustAnchor}: set one, not both`,
     );
@@ -193,7 +194,6 @@ export function agentTrustFromContext(app: App): {
     throw new Error(`invalid agent trust in the CDK context:\n  ${problems.join('\n  ')}`);
 
   const trustAnchorArn = typeof anchor === 'string' ? anchor : undefined;
-  const anyTrustAnchor = any === true || any === 'true';
   const rolesAnywhere = (certificateCommonName?: string): AgentTrust => ({
     kind: 'roles-anywhere',
     ...(trustAnchorArn === undefined ? {} : { trustAnchorArn }),

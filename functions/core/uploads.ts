@@ -182,7 +182,11 @@ export async function proveUploadById(
   return proveUpload(deps, upload, digest);
 }
 
-const sameTerms = (claim: PendingClaim, request: UploadRequest): boolean =>
+/** A claim (a pointer's, or the upload's own) on the terms of `request`: same file, same conditions. */
+const sameTerms = (
+  claim: Pick<PendingClaim, 'path' | 'size' | 'contentType' | 'ifVersion'>,
+  request: UploadRequest,
+): boolean =>
   claim.path === request.path &&
   claim.size === request.size &&
   claim.contentType === request.contentType &&
@@ -211,10 +215,7 @@ async function createMultipartUpload(
     if (
       pending?.status === 'pending' &&
       pending.multipart &&
-      pending.path === request.path &&
-      pending.size === request.size &&
-      pending.contentType === request.contentType &&
-      pending.ifVersion === request.ifVersion &&
+      sameTerms(pending, request) &&
       !isLapsed(pending, now)
     ) {
       // The challenge already given out while it can still be answered: a new one would refuse the
