@@ -7,14 +7,14 @@
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createSha256 } from '../common/sha256-node.ts';
 import type { DeleteResult, FileStatus, FileVersionView, RestoreResult } from '../contracts/api.ts';
 import type { FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
-import { EXIT, MirrorCliError, NotFoundCliError } from './errors.ts';
+import { EXIT, MirrorCliError, NotFoundCliError, UsageError } from './errors.ts';
 import { listLiveFiles } from './listing.ts';
 import { replaceableFile } from './replaceable-file.ts';
 import { formatTable } from './status.ts';
@@ -148,6 +148,8 @@ class VerifyFailedError extends MirrorCliError {
  * it into place only when size and SHA-256 match the version the mirror says it is serving.
  */
 export async function getFile(client: GetClient, fetch: FetchLike, options: GetOptions): Promise<GetResult> {
+  // The destination first: a bad one is a usage error before anything is asked of the API.
+  const file = await destinationFile(options);
   const expected = await expectedVersion(client, options.path, options.target, options.version);
   const url = await notFoundAs(`no such path: ${options.path}`, () =>
     client.contentUrl(options.path, {
@@ -155,7 +157,6 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
       ...(options.version === undefined ? {} : { version: options.version }),
     }),
   );
-  const file = await destinationFile(options);
   const temp = join(dirname(file), `.${basename(file)}.mm-get-${randomBytes(4).toString('hex')}`);
   try {
     const got = await download(fetch, url, temp);
@@ -203,12 +204,28 @@ async function expectedVersion(
   return { version: version.version, sha256: version.sha256, size: version.size };
 }
 
+/**
+ * The file `get` writes: into the destination when it is a folder; as it, when its folder exists.
+ * A name ending in `/` must be a folder that exists (as `cp` has it): never a file named so.
+ */
 async function destinationFile(options: GetOptions): Promise<string> {
   const name = options.path.split('/').at(-1) ?? options.path;
   if (options.dest === undefined) return resolve(options.cwd, name);
   const dest = resolve(options.cwd, options.dest);
   const info = await stat(dest).catch(() => undefined);
-  return replaceableFile(info?.isDirectory() ? join(dest, name) : dest, 'the destination');
+  if (info?.isDirectory()) return replaceableFile(join(dest, name), 'the destination');
+  if (options.dest.endsWith('/') || options.dest.endsWith(sep)) {
+    throw new UsageError(
+      `the destination ${options.dest} is not a folder: name a folder that exists, or a file`,
+    );
+  }
+  const folder = await stat(dirname(dest)).catch(() => undefined);
+  if (!folder?.isDirectory()) {
+    throw new UsageError(
+      `the destination ${options.dest}: its folder ${dirname(dest)} does not exist (or is not a folder)`,
+    );
+  }
+  return replaceableFile(dest, 'the destination');
 }
 
 async function download(

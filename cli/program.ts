@@ -17,7 +17,7 @@ import type { FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { isValidContentType } from './content-type.ts';
 import type { ConnectionOptions } from './endpoints.ts';
-import { apiExitCode, describeApiError, MirrorCliError } from './errors.ts';
+import { apiExitCode, describeApiError, EXIT, MirrorCliError } from './errors.ts';
 import type { OpsFlags } from './ops-context.ts';
 import type { ProgressSink, Writable } from './progress.ts';
 import type { PutFile } from './put-file.ts';
@@ -44,7 +44,7 @@ export function processIo(): CliIo {
   return { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() };
 }
 
-const USAGE_EXIT = 2;
+const USAGE_EXIT = EXIT.usage;
 
 function packageVersion(): string {
   try {
@@ -436,17 +436,78 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     io.stdout.write(`${packageVersion()}\n`);
     return 0;
   }
-  const program = createProgram(io);
+  // A command that printed its JSON answer before failing (sync's summary) has said it all.
+  let printed = false;
+  const program = createProgram({
+    ...io,
+    stdout: {
+      write: (s: string) => {
+        printed = true;
+        return io.stdout.write(s);
+      },
+    },
+  });
+  const json = asksForJson(argv);
   try {
     await program.parseAsync([...argv]);
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Commander has printed its message (or the help/version) already.
-      return err.exitCode === 0 ? 0 : USAGE_EXIT;
+      if (err.exitCode === 0) return 0;
+      if (json && !printed) writeJsonError(io, { code: 'usage', message: err.message, exitCode: USAGE_EXIT });
+      return USAGE_EXIT;
     }
-    return reportError(err, io);
+    const exitCode = reportError(err, io);
+    if (json && !printed) writeJsonError(io, describeFailure(err, exitCode));
+    return exitCode;
   }
+}
+
+/** `--json` before any `--`: the caller parses stdout, so a failure is JSON there too. */
+function asksForJson(argv: readonly string[]): boolean {
+  const args = argv.slice(2);
+  const end = args.indexOf('--');
+  return (end === -1 ? args : args.slice(0, end)).includes('--json');
+}
+
+/** The code a script branches on when no API answer names one: one per exit code (docs/cli.md). */
+const FAILURE_CODES: Record<number, string> = {
+  [EXIT.failure]: 'failed',
+  [EXIT.usage]: 'usage',
+  [EXIT.notFound]: 'not_found',
+  [EXIT.conflict]: 'version_conflict',
+  [EXIT.verifyFailed]: 'verify_failed',
+  [EXIT.timeout]: 'timeout',
+};
+
+interface JsonFailure {
+  readonly code: string;
+  readonly message: string;
+  readonly exitCode: number;
+  readonly status?: number;
+  readonly field?: string;
+}
+
+/** The failure as JSON: the API's code, status and field when an API answer caused it. */
+function describeFailure(err: unknown, exitCode: number): JsonFailure {
+  const message = err instanceof Error ? err.message : String(err);
+  let cause: unknown = err;
+  while (cause instanceof Error && !(cause instanceof ApiError)) cause = cause.cause;
+  if (cause instanceof ApiError && cause.status > 0) {
+    return {
+      code: cause.code,
+      message,
+      exitCode,
+      status: cause.status,
+      ...(cause.field === undefined ? {} : { field: cause.field }),
+    };
+  }
+  return { code: FAILURE_CODES[exitCode] ?? 'failed', message, exitCode };
+}
+
+function writeJsonError(io: CliIo, failure: JsonFailure): void {
+  io.stdout.write(`${JSON.stringify({ error: failure })}\n`);
 }
 
 /** One line on stderr for a failure; the exit code it ends with. */

@@ -270,6 +270,38 @@ describe('media-mirror get', () => {
     expect(await readdir(join(dir, 'bad'))).toEqual([]);
   });
 
+  it('a destination ending in / that is no folder, or in a folder that does not exist: exit 2, nothing sent or written', async () => {
+    for (const dest of ['newdir/', join(dir, 'no', 'such', 'dir', 'f.png'), 'nofolder/x.png']) {
+      const h = harness(api(content));
+      expect(await h.run('get', 'pics/cat.png', dest)).toBe(2);
+      expect(h.err()).toMatch(/^media-mirror: the destination .*(is not a folder|does not exist)/m);
+      expect(h.err()).not.toMatch(/unexpected/);
+      expect(h.requests).toEqual([]);
+    }
+    expect(await readdir(dir)).not.toContain('newdir');
+    const file = join(dir, 'plain-file');
+    await writeFile(file, 'keep');
+    const h = harness(api(content));
+    expect(await h.run('get', 'pics/cat.png', `${file}/`)).toBe(2);
+    expect(await h.run('get', 'pics/cat.png', join(file, 'x.png'))).toBe(2);
+    expect(await readFile(file, 'utf8')).toBe('keep');
+  });
+
+  it('--json: a failure is one JSON object on stdout too (code, message, exit code), as a script reads it', async () => {
+    const h = harness(() => notFound);
+    expect(await h.run('get', 'pics/none.png', '--json')).toBe(3);
+    const answer = JSON.parse(h.out()) as { error: Record<string, unknown> };
+    expect(answer.error).toMatchObject({ exitCode: 3, code: 'not_found', status: 404, field: 'path' });
+    expect(String(answer.error.message)).toMatch(/no such path: pics\/none.png/);
+    expect(h.err()).toMatch(/^media-mirror: no such path/);
+    const usage = harness(() => notFound);
+    expect(await usage.run('rm', 'x', '--if-version', 'abc', '--json')).toBe(2);
+    expect(JSON.parse(usage.out())).toMatchObject({ error: { exitCode: 2, code: 'usage' } });
+    const plain = harness(() => notFound);
+    expect(await plain.run('get', 'pics/none.png')).toBe(3);
+    expect(plain.out()).toBe('');
+  });
+
   it('no such path: exit 3, nothing downloaded', async () => {
     const h = harness(() => notFound);
     expect(await h.run('get', 'pics/none.png')).toBe(3);
