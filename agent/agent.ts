@@ -40,6 +40,9 @@ import { BandwidthLimiter, backoffMs, errorMessage, RateWindow, Semaphore } from
  */
 declare const MEDIA_MIRROR_VERSION: string | undefined;
 
+/** Who meets a condition while the agent opens its folder and state. */
+const START_HOLDER = 'start';
+
 export const AGENT_VERSION: string = (() => {
   if (typeof MEDIA_MIRROR_VERSION === 'string') return MEDIA_MIRROR_VERSION;
   try {
@@ -179,12 +182,12 @@ class Agent implements AgentHandle {
     for (let attempt = 0; ; attempt++) {
       try {
         const value = await step();
-        this.conditions.clearLocal();
+        this.conditions.clearLocal(START_HOLDER);
         return value;
       } catch (error) {
         const kind = classifyCondition(error);
         if (!kind || this.shutdown.signal.aborted) throw error;
-        this.conditions.raise(kind, error, { during: 'start' });
+        this.conditions.raise(kind, error, { during: 'start' }, START_HOLDER);
         await pause(backoffMs(attempt, this.options.retryBaseMs ?? 1000), this.shutdown.signal);
       }
     }
@@ -338,17 +341,22 @@ class Agent implements AgentHandle {
     let attempt = 0;
     let surprises = 0;
     const stopping = this.shutdown.signal;
-    for (;;) {
-      // Once stopping, nothing new starts: only what is already downloading may finish.
-      if (signal.aborted || stopping.aborted) return this.settle(v, { kind: 'aborted' }, source);
-      const tried = await this.tryOnce(v, source, signal);
-      if ('outcome' in tried) return tried.outcome;
-      if (!this.raiseCondition(tried.error, v)) {
-        surprises++;
-        this.logSurprise(tried.error, v, source, surprises);
-        if (surprises >= 3) return this.settle(v, { kind: 'failed', error: tried.error }, source);
+    try {
+      for (;;) {
+        // Once stopping, nothing new starts: only what is already downloading may finish.
+        if (signal.aborted || stopping.aborted) return this.settle(v, { kind: 'aborted' }, source);
+        const tried = await this.tryOnce(v, source, signal);
+        if ('outcome' in tried) return tried.outcome;
+        if (!this.raiseCondition(tried.error, v)) {
+          surprises++;
+          this.logSurprise(tried.error, v, source, surprises);
+          if (surprises >= 3) return this.settle(v, { kind: 'failed', error: tried.error }, source);
+        }
+        await pause(backoffMs(attempt++, this.options.retryBaseMs ?? 1000), stopping);
       }
-      await pause(backoffMs(attempt++, this.options.retryBaseMs ?? 1000), stopping);
+    } finally {
+      // Settled without a write (skipped, refused, failed, aborted): it holds no condition open.
+      this.conditions.abandon(v.path);
     }
   }
 
@@ -363,7 +371,7 @@ class Agent implements AgentHandle {
       const outcome = await this.applyInPool(v, source, signal);
       if (!outcome) return { outcome: this.settle(v, { kind: 'aborted' }, source) };
       this.conditions.clearRemote();
-      if (outcome.kind === 'applied' || outcome.kind === 'deleted') this.conditions.clearLocal();
+      if (outcome.kind === 'applied' || outcome.kind === 'deleted') this.conditions.clearLocal(v.path);
       return { outcome: this.settle(v, outcome, source, performance.now() - started) };
     } catch (error) {
       if (isAbort(error, signal)) return { outcome: this.settle(v, { kind: 'aborted' }, source) };
@@ -392,7 +400,7 @@ class Agent implements AgentHandle {
   /** A known condition (disk full, throttling, ...) is raised and waited out; true when it was one. */
   private raiseCondition(error: unknown, v: VersionInfo): boolean {
     const kind = classifyCondition(error);
-    if (kind) this.conditions.raise(kind, error, { path: v.path, version: v.version });
+    if (kind) this.conditions.raise(kind, error, { path: v.path, version: v.version }, v.path);
     return kind !== undefined;
   }
 

@@ -146,6 +146,42 @@ describe('agent loops (in-memory ports)', () => {
     expect(agent.stats()).toMatchObject({ status: 'stopped', applied: 1, failed: 0, cursor: [1] });
   });
 
+  it('a condition is recovered only when the write that met it succeeds, not when another write does', async () => {
+    const ledger = new FakeLedger();
+    const big = Buffer.from('a file the full disk refuses');
+    const small = Buffer.from('small');
+    ledger.commit('big.bin', 1, big);
+    ledger.commit('small.txt', 1, small);
+    let diskFull = true;
+    const blobs: BlobSource = {
+      open: async (sha256) => {
+        const data = sha256 === sha(big) ? big : small;
+        if (data === big && diskFull) throw Object.assign(new Error('ENOSPC: simulated'), { code: 'ENOSPC' });
+        return {
+          body: [data][Symbol.iterator]() as unknown as AsyncIterable<Uint8Array>,
+          contentLength: data.length,
+          close() {},
+        };
+      },
+    };
+    const { dir, log, options: o } = options(ledger, blobs);
+    const agent = await startAgent(o);
+    await until(() => ledger.applied.includes('small.txt@1'));
+    // A few more retries of the big file (20 ms backoff) after the small one is done.
+    await new Promise((r) => setTimeout(r, 150));
+    const conditionLines = () =>
+      log.entries.filter((e) => e.fields.condition === 'disk-full').map((e) => e.msg);
+    expect(conditionLines().filter((m) => m.startsWith('recovered'))).toEqual([]);
+    expect(agent.stats().conditions).toEqual(['disk-full']);
+    diskFull = false;
+    await until(
+      async () => (await readFile(join(dir, 'big.bin'), 'utf8').catch(() => '')) === big.toString(),
+    );
+    await agent.stop();
+    expect(conditionLines().filter((m) => m.startsWith('disk full'))).toHaveLength(1);
+    expect(conditionLines().filter((m) => m.startsWith('recovered'))).toEqual(['recovered: disk-full']);
+  });
+
   it('the heartbeat reports cursor, counts and version; the last row says stopped', async () => {
     const ledger = new FakeLedger();
     for (let i = 1; i <= 3; i++) ledger.commit(`f${i}.txt`, 1, Buffer.from(`file ${i}`));
