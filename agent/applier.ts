@@ -20,11 +20,12 @@ import { dirname, join, relative } from 'node:path';
 import { crashPoint } from '../common/crash-points.ts';
 import type { Digest } from '../common/sha256.ts';
 import { createSha256, hashFile } from '../common/sha256-node.ts';
+import type { FileVersion } from '../contracts/model.ts';
 import type { RefusalCode } from './errors.ts';
 import { RefusedError } from './errors.ts';
 import type { BlobSource, LedgerView } from './ports.ts';
 import { checkMirrorPath, type SafePaths, tempNameFor } from './safe-path.ts';
-import type { StateStore } from './state-store.ts';
+import type { PathState, StateStore } from './state-store.ts';
 import { type BandwidthLimiter, KeyedLock } from './util.ts';
 
 /** One version, as a queue message or a feed entry carries it. */
@@ -133,39 +134,61 @@ export class Applier {
     if (held && (held.version > v.version || (held.version === v.version && !options.force))) {
       const pending = this.unreported.get(path);
       if (options.source === 'queue' || pending !== undefined) {
+        // Reported only if the folder still has it: a file removed or replaced by hand (another
+        // size, or one back at a deleted path) is written back first. Same-size edits are left
+        // to `agent verify`, which re-hashes.
+        if (!(await this.folderStillHolds(path, held))) return this.writeBack(path, held, options.signal);
         await this.report(path, held.version);
       }
       return { kind: 'skipped', heldVersion: held.version };
     }
 
-    const record = await this.confirmWithLedger(v);
+    return this.applyRecord(path, await this.confirmWithLedger(v), options.signal);
+  }
 
+  /** The held version again, from the ledger's record, where the folder lost it. */
+  private async writeBack(path: string, held: PathState, signal: AbortSignal): Promise<ApplyOutcome> {
+    const record = await this.deps.ledger.getVersion(path, held.version);
+    if (!record) {
+      throw new RefusedError('unknown-version', `the ledger has no version ${held.version} of "${path}"`);
+    }
+    return this.applyRecord(path, record, signal);
+  }
+
+  /** Puts the ledger's version record in the folder, records it locally, reports it. */
+  private async applyRecord(path: string, record: FileVersion, signal: AbortSignal): Promise<ApplyOutcome> {
+    const { state } = this.deps;
+    const { version } = record;
     if (record.deleted || record.sha256 === null) {
       await this.remove(path);
-      await state.recordApplied(path, { version: v.version, sha256: null, size: 0, deleted: true });
-      await this.report(path, v.version);
+      await state.recordApplied(path, { version, sha256: null, size: 0, deleted: true });
+      await this.report(path, version);
       return { kind: 'deleted' };
     }
-
-    const written = await this.write(
+    const v = {
       path,
-      { ...v, sha256: record.sha256, size: record.size },
-      options.signal,
-    );
-    await state.recordApplied(path, {
-      version: v.version,
+      version,
       sha256: record.sha256,
       size: record.size,
       deleted: false,
-    });
-    await this.report(path, v.version);
+      committedAt: record.committedAt,
+    };
+    const written = await this.write(path, v, signal);
+    await state.recordApplied(path, { version, sha256: record.sha256, size: record.size, deleted: false });
+    await this.report(path, version);
     return { kind: 'applied', bytes: written.bytes, adopted: written.adopted };
   }
 
+  /** Whether the folder has what the local state says it holds at `path` (by kind and size). */
+  private async folderStillHolds(path: string, held: PathState): Promise<boolean> {
+    const resolved = await this.deps.paths.resolve(path, { create: false });
+    const entry = resolved ? await lstatIfPresent(resolved.file) : undefined;
+    if (held.deleted) return entry === undefined;
+    return entry?.isFile() === true && entry.size === held.size;
+  }
+
   /** The message is a claim too: the ledger's version record is the truth. */
-  private async confirmWithLedger(
-    v: VersionInfo,
-  ): Promise<NonNullable<Awaited<ReturnType<LedgerView['getVersion']>>>> {
+  private async confirmWithLedger(v: VersionInfo): Promise<FileVersion> {
     const record = await this.deps.ledger.getVersion(v.path, v.version);
     if (!record) {
       throw new RefusedError('unknown-version', `the ledger has no version ${v.version} of "${v.path}"`);

@@ -187,6 +187,35 @@ describe('applier: order, duplicates, never backwards', () => {
     ]);
   });
 
+  it('a duplicate finds the file removed or changed by hand: the held version is written back before it is reported', async () => {
+    const t = await setup();
+    const v1 = t.world.commit('gone.txt', 1, 'first');
+    const v2 = t.world.commit('gone.txt', 2, 'second');
+    await t.apply(v2);
+    await rm(join(t.dir, 'gone.txt'));
+    // The same version again, and an older one: neither reports a copy the folder no longer has.
+    expect((await t.apply(v2, 'queue')).kind).toBe('applied');
+    expect(await t.read('gone.txt')).toBe('second');
+    await writeFile(join(t.dir, 'gone.txt'), 'edited by hand, longer');
+    expect((await t.apply(v1, 'queue')).kind).toBe('applied');
+    expect(await t.read('gone.txt')).toBe('second');
+    expect(t.world.reported).toEqual([
+      { path: 'gone.txt', version: 2 },
+      { path: 'gone.txt', version: 2 },
+      { path: 'gone.txt', version: 2 },
+    ]);
+    // A deleted path that a file reappeared at: removed again.
+    const v3 = t.world.commit('gone.txt', 3, null);
+    await t.apply(v3);
+    await writeFile(join(t.dir, 'gone.txt'), 'back from the dead');
+    expect((await t.apply(v3, 'queue')).kind).toBe('deleted');
+    expect(await t.read('gone.txt')).toBeUndefined();
+    // Untouched: a plain skip, no download.
+    const opens = t.world.opens;
+    expect((await t.apply(v3, 'queue')).kind).toBe('skipped');
+    expect(t.world.opens).toBe(opens);
+  });
+
   it('property: any delivery order, with duplicates and concurrency, ends at the newest version', async () => {
     await fc.assert(
       fc.asyncProperty(
