@@ -403,6 +403,10 @@ export class S3ReplicaStore implements ReplicaStore {
       const parts = [...[...done].map(([PartNumber, ETag]) => ({ PartNumber, ETag })), ...copied].sort(
         (a, b) => a.PartNumber - b.PartNumber,
       );
+      // Not sent once the deadline came (the upload stays for the next delivery to complete). Once
+      // sent, S3 may still complete it: the handler then keeps the record from other invocations
+      // until the visibility timeout (handlers/fifo-groups.ts), and an overtaken copy puts the
+      // newest back (core/replicate.ts).
       const completed = await this.s3.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket,
@@ -410,6 +414,7 @@ export class S3ReplicaStore implements ReplicaStore {
           UploadId: uploadId,
           MultipartUpload: { Parts: parts },
         }),
+        { abortSignal: abort.signal },
       );
       // The object is whole: a record left behind names an upload S3 no longer has, which the next
       // copy of the path finds gone and drops.

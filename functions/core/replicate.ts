@@ -74,20 +74,65 @@ export async function replicateVersion(
   signal?.throwIfAborted();
   const { status, etag } = await applyAtTarget(deps, committed, blob, signal);
   crashPoint('replicate.before-target-row');
-  // Recorded or not (a newer write won the condition), the row now holds this version or newer.
-  await deps.ledger.recordTargetState({
-    targetId: deps.target.id,
-    path: committed.path,
-    appliedVersion: committed.version,
-    status: status === 'deleted' ? 'verified' : status,
-    appliedAt: deps.clock.now().toISOString(),
-    etag,
-  });
+  if (!(await recordApplied(deps, committed, status, etag))) {
+    // The row holds a newer version: its copy may have landed before this one, which then wrote
+    // older bytes over it (a copy that outlived its invocation). The newest is applied again.
+    const newer = await restoreNewest(deps, committed, signal);
+    known.set(committed.path, newer);
+    return skipped(deps, newer);
+  }
   known.set(committed.path, committed.version);
   metrics.count('FilesReplicated', 1, dimensions);
   const latencyMs = deps.clock.now().getTime() - Date.parse(committed.committedAt);
   metrics.milliseconds('ReplicationLatency', Math.max(0, latencyMs), dimensions);
   return { kind: 'applied', version: committed.version, status };
+}
+
+/**
+ * Records the version applied at the target. False only when the row holds a newer version;
+ * the same version recorded by another delivery (the same bytes) counts as recorded.
+ */
+async function recordApplied(
+  deps: ReplicateDeps,
+  applied: FileVersion,
+  status: AppliedStatus,
+  etag: string | undefined,
+): Promise<boolean> {
+  const recorded = await deps.ledger.recordTargetState({
+    targetId: deps.target.id,
+    path: applied.path,
+    appliedVersion: applied.version,
+    status: status === 'deleted' ? 'verified' : status,
+    appliedAt: deps.clock.now().toISOString(),
+    etag,
+  });
+  if (recorded) return true;
+  const { state } = await deps.ledger.readForReplication(applied.path, deps.target.id, undefined);
+  return (state?.appliedVersion ?? 0) <= applied.version;
+}
+
+/** How many times a copy overtaken by a newer one puts the newest back before the message is retried. */
+const RESTORE_ATTEMPTS = 3;
+
+/**
+ * Applies the path's head again after an older copy may have overwritten it; the version the target
+ * then holds. Each round re-reads the head: another newer copy may be racing this one too.
+ */
+async function restoreNewest(deps: ReplicateDeps, overtaken: FileVersion, signal: AbortSignal | undefined) {
+  for (let attempt = 1; ; attempt++) {
+    const read = await deps.ledger.readForReplication(overtaken.path, deps.target.id, undefined);
+    const head = read.head;
+    if (!head)
+      throw new Error(`the ledger has no head for ${overtaken.path}, which target ${deps.target.id} holds`);
+    const { status, etag } = await applyAtTarget(deps, head, undefined, signal);
+    if (await recordApplied(deps, head, status, etag)) return head.version;
+    if (attempt >= RESTORE_ATTEMPTS) {
+      // The message comes back from the queue (then reconcile, which compares the object itself).
+      throw new Error(
+        `target ${deps.target.id}: ${overtaken.path} v${overtaken.version} was overtaken by newer copies ${attempt} times`,
+      );
+    }
+  }
 }
 
 /**

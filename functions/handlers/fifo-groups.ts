@@ -43,11 +43,17 @@ export const DEFAULT_STOP_BEFORE_MS = 30_000;
 /** The record's work did not finish before the invocation's deadline: it comes back whole, not failed. */
 export class DeadlineReachedError extends Error {
   override readonly name = 'DeadlineReachedError';
-  constructor(readonly started: boolean) {
+  constructor(
+    readonly started: boolean,
+    /** Its work ignored the stop and had not settled when the grace ran out: it may still write. */
+    readonly stillRunning = false,
+  ) {
     super(
-      started
-        ? 'stopped before the invocation timed out: it comes back from the queue'
-        : 'not started: the invocation was near its deadline',
+      stillRunning
+        ? 'still running when the invocation had to answer: it comes back after the visibility timeout'
+        : started
+          ? 'stopped before the invocation timed out: it comes back from the queue'
+          : 'not started: the invocation was near its deadline',
     );
   }
 }
@@ -84,13 +90,15 @@ export async function processFifoGroupsInParallel(
       messageGroups(event.Records).map(async (records) => {
         const handle = startGroup();
         // The group's first failure decides for its rest (Powertools skips them): when it was the
-        // deadline, every record of the group that comes back was only deferred, none failed.
+        // deadline, every record of the group that comes back was only deferred, none failed. A
+        // group whose work is still running is not deferred: handed back at once, its next record
+        // could be applied by another invocation before this one's late write lands over it.
         let stoppedByDeadline = false;
         const response = await processPartialResponse(
           { Records: records },
           (record: SQSRecord) =>
             withinDeadline(handle, record, stop.signal, graceMs).catch((error: unknown) => {
-              if (error instanceof DeadlineReachedError) stoppedByDeadline = true;
+              if (error instanceof DeadlineReachedError && !error.stillRunning) stoppedByDeadline = true;
               throw error;
             }),
           new SqsFifoPartialProcessorAsync(),
@@ -130,7 +138,7 @@ async function withinDeadline(
   let timer: NodeJS.Timeout | undefined;
   const givenUp = new Promise<never>((_, reject) => {
     const giveUp = () => {
-      timer = setTimeout(() => reject(new DeadlineReachedError(true)), graceMs);
+      timer = setTimeout(() => reject(new DeadlineReachedError(true, true)), graceMs);
     };
     signal.addEventListener('abort', giveUp, { once: true });
     // Settled first: no timer, no listener left behind.

@@ -193,7 +193,7 @@ describe('replicate handler: the invocation near its deadline', () => {
 
   it('work that ignores its signal is reported unfinished once the grace has passed, before the invocation ends', async () => {
     vi.useFakeTimers();
-    const { handler, copied } = world({
+    const { handler, copied, released } = world({
       deadline: { stopBeforeMs: 10_000, graceMs: 4_000 },
       copy: async (m) => {
         if (m.path === 'stuck.jpg') await sleep(600_000);
@@ -204,6 +204,9 @@ describe('replicate handler: the invocation near its deadline', () => {
     );
     expect(failedIds(response)).toEqual(['stuck.jpg#1']);
     expect(copied).toEqual(['ok.jpg 1']);
+    // Still running: not handed back at once, so no other invocation takes its path while it may
+    // still write (it waits out the visibility timeout, six times the function's).
+    expect(released).toEqual([]);
     // The stop at 20 s, plus the 4 s grace.
     expect(tookMs).toBeGreaterThanOrEqual(24_000);
     expect(tookMs).toBeLessThan(25_000);
@@ -282,6 +285,50 @@ describe('replicate handler: the invocation near its deadline', () => {
     // 5 parts of 10 s: the second delivery took half a whole copy's time.
     expect(second.tookMs).toBeGreaterThanOrEqual(50_000);
     expect(second.tookMs).toBeLessThan(51_000);
+  });
+});
+
+describe('replicate handler: a replica never goes backwards', () => {
+  it('an older copy that lands after a newer version was recorded is overwritten by the newer one again', async () => {
+    const heads: Record<string, number> = { 'a.jpg': 1 };
+    /** The version whose bytes the replica object holds: the last copy that landed. */
+    const object = new Map<string, number>();
+    const stuck = deferred();
+    let first = true;
+    const { handler, states, released, metrics, calls } = world({
+      heads,
+      deadline: { stopBeforeMs: 300, graceMs: 50 },
+      copy: async (m) => {
+        // The first copy (v1) ignores its signal, as S3 completes a copy it accepted whatever the client does.
+        if (first) {
+          first = false;
+          await stuck.promise;
+        }
+        object.set(m.path, m.version);
+      },
+    });
+    const context = (ms: number) => {
+      const endsAt = Date.now() + ms;
+      return { ...lambdaContext('replicate'), getRemainingTimeInMillis: () => endsAt - Date.now() };
+    };
+    const r1 = await handler(sqsEvent([record('a.jpg', 1)]), context(500));
+    expect(failedIds(r1)).toEqual(['a.jpg#1']);
+    expect(released).toEqual([]);
+    // v2 is committed and applied by another invocation (the visibility timeout ran out, say).
+    heads['a.jpg'] = 2;
+    const r2 = await handler(sqsEvent([record('a.jpg', 1), record('a.jpg', 2)]), context(10_000));
+    expect(r2.batchItemFailures).toEqual([]);
+    expect(object.get('a.jpg')).toBe(2);
+    const replicated = metrics.total('FilesReplicated');
+    // Now the orphaned v1 copy lands: its row update is refused, so it puts the head back.
+    stuck.resolve();
+    const copiesOf2 = () => calls.filter((c) => c.startsWith('copy a.jpg 2')).length;
+    for (let i = 0; i < 200 && (object.get('a.jpg') !== 2 || copiesOf2() < 2); i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(copiesOf2()).toBe(2);
+    expect(states.get('a.jpg')?.appliedVersion).toBe(2);
+    expect(object.get('a.jpg')).toBe(2);
+    expect(metrics.total('FilesReplicated')).toBe(replicated);
   });
 });
 
