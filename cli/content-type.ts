@@ -28,10 +28,3 @@ export function guessContentType(fileName: string): string {
     ? (BY_EXTENSION[ext] ?? FALLBACK_CONTENT_TYPE)
     : FALLBACK_CONTENT_TYPE;
 }
-
-/** `type/subtype` with optional parameters, as `--content-type` must be. */
-export function isValidContentType(value: string): boolean {
-  return /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+(\s*;\s*[a-z0-9!#$&^_.+-]+=("[^"]*"|[^;\s]*))*$/i.test(
-    value,
-  );
-}

@@ -13,9 +13,9 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { registerAgentCommand } from '../agent/command.ts';
 import { AgentExitError } from '../agent/errors.ts';
+import { contentTypeSchema } from '../contracts/api.ts';
 import type { FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
-import { isValidContentType } from './content-type.ts';
 import type { ConnectionOptions } from './endpoints.ts';
 import { apiExitCode, describeApiError, EXIT, MirrorCliError } from './errors.ts';
 import type { OpsFlags } from './ops-context.ts';
@@ -70,9 +70,15 @@ function parseSeconds(value: string): number {
   return n;
 }
 
+/** The API's own rule (contracts/api.ts): refused here, before a file is hashed. */
 function parseContentType(value: string): string {
-  if (!isValidContentType(value)) throw new InvalidArgumentError('expected type/subtype, e.g. image/jpeg.');
-  return value;
+  const parsed = contentTypeSchema.safeParse(value);
+  if (!parsed.success) {
+    throw new InvalidArgumentError(
+      `${parsed.error.issues[0]?.message ?? 'is not a MIME type'}, without parameters.`,
+    );
+  }
+  return parsed.data;
 }
 
 function parsePositiveInt(value: string): number {

@@ -53,10 +53,12 @@ export const sha256Input = z
 /** A SHA-256 as the API answers it: lower-case hex. */
 export const sha256Hex = z.string().regex(LOWER_HEX64);
 
+/** `type/subtype`, no parameters; case-insensitive (RFC 9110, 8.3.1), so lower-cased once parsed. */
 export const contentTypeSchema = z
   .string()
   .max(apiLimits.maxContentTypeLength)
-  .regex(/^[a-zA-Z0-9!#$&^_.+-]+\/[a-zA-Z0-9!#$&^_.+-]+$/, 'must be a MIME type such as image/jpeg');
+  .regex(/^[a-zA-Z0-9!#$&^_.+-]+\/[a-zA-Z0-9!#$&^_.+-]+$/, 'must be a MIME type such as image/jpeg')
+  .transform((s) => s.toLowerCase());
 
 export const timestamp = z.iso.datetime();
 export const versionNumberSchema = z.number().int().min(1);

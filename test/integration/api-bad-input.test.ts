@@ -260,4 +260,13 @@ describe('API rejects bad input with a clear error and writes nothing', () => {
     });
     expect(Date.parse(body.upload.expiresAt) - Date.now()).toBeLessThanOrEqual(900_000);
   });
+
+  it('a content type is case-insensitive (RFC 9110): stored and signed lower-cased', async () => {
+    const response = await api(post({ ...valid, path: 'media/upper.png', contentType: 'Image/PNG' }));
+    expect(response.statusCode).toBe(201);
+    const body = JSON.parse(response.body as string);
+    expect(body.upload.headers['content-type']).toBe('image/png');
+    const record = await api(httpEvent('GET', `/v1/uploads/${body.uploadId}`));
+    expect(JSON.parse(record.body as string).contentType).toBe('image/png');
+  });
 });

@@ -309,6 +309,18 @@ describe('media-mirror get', () => {
   });
 });
 
+describe('--content-type', () => {
+  it("is checked by the API's own rule before anything is hashed or sent: type/subtype, no parameters", async () => {
+    await writeFile(join(dir, 'note.txt'), 'hello');
+    for (const type of ['text/plain; charset=utf-8', 'jpeg', 'image/jpeg\r\nx-evil: 1']) {
+      const h = harness(() => notFound);
+      expect(await h.run('upload', 'note.txt', 'notes/n.txt', '--content-type', type)).toBe(2);
+      expect(h.err()).toMatch(/--content-type.*must be a MIME type such as image\/jpeg/s);
+      expect(h.requests).toEqual([]);
+    }
+  });
+});
+
 describe('media-mirror limits', () => {
   it('prints what the deployment accepts', async () => {
     const limits = {
