@@ -33,6 +33,10 @@ export class PathRuleError extends Error {
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point.
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/u;
 
+// The bidirectional formatting controls (Unicode's Bidi_Control): a name holding one can display
+// as another (`invoice\u202Egpj.exe` shows as `invoiceexe.jpg`) in a listing, a page or a folder.
+const BIDI_CONTROL = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+
 const encoder = new TextEncoder();
 /** Length in UTF-8 bytes (a lone surrogate counts as U+FFFD, 3 bytes). */
 const utf8Bytes = (text: string): number => encoder.encode(text).length;
@@ -55,6 +59,11 @@ export function normalizePath(raw: unknown, maxPrefixBytes = 0): string {
   const path = raw.normalize('NFC');
   if (path.length === 0) invalid('must not be empty');
   if (CONTROL.test(path)) invalid('must not contain control characters');
+  if (BIDI_CONTROL.test(path)) {
+    invalid(
+      'must not contain bidirectional control characters (U+202E and the like): they make a name display as another',
+    );
+  }
   if (path.includes('\\')) invalid('must not contain backslashes; use "/" between folders');
   if (path.startsWith('/')) invalid('must be relative (no leading "/")');
   for (const segment of path.split('/')) {

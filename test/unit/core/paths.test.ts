@@ -46,6 +46,10 @@ describe('normalizePath', () => {
     ['a\\b', 'backslashes'],
     ['a\u0007b', 'control'],
     ['a\u0085b', 'control'],
+    ['invoice\u202egpj.exe', 'bidirectional'],
+    ['a\u2066b', 'bidirectional'],
+    ['a\u200fb', 'bidirectional'],
+    ['a\u061cb', 'bidirectional'],
     ['bad\ud800', 'UTF-8'],
   ])('rejects %j naming the rule (%s)', (path, rule) => {
     try {
