@@ -480,11 +480,36 @@ function failure(telemetry: Telemetry, error: unknown): Result {
   return errorBody(error.status, error.code, error.message, error.field);
 }
 
+/** HTTP's preconditions (RFC 9110, 13.1): the API has no entity tags to evaluate them against. */
+const CONDITIONAL_HEADERS = [
+  'if-match',
+  'if-none-match',
+  'if-unmodified-since',
+  'if-modified-since',
+] as const;
+const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * A change carrying an HTTP precondition is refused, not run unconditionally: a generic client's
+ * `If-Match` would otherwise be ignored and its delete or upload go through whatever the head is.
+ * The API's precondition is `ifVersion`. Reads may carry them (caches send them); they answer whole.
+ */
+function refuseConditionalChange(event: Event): void {
+  if (READ_METHODS.has(event.requestContext.http.method.toUpperCase())) return;
+  const header = CONDITIONAL_HEADERS.find((name) => event.headers?.[name] !== undefined);
+  if (header === undefined) return;
+  throw new ValidationError(
+    header,
+    `${header} is not supported: send ifVersion (the head version the change expects; 0 for a path that must not exist)`,
+  );
+}
+
 export function createApiHandler(deps: ApiDeps): ApiHandler {
   const route = router({ deps, paths: new PathPolicy(deps.targets) });
   return async (event, context) => {
     deps.telemetry.logger.addContext(context);
     try {
+      refuseConditionalChange(event);
       // Route on the raw (still percent-encoded) path, a file path's segments joined into one: the
       // file path's slashes, literal or %2F, must not become route separators.
       const routed = {

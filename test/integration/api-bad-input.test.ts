@@ -215,6 +215,26 @@ const cases: { name: string; event: APIGatewayProxyEventV2; status: number; fiel
     status: 400,
     field: 'body',
   })),
+  // HTTP's conditional headers are refused on a change, never ignored: a generic client's
+  // `If-Match` must not turn a conditional delete into an unconditional one (ifVersion is the rule).
+  ...(
+    [
+      ['DELETE', `/v1/files/${enc('no/such.png')}`, 'if-match', '"1"', undefined],
+      ['POST', '/v1/uploads', 'if-none-match', '*', valid],
+      [
+        'POST',
+        `/v1/files/${enc('a.png')}/restore`,
+        'if-unmodified-since',
+        'Tue, 01 Jan 2030 00:00:00 GMT',
+        { version: 1 },
+      ],
+    ] as const
+  ).map(([method, path, header, value, body]) => ({
+    name: `${method} ${path}: a conditional header (${header})`,
+    event: httpEvent(method, path, { headers: { [header]: value }, ...(body ? { body } : {}) }),
+    status: 400,
+    field: header,
+  })),
   {
     name: 'content: unknown target',
     event: httpEvent('GET', `/v1/files/${enc('no/such.png')}/content`, { query: { target: 'nope' } }),
