@@ -197,4 +197,58 @@ describe('the Uppy plugin dropped into Uppy 5 and Uppy 6 (Node)', () => {
       }
     });
   }
+
+  it('Retry after the upload ended (aborted at the API meanwhile): claimed anew under a new key, committed once', async () => {
+    const uppy = new Uppy6({ id: 'node-ended' });
+    uppy.use(MediaMirror, {
+      api: stack.api,
+      token: stack.token,
+      prefix: 'ended/',
+      workerUrl: null,
+      retries: 0,
+    });
+    const bytes = await readFile(files.small);
+    const id = uppy.addFile({
+      name: 'c.bin',
+      type: 'application/octet-stream',
+      data: new Blob([bytes, 'c']),
+    });
+    const realFetch = globalThis.fetch;
+    const claims: string[] = [];
+    let down = true;
+    globalThis.fetch = async (input, init) => {
+      const request = new Request(input, init);
+      if (down && request.method === 'PUT') {
+        // The upload is ended at the API (as another tab's cancel would), and the network is down.
+        await realFetch(`${stack.api}/v1/uploads/${claims[0]}`, {
+          method: 'DELETE',
+          headers: { authorization: `Bearer ${stack.token}` },
+        });
+      }
+      if (down && (request.method === 'PUT' || request.method === 'GET')) {
+        throw new TypeError('fetch failed');
+      }
+      const response = await realFetch(request);
+      if (request.method === 'POST' && new URL(request.url).pathname === '/v1/uploads') {
+        claims.push(((await response.clone().json()) as { uploadId: string }).uploadId);
+      }
+      return response;
+    };
+    try {
+      const failed = await uppy.upload();
+      expect(failed?.failed?.map((f) => f.name)).toEqual(['c.bin']);
+      down = false;
+      const keyBefore = uppy.getFile(id).meta.mediaMirrorIdempotencyKey;
+      const retried = await uppy.retryUpload(id);
+      expect(retried?.successful?.map((f) => f.name)).toEqual(['c.bin']);
+      // The retry replayed the ended claim, then claimed anew: a new upload under a new, kept key.
+      expect(claims).toHaveLength(3);
+      expect(claims[1]).toBe(claims[0]);
+      expect(claims[2]).not.toBe(claims[0]);
+      expect(uppy.getFile(id).meta.mediaMirrorIdempotencyKey).not.toBe(keyBefore);
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+    expect(uppy.getFile(id).response?.body).toMatchObject({ status: 'committed', version: 1 });
+  });
 });

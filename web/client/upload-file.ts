@@ -15,7 +15,7 @@
  * (`DELETE /v1/uploads/{id}`), which also aborts the S3 multipart upload.
  */
 import type { Upload, UploadPending, UploadPendingMultipart } from '../../contracts/api.ts';
-import { MirrorApi } from './api.ts';
+import { MirrorApi, newIdempotencyKey } from './api.ts';
 import { abortReason } from './errors.ts';
 import type { Hasher } from './hashing.ts';
 import { type BackoffOptions, ProgressMeter, type UploadProgress } from './plan.ts';
@@ -78,9 +78,13 @@ export interface UploadSettings {
   readonly sha256?: string;
   /**
    * Idempotency-Key of the claim, kept for its retries: a caller that retries the whole upload
-   * (a Retry button) passes the same key again, and gets the same upload. @default a random UUID
+   * (a Retry button) passes the same key again, and gets the same upload. If that upload has
+   * ended meanwhile (committed: that is the result; rejected or expired: the file is claimed
+   * again under a new key, given to `onIdempotencyKey`). @default a random UUID
    */
   readonly idempotencyKey?: string;
+  /** The key a new claim was made under, after the upload of the previous one had ended: keep it for the next retry. */
+  readonly onIdempotencyKey?: (key: string) => void;
   /**
    * Answer the claim's proof-of-possession challenge, so known content is committed without
    * sending it. `false` skips it (a caller that already tried for this file). @default true
@@ -141,6 +145,10 @@ interface Session {
   readonly report: (progress: UploadProgress) => void;
   readonly settings: UploadSettings;
   uploadId: string | undefined;
+  /** The claim continued another client's upload (`resumed`): a cancel here must not abort it. */
+  joined: boolean;
+  /** Bytes this call sent to storage so far (the upload meter's count). */
+  bytesSent: number;
 }
 
 type Base = Pick<UploadResult, 'uploadId' | 'path' | 'sha256' | 'size'>;
@@ -164,6 +172,8 @@ function openSession(file: Blob, options: UploadFileOptions, inner: AbortControl
     report: options.onProgress ?? (() => undefined),
     settings: options,
     uploadId: undefined,
+    joined: false,
+    bytesSent: 0,
   };
 }
 
@@ -199,7 +209,8 @@ async function inSession<T>(
   } catch (error) {
     const aborted = outer?.aborted === true;
     inner.abort(aborted && outer ? abortReason(outer) : error);
-    if (aborted && session.uploadId !== undefined) {
+    // An upload this call joined is another client's too: leaving it is not aborting it for them.
+    if (aborted && session.uploadId !== undefined && !session.joined) {
       // On a fresh signal: the upload is abandoned whatever the API answers.
       const signal = AbortSignal.timeout(10_000);
       await session.api.abortUpload(session.uploadId, { signal, retry: false }).catch(() => undefined);
@@ -224,28 +235,68 @@ export function uploadFile(
 ): Promise<UploadResult> {
   return inSession(file, options, async (s) => {
     const sha256 = await hashStep(s);
-    const claimed = await claim(
-      s.api,
-      {
-        path: options.path,
-        size: s.size,
-        sha256,
-        contentType: s.contentType,
-        ifVersion: options.ifVersion,
-        idempotencyKey: options.idempotencyKey,
-      },
-      s.signal,
-    );
-    s.uploadId = claimed.uploadId;
-    const base = { uploadId: claimed.uploadId, path: claimed.path, sha256, size: s.size };
-    if (claimed.status === 'committed') return deduplicated(s, base, claimed.version);
-    const proven =
-      options.proof === false
-        ? undefined
-        : await prove(s.api, file, claimed.uploadId, claimed.challenge, s.signal);
-    if (proven) return deduplicated(s, base, proven.version);
-    return sendAndVerify(s, claimed, base);
+    return claimAndSend(s, sha256, options.idempotencyKey, true);
   });
+}
+
+/**
+ * Steps 2 to 4 under one Idempotency-Key. A step that fails on an upload that has ended meanwhile
+ * is settled by the upload's status, not reported as the step's error:
+ * - committed (its verdict answer was lost, or the client it was shared with completed it): the
+ *   result is that commit;
+ * - rejected or expired, when this claim may not have made it (a caller's key replays a claim
+ *   that has since ended; a resumed upload another client cancelled): claimed once more, under a
+ *   new key.
+ */
+async function claimAndSend(
+  s: Session,
+  sha256: string,
+  idempotencyKey: string | undefined,
+  mayClaimAgain: boolean,
+): Promise<UploadResult> {
+  const { settings } = s;
+  const claimed = await claim(
+    s.api,
+    {
+      path: settings.path,
+      size: s.size,
+      sha256,
+      contentType: s.contentType,
+      ifVersion: settings.ifVersion,
+      idempotencyKey,
+    },
+    s.signal,
+  );
+  s.uploadId = claimed.uploadId;
+  s.joined = 'resumed' in claimed && claimed.resumed === true;
+  const base = { uploadId: claimed.uploadId, path: claimed.path, sha256, size: s.size };
+  if (claimed.status === 'committed') return deduplicated(s, base, claimed.version);
+  try {
+    const proven =
+      settings.proof === false
+        ? undefined
+        : await prove(s.api, s.file, claimed.uploadId, claimed.challenge, s.signal);
+    if (proven) return deduplicated(s, base, proven.version);
+    return await sendAndVerify(s, claimed, base);
+  } catch (error) {
+    if (s.signal.aborted) throw error;
+    const ended = await endedUpload(s, claimed.uploadId);
+    if (ended?.status === 'committed') {
+      return verdict(s, base, ended, { parts: 0, skipped: 0, bytes: s.bytesSent, resumed: s.joined });
+    }
+    if (ended && mayClaimAgain && (idempotencyKey !== undefined || s.joined)) {
+      const key = newIdempotencyKey();
+      settings.onIdempotencyKey?.(key);
+      return claimAndSend(s, sha256, key, false);
+    }
+    throw error;
+  }
+}
+
+/** The upload's state once it has ended (committed, rejected or expired); undefined while pending, or unreadable. */
+async function endedUpload(s: Session, uploadId: string): Promise<Upload | undefined> {
+  const upload = await s.api.getUpload(uploadId, { signal: s.signal }).catch(() => undefined);
+  return upload?.status === 'pending' ? undefined : upload;
 }
 
 /**
@@ -302,6 +353,7 @@ async function sendSingle(s: Session, claimed: UploadPending): Promise<Sent> {
   s.report(meter.snapshot());
   const body = s.file.slice(0, s.size, s.contentType);
   await putSingle(s.putter, claimed.upload, body, (bytes) => s.report(meter.set(bytes)), s.retry);
+  s.bytesSent += s.size;
   return { parts: 0, skipped: 0, bytes: s.size, resumed: false };
 }
 
@@ -309,6 +361,7 @@ async function sendMultipart(s: Session, claimed: UploadPendingMultipart): Promi
   const concurrency = Math.max(1, Math.floor(s.settings.partConcurrency ?? 4));
   const context = { ...s, uploadId: claimed.uploadId, concurrency };
   const sent = await sendParts(context, claimed.multipart);
+  s.bytesSent += sent.bytes;
   return { ...sent, resumed: claimed.resumed };
 }
 

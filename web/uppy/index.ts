@@ -11,8 +11,11 @@
  * - Known content is committed without sending bytes and shows as complete.
  * - Retry (Uppy's own button) continues the same upload: the plugin keeps one
  *   Idempotency-Key per Uppy file, so a retried claim gets the same upload back, a multipart
- *   upload sends only the parts storage lacks, and nothing is committed twice.
- * - Removing a file or "cancel all" aborts its upload at the API.
+ *   upload sends only the parts storage lacks, and nothing is committed twice. If that upload
+ *   has ended meanwhile, Retry shows its commit, or (rejected, expired) claims the file anew
+ *   under a new key; after a rejected verdict the key is dropped, so Retry starts afresh.
+ * - Removing a file or "cancel all" aborts its upload at the API, unless the upload was another
+ *   client's that this one joined (resumed): that one is left to them.
  * - The answer (`file.response.body`) is the client's `UploadResult`: version, SHA-256,
  *   whether it was deduplicated or resumed.
  */
@@ -118,6 +121,7 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
           defaultPath(file as UppyFile<Meta, Body>, this.opts.prefix ?? ''),
         ...(file.type ? { contentType: file.type } : {}),
         idempotencyKey: this.#idempotencyKey(file),
+        onIdempotencyKey: (key) => this.#keepIdempotencyKey(fileID, key),
         signal: controller.signal,
         onProgress: (progress) => this.#progress(fileID, progress),
         ...(this.opts.workerUrl === undefined ? {} : { workerUrl: this.opts.workerUrl }),
@@ -126,6 +130,8 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
       });
       if (controller.signal.aborted) return;
       if (result.status !== 'committed') {
+        // That upload is over: Retry must claim the file anew, not replay this claim.
+        this.#keepIdempotencyKey(fileID, undefined);
         this.#fail(fileID, new Error(`not committed: ${result.reason ?? 'rejected by the ingest'}`));
         return;
       }
@@ -147,8 +153,14 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
     const existing = (file.meta as Record<string, unknown>)[IDEMPOTENCY_META];
     if (typeof existing === 'string') return existing;
     const key = crypto.randomUUID();
-    this.uppy.setFileMeta(file.id, { [IDEMPOTENCY_META]: key } as unknown as M);
+    this.#keepIdempotencyKey(file.id, key);
     return key;
+  }
+
+  /** The key the file's next attempt claims under; undefined: a new one. */
+  #keepIdempotencyKey(fileID: string, key: string | undefined): void {
+    if (this.uppy.getFile(fileID) === undefined) return;
+    this.uppy.setFileMeta(fileID, { [IDEMPOTENCY_META]: key } as unknown as M);
   }
 
   #progress(fileID: string, progress: UploadProgress): void {

@@ -128,6 +128,8 @@ export class FakeMirror {
   readonly uploads = new Map<string, FakeUpload>();
   readonly versions = new Map<string, number>();
   interceptors: Interceptor[] = [];
+  /** Claim answers by Idempotency-Key, replayed as the API does. */
+  readonly claimAnswers = new Map<string, { status: number; body: string }>();
   /** Requests in flight now, and the most at once, per kind. */
   inFlight = { parts: 0, maxParts: 0 };
   private ids = 0;
@@ -229,7 +231,7 @@ export class FakeMirror {
     const segments = pathname.split('/').slice(1);
     const body = (request.body ?? {}) as Record<string, unknown>;
     const route = routeOf(request.method, pathname)?.operationId;
-    if (route === 'createUpload') return this.create(body);
+    if (route === 'createUpload') return this.claimOnce(request.headers['idempotency-key'], body);
     const upload = this.uploads.get(decodeURIComponent(segments[2] ?? ''));
     const handlers: Record<string, ((u: FakeUpload) => Response) | undefined> = {
       getUpload: (u) => this.describe(u),
@@ -244,6 +246,22 @@ export class FakeMirror {
     if (!handler) return apiError(404, 'no_route', `no route for ${request.method} ${pathname}`);
     if (!upload) return apiError(404, 'not_found', 'no such upload', 'uploadId');
     return handler(upload);
+  }
+
+  /** As the API: a claim's first answer is replayed for its Idempotency-Key, whatever became of the upload since. */
+  private async claimOnce(key: string | undefined, body: Record<string, unknown>): Promise<Response> {
+    const replay = key === undefined ? undefined : this.claimAnswers.get(key);
+    if (replay) {
+      return new Response(replay.body, {
+        status: replay.status,
+        headers: { 'content-type': 'application/json', 'idempotent-replayed': 'true' },
+      });
+    }
+    const answer = this.create(body);
+    if (key !== undefined && answer.ok) {
+      this.claimAnswers.set(key, { status: answer.status, body: await answer.clone().text() });
+    }
+    return answer;
   }
 
   private abort(upload: FakeUpload): Response {
