@@ -310,6 +310,7 @@ export function continueUpload(
 ): Promise<UploadResult> {
   return inSession(file, options, (s) => {
     s.uploadId = claimed.uploadId;
+    s.joined = 'resumed' in claimed && claimed.resumed === true;
     const base = { uploadId: claimed.uploadId, path: claimed.path, sha256: options.sha256, size: s.size };
     return sendAndVerify(s, claimed, base);
   });
