@@ -328,13 +328,15 @@ const liveFileIndexKey = (path: string): Item => ({
   ...headItemKey(path),
 });
 
-const headOf = (item: Item | undefined): Pick<CommitState, 'version' | 'uploadId'> =>
-  item === undefined
-    ? { version: 0 }
-    : {
-        version: Number(item.version),
-        ...(typeof item.uploadId === 'string' ? { uploadId: item.uploadId } : {}),
-      };
+const headOf = (item: Item | undefined): Pick<CommitState, 'version' | 'uploadId' | 'content'> => {
+  if (item === undefined) return { version: 0 };
+  const { sha256, size, contentType, deleted } = toVersion(item);
+  return {
+    version: Number(item.version),
+    ...(typeof item.uploadId === 'string' ? { uploadId: item.uploadId } : {}),
+    content: { sha256, size, contentType, deleted },
+  };
+};
 
 /**
  * ClientRequestToken (at most 36 characters) naming this exact request: the SDK's retry of it is

@@ -303,7 +303,7 @@ export class InMemoryLedger implements Ledger {
     const head = this.heads.get(path);
     return {
       version: head?.version ?? 0,
-      ...(head ? { uploadId: head.uploadId } : {}),
+      ...(head ? { uploadId: head.uploadId, content: contentOf(head) } : {}),
       feedSeq: this.feedOf(shard).length,
     };
   }
@@ -323,7 +323,7 @@ export class InMemoryLedger implements Ledger {
     const state: CommitState = {
       version: head?.version ?? 0,
       // DynamoDB returns the head's old item (and so its upload) only when the head's own condition failed.
-      ...(failed.head && head ? { uploadId: head.uploadId } : {}),
+      ...(failed.head && head ? { uploadId: head.uploadId, content: contentOf(head) } : {}),
       feedSeq: this.feedOf(change.shard).length,
     };
     const ended = upload !== undefined && (failed.upload || !endsUpload) && held?.status !== 'pending';
@@ -589,4 +589,10 @@ export class InMemoryLedger implements Ledger {
   async getAgentHeartbeat(targetId: string): Promise<string | undefined> {
     return this.heartbeats.get(targetId);
   }
+}
+
+/** What a head holds, as CommitState carries it. */
+function contentOf(head: FileVersion): NonNullable<CommitState['content']> {
+  const { sha256, size, contentType, deleted } = head;
+  return { sha256, size, contentType, deleted };
 }

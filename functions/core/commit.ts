@@ -64,6 +64,13 @@ export interface CommitRequest {
    */
   readonly vacantFolders?: readonly string[] | undefined;
   /**
+   * Content equal to the path's head (same SHA-256, size and type, not deleted) makes no new
+   * version: nothing is written and the head is returned, its `uploadId` another's; the caller
+   * ends its upload at it. An upload claimed before a twin committed the same bytes to the same
+   * path would otherwise commit them again (what the claim answers `unchanged` when it comes after).
+   */
+  readonly keepsEqualHead?: boolean | undefined;
+  /**
    * A verified blob's record to write with the commit (one write fewer than putBlob before it);
    * `held` is set to the record that holds once a write settles it: this one, or another pin.
    */
@@ -87,6 +94,8 @@ export async function commitVersion(deps: CommitDeps, request: CommitRequest): P
   let state = await ledger.readCommitState(request.path, shard);
   for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
     if (movedPast(request, state)) return ownVersionOrConflict(deps, request, state);
+    const same = await equalHead(deps, request, state);
+    if (same !== undefined) return same;
     const version = nextVersion(request, state, clock.now().toISOString());
     const change = feedEntry(version, shard, state.feedSeq + 1, clock.now().toISOString());
     const blob = unsettled(request.blob);
@@ -108,7 +117,7 @@ export async function commitVersion(deps: CommitDeps, request: CommitRequest): P
     if (settled !== undefined) return settled;
     // Refused by the blob's pin alone, the head and seq were as read: write again at once.
     if (result.pinned === undefined) await backOff(attempt, roundTripMs);
-    state = result.state;
+    state = withContent(result.state, state);
   }
   throw new Error(`commit of "${request.path}" refused ${MAX_ATTEMPTS} times: the ledger is inconsistent`);
 }
@@ -130,6 +139,31 @@ async function settledOrRefused(
   if (result.occupied !== undefined) throw asValidationError(underFileError(result.occupied));
   // A retried write that did land (the SDK retries on a lost answer) finds its own version at head.
   return ownHead(deps, request, result.state);
+}
+
+/** A refusal that did not concern the head leaves it as read, and so its content. */
+const withContent = (found: CommitState, read: CommitState): CommitState =>
+  found.content === undefined && found.version === read.version ? { ...found, content: read.content } : found;
+
+/** With `keepsEqualHead`, the head when it is another upload's commit of exactly the request's content. */
+async function equalHead(
+  deps: CommitDeps,
+  request: CommitRequest,
+  state: CommitState,
+): Promise<FileVersion | undefined> {
+  const held = state.content;
+  if (
+    request.keepsEqualHead !== true ||
+    held === undefined ||
+    held.deleted ||
+    request.deleted ||
+    state.uploadId === request.uploadId ||
+    held.sha256 !== request.sha256 ||
+    held.size !== request.size ||
+    held.contentType !== request.contentType
+  )
+    return undefined;
+  return deps.ledger.getVersion(request.path, state.version);
 }
 
 const movedPast = (request: CommitRequest, state: CommitState): boolean =>

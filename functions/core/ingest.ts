@@ -416,9 +416,23 @@ async function commitUpload(run: PendingRun, upload: PendingClaim, uploadId: str
       contentType: upload.contentType,
       deleted: false,
       ifVersion: upload.ifVersion,
+      keepsEqualHead: upload.ifVersion === undefined && upload.newVersion !== true,
       endsUpload: { deduplicated: false },
       blob: run.record,
     });
+    if (version.uploadId !== uploadId) {
+      // Another upload committed these very bytes to this path after this one was claimed: it
+      // ends at that version, as a claim made after it is answered (no second identical version).
+      await ledger.finishUpload(
+        uploadId,
+        { status: 'committed', version: version.version },
+        clock.now().toISOString(),
+      );
+      await ledger.removePendingUpload(run.sha256, uploadId);
+      run.committed.push({ uploadId, path: upload.path, version: version.version });
+      metrics.count('UploadsUnchanged');
+      return;
+    }
     run.committed.push({ uploadId, path: upload.path, version: version.version });
     metrics.count('VersionsCommitted');
   } catch (error) {

@@ -12,6 +12,8 @@ export interface CommitState {
   readonly version: number;
   /** The upload (or delete request) that wrote that version, when the ledger said. */
   readonly uploadId?: string | undefined;
+  /** What that version holds, when the ledger said: content equal to the head makes no new version (core/commit.ts). */
+  readonly content?: Pick<FileVersion, 'sha256' | 'size' | 'contentType' | 'deleted'> | undefined;
   /** The last seq appended to the shard's feed (0 for an empty shard). */
   readonly feedSeq: number;
 }
@@ -65,11 +67,11 @@ export type CommitResult =
  */
 export type PendingClaim = Pick<
   Upload,
-  'uploadId' | 'path' | 'size' | 'contentType' | 'ifVersion' | 'createdAt' | 'expiresAt'
+  'uploadId' | 'path' | 'size' | 'contentType' | 'ifVersion' | 'newVersion' | 'createdAt' | 'expiresAt'
 >;
 
 export function pendingClaimOf(upload: Upload): PendingClaim {
-  const { uploadId, path, size, contentType, ifVersion, createdAt, expiresAt } = upload;
+  const { uploadId, path, size, contentType, ifVersion, newVersion, createdAt, expiresAt } = upload;
   return {
     uploadId,
     path,
@@ -77,6 +79,7 @@ export function pendingClaimOf(upload: Upload): PendingClaim {
     contentType,
     createdAt,
     ...(ifVersion === undefined ? {} : { ifVersion }),
+    ...(newVersion === true ? { newVersion } : {}),
     ...(expiresAt === undefined ? {} : { expiresAt }),
   };
 }

@@ -136,6 +136,25 @@ describe('pipeline through the local stack', () => {
     }
   });
 
+  it('two clients uploading the same bytes to one path at once: one version, both uploads committed at it', async () => {
+    const bytes = Buffer.from(`twin bytes ${Date.now()}`.repeat(100));
+    const path = 'twins/same.png';
+    // Both claims come before either commit: each is answered pending, and both PUTs land.
+    const [a, b] = await Promise.all([upload(path, bytes), upload(path, bytes)]);
+    expect([a.status, b.status]).toEqual([201, 201]);
+    const ids = [a.body.uploadId, b.body.uploadId] as string[];
+    const ended = await until('both uploads ended', async () => {
+      const answers = await Promise.all(ids.map((id) => api('GET', `/v1/uploads/${id}`)));
+      return answers.every((r) => r.body.status !== 'pending') ? answers.map((r) => r.body) : undefined;
+    });
+    expect(ended.map((u) => [u.status, u.version])).toEqual([
+      ['committed', 1],
+      ['committed', 1],
+    ]);
+    const versions = await api('GET', `/v1/files/${enc(path)}/versions`);
+    expect(versions.body.versions.map((v: { version: number }) => v.version)).toEqual([1]);
+  });
+
   it('bytes that do not match the declared SHA-256 are rejected and never reach a target', async () => {
     const declared = Buffer.from(`the truth ${Date.now()}`);
     const created = await api('POST', '/v1/uploads', {

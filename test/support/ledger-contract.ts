@@ -402,9 +402,11 @@ export function ledgerContract(
       const { ledger } = await makeLedger();
       const first = await commitNext(ledger, 'media/a.png', { shard: 2 });
       const second = await commitNext(ledger, 'media/a.png', { shard: 2 });
+      const { sha256, size, contentType, deleted } = second.version;
       expect(await ledger.readCommitState('media/a.png', 2)).toEqual({
         version: 2,
         uploadId: second.version.uploadId,
+        content: { sha256, size, contentType, deleted },
         feedSeq: 2,
       });
       expect(await ledger.getVersion('media/a.png', 1)).toMatchObject(first.version);
@@ -421,9 +423,15 @@ export function ledgerContract(
       await commitNext(ledger, 'q.png');
       const before = await snapshot(ledger, ['p.png', 'q.png'], 0);
       const result = await ledger.commit(commitWrite('p.png', 1, 3));
+      const { sha256, size, contentType, deleted } = won.version;
       expect(result).toEqual({
         committed: false,
-        state: { version: 1, uploadId: won.version.uploadId, feedSeq: 2 },
+        state: {
+          version: 1,
+          uploadId: won.version.uploadId,
+          content: { sha256, size, contentType, deleted },
+          feedSeq: 2,
+        },
       });
       expect(await snapshot(ledger, ['p.png', 'q.png'], 0)).toEqual(before);
       // A head that does not exist yet refuses a version above 1 the same way.

@@ -65,6 +65,53 @@ describe('ingest on InMemoryLedger', () => {
     expect(await s.ledger.getUpload(upload.uploadId)).toMatchObject({ status: 'committed', version: 1 });
   });
 
+  it('two uploads of the same content to one path, claimed before either committed: one version, both committed at it', async () => {
+    for (const pointerCarriesClaim of [false, true]) {
+      const s = setup();
+      const bytes = randomBytes(1000);
+      const a = await claimPendingUpload(s.ledger, 'public/same.png', bytes, {}, { pointerCarriesClaim });
+      const b = await claimPendingUpload(s.ledger, 'public/same.png', bytes, {}, { pointerCarriesClaim });
+      await ingestBlob(s.deps, storeBlob(s.blobs, bytes));
+      const versions = await s.ledger.listVersions('public/same.png', { limit: 10 });
+      expect(versions.map((v) => v.version)).toEqual([1]);
+      expect(await s.ledger.getUpload(a.uploadId)).toMatchObject({ status: 'committed', version: 1 });
+      expect(await s.ledger.getUpload(b.uploadId)).toMatchObject({ status: 'committed', version: 1 });
+      expect(await s.ledger.listPendingUploads(a.sha256)).toEqual([]);
+      const page = await readChanges(s.ledger, initialCursor(2), 10);
+      expect(page.changes.map((c) => `${c.path}@${c.version}`)).toEqual(['public/same.png@1']);
+      expect(s.sent.map((m) => `${m.targetId}:${m.path}@${m.version}`).sort()).toEqual([
+        'alpha:public/same.png@1',
+        'beta:public/same.png@1',
+      ]);
+    }
+  });
+
+  it('the same content with newVersion, or with another type, is a new version', async () => {
+    const s = setup();
+    const bytes = randomBytes(1000);
+    await claimPendingUpload(s.ledger, 'public/again.png', bytes);
+    await ingestBlob(s.deps, storeBlob(s.blobs, bytes));
+    const forced = await claimPendingUpload(
+      s.ledger,
+      'public/again.png',
+      bytes,
+      { newVersion: true },
+      {
+        pointerCarriesClaim: true,
+      },
+    );
+    const retyped = await claimPendingUpload(s.ledger, 'public/again.png', bytes, {
+      contentType: 'image/gif',
+    });
+    await ingestBlob(s.deps, storeBlob(s.blobs, bytes));
+    const versions = await s.ledger.listVersions('public/again.png', { limit: 10 });
+    expect(versions.map((v) => v.version)).toEqual([3, 2, 1]);
+    expect((await s.ledger.getUpload(forced.uploadId))?.status).toBe('committed');
+    expect((await s.ledger.getUpload(retyped.uploadId))?.status).toBe('committed');
+    expect(versions.map((v) => v.uploadId)).toContain(forced.uploadId);
+    expect(versions.map((v) => v.uploadId)).toContain(retyped.uploadId);
+  });
+
   it('an upload whose ifVersion no longer holds is rejected, its pointer removed, nothing overwritten', async () => {
     const s = setup();
     const first = randomBytes(1000);
