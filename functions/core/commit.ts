@@ -31,6 +31,7 @@ import {
   type CommitState,
   type FanoutQueue,
   MAX_VACANT_FOLDERS,
+  type UploadLedger,
   type VersionLedger,
 } from './ports.js';
 import { shardOf } from './shards.js';
@@ -164,6 +165,29 @@ async function equalHead(
   )
     return undefined;
   return deps.ledger.getVersion(request.path, state.version);
+}
+
+/**
+ * Ends a pending upload at `head`, another upload's commit of the same content (`keepsEqualHead`):
+ * committed at that version, its pointer gone. True when it ended so; false when it had ended
+ * otherwise meanwhile (expired, rejected), which stands.
+ */
+export async function endUploadAtHead(
+  deps: { ledger: Pick<UploadLedger, 'finishUpload' | 'getUpload' | 'removePendingUpload'>; clock: Clock },
+  upload: { readonly uploadId: string; readonly sha256: string },
+  head: FileVersion,
+  deduplicated: boolean,
+): Promise<boolean> {
+  const { ledger, clock } = deps;
+  await ledger.finishUpload(
+    upload.uploadId,
+    { status: 'committed', version: head.version, ...(deduplicated ? { deduplicated: true as const } : {}) },
+    clock.now().toISOString(),
+  );
+  // finishUpload ends only a pending upload: what it holds now says whether this ending won.
+  const ended = await ledger.getUpload(upload.uploadId);
+  await ledger.removePendingUpload(upload.sha256, upload.uploadId);
+  return ended?.status === 'committed' && ended.version === head.version;
 }
 
 const movedPast = (request: CommitRequest, state: CommitState): boolean =>

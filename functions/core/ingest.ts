@@ -4,7 +4,13 @@
  */
 
 import type { Blob, Upload } from '../../contracts/model.js';
-import { type BlobRecordWrite, type CommitDeps, commitVersion, vacantFoldersFor } from './commit.js';
+import {
+  type BlobRecordWrite,
+  type CommitDeps,
+  commitVersion,
+  endUploadAtHead,
+  vacantFoldersFor,
+} from './commit.js';
 import { UploadFinishedError, ValidationError, VersionConflictError } from './errors.js';
 import { expireUpload, isLapsed, storedInWindow, uploadExpiresAt } from './expiry.js';
 import type {
@@ -422,15 +428,12 @@ async function commitUpload(run: PendingRun, upload: PendingClaim, uploadId: str
     });
     if (version.uploadId !== uploadId) {
       // Another upload committed these very bytes to this path after this one was claimed: it
-      // ends at that version, as a claim made after it is answered (no second identical version).
-      await ledger.finishUpload(
-        uploadId,
-        { status: 'committed', version: version.version },
-        clock.now().toISOString(),
-      );
-      await ledger.removePendingUpload(run.sha256, uploadId);
-      run.committed.push({ uploadId, path: upload.path, version: version.version });
-      metrics.count('UploadsUnchanged');
+      // ends at that version, as a claim made after it is answered (no second identical version);
+      // unless it ended otherwise meanwhile (expired), which stands.
+      if (await endUploadAtHead(deps, { uploadId, sha256: run.sha256 }, version, false)) {
+        run.committed.push({ uploadId, path: upload.path, version: version.version });
+        metrics.count('UploadsUnchanged');
+      }
       return;
     }
     run.committed.push({ uploadId, path: upload.path, version: version.version });

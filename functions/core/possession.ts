@@ -11,8 +11,8 @@
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import type { UploadDeduplicated } from '../../contracts/api.js';
 import type { Challenge, FileVersion, Upload } from '../../contracts/model.js';
-import { type CommitDeps, commitVersion, vacantFoldersFor } from './commit.js';
-import { MirrorError, ValidationError, VersionConflictError } from './errors.js';
+import { type CommitDeps, commitVersion, endUploadAtHead, vacantFoldersFor } from './commit.js';
+import { MirrorError, UploadFinishedError, ValidationError, VersionConflictError } from './errors.js';
 import type { BlobLedger, BlobStore, Metrics, UploadLedger, VersionLedger } from './ports.js';
 
 /** Bytes of each challenged range. */
@@ -116,35 +116,7 @@ export async function proveUpload(
     throw new ProofNotAcceptedError();
   }
 
-  // The ingest may commit this same upload if its bytes arrive meanwhile: only a pending upload
-  // commits (core/commit.ts), so both end in one version.
-  let version: FileVersion;
-  try {
-    // Admitted at claim time; another path may have taken its folder or file since.
-    const vacantFolders = await vacantFoldersFor(deps, upload.path);
-    version = await commitVersion(deps, {
-      vacantFolders,
-      uploadId: upload.uploadId,
-      path: upload.path,
-      sha256: upload.sha256,
-      size: upload.size,
-      contentType: upload.contentType,
-      deleted: false,
-      ifVersion: upload.ifVersion,
-      endsUpload: { deduplicated: true },
-    });
-  } catch (error) {
-    // As the ingest does: an upload whose ifVersion or path no longer holds ends rejected.
-    if (error instanceof VersionConflictError || error instanceof ValidationError) {
-      await ledger.finishUpload(
-        upload.uploadId,
-        { status: 'rejected', reason: `conflict: ${error.message}` },
-        clock.now().toISOString(),
-      );
-      await ledger.removePendingUpload(upload.sha256, upload.uploadId);
-    }
-    throw error;
-  }
+  const version = await commitProven(deps, upload);
   const multipart = upload.multipart;
   // Nothing will be sent to it; the bucket's lifecycle rule would abort it after a day anyway.
   if (multipart) {
@@ -160,6 +132,48 @@ export async function proveUpload(
     version: version.version,
     deduplicated: true,
   };
+}
+
+/** Commits a proven upload's version (deduplicated); a twin's equal head ends it there instead. */
+async function commitProven(deps: PossessionDeps, upload: Upload): Promise<FileVersion> {
+  const { ledger, clock } = deps;
+  let version: FileVersion;
+  // The ingest may commit this same upload if its bytes arrive meanwhile: only a pending upload
+  // commits (core/commit.ts), so both end in one version.
+  try {
+    // Admitted at claim time; another path may have taken its folder or file since.
+    const vacantFolders = await vacantFoldersFor(deps, upload.path);
+    version = await commitVersion(deps, {
+      vacantFolders,
+      uploadId: upload.uploadId,
+      path: upload.path,
+      sha256: upload.sha256,
+      size: upload.size,
+      contentType: upload.contentType,
+      deleted: false,
+      ifVersion: upload.ifVersion,
+      keepsEqualHead: upload.ifVersion === undefined && upload.newVersion !== true,
+      endsUpload: { deduplicated: true },
+    });
+  } catch (error) {
+    // As the ingest does: an upload whose ifVersion or path no longer holds ends rejected.
+    if (error instanceof VersionConflictError || error instanceof ValidationError) {
+      await ledger.finishUpload(
+        upload.uploadId,
+        { status: 'rejected', reason: `conflict: ${error.message}` },
+        clock.now().toISOString(),
+      );
+      await ledger.removePendingUpload(upload.sha256, upload.uploadId);
+    }
+    throw error;
+  }
+  // A twin upload committed these very bytes to this path after this one was claimed: it ends at
+  // that version (no second identical one), unless it ended otherwise meanwhile.
+  if (version.uploadId !== upload.uploadId && !(await endUploadAtHead(deps, upload, version, true))) {
+    const ended = await ledger.getUpload(upload.uploadId);
+    throw new UploadFinishedError(upload.uploadId, ended?.status ?? 'ended');
+  }
+  return version;
 }
 
 function digestsEqual(expectedHex: string, givenHex: string): boolean {
