@@ -334,6 +334,8 @@ export class S3ReplicaStore implements ReplicaStore {
       // A multipart object has only a composite checksum: nothing full-object to confirm.
       return { storedSha256: undefined, etag };
     }
+    // Not sent once the deadline came; once sent, never abandoned (see landsWhateverTheClient).
+    signal?.throwIfAborted();
     const out = await this.s3.send(
       new CopyObjectCommand({
         Bucket: this.bucket,
@@ -344,13 +346,20 @@ export class S3ReplicaStore implements ReplicaStore {
         ContentType: contentType,
         ChecksumAlgorithm: 'SHA256',
       }),
-      { abortSignal: signal },
     );
     const stored = out.CopyObjectResult?.ChecksumSHA256;
     return { storedSha256: stored ? base64ToHex(stored) : undefined, etag: out.CopyObjectResult?.ETag };
   }
 
   /**
+   * landsWhateverTheClient: S3 carries out a `CopyObject` or a `CompleteMultipartUpload` it has
+   * accepted even if the client then hangs up, so neither is sent with the deadline's signal: an
+   * aborted call would look settled while its write may still land after a newer version's. Left
+   * to finish, the call either settles within the grace or is still running when the invocation
+   * answers, and then its record is not handed back before the visibility timeout
+   * (handlers/fifo-groups.ts); a copy overtaken all the same puts the newest back (core/replicate.ts).
+   * Part copies only add parts to an upload: those are aborted at once.
+   *
    * A copy stopped by `signal` (the invocation's deadline) keeps its upload when a `checkpoint`
    * holds it: the next call for the same version lists the parts done and copies only the rest, so
    * one copy may span any number of invocations. The record lives in the ledger, not in the bucket:
@@ -403,10 +412,9 @@ export class S3ReplicaStore implements ReplicaStore {
       const parts = [...[...done].map(([PartNumber, ETag]) => ({ PartNumber, ETag })), ...copied].sort(
         (a, b) => a.PartNumber - b.PartNumber,
       );
-      // Not sent once the deadline came (the upload stays for the next delivery to complete). Once
-      // sent, S3 may still complete it: the handler then keeps the record from other invocations
-      // until the visibility timeout (handlers/fifo-groups.ts), and an overtaken copy puts the
-      // newest back (core/replicate.ts).
+      // Not sent once the deadline came (the upload stays for the next delivery to complete); once
+      // sent, never abandoned (see landsWhateverTheClient).
+      abort.signal.throwIfAborted();
       const completed = await this.s3.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket,
@@ -414,7 +422,6 @@ export class S3ReplicaStore implements ReplicaStore {
           UploadId: uploadId,
           MultipartUpload: { Parts: parts },
         }),
-        { abortSignal: abort.signal },
       );
       // The object is whole: a record left behind names an upload S3 no longer has, which the next
       // copy of the path finds gone and drops.

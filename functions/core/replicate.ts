@@ -77,7 +77,9 @@ export async function replicateVersion(
   if (!(await recordApplied(deps, committed, status, etag))) {
     // The row holds a newer version: its copy may have landed before this one, which then wrote
     // older bytes over it (a copy that outlived its invocation). The newest is applied again.
-    const newer = await restoreNewest(deps, committed, signal);
+    // Not on the invocation's signal: this runs when a copy outlived its invocation, whose stop
+    // has come; the restore must land whatever the deadline.
+    const newer = await restoreNewest(deps, committed);
     known.set(committed.path, newer);
     return skipped(deps, newer);
   }
@@ -118,13 +120,13 @@ const RESTORE_ATTEMPTS = 3;
  * Applies the path's head again after an older copy may have overwritten it; the version the target
  * then holds. Each round re-reads the head: another newer copy may be racing this one too.
  */
-async function restoreNewest(deps: ReplicateDeps, overtaken: FileVersion, signal: AbortSignal | undefined) {
+async function restoreNewest(deps: ReplicateDeps, overtaken: FileVersion) {
   for (let attempt = 1; ; attempt++) {
     const read = await deps.ledger.readForReplication(overtaken.path, deps.target.id, undefined);
     const head = read.head;
     if (!head)
       throw new Error(`the ledger has no head for ${overtaken.path}, which target ${deps.target.id} holds`);
-    const { status, etag } = await applyAtTarget(deps, head, undefined, signal);
+    const { status, etag } = await applyAtTarget(deps, head, undefined, undefined);
     if (await recordApplied(deps, head, status, etag)) return head.version;
     if (attempt >= RESTORE_ATTEMPTS) {
       // The message comes back from the queue (then reconcile, which compares the object itself).

@@ -16,7 +16,7 @@ import {
   ListPartsCommand,
   PutBucketVersioningCommand,
   PutObjectCommand,
-  type S3Client,
+  S3Client,
   type UploadPartCopyCommandInput,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -164,6 +164,84 @@ describe('S3ReplicaStore: a multipart copy stopped by the invocation', () => {
     );
     await expect(replica.copyFromOrigin(message(100), { signal: AbortSignal.abort() })).rejects.toThrow();
     expect(seen.sent.map((s) => s.command).filter((c) => c === 'UploadPartCopyCommand')).toEqual([]);
+  });
+});
+
+/** Which of the copy's requests this is, by method and query. */
+function s3CommandOf(method: string, query: Record<string, unknown>): string {
+  if (method === 'PUT') return 'partNumber' in query ? 'UploadPartCopy' : 'CopyObject';
+  return 'uploads' in query ? 'CreateMultipartUpload' : 'CompleteMultipartUpload';
+}
+
+describe('S3ReplicaStore: a copy S3 may carry out after the client hangs up', () => {
+  /**
+   * A client whose HTTP handler answers CopyObject and CompleteMultipartUpload after `ms`, dropping
+   * a request when its abortSignal fires, as the SDK's node handler does (S3 itself would go on).
+   */
+  function slowWritesClient(ms: number) {
+    const sent: { command: string; withSignal: boolean }[] = [];
+    const answers: Record<string, string> = {
+      CopyObject: '<CopyObjectResult><ETag>"copied"</ETag></CopyObjectResult>',
+      CompleteMultipartUpload:
+        '<CompleteMultipartUploadResult><ETag>"done-1"</ETag></CompleteMultipartUploadResult>',
+      CreateMultipartUpload:
+        '<InitiateMultipartUploadResult><UploadId>mp-1</UploadId></InitiateMultipartUploadResult>',
+      UploadPartCopy: '<CopyPartResult><ETag>"p"</ETag></CopyPartResult>',
+    };
+    const requestHandler = {
+      handle: async (
+        request: { method: string; query?: Record<string, unknown>; headers: Record<string, string> },
+        options?: { abortSignal?: AbortSignal },
+      ) => {
+        const command = s3CommandOf(request.method, request.query ?? {});
+        sent.push({ command, withSignal: options?.abortSignal !== undefined });
+        if (command === 'CopyObject' || command === 'CompleteMultipartUpload') {
+          await new Promise((resolve, reject) => {
+            const timer = setTimeout(resolve, ms);
+            options?.abortSignal?.addEventListener('abort', () => {
+              clearTimeout(timer);
+              reject(Object.assign(new Error('Request aborted'), { name: 'AbortError' }));
+            });
+          });
+        }
+        const { Readable } = await import('node:stream');
+        return {
+          response: {
+            statusCode: 200,
+            headers: { etag: '"p"' },
+            body: Readable.from([answers[command] ?? '']),
+          },
+        };
+      },
+    };
+    const s3 = new S3Client({
+      region: 'us-east-1',
+      forcePathStyle: true,
+      endpoint: 'http://127.0.0.1:9',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+      requestHandler: requestHandler as never,
+    });
+    return { s3, sent };
+  }
+
+  it('a CopyObject or CompleteMultipartUpload in flight when the deadline comes is let finish, not abandoned', async () => {
+    for (const size of [100, 5]) {
+      const { s3, sent } = slowWritesClient(150);
+      const replica = new S3ReplicaStore(
+        s3,
+        'replica',
+        '',
+        { bucket: 'origin' },
+        { multipartCopyAbove: 10, partBytes: 10 },
+      );
+      const stop = new AbortController();
+      const copy = replica.copyFromOrigin(message(size), { signal: stop.signal });
+      setTimeout(() => stop.abort(), 50);
+      // Settled by S3's answer, not by the abort: the caller then knows the write landed.
+      await expect(copy).resolves.toMatchObject({ etag: expect.any(String) });
+      const final = size > 10 ? 'CompleteMultipartUpload' : 'CopyObject';
+      expect(sent.filter((r) => r.command === final)).toEqual([{ command: final, withSignal: false }]);
+    }
   });
 });
 

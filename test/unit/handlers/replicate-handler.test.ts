@@ -298,8 +298,10 @@ describe('replicate handler: a replica never goes backwards', () => {
     const { handler, states, released, metrics, calls } = world({
       heads,
       deadline: { stopBeforeMs: 300, graceMs: 50 },
-      copy: async (m) => {
-        // The first copy (v1) ignores its signal, as S3 completes a copy it accepted whatever the client does.
+      copy: async (m, signal) => {
+        // As the SDK does: a call started on an aborted signal is refused at once...
+        signal?.throwIfAborted();
+        // ...but the first copy (v1) was accepted: S3 completes it whatever the client does.
         if (first) {
           first = false;
           await stuck.promise;
@@ -329,6 +331,43 @@ describe('replicate handler: a replica never goes backwards', () => {
     expect(states.get('a.jpg')?.appliedVersion).toBe(2);
     expect(object.get('a.jpg')).toBe(2);
     expect(metrics.total('FilesReplicated')).toBe(replicated);
+  });
+
+  it('a copy request in flight at the stop is let finish: not handed back at once, the replica not left older than its row', async () => {
+    const heads: Record<string, number> = { 'a.jpg': 1 };
+    const object = new Map<string, number>();
+    const { handler, states, released } = world({
+      heads,
+      deadline: { stopBeforeMs: 300, graceMs: 50 },
+      copy: (m, signal) =>
+        new Promise<void>((resolve) => {
+          signal?.throwIfAborted();
+          if (m.version === 1) {
+            // The request has reached S3, which lands it 400 ms later; the store waits for that
+            // answer (functions/adapters/s3.ts never abandons a sent copy on the deadline).
+            setTimeout(() => {
+              object.set(m.path, 1);
+              resolve();
+            }, 400);
+            return;
+          }
+          object.set(m.path, m.version);
+          resolve();
+        }),
+    });
+    const context = (ms: number) => {
+      const endsAt = Date.now() + ms;
+      return { ...lambdaContext('replicate'), getRemainingTimeInMillis: () => endsAt - Date.now() };
+    };
+    const r1 = await handler(sqsEvent([record('a.jpg', 1)]), context(500));
+    expect(r1.batchItemFailures.map((f) => f.itemIdentifier)).toEqual(['a.jpg#1']);
+    const handedBack = released.length;
+    heads['a.jpg'] = 2;
+    const r2 = await handler(sqsEvent([record('a.jpg', 1), record('a.jpg', 2)]), context(10_000));
+    expect(r2.batchItemFailures).toEqual([]);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(states.get('a.jpg')?.appliedVersion).toBe(2);
+    expect({ handedBack, replicaHolds: object.get('a.jpg') }).toEqual({ handedBack: 0, replicaHolds: 2 });
   });
 });
 
