@@ -16,7 +16,7 @@
  */
 import type { Upload, UploadPending, UploadPendingMultipart } from '../../contracts/api.ts';
 import { MirrorApi, newIdempotencyKey } from './api.ts';
-import { abortReason } from './errors.ts';
+import { ApiError, abortReason } from './errors.ts';
 import type { Hasher } from './hashing.ts';
 import { type BackoffOptions, ProgressMeter, type UploadProgress } from './plan.ts';
 import type { RetryOptions } from './retry.ts';
@@ -280,7 +280,7 @@ async function claimAndSend(
     return await sendAndVerify(s, claimed, base);
   } catch (error) {
     if (s.signal.aborted) throw error;
-    const ended = await endedUpload(s, claimed.uploadId);
+    const ended = await endedUpload(s, claimed.uploadId, finishing(error));
     if (ended?.status === 'committed') {
       return verdict(s, base, ended, { parts: 0, skipped: 0, bytes: s.bytesSent, resumed: s.joined });
     }
@@ -293,10 +293,31 @@ async function claimAndSend(
   }
 }
 
-/** The upload's state once it has ended (committed, rejected or expired); undefined while pending, or unreadable. */
-async function endedUpload(s: Session, uploadId: string): Promise<Upload | undefined> {
-  const upload = await s.api.getUpload(uploadId, { signal: s.signal }).catch(() => undefined);
+/**
+ * The upload's state once it has ended (committed, rejected or expired); undefined while pending,
+ * or unreadable. An upload `finishing` (storage no longer takes its parts: another client
+ * completed it) may still be verified: its verdict is waited for.
+ */
+async function endedUpload(s: Session, uploadId: string, finishing: boolean): Promise<Upload | undefined> {
+  const read = finishing
+    ? waitForVerdict(s.api, uploadId, verifySettings(s), s.signal)
+    : s.api.getUpload(uploadId, { signal: s.signal });
+  const upload = await read.catch(() => undefined);
   return upload?.status === 'pending' ? undefined : upload;
+}
+
+/** The step failed because the upload is finishing or finished: S3 has no such upload any more, or the API says so. */
+function finishing(error: unknown): boolean {
+  if (!(error instanceof ApiError)) return false;
+  return error.code === 'upload_finished' || (error.code === 'storage_rejected' && error.status === 404);
+}
+
+function verifySettings(s: Session) {
+  return {
+    pollFirstMs: s.settings.pollIntervalMs ?? 250,
+    pollMaxMs: pollCeilingMs(s.size),
+    timeoutMs: s.settings.verifyTimeoutMs ?? 30 * 60_000,
+  };
 }
 
 /**
@@ -340,12 +361,7 @@ async function sendAndVerify(
 ): Promise<UploadResult> {
   const sent = 'upload' in claimed ? await sendSingle(s, claimed) : await sendMultipart(s, claimed);
   s.report({ phase: 'verifying', bytesDone: s.size, bytesTotal: s.size, bytesPerSecond: 0 });
-  const verify = {
-    pollFirstMs: s.settings.pollIntervalMs ?? 250,
-    pollMaxMs: pollCeilingMs(s.size),
-    timeoutMs: s.settings.verifyTimeoutMs ?? 30 * 60_000,
-  };
-  const upload = await waitForVerdict(s.api, claimed.uploadId, verify, s.signal);
+  const upload = await waitForVerdict(s.api, claimed.uploadId, verifySettings(s), s.signal);
   return verdict(s, base, upload, sent);
 }
 

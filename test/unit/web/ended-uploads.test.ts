@@ -130,6 +130,23 @@ describe('two clients on one resumed multipart upload', () => {
     expect(mirror.versions.get('media/file.bin')).toBe(1);
   });
 
+  it('the other client completes it while this one still sends: its verdict is waited for, then committed here too', async () => {
+    const { mirror, theirs } = shared();
+    mirror.interceptors.push((r) => {
+      const upload = mirror.uploads.get(theirs);
+      if (new URL(r.url).searchParams.has('partNumber') && upload?.multipart && !upload.multipart.completed) {
+        // Completed at storage by the other client; the ingest needs a few polls to verify it.
+        upload.multipart.completed = true;
+        upload.body = bytes;
+        upload.verifyingPolls = 3;
+      }
+      return undefined;
+    });
+    const result = await uploadFile(blobOf(bytes), options(mirror, { proof: false }));
+    expect(result).toMatchObject({ status: 'committed', version: 1, uploadId: theirs });
+    expect(mirror.versions.get('media/file.bin')).toBe(1);
+  });
+
   it('the other client cancels it: claimed again (a new upload) and committed', async () => {
     const { mirror, theirs } = shared();
     mirror.interceptors.push(async (r) => {

@@ -49,6 +49,8 @@ interface FakeUpload {
     parts: Map<number, Uint8Array>;
     /** What clients recorded (PUT /v1/uploads/{id}/parts/{n}): what resumes and complete use. */
     recorded: Map<number, { size: number; sha256: string; etag: string }>;
+    /** Completed at storage: no more parts (S3's NoSuchUpload), the ingest may still be verifying. */
+    completed?: boolean;
   };
   body?: Uint8Array;
   /** GET polls left before the ingest finishes. */
@@ -479,6 +481,7 @@ export class FakeMirror {
     for (let n = 1; n <= mp.partCount; n++)
       whole.set(mp.parts.get(n) ?? new Uint8Array(), (n - 1) * mp.partSize);
     u.body = whole;
+    mp.completed = true;
     u.verifyingPolls = this.options.verifyingPolls ?? 0;
     return json(202, { status: 'verifying', uploadId: u.uploadId });
   }
@@ -510,7 +513,7 @@ export class FakeMirror {
     const partNumber = url.searchParams.get('partNumber');
     if (partNumber !== null) {
       const u = this.uploads.get(url.searchParams.get('uploadId') ?? '');
-      if (!u?.multipart || u.status !== 'pending') {
+      if (!u?.multipart || u.status !== 'pending' || u.multipart.completed) {
         return new Response('<Error><Code>NoSuchUpload</Code><Message>gone</Message></Error>', {
           status: 404,
         });
