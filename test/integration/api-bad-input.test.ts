@@ -56,6 +56,18 @@ const cases: { name: string; event: APIGatewayProxyEventV2; status: number; fiel
   { name: 'path with ..', event: post({ ...valid, path: 'a/../b.png' }), status: 400, field: 'path' },
   { name: 'path with .', event: post({ ...valid, path: 'a/./b.png' }), status: 400, field: 'path' },
   {
+    name: 'path with a zero-width space (shown as ab.png)',
+    event: post({ ...valid, path: 'a\u200bb.png' }),
+    status: 400,
+    field: 'path',
+  },
+  {
+    name: 'path with a division slash (shown as a/b.png)',
+    event: post({ ...valid, path: 'a\u2215b.png' }),
+    status: 400,
+    field: 'path',
+  },
+  {
     name: 'path with a right-to-left override (shown as invoiceexe.png)',
     event: post({ ...valid, path: 'invoice\u202egnp.exe' }),
     status: 400,

@@ -420,7 +420,7 @@ describe('docs/openapi.json', () => {
     expect(prop('ifVersion')).toMatchObject({ type: 'integer', minimum: 0 });
   });
 
-  it('states the path rules as a pattern that accepts exactly what normalizePath accepts (length aside)', () => {
+  it('states the path rules as a pattern that accepts exactly what normalizePath accepts (length and the NFKC look-alike rule aside)', () => {
     const pattern = new RegExp(schema('FilePath').pattern as string, 'u');
     const accepts = (raw: string) => {
       try {
@@ -469,6 +469,13 @@ describe('docs/openapi.json', () => {
       '\u007f',
       '\u0085',
       '\u2028',
+      '\u202e',
+      '\u200b',
+      '\u200d',
+      '\u2215',
+      '\ufdd0',
+      '\u{e0041}',
+      '\u{1f600}',
     ];
     fc.assert(
       fc.property(fc.array(fc.constantFrom(...chars), { maxLength: 12 }), (parts) => agree(parts.join(''))),

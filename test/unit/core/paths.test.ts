@@ -3,10 +3,21 @@ import { describe, expect, it } from 'vitest';
 import { normalizePath, PathRuleError, S3_MAX_KEY_BYTES } from '../../../contracts/paths.ts';
 import { deduplicationId, messageGroupId, shardOf } from '../../../functions/core/shards.js';
 
+/** Reads as a separator or a dot segment once compatibility forms are folded (`\uFF0F`, `\u2100`). */
+const readsAsSeparator = (s: string) =>
+  /[/\\]/.test(s.normalize('NFKC')) || ['.', '..'].includes(s.normalize('NFKC'));
 const segment = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 12 }).filter(
   (s) =>
     // biome-ignore lint/suspicious/noControlCharactersInRegex: the generator must avoid exactly the forbidden characters.
-    !/[/\\\u0000-\u001f\u007f-\u009f]/.test(s) && s !== '.' && s !== '..' && s.normalize('NFC').length > 0,
+    !/[/\\\u0000-\u001f\u007f-\u009f]/.test(s) &&
+    // Invisible and never-assigned characters, and separator look-alikes, are refused (tested apart).
+    !/[\p{Default_Ignorable_Code_Point}\p{Noncharacter_Code_Point}\u2028\u2029\u2044\u2215\u2571\u2572\u29f5\u29f8\u29f9\ufff9-\ufffb]/u.test(
+      s,
+    ) &&
+    !readsAsSeparator(s) &&
+    s !== '.' &&
+    s !== '..' &&
+    s.normalize('NFC').length > 0,
 );
 const validPath = fc.array(segment, { minLength: 1, maxLength: 6 }).map((parts) => parts.join('/'));
 
@@ -50,6 +61,23 @@ describe('normalizePath', () => {
     ['a\u2066b', 'bidirectional'],
     ['a\u200fb', 'bidirectional'],
     ['a\u061cb', 'bidirectional'],
+    ['a\u200bb.txt', 'invisible'],
+    ['a\u2060b.txt', 'invisible'],
+    ['a\ufeffb.txt', 'invisible'],
+    ['a\u00adb.txt', 'invisible'],
+    ['a\u034fb.txt', 'invisible'],
+    ['a\u3164b.txt', 'invisible'],
+    ['a\u2028b.txt', 'invisible'],
+    ['a\u{e0041}b.txt', 'invisible'],
+    ['a\ufdd0b.txt', 'noncharacters'],
+    ['a\u{1fffe}b.txt', 'noncharacters'],
+    ['a\u2215b.txt', 'look-alikes of "/"'],
+    ['a\u2044b.txt', 'look-alikes of "/"'],
+    ['a\uff0fb.txt', 'look-alikes'],
+    ['a/\u2024\u2024/b.txt', 'look-alikes'],
+    ['a/\u2025/b.txt', 'look-alikes'],
+    ['a/\uff0e/b.txt', 'look-alikes'],
+    ['a\uff3cb.txt', 'look-alikes'],
     ['bad\ud800', 'UTF-8'],
   ])('rejects %j naming the rule (%s)', (path, rule) => {
     try {
@@ -59,6 +87,17 @@ describe('normalizePath', () => {
       expect(error).toBeInstanceOf(PathRuleError);
       expect((error as PathRuleError).field).toBe('path');
       expect((error as PathRuleError).message).toContain(rule);
+    }
+  });
+
+  it('keeps the joiners and variation selectors that scripts and emoji need, and ellipses', () => {
+    for (const name of [
+      '\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.txt',
+      'family-\u{1f468}\u200d\u{1f469}.png',
+      'love-\u2764\ufe0f.jpg',
+      'draft\u2026final.pdf',
+    ]) {
+      expect(normalizePath(name)).toBe(name.normalize('NFC'));
     }
   });
 
