@@ -14,6 +14,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { registerAgentCommand } from '../agent/command.ts';
 import { AgentExitError } from '../agent/errors.ts';
 import { contentTypeSchema } from '../contracts/api.ts';
+import { normalizePath, PathRuleError } from '../contracts/paths.ts';
 import type { FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import type { ConnectionOptions } from './endpoints.ts';
@@ -132,9 +133,15 @@ function awsOptions(command: Command, which: { buckets?: boolean; ingest?: boole
   return command;
 }
 
+/** The API's path rule (contracts/paths.ts), checked before a file is hashed or anything is sent. */
 function parseMirrorPath(value: string): string {
   if (value.trim() === '') throw new InvalidArgumentError('must not be empty.');
-  return value;
+  try {
+    return normalizePath(value);
+  } catch (error) {
+    if (error instanceof PathRuleError) throw new InvalidArgumentError(`${error.message}.`);
+    throw error;
+  }
 }
 
 /** `ls`-style whole numbers (`--jobs`, `--if-version` of rm/restore). */

@@ -309,6 +309,23 @@ describe('media-mirror get', () => {
   });
 });
 
+describe('a path in the mirror', () => {
+  it("is checked by the API's own rule before anything is hashed or sent: exit 2, the rule named", async () => {
+    await writeFile(join(dir, 'note.txt'), 'hello');
+    for (const [args, rule] of [
+      [['upload', 'note.txt', 'a/../b.txt'], /"\." or "\.\." segments/],
+      [['upload', 'note.txt', '/abs.txt'], /relative/],
+      [['get', 'a\u200bb.txt'], /invisible/],
+      [['rm', 'a//b.txt'], /empty segments/],
+    ] as const) {
+      const h = harness(() => notFound);
+      expect(await h.run(...args)).toBe(2);
+      expect(h.err()).toMatch(rule);
+      expect(h.requests).toEqual([]);
+    }
+  });
+});
+
 describe('--content-type', () => {
   it("is checked by the API's own rule before anything is hashed or sent: type/subtype, no parameters", async () => {
     await writeFile(join(dir, 'note.txt'), 'hello');

@@ -37,7 +37,11 @@ describe('an upload ending committed at an equal head', () => {
     expect(await s.ledger.getUpload(a.uploadId)).toMatchObject({ status: 'committed', version: 1 });
     // expiry.ts expireUpload: finishUpload(expired) first, removePendingUpload after; the ingest
     // (which read the pointer list) runs in between. Any other ending the pointer outlives does too.
-    await s.ledger.finishUpload(b.uploadId, { status: 'expired', reason: 'expired' }, new Date().toISOString());
+    await s.ledger.finishUpload(
+      b.uploadId,
+      { status: 'expired', reason: 'expired' },
+      new Date().toISOString(),
+    );
     const before = s.deps.metrics.total('UploadsUnchanged');
     const outcome = await ingestBlob(s.deps, sendThrough(s, b, bytes));
     expect(await s.ledger.getUpload(b.uploadId)).toMatchObject({ status: 'expired' });
