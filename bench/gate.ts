@@ -23,10 +23,11 @@ import { CreateQueueCommand, SendMessageCommand, SQSClient } from '@aws-sdk/clie
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { sleep } from '../common/retry.ts';
+import { SigningSha256 as Sha256 } from '../common/sha256-node.ts';
 import { LOCAL_CREDENTIALS } from '../local/emulators.ts';
 import { UNGATED_ENV } from '../local/gate.ts';
 import { type Sandbox, startSandbox } from '../local/sandbox.ts';
-import { Sha256, sha256Hex, verifySigV4 } from '../local/sigv4.ts';
+import { sha256Hex, verifySigV4 } from '../local/sigv4.ts';
 import { localApi } from '../test/support/local-api.ts';
 
 const MiB = 1024 * 1024;

@@ -9,11 +9,17 @@ import type { z } from 'zod';
 import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
 import { ConfigError } from './errors.ts';
 
-export interface Connection {
-  /** API base URL without a trailing slash, e.g. `http://127.0.0.1:8787`. */
-  readonly api: string;
-  readonly token: string;
-}
+/** How the CLI authenticates to the API: a bearer token, or SigV4 with AWS credentials (IAM authorizer). */
+export type ApiAuth = 'bearer' | 'iam';
+
+export type Connection =
+  | {
+      /** API base URL without a trailing slash, e.g. `http://127.0.0.1:8787`. */
+      readonly api: string;
+      readonly auth: 'bearer';
+      readonly token: string;
+    }
+  | { readonly api: string; readonly auth: 'iam' };
 
 export interface ConnectionOptions {
   /** `--endpoints <file>`. */
@@ -22,6 +28,8 @@ export interface ConnectionOptions {
   api?: string | undefined;
   /** `--token <t>`. */
   token?: string | undefined;
+  /** `--auth <bearer|iam>` (env MIRROR_API_AUTH). @default bearer */
+  auth?: string | undefined;
 }
 
 const HINT = 'start the local stack with npm start, or pass --api/--token';
@@ -100,10 +108,12 @@ export async function loadConnection(
   const apiFlag = nonEmpty(options.api) ?? nonEmpty(env.MIRROR_API_URL);
   const tokenFlag = nonEmpty(options.token) ?? nonEmpty(env.MIRROR_API_TOKEN);
   const apiSource = nonEmpty(options.api) ? '--api' : 'MIRROR_API_URL';
+  const auth = apiAuth(nonEmpty(options.auth) ?? nonEmpty(env.MIRROR_API_AUTH));
 
-  if (apiFlag !== undefined && tokenFlag !== undefined) {
-    return { api: normaliseApiUrl(apiFlag, apiSource), token: tokenFlag };
-  }
+  // Everything given by flags or variables: the file is not read (it may not exist).
+  const given =
+    apiFlag === undefined ? undefined : connectionOf(normaliseApiUrl(apiFlag, apiSource), auth, tokenFlag);
+  if (given !== undefined) return given;
 
   const file = options.endpoints ? resolve(cwd, options.endpoints) : defaultEndpointsFile(env, cwd);
   const fromFile = await readEndpointsFile(file);
@@ -112,9 +122,20 @@ export async function loadConnection(
   const api = apiFlag ?? fromFile.api;
   const token = tokenFlag ?? fromFile.token;
   if (api === undefined) throw new ConfigError(`endpoints file ${file} has no "api" URL: ${HINT}`);
-  if (token === undefined) throw new ConfigError(`endpoints file ${file} has no "token": ${HINT}`);
-  return {
-    api: normaliseApiUrl(api, apiFlag !== undefined ? apiSource : `endpoints file ${file}`),
-    token,
-  };
+  const url = normaliseApiUrl(api, apiFlag !== undefined ? apiSource : `endpoints file ${file}`);
+  const connection = connectionOf(url, auth, token);
+  if (connection === undefined) throw new ConfigError(`endpoints file ${file} has no "token": ${HINT}`);
+  return connection;
+}
+
+/** The connection, if `auth` has what it needs (a bearer token needs the token; iam, nothing more). */
+function connectionOf(api: string, auth: ApiAuth, token: string | undefined): Connection | undefined {
+  if (auth === 'iam') return { api, auth };
+  return token === undefined ? undefined : { api, auth, token };
+}
+
+function apiAuth(value: string | undefined): ApiAuth {
+  if (value === undefined || value === 'bearer') return 'bearer';
+  if (value === 'iam') return 'iam';
+  throw new ConfigError(`--auth (or MIRROR_API_AUTH): "${value}" is not bearer or iam`);
 }

@@ -8,6 +8,7 @@
 import { formatBytes } from '../common/format-bytes.ts';
 import type { Limits } from '../contracts/api.ts';
 import type { MirrorApi } from '../web/client/api.ts';
+import { envCredentials } from './aws-credentials.ts';
 import { EXIT, MirrorCliError } from './errors.ts';
 import {
   formatListing,
@@ -198,16 +199,8 @@ async function sourceOf(io: CliIo, opts: SyncFlags): Promise<SyncSource | undefi
   const { S3Client } = await import('@aws-sdk/client-s3');
   const env = io.env;
   const endpoint = opts.fromEndpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL;
-  const keys =
-    env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
-      ? {
-          credentials: {
-            accessKeyId: env.AWS_ACCESS_KEY_ID,
-            secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
-            ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
-          },
-        }
-      : {};
+  const credentials = envCredentials(env);
+  const keys = credentials === undefined ? {} : { credentials };
   const s3 = new S3Client({
     region: env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
     ...(endpoint ? { endpoint, forcePathStyle: true } : {}),

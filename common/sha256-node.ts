@@ -2,7 +2,7 @@
  * node:crypto (OpenSSL) as the engine of the one streaming SHA-256, and a file hasher on
  * top of it. Server-side only: the browser uses `sha256-wasm.ts`.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { type Digest, type DigestOptions, digestChunks, Sha256Digest, type Sha256Engine } from './sha256.ts';
@@ -74,5 +74,39 @@ async function hashHandle(handle: FileHandle, bufferBytes: number, options: Dige
   } finally {
     // The handle closes after this: let a read still in flight end first.
     await pending.catch(() => undefined);
+  }
+}
+
+type SourceData = string | ArrayBuffer | ArrayBufferView;
+
+function toBytes(data: SourceData): Uint8Array {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return new Uint8Array(data);
+}
+
+/**
+ * SHA-256 / HMAC-SHA-256 on node:crypto in the shape `SignatureV4` takes as `sha256` (what
+ * `@smithy/hash-node` does for the SDK's Node clients): the local stack's SigV4 verifier and the
+ * CLI's signer for an API behind IAM share it.
+ */
+export class SigningSha256 {
+  readonly #secret: Uint8Array | undefined;
+  #hash: Hash | Hmac;
+  constructor(secret?: SourceData) {
+    this.#secret = secret === undefined ? undefined : toBytes(secret);
+    this.#hash = this.#fresh();
+  }
+  #fresh(): Hash | Hmac {
+    return this.#secret === undefined ? createHash('sha256') : createHmac('sha256', this.#secret);
+  }
+  update(data: SourceData): void {
+    this.#hash.update(toBytes(data));
+  }
+  digest(): Promise<Uint8Array> {
+    return Promise.resolve(new Uint8Array(this.#hash.digest()));
+  }
+  reset(): void {
+    this.#hash = this.#fresh();
   }
 }

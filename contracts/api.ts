@@ -8,6 +8,7 @@
 // The namespace import lets bundlers drop what the schemas do not use (locales, JSON Schema):
 // the page's bundle (web/build.ts) is 151 KB instead of 511 KB with `import { z }`.
 import * as z from 'zod';
+import { CONTENT_TYPE_PATTERN, CONTENT_TYPE_RULE, MAX_CONTENT_TYPE_LENGTH } from './content-type.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Limits and shared values
@@ -17,7 +18,7 @@ import * as z from 'zod';
 export const apiLimits = {
   /** A file path as sent; the path policy (docs/api.md, File paths) then allows at most 1024 bytes. */
   maxPathLength: 4096,
-  maxContentTypeLength: 255,
+  maxContentTypeLength: MAX_CONTENT_TYPE_LENGTH,
   maxParts: 10_000,
   /**
    * Parts one request presigns or records: a 50 GiB upload (6,400 parts of 8 MiB) takes a few
@@ -57,7 +58,7 @@ export const sha256Hex = z.string().regex(LOWER_HEX64);
 export const contentTypeSchema = z
   .string()
   .max(apiLimits.maxContentTypeLength)
-  .regex(/^[a-zA-Z0-9!#$&^_.+-]+\/[a-zA-Z0-9!#$&^_.+-]+$/, 'must be a MIME type such as image/jpeg')
+  .regex(CONTENT_TYPE_PATTERN, CONTENT_TYPE_RULE)
   .transform((s) => s.toLowerCase());
 
 export const timestamp = z.iso.datetime();

@@ -20,6 +20,7 @@ import { API_EXPOSED_HEADERS } from '../contracts/api.ts';
 import type { Invocable } from './event-source-mapping.ts';
 import { loopbackHosts } from './gate.ts';
 import { closeServer, LOOPBACK, listen, type PortRole } from './net.ts';
+import { type SigV4Credentials, sha256Hex, verifySigV4 } from './sigv4.ts';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 /** API Gateway's integration timeout. */
@@ -29,6 +30,11 @@ export interface ApiFrontOptions {
   readonly port: number;
   readonly role: PortRole;
   readonly token: string;
+  /**
+   * Also accept requests signed with SigV4 for `execute-api` with these credentials, as an API
+   * behind the IAM authorizer does (the CLI's `--auth iam`). Undefined: the token only.
+   */
+  readonly iam?: { readonly credentials: SigV4Credentials } | undefined;
   readonly fn: Invocable;
   /** Browser origins allowed besides the front's own (`http://127.0.0.1:<port>`, `http://localhost:<port>`). */
   readonly corsOrigins: readonly string[];
@@ -345,6 +351,32 @@ async function serveMetrics(
   res.end(req.method === 'HEAD' ? undefined : bytes);
 }
 
+/** CORS answer headers for an allowed origin; none for another (the browser then refuses to read). */
+function corsHeaders(origin: string | undefined, allowed: ReadonlySet<string>): Record<string, string> {
+  if (origin === undefined || !allowed.has(origin)) return {};
+  return {
+    'access-control-allow-origin': origin,
+    'access-control-expose-headers': API_EXPOSED_HEADERS.join(', '),
+    vary: 'origin',
+  };
+}
+
+const isSigV4 = (header: string | undefined): boolean => /^AWS4-HMAC-SHA256\s/.test(header ?? '');
+
+/** API Gateway's IAM authorizer: a request signed for `execute-api` with the stack's credentials, or a 403. */
+async function refusedSignature(
+  req: IncomingMessage,
+  body: Buffer,
+  credentials: SigV4Credentials,
+): Promise<HttpResult | undefined> {
+  const result = await verifySigV4(
+    { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, payloadHash: sha256Hex(body) },
+    { service: 'execute-api', credentials },
+  );
+  if (result.ok) return undefined;
+  return jsonResult(403, { message: `${result.code}: ${result.message}` });
+}
+
 function tokenMatches(header: string | undefined, token: string): boolean {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
   if (!m?.[1]) return false;
@@ -497,28 +529,28 @@ export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront>
     res: ServerResponse,
     { rawPath, requestId, now }: { rawPath: string; requestId: string; now: Date },
   ): Promise<void> {
-    const origin = req.headers.origin;
-    const cors: Record<string, string> =
-      origin !== undefined && allowed.has(origin)
-        ? {
-            'access-control-allow-origin': origin,
-            'access-control-expose-headers': API_EXPOSED_HEADERS.join(', '),
-            vary: 'origin',
-          }
-        : {};
+    const cors = corsHeaders(req.headers.origin, allowed);
     const extra = { ...cors, 'apigw-requestid': requestId };
     if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
       answerPreflight(res, req, cors, requestId);
       return;
     }
     const open = rawPath === '/v1/health' && (req.method === 'GET' || req.method === 'HEAD');
-    if (!open && !tokenMatches(req.headers.authorization, options.token)) {
+    const signed = options.iam !== undefined && isSigV4(req.headers.authorization);
+    if (!open && !signed && !tokenMatches(req.headers.authorization, options.token)) {
       req.resume();
       send(res, req, unauthorized, { ...extra, 'www-authenticate': 'Bearer' });
       return;
     }
     const body = await readBodyOrRefuse(req, res, limit, extra);
     if (body === undefined) return;
+    // The signature covers the body's hash: checked once the body is read, as API Gateway does.
+    const refused =
+      signed && options.iam ? await refusedSignature(req, body, options.iam.credentials) : undefined;
+    if (refused) {
+      send(res, req, refused, extra);
+      return;
+    }
     const event = toHttpApiEvent(req, body, { requestId, now });
     send(res, req, await invokeIntegration(options, req, event), extra);
   }

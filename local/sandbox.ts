@@ -705,6 +705,8 @@ async function startFront(
     port: settings.ports.api,
     role: PORT_ROLES.api,
     token: deps.token,
+    // As an API behind IAM: a request signed with the stack's (local) credentials is let in too.
+    iam: { credentials: LOCAL_CREDENTIALS },
     fn: deps.api,
     corsOrigins: topology.api.corsOrigins,
     webDir,

@@ -19,11 +19,12 @@
  * (only the seed signature over the headers), SigV4a, session tokens (the local
  * credentials have none), IAM policy.
  */
-import { createHash, createHmac, type Hash, type Hmac, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { SigningSha256 } from '../common/sha256-node.ts';
 
 /** The services whose error vocabulary the verifier speaks. */
-export type SigV4Service = 's3' | 'dynamodb' | 'sqs';
+export type SigV4Service = 's3' | 'dynamodb' | 'sqs' | 'execute-api';
 
 export interface SigV4Credentials {
   readonly accessKeyId: string;
@@ -135,6 +136,16 @@ const CODES: Record<SigV4Service, Record<SigV4Reason, string>> = {
     signature: 'InvalidSignatureException',
     expired: 'InvalidSignatureException',
     skewed: 'InvalidSignatureException',
+  },
+  // API Gateway answers `{"message": ...}` with 403 and no code; these name the refusal for logs.
+  'execute-api': {
+    missing: 'MissingAuthenticationToken',
+    malformed: 'IncompleteSignature',
+    'unknown-key': 'UnrecognizedClient',
+    scope: 'InvalidSignature',
+    signature: 'InvalidSignature',
+    expired: 'InvalidSignature',
+    skewed: 'InvalidSignature',
   },
   sqs: {
     missing: 'MissingAuthenticationToken',
@@ -359,7 +370,7 @@ function signerFor(service: SigV4Service, region: string, credentials: SigV4Cred
       service,
       region,
       credentials: { accessKeyId: credentials.accessKeyId, secretAccessKey: credentials.secretAccessKey },
-      sha256: Sha256,
+      sha256: SigningSha256,
       uriEscapePath: service !== 's3',
       applyChecksum: false,
     });
@@ -531,37 +542,4 @@ function sameHex(a: string, b: string): boolean {
   const x = Buffer.from(a, 'utf8');
   const y = Buffer.from(b, 'utf8');
   return x.length === y.length && timingSafeEqual(x, y);
-}
-
-type SourceData = string | ArrayBuffer | ArrayBufferView;
-
-function toBytes(data: SourceData): Uint8Array {
-  if (typeof data === 'string') return Buffer.from(data, 'utf8');
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  return new Uint8Array(data);
-}
-
-/**
- * SHA-256 / HMAC-SHA-256 on node:crypto in the shape `SignatureV4` takes as `sha256` (what
- * `@smithy/hash-node` does for the SDK's Node clients); exported for tools that sign by hand.
- */
-export class Sha256 {
-  readonly #secret: Uint8Array | undefined;
-  #hash: Hash | Hmac;
-  constructor(secret?: SourceData) {
-    this.#secret = secret === undefined ? undefined : toBytes(secret);
-    this.#hash = this.#fresh();
-  }
-  #fresh(): Hash | Hmac {
-    return this.#secret === undefined ? createHash('sha256') : createHmac('sha256', this.#secret);
-  }
-  update(data: SourceData): void {
-    this.#hash.update(toBytes(data));
-  }
-  digest(): Promise<Uint8Array> {
-    return Promise.resolve(new Uint8Array(this.#hash.digest()));
-  }
-  reset(): void {
-    this.#hash = this.#fresh();
-  }
 }

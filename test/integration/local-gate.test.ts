@@ -23,9 +23,9 @@ import { CreateQueueCommand, ListQueuesCommand, ReceiveMessageCommand, SQSClient
 import { SignatureV4 } from '@smithy/signature-v4';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SigningSha256 as Sha256 } from '../../common/sha256-node.ts';
 import { LOCAL_CREDENTIALS } from '../../local/emulators.ts';
 import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
-import { Sha256 } from '../../local/sigv4.ts';
 import { localApi } from '../support/local-api.ts';
 import { waitFor } from '../support/wait.ts';
 

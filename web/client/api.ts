@@ -37,10 +37,24 @@ import { withRetries } from './retry.ts';
 
 export type FetchLike = (input: string, init: RequestInit) => Promise<Response>;
 
+/** A request as it is about to be sent, for a signer to authorize. */
+export interface SignableRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string | undefined;
+}
+
+/** Headers that authorize `request` (an API behind IAM: SigV4's `authorization`, `x-amz-date`, ...). */
+export type RequestSigner = (request: SignableRequest) => Promise<Record<string, string>>;
+
 export interface MirrorApiOptions {
   /** Base URL, e.g. `http://127.0.0.1:8787` or `https://x.execute-api.eu-west-1.amazonaws.com/prod`. */
   readonly baseUrl: string;
-  readonly token: string;
+  /** Sent as `Authorization: Bearer <token>` (the local stack, a JWT authorizer). Not with `sign`. */
+  readonly token?: string | undefined;
+  /** Authorizes each request (each retry afresh) instead of a token: an API behind IAM. Not with `token`. */
+  readonly sign?: RequestSigner | undefined;
   /** @default globalThis.fetch */
   readonly fetch?: FetchLike | undefined;
   /** Per-request time limit. @default none */
@@ -100,7 +114,7 @@ const keyHeader = (options: WithKey) => ({
 
 export class MirrorApi {
   readonly baseUrl: string;
-  readonly #token: string;
+  readonly #authorize: RequestSigner;
   readonly #fetch: FetchLike;
   readonly #timeoutMs: number | undefined;
   readonly #retries: number;
@@ -108,7 +122,11 @@ export class MirrorApi {
 
   constructor(options: MirrorApiOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
-    this.#token = options.token;
+    const { token, sign } = options;
+    if ((token === undefined) === (sign === undefined)) {
+      throw new TypeError('MirrorApi needs either `token` or `sign`, not both');
+    }
+    this.#authorize = sign ?? (async () => ({ authorization: `Bearer ${token}` }));
     this.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.#timeoutMs = options.timeoutMs;
     this.#retries = Math.max(0, options.retries ?? 4);
@@ -321,22 +339,19 @@ export class MirrorApi {
     redirect: RequestRedirect = 'follow',
   ): Promise<{ status: number; text: string; headers: Headers }> {
     const what = `${method} ${route.split('?')[0]}`;
-    const headers: Record<string, string> = {
-      ...extraHeaders,
-      authorization: `Bearer ${this.#token}`,
-      accept: 'application/json',
-    };
+    const headers: Record<string, string> = { ...extraHeaders, accept: 'application/json' };
+    const text = body === undefined ? undefined : JSON.stringify(body);
+    if (text !== undefined) headers['content-type'] = 'application/json';
+    const url = `${this.baseUrl}${route}`;
+    Object.assign(headers, await this.#authorize({ method, url, headers: { ...headers }, body: text }));
     const request = requestSignal(signal, this.#timeoutMs);
     const init: RequestInit = { method, headers, signal: request.signal, redirect };
-    if (body !== undefined) {
-      headers['content-type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
+    if (text !== undefined) init.body = text;
     let response: Response;
-    let text: string;
+    let answer: string;
     try {
       try {
-        response = await this.#fetch(`${this.baseUrl}${route}`, init);
+        response = await this.#fetch(url, init);
       } catch (error) {
         if (signal?.aborted) throw abortReason(signal);
         const local = /^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:|\/|$)/.test(this.baseUrl);
@@ -344,13 +359,13 @@ export class MirrorApi {
         const message = `cannot reach the API at ${this.baseUrl} (${what}): ${describeFetchError(error)}${hint}`;
         throw transientError(message, 0, undefined, { cause: error });
       }
-      text = await response.text().catch(() => '');
+      answer = await response.text().catch(() => '');
     } finally {
       request.release();
     }
     if (!response.ok && !(redirect === 'manual' && response.status === 302))
-      throw toApiError(what, response, text);
-    return { status: response.status, text, headers: response.headers };
+      throw toApiError(what, response, answer);
+    return { status: response.status, text: answer, headers: response.headers };
   }
 }
 

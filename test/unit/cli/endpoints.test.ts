@@ -27,9 +27,14 @@ afterAll(async () => {
 
 describe('loadConnection', () => {
   it('reads $MIRROR_DATA_DIR/endpoints.json, defaulting the folder to .mirror', async () => {
-    expect(await loadConnection({}, {}, dir)).toEqual({ api: 'http://127.0.0.1:8787', token: 'file-token' });
+    expect(await loadConnection({}, {}, dir)).toEqual({
+      api: 'http://127.0.0.1:8787',
+      auth: 'bearer',
+      token: 'file-token',
+    });
     expect(await loadConnection({}, { MIRROR_DATA_DIR: 'custom-data' }, dir)).toEqual({
       api: 'http://127.0.0.1:9999',
+      auth: 'bearer',
       token: 'custom-token',
     });
   });
@@ -37,6 +42,7 @@ describe('loadConnection', () => {
   it('reads --endpoints <file> relative to the working directory', async () => {
     expect(await loadConnection({ endpoints: 'custom-data/endpoints.json' }, {}, dir)).toEqual({
       api: 'http://127.0.0.1:9999',
+      auth: 'bearer',
       token: 'custom-token',
     });
   });
@@ -65,12 +71,13 @@ describe('loadConnection', () => {
       {},
       dir,
     );
-    expect(conn).toEqual({ api: 'https://api.example.com/prod', token: 'flag-token' });
+    expect(conn).toEqual({ api: 'https://api.example.com/prod', auth: 'bearer', token: 'flag-token' });
   });
 
   it('environment variables override the file, flags override the environment, field by field', async () => {
     expect(await loadConnection({}, { MIRROR_API_TOKEN: 'env-token' }, dir)).toEqual({
       api: 'http://127.0.0.1:8787',
+      auth: 'bearer',
       token: 'env-token',
     });
     expect(
@@ -79,7 +86,23 @@ describe('loadConnection', () => {
         { MIRROR_API_URL: 'http://10.0.0.1:1', MIRROR_API_TOKEN: 'env-token' },
         dir,
       ),
-    ).toEqual({ api: 'http://10.0.0.1:1', token: 'flag-token' });
+    ).toEqual({ api: 'http://10.0.0.1:1', auth: 'bearer', token: 'flag-token' });
+  });
+
+  it('--auth iam (or MIRROR_API_AUTH=iam) needs the API only, no token; another value is refused', async () => {
+    expect(
+      await loadConnection(
+        { api: 'https://abc123.execute-api.eu-west-1.amazonaws.com', auth: 'iam' },
+        {},
+        dir,
+      ),
+    ).toEqual({ api: 'https://abc123.execute-api.eu-west-1.amazonaws.com', auth: 'iam' });
+    expect(
+      await loadConnection({ endpoints: 'no-token.json' }, { MIRROR_API_AUTH: 'iam' }, dir),
+    ).toMatchObject({ auth: 'iam' });
+    await expect(loadConnection({ api: 'https://x.example', auth: 'jwt' }, {}, dir)).rejects.toThrow(
+      /not bearer or iam/,
+    );
   });
 
   it('rejects a malformed file or URL with the reason', async () => {

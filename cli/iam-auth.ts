@@ -1,0 +1,69 @@
+/**
+ * `--auth iam`: the CLI against an API behind API Gateway's IAM authorizer (the topology's
+ * `api.auth: "iam"`, the shipped default). Each request is signed with SigV4 for `execute-api`
+ * with the caller's AWS credentials (the keys in the environment, else the SDK's default chain:
+ * profile, SSO, instance role), as the AWS CLI signs its own calls. Loaded only when asked for: `--help` and the token
+ * path never load the SDK.
+ */
+import type { RequestSigner } from '../web/client/api.ts';
+import { envCredentials } from './aws-credentials.ts';
+import { ConfigError } from './errors.ts';
+
+/** `https://<id>.execute-api.<region>.amazonaws.com[.cn]/...`: the region is in the host. */
+const EXECUTE_API_HOST = /^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$/;
+
+/**
+ * The region to sign for: the API's own host names it; a custom domain needs `AWS_REGION` (or
+ * `AWS_DEFAULT_REGION`).
+ */
+export function signingRegion(apiUrl: string, env: NodeJS.ProcessEnv): string {
+  const fromHost = EXECUTE_API_HOST.exec(new URL(apiUrl).hostname)?.[1];
+  const region = fromHost ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
+  if (region === undefined || region.trim() === '') {
+    throw new ConfigError(
+      `--auth iam: cannot tell the API's region from ${apiUrl}: set AWS_REGION (the region the API is deployed in)`,
+    );
+  }
+  return region.trim();
+}
+
+/** A signer for every request to `apiUrl` (no other host: a content link's redirect goes to S3 unsigned). */
+export async function iamSigner(apiUrl: string, env: NodeJS.ProcessEnv): Promise<RequestSigner> {
+  const region = signingRegion(apiUrl, env);
+  const [{ SignatureV4 }, { defaultProvider }, { SigningSha256 }] = await Promise.all([
+    import('@smithy/signature-v4'),
+    import('@aws-sdk/credential-provider-node'),
+    import('../common/sha256-node.ts'),
+  ]);
+  const signer = new SignatureV4({
+    service: 'execute-api',
+    region,
+    credentials: envCredentials(env) ?? defaultProvider(),
+    sha256: SigningSha256,
+    uriEscapePath: true,
+    applyChecksum: true,
+  });
+  const origin = new URL(apiUrl).origin;
+  return async ({ method, url, headers, body }) => {
+    const target = new URL(url);
+    if (target.origin !== origin) return {};
+    const query: Record<string, string | string[]> = {};
+    for (const [name, value] of target.searchParams) {
+      const held = query[name];
+      query[name] = held === undefined ? value : [...(Array.isArray(held) ? held : [held]), value];
+    }
+    const signed = await signer.sign({
+      method,
+      protocol: target.protocol,
+      hostname: target.hostname,
+      ...(target.port === '' ? {} : { port: Number(target.port) }),
+      // As sent (each segment percent-encoded once); the signer encodes it once more, as API Gateway expects.
+      path: target.pathname,
+      query,
+      headers: { ...headers, host: target.host },
+      ...(body === undefined ? {} : { body }),
+    });
+    const { host: _host, ...added } = signed.headers;
+    return added;
+  };
+}
