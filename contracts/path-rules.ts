@@ -72,7 +72,10 @@ const CHARACTER_RULES: readonly (readonly [RegExp, string])[] = [
     INVISIBLE,
     'must not contain invisible characters (zero-width space, U+2028 and the like): they make a name display as another',
   ],
-  [NONCHARACTER, 'must not contain Unicode noncharacters (U+FDD0, U+FFFE and the like)'],
+  [
+    NONCHARACTER,
+    'must not contain Unicode noncharacters (U+FDD0 to U+FDEF, U+FFFE, U+FFFF and the like; queues cannot carry them)',
+  ],
   [SLASH_LOOKALIKE, 'must not contain look-alikes of "/" (U+2215 and the like); use "/" between folders'],
   [/\\/, 'must not contain backslashes; use "/" between folders'],
 ];

@@ -139,9 +139,15 @@ describe('pipeline through the local stack', () => {
   it('two clients uploading the same bytes to one path at once: one version, both uploads committed at it', async () => {
     const bytes = Buffer.from(`twin bytes ${Date.now()}`.repeat(100));
     const path = 'twins/same.png';
-    // Both claims come before either commit: each is answered pending, and both PUTs land.
-    const [a, b] = await Promise.all([upload(path, bytes), upload(path, bytes)]);
+    // Both claims come before either commit (each is answered pending), then both PUTs land.
+    const claim = () =>
+      api('POST', '/v1/uploads', { path, size: bytes.length, sha256: sha(bytes), contentType: 'image/png' });
+    const [a, b] = [await claim(), await claim()];
     expect([a.status, b.status]).toEqual([201, 201]);
+    const puts = [a, b].map(({ body }) =>
+      fetch(body.upload.url, { method: 'PUT', headers: body.upload.headers, body: new Uint8Array(bytes) }),
+    );
+    expect((await Promise.all(puts)).map((r) => r.status)).toEqual([200, 200]);
     const ids = [a.body.uploadId, b.body.uploadId] as string[];
     const ended = await until('both uploads ended', async () => {
       const answers = await Promise.all(ids.map((id) => api('GET', `/v1/uploads/${id}`)));
