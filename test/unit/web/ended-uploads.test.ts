@@ -6,24 +6,20 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { uploadFile } from '../../../web/client/upload-file.ts';
-import { bytesOf, contractViolations, FakeMirror, MiB } from './fake-api.ts';
+import {
+  blobOf,
+  bytesOf,
+  claimRequests,
+  contractViolations,
+  FakeMirror,
+  MiB,
+  uploadOptions,
+} from './fake-api.ts';
 
-const fast = { baseMs: 1, maxMs: 5, random: () => 0.5 };
-const options = (mirror: FakeMirror, extra: Partial<Parameters<typeof uploadFile>[1]> = {}) => ({
-  api: 'https://api.test/',
-  token: 'secret',
-  path: 'media/file.bin',
-  fetch: mirror.fetch,
-  workerUrl: null,
-  backoff: fast,
-  pollIntervalMs: 1,
-  retries: 1,
-  ...extra,
-});
-const blobOf = (bytes: Uint8Array<ArrayBuffer>) => new Blob([bytes], { type: 'application/octet-stream' });
+const options = (mirror: FakeMirror, extra: Partial<Parameters<typeof uploadFile>[1]> = {}) =>
+  uploadOptions(mirror, { retries: 1, ...extra });
 const pathOf = (url: string) => new URL(url).pathname;
-const claims = (mirror: FakeMirror) =>
-  mirror.requests.filter((r) => r.method === 'POST' && pathOf(r.url) === '/v1/uploads');
+const claims = claimRequests;
 
 afterEach(() => {
   expect(contractViolations.splice(0)).toEqual([]);

@@ -19,6 +19,7 @@ import {
 } from '../../../contracts/api.ts';
 import type { Challenge } from '../../../contracts/model.ts';
 import { issueChallenge, proofDigest } from '../../../functions/core/possession.ts';
+import type { uploadFile } from '../../../web/client/upload-file.ts';
 
 export const MiB = 1024 * 1024;
 const S3 = 'https://s3.test';
@@ -528,6 +529,30 @@ export class FakeMirror {
     return new Response(null, { status: 200 });
   }
 }
+
+/** `uploadFile`'s options against `mirror`: fast backoff and polls, hashing on the calling thread. */
+export function uploadOptions(
+  mirror: FakeMirror,
+  extra: Partial<Parameters<typeof uploadFile>[1]> = {},
+): Parameters<typeof uploadFile>[1] {
+  return {
+    api: 'https://api.test/',
+    token: 'secret',
+    path: 'media/file.bin',
+    fetch: mirror.fetch,
+    workerUrl: null,
+    backoff: { baseMs: 1, maxMs: 5, random: () => 0.5 },
+    pollIntervalMs: 1,
+    ...extra,
+  };
+}
+
+export const blobOf = (bytes: Uint8Array<ArrayBuffer>, type = 'application/octet-stream') =>
+  new Blob([bytes], { type });
+
+/** The claims (`POST /v1/uploads`) the fake received. */
+export const claimRequests = (mirror: FakeMirror) =>
+  mirror.requests.filter((r) => r.method === 'POST' && new URL(r.url).pathname === '/v1/uploads');
 
 /** Deterministic pseudo-random bytes (xorshift), so tests need no fixtures. */
 export function bytesOf(size: number, seed = 1): Uint8Array<ArrayBuffer> {

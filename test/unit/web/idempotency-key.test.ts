@@ -1,22 +1,10 @@
 /** The browser client's claim carries an Idempotency-Key, the same on every retry of that claim. */
 import { afterEach, describe, expect, it } from 'vitest';
 import { uploadFile } from '../../../web/client/upload-file.ts';
-import { bytesOf, contractViolations, FakeMirror } from './fake-api.ts';
+import { blobOf, bytesOf, claimRequests, contractViolations, FakeMirror, uploadOptions } from './fake-api.ts';
 
-const fast = { baseMs: 1, maxMs: 5, random: () => 0.5 };
-const options = (mirror: FakeMirror, extra: Partial<Parameters<typeof uploadFile>[1]> = {}) => ({
-  api: 'https://api.test/',
-  token: 'secret',
-  path: 'media/file.bin',
-  fetch: mirror.fetch,
-  workerUrl: null,
-  backoff: fast,
-  pollIntervalMs: 1,
-  ...extra,
-});
-const blobOf = (bytes: Uint8Array<ArrayBuffer>) => new Blob([bytes], { type: 'application/octet-stream' });
-const claims = (mirror: FakeMirror) =>
-  mirror.requests.filter((r) => r.method === 'POST' && new URL(r.url).pathname === '/v1/uploads');
+const options = uploadOptions;
+const claims = claimRequests;
 
 // Every answer the fake gave matched the API's contract (a drifted fake fails here).
 afterEach(() => {

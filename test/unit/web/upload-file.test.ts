@@ -8,26 +8,19 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { hashRange } from '../../../web/client/hashing.ts';
 import type { UploadProgress } from '../../../web/client/plan.ts';
 import { sendableHeaders, UploadError, uploadFile } from '../../../web/client/upload-file.ts';
-import { bytesOf, contractViolations, etagOf, FakeMirror, MiB, sha256Of } from './fake-api.ts';
+import {
+  blobOf,
+  bytesOf,
+  contractViolations,
+  etagOf,
+  FakeMirror,
+  MiB,
+  sha256Of,
+  uploadOptions,
+} from './fake-api.ts';
 
 const API = 'https://api.test';
-const fast = { baseMs: 1, maxMs: 5, random: () => 0.5 };
-
-function options(mirror: FakeMirror, extra: Partial<Parameters<typeof uploadFile>[1]> = {}) {
-  return {
-    api: `${API}/`,
-    token: 'secret',
-    path: 'media/file.bin',
-    fetch: mirror.fetch,
-    workerUrl: null,
-    backoff: fast,
-    pollIntervalMs: 1,
-    ...extra,
-  };
-}
-
-const blobOf = (bytes: Uint8Array<ArrayBuffer>, type = 'application/octet-stream') =>
-  new Blob([bytes], { type });
+const options = uploadOptions;
 
 /** Progress events, and a check that each phase's bytes never go backwards. */
 function recorder() {
