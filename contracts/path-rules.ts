@@ -37,22 +37,25 @@ const BIDI_CONTROL = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
 
 /**
  * Characters that show as nothing (or as a line break) and have no place in a file name: a name
- * holding one displays as another (`a\u200Bb.txt` as `ab.txt`). The soft hyphen, the combining
- * grapheme joiner, the Hangul and Khmer fillers, the Mongolian vowel separator, the zero-width
- * space, the word joiner and the invisible operators, the deprecated format controls, the byte
- * order mark, line and paragraph separators, interlinear annotation marks and the tag characters.
- * The zero-width (non-)joiners and the variation selectors stay: Persian, Indic scripts and
- * emoji need them.
+ * holding one displays as another (`a\u200Bb.txt` as `ab.txt`). Unicode's
+ * Default_Ignorable_Code_Point (soft hyphen, zero-width space, word joiner, fillers, the byte order
+ * mark, format controls, the reserved invisible ranges, ...), line and paragraph separators, the
+ * interlinear annotation marks and the Egyptian hieroglyph format controls. The zero-width (non-)joiners and the variation selectors stay:
+ * Persian, Indic scripts and emoji need them; so do the tag characters of a flag emoji
+ * (U+1F3F4 and tags up to U+E007F, England's or Scotland's flag), dropped before the test.
  */
-// U+034F (a combining character) apart: in a class it would read as joined to its neighbour.
 const INVISIBLE =
-  /\u034f|[\u00ad\u115f\u1160\u17b4\u17b5\u180e\u200b\u2028\u2029\u2060-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb\u{e0000}-\u{e007f}]/u;
+  /(?!\u200c|\u200d|[\ufe00-\ufe0f\u{e0100}-\u{e01ef}])\p{Default_Ignorable_Code_Point}|[\u2028\u2029\ufff9-\ufffb\u{13430}-\u{1343f}]/u;
+const FLAG_TAG_SEQUENCE = /\u{1f3f4}[\u{e0020}-\u{e007e}]+\u{e007f}/gu;
+const hasInvisible = (path: string): boolean => INVISIBLE.test(path.replace(FLAG_TAG_SEQUENCE, '\u{1f3f4}'));
 /**
  * Look-alikes of the folder separator that Unicode's compatibility mapping (NFKC) keeps apart
- * (`a\u2215b` shows as `a/b`); those it maps onto `/`, `\` or dots (`\uFF0F`, `\u2024\u2024`) are
- * caught by comparing each segment's NFKC form.
+ * (`a\u2215b` shows as `a/b`), and the combining overlays that draw a slash over a letter; a
+ * character NFKC maps onto `/` or `\` (`\uFF0F`), or a segment it maps onto `.` or `..`
+ * (`\u2024\u2024`), is caught by checkSegment.
  */
-const SLASH_LOOKALIKE = /[\u2044\u2215\u2571\u2572\u29f5\u29f8\u29f9]/u;
+const SLASH_LOOKALIKE =
+  /[\u0337\u0338\u20e5\u20eb\u2044\u2215\u2571\u2572\u27cb\u27cd\u29f5\u29f8\u29f9\u2f03\u{1f67c}\u{1f67d}]/u;
 /**
  * Unicode's noncharacters: never assigned, never meant for interchange. SQS refuses U+FFFE and
  * U+FFFF in a message body too (#x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF),
@@ -62,14 +65,14 @@ const NONCHARACTER =
   /[\ufdd0-\ufdef]|[\ufffe\uffff\u{1fffe}\u{1ffff}\u{2fffe}\u{2ffff}\u{3fffe}\u{3ffff}\u{4fffe}\u{4ffff}\u{5fffe}\u{5ffff}\u{6fffe}\u{6ffff}\u{7fffe}\u{7ffff}\u{8fffe}\u{8ffff}\u{9fffe}\u{9ffff}\u{afffe}\u{affff}\u{bfffe}\u{bffff}\u{cfffe}\u{cffff}\u{dfffe}\u{dffff}\u{efffe}\u{effff}\u{ffffe}\u{fffff}\u{10fffe}\u{10ffff}]/u;
 
 /** Characters a path may not hold, each with the rule a refusal names. */
-const CHARACTER_RULES: readonly (readonly [RegExp, string])[] = [
+const CHARACTER_RULES: readonly (readonly [{ test(path: string): boolean }, string])[] = [
   [CONTROL, 'must not contain control characters'],
   [
     BIDI_CONTROL,
     'must not contain bidirectional control characters (U+202E and the like): they make a name display as another',
   ],
   [
-    INVISIBLE,
+    { test: hasInvisible },
     'must not contain invisible characters (zero-width space, U+2028 and the like): they make a name display as another',
   ],
   [
@@ -84,10 +87,17 @@ function checkSegment(segment: string): void {
   if (segment === '') invalid('must not contain empty segments ("//" or a trailing "/")');
   if (segment === '.' || segment === '..') invalid('must not contain "." or ".." segments');
   const shown = segment.normalize('NFKC');
-  if (shown === '.' || shown === '..' || /[/\\]/.test(shown)) {
-    invalid(
-      `must not contain look-alikes of "/", "\\", "." or ".." (the segment "${segment}" reads as "${shown}")`,
-    );
+  if (shown === '.' || shown === '..') {
+    invalid(`must not contain look-alikes of "." or ".." (the segment "${segment}" reads as "${shown}")`);
+  }
+  // Character by character: U+FF0F is a slash, U+2105 (c/o) a symbol that holds one.
+  for (const char of segment) {
+    const folded = char.normalize('NFKC');
+    if (folded === '/' || folded === '\\') {
+      invalid(
+        `must not contain look-alikes of "/" or "\\" ("${char}", U+${char.codePointAt(0)?.toString(16).toUpperCase()})`,
+      );
+    }
   }
 }
 

@@ -34,7 +34,7 @@ export interface ApiFrontOptions {
    * Also accept requests signed with SigV4 for `execute-api` with these credentials, as an API
    * behind the IAM authorizer does (the CLI's `--auth iam`). Undefined: the token only.
    */
-  readonly iam?: { readonly credentials: SigV4Credentials } | undefined;
+  readonly iam?: { readonly credentials: SigV4Credentials; readonly region: string } | undefined;
   readonly fn: Invocable;
   /** Browser origins allowed besides the front's own (`http://127.0.0.1:<port>`, `http://localhost:<port>`). */
   readonly corsOrigins: readonly string[];
@@ -361,17 +361,23 @@ function corsHeaders(origin: string | undefined, allowed: ReadonlySet<string>): 
   };
 }
 
+/** Health needs nothing; every other route the stack's bearer token (or a signature, checked apart). */
+const openOrTokened = (req: IncomingMessage, rawPath: string, token: string): boolean =>
+  (rawPath === '/v1/health' && (req.method === 'GET' || req.method === 'HEAD')) ||
+  tokenMatches(req.headers.authorization, token);
+
 const isSigV4 = (header: string | undefined): boolean => /^AWS4-HMAC-SHA256\s/.test(header ?? '');
 
 /** API Gateway's IAM authorizer: a request signed for `execute-api` with the stack's credentials, or a 403. */
 async function refusedSignature(
   req: IncomingMessage,
   body: Buffer,
-  credentials: SigV4Credentials,
+  iam: { readonly credentials: SigV4Credentials; readonly region: string },
 ): Promise<HttpResult | undefined> {
+  // As API Gateway: a signature for another region (a wrong AWS_REGION) is refused.
   const result = await verifySigV4(
     { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, payloadHash: sha256Hex(body) },
-    { service: 'execute-api', credentials },
+    { service: 'execute-api', credentials: iam.credentials, region: iam.region },
   );
   if (result.ok) return undefined;
   return jsonResult(403, { message: `${result.code}: ${result.message}` });
@@ -535,9 +541,8 @@ export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront>
       answerPreflight(res, req, cors, requestId);
       return;
     }
-    const open = rawPath === '/v1/health' && (req.method === 'GET' || req.method === 'HEAD');
-    const signed = options.iam !== undefined && isSigV4(req.headers.authorization);
-    if (!open && !signed && !tokenMatches(req.headers.authorization, options.token)) {
+    const iam = isSigV4(req.headers.authorization) ? options.iam : undefined;
+    if (!iam && !openOrTokened(req, rawPath, options.token)) {
       req.resume();
       send(res, req, unauthorized, { ...extra, 'www-authenticate': 'Bearer' });
       return;
@@ -545,8 +550,7 @@ export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront>
     const body = await readBodyOrRefuse(req, res, limit, extra);
     if (body === undefined) return;
     // The signature covers the body's hash: checked once the body is read, as API Gateway does.
-    const refused =
-      signed && options.iam ? await refusedSignature(req, body, options.iam.credentials) : undefined;
+    const refused = iam ? await refusedSignature(req, body, iam) : undefined;
     if (refused) {
       send(res, req, refused, extra);
       return;

@@ -706,7 +706,7 @@ async function startFront(
     role: PORT_ROLES.api,
     token: deps.token,
     // As an API behind IAM: a request signed with the stack's (local) credentials is let in too.
-    iam: { credentials: LOCAL_CREDENTIALS },
+    iam: { credentials: LOCAL_CREDENTIALS, region: settings.region },
     fn: deps.api,
     corsOrigins: topology.api.corsOrigins,
     webDir,

@@ -81,18 +81,30 @@ describe('--auth iam: the CLI against an API behind IAM', () => {
     });
     const file = join(work, 'signed.txt');
     await writeFile(file, `signed ${Date.now()}`);
-    const up = await iam('upload', file, 'iam/signed.txt', '--json');
+    const up = await iam('upload', file, 'iam dir/signed+1.txt', '--json');
     expect(up.code, up.err).toBe(0);
     expect(JSON.parse(up.out)).toMatchObject({ status: 'committed', version: 1 });
-    const listed = await iam('ls', 'iam/', '--json');
-    expect(JSON.parse(listed.out).files.map((f: { path: string }) => f.path)).toEqual(['iam/signed.txt']);
+    // A space in the query (the prefix) is signed as sent: %20, never the form encoding's +.
+    const listed = await iam('ls', 'iam dir/', '--json');
+    expect(listed.code, listed.err).toBe(0);
+    expect(JSON.parse(listed.out).files.map((f: { path: string }) => f.path)).toEqual([
+      'iam dir/signed+1.txt',
+    ]);
+    // The stack's keys, signed for another region than the stack's: refused, as API Gateway does.
+    const elsewhere = stack.cliWith({
+      AWS_ACCESS_KEY_ID: accessKeyId,
+      AWS_SECRET_ACCESS_KEY: secretAccessKey,
+      AWS_REGION: 'eu-west-3',
+      MIRROR_API_AUTH: 'iam',
+    });
+    expect((await elsewhere('ls', 'iam dir/')).code).toBe(1);
     const stranger = stack.cliWith({
       AWS_ACCESS_KEY_ID: 'AKIDSTRANGER',
       AWS_SECRET_ACCESS_KEY: 'not-the-stack-secret',
       AWS_REGION: sandbox.endpoints.s3.region,
       MIRROR_API_AUTH: 'iam',
     });
-    const refused = await stranger('ls', 'iam/', '--json');
+    const refused = await stranger('ls', 'iam dir/', '--json');
     expect(refused.code).toBe(1);
     expect(JSON.parse(refused.out)).toMatchObject({ error: { status: 403 } });
   });

@@ -420,7 +420,7 @@ describe('docs/openapi.json', () => {
     expect(prop('ifVersion')).toMatchObject({ type: 'integer', minimum: 0 });
   });
 
-  it('states the path rules as a pattern that accepts exactly what normalizePath accepts (length and the NFKC look-alike rule aside)', () => {
+  it('states the path rules as a pattern that accepts exactly what normalizePath accepts (length, NFKC look-alikes and the rest of Default_Ignorable_Code_Point aside)', () => {
     const pattern = new RegExp(schema('FilePath').pattern as string, 'u');
     const accepts = (raw: string) => {
       try {

@@ -100,11 +100,15 @@ function routePath(template: string, params: Record<string, string> = {}): strin
   return template.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(params[name] ?? ''));
 }
 
+/**
+ * A query string percent-encoded as SigV4 canonicalizes it (`%20` for a space, never the form
+ * encoding's `+`, which AWS reads as a plus): what is sent is what a signer signs.
+ */
 function queryString(query: Record<string, string | number | undefined> = {}): string {
-  const params = new URLSearchParams();
-  for (const [name, value] of Object.entries(query)) if (value !== undefined) params.set(name, String(value));
-  const text = params.toString();
-  return text === '' ? '' : `?${text}`;
+  const pairs = Object.entries(query)
+    .filter((pair): pair is [string, string | number] => pair[1] !== undefined)
+    .map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(String(value))}`);
+  return pairs.length === 0 ? '' : `?${pairs.join('&')}`;
 }
 
 type WithKey = CallOptions & { idempotencyKey?: string | undefined };
@@ -115,6 +119,8 @@ const keyHeader = (options: WithKey) => ({
 export class MirrorApi {
   readonly baseUrl: string;
   readonly #authorize: RequestSigner;
+  /** Requests carry a SigV4 signature (`sign`), not a bearer token. */
+  readonly #signs: boolean;
   readonly #fetch: FetchLike;
   readonly #timeoutMs: number | undefined;
   readonly #retries: number;
@@ -127,6 +133,7 @@ export class MirrorApi {
       throw new TypeError('MirrorApi needs either `token` or `sign`, not both');
     }
     this.#authorize = sign ?? (async () => ({ authorization: `Bearer ${token}` }));
+    this.#signs = sign !== undefined;
     this.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.#timeoutMs = options.timeoutMs;
     this.#retries = Math.max(0, options.retries ?? 4);
@@ -345,7 +352,11 @@ export class MirrorApi {
     const url = `${this.baseUrl}${route}`;
     Object.assign(headers, await this.#authorize({ method, url, headers: { ...headers }, body: text }));
     const request = requestSignal(signal, this.#timeoutMs);
-    const init: RequestInit = { method, headers, signal: request.signal, redirect };
+    // A signed request is never followed elsewhere: a redirect would carry its session token and
+    // date (fetch drops only `authorization`) to another host. The API redirects nowhere but the
+    // content link, which is read by hand.
+    const mode: RequestRedirect = this.#signs ? 'manual' : redirect;
+    const init: RequestInit = { method, headers, signal: request.signal, redirect: mode };
     if (text !== undefined) init.body = text;
     let response: Response;
     let answer: string;
@@ -363,10 +374,22 @@ export class MirrorApi {
     } finally {
       request.release();
     }
-    if (!response.ok && !(redirect === 'manual' && response.status === 302))
-      throw toApiError(what, response, answer);
+    if (!response.ok && !(redirect === 'manual' && response.status === 302)) {
+      throw isRedirect(response.status) ? notFollowed(what, response) : toApiError(what, response, answer);
+    }
     return { status: response.status, text: answer, headers: response.headers };
   }
+}
+
+const isRedirect = (status: number) => status >= 300 && status < 400;
+
+function notFollowed(what: string, response: Response): ApiError {
+  const to = response.headers.get('location') ?? 'nowhere';
+  return new ApiError(
+    `${what}: the API answered ${response.status} to ${to}; not followed`,
+    'bad_answer',
+    response.status,
+  );
 }
 
 /** An answer checked against the body the route table gives its status. */

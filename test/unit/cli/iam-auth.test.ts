@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { iamSigner, signingRegion } from '../../../cli/iam-auth.ts';
 import { sha256Hex, verifySigV4 } from '../../../local/sigv4.ts';
+import { type FetchLike, MirrorApi } from '../../../web/client/api.ts';
 
 const keys = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' };
 const env = { AWS_ACCESS_KEY_ID: keys.accessKeyId, AWS_SECRET_ACCESS_KEY: keys.secretAccessKey };
@@ -60,6 +61,25 @@ describe('--auth iam: SigV4 for execute-api', () => {
         body: undefined,
       }),
     ).toEqual({});
+  });
+
+  it('a signed request is not followed to another host: its session token and date would go with it', async () => {
+    const seen: { url: string; redirect: RequestRedirect | undefined; headers: Record<string, string> }[] =
+      [];
+    const fetch: FetchLike = async (url, init) => {
+      seen.push({ url, redirect: init.redirect, headers: init.headers as Record<string, string> });
+      return new Response(null, { status: 307, headers: { location: 'https://collector.example/steal' } });
+    };
+    const api = new MirrorApi({
+      baseUrl: API,
+      sign: await iamSigner(API, { ...env, AWS_SESSION_TOKEN: 'session-secret' }),
+      fetch,
+      retries: 0,
+    });
+    await expect(api.listTargets()).rejects.toMatchObject({ code: 'bad_answer', status: 307 });
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.redirect).toBe('manual');
+    expect(seen[0]?.headers['x-amz-security-token']).toBe('session-secret');
   });
 
   it('takes the region from the API host, else AWS_REGION; a custom domain without one is refused', () => {

@@ -10,9 +10,10 @@ const segment = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 12 }).fil
   (s) =>
     // biome-ignore lint/suspicious/noControlCharactersInRegex: the generator must avoid exactly the forbidden characters.
     !/[/\\\u0000-\u001f\u007f-\u009f]/.test(s) &&
-    // Invisible and never-assigned characters, and separator look-alikes, are refused (tested apart).
-    !/[\p{Default_Ignorable_Code_Point}\p{Noncharacter_Code_Point}\u2028\u2029\u2044\u2215\u2571\u2572\u29f5\u29f8\u29f9\ufff9-\ufffb]/u.test(
-      s,
+    // Invisible and never-assigned characters, and separator look-alikes, are refused (tested apart);
+    // in the NFC form the rule reads (U+2ADC decomposes to hold U+0338).
+    !/\u0337|\u0338|\u20e5|\u20eb|[\p{Default_Ignorable_Code_Point}\p{Noncharacter_Code_Point}\u2028\u2029\u2044\u2215\u2571\u2572\u27cb\u27cd\u29f5\u29f8\u29f9\u2f03\ufff9-\ufffb\u{13430}-\u{1343f}\u{1f67c}\u{1f67d}]/u.test(
+      s.normalize('NFC'),
     ) &&
     !readsAsSeparator(s) &&
     s !== '.' &&
@@ -78,6 +79,14 @@ describe('normalizePath', () => {
     ['a/\u2025/b.txt', 'look-alikes'],
     ['a/\uff0e/b.txt', 'look-alikes'],
     ['a\uff3cb.txt', 'look-alikes'],
+    ['ab\u{1d173}.txt', 'invisible'],
+    ['a\u{e0fff}b.txt', 'invisible'],
+    ['a\ufff0b.txt', 'invisible'],
+    ['a\u{13430}b.txt', 'invisible'],
+    ['a\u{e0067}b.txt', 'invisible'],
+    ['docs\u27cbevil.pdf', 'look-alikes of "/"'],
+    ['a\u0338b.txt', 'look-alikes of "/"'],
+    ['\u65e5\u672c\u8a9e\uff0f\u8cc7\u6599.txt', 'look-alikes of "/"'],
     ['bad\ud800', 'UTF-8'],
   ])('rejects %j naming the rule (%s)', (path, rule) => {
     try {
@@ -90,12 +99,15 @@ describe('normalizePath', () => {
     }
   });
 
-  it('keeps the joiners and variation selectors that scripts and emoji need, and ellipses', () => {
+  it('keeps the joiners, variation selectors and flag tags that scripts and emoji need, ellipses, and symbols that merely hold a slash', () => {
     for (const name of [
       '\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.txt',
       'family-\u{1f468}\u200d\u{1f469}.png',
       'love-\u2764\ufe0f.jpg',
       'draft\u2026final.pdf',
+      '\u{1f3f4}\u{e0067}\u{e0062}\u{e0065}\u{e006e}\u{e0067}\u{e007f} trip.jpg',
+      'Letter \u2105 John.pdf',
+      'a\u2260b.txt',
     ]) {
       expect(normalizePath(name)).toBe(name.normalize('NFC'));
     }
