@@ -49,8 +49,6 @@ export function processIo(): CliIo {
   return { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() };
 }
 
-const USAGE_EXIT = EXIT.usage;
-
 function packageVersion(): string {
   try {
     const pkg = createRequire(import.meta.url)('../package.json') as { version?: unknown };
@@ -435,10 +433,6 @@ function registerOpsCommands(program: Command, io: CliIo): void {
   });
 }
 
-/**
- * Parses `argv` (as in process.argv) and runs the command; returns the exit code:
- * 0 ok, 1 failure, 2 usage. Prints errors as one line on stderr.
- */
 /** The program options that take a value (they may come before `-V`/`--version`). */
 const PROGRAM_OPTIONS_WITH_VALUE = new Set(['--endpoints', '--api', '--token', '--auth']);
 
@@ -453,6 +447,10 @@ function asksForVersion(argv: readonly string[]): boolean {
   return false;
 }
 
+/**
+ * Parses `argv` (as in process.argv) and runs the command; returns the exit code:
+ * 0 ok, 1 failure, 2 usage. Prints errors as one line on stderr.
+ */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   if (asksForVersion(argv)) {
     io.stdout.write(`${packageVersion()}\n`);
@@ -477,8 +475,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     if (err instanceof CommanderError) {
       // Commander has printed its message (or the help/version) already.
       if (err.exitCode === 0) return 0;
-      if (json && !printed) writeJsonError(io, { code: 'usage', message: err.message, exitCode: USAGE_EXIT });
-      return USAGE_EXIT;
+      if (json && !printed) writeJsonError(io, { code: 'usage', message: err.message, exitCode: EXIT.usage });
+      return EXIT.usage;
     }
     const exitCode = reportError(err, io);
     if (json && !printed) writeJsonError(io, describeFailure(err, exitCode));

@@ -167,17 +167,23 @@ async function equalHead(
   return deps.ledger.getVersion(request.path, state.version);
 }
 
+/** Whether a claim's commit ends at an equal head (`keepsEqualHead`): it named no head and asked no new version. */
+export const keepsEqualHeadOf = (claim: {
+  readonly ifVersion?: number | undefined;
+  readonly newVersion?: boolean | undefined;
+}): boolean => claim.ifVersion === undefined && claim.newVersion !== true;
+
 /**
  * Ends a pending upload at `head`, another upload's commit of the same content (`keepsEqualHead`):
- * committed at that version, its pointer gone. True when it ended so; false when it had ended
- * otherwise meanwhile (expired, rejected), which stands.
+ * committed at that version, its pointer gone. Undefined when it ended so; else the status it had
+ * ended with meanwhile (expired, rejected), which stands.
  */
 export async function endUploadAtHead(
   deps: { ledger: Pick<UploadLedger, 'finishUpload' | 'getUpload' | 'removePendingUpload'>; clock: Clock },
   upload: { readonly uploadId: string; readonly sha256: string },
   head: FileVersion,
   deduplicated: boolean,
-): Promise<boolean> {
+): Promise<string | undefined> {
   const { ledger, clock } = deps;
   await ledger.finishUpload(
     upload.uploadId,
@@ -187,7 +193,9 @@ export async function endUploadAtHead(
   // finishUpload ends only a pending upload: what it holds now says whether this ending won.
   const ended = await ledger.getUpload(upload.uploadId);
   await ledger.removePendingUpload(upload.sha256, upload.uploadId);
-  return ended?.status === 'committed' && ended.version === head.version;
+  return ended?.status === 'committed' && ended.version === head.version
+    ? undefined
+    : (ended?.status ?? 'ended');
 }
 
 const movedPast = (request: CommitRequest, state: CommitState): boolean =>

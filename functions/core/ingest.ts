@@ -9,6 +9,7 @@ import {
   type CommitDeps,
   commitVersion,
   endUploadAtHead,
+  keepsEqualHeadOf,
   vacantFoldersFor,
 } from './commit.js';
 import { UploadFinishedError, ValidationError, VersionConflictError } from './errors.js';
@@ -422,7 +423,7 @@ async function commitUpload(run: PendingRun, upload: PendingClaim, uploadId: str
       contentType: upload.contentType,
       deleted: false,
       ifVersion: upload.ifVersion,
-      keepsEqualHead: upload.ifVersion === undefined && upload.newVersion !== true,
+      keepsEqualHead: keepsEqualHeadOf(upload),
       endsUpload: { deduplicated: false },
       blob: run.record,
     });
@@ -430,7 +431,7 @@ async function commitUpload(run: PendingRun, upload: PendingClaim, uploadId: str
       // Another upload committed these very bytes to this path after this one was claimed: it
       // ends at that version, as a claim made after it is answered (no second identical version);
       // unless it ended otherwise meanwhile (expired), which stands.
-      if (await endUploadAtHead(deps, { uploadId, sha256: run.sha256 }, version, false)) {
+      if ((await endUploadAtHead(deps, { uploadId, sha256: run.sha256 }, version, false)) === undefined) {
         run.committed.push({ uploadId, path: upload.path, version: version.version });
         metrics.count('UploadsUnchanged');
       }

@@ -11,7 +11,13 @@
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import type { UploadDeduplicated } from '../../contracts/api.js';
 import type { Challenge, FileVersion, Upload } from '../../contracts/model.js';
-import { type CommitDeps, commitVersion, endUploadAtHead, vacantFoldersFor } from './commit.js';
+import {
+  type CommitDeps,
+  commitVersion,
+  endUploadAtHead,
+  keepsEqualHeadOf,
+  vacantFoldersFor,
+} from './commit.js';
 import { MirrorError, UploadFinishedError, ValidationError, VersionConflictError } from './errors.js';
 import type { BlobLedger, BlobStore, Metrics, UploadLedger, VersionLedger } from './ports.js';
 
@@ -152,7 +158,7 @@ async function commitProven(deps: PossessionDeps, upload: Upload): Promise<FileV
       contentType: upload.contentType,
       deleted: false,
       ifVersion: upload.ifVersion,
-      keepsEqualHead: upload.ifVersion === undefined && upload.newVersion !== true,
+      keepsEqualHead: keepsEqualHeadOf(upload),
       endsUpload: { deduplicated: true },
     });
   } catch (error) {
@@ -169,10 +175,9 @@ async function commitProven(deps: PossessionDeps, upload: Upload): Promise<FileV
   }
   // A twin upload committed these very bytes to this path after this one was claimed: it ends at
   // that version (no second identical one), unless it ended otherwise meanwhile.
-  if (version.uploadId !== upload.uploadId && !(await endUploadAtHead(deps, upload, version, true))) {
-    const ended = await ledger.getUpload(upload.uploadId);
-    throw new UploadFinishedError(upload.uploadId, ended?.status ?? 'ended');
-  }
+  const endedOtherwise =
+    version.uploadId === upload.uploadId ? undefined : await endUploadAtHead(deps, upload, version, true);
+  if (endedOtherwise !== undefined) throw new UploadFinishedError(upload.uploadId, endedOtherwise);
   return version;
 }
 

@@ -109,7 +109,7 @@ async function recordApplied(
     etag,
   });
   if (recorded) return true;
-  const { state } = await deps.ledger.readForReplication(applied.path, deps.target.id, undefined);
+  const state = await deps.ledger.getTargetState(applied.path, deps.target.id);
   return (state?.appliedVersion ?? 0) <= applied.version;
 }
 

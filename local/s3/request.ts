@@ -64,10 +64,6 @@ export function parseTarget(url: string): Target {
 export type RequestVerifier = (request: SigV4Request) => Promise<SigV4Result>;
 
 /**
- * Checks the request's signature; resolves with what a signed streaming body needs to
- * check its chunk signatures, or throws the refusal in S3's shape.
- */
-/**
  * A presigned URL binds the headers it names: S3 refuses any other `x-amz-*` header (metadata, an
  * ACL, tags, a copy source) rather than let the URL's holder add what its signer never allowed.
  * `x-amz-content-sha256` is the one S3 takes unsigned.
@@ -89,6 +85,10 @@ function refuseUnsignedAmzHeaders(req: IncomingMessage, signedHeaders: readonly 
   }
 }
 
+/**
+ * Checks the request's signature; resolves with what a signed streaming body needs to
+ * check its chunk signatures, or throws the refusal in S3's shape.
+ */
 export async function authenticate(
   req: IncomingMessage,
   verify: RequestVerifier,

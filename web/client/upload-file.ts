@@ -147,7 +147,7 @@ interface Session {
   uploadId: string | undefined;
   /** The claim continued another client's upload (`resumed`): a cancel here must not abort it. */
   joined: boolean;
-  /** Bytes this call sent to storage so far (the upload meter's count). */
+  /** Bytes this call sent to storage in the send steps it finished. */
   bytesSent: number;
 }
 
@@ -268,7 +268,7 @@ async function claimAndSend(
     s.signal,
   );
   s.uploadId = claimed.uploadId;
-  s.joined = 'resumed' in claimed && claimed.resumed === true;
+  s.joined = joined(claimed);
   const base = { uploadId: claimed.uploadId, path: claimed.path, sha256, size: s.size };
   if (claimed.status === 'committed') return deduplicated(s, base, claimed.version);
   try {
@@ -306,6 +306,9 @@ async function endedUpload(s: Session, uploadId: string, finishing: boolean): Pr
   return upload?.status === 'pending' ? undefined : upload;
 }
 
+/** The claim continued another client's multipart upload (same file, same path). */
+const joined = (claimed: object): boolean => 'resumed' in claimed && claimed.resumed === true;
+
 /** The step failed because the upload is finishing or finished: S3 has no such upload any more, or the API says so. */
 function finishing(error: unknown): boolean {
   if (!(error instanceof ApiError)) return false;
@@ -331,7 +334,7 @@ export function continueUpload(
 ): Promise<UploadResult> {
   return inSession(file, options, (s) => {
     s.uploadId = claimed.uploadId;
-    s.joined = 'resumed' in claimed && claimed.resumed === true;
+    s.joined = joined(claimed);
     const base = { uploadId: claimed.uploadId, path: claimed.path, sha256: options.sha256, size: s.size };
     return sendAndVerify(s, claimed, base);
   });
