@@ -208,9 +208,10 @@ function verbRunner(io: CliIo): VerbRunner {
 /** The CLI's one API client, from the endpoints file or --api/--token. */
 async function apiClient(command: Command, io: CliIo): Promise<MirrorApi> {
   const options = command.optsWithGlobals<ConnectionOptions>();
-  const [{ loadConnection }, { MirrorApi }] = await Promise.all([
+  const [{ loadConnection }, { MirrorApi }, { apiFetch }] = await Promise.all([
     import('./endpoints.ts'),
     import('../web/client/api.ts'),
+    import('./api-transport.ts'),
   ]);
   const connection = await loadConnection(
     { endpoints: options.endpoints, api: options.api, token: options.token, auth: options.auth },
@@ -224,7 +225,7 @@ async function apiClient(command: Command, io: CliIo): Promise<MirrorApi> {
   return new MirrorApi({
     baseUrl: connection.api,
     ...credentials,
-    fetch: io.fetch,
+    fetch: io.fetch ?? apiFetch,
     timeoutMs: 30_000,
     retries: 3,
     backoff: { baseMs: 500, maxMs: 4_000 },
