@@ -352,7 +352,7 @@ describe('pull agent', () => {
     }
   });
 
-  it('paths with spaces, +, %, and non-ASCII letters round-trip; escaping paths are refused and counted', async () => {
+  it('paths with spaces, +, &, = and non-ASCII letters round-trip; escaping paths are refused and counted', async () => {
     const w = await agentWorld();
     const outside = join(scratch, `outside-${randomUUID().slice(0, 8)}`);
     await mkdir(outside);
@@ -365,7 +365,7 @@ describe('pull agent', () => {
       const odd = [
         'with space/a file name.txt',
         'plus+sign/a+b=c.txt',
-        'per%cent/100%25 done%.txt',
+        'amp&semi;/a=b,c;d.txt',
         'ünïcødé/日本語 ファイル.txt',
         'Ελληνικά/ÆØÅ — ĉu ŝi.bin',
       ];

@@ -123,6 +123,13 @@ describe('the path policy at the door: 400, field path, the rule, nothing writte
     ['an empty segment', 'media//a.jpg', /empty segments/],
     ['a trailing slash', 'media/', /empty segments/],
     ['a backslash', 'media\\a.jpg', /backslash/],
+    [
+      'a "%" (an HTTP API decodes the URL path: a second decoding reads another name)',
+      'media/50% off.jpg',
+      /"%", "\?" or "#"/,
+    ],
+    ['a "?" (a decoded "?" cuts the URL path short)', 'media/why?.jpg', /"%", "\?" or "#"/],
+    ['a "#"', 'media/track #1.mp3', /"%", "\?" or "#"/],
     ['a control character', 'media/a\u0007.jpg', /control/],
     ['a lone surrogate', 'media/\uD800.jpg', /surrogate/],
     ['over 1024 bytes', `m/${'a'.repeat(1100)}`, /at most/],
@@ -185,15 +192,7 @@ describe('the path policy at the door: 400, field path, the rule, nothing writte
 });
 
 describe('nested paths in URLs: literal slashes and %2F address the same file on every route', () => {
-  const names = [
-    'urls/a b.jpg',
-    'urls/100%.jpg',
-    'urls/q?.jpg',
-    'urls/h#.jpg',
-    'urls/p+s.jpg',
-    'urls/x/y/z.jpg',
-    'urls/é/ü.txt',
-  ];
+  const names = ['urls/a b.jpg', 'urls/p+s.jpg', 'urls/a&b=c;d.jpg', 'urls/x/y/z.jpg', 'urls/é/ü.txt'];
   const literal = (path: string) => path.split('/').map(encodeURIComponent).join('/');
   const encoded = (path: string) => encodeURIComponent(path);
 
@@ -222,6 +221,22 @@ describe('nested paths in URLs: literal slashes and %2F address the same file on
     const result = await api(httpEvent('GET', '/v1/files/decoded/by/gateway.txt'));
     expect(result.statusCode).toBe(200);
     expect(json(result).path).toBe('decoded/by/gateway.txt');
+  });
+
+  it('a gateway that decoded the whole path (an HTTP API, by public captures) reaches the same file on every route', async () => {
+    const path = 'decoded/été photo+1 & 2 (final).jpg';
+    const { version } = await upload(path);
+    for (const [route, status] of [
+      ['', 200],
+      ['/versions', 200],
+      ['/content', 302],
+    ] as const) {
+      const result = await api(httpEvent('GET', `/v1/files/${path}${route}`));
+      expect(result.statusCode, route).toBe(status);
+      if (status === 200) expect(json(result).path).toBe(path);
+    }
+    const removed = await api(httpEvent('DELETE', `/v1/files/${path}`));
+    expect(json(removed)).toMatchObject({ path, deleted: true, version: version + 1 });
   });
 });
 

@@ -57,7 +57,7 @@ const api = (method: string, path: string, body?: unknown) =>
 describe('pipeline through the local stack', () => {
   it('an upload reaches both replica buckets under its path with identical bytes and metadata', async () => {
     const bytes = Buffer.from(`a photo ${Date.now()}`.repeat(5000));
-    const path = 'media/2026/Été photo+1%.png';
+    const path = 'media/2026/Été photo+1 & 2.png';
     const started = Date.now();
     const created = await upload(path, bytes);
     expect(created.status).toBe(201);
