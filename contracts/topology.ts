@@ -178,6 +178,15 @@ export const topologySchema = z
     if (rateProblem !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['api', 'throttleRateLimit'], message: rateProblem });
     }
+    const topicRegion = t.monitoring.alarmTopicArn?.split(':')[3];
+    if (topicRegion !== undefined && topicRegion !== t.homeRegion) {
+      // CloudWatch refuses an alarm action on a topic in another region, and with it the home stack.
+      ctx.addIssue({
+        code: 'custom',
+        path: ['monitoring', 'alarmTopicArn'],
+        message: `is in ${topicRegion}, but the alarms are in the home region ${t.homeRegion} and CloudWatch notifies only a topic of their own region: name a topic in ${t.homeRegion} (and forward it to the central one from there)`,
+      });
+    }
     if (t.api.auth === 'jwt' && !t.api.jwtIssuer) {
       ctx.addIssue({
         code: 'custom',

@@ -142,3 +142,17 @@ describe('queue retention', () => {
     ).not.toThrow();
   });
 });
+
+describe("Lambda's 4 KB of environment variables", () => {
+  const s3Targets = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({ id: `region-copy-${i}`, kind: 's3', region: 'eu-west-1' }));
+
+  it('the shipped size of topology synthesizes; one whose MIRROR_TARGETS would pass 4 KB once deployed fails the synth, naming the function', () => {
+    const fits = buildTestApp(testTopology({ targets: s3Targets(8) }), { nag: false });
+    expect(() => fits.app.synth()).not.toThrow();
+    const tooMany = buildTestApp(testTopology({ targets: s3Targets(24) }), { nag: false });
+    expect(() => tooMany.app.synth()).toThrow(
+      /environment of .*Api\/Handler would take about \d+ bytes once deployed; Lambda allows 4096 in all \(largest: MIRROR_TARGETS/,
+    );
+  });
+});

@@ -23,6 +23,20 @@ describe('topology', () => {
     ).toThrow(/targets\.0\.id[\s\S]*targets\.0\.region[\s\S]*targets\.1\.id: duplicate[\s\S]*api\.jwtIssuer/);
   });
 
+  it('an alarm topic outside the home region is refused (CloudWatch would refuse every alarm, and the deploy roll back); one in it is taken', () => {
+    const targets = [{ id: 'eu-copy', kind: 's3', region: 'eu-west-1' }];
+    const topic = (region: string) => `arn:aws:sns:${region}:123456789012:pager`;
+    expect(() =>
+      parseTopology({ homeRegion: 'us-east-1', targets, monitoring: { alarmTopicArn: topic('eu-west-1') } }),
+    ).toThrow(/monitoring\.alarmTopicArn: is in eu-west-1, but the alarms are in the home region us-east-1/);
+    const topology = parseTopology({
+      homeRegion: 'us-east-1',
+      targets,
+      monitoring: { alarmTopicArn: topic('us-east-1') },
+    });
+    expect(topology.monitoring.alarmTopicArn).toBe(topic('us-east-1'));
+  });
+
   it('a prefix filter selects only paths under it', () => {
     expect(targetSelects({ pathPrefix: 'public/' }, 'public/a.png')).toBe(true);
     expect(targetSelects({ pathPrefix: 'public/' }, 'publicity.png')).toBe(false);
