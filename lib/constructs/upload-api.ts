@@ -125,6 +125,12 @@ const ACCESS_LOG_FORMAT = AccessLogFormat.custom(
     requestTime: '$context.requestTime',
     sourceIp: '$context.identity.sourceIp',
     userAgent: '$context.identity.userAgent',
+    // Who made the request: API Gateway's data-plane calls are not in CloudTrail, so without these
+    // a delete or a restore could be traced to an address only. A variable that does not apply to
+    // the request's kind of authorization is written as "-".
+    callerArn: '$context.identity.userArn',
+    callerAccount: '$context.identity.accountId',
+    tokenSubject: '$context.authorizer.claims.sub',
     httpMethod: '$context.httpMethod',
     routeKey: '$context.routeKey',
     path: '$context.path',

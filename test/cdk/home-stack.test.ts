@@ -636,7 +636,7 @@ describe('upload API', () => {
     home.resourceCountIs('AWS::ApiGatewayV2::Authorizer', 0);
   });
 
-  it('the $default stage is auto-deployed, throttled and access-logged', () => {
+  it('the $default stage is auto-deployed, throttled and access-logged, naming the caller (IAM ARN or JWT subject)', () => {
     home.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
       StageName: '$default',
       AutoDeploy: true,
@@ -645,6 +645,14 @@ describe('upload API', () => {
         DestinationArn: { 'Fn::GetAtt': [Match.anyValue(), 'Arn'] },
         Format: Match.stringLikeRegexp('\\$context\\.requestId'),
       },
+    });
+    const stage = Object.values(resourcesOfType(home, 'AWS::ApiGatewayV2::Stage'))[0] as {
+      Properties: { AccessLogSettings: { Format: string } };
+    };
+    expect(JSON.parse(stage.Properties.AccessLogSettings.Format)).toMatchObject({
+      callerArn: '$context.identity.userArn',
+      callerAccount: '$context.identity.accountId',
+      tokenSubject: '$context.authorizer.claims.sub',
     });
   });
 
