@@ -157,6 +157,11 @@ export const AGENT_TRUST_CONTEXT = {
   anyTrustAnchor: 'mirror:agentTrustAnyAnchor',
   /** `{ "<pull target>": "<certificate CN>" }`: the one certificate subject each agent role accepts. */
   certificateCommonNames: 'mirror:agentCertificateCommonNames',
+  /**
+   * `true`: with a trust anchor, a pull target without a CN accepts every certificate of that
+   * anchor, on purpose. Without it such a target fails the synth.
+   */
+  anyCertificate: 'mirror:agentTrustAnyCertificate',
   /** `{ "<pull target>": "<IAM user or role ARN>" }`: these targets trust that principal instead of Roles Anywhere. */
   principalArns: 'mirror:agentPrincipalArns',
 } as const;
@@ -175,11 +180,8 @@ export function agentTrustFromContext(app: App): {
   if (anchor !== undefined && typeof anchor !== 'string') {
     problems.push(`${AGENT_TRUST_CONTEXT.trustAnchorArn}: must be a string (a trust anchor ARN)`);
   }
-  const any = app.node.tryGetContext(AGENT_TRUST_CONTEXT.anyTrustAnchor);
-  if (any !== undefined && any !== true && any !== 'true' && any !== false && any !== 'false') {
-    problems.push(`${AGENT_TRUST_CONTEXT.anyTrustAnchor}: must be true or false`);
-  }
-  const anyTrustAnchor = any === true || any === 'true';
+  const anyTrustAnchor = contextFlag(app, AGENT_TRUST_CONTEXT.anyTrustAnchor, problems);
+  const anyCertificate = contextFlag(app, AGENT_TRUST_CONTEXT.anyCertificate, problems);
   if (anchor !== undefined && anyTrustAnchor) {
     problems.push(
       `${AGENT_TRUST_CONTEXT.trustAnchorArn} and ${AGENT_TRUST_CONTEXT.anyTrustAnchor}: set one, not both`,
@@ -199,6 +201,7 @@ export function agentTrustFromContext(app: App): {
     ...(trustAnchorArn === undefined ? {} : { trustAnchorArn }),
     ...(anyTrustAnchor ? { anyTrustAnchor } : {}),
     ...(certificateCommonName === undefined ? {} : { certificateCommonName }),
+    ...(anyCertificate && certificateCommonName === undefined ? { anyCertificate } : {}),
   });
   const agentTrustByTarget: Record<string, AgentTrust> = {};
   for (const [id, cn] of Object.entries(names)) agentTrustByTarget[id] = rolesAnywhere(cn);
@@ -206,6 +209,15 @@ export function agentTrustFromContext(app: App): {
     agentTrustByTarget[id] = { kind: 'principal', principalArn };
   }
   return { agentTrust: rolesAnywhere(), agentTrustByTarget };
+}
+
+/** A true/false context value (a boolean in cdk.json, its text from `-c`); absent is false. */
+function contextFlag(app: App, key: string, problems: string[]): boolean {
+  const value: unknown = app.node.tryGetContext(key);
+  if (value !== undefined && ![true, 'true', false, 'false'].includes(value as string)) {
+    problems.push(`${key}: must be true or false`);
+  }
+  return value === true || value === 'true';
 }
 
 /** A context value that maps target ids to strings: an object (cdk.json) or its JSON text (`-c`). */

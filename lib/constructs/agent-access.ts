@@ -81,9 +81,17 @@ export interface RolesAnywhereTrust {
    * Accept only a certificate whose subject CN is this value
    * (`StringEquals aws:PrincipalTag/x509Subject/CN`): the one server of this
    * target, when several targets' servers share a trust anchor.
-   * @default - any certificate the trust anchor accepts
+   * Required with a `trustAnchorArn` unless `anyCertificate` says otherwise: one CA commonly
+   * issues every server's certificate, and without the CN each of them could assume this role.
+   * @default - none: the construct refuses an anchor without it
    */
   readonly certificateCommonName?: string;
+  /**
+   * With a `trustAnchorArn`, accept every certificate that anchor accepts, on purpose: a CA that
+   * issues certificates for this one server only.
+   * @default false
+   */
+  readonly anyCertificate?: boolean;
 }
 
 /**
@@ -235,6 +243,19 @@ function rolesAnywhereProblems(trust: RolesAnywhereTrust): string[] {
     );
   }
   const cn = trust.certificateCommonName;
+  if (anchor !== undefined && cn === undefined && trust.anyCertificate !== true) {
+    // A deploy that names the anchor but forgets the CNs would otherwise widen every role's trust
+    // to the whole CA, silently (only `cdk diff` shows a trust policy change).
+    problems.push(
+      "trust: a trust anchor without a certificate CN lets every certificate its CA issues (any other server's " +
+        "too) assume this role. Name this server's certificate CN (certificateCommonName; in the CDK context " +
+        'mirror:agentCertificateCommonNames {"<pull target>": "<CN>"}), or accept any certificate of the ' +
+        'anchor on purpose (anyCertificate; mirror:agentTrustAnyCertificate=true); docs/deploy.md',
+    );
+  }
+  if (cn !== undefined && trust.anyCertificate === true) {
+    problems.push('trust: a certificate CN and anyCertificate both set');
+  }
   if (cn !== undefined && !Token.isUnresolved(cn) && (cn.trim() === '' || /[*?]/.test(cn))) {
     problems.push(`trust.certificateCommonName: "${cn}" must be a non-empty name without * or ?`);
   }

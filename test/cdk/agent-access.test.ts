@@ -343,9 +343,9 @@ describe('trust', () => {
     }
   });
 
-  it('with a trust anchor and a certificate CN: conditioned on aws:SourceArn and the subject CN', () => {
+  it('with a trust anchor and a certificate CN: conditioned on aws:SourceArn and the subject CN; an anchor without a CN only on purpose', () => {
     const app = buildWith({
-      agentTrust: { kind: 'roles-anywhere', trustAnchorArn: ANCHOR },
+      agentTrust: { kind: 'roles-anywhere', trustAnchorArn: ANCHOR, anyCertificate: true },
       agentTrustByTarget: {
         'onprem-dc1': {
           kind: 'roles-anywhere',
@@ -373,6 +373,27 @@ describe('trust', () => {
         Condition: { ArnEquals: { 'aws:SourceArn': ANCHOR } },
       },
     ]);
+    // A later deploy that names the anchor but forgets the CNs fails instead of widening the trust.
+    expect(() =>
+      buildWith({
+        context: {
+          [AGENT_TRUST_CONTEXT.anyTrustAnchor]: false,
+          [AGENT_TRUST_CONTEXT.trustAnchorArn]: ANCHOR,
+        },
+      }),
+    ).toThrow(
+      /pull target "onprem-dc1":\n.*trust anchor without a certificate CN.*mirror:agentCertificateCommonNames.*mirror:agentTrustAnyCertificate=true/,
+    );
+    expect(() =>
+      buildWith({
+        context: {
+          [AGENT_TRUST_CONTEXT.anyTrustAnchor]: false,
+          [AGENT_TRUST_CONTEXT.trustAnchorArn]: ANCHOR,
+          [AGENT_TRUST_CONTEXT.certificateCommonNames]: { 'onprem-dc1': 'dc1.example.com' },
+          [AGENT_TRUST_CONTEXT.anyCertificate]: 'true',
+        },
+      }),
+    ).not.toThrow();
   });
 
   it('with a principal ARN (an access-key user): that principal may AssumeRole, nothing else, no Roles Anywhere', () => {
