@@ -9,8 +9,10 @@ import { createHash } from 'node:crypto';
 import { lstat, mkdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { iamSigner } from '../../cli/iam-auth.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import type { Sandbox } from '../../local/sandbox.ts';
+import { uploadFile } from '../../web/client/index.ts';
 import { localApi } from '../support/local-api.js';
 import { startTestStack, type TestStack } from '../support/local-stack.ts';
 
@@ -107,6 +109,34 @@ describe('--auth iam: the CLI against an API behind IAM', () => {
     const refused = await stranger('ls', 'iam dir/', '--json');
     expect(refused.code).toBe(1);
     expect(JSON.parse(refused.out)).toMatchObject({ error: { status: 403 } });
+  });
+
+  it("the web client's uploadFile signs with `sign` instead of a token (a page holding AWS credentials); other keys are refused", async () => {
+    const { accessKeyId, secretAccessKey } = sandbox.endpoints.s3.credentials;
+    const api = sandbox.endpoints.api;
+    const signerFor = (keys: { AWS_ACCESS_KEY_ID: string; AWS_SECRET_ACCESS_KEY: string }) =>
+      iamSigner(api, { ...keys, AWS_REGION: sandbox.endpoints.s3.region });
+    const sign = await signerFor({ AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey });
+    const bytes = new TextEncoder().encode(`signed in the page ${Date.now()}`);
+    const result = await uploadFile(new Blob([bytes], { type: 'text/plain' }), {
+      api,
+      sign,
+      path: 'iam dir/page.txt',
+      workerUrl: null,
+    });
+    expect(result).toMatchObject({ status: 'committed', version: 1, deduplicated: false });
+    const stranger = await signerFor({ AWS_ACCESS_KEY_ID: 'AKIDSTRANGER', AWS_SECRET_ACCESS_KEY: 'nope' });
+    const refused = await uploadFile(new Blob([bytes], { type: 'text/plain' }), {
+      api,
+      sign: stranger,
+      path: 'iam dir/stranger.txt',
+      workerUrl: null,
+      retries: 0,
+    }).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ status: 403 });
+    await expect(uploadFile(new Blob([bytes]), { api, path: 'x.txt', token: 't', sign })).rejects.toThrow(
+      /one of `token` or `sign`/,
+    );
   });
 });
 

@@ -12,6 +12,8 @@ export {
   MirrorApi,
   type MirrorApiOptions,
   newIdempotencyKey,
+  type RequestSigner,
+  type SignableRequest,
 } from './api.ts';
 export { ApiError, UploadError } from './errors.ts';
 export { DEFAULT_CHUNK_BYTES, hashRange } from './hashing.ts';

@@ -15,7 +15,7 @@
  * (`DELETE /v1/uploads/{id}`), which also aborts the S3 multipart upload.
  */
 import type { Upload, UploadPending, UploadPendingMultipart } from '../../contracts/api.ts';
-import { MirrorApi, newIdempotencyKey } from './api.ts';
+import { MirrorApi, newIdempotencyKey, type RequestSigner } from './api.ts';
 import { ApiError, abortReason } from './errors.ts';
 import type { Hasher } from './hashing.ts';
 import { type BackoffOptions, ProgressMeter, type UploadProgress } from './plan.ts';
@@ -32,13 +32,21 @@ export type { Phase, UploadProgress } from './plan.ts';
 export { sha256File } from './upload/hash.ts';
 export { sendableHeaders } from './upload/storage.ts';
 
-/** Where the API is: its address and token, or a client already made (the CLI shares its own). */
+/**
+ * Where the API is: its address and how to authorize (a token, or a signer), or a client already
+ * made (the CLI shares its own).
+ */
 export interface ApiConnection {
   /** The API's base URL, e.g. `https://media.example.com` or `http://127.0.0.1:8787`. Not with `client`. */
   readonly api?: string;
-  /** Bearer token for the API. Not with `client`. */
+  /** Bearer token for the API (the local stack, a JWT authorizer). Not with `sign` or `client`. */
   readonly token?: string;
-  /** The client to talk to the API through, instead of `api` and `token`. */
+  /**
+   * Signs each request instead of a token: an API behind IAM (`api.auth: "iam"`), with credentials
+   * the page holds (a Cognito identity pool's, say); docs/browser.md. Not with `token` or `client`.
+   */
+  readonly sign?: RequestSigner;
+  /** The client to talk to the API through, instead of `api` and `token` or `sign`. */
   readonly client?: MirrorApi;
 }
 
@@ -183,10 +191,12 @@ function newClient(
   retries: number,
   backoff: BackoffOptions,
 ) {
-  if (options.api === undefined || options.token === undefined) {
-    throw new TypeError('uploadFile needs either `api` and `token`, or `client`');
+  const { api, token, sign } = options;
+  if (api === undefined || (token === undefined) === (sign === undefined)) {
+    throw new TypeError('uploadFile needs `api` with one of `token` or `sign`, or `client`');
   }
-  return new MirrorApi({ baseUrl: options.api, token: options.token, fetch: fetchImpl, retries, backoff });
+  const credentials = sign === undefined ? { token } : { sign };
+  return new MirrorApi({ baseUrl: api, ...credentials, fetch: fetchImpl, retries, backoff });
 }
 
 /**

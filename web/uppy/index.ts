@@ -20,13 +20,18 @@
  *   whether it was deduplicated or resumed.
  */
 import { BasePlugin, type Body, type Meta, type PluginOpts, type Uppy, type UppyFile } from '@uppy/core';
-import { type UploadProgress, type UploadResult, uploadFile } from '../client/index.ts';
+import { type RequestSigner, type UploadProgress, type UploadResult, uploadFile } from '../client/index.ts';
 
 export interface MediaMirrorOptions extends PluginOpts {
   /** The API's base URL, e.g. `https://media.example.com`. */
   readonly api: string;
-  /** Bearer token for the API. */
-  readonly token: string;
+  /** Bearer token for the API (the local stack, a JWT authorizer). Not with `sign`. */
+  readonly token?: string;
+  /**
+   * Signs each API request instead of a token: an API behind IAM, with credentials the page holds
+   * (docs/browser.md, "Tokens"). Not with `token`.
+   */
+  readonly sign?: RequestSigner;
   /**
    * The mirror path of a file. @default `prefix` + the file's relative path (folder drops) or
    * its name
@@ -67,7 +72,9 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
     super(uppy, opts);
     this.id = opts.id ?? 'MediaMirror';
     this.type = 'uploader';
-    if (!opts.api || !opts.token) throw new TypeError('MediaMirror needs `api` (the API URL) and `token`');
+    if (!opts.api || !opts.token === !opts.sign) {
+      throw new TypeError('MediaMirror needs `api` (the API URL) and one of `token` or `sign`');
+    }
   }
 
   override install(): void {
@@ -115,7 +122,7 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
     try {
       const result = await uploadFile(data, {
         api: this.opts.api,
-        token: this.opts.token,
+        ...this.#credentials(),
         path:
           this.opts.pathOf?.(file as UppyFile<Meta, Body>) ??
           defaultPath(file as UppyFile<Meta, Body>, this.opts.prefix ?? ''),
@@ -146,6 +153,11 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
     } finally {
       this.#controllers.delete(fileID);
     }
+  }
+
+  /** How the API is authorized: the signer, else the token (the constructor saw exactly one). */
+  #credentials(): { sign: RequestSigner } | { token: string } {
+    return this.opts.sign ? { sign: this.opts.sign } : { token: this.opts.token ?? '' };
   }
 
   /** One key per Uppy file, kept in its meta: Uppy's Retry then continues the same upload. */
