@@ -16,7 +16,7 @@ import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { pause } from '../common/retry.ts';
 import type { AgentRow } from '../contracts/ledger-keys.ts';
 import { encodeCursor } from '../contracts/model.ts';
@@ -30,7 +30,7 @@ import { DynamoLedgerView } from './ledger.ts';
 import { type AgentLog, createJsonLog } from './log.ts';
 import type { BlobSource, LedgerView, QueuePort } from './ports.ts';
 import { QueueConsumer, type WorkOutcome } from './queue-consumer.ts';
-import { SafePaths } from './safe-path.ts';
+import { isTempName, SafePaths } from './safe-path.ts';
 import { StateStore } from './state-store.ts';
 import { BandwidthLimiter, backoffMs, errorMessage, RateWindow, Semaphore } from './util.ts';
 
@@ -296,6 +296,13 @@ class Agent implements AgentHandle {
     for (const relativeTemp of this.state.leftoverTemps) {
       const file = join(this.paths.root, relativeTemp);
       if (!this.paths.contains(file)) continue;
+      // Only the agent's own temp names: a journal entry naming anything else (a tampered or
+      // corrupt journal) must not delete a mirrored file.
+      if (!isTempName(basename(relativeTemp))) {
+        this.state.recordTempDone(relativeTemp);
+        this.log.log('warn', 'ignored a journal entry that names no temp file', { file: relativeTemp });
+        continue;
+      }
       try {
         await rm(file, { force: true });
         this.state.recordTempDone(relativeTemp);

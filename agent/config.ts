@@ -8,7 +8,7 @@
  * (or MIRROR_TABLE, ...) and the standard AWS credential chain. Locally: the
  * endpoints file supplies names, endpoints and the emulators' credentials.
  */
-import { isAbsolute, join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
 import { fileExists, readJsonFile } from '../common/json-file.ts';
 import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
@@ -204,6 +204,7 @@ export async function resolveAgentConfig(options: ResolveOptions): Promise<Agent
 
   const problems: string[] = [];
   readBandwidth(values, problems);
+  checkStateOutsideMirror(values, problems);
   const parsed = configSchema.safeParse(Object.fromEntries([...values].map(([k, v]) => [k, v.value])));
   if (!parsed.success) problems.push(...schemaProblems(parsed.error, values));
   if (problems.length > 0 || !parsed.success) {
@@ -350,6 +351,25 @@ function resolveFolders(values: Values, cwd: string): void {
   }
   const stateDir = values.get('stateDir');
   if (stateDir && !isAbsolute(String(stateDir.value))) stateDir.value = resolve(cwd, String(stateDir.value));
+}
+
+/**
+ * The state folder inside the mirror folder under any name but `.media-mirror` (which no mirror
+ * path may take) would be mirrored into: anyone who may upload could write the agent's journal,
+ * snapshot and lock through ordinary paths.
+ */
+function checkStateOutsideMirror(values: Values, problems: string[]): void {
+  const dir = values.get('dir');
+  const state = values.get('stateDir');
+  if (!dir || !state) return;
+  const inside = relative(String(dir.value), String(state.value));
+  const isInside = inside === '' || !(inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside));
+  if (isInside && inside !== STATE_DIR_NAME) {
+    problems.push(
+      `${state.source}: the state folder ${String(state.value)} is inside the mirror folder ${String(dir.value)}: ` +
+        `put it outside, or at ${join(String(dir.value), STATE_DIR_NAME)} (the one name no mirrored path may take)`,
+    );
+  }
 }
 
 /** A bandwidth given as text ("50MiB") becomes bytes; an unreadable one is a problem, not a zod issue. */

@@ -3,13 +3,14 @@
  * and retried, a stop abandons in-flight work safely, the heartbeat reports the cursor.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../../../agent/agent.ts';
 import { createMemoryLog, createTtyLog, formatStatusLine } from '../../../agent/log.ts';
 import type { BlobSource, LedgerView, QueueMessage, QueuePort } from '../../../agent/ports.ts';
+import { StateStore } from '../../../agent/state-store.ts';
 import type { AgentRow } from '../../../contracts/ledger-keys.ts';
 import type { Change, FileVersion } from '../../../contracts/model.ts';
 import { parseCursor } from '../../../contracts/model.ts';
@@ -180,6 +181,45 @@ describe('agent loops (in-memory ports)', () => {
     await agent.stop();
     expect(conditionLines().filter((m) => m.startsWith('disk full'))).toHaveLength(1);
     expect(conditionLines().filter((m) => m.startsWith('recovered'))).toEqual(['recovered: disk-full']);
+  });
+
+  it("a journal entry that names a mirrored file, not one of the agent's temp names, deletes nothing at start", async () => {
+    const ledger = new FakeLedger();
+    const bytes = Buffer.from('a mirrored file');
+    ledger.commit('docs/keep.txt', 1, bytes);
+    const blobs: BlobSource = {
+      open: async () => ({
+        body: [bytes][Symbol.iterator]() as unknown as AsyncIterable<Uint8Array>,
+        contentLength: bytes.length,
+        close() {},
+      }),
+    };
+    const { dir, log, options: o } = options(ledger, blobs);
+    const first = await startAgent(o);
+    await until(() => ledger.applied.includes('docs/keep.txt@1'));
+    await first.stop();
+    // A tampered (or corrupt) journal: "docs/keep.txt is a temp file left by a crash"; beside it a real one.
+    const state = await StateStore.open(join(dir, '.media-mirror'), {
+      targetId: 'onprem-dc1',
+      table: 'ledger',
+      feedShards: 1,
+    });
+    await state.recordTemp('docs/keep.txt');
+    await state.recordTemp('docs/.left.txt.mirror-tmp-1a2b');
+    await state.close();
+    await writeFile(join(dir, 'docs/.left.txt.mirror-tmp-1a2b'), 'partial');
+    const second = await startAgent(o);
+    await until(() =>
+      log.entries.some((e) => e.msg === 'removed a temp file left by an interrupted download'),
+    );
+    await second.stop();
+    expect(await readFile(join(dir, 'docs/keep.txt'), 'utf8')).toBe('a mirrored file');
+    expect(await readdir(join(dir, 'docs'))).toEqual(['keep.txt']);
+    expect(
+      log.entries.find((e) => e.msg === 'ignored a journal entry that names no temp file')?.fields,
+    ).toMatchObject({
+      file: 'docs/keep.txt',
+    });
   });
 
   it('the heartbeat reports cursor, counts and version; the last row says stopped', async () => {

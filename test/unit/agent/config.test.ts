@@ -91,6 +91,34 @@ describe('agent configuration', () => {
     });
   });
 
+  it('a state folder inside the mirror folder is refused unless it is .media-mirror (no mirrored path may take that name)', async () => {
+    const inside = resolveAgentConfig({
+      flags: { target: 'onprem-dc1', dir: 'media', stateDir: 'media/.state' },
+      env: {},
+      cwd,
+    });
+    await expect(inside).rejects.toBeInstanceOf(AgentConfigError);
+    await expect(inside).rejects.toThrow(
+      `the state folder ${join(cwd, 'media', '.state')} is inside the mirror folder ${join(cwd, 'media')}`,
+    );
+    const fromEnv = resolveAgentConfig({
+      flags: { target: 'onprem-dc1', dir: 'media' },
+      env: { MIRROR_AGENT_STATE_DIR: join(cwd, 'media') },
+      cwd,
+    });
+    await expect(fromEnv).rejects.toThrow(
+      /MIRROR_AGENT_STATE_DIR: the state folder .* is inside the mirror folder/,
+    );
+    for (const stateDir of ['media/.media-mirror', 'agent-state', 'media-state']) {
+      const config = await resolveAgentConfig({
+        flags: { target: 'onprem-dc1', dir: 'media', stateDir },
+        env: {},
+        cwd,
+      });
+      expect(config.stateDir).toBe(join(cwd, stateDir));
+    }
+  });
+
   it('on AWS: flags beat environment variables; no endpoints file is read; the credential chain is used', async () => {
     const config = await resolveAgentConfig({
       flags: {
