@@ -138,6 +138,35 @@ const parser = new XMLParser({
   ignoreDeclaration: true,
 });
 
+/** XML 1.0's Char production: what a character reference may name. */
+const isXmlChar = (c: number) =>
+  c === 0x9 ||
+  c === 0xa ||
+  c === 0xd ||
+  (c >= 0x20 && c <= 0xd7ff) ||
+  (c >= 0xe000 && c <= 0xfffd) ||
+  (c >= 0x10000 && c <= 0x10ffff);
+
+/**
+ * Numeric character references (`&#34;`, `&#x27;`) replaced by the characters they name, before
+ * the parser sees the text: fast-xml-parser decodes them only with its HTML entities on, which
+ * would also take names XML does not define (`&nbsp;`). Go's encoding/xml writes `"` as `&#34;`,
+ * so rclone's CompleteMultipartUpload ETags and DeleteObjects keys arrive that way. A character
+ * XML gives a meaning to goes back as its predefined entity (`&#38;` as `&amp;`), so it is decoded
+ * once, as text; a reference to no XML character is S3's MalformedXML.
+ */
+function withCharacterReferencesResolved(xml: string): string {
+  return xml.replace(
+    /&#(?:x([0-9a-fA-F]+)|([0-9]+));/g,
+    (_, hex: string | undefined, dec: string | undefined) => {
+      const code = hex === undefined ? Number.parseInt(dec ?? '', 10) : Number.parseInt(hex, 16);
+      if (!isXmlChar(code)) throw errors.malformedXml();
+      const char = String.fromCodePoint(code);
+      return char === '&' ? '&amp;' : char === '<' ? '&lt;' : char === '>' ? '&gt;' : char;
+    },
+  );
+}
+
 /** An element's children: each name maps to its occurrences (text or nested). */
 export type XmlNode = string | { [name: string]: XmlNode | XmlNode[] };
 
@@ -149,7 +178,7 @@ export function parseXmlBody(text: string, root: string): Record<string, unknown
   if (text.trim() === '' || XMLValidator.validate(text) !== true) throw errors.malformedXml();
   let doc: unknown;
   try {
-    doc = parser.parse(text);
+    doc = parser.parse(withCharacterReferencesResolved(text));
   } catch {
     throw errors.malformedXml();
   }
