@@ -123,6 +123,9 @@ export function parseCursor(text: string, shards: number): Cursor | undefined {
   } catch {
     return undefined;
   }
+  // Exactly what encodeCursor writes: version 1, the shards' sequences, nothing else.
+  const fields = typeof parsed === 'object' && parsed !== null ? Object.keys(parsed).sort().join() : '';
+  if (fields !== 's,v' || (parsed as { v?: unknown }).v !== 1) return undefined;
   const seqs = (parsed as { s?: unknown } | null)?.s;
   if (
     !Array.isArray(seqs) ||

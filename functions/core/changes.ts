@@ -18,13 +18,34 @@ export function decodeCursor(text: string | undefined, shards: number): Cursor {
   return cursor;
 }
 
-/** Up to `limit` changes after the cursor, oldest first across shards, and the cursor after them. */
+/**
+ * Up to `limit` changes after the cursor, oldest first across shards, and the cursor after them.
+ * A cursor past a shard's last entry is refused (400 `invalid_cursor`), not answered "caught up":
+ * its reader would silently skip every change up to it (a cursor kept across a restore of the
+ * ledger from a backup, or one made up). Checked only for shards with nothing new, so a reader
+ * that is behind pays nothing for it.
+ */
 export async function readChanges(
-  ledger: Pick<Ledger, 'readFeed'>,
+  ledger: Pick<Ledger, 'readFeed' | 'latestFeedSeq'>,
   cursor: Cursor,
   limit: number,
 ): Promise<{ changes: Change[]; cursor: Cursor }> {
-  const perShard = await Promise.all(cursor.map((after, shard) => ledger.readFeed(shard, after, limit)));
+  const perShard = await Promise.all(
+    cursor.map(async (after, shard) => {
+      const entries = await ledger.readFeed(shard, after, limit);
+      if (entries.length === 0 && after > 0) {
+        const latest = await ledger.latestFeedSeq(shard);
+        if (after > latest) {
+          throw new ValidationError(
+            'cursor',
+            `cursor is ahead of the feed (shard ${shard}: ${after}, the feed's last entry: ${latest}); start again without a cursor`,
+            { code: 'invalid_cursor' },
+          );
+        }
+      }
+      return entries;
+    }),
+  );
   // A k-way merge by append time that takes each shard's entries in seq order, whatever the
   // clocks of the writers said: what is returned is a prefix of every shard, so nothing is skipped.
   const heads = perShard.map(() => 0);

@@ -174,6 +174,18 @@ const cases: { name: string; event: APIGatewayProxyEventV2; status: number; fiel
     field: 'cursor',
   },
   {
+    name: 'changes: a cursor past the feed (kept across a ledger restore, or made up)',
+    event: httpEvent('GET', '/v1/changes', {
+      query: {
+        cursor: Buffer.from(JSON.stringify({ v: 1, s: [999_999, 999_999, 999_999, 999_999] })).toString(
+          'base64url',
+        ),
+      },
+    }),
+    status: 400,
+    field: 'cursor',
+  },
+  {
     name: 'changes: limit 0',
     event: httpEvent('GET', '/v1/changes', { query: { limit: '0' } }),
     status: 400,

@@ -24,6 +24,7 @@ function feedOf(shards: Change[][]) {
   return {
     readFeed: async (shard: number, after: number, limit: number) =>
       (shards[shard] ?? []).filter((c) => c.seq > after).slice(0, limit),
+    latestFeedSeq: async (shard: number) => shards[shard]?.at(-1)?.seq ?? 0,
   };
 }
 
@@ -87,9 +88,27 @@ describe('change feed reading', () => {
       'garbage',
       encodeCursor([1, 2]),
       Buffer.from('{"s":[-1,0,0,0]}').toString('base64url'),
+      Buffer.from('{"s":[0,0,0,0]}').toString('base64url'),
+      Buffer.from('{"v":2,"s":[0,0,0,0]}').toString('base64url'),
+      Buffer.from('{"v":1,"s":[0,0,0,0],"x":1}').toString('base64url'),
     ]) {
       expect(() => decodeCursor(bad, 4)).toThrow(ValidationError);
     }
     expect(decodeCursor(undefined, 3)).toEqual([0, 0, 0]);
+  });
+
+  it('a cursor past the feed is refused (400 invalid_cursor on cursor), not answered "caught up"; one at the end is caught up', async () => {
+    const shards: Change[][] = [
+      [change(0, 1, '2026-01-01T00:00:01Z'), change(0, 2, '2026-01-01T00:00:02Z')],
+      [],
+    ];
+    const feed = feedOf(shards);
+    await expect(readChanges(feed, [999_999, 0], 10)).rejects.toMatchObject({
+      field: 'cursor',
+      code: 'invalid_cursor',
+      message: expect.stringMatching(/ahead of the feed \(shard 0: 999999, the feed's last entry: 2\)/),
+    });
+    await expect(readChanges(feed, [2, 5], 10)).rejects.toMatchObject({ code: 'invalid_cursor' });
+    expect(await readChanges(feed, [2, 0], 10)).toEqual({ changes: [], cursor: [2, 0] });
   });
 });
