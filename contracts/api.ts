@@ -254,8 +254,11 @@ export const filesQuerySchema = z.strictObject({
   limit: pageLimit,
 });
 export const deleteFileQuerySchema = z.strictObject({ ifVersion: wholeNumberParam.optional() });
-/** Not strict: a content link may carry a cache-busting parameter of the page that shows it. */
-export const contentQuerySchema = z.object({
+/**
+ * Strict like every route's: a misspelt `?Version=3` or `?versionId=3` read as "no version" would
+ * redirect to the head's bytes, `?Target=` to the origin's, with a 302 and no error.
+ */
+export const contentQuerySchema = z.strictObject({
   target: z.string().optional(),
   /** An older version's bytes (origin only: a target holds the version it applied). */
   version: wholeNumberParam.optional(),

@@ -211,6 +211,10 @@ const cases: { name: string; event: APIGatewayProxyEventV2; status: number; fiel
       ['GET', '/v1/files', 'prefx'],
       ['GET', '/v1/changes', 'limt'],
       ['GET', `/v1/files/${enc('a.png')}/versions`, 'befor'],
+      // Read as "no version" or "no target", these would redirect to other bytes than asked for.
+      ['GET', `/v1/files/${enc('a.png')}/content`, 'Version'],
+      ['GET', `/v1/files/${enc('a.png')}/content`, 'versionId'],
+      ['GET', `/v1/files/${enc('a.png')}/content`, 'Target'],
     ] as const
   ).map(([method, path, param]) => ({
     name: `${method} ${path}: an unknown query parameter (${param})`,
