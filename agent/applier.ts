@@ -131,7 +131,14 @@ export class Applier {
       throw new RefusedError('malformed-message', `version ${String(v.version)} is not a version number`);
     }
     const held = state.get(path);
-    if (held && (held.version > v.version || (held.version === v.version && !options.force))) {
+    // Repair applies the ledger's version whatever this folder's state says; so does a state that
+    // holds a version the ledger does not know (kept across a restore of the ledger from a backup):
+    // skipping would drop every version below it and report one that does not exist.
+    const keep =
+      held !== undefined &&
+      !options.force &&
+      (held.version === v.version || (held.version > v.version && (await this.ledgerKnows(path, held))));
+    if (held && keep) {
       const pending = this.unreported.get(path);
       if (options.source === 'queue' || pending !== undefined) {
         // Reported only if the folder still has it: a file removed or replaced by hand (another
@@ -143,7 +150,18 @@ export class Applier {
       return { kind: 'skipped', heldVersion: held.version };
     }
 
-    return this.applyRecord(path, await this.confirmWithLedger(v), options.signal);
+    const replace = held !== undefined && held.version > v.version;
+    return this.applyRecord(path, await this.confirmWithLedger(v), options.signal, replace);
+  }
+
+  /** The ledger has the version this folder's state holds for `path`, with the same content. */
+  private async ledgerKnows(path: string, held: PathState): Promise<boolean> {
+    const record = await this.deps.ledger.getVersion(path, held.version);
+    return (
+      record !== undefined &&
+      (record.sha256 ?? null) === (held.sha256 ?? null) &&
+      record.deleted === held.deleted
+    );
   }
 
   /** The held version again, from the ledger's record, where the folder lost it. */
@@ -156,12 +174,17 @@ export class Applier {
   }
 
   /** Puts the ledger's version record in the folder, records it locally, reports it. */
-  private async applyRecord(path: string, record: FileVersion, signal: AbortSignal): Promise<ApplyOutcome> {
+  private async applyRecord(
+    path: string,
+    record: FileVersion,
+    signal: AbortSignal,
+    replace = false,
+  ): Promise<ApplyOutcome> {
     const { state } = this.deps;
     const { version } = record;
     if (record.deleted || record.sha256 === null) {
       await this.remove(path);
-      await state.recordApplied(path, { version, sha256: null, size: 0, deleted: true });
+      await state.recordApplied(path, { version, sha256: null, size: 0, deleted: true }, { replace });
       await this.report(path, version);
       return { kind: 'deleted' };
     }
@@ -174,7 +197,11 @@ export class Applier {
       committedAt: record.committedAt,
     };
     const written = await this.write(path, v, signal);
-    await state.recordApplied(path, { version, sha256: record.sha256, size: record.size, deleted: false });
+    await state.recordApplied(
+      path,
+      { version, sha256: record.sha256, size: record.size, deleted: false },
+      { replace },
+    );
     await this.report(path, version);
     return { kind: 'applied', bytes: written.bytes, adopted: written.adopted };
   }

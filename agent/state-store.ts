@@ -70,7 +70,8 @@ const LOCK = 'agent.lock';
 const FORMAT = 1;
 
 type JournalRecord =
-  | { a: [string, number, string | null, number, 0 | 1] }
+  /** `r: 1`: replaces a higher version held (recordApplied's `replace`). */
+  | { a: [string, number, string | null, number, 0 | 1]; r?: 1 }
   | { c: number[] }
   | { t: string }
   | { u: string };
@@ -231,12 +232,25 @@ export class StateStore {
   // Writing
 
   /** Records that `path` now holds `state` (durable when the promise resolves). Never lowers a version. */
-  async recordApplied(path: string, state: PathState): Promise<void> {
+  /**
+   * Records what the folder holds at `path`; a lower version than the one held only with `replace`
+   * (the ledger's version over a state it does not know: one restored from a backup, or a repair),
+   * journalled as such, so a replay puts it back in the same order.
+   */
+  async recordApplied(path: string, state: PathState, options: { replace?: boolean } = {}): Promise<void> {
     const held = this.paths.get(path);
-    if (held && held.version >= state.version) return;
-    await this.append({ a: [path, state.version, state.sha256, state.size, state.deleted ? 1 : 0] }, true);
+    const replace = options.replace === true && held !== undefined && held.version > state.version;
+    if (held && held.version >= state.version && !replace) return;
+    const fields: [string, number, string | null, number, 0 | 1] = [
+      path,
+      state.version,
+      state.sha256,
+      state.size,
+      state.deleted ? 1 : 0,
+    ];
+    await this.append(replace ? { a: fields, r: 1 } : { a: fields }, true);
     const now = this.paths.get(path);
-    if (!now || now.version < state.version) this.paths.set(path, state);
+    if (replace || !now || now.version < state.version) this.paths.set(path, state);
     this.appliedTotalCount++;
   }
 
@@ -438,7 +452,7 @@ export class StateStore {
   private applyRecord(record: unknown): boolean {
     if (record === null || typeof record !== 'object') return false;
     const r = record as Record<string, unknown>;
-    if (Array.isArray(r.a)) return this.applyAppliedRecord(r.a as unknown[]);
+    if (Array.isArray(r.a)) return this.applyAppliedRecord(r.a as unknown[], r.r === 1);
     if (Array.isArray(r.c)) {
       if (r.c.length === this.cursorSeqs.length) {
         this.cursorSeqs = this.cursorSeqs.map((seq, i) => Math.max(seq, Number((r.c as unknown[])[i]) || 0));
@@ -456,12 +470,12 @@ export class StateStore {
     return false;
   }
 
-  /** A journal's applied record; an older version never replaces a newer one. */
-  private applyAppliedRecord(fields: unknown[]): boolean {
+  /** A journal's applied record; an older version replaces a newer one only if the record says so. */
+  private applyAppliedRecord(fields: unknown[], replace: boolean): boolean {
     const entry = pathEntryOf(fields);
     if (!entry) return false;
     const held = this.paths.get(entry.path);
-    if (!held || held.version < entry.state.version) this.paths.set(entry.path, entry.state);
+    if (replace || !held || held.version < entry.state.version) this.paths.set(entry.path, entry.state);
     this.appliedTotalCount++;
     return true;
   }

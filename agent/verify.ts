@@ -284,8 +284,13 @@ async function repair(
       const outcome = await applier.apply(head, { signal, source: 'repair', force: true });
       if (outcome.kind === 'applied') fetched++;
       else if (outcome.kind === 'deleted') removed++;
-      else if (outcome.kind === 'refused')
-        failed.push({ path, version: head.version, reason: outcome.reason });
+      // Anything else left the drift where it was: never "all repaired".
+      else
+        failed.push({
+          path,
+          version: head.version,
+          reason: outcome.kind === 'refused' ? outcome.reason : outcome.kind,
+        });
     } catch (error) {
       failed.push({ path, version: head.version, reason: errorMessage(error) });
     }

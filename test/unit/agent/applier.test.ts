@@ -129,6 +129,31 @@ describe('applier: order, duplicates, never backwards', () => {
     expect(await t.listing('a')).toEqual(['x.txt']);
   });
 
+  it("a state that holds a version the ledger does not know (a ledger restored from a backup) does not hold back the ledger's versions; repair applies the ledger's head", async () => {
+    const t = await setup();
+    t.world.commit('r/x.txt', 1, 'one');
+    const v5 = t.world.commit('r/x.txt', 5, 'five');
+    expect((await t.apply(v5)).kind).toBe('applied');
+    // The ledger goes back in time: versions 2 to 5 are gone, and 2 is committed anew.
+    for (const n of [2, 3, 4, 5]) t.world.versions.delete(`r/x.txt#${n}`);
+    const v2 = t.world.commit('r/x.txt', 2, 'two, after the restore');
+    t.world.reported.length = 0;
+    expect((await t.apply(v2)).kind).toBe('applied');
+    expect(await t.read('r/x.txt')).toBe('two, after the restore');
+    expect(t.state.get('r/x.txt')?.version).toBe(2);
+    expect(t.world.reported).toEqual([{ path: 'r/x.txt', version: 2 }]);
+    // Repair (agent verify --repair) applies the ledger's head even below a version the ledger knows.
+    const v3 = t.world.commit('r/x.txt', 3, 'three');
+    expect((await t.apply(v3)).kind).toBe('applied');
+    const repaired = await t.applier.apply(v2, {
+      signal: new AbortController().signal,
+      source: 'repair',
+      force: true,
+    });
+    expect(repaired.kind).toBe('applied');
+    expect(await t.read('r/x.txt')).toBe('two, after the restore');
+  });
+
   it('a late tombstone of an older version does not delete the newer file; a newer one does', async () => {
     const t = await setup();
     t.world.commit('p.txt', 1, 'one');

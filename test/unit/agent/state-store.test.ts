@@ -23,6 +23,21 @@ afterAll(async () => {
 const file = (version: number) => ({ version, sha256: 'a'.repeat(64), size: version * 10, deleted: false });
 
 describe('agent state store', () => {
+  it('a lower version replaces a higher one only when asked, and a reopen replays it in order', async () => {
+    const dir = fresh();
+    const store = await StateStore.open(dir, identity);
+    await store.recordApplied('x.jpg', file(5));
+    await store.recordApplied('x.jpg', file(2));
+    expect(store.get('x.jpg')?.version).toBe(5);
+    await store.recordApplied('x.jpg', file(2), { replace: true });
+    expect(store.get('x.jpg')?.version).toBe(2);
+    await store.recordApplied('x.jpg', file(3));
+    await store.close();
+    const again = await StateStore.open(dir, identity);
+    expect(again.get('x.jpg')).toEqual(file(3));
+    await again.close();
+  });
+
   it('round-trips paths, cursor and temp records across a close and reopen', async () => {
     const dir = fresh();
     const store = await StateStore.open(dir, identity);
