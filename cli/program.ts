@@ -18,7 +18,7 @@ import {
   CONTENT_TYPE_RULE,
   MAX_CONTENT_TYPE_LENGTH,
 } from '../contracts/content-type.ts';
-import { normalizePath, PathRuleError } from '../contracts/path-rules.ts';
+import { checkApiName, normalizePath, PathRuleError } from '../contracts/path-rules.ts';
 import type { FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import type { ConnectionOptions } from './endpoints.ts';
@@ -136,7 +136,9 @@ function awsOptions(command: Command, which: { buckets?: boolean; ingest?: boole
 function parseMirrorPath(value: string): string {
   if (value.trim() === '') throw new InvalidArgumentError('must not be empty.');
   try {
-    return normalizePath(value);
+    const path = normalizePath(value);
+    checkApiName(path);
+    return path;
   } catch (error) {
     if (error instanceof PathRuleError) throw new InvalidArgumentError(`${error.message}.`);
     throw error;

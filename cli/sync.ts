@@ -11,7 +11,7 @@
  */
 import type { Digest } from '../common/sha256.ts';
 import type { Limits } from '../contracts/api.ts';
-import { normalizePath } from '../contracts/paths.ts';
+import { checkApiName, normalizePath } from '../contracts/path-rules.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { guessContentType } from './content-type.ts';
 import { followFeed, type RemoteHead, readHeads } from './listing.ts';
@@ -356,6 +356,7 @@ function refuse(run: Run, report: SyncFileReport, contentType: string): string |
   }
   try {
     report.path = normalizePath(report.path);
+    checkApiName(report.path);
   } catch (err) {
     return (err as Error).message;
   }

@@ -118,6 +118,20 @@ const encoder = new TextEncoder();
 /** Length in UTF-8 bytes (a lone surrogate counts as U+FFFD, 3 bytes). */
 export const utf8Bytes = (text: string): number => encoder.encode(text).length;
 
+/**
+ * Sub-resources of a file in the API's URLs (`/v1/files/<path>/versions`). Gateways may decode
+ * `%2F` before the function sees it (docs/api.md), so a file whose name is one of these could not
+ * be told from the sub-resource of its folder.
+ */
+const API_SUB_RESOURCES: ReadonlySet<string> = new Set(['versions', 'content']);
+
+/** The API's rule on top of the lexical ones: a nested path does not end in a sub-resource's name. */
+export function checkApiName(path: string): void {
+  const name = path.split('/').at(-1) ?? '';
+  if (path.includes('/') && API_SUB_RESOURCES.has(name))
+    invalid(`must not end in a file named "${name}" (it names a sub-resource in the API's URLs)`);
+}
+
 export function invalid(rule: string): never {
   throw new PathRuleError(rule, { code: 'invalid_path' });
 }

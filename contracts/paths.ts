@@ -6,6 +6,7 @@
  * this module needs nothing outside contracts/ so that each of them (and the browser) can.
  */
 import {
+  checkApiName,
   conflict,
   invalid,
   normalizePath,
@@ -30,13 +31,6 @@ export const AGENT_STATE_DIR = '.media-mirror';
 export const AGENT_TEMP_MARKER = '.mirror-tmp-';
 /** NAME_MAX of Linux file systems (ext4, xfs), in bytes. */
 export const FILE_NAME_MAX_BYTES = 255;
-/**
- * Sub-resources of a file in the API's URLs (`/v1/files/<path>/versions`). Gateways may decode
- * `%2F` before the function sees it (docs/api.md), so a file whose name is one of these could not
- * be told from the sub-resource of its folder: such names are refused at the door.
- */
-const API_SUB_RESOURCES: ReadonlySet<string> = new Set(['versions', 'content']);
-
 export function isAgentTempName(name: string): boolean {
   return name.startsWith('.') && name.includes(AGENT_TEMP_MARKER);
 }
@@ -104,9 +98,7 @@ export class PathPolicy {
   /** What the API admits: the lexical rules plus names its URLs reserve. */
   admit(raw: unknown): string {
     const path = this.check(raw);
-    const name = path.split('/').at(-1) ?? '';
-    if (path.includes('/') && API_SUB_RESOURCES.has(name))
-      invalid(`must not end in a file named "${name}" (it names a sub-resource in the API's URLs)`);
+    checkApiName(path);
     return path;
   }
 

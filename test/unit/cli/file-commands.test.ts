@@ -367,6 +367,43 @@ describe('media-mirror limits', () => {
 });
 
 describe('media-mirror sync (against a fake API)', () => {
+  it('skips, with the rule, files named "versions" or "content" in a folder (the API refuses them), and exits 0', async () => {
+    const lib = join(dir, 'lib-sub-resources');
+    await mkdir(join(lib, 'sub'), { recursive: true });
+    await writeFile(join(lib, 'sub', 'versions'), 'a');
+    await writeFile(join(lib, 'sub', 'content'), 'b');
+    await writeFile(join(lib, 'content'), 'top-level names are fine');
+    const limits = {
+      maxUploadBytes: 100,
+      multipartThresholdBytes: 16 * 1024 ** 2,
+      partBytes: 8 * 1024 ** 2,
+      minPartBytes: 5 * 1024 ** 2,
+      maxPartBytes: 5 * 1024 ** 3,
+      maxParts: 10_000,
+      contentTypes: ['*/*'],
+      presignTtlSeconds: 900,
+      maxPathBytes: 1024,
+      defaultPageSize: 100,
+      maxPageSize: 1000,
+      maxRequestBodyBytes: 1024 ** 2,
+      maxPartsPerRequest: 1000,
+    };
+    const route: Route = (url, init) =>
+      url.pathname === '/v1/limits' ? { status: 200, body: limits } : feed([[]])(url, init);
+    const h = harness(route);
+    expect(await h.run('sync', lib, '', '--dry-run', '--json', '--no-cache')).toBe(0);
+    const summary = JSON.parse(h.out());
+    expect(summary).toMatchObject({ files: 3, planned: 1, skipped: 2, failed: 0 });
+    expect(
+      summary.reports
+        .filter((r: { outcome: string }) => r.outcome === 'skipped')
+        .map((r: { path: string; reason: string }) => [r.path, /sub-resource/.test(r.reason)]),
+    ).toEqual([
+      ['sub/content', true],
+      ['sub/versions', true],
+    ]);
+  });
+
   it('--dry-run lists new and changed files, skips what the limits refuse, and sends nothing', async () => {
     const lib = join(dir, 'lib');
     await mkdir(join(lib, 'sub'), { recursive: true });
