@@ -150,29 +150,45 @@ class VerifyFailedError extends MirrorCliError {
 export async function getFile(client: GetClient, fetch: FetchLike, options: GetOptions): Promise<GetResult> {
   // The destination first: a bad one is a usage error before anything is asked of the API.
   const file = await destinationFile(options);
-  const expected = await expectedVersion(client, options.path, options.target, options.version);
-  const url = await notFoundAs(`no such path: ${options.path}`, () =>
-    client.contentUrl(options.path, {
-      ...(options.target === undefined ? {} : { target: options.target }),
-      ...(options.version === undefined ? {} : { version: options.version }),
-    }),
-  );
+  const read = () => expectedVersion(client, options.path, options.target, options.version);
   const temp = join(dirname(file), `.${basename(file)}.mm-get-${randomBytes(4).toString('hex')}`);
   try {
-    const got = await download(fetch, url, temp);
-    if (got.size !== expected.size || got.sha256 !== expected.sha256) {
+    for (let attempt = 1; ; attempt++) {
+      const expected = await read();
+      const url = await notFoundAs(`no such path: ${options.path}`, () =>
+        client.contentUrl(options.path, {
+          ...(options.target === undefined ? {} : { target: options.target }),
+          ...(options.version === undefined ? {} : { version: options.version }),
+        }),
+      );
+      const got = await download(fetch, url, temp);
+      if (got.size === expected.size && got.sha256 === expected.sha256) {
+        await rename(temp, file);
+        const { version, sha256, size } = expected;
+        return { path: options.path, version, sha256, size, file, target: options.target ?? null };
+      }
+      // The head (or the target's copy) may have moved on between the two reads: the bytes are
+      // then another version's, not corrupt. Read again before saying so.
+      if (
+        options.version === undefined &&
+        attempt < GET_ATTEMPTS &&
+        (await read()).version !== expected.version
+      ) {
+        await rm(temp, { force: true });
+        continue;
+      }
       throw new VerifyFailedError(
         `${options.path}: downloaded ${got.size} bytes with SHA-256 ${got.sha256}, but version ` +
           `${expected.version} is ${expected.size} bytes with SHA-256 ${expected.sha256}; nothing written`,
       );
     }
-    await rename(temp, file);
   } finally {
     await rm(temp, { force: true });
   }
-  const { version, sha256, size } = expected;
-  return { path: options.path, version, sha256, size, file, target: options.target ?? null };
 }
+
+/** Downloads of the head (or a target's copy) while it keeps moving on, before giving up. */
+const GET_ATTEMPTS = 3;
 
 /** The version whose bytes the content URL serves: the head, or the target's applied version. */
 async function expectedVersion(

@@ -260,6 +260,35 @@ describe('media-mirror get', () => {
     });
   });
 
+  it('a head that moves on between the status read and the download: read again, and the newer bytes are written (no false exit 5)', async () => {
+    const newer = randomBytes(2000);
+    const v8 = {
+      ...head,
+      version: 8,
+      sha256: createHash('sha256').update(newer).digest('hex'),
+      size: newer.length,
+    };
+    let statusReads = 0;
+    const h = harness((url) => {
+      if (url.pathname === '/v1/files/pics%2Fcat.png') {
+        // The first read sees version 7; by the download, version 8 is the head.
+        statusReads++;
+        return {
+          status: 200,
+          body: { path: 'pics/cat.png', head: statusReads === 1 ? head : v8, targets: [] },
+        };
+      }
+      if (url.pathname.endsWith('/content'))
+        return { status: 302, body: 'http://s3.test/blobs/x?X-Amz-Signature=s' };
+      if (url.host === 's3.test') return { status: 200, bytes: newer };
+      return notFound;
+    });
+    expect(await h.run('get', 'pics/cat.png', 'moved.png', '--json')).toBe(0);
+    expect(await readFile(join(dir, 'moved.png'))).toEqual(newer);
+    expect(JSON.parse(h.out())).toMatchObject({ version: 8, sha256: v8.sha256 });
+    expect((await readdir(dir)).filter((n) => n.includes('.mm-get-'))).toEqual([]);
+  });
+
   it('other bytes than recorded: exit 5, nothing left at the destination', async () => {
     const tampered = Buffer.from(content);
     tampered[10] = (tampered[10] ?? 0) ^ 1;
