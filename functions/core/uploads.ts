@@ -182,15 +182,20 @@ export async function proveUploadById(
   return proveUpload(deps, upload, digest);
 }
 
-/** A claim (a pointer's, or the upload's own) on the terms of `request`: same file, same conditions. */
+/**
+ * A claim (a pointer's, or the upload's own) on the terms of `request`: same file, same conditions
+ * (`newVersion` too: a claim that asks for a new version of equal content must not ride on one
+ * that does not, nor the other way round).
+ */
 const sameTerms = (
-  claim: Pick<PendingClaim, 'path' | 'size' | 'contentType' | 'ifVersion'>,
+  claim: Pick<PendingClaim, 'path' | 'size' | 'contentType' | 'ifVersion' | 'newVersion'>,
   request: UploadRequest,
 ): boolean =>
   claim.path === request.path &&
   claim.size === request.size &&
   claim.contentType === request.contentType &&
-  claim.ifVersion === request.ifVersion;
+  claim.ifVersion === request.ifVersion &&
+  (claim.newVersion === true) === (request.newVersion === true);
 
 async function createMultipartUpload(
   deps: UploadDeps,
@@ -200,7 +205,7 @@ async function createMultipartUpload(
   challenge: Challenge,
 ): Promise<CreateUploadResponse> {
   const { ledger, blobs } = deps;
-  // Resumable: the same file to the same path, on the same terms (content type, ifVersion), continues
+  // Resumable: the same file to the same path, on the same terms (content type, ifVersion, newVersion), continues
   // the upload already under way, from any browser, within RESUMABLE_FOR_MS (after that storage may
   // have aborted it: a new upload starts). Other terms start an upload of their own: the commit
   // would carry the first claim's.

@@ -81,7 +81,7 @@ describe('multipart uploads', () => {
     await abortUpload(world.deps, first.uploadId);
   });
 
-  it('a claim that differs in its condition (ifVersion) or content type starts an upload of its own instead of resuming', async () => {
+  it('a claim that differs in its condition (ifVersion, newVersion) or content type starts an upload of its own instead of resuming', async () => {
     // Resuming another claim's upload would commit under that claim's terms: its ifVersion (a lost
     // update) and its content type.
     const bytes = randomBytes(17 * MiB);
@@ -97,6 +97,21 @@ describe('multipart uploads', () => {
     });
     expect(conditional).not.toMatchObject({ resumed: true });
     expect(conditional.uploadId).not.toBe(first.uploadId);
+    // A new version of equal content asked for must not ride on a claim that did not ask (it would
+    // end at the equal head, no version committed), nor the other way round.
+    const fresh = await createUpload(world.deps, {
+      ...base,
+      contentType: 'application/octet-stream',
+      newVersion: true,
+    });
+    expect(fresh).not.toMatchObject({ resumed: true });
+    expect(fresh.uploadId).not.toBe(first.uploadId);
+    const freshAgain = await createUpload(world.deps, {
+      ...base,
+      contentType: 'application/octet-stream',
+      newVersion: true,
+    });
+    expect(freshAgain).toMatchObject({ uploadId: fresh.uploadId, resumed: true });
     // The same terms again resume, with the challenge already given out: a new one would refuse the
     // first client's proof, computed for the old one.
     const same = await createUpload(world.deps, { ...base, contentType: 'image/png' });
@@ -104,7 +119,7 @@ describe('multipart uploads', () => {
     expect(same.status === 'pending' && same.challenge).toEqual(
       otherType.status === 'pending' && otherType.challenge,
     );
-    for (const u of [first, otherType, conditional]) await abortUpload(world.deps, u.uploadId);
+    for (const u of [first, otherType, conditional, fresh]) await abortUpload(world.deps, u.uploadId);
   });
 
   it('uploads in parts, resumes with only the missing parts, completes, and commits after whole-object verification', async () => {
