@@ -55,7 +55,8 @@ export interface ApiFront {
   stop(): Promise<void>;
 }
 
-const CORS_ALLOW_METHODS = 'GET,HEAD,POST,PUT,PATCH,DELETE,OPTIONS';
+// As the deployed API's CORS rule (lib/constructs/upload-api.ts): no HEAD, which it routes nowhere.
+const CORS_ALLOW_METHODS = 'GET,POST,PUT,PATCH,DELETE,OPTIONS';
 const CORS_ALLOW_HEADERS =
   'authorization,content-type,if-match,if-none-match,x-amz-date,x-amz-security-token';
 

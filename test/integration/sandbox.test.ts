@@ -298,6 +298,8 @@ describe('local sandbox', () => {
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-origin')).toBe('https://cms.example.test');
     expect(preflight.headers.get('access-control-allow-headers')).toBe('authorization,content-type');
+    // The deployed API's methods (lib/constructs/upload-api.ts): not HEAD, which it routes nowhere.
+    expect(preflight.headers.get('access-control-allow-methods')).toBe('GET,POST,PUT,PATCH,DELETE,OPTIONS');
     const own = await fetch(`${api}/v1/health`, { headers: { origin: api } });
     expect(own.headers.get('access-control-allow-origin')).toBe(api);
     // As the HTTP API on AWS exposes them (lib/constructs/upload-api.ts): a page reads Retry-After.
