@@ -255,6 +255,11 @@ async function download(
   } catch (err) {
     throw new MirrorCliError(`cannot download ${redact(url)}: ${(err as Error).message}`, { cause: err });
   }
+  if (response.status === 404) {
+    // The ledger says the copy is there; storage has no such object (removed out of band, or a
+    // target that has not applied it): not found, as `get` of a missing path. Reconcile re-sends it.
+    throw new NotFoundCliError(`storage has no object at ${redact(url)} (404): the copy is missing there`);
+  }
   if (!response.ok || response.body === null) {
     throw new MirrorCliError(`download from ${redact(url)} answered ${response.status}`);
   }

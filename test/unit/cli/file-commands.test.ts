@@ -289,6 +289,15 @@ describe('media-mirror get', () => {
     expect((await readdir(dir)).filter((n) => n.includes('.mm-get-'))).toEqual([]);
   });
 
+  it('a copy storage no longer holds (removed out of band; the ledger still says it is there): exit 3, saying so', async () => {
+    const h = harness((url) => (url.host === 's3.test' ? notFound : api(content)(url, { method: 'GET' })));
+    expect(await h.run('get', 'pics/cat.png', 'gone.png', '--target', 'eu-west-1')).toBe(3);
+    expect(h.err()).toMatch(
+      /storage has no object at http:\/\/s3.test\/blobs\/x \(404\): the copy is missing there/,
+    );
+    expect(h.err()).not.toMatch(/X-Amz-Signature/);
+  });
+
   it('other bytes than recorded: exit 5, nothing left at the destination', async () => {
     const tampered = Buffer.from(content);
     tampered[10] = (tampered[10] ?? 0) ^ 1;
