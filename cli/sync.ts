@@ -220,7 +220,14 @@ async function syncFiles(run: Run, files: readonly LocalFile[], cursor: string |
   } finally {
     await run.cache.save();
   }
-  if (run.pending.size > 0) await awaitCommits(run, cursor);
+  if (run.pending.size > 0) {
+    // Sent files whose commit could not be confirmed (the API gone away, retries spent) are failed
+    // with the reason, so the summary (which files did commit) is still printed.
+    await awaitCommits(run, cursor).catch((error: unknown) => {
+      const reason = `could not confirm the commit: ${error instanceof Error ? error.message : String(error)}`;
+      for (const p of [...run.pending.values()]) settle(run, p, 'failed', undefined, reason);
+    });
+  }
 }
 
 /** `photos` → `photos/`; empty stays empty (the folder's files at the mirror's root). */

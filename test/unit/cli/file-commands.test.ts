@@ -21,7 +21,7 @@ afterAll(async () => {
 type Answer = { status: number; body?: unknown; bytes?: Uint8Array };
 type Route = (url: URL, init: RequestInit) => Answer;
 
-function harness(route: Route, env: NodeJS.ProcessEnv = {}) {
+function harness(route: Route, env: NodeJS.ProcessEnv = {}, putFile?: CliIo['putFile']) {
   let stdout = '';
   let stderr = '';
   const requests: string[] = [];
@@ -39,9 +39,11 @@ function harness(route: Route, env: NodeJS.ProcessEnv = {}) {
     env: { MIRROR_API_URL: 'http://api.test', MIRROR_API_TOKEN: 't', ...env },
     cwd: dir,
     fetch,
-    putFile: async () => {
-      throw new Error('no PUT expected');
-    },
+    putFile:
+      putFile ??
+      (async () => {
+        throw new Error('no PUT expected');
+      }),
   };
   const run = (...args: string[]) => runCli(['node', 'media-mirror', ...args], io);
   return { run, requests, out: () => stdout, err: () => stderr };
@@ -405,6 +407,75 @@ describe('media-mirror limits', () => {
 });
 
 describe('media-mirror sync (against a fake API)', () => {
+  it('sent files whose commit cannot be confirmed (the feed refuses) are failed with the reason, and the summary is still printed', async () => {
+    const lib = join(dir, 'lib-unconfirmed');
+    await mkdir(lib, { recursive: true });
+    await writeFile(join(lib, 'a.png'), 'a');
+    await writeFile(join(lib, 'b.png'), 'b');
+    const limits = {
+      maxUploadBytes: 100,
+      multipartThresholdBytes: 16 * 1024 ** 2,
+      partBytes: 8 * 1024 ** 2,
+      minPartBytes: 5 * 1024 ** 2,
+      maxPartBytes: 5 * 1024 ** 3,
+      maxParts: 10_000,
+      contentTypes: ['image/*'],
+      presignTtlSeconds: 900,
+      maxPathBytes: 1024,
+      defaultPageSize: 100,
+      maxPageSize: 1000,
+      maxRequestBodyBytes: 1024 ** 2,
+      maxPartsPerRequest: 1000,
+    };
+    const puts: string[] = [];
+    const route: Route = (url, init) => {
+      if (url.pathname === '/v1/limits') return { status: 200, body: limits };
+      if (url.pathname === '/v1/uploads' && init.method === 'POST') {
+        const claim = JSON.parse(String(init.body)) as { path: string };
+        return {
+          status: 201,
+          body: {
+            status: 'pending',
+            uploadId: `u-${claim.path}`,
+            path: claim.path,
+            upload: {
+              method: 'PUT',
+              url: 'https://origin.test/blobs/x?X-Amz-Signature=s',
+              headers: { 'content-type': 'image/png', 'x-amz-checksum-sha256': `${'A'.repeat(43)}=` },
+              automaticHeaders: { 'content-length': '1', host: 'origin.test' },
+              expiresAt: '2030-01-01T00:15:00Z',
+            },
+            challenge: {
+              nonce: Buffer.alloc(32).toString('base64'),
+              ranges: [{ offset: 0, length: 1 }],
+              expiresAt: '2030-01-01T00:15:00Z',
+            },
+          },
+        };
+      }
+      // The first listing works; after it, the feed refuses the cursor (the ledger restored meanwhile).
+      if (url.pathname === '/v1/changes' && url.searchParams.has('cursor'))
+        return {
+          status: 400,
+          body: {
+            error: { code: 'invalid_cursor', message: 'cursor is ahead of the feed', field: 'cursor' },
+          },
+        };
+      return feed([[]])(url, init);
+    };
+    const h = harness(route, {}, async (request) => {
+      puts.push(request.file);
+    });
+    expect(await h.run('sync', lib, 'm', '--json', '--no-cache')).toBe(1);
+    expect(puts).toHaveLength(2);
+    const summary = JSON.parse(h.out());
+    expect(summary).toMatchObject({ files: 2, failed: 2 });
+    expect(summary.reports.map((r: { reason: string }) => r.reason)).toEqual([
+      expect.stringMatching(/^could not confirm the commit: .*cursor is ahead of the feed/),
+      expect.stringMatching(/^could not confirm the commit: /),
+    ]);
+  });
+
   it('skips, with the rule, files named "versions" or "content" in a folder (the API refuses them), and exits 0', async () => {
     const lib = join(dir, 'lib-sub-resources');
     await mkdir(join(lib, 'sub'), { recursive: true });
