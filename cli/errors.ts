@@ -68,6 +68,11 @@ export class ConfigError extends MirrorCliError {
  */
 export function describeApiError(error: ApiError): string {
   if (error.code === 'network' || error.code === 'bad_answer') return error.message;
+  // Not the API's answer (status 0): the local file. Read as a file-backed Blob, a file changed
+  // since it was hashed can no longer be read ("The blob could not be read").
+  if (error.code === 'file_unreadable') {
+    return `${error.message} (was the file changed, moved or deleted after it was hashed? Nothing was committed; upload it again)`;
+  }
   const where = error.field === undefined ? '' : ` (field: ${error.field})`;
   return `error ${error.status} ${error.code}: ${error.message}${where}`;
 }

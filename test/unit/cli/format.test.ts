@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { FALLBACK_CONTENT_TYPE, guessContentType } from '../../../cli/content-type.ts';
+import { describeApiError } from '../../../cli/errors.ts';
 import { createJsonLinesProgress } from '../../../cli/progress.ts';
 import { formatAge, formatTable, formatTargetsOverview, getPathStatus } from '../../../cli/status.ts';
 import { formatBytes } from '../../../common/format-bytes.ts';
 import { ApiError } from '../../../web/client/errors.ts';
+import { unreadable } from '../../../web/client/upload/hash.ts';
 
 describe('content type', () => {
   it('guesses from the extension, case-insensitively, else octet-stream', () => {
@@ -83,5 +85,19 @@ describe('status formatting', () => {
     });
     await expect(getPathStatus(failing(404), 'a/b.jpg')).rejects.toThrow(/^no such path: a\/b\.jpg$/);
     await expect(getPathStatus(failing(500), 'a/b.jpg')).rejects.toMatchObject({ status: 500, message: 'y' });
+  });
+});
+
+describe('describeApiError', () => {
+  it('a file that cannot be read any more says it may have changed since it was hashed, not "error 0"', () => {
+    const error = unreadable(new Error('The blob could not be read'));
+    const line = describeApiError(error);
+    expect(line).toMatch(
+      /^cannot read the file: The blob could not be read \(was the file changed, moved or deleted after it was hashed\?/,
+    );
+    expect(line).not.toMatch(/error 0/);
+    expect(describeApiError(new ApiError('no such file', 'not_found', 404, 'path'))).toBe(
+      'error 404 not_found: no such file (field: path)',
+    );
   });
 });
