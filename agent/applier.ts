@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, lstat, open, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
+import { type FileHandle, lstat, lutimes, open, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { crashPoint } from '../common/crash-points.ts';
 import type { Digest } from '../common/sha256.ts';
@@ -287,10 +287,8 @@ export class Applier {
       throw new RefusedError('path-conflict', `"${path}" is a folder here, so it cannot be a file`);
     }
     // The right bytes may be there already (a crash after the rename, a pre-seeded folder): keep them.
-    if (existing?.isFile() && existing.size === v.size) {
-      const local = await hashLocalFile(resolved.file, signal);
-      if (local.sha256 === v.sha256 && local.size === v.size) return { bytes: 0, adopted: true };
-    }
+    if (existing?.isFile() && (await adopt(resolved.file, Number(existing.size), v, signal)))
+      return { bytes: 0, adopted: true };
 
     const tempName = tempNameFor(resolved.name, randomBytes(6).toString('hex'));
     const temp = join(resolved.parent, tempName);
@@ -400,5 +398,24 @@ async function removeIfHoldsNoFiles(folder: string): Promise<boolean> {
   const entries = await readdir(folder, { recursive: true, withFileTypes: true });
   if (entries.some((entry) => !entry.isDirectory())) return false;
   await rm(folder, { recursive: true });
+  return true;
+}
+
+/**
+ * Keeps a file that already holds `v`'s bytes. Another version of the same bytes (a restore, a new
+ * content type) is still that version: its modification time becomes `v`'s committedAt, as a
+ * written file's is.
+ */
+async function adopt(
+  file: string,
+  size: number,
+  v: VersionInfo & { sha256: string },
+  signal: AbortSignal,
+): Promise<boolean> {
+  if (size !== v.size) return false;
+  const local = await hashLocalFile(file, signal);
+  if (local.sha256 !== v.sha256 || local.size !== v.size) return false;
+  const committed = new Date(v.committedAt);
+  if (!Number.isNaN(committed.getTime())) await lutimes(file, committed, committed);
   return true;
 }

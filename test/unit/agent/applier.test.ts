@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -152,6 +152,16 @@ describe('applier: order, duplicates, never backwards', () => {
     });
     expect(repaired.kind).toBe('applied');
     expect(await t.read('r/x.txt')).toBe('two, after the restore');
+  });
+
+  it("a new version of the same bytes (a restore, another content type) keeps the file and takes that version's time", async () => {
+    const t = await setup();
+    const v1 = t.world.commit('m/same.txt', 1, 'same bytes');
+    const v2 = t.world.commit('m/same.txt', 2, 'same bytes');
+    expect((await t.apply(v1)).kind).toBe('applied');
+    expect((await stat(join(t.dir, 'm/same.txt'))).mtime.toISOString()).toBe(v1.committedAt);
+    expect(await t.apply(v2)).toMatchObject({ kind: 'applied', adopted: true, bytes: 0 });
+    expect((await stat(join(t.dir, 'm/same.txt'))).mtime.toISOString()).toBe(v2.committedAt);
   });
 
   it('a late tombstone of an older version does not delete the newer file; a newer one does', async () => {
