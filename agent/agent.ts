@@ -17,6 +17,7 @@ import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
+import { isAlive } from '../common/pid-lock.ts';
 import { pause } from '../common/retry.ts';
 import type { AgentRow } from '../contracts/ledger-keys.ts';
 import { encodeCursor } from '../contracts/model.ts';
@@ -321,7 +322,10 @@ class Agent implements AgentHandle {
       const row = await this.ledger.readAgentRow();
       if (!row || row.status === 'stopped') return;
       const age = Date.now() - Date.parse(row.heartbeatAt);
-      if (age < this.config.heartbeatSeconds * 3000 && row.host !== hostname()) {
+      // Another host, or another live agent on this one (another --dir); not this agent's own
+      // previous run, whose process is gone.
+      const other = row.host !== hostname() || (row.pid !== process.pid && isAlive(row.pid));
+      if (age < this.config.heartbeatSeconds * 3000 && other) {
         this.log.log(
           'warn',
           'another agent reported for this target moments ago: two agents would split its queue',

@@ -36,6 +36,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { crashPoint } from '../common/crash-points.ts';
+import { isAlive } from '../common/pid-lock.ts';
 import { AgentConfigError } from './errors.ts';
 
 export interface PathState {
@@ -97,15 +98,6 @@ async function fsyncDir(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

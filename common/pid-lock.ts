@@ -43,7 +43,8 @@ export interface PidLockOptions {
 /** Files locked by this process: a second lock here on the same file must fail too. */
 const heldHere = new Set<string>();
 
-function isAlive(pid: number): boolean {
+/** A process with this pid runs on this machine (any user's). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../../../agent/agent.ts';
@@ -220,6 +220,38 @@ describe('agent loops (in-memory ports)', () => {
     ).toMatchObject({
       file: 'docs/keep.txt',
     });
+  });
+
+  it("warns of another live agent of the target on this host (another --dir), not of its own previous run's fresh row", async () => {
+    const row = (pid: number): AgentRow => ({
+      targetId: 'onprem-dc1',
+      heartbeatAt: new Date().toISOString(),
+      cursor: '',
+      cursorSeqs: [0],
+      appliedCount: 0,
+      refusedCount: 0,
+      agentVersion: '0.0.0',
+      status: 'running',
+      host: hostname(),
+      pid,
+      instanceId: 'other',
+      startedAt: new Date().toISOString(),
+    });
+    const warning = 'another agent reported for this target moments ago: two agents would split its queue';
+    const blobs: BlobSource = { open: async () => Promise.reject(new Error('no blob expected')) };
+    const warned = async (pid: number) => {
+      const ledger = new FakeLedger();
+      ledger.rows.push(row(pid));
+      const { log, options: o } = options(ledger, blobs);
+      const agent = await startAgent(o);
+      await new Promise((r) => setTimeout(r, 50));
+      await agent.stop();
+      return log.entries.find((e) => e.msg === warning)?.fields;
+    };
+    // The test runner's parent process stands for another agent alive on this host.
+    expect(await warned(process.ppid)).toMatchObject({ otherHost: hostname(), otherPid: process.ppid });
+    // A pid no process holds: this agent's previous run, gone without writing "stopped".
+    expect(await warned(2 ** 22 + 12_345)).toBeUndefined();
   });
 
   it('the heartbeat reports cursor, counts and version; the last row says stopped', async () => {
