@@ -61,6 +61,22 @@ const change = (path: string, version: number, content: string | null) => ({
   committedAt: at,
 });
 
+/** A `GET /v1/limits` answer: the API's defaults, with the size and types a test needs. */
+const limitsAnswer = (over: { maxUploadBytes: number; contentTypes: string[] }) => ({
+  multipartThresholdBytes: 16 * 1024 ** 2,
+  partBytes: 8 * 1024 ** 2,
+  minPartBytes: 5 * 1024 ** 2,
+  maxPartBytes: 5 * 1024 ** 3,
+  maxParts: 10_000,
+  presignTtlSeconds: 900,
+  maxPathBytes: 1024,
+  defaultPageSize: 100,
+  maxPageSize: 1000,
+  maxRequestBodyBytes: 1024 ** 2,
+  maxPartsPerRequest: 1000,
+  ...over,
+});
+
 /** A feed in pages: each page's cursor is its index; the page after the last is empty. */
 function feed(pages: ReturnType<typeof change>[][]): Route {
   return (url) => {
@@ -380,21 +396,7 @@ describe('--content-type', () => {
 
 describe('media-mirror limits', () => {
   it('prints what the deployment accepts', async () => {
-    const limits = {
-      maxUploadBytes: 1024 ** 3,
-      multipartThresholdBytes: 16 * 1024 ** 2,
-      partBytes: 8 * 1024 ** 2,
-      minPartBytes: 5 * 1024 ** 2,
-      maxPartBytes: 5 * 1024 ** 3,
-      maxParts: 10_000,
-      contentTypes: ['image/*', 'application/pdf'],
-      presignTtlSeconds: 900,
-      maxPathBytes: 1024,
-      defaultPageSize: 100,
-      maxPageSize: 1000,
-      maxRequestBodyBytes: 1024 ** 2,
-      maxPartsPerRequest: 1000,
-    };
+    const limits = limitsAnswer({ maxUploadBytes: 1024 ** 3, contentTypes: ['image/*', 'application/pdf'] });
     const h = harness(() => ({ status: 200, body: limits }));
     expect(await h.run('limits')).toBe(0);
     expect(h.out()).toContain('largest upload        1.0 GiB (1073741824 bytes)');
@@ -412,21 +414,7 @@ describe('media-mirror sync (against a fake API)', () => {
     await mkdir(lib, { recursive: true });
     await writeFile(join(lib, 'a.png'), 'a');
     await writeFile(join(lib, 'b.png'), 'b');
-    const limits = {
-      maxUploadBytes: 100,
-      multipartThresholdBytes: 16 * 1024 ** 2,
-      partBytes: 8 * 1024 ** 2,
-      minPartBytes: 5 * 1024 ** 2,
-      maxPartBytes: 5 * 1024 ** 3,
-      maxParts: 10_000,
-      contentTypes: ['image/*'],
-      presignTtlSeconds: 900,
-      maxPathBytes: 1024,
-      defaultPageSize: 100,
-      maxPageSize: 1000,
-      maxRequestBodyBytes: 1024 ** 2,
-      maxPartsPerRequest: 1000,
-    };
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['image/*'] });
     const puts: string[] = [];
     const route: Route = (url, init) => {
       if (url.pathname === '/v1/limits') return { status: 200, body: limits };
@@ -482,21 +470,7 @@ describe('media-mirror sync (against a fake API)', () => {
     await writeFile(join(lib, 'sub', 'versions'), 'a');
     await writeFile(join(lib, 'sub', 'content'), 'b');
     await writeFile(join(lib, 'content'), 'top-level names are fine');
-    const limits = {
-      maxUploadBytes: 100,
-      multipartThresholdBytes: 16 * 1024 ** 2,
-      partBytes: 8 * 1024 ** 2,
-      minPartBytes: 5 * 1024 ** 2,
-      maxPartBytes: 5 * 1024 ** 3,
-      maxParts: 10_000,
-      contentTypes: ['*/*'],
-      presignTtlSeconds: 900,
-      maxPathBytes: 1024,
-      defaultPageSize: 100,
-      maxPageSize: 1000,
-      maxRequestBodyBytes: 1024 ** 2,
-      maxPartsPerRequest: 1000,
-    };
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['*/*'] });
     const route: Route = (url, init) =>
       url.pathname === '/v1/limits' ? { status: 200, body: limits } : feed([[]])(url, init);
     const h = harness(route);
@@ -521,21 +495,7 @@ describe('media-mirror sync (against a fake API)', () => {
     await writeFile(join(lib, 'new.png'), 'new');
     await writeFile(join(lib, 'big.png'), 'x'.repeat(200));
     await writeFile(join(lib, 'note.xyz'), 'octet');
-    const limits = {
-      maxUploadBytes: 100,
-      multipartThresholdBytes: 16 * 1024 ** 2,
-      partBytes: 8 * 1024 ** 2,
-      minPartBytes: 5 * 1024 ** 2,
-      maxPartBytes: 5 * 1024 ** 3,
-      maxParts: 10_000,
-      contentTypes: ['image/*'],
-      presignTtlSeconds: 900,
-      maxPathBytes: 1024,
-      defaultPageSize: 100,
-      maxPageSize: 1000,
-      maxRequestBodyBytes: 1024 ** 2,
-      maxPartsPerRequest: 1000,
-    };
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['image/*'] });
     const pages = [[change('m/same.png', 2, 'same'), change('m/sub/changed.png', 1, 'before')]];
     const route: Route = (url, init) =>
       url.pathname === '/v1/limits' ? { status: 200, body: limits } : feed(pages)(url, init);
