@@ -478,7 +478,15 @@ export async function recordParts(
 export async function abortUpload(deps: UploadDeps, uploadId: string): Promise<Upload> {
   const upload = await getUpload(deps, uploadId);
   if (upload.status !== 'pending') return upload;
-  if (upload.multipart) {
+  // The ledger first, then storage: a completion running meanwhile then finds the upload ended
+  // and leaves it so, instead of reading the parts the abort dropped as an expiry.
+  await deps.ledger.finishUpload(
+    uploadId,
+    { status: 'rejected', reason: 'aborted' },
+    deps.clock.now().toISOString(),
+  );
+  const ended = await getUpload(deps, uploadId);
+  if (upload.multipart && ended.status === 'rejected' && ended.reason === 'aborted') {
     try {
       await deps.blobs.abortMultipart(upload.sha256, upload.multipart.multipartId);
     } catch {
@@ -486,13 +494,8 @@ export async function abortUpload(deps: UploadDeps, uploadId: string): Promise<U
       deps.metrics?.count('MultipartAbortFailed');
     }
   }
-  await deps.ledger.finishUpload(
-    uploadId,
-    { status: 'rejected', reason: 'aborted' },
-    deps.clock.now().toISOString(),
-  );
   await deps.ledger.removePendingUpload(upload.sha256, uploadId);
-  return getUpload(deps, uploadId);
+  return ended;
 }
 
 export async function getUpload(deps: Pick<UploadDeps, 'ledger'>, uploadId: string): Promise<Upload> {

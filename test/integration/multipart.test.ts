@@ -1,6 +1,7 @@
 /** Multipart uploads against the S3 emulator: plan, presigned parts, resume, complete, verify, abort. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MiB } from '../../contracts/multipart.ts';
+import { completeRecordedUpload } from '../../functions/core/completion.js';
 import { ingestBlob } from '../../functions/core/ingest.js';
 import {
   abortUpload,
@@ -167,6 +168,33 @@ describe('multipart uploads', () => {
       version: 1,
       multipart: { partCount: 3 },
     });
+  });
+
+  it('an abort that races the background completion ends the upload as aborted, never as expired, and nothing commits', async () => {
+    const bytes = randomBytes(16 * MiB + 7);
+    const request = {
+      path: 'big/raced.bin',
+      size: bytes.length,
+      sha256: sha256Hex(bytes),
+      contentType: 'application/octet-stream',
+    };
+    const claimed = await createUpload(world.deps, request);
+    if (claimed.status !== 'pending' || !('multipart' in claimed))
+      throw new Error('expected a multipart plan');
+    for (const n of [1, 2]) await sendPart(claimed.uploadId, bytes, n, claimed.multipart.partSize);
+    // The completion runs right after storage dropped the parts (the client cancels as it completes).
+    const racing = Object.create(world.deps.blobs) as typeof world.deps.blobs;
+    racing.abortMultipart = async (sha256, multipartId) => {
+      await world.deps.blobs.abortMultipart(sha256, multipartId);
+      await completeRecordedUpload(world.deps, claimed.uploadId);
+    };
+    const aborted = await abortUpload({ ...world.deps, blobs: racing }, claimed.uploadId);
+    expect(aborted).toMatchObject({ status: 'rejected', reason: 'aborted' });
+    expect(await describeUpload(world.deps, claimed.uploadId)).toMatchObject({
+      status: 'rejected',
+      reason: 'aborted',
+    });
+    expect(await world.ledger.getHead('big/raced.bin')).toBeUndefined();
   });
 
   it('a lying part is caught at ingest: nothing is committed and the upload says why', async () => {
