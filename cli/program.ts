@@ -18,7 +18,7 @@ import {
   CONTENT_TYPE_RULE,
   MAX_CONTENT_TYPE_LENGTH,
 } from '../contracts/content-type.ts';
-import { checkApiName, normalizePath, PathRuleError } from '../contracts/path-rules.ts';
+import { checkApiName, checkNewPathName, normalizePath, PathRuleError } from '../contracts/path-rules.ts';
 import type { FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import type { ConnectionOptions } from './endpoints.ts';
@@ -132,6 +132,18 @@ function awsOptions(command: Command, which: { buckets?: boolean; ingest?: boole
   return command;
 }
 
+/** The path a new upload goes to: also the rule only new paths follow (no `%`, `?` or `#`). */
+function parseNewMirrorPath(value: string): string {
+  const path = parseMirrorPath(value);
+  try {
+    checkNewPathName(path);
+  } catch (error) {
+    if (error instanceof PathRuleError) throw new InvalidArgumentError(`${error.message}.`);
+    throw error;
+  }
+  return path;
+}
+
 /** The API's path rule (contracts/paths.ts), checked before a file is hashed or anything is sent. */
 function parseMirrorPath(value: string): string {
   if (value.trim() === '') throw new InvalidArgumentError('must not be empty.');
@@ -239,7 +251,7 @@ function registerUploadCommands(program: Command, verb: VerbRunner): void {
     .command('upload')
     .description('hash a file, upload it (unless the same bytes are already stored) and wait for the commit')
     .argument('<file>', 'local file to upload')
-    .argument('<path>', 'path in the mirror, e.g. images/2024/cat.jpg', parseMirrorPath)
+    .argument('<path>', 'path in the mirror, e.g. images/2024/cat.jpg', parseNewMirrorPath)
     .option('--content-type <type>', 'content type (default: guessed from the extension)', parseContentType)
     .option('--if-version <n>', 'commit only if the path is at this version now', parseNonNegativeInt)
     .option('--no-wait', 'return once the bytes are sent, without waiting for the commit')

@@ -11,7 +11,7 @@
  */
 import type { Digest } from '../common/sha256.ts';
 import type { Limits } from '../contracts/api.ts';
-import { checkApiName, normalizePath } from '../contracts/path-rules.ts';
+import { checkApiName, checkNewPathName, normalizePath } from '../contracts/path-rules.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { guessContentType } from './content-type.ts';
 import { followFeed, type RemoteHead, readHeads } from './listing.ts';
@@ -364,6 +364,7 @@ function refuse(run: Run, report: SyncFileReport, contentType: string): string |
   try {
     report.path = normalizePath(report.path);
     checkApiName(report.path);
+    checkNewPathName(report.path);
   } catch (err) {
     return (err as Error).message;
   }

@@ -64,16 +64,7 @@ const SLASH_LOOKALIKE =
 const NONCHARACTER =
   /[\ufdd0-\ufdef]|[\ufffe\uffff\u{1fffe}\u{1ffff}\u{2fffe}\u{2ffff}\u{3fffe}\u{3ffff}\u{4fffe}\u{4ffff}\u{5fffe}\u{5ffff}\u{6fffe}\u{6ffff}\u{7fffe}\u{7ffff}\u{8fffe}\u{8ffff}\u{9fffe}\u{9ffff}\u{afffe}\u{affff}\u{bfffe}\u{bffff}\u{cfffe}\u{cffff}\u{dfffe}\u{dffff}\u{efffe}\u{effff}\u{ffffe}\u{fffff}\u{10fffe}\u{10ffff}]/u;
 
-/**
- * Characters a path may not hold, each with the rule a refusal names.
- *
- * `%`, `?` and `#` (S3's guide lists `%` and `#` among the characters to avoid in keys): an HTTP
- * API hands the function its URL path already percent-decoded (public captures; AWS's own Lambda
- * test tool does the same), while other fronts keep the encoding. With these three refused, the
- * handler's one decoding names the same file either way; with them, `100%2541.txt` would reach the
- * function as `100%41.txt` and be read as `100A.txt`, and a decoded `?` cuts the path short
- * (docs/api.md, "Paths").
- */
+/** Characters a path may not hold, each with the rule a refusal names. */
 const CHARACTER_RULES: readonly (readonly [{ test(path: string): boolean }, string])[] = [
   [CONTROL, 'must not contain control characters'],
   [
@@ -90,10 +81,6 @@ const CHARACTER_RULES: readonly (readonly [{ test(path: string): boolean }, stri
   ],
   [SLASH_LOOKALIKE, 'must not contain look-alikes of "/" (U+2215 and the like); use "/" between folders'],
   [/\\/, 'must not contain backslashes; use "/" between folders'],
-  [
-    /[%?#]/,
-    'must not contain "%", "?" or "#": API Gateway decodes the URL path before the function reads it, so they could name another file',
-  ],
 ];
 
 function checkSegment(segment: string): void {
@@ -130,6 +117,24 @@ export function checkApiName(path: string): void {
   const name = path.split('/').at(-1) ?? '';
   if (path.includes('/') && API_SUB_RESOURCES.has(name))
     invalid(`must not end in a file named "${name}" (it names a sub-resource in the API's URLs)`);
+}
+
+/**
+ * Characters a new path may not hold: `%`, `?` and `#` (S3's guide lists `%` and `#` among the
+ * characters to avoid in keys). An HTTP API hands the function its URL path already
+ * percent-decoded (public captures; AWS's own Lambda test tool does the same), while other fronts
+ * keep the encoding. With these three refused, the handler's one decoding names the same file
+ * either way; with them, `100%2541.txt` would reach the function as `100%41.txt` and be read as
+ * `100A.txt`, and a decoded `?` cuts the path short (docs/api.md, "The path policy"). Checked where
+ * a path is first written (a claim, sync, upload), not on reads, replication or the agent: a file
+ * committed under such a name before keeps being served and mirrored.
+ */
+export function checkNewPathName(path: string): void {
+  if (/[%?#]/.test(path)) {
+    invalid(
+      'must not contain "%", "?" or "#": API Gateway decodes the URL path before the function reads it, so they could name another file',
+    );
+  }
 }
 
 export function invalid(rule: string): never {

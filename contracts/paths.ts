@@ -7,6 +7,7 @@
  */
 import {
   checkApiName,
+  checkNewPathName,
   conflict,
   invalid,
   normalizePath,
@@ -99,6 +100,7 @@ export class PathPolicy {
   admit(raw: unknown): string {
     const path = this.check(raw);
     checkApiName(path);
+    checkNewPathName(path);
     return path;
   }
 

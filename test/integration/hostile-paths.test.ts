@@ -27,6 +27,7 @@ import { createReplicateHandler } from '../../functions/handlers/replicate-handl
 import { httpEvent, lambdaContext } from '../support/api-events.js';
 import { makeWorld, sha256Hex, testTelemetry, type World, worldApi } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
+import { claimPendingUpload } from '../support/in-memory-core.js';
 
 let emulators: TestEmulators;
 let world: World;
@@ -214,6 +215,34 @@ describe('nested paths in URLs: literal slashes and %2F address the same file on
     expect(json(removed)).toMatchObject({ path, deleted: true, version: version + 1 });
     const gone = await api(httpEvent('GET', `/v1/files/${encoded(path)}/content`));
     expect(gone.statusCode).toBe(404);
+  });
+
+  it('a file committed under a name with %, ? or # before new paths refused them is still read, listed, replicated and deleted', async () => {
+    const path = 'legacy/Track #1 at 50% (why?).txt';
+    const bytes = Buffer.from(`legacy ${randomUUID()}`);
+    // Written as an older deployment admitted it: claimed in the ledger, its bytes PUT, ingested.
+    await claimPendingUpload(world.ledger, path, bytes, { contentType: 'text/plain' });
+    const put = await emulators.s3.send(
+      new PutObjectCommand({ Bucket: world.originBucket, Key: `blobs/${sha256Hex(bytes)}`, Body: bytes }),
+    );
+    await ingestBlob(world.deps, {
+      key: `blobs/${sha256Hex(bytes)}`,
+      size: bytes.length,
+      etag: put.ETag?.replaceAll('"', ''),
+      versionId: put.VersionId,
+    });
+    expect((await world.ledger.getHead(path))?.version).toBe(1);
+    expect((await claim(path)).statusCode).toBe(400);
+    const encoded = encodeURIComponent(path);
+    expect(json(await api(httpEvent('GET', `/v1/files/${encoded}`))).path).toBe(path);
+    expect((await api(httpEvent('GET', `/v1/files/${encoded}/content`))).statusCode).toBe(302);
+    const listed = json(await api(httpEvent('GET', '/v1/files', { query: { prefix: 'legacy/' } })));
+    expect(listed.files.map((f: { path: string }) => f.path)).toContain(path);
+    const replicated = await deliver({ path, version: 1, sha256: sha256Hex(bytes), size: bytes.length });
+    expect(replicated.batchItemFailures).toEqual([]);
+    expect((await alphaObject(path))?.body).toBe(bytes.toString());
+    const removed = await api(httpEvent('DELETE', `/v1/files/${encoded}`));
+    expect(json(removed)).toMatchObject({ path, deleted: true, version: 2 });
   });
 
   it('a gateway that decoded %2F (rawPath with literal slashes) reaches the same file', async () => {
