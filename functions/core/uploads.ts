@@ -477,21 +477,26 @@ export async function recordParts(
 /** Aborts a pending upload (and its S3 multipart upload): nothing is committed. */
 export async function abortUpload(deps: UploadDeps, uploadId: string): Promise<Upload> {
   const upload = await getUpload(deps, uploadId);
-  if (upload.status !== 'pending') return upload;
   // The ledger first, then storage: a completion running meanwhile then finds the upload ended
   // and leaves it so, instead of reading the parts the abort dropped as an expiry.
-  await deps.ledger.finishUpload(
-    uploadId,
-    { status: 'rejected', reason: 'aborted' },
-    deps.clock.now().toISOString(),
-  );
-  const ended = await getUpload(deps, uploadId);
-  if (upload.multipart && ended.status === 'rejected' && ended.reason === 'aborted') {
+  if (upload.status === 'pending') {
+    await deps.ledger.finishUpload(
+      uploadId,
+      { status: 'rejected', reason: 'aborted' },
+      deps.clock.now().toISOString(),
+    );
+  }
+  const ended = upload.status === 'pending' ? await getUpload(deps, uploadId) : upload;
+  // Aborted, by this call or by an earlier one cut off after its ledger write: dropping the parts
+  // and the pointer again is harmless, and finishes what that one left.
+  if (ended.status !== 'rejected' || ended.reason !== 'aborted') return ended;
+  if (upload.multipart) {
     try {
       await deps.blobs.abortMultipart(upload.sha256, upload.multipart.multipartId);
-    } catch {
-      // Best effort: the bucket's lifecycle rule aborts incomplete multipart uploads after a day anyway.
-      deps.metrics?.count('MultipartAbortFailed');
+    } catch (error) {
+      // Best effort: the bucket's lifecycle rule aborts incomplete multipart uploads after a day
+      // anyway. Storage no longer knowing the upload (an earlier abort dropped it) is no failure.
+      if ((error as { name?: string }).name !== 'NoSuchUpload') deps.metrics?.count('MultipartAbortFailed');
     }
   }
   await deps.ledger.removePendingUpload(upload.sha256, uploadId);

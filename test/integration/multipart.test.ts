@@ -1,4 +1,5 @@
 /** Multipart uploads against the S3 emulator: plan, presigned parts, resume, complete, verify, abort. */
+import { ListPartsCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MiB } from '../../contracts/multipart.ts';
 import { completeRecordedUpload } from '../../functions/core/completion.js';
@@ -195,6 +196,42 @@ describe('multipart uploads', () => {
       reason: 'aborted',
     });
     expect(await world.ledger.getHead('big/raced.bin')).toBeUndefined();
+  });
+
+  it('an abort cut off after its ledger write is finished by the retry: the parts are dropped at storage and the pointer removed', async () => {
+    const bytes = randomBytes(16 * MiB + 9);
+    const request = {
+      path: 'big/cut-off.bin',
+      size: bytes.length,
+      sha256: sha256Hex(bytes),
+      contentType: 'application/octet-stream',
+    };
+    const claimed = await createUpload(world.deps, request);
+    if (claimed.status !== 'pending' || !('multipart' in claimed))
+      throw new Error('expected a multipart plan');
+    await sendPart(claimed.uploadId, bytes, 1, claimed.multipart.partSize);
+    // The first DELETE's function wrote the ledger and then died.
+    await world.ledger.finishUpload(
+      claimed.uploadId,
+      { status: 'rejected', reason: 'aborted' },
+      new Date().toISOString(),
+    );
+    const retried = await abortUpload(world.deps, claimed.uploadId);
+    expect(retried).toMatchObject({ status: 'rejected', reason: 'aborted' });
+    const upload = await world.ledger.getUpload(claimed.uploadId);
+    await expect(
+      emulators.s3.send(
+        new ListPartsCommand({
+          Bucket: world.originBucket,
+          Key: `blobs/${request.sha256}`,
+          UploadId: upload?.multipart?.multipartId,
+        }),
+      ),
+    ).rejects.toMatchObject({ name: 'NoSuchUpload' });
+    const { pending } = await world.ledger.getBlobAndPending(request.sha256);
+    expect(pending.map((p) => p.uploadId)).not.toContain(claimed.uploadId);
+    // Again: nothing left to do, and no failure counted.
+    await abortUpload(world.deps, claimed.uploadId);
   });
 
   it('a lying part is caught at ingest: nothing is committed and the upload says why', async () => {
