@@ -252,6 +252,10 @@ export async function sync(
   else line(io, formatSyncSummary(summary));
   if (summary.failed > 0)
     throw new MirrorCliError(`${summary.failed} file(s) failed`, { exitCode: EXIT.failure });
+  if (summary.waitError !== undefined)
+    throw new MirrorCliError(`waiting for the targets stopped: ${summary.waitError}`, {
+      exitCode: EXIT.failure,
+    });
   if (summary.wait?.timedOut)
     throw new MirrorCliError(waitTimeoutMessage(summary.wait), { exitCode: EXIT.timeout });
 }

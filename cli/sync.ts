@@ -100,6 +100,8 @@ export interface SyncSummary {
   reports: SyncFileReport[];
   /** With `wait`: what each target held when the wait ended. */
   wait?: WaitReport | undefined;
+  /** With `wait`: why waiting for the targets stopped short (the API gone away, say). */
+  waitError?: string | undefined;
 }
 
 type LocalFile = SourceEntry;
@@ -166,11 +168,22 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
     await source.close();
   }
   const files = counts.filesTotal;
+  // A wait cut short by an error still ends with the summary: which files were sent is known.
+  let waitError: string | undefined;
   const wait =
-    options.wait !== undefined && !options.dryRun ? await awaitTargets(run, options.wait) : undefined;
+    options.wait !== undefined && !options.dryRun
+      ? await awaitTargets(run, options.wait).catch((error: unknown) => {
+          waitError = error instanceof Error ? error.message : String(error);
+          return undefined;
+        })
+      : undefined;
   counts.phase = 'done';
   deps.progress.update(counts);
-  return { ...summarize(run, files, (deps.clock.now() - started) / 1000), wait };
+  return {
+    ...summarize(run, files, (deps.clock.now() - started) / 1000),
+    wait,
+    ...(waitError === undefined ? {} : { waitError }),
+  };
 }
 
 /** Waits for every target to hold every committed file: those sent, and those found unchanged. */

@@ -464,6 +464,35 @@ describe('media-mirror sync (against a fake API)', () => {
     ]);
   });
 
+  it('--wait cut short by the API (its targets route refusing) still prints the summary, with why the wait stopped; exit 1', async () => {
+    const lib = join(dir, 'lib-wait-cut');
+    await mkdir(lib, { recursive: true });
+    await writeFile(join(lib, 'a.png'), 'a');
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['image/*'] });
+    const route: Route = (url, init) => {
+      if (url.pathname === '/v1/limits') return { status: 200, body: limits };
+      if (url.pathname === '/v1/uploads' && init.method === 'POST')
+        return {
+          status: 200,
+          body: { status: 'committed', uploadId: 'u-0', path: 'm/a.png', version: 1, unchanged: true },
+        };
+      if (url.pathname === '/v1/targets')
+        return { status: 400, body: { error: { code: 'invalid', message: 'no targets here' } } };
+      if (url.pathname === '/v1/health') return { status: 200, body: { status: 'ok', time: at } };
+      return feed([[]])(url, init);
+    };
+    const h = harness(route);
+    expect(await h.run('sync', lib, 'm', '--json', '--no-cache', '--wait')).toBe(1);
+    const summary = JSON.parse(h.out());
+    expect(summary).toMatchObject({
+      files: 1,
+      failed: 0,
+      waitError: expect.stringMatching(/no targets here/),
+    });
+    expect(summary.reports).toEqual([expect.objectContaining({ path: 'm/a.png', version: 1 })]);
+    expect(h.err()).toMatch(/waiting for the targets stopped: .*no targets here/);
+  });
+
   it('skips, with the rule, files named "versions" or "content" in a folder (the API refuses them), and exits 0', async () => {
     const lib = join(dir, 'lib-sub-resources');
     await mkdir(join(lib, 'sub'), { recursive: true });
