@@ -317,6 +317,42 @@ describe('the upload page', () => {
     consoleErrors.length = 0;
   });
 
+  it('recent files: a cursor the feed no longer takes (a ledger restored from a backup) is dropped, and the next refresh reads the feed afresh', async () => {
+    await page.click('#recent-refresh');
+    await page.waitForSelector('#recent tr[data-path="e2e/big.bin"]', { timeout: 15_000 });
+    // The page now holds a cursor; the feed refuses it once, as after a restore.
+    let refused = 0;
+    const withCursor = /\/v1\/changes\?.*cursor=/;
+    await page.route(withCursor, async (route) => {
+      refused++;
+      await route.fulfill({
+        status: 400,
+        contentType: 'application/json',
+        body: JSON.stringify({
+          error: { code: 'invalid_cursor', message: 'cursor is ahead of the feed', field: 'cursor' },
+        }),
+      });
+    });
+    try {
+      const statusText = () => page.locator('#recent-status').textContent();
+      await page.click('#recent-refresh');
+      await page.waitForFunction(() =>
+        /Cannot read the recent files/.test(document.querySelector('#recent-status')?.textContent ?? ''),
+      );
+      expect(refused).toBe(1);
+      // Read from the start (no cursor, so not refused): the files show again, and the error goes.
+      await page.click('#recent-refresh');
+      await page.waitForFunction(() => (document.querySelector('#recent-status')?.textContent ?? 'x') === '');
+      expect(await statusText()).toBe('');
+      expect(await page.locator('#recent tr[data-path="e2e/big.bin"]').count()).toBe(1);
+      expect(refused).toBe(1);
+    } finally {
+      await page.unroute(withCursor);
+      // The refused request's console line is this test's doing: the figures below must not see it.
+      consoleErrors.length = 0;
+    }
+  });
+
   it('says so in words when the API refuses the token', async () => {
     const other = await browser.context.newPage();
     await other.goto(`${stack.api}/?token=wrong`);

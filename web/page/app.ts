@@ -464,23 +464,32 @@ class Recent {
           limit: 500,
           ...(this.cursor === undefined ? {} : { cursor: this.cursor }),
         });
-        for (const change of page.changes) {
-          this.latest.delete(change.path);
-          this.latest.set(change.path, change);
-        }
-        // Keep only what can be shown, so a long feed costs no memory.
-        while (this.latest.size > RECENT_COUNT) {
-          const oldest = this.latest.keys().next().value;
-          if (oldest === undefined) break;
-          this.latest.delete(oldest);
-        }
+        this.keep(page.changes);
         this.cursor = page.cursor;
         if (page.changes.length < 500) break;
       }
       status.textContent = this.latest.size === 0 ? 'No files yet.' : '';
       this.render();
     } catch (error) {
+      // A cursor the feed no longer takes (the ledger restored from a backup): start over next time.
+      if (error instanceof ApiError && error.code === 'invalid_cursor') {
+        this.cursor = undefined;
+        this.latest.clear();
+      }
       status.textContent = `Cannot read the recent files: ${describeError(error)}`;
+    }
+  }
+
+  /** Folds a page of changes in, keeping only what can be shown, so a long feed costs no memory. */
+  private keep(changes: ChangesPage['changes']): void {
+    for (const change of changes) {
+      this.latest.delete(change.path);
+      this.latest.set(change.path, change);
+    }
+    while (this.latest.size > RECENT_COUNT) {
+      const oldest = this.latest.keys().next().value;
+      if (oldest === undefined) break;
+      this.latest.delete(oldest);
     }
   }
 
