@@ -46,6 +46,16 @@ async function sendPart(uploadId: string, bytes: Buffer, partNumber: number, par
   });
 }
 
+/** A multipart upload of `size` random bytes to `path`, claimed, with `parts` sent and recorded. */
+async function claimWithParts(path: string, size: number, parts: readonly number[]) {
+  const bytes = randomBytes(size);
+  const request = { path, size, sha256: sha256Hex(bytes), contentType: 'application/octet-stream' };
+  const claimed = await createUpload(world.deps, request);
+  if (claimed.status !== 'pending' || !('multipart' in claimed)) throw new Error('expected a multipart plan');
+  for (const n of parts) await sendPart(claimed.uploadId, bytes, n, claimed.multipart.partSize);
+  return { claimed, request };
+}
+
 describe('multipart uploads', () => {
   it('a resume reads only the pending uploads claimed on the same terms, however many others claim the hash', async () => {
     // Claims are free to make: 40 of this hash at other paths must not cost a read each.
@@ -172,17 +182,7 @@ describe('multipart uploads', () => {
   });
 
   it('an abort that races the background completion ends the upload as aborted, never as expired, and nothing commits', async () => {
-    const bytes = randomBytes(16 * MiB + 7);
-    const request = {
-      path: 'big/raced.bin',
-      size: bytes.length,
-      sha256: sha256Hex(bytes),
-      contentType: 'application/octet-stream',
-    };
-    const claimed = await createUpload(world.deps, request);
-    if (claimed.status !== 'pending' || !('multipart' in claimed))
-      throw new Error('expected a multipart plan');
-    for (const n of [1, 2]) await sendPart(claimed.uploadId, bytes, n, claimed.multipart.partSize);
+    const { claimed } = await claimWithParts('big/raced.bin', 16 * MiB + 7, [1, 2]);
     // The completion runs right after storage dropped the parts (the client cancels as it completes).
     const racing = Object.create(world.deps.blobs) as typeof world.deps.blobs;
     racing.abortMultipart = async (sha256, multipartId) => {
@@ -199,17 +199,7 @@ describe('multipart uploads', () => {
   });
 
   it('an abort cut off after its ledger write is finished by the retry: the parts are dropped at storage and the pointer removed', async () => {
-    const bytes = randomBytes(16 * MiB + 9);
-    const request = {
-      path: 'big/cut-off.bin',
-      size: bytes.length,
-      sha256: sha256Hex(bytes),
-      contentType: 'application/octet-stream',
-    };
-    const claimed = await createUpload(world.deps, request);
-    if (claimed.status !== 'pending' || !('multipart' in claimed))
-      throw new Error('expected a multipart plan');
-    await sendPart(claimed.uploadId, bytes, 1, claimed.multipart.partSize);
+    const { claimed, request } = await claimWithParts('big/cut-off.bin', 16 * MiB + 9, [1]);
     // The first DELETE's function wrote the ledger and then died.
     await world.ledger.finishUpload(
       claimed.uploadId,
