@@ -153,8 +153,8 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
   const read = () => expectedVersion(client, options.path, options.target, options.version);
   const temp = join(dirname(file), `.${basename(file)}.mm-get-${randomBytes(4).toString('hex')}`);
   try {
+    let expected = await read();
     for (let attempt = 1; ; attempt++) {
-      const expected = await read();
       const url = await notFoundAs(`no such path: ${options.path}`, () =>
         client.contentUrl(options.path, {
           ...(options.target === undefined ? {} : { target: options.target }),
@@ -169,12 +169,10 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
       }
       // The head (or the target's copy) may have moved on between the two reads: the bytes are
       // then another version's, not corrupt. Read again before saying so.
-      if (
-        options.version === undefined &&
-        attempt < GET_ATTEMPTS &&
-        (await read()).version !== expected.version
-      ) {
+      const now = options.version === undefined && attempt < GET_ATTEMPTS ? await read() : expected;
+      if (now.version !== expected.version) {
         await rm(temp, { force: true });
+        expected = now;
         continue;
       }
       throw new VerifyFailedError(

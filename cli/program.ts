@@ -134,23 +134,27 @@ function awsOptions(command: Command, which: { buckets?: boolean; ingest?: boole
 
 /** The path a new upload goes to: also the rule only new paths follow (no `%`, `?` or `#`). */
 function parseNewMirrorPath(value: string): string {
-  const path = parseMirrorPath(value);
-  try {
+  return asArgument(() => {
+    const path = parseMirrorPath(value);
     checkNewPathName(path);
-  } catch (error) {
-    if (error instanceof PathRuleError) throw new InvalidArgumentError(`${error.message}.`);
-    throw error;
-  }
-  return path;
+    return path;
+  });
 }
 
 /** The API's path rule (contracts/paths.ts), checked before a file is hashed or anything is sent. */
 function parseMirrorPath(value: string): string {
   if (value.trim() === '') throw new InvalidArgumentError('must not be empty.');
-  try {
+  return asArgument(() => {
     const path = normalizePath(value);
     checkApiName(path);
     return path;
+  });
+}
+
+/** A path rule broken, as commander's argument error (exit 2). */
+function asArgument(check: () => string): string {
+  try {
+    return check();
   } catch (error) {
     if (error instanceof PathRuleError) throw new InvalidArgumentError(`${error.message}.`);
     throw error;
