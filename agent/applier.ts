@@ -84,6 +84,14 @@ async function writeAll(handle: FileHandle, chunk: Uint8Array): Promise<void> {
   }
 }
 
+/** The state's version and a version record (or change) name the same content. */
+function sameContent(
+  held: PathState,
+  version: { readonly sha256?: string | null; readonly deleted: boolean },
+): boolean {
+  return (version.sha256 ?? null) === (held.sha256 ?? null) && version.deleted === held.deleted;
+}
+
 function errnoCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | null)?.code;
 }
@@ -133,11 +141,13 @@ export class Applier {
     const held = state.get(path);
     // Repair applies the ledger's version whatever this folder's state says; so does a state that
     // holds a version the ledger does not know (kept across a restore of the ledger from a backup):
-    // skipping would drop every version below it and report one that does not exist.
+    // skipping would drop every version below it and report one that does not exist. After such a
+    // restore the same version number can name other content: it is applied, not taken as held.
     const keep =
       held !== undefined &&
       !options.force &&
-      (held.version === v.version || (held.version > v.version && (await this.ledgerKnows(path, held))));
+      ((held.version === v.version && sameContent(held, v)) ||
+        (held.version > v.version && (await this.ledgerKnows(path, held))));
     if (held && keep) {
       const pending = this.unreported.get(path);
       if (options.source === 'queue' || pending !== undefined) {
@@ -150,18 +160,14 @@ export class Applier {
       return { kind: 'skipped', heldVersion: held.version };
     }
 
-    const replace = held !== undefined && held.version > v.version;
+    const replace = held !== undefined && held.version >= v.version;
     return this.applyRecord(path, await this.confirmWithLedger(v), options.signal, replace);
   }
 
   /** The ledger has the version this folder's state holds for `path`, with the same content. */
   private async ledgerKnows(path: string, held: PathState): Promise<boolean> {
     const record = await this.deps.ledger.getVersion(path, held.version);
-    return (
-      record !== undefined &&
-      (record.sha256 ?? null) === (held.sha256 ?? null) &&
-      record.deleted === held.deleted
-    );
+    return record !== undefined && sameContent(held, record);
   }
 
   /** The held version again, from the ledger's record, where the folder lost it. */

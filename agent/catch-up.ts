@@ -16,6 +16,7 @@
  * may bring the same version twice: the second finds it held and skips.
  */
 
+import { createHash } from 'node:crypto';
 import { pause } from '../common/retry.ts';
 import type { Change } from '../contracts/model.ts';
 import type { VersionInfo } from './applier.ts';
@@ -152,17 +153,15 @@ export class FeedFollower {
     for (;;) {
       if (signal.aborted) return false;
       const after = this.deps.state.cursor[shard] ?? 0;
-      const page = await this.readPage(shard, after);
+      const page = await this.readAfterCursor(shard, after);
       if (page === undefined) return false;
       if (page.length === 0) return true;
       totals.changes += page.length;
       const outcomes = await this.workNewest(page, signal, totals);
-      const { advanced, settled } = settledUpTo(page, outcomes, after);
-      if (advanced > after) {
-        const next = [...this.deps.state.cursor];
-        next[shard] = advanced;
-        await this.deps.state.recordCursor(next);
-      }
+      // Re-read: the cursor started over if the feed no longer held its entry.
+      const from = this.deps.state.cursor[shard] ?? 0;
+      const { advanced, settled } = settledUpTo(page, outcomes, from);
+      if (advanced > from) await this.moveCursor(shard, page, advanced);
       if (!settled) return false;
       if (page.length < this.deps.pageSize) {
         // A short page may still not be the end (DynamoDB's 1 MB page limit): one more read confirms.
@@ -172,10 +171,62 @@ export class FeedFollower {
     }
   }
 
-  /** A page of the shard's feed after `after`; undefined when the read failed (raised or logged). */
-  private async readPage(shard: number, after: number): Promise<Change[] | undefined> {
+  /** Moves the shard's cursor onto the page's entry `seq`, with that entry's mark. */
+  private async moveCursor(shard: number, page: readonly Change[], seq: number): Promise<void> {
+    const next = [...this.deps.state.cursor];
+    next[shard] = seq;
+    const marks = next.map((_, i) => (i === shard ? markOfSeq(page, seq) : null));
+    await this.deps.state.recordCursor(next, marks);
+  }
+
+  /**
+   * The shard's entries after the cursor (undefined when the read failed); from the shard's start
+   * when the feed no longer holds the entry the cursor stands on.
+   */
+  private async readAfterCursor(shard: number, after: number): Promise<Change[] | undefined> {
+    const mark = after > 0 ? this.deps.state.cursorMark(shard) : null;
+    // With a mark, the page starts at the entry the cursor stands on: it must still be there.
+    const page = await this.readPage(shard, mark === null ? after : after - 1, mark === null ? 0 : 1);
+    if (page === undefined) return undefined;
+    const gone =
+      mark === null
+        ? // A cursor recorded without a mark (an older state): at least a cursor past the end is caught.
+          after > 0 && page.length === 0 && (await this.pastTheEnd(shard, after))
+        : page[0]?.seq !== after || changeMark(page[0]) !== mark;
+    if (!gone) return mark === null ? page : page.slice(1);
+    await this.startShardOver(shard, after);
+    return this.readPage(shard, 0, 0);
+  }
+
+  /**
+   * The shard's feed no longer holds the entry the cursor stood on: the ledger was restored from a
+   * backup (or replaced). Its new entries reuse the seqs the cursor has passed, so the shard is read
+   * again from its start; files already in place are kept (each path's newest entry is checked).
+   */
+  private async startShardOver(shard: number, after: number): Promise<void> {
+    this.deps.log.log(
+      'warn',
+      'the change feed no longer holds the entry the cursor stood on (a ledger restored from a backup?): reading the shard again from its start',
+      {
+        shard,
+        cursor: after,
+      },
+    );
+    await this.deps.state.resetCursor(shard);
+  }
+
+  private async pastTheEnd(shard: number, after: number): Promise<boolean> {
     try {
-      const page = await this.deps.ledger.readFeed(shard, after, this.deps.pageSize);
+      return (await this.deps.ledger.latestFeedSeq(shard)) < after;
+    } catch {
+      return false; // read again next round
+    }
+  }
+
+  /** A page of the shard's feed after `after`; undefined when the read failed (raised or logged). */
+  private async readPage(shard: number, after: number, extra: number): Promise<Change[] | undefined> {
+    try {
+      const page = await this.deps.ledger.readFeed(shard, after, this.deps.pageSize + extra);
       this.deps.conditions.clearRemote();
       return page;
     } catch (error) {
@@ -207,6 +258,19 @@ export class FeedFollower {
     );
     return outcomes;
   }
+}
+
+/** Which entry a cursor stands on: two restores of the ledger do not give the same seq the same entry. */
+export function changeMark(change: Change): string {
+  return createHash('sha256')
+    .update(`${change.path}\0${change.version}\0${change.sha256 ?? ''}\0${change.appendedAt}`)
+    .digest('hex')
+    .slice(0, 16);
+}
+
+function markOfSeq(page: readonly Change[], seq: number): string | null {
+  const change = page.find((c) => c.seq === seq);
+  return change ? changeMark(change) : null;
 }
 
 type RoundTotals = { changes: number; applied: number; skipped: number; refused: number; unsettled: number };

@@ -22,9 +22,11 @@
  *   rename leaves the old snapshot (the temp file is removed on the next start);
  *   after it, the new one. Only then is the journal truncated.
  * - Every journal record is idempotent under "keep the highest": a path's record
- *   only raises its version, a cursor record only raises each shard's seq. So
- *   replaying a journal over a snapshot that already contains it (a crash between
- *   the rename and the truncation) changes nothing.
+ *   only raises its version, a cursor record only raises each shard's seq. The
+ *   exceptions (`r: 1`: a ledger restored from a backup) set the value outright,
+ *   and the records after them raise it again, so the journal's last word stands
+ *   whatever it is replayed over. So replaying a journal over a snapshot that
+ *   already contains it (a crash between the rename and the truncation) changes nothing.
  * - An apply record is fsynced before the apply returns, so a path's recorded
  *   version is never behind the previous file the agent renamed into place; a
  *   torn last line (a crash mid-append) is ignored, and its apply is redone.
@@ -73,7 +75,11 @@ const FORMAT = 1;
 type JournalRecord =
   /** `r: 1`: replaces a higher version held (recordApplied's `replace`). */
   | { a: [string, number, string | null, number, 0 | 1]; r?: 1 }
-  | { c: number[] }
+  /**
+   * Each shard's seq and the mark of the entry there (`m`, null when unknown); keep the highest,
+   * unless `r: 1`: the shard's feed was rewritten (a ledger restored from a backup) and it starts over.
+   */
+  | { c: number[]; m?: (string | null)[]; r?: 1 }
   | { t: string }
   | { u: string };
 
@@ -137,6 +143,8 @@ async function lockStateDir(dir: string): Promise<() => Promise<void>> {
 export class StateStore {
   private readonly paths = new Map<string, PathState>();
   private cursorSeqs: number[];
+  /** The mark of the feed entry at each shard's cursor (catch-up checks it is still there); null when unknown. */
+  private cursorMarkList: (string | null)[];
   private readonly temps = new Set<string>();
   private appliedTotalCount = 0;
   private journal: FileHandle | undefined;
@@ -156,6 +164,7 @@ export class StateStore {
     private readonly options: StateStoreOptions,
   ) {
     this.cursorSeqs = Array.from({ length: identity.feedShards }, () => 0);
+    this.cursorMarkList = this.cursorSeqs.map(() => null);
     this.leftoverTemps = [];
   }
 
@@ -213,6 +222,11 @@ export class StateStore {
     return this.cursorSeqs;
   }
 
+  /** The mark recorded with a shard's cursor: which entry it stands on (null when not known). */
+  cursorMark(shard: number): string | null {
+    return this.cursorMarkList[shard] ?? null;
+  }
+
   get appliedTotal(): number {
     return this.appliedTotalCount;
   }
@@ -231,7 +245,10 @@ export class StateStore {
    */
   async recordApplied(path: string, state: PathState, options: { replace?: boolean } = {}): Promise<void> {
     const held = this.paths.get(path);
-    const replace = options.replace === true && held !== undefined && held.version > state.version;
+    const replace =
+      options.replace === true &&
+      held !== undefined &&
+      (held.version > state.version || (held.version === state.version && held.sha256 !== state.sha256));
     if (held && held.version >= state.version && !replace) return;
     const fields: [string, number, string | null, number, 0 | 1] = [
       path,
@@ -246,12 +263,39 @@ export class StateStore {
     this.appliedTotalCount++;
   }
 
-  /** Raises the cursor (per shard, never down). Written, not fsynced: losing it only means re-reading. */
-  async recordCursor(cursor: readonly number[]): Promise<void> {
-    const next = this.cursorSeqs.map((seq, shard) => Math.max(seq, cursor[shard] ?? 0));
-    if (next.every((seq, shard) => seq === this.cursorSeqs[shard])) return;
-    this.cursorSeqs = next;
-    await this.append({ c: next }, false);
+  /**
+   * Raises the cursor (per shard, never down), each raised shard with the mark of the entry it now
+   * stands on. Written, not fsynced: losing it only means re-reading.
+   */
+  async recordCursor(cursor: readonly number[], marks: readonly (string | null)[] = []): Promise<void> {
+    if (!this.raiseCursor(cursor, marks)) return;
+    await this.append({ c: this.cursorSeqs, m: this.cursorMarkList }, false);
+  }
+
+  /**
+   * Starts a shard's cursor over from 0: its feed no longer holds the entry the cursor stood on
+   * (the ledger was restored from a backup), so every entry is read again. Fsynced: a lost reset
+   * would leave the cursor past entries it never read.
+   */
+  async resetCursor(shard: number): Promise<void> {
+    if (shard < 0 || shard >= this.cursorSeqs.length) return;
+    this.cursorSeqs = this.cursorSeqs.map((seq, i) => (i === shard ? 0 : seq));
+    this.cursorMarkList = this.cursorMarkList.map((mark, i) => (i === shard ? null : mark));
+    await this.append({ c: this.cursorSeqs, m: this.cursorMarkList, r: 1 }, true);
+  }
+
+  /** Keep the highest per shard, with the mark that came with it; true when a shard moved. */
+  private raiseCursor(cursor: readonly unknown[], marks: readonly unknown[]): boolean {
+    let moved = false;
+    this.cursorSeqs = this.cursorSeqs.map((seq, shard) => {
+      const next = Number(cursor[shard]) || 0;
+      if (next <= seq) return seq;
+      moved = true;
+      const mark = marks[shard];
+      this.cursorMarkList[shard] = typeof mark === 'string' ? mark : null;
+      return next;
+    });
+    return moved;
   }
 
   /** A temp file is about to be created (relative to the mirror folder): written before it exists. */
@@ -360,6 +404,7 @@ export class StateStore {
       table: this.identity.table,
       feedShards: this.identity.feedShards,
       cursor: this.cursorSeqs,
+      cursorMarks: this.cursorMarkList,
       appliedTotal: this.appliedTotalCount,
       temps: [...this.temps],
       savedAt: new Date().toISOString(),
@@ -447,7 +492,12 @@ export class StateStore {
     if (Array.isArray(r.a)) return this.applyAppliedRecord(r.a as unknown[], r.r === 1);
     if (Array.isArray(r.c)) {
       if (r.c.length === this.cursorSeqs.length) {
-        this.cursorSeqs = this.cursorSeqs.map((seq, i) => Math.max(seq, Number((r.c as unknown[])[i]) || 0));
+        const marks = Array.isArray(r.m) ? (r.m as unknown[]) : [];
+        if (r.r === 1) {
+          this.cursorSeqs = this.cursorSeqs.map(() => 0);
+          this.cursorMarkList = this.cursorMarkList.map(() => null);
+        }
+        this.raiseCursor(r.c as unknown[], marks);
       }
       return true;
     }
@@ -479,6 +529,7 @@ export class StateStore {
     const { journalRecords, corruptLines, tornTail } = await this.loadJournal();
     if (cursorReset) {
       this.cursorSeqs = Array.from({ length: this.identity.feedShards }, () => 0);
+      this.cursorMarkList = this.cursorSeqs.map(() => null);
       this.options.warn?.(
         'the feed shard count changed: reading the whole feed again (files already in place are kept)',
         { feedShards: this.identity.feedShards },
@@ -536,7 +587,11 @@ export class StateStore {
   private readSnapshotHeader(header: Record<string, unknown>): boolean {
     const sameShards = this.checkIdentity(header);
     if (sameShards && Array.isArray(header.cursor)) {
-      this.cursorSeqs = this.cursorSeqs.map((_, i) => Number((header.cursor as unknown[])[i]) || 0);
+      this.cursorSeqs = this.cursorSeqs.map(() => 0);
+      this.raiseCursor(
+        header.cursor as unknown[],
+        Array.isArray(header.cursorMarks) ? header.cursorMarks : [],
+      );
     }
     this.appliedTotalCount = typeof header.appliedTotal === 'number' ? header.appliedTotal : 0;
     for (const t of Array.isArray(header.temps) ? header.temps : []) {

@@ -285,6 +285,59 @@ describe('agent loops (in-memory ports)', () => {
     expect(Date.parse(last.heartbeatAt)).toBeGreaterThan(0);
   });
 
+  it('a ledger restored from a backup: new entries that reuse seqs the cursor passed are read again and applied', async () => {
+    const ledger = new FakeLedger();
+    const contents = new Map<string, Buffer>();
+    const commit = (path: string, version: number, text: string) => {
+      const bytes = Buffer.from(text);
+      contents.set(sha(bytes), bytes);
+      ledger.commit(path, version, bytes);
+    };
+    const blobs: BlobSource = {
+      open: async (sha256) => {
+        const data = contents.get(sha256) as Buffer;
+        return {
+          body: [data][Symbol.iterator]() as unknown as AsyncIterable<Uint8Array>,
+          contentLength: data.length,
+          close() {},
+        };
+      },
+    };
+    commit('keep.txt', 1, 'kept');
+    commit('r/a.txt', 1, 'a before');
+    commit('r/b.txt', 1, 'b before');
+    const { dir, log, options: o } = options(ledger, blobs);
+    const first = await startAgent(o);
+    await until(() => first.stats().applied === 3);
+    await first.stop();
+    // The ledger goes back to a backup taken after the first entry; two commits follow, at seqs 2 and 3.
+    ledger.feed.length = 1;
+    ledger.versions.delete('r/a.txt#1');
+    ledger.versions.delete('r/b.txt#1');
+    commit('r/a.txt', 1, 'a after the restore');
+    commit('r/new.txt', 1, 'new after the restore');
+    const second = await startAgent(o);
+    await until(
+      async () =>
+        (await readFile(join(dir, 'r/new.txt'), 'utf8').catch(() => '')) === 'new after the restore',
+    );
+    await until(async () => (await readFile(join(dir, 'r/a.txt'), 'utf8')) === 'a after the restore');
+    await second.stop();
+    expect(await readFile(join(dir, 'keep.txt'), 'utf8')).toBe('kept');
+    expect(
+      log.entries.some(
+        (e) => e.level === 'warn' && e.msg.includes('no longer holds the entry the cursor stood on'),
+      ),
+    ).toBe(true);
+    // Once read again, the cursor stands on the new entries: a third start reads nothing twice.
+    const applied = ledger.applied.length;
+    const third = await startAgent(o);
+    await until(() => third.stats().catchUpRounds >= 1);
+    await third.stop();
+    expect(ledger.applied.length).toBe(applied);
+    expect(third.stats().cursor).toEqual([3]);
+  });
+
   it('stop abandons an in-flight download: temp file removed, nothing at the final name, cursor not past it', async () => {
     const ledger = new FakeLedger();
     ledger.commit('slow.bin', 1, Buffer.alloc(1000, 7));

@@ -71,6 +71,32 @@ describe('agent state store', () => {
     await store.close();
   });
 
+  it("a shard's cursor starts over only when reset (a restored ledger), with its marks, across a reopen and a replay", async () => {
+    const dir = fresh();
+    const store = await StateStore.open(dir, identity);
+    await store.recordCursor([5, 6, 7, 8], ['m5', 'm6', 'm7', 'm8']);
+    await store.resetCursor(1);
+    expect(store.cursor).toEqual([5, 0, 7, 8]);
+    expect(store.cursorMark(1)).toBeNull();
+    await store.recordCursor([5, 2, 7, 8], [null, 'n2', null, null]);
+    await store.recordCursor([9, 2, 7, 8], ['m9', null, null, null]);
+    await store.close();
+    const journal = await readFile(join(dir, 'state.journal'), 'utf8');
+    const expected = { cursor: [9, 2, 7, 8], marks: ['m9', 'n2', 'm7', 'm8'] };
+    const seen = (s: StateStore) => ({
+      cursor: [...s.cursor],
+      marks: [0, 1, 2, 3].map((i) => s.cursorMark(i)),
+    });
+    const replayed = await StateStore.open(dir, identity);
+    expect(seen(replayed)).toEqual(expected);
+    await replayed.close();
+    // A crash after the snapshot's rename, before the journal's truncation: the journal is replayed over it.
+    await appendFile(join(dir, 'state.journal'), journal);
+    const again = await StateStore.open(dir, identity);
+    expect(seen(again)).toEqual(expected);
+    await again.close();
+  });
+
   it('a crash between writing the new snapshot and renaming it keeps every record (old snapshot + journal)', async () => {
     const dir = fresh();
     const first = await StateStore.open(dir, identity);
