@@ -70,6 +70,9 @@ export interface AgentStats {
   readonly refusedBy: Readonly<Partial<Record<RefusalCode, number>>>;
   /** Versions given up on for now (left for redelivery or the next catch-up round). */
   readonly failed: number;
+  /** Files the folder check found lost (removed, or another size than applied) and wrote back. */
+  readonly restored: number;
+  readonly folderChecks: number;
   readonly bytes: number;
   readonly inFlight: number;
   readonly messagesReceived: number;
@@ -96,8 +99,18 @@ export interface AgentHandle {
   stats(): AgentStats;
   /** Runs a catch-up round now and resolves with its report. */
   catchUp(reason?: string): Promise<RoundReport>;
+  /** Checks the folder now (as `--check-interval` does): files it lost are written back. */
+  checkFolder(): Promise<FolderCheckReport>;
   /** Resolves when the agent has stopped. */
   readonly stopped: Promise<void>;
+}
+
+export interface FolderCheckReport {
+  /** Live files of the local state looked at. */
+  readonly checked: number;
+  /** Of those, missing from the folder or of another size than applied: each was written back. */
+  readonly lost: number;
+  readonly seconds: number;
 }
 
 export type StartAgentOptions = Parameters<typeof withDefaults>[0] & {
@@ -161,6 +174,8 @@ class Agent implements AgentHandle {
     skipped: 0,
     refused: 0,
     failed: 0,
+    restored: 0,
+    folderChecks: 0,
     bytes: 0,
     refusedBy: {} as Partial<Record<RefusalCode, number>>,
   };
@@ -286,6 +301,7 @@ class Agent implements AgentHandle {
     const first = this.state.cursor.every((seq) => seq === 0) ? 'bootstrap' : 'start';
     this.loops.push(this.follower.run(this.shutdown.signal, first));
     this.loops.push(this.consumer.run());
+    this.loops.push(this.checkFolderEvery(this.config.folderCheckIntervalSeconds, this.shutdown.signal));
     this.timers.push(setInterval(() => void this.heartbeat(), this.config.heartbeatSeconds * 1000));
     this.timers.push(setInterval(() => this.log.status(this.view()), this.options.statusIntervalMs ?? 1000));
     for (const timer of this.timers) timer.unref();
@@ -432,7 +448,7 @@ class Agent implements AgentHandle {
         this.counts.applied++;
         if (outcome.adopted) this.counts.adopted++;
         this.files.add();
-        this.lastAppliedCommittedAt = Date.parse(v.committedAt);
+        this.noteCommittedAt(v.committedAt);
         this.log.file(outcome.adopted ? 'in place' : 'applied', {
           ...fields,
           bytes: outcome.bytes,
@@ -442,7 +458,7 @@ class Agent implements AgentHandle {
       case 'deleted':
         this.counts.deleted++;
         this.files.add();
-        this.lastAppliedCommittedAt = Date.parse(v.committedAt);
+        this.noteCommittedAt(v.committedAt);
         this.log.file('deleted', fields);
         break;
       case 'skipped':
@@ -459,6 +475,12 @@ class Agent implements AgentHandle {
     }
     this.options.onOutcome?.(v, outcome, source);
     return outcome;
+  }
+
+  /** A written-back file (folder check) carries no commit time: it says nothing about lag. */
+  private noteCommittedAt(committedAt: string): void {
+    const at = Date.parse(committedAt);
+    if (!Number.isNaN(at)) this.lastAppliedCommittedAt = at;
   }
 
   private lagSeconds(): number {
@@ -541,6 +563,54 @@ class Agent implements AgentHandle {
     return this.follower.round(reason, this.shutdown.signal);
   }
 
+  /**
+   * The folder check, every `seconds` (the first a minute after start, at most): a file removed by
+   * hand, truncated, or replaced by other-size bytes would otherwise stay reported `verified` until
+   * `agent verify`. A stat per file; same-size edits need verify's re-hash.
+   */
+  private async checkFolderEvery(seconds: number, signal: AbortSignal): Promise<void> {
+    if (seconds <= 0) return;
+    let wait = Math.min(seconds, 60);
+    while (!signal.aborted) {
+      await pause(wait * 1000, signal);
+      if (signal.aborted) return;
+      await this.checkFolder().catch((error: unknown) =>
+        this.log.log('warn', 'the folder check failed; it runs again later', { error: errorMessage(error) }),
+      );
+      wait = seconds;
+    }
+  }
+
+  async checkFolder(): Promise<FolderCheckReport> {
+    const signal = this.shutdown.signal;
+    const started = performance.now();
+    let checked = 0;
+    let lost = 0;
+    // Only live files: a file at a deleted path may be someone's new work; verify reports it as extra.
+    for (const [path, held] of this.state.entries()) {
+      if (signal.aborted) break;
+      if (held.deleted || !this.applier.selects(path)) continue;
+      checked++;
+      if (await this.applier.folderStillHolds(path, held)) continue;
+      lost++;
+      this.log.log(
+        'warn',
+        'a file is missing from the folder or has another size than applied: writing it back',
+        {
+          path,
+          version: held.version,
+        },
+      );
+      const v = { path, version: held.version, sha256: held.sha256, size: held.size, deleted: false };
+      await this.work({ ...v, committedAt: '' }, 'check', signal);
+    }
+    this.counts.restored += lost;
+    this.counts.folderChecks++;
+    const report = { checked, lost, seconds: Math.round((performance.now() - started) / 10) / 100 };
+    this.log.log(lost > 0 ? 'info' : 'debug', 'folder check', { ...report });
+    return report;
+  }
+
   stats(): AgentStats {
     const view = this.view();
     return {
@@ -555,6 +625,8 @@ class Agent implements AgentHandle {
       refused: this.counts.refused,
       refusedBy: { ...this.counts.refusedBy },
       failed: this.counts.failed,
+      restored: this.counts.restored,
+      folderChecks: this.counts.folderChecks,
       bytes: this.counts.bytes,
       inFlight: this.inFlightCount,
       messagesReceived: this.consumer?.received ?? 0,

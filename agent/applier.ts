@@ -45,7 +45,8 @@ export type ApplyOutcome =
   | { readonly kind: 'not-selected' }
   | { readonly kind: 'refused'; readonly code: RefusalCode; readonly reason: string };
 
-export type ApplySource = 'queue' | 'feed' | 'repair';
+/** Where a version came from; `check`: the periodic folder check found the held file lost. */
+export type ApplySource = 'queue' | 'feed' | 'repair' | 'check';
 
 export interface ApplierDeps {
   readonly paths: SafePaths;
@@ -150,7 +151,7 @@ export class Applier {
         (held.version > v.version && (await this.ledgerKnows(path, held))));
     if (held && keep) {
       const pending = this.unreported.get(path);
-      if (options.source === 'queue' || pending !== undefined) {
+      if (options.source === 'queue' || options.source === 'check' || pending !== undefined) {
         // Reported only if the folder still has it: a file removed or replaced by hand (another
         // size, or one back at a deleted path) is written back first. Same-size edits are left
         // to `agent verify`, which re-hashes.
@@ -213,7 +214,7 @@ export class Applier {
   }
 
   /** Whether the folder has what the local state says it holds at `path` (by kind and size). */
-  private async folderStillHolds(path: string, held: PathState): Promise<boolean> {
+  async folderStillHolds(path: string, held: PathState): Promise<boolean> {
     const resolved = await this.deps.paths.resolve(path, { create: false });
     const entry = resolved ? await lstatIfPresent(resolved.file) : undefined;
     if (held.deleted) return entry === undefined;

@@ -183,6 +183,18 @@ export function registerAgentCommand(program: Command, io: AgentCliIo = processI
       intArg(5, 86_400),
     )
     .option(
+      '--check-interval <seconds>',
+      'how often to check the folder for files it lost (removed, or another size) and write them back; 0 turns it off (env MIRROR_AGENT_CHECK_INTERVAL; default 900)',
+      (value: string) => {
+        if (value.trim() === '0') return 0;
+        try {
+          return intArg(60, 604_800)(value);
+        } catch {
+          throw new InvalidArgumentError('expected 0 (off) or a whole number from 60 to 604800.');
+        }
+      },
+    )
+    .option(
       '--heartbeat <seconds>',
       "how often to write the agent's heartbeat and cursor to the ledger (env MIRROR_AGENT_HEARTBEAT; default 15)",
       intArg(1, 3600),

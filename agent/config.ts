@@ -43,6 +43,11 @@ export interface AgentConfig {
   readonly heartbeatSeconds: number;
   /** How often the feed is checked for anything the queue did not bring. @default 60 */
   readonly catchUpIntervalSeconds: number;
+  /**
+   * How often the folder is checked for files it lost (removed, or another size than applied);
+   * those are written back from the ledger. 0 turns the check off. @default 900
+   */
+  readonly folderCheckIntervalSeconds: number;
   /** On SIGTERM, how long in-flight downloads may take to finish before they are abandoned. @default 10 */
   readonly shutdownGraceSeconds: number;
   /** Cap on download bandwidth, all files together. @default unlimited */
@@ -74,6 +79,7 @@ export interface AgentFlags {
   visibilityTimeout?: string | number | undefined;
   heartbeat?: string | number | undefined;
   catchUpInterval?: string | number | undefined;
+  checkInterval?: string | number | undefined;
   shutdownGrace?: string | number | undefined;
   maxBytesPerSecond?: string | number | undefined;
   endpoints?: string | undefined;
@@ -96,6 +102,7 @@ const AGENT_ENV = {
   visibilityTimeout: 'MIRROR_AGENT_VISIBILITY_TIMEOUT',
   heartbeat: 'MIRROR_AGENT_HEARTBEAT',
   catchUpInterval: 'MIRROR_AGENT_CATCH_UP_INTERVAL',
+  checkInterval: 'MIRROR_AGENT_CHECK_INTERVAL',
   shutdownGrace: 'MIRROR_AGENT_SHUTDOWN_GRACE',
   maxBytesPerSecond: 'MIRROR_AGENT_MAX_BYTES_PER_SECOND',
   endpoints: 'MIRROR_ENDPOINTS',
@@ -117,6 +124,7 @@ const FLAG_NAMES: Record<keyof AgentFlags, string> = {
   visibilityTimeout: '--visibility-timeout',
   heartbeat: '--heartbeat',
   catchUpInterval: '--catch-up-interval',
+  checkInterval: '--check-interval',
   shutdownGrace: '--shutdown-grace',
   maxBytesPerSecond: '--max-bytes-per-second',
   endpoints: '--endpoints',
@@ -168,6 +176,10 @@ const configSchema = z.object({
   visibilityTimeout: positiveInt(10, 43_200),
   heartbeat: positiveInt(1, 3600),
   catchUpInterval: positiveInt(5, 86_400),
+  checkInterval: z.coerce
+    .number()
+    .int()
+    .refine((n) => n === 0 || (n >= 60 && n <= 604_800), 'must be 0 (off) or between 60 and 604800'),
   shutdownGrace: z.coerce.number().int().min(0).max(3600),
   maxBytesPerSecond: z.number().int().positive().optional(),
 });
@@ -337,6 +349,7 @@ function applyBuiltInDefaults(
   setDefault(values, 'visibilityTimeout', 120, 'default');
   setDefault(values, 'heartbeat', 15, 'default');
   setDefault(values, 'catchUpInterval', 60, 'default');
+  setDefault(values, 'checkInterval', 900, 'default');
   setDefault(values, 'shutdownGrace', 10, 'default');
   if (!needQueue) setDefault(values, 'queueUrl', 'http://unused.invalid/', 'not needed');
   if (!needTarget) setDefault(values, 'target', 'unknown-target', 'not needed');
@@ -424,6 +437,7 @@ function toAgentConfig(
     waitTimeSeconds: 20,
     heartbeatSeconds: c.heartbeat,
     catchUpIntervalSeconds: c.catchUpInterval,
+    folderCheckIntervalSeconds: c.checkInterval,
     shutdownGraceSeconds: c.shutdownGrace,
     maxBytesPerSecond: c.maxBytesPerSecond,
     feedPageSize: 500,
@@ -453,6 +467,7 @@ export function withDefaults(
     waitTimeSeconds: 20,
     heartbeatSeconds: 15,
     catchUpIntervalSeconds: 60,
+    folderCheckIntervalSeconds: 900,
     shutdownGraceSeconds: 10,
     maxBytesPerSecond: undefined,
     feedPageSize: 500,

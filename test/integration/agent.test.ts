@@ -439,6 +439,7 @@ describe('pull agent', () => {
       waitTimeSeconds: 20,
       heartbeatSeconds: 15,
       catchUpIntervalSeconds: 60,
+      folderCheckIntervalSeconds: 0,
       shutdownGraceSeconds: 10,
       maxBytesPerSecond: undefined,
       feedPageSize: 500,

@@ -285,6 +285,48 @@ describe('agent loops (in-memory ports)', () => {
     expect(Date.parse(last.heartbeatAt)).toBeGreaterThan(0);
   });
 
+  it('the folder check writes back a file removed or truncated by hand, and leaves files it does not hold alone', async () => {
+    const ledger = new FakeLedger();
+    const contents = new Map<string, Buffer>();
+    const commit = (path: string, version: number, text: string) => {
+      const bytes = Buffer.from(text);
+      contents.set(sha(bytes), bytes);
+      ledger.commit(path, version, bytes);
+    };
+    const blobs: BlobSource = {
+      open: async (sha256) => {
+        const data = contents.get(sha256) as Buffer;
+        return {
+          body: [data][Symbol.iterator]() as unknown as AsyncIterable<Uint8Array>,
+          contentLength: data.length,
+          close() {},
+        };
+      },
+    };
+    commit('c/removed.txt', 1, 'removed by hand');
+    commit('c/truncated.txt', 1, 'truncated by hand');
+    commit('c/same.txt', 1, 'left alone');
+    const { dir, log, options: o } = options(ledger, blobs, { folderCheckIntervalSeconds: 0.2 });
+    const agent = await startAgent(o);
+    await until(() => agent.stats().applied === 3);
+    await rm(join(dir, 'c/removed.txt'));
+    await writeFile(join(dir, 'c/truncated.txt'), 'trunc');
+    // A file someone puts at a path the state knows nothing of is not touched either.
+    await writeFile(join(dir, 'c/someone-elses.txt'), 'mine');
+    const reportsBefore = ledger.applied.length;
+    await until(() => agent.stats().restored === 2);
+    await until(
+      async () => (await readFile(join(dir, 'c/removed.txt'), 'utf8').catch(() => '')) === 'removed by hand',
+    );
+    expect(await readFile(join(dir, 'c/truncated.txt'), 'utf8')).toBe('truncated by hand');
+    expect(await readFile(join(dir, 'c/someone-elses.txt'), 'utf8')).toBe('mine');
+    expect(ledger.applied.slice(reportsBefore).sort()).toEqual(['c/removed.txt@1', 'c/truncated.txt@1']);
+    const again = await agent.checkFolder();
+    expect(again).toMatchObject({ checked: 3, lost: 0 });
+    await agent.stop();
+    expect(log.entries.filter((e) => e.msg.startsWith('a file is missing from the folder')).length).toBe(2);
+  });
+
   it('a ledger restored from a backup: new entries that reuse seqs the cursor passed are read again and applied', async () => {
     const ledger = new FakeLedger();
     const contents = new Map<string, Buffer>();

@@ -81,6 +81,7 @@ describe('agent configuration', () => {
       pathPrefix: 'public/',
       concurrency: 4,
       waitTimeSeconds: 20,
+      folderCheckIntervalSeconds: 900,
       aws: {
         s3Endpoint: 'http://127.0.0.1:9001',
         sqsEndpoint: 'http://127.0.0.1:9002',
@@ -135,10 +136,12 @@ describe('agent configuration', () => {
         MIRROR_AGENT_CONCURRENCY: '2',
         AWS_REGION: 'eu-west-1',
         MIRROR_FEED_SHARDS: '16',
+        MIRROR_AGENT_CHECK_INTERVAL: '0',
       },
       cwd: '/nonexistent',
     });
     expect(config).toMatchObject({
+      folderCheckIntervalSeconds: 0,
       table: 'from-flag',
       concurrency: 8,
       region: 'eu-west-1',
@@ -151,7 +154,7 @@ describe('agent configuration', () => {
   it('lists every problem at once, each with where the value came from', async () => {
     const error = await resolveAgentConfig({
       flags: { concurrency: '0', maxBytesPerSecond: 'fast', queueUrl: 'not a url' },
-      env: { MIRROR_FEED_SHARDS: '100' },
+      env: { MIRROR_FEED_SHARDS: '100', MIRROR_AGENT_CHECK_INTERVAL: '30' },
       cwd: '/nonexistent',
     }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AgentConfigError);
@@ -161,6 +164,7 @@ describe('agent configuration', () => {
     expect(message).toMatch(/--table \(or MIRROR_TABLE\): is required/);
     expect(message).toMatch(/--concurrency: /);
     expect(message).toMatch(/MIRROR_FEED_SHARDS: /);
+    expect(message).toMatch(/MIRROR_AGENT_CHECK_INTERVAL: must be 0 \(off\) or between 60 and 604800/);
     expect(message).toMatch(/--queue-url: must be a URL/);
     expect(message).toMatch(/--max-bytes-per-second: "fast" is not a byte rate/);
     expect(message).toMatch(/no endpoints file at .*: on AWS pass --table/);
