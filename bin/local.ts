@@ -54,7 +54,8 @@ async function main(): Promise<void> {
     [
       '',
       `Media Mirror local stack is up (${sandbox.startMs} ms)`,
-      `  page       ${e.api}/  (upload files, watch every target)`,
+      // In the fragment: never sent to a server, nor in a Referer; the page moves it to sessionStorage.
+      `  page       ${e.api}/#token=${encodeURIComponent(e.token)}  (upload files, watch every target)`,
       `  API        ${e.api}`,
       `  token      ${e.token}`,
       `  metrics    ${e.metrics}  (Prometheus text, no token)`,

@@ -52,6 +52,8 @@ export interface ApiFront {
   readonly url: string;
   /** Every origin allowed to call the API from a browser. */
   readonly origins: readonly string[];
+  /** The front's own origins (`http://127.0.0.1:<port>`, `http://localhost:<port>`): the addresses that are this API. */
+  readonly ownOrigins: readonly string[];
   stop(): Promise<void>;
 }
 
@@ -575,6 +577,7 @@ export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront>
     port,
     url: `http://${LOOPBACK}:${port}`,
     origins: [...allowed],
+    ownOrigins: own,
     stop: () => closeServer(server),
   };
 }

@@ -9,7 +9,7 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -714,13 +714,14 @@ async function startFront(
     onError: settings.report,
   });
   teardown.push('API front', () => front.stop());
-  // The page reads its API address and token from here (served to its own origin only),
-  // and the origins an `?api=` address may name.
+  // The page reads its API address here, and the origins an `?api=` address may name: the
+  // front's own, the addresses that are this API (not the CORS origins, which may call it).
+  // No token: any process on the machine can GET this file over loopback, whatever the origin
+  // checks; the page takes the token from the `#token=` address `npm start` prints.
   if (builtWeb) {
-    await writeFile(
-      join(builtWeb, 'config.json'),
-      JSON.stringify({ api: front.url, token: deps.token, origins: front.origins }),
-    );
+    const file = join(builtWeb, 'config.json');
+    await writeFile(file, JSON.stringify({ api: front.url, origins: front.ownOrigins }), { mode: 0o600 });
+    await chmod(file, 0o600); // one written by an older version, with the token, was 0644
   }
   await putBucketCors(deps.clients.s3, deps.resources.originBucket, front.origins);
   return front;

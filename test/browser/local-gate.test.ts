@@ -1,11 +1,12 @@
 /**
  * A hostile page on the developer's machine, in Debian's Chromium: served from a second
  * loopback origin, it can neither read nor write the local DynamoDB, SQS or API ports,
- * nor get /config.json (which carries the token); reached through a rebound host name it
- * gets nothing from the API front; and the upload page ignores an `?api=` address
- * outside the allowed origins, so a link cannot send the token elsewhere.
+ * nor get /config.json; reached through a rebound host name it gets nothing from the API
+ * front; config.json carries no token (any local process can read it over loopback); and
+ * the upload page ignores an `?api=` address that is not this API, so a link cannot send
+ * the token elsewhere.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -219,13 +220,52 @@ describe('the upload page', () => {
       elsewhere.push(route.request().url());
       return route.fulfill({ status: 200, contentType: 'application/json', body: '[]' });
     });
-    // No ?token=: the page reads config.json, as a developer opening the printed address does.
-    await page.goto(`${sandbox.endpoints.api}/?api=${encodeURIComponent('https://elsewhere.example')}`);
+    // With the token in the fragment, as in the address `npm start` prints.
+    await page.goto(
+      `${sandbox.endpoints.api}/?api=${encodeURIComponent('https://elsewhere.example')}#token=${sandbox.endpoints.token}`,
+    );
     await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
     expect(await page.getAttribute('body', 'data-api')).toBe(sandbox.endpoints.api);
     expect(await page.getAttribute('body', 'data-api-ignored')).toBe('https://elsewhere.example');
     expect(elsewhere).toEqual([]);
     await page.close();
+  });
+
+  it('ignores ?api= naming an origin allowed to call the API (CORS) that is not this API', async () => {
+    const corsOrigin = sandbox.topology.api.corsOrigins.find(
+      (o) => o !== new URL(sandbox.endpoints.api).origin,
+    ) as string;
+    expect(corsOrigin).toBeDefined();
+    const page = await context.newPage();
+    const seen: string[] = [];
+    await page.route(`${corsOrigin}/**`, (route) => {
+      seen.push(route.request().url());
+      return route.fulfill({ status: 200, contentType: 'application/json', body: '{}' });
+    });
+    await page.goto(
+      `${sandbox.endpoints.api}/?api=${encodeURIComponent(corsOrigin)}#token=${sandbox.endpoints.token}`,
+    );
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+    expect(await page.getAttribute('body', 'data-api')).toBe(sandbox.endpoints.api);
+    expect(await page.getAttribute('body', 'data-api-ignored')).toBe(corsOrigin);
+    expect(seen).toEqual([]);
+    // The token left the address (fragment included) once read.
+    expect(page.url()).not.toContain('token');
+    await page.close();
+  });
+
+  it('config.json carries no token, to any client, and is readable by its owner only', async () => {
+    // A plain request, as any process on the machine can make (no Origin, no Sec-Fetch-Site).
+    const response = await fetch(`${sandbox.endpoints.api}/config.json`);
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    expect(text).not.toContain(sandbox.endpoints.token);
+    expect(JSON.parse(text)).toEqual({
+      api: sandbox.endpoints.api,
+      origins: [sandbox.endpoints.api, sandbox.endpoints.api.replace('127.0.0.1', 'localhost')],
+    });
+    const mode = (await stat(join(tmp, 'data', 'web', 'config.json'))).mode & 0o777;
+    expect(mode).toBe(0o600);
   });
 
   it('follows ?api= naming an allowed origin', async () => {
@@ -234,7 +274,9 @@ describe('the upload page', () => {
     const other = `http://localhost:${port}`;
     const seen: string[] = [];
     page.on('request', (r) => seen.push(r.url()));
-    await page.goto(`${sandbox.endpoints.api}/?api=${encodeURIComponent(other)}`);
+    await page.goto(
+      `${sandbox.endpoints.api}/?api=${encodeURIComponent(other)}#token=${sandbox.endpoints.token}`,
+    );
     await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
     expect(await page.getAttribute('body', 'data-api')).toBe(other);
     expect(await page.getAttribute('body', 'data-api-ignored')).toBeNull();

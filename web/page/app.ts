@@ -2,15 +2,17 @@
  * The upload page the local stack serves at `/`: pick or drop files, watch them hash,
  * upload (or deduplicate), verify, then reach every target; and the recent files.
  *
- * The token comes from (first found): `?token=` in the address (then kept in
- * sessionStorage for reloads and removed from the address), sessionStorage,
+ * The token comes from (first found): `#token=` (or `?token=`) in the address (then kept
+ * in sessionStorage for reloads and removed from the address), sessionStorage,
  * `<meta name="mirror-token">`, or `config.json` next to the page (`{"token", "api"}`,
- * asked only when none of the others has one). The API is `?api=` when its origin is an
- * allowed one, else `<meta name="mirror-api">`, else config.json's `api` (when it was
+ * asked only when none of the others has one; the local stack writes no token there, since
+ * any process on the machine can read it over loopback: `npm start` prints the page's
+ * address with `#token=`, which no request carries). The API is `?api=` when its origin is
+ * an allowed one, else `<meta name="mirror-api">`, else config.json's `api` (when it was
  * read), else the page's own origin. Allowed: the page's own origin and config.json's
- * `origins` (the local stack writes the API front's origins and mirror.config.json's
- * `api.corsOrigins` there). Anyone can send a link with `?api=`: the page never sends the
- * token to an address that list does not name.
+ * `origins` (the local stack writes the API front's own origins there: the addresses that
+ * are this API, not the origins allowed to call it). Anyone can send a link with `?api=`:
+ * the page never sends the token to an address that list does not name.
  */
 import { sleep } from '../../common/retry.ts';
 import type { ChangesPage, FileStatus, TargetList } from '../../contracts/api.ts';
@@ -83,12 +85,19 @@ async function fetchServedConfig(): Promise<ServedConfig | undefined> {
   }
 }
 
-/** `?token=` in the address: kept for reloads, but out of the address bar, history and screenshots. */
+/**
+ * `#token=` (or `?token=`) in the address: kept for reloads, but out of the address bar and
+ * screenshots. The fragment never travels in a request or a Referer; the browser's history
+ * still records the address as it was opened.
+ */
 function takeTokenFromAddress(url: URL): string | undefined {
-  const token = url.searchParams.get('token') ?? undefined;
+  const fragment = new URLSearchParams(url.hash.replace(/^#/, ''));
+  const token = fragment.get('token') ?? url.searchParams.get('token') ?? undefined;
   if (token === undefined) return undefined;
   sessionStorage.setItem(TOKEN_KEY, token);
   url.searchParams.delete('token');
+  fragment.delete('token');
+  url.hash = fragment.toString();
   window.history.replaceState(null, '', url);
   return token;
 }
