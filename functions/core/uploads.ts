@@ -265,6 +265,23 @@ async function createMultipartUpload(
   };
 }
 
+/**
+ * A claim's answer replayed for a retry under the same Idempotency-Key (a Retry button), brought
+ * up to date: while its multipart upload is pending, the parts recorded since the first answer
+ * are listed, so the retry sends only the missing ones instead of every part again. Anything
+ * else is answered as it was (a single PUT's upload lapses with its URL; the client then claims
+ * anew).
+ */
+export async function refreshReplayedClaim(
+  deps: Pick<UploadDeps, 'ledger'>,
+  answer: CreateUploadResponse,
+): Promise<CreateUploadResponse> {
+  if (answer.status !== 'pending' || !('multipart' in answer)) return answer;
+  const upload = await deps.ledger.getUpload(answer.uploadId);
+  if (upload?.status !== 'pending' || !upload.multipart) return answer;
+  return { ...answer, multipart: await multipartView(deps, upload) };
+}
+
 async function multipartView(deps: Pick<UploadDeps, 'ledger'>, upload: Upload): Promise<MultipartView> {
   if (!upload.multipart) throw new Error(`upload ${upload.uploadId} is not multipart`);
   const { partSize, partCount } = upload.multipart;

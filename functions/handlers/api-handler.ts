@@ -8,6 +8,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context
 import type { z } from 'zod';
 import {
   apiLimits,
+  type CreateUploadResponse,
   changesQuerySchema,
   contentQuerySchema,
   routes as contract,
@@ -47,6 +48,7 @@ import {
   proveUploadById,
   recordPart,
   recordParts,
+  refreshReplayedClaim,
   type UploadDeps,
 } from '../core/uploads.js';
 import { listFileVersions } from '../core/versions.js';
@@ -275,6 +277,10 @@ async function claimUpload({ deps, paths }: RouteScope, event: Event, context?: 
     },
     context,
   );
+  if (answer.headers['idempotent-replayed'] !== undefined && answer.statusCode === 201) {
+    const body = await refreshReplayedClaim(deps, answer.body as CreateUploadResponse);
+    return replyOnce(contract.createUpload, { ...answer, body });
+  }
   return replyOnce(contract.createUpload, answer);
 }
 

@@ -251,6 +251,46 @@ describe('multipart through the HTTP API', () => {
     expect(counts.get('POST /v1/uploads/{id}/complete')).toBe(1);
   });
 
+  it('a Retry under the same Idempotency-Key (the replayed claim) sends only the parts not recorded', async () => {
+    const bytes = randomBytes(24 * MiB + 5);
+    const key = crypto.randomUUID();
+    // The first try: storage drops every PUT of part 2, once the other parts are stored.
+    let othersStored = 0;
+    let allOthersStored: () => void = () => undefined;
+    const othersDone = new Promise<void>((resolve) => {
+      allOthersStored = resolve;
+    });
+    const dropPart2: typeof fetch = async (input, init) => {
+      const url = new URL(String(input));
+      const part = url.searchParams.get('partNumber');
+      if (init?.method === 'PUT' && part === '2') {
+        await othersDone;
+        throw new TypeError('network error');
+      }
+      const response = await fetch(input, init);
+      if (init?.method === 'PUT' && part !== null && ++othersStored === 3) allOthersStored();
+      return response;
+    };
+    const options = {
+      api: sandbox.endpoints.api,
+      token: sandbox.endpoints.token,
+      path: 'retry/same-key.bin',
+      contentType: 'application/octet-stream',
+      workerUrl: null,
+      pollIntervalMs: 50,
+      idempotencyKey: key,
+      retries: 1,
+      backoff: { baseMs: 1, maxMs: 5 },
+    };
+    const file = new Blob([new Uint8Array(bytes)]);
+    await expect(uploadFile(file, { ...options, fetch: dropPart2 })).rejects.toThrow(
+      /could not reach storage/,
+    );
+    const retried = await uploadFile(file, options);
+    expect(retried).toMatchObject({ status: 'committed', version: 1, partsSent: 1, partsSkipped: 3 });
+    expect(retried.bytesSent).toBe(8 * MiB);
+  });
+
   it('complete answers 202 with where to poll, S3 completes in the complete-multipart function, and no retry is ever a 409', async () => {
     const bytes = randomBytes(17 * MiB + 11);
     const plan = await claimParts('complete/video.bin', bytes);

@@ -107,7 +107,14 @@ async function sendAll(ctx: PartsContext, todo: readonly PartRange[], meter: Pro
     }
   };
   // The others are aborted by the caller.
-  await Promise.all(Array.from({ length: Math.min(ctx.concurrency, todo.length) }, runner));
+  try {
+    await Promise.all(Array.from({ length: Math.min(ctx.concurrency, todo.length) }, runner));
+  } catch (error) {
+    // The parts storage already holds are recorded before giving up, so a retry (a Retry button,
+    // a resume from another tab) sends only the others.
+    await batches.recorder.flush().catch(() => undefined);
+    throw error;
+  }
   await batches.recorder.flush();
 }
 
