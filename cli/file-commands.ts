@@ -29,10 +29,12 @@ import { defaultCacheFile } from './sync-cache.ts';
 import { createJsonLinesSyncProgress, createTtySyncProgress } from './sync-progress.ts';
 import { bucketSource, type SyncSource } from './sync-source.ts';
 import { waitTimeoutMessage } from './sync-wait.ts';
+import { terminalLines } from './terminal-text.ts';
 import { systemClock, type UploadResult, uploadFile } from './upload.ts';
 
 const json = (io: CliIo, value: unknown) => io.stdout.write(`${JSON.stringify(value)}\n`);
-const line = (io: CliIo, text: string) => io.stdout.write(`${text}\n`);
+// Every verb's answer for people passes here: names and the server's words in it are escaped.
+const line = (io: CliIo, text: string) => io.stdout.write(`${terminalLines(text)}\n`);
 
 export interface UploadFlags {
   contentType?: string;

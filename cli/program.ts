@@ -26,6 +26,7 @@ import { apiExitCode, describeApiError, EXIT, MirrorCliError } from './errors.ts
 import type { OpsFlags } from './ops-context.ts';
 import type { ProgressSink, Writable } from './progress.ts';
 import type { PutFile } from './put-file.ts';
+import { terminalLines, terminalText } from './terminal-text.ts';
 import type { Clock } from './upload.ts';
 
 export interface CliIo {
@@ -186,7 +187,9 @@ function createProgram(io: CliIo): Command {
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
-      outputError: (s, write) => write(s.startsWith('error:') ? `media-mirror: ${s}` : s),
+      // A usage error quotes the argument it refused: a path the rules refuse holds the very
+      // characters a terminal must not be handed.
+      outputError: (s, write) => write(terminalLines(s.startsWith('error:') ? `media-mirror: ${s}` : s)),
     })
     .option(
       '--endpoints <file>',
@@ -551,16 +554,17 @@ function writeJsonError(io: CliIo, failure: JsonFailure): void {
 
 /** One line on stderr for a failure; the exit code it ends with. */
 function reportError(err: unknown, io: CliIo): number {
+  // Messages name paths and quote the server: one line, whatever characters they hold.
+  const say = (message: string) => io.stderr.write(`media-mirror: ${terminalText(message)}\n`);
   if (err instanceof MirrorCliError || err instanceof AgentExitError) {
-    io.stderr.write(`media-mirror: ${err.message}\n`);
+    say(err.message);
     return err.exitCode;
   }
   if (err instanceof ApiError) {
-    io.stderr.write(`media-mirror: ${describeApiError(err)}\n`);
+    say(describeApiError(err));
     return apiExitCode(err);
   }
-  const message = err instanceof Error ? err.message : String(err);
-  io.stderr.write(`media-mirror: unexpected error: ${message}\n`);
+  say(`unexpected error: ${err instanceof Error ? err.message : String(err)}`);
   if (io.env.MIRROR_DEBUG && err instanceof Error && err.stack) io.stderr.write(`${err.stack}\n`);
   return 1;
 }

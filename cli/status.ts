@@ -9,6 +9,7 @@ import type { MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { NotFoundCliError } from './errors.ts';
 import { readSample } from './prom-text.ts';
+import { terminalText } from './terminal-text.ts';
 
 /** A target as the API lists it, with its parked failures when they can be read. */
 type Target = TargetList['targets'][number] & { failures?: number };
@@ -148,6 +149,9 @@ export function formatFileStatus(status: FileStatus, now: Date = new Date()): st
 
 /** Left-aligned columns separated by two spaces; no trailing blanks. */
 export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  // Cells are names and the server's words: escaped before the widths are taken, so a line break
+  // in one cannot start a row and the columns stay aligned.
+  rows = rows.map((row) => row.map(terminalText));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) =>
     cells

@@ -20,6 +20,7 @@
 import type { TargetList } from '../contracts/api.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
+import { terminalText } from './terminal-text.ts';
 import type { Clock } from './upload.ts';
 
 export type WaitClient = Pick<MirrorApi, 'getFile' | 'listTargets' | 'health'>;
@@ -313,10 +314,10 @@ export function formatWaitReport(r: WaitReport): string {
     const at = b.targets
       .map(
         (t) =>
-          `${t.id} has v${t.appliedVersion}${t.failure === undefined ? '' : ` (last failure: ${t.failure})`}`,
+          `${t.id} has v${t.appliedVersion}${t.failure === undefined ? '' : ` (last failure: ${terminalText(t.failure)})`}`,
       )
       .join(', ');
-    lines.push(`behind: ${b.path} v${b.version}: ${at}`);
+    lines.push(`behind: ${terminalText(b.path)} v${b.version}: ${at}`);
   }
   if (r.behindFiles > r.behind.length) lines.push(`behind: ${r.behindFiles - r.behind.length} more file(s)`);
   return lines.join('\n');

@@ -28,6 +28,7 @@ import {
   type WaitReport,
   waitForTargets,
 } from './sync-wait.ts';
+import { terminalText } from './terminal-text.ts';
 import { type Clock, uploadFile } from './upload.ts';
 
 export type SyncClient = Pick<
@@ -556,16 +557,18 @@ function summarize(run: Run, files: number, seconds: number): SyncSummary {
 export function formatSyncSummary(s: SyncSummary): string {
   const lines = s.reports
     .filter((r) => r.outcome === 'failed' || r.outcome === 'skipped' || r.outcome === 'planned')
-    .map(
-      (r) =>
-        `${r.outcome === 'planned' ? `would upload (${r.reason})` : r.outcome}: ${r.path}${r.outcome === 'planned' ? '' : `: ${r.reason ?? ''}`}`,
-    );
+    // A local name may hold a line break (and a reason quotes it): escaped here, it cannot pass
+    // for a line of its own, such as a fake summary.
+    .map((r) => {
+      const [path, reason] = [terminalText(r.path), terminalText(r.reason ?? '')];
+      return `${r.outcome === 'planned' ? `would upload (${reason})` : r.outcome}: ${path}${r.outcome === 'planned' ? '' : `: ${reason}`}`;
+    });
   const sent = s.dryRun
     ? `${s.planned} to upload (dry run: nothing sent)`
     : `${s.uploaded} uploaded, ${s.deduplicated} deduplicated (no bytes sent)`;
   if (s.wait !== undefined) lines.push(formatWaitReport(s.wait));
   lines.push(
-    `${s.files} file(s) in ${s.dir} → ${s.prefix === '' ? '(root)' : s.prefix}: ${s.unchanged} unchanged, ${sent}, ` +
+    `${s.files} file(s) in ${terminalText(s.dir)} → ${s.prefix === '' ? '(root)' : terminalText(s.prefix)}: ${s.unchanged} unchanged, ${sent}, ` +
       `${s.skipped} skipped, ${s.failed} failed; ${s.bytesHashed} bytes hashed, ${s.bytesSent} bytes sent in ${s.seconds.toFixed(1)} s`,
   );
   return lines.join('\n');

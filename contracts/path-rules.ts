@@ -48,6 +48,23 @@ const INVISIBLE =
   /(?!\u200c|\u200d|[\ufe00-\ufe0f\u{e0100}-\u{e01ef}])\p{Default_Ignorable_Code_Point}|[\u2028\u2029\ufff9-\ufffb\u{13430}-\u{1343f}]/u;
 const FLAG_TAG_SEQUENCE = /\u{1f3f4}[\u{e0020}-\u{e007e}]+\u{e007f}/gu;
 const hasInvisible = (path: string): boolean => INVISIBLE.test(path.replace(FLAG_TAG_SEQUENCE, '\u{1f3f4}'));
+
+// The flag first, so that its tags are taken as part of it; then the three rules' characters.
+const HIDDEN_OR_FLAG = new RegExp(
+  `(${FLAG_TAG_SEQUENCE.source})|${CONTROL.source}|${BIDI_CONTROL.source}|${INVISIBLE.source}`,
+  'gu',
+);
+/**
+ * Replaces each character the rules below refuse because it controls a terminal or makes a name
+ * display as another (control characters, DEL, bidirectional controls, invisible characters)
+ * with `replacement(char)`; a flag emoji's tag sequence stays, as the rule lets it. For text shown to
+ * people that did not pass the rules: a local file name, a message from a server.
+ */
+export function replaceHiddenCharacters(text: string, replacement: (char: string) => string): string {
+  return text.replace(HIDDEN_OR_FLAG, (match, flag: string | undefined) =>
+    flag === undefined ? replacement(match) : match,
+  );
+}
 /**
  * Look-alikes of the folder separator that Unicode's compatibility mapping (NFKC) keeps apart
  * (`a\u2215b` shows as `a/b`), and the combining overlays that draw a slash over a letter; a

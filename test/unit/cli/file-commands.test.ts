@@ -561,3 +561,100 @@ describe('media-mirror sync (against a fake API)', () => {
     expect(JSON.parse(again.out()).bytesHashed).toBe(0);
   });
 });
+
+describe('hostile names and messages on a terminal (not --json)', () => {
+  // ESC [2J clears the screen, ESC ]0;...BEL sets the window title, ESC [1A ESC [2K erases the line above.
+  const hostile = 'e\x1b[2J\x1b]0;PWNED\x07\x1b[1A\x1b[2K\u202egnp.txt';
+  const shown = 'e\\x1b[2J\\x1b]0;PWNED\\x07\\x1b[1A\\x1b[2K\\u202egnp.txt';
+  /** Nothing a terminal would act on or hide: the line breaks between lines only. */
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
+  const inert = (text: string) => expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
+  const refusal = {
+    status: 400,
+    body: { error: { code: 'invalid_path', message: `refused ${hostile}`, field: 'path' } },
+  };
+
+  it('sync: a file name the rules refuse is shown escaped in its "skipped" line; --json keeps the name', async () => {
+    const lib = join(dir, 'lib-hostile');
+    await mkdir(lib, { recursive: true });
+    await writeFile(join(lib, hostile), 'z');
+    await writeFile(join(lib, 'line\nbreak.png'), 'y');
+    await writeFile(join(lib, 'café 日本 🎉.png'), 'x');
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['*/*'] });
+    const route: Route = (url, init) =>
+      url.pathname === '/v1/limits' ? { status: 200, body: limits } : feed([[]])(url, init);
+    const h = harness(route);
+    expect(await h.run('sync', lib, 'S7', '--dry-run', '--no-cache')).toBe(0);
+    inert(h.out());
+    expect(h.out()).toContain(`skipped: S7/${shown}: `);
+    expect(h.out()).toContain('skipped: S7/line\\x0abreak.png: ');
+    expect(h.out()).toContain('would upload (new): S7/café 日本 🎉.png');
+
+    const json = harness(route);
+    expect(await json.run('sync', lib, 'S7', '--dry-run', '--no-cache', '--json')).toBe(0);
+    const paths = JSON.parse(json.out()).reports.map((r: { path: string }) => r.path);
+    expect(paths).toContain(`S7/${hostile}`);
+  });
+
+  it('upload: the usage error naming a path the rules refuse is escaped', async () => {
+    const h = harness(() => notFound);
+    expect(await h.run('upload', 'a.txt', `t/esc${hostile}`)).toBe(2);
+    inert(h.err());
+    expect(h.err()).toContain(`t/esc${shown}`);
+    expect(h.requests).toEqual([]);
+  });
+
+  it("ls, log, get, rm, restore, status: a server's message is escaped on stderr", async () => {
+    for (const args of [
+      ['ls', 'a/'],
+      ['log', 'a.png'],
+      ['get', 'a.png'],
+      ['rm', 'a.png'],
+      ['restore', 'a.png', '1'],
+      ['status', 'a.png'],
+      ['status'],
+      ['limits'],
+    ]) {
+      const h = harness(() => refusal);
+      expect(await h.run(...args), args.join(' ')).not.toBe(0);
+      inert(h.err());
+      expect(h.err(), args.join(' ')).toContain(shown);
+    }
+  });
+
+  it('ls and status: paths and reasons the server sends are escaped, other text left as it is', async () => {
+    const listed = { ...change(`a/${hostile}`, 1, 'x'), path: `a/${hostile}` };
+    const { deleted: _d, ...file } = listed;
+    const ls = harness(() => ({
+      status: 200,
+      body: { prefix: 'a/', files: [file, { ...file, path: 'a/café 🎉.png' }] },
+    }));
+    expect(await ls.run('ls', 'a/')).toBe(0);
+    inert(ls.out());
+    expect(ls.out()).toContain(`a/${shown}`);
+    expect(ls.out()).toContain('a/café 🎉.png');
+
+    const head = { ...change('a.png', 2, 'x') };
+    const { path: _p, ...headVersion } = head;
+    const status = harness(() => ({
+      status: 200,
+      body: {
+        path: 'a.png',
+        head: headVersion,
+        targets: [
+          {
+            id: 'eu',
+            kind: 's3',
+            appliedVersion: 1,
+            status: 'failed',
+            appliedAt: at,
+            failure: { version: 2, at, reason: `copy failed: ${hostile}` },
+          },
+        ],
+      },
+    }));
+    expect(await status.run('status', 'a.png')).toBe(0);
+    inert(status.out());
+    expect(status.out()).toContain(`copy failed: ${shown}`);
+  });
+});
