@@ -16,6 +16,7 @@ import type { FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { EXIT, MirrorCliError, NotFoundCliError, UsageError } from './errors.ts';
 import { listLiveFiles } from './listing.ts';
+import { removeOnExit } from './remove-on-exit.ts';
 import { replaceableFile } from './replaceable-file.ts';
 import { formatTable } from './status.ts';
 
@@ -152,6 +153,8 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
   const file = await destinationFile(options);
   const read = () => expectedVersion(client, options.path, options.target, options.version);
   const temp = join(dirname(file), `.${basename(file)}.mm-get-${randomBytes(4).toString('hex')}`);
+  // A Ctrl-C skips the `finally` below: without this the partial file stayed, hidden, for good.
+  const cancelRemoval = removeOnExit(temp);
   try {
     let expected = await read();
     for (let attempt = 1; ; attempt++) {
@@ -182,6 +185,7 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
     }
   } finally {
     await rm(temp, { force: true });
+    cancelRemoval();
   }
 }
 

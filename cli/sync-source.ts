@@ -6,7 +6,7 @@
  * (memory stays flat whatever its size; at most `--jobs` objects are on disk at a time), and the
  * upload, when one is needed, sends that file: one GET per object, none for an object the cache
  * and the mirror already agree on. The temporary folder goes at the run's end, and on Ctrl-C or
- * SIGTERM too (cli/sync-temp.ts).
+ * SIGTERM too (cli/remove-on-exit.ts).
  */
 import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
@@ -21,7 +21,7 @@ import type { Digest } from '../common/sha256.ts';
 import { createSha256 } from '../common/sha256-node.ts';
 import { EXIT, MirrorCliError } from './errors.ts';
 import { hashFile } from './hash-file.ts';
-import { removeOnExit } from './sync-temp.ts';
+import { removeOnExit } from './remove-on-exit.ts';
 
 export interface SourceEntry {
   /** Relative to the source's root, '/'-separated: the mirror path's tail and the cache's key. */
