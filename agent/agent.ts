@@ -32,6 +32,7 @@ import { type AgentLog, createJsonLog } from './log.ts';
 import type { BlobSource, LedgerView, QueuePort } from './ports.ts';
 import { QueueConsumer, type WorkOutcome } from './queue-consumer.ts';
 import { isTempName, SafePaths } from './safe-path.ts';
+import { ServerClock } from './server-clock.ts';
 import { StateStore } from './state-store.ts';
 import { BandwidthLimiter, backoffMs, errorMessage, RateWindow, Semaphore } from './util.ts';
 
@@ -126,6 +127,8 @@ export type StartAgentOptions = Parameters<typeof withDefaults>[0] & {
   readonly statusIntervalMs?: number;
   /** First retry delay of a failed file; doubles up to a minute. @default 1000 */
   readonly retryBaseMs?: number;
+  /** The servers' clock (tests; otherwise the one `clients` read). @default this host's clock */
+  readonly serverClock?: ServerClock;
 };
 
 /** Starts the agent; resolves once its state is loaded and its loops are running. */
@@ -148,6 +151,8 @@ class Agent implements AgentHandle {
   private readonly shutdown = new AbortController();
   private readonly abandon = new AbortController();
   private clients: AgentClients | undefined;
+  /** Times the ledger and the API compare with their own clocks (heartbeat, appliedAt, lag). */
+  private clock: ServerClock = ServerClock.thisHost();
   private ownsClients = false;
   private blobs!: BlobSource;
   private ledger!: LedgerView;
@@ -225,6 +230,7 @@ class Agent implements AgentHandle {
         this.ownsClients = this.options.clients === undefined;
       }
       const clients = this.clients;
+      this.clock = this.options.serverClock ?? clients?.clock ?? this.clock;
       this.blobs = this.options.ports?.blobs ?? originBlobSource(clients as AgentClients, config);
       this.ledger =
         this.options.ports?.ledger ??
@@ -232,6 +238,7 @@ class Agent implements AgentHandle {
       this.queue =
         this.options.ports?.queue ?? new SqsQueue(clients?.sqs as AgentClients['sqs'], config.queueUrl);
       this.applier = new Applier({
+        now: () => this.clock.now(),
         paths: this.paths,
         state: this.state,
         blobs: this.blobs,
@@ -337,7 +344,7 @@ class Agent implements AgentHandle {
     try {
       const row = await this.ledger.readAgentRow();
       if (!row || row.status === 'stopped') return;
-      const age = Date.now() - Date.parse(row.heartbeatAt);
+      const age = this.clock.nowMs() - Date.parse(row.heartbeatAt);
       // Another host, or another live agent on this one (another --dir); not this agent's own
       // previous run, whose process is gone.
       const other = row.host !== hostname() || (row.pid !== process.pid && isAlive(row.pid));
@@ -485,10 +492,10 @@ class Agent implements AgentHandle {
 
   private lagSeconds(): number {
     const oldest = this.consumer?.oldestHeldCommittedAt();
-    if (oldest !== undefined) return Math.max(0, (Date.now() - oldest) / 1000);
+    if (oldest !== undefined) return Math.max(0, (this.clock.nowMs() - oldest) / 1000);
     const behind = (this.backlogQueue ?? 0) > 0 || (this.follower?.backlog ?? 0) > 0;
     if (behind && this.lastAppliedCommittedAt !== undefined) {
-      return Math.max(0, (Date.now() - this.lastAppliedCommittedAt) / 1000);
+      return Math.max(0, (this.clock.nowMs() - this.lastAppliedCommittedAt) / 1000);
     }
     return 0;
   }
@@ -513,7 +520,7 @@ class Agent implements AgentHandle {
     const cursor = this.state.cursor;
     return {
       targetId: this.config.targetId,
-      heartbeatAt: new Date().toISOString(),
+      heartbeatAt: this.clock.now().toISOString(),
       cursor: encodeCursor(cursor),
       cursorSeqs: [...cursor],
       appliedCount: this.state.appliedTotal,
@@ -550,6 +557,8 @@ class Agent implements AgentHandle {
     }
     await this.follower.refreshBacklog().catch(() => undefined);
     try {
+      // The first heartbeat may come before any answer has told the servers' time: read once first.
+      if (!this.clock.observed) await this.ledger.readAgentRow().catch(() => undefined);
       await this.ledger.writeAgentRow(this.agentRow('running'));
     } catch (error) {
       const kind = classifyCondition(error);

@@ -21,11 +21,14 @@ import type { AgentConfig } from './config.ts';
 import { RefusedError } from './errors.ts';
 import { type BlobRecords, DynamoLedgerView } from './ledger.ts';
 import type { BlobSource, QueueMessage, QueuePort } from './ports.ts';
+import { ServerClock, watchServerClock } from './server-clock.ts';
 
 export interface AgentClients {
   readonly s3: S3Client;
   readonly sqs: SQSClient;
   readonly dynamo: DynamoDBClient;
+  /** The servers' clock, read from the DynamoDB client's answers. @default this host's clock */
+  readonly clock?: ServerClock;
 }
 
 /** Connection timeouts so a dead network shows up as an error, not a hang. */
@@ -47,7 +50,15 @@ export function makeClients(config: AgentConfig): AgentClients {
     // A copy: the SDK annotates the credentials object it is given, which must not leak between runs.
     ...(credentials ? { credentials: { ...credentials } } : {}),
   };
+  const dynamo = new DynamoDBClient({
+    ...common,
+    ...(config.aws.dynamodbEndpoint ? { endpoint: config.aws.dynamodbEndpoint } : {}),
+  });
+  const clock = new ServerClock();
+  watchServerClock(dynamo, clock);
   return {
+    clock,
+    dynamo,
     s3: new S3Client({
       ...common,
       ...(config.aws.s3Endpoint ? { endpoint: config.aws.s3Endpoint } : {}),
@@ -59,10 +70,6 @@ export function makeClients(config: AgentConfig): AgentClients {
     sqs: new SQSClient({
       ...common,
       ...(config.aws.sqsEndpoint ? { endpoint: config.aws.sqsEndpoint } : {}),
-    }),
-    dynamo: new DynamoDBClient({
-      ...common,
-      ...(config.aws.dynamodbEndpoint ? { endpoint: config.aws.dynamodbEndpoint } : {}),
     }),
   };
 }

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../../../agent/agent.ts';
 import { createMemoryLog, createTtyLog, formatStatusLine } from '../../../agent/log.ts';
 import type { BlobSource, LedgerView, QueueMessage, QueuePort } from '../../../agent/ports.ts';
+import { ServerClock } from '../../../agent/server-clock.ts';
 import { StateStore } from '../../../agent/state-store.ts';
 import type { AgentRow } from '../../../contracts/ledger-keys.ts';
 import type { Change, FileVersion } from '../../../contracts/model.ts';
@@ -378,6 +379,21 @@ describe('agent loops (in-memory ports)', () => {
     await third.stop();
     expect(ledger.applied.length).toBe(applied);
     expect(third.stats().cursor).toEqual([3]);
+  });
+
+  it("the heartbeat carries the servers' time, not a skewed host's: a dead agent's heartbeat ages on the API's clock", async () => {
+    const ledger = new FakeLedger();
+    const serverClock = new ServerClock();
+    const behind = -10 * 60_000;
+    serverClock.observe(new Date(Date.now() + behind).toUTCString());
+    const blobs: BlobSource = { open: async () => Promise.reject(new Error('no blobs here')) };
+    const { options: o } = options(ledger, blobs, { serverClock });
+    const agent = await startAgent(o);
+    await until(() => ledger.rows.length > 0);
+    await agent.stop();
+    for (const row of ledger.rows) {
+      expect(Math.abs(Date.parse(row.heartbeatAt) - (Date.now() + behind))).toBeLessThan(5000);
+    }
   });
 
   it('stop abandons an in-flight download: temp file removed, nothing at the final name, cursor not past it', async () => {

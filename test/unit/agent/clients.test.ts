@@ -3,12 +3,15 @@
  * CloudTrail's userAgent tells its calls apart, and the local stack's emulators attribute them to
  * it (test/integration/observed-grants.test.ts). The request is captured before it leaves.
  */
+
+import { Readable } from 'node:stream';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
 import { describe, expect, it, vi } from 'vitest';
 import { agentAppId, destroyClients, makeClients } from '../../../agent/aws.ts';
 import type { AgentConfig } from '../../../agent/config.ts';
+import type { ServerClock } from '../../../agent/server-clock.ts';
 
 /** The longest target id the topology admits (3-32 characters). */
 const TARGET = `dc-${'x'.repeat(29)}`;
@@ -59,6 +62,52 @@ describe('the agent’s clients', () => {
     } finally {
       destroyClients(clients);
       warn.mockRestore();
+    }
+  });
+
+  it("reads the servers' clock in DynamoDB's answers, errors included: a host 10 minutes off writes server time", async () => {
+    const clients = makeClients(config);
+    const ahead = 10 * 60_000;
+    let status = 200;
+    // The wire, answered here: DynamoDB's Date header, 10 minutes ahead of this host.
+    (clients.dynamo.config as { requestHandler: unknown }).requestHandler = {
+      handle: async () => ({
+        response: {
+          statusCode: status,
+          reason: undefined,
+          headers: {
+            date: new Date(Date.now() + ahead).toUTCString(),
+            'content-type': 'application/x-amz-json-1.0',
+          },
+          body: Readable.from([
+            Buffer.from(
+              status === 200
+                ? '{}'
+                : '{"__type":"com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"}',
+            ),
+          ]),
+        },
+      }),
+      updateHttpClientConfig: () => undefined,
+      httpHandlerConfigs: () => ({}),
+    };
+    try {
+      const clock = clients.clock as ServerClock;
+      expect(clock.observed).toBe(false);
+      await clients.dynamo.send(new GetItemCommand({ TableName: 't', Key: { pk: { S: 'P#a' } } }));
+      expect(clock.observed).toBe(true);
+      expect(Math.abs(clock.offsetMs - ahead)).toBeLessThan(2000);
+      expect(Math.abs(clock.now().getTime() - (Date.now() + ahead))).toBeLessThan(2000);
+      // An error answer tells the time too (a host far off may be refused before anything else).
+      status = 400;
+      clock.observe(new Date().toUTCString());
+      expect(clock.offsetMs).toBe(0);
+      await expect(
+        clients.dynamo.send(new GetItemCommand({ TableName: 't', Key: { pk: { S: 'P#a' } } })),
+      ).rejects.toThrow();
+      expect(Math.abs(clock.offsetMs - ahead)).toBeLessThan(2000);
+    } finally {
+      destroyClients(clients);
     }
   });
 });
