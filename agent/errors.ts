@@ -43,10 +43,12 @@ export type ConditionKind =
 
 /** Human text for each condition: the one log line an operator sees. */
 export const CONDITION_TEXT: Record<ConditionKind, string> = {
-  'disk-full': 'disk full (ENOSPC) writing into the mirror folder: free space; retrying with backoff',
+  'disk-full':
+    'disk full (ENOSPC) writing into the mirror folder or the state folder (--state-dir): free space; retrying with backoff',
   'permission-denied':
-    'permission denied writing into the mirror folder: fix ownership or mode of the folder; retrying with backoff',
-  'read-only-filesystem': 'the mirror folder is on a read-only file system; retrying with backoff',
+    'permission denied writing into the mirror folder or the state folder: fix ownership or mode; retrying with backoff',
+  'read-only-filesystem':
+    'the mirror folder or the state folder is on a read-only file system; retrying with backoff',
   'too-many-open-files': 'too many open files (EMFILE); retrying with backoff',
   network: 'network error reaching AWS (connection refused, reset, timed out or DNS); retrying with backoff',
   throttled: 'AWS is throttling requests; retrying with backoff',

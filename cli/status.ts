@@ -82,18 +82,22 @@ export function formatTargetsOverview(overview: TargetsOverview): string {
   return lines.join('\n');
 }
 
-function targetRow(t: Target): string[] {
+/** A pull target's agent: when it last reported and, while something stops it, what (`disk-full`). */
+function agentCell(t: Target): string {
+  if (t.kind !== 'pull') return '-';
   const heartbeat = t.lag.heartbeatAgeSeconds;
+  if (heartbeat === null || heartbeat === undefined) return 'never';
+  const conditions = t.lag.agentConditions ?? [];
+  return `${formatLagSeconds(heartbeat)}s ago${conditions.length > 0 ? ` (${conditions.join(', ')})` : ''}`;
+}
+
+function targetRow(t: Target): string[] {
   return [
     `${t.id}${t.dryRun ? ' (dry run)' : ''}`,
     t.kind,
     formatLagSeconds(t.lag.lagSeconds),
     `${t.lag.pending}${t.lag.pendingCapped ? '+' : ''}`,
-    t.kind !== 'pull'
-      ? '-'
-      : heartbeat === null || heartbeat === undefined
-        ? 'never'
-        : `${formatLagSeconds(heartbeat)}s ago`,
+    agentCell(t),
     t.failures === undefined ? '-' : String(t.failures),
     t.region ?? '-',
     t.pathPrefix ?? '(all)',

@@ -329,6 +329,11 @@ export const targetLagSchema = z.strictObject({
     .optional(),
   /** Pull targets only: seconds since the agent's last heartbeat; null before its first. */
   heartbeatAgeSeconds: z.number().nonnegative().nullable().optional(),
+  /**
+   * Pull targets only: what keeps the agent from applying, as it last reported (`disk-full`,
+   * `permission-denied`, `read-only-filesystem`, `network`, `access-denied`...); empty while it works.
+   */
+  agentConditions: z.array(z.string()).optional(),
 });
 
 export const targetSchema = z.strictObject({

@@ -59,6 +59,7 @@ import {
 import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { ClaimTakenError } from '../core/errors.js';
 import type {
+  AgentReport,
   BlobRecord,
   CommitResult,
   CommitState,
@@ -1151,9 +1152,14 @@ export class DynamoLedger implements Ledger {
     );
   }
 
-  async getAgentHeartbeat(targetId: string): Promise<string | undefined> {
+  async getAgentReport(targetId: string): Promise<AgentReport | undefined> {
     const item = await this.get(agentRowKey(targetId));
-    return item?.heartbeatAt as string | undefined;
+    if (typeof item?.heartbeatAt !== 'string') return undefined;
+    const conditions = Array.isArray(item.conditions) ? item.conditions : [];
+    return {
+      heartbeatAt: item.heartbeatAt,
+      conditions: conditions.filter((c): c is string => typeof c === 'string'),
+    };
   }
 
   // Targets

@@ -10,6 +10,7 @@ import { folderPartition } from '../../contracts/ledger-keys.js';
 import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { ClaimTakenError } from '../core/errors.js';
 import type {
+  AgentReport,
   BlobRecord,
   CommitResult,
   CommitState,
@@ -109,11 +110,11 @@ export class InMemoryLedger implements Ledger {
   private readonly copyUploads = new Map<string, CopyUpload>();
   private reconcileCheckpoint: ReconcileCheckpoint | undefined;
   private sweepCheckpoint: string | undefined;
-  private readonly heartbeats = new Map<string, string>();
+  private readonly heartbeats = new Map<string, AgentReport>();
 
   /** What an agent's own row would say: the on-prem agent writes it, not the ledger port. */
-  recordAgentHeartbeat(targetId: string, heartbeatAt: string): void {
-    this.heartbeats.set(targetId, heartbeatAt);
+  recordAgentHeartbeat(targetId: string, heartbeatAt: string, conditions: readonly string[] = []): void {
+    this.heartbeats.set(targetId, { heartbeatAt, conditions });
   }
 
   // Uploads
@@ -586,7 +587,7 @@ export class InMemoryLedger implements Ledger {
 
   // Agents
 
-  async getAgentHeartbeat(targetId: string): Promise<string | undefined> {
+  async getAgentReport(targetId: string): Promise<AgentReport | undefined> {
     return this.heartbeats.get(targetId);
   }
 }

@@ -20,12 +20,20 @@ import type { Change } from '../../contracts/model.js';
 import { targetSelects } from '../../contracts/topology.js';
 import { initialCursor } from './changes.js';
 import { fanOut } from './commit.js';
-import type { AgentLedger, Clock, FanoutQueue, LagFigures, TargetLedger, VersionLedger } from './ports.js';
+import type {
+  AgentLedger,
+  AgentReport,
+  Clock,
+  FanoutQueue,
+  LagFigures,
+  TargetLedger,
+  VersionLedger,
+} from './ports.js';
 
 export interface LagDeps {
   readonly ledger: Pick<VersionLedger, 'readFeed' | 'markFannedOut'> &
     Pick<TargetLedger, 'appliedVersions' | 'getLagRecord' | 'putLagRecord'> &
-    Pick<AgentLedger, 'getAgentHeartbeat'>;
+    Pick<AgentLedger, 'getAgentReport'>;
   /** Given, the run also drains the outbox: changes whose fan-out never completed are sent again. */
   readonly fanout?: FanoutQueue | undefined;
   readonly clock: Clock;
@@ -42,6 +50,8 @@ export interface TargetLag extends LagFigures {
   readonly kind: 's3' | 'pull';
   /** Pull targets: seconds since the agent's last heartbeat; undefined if it never reported. */
   readonly heartbeatAgeSeconds?: number | undefined;
+  /** Pull targets: what keeps the agent from applying, as it last reported (`disk-full`...). */
+  readonly agentConditions?: readonly string[] | undefined;
   /** Ledger calls this run made for the target. */
   readonly ledgerCalls: number;
 }
@@ -171,14 +181,13 @@ async function measureTargetLag(run: Run, target: LagTarget): Promise<TargetLag>
   scan.calls++;
   await walkShards(scan);
   const figures = await save(scan);
-  const heartbeat = target.kind === 'pull' ? await ledger.getAgentHeartbeat(target.id) : undefined;
+  const report = target.kind === 'pull' ? await ledger.getAgentReport(target.id) : undefined;
   if (target.kind === 'pull') scan.calls++;
   return {
     targetId: target.id,
     kind: target.kind,
     ...figures,
-    heartbeatAgeSeconds:
-      heartbeat === undefined ? undefined : Math.max(0, (run.now - Date.parse(heartbeat)) / 1000),
+    ...agentFigures(report, run.now),
     ledgerCalls: scan.calls,
   };
 }
@@ -268,31 +277,36 @@ async function drainOutbox(scan: TargetScan, change: Change): Promise<void> {
   scan.calls++;
 }
 
+/** A pull target's agent, as its last report reads at `now`. */
+function agentFigures(report: AgentReport | undefined, now: number) {
+  if (report === undefined) return { heartbeatAgeSeconds: undefined };
+  return {
+    heartbeatAgeSeconds: Math.max(0, (now - Date.parse(report.heartbeatAt)) / 1000),
+    agentConditions: report.conditions,
+  };
+}
+
 /** A target's lag as stored by the monitor's latest run (`GET /v1/targets`): reads, walks nothing. */
 export interface StoredLag extends Partial<LagFigures> {
   readonly targetId: string;
   readonly heartbeatAgeSeconds?: number | undefined;
+  readonly agentConditions?: readonly string[] | undefined;
 }
 
 /** Every target's stored figures (one read each) and, for pull targets, its agent's heartbeat age now. */
 export async function storedLag(deps: {
-  readonly ledger: Pick<TargetLedger, 'getLagRecord'> & Pick<AgentLedger, 'getAgentHeartbeat'>;
+  readonly ledger: Pick<TargetLedger, 'getLagRecord'> & Pick<AgentLedger, 'getAgentReport'>;
   readonly clock: Clock;
   readonly targets: readonly { readonly id: string; readonly kind: 's3' | 'pull' }[];
 }): Promise<StoredLag[]> {
   const now = deps.clock.now().getTime();
   return Promise.all(
     deps.targets.map(async (target) => {
-      const [record, heartbeat] = await Promise.all([
+      const [record, report] = await Promise.all([
         deps.ledger.getLagRecord(target.id),
-        target.kind === 'pull' ? deps.ledger.getAgentHeartbeat(target.id) : undefined,
+        target.kind === 'pull' ? deps.ledger.getAgentReport(target.id) : undefined,
       ]);
-      return {
-        targetId: target.id,
-        ...record?.figures,
-        heartbeatAgeSeconds:
-          heartbeat === undefined ? undefined : Math.max(0, (now - Date.parse(heartbeat)) / 1000),
-      };
+      return { targetId: target.id, ...record?.figures, ...agentFigures(report, now) };
     }),
   );
 }

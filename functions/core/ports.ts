@@ -371,10 +371,16 @@ export interface ReconcileLedger {
   putReconcileCheckpoint(checkpoint: ReconcileCheckpoint): Promise<void>;
 }
 
+/** What a pull target's agent last reported about itself (its row `AGENT#<target>`). */
+export interface AgentReport {
+  readonly heartbeatAt: string;
+  /** What keeps it from applying (`disk-full`, `access-denied`...): none while it works. */
+  readonly conditions: readonly string[];
+}
+
 /** What on-premises agents report about themselves. */
 export interface AgentLedger {
-  /** When a pull target's agent last reported (its row `AGENT#<target>`). */
-  getAgentHeartbeat(targetId: string): Promise<string | undefined>;
+  getAgentReport(targetId: string): Promise<AgentReport | undefined>;
 }
 
 /** The whole ledger: one DynamoDB table (adapters/dynamo-ledger.ts), or in memory for tests. */

@@ -213,6 +213,7 @@ function targetView(t: ApiTarget, l: StoredLag | undefined) {
       ...(l?.measuredAt ? { measuredAt: l.measuredAt } : {}),
       ...(l?.oldestPending ? { oldestPending: l.oldestPending } : {}),
       ...(t.kind === 'pull' ? { heartbeatAgeSeconds: l?.heartbeatAgeSeconds ?? null } : {}),
+      ...(t.kind === 'pull' && l?.agentConditions ? { agentConditions: [...l.agentConditions] } : {}),
     },
   };
 }

@@ -22,9 +22,12 @@ ledgerContract(
     return {
       ledger: new DynamoLedger(emulators.dynamo, table),
       // The agent's own row, as agent/ writes it with its own client.
-      async recordAgentHeartbeat(targetId, heartbeatAt) {
+      async recordAgentHeartbeat(targetId, heartbeatAt, conditions = []) {
         await db.send(
-          new PutCommand({ TableName: table, Item: { ...agentRowKey(targetId), targetId, heartbeatAt } }),
+          new PutCommand({
+            TableName: table,
+            Item: { ...agentRowKey(targetId), targetId, heartbeatAt, conditions: [...conditions] },
+          }),
         );
       },
     };

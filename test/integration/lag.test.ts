@@ -102,7 +102,13 @@ describe('lag monitor', () => {
     await doc.send(
       new PutCommand({
         TableName: world.table,
-        Item: { pk: 'AGENT#gamma', sk: 'AGENT', heartbeatAt: '2026-11-21T10:14:30Z' },
+        // Its disk filled meanwhile: the row says so, and so do the API and the lag monitor.
+        Item: {
+          pk: 'AGENT#gamma',
+          sk: 'AGENT',
+          heartbeatAt: '2026-11-21T10:14:30Z',
+          conditions: ['disk-full'],
+        },
       }),
     );
     for (const v of committed) {
@@ -115,7 +121,16 @@ describe('lag monitor', () => {
       });
     }
     const after = (await measureLag(lagDeps)).find((t) => t.targetId === 'gamma');
-    expect(after).toMatchObject({ lagSeconds: 0, pending: 0, heartbeatAgeSeconds: 30 });
+    expect(after).toMatchObject({
+      lagSeconds: 0,
+      pending: 0,
+      heartbeatAgeSeconds: 30,
+      agentConditions: ['disk-full'],
+    });
+    expect((await listTargets()).gamma).toMatchObject({
+      heartbeatAgeSeconds: 30,
+      agentConditions: ['disk-full'],
+    });
     expect(await world.ledger.getWatermark('gamma')).toEqual(expect.arrayContaining([expect.any(Number)]));
   });
 });

@@ -15,7 +15,7 @@ import { shardOf } from '../../functions/core/shards.js';
 export interface LedgerFixture {
   readonly ledger: Ledger;
   /** Writes a pull agent's heartbeat where the on-prem agent writes it (its own row). */
-  recordAgentHeartbeat(targetId: string, heartbeatAt: string): Promise<void>;
+  recordAgentHeartbeat(targetId: string, heartbeatAt: string, conditions?: readonly string[]): Promise<void>;
 }
 
 export interface ContractOptions {
@@ -928,9 +928,14 @@ export function ledgerContract(
       await ledger.setWatermark('alpha', [4, 1, 7]);
       expect(await ledger.getWatermark('alpha')).toEqual([4, 1, 7]);
       expect(await ledger.getWatermark('beta')).toBeUndefined();
-      expect(await ledger.getAgentHeartbeat('gamma')).toBeUndefined();
+      expect(await ledger.getAgentReport('gamma')).toBeUndefined();
       await fixture.recordAgentHeartbeat('gamma', at(30));
-      expect(await ledger.getAgentHeartbeat('gamma')).toBe(at(30));
+      expect(await ledger.getAgentReport('gamma')).toEqual({ heartbeatAt: at(30), conditions: [] });
+      await fixture.recordAgentHeartbeat('gamma', at(40), ['disk-full']);
+      expect(await ledger.getAgentReport('gamma')).toEqual({
+        heartbeatAt: at(40),
+        conditions: ['disk-full'],
+      });
     });
 
     it("the lag monitor's record keeps watermark and figures; setWatermark moves the watermark alone", async () => {

@@ -8,8 +8,8 @@ ledgerContract(
     const ledger = new InMemoryLedger();
     return {
       ledger,
-      recordAgentHeartbeat: async (targetId, heartbeatAt) =>
-        ledger.recordAgentHeartbeat(targetId, heartbeatAt),
+      recordAgentHeartbeat: async (targetId, heartbeatAt, conditions) =>
+        ledger.recordAgentHeartbeat(targetId, heartbeatAt, conditions),
     };
   },
   { writers: 50 },
