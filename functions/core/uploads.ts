@@ -27,7 +27,13 @@ import {
   ValidationError,
   VersionConflictError,
 } from './errors.js';
-import { expiresAtFor, isLapsed, settleIfLapsed, uploadExpiresAt } from './expiry.js';
+import {
+  expiresAtFor,
+  isLapsed,
+  SLOWEST_PUT_BYTES_PER_SECOND,
+  settleIfLapsed,
+  uploadExpiresAt,
+} from './expiry.js';
 import { findOwnCommit, keyedRequestId, unchangedHead } from './idempotency.js';
 import { missingParts, partBytes, planParts } from './multipart.js';
 import type { BlobStore, Ledger, Metrics, PendingClaim, ReplicaStore, StoredPart } from './ports.js';
@@ -267,19 +273,52 @@ async function createMultipartUpload(
 
 /**
  * A claim's answer replayed for a retry under the same Idempotency-Key (a Retry button), brought
- * up to date: while its multipart upload is pending, the parts recorded since the first answer
- * are listed, so the retry sends only the missing ones instead of every part again. Anything
- * else is answered as it was (a single PUT's upload lapses with its URL; the client then claims
- * anew).
+ * up to date while its upload is pending:
+ * - multipart: the parts recorded since the first answer are listed, so the retry sends only the
+ *   missing ones instead of every part again;
+ * - a single PUT whose URL has expired: a URL is signed again for what is left of the upload's
+ *   window (its URL expires minutes before the upload does: a Retry in between got 403 every
+ *   time). Once too little is left, the answer stays as it was, and the client claims anew when
+ *   it finds the upload expired.
  */
 export async function refreshReplayedClaim(
-  deps: Pick<UploadDeps, 'ledger'>,
+  deps: Pick<UploadDeps, 'ledger' | 'blobs' | 'clock' | 'limits'>,
   answer: CreateUploadResponse,
 ): Promise<CreateUploadResponse> {
-  if (answer.status !== 'pending' || !('multipart' in answer)) return answer;
+  if (answer.status !== 'pending') return answer;
   const upload = await deps.ledger.getUpload(answer.uploadId);
-  if (upload?.status !== 'pending' || !upload.multipart) return answer;
-  return { ...answer, multipart: await multipartView(deps, upload) };
+  if (upload?.status !== 'pending') return answer;
+  if ('multipart' in answer) {
+    return upload.multipart ? { ...answer, multipart: await multipartView(deps, upload) } : answer;
+  }
+  const now = deps.clock.now().getTime();
+  // At least a minute (half the TTL, when that is shorter) for the client to start its PUT.
+  const minLifeMs = Math.min(60_000, deps.limits.presignTtlSeconds * 500);
+  if (Date.parse(answer.upload.expiresAt) > now + minLifeMs) return answer;
+  // The bytes must land before the upload's window closes, at the slowest rate it allows for.
+  const transferMs = Math.ceil((upload.size / SLOWEST_PUT_BYTES_PER_SECOND) * 1000);
+  const leftMs = Math.min(
+    deps.limits.presignTtlSeconds * 1000,
+    uploadExpiresAt(upload).getTime() - now - transferMs,
+  );
+  if (leftMs < minLifeMs) return answer;
+  const expiresInSeconds = Math.floor(leftMs / 1000);
+  const signed = await deps.blobs.presignPut({
+    sha256: upload.sha256,
+    size: upload.size,
+    contentType: upload.contentType,
+    expiresInSeconds,
+    uploadId: upload.uploadId,
+  });
+  return {
+    ...answer,
+    upload: {
+      method: 'PUT',
+      url: signed.url,
+      ...splitSignedHeaders<PresignedPut['headers']>(signed.url, upload.size, signed.headers),
+      expiresAt: new Date(now + expiresInSeconds * 1000).toISOString(),
+    },
+  };
 }
 
 async function multipartView(deps: Pick<UploadDeps, 'ledger'>, upload: Upload): Promise<MultipartView> {

@@ -83,6 +83,44 @@ describe('Idempotency-Key on POST /v1/uploads and DELETE /v1/files/{path}', () =
     expect(await world.ledger.listVersions('idem/retried.txt', { limit: 10 })).toHaveLength(1);
   });
 
+  it('a Retry after the presigned URL expired gets a URL signed again for the rest of the upload window, and it commits', async () => {
+    // URLs that live 2 s: the upload's window (URL + 5 min of grace) outlives them by far.
+    const shortLived = worldApi(world, {
+      targets: [],
+      limits: { contentTypes: ['text/plain'], presignTtlSeconds: 2 },
+    });
+    const call = (event: APIGatewayProxyEventV2) => shortLived(event, lambdaContext('api'));
+    const bytes = Buffer.from(`late retry ${Date.now()}`);
+    const key = crypto.randomUUID();
+    const first = body(await call(claim('idem/late.txt', bytes, key)));
+    await new Promise((r) => setTimeout(r, 2100));
+    const expired = await fetch(first.upload.url, {
+      method: 'PUT',
+      headers: first.upload.headers,
+      body: new Uint8Array(bytes),
+    });
+    expect(expired.status).toBe(403);
+    const retried = await call(claim('idem/late.txt', bytes, key));
+    expect(retried.headers?.['idempotent-replayed']).toBe('true');
+    const again = body(retried);
+    expect(again.uploadId).toBe(first.uploadId);
+    expect(Date.parse(again.upload.expiresAt)).toBeGreaterThan(Date.now());
+    const put = await fetch(again.upload.url, {
+      method: 'PUT',
+      headers: again.upload.headers,
+      body: new Uint8Array(bytes),
+    });
+    expect(put.status).toBe(200);
+    expect(
+      await ingestBlob(world.deps, {
+        key: `blobs/${sha256Hex(bytes)}`,
+        size: bytes.length,
+        etag: put.headers.get('etag') ?? '',
+        versionId: put.headers.get('x-amz-version-id') ?? undefined,
+      }),
+    ).toMatchObject({ committed: [{ uploadId: first.uploadId, version: 1 }] });
+  });
+
   it('the same key with a different body is refused (422) and changes nothing', async () => {
     const key = crypto.randomUUID();
     const bytes = Buffer.from(`first body ${Date.now()}`);
