@@ -30,6 +30,10 @@ function answer(request: Seen, res: ServerResponse): void {
     res.writeHead(302, { location: 'http://127.0.0.1:9/bucket/blob?X-Amz-Signature=x' }).end();
   } else if (request.method === 'POST' && request.url === '/v1/uploads') {
     sendJson(res, 400, { error: { code: 'invalid', message: 'refused here' } });
+  } else if (request.url === '/v1/health/moved') {
+    res.writeHead(302, { location: '/v1/health' }).end();
+  } else if (request.url.startsWith('/v1/elsewhere/')) {
+    res.writeHead(302, { location: decodeURIComponent(request.url.slice('/v1/elsewhere/'.length)) }).end();
   } else if (request.url === '/v1/files/a.txt') {
     sendJson(res, 404, { error: { code: 'not_found', message: 'no such file' } });
   }
@@ -98,6 +102,35 @@ describe('the CLI API transport (node:http)', () => {
     seen.length = 0;
     expect(await client().contentUrl('a.txt')).toBe('http://127.0.0.1:9/bucket/blob?X-Amz-Signature=x');
     expect(seen).toHaveLength(1);
+  });
+
+  it('a redirect to another origin (another port of the same host) drops the token; one to the same origin keeps it', async () => {
+    const other: IncomingMessage['headers'][] = [];
+    const elsewhere = createServer((req, res) => {
+      other.push(req.headers);
+      sendJson(res, 200, { status: 'ok', time: '2030-01-01T00:00:00Z' });
+    });
+    await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
+    try {
+      const target = `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}/v1/health`;
+      const moved = await apiFetch(`${baseUrl}/v1/elsewhere/${encodeURIComponent(target)}`, {
+        headers: { authorization: 'Bearer tok', accept: 'application/json' },
+      });
+      expect(moved.status).toBe(200);
+      expect(other).toHaveLength(1);
+      expect(other[0]?.authorization).toBeUndefined();
+      expect(other[0]?.accept).toBe('application/json');
+      seen.length = 0;
+      const same = await apiFetch(`${baseUrl}/v1/health/moved`, { headers: { authorization: 'Bearer tok' } });
+      expect(same.status).toBe(200);
+      expect(seen.map((r) => [r.url, r.headers.authorization])).toEqual([
+        ['/v1/health/moved', 'Bearer tok'],
+        ['/v1/health', 'Bearer tok'],
+      ]);
+    } finally {
+      elsewhere.closeAllConnections();
+      await new Promise((resolve) => elsewhere.close(resolve));
+    }
   });
 
   it("a caller's abort ends the request with the caller's reason", async () => {
