@@ -291,6 +291,42 @@ describe('multipart through the HTTP API', () => {
     expect(retried.bytesSent).toBe(8 * MiB);
   });
 
+  it('two writers with ifVersion 0 race to a new path: one commits, the other is told version_conflict (409), not "rejected"', async () => {
+    // Both claims are answered before either sends its bytes: the race is lost at the commit.
+    let claims = 0;
+    let bothClaimed: () => void = () => undefined;
+    const claimed = new Promise<void>((resolve) => {
+      bothClaimed = resolve;
+    });
+    const afterBothClaims: typeof fetch = async (input, init) => {
+      const url = new URL(String(input));
+      const isClaim = init?.method === 'POST' && url.pathname === '/v1/uploads';
+      if (init?.method === 'PUT' && url.origin !== new URL(sandbox.endpoints.api).origin) await claimed;
+      const response = await fetch(input, init);
+      if (isClaim && ++claims === 2) bothClaimed();
+      return response;
+    };
+    const write = (text: string) =>
+      uploadFile(new Blob([text]), {
+        api: sandbox.endpoints.api,
+        token: sandbox.endpoints.token,
+        path: 'race/if-version.txt',
+        contentType: 'application/octet-stream',
+        workerUrl: null,
+        pollIntervalMs: 50,
+        ifVersion: 0,
+        fetch: afterBothClaims,
+      });
+    const outcomes = await Promise.allSettled([write('first writer'), write('second writer')]);
+    const committed = outcomes.filter((o) => o.status === 'fulfilled');
+    const refused = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+    expect(committed).toHaveLength(1);
+    expect(committed[0]).toMatchObject({ value: { status: 'committed', version: 1 } });
+    expect(refused).toHaveLength(1);
+    expect(refused[0]?.reason).toMatchObject({ code: 'version_conflict', status: 409, field: 'ifVersion' });
+    expect(String(refused[0]?.reason.message)).toMatch(/is at version 1, the request expected 0/);
+  });
+
   it('complete answers 202 with where to poll, S3 completes in the complete-multipart function, and no retry is ever a 409', async () => {
     const bytes = randomBytes(17 * MiB + 11);
     const plan = await claimParts('complete/video.bin', bytes);

@@ -395,7 +395,20 @@ async function sendMultipart(s: Session, claimed: UploadPendingMultipart): Promi
   return { ...sent, resumed: claimed.resumed };
 }
 
+/** The reason the ingest gives an upload whose `ifVersion` another commit overtook (core/ingest.ts). */
+const VERSION_CONFLICT = 'version_conflict:';
+
 function verdict(s: Session, base: Base, upload: Upload, sent: Sent): UploadResult {
+  if (upload.status === 'rejected' && upload.reason?.startsWith(VERSION_CONFLICT)) {
+    // Another writer committed between the claim and the commit: the same answer as a claim that
+    // came after it (409 version_conflict), not a "rejected" that reads as failed verification.
+    throw new ApiError(
+      upload.reason.slice(VERSION_CONFLICT.length).trim(),
+      'version_conflict',
+      409,
+      'ifVersion',
+    );
+  }
   const committed = upload.status === 'committed';
   s.report({
     phase: committed ? 'committed' : 'rejected',
