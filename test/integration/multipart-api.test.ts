@@ -291,6 +291,36 @@ describe('multipart through the HTTP API', () => {
     expect(retried.bytesSent).toBe(8 * MiB);
   });
 
+  it('a Retry under a key first used for another path (the app moved the file) claims anew under a new key', async () => {
+    const key = crypto.randomUUID();
+    const noStorage: typeof fetch = (input, init) =>
+      new URL(String(input)).origin === new URL(sandbox.endpoints.api).origin
+        ? fetch(input, init)
+        : Promise.reject(new TypeError('network error'));
+    const base = {
+      api: sandbox.endpoints.api,
+      token: sandbox.endpoints.token,
+      contentType: 'application/octet-stream',
+      workerUrl: null,
+      pollIntervalMs: 50,
+      retries: 0,
+      idempotencyKey: key,
+    };
+    const file = new Blob([`moved ${Date.now()}`]);
+    await expect(uploadFile(file, { ...base, path: 'moved/before.txt', fetch: noStorage })).rejects.toThrow(
+      /could not reach storage/,
+    );
+    const keys: string[] = [];
+    const moved = await uploadFile(file, {
+      ...base,
+      path: 'moved/after.txt',
+      onIdempotencyKey: (k) => keys.push(k),
+    });
+    expect(moved).toMatchObject({ status: 'committed', path: 'moved/after.txt', version: 1 });
+    expect(keys).toHaveLength(1);
+    expect(keys[0]).not.toBe(key);
+  });
+
   it('two writers with ifVersion 0 race to a new path: one commits, the other is told version_conflict (409), not "rejected"', async () => {
     // Both claims are answered before either sends its bytes: the race is lost at the commit.
     let claims = 0;

@@ -276,7 +276,13 @@ async function claimAndSend(
       idempotencyKey,
     },
     s.signal,
-  );
+  ).catch((error: unknown) => {
+    // The caller's key was first used for another request (a Retry after the app changed the
+    // file's path, say): this is a new request, under a new key, or every Retry fails alike.
+    if (mayClaimAgain && keyReused(error, idempotencyKey)) return undefined;
+    throw error;
+  });
+  if (claimed === undefined) return claimAndSend(s, sha256, rekey(settings), false);
   s.uploadId = claimed.uploadId;
   s.joined = joined(claimed);
   const base = { uploadId: claimed.uploadId, path: claimed.path, sha256, size: s.size };
@@ -295,13 +301,22 @@ async function claimAndSend(
       return verdict(s, base, ended, { parts: 0, skipped: 0, bytes: s.bytesSent, resumed: s.joined });
     }
     if (ended && mayClaimAgain && (idempotencyKey !== undefined || s.joined)) {
-      const key = newIdempotencyKey();
-      settings.onIdempotencyKey?.(key);
-      return claimAndSend(s, sha256, key, false);
+      return claimAndSend(s, sha256, rekey(settings), false);
     }
     throw error;
   }
 }
+
+/** A new Idempotency-Key, given to the caller to keep for its next retry. */
+function rekey(settings: Session['settings']): string {
+  const key = newIdempotencyKey();
+  settings.onIdempotencyKey?.(key);
+  return key;
+}
+
+/** The API refused the caller's own key as one used for another request. */
+const keyReused = (error: unknown, key: string | undefined): boolean =>
+  key !== undefined && error instanceof ApiError && error.code === 'idempotency_key_reused';
 
 /**
  * The upload's state once it has ended (committed, rejected or expired); undefined while pending,
