@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { z } from 'zod';
 import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
-import { ConfigError } from './errors.ts';
+import { ConfigError, UsageError } from './errors.ts';
 
 /** How the CLI authenticates to the API: a bearer token, or SigV4 with AWS credentials (IAM authorizer). */
 export type ApiAuth = 'bearer' | 'iam';
@@ -51,13 +51,13 @@ export function normaliseApiUrl(value: string, source: string): string {
   try {
     url = new URL(value);
   } catch {
-    throw new ConfigError(`${source}: "${value}" is not a URL (expected e.g. http://127.0.0.1:8787)`);
+    throw badValue(source, `"${value}" is not a URL (expected e.g. http://127.0.0.1:8787)`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ConfigError(`${source}: "${value}" must be an http:// or https:// URL`);
+    throw badValue(source, `"${value}" must be an http:// or https:// URL`);
   }
   if (url.search !== '' || url.hash !== '') {
-    throw new ConfigError(`${source}: "${value}" must not have a query or fragment`);
+    throw badValue(source, `"${value}" must not have a query or fragment`);
   }
   return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
 }
@@ -108,7 +108,7 @@ export async function loadConnection(
   const apiFlag = nonEmpty(options.api) ?? nonEmpty(env.MIRROR_API_URL);
   const tokenFlag = nonEmpty(options.token) ?? nonEmpty(env.MIRROR_API_TOKEN);
   const apiSource = nonEmpty(options.api) ? '--api' : 'MIRROR_API_URL';
-  const auth = apiAuth(nonEmpty(options.auth) ?? nonEmpty(env.MIRROR_API_AUTH));
+  const auth = apiAuth(nonEmpty(options.auth), nonEmpty(env.MIRROR_API_AUTH));
 
   // Everything given by flags or variables: the file is not read (it may not exist).
   const given =
@@ -134,8 +134,15 @@ function connectionOf(api: string, auth: ApiAuth, token: string | undefined): Co
   return token === undefined ? undefined : { api, auth, token };
 }
 
-function apiAuth(value: string | undefined): ApiAuth {
+function apiAuth(flag: string | undefined, variable: string | undefined): ApiAuth {
+  const value = flag ?? variable;
   if (value === undefined || value === 'bearer') return 'bearer';
   if (value === 'iam') return 'iam';
-  throw new ConfigError(`--auth (or MIRROR_API_AUTH): "${value}" is not bearer or iam`);
+  throw badValue(flag === undefined ? 'MIRROR_API_AUTH' : '--auth', `"${value}" is not bearer or iam`);
+}
+
+/** A bad flag value is a usage error (exit 2, as commander's own); a bad variable or file, configuration (1). */
+function badValue(source: string, problem: string): ConfigError | UsageError {
+  const message = `${source}: ${problem}`;
+  return source.startsWith('--') ? new UsageError(message) : new ConfigError(message);
 }

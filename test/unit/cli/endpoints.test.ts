@@ -105,6 +105,22 @@ describe('loadConnection', () => {
     );
   });
 
+  it('a bad flag value is a usage error (exit 2); a bad variable or file value, configuration (exit 1)', async () => {
+    const exitOf = (p: Promise<unknown>) =>
+      p.then(
+        () => 0,
+        (e: { exitCode?: number }) => e.exitCode,
+      );
+    expect(await exitOf(loadConnection({ api: 'https://x.example', auth: 'jwt' }, {}, dir))).toBe(2);
+    expect(await exitOf(loadConnection({ api: 'not a url', token: 't' }, {}, dir))).toBe(2);
+    expect(await exitOf(loadConnection({ api: 'https://x.example' }, { MIRROR_API_AUTH: 'jwt' }, dir))).toBe(
+      1,
+    );
+    expect(
+      await exitOf(loadConnection({}, { MIRROR_API_URL: 'not a url', MIRROR_API_TOKEN: 't' }, dir)),
+    ).toBe(1);
+  });
+
   it('rejects a malformed file or URL with the reason', async () => {
     await expect(loadConnection({ endpoints: 'broken.json' }, {}, dir)).rejects.toThrow(/is not valid JSON/);
     await expect(loadConnection({ endpoints: 'no-token.json' }, {}, dir)).rejects.toThrow(/has no "token"/);
