@@ -19,6 +19,7 @@ import type {
   WorkerInit,
   WorkerMessage,
 } from './function-protocol.ts';
+import { STOP_GRACE_MS, settledWithin } from './stop-grace.ts';
 
 const BOOTSTRAP = new URL('./ts-thread.mjs', import.meta.url);
 const RUNTIME = new URL('./function-runtime.ts', import.meta.url).href;
@@ -301,11 +302,11 @@ export class LocalFunction {
     this.waiting.shift()?.();
   }
 
-  /** Waits for invocations in progress, then ends every environment. */
+  /** Waits for invocations in progress (up to the stop grace), then ends every environment. */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const wake of this.waiting.splice(0)) wake();
-    await Promise.allSettled([...this.inFlight]);
+    await settledWithin(this.inFlight, STOP_GRACE_MS);
     await Promise.allSettled([...this.all].map((env) => env.terminate()));
     this.all.clear();
     this.idle.length = 0;

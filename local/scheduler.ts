@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ScheduledEvent } from 'aws-lambda';
 import type { Invocable } from './event-source-mapping.ts';
+import { STOP_GRACE_MS, settledWithin } from './stop-grace.ts';
 
 export interface ScheduleSpec {
   /** Rule name, e.g. `lag-monitor-schedule`. */
@@ -31,6 +32,8 @@ export interface SchedulerOptions {
   readonly region: string;
   /** A run that failed (the function threw or timed out). */
   readonly onError: (error: Error) => void;
+  /** How long stop() waits for runs in progress before it lets the stack go on stopping. @default 10000 */
+  readonly stopGraceMs?: number;
 }
 
 /** An EventBridge scheduled event, as a rule's target receives it. */
@@ -129,10 +132,17 @@ export class LocalScheduler {
     return Object.fromEntries([...this.rules].map(([name, r]) => [name, { ...r.stats }]));
   }
 
-  /** No more runs; waits for the ones in progress. */
+  /**
+   * No more runs; waits for the ones in progress, up to the grace: a scheduled function is cut off
+   * after it (its worker ends with the functions), as Lambda may cut one off, and picks up from its
+   * checkpoint on the next start.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const rule of this.rules.values()) clearInterval(rule.timer);
-    await Promise.allSettled([...this.rules.values()].map((r) => r.running));
+    await settledWithin(
+      [...this.rules.values()].map((r) => r.running),
+      this.options.stopGraceMs ?? STOP_GRACE_MS,
+    );
   }
 }

@@ -99,6 +99,32 @@ describe('LocalScheduler', () => {
     await expect(scheduler.run('reconcile')).rejects.toThrow(/stopped/);
   });
 
+  it('stop waits for a run in progress up to its grace, not for as long as the run takes', async () => {
+    const scheduler = new LocalScheduler({ region: 'eu-west-1', onError: () => undefined, stopGraceMs: 100 });
+    let finish: () => void = () => undefined;
+    const long = fakeFunction('reconcile', () => new Promise<void>((resolve) => (finish = resolve)));
+    scheduler.add({ name: 'reconcile', fn: long.fn, everySeconds: 0 });
+    scheduler.start();
+    const run = scheduler.run('reconcile').catch(() => undefined);
+    await sleep(10);
+    const started = Date.now();
+    await scheduler.stop();
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(90);
+    finish();
+    await run;
+    // A quick run is waited for: stop returns once it ends, before the grace.
+    const quick = new LocalScheduler({ region: 'eu-west-1', onError: () => undefined, stopGraceMs: 5000 });
+    const short = fakeFunction('lag', () => sleep(50));
+    quick.add({ name: 'lag', fn: short.fn, everySeconds: 0 });
+    quick.start();
+    const quickRun = quick.run('lag');
+    const t0 = Date.now();
+    await quick.stop();
+    expect(Date.now() - t0).toBeLessThan(1000);
+    await quickRun;
+  });
+
   it('scheduledEvent has EventBridge time without milliseconds', () => {
     const event = scheduledEvent('r', 'us-east-1', new Date('2026-03-04T05:06:07.890Z'));
     expect(event.time).toBe('2026-03-04T05:06:07Z');
