@@ -74,7 +74,9 @@ export function describeApiError(error: ApiError): string {
     return `${error.message} (was the file changed, moved or deleted after it was hashed? Nothing was committed; upload it again)`;
   }
   const where = error.field === undefined ? '' : ` (field: ${error.field})`;
-  return `error ${error.status} ${error.code}: ${error.message}${where}`;
+  // Status 0: not an answer of the API's (the client's own verdict, a timeout of its wait).
+  const status = error.status === 0 ? '' : ` ${error.status}`;
+  return `error${status} ${error.code}: ${error.message}${where}`;
 }
 
 /** The presigned PUT to storage failed. */

@@ -100,4 +100,10 @@ describe('describeApiError', () => {
       'error 404 not_found: no such file (field: path)',
     );
   });
+
+  it('an error of the client itself (status 0: a verify timeout) carries no "0" for a status', () => {
+    expect(describeApiError(new ApiError('not verified within 1 s', 'verify_timeout', 0))).toBe(
+      'error verify_timeout: not verified within 1 s',
+    );
+  });
 });
