@@ -4,7 +4,6 @@
  * process of its own with a TMPDIR of its own) leaves no such folder behind, and still ends by
  * the signal.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateBucketCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -12,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTopology } from '../../contracts/topology.ts';
 import type { Sandbox } from '../../local/sandbox.ts';
 import { binArgs, s3Env, startTestStack, type TestStack } from '../support/local-stack.ts';
+import { spawnWatched, type WatchedChild } from '../support/spawn-watched.ts';
+import { waitFor } from '../support/wait.ts';
 
 const topology = parseTopology({
   homeRegion: 'us-east-1',
@@ -41,42 +42,19 @@ afterAll(() => stack?.stop());
 const spools = async (dir: string) =>
   (await readdir(dir)).filter((name) => name.startsWith('media-mirror-sync-'));
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 90_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const got = await probe();
-    if (got !== undefined) return got;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = <T>(what: string, probe: () => Promise<T | undefined>) => waitFor(what, probe, 90_000);
 
 /** Starts `sync --from` with a TMPDIR of its own; resolves once its spool folder holds an object. */
-async function startSync(
-  tmp: string,
-): Promise<{ child: ChildProcess; exited: Promise<[number | null, string | null]>; err: () => string }> {
-  const child = spawn(
-    process.execPath,
+async function startSync(tmp: string): Promise<WatchedChild> {
+  const run = spawnWatched(
     binArgs(sandbox, 'sync', '--from', 's3://old-library/media', 'imported', '--no-cache', '--jobs', '2'),
-    {
-      cwd: work,
-      env: { PATH: process.env.PATH, TMPDIR: tmp, ...s3Env(sandbox) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
+    { cwd: work, env: { PATH: process.env.PATH, TMPDIR: tmp, ...s3Env(sandbox) } },
   );
-  let err = '';
-  child.stderr?.on('data', (b: Buffer) => {
-    err += b.toString();
-  });
-  child.stdout?.resume();
-  const exited = new Promise<[number | null, string | null]>((resolve) =>
-    child.on('exit', (code, signal) => resolve([code, signal])),
-  );
-  await until(`a spooled object in ${tmp} (stderr: ${err})`, async () => {
+  await until(`a spooled object in ${tmp} (stderr: ${run.err()})`, async () => {
     for (const spool of await spools(tmp)) if ((await readdir(join(tmp, spool))).length > 0) return true;
     return undefined;
   });
-  return { child, exited, err: () => err };
+  return run;
 }
 
 describe('sync --from interrupted', () => {

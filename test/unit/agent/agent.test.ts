@@ -116,6 +116,28 @@ async function until(probe: () => boolean | Promise<boolean>, ms = 5000): Promis
   }
 }
 
+/** A ledger whose commits' bytes the blob source serves: `commit(path, version, text)`. */
+function ledgerWithBlobs() {
+  const ledger = new FakeLedger();
+  const contents = new Map<string, Buffer>();
+  const commit = (path: string, version: number, text: string) => {
+    const bytes = Buffer.from(text);
+    contents.set(sha(bytes), bytes);
+    ledger.commit(path, version, bytes);
+  };
+  const blobs: BlobSource = {
+    open: async (sha256) => {
+      const data = contents.get(sha256) as Buffer;
+      return {
+        body: [data][Symbol.iterator]() as unknown as AsyncIterable<Uint8Array>,
+        contentLength: data.length,
+        close() {},
+      };
+    },
+  };
+  return { ledger, commit, blobs };
+}
+
 describe('agent loops (in-memory ports)', () => {
   it('disk full, then permission denied: one log line each, retried with backoff, then applied', async () => {
     const ledger = new FakeLedger();
@@ -287,23 +309,7 @@ describe('agent loops (in-memory ports)', () => {
   });
 
   it('the folder check writes back a file removed or truncated by hand, and leaves files it does not hold alone', async () => {
-    const ledger = new FakeLedger();
-    const contents = new Map<string, Buffer>();
-    const commit = (path: string, version: number, text: string) => {
-      const bytes = Buffer.from(text);
-      contents.set(sha(bytes), bytes);
-      ledger.commit(path, version, bytes);
-    };
-    const blobs: BlobSource = {
-      open: async (sha256) => {
-        const data = contents.get(sha256) as Buffer;
-        return {
-          body: [data][Symbol.iterator]() as unknown as AsyncIterable<Uint8Array>,
-          contentLength: data.length,
-          close() {},
-        };
-      },
-    };
+    const { ledger, commit, blobs } = ledgerWithBlobs();
     commit('c/removed.txt', 1, 'removed by hand');
     commit('c/truncated.txt', 1, 'truncated by hand');
     commit('c/same.txt', 1, 'left alone');
@@ -329,23 +335,7 @@ describe('agent loops (in-memory ports)', () => {
   });
 
   it('a ledger restored from a backup: new entries that reuse seqs the cursor passed are read again and applied', async () => {
-    const ledger = new FakeLedger();
-    const contents = new Map<string, Buffer>();
-    const commit = (path: string, version: number, text: string) => {
-      const bytes = Buffer.from(text);
-      contents.set(sha(bytes), bytes);
-      ledger.commit(path, version, bytes);
-    };
-    const blobs: BlobSource = {
-      open: async (sha256) => {
-        const data = contents.get(sha256) as Buffer;
-        return {
-          body: [data][Symbol.iterator]() as unknown as AsyncIterable<Uint8Array>,
-          contentLength: data.length,
-          close() {},
-        };
-      },
-    };
+    const { ledger, commit, blobs } = ledgerWithBlobs();
     commit('keep.txt', 1, 'kept');
     commit('r/a.txt', 1, 'a before');
     commit('r/b.txt', 1, 'b before');

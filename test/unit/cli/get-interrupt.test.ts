@@ -4,7 +4,6 @@
  * neither that file nor the destination behind, and still ends by the signal. The API and the
  * storage it points to are one slow local HTTP server: the body never arrives in full.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -13,6 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnWatched } from '../../support/spawn-watched.ts';
+import { waitFor } from '../../support/wait.ts';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const SIZE = 300 * 1024 * 1024;
@@ -59,40 +60,22 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const got = await probe();
-    if (got !== undefined) return got;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = <T>(what: string, probe: () => Promise<T | undefined>) => waitFor(what, probe, 60_000);
 
 describe('get interrupted', () => {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     it(`leaves no .<name>.mm-get-* file behind on ${signal}, and ends by the signal`, async () => {
       const dest = join(dir, `gdir-${signal}`);
       await mkdir(dest);
-      const child: ChildProcess = spawn(
-        process.execPath,
+      const { child, exited, err } = spawnWatched(
         [join(repoRoot, 'bin/media-mirror.js'), 'get', 'g300.bin', `${dest}/`],
         {
           cwd: dir,
           env: { PATH: process.env.PATH, MIRROR_API_URL: api, MIRROR_API_TOKEN: 't' },
-          stdio: ['ignore', 'pipe', 'pipe'],
         },
       );
-      let err = '';
-      child.stderr?.on('data', (b: Buffer) => {
-        err += b.toString();
-      });
-      child.stdout?.resume();
-      const exited = new Promise<[number | null, string | null]>((resolve) =>
-        child.on('exit', (code, endedBy) => resolve([code, endedBy])),
-      );
       // The partial file holds bytes: the download is writing to it.
-      const temp = await until(`a partial file in ${dest} (stderr: ${err})`, async () => {
+      const temp = await until(`a partial file in ${dest} (stderr: ${err()})`, async () => {
         for (const name of await readdir(dest)) {
           if (/^\.g300\.bin\.mm-get-/.test(name) && (await stat(join(dest, name))).size > 0) return name;
         }
@@ -103,7 +86,7 @@ describe('get interrupted', () => {
       const [code, endedBy] = await exited;
       expect(await readdir(dest)).toEqual([]);
       // Ended by the signal, as an uncaught one ends a process (a shell shows 130 / 143).
-      expect({ code, endedBy, err }).toEqual({ code: null, endedBy: signal, err: '' });
+      expect({ code, endedBy, err: err() }).toEqual({ code: null, endedBy: signal, err: '' });
     }, 90_000);
   }
 });

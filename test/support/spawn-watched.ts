@@ -1,0 +1,25 @@
+/** A CLI run as a child process, for tests that signal it mid-way: its stderr so far, and how it ended. */
+import { type ChildProcess, spawn } from 'node:child_process';
+
+export interface WatchedChild {
+  readonly child: ChildProcess;
+  /** Exit code and the signal that ended it, as `exit` reports them. */
+  readonly exited: Promise<[number | null, string | null]>;
+  readonly err: () => string;
+}
+
+export function spawnWatched(
+  args: readonly string[],
+  options: { cwd: string; env: NodeJS.ProcessEnv },
+): WatchedChild {
+  const child = spawn(process.execPath, [...args], { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr?.on('data', (b: Buffer) => {
+    err += b.toString();
+  });
+  child.stdout?.resume();
+  const exited = new Promise<[number | null, string | null]>((resolve) =>
+    child.on('exit', (code, signal) => resolve([code, signal])),
+  );
+  return { child, exited, err: () => err };
+}
