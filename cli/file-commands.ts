@@ -220,10 +220,13 @@ export async function sync(
   opts: SyncFlags,
 ) {
   const { dir, prefix } = syncArguments(args, opts);
+  const clock = io.clock ?? systemClock;
+  // The run's own clock paces the lines, so a test's clock decides when one is due.
+  const now = () => clock.now();
   const progress =
     io.stderr.isTTY === true
-      ? createTtySyncProgress(io.stderr as NodeJS.WritableStream)
-      : createJsonLinesSyncProgress(io.stderr);
+      ? createTtySyncProgress(io.stderr as NodeJS.WritableStream, now)
+      : createJsonLinesSyncProgress(io.stderr, now);
   const cacheFile =
     opts.cache === false ? null : typeof opts.cache === 'string' ? opts.cache : defaultCacheFile(dir, io.env);
   let summary: Awaited<ReturnType<typeof syncFolder>>;
@@ -233,7 +236,7 @@ export async function sync(
         client: api,
         putFile: io.putFile ?? createPutFile(),
         sendParts: createPartSender(api, io.fetch),
-        clock: io.clock ?? systemClock,
+        clock,
         progress,
       },
       {

@@ -4,9 +4,10 @@
  * unchanged) is compared with its path's head, read once from the change feed: equal heads
  * cost no request at all. The rest go through the one upload flow (cli/upload.ts), many at a
  * time: content the mirror holds elsewhere is committed on proof of possession with no bytes
- * sent. Single PUTs are not waited for one by one: once every file is sent, the feed (read on
- * from the listing's cursor) shows their commits, and the uploads still missing are asked for
- * directly, so a rejection is reported with its reason. With `wait`, it then waits until every
+ * sent. Single PUTs are not waited for one by one: the feed, read on from the listing's cursor
+ * every few seconds while files are sent and then until every file is settled, shows their
+ * commits, and the uploads still missing are asked for directly, so a rejection is reported with
+ * its reason. With `wait`, it then waits until every
  * target holds every file (cli/sync-wait.ts).
  */
 import type { Digest } from '../common/sha256.ts';
@@ -129,7 +130,19 @@ interface Run {
   readonly known: Set<string>;
   /** Files whose head already held their content: `wait` waits for them too (a run may not have). */
   readonly unchanged: WaitItem[];
+  /** The change feed after the listing, read on to see this run's commits land. */
+  readonly feed: FeedWatch;
 }
+
+interface FeedWatch {
+  cursor: string | undefined;
+  lastRead: number;
+  /** A read started during the uploads; one at a time, since each carries the cursor on. */
+  reading: Promise<void> | undefined;
+}
+
+/** How often the feed is read while files are still being sent (one request when nothing moved). */
+const WATCH_EVERY_MS = 2_000;
 
 export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<SyncSummary> {
   const started = deps.clock.now();
@@ -163,8 +176,9 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
       pending: new Map(),
       known: new Set([...listing.heads.values()].flatMap((h) => (h.sha256 === null ? [] : [h.sha256]))),
       unchanged: [],
+      feed: { cursor: listing.cursor, lastRead: deps.clock.now(), reading: undefined },
     };
-    await syncFiles(run, files, listing.cursor);
+    await syncFiles(run, files);
   } finally {
     await source.close();
   }
@@ -218,7 +232,7 @@ async function awaitTargets(run: Run, options: WaitOptions): Promise<WaitReport>
   return report;
 }
 
-async function syncFiles(run: Run, files: readonly LocalFile[], cursor: string | undefined): Promise<void> {
+async function syncFiles(run: Run, files: readonly LocalFile[]): Promise<void> {
   run.counts.phase = 'syncing';
   const clashes = samePathClashes(run.prefix, files);
   try {
@@ -233,11 +247,12 @@ async function syncFiles(run: Run, files: readonly LocalFile[], cursor: string |
     );
   } finally {
     await run.cache.save();
+    await run.feed.reading;
   }
   if (run.pending.size > 0) {
     // Sent files whose commit could not be confirmed (the API gone away, retries spent) are failed
     // with the reason, so the summary (which files did commit) is still printed.
-    await awaitCommits(run, cursor).catch((error: unknown) => {
+    await awaitCommits(run).catch((error: unknown) => {
       const reason = `could not confirm the commit: ${error instanceof Error ? error.message : String(error)}`;
       for (const p of [...run.pending.values()]) settle(run, p, 'failed', undefined, reason);
     });
@@ -273,6 +288,7 @@ function savingEvery(run: Run, ms: number): () => Promise<void> {
   let last = run.deps.clock.now();
   let saving: Promise<void> | undefined;
   return async () => {
+    watchCommits(run);
     run.deps.progress.update(run.counts);
     if (saving !== undefined || run.deps.clock.now() - last < ms) return;
     last = run.deps.clock.now();
@@ -281,6 +297,29 @@ function savingEvery(run: Run, ms: number): () => Promise<void> {
     });
     await saving;
   };
+}
+
+/**
+ * While files are still being sent, reads the feed on (at most every WATCH_EVERY_MS, in the
+ * background) so the files already committed count as done: without it a long run showed none
+ * done until every file was sent.
+ */
+function watchCommits(run: Run): void {
+  const { feed, deps } = run;
+  if (run.pending.size === 0 || feed.reading !== undefined) return;
+  if (deps.clock.now() - feed.lastRead < WATCH_EVERY_MS) return;
+  feed.lastRead = deps.clock.now();
+  feed.reading = followFeed(deps.client, run.heads, feed.cursor)
+    .then((cursor) => {
+      feed.cursor = cursor;
+      settleFromHeads(run);
+      deps.progress.update(run.counts);
+    })
+    // Only a count is lost: awaitCommits reads the feed again and reports what it cannot confirm.
+    .catch(() => undefined)
+    .finally(() => {
+      feed.reading = undefined;
+    });
 }
 
 /**
@@ -474,14 +513,13 @@ function sentBytes(counts: SyncCounts): ProgressSink {
  * them at once; uploads it does not show are asked for one by one (rejected, expired, or
  * committed and already replaced by a newer version).
  */
-async function awaitCommits(run: Run, cursor: string | undefined): Promise<void> {
+async function awaitCommits(run: Run): Promise<void> {
   const { deps, options, pending, counts } = run;
   counts.phase = 'committing';
   const deadline = deps.clock.now() + options.timeoutSeconds * 1000;
-  let at = cursor;
   let rounds = 0;
   while (pending.size > 0) {
-    at = await followFeed(deps.client, run.heads, at);
+    run.feed.cursor = await followFeed(deps.client, run.heads, run.feed.cursor);
     settleFromHeads(run);
     if (pending.size > 0 && rounds++ % 4 === 3) await settleFromUploads(run);
     deps.progress.update(counts);

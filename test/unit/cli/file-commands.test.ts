@@ -21,7 +21,12 @@ afterAll(async () => {
 type Answer = { status: number; body?: unknown; bytes?: Uint8Array };
 type Route = (url: URL, init: RequestInit) => Answer;
 
-function harness(route: Route, env: NodeJS.ProcessEnv = {}, putFile?: CliIo['putFile']) {
+function harness(
+  route: Route,
+  env: NodeJS.ProcessEnv = {},
+  putFile?: CliIo['putFile'],
+  more: Partial<CliIo> = {},
+) {
   let stdout = '';
   let stderr = '';
   const requests: string[] = [];
@@ -44,6 +49,7 @@ function harness(route: Route, env: NodeJS.ProcessEnv = {}, putFile?: CliIo['put
       (async () => {
         throw new Error('no PUT expected');
       }),
+    ...more,
   };
   const run = (...args: string[]) => runCli(['node', 'media-mirror', ...args], io);
   return { run, requests, out: () => stdout, err: () => stderr };
@@ -559,6 +565,87 @@ describe('media-mirror sync (against a fake API)', () => {
     const again = harness(route);
     expect(await again.run('sync', lib, 'm', '--dry-run', '--json', '--cache', cache)).toBe(0);
     expect(JSON.parse(again.out()).bytesHashed).toBe(0);
+  });
+});
+
+/** A clock that moves only when told to (or slept on): progress lines come at its pace. */
+function fakeClock() {
+  let t = 0;
+  const advance = (ms: number) => {
+    t += ms;
+  };
+  return { now: () => t, sleep: async (ms: number) => advance(ms), advance };
+}
+
+type SyncLine = {
+  phase: string;
+  filesDone: number;
+  filesTotal: number;
+  versionsRead?: number;
+  pages?: number;
+};
+const progressLines = (stderr: string): SyncLine[] =>
+  stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as SyncLine);
+
+/** A claim answered with a presigned PUT whose URL names the path (so the fake storage knows it). */
+const pendingClaim = (path: string) => ({
+  status: 201,
+  body: {
+    status: 'pending',
+    uploadId: `u-${path}`,
+    path,
+    upload: {
+      method: 'PUT',
+      url: `https://origin.test/${encodeURIComponent(path)}?X-Amz-Signature=s`,
+      headers: { 'content-type': 'image/png', 'x-amz-checksum-sha256': `${'A'.repeat(43)}=` },
+      automaticHeaders: { 'content-length': '1', host: 'origin.test' },
+      expiresAt: '2030-01-01T00:15:00Z',
+    },
+    challenge: {
+      nonce: Buffer.alloc(32).toString('base64'),
+      ranges: [{ offset: 0, length: 1 }],
+      expiresAt: '2030-01-01T00:15:00Z',
+    },
+  },
+});
+
+describe('media-mirror sync progress (JSON lines on a non-TTY stderr)', () => {
+  it('filesDone counts each file as its commit lands during the upload phase, not only after it', async () => {
+    const lib = join(dir, 'lib-progress');
+    await mkdir(lib, { recursive: true });
+    const names = ['a.png', 'b.png', 'c.png', 'd.png', 'e.png', 'f.png'];
+    for (const n of names) await writeFile(join(lib, n), n[0] as string);
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['image/*'] });
+    const clock = fakeClock();
+    // The feed holds what storage was sent: each PUT commits at once; the cursor is an index.
+    const committed: ReturnType<typeof change>[] = [];
+    const route: Route = (url, init) => {
+      if (url.pathname === '/v1/limits') return { status: 200, body: limits };
+      if (url.pathname === '/v1/uploads' && init.method === 'POST')
+        return pendingClaim((JSON.parse(String(init.body)) as { path: string }).path);
+      if (url.pathname === '/v1/changes') {
+        const from = Number(url.searchParams.get('cursor') ?? '0');
+        return { status: 200, body: { changes: committed.slice(from), cursor: String(committed.length) } };
+      }
+      return notFound;
+    };
+    const put: CliIo['putFile'] = async (request) => {
+      const path = decodeURIComponent(new URL(request.url).pathname.slice(1));
+      clock.advance(3_000); // a slow PUT: every file sent is a progress line of its own
+      committed.push(change(path, 1, path.slice(2, 3)));
+    };
+    const h = harness(route, {}, put, { clock });
+    expect(await h.run('sync', lib, 'm', '--json', '--no-cache', '--jobs', '1')).toBe(0);
+    expect(JSON.parse(h.out())).toMatchObject({ files: 6, uploaded: 6, failed: 0 });
+    const syncing = progressLines(h.err()).filter((l) => l.phase === 'syncing');
+    expect(syncing.length).toBeGreaterThan(3);
+    // Files settle while later ones are still being sent: the count grows within the phase.
+    expect(Math.max(...syncing.map((l) => l.filesDone))).toBeGreaterThanOrEqual(4);
+    const done = syncing.map((l) => l.filesDone);
+    expect(done).toEqual([...done].sort((x, y) => x - y));
   });
 });
 
