@@ -72,23 +72,29 @@ function foldChanges(heads: Map<string, RemoteHead>, changes: ChangesPage['chang
   return newer;
 }
 
+/** Called after each page of the feed with the number of versions it held (0 for the last). */
+export type OnFeedPage = (versions: number) => void;
+
 /** Reads the feed from `cursor` (the start without one) until caught up, folding heads into `heads`. */
 export async function followFeed(
   client: FeedClient,
   heads: Map<string, RemoteHead>,
   cursor: string | undefined,
+  onPage?: OnFeedPage,
 ): Promise<string | undefined> {
   let at = cursor;
   for (;;) {
     const page = await client.listChanges({ ...(at === undefined ? {} : { cursor: at }), limit: PAGE });
     at = page.cursor;
+    onPage?.(page.changes.length);
     if (page.changes.length === 0) return at;
     foldChanges(heads, page.changes);
   }
 }
 
-export async function readHeads(client: FeedClient): Promise<RemoteListing> {
+/** The whole feed: a page a request, so `onPage` is how a long read shows it is moving. */
+export async function readHeads(client: FeedClient, onPage?: OnFeedPage): Promise<RemoteListing> {
   const heads = new Map<string, RemoteHead>();
-  const cursor = await followFeed(client, heads, undefined);
+  const cursor = await followFeed(client, heads, undefined, onPage);
   return { heads, cursor };
 }

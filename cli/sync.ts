@@ -150,6 +150,8 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
     phase: 'listing',
     filesTotal: 0,
     filesDone: 0,
+    versionsRead: 0,
+    pages: 0,
     bytesHashed: 0,
     bytesSent: 0,
     failed: 0,
@@ -160,7 +162,12 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
   try {
     const files = await source.list();
     counts.filesTotal = files.length;
-    const [limits, listing] = await Promise.all([deps.client.limits(), readHeads(deps.client)]);
+    const onPage = (versions: number) => {
+      counts.versionsRead += versions;
+      counts.pages++;
+      deps.progress.update(counts);
+    };
+    const [limits, listing] = await Promise.all([deps.client.limits(), readHeads(deps.client, onPage)]);
     const cache = new HashCache(options.cacheFile, source.label);
     await cache.load();
     run = {

@@ -647,6 +647,34 @@ describe('media-mirror sync progress (JSON lines on a non-TTY stderr)', () => {
     const done = syncing.map((l) => l.filesDone);
     expect(done).toEqual([...done].sort((x, y) => x - y));
   });
+
+  it('the listing phase reports the versions and pages read so far, a line per slow page', async () => {
+    const lib = join(dir, 'lib-listing');
+    await mkdir(lib, { recursive: true });
+    await writeFile(join(lib, 'a.png'), 'a');
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['image/*'] });
+    const clock = fakeClock();
+    const pages = [0, 1, 2, 3].map((p) => [
+      change(`old/${p}-1.png`, 1, 'x'),
+      change(`old/${p}-2.png`, 1, 'y'),
+    ]);
+    const route: Route = (url, init) => {
+      if (url.pathname === '/v1/limits') return { status: 200, body: limits };
+      if (url.pathname === '/v1/changes') clock.advance(3_900); // 3.9 s a page, as probed
+      return feed(pages)(url, init);
+    };
+    const h = harness(route, {}, undefined, { clock });
+    expect(await h.run('sync', lib, 'm', '--json', '--no-cache', '--dry-run')).toBe(0);
+    const listing = progressLines(h.err()).filter((l) => l.phase === 'listing');
+    expect(listing.map((l) => [l.versionsRead, l.pages])).toEqual([
+      [0, 0],
+      [2, 1],
+      [4, 2],
+      [6, 3],
+      [8, 4],
+      [8, 5], // the empty page that says the listing is caught up: a request too
+    ]);
+  });
 });
 
 describe('hostile names and messages on a terminal (not --json)', () => {

@@ -1,8 +1,10 @@
+import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { FALLBACK_CONTENT_TYPE, guessContentType } from '../../../cli/content-type.ts';
 import { describeApiError } from '../../../cli/errors.ts';
 import { createJsonLinesProgress } from '../../../cli/progress.ts';
 import { formatAge, formatTable, formatTargetsOverview, getPathStatus } from '../../../cli/status.ts';
+import { createTtySyncProgress, type SyncCounts } from '../../../cli/sync-progress.ts';
 import { formatBytes } from '../../../common/format-bytes.ts';
 import { ApiError } from '../../../web/client/errors.ts';
 import { unreadable } from '../../../web/client/upload/hash.ts';
@@ -46,6 +48,30 @@ describe('progress as JSON lines', () => {
     expect(formatBytes(0)).toBe('0 B');
     expect(formatBytes(1536)).toBe('1.5 KiB');
     expect(formatBytes(5 * 1024 ** 3)).toBe('5.0 GiB');
+  });
+});
+
+describe("sync's bar on a terminal", () => {
+  it('shows the versions and pages read while listing, then the files settled', () => {
+    const stream = Object.assign(new PassThrough(), { isTTY: true, columns: 200 });
+    let written = '';
+    stream.on('data', (chunk: Buffer) => (written += chunk.toString()));
+    const bar = createTtySyncProgress(stream, () => 0);
+    const counts: SyncCounts = {
+      phase: 'listing',
+      filesTotal: 10,
+      filesDone: 0,
+      versionsRead: 3000,
+      pages: 3,
+      bytesHashed: 0,
+      bytesSent: 0,
+      failed: 0,
+    };
+    bar.update(counts);
+    expect(written).toMatch(/listing +3000 version\(s\) read in 3 page\(s\)/);
+    bar.update({ ...counts, phase: 'syncing', filesDone: 4, bytesSent: 10.5 });
+    bar.stop();
+    expect(written).toMatch(/syncing +\[[^\]]*\] 4\/10 files/);
   });
 });
 
