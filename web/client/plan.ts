@@ -232,9 +232,15 @@ export function formatBytes(bytes: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB'];
   let value = bytes;
   let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
+  for (;;) {
+    // Rates are rarely whole: bytes are shown whole, the larger units to three significant
+    // digits, and a value that rounds to 1000 moves up a unit rather than show a fourth digit.
+    const shown = unit === 0 ? Math.round(value) : Number(value.toPrecision(3));
+    if (!(shown >= 1000) || unit === units.length - 1) {
+      const digits = unit === 0 || shown >= 100 ? 0 : shown >= 10 ? 1 : 2;
+      return `${shown.toFixed(digits)} ${units[unit]}`;
+    }
     value /= 1000;
     unit++;
   }
-  return `${unit === 0 ? value : value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ${units[unit]}`;
 }

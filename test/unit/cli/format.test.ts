@@ -49,6 +49,13 @@ describe('progress as JSON lines', () => {
     expect(formatBytes(1536)).toBe('1.5 KiB');
     expect(formatBytes(5 * 1024 ** 3)).toBe('5.0 GiB');
   });
+
+  it('formats a rate (not a whole number) without a run of digits, and rounds up to the next unit', () => {
+    expect(formatBytes(263.1578947368421)).toBe('263 B');
+    expect(formatBytes(1023.7)).toBe('1.0 KiB'); // not "1024 B"
+    expect(formatBytes(1024 ** 2 - 1)).toBe('1.0 MiB'); // not "1024.0 KiB"
+    expect(formatBytes(1536.123456)).toBe('1.5 KiB');
+  });
 });
 
 describe("sync's bar on a terminal", () => {

@@ -278,4 +278,15 @@ describe('progress accounting', () => {
     expect(formatBytes(67_108_864)).toBe('67.1 MB');
     expect(formatBytes(512_000_000)).toBe('512 MB');
   });
+
+  it('formats a rate (not a whole number) with at most three significant digits', () => {
+    // The probe's 10-byte file: hashed at 41.32231404958678 B/s, uploaded at 263.1578947368421 B/s.
+    expect(formatBytes(10 / 0.242)).toBe('41 B');
+    expect(formatBytes(10 / 0.038)).toBe('263 B');
+    expect(formatBytes(0.4)).toBe('0 B');
+    expect(formatBytes(999.6)).toBe('1.00 kB'); // not "1000 B"
+    expect(formatBytes(99_960)).toBe('100 kB'); // not "100.0 kB"
+    expect(formatBytes(1234.5678)).toBe('1.23 kB');
+    expect(formatBytes(45_678.9)).toBe('45.7 kB');
+  });
 });
