@@ -20,8 +20,9 @@ export class PathRuleError extends Error {
   readonly code: PathRuleCode;
   readonly rule: string;
 
-  constructor(rule: string, options: { code: PathRuleCode }) {
-    super(options.code === 'invalid_path' ? `path ${rule}` : rule);
+  /** `message`: the whole sentence, for a rule that reads better to people not after "path". */
+  constructor(rule: string, options: { code: PathRuleCode; message?: string }) {
+    super(options.message ?? (options.code === 'invalid_path' ? `path ${rule}` : rule));
     this.code = options.code;
     this.rule = rule;
   }
@@ -148,9 +149,13 @@ export function checkApiName(path: string): void {
  */
 export function checkNewPathName(path: string): void {
   if (/[%?#]/.test(path)) {
-    invalid(
-      'must not contain "%", "?" or "#": API Gateway decodes the URL path before the function reads it, so they could name another file',
-    );
+    // People who only picked a file see this (the page, the Uppy plugin, sync): the rule first, in
+    // their words, then why; docs/api.md "The path policy" has the details.
+    const rule = 'file names may not contain "%", "?" or "#"';
+    throw new PathRuleError(rule, {
+      code: 'invalid_path',
+      message: `${rule}: rename the file (the mirror reads names from web addresses, where these characters could make a name point to another file)`,
+    });
   }
 }
 

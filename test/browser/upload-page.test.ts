@@ -4,7 +4,7 @@
  * the missing parts, a tampered part rejected by the whole-object verification, and
  * the figures (hashing rate in the browser, 64 MiB upload rate).
  */
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Page, Request, Route } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -359,6 +359,32 @@ describe('the upload page', () => {
     await other.waitForSelector('#form-error:not([hidden])');
     expect(await other.locator('#form-error').textContent()).toMatch(/refused the token/);
     await other.close();
+  });
+
+  it('a name with "#" fails before it is hashed or claimed, with the rule in words; "replace" sends it under "_"', async () => {
+    const named = join(stack.tmp, 'Invoice #12.bin');
+    await writeFile(named, 'invoice twelve');
+    const claims: string[] = [];
+    const onRequest = (r: Request) => {
+      if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/uploads') claims.push(r.url());
+    };
+    page.on('request', onRequest);
+    await pick(page, 'names/', named);
+    const refused = item('names/Invoice #12.bin');
+    await page.waitForSelector(`${refused}[data-state="error"]`, { timeout: 15_000 });
+    expect(await page.locator(`${refused} .error`).textContent()).toMatch(
+      /^file names may not contain "%", "\?" or "#": rename the file/,
+    );
+    expect(await page.getAttribute(refused, 'data-hash-ms')).toBeNull();
+    expect(claims).toEqual([]);
+
+    await page.check('#rename-reserved');
+    await pick(page, 'names/', named);
+    expect(await settled(page, 'names/Invoice _12.bin', ['committed'])).toBe('committed');
+    expect(claims).toHaveLength(1);
+    await page.uncheck('#rename-reserved');
+    page.off('request', onRequest);
+    expect(consoleErrors).toEqual([]);
   });
 
   it('hashes in a Web Worker at speed (figure)', async () => {

@@ -16,6 +16,7 @@
  */
 import { sleep } from '../../common/retry.ts';
 import type { ChangesPage, FileStatus, TargetList } from '../../contracts/api.ts';
+import { checkNewPathName } from '../../contracts/path-rules.ts';
 import { MirrorApi } from '../client/api.ts';
 import { ApiError } from '../client/errors.ts';
 import { formatBytes, type UploadProgress } from '../client/plan.ts';
@@ -298,6 +299,9 @@ class UploadItem {
     }
     let result: UploadResult;
     try {
+      // The API refuses a name with "%", "?" or "#" only at the claim, after the whole file is
+      // hashed: checked here, it fails at once, with the rule in words.
+      checkNewPathName(this.path);
       result = await uploadFile(this.file, {
         client: api,
         path: this.path,
@@ -431,9 +435,12 @@ function addFiles(files: Iterable<File>): void {
   }
   formError.hidden = true;
   const prefix = $<HTMLInputElement>('#prefix').value.trim().replace(/^\/+/, '');
+  // Opt-in: the API refuses names with these three characters (docs/browser.md).
+  const rename = $<HTMLInputElement>('#rename-reserved').checked;
   const list = $<HTMLOListElement>('#uploads');
   for (const file of files) {
-    const item = new UploadItem(file, `${prefix}${file.name}`);
+    const name = rename ? file.name.replace(/[%?#]/g, '_') : file.name;
+    const item = new UploadItem(file, `${prefix}${name}`);
     list.prepend(item.li);
     queue.push(item);
   }

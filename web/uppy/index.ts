@@ -16,10 +16,12 @@
  *   under a new key; after a rejected verdict the key is dropped, so Retry starts afresh.
  * - Removing a file or "cancel all" aborts its upload at the API, unless the upload was another
  *   client's that this one joined (resumed): that one is left to them.
+ * - A name with `%`, `?` or `#`, which the API refuses, fails before it is hashed, with the rule.
  * - The answer (`file.response.body`) is the client's `UploadResult`: version, SHA-256,
  *   whether it was deduplicated or resumed.
  */
 import { BasePlugin, type Body, type Meta, type PluginOpts, type Uppy, type UppyFile } from '@uppy/core';
+import { checkNewPathName } from '../../contracts/path-rules.ts';
 import { type RequestSigner, type UploadProgress, type UploadResult, uploadFile } from '../client/index.ts';
 
 export interface MediaMirrorOptions extends PluginOpts {
@@ -34,7 +36,8 @@ export interface MediaMirrorOptions extends PluginOpts {
   readonly sign?: RequestSigner;
   /**
    * The mirror path of a file. @default `prefix` + the file's relative path (folder drops) or
-   * its name
+   * its name. A name with `%`, `?` or `#` is refused (the API's rule, docs/api.md); a `pathOf`
+   * that replaces them lets such files through under another name (docs/browser.md).
    */
   readonly pathOf?: (file: UppyFile<Meta, Body>) => string;
   /** Prepended to the default path, e.g. `uploads/2026/`. @default '' */
@@ -116,6 +119,11 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
       return;
     }
     const data = file.data;
+    const path = this.#pathOrRefusal(file);
+    if (path instanceof Error) {
+      this.#fail(fileID, path);
+      return;
+    }
     const controller = new AbortController();
     this.#controllers.set(fileID, controller);
     this.uppy.emit('upload-start', [file]);
@@ -123,9 +131,7 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
       const result = await uploadFile(data, {
         api: this.opts.api,
         ...this.#credentials(),
-        path:
-          this.opts.pathOf?.(file as UppyFile<Meta, Body>) ??
-          defaultPath(file as UppyFile<Meta, Body>, this.opts.prefix ?? ''),
+        path,
         ...(file.type ? { contentType: file.type } : {}),
         idempotencyKey: this.#idempotencyKey(file),
         onIdempotencyKey: (key) => this.#keepIdempotencyKey(fileID, key),
@@ -152,6 +158,21 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
       if (!controller.signal.aborted) this.#fail(fileID, err as Error);
     } finally {
       this.#controllers.delete(fileID);
+    }
+  }
+
+  /** The file's mirror path, or the API's refusal of it (a name with `%`, `?` or `#`). */
+  #pathOrRefusal(file: UppyFile<M, B>): string | Error {
+    const path =
+      this.opts.pathOf?.(file as UppyFile<Meta, Body>) ??
+      defaultPath(file as UppyFile<Meta, Body>, this.opts.prefix ?? '');
+    try {
+      // The API refuses such a name only at the claim, after the whole file is hashed: refused
+      // here, the file fails at once, with the rule in words.
+      checkNewPathName(path);
+      return path;
+    } catch (err) {
+      return err as Error;
     }
   }
 

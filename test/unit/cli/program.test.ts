@@ -362,7 +362,7 @@ describe('media-mirror upload', () => {
   it('a new path with %, ? or # is refused before anything is sent (exit 2); reading such a path is left to the API', async () => {
     const h = harness(() => ({ status: 404, body: { error: { code: 'not_found', message: 'no file' } } }));
     expect(await h.run('upload', file, 'images/50% off.png')).toBe(2);
-    expect(h.err()).toMatch(/must not contain "%", "\?" or "#"/);
+    expect(h.err()).toMatch(/file names may not contain "%", "\?" or "#"/);
     expect(h.requests).toEqual([]);
     // A file committed under such a name before the rule can still be read.
     expect(await h.run('log', 'music/Track #1.mp3')).toBe(3);
