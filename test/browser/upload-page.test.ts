@@ -106,11 +106,12 @@ describe('the upload page', () => {
     for (const id of ['token', 'prefix', 'files']) {
       expect(await page.locator(`label[for="${id}"]`).count()).toBe(1);
     }
+    expect(await page.locator('label:has(#rename-reserved)').count()).toBe(1);
     await page.focus('#token');
-    await page.keyboard.press('Tab');
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe('prefix');
-    await page.keyboard.press('Tab');
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe('files');
+    for (const next of ['prefix', 'rename-reserved', 'files']) {
+      await page.keyboard.press('Tab');
+      expect(await page.evaluate(() => document.activeElement?.id)).toBe(next);
+    }
     // The token left the address bar once read.
     expect(page.url()).not.toContain('token=');
   });
@@ -166,7 +167,8 @@ describe('the upload page', () => {
 
   it('uploads the same content again: "deduplicated", and no request to storage', async () => {
     const s3 = storageRequests(page);
-    await pick(page, 'copies/', files.big);
+    // A prefix without its "/" is a folder all the same: copies/big.bin, not copiesbig.bin.
+    await pick(page, 'copies', files.big);
     expect(await settled(page, 'copies/big.bin', ['deduplicated'])).toBe('deduplicated');
     await expect
       .poll(() => page.locator(`${item('copies/big.bin')} .phase`).textContent())

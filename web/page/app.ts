@@ -434,7 +434,9 @@ function addFiles(files: Iterable<File>): void {
     return;
   }
   formError.hidden = true;
-  const prefix = $<HTMLInputElement>('#prefix').value.trim().replace(/^\/+/, '');
+  // A folder, as the CLI takes it (`sync ./uploads media` stores media/...): `media` + `a.txt` is media/a.txt.
+  const folder = $<HTMLInputElement>('#prefix').value.trim().replace(/^\/+/, '');
+  const prefix = folder === '' || folder.endsWith('/') ? folder : `${folder}/`;
   // Opt-in: the API refuses names with these three characters (docs/browser.md).
   const rename = $<HTMLInputElement>('#rename-reserved').checked;
   const list = $<HTMLOListElement>('#uploads');
