@@ -29,7 +29,7 @@ import { defaultCacheFile } from './sync-cache.ts';
 import { createJsonLinesSyncProgress, createTtySyncProgress } from './sync-progress.ts';
 import { bucketSource, type SyncSource } from './sync-source.ts';
 import { waitTimeoutMessage } from './sync-wait.ts';
-import { terminalLines } from './terminal-text.ts';
+import { terminalLines, terminalText } from './terminal-text.ts';
 import { systemClock, type UploadResult, uploadFile } from './upload.ts';
 
 const json = (io: CliIo, value: unknown) => io.stdout.write(`${JSON.stringify(value)}\n`);
@@ -255,6 +255,11 @@ export async function sync(
   }
   if (opts.json) json(io, summary);
   else line(io, formatSyncSummary(summary));
+  if (summary.cacheError !== undefined) {
+    io.stderr.write(
+      `media-mirror: warning: the hash cache could not be saved (${terminalText(summary.cacheError)}): the next sync hashes these files again\n`,
+    );
+  }
   if (summary.failed > 0)
     throw new MirrorCliError(`${summary.failed} file(s) failed`, { exitCode: EXIT.failure });
   if (summary.waitError !== undefined)

@@ -36,6 +36,7 @@ export class HashCache {
   readonly #dir: string;
   #entries: Record<string, Entry> = {};
   #dirty = false;
+  #saveError: string | undefined;
 
   /** `file` null: a cache that remembers nothing past this run. */
   constructor(file: string | null, dir: string) {
@@ -47,7 +48,12 @@ export class HashCache {
   async load(): Promise<void> {
     if (this.#file === null) return;
     // Refused before any work: the save renames a file over it (through a symlink, its target).
-    this.#file = await replaceableFile(this.#file, 'the hash cache');
+    // A path that cannot be looked at (a file where a folder should be, say) is left to the save,
+    // whose failure is a warning: only a device, a FIFO or a folder in its place refuses the run.
+    this.#file = await replaceableFile(this.#file, 'the hash cache').catch((error: NodeJS.ErrnoException) => {
+      if (typeof error.code !== 'string') throw error;
+      return this.#file as string;
+    });
     try {
       const parsed = JSON.parse(await readFile(this.#file, 'utf8')) as Partial<CacheFile>;
       if (parsed.v === 1 && parsed.dir === this.#dir && typeof parsed.entries === 'object') {
@@ -70,7 +76,11 @@ export class HashCache {
     this.#dirty = true;
   }
 
-  /** Writes the cache if anything changed since the last save. */
+  /**
+   * Writes the cache if anything changed since the last save. A save that fails (its disk full,
+   * say) fails nothing else: the files were sent all the same, and the next run hashes them again.
+   * The failure is kept for the summary (`saveError`); the next save tries again.
+   */
   async save(): Promise<void> {
     if (this.#file === null || !this.#dirty) return;
     this.#dirty = false;
@@ -80,10 +90,16 @@ export class HashCache {
       await mkdir(dirname(this.#file), { recursive: true });
       await writeFile(temp, JSON.stringify(body));
       await rename(temp, this.#file);
+      this.#saveError = undefined;
     } catch (err) {
       this.#dirty = true;
-      await rm(temp, { force: true });
-      throw err;
+      await rm(temp, { force: true }).catch(() => undefined);
+      this.#saveError = `${this.#file}: ${(err as Error).message}`;
     }
+  }
+
+  /** Why the last save failed, if it did. */
+  get saveError(): string | undefined {
+    return this.#saveError;
   }
 }

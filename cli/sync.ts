@@ -104,6 +104,8 @@ export interface SyncSummary {
   wait?: WaitReport | undefined;
   /** With `wait`: why waiting for the targets stopped short (the API gone away, say). */
   waitError?: string | undefined;
+  /** The hash cache could not be saved: the next run hashes these files again. */
+  cacheError?: string | undefined;
 }
 
 type LocalFile = SourceEntry;
@@ -205,6 +207,7 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
     ...summarize(run, files, (deps.clock.now() - started) / 1000),
     wait,
     ...(waitError === undefined ? {} : { waitError }),
+    ...(run.cache.saveError === undefined ? {} : { cacheError: run.cache.saveError }),
   };
 }
 

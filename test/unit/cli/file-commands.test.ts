@@ -566,6 +566,24 @@ describe('media-mirror sync (against a fake API)', () => {
     expect(await again.run('sync', lib, 'm', '--dry-run', '--json', '--cache', cache)).toBe(0);
     expect(JSON.parse(again.out()).bytesHashed).toBe(0);
   });
+
+  it('a hash cache that cannot be saved (its folder is a file, as a full disk would) still prints the summary, exit 0, and warns', async () => {
+    const lib = join(dir, 'lib-cache-unwritable');
+    await mkdir(lib, { recursive: true });
+    await writeFile(join(lib, 'a.png'), 'a');
+    const blocker = join(dir, 'not-a-folder');
+    await writeFile(blocker, 'a file where the cache folder should be');
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['image/*'] });
+    const route: Route = (url, init) =>
+      url.pathname === '/v1/limits' ? { status: 200, body: limits } : feed([[]])(url, init);
+    const cache = join(blocker, 'sync-cache.json');
+    const h = harness(route);
+    expect(await h.run('sync', lib, 'm', '--dry-run', '--json', '--cache', cache)).toBe(0);
+    const summary = JSON.parse(h.out());
+    expect(summary).toMatchObject({ files: 1, planned: 1, failed: 0 });
+    expect(summary.cacheError).toContain(cache);
+    expect(h.err()).toMatch(/warning: the hash cache could not be saved .*not-a-folder/);
+  });
 });
 
 /** A clock that moves only when told to (or slept on): progress lines come at its pace. */
