@@ -6,6 +6,7 @@
  * AgentExitError: one line for stderr and the exit code.
  */
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { terminalText } from '../common/terminal-text.ts';
 // The agent and verify load the AWS SDK: imported when their command runs, not for --help.
 import type { startAgent } from './agent.ts';
 import { parseByteSize } from './byte-size.ts';
@@ -129,13 +130,16 @@ async function config(command: Command, io: AgentCliIo, needQueue: boolean) {
 
 function formatVerifyReport(report: VerifyReport, drift: number): string {
   const lines = [
-    `verify ${report.targetId} in ${report.dir}: ${report.expected} files in the ledger, ${report.ok} match`,
+    `verify ${report.targetId} in ${terminalText(report.dir)}: ${report.expected} files in the ledger, ${report.ok} match`,
   ];
   const list = (title: string, entries: readonly { path: string; reason: string; version?: number }[]) => {
     if (entries.length === 0) return;
     lines.push(`${title} (${entries.length}):`);
     for (const e of entries.slice(0, 50)) {
-      lines.push(`  ${e.path}${e.version === undefined ? '' : ` v${e.version}`}: ${e.reason}`);
+      // Extra files and symlinks are named as found on disk: anything that can write to the
+      // folder chooses them, escape sequences included (common/terminal-text.ts).
+      const version = e.version === undefined ? '' : ` v${e.version}`;
+      lines.push(`  ${terminalText(e.path)}${version}: ${terminalText(e.reason)}`);
     }
     if (entries.length > 50) lines.push(`  ... and ${entries.length - 50} more (use --json for all)`);
   };
@@ -143,7 +147,8 @@ function formatVerifyReport(report: VerifyReport, drift: number): string {
   list('wrong bytes', report.wrong);
   list('extra', report.extra);
   list('refused paths (never written)', report.unsafe);
-  if (report.symlinks.length > 0) lines.push(`symlinks (left alone): ${report.symlinks.join(', ')}`);
+  if (report.symlinks.length > 0)
+    lines.push(`symlinks (left alone): ${report.symlinks.map(terminalText).join(', ')}`);
   if (report.staleTemps.length > 0) lines.push(`leftover temp files: ${report.staleTemps.length}`);
   if (report.repaired) {
     const r = report.repaired;

@@ -5,6 +5,7 @@
  * Everything goes to stderr; stdout stays free for command results (verify).
  */
 import { formatBytes } from '../common/format-bytes.ts';
+import { terminalText } from '../common/terminal-text.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFields = Readonly<Record<string, unknown>>;
@@ -114,10 +115,10 @@ export function createTtyLog(
     log(level, msg, fields) {
       if (level === 'debug' && !options.debug) return;
       const tag = level === 'info' ? '' : `${level.toUpperCase()} `;
-      print(`${stamp()} ${tag}${msg}${textFields(fields)}`);
+      print(`${stamp()} ${tag}${terminalText(`${msg}${textFields(fields)}`)}`);
     },
     file(msg, fields) {
-      if (options.verbose) print(`${stamp()} ${msg}${textFields(fields)}`);
+      if (options.verbose) print(`${stamp()} ${terminalText(`${msg}${textFields(fields)}`)}`);
     },
     status(view) {
       line = formatStatusLine(view);

@@ -6,6 +6,7 @@
  * are one line on stderr with the exit codes of cli/errors.ts (docs/cli.md).
  */
 import { formatBytes } from '../common/format-bytes.ts';
+import { terminalLines, terminalText } from '../common/terminal-text.ts';
 import type { Limits } from '../contracts/api.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { envCredentials } from './aws-credentials.ts';
@@ -29,7 +30,6 @@ import { defaultCacheFile } from './sync-cache.ts';
 import { createJsonLinesSyncProgress, createTtySyncProgress } from './sync-progress.ts';
 import { bucketSource, type SyncSource } from './sync-source.ts';
 import { waitTimeoutMessage } from './sync-wait.ts';
-import { terminalLines, terminalText } from './terminal-text.ts';
 import { systemClock, type UploadResult, uploadFile } from './upload.ts';
 
 const json = (io: CliIo, value: unknown) => io.stdout.write(`${JSON.stringify(value)}\n`);

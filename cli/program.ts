@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { registerAgentCommand } from '../agent/command.ts';
 import { AgentExitError } from '../agent/errors.ts';
+import { terminalLines, terminalText } from '../common/terminal-text.ts';
 import {
   CONTENT_TYPE_PATTERN,
   CONTENT_TYPE_RULE,
@@ -26,7 +27,6 @@ import { apiExitCode, describeApiError, EXIT, MirrorCliError } from './errors.ts
 import type { OpsFlags } from './ops-context.ts';
 import type { ProgressSink, Writable } from './progress.ts';
 import type { PutFile } from './put-file.ts';
-import { terminalLines, terminalText } from './terminal-text.ts';
 import type { Clock } from './upload.ts';
 
 export interface CliIo {

@@ -25,6 +25,7 @@ import {
   StartMessageMoveTaskCommand,
 } from '@aws-sdk/client-sqs';
 import { sleep } from '../common/retry.ts';
+import { terminalText } from '../common/terminal-text.ts';
 import { ConfigError, MirrorCliError, UsageError } from './errors.ts';
 import type { OpsContext } from './ops-context.ts';
 import { selectTargets } from './ops-context.ts';
@@ -367,7 +368,7 @@ export function formatRedriveResult(r: RedriveResult): string {
       lines.push('follow it with --wait, or: aws sqs list-message-move-tasks --source-arn <dlq arn>');
     }
   }
-  for (const e of r.errors) lines.push(`  ${e}`);
+  for (const e of r.errors) lines.push(`  ${terminalText(e)}`);
   return lines.join('\n');
 }
 

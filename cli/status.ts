@@ -4,12 +4,12 @@
  */
 
 import { formatBytes } from '../common/format-bytes.ts';
+import { terminalText } from '../common/terminal-text.ts';
 import type { FileStatus, Health, TargetList } from '../contracts/api.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { NotFoundCliError } from './errors.ts';
 import { readSample } from './prom-text.ts';
-import { terminalText } from './terminal-text.ts';
 
 /** A target as the API lists it, with its parked failures when they can be read. */
 type Target = TargetList['targets'][number] & { failures?: number };

@@ -17,10 +17,11 @@
  * No API route lists per-target state by prefix; the lag figures stand in for it when the mirror
  * is quiet, and the per-file reads when it is not (or when the monitor has not run since).
  */
+
+import { terminalText } from '../common/terminal-text.ts';
 import type { TargetList } from '../contracts/api.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
-import { terminalText } from './terminal-text.ts';
 import type { Clock } from './upload.ts';
 
 export type WaitClient = Pick<MirrorApi, 'getFile' | 'listTargets' | 'health'>;

@@ -11,6 +11,7 @@
  * target holds every file (cli/sync-wait.ts).
  */
 import type { Digest } from '../common/sha256.ts';
+import { terminalText } from '../common/terminal-text.ts';
 import type { Limits } from '../contracts/api.ts';
 import { checkApiName, checkNewPathName, normalizePath } from '../contracts/path-rules.ts';
 import type { MirrorApi } from '../web/client/api.ts';
@@ -29,7 +30,6 @@ import {
   type WaitReport,
   waitForTargets,
 } from './sync-wait.ts';
-import { terminalText } from './terminal-text.ts';
 import { type Clock, uploadFile } from './upload.ts';
 
 export type SyncClient = Pick<

@@ -498,12 +498,18 @@ describe('pull agent', () => {
       }
       return { stdout, exitCode };
     };
+    // A file anyone with write access to the folder named: its escape sequences (a window
+    // title, a cleared line) are shown escaped, not run by the operator's terminal.
+    await writeFile(join(w.dir, 'verify', 'evil\x1b]0;owned\x07\x1b[2K.txt'), 'x');
     const check = await cli('--dir', w.dir);
     expect(check.exitCode).toBe(1);
     expect(check.stdout).toMatch(/wrong bytes \(2\)/);
+    expect(check.stdout).not.toContain('\x1b');
+    expect(check.stdout).not.toContain('\x07');
+    expect(check.stdout).toContain('verify/evil\\x1b]0;owned\\x07\\x1b[2K.txt');
     const repaired = await cli('--dir', w.dir, '--repair');
     expect(repaired.exitCode).toBe(0);
-    expect(repaired.stdout).toMatch(/repaired: 3 fetched, 1 removed, 1 temp files removed/);
+    expect(repaired.stdout).toMatch(/repaired: 3 fetched, 2 removed, 1 temp files removed/);
     for (const [path, bytes] of files) expect((await readFile(join(w.dir, path))).equals(bytes)).toBe(true);
     await expect(lstat(join(w.dir, 'verify/not-in-ledger.txt'))).rejects.toThrow();
     const after = await cli('--dir', w.dir, '--json');

@@ -462,4 +462,14 @@ describe('agent output', () => {
     expect(screens[2]).toMatch(/^t1 \| 1 applied/);
     expect(out).not.toContain('path="y"');
   });
+
+  it('on a terminal, a name with bidirectional or escape characters is shown escaped', () => {
+    let out = '';
+    const log = createTtyLog({ write: (s: string) => (out += s), columns: 200 }, { now: () => new Date(0) });
+    log.log('warn', 'refused', { path: 'invoice\u202egpj.exe', reason: 'bell\x07' });
+    log.close();
+    expect(out).toContain('path="invoice\\u202egpj.exe"');
+    expect(out).not.toContain('\u202e');
+    expect(out).not.toContain('\x07');
+  });
 });

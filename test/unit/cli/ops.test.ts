@@ -380,6 +380,10 @@ describe('redrive on an emulator (moved by hand)', () => {
       'moved 2 message(s) from mirror-target-eu-west-1-dlq.fifo back to mirror-target-eu-west-1.fifo; 0 failed; 0 left in the DLQ',
     );
     expect(redriveFailed(real)).toBeUndefined();
+    // An error's text (a message id, a service's words) reaches the terminal escaped.
+    expect(formatRedriveResult({ ...real, errors: ['message \x1b[2Kx: not sent back'] })).toContain(
+      '  message \\x1b[2Kx: not sent back',
+    );
     const empty = await runRedrive(ctx, sqs, { targetId: 'eu-west-1', dryRun: false });
     expect(formatRedriveResult(empty)).toBe('nothing to redrive: mirror-target-eu-west-1-dlq.fifo is empty');
     await expect(runRedrive(ctx, sqs, { dryRun: true })).rejects.toThrow(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { terminalLines, terminalText } from '../../../cli/terminal-text.ts';
+import { terminalLines, terminalText } from '../../../common/terminal-text.ts';
 
 describe('terminalText', () => {
   it('escapes C0 and C1 controls and DEL as \\xHH', () => {
