@@ -263,7 +263,12 @@ async function download(
     throw new NotFoundCliError(`storage has no object at ${redact(url)} (404): the copy is missing there`);
   }
   if (!response.ok || response.body === null) {
-    throw new MirrorCliError(`download from ${redact(url)} answered ${response.status}`);
+    const detail = await storageErrorDetail(response);
+    throw new MirrorCliError(
+      response.status === 403
+        ? `storage refused the download from ${redact(url)} (403${detail}): the copy may be missing there (S3 answers 403 for a missing key when the URL's signer may not list the bucket), or the deployment's role may not read it`
+        : `download from ${redact(url)} answered ${response.status}${detail === '' ? '' : ` (${detail.slice(1)})`}`,
+    );
   }
   const hash = createSha256();
   const tap = new Transform({
@@ -274,6 +279,16 @@ async function download(
   });
   await pipeline(Readable.fromWeb(response.body as never), tap, createWriteStream(file, { flags: 'wx' }));
   return hash.digest();
+}
+
+/** ` Code: Message` from S3's XML error body (the first 4 KB), or nothing. */
+async function storageErrorDetail(response: Response): Promise<string> {
+  const body = (await response.text().catch(() => '')).slice(0, 4096);
+  const pick = (tag: string) => new RegExp(`<${tag}>([^<]{1,200})</${tag}>`).exec(body)?.[1];
+  const code = pick('Code');
+  if (code === undefined) return '';
+  const message = pick('Message');
+  return ` ${code}${message === undefined ? '' : `: ${message}`}`;
 }
 
 /** A presigned URL without its signature, for messages. */

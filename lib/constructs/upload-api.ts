@@ -174,12 +174,16 @@ export class UploadApi extends Construct {
     });
     useLedger(fn, props.ledger, LEDGER_ACCESS.api, { queryLiveFiles: true, scanLiveFiles: true });
     // GetObjectVersion: content URLs and ranged reads name the blob's verified object version.
+    // ListBucket on the origin and each replica: a presigned GET of a copy removed out of band
+    // answers 404 (the CLI's `get` says the copy is missing, exit 3), not 403 as S3 answers a
+    // signer without it. The URL itself grants GetObject on its one key; nobody can list with it.
     useOrigin(fn, props.origin, {
       blobs: ['s3:PutObject', 's3:GetObject', 's3:GetObjectVersion', 's3:AbortMultipartUpload'],
+      headMissingAs404: true,
     });
     useTargets(fn, props.targets, {
       sendMessage: true,
-      readReplicaObjects: { purpose: 'Presigned GETs of files by path' },
+      readReplicaObjects: { purpose: 'Presigned GETs of files by path', headMissingAs404: true },
     });
     useSettings(fn, props.settings);
     if (props.completionQueue) useCompletionQueue(fn, props.completionQueue);

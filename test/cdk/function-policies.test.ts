@@ -50,7 +50,10 @@ const EXPECTED: Record<string, string[]> = {
       (a) => `s3:${a} origin/blobs/*`,
     ),
     ...FAN_OUT,
+    // ListBucket: a presigned GET of a missing copy answers 404, not 403.
+    's3:ListBucket origin',
     ...REPLICA_OBJECTS.map((r) => `s3:GetObject replica:${r}`),
+    ...['target-a', 'target-b', 'target-c'].map((t) => `s3:ListBucket replica:${t}`),
     // Multipart completions run in the complete-multipart function.
     'sqs:SendMessage queue:completion',
   ],

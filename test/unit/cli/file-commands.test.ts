@@ -322,6 +322,20 @@ describe('media-mirror get', () => {
     expect(h.err()).not.toMatch(/X-Amz-Signature/);
   });
 
+  it("a download storage refuses (403, S3's answer for a missing key to a signer without ListBucket): its code and message named, exit 1", async () => {
+    const refusal = Buffer.from(
+      '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>',
+    );
+    const h = harness((url) =>
+      url.host === 's3.test' ? { status: 403, bytes: refusal } : api(content)(url, { method: 'GET' }),
+    );
+    expect(await h.run('get', 'pics/cat.png', 'refused.png', '--target', 'eu-west-1')).toBe(1);
+    expect(h.err()).toMatch(
+      /storage refused the download from http:\/\/s3.test\/blobs\/x \(403 AccessDenied: Access Denied\)/,
+    );
+    expect(h.err()).not.toMatch(/X-Amz-Signature/);
+  });
+
   it('other bytes than recorded: exit 5, nothing left at the destination', async () => {
     const tampered = Buffer.from(content);
     tampered[10] = (tampered[10] ?? 0) ^ 1;
