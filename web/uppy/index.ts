@@ -40,6 +40,13 @@ export interface MediaMirrorOptions extends PluginOpts {
    * that replaces them lets such files through under another name (docs/browser.md).
    */
   readonly pathOf?: (file: UppyFile<Meta, Body>) => string;
+  /**
+   * Write a file only if its path's latest version is still this one (0: only if the path is
+   * new), e.g. the version a CMS showed the editor who replaced the file. Another writer's
+   * commit in between fails the file with 409 `version_conflict` (field `ifVersion`), sending
+   * no version. `undefined` for a file: no condition. @default no condition for any file
+   */
+  readonly ifVersionOf?: (file: UppyFile<Meta, Body>) => number | undefined;
   /** Prepended to the default path, e.g. `uploads/2026/`. @default '' */
   readonly prefix?: string;
   /** Files uploaded at once. @default 3 */
@@ -133,6 +140,7 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
         ...this.#credentials(),
         path,
         ...(file.type ? { contentType: file.type } : {}),
+        ...this.#ifVersion(file),
         idempotencyKey: this.#idempotencyKey(file),
         onIdempotencyKey: (key) => this.#keepIdempotencyKey(fileID, key),
         signal: controller.signal,
@@ -174,6 +182,11 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
     } catch (err) {
       return err as Error;
     }
+  }
+
+  #ifVersion(file: UppyFile<M, B>): { ifVersion?: number } {
+    const ifVersion = this.opts.ifVersionOf?.(file as UppyFile<Meta, Body>);
+    return ifVersion === undefined ? {} : { ifVersion };
   }
 
   /** How the API is authorized: the signer, else the token (the constructor saw exactly one). */

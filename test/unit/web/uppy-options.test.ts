@@ -77,3 +77,45 @@ describe('MediaMirror: names the API refuses (%, ? and #)', () => {
     expect(errors).not.toContainEqual(expect.stringMatching(/may not contain/));
   });
 });
+
+describe('MediaMirror: ifVersionOf (write only over the version the editor saw)', () => {
+  afterEach(() => {
+    vi.unstubAllGlobals();
+  });
+
+  it("sends each file's ifVersion in its claim; a head that moved on fails the file with 409 version_conflict", async () => {
+    const claims: unknown[] = [];
+    vi.stubGlobal('fetch', async (input: RequestInfo | URL, init?: RequestInit) => {
+      if (String(input).startsWith(`${api}/v1/uploads`) && init?.method === 'POST') {
+        claims.push(JSON.parse(String(init.body)));
+      }
+      const error = { code: 'version_conflict', message: 'the head is version 4, not 3', field: 'ifVersion' };
+      return new Response(JSON.stringify({ error }), { status: 409 });
+    });
+    const uppy = new Uppy().use(MediaMirror, {
+      api,
+      token: 'secret',
+      workerUrl: null,
+      retries: 0,
+      ifVersionOf: (file) => (file.meta as { headVersion?: number }).headVersion,
+    });
+    const errors: string[] = [];
+    uppy.on('upload-error', (_file, error) => errors.push(error.message));
+    uppy.addFile({
+      name: 'edited.jpg',
+      type: 'image/jpeg',
+      data: new Blob(['bytes']),
+      meta: { headVersion: 3 },
+    });
+    uppy.addFile({ name: 'new.jpg', type: 'image/jpeg', data: new Blob(['other']) });
+    await uppy.upload();
+    expect(claims).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ path: 'edited.jpg', ifVersion: 3 }),
+        expect.objectContaining({ path: 'new.jpg' }),
+      ]),
+    );
+    expect(claims.find((c) => (c as { path: string }).path === 'new.jpg')).not.toHaveProperty('ifVersion');
+    expect(errors).toContainEqual(expect.stringMatching(/the head is version 4, not 3/));
+  });
+});
