@@ -440,26 +440,7 @@ describe('media-mirror sync (against a fake API)', () => {
       if (url.pathname === '/v1/limits') return { status: 200, body: limits };
       if (url.pathname === '/v1/uploads' && init.method === 'POST') {
         const claim = JSON.parse(String(init.body)) as { path: string };
-        return {
-          status: 201,
-          body: {
-            status: 'pending',
-            uploadId: `u-${claim.path}`,
-            path: claim.path,
-            upload: {
-              method: 'PUT',
-              url: 'https://origin.test/blobs/x?X-Amz-Signature=s',
-              headers: { 'content-type': 'image/png', 'x-amz-checksum-sha256': `${'A'.repeat(43)}=` },
-              automaticHeaders: { 'content-length': '1', host: 'origin.test' },
-              expiresAt: '2030-01-01T00:15:00Z',
-            },
-            challenge: {
-              nonce: Buffer.alloc(32).toString('base64'),
-              ranges: [{ offset: 0, length: 1 }],
-              expiresAt: '2030-01-01T00:15:00Z',
-            },
-          },
-        };
+        return pendingClaim(claim.path);
       }
       // The first listing works; after it, the feed refuses the cursor (the ledger restored meanwhile).
       if (url.pathname === '/v1/changes' && url.searchParams.has('cursor'))
