@@ -164,7 +164,6 @@ export type OriginBlobAction =
   | 's3:GetObject'
   | 's3:GetObjectVersion'
   | 's3:PutObject'
-  | 's3:DeleteObject'
   | 's3:DeleteObjectVersion'
   | 's3:AbortMultipartUpload';
 

@@ -4,6 +4,7 @@
  * it, and fans each new version out to the targets' queues.
  */
 import { Duration } from 'aws-cdk-lib';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
@@ -75,17 +76,18 @@ export class IngestPipeline extends Construct {
       description: 'Verifies uploaded blobs, commits their versions and fans them out to the targets',
       timeout,
       memorySize: props.memorySize ?? 1024,
+      // A verification longer than one invocation goes on in a message to this function's own
+      // queue, carrying its progress: a chain bounded by the object's size (5 TiB: about 70 links,
+      // docs/scale.md). Lambda's loop detection would stop it after about 16 links, so at about
+      // 0.5 to 1.2 TB, and park the upload in the DLQ (AWS review 6, M1).
+      recursiveLoop: lambda.RecursiveLoop.ALLOW,
     });
     useLedger(fn, props.ledger, LEDGER_ACCESS.ingest, { queryLiveFiles: true });
     useOrigin(fn, props.origin, {
       // AbortMultipartUpload: an upload found expired has its multipart upload aborted.
-      blobs: [
-        's3:GetObject',
-        's3:GetObjectVersion',
-        's3:DeleteObject',
-        's3:DeleteObjectVersion',
-        's3:AbortMultipartUpload',
-      ],
+      // DeleteObjectVersion, never DeleteObject: a version goes by its id; a delete without one
+      // would write a delete marker over the verified version (the bucket policy denies it too).
+      blobs: ['s3:GetObject', 's3:GetObjectVersion', 's3:DeleteObjectVersion', 's3:AbortMultipartUpload'],
       headMissingAs404: true,
     });
     useTargets(fn, props.targets, { sendMessage: true });

@@ -81,6 +81,13 @@ export interface MirrorFunctionProps {
    */
   readonly reservedConcurrency?: number;
   /**
+   * What Lambda does when it sees the function invoked again by a chain of its own (Lambda → SQS →
+   * Lambda): after about 16 such invocations, `TERMINATE` stops the chain (the message goes to
+   * the queue's DLQ). `ALLOW` for a function that continues its own bounded work that way.
+   * @default lambda.RecursiveLoop.TERMINATE
+   */
+  readonly recursiveLoop?: lambda.RecursiveLoop;
+  /**
    * How long the function's logs are kept.
    * @default logs.RetentionDays.THREE_MONTHS
    */
@@ -124,6 +131,7 @@ export class MirrorFunction extends Construct {
       ...(props.reservedConcurrency === undefined
         ? {}
         : { reservedConcurrentExecutions: props.reservedConcurrency }),
+      ...(props.recursiveLoop === undefined ? {} : { recursiveLoop: props.recursiveLoop }),
       role: this.role,
       logGroup: this.logGroup,
       projectRoot: REPO_ROOT,

@@ -20,11 +20,6 @@ export interface OriginStoreProps {
    */
   readonly corsOrigins?: readonly string[];
   /**
-   * How long an overwritten or deleted blob version is kept.
-   * @default Duration.days(30)
-   */
-  readonly noncurrentVersionExpiration?: Duration;
-  /**
    * Where server access logs go.
    * @default - a new AccessLogBucket in this construct
    */
@@ -64,10 +59,10 @@ export class OriginStore extends Construct {
           // The API stops resuming a multipart upload before this (RESUMABLE_FOR_MS): one constant for both.
           abortIncompleteMultipartUploadAfter: Duration.days(MULTIPART_ABORT_AFTER_DAYS),
         },
-        {
-          id: 'expire-noncurrent-versions',
-          noncurrentVersionExpiration: props.noncurrentVersionExpiration ?? Duration.days(30),
-        },
+        // No rule expires noncurrent versions: the verified version a blob record pins is noncurrent
+        // while another version lies over it (a second upload of those bytes, or bad bytes, until
+        // the ingest deletes that version by id, or later if its event waits in the DLQ), and such
+        // a rule would delete the only copy of committed bytes for good (docs/design-notes.md).
         { id: 'remove-expired-delete-markers', expiredObjectDeleteMarker: true },
       ],
       cors:
@@ -89,6 +84,18 @@ export class OriginStore extends Construct {
             ],
     });
     this.bucketArnFromName = `arn:${Aws.PARTITION}:s3:::${props.bucketName}`;
+    // A DeleteObject without a version id writes a delete marker over the pinned version; nothing
+    // of the mirror's does that (the ingest deletes versions by id: s3:DeleteObjectVersion), and
+    // no one else may, whatever their identity policy says.
+    this.bucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'NoDeleteMarkersOverBlobs',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['s3:DeleteObject'],
+        resources: [this.blobObjectsArn],
+      }),
+    );
   }
 
   /** ARN pattern of the blobs' objects (`<bucket>/blobs/*`). */

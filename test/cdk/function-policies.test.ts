@@ -62,7 +62,7 @@ const EXPECTED: Record<string, string[]> = {
     ...ledger('ConditionCheckItem', 'DeleteItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
     'dynamodb:Query ledger/index/live-files',
     // Never PutObject: the ingest verifies bytes, it does not write them.
-    ...['AbortMultipartUpload', 'DeleteObject', 'DeleteObjectVersion', 'GetObject', 'GetObjectVersion'].map(
+    ...['AbortMultipartUpload', 'DeleteObjectVersion', 'GetObject', 'GetObjectVersion'].map(
       (a) => `s3:${a} origin/blobs/*`,
     ),
     's3:ListBucket origin',

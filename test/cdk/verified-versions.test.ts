@@ -39,15 +39,29 @@ beforeAll(() => {
 }, 120_000);
 
 describe('verified bytes pinned by object version', () => {
-  it('the origin bucket is versioned, and keeps an overwritten version for days, not at once', () => {
+  it('the origin bucket is versioned, and no lifecycle rule expires a version (a pinned one is noncurrent while another lies over it)', () => {
     const bucket = resourcesOfType(home, 'AWS::S3::Bucket')[originId];
     expect(bucket && props(bucket).VersioningConfiguration).toEqual({ Status: 'Enabled' });
     const rules = (props(bucket as never).LifecycleConfiguration as { Rules: Record<string, unknown>[] })
       .Rules;
-    const noncurrent = rules.flatMap((r) =>
-      r.NoncurrentVersionExpiration ? [r.NoncurrentVersionExpiration as { NoncurrentDays: number }] : [],
+    expect(rules.length).toBeGreaterThan(0);
+    for (const rule of rules) {
+      expect(rule, String(rule.Id)).not.toHaveProperty('NoncurrentVersionExpiration');
+      expect(rule, String(rule.Id)).not.toHaveProperty('NoncurrentVersionTransitions');
+      expect(rule, String(rule.Id)).not.toHaveProperty('ExpirationInDays');
+    }
+  });
+
+  it('no one writes a delete marker over a blob: the bucket policy denies s3:DeleteObject on blobs/* to every principal', () => {
+    const policies = Object.values(resourcesOfType(home, 'AWS::S3::BucketPolicy')).filter(
+      (p) => text((props(p as never).Bucket as unknown) ?? '') === text({ Ref: originId }),
     );
-    for (const rule of noncurrent) expect(rule.NoncurrentDays).toBeGreaterThanOrEqual(7);
+    const statements = policies.flatMap(
+      (p) => (props(p as never).PolicyDocument as { Statement: Record<string, unknown>[] }).Statement,
+    );
+    const deny = statements.find((s) => s.Sid === 'NoDeleteMarkersOverBlobs');
+    expect(deny).toMatchObject({ Effect: 'Deny', Principal: { AWS: '*' }, Action: 's3:DeleteObject' });
+    expect(text(deny?.Resource)).toContain(`${originId}.Arn/blobs/*`);
   });
 
   it('every function that reads origin blobs may read them by version id', () => {
@@ -71,13 +85,10 @@ describe('verified bytes pinned by object version', () => {
   it('only the ingest deletes a blob version; no other function deletes anything in the origin', () => {
     const ingest = logicalId(mirror.home.ingest.ingest.function);
     expect(originBlobActions(statementsOfFunction(home, ingest))).toEqual(
-      expect.arrayContaining([
-        's3:DeleteObject',
-        's3:DeleteObjectVersion',
-        's3:GetObject',
-        's3:GetObjectVersion',
-      ]),
+      expect.arrayContaining(['s3:DeleteObjectVersion', 's3:GetObject', 's3:GetObjectVersion']),
     );
+    // By version id only: a DeleteObject without one writes a delete marker over the pinned version.
+    expect(originBlobActions(statementsOfFunction(home, ingest))).not.toContain('s3:DeleteObject');
     for (const id of Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))) {
       if (id === ingest) continue;
       const actions = originBlobActions(statementsOfFunction(home, id));
