@@ -198,9 +198,15 @@ async function checkPinned(
   // Still hashing (or gone meanwhile): nothing is deleted or decided until every byte is read.
   if ('kind' in discarded) return discarded;
   // Bad bytes commit nothing: a claim of known content is committed by its proof of
-  // possession or by good bytes of its own, never by someone's failed overwrite.
+  // possession or by good bytes of its own, never by someone's failed overwrite. The upload the
+  // bytes name (signed into its URL) is over, though: it ends now with the mismatch, not at the
+  // sweep as "expired" (probe 9, F2). Bytes that name none end no one's upload here.
   if (discarded.reason !== DUPLICATE) {
-    return { kind: 'rejected', sha256, reason: discarded.reason, uploads: [], discarded };
+    const uploads =
+      stored.uploadId === undefined
+        ? []
+        : await rejectWaiting(deps, sha256, [stored.uploadId], discarded.reason);
+    return { kind: 'rejected', sha256, reason: discarded.reason, uploads, discarded };
   }
   return { blob: known, discarded, pinnedGone: false };
 }
@@ -512,7 +518,7 @@ async function reject(
   reason: string,
 ): Promise<IngestOutcome> {
   const { sha256, versionId, sentBy } = object;
-  const { ledger, blobs, clock, metrics } = deps;
+  const { ledger, blobs, metrics } = deps;
   // Only the rejected version goes (with versioning, earlier versions stay). A record of bytes no
   // longer stored goes too, so the next upload re-sends them.
   await blobs.delete(sha256, versionId);
@@ -524,12 +530,27 @@ async function reject(
     metrics.count('IngestRejected');
     return { kind: 'rejected', sha256, reason, uploads: [] };
   }
+  const uploads = await rejectWaiting(deps, sha256, sentBy === undefined ? undefined : [sentBy], reason);
+  metrics.count('IngestRejected', Math.max(1, uploads.length));
+  return { kind: 'rejected', sha256, reason, uploads };
+}
+
+/**
+ * Ends with `reason` the uploads still waiting for `sha256`: those of `only` among them, or all.
+ * An upload no longer waiting (ended by another delivery) is left as it ended.
+ */
+async function rejectWaiting(
+  deps: IngestDeps,
+  sha256: string,
+  only: readonly string[] | undefined,
+  reason: string,
+): Promise<string[]> {
+  const { ledger, clock } = deps;
   const waiting = await ledger.listPendingUploads(sha256);
-  const uploads = sentBy === undefined ? waiting : waiting.filter((id) => id === sentBy);
+  const uploads = only === undefined ? waiting : waiting.filter((id) => only.includes(id));
   for (const uploadId of uploads) {
     await ledger.finishUpload(uploadId, { status: 'rejected', reason }, clock.now().toISOString());
     await ledger.removePendingUpload(sha256, uploadId);
   }
-  metrics.count('IngestRejected', Math.max(1, uploads.length));
-  return { kind: 'rejected', sha256, reason, uploads };
+  return uploads;
 }

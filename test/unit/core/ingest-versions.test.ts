@@ -221,6 +221,31 @@ describe('ingest with a versioned origin', () => {
     expect(s.blobs.versionsOf(sha256).map((v) => v.versionId)).toEqual([versionId]);
   });
 
+  it('bad bytes over a pinned blob that name their upload end that upload at once, with the mismatch (not later as "expired"); another claim stays pending', async () => {
+    const { sha256, bytes, versionId } = await verified(s);
+    const sender = await waiting(s.ledger, 'bad/sender.png', sha256, bytes.length);
+    const other = await waiting(s.ledger, 'late/other.png', sha256, bytes.length);
+    const badVersion = s.blobs.put(sha256, tampered(bytes), sender);
+    const outcome = await ingestBlob(s.deps, eventOf(sha256, bytes.length, badVersion));
+    expect(outcome).toMatchObject({
+      kind: 'rejected',
+      uploads: [sender],
+      discarded: { versionId: badVersion },
+    });
+    expect(await s.ledger.getUpload(sender)).toMatchObject({
+      status: 'rejected',
+      reason: expect.stringMatching(/^sha256 mismatch: the stored bytes hash to [0-9a-f]{64}$/),
+    });
+    expect(await s.ledger.getUpload(other)).toMatchObject({ status: 'pending' });
+    expect(await s.ledger.listPendingUploads(sha256)).toEqual([other]);
+    expect(s.sent).toEqual([]);
+    expect((await s.ledger.getBlob(sha256))?.versionId).toBe(versionId);
+    // A duplicate delivery of that event finds its upload ended: nothing more happens.
+    const again = await ingestBlob(s.deps, eventOf(sha256, bytes.length, badVersion));
+    expect(again.kind).not.toBe('committed');
+    expect(await s.ledger.getUpload(sender)).toMatchObject({ status: 'rejected' });
+  });
+
   it('bad bytes sent through one upload reject that upload only: another waiting for the same content stays pending, then commits on its own bytes', async () => {
     // Anyone who knows a file's hash and size can claim it elsewhere and send junk: the victim's
     // upload (say, its parts still on their way) must not end with the attacker's.
