@@ -511,10 +511,16 @@ function refuseConditionalChange(event: Event): void {
   );
 }
 
+/** A GET's answer as HEAD sends it: status and headers, no body. */
+const withoutBody = (result: Result): Result => ({ ...result, body: '' });
+
 export function createApiHandler(deps: ApiDeps): ApiHandler {
   const route = router({ deps, paths: new PathPolicy(deps.targets) });
   return async (event, context) => {
     deps.telemetry.logger.addContext(context);
+    // HEAD is GET without the body (RFC 9110, 9.3.2): an uptime check or `curl -I` of a file that
+    // exists must not read 404.
+    const head = event.requestContext.http.method.toUpperCase() === 'HEAD';
     try {
       refuseConditionalChange(event);
       // Route on the raw (still percent-encoded) path, a file path's segments joined into one: the
@@ -523,12 +529,18 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
         ...event,
         requestContext: {
           ...event.requestContext,
-          http: { ...event.requestContext.http, path: routingPath(event.rawPath) },
+          http: {
+            ...event.requestContext.http,
+            method: head ? 'GET' : event.requestContext.http.method,
+            path: routingPath(event.rawPath),
+          },
         },
       };
-      return (await route(routed as never, context as never, undefined as never)) as Result;
+      const result = (await route(routed as never, context as never, undefined as never)) as Result;
+      return head ? withoutBody(result) : result;
     } catch (error) {
-      return failure(deps.telemetry, error);
+      const answer = failure(deps.telemetry, error);
+      return head ? withoutBody(answer) : answer;
     } finally {
       deps.telemetry.flush();
     }

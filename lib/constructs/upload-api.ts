@@ -112,6 +112,7 @@ export function apiReservedConcurrency(rateLimit: number = DEFAULT_THROTTLE_RATE
 /** Methods of the authorized `/v1/{proxy+}` route (OPTIONS is left to API Gateway's CORS preflight). */
 const API_METHODS = [
   apigw.HttpMethod.GET,
+  apigw.HttpMethod.HEAD,
   apigw.HttpMethod.POST,
   apigw.HttpMethod.PUT,
   apigw.HttpMethod.PATCH,
@@ -244,9 +245,10 @@ export class UploadApi extends Construct {
     const integration = new HttpLambdaIntegration('Api', fn.function, {
       payloadFormatVersion: apigw.PayloadFormatVersion.VERSION_2_0,
     });
-    const [health] = this.httpApi.addRoutes({
+    // HEAD beside each GET: the api answers it as GET without the body (uptime checks, curl -I).
+    const health = this.httpApi.addRoutes({
       path: '/v1/health',
-      methods: [apigw.HttpMethod.GET],
+      methods: [apigw.HttpMethod.GET, apigw.HttpMethod.HEAD],
       integration,
       authorizer: new apigw.HttpNoneAuthorizer(),
     });
@@ -254,23 +256,23 @@ export class UploadApi extends Construct {
     const scopes = props.auth.kind === 'jwt' && props.auth.scopes !== 'none' ? props.auth.scopes : undefined;
     this.httpApi.addRoutes({
       path: '/v1/{proxy+}',
-      methods: [apigw.HttpMethod.GET],
+      methods: [apigw.HttpMethod.GET, apigw.HttpMethod.HEAD],
       integration,
       authorizer: this.authorizer,
       ...(scopes ? { authorizationScopes: [...scopes.read] } : {}),
     });
     this.httpApi.addRoutes({
       path: '/v1/{proxy+}',
-      methods: API_METHODS.filter((m) => m !== apigw.HttpMethod.GET),
+      methods: API_METHODS.filter((m) => m !== apigw.HttpMethod.GET && m !== apigw.HttpMethod.HEAD),
       integration,
       authorizer: this.authorizer,
       ...(scopes ? { authorizationScopes: [...scopes.write] } : {}),
     });
-    if (health) {
+    for (const route of health) {
       acknowledge(
-        health,
+        route,
         'AwsSolutions-APIG4',
-        'GET /v1/health is a liveness probe for load balancers and uptime checks: it returns a fixed status and reads no data.',
+        'GET and HEAD /v1/health are a liveness probe for load balancers and uptime checks: they return a fixed status and read no data.',
       );
     }
   }

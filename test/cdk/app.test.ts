@@ -91,12 +91,12 @@ describe('JWT authorizer', () => {
     });
   });
 
-  it('puts it on every /v1/* route but GET /v1/health', () => {
+  it('puts it on every /v1/* route but GET and HEAD /v1/health', () => {
     const [authorizerId] = Object.keys(resourcesOfType(home, 'AWS::ApiGatewayV2::Authorizer'));
     const routes = Object.values(resourcesOfType(home, 'AWS::ApiGatewayV2::Route')).map((r) => props(r));
-    expect(routes).toHaveLength(6);
+    expect(routes).toHaveLength(8);
     for (const route of routes) {
-      if (route.RouteKey === 'GET /v1/health') {
+      if (route.RouteKey === 'GET /v1/health' || route.RouteKey === 'HEAD /v1/health') {
         expect(route.AuthorizationType).toBe('NONE');
         expect(route.AuthorizerId).toBeUndefined();
       } else {
@@ -111,7 +111,9 @@ describe('JWT authorizer', () => {
     const scopes = Object.fromEntries(routes.map((r) => [r.RouteKey, r.AuthorizationScopes]));
     expect(scopes).toEqual({
       'GET /v1/health': undefined,
+      'HEAD /v1/health': undefined,
       'GET /v1/{proxy+}': ['mirror/read', 'mirror/write'],
+      'HEAD /v1/{proxy+}': ['mirror/read', 'mirror/write'],
       'POST /v1/{proxy+}': ['mirror/write'],
       'PUT /v1/{proxy+}': ['mirror/write'],
       'PATCH /v1/{proxy+}': ['mirror/write'],

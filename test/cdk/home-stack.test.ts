@@ -628,12 +628,13 @@ describe('upload API', () => {
     });
     const routes = Object.values(resourcesOfType(home, 'AWS::ApiGatewayV2::Route')).map((r) => props(r));
     const byKey = new Map(routes.map((r) => [r.RouteKey as string, r]));
+    const open = ['GET /v1/health', 'HEAD /v1/health'];
     expect([...byKey.keys()].sort()).toEqual(
-      ['GET /v1/health', ...['DELETE', 'GET', 'PATCH', 'POST', 'PUT'].map((m) => `${m} /v1/{proxy+}`)].sort(),
+      [...open, ...['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT'].map((m) => `${m} /v1/{proxy+}`)].sort(),
     );
-    expect(byKey.get('GET /v1/health')?.AuthorizationType).toBe('NONE');
+    for (const key of open) expect(byKey.get(key)?.AuthorizationType).toBe('NONE');
     for (const [key, route] of byKey) {
-      if (key === 'GET /v1/health') continue;
+      if (open.includes(key)) continue;
       expect(route.AuthorizationType, key).toBe('AWS_IAM');
     }
     home.resourceCountIs('AWS::ApiGatewayV2::Authorizer', 0);

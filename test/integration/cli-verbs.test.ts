@@ -70,6 +70,23 @@ describe('GET /v1/limits on the local stack', () => {
     const response = await fetch(`${sandbox.endpoints.api}/v1/limits`);
     expect(response.status).toBe(401);
   });
+
+  it('answers HEAD as GET without the body: health, a file that exists (200), one that does not (404)', async () => {
+    const { api, token } = sandbox.endpoints;
+    const health = await fetch(`${api}/v1/health`, { method: 'HEAD' });
+    expect(health.status).toBe(200);
+    const file = join(work, 'head.txt');
+    await writeFile(file, `head ${Date.now()}`);
+    expect((await cli('upload', file, 'head/exists.txt', '--json')).code).toBe(0);
+    const auth = { authorization: `Bearer ${token}` };
+    const exists = await fetch(`${api}/v1/files/head%2Fexists.txt`, { method: 'HEAD', headers: auth });
+    expect(exists.status).toBe(200);
+    expect(exists.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(await exists.text()).toBe('');
+    const missing = await fetch(`${api}/v1/files/head%2Fmissing.txt`, { method: 'HEAD', headers: auth });
+    expect(missing.status).toBe(404);
+    expect(await missing.text()).toBe('');
+  });
 });
 
 describe('--auth iam: the CLI against an API behind IAM', () => {
