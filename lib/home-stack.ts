@@ -235,6 +235,7 @@ export class HomeStack extends Stack {
       origin: this.origin,
       targets: this.targets,
       ingest: this.ingest,
+      api: { httpApi: this.api.httpApi, function: this.api.handler.function },
       completionDeadLetterQueue: this.completion.deadLetterQueue,
       pendingSweep: { function: this.pendingSweep.sweeper.function, interval: this.pendingSweep.interval },
       settings,

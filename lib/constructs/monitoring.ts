@@ -15,6 +15,7 @@
  *   completions run after run; all notify the alarm topic when there is one.
  */
 import { Annotations, Duration, Stack, Token } from 'aws-cdk-lib';
+import type * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as events from 'aws-cdk-lib/aws-events';
@@ -131,6 +132,12 @@ export interface MonitoringProps extends MonitoringOptions {
     readonly ingest: { readonly function: lambda.IFunction };
   };
   /**
+   * The upload API and its function: alarms on server errors (5xx) and on the function throttled
+   * (its reserved executions all busy), and a dashboard row.
+   * @default - no API alarm or row
+   */
+  readonly api?: { readonly httpApi: apigw.IHttpApi; readonly function: lambda.IFunction };
+  /**
    * The multipart completion's dead-letter queue (alarm on any message in it).
    * @default - no such alarm
    */
@@ -197,6 +204,10 @@ export class Monitoring extends Construct {
   public readonly pendingPastExpiryAlarm: cloudwatch.Alarm;
   /** A reconcile run failed (Lambda `Errors`). */
   public readonly reconcileErrorAlarm: cloudwatch.Alarm;
+  /** The API answered 5xx within 5 minutes (with `api`). */
+  public readonly apiServerErrorAlarm?: cloudwatch.Alarm;
+  /** The api function was throttled within 5 minutes: its reserved executions were all busy (with `api`). */
+  public readonly apiThrottleAlarm?: cloudwatch.Alarm;
   /** The pending sweep failed in 2 of its last 3 runs (with `pendingSweep`). */
   public readonly pendingSweepErrorAlarm?: cloudwatch.Alarm;
   /** The pending sweep resent lost S3 notifications in 3 of its last 4 runs (with `pendingSweep`). */
@@ -271,6 +282,34 @@ export class Monitoring extends Construct {
       datapointsToAlarm: 1,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
+    if (props.api) {
+      this.apiServerErrorAlarm = this.alarm('ApiServerErrors', 'api-server-errors', {
+        alarmDescription:
+          'The upload API answered 5xx (an internal error, the api function failing or timing out, or API Gateway ' +
+          'failing to reach it) within 5 minutes: clients retry, then fail.',
+        metric: props.api.httpApi.metricServerError({
+          statistic: cloudwatch.Stats.SUM,
+          period: FIVE_MINUTES,
+        }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        datapointsToAlarm: 1,
+        // No request, no error.
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+      this.apiThrottleAlarm = this.alarm('ApiThrottles', 'api-throttles', {
+        alarmDescription:
+          'The api function was throttled within 5 minutes: every reserved execution was busy (api.reservedConcurrency ' +
+          'too low for the traffic, or requests slowed down), and API Gateway answered those requests with an error.',
+        metric: props.api.function.metricThrottles({ statistic: cloudwatch.Stats.SUM, period: FIVE_MINUTES }),
+        threshold: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluationPeriods: 1,
+        datapointsToAlarm: 1,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    }
     if (props.pendingSweep) {
       const interval = props.pendingSweep.interval;
       this.pendingSweepErrorAlarm = this.alarm('PendingSweepErrors', 'pending-sweep-errors', {
@@ -398,7 +437,7 @@ export class Monitoring extends Construct {
     queue: sqs.IQueue,
   ): cloudwatch.Alarm {
     return this.alarm(constructId, name, {
-      alarmDescription: `Messages in the ${what} dead-letter queue: they failed 5 times and wait for a fix and a redrive (media-mirror redrive).`,
+      alarmDescription: `Messages in the ${what} dead-letter queue: they failed every receive their queue allows and wait for a fix and a redrive (media-mirror redrive).`,
       metric: queue.metricApproximateNumberOfMessagesVisible({
         period: ONE_MINUTE,
         statistic: cloudwatch.Stats.MAXIMUM,
@@ -568,6 +607,7 @@ export class Monitoring extends Construct {
     dashboard.addWidgets(...backlogWidgets(props));
     dashboard.addWidgets(...failureWidgets(props, limits));
     dashboard.addWidgets(...ingestWidgets(props, limits));
+    if (props.api) dashboard.addWidgets(...apiWidgets(props.api));
     dashboard.addWidgets(...agentAndThroughputWidgets(props.targets, limits));
     if (props.pendingSweep) dashboard.addWidgets(...pendingSweepWidgets(props.pendingSweep));
     return dashboard;
@@ -825,6 +865,40 @@ function ingestWidgets(props: MonitoringProps, limits: MonitoringLimits): cloudw
 }
 
 /** The pending sweep's row: what it resent per run (the alarms' line), and its failed runs. */
+function apiWidgets(api: NonNullable<MonitoringProps['api']>): cloudwatch.IWidget[] {
+  const sum = { statistic: cloudwatch.Stats.SUM, period: FIVE_MINUTES };
+  return [
+    new cloudwatch.GraphWidget({
+      title: 'API requests and errors (per 5 minutes)',
+      left: [
+        api.httpApi.metricCount(sum),
+        api.httpApi.metricClientError(sum),
+        api.httpApi.metricServerError(sum),
+      ],
+      width: 8,
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'API latency p50 / p99 (ms)',
+      left: [
+        api.httpApi.metricLatency({ statistic: cloudwatch.Stats.p(50), period: FIVE_MINUTES }),
+        api.httpApi.metricLatency({ statistic: cloudwatch.Stats.p(99), period: FIVE_MINUTES }),
+      ],
+      width: 8,
+    }),
+    new cloudwatch.GraphWidget({
+      title: 'api function: concurrent executions (max) and throttles',
+      left: [
+        api.function.metric('ConcurrentExecutions', {
+          statistic: cloudwatch.Stats.MAXIMUM,
+          period: FIVE_MINUTES,
+        }),
+      ],
+      right: [api.function.metricThrottles(sum)],
+      width: 8,
+    }),
+  ];
+}
+
 function pendingSweepWidgets(sweep: NonNullable<MonitoringProps['pendingSweep']>): cloudwatch.IWidget[] {
   const period = sweep.interval;
   return [

@@ -334,8 +334,35 @@ describe('alarms', () => {
     },
   );
 
-  it('nothing else: per target lag + dead letters (+ heartbeat); ingest dead letters, rejections, errors, queue age; completion dead letters; uploads past expiry; reconcile; the sweep’s errors and the lost notifications and completions it resent', () => {
-    expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 10);
+  it('the API: any 5xx within 5 minutes, and the api function throttled (its reserved executions all busy)', () => {
+    const apiId = logicalId(mirror.home, mirror.home.api.httpApi);
+    const fnId = logicalId(mirror.home, mirror.home.api.handler.function);
+    const serverErrors = alarmsOf(home).filter((a) => a.Namespace === 'AWS/ApiGateway');
+    expect(serverErrors).toHaveLength(1);
+    expect(serverErrors[0]).toMatchObject({
+      AlarmName: 'TestMirror-Home-api-server-errors',
+      MetricName: '5xx',
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+    });
+    expect(dimensions(serverErrors[0] as Json)).toEqual({ ApiId: { Ref: apiId } });
+    const throttles = alarmsOf(home).filter(
+      (a) => a.Namespace === 'AWS/Lambda' && a.MetricName === 'Throttles',
+    );
+    expect(throttles).toHaveLength(1);
+    expect(throttles[0]).toMatchObject({
+      AlarmName: 'TestMirror-Home-api-throttles',
+      Statistic: 'Sum',
+      Threshold: 1,
+    });
+    expect(dimensions(throttles[0] as Json)).toEqual({ FunctionName: { Ref: fnId } });
+  });
+
+  it('nothing else: per target lag + dead letters (+ heartbeat); ingest dead letters, rejections, errors, queue age; completion dead letters; uploads past expiry; reconcile; the sweep’s errors and the lost notifications and completions it resent; the API’s 5xx and throttles', () => {
+    expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 12);
     expect(mirror.home.monitoring.alarms).toHaveLength(alarmsOf(home).length);
   });
 });
