@@ -283,32 +283,9 @@ export class Monitoring extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
     if (props.api) {
-      this.apiServerErrorAlarm = this.alarm('ApiServerErrors', 'api-server-errors', {
-        alarmDescription:
-          'The upload API answered 5xx (an internal error, the api function failing or timing out, or API Gateway ' +
-          'failing to reach it) within 5 minutes: clients retry, then fail.',
-        metric: props.api.httpApi.metricServerError({
-          statistic: cloudwatch.Stats.SUM,
-          period: FIVE_MINUTES,
-        }),
-        threshold: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluationPeriods: 1,
-        datapointsToAlarm: 1,
-        // No request, no error.
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      });
-      this.apiThrottleAlarm = this.alarm('ApiThrottles', 'api-throttles', {
-        alarmDescription:
-          'The api function was throttled within 5 minutes: every reserved execution was busy (api.reservedConcurrency ' +
-          'too low for the traffic, or requests slowed down), and API Gateway answered those requests with an error.',
-        metric: props.api.function.metricThrottles({ statistic: cloudwatch.Stats.SUM, period: FIVE_MINUTES }),
-        threshold: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluationPeriods: 1,
-        datapointsToAlarm: 1,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      });
+      const api = this.createApiAlarms(props.api);
+      this.apiServerErrorAlarm = api.serverErrors;
+      this.apiThrottleAlarm = api.throttles;
     }
     if (props.pendingSweep) {
       const interval = props.pendingSweep.interval;
@@ -357,6 +334,36 @@ export class Monitoring extends Construct {
     }
 
     this.dashboard = this.buildDashboard(props, limits);
+  }
+
+  private createApiAlarms(api: NonNullable<MonitoringProps['api']>): {
+    serverErrors: cloudwatch.Alarm;
+    throttles: cloudwatch.Alarm;
+  } {
+    const serverErrors = this.alarm('ApiServerErrors', 'api-server-errors', {
+      alarmDescription:
+        'The upload API answered 5xx (an internal error, the api function failing or timing out, or API Gateway ' +
+        'failing to reach it) within 5 minutes: clients retry, then fail.',
+      metric: api.httpApi.metricServerError({ statistic: cloudwatch.Stats.SUM, period: FIVE_MINUTES }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      // No request, no error.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    const throttles = this.alarm('ApiThrottles', 'api-throttles', {
+      alarmDescription:
+        'The api function was throttled within 5 minutes: every reserved execution was busy (api.reservedConcurrency ' +
+        'too low for the traffic, or requests slowed down), and API Gateway answered those requests with an error.',
+      metric: api.function.metricThrottles({ statistic: cloudwatch.Stats.SUM, period: FIVE_MINUTES }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      datapointsToAlarm: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    return { serverErrors, throttles };
   }
 
   private createLagMonitor(props: MonitoringProps): { fn: MirrorFunction; schedule: events.Rule } {
