@@ -2,7 +2,7 @@
  * Builds the whole CDK app from a topology: the home stack in `homeRegion` and
  * one replica stack per distinct S3 target region, checked by cdk-nag.
  */
-import { App, type AppProps, Tags, Validations } from 'aws-cdk-lib';
+import { Annotations, App, type AppProps, Tags, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { apiRateProblem, apiThrottle, type Topology } from '../contracts/topology.js';
 import type { AgentTrust } from './constructs/agent-access.js';
@@ -65,19 +65,36 @@ export interface MirrorAppOptions {
    * @default - the context key `mirror:ledgerDeletionProtection` (`true`/`false`), else false
    */
   readonly ledgerDeletionProtection?: boolean;
+  /**
+   * CloudFormation termination protection on every stack: turn it on once the first deploy has
+   * succeeded (the CDK CLI deletes a first deploy that rolled back before it retries, which a
+   * protected stack refuses).
+   * @default - the context key `mirror:terminationProtection` (`true`/`false`), else false
+   */
+  readonly terminationProtection?: boolean;
 }
 
 /** Context key (`-c mirror:ledgerDeletionProtection=true`) that turns on the ledger's deletion protection. */
 export const LEDGER_DELETION_PROTECTION_CONTEXT = 'mirror:ledgerDeletionProtection';
+/** Context key (`-c mirror:terminationProtection=true`) that turns on every stack's termination protection. */
+export const TERMINATION_PROTECTION_CONTEXT = 'mirror:terminationProtection';
 
-/** The ledger's deletion protection from the app's context: a boolean, or its text (`-c` gives strings). */
-export function ledgerDeletionProtectionFromContext(app: App): boolean {
-  const value: unknown = app.node.tryGetContext(LEDGER_DELETION_PROTECTION_CONTEXT);
+/** A true/false context key: a boolean, or its text (`-c` gives strings); absent is false. */
+function booleanFromContext(app: App, key: string): boolean {
+  const value: unknown = app.node.tryGetContext(key);
   if (value === undefined || value === false || value === 'false') return false;
   if (value === true || value === 'true') return true;
-  throw new Error(
-    `invalid ${LEDGER_DELETION_PROTECTION_CONTEXT} in the CDK context: expected true or false, got ${JSON.stringify(value)}`,
-  );
+  throw new Error(`invalid ${key} in the CDK context: expected true or false, got ${JSON.stringify(value)}`);
+}
+
+/** The ledger's deletion protection from the app's context. */
+export function ledgerDeletionProtectionFromContext(app: App): boolean {
+  return booleanFromContext(app, LEDGER_DELETION_PROTECTION_CONTEXT);
+}
+
+/** Every stack's termination protection from the app's context. */
+export function terminationProtectionFromContext(app: App): boolean {
+  return booleanFromContext(app, TERMINATION_PROTECTION_CONTEXT);
 }
 
 /**
@@ -258,6 +275,7 @@ export function buildMirrorApp(topology: Topology, options: MirrorAppOptions = {
   const app = options.app ?? createMirrorApp();
   const account = options.account ?? process.env.CDK_DEFAULT_ACCOUNT;
 
+  const terminationProtection = options.terminationProtection ?? terminationProtectionFromContext(app);
   const replicas = new Map<string, ReplicaStack>();
   for (const region of replicaRegions(topology)) {
     const name = replicaStackName(topology, region);
@@ -267,12 +285,15 @@ export function buildMirrorApp(topology: Topology, options: MirrorAppOptions = {
         stackName: name,
         description: `Media Mirror ${topology.name}: replica buckets in ${region}`,
         env: { account, region },
+        terminationProtection,
         topology,
         targets: s3Targets(topology).filter((t) => t.region === region),
       }),
     );
   }
 
+  const ledgerDeletionProtection =
+    options.ledgerDeletionProtection ?? ledgerDeletionProtectionFromContext(app);
   const fromContext =
     options.agentTrust === undefined || options.agentTrustByTarget === undefined
       ? agentTrustFromContext(app)
@@ -286,8 +307,24 @@ export function buildMirrorApp(topology: Topology, options: MirrorAppOptions = {
     agentTrust: options.agentTrust ?? fromContext?.agentTrust,
     agentTrustByTarget: options.agentTrustByTarget ?? fromContext?.agentTrustByTarget,
     apiLimits: options.apiLimits ?? apiLimitsOf(topology, app),
-    ledgerDeletionProtection: options.ledgerDeletionProtection ?? ledgerDeletionProtectionFromContext(app),
+    ledgerDeletionProtection,
+    terminationProtection,
   });
+  const unprotected = [
+    ...(ledgerDeletionProtection ? [] : [`${LEDGER_DELETION_PROTECTION_CONTEXT}=true`]),
+    ...(terminationProtection ? [] : [`${TERMINATION_PROTECTION_CONTEXT}=true`]),
+  ];
+  if (unprotected.length > 0) {
+    // Off by default only because a first deploy that rolls back must be deletable (docs/deploy.md).
+    Annotations.of(home).addWarningV2(
+      'mirror:unprotected',
+      `Not protected against deletion: once the first deploy has succeeded, deploy with ${unprotected
+        .map((k) => `-c ${k}`)
+        .join(
+          ' ',
+        )} and keep ${unprotected.length > 1 ? 'them' : 'it'} under "context" in cdk.json (docs/deploy.md, step 6).`,
+    );
+  }
   for (const replica of replicas.values()) {
     home.addStackDependency(replica, 'the replicate functions write to the replica buckets');
   }

@@ -3,10 +3,15 @@
  * failed first deploy does not leave behind, and replica buckets a browser can read from.
  */
 import { Duration, Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { QueueWithDlq } from '../../lib/constructs/queue-with-dlq.js';
-import { buildMirrorApp, createMirrorApp, LEDGER_DELETION_PROTECTION_CONTEXT } from '../../lib/mirror-app.js';
+import {
+  buildMirrorApp,
+  createMirrorApp,
+  LEDGER_DELETION_PROTECTION_CONTEXT,
+  TERMINATION_PROTECTION_CONTEXT,
+} from '../../lib/mirror-app.js';
 import { buildTestApp, props, resourcesOfType, TEST_CONTEXT, testTopology } from './fixture.ts';
 
 // Queues too: a replaced or deleted queue takes its messages (and a DLQ the failures waiting for a
@@ -116,6 +121,45 @@ describe('the ledger’s deletion protection', () => {
   it('anything but true or false fails the synth, naming the key', () => {
     expect(() => protection({ [LEDGER_DELETION_PROTECTION_CONTEXT]: 'yes' })).toThrow(
       /mirror:ledgerDeletionProtection .* expected true or false, got "yes"/,
+    );
+  });
+});
+
+describe('termination protection', () => {
+  const build = (context: Record<string, unknown>) => {
+    const app = createMirrorApp({ context: { ...TEST_CONTEXT, ...context } });
+    return buildMirrorApp(testTopology(), { app, nag: false });
+  };
+  const warnings = (mirror: ReturnType<typeof build>) =>
+    Annotations.fromStack(mirror.home).findWarning(
+      '*',
+      Match.stringLikeRegexp('Not protected against deletion'),
+    );
+
+  it('is off by default on every stack (a first deploy that rolled back must be deletable), and the synth says how to turn both protections on', () => {
+    const mirror = build({});
+    expect([mirror.home, ...mirror.replicas.values()].map((s) => s.terminationProtection)).toEqual(
+      Array(1 + mirror.replicas.size).fill(false),
+    );
+    expect(mirror.replicas.size).toBeGreaterThan(0);
+    const [warning] = warnings(mirror);
+    expect(String(warning?.entry.data)).toContain(
+      `-c ${LEDGER_DELETION_PROTECTION_CONTEXT}=true -c ${TERMINATION_PROTECTION_CONTEXT}=true`,
+    );
+  });
+
+  it('-c mirror:terminationProtection=true protects every stack; with the ledger protected too, no warning', () => {
+    const mirror = build({ [TERMINATION_PROTECTION_CONTEXT]: 'true' });
+    for (const stack of [mirror.home, ...mirror.replicas.values()])
+      expect(stack.terminationProtection).toBe(true);
+    expect(String(warnings(mirror)[0]?.entry.data)).not.toContain(TERMINATION_PROTECTION_CONTEXT);
+    const both = build({
+      [TERMINATION_PROTECTION_CONTEXT]: true,
+      [LEDGER_DELETION_PROTECTION_CONTEXT]: true,
+    });
+    expect(warnings(both)).toEqual([]);
+    expect(() => build({ [TERMINATION_PROTECTION_CONTEXT]: 'yes' })).toThrow(
+      /mirror:terminationProtection .* expected true or false, got "yes"/,
     );
   });
 });
