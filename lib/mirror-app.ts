@@ -310,21 +310,7 @@ export function buildMirrorApp(topology: Topology, options: MirrorAppOptions = {
     ledgerDeletionProtection,
     terminationProtection,
   });
-  const unprotected = [
-    ...(ledgerDeletionProtection ? [] : [`${LEDGER_DELETION_PROTECTION_CONTEXT}=true`]),
-    ...(terminationProtection ? [] : [`${TERMINATION_PROTECTION_CONTEXT}=true`]),
-  ];
-  if (unprotected.length > 0) {
-    // Off by default only because a first deploy that rolls back must be deletable (docs/deploy.md).
-    Annotations.of(home).addWarningV2(
-      'mirror:unprotected',
-      `Not protected against deletion: once the first deploy has succeeded, deploy with ${unprotected
-        .map((k) => `-c ${k}`)
-        .join(
-          ' ',
-        )} and keep ${unprotected.length > 1 ? 'them' : 'it'} under "context" in cdk.json (docs/deploy.md, step 6).`,
-    );
-  }
+  warnIfUnprotected(home, ledgerDeletionProtection, terminationProtection);
   for (const replica of replicas.values()) {
     home.addStackDependency(replica, 'the replicate functions write to the replica buckets');
   }
@@ -338,4 +324,25 @@ export function buildMirrorApp(topology: Topology, options: MirrorAppOptions = {
     Validations.of(app).addPlugins(nag);
   }
   return { app, home, replicas, nag };
+}
+
+/** Off by default only because a first deploy that rolls back must be deletable (docs/deploy.md). */
+function warnIfUnprotected(
+  home: HomeStack,
+  ledgerDeletionProtection: boolean,
+  terminationProtection: boolean,
+): void {
+  const unprotected = [
+    ...(ledgerDeletionProtection ? [] : [`${LEDGER_DELETION_PROTECTION_CONTEXT}=true`]),
+    ...(terminationProtection ? [] : [`${TERMINATION_PROTECTION_CONTEXT}=true`]),
+  ];
+  if (unprotected.length === 0) return;
+  Annotations.of(home).addWarningV2(
+    'mirror:unprotected',
+    `Not protected against deletion: once the first deploy has succeeded, deploy with ${unprotected
+      .map((k) => `-c ${k}`)
+      .join(
+        ' ',
+      )} and keep ${unprotected.length > 1 ? 'them' : 'it'} under "context" in cdk.json (docs/deploy.md, step 6).`,
+  );
 }
