@@ -311,6 +311,7 @@ export function buildMirrorApp(topology: Topology, options: MirrorAppOptions = {
     terminationProtection,
   });
   warnIfUnprotected(home, ledgerDeletionProtection, terminationProtection);
+  warnOfLocalOrigins(home, topology.api.corsOrigins);
   for (const replica of replicas.values()) {
     home.addStackDependency(replica, 'the replicate functions write to the replica buckets');
   }
@@ -344,5 +345,27 @@ function warnIfUnprotected(
       .join(
         ' ',
       )} and keep ${unprotected.length > 1 ? 'them' : 'it'} under "context" in cdk.json (docs/deploy.md, step 6).`,
+  );
+}
+
+/**
+ * The shipped topology lets the local page (http://localhost:8787) call the API; deployed, those
+ * origins are of no use to your web app (its own origin is missing) and let any page on a user's
+ * machine use the API's CORS grant.
+ */
+function warnOfLocalOrigins(home: HomeStack, origins: readonly string[]): void {
+  const local = origins.filter((o) => {
+    try {
+      const url = new URL(o);
+      return url.protocol !== 'https:' || ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);
+    } catch {
+      return true;
+    }
+  });
+  if (local.length === 0) return;
+  Annotations.of(home).addWarningV2(
+    'mirror:localCorsOrigins',
+    `api.corsOrigins allows ${local.join(', ')} (plain HTTP or this machine: the local stack's page) on the deployed ` +
+      "API and buckets: list your web app's https:// origin instead, in a topology of its own (-c mirror:configFile=..., docs/deploy.md).",
   );
 }

@@ -164,6 +164,24 @@ describe('termination protection', () => {
   });
 });
 
+describe('CORS origins of the local stack', () => {
+  const corsWarnings = (corsOrigins: string[]) => {
+    const app = createMirrorApp({ context: TEST_CONTEXT });
+    const topology = testTopology({ api: { auth: 'iam', corsOrigins } });
+    const mirror = buildMirrorApp(topology, { app, nag: false });
+    return Annotations.fromStack(mirror.home).findWarning(
+      '*',
+      Match.stringLikeRegexp('api.corsOrigins allows'),
+    );
+  };
+
+  it('plain-HTTP or loopback origins in a deployed topology warn, naming them; https origins do not', () => {
+    const [warning] = corsWarnings(['http://localhost:8787', 'https://cms.example.com', 'https://127.0.0.1']);
+    expect(String(warning?.entry.data)).toContain('allows http://localhost:8787, https://127.0.0.1 (');
+    expect(corsWarnings(['https://cms.example.com'])).toEqual([]);
+  });
+});
+
 describe('queue retention', () => {
   it('a standard queue whose DLQ would not outlive it is refused; a FIFO queue may match its DLQ', () => {
     const stack = new Stack();
