@@ -6,6 +6,7 @@
  *
  *   P#<path>     V#<version, 12 digits>  one claimed version (immutable but for its feed seq)
  *   P#<path>     HEAD                    the highest committed version, moved forward only
+ *   P#<path>     FOLDER                  the folder/file rule's counts: live files under the path, is it one
  *   T#<target>#<path> STATE              what a target has applied (keyed by target first, so an
  *                                        agent's role can be limited to its own rows by dynamodb:LeadingKeys)
  *   U#<upload>   UPLOAD                  an upload and its outcome
@@ -45,6 +46,7 @@ export const PK = {
 export const SK = {
   version: 'V#',
   head: 'HEAD',
+  folder: 'FOLDER',
   targetState: 'STATE',
   upload: 'UPLOAD',
   part: 'PART#',
@@ -68,6 +70,12 @@ export const versionItemKey = (path: string, version: number): ItemKey => ({
   sk: versionSortKey(version),
 });
 export const headItemKey = (path: string): ItemKey => ({ pk: pathKey(path), sk: SK.head });
+/**
+ * The folder/file rule's row of a path a pull target takes: `liveFiles` under it (as a folder) and
+ * `fileLive` (whether it is a live file itself), kept by the commits (functions/core/ports.ts,
+ * FolderRuleWrite).
+ */
+export const folderItemKey = (path: string): ItemKey => ({ pk: pathKey(path), sk: SK.folder });
 export const targetStateKey = (targetId: string, path: string): string =>
   `${PK.targetState}${targetId}#${path}`;
 export const targetStateItemKey = (targetId: string, path: string): ItemKey => ({

@@ -8,7 +8,6 @@
 import {
   checkApiName,
   checkNewPathName,
-  conflict,
   invalid,
   normalizePath,
   PathRuleError,
@@ -117,9 +116,8 @@ export class PathPolicy {
     ledger: PathOccupancy,
     options: { deferFolders?: number } = {},
   ): Promise<string[]> {
-    const pulls = this.selecting(path).filter((t) => t.kind === 'pull');
-    if (pulls.length === 0) return [];
-    const folders = ancestorsOf(path).filter((folder) => pulls.some((t) => targetSelects(t, folder)));
+    if (!this.takesAsFile(path)) return [];
+    const folders = this.ruledFolders(path);
     const deferred = folders.slice(0, Math.max(0, options.deferFolders ?? 0));
     const read = folders.slice(deferred.length);
     const [files, underneath] = await Promise.all([
@@ -128,10 +126,30 @@ export class PathPolicy {
     ]);
     const file = files[0];
     if (file !== undefined) throw underFileError(file);
-    if (underneath)
-      conflict(`path is a folder of other files (a pull target cannot hold "${path}" as a file too)`);
+    if (underneath) throw folderOfFilesError(path);
     return deferred;
   }
+
+  /** Whether a pull target takes the path, so that the folder/file rule holds for it. */
+  takesAsFile(path: string): boolean {
+    return this.selecting(path).some((t) => t.kind === 'pull');
+  }
+
+  /** The path's folders the rule covers: those a pull target that takes the path takes too. */
+  ruledFolders(path: string): string[] {
+    const pulls = this.selecting(path).filter((t) => t.kind === 'pull');
+    return ancestorsOf(path).filter((folder) => pulls.some((t) => targetSelects(t, folder)));
+  }
+}
+
+/** The folder/file rule's refusal of a path that live files lie under. */
+export function folderOfFilesError(path: string): PathRuleError {
+  return new PathRuleError(
+    `path is a folder of other files (a pull target cannot hold "${path}" as a file too)`,
+    {
+      code: 'path_conflict',
+    },
+  );
 }
 
 /** The folder/file rule's refusal of a path that lies under the live file `file`. */

@@ -34,6 +34,7 @@ import {
   feedItemSchema,
   feedKey,
   feedSortKey,
+  folderItemKey,
   folderPartition,
   headItemKey,
   idempotencyItemKey,
@@ -101,6 +102,9 @@ const CONDITIONS = {
   copyUploadIs: 'uploadId = :uploadId',
   // A live head carries the live-files index keys; a tombstone's head and no head have none.
   holdsNoLiveFile: 'attribute_not_exists(#folderPk)',
+  // The folder/file rule's row (FolderRuleWrite): the folder is no live file; no live file lies under the path.
+  folderIsNoFile: 'attribute_not_exists(fileLive) OR fileLive = :false',
+  pathHoldsNoFiles: 'attribute_not_exists(liveFiles) OR liveFiles <= :zero',
 } as const;
 
 const COPY_UPLOAD_FIELDS = [
@@ -190,8 +194,57 @@ function commitActions(table: string, write: CommitWrite): TransactItem[] {
   return [
     ...writeActions(table, write),
     ...(write.blob === undefined ? [] : [{ Put: blobPut(table, write.blob) }]),
-    ...(write.vacantFolders ?? []).map((f) => vacantFolder(table, f)),
+    ...folderRuleActions(table, write),
   ];
+}
+
+/**
+ * The folder/file rule in the commit (FolderRuleWrite): each folder's head is no live file (as
+ * before the counts: files committed before them have no rule row), and the rule's rows are kept:
+ * the path's own row last, each folder's row after its head's check. Items per folder: two.
+ */
+function folderRuleActions(table: string, { version, folderRule }: CommitWrite): TransactItem[] {
+  if (folderRule === undefined) return [];
+  const { folders, change } = folderRule;
+  const checks = change === 'goes' ? [] : folders.map((f) => vacantFolder(table, f));
+  if (change === 'stays') return checks;
+  const appears = change === 'appears';
+  const counted = folders.map(
+    (f): TransactItem => ({
+      Update: {
+        TableName: table,
+        Key: folderItemKey(f),
+        UpdateExpression: 'ADD liveFiles :delta',
+        ...(appears
+          ? {
+              ConditionExpression: CONDITIONS.folderIsNoFile,
+              ExpressionAttributeValues: { ':delta': 1, ':false': false },
+            }
+          : { ExpressionAttributeValues: { ':delta': -1 } }),
+      },
+    }),
+  );
+  const own: TransactItem = {
+    Update: {
+      TableName: table,
+      Key: folderItemKey(version.path),
+      UpdateExpression: 'SET fileLive = :live',
+      ...(appears
+        ? {
+            ConditionExpression: CONDITIONS.pathHoldsNoFiles,
+            ExpressionAttributeValues: { ':live': true, ':zero': 0 },
+          }
+        : { ExpressionAttributeValues: { ':live': false } }),
+    },
+  };
+  return [...checks, ...counted, own];
+}
+
+/** How many items the folder rule adds to a commit (folderRuleActions). */
+function folderRuleItems({ folderRule }: CommitWrite): number {
+  if (folderRule === undefined) return 0;
+  const n = folderRule.folders.length;
+  return folderRule.change === 'stays' ? n : folderRule.change === 'goes' ? n + 1 : 2 * n + 1;
 }
 
 /** putBlob's write: over no pin, the same pin or `replaces`; unversioned storage pins nothing. */
@@ -211,10 +264,10 @@ function blobPut(table: string, { record, replaces }: BlobRecord) {
   };
 }
 
-/** The blob record's reason, when the commit carried one (it comes just before the folders'). */
+/** The blob record's reason, when the commit carried one (it comes just before the folder rule's items). */
 function blobReason(reasons: readonly CancellationReason[], write: CommitWrite) {
   if (write.blob === undefined) return undefined;
-  return reasons[reasons.length - (write.vacantFolders?.length ?? 0) - 1];
+  return reasons[reasons.length - folderRuleItems(write) - 1];
 }
 
 /** The folder/file rule, checked in the commit: the folder's head is absent or a tombstone. */
@@ -227,11 +280,23 @@ const vacantFolder = (table: string, folder: string): TransactItem => ({
   },
 });
 
-/** The first of the commit's folders whose check failed: it holds a live file. */
-function occupiedFolder(reasons: readonly CancellationReason[], write: CommitWrite): string | undefined {
-  const folders = write.vacantFolders ?? [];
-  const first = reasons.length - folders.length;
-  return folders.find((_, i) => reasons[first + i]?.Code === 'ConditionalCheckFailed');
+/**
+ * What of the folder rule refused the commit: the first folder that holds a live file (its head's
+ * check or its row's), or the path's own row (live files lie under it).
+ */
+function folderRuleRefusal(
+  reasons: readonly CancellationReason[],
+  write: CommitWrite,
+): { occupied?: string; holdsFiles?: true } | undefined {
+  if (write.folderRule === undefined) return undefined;
+  const { folders, change } = write.folderRule;
+  if (change === 'goes') return undefined;
+  const first = reasons.length - folderRuleItems(write);
+  const failed = (i: number) => reasons[first + i]?.Code === 'ConditionalCheckFailed';
+  const n = folders.length;
+  const occupied = folders.find((_, i) => failed(i) || (change === 'appears' && failed(n + i)));
+  if (occupied !== undefined) return { occupied };
+  return change === 'appears' && failed(2 * n) ? { holdsFiles: true } : undefined;
 }
 
 function writeActions(table: string, { version, change, upload }: CommitWrite): TransactItem[] {
@@ -771,11 +836,11 @@ export class DynamoLedger implements Ledger {
       if (!(error instanceof TransactionCanceledException)) throw error;
       const reasons = error.CancellationReasons ?? [];
       const found = refusedState(reasons, version.version - 1, change.seq - 1);
-      const occupied = occupiedFolder(reasons, write);
-      // An occupied folder refuses the commit for good: no state to retry from is needed.
+      const rule = folderRuleRefusal(reasons, write);
+      // The folder rule refuses the commit for good: no state to retry from is needed.
       const state =
         found ??
-        (occupied === undefined
+        (rule === undefined
           ? await this.readCommitState(version.path, change.shard)
           : { version: version.version - 1, feedSeq: change.seq - 1 });
       const ended = upload === undefined ? undefined : await this.endedUpload(error, version.uploadId);
@@ -784,7 +849,7 @@ export class DynamoLedger implements Ledger {
         committed: false,
         state,
         ...(ended ? { upload: ended } : {}),
-        ...(occupied === undefined ? {} : { occupied }),
+        ...rule,
         ...(pinned === undefined ? {} : { pinned }),
       };
     }

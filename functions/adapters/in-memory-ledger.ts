@@ -16,6 +16,7 @@ import type {
   CommitState,
   CommitWrite,
   CopyUpload,
+  FolderRuleWrite,
   IdempotencyClaim,
   IdempotencyRecord,
   LagFigures,
@@ -102,6 +103,8 @@ export class InMemoryLedger implements Ledger {
   private readonly blobs = new Map<string, Blob>();
   private readonly versions = new Map<string, Map<number, VersionItem>>();
   private readonly heads = new Map<string, FileVersion>();
+  /** The folder/file rule's rows (P#<path> FOLDER in DynamoLedger). */
+  private readonly folderRows = new Map<string, { liveFiles: number; fileLive: boolean }>();
   /** shard -> its entries, entry seq n at index n - 1 (so the shard's counter is the length). */
   private readonly feeds = new Map<number, Change[]>();
   private readonly targets = new Map<string, TargetItem>();
@@ -317,6 +320,7 @@ export class InMemoryLedger implements Ledger {
     if (failed === undefined) {
       this.apply(version, change, endsUpload ? upload : undefined);
       this.recordBlob(write.blob);
+      this.keepFolderRule(write);
       return { committed: true };
     }
     const head = this.heads.get(version.path);
@@ -333,28 +337,66 @@ export class InMemoryLedger implements Ledger {
       state,
       ...(ended && held ? { upload: copy(held) } : {}),
       ...(failed.occupied === undefined ? {} : { occupied: failed.occupied }),
+      ...(failed.holdsFiles ? { holdsFiles: true } : {}),
       ...(failed.pinned === undefined ? {} : { pinned: copy(failed.pinned) }),
     };
   }
 
   /** The commit's conditions that fail, as DynamoDB's cancellation reasons name them; undefined if none. */
   private failedConditions(
-    { version, change, vacantFolders, blob }: CommitWrite,
+    { version, change, folderRule, blob }: CommitWrite,
     endsUpload: boolean,
-  ): { head: boolean; upload: boolean; occupied: string | undefined; pinned: Blob | undefined } | undefined {
+  ):
+    | {
+        head: boolean;
+        upload: boolean;
+        occupied: string | undefined;
+        holdsFiles: boolean;
+        pinned: Blob | undefined;
+      }
+    | undefined {
     const head = (this.heads.get(version.path)?.version ?? 0) !== version.version - 1;
     const upload = endsUpload && this.uploads.get(version.uploadId)?.status !== 'pending';
-    const occupied = this.liveFileAmong(vacantFolders ?? []);
+    const { occupied, holdsFiles } = this.folderRuleRefusal(version.path, folderRule);
     const counter = this.feedOf(change.shard).length !== change.seq - 1;
     const versionTaken = this.versions.get(version.path)?.has(version.version) === true;
     const pinned = blob === undefined ? undefined : this.pinHolding(blob);
-    const any = head || upload || counter || versionTaken || occupied !== undefined || pinned !== undefined;
-    return any ? { head, upload, occupied, pinned } : undefined;
+    const any =
+      head ||
+      upload ||
+      counter ||
+      versionTaken ||
+      occupied !== undefined ||
+      holdsFiles ||
+      pinned !== undefined;
+    return any ? { head, upload, occupied, holdsFiles, pinned } : undefined;
   }
 
-  /** As DynamoLedger's ConditionCheck of each folder's head: absent or a tombstone passes. */
-  private liveFileAmong(folders: readonly string[]): string | undefined {
-    return folders.find((f) => this.heads.get(f)?.deleted === false);
+  /**
+   * As DynamoLedger's folder rule items: each folder's head absent or a tombstone, and, for a file
+   * that appears, each folder's rule row no live file and the path's own row no live file under it.
+   */
+  private folderRuleRefusal(
+    path: string,
+    rule: FolderRuleWrite | undefined,
+  ): { occupied: string | undefined; holdsFiles: boolean } {
+    if (rule === undefined || rule.change === 'goes') return { occupied: undefined, holdsFiles: false };
+    const appears = rule.change === 'appears';
+    const occupied = rule.folders.find(
+      (f) => this.heads.get(f)?.deleted === false || (appears && this.folderRows.get(f)?.fileLive === true),
+    );
+    const holdsFiles = appears && (this.folderRows.get(path)?.liveFiles ?? 0) > 0;
+    return { occupied, holdsFiles };
+  }
+
+  /** The folder rule's rows after a commit, as DynamoLedger's updates leave them. */
+  private keepFolderRule({ version, folderRule }: CommitWrite): void {
+    if (folderRule === undefined || folderRule.change === 'stays') return;
+    const delta = folderRule.change === 'appears' ? 1 : -1;
+    const row = (p: string) => this.folderRows.get(p) ?? { liveFiles: 0, fileLive: false };
+    for (const f of folderRule.folders)
+      this.folderRows.set(f, { ...row(f), liveFiles: row(f).liveFiles + delta });
+    this.folderRows.set(version.path, { ...row(version.path), fileLive: delta === 1 });
   }
 
   private apply(version: FileVersion, change: Change, upload: CommitWrite['upload']): void {

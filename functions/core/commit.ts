@@ -19,7 +19,7 @@
 import { crashPoint } from '../../common/crash-points.ts';
 import { backoffMs, sleep } from '../../common/retry.ts';
 import type { Blob, Change, FileVersion, VersionContent } from '../../contracts/model.js';
-import { type PolicyTarget, underFileError } from '../../contracts/paths.ts';
+import { folderOfFilesError, type PolicyTarget, underFileError } from '../../contracts/paths.ts';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import { targetSelects } from '../../contracts/topology.js';
 import { UploadFinishedError, VersionConflictError } from './errors.js';
@@ -30,6 +30,7 @@ import {
   type CommitResult,
   type CommitState,
   type FanoutQueue,
+  type FolderRuleWrite,
   MAX_VACANT_FOLDERS,
   type UploadLedger,
   type VersionLedger,
@@ -60,10 +61,11 @@ export interface CommitRequest {
    */
   readonly endsUpload?: { readonly deduplicated: boolean } | undefined;
   /**
-   * The path's folders the folder/file rule needs free of live files, checked in the commit's own
-   * write (at most MAX_VACANT_FOLDERS): one that holds a live file refuses it (`path_conflict`).
+   * The folder/file rule of a pull target (folderRuleFor, deleteRuleFor), held by the commit's own
+   * write: a folder that holds a live file, or live files under the path, refuse it (`path_conflict`).
+   * Absent where no pull target takes the path.
    */
-  readonly vacantFolders?: readonly string[] | undefined;
+  readonly folderRule?: FolderRule | undefined;
   /**
    * Content equal to the path's head (same SHA-256, size and type, not deleted) makes no new
    * version: nothing is written and the head is returned, its `uploadId` another's; the caller
@@ -76,6 +78,11 @@ export interface CommitRequest {
    * `held` is set to the record that holds once a write settles it: this one, or another pin.
    */
   readonly blob?: BlobRecordWrite | undefined;
+}
+
+/** The path's folders a pull target takes, at most MAX_VACANT_FOLDERS (the rest were read before). */
+export interface FolderRule {
+  readonly folders: readonly string[];
 }
 
 export interface BlobRecordWrite extends BlobRecord {
@@ -105,7 +112,7 @@ export async function commitVersion(deps: CommitDeps, request: CommitRequest): P
       version,
       change,
       upload: request.endsUpload,
-      vacantFolders: request.vacantFolders,
+      folderRule: await folderRuleWrite(deps, request, state),
       blob,
     });
     const roundTripMs = performance.now() - started;
@@ -138,8 +145,31 @@ async function settledOrRefused(
 ): Promise<FileVersion | undefined> {
   if (result.upload !== undefined) return settledElsewhere(deps, request, result.upload);
   if (result.occupied !== undefined) throw asValidationError(underFileError(result.occupied));
+  if (result.holdsFiles === true) throw asValidationError(folderOfFilesError(request.path));
   // A retried write that did land (the SDK retries on a lost answer) finds its own version at head.
   return ownHead(deps, request, result.state);
+}
+
+/**
+ * How this commit changes the path for the folder rule, from the head it is conditioned on: a
+ * file appears (no head, or a tombstone), stays (content over a live file) or goes (a tombstone
+ * over a live file); a tombstone over a tombstone changes nothing.
+ */
+async function folderRuleWrite(
+  deps: CommitDeps,
+  request: CommitRequest,
+  state: CommitState,
+): Promise<FolderRuleWrite | undefined> {
+  if (request.folderRule === undefined) return undefined;
+  const deleted =
+    state.version === 0
+      ? true
+      : (state.content?.deleted ??
+        (await deps.ledger.getVersion(request.path, state.version))?.deleted ??
+        true);
+  if (request.deleted && deleted) return undefined;
+  const change = request.deleted ? 'goes' : deleted ? 'appears' : 'stays';
+  return { folders: request.folderRule.folders, change };
 }
 
 /** A refusal that did not concern the head leaves it as read, and so its content. */
@@ -284,15 +314,25 @@ async function publish(deps: CommitDeps, version: FileVersion, change: Change): 
  * The file/folder rule of a pull target (a path cannot be a file where another live path makes it a
  * folder, nor lie under a live file), checked for a version about to be committed at `path`: what
  * lies under it through the live-files index here, its folders in the commit's own write (the
- * returned `vacantFolders`: no window between check and commit). Every commit of content goes
+ * returned rule: no window between check and commit). Every commit of content goes
  * through it: an upload's bytes, a proof of possession, a restore. Refuses with `path_conflict`.
  */
-export async function vacantFoldersFor(
+export async function folderRuleFor(
   deps: Pick<CommitDeps, 'ledger' | 'targets'>,
   path: string,
-): Promise<string[]> {
+): Promise<FolderRule | undefined> {
   const policy = new PathPolicy(deps.targets);
-  return policy.checkOccupancy(policy.check(path), deps.ledger, { deferFolders: MAX_VACANT_FOLDERS });
+  const checked = policy.check(path);
+  const folders = await policy.checkOccupancy(checked, deps.ledger, { deferFolders: MAX_VACANT_FOLDERS });
+  return policy.takesAsFile(checked) ? { folders } : undefined;
+}
+
+/** The folder rule of a delete: nothing to check, the path's file counted out of its folders. */
+export function deleteRuleFor(deps: Pick<CommitDeps, 'targets'>, path: string): FolderRule | undefined {
+  const policy = new PathPolicy(deps.targets);
+  const checked = policy.check(path);
+  if (!policy.takesAsFile(checked)) return undefined;
+  return { folders: policy.ruledFolders(checked).slice(0, MAX_VACANT_FOLDERS) };
 }
 
 /** One message per target that selects the path. FIFO deduplication makes a resend harmless. */

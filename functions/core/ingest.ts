@@ -9,8 +9,8 @@ import {
   type CommitDeps,
   commitVersion,
   endUploadAtHead,
+  folderRuleFor,
   keepsEqualHeadOf,
-  vacantFoldersFor,
 } from './commit.js';
 import { UploadFinishedError, ValidationError, VersionConflictError } from './errors.js';
 import { expireUpload, isLapsed, storedInWindow, uploadExpiresAt } from './expiry.js';
@@ -419,9 +419,9 @@ async function commitUpload(run: PendingRun, upload: PendingClaim, uploadId: str
   try {
     // The path was admitted at claim time; another path may have taken its folder or file since
     // (a pull target cannot hold both), or the targets changed.
-    const vacantFolders = await vacantFoldersFor(deps, upload.path);
+    const folderRule = await folderRuleFor(deps, upload.path);
     const version = await commitVersion(deps, {
-      vacantFolders,
+      folderRule,
       uploadId,
       path: upload.path,
       sha256: run.sha256,

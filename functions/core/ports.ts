@@ -28,13 +28,26 @@ export interface CommitWrite {
   readonly change: Change;
   readonly upload?: { readonly deduplicated: boolean } | undefined;
   /**
-   * Paths that must hold no live file for the write to happen (the path's folders, for the
-   * folder/file rule), checked in the same write instead of read before it. At most
-   * MAX_VACANT_FOLDERS (DynamoDB's transaction takes 100 items).
+   * The folder/file rule of a pull target, held by the write itself (docs/design-notes.md, "The
+   * folder/file rule"): absent where no pull target takes the path.
    */
-  readonly vacantFolders?: readonly string[] | undefined;
+  readonly folderRule?: FolderRuleWrite | undefined;
   /** A verified blob's record written with the commit, on putBlob's condition: one write fewer. */
   readonly blob?: BlobRecord | undefined;
+}
+
+/**
+ * How a commit keeps the folder/file rule. `folders` are the path's folders a pull target takes (at
+ * most MAX_VACANT_FOLDERS; deeper ones are read before the commit). A file that `appears` (a first
+ * version, or content after a tombstone) needs each folder to hold no live file and the path to
+ * have no live file under it, and is counted in each folder; one that `goes` (a tombstone over a
+ * live file) is counted out; one that `stays` (new content over a live file) needs the folders to
+ * hold no live file. The counts make "a live file under this path" a condition a write can check,
+ * where the live-files index is only eventually consistent.
+ */
+export interface FolderRuleWrite {
+  readonly folders: readonly string[];
+  readonly change: 'appears' | 'stays' | 'goes';
 }
 
 /** A blob's record to write, pinning its object version over no pin, the same pin or `replaces`. */
@@ -43,8 +56,11 @@ export interface BlobRecord {
   readonly replaces?: string | undefined;
 }
 
-/** The most `vacantFolders` one commit checks; the rest are read before it. */
-export const MAX_VACANT_FOLDERS = 90;
+/**
+ * The most folders one commit checks and counts (two items each; DynamoDB's transaction takes 100
+ * items); the rest are read before it and not counted.
+ */
+export const MAX_VACANT_FOLDERS = 45;
 
 export type CommitResult =
   | { readonly committed: true }
@@ -54,8 +70,10 @@ export type CommitResult =
       readonly state: CommitState;
       /** Set when the upload is no longer pending: its outcome stands (maybe this very version). */
       readonly upload?: Upload | undefined;
-      /** Set when one of `vacantFolders` holds a live file: the path cannot be committed. */
+      /** Set when one of the rule's folders holds a live file: the path cannot be committed. */
       readonly occupied?: string | undefined;
+      /** Set when live files lie under the path (it is their folder): the path cannot be a file. */
+      readonly holdsFiles?: boolean | undefined;
       /** Set when `blob` was refused (another object version is pinned): the record that holds. */
       readonly pinned?: Blob | undefined;
     };

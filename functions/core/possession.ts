@@ -15,8 +15,8 @@ import {
   type CommitDeps,
   commitVersion,
   endUploadAtHead,
+  folderRuleFor,
   keepsEqualHeadOf,
-  vacantFoldersFor,
 } from './commit.js';
 import { MirrorError, UploadFinishedError, ValidationError, VersionConflictError } from './errors.js';
 import type { BlobLedger, BlobStore, Metrics, UploadLedger, VersionLedger } from './ports.js';
@@ -148,9 +148,9 @@ async function commitProven(deps: PossessionDeps, upload: Upload): Promise<FileV
   // commits (core/commit.ts), so both end in one version.
   try {
     // Admitted at claim time; another path may have taken its folder or file since.
-    const vacantFolders = await vacantFoldersFor(deps, upload.path);
+    const folderRule = await folderRuleFor(deps, upload.path);
     version = await commitVersion(deps, {
-      vacantFolders,
+      folderRule,
       uploadId: upload.uploadId,
       path: upload.path,
       sha256: upload.sha256,

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { FileVersion } from '../../contracts/model.js';
-import { type CommitDeps, commitVersion, vacantFoldersFor } from './commit.js';
+import { type CommitDeps, commitVersion, folderRuleFor } from './commit.js';
 import { MirrorError, NotFoundError, ValidationError } from './errors.js';
 import { findOwnCommit, keyedRequestId } from './idempotency.js';
 import type { BlobLedger, VersionLedger } from './ports.js';
@@ -58,9 +58,9 @@ export async function restoreVersion(
   }
   // The path held this content once; another path may have made it a folder, or a file of one of
   // its folders, since.
-  const vacantFolders = await vacantFoldersFor(deps, path);
+  const folderRule = await folderRuleFor(deps, path);
   return commitVersion(deps, {
-    vacantFolders,
+    folderRule,
     uploadId: requestId ?? `restore-${randomUUID()}`,
     path,
     sha256: old.sha256,

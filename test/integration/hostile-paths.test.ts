@@ -190,6 +190,53 @@ describe('the path policy at the door: 400, field path, the rule, nothing writte
     expect(state.status).toBe('rejected');
     expect(state.reason).toMatch(/path_conflict/);
   });
+
+  it('the reverse, with the live-files index a moment behind (as on AWS): a file committed under the folder refuses the folder as a file in the commit itself (probe 9, F1)', async () => {
+    const bytes = Buffer.from(`folder as file ${randomUUID()}`);
+    const created = await api(
+      httpEvent('POST', '/v1/uploads', {
+        body: {
+          path: 'lagging/dir',
+          size: bytes.length,
+          sha256: sha256Hex(bytes),
+          contentType: 'text/plain',
+        },
+      }),
+    );
+    expect(created.statusCode).toBe(201);
+    await upload('lagging/dir/file.txt'); // another client's file under it commits meanwhile
+    const { url, headers } = json(created).upload as { url: string; headers: Record<string, string> };
+    const { 'content-length': _length, ...rest } = headers;
+    const put = await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(bytes) });
+    // The index has not caught up with that file yet: only the commit's own write can see it.
+    const behind = new Proxy(world.ledger, {
+      get(target, property) {
+        if (property === 'hasLiveFileUnder') return async () => false;
+        const value = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    await ingestBlob(
+      { ...world.deps, ledger: behind },
+      {
+        key: `blobs/${sha256Hex(bytes)}`,
+        size: bytes.length,
+        etag: put.headers.get('etag')?.replaceAll('"', ''),
+        versionId: put.headers.get('x-amz-version-id') ?? undefined,
+      },
+    );
+    expect(await world.ledger.getHead('lagging/dir')).toBeUndefined();
+    const state = json(await api(httpEvent('GET', `/v1/uploads/${json(created).uploadId}`)));
+    expect(state).toMatchObject({
+      status: 'rejected',
+      reason: expect.stringMatching(/^path_conflict: path is a folder of other files/),
+    });
+    // Once the file under it is deleted, the name is free for a file.
+    expect(
+      (await api(httpEvent('DELETE', `/v1/files/${encodeURIComponent('lagging/dir/file.txt')}`))).statusCode,
+    ).toBe(200);
+    await upload('lagging/dir');
+  });
 });
 
 describe('nested paths in URLs: literal slashes and %2F address the same file on every route', () => {

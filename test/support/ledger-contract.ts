@@ -560,15 +560,48 @@ export function ledgerContract(
           sha256: sha(12),
           endsUpload: { deduplicated: false },
         }),
-        vacantFolders: ['nothing', 'box'],
+        folderRule: { folders: ['nothing', 'box'], change: 'appears' as const },
       };
       expect(await ledger.commit(blocked)).toMatchObject({ committed: false, occupied: 'box' });
       expect(await snapshot(ledger, ['box/in.png'], 0)).toEqual(before);
       expect(await ledger.getUpload(upload.uploadId)).toEqual(upload);
       expect(await ledger.listPendingUploads(sha(12))).toEqual([upload.uploadId]);
-      const free = { ...commitWrite('gone/in.png', 1, 4), vacantFolders: ['nothing', 'gone'] };
+      const free = {
+        ...commitWrite('gone/in.png', 1, 4),
+        folderRule: { folders: ['nothing', 'gone'], change: 'appears' as const },
+      };
       expect(await ledger.commit(free)).toEqual({ committed: true });
       expect(await ledger.getHead('gone/in.png')).toMatchObject({ version: 1 });
+    });
+
+    it('the folder rule in the write: a file that appears under x/a keeps x/a from becoming a file, whatever the live-files index says, until it goes', async () => {
+      const { ledger } = await makeLedger();
+      const ruled = (path: string, change: 'appears' | 'stays' | 'goes', options = {}) => {
+        const folders = path
+          .split('/')
+          .slice(0, -1)
+          .map((_, i, all) => all.slice(0, i + 1).join('/'));
+        return async () => {
+          const state = await ledger.readCommitState(path, 0);
+          const write = commitWrite(path, state.version + 1, state.feedSeq + 1, options);
+          return ledger.commit({ ...write, folderRule: { folders, change } });
+        };
+      };
+      expect(await ruled('x/a/b.png', 'appears')()).toEqual({ committed: true });
+      // The file at x/a is checked by its own write (its rule row counts x/a/b.png), not by a read of
+      // the index a moment before, which may not show x/a/b.png yet.
+      const before = await snapshot(ledger, ['x/a'], 0);
+      expect(await ruled('x/a', 'appears')()).toMatchObject({ committed: false, holdsFiles: true });
+      expect(await snapshot(ledger, ['x/a'], 0)).toEqual(before);
+      // A new version of x/a/b.png changes no count; its tombstone counts it out.
+      expect(await ruled('x/a/b.png', 'stays')()).toEqual({ committed: true });
+      expect(await ruled('x/a', 'appears')()).toMatchObject({ committed: false, holdsFiles: true });
+      expect(await ruled('x/a/b.png', 'goes', { sha256: null })()).toEqual({ committed: true });
+      expect(await ruled('x/a', 'appears')()).toEqual({ committed: true });
+      // Now x/a is a live file: a file under it is refused, naming it.
+      expect(await ruled('x/a/c.png', 'appears')()).toMatchObject({ committed: false, occupied: 'x/a' });
+      expect(await ruled('x/a', 'goes', { sha256: null })()).toEqual({ committed: true });
+      expect(await ruled('x/a/c.png', 'appears')()).toEqual({ committed: true });
     });
 
     it('listVersions: newest first, `limit` at a time, `before` excluded', async () => {
