@@ -12,7 +12,8 @@
  *   U#<upload>   UPLOAD                  an upload and its outcome
  *   U#<upload>   PART#<12 digits>        a part of a multipart upload, as its uploader reported it
  *   B#<sha256>   BLOB                    a verified blob
- *   B#<sha256>   U#<upload>              an upload waiting for that blob (strongly consistent, unlike a GSI)
+ *   B#<sha256>   U#<upload>              an upload waiting for that blob (strongly consistent, unlike a GSI;
+ *                                        also in the pending-uploads index, for the sweeps)
  *   FEED#<shard> S#<seq, 12 digits>      the change feed
  *   LAG#<target> WATERMARK               feed cursor below which the target has applied everything,
  *                                        and the lag monitor's figures of its latest run
@@ -152,6 +153,25 @@ export const LIVE_FILES_INDEX = {
   partitionKey: 'folderPk',
   sortKey: 'folderSk',
 } as const;
+/**
+ * The pending-uploads index: every pending pointer (`B#<sha256>` `U#<upload>`) and nothing else, so
+ * that the sweeps read the pointers, not the whole table. Its keys are written on pointers only
+ * (sparse), over PENDING_SHARDS partitions so that no one partition takes every claim.
+ */
+export const PENDING_INDEX = {
+  name: 'pending-uploads',
+  partitionKey: 'pendingPk',
+  sortKey: 'pendingSk',
+} as const;
+export const PENDING_SHARDS = 16;
+/** A pointer's partition in the pending-uploads index, from its upload id. */
+export const pendingPartition = (uploadId: string): string => {
+  let sum = 0;
+  for (let i = 0; i < uploadId.length; i++) sum = (sum * 31 + uploadId.charCodeAt(i)) % 65_521;
+  return pendingShardKey(sum % PENDING_SHARDS);
+};
+export const pendingShardKey = (shard: number): string => `PENDING#${shard}`;
+
 /** A head's partition in the live-files index: its top folder. */
 export const folderPartition = (path: string): string => `D#${path.split('/')[0]}`;
 

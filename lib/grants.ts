@@ -10,7 +10,7 @@
 import { Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
-import { LIVE_FILES_INDEX } from '../contracts/ledger-keys.js';
+import { LIVE_FILES_INDEX, PENDING_INDEX } from '../contracts/ledger-keys.js';
 import type { Topology } from '../contracts/topology.js';
 import type { Ledger } from './constructs/ledger.js';
 import type { MirrorFunction } from './constructs/mirror-function.js';
@@ -117,7 +117,8 @@ export const LEDGER_ACCESS = {
   ],
   /**
    * Scans the heads, reads target rows, forgets a row whose object is gone or altered (forgetTargetState);
-   * ends pending uploads a day past their expiry (finishUpload, removePendingUpload: the ledger only).
+   * ends pending uploads a day past their expiry (found through the pending-uploads index, with
+   * `queryPendingUploads`; finishUpload, removePendingUpload: the ledger only).
    */
   reconcile: [
     'dynamodb:Scan',
@@ -127,10 +128,11 @@ export const LEDGER_ACCESS = {
     'dynamodb:UpdateItem',
   ],
   /**
-   * Pages through the pending-upload pointers (Scan), reads each upload (GetItem), and saves where
+   * Pages through the pending-upload pointers (Query on the pending-uploads index, granted with
+   * `queryPendingUploads`), reads each upload (GetItem), and saves where
    * its walk stopped (UpdateItem on its checkpoint row). It writes nothing else: the ingest decides.
    */
-  pendingSweep: ['dynamodb:Scan', 'dynamodb:GetItem', 'dynamodb:UpdateItem'],
+  pendingSweep: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
 } as const satisfies Record<string, readonly LedgerAction[]>;
 
 /**
@@ -143,11 +145,24 @@ export function useLedger(
   fn: MirrorFunction,
   ledger: Ledger,
   actions: readonly LedgerAction[],
-  options: { readonly queryLiveFiles?: boolean; readonly scanLiveFiles?: boolean } = {},
+  options: {
+    readonly queryLiveFiles?: boolean;
+    readonly scanLiveFiles?: boolean;
+    readonly queryPendingUploads?: boolean;
+  } = {},
 ): void {
   fn.role.addToPrincipalPolicy(
     new iam.PolicyStatement({ sid: 'Ledger', actions: [...actions], resources: [ledger.table.tableArn] }),
   );
+  if (options.queryPendingUploads) {
+    fn.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'LedgerPendingUploadsIndex',
+        actions: ['dynamodb:Query'],
+        resources: [`${ledger.table.tableArn}/index/${PENDING_INDEX.name}`],
+      }),
+    );
+  }
   if (options.queryLiveFiles) {
     fn.role.addToPrincipalPolicy(
       new iam.PolicyStatement({

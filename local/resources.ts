@@ -4,9 +4,11 @@
  * SQS queues (in memory) are made afresh on every start.
  */
 import {
+  type AttributeDefinition,
   CreateTableCommand,
   DescribeTableCommand,
   type DynamoDBClient,
+  type GlobalSecondaryIndex,
   ResourceNotFoundException,
   UpdateTableCommand,
 } from '@aws-sdk/client-dynamodb';
@@ -20,7 +22,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { sleep } from '../common/retry.ts';
-import { LIVE_FILES_INDEX } from '../contracts/ledger-keys.ts';
+import { LIVE_FILES_INDEX, PENDING_INDEX } from '../contracts/ledger-keys.ts';
 import type { Topology } from '../contracts/topology.ts';
 
 export const LOCAL_NAMES = Object.freeze({
@@ -158,13 +160,14 @@ export async function ensureLedgerTable(dynamodb: DynamoDBClient, table: string)
           'remove the dynamodb folder in the data folder to start afresh',
       );
     }
-    // A data folder from before the index: add it (heads written since carry its keys).
-    if (!Table?.GlobalSecondaryIndexes?.some((i) => i.IndexName === LIVE_FILES_INDEX.name)) {
+    // A data folder from before an index: add it (items written since carry its keys).
+    for (const index of LEDGER_INDEXES) {
+      if (Table?.GlobalSecondaryIndexes?.some((i) => i.IndexName === index.definition.IndexName)) continue;
       await dynamodb.send(
         new UpdateTableCommand({
           TableName: table,
-          AttributeDefinitions: liveFilesAttributes,
-          GlobalSecondaryIndexUpdates: [{ Create: liveFilesIndex }],
+          AttributeDefinitions: index.attributes,
+          GlobalSecondaryIndexUpdates: [{ Create: index.definition }],
         }),
       );
       await waitActive(dynamodb, table);
@@ -180,13 +183,13 @@ export async function ensureLedgerTable(dynamodb: DynamoDBClient, table: string)
       AttributeDefinitions: [
         { AttributeName: 'pk', AttributeType: 'S' },
         { AttributeName: 'sk', AttributeType: 'S' },
-        ...liveFilesAttributes,
+        ...LEDGER_INDEXES.flatMap((i) => i.attributes),
       ],
       KeySchema: [
         { AttributeName: 'pk', KeyType: 'HASH' },
         { AttributeName: 'sk', KeyType: 'RANGE' },
       ],
-      GlobalSecondaryIndexes: [liveFilesIndex],
+      GlobalSecondaryIndexes: LEDGER_INDEXES.map((i) => i.definition),
     }),
   );
   await waitActive(dynamodb, table);
@@ -205,6 +208,27 @@ const liveFilesIndex = {
   ],
   Projection: { ProjectionType: 'KEYS_ONLY' as const },
 };
+
+/** The pending-uploads index, as lib/constructs/ledger.ts declares it on AWS. */
+const pendingIndex = {
+  IndexName: PENDING_INDEX.name,
+  KeySchema: [
+    { AttributeName: PENDING_INDEX.partitionKey, KeyType: 'HASH' as const },
+    { AttributeName: PENDING_INDEX.sortKey, KeyType: 'RANGE' as const },
+  ],
+  Projection: { ProjectionType: 'KEYS_ONLY' as const },
+};
+
+const LEDGER_INDEXES: readonly { definition: GlobalSecondaryIndex; attributes: AttributeDefinition[] }[] = [
+  { definition: liveFilesIndex, attributes: liveFilesAttributes },
+  {
+    definition: pendingIndex,
+    attributes: [
+      { AttributeName: PENDING_INDEX.partitionKey, AttributeType: 'S' as const },
+      { AttributeName: PENDING_INDEX.sortKey, AttributeType: 'S' as const },
+    ],
+  },
+];
 
 async function waitActive(dynamodb: DynamoDBClient, table: string): Promise<void> {
   for (let i = 0; i < 500; i++) {

@@ -40,9 +40,13 @@ import {
   idempotencyItemKey,
   LIVE_FILES_INDEX,
   latestFeedSeqQuery,
+  PENDING_INDEX,
+  PENDING_SHARDS,
   PK,
   partItemKey,
   pathKey,
+  pendingPartition,
+  pendingShardKey,
   pendingUploadItemKey,
   reconcileCheckpointItemKey,
   SK,
@@ -442,14 +446,31 @@ const HEADS_FILTER = {
   expression: 'begins_with(pk, :p) AND sk = :head',
   values: { ':p': PK.path, ':head': SK.head },
 } as const;
-const PENDING_FILTER = {
-  expression: 'begins_with(pk, :b) AND begins_with(sk, :u)',
-  values: { ':b': PK.blob, ':u': SK.pendingUpload },
-} as const;
 
+/** Where a walk over the pending-uploads index stands: a partition, and the last key read in it. */
+interface PendingPosition {
+  readonly shard: number;
+  readonly key?: Item;
+}
+
+/** An `after` from an earlier page; anything else (none, or a position from before the index) starts over. */
+function pendingPosition(after: string | undefined): PendingPosition {
+  if (after === undefined) return { shard: 0 };
+  try {
+    const parsed = JSON.parse(after) as Partial<PendingPosition>;
+    const shard = parsed.shard;
+    if (typeof shard !== 'number' || !Number.isInteger(shard) || shard < 0 || shard >= PENDING_SHARDS)
+      return { shard: 0 };
+    return parsed.key === undefined ? { shard } : { shard, key: parsed.key };
+  } catch {
+    return { shard: 0 };
+  }
+}
+
+/** A pointer from its keys (the pending-uploads index projects the keys only). */
 const pendingPointer = (item: Item): { sha256: string; uploadId: string } => ({
   sha256: (item.pk as string).slice(PK.blob.length),
-  uploadId: item.uploadId as string,
+  uploadId: (item.sk as string).slice(SK.pendingUpload.length),
 });
 
 export class DynamoLedger implements Ledger {
@@ -710,6 +731,8 @@ export class DynamoLedger implements Ledger {
         TableName: this.table,
         Item: {
           ...pendingUploadItemKey(sha256, uploadId),
+          [PENDING_INDEX.partitionKey]: pendingPartition(uploadId),
+          [PENDING_INDEX.sortKey]: uploadId,
           uploadId,
           ...(upload === undefined ? {} : { claim: pendingClaimOf(upload) }),
         },
@@ -1056,26 +1079,41 @@ export class DynamoLedger implements Ledger {
   }
 
   async *scanPendingUploads(): AsyncIterable<{ sha256: string; uploadId: string }> {
-    const pages = paginateScan(
-      { client: this.db, pageSize: 500 },
-      {
-        TableName: this.table,
-        FilterExpression: PENDING_FILTER.expression,
-        ExpressionAttributeValues: PENDING_FILTER.values,
-        ConsistentRead: true,
-      },
-    );
-    for await (const page of pages) for (const item of page.Items ?? []) yield pendingPointer(item);
+    // Every partition of the pending-uploads index (eventually consistent: the expiry sweep reads
+    // each upload again before it acts, and a pointer a moment old is far from expiring).
+    let after: string | undefined;
+    do {
+      const page = await this.pagePendingUploads({ after, limit: 500 });
+      yield* page.pointers;
+      after = page.next;
+    } while (after !== undefined);
   }
 
   async pagePendingUploads(options: { after?: string | undefined; limit: number }): Promise<{
     pointers: { sha256: string; uploadId: string }[];
     next?: string | undefined;
   }> {
-    // Eventually consistent: the sweep reads each upload again before it acts (core/pending-sweep.ts).
-    const page = await this.scanPage(PENDING_FILTER, options);
-    const pointers = page.items.map(pendingPointer);
-    return page.next === undefined ? { pointers } : { pointers, next: page.next };
+    // The pending-uploads index, a partition at a time; `after` names the partition and the key in
+    // it. Eventually consistent: the sweep reads each upload again before it acts (core/pending-sweep.ts).
+    const position = pendingPosition(options.after);
+    const out = await this.db.send(
+      new QueryCommand({
+        TableName: this.table,
+        IndexName: PENDING_INDEX.name,
+        KeyConditionExpression: '#pk = :pk',
+        ExpressionAttributeNames: { '#pk': PENDING_INDEX.partitionKey },
+        ExpressionAttributeValues: { ':pk': pendingShardKey(position.shard) },
+        Limit: options.limit,
+        ...(position.key === undefined ? {} : { ExclusiveStartKey: position.key }),
+      }),
+    );
+    const pointers = (out.Items ?? []).map(pendingPointer);
+    const next: PendingPosition | undefined = out.LastEvaluatedKey
+      ? { shard: position.shard, key: out.LastEvaluatedKey }
+      : position.shard + 1 < PENDING_SHARDS
+        ? { shard: position.shard + 1 }
+        : undefined;
+    return next === undefined ? { pointers } : { pointers, next: JSON.stringify(next) };
   }
 
   async getSweepCheckpoint(): Promise<string | undefined> {

@@ -2,7 +2,7 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { Construct } from 'constructs';
-import { LIVE_FILES_INDEX, TTL_ATTRIBUTE } from '../../contracts/ledger-keys.js';
+import { LIVE_FILES_INDEX, PENDING_INDEX, TTL_ATTRIBUTE } from '../../contracts/ledger-keys.js';
 
 export interface LedgerProps {
   /**
@@ -46,6 +46,14 @@ export class Ledger extends Construct {
       indexName: LIVE_FILES_INDEX.name,
       partitionKey: { name: LIVE_FILES_INDEX.partitionKey, type: dynamodb.AttributeType.STRING },
       sortKey: { name: LIVE_FILES_INDEX.sortKey, type: dynamodb.AttributeType.STRING },
+      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
+    });
+    // The pending pointers alone (their keys are written on nothing else): the sweeps query it
+    // instead of scanning the whole table (docs/scale.md).
+    this.table.addGlobalSecondaryIndex({
+      indexName: PENDING_INDEX.name,
+      partitionKey: { name: PENDING_INDEX.partitionKey, type: dynamodb.AttributeType.STRING },
+      sortKey: { name: PENDING_INDEX.sortKey, type: dynamodb.AttributeType.STRING },
       projectionType: dynamodb.ProjectionType.KEYS_ONLY,
     });
   }

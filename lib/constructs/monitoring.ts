@@ -403,7 +403,7 @@ export class Monitoring extends Construct {
       timeout: Duration.minutes(15),
       memorySize: 512,
     });
-    useLedger(fn, props.ledger, LEDGER_ACCESS.reconcile);
+    useLedger(fn, props.ledger, LEDGER_ACCESS.reconcile, { queryPendingUploads: true });
     useTargets(fn, props.targets, {
       sendMessage: true,
       readReplicaObjects: {

@@ -52,7 +52,7 @@ export class PendingSweep extends Construct {
       timeout: Duration.minutes(5),
       memorySize: 256,
     });
-    useLedger(fn, props.ledger, LEDGER_ACCESS.pendingSweep);
+    useLedger(fn, props.ledger, LEDGER_ACCESS.pendingSweep, { queryPendingUploads: true });
     // HEAD (GetObject, GetObjectVersion) and list the versions of blobs; 404 for a version deleted meanwhile.
     useOrigin(fn, props.origin, {
       blobs: ['s3:GetObject', 's3:GetObjectVersion'],

@@ -158,7 +158,7 @@ describe('origin bucket', () => {
 });
 
 describe('ledger', () => {
-  it('is one table pk/sk, on demand, PITR, encrypted, protected and retained, with the keys-only live-files index', () => {
+  it('is one table pk/sk, on demand, PITR, encrypted, protected and retained, with the keys-only live-files and pending-uploads indexes', () => {
     home.resourceCountIs('AWS::DynamoDB::Table', 1);
     home.hasResource('AWS::DynamoDB::Table', {
       DeletionPolicy: 'RetainExceptOnCreate',
@@ -173,6 +173,8 @@ describe('ledger', () => {
           { AttributeName: 'sk', AttributeType: 'S' },
           { AttributeName: 'folderPk', AttributeType: 'S' },
           { AttributeName: 'folderSk', AttributeType: 'S' },
+          { AttributeName: 'pendingPk', AttributeType: 'S' },
+          { AttributeName: 'pendingSk', AttributeType: 'S' },
         ],
         BillingMode: 'PAY_PER_REQUEST',
         PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
@@ -188,6 +190,15 @@ describe('ledger', () => {
             KeySchema: [
               { AttributeName: 'folderPk', KeyType: 'HASH' },
               { AttributeName: 'folderSk', KeyType: 'RANGE' },
+            ],
+            Projection: { ProjectionType: 'KEYS_ONLY' },
+          },
+          {
+            // The pending pointers alone, so that the sweeps query them instead of scanning the table.
+            IndexName: 'pending-uploads',
+            KeySchema: [
+              { AttributeName: 'pendingPk', KeyType: 'HASH' },
+              { AttributeName: 'pendingSk', KeyType: 'RANGE' },
             ],
             Projection: { ProjectionType: 'KEYS_ONLY' },
           },

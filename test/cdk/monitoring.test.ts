@@ -644,14 +644,18 @@ describe('lag monitor and reconcile functions', () => {
   it('reconcile: Scan/Query/GetItem/DeleteItem/UpdateItem, SendMessage to every target queue, HEAD on the replica objects', () => {
     const statements = grants('reconciler');
     const actions = statements.flatMap(actionsOf);
-    // UpdateItem: the sweep ends pending uploads a day past their expiry.
+    // UpdateItem: the sweep ends pending uploads a day past their expiry, found through the
+    // pending-uploads index (the second Query).
     expect(actions.filter((a) => a.startsWith('dynamodb:')).sort()).toEqual([
       'dynamodb:DeleteItem',
       'dynamodb:GetItem',
       'dynamodb:Query',
+      'dynamodb:Query',
       'dynamodb:Scan',
       'dynamodb:UpdateItem',
     ]);
+    const pendingIndex = statements.find((s) => s.Sid === 'LedgerPendingUploadsIndex') as Statement;
+    expect(text(resourcesOf(pendingIndex))).toContain('/index/pending-uploads');
     expect(actions.filter((a) => a.startsWith('sqs:'))).toEqual(['sqs:SendMessage']);
     const send = statements.find((s) => actionsOf(s).includes('sqs:SendMessage')) as Statement;
     expect(resourcesOf(send).map(text).sort()).toEqual(
