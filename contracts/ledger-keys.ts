@@ -6,7 +6,8 @@
  *
  *   P#<path>     V#<version, 12 digits>  one claimed version (immutable but for its feed seq)
  *   P#<path>     HEAD                    the highest committed version, moved forward only
- *   P#<path>     FOLDER                  the folder/file rule's counts: live files under the path, is it one
+ *   P#<path>     FOLDER                  the folder/file rule's counts: live files under the path, and the
+ *                                        folders its own live file was counted into
  *   T#<target>#<path> STATE              what a target has applied (keyed by target first, so an
  *                                        agent's role can be limited to its own rows by dynamodb:LeadingKeys)
  *   U#<upload>   UPLOAD                  an upload and its outcome
@@ -72,8 +73,8 @@ export const versionItemKey = (path: string, version: number): ItemKey => ({
 });
 export const headItemKey = (path: string): ItemKey => ({ pk: pathKey(path), sk: SK.head });
 /**
- * The folder/file rule's row of a path a pull target takes: `liveFiles` under it (as a folder) and
- * `fileLive` (whether it is a live file itself), kept by the commits (functions/core/ports.ts,
+ * The folder/file rule's row of a path: `liveFiles` under it (as a folder) and `countedIn`, the
+ * folders its own live file was counted into, kept by the commits (functions/core/ports.ts,
  * FolderRuleWrite).
  */
 export const folderItemKey = (path: string): ItemKey => ({ pk: pathKey(path), sk: SK.folder });

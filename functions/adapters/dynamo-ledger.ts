@@ -106,8 +106,7 @@ const CONDITIONS = {
   copyUploadIs: 'uploadId = :uploadId',
   // A live head carries the live-files index keys; a tombstone's head and no head have none.
   holdsNoLiveFile: 'attribute_not_exists(#folderPk)',
-  // The folder/file rule's row (FolderRuleWrite): the folder is no live file; no live file lies under the path.
-  folderIsNoFile: 'attribute_not_exists(fileLive) OR fileLive = :false',
+  // The folder/file rule's row of the path (FolderRuleWrite): no live file lies under it.
   pathHoldsNoFiles: 'attribute_not_exists(liveFiles) OR liveFiles <= :zero',
 } as const;
 
@@ -203,9 +202,11 @@ function commitActions(table: string, write: CommitWrite): TransactItem[] {
 }
 
 /**
- * The folder/file rule in the commit (FolderRuleWrite): each folder's head is no live file (as
- * before the counts: files committed before them have no rule row), and the rule's rows are kept:
- * the path's own row last, each folder's row after its head's check. Items per folder: two.
+ * The folder/file rule in the commit (FolderRuleWrite): each folder's head is no live file (checked
+ * for a file that appears or stays), and the counts are kept. A file that appears adds 1 to each
+ * folder's `liveFiles` and records those folders on its own row (`countedIn`), on the condition
+ * that no live file lies under it; one that goes takes 1 off each folder its row recorded, whatever
+ * the targets are now, and forgets them. Items: the checks, the counts, the path's own row.
  */
 function folderRuleActions(table: string, { version, folderRule }: CommitWrite): TransactItem[] {
   if (folderRule === undefined) return [];
@@ -219,12 +220,7 @@ function folderRuleActions(table: string, { version, folderRule }: CommitWrite):
         TableName: table,
         Key: folderItemKey(f),
         UpdateExpression: 'ADD liveFiles :delta',
-        ...(appears
-          ? {
-              ConditionExpression: CONDITIONS.folderIsNoFile,
-              ExpressionAttributeValues: { ':delta': 1, ':false': false },
-            }
-          : { ExpressionAttributeValues: { ':delta': -1 } }),
+        ExpressionAttributeValues: { ':delta': appears ? 1 : -1 },
       },
     }),
   );
@@ -232,13 +228,13 @@ function folderRuleActions(table: string, { version, folderRule }: CommitWrite):
     Update: {
       TableName: table,
       Key: folderItemKey(version.path),
-      UpdateExpression: 'SET fileLive = :live',
       ...(appears
         ? {
+            UpdateExpression: 'SET countedIn = :folders',
             ConditionExpression: CONDITIONS.pathHoldsNoFiles,
-            ExpressionAttributeValues: { ':live': true, ':zero': 0 },
+            ExpressionAttributeValues: { ':folders': [...folders], ':zero': 0 },
           }
-        : { ExpressionAttributeValues: { ':live': false } }),
+        : { UpdateExpression: 'REMOVE countedIn' }),
     },
   };
   return [...checks, ...counted, own];
@@ -249,6 +245,12 @@ function folderRuleItems({ folderRule }: CommitWrite): number {
   if (folderRule === undefined) return 0;
   const n = folderRule.folders.length;
   return folderRule.change === 'stays' ? n : folderRule.change === 'goes' ? n + 1 : 2 * n + 1;
+}
+
+/** The folders a path's live file was counted into, from its rule row ([] when none). */
+function countedInOf(item: Item | undefined): string[] {
+  const counted = item?.countedIn;
+  return Array.isArray(counted) ? counted.filter((f): f is string => typeof f === 'string') : [];
 }
 
 /** putBlob's write: over no pin, the same pin or `replaces`; unversioned storage pins nothing. */
@@ -297,10 +299,9 @@ function folderRuleRefusal(
   if (change === 'goes') return undefined;
   const first = reasons.length - folderRuleItems(write);
   const failed = (i: number) => reasons[first + i]?.Code === 'ConditionalCheckFailed';
-  const n = folders.length;
-  const occupied = folders.find((_, i) => failed(i) || (change === 'appears' && failed(n + i)));
+  const occupied = folders.find((_, i) => failed(i));
   if (occupied !== undefined) return { occupied };
-  return change === 'appears' && failed(2 * n) ? { holdsFiles: true } : undefined;
+  return change === 'appears' && failed(2 * folders.length) ? { holdsFiles: true } : undefined;
 }
 
 function writeActions(table: string, { version, change, upload }: CommitWrite): TransactItem[] {
@@ -836,11 +837,12 @@ export class DynamoLedger implements Ledger {
         TransactItems: [
           { Get: { TableName: this.table, Key: headItemKey(path) } },
           { Get: { TableName: this.table, Key: feedCounterItemKey(shard) } },
+          { Get: { TableName: this.table, Key: folderItemKey(path) } },
         ],
       }),
     );
-    const [head, counter] = (out.Responses ?? []).map((r) => r?.Item);
-    return { ...headOf(head), feedSeq: feedSeqOf(counter) };
+    const [head, counter, rule] = (out.Responses ?? []).map((r) => r?.Item);
+    return { ...headOf(head), feedSeq: feedSeqOf(counter), counted: countedInOf(rule) };
   }
 
   async commit(write: CommitWrite): Promise<CommitResult> {

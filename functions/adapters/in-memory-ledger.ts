@@ -104,7 +104,7 @@ export class InMemoryLedger implements Ledger {
   private readonly versions = new Map<string, Map<number, VersionItem>>();
   private readonly heads = new Map<string, FileVersion>();
   /** The folder/file rule's rows (P#<path> FOLDER in DynamoLedger). */
-  private readonly folderRows = new Map<string, { liveFiles: number; fileLive: boolean }>();
+  private readonly folderRows = new Map<string, { liveFiles: number; countedIn?: readonly string[] }>();
   /** shard -> its entries, entry seq n at index n - 1 (so the shard's counter is the length). */
   private readonly feeds = new Map<number, Change[]>();
   private readonly targets = new Map<string, TargetItem>();
@@ -309,6 +309,7 @@ export class InMemoryLedger implements Ledger {
       version: head?.version ?? 0,
       ...(head ? { uploadId: head.uploadId, content: contentOf(head) } : {}),
       feedSeq: this.feedOf(shard).length,
+      counted: [...(this.folderRows.get(path)?.countedIn ?? [])],
     };
   }
 
@@ -374,29 +375,27 @@ export class InMemoryLedger implements Ledger {
 
   /**
    * As DynamoLedger's folder rule items: each folder's head absent or a tombstone, and, for a file
-   * that appears, each folder's rule row no live file and the path's own row no live file under it.
+   * that appears, no live file counted under the path.
    */
   private folderRuleRefusal(
     path: string,
     rule: FolderRuleWrite | undefined,
   ): { occupied: string | undefined; holdsFiles: boolean } {
     if (rule === undefined || rule.change === 'goes') return { occupied: undefined, holdsFiles: false };
-    const appears = rule.change === 'appears';
-    const occupied = rule.folders.find(
-      (f) => this.heads.get(f)?.deleted === false || (appears && this.folderRows.get(f)?.fileLive === true),
-    );
-    const holdsFiles = appears && (this.folderRows.get(path)?.liveFiles ?? 0) > 0;
+    const occupied = rule.folders.find((f) => this.heads.get(f)?.deleted === false);
+    const holdsFiles = rule.change === 'appears' && (this.folderRows.get(path)?.liveFiles ?? 0) > 0;
     return { occupied, holdsFiles };
   }
 
   /** The folder rule's rows after a commit, as DynamoLedger's updates leave them. */
   private keepFolderRule({ version, folderRule }: CommitWrite): void {
     if (folderRule === undefined || folderRule.change === 'stays') return;
-    const delta = folderRule.change === 'appears' ? 1 : -1;
-    const row = (p: string) => this.folderRows.get(p) ?? { liveFiles: 0, fileLive: false };
+    const appears = folderRule.change === 'appears';
+    const row = (p: string) => this.folderRows.get(p) ?? { liveFiles: 0 };
     for (const f of folderRule.folders)
-      this.folderRows.set(f, { ...row(f), liveFiles: row(f).liveFiles + delta });
-    this.folderRows.set(version.path, { ...row(version.path), fileLive: delta === 1 });
+      this.folderRows.set(f, { ...row(f), liveFiles: row(f).liveFiles + (appears ? 1 : -1) });
+    const { countedIn: _forgotten, ...own } = row(version.path);
+    this.folderRows.set(version.path, appears ? { ...own, countedIn: [...folderRule.folders] } : own);
   }
 
   private apply(version: FileVersion, change: Change, upload: CommitWrite['upload']): void {

@@ -61,9 +61,10 @@ export interface CommitRequest {
    */
   readonly endsUpload?: { readonly deduplicated: boolean } | undefined;
   /**
-   * The folder/file rule of a pull target (folderRuleFor, deleteRuleFor), held by the commit's own
-   * write: a folder that holds a live file, or live files under the path, refuse it (`path_conflict`).
-   * Absent where no pull target takes the path.
+   * The folder/file rule of a pull target (folderRuleFor), held by the commit's own write: a folder
+   * that holds a live file, or live files under the path, refuse it (`path_conflict`). Absent where
+   * no pull target takes the path. A tombstone needs none: it counts its file out of the folders
+   * the file was counted into, whatever the targets are now.
    */
   readonly folderRule?: FolderRule | undefined;
   /**
@@ -160,21 +161,34 @@ async function folderRuleWrite(
   request: CommitRequest,
   state: CommitState,
 ): Promise<FolderRuleWrite | undefined> {
+  const live = state.version > 0 && !(await headDeleted(deps, request.path, state));
+  if (request.deleted) {
+    // Counted out of the folders its row recorded, whatever the targets are now: a pull target
+    // removed or narrowed since must not leave a count that refuses the folder for ever.
+    if (!live) return undefined;
+    const counted =
+      state.counted ??
+      (await deps.ledger.readCommitState(request.path, shardOf(request.path, deps.feedShards))).counted;
+    return counted === undefined || counted.length === 0 ? undefined : { folders: counted, change: 'goes' };
+  }
   if (request.folderRule === undefined) return undefined;
-  const deleted =
-    state.version === 0
-      ? true
-      : (state.content?.deleted ??
-        (await deps.ledger.getVersion(request.path, state.version))?.deleted ??
-        true);
-  if (request.deleted && deleted) return undefined;
-  const change = request.deleted ? 'goes' : deleted ? 'appears' : 'stays';
-  return { folders: request.folderRule.folders, change };
+  return { folders: request.folderRule.folders, change: live ? 'stays' : 'appears' };
+}
+
+/** Whether the head the commit is conditioned on is a tombstone (read when the state does not say). */
+async function headDeleted(deps: CommitDeps, path: string, state: CommitState): Promise<boolean> {
+  if (state.content !== undefined) return state.content.deleted;
+  const head = await deps.ledger.getVersion(path, state.version);
+  if (head === undefined)
+    throw new Error(`"${path}": version ${state.version} is at the head but not stored`);
+  return head.deleted;
 }
 
 /** A refusal that did not concern the head leaves it as read, and so its content. */
 const withContent = (found: CommitState, read: CommitState): CommitState =>
-  found.content === undefined && found.version === read.version ? { ...found, content: read.content } : found;
+  found.content === undefined && found.version === read.version
+    ? { ...found, content: read.content, counted: found.counted ?? read.counted }
+    : found;
 
 /** With `keepsEqualHead`, the head when it is another upload's commit of exactly the request's content. */
 async function equalHead(
@@ -325,14 +339,6 @@ export async function folderRuleFor(
   const checked = policy.check(path);
   const folders = await policy.checkOccupancy(checked, deps.ledger, { deferFolders: MAX_VACANT_FOLDERS });
   return policy.takesAsFile(checked) ? { folders } : undefined;
-}
-
-/** The folder rule of a delete: nothing to check, the path's file counted out of its folders. */
-export function deleteRuleFor(deps: Pick<CommitDeps, 'targets'>, path: string): FolderRule | undefined {
-  const policy = new PathPolicy(deps.targets);
-  const checked = policy.check(path);
-  if (!policy.takesAsFile(checked)) return undefined;
-  return { folders: policy.ruledFolders(checked).slice(0, MAX_VACANT_FOLDERS) };
 }
 
 /** One message per target that selects the path. FIFO deduplication makes a resend harmless. */

@@ -16,6 +16,11 @@ export interface CommitState {
   readonly content?: Pick<FileVersion, 'sha256' | 'size' | 'contentType' | 'deleted'> | undefined;
   /** The last seq appended to the shard's feed (0 for an empty shard). */
   readonly feedSeq: number;
+  /**
+   * The folders the path's live file was counted into (FolderRuleWrite), as its rule row records
+   * them; [] when none; undefined when not read (a refusal's state).
+   */
+  readonly counted?: readonly string[] | undefined;
 }
 
 /**
@@ -37,13 +42,14 @@ export interface CommitWrite {
 }
 
 /**
- * How a commit keeps the folder/file rule. `folders` are the path's folders a pull target takes (at
- * most MAX_VACANT_FOLDERS; deeper ones are read before the commit). A file that `appears` (a first
- * version, or content after a tombstone) needs each folder to hold no live file and the path to
- * have no live file under it, and is counted in each folder; one that `goes` (a tombstone over a
- * live file) is counted out; one that `stays` (new content over a live file) needs the folders to
- * hold no live file. The counts make "a live file under this path" a condition a write can check,
- * where the live-files index is only eventually consistent.
+ * How a commit keeps the folder/file rule. A file that `appears` (a first version, or content after
+ * a tombstone) needs each of `folders` (the path's folders a pull target takes, at most
+ * MAX_VACANT_FOLDERS; deeper ones are read before the commit) to hold no live file and the path to
+ * have no live file under it; it is counted into each folder, and the path's row records them. One
+ * that `stays` (new content over a live file) needs the folders to hold no live file. One that
+ * `goes` (a tombstone over a counted file) is counted out of `folders`: those its row recorded,
+ * whatever the targets are now. The counts make "a live file under this path" a condition a write
+ * can check, where the live-files index is only eventually consistent.
  */
 export interface FolderRuleWrite {
   readonly folders: readonly string[];

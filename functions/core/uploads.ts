@@ -18,7 +18,7 @@ import {
   type UploadRequest,
 } from '../../contracts/api.js';
 import type { Challenge, FileVersion, TargetState, Upload } from '../../contracts/model.js';
-import { type CommitDeps, commitVersion, deleteRuleFor } from './commit.js';
+import { type CommitDeps, commitVersion } from './commit.js';
 import type { CompletionQueue } from './completion.js';
 import {
   MirrorError,
@@ -649,8 +649,6 @@ export async function deleteFile(
         contentType: null,
         deleted: true,
         ifVersion: ifVersion ?? head.version,
-        // The file goes: counted out of its folders, so one of them may become a file again.
-        folderRule: deleteRuleFor(deps, path),
       });
     } catch (error) {
       if (ifVersion !== undefined || !(error instanceof VersionConflictError) || attempt >= DELETE_ATTEMPTS)

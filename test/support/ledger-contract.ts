@@ -390,7 +390,7 @@ export function ledgerContract(
   describe(`${name}: versions and the commit`, () => {
     it('an empty ledger: version 0 at feed seq 0, no head, no versions, an empty feed', async () => {
       const { ledger } = await makeLedger();
-      expect(await ledger.readCommitState('nothing.png', 3)).toEqual({ version: 0, feedSeq: 0 });
+      expect(await ledger.readCommitState('nothing.png', 3)).toEqual({ version: 0, feedSeq: 0, counted: [] });
       expect(await ledger.getHead('nothing.png')).toBeUndefined();
       expect(await ledger.getVersion('nothing.png', 1)).toBeUndefined();
       expect(await ledger.listVersions('nothing.png', { limit: 10 })).toEqual([]);
@@ -408,6 +408,8 @@ export function ledgerContract(
         uploadId: second.version.uploadId,
         content: { sha256, size, contentType, deleted },
         feedSeq: 2,
+        // Committed without the folder rule: counted into no folder.
+        counted: [],
       });
       expect(await ledger.getVersion('media/a.png', 1)).toMatchObject(first.version);
       expect(await ledger.getHead('media/a.png')).toMatchObject(second.version);
@@ -588,6 +590,9 @@ export function ledgerContract(
         };
       };
       expect(await ruled('x/a/b.png', 'appears')()).toEqual({ committed: true });
+      // The file's row records the folders it was counted into: its tombstone takes off those.
+      expect((await ledger.readCommitState('x/a/b.png', 0)).counted).toEqual(['x', 'x/a']);
+      expect((await ledger.readCommitState('x/a', 0)).counted).toEqual([]);
       // The file at x/a is checked by its own write (its rule row counts x/a/b.png), not by a read of
       // the index a moment before, which may not show x/a/b.png yet.
       const before = await snapshot(ledger, ['x/a'], 0);
@@ -597,6 +602,7 @@ export function ledgerContract(
       expect(await ruled('x/a/b.png', 'stays')()).toEqual({ committed: true });
       expect(await ruled('x/a', 'appears')()).toMatchObject({ committed: false, holdsFiles: true });
       expect(await ruled('x/a/b.png', 'goes', { sha256: null })()).toEqual({ committed: true });
+      expect((await ledger.readCommitState('x/a/b.png', 0)).counted).toEqual([]);
       expect(await ruled('x/a', 'appears')()).toEqual({ committed: true });
       // Now x/a is a live file: a file under it is refused, naming it.
       expect(await ruled('x/a/c.png', 'appears')()).toMatchObject({ committed: false, occupied: 'x/a' });
