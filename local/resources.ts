@@ -195,40 +195,33 @@ export async function ensureLedgerTable(dynamodb: DynamoDBClient, table: string)
   await waitActive(dynamodb, table);
 }
 
-/** The ledger's index of live files by folder, as lib/constructs/ledger.ts declares it on AWS. */
-const liveFilesAttributes = [
-  { AttributeName: LIVE_FILES_INDEX.partitionKey, AttributeType: 'S' as const },
-  { AttributeName: LIVE_FILES_INDEX.sortKey, AttributeType: 'S' as const },
-];
-const liveFilesIndex = {
-  IndexName: LIVE_FILES_INDEX.name,
-  KeySchema: [
-    { AttributeName: LIVE_FILES_INDEX.partitionKey, KeyType: 'HASH' as const },
-    { AttributeName: LIVE_FILES_INDEX.sortKey, KeyType: 'RANGE' as const },
-  ],
-  Projection: { ProjectionType: 'KEYS_ONLY' as const },
-};
-
-/** The pending-uploads index, as lib/constructs/ledger.ts declares it on AWS. */
-const pendingIndex = {
-  IndexName: PENDING_INDEX.name,
-  KeySchema: [
-    { AttributeName: PENDING_INDEX.partitionKey, KeyType: 'HASH' as const },
-    { AttributeName: PENDING_INDEX.sortKey, KeyType: 'RANGE' as const },
-  ],
-  Projection: { ProjectionType: 'KEYS_ONLY' as const },
-};
-
-const LEDGER_INDEXES: readonly { definition: GlobalSecondaryIndex; attributes: AttributeDefinition[] }[] = [
-  { definition: liveFilesIndex, attributes: liveFilesAttributes },
-  {
-    definition: pendingIndex,
+/** A keys-only index of the ledger, as lib/constructs/ledger.ts declares it on AWS, and its key attributes. */
+function keysOnlyIndex(index: {
+  readonly name: string;
+  readonly partitionKey: string;
+  readonly sortKey: string;
+}): {
+  definition: GlobalSecondaryIndex;
+  attributes: AttributeDefinition[];
+} {
+  return {
+    definition: {
+      IndexName: index.name,
+      KeySchema: [
+        { AttributeName: index.partitionKey, KeyType: 'HASH' },
+        { AttributeName: index.sortKey, KeyType: 'RANGE' },
+      ],
+      Projection: { ProjectionType: 'KEYS_ONLY' },
+    },
     attributes: [
-      { AttributeName: PENDING_INDEX.partitionKey, AttributeType: 'S' as const },
-      { AttributeName: PENDING_INDEX.sortKey, AttributeType: 'S' as const },
+      { AttributeName: index.partitionKey, AttributeType: 'S' },
+      { AttributeName: index.sortKey, AttributeType: 'S' },
     ],
-  },
-];
+  };
+}
+
+/** The live-files index (folder rule, listings) and the pending-uploads index (the sweeps). */
+const LEDGER_INDEXES = [keysOnlyIndex(LIVE_FILES_INDEX), keysOnlyIndex(PENDING_INDEX)];
 
 async function waitActive(dynamodb: DynamoDBClient, table: string): Promise<void> {
   for (let i = 0; i < 500; i++) {

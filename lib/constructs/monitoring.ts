@@ -340,11 +340,8 @@ export class Monitoring extends Construct {
     serverErrors: cloudwatch.Alarm;
     throttles: cloudwatch.Alarm;
   } {
-    const serverErrors = this.alarm('ApiServerErrors', 'api-server-errors', {
-      alarmDescription:
-        'The upload API answered 5xx (an internal error, the api function failing or timing out, or API Gateway ' +
-        'failing to reach it) within 5 minutes: clients retry, then fail.',
-      metric: api.httpApi.metricServerError({ statistic: cloudwatch.Stats.SUM, period: FIVE_MINUTES }),
+    const anyWithinFiveMinutes = (metric: cloudwatch.IMetric) => ({
+      metric,
       threshold: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       evaluationPeriods: 1,
@@ -352,16 +349,18 @@ export class Monitoring extends Construct {
       // No request, no error.
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
+    const sum = { statistic: cloudwatch.Stats.SUM, period: FIVE_MINUTES };
+    const serverErrors = this.alarm('ApiServerErrors', 'api-server-errors', {
+      alarmDescription:
+        'The upload API answered 5xx (an internal error, the api function failing or timing out, or API Gateway ' +
+        'failing to reach it) within 5 minutes: clients retry, then fail.',
+      ...anyWithinFiveMinutes(api.httpApi.metricServerError(sum)),
+    });
     const throttles = this.alarm('ApiThrottles', 'api-throttles', {
       alarmDescription:
         'The api function was throttled within 5 minutes: every reserved execution was busy (api.reservedConcurrency ' +
         'too low for the traffic, or requests slowed down), and API Gateway answered those requests with an error.',
-      metric: api.function.metricThrottles({ statistic: cloudwatch.Stats.SUM, period: FIVE_MINUTES }),
-      threshold: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      evaluationPeriods: 1,
-      datapointsToAlarm: 1,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      ...anyWithinFiveMinutes(api.function.metricThrottles(sum)),
     });
     return { serverErrors, throttles };
   }
