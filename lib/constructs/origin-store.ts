@@ -50,6 +50,8 @@ export class OriginStore extends Construct {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
       enforceSSL: true,
+      // TLS 1.2 at least, presigned requests included: a bucket policy S3 checks whatever the signer asked.
+      minimumTLSVersion: 1.2,
       serverAccessLogsBucket: this.accessLogsBucket,
       serverAccessLogsPrefix: 'origin/',
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,

@@ -106,6 +106,33 @@ describe('origin bucket', () => {
     }
   });
 
+  it('the origin and every replica bucket refuse requests under TLS 1.2, presigned ones included', () => {
+    const checked = [
+      [mirror.home, logicalId(mirror.home.origin.bucket, mirror.home)],
+      ...[...mirror.replicas.values()].flatMap((stack) =>
+        Object.entries(resourcesOfType(Template.fromStack(stack), 'AWS::S3::Bucket'))
+          .filter(([, bucket]) => props(bucket).LoggingConfiguration !== undefined)
+          .map(([id]) => [stack, id] as const),
+      ),
+    ] as const;
+    expect(checked.length).toBeGreaterThan(1);
+    for (const [stack, id] of checked) {
+      Template.fromStack(stack).hasResourceProperties('AWS::S3::BucketPolicy', {
+        Bucket: { Ref: id },
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: 'Deny',
+              Action: 's3:*',
+              Principal: { AWS: '*' },
+              Condition: { NumericLessThan: { 's3:TlsVersion': 1.2 } },
+            }),
+          ]),
+        },
+      });
+    }
+  });
+
   it('notifies the ingest queue of objects created under blobs/, after the queue policy lets S3 send', () => {
     const originId = logicalId(mirror.home.origin.bucket, mirror.home);
     const queueId = logicalId(mirror.home.ingest.queue, mirror.home);
