@@ -196,8 +196,13 @@ export function agentReadableKeys(targetId: string): string[] {
 export const AGENT_BLOB_RECORD_KEYS: string[] = [`${PK.blob}*`];
 
 /** Partition keys an agent may write: its applied state per path and its agent row. */
+/** The partitions a target's replicate function writes: its own target rows (state and open copies). */
+export function targetRowKeys(targetId: string): string[] {
+  return [`${PK.targetState}${targetId}#*`];
+}
+
 export function agentWritableKeys(targetId: string): string[] {
-  return [`${PK.targetState}${targetId}#*`, agentRowKey(targetId).pk];
+  return [...targetRowKeys(targetId), agentRowKey(targetId).pk];
 }
 
 // ---------------------------------------------------------------- items the agent reads

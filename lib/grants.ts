@@ -141,6 +141,14 @@ export const LEDGER_ACCESS = {
  * for the functions that apply the path policy's folder rule (api, ingest); `scanLiveFiles` adds
  * Scan on it, for the API's listing of the whole mirror (`GET /v1/files` without a prefix).
  */
+/** The ledger actions that write an item (a transaction's elements are authorized one by one). */
+const LEDGER_WRITES: ReadonlySet<LedgerAction> = new Set<LedgerAction>([
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:ConditionCheckItem',
+]);
+
 export function useLedger(
   fn: MirrorFunction,
   ledger: Ledger,
@@ -149,11 +157,30 @@ export function useLedger(
     readonly queryLiveFiles?: boolean;
     readonly scanLiveFiles?: boolean;
     readonly queryPendingUploads?: boolean;
+    /**
+     * The partition keys (`dynamodb:LeadingKeys` patterns) its writes are confined to: a bug or a
+     * compromised dependency in the function cannot rewrite heads, pins or other targets' rows.
+     * @default - writes anywhere in the table
+     */
+    readonly writesUnder?: readonly string[];
   } = {},
 ): void {
+  const confined = options.writesUnder;
+  const writes = confined === undefined ? [] : actions.filter((a) => LEDGER_WRITES.has(a));
+  const reads = actions.filter((a) => !writes.includes(a));
   fn.role.addToPrincipalPolicy(
-    new iam.PolicyStatement({ sid: 'Ledger', actions: [...actions], resources: [ledger.table.tableArn] }),
+    new iam.PolicyStatement({ sid: 'Ledger', actions: [...reads], resources: [ledger.table.tableArn] }),
   );
+  if (confined !== undefined && writes.length > 0) {
+    fn.role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'LedgerWrites',
+        actions: [...writes],
+        resources: [ledger.table.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [...confined] } },
+      }),
+    );
+  }
   if (options.queryPendingUploads) {
     fn.role.addToPrincipalPolicy(
       new iam.PolicyStatement({

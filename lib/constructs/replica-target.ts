@@ -8,6 +8,7 @@ import { Duration } from 'aws-cdk-lib';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { targetRowKeys } from '../../contracts/ledger-keys.js';
 import { REPLICA_MAX_RECEIVES } from '../../contracts/replica-copy.js';
 import type { TargetConfig } from '../../contracts/topology.js';
 import {
@@ -105,7 +106,8 @@ export class ReplicaTarget extends Construct implements TargetBinding {
         timeout,
         memorySize: props.functionMemorySize ?? 512,
       });
-      useLedger(fn, props.ledger, LEDGER_ACCESS.replicate);
+      // Its writes only in its own target's rows: it cannot rewrite heads, pins or another target's rows.
+      useLedger(fn, props.ledger, LEDGER_ACCESS.replicate, { writesUnder: targetRowKeys(this.id) });
       useOrigin(fn, props.origin, { blobs: ['s3:GetObject', 's3:GetObjectVersion'] });
       useOwnTarget(fn, {
         id: this.id,

@@ -169,18 +169,35 @@ export function resourceName(mirror: MirrorApp, resource: string): string {
   return target ? `queue:${target.id}${suffix}` : resource;
 }
 
-/** A function's grants as sorted `action resource` lines (resourceName); every statement must Allow, unconditioned. */
+/**
+ * A function's grants as sorted `action resource` lines (resourceName), with ` keys:<patterns>` for
+ * a statement confined by `dynamodb:LeadingKeys`; every statement must Allow, with no other condition.
+ */
 export function grantsOf(mirror: MirrorApp, template: Template, functionId: string): string[] {
   const lines = new Set<string>();
   for (const statement of statementsOfFunction(template, functionId)) {
-    if (statement.Effect !== 'Allow' || statement.Condition !== undefined)
+    const keys = leadingKeysOf(statement);
+    if (statement.Effect !== 'Allow' || (statement.Condition !== undefined && keys === undefined))
       throw new Error(`${functionId}: a statement that is not a plain Allow: ${JSON.stringify(statement)}`);
     for (const action of actionsOf(statement)) {
       for (const resource of resourcesOf(statement))
-        lines.add(`${action} ${resourceName(mirror, String(fakeResolve(resource)))}`);
+        lines.add(
+          `${action} ${resourceName(mirror, String(fakeResolve(resource)))}${keys === undefined ? '' : ` keys:${keys}`}`,
+        );
     }
   }
   return [...lines].sort();
+}
+
+/** The `ForAllValues:StringLike` `dynamodb:LeadingKeys` patterns of a statement whose only condition that is. */
+function leadingKeysOf(statement: Statement): string | undefined {
+  const condition = statement.Condition as Record<string, Record<string, unknown>> | undefined;
+  if (condition === undefined || Object.keys(condition).join() !== 'ForAllValues:StringLike')
+    return undefined;
+  const tests = condition['ForAllValues:StringLike'] ?? {};
+  if (Object.keys(tests).join() !== 'dynamodb:LeadingKeys') return undefined;
+  const patterns = tests['dynamodb:LeadingKeys'];
+  return (Array.isArray(patterns) ? patterns : [patterns]).map(String).join(',');
 }
 
 /** The logical id of the home stack's function that the local stack names `name` (local/sandbox.ts). */

@@ -82,8 +82,10 @@ const EXPECTED: Record<string, string[]> = {
   ],
   'replicate target-a': [
     ...LOGS,
-    // BatchGetItem: head, target row and blob in one read (readForReplication).
-    ...ledger('BatchGetItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    // BatchGetItem: head, target row and blob in one read (readForReplication). Its writes only in
+    // its own target's rows (AWS review 6, L1).
+    ...ledger('BatchGetItem', 'GetItem', 'Query'),
+    ...['PutItem', 'UpdateItem'].map((a) => `dynamodb:${a} ledger keys:T#target-a#*`),
     's3:GetObject origin/blobs/*',
     's3:GetObjectVersion origin/blobs/*',
     ...['AbortMultipartUpload', 'DeleteObject', 'GetObject', 'ListMultipartUploadParts', 'PutObject'].map(
@@ -94,8 +96,10 @@ const EXPECTED: Record<string, string[]> = {
   ],
   'replicate target-b': [
     ...LOGS,
-    // BatchGetItem: head, target row and blob in one read (readForReplication).
-    ...ledger('BatchGetItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    // BatchGetItem: head, target row and blob in one read (readForReplication). Its writes only in
+    // its own target's rows (AWS review 6, L1).
+    ...ledger('BatchGetItem', 'GetItem', 'Query'),
+    ...['PutItem', 'UpdateItem'].map((a) => `dynamodb:${a} ledger keys:T#target-b#*`),
     's3:GetObject origin/blobs/*',
     's3:GetObjectVersion origin/blobs/*',
     ...['AbortMultipartUpload', 'DeleteObject', 'GetObject', 'ListMultipartUploadParts', 'PutObject'].map(
@@ -106,8 +110,10 @@ const EXPECTED: Record<string, string[]> = {
   ],
   'replicate target-c': [
     ...LOGS,
-    // BatchGetItem: head, target row and blob in one read (readForReplication).
-    ...ledger('BatchGetItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    // BatchGetItem: head, target row and blob in one read (readForReplication). Its writes only in
+    // its own target's rows (AWS review 6, L1).
+    ...ledger('BatchGetItem', 'GetItem', 'Query'),
+    ...['PutItem', 'UpdateItem'].map((a) => `dynamodb:${a} ledger keys:T#target-c#*`),
     's3:GetObject origin/blobs/*',
     's3:GetObjectVersion origin/blobs/*',
     ...['AbortMultipartUpload', 'DeleteObject', 'GetObject', 'ListMultipartUploadParts', 'PutObject'].map(

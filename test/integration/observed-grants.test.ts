@@ -71,12 +71,25 @@ function nameOf(resource: string): string {
 }
 
 /** `action resource` granted by one of `grants` (`*` at the end of either matches any rest). */
-function granted(grants: readonly string[], action: string, resource: string): boolean {
+function granted(
+  grants: readonly string[],
+  action: string,
+  resource: string,
+  leadingKey: string | undefined,
+): boolean {
   const matches = (pattern: string, value: string) =>
     pattern.endsWith('*') ? value.startsWith(pattern.slice(0, -1)) : pattern === value;
   return grants.some((line) => {
-    const [grantedAction = '', grantedResource = ''] = line.split(' ');
-    return matches(grantedAction, action) && matches(grantedResource, resource);
+    const [grantedAction = '', grantedResource = '', keys] = line.split(' ');
+    // A grant confined by dynamodb:LeadingKeys (`keys:<patterns>`) admits only those partitions.
+    const keyed =
+      keys === undefined ||
+      (leadingKey !== undefined &&
+        keys
+          .slice('keys:'.length)
+          .split(',')
+          .some((p) => stringLike(p, leadingKey)));
+    return matches(grantedAction, action) && matches(grantedResource, resource) && keyed;
   });
 }
 
@@ -159,9 +172,9 @@ describe('what each function asks of AWS, against its policy in the CDK app', ()
           own = grantsOf(mirror, home, functionIdOf(home, c.caller));
           grants.set(c.caller, own);
         }
-        return !granted(own, c.action, c.resource);
+        return !granted(own, c.action, c.resource, c.leadingKey);
       })
-      .map((c) => `${c.caller}: ${c.action} ${c.resource}`);
+      .map((c) => `${c.caller}: ${c.action} ${c.resource} ${c.leadingKey ?? ''}`);
     expect([...new Set(ungranted)].sort()).toEqual([]);
   });
 
