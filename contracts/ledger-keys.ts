@@ -196,6 +196,11 @@ export function agentReadableKeys(targetId: string): string[] {
 export const AGENT_BLOB_RECORD_KEYS: string[] = [`${PK.blob}*`];
 
 /** Partition keys an agent may write: its applied state per path and its agent row. */
+/** The partitions the lag monitor writes: the targets' watermark rows and the feed (fanned-out marks). */
+export const LAG_MONITOR_WRITE_KEYS: readonly string[] = [`${PK.lag}*`, `${PK.feed}*`];
+/** The partition the pending sweep writes: its checkpoint row. */
+export const PENDING_SWEEP_WRITE_KEYS: readonly string[] = [PK.sweep];
+
 /** The partitions a target's replicate function writes: its own target rows (state and open copies). */
 export function targetRowKeys(targetId: string): string[] {
   return [`${PK.targetState}${targetId}#*`];

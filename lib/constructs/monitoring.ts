@@ -24,6 +24,7 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { LAG_MONITOR_WRITE_KEYS } from '../../contracts/ledger-keys.js';
 import type { Topology } from '../../contracts/topology.js';
 import {
   LEDGER_ACCESS,
@@ -372,7 +373,7 @@ export class Monitoring extends Construct {
       timeout: ONE_MINUTE,
       memorySize: 256,
     });
-    useLedger(fn, props.ledger, LEDGER_ACCESS.lagMonitor);
+    useLedger(fn, props.ledger, LEDGER_ACCESS.lagMonitor, { writesUnder: LAG_MONITOR_WRITE_KEYS });
     // SendMessage: the lag monitor drains the outbox (changes whose fan-out never completed).
     useTargets(fn, props.targets, { sendMessage: true });
     useSettings(fn, props.settings);

@@ -16,6 +16,7 @@ import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { PENDING_SWEEP_WRITE_KEYS } from '../../contracts/ledger-keys.js';
 import { LEDGER_ACCESS, useCompletionQueue, useLedger, useOrigin } from '../grants.js';
 import type { Ledger } from './ledger.js';
 import { MirrorFunction } from './mirror-function.js';
@@ -52,7 +53,10 @@ export class PendingSweep extends Construct {
       timeout: Duration.minutes(5),
       memorySize: 256,
     });
-    useLedger(fn, props.ledger, LEDGER_ACCESS.pendingSweep, { queryPendingUploads: true });
+    useLedger(fn, props.ledger, LEDGER_ACCESS.pendingSweep, {
+      queryPendingUploads: true,
+      writesUnder: PENDING_SWEEP_WRITE_KEYS,
+    });
     // HEAD (GetObject, GetObjectVersion) and list the versions of blobs; 404 for a version deleted meanwhile.
     useOrigin(fn, props.origin, {
       blobs: ['s3:GetObject', 's3:GetObjectVersion'],

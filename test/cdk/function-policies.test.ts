@@ -124,7 +124,9 @@ const EXPECTED: Record<string, string[]> = {
   ],
   'lag-monitor': [
     ...LOGS,
-    ...ledger('BatchGetItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    // Writes its watermark rows and the feed's fanned-out marks only.
+    ...ledger('BatchGetItem', 'GetItem', 'Query'),
+    ...['PutItem', 'UpdateItem'].map((a) => `dynamodb:${a} ledger keys:LAG#*,FEED#*`),
     ...FAN_OUT,
   ],
   reconcile: [
@@ -140,7 +142,9 @@ const EXPECTED: Record<string, string[]> = {
   'pending-sweep': [
     ...LOGS,
     // The pending pointers through their index: no Scan of the whole table every 15 minutes.
-    ...ledger('GetItem', 'UpdateItem'),
+    // Writes its checkpoint row only.
+    ...ledger('GetItem'),
+    'dynamodb:UpdateItem ledger keys:SWEEP',
     'dynamodb:Query ledger/index/pending-uploads',
     's3:GetObject origin/blobs/*',
     's3:GetObjectVersion origin/blobs/*',
