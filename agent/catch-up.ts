@@ -261,7 +261,7 @@ export class FeedFollower {
 }
 
 /** Which entry a cursor stands on: two restores of the ledger do not give the same seq the same entry. */
-export function changeMark(change: Change): string {
+function changeMark(change: Change): string {
   return createHash('sha256')
     .update(`${change.path}\0${change.version}\0${change.sha256 ?? ''}\0${change.appendedAt}`)
     .digest('hex')

@@ -16,6 +16,7 @@ import type { FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { EXIT, MirrorCliError, NotFoundCliError, UsageError } from './errors.ts';
 import { listLiveFiles } from './listing.ts';
+import { describeStorageError, redactUrl } from './put-file.ts';
 import { removeOnExit } from './remove-on-exit.ts';
 import { replaceableFile } from './replaceable-file.ts';
 import { formatTable } from './status.ts';
@@ -255,19 +256,20 @@ async function download(
   try {
     response = await fetch(url, { method: 'GET' });
   } catch (err) {
-    throw new MirrorCliError(`cannot download ${redact(url)}: ${(err as Error).message}`, { cause: err });
+    throw new MirrorCliError(`cannot download ${redactUrl(url)}: ${(err as Error).message}`, { cause: err });
   }
   if (response.status === 404) {
     // The ledger says the copy is there; storage has no such object (removed out of band, or a
     // target that has not applied it): not found, as `get` of a missing path. Reconcile re-sends it.
-    throw new NotFoundCliError(`storage has no object at ${redact(url)} (404): the copy is missing there`);
+    throw new NotFoundCliError(`storage has no object at ${redactUrl(url)} (404): the copy is missing there`);
   }
   if (!response.ok || response.body === null) {
-    const detail = await storageErrorDetail(response);
+    const body = (await response.text().catch(() => '')).slice(0, 4096);
+    const detail = describeStorageError(body, response.statusText);
     throw new MirrorCliError(
       response.status === 403
-        ? `storage refused the download from ${redact(url)} (403${detail}): the copy may be missing there (S3 answers 403 for a missing key when the URL's signer may not list the bucket), or the deployment's role may not read it`
-        : `download from ${redact(url)} answered ${response.status}${detail === '' ? '' : ` (${detail.slice(1)})`}`,
+        ? `storage refused the download from ${redactUrl(url)} (403 ${detail}): the copy may be missing there (S3 answers 403 for a missing key when the URL's signer may not list the bucket), or the deployment's role may not read it`
+        : `download from ${redactUrl(url)} answered ${response.status} (${detail})`,
     );
   }
   const hash = createSha256();
@@ -280,19 +282,6 @@ async function download(
   await pipeline(Readable.fromWeb(response.body as never), tap, createWriteStream(file, { flags: 'wx' }));
   return hash.digest();
 }
-
-/** ` Code: Message` from S3's XML error body (the first 4 KB), or nothing. */
-async function storageErrorDetail(response: Response): Promise<string> {
-  const body = (await response.text().catch(() => '')).slice(0, 4096);
-  const pick = (tag: string) => new RegExp(`<${tag}>([^<]{1,200})</${tag}>`).exec(body)?.[1];
-  const code = pick('Code');
-  if (code === undefined) return '';
-  const message = pick('Message');
-  return ` ${code}${message === undefined ? '' : `: ${message}`}`;
-}
-
-/** A presigned URL without its signature, for messages. */
-const redact = (url: string) => url.split('?')[0] ?? url;
 
 /** Runs `call`; a 404 from the API becomes a NotFoundCliError with `message` (exit 3). */
 async function notFoundAs<T>(message: string, call: () => Promise<T>): Promise<T> {

@@ -287,8 +287,8 @@ const vacantFolder = (table: string, folder: string): TransactItem => ({
 });
 
 /**
- * What of the folder rule refused the commit: the first folder that holds a live file (its head's
- * check or its row's), or the path's own row (live files lie under it).
+ * What of the folder rule refused the commit: the first folder whose head check failed (it holds a
+ * live file), or the path's own row (live files lie under it).
  */
 function folderRuleRefusal(
   reasons: readonly CancellationReason[],

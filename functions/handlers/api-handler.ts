@@ -511,16 +511,13 @@ function refuseConditionalChange(event: Event): void {
   );
 }
 
-/** A GET's answer as HEAD sends it: status and headers, no body. */
-const withoutBody = (result: Result): Result => ({ ...result, body: '' });
-
 export function createApiHandler(deps: ApiDeps): ApiHandler {
   const route = router({ deps, paths: new PathPolicy(deps.targets) });
-  return async (event, context) => {
-    deps.telemetry.logger.addContext(context);
-    // HEAD is GET without the body (RFC 9110, 9.3.2): an uptime check or `curl -I` of a file that
-    // exists must not read 404.
-    const head = event.requestContext.http.method.toUpperCase() === 'HEAD';
+  const answer = async (
+    event: Event,
+    method: string,
+    context: Parameters<ApiHandler>[1],
+  ): Promise<Result> => {
     try {
       refuseConditionalChange(event);
       // Route on the raw (still percent-encoded) path, a file path's segments joined into one: the
@@ -529,18 +526,22 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
         ...event,
         requestContext: {
           ...event.requestContext,
-          http: {
-            ...event.requestContext.http,
-            method: head ? 'GET' : event.requestContext.http.method,
-            path: routingPath(event.rawPath),
-          },
+          http: { ...event.requestContext.http, method, path: routingPath(event.rawPath) },
         },
       };
-      const result = (await route(routed as never, context as never, undefined as never)) as Result;
-      return head ? withoutBody(result) : result;
+      return (await route(routed as never, context as never, undefined as never)) as Result;
     } catch (error) {
-      const answer = failure(deps.telemetry, error);
-      return head ? withoutBody(answer) : answer;
+      return failure(deps.telemetry, error);
+    }
+  };
+  return async (event, context) => {
+    deps.telemetry.logger.addContext(context);
+    try {
+      // HEAD is GET without the body (RFC 9110, 9.3.2): an uptime check or `curl -I` of a file that
+      // exists must not read 404.
+      const method = event.requestContext.http.method;
+      if (method.toUpperCase() !== 'HEAD') return await answer(event, method, context);
+      return { ...(await answer(event, 'GET', context)), body: '' };
     } finally {
       deps.telemetry.flush();
     }

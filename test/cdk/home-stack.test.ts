@@ -89,19 +89,7 @@ describe('origin bucket', () => {
           IgnorePublicAcls: true,
           RestrictPublicBuckets: true,
         });
-        template.hasResourceProperties('AWS::S3::BucketPolicy', {
-          Bucket: { Ref: id },
-          PolicyDocument: {
-            Statement: Match.arrayWith([
-              Match.objectLike({
-                Effect: 'Deny',
-                Action: 's3:*',
-                Principal: { AWS: '*' },
-                Condition: { Bool: { 'aws:SecureTransport': 'false' } },
-              }),
-            ]),
-          },
-        });
+        expectDenyAll(template, id, { Bool: { 'aws:SecureTransport': 'false' } });
       }
     }
   });
@@ -117,19 +105,7 @@ describe('origin bucket', () => {
     ] as const;
     expect(checked.length).toBeGreaterThan(1);
     for (const [stack, id] of checked) {
-      Template.fromStack(stack).hasResourceProperties('AWS::S3::BucketPolicy', {
-        Bucket: { Ref: id },
-        PolicyDocument: {
-          Statement: Match.arrayWith([
-            Match.objectLike({
-              Effect: 'Deny',
-              Action: 's3:*',
-              Principal: { AWS: '*' },
-              Condition: { NumericLessThan: { 's3:TlsVersion': 1.2 } },
-            }),
-          ]),
-        },
-      });
+      expectDenyAll(Template.fromStack(stack), id, { NumericLessThan: { 's3:TlsVersion': 1.2 } });
     }
   });
 
@@ -734,3 +710,15 @@ describe('alarms', () => {
     }
   });
 });
+
+/** The bucket's policy denies every S3 action to everyone under `condition`. */
+function expectDenyAll(template: Template, bucketId: string, condition: Record<string, unknown>): void {
+  template.hasResourceProperties('AWS::S3::BucketPolicy', {
+    Bucket: { Ref: bucketId },
+    PolicyDocument: {
+      Statement: Match.arrayWith([
+        Match.objectLike({ Effect: 'Deny', Action: 's3:*', Principal: { AWS: '*' }, Condition: condition }),
+      ]),
+    },
+  });
+}

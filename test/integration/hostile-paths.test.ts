@@ -28,6 +28,7 @@ import { httpEvent, lambdaContext } from '../support/api-events.js';
 import { makeWorld, sha256Hex, testTelemetry, type World, worldApi } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
 import { claimPendingUpload } from '../support/in-memory-core.js';
+import { indexBehind } from '../support/index-behind.ts';
 
 let emulators: TestEmulators;
 let world: World;
@@ -78,25 +79,36 @@ async function snapshot() {
 
 const json = (result: APIGatewayProxyStructuredResultV2) => JSON.parse(String(result.body ?? '{}'));
 
-/** Declares, PUTs and ingests a file the way a client and S3's event would. */
-async function upload(path: string, text = `bytes of ${path} ${randomUUID()}`) {
-  const bytes = Buffer.from(text);
-  const created = await api(
+/** Declares a text file at `path` (POST /v1/uploads). */
+function claimText(path: string, bytes: Buffer) {
+  return api(
     httpEvent('POST', '/v1/uploads', {
       body: { path, size: bytes.length, sha256: sha256Hex(bytes), contentType: 'text/plain' },
     }),
   );
-  expect(created.statusCode, String(created.body)).toBe(201);
+}
+
+/** PUTs the bytes to the claim's URL and ingests S3's event of them (with `deps`): the PUT's answer. */
+async function sendAndIngest(created: Awaited<ReturnType<typeof api>>, bytes: Buffer, deps = world.deps) {
   const { url, headers } = json(created).upload as { url: string; headers: Record<string, string> };
   const { 'content-length': _length, ...rest } = headers;
   const put = await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(bytes) });
-  expect(put.status).toBe(200);
-  await ingestBlob(world.deps, {
+  await ingestBlob(deps, {
     key: `blobs/${sha256Hex(bytes)}`,
     size: bytes.length,
     etag: put.headers.get('etag')?.replaceAll('"', ''),
     versionId: put.headers.get('x-amz-version-id') ?? undefined,
   });
+  return put;
+}
+
+/** Declares, PUTs and ingests a file the way a client and S3's event would. */
+async function upload(path: string, text = `bytes of ${path} ${randomUUID()}`) {
+  const bytes = Buffer.from(text);
+  const created = await claimText(path, bytes);
+  expect(created.statusCode, String(created.body)).toBe(201);
+  const put = await sendAndIngest(created, bytes);
+  expect(put.status).toBe(200);
   const head = await world.ledger.getHead(path);
   expect(head?.sha256).toBe(sha256Hex(bytes));
   return { bytes, version: head?.version as number };
@@ -164,27 +176,10 @@ describe('the path policy at the door: 400, field path, the rule, nothing writte
 
   it('the ingest refuses a claim whose folder became a file while its bytes were on the way', async () => {
     const bytes = Buffer.from(`late ${randomUUID()}`);
-    const created = await api(
-      httpEvent('POST', '/v1/uploads', {
-        body: {
-          path: 'race/dir/file.txt',
-          size: bytes.length,
-          sha256: sha256Hex(bytes),
-          contentType: 'text/plain',
-        },
-      }),
-    );
+    const created = await claimText('race/dir/file.txt', bytes);
     expect(created.statusCode).toBe(201);
     await upload('race/dir'); // another client takes the folder's name as a file meanwhile
-    const { url, headers } = json(created).upload as { url: string; headers: Record<string, string> };
-    const { 'content-length': _length, ...rest } = headers;
-    const put = await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(bytes) });
-    await ingestBlob(world.deps, {
-      key: `blobs/${sha256Hex(bytes)}`,
-      size: bytes.length,
-      etag: put.headers.get('etag')?.replaceAll('"', ''),
-      versionId: put.headers.get('x-amz-version-id') ?? undefined,
-    });
+    await sendAndIngest(created, bytes);
     expect(await world.ledger.getHead('race/dir/file.txt')).toBeUndefined();
     const state = json(await api(httpEvent('GET', `/v1/uploads/${json(created).uploadId}`)));
     expect(state.status).toBe('rejected');
@@ -193,38 +188,11 @@ describe('the path policy at the door: 400, field path, the rule, nothing writte
 
   it('the reverse, with the live-files index a moment behind (as on AWS): a file committed under the folder refuses the folder as a file in the commit itself (probe 9, F1)', async () => {
     const bytes = Buffer.from(`folder as file ${randomUUID()}`);
-    const created = await api(
-      httpEvent('POST', '/v1/uploads', {
-        body: {
-          path: 'lagging/dir',
-          size: bytes.length,
-          sha256: sha256Hex(bytes),
-          contentType: 'text/plain',
-        },
-      }),
-    );
+    const created = await claimText('lagging/dir', bytes);
     expect(created.statusCode).toBe(201);
     await upload('lagging/dir/file.txt'); // another client's file under it commits meanwhile
-    const { url, headers } = json(created).upload as { url: string; headers: Record<string, string> };
-    const { 'content-length': _length, ...rest } = headers;
-    const put = await fetch(url, { method: 'PUT', headers: rest, body: new Uint8Array(bytes) });
     // The index has not caught up with that file yet: only the commit's own write can see it.
-    const behind = new Proxy(world.ledger, {
-      get(target, property) {
-        if (property === 'hasLiveFileUnder') return async () => false;
-        const value = Reflect.get(target, property, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    });
-    await ingestBlob(
-      { ...world.deps, ledger: behind },
-      {
-        key: `blobs/${sha256Hex(bytes)}`,
-        size: bytes.length,
-        etag: put.headers.get('etag')?.replaceAll('"', ''),
-        versionId: put.headers.get('x-amz-version-id') ?? undefined,
-      },
-    );
+    await sendAndIngest(created, bytes, { ...world.deps, ledger: indexBehind(world.ledger) });
     expect(await world.ledger.getHead('lagging/dir')).toBeUndefined();
     const state = json(await api(httpEvent('GET', `/v1/uploads/${json(created).uploadId}`)));
     expect(state).toMatchObject({

@@ -10,6 +10,7 @@ import { ingestBlob } from '../../../functions/core/ingest.js';
 import { deleteFile } from '../../../functions/core/uploads.js';
 import { randomBytes } from '../../support/domain.js';
 import { claimPendingUpload, inMemoryCore, storeBlob } from '../../support/in-memory-core.js';
+import { indexBehind } from '../../support/index-behind.ts';
 
 const s3 = { id: 'alpha', kind: 's3' as const };
 const pull = (pathPrefix?: string) => ({
@@ -28,17 +29,8 @@ async function put(s: Core, deps: Core['deps'], path: string) {
   return s.ledger.getUpload(upload.uploadId);
 }
 
-/** The same ledger with its live-files index a moment behind (as on AWS): only the commit's rows can refuse. */
-function indexBehind(s: Core): Core['deps'] {
-  const ledger = new Proxy(s.ledger, {
-    get(target, property) {
-      if (property === 'hasLiveFileUnder') return async () => false;
-      const value = Reflect.get(target, property, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
-  return { ...s.deps, ledger };
-}
+/** The core with its live-files index a moment behind (as on AWS): only the commit's rows can refuse. */
+const behind = (s: Core): Core['deps'] => ({ ...s.deps, ledger: indexBehind(s.ledger) });
 
 describe('folder rule counts when the pull targets change', () => {
   it('a file deleted while no pull target takes it is still counted out: its folder can be a file again', async () => {
@@ -64,7 +56,7 @@ describe('folder rule counts when the pull targets change', () => {
     await put(s, before, 'L/old2');
     await deleteFile(s.deps, 'L/old1', undefined);
     expect(await put(s, s.deps, 'L/new')).toMatchObject({ status: 'committed' });
-    const folderAsFile = await put(s, indexBehind(s), 'L');
+    const folderAsFile = await put(s, behind(s), 'L');
     expect(folderAsFile).toMatchObject({
       status: 'rejected',
       reason: expect.stringMatching(/^path_conflict: path is a folder of other files/),
@@ -78,8 +70,8 @@ describe('folder rule counts when the pull targets change', () => {
     await put(s, s.deps, 'm/a.txt'); // a new version: no second count
     await deleteFile(s.deps, 'm/a.txt', undefined);
     await put(s, s.deps, 'm/a.txt'); // content after a tombstone: counted again
-    expect(await put(s, indexBehind(s), 'm')).toMatchObject({ status: 'rejected' });
+    expect(await put(s, behind(s), 'm')).toMatchObject({ status: 'rejected' });
     await deleteFile(s.deps, 'm/a.txt', undefined);
-    expect(await put(s, indexBehind(s), 'm')).toMatchObject({ status: 'committed' });
+    expect(await put(s, behind(s), 'm')).toMatchObject({ status: 'committed' });
   });
 });
