@@ -3,7 +3,7 @@
  * targets one replicate function, for pull targets one agent role) per target,
  * the upload API, and monitoring (lag monitor, reconcile, alarms, dashboard).
  */
-import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { Topology } from '../contracts/topology.js';
 import { AgentAccess, type AgentTrust, DEFAULT_AGENT_TRUST } from './constructs/agent-access.js';
@@ -108,6 +108,7 @@ export class HomeStack extends Stack {
     this.origin = new OriginStore(this, 'Origin', {
       bucketName: originBucketName(topology),
       corsOrigins: topology.api.corsOrigins,
+      maxPresignedUrlAge: Duration.seconds(topology.limits.presignTtlSeconds),
     });
     this.ledger = new Ledger(this, 'Ledger', {
       deletionProtection: props.ledgerDeletionProtection ?? false,

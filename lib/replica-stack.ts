@@ -1,5 +1,5 @@
 /** One stack per region that holds S3 targets: their replica buckets and a log bucket. */
-import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { S3TargetConfig, Topology } from '../contracts/topology.js';
 import { AccessLogBucket } from './constructs/access-log-bucket.js';
@@ -28,6 +28,7 @@ export class ReplicaStack extends Stack {
         accessLogsBucket: this.accessLogs.bucket,
         accessLogsPrefix: `${target.id}/`,
         corsOrigins: props.topology.api.corsOrigins,
+        maxPresignedUrlAge: Duration.seconds(props.topology.limits.presignTtlSeconds),
       });
       buckets.set(target.id, replica);
       new CfnOutput(this, `ReplicaBucket-${target.id}`, {

@@ -181,6 +181,8 @@ export async function startS3(options: {
   region?: string;
   /** Mid-request silence after which a connection is answered RequestTimeout and closed. */
   idleTimeoutMs?: number;
+  /** Presigned requests signed longer ago are refused, as the buckets' policies do on AWS. @default none */
+  maxPresignedAgeMs?: number;
   onError?: (error: Error) => void;
   /** The BroadcastChannel on which to post the calls of each accepted request (local/observed-calls.ts). */
   observeChannel?: string;
@@ -196,6 +198,7 @@ export async function startS3(options: {
         service: 's3',
         credentials: LOCAL_CREDENTIALS,
         ...(options.region === undefined ? {} : { region: options.region }),
+        ...(options.maxPresignedAgeMs === undefined ? {} : { maxPresignedAgeMs: options.maxPresignedAgeMs }),
       }),
     ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: options.idleTimeoutMs }),
     onError: options.onError ?? ((err) => console.error(`local S3: ${err.stack ?? err.message}`)),

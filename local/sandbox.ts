@@ -412,7 +412,13 @@ async function startEmulators(
   const observe = observeChannel === undefined ? {} : { observeChannel };
   const dynamo = await startDynamo({ dir: resolve(dataDir, 'dynamodb'), port: ports.dynamodb, ...observe });
   teardown.push('DynamoDB emulator', () => dynamo.stop());
-  const s3 = await startS3({ dir: resolve(dataDir, 's3'), port: ports.s3, ...observe });
+  const s3 = await startS3({
+    dir: resolve(dataDir, 's3'),
+    port: ports.s3,
+    // The buckets' s3:signatureAge policy on AWS (lib/constructs/signature-age.ts).
+    maxPresignedAgeMs: settings.topology.limits.presignTtlSeconds * 1000,
+    ...observe,
+  });
   teardown.push('S3 emulator', () => s3.stop());
   const sqs = await restartable((port) => startSqs({ port: port ?? ports.sqs, region, ...observe }));
   teardown.push('SQS emulator', () => sqs.stop());

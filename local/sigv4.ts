@@ -60,6 +60,12 @@ export interface SigV4Expectation {
   readonly region?: string;
   /** Defaults to the current time; tests pass a fixed one. */
   readonly now?: Date;
+  /**
+   * Presigned requests signed longer ago than this are refused as S3 refuses them under the
+   * buckets' `s3:signatureAge` policy (lib/constructs/signature-age.ts): 403 AccessDenied.
+   * @default none: only the URL's own expiry
+   */
+  readonly maxPresignedAgeMs?: number;
 }
 
 export interface SigV4Accepted {
@@ -288,6 +294,11 @@ function checkTime(
   if (claim.expiresSeconds !== undefined) {
     const expiresAt = new Date(signingDate.getTime() + claim.expiresSeconds * 1000);
     if (now.getTime() > expiresAt.getTime()) return refuse('expired', 'Request has expired');
+    if (
+      expect.maxPresignedAgeMs !== undefined &&
+      now.getTime() - signingDate.getTime() > expect.maxPresignedAgeMs
+    )
+      return refuse('expired', 'Access Denied');
     if (signingDate.getTime() - now.getTime() > MAX_CLOCK_SKEW_MS)
       return refuse('expired', 'Request is not yet valid');
     return { ok: true, expiresAt };

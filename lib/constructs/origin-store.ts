@@ -10,6 +10,7 @@ import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { BLOB_PREFIX, MULTIPART_ABORT_AFTER_DAYS } from '../../contracts/ledger-keys.js';
 import { AccessLogBucket } from './access-log-bucket.js';
+import { MAX_PRESIGNED_URL_AGE, refuseOldSignatures } from './signature-age.js';
 
 export interface OriginStoreProps {
   /** Physical bucket name (see `lib/naming.ts`): fixed so the ingest queue's policy can name it. */
@@ -29,6 +30,11 @@ export interface OriginStoreProps {
    * @default RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
    */
   readonly removalPolicy?: RemovalPolicy;
+  /**
+   * Presigned requests signed longer ago than this are refused (the API's URLs never live longer).
+   * @default MAX_PRESIGNED_URL_AGE (15 minutes)
+   */
+  readonly maxPresignedUrlAge?: Duration;
 }
 
 export class OriginStore extends Construct {
@@ -98,6 +104,7 @@ export class OriginStore extends Construct {
         resources: [this.blobObjectsArn],
       }),
     );
+    refuseOldSignatures(this.bucket, props.maxPresignedUrlAge ?? MAX_PRESIGNED_URL_AGE);
   }
 
   /** ARN pattern of the blobs' objects (`<bucket>/blobs/*`). */

@@ -11,6 +11,7 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { REPLICA_MULTIPART_ABORT_AFTER_DAYS } from '../../contracts/replica-copy.js';
+import { MAX_PRESIGNED_URL_AGE, refuseOldSignatures } from './signature-age.js';
 
 export interface ReplicaBucketProps {
   /** Physical name (lib/naming.ts): the home stack derives the same name to grant access. */
@@ -33,6 +34,11 @@ export interface ReplicaBucketProps {
    * @default none: no CORS rule
    */
   readonly corsOrigins?: readonly string[];
+  /**
+   * Presigned requests signed longer ago than this are refused (the API's URLs never live longer).
+   * @default MAX_PRESIGNED_URL_AGE (15 minutes)
+   */
+  readonly maxPresignedUrlAge?: Duration;
 }
 
 export class ReplicaBucket extends Construct {
@@ -82,5 +88,6 @@ export class ReplicaBucket extends Construct {
         },
       ],
     });
+    refuseOldSignatures(this.bucket, props.maxPresignedUrlAge ?? MAX_PRESIGNED_URL_AGE);
   }
 }

@@ -94,8 +94,9 @@ describe('origin bucket', () => {
     }
   });
 
-  it('the origin and every replica bucket refuse requests under TLS 1.2, presigned ones included', () => {
-    const checked = [
+  /** The origin and every replica bucket (the logged ones: not the access-log buckets). */
+  const servingBuckets = () => {
+    const buckets = [
       [mirror.home, logicalId(mirror.home.origin.bucket, mirror.home)],
       ...[...mirror.replicas.values()].flatMap((stack) =>
         Object.entries(resourcesOfType(Template.fromStack(stack), 'AWS::S3::Bucket'))
@@ -103,10 +104,33 @@ describe('origin bucket', () => {
           .map(([id]) => [stack, id] as const),
       ),
     ] as const;
-    expect(checked.length).toBeGreaterThan(1);
-    for (const [stack, id] of checked) {
+    expect(buckets.length).toBeGreaterThan(1);
+    return buckets;
+  };
+
+  it('the origin and every replica bucket refuse requests under TLS 1.2, presigned ones included', () => {
+    for (const [stack, id] of servingBuckets()) {
       expectDenyAll(Template.fromStack(stack), id, { NumericLessThan: { 's3:TlsVersion': 1.2 } });
     }
+  });
+
+  it("the origin and every replica bucket refuse a presigned URL signed longer ago than the API's URLs live", () => {
+    const ttlMs = testTopology().limits.presignTtlSeconds * 1000;
+    for (const [stack, id] of servingBuckets()) {
+      expectDenyAll(Template.fromStack(stack), id, {
+        StringEquals: { 's3:authType': 'REST-QUERY-STRING' },
+        NumericGreaterThan: { 's3:signatureAge': ttlMs },
+      });
+    }
+    // A topology with shorter URLs gets the shorter cap.
+    const short = buildTestApp({
+      ...testTopology(),
+      limits: { ...testTopology().limits, presignTtlSeconds: 120 },
+    });
+    expectDenyAll(Template.fromStack(short.home), logicalId(short.home.origin.bucket, short.home), {
+      StringEquals: { 's3:authType': 'REST-QUERY-STRING' },
+      NumericGreaterThan: { 's3:signatureAge': 120_000 },
+    });
   });
 
   it('notifies the ingest queue of objects created under blobs/, after the queue policy lets S3 send', () => {

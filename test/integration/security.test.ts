@@ -3,11 +3,14 @@
  * declares authenticated refuses a request without the token and one with a wrong token, the
  * one declared open answers without; and after uploads of every kind (single PUT, multipart,
  * deduplicated with a proof, reads of content) no log line of any function, agent or of the
- * stack itself carries the token, a presigned URL or a signature.
+ * stack itself carries the token, a presigned URL or a signature. A presigned URL signed longer ago
+ * than the API's URLs live is refused, whatever expiry it names (the buckets' s3:signatureAge policy).
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
 import { uploadFile } from '../../web/client/index.ts';
@@ -120,6 +123,30 @@ describe('authentication of every route in the OpenAPI document', () => {
     for (const operation of (await operations()).filter((o) => o.open)) {
       const response = await fetch(`${sandbox.endpoints.api}${operation.path}`, { method: operation.method });
       expect(response.status).toBe(200);
+    }
+  });
+});
+
+describe('presigned URLs', () => {
+  it("one signed longer ago than the API's URLs live is refused, whatever expiry it names", async () => {
+    const { s3: endpoint, originBucket } = sandbox.endpoints;
+    const s3 = new S3Client({ ...endpoint, forcePathStyle: true });
+    try {
+      const key = 'probe/signature-age';
+      await s3.send(new PutObjectCommand({ Bucket: originBucket, Key: key, Body: 'held' }));
+      const ttlMs = sandbox.topology.limits.presignTtlSeconds * 1000;
+      const signedAgo = (ms: number) =>
+        getSignedUrl(s3, new GetObjectCommand({ Bucket: originBucket, Key: key }), {
+          expiresIn: 7 * 24 * 3600,
+          signingDate: new Date(Date.now() - ms),
+        });
+      const young = await fetch(await signedAgo(ttlMs - 60_000));
+      expect([young.status, await young.text()]).toEqual([200, 'held']);
+      const old = await fetch(await signedAgo(ttlMs + 60_000));
+      expect(old.status).toBe(403);
+      expect(await old.text()).toMatch(/<Code>AccessDenied<\/Code><Message>Access Denied<\/Message>/);
+    } finally {
+      s3.destroy();
     }
   });
 });
