@@ -4,7 +4,7 @@
  * API never signs for longer, but a URL is a bearer token: should a bug or a borrowed role sign one
  * for the seven days SigV4 allows, S3 refuses it past the mirror's own lifetime (AWS's presigned-URL
  * guardrail; docs/deploy.md, "Presigned URLs"). Requests signed in headers (the functions', the
- * agent's) are not concerned.
+ * agent's) are not concerned. Signature Version 2 is refused outright.
  */
 import { Duration } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -25,6 +25,17 @@ export function refuseOldSignatures(bucket: s3.Bucket, maxAge: Duration): void {
         StringEquals: { 's3:authType': 'REST-QUERY-STRING' },
         NumericGreaterThan: { 's3:signatureAge': maxAge.toMilliseconds() },
       },
+    }),
+  );
+  // Signature Version 2 is deprecated and still accepted in some regions: nothing of the mirror's uses it.
+  bucket.addToResourcePolicy(
+    new iam.PolicyStatement({
+      sid: 'NoSignatureVersion2',
+      effect: iam.Effect.DENY,
+      principals: [new iam.AnyPrincipal()],
+      actions: ['s3:*'],
+      resources: [bucket.bucketArn, bucket.arnForObjects('*')],
+      conditions: { StringEquals: { 's3:signatureversion': 'AWS' } },
     }),
   );
 }

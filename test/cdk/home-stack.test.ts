@@ -114,13 +114,14 @@ describe('origin bucket', () => {
     }
   });
 
-  it("the origin and every replica bucket refuse a presigned URL signed longer ago than the API's URLs live", () => {
+  it("the origin and every replica bucket refuse a presigned URL signed longer ago than the API's URLs live, and SigV2", () => {
     const ttlMs = testTopology().limits.presignTtlSeconds * 1000;
     for (const [stack, id] of servingBuckets()) {
       expectDenyAll(Template.fromStack(stack), id, {
         StringEquals: { 's3:authType': 'REST-QUERY-STRING' },
         NumericGreaterThan: { 's3:signatureAge': ttlMs },
       });
+      expectDenyAll(Template.fromStack(stack), id, { StringEquals: { 's3:signatureversion': 'AWS' } });
     }
     // A topology with shorter URLs gets the shorter cap.
     const short = buildTestApp({
