@@ -25,7 +25,7 @@ import type { CliIo } from './program.ts';
 import { createJsonLinesProgress, createTtyProgress } from './progress.ts';
 import { createPutFile } from './put-file.ts';
 import { formatFileStatus, formatTargetsOverview, getPathStatus, getTargetsOverview } from './status.ts';
-import { formatSyncSummary, syncFolder } from './sync.ts';
+import { formatSyncSummary, type SyncSummary, syncFolder } from './sync.ts';
 import { defaultCacheFile } from './sync-cache.ts';
 import { createJsonLinesSyncProgress, createTtySyncProgress } from './sync-progress.ts';
 import { bucketSource, type SyncSource } from './sync-source.ts';
@@ -213,6 +213,8 @@ async function sourceOf(io: CliIo, opts: SyncFlags): Promise<SyncSource | undefi
   return bucketSource(s3, opts.from);
 }
 
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+
 export async function sync(
   io: CliIo,
   api: MirrorApi,
@@ -230,6 +232,25 @@ export async function sync(
   const cacheFile =
     opts.cache === false ? null : typeof opts.cache === 'string' ? opts.cache : defaultCacheFile(dir, io.env);
   let summary: Awaited<ReturnType<typeof syncFolder>>;
+  // Ctrl-C or SIGTERM: the summary of the run as it stands (JSON with --json), then the signal ends
+  // the process as it would have (exit status 130 or 143). A script reading --json learns what was
+  // sent; a next run sends only what the mirror does not hold.
+  let snapshot: (() => SyncSummary) | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    unlisten();
+    progress.stop();
+    const partial = snapshot?.();
+    if (partial !== undefined) {
+      if (opts.json) json(io, partial);
+      else line(io, formatSyncSummary(partial));
+    }
+    // Another handler (a `--from` spool's, cli/remove-on-exit.ts) ends the process after its own work.
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  };
+  const unlisten = () => {
+    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
+  };
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   try {
     summary = await syncFolder(
       {
@@ -238,6 +259,9 @@ export async function sync(
         sendParts: createPartSender(api, io.fetch),
         clock,
         progress,
+        onSnapshot: (take) => {
+          snapshot = take;
+        },
       },
       {
         dir,
@@ -251,6 +275,7 @@ export async function sync(
       },
     );
   } finally {
+    unlisten();
     progress.stop();
   }
   if (opts.json) json(io, summary);

@@ -50,6 +50,11 @@ export interface SyncDeps {
   sendParts: SendParts;
   clock: Clock;
   progress: SyncProgress;
+  /**
+   * Given, once the files are listed, a function that summarizes the run as it stands: a Ctrl-C
+   * prints that (cli/file-commands.ts) instead of nothing. @default none
+   */
+  onSnapshot?: ((snapshot: () => SyncSummary) => void) | undefined;
 }
 
 export interface SyncOptions {
@@ -106,6 +111,12 @@ export interface SyncSummary {
   waitError?: string | undefined;
   /** The hash cache could not be saved: the next run hashes these files again. */
   cacheError?: string | undefined;
+  /**
+   * The run was stopped (Ctrl-C, SIGTERM) before its end: `notFinished` files were not reached or
+   * not finished, and `awaitingCommit` were sent without their commit seen yet (reported
+   * `uploaded` with no version). A next run sends only what the mirror does not hold.
+   */
+  interrupted?: { notFinished: number; awaitingCommit: number } | undefined;
 }
 
 type LocalFile = SourceEntry;
@@ -127,6 +138,8 @@ interface Run {
   readonly cache: HashCache;
   readonly counts: SyncCounts;
   readonly reports: SyncFileReport[];
+  /** Files whose turn has ended (reported, or found unchanged); the rest are not done yet. */
+  finished: number;
   readonly pending: Map<string, Pending>;
   /** SHA-256s the mirror holds (the heads) or that this run has sent: only these are worth a proof. */
   readonly known: Set<string>;
@@ -182,11 +195,14 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
       cache,
       counts,
       reports: [],
+      finished: 0,
       pending: new Map(),
       known: new Set([...listing.heads.values()].flatMap((h) => (h.sha256 === null ? [] : [h.sha256]))),
       unchanged: [],
       feed: { cursor: listing.cursor, lastRead: deps.clock.now(), reading: undefined },
     };
+    const live = run;
+    deps.onSnapshot?.(() => interruptedSummary(live, files.length, (deps.clock.now() - started) / 1000));
     await syncFiles(run, files);
   } finally {
     await source.close();
@@ -367,6 +383,7 @@ async function refuseClash(run: Run, local: LocalFile, others: readonly string[]
   });
   run.counts.failed++;
   run.counts.filesDone++;
+  run.finished++;
 }
 
 async function syncOne(run: Run, local: LocalFile): Promise<void> {
@@ -387,6 +404,7 @@ async function syncOne(run: Run, local: LocalFile): Promise<void> {
   if (report.outcome === 'failed') run.counts.failed++;
   if (report.outcome !== 'unchanged') run.reports.push(report);
   if (!run.pending.has(report.path)) run.counts.filesDone++;
+  run.finished++;
 }
 
 /** Fills in `report`: skipped, unchanged, planned, sent (or awaiting its commit). */
@@ -602,6 +620,20 @@ function summarize(run: Run, files: number, seconds: number): SyncSummary {
   };
 }
 
+/** The run as it stands, stopped: only finished files count as unchanged; sent ones say so. */
+function interruptedSummary(run: Run, files: number, seconds: number): SyncSummary {
+  const awaiting = new Set([...run.pending.values()].map((p) => p.report));
+  const summary = summarize(run, run.finished, seconds);
+  return {
+    ...summary,
+    files,
+    reports: summary.reports.map((r) =>
+      awaiting.has(r) ? { ...r, reason: 'sent; its commit was not seen before the interrupt' } : r,
+    ),
+    interrupted: { notFinished: files - run.finished, awaitingCommit: awaiting.size },
+  };
+}
+
 export function formatSyncSummary(s: SyncSummary): string {
   const lines = s.reports
     .filter((r) => r.outcome === 'failed' || r.outcome === 'skipped' || r.outcome === 'planned')
@@ -615,6 +647,11 @@ export function formatSyncSummary(s: SyncSummary): string {
     ? `${s.planned} to upload (dry run: nothing sent)`
     : `${s.uploaded} uploaded, ${s.deduplicated} deduplicated (no bytes sent)`;
   if (s.wait !== undefined) lines.push(formatWaitReport(s.wait));
+  if (s.interrupted !== undefined)
+    lines.push(
+      `interrupted: ${s.interrupted.notFinished} file(s) not finished, ${s.interrupted.awaitingCommit} sent ` +
+        'without their commit seen; sync again to finish (it sends only what the mirror does not hold)',
+    );
   lines.push(
     `${s.files} file(s) in ${terminalText(s.dir)} → ${s.prefix === '' ? '(root)' : terminalText(s.prefix)}: ${s.unchanged} unchanged, ${sent}, ` +
       `${s.skipped} skipped, ${s.failed} failed; ${s.bytesHashed} bytes hashed, ${s.bytesSent} bytes sent in ${s.seconds.toFixed(1)} s`,

@@ -1,11 +1,12 @@
-/** A CLI run as a child process, for tests that signal it mid-way: its stderr so far, and how it ended. */
+/** A CLI run as a child process, for tests that signal it mid-way: its output so far, and how it ended. */
 import { type ChildProcess, spawn } from 'node:child_process';
 
 export interface WatchedChild {
   readonly child: ChildProcess;
-  /** Exit code and the signal that ended it, as `exit` reports them. */
+  /** Exit code and the signal that ended it, once its output is read to the end. */
   readonly exited: Promise<[number | null, string | null]>;
   readonly err: () => string;
+  readonly out: () => string;
 }
 
 export function spawnWatched(
@@ -17,9 +18,12 @@ export function spawnWatched(
   child.stderr?.on('data', (b: Buffer) => {
     err += b.toString();
   });
-  child.stdout?.resume();
+  let out = '';
+  child.stdout?.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
   const exited = new Promise<[number | null, string | null]>((resolve) =>
-    child.on('exit', (code, signal) => resolve([code, signal])),
+    child.on('close', (code, signal) => resolve([code, signal])),
   );
-  return { child, exited, err: () => err };
+  return { child, exited, err: () => err, out: () => out };
 }
