@@ -201,6 +201,33 @@ export const LAG_MONITOR_WRITE_KEYS: readonly string[] = [`${PK.lag}*`, `${PK.fe
 /** The partition the pending sweep writes: its checkpoint row. */
 export const PENDING_SWEEP_WRITE_KEYS: readonly string[] = [PK.sweep];
 
+/**
+ * The partitions of the mirror's content that the ingest writes: paths (heads, versions, folder
+ * rows), uploads, blobs (with their pending-upload pointers) and the feed. Not the targets' or
+ * agents' rows, the lag watermarks or any checkpoint: a bug or a compromised dependency in a
+ * function that commits cannot mark a target as holding what it does not.
+ */
+export const CONTENT_WRITE_KEYS: readonly string[] = [
+  `${PK.path}*`,
+  `${PK.upload}*`,
+  `${PK.blob}*`,
+  `${PK.feed}*`,
+];
+/** The API writes the content's partitions, and its idempotency records. */
+export const API_WRITE_KEYS: readonly string[] = [...CONTENT_WRITE_KEYS, `${PK.idempotency}*`];
+/** The multipart completion ends uploads: their rows and their blobs' pending pointers. */
+export const COMPLETION_WRITE_KEYS: readonly string[] = [`${PK.upload}*`, `${PK.blob}*`];
+/**
+ * Reconcile forgets a target's row for a file the target lost, saves its checkpoint, and ends
+ * expired uploads (their rows and pending pointers).
+ */
+export const RECONCILE_WRITE_KEYS: readonly string[] = [
+  `${PK.targetState}*`,
+  PK.reconcile,
+  `${PK.upload}*`,
+  `${PK.blob}*`,
+];
+
 /** The partitions a target's replicate function writes: its own target rows (state and open copies). */
 export function targetRowKeys(targetId: string): string[] {
   return [`${PK.targetState}${targetId}#*`];

@@ -3,11 +3,13 @@
  * ingest function verifies each blob's bytes, commits the uploads waiting for
  * it, and fans each new version out to the targets' queues.
  */
+
 import { Duration } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { CONTENT_WRITE_KEYS } from '../../contracts/ledger-keys.js';
 import {
   LEDGER_ACCESS,
   type MirrorSettings,
@@ -82,7 +84,10 @@ export class IngestPipeline extends Construct {
       // 0.5 to 1.2 TB, and park the upload in the DLQ (AWS review 6, M1).
       recursiveLoop: lambda.RecursiveLoop.ALLOW,
     });
-    useLedger(fn, props.ledger, LEDGER_ACCESS.ingest, { queryLiveFiles: true });
+    useLedger(fn, props.ledger, LEDGER_ACCESS.ingest, {
+      queryLiveFiles: true,
+      writesUnder: CONTENT_WRITE_KEYS,
+    });
     useOrigin(fn, props.origin, {
       // AbortMultipartUpload: an upload found expired has its multipart upload aborted.
       // DeleteObjectVersion, never DeleteObject: a version goes by its id; a delete without one

@@ -24,7 +24,7 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { LAG_MONITOR_WRITE_KEYS } from '../../contracts/ledger-keys.js';
+import { LAG_MONITOR_WRITE_KEYS, RECONCILE_WRITE_KEYS } from '../../contracts/ledger-keys.js';
 import type { Topology } from '../../contracts/topology.js';
 import {
   LEDGER_ACCESS,
@@ -403,7 +403,10 @@ export class Monitoring extends Construct {
       timeout: Duration.minutes(15),
       memorySize: 512,
     });
-    useLedger(fn, props.ledger, LEDGER_ACCESS.reconcile, { queryPendingUploads: true });
+    useLedger(fn, props.ledger, LEDGER_ACCESS.reconcile, {
+      queryPendingUploads: true,
+      writesUnder: RECONCILE_WRITE_KEYS,
+    });
     useTargets(fn, props.targets, {
       sendMessage: true,
       readReplicaObjects: {

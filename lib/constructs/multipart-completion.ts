@@ -5,10 +5,12 @@
  * outlast the API's 29 s. S3 authorizes CompleteMultipartUpload as s3:PutObject, so it runs in a
  * function of its own: the ingest, which verifies what S3 assembles, keeps no write on the bytes.
  */
+
 import { Duration } from 'aws-cdk-lib';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { COMPLETION_WRITE_KEYS } from '../../contracts/ledger-keys.js';
 import { LEDGER_ACCESS, useLedger, useOrigin } from '../grants.js';
 import type { Ledger } from './ledger.js';
 import { MirrorFunction } from './mirror-function.js';
@@ -61,7 +63,7 @@ export class MultipartCompletion extends Construct {
       timeout,
       memorySize: 256,
     });
-    useLedger(fn, props.ledger, LEDGER_ACCESS.completeMultipart);
+    useLedger(fn, props.ledger, LEDGER_ACCESS.completeMultipart, { writesUnder: COMPLETION_WRITE_KEYS });
     useOrigin(fn, props.origin, {
       // PutObject: CompleteMultipartUpload; AbortMultipartUpload: parts S3 refuses; GetObject: HEAD
       // of the blob, to tell "S3 completed it already" from "its parts expired" after NoSuchUpload.

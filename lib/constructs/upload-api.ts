@@ -2,6 +2,7 @@
  * The HTTP API in front of the api function: every `/v1/*` route goes to one
  * Lambda integration behind the configured authorizer, except `GET /v1/health`.
  */
+
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
@@ -11,6 +12,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { API_EXPOSED_HEADERS } from '../../contracts/api.js';
+import { API_WRITE_KEYS } from '../../contracts/ledger-keys.js';
 import {
   LEDGER_ACCESS,
   type MirrorSettings,
@@ -173,7 +175,11 @@ export class UploadApi extends Construct {
       memorySize: 512,
       ...(reserved === false ? {} : { reservedConcurrency: reserved }),
     });
-    useLedger(fn, props.ledger, LEDGER_ACCESS.api, { queryLiveFiles: true, scanLiveFiles: true });
+    useLedger(fn, props.ledger, LEDGER_ACCESS.api, {
+      queryLiveFiles: true,
+      scanLiveFiles: true,
+      writesUnder: API_WRITE_KEYS,
+    });
     // GetObjectVersion: content URLs and ranged reads name the blob's verified object version.
     // ListBucket on the origin and each replica: a presigned GET of a copy removed out of band
     // answers 404 (the CLI's `get` says the copy is missing, exit 3), not 403 as S3 answers a

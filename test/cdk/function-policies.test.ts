@@ -28,6 +28,10 @@ const CONSUMES = (queue: string) =>
   ].map((action) => `${action} queue:${queue}`);
 const FAN_OUT = ['onprem-dc1', 'target-a', 'target-b', 'target-c'].map((t) => `sqs:SendMessage queue:${t}`);
 const ledger = (...actions: string[]) => actions.map((a) => `dynamodb:${a} ledger`);
+/** Writes confined to partitions (`dynamodb:LeadingKeys`). */
+const ledgerWrites = (keys: string, ...actions: string[]) =>
+  actions.map((a) => `dynamodb:${a} ledger keys:${keys}`);
+const CONTENT = 'P#*,U#*,B#*,FEED#*';
 const REPLICA_OBJECTS = ['target-a/*', 'target-b/*', 'target-c/media/*'];
 
 const EXPECTED: Record<string, string[]> = {
@@ -35,15 +39,10 @@ const EXPECTED: Record<string, string[]> = {
   // path in its TransactWriteItems, and IAM authorizes a ConditionCheck by that action alone.
   api: [
     ...LOGS,
-    ...ledger(
-      'BatchGetItem',
-      'ConditionCheckItem',
-      'DeleteItem',
-      'GetItem',
-      'PutItem',
-      'Query',
-      'UpdateItem',
-    ),
+    ...ledger('BatchGetItem', 'GetItem', 'Query'),
+    // Writes the content's partitions and its idempotency records: never a target's or an agent's
+    // row, a lag watermark or a checkpoint.
+    ...ledgerWrites(`${CONTENT},IDEM#*`, 'ConditionCheckItem', 'DeleteItem', 'PutItem', 'UpdateItem'),
     'dynamodb:Query ledger/index/live-files',
     'dynamodb:Scan ledger/index/live-files',
     ...['AbortMultipartUpload', 'GetObject', 'GetObjectVersion', 'PutObject'].map(
@@ -59,7 +58,8 @@ const EXPECTED: Record<string, string[]> = {
   ],
   ingest: [
     ...LOGS,
-    ...ledger('ConditionCheckItem', 'DeleteItem', 'GetItem', 'PutItem', 'Query', 'UpdateItem'),
+    ...ledger('GetItem', 'Query'),
+    ...ledgerWrites(CONTENT, 'ConditionCheckItem', 'DeleteItem', 'PutItem', 'UpdateItem'),
     'dynamodb:Query ledger/index/live-files',
     // Never PutObject: the ingest verifies bytes, it does not write them.
     ...['AbortMultipartUpload', 'DeleteObjectVersion', 'GetObject', 'GetObjectVersion'].map(
@@ -75,7 +75,9 @@ const EXPECTED: Record<string, string[]> = {
   // GetObject the HEAD that tells "completed already" from "expired".
   'complete-multipart': [
     ...LOGS,
-    ...ledger('DeleteItem', 'GetItem', 'Query', 'UpdateItem'),
+    ...ledger('GetItem', 'Query'),
+    // Ends uploads: their rows and their pending pointers.
+    ...ledgerWrites('U#*,B#*', 'DeleteItem', 'UpdateItem'),
     ...['AbortMultipartUpload', 'GetObject', 'PutObject'].map((a) => `s3:${a} origin/blobs/*`),
     's3:ListBucket origin',
     ...CONSUMES('completion'),
@@ -131,7 +133,9 @@ const EXPECTED: Record<string, string[]> = {
   ],
   reconcile: [
     ...LOGS,
-    ...ledger('DeleteItem', 'GetItem', 'Query', 'Scan', 'UpdateItem'),
+    ...ledger('GetItem', 'Query', 'Scan'),
+    // Forgets a target's row for a file it lost, saves its checkpoint, ends expired uploads.
+    ...ledgerWrites('T#*,RECONCILE,U#*,B#*', 'DeleteItem', 'UpdateItem'),
     'dynamodb:Query ledger/index/pending-uploads',
     ...FAN_OUT,
     ...REPLICA_OBJECTS.map((r) => `s3:GetObject replica:${r}`),
