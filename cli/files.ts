@@ -6,7 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { rename, rm, stat } from 'node:fs/promises';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -153,7 +154,8 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
   // The destination first: a bad one is a usage error before anything is asked of the API.
   const file = await destinationFile(options);
   const read = () => expectedVersion(client, options.path, options.target, options.version);
-  const temp = join(dirname(file), `.${basename(file)}.mm-get-${randomBytes(4).toString('hex')}`);
+  await removeOrphanedDownloads(dirname(file));
+  const temp = join(dirname(file), downloadName(basename(file)));
   // A Ctrl-C skips the `finally` below: without this the partial file stayed, hidden, for good.
   const cancelRemoval = removeOnExit(temp);
   try {
@@ -187,6 +189,44 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
   } finally {
     await rm(temp, { force: true });
     cancelRemoval();
+  }
+}
+
+/**
+ * `.<name>.mm-get-<host>-<pid>-<random>`: whose download it is, so that one left by a `get` that was
+ * killed (SIGKILL, a crash: no handler ran) can be told from one under way.
+ */
+function downloadName(name: string): string {
+  return `.${name}.mm-get-${hostTag()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/** The host as it can sit in a file name: letters, digits, dots and dashes only. */
+const hostTag = () => hostname().replace(/[^A-Za-z0-9.-]/g, '_');
+
+const DOWNLOAD_NAME = /^\..+\.mm-get-(.+)-(\d+)-[0-9a-f]{8}$/;
+
+/**
+ * Deletes, in the destination's folder, the partial downloads of `get`s of this host whose process
+ * is gone. Another host's (a folder shared over the network) and a live process's are left alone;
+ * a process id reused since only keeps an orphan a while longer.
+ */
+async function removeOrphanedDownloads(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const host = hostTag();
+  for (const name of names) {
+    const match = DOWNLOAD_NAME.exec(name);
+    if (match === null || match[1] !== host || processAlive(Number(match[2]))) continue;
+    await rm(join(dir, name), { force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, under another user.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -1,14 +1,16 @@
 /**
  * `get` downloads into a hidden temporary file next to the destination: stopped by Ctrl-C
  * (SIGINT) or SIGTERM mid-download, the bin (bin/media-mirror.js, a process of its own) leaves
- * neither that file nor the destination behind, and still ends by the signal. The API and the
- * storage it points to are one slow local HTTP server: the body never arrives in full.
+ * neither that file nor the destination behind, and still ends by the signal. Killed (SIGKILL: no
+ * handler runs), it leaves the file, and the next `get` into that folder removes it, leaving another
+ * host's and a live process's alone. The API and the storage it points to are one slow local HTTP
+ * server: the body of g300.bin never arrives in full; small.bin does.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +20,7 @@ import { waitFor } from '../../support/wait.ts';
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 const SIZE = 300 * 1024 * 1024;
 const CHUNK = Buffer.alloc(64 * 1024, 7);
+const SMALL = Buffer.from('small and whole');
 
 let dir: string;
 let server: Server;
@@ -37,6 +40,21 @@ beforeAll(async () => {
       };
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ path: 'g300.bin', head, targets: [] }));
+    } else if (req.url === '/v1/files/small.bin') {
+      const head = {
+        version: 1,
+        sha256: createHash('sha256').update(SMALL).digest('hex'),
+        size: SMALL.length,
+        contentType: 'application/octet-stream',
+        committedAt: '2026-12-01T00:00:00.000Z',
+        deleted: false,
+      };
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ path: 'small.bin', head, targets: [] }));
+    } else if (req.url === '/v1/files/small.bin/content') {
+      res.writeHead(302, { location: `${api}/small` }).end();
+    } else if (req.url === '/small') {
+      res.writeHead(200, { 'content-length': String(SMALL.length) }).end(SMALL);
     } else if (req.url === '/v1/files/g300.bin/content') {
       res.writeHead(302, { location: `${api}/blob` }).end();
     } else if (req.url === '/blob') {
@@ -67,21 +85,10 @@ describe('get interrupted', () => {
     it(`leaves no .<name>.mm-get-* file behind on ${signal}, and ends by the signal`, async () => {
       const dest = join(dir, `gdir-${signal}`);
       await mkdir(dest);
-      const { child, exited, err } = spawnWatched(
-        [join(repoRoot, 'bin/media-mirror.js'), 'get', 'g300.bin', `${dest}/`],
-        {
-          cwd: dir,
-          env: { PATH: process.env.PATH, MIRROR_API_URL: api, MIRROR_API_TOKEN: 't' },
-        },
-      );
+      const { child, exited, err } = startGet('g300.bin', dest);
       // The partial file holds bytes: the download is writing to it.
-      const temp = await until(`a partial file in ${dest} (stderr: ${err()})`, async () => {
-        for (const name of await readdir(dest)) {
-          if (/^\.g300\.bin\.mm-get-/.test(name) && (await stat(join(dest, name))).size > 0) return name;
-        }
-        return undefined;
-      });
-      expect(temp).toMatch(/^\.g300\.bin\.mm-get-[0-9a-f]{8}$/);
+      const temp = await partialFile(dest, err);
+      expect(temp).toMatch(new RegExp(`^\\.g300\\.bin\\.mm-get-.+-${child.pid}-[0-9a-f]{8}$`));
       child.kill(signal);
       const [code, endedBy] = await exited;
       expect(await readdir(dest)).toEqual([]);
@@ -89,4 +96,42 @@ describe('get interrupted', () => {
       expect({ code, endedBy, err: err() }).toEqual({ code: null, endedBy: signal, err: '' });
     }, 90_000);
   }
+
+  it('killed (SIGKILL), it leaves its partial file; the next get into the folder removes it, not others', async () => {
+    const dest = join(dir, 'gdir-SIGKILL');
+    await mkdir(dest);
+    const killed = startGet('g300.bin', dest);
+    const orphan = await partialFile(dest, killed.err);
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    expect(await readdir(dest)).toEqual([orphan]);
+    // Another host's download (the folder shared over the network) and a live process's (this one).
+    const others = [
+      `.photo.jpg.mm-get-elsewhere.example-${killed.child.pid}-0a0b0c0d`,
+      `.photo.jpg.mm-get-${hostname().replace(/[^A-Za-z0-9.-]/g, '_')}-${process.pid}-0a0b0c0d`,
+    ];
+    for (const name of others) await writeFile(join(dest, name), 'partial');
+    const next = startGet('small.bin', dest);
+    const [code] = await next.exited;
+    expect(code, next.err()).toBe(0);
+    expect((await readdir(dest)).sort()).toEqual([...others, 'small.bin'].sort());
+    expect(await readFile(join(dest, 'small.bin'))).toEqual(SMALL);
+  }, 90_000);
 });
+
+function startGet(path: string, dest: string) {
+  return spawnWatched([join(repoRoot, 'bin/media-mirror.js'), 'get', path, `${dest}/`], {
+    cwd: dir,
+    env: { PATH: process.env.PATH, MIRROR_API_URL: api, MIRROR_API_TOKEN: 't' },
+  });
+}
+
+/** The partial file of g300.bin, once the download has written bytes to it. */
+function partialFile(dest: string, err: () => string): Promise<string> {
+  return until(`a partial file in ${dest} (stderr: ${err()})`, async () => {
+    for (const name of await readdir(dest)) {
+      if (/^\.g300\.bin\.mm-get-/.test(name) && (await stat(join(dest, name))).size > 0) return name;
+    }
+    return undefined;
+  });
+}
