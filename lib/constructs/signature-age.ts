@@ -14,28 +14,24 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 export const MAX_PRESIGNED_URL_AGE = Duration.minutes(15);
 
 export function refuseOldSignatures(bucket: s3.Bucket, maxAge: Duration): void {
-  bucket.addToResourcePolicy(
-    new iam.PolicyStatement({
-      sid: 'NoOldSignatures',
-      effect: iam.Effect.DENY,
-      principals: [new iam.AnyPrincipal()],
-      actions: ['s3:*'],
-      resources: [bucket.bucketArn, bucket.arnForObjects('*')],
-      conditions: {
-        StringEquals: { 's3:authType': 'REST-QUERY-STRING' },
-        NumericGreaterThan: { 's3:signatureAge': maxAge.toMilliseconds() },
-      },
-    }),
-  );
+  denyEverything(bucket, 'NoOldSignatures', {
+    StringEquals: { 's3:authType': 'REST-QUERY-STRING' },
+    NumericGreaterThan: { 's3:signatureAge': maxAge.toMilliseconds() },
+  });
   // Signature Version 2 is deprecated and still accepted in some regions: nothing of the mirror's uses it.
+  denyEverything(bucket, 'NoSignatureVersion2', { StringEquals: { 's3:signatureversion': 'AWS' } });
+}
+
+/** Every S3 action on the bucket and its objects, denied to everyone under `conditions`. */
+function denyEverything(bucket: s3.Bucket, sid: string, conditions: Record<string, unknown>): void {
   bucket.addToResourcePolicy(
     new iam.PolicyStatement({
-      sid: 'NoSignatureVersion2',
+      sid,
       effect: iam.Effect.DENY,
       principals: [new iam.AnyPrincipal()],
       actions: ['s3:*'],
       resources: [bucket.bucketArn, bucket.arnForObjects('*')],
-      conditions: { StringEquals: { 's3:signatureversion': 'AWS' } },
+      conditions,
     }),
   );
 }

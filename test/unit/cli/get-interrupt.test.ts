@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,27 +30,9 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mm-get-interrupt-'));
   server = createServer((req, res) => {
     if (req.url === '/v1/files/g300.bin') {
-      const head = {
-        version: 1,
-        sha256: createHash('sha256').update('not these bytes').digest('hex'),
-        size: SIZE,
-        contentType: 'application/octet-stream',
-        committedAt: '2026-12-01T00:00:00.000Z',
-        deleted: false,
-      };
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ path: 'g300.bin', head, targets: [] }));
+      answerFile(res, 'g300.bin', createHash('sha256').update('not these bytes').digest('hex'), SIZE);
     } else if (req.url === '/v1/files/small.bin') {
-      const head = {
-        version: 1,
-        sha256: createHash('sha256').update(SMALL).digest('hex'),
-        size: SMALL.length,
-        contentType: 'application/octet-stream',
-        committedAt: '2026-12-01T00:00:00.000Z',
-        deleted: false,
-      };
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ path: 'small.bin', head, targets: [] }));
+      answerFile(res, 'small.bin', createHash('sha256').update(SMALL).digest('hex'), SMALL.length);
     } else if (req.url === '/v1/files/small.bin/content') {
       res.writeHead(302, { location: `${api}/small` }).end();
     } else if (req.url === '/small') {
@@ -118,6 +100,20 @@ describe('get interrupted', () => {
     expect(await readFile(join(dest, 'small.bin'))).toEqual(SMALL);
   }, 90_000);
 });
+
+/** `GET /v1/files/{path}`: version 1 of `path`, with that SHA-256 and size. */
+function answerFile(res: ServerResponse, path: string, sha256: string, size: number): void {
+  const head = {
+    version: 1,
+    sha256,
+    size,
+    contentType: 'application/octet-stream',
+    committedAt: '2026-12-01T00:00:00.000Z',
+    deleted: false,
+  };
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ path, head, targets: [] }));
+}
 
 function startGet(path: string, dest: string) {
   return spawnWatched([join(repoRoot, 'bin/media-mirror.js'), 'get', path, `${dest}/`], {
