@@ -13,7 +13,8 @@
 import type { Digest } from '../common/sha256.ts';
 import { terminalText } from '../common/terminal-text.ts';
 import type { Limits } from '../contracts/api.ts';
-import { checkApiName, checkNewPathName, normalizePath } from '../contracts/path-rules.ts';
+import { checkApiName, checkNewPathName, normalizePath, PathRuleError } from '../contracts/path-rules.ts';
+import { ancestorsOf, type PathOccupancy, PathPolicy } from '../contracts/paths.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { guessContentType } from './content-type.ts';
 import { followFeed, type RemoteHead, readHeads } from './listing.ts';
@@ -143,6 +144,11 @@ interface Run {
   readonly pending: Map<string, Pending>;
   /** SHA-256s the mirror holds (the heads) or that this run has sent: only these are worth a proof. */
   readonly known: Set<string>;
+  /**
+   * `--dry-run`: the targets' path policy, to predict the folder/file rule's refusals from the heads
+   * (a real run learns them from the API).
+   */
+  readonly policy: PathPolicy | undefined;
   /** Files whose head already held their content: `wait` waits for them too (a run may not have). */
   readonly unchanged: WaitItem[];
   /** The change feed after the listing, read on to see this run's commits land. */
@@ -182,7 +188,11 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
       counts.pages++;
       deps.progress.update(counts);
     };
-    const [limits, listing] = await Promise.all([deps.client.limits(), readHeads(deps.client, onPage)]);
+    const [limits, listing, policy] = await Promise.all([
+      deps.client.limits(),
+      readHeads(deps.client, onPage),
+      options.dryRun ? targetsPolicy(deps.client) : undefined,
+    ]);
     const cache = new HashCache(options.cacheFile, source.label);
     await cache.load();
     run = {
@@ -198,6 +208,7 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
       finished: 0,
       pending: new Map(),
       known: new Set([...listing.heads.values()].flatMap((h) => (h.sha256 === null ? [] : [h.sha256]))),
+      policy,
       unchanged: [],
       feed: { cursor: listing.cursor, lastRead: deps.clock.now(), reading: undefined },
     };
@@ -426,11 +437,57 @@ async function decide(run: Run, local: LocalFile, report: SyncFileReport): Promi
     return;
   }
   if (run.options.dryRun) {
+    const conflict = await predictedConflict(run, report.path);
+    if (conflict !== undefined) {
+      report.outcome = 'failed';
+      report.reason = conflict;
+      return;
+    }
     report.outcome = 'planned';
     report.reason = head === undefined || head.deleted ? 'new' : 'changed';
     return;
   }
   await send(run, local, report, digest);
+}
+
+/** The deployment's targets as the path policy needs them (`GET /v1/targets`). */
+async function targetsPolicy(client: Pick<SyncClient, 'listTargets'>): Promise<PathPolicy> {
+  const { targets } = await client.listTargets();
+  return new PathPolicy(targets.map(({ id, kind, pathPrefix }) => ({ id, kind, pathPrefix })));
+}
+
+/**
+ * `--dry-run`: the folder/file rule's refusal the API would give this path, judged on the heads
+ * read at the start (a file where live files lie, or under a live file, for a pull target), in the
+ * words of a real run's failure. Conflicts between two files of this run are not predicted: which
+ * one is refused depends on which commits first.
+ */
+async function predictedConflict(run: Run, path: string): Promise<string | undefined> {
+  if (run.policy === undefined) return undefined;
+  try {
+    await run.policy.checkOccupancy(path, headsOccupancy(run.heads));
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof PathRuleError)) throw error;
+    return error.message;
+  }
+}
+
+/** The heads read at the start as the rule's occupancy: live files, and the folders they lie in. */
+const occupancies = new WeakMap<ReadonlyMap<string, RemoteHead>, PathOccupancy>();
+function headsOccupancy(heads: ReadonlyMap<string, RemoteHead>): PathOccupancy {
+  let occupancy = occupancies.get(heads);
+  if (occupancy === undefined) {
+    const live = [...heads.values()].filter((h) => !h.deleted).map((h) => h.path);
+    const files = new Set(live);
+    const folders = new Set(live.flatMap(ancestorsOf));
+    occupancy = {
+      liveFilesAmong: async (paths) => paths.filter((p) => files.has(p)),
+      hasLiveFileUnder: async (folder) => folders.has(folder),
+    };
+    occupancies.set(heads, occupancy);
+  }
+  return occupancy;
 }
 
 /** Why the API would refuse this file (read from `GET /v1/limits`), before anything is claimed. */

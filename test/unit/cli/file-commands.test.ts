@@ -83,13 +83,24 @@ const limitsAnswer = (over: { maxUploadBytes: number; contentTypes: string[] }) 
   ...over,
 });
 
-/** A feed in pages: each page's cursor is its index; the page after the last is empty. */
+/**
+ * A feed in pages: each page's cursor is its index; the page after the last is empty. `GET
+ * /v1/targets`: one pull target.
+ */
 function feed(pages: ReturnType<typeof change>[][]): Route {
   return (url) => {
+    if (url.pathname === '/v1/targets') return { status: 200, body: { targets: [PULL_TARGET] } };
     const cursor = Number(url.searchParams.get('cursor') ?? '0');
     return { status: 200, body: { changes: pages[cursor] ?? [], cursor: String(cursor + 1) } };
   };
 }
+
+/** A pull target taking every path: `sync --dry-run` then predicts the folder/file rule. */
+const PULL_TARGET = {
+  id: 'onprem',
+  kind: 'pull',
+  lag: { lagSeconds: 0, pending: 0, pendingCapped: false, heartbeatAgeSeconds: null },
+};
 
 const notFound = {
   status: 404,

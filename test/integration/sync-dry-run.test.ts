@@ -1,0 +1,85 @@
+/**
+ * `media-mirror sync --dry-run` predicts the refusals of the folder/file rule (docs/api.md, "The path
+ * policy"): where a pull target takes a path, a file cannot lie under a live file, nor be named
+ * like a folder of live files. The dry run sends nothing and reports those files `failed` with the
+ * rule, as the real run then does; where no pull target takes the path, the rule does not apply.
+ * Through the local stack and the CLI (probe 8, F18).
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SyncSummary } from '../../cli/sync.ts';
+import { parseTopology } from '../../contracts/topology.ts';
+import { startTestStack, type TestStack } from '../support/local-stack.ts';
+
+const topology = parseTopology({
+  homeRegion: 'us-east-1',
+  targets: [
+    { id: 'eu-west-1', kind: 's3', region: 'eu-west-1' },
+    // Only lib/ goes to disk: the rule holds there, not under free/.
+    { id: 'onprem', kind: 'pull', pathPrefix: 'lib/' },
+  ],
+  limits: { maxUploadBytes: 64 * 1024 * 1024, contentTypes: ['*/*'], presignTtlSeconds: 600 },
+});
+
+let stack: TestStack;
+let work: string;
+
+beforeAll(async () => {
+  stack = await startTestStack('sync-dry-run', { topology, env: {}, schedules: false });
+  work = stack.dir;
+}, 120_000);
+
+afterAll(() => stack?.stop());
+
+const cli = (...args: string[]) => stack.cli(...args);
+
+/** Writes `files` (relative name → text) under a new folder `name`. */
+async function library(name: string, files: Record<string, string>): Promise<string> {
+  const dir = join(work, name);
+  for (const [rel, text] of Object.entries(files)) {
+    await mkdir(dirname(join(dir, rel)), { recursive: true });
+    await writeFile(join(dir, rel), text);
+  }
+  return dir;
+}
+
+const outcomes = (summary: SyncSummary) =>
+  Object.fromEntries(summary.reports.map((r) => [r.path, [r.outcome, r.reason]]));
+
+describe('sync --dry-run and the folder/file rule', () => {
+  it('reports the files a pull target could not hold as failed, with the rule, as the real run does', async () => {
+    for (const prefix of ['lib', 'free']) {
+      const seeded = await library(`seed-${prefix}`, { a: 'a file', 'dir/x.txt': 'under dir' });
+      const seed = await cli('sync', seeded, prefix, '--no-cache', '--json');
+      expect(seed.code, seed.err).toBe(0);
+    }
+    // `a/b.txt` under the live file `a`; `dir` where live files lie; `ok.txt` is free.
+    const local = { 'a/b.txt': 'under a file', dir: 'a file named like a folder', 'ok.txt': 'fine' };
+
+    const lib = await library('local-lib', local);
+    const dry = await cli('sync', lib, 'lib', '--no-cache', '--dry-run', '--json');
+    expect(dry.code, dry.err).toBe(1);
+    const predicted = JSON.parse(dry.out) as SyncSummary;
+    expect(predicted).toMatchObject({ files: 3, planned: 1, failed: 2, bytesSent: 0 });
+    expect(outcomes(predicted)).toEqual({
+      'lib/a/b.txt': ['failed', 'path lies under "lib/a", which is a file (a pull target cannot hold both)'],
+      'lib/dir': [
+        'failed',
+        'path is a folder of other files (a pull target cannot hold "lib/dir" as a file too)',
+      ],
+      'lib/ok.txt': ['planned', 'new'],
+    });
+    // The real run: the same two refused by the API, in the same words; the third sent.
+    const real = JSON.parse((await cli('sync', lib, 'lib', '--no-cache', '--json')).out) as SyncSummary;
+    expect(real).toMatchObject({ files: 3, uploaded: 1, failed: 2 });
+    const { 'lib/ok.txt': _planned, ...refusedBefore } = outcomes(predicted);
+    const { 'lib/ok.txt': _sent, ...refused } = outcomes(real);
+    expect(refused).toEqual(refusedBefore);
+
+    // Under free/ no pull target takes the paths: nothing is predicted refused.
+    const free = await library('local-free', local);
+    const freeDry = JSON.parse((await cli('sync', free, 'free', '--no-cache', '--dry-run', '--json')).out);
+    expect(freeDry).toMatchObject({ files: 3, planned: 3, failed: 0 });
+  }, 120_000);
+});
