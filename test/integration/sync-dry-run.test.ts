@@ -5,11 +5,11 @@
  * rule, as the real run then does; where no pull target takes the path, the rule does not apply.
  * Through the local stack and the CLI (probe 8, F18).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SyncSummary } from '../../cli/sync.ts';
 import { parseTopology } from '../../contracts/topology.ts';
+import { writeFiles } from '../support/library.ts';
 import { startTestStack, type TestStack } from '../support/local-stack.ts';
 
 const topology = parseTopology({
@@ -34,15 +34,8 @@ afterAll(() => stack?.stop());
 
 const cli = (...args: string[]) => stack.cli(...args);
 
-/** Writes `files` (relative name → text) under a new folder `name`. */
-async function library(name: string, files: Record<string, string>): Promise<string> {
-  const dir = join(work, name);
-  for (const [rel, text] of Object.entries(files)) {
-    await mkdir(dirname(join(dir, rel)), { recursive: true });
-    await writeFile(join(dir, rel), text);
-  }
-  return dir;
-}
+/** Writes `files` under a new folder `name` of the work folder. */
+const library = (name: string, files: Record<string, string>) => writeFiles(join(work, name), files);
 
 const outcomes = (summary: SyncSummary) =>
   Object.fromEntries(summary.reports.map((r) => [r.path, [r.outcome, r.reason]]));

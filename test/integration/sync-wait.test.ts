@@ -7,8 +7,8 @@
  * And the lag monitor's own figures, as `GET /v1/targets` serves them, vouch for whole targets.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type WaitClient, waitForTargets } from '../../cli/sync-wait.ts';
@@ -16,6 +16,7 @@ import { systemClock } from '../../cli/upload.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import type { Sandbox } from '../../local/sandbox.ts';
 import { MirrorApi } from '../../web/client/api.ts';
+import { writeFiles } from '../support/library.ts';
 import { startTestStack, type TestStack } from '../support/local-stack.ts';
 
 const S3_TARGET = 'eu-west-1';
@@ -50,15 +51,8 @@ const cli = (...args: string[]) => stack.cli(...args);
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-/** Writes `files` (relative name → bytes) under a new folder `name`. */
-async function library(name: string, files: Record<string, Buffer>): Promise<string> {
-  const dir = join(work, name);
-  for (const [rel, bytes] of Object.entries(files)) {
-    await mkdir(dirname(join(dir, rel)), { recursive: true });
-    await writeFile(join(dir, rel), bytes);
-  }
-  return dir;
-}
+/** Writes `files` under a new folder `name` of the work folder. */
+const library = (name: string, files: Record<string, Buffer>) => writeFiles(join(work, name), files);
 
 /** The replica bucket's object at `path`, or undefined. */
 async function atReplica(path: string): Promise<Buffer | undefined> {

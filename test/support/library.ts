@@ -43,3 +43,12 @@ export const withDuplicates =
   (every: number) =>
   (i: number): number =>
     i % every === every - 1 ? i - 5 : i;
+
+/** Writes `files` (path under the folder → content) under `dir`, folders made as needed; returns `dir`. */
+export async function writeFiles(dir: string, files: Record<string, string | Buffer>): Promise<string> {
+  for (const [rel, content] of Object.entries(files)) {
+    await mkdir(join(dir, rel, '..'), { recursive: true });
+    await writeFile(join(dir, rel), content);
+  }
+  return dir;
+}
