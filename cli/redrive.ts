@@ -72,7 +72,7 @@ async function approximateMessages(sqs: Sqs, queueUrl: string): Promise<number> 
 }
 
 /** The DLQ of a queue, from its redrive policy. */
-export async function findDlq(sqs: Sqs, queueUrl: string): Promise<{ arn: string; url: string }> {
+async function findDlq(sqs: Sqs, queueUrl: string): Promise<{ arn: string; url: string }> {
   const out = await sqs.send(
     new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }),
   );

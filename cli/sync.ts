@@ -145,10 +145,10 @@ interface Run {
   /** SHA-256s the mirror holds (the heads) or that this run has sent: only these are worth a proof. */
   readonly known: Set<string>;
   /**
-   * `--dry-run`: the targets' path policy, to predict the folder/file rule's refusals from the heads
-   * (a real run learns them from the API).
+   * `--dry-run`: the targets' path policy and the heads as its occupancy, to predict the folder/file
+   * rule's refusals (a real run learns them from the API).
    */
-  readonly policy: PathPolicy | undefined;
+  readonly folderRule: { readonly policy: PathPolicy; readonly occupancy: PathOccupancy } | undefined;
   /** Files whose head already held their content: `wait` waits for them too (a run may not have). */
   readonly unchanged: WaitItem[];
   /** The change feed after the listing, read on to see this run's commits land. */
@@ -208,7 +208,7 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
       finished: 0,
       pending: new Map(),
       known: new Set([...listing.heads.values()].flatMap((h) => (h.sha256 === null ? [] : [h.sha256]))),
-      policy,
+      folderRule: policy && { policy, occupancy: headsOccupancy(listing.heads) },
       unchanged: [],
       feed: { cursor: listing.cursor, lastRead: deps.clock.now(), reading: undefined },
     };
@@ -463,9 +463,9 @@ async function targetsPolicy(client: Pick<SyncClient, 'listTargets'>): Promise<P
  * one is refused depends on which commits first.
  */
 async function predictedConflict(run: Run, path: string): Promise<string | undefined> {
-  if (run.policy === undefined) return undefined;
+  if (run.folderRule === undefined) return undefined;
   try {
-    await run.policy.checkOccupancy(path, headsOccupancy(run.heads));
+    await run.folderRule.policy.checkOccupancy(path, run.folderRule.occupancy);
     return undefined;
   } catch (error) {
     if (!(error instanceof PathRuleError)) throw error;
@@ -474,20 +474,14 @@ async function predictedConflict(run: Run, path: string): Promise<string | undef
 }
 
 /** The heads read at the start as the rule's occupancy: live files, and the folders they lie in. */
-const occupancies = new WeakMap<ReadonlyMap<string, RemoteHead>, PathOccupancy>();
 function headsOccupancy(heads: ReadonlyMap<string, RemoteHead>): PathOccupancy {
-  let occupancy = occupancies.get(heads);
-  if (occupancy === undefined) {
-    const live = [...heads.values()].filter((h) => !h.deleted).map((h) => h.path);
-    const files = new Set(live);
-    const folders = new Set(live.flatMap(ancestorsOf));
-    occupancy = {
-      liveFilesAmong: async (paths) => paths.filter((p) => files.has(p)),
-      hasLiveFileUnder: async (folder) => folders.has(folder),
-    };
-    occupancies.set(heads, occupancy);
-  }
-  return occupancy;
+  const live = [...heads.values()].filter((h) => !h.deleted).map((h) => h.path);
+  const files = new Set(live);
+  const folders = new Set(live.flatMap(ancestorsOf));
+  return {
+    liveFilesAmong: async (paths) => paths.filter((p) => files.has(p)),
+    hasLiveFileUnder: async (folder) => folders.has(folder),
+  };
 }
 
 /** Why the API would refuse this file (read from `GET /v1/limits`), before anything is claimed. */

@@ -195,7 +195,6 @@ export function agentReadableKeys(targetId: string): string[] {
 /** Partition keys an agent may only GetItem: a blob's record (which object version was verified). */
 export const AGENT_BLOB_RECORD_KEYS: string[] = [`${PK.blob}*`];
 
-/** Partition keys an agent may write: its applied state per path and its agent row. */
 /** The partitions the lag monitor writes: the targets' watermark rows and the feed (fanned-out marks). */
 export const LAG_MONITOR_WRITE_KEYS: readonly string[] = [`${PK.lag}*`, `${PK.feed}*`];
 /** The partition the pending sweep writes: its checkpoint row. */
@@ -233,6 +232,7 @@ export function targetRowKeys(targetId: string): string[] {
   return [`${PK.targetState}${targetId}#*`];
 }
 
+/** Partition keys an agent may write: its applied state per path and its agent row. */
 export function agentWritableKeys(targetId: string): string[] {
   return [...targetRowKeys(targetId), agentRowKey(targetId).pk];
 }

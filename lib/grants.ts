@@ -135,12 +135,6 @@ export const LEDGER_ACCESS = {
   pendingSweep: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
 } as const satisfies Record<string, readonly LedgerAction[]>;
 
-/**
- * Grants item-level actions on the ledger table (the table only: `Table.grant` would add every
- * index, `index/*`) and sets MIRROR_TABLE. `queryLiveFiles` adds Query on the live-files index,
- * for the functions that apply the path policy's folder rule (api, ingest); `scanLiveFiles` adds
- * Scan on it, for the API's listing of the whole mirror (`GET /v1/files` without a prefix).
- */
 /** The ledger actions that write an item (a transaction's elements are authorized one by one). */
 const LEDGER_WRITES: ReadonlySet<LedgerAction> = new Set<LedgerAction>([
   'dynamodb:PutItem',
@@ -149,6 +143,12 @@ const LEDGER_WRITES: ReadonlySet<LedgerAction> = new Set<LedgerAction>([
   'dynamodb:ConditionCheckItem',
 ]);
 
+/**
+ * Grants item-level actions on the ledger table (the table only: `Table.grant` would add every
+ * index, `index/*`) and sets MIRROR_TABLE. `queryLiveFiles` adds Query on the live-files index,
+ * for the functions that apply the path policy's folder rule (api, ingest); `scanLiveFiles` adds
+ * Scan on it, for the API's listing of the whole mirror (`GET /v1/files` without a prefix).
+ */
 export function useLedger(
   fn: MirrorFunction,
   ledger: Ledger,

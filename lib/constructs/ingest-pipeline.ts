@@ -3,7 +3,6 @@
  * ingest function verifies each blob's bytes, commits the uploads waiting for
  * it, and fans each new version out to the targets' queues.
  */
-
 import { Duration } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';

@@ -5,7 +5,6 @@
  * outlast the API's 29 s. S3 authorizes CompleteMultipartUpload as s3:PutObject, so it runs in a
  * function of its own: the ingest, which verifies what S3 assembles, keeps no write on the bytes.
  */
-
 import { Duration } from 'aws-cdk-lib';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';

@@ -2,7 +2,6 @@
  * The HTTP API in front of the api function: every `/v1/*` route goes to one
  * Lambda integration behind the configured authorizer, except `GET /v1/health`.
  */
-
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
