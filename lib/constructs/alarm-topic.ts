@@ -56,14 +56,30 @@ export class AlarmTopic extends Construct {
       removalPolicy: RemovalPolicy.DESTROY,
       pendingWindow: Duration.days(7),
     });
-    // No source condition here: the key encrypts this topic only, and the topic policy
-    // below already limits who may publish (SNS documents this key policy for CloudWatch).
+    // Both the key and the topic serve only this account's alarms named with the mirror's
+    // prefix: CloudWatch passes the alarm as the source of its calls to SNS and to KMS, so
+    // no other alarm (of this account or another) can have CloudWatch use them (confused deputy).
+    // CloudWatch's KMS calls carry both keys (AWS's Modern Data Architecture Accelerator
+    // conditions its alarm key grant the same way; EventBridge's would not, so this is not a pattern
+    // for other services' keys).
+    const mirrorAlarmsOnly = {
+      StringEquals: { 'aws:SourceAccount': stack.account },
+      ArnLike: {
+        'aws:SourceArn': stack.formatArn({
+          service: 'cloudwatch',
+          resource: 'alarm',
+          resourceName: `${props.alarmNamePrefix}*`,
+          arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+        }),
+      },
+    };
     this.key.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: 'CloudWatchAlarmsEncryptForTheTopic',
         principals: [cloudWatch],
         actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
         resources: ['*'],
+        conditions: mirrorAlarmsOnly,
       }),
     );
 
@@ -79,17 +95,7 @@ export class AlarmTopic extends Construct {
         principals: [cloudWatch],
         actions: ['sns:Publish'],
         resources: [this.topic.topicArn],
-        conditions: {
-          StringEquals: { 'aws:SourceAccount': stack.account },
-          ArnLike: {
-            'aws:SourceArn': stack.formatArn({
-              service: 'cloudwatch',
-              resource: 'alarm',
-              resourceName: `${props.alarmNamePrefix}*`,
-              arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-            }),
-          },
-        },
+        conditions: mirrorAlarmsOnly,
       }),
     );
     if (props.email !== undefined) this.topic.addSubscription(new EmailSubscription(props.email));

@@ -383,12 +383,19 @@ describe('alarm topic', () => {
     });
   });
 
-  it('CloudWatch may use the key, and publish to the topic only from this account, for the mirror’s alarms', () => {
+  it('CloudWatch may use the key and publish to the topic only for the mirror’s alarms in this account', () => {
     const [keyStatements] = Object.values(resourcesOfType(home, 'AWS::KMS::Key')).map(
       (k) => (props(k).KeyPolicy as { Statement: Statement[] }).Statement,
     );
     const cw = keyStatements?.find((s) => JSON.stringify(s).includes('cloudwatch.amazonaws.com'));
     expect(cw && actionsOf(cw).sort()).toEqual(['kms:Decrypt', 'kms:GenerateDataKey*']);
+    const mirrorAlarmsOnly = {
+      StringEquals: { 'aws:SourceAccount': '123456789012' },
+      ArnLike: { 'aws:SourceArn': 'arn:aws:cloudwatch:us-east-1:123456789012:alarm:TestMirror-Home-*' },
+    };
+    // The key too serves only the mirror's alarms (confused deputy: another account's alarm, or
+    // another of this account's, cannot have CloudWatch use it).
+    expect(fakeResolve(cw?.Condition)).toEqual(mirrorAlarmsOnly);
 
     const [policy] = Object.values(resourcesOfType(home, 'AWS::SNS::TopicPolicy')).map(
       (p) => (props(p).PolicyDocument as { Statement: (Statement & { Principal: unknown })[] }).Statement,
@@ -398,10 +405,7 @@ describe('alarm topic', () => {
     const publish = policy?.find((s) => s.Effect === 'Allow');
     expect(publish?.Principal).toEqual({ Service: 'cloudwatch.amazonaws.com' });
     expect(publish && actionsOf(publish)).toEqual(['sns:Publish']);
-    expect(fakeResolve(publish?.Condition)).toEqual({
-      StringEquals: { 'aws:SourceAccount': '123456789012' },
-      ArnLike: { 'aws:SourceArn': 'arn:aws:cloudwatch:us-east-1:123456789012:alarm:TestMirror-Home-*' },
-    });
+    expect(fakeResolve(publish?.Condition)).toEqual(mirrorAlarmsOnly);
     // ...which every alarm name matches.
     for (const alarm of alarmsOf(home)) expect(String(alarm.AlarmName)).toMatch(/^TestMirror-Home-/);
   });
