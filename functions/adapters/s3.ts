@@ -10,6 +10,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  type HeadObjectCommandOutput,
   ListPartsCommand,
   NotFound,
   PutObjectCommand,
@@ -78,6 +79,19 @@ function isNotFound(error: unknown): boolean {
 const META_UPLOAD = 'mirror-upload';
 const UPLOAD_HEADER = `x-amz-meta-${META_UPLOAD}`;
 
+/**
+ * Headers a PUT may send unsigned (S3 demands a signature for x-amz-* ones only) that S3 stores and
+ * then answers every GET with: bytes stored gzip-encoded reach a browser decoded, as other bytes
+ * than the verified ones (docs/design-notes.md, "Verification").
+ */
+const UNSIGNED_RESPONSE_HEADERS = [
+  ['content-encoding', 'ContentEncoding'],
+  ['content-disposition', 'ContentDisposition'],
+  ['content-language', 'ContentLanguage'],
+  ['cache-control', 'CacheControl'],
+  ['expires', 'ExpiresString'],
+] as const satisfies readonly (readonly [string, keyof HeadObjectCommandOutput])[];
+
 export class S3BlobStore implements BlobStore {
   constructor(
     private readonly s3: S3Client,
@@ -105,6 +119,9 @@ export class S3BlobStore implements BlobStore {
         sha256: fullObject && out.ChecksumSHA256 ? base64ToHex(out.ChecksumSHA256) : undefined,
         lastModified: out.LastModified,
         uploadId: out.Metadata?.[META_UPLOAD],
+        unsignedHeaders: UNSIGNED_RESPONSE_HEADERS.filter(([, field]) => out[field] !== undefined).map(
+          ([name]) => name,
+        ),
       };
     } catch (error) {
       if (isNotFound(error)) return undefined;

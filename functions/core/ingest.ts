@@ -221,18 +221,24 @@ async function verifyStoredBytes(
   options: IngestOptions,
 ): Promise<Proof | IngestOutcome> {
   const { ledger, clock, metrics } = deps;
-  const actual = await hashStored(deps, sha256, stored, options);
-  if ('kind' in actual) return actual;
-  if (actual.sha256 !== sha256 || actual.size !== stored.size) {
-    // Unversioned, the bad bytes have replaced the verified ones; a lost pin held nothing either.
-    const forgetBlob = known !== undefined && (stored.versionId === undefined || pinnedGone);
-    return reject(
+  // Unversioned, bad bytes have replaced the verified ones; a lost pin held nothing either.
+  const rejectStored = (reason: string) =>
+    reject(
       deps,
       { sha256, versionId: stored.versionId, sentBy: stored.uploadId },
-      forgetBlob,
-      `sha256 mismatch: the stored bytes hash to ${actual.sha256}`,
+      known !== undefined && (stored.versionId === undefined || pinnedGone),
+      reason,
     );
-  }
+  // Right bytes served with a header of the uploader's choosing are wrong bytes to whoever reads
+  // them (content-encoding: gzip gets them decoded), for every file that later shares the blob.
+  if (stored.unsignedHeaders !== undefined && stored.unsignedHeaders.length > 0)
+    return rejectStored(
+      `unsigned_headers: stored with ${stored.unsignedHeaders.join(', ')}, which no upload URL signs`,
+    );
+  const actual = await hashStored(deps, sha256, stored, options);
+  if ('kind' in actual) return actual;
+  if (actual.sha256 !== sha256 || actual.size !== stored.size)
+    return rejectStored(`sha256 mismatch: the stored bytes hash to ${actual.sha256}`);
   const record: Blob = {
     sha256,
     size: actual.size,

@@ -443,6 +443,11 @@ export interface BlobStore {
         lastModified?: Date | undefined;
         /** The upload whose presigned URL (or multipart upload) stored these bytes, if it says. */
         uploadId?: string | undefined;
+        /**
+         * Response headers stored with the object that no upload URL signs (`content-encoding`,
+         * `content-disposition`, ...): storage serves them with every read of the bytes.
+         */
+        unsignedHeaders?: readonly string[] | undefined;
       }
     | undefined
   >;

@@ -171,6 +171,55 @@ describe('the content URL of the origin', () => {
   });
 });
 
+describe('headers the upload URL did not sign', () => {
+  // S3 stores the representation headers a PUT sends (only x-amz-* ones must be signed) and serves
+  // them with every GET: bytes stored gzip-encoded would reach every later copy of the same content
+  // decoded, as other bytes than the ledger's SHA-256 (probe 10, S1).
+  it.each([
+    ['content-encoding', 'gzip'],
+    ['content-disposition', 'attachment; filename="invoice.exe"'],
+    ['cache-control', 'public, max-age=31536000, immutable'],
+    ['content-language', 'fr'],
+    ['expires', 'Thu, 01 Dec 2033 16:00:00 GMT'],
+  ])(
+    'stored with %s: rejected, nothing committed, the version deleted; the same bytes sent plainly then commit',
+    async (name, value) => {
+      const bytes = Buffer.from(`unsigned ${name} ${Date.now()} ${Math.random()}`);
+      const sha256 = sha256Hex(bytes);
+      const path = `unsigned-headers/${name}.bin`;
+      const local = localApi(sandbox.endpoints);
+      const { created, putStatus } = await local.declareAndPut(path, bytes, 'application/octet-stream', {
+        [name]: value,
+      });
+      expect(created.status).toBe(201);
+      expect(putStatus, 'S3 takes an unsigned representation header').toBe(200);
+      const ended = await waitFor(`${path}'s upload ended`, async () => {
+        const u = await api('GET', `/v1/uploads/${created.body.uploadId}`);
+        return u.body.status === 'pending' ? undefined : u.body;
+      });
+      expect(ended.status).toBe('rejected');
+      expect(ended.reason).toContain(name);
+      expect((await api('GET', `/v1/files/${enc(path)}`)).status).toBe(404);
+      await waitFor(
+        `${name}'s version deleted`,
+        async () => (await blobVersions(sha256)).versions.length === 0,
+      );
+
+      const again = await local.declareAndPut(path, bytes, 'application/octet-stream');
+      expect(again.putStatus).toBe(200);
+      await waitFor(`${path} committed`, async () => {
+        const u = await api('GET', `/v1/uploads/${again.created.body.uploadId}`);
+        return u.body.status === 'committed';
+      });
+      const { bytes: served } = await contentViaApi(path);
+      expect(served.equals(bytes)).toBe(true);
+      const response = await fetch((await contentViaApi(path)).location);
+      // The link's own disposition (attachment for a type a browser would not show), never the uploader's.
+    expect(response.headers.get(name)).not.toBe(value);
+    },
+  );
+});
+
 describe('verified bytes survive a write over their blob', () => {
   it('the origin bucket is versioned locally, as on AWS', async () => {
     const out = await s3.send(new GetBucketVersioningCommand({ Bucket: sandbox.endpoints.originBucket }));

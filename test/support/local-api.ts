@@ -22,10 +22,15 @@ export function localApi(endpoints: { readonly api: string; readonly token: stri
 
   /**
    * Declares a file and, when the API asks for its bytes (201), PUTs them with the headers it says to
-   * send (fetch sets content-length and host, its automaticHeaders). Returns the declaration's answer
-   * and the PUT's status.
+   * send (fetch sets content-length and host, its automaticHeaders), plus `extraHeaders` (a hostile
+   * uploader's). Returns the declaration's answer and the PUT's status.
    */
-  const declareAndPut = async (path: string, bytes: Buffer, contentType: string) => {
+  const declareAndPut = async (
+    path: string,
+    bytes: Buffer,
+    contentType: string,
+    extraHeaders: Record<string, string> = {},
+  ) => {
     const created = await call('POST', '/v1/uploads', {
       path,
       size: bytes.length,
@@ -35,7 +40,13 @@ export function localApi(endpoints: { readonly api: string; readonly token: stri
     let putStatus: number | undefined;
     if (created.status === 201) {
       const { url, headers } = created.body.upload;
-      putStatus = (await fetch(url, { method: 'PUT', headers, body: new Uint8Array(bytes) })).status;
+      putStatus = (
+        await fetch(url, {
+          method: 'PUT',
+          headers: { ...headers, ...extraHeaders },
+          body: new Uint8Array(bytes),
+        })
+      ).status;
     }
     return { created, putStatus };
   };
