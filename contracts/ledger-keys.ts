@@ -22,6 +22,9 @@
  *   SWEEP        CHECKPOINT              where the lost-notification sweep's walk over pending uploads stands
  *   AGENT#<target> AGENT                 a pull agent's heartbeat, cursor and counters
  *   IDEM#<key>   IDEM                    an Idempotency-Key: the request's hash and its first answer
+ *   VERIFY#<sha256> V#<version id> | E#<etag>  a verification in ranges part-way through: its hash
+ *                                        state, which only the ingest writes (a continuation message
+ *                                        names it, never carries it)
  */
 import * as z from 'zod';
 
@@ -40,6 +43,7 @@ export const PK = {
   lag: 'LAG#',
   agent: 'AGENT#',
   idempotency: 'IDEM#',
+  verification: 'VERIFY#',
   reconcile: 'RECONCILE',
   sweep: 'SWEEP',
 } as const;
@@ -98,6 +102,15 @@ export const blobItemKey = (sha256: string): ItemKey => ({ pk: blobPartitionKey(
 export const pendingUploadItemKey = (sha256: string, uploadId: string): ItemKey => ({
   pk: blobPartitionKey(sha256),
   sk: `${SK.pendingUpload}${uploadId}`,
+});
+/** The object a verification in ranges hashes: its version, or its ETag where storage keeps no versions. */
+export const verificationItemKey = (object: {
+  readonly sha256: string;
+  readonly versionId?: string | undefined;
+  readonly etag?: string | undefined;
+}): ItemKey => ({
+  pk: `${PK.verification}${object.sha256}`,
+  sk: object.versionId === undefined ? `E#${object.etag ?? ''}` : `V#${object.versionId}`,
 });
 export const feedKey = (shard: number): string => `${PK.feed}${shard}`;
 export const feedSortKey = (seq: number): string => `${SK.feedEntry}${padNumber(seq)}`;
@@ -201,10 +214,10 @@ export const LAG_MONITOR_WRITE_KEYS: readonly string[] = [`${PK.lag}*`, `${PK.fe
 export const PENDING_SWEEP_WRITE_KEYS: readonly string[] = [PK.sweep];
 
 /**
- * The partitions of the mirror's content that the ingest writes: paths (heads, versions, folder
- * rows), uploads, blobs (with their pending-upload pointers) and the feed. Not the targets' or
- * agents' rows, the lag watermarks or any checkpoint: a bug or a compromised dependency in a
- * function that commits cannot mark a target as holding what it does not.
+ * The partitions of the mirror's content that the functions which commit write: paths (heads,
+ * versions, folder rows), uploads, blobs (with their pending-upload pointers) and the feed. Not the
+ * targets' or agents' rows, the lag watermarks or any checkpoint: a bug or a compromised dependency
+ * in a function that commits cannot mark a target as holding what it does not.
  */
 export const CONTENT_WRITE_KEYS: readonly string[] = [
   `${PK.path}*`,
@@ -212,6 +225,11 @@ export const CONTENT_WRITE_KEYS: readonly string[] = [
   `${PK.blob}*`,
   `${PK.feed}*`,
 ];
+/**
+ * The ingest writes the content's partitions, and its verifications part-way through: no other
+ * function may, so a hash state is the ingest's own whoever sends a continuation.
+ */
+export const INGEST_WRITE_KEYS: readonly string[] = [...CONTENT_WRITE_KEYS, `${PK.verification}*`];
 /** The API writes the content's partitions, and its idempotency records. */
 export const API_WRITE_KEYS: readonly string[] = [...CONTENT_WRITE_KEYS, `${PK.idempotency}*`];
 /** The multipart completion ends uploads: their rows and their blobs' pending pointers. */

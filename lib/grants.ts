@@ -422,6 +422,23 @@ export function useCompletionQueue(fn: MirrorFunction, queue: sqs.IQueue): void 
   fn.addEnvironment('MIRROR_COMPLETION_QUEUE_URL', queue.queueUrl);
 }
 
+/**
+ * Grants `sqs:SendMessage` on the ingest queue and sets MIRROR_INGEST_QUEUE_URL: the ingest sends
+ * the continuation of a verification too long for one invocation there, the pending sweep the S3
+ * events it finds lost (SQS-managed encryption: no key to grant). Either message is a claim the
+ * ingest checks: it names an object, never a hash state.
+ */
+export function useIngestQueue(fn: MirrorFunction, queue: sqs.IQueue): void {
+  fn.role.addToPrincipalPolicy(
+    new iam.PolicyStatement({
+      sid: 'SendToIngestQueue',
+      actions: ['sqs:SendMessage'],
+      resources: [queue.queueArn],
+    }),
+  );
+  fn.addEnvironment('MIRROR_INGEST_QUEUE_URL', queue.queueUrl);
+}
+
 /** Sets the deployment settings (no resource, nothing to grant). */
 export function useSettings(fn: MirrorFunction, settings: MirrorSettings): void {
   fn.addEnvironment('MIRROR_FEED_SHARDS', String(settings.feedShards));

@@ -56,6 +56,7 @@ import {
   targetStateKey,
   uploadItemKey,
   uploadPartitionKey,
+  verificationItemKey,
   versionItemKey,
   versionItemSchema,
   versionSortKey,
@@ -82,6 +83,7 @@ import type {
   StoredPart,
 } from '../core/ports.js';
 import { pendingClaimOf } from '../core/ports.js';
+import { type VerificationProgress, verificationProgressSchema } from '../core/verification.js';
 
 /** Named conditions, as Powertools' idempotency layer names its own. */
 const CONDITIONS = {
@@ -176,6 +178,9 @@ function toTargetState(item: Item): TargetState {
     ...(typeof item.reason === 'string' ? { reason: item.reason } : {}),
   };
 }
+
+/** Far longer than any verification takes (5 TiB in ranges is hours). */
+const VERIFICATION_PROGRESS_TTL_SECONDS = 30 * 24 * 3600;
 
 function stripKeys(item: Item): Item {
   const { pk: _pk, sk: _sk, ...rest } = item;
@@ -827,6 +832,31 @@ export class DynamoLedger implements Ledger {
 
   async deleteBlob(sha256: string): Promise<void> {
     await this.db.send(new DeleteCommand({ TableName: this.table, Key: blobItemKey(sha256) }));
+  }
+
+  async putVerificationProgress(progress: VerificationProgress): Promise<void> {
+    await this.db.send(
+      new PutCommand({
+        TableName: this.table,
+        Item: {
+          ...verificationItemKey(progress),
+          ...progress,
+          // A verification abandoned part-way (its object deleted) leaves nothing for good.
+          [TTL_ATTRIBUTE]: Math.ceil(Date.now() / 1000) + VERIFICATION_PROGRESS_TTL_SECONDS,
+        },
+      }),
+    );
+  }
+
+  async getVerificationProgress(object: {
+    sha256: string;
+    versionId?: string | undefined;
+    etag?: string | undefined;
+  }): Promise<VerificationProgress | undefined> {
+    const item = await this.get(verificationItemKey(object));
+    if (!item) return undefined;
+    const { [TTL_ATTRIBUTE]: _ttl, ...progress } = stripKeys(item);
+    return verificationProgressSchema.parse(progress);
   }
 
   // Versions

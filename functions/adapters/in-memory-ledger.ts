@@ -6,7 +6,7 @@
  * what goes in and what comes out is copied, so no caller ever holds the ledger's own records.
  */
 
-import { folderPartition } from '../../contracts/ledger-keys.js';
+import { folderPartition, verificationItemKey } from '../../contracts/ledger-keys.js';
 import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { ClaimTakenError } from '../core/errors.js';
 import type {
@@ -29,6 +29,7 @@ import type {
   StoredPart,
 } from '../core/ports.js';
 import { pendingClaimOf } from '../core/ports.js';
+import type { VerificationProgress } from '../core/verification.js';
 
 const copy = <T>(value: T): T => structuredClone(value);
 
@@ -101,6 +102,7 @@ export class InMemoryLedger implements Ledger {
   private readonly pending = new Map<string, Map<string, PendingClaim | undefined>>();
   private readonly idempotency = new Map<string, IdempotencyItem>();
   private readonly blobs = new Map<string, Blob>();
+  private readonly verifications = new Map<string, VerificationProgress>();
   private readonly versions = new Map<string, Map<number, VersionItem>>();
   private readonly heads = new Map<string, FileVersion>();
   /** The folder/file rule's rows (P#<path> FOLDER in DynamoLedger). */
@@ -299,6 +301,20 @@ export class InMemoryLedger implements Ledger {
 
   async deleteBlob(sha256: string): Promise<void> {
     this.blobs.delete(sha256);
+  }
+
+  async putVerificationProgress(progress: VerificationProgress): Promise<void> {
+    const { pk, sk } = verificationItemKey(progress);
+    this.verifications.set(`${pk} ${sk}`, stored(progress));
+  }
+
+  async getVerificationProgress(object: {
+    sha256: string;
+    versionId?: string | undefined;
+    etag?: string | undefined;
+  }): Promise<VerificationProgress | undefined> {
+    const { pk, sk } = verificationItemKey(object);
+    return copy(this.verifications.get(`${pk} ${sk}`));
   }
 
   // Versions

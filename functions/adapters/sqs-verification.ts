@@ -1,6 +1,6 @@
 import { SendMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import {
-  type VerificationProgress,
+  type VerificationPointer,
   type VerificationQueue,
   verificationMessageSchema,
 } from '../core/verification.js';
@@ -16,11 +16,11 @@ export class SqsVerificationQueue implements VerificationQueue {
     private readonly queueUrl: string,
   ) {}
 
-  async continueVerification(progress: VerificationProgress): Promise<void> {
+  async continueVerification(pointer: VerificationPointer): Promise<void> {
     await this.sqs.send(
       new SendMessageCommand({
         QueueUrl: this.queueUrl,
-        MessageBody: JSON.stringify(verificationMessageSchema.parse({ verifyBlob: progress })),
+        MessageBody: JSON.stringify(verificationMessageSchema.parse({ verifyBlob: pointer })),
       }),
     );
   }

@@ -27,6 +27,7 @@ import {
   DEFAULT_ONE_PASS_MAX_BYTES,
   hashInRanges,
   type VerificationOptions,
+  type VerificationPointer,
   type VerificationProgress,
 } from './verification.js';
 
@@ -50,7 +51,7 @@ export interface BlobEvent {
 export interface IngestOptions {
   /** Without it every object is hashed in one pass, however large. */
   readonly verification?: VerificationOptions | undefined;
-  /** A verification part-way through (a continuation message): its event is `progressEvent(resume)`. */
+  /** A verification part-way through, as the ingest saved it (`savedProgress`). */
   readonly resume?: VerificationProgress | undefined;
 }
 
@@ -92,14 +93,27 @@ function sha256OfKey(key: string): string | undefined {
 }
 
 /** The storage event a continuation stands for. */
-export function progressEvent(progress: VerificationProgress): BlobEvent {
+export function progressEvent(pointer: VerificationPointer): BlobEvent {
   return {
-    key: `blobs/${progress.sha256}`,
-    size: progress.size,
-    etag: progress.etag,
-    versionId: progress.versionId,
-    eventTime: progress.eventTime,
+    key: `blobs/${pointer.sha256}`,
+    size: pointer.size,
+    etag: pointer.etag,
+    versionId: pointer.versionId,
+    eventTime: pointer.eventTime,
   };
+}
+
+/**
+ * The progress the ingest saved for the object a continuation names, to go on from; none (the hash
+ * starts over) when it saved none of that size. The message is a claim like S3's event: whoever may
+ * send to the queue can send one, so nothing it says is taken but which object to hash.
+ */
+export async function savedProgress(
+  ledger: BlobLedger,
+  pointer: VerificationPointer,
+): Promise<VerificationProgress | undefined> {
+  const saved = await ledger.getVerificationProgress(pointer);
+  return saved?.size === pointer.size ? saved : undefined;
 }
 
 export async function ingestBlob(
@@ -306,6 +320,7 @@ async function hashStored(
   if (result.done) return { sha256: result.sha256, size: result.size };
   if ('gone' in result)
     return { kind: 'ignored', reason: 'the object is gone (deleted while it was hashed)' };
+  await deps.ledger.putVerificationProgress(result.progress);
   deps.metrics.count('VerificationsContinued');
   return { kind: 'verifying', sha256, progress: result.progress };
 }

@@ -5,6 +5,7 @@
 import type { PresignedPart, PresignedPut } from '../../contracts/api.js';
 import type { Blob, Challenge, Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
+import type { VerificationProgress } from './verification.js';
 
 /** What a commit reads before it writes: the path's head and its feed shard's last seq, read together. */
 export interface CommitState {
@@ -231,6 +232,17 @@ export interface BlobLedger {
    */
   putBlob(blob: Blob, options?: { replaces?: string | undefined }): Promise<Blob>;
   deleteBlob(sha256: string): Promise<void>;
+  /**
+   * Saves a verification in ranges part-way through, over any saved before for that object. Only
+   * the ingest writes these: a continuation message names the object, the state is read from here.
+   */
+  putVerificationProgress(progress: VerificationProgress): Promise<void>;
+  /** The progress saved for that object (version, or ETag where storage keeps no versions). */
+  getVerificationProgress(object: {
+    readonly sha256: string;
+    readonly versionId?: string | undefined;
+    readonly etag?: string | undefined;
+  }): Promise<VerificationProgress | undefined>;
 }
 
 /** Versions, heads and the change feed: the commit protocol (core/commit.ts, docs/design-notes.md). */

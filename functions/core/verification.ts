@@ -1,8 +1,8 @@
 /**
  * Verification that goes on across invocations: an object too large to hash within one Lambda
  * invocation is hashed in ranges (ranged GETs of the one object version being verified) while the
- * invocation has time, and the SHA-256 state, with the offset it reached, travels in a
- * continuation message on the ingest queue to the next invocation (docs/scale.md, "Largest
+ * invocation has time; the SHA-256 state, with the offset it reached, is saved in the ledger and a
+ * continuation message on the ingest queue names it to the next invocation (docs/scale.md, "Largest
  * verifiable object"). The digest is the one a single pass gives: every byte is fed once, in order.
  */
 import * as z from 'zod';
@@ -53,12 +53,21 @@ export const verificationProgressSchema = z.object({
 });
 export type VerificationProgress = z.output<typeof verificationProgressSchema>;
 
-/** The continuation message's body on the ingest queue (S3's notifications have `Records`). */
-export const verificationMessageSchema = z.object({ verifyBlob: verificationProgressSchema });
+/**
+ * What a continuation message names: the object and how far its hash got, not the hash state. The
+ * state stays in the ledger, where only the ingest writes it (BlobLedger.putVerificationProgress):
+ * anyone who may send to the ingest queue could otherwise send the state of other bytes, and have
+ * bytes never read committed as those (AWS review 8, A1). A state in a message is dropped unread.
+ */
+export const verificationPointerSchema = verificationProgressSchema.omit({ state: true });
+export type VerificationPointer = z.output<typeof verificationPointerSchema>;
 
-/** Sends a continuation to the ingest queue: the next invocation goes on from `progress`. */
+/** The continuation message's body on the ingest queue (S3's notifications have `Records`). */
+export const verificationMessageSchema = z.object({ verifyBlob: verificationPointerSchema });
+
+/** Sends a continuation to the ingest queue: the next invocation goes on from the saved progress. */
 export interface VerificationQueue {
-  continueVerification(progress: VerificationProgress): Promise<void>;
+  continueVerification(pointer: VerificationPointer): Promise<void>;
 }
 
 /** The object version being hashed, as storage described it. */

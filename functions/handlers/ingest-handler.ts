@@ -2,7 +2,13 @@
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from 'aws-lambda';
 import type { Telemetry } from '../adapters/powertools.js';
-import { type IngestDeps, type IngestOptions, ingestBlob, progressEvent } from '../core/ingest.js';
+import {
+  type IngestDeps,
+  type IngestOptions,
+  ingestBlob,
+  progressEvent,
+  savedProgress,
+} from '../core/ingest.js';
 import {
   type VerificationOptions,
   type VerificationQueue,
@@ -41,8 +47,9 @@ export function createIngestHandler(deps: IngestHandlerDeps): SqsHandler {
     const options = ingestOptions(deps, context);
     const continuation = verificationMessageSchema.safeParse(body);
     if (continuation.success) {
-      const progress = continuation.data.verifyBlob;
-      await ingestAndLog(record, progressEvent(progress), { ...options, resume: progress });
+      const pointer = continuation.data.verifyBlob;
+      const resume = await savedProgress(deps.ledger, pointer);
+      await ingestAndLog(record, progressEvent(pointer), { ...options, resume });
       return;
     }
     const notification = s3NotificationSchema.parse(body);

@@ -8,11 +8,12 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { CONTENT_WRITE_KEYS } from '../../contracts/ledger-keys.js';
+import { INGEST_WRITE_KEYS } from '../../contracts/ledger-keys.js';
 import {
   LEDGER_ACCESS,
   type MirrorSettings,
   type TargetBinding,
+  useIngestQueue,
   useLedger,
   useOrigin,
   useSettings,
@@ -85,7 +86,7 @@ export class IngestPipeline extends Construct {
     });
     useLedger(fn, props.ledger, LEDGER_ACCESS.ingest, {
       queryLiveFiles: true,
-      writesUnder: CONTENT_WRITE_KEYS,
+      writesUnder: INGEST_WRITE_KEYS,
     });
     useOrigin(fn, props.origin, {
       // AbortMultipartUpload: an upload found expired has its multipart upload aborted.
@@ -97,9 +98,7 @@ export class IngestPipeline extends Construct {
     useTargets(fn, props.targets, { sendMessage: true });
     useSettings(fn, props.settings);
     // A verification that runs out of time goes on in a continuation sent to this same queue.
-    // (SQS-managed encryption: no key to grant; GetQueueUrl and GetQueueAttributes come with consuming.)
-    this.queue.grant(fn.function, 'sqs:SendMessage');
-    fn.addEnvironment('MIRROR_INGEST_QUEUE_URL', this.queue.queueUrl);
+    useIngestQueue(fn, this.queue);
     fn.function.addEventSource(
       new SqsEventSource(this.queue, {
         batchSize: props.batchSize ?? 10,

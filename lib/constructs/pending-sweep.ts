@@ -13,11 +13,10 @@
 import { Duration } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
-import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { PENDING_SWEEP_WRITE_KEYS } from '../../contracts/ledger-keys.js';
-import { LEDGER_ACCESS, useCompletionQueue, useLedger, useOrigin } from '../grants.js';
+import { LEDGER_ACCESS, useCompletionQueue, useIngestQueue, useLedger, useOrigin } from '../grants.js';
 import type { Ledger } from './ledger.js';
 import { MirrorFunction } from './mirror-function.js';
 import type { OriginStore } from './origin-store.js';
@@ -63,15 +62,7 @@ export class PendingSweep extends Construct {
       headMissingAs404: true,
       listVersions: true,
     });
-    // SQS-managed encryption: no key to grant.
-    fn.role.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        sid: 'SendToIngestQueue',
-        actions: ['sqs:SendMessage'],
-        resources: [props.ingestQueue.queueArn],
-      }),
-    );
-    fn.addEnvironment('MIRROR_INGEST_QUEUE_URL', props.ingestQueue.queueUrl);
+    useIngestQueue(fn, props.ingestQueue);
     useCompletionQueue(fn, props.completionQueue);
     // A failed run is not retried: the next one covers it (the walk goes on from its checkpoint).
     fn.function.configureAsyncInvoke({ retryAttempts: 0 });

@@ -59,7 +59,8 @@ const EXPECTED: Record<string, string[]> = {
   ingest: [
     ...LOGS,
     ...ledger('GetItem', 'Query'),
-    ...ledgerWrites(CONTENT, 'ConditionCheckItem', 'DeleteItem', 'PutItem', 'UpdateItem'),
+    // And its verifications part-way through: no other function may write a hash state.
+    ...ledgerWrites(`${CONTENT},VERIFY#*`, 'ConditionCheckItem', 'DeleteItem', 'PutItem', 'UpdateItem'),
     'dynamodb:Query ledger/index/live-files',
     // Never PutObject: the ingest verifies bytes, it does not write them.
     ...['AbortMultipartUpload', 'DeleteObjectVersion', 'GetObject', 'GetObjectVersion'].map(

@@ -215,7 +215,7 @@ describe('headers the upload URL did not sign', () => {
       expect(served.equals(bytes)).toBe(true);
       const response = await fetch((await contentViaApi(path)).location);
       // The link's own disposition (attachment for a type a browser would not show), never the uploader's.
-    expect(response.headers.get(name)).not.toBe(value);
+      expect(response.headers.get(name)).not.toBe(value);
     },
   );
 });

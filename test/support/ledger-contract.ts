@@ -385,6 +385,37 @@ export function ledgerContract(
       expect(['a', 'b', 'c']).toContain(pin);
       expect(results.map((r) => r.versionId)).toEqual([pin, pin, pin]);
     });
+
+    it('a verification part-way through is kept per object version (or ETag), the latest over the earlier', async () => {
+      const { ledger } = await makeLedger();
+      const progress = (offset: number, object: { versionId?: string; etag?: string }) => ({
+        sha256: sha(42),
+        ...object,
+        size: 3000,
+        offset,
+        state: Buffer.from(`state at ${offset}`).toString('base64'),
+        eventTime: T0,
+        hops: offset / 1000,
+      });
+      expect(await ledger.getVerificationProgress({ sha256: sha(42), versionId: 'v1' })).toBeUndefined();
+      await ledger.putVerificationProgress(progress(1000, { versionId: 'v1' }));
+      await ledger.putVerificationProgress(progress(1000, { versionId: 'v2' }));
+      await ledger.putVerificationProgress(progress(2000, { versionId: 'v1' }));
+      await ledger.putVerificationProgress(progress(1000, { etag: '"e"' }));
+      expect(await ledger.getVerificationProgress({ sha256: sha(42), versionId: 'v1' })).toEqual(
+        progress(2000, { versionId: 'v1' }),
+      );
+      expect(await ledger.getVerificationProgress({ sha256: sha(42), versionId: 'v2' })).toEqual(
+        progress(1000, { versionId: 'v2' }),
+      );
+      expect(await ledger.getVerificationProgress({ sha256: sha(42), etag: '"e"' })).toEqual(
+        progress(1000, { etag: '"e"' }),
+      );
+      expect(await ledger.getVerificationProgress({ sha256: sha(42), etag: '"other"' })).toBeUndefined();
+      expect(await ledger.getVerificationProgress({ sha256: sha(43), versionId: 'v1' })).toBeUndefined();
+      // Not the blob's record, nor one of its pending uploads.
+      expect(await ledger.getBlobAndPending(sha(42))).toEqual({ blob: undefined, pending: [] });
+    });
   });
 
   describe(`${name}: versions and the commit`, () => {

@@ -1,6 +1,7 @@
 /**
  * Verification across invocations: an object above the one-pass size is hashed in ranges, the
- * SHA-256 state carried in a continuation message from one invocation to the next, and the digest
+ * SHA-256 state kept in the ledger from one invocation to the next (a continuation message names
+ * it), and the digest
  * is the one a single pass gives. Through the ingest handler, a large object in a batch goes on in
  * continuations while the batch's small objects commit at once.
  */
@@ -8,10 +9,12 @@ import { createHash, randomUUID } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { SQSRecord } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { resumableSha256 } from '../../../common/sha256-resumable.js';
 import { DynamoLedger } from '../../../functions/adapters/dynamo-ledger.js';
 import type { IngestDeps } from '../../../functions/core/ingest.js';
 import {
   hashInRanges,
+  type VerificationPointer,
   type VerificationProgress,
   verificationMessageSchema,
 } from '../../../functions/core/verification.js';
@@ -22,12 +25,12 @@ import { lambdaContext } from '../../support/api-events.js';
 import { RecordingMetrics, randomBytes, sha256Hex, testTelemetry } from '../../support/domain.js';
 import { VersionedBlobs } from '../../support/versioned-blobs.js';
 
-/** What the continuation message carries, as it comes back off the queue (JSON, checked). */
-const throughQueue = (progress: VerificationProgress): VerificationProgress =>
-  verificationMessageSchema.parse(JSON.parse(JSON.stringify({ verifyBlob: progress }))).verifyBlob;
+/** What the continuation message carries, as it comes back off the queue (JSON, checked): no state. */
+const throughQueue = (pointer: VerificationPointer): VerificationPointer =>
+  verificationMessageSchema.parse(JSON.parse(JSON.stringify({ verifyBlob: pointer }))).verifyBlob;
 
 describe('hashInRanges', () => {
-  it('hashes an object across several invocations, its state carried between them, to the one-pass digest', async () => {
+  it('hashes an object across several invocations, its state kept between them, to the one-pass digest', async () => {
     const blobs = new VersionedBlobs();
     const bytes = randomBytes(1024 * 1024 + 12_345);
     const sha256 = sha256Hex(bytes);
@@ -56,7 +59,7 @@ describe('hashInRanges', () => {
         break;
       }
       if ('gone' in result) throw new Error('the object is there');
-      progress = throughQueue(result.progress);
+      progress = structuredClone(result.progress);
       expect(progress.hops).toBe(invocation);
       offsets.push(progress.offset);
     }
@@ -164,7 +167,7 @@ describe('the ingest handler with a large object in a batch', () => {
       targets: [{ id: 'alpha', kind: 's3' as const }],
       fanout: { send: async () => undefined },
     };
-    const continuations: VerificationProgress[] = [];
+    const continuations: VerificationPointer[] = [];
     const handler = createIngestHandler({
       ...deps,
       telemetry: testTelemetry(metrics),
@@ -216,7 +219,7 @@ describe('the ingest handler with a large object in a batch', () => {
     // Each continuation is delivered to a new invocation, as the queue would.
     let invocations = 1;
     while (w.continuations.length > 0) {
-      const next = w.continuations.shift() as VerificationProgress;
+      const next = w.continuations.shift() as VerificationPointer;
       const out = await w.invoke({ verifyBlob: next });
       expect(out.batchItemFailures).toEqual([]);
       invocations++;
@@ -257,7 +260,7 @@ describe('the ingest handler with a large object in a batch', () => {
     await w.handler({ Records: [record(large.event)] }, timedContext());
     const offsets: number[] = [];
     while (w.continuations.length > 0) {
-      const next = w.continuations.shift() as VerificationProgress;
+      const next = w.continuations.shift() as VerificationPointer;
       offsets.push(next.offset);
       await w.handler({ Records: [record({ verifyBlob: next })] }, timedContext());
     }
@@ -342,6 +345,37 @@ describe('the ingest handler with a large object in a batch', () => {
     expect(await w.ledger.getUpload(forged.uploadId)).toMatchObject({ status: 'pending' });
     expect(w.blobs.versionsOf(pinned.sha256).map((v) => v.versionId)).toEqual([pinned.versionId]);
     expect(w.metrics.total('IngestRejected')).toBe(1);
+  });
+
+  it('a continuation anyone could have sent skips no byte: a hash state it carries is not taken (AWS review 8, A1)', async () => {
+    const w = await world();
+    const genuine = randomBytes(20 * 1024);
+    // Other bytes of the same size stored at the genuine content's key, and a message claiming the
+    // hash already went through all of them with the genuine bytes' state.
+    const forged = await w.stored('media/forged-state.png', randomBytes(genuine.length), sha256Hex(genuine));
+    const hasher = await resumableSha256();
+    hasher.update(genuine);
+    const message = {
+      verifyBlob: {
+        sha256: forged.sha256,
+        versionId: forged.versionId,
+        size: genuine.length,
+        offset: genuine.length,
+        state: Buffer.from(hasher.save()).toString('base64'),
+        hops: 1,
+      },
+    };
+    expect((await w.invoke(message)).batchItemFailures).toEqual([]);
+    expect(await w.ledger.getUpload(forged.uploadId)).toMatchObject({ status: 'pending' });
+    expect(await w.ledger.getBlob(forged.sha256)).toBeUndefined();
+    // The hash starts over and reads every byte, in the ranges that follow.
+    expect(w.continuations).toMatchObject([{ sha256: forged.sha256, offset: 8192, hops: 1 }]);
+    expect(await drain(w)).toBe(2);
+    expect(await w.ledger.getUpload(forged.uploadId)).toMatchObject({
+      status: 'rejected',
+      reason: expect.stringMatching(/sha256 mismatch/),
+    });
+    expect(await w.ledger.getBlob(forged.sha256)).toBeUndefined();
   });
 
   it('a continuation for an object version since deleted ends quietly', async () => {
