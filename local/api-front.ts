@@ -18,8 +18,7 @@ import { extname, join, normalize, resolve, sep } from 'node:path';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { API_EXPOSED_HEADERS } from '../contracts/api.ts';
 import type { Invocable } from './event-source-mapping.ts';
-import { loopbackHosts } from './gate.ts';
-import { closeServer, LOOPBACK, listen, type PortRole } from './net.ts';
+import { closeServer, LOOPBACK, listen, loopbackHosts, type PortRole } from './net.ts';
 import { type SigV4Credentials, sha256Hex, verifySigV4 } from './sigv4.ts';
 
 export const MAX_BODY_BYTES = 1024 * 1024;

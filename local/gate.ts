@@ -17,7 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { DynamoTransactions, type TransactionAnswer, type UpstreamCall } from './dynamo-transactions.ts';
-import { closeServer, listen, type PortRole } from './net.ts';
+import { closeServer, listen, loopbackHosts, type PortRole } from './net.ts';
 import { type CallObserver, dynamoCalls, sqsCalls } from './observed-calls.ts';
 import { type SigV4Credentials, sha256Hex, verifySigV4 } from './sigv4.ts';
 import type { Upstream, UpstreamAnswer } from './upstream.ts';
@@ -140,11 +140,6 @@ const SERVICE_CODES: Record<
     protocol: 'InvalidAction',
   },
 };
-
-/** The names a client on this machine may use for the gate's port. */
-export function loopbackHosts(port: number): Set<string> {
-  return new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]);
-}
 
 /** Reads the body up to `max` bytes; undefined when it is larger (the rest is not read). */
 function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {

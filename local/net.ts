@@ -7,6 +7,14 @@ import { type AddressInfo, createServer } from 'node:net';
 /** Everything the local stack serves listens here, never on a public interface. */
 export const LOOPBACK = '127.0.0.1';
 
+/**
+ * The names a client on this machine may use for a port of the stack. A request naming another
+ * Host came from a page whose name was made to resolve to 127.0.0.1 (DNS rebinding): refused.
+ */
+export function loopbackHosts(port: number): Set<string> {
+  return new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]);
+}
+
 /** Which piece wants a port, and which variable chooses it. */
 export interface PortRole {
   /** e.g. "S3 emulator (local/s3)". */

@@ -14,6 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { S3ObjectCreated } from '../emulators.ts';
+import { loopbackHosts } from '../net.ts';
 import { type CallObserver, s3Calls } from '../observed-calls.ts';
 import type { SigV4Credentials } from '../sigv4.ts';
 import * as buckets from './buckets.ts';
@@ -224,12 +225,29 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
   );
 }
 
+/**
+ * Before CORS and the signature: the stack's keys are public, so a page served under a name made
+ * to resolve to 127.0.0.1 (DNS rebinding) could sign requests of its own, same-origin, where no
+ * CORS rule applies. S3 itself is reached by its own names only.
+ */
+function refuseForeignHost(req: IncomingMessage): void {
+  const host = req.headers.host ?? '';
+  if (!loopbackHosts(req.socket.localPort ?? 0).has(host.toLowerCase())) {
+    throw new S3Error(
+      403,
+      'AccessDenied',
+      `Host "${host}" is not this port's own name (127.0.0.1, localhost or [::1])`,
+    );
+  }
+}
+
 export async function createS3Server(options: S3ServerOptions): Promise<S3Server> {
   const store = await S3Store.open(options.dir);
   const listeners = new Set<(event: S3ObjectCreated) => void>();
   const report = (err: unknown) => options.onError?.(err instanceof Error ? err : new Error(String(err)));
 
   async function handle(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    refuseForeignHost(req);
     const target = parseTarget(req.url ?? '/');
     const bucket = target.bucket === undefined ? undefined : store.buckets.get(target.bucket);
     if (req.method === 'OPTIONS') {

@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -531,6 +532,55 @@ describe('strict like S3', () => {
     const bad = await send('signed-chunks-bad', true);
     expect([bad.status, await codeOf(bad)]).toEqual([403, 'SignatureDoesNotMatch']);
     expect(await exists('plain', 'signed-chunks-bad')).toBe(false);
+  });
+
+  it('refuses a Host other than its loopback names, even correctly signed: a DNS-rebinding page gets nothing', async () => {
+    const { port } = new URL(s3.endpoint);
+    await client.send(new PutObjectCommand({ Bucket: 'plain', Key: 'rebind/kept', Body: 'bytes kept' }));
+    /** A request signed for `host`, sent with exactly that Host header (fetch would not). */
+    const send = async (method: string, path: string, host: string, body = '') => {
+      const headers = await signHeaders(method, path, {
+        host,
+        'x-amz-content-sha256': createHash('sha256').update(body).digest('hex'),
+        ...(body ? { 'content-length': String(Buffer.byteLength(body)) } : {}),
+      });
+      return new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(
+          { host: '127.0.0.1', port: Number(port), method, path, headers, setHost: false },
+          (res) => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => {
+              text += chunk;
+            });
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+          },
+        );
+        req.once('error', reject);
+        req.end(body);
+      });
+    };
+    const foreign = `rebind.attacker.example:${port}`;
+    for (const [method, path, body] of [
+      ['GET', '/', ''],
+      ['GET', '/plain/rebind/kept', ''],
+      ['PUT', '/plain/rebind/kept', 'replaced by a web page'],
+      ['DELETE', '/plain/rebind/kept', ''],
+      ['PUT', '/plain/rebind/new', 'planted'],
+    ] as const) {
+      const answer = await send(method, path, foreign, body);
+      expect([answer.status, /<Code>([^<]+)<\/Code>/.exec(answer.body)?.[1]], `${method} ${path}`).toEqual([
+        403,
+        'AccessDenied',
+      ]);
+      expect(answer.body).not.toContain('bytes kept');
+    }
+    const kept = await client.send(new GetObjectCommand({ Bucket: 'plain', Key: 'rebind/kept' }));
+    expect(await text(kept)).toBe('bytes kept');
+    expect(await exists('plain', 'rebind/new')).toBe(false);
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`]) {
+      expect((await send('GET', '/plain/rebind/kept', host)).status, host).toBe(200);
+    }
   });
 
   it('answers CORS preflights and requests only for origins and methods the bucket allows', async () => {
