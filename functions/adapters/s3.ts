@@ -572,16 +572,13 @@ export class S3ReplicaStore implements ReplicaStore {
     await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
   }
 
-  async presignGet(
-    path: string,
-    expiresInSeconds: number,
-    options: { readonly contentDisposition?: string | undefined } = {},
-  ) {
+  async presignGet(path: string, expiresInSeconds: number, options: Omit<BlobGetOptions, 'versionId'>) {
     return getSignedUrl(
       this.s3,
       new GetObjectCommand({
         Bucket: this.bucket,
         Key: this.key(path),
+        ResponseContentType: options.contentType,
         ResponseContentDisposition: options.contentDisposition,
       }),
       { expiresIn: expiresInSeconds },

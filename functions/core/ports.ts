@@ -534,11 +534,15 @@ export interface ReplicaStore {
     options?: { signal?: AbortSignal; checkpoint?: CopyCheckpoint },
   ): Promise<{ storedSha256: string | undefined; etag: string | undefined }>;
   delete(path: string): Promise<void>;
-  /** With `contentDisposition` (see contentDisposition), its answer carries that disposition. */
+  /**
+   * Its answer carries the type (and disposition) of the version the link is handed out for, whatever
+   * the replica object holds when it is opened: the object is the path's, a newer version may be
+   * applied over it meanwhile (the bucket keeps no versions to name).
+   */
   presignGet(
     path: string,
     expiresInSeconds: number,
-    options?: { readonly contentDisposition?: string | undefined },
+    options: Omit<BlobGetOptions, 'versionId'>,
   ): Promise<string>;
 }
 

@@ -734,9 +734,10 @@ async function targetContentUrl(
   }
   const applied =
     state.appliedVersion === head.version ? head : await deps.ledger.getVersion(path, state.appliedVersion);
-  return replica.presignGet(path, ttl, {
-    contentDisposition: contentDisposition(applied?.contentType ?? head.contentType),
-  });
+  // The applied version's type, forced: a later version (an SVG over a text file) applied before the
+  // link is opened is shown as this one's type, never as its own (probe 10, S2).
+  const contentType = applied?.contentType ?? head.contentType ?? 'application/octet-stream';
+  return replica.presignGet(path, ttl, { contentType, contentDisposition: contentDisposition(contentType) });
 }
 
 /**

@@ -171,6 +171,42 @@ describe('the content URL of the origin', () => {
   });
 });
 
+describe('the content URL of a target', () => {
+  it('keeps the type it was handed out for: a later version applied there (an SVG) is never shown as its own type', async () => {
+    const path = 'typed/target-later.txt';
+    const target = s3Targets()[0];
+    if (!target) throw new Error('the test topology has an S3 target');
+    const note = Buffer.from(`a note ${Date.now()}`);
+    const local = localApi(sandbox.endpoints);
+    await local.declareAndPut(path, note, 'text/plain');
+    await delivered(path, note);
+    const minted = await api('GET', `/v1/files/${enc(path)}/content?target=${target.id}`);
+    expect(minted.status).toBe(302);
+    const link = new URL(minted.headers.get('location') as string);
+
+    const svg = Buffer.from(`<svg xmlns="http://www.w3.org/2000/svg" onload="alert(${Date.now()})"/>`);
+    await local.declareAndPut(path, svg, 'image/svg+xml');
+    await delivered(path, svg);
+    // The link handed out for the text/plain version, opened after the SVG replaced it there: a
+    // browser is told text/plain, whatever the replica object now holds (probe 10, S2).
+    const response = await fetch(link);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/plain');
+    // A link handed out now is the SVG's, as an attachment.
+    const fresh = await fetch(
+      new URL(
+        (await api('GET', `/v1/files/${enc(path)}/content?target=${target.id}`)).headers.get(
+          'location',
+        ) as string,
+      ),
+    );
+    expect([fresh.headers.get('content-type'), fresh.headers.get('content-disposition')]).toEqual([
+      'image/svg+xml',
+      'attachment',
+    ]);
+  });
+});
+
 describe('headers the upload URL did not sign', () => {
   // S3 stores the representation headers a PUT sends (only x-amz-* ones must be signed) and serves
   // them with every GET: bytes stored gzip-encoded would reach every later copy of the same content
