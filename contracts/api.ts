@@ -41,6 +41,15 @@ export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 
 /** The answer headers a page on an allowed origin may read (CORS `Access-Control-Expose-Headers`). */
 export const API_EXPOSED_HEADERS = ['etag', 'location', 'retry-after', 'idempotent-replayed'] as const;
+/** The request headers a page on an allowed origin may send (CORS): its auth (a token or SigV4) and the API's own. */
+export const API_CORS_ALLOWED_HEADERS = [
+  'authorization',
+  'content-type',
+  'x-amz-date',
+  'x-amz-security-token',
+  'x-amz-content-sha256',
+  'idempotency-key',
+] as const;
 
 const HEX64 = /^[0-9a-fA-F]{64}$/;
 const LOWER_HEX64 = /^[0-9a-f]{64}$/;

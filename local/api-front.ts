@@ -16,7 +16,7 @@ import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
-import { API_EXPOSED_HEADERS } from '../contracts/api.ts';
+import { API_CORS_ALLOWED_HEADERS, API_EXPOSED_HEADERS } from '../contracts/api.ts';
 import type { Invocable } from './event-source-mapping.ts';
 import { closeServer, LOOPBACK, listen, loopbackHosts, type PortRole } from './net.ts';
 import { type SigV4Credentials, sha256Hex, verifySigV4 } from './sigv4.ts';
@@ -58,8 +58,7 @@ export interface ApiFront {
 
 // As the deployed API's CORS rule (lib/constructs/upload-api.ts): no HEAD, which it routes nowhere.
 const CORS_ALLOW_METHODS = 'GET,POST,PUT,PATCH,DELETE,OPTIONS';
-const CORS_ALLOW_HEADERS =
-  'authorization,content-type,if-match,if-none-match,x-amz-date,x-amz-security-token';
+const CORS_ALLOW_HEADERS = API_CORS_ALLOWED_HEADERS.join(',');
 
 const TEXT_TYPES = [
   /^text\//,
@@ -370,6 +369,28 @@ const openOrTokened = (req: IncomingMessage, rawPath: string, token: string): bo
 
 const isSigV4 = (header: string | undefined): boolean => /^AWS4-HMAC-SHA256\s/.test(header ?? '');
 
+const pageSignature = jsonResult(403, {
+  message:
+    "Forbidden: a request from a web page (an Origin header) may not be signed with the local stack's public key pair; send the bearer token",
+});
+
+/**
+ * Who may call, before the body is read: the bearer token, or a SigV4 signature (checked once the
+ * body is read) from a program, never from a page: the local key pair is public, any page could sign
+ * with it (docs/local-gates.md).
+ */
+function admission(
+  req: IncomingMessage,
+  rawPath: string,
+  options: Pick<ApiFrontOptions, 'iam' | 'token'>,
+): { iam: ApiFrontOptions['iam'] } | { refusal: HttpResult; headers?: Record<string, string> } {
+  const iam = isSigV4(req.headers.authorization) ? options.iam : undefined;
+  if (iam && req.headers.origin !== undefined) return { refusal: pageSignature };
+  if (!iam && !openOrTokened(req, rawPath, options.token))
+    return { refusal: unauthorized, headers: { 'www-authenticate': 'Bearer' } };
+  return { iam };
+}
+
 /** API Gateway's IAM authorizer: a request signed for `execute-api` with the stack's credentials, or a 403. */
 async function refusedSignature(
   req: IncomingMessage,
@@ -442,19 +463,14 @@ function send(res: ServerResponse, req: IncomingMessage, result: HttpResult, ext
 }
 
 /** CORS preflight: answered by the front, never by the function, and needs no token. */
-function answerPreflight(
-  res: ServerResponse,
-  req: IncomingMessage,
-  cors: Record<string, string>,
-  requestId: string,
-) {
+function answerPreflight(res: ServerResponse, cors: Record<string, string>, requestId: string) {
   const preflight: Record<string, string> =
     cors['access-control-allow-origin'] === undefined
       ? {}
       : {
           ...cors,
           'access-control-allow-methods': CORS_ALLOW_METHODS,
-          'access-control-allow-headers': req.headers['access-control-request-headers'] ?? CORS_ALLOW_HEADERS,
+          'access-control-allow-headers': CORS_ALLOW_HEADERS,
           'access-control-max-age': '3600',
         };
   res.writeHead(204, { ...preflight, 'apigw-requestid': requestId }).end();
@@ -540,15 +556,16 @@ export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront>
     const cors = corsHeaders(req.headers.origin, allowed);
     const extra = { ...cors, 'apigw-requestid': requestId };
     if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
-      answerPreflight(res, req, cors, requestId);
+      answerPreflight(res, cors, requestId);
       return;
     }
-    const iam = isSigV4(req.headers.authorization) ? options.iam : undefined;
-    if (!iam && !openOrTokened(req, rawPath, options.token)) {
+    const admitted = admission(req, rawPath, options);
+    if ('refusal' in admitted) {
       req.resume();
-      send(res, req, unauthorized, { ...extra, 'www-authenticate': 'Bearer' });
+      send(res, req, admitted.refusal, { ...extra, ...admitted.headers });
       return;
     }
+    const { iam } = admitted;
     const body = await readBodyOrRefuse(req, res, limit, extra);
     if (body === undefined) return;
     // The signature covers the body's hash: checked once the body is read, as API Gateway does.

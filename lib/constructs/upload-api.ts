@@ -10,7 +10,7 @@ import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { API_EXPOSED_HEADERS } from '../../contracts/api.js';
+import { API_CORS_ALLOWED_HEADERS, API_EXPOSED_HEADERS } from '../../contracts/api.js';
 import { API_WRITE_KEYS } from '../../contracts/ledger-keys.js';
 import {
   LEDGER_ACCESS,
@@ -219,14 +219,7 @@ export class UploadApi extends Construct {
                 apigw.CorsHttpMethod.DELETE,
                 apigw.CorsHttpMethod.OPTIONS,
               ],
-              allowHeaders: [
-                'authorization',
-                'content-type',
-                'x-amz-date',
-                'x-amz-security-token',
-                'x-amz-content-sha256',
-                'idempotency-key',
-              ],
+              allowHeaders: [...API_CORS_ALLOWED_HEADERS],
               exposeHeaders: [...API_EXPOSED_HEADERS],
               maxAge: Duration.hours(1),
             },

@@ -23,7 +23,9 @@ import { CreateQueueCommand, ListQueuesCommand, ReceiveMessageCommand, SQSClient
 import { SignatureV4 } from '@smithy/signature-v4';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { iamSigner } from '../../cli/iam-auth.ts';
 import { SigningSha256 as Sha256 } from '../../common/sha256-node.ts';
+import { API_CORS_ALLOWED_HEADERS } from '../../contracts/api.ts';
 import { LOCAL_CREDENTIALS } from '../../local/emulators.ts';
 import { type Sandbox, startSandbox } from '../../local/sandbox.ts';
 import { localApi } from '../support/local-api.ts';
@@ -466,6 +468,50 @@ describe('the API front', () => {
     const configured = sandbox.topology.api.corsOrigins[0] as string;
     expect((await preflight(configured)).headers['access-control-allow-origin']).toBe(configured);
     expect(corsHeaders(await preflight('http://127.0.0.1:9'))).toEqual([]);
+  });
+
+  it("refuses a request a page signs with the stack's public key pair (an Origin), even from a configured origin", async () => {
+    const configured = sandbox.topology.api.corsOrigins[0] as string;
+    const sign = await iamSigner(sandbox.endpoints.api, {
+      AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+      AWS_REGION: sandbox.endpoints.s3.region,
+    });
+    const get = async (origin?: string) =>
+      raw(sandbox.endpoints.api, {
+        method: 'GET',
+        path: '/v1/targets',
+        headers: {
+          host: front().host,
+          ...(origin === undefined ? {} : { origin }),
+          ...(await sign({
+            method: 'GET',
+            url: `${sandbox.endpoints.api}/v1/targets`,
+            headers: {},
+            body: undefined,
+          })),
+        },
+      });
+    // A program on this machine may sign with the keys (they are public); a page may not.
+    expect((await get()).status).toBe(200);
+    for (const origin of [configured, 'http://127.0.0.1:9']) {
+      const fromPage = await get(origin);
+      expect(fromPage.status, origin).toBe(403);
+      expect(fromPage.text, origin).not.toContain('"targets"');
+    }
+    // The preflight names the API's own request headers (as the deployed API's CORS rule), not
+    // whatever a page asks for.
+    const preflight = await raw(sandbox.endpoints.api, {
+      method: 'OPTIONS',
+      path: '/v1/uploads',
+      headers: {
+        host: front().host,
+        origin: configured,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'authorization,x-planted-header',
+      },
+    });
+    expect(preflight.headers['access-control-allow-headers']).toBe(API_CORS_ALLOWED_HEADERS.join(','));
   });
 });
 
