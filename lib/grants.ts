@@ -10,6 +10,7 @@
 import { Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
+import type { IConstruct } from 'constructs';
 import { LIVE_FILES_INDEX, PENDING_INDEX } from '../contracts/ledger-keys.js';
 import type { Topology } from '../contracts/topology.js';
 import type { Ledger } from './constructs/ledger.js';
@@ -232,7 +233,12 @@ export interface OriginAccess {
 export function useOrigin(fn: MirrorFunction, origin: OriginStore, access: OriginAccess): void {
   const objects = origin.blobObjectsArn;
   fn.role.addToPrincipalPolicy(
-    new iam.PolicyStatement({ sid: 'OriginBlobs', actions: [...access.blobs], resources: [objects] }),
+    new iam.PolicyStatement({
+      sid: 'OriginBlobs',
+      actions: [...access.blobs],
+      resources: [objects],
+      conditions: inOwnAccount(fn),
+    }),
   );
   acknowledgeWildcardResource(
     fn.role,
@@ -245,6 +251,7 @@ export function useOrigin(fn: MirrorFunction, origin: OriginStore, access: Origi
         sid: 'OriginHeadMissingAs404',
         actions: ['s3:ListBucket'],
         resources: [origin.bucket.bucketArn],
+        conditions: inOwnAccount(fn),
       }),
     );
   }
@@ -254,6 +261,7 @@ export function useOrigin(fn: MirrorFunction, origin: OriginStore, access: Origi
         sid: 'OriginListBlobVersions',
         actions: ['s3:ListBucketVersions'],
         resources: [origin.bucket.bucketArn],
+        conditions: inOwnAccount(fn),
       }),
     );
   }
@@ -277,6 +285,16 @@ export function replicaBucketArn(scope: MirrorFunction, bucket: ReplicaBucketRef
 /** ARN pattern of the objects the mirror owns in a replica bucket: `<bucket>/<keyPrefix>*`. */
 export function replicaObjectsArn(scope: MirrorFunction, bucket: ReplicaBucketRef): string {
   return `${replicaBucketArn(scope, bucket)}/${bucket.keyPrefix}*`;
+}
+
+/**
+ * The condition of every S3 grant: it holds on buckets of this stack's own account only. Buckets are
+ * named by predictable names (a replica's `<name>-<id>-<account>`, or one chosen in the topology): one
+ * deleted by hand, whose name another account then takes, gets no copy, no presigned read and no
+ * agent download through the mirror's roles (AWS review 8, A2).
+ */
+export function inOwnAccount(scope: IConstruct): { StringEquals: Record<string, string> } {
+  return { StringEquals: { 'aws:ResourceAccount': Stack.of(scope).account } };
 }
 
 /** The MIRROR_TARGETS value: a JSON array that CloudFormation completes with queue URLs and bucket names. */
@@ -343,7 +361,11 @@ export function useTargets(
       if (!target.bucket) continue;
       const objects = replicaObjectsArn(fn, target.bucket);
       fn.role.addToPrincipalPolicy(
-        new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [objects] }),
+        new iam.PolicyStatement({
+          actions: ['s3:GetObject'],
+          resources: [objects],
+          conditions: inOwnAccount(fn),
+        }),
       );
       acknowledgeWildcardResource(
         fn.role,
@@ -358,6 +380,7 @@ export function useTargets(
           sid: 'ReplicasHeadMissingAs404',
           actions: ['s3:ListBucket'],
           resources: buckets,
+          conditions: inOwnAccount(fn),
         }),
       );
     }
@@ -387,6 +410,7 @@ export function useOwnTarget(
         's3:ListMultipartUploadParts',
       ],
       resources: [objects],
+      conditions: inOwnAccount(fn),
     }),
   );
   acknowledgeWildcardResource(
@@ -400,6 +424,7 @@ export function useOwnTarget(
       sid: 'ReplicaHeadMissingAs404',
       actions: ['s3:ListBucket'],
       resources: [replicaBucketArn(fn, target.bucket)],
+      conditions: inOwnAccount(fn),
     }),
   );
   fn.addEnvironment('MIRROR_TARGET_ID', target.id);

@@ -29,6 +29,7 @@ import {
   agentWritableKeys,
   BLOB_PREFIX,
 } from '../../contracts/ledger-keys.js';
+import { inOwnAccount } from '../grants.js';
 import { acknowledgeWildcardResource } from '../nag.js';
 import type { Ledger } from './ledger.js';
 import type { OriginStore } from './origin-store.js';
@@ -160,13 +161,18 @@ export class AgentAccess extends Construct {
           actions: AGENT_QUEUE_ACTIONS,
           resources: [queue.queueArn],
         }),
-        new iam.PolicyStatement({ sid: 'OriginBlobs', actions: AGENT_BLOB_ACTIONS, resources: [blobs] }),
+        new iam.PolicyStatement({
+          sid: 'OriginBlobs',
+          actions: AGENT_BLOB_ACTIONS,
+          resources: [blobs],
+          conditions: inOwnAccount(this),
+        }),
         // IfExists: a GET carries no s3:prefix, and S3's "404 or 403" check of it must see the grant.
         new iam.PolicyStatement({
           sid: 'OriginListBlobs',
           actions: ['s3:ListBucket'],
           resources: [origin.bucket.bucketArn],
-          conditions: { StringLikeIfExists: { 's3:prefix': [`${BLOB_PREFIX}*`] } },
+          conditions: { ...inOwnAccount(this), StringLikeIfExists: { 's3:prefix': [`${BLOB_PREFIX}*`] } },
         }),
         new iam.PolicyStatement({
           sid: 'LedgerRead',

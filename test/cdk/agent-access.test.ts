@@ -204,12 +204,16 @@ describe('the policy of an agent role', () => {
       const [blobs, list] = s3 as [Statement, Statement];
       expect(sorted(actionsOf(blobs))).toEqual(['s3:GetObject', 's3:GetObjectVersion']);
       expect(text(resourcesOf(blobs))).toBe(JSON.stringify([`att:${originId}.Arn/blobs/*`]));
-      expect(blobs.Condition).toBeUndefined();
+      // Buckets of this account only (AWS review 8, A2).
+      expect(blobs.Condition).toEqual({ StringEquals: { 'aws:ResourceAccount': { Ref: 'AWS::AccountId' } } });
       // ListBucket only so that an absent blob answers 404 (missing-blob), not 403; an explicit
       // listing is confined to blobs/, and a GET (no s3:prefix) still meets the IfExists condition.
       expect(actionsOf(list)).toEqual(['s3:ListBucket']);
       expect(text(resourcesOf(list))).toBe(JSON.stringify([`att:${originId}.Arn`]));
-      expect(list.Condition).toEqual({ StringLikeIfExists: { 's3:prefix': ['blobs/*'] } });
+      expect(list.Condition).toEqual({
+        StringEquals: { 'aws:ResourceAccount': { Ref: 'AWS::AccountId' } },
+        StringLikeIfExists: { 's3:prefix': ['blobs/*'] },
+      });
       expect(text(statements)).not.toContain('arn:aws:s3:::');
     }
   });
@@ -285,11 +289,16 @@ describe('the policy of an agent role', () => {
     const json = /```json\n([\s\S]*?)\n```/.exec(section)?.[1];
     expect(json).toBeDefined();
     const documented = JSON.parse(json as string).Statement as Statement[];
+    // The doc writes the account as `<account>`.
+    const account = (condition: unknown) =>
+      condition === undefined
+        ? undefined
+        : JSON.parse(JSON.stringify(condition).replaceAll('{"Ref":"AWS::AccountId"}', '"<account>"'));
     const normalize = (s: Statement) => ({
       Sid: s.Sid,
       Effect: s.Effect,
       Action: sorted(actionsOf(s)),
-      Condition: s.Condition,
+      Condition: account(s.Condition),
     });
     expect(policyOf(mirror, 'onprem-dc1').map(normalize)).toEqual(documented.map(normalize));
   });

@@ -175,7 +175,9 @@ export function resourceName(mirror: MirrorApp, resource: string): string {
  */
 export function grantsOf(mirror: MirrorApp, template: Template, functionId: string): string[] {
   const lines = new Set<string>();
-  for (const statement of statementsOfFunction(template, functionId)) {
+  for (const statement of statementsOfFunction(template, functionId).map((s) =>
+    withoutOwnAccount(functionId, s),
+  )) {
     const keys = leadingKeysOf(statement);
     if (statement.Effect !== 'Allow' || (statement.Condition !== undefined && keys === undefined))
       throw new Error(`${functionId}: a statement that is not a plain Allow: ${JSON.stringify(statement)}`);
@@ -187,6 +189,28 @@ export function grantsOf(mirror: MirrorApp, template: Template, functionId: stri
     }
   }
   return [...lines].sort();
+}
+
+/** The condition every S3 grant carries: it holds on buckets of the stack's own account only. */
+export const OWN_ACCOUNT = { StringEquals: { 'aws:ResourceAccount': '123456789012' } };
+
+/**
+ * The statement without its own-account condition, which every S3 statement must carry (a bucket
+ * named by a predictable name may be taken by another account once deleted: AWS review 8, A2) and
+ * no other statement has; throws otherwise.
+ */
+export function withoutOwnAccount(owner: string, statement: Statement): Statement {
+  const s3 = actionsOf(statement).some((a) => a.startsWith('s3:'));
+  const condition = { ...((fakeResolve(statement.Condition) ?? {}) as Record<string, unknown>) };
+  const own = JSON.stringify(condition.StringEquals) === JSON.stringify(OWN_ACCOUNT.StringEquals);
+  if (s3 !== own)
+    throw new Error(
+      `${owner}: ${s3 ? 'an S3 grant not confined to' : 'a grant other than S3 names'} this account: ${JSON.stringify(statement)}`,
+    );
+  if (!own) return statement;
+  delete condition.StringEquals;
+  const { Condition: _dropped, ...rest } = statement;
+  return Object.keys(condition).length === 0 ? rest : { ...rest, Condition: condition };
 }
 
 /** The `ForAllValues:StringLike` `dynamodb:LeadingKeys` patterns of a statement whose only condition that is. */

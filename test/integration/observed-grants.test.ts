@@ -213,8 +213,9 @@ describe('what each function asks of AWS, against its policy in the CDK app', ()
 /**
  * An Allow statement admits the call: its action, its resource (resourceName's vocabulary) and
  * every condition. The only conditions an agent's role has on what it calls are
- * `ForAllValues:StringLike` on `dynamodb:LeadingKeys` and `StringLikeIfExists` on `s3:prefix`
- * (listings; the agent lists nothing); any other condition admits nothing here.
+ * `ForAllValues:StringLike` on `dynamodb:LeadingKeys`, `StringEquals` on `aws:ResourceAccount`
+ * (always met: one account locally) and `StringLikeIfExists` on `s3:prefix` (listings; the agent
+ * lists nothing); any other condition admits nothing here.
  */
 function allowsCall(
   mirror: ReturnType<typeof buildTestApp>,
@@ -234,6 +235,8 @@ function allowsCall(
         return (
           call.leadingKey !== undefined && patterns.some((p) => stringLike(p, call.leadingKey as string))
         );
+      // One account locally: every bucket is the stack's own.
+      if (operator === 'StringEquals' && key === 'aws:ResourceAccount') return true;
       return operator === 'StringLikeIfExists' && key === 's3:prefix';
     }),
   );
