@@ -97,7 +97,9 @@ export class SafePaths {
 
   /**
    * Full check (1-3). With `create`, missing parent folders are made (one at a
-   * time, each checked); without it, a missing parent gives `undefined`.
+   * time, each checked), and a file where a folder goes is a conflict; without it
+   * (a delete, a lookup), a missing parent or a file in its place gives `undefined`:
+   * nothing can be there. A symlink is refused either way.
    */
   async resolve(raw: unknown, options: { create: boolean }): Promise<ResolvedPath | undefined> {
     const checked = checkMirrorPath(raw);
@@ -113,7 +115,7 @@ export class SafePaths {
     for (let i = 0; i < folders.length; i++) {
       const next = join(current, folders[i] as string);
       const info = await lstatOrCreateFolder(next, create);
-      if (info === undefined) return undefined;
+      if (info === undefined || (!create && info.isFile())) return undefined;
       current = this.stepInto(next, info, folders.slice(0, i + 1).join('/'), checked.path);
     }
     return current;

@@ -196,6 +196,28 @@ describe('applier: order, duplicates, never backwards', () => {
     expect(await t.read('d')).toBe('now a file');
   });
 
+  it('a delete under a path that is now a file is done (nothing is there), not a conflict, however often it comes', async () => {
+    const t = await setup();
+    // Caught up from two feed shards: the file `x` first, then the file once under it and its delete.
+    expect((await t.apply(t.world.commit('x', 1, 'a file now'))).kind).toBe('applied');
+    expect(await t.apply(t.world.commit('x/child.txt', 1, 'was under x'))).toMatchObject({
+      kind: 'refused',
+      code: 'path-conflict',
+    });
+    const deleted = t.world.commit('x/child.txt', 2, null);
+    expect((await t.apply(deleted, 'feed')).kind).toBe('deleted');
+    // Its queue message, a redelivery, a reconcile's resend: each done again, never refused (probe 11, U8).
+    for (const source of ['queue', 'queue'] as const)
+      expect((await t.apply(deleted, source)).kind).not.toBe('refused');
+    expect(t.world.reported).toContainEqual({ path: 'x/child.txt', version: 2 });
+    expect(await t.read('x')).toBe('a file now');
+    // A write under the file is still a conflict.
+    expect(await t.apply(t.world.commit('x/child.txt', 3, 'again'))).toMatchObject({
+      kind: 'refused',
+      code: 'path-conflict',
+    });
+  });
+
   it('an empty folder where a file goes (left by anyone) gives way; one holding files is a conflict', async () => {
     const t = await setup();
     await mkdir(join(t.dir, 'empty', 'nested'), { recursive: true });

@@ -85,6 +85,9 @@ describe('safe paths', () => {
 
   it('without create, a missing folder is "nothing there", not an error', async () => {
     expect(await paths.resolve('no/such/folder/x', { create: false })).toBeUndefined();
+    // So is a file where a folder would be (a delete finds nothing under it); a symlink stays refused.
+    expect(await paths.resolve('file/x', { create: false })).toBeUndefined();
+    await expect(paths.resolve('to-file/x', { create: false })).rejects.toThrow(/symlink/);
     await expect(lstat(join(root, 'no'))).rejects.toThrow();
   });
 
