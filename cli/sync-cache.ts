@@ -1,6 +1,7 @@
 /**
- * `sync`'s hash cache: a file whose size and modification time (a bucket's object: its ETag)
- * are unchanged since it was hashed keeps its SHA-256, so a re-run (or a run resumed after Ctrl-C or a crash) reads only
+ * `sync`'s hash cache: a file whose size and stamp (on disk its modification and change times and
+ * inode, cli/sync-source.ts diskStamp; a bucket's object: its ETag) are unchanged since it was
+ * hashed keeps its SHA-256, so a re-run (or a run resumed after Ctrl-C or a crash) reads only
  * what changed. Saved atomically (a temporary file renamed over the old one) and now and then
  * during a run, so a crash loses at most a few seconds of hashing. Outside the library by
  * default: a sync never writes into the folder it reads.
@@ -12,8 +13,8 @@ import { dirname, join, resolve } from 'node:path';
 import type { Digest } from '../common/sha256.ts';
 import { replaceableFile } from './replaceable-file.ts';
 
-/** One file's size, stamp (mtime in ms on disk, ETag in a bucket) and SHA-256 when last hashed. */
-type Entry = readonly [size: number, stamp: number | string, sha256: string];
+/** One file's size, stamp (diskStamp on disk, ETag in a bucket) and SHA-256 when last hashed. */
+type Entry = readonly [size: number, stamp: string, sha256: string];
 
 interface CacheFile {
   readonly v: 1;
@@ -65,13 +66,13 @@ export class HashCache {
   }
 
   /** The digest of `rel` if its size and stamp are those it was hashed at. */
-  lookup(rel: string, size: number, stamp: number | string): Digest | undefined {
+  lookup(rel: string, size: number, stamp: string): Digest | undefined {
     const entry = Object.hasOwn(this.#entries, rel) ? this.#entries[rel] : undefined;
     if (entry === undefined || entry[0] !== size || entry[1] !== stamp) return undefined;
     return { sha256: entry[2], size };
   }
 
-  remember(rel: string, stamp: number | string, digest: Digest): void {
+  remember(rel: string, stamp: string, digest: Digest): void {
     this.#entries[rel] = [digest.size, stamp, digest.sha256];
     this.#dirty = true;
   }

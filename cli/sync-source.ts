@@ -1,7 +1,7 @@
 /**
  * Where `sync` reads a library from: a local folder, or a bucket (`--from s3://bucket/prefix`).
- * Each file has a stamp that changes when its content may have: its mtime on disk, its ETag in
- * a bucket. The hash cache keeps a SHA-256 per path, size and stamp, so a re-run reads nothing
+ * Each file has a stamp that changes when its content may have: on disk its modification and
+ * change times with its inode (diskStamp), in a bucket its ETag. The hash cache keeps a SHA-256 per path, size and stamp, so a re-run reads nothing
  * that is unchanged. A bucket's object is streamed once to a temporary file while it is hashed
  * (memory stays flat whatever its size; at most `--jobs` objects are on disk at a time), and the
  * upload, when one is needed, sends that file: one GET per object, none for an object the cache
@@ -32,8 +32,18 @@ export interface SourceEntry {
 
 export interface SourceStat {
   readonly size: number;
-  /** Changes when the content may have: mtime (ms) on disk, the ETag in a bucket. */
-  readonly stamp: number | string;
+  /** Changes when the content may have: diskStamp on disk, the ETag in a bucket. */
+  readonly stamp: string;
+}
+
+/**
+ * What no write and no rename keeps, as git's index does: the modification time alone can be put
+ * back (`cp -p`, `exiftool -P`, an archive's times) and two files of one size and time can swap
+ * names, and the cache would keep the old bytes' SHA-256 for good. The change time moves on every
+ * write, rename and time change, and a file that took another's name has another inode.
+ */
+export function diskStamp(info: { mtimeMs: number; ctimeMs: number; dev: number; ino: number }): string {
+  return `${info.mtimeMs}:${info.ctimeMs}:${info.dev}:${info.ino}`;
 }
 
 /** A local file holding the entry's bytes; `digest` when they were hashed on the way. */
@@ -100,7 +110,7 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
       const problem = unreadable.get(entry.name);
       if (problem !== undefined) throw new Error(problem);
       const info = await stat(entry.name);
-      return { size: info.size, stamp: info.mtimeMs };
+      return { size: info.size, stamp: diskStamp(info) };
     },
     hash: (entry, onBytes) => hashFile(entry.name, { onBytes }),
     file: async (entry) => ({ file: entry.name }),

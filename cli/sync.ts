@@ -512,7 +512,7 @@ function typeAccepted(contentType: string, accepted: readonly string[]): boolean
   return accepted.some((a) => ['*/*', type, family].includes(a.toLowerCase()));
 }
 
-async function digestOf(run: Run, local: LocalFile, size: number, stamp: number | string): Promise<Digest> {
+async function digestOf(run: Run, local: LocalFile, size: number, stamp: string): Promise<Digest> {
   const known = run.cache.lookup(local.rel, size, stamp);
   if (known !== undefined) return known;
   const digest = await run.source.hash(local, hashedBytes(run.counts));

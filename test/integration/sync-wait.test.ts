@@ -7,7 +7,7 @@
  * And the lag monitor's own figures, as `GET /v1/targets` serves them, vouch for whole targets.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, rename, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -109,6 +109,36 @@ describe('sync --wait', () => {
     const names = phases.map((p) => p.phase).filter((p, i, all) => p !== all[i - 1]);
     expect(names.slice(-2)).toEqual(['replicating', 'done']);
     expect(phases.at(-1)).toMatchObject({ phase: 'done', filesDone: 4, filesTotal: 4 });
+  }, 180_000);
+
+  it('sends an edit that kept the size and modification time, and two files that swapped names (probe 11, U3)', async () => {
+    // As extracted from an archive, or copied with `cp -p`: same size, same modification time.
+    const when = new Date('2024-06-01T12:00:00Z');
+    const dir = await library('kept-stamps', { 'a.jpg': bytes('a', 4096), 'b.jpg': bytes('b', 4096) });
+    for (const name of ['a.jpg', 'b.jpg']) await utimes(join(dir, name), when, when);
+    const first = await cli('sync', dir, 'kept', '--wait', '--json');
+    expect(first.code, first.err.slice(-2000)).toBe(0);
+
+    // Edited in place with its time put back (as `exiftool -P` does), then the two names swapped.
+    const edited = bytes('A', 4096);
+    await writeFile(join(dir, 'a.jpg'), edited);
+    await utimes(join(dir, 'a.jpg'), when, when);
+    await rename(join(dir, 'a.jpg'), join(dir, 'swap.tmp'));
+    await rename(join(dir, 'b.jpg'), join(dir, 'a.jpg'));
+    await rename(join(dir, 'swap.tmp'), join(dir, 'b.jpg'));
+    const second = await cli('sync', dir, 'kept', '--wait', '--json');
+    expect(second.code, second.err.slice(-2000)).toBe(0);
+    expect(JSON.parse(second.out)).toMatchObject({ files: 2, unchanged: 0, failed: 0 });
+    for (const [name, content] of [
+      ['a.jpg', bytes('b', 4096)],
+      ['b.jpg', edited],
+    ] as const) {
+      expect(sha((await atReplica(`kept/${name}`)) ?? Buffer.alloc(0)), name).toBe(sha(content));
+      expect(sha((await atAgent(`kept/${name}`)) ?? Buffer.alloc(0)), name).toBe(sha(content));
+    }
+    // Nothing touched since: the next run hashes nothing.
+    const third = await cli('sync', dir, 'kept', '--json');
+    expect(JSON.parse(third.out)).toMatchObject({ files: 2, unchanged: 2, bytesHashed: 0 });
   }, 180_000);
 
   it('with the agent stopped, ends with exit 6 naming it and the files behind; waits again once it runs', async () => {
