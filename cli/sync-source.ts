@@ -34,6 +34,8 @@ export interface SourceStat {
   readonly size: number;
   /** Changes when the content may have: diskStamp on disk, the ETag in a bucket. */
   readonly stamp: string;
+  /** Why the entry is not sent (a link, a FIFO): it is reported skipped with this reason. */
+  readonly notSent?: string;
 }
 
 /**
@@ -73,13 +75,15 @@ const byRel = (a: SourceEntry, b: SourceEntry) => (a.rel < b.rel ? -1 : a.rel > 
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Every regular file under `dir`, sorted; symbolic links and the cache file are not followed. A
- * subfolder that cannot be read is an entry of its own whose `stat` fails with the reason: the
+ * Every entry under `dir`, sorted, but the cache file. Symbolic links are not followed, and neither
+ * they nor FIFOs, sockets or devices are read: each is an entry whose `stat` says why it is not sent.
+ * A subfolder that cannot be read is an entry of its own whose `stat` fails with the reason: the
  * run reports it and goes on with the rest.
  */
 export function folderSource(dir: string, cacheFile: string | null): SyncSource {
   const root = resolve(dir);
   const unreadable = new Map<string, string>();
+  const notSent = new Map<string, string>();
   return {
     label: root,
     async list() {
@@ -99,6 +103,10 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
         file: (name) => {
           if (!isCache(name)) add(name);
         },
+        notSent: (name, reason) => {
+          notSent.set(name, reason);
+          add(name);
+        },
         unreadable: (name, err) => {
           unreadable.set(name, `cannot read folder ${name}: ${err.message}`);
           add(name);
@@ -109,6 +117,8 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
     async stat(entry) {
       const problem = unreadable.get(entry.name);
       if (problem !== undefined) throw new Error(problem);
+      const reason = notSent.get(entry.name);
+      if (reason !== undefined) return { size: 0, stamp: '', notSent: reason };
       const info = await stat(entry.name);
       return { size: info.size, stamp: diskStamp(info) };
     },
@@ -124,16 +134,36 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
  * symbolic links. One recursive readdir would give up on the whole tree at the first folder it
  * cannot read.
  */
+/** Why an entry that is neither a file nor a folder is not sent. */
+function notSentBecause(entry: Dirent): string {
+  if (entry.isSymbolicLink()) return 'a symbolic link: sync does not follow links';
+  const kind = entry.isFIFO()
+    ? 'a FIFO'
+    : entry.isSocket()
+      ? 'a socket'
+      : entry.isBlockDevice() || entry.isCharacterDevice()
+        ? 'a device'
+        : 'of an unknown kind';
+  return `not a regular file (${kind})`;
+}
+
 async function walkFolder(
   dir: string,
   entries: readonly Dirent[],
-  found: { file(name: string): void; unreadable(name: string, err: Error): void },
+  found: {
+    file(name: string): void;
+    notSent(name: string, reason: string): void;
+    unreadable(name: string, err: Error): void;
+  },
 ): Promise<void> {
   const folders: string[] = [];
   for (const entry of entries) {
     const name = join(dir, entry.name);
     if (entry.isFile()) found.file(name);
     else if (entry.isDirectory()) folders.push(name);
+    // Counted, so that the summary accounts for every entry: a linked folder of photos is not
+    // left out in silence (the link itself is one skipped entry, what it holds is not read).
+    else found.notSent(name, notSentBecause(entry));
   }
   await Promise.all(
     folders.map(async (folder) => {

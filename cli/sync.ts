@@ -422,7 +422,7 @@ async function syncOne(run: Run, local: LocalFile): Promise<void> {
 async function decide(run: Run, local: LocalFile, report: SyncFileReport): Promise<void> {
   const info = await run.source.stat(local);
   report.size = info.size;
-  const refusal = refuse(run, report, guessContentType(local.name));
+  const refusal = info.notSent ?? refuse(run, report, guessContentType(local.name));
   if (refusal !== undefined) {
     report.outcome = 'skipped';
     report.reason = refusal;

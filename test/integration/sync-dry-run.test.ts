@@ -5,7 +5,10 @@
  * rule, as the real run then does; where no pull target takes the path, the rule does not apply.
  * Through the local stack and the CLI (probe 8, F18).
  */
+import { execFile } from 'node:child_process';
+import { symlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SyncSummary } from '../../cli/sync.ts';
 import { parseTopology } from '../../contracts/topology.ts';
@@ -74,5 +77,26 @@ describe('sync --dry-run and the folder/file rule', () => {
     const free = await library('local-free', local);
     const freeDry = JSON.parse((await cli('sync', free, 'free', '--no-cache', '--dry-run', '--json')).out);
     expect(freeDry).toMatchObject({ files: 3, planned: 3, failed: 0 });
+  }, 120_000);
+});
+
+describe('what sync does not follow', () => {
+  it('a symbolic link (to a file or a folder) and a FIFO are each reported skipped with why, not left out (probe 11, U2)', async () => {
+    const elsewhere = await library('moved-to-another-disk', { '1.jpg': 'one', '2.jpg': 'two' });
+    const lib = await library('linked-lib', { 'real.txt': 'a real file' });
+    await symlink(elsewhere, join(lib, '2024'));
+    await symlink(join(lib, 'real.txt'), join(lib, 'cover.txt'));
+    await promisify(execFile)('mkfifo', [join(lib, 'pipe')]);
+    for (const dry of [true, false]) {
+      const run = await cli('sync', lib, 'linked', '--no-cache', '--json', ...(dry ? ['--dry-run'] : []));
+      expect(run.code, run.err.slice(-2000)).toBe(0);
+      const summary = JSON.parse(run.out) as SyncSummary;
+      expect(summary).toMatchObject({ files: 4, skipped: 3, failed: 0 });
+      expect(outcomes(summary)).toMatchObject({
+        'linked/2024': ['skipped', 'a symbolic link: sync does not follow links'],
+        'linked/cover.txt': ['skipped', 'a symbolic link: sync does not follow links'],
+        'linked/pipe': ['skipped', 'not a regular file (a FIFO)'],
+      });
+    }
   }, 120_000);
 });
