@@ -73,6 +73,11 @@ export interface AgentStats {
   readonly failed: number;
   /** Files the folder check found lost (removed, or another size than applied) and wrote back. */
   readonly restored: number;
+  /**
+   * Files the agent never wrote, found where a version goes with other bytes: moved aside to
+   * `<stem>.mm-conflict-<UTC time><ext>`, never overwritten (docs/agent.md).
+   */
+  readonly keptAside: number;
   readonly folderChecks: number;
   readonly bytes: number;
   readonly inFlight: number;
@@ -180,6 +185,7 @@ class Agent implements AgentHandle {
     refused: 0,
     failed: 0,
     restored: 0,
+    keptAside: 0,
     folderChecks: 0,
     bytes: 0,
     refusedBy: {} as Partial<Record<RefusalCode, number>>,
@@ -454,6 +460,13 @@ class Agent implements AgentHandle {
       case 'applied':
         this.counts.applied++;
         if (outcome.adopted) this.counts.adopted++;
+        if (outcome.keptAside !== undefined) {
+          this.counts.keptAside++;
+          this.log.log('warn', 'kept a file the agent did not write beside the mirror’s', {
+            ...fields,
+            keptAs: outcome.keptAside,
+          });
+        }
         this.files.add();
         this.noteCommittedAt(v.committedAt);
         this.log.file(outcome.adopted ? 'in place' : 'applied', {
@@ -635,6 +648,7 @@ class Agent implements AgentHandle {
       refusedBy: { ...this.counts.refusedBy },
       failed: this.counts.failed,
       restored: this.counts.restored,
+      keptAside: this.counts.keptAside,
       folderChecks: this.counts.folderChecks,
       bytes: this.counts.bytes,
       inFlight: this.inFlightCount,

@@ -16,11 +16,12 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, lstat, lutimes, open, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { crashPoint } from '../common/crash-points.ts';
 import type { Digest } from '../common/sha256.ts';
 import { createSha256, hashFile } from '../common/sha256-node.ts';
 import type { FileVersion } from '../contracts/model.ts';
+import { FILE_NAME_MAX_BYTES } from '../contracts/paths.ts';
 import type { RefusalCode } from './errors.ts';
 import { RefusedError } from './errors.ts';
 import type { BlobSource, LedgerView } from './ports.ts';
@@ -39,7 +40,13 @@ export interface VersionInfo {
 }
 
 export type ApplyOutcome =
-  | { readonly kind: 'applied'; readonly bytes: number; readonly adopted: boolean }
+  | {
+      readonly kind: 'applied';
+      readonly bytes: number;
+      readonly adopted: boolean;
+      /** Where a file the agent never wrote, found at the path with other bytes, was moved to. */
+      readonly keptAside?: string;
+    }
   | { readonly kind: 'deleted' }
   | { readonly kind: 'skipped'; readonly heldVersion: number }
   | { readonly kind: 'not-selected' }
@@ -203,14 +210,21 @@ export class Applier {
       deleted: false,
       committedAt: record.committedAt,
     };
-    const written = await this.write(path, v, signal);
+    // A live file the state holds is the agent's own; any other one at the path is someone's.
+    const held = state.get(path);
+    const written = await this.write(path, v, signal, held !== undefined && !held.deleted);
     await state.recordApplied(
       path,
       { version, sha256: record.sha256, size: record.size, deleted: false },
       { replace },
     );
     await this.report(path, version);
-    return { kind: 'applied', bytes: written.bytes, adopted: written.adopted };
+    return {
+      kind: 'applied',
+      bytes: written.bytes,
+      adopted: written.adopted,
+      ...(written.keptAside === undefined ? {} : { keptAside: written.keptAside }),
+    };
   }
 
   /** Whether the folder has what the local state says it holds at `path` (by kind and size). */
@@ -285,7 +299,8 @@ export class Applier {
     path: string,
     v: VersionInfo & { sha256: string },
     signal: AbortSignal,
-  ): Promise<{ bytes: number; adopted: boolean }> {
+    ownFile: boolean,
+  ): Promise<{ bytes: number; adopted: boolean; keptAside?: string }> {
     const { paths, state } = this.deps;
     const resolved = await paths.resolve(path, { create: true });
     if (!resolved) throw new Error(`could not create the folders of "${path}"`);
@@ -296,6 +311,9 @@ export class Applier {
     // The right bytes may be there already (a crash after the rename, a pre-seeded folder): keep them.
     if (existing?.isFile() && (await adopt(resolved.file, Number(existing.size), v, signal)))
       return { bytes: 0, adopted: true };
+    // Someone's file (the agent never wrote it) with other bytes: moved aside, never overwritten.
+    const keptAside =
+      existing?.isFile() && !ownFile ? await this.keepAside(resolved.parent, resolved.name) : undefined;
 
     const tempName = tempNameFor(resolved.name, randomBytes(6).toString('hex'));
     const temp = join(resolved.parent, tempName);
@@ -320,10 +338,34 @@ export class Applier {
       await rename(temp, resolved.file);
       renamed = true;
       await fsyncDir(resolved.parent);
-      return { bytes, adopted: false };
+      return { bytes, adopted: false, ...(keptAside === undefined ? {} : { keptAside }) };
     } finally {
       if (handle) await handle.close().catch(() => undefined);
       await this.forgetTemp(temp, relativeTemp, renamed);
+    }
+  }
+
+  /**
+   * Renames the file at `parent/name` to `<stem>.mm-conflict-<UTC time>[-<n>]<ext>` beside it (as
+   * Syncthing keeps a conflicting copy): the mirror's file takes the name, and what was there stays.
+   * Returns the new name, relative to the mirror folder.
+   */
+  private async keepAside(parent: string, name: string): Promise<string> {
+    const dot = name.lastIndexOf('.');
+    const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ''];
+    const stamp = this.now()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d+Z$/, 'Z');
+    for (let n = 0; ; n++) {
+      const tail = `.mm-conflict-${stamp}${n === 0 ? '' : `-${n}`}${ext}`;
+      let visible = stem;
+      while (Buffer.byteLength(`${visible}${tail}`) > FILE_NAME_MAX_BYTES) visible = visible.slice(0, -1);
+      const aside = join(parent, `${visible}${tail}`);
+      if ((await lstatIfPresent(aside)) !== undefined) continue;
+      await rename(join(parent, name), aside);
+      await fsyncDir(parent);
+      return relative(this.deps.paths.root, aside).split(sep).join('/');
     }
   }
 

@@ -218,6 +218,31 @@ describe('applier: order, duplicates, never backwards', () => {
     });
   });
 
+  it('a file the agent never wrote, with other bytes, is kept beside the mirror’s, not overwritten (probe 11, U1)', async () => {
+    const t = await setup();
+    await mkdir(join(t.dir, 'notes'));
+    await writeFile(join(t.dir, 'notes', 'todo.txt'), 'someone’s own notes');
+    const outcome = await t.apply(t.world.commit('notes/todo.txt', 1, 'the mirror’s file'));
+    expect(outcome).toMatchObject({
+      kind: 'applied',
+      keptAside: expect.stringMatching(/^notes\/todo\.mm-conflict-\d{8}T\d{6}Z\.txt$/),
+    });
+    expect(await t.read('notes/todo.txt')).toBe('the mirror’s file');
+    const keptAside = (outcome as { keptAside: string }).keptAside;
+    expect(await t.read(keptAside)).toBe('someone’s own notes');
+    expect(await t.listing('notes')).toEqual([keptAside.slice('notes/'.length), 'todo.txt'].sort());
+    // The same bytes are adopted, and the agent's own file is replaced by the next version as before.
+    await writeFile(join(t.dir, 'same.txt'), 'same bytes');
+    expect(await t.apply(t.world.commit('same.txt', 1, 'same bytes'))).toMatchObject({
+      kind: 'applied',
+      adopted: true,
+    });
+    expect(await t.apply(t.world.commit('notes/todo.txt', 2, 'the next version'))).not.toHaveProperty(
+      'keptAside',
+    );
+    expect(await t.listing('notes')).toHaveLength(2);
+  });
+
   it('an empty folder where a file goes (left by anyone) gives way; one holding files is a conflict', async () => {
     const t = await setup();
     await mkdir(join(t.dir, 'empty', 'nested'), { recursive: true });
