@@ -6,6 +6,7 @@ import { ApiError, abortReason, transientError } from '../errors.ts';
 import { isRetryableStatus } from '../plan.ts';
 import { requestSignal } from '../request-signal.ts';
 import { type RetryOptions, withRetries } from '../retry.ts';
+import { unreadable } from './hash.ts';
 
 export interface PutAnswer {
   readonly status: number;
@@ -62,6 +63,9 @@ export function fetchPutter(fetchImpl: typeof fetch): Putter {
         response = await fetchImpl(url, { method: 'PUT', headers, body, signal: request.signal });
       } catch (error) {
         if (signal.aborted) throw abortReason(signal);
+        // A file-backed Blob whose file changed (or went) since it was opened: no retry reads it.
+        const cause = (error as { cause?: unknown }).cause;
+        if ((cause as { name?: unknown } | undefined)?.name === 'NotReadableError') throw unreadable(cause);
         throw transientError(`could not reach storage (${(error as Error).message})`, 0, undefined, {
           cause: error,
         });
