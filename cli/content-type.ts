@@ -1,5 +1,6 @@
 /** Content type from a file name's extension; a small table, not a MIME database. */
 import { extname } from 'node:path';
+import { contentTypeSchema } from '../contracts/api.ts';
 
 const BY_EXTENSION: Readonly<Record<string, string>> = {
   jpg: 'image/jpeg',
@@ -27,4 +28,16 @@ export function guessContentType(fileName: string): string {
   return Object.hasOwn(BY_EXTENSION, ext)
     ? (BY_EXTENSION[ext] ?? FALLBACK_CONTENT_TYPE)
     : FALLBACK_CONTENT_TYPE;
+}
+
+/**
+ * A stored object's own type as the API takes it (`type/subtype`, parameters dropped, lower case);
+ * undefined for S3's defaults when none was given (`binary/octet-stream`, `application/octet-stream`)
+ * and for what is no type: the extension then decides.
+ */
+export function storedContentType(raw: string | undefined): string | undefined {
+  const type = raw?.split(';')[0]?.trim() ?? '';
+  if (/^(binary|application)\/octet-stream$/i.test(type)) return undefined;
+  const parsed = contentTypeSchema.safeParse(type);
+  return parsed.success ? parsed.data : undefined;
 }

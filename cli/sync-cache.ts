@@ -10,11 +10,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import type { Digest } from '../common/sha256.ts';
 import { replaceableFile } from './replaceable-file.ts';
+import type { SourceDigest } from './sync-source.ts';
 
-/** One file's size, stamp (diskStamp on disk, ETag in a bucket) and SHA-256 when last hashed. */
-type Entry = readonly [size: number, stamp: string, sha256: string];
+/**
+ * One file's size, stamp (diskStamp on disk, ETag in a bucket) and SHA-256 when last hashed, with
+ * the content type its source stores with it (a bucket's object), if any.
+ */
+type Entry = readonly [size: number, stamp: string, sha256: string, contentType?: string];
 
 interface CacheFile {
   readonly v: 1;
@@ -66,14 +69,19 @@ export class HashCache {
   }
 
   /** The digest of `rel` if its size and stamp are those it was hashed at. */
-  lookup(rel: string, size: number, stamp: string): Digest | undefined {
+  lookup(rel: string, size: number, stamp: string): SourceDigest | undefined {
     const entry = Object.hasOwn(this.#entries, rel) ? this.#entries[rel] : undefined;
     if (entry === undefined || entry[0] !== size || entry[1] !== stamp) return undefined;
-    return { sha256: entry[2], size };
+    return typeof entry[3] === 'string'
+      ? { sha256: entry[2], size, contentType: entry[3] }
+      : { sha256: entry[2], size };
   }
 
-  remember(rel: string, stamp: string, digest: Digest): void {
-    this.#entries[rel] = [digest.size, stamp, digest.sha256];
+  remember(rel: string, stamp: string, digest: SourceDigest): void {
+    this.#entries[rel] =
+      digest.contentType === undefined
+        ? [digest.size, stamp, digest.sha256]
+        : [digest.size, stamp, digest.sha256, digest.contentType];
     this.#dirty = true;
   }
 

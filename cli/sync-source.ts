@@ -19,6 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Digest } from '../common/sha256.ts';
 import { createSha256 } from '../common/sha256-node.ts';
+import { storedContentType } from './content-type.ts';
 import { EXIT, MirrorCliError } from './errors.ts';
 import { hashFile } from './hash-file.ts';
 import { removeOnExit } from './remove-on-exit.ts';
@@ -48,10 +49,13 @@ export function diskStamp(info: { mtimeMs: number; ctimeMs: number; dev: number;
   return `${info.mtimeMs}:${info.ctimeMs}:${info.dev}:${info.ino}`;
 }
 
+/** What hashing an entry tells: its digest, and the content type its source stores with it, if any. */
+export type SourceDigest = Digest & { readonly contentType?: string | undefined };
+
 /** A local file holding the entry's bytes; `digest` when they were hashed on the way. */
 export interface SourceFile {
   readonly file: string;
-  readonly digest?: Digest | undefined;
+  readonly digest?: SourceDigest | undefined;
 }
 
 export interface SyncSource {
@@ -59,7 +63,12 @@ export interface SyncSource {
   readonly label: string;
   list(): Promise<SourceEntry[]>;
   stat(entry: SourceEntry): Promise<SourceStat>;
-  hash(entry: SourceEntry, onBytes: (done: number) => void): Promise<Digest>;
+  hash(entry: SourceEntry, onBytes: (done: number) => void): Promise<SourceDigest>;
+  /**
+   * Whether entries carry a content type of their own (a bucket's objects): the type is then known
+   * once hashed (SourceDigest), and judged there rather than from the name alone.
+   */
+  readonly storesTypes: boolean;
   /** The bytes as a local file, to send (after `hash`, the same bytes). */
   file(entry: SourceEntry, onBytes: (done: number) => void): Promise<SourceFile>;
   /** Done with the entry: drops what `hash` or `file` kept of it. */
@@ -86,6 +95,7 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
   const notSent = new Map<string, string>();
   return {
     label: root,
+    storesTypes: false,
     async list() {
       let entries: Dirent[];
       try {
@@ -239,6 +249,7 @@ export function bucketSource(s3: S3Client, url: string): SyncSource {
   };
   return {
     label,
+    storesTypes: true,
     async list() {
       for (const object of await listObjects(s3, where)) objects.set(object.rel, object);
       return [...objects.values()].sort(byRel);
@@ -247,7 +258,7 @@ export function bucketSource(s3: S3Client, url: string): SyncSource {
       const { size, stamp } = objectOf(entry);
       return { size, stamp };
     },
-    hash: async (entry, onBytes) => (await download(entry, onBytes)).digest as Digest,
+    hash: async (entry, onBytes) => (await download(entry, onBytes)).digest as SourceDigest,
     file: download,
     async release(entry) {
       const got = spooled.get(entry.rel);
@@ -300,7 +311,7 @@ async function getToFile(
   object: ListedObject,
   file: string,
   onBytes: (done: number) => void,
-): Promise<Digest> {
+): Promise<SourceDigest> {
   const { GetObjectCommand } = await import('@aws-sdk/client-s3');
   const hash = createSha256();
   let done = 0;
@@ -312,6 +323,7 @@ async function getToFile(
       next(null, chunk);
     },
   });
+  let contentType: string | undefined;
   try {
     const out = await s3.send(
       new GetObjectCommand({
@@ -320,6 +332,7 @@ async function getToFile(
         ...(typeof object.stamp === 'string' && object.stamp !== '' ? { IfMatch: object.stamp } : {}),
       }),
     );
+    contentType = storedContentType(out.ContentType);
     await pipeline(out.Body as Readable, tap, createWriteStream(file, { flags: 'wx' }));
   } catch (err) {
     await rm(file, { force: true });
@@ -330,5 +343,5 @@ async function getToFile(
     throw new MirrorCliError(
       `${object.name} changed while it was read (${object.size} bytes listed, ${digest.size} read); try again`,
     );
-  return digest;
+  return contentType === undefined ? digest : { ...digest, contentType };
 }

@@ -1,6 +1,6 @@
 /**
  * `media-mirror sync <dir> [prefix]`: brings a folder into the mirror, sending only what the
- * mirror does not hold. Each file's SHA-256 (from the hash cache when its size and mtime are
+ * mirror does not hold. Each file's SHA-256 (from the hash cache when its size and stamp are
  * unchanged) is compared with its path's head, read once from the change feed: equal heads
  * cost no request at all. The rest go through the one upload flow (cli/upload.ts), many at a
  * time: content the mirror holds elsewhere is committed on proof of possession with no bytes
@@ -10,7 +10,6 @@
  * its reason. With `wait`, it then waits until every
  * target holds every file (cli/sync-wait.ts).
  */
-import type { Digest } from '../common/sha256.ts';
 import { terminalText } from '../common/terminal-text.ts';
 import type { Limits } from '../contracts/api.ts';
 import { checkApiName, checkNewPathName, normalizePath, PathRuleError } from '../contracts/path-rules.ts';
@@ -23,7 +22,7 @@ import type { ProgressSink } from './progress.ts';
 import type { PutFile } from './put-file.ts';
 import { HashCache } from './sync-cache.ts';
 import type { SyncCounts, SyncProgress } from './sync-progress.ts';
-import { folderSource, type SourceEntry, type SyncSource } from './sync-source.ts';
+import { folderSource, type SourceDigest, type SourceEntry, type SyncSource } from './sync-source.ts';
 import {
   formatWaitReport,
   type WaitItem,
@@ -422,13 +421,23 @@ async function syncOne(run: Run, local: LocalFile): Promise<void> {
 async function decide(run: Run, local: LocalFile, report: SyncFileReport): Promise<void> {
   const info = await run.source.stat(local);
   report.size = info.size;
-  const refusal = info.notSent ?? refuse(run, report, guessContentType(local.name));
+  const guessed = guessContentType(local.name);
+  // A bucket's object has a type of its own, known once it is read: judged then. A folder's file is
+  // judged by its name before it is read.
+  const { storesTypes } = run.source;
+  const refusal = info.notSent ?? refuse(run, report, storesTypes ? undefined : guessed);
   if (refusal !== undefined) {
     report.outcome = 'skipped';
     report.reason = refusal;
     return;
   }
   const digest = await digestOf(run, local, info.size, info.stamp);
+  const typeRefusal = storesTypes ? refusedType(run, digest.contentType ?? guessed) : undefined;
+  if (typeRefusal !== undefined) {
+    report.outcome = 'skipped';
+    report.reason = typeRefusal;
+    return;
+  }
   const head = run.heads.get(report.path);
   if (head !== undefined && !head.deleted && head.sha256 === digest.sha256) {
     report.outcome = 'unchanged';
@@ -484,15 +493,17 @@ function headsOccupancy(heads: ReadonlyMap<string, RemoteHead>): PathOccupancy {
   };
 }
 
-/** Why the API would refuse this file (read from `GET /v1/limits`), before anything is claimed. */
-function refuse(run: Run, report: SyncFileReport, contentType: string): string | undefined {
+/**
+ * Why the API would refuse this file (read from `GET /v1/limits`), before anything is claimed; its
+ * content type is judged too when given.
+ */
+function refuse(run: Run, report: SyncFileReport, contentType: string | undefined): string | undefined {
   const { limits } = run;
   if (report.size > limits.maxUploadBytes) {
     return `larger than the mirror accepts (${report.size} > ${limits.maxUploadBytes} bytes)`;
   }
-  if (!typeAccepted(contentType, limits.contentTypes)) {
-    return `content type ${contentType} is not accepted (accepted: ${limits.contentTypes.join(', ')})`;
-  }
+  const typeRefusal = contentType === undefined ? undefined : refusedType(run, contentType);
+  if (typeRefusal !== undefined) return typeRefusal;
   try {
     report.path = normalizePath(report.path);
     checkApiName(report.path);
@@ -506,13 +517,20 @@ function refuse(run: Run, report: SyncFileReport, contentType: string): string |
   return undefined;
 }
 
+function refusedType(run: Run, contentType: string): string | undefined {
+  const accepted = run.limits.contentTypes;
+  return typeAccepted(contentType, accepted)
+    ? undefined
+    : `content type ${contentType} is not accepted (accepted: ${accepted.join(', ')})`;
+}
+
 function typeAccepted(contentType: string, accepted: readonly string[]): boolean {
   const type = contentType.toLowerCase();
   const family = `${type.split('/')[0]}/*`;
   return accepted.some((a) => ['*/*', type, family].includes(a.toLowerCase()));
 }
 
-async function digestOf(run: Run, local: LocalFile, size: number, stamp: string): Promise<Digest> {
+async function digestOf(run: Run, local: LocalFile, size: number, stamp: string): Promise<SourceDigest> {
   const known = run.cache.lookup(local.rel, size, stamp);
   if (known !== undefined) return known;
   const digest = await run.source.hash(local, hashedBytes(run.counts));
@@ -529,7 +547,7 @@ function hashedBytes(counts: SyncCounts): (done: number) => void {
   };
 }
 
-async function send(run: Run, local: LocalFile, report: SyncFileReport, cached: Digest): Promise<void> {
+async function send(run: Run, local: LocalFile, report: SyncFileReport, cached: SourceDigest): Promise<void> {
   const { deps, options } = run;
   // A bucket's object is read here when its digest came from the cache: what is sent is what was hashed.
   const bytes = await run.source.file(local, hashedBytes(run.counts));
@@ -555,7 +573,7 @@ async function send(run: Run, local: LocalFile, report: SyncFileReport, cached: 
     {
       file: bytes.file,
       path: report.path,
-      contentType: guessContentType(local.name),
+      contentType: digest.contentType ?? guessContentType(local.name),
       wait: false,
       timeoutSeconds: options.timeoutSeconds,
     },

@@ -108,6 +108,48 @@ describe('sync --from s3:// through the local stack', () => {
     expect(log.versions[0]).toMatchObject({ version: 2, sha256: sha('photo b, edited\n') });
   });
 
+  it("keeps each object's own content type, where S3 holds one the mirror takes (probe 11, U4)", async () => {
+    await s3.send(new CreateBucketCommand({ Bucket: 'typed-library' }));
+    const typed = (key: string, body: string, ContentType: string) =>
+      s3.send(new PutObjectCommand({ Bucket: 'typed-library', Key: key, Body: body, ContentType }));
+    await typed('scans/poster.dat', 'a poster', 'image/jpeg');
+    await typed('scans/readme', 'read me', 'Text/Plain; charset=utf-8');
+    // S3's default when none was given: the extension decides.
+    await typed('scans/cover.png', 'a cover', 'binary/octet-stream');
+    await typed('scans/tool', 'a tool', 'application/x-msdownload');
+
+    for (const dryRun of [true, false]) {
+      const run = await cli(
+        'sync',
+        '--from',
+        's3://typed-library/scans',
+        'typed',
+        '--json',
+        ...(dryRun ? ['--dry-run'] : []),
+      );
+      expect(run.code, run.err).toBe(0);
+      const summary = JSON.parse(run.out);
+      expect(summary).toMatchObject({ files: 4, skipped: 1, failed: 0 });
+      expect(summary.reports.find((r: { path: string }) => r.path === 'typed/tool')).toMatchObject({
+        outcome: 'skipped',
+        reason: expect.stringContaining('application/x-msdownload is not accepted'),
+      });
+    }
+    for (const [path, type] of [
+      ['typed/poster.dat', 'image/jpeg'],
+      ['typed/readme', 'text/plain'],
+      ['typed/cover.png', 'image/png'],
+    ]) {
+      const log = JSON.parse((await cli('log', path as string, '--json')).out);
+      expect(log.versions[0]?.contentType, path).toBe(type);
+    }
+    // Unchanged since: nothing read again, nothing sent, the same skip.
+    const again = JSON.parse(
+      (await cli('sync', '--from', 's3://typed-library/scans', 'typed', '--json')).out,
+    );
+    expect(again).toMatchObject({ files: 4, unchanged: 3, skipped: 1, bytesHashed: 0, bytesSent: 0 });
+  });
+
   it('refuses what is not a bucket URL, and a second argument beside --from (exit 2, nothing sent)', async () => {
     const bad = await cli('sync', '--from', 'http://old-library/media', 'imported');
     expect(bad.code).toBe(2);
