@@ -370,6 +370,18 @@ class Agent implements AgentHandle {
     }
   }
 
+  /** On the path's target row, for `status` and `sync --wait`; best effort (the log has it too). */
+  private recordRefusal(v: VersionInfo, reason: string): void {
+    this.ledger
+      .recordRefusal(v.path, v.version, reason, this.clock.now().toISOString())
+      .catch((error: unknown) => {
+        this.log.log('debug', 'could not record a refusal in the ledger', {
+          path: v.path,
+          error: errorMessage(error),
+        });
+      });
+  }
+
   private countRefusal(code: RefusalCode, reason: string, fields: Record<string, unknown>): void {
     this.counts.refused++;
     this.counts.refusedBy[code] = (this.counts.refusedBy[code] ?? 0) + 1;
@@ -486,6 +498,7 @@ class Agent implements AgentHandle {
         break;
       case 'refused':
         this.countRefusal(outcome.code, outcome.reason, fields);
+        this.recordRefusal(v, outcome.reason);
         break;
       case 'failed':
         this.counts.failed++;

@@ -21,6 +21,11 @@ export interface LedgerView {
   latestFeedSeq(shard: number): Promise<number>;
   /** `T#<target>#<path>` / `STATE`: status verified, never backwards (the ledger refuses). */
   recordApplied(path: string, version: number, at: string): Promise<void>;
+  /**
+   * The same row: why `version` was refused here (kept until a version is applied), so `status` and
+   * `sync --wait` name it as they name an S3 target's failure.
+   */
+  recordRefusal(path: string, version: number, reason: string, at: string): Promise<void>;
   writeAgentRow(row: AgentRow): Promise<void>;
   readAgentRow(): Promise<AgentRow | undefined>;
 }

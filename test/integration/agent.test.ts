@@ -346,7 +346,19 @@ describe('pull agent', () => {
         expect.arrayContaining(['bad/same-size.bin', 'bad/wrong-size.bin']),
       );
       expect(String(refusals[0]?.fields.reason)).toMatch(/does not match|bytes in the origin|more than/);
-      expect(await w.world.ledger.getTargetState('bad/same-size.bin', 'gamma')).toBeUndefined();
+      // Never marked as held; the refusal is on the path's target row, for `status` and `sync --wait`.
+      const row = await waitFor('the refusal on the target row', async () =>
+        (await w.world.ledger.getTargetState('bad/same-size.bin', 'gamma'))?.failure === undefined
+          ? undefined
+          : w.world.ledger.getTargetState('bad/same-size.bin', 'gamma'),
+      );
+      expect(row).toMatchObject({
+        appliedVersion: 0,
+        failure: {
+          version: 1,
+          reason: expect.stringMatching(/does not match|bytes in the origin|more than/),
+        },
+      });
     } finally {
       await agent.handle.stop();
     }

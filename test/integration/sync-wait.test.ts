@@ -7,7 +7,7 @@
  * And the lag monitor's own figures, as `GET /v1/targets` serves them, vouch for whole targets.
  */
 import { createHash } from 'node:crypto';
-import { readFile, rename, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -179,6 +179,40 @@ describe('sync --wait', () => {
     for (const [rel, content] of Object.entries(files)) {
       expect(sha((await atAgent(`later/${rel}`)) ?? Buffer.alloc(0))).toBe(sha(content));
     }
+  }, 180_000);
+
+  it("names the agent's refusal of a file it cannot write, as S3 targets' failures are named (probe 11, U6)", async () => {
+    const agent = sandbox.agents.get(PULL_TARGET);
+    if (agent === undefined) throw new Error('the stack has no agent');
+    // Someone's folder, holding their file, where the mirror's file goes on the on-prem server.
+    await mkdir(join(agent.dir, 'blocked', 'x.jpg'), { recursive: true });
+    await writeFile(join(agent.dir, 'blocked', 'x.jpg', 'theirs.txt'), 'not the mirror’s');
+    const dir = await library('blocked', { 'x.jpg': bytes('z', 1_000) });
+    const run = await cli('sync', dir, 'blocked', '--wait-timeout', '6', '--json');
+    expect(run.code, run.err.slice(-2000)).toBe(6);
+    const summary = JSON.parse(run.out);
+    expect(summary.wait.behind).toEqual([
+      {
+        path: 'blocked/x.jpg',
+        version: 1,
+        targets: [
+          {
+            id: PULL_TARGET,
+            appliedVersion: 0,
+            failure: expect.stringContaining('"blocked/x.jpg" is a folder here, so it cannot be a file'),
+          },
+        ],
+      },
+    ]);
+    const status = await cli('status', 'blocked/x.jpg', '--json');
+    const onprem = JSON.parse(status.out).targets.find((t: { id: string }) => t.id === PULL_TARGET);
+    expect(onprem.failure).toMatchObject({ version: 1, reason: expect.stringContaining('is a folder here') });
+    // Once the folder is gone, the next delivery applies it and the failure is gone with it.
+    await rm(join(agent.dir, 'blocked', 'x.jpg'), { recursive: true });
+    const again = await cli('sync', dir, 'blocked', '--wait', '--wait-timeout', '60', '--json');
+    expect(again.code, again.err.slice(-2000)).toBe(0);
+    const after = JSON.parse((await cli('status', 'blocked/x.jpg', '--json')).out);
+    expect(after.targets.find((t: { id: string }) => t.id === PULL_TARGET)).not.toHaveProperty('failure');
   }, 180_000);
 
   it("takes the lag monitor's figures, measured after the wait began, as every target holding the files", async () => {

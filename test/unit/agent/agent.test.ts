@@ -58,6 +58,10 @@ class FakeLedger implements LedgerView {
   async recordApplied(path: string, version: number) {
     this.applied.push(`${path}@${version}`);
   }
+  readonly refusals: string[] = [];
+  async recordRefusal(path: string, version: number, reason: string) {
+    this.refusals.push(`${path}@${version}: ${reason}`);
+  }
   async writeAgentRow(row: AgentRow) {
     this.rows.push(row);
   }
