@@ -312,6 +312,7 @@ export function buildMirrorApp(topology: Topology, options: MirrorAppOptions = {
   });
   warnIfUnprotected(home, ledgerDeletionProtection, terminationProtection);
   warnOfLocalOrigins(home, topology.api.corsOrigins);
+  warnOfAnyTrustAnchor(home);
   for (const replica of replicas.values()) {
     home.addStackDependency(replica, 'the replicate functions write to the replica buckets');
   }
@@ -345,6 +346,25 @@ function warnIfUnprotected(
       .join(
         ' ',
       )} and keep ${unprotected.length > 1 ? 'them' : 'it'} under "context" in cdk.json (docs/deploy.md, step 6).`,
+  );
+}
+
+/**
+ * `mirror:agentTrustAnyAnchor=true` is for a first try: each agent role then trusts every CA
+ * registered in the account for IAM Roles Anywhere, and every certificate any of them issues. Kept
+ * in cdk.json, it would reach production in silence (AWS review 8, A3).
+ */
+function warnOfAnyTrustAnchor(home: HomeStack): void {
+  const open = [...home.agentAccess.values()]
+    .filter((a) => a.trust.kind === 'roles-anywhere' && a.trust.anyTrustAnchor === true)
+    .map((a) => a.targetId);
+  if (open.length === 0) return;
+  Annotations.of(home).addWarningV2(
+    'mirror:agentTrustAnyAnchor',
+    `The agent roles of ${open.join(', ')} trust any trust anchor of the account (${AGENT_TRUST_CONTEXT.anyTrustAnchor}=true): ` +
+      `every CA registered for IAM Roles Anywhere, and every certificate it issues, may assume them. Before production, ` +
+      `name the anchor (-c ${AGENT_TRUST_CONTEXT.trustAnchorArn}=<arn>) and each server's certificate CN ` +
+      `(-c ${AGENT_TRUST_CONTEXT.certificateCommonNames}='{"<pull target>":"<CN>"}'), docs/deploy.md.`,
   );
 }
 

@@ -7,6 +7,7 @@ import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { QueueWithDlq } from '../../lib/constructs/queue-with-dlq.js';
 import {
+  AGENT_TRUST_CONTEXT,
   buildMirrorApp,
   createMirrorApp,
   LEDGER_DELETION_PROTECTION_CONTEXT,
@@ -161,6 +162,32 @@ describe('termination protection', () => {
     expect(() => build({ [TERMINATION_PROTECTION_CONTEXT]: 'yes' })).toThrow(
       /mirror:terminationProtection .* expected true or false, got "yes"/,
     );
+  });
+});
+
+describe('agents trusting any trust anchor', () => {
+  const anchorWarnings = (context: Record<string, unknown>) => {
+    const app = createMirrorApp({ context: { ...TEST_CONTEXT, ...context } });
+    const mirror = buildMirrorApp(testTopology(), { app, nag: false });
+    return Annotations.fromStack(mirror.home).findWarning('*', Match.stringLikeRegexp('any trust anchor'));
+  };
+
+  it('mirror:agentTrustAnyAnchor=true warns at synth, naming the pull targets and what to set (AWS review 8, A3)', () => {
+    const [warning, ...more] = anchorWarnings({});
+    expect(more).toEqual([]);
+    expect(String(warning?.entry.data)).toMatch(
+      /agent roles of onprem-dc1 trust any trust anchor of the account.*mirror:agentTrustAnchorArn.*mirror:agentCertificateCommonNames/,
+    );
+  });
+
+  it('a named trust anchor, with certificate CNs, does not warn', () => {
+    expect(
+      anchorWarnings({
+        [AGENT_TRUST_CONTEXT.anyTrustAnchor]: false,
+        [AGENT_TRUST_CONTEXT.trustAnchorArn]: 'arn:aws:rolesanywhere:us-east-1:123456789012:trust-anchor/abc',
+        [AGENT_TRUST_CONTEXT.anyCertificate]: true,
+      }),
+    ).toEqual([]);
   });
 });
 
