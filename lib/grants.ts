@@ -214,6 +214,11 @@ export interface OriginAccess {
   /** Object actions, on `blobs/*` only. */
   readonly blobs: readonly OriginBlobAction[];
   /**
+   * Why the function takes these actions, e.g. "presigns uploads (PutObject)": the AwsSolutions-IAM5
+   * acknowledgement of its `blobs/*` grant gives it, after the actions.
+   */
+  readonly purpose: string;
+  /**
    * Also `s3:ListBucket` on the bucket, for one reason: without it S3 answers
    * HeadObject on a missing key with 403 instead of 404, and a handler that must
    * tell "gone" from "forbidden" (the ingest, on a duplicate event for a blob it
@@ -243,7 +248,7 @@ export function useOrigin(fn: MirrorFunction, origin: OriginStore, access: Origi
   acknowledgeWildcardResource(
     fn.role,
     objects,
-    'Blob keys are blobs/<sha256> of content not yet known at deploy time; access is limited to the blobs/ prefix of the origin bucket.',
+    `Blob keys are blobs/<sha256> of content not yet known at deploy time, so the grant names the blobs/ prefix of the origin bucket: ${access.blobs.join(', ')} there only; the function ${access.purpose}.`,
   );
   if (access.headMissingAs404) {
     fn.role.addToPrincipalPolicy(
@@ -280,6 +285,13 @@ export function nameOriginWithoutAccess(fn: MirrorFunction, origin: OriginStore)
 /** ARN of a replica bucket, from its name. */
 export function replicaBucketArn(scope: MirrorFunction, bucket: ReplicaBucketRef): string {
   return Stack.of(scope).formatArn({ service: 's3', region: '', account: '', resource: bucket.bucketName });
+}
+
+/** What a grant on replicaObjectsArn covers, in words, for its acknowledgement. */
+function replicaScope(bucket: ReplicaBucketRef): string {
+  return bucket.keyPrefix === ''
+    ? 'the whole bucket (no key prefix: the bucket holds the mirror’s files only)'
+    : `the mirror's key prefix ${bucket.keyPrefix} only`;
 }
 
 /** ARN pattern of the objects the mirror owns in a replica bucket: `<bucket>/<keyPrefix>*`. */
@@ -370,7 +382,7 @@ export function useTargets(
       acknowledgeWildcardResource(
         fn.role,
         objects,
-        `${read.purpose} in the replica bucket of target "${target.id}": paths are user data, so access covers the mirror's key prefix.`,
+        `${read.purpose} in the replica bucket of target "${target.id}": paths are user data, so access covers ${replicaScope(target.bucket)}.`,
       );
       buckets.push(replicaBucketArn(fn, target.bucket));
     }
@@ -416,7 +428,7 @@ export function useOwnTarget(
   acknowledgeWildcardResource(
     fn.role,
     objects,
-    `The replicate function of target "${target.id}" writes files by path (user data) under the mirror's key prefix of its own replica bucket only.`,
+    `The replicate function of target "${target.id}" writes files by path (user data) in its own replica bucket only: ${replicaScope(target.bucket)}.`,
   );
   // HeadObject on a path not yet replicated must answer 404 (absent), not 403: S3 does so only with ListBucket.
   fn.role.addToPrincipalPolicy(

@@ -93,6 +93,8 @@ export class IngestPipeline extends Construct {
       // DeleteObjectVersion, never DeleteObject: a version goes by its id; a delete without one
       // would write a delete marker over the verified version (the bucket policy denies it too).
       blobs: ['s3:GetObject', 's3:GetObjectVersion', 's3:DeleteObjectVersion', 's3:AbortMultipartUpload'],
+      purpose:
+        'reads each stored version to verify its SHA-256, deletes by version id one that does not match or duplicates the verified one, and aborts the multipart upload of an expired claim',
       headMissingAs404: true,
     });
     useTargets(fn, props.targets, { sendMessage: true });

@@ -67,6 +67,8 @@ export class MultipartCompletion extends Construct {
       // PutObject: CompleteMultipartUpload; AbortMultipartUpload: parts S3 refuses; GetObject: HEAD
       // of the blob, to tell "S3 completed it already" from "its parts expired" after NoSuchUpload.
       blobs: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:GetObject'],
+      purpose:
+        'completes the multipart uploads the API recorded (CompleteMultipartUpload is PutObject), aborts one S3 refuses, and HEADs the blob',
       headMissingAs404: true,
     });
     fn.function.addEventSource(

@@ -59,6 +59,7 @@ export class PendingSweep extends Construct {
     // HEAD (GetObject, GetObjectVersion) and list the versions of blobs; 404 for a version deleted meanwhile.
     useOrigin(fn, props.origin, {
       blobs: ['s3:GetObject', 's3:GetObjectVersion'],
+      purpose: 'HEADs each stored version of a pending upload’s blob to send its lost S3 event again',
       headMissingAs404: true,
       listVersions: true,
     });

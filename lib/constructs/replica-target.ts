@@ -108,7 +108,10 @@ export class ReplicaTarget extends Construct implements TargetBinding {
       });
       // Its writes only in its own target's rows: it cannot rewrite heads, pins or another target's rows.
       useLedger(fn, props.ledger, LEDGER_ACCESS.replicate, { writesUnder: targetRowKeys(this.id) });
-      useOrigin(fn, props.origin, { blobs: ['s3:GetObject', 's3:GetObjectVersion'] });
+      useOrigin(fn, props.origin, {
+        blobs: ['s3:GetObject', 's3:GetObjectVersion'],
+        purpose: 'copies the verified version of a blob to its replica bucket (the copy source)',
+      });
       useOwnTarget(fn, {
         id: this.id,
         kind: this.kind,

@@ -185,6 +185,8 @@ export class UploadApi extends Construct {
     // signer without it. The URL itself grants GetObject on its one key; nobody can list with it.
     useOrigin(fn, props.origin, {
       blobs: ['s3:PutObject', 's3:GetObject', 's3:GetObjectVersion', 's3:AbortMultipartUpload'],
+      purpose:
+        'presigns uploads and parts (PutObject) and content links of the verified version (GetObject, GetObjectVersion), and aborts an abandoned multipart upload',
       headMissingAs404: true,
     });
     useTargets(fn, props.targets, {

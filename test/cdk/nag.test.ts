@@ -17,6 +17,21 @@ const summarize = (report: ReturnType<AwsSolutionsChecks['validateScope']>) =>
     (v) => `${v.severity} ${v.ruleName}: ${v.violatingResources.map((r) => r.constructPath).join(', ')}`,
   );
 
+/** Every cdk-nag acknowledgement in the app, with the path of the construct it is on. */
+function acknowledgements(app: App): { path: string; id: string; reason: string }[] {
+  return app.node.findAll().flatMap((construct) =>
+    construct.node.metadata
+      .filter((entry) => entry.type === 'aws:cdk:acknowledged-rules')
+      .flatMap((entry) =>
+        Object.entries(entry.data as Record<string, string>).map(([id, reason]) => ({
+          path: construct.node.path,
+          id,
+          reason: String(reason),
+        })),
+      ),
+  );
+}
+
 describe.each([
   ['iam', testTopology()],
   [
@@ -44,19 +59,26 @@ describe.each([
 
   it('every acknowledgement carries a specific reason', () => {
     const reasons: string[] = [];
-    for (const construct of mirror.app.node.findAll()) {
-      for (const entry of construct.node.metadata) {
-        if (entry.type !== 'aws:cdk:acknowledged-rules') continue;
-        for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) {
-          expect(id).toMatch(/AwsSolutions-(S1|IAM5\[Resource::.+\]|APIG4)$/);
-          expect(String(reason).length, id).toBeGreaterThan(60);
-          reasons.push(id);
-        }
-      }
+    for (const { id, reason } of acknowledgements(mirror.app)) {
+      expect(id).toMatch(/AwsSolutions-(S1|IAM5\[Resource::.+\]|APIG4)$/);
+      expect(String(reason).length, id).toBeGreaterThan(60);
+      reasons.push(id);
     }
     expect(reasons.length).toBeGreaterThan(0);
     // Never a blanket IAM5 (every finding is acknowledged one by one) and never on a stack.
     expect(reasons.filter((id) => id.endsWith('AwsSolutions-IAM5'))).toEqual([]);
+  });
+
+  it("each wildcard's reason says what it covers: a role's own actions on blobs/*, a replica's prefix or whole bucket (AWS review 8, A5)", () => {
+    const all = acknowledgements(mirror.app).map((a) => `${a.path}: ${a.id} ${a.reason}`);
+    const blobs = all.filter((r) => /blobs\/\*\]/.test(r) && !r.includes('AgentAccess'));
+    // api, ingest, complete-multipart, pending-sweep and one replicate role per S3 target.
+    expect(blobs).toHaveLength(4 + 3);
+    for (const reason of blobs) expect(reason).toMatch(/: (s3:\w+, )*s3:\w+ there only; the function \w+/);
+    expect(blobs.find((r) => r.includes('/Ingest'))).toMatch(/s3:DeleteObjectVersion.*deletes by version id/);
+    const replicas = all.filter((r) => r.includes('replicate function of target'));
+    expect(replicas.find((r) => r.includes('"target-a"'))).toContain('the whole bucket (no key prefix');
+    expect(replicas.find((r) => r.includes('"target-c"'))).toContain("the mirror's key prefix media/ only");
   });
 });
 
