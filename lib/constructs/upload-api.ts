@@ -268,6 +268,17 @@ export class UploadApi extends Construct {
       authorizer: this.authorizer,
       ...(scopes ? { authorizationScopes: [...scopes.write] } : {}),
     });
+    // The open routes run the api function for anyone on the internet: a throttle of their own,
+    // far below the stage's, keeps anonymous callers to a small share of its reserved concurrency.
+    // The stage must come after the routes it names (CloudFormation finds no route by its key otherwise).
+    const stage = this.stage.node.defaultChild as apigw.CfnStage;
+    stage.routeSettings = Object.fromEntries(
+      health.map((route) => [
+        (route.node.defaultChild as apigw.CfnRoute).routeKey,
+        { ThrottlingRateLimit: HEALTH_THROTTLE.rateLimit, ThrottlingBurstLimit: HEALTH_THROTTLE.burstLimit },
+      ]),
+    );
+    for (const route of health) stage.node.addDependency(route);
     for (const route of health) {
       acknowledge(
         route,
@@ -277,6 +288,9 @@ export class UploadApi extends Construct {
     }
   }
 }
+
+/** `GET`/`HEAD /v1/health`: uptime checks and load balancers ask a few times a minute each. */
+const HEALTH_THROTTLE = { rateLimit: 5, burstLimit: 10 } as const;
 
 /** Refuses limits API Gateway or Lambda would refuse at deploy time, naming the prop. */
 function checkLimits(rateLimit: number, burstLimit: number, reserved: number | false): void {

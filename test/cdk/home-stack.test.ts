@@ -683,6 +683,16 @@ describe('upload API', () => {
     home.resourceCountIs('AWS::ApiGatewayV2::Authorizer', 0);
   });
 
+  it('the open health routes have a throttle of their own, far below the API’s: anonymous callers take little of the api function (AWS review 6, L2)', () => {
+    home.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+      StageName: '$default',
+      RouteSettings: {
+        'GET /v1/health': { ThrottlingRateLimit: 5, ThrottlingBurstLimit: 10 },
+        'HEAD /v1/health': { ThrottlingRateLimit: 5, ThrottlingBurstLimit: 10 },
+      },
+    });
+  });
+
   it('the $default stage is auto-deployed, throttled and access-logged, naming the caller (IAM ARN or JWT subject)', () => {
     home.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
       StageName: '$default',
