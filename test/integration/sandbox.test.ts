@@ -15,7 +15,7 @@ import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3
 import { ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyEventV2, S3Event, SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { API_EXPOSED_HEADERS } from '../../contracts/api.ts';
+import { API_CORS_ALLOWED_HEADERS, API_EXPOSED_HEADERS } from '../../contracts/api.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import type { InvocationReport } from '../../local/functions.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
@@ -297,7 +297,8 @@ describe('local sandbox', () => {
     });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get('access-control-allow-origin')).toBe('https://cms.example.test');
-    expect(preflight.headers.get('access-control-allow-headers')).toBe('authorization,content-type');
+    // The API's own request headers, as the deployed API's CORS rule lists them (not an echo).
+    expect(preflight.headers.get('access-control-allow-headers')).toBe(API_CORS_ALLOWED_HEADERS.join(','));
     // The deployed API's methods (lib/constructs/upload-api.ts): not HEAD, which it routes nowhere.
     expect(preflight.headers.get('access-control-allow-methods')).toBe('GET,POST,PUT,PATCH,DELETE,OPTIONS');
     const own = await fetch(`${api}/v1/health`, { headers: { origin: api } });
