@@ -20,6 +20,7 @@ import {
   feedAfterQuery,
   feedItemSchema,
   latestFeedSeqQuery,
+  targetFailureUpdate,
   targetStateItemKey,
   versionItemKey,
   versionItemSchema,
@@ -111,24 +112,11 @@ export class DynamoLedgerView implements LedgerView, BlobRecords {
   }
 
   async recordRefusal(path: string, version: number, reason: string, at: string): Promise<void> {
-    // As the replicate functions record a failure: the applied version and status stay as they are.
+    // As the replicate functions record a failure.
     await this.doc.send(
-      new UpdateCommand({
-        TableName: this.table,
-        Key: targetStateItemKey(this.targetId, path),
-        UpdateExpression:
-          'SET targetId = :target, #path = :path, appliedVersion = if_not_exists(appliedVersion, :zero), #status = if_not_exists(#status, :failed), failedVersion = :version, failedReason = :reason, failedAt = :at',
-        ExpressionAttributeNames: { '#status': 'status', '#path': 'path' },
-        ExpressionAttributeValues: {
-          ':target': this.targetId,
-          ':path': path,
-          ':zero': 0,
-          ':failed': 'failed',
-          ':version': version,
-          ':reason': reason.slice(0, 1000),
-          ':at': at,
-        },
-      }),
+      new UpdateCommand(
+        targetFailureUpdate(this.table, { targetId: this.targetId, path, version, reason, at }),
+      ),
     );
   }
 

@@ -139,11 +139,6 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
   };
 }
 
-/**
- * Walks the folders under `dir` (its entries read already), several at a time, without following
- * symbolic links. One recursive readdir would give up on the whole tree at the first folder it
- * cannot read.
- */
 /** Why an entry that is neither a file nor a folder is not sent. */
 function notSentBecause(entry: Dirent): string {
   if (entry.isSymbolicLink()) return 'a symbolic link: sync does not follow links';
@@ -157,6 +152,11 @@ function notSentBecause(entry: Dirent): string {
   return `not a regular file (${kind})`;
 }
 
+/**
+ * Walks the folders under `dir` (its entries read already), several at a time, without following
+ * symbolic links. One recursive readdir would give up on the whole tree at the first folder it
+ * cannot read.
+ */
 async function walkFolder(
   dir: string,
   entries: readonly Dirent[],

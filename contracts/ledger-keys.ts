@@ -133,6 +133,31 @@ export const feedAfterQuery = (table: string, shard: number, afterSeq: number, l
   ConsistentRead: true,
 });
 
+/**
+ * Records on a target's row why `version` failed there (a replicate function's failure, an agent's
+ * refusal): the applied version and status stay as they are (a row made here holds version 0,
+ * `failed`), and applying a version clears it. One UpdateItem input, for the functions and the agent.
+ */
+export const targetFailureUpdate = (
+  table: string,
+  failure: { targetId: string; path: string; version: number; reason: string; at: string },
+) => ({
+  TableName: table,
+  Key: targetStateItemKey(failure.targetId, failure.path),
+  UpdateExpression:
+    'SET targetId = :target, #path = :path, appliedVersion = if_not_exists(appliedVersion, :zero), #status = if_not_exists(#status, :failed), failedVersion = :version, failedReason = :reason, failedAt = :at',
+  ExpressionAttributeNames: { '#status': 'status', '#path': 'path' },
+  ExpressionAttributeValues: {
+    ':target': failure.targetId,
+    ':path': failure.path,
+    ':zero': 0,
+    ':failed': 'failed',
+    ':version': failure.version,
+    ':reason': failure.reason.slice(0, 1000),
+    ':at': failure.at,
+  },
+});
+
 export const latestFeedSeqQuery = (table: string, shard: number) => ({
   TableName: table,
   KeyConditionExpression: 'pk = :pk AND begins_with(sk, :entry)',

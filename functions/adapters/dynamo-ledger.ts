@@ -52,6 +52,7 @@ import {
   SK,
   sweepCheckpointItemKey,
   TTL_ATTRIBUTE,
+  targetFailureUpdate,
   targetStateItemKey,
   targetStateKey,
   uploadItemKey,
@@ -1370,24 +1371,7 @@ export class DynamoLedger implements Ledger {
     reason: string;
     at: string;
   }) {
-    await this.db.send(
-      new UpdateCommand({
-        TableName: this.table,
-        Key: targetStateItemKey(failure.targetId, failure.path),
-        UpdateExpression:
-          'SET targetId = :target, #path = :path, appliedVersion = if_not_exists(appliedVersion, :zero), #status = if_not_exists(#status, :failed), failedVersion = :version, failedReason = :reason, failedAt = :at',
-        ExpressionAttributeNames: { '#status': 'status', '#path': 'path' },
-        ExpressionAttributeValues: {
-          ':target': failure.targetId,
-          ':path': failure.path,
-          ':zero': 0,
-          ':failed': 'failed',
-          ':version': failure.version,
-          ':reason': failure.reason.slice(0, 1000),
-          ':at': failure.at,
-        },
-      }),
-    );
+    await this.db.send(new UpdateCommand(targetFailureUpdate(this.table, failure)));
   }
 
   async forgetTargetState(path: string, targetId: string) {
