@@ -445,35 +445,28 @@ export function useOwnTarget(
 
 /**
  * Grants `sqs:SendMessage` on the completion queue and sets MIRROR_COMPLETION_QUEUE_URL: the API
- * queues multipart completions there, the pending sweep sends lost ones again (SQS-managed
- * encryption: no key to grant).
+ * queues multipart completions there, the pending sweep sends lost ones again.
  */
 export function useCompletionQueue(fn: MirrorFunction, queue: sqs.IQueue): void {
-  fn.role.addToPrincipalPolicy(
-    new iam.PolicyStatement({
-      sid: 'SendCompletions',
-      actions: ['sqs:SendMessage'],
-      resources: [queue.queueArn],
-    }),
-  );
-  fn.addEnvironment('MIRROR_COMPLETION_QUEUE_URL', queue.queueUrl);
+  sendsTo(fn, queue, 'SendCompletions', 'MIRROR_COMPLETION_QUEUE_URL');
 }
 
 /**
  * Grants `sqs:SendMessage` on the ingest queue and sets MIRROR_INGEST_QUEUE_URL: the ingest sends
  * the continuation of a verification too long for one invocation there, the pending sweep the S3
- * events it finds lost (SQS-managed encryption: no key to grant). Either message is a claim the
- * ingest checks: it names an object, never a hash state.
+ * events it finds lost. Either message is a claim the ingest checks: it names an object, never a
+ * hash state.
  */
 export function useIngestQueue(fn: MirrorFunction, queue: sqs.IQueue): void {
+  sendsTo(fn, queue, 'SendToIngestQueue', 'MIRROR_INGEST_QUEUE_URL');
+}
+
+/** `sqs:SendMessage` on `queue` and its URL in `envVar` (SQS-managed encryption: no key to grant). */
+function sendsTo(fn: MirrorFunction, queue: sqs.IQueue, sid: string, envVar: string): void {
   fn.role.addToPrincipalPolicy(
-    new iam.PolicyStatement({
-      sid: 'SendToIngestQueue',
-      actions: ['sqs:SendMessage'],
-      resources: [queue.queueArn],
-    }),
+    new iam.PolicyStatement({ sid, actions: ['sqs:SendMessage'], resources: [queue.queueArn] }),
   );
-  fn.addEnvironment('MIRROR_INGEST_QUEUE_URL', queue.queueUrl);
+  fn.addEnvironment(envVar, queue.queueUrl);
 }
 
 /** Sets the deployment settings (no resource, nothing to grant). */
