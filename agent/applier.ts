@@ -68,6 +68,9 @@ export interface ApplierDeps {
   readonly onBytes?: (bytes: number) => void;
 }
 
+/** How far back a file the state does not know is compared with the path's versions (one GetItem each). */
+const EARLIER_VERSIONS_CHECKED = 10;
+
 const OPEN_TEMP = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 
 export async function fsyncDir(dir: string): Promise<void> {
@@ -313,7 +316,11 @@ export class Applier {
       return { bytes: 0, adopted: true };
     // Someone's file (the agent never wrote it) with other bytes: moved aside, never overwritten.
     const keptAside =
-      existing?.isFile() && !ownFile ? await this.keepAside(resolved.parent, resolved.name) : undefined;
+      existing?.isFile() &&
+      !ownFile &&
+      !(await this.holdsEarlierVersion(resolved.file, Number(existing.size), v, signal))
+        ? await this.keepAside(resolved.parent, resolved.name)
+        : undefined;
 
     const tempName = tempNameFor(resolved.name, randomBytes(6).toString('hex'));
     const temp = join(resolved.parent, tempName);
@@ -343,6 +350,31 @@ export class Applier {
       if (handle) await handle.close().catch(() => undefined);
       await this.forgetTemp(temp, relativeTemp, renamed);
     }
+  }
+
+  /**
+   * Whether `file` holds one of the path's last EARLIER_VERSIONS_CHECKED versions before `v`: the
+   * mirror's own bytes, left where the state lost track of them (its folder deleted, a crash between
+   * the rename and the state's record), not someone's work.
+   */
+  private async holdsEarlierVersion(
+    file: string,
+    size: number,
+    v: VersionInfo & { sha256: string },
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    let local: Digest | undefined;
+    for (
+      let version = v.version - 1;
+      version >= Math.max(1, v.version - EARLIER_VERSIONS_CHECKED);
+      version--
+    ) {
+      const record = await this.deps.ledger.getVersion(v.path, version);
+      if (record === undefined || record.deleted || record.sha256 === null || record.size !== size) continue;
+      local ??= await hashLocalFile(file, signal);
+      if (local.sha256 === record.sha256 && local.size === record.size) return true;
+    }
+    return false;
   }
 
   /**

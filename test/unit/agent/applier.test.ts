@@ -243,6 +243,19 @@ describe('applier: order, duplicates, never backwards', () => {
     expect(await t.listing('notes')).toHaveLength(2);
   });
 
+  it('a file holding an earlier version of the path is the mirror’s (a lost state, a crash before the state was saved): replaced, not kept aside', async () => {
+    const t = await setup();
+    t.world.commit('old.txt', 1, 'version one');
+    t.world.commit('old.txt', 2, 'version two');
+    // The folder holds version 1, its state knows nothing of it (state folder lost; agent far behind).
+    await writeFile(join(t.dir, 'old.txt'), 'version one');
+    const outcome = await t.apply(t.world.commit('old.txt', 3, 'version three'));
+    expect(outcome).toMatchObject({ kind: 'applied', adopted: false });
+    expect(outcome).not.toHaveProperty('keptAside');
+    expect(await t.listing()).toEqual(['old.txt']);
+    expect(await t.read('old.txt')).toBe('version three');
+  });
+
   it('an empty folder where a file goes (left by anyone) gives way; one holding files is a conflict', async () => {
     const t = await setup();
     await mkdir(join(t.dir, 'empty', 'nested'), { recursive: true });
