@@ -260,11 +260,13 @@ export const API_WRITE_KEYS: readonly string[] = [...CONTENT_WRITE_KEYS, `${PK.i
 /** The multipart completion ends uploads: their rows and their blobs' pending pointers. */
 export const COMPLETION_WRITE_KEYS: readonly string[] = [`${PK.upload}*`, `${PK.blob}*`];
 /**
- * Reconcile forgets a target's row for a file the target lost, saves its checkpoint, and ends
- * expired uploads (their rows and pending pointers).
+ * Reconcile forgets a target's row for a file the target lost and moves that target's lag
+ * watermark back below it, saves its checkpoint, and ends expired uploads (their rows and pending
+ * pointers).
  */
 export const RECONCILE_WRITE_KEYS: readonly string[] = [
   `${PK.targetState}*`,
+  `${PK.lag}*`,
   PK.reconcile,
   `${PK.upload}*`,
   `${PK.blob}*`,

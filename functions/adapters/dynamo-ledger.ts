@@ -1240,20 +1240,59 @@ export class DynamoLedger implements Ledger {
   async getLagRecord(targetId: string): Promise<LagRecord | undefined> {
     const item = await this.get(watermarkItemKey(targetId));
     if (!item) return undefined;
-    return { cursor: item.cursor as number[], figures: item.figures as LagFigures | undefined };
+    return {
+      cursor: item.cursor as number[],
+      figures: item.figures as LagFigures | undefined,
+      rewinds: typeof item.rewinds === 'number' ? item.rewinds : 0,
+    };
   }
 
-  async putLagRecord(targetId: string, record: LagRecord): Promise<void> {
-    await this.db.send(
-      new PutCommand({
-        TableName: this.table,
-        Item: {
-          ...watermarkItemKey(targetId),
-          cursor: [...record.cursor],
-          // Through JSON: the figures' absent (undefined) fields are left out, as DynamoDB wants.
-          ...(record.figures ? { figures: JSON.parse(JSON.stringify(record.figures)) as Item } : {}),
-        },
-      }),
+  async putLagRecord(targetId: string, record: LagRecord): Promise<boolean> {
+    const rewinds = record.rewinds ?? 0;
+    return this.conditional(
+      async () => {
+        await this.db.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: {
+              ...watermarkItemKey(targetId),
+              cursor: [...record.cursor],
+              // Through JSON: the figures' absent (undefined) fields are left out, as DynamoDB wants.
+              ...(record.figures ? { figures: JSON.parse(JSON.stringify(record.figures)) as Item } : {}),
+              ...(rewinds > 0 ? { rewinds } : {}),
+            },
+            // noRewindSince: a rewind made while the run went on is not written over.
+            ConditionExpression: rewinds > 0 ? 'rewinds = :rewinds' : 'attribute_not_exists(rewinds)',
+            ...(rewinds > 0 ? { ExpressionAttributeValues: { ':rewinds': rewinds } } : {}),
+          }),
+        );
+        return true;
+      },
+      () => false,
+    );
+  }
+
+  async rewindWatermark(targetId: string, path: string, version: number): Promise<void> {
+    const entry = await this.get(versionItemKey(path, version));
+    if (typeof entry?.shard !== 'number' || typeof entry.feedSeq !== 'number') return;
+    const below = entry.feedSeq - 1;
+    await this.conditional(
+      async () => {
+        await this.db.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: watermarkItemKey(targetId),
+            // A list element by its index: written into the expression (the shard, a number).
+            UpdateExpression: `SET #cursor[${entry.shard}] = :below ADD rewinds :one`,
+            // watermarkIsPastIt: a watermark at or below the entry (or none yet) reads it anyway.
+            ConditionExpression: `#cursor[${entry.shard}] > :below`,
+            ExpressionAttributeNames: { '#cursor': 'cursor' },
+            ExpressionAttributeValues: { ':below': below, ':one': 1 },
+          }),
+        );
+        return true;
+      },
+      () => false,
     );
   }
 

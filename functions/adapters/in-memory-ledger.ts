@@ -112,6 +112,7 @@ export class InMemoryLedger implements Ledger {
   private readonly targets = new Map<string, TargetItem>();
   private readonly watermarks = new Map<string, number[]>();
   private readonly lagFigures = new Map<string, LagFigures>();
+  private readonly rewinds = new Map<string, number>();
   private readonly copyUploads = new Map<string, CopyUpload>();
   private reconcileCheckpoint: ReconcileCheckpoint | undefined;
   private sweepCheckpoint: string | undefined;
@@ -626,12 +627,23 @@ export class InMemoryLedger implements Ledger {
   async getLagRecord(targetId: string): Promise<LagRecord | undefined> {
     const cursor = this.watermarks.get(targetId);
     if (!cursor) return undefined;
-    return copy({ cursor, figures: this.lagFigures.get(targetId) });
+    return copy({ cursor, figures: this.lagFigures.get(targetId), rewinds: this.rewinds.get(targetId) ?? 0 });
   }
 
-  async putLagRecord(targetId: string, record: LagRecord): Promise<void> {
+  async putLagRecord(targetId: string, record: LagRecord): Promise<boolean> {
+    if ((this.rewinds.get(targetId) ?? 0) !== (record.rewinds ?? 0)) return false;
     this.watermarks.set(targetId, [...record.cursor]);
     if (record.figures) this.lagFigures.set(targetId, copy(record.figures));
+    return true;
+  }
+
+  async rewindWatermark(targetId: string, path: string, version: number): Promise<void> {
+    const entry = [...this.feeds.values()].flat().find((c) => c.path === path && c.version === version);
+    const cursor = this.watermarks.get(targetId);
+    const at = entry === undefined ? undefined : cursor?.[entry.shard];
+    if (entry === undefined || cursor === undefined || at === undefined || at <= entry.seq - 1) return;
+    cursor[entry.shard] = entry.seq - 1;
+    this.rewinds.set(targetId, (this.rewinds.get(targetId) ?? 0) + 1);
   }
 
   async getReconcileCheckpoint(): Promise<ReconcileCheckpoint | undefined> {

@@ -126,11 +126,15 @@ class TargetScan {
   oldest: Change | undefined;
   capped = false;
   calls = 0;
+  /** Reconcile moved the watermark back while this run went on: it saves nothing more. */
+  superseded = false;
 
   constructor(
     readonly run: Run,
     readonly target: LagTarget,
     watermark: number[],
+    /** The rewinds the record counted when this run read it (LagRecord.rewinds). */
+    readonly rewinds: number,
   ) {
     this.watermark = watermark;
     this.shards = watermark.map((after, shard) => ({
@@ -177,7 +181,12 @@ class TargetScan {
 async function measureTargetLag(run: Run, target: LagTarget): Promise<TargetLag> {
   const { ledger } = run.deps;
   const record = await ledger.getLagRecord(target.id);
-  const scan = new TargetScan(run, target, startingWatermark(record?.cursor, run.deps.feedShards));
+  const scan = new TargetScan(
+    run,
+    target,
+    startingWatermark(record?.cursor, run.deps.feedShards),
+    record?.rewinds ?? 0,
+  );
   scan.calls++;
   await walkShards(scan);
   const figures = await save(scan);
@@ -203,7 +212,7 @@ async function walkShards(scan: TargetScan): Promise<void> {
     for (const shard of scan.shards) {
       if (!shard.done && (round === 0 || scan.affords(2))) await readPage(scan, shard);
     }
-    if (scan.shards.every((s) => s.done) || !scan.affords(2)) return;
+    if (scan.shards.every((s) => s.done) || !scan.affords(2) || scan.superseded) return;
     if (scan.watermark.join() !== before) await save(scan);
   }
 }
@@ -213,10 +222,20 @@ function startingWatermark(stored: readonly number[] | undefined, shards: number
   return stored?.length === shards ? [...stored] : [...initialCursor(shards)];
 }
 
+/**
+ * Saves watermark and figures, unless reconcile moved the watermark back since the run read it: the
+ * run's watermark may then be past a change pending again, and the next run reads from the rewound one.
+ */
 async function save(scan: TargetScan): Promise<LagFigures> {
   const figures = scan.figures();
-  await scan.run.deps.ledger.putLagRecord(scan.target.id, { cursor: scan.watermark, figures });
+  if (scan.superseded) return figures;
+  const saved = await scan.run.deps.ledger.putLagRecord(scan.target.id, {
+    cursor: scan.watermark,
+    figures,
+    rewinds: scan.rewinds,
+  });
   scan.calls++;
+  if (!saved) scan.superseded = true;
   return figures;
 }
 

@@ -329,8 +329,18 @@ export interface TargetLedger {
   appliedVersions(targetId: string, paths: readonly string[]): Promise<Map<string, number>>;
   /** The lag monitor's record of a target: its watermark and the figures of its latest run. */
   getLagRecord(targetId: string): Promise<LagRecord | undefined>;
-  /** Stores watermark and figures in one write (a run saves as it goes, not only at its end). */
-  putLagRecord(targetId: string, record: LagRecord): Promise<void>;
+  /**
+   * Stores watermark and figures in one write (a run saves as it goes, not only at its end), if the
+   * record's rewinds are still `record.rewinds` (0: none); false, writing nothing, when reconcile
+   * moved the watermark back since the run read it.
+   */
+  putLagRecord(targetId: string, record: LagRecord): Promise<boolean>;
+  /**
+   * Moves the target's watermark back below the feed entry of `path`'s `version`, never forward,
+   * and counts the rewind: the lag monitor reads that change again. Reconcile forgot the target's
+   * row for it (the replica's object was missing or altered), so the change is pending again.
+   */
+  rewindWatermark(targetId: string, path: string, version: number): Promise<void>;
   /** The multipart copy left open at the target for a path, if any (see CopyUpload). */
   getCopyUpload(targetId: string, path: string): Promise<CopyUpload | undefined>;
   /** Records the open multipart copy of a path, replacing any record before it. */
@@ -387,6 +397,11 @@ export interface LagFigures {
 export interface LagRecord {
   readonly cursor: readonly number[];
   readonly figures?: LagFigures | undefined;
+  /**
+   * How many times reconcile moved the watermark back (rewindWatermark): a monitor run saves only
+   * over the count it read, so a rewind made while it ran is never written over.
+   */
+  readonly rewinds?: number | undefined;
 }
 
 /** Where reconciliation's walk over the heads stands, so that the next run goes on from there. */

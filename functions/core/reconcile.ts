@@ -157,8 +157,12 @@ async function reconcileHead(pass: ReconcilePass, head: FileVersion, confirmed =
   }
   for (const { target, drift } of drifts) {
     countDrift(pass.report[target.id] as TargetReconcile, drift);
-    // The row says applied; the object says otherwise: forget the row so the resend is applied.
-    if (drift !== 'behind' && !options.dryRun) await deps.ledger.forgetTargetState(head.path, target.id);
+    // The row says applied; the object says otherwise: forget the row so the resend is applied, and
+    // move the target's lag watermark back below the change, which is pending again (probe 12, O1).
+    if (drift !== 'behind' && !options.dryRun) {
+      await deps.ledger.forgetTargetState(head.path, target.id);
+      await deps.ledger.rewindWatermark(target.id, head.path, head.version);
+    }
   }
   if (!options.dryRun)
     await fanOut({ fanout: deps.fanout, targets: drifts.map((d) => d.target) }, head, {

@@ -135,8 +135,9 @@ const EXPECTED: Record<string, string[]> = {
   reconcile: [
     ...LOGS,
     ...ledger('GetItem', 'Query', 'Scan'),
-    // Forgets a target's row for a file it lost, saves its checkpoint, ends expired uploads.
-    ...ledgerWrites('T#*,RECONCILE,U#*,B#*', 'DeleteItem', 'UpdateItem'),
+    // Forgets a target's row for a file it lost (and moves the target's lag watermark back below
+    // it), saves its checkpoint, ends expired uploads.
+    ...ledgerWrites('T#*,LAG#*,RECONCILE,U#*,B#*', 'DeleteItem', 'UpdateItem'),
     'dynamodb:Query ledger/index/pending-uploads',
     ...FAN_OUT,
     ...REPLICA_OBJECTS.map((r) => `s3:GetObject replica:${r}`),

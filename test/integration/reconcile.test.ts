@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReplicationMessage } from '../../contracts/replication-message.ts';
 import { SqsFanout } from '../../functions/adapters/sqs-fanout.js';
 import { commitVersion } from '../../functions/core/commit.js';
+import { measureLag } from '../../functions/core/lag.js';
 import { reconcileTargets } from '../../functions/core/reconcile.js';
 import { replicateVersion } from '../../functions/core/replicate.js';
 import { makeWorld, sha256Hex } from '../support/domain.js';
@@ -182,6 +183,68 @@ describe('reconcile (resume after lost queue state)', () => {
     const filled = await reconcileTargets(withLate, { targetIds: ['late'], checkObjects: false });
     expect(filled.targets.late?.resent).toBe(3);
     expect((await receivedBodies(late.queueUrl)).map((b) => b.path).sort()).toEqual([...paths].sort());
+  });
+
+  it('a file reconcile finds gone at a replica counts in the lag again until it is back (probe 12, O1)', async () => {
+    const world = await makeWorld(emulators);
+    const alpha = world.targets[0] as { id: string; queueUrl: string; bucket: string };
+    const replicateAll = async () => {
+      for (const body of await receivedBodies(alpha.queueUrl)) {
+        await replicateVersion(
+          {
+            target: world.targets[0] as (typeof world.targets)[number],
+            ledger: world.ledger,
+            replica: world.replica('alpha'),
+            clock: world.deps.clock,
+            metrics: world.deps.metrics,
+          },
+          body,
+        );
+      }
+    };
+    const paths = ['public/lag-1.txt', 'public/lag-2.txt', 'public/lag-3.txt'];
+    for (const path of paths) {
+      const bytes = Buffer.from(`content of ${path}`);
+      const sha256 = sha256Hex(bytes);
+      const stored = await emulators.s3.send(
+        new PutObjectCommand({ Bucket: world.originBucket, Key: `blobs/${sha256}`, Body: bytes }),
+      );
+      await world.ledger.putBlob({
+        sha256,
+        size: bytes.length,
+        verifiedAt: new Date().toISOString(),
+        etag: stored.ETag,
+        versionId: stored.VersionId,
+      });
+      await commitVersion(world.deps, {
+        uploadId: randomUUID(),
+        path,
+        sha256,
+        size: bytes.length,
+        contentType: 'text/plain',
+        deleted: false,
+      });
+    }
+    for (const target of world.targets.slice(1)) await receivedBodies(target.queueUrl);
+    await replicateAll();
+    const alphaLag = async () =>
+      (await measureLag({ ...world.deps, targets: [world.targets[0] as (typeof world.targets)[number]] }))[0];
+    // Every change applied: the watermark moves past all three.
+    expect(await alphaLag()).toMatchObject({ pending: 0, caughtUp: true });
+
+    // Lost behind the system's back; reconcile finds it and re-sends it, not yet applied.
+    await emulators.s3.send(new DeleteObjectCommand({ Bucket: alpha.bucket, Key: 'public/lag-2.txt' }));
+    expect((await reconcileTargets(world.deps, { targetIds: ['alpha'] })).targets.alpha).toMatchObject({
+      missing: 1,
+      resent: 1,
+    });
+    expect(await alphaLag()).toMatchObject({
+      pending: 1,
+      oldestPending: { path: 'public/lag-2.txt', version: 1 },
+    });
+    // Applied again: nothing pending.
+    await replicateAll();
+    expect(await alphaLag()).toMatchObject({ pending: 0, caughtUp: true });
   });
 
   it('fills a target added after 100 files were committed', async () => {

@@ -1019,13 +1019,39 @@ export function ledgerContract(
         measuredAt: at(40),
         oldestPending: { path: 'a.png', version: 2, committedAt: at(2) },
       };
-      await ledger.putLagRecord('alpha', { cursor: [2, 0], figures });
+      expect(await ledger.putLagRecord('alpha', { cursor: [2, 0], figures })).toBe(true);
       await ledger.setWatermark('alpha', [3, 1]);
-      expect(await ledger.getLagRecord('alpha')).toEqual({ cursor: [3, 1], figures });
+      expect(await ledger.getLagRecord('alpha')).toEqual({ cursor: [3, 1], figures, rewinds: 0 });
       expect(await ledger.getWatermark('alpha')).toEqual([3, 1]);
       const { oldestPending: _, ...without } = figures;
       await ledger.putLagRecord('alpha', { cursor: [4, 1], figures: without });
-      expect(await ledger.getLagRecord('alpha')).toEqual({ cursor: [4, 1], figures: without });
+      expect(await ledger.getLagRecord('alpha')).toEqual({ cursor: [4, 1], figures: without, rewinds: 0 });
+      expect(await ledger.getLagRecord('beta')).toBeUndefined();
+    });
+
+    it('rewindWatermark moves a target’s watermark back below a change, never forward; a save that did not see it is refused', async () => {
+      const { ledger } = await makeLedger();
+      await commitNext(ledger, 'r/a.png', { shard: 1 });
+      const second = await commitNext(ledger, 'r/b.png', { shard: 1 });
+      await commitNext(ledger, 'r/c.png', { shard: 1 });
+      // No record yet: nothing to move (the monitor's first run reads the feed from its start).
+      await ledger.rewindWatermark('alpha', 'r/b.png', 1);
+      expect(await ledger.getLagRecord('alpha')).toBeUndefined();
+      expect(await ledger.putLagRecord('alpha', { cursor: [0, 3], rewinds: 0 })).toBe(true);
+      await ledger.rewindWatermark('alpha', 'r/b.png', 1);
+      expect(await ledger.getLagRecord('alpha')).toMatchObject({
+        cursor: [0, second.change.seq - 1],
+        rewinds: 1,
+      });
+      // Never forward, and another target's watermark is not touched.
+      await ledger.rewindWatermark('alpha', 'r/c.png', 1);
+      expect(await ledger.getLagRecord('alpha')).toMatchObject({ cursor: [0, 1], rewinds: 1 });
+      // A run that read the record before the rewind saves nothing over it...
+      expect(await ledger.putLagRecord('alpha', { cursor: [0, 3], rewinds: 0 })).toBe(false);
+      expect(await ledger.getLagRecord('alpha')).toMatchObject({ cursor: [0, 1], rewinds: 1 });
+      // ...a run that read it after does.
+      expect(await ledger.putLagRecord('alpha', { cursor: [0, 3], rewinds: 1 })).toBe(true);
+      expect(await ledger.getLagRecord('alpha')).toMatchObject({ cursor: [0, 3], rewinds: 1 });
       expect(await ledger.getLagRecord('beta')).toBeUndefined();
     });
 
