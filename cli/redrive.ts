@@ -52,6 +52,11 @@ export interface RedriveResult {
   readonly dryRun: boolean;
   /** Messages in the DLQ before anything was done (ApproximateNumberOfMessages). */
   readonly waiting: number;
+  /**
+   * Messages of the DLQ someone was reading then (ApproximateNumberOfMessagesNotVisible): parked
+   * too, and visible again when their visibility timeout ends.
+   */
+  readonly inFlight: number;
   readonly moved: number;
   readonly failed: number;
   /** Messages still in the DLQ afterwards (local), or left to move (aws, while running). */
@@ -64,11 +69,20 @@ export interface RedriveResult {
 const queueName = (urlOrArn: string) => urlOrArn.split(/[/:]/).pop() ?? urlOrArn;
 const isFifo = (url: string) => url.endsWith('.fifo');
 
-async function approximateMessages(sqs: Sqs, queueUrl: string): Promise<number> {
+async function approximateMessages(
+  sqs: Sqs,
+  queueUrl: string,
+): Promise<{ waiting: number; inFlight: number }> {
   const out = await sqs.send(
-    new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }),
+    new GetQueueAttributesCommand({
+      QueueUrl: queueUrl,
+      AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+    }),
   );
-  return Number(out.Attributes?.ApproximateNumberOfMessages ?? 0);
+  return {
+    waiting: Number(out.Attributes?.ApproximateNumberOfMessages ?? 0),
+    inFlight: Number(out.Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0),
+  };
 }
 
 /** The DLQ of a queue, from its redrive policy. */
@@ -313,21 +327,31 @@ export async function runRedrive(ctx: OpsContext, sqs: Sqs, options: RedriveOpti
   let dlqUrl = queues.dlqUrl;
   let dlqArn: string | undefined;
   if (!dlqUrl) ({ url: dlqUrl, arn: dlqArn } = await findDlq(sqs, queueUrl));
-  const waiting = await approximateMessages(sqs, dlqUrl);
-  const base = { queueOf, queue: queueUrl, dlq: dlqUrl, dryRun: options.dryRun, waiting };
+  const { waiting, inFlight } = await approximateMessages(sqs, dlqUrl);
+  const base = { queueOf, queue: queueUrl, dlq: dlqUrl, dryRun: options.dryRun, waiting, inFlight };
   const emulated = ctx.sqsEndpoint !== undefined;
 
-  if (options.dryRun || waiting === 0) {
-    return { ...base, method: emulated ? 'local' : 'aws', moved: 0, failed: 0, left: waiting, errors: [] };
+  // By hand, a message someone is reading is received once its visibility ends (the emulator makes
+  // it visible again only at a receive): tried too. A move task moves what is visible.
+  if (options.dryRun || waiting + (emulated ? inFlight : 0) === 0) {
+    return {
+      ...base,
+      method: emulated ? 'local' : 'aws',
+      moved: 0,
+      failed: 0,
+      left: waiting + inFlight,
+      errors: [],
+    };
   }
   if (emulated) {
     const moved = await moveMessages(sqs, { dlqUrl, queueUrl });
+    const after = await approximateMessages(sqs, dlqUrl);
     return {
       ...base,
       method: 'local',
       moved: moved.moved,
       failed: moved.failed,
-      left: await approximateMessages(sqs, dlqUrl),
+      left: after.waiting + after.inFlight,
       errors: moved.errors,
     };
   }
@@ -347,29 +371,35 @@ export async function runRedrive(ctx: OpsContext, sqs: Sqs, options: RedriveOpti
 }
 
 export function formatRedriveResult(r: RedriveResult): string {
-  const from = queueName(r.dlq);
-  const to = queueName(r.queue);
-  const lines: string[] = [];
-  if (r.dryRun) {
-    lines.push(`dry run: would move ${r.waiting} message(s) from ${from} back to ${to} (nothing moved)`);
-  } else if (r.waiting === 0) {
-    lines.push(`nothing to redrive: ${from} is empty`);
-  } else if (r.method === 'local') {
-    lines.push(
-      `moved ${r.moved} message(s) from ${from} back to ${to}; ${r.failed} failed; ${r.left ?? '?'} left in the DLQ`,
-    );
-  } else {
-    lines.push(
-      `started message move task from ${from} back to ${to}: ~${r.waiting} message(s)`,
-      `task     ${r.taskHandle ?? '?'}`,
-      `status   ${r.taskStatus ?? '?'}: ${r.moved} moved${r.left === undefined ? '' : `, ${r.left} to go`}${r.failed > 0 ? `, ${r.failed} failed` : ''}`,
-    );
-    if (r.taskStatus === 'RUNNING') {
-      lines.push('follow it with --wait, or: aws sqs list-message-move-tasks --source-arn <dlq arn>');
-    }
-  }
+  const lines = [...summaryLines(r, queueName(r.dlq), queueName(r.queue))];
   for (const e of r.errors) lines.push(`  ${terminalText(e)}`);
   return lines.join('\n');
+}
+
+function summaryLines(r: RedriveResult, from: string, to: string): string[] {
+  const reading =
+    r.inFlight > 0 ? `; ${r.inFlight} more being read (in flight), moved once visible again` : '';
+  if (r.dryRun)
+    return [
+      `dry run: would move ${r.waiting} message(s) from ${from} back to ${to} (nothing moved)${reading}`,
+    ];
+  if (r.waiting + r.inFlight === 0) return [`nothing to redrive: ${from} is empty`];
+  if (r.waiting === 0 && r.method === 'aws')
+    return [
+      `nothing to redrive now: the ${r.inFlight} message(s) of ${from} are being read (in flight); run again once they are visible`,
+    ];
+  if (r.method === 'local')
+    return [
+      `moved ${r.moved} message(s) from ${from} back to ${to}; ${r.failed} failed; ${r.left ?? '?'} left in the DLQ`,
+    ];
+  return [
+    `started message move task from ${from} back to ${to}: ~${r.waiting} message(s)`,
+    `task     ${r.taskHandle ?? '?'}`,
+    `status   ${r.taskStatus ?? '?'}: ${r.moved} moved${r.left === undefined ? '' : `, ${r.left} to go`}${r.failed > 0 ? `, ${r.failed} failed` : ''}`,
+    ...(r.taskStatus === 'RUNNING'
+      ? ['follow it with --wait, or: aws sqs list-message-move-tasks --source-arn <dlq arn>']
+      : []),
+  ];
 }
 
 /** Exit status: a redrive that left failures behind is a failure. */

@@ -116,7 +116,7 @@ export interface LocalMetricsOptions {
    * monitor's gauges at NOT_MEASURED (the heartbeat age for pull targets only).
    */
   readonly targets: readonly { readonly id: string; readonly kind: 's3' | 'pull' }[];
-  /** Messages waiting in a queue (ApproximateNumberOfMessages), read at scrape time. */
+  /** Messages in a queue, waiting or being read, read at scrape time. */
   readonly queueDepth?: (url: string) => Promise<number>;
   readonly dlqs?: readonly DlqRef[];
   /** A DLQ that could not be read. */
@@ -221,7 +221,7 @@ export class LocalMetrics {
     const depth = options.queueDepth;
     new Gauge({
       name: 'mirror_dlq_messages',
-      help: 'Messages in a dead-letter queue (SQS ApproximateNumberOfMessages, read at scrape time).',
+      help: 'Messages in a dead-letter queue, waiting or being read (SQS ApproximateNumberOfMessages + ApproximateNumberOfMessagesNotVisible, read at scrape time).',
       labelNames: ['queue', 'target'],
       registers,
       async collect() {

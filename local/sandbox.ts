@@ -455,11 +455,18 @@ function createMetrics(settings: Settings, resources: Resources, clients: Client
       { queue: resources.completion.dlq.name, url: resources.completion.dlq.url },
       ...resources.targets.map((t) => ({ queue: t.dlq.name, url: t.dlq.url, target: t.id })),
     ],
+    // Waiting or being read: a message someone received (an operator's look, an interrupted
+    // redrive) is still parked, and fauxqs makes it visible again only at its queue's next receive.
     queueDepth: async (url) => {
       const out = await clients.sqs.send(
-        new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['ApproximateNumberOfMessages'] }),
+        new GetQueueAttributesCommand({
+          QueueUrl: url,
+          AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
+        }),
       );
-      return Number(out.Attributes?.ApproximateNumberOfMessages ?? 0);
+      const { ApproximateNumberOfMessages: waiting, ApproximateNumberOfMessagesNotVisible: read } =
+        out.Attributes ?? {};
+      return Number(waiting ?? 0) + Number(read ?? 0);
     },
     onError: settings.report,
   });

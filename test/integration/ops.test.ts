@@ -20,6 +20,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
+import { GetQueueUrlCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSample } from '../../cli/prom-text.ts';
 import { parseTopology } from '../../contracts/topology.ts';
@@ -258,6 +259,26 @@ describe('operations through the local stack', () => {
     );
     expect(dry.stderr).toBe('');
     expect(dry.stdout).toMatch(/^dry run: would move 1 message\(s\) from mirror-target-ap-south-1-dlq\.fifo/);
+    expect(await metric('mirror_dlq_messages', dlq)).toBe(1);
+
+    // An operator looks at the parked message (as `aws sqs receive-message` does) and leaves it:
+    // it is still counted, and still redriven (probe 12, O2).
+    const e = sandbox.endpoints;
+    const sqs = new SQSClient({
+      region: e.s3.region,
+      endpoint: e.sqs.endpoint,
+      credentials: { ...e.s3.credentials },
+    });
+    try {
+      const { QueueUrl } = await sqs.send(new GetQueueUrlCommand({ QueueName: dlq.queue }));
+      const peeked = await sqs.send(
+        new ReceiveMessageCommand({ QueueUrl, VisibilityTimeout: 1, MaxNumberOfMessages: 1 }),
+      );
+      expect(peeked.Messages).toHaveLength(1);
+    } finally {
+      sqs.destroy();
+    }
+    await new Promise((r) => setTimeout(r, 2_000));
     expect(await metric('mirror_dlq_messages', dlq)).toBe(1);
 
     // The fix: the bucket is back. Then one command sends the parked message back.
