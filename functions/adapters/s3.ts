@@ -81,15 +81,14 @@ const UPLOAD_HEADER = `x-amz-meta-${META_UPLOAD}`;
 
 /**
  * Headers a PUT may send unsigned (S3 demands a signature for x-amz-* ones only) that S3 stores and
- * then answers every GET with: bytes stored gzip-encoded reach a browser decoded, as other bytes
- * than the verified ones (docs/design-notes.md, "Verification").
+ * then answers every GET with, and that change what a reader gets: bytes stored gzip-encoded reach
+ * a browser decoded, as other bytes than the verified ones; a stored disposition names another file
+ * (docs/design-notes.md, "Verification"). Not `cache-control`: a browser adds `no-cache` itself to
+ * a fetch made with `cache: 'no-store'` (or with its developer tools' cache off), and it changes no byte.
  */
 const UNSIGNED_RESPONSE_HEADERS = [
   ['content-encoding', 'ContentEncoding'],
   ['content-disposition', 'ContentDisposition'],
-  ['content-language', 'ContentLanguage'],
-  ['cache-control', 'CacheControl'],
-  ['expires', 'ExpiresString'],
 ] as const satisfies readonly (readonly [string, keyof HeadObjectCommandOutput])[];
 
 export class S3BlobStore implements BlobStore {

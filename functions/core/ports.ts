@@ -471,8 +471,8 @@ export interface BlobStore {
         /** The upload whose presigned URL (or multipart upload) stored these bytes, if it says. */
         uploadId?: string | undefined;
         /**
-         * Response headers stored with the object that no upload URL signs (`content-encoding`,
-         * `content-disposition`, ...): storage serves them with every read of the bytes.
+         * Response headers stored with the object that no upload URL signs and that change what a
+         * reader gets (`content-encoding`, `content-disposition`): storage serves them with every read.
          */
         unsignedHeaders?: readonly string[] | undefined;
       }
