@@ -319,6 +319,33 @@ describe('the upload page', () => {
     consoleErrors.length = 0;
   });
 
+  it('a target that does not hold the files yet holds up no upload: every file commits, each waits for the targets on its own (probe 13, W1)', async () => {
+    const names = ['w1-a.bin', 'w1-b.bin', 'w1-c.bin', 'w1-d.bin', 'w1-e.bin'];
+    const paths = await Promise.all(names.map((n, i) => randomFile(join(stack.tmp, n), 20_000, 20 + i)));
+    // One target never comes to hold them while this route stands (an agent stopped, a slow region).
+    const status = /\/v1\/files\/[^/?]+$/;
+    await page.route(status, async (route) => {
+      if (route.request().method() !== 'GET') return route.continue();
+      const response = await route.fetch();
+      const body = (await response.json()) as { targets?: { appliedVersion: number; status: string }[] };
+      const targets = (body.targets ?? []).map((t, i) =>
+        i === 0 ? { ...t, appliedVersion: 0, status: 'pending' } : t,
+      );
+      await route.fulfill({ response, json: { ...body, targets } });
+    });
+    try {
+      await pick(page, 'slow-target', ...paths);
+      for (const name of names)
+        expect(await settled(page, `slow-target/${name}`, ['committed'], 60_000)).toBe('committed');
+      for (const name of names)
+        expect(await page.getAttribute(item(`slow-target/${name}`), 'data-all-hold'), name).toBeNull();
+    } finally {
+      await page.unroute(status);
+    }
+    // The target comes to hold them: each file says so.
+    for (const name of names) await allTargetsHold(page, `slow-target/${name}`);
+  });
+
   it('recent files: a cursor the feed no longer takes (a ledger restored from a backup) is dropped, and the next refresh reads the feed afresh', async () => {
     await page.click('#recent-refresh');
     await page.waitForSelector('#recent tr[data-path="e2e/big.bin"]', { timeout: 15_000 });

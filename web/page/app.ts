@@ -336,7 +336,11 @@ class UploadItem {
           : '';
       this.phase.textContent = `Committed as version ${result.version}.${resumed}${this.rates()}`;
     }
-    if (result.version !== undefined) await this.watchTargets(result.version);
+    // Its slot goes to the next file now: replication is followed apart (targetWatch).
+    if (result.version !== undefined) {
+      this.targetsTable.hidden = false;
+      targetWatch.add(this, result.version);
+    }
   }
 
   private fail(error: unknown): void {
@@ -352,24 +356,17 @@ class UploadItem {
     this.error.hidden = false;
   }
 
-  /** Polls the file until every target holds `version` (or a newer one). */
-  private async watchTargets(version: number): Promise<void> {
-    this.targetsTable.hidden = false;
-    const started = Date.now();
-    for (;;) {
-      try {
-        const file = await client().getFile(this.path);
-        const all = this.renderTargets(file.targets, version);
-        if (all) {
-          this.li.dataset.allHold = 'true';
-          this.phase.textContent = `${this.phase.textContent ?? ''} Every target holds it.`;
-          return;
-        }
-      } catch (error) {
-        this.showError(`Cannot read the targets' state: ${describeError(error)}`);
-      }
-      // Every second for a minute, then every 5 s: a slow target is still shown live.
-      await sleep(Date.now() - started < 60_000 ? 1000 : 5000);
+  /** Reads the file's targets once and shows them; true once every target holds `version` (or a newer one). */
+  async checkTargets(version: number): Promise<boolean> {
+    try {
+      const file = await client().getFile(this.path);
+      if (!this.renderTargets(file.targets, version)) return false;
+      this.li.dataset.allHold = 'true';
+      this.phase.textContent = `${this.phase.textContent ?? ''} Every target holds it.`;
+      return true;
+    } catch (error) {
+      this.showError(`Cannot read the targets' state: ${describeError(error)}`);
+      return false;
     }
   }
 
@@ -402,6 +399,52 @@ function badge(t: TargetState, held: boolean): HTMLSpanElement {
     text: t.status === 'pending' ? 'pending' : `${t.status} (older)`,
   });
 }
+
+// ---- following committed files until every target holds them ----
+
+/**
+ * Every committed file whose targets do not all hold it yet, read by one loop a few at a time:
+ * an upload frees its slot at its commit, so a slow or stopped target holds up no other upload,
+ * and a page of many files does not poll the API once a second each.
+ */
+class TargetWatch {
+  private readonly watching = new Map<UploadItem, { version: number; since: number; next: number }>();
+  private looping = false;
+
+  add(item: UploadItem, version: number): void {
+    const now = Date.now();
+    this.watching.set(item, { version, since: now, next: now });
+    if (!this.looping) void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    this.looping = true;
+    try {
+      while (this.watching.size > 0) {
+        const now = Date.now();
+        const due = [...this.watching.entries()]
+          .filter(([, w]) => w.next <= now)
+          .sort(([, a], [, b]) => a.next - b.next)
+          .slice(0, WATCH_READS_AT_ONCE);
+        await Promise.all(
+          due.map(async ([item, w]) => {
+            if (await item.checkTargets(w.version)) this.watching.delete(item);
+            // Every second for a minute, then every 5 s: a slow target is still shown live.
+            else w.next = Date.now() + (Date.now() - w.since < 60_000 ? 1000 : 5000);
+          }),
+        );
+        await sleep(WATCH_TICK_MS);
+      }
+    } finally {
+      this.looping = false;
+    }
+  }
+}
+
+/** Status reads in flight at once, and the loop's pause between rounds. */
+const WATCH_READS_AT_ONCE = 4;
+const WATCH_TICK_MS = 250;
+const targetWatch = new TargetWatch();
 
 // ---- the queue of files ----
 
