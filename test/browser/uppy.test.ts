@@ -102,9 +102,9 @@ describe('the Uppy plugin in Chromium (Uppy 6)', () => {
     await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
 
     const first = await uploadInPage(page, 'uppy6/', files.small, files.large);
-    expect(first.map((f) => [f.name, f.complete, f.error])).toEqual([
-      ['small.bin', true, null],
-      ['large.bin', true, null],
+    expect(first.map((f) => [f.name, f.complete, f.processing, f.error])).toEqual([
+      ['small.bin', true, false, null],
+      ['large.bin', true, false, null],
     ]);
     expect(byName(first, 'small.bin')?.body).toMatchObject({ status: 'committed', deduplicated: false });
     expect(byName(first, 'large.bin')?.body).toMatchObject({ status: 'committed', partsSent: 3 });
@@ -119,6 +119,8 @@ describe('the Uppy plugin in Chromium (Uppy 6)', () => {
       {
         name: 'copy-of-small.bin',
         complete: true,
+        // Hashing is over: Uppy's Dashboard shows it done, not "processing" forever (probe 13, W2).
+        processing: false,
         error: null,
         body: expect.objectContaining({ status: 'committed', deduplicated: true, version: 1 }),
       },
@@ -195,6 +197,36 @@ describe('the Uppy plugin dropped into Uppy 5 and Uppy 6 (Node)', () => {
         expect(((await res.json()) as { versions: unknown[] }).versions).toHaveLength(1);
         await allTargetsHold(`node${major}/${name}`);
       }
+    });
+  }
+
+  for (const [major, createUppy] of versions) {
+    it(`Uppy ${major}: a file renamed in Uppy (meta.name, what the Dashboard edits) is stored under its new name (probe 13, W4)`, async () => {
+      const uppy = createUppy(`rename-${major}`);
+      uppy.use(MediaMirror, {
+        api: stack.api,
+        token: stack.token,
+        prefix: `renamed${major}/`,
+        workerUrl: null,
+      });
+      const bytes = await readFile(files.small);
+      const id = uppy.addFile({
+        name: 'Invoice #12.bin',
+        type: 'application/octet-stream',
+        data: new Blob([bytes, `rename ${major}`]),
+      });
+      // The name the API refuses, renamed as its message says.
+      uppy.setFileMeta(id, { name: 'Invoice 12.bin' });
+      const result = await uppy.upload();
+      expect(result?.failed).toEqual([]);
+      expect(uppy.getFile(id)?.response?.body).toMatchObject({ status: 'committed', version: 1 });
+      const stored = await fetch(
+        `${stack.api}/v1/files/${encodeURIComponent(`renamed${major}/Invoice 12.bin`)}`,
+        {
+          headers: { authorization: `Bearer ${stack.token}` },
+        },
+      );
+      expect(stored.status).toBe(200);
     });
   }
 

@@ -65,8 +65,16 @@ export type MediaMirrorBody = UploadResult & Body;
 const IDEMPOTENCY_META = 'mediaMirrorIdempotencyKey';
 
 function defaultPath(file: UppyFile<Meta, Body>, prefix: string): string {
-  const relative = (file.meta as { relativePath?: unknown }).relativePath;
-  const name = typeof relative === 'string' && relative !== '' ? relative : (file.name ?? file.id);
+  const { relativePath: relative, name: named } = file.meta as { relativePath?: unknown; name?: unknown };
+  // meta.name: the name the user sees and may edit (the Dashboard's file card); Uppy's own
+  // uploaders send it too. file.name stays what the file was called when it was added.
+  const renamed = typeof named === 'string' && named !== '' && named !== file.name ? named : undefined;
+  const name =
+    typeof relative === 'string' && relative !== ''
+      ? renamed === undefined
+        ? relative
+        : relative.replace(/[^/]*$/, renamed)
+      : (renamed ?? file.name ?? file.id);
   return `${prefix}${name.replace(/^\/+/, '')}`;
 }
 
@@ -217,8 +225,10 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
       this.uppy.emit('preprocess-progress', file, { mode: 'determinate', message: 'Hashing', value });
       return;
     }
-    if (progress.phase !== 'uploading') return;
+    // Hashing is over whatever comes next, bytes to send or none (content the mirror holds): left
+    // open, the Dashboard would show the file processing for good.
     if (file.progress.preprocess !== undefined) this.uppy.emit('preprocess-complete', file);
+    if (progress.phase !== 'uploading') return;
     this.uppy.emit('upload-progress', this.uppy.getFile(fileID), {
       uploadStarted: file.progress.uploadStarted ?? Date.now(),
       bytesUploaded: progress.bytesDone,
