@@ -50,6 +50,51 @@ async function received(queueUrl: string): Promise<string[]> {
   }
 }
 
+type World = Awaited<ReturnType<typeof makeWorld>>;
+
+/** Applies what the target's queue holds, as its replicate function would. */
+async function replicateAll(world: World, targetId: string, queueUrl: string): Promise<void> {
+  for (const body of await receivedBodies(queueUrl)) {
+    await replicateVersion(
+      {
+        target: world.targets.find((t) => t.id === targetId) as World['targets'][number],
+        ledger: world.ledger,
+        replica: world.replica(targetId),
+        clock: world.deps.clock,
+        metrics: world.deps.metrics,
+      },
+      body,
+    );
+  }
+}
+
+/** Stores `content of <path>` as a verified blob (what the ingest records) and commits it at each path. */
+async function commitStored(world: World, paths: readonly string[]): Promise<void> {
+  for (const path of paths) {
+    const bytes = Buffer.from(`content of ${path}`);
+    const sha256 = sha256Hex(bytes);
+    const stored = await emulators.s3.send(
+      new PutObjectCommand({ Bucket: world.originBucket, Key: `blobs/${sha256}`, Body: bytes }),
+    );
+    // What the ingest records once it has verified the bytes: replicate copies that blob.
+    await world.ledger.putBlob({
+      sha256,
+      size: bytes.length,
+      verifiedAt: new Date().toISOString(),
+      etag: stored.ETag,
+      versionId: stored.VersionId,
+    });
+    await commitVersion(world.deps, {
+      uploadId: randomUUID(),
+      path,
+      sha256,
+      size: bytes.length,
+      contentType: 'text/plain',
+      deleted: false,
+    });
+  }
+}
+
 describe('reconcile (resume after lost queue state)', () => {
   it('re-sends only what each target has not applied; dry-run sends nothing', async () => {
     const world = await makeWorld(emulators);
@@ -106,45 +151,9 @@ describe('reconcile (resume after lost queue state)', () => {
   it('finds and repairs replica objects deleted or altered behind its back, and fills a target added later', async () => {
     const world = await makeWorld(emulators);
     const alpha = world.targets[0] as { id: string; queueUrl: string; bucket: string };
-    const replicateAll = async (targetId: string, queueUrl: string) => {
-      for (const body of await receivedBodies(queueUrl)) {
-        await replicateVersion(
-          {
-            target: world.targets.find((t) => t.id === targetId) as (typeof world.targets)[number],
-            ledger: world.ledger,
-            replica: world.replica(targetId),
-            clock: world.deps.clock,
-            metrics: world.deps.metrics,
-          },
-          body,
-        );
-      }
-    };
     const paths = ['public/keep.txt', 'public/deleted.txt', 'public/altered.txt'];
-    for (const path of paths) {
-      const bytes = Buffer.from(`content of ${path}`);
-      const { sha256 } = { sha256: sha256Hex(bytes) };
-      const stored = await emulators.s3.send(
-        new PutObjectCommand({ Bucket: world.originBucket, Key: `blobs/${sha256}`, Body: bytes }),
-      );
-      // What the ingest records once it has verified the bytes: replicate copies that blob.
-      await world.ledger.putBlob({
-        sha256,
-        size: bytes.length,
-        verifiedAt: new Date().toISOString(),
-        etag: stored.ETag,
-        versionId: stored.VersionId,
-      });
-      await commitVersion(world.deps, {
-        uploadId: randomUUID(),
-        path,
-        sha256,
-        size: bytes.length,
-        contentType: 'text/plain',
-        deleted: false,
-      });
-    }
-    await replicateAll('alpha', alpha.queueUrl);
+    await commitStored(world, paths);
+    await replicateAll(world, 'alpha', alpha.queueUrl);
     // Behind the system's back: one object deleted, one overwritten.
     await emulators.s3.send(new DeleteObjectCommand({ Bucket: alpha.bucket, Key: 'public/deleted.txt' }));
     await emulators.s3.send(
@@ -157,7 +166,7 @@ describe('reconcile (resume after lost queue state)', () => {
 
     const repair = await reconcileTargets(world.deps, { targetIds: ['alpha'] });
     expect(repair.targets.alpha).toEqual({ resent: 2, missing: 1, altered: 1 });
-    await replicateAll('alpha', alpha.queueUrl);
+    await replicateAll(world, 'alpha', alpha.queueUrl);
     for (const path of paths) {
       const object = await emulators.s3.send(new GetObjectCommand({ Bucket: alpha.bucket, Key: path }));
       expect(await object.Body?.transformToString()).toBe(`content of ${path}`);
@@ -188,45 +197,9 @@ describe('reconcile (resume after lost queue state)', () => {
   it('a file reconcile finds gone at a replica counts in the lag again until it is back (probe 12, O1)', async () => {
     const world = await makeWorld(emulators);
     const alpha = world.targets[0] as { id: string; queueUrl: string; bucket: string };
-    const replicateAll = async () => {
-      for (const body of await receivedBodies(alpha.queueUrl)) {
-        await replicateVersion(
-          {
-            target: world.targets[0] as (typeof world.targets)[number],
-            ledger: world.ledger,
-            replica: world.replica('alpha'),
-            clock: world.deps.clock,
-            metrics: world.deps.metrics,
-          },
-          body,
-        );
-      }
-    };
-    const paths = ['public/lag-1.txt', 'public/lag-2.txt', 'public/lag-3.txt'];
-    for (const path of paths) {
-      const bytes = Buffer.from(`content of ${path}`);
-      const sha256 = sha256Hex(bytes);
-      const stored = await emulators.s3.send(
-        new PutObjectCommand({ Bucket: world.originBucket, Key: `blobs/${sha256}`, Body: bytes }),
-      );
-      await world.ledger.putBlob({
-        sha256,
-        size: bytes.length,
-        verifiedAt: new Date().toISOString(),
-        etag: stored.ETag,
-        versionId: stored.VersionId,
-      });
-      await commitVersion(world.deps, {
-        uploadId: randomUUID(),
-        path,
-        sha256,
-        size: bytes.length,
-        contentType: 'text/plain',
-        deleted: false,
-      });
-    }
+    await commitStored(world, ['public/lag-1.txt', 'public/lag-2.txt', 'public/lag-3.txt']);
     for (const target of world.targets.slice(1)) await receivedBodies(target.queueUrl);
-    await replicateAll();
+    await replicateAll(world, 'alpha', alpha.queueUrl);
     const alphaLag = async () =>
       (await measureLag({ ...world.deps, targets: [world.targets[0] as (typeof world.targets)[number]] }))[0];
     // Every change applied: the watermark moves past all three.
@@ -243,7 +216,7 @@ describe('reconcile (resume after lost queue state)', () => {
       oldestPending: { path: 'public/lag-2.txt', version: 1 },
     });
     // Applied again: nothing pending.
-    await replicateAll();
+    await replicateAll(world, 'alpha', alpha.queueUrl);
     expect(await alphaLag()).toMatchObject({ pending: 0, caughtUp: true });
   });
 
