@@ -58,7 +58,10 @@ export async function getPathStatus(client: Pick<MirrorApi, 'getFile'>, path: st
   }
 }
 
-export function formatTargetsOverview(overview: TargetsOverview): string {
+/** Lag figures older than this are said to be so: the lag monitor runs every minute or more often. */
+const STALE_FIGURES_MS = 2 * 60_000;
+
+export function formatTargetsOverview(overview: TargetsOverview, now = Date.now()): string {
   const health = overview.health;
   const healthText =
     'error' in health && health.status === 'unavailable'
@@ -74,12 +77,22 @@ export function formatTargetsOverview(overview: TargetsOverview): string {
         overview.targets.map(targetRow),
       ),
     );
-    for (const t of overview.targets) {
-      const o = t.lag.oldestPending;
-      if (o) lines.push(`${t.id}: oldest pending ${o.path} v${o.version}, committed ${o.committedAt}`);
-    }
+    for (const t of overview.targets) lines.push(...targetNotes(t, now));
   }
   return lines.join('\n');
+}
+
+/** Under the table: a target's oldest pending change, and figures too old to go by. */
+function targetNotes(t: Target, now: number): string[] {
+  const notes: string[] = [];
+  const o = t.lag.oldestPending;
+  if (o) notes.push(`${t.id}: oldest pending ${o.path} v${o.version}, committed ${o.committedAt}`);
+  // The figures are the lag monitor's last: a monitor that stopped leaves them as they were.
+  const measured = t.lag.measuredAt === undefined ? Number.NaN : Date.parse(t.lag.measuredAt);
+  if (now - measured > STALE_FIGURES_MS) {
+    notes.push(`${t.id}: lag and backlog measured ${formatAge(now - measured)}: is the lag monitor running?`);
+  }
+  return notes;
 }
 
 /** A pull target's agent: when it last reported and, while something stops it, what (`disk-full`). */

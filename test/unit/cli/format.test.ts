@@ -101,6 +101,25 @@ describe('status formatting', () => {
     expect(formatAge(-1)).toBe('in the future');
   });
 
+  it('says when the lag figures are old: a lag monitor that stopped leaves them as they were (probe 12, O3)', () => {
+    const now = Date.parse('2026-12-01T12:00:00Z');
+    const target = (id: string, measuredAt: string) => ({
+      id,
+      kind: 's3' as const,
+      lag: { lagSeconds: 5.5, pending: 2, pendingCapped: false, measuredAt },
+    });
+    const text = formatTargetsOverview(
+      {
+        api: 'http://a',
+        targets: [target('fresh', '2026-12-01T11:59:30Z'), target('stale', '2026-12-01T11:50:00Z')],
+        health: { status: 'ok', time: '2026-12-01T12:00:00Z' },
+      },
+      now,
+    );
+    expect(text).toContain('stale: lag and backlog measured 10m ago: is the lag monitor running?');
+    expect(text).not.toContain('fresh: lag and backlog measured');
+  });
+
   it('shows an unavailable health check next to the targets', () => {
     const text = formatTargetsOverview({
       api: 'http://a',
