@@ -9,7 +9,7 @@ import type { FileStatus, Health, TargetList } from '../contracts/api.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { NotFoundCliError } from './errors.ts';
-import { readSample } from './prom-text.ts';
+import { readSample, readSamples } from './prom-text.ts';
 
 /** A target as the API lists it, with its parked failures when they can be read. */
 type Target = TargetList['targets'][number] & { failures?: number };
@@ -23,6 +23,8 @@ export interface TargetsOverview {
   targets: Target[];
   /** The health answer, or why there is none (the targets are still shown). */
   health: Health | { status: 'unavailable'; error: string };
+  /** (Local stack) the DLQs of no target (the ingest's, the completions') and the messages each holds. */
+  otherDlqs?: { queue: string; messages: number }[];
 }
 
 export async function getTargetsOverview(
@@ -44,6 +46,13 @@ export async function getTargetsOverview(
       return parked === undefined ? t : { ...t, failures: parked };
     }),
     health,
+    ...(metrics === undefined
+      ? {}
+      : {
+          otherDlqs: readSamples(metrics, 'mirror_dlq_messages')
+            .filter((s) => s.labels.target === undefined && s.labels.queue !== undefined)
+            .map((s) => ({ queue: s.labels.queue as string, messages: s.value })),
+        }),
   };
 }
 
@@ -78,6 +87,10 @@ export function formatTargetsOverview(overview: TargetsOverview, now = Date.now(
       ),
     );
     for (const t of overview.targets) lines.push(...targetNotes(t, now));
+  }
+  // Uploads whose bytes were never verified, completions never made: parked outside every target.
+  for (const dlq of overview.otherDlqs ?? []) {
+    if (dlq.messages > 0) lines.push(`${dlq.queue}: ${dlq.messages} message(s) parked`);
   }
   return lines.join('\n');
 }

@@ -3,7 +3,13 @@ import { describe, expect, it } from 'vitest';
 import { FALLBACK_CONTENT_TYPE, guessContentType } from '../../../cli/content-type.ts';
 import { describeApiError } from '../../../cli/errors.ts';
 import { createJsonLinesProgress } from '../../../cli/progress.ts';
-import { formatAge, formatTable, formatTargetsOverview, getPathStatus } from '../../../cli/status.ts';
+import {
+  formatAge,
+  formatTable,
+  formatTargetsOverview,
+  getPathStatus,
+  getTargetsOverview,
+} from '../../../cli/status.ts';
 import { createTtySyncProgress, type SyncCounts } from '../../../cli/sync-progress.ts';
 import { formatBytes } from '../../../common/format-bytes.ts';
 import { ApiError } from '../../../web/client/errors.ts';
@@ -118,6 +124,27 @@ describe('status formatting', () => {
     );
     expect(text).toContain('stale: lag and backlog measured 10m ago: is the lag monitor running?');
     expect(text).not.toContain('fresh: lag and backlog measured');
+  });
+
+  it('names the DLQs of no target (the ingest, the completions) when they hold messages (probe 12, O4)', async () => {
+    const metrics = [
+      '# TYPE mirror_dlq_messages gauge',
+      'mirror_dlq_messages{queue="mirror-ingest-dlq"} 2',
+      'mirror_dlq_messages{queue="mirror-completion-dlq"} 0',
+      'mirror_dlq_messages{queue="mirror-target-eu-west-1-dlq.fifo",target="eu-west-1"} 1',
+    ].join('\n');
+    const overview = await getTargetsOverview({
+      baseUrl: 'http://a',
+      listTargets: async () => ({
+        targets: [{ id: 'eu-west-1', kind: 's3', lag: { lagSeconds: 0, pending: 0, pendingCapped: false } }],
+      }),
+      health: async () => ({ status: 'ok', time: '2026-12-01T12:00:00Z' }),
+      metricsText: async () => metrics,
+    });
+    const text = formatTargetsOverview(overview);
+    expect(text).toContain('mirror-ingest-dlq: 2 message(s) parked');
+    expect(text).not.toContain('mirror-completion-dlq');
+    expect(text).toMatch(/^eu-west-1\s+s3\s+0\s+0\s+-\s+1\s/m);
   });
 
   it('shows an unavailable health check next to the targets', () => {
