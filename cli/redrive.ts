@@ -274,7 +274,7 @@ export interface MoveTaskReport {
 }
 
 /** Starts SQS's message move task from the DLQ back to its source queue(s). */
-export async function startMoveTask(
+async function startMoveTask(
   sqs: Sqs,
   dlqArn: string,
   options: {
