@@ -341,6 +341,9 @@ describe('operations through the local stack', () => {
   });
 
   it('status shows each target with lag, backlog, heartbeat and parked failures', async () => {
+    // The figures are the lag monitor's last: measured now, after the test above re-applied what
+    // reconcile re-sent (its rewind counts that file pending until a run sees it applied).
+    await sandbox.measureLag();
     const { code, out } = await cli('status');
     expect(code).toBe(0);
     expect(out).toMatch(/^TARGET\s+KIND\s+LAG \(S\)\s+BACKLOG\s+HEARTBEAT\s+FAILED \(DLQ\)/m);
