@@ -166,10 +166,7 @@ export class ProgressMeter {
   /** Sets the bytes done so far (clamped to 0..total, never below the last value). */
   set(bytes: number): UploadProgress {
     this.done = Math.min(this.total, Math.max(this.done, bytes));
-    const t = this.now();
-    this.samples.push({ t, bytes: this.done });
-    // Keep one sample older than the window, so the window is always spanned.
-    while (this.samples.length > 2 && (this.samples[1]?.t ?? t) <= t - this.windowMs) this.samples.shift();
+    this.samples.push({ t: this.now(), bytes: this.done });
     return this.snapshot();
   }
 
@@ -177,11 +174,17 @@ export class ProgressMeter {
     return this.set(this.done + bytes);
   }
 
+  /**
+   * The rate runs up to now, not to the last sample: with no progress for the window it is 0,
+   * where the rate of the last samples would keep saying the upload goes well.
+   */
   snapshot(): UploadProgress {
+    const t = this.now();
+    // Keep one sample older than the window, so the window is always spanned.
+    while (this.samples.length > 1 && (this.samples[1]?.t ?? t) <= t - this.windowMs) this.samples.shift();
     const first = this.samples[0];
-    const last = this.samples[this.samples.length - 1];
     let rate = 0;
-    if (first && last && last.t > first.t) rate = ((last.bytes - first.bytes) * 1000) / (last.t - first.t);
+    if (first && t > first.t) rate = ((this.done - first.bytes) * 1000) / (t - first.t);
     return {
       phase: this.phase,
       bytesDone: this.done,
@@ -189,6 +192,19 @@ export class ProgressMeter {
       bytesPerSecond: Math.max(0, Math.round(rate)),
     };
   }
+}
+
+/**
+ * Reports `meter` every `everyMs` until stopped: progress is otherwise reported only when bytes
+ * move, so a stalled request would leave the last rate shown for as long as it hangs.
+ */
+export function reportEvery(
+  meter: ProgressMeter,
+  report: (progress: UploadProgress) => void,
+  everyMs = 1000,
+): () => void {
+  const timer = setInterval(() => report(meter.snapshot()), everyMs);
+  return () => clearInterval(timer);
 }
 
 /**

@@ -18,12 +18,12 @@ import type { Upload, UploadPending, UploadPendingMultipart } from '../../contra
 import { MirrorApi, newIdempotencyKey, type RequestSigner } from './api.ts';
 import { ApiError, abortReason } from './errors.ts';
 import type { Hasher } from './hashing.ts';
-import { type BackoffOptions, ProgressMeter, type UploadProgress } from './plan.ts';
+import { type BackoffOptions, ProgressMeter, reportEvery, type UploadProgress } from './plan.ts';
 import type { RetryOptions } from './retry.ts';
 import { claim, prove } from './upload/claim.ts';
 import { openHasher, type RangeHash, rangeHasher } from './upload/hash.ts';
 import { type PartsSent, sendParts } from './upload/parts.ts';
-import { choosePutter, type Putter, putSingle } from './upload/storage.ts';
+import { choosePutter, DEFAULT_STALL_MS, type Putter, putSingle } from './upload/storage.ts';
 import { pollCeilingMs, waitForVerdict } from './upload/verify.ts';
 
 export { newIdempotencyKey } from './api.ts';
@@ -71,6 +71,13 @@ export interface UploadSettings {
   readonly retries?: number;
   /** Backoff between retries. @default { baseMs: 500, maxMs: 15000 } */
   readonly backoff?: BackoffOptions;
+  /**
+   * A request that makes no progress this long is abandoned and retried like a network error: a
+   * storage PUT with no upload progress (through `fetch`, which reports none: not answered within
+   * this plus its bytes at 16 kB/s), and an API call not answered (with `client`: the client's
+   * own `timeoutMs`). @default 30000
+   */
+  readonly stallTimeoutMs?: number;
   /** For tests or instrumentation. @default globalThis.fetch; when given, part PUTs use it too (no byte-level progress). */
   readonly fetch?: typeof fetch;
   /**
@@ -165,7 +172,8 @@ function openSession(file: Blob, options: UploadFileOptions, inner: AbortControl
   const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
   const retries = Math.max(0, options.retries ?? 4);
   const backoff = options.backoff ?? {};
-  const api = options.client ?? newClient(options, fetchImpl, retries, backoff);
+  const stallMs = Math.max(1, options.stallTimeoutMs ?? DEFAULT_STALL_MS);
+  const api = options.client ?? newClient(options, fetchImpl, { retries, backoff, timeoutMs: stallMs });
   const hasher = openHasher(options);
   return {
     api,
@@ -174,7 +182,7 @@ function openSession(file: Blob, options: UploadFileOptions, inner: AbortControl
     contentType: options.contentType || (file as { type?: string }).type || 'application/octet-stream',
     signal: inner.signal,
     retry: { retries, backoff, signal: inner.signal },
-    putter: choosePutter(fetchImpl, options.fetch !== undefined),
+    putter: choosePutter(fetchImpl, options.fetch !== undefined, stallMs),
     hasher,
     hash: rangeHasher(file, hasher, inner.signal, options.chunkBytes),
     report: options.onProgress ?? (() => undefined),
@@ -188,15 +196,14 @@ function openSession(file: Blob, options: UploadFileOptions, inner: AbortControl
 function newClient(
   options: ApiConnection,
   fetchImpl: typeof fetch,
-  retries: number,
-  backoff: BackoffOptions,
+  policy: { retries: number; backoff: BackoffOptions; timeoutMs: number },
 ) {
   const { api, token, sign } = options;
   if (api === undefined || (token === undefined) === (sign === undefined)) {
     throw new TypeError('uploadFile needs `api` with one of `token` or `sign`, or `client`');
   }
   const credentials = sign === undefined ? { token } : { sign };
-  return new MirrorApi({ baseUrl: api, ...credentials, fetch: fetchImpl, retries, backoff });
+  return new MirrorApi({ baseUrl: api, ...credentials, fetch: fetchImpl, ...policy });
 }
 
 /**
@@ -397,7 +404,12 @@ async function sendSingle(s: Session, claimed: UploadPending): Promise<Sent> {
   const meter = new ProgressMeter('uploading', s.size);
   s.report(meter.snapshot());
   const body = s.file.slice(0, s.size, s.contentType);
-  await putSingle(s.putter, claimed.upload, body, (bytes) => s.report(meter.set(bytes)), s.retry);
+  const stop = reportEvery(meter, s.report);
+  try {
+    await putSingle(s.putter, claimed.upload, body, (bytes) => s.report(meter.set(bytes)), s.retry);
+  } finally {
+    stop();
+  }
   s.bytesSent += s.size;
   return { parts: 0, skipped: 0, bytes: s.size, resumed: false };
 }

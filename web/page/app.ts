@@ -20,6 +20,7 @@ import { checkNewPathName } from '../../contracts/path-rules.ts';
 import { MirrorApi } from '../client/api.ts';
 import { ApiError } from '../client/errors.ts';
 import { formatBytes, type UploadProgress } from '../client/plan.ts';
+import { DEFAULT_STALL_MS } from '../client/upload/storage.ts';
 import { type UploadResult, uploadFile } from '../client/upload-file.ts';
 
 const FILE_CONCURRENCY = 2;
@@ -141,7 +142,8 @@ async function loadConfig(tokenInput: HTMLInputElement): Promise<void> {
 
 function client(): MirrorApi {
   const token = $<HTMLInputElement>('#token').value.trim();
-  return new MirrorApi({ baseUrl: config.api, token });
+  // A call on a dead connection would otherwise hang an upload (or the recent files) for good.
+  return new MirrorApi({ baseUrl: config.api, token, timeoutMs: DEFAULT_STALL_MS });
 }
 
 function describeError(error: unknown): string {

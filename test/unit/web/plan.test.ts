@@ -241,6 +241,23 @@ describe('progress accounting', () => {
     expect(meter.set(30 * MiB).bytesPerSecond).toBe(0);
   });
 
+  it('a stall with no progress reported at all: the rate read meanwhile falls to 0 (probe 13, W3)', () => {
+    let t = 0;
+    const meter = new ProgressMeter('uploading', 100 * MiB, () => t, 3000);
+    t = 1000;
+    meter.set(10 * MiB);
+    t = 2000;
+    expect(meter.set(30 * MiB).bytesPerSecond).toBe(15 * MiB);
+    // No more progress events: the rate is read on the page's clock, not the last sample's.
+    t = 3500;
+    expect(meter.snapshot().bytesPerSecond).toBe(Math.round((30 * MiB * 1000) / 3500));
+    t = 4000;
+    expect(meter.snapshot().bytesPerSecond).toBe(Math.round((20 * MiB) / 3));
+    // 3 s with nothing sent: the rate over the last 3 s is 0.
+    t = 5000;
+    expect(meter.snapshot()).toMatchObject({ bytesDone: 30 * MiB, bytesPerSecond: 0 });
+  });
+
   it('never goes backwards and never past the total', () => {
     let t = 0;
     const meter = new ProgressMeter('hashing', 1000, () => t);

@@ -15,6 +15,7 @@ import {
   PartProgress,
   type PartRange,
   ProgressMeter,
+  reportEvery,
   type StoredPart,
   storedBytes,
   type UploadProgress,
@@ -66,14 +67,19 @@ export async function sendParts(ctx: PartsContext, view: MultipartView): Promise
   ctx.report(meter.snapshot());
   const tally: Tally = { parts: 0, bytes: 0 };
   let todo = missingParts(size, plan, initial);
-  // A complete that finds parts missing (`parts_missing`: a part not recorded) sends those again;
-  // one that S3 refuses as recorded (`invalid_parts`: the part it holds is not the one recorded)
-  // sends every part again. Then it tries again, twice at most.
-  for (let round = 0; ; round++) {
-    await sendAll(ctx, todo, meter, tally);
-    const next = await complete(ctx, round);
-    if (next === 'done') break;
-    todo = next.resendAll ? allParts(size, plan) : missingParts(size, plan, next.stored);
+  const stop = reportEvery(meter, ctx.report);
+  try {
+    // A complete that finds parts missing (`parts_missing`: a part not recorded) sends those again;
+    // one that S3 refuses as recorded (`invalid_parts`: the part it holds is not the one recorded)
+    // sends every part again. Then it tries again, twice at most.
+    for (let round = 0; ; round++) {
+      await sendAll(ctx, todo, meter, tally);
+      const next = await complete(ctx, round);
+      if (next === 'done') break;
+      todo = next.resendAll ? allParts(size, plan) : missingParts(size, plan, next.stored);
+    }
+  } finally {
+    stop();
   }
   return { parts: tally.parts, skipped, bytes: tally.bytes };
 }

@@ -47,15 +47,38 @@ export function storageMessage(status: number, body: string): string {
   return `storage answered ${status}`;
 }
 
+/**
+ * A PUT that makes no progress this long is abandoned and retried like a network error. Browsers
+ * put no limit on XMLHttpRequest or fetch, and a dead TCP path (a mobile link, a Wi-Fi handover)
+ * can take 15 minutes or more to fail: the upload would hang meanwhile.
+ */
+export const DEFAULT_STALL_MS = 30_000;
+
+/**
+ * fetch reports no upload progress, so a PUT through it is given the stall window plus the time
+ * its bytes take at this rate: slow enough for parts sent side by side over a slow link (an 8 MiB
+ * part gets about 9 minutes), and still well short of what a dead connection takes to fail.
+ */
+export const FETCH_PUT_FLOOR_BYTES_PER_SECOND = 16 * 1024;
+
+const seconds = (ms: number) => Math.round(ms / 100) / 10;
+
 /** XMLHttpRequest where there is one and the caller gave no fetch; fetch otherwise. */
-export function choosePutter(fetchImpl: typeof fetch, fetchGiven: boolean): Putter {
-  return !fetchGiven && typeof XMLHttpRequest !== 'undefined' ? xhrPutter() : fetchPutter(fetchImpl);
+export function choosePutter(
+  fetchImpl: typeof fetch,
+  fetchGiven: boolean,
+  stallMs = DEFAULT_STALL_MS,
+): Putter {
+  return !fetchGiven && typeof XMLHttpRequest !== 'undefined'
+    ? xhrPutter(stallMs)
+    : fetchPutter(fetchImpl, stallMs);
 }
 
-export function fetchPutter(fetchImpl: typeof fetch): Putter {
+export function fetchPutter(fetchImpl: typeof fetch, stallMs = DEFAULT_STALL_MS): Putter {
   return async (url, headers, body, signal, onSent) => {
     // The upload's signal spans all its parts: each PUT hands fetch one of its own.
-    const request = requestSignal(signal);
+    const limitMs = stallMs + (body.size * 1000) / FETCH_PUT_FLOOR_BYTES_PER_SECOND;
+    const request = requestSignal(signal, limitMs);
     let response: Response;
     let text: string;
     try {
@@ -63,6 +86,16 @@ export function fetchPutter(fetchImpl: typeof fetch): Putter {
         response = await fetchImpl(url, { method: 'PUT', headers, body, signal: request.signal });
       } catch (error) {
         if (signal.aborted) throw abortReason(signal);
+        if (request.signal.aborted) {
+          throw transientError(
+            `storage did not answer within ${seconds(limitMs)} s (stalled)`,
+            0,
+            undefined,
+            {
+              cause: error,
+            },
+          );
+        }
         // A file-backed Blob whose file changed (or went) since it was opened: no retry reads it.
         const cause = (error as { cause?: unknown }).cause;
         if ((cause as { name?: unknown } | undefined)?.name === 'NotReadableError') throw unreadable(cause);
@@ -92,8 +125,22 @@ function etagOf(allHeaders: string): string | undefined {
   return undefined;
 }
 
-/** XMLHttpRequest reports upload progress, which fetch does not. */
-export function xhrPutter(): Putter {
+/** A timer that fires `onStall` once `ms` pass without a `poke`. */
+function stallWatch(ms: number, onStall: () => void): { poke(): void; stop(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const stop = () => clearTimeout(timer);
+  const poke = () => {
+    stop();
+    timer = setTimeout(onStall, ms);
+  };
+  return { poke, stop };
+}
+
+/**
+ * XMLHttpRequest reports upload progress, which fetch does not: a PUT with no progress event
+ * (bytes sent, or the answer arriving) for `stallMs` is aborted as a network error.
+ */
+export function xhrPutter(stallMs = DEFAULT_STALL_MS): Putter {
   return (url, headers, body, signal, onSent) =>
     new Promise<PutAnswer>((resolve, reject) => {
       if (signal.aborted) {
@@ -101,12 +148,29 @@ export function xhrPutter(): Putter {
         return;
       }
       const xhr = new XMLHttpRequest();
+      let stalled = false;
+      const watch = stallWatch(stallMs, () => {
+        stalled = true;
+        xhr.abort();
+      });
       const onAbort = () => xhr.abort();
       signal.addEventListener('abort', onAbort, { once: true });
-      const settle = () => signal.removeEventListener('abort', onAbort);
+      const settle = () => {
+        watch.stop();
+        signal.removeEventListener('abort', onAbort);
+      };
+      const cut = () => {
+        if (signal.aborted) return abortReason(signal);
+        if (stalled) return transientError(`storage took no bytes for ${seconds(stallMs)} s (stalled)`, 0);
+        return transientError('the request to storage was cut', 0);
+      };
       xhr.open('PUT', url);
       for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
-      xhr.upload.onprogress = (event) => onSent(event.loaded);
+      xhr.upload.onprogress = (event) => {
+        watch.poke();
+        onSent(event.loaded);
+      };
+      xhr.onprogress = () => watch.poke();
       xhr.onload = () => {
         settle();
         if (xhr.status >= 200 && xhr.status < 300) onSent(body.size);
@@ -123,9 +187,10 @@ export function xhrPutter(): Putter {
       xhr.ontimeout = xhr.onerror;
       xhr.onabort = () => {
         settle();
-        reject(signal.aborted ? abortReason(signal) : transientError('the request to storage was cut', 0));
+        reject(cut());
       };
       xhr.send(body);
+      watch.poke();
     });
 }
 
