@@ -63,6 +63,8 @@ export interface MirrorApiOptions {
   readonly retries?: number | undefined;
   /** Backoff between retries. @default { baseMs: 500, maxMs: 15000 } */
   readonly backoff?: BackoffOptions | undefined;
+  /** Network errors are retried until this long after the first, however many `retries` that takes. @default 0 */
+  readonly retryWindowMs?: number | undefined;
 }
 
 export interface CallOptions {
@@ -125,6 +127,7 @@ export class MirrorApi {
   readonly #timeoutMs: number | undefined;
   readonly #retries: number;
   readonly #backoff: BackoffOptions;
+  readonly #retryWindowMs: number | undefined;
 
   constructor(options: MirrorApiOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
@@ -138,6 +141,7 @@ export class MirrorApi {
     this.#timeoutMs = options.timeoutMs;
     this.#retries = Math.max(0, options.retries ?? 4);
     this.#backoff = options.backoff ?? {};
+    this.#retryWindowMs = options.retryWindowMs;
   }
 
   /**
@@ -333,7 +337,12 @@ export class MirrorApi {
       return parseAnswer(responses[answer.status]?.body, `${contract.method} ${contract.path}`, answer);
     };
     if (options.retry === false) return once() as Promise<RouteAnswer<R>>;
-    const retry = { retries: this.#retries, backoff: this.#backoff, signal: options.signal };
+    const retry = {
+      retries: this.#retries,
+      backoff: this.#backoff,
+      retryWindowMs: this.#retryWindowMs,
+      signal: options.signal,
+    };
     return withRetries(once, retry) as Promise<RouteAnswer<R>>;
   }
 

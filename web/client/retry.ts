@@ -1,5 +1,9 @@
-/** The client's retry policy over common/retry: transient ApiErrors only, Retry-After honoured. */
-import { retry } from '../../common/retry.ts';
+/**
+ * The client's retry policy over common/retry: transient ApiErrors only, Retry-After honoured;
+ * no try is spent while the browser says it is offline, and network errors may be retried over a
+ * window of time rather than a count.
+ */
+import { retry, sleep } from '../../common/retry.ts';
 import { ApiError, abortReason } from './errors.ts';
 import type { BackoffOptions } from './plan.ts';
 
@@ -9,6 +13,32 @@ export interface RetryOptions {
   readonly retries: number;
   readonly backoff: BackoffOptions;
   readonly signal: AbortSignal;
+  /**
+   * Network errors (no answer at all) are retried until this long has passed since the first
+   * failure, however many `retries` that takes. @default 0
+   */
+  readonly retryWindowMs?: number | undefined;
+}
+
+/**
+ * The window uploads give network errors unless told a number of retries: a Wi-Fi handover or a
+ * short drop lasts seconds, and with 4 retries and the default backoff an upload of any size
+ * failed after 4 to 8 s of it.
+ */
+export const DEFAULT_RETRY_WINDOW_MS = 60_000;
+
+/** How often a client that is offline looks again. */
+const ONLINE_POLL_MS = 500;
+
+/** The browser knows it has no network (`navigator.onLine`); never so where there is no such flag (Node). */
+const offline = (): boolean =>
+  typeof navigator !== 'undefined' && (navigator as { onLine?: unknown }).onLine === false;
+
+/** Waits while offline; true if it waited (the network is back: try again now). */
+async function untilOnline(signal: AbortSignal | undefined): Promise<boolean> {
+  if (!offline()) return false;
+  while (offline()) await sleep(ONLINE_POLL_MS, signal);
+  return true;
 }
 
 const isTransient = (error: unknown): error is ApiError => error instanceof ApiError && error.transient;
@@ -24,6 +54,31 @@ export const IN_PROGRESS_WAITS = 3;
 const isInProgress = (error: unknown): error is ApiError =>
   isTransient(error) && error.code === 'idempotency_in_progress';
 
+type Policy = Omit<RetryOptions, 'signal'>;
+
+/**
+ * Whether a failure is worth another try: a claim in progress (a few waits), anything transient
+ * while offline (the wait is for the network; no retry is spent), else up to `retries` failures,
+ * and network errors for `retryWindowMs` from the first.
+ */
+function retryDecision(options: Policy): (error: unknown) => boolean {
+  let failures = 0;
+  let waits = 0;
+  let firstFailure: number | undefined;
+  return (error) => {
+    if (isInProgress(error) && waits < IN_PROGRESS_WAITS) {
+      waits++;
+      return true;
+    }
+    if (!isTransient(error)) return false;
+    if (offline()) return true;
+    failures++;
+    firstFailure ??= Date.now();
+    if (failures <= options.retries) return true;
+    return error.status === 0 && Date.now() - firstFailure < (options.retryWindowMs ?? 0);
+  };
+}
+
 /** Runs `task` with retries on transient failures; returns its value or throws its last error. */
 export async function withRetries<T>(
   task: (attempt: number) => Promise<T>,
@@ -32,8 +87,6 @@ export async function withRetries<T>(
   options: Omit<RetryOptions, 'signal'> & { readonly signal?: AbortSignal | undefined },
 ): Promise<T> {
   let tries = 0;
-  let failures = 0;
-  let waits = 0;
   try {
     return await retry(
       (attempt) => {
@@ -41,22 +94,19 @@ export async function withRetries<T>(
         return task(attempt);
       },
       {
-        attempts: options.retries + 1 + IN_PROGRESS_WAITS,
+        // retryDecision bounds the tries: offline waits and the window are not a count.
+        attempts: Number.MAX_SAFE_INTEGER,
         baseMs: options.backoff.baseMs ?? 500,
         capMs: options.backoff.maxMs ?? 15_000,
         jitter: 'equal',
         ...(options.backoff.random ? { random: options.backoff.random } : {}),
         signal: options.signal,
-        retryable: (error) => {
-          if (isInProgress(error) && waits < IN_PROGRESS_WAITS) {
-            waits++;
-            return true;
-          }
-          if (!isTransient(error)) return false;
-          failures++;
-          return failures <= options.retries;
-        },
+        retryable: retryDecision(options),
         minDelayMs: (error) => (isTransient(error) ? error.retryAfterMs : undefined),
+        // Back online, the next try goes at once; the backoff is for a network that answers badly.
+        sleep: async (ms, signal) => {
+          if (!(await untilOnline(signal))) await sleep(ms, signal);
+        },
       },
     );
   } catch (error) {

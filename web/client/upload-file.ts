@@ -19,7 +19,7 @@ import { MirrorApi, newIdempotencyKey, type RequestSigner } from './api.ts';
 import { ApiError, abortReason } from './errors.ts';
 import type { Hasher } from './hashing.ts';
 import { type BackoffOptions, ProgressMeter, reportEvery, type UploadProgress } from './plan.ts';
-import type { RetryOptions } from './retry.ts';
+import { DEFAULT_RETRY_WINDOW_MS, type RetryOptions } from './retry.ts';
 import { claim, prove } from './upload/claim.ts';
 import { openHasher, type RangeHash, rangeHasher } from './upload/hash.ts';
 import { type PartsSent, sendParts } from './upload/parts.ts';
@@ -71,6 +71,12 @@ export interface UploadSettings {
   readonly retries?: number;
   /** Backoff between retries. @default { baseMs: 500, maxMs: 15000 } */
   readonly backoff?: BackoffOptions;
+  /**
+   * Network errors (no answer) are retried until this long after the first, however many
+   * `retries` that takes; a browser that says it is offline (`navigator.onLine`) is waited for
+   * whatever this is, without spending a retry. @default 60000, 0 when `retries` is given
+   */
+  readonly retryWindowMs?: number;
   /**
    * A request that makes no progress this long is abandoned and retried like a network error: a
    * storage PUT with no upload progress (through `fetch`, which reports none: not answered within
@@ -172,8 +178,11 @@ function openSession(file: Blob, options: UploadFileOptions, inner: AbortControl
   const fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
   const retries = Math.max(0, options.retries ?? 4);
   const backoff = options.backoff ?? {};
+  const retryWindowMs =
+    options.retryWindowMs ?? (options.retries === undefined ? DEFAULT_RETRY_WINDOW_MS : 0);
   const stallMs = Math.max(1, options.stallTimeoutMs ?? DEFAULT_STALL_MS);
-  const api = options.client ?? newClient(options, fetchImpl, { retries, backoff, timeoutMs: stallMs });
+  const policy = { retries, backoff, retryWindowMs };
+  const api = options.client ?? newClient(options, fetchImpl, { ...policy, timeoutMs: stallMs });
   const hasher = openHasher(options);
   return {
     api,
@@ -181,7 +190,7 @@ function openSession(file: Blob, options: UploadFileOptions, inner: AbortControl
     size: file.size,
     contentType: options.contentType || (file as { type?: string }).type || 'application/octet-stream',
     signal: inner.signal,
-    retry: { retries, backoff, signal: inner.signal },
+    retry: { ...policy, signal: inner.signal },
     putter: choosePutter(fetchImpl, options.fetch !== undefined, stallMs),
     hasher,
     hash: rangeHasher(file, hasher, inner.signal, options.chunkBytes),
@@ -196,7 +205,7 @@ function openSession(file: Blob, options: UploadFileOptions, inner: AbortControl
 function newClient(
   options: ApiConnection,
   fetchImpl: typeof fetch,
-  policy: { retries: number; backoff: BackoffOptions; timeoutMs: number },
+  policy: { retries: number; backoff: BackoffOptions; retryWindowMs: number; timeoutMs: number },
 ) {
   const { api, token, sign } = options;
   if (api === undefined || (token === undefined) === (sign === undefined)) {
