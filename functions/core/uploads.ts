@@ -99,7 +99,7 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
   if (!contentTypeAllowed(request.contentType, limits.contentTypes)) {
     throw new ValidationError(
       'contentType',
-      `contentType must be one of: ${limits.contentTypes.join(', ')}`,
+      `contentType ${request.contentType} is not accepted: it must be one of ${limits.contentTypes.join(', ')}`,
       {
         code: 'unsupported_content_type',
         status: 415,

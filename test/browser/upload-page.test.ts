@@ -428,6 +428,98 @@ describe('the upload page', () => {
     expect(consoleErrors).toEqual([]);
   });
 
+  it("a refused content type names the file's own type and what the mirror accepts (probe 13, W7)", async () => {
+    const json = join(stack.tmp, 'data.json');
+    await writeFile(json, '{"a": 1}');
+    const refusal = page.waitForResponse(
+      (r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/v1/uploads',
+    );
+    await pick(page, 'types/', json);
+    const row = item('types/data.json');
+    await page.waitForSelector(`${row}[data-state="error"]`, { timeout: 30_000 });
+    expect(await page.locator(`${row} .error`).textContent()).toMatch(
+      /^data\.json is application\/json; the mirror accepts image\/\*, .*application\/octet-stream\.$/,
+    );
+    // Nothing to continue: the file is refused as it is.
+    expect(await page.locator(`${row} .phase`).textContent()).toBe('Failed.');
+    // The API names the type too (the CLI shows its message).
+    const answer = (await (await refusal).json()) as { error: { code: string; message: string } };
+    expect(answer.error).toMatchObject({ code: 'unsupported_content_type' });
+    expect(answer.error.message).toMatch(
+      /^contentType application\/json is not accepted: it must be one of /,
+    );
+    consoleErrors.length = 0;
+  });
+
+  it('a name with a bidirectional control is shown with that character named, not reordered (probe 13, W8)', async () => {
+    const name = 'inv\u202Egnp.exe';
+    const file = join(stack.tmp, name);
+    await writeFile(file, 'not a png');
+    await pick(page, 'names/', file);
+    const row = item(`names/${name}`);
+    await page.waitForSelector(`${row}[data-state="error"]`, { timeout: 15_000 });
+    expect(await page.locator(`${row} .error`).textContent()).toMatch(/bidirectional control characters/);
+    const shown = 'inv<U+202E>gnp.exe';
+    expect(await page.locator(`${row} h4`).textContent()).toBe(`${shown} → names/${shown}`);
+    expect(await page.locator(`${row} caption`).textContent()).toBe(`Targets of names/${shown}`);
+    expect(await page.getAttribute(`${row} button`, 'aria-label')).toBe(`Cancel the upload of ${shown}`);
+    const text = await page.locator(row).evaluate((li) => li.textContent ?? '');
+    expect(text).not.toContain('\u202E');
+    // The API's refusal (400 invalid_path).
+    consoleErrors.length = 0;
+  });
+
+  it('storage that keeps failing: the row says how to continue, and dropping the same file again does (probe 13, W5)', async () => {
+    const path = await randomFile(join(stack.tmp, 'busy.bin'), 50_000, 41);
+    const storage = (url: URL) => url.origin === new URL(stack.s3).origin;
+    const busy = (route: Route) =>
+      route.request().method() === 'PUT'
+        ? route.fulfill({ status: 503, body: '<Error><Code>SlowDown</Code></Error>' })
+        : route.continue();
+    await page.route(storage, busy);
+    try {
+      await pick(page, 'busy/', path);
+      await page.waitForSelector(`${item('busy/busy.bin')}[data-state="error"]`, { timeout: 60_000 });
+    } finally {
+      await page.unroute(storage, busy);
+    }
+    expect(await page.locator(`${item('busy/busy.bin')} .error`).textContent()).toMatch(
+      /storage answered 503/,
+    );
+    expect(await page.locator(`${item('busy/busy.bin')} .phase`).textContent()).toMatch(
+      /^Failed\. To continue, drop or pick the same file again/,
+    );
+    // A new row for the same path (the failed one stays above it).
+    await pick(page, 'busy/', path);
+    await page.waitForSelector(`${item('busy/busy.bin')}[data-state="committed"]`, { timeout: 60_000 });
+    consoleErrors.length = 0;
+  });
+
+  it('a 10 s network drop (the browser offline) does not fail an upload: it waits, then goes on (probe 13, W5)', async () => {
+    const path = await randomFile(join(stack.tmp, 'offline.bin'), 60_000, 42);
+    // The network goes as the file is claimed (after hashing, whose worker script is fetched).
+    const claim = (url: URL) => url.pathname === '/v1/uploads';
+    let dropped = false;
+    const drop = async (route: Route) => {
+      if (route.request().method() !== 'POST' || dropped) return route.continue();
+      dropped = true;
+      await browser.context.setOffline(true);
+      return route.abort('internetdisconnected');
+    };
+    await page.route(claim, drop);
+    try {
+      await pick(page, 'offline/', path);
+      await expect.poll(() => dropped, { timeout: 30_000 }).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+      expect(await page.getAttribute(item('offline/offline.bin'), 'data-state')).not.toBe('error');
+    } finally {
+      await browser.context.setOffline(false);
+      await page.unroute(claim, drop);
+    }
+    expect(await settled(page, 'offline/offline.bin', ['committed'])).toBe('committed');
+    consoleErrors.length = 0;
+  });
+
   it('hashes in a Web Worker at speed (figure)', async () => {
     // A string, so the test runner's transform does not rewrite the page's dynamic import.
     const result = (await page.evaluate(`(async (size) => {

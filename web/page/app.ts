@@ -16,10 +16,11 @@
  */
 import { sleep } from '../../common/retry.ts';
 import type { ChangesPage, FileStatus, TargetList } from '../../contracts/api.ts';
-import { checkNewPathName } from '../../contracts/path-rules.ts';
+import { checkNewPathName, replaceHiddenCharacters } from '../../contracts/path-rules.ts';
 import { MirrorApi } from '../client/api.ts';
 import { ApiError } from '../client/errors.ts';
 import { formatBytes, type UploadProgress } from '../client/plan.ts';
+import { DEFAULT_RETRY_WINDOW_MS } from '../client/retry.ts';
 import { DEFAULT_STALL_MS } from '../client/upload/storage.ts';
 import { type UploadResult, uploadFile } from '../client/upload-file.ts';
 
@@ -142,9 +143,60 @@ async function loadConfig(tokenInput: HTMLInputElement): Promise<void> {
 
 function client(): MirrorApi {
   const token = $<HTMLInputElement>('#token').value.trim();
-  // A call on a dead connection would otherwise hang an upload (or the recent files) for good.
-  return new MirrorApi({ baseUrl: config.api, token, timeoutMs: DEFAULT_STALL_MS });
+  // A call on a dead connection would otherwise hang an upload (or the recent files) for good,
+  // and a short drop would fail it after a few seconds of retries.
+  return new MirrorApi({
+    baseUrl: config.api,
+    token,
+    timeoutMs: DEFAULT_STALL_MS,
+    retryWindowMs: DEFAULT_RETRY_WINDOW_MS,
+  });
 }
+
+/**
+ * A local file name as people see it: a bidirectional or invisible character (the path rules
+ * refuse them) would make `inv\u202Egnp.exe` read as `invexe.png`; each is shown as its code.
+ */
+function shownName(text: string): string {
+  return replaceHiddenCharacters(text, (char) => {
+    const code = (char.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0');
+    return `<U+${code}>`;
+  });
+}
+
+/** The content types the deployment accepts (`GET /v1/limits`), read once; undefined when unreadable. */
+let acceptedTypes: Promise<readonly string[] | undefined> | undefined;
+
+function contentTypesAccepted(): Promise<readonly string[] | undefined> {
+  acceptedTypes ??= client()
+    .limits()
+    .then(
+      (limits) => limits.contentTypes,
+      () => {
+        acceptedTypes = undefined;
+        return undefined;
+      },
+    );
+  return acceptedTypes;
+}
+
+/** A refused content type in words: the file's own type, then what the mirror takes. */
+async function describeTypeRefusal(file: File, error: ApiError): Promise<string> {
+  const type = file.type || 'application/octet-stream';
+  const accepted = await contentTypesAccepted();
+  const name = shownName(file.name);
+  if (accepted === undefined) return `${name} is ${type}: ${error.message}`;
+  return `${name} is ${type}; the mirror accepts ${accepted.join(', ')}.`;
+}
+
+/**
+ * A failure the network (or a busy server) caused: the file itself is fine, and dropping it again
+ * continues the upload (a multipart upload sends only the parts storage does not hold yet).
+ */
+const CONTINUE_HINT =
+  'To continue, drop or pick the same file again (same folder): the parts already stored are not sent again.';
+
+const worthAnotherTry = (error: unknown): boolean => error instanceof ApiError && error.transient;
 
 function describeError(error: unknown): string {
   if (error instanceof DOMException && error.name === 'AbortError') return 'Cancelled.';
@@ -206,13 +258,13 @@ class UploadItem {
     this.error = el('p', { class: 'error', role: 'alert' });
     this.error.hidden = true;
     this.cancel = el('button', { type: 'button', class: 'button secondary', text: 'Cancel' });
-    this.cancel.setAttribute('aria-label', `Cancel the upload of ${file.name}`);
+    this.cancel.setAttribute('aria-label', `Cancel the upload of ${shownName(file.name)}`);
     this.cancel.addEventListener('click', () => this.controller.abort());
     this.targetsBody = el('tbody');
     this.targetsTable = el(
       'table',
       { class: 'targets' },
-      el('caption', { class: 'visually-hidden', text: `Targets of ${path}` }),
+      el('caption', { class: 'visually-hidden', text: `Targets of ${shownName(path)}` }),
       el(
         'thead',
         {},
@@ -234,7 +286,12 @@ class UploadItem {
       el(
         'div',
         { class: 'upload-head' },
-        el('h4', { id: titleId }, `${file.name} `, el('span', { class: 'muted', text: `→ ${path}` })),
+        el(
+          'h4',
+          { id: titleId },
+          `${shownName(file.name)} `,
+          el('span', { class: 'muted', text: `→ ${shownName(path)}` }),
+        ),
         el('span', { class: 'muted', text: formatBytes(file.size) }),
         this.cancel,
       ),
@@ -296,7 +353,7 @@ class UploadItem {
 
   async run(api: MirrorApi): Promise<void> {
     if (this.controller.signal.aborted) {
-      this.fail(new DOMException('Cancelled', 'AbortError'));
+      await this.fail(new DOMException('Cancelled', 'AbortError'));
       return;
     }
     let result: UploadResult;
@@ -311,7 +368,7 @@ class UploadItem {
         onProgress: (p) => this.onProgress(p),
       });
     } catch (error) {
-      this.fail(error);
+      await this.fail(error);
       return;
     }
     this.cancel.hidden = true;
@@ -345,16 +402,30 @@ class UploadItem {
     }
   }
 
-  private fail(error: unknown): void {
+  private async fail(error: unknown): Promise<void> {
     const cancelled = error instanceof DOMException && error.name === 'AbortError';
-    this.setState(cancelled ? 'cancelled' : 'error');
     this.cancel.hidden = true;
-    this.phase.textContent = cancelled ? 'Cancelled: the upload was abandoned.' : 'Failed.';
-    if (!cancelled) this.showError(describeError(error));
+    if (cancelled) {
+      this.setState('cancelled');
+      this.phase.textContent = 'Cancelled: the upload was abandoned.';
+      return;
+    }
+    // The words first, then the state: whoever waits for the state reads the whole message.
+    this.showError(await this.describeFailure(error));
+    this.phase.textContent = worthAnotherTry(error) ? `Failed. ${CONTINUE_HINT}` : 'Failed.';
+    this.setState('error');
+  }
+
+  private describeFailure(error: unknown): Promise<string> | string {
+    if (error instanceof ApiError && error.code === 'unsupported_content_type') {
+      return describeTypeRefusal(this.file, error);
+    }
+    return describeError(error);
   }
 
   private showError(message: string): void {
-    this.error.textContent = message;
+    // A message may quote the refused name (or a server's text): shown as the name is.
+    this.error.textContent = shownName(message);
     this.error.hidden = false;
   }
 

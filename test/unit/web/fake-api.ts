@@ -285,7 +285,8 @@ export class FakeMirror {
       contentType: string;
     };
     if (contentType === 'application/x-forbidden') {
-      return apiError(415, 'unsupported_content_type', 'contentType must be one of: image/*', 'contentType');
+      const message = `contentType ${contentType} is not accepted: it must be one of image/*`;
+      return apiError(415, 'unsupported_content_type', message, 'contentType');
     }
     // Known content or not, the same answer: a challenge with every claim.
     const challenge = issueChallenge(size, new Date(Date.now() + 900_000));
