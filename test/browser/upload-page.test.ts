@@ -340,7 +340,9 @@ describe('the upload page', () => {
       for (const name of names)
         expect(await page.getAttribute(item(`slow-target/${name}`), 'data-all-hold'), name).toBeNull();
     } finally {
-      await page.unroute(status);
+      // Waits for the reads in flight: a plain unroute lets them through at once, and their
+      // handler's fulfill then fails ("Route is already handled!", an unhandled rejection).
+      await page.unrouteAll({ behavior: 'wait' });
     }
     // The target comes to hold them: each file says so.
     for (const name of names) await allTargetsHold(page, `slow-target/${name}`);
