@@ -15,8 +15,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { type FileHandle, lstat, lutimes, open, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
-import { dirname, join, relative, sep } from 'node:path';
+import { type FileHandle, lstat, lutimes, open, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
 import { crashPoint } from '../common/crash-points.ts';
 import type { Digest } from '../common/sha256.ts';
 import { createSha256, hashFile } from '../common/sha256-node.ts';
@@ -278,24 +278,7 @@ export class Applier {
     }
     await unlink(resolved.file);
     await fsyncDir(resolved.parent);
-    await this.pruneEmptyFolders(resolved.parent);
-  }
-
-  /**
-   * Removes the folders a delete left empty, innermost first, up to the mirror folder: a folder is
-   * only ever the mirror's by holding files, and an empty one left behind would refuse a later file
-   * of its name for good. A folder something else still holds stays.
-   */
-  private async pruneEmptyFolders(folder: string): Promise<void> {
-    const { paths } = this.deps;
-    for (let dir = folder; dir !== paths.root && paths.contains(dir); dir = dirname(dir)) {
-      try {
-        await rmdir(dir);
-      } catch (error) {
-        if (['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes(errnoCode(error) ?? '')) return;
-        throw error;
-      }
-    }
+    await this.deps.paths.pruneEmptyFolders(resolved.parent);
   }
 
   private async write(

@@ -18,8 +18,8 @@
  * a symlink between that check and the rename; the folder belongs to the agent's
  * user alone (docs/agent.md), so that is out of scope.
  */
-import { lstat, mkdir, realpath } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { lstat, mkdir, realpath, rmdir } from 'node:fs/promises';
+import { dirname, join, sep } from 'node:path';
 import {
   AGENT_STATE_DIR,
   AGENT_TEMP_MARKER,
@@ -107,6 +107,43 @@ export class SafePaths {
     if (parent === undefined) return undefined;
     const name = checked.segments[checked.segments.length - 1] as string;
     return { ...checked, parent, name, file: join(parent, name) };
+  }
+
+  /**
+   * The real folder that holds `found` (a path as `verify` found it on disk, `/`-separated), or
+   * undefined when a folder on the way is gone or a file. No path policy: the files verify removes
+   * are the ones the ledger never named, under any name. A symlink on the way is refused, so a
+   * removal never goes through a link (the folder may have changed since the walk).
+   */
+  async existingParentOf(found: string): Promise<string | undefined> {
+    let current = this.root;
+    const folders = found.split('/').slice(0, -1);
+    for (let i = 0; i < folders.length; i++) {
+      const segment = folders[i] as string;
+      if (segment === '' || segment === '.' || segment === '..') return undefined;
+      const next = join(current, segment);
+      const info = await lstatOrCreateFolder(next, false);
+      if (info === undefined || info.isFile()) return undefined;
+      current = this.stepInto(next, info, folders.slice(0, i + 1).join('/'), found);
+    }
+    return this.contains(current) ? current : undefined;
+  }
+
+  /**
+   * Removes the folders a removal left empty, innermost first, up to (never including) the mirror
+   * folder: a folder is only ever the mirror's by holding files, and an empty one left behind would
+   * refuse a later file of its name for good. A folder that still holds anything (a symlink, an
+   * empty subfolder) stays; rmdir never follows a link.
+   */
+  async pruneEmptyFolders(folder: string): Promise<void> {
+    for (let dir = folder; dir !== this.root && this.contains(dir); dir = dirname(dir)) {
+      try {
+        await rmdir(dir);
+      } catch (error) {
+        if (['ENOTEMPTY', 'EEXIST', 'ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? '')) return;
+        throw error;
+      }
+    }
   }
 
   private async parentOf(checked: CheckedPath, create: boolean): Promise<string | undefined> {

@@ -9,14 +9,14 @@
  * - wrong:   the folder has other bytes (size or SHA-256) than the head;
  * - extra:   the folder has a file the ledger does not (or has deleted).
  *
- * `--repair` fetches the right bytes through the same verified, atomic path the
- * agent uses, removes extras and leftover temp files, and records what it did in
- * the local state and the ledger. It takes the state lock, so it refuses to run
- * while the agent runs on the same folder.
+ * `--repair` removes extras and leftover temp files (and the folders that left
+ * empty), then fetches the right bytes through the same verified, atomic path the
+ * agent uses, and records what it did in the local state and the ledger. It takes
+ * the state lock, so it refuses to run while the agent runs on the same folder.
  */
 import type { Dirent } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { basename, join, relative, sep } from 'node:path';
 import type { Change } from '../contracts/model.ts';
 import { Applier, hashLocalFile } from './applier.ts';
 import { type AgentClients, destroyClients, makeClients, originBlobSource } from './aws.ts';
@@ -254,17 +254,28 @@ function extraFiles(tree: LocalTree, heads: Map<string, Change>): DriftEntry[] {
   return extra;
 }
 
-async function repair(
-  report: VerifyReport,
-  ctx: {
-    config: AgentConfig;
-    paths: SafePaths;
-    state: StateStore;
-    blobs: BlobSource;
-    ledger: LedgerView;
-    heads: Map<string, Change>;
-  },
-) {
+interface RepairContext {
+  config: AgentConfig;
+  paths: SafePaths;
+  state: StateStore;
+  blobs: BlobSource;
+  ledger: LedgerView;
+  heads: Map<string, Change>;
+}
+
+interface RepairTally {
+  fetched: number;
+  removed: number;
+  temps: number;
+  failed: DriftEntry[];
+}
+
+/**
+ * Removals run before fetches: extras or a temp file in a folder where a file belongs (or a file
+ * where a folder of files belongs) would otherwise refuse the fetch, and only a second run would
+ * repair it (probe O5).
+ */
+async function repair(report: VerifyReport, ctx: RepairContext): Promise<RepairTally> {
   const applier = new Applier({
     paths: ctx.paths,
     state: ctx.state,
@@ -274,51 +285,57 @@ async function repair(
     pathPrefix: ctx.config.pathPrefix,
   });
   const signal = new AbortController().signal;
-  const failed: DriftEntry[] = [];
-  let fetched = 0;
-  let removed = 0;
-  let temps = 0;
-  const pool = new Semaphore(ctx.config.concurrency);
+  const tally: RepairTally = { fetched: 0, removed: 0, temps: 0, failed: [] };
   const fix = async (path: string, head: Change) => {
     try {
       const outcome = await applier.apply(head, { signal, source: 'repair', force: true });
-      if (outcome.kind === 'applied') fetched++;
-      else if (outcome.kind === 'deleted') removed++;
+      if (outcome.kind === 'applied') tally.fetched++;
+      else if (outcome.kind === 'deleted') tally.removed++;
       // Anything else left the drift where it was: never "all repaired".
       else
-        failed.push({
+        tally.failed.push({
           path,
           version: head.version,
           reason: outcome.kind === 'refused' ? outcome.reason : outcome.kind,
         });
     } catch (error) {
-      failed.push({ path, version: head.version, reason: errorMessage(error) });
+      tally.failed.push({ path, version: head.version, reason: errorMessage(error) });
     }
   };
+  for (const entry of report.extra) {
+    const head = ctx.heads.get(entry.path.normalize('NFC'));
+    // The applier's delete records the deleted head locally and in the ledger, and prunes too.
+    if (head?.deleted) await fix(entry.path, head);
+    else if (await removeFound(entry.path, ctx.paths, tally)) tally.removed++;
+  }
+  for (const temp of report.staleTemps) {
+    if (!(await removeFound(temp, ctx.paths, tally))) continue;
+    ctx.state.recordTempDone(temp);
+    tally.temps++;
+  }
+  const pool = new Semaphore(ctx.config.concurrency);
   await Promise.all(
     [...report.missing, ...report.wrong].map((entry) =>
       pool.run(() => fix(entry.path, ctx.heads.get(entry.path) as Change)),
     ),
   );
-  for (const entry of report.extra) {
-    const head = ctx.heads.get(entry.path.normalize('NFC'));
-    if (head?.deleted) {
-      await fix(entry.path, head);
-      continue;
-    }
-    try {
-      const file = join(ctx.paths.root, entry.path);
-      if (!ctx.paths.contains(file)) throw new Error('outside the mirror folder');
-      await rm(file, { force: true });
-      removed++;
-    } catch (error) {
-      failed.push({ path: entry.path, reason: `could not remove: ${errorMessage(error)}` });
-    }
+  return tally;
+}
+
+/**
+ * Removes a file the walk found, through real folders only, then the folders that left empty.
+ * False (and a `failed` entry) when it could not.
+ */
+async function removeFound(found: string, paths: SafePaths, tally: RepairTally): Promise<boolean> {
+  try {
+    const parent = await paths.existingParentOf(found);
+    // A folder on the way is gone: so is the file.
+    if (parent === undefined) return true;
+    await rm(join(parent, basename(found)), { force: true });
+    await paths.pruneEmptyFolders(parent);
+    return true;
+  } catch (error) {
+    tally.failed.push({ path: found, reason: `could not remove: ${errorMessage(error)}` });
+    return false;
   }
-  for (const temp of report.staleTemps) {
-    await rm(join(ctx.paths.root, temp), { force: true });
-    ctx.state.recordTempDone(temp);
-    temps++;
-  }
-  return { fetched, removed, temps, failed };
 }

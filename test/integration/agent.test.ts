@@ -142,6 +142,80 @@ async function allFiles(dir: string, base = dir): Promise<string[]> {
   return out.sort();
 }
 
+/** The configuration `agent verify` resolves for target gamma of `w`. */
+function verifyConfig(w: AgentWorld) {
+  return {
+    targetId: 'gamma',
+    dir: w.dir,
+    stateDir: join(w.dir, '.media-mirror'),
+    table: w.table,
+    originBucket: w.world.originBucket,
+    queueUrl: '',
+    region: 'us-east-1',
+    feedShards: 4,
+    pathPrefix: undefined,
+    concurrency: 4,
+    visibilityTimeoutSeconds: 60,
+    waitTimeSeconds: 20,
+    heartbeatSeconds: 15,
+    catchUpIntervalSeconds: 60,
+    folderCheckIntervalSeconds: 0,
+    shutdownGraceSeconds: 10,
+    maxBytesPerSecond: undefined,
+    feedPageSize: 500,
+    aws: {
+      s3Endpoint: emulators.endpoints.s3,
+      sqsEndpoint: emulators.endpoints.sqs,
+      dynamodbEndpoint: emulators.endpoints.dynamodb,
+      s3ForcePathStyle: true,
+      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    },
+  };
+}
+
+/** `media-mirror agent verify <args>` against `w`'s emulators, as an operator runs it: stdout and exit code. */
+async function verifyCli(w: AgentWorld) {
+  const endpointsFile = join(scratch, `endpoints-${randomUUID().slice(0, 8)}.json`);
+  await writeFile(
+    endpointsFile,
+    JSON.stringify({
+      s3: {
+        endpoint: emulators.endpoints.s3,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+        forcePathStyle: true,
+      },
+      sqs: { endpoint: emulators.endpoints.sqs },
+      dynamodb: { endpoint: emulators.endpoints.dynamodb },
+      table: w.table,
+      originBucket: w.world.originBucket,
+      feedShards: 4,
+      targets: { gamma: { kind: 'pull', queue: w.queueUrl } },
+    }),
+  );
+  return async (...args: string[]) => {
+    let stdout = '';
+    const program = new Command().exitOverride().option('--endpoints <file>');
+    program.configureOutput({ writeOut: () => undefined, writeErr: () => undefined });
+    registerAgentCommand(program, {
+      stdout: { write: (s: string) => (stdout += s) },
+      stderr: { write: () => true },
+      env: {},
+      cwd: scratch,
+    });
+    let exitCode = 0;
+    try {
+      await program.parseAsync(['--endpoints', endpointsFile, 'agent', 'verify', ...args], {
+        from: 'user',
+      });
+    } catch (error) {
+      if (!(error instanceof AgentExitError)) throw error;
+      exitCode = error.exitCode;
+    }
+    return { stdout, exitCode };
+  };
+}
+
 describe('pull agent', () => {
   it('an upload committed through the API path appears in the folder with identical bytes within seconds', async () => {
     const w = await agentWorld();
@@ -436,33 +510,7 @@ describe('pull agent', () => {
     await writeFile(join(w.dir, 'verify/not-in-ledger.txt'), 'extra');
     await writeFile(join(w.dir, 'verify/.file-3.bin.mirror-tmp-deadbeef'), 'stale');
 
-    const config = {
-      targetId: 'gamma',
-      dir: w.dir,
-      stateDir: join(w.dir, '.media-mirror'),
-      table: w.table,
-      originBucket: w.world.originBucket,
-      queueUrl: '',
-      region: 'us-east-1',
-      feedShards: 4,
-      pathPrefix: undefined,
-      concurrency: 4,
-      visibilityTimeoutSeconds: 60,
-      waitTimeSeconds: 20,
-      heartbeatSeconds: 15,
-      catchUpIntervalSeconds: 60,
-      folderCheckIntervalSeconds: 0,
-      shutdownGraceSeconds: 10,
-      maxBytesPerSecond: undefined,
-      feedPageSize: 500,
-      aws: {
-        s3Endpoint: emulators.endpoints.s3,
-        sqsEndpoint: emulators.endpoints.sqs,
-        dynamodbEndpoint: emulators.endpoints.dynamodb,
-        s3ForcePathStyle: true,
-        credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-      },
-    };
+    const config = verifyConfig(w);
     const before = await verifyMirror(config, { repair: false });
     expect(before.ok).toBe(3);
     expect(before.wrong.map((e) => e.path)).toEqual(['verify/file-0.bin', 'verify/file-1.bin']);
@@ -471,45 +519,7 @@ describe('pull agent', () => {
     expect(before.staleTemps).toEqual(['verify/.file-3.bin.mirror-tmp-deadbeef']);
 
     // Through the command line, as an operator would run it.
-    const endpointsFile = join(scratch, `endpoints-${randomUUID().slice(0, 8)}.json`);
-    await writeFile(
-      endpointsFile,
-      JSON.stringify({
-        s3: {
-          endpoint: emulators.endpoints.s3,
-          region: 'us-east-1',
-          credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-          forcePathStyle: true,
-        },
-        sqs: { endpoint: emulators.endpoints.sqs },
-        dynamodb: { endpoint: emulators.endpoints.dynamodb },
-        table: w.table,
-        originBucket: w.world.originBucket,
-        feedShards: 4,
-        targets: { gamma: { kind: 'pull', queue: w.queueUrl } },
-      }),
-    );
-    const cli = async (...args: string[]) => {
-      let stdout = '';
-      const program = new Command().exitOverride().option('--endpoints <file>');
-      program.configureOutput({ writeOut: () => undefined, writeErr: () => undefined });
-      registerAgentCommand(program, {
-        stdout: { write: (s: string) => (stdout += s) },
-        stderr: { write: () => true },
-        env: {},
-        cwd: scratch,
-      });
-      let exitCode = 0;
-      try {
-        await program.parseAsync(['--endpoints', endpointsFile, 'agent', 'verify', ...args], {
-          from: 'user',
-        });
-      } catch (error) {
-        if (!(error instanceof AgentExitError)) throw error;
-        exitCode = error.exitCode;
-      }
-      return { stdout, exitCode };
-    };
+    const cli = await verifyCli(w);
     // A file anyone with write access to the folder named: its escape sequences (a window
     // title, a cleared line) are shown escaped, not run by the operator's terminal.
     await writeFile(join(w.dir, 'verify', 'evil\x1b]0;owned\x07\x1b[2K.txt'), 'x');
@@ -528,6 +538,67 @@ describe('pull agent', () => {
     expect(after.exitCode).toBe(0);
     expect(JSON.parse(after.stdout)).toMatchObject({
       ok: 6,
+      missing: [],
+      wrong: [],
+      extra: [],
+      staleTemps: [],
+    });
+  });
+
+  it('`agent verify --repair` fixes a folder where a file belongs in ONE run, and prunes only the folders its removals emptied', async () => {
+    const w = await agentWorld();
+    const agent = await runAgent(w);
+    const f4 = randomBytes(5_000);
+    const f5 = randomBytes(5_001);
+    try {
+      await commitBytes(w, 'base/f4.txt', f4);
+      await commitBytes(w, 'base/f5.txt', f5);
+      for (const path of ['base/f4.txt', 'base/f5.txt'])
+        await waitFor(path, () => readIfExists(join(w.dir, path)));
+    } finally {
+      await agent.handle.stop();
+    }
+    // Behind the stopped agent's back (probe O5): base/f4.txt becomes a folder holding files (one
+    // of them deeper, one a leftover temp), and extras sit in folders of their own.
+    await rm(join(w.dir, 'base/f4.txt'));
+    await mkdir(join(w.dir, 'base/f4.txt/sub'), { recursive: true });
+    await writeFile(join(w.dir, 'base/f4.txt/inner'), 'inner');
+    await writeFile(join(w.dir, 'base/f4.txt/sub/more.txt'), 'more');
+    await writeFile(join(w.dir, 'base/f4.txt/.inner.mirror-tmp-cafe01'), 'stale');
+    await mkdir(join(w.dir, 'junk/deep'), { recursive: true });
+    await writeFile(join(w.dir, 'junk/deep/x.txt'), 'x');
+    await mkdir(join(w.dir, 'gone/a/b'), { recursive: true });
+    await writeFile(join(w.dir, 'gone/a/b/y.txt'), 'y');
+    // junk/ still holds a symlink (never followed, never removed) after its extras go: it stays,
+    // and the folder the link points at (outside the mirror) is untouched.
+    const outside = await mkdtemp(join(scratch, 'outside-'));
+    await writeFile(join(outside, 'keep.txt'), 'keep');
+    await symlink(outside, join(w.dir, 'junk/link'));
+    // An empty folder no removal emptied is not verify's to remove.
+    await mkdir(join(w.dir, 'was-empty'));
+
+    const cli = await verifyCli(w);
+    const repaired = await cli('--dir', w.dir, '--repair');
+    expect(repaired.stdout).not.toMatch(/could not repair/);
+    expect(repaired.stdout).toMatch(/repaired: 1 fetched, 4 removed, 1 temp files removed/);
+    expect(repaired.exitCode).toBe(0);
+
+    expect((await lstat(join(w.dir, 'base/f4.txt'))).isFile()).toBe(true);
+    expect((await readFile(join(w.dir, 'base/f4.txt'))).equals(f4)).toBe(true);
+    expect((await readFile(join(w.dir, 'base/f5.txt'))).equals(f5)).toBe(true);
+    await expect(lstat(join(w.dir, 'junk/deep'))).rejects.toThrow(/ENOENT/);
+    expect((await readdir(join(w.dir, 'junk'))).sort()).toEqual(['link']);
+    expect((await lstat(join(w.dir, 'junk/link'))).isSymbolicLink()).toBe(true);
+    expect(await readdir(outside)).toEqual(['keep.txt']);
+    await expect(lstat(join(w.dir, 'gone'))).rejects.toThrow(/ENOENT/);
+    expect((await lstat(join(w.dir, 'was-empty'))).isDirectory()).toBe(true);
+    expect((await lstat(w.dir)).isDirectory()).toBe(true);
+    expect((await readdir(w.dir)).sort()).toEqual(['.media-mirror', 'base', 'junk', 'was-empty']);
+
+    const after = await cli('--dir', w.dir, '--json');
+    expect(after.exitCode).toBe(0);
+    expect(JSON.parse(after.stdout)).toMatchObject({
+      ok: 2,
       missing: [],
       wrong: [],
       extra: [],

@@ -161,3 +161,38 @@ async function resolveUnlessRefused(
     throw error;
   }
 }
+
+describe('removing what verify found', () => {
+  it('existingParentOf walks real folders only: a symlink on the way is refused, never followed', async () => {
+    await mkdir(join(outside, 'victim'), { recursive: true });
+    await writeFile(join(outside, 'victim', 'f'), 'keep');
+    await expect(paths.existingParentOf('out/victim/f')).rejects.toThrow(/symlink/);
+    await expect(paths.existingParentOf('in/b/f')).rejects.toThrow(/symlink/);
+    expect(await paths.existingParentOf('a/b/anything\x1b.txt')).toBe(join(paths.root, 'a', 'b'));
+    expect(await paths.existingParentOf('top.txt')).toBe(paths.root);
+    expect(await paths.existingParentOf('missing/f')).toBeUndefined();
+    expect(await paths.existingParentOf('file/f')).toBeUndefined();
+    expect(await paths.existingParentOf('../outside/victim/f')).toBeUndefined();
+    expect(await readdir(join(outside, 'victim'))).toEqual(['f']);
+  });
+
+  it('pruneEmptyFolders removes emptied folders innermost first, stopping at one that holds anything and at the root', async () => {
+    const prune = await mkdtemp(join(base, 'prune-'));
+    const p = await SafePaths.open(prune);
+    await mkdir(join(prune, 'x', 'y', 'z'), { recursive: true });
+    await symlink(outside, join(prune, 'x', 'link'));
+    await p.pruneEmptyFolders(join(p.root, 'x', 'y', 'z'));
+    expect(await readdir(join(prune, 'x'))).toEqual(['link']);
+    // rmdir never follows the link to the (empty-looking) folder it points at.
+    await mkdir(join(outside, 'empty'));
+    await symlink(join(outside, 'empty'), join(prune, 'to-empty'));
+    await p.pruneEmptyFolders(join(p.root, 'to-empty'));
+    expect((await lstat(join(outside, 'empty'))).isDirectory()).toBe(true);
+    await rm(join(prune, 'x'), { recursive: true });
+    await rm(join(prune, 'to-empty'));
+    await mkdir(join(prune, 'only'));
+    await p.pruneEmptyFolders(join(p.root, 'only'));
+    expect(await readdir(prune)).toEqual([]);
+    expect((await lstat(prune)).isDirectory()).toBe(true);
+  });
+});
