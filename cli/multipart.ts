@@ -7,6 +7,7 @@
 import { openAsBlob } from 'node:fs';
 import type { UploadPendingMultipart } from '../contracts/api.ts';
 import type { FetchLike, MirrorApi } from '../web/client/api.ts';
+import { checkPlan, storedBytes } from '../web/client/plan.ts';
 import { continueUpload } from '../web/client/upload-file.ts';
 
 export interface PartUploadRequest {
@@ -15,6 +16,10 @@ export interface PartUploadRequest {
   claimed: UploadPendingMultipart;
   sha256: string;
   contentType: string;
+  /**
+   * Bytes this call has sent so far, as a running total: the parts storage held before it (a
+   * resumed upload) are not sent, so not counted.
+   */
   onBytes: (bytesSent: number) => void;
   timeoutSeconds: number;
 }
@@ -33,6 +38,8 @@ export type SendParts = (request: PartUploadRequest) => Promise<PartUploadResult
 export function createPartSender(client: MirrorApi, fetch?: FetchLike): SendParts {
   return async (request) => {
     const blob = await openAsBlob(request.file);
+    // The client's progress counts the stored parts as done from its first report on.
+    const stored = alreadyStored(request.claimed, blob.size);
     const result = await continueUpload(blob, request.claimed, {
       client,
       ...(fetch === undefined ? {} : { fetch: fetch as typeof globalThis.fetch }),
@@ -43,9 +50,12 @@ export function createPartSender(client: MirrorApi, fetch?: FetchLike): SendPart
       workerUrl: null,
       verifyTimeoutMs: request.timeoutSeconds * 1000,
       onProgress: (p) => {
-        if (p.phase === 'uploading') request.onBytes(p.bytesDone);
+        if (p.phase === 'uploading') request.onBytes(Math.max(0, p.bytesDone - stored));
       },
     });
+    // The client's own tally: parts sent again after a complete refused them (missing, or not as
+    // recorded) go out once its progress has reached the whole file, and only the tally counts them.
+    request.onBytes(result.bytesSent);
     return {
       status: result.status,
       uploadId: result.uploadId,
@@ -54,4 +64,17 @@ export function createPartSender(client: MirrorApi, fetch?: FetchLike): SendPart
       resumed: result.resumed,
     };
   };
+}
+
+/**
+ * Bytes of a claimed multipart upload that storage already holds (a resumed upload): the parts
+ * of the plan recorded with the right size, which the client will not send again.
+ */
+export function alreadyStored(claimed: UploadPendingMultipart, size: number): number {
+  try {
+    return storedBytes(size, checkPlan(size, claimed.multipart), claimed.multipart.uploadedParts);
+  } catch {
+    // A plan the client refuses fails the send, with the client's words: nothing is sent.
+    return 0;
+  }
 }

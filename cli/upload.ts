@@ -14,7 +14,7 @@ import { prove } from '../web/client/upload/claim.ts';
 import { guessContentType } from './content-type.ts';
 import { MirrorCliError, UploadRejectedError, UploadTimeoutError } from './errors.ts';
 import { type FileDigest, type HashOptions, hashFile, statRegularFile } from './hash-file.ts';
-import type { SendParts } from './multipart.ts';
+import { alreadyStored, type SendParts } from './multipart.ts';
 import { type ProgressSink, round3 } from './progress.ts';
 import type { PutFile } from './put-file.ts';
 
@@ -145,9 +145,12 @@ async function sendMultipart(flow: Flow, created: UploadPendingMultipart): Promi
   const { deps, options, base } = flow;
   if (!deps.sendParts)
     throw new MirrorCliError('the API asked for a multipart upload, and no part sender is configured');
-  deps.progress.phase('uploading', base.size, {
+  // A resumed upload sends only the parts storage lacks: the phase counts those bytes alone.
+  const stored = alreadyStored(created, base.size);
+  deps.progress.phase('uploading', base.size - stored, {
     uploadId: created.uploadId,
     parts: created.multipart.partCount,
+    ...(stored > 0 ? { storedBytes: stored } : {}),
   });
   // The upload claimed above, continued: one claim however the bytes go.
   const sent = await deps.sendParts({
