@@ -17,6 +17,11 @@
  * - Removing a file or "cancel all" aborts its upload at the API, unless the upload was another
  *   client's that this one joined (resumed): that one is left to them.
  * - A name with `%`, `?` or `#`, which the API refuses, fails before it is hashed, with the rule.
+ * - Two files of one batch that go to one path (`photo.jpg` from two folders): the first added is
+ *   uploaded, a later one with other content fails, naming the path and that file, and sends
+ *   nothing (else it would silently become the path's next version, and which one ended as the
+ *   head would depend on which committed last). Its Retry fails again while that file is still
+ *   in Uppy under that path; renamed, it goes under its new name. The same bytes twice are fine.
  * - The answer (`file.response.body`) is the client's `UploadResult`: version, SHA-256,
  *   whether it was deduplicated or resumed.
  */
@@ -63,6 +68,10 @@ export interface MediaMirrorOptions extends PluginOpts {
 export type MediaMirrorBody = UploadResult & Body;
 
 const IDEMPOTENCY_META = 'mediaMirrorIdempotencyKey';
+/** The id of the file a file was refused for (same path, other content): its Retry is refused too. */
+const SAME_PATH_META = 'mediaMirrorSamePathAs';
+/** Bytes read at once from each of two same-sized files that go to one path. */
+const COMPARE_CHUNK = 4 * 1024 * 1024;
 
 function defaultPath(file: UppyFile<Meta, Body>, prefix: string): string {
   const { relativePath: relative, name: named } = file.meta as { relativePath?: unknown; name?: unknown };
@@ -76,6 +85,32 @@ function defaultPath(file: UppyFile<Meta, Body>, prefix: string): string {
         : relative.replace(/[^/]*$/, renamed)
       : (renamed ?? file.name ?? file.id);
   return `${prefix}${name.replace(/^\/+/, '')}`;
+}
+
+/** Whether two blobs hold the same bytes: read chunk by chunk, so a difference stops the reading early. */
+async function sameBytes(a: Blob, b: Blob): Promise<boolean> {
+  if (a.size !== b.size) return false;
+  for (let at = 0; at < a.size; at += COMPARE_CHUNK) {
+    const [x, y] = await Promise.all(
+      [a, b].map(async (blob) => new Uint8Array(await blob.slice(at, at + COMPARE_CHUNK).arrayBuffer())),
+    );
+    if (x === undefined || y === undefined || !equalBytes(x, y)) return false;
+  }
+  return true;
+}
+
+function equalBytes(x: Uint8Array, y: Uint8Array): boolean {
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+function samePathError(other: UppyFile<Meta, Body>, path: string): Error {
+  const size = other.data instanceof Blob ? other.data.size : (other.size ?? 0);
+  return new Error(
+    `another file, "${defaultPath(other, '')}" (${size.toLocaleString('en-US')} bytes), also goes to "${path}", ` +
+      'with other content: this one would replace it. Rename this file (or remove the other) and retry',
+  );
 }
 
 export default class MediaMirror<M extends Meta, B extends Body> extends BasePlugin<
@@ -118,27 +153,58 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
   };
 
   readonly #upload = async (fileIDs: string[]): Promise<void> => {
+    const earlier = this.#samePathEarlier(fileIDs);
     const queue = [...fileIDs];
     const worker = async () => {
-      for (let id = queue.shift(); id !== undefined; id = queue.shift()) await this.#uploadOne(id);
+      for (let id = queue.shift(); id !== undefined; id = queue.shift())
+        await this.#uploadOne(id, earlier.get(id));
     };
     const lanes = Math.max(1, Math.min(this.opts.limit ?? 3, queue.length));
     await Promise.all(Array.from({ length: lanes }, worker));
   };
 
-  async #uploadOne(fileID: string): Promise<void> {
+  /**
+   * For each file of the batch that goes to a path another file takes, that file: the one added
+   * before it in the batch (Uppy's order, so the same one every time, whichever would finish
+   * first), or the one its last attempt was refused for, if that is still in Uppy under that path.
+   */
+  #samePathEarlier(fileIDs: readonly string[]): Map<string, UppyFile<M, B>> {
+    const first = new Map<string, UppyFile<M, B>>();
+    const earlier = new Map<string, UppyFile<M, B>>();
+    for (const id of fileIDs) {
+      const file = this.uppy.getFile(id);
+      const path = file === undefined ? undefined : this.#uploadablePath(file);
+      if (file === undefined || path === undefined) continue;
+      const other = this.#refusedFor(file, path) ?? first.get(path);
+      if (other === undefined) first.set(path, file);
+      else earlier.set(id, other);
+    }
+    return earlier;
+  }
+
+  /** The file this one was last refused for, if it still goes to the same path. */
+  #refusedFor(file: UppyFile<M, B>, path: string): UppyFile<M, B> | undefined {
+    const otherID = (file.meta as Record<string, unknown>)[SAME_PATH_META];
+    const other = typeof otherID === 'string' ? this.uppy.getFile(otherID) : undefined;
+    return other !== undefined && this.#uploadablePath(other) === path ? other : undefined;
+  }
+
+  /** The path a local file would be uploaded to; undefined: it fails anyway (remote, refused name). */
+  #uploadablePath(file: UppyFile<M, B>): string | undefined {
+    if (!(file.data instanceof Blob)) return undefined;
+    const path = this.#pathOrRefusal(file);
+    return path instanceof Error ? undefined : path;
+  }
+
+  async #uploadOne(fileID: string, earlier: UppyFile<M, B> | undefined): Promise<void> {
     const file = this.uppy.getFile(fileID);
     if (file === undefined) return;
-    if (!(file.data instanceof Blob)) {
-      this.#fail(fileID, new Error('only local files can be uploaded (remote providers are not supported)'));
+    const ready = await this.#readyToSend(file, earlier);
+    if (ready instanceof Error) {
+      this.#fail(fileID, ready);
       return;
     }
-    const data = file.data;
-    const path = this.#pathOrRefusal(file);
-    if (path instanceof Error) {
-      this.#fail(fileID, path);
-      return;
-    }
+    const { data, path } = ready;
     const controller = new AbortController();
     this.#controllers.set(fileID, controller);
     this.uppy.emit('upload-start', [file]);
@@ -177,6 +243,30 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
     }
   }
 
+  /** The file's bytes and path; or why it fails before anything is hashed or claimed. */
+  async #readyToSend(
+    file: UppyFile<M, B>,
+    earlier: UppyFile<M, B> | undefined,
+  ): Promise<{ data: Blob; path: string } | Error> {
+    if (!(file.data instanceof Blob)) {
+      return new Error('only local files can be uploaded (remote providers are not supported)');
+    }
+    const path = this.#pathOrRefusal(file);
+    if (path instanceof Error) return path;
+    const ready = { data: file.data, path };
+    if (earlier === undefined) return ready;
+    // The same bytes and type are one version at the API (it keeps an equal head): nothing is replaced.
+    if (
+      file.type === earlier.type &&
+      earlier.data instanceof Blob &&
+      (await sameBytes(file.data, earlier.data))
+    ) {
+      return ready;
+    }
+    this.#keepMeta(file.id, SAME_PATH_META, earlier.id);
+    return samePathError(earlier as UppyFile<Meta, Body>, path);
+  }
+
   /** The file's mirror path, or the API's refusal of it (a name with `%`, `?` or `#`). */
   #pathOrRefusal(file: UppyFile<M, B>): string | Error {
     const path =
@@ -213,8 +303,12 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
 
   /** The key the file's next attempt claims under; undefined: a new one. */
   #keepIdempotencyKey(fileID: string, key: string | undefined): void {
+    this.#keepMeta(fileID, IDEMPOTENCY_META, key);
+  }
+
+  #keepMeta(fileID: string, name: string, value: string | undefined): void {
     if (this.uppy.getFile(fileID) === undefined) return;
-    this.uppy.setFileMeta(fileID, { [IDEMPOTENCY_META]: key } as unknown as M);
+    this.uppy.setFileMeta(fileID, { [name]: value } as unknown as M);
   }
 
   #progress(fileID: string, progress: UploadProgress): void {
@@ -237,6 +331,8 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
   }
 
   #fail(fileID: string, error: Error): void {
+    // Removed meanwhile (the comparison of two files is awaited): nothing left to show it on.
+    if (this.uppy.getFile(fileID) === undefined) return;
     this.uppy.emit('upload-error', this.uppy.getFile(fileID), {
       name: error.name,
       message: error.message,
