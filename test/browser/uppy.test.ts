@@ -3,7 +3,7 @@
  * Chromium (small, multipart and duplicate files all end complete and reach every target), and
  * dropped into Uppy 5 and Uppy 6 in Node (the same plugin, unchanged, under both majors).
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Uppy6 from '@uppy/core';
@@ -129,6 +129,42 @@ describe('the Uppy plugin in Chromium (Uppy 6)', () => {
 
     for (const name of ['small.bin', 'large.bin', 'copy-of-small.bin']) await allTargetsHold(`uppy6/${name}`);
     expect(consoleErrors).toEqual([]);
+    await page.close();
+  });
+
+  it('photo.jpg from three folders in one upload: the first is v1, a different one fails naming the path, a copy of the first completes as v1 (probe W6)', async () => {
+    const folders = ['first', 'other', 'copy'].map((name) => join(stack.tmp, 'w6', name));
+    for (const folder of folders) await mkdir(folder, { recursive: true });
+    const [first, other, copy] = folders.map((folder) => join(folder, 'photo.jpg')) as [
+      string,
+      string,
+      string,
+    ];
+    await randomFile(first, 200_000, 61);
+    await randomFile(other, 210_000, 62);
+    await writeFile(copy, await readFile(first));
+    // Uppy takes a file with the same name, size and mtime for one already added: the copy differs in mtime.
+    await utimes(copy, new Date(2026, 0, 2), new Date(2026, 0, 2));
+    const page = await browser.context.newPage();
+    await page.goto(`${stack.api}/uppy-test.html`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+
+    const summaries = await uploadInPage(page, 'w6/', first, other, copy);
+    expect(summaries.map((f) => [f.name, f.complete, f.error, f.body?.version ?? null])).toEqual([
+      ['photo.jpg', true, null, 1],
+      [
+        'photo.jpg',
+        false,
+        'another file, "photo.jpg" (200,000 bytes), also goes to "w6/photo.jpg", with other content: ' +
+          'this one would replace it. Rename this file (or remove the other) and retry',
+        null,
+      ],
+      ['photo.jpg', true, null, 1],
+    ]);
+    const res = await fetch(`${stack.api}/v1/files/${encodeURIComponent('w6/photo.jpg')}/versions`, {
+      headers: { authorization: `Bearer ${stack.token}` },
+    });
+    expect(((await res.json()) as { versions: unknown[] }).versions).toHaveLength(1);
     await page.close();
   });
 });
