@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { basename, dirname, join, resolve, sep } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createSha256 } from '../common/sha256-node.ts';
@@ -155,7 +155,7 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
   const file = await destinationFile(options);
   const read = () => expectedVersion(client, options.path, options.target, options.version);
   await removeOrphanedDownloads(dirname(file));
-  const temp = join(dirname(file), downloadName(basename(file)));
+  const temp = join(dirname(file), downloadName());
   // A Ctrl-C skips the `finally` below: without this the partial file stayed, hidden, for good.
   const cancelRemoval = removeOnExit(temp);
   try {
@@ -193,17 +193,20 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
 }
 
 /**
- * `.<name>.mm-get-<host>-<pid>-<random>`: whose download it is, so that one left by a `get` that was
- * killed (SIGKILL, a crash: no handler ran) can be told from one under way.
+ * `.mm-get-<host>-<pid>-<random>`: whose download it is, so that one left by a `get` that was
+ * killed (SIGKILL, a crash: no handler ran) can be told from one under way. It does not carry the
+ * destination's name: a name the path rules admit (255 bytes) plus this suffix was more than a
+ * file system takes (ENAMETOOLONG, probe V6).
  */
-function downloadName(name: string): string {
-  return `.${name}.mm-get-${hostTag()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+function downloadName(): string {
+  return `.mm-get-${hostTag()}-${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
 /** The host as it can sit in a file name: letters, digits, dots and dashes only. */
 const hostTag = () => hostname().replace(/[^A-Za-z0-9.-]/g, '_');
 
-const DOWNLOAD_NAME = /^\..+\.mm-get-(.+)-(\d+)-[0-9a-f]{8}$/;
+// Earlier versions named the temp file `.<name>.mm-get-…`: those orphans are swept too.
+const DOWNLOAD_NAME = /^\.(?:.+\.)?mm-get-(.+)-(\d+)-[0-9a-f]{8}$/;
 
 /**
  * Deletes, in the destination's folder, the partial downloads of `get`s of this host whose process
@@ -269,7 +272,9 @@ async function expectedVersion(
  */
 async function destinationFile(options: GetOptions): Promise<string> {
   const name = options.path.split('/').at(-1) ?? options.path;
-  if (options.dest === undefined) return resolve(options.cwd, name);
+  // The path's own name is a destination like a named one: a FIFO, a device or a folder there is
+  // refused before anything is asked of the API, and a symlink is written through (probe V1).
+  if (options.dest === undefined) return replaceableFile(resolve(options.cwd, name), 'the destination');
   const dest = resolve(options.cwd, options.dest);
   const info = await stat(dest).catch(() => undefined);
   if (info?.isDirectory()) return replaceableFile(join(dest, name), 'the destination');

@@ -1,6 +1,6 @@
 /**
  * A temporary file or folder that does not outlive the process: `sync --from` spools objects
- * under `$TMPDIR/media-mirror-sync-*`, `get` downloads into `.<name>.mm-get-*` next to the
+ * under `$TMPDIR/media-mirror-sync-*`, `get` downloads into `.mm-get-*` next to the
  * destination, and a Ctrl-C (SIGINT), a SIGTERM or a `process.exit` must not leave either (any
  * size, and a partial file sits beside the user's own) behind. The command's own end, success or
  * error, removes it (cli/sync-source.ts's `close()`, cli/files.ts's `getFile`); this covers the
@@ -17,7 +17,13 @@ const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
  * the ordinary way.
  */
 export function removeOnExit(path: string): () => void {
-  const remove = () => rmSync(path, { recursive: true, force: true });
+  const remove = () => {
+    // A listener that throws while the process exits prints a stack trace over the command's own
+    // error (probe V6): what cannot be removed now is left to the next run's sweep.
+    try {
+      rmSync(path, { recursive: true, force: true });
+    } catch {}
+  };
   const onSignal = (signal: NodeJS.Signals) => {
     remove();
     cancel();

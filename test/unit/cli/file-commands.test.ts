@@ -2,8 +2,10 @@
  * The file verbs through runCli against a fake API (its answers checked by the client against
  * contracts/api.ts, as the real one's are): what each prints, what it sends, its exit codes.
  */
+
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -387,6 +389,49 @@ describe('media-mirror get', () => {
     const plain = harness(() => notFound);
     expect(await plain.run('get', 'pics/none.png')).toBe(3);
     expect(plain.out()).toBe('');
+  });
+
+  it("the path's own name as the destination is checked as a named one: a FIFO or a folder there is refused before anything is asked (exit 2), a symlink is written through (probe V1)", async () => {
+    const cwd = join(dir, 'default-dest');
+    await mkdir(cwd, { recursive: true });
+    execFileSync('mkfifo', [join(cwd, 'cat.png')]);
+    const fifo = harness(api(content), {}, undefined, { cwd });
+    expect(await fifo.run('get', 'pics/cat.png')).toBe(2);
+    expect(fifo.err()).toMatch(/the destination .*cat\.png is not a regular file/);
+    expect(fifo.requests).toEqual([]);
+    expect((await lstat(join(cwd, 'cat.png'))).isFIFO()).toBe(true);
+
+    await rm(join(cwd, 'cat.png'));
+    await mkdir(join(cwd, 'cat.png'));
+    const folder = harness(api(content), {}, undefined, { cwd });
+    expect(await folder.run('get', 'pics/cat.png')).toBe(2);
+    expect(folder.err()).not.toMatch(/unexpected|EISDIR/);
+    expect(folder.requests).toEqual([]);
+
+    await rm(join(cwd, 'cat.png'), { recursive: true });
+    await writeFile(join(cwd, 'real.png'), 'stale');
+    await symlink('real.png', join(cwd, 'cat.png'));
+    const link = harness(api(content), {}, undefined, { cwd });
+    expect(await link.run('get', 'pics/cat.png'), link.err()).toBe(0);
+    expect((await lstat(join(cwd, 'cat.png'))).isSymbolicLink()).toBe(true);
+    expect(await readFile(join(cwd, 'real.png'))).toEqual(content);
+  });
+
+  it('a name as long as the path rules allow (255 bytes) downloads: the temporary name does not grow with it (probe V6)', async () => {
+    const name = `${'n'.repeat(251)}.png`;
+    const path = `pics/${name}`;
+    const h = harness((url) => {
+      if (url.pathname === `/v1/files/${encodeURIComponent(path)}`)
+        return { status: 200, body: { path, head, targets: [] } };
+      if (url.pathname.endsWith('/content'))
+        return { status: 302, body: 'http://s3.test/blobs/x?X-Amz-Signature=s' };
+      if (url.host === 's3.test') return { status: 200, bytes: content };
+      return notFound;
+    });
+    await mkdir(join(dir, 'long'), { recursive: true });
+    expect(await h.run('get', path, 'long/'), h.err()).toBe(0);
+    expect(await readFile(join(dir, 'long', name))).toEqual(content);
+    expect(await readdir(join(dir, 'long'))).toEqual([name]);
   });
 
   it('no such path: exit 3, nothing downloaded', async () => {

@@ -64,13 +64,13 @@ const until = <T>(what: string, probe: () => Promise<T | undefined>) => waitFor(
 
 describe('get interrupted', () => {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    it(`leaves no .<name>.mm-get-* file behind on ${signal}, and ends by the signal`, async () => {
+    it(`leaves no .mm-get-* file behind on ${signal}, and ends by the signal`, async () => {
       const dest = join(dir, `gdir-${signal}`);
       await mkdir(dest);
       const { child, exited, err } = startGet('g300.bin', dest);
       // The partial file holds bytes: the download is writing to it.
       const temp = await partialFile(dest, err);
-      expect(temp).toMatch(new RegExp(`^\\.g300\\.bin\\.mm-get-.+-${child.pid}-[0-9a-f]{8}$`));
+      expect(temp).toMatch(new RegExp(`^\\.mm-get-.+-${child.pid}-[0-9a-f]{8}$`));
       child.kill(signal);
       const [code, endedBy] = await exited;
       expect(await readdir(dest)).toEqual([]);
@@ -93,6 +93,9 @@ describe('get interrupted', () => {
       `.photo.jpg.mm-get-${hostname().replace(/[^A-Za-z0-9.-]/g, '_')}-${process.pid}-0a0b0c0d`,
     ];
     for (const name of others) await writeFile(join(dest, name), 'partial');
+    // One an earlier version left, named after its file, of a process that is gone: swept too.
+    const host = hostname().replace(/[^A-Za-z0-9.-]/g, '_');
+    await writeFile(join(dest, `.old.jpg.mm-get-${host}-${killed.child.pid}-0e0e0e0e`), 'partial');
     const next = startGet('small.bin', dest);
     const [code] = await next.exited;
     expect(code, next.err()).toBe(0);
@@ -126,7 +129,7 @@ function startGet(path: string, dest: string) {
 function partialFile(dest: string, err: () => string): Promise<string> {
   return until(`a partial file in ${dest} (stderr: ${err()})`, async () => {
     for (const name of await readdir(dest)) {
-      if (/^\.g300\.bin\.mm-get-/.test(name) && (await stat(join(dest, name))).size > 0) return name;
+      if (/^\.mm-get-/.test(name) && (await stat(join(dest, name))).size > 0) return name;
     }
     return undefined;
   });
