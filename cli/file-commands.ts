@@ -8,6 +8,7 @@
 import { formatBytes } from '../common/format-bytes.ts';
 import { terminalLines, terminalText } from '../common/terminal-text.ts';
 import type { Limits } from '../contracts/api.ts';
+import { normalizePath, PathRuleError } from '../contracts/path-rules.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { envCredentials } from './aws-credentials.ts';
 import { EXIT, MirrorCliError } from './errors.ts';
@@ -188,11 +189,29 @@ function syncArguments(
   if (opts.from === undefined) {
     if (first === undefined)
       throw new MirrorCliError('sync needs a folder (or --from s3://bucket/prefix)', usage);
-    return { dir: first, prefix: second ?? '' };
+    return { dir: first, prefix: checkedPrefix(second ?? '') };
   }
   if (second !== undefined)
     throw new MirrorCliError('with --from, sync takes one argument: the mirror prefix', usage);
-  return { dir: opts.from, prefix: first ?? '' };
+  return { dir: opts.from, prefix: checkedPrefix(first ?? '') };
+}
+
+/**
+ * The prefix is the command's own argument: a path rule it breaks (`..`, `//`, a control
+ * character) is a usage error before anything is read, as a path given to `upload` is, and not
+ * every file "skipped" with exit 0 (probe V7).
+ */
+function checkedPrefix(prefix: string): string {
+  const folder = prefix.replace(/^\/+/, '').replace(/\/$/, '');
+  if (folder === '') return prefix;
+  try {
+    normalizePath(folder);
+  } catch (error) {
+    if (error instanceof PathRuleError)
+      throw new MirrorCliError(`the prefix ${terminalText(prefix)}: ${error.message}`, usage);
+    throw error;
+  }
+  return prefix;
 }
 
 /** The S3 client `--from` reads with: the default credential chain, or the keys in the environment. */

@@ -521,6 +521,25 @@ describe('media-mirror sync (against a fake API)', () => {
     ]);
   });
 
+  it('a prefix the path rules refuse is a usage error (exit 2, the rule named) before anything is read or sent (probe V7)', async () => {
+    const lib = join(dir, 'lib-bad-prefix');
+    await mkdir(lib, { recursive: true });
+    await writeFile(join(lib, 'a.png'), 'a');
+    for (const prefix of ['../x', 'bad//pre', 'x/./y']) {
+      const h = harness(() => notFound);
+      expect(await h.run('sync', lib, prefix, '--json', '--no-cache'), h.err()).toBe(2);
+      expect(JSON.parse(h.out())).toMatchObject({ error: { exitCode: 2, code: 'usage' } });
+      expect(h.err()).toMatch(/the prefix .*(segments|empty)/);
+      expect(h.requests).toEqual([]);
+    }
+    const fromBucket = harness(() => notFound);
+    expect(await fromBucket.run('sync', '../x', '--from', 's3://bucket/in', '--no-cache')).toBe(2);
+    expect(fromBucket.requests).toEqual([]);
+    // A leading or trailing slash is no rule broken: the folder is the same.
+    const h = harness(() => notFound);
+    expect(await h.run('sync', lib, '/photos/', '--json', '--no-cache')).not.toBe(2);
+  });
+
   it('--wait cut short by the API (its targets route refusing) still prints the summary, with why the wait stopped; exit 1', async () => {
     const lib = join(dir, 'lib-wait-cut');
     await mkdir(lib, { recursive: true });
