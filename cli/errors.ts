@@ -95,7 +95,11 @@ export class UploadRejectedError extends MirrorCliError {
   readonly uploadId: string;
   readonly reason: string;
   constructor(uploadId: string, path: string, reason: string) {
-    super(`upload ${uploadId} of ${path} was rejected: ${reason}`);
+    // An `--if-version` that lost its race at the commit is the conflict a refused claim is (exit 4):
+    // a script re-reads and retries on 4 either way (probe V3).
+    super(`upload ${uploadId} of ${path} was rejected: ${reason}`, {
+      exitCode: reason.startsWith('version_conflict:') ? EXIT.conflict : EXIT.failure,
+    });
     this.uploadId = uploadId;
     this.reason = reason;
   }

@@ -639,7 +639,7 @@ export async function deleteFile(
     const head = await deps.ledger.getHead(path);
     const own = await findOwnCommit(deps.ledger, path, head, requestId, deps.clock.now());
     if (own) return own;
-    if (!head || head.deleted) throw new NotFoundError(`no file at "${path}"`, 'path');
+    if (!isDeletable(path, head, ifVersion)) throw new NotFoundError(`no file at "${path}"`, 'path');
     try {
       return await commitVersion(deps, {
         uploadId,
@@ -655,6 +655,21 @@ export async function deleteFile(
         throw error;
     }
   }
+}
+
+/**
+ * A live head can be deleted. A condition on another version than the head's is answered as a
+ * conflict whatever the head is now: a client that re-reads and retries on a conflict must not take
+ * a path deleted since for one that never was (probe V3).
+ */
+function isDeletable(
+  path: string,
+  head: { version: number; deleted: boolean } | undefined,
+  ifVersion: number | undefined,
+): head is { version: number; deleted: false } {
+  if (head?.deleted && ifVersion !== undefined && ifVersion !== head.version)
+    throw new VersionConflictError(path, ifVersion, head.version);
+  return head !== undefined && !head.deleted;
 }
 
 /**

@@ -325,6 +325,20 @@ describe('uploadFile', () => {
     expect((err as UploadRejectedError).exitCode).toBe(1);
   });
 
+  it('rejected for a version conflict (an --if-version that lost its race at the commit): exit 4, as a refused claim (probe V3)', async () => {
+    const client = fakeClient(pending, [
+      record({
+        status: 'rejected',
+        reason: 'version_conflict: "images/cat.jpg" is at version 2, the request expected 1',
+      }),
+    ]);
+    const err = await uploadFile(deps(client).d, { file, path: 'images/cat.jpg', ifVersion: 1 }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(UploadRejectedError);
+    expect((err as UploadRejectedError).exitCode).toBe(4);
+  });
+
   it('timeout: a clear error once --timeout has passed while still pending', async () => {
     const client = fakeClient(pending, [record({ status: 'pending' })]);
     const { d, clock } = deps(client);

@@ -197,6 +197,13 @@ describe('deletes and the versions listing on InMemoryLedger', () => {
     expect(tombstone).toMatchObject({ version: 4, deleted: true, sha256: null });
     expect(await s.ledger.liveFilesAmong(['docs/list.txt'])).toEqual([]);
     await expect(deleteFile(s.deps, 'docs/list.txt', undefined)).rejects.toBeInstanceOf(NotFoundError);
+    // A condition on another version than the tombstone's is a conflict, as on a live head (probe V3);
+    // on the tombstone's own version there is nothing left to delete.
+    await expect(deleteFile(s.deps, 'docs/list.txt', 3)).rejects.toMatchObject({
+      code: 'version_conflict',
+      currentVersion: 4,
+    });
+    await expect(deleteFile(s.deps, 'docs/list.txt', 4)).rejects.toBeInstanceOf(NotFoundError);
 
     const first = await listFileVersions(s.deps, 'docs/list.txt', { limit: 3 });
     expect(first.versions.map((v) => v.version)).toEqual([4, 3, 2]);
