@@ -22,6 +22,12 @@ export interface RemoteHead {
 export interface RemoteListing {
   /** Every path's head, tombstones included (a deleted path keeps its version count). */
   readonly heads: Map<string, RemoteHead>;
+  /**
+   * The SHA-256 of every version's content, older versions' and deleted paths' included: the
+   * mirror holds it (the origin keeps a blob while a version names it), so a file with it can be
+   * committed on proof of possession. One entry per distinct content.
+   */
+  readonly contents: Set<string>;
   /** The feed's cursor after the last change read: pass it to `followFeed` for what comes next. */
   readonly cursor: string | undefined;
 }
@@ -61,9 +67,14 @@ export async function listLiveFiles(
 const PAGE = 1000;
 
 /** Keeps the higher version of each path: feed order within a path is not guaranteed. */
-function foldChanges(heads: Map<string, RemoteHead>, changes: ChangesPage['changes']): number {
+function foldChanges(
+  heads: Map<string, RemoteHead>,
+  changes: ChangesPage['changes'],
+  contents?: Set<string>,
+): number {
   let newer = 0;
   for (const change of changes) {
+    if (change.sha256 !== null) contents?.add(change.sha256);
     const known = heads.get(change.path);
     if (known !== undefined && known.version >= change.version) continue;
     heads.set(change.path, change);
@@ -81,6 +92,7 @@ export async function followFeed(
   heads: Map<string, RemoteHead>,
   cursor: string | undefined,
   onPage?: OnFeedPage,
+  contents?: Set<string>,
 ): Promise<string | undefined> {
   let at = cursor;
   for (;;) {
@@ -88,13 +100,14 @@ export async function followFeed(
     at = page.cursor;
     onPage?.(page.changes.length);
     if (page.changes.length === 0) return at;
-    foldChanges(heads, page.changes);
+    foldChanges(heads, page.changes, contents);
   }
 }
 
 /** The whole feed: a page a request, so `onPage` is how a long read shows it is moving. */
 export async function readHeads(client: FeedClient, onPage?: OnFeedPage): Promise<RemoteListing> {
   const heads = new Map<string, RemoteHead>();
-  const cursor = await followFeed(client, heads, undefined, onPage);
-  return { heads, cursor };
+  const contents = new Set<string>();
+  const cursor = await followFeed(client, heads, undefined, onPage, contents);
+  return { heads, contents, cursor };
 }

@@ -206,7 +206,9 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
       reports: [],
       finished: 0,
       pending: new Map(),
-      known: new Set([...listing.heads.values()].flatMap((h) => (h.sha256 === null ? [] : [h.sha256]))),
+      // Every version's content, not the heads' alone: content only an older version (or a deleted
+      // path) holds is committed on proof too, not sent again (probe V2).
+      known: listing.contents,
       folderRule: policy && { policy, occupancy: headsOccupancy(listing.heads) },
       unchanged: [],
       feed: { cursor: listing.cursor, lastRead: deps.clock.now(), reading: undefined },
@@ -552,10 +554,9 @@ async function send(run: Run, local: LocalFile, report: SyncFileReport, cached: 
   // A bucket's object is read here when its digest came from the cache: what is sent is what was hashed.
   const bytes = await run.source.file(local, hashedBytes(run.counts));
   const digest = bytes.digest ?? cached;
-  // Content no head holds and this run has not sent is almost never held: answering its
-  // challenge would cost a request (and a refusal) per new file. Without `proveUpload` the flow
-  // sends the bytes at once; content held only by an old version is then sent again, which is
-  // correct, only not free.
+  // Content no version in the feed names and this run has not sent is almost never held: answering
+  // its challenge would cost a request (and a refusal) per new file. Without `proveUpload` the flow
+  // sends the bytes at once.
   const api = deps.client;
   const client = run.known.has(digest.sha256)
     ? api

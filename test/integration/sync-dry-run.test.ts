@@ -3,7 +3,8 @@
  * policy"): where a pull target takes a path, a file cannot lie under a live file, nor be named
  * like a folder of live files. The dry run sends nothing and reports those files `failed` with the
  * rule, as the real run then does; where no pull target takes the path, the rule does not apply.
- * Through the local stack and the CLI (probe 8, F18).
+ * Through the local stack and the CLI (probe 8, F18). And what sync does not follow (links, FIFOs),
+ * and the content it commits without sending it.
  */
 import { execFile } from 'node:child_process';
 import { symlink } from 'node:fs/promises';
@@ -98,5 +99,31 @@ describe('what sync does not follow', () => {
         'linked/pipe': ['skipped', 'not a regular file (a FIFO)'],
       });
     }
+  }, 120_000);
+});
+
+describe('content the mirror holds under any path, in any version', () => {
+  it('is committed on proof, no bytes sent, when only an older version or a deleted path holds it (probe V2)', async () => {
+    const first = await library('held-old', {
+      'a.txt': 'content only v1 will hold',
+      'c.txt': 'a deleted path held this',
+    });
+    expect((await cli('sync', first, 'free/held', '--no-cache', '--json')).code).toBe(0);
+    // a.txt moves on to other content (v1 alone names the old), c.txt is deleted.
+    const second = await library('held-new', {
+      'a.txt': 'newer content',
+      'c.txt': 'a deleted path held this',
+    });
+    expect((await cli('sync', second, 'free/held', '--no-cache', '--json')).code).toBe(0);
+    expect((await cli('rm', 'free/held/c.txt')).code).toBe(0);
+
+    const again = await library('held-again', {
+      'x.txt': 'content only v1 will hold',
+      'y.txt': 'a deleted path held this',
+    });
+    const run = await cli('sync', again, 'free/copies', '--no-cache', '--json');
+    expect(run.code, run.err.slice(-2000)).toBe(0);
+    const summary = JSON.parse(run.out) as SyncSummary;
+    expect(summary).toMatchObject({ files: 2, deduplicated: 2, uploaded: 0, bytesSent: 0 });
   }, 120_000);
 });
