@@ -138,6 +138,9 @@ export interface GetResult {
 
 type GetClient = Pick<MirrorApi, 'getFile' | 'listVersions' | 'contentUrl'>;
 
+/** Storage has no object where the ledger says the copy is (exit 3, as a missing path). */
+class MissingCopyError extends NotFoundCliError {}
+
 /** Content that did not match the recorded SHA-256 (exit 5). */
 class VerifyFailedError extends MirrorCliError {
   override readonly name = 'VerifyFailedError';
@@ -167,20 +170,27 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
           ...(options.version === undefined ? {} : { version: options.version }),
         }),
       );
-      const got = await download(fetch, url, temp);
+      // The head (or the target's copy) may have moved on between the two reads: other bytes are
+      // then another version's, not corrupt, and no object at all may be a deletion's (the replica's
+      // copy goes with it), not a lost copy. Read again before saying either (probe V5).
+      const readAgain = async () => {
+        const now = options.version === undefined && attempt < GET_ATTEMPTS ? await read() : expected;
+        if (now.version === expected.version) return false;
+        await rm(temp, { force: true });
+        expected = now;
+        return true;
+      };
+      const got = await download(fetch, url, temp).catch(async (error: unknown) => {
+        if (error instanceof MissingCopyError && (await readAgain())) return undefined;
+        throw error;
+      });
+      if (got === undefined) continue;
       if (got.size === expected.size && got.sha256 === expected.sha256) {
         await rename(temp, file);
         const { version, sha256, size } = expected;
         return { path: options.path, version, sha256, size, file, target: options.target ?? null };
       }
-      // The head (or the target's copy) may have moved on between the two reads: the bytes are
-      // then another version's, not corrupt. Read again before saying so.
-      const now = options.version === undefined && attempt < GET_ATTEMPTS ? await read() : expected;
-      if (now.version !== expected.version) {
-        await rm(temp, { force: true });
-        expected = now;
-        continue;
-      }
+      if (await readAgain()) continue;
       throw new VerifyFailedError(
         `${options.path}: downloaded ${got.size} bytes with SHA-256 ${got.sha256}, but version ` +
           `${expected.version} is ${expected.size} bytes with SHA-256 ${expected.sha256}; nothing written`,
@@ -306,7 +316,7 @@ async function download(
   if (response.status === 404) {
     // The ledger says the copy is there; storage has no such object (removed out of band, or a
     // target that has not applied it): not found, as `get` of a missing path. Reconcile re-sends it.
-    throw new NotFoundCliError(`storage has no object at ${redactUrl(url)} (404): the copy is missing there`);
+    throw new MissingCopyError(`storage has no object at ${redactUrl(url)} (404): the copy is missing there`);
   }
   if (!response.ok || response.body === null) {
     const body = (await response.text().catch(() => '')).slice(0, 4096);

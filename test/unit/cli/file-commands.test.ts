@@ -335,6 +335,27 @@ describe('media-mirror get', () => {
     expect(h.err()).not.toMatch(/X-Amz-Signature/);
   });
 
+  it('a path deleted while its copy is read (the replica removed it: 404): read again and said deleted, not "the copy is missing" (probe V5)', async () => {
+    const tombstone = { ...head, version: 8, sha256: null, size: 0, contentType: null, deleted: true };
+    let statusReads = 0;
+    const h = harness((url) => {
+      if (url.pathname === '/v1/files/pics%2Fcat.png') {
+        statusReads++;
+        return {
+          status: 200,
+          body: { path: 'pics/cat.png', head: statusReads === 1 ? head : tombstone, targets: [] },
+        };
+      }
+      if (url.pathname.endsWith('/content'))
+        return { status: 302, body: 'http://s3.test/blobs/x?X-Amz-Signature=s' };
+      return notFound;
+    });
+    expect(await h.run('get', 'pics/cat.png', 'deleted.png', '--target', 'eu-west-1')).toBe(3);
+    expect(h.err()).toMatch(/no such path: pics\/cat\.png \(deleted\)/);
+    expect(h.err()).not.toMatch(/missing there/);
+    expect(statusReads).toBe(2);
+  });
+
   it("a download storage refuses (403, S3's answer for a missing key to a signer without ListBucket): its code and message named, exit 1", async () => {
     const refusal = Buffer.from(
       '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>',
