@@ -8,10 +8,12 @@ import type { FileVersion } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion, folderRuleFor } from './commit.js';
 import { MirrorError, NotFoundError, ValidationError } from './errors.js';
 import { findOwnCommit, keyedRequestId } from './idempotency.js';
-import type { BlobLedger, VersionLedger } from './ports.js';
+import type { BlobLedger, BlobStore, VersionLedger } from './ports.js';
 
 export interface RestoreDeps extends CommitDeps {
   readonly ledger: VersionLedger & BlobLedger;
+  /** The origin: the pinned object the blob record names must still be there. */
+  readonly blobs: Pick<BlobStore, 'stat'>;
 }
 
 /**
@@ -26,7 +28,8 @@ export function restoreRequestId(idempotencyKey: string, path: string, from: num
 /**
  * Commits version `from`'s content as the next version of `path` (only if the head is
  * `ifVersion`, when given). A deletion has no content to restore; content whose blob record
- * is gone (rejected and removed) cannot be restored without its bytes. `requestId`
+ * is gone (rejected and removed), or whose pinned object storage no longer has, cannot be restored
+ * without its bytes. `requestId`
  * (restoreRequestId) names the request: a head it committed already is the answer.
  */
 export async function restoreVersion(
@@ -46,7 +49,11 @@ export async function restoreVersion(
   if (old.deleted || old.sha256 === null) {
     throw new ValidationError('from', `version ${from} of "${path}" is a deletion: it has no content`);
   }
-  if (!(await deps.ledger.getBlob(old.sha256))) {
+  // The record alone is not the bytes: storage may have lost the pinned object out of band (an
+  // operator, a lifecycle rule). Committing it anyway made a head no target and no reader can get,
+  // which an upload of the same bytes to the path then took as unchanged (probe V4).
+  const blob = await deps.ledger.getBlob(old.sha256);
+  if (!blob || !(await deps.blobs.stat(old.sha256, blob.versionId))) {
     throw new MirrorError(
       `the content of version ${from} of "${path}" is no longer stored: upload it again`,
       {

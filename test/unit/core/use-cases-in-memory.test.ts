@@ -259,6 +259,22 @@ describe('the file/folder rule of a pull target, on every way a version is commi
     expect(await s.ledger.getHead('rs/a')).toMatchObject({ version: 2, deleted: true });
   });
 
+  it('a restore of content storage no longer has (its pinned object removed out of band) is refused, and commits nothing (probe V4)', async () => {
+    const s = setup();
+    const old = randomBytes(24);
+    await claimPendingUpload(s.ledger, 'rl/a', old);
+    const stored = storeBlob(s.blobs, old);
+    await ingestBlob(s.deps, stored);
+    await deleteFile(s.deps, 'rl/a', undefined);
+    await s.blobs.delete(sha256Hex(old), stored.versionId);
+    await expect(restoreVersion(s.deps, 'rl/a', 1, undefined)).rejects.toMatchObject({
+      code: 'not_found',
+      status: 404,
+      field: 'from',
+    });
+    expect(await s.ledger.getHead('rl/a')).toMatchObject({ version: 2, deleted: true });
+  });
+
   it('a restore under a live file is refused too', async () => {
     const s = withPull();
     const old = randomBytes(22);
