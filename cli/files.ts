@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { readdir, rename, rm, stat } from 'node:fs/promises';
+import { chmod, chown, lstat, readdir, rename, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -186,6 +186,7 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
       });
       if (got === undefined) continue;
       if (got.size === expected.size && got.sha256 === expected.sha256) {
+        await keepOwnership(temp, file);
         await rename(temp, file);
         const { version, sha256, size } = expected;
         return { path: options.path, version, sha256, size, file, target: options.target ?? null };
@@ -200,6 +201,19 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
     await rm(temp, { force: true });
     cancelRemoval();
   }
+}
+
+/**
+ * The file `get` replaces keeps its permissions (and, run as root, its owner), as `cp` over it
+ * would: the rename puts a new file in its place, which had the process's umask and owner, so a
+ * 0600 file came back 0644 (probe V8). Other hard links to the old file keep its bytes (docs/cli.md).
+ */
+async function keepOwnership(temp: string, file: string): Promise<void> {
+  const old = await lstat(file).catch(() => undefined);
+  if (!old?.isFile()) return;
+  // The owner first: a chown clears set-id bits the chmod then puts back.
+  if (process.getuid?.() === 0) await chown(temp, old.uid, old.gid);
+  await chmod(temp, old.mode & 0o7777);
 }
 
 /**

@@ -5,7 +5,19 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -295,6 +307,19 @@ describe('media-mirror get', () => {
       sha256: head.sha256,
       file: join(dir, 'out.png'),
     });
+  });
+
+  it('a file it replaces keeps its permissions (and owner, as root), as cp over it would (probe V8)', async () => {
+    const target = join(dir, 'private.png');
+    await writeFile(target, 'old bytes');
+    await chmod(target, 0o600);
+    if (process.getuid?.() === 0) await chown(target, 4242, 4343);
+    const h = harness(api(content));
+    expect(await h.run('get', 'pics/cat.png', 'private.png'), h.err()).toBe(0);
+    expect(await readFile(target)).toEqual(content);
+    const after = await stat(target);
+    expect(after.mode & 0o777).toBe(0o600);
+    if (process.getuid?.() === 0) expect([after.uid, after.gid]).toEqual([4242, 4343]);
   });
 
   it('a head that moves on between the status read and the download: read again, and the newer bytes are written (no false exit 5)', async () => {
