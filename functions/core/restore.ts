@@ -49,11 +49,8 @@ export async function restoreVersion(
   if (old.deleted || old.sha256 === null) {
     throw new ValidationError('from', `version ${from} of "${path}" is a deletion: it has no content`);
   }
-  // The record alone is not the bytes: storage may have lost the pinned object out of band (an
-  // operator, a lifecycle rule). Committing it anyway made a head no target and no reader can get,
-  // which an upload of the same bytes to the path then took as unchanged (probe V4).
-  const blob = await deps.ledger.getBlob(old.sha256);
-  if (!blob || !(await deps.blobs.stat(old.sha256, blob.versionId))) {
+  // Committing content storage lost made a head no target and no reader can get (probe V4).
+  if (!(await contentStored(deps, old.sha256))) {
     throw new MirrorError(
       `the content of version ${from} of "${path}" is no longer stored: upload it again`,
       {
@@ -76,4 +73,17 @@ export async function restoreVersion(
     deleted: false,
     ifVersion,
   });
+}
+
+/**
+ * The mirror still has this content: its blob record, and the object version that record pins.
+ * The record alone is not the bytes: storage may have lost the object out of band (an operator,
+ * a lifecycle rule).
+ */
+export async function contentStored(
+  deps: { readonly ledger: BlobLedger; readonly blobs: Pick<BlobStore, 'stat'> },
+  sha256: string,
+): Promise<boolean> {
+  const blob = await deps.ledger.getBlob(sha256);
+  return blob !== undefined && (await deps.blobs.stat(sha256, blob.versionId)) !== undefined;
 }

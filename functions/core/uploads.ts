@@ -38,6 +38,7 @@ import { findOwnCommit, keyedRequestId, unchangedHead } from './idempotency.js';
 import { missingParts, partBytes, planParts } from './multipart.js';
 import type { BlobStore, Ledger, Metrics, PendingClaim, ReplicaStore, StoredPart } from './ports.js';
 import { issueChallenge, proveUpload } from './possession.js';
+import { contentStored } from './restore.js';
 
 export interface UploadDeps extends CommitDeps {
   /** The API reads and writes every aggregate. */
@@ -112,7 +113,9 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
       throw new VersionConflictError(request.path, request.ifVersion, current);
   }
   const head = await unchangedHead(ledger, request);
-  if (head) return { status: 'committed', path: request.path, ...head, unchanged: true };
+  // A head whose bytes storage lost is no answer: the claim goes on and asks for them (probe V4).
+  if (head && (await contentStored(deps, request.sha256)))
+    return { status: 'committed', path: request.path, ...head, unchanged: true };
 
   const now = clock.now();
   const uploadId = randomUUID();

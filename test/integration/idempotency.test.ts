@@ -4,7 +4,7 @@
  * identical to a path's head makes no new version.
  */
 import { ScanCommand } from '@aws-sdk/client-dynamodb';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IDEMPOTENCY_KEY_TTL_MS, IDEMPOTENCY_LOCK_MS, runOnce } from '../../functions/core/idempotency.js';
@@ -206,6 +206,23 @@ describe('identical content', () => {
     });
     expect(body(await api(asImage)).unchanged).toBeUndefined();
     expect(body(await api(claim('idem/kept.txt', Buffer.from('other bytes')))).unchanged).toBeUndefined();
+  });
+});
+
+describe('identical content storage no longer has', () => {
+  it('is not "unchanged": a claim of it asks for the bytes again, so they can be supplied (probe V4)', async () => {
+    const bytes = Buffer.from(`lost out of band ${Date.now()}`);
+    await api(claim('idem/lost.txt', bytes));
+    await deliver(bytes);
+    expect(body(await api(claim('idem/lost.txt', bytes))).unchanged).toBe(true);
+    // An operator (or a lifecycle rule) removes the blob from the origin.
+    await emulators.s3.send(
+      new DeleteObjectCommand({ Bucket: world.originBucket, Key: `blobs/${sha256Hex(bytes)}` }),
+    );
+    const again = await api(claim('idem/lost.txt', bytes));
+    expect(again.statusCode).toBe(201);
+    expect(body(again)).toMatchObject({ status: 'pending', path: 'idem/lost.txt' });
+    expect(body(again).unchanged).toBeUndefined();
   });
 });
 
