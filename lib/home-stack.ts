@@ -154,6 +154,7 @@ export class HomeStack extends Stack {
       targets: this.targets,
       settings,
     });
+    this.origin.allowVersionDeletesOnlyTo(this.ingest.ingest.role);
 
     this.completion = new MultipartCompletion(this, 'Completion', {
       ledger: this.ledger,

@@ -107,6 +107,25 @@ export class OriginStore extends Construct {
     refuseOldSignatures(this.bucket, props.maxPresignedUrlAge ?? MAX_PRESIGNED_URL_AGE);
   }
 
+  /**
+   * Deleting a blob version by id removes verified bytes for good (a delete marker, denied above,
+   * can be undone). Only the ingest does it, for bytes it rejected or found duplicate; no one else
+   * may, whatever their identity policy says (`s3:*` of an admin, a CI role, a leaked key).
+   * Emptying the bucket at teardown then needs this statement removed first (docs/deploy.md).
+   */
+  allowVersionDeletesOnlyTo(role: iam.IRole): void {
+    this.bucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'OnlyTheIngestDeletesBlobVersions',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['s3:DeleteObjectVersion'],
+        resources: [this.blobObjectsArn],
+        conditions: { ArnNotEquals: { 'aws:PrincipalArn': role.roleArn } },
+      }),
+    );
+  }
+
   /** ARN pattern of the blobs' objects (`<bucket>/blobs/*`). */
   get blobObjectsArn(): string {
     return this.bucket.arnForObjects(`${BLOB_PREFIX}*`);

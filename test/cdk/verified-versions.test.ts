@@ -64,6 +64,23 @@ describe('verified bytes pinned by object version', () => {
     expect(text(deny?.Resource)).toContain(`${originId}.Arn/blobs/*`);
   });
 
+  it('no one but the ingest deletes a blob version: the bucket policy denies s3:DeleteObjectVersion on blobs/* to every other principal (AWS review 9, B1)', () => {
+    const policies = Object.values(resourcesOfType(home, 'AWS::S3::BucketPolicy')).filter(
+      (p) => text((props(p as never).Bucket as unknown) ?? '') === text({ Ref: originId }),
+    );
+    const statements = policies.flatMap(
+      (p) => (props(p as never).PolicyDocument as { Statement: Record<string, unknown>[] }).Statement,
+    );
+    const deny = statements.find((s) => s.Effect === 'Deny' && s.Action === 's3:DeleteObjectVersion');
+    expect(deny).toMatchObject({ Principal: { AWS: '*' } });
+    expect(text(deny?.Resource)).toContain(`${originId}.Arn/blobs/*`);
+    // Its one exception is the ingest's role, by its ARN.
+    const ingestRole = logicalId(mirror.home.ingest.ingest.role);
+    expect(deny?.Condition).toEqual({
+      ArnNotEquals: { 'aws:PrincipalArn': { 'Fn::GetAtt': [ingestRole, 'Arn'] } },
+    });
+  });
+
   it('every function that reads origin blobs may read them by version id', () => {
     const readers = Object.keys(resourcesOfType(home, 'AWS::Lambda::Function')).filter((id) =>
       originBlobActions(statementsOfFunction(home, id)).includes('s3:GetObject'),
