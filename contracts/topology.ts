@@ -14,6 +14,16 @@ const targetId = z
 /** Log and count what the target would be sent, touch nothing: for rolling out a new target safely. */
 const dryRun = z.boolean().default(false);
 
+/**
+ * The most invocations an SQS event source runs at once (Lambda's `MaximumConcurrency`, 2-1000).
+ * The caps keep a bulk import from taking the account's concurrency from the API.
+ */
+const maxConcurrency = z
+  .number()
+  .int('a whole number of invocations')
+  .min(2, "at least 2 (Lambda's least maximum concurrency of an SQS event source)")
+  .max(1000, "at most 1000 (Lambda's largest)");
+
 const pathPrefix = z
   .string()
   .regex(/^([^/]+\/)+$/, 'a relative folder path ending with "/"')
@@ -35,6 +45,8 @@ export const s3TargetSchema = z.object({
     .regex(/^([^/]+\/)*$/, 'empty, or a folder path ending with "/"')
     .max(256)
     .default(''),
+  /** Replicate invocations at once for this target. @default 5 */
+  maxConcurrency: maxConcurrency.optional(),
 });
 
 export const pullTargetSchema = z.object({
@@ -60,6 +72,15 @@ export const topologySchema = z
     targets: z.array(targetSchema).min(1),
     /** Shards of the change feed: its write throughput scales with it. */
     feedShards: z.number().int().min(1).max(64).default(4),
+    ingest: z
+      .object({
+        /**
+         * Ingest invocations at once (each a batch of up to 10 objects verified and committed). More
+         * feed shards commit more only with more of these (docs/scale.md). @default 10
+         */
+        maxConcurrency: maxConcurrency.optional(),
+      })
+      .prefault({}),
     limits: z
       .object({
         /**

@@ -129,6 +129,7 @@ export class HomeStack extends Stack {
         ledger: this.ledger,
         origin: this.origin,
         settings,
+        maxConcurrency: target.kind === 's3' ? target.maxConcurrency : undefined,
       });
     });
 
@@ -153,6 +154,7 @@ export class HomeStack extends Stack {
       origin: this.origin,
       targets: this.targets,
       settings,
+      maxConcurrency: topology.ingest.maxConcurrency,
     });
     this.origin.allowVersionDeletesOnlyTo(this.ingest.ingest.role);
 

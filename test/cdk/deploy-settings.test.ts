@@ -98,6 +98,25 @@ describe('concurrency', () => {
       ['replicate', 5],
     ]);
   });
+
+  it('the topology raises them: ingest.maxConcurrency, and maxConcurrency of an S3 target (AWS review 9, B8)', () => {
+    const topology = testTopology({
+      ingest: { maxConcurrency: 50 },
+      targets: [
+        { id: 'target-a', kind: 's3', region: 'eu-west-1', maxConcurrency: 20 },
+        { id: 'target-b', kind: 's3', region: 'ap-south-1' },
+        { id: 'onprem-dc1', kind: 'pull' },
+      ],
+    });
+    const template = Template.fromStack(buildTestApp(topology, { nag: false }).home);
+    const caps = Object.values(resourcesOfType(template, 'AWS::Lambda::EventSourceMapping')).map(
+      (m) => (props(m).ScalingConfig as { MaximumConcurrency?: number })?.MaximumConcurrency,
+    );
+    expect(caps.sort((a, b) => (a ?? 0) - (b ?? 0))).toEqual([5, 5, 20, 50]);
+    // Lambda's range for an SQS event source's maximum concurrency.
+    expect(() => testTopology({ ingest: { maxConcurrency: 1 } })).toThrow(/maxConcurrency/);
+    expect(() => testTopology({ ingest: { maxConcurrency: 1001 } })).toThrow(/maxConcurrency/);
+  });
 });
 
 describe('the ledger’s deletion protection', () => {
