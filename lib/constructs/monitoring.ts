@@ -377,8 +377,10 @@ export class Monitoring extends Construct {
     // SendMessage: the lag monitor drains the outbox (changes whose fan-out never completed).
     useTargets(fn, props.targets, { sendMessage: true });
     useSettings(fn, props.settings);
-    // A failed run is not retried: the next one starts a minute later.
-    fn.function.configureAsyncInvoke({ retryAttempts: 0 });
+    // A failed run is not retried: the next one starts a minute later. A throttled one is dropped
+    // then too: Lambda keeps a throttled asynchronous event for 6 hours otherwise, and would run a
+    // pile of stale ones together once concurrency frees up.
+    fn.function.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: ONE_MINUTE });
     const schedule = new events.Rule(this, 'LagMonitorSchedule', {
       description: 'Runs the lag monitor every minute',
       schedule: events.Schedule.rate(ONE_MINUTE),
@@ -400,7 +402,9 @@ export class Monitoring extends Construct {
       handler: 'reconcile',
       description:
         'Anti-entropy: re-sends to each target what it lacks or holds altered (scheduled or invoked)',
-      timeout: Duration.minutes(15),
+      // Within the interval: runs resume from one checkpoint and must not overlap (a run uses its
+      // whole time on a large ledger).
+      timeout: Duration.minutes(Math.min(15, reconcileInterval.toMinutes())),
       memorySize: 512,
     });
     useLedger(fn, props.ledger, LEDGER_ACCESS.reconcile, {
@@ -416,8 +420,12 @@ export class Monitoring extends Construct {
     });
     nameOriginWithoutAccess(fn, props.origin);
     useSettings(fn, props.settings);
-    // A failed run is reported (reconcile errors alarm) and the next scheduled one covers it.
-    fn.function.configureAsyncInvoke({ retryAttempts: 0 });
+    // A failed run is reported (reconcile errors alarm) and the next scheduled one covers it; a
+    // throttled one is dropped once the next is due (Lambda's longest event age is 6 hours).
+    fn.function.configureAsyncInvoke({
+      retryAttempts: 0,
+      maxEventAge: Duration.minutes(Math.min(reconcileInterval.toMinutes(), 6 * 60)),
+    });
     const schedule = new events.Rule(this, 'ReconcileSchedule', {
       description: `Runs reconcile every ${reconcileInterval.toMinutes()} minutes`,
       schedule: events.Schedule.rate(reconcileInterval),

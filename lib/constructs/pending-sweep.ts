@@ -66,7 +66,11 @@ export class PendingSweep extends Construct {
     useIngestQueue(fn, props.ingestQueue);
     useCompletionQueue(fn, props.completionQueue);
     // A failed run is not retried: the next one covers it (the walk goes on from its checkpoint).
-    fn.function.configureAsyncInvoke({ retryAttempts: 0 });
+    // A throttled run is dropped once the next is due, not kept by Lambda for 6 hours.
+    fn.function.configureAsyncInvoke({
+      retryAttempts: 0,
+      maxEventAge: Duration.minutes(Math.min(interval.toMinutes(), 6 * 60)),
+    });
     this.schedule = new events.Rule(this, 'Schedule', {
       description: `Runs the lost-notification sweep every ${interval.toMinutes()} minutes`,
       schedule: events.Schedule.rate(interval),

@@ -610,12 +610,32 @@ describe('lag monitor and reconcile functions', () => {
         Principal: 'events.amazonaws.com',
         FunctionName: { 'Fn::GetAtt': [fnId(which), 'Arn'] },
       });
-      // A failed run is not retried: the next scheduled one is.
+      // A failed run is not retried: the next scheduled one is. A throttled one is dropped once the
+      // next is due, not kept by Lambda for 6 hours and run stale (AWS review 9, B2).
       home.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
         FunctionName: { Ref: fnId(which) },
         MaximumRetryAttempts: 0,
+        MaximumEventAgeInSeconds: which === 'lagMonitor' ? 60 : 30 * 60,
       });
     }
+  });
+
+  it('reconcile runs never overlap: with an interval under 15 minutes the function times out within it (AWS review 9, B2)', () => {
+    const often = Template.fromStack(
+      buildTestApp(testTopology({ monitoring: { reconcileEveryMinutes: 5 } }), { nag: false }).home,
+    );
+    const reconcile = Object.values(resourcesOfType(often, 'AWS::Lambda::Function'))
+      .map((f) => props(f))
+      .filter((p) => String(p.Description ?? '').startsWith('Anti-entropy'));
+    expect(reconcile).toHaveLength(1);
+    expect(reconcile[0]?.Timeout).toBe(300);
+    expect(
+      props(
+        Object.values(resourcesOfType(home, 'AWS::Lambda::Function')).find((f) =>
+          String(props(f).Description ?? '').startsWith('Anti-entropy'),
+        ) ?? {},
+      ).Timeout,
+    ).toBe(900);
   });
 
   it('lag monitor: GetItem, BatchGetItem, Query, PutItem, UpdateItem on the table, SendMessage to the target queues (the outbox), no S3, no DeleteItem', () => {
