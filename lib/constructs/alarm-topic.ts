@@ -17,6 +17,19 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 
+/** The actions an SNS topic policy may name (SNS's access policy language). */
+const TOPIC_ACTIONS = [
+  'sns:Publish',
+  'sns:Subscribe',
+  'sns:Receive',
+  'sns:SetTopicAttributes',
+  'sns:GetTopicAttributes',
+  'sns:AddPermission',
+  'sns:RemovePermission',
+  'sns:DeleteTopic',
+  'sns:ListSubscriptionsByTopic',
+];
+
 export interface AlarmTopicProps {
   /**
    * Only alarms whose names start with this may publish (the `aws:SourceArn`
@@ -96,6 +109,18 @@ export class AlarmTopic extends Construct {
         actions: ['sns:Publish'],
         resources: [this.topic.topicArn],
         conditions: mirrorAlarmsOnly,
+      }),
+    );
+    // `enforceSSL` denies only sns:Publish without TLS; a subscription, a policy or attribute change
+    // over plain HTTP would pass. Every action of a topic's policy is refused without it.
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'EveryRequestThroughTlsOnly',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: TOPIC_ACTIONS,
+        resources: [this.topic.topicArn],
+        conditions: { Bool: { 'aws:SecureTransport': 'false' } },
       }),
     );
     if (props.email !== undefined) this.topic.addSubscription(new EmailSubscription(props.email));

@@ -328,7 +328,8 @@ export class Monitoring extends Construct {
     if (props.alarmTopicArn !== undefined) {
       this.notify(new SnsAction(sns.Topic.fromTopicArn(this, 'ExistingAlarmTopic', props.alarmTopicArn)));
     } else if (props.alarmEmail === undefined) {
-      Annotations.of(this).addWarning(
+      Annotations.of(this).addWarningV2(
+        'mirror:noAlarmDestination',
         'No alarm notifies anyone: set monitoring.alarmEmail (a topic of its own) or monitoring.alarmTopicArn ' +
           '(an existing topic) in the topology; until then alarms show in CloudWatch and on the dashboard only.',
       );

@@ -446,6 +446,24 @@ describe('alarm topic', () => {
     }
   });
 
+  it('the alarm topic refuses every request without TLS, not only publishing (AWS review 9, B7)', () => {
+    const template = Template.fromStack(buildTestApp(monitoredTopology(), { nag: false }).home);
+    const statements = Object.values(resourcesOfType(template, 'AWS::SNS::TopicPolicy')).flatMap(
+      (p) => (props(p).PolicyDocument as { Statement: Json[] }).Statement,
+    );
+    const denied = statements
+      .filter((st) => st.Effect === 'Deny' && JSON.stringify(st.Condition).includes('aws:SecureTransport'))
+      .flatMap((st) => [st.Action].flat());
+    for (const action of [
+      'sns:Publish',
+      'sns:Subscribe',
+      'sns:SetTopicAttributes',
+      'sns:GetTopicAttributes',
+      'sns:DeleteTopic',
+    ])
+      expect(denied, action).toContain(action);
+  });
+
   it('an alarm topic ARN that is not an SNS topic ARN is refused by the topology', () => {
     expect(() => testTopology({ monitoring: { alarmTopicArn: 'ops-pager' } })).toThrow(/alarmTopicArn/);
   });
@@ -455,6 +473,8 @@ describe('alarm topic', () => {
     const warnings = Annotations.fromStack(plain).findWarning('*', Match.stringLikeRegexp('notif'));
     expect(warnings).toHaveLength(1);
     expect(String(warnings[0]?.entry.data)).toMatch(/alarmEmail.*alarmTopicArn/);
+    // Acknowledged by its own id, not the generic one every unnamed warning shares (AWS review 9, B7).
+    expect(String(warnings[0]?.entry.data)).toMatch(/\[ack: mirror:noAlarmDestination\]/);
     const wired = buildTestApp(monitoredTopology(), { nag: false }).home;
     expect(Annotations.fromStack(wired).findWarning('*', Match.stringLikeRegexp('notif'))).toHaveLength(0);
   });
