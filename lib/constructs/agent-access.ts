@@ -149,7 +149,7 @@ export class AgentAccess extends Construct {
     super(scope, id);
     const { targetId, queue, ledger, origin } = props;
     const trust = props.trust ?? DEFAULT_AGENT_TRUST;
-    checkProps(targetId, trust);
+    checkProps(targetId, trust, Stack.of(this).account);
     this.targetId = targetId;
     this.trust = trust;
 
@@ -210,7 +210,7 @@ export class AgentAccess extends Construct {
   }
 }
 
-function checkProps(targetId: string, trust: AgentTrust): void {
+function checkProps(targetId: string, trust: AgentTrust, account: string): void {
   const problems: string[] = [];
   if (Token.isUnresolved(targetId) || !SAFE_TARGET_ID.test(targetId)) {
     problems.push(
@@ -223,6 +223,12 @@ function checkProps(targetId: string, trust: AgentTrust): void {
     problems.push(
       `trust.principalArn: "${trust.principalArn}" is not the ARN of an IAM user or role (arn:aws:iam::<account>:user/<name>)`,
     );
+  } else if (!Token.isUnresolved(account) && !Token.isUnresolved(trust.principalArn)) {
+    const of = trust.principalArn.split(':')[4];
+    if (of !== account)
+      problems.push(
+        `trust.principalArn: "${trust.principalArn}" is of account ${of}, not of this stack's ${account}`,
+      );
   }
   if (problems.length > 0) {
     throw new Error(`invalid agent access for pull target "${targetId}":\n  ${problems.join('\n  ')}`);
@@ -269,7 +275,12 @@ function rolesAnywhereProblems(trust: RolesAnywhereTrust): string[] {
 }
 
 function trustPrincipal(trust: AgentTrust, account: string): iam.IPrincipal {
-  if (trust.kind === 'principal') return new iam.ArnPrincipal(trust.principalArn);
+  // A principal of this account only: a mistyped account id, or an ARN pasted from another account,
+  // must not make the role assumable from outside (AWS review 9, B6).
+  if (trust.kind === 'principal')
+    return new iam.ArnPrincipal(trust.principalArn).withConditions({
+      StringEquals: { 'aws:PrincipalAccount': account },
+    });
   const conditions: Record<string, Record<string, string>> = {};
   const equals: Record<string, string> = {};
   if (trust.trustAnchorArn !== undefined) conditions.ArnEquals = { 'aws:SourceArn': trust.trustAnchorArn };

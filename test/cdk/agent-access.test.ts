@@ -409,8 +409,14 @@ describe('trust', () => {
     const app = buildWith({
       agentTrustByTarget: { 'onprem-dc1': { kind: 'principal', principalArn: USER } },
     });
+    // Of this account only (AWS review 9, B6): a mistyped or pasted ARN of another account is no way in.
     expect(trustOf(app, 'onprem-dc1')).toEqual([
-      { Effect: 'Allow', Principal: { AWS: USER }, Action: 'sts:AssumeRole' },
+      {
+        Effect: 'Allow',
+        Principal: { AWS: USER },
+        Action: 'sts:AssumeRole',
+        Condition: { StringEquals: { 'aws:PrincipalAccount': { Ref: 'AWS::AccountId' } } },
+      },
     ]);
     expect(roleOf(app, 'onprem-dc1').MaxSessionDuration).toBe(3600);
     // The other pull target keeps the default.
@@ -419,6 +425,18 @@ describe('trust', () => {
     expect(outputs.AgentRoleonpremdc1?.Description).toContain('from its IAM principal');
     // The policy does not depend on the trust.
     expect(policyOf(app, 'onprem-dc1')).toEqual(policyOf(mirror, 'onprem-dc1'));
+  });
+
+  it("a principal ARN of another account than the stack's fails the synth, naming both (AWS review 9, B6)", () => {
+    const app = createMirrorApp({ context: { ...TEST_CONTEXT } });
+    expect(() =>
+      buildMirrorApp(testTopology({ targets: TWO_PULL_TARGETS }), {
+        app,
+        nag: false,
+        account: '999999999999',
+        agentTrustByTarget: { 'onprem-dc1': { kind: 'principal', principalArn: USER } },
+      }),
+    ).toThrow(/is of account 123456789012, not of this stack's 999999999999/);
   });
 
   it('from the CDK context: a trust anchor, CNs per target, principals per target (JSON text from -c)', () => {
@@ -437,7 +455,12 @@ describe('trust', () => {
     });
     expect(agentOf(app, 'onprem-dc1-b').trust).toEqual({ kind: 'principal', principalArn: USER });
     expect(trustOf(app, 'onprem-dc1-b')).toEqual([
-      { Effect: 'Allow', Principal: { AWS: USER }, Action: 'sts:AssumeRole' },
+      {
+        Effect: 'Allow',
+        Principal: { AWS: USER },
+        Action: 'sts:AssumeRole',
+        Condition: { StringEquals: { 'aws:PrincipalAccount': { Ref: 'AWS::AccountId' } } },
+      },
     ]);
   });
 
