@@ -272,6 +272,20 @@ export const RECONCILE_WRITE_KEYS: readonly string[] = [
   `${PK.blob}*`,
 ];
 
+/**
+ * The partitions items are deleted from, by function: pending-upload pointers and blob records
+ * (`B#`), idempotency claims, target rows. Never a path's versions or the feed, which no code
+ * deletes: a wrong key or a compromised dependency cannot remove history (AWS review 9, B9).
+ */
+export const DELETES_UNDER = {
+  api: [`${PK.blob}*`, `${PK.idempotency}*`],
+  ingest: [`${PK.blob}*`],
+  completeMultipart: [`${PK.blob}*`],
+  reconcile: [`${PK.targetState}*`, `${PK.blob}*`],
+} as const satisfies Record<string, readonly string[]>;
+/** The lag monitor replaces its watermark rows whole; the feed it only marks (UpdateItem). */
+export const LAG_MONITOR_PUTS_UNDER: readonly string[] = [`${PK.lag}*`];
+
 /** The partitions a target's replicate function writes: its own target rows (state and open copies). */
 export function targetRowKeys(targetId: string): string[] {
   return [`${PK.targetState}${targetId}#*`];

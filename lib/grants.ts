@@ -164,6 +164,11 @@ export function useLedger(
      * @default - writes anywhere in the table
      */
     readonly writesUnder?: readonly string[];
+    /**
+     * Narrower partitions for one write action than `writesUnder` (DeleteItem where items are
+     * deleted at all; PutItem where whole items are replaced): its own statement.
+     */
+    readonly actionsUnder?: Partial<Record<'dynamodb:DeleteItem' | 'dynamodb:PutItem', readonly string[]>>;
   } = {},
 ): void {
   const confined = options.writesUnder;
@@ -172,16 +177,22 @@ export function useLedger(
   fn.role.addToPrincipalPolicy(
     new iam.PolicyStatement({ sid: 'Ledger', actions: [...reads], resources: [ledger.table.tableArn] }),
   );
-  if (confined !== undefined && writes.length > 0) {
+  const narrower = Object.entries(options.actionsUnder ?? {}).filter(([action]) =>
+    writes.includes(action as LedgerAction),
+  );
+  const broad = writes.filter((a) => !narrower.some(([action]) => action === a));
+  const confine = (sid: string, granted: readonly string[], keys: readonly string[]) =>
     fn.role.addToPrincipalPolicy(
       new iam.PolicyStatement({
-        sid: 'LedgerWrites',
-        actions: [...writes],
+        sid,
+        actions: [...granted],
         resources: [ledger.table.tableArn],
-        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [...confined] } },
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [...keys] } },
       }),
     );
-  }
+  if (confined !== undefined && broad.length > 0) confine('LedgerWrites', broad, confined);
+  for (const [action, keys] of narrower)
+    confine(`LedgerWrites${action.replace('dynamodb:', '')}`, [action], keys ?? []);
   if (options.queryPendingUploads) {
     fn.role.addToPrincipalPolicy(
       new iam.PolicyStatement({

@@ -8,7 +8,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { INGEST_WRITE_KEYS } from '../../contracts/ledger-keys.js';
+import { DELETES_UNDER, INGEST_WRITE_KEYS } from '../../contracts/ledger-keys.js';
 import {
   LEDGER_ACCESS,
   type MirrorSettings,
@@ -87,6 +87,7 @@ export class IngestPipeline extends Construct {
     useLedger(fn, props.ledger, LEDGER_ACCESS.ingest, {
       queryLiveFiles: true,
       writesUnder: INGEST_WRITE_KEYS,
+      actionsUnder: { 'dynamodb:DeleteItem': DELETES_UNDER.ingest },
     });
     useOrigin(fn, props.origin, {
       // AbortMultipartUpload: an upload found expired has its multipart upload aborted.

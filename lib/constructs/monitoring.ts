@@ -24,7 +24,12 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { LAG_MONITOR_WRITE_KEYS, RECONCILE_WRITE_KEYS } from '../../contracts/ledger-keys.js';
+import {
+  DELETES_UNDER,
+  LAG_MONITOR_PUTS_UNDER,
+  LAG_MONITOR_WRITE_KEYS,
+  RECONCILE_WRITE_KEYS,
+} from '../../contracts/ledger-keys.js';
 import type { Topology } from '../../contracts/topology.js';
 import {
   LEDGER_ACCESS,
@@ -374,7 +379,10 @@ export class Monitoring extends Construct {
       timeout: ONE_MINUTE,
       memorySize: 256,
     });
-    useLedger(fn, props.ledger, LEDGER_ACCESS.lagMonitor, { writesUnder: LAG_MONITOR_WRITE_KEYS });
+    useLedger(fn, props.ledger, LEDGER_ACCESS.lagMonitor, {
+      writesUnder: LAG_MONITOR_WRITE_KEYS,
+      actionsUnder: { 'dynamodb:PutItem': LAG_MONITOR_PUTS_UNDER },
+    });
     // SendMessage: the lag monitor drains the outbox (changes whose fan-out never completed).
     useTargets(fn, props.targets, { sendMessage: true });
     useSettings(fn, props.settings);
@@ -411,6 +419,7 @@ export class Monitoring extends Construct {
     useLedger(fn, props.ledger, LEDGER_ACCESS.reconcile, {
       queryPendingUploads: true,
       writesUnder: RECONCILE_WRITE_KEYS,
+      actionsUnder: { 'dynamodb:DeleteItem': DELETES_UNDER.reconcile },
     });
     useTargets(fn, props.targets, {
       sendMessage: true,

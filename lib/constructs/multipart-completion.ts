@@ -9,7 +9,7 @@ import { Duration } from 'aws-cdk-lib';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { COMPLETION_WRITE_KEYS } from '../../contracts/ledger-keys.js';
+import { COMPLETION_WRITE_KEYS, DELETES_UNDER } from '../../contracts/ledger-keys.js';
 import { LEDGER_ACCESS, useLedger, useOrigin } from '../grants.js';
 import type { Ledger } from './ledger.js';
 import { MirrorFunction } from './mirror-function.js';
@@ -62,7 +62,10 @@ export class MultipartCompletion extends Construct {
       timeout,
       memorySize: 256,
     });
-    useLedger(fn, props.ledger, LEDGER_ACCESS.completeMultipart, { writesUnder: COMPLETION_WRITE_KEYS });
+    useLedger(fn, props.ledger, LEDGER_ACCESS.completeMultipart, {
+      writesUnder: COMPLETION_WRITE_KEYS,
+      actionsUnder: { 'dynamodb:DeleteItem': DELETES_UNDER.completeMultipart },
+    });
     useOrigin(fn, props.origin, {
       // PutObject: CompleteMultipartUpload; AbortMultipartUpload: parts S3 refuses; GetObject: HEAD
       // of the blob, to tell "S3 completed it already" from "its parts expired" after NoSuchUpload.

@@ -11,7 +11,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { API_CORS_ALLOWED_HEADERS, API_EXPOSED_HEADERS } from '../../contracts/api.js';
-import { API_WRITE_KEYS } from '../../contracts/ledger-keys.js';
+import { API_WRITE_KEYS, DELETES_UNDER } from '../../contracts/ledger-keys.js';
 import {
   LEDGER_ACCESS,
   type MirrorSettings,
@@ -178,6 +178,7 @@ export class UploadApi extends Construct {
       queryLiveFiles: true,
       scanLiveFiles: true,
       writesUnder: API_WRITE_KEYS,
+      actionsUnder: { 'dynamodb:DeleteItem': DELETES_UNDER.api },
     });
     // GetObjectVersion: content URLs and ranged reads name the blob's verified object version.
     // ListBucket on the origin and each replica: a presigned GET of a copy removed out of band

@@ -42,7 +42,10 @@ const EXPECTED: Record<string, string[]> = {
     ...ledger('BatchGetItem', 'GetItem', 'Query'),
     // Writes the content's partitions and its idempotency records: never a target's or an agent's
     // row, a lag watermark or a checkpoint.
-    ...ledgerWrites(`${CONTENT},IDEM#*`, 'ConditionCheckItem', 'DeleteItem', 'PutItem', 'UpdateItem'),
+    ...ledgerWrites(`${CONTENT},IDEM#*`, 'ConditionCheckItem', 'PutItem', 'UpdateItem'),
+    // It deletes pending pointers and idempotency claims only: never a version or the feed (AWS
+    // review 9, B9).
+    ...ledgerWrites('B#*,IDEM#*', 'DeleteItem'),
     'dynamodb:Query ledger/index/live-files',
     'dynamodb:Scan ledger/index/live-files',
     ...['AbortMultipartUpload', 'GetObject', 'GetObjectVersion', 'PutObject'].map(
@@ -60,7 +63,9 @@ const EXPECTED: Record<string, string[]> = {
     ...LOGS,
     ...ledger('GetItem', 'Query'),
     // And its verifications part-way through: no other function may write a hash state.
-    ...ledgerWrites(`${CONTENT},VERIFY#*`, 'ConditionCheckItem', 'DeleteItem', 'PutItem', 'UpdateItem'),
+    ...ledgerWrites(`${CONTENT},VERIFY#*`, 'ConditionCheckItem', 'PutItem', 'UpdateItem'),
+    // It deletes pending pointers and blob records only (AWS review 9, B9).
+    ...ledgerWrites('B#*', 'DeleteItem'),
     'dynamodb:Query ledger/index/live-files',
     // Never PutObject: the ingest verifies bytes, it does not write them.
     ...['AbortMultipartUpload', 'DeleteObjectVersion', 'GetObject', 'GetObjectVersion'].map(
@@ -78,7 +83,8 @@ const EXPECTED: Record<string, string[]> = {
     ...LOGS,
     ...ledger('GetItem', 'Query'),
     // Ends uploads: their rows and their pending pointers.
-    ...ledgerWrites('U#*,B#*', 'DeleteItem', 'UpdateItem'),
+    ...ledgerWrites('U#*,B#*', 'UpdateItem'),
+    ...ledgerWrites('B#*', 'DeleteItem'),
     ...['AbortMultipartUpload', 'GetObject', 'PutObject'].map((a) => `s3:${a} origin/blobs/*`),
     's3:ListBucket origin',
     ...CONSUMES('completion'),
@@ -129,7 +135,9 @@ const EXPECTED: Record<string, string[]> = {
     ...LOGS,
     // Writes its watermark rows and the feed's fanned-out marks only.
     ...ledger('BatchGetItem', 'GetItem', 'Query'),
-    ...['PutItem', 'UpdateItem'].map((a) => `dynamodb:${a} ledger keys:LAG#*,FEED#*`),
+    // Replaces only its watermark rows whole; marks feed entries (AWS review 9, B9).
+    'dynamodb:PutItem ledger keys:LAG#*',
+    'dynamodb:UpdateItem ledger keys:LAG#*,FEED#*',
     ...FAN_OUT,
   ],
   reconcile: [
@@ -137,7 +145,8 @@ const EXPECTED: Record<string, string[]> = {
     ...ledger('GetItem', 'Query', 'Scan'),
     // Forgets a target's row for a file it lost (and moves the target's lag watermark back below
     // it), saves its checkpoint, ends expired uploads.
-    ...ledgerWrites('T#*,LAG#*,RECONCILE,U#*,B#*', 'DeleteItem', 'UpdateItem'),
+    ...ledgerWrites('T#*,LAG#*,RECONCILE,U#*,B#*', 'UpdateItem'),
+    ...ledgerWrites('T#*,B#*', 'DeleteItem'),
     'dynamodb:Query ledger/index/pending-uploads',
     ...FAN_OUT,
     ...REPLICA_OBJECTS.map((r) => `s3:GetObject replica:${r}`),
