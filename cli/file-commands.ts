@@ -25,7 +25,13 @@ import { createPartSender } from './multipart.ts';
 import type { CliIo } from './program.ts';
 import { createJsonLinesProgress, createTtyProgress } from './progress.ts';
 import { createPutFile } from './put-file.ts';
-import { formatFileStatus, formatTargetsOverview, getPathStatus, getTargetsOverview } from './status.ts';
+import {
+  agentConditionsFor,
+  formatFileStatus,
+  formatTargetsOverview,
+  getPathStatus,
+  getTargetsOverview,
+} from './status.ts';
 import { formatSyncSummary, type SyncSummary, syncFolder } from './sync.ts';
 import { defaultCacheFile } from './sync-cache.ts';
 import { createJsonLinesSyncProgress, createTtySyncProgress } from './sync-progress.ts';
@@ -108,7 +114,8 @@ export async function status(io: CliIo, api: MirrorApi, path: string | undefined
     line(io, opts.json ? JSON.stringify(overview) : formatTargetsOverview(overview));
   } else {
     const fileStatus = await getPathStatus(api, path);
-    line(io, opts.json ? JSON.stringify(fileStatus) : formatFileStatus(fileStatus, now()));
+    if (opts.json) line(io, JSON.stringify(fileStatus));
+    else line(io, formatFileStatus(fileStatus, now(), await agentConditionsFor(api, fileStatus)));
   }
 }
 

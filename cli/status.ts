@@ -136,7 +136,32 @@ export function formatLagSeconds(seconds: number): string {
   return seconds < 60 ? seconds.toFixed(1) : String(Math.round(seconds));
 }
 
-export function formatFileStatus(status: FileStatus, now: Date = new Date()): string {
+/**
+ * For `status <path>`: the conditions each pull target's agent reports (`GET /v1/targets`), asked
+ * only when such a target lacks the head. While the agent retries (a full disk, a read-only
+ * folder) the path's own row says only "pending" (probe C1).
+ */
+export async function agentConditionsFor(
+  client: Pick<MirrorApi, 'listTargets'>,
+  status: FileStatus,
+): Promise<Map<string, string[]>> {
+  const behind = status.targets.filter(
+    (t) => t.kind === 'pull' && (t.appliedVersion ?? 0) < status.head.version,
+  );
+  if (behind.length === 0) return new Map();
+  const { targets } = await client.listTargets();
+  return new Map(
+    targets
+      .filter((t) => behind.some((b) => b.id === t.id) && (t.lag.agentConditions ?? []).length > 0)
+      .map((t) => [t.id, t.lag.agentConditions ?? []]),
+  );
+}
+
+export function formatFileStatus(
+  status: FileStatus,
+  now: Date = new Date(),
+  agentConditions: ReadonlyMap<string, readonly string[]> = new Map(),
+): string {
   const head = status.head;
   const lines = [
     `path       ${status.path}`,
@@ -173,6 +198,11 @@ export function formatFileStatus(status: FileStatus, now: Date = new Date()): st
         lines.push(`  ${t.id.padEnd(width)}  v${f.version} ${formatWhen(f.at, now)}: ${oneLine(f.reason)}`);
       }
     }
+    for (const [id, conditions] of agentConditions)
+      lines.push(
+        '',
+        `${id}'s agent reports ${conditions.map(terminalText).join(', ')}: it retries until that clears`,
+      );
   }
   return lines.join('\n');
 }

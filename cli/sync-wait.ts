@@ -55,6 +55,11 @@ export interface TargetWait {
   held: number;
   /** Seconds into the wait when it held every file; null while it does not. */
   seconds: number | null;
+  /**
+   * A pull target's agent's conditions at the last look (`disk-full`, `read-only-filesystem`, …):
+   * why files wait there, which no file's own row says while the agent retries.
+   */
+  agentConditions?: string[];
 }
 
 export interface BehindFile {
@@ -209,6 +214,7 @@ async function lagRound(wait: Wait): Promise<boolean> {
   if (behind.length === 0) return false;
   const { targets } = await wait.deps.client.listTargets();
   wait.report.requests++;
+  noteAgentConditions(wait, targets);
   let moved = false;
   for (const t of targets) {
     const lag = t.lag;
@@ -220,6 +226,19 @@ async function lagRound(wait: Wait): Promise<boolean> {
     moved = true;
   }
   return moved;
+}
+
+function noteAgentConditions(
+  wait: Wait,
+  targets: Awaited<ReturnType<WaitClient['listTargets']>>['targets'],
+): void {
+  for (const t of targets) {
+    const waiting = wait.targets.get(t.id);
+    if (waiting === undefined || waiting.kind !== 'pull') continue;
+    const conditions = t.lag.agentConditions ?? [];
+    if (conditions.length > 0) waiting.agentConditions = [...conditions];
+    else delete waiting.agentConditions;
+  }
 }
 
 /**
@@ -308,7 +327,7 @@ export function formatWaitReport(r: WaitReport): string {
   const lines = r.targets.map((t) => {
     const when =
       t.seconds === null ? `not all within ${r.timeoutSeconds} s` : `after ${t.seconds.toFixed(1)} s`;
-    return `target ${t.id} (${t.kind}): ${t.held}/${t.files} file(s) held, ${when}`;
+    return `target ${t.id} (${t.kind}): ${t.held}/${t.files} file(s) held, ${when}${agentSays(t)}`;
   });
   for (const id of r.dryRunTargets) lines.push(`target ${id}: dry run, copies nothing (not waited for)`);
   for (const b of r.behind) {
@@ -331,7 +350,15 @@ export function waitTimeoutMessage(r: WaitReport): string {
     .map((t) => {
       const paths = r.behind.filter((b) => b.targets.some((x) => x.id === t.id)).map((b) => b.path);
       const few = paths.slice(0, 3).join(', ');
-      return `${t.id} (${t.files - t.held} of ${t.files} behind, e.g. ${few})`;
+      return `${t.id} (${t.files - t.held} of ${t.files} behind, e.g. ${few})${agentSays(t)}`;
     });
   return `not every target holds the files after ${r.timeoutSeconds} s: ${late.join('; ')}`;
+}
+
+/** `; its agent reports disk-full` for a target held up by its agent's machine. */
+function agentSays(t: TargetWait): string {
+  const conditions = t.agentConditions ?? [];
+  return t.held < t.files && conditions.length > 0
+    ? `; its agent reports ${conditions.map(terminalText).join(', ')}`
+    : '';
 }

@@ -907,3 +907,74 @@ describe('hostile names and messages on a terminal (not --json)', () => {
     expect(status.out()).toContain(`copy failed: ${shown}`);
   });
 });
+
+describe('media-mirror status <path> of a file a pull target lacks', () => {
+  it("names what its agent reports (disk full), which the path's own row does not say (probe C1)", async () => {
+    const head = {
+      version: 2,
+      sha256: sha('x'),
+      size: 1,
+      contentType: 'image/png',
+      committedAt: at,
+      deleted: false,
+    };
+    const row = { kind: 'pull', status: 'pending', appliedAt: null };
+    const h = harness((url) => {
+      if (url.pathname === '/v1/files/a.png')
+        return {
+          status: 200,
+          body: {
+            path: 'a.png',
+            head,
+            targets: [
+              { id: 'dc1', appliedVersion: 1, ...row },
+              { id: 'dc2', appliedVersion: 2, ...row, status: 'copied', appliedAt: at },
+            ],
+          },
+        };
+      if (url.pathname === '/v1/targets')
+        return {
+          status: 200,
+          body: {
+            targets: [
+              {
+                id: 'dc1',
+                kind: 'pull',
+                lag: { lagSeconds: 40, pending: 3, pendingCapped: false, agentConditions: ['disk-full'] },
+              },
+              {
+                id: 'dc2',
+                kind: 'pull',
+                lag: {
+                  lagSeconds: 0,
+                  pending: 0,
+                  pendingCapped: false,
+                  agentConditions: ['read-only-filesystem'],
+                },
+              },
+            ],
+          },
+        };
+      return notFound;
+    });
+    expect(await h.run('status', 'a.png'), h.err()).toBe(0);
+    expect(h.out()).toContain("dc1's agent reports disk-full: it retries until that clears");
+    // dc2 holds the head: its agent's state says nothing about this file.
+    expect(h.out()).not.toContain("dc2's agent");
+    // A target that holds the file costs no second request.
+    const held = harness((url) =>
+      url.pathname === '/v1/files/a.png'
+        ? {
+            status: 200,
+            body: {
+              path: 'a.png',
+              head,
+              targets: [{ id: 'dc2', appliedVersion: 2, ...row, status: 'copied', appliedAt: at }],
+            },
+          }
+        : notFound,
+    );
+    expect(await held.run('status', 'a.png')).toBe(0);
+    expect(held.requests).toEqual(['GET /v1/files/a.png']);
+  });
+});

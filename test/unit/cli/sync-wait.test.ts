@@ -158,6 +158,33 @@ describe('waitForTargets', () => {
     );
   });
 
+  it("names the pull target's agent's conditions (disk full, read-only) while its files wait, which no file's row says (probe C1)", async () => {
+    const clock = virtualClock();
+    const { client } = fakeApi(clock, {
+      targets: [
+        { id: 'eu-west-1', kind: 's3' },
+        { id: 'onprem', kind: 'pull' },
+      ],
+      applied: (target) => (target === 'onprem' ? 0 : 1),
+      lag: (target) => ({
+        lagSeconds: 30,
+        pending: 3,
+        pendingCapped: false,
+        ...(target === 'onprem' ? { agentConditions: ['disk-full'] } : {}),
+      }),
+    });
+    const report = await waitForTargets({ client, clock }, items(3), { timeoutSeconds: 5 });
+    expect(report.timedOut).toBe(true);
+    expect(report.targets.find((t) => t.id === 'onprem')?.agentConditions).toEqual(['disk-full']);
+    expect(report.targets.find((t) => t.id === 'eu-west-1')?.agentConditions).toBeUndefined();
+    expect(formatWaitReport(report)).toContain(
+      'target onprem (pull): 0/3 file(s) held, not all within 5 s; its agent reports disk-full',
+    );
+    expect(waitTimeoutMessage(report)).toMatch(
+      /onprem \(3 of 3 behind, e\.g\. .*\); its agent reports disk-full$/,
+    );
+  });
+
   it('takes a newer version at the target as holding the file (someone changed it since)', async () => {
     const clock = virtualClock();
     const { client } = fakeApi(clock, { targets: [{ id: 'eu-west-1', kind: 's3' }], applied: () => 3 });
