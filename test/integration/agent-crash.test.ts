@@ -8,7 +8,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash, randomBytes as cryptoRandomBytes, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdtemp, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -16,7 +16,7 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitVersion } from '../../functions/core/commit.js';
 import { makeWorld } from '../support/domain.js';
-import { startEmulators, type TestEmulators } from '../support/emulators.js';
+import { startEmulators, type TestEmulators, writePullEndpoints } from '../support/emulators.js';
 import { waitFor as poll } from '../support/wait.js';
 
 /** This file's waits are longer than the shared default. */
@@ -101,23 +101,7 @@ describe('pull agent: crash safety', () => {
     const queueUrl = world.targets.find((t) => t.id === 'gamma')?.queueUrl as string;
     const dir = join(scratch, 'onprem');
     const endpoints = join(scratch, 'endpoints.json');
-    await writeFile(
-      endpoints,
-      JSON.stringify({
-        s3: {
-          endpoint: emulators.endpoints.s3,
-          region: 'us-east-1',
-          credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-          forcePathStyle: true,
-        },
-        sqs: { endpoint: emulators.endpoints.sqs },
-        dynamodb: { endpoint: emulators.endpoints.dynamodb },
-        table,
-        originBucket: world.originBucket,
-        feedShards: 4,
-        targets: { gamma: { kind: 'pull', queue: queueUrl } },
-      }),
-    );
+    await writePullEndpoints(emulators, endpoints, { table, originBucket: world.originBucket, queueUrl });
 
     // A 200 MiB blob, written to disk and streamed into the origin (no 200 MiB buffer here).
     const source = join(scratch, 'big.src');

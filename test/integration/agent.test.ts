@@ -26,7 +26,7 @@ import { ingestBlob } from '../../functions/core/ingest.js';
 import { messageGroupId } from '../../functions/core/shards.js';
 import { createUpload } from '../../functions/core/uploads.js';
 import { makeWorld, putBlob, randomBytes, sha256Hex, type World } from '../support/domain.js';
-import { startEmulators, type TestEmulators } from '../support/emulators.js';
+import { startEmulators, type TestEmulators, writePullEndpoints } from '../support/emulators.js';
 import { waitFor } from '../support/wait.js';
 
 let emulators: TestEmulators;
@@ -173,25 +173,23 @@ function verifyConfig(w: AgentWorld) {
   };
 }
 
+/** `agent verify --json` finds `ok` files as the ledger has them and nothing else: exit 0. */
+async function expectNoDrift(
+  cli: (...args: string[]) => Promise<{ exitCode: number; stdout: string }>,
+  dir: string,
+  ok: number,
+): Promise<void> {
+  const after = await cli('--dir', dir, '--json');
+  expect(after.exitCode).toBe(0);
+  expect(JSON.parse(after.stdout)).toMatchObject({ ok, missing: [], wrong: [], extra: [], staleTemps: [] });
+}
+
 /** `media-mirror agent verify <args>` against `w`'s emulators, as an operator runs it: stdout and exit code. */
 async function verifyCli(w: AgentWorld) {
-  const endpointsFile = join(scratch, `endpoints-${randomUUID().slice(0, 8)}.json`);
-  await writeFile(
-    endpointsFile,
-    JSON.stringify({
-      s3: {
-        endpoint: emulators.endpoints.s3,
-        region: 'us-east-1',
-        credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-        forcePathStyle: true,
-      },
-      sqs: { endpoint: emulators.endpoints.sqs },
-      dynamodb: { endpoint: emulators.endpoints.dynamodb },
-      table: w.table,
-      originBucket: w.world.originBucket,
-      feedShards: 4,
-      targets: { gamma: { kind: 'pull', queue: w.queueUrl } },
-    }),
+  const endpointsFile = await writePullEndpoints(
+    emulators,
+    join(scratch, `endpoints-${randomUUID().slice(0, 8)}.json`),
+    { table: w.table, originBucket: w.world.originBucket, queueUrl: w.queueUrl },
   );
   return async (...args: string[]) => {
     let stdout = '';
@@ -534,15 +532,7 @@ describe('pull agent', () => {
     expect(repaired.stdout).toMatch(/repaired: 3 fetched, 2 removed, 1 temp files removed/);
     for (const [path, bytes] of files) expect((await readFile(join(w.dir, path))).equals(bytes)).toBe(true);
     await expect(lstat(join(w.dir, 'verify/not-in-ledger.txt'))).rejects.toThrow();
-    const after = await cli('--dir', w.dir, '--json');
-    expect(after.exitCode).toBe(0);
-    expect(JSON.parse(after.stdout)).toMatchObject({
-      ok: 6,
-      missing: [],
-      wrong: [],
-      extra: [],
-      staleTemps: [],
-    });
+    await expectNoDrift(cli, w.dir, 6);
   });
 
   it('`agent verify --repair` fixes a folder where a file belongs in ONE run, and prunes only the folders its removals emptied', async () => {
@@ -595,14 +585,6 @@ describe('pull agent', () => {
     expect((await lstat(w.dir)).isDirectory()).toBe(true);
     expect((await readdir(w.dir)).sort()).toEqual(['.media-mirror', 'base', 'junk', 'was-empty']);
 
-    const after = await cli('--dir', w.dir, '--json');
-    expect(after.exitCode).toBe(0);
-    expect(JSON.parse(after.stdout)).toMatchObject({
-      ok: 2,
-      missing: [],
-      wrong: [],
-      extra: [],
-      staleTemps: [],
-    });
+    await expectNoDrift(cli, w.dir, 2);
   });
 });

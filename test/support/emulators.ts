@@ -2,7 +2,7 @@
  * Emulators for domain-level integration tests: DynamoDB (dynalite), S3 (local/s3)
  * and SQS (fauxqs), in-process on ephemeral loopback ports, in a temp folder.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -91,4 +91,33 @@ export async function startEmulators(): Promise<TestEmulators> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Writes the endpoints file an agent of pull target `gamma` reads (`--endpoints`), naming these
+ * emulators, the table, the origin bucket and the target's queue.
+ */
+export async function writePullEndpoints(
+  emulators: Pick<TestEmulators, 'endpoints'>,
+  file: string,
+  ledger: { table: string; originBucket: string; queueUrl: string },
+): Promise<string> {
+  await writeFile(
+    file,
+    JSON.stringify({
+      s3: {
+        endpoint: emulators.endpoints.s3,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+        forcePathStyle: true,
+      },
+      sqs: { endpoint: emulators.endpoints.sqs },
+      dynamodb: { endpoint: emulators.endpoints.dynamodb },
+      table: ledger.table,
+      originBucket: ledger.originBucket,
+      feedShards: 4,
+      targets: { gamma: { kind: 'pull', queue: ledger.queueUrl } },
+    }),
+  );
+  return file;
 }

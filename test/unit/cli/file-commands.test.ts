@@ -297,6 +297,22 @@ describe('media-mirror get', () => {
       return notFound;
     };
 
+  /** The path's head is `head` at the first read and `next` after; storage answers `stored`. */
+  const headMovesOn = (next: Record<string, unknown>, stored: Answer) => {
+    let reads = 0;
+    const route: Route = (url) => {
+      if (url.pathname === '/v1/files/pics%2Fcat.png') {
+        reads++;
+        return { status: 200, body: { path: 'pics/cat.png', head: reads === 1 ? head : next, targets: [] } };
+      }
+      if (url.pathname.endsWith('/content'))
+        return { status: 302, body: 'http://s3.test/blobs/x?X-Amz-Signature=s' };
+      if (url.host === 's3.test') return stored;
+      return notFound;
+    };
+    return { route, statusReads: () => reads };
+  };
+
   it('writes the file once its size and SHA-256 match the head', async () => {
     const h = harness(api(content));
     expect(await h.run('get', 'pics/cat.png', 'out.png', '--json')).toBe(0);
@@ -330,21 +346,9 @@ describe('media-mirror get', () => {
       sha256: createHash('sha256').update(newer).digest('hex'),
       size: newer.length,
     };
-    let statusReads = 0;
-    const h = harness((url) => {
-      if (url.pathname === '/v1/files/pics%2Fcat.png') {
-        // The first read sees version 7; by the download, version 8 is the head.
-        statusReads++;
-        return {
-          status: 200,
-          body: { path: 'pics/cat.png', head: statusReads === 1 ? head : v8, targets: [] },
-        };
-      }
-      if (url.pathname.endsWith('/content'))
-        return { status: 302, body: 'http://s3.test/blobs/x?X-Amz-Signature=s' };
-      if (url.host === 's3.test') return { status: 200, bytes: newer };
-      return notFound;
-    });
+    // The first read sees version 7; by the download, version 8 is the head.
+    const { route } = headMovesOn(v8, { status: 200, bytes: newer });
+    const h = harness(route);
     expect(await h.run('get', 'pics/cat.png', 'moved.png', '--json')).toBe(0);
     expect(await readFile(join(dir, 'moved.png'))).toEqual(newer);
     expect(JSON.parse(h.out())).toMatchObject({ version: 8, sha256: v8.sha256 });
@@ -362,23 +366,12 @@ describe('media-mirror get', () => {
 
   it('a path deleted while its copy is read (the replica removed it: 404): read again and said deleted, not "the copy is missing" (probe V5)', async () => {
     const tombstone = { ...head, version: 8, sha256: null, size: 0, contentType: null, deleted: true };
-    let statusReads = 0;
-    const h = harness((url) => {
-      if (url.pathname === '/v1/files/pics%2Fcat.png') {
-        statusReads++;
-        return {
-          status: 200,
-          body: { path: 'pics/cat.png', head: statusReads === 1 ? head : tombstone, targets: [] },
-        };
-      }
-      if (url.pathname.endsWith('/content'))
-        return { status: 302, body: 'http://s3.test/blobs/x?X-Amz-Signature=s' };
-      return notFound;
-    });
+    const moved = headMovesOn(tombstone, notFound);
+    const h = harness(moved.route);
     expect(await h.run('get', 'pics/cat.png', 'deleted.png', '--target', 'eu-west-1')).toBe(3);
     expect(h.err()).toMatch(/no such path: pics\/cat\.png \(deleted\)/);
     expect(h.err()).not.toMatch(/missing there/);
-    expect(statusReads).toBe(2);
+    expect(moved.statusReads()).toBe(2);
   });
 
   it("a download storage refuses (403, S3's answer for a missing key to a signer without ListBucket): its code and message named, exit 1", async () => {

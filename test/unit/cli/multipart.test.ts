@@ -115,15 +115,7 @@ describe('CLI upload above the multipart threshold', () => {
 
   it('parts sent again after storage refused them as recorded (invalid_parts) count as sent again', async () => {
     const mirror = new FakeMirror({ threshold: 5 * MiB, partSize: 5 * MiB });
-    let stale = false;
-    mirror.interceptors.push((r) => {
-      // The first PUT of part 2 answers an ETag that is not the stored part's: complete refuses.
-      if (r.method === 'PUT' && r.url.includes('partNumber=2') && !stale) {
-        stale = true;
-        return new Response(null, { status: 200, headers: { etag: '"stale"' } });
-      }
-      return undefined;
-    });
+    mirror.staleEtagOnce(2);
     const bytes = bytesOf(12 * MiB, 6);
     let sent = 0;
     const progress: ProgressSink = {

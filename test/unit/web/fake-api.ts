@@ -131,6 +131,21 @@ export class FakeMirror {
   readonly uploads = new Map<string, FakeUpload>();
   readonly versions = new Map<string, number>();
   interceptors: Interceptor[] = [];
+
+  /**
+   * The first PUT of part `partNumber` answers an ETag that is not the stored part's (and stores
+   * nothing new), so the completion refuses the parts as recorded (`invalid_parts`).
+   */
+  staleEtagOnce(partNumber: number): void {
+    let stale = false;
+    this.interceptors.push((r) => {
+      if (r.method === 'PUT' && r.url.includes(`partNumber=${partNumber}`) && !stale) {
+        stale = true;
+        return new Response(null, { status: 200, headers: { etag: '"stale"' } });
+      }
+      return undefined;
+    });
+  }
   /** Claim answers by Idempotency-Key, replayed as the API does. */
   readonly claimAnswers = new Map<string, { status: number; body: string }>();
   /** Requests in flight now, and the most at once, per kind. */

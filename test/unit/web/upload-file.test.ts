@@ -462,15 +462,7 @@ describe('uploadFile', () => {
 
   it('when storage refuses the parts as recorded (invalid_parts), sends every part again', async () => {
     const mirror = new FakeMirror({ threshold: 5 * MiB, partSize: 5 * MiB });
-    let stale = false;
-    mirror.interceptors.push((r) => {
-      // The first PUT of part 2 answers an ETag that is not the stored part's (and stores nothing new).
-      if (r.method === 'PUT' && r.url.includes('partNumber=2') && !stale) {
-        stale = true;
-        return new Response(null, { status: 200, headers: { etag: '"stale"' } });
-      }
-      return undefined;
-    });
+    mirror.staleEtagOnce(2);
     const result = await uploadFile(blobOf(bytesOf(12 * MiB)), options(mirror));
     expect(result).toMatchObject({ status: 'committed', partsSent: 6 });
     expect(mirror.apiRequests('POST').filter((r) => r.url.endsWith('/complete'))).toHaveLength(2);
