@@ -86,13 +86,7 @@ async function runAgent(
     visibilityTimeoutSeconds: 15,
     catchUpIntervalSeconds: extra.catchUpIntervalSeconds ?? 60,
     shutdownGraceSeconds: 5,
-    aws: {
-      s3Endpoint: emulators.endpoints.s3,
-      sqsEndpoint: emulators.endpoints.sqs,
-      dynamodbEndpoint: emulators.endpoints.dynamodb,
-      s3ForcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    },
+    aws: emulatorAws(),
     log,
     onOutcome: (v, outcome, source) => outcomes.push({ v, outcome, source }),
   });
@@ -163,15 +157,18 @@ function verifyConfig(w: AgentWorld) {
     shutdownGraceSeconds: 10,
     maxBytesPerSecond: undefined,
     feedPageSize: 500,
-    aws: {
-      s3Endpoint: emulators.endpoints.s3,
-      sqsEndpoint: emulators.endpoints.sqs,
-      dynamodbEndpoint: emulators.endpoints.dynamodb,
-      s3ForcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    },
+    aws: emulatorAws(),
   };
 }
+
+/** The agent's `aws` settings for the test emulators. */
+const emulatorAws = () => ({
+  s3Endpoint: emulators.endpoints.s3,
+  sqsEndpoint: emulators.endpoints.sqs,
+  dynamodbEndpoint: emulators.endpoints.dynamodb,
+  s3ForcePathStyle: true,
+  credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+});
 
 /** `agent verify --json` finds `ok` files as the ledger has them and nothing else: exit 0. */
 async function expectNoDrift(
