@@ -131,7 +131,7 @@ function targetRow(t: Target): string[] {
 }
 
 /** Seconds with one decimal below a minute, whole seconds above; `0` when caught up. */
-export function formatLagSeconds(seconds: number): string {
+function formatLagSeconds(seconds: number): string {
   if (seconds === 0) return '0';
   return seconds < 60 ? seconds.toFixed(1) : String(Math.round(seconds));
 }
