@@ -223,6 +223,11 @@ describe('identical content storage no longer has', () => {
     expect(again.statusCode).toBe(201);
     expect(body(again)).toMatchObject({ status: 'pending', path: 'idem/lost.txt' });
     expect(body(again).unchanged).toBeUndefined();
+    // The owner sends them: the upload commits (at the head it already was), and storage has them again.
+    await deliver(bytes);
+    const upload = await api(httpEvent('GET', `/v1/uploads/${body(again).uploadId}`));
+    expect(body(upload)).toMatchObject({ status: 'committed', version: 1 });
+    expect(body(await api(claim('idem/lost.txt', bytes))).unchanged).toBe(true);
   });
 });
 
