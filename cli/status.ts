@@ -149,7 +149,11 @@ export async function agentConditionsFor(
     (t) => t.kind === 'pull' && (t.appliedVersion ?? 0) < status.head.version,
   );
   if (behind.length === 0) return new Map();
-  const { targets } = await client.listTargets();
+  // A note beside the path's own status: if the targets cannot be read, the status is printed without it.
+  const targets = await client.listTargets().then(
+    (answer) => answer.targets,
+    () => [],
+  );
   return new Map(
     targets
       .filter((t) => behind.some((b) => b.id === t.id) && (t.lag.agentConditions ?? []).length > 0)

@@ -94,7 +94,9 @@ describe('media-mirror status', () => {
   it('with a path: prints the head and a table of targets', async () => {
     const h = harness(() => ({ status: 200, body: fileStatus }));
     expect(await h.run('status', 'images/a.png')).toBe(0);
-    expect(h.requests).toEqual(['GET /v1/files/images%2Fa.png']);
+    // A pull target lacks the head: what its agent reports is asked for too (here the fake answers
+    // a file status to that as well, so no note: the path's status is printed all the same).
+    expect(h.requests).toEqual(['GET /v1/files/images%2Fa.png', 'GET /v1/targets']);
     expect(h.out()).toBe(
       [
         'path       images/a.png',
@@ -387,7 +389,8 @@ describe('media-mirror upload', () => {
     expect(await h.run('--api', 'http://other.test:9000', '--token', 'flag', 'status', 'images/a.png')).toBe(
       0,
     );
-    expect(seen).toEqual(['http://other.test:9000 Bearer flag']);
+    // Every request (the file's status, and the targets', since a pull target lacks the head).
+    expect(seen).toEqual(['http://other.test:9000 Bearer flag', 'http://other.test:9000 Bearer flag']);
   });
 });
 
