@@ -226,7 +226,7 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
 }
 
 /** `2025-01-02T03:04:05.678Z` → `2025-01-02 03:04:05Z (5m ago)`. */
-export function formatWhen(iso: string | null | undefined, now: Date): string {
+function formatWhen(iso: string | null | undefined, now: Date): string {
   if (iso === null || iso === undefined || iso === '') return '-';
   const at = new Date(iso);
   if (Number.isNaN(at.getTime())) return iso;
