@@ -356,14 +356,21 @@ describe('the upload page', () => {
     // what is checked is the first read after the last refusal, whichever refresh makes it: it must
     // start afresh (no cursor).
     const reads: string[] = [];
+    // Once the page has read the feed afresh after a refusal, the feed it reads is the restored one:
+    // the cursor that read ends with is good, even where it is the same string as the refused one
+    // (here the feed has not moved, so it is).
+    let afresh = false;
     const onRequest = (r: Request) => {
-      if (new URL(r.url()).pathname === '/v1/changes') reads.push(r.url());
+      const url = new URL(r.url());
+      if (url.pathname !== '/v1/changes') return;
+      reads.push(r.url());
+      if (refused !== undefined && !url.searchParams.has('cursor')) afresh = true;
     };
     page.on('request', onRequest);
     let refused: string | undefined;
     const withCursor = /\/v1\/changes\?.*cursor=/;
     await page.route(withCursor, async (route) => {
-      if (refused !== undefined && route.request().url() !== refused) return route.continue();
+      if (afresh || (refused !== undefined && route.request().url() !== refused)) return route.continue();
       refused = route.request().url();
       await route.fulfill({
         status: 400,
