@@ -29,6 +29,12 @@ export {
 export const AGENT_STATE_DIR = '.media-mirror';
 /** Marks the agent's temp files: `.<name>.mirror-tmp-<random>`. */
 export const AGENT_TEMP_MARKER = '.mirror-tmp-';
+/**
+ * The most folders of a path a pull target may take: a commit checks and counts each of them in its
+ * one transaction (two items each; DynamoDB's transaction takes 100 items, docs/design-notes.md).
+ * A deeper path is refused at its claim, so no folder of a file goes unchecked by the commit.
+ */
+export const MAX_RULED_FOLDERS = 45;
 /** NAME_MAX of Linux file systems (ext4, xfs), in bytes. */
 export const FILE_NAME_MAX_BYTES = 255;
 export function isAgentTempName(name: string): boolean {
@@ -100,6 +106,8 @@ export class PathPolicy {
     const path = this.check(raw);
     checkApiName(path);
     checkNewPathName(path);
+    if (this.ruledFolders(path).length > MAX_RULED_FOLDERS)
+      invalid(`must be at most ${MAX_RULED_FOLDERS} folders deep where a pull target takes it`);
     return path;
   }
 

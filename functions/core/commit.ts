@@ -19,21 +19,25 @@
 import { crashPoint } from '../../common/crash-points.ts';
 import { backoffMs, sleep } from '../../common/retry.ts';
 import type { Blob, Change, FileVersion, VersionContent } from '../../contracts/model.js';
-import { folderOfFilesError, type PolicyTarget, underFileError } from '../../contracts/paths.ts';
+import {
+  folderOfFilesError,
+  MAX_RULED_FOLDERS,
+  type PolicyTarget,
+  underFileError,
+} from '../../contracts/paths.ts';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import { targetSelects } from '../../contracts/topology.js';
 import { UploadFinishedError, VersionConflictError } from './errors.js';
 import { asValidationError, PathPolicy } from './paths.js';
-import {
-  type BlobRecord,
-  type Clock,
-  type CommitResult,
-  type CommitState,
-  type FanoutQueue,
-  type FolderRuleWrite,
-  MAX_VACANT_FOLDERS,
-  type UploadLedger,
-  type VersionLedger,
+import type {
+  BlobRecord,
+  Clock,
+  CommitResult,
+  CommitState,
+  FanoutQueue,
+  FolderRuleWrite,
+  UploadLedger,
+  VersionLedger,
 } from './ports.js';
 import { shardOf } from './shards.js';
 
@@ -81,7 +85,7 @@ export interface CommitRequest {
   readonly blob?: BlobRecordWrite | undefined;
 }
 
-/** The path's folders a pull target takes, at most MAX_VACANT_FOLDERS (the rest were read before). */
+/** The path's folders a pull target takes (at most MAX_RULED_FOLDERS: deeper paths are refused at their claim). */
 export interface FolderRule {
   readonly folders: readonly string[];
 }
@@ -337,7 +341,7 @@ export async function folderRuleFor(
 ): Promise<FolderRule | undefined> {
   const policy = new PathPolicy(deps.targets);
   const checked = policy.check(path);
-  const folders = await policy.checkOccupancy(checked, deps.ledger, { deferFolders: MAX_VACANT_FOLDERS });
+  const folders = await policy.checkOccupancy(checked, deps.ledger, { deferFolders: MAX_RULED_FOLDERS });
   return policy.takesAsFile(checked) ? { folders } : undefined;
 }
 

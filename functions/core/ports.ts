@@ -45,7 +45,7 @@ export interface CommitWrite {
 /**
  * How a commit keeps the folder/file rule. A file that `appears` (a first version, or content after
  * a tombstone) needs each of `folders` (the path's folders a pull target takes, at most
- * MAX_VACANT_FOLDERS; deeper ones are read before the commit) to hold no live file and the path to
+ * MAX_RULED_FOLDERS of contracts/paths.ts, which refuses deeper paths at their claim) to hold no live file and the path to
  * have no live file under it; it is counted into each folder, and the path's row records them. One
  * that `stays` (new content over a live file) needs the folders to hold no live file. One that
  * `goes` (a tombstone over a counted file) is counted out of `folders`: those its row recorded,
@@ -62,12 +62,6 @@ export interface BlobRecord {
   readonly record: Blob;
   readonly replaces?: string | undefined;
 }
-
-/**
- * The most folders one commit checks and counts (two items each; DynamoDB's transaction takes 100
- * items); the rest are read before it and not counted.
- */
-export const MAX_VACANT_FOLDERS = 45;
 
 export type CommitResult =
   | { readonly committed: true }

@@ -146,6 +146,11 @@ describe('the path policy at the door: 400, field path, the rule, nothing writte
     ['a control character', 'media/a\u0007.jpg', /control/],
     ['a lone surrogate', 'media/\uD800.jpg', /surrogate/],
     ['over 1024 bytes', `m/${'a'.repeat(1100)}`, /at most/],
+    [
+      'more than 45 folders deep (a pull target takes it: each folder is checked in the commit)',
+      `${'d/'.repeat(46)}a.txt`,
+      /at most 45 folders deep/,
+    ],
     ['not a string', 42, /string/],
     ['empty', '', /empty/],
   ];
@@ -157,6 +162,14 @@ describe('the path policy at the door: 400, field path, the rule, nothing writte
     expect(error.field).toBe('path');
     expect(error.message).toMatch(rule);
     expect(await snapshot()).toEqual(before);
+  });
+
+  it('a file 45 folders deep is admitted, committed and its folders count it (a file at its deepest folder is refused)', async () => {
+    const deepest = Array.from({ length: 45 }, (_, i) => `f${i}`).join('/');
+    await upload(`${deepest}/a.txt`);
+    const result = await claim(deepest);
+    expect(result.statusCode).toBe(400);
+    expect(json(result).error).toMatchObject({ code: 'path_conflict', field: 'path' });
   });
 
   it('a file where a folder of live files is, or a file under a live file, is refused (path_conflict); after a delete it is admitted', async () => {
