@@ -240,11 +240,13 @@ export const partNumberParam = z
 /** `{path}`: one segment, percent-encoded, or the path's own segments (docs/api.md, File paths). */
 export const filePathParam = z.string();
 
-const pageLimit = z.coerce
-  .number()
-  .int()
-  .min(1)
-  .max(apiLimits.maxPageSize)
+// Digits only, as every number in a query: `0x3`, `1e1`, ` 2` or `2.0` are refused, not read as numbers.
+const pageLimitRule = `must be a whole number from 1 to ${apiLimits.maxPageSize}`;
+const pageLimit = z
+  .string()
+  .regex(/^\d{1,4}$/, pageLimitRule)
+  .transform(Number)
+  .refine((n) => n >= 1 && n <= apiLimits.maxPageSize, pageLimitRule)
   .default(apiLimits.defaultPageSize);
 
 // Strict, as the bodies are: a misspelt parameter (`?ifversion=` on a delete) is refused, never ignored.
@@ -262,6 +264,8 @@ export const filesQuerySchema = z.strictObject({
   cursor: z.string().max(apiLimits.maxCursorLength).optional(),
   limit: pageLimit,
 });
+/** What a route that takes no query parameter accepts: none (any is 400, named). */
+export const noQuerySchema = z.strictObject({});
 export const deleteFileQuerySchema = z.strictObject({ ifVersion: wholeNumberParam.optional() });
 /**
  * Strict like every route's: a misspelt `?Version=3` or `?versionId=3` read as "no version" would

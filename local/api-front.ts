@@ -457,7 +457,10 @@ export function refuseForeign(
 }
 
 function send(res: ServerResponse, req: IncomingMessage, result: HttpResult, extra: Record<string, string>) {
-  const headers = { ...result.headers, ...extra, 'content-length': String(result.body.length) };
+  // HEAD: the length GET would send, as the function states it (docs/api.md, HEAD).
+  const stated = req.method === 'HEAD' ? result.headers['content-length'] : undefined;
+  const length = typeof stated === 'string' ? stated : String(result.body.length);
+  const headers = { ...result.headers, ...extra, 'content-length': length };
   res.writeHead(result.status, headers);
   res.end(req.method === 'HEAD' ? undefined : result.body);
 }

@@ -44,20 +44,25 @@ function isPath(text: string): boolean {
   }
 }
 
-const encodeCursor = (after: string) => Buffer.from(JSON.stringify({ after }), 'utf8').toString('base64url');
+/** A page's cursor: the last path listed, and the prefix it was listed under (they go together). */
+const encodeCursor = (after: string, prefix: string) =>
+  Buffer.from(JSON.stringify({ after, prefix }), 'utf8').toString('base64url');
 
 function decodeCursor(cursor: string, prefix: string): string {
-  let after: unknown;
+  let decoded: { after?: unknown; prefix?: unknown } | undefined;
   try {
-    after = (JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { after?: unknown }).after;
+    decoded = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as typeof decoded;
   } catch {
-    after = undefined;
+    decoded = undefined;
   }
+  const after = decoded?.after;
   // A cursor holds a path the index returned: one the path rules refuse was not (and, longer than a
   // key may be, would fail in the store rather than here).
-  if (typeof after !== 'string' || !isPath(after))
+  if (typeof after !== 'string' || !isPath(after) || typeof decoded?.prefix !== 'string')
     throw new ValidationError('cursor', 'cursor is not one this API returned', { code: 'invalid_cursor' });
-  if (!after.startsWith(prefix))
+  // The prefix itself, not only the path's: a cursor of `photos/` sent with no prefix would go on
+  // through every file, one of the whole listing with `photos/` skip the files before it.
+  if (decoded.prefix !== prefix || !after.startsWith(prefix))
     throw new ValidationError('cursor', `cursor was returned for another prefix than "${prefix}"`, {
       code: 'invalid_cursor',
     });
@@ -80,6 +85,6 @@ export async function listFiles(
   return {
     prefix,
     files: page.files,
-    ...(page.next === undefined ? {} : { cursor: encodeCursor(page.next) }),
+    ...(page.next === undefined ? {} : { cursor: encodeCursor(page.next, prefix) }),
   };
 }

@@ -15,6 +15,7 @@ import {
   deleteFileQuerySchema,
   errorBodySchema,
   filesQuerySchema,
+  noQuerySchema,
   partNumberParam,
   type RouteContract,
   uploadIdSchema,
@@ -463,11 +464,23 @@ class NoRouteError extends MirrorError {
 function router(scope: RouteScope) {
   const answer = answerers(scope);
   return httpRouter({
-    routes: (Object.keys(contract) as RouteName[]).map((name) => ({
-      method: contract[name].method,
-      path: contract[name].path,
-      handler: answer[name],
-    })),
+    routes: (Object.keys(contract) as RouteName[]).map((name) => {
+      const route: RouteContract = contract[name];
+      return {
+        method: route.method,
+        path: route.path,
+        // A route that takes no query parameter refuses one, as the others refuse one they do not
+        // know: `?ifVersion=1` on a restore or a claim must not commit unconditionally, nor
+        // `?version=1` on a file's status answer the head (docs/api.md).
+        handler:
+          route.query === undefined
+            ? (event: Event, context?: Invocation) => {
+                query(noQuerySchema, event);
+                return answer[name](event, context);
+              }
+            : answer[name],
+      };
+    }),
     notFoundResponse: ({ method, path }) => {
       throw new NoRouteError(method, path);
     },
@@ -541,7 +554,10 @@ export function createApiHandler(deps: ApiDeps): ApiHandler {
       // exists must not read 404.
       const method = event.requestContext.http.method;
       if (method.toUpperCase() !== 'HEAD') return await answer(event, method, context);
-      return { ...(await answer(event, 'GET', context)), body: '' };
+      const got = await answer(event, 'GET', context);
+      // Its length is GET's (RFC 9110, 8.6): a front that measured the empty body would say 0.
+      const length = String(Buffer.byteLength(String(got.body ?? '')));
+      return { ...got, headers: { ...got.headers, 'content-length': length }, body: '' };
     } finally {
       deps.telemetry.flush();
     }

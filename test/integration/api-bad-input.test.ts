@@ -197,6 +197,24 @@ const cases: { name: string; event: APIGatewayProxyEventV2; status: number; fiel
     status: 400,
     field: 'limit',
   },
+  // `limit` is a whole number from 1 to 1000, written in digits, as every other number in a query
+  // (probe api2, A2-7: `0x3`, `1e1`, ` 2` and `2.0` were read as numbers).
+  ...['0x3', '1e1', ' 2', '2.0', '', '1001', '99999999999999999999'].map((limit) => ({
+    name: `files: limit ${JSON.stringify(limit)}`,
+    event: httpEvent('GET', '/v1/files', { query: { limit } }),
+    status: 400,
+    field: 'limit',
+  })),
+  {
+    name: 'files: a cursor returned for a prefix, sent with none (probe api2, A2-6)',
+    event: httpEvent('GET', '/v1/files', {
+      query: {
+        cursor: Buffer.from(JSON.stringify({ v: 1, p: 'photos/', a: 'photos/x.png' })).toString('base64url'),
+      },
+    }),
+    status: 400,
+    field: 'cursor',
+  },
   {
     name: 'versions: before not a number',
     event: httpEvent('GET', `/v1/files/${enc('a.png')}/versions`, { query: { before: 'x' } }),
@@ -215,10 +233,21 @@ const cases: { name: string; event: APIGatewayProxyEventV2; status: number; fiel
       ['GET', `/v1/files/${enc('a.png')}/content`, 'Version'],
       ['GET', `/v1/files/${enc('a.png')}/content`, 'versionId'],
       ['GET', `/v1/files/${enc('a.png')}/content`, 'Target'],
+      // Routes that take no query parameter refuse one too: a restore or a claim sent with
+      // `?ifVersion=` (DELETE's convention) committed unconditionally, and `GET /v1/files/{path}
+      // ?version=1` answered the head (probe api2, A2-2).
+      ['POST', `/v1/files/${enc('a.png')}/versions`, 'ifVersion', { from: 1 }],
+      ['POST', '/v1/uploads', 'ifVersion', valid],
+      ['GET', `/v1/files/${enc('a.png')}`, 'version'],
+      ['GET', '/v1/limits', 'x'],
+      ['GET', '/v1/targets', 'x'],
+      ['GET', '/v1/health', 'x'],
+      ['GET', `/v1/uploads/${'0'.repeat(8)}-0000-0000-0000-000000000000`, 'x'],
+      ['DELETE', `/v1/uploads/${'0'.repeat(8)}-0000-0000-0000-000000000000`, 'ifVersion'],
     ] as const
-  ).map(([method, path, param]) => ({
+  ).map(([method, path, param, body]) => ({
     name: `${method} ${path}: an unknown query parameter (${param})`,
-    event: httpEvent(method, path, { query: { [param]: '1' } }),
+    event: httpEvent(method, path, { query: { [param]: '1' }, ...(body ? { body } : {}) }),
     status: 400,
     field: param,
   })),

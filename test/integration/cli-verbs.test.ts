@@ -83,6 +83,14 @@ describe('GET /v1/limits on the local stack', () => {
     expect(exists.status).toBe(200);
     expect(exists.headers.get('content-type')).toMatch(/^application\/json/);
     expect(await exists.text()).toBe('');
+    // Its Content-Length is the one GET sends (RFC 9110, 8.6), not the empty body's (probe api2, A2-4).
+    for (const route of ['/v1/files/head%2Fexists.txt', '/v1/limits']) {
+      const got = await fetch(`${api}${route}`, { headers: auth });
+      const length = Buffer.byteLength(await got.text());
+      expect(length).toBeGreaterThan(10);
+      const head = await fetch(`${api}${route}`, { method: 'HEAD', headers: auth });
+      expect(head.headers.get('content-length'), route).toBe(String(length));
+    }
     const missing = await fetch(`${api}/v1/files/head%2Fmissing.txt`, { method: 'HEAD', headers: auth });
     expect(missing.status).toBe(404);
     expect(await missing.text()).toBe('');

@@ -14,7 +14,8 @@ import { RecordingMetrics } from '../../support/domain.js';
 import { commitWrite } from '../../support/ledger-contract.js';
 
 /** A cursor as the API encodes one, around any text. */
-const cursorOf = (after: string) => Buffer.from(JSON.stringify({ after })).toString('base64url');
+const cursorOf = (after: string, prefix = 'photos/') =>
+  Buffer.from(JSON.stringify({ after, prefix })).toString('base64url');
 
 async function apiOver(paths: readonly string[], deleted: readonly string[] = []) {
   const ledger = new InMemoryLedger();
@@ -89,9 +90,10 @@ describe('GET /v1/files', () => {
       'invalid_cursor',
       'not one',
     ],
-    [{ prefix: 'photos/', limit: '0' }, 'limit', 'invalid', '>=1'],
-    [{ prefix: 'photos/', limit: '1001' }, 'limit', 'invalid', '<=1000'],
-    [{ prefix: 'photos/', limit: 'many' }, 'limit', 'invalid', 'number'],
+    [{ prefix: 'photos/', limit: '0' }, 'limit', 'invalid', 'from 1 to 1000'],
+    [{ prefix: 'photos/', limit: '1001' }, 'limit', 'invalid', 'from 1 to 1000'],
+    [{ prefix: 'photos/', limit: 'many' }, 'limit', 'invalid', 'whole number from 1 to 1000'],
+    [{ prefix: 'photos/', limit: '1e1' }, 'limit', 'invalid', 'whole number from 1 to 1000'],
   ])('refuses %j: 400 %s (%s)', async (query, field, code, rule) => {
     const get = await apiOver(['photos/a.jpg']);
     const answer = await get(query);
@@ -108,5 +110,23 @@ describe('GET /v1/files', () => {
     expect(answer.status).toBe(400);
     expect(answer.body.error).toMatchObject({ code: 'invalid_cursor', field: 'cursor' });
     expect(answer.body.error.message).toContain('another prefix');
+  });
+
+  it('refuses a cursor returned for a prefix with no prefix, or for none with a prefix (probe api2, A2-6)', async () => {
+    const get = await apiOver(['photos/a.jpg', 'photos/b.jpg', 'photos/c.jpg', 'video/c.mp4']);
+    const under = await get({ prefix: 'photos/', limit: '1' });
+    const everything = await get({ limit: '1' });
+    for (const [cursor, prefix] of [
+      [under.body.cursor, ''],
+      [under.body.cursor, 'photos/a'],
+      [everything.body.cursor, 'photos/'],
+      [everything.body.cursor, 'video/'],
+    ]) {
+      const answer = await get({ prefix, cursor });
+      expect(answer.status, `${prefix}`).toBe(400);
+      expect(answer.body.error).toMatchObject({ code: 'invalid_cursor', field: 'cursor' });
+    }
+    expect((await get({ prefix: 'photos/', cursor: under.body.cursor })).status).toBe(200);
+    expect((await get({ cursor: everything.body.cursor })).status).toBe(200);
   });
 });
