@@ -171,9 +171,14 @@ describe('pending uploads expire (local stack)', () => {
     const report = (await (sandbox as Sandbox).reconcile()) as unknown as { uploads: { expired: number } };
     expect(report.uploads.expired).toBeGreaterThanOrEqual(1);
     expect((await api().call('GET', `/v1/uploads/${oldNeverSent}`)).body.status).toBe('expired');
-    // The ingest, the API and the sweep each ended one: all three reach the metric.
-    const text = await (sandbox as Sandbox).metrics.text();
-    expect(readSample(text, 'mirror_uploads_expired_total')).toBeGreaterThanOrEqual(3);
+    // The ingest, the API and the sweep each ended one: all three reach the metric. A function's
+    // metrics travel in its log lines, relayed from its thread after it answered: waited for.
+    const expired = async () =>
+      readSample(await (sandbox as Sandbox).metrics.text(), 'mirror_uploads_expired_total');
+    await waitFor('three expiries in the metric', async () => ((await expired()) ?? 0) >= 3, 10_000).catch(
+      () => {},
+    );
+    expect(await expired()).toBeGreaterThanOrEqual(3);
   });
 });
 
