@@ -241,6 +241,13 @@ function readClaim(
   if (authorization !== undefined && presigned) {
     return refuse('malformed', 'only one authentication mechanism is allowed: Authorization header or query');
   }
+  if (authorization === undefined && !presigned && query.has('AWSAccessKeyId') && query.has('Signature')) {
+    // AWS CLI v1 presigns with Signature Version 2 by default: name the way out, not "Access Denied".
+    return refuse(
+      'malformed',
+      'the authorization mechanism you have provided (Signature Version 2) is not supported: use AWS4-HMAC-SHA256 (AWS CLI v1: aws configure set default.s3.signature_version s3v4)',
+    );
+  }
   if (authorization === undefined && !presigned) {
     return refuse(
       'missing',

@@ -369,6 +369,13 @@ class BodyHashes {
   }
 }
 
+const payloadHashMismatch = () =>
+  new S3Error(
+    400,
+    'XAmzContentSHA256Mismatch',
+    "The provided 'x-amz-content-sha256' header does not match what was computed.",
+  );
+
 /** After the last byte: lengths, Content-MD5, x-amz-content-sha256 and the declared checksum must match. */
 function verifyReceived(
   hashes: BodyHashes,
@@ -384,13 +391,7 @@ function verifyReceived(
   if (contentMd5 !== undefined && Buffer.from(contentMd5, 'base64').toString('hex') !== md5Hex) {
     throw errors.badDigest('The Content-MD5 you specified did not match what we received.');
   }
-  if (hashes.payloadHash && hashes.payloadHash.digest('hex') !== payload) {
-    throw new S3Error(
-      400,
-      'XAmzContentSHA256Mismatch',
-      "The provided 'x-amz-content-sha256' header does not match what was computed.",
-    );
-  }
+  if (hashes.payloadHash && hashes.payloadHash.digest('hex') !== payload) throw payloadHashMismatch();
   if (!declared || !hashes.checksum) return { md5: md5Hex, checksum: undefined };
   const expected = declared.value ?? trailers.get(`x-amz-checksum-${declared.algorithm.toLowerCase()}`);
   if (expected === undefined) throw errors.invalidRequest('The trailer named in x-amz-trailer was not sent');
@@ -461,5 +462,12 @@ export async function readSmallBody(req: IncomingMessage, max: number): Promise<
     throw errors.incompleteBody();
   }
   if (declared !== undefined && total !== declared) throw errors.incompleteBody();
-  return Buffer.concat(chunks).toString('utf8');
+  const body = Buffer.concat(chunks);
+  // The signature covers the body through this hash only: a body other than the signed one is
+  // refused, as S3 does, or a signed request could carry any document (another key to delete).
+  const payload = headerValue(req.headers, 'x-amz-content-sha256');
+  if (payload !== undefined && /^[0-9a-f]{64}$/.test(payload)) {
+    if (createHash('sha256').update(body).digest('hex') !== payload) throw payloadHashMismatch();
+  }
+  return body.toString('utf8');
 }

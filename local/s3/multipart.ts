@@ -254,8 +254,11 @@ function compositeDigests(
 
 export async function completeUpload(ctx: Context): Promise<void> {
   const bucket = bucketOf(ctx);
-  const upload = uploadOf(ctx);
+  uploadOf(ctx);
   const doc = parseXmlBody(await readSmallBody(ctx.req, 4 * 1024 * 1024), 'CompleteMultipartUpload');
+  // Taken again once the body is in: an Abort or another Complete may have ended it meanwhile, and
+  // its parts' files with it. From here to its removal nothing waits, so one Complete only wins.
+  const upload = uploadOf(ctx);
   const listed = children(doc, 'Part');
   if (listed.length === 0) {
     throw new S3Error(

@@ -31,13 +31,15 @@ export async function putObject(ctx: Context): Promise<void> {
   const bucket = bucketOf(ctx);
   const key = keyOf(ctx);
   const body = await receiveBody(ctx.req, ctx.target.query, ctx.store, ctx.signing);
+  await ctx.store.adopt(body.tempId);
+  // Decided with nothing awaited between the check and the commit (its version is in the index at
+  // once): of concurrent create-only writes one wins, as on S3.
   try {
     checkWriteConditions(ctx, bucket, key);
   } catch (err) {
-    await ctx.store.discardTemp(body.tempId);
+    await ctx.store.free([body.tempId]);
     throw err;
   }
-  await ctx.store.adopt(body.tempId);
   const checksum: StoredChecksum | undefined = body.checksum && { ...body.checksum, type: 'FULL_OBJECT' };
   const version = await commit(ctx.store, bucket, key, undefined, {
     segments: [{ blob: body.tempId, size: body.size }],
@@ -60,7 +62,7 @@ export async function putObject(ctx: Context): Promise<void> {
   });
 }
 
-/** Conditional writes (`If-None-Match: *`, `If-Match`), decided when the bytes are in. */
+/** Conditional writes (`If-None-Match: *`, `If-Match`), decided when the bytes are in, just before the commit. */
 function checkWriteConditions(ctx: Context, bucket: Bucket, key: string): void {
   const current = ctx.store.current(bucket, key);
   const ifNoneMatch = headerValue(ctx.req.headers, 'if-none-match');

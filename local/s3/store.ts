@@ -135,6 +135,10 @@ export class S3Store {
   private pending: string[] = [];
   private journalBytes = 0;
   private snapshotBytes = 0;
+  /** Blobs being read (GETs and copies in flight), with how many readers each. */
+  private readonly readers = new Map<string, number>();
+  /** Blobs the index stopped naming while read: deleted when their last reader lets go. */
+  private readonly doomed = new Set<string>();
 
   private constructor(
     readonly dir: string,
@@ -286,12 +290,59 @@ export class S3Store {
   /** Copies a blob to a new one (copies own their bytes, so deleting one never touches another). */
   async duplicate(blob: string): Promise<string> {
     const id = randomUUID();
-    await copyFile(join(this.dir, 'blobs', blob), join(this.dir, 'blobs', id));
+    const release = this.pin([blob]);
+    try {
+      await copyFile(join(this.dir, 'blobs', blob), join(this.dir, 'blobs', id));
+    } finally {
+      release();
+    }
     return id;
   }
 
-  /** Reads `[start, end]` (inclusive) of an object's bytes across its segments. */
-  async *read(segments: readonly Segment[], start: number, end: number): AsyncGenerator<Buffer> {
+  /**
+   * Reads `[start, end]` (inclusive) of an object's bytes across its segments. Its blobs are kept
+   * from the moment of the call until the read ends, however it ends: a version overwritten or
+   * deleted meanwhile is read whole, as on S3 (a multipart object's segments open one by one).
+   */
+  read(segments: readonly Segment[], start: number, end: number): AsyncIterableIterator<Buffer> {
+    const release = this.pin(segments.map((s) => s.blob));
+    const inner = this.readSegments(segments, start, end);
+    return {
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+      async next() {
+        try {
+          const result = await inner.next();
+          if (result.done) release();
+          return result;
+        } catch (err) {
+          release();
+          throw err;
+        }
+      },
+      async return(value?: unknown) {
+        try {
+          return await inner.return(value);
+        } finally {
+          release();
+        }
+      },
+      async throw(err?: unknown) {
+        try {
+          return await inner.throw(err);
+        } finally {
+          release();
+        }
+      },
+    };
+  }
+
+  private async *readSegments(
+    segments: readonly Segment[],
+    start: number,
+    end: number,
+  ): AsyncGenerator<Buffer> {
     let offset = 0;
     for (const segment of segments) {
       const segStart = offset;
@@ -307,9 +358,32 @@ export class S3Store {
     }
   }
 
-  /** Frees blobs the index no longer names; call after `persist(...)`. */
+  /** Keeps blobs from being deleted until the returned function is called (once is enough). */
+  private pin(blobs: readonly string[]): () => void {
+    for (const blob of blobs) this.readers.set(blob, (this.readers.get(blob) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const blob of blobs) {
+        const left = (this.readers.get(blob) ?? 1) - 1;
+        if (left > 0) {
+          this.readers.set(blob, left);
+          continue;
+        }
+        this.readers.delete(blob);
+        // A file left by a failed delete is an orphan the next start removes (load()).
+        if (this.doomed.delete(blob)) rm(join(this.dir, 'blobs', blob), { force: true }).catch(() => {});
+      }
+    };
+  }
+
+  /** Frees blobs the index no longer names; call after `persist(...)`. A blob being read goes after its read. */
   async free(blobs: readonly string[]): Promise<void> {
-    for (const blob of blobs) await rm(join(this.dir, 'blobs', blob), { force: true });
+    for (const blob of blobs) {
+      if (this.readers.has(blob)) this.doomed.add(blob);
+      else await rm(join(this.dir, 'blobs', blob), { force: true });
+    }
   }
 
   /**

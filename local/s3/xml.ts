@@ -133,7 +133,9 @@ export function errorDocument(error: S3Error, resource: string, requestId: strin
 const parser = new XMLParser({
   ignoreAttributes: true,
   parseTagValue: false,
-  trimValues: true,
+  // Values as sent: a key may begin or end with spaces or a line break (`keep ` is not `keep`).
+  // The layout between elements arrives as `#text` beside them, which no reader asks for.
+  trimValues: false,
   processEntities: true,
   ignoreDeclaration: true,
 });
@@ -182,7 +184,9 @@ export function parseXmlBody(text: string, root: string): Record<string, unknown
   } catch {
     throw errors.malformedXml();
   }
-  const top = (doc as Record<string, unknown>)[root];
+  const raw = (doc as Record<string, unknown>)[root];
+  // An empty root, or one holding only layout: no elements.
+  const top = typeof raw === 'string' && raw.trim() === '' ? '' : raw;
   if (top === '' || top === undefined) {
     if (top === '' && Object.keys(doc as object).length === 1) return {};
     throw errors.malformedXml();

@@ -31,10 +31,10 @@ import {
   UploadPartCopyCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeS3Client } from '../../functions/adapters/s3.js';
 import { LOCAL_CREDENTIALS, type S3Emulator, type S3ObjectCreated, startS3 } from '../../local/emulators.ts';
+import { signS3Headers } from '../support/s3-sign.ts';
 
 const region = 'us-east-1';
 let dir: string;
@@ -627,40 +627,8 @@ describe('strict like S3', () => {
   });
 });
 
-type SourceData = string | ArrayBuffer | ArrayBufferView;
-class Sha256 {
-  #h: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
-  constructor(secret?: SourceData) {
-    this.#h =
-      secret === undefined ? createHash('sha256') : createHmac('sha256', Buffer.from(secret as string));
-  }
-  update(d: SourceData) {
-    this.#h.update(typeof d === 'string' ? d : Buffer.from(d as ArrayBuffer));
-  }
-  async digest() {
-    return new Uint8Array(this.#h.digest());
-  }
-}
-
 async function signHeaders(method: string, path: string, headers: Record<string, string>) {
-  const url = new URL(s3.endpoint);
-  const signer = new SignatureV4({
-    service: 's3',
-    region,
-    credentials: { ...LOCAL_CREDENTIALS },
-    sha256: Sha256,
-    uriEscapePath: false,
-  });
-  const request = await signer.sign({
-    method,
-    protocol: 'http:',
-    hostname: url.hostname,
-    port: Number(url.port),
-    path,
-    headers: { host: url.host, ...headers },
-    query: {},
-  });
-  return request.headers;
+  return signS3Headers(s3.endpoint, { method, path, headers, region });
 }
 
 /** A request signed like the SDK signs one (header form), for bodies the SDK would never send. */
