@@ -81,15 +81,33 @@ const UPLOAD_HEADER = `x-amz-meta-${META_UPLOAD}`;
 
 /**
  * Headers a PUT may send unsigned (S3 demands a signature for x-amz-* ones only) that S3 stores and
- * then answers every GET with, and that change what a reader gets: bytes stored gzip-encoded reach
- * a browser decoded, as other bytes than the verified ones; a stored disposition names another file
- * (docs/design-notes.md, "Verification"). Not `cache-control`: a browser adds `no-cache` itself to
- * a fetch made with `cache: 'no-store'` (or with its developer tools' cache off), and it changes no byte.
+ * then answers every GET with, for every file that later shares the blob, and that change what a
+ * reader gets: bytes stored gzip-encoded reach a browser decoded, as other bytes than the verified
+ * ones; a stored disposition names another file; a cache-control or an expiry keeps another user's
+ * file in caches for a year; a language changes how it is read (docs/design-notes.md, "Verification").
  */
 const UNSIGNED_RESPONSE_HEADERS = [
   ['content-encoding', 'ContentEncoding'],
   ['content-disposition', 'ContentDisposition'],
+  ['content-language', 'ContentLanguage'],
+  ['expires', 'ExpiresString'],
+  ['cache-control', 'CacheControl'],
 ] as const satisfies readonly (readonly [string, keyof HeadObjectCommandOutput])[];
+
+/**
+ * What a browser adds to a PUT itself, and changes nothing for a reader: `no-cache` (a fetch with
+ * `cache: 'no-store'`, or the developer tools' cache off) and `max-age=0` (`cache: 'no-cache'`).
+ */
+const BROWSER_CACHE_CONTROL = new Set(['no-cache', 'max-age=0']);
+
+/** The names of the unsigned response headers an object was stored with. */
+function unsignedHeadersOf(out: HeadObjectCommandOutput): string[] {
+  return UNSIGNED_RESPONSE_HEADERS.filter(([name, field]) => {
+    const value = out[field];
+    if (value === undefined || value === '') return false;
+    return !(name === 'cache-control' && BROWSER_CACHE_CONTROL.has(String(value).trim().toLowerCase()));
+  }).map(([name]) => name);
+}
 
 export class S3BlobStore implements BlobStore {
   constructor(
@@ -118,9 +136,7 @@ export class S3BlobStore implements BlobStore {
         sha256: fullObject && out.ChecksumSHA256 ? base64ToHex(out.ChecksumSHA256) : undefined,
         lastModified: out.LastModified,
         uploadId: out.Metadata?.[META_UPLOAD],
-        unsignedHeaders: UNSIGNED_RESPONSE_HEADERS.filter(([, field]) => out[field] !== undefined).map(
-          ([name]) => name,
-        ),
+        unsignedHeaders: unsignedHeadersOf(out),
       };
     } catch (error) {
       if (isNotFound(error)) return undefined;

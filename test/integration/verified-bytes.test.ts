@@ -187,6 +187,22 @@ describe('headers a browser adds itself', () => {
     });
     expect((await contentViaApi(path)).bytes.equals(bytes)).toBe(true);
   });
+
+  it('cache-control: max-age=0 (a fetch with cache "no-cache") is taken too', async () => {
+    const bytes = Buffer.from(`sent with max-age=0 ${Date.now()}`);
+    const path = 'unsigned-headers/max-age-0.bin';
+    const { created, putStatus } = await localApi(sandbox.endpoints).declareAndPut(
+      path,
+      bytes,
+      'application/octet-stream',
+      { 'cache-control': 'max-age=0' },
+    );
+    expect(putStatus).toBe(200);
+    await waitFor(`${path} committed`, async () => {
+      const u = await api('GET', `/v1/uploads/${created.body.uploadId}`);
+      return u.body.status === 'committed';
+    });
+  });
 });
 
 describe('the content URL of a target', () => {
@@ -232,6 +248,11 @@ describe('headers the upload URL did not sign', () => {
   it.each([
     ['content-encoding', 'gzip'],
     ['content-disposition', 'attachment; filename="invoice.exe"'],
+    // Served with every file that deduplicates onto the blob: caches keep another user's file for a
+    // year, browsers read it in another language (probe api2, A2-5).
+    ['cache-control', 'public, max-age=31536000, immutable'],
+    ['expires', 'Thu, 01 Dec 2094 16:00:00 GMT'],
+    ['content-language', 'xx-attacker'],
   ])(
     'stored with %s: rejected, nothing committed, the version deleted; the same bytes sent plainly then commit',
     async (name, value) => {
