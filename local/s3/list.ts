@@ -1,11 +1,14 @@
 /**
- * ListObjectsV2, ListObjects (V1: rclone's default against "Other" providers) and
- * ListObjectVersions. Keys sort by their UTF-8 bytes, as S3 sorts them; with a delimiter,
- * every key whose rest (after the prefix) holds it rolls up into one CommonPrefix, which
- * counts once toward max-keys, also at the bucket's root.
+ * ListObjectsV2, ListObjects (V1: rclone's default against "Other" providers),
+ * ListObjectVersions and ListMultipartUploads. Keys sort by their UTF-8 bytes, as S3 sorts
+ * them; with a delimiter, every key whose rest (after the prefix) holds it rolls up into one
+ * CommonPrefix, which counts once toward max-keys (max-uploads), also at the bucket's root.
+ * A truncated page names its last entry, a key or a common prefix, as the next marker: a
+ * client resumes there, and a marker that does not advance makes it ask for the same page
+ * for ever (rclone does).
  */
 import { bucketOf, type Context, send } from './context.ts';
-import type { Bucket, ObjectVersion } from './store.ts';
+import type { Bucket, ObjectVersion, Upload } from './store.ts';
 import { errors, type XmlTree, xmlDocument } from './xml.ts';
 
 const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a), Buffer.from(b));
@@ -24,13 +27,13 @@ interface ListParams {
   readonly encodingType: string | undefined;
 }
 
-function params(ctx: Context): ListParams {
+function params(ctx: Context, maxName: 'max-keys' | 'max-uploads' = 'max-keys'): ListParams {
   const q = ctx.target.query;
-  const rawMax = q.get('max-keys') ?? '1000';
+  const rawMax = q.get(maxName) ?? '1000';
   if (!/^\d{1,10}$/.test(rawMax))
     throw errors.invalidArgument(
-      'Provided max-keys not an integer or within integer range',
-      'max-keys',
+      `Provided ${maxName} not an integer or within integer range`,
+      maxName,
       rawMax,
     );
   const encodingType = q.get('encoding-type') ?? undefined;
@@ -183,7 +186,8 @@ class VersionPage {
   readonly DeleteMarker: XmlTree[] = [];
   readonly CommonPrefixes: XmlTree[] = [];
   truncated = false;
-  next: { key: string; versionId: string } | undefined;
+  /** The page's last entry: a version (key and id) or a common prefix (no id). */
+  next: { key: string; versionId?: string } | undefined;
   private count = 0;
   private lastPrefix: string | undefined;
 
@@ -213,6 +217,7 @@ class VersionPage {
     if (this.full()) return false;
     this.lastPrefix = prefix;
     this.CommonPrefixes.push({ Prefix: this.p.encode(prefix) });
+    this.next = { key: prefix };
     this.count++;
     return true;
   }
@@ -265,6 +270,84 @@ export function listObjectVersions(ctx: Context): void {
     Version: page.Version,
     DeleteMarker: page.DeleteMarker,
     CommonPrefixes: page.CommonPrefixes,
+  });
+  send(ctx, 200, {}, body);
+}
+
+/** Uploads of one key sort by upload id, which sorts as they were initiated (`newUploadId`). */
+const byKeyThenId = (a: Upload, b: Upload) => byBytes(a.key, b.key) || byBytes(a.uploadId, b.uploadId);
+
+/**
+ * After the markers: keys after key-marker, and on key-marker itself the uploads whose id
+ * sorts after upload-id-marker (S3 compares the ids as strings, so an aborted marker still
+ * resumes in place).
+ */
+function afterUploadMarker(u: Upload, keyMarker: string, uploadIdMarker: string): boolean {
+  const cmp = byBytes(u.key, keyMarker);
+  return cmp > 0 || (cmp === 0 && uploadIdMarker !== '' && byBytes(u.uploadId, uploadIdMarker) > 0);
+}
+
+type UploadEntry = { kind: 'upload'; upload: Upload } | { kind: 'prefix'; prefix: string };
+
+function uploadPage(
+  uploads: readonly Upload[],
+  p: ListParams,
+  keyMarker: string,
+  uploadIdMarker: string,
+): { entries: UploadEntry[]; truncated: boolean } {
+  const entries: UploadEntry[] = [];
+  let lastPrefix: string | undefined;
+  for (const upload of uploads) {
+    if (!upload.key.startsWith(p.prefix) || !afterUploadMarker(upload, keyMarker, uploadIdMarker)) continue;
+    const prefix = commonPrefixOf(upload.key, p);
+    // A key-marker inside (or equal to) a common prefix means that prefix was already returned.
+    if (prefix !== undefined && (prefix === lastPrefix || keyMarker.startsWith(prefix))) continue;
+    if (entries.length === p.maxKeys) return { entries, truncated: true };
+    lastPrefix = prefix;
+    entries.push(prefix === undefined ? { kind: 'upload', upload } : { kind: 'prefix', prefix });
+  }
+  return { entries, truncated: false };
+}
+
+/** ListMultipartUploads: in-progress uploads by key, then by initiation, with S3's markers and delimiter. */
+export function listMultipartUploads(ctx: Context): void {
+  const bucket = bucketOf(ctx);
+  const p = params(ctx, 'max-uploads');
+  const q = ctx.target.query;
+  const keyMarker = q.get('key-marker') ?? '';
+  // S3 ignores upload-id-marker without a key-marker.
+  const uploadIdMarker = keyMarker === '' ? '' : (q.get('upload-id-marker') ?? '');
+  const uploads = [...ctx.store.uploads.values()].filter((u) => u.bucket === bucket.name).sort(byKeyThenId);
+  const { entries, truncated } = uploadPage(uploads, p, keyMarker, uploadIdMarker);
+  const lastEntry = entries.at(-1);
+  const body = xmlDocument('ListMultipartUploadsResult', {
+    Bucket: bucket.name,
+    KeyMarker: p.encode(keyMarker),
+    UploadIdMarker: uploadIdMarker,
+    NextKeyMarker:
+      truncated && lastEntry
+        ? p.encode(lastEntry.kind === 'prefix' ? lastEntry.prefix : lastEntry.upload.key)
+        : undefined,
+    Prefix: p.encode(p.prefix),
+    Delimiter: p.delimiter === '' ? undefined : p.encode(p.delimiter),
+    NextUploadIdMarker: truncated && lastEntry?.kind === 'upload' ? lastEntry.upload.uploadId : undefined,
+    MaxUploads: p.maxKeys,
+    IsTruncated: truncated,
+    Upload: entries.flatMap((e) =>
+      e.kind === 'upload'
+        ? [
+            {
+              Key: p.encode(e.upload.key),
+              UploadId: e.upload.uploadId,
+              Initiated: e.upload.initiated,
+              StorageClass: 'STANDARD',
+              ChecksumAlgorithm: e.upload.checksumAlgorithm,
+            },
+          ]
+        : [],
+    ),
+    CommonPrefixes: entries.flatMap((e) => (e.kind === 'prefix' ? [{ Prefix: p.encode(e.prefix) }] : [])),
+    EncodingType: p.encodingType,
   });
   send(ctx, 200, {}, body);
 }

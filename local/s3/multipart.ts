@@ -1,8 +1,9 @@
 /**
- * Multipart uploads: Create, UploadPart, UploadPartCopy, Complete, Abort, ListParts,
- * ListMultipartUploads. A completed object keeps its parts' files as its segments
- * (no byte is copied); its ETag is the MD5 of the parts' MD5s with `-<count>`, and with a
- * checksum algorithm its checksum is the composite one (digest of the parts' digests).
+ * Multipart uploads: Create, UploadPart, UploadPartCopy, Complete, Abort, ListParts
+ * (ListMultipartUploads pages like the other listings, in list.ts). A completed object keeps
+ * its parts' files as its segments (no byte is copied); its ETag is the MD5 of the parts' MD5s
+ * with `-<count>`, and with a checksum algorithm its checksum is the composite one (digest of
+ * the parts' digests).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { checksumHasher, headerValue, readSmallBody, receiveBody } from './body.ts';
@@ -16,6 +17,23 @@ import { children, errors, parseXmlBody, S3Error, text, xmlDocument } from './xm
 const MIN_PART_BYTES = 5 * 1024 * 1024;
 const MAX_PART_BYTES = 5 * 1024 ** 3;
 
+let lastIdTime = 0;
+let idSequence = 0;
+
+/**
+ * An upload id that sorts (as a string) after every earlier one: S3 lists a key's uploads by
+ * initiation and resumes after an upload-id-marker by comparing ids as strings, so the two
+ * orders must agree (docs/local-s3.md). Millisecond time and a sequence number within it lead,
+ * random bytes follow.
+ */
+function newUploadId(): { uploadId: string; initiated: string } {
+  const now = Math.max(Date.now(), lastIdTime);
+  idSequence = now === lastIdTime ? idSequence + 1 : 0;
+  lastIdTime = now;
+  const order = now.toString(16).padStart(12, '0') + idSequence.toString(16).padStart(6, '0');
+  return { uploadId: order + randomBytes(24).toString('base64url'), initiated: new Date(now).toISOString() };
+}
+
 export async function createUpload(ctx: Context): Promise<void> {
   const bucket = bucketOf(ctx);
   const key = keyOf(ctx);
@@ -26,10 +44,9 @@ export async function createUpload(ctx: Context): Promise<void> {
   const type = headerValue(ctx.req.headers, 'x-amz-checksum-type')?.toUpperCase();
   if (type !== undefined && type !== 'COMPOSITE') throw errors.notImplemented(`x-amz-checksum-type ${type}`);
   const upload: Upload = {
-    uploadId: randomBytes(32).toString('base64url'),
+    ...newUploadId(),
     bucket: bucket.name,
     key,
-    initiated: new Date().toISOString(),
     contentType: headerValue(ctx.req.headers, 'content-type'),
     headers: storedHeaders(ctx.req),
     metadata: userMetadata(ctx.req),
@@ -351,38 +368,6 @@ export function listParts(ctx: Context): void {
         ETag: p.etag,
         Size: p.segment.size,
         ...(p.checksum ? { [`Checksum${p.checksum.algorithm}`]: p.checksum.value } : {}),
-      })),
-    }),
-  );
-}
-
-export function listUploads(ctx: Context): void {
-  const bucket = bucketOf(ctx);
-  const prefix = ctx.target.query.get('prefix') ?? '';
-  const max = Math.min(1000, Number(ctx.target.query.get('max-uploads') ?? 1000));
-  const uploads = [...ctx.store.uploads.values()]
-    .filter((u) => u.bucket === bucket.name && u.key.startsWith(prefix))
-    .sort(
-      (a, b) =>
-        Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)) || a.initiated.localeCompare(b.initiated),
-    );
-  const page = uploads.slice(0, max);
-  send(
-    ctx,
-    200,
-    {},
-    xmlDocument('ListMultipartUploadsResult', {
-      Bucket: bucket.name,
-      KeyMarker: '',
-      UploadIdMarker: '',
-      Prefix: prefix,
-      MaxUploads: max,
-      IsTruncated: uploads.length > page.length,
-      Upload: page.map((u) => ({
-        Key: u.key,
-        UploadId: u.uploadId,
-        Initiated: u.initiated,
-        StorageClass: 'STANDARD',
       })),
     }),
   );

@@ -21,7 +21,7 @@ import * as buckets from './buckets.ts';
 import type { Context } from './context.ts';
 import { copyObject } from './copy.ts';
 import { corsHeaders, preflight } from './cors.ts';
-import { listObjectsV1, listObjectsV2, listObjectVersions } from './list.ts';
+import { listMultipartUploads, listObjectsV1, listObjectsV2, listObjectVersions } from './list.ts';
 import * as multipart from './multipart.ts';
 import * as objects from './objects.ts';
 import { authenticate, parseTarget, type RequestVerifier, type Target } from './request.ts';
@@ -92,7 +92,7 @@ function bucketRoute(method: string, query: URLSearchParams): Handler | undefine
     'PUT cors': buckets.putCors,
     'DELETE cors': buckets.deleteCors,
     'GET location': buckets.getLocation,
-    'GET uploads': multipart.listUploads,
+    'GET uploads': listMultipartUploads,
     'GET versions': listObjectVersions,
     'POST delete': objects.deleteObjects,
   };

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import {
+  AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CopyObjectCommand,
   CreateBucketCommand,
@@ -20,8 +21,12 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  type ListMultipartUploadsCommandOutput,
+  ListObjectsCommand,
   ListObjectsV2Command,
   ListObjectVersionsCommand,
+  type ListObjectVersionsCommandOutput,
   PutBucketCorsCommand,
   PutBucketVersioningCommand,
   PutObjectCommand,
@@ -806,6 +811,235 @@ describe('multipart and listings', () => {
   });
 });
 
+/**
+ * Walks a listing page by page, as a client's paginator does, stopping after 50 requests so
+ * that a marker which never advances fails the test instead of hanging it.
+ */
+async function pages<T>(first: () => Promise<T>, next: (page: T) => Promise<T> | undefined): Promise<T[]> {
+  const all = [await first()];
+  for (let i = 0; i < 50; i++) {
+    const more = next(all.at(-1) as T);
+    if (more === undefined) return all;
+    all.push(await more);
+  }
+  throw new Error('the listing did not end after 50 pages');
+}
+
+/**
+ * A paged listing must cut the full listing into consecutive slices: each page holds the next
+ * entries (a page's elements come back grouped by kind, so its order is compared as a set),
+ * every page but the last holds exactly `max`, and nothing repeats or goes missing.
+ */
+function expectSlices(pageEntries: string[][], expected: string[], max: number): void {
+  let at = 0;
+  for (const [i, entries] of pageEntries.entries()) {
+    const slice = expected.slice(at, at + max);
+    if (i < pageEntries.length - 1) expect(entries.length, `page ${i + 1}`).toBe(max);
+    expect([...entries].sort(), `page ${i + 1}`).toEqual(slice.slice(0, entries.length).sort());
+    at += entries.length;
+  }
+  expect(pageEntries.flat().sort()).toEqual([...expected].sort());
+  expect(at).toBe(expected.length);
+}
+
+describe('paging (clients page with the Next* markers: a marker that does not advance loops rclone for ever)', () => {
+  it('ListMultipartUploads pages by key, then by initiation within a key, with key-marker and upload-id-marker', async () => {
+    const Bucket = 'upload-paging';
+    await client.send(new CreateBucketCommand({ Bucket }));
+    const created: { key: string; id: string }[] = [];
+    for (const key of ['top', 'dir/b', 'dir/a', 'top', 'dir/a']) {
+      const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket, Key: key }));
+      created.push({ key, id: UploadId ?? '' });
+    }
+    // Sorted by key, then by initiation: the uploads of one key in the order they were created.
+    const order = ['dir/a', 'dir/b', 'top'].flatMap((k) => created.filter((u) => u.key === k));
+    const token = (u: { Key?: string; UploadId?: string }) => `${u.Key} ${u.UploadId}`;
+    const expected = order.map((u) => token({ Key: u.key, UploadId: u.id }));
+    const list = (input: Partial<ConstructorParameters<typeof ListMultipartUploadsCommand>[0]>) =>
+      client.send(new ListMultipartUploadsCommand({ Bucket, ...input }));
+
+    const whole = await list({});
+    expect(whole.IsTruncated).toBe(false);
+    expect((whole.Uploads ?? []).map(token)).toEqual(expected);
+
+    const paged = await pages(
+      () => list({ MaxUploads: 2 }),
+      (p) =>
+        p.IsTruncated
+          ? list({ MaxUploads: 2, KeyMarker: p.NextKeyMarker, UploadIdMarker: p.NextUploadIdMarker })
+          : undefined,
+    );
+    expect(paged.map((p) => (p.Uploads ?? []).map(token))).toEqual([
+      expected.slice(0, 2),
+      expected.slice(2, 4),
+      expected.slice(4),
+    ]);
+    // Page 2 ends between the two uploads of `top`: the id marker resumes inside the key.
+    expect(paged[1]).toMatchObject({
+      IsTruncated: true,
+      KeyMarker: 'dir/a',
+      UploadIdMarker: order[1]?.id,
+      NextKeyMarker: 'top',
+      NextUploadIdMarker: order[3]?.id,
+      MaxUploads: 2,
+    });
+
+    // key-marker alone: the keys after it; with upload-id-marker: that key's later uploads first.
+    expect(((await list({ KeyMarker: 'dir/a' })).Uploads ?? []).map(token)).toEqual(expected.slice(2));
+    expect(
+      ((await list({ KeyMarker: 'dir/a', UploadIdMarker: order[0]?.id })).Uploads ?? []).map(token),
+    ).toEqual(expected.slice(1));
+    // An upload-id-marker without a key-marker is ignored, as S3 ignores it.
+    expect(((await list({ UploadIdMarker: order[0]?.id })).Uploads ?? []).map(token)).toEqual(expected);
+
+    // A prefix lists only its keys; a key-marker past every key lists nothing.
+    expect(((await list({ Prefix: 'dir/' })).Uploads ?? []).map(token)).toEqual(expected.slice(0, 3));
+    const past = await list({ KeyMarker: 'zzz' });
+    expect([past.IsTruncated, past.Uploads ?? []]).toEqual([false, []]);
+
+    for (const u of created) {
+      await client.send(new AbortMultipartUploadCommand({ Bucket, Key: u.key, UploadId: u.id }));
+    }
+  });
+
+  it('ListMultipartUploads with a delimiter rolls keys up into CommonPrefixes, each counting once toward max-uploads', async () => {
+    const Bucket = 'upload-prefixes';
+    await client.send(new CreateBucketCommand({ Bucket }));
+    const created: { key: string; id: string }[] = [];
+    for (const key of ['dir/a', 'dir/b', 'top', 'dir/a', 'top', 'x/y/z', 'sp ace/é']) {
+      const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket, Key: key }));
+      created.push({ key, id: UploadId ?? '' });
+    }
+    const tops = created.filter((u) => u.key === 'top').map((u) => `top ${u.id}`);
+    // Keys sort by their bytes: 'd' < 's' < 't' < 'x'.
+    const expected = ['P dir/', 'P sp ace/', ...tops, 'P x/'];
+    const entries = (p: ListMultipartUploadsCommandOutput) => [
+      ...(p.CommonPrefixes ?? []).map((c) => `P ${c.Prefix}`),
+      ...(p.Uploads ?? []).map((u) => `${u.Key} ${u.UploadId}`),
+    ];
+    const list = (input: Partial<ConstructorParameters<typeof ListMultipartUploadsCommand>[0]>) =>
+      client.send(new ListMultipartUploadsCommand({ Bucket, Delimiter: '/', ...input }));
+
+    const whole = await list({});
+    expect(whole).toMatchObject({ Delimiter: '/', Prefix: '', IsTruncated: false });
+    expect(entries(whole).sort()).toEqual([...expected].sort());
+
+    for (const max of [1, 2, 3]) {
+      const paged = await pages(
+        () => list({ MaxUploads: max }),
+        (p) =>
+          p.IsTruncated
+            ? list({ MaxUploads: max, KeyMarker: p.NextKeyMarker, UploadIdMarker: p.NextUploadIdMarker })
+            : undefined,
+      );
+      expectSlices(paged.map(entries), expected, max);
+    }
+    // A page that ends on a common prefix names it as the next key marker, with no upload id.
+    const first = await list({ MaxUploads: 1 });
+    expect(first).toMatchObject({
+      IsTruncated: true,
+      NextKeyMarker: 'dir/',
+      CommonPrefixes: [{ Prefix: 'dir/' }],
+    });
+    expect(first.NextUploadIdMarker ?? '').toBe('');
+
+    // Under a prefix, the delimiter applies to the rest of the key.
+    const nested = await list({ Prefix: 'x/' });
+    expect(nested.CommonPrefixes?.map((c) => c.Prefix)).toEqual(['x/y/']);
+    expect(nested.Uploads).toBeUndefined();
+    const encoded = await list({ Prefix: 'sp ace/', EncodingType: 'url' });
+    expect(encoded).toMatchObject({ EncodingType: 'url', Prefix: 'sp%20ace/', Delimiter: '/' });
+    expect(encoded.Uploads?.map((u) => u.Key)).toEqual(['sp%20ace/%C3%A9']);
+
+    for (const u of created) {
+      await client.send(new AbortMultipartUploadCommand({ Bucket, Key: u.key, UploadId: u.id }));
+    }
+  });
+
+  it('ListObjectVersions with a delimiter pages through prefixes and versions, each once and in order', async () => {
+    const Bucket = 'versions-paging';
+    await client.send(new CreateBucketCommand({ Bucket }));
+    await client.send(
+      new PutBucketVersioningCommand({ Bucket, VersioningConfiguration: { Status: 'Enabled' } }),
+    );
+    const versions = new Map<string, string[]>();
+    for (const key of ['a/1', 'a/2', 'b/1', 'c', 'd/x/1', 'e', 'c', 'e', 'a/1', 'f/1']) {
+      const { VersionId } = await client.send(new PutObjectCommand({ Bucket, Key: key, Body: key }));
+      versions.set(key, [VersionId ?? '', ...(versions.get(key) ?? [])]);
+    }
+    const marker = await client.send(new DeleteObjectCommand({ Bucket, Key: 'c' }));
+    versions.set('c', [marker.VersionId ?? '', ...(versions.get('c') ?? [])]);
+    const v = (key: string) => (versions.get(key) ?? []).map((id) => `${key} ${id}`);
+    // Keys by bytes, prefixes in their place, each key's versions newest first (the delete marker of c first).
+    const expected = ['P a/', 'P b/', ...v('c'), 'P d/', ...v('e'), 'P f/'];
+    const entries = (p: ListObjectVersionsCommandOutput) => [
+      ...(p.CommonPrefixes ?? []).map((c) => `P ${c.Prefix}`),
+      ...[...(p.Versions ?? []), ...(p.DeleteMarkers ?? [])].map((x) => `${x.Key} ${x.VersionId}`),
+    ];
+    const list = (input: Partial<ConstructorParameters<typeof ListObjectVersionsCommand>[0]>) =>
+      client.send(new ListObjectVersionsCommand({ Bucket, Delimiter: '/', ...input }));
+
+    expect(entries(await list({})).sort()).toEqual([...expected].sort());
+    for (const max of [1, 2, 3]) {
+      const paged = await pages(
+        () => list({ MaxKeys: max }),
+        (p) =>
+          p.IsTruncated
+            ? list({ MaxKeys: max, KeyMarker: p.NextKeyMarker, VersionIdMarker: p.NextVersionIdMarker })
+            : undefined,
+      );
+      expectSlices(paged.map(entries), expected, max);
+    }
+    // S3 names the page's last entry: here the common prefix b/, with no version id.
+    const first = await list({ MaxKeys: 2 });
+    expect(first).toMatchObject({ IsTruncated: true, NextKeyMarker: 'b/', KeyMarker: '' });
+    expect(first.NextVersionIdMarker ?? '').toBe('');
+    // A page that ends on a version names it (key and version id), and the next resumes after it.
+    const third = await list({ MaxKeys: 3, KeyMarker: 'b/' });
+    expect(third).toMatchObject({
+      IsTruncated: true,
+      NextKeyMarker: 'c',
+      NextVersionIdMarker: versions.get('c')?.[2],
+    });
+  });
+
+  it('ListObjects V1 and V2 with a delimiter page through prefixes and keys, each once and in order', async () => {
+    const Bucket = 'versions-paging'; // the previous test's keys: c is deleted, so it is not listed
+    const expected = ['P a/', 'P b/', 'P d/', 'e', 'P f/'];
+    const entries = (p: { CommonPrefixes?: { Prefix?: string }[]; Contents?: { Key?: string }[] }) => [
+      ...(p.CommonPrefixes ?? []).map((c) => `P ${c.Prefix}`),
+      ...(p.Contents ?? []).map((c) => c.Key ?? ''),
+    ];
+    for (const max of [1, 2, 3]) {
+      const v1 = await pages(
+        () => client.send(new ListObjectsCommand({ Bucket, Delimiter: '/', MaxKeys: max })),
+        (p) =>
+          p.IsTruncated
+            ? client.send(
+                new ListObjectsCommand({ Bucket, Delimiter: '/', MaxKeys: max, Marker: p.NextMarker }),
+              )
+            : undefined,
+      );
+      expectSlices(v1.map(entries), expected, max);
+      const v2 = await pages(
+        () => client.send(new ListObjectsV2Command({ Bucket, Delimiter: '/', MaxKeys: max })),
+        (p) =>
+          p.IsTruncated
+            ? client.send(
+                new ListObjectsV2Command({
+                  Bucket,
+                  Delimiter: '/',
+                  MaxKeys: max,
+                  ContinuationToken: p.NextContinuationToken,
+                }),
+              )
+            : undefined,
+      );
+      expectSlices(v2.map(entries), expected, max);
+    }
+  });
+});
+
 describe('robustness', () => {
   it('state survives a stop and a start on the same folder', async () => {
     const v1 = await client.send(new PutObjectCommand({ Bucket: 'versioned', Key: 'persist', Body: 'one' }));
@@ -906,8 +1140,8 @@ describe('robustness', () => {
 });
 
 describe('rclone (a real S3 client; .ci/run installs it)', () => {
-  it('creates a bucket, copies a folder up and back, lists it and checks it', async () => {
-    const run = promisify(execFile);
+  /** rclone against the emulator; a listing that never ends is killed after `timeout` ms. */
+  const rclone = (...args: string[]) => {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       RCLONE_CONFIG_LOC_TYPE: 's3',
@@ -920,7 +1154,38 @@ describe('rclone (a real S3 client; .ci/run installs it)', () => {
     };
     // rclone 1.60 refuses to start while AWS_CA_BUNDLE is set.
     delete env.AWS_CA_BUNDLE;
-    const rclone = (...args: string[]) => run('rclone', args, { env });
+    return promisify(execFile)('rclone', args, { env, timeout: 30_000 });
+  };
+
+  it('pages versions with a delimiter and open multipart uploads, 2 entries a request, to the end', async () => {
+    const Bucket = 'rclone-paging';
+    await client.send(new CreateBucketCommand({ Bucket }));
+    await client.send(
+      new PutBucketVersioningCommand({ Bucket, VersioningConfiguration: { Status: 'Enabled' } }),
+    );
+    for (const key of ['a/1', 'b/1', 'c/1', 'd', 'e/1', 'f', 'd']) {
+      await client.send(new PutObjectCommand({ Bucket, Key: key, Body: key }));
+    }
+    // rclone lists with a delimiter when not recursive; versions get a -v<date> suffix.
+    const lsf = await rclone('lsf', '--s3-versions', '--s3-list-chunk', '2', `loc:${Bucket}`);
+    const names = lsf.stdout.trim().split('\n');
+    expect(names.filter((n) => n.endsWith('/'))).toEqual(['a/', 'b/', 'c/', 'e/']);
+    expect(names.filter((n) => /^d(-v.*)?$/.test(n))).toHaveLength(2);
+    expect(names.filter((n) => n === 'f')).toHaveLength(1);
+    expect(names).toHaveLength(7);
+
+    const ids: string[] = [];
+    for (const key of ['u/1', 'u/2', 'u/2', 'v', 'v']) {
+      const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket, Key: key }));
+      ids.push(UploadId ?? '');
+    }
+    // What `rclone cleanup` walks before aborting old uploads.
+    const listed = await rclone('backend', 'list-multipart-uploads', '--s3-list-chunk', '2', `loc:${Bucket}`);
+    const uploads = (JSON.parse(listed.stdout) as Record<string, { UploadId: string }[]>)[Bucket] ?? [];
+    expect(uploads.map((u) => u.UploadId).sort()).toEqual([...ids].sort());
+  }, 120_000);
+
+  it('creates a bucket, copies a folder up and back, lists it and checks it', async () => {
     const src = join(dir, 'rclone-src');
     await mkdir(join(src, 'sub'), { recursive: true });
     await writeFile(join(src, 'a.txt'), 'aaa');
