@@ -17,7 +17,6 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectVersionsCommand,
-  PutBucketVersioningCommand,
   PutObjectCommand,
   type S3Client,
   S3ServiceException,
@@ -26,7 +25,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeS3Client } from '../../functions/adapters/s3.js';
 import { LOCAL_CREDENTIALS, type S3Emulator, startS3 } from '../../local/emulators.ts';
-import { signS3Headers } from '../support/s3-sign.ts';
+import { createPlainAndVersionedBuckets, signS3Headers } from '../support/local-s3.ts';
 
 const region = 'us-east-1';
 const MiB = 1024 * 1024;
@@ -43,11 +42,7 @@ beforeAll(async () => {
     endpoint: s3.endpoint,
     credentials: { ...LOCAL_CREDENTIALS },
   });
-  await client.send(new CreateBucketCommand({ Bucket: 'plain' }));
-  await client.send(new CreateBucketCommand({ Bucket: 'versioned' }));
-  await client.send(
-    new PutBucketVersioningCommand({ Bucket: 'versioned', VersioningConfiguration: { Status: 'Enabled' } }),
-  );
+  await createPlainAndVersionedBuckets(client);
 });
 afterAll(async () => {
   await s3?.stop();

@@ -39,7 +39,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeS3Client } from '../../functions/adapters/s3.js';
 import { LOCAL_CREDENTIALS, type S3Emulator, type S3ObjectCreated, startS3 } from '../../local/emulators.ts';
-import { signS3Headers } from '../support/s3-sign.ts';
+import { createPlainAndVersionedBuckets, signS3Headers } from '../support/local-s3.ts';
 
 const region = 'us-east-1';
 let dir: string;
@@ -65,11 +65,7 @@ async function start(): Promise<void> {
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'local-s3-'));
   await start();
-  await client.send(new CreateBucketCommand({ Bucket: 'plain' }));
-  await client.send(new CreateBucketCommand({ Bucket: 'versioned' }));
-  await client.send(
-    new PutBucketVersioningCommand({ Bucket: 'versioned', VersioningConfiguration: { Status: 'Enabled' } }),
-  );
+  await createPlainAndVersionedBuckets(client);
 });
 afterAll(async () => {
   await s3?.stop();

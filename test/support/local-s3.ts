@@ -1,8 +1,10 @@
 /**
- * SigV4 header signing of a raw S3 request, as the SDK signs one, for requests the SDK would never
- * send (a body other than the signed one, a body held back) against the local S3.
+ * Helpers for tests of the local S3 (local/s3/): the two buckets they start from, and SigV4 header
+ * signing of a raw request as the SDK signs one, for requests the SDK would never send (a body
+ * other than the signed one, a body held back).
  */
 import { createHash, createHmac } from 'node:crypto';
+import { CreateBucketCommand, PutBucketVersioningCommand, type S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { LOCAL_CREDENTIALS } from '../../local/emulators.ts';
 
@@ -50,4 +52,13 @@ export async function signS3Headers(
     query: request.query ?? {},
   });
   return signed.headers;
+}
+
+/** The buckets the tests start from: `plain` (no versions) and `versioned`. */
+export async function createPlainAndVersionedBuckets(client: S3Client): Promise<void> {
+  await client.send(new CreateBucketCommand({ Bucket: 'plain' }));
+  await client.send(new CreateBucketCommand({ Bucket: 'versioned' }));
+  await client.send(
+    new PutBucketVersioningCommand({ Bucket: 'versioned', VersioningConfiguration: { Status: 'Enabled' } }),
+  );
 }
