@@ -59,7 +59,21 @@ export function normaliseApiUrl(value: string, source: string): string {
   if (url.search !== '' || url.hash !== '') {
     throw badValue(source, `"${value}" must not have a query or fragment`);
   }
+  // Every request carries the bearer token or a SigV4 signature (with the session token): over plain
+  // http to another machine, anyone on the way could read and replay it. The local stack listens
+  // on loopback only, and API Gateway speaks https.
+  if (url.protocol === 'http:' && !isLoopback(url.hostname)) {
+    throw badValue(
+      source,
+      `"${value}" would send the credential in clear text: use https:// (plain http is for the local stack on this machine only)`,
+    );
+  }
   return `${url.origin}${url.pathname}`.replace(/\/+$/, '');
+}
+
+/** This machine: `localhost`, 127.0.0.0/8 or ::1 (a URL's hostname, so IPv6 in brackets). */
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127(?:\.\d{1,3}){3}$/.test(hostname);
 }
 
 /** The file's fields, or `undefined` when there is no such file. */

@@ -57,7 +57,7 @@ describe('loadConnection', () => {
         `no endpoints file at ${join(empty, '.mirror', 'endpoints.json')}: ` +
           'start the local stack with npm start, or pass --api/--token',
       );
-      await expect(loadConnection({ api: 'http://h' }, {}, empty)).rejects.toThrow(
+      await expect(loadConnection({ api: 'https://h' }, {}, empty)).rejects.toThrow(
         /--api given without --token/,
       );
     } finally {
@@ -83,10 +83,10 @@ describe('loadConnection', () => {
     expect(
       await loadConnection(
         { token: 'flag-token' },
-        { MIRROR_API_URL: 'http://10.0.0.1:1', MIRROR_API_TOKEN: 'env-token' },
+        { MIRROR_API_URL: 'https://10.0.0.1:1', MIRROR_API_TOKEN: 'env-token' },
         dir,
       ),
-    ).toEqual({ api: 'http://10.0.0.1:1', auth: 'bearer', token: 'flag-token' });
+    ).toEqual({ api: 'https://10.0.0.1:1', auth: 'bearer', token: 'flag-token' });
   });
 
   it('--auth iam (or MIRROR_API_AUTH=iam) needs the API only, no token; another value is refused', async () => {
@@ -128,5 +128,25 @@ describe('loadConnection', () => {
       /--api: "ftp:\/\/x" must be an http/,
     );
     expect(() => normaliseApiUrl('not a url', '--api')).toThrow(/is not a URL/);
+  });
+
+  it('refuses plain http to any host but this machine: the token or signature would cross the network in clear (probe leak, L1)', async () => {
+    for (const api of ['http://192.0.2.2:8787', 'http://api.example.com', 'http://10.0.0.1:1']) {
+      await expect(loadConnection({ api, token: 't' }, {}, dir), api).rejects.toThrow(
+        /clear text.*https:\/\//,
+      );
+      await expect(loadConnection({}, { MIRROR_API_URL: api, MIRROR_API_TOKEN: 't' }, dir)).rejects.toThrow(
+        /MIRROR_API_URL/,
+      );
+    }
+    for (const api of [
+      'http://127.0.0.1:8787',
+      'http://localhost:8787',
+      'http://[::1]:8787',
+      'http://127.1.2.3',
+    ]) {
+      expect(normaliseApiUrl(api, '--api'), api).toBe(api);
+    }
+    expect(normaliseApiUrl('https://api.example.com/', '--api')).toBe('https://api.example.com');
   });
 });

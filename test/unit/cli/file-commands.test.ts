@@ -55,7 +55,7 @@ function harness(
   const io: CliIo = {
     stdout: { write: (s: string) => (stdout += s) },
     stderr: { write: (s: string) => (stderr += s) },
-    env: { MIRROR_API_URL: 'http://api.test', MIRROR_API_TOKEN: 't', ...env },
+    env: { MIRROR_API_URL: 'https://api.test', MIRROR_API_TOKEN: 't', ...env },
     cwd: dir,
     fetch,
     putFile:

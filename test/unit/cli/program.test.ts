@@ -48,7 +48,7 @@ function harness(route: Route, extra: Partial<CliIo> = {}) {
         stderr += s;
       },
     },
-    env: { MIRROR_API_URL: 'http://api.test', MIRROR_API_TOKEN: 't' },
+    env: { MIRROR_API_URL: 'https://api.test', MIRROR_API_TOKEN: 't' },
     cwd: dir,
     fetch,
     putFile: async (req) => {
@@ -179,7 +179,7 @@ describe('media-mirror status', () => {
     expect(h.requests.sort()).toEqual(['GET /metrics', 'GET /v1/health', 'GET /v1/targets']);
     expect(h.out()).toBe(
       [
-        'api     http://api.test',
+        'api     https://api.test',
         'health  ok',
         '',
         'TARGET      KIND  LAG (S)  BACKLOG  HEARTBEAT             FAILED (DLQ)  REGION     PATH PREFIX',
@@ -221,7 +221,7 @@ describe('media-mirror status', () => {
     expect(await h.run('status')).toBe(0);
     expect(h.out()).toBe(
       [
-        'api     http://api.test',
+        'api     https://api.test',
         'health  ok',
         '',
         'TARGET      KIND  LAG (S)  BACKLOG  HEARTBEAT  FAILED (DLQ)  REGION     PATH PREFIX',
@@ -386,11 +386,11 @@ describe('media-mirror upload', () => {
       seen.push(`${url.origin} ${(init.headers as Record<string, string>).authorization}`);
       return { status: 200, body: fileStatus };
     }, {});
-    expect(await h.run('--api', 'http://other.test:9000', '--token', 'flag', 'status', 'images/a.png')).toBe(
+    expect(await h.run('--api', 'https://other.test:9000', '--token', 'flag', 'status', 'images/a.png')).toBe(
       0,
     );
     // Every request (the file's status, and the targets', since a pull target lacks the head).
-    expect(seen).toEqual(['http://other.test:9000 Bearer flag', 'http://other.test:9000 Bearer flag']);
+    expect(seen).toEqual(['https://other.test:9000 Bearer flag', 'https://other.test:9000 Bearer flag']);
   });
 });
 
