@@ -159,6 +159,9 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
   const read = () => expectedVersion(client, options.path, options.target, options.version);
   await removeOrphanedDownloads(dirname(file));
   const temp = join(dirname(file), downloadName());
+  // Over an existing file, the download is its owner's alone until it is checked and takes that
+  // file's permissions: created with the umask's, others could read a private file's new bytes.
+  const tempMode = (await lstat(file).catch(() => undefined))?.isFile() ? 0o600 : undefined;
   // A Ctrl-C skips the `finally` below: without this the partial file stayed, hidden, for good.
   const cancelRemoval = removeOnExit(temp);
   try {
@@ -180,7 +183,7 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
         expected = now;
         return true;
       };
-      const got = await download(fetch, url, temp).catch(async (error: unknown) => {
+      const got = await download(fetch, url, temp, tempMode).catch(async (error: unknown) => {
         if (error instanceof MissingCopyError && (await readAgain())) return undefined;
         throw error;
       });
@@ -320,6 +323,7 @@ async function download(
   fetch: FetchLike,
   url: string,
   file: string,
+  mode: number | undefined,
 ): Promise<{ size: number; sha256: string }> {
   let response: Response;
   try {
@@ -348,7 +352,11 @@ async function download(
       done(null, chunk);
     },
   });
-  await pipeline(Readable.fromWeb(response.body as never), tap, createWriteStream(file, { flags: 'wx' }));
+  await pipeline(
+    Readable.fromWeb(response.body as never),
+    tap,
+    createWriteStream(file, { flags: 'wx', ...(mode === undefined ? {} : { mode }) }),
+  );
   return hash.digest();
 }
 

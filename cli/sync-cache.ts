@@ -96,8 +96,9 @@ export class HashCache {
     const body: CacheFile = { v: 1, dir: this.#dir, entries: this.#entries };
     const temp = `${this.#file}.${randomBytes(4).toString('hex')}.tmp`;
     try {
-      await mkdir(dirname(this.#file), { recursive: true });
-      await writeFile(temp, JSON.stringify(body));
+      // It lists the names, sizes and SHA-256 of every file of the folder: its owner's alone.
+      await mkdir(dirname(this.#file), { recursive: true, mode: 0o700 });
+      await writeFile(temp, JSON.stringify(body), { mode: 0o600 });
       await rename(temp, this.#file);
       this.#saveError = undefined;
     } catch (err) {

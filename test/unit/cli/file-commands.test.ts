@@ -66,7 +66,7 @@ function harness(
     ...more,
   };
   const run = (...args: string[]) => runCli(['node', 'media-mirror', ...args], io);
-  return { run, requests, out: () => stdout, err: () => stderr };
+  return { run, requests, fetch, out: () => stdout, err: () => stderr };
 }
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -336,6 +336,44 @@ describe('media-mirror get', () => {
     const after = await stat(target);
     expect(after.mode & 0o777).toBe(0o600);
     if (process.getuid?.() === 0) expect([after.uid, after.gid]).toEqual([4242, 4343]);
+  });
+
+  it('the download over a private file is private while it runs: others cannot read the new bytes before they are checked (probe leak, L5)', async () => {
+    const target = join(dir, 'secret.png');
+    await writeFile(target, 'old secret');
+    await chmod(target, 0o600);
+    const modes: number[] = [];
+    const routes = harness(api(content));
+    // Storage sends half the bytes, then, while the download is under way, the temp file is looked at.
+    const fetch: FetchLike = async (input, init) => {
+      if (new URL(input).host !== 's3.test') return routes.fetch(input, init);
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (sent === 0) {
+            controller.enqueue(new Uint8Array(content.subarray(0, 1500)));
+            sent = 1;
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          for (const name of await readdir(dir)) {
+            if (name.startsWith('.mm-get-')) modes.push((await stat(join(dir, name))).mode & 0o777);
+          }
+          controller.enqueue(new Uint8Array(content.subarray(1500)));
+          controller.close();
+        },
+      });
+      return new Response(body, { status: 200 });
+    };
+    const h = harness(api(content), {}, undefined, { fetch });
+    expect(await h.run('get', 'pics/cat.png', 'secret.png'), h.err()).toBe(0);
+    expect(await readFile(target)).toEqual(content);
+    expect(modes.length).toBeGreaterThan(0);
+    expect(
+      modes.every((m) => m === 0o600),
+      modes.map((m) => m.toString(8)).join(),
+    ).toBe(true);
+    expect((await stat(target)).mode & 0o777).toBe(0o600);
   });
 
   it('a head that moves on between the status read and the download: read again, and the newer bytes are written (no false exit 5)', async () => {
@@ -674,6 +712,8 @@ describe('media-mirror sync (against a fake API)', () => {
     const again = harness(route);
     expect(await again.run('sync', lib, 'm', '--dry-run', '--json', '--cache', cache)).toBe(0);
     expect(JSON.parse(again.out()).bytesHashed).toBe(0);
+    // It names and hashes every file of the folder: its owner's alone, whatever the umask (probe leak, L4).
+    expect((await stat(cache)).mode & 0o777).toBe(0o600);
   });
 
   it('a hash cache that cannot be saved (its folder is a file, as a full disk would) still prints the summary, exit 0, and warns', async () => {
