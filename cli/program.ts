@@ -47,6 +47,15 @@ export interface CliIo {
 }
 
 export function processIo(): CliIo {
+  // A reader that stops early (`media-mirror --help | head -1`, `ls | head`) closes the pipe: the
+  // rest of the output has nowhere to go, which is no error of ours. Without a listener, Node threw
+  // the EPIPE with a stack trace and exit 1.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+      process.exit(process.exitCode ?? 0);
+    });
+  }
   return { stdout: process.stdout, stderr: process.stderr, env: process.env, cwd: process.cwd() };
 }
 
@@ -556,7 +565,12 @@ function writeJsonError(io: CliIo, failure: JsonFailure): void {
 function reportError(err: unknown, io: CliIo): number {
   // Messages name paths and quote the server: one line, whatever characters they hold.
   const say = (message: string) => io.stderr.write(`media-mirror: ${terminalText(message)}\n`);
-  if (err instanceof MirrorCliError || err instanceof AgentExitError) {
+  if (err instanceof AgentExitError) {
+    // The agent's own report (a bad configuration lists each problem on its line), its values escaped.
+    io.stderr.write(`media-mirror: ${terminalLines(err.message)}\n`);
+    return err.exitCode;
+  }
+  if (err instanceof MirrorCliError) {
     say(err.message);
     return err.exitCode;
   }

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -409,6 +409,35 @@ describe('bin/media-mirror.js', () => {
     expect(res.stdout).toMatch(/^\s+reconcile \[options\]/m);
     expect(res.stdout).toMatch(/^\s+redrive \[options\]/m);
     expect(res.stdout).toMatch(/^\s+agent \[options\]/m);
+  });
+
+  it('a reader that stops early (`--help | head -1`) ends it quietly, exit 0, no EPIPE trace (probe docs, D11)', async () => {
+    const child = spawn(process.execPath, ['bin/media-mirror.js', '--help'], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    // The reader is gone before the help is written.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).not.toMatch(/EPIPE/);
+    expect(code).toBe(0);
+  });
+
+  it("media-mirror agent: the agent's configuration errors keep their line breaks (probe docs, D3)", () => {
+    const res = spawnSync(process.execPath, ['bin/media-mirror.js', 'agent', '--dir', tmpdir()], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
+    });
+    expect(res.status).toBe(78);
+    expect(res.stderr).not.toContain('\\x0a');
+    expect(res.stderr.split('\n').length).toBeGreaterThan(2);
+    expect(res.stderr).toMatch(/^media-mirror: bad agent configuration:\n {2}--target/);
   });
 
   it('exits 2 on a usage error, with one line on stderr', () => {
