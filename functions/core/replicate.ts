@@ -10,7 +10,7 @@ import type { Blob, FileVersion } from '../../contracts/model.js';
 import type { PolicyTarget } from '../../contracts/paths.ts';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import { replicationMessage } from './commit.js';
-import { ValidationError } from './errors.js';
+import { MirrorError, ValidationError } from './errors.js';
 import { PathPolicy } from './paths.js';
 import type {
   BlobLedger,
@@ -251,9 +251,26 @@ export async function recordReplicationFailure(
     targetId: deps.target.id,
     path: message.path,
     version: message.version,
-    reason: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+    reason: publicReason(error),
     at: deps.clock.now().toISOString(),
   });
+}
+
+/**
+ * What the target's row says of a failure: every API reader sees it (`GET /v1/files/{path}`,
+ * `status <path>`), uploaders and browser users too, not the operators alone. A domain error's own
+ * words; of anything else (a storage service's answer, a network error) its name, status or code
+ * only: S3's AccessDenied text names the account, the role and the bucket, a network error the
+ * address. The whole error is in the replicate function's log, next to the record.
+ */
+function publicReason(error: unknown): string {
+  if (error instanceof MirrorError) return `${error.name}: ${error.message}`;
+  if (!(error instanceof Error)) return "failed: the replicate function's log has the error";
+  const status = (error as { $metadata?: { httpStatusCode?: unknown } }).$metadata?.httpStatusCode;
+  const code = (error as { code?: unknown }).code;
+  const detail =
+    typeof status === 'number' ? ` (HTTP ${status})` : typeof code === 'string' ? ` (${code})` : '';
+  return `${error.name}${detail}: the replicate function's log has the whole message`;
 }
 
 /**

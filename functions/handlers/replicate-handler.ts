@@ -27,8 +27,24 @@ export function createReplicateHandler(handlerDeps: ReplicateHandlerDeps): SqsHa
   const deps: ReplicateDeps = { ...rest, metrics: telemetry.metrics };
   const { logger } = telemetry;
 
+  /** The record's message; one that is not fails its record (retried, then in the DLQ), said in the log. */
+  function parseMessage(record: SQSRecord) {
+    try {
+      return replicationMessageSchema.parse(JSON.parse(record.body));
+    } catch (error) {
+      logger.error(
+        'the record is not a replication message: it fails (and goes to the DLQ after its retries)',
+        {
+          messageId: record.messageId,
+          error: error as Error,
+        },
+      );
+      throw error;
+    }
+  }
+
   async function processRecord(record: SQSRecord, known: KnownApplied, signal: AbortSignal): Promise<void> {
-    const message = replicationMessageSchema.parse(JSON.parse(record.body));
+    const message = parseMessage(record);
     try {
       const outcome = await replicateVersion(deps, message, known, signal);
       if (outcome.kind === 'refused') logger.warn('message refused', { message, reason: outcome.reason });

@@ -67,6 +67,8 @@ export function replicateWorld(
   } = {},
 ) {
   const calls: string[] = [];
+  /** The failures recorded on target rows, with the reason every API reader is shown. */
+  const failures: { path: string; version: number; reason: string }[] = [];
   const states = new Map<string, TargetState>();
   /** Kept multipart copies by `<target> <path>`. */
   const copyUploads = new Map<string, CopyUpload>();
@@ -122,8 +124,9 @@ export function replicateWorld(
       states.set(state.path, state);
       return true;
     },
-    recordTargetFailure: async (failure: { path: string; version: number }) => {
+    recordTargetFailure: async (failure: { path: string; version: number; reason: string }) => {
       calls.push(`recordTargetFailure ${failure.path} ${failure.version}`);
+      failures.push(failure);
     },
     getCopyUpload: async (targetId: string, path: string) => copyUploads.get(`${targetId} ${path}`),
     putCopyUpload: async (targetId: string, path: string, upload: CopyUpload) => {
@@ -163,5 +166,5 @@ export function replicateWorld(
       },
     },
   });
-  return { handler, calls, copied, states, reads, metrics, released, copyUploads };
+  return { handler, calls, copied, states, reads, metrics, released, copyUploads, failures };
 }

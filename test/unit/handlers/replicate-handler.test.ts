@@ -4,6 +4,7 @@
  * named in `batchItemFailures`. Driven with SQS FIFO events against an in-memory ledger and
  * replica that log every call.
  */
+import { Logger } from '@aws-lambda-powertools/logger';
 import type { SQSBatchResponse } from 'aws-lambda';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { CopyCheckpoint } from '../../../functions/core/ports.js';
@@ -69,6 +70,42 @@ describe('replicate handler: a FIFO batch', () => {
     // a.jpg v2 is not even tried after v1 failed (it would overtake v1), and v1's failure is recorded.
     expect(calls.filter((c) => c.startsWith('copy a.jpg'))).toEqual(['copy a.jpg 1 from v-verified']);
     expect(calls).toContain('recordTargetFailure a.jpg 1');
+  });
+
+  it("a storage error is recorded by its name and status, not its text: the row is every API reader's, the text names account, role and bucket (probe leak, L3)", async () => {
+    const denied = Object.assign(
+      new Error(
+        'User: arn:aws:sts::123456789012:assumed-role/mirror-replicate/fn is not authorized to perform: s3:PutObject on resource: "arn:aws:s3:::mediamirror-eu-123456789012/a.jpg"',
+      ),
+      { name: 'AccessDenied', $fault: 'client', $metadata: { httpStatusCode: 403 } },
+    );
+    const network = Object.assign(new Error('connect ECONNREFUSED 10.1.2.3:443'), { code: 'ECONNREFUSED' });
+    const { handler, failures } = world({
+      copy: async (m) => {
+        throw m.path === 'a.jpg' ? denied : network;
+      },
+    });
+    await handler(sqsEvent([record('a.jpg', 1), record('b.jpg', 1)]), lambdaContext());
+    const reasons = Object.fromEntries(failures.map((f) => [f.path, f.reason]));
+    expect(reasons['a.jpg']).toMatch(/^AccessDenied \(HTTP 403\)/);
+    expect(reasons['b.jpg']).toMatch(/^Error \(ECONNREFUSED\)/);
+    for (const reason of Object.values(reasons)) {
+      expect(reason).not.toMatch(/123456789012|arn:|10\.1\.2\.3/);
+      expect(reason).toContain("replicate function's log");
+    }
+  });
+
+  it('a body that is not a replication message fails its record and says so in the log (on its way to the DLQ)', async () => {
+    const logged = vi.spyOn(Logger.prototype, 'error');
+    const { handler, copied } = world();
+    const bad = { ...record('bad.jpg', 1), body: JSON.stringify({ path: 'bad.jpg' }) };
+    const response = await handler(sqsEvent([bad, record('ok.jpg', 1)]), lambdaContext());
+    expect(failedIds(response)).toEqual(['bad.jpg#1']);
+    expect(copied).toEqual(['ok.jpg 1']);
+    expect(logged).toHaveBeenCalledWith(
+      expect.stringMatching(/not a replication message/),
+      expect.objectContaining({ messageId: 'bad.jpg#1' }),
+    );
   });
 
   it('a batch that fails whole names every record instead of throwing', async () => {
