@@ -27,6 +27,7 @@ import { FeedFollower, type RoundReport } from './catch-up.ts';
 import { Conditions } from './conditions.ts';
 import { type AgentConfig, withDefaults } from './config.ts';
 import { classifyCondition, isAbort, type RefusalCode } from './errors.ts';
+import { checkShardCountAgainstLedger } from './feed-shards.ts';
 import { DynamoLedgerView } from './ledger.ts';
 import { type AgentLog, createJsonLog } from './log.ts';
 import type { BlobSource, LedgerView, QueuePort } from './ports.ts';
@@ -223,26 +224,22 @@ class Agent implements AgentHandle {
   async start(): Promise<void> {
     const { config, log } = this;
     this.paths = await this.retrying(() => SafePaths.open(config.dir));
-    this.state = await this.retrying(() =>
-      StateStore.open(
-        config.stateDir,
-        { targetId: config.targetId, table: config.table, feedShards: config.feedShards },
-        { warn: (msg, fields) => log.log('warn', msg, fields) },
-      ),
-    );
+    this.makePorts();
     try {
-      if (!this.options.ports?.blobs || !this.options.ports.ledger || !this.options.ports.queue) {
-        this.clients = this.options.clients ?? makeClients(config);
-        this.ownsClients = this.options.clients === undefined;
-      }
-      const clients = this.clients;
-      this.clock = this.options.serverClock ?? clients?.clock ?? this.clock;
-      this.blobs = this.options.ports?.blobs ?? originBlobSource(clients as AgentClients, config);
-      this.ledger =
-        this.options.ports?.ledger ??
-        new DynamoLedgerView(clients?.dynamo as AgentClients['dynamo'], config.table, config.targetId);
-      this.queue =
-        this.options.ports?.queue ?? new SqsQueue(clients?.sqs as AgentClients['sqs'], config.queueUrl);
+      // Before the state is opened: it would record a count the feed proves too small as the one in use.
+      await this.retrying(() => checkShardCountAgainstLedger(this.ledger, config));
+      this.state = await this.retrying(() =>
+        StateStore.open(
+          config.stateDir,
+          { targetId: config.targetId, table: config.table, feedShards: config.feedShards },
+          { warn: (msg, fields) => log.log('warn', msg, fields) },
+        ),
+      );
+    } catch (error) {
+      if (this.clients && this.ownsClients) destroyClients(this.clients);
+      throw error;
+    }
+    try {
       this.applier = new Applier({
         now: () => this.clock.now(),
         paths: this.paths,
@@ -319,6 +316,21 @@ class Agent implements AgentHandle {
     this.timers.push(setInterval(() => this.log.status(this.view()), this.options.statusIntervalMs ?? 1000));
     for (const timer of this.timers) timer.unref();
     void this.heartbeat();
+  }
+
+  private makePorts(): void {
+    const { config, options } = this;
+    if (!options.ports?.blobs || !options.ports.ledger || !options.ports.queue) {
+      this.clients = options.clients ?? makeClients(config);
+      this.ownsClients = options.clients === undefined;
+    }
+    const clients = this.clients;
+    this.clock = options.serverClock ?? clients?.clock ?? this.clock;
+    this.blobs = options.ports?.blobs ?? originBlobSource(clients as AgentClients, config);
+    this.ledger =
+      options.ports?.ledger ??
+      new DynamoLedgerView(clients?.dynamo as AgentClients['dynamo'], config.table, config.targetId);
+    this.queue = options.ports?.queue ?? new SqsQueue(clients?.sqs as AgentClients['sqs'], config.queueUrl);
   }
 
   /** Temp files a crash left behind (recorded in the journal before they were created). */

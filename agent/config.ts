@@ -31,6 +31,8 @@ export interface AgentConfig {
   readonly queueUrl: string;
   readonly region: string;
   readonly feedShards: number;
+  /** Where `feedShards` came from (a flag, a variable, a file, 'default'), for the messages that name it. */
+  readonly feedShardsFrom?: string | undefined;
   /** Only paths under this prefix belong to the target (its selection). */
   readonly pathPrefix: string | undefined;
   /** Files downloaded at the same time. @default 4 */
@@ -431,6 +433,7 @@ function toAgentConfig(
     queueUrl: needQueue ? c.queueUrl : '',
     region: c.region,
     feedShards: c.feedShards,
+    feedShardsFrom: values.get('feedShards')?.source,
     pathPrefix: c.pathPrefix,
     concurrency: c.concurrency,
     visibilityTimeoutSeconds: c.visibilityTimeout,

@@ -525,14 +525,14 @@ export class StateStore {
   private async load(): Promise<void> {
     // Snapshot temp files from a crash mid-compaction: the old snapshot is still whole.
     if (!this.options.readOnly) await this.removeUnfinishedSnapshots();
-    const { snapshotPaths, cursorReset } = await this.loadSnapshot();
+    const { snapshotPaths, cursorReset, recordedShards } = await this.loadSnapshot();
     const { journalRecords, corruptLines, tornTail } = await this.loadJournal();
     if (cursorReset) {
       this.cursorSeqs = Array.from({ length: this.identity.feedShards }, () => 0);
       this.cursorMarkList = this.cursorSeqs.map(() => null);
       this.options.warn?.(
         'the feed shard count changed: reading the whole feed again (files already in place are kept)',
-        { feedShards: this.identity.feedShards },
+        { feedShards: this.identity.feedShards, was: recordedShards },
       );
     }
     // Kept in `temps` (and so in every snapshot) until the agent has removed each and called recordTempDone.
@@ -550,10 +550,15 @@ export class StateStore {
   }
 
   /** Reads the snapshot, if any: its header line, one line per path, and an end line proving it whole. */
-  private async loadSnapshot(): Promise<{ snapshotPaths: number; cursorReset: boolean }> {
+  private async loadSnapshot(): Promise<{
+    snapshotPaths: number;
+    cursorReset: boolean;
+    recordedShards: unknown;
+  }> {
     const snapshotFile = join(this.dir, SNAPSHOT);
     let snapshotPaths = 0;
     let cursorReset = false;
+    let recordedShards: unknown;
     let headerSeen = false;
     let ended = false;
     const input = createReadStream(snapshotFile);
@@ -561,7 +566,9 @@ export class StateStore {
       const lines = createInterface({ input, crlfDelay: Infinity });
       for await (const line of lines) {
         if (!headerSeen) {
-          cursorReset = this.readSnapshotHeader(JSON.parse(line) as Record<string, unknown>);
+          const header = JSON.parse(line) as Record<string, unknown>;
+          recordedShards = header.feedShards;
+          cursorReset = this.readSnapshotHeader(header);
           headerSeen = true;
           continue;
         }
@@ -580,7 +587,7 @@ export class StateStore {
         `the state snapshot ${snapshotFile} is incomplete: move it away to bootstrap again from the feed`,
       );
     }
-    return { snapshotPaths, cursorReset };
+    return { snapshotPaths, cursorReset, recordedShards };
   }
 
   /** Takes the cursor, totals and temps from the header; true when the cursor must be reset. */

@@ -22,6 +22,7 @@ import { Applier, hashLocalFile } from './applier.ts';
 import { type AgentClients, destroyClients, makeClients, originBlobSource } from './aws.ts';
 import type { AgentConfig } from './config.ts';
 import { RefusedError } from './errors.ts';
+import { checkShardCountAgainstLedger, checkShardCountAgainstState } from './feed-shards.ts';
 import { DynamoLedgerView } from './ledger.ts';
 import type { BlobSource, LedgerView } from './ports.ts';
 import { checkMirrorPath, isTempName, SafePaths, STATE_DIR_NAME } from './safe-path.ts';
@@ -135,6 +136,12 @@ export async function verifyMirror(config: AgentConfig, options: VerifyOptions):
     options.ports?.ledger ??
     new DynamoLedgerView(clients?.dynamo as AgentClients['dynamo'], config.table, config.targetId);
   const blobs = options.ports?.blobs ?? originBlobSource(clients as AgentClients, config);
+  try {
+    await checkShardCount(config, ledger);
+  } catch (error) {
+    if (clients && !options.clients) destroyClients(clients);
+    throw error;
+  }
   const state = await StateStore.open(
     config.stateDir,
     { targetId: config.targetId, table: config.table, feedShards: config.feedShards },
@@ -164,6 +171,15 @@ export async function verifyMirror(config: AgentConfig, options: VerifyOptions):
     await state.close();
     if (clients && !options.clients) destroyClients(clients);
   }
+}
+
+/**
+ * Before the state is opened (a repair would record the count) and before any head is read: with
+ * a count other than the deployment's, live files would be reported extra and removed.
+ */
+async function checkShardCount(config: AgentConfig, ledger: LedgerView): Promise<void> {
+  checkShardCountAgainstState(config, (await StateStore.peekIdentity(config.stateDir))?.feedShards);
+  await checkShardCountAgainstLedger(ledger, config);
 }
 
 const byPath = (a: DriftEntry, b: DriftEntry) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);

@@ -8,6 +8,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgent } from '../../../agent/agent.ts';
+import { AgentConfigError } from '../../../agent/errors.ts';
 import { createMemoryLog, createTtyLog, formatStatusLine } from '../../../agent/log.ts';
 import type { BlobSource, LedgerView, QueueMessage, QueuePort } from '../../../agent/ports.ts';
 import { ServerClock } from '../../../agent/server-clock.ts';
@@ -279,6 +280,37 @@ describe('agent loops (in-memory ports)', () => {
     expect(await warned(process.ppid)).toMatchObject({ otherHost: hostname(), otherPid: process.ppid });
     // A pid no process holds: this agent's previous run, gone without writing "stopped".
     expect(await warned(2 ** 22 + 12_345)).toBeUndefined();
+  });
+
+  it('refuses to start (78) on fewer feed shards than the ledger has, before its state records that count', async () => {
+    const { ledger, blobs, commit } = ledgerWithBlobs();
+    commit('a.txt', 1, 'a');
+    ledger.feed.push({ ...(ledger.feed[0] as Change), path: 'b.txt', shard: 1, seq: 1 });
+    const { dir, options: o } = options(ledger, blobs, { feedShardsFrom: '--feed-shards' });
+    const error = await startAgent(o).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AgentConfigError);
+    expect((error as AgentConfigError).exitCode).toBe(78);
+    expect((error as Error).message).toMatch(/--feed-shards gives 1 feed shard.*entries under FEED#1/s);
+    expect(await StateStore.peekIdentity(join(dir, '.media-mirror'))).toBeUndefined();
+  });
+
+  it('a deliberate change of the shard count the ledger agrees with: reads the whole feed again, naming both counts', async () => {
+    const { ledger, blobs, commit } = ledgerWithBlobs();
+    commit('a.txt', 1, 'a');
+    const { dir, log, options: o } = options(ledger, blobs);
+    const state = await StateStore.open(join(dir, '.media-mirror'), {
+      targetId: 'onprem-dc1',
+      table: 'ledger',
+      feedShards: 4,
+    });
+    await state.close();
+    const agent = await startAgent(o);
+    await until(async () => (await readFile(join(dir, 'a.txt'), 'utf8').catch(() => '')) === 'a');
+    await agent.stop();
+    expect(log.entries.find((e) => e.msg.startsWith('the feed shard count changed'))?.fields).toMatchObject({
+      feedShards: 1,
+      was: 4,
+    });
   });
 
   it('the heartbeat reports cursor, counts and version; the last row says stopped', async () => {

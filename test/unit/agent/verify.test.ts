@@ -1,0 +1,120 @@
+/**
+ * `agent verify` with in-memory ports: a feed-shard count it cannot trust (another than the one
+ * the agent's state records, or fewer shards than the ledger's feed has) stops it with exit 78
+ * before anything is read as "extra", so `--repair` never removes live files.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withDefaults } from '../../../agent/config.ts';
+import { AgentConfigError } from '../../../agent/errors.ts';
+import type { BlobSource, LedgerView } from '../../../agent/ports.ts';
+import { StateStore } from '../../../agent/state-store.ts';
+import { verifyMirror } from '../../../agent/verify.ts';
+import type { Change } from '../../../contracts/model.ts';
+
+let base: string;
+let n = 0;
+beforeAll(async () => {
+  base = await mkdtemp(join(tmpdir(), 'mm-verify-unit-'));
+});
+afterAll(async () => {
+  await rm(base, { recursive: true, force: true });
+});
+
+const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/** A feed with one file per shard, `s<shard>.txt`, holding `file <shard>`; the folder holds them all. */
+async function mirrored(shards: number) {
+  const dir = join(base, `mirror-${++n}`);
+  await mkdir(dir, { recursive: true });
+  const feed: Change[] = [];
+  for (let shard = 0; shard < shards; shard++) {
+    const text = `file ${shard}`;
+    const at = new Date().toISOString();
+    feed.push({
+      path: `s${shard}.txt`,
+      version: 1,
+      sha256: sha(text),
+      size: text.length,
+      contentType: null,
+      deleted: false,
+      committedAt: at,
+      shard,
+      seq: 1,
+      appendedAt: at,
+    });
+    await writeFile(join(dir, `s${shard}.txt`), text);
+  }
+  const ledger = {
+    readFeed: async (shard: number, after: number, limit: number) =>
+      feed.filter((c) => c.shard === shard && c.seq > after).slice(0, limit),
+  } as unknown as LedgerView;
+  const blobs: BlobSource = {
+    open: async () => {
+      throw new Error('nothing to fetch');
+    },
+  };
+  return { dir, ledger, blobs };
+}
+
+const config = (dir: string, feedShards: number, feedShardsFrom?: string) =>
+  withDefaults({
+    targetId: 'onprem-dc1',
+    dir,
+    table: 'ledger',
+    originBucket: 'origin',
+    queueUrl: '',
+    feedShards,
+    ...(feedShardsFrom ? { feedShardsFrom } : {}),
+  });
+
+describe('agent verify and the feed shard count', () => {
+  it('refuses (78) a count other than the one the state records, naming both and their sources; --repair removes nothing', async () => {
+    const { dir, ledger, blobs } = await mirrored(4);
+    const state = await StateStore.open(join(dir, '.media-mirror'), {
+      targetId: 'onprem-dc1',
+      table: 'ledger',
+      feedShards: 4,
+    });
+    await state.close();
+
+    const error = await verifyMirror(config(dir, 3, 'MIRROR_FEED_SHARDS'), {
+      repair: true,
+      ports: { ledger, blobs },
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AgentConfigError);
+    expect((error as AgentConfigError).exitCode).toBe(78);
+    const message = (error as Error).message;
+    expect(message).toMatch(/MIRROR_FEED_SHARDS gives 3 feed shards/);
+    expect(message).toContain(`the state in ${join(dir, '.media-mirror')} records 4`);
+    expect((await readdir(dir)).filter((f) => f.endsWith('.txt')).sort()).toEqual([
+      's0.txt',
+      's1.txt',
+      's2.txt',
+      's3.txt',
+    ]);
+  });
+
+  it('refuses (78) a count smaller than the feed (entries under FEED#<count>) even without a state; --repair removes nothing', async () => {
+    const { dir, ledger, blobs } = await mirrored(4);
+    const error = await verifyMirror(config(dir, 3), { repair: true, ports: { ledger, blobs } }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(AgentConfigError);
+    expect((error as Error).message).toMatch(/gives 3 feed shards.*entries under FEED#3/s);
+    expect((await readdir(dir)).filter((f) => f.endsWith('.txt'))).toHaveLength(4);
+  });
+
+  it("with the deployment's count, verify finds no drift and --repair still removes a real extra", async () => {
+    const { dir, ledger, blobs } = await mirrored(4);
+    await writeFile(join(dir, 'extra.txt'), 'not in the ledger');
+    const report = await verifyMirror(config(dir, 4), { repair: true, ports: { ledger, blobs } });
+    expect(report.ok).toBe(4);
+    expect(report.extra.map((e) => e.path)).toEqual(['extra.txt']);
+    expect(report.repaired?.removed).toBe(1);
+    expect((await readdir(dir)).filter((f) => f.endsWith('.txt'))).toHaveLength(4);
+  });
+});
