@@ -16,6 +16,7 @@ import {
   ReceiveMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { blobKey } from '../contracts/ledger-keys.ts';
 import type { AgentConfig } from './config.ts';
 import { RefusedError } from './errors.ts';
@@ -40,6 +41,14 @@ const REQUEST_HANDLER = { connectionTimeout: 10_000, socketTimeout: 60_000 } as 
  */
 export const agentAppId = (targetId: string): string => `mirror-agent-${targetId}`;
 
+/**
+ * The standard chain, but reading the shared config and credentials files again each time it runs
+ * (the SDK otherwise keeps their first reading for the life of the process): the chain runs again
+ * after each failure and when credentials expire, so a file fixed while the agent retries is used
+ * without a restart (docs/agent.md, "Credentials and what the role allows").
+ */
+const rereadingChain = (input: Record<string, unknown>) => defaultProvider({ ...input, ignoreCache: true });
+
 export function makeClients(config: AgentConfig): AgentClients {
   const credentials = config.aws.credentials;
   const common = {
@@ -48,7 +57,7 @@ export function makeClients(config: AgentConfig): AgentClients {
     // In the user agent of every request (CloudTrail's userAgent): which agent, of which target.
     userAgentAppId: agentAppId(config.targetId),
     // A copy: the SDK annotates the credentials object it is given, which must not leak between runs.
-    ...(credentials ? { credentials: { ...credentials } } : {}),
+    ...(credentials ? { credentials: { ...credentials } } : { credentialDefaultProvider: rereadingChain }),
   };
   const dynamo = new DynamoDBClient({
     ...common,

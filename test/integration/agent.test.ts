@@ -212,6 +212,61 @@ async function verifyCli(w: AgentWorld) {
 }
 
 describe('pull agent', () => {
+  it('credentials file missing at start, written while the agent retries: it applies without a restart', async () => {
+    const w = await agentWorld();
+    const bytes = randomBytes(10_000);
+    await commitBytes(w, 'creds/late.bin', bytes);
+    const files = await mkdtemp(join(scratch, 'creds-'));
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      AWS_SHARED_CREDENTIALS_FILE: join(files, 'aws-credentials'),
+      AWS_CONFIG_FILE: join(files, 'aws-config'),
+      AWS_PROFILE: 'media-mirror',
+      AWS_EC2_METADATA_DISABLED: 'true',
+    });
+    for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'])
+      delete process.env[key];
+    const log = createMemoryLog();
+    const starting = startAgent({
+      targetId: 'gamma',
+      dir: w.dir,
+      table: w.table,
+      originBucket: w.world.originBucket,
+      queueUrl: w.queueUrl,
+      feedShards: 4,
+      heartbeatSeconds: 1,
+      shutdownGraceSeconds: 1,
+      retryBaseMs: 100,
+      aws: { ...emulatorAws(), credentials: undefined },
+      log,
+    });
+    let handle: AgentHandle | undefined;
+    try {
+      await waitFor('the credentials condition', async () =>
+        log.entries.some((e) => e.fields?.condition === 'credentials') ? true : undefined,
+      );
+      await writeFile(join(files, 'aws-config'), '[profile media-mirror]\nregion = us-east-1\n');
+      await writeFile(
+        join(files, 'aws-credentials'),
+        '[media-mirror]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n',
+      );
+      handle = await Promise.race([
+        starting,
+        new Promise<never>((_, reject) =>
+          setTimeout(
+            () => reject(new Error('not started 20 s after the credentials file was fixed')),
+            20_000,
+          ),
+        ),
+      ]);
+      const got = await waitFor('the file', () => readIfExists(join(w.dir, 'creds/late.bin')), 15_000);
+      expect(got.equals(bytes)).toBe(true);
+    } finally {
+      process.env = saved;
+      await handle?.stop();
+    }
+  });
+
   it('an upload committed through the API path appears in the folder with identical bytes within seconds', async () => {
     const w = await agentWorld();
     const agent = await runAgent(w);

@@ -4,6 +4,9 @@
  * it (test/integration/observed-grants.test.ts). The request is captured before it leaves.
  */
 
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
@@ -108,6 +111,40 @@ describe('the agent’s clients', () => {
       expect(Math.abs(clock.offsetMs - ahead)).toBeLessThan(2000);
     } finally {
       destroyClients(clients);
+    }
+  });
+});
+
+describe('credentials from the shared files (docs/agent.md, "fixing the role or the file needs no restart")', () => {
+  it('a credentials file written after a failed attempt is read on the next one, by every client', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mm-creds-'));
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      AWS_SHARED_CREDENTIALS_FILE: join(dir, 'aws-credentials'),
+      AWS_CONFIG_FILE: join(dir, 'aws-config'),
+      AWS_PROFILE: 'media-mirror',
+      // No instance metadata on the test machine: the chain ends at once instead of timing out.
+      AWS_EC2_METADATA_DISABLED: 'true',
+    });
+    for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'])
+      delete process.env[key];
+    const clients = makeClients({ ...config, aws: { ...config.aws, credentials: undefined } });
+    try {
+      const resolve = (client: { config: { credentials: () => Promise<{ accessKeyId: string }> } }) =>
+        client.config.credentials();
+      await expect(resolve(clients.dynamo)).rejects.toThrow();
+      await writeFile(join(dir, 'aws-config'), '[profile media-mirror]\nregion = eu-west-1\n');
+      await writeFile(
+        join(dir, 'aws-credentials'),
+        '[media-mirror]\naws_access_key_id = AKIDFIXED\naws_secret_access_key = fixed-secret\n',
+      );
+      expect((await resolve(clients.dynamo)).accessKeyId).toBe('AKIDFIXED');
+      expect((await resolve(clients.s3)).accessKeyId).toBe('AKIDFIXED');
+      expect((await resolve(clients.sqs)).accessKeyId).toBe('AKIDFIXED');
+    } finally {
+      destroyClients(clients);
+      process.env = saved;
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
