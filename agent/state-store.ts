@@ -34,11 +34,10 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { crashPoint } from '../common/crash-points.ts';
-import { isAlive } from '../common/pid-lock.ts';
+import { type LockHolder, lockContent, mayBeRunning, parseHolder } from '../common/pid-lock.ts';
 import { AgentConfigError } from './errors.ts';
 
 export interface PathState {
@@ -110,30 +109,26 @@ async function fsyncDir(dir: string): Promise<void> {
 /** One agent per state folder: a second one would split the queue and race on the journal. */
 async function lockStateDir(dir: string): Promise<() => Promise<void>> {
   const file = join(dir, LOCK);
-  const content = JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() });
   try {
     await (await open(file, 'wx')).close().catch(() => undefined);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    let holder: { pid?: unknown; host?: unknown } = {};
+    let holder: LockHolder | undefined;
     try {
-      holder = JSON.parse(await readFile(file, 'utf8')) as typeof holder;
+      holder = parseHolder(JSON.parse(await readFile(file, 'utf8')));
     } catch {
       // an empty or torn lock file is stale
     }
-    if (
-      typeof holder.pid === 'number' &&
-      holder.pid !== process.pid &&
-      (holder.host === undefined || holder.host === hostname()) &&
-      isAlive(holder.pid)
-    ) {
+    // Only a live process that is the lock's writer: a pid handed on by a reboot or a container
+    // restart is not an agent, and exit 78 would keep the unit down for good (docs/agent.md).
+    if (holder !== undefined && mayBeRunning(holder)) {
       throw new AgentConfigError(
         `the state folder ${dir} is in use by another agent (pid ${holder.pid}): stop it first, or use another --state-dir`,
       );
     }
   }
   const handle = await open(file, 'w');
-  await handle.writeFile(content);
+  await handle.writeFile(lockContent());
   await handle.close();
   return async () => {
     await unlink(file).catch(() => undefined);

@@ -1,9 +1,11 @@
 /**
  * The one pid lock: a file naming the process (pid, host, start time) that owns a folder.
  * A second owner, in another process or in this one, is refused with an error naming the
- * holder; a lock left by a process that died (kill -9, crash, power loss) is taken over.
+ * holder; a lock left by a process that died (kill -9, crash, power loss) is taken over, and so
+ * is one whose pid another process holds now (a reboot or a container restart handed it on).
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
@@ -12,6 +14,10 @@ export interface LockHolder {
   readonly pid: number;
   readonly host?: string | undefined;
   readonly startedAt?: string | undefined;
+  /** The kernel's boot id when the lock was taken (Linux). */
+  readonly bootId?: string | undefined;
+  /** The holder's start, in clock ticks since boot (`/proc/<pid>/stat`, Linux). */
+  readonly startTicks?: number | undefined;
 }
 
 /** The lock is held by a live process (`holder`). */
@@ -54,6 +60,20 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** The holder a lock file's JSON names, or undefined without a pid. */
+export function parseHolder(parsed: unknown): LockHolder | undefined {
+  const p = (parsed ?? {}) as Record<string, unknown>;
+  if (typeof p.pid !== 'number') return undefined;
+  const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  return {
+    pid: p.pid,
+    host: text(p.host),
+    startedAt: text(p.startedAt),
+    bootId: text(p.bootId),
+    startTicks: typeof p.startTicks === 'number' ? p.startTicks : undefined,
+  };
+}
+
 const errno = (err: unknown) => (err as NodeJS.ErrnoException).code;
 
 async function readHolder(
@@ -67,19 +87,63 @@ async function readHolder(
     throw err;
   }
   try {
-    const parsed = JSON.parse(text) as { pid?: unknown; host?: unknown; startedAt?: unknown };
-    if (typeof parsed.pid !== 'number') return { text, holder: undefined };
-    return {
-      text,
-      holder: {
-        pid: parsed.pid,
-        host: typeof parsed.host === 'string' ? parsed.host : undefined,
-        startedAt: typeof parsed.startedAt === 'string' ? parsed.startedAt : undefined,
-      },
-    };
+    const holder = parseHolder(JSON.parse(text));
+    return { text, holder };
   } catch {
     return { text, holder: undefined };
   }
+}
+
+/** This boot's id, or undefined without /proc. */
+function currentBootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** When `pid` started, in clock ticks since boot (field 22 of /proc/<pid>/stat), or undefined. */
+export function processStartTicks(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
+    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    return Number.isSafeInteger(ticks) ? ticks : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** /proc reports start times in USER_HZ ticks, 100 a second on Linux whatever the kernel's own rate. */
+const TICKS_PER_SECOND = 100;
+/** The boot time /proc gives is whole seconds, and NTP moves it a little: slack for an old lock. */
+const START_SLACK_MS = 5000;
+
+/** When `pid` started, in ms since the epoch, from /proc (undefined without it). */
+function processStartMs(ticks: number): number | undefined {
+  try {
+    const btime = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+    return Number.isFinite(btime) ? btime * 1000 + (ticks * 1000) / TICKS_PER_SECOND : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether the live process with the holder's pid is the holder. A lock records the boot and the
+ * start of its process; one without them (an older agent's) only `startedAt`, and a process that
+ * started after the lock was written is not its writer. Without /proc, any live pid counts.
+ */
+function isHolderProcess(holder: LockHolder): boolean {
+  const bootId = currentBootId();
+  if (holder.bootId !== undefined && bootId !== undefined && holder.bootId !== bootId) return false;
+  const ticks = processStartTicks(holder.pid);
+  if (ticks === undefined) return true;
+  if (holder.startTicks !== undefined) return holder.startTicks === ticks;
+  const lockedAt = holder.startedAt === undefined ? Number.NaN : Date.parse(holder.startedAt);
+  const startedMs = processStartMs(ticks);
+  return Number.isNaN(lockedAt) || startedMs === undefined || startedMs <= lockedAt + START_SLACK_MS;
 }
 
 /**
@@ -88,10 +152,22 @@ async function readHolder(
  * `heldHere`; a pid on another host cannot be checked from here, and the lock guards
  * against two processes on one machine.
  */
-const mayBeRunning = (holder: LockHolder) =>
+export const mayBeRunning = (holder: LockHolder): boolean =>
   holder.pid !== process.pid &&
   (holder.host === undefined || holder.host === hostname()) &&
-  isAlive(holder.pid);
+  isAlive(holder.pid) &&
+  isHolderProcess(holder);
+
+/** What a lock file says of this process. */
+export function lockContent(): string {
+  return JSON.stringify({
+    pid: process.pid,
+    host: hostname(),
+    startedAt: new Date().toISOString(),
+    bootId: currentBootId(),
+    startTicks: processStartTicks(process.pid),
+  });
+}
 
 /** Creates `file` with `content` in one step: no reader ever sees it empty or torn. */
 async function createExclusive(file: string, content: string): Promise<boolean> {
@@ -129,7 +205,7 @@ export async function acquirePidLock(file: string, options: PidLockOptions = {})
   if (heldHere.has(path)) throw inUse({ pid: process.pid, host: hostname() });
   // Claimed before the first await, so that two calls in this process cannot both proceed.
   heldHere.add(path);
-  const content = JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() });
+  const content = lockContent();
   try {
     await createOrTakeOver(path, content, inUse);
   } catch (err) {

@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -201,6 +203,31 @@ describe('agent state store', () => {
     const again = await StateStore.open(dir, identity);
     await again.close();
   });
+
+  it.runIf(existsSync('/proc/self/stat'))(
+    'a lock naming a live process that is not its writer (the pid reused after a reboot) is taken over',
+    async () => {
+      const dir = fresh();
+      const store = await StateStore.open(dir, identity);
+      await store.close();
+      const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+      try {
+        await once(other, 'spawn');
+        const lockedAt = new Date(Date.now() - 3_600_000).toISOString();
+        await writeFile(
+          join(dir, 'agent.lock'),
+          JSON.stringify({ pid: other.pid, host: hostname(), startedAt: lockedAt }),
+        );
+        const again = await StateStore.open(dir, identity);
+        expect(JSON.parse(await readFile(join(dir, 'agent.lock'), 'utf8'))).toMatchObject({
+          pid: process.pid,
+        });
+        await again.close();
+      } finally {
+        other.kill();
+      }
+    },
+  );
 
   it('compacts when the journal outgrows the state', async () => {
     const dir = fresh();

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,9 +10,13 @@ import { acquirePidLock, LockHeldError } from '../../../common/pid-lock.ts';
 let dir: string;
 let sleeper: ChildProcess;
 let deadPid: number;
+/** A time after the sleeper started: a lock it could have written. */
+let liveSince: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mm-common-lock-'));
   sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 600000)'], { stdio: 'ignore' });
+  await once(sleeper, 'spawn');
+  liveSince = new Date(Date.now() + 1000).toISOString();
   const quick = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
   await once(quick, 'exit');
   deadPid = quick.pid as number;
@@ -22,8 +27,16 @@ afterAll(async () => {
 });
 
 const lockFile = (name: string) => join(dir, name);
-const holderFile = (pid: number, host = hostname()) =>
-  JSON.stringify({ pid, host, startedAt: '2026-01-01T00:00:00.000Z' });
+const holderFile = (pid: number, host = hostname(), startedAt = liveSince) =>
+  JSON.stringify({ pid, host, startedAt });
+
+/** Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. */
+const startTicks = (pid: number) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+};
+const bootId = () => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+const hasProc = existsSync('/proc/self/stat');
 
 describe('acquirePidLock', () => {
   it('writes our pid and host, refuses a second lock in this process, and frees it on release', async () => {
@@ -53,7 +66,9 @@ describe('acquirePidLock', () => {
     const err = await acquirePidLock(file).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LockHeldError);
     expect(err).toMatchObject({ holder: { pid: sleeper.pid, host: hostname() } });
-    expect((err as Error).message).toContain(`held by pid ${sleeper.pid} on ${hostname()} since 2026-01-01`);
+    expect((err as Error).message).toContain(
+      `held by pid ${sleeper.pid} on ${hostname()} since ${liveSince}`,
+    );
     expect(await readFile(file, 'utf8')).toBe(held);
   });
 
@@ -78,6 +93,60 @@ describe('acquirePidLock', () => {
     const lock = await acquirePidLock(file);
     expect(JSON.parse(await readFile(file, 'utf8'))).toMatchObject({ pid: process.pid });
     await lock.release();
+  });
+
+  // A reboot or a container restart hands the dead holder's pid to another process (/proc only).
+  it.runIf(hasProc).each([
+    [
+      'a live pid that started after the lock was written (an older lock: startedAt only)',
+      () => holderFile(sleeper.pid as number, hostname(), new Date(Date.now() - 3_600_000).toISOString()),
+    ],
+    [
+      'a live pid whose start is not the one the lock records',
+      () =>
+        JSON.stringify({
+          pid: sleeper.pid,
+          host: hostname(),
+          startedAt: liveSince,
+          bootId: bootId(),
+          startTicks: startTicks(sleeper.pid as number) - 1,
+        }),
+    ],
+    [
+      'a lock from another boot',
+      () =>
+        JSON.stringify({
+          pid: sleeper.pid,
+          host: hostname(),
+          startedAt: liveSince,
+          bootId: 'another-boot',
+          startTicks: startTicks(sleeper.pid as number),
+        }),
+    ],
+  ])('takes over a stale lock whose pid another process holds now: %s', async (_label, content) => {
+    const file = lockFile(`reused-${_label.replace(/\W+/g, '-')}.lock`);
+    await writeFile(file, content());
+    const lock = await acquirePidLock(file);
+    expect(JSON.parse(await readFile(file, 'utf8'))).toMatchObject({
+      pid: process.pid,
+      bootId: bootId(),
+      startTicks: startTicks(process.pid),
+    });
+    await lock.release();
+  });
+
+  it.runIf(hasProc)('refuses a lock whose boot and start are those of the live process', async () => {
+    const file = lockFile('same-process.lock');
+    const held = JSON.stringify({
+      pid: sleeper.pid,
+      host: hostname(),
+      startedAt: liveSince,
+      bootId: bootId(),
+      startTicks: startTicks(sleeper.pid as number),
+    });
+    await writeFile(file, held);
+    await expect(acquirePidLock(file)).rejects.toBeInstanceOf(LockHeldError);
+    expect(await readFile(file, 'utf8')).toBe(held);
   });
 
   it('release leaves a lock that someone else has taken over since', async () => {
