@@ -21,22 +21,25 @@ export interface AgentCliIo {
   readonly stderr: { write(chunk: string): unknown; isTTY?: boolean; columns?: number };
   readonly env: NodeJS.ProcessEnv;
   readonly cwd: string;
-  /** Subscribes to SIGTERM/SIGINT; returns the unsubscribe. @default process signals */
+  /** Subscribes to SIGTERM/SIGINT/SIGHUP; returns the unsubscribe. @default process signals */
   readonly onSignal?: (handler: (signal: NodeJS.Signals) => void) => () => void;
 }
 
-function processIo(): AgentCliIo {
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
+
+/** The process's own streams, environment and signals. */
+export function processIo(): AgentCliIo {
   return {
     stdout: process.stdout,
     stderr: process.stderr,
     env: process.env,
     cwd: process.cwd(),
     onSignal: (handler) => {
-      process.on('SIGTERM', handler);
-      process.on('SIGINT', handler);
+      // SIGHUP (a closed ssh session, a supervisor's reload) would otherwise end the process at
+      // once: no last heartbeat, temp files left (docs/agent.md).
+      for (const signal of STOP_SIGNALS) process.on(signal, handler);
       return () => {
-        process.off('SIGTERM', handler);
-        process.off('SIGINT', handler);
+        for (const signal of STOP_SIGNALS) process.off(signal, handler);
       };
     },
   };
@@ -172,7 +175,7 @@ export function registerAgentCommand(program: Command, io: AgentCliIo = processI
           'version from the origin, verifies size and SHA-256 against the message and the ledger, and ' +
           'renames it into place atomically; catches up from the change feed on start, on a gap, and ' +
           'periodically. Outbound HTTPS only; AWS credentials from the standard chain. Stops cleanly on ' +
-          'SIGTERM/SIGINT (exit 0). Exit 78: bad configuration (systemd: RestartPreventExitStatus=78).',
+          'SIGTERM, SIGINT or SIGHUP (exit 0). Exit 78: bad configuration (systemd: RestartPreventExitStatus=78).',
       )
       .option('--target <id>', 'the pull target this folder mirrors (env MIRROR_AGENT_TARGET)'),
   )
@@ -236,7 +239,7 @@ export function registerAgentCommand(program: Command, io: AgentCliIo = processI
   return agent;
 }
 
-/** `agent`: runs until SIGTERM/SIGINT; a second signal abandons in-flight downloads. */
+/** `agent`: runs until SIGTERM/SIGINT/SIGHUP; a second signal abandons in-flight downloads. */
 async function runAgent(command: Command, io: AgentCliIo): Promise<void> {
   const cfg = await config(command, io, true);
   const log = makeLog(io, cfg.targetId, command.opts());
