@@ -5,11 +5,10 @@
  * (cli/program.ts) registers it with `registerAgentCommand(program)`. Failures end as
  * AgentExitError: one line for stderr and the exit code.
  */
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { terminalText } from '../common/terminal-text.ts';
 // The agent and verify load the AWS SDK: imported when their command runs, not for --help.
 import type { startAgent } from './agent.ts';
-import { parseByteSize } from './byte-size.ts';
 // Configuration is read with zod schemas: loaded when a command runs, not for --help.
 import type { AgentFlags } from './config.ts';
 import { AgentConfigError, AgentExitError } from './errors.ts';
@@ -45,19 +44,9 @@ export function processIo(): AgentCliIo {
   };
 }
 
-const intArg = (min: number, max: number) => (value: string) => {
-  const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || n < min || n > max) {
-    throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}.`);
-  }
-  return n;
-};
-
-const byteRateArg = (value: string) => {
-  const n = parseByteSize(value);
-  if (n === undefined) throw new InvalidArgumentError('expected a byte rate such as 50MiB, 10M or 1000000.');
-  return n;
-};
+// Flag values are not parsed here: config.ts checks them with the environment's, so every problem
+// is reported at once, naming its flag, and exits 78 (commander's own errors exit otherwise).
+const LOG_FORMATS = ['auto', 'json', 'text'];
 
 /** Flags both `agent` and `agent verify` take: where the target, folder and AWS resources are. */
 function connectionOptions(command: Command): Command {
@@ -75,8 +64,7 @@ function connectionOptions(command: Command): Command {
     )
     .option(
       '--feed-shards <n>',
-      'shards of the change feed (env MIRROR_FEED_SHARDS; default: endpoints file, then mirror.config.json, then 4)',
-      intArg(1, 64),
+      'shards of the change feed, 1 to 64 (env MIRROR_FEED_SHARDS; default: endpoints file, then mirror.config.json, then 4)',
     )
     .option(
       '--path-prefix <prefix>',
@@ -88,13 +76,11 @@ function connectionOptions(command: Command): Command {
     )
     .option(
       '--concurrency <n>',
-      'files downloaded (verify: hashed) at the same time (env MIRROR_AGENT_CONCURRENCY; default 4)',
-      intArg(1, 64),
+      'files downloaded (verify: hashed) at the same time, 1 to 64 (env MIRROR_AGENT_CONCURRENCY; default 4)',
     )
     .option(
       '--max-bytes-per-second <rate>',
       'cap on download bandwidth, all files together, e.g. 50MiB (env MIRROR_AGENT_MAX_BYTES_PER_SECOND)',
-      byteRateArg,
     )
     .addOption(
       new Option(
@@ -121,10 +107,21 @@ function makeLog(
 }
 
 async function config(command: Command, io: AgentCliIo, needQueue: boolean) {
-  const flags = command.optsWithGlobals<AgentFlags>();
+  const flags = command.optsWithGlobals<AgentFlags & { logFormat?: string }>();
+  const problems =
+    flags.logFormat === undefined || LOG_FORMATS.includes(flags.logFormat)
+      ? []
+      : [`--log-format: "${flags.logFormat}" is not one of ${LOG_FORMATS.join(', ')}`];
   const { resolveAgentConfig } = await import('./config.ts');
   try {
-    return await resolveAgentConfig({ flags, env: io.env, cwd: io.cwd, needQueue, needTarget: needQueue });
+    return await resolveAgentConfig({
+      flags,
+      env: io.env,
+      cwd: io.cwd,
+      needQueue,
+      needTarget: needQueue,
+      problems,
+    });
   } catch (error) {
     if (error instanceof AgentConfigError) throw new AgentExitError(error.message, error.exitCode);
     throw error;
@@ -182,40 +179,29 @@ export function registerAgentCommand(program: Command, io: AgentCliIo = processI
     .option('--queue-url <url>', "the target's FIFO queue URL (env MIRROR_QUEUE_URL)")
     .option(
       '--visibility-timeout <seconds>',
-      'visibility timeout asked for on receive, extended while a file downloads (env MIRROR_AGENT_VISIBILITY_TIMEOUT; default 120)',
-      intArg(10, 43_200),
+      'visibility timeout asked for on receive, extended while a file downloads, 10 to 43200 (env MIRROR_AGENT_VISIBILITY_TIMEOUT; default 120)',
     )
     .option(
       '--catch-up-interval <seconds>',
-      'how often to read the change feed for anything the queue missed (env MIRROR_AGENT_CATCH_UP_INTERVAL; default 60)',
-      intArg(5, 86_400),
+      'how often to read the change feed for anything the queue missed, 5 to 86400 (env MIRROR_AGENT_CATCH_UP_INTERVAL; default 60)',
     )
     .option(
       '--check-interval <seconds>',
-      'how often to check the folder for files it lost (removed, or another size) and write them back; 0 turns it off (env MIRROR_AGENT_CHECK_INTERVAL; default 900)',
-      (value: string) => {
-        if (value.trim() === '0') return 0;
-        try {
-          return intArg(60, 604_800)(value);
-        } catch {
-          throw new InvalidArgumentError('expected 0 (off) or a whole number from 60 to 604800.');
-        }
-      },
+      'how often to check the folder for files it lost (removed, or another size) and write them back; 0 turns it off, else 60 to 604800 (env MIRROR_AGENT_CHECK_INTERVAL; default 900)',
     )
     .option(
       '--heartbeat <seconds>',
-      "how often to write the agent's heartbeat and cursor to the ledger (env MIRROR_AGENT_HEARTBEAT; default 15)",
-      intArg(1, 3600),
+      "how often to write the agent's heartbeat and cursor to the ledger, 1 to 3600 (env MIRROR_AGENT_HEARTBEAT; default 15)",
     )
     .option(
       '--shutdown-grace <seconds>',
-      'on SIGTERM, how long in-flight downloads may finish before being abandoned (env MIRROR_AGENT_SHUTDOWN_GRACE; default 10)',
-      intArg(0, 3600),
+      'on SIGTERM, how long in-flight downloads may finish before being abandoned, 0 to 3600 (env MIRROR_AGENT_SHUTDOWN_GRACE; default 10)',
     )
     .addOption(
-      new Option('--log-format <format>', 'auto: a status line on a terminal, else JSON lines')
-        .choices(['auto', 'json', 'text'])
-        .default('auto'),
+      new Option(
+        '--log-format <format>',
+        'auto, json or text; auto: a status line on a terminal, else JSON lines',
+      ).default('auto'),
     )
     .option('--quiet', 'JSON logs: no line per file, only events and problems')
     .option('--verbose', 'terminal: also print a line per file')

@@ -199,6 +199,8 @@ export interface ResolveOptions {
   readonly needQueue?: boolean;
   /** verify may take the target from the state folder. @default true */
   readonly needTarget?: boolean;
+  /** Problems the caller found in flags of its own (--log-format), reported with the others. */
+  readonly problems?: readonly string[];
 }
 
 /** Resolves and checks the configuration; throws one AgentConfigError listing every problem. */
@@ -216,7 +218,7 @@ export async function resolveAgentConfig(options: ResolveOptions): Promise<Agent
   applyBuiltInDefaults(values, env, needQueue, options.needTarget !== false);
   resolveFolders(values, cwd);
 
-  const problems: string[] = [];
+  const problems: string[] = [...(options.problems ?? [])];
   readBandwidth(values, problems);
   checkStateOutsideMirror(values, problems);
   const parsed = configSchema.safeParse(Object.fromEntries([...values].map(([k, v]) => [k, v.value])));

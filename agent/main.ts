@@ -31,7 +31,9 @@ try {
   process.exitCode = 0;
 } catch (error) {
   if (error instanceof CommanderError) {
-    process.exitCode = error.exitCode === 0 ? 0 : 2;
+    // Commander has printed the problem (an unknown flag, a flag without its value). Under systemd
+    // it is a bad configuration a restart cannot fix: 78, which the unit does not restart.
+    process.exitCode = error.exitCode === 0 ? 0 : 78;
   } else if (error instanceof AgentExitError) {
     process.stderr.write(`media-mirror-agent: ${error.message}\n`);
     process.exitCode = error.exitCode;
