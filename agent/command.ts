@@ -20,6 +20,11 @@ export interface AgentCliIo {
   readonly stderr: { write(chunk: string): unknown; isTTY?: boolean; columns?: number };
   readonly env: NodeJS.ProcessEnv;
   readonly cwd: string;
+  /**
+   * Takes the process's warnings in place of Node's plain-text print; returns the undo.
+   * @default process warnings
+   */
+  readonly onWarning?: (handler: (warning: Error) => void) => () => void;
   /** Subscribes to SIGTERM/SIGINT/SIGHUP; returns the unsubscribe. @default process signals */
   readonly onSignal?: (handler: (signal: NodeJS.Signals) => void) => () => void;
 }
@@ -33,6 +38,15 @@ export function processIo(): AgentCliIo {
     stderr: process.stderr,
     env: process.env,
     cwd: process.cwd(),
+    onWarning: (handler) => {
+      const printers = process.listeners('warning');
+      process.removeAllListeners('warning');
+      process.on('warning', handler);
+      return () => {
+        process.off('warning', handler);
+        for (const printer of printers) process.on('warning', printer);
+      };
+    },
     onSignal: (handler) => {
       // SIGHUP (a closed ssh session, a supervisor's reload) would otherwise end the process at
       // once: no last heartbeat, temp files left (docs/agent.md).
@@ -88,6 +102,19 @@ function connectionOptions(command: Command): Command {
         'address the bucket by path, not host name (S3-compatible stores; env MIRROR_S3_FORCE_PATH_STYLE=true)',
       ),
     );
+}
+
+/**
+ * Process warnings (the AWS SDK's multi-line NodeVersionSupportWarning on Node 20, emitted with
+ * process.emitWarning) go to the log as one line each: Node's own print is plain text, which
+ * breaks "JSON lines on stderr" (docs/agent.md).
+ */
+export function captureProcessWarnings(io: AgentCliIo, log: AgentLog): () => void {
+  return (
+    io.onWarning?.((warning) =>
+      log.log('warn', 'process warning', { name: warning.name, warning: warning.message }),
+    ) ?? (() => undefined)
+  );
 }
 
 function makeLog(
@@ -229,11 +256,13 @@ export function registerAgentCommand(program: Command, io: AgentCliIo = processI
 async function runAgent(command: Command, io: AgentCliIo): Promise<void> {
   const cfg = await config(command, io, true);
   const log = makeLog(io, cfg.targetId, command.opts());
+  const releaseWarnings = captureProcessWarnings(io, log);
   let handle: Awaited<ReturnType<typeof startAgent>>;
   try {
     const agent = await import('./agent.ts');
     handle = await agent.startAgent({ ...cfg, log });
   } catch (error) {
+    releaseWarnings();
     log.close();
     if (error instanceof AgentConfigError) throw new AgentExitError(error.message, error.exitCode);
     throw error;
@@ -253,6 +282,7 @@ async function runAgent(command: Command, io: AgentCliIo): Promise<void> {
   });
   await handle.stopped;
   unsubscribe?.();
+  releaseWarnings();
 }
 
 /** The target to verify: `--target`, else the one recorded in the folder's state. */
@@ -272,12 +302,19 @@ async function runVerify(command: Command, io: AgentCliIo): Promise<void> {
   const { repair, json } = command.opts<{ repair?: boolean; json?: boolean }>();
   const targetId = await verifyTarget(command, io, cfg);
   const { driftCount, verifyMirror } = await import('./verify.ts');
+  // The report goes to stdout; stderr keeps to JSON lines, as the agent's log.
+  const releaseWarnings = captureProcessWarnings(
+    io,
+    createJsonLog(io.stderr, { base: { target: targetId } }),
+  );
   let report: VerifyReport;
   try {
     report = await verifyMirror({ ...cfg, targetId }, { repair: repair === true });
   } catch (error) {
     if (error instanceof AgentConfigError) throw new AgentExitError(error.message, error.exitCode);
     throw error;
+  } finally {
+    releaseWarnings();
   }
   io.stdout.write(`${json ? JSON.stringify(report) : formatVerifyReport(report, driftCount(report))}\n`);
   const remaining = report.repaired ? report.repaired.failed.length : driftCount(report);
