@@ -25,6 +25,7 @@ import { commitVersion, replicationMessage } from '../../functions/core/commit.j
 import { ingestBlob } from '../../functions/core/ingest.js';
 import { messageGroupId } from '../../functions/core/shards.js';
 import { createUpload } from '../../functions/core/uploads.js';
+import { useSharedCredentialsFiles } from '../support/aws-shared-files.ts';
 import { makeWorld, putBlob, randomBytes, sha256Hex, type World } from '../support/domain.js';
 import { startEmulators, type TestEmulators, writePullEndpoints } from '../support/emulators.js';
 import { waitFor } from '../support/wait.js';
@@ -217,15 +218,7 @@ describe('pull agent', () => {
     const bytes = randomBytes(10_000);
     await commitBytes(w, 'creds/late.bin', bytes);
     const files = await mkdtemp(join(scratch, 'creds-'));
-    const saved = { ...process.env };
-    Object.assign(process.env, {
-      AWS_SHARED_CREDENTIALS_FILE: join(files, 'aws-credentials'),
-      AWS_CONFIG_FILE: join(files, 'aws-config'),
-      AWS_PROFILE: 'media-mirror',
-      AWS_EC2_METADATA_DISABLED: 'true',
-    });
-    for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'])
-      delete process.env[key];
+    const restoreEnv = useSharedCredentialsFiles(files);
     const log = createMemoryLog();
     const starting = startAgent({
       targetId: 'gamma',
@@ -262,7 +255,7 @@ describe('pull agent', () => {
       const got = await waitFor('the file', () => readIfExists(join(w.dir, 'creds/late.bin')), 15_000);
       expect(got.equals(bytes)).toBe(true);
     } finally {
-      process.env = saved;
+      restoreEnv();
       await handle?.stop();
     }
   });

@@ -15,6 +15,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { agentAppId, destroyClients, makeClients } from '../../../agent/aws.ts';
 import type { AgentConfig } from '../../../agent/config.ts';
 import type { ServerClock } from '../../../agent/server-clock.ts';
+import { useSharedCredentialsFiles } from '../../support/aws-shared-files.ts';
 
 /** The longest target id the topology admits (3-32 characters). */
 const TARGET = `dc-${'x'.repeat(29)}`;
@@ -118,16 +119,7 @@ describe('the agent’s clients', () => {
 describe('credentials from the shared files (docs/agent.md, "fixing the role or the file needs no restart")', () => {
   it('a credentials file written after a failed attempt is read on the next one, by every client', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mm-creds-'));
-    const saved = { ...process.env };
-    Object.assign(process.env, {
-      AWS_SHARED_CREDENTIALS_FILE: join(dir, 'aws-credentials'),
-      AWS_CONFIG_FILE: join(dir, 'aws-config'),
-      AWS_PROFILE: 'media-mirror',
-      // No instance metadata on the test machine: the chain ends at once instead of timing out.
-      AWS_EC2_METADATA_DISABLED: 'true',
-    });
-    for (const key of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN'])
-      delete process.env[key];
+    const restoreEnv = useSharedCredentialsFiles(dir);
     const clients = makeClients({ ...config, aws: { ...config.aws, credentials: undefined } });
     try {
       const resolve = (client: { config: { credentials: () => Promise<{ accessKeyId: string }> } }) =>
@@ -143,7 +135,7 @@ describe('credentials from the shared files (docs/agent.md, "fixing the role or 
       expect((await resolve(clients.sqs)).accessKeyId).toBe('AKIDFIXED');
     } finally {
       destroyClients(clients);
-      process.env = saved;
+      restoreEnv();
       await rm(dir, { recursive: true, force: true });
     }
   });
