@@ -13,6 +13,8 @@ const program = new Command()
   .name('media-mirror-agent')
   .exitOverride()
   .configureHelp({
+    // --endpoints is this program's own option: shown in the help of the commands that read it.
+    showGlobalOptions: true,
     commandUsage: (cmd) => {
       const names: string[] = [];
       for (let c: Command | null = cmd; c !== null; c = c.parent)

@@ -404,7 +404,12 @@ function registerOpsCommands(program: Command, io: CliIo): void {
       )
       .option('--target <id>', 'only this target (repeatable; default every target)', collect)
       .option('--dry-run', 'count and report what would be re-sent; change nothing')
-      .option('--rate <n>', 'object checks per second against each replica bucket', parsePositiveInt, 50)
+      .option(
+        '--rate <n>',
+        'object checks per second, all replica buckets together (one pace for the whole run)',
+        parsePositiveInt,
+        50,
+      )
       .option('--json', 'print the report as JSON'),
     { buckets: true },
   ).action(async (_opts: unknown, command: Command) => {

@@ -34,6 +34,8 @@ describe('media-mirror-agent names itself', () => {
     expect(top).not.toContain('media-mirror agent');
     const verify = await help(bin, 'verify');
     expect(verify.split('\n')[0]).toBe('Usage: media-mirror-agent verify [options]');
+    // Every flag it takes is in its help, --endpoints too (it belongs to the bin's own program; probe docs, D7).
+    for (const text of [top, verify]) expect(text).toMatch(/--endpoints <file>/);
   }, 60_000);
 
   it('in the help of the bundled agent (dist/agent.mjs as npm pack builds it)', async () => {
