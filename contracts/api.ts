@@ -397,7 +397,15 @@ export const automaticHeadersSchema = z.strictObject({
 export const presignedPutSchema = z.strictObject({
   method: z.literal('PUT'),
   url: z.url(),
-  headers: headersToSend({ 'content-type': z.string(), 'x-amz-checksum-sha256': checksumBase64 }),
+  headers: headersToSend({
+    'content-type': z.string(),
+    'x-amz-checksum-sha256': checksumBase64,
+    /**
+     * The upload id, stored with the bytes: the ingest commits only the upload whose URL stored them.
+     * Always sent by this API; optional here so that a client reads an answer of an older one.
+     */
+    'x-amz-meta-mirror-upload': z.string().optional(),
+  }),
   automaticHeaders: automaticHeadersSchema,
   expiresAt: timestamp,
 });
