@@ -70,6 +70,17 @@ interface RunningAgent {
   outcomes: { v: VersionInfo; outcome: WorkOutcome; source: string }[];
 }
 
+/** The agent of the world's pull target `gamma`, on the emulators. */
+const gammaAgent = (w: AgentWorld) => ({
+  targetId: 'gamma',
+  dir: w.dir,
+  table: w.table,
+  originBucket: w.world.originBucket,
+  queueUrl: w.queueUrl,
+  feedShards: 4,
+  heartbeatSeconds: 1,
+});
+
 async function runAgent(
   w: AgentWorld,
   extra: { catchUpIntervalSeconds?: number } = {},
@@ -77,13 +88,7 @@ async function runAgent(
   const log = createMemoryLog();
   const outcomes: RunningAgent['outcomes'] = [];
   const handle = await startAgent({
-    targetId: 'gamma',
-    dir: w.dir,
-    table: w.table,
-    originBucket: w.world.originBucket,
-    queueUrl: w.queueUrl,
-    feedShards: 4,
-    heartbeatSeconds: 1,
+    ...gammaAgent(w),
     visibilityTimeoutSeconds: 15,
     catchUpIntervalSeconds: extra.catchUpIntervalSeconds ?? 60,
     shutdownGraceSeconds: 5,
@@ -221,13 +226,7 @@ describe('pull agent', () => {
     const restoreEnv = useSharedCredentialsFiles(files);
     const log = createMemoryLog();
     const starting = startAgent({
-      targetId: 'gamma',
-      dir: w.dir,
-      table: w.table,
-      originBucket: w.world.originBucket,
-      queueUrl: w.queueUrl,
-      feedShards: 4,
-      heartbeatSeconds: 1,
+      ...gammaAgent(w),
       shutdownGraceSeconds: 1,
       retryBaseMs: 100,
       aws: { ...emulatorAws(), credentials: undefined },
