@@ -12,7 +12,7 @@ import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
 import { fileExists, readJsonFile } from '../common/json-file.ts';
 import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
-import { parseTopology, type Topology } from '../contracts/topology.ts';
+import { MAX_FEED_SHARDS, parseTopology, type Topology } from '../contracts/topology.ts';
 import { parseByteSize } from './byte-size.ts';
 import { AgentConfigError } from './errors.ts';
 import { STATE_DIR_NAME } from './safe-path.ts';
@@ -169,7 +169,7 @@ const configSchema = z.object({
   originBucket: z.string(required('the origin bucket name')).min(3),
   queueUrl: z.string(required("the URL of the target's FIFO queue")).url('must be a URL'),
   region: z.string().min(1),
-  feedShards: positiveInt(1, 64),
+  feedShards: positiveInt(1, MAX_FEED_SHARDS),
   pathPrefix: z
     .string()
     .regex(/^([^/]+\/)+$/, 'must be a relative folder path ending with "/"')

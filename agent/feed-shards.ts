@@ -4,12 +4,10 @@
  * looks absent from the ledger, and `verify --repair` would remove those files as extras
  * (docs/agent.md, "The feed shard count").
  */
+import { MAX_FEED_SHARDS } from '../contracts/topology.ts';
 import type { AgentConfig } from './config.ts';
 import { AgentConfigError } from './errors.ts';
 import type { LedgerView } from './ports.ts';
-
-/** The most shards a deployment may have: `--feed-shards` is checked against it (config.ts). */
-export const MAX_FEED_SHARDS = 64;
 
 /** Where the configured count came from, as an operator reads it. */
 function countFrom(config: Pick<AgentConfig, 'feedShards' | 'feedShardsFrom'>): string {

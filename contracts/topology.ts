@@ -6,6 +6,9 @@
 import * as z from 'zod';
 import { MiB, PREFERRED_PART_BYTES, S3_MAX_PARTS } from './multipart.js';
 
+/** The most shards a change feed may have: the topology, the agent's flag and its checks share it. */
+export const MAX_FEED_SHARDS = 64;
+
 const targetId = z
   .string()
   .regex(/^[a-z0-9][a-z0-9-]{1,30}[a-z0-9]$/, 'lower-case letters, digits and dashes, 3-32 characters');
@@ -71,7 +74,7 @@ export const topologySchema = z
     homeRegion: z.string().default('us-east-1'),
     targets: z.array(targetSchema).min(1),
     /** Shards of the change feed: its write throughput scales with it. */
-    feedShards: z.number().int().min(1).max(64).default(4),
+    feedShards: z.number().int().min(1).max(MAX_FEED_SHARDS).default(4),
     ingest: z
       .object({
         /**
