@@ -18,20 +18,30 @@ function countFrom(config: Pick<AgentConfig, 'feedShards' | 'feedShardsFrom'>): 
     : `${from} gives ${what}`;
 }
 
+/** Shards asked at once: enough to keep the check short, not a burst of 60 requests at every start. */
+const SHARDS_AT_ONCE = 8;
+
 /**
  * The first shard at or past the configured count that holds entries: one query of at most one
  * entry per shard up to MAX_FEED_SHARDS, since a deployment with more shards writes there.
+ * A few at a time, stopping at the first window that finds one.
  */
 async function firstShardBeyond(
   ledger: Pick<LedgerView, 'readFeed'>,
   count: number,
 ): Promise<number | undefined> {
-  const beyond = Array.from({ length: Math.max(0, MAX_FEED_SHARDS - count) }, (_, i) => count + i);
-  const used = await Promise.all(
-    beyond.map(async (shard) => (await ledger.readFeed(shard, 0, 1)).length > 0),
-  );
-  const index = used.indexOf(true);
-  return index === -1 ? undefined : beyond[index];
+  for (let from = count; from < MAX_FEED_SHARDS; from += SHARDS_AT_ONCE) {
+    const window = Array.from(
+      { length: Math.min(SHARDS_AT_ONCE, MAX_FEED_SHARDS - from) },
+      (_, i) => from + i,
+    );
+    const used = await Promise.all(
+      window.map(async (shard) => (await ledger.readFeed(shard, 0, 1)).length > 0),
+    );
+    const index = used.indexOf(true);
+    if (index !== -1) return window[index];
+  }
+  return undefined;
 }
 
 /** Throws (exit 78) when the ledger's feed has entries in a shard the configured count leaves out. */
