@@ -12,9 +12,11 @@
  *                                        agent's role can be limited to its own rows by dynamodb:LeadingKeys)
  *   U#<upload>   UPLOAD                  an upload and its outcome
  *   U#<upload>   PART#<12 digits>        a part of a multipart upload, as its uploader reported it
- *   B#<sha256>   BLOB                    a verified blob
- *   B#<sha256>   U#<upload>              an upload waiting for that blob (strongly consistent, unlike a GSI;
- *                                        also in the pending-uploads index, for the sweeps)
+ *   B#<sha256>   BLOB                    a verified blob: which object version is pinned (only the ingest writes it)
+ *   W#<sha256>   U#<upload>              an upload waiting for that blob (strongly consistent, unlike a GSI;
+ *                                        also in the pending-uploads index, for the sweeps). A partition of
+ *                                        its own: the functions that write pointers cannot be granted the
+ *                                        pin by dynamodb:LeadingKeys, which tells partitions apart, not sort keys
  *   FEED#<shard> S#<seq, 12 digits>      the change feed
  *   LAG#<target> WATERMARK               feed cursor below which the target has applied everything,
  *                                        and the lag monitor's figures of its latest run
@@ -39,6 +41,7 @@ export const PK = {
   targetState: 'T#',
   upload: 'U#',
   blob: 'B#',
+  pendingUpload: 'W#',
   feed: 'FEED#',
   lag: 'LAG#',
   agent: 'AGENT#',
@@ -99,8 +102,9 @@ export const partItemKey = (uploadId: string, partNumber: number): ItemKey => ({
 });
 export const blobPartitionKey = (sha256: string): string => `${PK.blob}${sha256}`;
 export const blobItemKey = (sha256: string): ItemKey => ({ pk: blobPartitionKey(sha256), sk: SK.blob });
+export const pendingPartitionKey = (sha256: string): string => `${PK.pendingUpload}${sha256}`;
 export const pendingUploadItemKey = (sha256: string, uploadId: string): ItemKey => ({
-  pk: blobPartitionKey(sha256),
+  pk: pendingPartitionKey(sha256),
   sk: `${SK.pendingUpload}${uploadId}`,
 });
 /** The object a verification in ranges hashes: its version, or its ETag where storage keeps no versions. */
@@ -230,7 +234,10 @@ export function agentReadableKeys(targetId: string): string[] {
   return [`${PK.path}*`, `${PK.feed}*`, agentRowKey(targetId).pk];
 }
 
-/** Partition keys an agent may only GetItem: a blob's record (which object version was verified). */
+/**
+ * Partition keys an agent may only GetItem: a blob's record (which object version was verified). The
+ * pending pointers live in `W#`, so not even a Query here would list who is uploading what.
+ */
 export const AGENT_BLOB_RECORD_KEYS: string[] = [`${PK.blob}*`];
 
 /** The partitions the lag monitor writes: the targets' watermark rows and the feed (fanned-out marks). */
@@ -240,25 +247,30 @@ export const PENDING_SWEEP_WRITE_KEYS: readonly string[] = [PK.sweep];
 
 /**
  * The partitions of the mirror's content that the functions which commit write: paths (heads,
- * versions, folder rows), uploads, blobs (with their pending-upload pointers) and the feed. Not the
+ * versions, folder rows), uploads, their pending pointers and the feed. Not the blob pins, the
  * targets' or agents' rows, the lag watermarks or any checkpoint: a bug or a compromised dependency
  * in a function that commits cannot mark a target as holding what it does not.
  */
 export const CONTENT_WRITE_KEYS: readonly string[] = [
   `${PK.path}*`,
   `${PK.upload}*`,
-  `${PK.blob}*`,
+  `${PK.pendingUpload}*`,
   `${PK.feed}*`,
 ];
 /**
- * The ingest writes the content's partitions, and its verifications part-way through: no other
- * function may, so a hash state is the ingest's own whoever sends a continuation.
+ * The ingest writes the content's partitions, the blob pins and its verifications part-way through:
+ * no other function may. A pin names the object version every reader serves as verified bytes, and
+ * a hash state is the ingest's own whoever sends a continuation (AWS review 9, B4).
  */
-export const INGEST_WRITE_KEYS: readonly string[] = [...CONTENT_WRITE_KEYS, `${PK.verification}*`];
+export const INGEST_WRITE_KEYS: readonly string[] = [
+  ...CONTENT_WRITE_KEYS,
+  `${PK.blob}*`,
+  `${PK.verification}*`,
+];
 /** The API writes the content's partitions, and its idempotency records. */
 export const API_WRITE_KEYS: readonly string[] = [...CONTENT_WRITE_KEYS, `${PK.idempotency}*`];
-/** The multipart completion ends uploads: their rows and their blobs' pending pointers. */
-export const COMPLETION_WRITE_KEYS: readonly string[] = [`${PK.upload}*`, `${PK.blob}*`];
+/** The multipart completion ends uploads: their rows and their pending pointers. */
+export const COMPLETION_WRITE_KEYS: readonly string[] = [`${PK.upload}*`, `${PK.pendingUpload}*`];
 /**
  * Reconcile forgets a target's row for a file the target lost and moves that target's lag
  * watermark back below it, saves its checkpoint, and ends expired uploads (their rows and pending
@@ -269,19 +281,20 @@ export const RECONCILE_WRITE_KEYS: readonly string[] = [
   `${PK.lag}*`,
   PK.reconcile,
   `${PK.upload}*`,
-  `${PK.blob}*`,
+  `${PK.pendingUpload}*`,
 ];
 
 /**
- * The partitions items are deleted from, by function: pending-upload pointers and blob records
- * (`B#`), idempotency claims, target rows. Never a path's versions or the feed, which no code
- * deletes: a wrong key or a compromised dependency cannot remove history (AWS review 9, B9).
+ * The partitions items are deleted from, by function: pending-upload pointers (`W#`), blob records
+ * (`B#`, the ingest only), idempotency claims, target rows. Never a path's versions or the feed,
+ * which no code deletes: a wrong key or a compromised dependency cannot remove history (AWS review
+ * 9, B9).
  */
 export const DELETES_UNDER = {
-  api: [`${PK.blob}*`, `${PK.idempotency}*`],
-  ingest: [`${PK.blob}*`],
-  completeMultipart: [`${PK.blob}*`],
-  reconcile: [`${PK.targetState}*`, `${PK.blob}*`],
+  api: [`${PK.pendingUpload}*`, `${PK.idempotency}*`],
+  ingest: [`${PK.blob}*`, `${PK.pendingUpload}*`],
+  completeMultipart: [`${PK.pendingUpload}*`],
+  reconcile: [`${PK.targetState}*`, `${PK.pendingUpload}*`],
 } as const satisfies Record<string, readonly string[]>;
 /** The lag monitor replaces its watermark rows whole; the feed it only marks (UpdateItem). */
 export const LAG_MONITOR_PUTS_UNDER: readonly string[] = [`${PK.lag}*`];

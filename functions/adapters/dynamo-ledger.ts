@@ -28,7 +28,6 @@ import { backoffMs, sleep } from '../../common/retry.js';
 import {
   agentRowKey,
   blobItemKey,
-  blobPartitionKey,
   feedAfterQuery,
   feedCounterItemKey,
   feedItemSchema,
@@ -46,6 +45,7 @@ import {
   partItemKey,
   pathKey,
   pendingPartition,
+  pendingPartitionKey,
   pendingShardKey,
   pendingUploadItemKey,
   reconcileCheckpointItemKey,
@@ -476,7 +476,7 @@ function pendingPosition(after: string | undefined): PendingPosition {
 
 /** A pointer from its keys (the pending-uploads index projects the keys only). */
 const pendingPointer = (item: Item): { sha256: string; uploadId: string } => ({
-  sha256: (item.pk as string).slice(PK.blob.length),
+  sha256: (item.pk as string).slice(PK.pendingUpload.length),
   uploadId: (item.sk as string).slice(SK.pendingUpload.length),
 });
 
@@ -766,8 +766,17 @@ export class DynamoLedger implements Ledger {
   }
 
   async listPendingUploads(sha256: string): Promise<string[]> {
-    return (await this.queryPrefix(blobPartitionKey(sha256), SK.pendingUpload)).map(
+    return (await this.queryPrefix(pendingPartitionKey(sha256), SK.pendingUpload)).map(
       (item) => item.uploadId as string,
+    );
+  }
+
+  async listPendingClaims(sha256: string): Promise<PendingPointer[]> {
+    return (await this.queryPrefix(pendingPartitionKey(sha256), SK.pendingUpload)).map(
+      (item): PendingPointer => ({
+        uploadId: item.uploadId as string,
+        ...(item.claim === undefined ? {} : { claim: item.claim as PendingClaim }),
+      }),
     );
   }
 
@@ -801,18 +810,9 @@ export class DynamoLedger implements Ledger {
   }
 
   async getBlobAndPending(sha256: string): Promise<{ blob: Blob | undefined; pending: PendingPointer[] }> {
-    // The record (sk BLOB) and the pointers (sk U#…) share the blob's partition: one Query.
-    const items = await this.queryPrefix(blobPartitionKey(sha256), '');
-    const record = items.find((item) => item.sk === SK.blob);
-    const pending = items
-      .filter((item) => String(item.sk).startsWith(SK.pendingUpload))
-      .map(
-        (item): PendingPointer => ({
-          uploadId: item.uploadId as string,
-          ...(item.claim === undefined ? {} : { claim: item.claim as PendingClaim }),
-        }),
-      );
-    return { blob: record ? (stripKeys(record) as unknown as Blob) : undefined, pending };
+    // Two partitions (the pin in B#, the pointers in W#: AWS review 9, B4), read side by side.
+    const [blob, pending] = await Promise.all([this.getBlob(sha256), this.listPendingClaims(sha256)]);
+    return { blob, pending };
   }
 
   async putBlob(blob: Blob, options: { replaces?: string | undefined } = {}): Promise<Blob> {

@@ -156,6 +156,12 @@ export class InMemoryLedger implements Ledger {
     return [...(this.pending.get(sha256)?.keys() ?? [])].sort();
   }
 
+  async listPendingClaims(sha256: string): Promise<PendingPointer[]> {
+    return [...(this.pending.get(sha256) ?? [])]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([uploadId, claim]) => (claim === undefined ? { uploadId } : { uploadId, claim: copy(claim) }));
+  }
+
   async removePendingUpload(sha256: string, uploadId: string): Promise<void> {
     this.pending.get(sha256)?.delete(uploadId);
   }
@@ -270,10 +276,7 @@ export class InMemoryLedger implements Ledger {
   }
 
   async getBlobAndPending(sha256: string): Promise<{ blob: Blob | undefined; pending: PendingPointer[] }> {
-    const pending = [...(this.pending.get(sha256) ?? [])]
-      .sort(([a], [b]) => (a < b ? -1 : 1))
-      .map(([uploadId, claim]) => (claim === undefined ? { uploadId } : { uploadId, claim: copy(claim) }));
-    return { blob: copy(this.blobs.get(sha256)), pending };
+    return { blob: copy(this.blobs.get(sha256)), pending: await this.listPendingClaims(sha256) };
   }
 
   async putBlob(blob: Blob, options: { replaces?: string | undefined } = {}): Promise<Blob> {

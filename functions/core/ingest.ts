@@ -14,14 +14,15 @@ import {
 } from './commit.js';
 import { UploadFinishedError, ValidationError, VersionConflictError } from './errors.js';
 import { expireUpload, isLapsed, storedInWindow, uploadExpiresAt } from './expiry.js';
-import type {
-  BlobLedger,
-  BlobStore,
-  Metrics,
-  PendingClaim,
-  PendingPointer,
-  UploadLedger,
-  VersionLedger,
+import {
+  type BlobLedger,
+  type BlobStore,
+  type Metrics,
+  type PendingClaim,
+  type PendingPointer,
+  pendingClaimOf,
+  type UploadLedger,
+  type VersionLedger,
 } from './ports.js';
 import {
   DEFAULT_ONE_PASS_MAX_BYTES,
@@ -134,6 +135,7 @@ export async function ingestBlob(
   if ('kind' in proof) return proof;
   const run = pendingRun(deps, event, sha256, proof);
   for (const pointer of pending) await settlePending(run, pointer);
+  await settleSender(run, pending);
   const discarded = proof.record ? await recordBlob(deps, proof.record) : proof.discarded;
   // Only now: the uploads that sent this duplicate are committed, and a redelivered event (this
   // invocation dying before here) still finds the version that names them.
@@ -334,6 +336,8 @@ interface PendingRun {
   readonly record: BlobRecordWrite | undefined;
   /** The event's object version: when storage stored it, and which upload's URL sent it. */
   readonly storedObject: () => Promise<{ at: Date; uploadId: string | undefined }>;
+  /** Whether storedObject() costs no request: the proof or a pending upload asked storage already. */
+  readonly storedObjectKnown: () => boolean;
   readonly committed: { uploadId: string; path: string; version: number }[];
   readonly rejected: string[];
   readonly expired: string[];
@@ -359,6 +363,7 @@ function pendingRun(deps: IngestDeps, event: BlobEvent, sha256: string, proof: P
     blob: proof.blob,
     record: proof.record,
     storedObject,
+    storedObjectKnown: () => proof.eventStat !== undefined || eventObject !== undefined,
     committed: [],
     rejected: [],
     expired: [],
@@ -385,6 +390,23 @@ async function settlePending(run: PendingRun, pointer: PendingPointer): Promise<
   if (!(await bytesAreForUpload(run, uploadId))) return;
   if (await storedOutsideWindow(run, upload, uploadId)) return;
   await commitUpload(run, upload, uploadId);
+}
+
+/**
+ * The upload whose URL sent these bytes, when no pointer named it: a pointer written under the
+ * blob's own partition before pointers had one of their own (docs/deploy.md, "Upgrading"), or
+ * one that is gone. The object names its sender, so that upload's commit never hangs on its
+ * pointer. New bytes are always asked of storage by their proof, so this asks nothing more.
+ */
+async function settleSender(run: PendingRun, pending: readonly PendingPointer[]): Promise<void> {
+  // Not known means the event is for the verified version itself, already settled: read nothing.
+  if (!run.storedObjectKnown()) return;
+  const sender = (await run.storedObject()).uploadId;
+  if (sender === undefined || pending.some((pointer) => pointer.uploadId === sender)) return;
+  const upload = await run.deps.ledger.getUpload(sender);
+  // Only a pending upload of this very content: bytes naming another's upload commit nothing.
+  if (upload?.status !== 'pending' || upload.sha256 !== run.sha256) return;
+  await settlePending(run, { uploadId: sender, claim: pendingClaimOf(upload) });
 }
 
 /** A pointer carrying no claim (written before pointers carried one): the upload, if still pending; else the pointer goes. */

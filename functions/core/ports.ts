@@ -165,6 +165,8 @@ export interface UploadLedger {
    */
   addPendingUpload(sha256: string, uploadId: string, upload?: Upload): Promise<void>;
   listPendingUploads(sha256: string): Promise<string[]>;
+  /** Every upload waiting for that content, with the claim its pointer carries, in one strongly consistent read. */
+  listPendingClaims(sha256: string): Promise<PendingPointer[]>;
   removePendingUpload(sha256: string, uploadId: string): Promise<void>;
   /** Every upload still waiting for its blob (a table scan: for sweeps, not for requests). */
   scanPendingUploads(): AsyncIterable<{ sha256: string; uploadId: string }>;
@@ -216,7 +218,7 @@ export interface BlobLedger {
   getBlob(sha256: string): Promise<Blob | undefined>;
   /**
    * The blob's record and every upload waiting for that content, with the claim its pointer
-   * carries (none for a pointer added without one), in one strongly consistent read.
+   * carries (none for a pointer added without one): strongly consistent reads, side by side.
    */
   getBlobAndPending(sha256: string): Promise<{ blob: Blob | undefined; pending: PendingPointer[] }>;
   /**

@@ -220,7 +220,7 @@ async function createMultipartUpload(
   // would carry the first claim's.
   // The pointers carry their claims: only those on the same terms are read (anyone may claim a
   // hash at other paths, at no cost to them, and a read per pointer would slow every claim of it).
-  const { pending: pointers } = await ledger.getBlobAndPending(request.sha256);
+  const pointers = await ledger.listPendingClaims(request.sha256);
   for (const { uploadId: pendingId } of pointers.filter(
     ({ claim }) => claim === undefined || sameTerms(claim, request),
   )) {

@@ -31,7 +31,9 @@ const ledger = (...actions: string[]) => actions.map((a) => `dynamodb:${a} ledge
 /** Writes confined to partitions (`dynamodb:LeadingKeys`). */
 const ledgerWrites = (keys: string, ...actions: string[]) =>
   actions.map((a) => `dynamodb:${a} ledger keys:${keys}`);
-const CONTENT = 'P#*,U#*,B#*,FEED#*';
+// Pending pointers (W#) but never a blob pin (B#): only the ingest may say which object version
+// holds a SHA-256's verified bytes (AWS review 9, B4).
+const CONTENT = 'P#*,U#*,W#*,FEED#*';
 const REPLICA_OBJECTS = ['target-a/*', 'target-b/*', 'target-c/media/*'];
 
 const EXPECTED: Record<string, string[]> = {
@@ -45,7 +47,7 @@ const EXPECTED: Record<string, string[]> = {
     ...ledgerWrites(`${CONTENT},IDEM#*`, 'ConditionCheckItem', 'PutItem', 'UpdateItem'),
     // It deletes pending pointers and idempotency claims only: never a version or the feed (AWS
     // review 9, B9).
-    ...ledgerWrites('B#*,IDEM#*', 'DeleteItem'),
+    ...ledgerWrites('W#*,IDEM#*', 'DeleteItem'),
     'dynamodb:Query ledger/index/live-files',
     'dynamodb:Scan ledger/index/live-files',
     ...['AbortMultipartUpload', 'GetObject', 'GetObjectVersion', 'PutObject'].map(
@@ -62,10 +64,11 @@ const EXPECTED: Record<string, string[]> = {
   ingest: [
     ...LOGS,
     ...ledger('GetItem', 'Query'),
-    // And its verifications part-way through: no other function may write a hash state.
-    ...ledgerWrites(`${CONTENT},VERIFY#*`, 'ConditionCheckItem', 'PutItem', 'UpdateItem'),
-    // It deletes pending pointers and blob records only (AWS review 9, B9).
-    ...ledgerWrites('B#*', 'DeleteItem'),
+    // And the blob pins and its verifications part-way through: no other function may write a pin
+    // or a hash state.
+    ...ledgerWrites(`${CONTENT},B#*,VERIFY#*`, 'ConditionCheckItem', 'PutItem', 'UpdateItem'),
+    // It deletes blob records and pending pointers only (AWS review 9, B9).
+    ...ledgerWrites('B#*,W#*', 'DeleteItem'),
     'dynamodb:Query ledger/index/live-files',
     // Never PutObject: the ingest verifies bytes, it does not write them.
     ...['AbortMultipartUpload', 'DeleteObjectVersion', 'GetObject', 'GetObjectVersion'].map(
@@ -83,8 +86,8 @@ const EXPECTED: Record<string, string[]> = {
     ...LOGS,
     ...ledger('GetItem', 'Query'),
     // Ends uploads: their rows and their pending pointers.
-    ...ledgerWrites('U#*,B#*', 'UpdateItem'),
-    ...ledgerWrites('B#*', 'DeleteItem'),
+    ...ledgerWrites('U#*,W#*', 'UpdateItem'),
+    ...ledgerWrites('W#*', 'DeleteItem'),
     ...['AbortMultipartUpload', 'GetObject', 'PutObject'].map((a) => `s3:${a} origin/blobs/*`),
     's3:ListBucket origin',
     ...CONSUMES('completion'),
@@ -145,8 +148,8 @@ const EXPECTED: Record<string, string[]> = {
     ...ledger('GetItem', 'Query', 'Scan'),
     // Forgets a target's row for a file it lost (and moves the target's lag watermark back below
     // it), saves its checkpoint, ends expired uploads.
-    ...ledgerWrites('T#*,LAG#*,RECONCILE,U#*,B#*', 'UpdateItem'),
-    ...ledgerWrites('T#*,B#*', 'DeleteItem'),
+    ...ledgerWrites('T#*,LAG#*,RECONCILE,U#*,W#*', 'UpdateItem'),
+    ...ledgerWrites('T#*,W#*', 'DeleteItem'),
     'dynamodb:Query ledger/index/pending-uploads',
     ...FAN_OUT,
     ...REPLICA_OBJECTS.map((r) => `s3:GetObject replica:${r}`),

@@ -173,7 +173,7 @@ export function ledgerContract(
       ]);
     });
 
-    it('getBlobAndPending: the record and every pointer of the content in one read, each with the claim it carries', async () => {
+    it('getBlobAndPending: the record and every pointer of the content, each with the claim it carries', async () => {
       const { ledger } = await makeLedger();
       expect(await ledger.getBlobAndPending(sha(13))).toEqual({ blob: undefined, pending: [] });
       const upload = pendingUpload({
@@ -207,6 +207,9 @@ export function ledgerContract(
         pending: [{ uploadId: 'b-claimed', claim }],
       });
       expect(await ledger.listPendingUploads(sha(13))).toEqual(['b-claimed']);
+      // The API's claim reads the pointers alone: the same list, without the record.
+      expect(await ledger.listPendingClaims(sha(13))).toEqual([{ uploadId: 'b-claimed', claim }]);
+      expect(await ledger.listPendingClaims(sha(15))).toEqual([]);
     });
 
     it("pagePendingUploads pages through every pointer once; the sweep's checkpoint is stored and cleared", async () => {

@@ -51,6 +51,39 @@ describe('ingest on InMemoryLedger', () => {
     ]);
   });
 
+  it('an upload whose pointer is gone is committed by the bytes its own URL sent (the object names it)', async () => {
+    // A pointer written under the blob's partition before pointers had their own (W#) is not read
+    // after the upgrade: the upload must not hang pending until it expires.
+    const s = setup();
+    const bytes = randomBytes(1500);
+    const upload = await claimPendingUpload(s.ledger, 'public/orphan.png', bytes);
+    const other = await claimPendingUpload(s.ledger, 'private/other.png', randomBytes(10));
+    await s.ledger.removePendingUpload(upload.sha256, upload.uploadId);
+    const sha256 = sha256Hex(bytes);
+    const versionId = s.blobs.put(sha256, bytes, upload.uploadId);
+    const outcome = await ingestBlob(s.deps, {
+      key: `blobs/${sha256}`,
+      size: bytes.length,
+      etag: undefined,
+      versionId,
+    });
+    expect(outcome).toMatchObject({
+      kind: 'committed',
+      committed: [{ uploadId: upload.uploadId, version: 1 }],
+    });
+    expect(await s.ledger.getUpload(upload.uploadId)).toMatchObject({ status: 'committed', version: 1 });
+    // Bytes naming an upload of other content commit nothing for it.
+    const forged = randomBytes(700);
+    const forgedSha = sha256Hex(forged);
+    await ingestBlob(s.deps, {
+      key: `blobs/${forgedSha}`,
+      size: forged.length,
+      etag: undefined,
+      versionId: s.blobs.put(forgedSha, forged, other.uploadId),
+    });
+    expect(await s.ledger.getUpload(other.uploadId)).toMatchObject({ status: 'pending' });
+  });
+
   it('the same event delivered by four workers at once gives one version and one feed entry', async () => {
     const s = setup();
     const bytes = randomBytes(2048);
