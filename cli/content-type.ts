@@ -1,6 +1,7 @@
 /** Content type from a file name's extension; a small table, not a MIME database. */
 import { extname } from 'node:path';
 import { contentTypeSchema } from '../contracts/api.ts';
+import { contentTypeAllowed } from '../contracts/content-type.ts';
 
 const BY_EXTENSION: Readonly<Record<string, string>> = {
   jpg: 'image/jpeg',
@@ -28,6 +29,23 @@ export function guessContentType(fileName: string): string {
   return Object.hasOwn(BY_EXTENSION, ext)
     ? (BY_EXTENSION[ext] ?? FALLBACK_CONTENT_TYPE)
     : FALLBACK_CONTENT_TYPE;
+}
+
+/**
+ * The type a file is sent as by its name: the guess, or application/octet-stream (what an unknown
+ * extension gets) when `accepted` refuses the guess but takes that. The list lets any bytes in as
+ * application/octet-stream, so refusing the guess kept out nothing but the file (a Takeout
+ * `IMG_0001.jpg.json` sidecar, probe U9). `fellBackFrom`: the guess given up.
+ */
+export function acceptedGuess(
+  fileName: string,
+  accepted: readonly string[],
+): { contentType: string; fellBackFrom?: string } {
+  const guessed = guessContentType(fileName);
+  if (contentTypeAllowed(guessed, accepted) || !contentTypeAllowed(FALLBACK_CONTENT_TYPE, accepted)) {
+    return { contentType: guessed };
+  }
+  return { contentType: FALLBACK_CONTENT_TYPE, fellBackFrom: guessed };
 }
 
 /**

@@ -94,10 +94,18 @@ function uploadJson(r: UploadResult): Record<string, unknown> {
     seconds: r.seconds,
     status: r.status,
     contentType: r.contentType,
+    fellBackFrom: r.fellBackFrom,
   };
 }
 
 function uploadLine(r: UploadResult): string {
+  const line = committedLine(r);
+  return r.fellBackFrom === undefined
+    ? line
+    : `${line}; as ${r.contentType}: ${r.fellBackFrom} is not accepted`;
+}
+
+function committedLine(r: UploadResult): string {
   if (r.deduplicated) {
     return `committed ${r.path} version ${r.version} (deduplicated: no bytes sent)`;
   }

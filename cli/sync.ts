@@ -12,10 +12,11 @@
  */
 import { terminalText } from '../common/terminal-text.ts';
 import type { Limits } from '../contracts/api.ts';
+import { contentTypeAllowed } from '../contracts/content-type.ts';
 import { checkApiName, checkNewPathName, normalizePath, PathRuleError } from '../contracts/path-rules.ts';
 import { ancestorsOf, type PathOccupancy, PathPolicy } from '../contracts/paths.ts';
 import type { MirrorApi } from '../web/client/api.ts';
-import { guessContentType } from './content-type.ts';
+import { acceptedGuess } from './content-type.ts';
 import { followFeed, type RemoteHead, readHeads } from './listing.ts';
 import type { SendParts } from './multipart.ts';
 import type { ProgressSink } from './progress.ts';
@@ -87,6 +88,11 @@ export interface SyncFileReport {
   version?: number | undefined;
   /** Why a file was skipped or failed; for `planned`, `new` or `changed`. */
   reason?: string | undefined;
+  /**
+   * The type its extension maps to, which the mirror does not accept: the file goes (or, in a dry
+   * run, would go) as application/octet-stream instead.
+   */
+  fellBackFrom?: string | undefined;
 }
 
 export interface SyncSummary {
@@ -423,23 +429,26 @@ async function syncOne(run: Run, local: LocalFile): Promise<void> {
 async function decide(run: Run, local: LocalFile, report: SyncFileReport): Promise<void> {
   const info = await run.source.stat(local);
   report.size = info.size;
-  const guessed = guessContentType(local.name);
+  const byName = acceptedGuess(local.name, run.limits.contentTypes);
   // A bucket's object has a type of its own, known once it is read: judged then. A folder's file is
   // judged by its name before it is read.
   const { storesTypes } = run.source;
-  const refusal = info.notSent ?? refuse(run, report, storesTypes ? undefined : guessed);
+  const refusal = info.notSent ?? refuse(run, report, storesTypes ? undefined : byName.contentType);
   if (refusal !== undefined) {
     report.outcome = 'skipped';
     report.reason = refusal;
     return;
   }
   const digest = await digestOf(run, local, info.size, info.stamp);
-  const typeRefusal = storesTypes ? refusedType(run, digest.contentType ?? guessed) : undefined;
+  // An object's own type is what its owner set, not a guess: refused, the object is skipped.
+  const typed = digest.contentType === undefined ? byName : { contentType: digest.contentType };
+  const typeRefusal = storesTypes ? refusedType(run, typed.contentType) : undefined;
   if (typeRefusal !== undefined) {
     report.outcome = 'skipped';
     report.reason = typeRefusal;
     return;
   }
+  if (typed.fellBackFrom !== undefined) report.fellBackFrom = typed.fellBackFrom;
   const head = run.heads.get(report.path);
   if (head !== undefined && !head.deleted && head.sha256 === digest.sha256) {
     report.outcome = 'unchanged';
@@ -458,7 +467,7 @@ async function decide(run: Run, local: LocalFile, report: SyncFileReport): Promi
     report.reason = head === undefined || head.deleted ? 'new' : 'changed';
     return;
   }
-  await send(run, local, report, digest);
+  await send(run, local, report, digest, typed.contentType);
 }
 
 /** The deployment's targets as the path policy needs them (`GET /v1/targets`). */
@@ -521,15 +530,9 @@ function refuse(run: Run, report: SyncFileReport, contentType: string | undefine
 
 function refusedType(run: Run, contentType: string): string | undefined {
   const accepted = run.limits.contentTypes;
-  return typeAccepted(contentType, accepted)
+  return contentTypeAllowed(contentType, accepted)
     ? undefined
     : `content type ${contentType} is not accepted (accepted: ${accepted.join(', ')})`;
-}
-
-function typeAccepted(contentType: string, accepted: readonly string[]): boolean {
-  const type = contentType.toLowerCase();
-  const family = `${type.split('/')[0]}/*`;
-  return accepted.some((a) => ['*/*', type, family].includes(a.toLowerCase()));
 }
 
 async function digestOf(run: Run, local: LocalFile, size: number, stamp: string): Promise<SourceDigest> {
@@ -549,7 +552,13 @@ function hashedBytes(counts: SyncCounts): (done: number) => void {
   };
 }
 
-async function send(run: Run, local: LocalFile, report: SyncFileReport, cached: SourceDigest): Promise<void> {
+async function send(
+  run: Run,
+  local: LocalFile,
+  report: SyncFileReport,
+  cached: SourceDigest,
+  contentType: string,
+): Promise<void> {
   const { deps, options } = run;
   // A bucket's object is read here when its digest came from the cache: what is sent is what was hashed.
   const bytes = await run.source.file(local, hashedBytes(run.counts));
@@ -574,7 +583,7 @@ async function send(run: Run, local: LocalFile, report: SyncFileReport, cached: 
     {
       file: bytes.file,
       path: report.path,
-      contentType: digest.contentType ?? guessContentType(local.name),
+      contentType,
       wait: false,
       timeoutSeconds: options.timeoutSeconds,
     },
@@ -713,6 +722,12 @@ export function formatSyncSummary(s: SyncSummary): string {
       const [path, reason] = [terminalText(r.path), terminalText(r.reason ?? '')];
       return `${r.outcome === 'planned' ? `would upload (${reason})` : r.outcome}: ${path}${r.outcome === 'planned' ? '' : `: ${reason}`}`;
     });
+  const fellBack = s.reports.flatMap((r) => (r.fellBackFrom === undefined ? [] : [r.fellBackFrom]));
+  if (fellBack.length > 0)
+    lines.push(
+      `application/octet-stream for ${fellBack.length} file(s) whose extension's type the mirror does not accept ` +
+        `(${[...new Set(fellBack)].sort().join(', ')})`,
+    );
   const sent = s.dryRun
     ? `${s.planned} to upload (dry run: nothing sent)`
     : `${s.uploaded} uploaded, ${s.deduplicated} deduplicated (no bytes sent)`;

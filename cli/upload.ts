@@ -11,7 +11,7 @@ import type { Upload, UploadPending, UploadPendingMultipart } from '../contracts
 import type { MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
 import { prove } from '../web/client/upload/claim.ts';
-import { guessContentType } from './content-type.ts';
+import { FALLBACK_CONTENT_TYPE, guessContentType } from './content-type.ts';
 import { MirrorCliError, UploadRejectedError, UploadTimeoutError } from './errors.ts';
 import { type FileDigest, type HashOptions, hashFile, statRegularFile } from './hash-file.ts';
 import { alreadyStored, type SendParts } from './multipart.ts';
@@ -46,7 +46,10 @@ export interface UploadOptions {
   file: string;
   /** Logical path in the mirror, e.g. `images/2024/cat.jpg`. */
   path: string;
-  /** @default guessed from the file's extension */
+  /**
+   * As given, a type the API refuses is an error. @default guessed from the file's extension, and
+   * application/octet-stream if the API refuses the guess
+   */
   contentType?: string | undefined;
   /** Commit only if the path's head is this version. */
   ifVersion?: number | undefined;
@@ -68,6 +71,8 @@ export interface UploadResult {
   sha256: string;
   size: number;
   contentType: string;
+  /** The type guessed from the extension, which the API refused: `contentType` is the fallback. */
+  fellBackFrom?: string | undefined;
   /** Wall time of the whole flow. */
   seconds: number;
 }
@@ -82,7 +87,7 @@ export const DEFAULT_POLL_INTERVAL_MS = 250;
 interface Flow {
   readonly deps: UploadDeps;
   readonly options: UploadOptions;
-  readonly base: Pick<UploadResult, 'uploadId' | 'sha256' | 'size' | 'contentType'>;
+  readonly base: Pick<UploadResult, 'uploadId' | 'sha256' | 'size' | 'contentType' | 'fellBackFrom'>;
   /** Wall time since the flow started. */
   seconds(): number;
 }
@@ -90,19 +95,20 @@ interface Flow {
 export async function uploadFile(deps: UploadDeps, options: UploadOptions): Promise<UploadResult> {
   const { client, clock } = deps;
   const started = clock.now();
-  const contentType = options.contentType ?? guessContentType(options.file);
   const { sha256, size } = await hashStep(deps, options.file);
 
   // The client retries a claim that failed in transit (unreachable, 5xx, 429, "still in
   // progress") under this one Idempotency-Key: however many tries reach the API, one upload.
-  const created = await client.createUpload(
-    { path: options.path, size, sha256, contentType, ...ifVersionOf(options) },
-    { idempotencyKey: randomUUID() },
-  );
+  const claim = (contentType: string) =>
+    client.createUpload(
+      { path: options.path, size, sha256, contentType, ...ifVersionOf(options) },
+      { idempotencyKey: randomUUID() },
+    );
+  const { created, contentType, fellBackFrom } = await claimTyped(claim, options);
   const flow: Flow = {
     deps,
     options,
-    base: { uploadId: created.uploadId, sha256, size, contentType },
+    base: { uploadId: created.uploadId, sha256, size, contentType, ...(fellBackFrom && { fellBackFrom }) },
     seconds: () => round3((clock.now() - started) / 1000),
   };
   if (created.status === 'committed') return committedAtOnce(flow, created);
@@ -112,6 +118,40 @@ export async function uploadFile(deps: UploadDeps, options: UploadOptions): Prom
   if ('multipart' in created) return sendMultipart(flow, created);
   return sendSingle(flow, created);
 }
+
+/**
+ * Claims the upload with the given type, or the guessed one; a guess the API refuses (415) is
+ * claimed again as application/octet-stream, the type an unknown extension gets, which the
+ * deployment may take: refusing the guess kept out nothing but the file (probe U9). Judged by the
+ * API's answer, not by `GET /v1/limits` first: only a refused file costs a request more. A refused
+ * type the user gave stays refused, as does the guess if the fallback is refused too.
+ */
+async function claimTyped<T>(
+  claim: (contentType: string) => Promise<T>,
+  options: UploadOptions,
+): Promise<{ created: T; contentType: string; fellBackFrom?: string }> {
+  if (options.contentType !== undefined) {
+    return { created: await claim(options.contentType), contentType: options.contentType };
+  }
+  const guessed = guessContentType(options.file);
+  try {
+    return { created: await claim(guessed), contentType: guessed };
+  } catch (refused) {
+    if (guessed === FALLBACK_CONTENT_TYPE || !isTypeRefusal(refused)) throw refused;
+    try {
+      return {
+        created: await claim(FALLBACK_CONTENT_TYPE),
+        contentType: FALLBACK_CONTENT_TYPE,
+        fellBackFrom: guessed,
+      };
+    } catch (error) {
+      throw isTypeRefusal(error) ? refused : error;
+    }
+  }
+}
+
+const isTypeRefusal = (error: unknown) =>
+  error instanceof ApiError && error.code === 'unsupported_content_type';
 
 async function hashStep(deps: UploadDeps, file: string) {
   const { size } = await statRegularFile(file);

@@ -17,6 +17,7 @@ import {
   type UploadDeduplicated,
   type UploadRequest,
 } from '../../contracts/api.js';
+import { contentTypeAllowed } from '../../contracts/content-type.js';
 import type { Challenge, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
 import type { CompletionQueue } from './completion.js';
@@ -79,14 +80,6 @@ function splitSignedHeaders<H extends PresignedPut['headers'] | PresignedPart['h
     headers: headers as H,
     automaticHeaders: { 'content-length': String(size), host: new URL(url).host },
   };
-}
-
-export function contentTypeAllowed(contentType: string, allowed: readonly string[]): boolean {
-  const [family] = contentType.toLowerCase().split('/');
-  return allowed.some((pattern) => {
-    const p = pattern.toLowerCase();
-    return p === '*/*' || p === contentType.toLowerCase() || (p.endsWith('/*') && p.slice(0, -2) === family);
-  });
 }
 
 export async function createUpload(deps: UploadDeps, request: UploadRequest): Promise<CreateUploadResponse> {

@@ -547,6 +547,53 @@ describe('--content-type', () => {
   });
 });
 
+describe('media-mirror upload, a guessed type the API refuses (probe U9)', () => {
+  /** An API taking `accepted` (415 otherwise, in its words), each claim's type recorded. */
+  function typedApi(accepted: string[]) {
+    const claimed: string[] = [];
+    const h = harness((url, init) => {
+      if (url.pathname !== '/v1/uploads' || init.method !== 'POST') return notFound;
+      const claim = JSON.parse(String(init.body)) as { path: string; contentType: string };
+      claimed.push(claim.contentType);
+      if (!accepted.includes(claim.contentType)) {
+        const message = `contentType ${claim.contentType} is not accepted: it must be one of ${accepted.join(', ')}`;
+        const error = { code: 'unsupported_content_type', message, field: 'contentType' };
+        return { status: 415, body: { error } };
+      }
+      const answer = { status: 'committed', uploadId: 'u-1', path: claim.path, version: 1, unchanged: true };
+      return { status: 200, body: answer };
+    });
+    return { ...h, claimed };
+  }
+
+  it('is claimed again as application/octet-stream, and says so; a type given with --content-type is not', async () => {
+    const file = join(dir, 'meta.json');
+    await writeFile(file, '{}');
+    const guessed = typedApi(['image/*', 'application/octet-stream']);
+    expect(await guessed.run('upload', file, 'm/meta.json', '--json'), guessed.err()).toBe(0);
+    expect(guessed.claimed).toEqual(['application/json', 'application/octet-stream']);
+    expect(JSON.parse(guessed.out())).toMatchObject({
+      version: 1,
+      contentType: 'application/octet-stream',
+      fellBackFrom: 'application/json',
+    });
+
+    const given = typedApi(['image/*', 'application/octet-stream']);
+    const code = await given.run('upload', file, 'm/meta.json', '--content-type', 'application/json');
+    expect(code).toBe(1);
+    expect(given.claimed).toEqual(['application/json']);
+    expect(given.err()).toMatch(
+      /415 unsupported_content_type: contentType application\/json is not accepted/,
+    );
+
+    // The fallback refused too: the error is the guess's, as before.
+    const neither = typedApi(['image/*']);
+    expect(await neither.run('upload', file, 'm/meta.json')).toBe(1);
+    expect(neither.claimed).toEqual(['application/json', 'application/octet-stream']);
+    expect(neither.err()).toMatch(/contentType application\/json is not accepted/);
+  });
+});
+
 describe('media-mirror limits', () => {
   it('prints what the deployment accepts', async () => {
     const limits = limitsAnswer({ maxUploadBytes: 1024 ** 3, contentTypes: ['image/*', 'application/pdf'] });
@@ -714,6 +761,59 @@ describe('media-mirror sync (against a fake API)', () => {
     expect(JSON.parse(again.out()).bytesHashed).toBe(0);
     // It names and hashes every file of the folder: its owner's alone, whatever the umask (probe leak, L4).
     expect((await stat(cache)).mode & 0o777).toBe(0o600);
+  });
+
+  it('a type the API does not accept, guessed from the extension, is claimed as application/octet-stream where the API takes that, and skipped where not (probe U9)', async () => {
+    const lib = join(dir, 'lib-sidecars');
+    await mkdir(lib, { recursive: true });
+    await writeFile(join(lib, 'IMG_0001.jpg'), 'a photo');
+    await writeFile(join(lib, 'IMG_0001.jpg.json'), '{}');
+    const sidecar = 'm/IMG_0001.jpg.json';
+    const run = async (contentTypes: string[], ...flags: string[]) => {
+      const claimed: string[] = [];
+      const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes });
+      const route: Route = (url, init) => {
+        if (url.pathname === '/v1/limits') return { status: 200, body: limits };
+        if (url.pathname === '/v1/uploads' && init.method === 'POST') {
+          const claim = JSON.parse(String(init.body)) as { path: string; contentType: string };
+          claimed.push(`${claim.path} ${claim.contentType}`);
+          const answer = { status: 'committed', uploadId: `u-${claim.path}`, path: claim.path, version: 1 };
+          return { status: 200, body: { ...answer, unchanged: true } };
+        }
+        return feed([[]])(url, init);
+      };
+      const h = harness(route);
+      const code = await h.run('sync', lib, 'm', '--no-cache', ...flags);
+      return { code, claimed, out: h.out() };
+    };
+
+    const taken = await run(['image/*', 'application/octet-stream'], '--json');
+    expect(taken.code).toBe(0);
+    expect(taken.claimed.sort()).toEqual([
+      'm/IMG_0001.jpg image/jpeg',
+      `${sidecar} application/octet-stream`,
+    ]);
+    const reports = JSON.parse(taken.out).reports as { path: string; fellBackFrom?: string }[];
+    expect(reports.map((r) => [r.path, r.fellBackFrom])).toEqual([
+      ['m/IMG_0001.jpg', undefined],
+      [sidecar, 'application/json'],
+    ]);
+    const people = await run(['image/*', 'application/octet-stream']);
+    expect(people.out).toContain(
+      "application/octet-stream for 1 file(s) whose extension's type the mirror does not accept (application/json)",
+    );
+
+    // Nothing to fall back on: skipped, with the type its extension maps to.
+    const refused = await run(['image/*'], '--json');
+    expect(refused.code).toBe(0);
+    expect(refused.claimed).toEqual(['m/IMG_0001.jpg image/jpeg']);
+    expect(JSON.parse(refused.out).reports.find((r: { path: string }) => r.path === sidecar)).toEqual({
+      file: join(lib, 'IMG_0001.jpg.json'),
+      path: sidecar,
+      size: 2,
+      outcome: 'skipped',
+      reason: 'content type application/json is not accepted (accepted: image/*)',
+    });
   });
 
   it('a hash cache that cannot be saved (its folder is a file, as a full disk would) still prints the summary, exit 0, and warns', async () => {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { contentTypeAllowed } from '../../../contracts/content-type.js';
 import { parseTopology, targetSelects } from '../../../contracts/topology.js';
-import { contentTypeAllowed } from '../../../functions/core/uploads.js';
 
 describe('topology', () => {
   it('the shipped mirror.config.json is valid: two replica regions and one pull target', () => {
