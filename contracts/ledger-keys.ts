@@ -23,7 +23,7 @@
  *   RECONCILE    CHECKPOINT              where reconciliation's walk over the heads stands
  *   SWEEP        CHECKPOINT              where the lost-notification sweep's walk over pending uploads stands
  *   AGENT#<target> AGENT                 a pull agent's heartbeat, cursor and counters
- *   IDEM#<key>   IDEM                    an Idempotency-Key: the request's hash and its first answer
+ *   IDEM#[<caller hash>#]<key> IDEM      an Idempotency-Key, per caller: the request's hash and its first answer
  *   VERIFY#<sha256> V#<version id> | E#<etag>  a verification in ranges part-way through: its hash
  *                                        state, which only the ingest writes (a continuation message
  *                                        names it, never carries it)

@@ -1,7 +1,8 @@
 /**
  * The local equivalent of the API Gateway HTTP API: `/v1/*` goes to the `api`
  * function as a payload-format-2.0 event (`APIGatewayProxyEventV2`, route `$default`),
- * behind a bearer token instead of IAM/JWT; CORS preflights are answered here, as API
+ * behind a bearer token instead of IAM/JWT, or a signature with the stack's key pair (the event
+ * then names the caller as the IAM authorizer does); CORS preflights are answered here, as API
  * Gateway's CORS configuration does. `/metrics` answers Prometheus text (the local
  * stand-in for CloudWatch metrics; no token). Other paths serve the web page's files.
  *
@@ -131,11 +132,36 @@ function queryParameters(rawQueryString: string): Record<string, string> | undef
   return out;
 }
 
-/** Builds the payload-format-2.0 event for a request. */
+const LOCAL_ACCOUNT = '000000000000';
+
+/**
+ * What API Gateway's IAM authorizer tells the function of a signed caller
+ * (`requestContext.authorizer.iam`). The local stack has one IAM principal, the holder of its key
+ * pair: an IAM user named after the key.
+ */
+function iamAuthorizer(accessKeyId: string) {
+  const userId = `AIDA${accessKeyId}`;
+  return {
+    iam: {
+      accessKey: accessKeyId,
+      accountId: LOCAL_ACCOUNT,
+      callerId: userId,
+      cognitoIdentity: null,
+      principalOrgId: null,
+      userArn: `arn:aws:iam::${LOCAL_ACCOUNT}:user/${accessKeyId}`,
+      userId,
+    },
+  };
+}
+
+/**
+ * Builds the payload-format-2.0 event for a request; `signedBy`, the access key of a request whose
+ * signature was checked, fills the authorizer's part as API Gateway's IAM authorizer does.
+ */
 export function toHttpApiEvent(
   req: IncomingMessage,
   body: Buffer,
-  info: { requestId: string; now: Date },
+  info: { requestId: string; now: Date; signedBy?: string | undefined },
 ): APIGatewayProxyEventV2 {
   const rawUrl = req.url ?? '/';
   const q = rawUrl.indexOf('?');
@@ -154,7 +180,7 @@ export function toHttpApiEvent(
     headers,
     ...(queryStringParameters !== undefined ? { queryStringParameters } : {}),
     requestContext: {
-      accountId: '000000000000',
+      accountId: LOCAL_ACCOUNT,
       apiId: 'local',
       domainName: host,
       domainPrefix: host.split('.')[0] ?? host,
@@ -170,6 +196,7 @@ export function toHttpApiEvent(
       stage: '$default',
       time: apigwTime(info.now),
       timeEpoch: info.now.getTime(),
+      ...(info.signedBy === undefined ? {} : { authorizer: iamAuthorizer(info.signedBy) }),
     },
     ...eventBody(body, headers['content-type']),
   };
@@ -577,7 +604,7 @@ export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront>
       send(res, req, refused, extra);
       return;
     }
-    const event = toHttpApiEvent(req, body, { requestId, now });
+    const event = toHttpApiEvent(req, body, { requestId, now, signedBy: iam?.credentials.accessKeyId });
     send(res, req, await invokeIntegration(options, req, event), extra);
   }
 

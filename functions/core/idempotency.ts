@@ -3,10 +3,11 @@
  * first request's answer instead of a second effect (another upload, another version).
  *
  * Built on the ledger's own conditional claim (an `IDEM#<key>` item holding the request's hash and
- * its first answer) rather than Powertools' idempotency utility: the check sits in the domain core,
- * which imports no AWS SDK and runs on any Ledger (tests drive it with dynalite and a fake clock);
- * it follows the ledger's named conditions on the table it already has; it keys on a header and a
- * canonical request the API has already validated, not on the raw event; and it adds no dependency.
+ * its first answer; the key is its caller's, callerScopedKey) rather than Powertools' idempotency
+ * utility: the check sits in the domain core, which imports no AWS SDK and runs on any Ledger
+ * (tests drive it with dynalite and a fake clock); it follows the ledger's named conditions on the
+ * table it already has; it keys on a header and a canonical request the API has already validated,
+ * not on the raw event; and it adds no dependency.
  * The expiry is checked by the claim's condition, not left to DynamoDB's TTL (late on AWS, absent
  * in dynalite).
  */
@@ -41,6 +42,21 @@ export function parseIdempotencyKey(value: string | undefined): string | undefin
     );
   }
   return value;
+}
+
+/**
+ * The key a request is remembered under: its caller's. A key names one caller's retries: another
+ * caller sending the same key (leaked, logged, guessed) must not be answered with the first one's
+ * answer (its upload id, its presigned URLs), nor be refused or held up by it. `caller` is who the
+ * API's authorizer says is calling; undefined where every caller has the one identity (a shared
+ * bearer token), and the key is the key. A hash: the same length whatever the identity (an ARN
+ * may be long), and no caller's name in the table's keys. A key holds no `#` (KEY_PATTERN), so no
+ * key sent as it is can name another caller's.
+ */
+export function callerScopedKey(caller: string | undefined, key: string | undefined): string | undefined {
+  if (key === undefined || caller === undefined) return key;
+  const digest = createHash('sha256').update(caller).digest('hex');
+  return `${digest.slice(0, 32)}#${key}`;
 }
 
 /** What the API answered: replayed as it was for a retry with the same key. */

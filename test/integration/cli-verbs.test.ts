@@ -165,6 +165,48 @@ describe('--auth iam: the CLI against an API behind IAM', () => {
   });
 });
 
+describe("an Idempotency-Key on the local stack is its caller's", () => {
+  it("a signed caller's retry gets its own first answer; the token's caller sending the same key and body gets an upload of its own", async () => {
+    const { api, token } = sandbox.endpoints;
+    const { accessKeyId, secretAccessKey } = sandbox.endpoints.s3.credentials;
+    const sign = await iamSigner(api, {
+      AWS_ACCESS_KEY_ID: accessKeyId,
+      AWS_SECRET_ACCESS_KEY: secretAccessKey,
+      AWS_REGION: sandbox.endpoints.s3.region,
+    });
+    const bytes = `two callers ${Date.now()}`;
+    const body = JSON.stringify({
+      path: 'idem/callers.txt',
+      size: bytes.length,
+      sha256: sha(bytes),
+      contentType: 'text/plain',
+    });
+    const key = crypto.randomUUID();
+    const url = `${api}/v1/uploads`;
+    const headers = { 'content-type': 'application/json', 'idempotency-key': key };
+    const claim = async (auth: 'iam' | 'token') => {
+      const authorization =
+        auth === 'iam'
+          ? await sign({ method: 'POST', url, headers, body })
+          : { authorization: `Bearer ${token}` };
+      const response = await fetch(url, { method: 'POST', headers: { ...headers, ...authorization }, body });
+      return {
+        status: response.status,
+        replayed: response.headers.get('idempotent-replayed'),
+        body: await response.json(),
+      };
+    };
+    const signed = await claim('iam');
+    expect(signed).toMatchObject({ status: 201, replayed: null });
+    expect(await claim('iam')).toEqual({ ...signed, replayed: 'true' });
+    const tokened = await claim('token');
+    expect(tokened).toMatchObject({ status: 201, replayed: null });
+    expect(tokened.body.uploadId).not.toBe(signed.body.uploadId);
+    expect(tokened.body.upload.url).not.toBe(signed.body.upload.url);
+    expect(await claim('token')).toEqual({ ...tokened, replayed: 'true' });
+  });
+});
+
 describe('sync, ls, log, get and rm through the local stack', () => {
   it('sync sends what is new or changed; ls, log, get, rm and restore see and change it', async () => {
     const lib = join(work, 'lib');

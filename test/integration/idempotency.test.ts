@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IDEMPOTENCY_KEY_TTL_MS, IDEMPOTENCY_LOCK_MS, runOnce } from '../../functions/core/idempotency.js';
 import { ingestBlob } from '../../functions/core/ingest.js';
 import type { Clock } from '../../functions/core/ports.js';
-import { httpEvent, lambdaContext } from '../support/api-events.js';
+import { httpEvent, iamAuthorizer, jwtAuthorizer, lambdaContext } from '../support/api-events.js';
 import { makeWorld, putBlob, sha256Hex, type World, worldApi } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
 
@@ -43,10 +43,17 @@ async function snapshot() {
 
 const enc = encodeURIComponent;
 const body = (r: APIGatewayProxyStructuredResultV2) => JSON.parse(r.body as string);
-const claim = (path: string, bytes: Buffer, key?: string, extra: Record<string, unknown> = {}) =>
+const claim = (
+  path: string,
+  bytes: Buffer,
+  key?: string,
+  extra: Record<string, unknown> = {},
+  authorizer?: Record<string, unknown>,
+) =>
   httpEvent('POST', '/v1/uploads', {
     body: { path, size: bytes.length, sha256: sha256Hex(bytes), contentType: 'text/plain', ...extra },
     ...(key === undefined ? {} : { headers: { 'idempotency-key': key } }),
+    ...(authorizer === undefined ? {} : { authorizer }),
   });
 
 /** Sends the bytes where the presigned PUT would and runs the ingest, as the S3 event would. */
@@ -166,6 +173,100 @@ describe('Idempotency-Key on POST /v1/uploads and DELETE /v1/files/{path}', () =
     expect(await world.ledger.listVersions('idem/deleted.txt', { limit: 10 })).toHaveLength(2);
     // Without the key, a second DELETE is what it always was: nothing there.
     expect((await api(httpEvent('DELETE', `/v1/files/${enc('idem/deleted.txt')}`))).statusCode).toBe(404);
+  });
+});
+
+describe("an Idempotency-Key is its caller's", () => {
+  const alice = iamAuthorizer('arn:aws:sts::123456789012:assumed-role/uploader/alice');
+  const bob = iamAuthorizer('arn:aws:sts::123456789012:assumed-role/uploader/bob');
+
+  type Authorizer = Record<string, unknown>;
+  /** Claims `bytes` at `path` under `key` as one caller, then as the other, then again as each. */
+  async function claimAs(path: string, bytes: Buffer, key: string, one: Authorizer, other: Authorizer) {
+    const first = [
+      await api(claim(path, bytes, key, {}, one)),
+      await api(claim(path, bytes, key, {}, other)),
+    ];
+    const retried = [
+      await api(claim(path, bytes, key, {}, one)),
+      await api(claim(path, bytes, key, {}, other)),
+    ];
+    return { first, retried };
+  }
+
+  it("another IAM principal sending the same key and body gets an upload of its own, never the first caller's URL; each caller's retry gets its own answer", async () => {
+    const bytes = Buffer.from(`two callers ${Date.now()}`);
+    const key = crypto.randomUUID();
+    const { first, retried } = await claimAs('idem/callers.txt', bytes, key, alice, bob);
+    const [a, b] = first.map((r) => {
+      expect(r.statusCode).toBe(201);
+      expect(r.headers?.['idempotent-replayed']).toBeUndefined();
+      return body(r);
+    });
+    expect(b.uploadId).not.toBe(a.uploadId);
+    expect(b.upload.url).not.toBe(a.upload.url);
+    expect(retried.map((r) => r.headers?.['idempotent-replayed'])).toEqual(['true', 'true']);
+    expect(retried.map((r) => body(r).uploadId)).toEqual([a.uploadId, b.uploadId]);
+    expect((await world.ledger.listPendingUploads(sha256Hex(bytes))).sort()).toEqual(
+      [a.uploadId, b.uploadId].sort(),
+    );
+  });
+
+  it("callers sharing a Cognito identity pool's role are told apart by their identity; JWT callers by issuer and subject", async () => {
+    const pool = 'arn:aws:sts::123456789012:assumed-role/Cognito_MirrorAuth_Role/CognitoIdentityCredentials';
+    const pairs: [Authorizer, Authorizer][] = [
+      [
+        iamAuthorizer(pool, 'us-east-1:aaaaaaaa-0000-0000-0000-000000000001'),
+        iamAuthorizer(pool, 'us-east-1:aaaaaaaa-0000-0000-0000-000000000002'),
+      ],
+      [jwtAuthorizer('user-1'), jwtAuthorizer('user-2')],
+      [
+        jwtAuthorizer('user-1', 'https://idp-a.example.com/'),
+        jwtAuthorizer('user-1', 'https://idp-b.example.com/'),
+      ],
+    ];
+    for (const [one, other] of pairs) {
+      const bytes = Buffer.from(`shared role ${Date.now()} ${Math.random()}`);
+      const { first, retried } = await claimAs('idem/pool.txt', bytes, crypto.randomUUID(), one, other);
+      expect(first.map((r) => r.statusCode)).toEqual([201, 201]);
+      expect(first.map((r) => r.headers?.['idempotent-replayed'])).toEqual([undefined, undefined]);
+      const ids = first.map((r) => body(r).uploadId);
+      expect(new Set(ids).size).toBe(2);
+      expect(retried.map((r) => body(r).uploadId)).toEqual(ids);
+      expect(retried.map((r) => r.headers?.['idempotent-replayed'])).toEqual(['true', 'true']);
+    }
+  });
+
+  it("another caller's request under the same key is neither refused (422) nor blocked (409)", async () => {
+    const key = crypto.randomUUID();
+    const bytes = Buffer.from(`not blocked ${Date.now()}`);
+    expect((await api(claim('idem/mine.txt', bytes, key, {}, alice))).statusCode).toBe(201);
+    const other = await api(claim('idem/theirs.txt', bytes, key, {}, bob));
+    expect(other.statusCode).toBe(201);
+    expect(body(other).path).toBe('idem/theirs.txt');
+    // Alice's key still refuses her another request.
+    expect((await api(claim('idem/theirs.txt', bytes, key, {}, alice))).statusCode).toBe(422);
+  });
+
+  it("a delete under another caller's key deletes: it does not take that caller's tombstone for its own", async () => {
+    const path = 'idem/deleted-twice.txt';
+    const put = async (text: string) => {
+      const bytes = Buffer.from(`${text} ${Date.now()}`);
+      await api(claim(path, bytes));
+      await deliver(bytes);
+    };
+    const key = crypto.randomUUID();
+    const del = (authorizer: Record<string, unknown>) =>
+      api(httpEvent('DELETE', `/v1/files/${enc(path)}`, { headers: { 'idempotency-key': key }, authorizer }));
+    await put('first');
+    const byAlice = await del(alice);
+    expect(body(byAlice)).toMatchObject({ version: 2, deleted: true });
+    await put('second');
+    const byBob = await del(bob);
+    expect(byBob.statusCode).toBe(200);
+    expect(byBob.headers?.['idempotent-replayed']).toBeUndefined();
+    expect(body(byBob)).toMatchObject({ version: 4, deleted: true });
+    expect(await world.ledger.getHead(path)).toMatchObject({ version: 4, deleted: true });
   });
 });
 
