@@ -469,5 +469,13 @@ export async function readSmallBody(req: IncomingMessage, max: number): Promise<
   if (payload !== undefined && /^[0-9a-f]{64}$/.test(payload)) {
     if (createHash('sha256').update(body).digest('hex') !== payload) throw payloadHashMismatch();
   }
-  return body.toString('utf8');
+  // Every small body is an XML document, which S3 reads as UTF-8 only. Decoded leniently, bad bytes
+  // would become U+FFFD and the Content-MD5 would be checked against text the client never sent.
+  try {
+    return STRICT_UTF8.decode(body);
+  } catch {
+    throw errors.malformedXml();
+  }
 }
+
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });

@@ -154,7 +154,7 @@ export function parseRange(header: string | undefined, size: number): [number, n
   let end: number;
   if (m[1] === '') {
     const suffix = Number(m[2]);
-    if (suffix === 0) throw invalidRange(size);
+    if (suffix === 0) throw invalidRange(header, size);
     start = Math.max(0, size - suffix);
     end = size - 1;
   } else {
@@ -162,13 +162,13 @@ export function parseRange(header: string | undefined, size: number): [number, n
     end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
     if (m[2] !== '' && Number(m[2]) < start) return undefined;
   }
-  if (start >= size) throw invalidRange(size);
+  if (start >= size) throw invalidRange(header, size);
   return [start, end];
 }
 
-const invalidRange = (size: number) =>
+const invalidRange = (header: string | undefined, size: number) =>
   new S3Error(416, 'InvalidRange', 'The requested range is not satisfiable', {
-    RangeRequested: '',
+    RangeRequested: header ?? '',
     ActualObjectSize: String(size),
   });
 

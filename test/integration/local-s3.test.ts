@@ -276,6 +276,29 @@ describe('versioning', () => {
     expect(versions.DeleteMarkers?.map((m) => m.Key)).toEqual(['multi/b']);
   });
 
+  it('a DeleteObjects body that is not UTF-8 is MalformedXML, whatever its Content-MD5; nothing is deleted', async () => {
+    await client.send(new PutObjectCommand({ Bucket: 'versioned', Key: 'multi/kept', Body: 'k' }));
+    // Latin-1 bytes (0xE9) where UTF-8 is required: taken as text they become U+FFFD.
+    const body = Buffer.concat([
+      Buffer.from('<Delete><Object><Key>multi/kept'),
+      Buffer.from([0xe9]),
+      Buffer.from('</Key></Object></Delete>'),
+    ]);
+    const md5 = createHash('md5').update(body).digest('base64');
+    const res = await signedFetch('POST', '/versioned?delete', body, { 'content-md5': md5 });
+    expect([res.status, await codeOf(res)]).toEqual([400, 'MalformedXML']);
+    expect(await exists('versioned', 'multi/kept')).toBe(true);
+  });
+
+  it('an unsatisfiable range is 416 InvalidRange naming the range asked for', async () => {
+    await client.send(new PutObjectCommand({ Bucket: 'plain', Key: 'ranged', Body: 'twelve bytes' }));
+    const res = await signedFetch('GET', '/plain/ranged', '', { range: 'bytes=100-200' });
+    expect(res.status).toBe(416);
+    const xml = await res.text();
+    expect(xml).toContain('<RangeRequested>bytes=100-200</RangeRequested>');
+    expect(xml).toContain('<ActualObjectSize>12</ActualObjectSize>');
+  });
+
   it('copies a given version, and reports the copy with its own version id, size and ETag', async () => {
     const a = await client.send(new PutObjectCommand({ Bucket: 'versioned', Key: 'src', Body: 'old bytes' }));
     await client.send(new PutObjectCommand({ Bucket: 'versioned', Key: 'src', Body: 'new' }));
@@ -635,12 +658,23 @@ async function signHeaders(method: string, path: string, headers: Record<string,
 /** A request signed like the SDK signs one (header form), for bodies the SDK would never send. */
 async function signedFetch(
   method: string,
-  path: string,
+  pathAndQuery: string,
   body: string | Buffer,
   headers: Record<string, string>,
 ) {
-  const { host: _host, ...sent } = await signHeaders(method, path, headers);
-  return fetch(`${s3.endpoint}${path}`, { method, headers: sent, body: new Uint8Array(Buffer.from(body)) });
+  const [path = '', search] = pathAndQuery.split('?');
+  const query = Object.fromEntries(new URLSearchParams(search ?? ''));
+  // The signed payload hash of the body actually sent, unless the caller signs another form.
+  const hashed = { 'x-amz-content-sha256': createHash('sha256').update(body).digest('hex'), ...headers };
+  const { host: _host, ...sent } = await signS3Headers(s3.endpoint, {
+    method,
+    path,
+    headers: hashed,
+    query,
+    region,
+  });
+  const payload = method === 'GET' || method === 'HEAD' ? {} : { body: new Uint8Array(Buffer.from(body)) };
+  return fetch(`${s3.endpoint}${pathAndQuery}`, { method, headers: sent, ...payload });
 }
 
 describe('multipart and listings', () => {
