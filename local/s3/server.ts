@@ -218,7 +218,10 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
           'RequestHeaderSectionTooLarge',
           'Your request header section exceeds the maximum allowed size.',
         )
-      : new S3Error(400, 'BadRequest', 'An error occurred when parsing the HTTP request.');
+      : // The client closed its half of the connection before its Content-Length was sent.
+        err.code === 'HPE_INVALID_EOF_STATE'
+        ? errors.incompleteBody()
+        : new S3Error(400, 'BadRequest', 'An error occurred when parsing the HTTP request.');
   const body = errorDocument(error, '/', randomBytes(8).toString('hex').toUpperCase());
   socket.end(
     `HTTP/1.1 ${error.status} Bad Request\r\nContent-Type: application/xml\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,

@@ -290,6 +290,33 @@ describe('versioning', () => {
     expect(await exists('versioned', 'multi/kept')).toBe(true);
   });
 
+  it('a PUT whose client stops sending before its Content-Length is 400 IncompleteBody; nothing stored', async () => {
+    const headers = await signHeaders('PUT', '/plain/half', {
+      'content-length': '100',
+      'x-amz-content-sha256': 'UNSIGNED-PAYLOAD',
+    });
+    const head = Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
+    const url = new URL(s3.endpoint);
+    const answer = await new Promise<string>((resolve) => {
+      const chunks: Buffer[] = [];
+      const socket = connect(Number(url.port), url.hostname, () => {
+        // Ten of the hundred bytes, then the client's half of the connection closes.
+        socket.end(`PUT /plain/half HTTP/1.1\r\n${head}\r\n${'x'.repeat(10)}`);
+      });
+      const timer = setTimeout(() => socket.destroy(), 3_000);
+      socket.on('data', (c) => chunks.push(c));
+      socket.on('close', () => {
+        clearTimeout(timer);
+        resolve(Buffer.concat(chunks).toString('latin1'));
+      });
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 400/);
+    expect(answer).toContain('<Code>IncompleteBody</Code>');
+    expect(await exists('plain', 'half')).toBe(false);
+  });
+
   it('an unsatisfiable range is 416 InvalidRange naming the range asked for', async () => {
     await client.send(new PutObjectCommand({ Bucket: 'plain', Key: 'ranged', Body: 'twelve bytes' }));
     const res = await signedFetch('GET', '/plain/ranged', '', { range: 'bytes=100-200' });
