@@ -15,6 +15,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { buildApp } from 'fauxqs';
 import type { DynamoThreadMessage, DynamoThreadOptions } from './dynamo-thread.ts';
+import { receiveFifoGroupsWhole } from './fauxqs-fifo.ts';
 import { gatesDisabled, startGate } from './gate.ts';
 import { assertPortFree, closeServer, describeListenError, LOOPBACK, listen, type PortRole } from './net.ts';
 import { callObserver } from './observed-calls.ts';
@@ -256,10 +257,11 @@ async function makeFauxqsStores(): Promise<FauxqsStores> {
     ];
     if (!files.every((f) => existsSync(f))) continue;
     const [sqs, sns, s3] = (await Promise.all(files.map((f) => import(pathToFileURL(f).href)))) as [
-      { SqsStore: new () => FauxqsStores['sqsStore'] },
+      { SqsStore: new () => FauxqsStores['sqsStore']; SqsQueue: { prototype: object } },
       { SnsStore: new () => object },
       { S3Store: new () => object },
     ];
+    receiveFifoGroupsWhole(sqs.SqsQueue);
     const sqsStore = new sqs.SqsStore();
     sqsStore.host = undefined;
     return { sqsStore, snsStore: new sns.SnsStore(), s3Store: new s3.S3Store() };
