@@ -23,6 +23,7 @@ import {
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import { sleep } from '../common/retry.ts';
 import { LIVE_FILES_INDEX, PENDING_INDEX } from '../contracts/ledger-keys.ts';
+import { REPLICA_MAX_RECEIVES } from '../contracts/replica-copy.ts';
 import type { Topology } from '../contracts/topology.ts';
 
 export const LOCAL_NAMES = Object.freeze({
@@ -68,12 +69,18 @@ export interface Resources {
   readonly targets: readonly TargetResources[];
 }
 
+/** lib/constructs/queue-with-dlq.ts's default. */
+const DEFAULT_MAX_RECEIVES = 5;
+
 export interface QueueTuning {
   /** Seconds a received message stays invisible. */
   readonly ingestVisibilityTimeout: number;
   readonly targetVisibilityTimeout: number;
-  /** Receives before a message moves to its DLQ. */
-  readonly maxReceiveCount: number;
+  /**
+   * Receives before a message moves to its DLQ, on every queue. Unset, each queue has its
+   * deployed count: REPLICA_MAX_RECEIVES for an S3 target's, 5 for the others.
+   */
+  readonly maxReceiveCount?: number | undefined;
 }
 
 export interface ResourceClients {
@@ -92,7 +99,7 @@ export async function ensureResources(
   const ingest = await ensureQueuePair(clients.sqs, LOCAL_NAMES.ingestQueue, LOCAL_NAMES.ingestDlq, {
     fifo: false,
     visibilityTimeout: tuning.ingestVisibilityTimeout,
-    maxReceiveCount: tuning.maxReceiveCount,
+    maxReceiveCount: tuning.maxReceiveCount ?? DEFAULT_MAX_RECEIVES,
   });
   // A completion takes one CompleteMultipartUpload call: the ingest's timeout is ample.
   const completion = await ensureQueuePair(
@@ -102,7 +109,7 @@ export async function ensureResources(
     {
       fifo: false,
       visibilityTimeout: tuning.ingestVisibilityTimeout,
-      maxReceiveCount: tuning.maxReceiveCount,
+      maxReceiveCount: tuning.maxReceiveCount ?? DEFAULT_MAX_RECEIVES,
     },
   );
   const targets: TargetResources[] = [];
@@ -114,7 +121,10 @@ export async function ensureResources(
       {
         fifo: true,
         visibilityTimeout: tuning.targetVisibilityTimeout,
-        maxReceiveCount: tuning.maxReceiveCount,
+        // A large copy goes on over many invocations, each a receive: 5 parked it here while
+        // the deployed queue let it finish.
+        maxReceiveCount:
+          tuning.maxReceiveCount ?? (target.kind === 's3' ? REPLICA_MAX_RECEIVES : DEFAULT_MAX_RECEIVES),
       },
     );
     if (target.kind === 's3') {

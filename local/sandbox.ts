@@ -48,7 +48,13 @@ import { type HandlerBundles, handlerBundles } from './handler-bundles.ts';
 import { LocalMetrics } from './metrics.ts';
 import { portFromEnv } from './net.ts';
 import { CallLog, type ObservedCall } from './observed-calls.ts';
-import { ensureResources, putBucketCors, type Resources, type TargetResources } from './resources.ts';
+import {
+  ensureResources,
+  putBucketCors,
+  type QueueTuning,
+  type Resources,
+  type TargetResources,
+} from './resources.ts';
 import { createS3Notifier, type S3Notifier } from './s3-notifier.ts';
 import { LocalScheduler, type ScheduleStats } from './scheduler.ts';
 import { localSizing } from './sizing.ts';
@@ -101,7 +107,7 @@ export interface SandboxOptions {
     readonly ingestVisibilityTimeout?: number;
     /** @default 30 */
     readonly targetVisibilityTimeout?: number;
-    /** @default 5 */
+    /** Receives before the DLQ, on every queue. @default as deployed: REPLICA_MAX_RECEIVES for an S3 target's queue, 5 for the others */
     readonly maxReceiveCount?: number;
   };
   /** Event-source mapping tuning. */
@@ -305,7 +311,7 @@ interface Settings {
   readonly schedules: SandboxSchedules | undefined;
   readonly intervals: { readonly lag: number; readonly reconcile: number; readonly sweep: number };
   readonly sweepGraceSeconds: number;
-  readonly tuning: Required<NonNullable<SandboxOptions['queues']>>;
+  readonly tuning: QueueTuning;
 }
 
 /** Seconds between scheduled runs, and the sweep's grace: the options, else the environment, else the defaults. */
@@ -356,7 +362,7 @@ async function settingsOf(options: SandboxOptions): Promise<Settings> {
     tuning: {
       ingestVisibilityTimeout: options.queues?.ingestVisibilityTimeout ?? 30,
       targetVisibilityTimeout: options.queues?.targetVisibilityTimeout ?? 30,
-      maxReceiveCount: options.queues?.maxReceiveCount ?? 5,
+      maxReceiveCount: options.queues?.maxReceiveCount,
     },
   };
 }
