@@ -60,8 +60,10 @@ export function receiveFifoGroupsWhole(queueClass: { prototype: object }): void 
 
   const processTimers = proto.processTimers;
   proto.processTimers = function (this: FauxqsQueue) {
+    const inFlight = this.inflightMessages.size;
     processTimers.call(this);
-    if (this.isFifo()) inSequence(this);
+    // Runs on every receive and poll: sort only when messages came back.
+    if (this.isFifo() && this.inflightMessages.size < inFlight) inSequence(this);
   };
   const changeVisibility = proto.changeVisibility;
   proto.changeVisibility = function (this: FauxqsQueue, receiptHandle: string, timeoutSeconds: number) {
