@@ -91,6 +91,9 @@ export function buildS3Record(
   };
 }
 
+/** Tries per notification, 1.4 s of pauses in all: a stopping stack waits for them (drain). */
+const SEND_ATTEMPTS = 4;
+
 export interface S3NotifierOptions {
   readonly sqs: SQSClient;
   readonly bucket: string;
@@ -122,12 +125,20 @@ export function createS3Notifier(options: S3NotifierOptions): S3Notifier {
       eTag ??= head.eTag;
     }
     const record = buildS3Record({ ...event, size, eTag }, { region: options.region, configurationId });
-    await options.sqs.send(
-      new SendMessageCommand({
-        QueueUrl: options.queueUrl,
-        MessageBody: JSON.stringify({ Records: [record] }),
-      }),
-    );
+    const command = new SendMessageCommand({
+      QueueUrl: options.queueUrl,
+      MessageBody: JSON.stringify({ Records: [record] }),
+    });
+    // S3 retries delivery to its destination: one failed send must not lose the event here.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await options.sqs.send(command);
+        return;
+      } catch (err) {
+        if (attempt >= SEND_ATTEMPTS) throw err;
+        await sleep(100 * 2 ** attempt);
+      }
+    }
   }
   const track = (event: S3ObjectCreated, delayMs = 0) => {
     const p = (delayMs > 0 ? sleep(delayMs).then(() => send(event)) : send(event)).catch((err: unknown) => {
