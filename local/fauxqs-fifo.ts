@@ -56,6 +56,13 @@ function inSequence(queue: FauxqsQueue): void {
 export function receiveFifoGroupsWhole(queueClass: { prototype: object }): void {
   const proto = queueClass.prototype as FauxqsQueue & { [PATCHED]?: true };
   if (proto[PATCHED]) return;
+  // Written against fauxqs 1.9.2's internals (package.json pins it): another version that changed
+  // them must stop the stack here, not receive out of order in silence.
+  const missing = ['processTimers', 'changeVisibility', 'dequeueFifo', 'isFifo'].filter(
+    (method) => typeof (proto as unknown as Record<string, unknown>)[method] !== 'function',
+  );
+  if (missing.length > 0)
+    throw new Error(`fauxqs's queue class has no ${missing.join(', ')}: local/fauxqs-fifo.ts needs updating`);
   proto[PATCHED] = true;
 
   const processTimers = proto.processTimers;
