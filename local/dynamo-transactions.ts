@@ -42,6 +42,8 @@ interface DynaliteValidations {
 }
 interface DynaliteDb {
   checkConditional(data: Record<string, unknown>, existing: unknown): DynaliteError | null | undefined;
+  itemSize(item: Record<string, unknown>): number;
+  toRangeStr(value: unknown): string;
 }
 interface DynaliteError extends Error {
   statusCode?: number;
@@ -63,6 +65,7 @@ const VALIDATION_STORE = { options: { maxItemSize: 400 * 1024 } };
 
 /** DynamoDB's limits on one transaction. */
 export const MAX_TRANSACTION_ITEMS = 100;
+export const MAX_TRANSACTION_BYTES = 4 * 1024 * 1024;
 export const IDEMPOTENCY_WINDOW_MS = 10 * 60 * 1000;
 
 type AttributeMap = Record<string, unknown>;
@@ -267,6 +270,18 @@ export class DynamoTransactions {
       targets.add(target);
       actions.push(action);
     }
+    // Counted as a lower bound of DynamoDB's own measure (a Put's item, the other actions' keys),
+    // so that nothing AWS takes is refused here.
+    const size = actions.reduce(
+      (sum, action) =>
+        sum + dynaliteDb.itemSize(action.kind === 'Put' ? (action.request.Item as AttributeMap) : action.key),
+      0,
+    );
+    if (size > MAX_TRANSACTION_BYTES) {
+      throw validationError(
+        `Transaction request size has exceeded the maximum allowed size: the items total ${size} bytes, more than ${MAX_TRANSACTION_BYTES}`,
+      );
+    }
     return actions;
   }
 
@@ -295,6 +310,14 @@ export class DynamoTransactions {
         ? pick(request.Item as AttributeMap, await this.#keyAttributes(table, upstream))
         : (request.Key as AttributeMap);
     return { kind, table, key, request, parsed, returnOldOnFailure: onFailure === 'ALL_OLD' };
+  }
+
+  /**
+   * A table deleted, or created, under a name may come back with another key: a key schema kept
+   * from before would read and compare items by attributes that are no longer their key.
+   */
+  forgetTable(table: unknown): void {
+    if (typeof table === 'string') this.#keySchemas.delete(table);
   }
 
   async #keyAttributes(table: string, upstream: UpstreamCall): Promise<readonly string[]> {
@@ -457,6 +480,22 @@ function pick(item: AttributeMap, names: readonly string[]): AttributeMap {
   return Object.fromEntries(names.map((name) => [name, item[name]]));
 }
 
+/**
+ * One spelling per item: DynamoDB normalizes numbers, so `1`, `1.0` and `1e0` name the same item
+ * (dynalite's sortable form of a key value is normalized the same way).
+ */
 function canonicalKey(key: AttributeMap | undefined): string {
-  return JSON.stringify(Object.entries(key ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  const value = (attribute: unknown) => {
+    try {
+      const [type] = Object.keys(attribute as object);
+      return [type, dynaliteDb.toRangeStr(attribute)];
+    } catch {
+      return attribute;
+    }
+  };
+  return JSON.stringify(
+    Object.entries(key ?? {})
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([name, attribute]) => [name, value(attribute)]),
+  );
 }

@@ -292,6 +292,17 @@ async function forward(options: GateOptions, req: IncomingMessage, res: ServerRe
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date']);
 
+const TABLE_OPERATIONS = new Set(['CreateTable', 'DeleteTable']);
+
+/** The body's JSON, or undefined when it is none. */
+function jsonOf(body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * dynalite has no transactions: the gate answers them (local/dynamo-transactions.ts), and
  * every other request holds the shared side of their lock.
@@ -305,7 +316,13 @@ async function forwardDynamo(
   const { req, res, body } = exchange;
   const operation = String(req.headers['x-amz-target'] ?? '').split('.')[1] ?? '';
   if (!DynamoTransactions.handles(operation)) {
-    await transactions.lock.withRead(() => forward(options, req, res, body));
+    const payload = TABLE_OPERATIONS.has(operation) ? jsonOf(body) : undefined;
+    await transactions.lock.withRead(async () => {
+      await forward(options, req, res, body);
+      if (TABLE_OPERATIONS.has(operation)) {
+        transactions.forgetTable((payload as { TableName?: unknown })?.TableName);
+      }
+    });
     return;
   }
   let payload: unknown;

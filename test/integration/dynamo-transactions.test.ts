@@ -8,14 +8,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   CreateTableCommand,
+  DeleteTableCommand,
   DynamoDBClient,
   IdempotentParameterMismatchException,
   TransactionCanceledException,
   waitUntilTableExists,
+  waitUntilTableNotExists,
 } from '@aws-sdk/client-dynamodb';
 import {
   DynamoDBDocumentClient,
   GetCommand,
+  NumberValue,
   PutCommand,
   TransactGetCommand,
   TransactWriteCommand,
@@ -47,23 +50,25 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function newTable(): Promise<string> {
-  const name = `tx-${++tableCount}`;
+const WAIT = { maxWaitTime: 10, minDelay: 0.02, maxDelay: 0.1 };
+
+/** A table keyed by `pk` (string) and `sk` (string), or by the attributes named. */
+async function newTable(
+  key: readonly { name: string; type: 'S' | 'N' }[] = [
+    { name: 'pk', type: 'S' },
+    { name: 'sk', type: 'S' },
+  ],
+  name = `tx-${++tableCount}`,
+): Promise<string> {
   await client.send(
     new CreateTableCommand({
       TableName: name,
       BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-      ],
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
+      AttributeDefinitions: key.map((k) => ({ AttributeName: k.name, AttributeType: k.type })),
+      KeySchema: key.map((k, i) => ({ AttributeName: k.name, KeyType: i === 0 ? 'HASH' : 'RANGE' })),
     }),
   );
-  await waitUntilTableExists({ client, maxWaitTime: 10, minDelay: 0.02, maxDelay: 0.1 }, { TableName: name });
+  await waitUntilTableExists({ client, ...WAIT }, { TableName: name });
   return name;
 }
 
@@ -237,6 +242,82 @@ describe('TransactWriteItems on the local DynamoDB', () => {
     expect((many as Error).name).toBe('ValidationException');
     expect(await get(table, 'p')).toBeUndefined();
     expect(await get(table, 'm0')).toBeUndefined();
+  });
+
+  it('refuses two actions on one item whose number key is spelled two ways', async () => {
+    const table = await newTable([{ name: 'id', type: 'N' }]);
+    const err = await refusal({
+      TransactItems: [
+        { Put: { TableName: table, Item: { id: 1, v: 'put' } } },
+        // DynamoDB normalizes numbers: 1.0 is the key 1, so this is the same item.
+        {
+          Update: {
+            TableName: table,
+            Key: { id: NumberValue.from('1.0') },
+            UpdateExpression: 'SET w = :w',
+            ExpressionAttributeValues: { ':w': 'update' },
+          },
+        },
+      ],
+    });
+    expect((err as Error).name).toBe('ValidationException');
+    expect((err as Error).message).toMatch(/multiple operations on one item/);
+    expect((await client.send(new GetCommand({ TableName: table, Key: { id: 1 } }))).Item).toBeUndefined();
+  });
+
+  it('reads the key of a table deleted and created again under the same name with another key', async () => {
+    const name = `tx-recreated-${++tableCount}`;
+    await newTable([{ name: 'pk', type: 'S' }], name);
+    await client.send(
+      new TransactWriteCommand({ TransactItems: [{ Put: { TableName: name, Item: { pk: 'a' } } }] }),
+    );
+    await client.send(new DeleteTableCommand({ TableName: name }));
+    await waitUntilTableNotExists({ client, ...WAIT }, { TableName: name });
+    await newTable(
+      [
+        { name: 'pk', type: 'S' },
+        { name: 'sk', type: 'S' },
+      ],
+      name,
+    );
+    await client.send(
+      new TransactWriteCommand({
+        TransactItems: [
+          {
+            Put: {
+              TableName: name,
+              Item: { pk: 'a', sk: '1' },
+              ConditionExpression: 'attribute_not_exists(pk)',
+            },
+          },
+          { Put: { TableName: name, Item: { pk: 'a', sk: '2' } } },
+        ],
+      }),
+    );
+    expect(await get(name, 'a', '1')).toEqual({ pk: 'a', sk: '1' });
+    expect(await get(name, 'a', '2')).toEqual({ pk: 'a', sk: '2' });
+  });
+
+  it('refuses a transaction whose items add up to more than 4 MB, writing nothing', async () => {
+    const table = await newTable();
+    const big = 'x'.repeat(350 * 1024);
+    const err = await refusal({
+      // 12 × 350 KB: each item is within 400 KB, together they are over 4 MB.
+      TransactItems: Array.from({ length: 12 }, (_, i) => ({
+        Put: { TableName: table, Item: { pk: `big${i}`, sk: '-', big } },
+      })),
+    });
+    expect((err as Error).name).toBe('ValidationException');
+    expect(await get(table, 'big0')).toBeUndefined();
+    // 11 of them (3.76 MiB) are taken.
+    await client.send(
+      new TransactWriteCommand({
+        TransactItems: Array.from({ length: 11 }, (_, i) => ({
+          Put: { TableName: table, Item: { pk: `big${i}`, sk: '-', big } },
+        })),
+      }),
+    );
+    expect((await get(table, 'big10'))?.big).toBe(big);
   });
 
   it('serializes with concurrent transactions and reads: versions gap-free, no lost update, no half-seen commit', async () => {
