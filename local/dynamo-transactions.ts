@@ -68,6 +68,8 @@ export const MAX_TRANSACTION_ITEMS = 100;
 export const MAX_TRANSACTION_BYTES = 4 * 1024 * 1024;
 export const IDEMPOTENCY_WINDOW_MS = 10 * 60 * 1000;
 
+const SINGLE_WRITES = new Set(['PutItem', 'UpdateItem', 'DeleteItem']);
+
 type AttributeMap = Record<string, unknown>;
 type ActionKind = keyof typeof ACTION_VALIDATIONS;
 
@@ -206,6 +208,41 @@ export class DynamoTransactions {
   /** Whether the gate answers this operation here rather than forwarding it. */
   static handles(operation: string): boolean {
     return operation === 'TransactWriteItems' || operation === 'TransactGetItems';
+  }
+
+  /** A single write whose refusal must carry the item its condition failed on (`oldItemOnFailure`). */
+  static returnsOldOnFailure(operation: string, payload: AnyJson): boolean {
+    return SINGLE_WRITES.has(operation) && payload?.ReturnValuesOnConditionCheckFailure === 'ALL_OLD';
+  }
+
+  /**
+   * dynalite refuses a single write's condition without the item, which DynamoDB returns when
+   * asked ALL_OLD: the answer's body with that item, or undefined to send the answer unchanged.
+   * The caller holds the exclusive lock from before the write, so the item read here is the one
+   * the condition failed on, not a later write's.
+   */
+  async oldItemOnFailure(
+    operation: string,
+    payload: AnyJson,
+    answer: { status: number; body: AnyJson },
+    upstream: UpstreamCall,
+  ): Promise<object | undefined> {
+    if (answer.status !== 400 || !String(answer.body?.__type).endsWith('#ConditionalCheckFailedException')) {
+      return undefined;
+    }
+    try {
+      const table = String(payload.TableName);
+      const key =
+        operation === 'PutItem'
+          ? pick(payload.Item as AttributeMap, await this.#keyAttributes(table, upstream))
+          : (payload.Key as AttributeMap);
+      const read = await upstream('GetItem', { TableName: table, Key: key, ConsistentRead: true });
+      if (read.status !== 200 || read.body?.Item === undefined) return undefined;
+      return { ...answer.body, Item: read.body.Item };
+    } catch (err) {
+      if (err instanceof TransactionRefused) return undefined;
+      throw err;
+    }
   }
 
   async execute(operation: string, payload: AnyJson, upstream: UpstreamCall): Promise<TransactionAnswer> {

@@ -16,6 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { crc32 } from 'node:zlib';
 import { DynamoTransactions, type TransactionAnswer, type UpstreamCall } from './dynamo-transactions.ts';
 import { closeServer, listen, loopbackHosts, type PortRole } from './net.ts';
 import { type CallObserver, dynamoCalls, sqsCalls } from './observed-calls.ts';
@@ -260,8 +261,17 @@ const upstreamCall =
     return { status: answer.status, body: text ? JSON.parse(text) : {} };
   };
 
-/** Passes the request to the emulator and its answer back (without the CORS headers dynalite adds). */
-async function forward(options: GateOptions, req: IncomingMessage, res: ServerResponse, body: Buffer) {
+/**
+ * Passes the request to the emulator and its answer back (without the CORS headers dynalite adds),
+ * after `amend` when given: it returns another JSON body for the answer, or undefined to keep it.
+ */
+async function forward(
+  options: GateOptions,
+  req: IncomingMessage,
+  res: ServerResponse,
+  body: Buffer,
+  amend?: (status: number, body: Buffer) => Promise<object | undefined>,
+) {
   let answer: UpstreamAnswer;
   try {
     answer = await options.upstream({
@@ -270,6 +280,12 @@ async function forward(options: GateOptions, req: IncomingMessage, res: ServerRe
       headers: req.headers,
       body,
     });
+    const amended = amend === undefined ? undefined : await amend(answer.status, answer.body);
+    if (amended !== undefined) {
+      const text = Buffer.from(JSON.stringify(amended));
+      // boto3 and the CLI check dynalite's CRC32 of the body, which is now another body.
+      answer = { ...answer, headers: { ...answer.headers, 'x-amz-crc32': String(crc32(text)) }, body: text };
+    }
   } catch (err) {
     sendError(res, options.service, {
       status: 500,
@@ -305,7 +321,9 @@ function jsonOf(body: Buffer): unknown {
 
 /**
  * dynalite has no transactions: the gate answers them (local/dynamo-transactions.ts), and
- * every other request holds the shared side of their lock.
+ * every other request holds the shared side of their lock. A single write asked for the old
+ * item on a failed condition holds the exclusive side: dynalite does not return that item, and
+ * the gate reads it before any other write can change it.
  */
 async function forwardDynamo(
   options: GateOptions,
@@ -316,7 +334,17 @@ async function forwardDynamo(
   const { req, res, body } = exchange;
   const operation = String(req.headers['x-amz-target'] ?? '').split('.')[1] ?? '';
   if (!DynamoTransactions.handles(operation)) {
-    const payload = TABLE_OPERATIONS.has(operation) ? jsonOf(body) : undefined;
+    // Parsed only when it may matter: every other request's body is left to dynalite alone.
+    const payload = TABLE_OPERATIONS.has(operation) || body.includes('ALL_OLD') ? jsonOf(body) : undefined;
+    if (DynamoTransactions.returnsOldOnFailure(operation, payload)) {
+      const upstream = upstreamCall(options.upstream, req);
+      await transactions.lock.withWrite(() =>
+        forward(options, req, res, body, (status, answer) =>
+          transactions.oldItemOnFailure(operation, payload, { status, body: jsonOf(answer) }, upstream),
+        ),
+      );
+      return;
+    }
     await transactions.lock.withRead(async () => {
       await forward(options, req, res, body);
       if (TABLE_OPERATIONS.has(operation)) {

@@ -6,7 +6,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import {
+  ConditionalCheckFailedException,
   CreateTableCommand,
   DeleteTableCommand,
   DynamoDBClient,
@@ -16,6 +18,7 @@ import {
   waitUntilTableNotExists,
 } from '@aws-sdk/client-dynamodb';
 import {
+  DeleteCommand,
   DynamoDBDocumentClient,
   GetCommand,
   NumberValue,
@@ -23,8 +26,11 @@ import {
   TransactGetCommand,
   TransactWriteCommand,
   type TransactWriteCommandInput,
+  UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SigningSha256 } from '../../common/sha256-node.ts';
 import { LOCAL_CREDENTIALS, type RunningEmulator, startDynamo } from '../../local/emulators.ts';
 
 let dir: string;
@@ -406,5 +412,122 @@ describe('TransactGetItems on the local DynamoDB', () => {
       }),
     );
     expect(answer.Responses).toEqual([{}, { Item: { n: 1 } }]);
+  });
+});
+
+describe('Single conditional writes on the local DynamoDB', () => {
+  it('carry the item as it is in ConditionalCheckFailedException when ALL_OLD asks for it', async () => {
+    const table = await newTable();
+    const item = { pk: 'held', sk: '-', owner: 'first', n: 1 };
+    await client.send(new PutCommand({ TableName: table, Item: item }));
+    const failed = (promise: Promise<unknown>) =>
+      promise.then(
+        () => expect.unreachable('the write was expected to be refused'),
+        (err: unknown) => err as ConditionalCheckFailedException,
+      );
+    const put = await failed(
+      client.send(
+        new PutCommand({
+          TableName: table,
+          Item: { pk: 'held', sk: '-', owner: 'second' },
+          ConditionExpression: 'attribute_not_exists(pk)',
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      ),
+    );
+    expect(put).toBeInstanceOf(ConditionalCheckFailedException);
+    expect(put.Item).toEqual({ pk: { S: 'held' }, sk: { S: '-' }, owner: { S: 'first' }, n: { N: '1' } });
+    const update = await failed(
+      client.send(
+        new UpdateCommand({
+          TableName: table,
+          Key: { pk: 'held', sk: '-' },
+          UpdateExpression: 'SET n = :two',
+          ConditionExpression: 'n = :zero',
+          ExpressionAttributeValues: { ':two': 2, ':zero': 0 },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      ),
+    );
+    expect(update.Item).toEqual(put.Item);
+    const del = await failed(
+      client.send(
+        new DeleteCommand({
+          TableName: table,
+          Key: { pk: 'held', sk: '-' },
+          ConditionExpression: '#owner = :me',
+          ExpressionAttributeNames: { '#owner': 'owner' },
+          ExpressionAttributeValues: { ':me': 'second' },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      ),
+    );
+    expect(del).toBeInstanceOf(ConditionalCheckFailedException);
+    expect(del.Item).toEqual(put.Item);
+    // Without ALL_OLD, or on a missing item, there is none.
+    const plain = await failed(
+      client.send(
+        new DeleteCommand({
+          TableName: table,
+          Key: { pk: 'held', sk: '-' },
+          ConditionExpression: '#owner = :me',
+          ExpressionAttributeNames: { '#owner': 'owner' },
+          ExpressionAttributeValues: { ':me': 'second' },
+        }),
+      ),
+    );
+    expect(plain).toBeInstanceOf(ConditionalCheckFailedException);
+    expect(plain.Item).toBeUndefined();
+    const missing = await failed(
+      client.send(
+        new UpdateCommand({
+          TableName: table,
+          Key: { pk: 'nobody', sk: '-' },
+          UpdateExpression: 'SET n = :two',
+          ConditionExpression: 'attribute_exists(pk)',
+          ExpressionAttributeValues: { ':two': 2 },
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      ),
+    );
+    expect(missing).toBeInstanceOf(ConditionalCheckFailedException);
+    expect(missing.Item).toBeUndefined();
+    expect(await get(table, 'held')).toEqual(item);
+    expect(await get(table, 'nobody')).toBeUndefined();
+  });
+
+  it('sends that error with the CRC32 of its own body, which boto3 and the CLI check', async () => {
+    const table = await newTable();
+    await client.send(new PutCommand({ TableName: table, Item: { pk: 'held', sk: '-' } }));
+    const url = new URL(dynamo.endpoint);
+    const body = JSON.stringify({
+      TableName: table,
+      Item: { pk: { S: 'held' }, sk: { S: '-' } },
+      ConditionExpression: 'attribute_not_exists(pk)',
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+    });
+    const signed = await new SignatureV4({
+      service: 'dynamodb',
+      region: 'us-east-1',
+      credentials: { ...LOCAL_CREDENTIALS },
+      sha256: SigningSha256,
+    }).sign({
+      method: 'POST',
+      protocol: 'http:',
+      hostname: url.hostname,
+      path: '/',
+      headers: {
+        host: url.host,
+        'content-type': 'application/x-amz-json-1.0',
+        'x-amz-target': 'DynamoDB_20120810.PutItem',
+      },
+      body,
+    });
+    const { host: _, ...headers } = signed.headers;
+    const answer = await fetch(dynamo.endpoint, { method: 'POST', headers, body });
+    const bytes = Buffer.from(await answer.arrayBuffer());
+    expect(answer.status).toBe(400);
+    expect(JSON.parse(bytes.toString('utf8')).Item).toEqual({ pk: { S: 'held' }, sk: { S: '-' } });
+    expect(answer.headers.get('x-amz-crc32')).toBe(String(crc32(bytes)));
   });
 });
