@@ -298,8 +298,8 @@ export class DynamoTransactions {
   async #plan(items: readonly AnyJson[], upstream: UpstreamCall): Promise<PlannedAction[]> {
     const actions: PlannedAction[] = [];
     const targets = new Set<string>();
-    for (const item of items) {
-      const action = await this.#planOne(item, upstream);
+    for (const [index, item] of items.entries()) {
+      const action = await this.#planOne(item, index, upstream);
       const target = `${action.table}\n${canonicalKey(action.key)}`;
       if (targets.has(target)) {
         throw validationError('Transaction request cannot include multiple operations on one item');
@@ -322,7 +322,7 @@ export class DynamoTransactions {
     return actions;
   }
 
-  async #planOne(item: AnyJson, upstream: UpstreamCall): Promise<PlannedAction> {
+  async #planOne(item: AnyJson, index: number, upstream: UpstreamCall): Promise<PlannedAction> {
     const kinds = (Object.keys(ACTION_VALIDATIONS) as ActionKind[]).filter((kind) => item?.[kind] != null);
     const kind = kinds[0];
     if (kinds.length !== 1 || kind === undefined) {
@@ -334,6 +334,12 @@ export class DynamoTransactions {
     >;
     if (kind === 'ConditionCheck' && typeof request.ConditionExpression !== 'string') {
       throw validationError('ConditionCheck requires a ConditionExpression');
+    }
+    // Required in a transaction's Update; dynalite's UpdateItem, without one, writes the bare key.
+    if (kind === 'Update' && typeof request.UpdateExpression !== 'string') {
+      throw validationError(
+        `1 validation error detected: Value null at 'transactItems.${index + 1}.member.update.updateExpression' failed to satisfy constraint: Member must not be null`,
+      );
     }
     if (onFailure !== undefined && onFailure !== 'ALL_OLD' && onFailure !== 'NONE') {
       throw validationError(

@@ -250,6 +250,22 @@ describe('TransactWriteItems on the local DynamoDB', () => {
     expect(await get(table, 'm0')).toBeUndefined();
   });
 
+  it('refuses an Update without an UpdateExpression, writing nothing', async () => {
+    const table = await newTable();
+    // The SDK sends it as given; DynamoDB refuses it (the member is required), dynalite's
+    // UpdateItem would create the item with its key alone.
+    const err = await refusal({
+      TransactItems: [
+        { Put: { TableName: table, Item: { pk: 'other', sk: '-' } } },
+        { Update: { TableName: table, Key: { pk: 'u', sk: '-' } } as never },
+      ],
+    });
+    expect((err as Error).name).toBe('ValidationException');
+    expect((err as Error).message).toMatch(/updateExpression/);
+    expect(await get(table, 'u')).toBeUndefined();
+    expect(await get(table, 'other')).toBeUndefined();
+  });
+
   it('refuses two actions on one item whose number key is spelled two ways', async () => {
     const table = await newTable([{ name: 'id', type: 'N' }]);
     const err = await refusal({
