@@ -263,7 +263,9 @@ export class DynamoTransactions {
   async #transactWrite(payload: AnyJson, upstream: UpstreamCall): Promise<TransactionAnswer> {
     const items = checkItemList(payload?.TransactItems, 'transactItems');
     const token = checkToken(payload?.ClientRequestToken);
-    const fingerprint = createHash('sha256').update(JSON.stringify(items)).digest('hex');
+    // The whole request but its token: DynamoDB refuses the token with any other parameter changed.
+    const { ClientRequestToken: _token, ...request } = payload as Record<string, unknown>;
+    const fingerprint = createHash('sha256').update(JSON.stringify(request)).digest('hex');
     const replay = token === undefined ? undefined : this.#replay(token, fingerprint);
     if (replay !== undefined) return replay;
 

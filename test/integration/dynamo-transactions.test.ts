@@ -230,6 +230,18 @@ describe('TransactWriteItems on the local DynamoDB', () => {
     expect(await get(table, 'counter')).toEqual({ pk: 'counter', sk: '-', n: 1 });
   });
 
+  it('refuses a client token sent again with the same actions but other parameters', async () => {
+    const table = await newTable();
+    const put: TransactWriteCommandInput = {
+      ClientRequestToken: 'token-params',
+      TransactItems: [{ Put: { TableName: table, Item: { pk: 'p', sk: '-' } } }],
+    };
+    await client.send(new TransactWriteCommand(put));
+    const err = await refusal({ ...put, ReturnConsumedCapacity: 'TOTAL' });
+    expect(err).toBeInstanceOf(IdempotentParameterMismatchException);
+    await client.send(new TransactWriteCommand(put));
+  });
+
   it('refuses two actions on one item and more than 100 actions, writing nothing', async () => {
     const table = await newTable();
     const twice = await refusal({
