@@ -10,6 +10,7 @@ import { lstat, mkdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { iamSigner } from '../../cli/iam-auth.ts';
+import { sleep } from '../../common/retry.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import type { Sandbox } from '../../local/sandbox.ts';
 import { uploadFile } from '../../web/client/index.ts';
@@ -84,12 +85,22 @@ describe('GET /v1/limits on the local stack', () => {
     expect(exists.headers.get('content-type')).toMatch(/^application\/json/);
     expect(await exists.text()).toBe('');
     // Its Content-Length is the one GET sends (RFC 9110, 8.6), not the empty body's (probe api2, A2-4).
+    // A file's answer grows as its targets apply it: HEAD is compared with GETs on either side of it
+    // that agree (the file stood still in between).
+    const getLength = async (route: string) =>
+      Buffer.byteLength(await (await fetch(`${api}${route}`, { headers: auth })).text());
     for (const route of ['/v1/files/head%2Fexists.txt', '/v1/limits']) {
-      const got = await fetch(`${api}${route}`, { headers: auth });
-      const length = Buffer.byteLength(await got.text());
+      const seen: [number, string | null, number][] = [];
+      for (let attempt = 0; attempt < 20; attempt++) {
+        const before = await getLength(route);
+        const head = await fetch(`${api}${route}`, { method: 'HEAD', headers: auth });
+        seen.push([before, head.headers.get('content-length'), await getLength(route)]);
+        if (before === seen.at(-1)?.[2]) break;
+        await sleep(250);
+      }
+      const [length, headLength] = seen.at(-1) ?? [0, null];
       expect(length).toBeGreaterThan(10);
-      const head = await fetch(`${api}${route}`, { method: 'HEAD', headers: auth });
-      expect(head.headers.get('content-length'), route).toBe(String(length));
+      expect(headLength, `${route}: ${JSON.stringify(seen)}`).toBe(String(length));
     }
     const missing = await fetch(`${api}/v1/files/head%2Fmissing.txt`, { method: 'HEAD', headers: auth });
     expect(missing.status).toBe(404);
