@@ -478,32 +478,25 @@ describe('Single conditional writes on the local DynamoDB', () => {
       ),
     );
     expect(update.Item).toEqual(put.Item);
-    const del = await failed(
-      client.send(
-        new DeleteCommand({
-          TableName: table,
-          Key: { pk: 'held', sk: '-' },
-          ConditionExpression: '#owner = :me',
-          ExpressionAttributeNames: { '#owner': 'owner' },
-          ExpressionAttributeValues: { ':me': 'second' },
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-        }),
-      ),
-    );
+    // A delete by the wrong owner, asking for the item or not.
+    const deleteAsSecond = (returnOld: boolean) =>
+      failed(
+        client.send(
+          new DeleteCommand({
+            TableName: table,
+            Key: { pk: 'held', sk: '-' },
+            ConditionExpression: '#owner = :me',
+            ExpressionAttributeNames: { '#owner': 'owner' },
+            ExpressionAttributeValues: { ':me': 'second' },
+            ...(returnOld ? { ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } : {}),
+          }),
+        ),
+      );
+    const del = await deleteAsSecond(true);
     expect(del).toBeInstanceOf(ConditionalCheckFailedException);
     expect(del.Item).toEqual(put.Item);
     // Without ALL_OLD, or on a missing item, there is none.
-    const plain = await failed(
-      client.send(
-        new DeleteCommand({
-          TableName: table,
-          Key: { pk: 'held', sk: '-' },
-          ConditionExpression: '#owner = :me',
-          ExpressionAttributeNames: { '#owner': 'owner' },
-          ExpressionAttributeValues: { ':me': 'second' },
-        }),
-      ),
-    );
+    const plain = await deleteAsSecond(false);
     expect(plain).toBeInstanceOf(ConditionalCheckFailedException);
     expect(plain.Item).toBeUndefined();
     const missing = await failed(

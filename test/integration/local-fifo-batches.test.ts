@@ -12,43 +12,32 @@ import {
   type Message,
   ReceiveMessageCommand,
   SendMessageBatchCommand,
-  SQSClient,
 } from '@aws-sdk/client-sqs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOCAL_CREDENTIALS, type RunningEmulator, startSqs } from '../../local/emulators.ts';
+import { describe, expect, it } from 'vitest';
 import { SqsEventSourceMapping } from '../../local/event-source-mapping.ts';
+import { useLocalSqs } from '../support/local-sqs.ts';
 import { waitFor } from '../support/wait.js';
 
 const REGION = 'us-east-1';
-let emulator: RunningEmulator;
-let sqs: SQSClient;
-
-beforeAll(async () => {
-  emulator = await startSqs({ port: 0, region: REGION });
-  sqs = new SQSClient({ region: REGION, endpoint: emulator.endpoint, credentials: { ...LOCAL_CREDENTIALS } });
-});
-
-afterAll(async () => {
-  sqs?.destroy();
-  await emulator?.stop();
-});
+const localSqs = useLocalSqs(REGION);
 
 async function fifoQueue(name: string, attributes: Record<string, string> = {}) {
-  const created = await sqs.send(
+  const created = await localSqs.client.send(
     new CreateQueueCommand({
       QueueName: `${name}.fifo`,
       Attributes: { FifoQueue: 'true', VisibilityTimeout: '30', ...attributes },
     }),
   );
   const url = created.QueueUrl as string;
-  const arn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] })))
-    .Attributes?.QueueArn as string;
+  const arn = (
+    await localSqs.client.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ['QueueArn'] }))
+  ).Attributes?.QueueArn as string;
   return { url, arn, ref: { name: `${name}.fifo`, url, arn } };
 }
 
 /** Sends `a1 b1 a2 a3` style bodies, each in the group its letter names. */
 async function send(url: string, bodies: string[]) {
-  await sqs.send(
+  await localSqs.client.send(
     new SendMessageBatchCommand({
       QueueUrl: url,
       Entries: bodies.map((body, i) => ({
@@ -62,7 +51,7 @@ async function send(url: string, bodies: string[]) {
 }
 
 async function receive(url: string, visibility?: number): Promise<Message[]> {
-  const out = await sqs.send(
+  const out = await localSqs.client.send(
     new ReceiveMessageCommand({
       QueueUrl: url,
       MaxNumberOfMessages: 10,
@@ -94,7 +83,7 @@ describe('local SQS FIFO receives', () => {
     await new Promise((r) => setTimeout(r, 1_200));
     const again = await receive(q.url);
     expect(bodies(again, 'a')).toEqual(['a1', 'a2', 'a3']);
-    await sqs.send(
+    await localSqs.client.send(
       new ChangeMessageVisibilityBatchCommand({
         QueueUrl: q.url,
         Entries: again.map((m, i) => ({
@@ -117,7 +106,7 @@ describe('local SQS FIFO receives', () => {
     const batches: string[][] = [];
     const applied: string[] = [];
     const mapping = new SqsEventSourceMapping({
-      sqs,
+      sqs: localSqs.client,
       queue: q.ref,
       region: REGION,
       waitTimeSeconds: 1,
@@ -144,7 +133,7 @@ describe('local SQS FIFO receives', () => {
     mapping.start();
     try {
       await waitFor('a1 and a2 in the DLQ', async () => {
-        const out = await sqs.send(
+        const out = await localSqs.client.send(
           new GetQueueAttributesCommand({
             QueueUrl: dlq.url,
             AttributeNames: ['ApproximateNumberOfMessages'],

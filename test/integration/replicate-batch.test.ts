@@ -3,41 +3,21 @@
  * event-source mapping: paths (message groups) go on side by side; a failed copy returns the rest
  * of its own path only, which comes back after the visibility timeout and is then applied in order.
  */
-import {
-  CreateQueueCommand,
-  GetQueueAttributesCommand,
-  SendMessageBatchCommand,
-  SQSClient,
-} from '@aws-sdk/client-sqs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CreateQueueCommand, GetQueueAttributesCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { describe, expect, it } from 'vitest';
 import { SqsRelease } from '../../functions/adapters/sqs-release.js';
-import { LOCAL_CREDENTIALS, type RunningEmulator, startSqs } from '../../local/emulators.ts';
 import { SqsEventSourceMapping } from '../../local/event-source-mapping.ts';
 import { lambdaContext } from '../support/api-events.js';
+import { useLocalSqs } from '../support/local-sqs.ts';
 import { messageOf, replicateWorld, version } from '../support/replicate-world.js';
 import { waitFor } from '../support/wait.js';
 
 const REGION = 'us-east-1';
-let sqsEmulator: RunningEmulator;
-let sqs: SQSClient;
-
-beforeAll(async () => {
-  sqsEmulator = await startSqs({ port: 0, region: REGION });
-  sqs = new SQSClient({
-    region: REGION,
-    endpoint: sqsEmulator.endpoint,
-    credentials: { ...LOCAL_CREDENTIALS },
-  });
-});
-
-afterAll(async () => {
-  sqs?.destroy();
-  await sqsEmulator?.stop();
-});
+const localSqs = useLocalSqs(REGION);
 
 describe('replicate through the local FIFO queue', () => {
   it('a failed path is retried in order after the visibility timeout while the other path is applied at once', async () => {
-    const created = await sqs.send(
+    const created = await localSqs.client.send(
       new CreateQueueCommand({
         QueueName: 'replicate-batch.fifo',
         Attributes: { FifoQueue: 'true', VisibilityTimeout: '2' },
@@ -58,7 +38,7 @@ describe('replicate through the local FIFO queue', () => {
       ['a.jpg', 2],
       ['b.jpg', 2],
     ] as const;
-    await sqs.send(
+    await localSqs.client.send(
       new SendMessageBatchCommand({
         QueueUrl: url,
         Entries: entries.map(([path, n], i) => ({
@@ -70,7 +50,7 @@ describe('replicate through the local FIFO queue', () => {
       }),
     );
     const mapping = new SqsEventSourceMapping({
-      sqs,
+      sqs: localSqs.client,
       queue: {
         name: 'replicate-batch.fifo',
         url,
@@ -95,7 +75,7 @@ describe('replicate through the local FIFO queue', () => {
     // a.jpg v1 came back (with v2 when both were in the batch; how many a receive holds is SQS's choice).
     expect(mapping.stats.failedRecords).toBeGreaterThanOrEqual(1);
     expect(world.calls).toContain('recordTargetFailure a.jpg 1');
-    const left = await sqs.send(
+    const left = await localSqs.client.send(
       new GetQueueAttributesCommand({
         QueueUrl: url,
         AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],
@@ -108,7 +88,7 @@ describe('replicate through the local FIFO queue', () => {
   });
 
   it('a path stopped by the deadline is handed back at once and applied at the next poll, long before its visibility timeout', async () => {
-    const created = await sqs.send(
+    const created = await localSqs.client.send(
       new CreateQueueCommand({
         QueueName: 'replicate-deadline.fifo',
         Attributes: { FifoQueue: 'true', VisibilityTimeout: '120' },
@@ -132,14 +112,14 @@ describe('replicate through the local FIFO queue', () => {
         }
         applied.push(`${m.path} ${m.version}`);
       },
-      requeue: new SqsRelease(sqs, url),
+      requeue: new SqsRelease(localSqs.client, url),
     });
     const entries = [
       ['slow.jpg', 1],
       ['fast.jpg', 1],
       ['slow.jpg', 2],
     ] as const;
-    await sqs.send(
+    await localSqs.client.send(
       new SendMessageBatchCommand({
         QueueUrl: url,
         Entries: entries.map(([path, n], i) => ({
@@ -151,7 +131,7 @@ describe('replicate through the local FIFO queue', () => {
       }),
     );
     const mapping = new SqsEventSourceMapping({
-      sqs,
+      sqs: localSqs.client,
       queue: {
         name: 'replicate-deadline.fifo',
         url,
@@ -185,7 +165,7 @@ describe('replicate through the local FIFO queue', () => {
     expect(world.released.length).toBeGreaterThanOrEqual(1);
     expect(world.metrics.total('ReplicationsDeferred')).toBeGreaterThanOrEqual(1);
     expect(world.calls.filter((c) => c.startsWith('recordTargetFailure'))).toEqual([]);
-    const left = await sqs.send(
+    const left = await localSqs.client.send(
       new GetQueueAttributesCommand({
         QueueUrl: url,
         AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'],

@@ -3,30 +3,22 @@
  * handler reads back (through the local SQS emulator): it names the object and how far the hash
  * got, never the SHA-256 state, which the ledger keeps.
  */
-import { CreateQueueCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CreateQueueCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { describe, expect, it } from 'vitest';
 import { SqsVerificationQueue } from '../../functions/adapters/sqs-verification.js';
 import { hashInRanges, verificationMessageSchema } from '../../functions/core/verification.js';
-import { LOCAL_CREDENTIALS, type RunningEmulator, startSqs } from '../../local/emulators.ts';
 import { randomBytes, sha256Hex } from '../support/domain.js';
+import { useLocalSqs } from '../support/local-sqs.ts';
 import { VersionedBlobs } from '../support/versioned-blobs.js';
 
 const REGION = 'us-east-1';
-let emulator: RunningEmulator;
-let sqs: SQSClient;
-
-beforeAll(async () => {
-  emulator = await startSqs({ port: 0, region: REGION });
-  sqs = new SQSClient({ region: REGION, endpoint: emulator.endpoint, credentials: { ...LOCAL_CREDENTIALS } });
-});
-afterAll(async () => {
-  sqs?.destroy();
-  await emulator?.stop();
-});
+const localSqs = useLocalSqs(REGION);
 
 describe('SqsVerificationQueue', () => {
   it('sends the progress as a continuation message without its state; the saved state finishes the hash', async () => {
-    const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: 'ingest-continuations' }));
+    const { QueueUrl } = await localSqs.client.send(
+      new CreateQueueCommand({ QueueName: 'ingest-continuations' }),
+    );
     const blobs = new VersionedBlobs();
     const bytes = randomBytes(300_000);
     const sha256 = sha256Hex(bytes);
@@ -41,9 +33,9 @@ describe('SqsVerificationQueue', () => {
     const first = await hashInRanges(blobs, target, { rangeBytes: 100_000, hasTime: () => false });
     if (first.done || 'gone' in first) throw new Error('one range of three');
 
-    await new SqsVerificationQueue(sqs, QueueUrl as string).continueVerification(first.progress);
+    await new SqsVerificationQueue(localSqs.client, QueueUrl as string).continueVerification(first.progress);
 
-    const received = await sqs.send(new ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 2 }));
+    const received = await localSqs.client.send(new ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 2 }));
     expect(received.Messages).toHaveLength(1);
     const sent = JSON.parse(received.Messages?.[0]?.Body ?? '');
     expect(sent.verifyBlob).not.toHaveProperty('state');
@@ -59,12 +51,12 @@ describe('SqsVerificationQueue', () => {
   });
 
   it('refuses to send a progress that is not one (nothing reaches the queue)', async () => {
-    const { QueueUrl } = await sqs.send(new CreateQueueCommand({ QueueName: 'ingest-refused' }));
-    const queue = new SqsVerificationQueue(sqs, QueueUrl as string);
+    const { QueueUrl } = await localSqs.client.send(new CreateQueueCommand({ QueueName: 'ingest-refused' }));
+    const queue = new SqsVerificationQueue(localSqs.client, QueueUrl as string);
     await expect(
       queue.continueVerification({ sha256: 'not-hex', size: 1, offset: 0, hops: 1 }),
     ).rejects.toThrow();
-    const received = await sqs.send(new ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 1 }));
+    const received = await localSqs.client.send(new ReceiveMessageCommand({ QueueUrl, WaitTimeSeconds: 1 }));
     expect(received.Messages ?? []).toEqual([]);
   });
 });
