@@ -480,6 +480,40 @@ const pendingPointer = (item: Item): { sha256: string; uploadId: string } => ({
   uploadId: (item.sk as string).slice(SK.pendingUpload.length),
 });
 
+const CONFLICTS_RETRYABLE = 'mirrorTransactionConflictsRetryable';
+
+/**
+ * A request that meets a transaction in progress on one of its items is refused, nothing done: a
+ * plain write with `TransactionConflictException`, a `TransactGetItems` (which checks no condition)
+ * with `TransactionCanceledException`. Both may simply be sent again, but the SDK's retry strategy
+ * knows neither code, so each would surface as an error: an ingest record back on its queue for a
+ * whole visibility timeout, a 500 from the API. Marked retryable (`$retryable`, the SDK's own
+ * trait), they are sent again with its backoff and attempts. A `TransactWriteItems` cancelled by a
+ * conflict is left alone: the commit reads the state again and decides (`commit`). The local
+ * DynamoDB never answers either (docs/local-gates.md): test/unit/adapters/dynamo-conflicts.test.ts.
+ */
+function sendConflictsAgain(client: DynamoDBClient): void {
+  if (client.middlewareStack.identify().some((entry) => entry.startsWith(CONFLICTS_RETRYABLE))) return;
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      try {
+        return await next(args);
+      } catch (error) {
+        const name = (error as { name?: unknown } | undefined)?.name;
+        const transactGet = String(context.commandName).startsWith('TransactGet');
+        if (
+          name === 'TransactionConflictException' ||
+          (name === 'TransactionCanceledException' && transactGet)
+        )
+          Object.assign(error as object, { $retryable: { throttling: false } });
+        throw error;
+      }
+    },
+    // Around the deserializer, inside the retry middleware (finalizeRequest), which reads the mark.
+    { step: 'deserialize', priority: 'high', name: CONFLICTS_RETRYABLE },
+  );
+}
+
 export class DynamoLedger implements Ledger {
   private readonly db: DynamoDBDocumentClient;
 
@@ -488,6 +522,7 @@ export class DynamoLedger implements Ledger {
     private readonly table: string,
   ) {
     this.db = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+    sendConflictsAgain(client);
   }
 
   private async get(key: { pk: string; sk: string }): Promise<Item | undefined> {
