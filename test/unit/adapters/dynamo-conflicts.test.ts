@@ -10,7 +10,9 @@
  */
 import { DynamoDBClient, TransactWriteItemsCommand } from '@aws-sdk/client-dynamodb';
 import { describe, expect, it } from 'vitest';
+import type { ReplicationMessage } from '../../../contracts/replication-message.js';
 import { DynamoLedger } from '../../../functions/adapters/dynamo-ledger.js';
+import { commitVersion } from '../../../functions/core/commit.js';
 
 interface Answer {
   readonly status: number;
@@ -19,20 +21,29 @@ interface Answer {
 
 /** A client whose requests get the answers in turn (the last one again once they run out). */
 function clientAnswering(answers: readonly Answer[]) {
+  return clientAnsweringWith((_, n) => answers[Math.min(n, answers.length - 1)] as Answer);
+}
+
+/** A client whose n-th request (from 0) gets `answer`'s answer, given the operation and the request's body. */
+function clientAnsweringWith(answer: (request: { operation: string; body: unknown }, n: number) => Answer) {
   const targets: string[] = [];
   const client = new DynamoDBClient({
     region: 'us-east-1',
     endpoint: 'http://127.0.0.1:9',
     credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
     requestHandler: {
-      async handle(request: { headers: Record<string, string> }) {
-        targets.push(String(request.headers['x-amz-target']).split('.').at(-1) ?? '');
-        const answer = answers[Math.min(targets.length - 1, answers.length - 1)] as Answer;
-        const body = new TextEncoder().encode(JSON.stringify(answer.body));
+      async handle(request: { headers: Record<string, string>; body?: unknown }) {
+        const operation = String(request.headers['x-amz-target']).split('.').at(-1) ?? '';
+        targets.push(operation);
+        const given = answer(
+          { operation, body: request.body === undefined ? undefined : JSON.parse(String(request.body)) },
+          targets.length - 1,
+        );
+        const body = new TextEncoder().encode(JSON.stringify(given.body));
         return {
           // An HttpResponse by shape (the SDK checks fields, not the class).
           response: {
-            statusCode: answer.status,
+            statusCode: given.status,
             headers: { 'content-type': 'application/x-amz-json-1.0' },
             body,
           },
@@ -139,5 +150,63 @@ describe('requests that meet a transaction in progress are sent again', () => {
       ),
     ).rejects.toMatchObject({ name: 'TransactionCanceledException' });
     expect(targets).toEqual(['TransactWriteItems']);
+  });
+});
+
+describe('a commit whose transaction meets another one on a folder of its path', () => {
+  // On DynamoDB, every commit under a folder a pull target takes holds a ConditionCheck on that
+  // folder's head (and a new file an Update of its rule row), so concurrent commits under one
+  // folder cancel each other with TransactionConflict on those items (docs/scale.md, "Per folder").
+  it('is retried and lands: a conflict on the folder check is not a path_conflict', async () => {
+    const sent: ReplicationMessage[] = [];
+    let writes = 0;
+    const { client, targets } = clientAnsweringWith(({ operation, body }) => {
+      if (operation === 'TransactGetItems') return { status: 200, body: { Responses: [{}, {}, {}] } };
+      if (operation === 'UpdateItem') return { status: 200, body: {} };
+      if (operation !== 'TransactWriteItems') throw new Error(`unexpected ${operation}`);
+      if (writes++ > 0) return { status: 200, body: {} };
+      const items = (body as { TransactItems: Record<string, unknown>[] }).TransactItems;
+      const reasons = items.map((item) =>
+        'ConditionCheck' in item
+          ? { Code: 'TransactionConflict', Message: 'Transaction is ongoing for the item' }
+          : { Code: 'None' },
+      );
+      expect(reasons.some((r) => r.Code === 'TransactionConflict')).toBe(true);
+      return {
+        status: 400,
+        body: {
+          __type: 'com.amazonaws.dynamodb.v20120810#TransactionCanceledException',
+          message: 'Transaction cancelled, please refer cancellation reasons for specific reasons',
+          CancellationReasons: reasons,
+        },
+      };
+    });
+    const version = await commitVersion(
+      {
+        ledger: new DynamoLedger(client, 'ledger'),
+        fanout: { send: async (message) => void sent.push(message) },
+        clock: { now: () => new Date('2026-12-01T00:00:00.000Z') },
+        feedShards: 4,
+        targets: [{ id: 'onprem', kind: 'pull' }],
+      },
+      {
+        uploadId: 'upload-1',
+        path: 'uploads/2026/a.jpg',
+        sha256: 'ab'.repeat(32),
+        size: 10,
+        contentType: 'image/jpeg',
+        deleted: false,
+        folderRule: { folders: ['uploads', 'uploads/2026'] },
+      },
+    );
+    expect(version).toMatchObject({ path: 'uploads/2026/a.jpg', version: 1, uploadId: 'upload-1' });
+    expect(targets).toEqual([
+      'TransactGetItems',
+      'TransactWriteItems',
+      'TransactGetItems',
+      'TransactWriteItems',
+      'UpdateItem',
+    ]);
+    expect(sent.map((m) => [m.targetId, m.version])).toEqual([['onprem', 1]]);
   });
 });
