@@ -355,23 +355,21 @@ describe('the upload page', () => {
     // also refreshes on its own every 5 s (a refresh may already be on its way with the cursor), so
     // what is checked is the first read after the last refusal, whichever refresh makes it: it must
     // start afresh (no cursor).
+    // Every read of the feed goes through one handler, in the order the page makes them: a read is
+    // known by its place, not its URL, since the cursor a fresh read ends with may be the very
+    // string refused before (here the feed has not moved, so it is).
     const reads: string[] = [];
-    // Once the page has read the feed afresh after a refusal, the feed it reads is the restored one:
-    // the cursor that read ends with is good, even where it is the same string as the refused one
-    // (here the feed has not moved, so it is).
+    let refusedAt = -1;
+    // Once the page has read the feed afresh after a refusal, the feed it reads is the restored one.
     let afresh = false;
-    const onRequest = (r: Request) => {
-      const url = new URL(r.url());
-      if (url.pathname !== '/v1/changes') return;
-      reads.push(r.url());
-      if (refused !== undefined && !url.searchParams.has('cursor')) afresh = true;
-    };
-    page.on('request', onRequest);
-    let refused: string | undefined;
-    const withCursor = /\/v1\/changes\?.*cursor=/;
-    await page.route(withCursor, async (route) => {
-      if (afresh || (refused !== undefined && route.request().url() !== refused)) return route.continue();
-      refused = route.request().url();
+    const changes = /\/v1\/changes(\?|$)/;
+    await page.route(changes, async (route) => {
+      const url = route.request().url();
+      const withCursor = new URL(url).searchParams.has('cursor');
+      reads.push(url);
+      if (!withCursor && refusedAt >= 0) afresh = true;
+      if (!withCursor || afresh || (refusedAt >= 0 && url !== reads[refusedAt])) return route.continue();
+      refusedAt = reads.length - 1;
       await route.fulfill({
         status: 400,
         contentType: 'application/json',
@@ -386,18 +384,17 @@ describe('the upload page', () => {
       await page.waitForFunction(() =>
         /Cannot read the recent files/.test(document.querySelector('#recent-status')?.textContent ?? ''),
       );
-      expect(refused).toBeDefined();
+      expect(refusedAt).toBeGreaterThanOrEqual(0);
       // Read from the start: the files show again, and the error goes.
       await page.click('#recent-refresh');
       await page.waitForFunction(() => (document.querySelector('#recent-status')?.textContent ?? 'x') === '');
       expect(await statusText()).toBe('');
       expect(await page.locator('#recent tr[data-path="e2e/big.bin"]').count()).toBe(1);
-      const next = reads[reads.lastIndexOf(refused as string) + 1];
+      const next = reads[refusedAt + 1];
       expect(next, reads.join('\n')).toBeDefined();
       expect(new URL(next as string).searchParams.has('cursor')).toBe(false);
     } finally {
-      page.off('request', onRequest);
-      await page.unroute(withCursor);
+      await page.unroute(changes);
       // The refused request's console line is this test's doing: the figures below must not see it.
       consoleErrors.length = 0;
     }
