@@ -42,6 +42,12 @@ export interface HomeStackProps extends StackProps {
    * @default false
    */
   readonly ledgerDeletionProtection?: boolean;
+  /**
+   * Who may change the origin bucket's versioning, lifecycle rules and policy besides the
+   * synthesizer's CloudFormation execution role (see `OriginStoreProps.configurationPrincipalArns`).
+   * @default - none besides that role
+   */
+  readonly originConfigurationPrincipalArns?: readonly string[];
 }
 
 /** What bounds the API: the stage's throttle and the api function's reserved concurrency. */
@@ -109,6 +115,7 @@ export class HomeStack extends Stack {
       bucketName: originBucketName(topology),
       corsOrigins: topology.api.corsOrigins,
       maxPresignedUrlAge: Duration.seconds(topology.limits.presignTtlSeconds),
+      configurationPrincipalArns: props.originConfigurationPrincipalArns,
     });
     this.ledger = new Ledger(this, 'Ledger', {
       deletionProtection: props.ledgerDeletionProtection ?? false,

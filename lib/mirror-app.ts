@@ -72,12 +72,52 @@ export interface MirrorAppOptions {
    * @default - the context key `mirror:terminationProtection` (`true`/`false`), else false
    */
   readonly terminationProtection?: boolean;
+  /**
+   * Who may change the origin bucket's versioning, lifecycle rules and policy besides the
+   * synthesizer's CloudFormation execution role: the role of `cdk deploy --role-arn`, or the
+   * deploying identity with a synthesizer that names no role (`HomeStackProps`).
+   * @default - the context key `mirror:originConfigurationPrincipalArns`, else none
+   */
+  readonly originConfigurationPrincipalArns?: readonly string[];
 }
 
 /** Context key (`-c mirror:ledgerDeletionProtection=true`) that turns on the ledger's deletion protection. */
 export const LEDGER_DELETION_PROTECTION_CONTEXT = 'mirror:ledgerDeletionProtection';
 /** Context key (`-c mirror:terminationProtection=true`) that turns on every stack's termination protection. */
 export const TERMINATION_PROTECTION_CONTEXT = 'mirror:terminationProtection';
+
+/**
+ * Context key: IAM role or user ARNs (a JSON array in cdk.json; `-c` takes them comma-separated)
+ * that may change the origin bucket's versioning, lifecycle rules and policy besides the
+ * synthesizer's CloudFormation execution role.
+ */
+export const ORIGIN_CONFIGURATION_PRINCIPALS_CONTEXT = 'mirror:originConfigurationPrincipalArns';
+
+/** The extra principals of the origin's configuration from the app's context; absent is none. */
+export function originConfigurationPrincipalsFromContext(app: App): string[] {
+  const value: unknown = app.node.tryGetContext(ORIGIN_CONFIGURATION_PRINCIPALS_CONTEXT);
+  if (value === undefined) return [];
+  const arns =
+    typeof value === 'string'
+      ? value
+          .split(',')
+          .map((a) => a.trim())
+          .filter((a) => a !== '')
+      : value;
+  // A typo here is a deploy role denied its own stack's updates, found only at the next deploy.
+  const iamPrincipal = /^arn:[a-z*?-]+:iam::[0-9*?]*:(role|user)\/.+|^arn:[a-z*?-]+:iam::[0-9]{12}:root$/;
+  if (
+    !Array.isArray(arns) ||
+    arns.length === 0 ||
+    arns.some((a) => typeof a !== 'string' || !iamPrincipal.test(a))
+  ) {
+    throw new Error(
+      `invalid ${ORIGIN_CONFIGURATION_PRINCIPALS_CONTEXT} in the CDK context: expected IAM role or user ARNs ` +
+        `(arn:<partition>:iam::<account>:role/<name>), comma-separated or a JSON array, got ${JSON.stringify(value)}`,
+    );
+  }
+  return arns as string[];
+}
 
 /** A true/false context key: a boolean, or its text (`-c` gives strings); absent is false. */
 function booleanFromContext(app: App, key: string): boolean {
@@ -309,6 +349,8 @@ export function buildMirrorApp(topology: Topology, options: MirrorAppOptions = {
     apiLimits: options.apiLimits ?? apiLimitsOf(topology, app),
     ledgerDeletionProtection,
     terminationProtection,
+    originConfigurationPrincipalArns:
+      options.originConfigurationPrincipalArns ?? originConfigurationPrincipalsFromContext(app),
   });
   warnIfUnprotected(home, ledgerDeletionProtection, terminationProtection);
   warnOfLocalOrigins(home, topology.api.corsOrigins);

@@ -3,7 +3,7 @@
  * uploaded by browsers through presigned URLs, announced to the ingest queue by
  * S3 event notifications.
  */
-import { Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, Aws, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -35,6 +35,48 @@ export interface OriginStoreProps {
    * @default MAX_PRESIGNED_URL_AGE (15 minutes)
    */
   readonly maxPresignedUrlAge?: Duration;
+  /**
+   * IAM roles or users (ARNs; `*` and `?` match as in `ArnLike`) that may change the bucket's
+   * versioning, lifecycle rules and policy, besides the CloudFormation execution role of the
+   * stack's synthesizer. Every other principal is denied them (`OnlyTheDeployChangesBucketConfiguration`).
+   * Name here the role CloudFormation runs as when it is not the synthesizer's: `cdk deploy
+   * --role-arn`, or the deploying identity itself with a synthesizer that names no role
+   * (`CliCredentialsStackSynthesizer`, `LegacyStackSynthesizer`); else a later update of the
+   * bucket or its policy is refused, and so is its rollback.
+   * @default - none: only the synthesizer's execution role (with the `DefaultStackSynthesizer`,
+   *   `cdk-<qualifier>-cfn-exec-role-<account>-<region>`); when the synthesizer names none
+   *   either, nothing is denied and the synth warns (`mirror:originConfigurationUnguarded`)
+   */
+  readonly configurationPrincipalArns?: readonly string[];
+}
+
+/** Annotation id of the warning that no principal is denied the origin's configuration changes. */
+export const ORIGIN_CONFIGURATION_UNGUARDED = 'mirror:originConfigurationUnguarded';
+
+/**
+ * What undoes verified bytes without touching an object: suspended versioning (the next upload
+ * overwrites the `null` version), a lifecycle rule that expires versions (`DeleteBucketLifecycle`
+ * is authorized as `s3:PutLifecycleConfiguration` too), and a new or deleted bucket policy, which
+ * lifts every deny of this construct.
+ */
+export const ORIGIN_CONFIGURATION_ACTIONS = [
+  's3:PutBucketVersioning',
+  's3:PutLifecycleConfiguration',
+  's3:PutBucketPolicy',
+  's3:DeleteBucketPolicy',
+] as const;
+
+/**
+ * A synthesizer's role ARN keeps the placeholders it could not fill for the CLI to fill at deploy
+ * (`${AWS::Partition}` always, `${AWS::AccountId}` of an account-agnostic stack): in a template
+ * they are the pseudo parameters of the account and region deployed to, the same values.
+ */
+function withPseudoParameters(arn: string): string {
+  const pseudo = { Partition: Aws.PARTITION, AccountId: Aws.ACCOUNT_ID, Region: Aws.REGION };
+  return arn.replace(
+    /\$\{AWS::(Partition|AccountId|Region)\}/g,
+    (_, name: keyof typeof pseudo) => pseudo[name],
+  );
 }
 
 export class OriginStore extends Construct {
@@ -105,6 +147,44 @@ export class OriginStore extends Construct {
       }),
     );
     refuseOldSignatures(this.bucket, props.maxPresignedUrlAge ?? MAX_PRESIGNED_URL_AGE);
+    this.allowConfigurationChangesOnlyTo(props.configurationPrincipalArns ?? []);
+  }
+
+  /**
+   * Any identity with `s3:*` (an admin, a CI role, a leaked key) could otherwise destroy verified
+   * bytes for good without deleting an object, or lift the denies above. Only the role
+   * CloudFormation deploys the stack with keeps these actions, so the stack's own updates (its
+   * lifecycle rules, this policy, and their rollback) still go through; it has no custom
+   * resource that needs them (the notifications are set on the bucket itself, and nothing
+   * deletes its objects at teardown). `aws:PrincipalArn` of a role session is the role's ARN,
+   * whatever the session name. Without a known deploy principal nothing is denied: denying all
+   * would refuse the stack's own next update of the bucket, and its rollback. The account's root
+   * user may still put or delete the policy (S3 keeps that against a lock-out): the break-glass
+   * path (docs/deploy.md, "Who may change the origin bucket").
+   */
+  private allowConfigurationChangesOnlyTo(principalArns: readonly string[]): void {
+    const execRole = Stack.of(this).synthesizer.cloudFormationExecutionRole;
+    const allowed = [...(execRole === undefined ? [] : [withPseudoParameters(execRole)]), ...principalArns];
+    if (allowed.length === 0) {
+      Annotations.of(this).addWarningV2(
+        ORIGIN_CONFIGURATION_UNGUARDED,
+        `The origin bucket's versioning, lifecycle rules and policy are not guarded: the stack's synthesizer ` +
+          `names no CloudFormation execution role, so any principal with s3:* may suspend versioning or expire ` +
+          `verified versions. Name the role (or user) your deploys run as with -c mirror:originConfigurationPrincipalArns=<arn> ` +
+          '(docs/deploy.md, "Who may change the origin bucket").',
+      );
+      return;
+    }
+    this.bucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'OnlyTheDeployChangesBucketConfiguration',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: [...ORIGIN_CONFIGURATION_ACTIONS],
+        resources: [this.bucket.bucketArn],
+        conditions: { ArnNotLike: { 'aws:PrincipalArn': allowed.length === 1 ? allowed[0] : allowed } },
+      }),
+    );
   }
 
   /**

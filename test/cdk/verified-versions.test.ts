@@ -3,9 +3,17 @@
  * pinned"): the origin keeps versions, and every role that reads a blob may read it by
  * version id, while only the ingest may delete a version.
  */
-import { Template } from 'aws-cdk-lib/assertions';
+import { App, CliCredentialsStackSynthesizer, type Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { MirrorApp } from '../../lib/mirror-app.js';
+import { ORIGIN_CONFIGURATION_UNGUARDED } from '../../lib/constructs/origin-store.js';
+import {
+  buildMirrorApp,
+  createMirrorApp,
+  type MirrorApp,
+  ORIGIN_CONFIGURATION_PRINCIPALS_CONTEXT,
+  originConfigurationPrincipalsFromContext,
+} from '../../lib/mirror-app.js';
 import {
   actionsOf,
   buildTestApp,
@@ -16,6 +24,7 @@ import {
   resourcesOfType,
   type Statement,
   statementsOfFunction,
+  TEST_CONTEXT,
   testTopology,
 } from './fixture.js';
 
@@ -26,6 +35,28 @@ let originId: string;
 const logicalId = (construct: { node: { defaultChild?: unknown } }) =>
   mirror.home.getLogicalId(construct.node.defaultChild as never);
 const text = (value: unknown) => JSON.stringify(fakeResolve(value));
+/** The statements of the origin bucket's policy in a home stack. */
+const originPolicyStatements = (stack: Stack): Record<string, unknown>[] => {
+  const template = Template.fromStack(stack);
+  const bucket = stack.getLogicalId((stack as MirrorApp['home']).origin.bucket.node.defaultChild as never);
+  return Object.values(resourcesOfType(template, 'AWS::S3::BucketPolicy'))
+    .filter((p) => text((props(p as never).Bucket as unknown) ?? '') === text({ Ref: bucket }))
+    .flatMap((p) => (props(p as never).PolicyDocument as { Statement: Record<string, unknown>[] }).Statement);
+};
+const CONFIGURATION_ACTIONS = [
+  's3:DeleteBucketPolicy',
+  's3:PutBucketPolicy',
+  's3:PutBucketVersioning',
+  's3:PutLifecycleConfiguration',
+];
+const configurationDeny = (stack: Stack) =>
+  originPolicyStatements(stack).find(
+    (s) => s.Effect === 'Deny' && [s.Action].flat().includes('s3:PutBucketVersioning'),
+  );
+/** The bootstrap's execution role as the DefaultStackSynthesizer names it (fakeResolve's account and region). */
+const PLACEHOLDER = { partition: '$' + '{AWS::Partition}', account: '$' + '{AWS::AccountId}' };
+const execRole = (qualifier: string) =>
+  `arn:aws:iam::123456789012:role/cdk-${qualifier}-cfn-exec-role-123456789012-us-east-1`;
 const originBlobActions = (statements: Statement[]) =>
   statements
     .filter((s) => text(resourcesOf(s)).includes(`att:${originId}.Arn/blobs/*`))
@@ -130,6 +161,84 @@ describe('verified bytes pinned by object version', () => {
       // Nothing else of the agent's may touch B#* rows (no Query listing the uploads waiting there).
       for (const s of statements.filter((x) => x !== records))
         expect(text(s.Condition ?? {})).not.toContain('B#');
+    }
+  });
+});
+
+describe('the origin bucket configuration that undoes verified bytes (AWS review 9, B1)', () => {
+  const build = (context: Record<string, unknown>, appProps: ConstructorParameters<typeof App>[0] = {}) =>
+    buildMirrorApp(testTopology(), {
+      app: createMirrorApp({ ...appProps, context: { ...TEST_CONTEXT, ...context } }),
+      nag: false,
+    });
+  const unguarded = (stack: Stack) =>
+    Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('are not guarded'));
+
+  it('no one but the role CloudFormation deploys with may suspend versioning, change lifecycle rules, or put or delete the bucket policy', () => {
+    const deny = configurationDeny(mirror.home);
+    expect(deny).toMatchObject({
+      Sid: 'OnlyTheDeployChangesBucketConfiguration',
+      Principal: { AWS: '*' },
+      Resource: { 'Fn::GetAtt': [originId, 'Arn'] },
+    });
+    expect([deny?.Action].flat().sort()).toEqual(CONFIGURATION_ACTIONS);
+    // The DefaultStackSynthesizer's execution role, the one `cdk deploy` hands CloudFormation.
+    expect(fakeResolve(deny?.Condition)).toEqual({
+      ArnNotLike: { 'aws:PrincipalArn': execRole('hnb659fds') },
+    });
+    // The synthesizer leaves its placeholders to the deploy; the template has the pseudo parameters.
+    expect(mirror.home.synthesizer.cloudFormationExecutionRole).toBe(
+      `arn:${PLACEHOLDER.partition}:iam::${PLACEHOLDER.account}:role/cdk-hnb659fds-cfn-exec-role-${PLACEHOLDER.account}-us-east-1`,
+    );
+    expect(text(deny?.Condition)).not.toContain('AWS::');
+    expect(unguarded(mirror.home)).toEqual([]);
+  });
+
+  it('follows the bootstrap qualifier, and keeps the execution role beside principals named in the context (cdk deploy --role-arn)', () => {
+    const deployer = 'arn:aws:iam::123456789012:role/media-mirror-deployer';
+    const { home } = build({
+      '@aws-cdk/core:bootstrapQualifier': 'mirror1',
+      [ORIGIN_CONFIGURATION_PRINCIPALS_CONTEXT]: deployer,
+    });
+    expect(fakeResolve(configurationDeny(home)?.Condition)).toEqual({
+      ArnNotLike: { 'aws:PrincipalArn': [execRole('mirror1'), deployer] },
+    });
+  });
+
+  it('a synthesizer that names no execution role (CliCredentialsStackSynthesizer) denies nothing and warns with an acknowledgeable id, until the deploying principal is named', () => {
+    const cliCredentials = { defaultStackSynthesizer: new CliCredentialsStackSynthesizer() };
+    const { home } = build({}, cliCredentials);
+    expect(home.synthesizer.cloudFormationExecutionRole).toBeUndefined();
+    // Denying everyone would refuse the stack's own next update of the bucket or its policy.
+    expect(configurationDeny(home)).toBeUndefined();
+    const [warning, ...more] = unguarded(home);
+    expect(more).toEqual([]);
+    expect(String(warning?.entry.data)).toContain(ORIGIN_CONFIGURATION_PRINCIPALS_CONTEXT);
+    expect(String(warning?.entry.data)).toContain(`[ack: ${ORIGIN_CONFIGURATION_UNGUARDED}]`);
+
+    const deployers = [
+      'arn:aws:iam::123456789012:role/ci-deploy',
+      'arn:aws:iam::123456789012:user/release-admin',
+    ];
+    const named = build({ [ORIGIN_CONFIGURATION_PRINCIPALS_CONTEXT]: deployers }, cliCredentials).home;
+    expect(configurationDeny(named)?.Condition).toEqual({
+      ArnNotLike: { 'aws:PrincipalArn': deployers },
+    });
+    expect(unguarded(named)).toEqual([]);
+  });
+
+  it('the context key takes IAM role or user ARNs, comma-separated or as a JSON array, and refuses anything else', () => {
+    const parse = (value: unknown) =>
+      originConfigurationPrincipalsFromContext(
+        new App({ context: { [ORIGIN_CONFIGURATION_PRINCIPALS_CONTEXT]: value } }),
+      );
+    expect(originConfigurationPrincipalsFromContext(new App())).toEqual([]);
+    expect(parse('arn:aws:iam::123456789012:role/a, arn:aws:iam::123456789012:role/path/b')).toEqual([
+      'arn:aws:iam::123456789012:role/a',
+      'arn:aws:iam::123456789012:role/path/b',
+    ]);
+    for (const bad of ['', 'media-mirror-deployer', ['arn:aws:sts::123456789012:assumed-role/a/s'], 42]) {
+      expect(() => parse(bad), JSON.stringify(bad)).toThrow(/mirror:originConfigurationPrincipalArns/);
     }
   });
 });
