@@ -119,7 +119,11 @@ function toSqsRecord(m: Message, queueArn: string, region: string): SQSRecord {
  * response is one Lambda treats as a failure of the whole batch.
  */
 export function failedItems(response: unknown, event: SQSEvent): Set<string> | 'all' {
-  if (response === null || response === undefined || typeof response !== 'object') return new Set();
+  // The Lambda developer guide ("Handling errors for an SQS event source") counts only a null or
+  // empty response as success, and "an invalid JSON response" as a complete failure: a string, an
+  // array or a number is no SQSBatchResponse, and the batch comes back (local/README.md).
+  if (response === null || response === undefined) return new Set();
+  if (typeof response !== 'object' || Array.isArray(response)) return 'all';
   const failures = (response as { batchItemFailures?: unknown }).batchItemFailures;
   if (failures === null || failures === undefined) return new Set();
   if (!Array.isArray(failures)) return 'all';
@@ -247,7 +251,7 @@ export class SqsEventSourceMapping {
     if (failed === 'all') {
       this.stats.failedRecords += messages.length;
       this.report(
-        `${fn.name} returned an invalid batchItemFailures response; the whole batch is retried`,
+        `${fn.name} returned an invalid partial batch response; the whole batch is retried`,
         new Error(JSON.stringify(response)),
       );
       return;
