@@ -17,6 +17,7 @@ import { HeadObjectCommand, ListObjectVersionsCommand, S3Client } from '@aws-sdk
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { stop as stopEsbuild } from 'esbuild';
 import type { SandboxEndpointsLike } from '../agent/index.ts';
+import { EVENT_SOURCE_BATCH_SIZE } from '../contracts/event-sources.ts';
 import { parseTopology, type Topology } from '../contracts/topology.ts';
 import { DynamoLedger } from '../functions/adapters/dynamo-ledger.ts';
 import type { TargetLag } from '../functions/core/lag.ts';
@@ -112,7 +113,7 @@ export interface SandboxOptions {
   };
   /** Event-source mapping tuning. */
   readonly polling?: {
-    /** @default 10 */
+    /** Records per invocation, on every mapping. @default each mapping's deployed size (EVENT_SOURCE_BATCH_SIZE) */
     readonly batchSize?: number;
     /** @default 2 */
     readonly waitTimeSeconds?: number;
@@ -675,7 +676,12 @@ function startMappings(
   const mappings = new Map<string, SqsEventSourceMapping>();
   const { batchSize, waitTimeSeconds } = options.polling ?? {};
   const sizing = localSizing();
-  const map = (queue: Resources['ingest']['queue'], fn: LocalFunction, pollers: number) => {
+  const map = (
+    queue: Resources['ingest']['queue'],
+    fn: LocalFunction,
+    pollers: number,
+    deployedBatchSize: number,
+  ) => {
     // On AWS the mapping polls with the function's role: its client carries the function's name.
     const sqs = new SQSClient({
       region: settings.region,
@@ -690,7 +696,7 @@ function startMappings(
       fn,
       region: settings.region,
       pollers,
-      ...(batchSize === undefined ? {} : { batchSize }),
+      batchSize: batchSize ?? deployedBatchSize,
       ...(waitTimeSeconds === undefined ? {} : { waitTimeSeconds }),
       onError: settings.report,
       faults: deps.faults,
@@ -699,9 +705,16 @@ function startMappings(
     mappings.set(fn.name, mapping);
     teardown.push(`event source ${mapping.description}`, () => mapping.stop());
   };
-  map(deps.resources.ingest.queue, deps.functions.ingest, sizing.ingest.pollers);
-  map(deps.resources.completion.queue, deps.functions.completer, 1);
-  for (const { target, fn } of deps.functions.replicators) map(target.queue, fn, sizing.replicate.pollers);
+  map(
+    deps.resources.ingest.queue,
+    deps.functions.ingest,
+    sizing.ingest.pollers,
+    EVENT_SOURCE_BATCH_SIZE.ingest,
+  );
+  map(deps.resources.completion.queue, deps.functions.completer, 1, EVENT_SOURCE_BATCH_SIZE.completion);
+  for (const { target, fn } of deps.functions.replicators) {
+    map(target.queue, fn, sizing.replicate.pollers, EVENT_SOURCE_BATCH_SIZE.replicate);
+  }
   return mappings;
 }
 

@@ -8,6 +8,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { EVENT_SOURCE_BATCH_SIZE } from '../../contracts/event-sources.js';
 import { DELETES_UNDER, INGEST_WRITE_KEYS } from '../../contracts/ledger-keys.js';
 import {
   LEDGER_ACCESS,
@@ -44,7 +45,7 @@ export interface IngestPipelineProps {
   readonly memorySize?: number;
   /**
    * Messages per invocation.
-   * @default 10
+   * @default EVENT_SOURCE_BATCH_SIZE.ingest (10; the local stack's mapping takes it too)
    */
   readonly batchSize?: number;
   /**
@@ -104,7 +105,7 @@ export class IngestPipeline extends Construct {
     useIngestQueue(fn, this.queue);
     fn.function.addEventSource(
       new SqsEventSource(this.queue, {
-        batchSize: props.batchSize ?? 10,
+        batchSize: props.batchSize ?? EVENT_SOURCE_BATCH_SIZE.ingest,
         reportBatchItemFailures: true,
         maxConcurrency: props.maxConcurrency ?? 10,
       }),

@@ -9,6 +9,7 @@ import { Duration } from 'aws-cdk-lib';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { EVENT_SOURCE_BATCH_SIZE } from '../../contracts/event-sources.js';
 import { COMPLETION_WRITE_KEYS, DELETES_UNDER } from '../../contracts/ledger-keys.js';
 import { LEDGER_ACCESS, useLedger, useOrigin } from '../grants.js';
 import type { Ledger } from './ledger.js';
@@ -28,7 +29,7 @@ export interface MultipartCompletionProps {
   readonly timeout?: Duration;
   /**
    * Messages per invocation: one, so that a slow completion never holds back or times out another.
-   * @default 1
+   * @default EVENT_SOURCE_BATCH_SIZE.completion (1; the local stack's mapping takes it too)
    */
   readonly batchSize?: number;
   /**
@@ -76,7 +77,7 @@ export class MultipartCompletion extends Construct {
     });
     fn.function.addEventSource(
       new SqsEventSource(this.queue, {
-        batchSize: props.batchSize ?? 1,
+        batchSize: props.batchSize ?? EVENT_SOURCE_BATCH_SIZE.completion,
         reportBatchItemFailures: true,
         maxConcurrency: props.maxConcurrency ?? 5,
       }),

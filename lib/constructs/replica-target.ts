@@ -8,6 +8,7 @@ import { Duration } from 'aws-cdk-lib';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { EVENT_SOURCE_BATCH_SIZE } from '../../contracts/event-sources.js';
 import { targetRowKeys } from '../../contracts/ledger-keys.js';
 import { REPLICA_MAX_RECEIVES } from '../../contracts/replica-copy.js';
 import type { TargetConfig } from '../../contracts/topology.js';
@@ -124,7 +125,7 @@ export class ReplicaTarget extends Construct implements TargetBinding {
       // Grants this function sqs:ReceiveMessage/DeleteMessage/ChangeMessageVisibility on its own queue only.
       fn.function.addEventSource(
         new SqsEventSource(this.queue, {
-          batchSize: 10,
+          batchSize: EVENT_SOURCE_BATCH_SIZE.replicate,
           reportBatchItemFailures: true,
           maxConcurrency: props.maxConcurrency ?? 5,
         }),

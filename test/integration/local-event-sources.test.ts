@@ -1,14 +1,33 @@
 /**
- * The local event-source mapping (local/event-source-mapping.ts) against the local SQS, where it
+ * The local event-source mappings (local/event-source-mapping.ts) against the local SQS, where they
  * must do what Lambda's SQS event source does: which handler answers delete a batch, which leave
- * it for redelivery (local/README.md, "Lambda SQS event source").
+ * it for redelivery (local/README.md, "Lambda SQS event source"); and the local stack's mappings
+ * and queues are set as the deployed ones (contracts/event-sources.ts).
  */
-import { CreateQueueCommand, GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  CreateQueueCommand,
+  GetQueueAttributesCommand,
+  GetQueueUrlCommand,
+  SendMessageBatchCommand,
+  SendMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
 import type { SQSEvent } from 'aws-lambda';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EVENT_SOURCE_BATCH_SIZE } from '../../contracts/event-sources.ts';
+import { parseTopology } from '../../contracts/topology.ts';
 import { SqsEventSourceMapping } from '../../local/event-source-mapping.ts';
+import { LOCAL_NAMES } from '../../local/resources.ts';
+import type { Sandbox } from '../../local/sandbox.ts';
 import { useLocalSqs } from '../support/local-sqs.ts';
+import { startTestSandbox } from '../support/local-stack.ts';
 import { waitFor } from '../support/wait.js';
+
+const FIXTURE = fileURLToPath(new URL('./fixtures/recording-handler.ts', import.meta.url));
 
 const REGION = 'us-east-1';
 const localSqs = useLocalSqs(REGION);
@@ -56,5 +75,49 @@ describe('the local SQS event source', () => {
     }
     expect(receiveCounts.slice(0, 2)).toEqual(['1', '2']);
     expect(mapping.stats.failedRecords).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('the local stack, as deployed', () => {
+  let dir: string;
+  let sandbox: Sandbox;
+  let sqs: SQSClient;
+  const queueUrl = async (name: string) =>
+    (await sqs.send(new GetQueueUrlCommand({ QueueName: name }))).QueueUrl as string;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mirror-event-sources-'));
+    sandbox = await startTestSandbox(join(dir, 'data'), {
+      topology: parseTopology({
+        homeRegion: REGION,
+        targets: [{ id: 'alpha', kind: 's3', region: 'eu-west-1' }],
+      }),
+      env: {},
+      handlers: { 'complete-multipart': FIXTURE },
+      functionEnv: { FIXTURE_LOG: join(dir, 'invocations.jsonl') },
+      agents: false,
+      schedules: false,
+    });
+    const e = sandbox.endpoints;
+    sqs = new SQSClient({ region: REGION, endpoint: e.sqs.endpoint, credentials: { ...e.s3.credentials } });
+  });
+  afterAll(async () => {
+    sqs?.destroy();
+    await sandbox?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('the completion mapping takes one message per invocation, as deployed', async () => {
+    expect(EVENT_SOURCE_BATCH_SIZE.completion).toBe(1);
+    const url = await queueUrl(LOCAL_NAMES.completionQueue);
+    await sqs.send(
+      new SendMessageBatchCommand({
+        QueueUrl: url,
+        Entries: ['1', '2', '3'].map((id) => ({ Id: id, MessageBody: JSON.stringify({ id }) })),
+      }),
+    );
+    const stats = () => sandbox.stats()['complete-multipart'];
+    await waitFor('three completions', () => (stats()?.records ?? 0) >= 3);
+    expect(stats()?.batches).toBe(stats()?.records);
   });
 });
