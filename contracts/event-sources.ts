@@ -10,3 +10,12 @@ export const EVENT_SOURCE_BATCH_SIZE = Object.freeze({
   completion: 1,
   replicate: 10,
 });
+
+/**
+ * A queue's visibility timeout for a consumer function's timeout: six times it, Lambda's advice for
+ * an SQS event source ("Configuring an Amazon SQS queue to use with Lambda"), so that a batch
+ * whose invocation was throttled can still be retried before its messages come back.
+ */
+export function visibilityTimeoutFor(functionTimeoutSeconds: number): number {
+  return functionTimeoutSeconds * 6;
+}

@@ -9,6 +9,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DeleteMessageBatchCommand,
+  GetQueueAttributesCommand,
   type Message,
   ReceiveMessageCommand,
   type SQSClient,
@@ -19,6 +20,8 @@ import type { QueueRef } from './resources.ts';
 
 export interface Invocable {
   readonly name: string;
+  /** Checked against the queue's visibility timeout when the mapping starts; unset, not checked. */
+  readonly timeoutSeconds?: number;
   invoke(event: unknown): Promise<unknown>;
 }
 
@@ -154,10 +157,30 @@ export class SqsEventSourceMapping {
     return `${this.options.queue.name} -> ${this.options.fn.name}`;
   }
 
-  start(): void {
+  /**
+   * Polls, once the queue hides a message at least as long as the function may run: Lambda refuses
+   * to create the mapping otherwise (InvalidParameterValueException), since a message would come
+   * back to a second invocation while the first still runs.
+   */
+  async start(): Promise<void> {
+    await this.checkVisibilityTimeout();
     this.loop ??= Promise.all(Array.from({ length: this.options.pollers ?? 1 }, () => this.run())).then(
       () => undefined,
     );
+  }
+
+  private async checkVisibilityTimeout(): Promise<void> {
+    const { sqs, queue, fn } = this.options;
+    if (fn.timeoutSeconds === undefined) return;
+    const out = await sqs.send(
+      new GetQueueAttributesCommand({ QueueUrl: queue.url, AttributeNames: ['VisibilityTimeout'] }),
+    );
+    const visibility = Number(out.Attributes?.VisibilityTimeout);
+    if (visibility < fn.timeoutSeconds) {
+      throw new Error(
+        `${this.description}: Queue visibility timeout: ${visibility} seconds is less than Function timeout: ${fn.timeoutSeconds} seconds`,
+      );
+    }
   }
 
   /** Stops polling and waits for the batch in progress (its invocation and deletes). */

@@ -220,6 +220,10 @@ export class LocalFunction {
     this.name = spec.name;
   }
 
+  get timeoutSeconds(): number {
+    return this.spec.timeoutSeconds;
+  }
+
   /** Invokes the function (RequestResponse); rejects with a FunctionError on a function error. */
   invoke(event: unknown): Promise<unknown> {
     if (this.stopped) return Promise.reject(new Error(`function ${this.name} is stopped`));

@@ -17,7 +17,7 @@ import { HeadObjectCommand, ListObjectVersionsCommand, S3Client } from '@aws-sdk
 import { GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { stop as stopEsbuild } from 'esbuild';
 import type { SandboxEndpointsLike } from '../agent/index.ts';
-import { EVENT_SOURCE_BATCH_SIZE } from '../contracts/event-sources.ts';
+import { EVENT_SOURCE_BATCH_SIZE, visibilityTimeoutFor } from '../contracts/event-sources.ts';
 import { parseTopology, type Topology } from '../contracts/topology.ts';
 import { DynamoLedger } from '../functions/adapters/dynamo-ledger.ts';
 import type { TargetLag } from '../functions/core/lag.ts';
@@ -73,6 +73,15 @@ export const DEFAULT_INTERVALS = Object.freeze({ lag: 5, reconcile: 300, sweep: 
  */
 export const DEFAULT_SWEEP_GRACE_SECONDS = 15;
 
+/**
+ * Seconds the queue-fed functions (ingest, complete-multipart, replicate) may run locally, unless
+ * their queue's visibility timeout is shorter (deployed: 15, 5 and 15 minutes). Their queues hide
+ * a message for visibilityTimeoutFor(this), as deployed: the deadline starts after a cold start or
+ * a wait for an environment, so a visibility timeout equal to it let a message come back while
+ * its first invocation still ran.
+ */
+export const QUEUE_FUNCTION_TIMEOUT_SECONDS = 30;
+
 const LAG_RULE = 'lag-monitor-schedule';
 const RECONCILE_RULE = 'reconcile-schedule';
 const SWEEP_RULE = 'pending-sweep-schedule';
@@ -102,11 +111,14 @@ export interface SandboxOptions {
   readonly handlers?: Partial<Record<HandlerName, string>>;
   /** Extra variables for every function's environment (tests). */
   readonly functionEnv?: Readonly<Record<string, string>>;
-  /** Queue settings; the ingest and replicate functions time out at their queue's visibility timeout. */
+  /**
+   * Queue settings. A visibility timeout shorter than QUEUE_FUNCTION_TIMEOUT_SECONDS (tests) shortens
+   * the timeout of the function its queue feeds to it: Lambda refuses a shorter one.
+   */
   readonly queues?: {
-    /** @default 30 */
+    /** The ingest's and the completion's queue. @default visibilityTimeoutFor(QUEUE_FUNCTION_TIMEOUT_SECONDS), as deployed */
     readonly ingestVisibilityTimeout?: number;
-    /** @default 30 */
+    /** Every target's queue. @default visibilityTimeoutFor(QUEUE_FUNCTION_TIMEOUT_SECONDS), as deployed */
     readonly targetVisibilityTimeout?: number;
     /** Receives before the DLQ, on every queue. @default as deployed: REPLICA_MAX_RECEIVES for an S3 target's queue, 5 for the others */
     readonly maxReceiveCount?: number;
@@ -361,8 +373,10 @@ async function settingsOf(options: SandboxOptions): Promise<Settings> {
     schedules,
     ...intervalsOf(schedules, env),
     tuning: {
-      ingestVisibilityTimeout: options.queues?.ingestVisibilityTimeout ?? 30,
-      targetVisibilityTimeout: options.queues?.targetVisibilityTimeout ?? 30,
+      ingestVisibilityTimeout:
+        options.queues?.ingestVisibilityTimeout ?? visibilityTimeoutFor(QUEUE_FUNCTION_TIMEOUT_SECONDS),
+      targetVisibilityTimeout:
+        options.queues?.targetVisibilityTimeout ?? visibilityTimeoutFor(QUEUE_FUNCTION_TIMEOUT_SECONDS),
       maxReceiveCount: options.queues?.maxReceiveCount,
     },
   };
@@ -518,6 +532,10 @@ interface Functions {
   readonly replicators: ReadonlyArray<{ readonly target: TargetResources; readonly fn: LocalFunction }>;
 }
 
+/** Lambda refuses a mapping from a queue whose visibility timeout is below the function's timeout. */
+const queueFunctionTimeout = (visibilityTimeout: number) =>
+  Math.min(QUEUE_FUNCTION_TIMEOUT_SECONDS, visibilityTimeout);
+
 /** Step 3: the functions, each in its own worker threads with its own environment. */
 function startFunctions(
   options: SandboxOptions,
@@ -574,8 +592,7 @@ function startFunctions(
       ...handler('ingest'),
       // Its own queue, as on AWS: a verification that runs out of time goes on there.
       env: { MIRROR_TARGETS: allTargets, MIRROR_INGEST_QUEUE_URL: resources.ingest.queue.url },
-      // Lambda requires the queue's visibility timeout to be at least the function's timeout.
-      timeoutSeconds: settings.tuning.ingestVisibilityTimeout,
+      timeoutSeconds: queueFunctionTimeout(settings.tuning.ingestVisibilityTimeout),
       memoryMb: 1024,
       maxConcurrency: sizing.ingest.environments,
     }),
@@ -583,7 +600,7 @@ function startFunctions(
       name: 'complete-multipart',
       ...handler('complete-multipart'),
       env: {},
-      timeoutSeconds: settings.tuning.ingestVisibilityTimeout,
+      timeoutSeconds: queueFunctionTimeout(settings.tuning.ingestVisibilityTimeout),
       memoryMb: 256,
       maxConcurrency: 2,
     }),
@@ -627,7 +644,7 @@ function startFunctions(
           ...handler('replicate'),
           // Like the CDK app, a replicate function learns its own target only.
           env: { MIRROR_TARGET_ID: t.id, MIRROR_TARGETS: runtimeTargets([t]) },
-          timeoutSeconds: settings.tuning.targetVisibilityTimeout,
+          timeoutSeconds: queueFunctionTimeout(settings.tuning.targetVisibilityTimeout),
           memoryMb: 512,
           maxConcurrency: sizing.replicate.environments,
         }),
@@ -667,13 +684,14 @@ function startNotifications(
 }
 
 /** Step 5: event-source mappings (pull targets' queues are for their agents). */
-function startMappings(
+async function startMappings(
   options: SandboxOptions,
   settings: Settings,
   teardown: Teardown,
   deps: { resources: Resources; emulators: Emulators; functions: Functions; faults: DeliveryFaults },
-): Map<string, SqsEventSourceMapping> {
+): Promise<Map<string, SqsEventSourceMapping>> {
   const mappings = new Map<string, SqsEventSourceMapping>();
+  const starts: Promise<void>[] = [];
   const { batchSize, waitTimeSeconds } = options.polling ?? {};
   const sizing = localSizing();
   const map = (
@@ -701,9 +719,9 @@ function startMappings(
       onError: settings.report,
       faults: deps.faults,
     });
-    mapping.start();
     mappings.set(fn.name, mapping);
     teardown.push(`event source ${mapping.description}`, () => mapping.stop());
+    starts.push(mapping.start());
   };
   map(
     deps.resources.ingest.queue,
@@ -715,6 +733,9 @@ function startMappings(
   for (const { target, fn } of deps.functions.replicators) {
     map(target.queue, fn, sizing.replicate.pollers, EVENT_SOURCE_BATCH_SIZE.replicate);
   }
+  // Every start settles before a refusal is thrown: none is left to reject unobserved.
+  const refused = (await Promise.allSettled(starts)).find((r) => r.status === 'rejected');
+  if (refused !== undefined) throw refused.reason;
   return mappings;
 }
 
@@ -926,7 +947,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       emulators,
       faults: faults.notifications,
     });
-    const mappings = startMappings(options, settings, teardown, {
+    const mappings = await startMappings(options, settings, teardown, {
       resources,
       emulators,
       functions,

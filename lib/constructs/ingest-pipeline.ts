@@ -8,7 +8,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { EVENT_SOURCE_BATCH_SIZE } from '../../contracts/event-sources.js';
+import { EVENT_SOURCE_BATCH_SIZE, visibilityTimeoutFor } from '../../contracts/event-sources.js';
 import { DELETES_UNDER, INGEST_WRITE_KEYS } from '../../contracts/ledger-keys.js';
 import {
   LEDGER_ACCESS,
@@ -68,7 +68,7 @@ export class IngestPipeline extends Construct {
     super(scope, id);
     const timeout = props.timeout ?? Duration.minutes(15);
     const queues = new QueueWithDlq(this, 'Queue', {
-      visibilityTimeout: Duration.seconds(timeout.toSeconds() * 6),
+      visibilityTimeout: Duration.seconds(visibilityTimeoutFor(timeout.toSeconds())),
     });
     this.queue = queues.queue;
     this.deadLetterQueue = queues.deadLetterQueue;

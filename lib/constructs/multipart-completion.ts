@@ -9,7 +9,7 @@ import { Duration } from 'aws-cdk-lib';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { EVENT_SOURCE_BATCH_SIZE } from '../../contracts/event-sources.js';
+import { EVENT_SOURCE_BATCH_SIZE, visibilityTimeoutFor } from '../../contracts/event-sources.js';
 import { COMPLETION_WRITE_KEYS, DELETES_UNDER } from '../../contracts/ledger-keys.js';
 import { LEDGER_ACCESS, useLedger, useOrigin } from '../grants.js';
 import type { Ledger } from './ledger.js';
@@ -52,7 +52,7 @@ export class MultipartCompletion extends Construct {
     super(scope, id);
     const timeout = props.timeout ?? Duration.minutes(5);
     const queues = new QueueWithDlq(this, 'Queue', {
-      visibilityTimeout: Duration.seconds(timeout.toSeconds() * 6),
+      visibilityTimeout: Duration.seconds(visibilityTimeoutFor(timeout.toSeconds())),
     });
     this.queue = queues.queue;
     this.deadLetterQueue = queues.deadLetterQueue;

@@ -8,7 +8,7 @@ import { Duration } from 'aws-cdk-lib';
 import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { EVENT_SOURCE_BATCH_SIZE } from '../../contracts/event-sources.js';
+import { EVENT_SOURCE_BATCH_SIZE, visibilityTimeoutFor } from '../../contracts/event-sources.js';
 import { targetRowKeys } from '../../contracts/ledger-keys.js';
 import { REPLICA_MAX_RECEIVES } from '../../contracts/replica-copy.js';
 import type { TargetConfig } from '../../contracts/topology.js';
@@ -91,7 +91,7 @@ export class ReplicaTarget extends Construct implements TargetBinding {
       ...(target.kind === 's3' ? { maxReceiveCount: REPLICA_MAX_RECEIVES } : {}),
       visibilityTimeout:
         target.kind === 's3'
-          ? Duration.seconds(timeout.toSeconds() * 6)
+          ? Duration.seconds(visibilityTimeoutFor(timeout.toSeconds()))
           : (props.pullVisibilityTimeout ?? Duration.minutes(15)),
     });
     this.queue = queues.queue;

@@ -4,7 +4,7 @@
  * it for redelivery (local/README.md, "Lambda SQS event source"); and the local stack's mappings
  * and queues are set as the deployed ones (contracts/event-sources.ts).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,14 +18,15 @@ import {
 } from '@aws-sdk/client-sqs';
 import type { SQSEvent } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EVENT_SOURCE_BATCH_SIZE } from '../../contracts/event-sources.ts';
+import { EVENT_SOURCE_BATCH_SIZE, visibilityTimeoutFor } from '../../contracts/event-sources.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import { SqsEventSourceMapping } from '../../local/event-source-mapping.ts';
 import { LOCAL_NAMES } from '../../local/resources.ts';
-import type { Sandbox } from '../../local/sandbox.ts';
+import { QUEUE_FUNCTION_TIMEOUT_SECONDS, type Sandbox } from '../../local/sandbox.ts';
 import { useLocalSqs } from '../support/local-sqs.ts';
 import { startTestSandbox } from '../support/local-stack.ts';
 import { waitFor } from '../support/wait.js';
+import type { RecordedInvocation } from './fixtures/recording-handler.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/recording-handler.ts', import.meta.url));
 
@@ -78,8 +79,39 @@ describe('the local SQS event source', () => {
   });
 });
 
+describe('a local event-source mapping and its queue', () => {
+  const fn = (timeoutSeconds: number) => ({
+    name: 'slow',
+    timeoutSeconds,
+    invoke: async () => ({ batchItemFailures: [] }),
+  });
+  const mappingOf = async (visibilityTimeout: number, timeoutSeconds: number) =>
+    new SqsEventSourceMapping({
+      sqs: localSqs.client,
+      queue: await standardQueue(`visibility-${visibilityTimeout}-${timeoutSeconds}`, visibilityTimeout),
+      region: REGION,
+      onError: () => {},
+      fn: fn(timeoutSeconds),
+    });
+
+  it("refuses to start when the queue's visibility timeout is below the function's timeout, as Lambda refuses to create it", async () => {
+    const mapping = await mappingOf(5, 10);
+    await expect(mapping.start()).rejects.toThrow(
+      'Queue visibility timeout: 5 seconds is less than Function timeout: 10 seconds',
+    );
+    await mapping.stop();
+  });
+
+  it('starts when the visibility timeout is the function timeout or more', async () => {
+    const mapping = await mappingOf(10, 10);
+    await expect(mapping.start()).resolves.toBeUndefined();
+    await mapping.stop();
+  });
+});
+
 describe('the local stack, as deployed', () => {
   let dir: string;
+  let log: string;
   let sandbox: Sandbox;
   let sqs: SQSClient;
   const queueUrl = async (name: string) =>
@@ -87,6 +119,7 @@ describe('the local stack, as deployed', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mirror-event-sources-'));
+    log = join(dir, 'invocations.jsonl');
     sandbox = await startTestSandbox(join(dir, 'data'), {
       topology: parseTopology({
         homeRegion: REGION,
@@ -94,7 +127,7 @@ describe('the local stack, as deployed', () => {
       }),
       env: {},
       handlers: { 'complete-multipart': FIXTURE },
-      functionEnv: { FIXTURE_LOG: join(dir, 'invocations.jsonl') },
+      functionEnv: { FIXTURE_LOG: log },
       agents: false,
       schedules: false,
     });
@@ -105,6 +138,34 @@ describe('the local stack, as deployed', () => {
     sqs?.destroy();
     await sandbox?.stop();
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it("the ingest, completion and S3 target queues' visibility timeout is 6x their function's timeout", async () => {
+    const deployedRule = String(visibilityTimeoutFor(QUEUE_FUNCTION_TIMEOUT_SECONDS));
+    for (const name of [
+      LOCAL_NAMES.ingestQueue,
+      LOCAL_NAMES.completionQueue,
+      LOCAL_NAMES.targetQueue('alpha'),
+    ]) {
+      const out = await sqs.send(
+        new GetQueueAttributesCommand({
+          QueueUrl: await queueUrl(name),
+          AttributeNames: ['VisibilityTimeout'],
+        }),
+      );
+      expect(out.Attributes?.VisibilityTimeout, name).toBe(deployedRule);
+    }
+    // The function runs with that timeout: a completion sees at most its 30 s left.
+    const url = await queueUrl(LOCAL_NAMES.completionQueue);
+    await sqs.send(new SendMessageCommand({ QueueUrl: url, MessageBody: '{"timeout":true}' }));
+    const invocation = await waitFor('the completion', async () => {
+      const lines = (await readFile(log, 'utf8').catch(() => '')).split('\n').filter((l) => l !== '');
+      return lines
+        .map((l) => JSON.parse(l) as RecordedInvocation)
+        .find((i) => JSON.stringify(i.event).includes('timeout'));
+    });
+    expect(invocation.remainingMs).toBeLessThanOrEqual(QUEUE_FUNCTION_TIMEOUT_SECONDS * 1000);
+    expect(invocation.remainingMs).toBeGreaterThan((QUEUE_FUNCTION_TIMEOUT_SECONDS - 10) * 1000);
   });
 
   it('the completion mapping takes one message per invocation, as deployed', async () => {
