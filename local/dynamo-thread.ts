@@ -14,6 +14,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { BroadcastChannel, parentPort, workerData } from 'node:worker_threads';
+import { validateReturnValuesOnConditionCheckFailure } from './dynamo-transactions.ts';
 import { startGate } from './gate.ts';
 import { closeServer, listen, type PortRole } from './net.ts';
 import { callObserver } from './observed-calls.ts';
@@ -53,6 +54,7 @@ interface DynaliteOptions {
 const dynalite = createRequire(import.meta.url)('dynalite') as (options: DynaliteOptions) => Server;
 
 async function start(options: DynamoThreadOptions): Promise<{ port: number; stop: () => Promise<void> }> {
+  validateReturnValuesOnConditionCheckFailure();
   const server = dynalite({
     ...(options.dir === undefined ? {} : { path: options.dir }),
     createTableMs: options.tableStatusMs,

@@ -60,6 +60,20 @@ const ACTION_VALIDATIONS = {
   ConditionCheck: require('dynalite/validations/deleteItem') as DynaliteValidation,
 } as const;
 
+/**
+ * dynalite 4.0.0's PutItem, UpdateItem and DeleteItem drop ReturnValuesOnConditionCheckFailure
+ * unread, where DynamoDB checks it against its enum like every other member. Added to their
+ * validations (the objects dynalite reads on each request), a bad value is the ValidationException
+ * DynamoDB answers, in its words: "1 validation error detected: Value 'X' at
+ * 'returnValuesOnConditionCheckFailure' failed to satisfy constraint: Member must satisfy enum
+ * value set: [ALL_OLD, NONE]". Call it in the thread that loads dynalite, before it serves.
+ */
+export function validateReturnValuesOnConditionCheckFailure(): void {
+  for (const { types } of [ACTION_VALIDATIONS.Put, ACTION_VALIDATIONS.Update, ACTION_VALIDATIONS.Delete]) {
+    types.ReturnValuesOnConditionCheckFailure ??= { type: 'String', enum: ['ALL_OLD', 'NONE'] };
+  }
+}
+
 /** What dynalite's validations read of its store: the item size limit (DynamoDB's 400 KB, dynalite's default). */
 const VALIDATION_STORE = { options: { maxItemSize: 400 * 1024 } };
 

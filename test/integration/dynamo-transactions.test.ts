@@ -517,6 +517,45 @@ describe('Single conditional writes on the local DynamoDB', () => {
     expect(await get(table, 'nobody')).toBeUndefined();
   });
 
+  it('refuse a ReturnValuesOnConditionCheckFailure other than ALL_OLD or NONE, writing nothing', async () => {
+    const table = await newTable();
+    const bogus = { ReturnValuesOnConditionCheckFailure: 'BOGUS' as 'NONE' };
+    const writes = [
+      new PutCommand({ TableName: table, Item: { pk: 'put', sk: '-' }, ...bogus }),
+      new UpdateCommand({
+        TableName: table,
+        Key: { pk: 'update', sk: '-' },
+        UpdateExpression: 'SET n = :one',
+        ExpressionAttributeValues: { ':one': 1 },
+        ...bogus,
+      }),
+      new DeleteCommand({ TableName: table, Key: { pk: 'held', sk: '-' }, ...bogus }),
+    ];
+    await client.send(new PutCommand({ TableName: table, Item: { pk: 'held', sk: '-' } }));
+    for (const write of writes) {
+      const err = await client.send(write as PutCommand).then(
+        () => expect.unreachable(`${write.constructor.name} was expected to be refused`),
+        (e: unknown) => e as Error,
+      );
+      expect(err.name, write.constructor.name).toBe('ValidationException');
+      expect(err.message).toBe(
+        "1 validation error detected: Value 'BOGUS' at 'returnValuesOnConditionCheckFailure' failed to satisfy constraint: Member must satisfy enum value set: [ALL_OLD, NONE]",
+      );
+    }
+    expect(await get(table, 'put')).toBeUndefined();
+    expect(await get(table, 'update')).toBeUndefined();
+    expect(await get(table, 'held')).toEqual({ pk: 'held', sk: '-' });
+    // NONE, the default, is taken.
+    await client.send(
+      new PutCommand({
+        TableName: table,
+        Item: { pk: 'put', sk: '-' },
+        ReturnValuesOnConditionCheckFailure: 'NONE',
+      }),
+    );
+    expect(await get(table, 'put')).toEqual({ pk: 'put', sk: '-' });
+  });
+
   it('sends that error with the CRC32 of its own body, which boto3 and the CLI check', async () => {
     const table = await newTable();
     await client.send(new PutCommand({ TableName: table, Item: { pk: 'held', sk: '-' } }));
