@@ -207,6 +207,8 @@ async function signatureRefusal(
       service: options.service,
       credentials: options.credentials,
       ...(options.region === undefined ? {} : { region: options.region }),
+      // The operation: signed, or a signed PutItem could be replayed as any other call.
+      mustSign: ['x-amz-target'],
     },
   );
   return verdict.ok ? undefined : { status: verdict.status, code: verdict.code, message: verdict.message };

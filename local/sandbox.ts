@@ -431,7 +431,13 @@ async function startEmulators(
 ): Promise<Emulators> {
   const { dataDir, ports, region } = settings;
   const observe = observeChannel === undefined ? {} : { observeChannel };
-  const dynamo = await startDynamo({ dir: resolve(dataDir, 'dynamodb'), port: ports.dynamodb, ...observe });
+  const dynamo = await startDynamo({
+    dir: resolve(dataDir, 'dynamodb'),
+    port: ports.dynamodb,
+    // A client signing for another region reaches another DynamoDB on AWS, not this one.
+    region,
+    ...observe,
+  });
   teardown.push('DynamoDB emulator', () => dynamo.stop());
   const s3 = await startS3({
     dir: resolve(dataDir, 's3'),

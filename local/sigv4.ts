@@ -58,6 +58,11 @@ export interface SigV4Expectation {
   readonly credentials: SigV4Credentials;
   /** When set, a credential scope naming another region is refused. */
   readonly region?: string;
+  /**
+   * Lower-case headers that, when present, must be among the signed ones: the JSON protocols name
+   * the operation in `x-amz-target`, which a client that signs only the body could not protect.
+   */
+  readonly mustSign?: readonly string[];
   /** Defaults to the current time; tests pass a fixed one. */
   readonly now?: Date;
   /**
@@ -120,9 +125,8 @@ const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
 const CONTENT_SHA256 = 'x-amz-content-sha256';
 
 /**
- * Each service's code for each refusal. Every refusal is a 403: the local ports answer
- * as S3 does; DynamoDB answers 400 with the same codes on AWS, and the SDK reads the code,
- * not the status (see local/README.md).
+ * Each service's code for each refusal. DynamoDB answers every one with 400, the others with
+ * 403, as on AWS (docs/local-gates.md).
  */
 const CODES: Record<SigV4Service, Record<SigV4Reason, string>> = {
   s3: {
@@ -180,7 +184,7 @@ export async function verifySigV4(request: SigV4Request, expect: SigV4Expectatio
     ok: false,
     reason,
     code: CODES[expect.service][reason],
-    status: 403,
+    status: expect.service === 'dynamodb' ? 400 : 403,
     message,
   });
   const read = readClaim(request, expect, refuse);
@@ -188,6 +192,10 @@ export async function verifySigV4(request: SigV4Request, expect: SigV4Expectatio
   const { claim, headers, presigned } = read;
   const wrongScope = checkScope(claim, expect, refuse);
   if (wrongScope !== undefined) return wrongScope;
+  const unsigned = expect.mustSign?.find((name) => headers.has(name) && !claim.signedHeaders.includes(name));
+  if (unsigned !== undefined) {
+    return refuse('signature', `the ${unsigned} header must be among the signed headers`);
+  }
   const time = checkTime(claim, expect, refuse);
   if (!time.ok) return time;
 
@@ -279,7 +287,13 @@ function checkScope(claim: Claim, expect: SigV4Expectation, refuse: Refuse): Sig
     );
   }
   if (expect.region !== undefined && region !== expect.region) {
-    return refuse('scope', `the region "${region}" is wrong; expecting "${expect.region}"`);
+    return refuse(
+      'scope',
+      // DynamoDB's own words, trailing space included; S3's name the region it expects.
+      expect.service === 'dynamodb'
+        ? 'Credential should be scoped to a valid region. '
+        : `the region "${region}" is wrong; expecting "${expect.region}"`,
+    );
   }
   if (shortDate !== claim.longDate.slice(0, 8)) {
     return refuse(

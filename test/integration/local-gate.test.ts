@@ -141,7 +141,13 @@ async function jsonHeaders(
   service: Service,
   operation: string,
   body: string,
-  options: { sign?: boolean; secret?: string; extra?: Record<string, string> } = {},
+  options: {
+    sign?: boolean;
+    secret?: string;
+    extra?: Record<string, string>;
+    region?: string;
+    unsigned?: readonly string[];
+  } = {},
 ): Promise<Record<string, string>> {
   const url = new URL(endpointOf(service));
   const headers: Record<string, string> = {
@@ -153,18 +159,14 @@ async function jsonHeaders(
   if (options.sign === false) return headers;
   const signer = new SignatureV4({
     service,
-    region: REGION,
+    region: options.region ?? REGION,
     credentials: { ...LOCAL_CREDENTIALS, ...(options.secret ? { secretAccessKey: options.secret } : {}) },
     sha256: Sha256,
   });
-  const signed = await signer.sign({
-    method: 'POST',
-    protocol: 'http:',
-    hostname: url.hostname,
-    path: '/',
-    headers,
-    body,
-  });
+  const signed = await signer.sign(
+    { method: 'POST', protocol: 'http:', hostname: url.hostname, path: '/', headers, body },
+    { unsignableHeaders: new Set(options.unsigned ?? []) },
+  );
   return signed.headers as Record<string, string>;
 }
 
@@ -197,7 +199,7 @@ async function queueMessages(): Promise<number> {
 // ---------------------------------------------------------------- tests
 
 describe('the DynamoDB gate', () => {
-  it("refuses unsigned, tampered, wrongly keyed and skewed requests with 403 in DynamoDB's shape, writing nothing", async () => {
+  it("refuses unsigned, tampered, wrongly keyed and skewed requests with 400 in DynamoDB's shape, writing nothing", async () => {
     const cases: [string, RawAnswer, string][] = [
       [
         'unsigned',
@@ -248,7 +250,7 @@ describe('the DynamoDB gate', () => {
       'InvalidSignatureException',
     ]);
     for (const [name, answer, code] of cases) {
-      expect(answer.status, name).toBe(403);
+      expect(answer.status, name).toBe(400);
       expect(answer.headers['content-type'], name).toBe('application/x-amz-json-1.0');
       expect(errorType(answer), name).toBe(`com.amazon.coral.service#${code}`);
       expect(corsHeaders(answer), name).toEqual([]);
@@ -277,9 +279,28 @@ describe('the DynamoDB gate', () => {
     });
     await expect(wrong.send(new ListTablesCommand({}))).rejects.toMatchObject({
       name: 'InvalidSignatureException',
-      $metadata: { httpStatusCode: 403 },
+      $metadata: { httpStatusCode: 400 },
     });
     wrong.destroy();
+  });
+
+  it('refuses a signature scoped to another region, and a request whose x-amz-target is not signed, as DynamoDB does', async () => {
+    const otherRegion = await send('dynamodb', 'PutItem', putItem('elsewhere'), { region: 'eu-west-1' });
+    expect(otherRegion.status).toBe(400);
+    expect(JSON.parse(otherRegion.text)).toEqual({
+      __type: 'com.amazon.coral.service#InvalidSignatureException',
+      message: 'Credential should be scoped to a valid region. ',
+    });
+    // The body is signed, the operation is not: anyone could turn the PutItem into another call.
+    const operationUnsigned = await send('dynamodb', 'PutItem', putItem('unsigned-op'), {
+      unsigned: ['x-amz-target'],
+    });
+    expect(operationUnsigned.status).toBe(400);
+    expect(errorType(operationUnsigned)).toBe('com.amazon.coral.service#InvalidSignatureException');
+    for (const pk of ['elsewhere', 'unsigned-op']) {
+      const out = await dynamo.send(new GetItemCommand({ TableName: table, Key: { pk: { S: pk } } }));
+      expect(out.Item, pk).toBeUndefined();
+    }
   });
 });
 
@@ -321,6 +342,11 @@ describe('the SQS gate', () => {
         'unsigned CreateQueue',
         await send('sqs', 'CreateQueue', JSON.stringify({ QueueName: 'planted' }), { sign: false }),
         'MissingAuthenticationToken',
+      ],
+      [
+        'operation not signed',
+        await send('sqs', 'SendMessage', sendMessage('x'), { unsigned: ['x-amz-target'] }),
+        'SignatureDoesNotMatch',
       ],
     ];
     for (const [name, answer, code] of cases) {
@@ -660,10 +686,15 @@ async function runCase(service: Service, c: FuzzCase): Promise<Exchange & { kind
 }
 
 /** What each fuzz case must get: an answer or a closed connection, in time, with the status its kind implies. */
-function expectAnswered(r: Awaited<ReturnType<typeof runCase>>): void {
+function expectAnswered(service: Service, r: Awaited<ReturnType<typeof runCase>>): void {
   // Nothing may hang: the gate answers or closes well inside the socket timeout.
   expect(r.ms, `${r.kind} took ${r.ms} ms`).toBeLessThan(5_000);
-  const expected: Partial<Record<string, number>> = { unsigned: 403, 'huge-header': 431, 'too-large': 413 };
+  const expected: Partial<Record<string, number>> = {
+    // DynamoDB refuses a missing signature with 400, SQS with 403.
+    unsigned: service === 'dynamodb' ? 400 : 403,
+    'huge-header': 431,
+    'too-large': 413,
+  };
   const status = expected[r.kind];
   if (status !== undefined) expect(r.status).toBe(status);
   if (r.kind === 'signed' || r.kind === 'slow') expect(r.status, `${r.kind}`).toBeGreaterThanOrEqual(200);
@@ -683,7 +714,7 @@ describe('fuzzing the gated ports leaves the stack up', () => {
         const statuses = seen.get(r.kind) ?? new Set();
         statuses.add(r.status);
         seen.set(r.kind, statuses);
-        expectAnswered(r);
+        expectAnswered(service, r);
       }
       console.log(
         `${service} fuzz: ${run} cases`,

@@ -249,7 +249,7 @@ describe('verifySigV4 refuses', () => {
       ok: false,
       reason: 'signature',
       code: 'InvalidSignatureException',
-      status: 403,
+      status: 400,
     });
   });
 
@@ -434,7 +434,22 @@ describe('verifySigV4 refuses', () => {
     expect(await verifySigV4(request, { ...dynamo, region: 'eu-west-1' })).toMatchObject({
       ok: false,
       reason: 'scope',
+      code: 'InvalidSignatureException',
+      status: 400,
+      message: 'Credential should be scoped to a valid region. ',
     });
+  });
+
+  it('a header that must be signed, present but not signed', async () => {
+    const request = await dynamoRequest();
+    expect(await verifySigV4(request, { ...dynamo, mustSign: ['x-amz-target'] })).toMatchObject({ ok: true });
+    const auth = String(request.headers.authorization).replace(';x-amz-target', '');
+    expect(
+      await verifySigV4(
+        { ...request, headers: { ...request.headers, authorization: auth } },
+        { ...dynamo, mustSign: ['x-amz-target'] },
+      ),
+    ).toMatchObject({ ok: false, reason: 'signature', code: 'InvalidSignatureException', status: 400 });
   });
 
   it('unreadable Authorization headers and query strings, without throwing', async () => {
