@@ -26,7 +26,7 @@ import { type AgentClients, destroyClients, makeClients, originBlobSource, SqsQu
 import { FeedFollower, type RoundReport } from './catch-up.ts';
 import { Conditions } from './conditions.ts';
 import { type AgentConfig, withDefaults } from './config.ts';
-import { classifyCondition, isAbort, type RefusalCode } from './errors.ts';
+import { classifyCondition, isAbort, MirrorFolderMovedError, type RefusalCode } from './errors.ts';
 import { checkShardCountAgainstLedger } from './feed-shards.ts';
 import { DynamoLedgerView } from './ledger.ts';
 import { type AgentLog, createJsonLog } from './log.ts';
@@ -110,6 +110,11 @@ export interface AgentHandle {
   checkFolder(): Promise<FolderCheckReport>;
   /** Resolves when the agent has stopped. */
   readonly stopped: Promise<void>;
+  /**
+   * Why the agent stopped by itself, if it did: its mirror folder's path no longer names the
+   * folder it started on. `media-mirror agent` exits with its code (73).
+   */
+  readonly failure: MirrorFolderMovedError | undefined;
 }
 
 export interface FolderCheckReport {
@@ -174,6 +179,7 @@ class Agent implements AgentHandle {
   private stopping: Promise<void> | undefined;
   private resolveStopped!: () => void;
   readonly stopped: Promise<void>;
+  failure: MirrorFolderMovedError | undefined;
   private inFlightCount = 0;
   private lastAppliedCommittedAt: number | undefined;
   private backlogQueue: number | undefined;
@@ -345,6 +351,7 @@ class Agent implements AgentHandle {
         this.log.log('warn', 'ignored a journal entry that names no temp file', { file: relativeTemp });
         continue;
       }
+      await this.paths.checkRoot();
       try {
         await rm(file, { force: true });
         this.state.recordTempDone(relativeTemp);
@@ -438,9 +445,24 @@ class Agent implements AgentHandle {
       if (outcome.kind === 'applied' || outcome.kind === 'deleted') this.conditions.clearLocal(v.path);
       return { outcome: this.settle(v, outcome, source, performance.now() - started) };
     } catch (error) {
-      if (isAbort(error, signal)) return { outcome: this.settle(v, { kind: 'aborted' }, source) };
+      if (error instanceof MirrorFolderMovedError) this.halt(error);
+      if (isAbort(error, signal) || this.failure)
+        return { outcome: this.settle(v, { kind: 'aborted' }, source) };
       return { error };
     }
+  }
+
+  /**
+   * Stops for good: every path the agent writes is joined onto the mirror folder's path, which now
+   * leads somewhere else (docs/agent.md, "Never writing outside `--dir`"). Work under way is
+   * abandoned as at a stop (messages handed back, the cursor kept), and each of its writes meets
+   * the same check first. One error line, however many files meet it.
+   */
+  private halt(error: MirrorFolderMovedError): void {
+    if (this.failure) return;
+    this.failure = error;
+    this.log.log('error', error.message, { dir: error.dir, now: error.now, exitCode: error.exitCode });
+    void this.stop();
   }
 
   /** Applies once a download slot is free; undefined when the agent began stopping while it waited. */
@@ -621,9 +643,13 @@ class Agent implements AgentHandle {
     while (!signal.aborted) {
       await pause(wait * 1000, signal);
       if (signal.aborted) return;
-      await this.checkFolder().catch((error: unknown) =>
-        this.log.log('warn', 'the folder check failed; it runs again later', { error: errorMessage(error) }),
-      );
+      await this.checkFolder().catch((error: unknown) => {
+        if (error instanceof MirrorFolderMovedError) this.halt(error);
+        else
+          this.log.log('warn', 'the folder check failed; it runs again later', {
+            error: errorMessage(error),
+          });
+      });
       wait = seconds;
     }
   }

@@ -276,6 +276,7 @@ export class Applier {
     if (info.isDirectory()) {
       throw new RefusedError('path-conflict', `"${path}" is a folder here; a deleted file cannot be removed`);
     }
+    await this.deps.paths.checkRoot();
     await unlink(resolved.file);
     await fsyncDir(resolved.parent);
     await this.deps.paths.pruneEmptyFolders(resolved.parent);
@@ -295,7 +296,7 @@ export class Applier {
       throw new RefusedError('path-conflict', `"${path}" is a folder here, so it cannot be a file`);
     }
     // The right bytes may be there already (a crash after the rename, a pre-seeded folder): keep them.
-    if (existing?.isFile() && (await adopt(resolved.file, Number(existing.size), v, signal)))
+    if (existing?.isFile() && (await adopt(resolved.file, Number(existing.size), v, signal, paths)))
       return { bytes: 0, adopted: true };
     // Someone's file (the agent never wrote it) with other bytes: moved aside, never overwritten.
     const keptAside =
@@ -312,6 +313,8 @@ export class Applier {
     let handle: FileHandle | undefined;
     let renamed = false;
     try {
+      // Adopting or keeping a file aside may have hashed for a while since the walk checked it.
+      await paths.checkRoot();
       handle = await open(temp, OPEN_TEMP, 0o644);
       const bytes = await this.download(handle, path, v, signal);
       const committed = new Date(v.committedAt);
@@ -378,6 +381,7 @@ export class Applier {
       while (Buffer.byteLength(`${visible}${tail}`) > FILE_NAME_MAX_BYTES) visible = visible.slice(0, -1);
       const aside = join(parent, `${visible}${tail}`);
       if ((await lstatIfPresent(aside)) !== undefined) continue;
+      await this.deps.paths.checkRoot();
       await rename(join(parent, name), aside);
       await fsyncDir(parent);
       return relative(this.deps.paths.root, aside).split(sep).join('/');
@@ -475,10 +479,12 @@ async function adopt(
   size: number,
   v: VersionInfo & { sha256: string },
   signal: AbortSignal,
+  paths: SafePaths,
 ): Promise<boolean> {
   if (size !== v.size) return false;
   const local = await hashLocalFile(file, signal);
   if (local.sha256 !== v.sha256 || local.size !== v.size) return false;
+  await paths.checkRoot();
   const committed = new Date(v.committedAt);
   if (!Number.isNaN(committed.getTime())) await lutimes(file, committed, committed);
   return true;

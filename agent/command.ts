@@ -199,7 +199,8 @@ export function registerAgentCommand(program: Command, io: AgentCliIo = processI
           'version from the origin, verifies size and SHA-256 against the message and the ledger, and ' +
           'renames it into place atomically; catches up from the change feed on start, on a gap, and ' +
           'periodically. Outbound HTTPS only; AWS credentials from the standard chain. Stops cleanly on ' +
-          'SIGTERM, SIGINT or SIGHUP (exit 0). Exit 78: bad configuration (systemd: RestartPreventExitStatus=78).',
+          'SIGTERM, SIGINT or SIGHUP (exit 0). Exit 78: bad configuration; 73: the mirror folder was moved or ' +
+          'replaced while it ran (systemd: RestartPreventExitStatus=78 73).',
       )
       .option('--target <id>', 'the pull target this folder mirrors (env MIRROR_AGENT_TARGET)'),
   )
@@ -242,7 +243,8 @@ export function registerAgentCommand(program: Command, io: AgentCliIo = processI
       .description(
         "Re-hash the mirror folder against the ledger's heads for this target and report files missing, " +
           'with wrong bytes, or extra. With --repair, fetch the right bytes (verified, atomic) and remove ' +
-          'extras and leftover temp files. Exit 0: no drift (or all repaired); 1: drift remains.',
+          'extras and leftover temp files. Exit 0: no drift (or all repaired); 1: drift remains; 73: the folder ' +
+          'was moved or replaced while it ran.',
       )
       .option('--target <id>', "the pull target (default: the one recorded in the folder's state)"),
   )
@@ -283,6 +285,8 @@ async function runAgent(command: Command, io: AgentCliIo): Promise<void> {
   await handle.stopped;
   unsubscribe?.();
   releaseWarnings();
+  // It stopped by itself: its folder moved (exit 73, logged as it happened).
+  if (handle.failure) throw handle.failure;
 }
 
 /** The target to verify: `--target`, else the one recorded in the folder's state. */

@@ -8,7 +8,9 @@
  *   down, credentials, throttling). One log line when it starts, one when it clears;
  *   the work is retried with capped exponential backoff and nothing is given up.
  * - anything else: a bug or a surprise. Retried a few times, then left for redelivery.
+ * - the mirror folder itself moved (MirrorFolderMovedError): the agent stops.
  */
+import { dirname } from 'node:path';
 
 export type RefusalCode =
   | 'unsafe-path'
@@ -208,11 +210,36 @@ export class AgentConfigError extends Error {
 
 /** How the agent command ends: a one-line message for stderr and the process's exit code. */
 export class AgentExitError extends Error {
-  override readonly name = 'AgentExitError';
+  override readonly name: string = 'AgentExitError';
   constructor(
     message: string,
     readonly exitCode: number,
   ) {
     super(message);
+  }
+}
+
+/** Exit code of an agent whose mirror folder moved: EX_CANTCREAT, `status=73/CANTCREAT` in systemd. */
+export const MIRROR_FOLDER_MOVED_EXIT = 73;
+
+/**
+ * The mirror folder's path no longer names the folder the agent opened at start (moved, replaced,
+ * a symlink put in its place): the agent stops writing and exits 73 (EX_CANTCREAT), which the
+ * unit does not restart either, as a restart would follow the new path (docs/agent.md, "Never
+ * writing outside `--dir`").
+ */
+export class MirrorFolderMovedError extends AgentExitError {
+  override readonly name = 'MirrorFolderMovedError';
+  constructor(
+    readonly dir: string,
+    /** What the path names now: `a symlink`, `another folder`, `not a folder`, `gone`. */
+    readonly now: string,
+  ) {
+    super(
+      `the mirror folder ${dir} is now ${now}, no longer the folder the agent started on: nothing more ` +
+        `is written. Find who changed it (whoever can write ${dirname(dir)}), put the folder back at ` +
+        `${dir} (with its state), then start the agent again`,
+      MIRROR_FOLDER_MOVED_EXIT,
+    );
   }
 }

@@ -17,6 +17,10 @@
  * rename. Someone with write access to the folder could still swap a directory for
  * a symlink between that check and the rename; the folder belongs to the agent's
  * user alone (docs/agent.md), so that is out of scope.
+ *
+ * 4. The mirror folder's own path still names the folder opened at start (checkRoot): its
+ *    parent may be writable by others, who could put a symlink in its place. Every walk
+ *    starts with it, so it runs before each write, rename and removal.
  */
 import { lstat, mkdir, realpath, rmdir } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
@@ -28,7 +32,7 @@ import {
   PathPolicy,
   PathRuleError,
 } from '../contracts/paths.ts';
-import { RefusedError } from './errors.ts';
+import { MirrorFolderMovedError, RefusedError } from './errors.ts';
 
 /** The agent's state folder inside the mirror folder: never a mirrored path. */
 export const STATE_DIR_NAME = AGENT_STATE_DIR;
@@ -83,12 +87,38 @@ export class SafePaths {
   private constructor(
     /** The mirror folder, real path (symlinks in `--dir` itself resolved once at start). */
     readonly root: string,
+    /** The folder `root` named at start. */
+    private readonly identity: { readonly dev: bigint; readonly ino: bigint },
   ) {}
 
   /** Creates the folder if needed and resolves its real path. */
   static async open(dir: string): Promise<SafePaths> {
     await mkdir(dir, { recursive: true });
-    return new SafePaths(await realpath(dir));
+    const root = await realpath(dir);
+    const { dev, ino } = await lstat(root, { bigint: true });
+    return new SafePaths(root, { dev, ino });
+  }
+
+  /**
+   * Throws MirrorFolderMovedError unless `root` still names the folder opened at start: someone
+   * who can write its parent could have moved it and put a symlink (or another folder) in its
+   * place, and every path below is joined onto `root`. Node has no openat() to work relative to a
+   * folder handle, so this is a check by path, right before each write, rename and removal: a swap
+   * in the microseconds between it and the operation still goes through. Being a realpath, `root`
+   * has no symlink on its way, so a swap of any folder above it shows too (another dev/ino).
+   */
+  async checkRoot(): Promise<void> {
+    let now: string | undefined;
+    try {
+      const info = await lstat(this.root, { bigint: true });
+      if (info.isSymbolicLink()) now = 'a symlink';
+      else if (!info.isDirectory()) now = 'not a folder';
+      else if (info.dev !== this.identity.dev || info.ino !== this.identity.ino) now = 'another folder';
+    } catch (error) {
+      if (!['ENOENT', 'ENOTDIR'].includes(errnoCode(error) ?? '')) throw error;
+      now = 'gone';
+    }
+    if (now !== undefined) throw new MirrorFolderMovedError(this.root, now);
   }
 
   contains(candidate: string): boolean {
@@ -116,6 +146,7 @@ export class SafePaths {
    * removal never goes through a link (the folder may have changed since the walk).
    */
   async existingParentOf(found: string): Promise<string | undefined> {
+    await this.checkRoot();
     let current = this.root;
     const folders = found.split('/').slice(0, -1);
     for (let i = 0; i < folders.length; i++) {
@@ -137,6 +168,7 @@ export class SafePaths {
    */
   async pruneEmptyFolders(folder: string): Promise<void> {
     for (let dir = folder; dir !== this.root && this.contains(dir); dir = dirname(dir)) {
+      await this.checkRoot();
       try {
         await rmdir(dir);
       } catch (error) {
@@ -147,6 +179,7 @@ export class SafePaths {
   }
 
   private async parentOf(checked: CheckedPath, create: boolean): Promise<string | undefined> {
+    await this.checkRoot();
     let current = this.root;
     const folders = checked.segments.slice(0, -1);
     for (let i = 0; i < folders.length; i++) {

@@ -33,7 +33,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { crashPoint } from '../common/crash-points.ts';
@@ -148,6 +148,8 @@ export class StateStore {
   private readonly pending: Pending[] = [];
   private flushing: Promise<void> | undefined;
   private unlock: (() => Promise<void>) | undefined;
+  /** The folder `dir` named when opened for writing. */
+  private dirIdentity: { readonly dev: bigint; readonly ino: bigint } | undefined;
   private closed = false;
   /** Temp files a previous run recorded and may have left behind. */
   readonly leftoverTemps: readonly string[];
@@ -172,9 +174,13 @@ export class StateStore {
     identity: StateIdentity,
     options: StateStoreOptions = {},
   ): Promise<StateStore> {
-    if (!options.readOnly) await mkdir(dir, { recursive: true, mode: 0o700 });
     const store = new StateStore(dir, identity, options);
-    if (!options.readOnly) store.unlock = await lockStateDir(dir);
+    if (!options.readOnly) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const { dev, ino } = await stat(dir, { bigint: true });
+      store.dirIdentity = { dev, ino };
+      store.unlock = await lockStateDir(dir);
+    }
     try {
       await store.load();
       if (!options.readOnly) {
@@ -313,18 +319,45 @@ export class StateStore {
 
   async close(): Promise<void> {
     if (this.closed) return;
+    let moved = false;
     try {
       if (this.journal) {
         await this.flush();
         while (this.flushing) await this.flushing;
         this.closed = true;
-        await this.compact();
+        moved = !(await this.stillAtItsPath());
+        if (moved) {
+          this.options.warn?.(
+            'the state folder is no longer at its path: its snapshot and lock are left as they are (the journal holds every record)',
+            { stateDir: this.dir },
+          );
+        } else {
+          await this.compact();
+        }
       }
     } finally {
       this.closed = true;
       await this.journal?.close().catch(() => undefined);
       this.journal = undefined;
-      await this.unlock?.();
+      if (!moved) await this.unlock?.();
+    }
+  }
+
+  /**
+   * Whether `dir` still names the folder opened: the journal is written through its handle, the
+   * snapshot and the lock by path. With the mirror folder moved and a symlink in its place
+   * (docs/agent.md, "Never writing outside `--dir`"), the default `<dir>/.media-mirror` leads into
+   * the link's target, where a snapshot or the removal of a lock must not go. Followed through
+   * symlinks: `--state-dir` may be reached through one.
+   */
+  private async stillAtItsPath(): Promise<boolean> {
+    if (this.dirIdentity === undefined) return true;
+    try {
+      const { dev, ino } = await stat(this.dir, { bigint: true });
+      return dev === this.dirIdentity.dev && ino === this.dirIdentity.ino;
+    } catch (error) {
+      if (['ENOENT', 'ENOTDIR'].includes((error as NodeJS.ErrnoException).code ?? '')) return false;
+      throw error;
     }
   }
 
@@ -421,6 +454,8 @@ export class StateStore {
 
   /** Writes a new snapshot atomically, then empties the journal. */
   private async compact(): Promise<void> {
+    if (!(await this.stillAtItsPath()))
+      throw new Error(`the state folder ${this.dir} is no longer at its path: no snapshot written there`);
     crashPoint('agent.before-snapshot');
     const target = join(this.dir, SNAPSHOT);
     const temp = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;

@@ -21,7 +21,7 @@ import type { Change } from '../contracts/model.ts';
 import { Applier, hashLocalFile } from './applier.ts';
 import { type AgentClients, destroyClients, makeClients, originBlobSource } from './aws.ts';
 import type { AgentConfig } from './config.ts';
-import { RefusedError } from './errors.ts';
+import { MirrorFolderMovedError, RefusedError } from './errors.ts';
 import { checkShardCountAgainstLedger, checkShardCountAgainstState } from './feed-shards.ts';
 import { DynamoLedgerView } from './ledger.ts';
 import type { BlobSource, LedgerView } from './ports.ts';
@@ -154,6 +154,8 @@ export async function verifyMirror(config: AgentConfig, options: VerifyOptions):
     );
     const tree = await walk(paths.root, config.stateDir);
     const checked = await checkLiveFiles(heads, tree, paths.root, config.concurrency, options.onProgress);
+    // The walk and the hashes went by path: they describe the mirror folder only if it is still there.
+    await paths.checkRoot();
     const report: VerifyReport = {
       targetId: config.targetId,
       dir: paths.root,
@@ -315,6 +317,7 @@ async function repair(report: VerifyReport, ctx: RepairContext): Promise<RepairT
           reason: outcome.kind === 'refused' ? outcome.reason : outcome.kind,
         });
     } catch (error) {
+      if (error instanceof MirrorFolderMovedError) throw error;
       tally.failed.push({ path, version: head.version, reason: errorMessage(error) });
     }
   };
@@ -330,11 +333,13 @@ async function repair(report: VerifyReport, ctx: RepairContext): Promise<RepairT
     tally.temps++;
   }
   const pool = new Semaphore(ctx.config.concurrency);
-  await Promise.all(
+  // Settled, all: the state closes after the last fetch, not while others still run.
+  const fetches = await Promise.allSettled(
     [...report.missing, ...report.wrong].map((entry) =>
       pool.run(() => fix(entry.path, ctx.heads.get(entry.path) as Change)),
     ),
   );
+  for (const fetched of fetches) if (fetched.status === 'rejected') throw fetched.reason;
   return tally;
 }
 
@@ -351,6 +356,8 @@ async function removeFound(found: string, paths: SafePaths, tally: RepairTally):
     await paths.pruneEmptyFolders(parent);
     return true;
   } catch (error) {
+    // Not one file's failure: nothing more may be written or removed (docs/agent.md).
+    if (error instanceof MirrorFolderMovedError) throw error;
     tally.failed.push({ path: found, reason: `could not remove: ${errorMessage(error)}` });
     return false;
   }

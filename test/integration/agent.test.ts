@@ -5,7 +5,7 @@
  * counted, odd characters round-trip, and `agent verify --repair` heals drift.
  */
 import { randomUUID } from 'node:crypto';
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
@@ -526,6 +526,54 @@ describe('pull agent', () => {
     } finally {
       await agent.handle.stop();
     }
+  });
+
+  it("`media-mirror agent` on a folder swapped for a symlink while it runs: nothing in the link's target, one error line, exit 73", async () => {
+    const w = await agentWorld();
+    const endpointsFile = await writePullEndpoints(
+      emulators,
+      join(scratch, `endpoints-${randomUUID().slice(0, 8)}.json`),
+      { table: w.table, originBucket: w.world.originBucket, queueUrl: w.queueUrl },
+    );
+    const program = new Command().exitOverride().option('--endpoints <file>');
+    let stderr = '';
+    registerAgentCommand(program, {
+      stdout: { write: () => true },
+      stderr: { write: (s: string) => (stderr += s) },
+      env: {},
+      cwd: scratch,
+      onSignal: () => () => undefined,
+    });
+    const running = program
+      .parseAsync(
+        ['--endpoints', endpointsFile, 'agent', '--target', 'gamma', '--dir', w.dir, '--log-format', 'json'],
+        { from: 'user' },
+      )
+      .then(
+        () => 0,
+        (error: unknown) => (error instanceof AgentExitError ? error.exitCode : Promise.reject(error)),
+      );
+    await commitBytes(w, 'swap/before.txt', Buffer.from('before the swap'));
+    await waitFor('the first file', () => readIfExists(join(w.dir, 'swap/before.txt')));
+    const elsewhere = join(scratch, `elsewhere-${randomUUID().slice(0, 8)}`);
+    await mkdir(join(elsewhere, 'swap'), { recursive: true });
+    await rename(w.dir, `${w.dir}.old`);
+    await symlink(elsewhere, w.dir);
+    await commitBytes(w, 'swap/after.txt', Buffer.from('after the swap'));
+    // Without the check it runs on (writing into the link's target): fail, not hang.
+    const stopped = new Promise<string>((resolve) =>
+      setTimeout(() => resolve('still running'), 20_000).unref(),
+    );
+    expect(await Promise.race([running, stopped])).toBe(73);
+    expect(await readdir(elsewhere, { recursive: true })).toEqual(['swap']);
+    const lines = stderr
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { level: string; msg: string; now?: string });
+    const errors = lines.filter((l) => l.level === 'error');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ now: 'a symlink', exitCode: 73 });
+    expect(lines.at(-1)?.msg).toBe('agent stopped');
   });
 
   it("`agent verify --repair` fixes a file changed on disk behind the agent's back", async () => {

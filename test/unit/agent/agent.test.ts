@@ -3,7 +3,7 @@
  * and retried, a stop abandons in-flight work safely, the heartbeat reports the cursor.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -449,6 +449,38 @@ describe('agent loops (in-memory ports)', () => {
     expect((await readdir(dir)).sort()).toEqual(['.media-mirror']);
     expect(agent.stats().cursor).toEqual([0]);
     expect(log.entries.some((e) => e.msg.startsWith('abandoning in-flight downloads'))).toBe(true);
+  });
+  it("the mirror folder swapped for a symlink while it runs: nothing lands in the link's target, one error line, it stops with exit 73", async () => {
+    const { ledger, commit, blobs } = ledgerWithBlobs();
+    commit('a/first.txt', 1, 'before the swap');
+    const { dir, log, options: o } = options(ledger, blobs);
+    const agent = await startAgent(o);
+    await until(() => agent.stats().applied === 1);
+    // Someone who can write the folder's parent: mv /srv/media /srv/media.old; ln -s /elsewhere /srv/media.
+    // The target has the folders a write (and the state's snapshot) would go into.
+    const elsewhere = `${dir}-elsewhere`;
+    await mkdir(join(elsewhere, 'a'), { recursive: true });
+    await mkdir(join(elsewhere, '.media-mirror'));
+    await rename(dir, `${dir}.old`);
+    await symlink(elsewhere, dir);
+    commit('a/second.txt', 1, 'after the swap');
+    commit('b/third.txt', 1, 'after the swap too');
+    try {
+      await agent.catchUp('test').catch(() => undefined);
+      await until(() => agent.stats().status === 'stopped').catch(() => undefined);
+      expect((await readdir(elsewhere, { recursive: true })).sort()).toEqual(['.media-mirror', 'a']);
+      expect(agent.stats()).toMatchObject({ status: 'stopped', applied: 1 });
+      expect(agent.failure?.exitCode).toBe(73);
+      const errors = log.entries.filter((e) => e.level === 'error');
+      expect(errors).toHaveLength(1);
+      expect(errors[0]?.msg).toMatch(/mirror folder .* is now a symlink.*put the folder back/);
+      // The folder it started on keeps its file and its state, which never records the new versions.
+      expect(await readFile(join(`${dir}.old`, 'a/first.txt'), 'utf8')).toBe('before the swap');
+      const journal = await readFile(join(`${dir}.old`, '.media-mirror', 'state.journal'), 'utf8');
+      expect(journal).not.toMatch(/second|third/);
+    } finally {
+      await agent.stop();
+    }
   });
 });
 

@@ -1,9 +1,9 @@
-import { lstat, mkdir, mkdtemp, readdir, realpath, rm, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, realpath, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, sep } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RefusedError } from '../../../agent/errors.ts';
+import { MirrorFolderMovedError, RefusedError } from '../../../agent/errors.ts';
 import { checkMirrorPath, isTempName, SafePaths, tempNameFor } from '../../../agent/safe-path.ts';
 
 let base: string;
@@ -194,5 +194,38 @@ describe('removing what verify found', () => {
     await p.pruneEmptyFolders(join(p.root, 'only'));
     expect(await readdir(prune)).toEqual([]);
     expect((await lstat(prune)).isDirectory()).toBe(true);
+  });
+});
+
+describe('the mirror folder itself', () => {
+  it('a walk stops with MirrorFolderMovedError once its path names anything but the folder opened (docs/agent.md)', async () => {
+    const dir = join(base, 'moving');
+    await mkdir(join(dir, 'sub'), { recursive: true });
+    const moving = await SafePaths.open(dir);
+    await expect(moving.resolve('sub/f', { create: true })).resolves.toBeDefined();
+    const now = async () => {
+      const error = await moving.resolve('sub/f', { create: true }).catch((e: unknown) => e);
+      const viaVerify = await moving.existingParentOf('sub/f').catch((e: unknown) => e);
+      expect(viaVerify).toBeInstanceOf(MirrorFolderMovedError);
+      expect(error).toBeInstanceOf(MirrorFolderMovedError);
+      return {
+        now: (error as MirrorFolderMovedError).now,
+        exitCode: (error as MirrorFolderMovedError).exitCode,
+      };
+    };
+    await rename(dir, `${dir}.old`);
+    expect(await now()).toEqual({ now: 'gone', exitCode: 73 });
+    await symlink(`${dir}.old`, dir); // a link, even to the very folder
+    expect((await now()).now).toBe('a symlink');
+    await rm(dir);
+    await mkdir(join(dir, 'sub'), { recursive: true });
+    expect((await now()).now).toBe('another folder');
+    await rm(dir, { recursive: true });
+    await writeFile(dir, 'x');
+    expect((await now()).now).toBe('not a folder');
+    // Put back, it is the same folder again: nothing was created anywhere meanwhile.
+    await rm(dir);
+    await rename(`${dir}.old`, dir);
+    await expect(moving.resolve('sub/f', { create: true })).resolves.toBeDefined();
   });
 });

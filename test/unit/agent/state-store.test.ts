@@ -1,7 +1,17 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import {
+  appendFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -189,6 +199,27 @@ describe('agent state store', () => {
     expect(resharded.get('a')?.version).toBe(1);
     expect(resharded.loadReport?.cursorReset).toBe(true);
     await resharded.close();
+  });
+
+  it('a state folder moved while open (a symlink in its place): closing writes no snapshot and removes no lock there', async () => {
+    const dir = fresh();
+    const warnings: string[] = [];
+    const store = await StateStore.open(dir, identity, { warn: (msg) => warnings.push(msg) });
+    await store.recordApplied('x.jpg', file(1));
+    const elsewhere = `${dir}-elsewhere`;
+    await mkdir(elsewhere);
+    await writeFile(join(elsewhere, 'agent.lock'), "another agent's lock");
+    await rename(dir, `${dir}.old`);
+    await symlink(elsewhere, dir);
+    await store.close();
+    expect(await readdir(elsewhere)).toEqual(['agent.lock']);
+    expect(warnings.some((w) => w.startsWith('the state folder is no longer at its path'))).toBe(true);
+    // The journal went through its handle, so the folder that moved has every record.
+    await rm(dir);
+    await rename(`${dir}.old`, dir);
+    const again = await StateStore.open(dir, identity);
+    expect(again.get('x.jpg')).toEqual(file(1));
+    await again.close();
   });
 
   it('one agent per state folder: a live holder of the lock is refused', async () => {

@@ -4,7 +4,8 @@
  * before anything is read as "extra", so `--repair` never removes live files.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -116,5 +117,48 @@ describe('agent verify and the feed shard count', () => {
     expect(report.extra.map((e) => e.path)).toEqual(['extra.txt']);
     expect(report.repaired?.removed).toBe(1);
     expect((await readdir(dir)).filter((f) => f.endsWith('.txt'))).toHaveLength(4);
+  });
+
+  it('--repair on a mirror folder swapped for a symlink while it runs: writes and removes nothing there, exits 73', async () => {
+    const { dir, ledger, blobs } = await mirrored(2);
+    await rm(join(dir, 's1.txt'));
+    const elsewhere = `${dir}-elsewhere`;
+    await mkdir(join(elsewhere, '.media-mirror'), { recursive: true });
+    await writeFile(join(elsewhere, 'theirs.txt'), "not the mirror's");
+    // The swap comes once verify has opened the folder and its state (it holds the state's lock).
+    let swapped = false;
+    const swapping = {
+      readFeed: async (shard: number, after: number, limit: number) => {
+        if (!swapped && existsSync(join(dir, '.media-mirror', 'agent.lock'))) {
+          swapped = true;
+          await rename(dir, `${dir}.old`);
+          await symlink(elsewhere, dir);
+        }
+        return ledger.readFeed(shard, after, limit);
+      },
+      // What a fetch of the missing file asks: its version record, then where to report it.
+      getVersion: async (path: string) =>
+        (await ledger.readFeed(1, 0, 10)).find((c) => c.path === path && path === 's1.txt'),
+      recordApplied: async () => undefined,
+    } as unknown as LedgerView;
+    const served: BlobSource = {
+      open: async () => {
+        const data = Buffer.from('file 1');
+        return {
+          body: [data][Symbol.iterator]() as unknown as AsyncIterable<Uint8Array>,
+          contentLength: data.length,
+          close() {},
+        };
+      },
+    };
+    void blobs;
+    const error = await verifyMirror(config(dir, 2), {
+      repair: true,
+      ports: { ledger: swapping, blobs: served },
+    }).catch((e: unknown) => e);
+    expect((await readdir(elsewhere, { recursive: true })).sort()).toEqual(['.media-mirror', 'theirs.txt']);
+    expect(swapped).toBe(true);
+    expect((error as { exitCode?: number }).exitCode).toBe(73);
+    expect((error as Error).message).toMatch(/is now a symlink/);
   });
 });
