@@ -12,6 +12,7 @@
  * tombstones must be visited too): a head read stale is harmless because a head that seems to
  * have drifted is read again strongly consistently before anything is counted or re-sent.
  */
+import { randomUUID } from 'node:crypto';
 import { sleep } from '../../common/retry.ts';
 import type { FileVersion } from '../../contracts/model.js';
 import { targetSelects } from '../../contracts/topology.js';
@@ -83,8 +84,10 @@ export async function reconcileTargets(
     deps,
     options,
     targets,
-    // Distinct from the original send, which the FIFO queue would still deduplicate for 5 minutes.
-    resend: `reconcile-${Date.now()}`,
+    // Distinct from the original send, which the FIFO queue would still deduplicate for 5 minutes,
+    // and from any other run's: runs may overlap (a manual one, or a scheduled one started late),
+    // and a row one run forgets after another's re-send was applied comes back only with its own.
+    resend: `reconcile-${Date.now()}-${randomUUID()}`,
     report: Object.fromEntries(targets.map((t) => [t.id, { resent: 0, missing: 0, altered: 0 }])),
     checkObjects: options.checkObjects ?? deps.replicas !== undefined,
     pace: pacer(options.checksPerSecond ?? 50),

@@ -411,8 +411,10 @@ export class Monitoring extends Construct {
       handler: 'reconcile',
       description:
         'Anti-entropy: re-sends to each target what it lacks or holds altered (scheduled or invoked)',
-      // Within the interval: runs resume from one checkpoint and must not overlap (a run uses its
-      // whole time on a large ledger).
+      // Within the interval, so scheduled runs (which resume from one checkpoint and use their whole
+      // time on a large ledger) do not pile up. A late or manual run may still overlap one: that
+      // costs repeated work, nothing more (each run's re-sends are its own messages;
+      // test/integration/reconcile.test.ts, "two runs at once").
       timeout: Duration.minutes(Math.min(15, reconcileInterval.toMinutes())),
       memorySize: 512,
     });

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { DeleteMessageCommand, PurgeQueueCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { sleep } from '../../common/retry.ts';
 import type { ReplicationMessage } from '../../contracts/replication-message.ts';
 import { SqsFanout } from '../../functions/adapters/sqs-fanout.js';
 import { commitVersion } from '../../functions/core/commit.js';
@@ -10,6 +11,7 @@ import { reconcileTargets } from '../../functions/core/reconcile.js';
 import { replicateVersion } from '../../functions/core/replicate.js';
 import { makeWorld, sha256Hex } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
+import { waitFor } from '../support/wait.js';
 
 let emulators: TestEmulators;
 beforeAll(async () => {
@@ -218,6 +220,78 @@ describe('reconcile (resume after lost queue state)', () => {
     // Applied again: nothing pending.
     await replicateAll(world, 'alpha', alpha.queueUrl);
     expect(await alphaLag()).toMatchObject({ pending: 0, caughtUp: true });
+  });
+
+  it('two runs at once (EventBridge may start one while the other runs): a row forgotten after the other run’s re-send was applied is re-sent and applied again', async () => {
+    const world = await makeWorld(emulators);
+    const alpha = world.targets[0] as { id: string; queueUrl: string; bucket: string };
+    const paths = ['public/overlap-1.txt', 'public/overlap-2.txt', 'public/overlap-3.txt'];
+    await commitStored(world, paths);
+    for (const target of world.targets.slice(1)) await receivedBodies(target.queueUrl);
+    await replicateAll(world, 'alpha', alpha.queueUrl);
+    const lost = paths.slice(0, 2);
+    for (const path of lost)
+      await emulators.s3.send(new DeleteObjectCommand({ Bucket: alpha.bucket, Key: path }));
+
+    // The target applies re-sends while both runs go on.
+    let running = true;
+    const applying = (async () => {
+      while (running) {
+        await replicateAll(world, 'alpha', alpha.queueUrl);
+        await sleep(5);
+      }
+    })();
+    // The second run found the objects missing as the first did, but forgets each row only once
+    // the first run's re-send has been applied (the interleaving overlap allows): its own re-send
+    // is then all that brings the row back.
+    const late = new Proxy(world.ledger, {
+      get(ledger, name, receiver) {
+        if (name === 'forgetTargetState')
+          return async (path: string, targetId: string) => {
+            await waitFor(`the other run's re-send of ${path} applied`, async () => {
+              const [state] = await ledger.listTargetStates(path, [targetId]);
+              return state !== undefined && state.appliedVersion >= 1;
+            });
+            return ledger.forgetTargetState(path, targetId);
+          };
+        const value = Reflect.get(ledger, name, receiver);
+        return typeof value === 'function' ? value.bind(ledger) : value;
+      },
+    });
+    const options = { targetIds: ['alpha'], resume: true };
+    // Two invocations may start within one millisecond: their re-sends must still be two messages,
+    // not one the FIFO queue deduplicates.
+    const clock = vi.spyOn(Date, 'now').mockReturnValue(Date.now());
+    const started = [
+      reconcileTargets(world.deps, options),
+      reconcileTargets({ ...world.deps, ledger: late }, options),
+    ];
+    clock.mockRestore();
+    const runs = await Promise.all(started);
+    const forgotten = runs.map((r) => r.targets.alpha?.missing);
+    await waitFor('every re-send applied', async () => {
+      const lag = await measureLag({
+        ...world.deps,
+        targets: [world.targets[0] as (typeof world.targets)[number]],
+      });
+      return lag[0]?.pending === 0;
+    });
+    running = false;
+    await applying;
+
+    // The first run found both; the second forgot at least one row after the first run's re-send of
+    // it was applied (a later one it may find back in place already).
+    expect(forgotten[0]).toBe(lost.length);
+    expect(forgotten[1]).toBeGreaterThanOrEqual(1);
+    for (const path of paths) {
+      const object = await emulators.s3.send(new GetObjectCommand({ Bucket: alpha.bucket, Key: path }));
+      expect(await object.Body?.transformToString()).toBe(`content of ${path}`);
+    }
+    expect((await reconcileTargets(world.deps, { targetIds: ['alpha'] })).targets.alpha).toEqual({
+      resent: 0,
+      missing: 0,
+      altered: 0,
+    });
   });
 
   it('fills a target added after 100 files were committed', async () => {
