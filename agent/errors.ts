@@ -114,6 +114,10 @@ const ACCESS_NAMES = new Set([
   'ExpiredTokenException',
   'SignatureDoesNotMatch',
   'InvalidAccessKeyId',
+  // DynamoDB (and the other JSON services) refuse a bad or incomplete signature with 400, not 403.
+  'InvalidSignatureException',
+  'IncompleteSignatureException',
+  'MissingAuthenticationTokenException',
 ]);
 
 interface ErrorLike {

@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseByteSize, resolveAgentConfig } from '../../../agent/config.ts';
 import { AgentConfigError, classifyCondition } from '../../../agent/errors.ts';
@@ -208,6 +209,38 @@ describe('agent errors and helpers', () => {
       'credentials',
     );
     expect(classifyCondition(new Error('a bug'))).toBeUndefined();
+  });
+
+  it('a signature DynamoDB refuses (400 InvalidSignatureException: a wrong secret) is access denied, as S3’s 403 is', async () => {
+    // DynamoDB answers a bad signature with 400, not 403, under a name of its own; the answer goes
+    // through the SDK's own deserializer here, as the agent's calls do.
+    const client = new DynamoDBClient({
+      region: 'us-east-1',
+      endpoint: 'http://127.0.0.1:9',
+      credentials: { accessKeyId: 'AKID', secretAccessKey: 'not-the-secret' },
+      maxAttempts: 1,
+      requestHandler: {
+        async handle() {
+          return {
+            response: {
+              statusCode: 400,
+              headers: { 'content-type': 'application/x-amz-json-1.0' },
+              body: new TextEncoder().encode(
+                JSON.stringify({
+                  __type: 'com.amazon.coral.service#InvalidSignatureException',
+                  message: 'The request signature we calculated does not match the signature you provided.',
+                }),
+              ),
+            },
+          };
+        },
+      } as never,
+    });
+    const refused = await client
+      .send(new GetItemCommand({ TableName: 'ledger', Key: { pk: { S: 'a' }, sk: { S: 'b' } } }))
+      .catch((error: unknown) => error);
+    expect(refused).toMatchObject({ name: 'InvalidSignatureException', $metadata: { httpStatusCode: 400 } });
+    expect(classifyCondition(refused)).toBe('access-denied');
   });
 
   it('backoff doubles, is capped, and jitters', () => {
