@@ -224,7 +224,7 @@ export class AgentExitError extends Error {
 }
 
 /** Exit code of an agent whose mirror folder moved: EX_CANTCREAT, `status=73/CANTCREAT` in systemd. */
-export const MIRROR_FOLDER_MOVED_EXIT = 73;
+const MIRROR_FOLDER_MOVED_EXIT = 73;
 
 /**
  * The mirror folder's path no longer names the folder the agent opened at start (moved, replaced,

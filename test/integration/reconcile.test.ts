@@ -54,6 +54,19 @@ async function received(queueUrl: string): Promise<string[]> {
 
 type World = Awaited<ReturnType<typeof makeWorld>>;
 
+/** Target alpha's bucket holds each path's committed content, and a new run finds nothing to re-send. */
+async function expectRepaired(world: World, bucket: string, paths: readonly string[]): Promise<void> {
+  for (const path of paths) {
+    const object = await emulators.s3.send(new GetObjectCommand({ Bucket: bucket, Key: path }));
+    expect(await object.Body?.transformToString()).toBe(`content of ${path}`);
+  }
+  expect((await reconcileTargets(world.deps, { targetIds: ['alpha'] })).targets.alpha).toEqual({
+    resent: 0,
+    missing: 0,
+    altered: 0,
+  });
+}
+
 /** Applies what the target's queue holds, as its replicate function would. */
 async function replicateAll(world: World, targetId: string, queueUrl: string): Promise<void> {
   for (const body of await receivedBodies(queueUrl)) {
@@ -169,15 +182,7 @@ describe('reconcile (resume after lost queue state)', () => {
     const repair = await reconcileTargets(world.deps, { targetIds: ['alpha'] });
     expect(repair.targets.alpha).toEqual({ resent: 2, missing: 1, altered: 1 });
     await replicateAll(world, 'alpha', alpha.queueUrl);
-    for (const path of paths) {
-      const object = await emulators.s3.send(new GetObjectCommand({ Bucket: alpha.bucket, Key: path }));
-      expect(await object.Body?.transformToString()).toBe(`content of ${path}`);
-    }
-    expect((await reconcileTargets(world.deps, { targetIds: ['alpha'] })).targets.alpha).toEqual({
-      resent: 0,
-      missing: 0,
-      altered: 0,
-    });
+    await expectRepaired(world, alpha.bucket, paths);
 
     // A target added after the files were committed is filled by the same pass.
     const late = {
@@ -283,15 +288,7 @@ describe('reconcile (resume after lost queue state)', () => {
     // it was applied (a later one it may find back in place already).
     expect(forgotten[0]).toBe(lost.length);
     expect(forgotten[1]).toBeGreaterThanOrEqual(1);
-    for (const path of paths) {
-      const object = await emulators.s3.send(new GetObjectCommand({ Bucket: alpha.bucket, Key: path }));
-      expect(await object.Body?.transformToString()).toBe(`content of ${path}`);
-    }
-    expect((await reconcileTargets(world.deps, { targetIds: ['alpha'] })).targets.alpha).toEqual({
-      resent: 0,
-      missing: 0,
-      altered: 0,
-    });
+    await expectRepaired(world, alpha.bucket, paths);
   });
 
   it('fills a target added after 100 files were committed', async () => {
