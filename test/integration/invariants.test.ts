@@ -254,10 +254,15 @@ describe('invariants (docs/design-notes.md)', () => {
       expect(result).toEqual({ sha256, size });
       return peak;
     };
+    // A sampled peak only ever reads high (a transient buffer caught between two collections, the
+    // emulator's own in this process): each size's peak is the lower of two runs. One run's peak
+    // once read 19 MiB more at 96 MiB than at 24 MiB, under a loaded CI.
+    const lowerOfTwo = async (size: number) =>
+      Math.min(await peakWhileHashing(size), await peakWhileHashing(size));
     // Both larger than the stream's two 8 MiB read buffers, which a smaller blob does not fill: the
     // difference is then the growth with size alone.
-    const small = await peakWhileHashing(24 * 1024 * 1024);
-    const large = await peakWhileHashing(96 * 1024 * 1024);
+    const small = await lowerOfTwo(24 * 1024 * 1024);
+    const large = await lowerOfTwo(96 * 1024 * 1024);
     // Buffering would add the 72 MiB difference; streaming adds a few chunks at most.
     expect(large - small).toBeLessThan(16 * 1024 * 1024);
   });
