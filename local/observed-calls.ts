@@ -22,6 +22,11 @@ export interface ObservedCall {
   readonly resource: string;
   /** DynamoDB item requests and queries: the partition key they touch (IAM's `dynamodb:LeadingKeys`). */
   readonly leadingKey?: string;
+  /**
+   * DynamoDB item writes: the top-level attributes they name (IAM's `dynamodb:Attributes`), the
+   * item's, or the key's and every name in the update expression (a superset: a nested name too).
+   */
+  readonly attributes?: readonly string[];
 }
 
 type Call = Omit<ObservedCall, 'caller'>;
@@ -52,6 +57,24 @@ function leadingKeyOf(input: Record<string, unknown>): { leadingKey?: string } {
   return typeof pk === 'string' ? { leadingKey: pk } : {};
 }
 
+const UPDATE_WORDS = new Set(['SET', 'REMOVE', 'ADD', 'DELETE', 'if_not_exists', 'list_append']);
+
+/** The attributes a PutItem or UpdateItem names, as `dynamodb:Attributes` sees them. */
+function attributesOf(input: Record<string, unknown>): { attributes?: string[] } {
+  const names = new Set(Object.keys(record(input.Item ?? input.Key)));
+  for (const name of Object.keys(record(input.AttributeUpdates))) names.add(name);
+  if (typeof input.UpdateExpression === 'string') {
+    const placeholders = record(input.ExpressionAttributeNames);
+    for (const [token] of input.UpdateExpression.matchAll(/[#:]?[A-Za-z_][\w]*/g)) {
+      if (token.startsWith(':') || UPDATE_WORDS.has(token)) continue;
+      names.add(token.startsWith('#') ? String(placeholders[token]) : token);
+    }
+  }
+  return names.size > 0 ? { attributes: [...names] } : {};
+}
+
+const WRITES_ATTRIBUTES = new Set(['dynamodb:PutItem', 'dynamodb:UpdateItem']);
+
 const tableOf = (input: Record<string, unknown>) =>
   `dynamodb:${String(input.TableName)}${typeof input.IndexName === 'string' ? `/index/${input.IndexName}` : ''}`;
 
@@ -69,11 +92,15 @@ export function dynamoCalls(operation: string, payload: unknown): Call[] {
   if (operation === 'TransactWriteItems' || operation === 'TransactGetItems') {
     const items = Array.isArray(input.TransactItems) ? input.TransactItems : [];
     return items.flatMap((item) =>
-      Object.entries(record(item)).map(([kind, element]) => ({
-        action: TRANSACT_ACTIONS[kind] ?? `dynamodb:${kind}`,
-        resource: tableOf(record(element)),
-        ...leadingKeyOf(record(element)),
-      })),
+      Object.entries(record(item)).map(([kind, element]) => {
+        const action = TRANSACT_ACTIONS[kind] ?? `dynamodb:${kind}`;
+        return {
+          action,
+          resource: tableOf(record(element)),
+          ...leadingKeyOf(record(element)),
+          ...(WRITES_ATTRIBUTES.has(action) ? attributesOf(record(element)) : {}),
+        };
+      }),
     );
   }
   if (operation === 'BatchGetItem' || operation === 'BatchWriteItem') {
@@ -84,7 +111,15 @@ export function dynamoCalls(operation: string, payload: unknown): Call[] {
       return items.map((key) => ({ action: `dynamodb:${operation}`, resource: `dynamodb:${table}`, ...key }));
     });
   }
-  return [{ action: `dynamodb:${operation}`, resource: tableOf(input), ...leadingKeyOf(input) }];
+  const action = `dynamodb:${operation}`;
+  return [
+    {
+      action,
+      resource: tableOf(input),
+      ...leadingKeyOf(input),
+      ...(WRITES_ATTRIBUTES.has(action) ? attributesOf(input) : {}),
+    },
+  ];
 }
 
 /** The batch forms are authorized as their single forms. */
@@ -202,7 +237,10 @@ export class CallLog {
     this.channel.onmessage = (event) => {
       const call = (event as { data: ObservedCall }).data;
       this.lastMessageAt = performance.now();
-      this.seen.set(`${call.caller} ${call.action} ${call.resource} ${call.leadingKey ?? ''}`, call);
+      this.seen.set(
+        `${call.caller} ${call.action} ${call.resource} ${call.leadingKey ?? ''} ${call.attributes?.join() ?? ''}`,
+        call,
+      );
     };
   }
 

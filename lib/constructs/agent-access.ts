@@ -16,7 +16,8 @@
  *   GetItem and Query on `P#*` (version records), `FEED#*` (the change feed) and
  *   its own `AGENT#<target>` row; GetItem (no Query) on `B#*`, a blob's verified
  *   object version; PutItem and UpdateItem on its own rows only,
- *   `T#<target>#*` (applied state per path) and `AGENT#<target>` (heartbeat).
+ *   `T#<target>#*` (applied state per path) and `AGENT#<target>` (heartbeat), never
+ *   setting a secondary index's key attributes (`dynamodb:Attributes`).
  *   No Scan, no DeleteItem, nothing on another target's rows.
  */
 import { Duration, Stack, Token } from 'aws-cdk-lib';
@@ -187,11 +188,17 @@ export class AgentAccess extends Construct {
           resources: [ledger.table.tableArn],
           conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': AGENT_BLOB_RECORD_KEYS } },
         }),
+        // Its own rows, and never with a secondary index's keys: such a row would be listed as a
+        // live file (GET /v1/files) or read as a pending upload by both sweeps, so an agent could
+        // pad every listing or stall the sweeps with rows of its own partitions.
         new iam.PolicyStatement({
           sid: 'LedgerWriteOwnRows',
           actions: AGENT_LEDGER_WRITE_ACTIONS,
           resources: [ledger.table.tableArn],
-          conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': agentWritableKeys(targetId) } },
+          conditions: {
+            'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': agentWritableKeys(targetId) },
+            'ForAllValues:StringNotEquals': { 'dynamodb:Attributes': [...ledger.indexKeyAttributes] },
+          },
         }),
       ],
     });

@@ -28,6 +28,12 @@ export class Ledger extends Construct {
    * the sparse keys-only index of live files by folder that the path policy's folder rule queries.
    */
   public readonly table: dynamodb.Table;
+  /**
+   * The key attributes of every secondary index. An item that carries an index's keys is in that
+   * index, whatever its partition: a principal confined to its own rows by `dynamodb:LeadingKeys`
+   * must also be refused these attributes (`dynamodb:Attributes`), or its rows join the listings.
+   */
+  public readonly indexKeyAttributes: readonly string[];
 
   constructor(scope: Construct, id: string, props: LedgerProps = {}) {
     super(scope, id);
@@ -42,19 +48,17 @@ export class Ledger extends Construct {
       deletionProtection: props.deletionProtection ?? false,
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
     });
-    this.table.addGlobalSecondaryIndex({
-      indexName: LIVE_FILES_INDEX.name,
-      partitionKey: { name: LIVE_FILES_INDEX.partitionKey, type: dynamodb.AttributeType.STRING },
-      sortKey: { name: LIVE_FILES_INDEX.sortKey, type: dynamodb.AttributeType.STRING },
-      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
-    });
-    // The pending pointers alone (their keys are written on nothing else): the sweeps query it
-    // instead of scanning the whole table (docs/scale.md).
-    this.table.addGlobalSecondaryIndex({
-      indexName: PENDING_INDEX.name,
-      partitionKey: { name: PENDING_INDEX.partitionKey, type: dynamodb.AttributeType.STRING },
-      sortKey: { name: PENDING_INDEX.sortKey, type: dynamodb.AttributeType.STRING },
-      projectionType: dynamodb.ProjectionType.KEYS_ONLY,
-    });
+    // The pending-uploads index holds the pending pointers alone (their keys are written on nothing
+    // else): the sweeps query it instead of scanning the whole table (docs/scale.md).
+    const indexes = [LIVE_FILES_INDEX, PENDING_INDEX];
+    for (const index of indexes) {
+      this.table.addGlobalSecondaryIndex({
+        indexName: index.name,
+        partitionKey: { name: index.partitionKey, type: dynamodb.AttributeType.STRING },
+        sortKey: { name: index.sortKey, type: dynamodb.AttributeType.STRING },
+        projectionType: dynamodb.ProjectionType.KEYS_ONLY,
+      });
+    }
+    this.indexKeyAttributes = indexes.flatMap((index) => [index.partitionKey, index.sortKey]);
   }
 }

@@ -240,10 +240,37 @@ describe('the policy of an agent role', () => {
       expect(resourcesOf(write)).toEqual([tableArn]);
       expect(write.Condition).toEqual({
         'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`T#${target}#*`, `AGENT#${target}`] },
+        'ForAllValues:StringNotEquals': {
+          'dynamodb:Attributes': ['folderPk', 'folderSk', 'pendingPk', 'pendingSk'],
+        },
       });
       // Never Scan, DeleteItem, batch or transactional calls, never an index.
       expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('dynamodb:'))).toHaveLength(5);
       expect(text(statements)).not.toContain('/index/');
+    }
+  });
+
+  it('its writes may not set a secondary index key: its rows join neither the listings nor the sweeps', () => {
+    // An item that carries an index's keys is in that index: the API lists the live-files index and
+    // the sweeps read every pending-uploads pointer. The agent's own rows, by LeadingKeys alone,
+    // could hold them (a Scan of the listing padded with its rows, the sweeps made to read millions).
+    const [table] = Object.values(resourcesOfType(home, 'AWS::DynamoDB::Table')) as [Json];
+    const indexes = props(table).GlobalSecondaryIndexes as { KeySchema: { AttributeName: string }[] }[];
+    const indexKeys = sorted(indexes.flatMap((i) => i.KeySchema.map((k) => k.AttributeName)));
+    expect(indexKeys).toEqual(['folderPk', 'folderSk', 'pendingPk', 'pendingSk']);
+    expect(sorted([...mirror.home.ledger.indexKeyAttributes])).toEqual(indexKeys);
+    for (const target of PULL) {
+      const writes = policyOf(mirror, target).filter((s) =>
+        actionsOf(s).some((a) => ['dynamodb:PutItem', 'dynamodb:UpdateItem'].includes(a)),
+      );
+      expect(writes.map((s) => s.Sid)).toEqual(['LedgerWriteOwnRows']);
+      for (const write of writes) {
+        const condition = write.Condition as Record<string, Record<string, unknown>>;
+        const refused = condition['ForAllValues:StringNotEquals']?.['dynamodb:Attributes'] as
+          | string[]
+          | undefined;
+        expect(sorted(refused ?? [])).toEqual(indexKeys);
+      }
     }
   });
 

@@ -10,7 +10,8 @@
  *
  * The pull target's agent is checked the same way against its role (lib/constructs/agent-access.ts),
  * conditions included: each ledger request's partition key must pass the role's
- * `dynamodb:LeadingKeys` patterns.
+ * `dynamodb:LeadingKeys` patterns, and each write name none of the attributes its
+ * `dynamodb:Attributes` condition refuses (the secondary indexes' keys).
  *
  * Not covered: requests signed by presigned URLs (the browser's user agent names no function).
  */
@@ -178,7 +179,7 @@ describe('what each function asks of AWS, against its policy in the CDK app', ()
     expect([...new Set(ungranted)].sort()).toEqual([]);
   });
 
-  it('every call of the agent is allowed by its role, partition keys included', () => {
+  it('every call of the agent is allowed by its role, partition keys and written attributes included', () => {
     const mirror = buildTestApp(topology, { nag: false });
     const agent = mirror.home.agentAccess.get(PULL_TARGET);
     if (!agent) throw new Error(`no agent role for ${PULL_TARGET}`);
@@ -213,7 +214,8 @@ describe('what each function asks of AWS, against its policy in the CDK app', ()
 /**
  * An Allow statement admits the call: its action, its resource (resourceName's vocabulary) and
  * every condition. The only conditions an agent's role has on what it calls are
- * `ForAllValues:StringLike` on `dynamodb:LeadingKeys`, `StringEquals` on `aws:ResourceAccount`
+ * `ForAllValues:StringLike` on `dynamodb:LeadingKeys`, `ForAllValues:StringNotEquals` on
+ * `dynamodb:Attributes` (its writes), `StringEquals` on `aws:ResourceAccount`
  * (always met: one account locally) and `StringLikeIfExists` on `s3:prefix` (listings; the agent
  * lists nothing); any other condition admits nothing here.
  */
@@ -229,15 +231,20 @@ function allowsCall(
   if (!resources.some((r) => stringLike(r, resource))) return false;
   const conditions = Object.entries((statement.Condition ?? {}) as Record<string, Record<string, unknown>>);
   return conditions.every(([operator, tests]) =>
-    Object.entries(tests).every(([key, value]) => {
-      const patterns = (Array.isArray(value) ? value : [value]).map(String);
-      if (operator === 'ForAllValues:StringLike' && key === 'dynamodb:LeadingKeys')
-        return (
-          call.leadingKey !== undefined && patterns.some((p) => stringLike(p, call.leadingKey as string))
-        );
-      // One account locally: every bucket is the stack's own.
-      if (operator === 'StringEquals' && key === 'aws:ResourceAccount') return true;
-      return operator === 'StringLikeIfExists' && key === 's3:prefix';
-    }),
+    Object.entries(tests).every(([key, value]) =>
+      meetsCondition(operator, key, (Array.isArray(value) ? value : [value]).map(String), call),
+    ),
   );
+}
+
+/** One condition of an agent's statement, for one call (allowsCall names those it knows). */
+function meetsCondition(operator: string, key: string, patterns: string[], call: ObservedCall): boolean {
+  if (operator === 'ForAllValues:StringLike' && key === 'dynamodb:LeadingKeys')
+    return call.leadingKey !== undefined && patterns.some((p) => stringLike(p, call.leadingKey as string));
+  // Writes that must not name these attributes (the indexes' keys): every write names some.
+  if (operator === 'ForAllValues:StringNotEquals' && key === 'dynamodb:Attributes')
+    return call.attributes?.every((a) => !patterns.includes(a)) ?? false;
+  // One account locally: every bucket is the stack's own.
+  if (operator === 'StringEquals' && key === 'aws:ResourceAccount') return true;
+  return operator === 'StringLikeIfExists' && key === 's3:prefix';
 }

@@ -31,7 +31,7 @@ describe('dynamoCalls', () => {
     expect(calls).toEqual([
       { action: 'dynamodb:ConditionCheckItem', resource: 'dynamodb:ledger' },
       { action: 'dynamodb:PutItem', resource: 'dynamodb:ledger' },
-      { action: 'dynamodb:UpdateItem', resource: 'dynamodb:ledger' },
+      { action: 'dynamodb:UpdateItem', resource: 'dynamodb:ledger', attributes: ['a'] },
       { action: 'dynamodb:DeleteItem', resource: 'dynamodb:other' },
     ]);
     expect(
@@ -66,6 +66,29 @@ describe('dynamoCalls', () => {
         RequestItems: { t: { Keys: [{ pk: { S: 'P#a' } }, { pk: { S: 'B#b' } }] } },
       }).map((c) => c.leadingKey),
     ).toEqual(['P#a', 'B#b']);
+  });
+
+  it('names the attributes an item write sets or removes (IAM’s dynamodb:Attributes)', () => {
+    const key = { pk: { S: 'T#dc1#a' }, sk: { S: 'STATE' } };
+    expect(
+      dynamoCalls('UpdateItem', {
+        TableName: 't',
+        Key: key,
+        UpdateExpression: 'SET #status = :s, appliedVersion = if_not_exists(#v, :v) REMOVE failedAt',
+        ConditionExpression: 'attribute_not_exists(other)',
+        ExpressionAttributeNames: { '#status': 'status', '#v': 'appliedVersion' },
+      })[0]?.attributes,
+    ).toEqual(['pk', 'sk', 'status', 'appliedVersion', 'failedAt']);
+    expect(
+      dynamoCalls('PutItem', { TableName: 't', Item: { ...key, folderPk: { S: 'D#a' } } })[0]?.attributes,
+    ).toEqual(['pk', 'sk', 'folderPk']);
+    expect(
+      dynamoCalls('TransactWriteItems', {
+        TransactItems: [{ Put: { TableName: 't', Item: { ...key, pendingPk: { S: 'PENDING#1' } } } }],
+      })[0]?.attributes,
+    ).toEqual(['pk', 'sk', 'pendingPk']);
+    expect(dynamoCalls('GetItem', { TableName: 't', Key: key })[0]).not.toHaveProperty('attributes');
+    expect(dynamoCalls('DeleteItem', { TableName: 't', Key: key })[0]).not.toHaveProperty('attributes');
   });
 
   it('names a batch per table and a query on an index by the index', () => {
