@@ -308,6 +308,19 @@ const PAGE_SECURITY_HEADERS = {
   'referrer-policy': 'no-referrer',
 } as const;
 
+/**
+ * The page file a request path names, as serveStatic finds it: decoded, its dot segments and
+ * repeated slashes resolved (`/%63onfig.json` and `/x/../config.json` are `/config.json`).
+ * Undefined when it is not valid percent-encoding.
+ */
+function pagePath(rawPath: string): string | undefined {
+  try {
+    return normalize(`/${decodeURIComponent(rawPath)}`);
+  } catch {
+    return undefined;
+  }
+}
+
 async function serveStatic(
   req: IncomingMessage,
   res: ServerResponse,
@@ -323,14 +336,10 @@ async function serveStatic(
       .end('Method Not Allowed\n');
     return;
   }
-  let path: string;
-  try {
-    path = decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/');
-  } catch {
-    return notFound();
-  }
+  const path = pagePath((req.url ?? '/').split('?')[0] ?? '/');
+  if (path === undefined) return notFound();
   const root = resolve(webDir);
-  let file = resolve(root, `.${normalize(`/${path}`)}`);
+  let file = resolve(root, `.${path}`);
   if (file !== root && !file.startsWith(root + sep)) return notFound();
   try {
     let info = await stat(file);
@@ -433,6 +442,8 @@ async function refusedSignature(
   return jsonResult(403, { message: `${result.code}: ${result.message}` });
 }
 
+const isApiPath = (rawPath: string): boolean => rawPath === '/v1' || rawPath.startsWith('/v1/');
+
 function tokenMatches(header: string | undefined, token: string): boolean {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
   if (!m?.[1]) return false;
@@ -465,7 +476,8 @@ export function refuseForeign(
       message: `this server answers only as ${[...ownHosts].join(', ')}, not as "${req.headers.host ?? ''}"`,
     };
   }
-  if (rawPath === '/config.json') {
+  // By the file it serves, not by its spelling: `/%63onfig.json` is the same file.
+  if (!isApiPath(rawPath) && pagePath(rawPath) === '/config.json') {
     const origin = req.headers.origin;
     const site = req.headers['sec-fetch-site'];
     const ownOrigin = origin !== undefined && ownHosts.has(origin.replace(/^http:\/\//, ''));
@@ -573,7 +585,7 @@ export async function startApiFront(options: ApiFrontOptions): Promise<ApiFront>
       return;
     }
     if (rawPath === '/metrics' && options.metrics) return serveMetrics(req, res, options.metrics);
-    if (rawPath !== '/v1' && !rawPath.startsWith('/v1/')) return serveStatic(req, res, options.webDir);
+    if (!isApiPath(rawPath)) return serveStatic(req, res, options.webDir);
     return handleApi(req, res, { rawPath, requestId, now });
   }
 

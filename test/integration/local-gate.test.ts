@@ -484,6 +484,27 @@ describe('the API front', () => {
     }
   });
 
+  it('keeps /config.json to its own origin under every spelling of its path', async () => {
+    // The page's files are served by the decoded, normalised path: each of these names config.json.
+    for (const path of [
+      '/%63onfig.json',
+      '//config.json',
+      '/./config.json',
+      '/x/../config.json',
+      '/config%2Ejson',
+    ]) {
+      const own = await raw(sandbox.endpoints.api, { method: 'GET', path, headers: { host: front().host } });
+      expect(own.status, path).toBe(200);
+      const foreign = await raw(sandbox.endpoints.api, {
+        method: 'GET',
+        path,
+        headers: { host: front().host, origin: 'http://evil.example', 'sec-fetch-site': 'cross-site' },
+      });
+      expect(foreign.status, path).toBe(403);
+      expect(corsHeaders(foreign)).toEqual([]);
+    }
+  });
+
   it('answers CORS only for the configured origins', async () => {
     const preflight = (origin: string) =>
       raw(sandbox.endpoints.api, {
