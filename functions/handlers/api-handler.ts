@@ -455,6 +455,28 @@ function answerers(
   };
 }
 
+/**
+ * A change that takes no body refuses one that says something, as a route refuses a query
+ * parameter it does not know: `{"ifVersion": 3}` sent to `DELETE /v1/files/{path}` (whose
+ * condition goes in the query) was ignored and the delete ran unconditionally. No body and `{}`
+ * (what clients send for "nothing", the web client's complete among them) say nothing and pass.
+ * Reads are left alone: a body on a GET is no instruction a client expects to be carried out.
+ */
+function refuseBody(route: RouteContract, event: Event): void {
+  if (READ_METHODS.has(route.method) || !event.body) return;
+  const body = jsonBody(event);
+  const isObject = body !== null && typeof body === 'object' && !Array.isArray(body);
+  const fields = isObject ? Object.keys(body) : [];
+  if (isObject && fields.length === 0) return;
+  const sent = fields.length > 0 ? `got ${fields.join(', ')}` : 'send {} or none';
+  const where =
+    route.query === undefined ? 'it takes no parameters' : 'its parameters go in the query string';
+  throw new ValidationError(
+    fields[0] ?? 'body',
+    `${route.method} ${route.path} takes no body (${sent}): ${where}`,
+  );
+}
+
 class NoRouteError extends MirrorError {
   constructor(method: string, path: string) {
     super(`no route for ${method} ${path}`, { code: 'no_route', status: 404 });
@@ -472,13 +494,11 @@ function router(scope: RouteScope) {
         // A route that takes no query parameter refuses one, as the others refuse one they do not
         // know: `?ifVersion=1` on a restore or a claim must not commit unconditionally, nor
         // `?version=1` on a file's status answer the head (docs/api.md).
-        handler:
-          route.query === undefined
-            ? (event: Event, context?: Invocation) => {
-                query(noQuerySchema, event);
-                return answer[name](event, context);
-              }
-            : answer[name],
+        handler: (event: Event, context?: Invocation) => {
+          if (route.query === undefined) query(noQuerySchema, event);
+          if (route.body === undefined) refuseBody(route, event);
+          return answer[name](event, context);
+        },
       };
     }),
     notFoundResponse: ({ method, path }) => {

@@ -6,6 +6,7 @@ import { ScanCommand } from '@aws-sdk/client-dynamodb';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { commitVersion, folderRuleFor } from '../../functions/core/commit.js';
 import { httpEvent, lambdaContext } from '../support/api-events.js';
 import { makeWorld, sha256Hex, type World, worldApi } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
@@ -292,6 +293,27 @@ const cases: { name: string; event: APIGatewayProxyEventV2; status: number; fiel
     status: 400,
     field: header,
   })),
+  // A change that takes no body refuses one that says something: `{"ifVersion": 1}` sent to
+  // DELETE (ifVersion goes in its query) was ignored and the delete ran unconditionally (probe API-3).
+  ...(
+    [
+      ['DELETE', `/v1/files/${enc('no/such.png')}`, { ifVersion: 1 }, 'ifVersion'],
+      ['DELETE', `/v1/uploads/${'0'.repeat(8)}-0000-0000-0000-000000000000`, { reason: 'x' }, 'reason'],
+      ['POST', `/v1/uploads/${'0'.repeat(8)}-0000-0000-0000-000000000000/complete`, { parts: [] }, 'parts'],
+      ['DELETE', `/v1/files/${enc('no/such.png')}`, [1], 'body'],
+    ] as const
+  ).map(([method, path, body, field]) => ({
+    name: `${method} ${path}: a body on a route that takes none (${JSON.stringify(body)})`,
+    event: httpEvent(method, path, { body }),
+    status: 400,
+    field,
+  })),
+  {
+    name: 'DELETE a file: a body that is not JSON',
+    event: httpEvent('DELETE', `/v1/files/${enc('no/such.png')}`, { rawBody: 'ifVersion=1' }),
+    status: 400,
+    field: 'body',
+  },
   {
     name: 'content: unknown target',
     event: httpEvent('GET', `/v1/files/${enc('no/such.png')}/content`, { query: { target: 'nope' } }),
@@ -310,6 +332,31 @@ describe('API rejects bad input with a clear error and writes nothing', () => {
     expect(body.error.code).toEqual(expect.any(String));
     expect(body.error.message.length).toBeGreaterThan(5);
     expect(await snapshot()).toEqual(before);
+  });
+
+  it('a delete with a body naming ifVersion is refused and deletes nothing; an empty body or {} is no condition', async () => {
+    const path = 'no-body/a.png';
+    for (const [i, content] of ['one', 'two'].entries()) {
+      await commitVersion(world.deps, {
+        folderRule: await folderRuleFor(world.deps, path),
+        uploadId: `seed-${i}`,
+        path,
+        sha256: sha256Hex(content),
+        size: content.length,
+        contentType: 'image/png',
+        deleted: false,
+      });
+    }
+    const refused = await api(httpEvent('DELETE', `/v1/files/${enc(path)}`, { body: { ifVersion: 1 } }));
+    expect(refused.statusCode).toBe(400);
+    const error = JSON.parse(refused.body as string).error;
+    expect(error).toMatchObject({ code: 'invalid', field: 'ifVersion' });
+    expect(error.message).toContain('query');
+    expect((await world.ledger.getHead(path))?.version).toBe(2);
+    // What clients send for "no parameters" (the web client's complete sends {}) still goes through.
+    const deleted = await api(httpEvent('DELETE', `/v1/files/${enc(path)}`, { body: {} }));
+    expect(deleted.statusCode).toBe(200);
+    expect((await world.ledger.getHead(path))?.deleted).toBe(true);
   });
 
   it('an unknown route is a 404 with a code', async () => {
