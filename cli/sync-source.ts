@@ -97,9 +97,9 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
     label: root,
     storesTypes: false,
     async list() {
-      let entries: Dirent[];
+      let entries: Dirent<Buffer>[];
       try {
-        entries = await readdir(root, { withFileTypes: true });
+        entries = await readNames(root);
       } catch (err) {
         throw new MirrorCliError(`cannot read folder ${root}: ${(err as Error).message}`, { cause: err });
       }
@@ -139,8 +139,49 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
   };
 }
 
+/**
+ * A folder's entries with their names as bytes: decoded as UTF-8, a name that is not valid UTF-8
+ * (Linux allows any bytes but '/' and NUL) reads as U+FFFD in its place, which names no file (or
+ * another one, spelled so), and two such names read as one.
+ */
+const readNames = (folder: string) => readdir(folder, { withFileTypes: true, encoding: 'buffer' });
+
+// ignoreBOM keeps a leading U+FEFF, which is part of the name: dropped, it named another file.
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function decodeName(bytes: Buffer): string | undefined {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A name that is not valid UTF-8, readable and one of its own: each byte outside a valid UTF-8
+ * sequence as `\xNN`, the rest as it is (a sequence is at most 4 bytes).
+ */
+function escapeNonUtf8(bytes: Buffer): string {
+  let out = '';
+  let at = 0;
+  while (at < bytes.length) {
+    const length = [1, 2, 3, 4].find((n) => at + n <= bytes.length && decodeName(bytes.subarray(at, at + n)));
+    if (length === undefined) {
+      out += `\\x${(bytes[at] as number).toString(16).padStart(2, '0')}`;
+      at++;
+    } else {
+      out += bytes.subarray(at, at + length).toString('utf8');
+      at += length;
+    }
+  }
+  return out;
+}
+
+const NOT_UTF8 =
+  'its name is not valid UTF-8 (shown with \\x escapes), and a mirror path is UTF-8: rename it';
+
 /** Why an entry that is neither a file nor a folder is not sent. */
-function notSentBecause(entry: Dirent): string {
+function notSentBecause(entry: Dirent<Buffer>): string {
   if (entry.isSymbolicLink()) return 'a symbolic link: sync does not follow links';
   const kind = entry.isFIFO()
     ? 'a FIFO'
@@ -159,7 +200,7 @@ function notSentBecause(entry: Dirent): string {
  */
 async function walkFolder(
   dir: string,
-  entries: readonly Dirent[],
+  entries: readonly Dirent<Buffer>[],
   found: {
     file(name: string): void;
     notSent(name: string, reason: string): void;
@@ -168,7 +209,14 @@ async function walkFolder(
 ): Promise<void> {
   const folders: string[] = [];
   for (const entry of entries) {
-    const name = join(dir, entry.name);
+    const text = decodeName(entry.name);
+    if (text === undefined) {
+      // One entry, a folder too: what it holds could only be named through the same bytes.
+      const what = entry.isDirectory() ? `a folder: ${NOT_UTF8}; its files are not read` : NOT_UTF8;
+      found.notSent(join(dir, escapeNonUtf8(entry.name)), what);
+      continue;
+    }
+    const name = join(dir, text);
     if (entry.isFile()) found.file(name);
     else if (entry.isDirectory()) folders.push(name);
     // Counted, so that the summary accounts for every entry: a linked folder of photos is not
@@ -177,9 +225,9 @@ async function walkFolder(
   }
   await Promise.all(
     folders.map(async (folder) => {
-      let inner: Dirent[];
+      let inner: Dirent<Buffer>[];
       try {
-        inner = await readdir(folder, { withFileTypes: true });
+        inner = await readNames(folder);
       } catch (err) {
         found.unreadable(folder, err as Error);
         return;

@@ -716,6 +716,43 @@ describe('media-mirror sync (against a fake API)', () => {
     ]);
   });
 
+  it('a name that is not valid UTF-8 (Linux allows any bytes) is skipped, named with \\x escapes; it no longer reads as another file (probe cli)', async () => {
+    const lib = join(dir, 'lib-not-utf8');
+    await mkdir(lib, { recursive: true });
+    const raw = (...parts: (string | number[])[]) =>
+      Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+    // Two names that Node's UTF-8 decoding makes one ("\uFFFD\uFFFD.jpg"), a folder, and a file
+    // whose name is that decoding, spelled in valid UTF-8: a file of its own, sent as any other.
+    await writeFile(raw(`${lib}/`, [0xff, 0xfe], '.jpg'), 'a');
+    await writeFile(raw(`${lib}/`, [0xff, 0xfd], '.jpg'), 'b');
+    await mkdir(raw(`${lib}/bad`, [0xff]));
+    await writeFile(raw(`${lib}/bad`, [0xff], '/in.txt'), 'c');
+    await writeFile(join(lib, '\uFFFD\uFFFD.jpg'), 'real');
+    // Valid UTF-8 beginning with a byte order mark: the mark is part of the name, not dropped.
+    await writeFile(join(lib, '\uFEFFbom.jpg'), 'marked');
+    await writeFile(join(lib, 'bom.jpg'), 'plain');
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['*/*'] });
+    const route: Route = (url, init) =>
+      url.pathname === '/v1/limits' ? { status: 200, body: limits } : feed([[]])(url, init);
+    const h = harness(route);
+    expect(await h.run('sync', lib, 'm', '--dry-run', '--json', '--no-cache')).toBe(0);
+    const summary = JSON.parse(h.out());
+    expect(summary).toMatchObject({ files: 6, planned: 2, skipped: 4, failed: 0 });
+    const outcomes = summary.reports.map((r: { path: string; outcome: string; reason: string }) => [
+      r.path,
+      r.outcome,
+      r.outcome === 'skipped' ? /not valid UTF-8/.test(r.reason) : r.reason,
+    ]);
+    expect(outcomes).toEqual([
+      ['m/\\xff\\xfd.jpg', 'skipped', true],
+      ['m/\\xff\\xfe.jpg', 'skipped', true],
+      ['m/bad\\xff', 'skipped', true],
+      ['m/bom.jpg', 'planned', 'new'],
+      ['m/\uFEFFbom.jpg', 'skipped', false],
+      ['m/\uFFFD\uFFFD.jpg', 'planned', 'new'],
+    ]);
+  });
+
   it('--dry-run lists new and changed files, skips what the limits refuse, and sends nothing', async () => {
     const lib = join(dir, 'lib');
     await mkdir(join(lib, 'sub'), { recursive: true });
