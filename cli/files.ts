@@ -183,20 +183,24 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
         expected = now;
         return true;
       };
-      const got = await download(fetch, url, temp, tempMode).catch(async (error: unknown) => {
+      const got = await download(fetch, url, temp, tempMode, expected.size).catch(async (error: unknown) => {
         if (error instanceof MissingCopyError && (await readAgain())) return undefined;
         throw error;
       });
       if (got === undefined) continue;
-      if (got.size === expected.size && got.sha256 === expected.sha256) {
+      if (got.sha256 !== undefined && got.size === expected.size && got.sha256 === expected.sha256) {
         await keepOwnership(temp, file);
         await rename(temp, file);
         const { version, sha256, size } = expected;
         return { path: options.path, version, sha256, size, file, target: options.target ?? null };
       }
       if (await readAgain()) continue;
+      const sent =
+        got.sha256 === undefined
+          ? `storage sent more than ${expected.size} bytes (the download stopped there)`
+          : `downloaded ${got.size} bytes with SHA-256 ${got.sha256}`;
       throw new VerifyFailedError(
-        `${options.path}: downloaded ${got.size} bytes with SHA-256 ${got.sha256}, but version ` +
+        `${options.path}: ${sent}, but version ` +
           `${expected.version} is ${expected.size} bytes with SHA-256 ${expected.sha256}; nothing written`,
       );
     }
@@ -319,12 +323,21 @@ async function destinationFile(options: GetOptions): Promise<string> {
   return replaceableFile(dest, 'the destination');
 }
 
+/** Storage sent more bytes than the version has: they cannot be its, and are not read on. */
+class MoreBytesThanExpected extends Error {}
+
+/**
+ * The bytes at `url` into `file`, hashed on the way; `sha256` undefined when storage sent more than
+ * `expectedSize`: the download stops there, so a huge or endless answer (an object replaced out of
+ * band, a hostile endpoint) does not fill the disk before it is found wrong.
+ */
 async function download(
   fetch: FetchLike,
   url: string,
   file: string,
   mode: number | undefined,
-): Promise<{ size: number; sha256: string }> {
+  expectedSize: number,
+): Promise<{ size: number; sha256: string | undefined }> {
   let response: Response;
   try {
     response = await fetch(url, { method: 'GET' });
@@ -345,18 +358,31 @@ async function download(
         : `download from ${redactUrl(url)} answered ${response.status} (${detail})`,
     );
   }
+  const announced = Number(response.headers.get('content-length') ?? Number.NaN);
+  if (announced > expectedSize) {
+    await response.body.cancel().catch(() => undefined);
+    return { size: announced, sha256: undefined };
+  }
   const hash = createSha256();
+  let received = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, done) {
+      received += chunk.length;
+      if (received > expectedSize) return done(new MoreBytesThanExpected());
       hash.update(chunk);
       done(null, chunk);
     },
   });
-  await pipeline(
-    Readable.fromWeb(response.body as never),
-    tap,
-    createWriteStream(file, { flags: 'wx', ...(mode === undefined ? {} : { mode }) }),
-  );
+  try {
+    await pipeline(
+      Readable.fromWeb(response.body as never),
+      tap,
+      createWriteStream(file, { flags: 'wx', ...(mode === undefined ? {} : { mode }) }),
+    );
+  } catch (error) {
+    if (error instanceof MoreBytesThanExpected) return { size: received, sha256: undefined };
+    throw error;
+  }
   return hash.digest();
 }
 

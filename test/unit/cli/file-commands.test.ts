@@ -436,6 +436,30 @@ describe('media-mirror get', () => {
     expect(await readdir(join(dir, 'bad'))).toEqual([]);
   });
 
+  it('storage sending more bytes than the version has: the download stops there, exit 5, the disk is not filled (probe cli)', async () => {
+    // A replica object replaced out of band by a huge one, or a hostile endpoint streaming for
+    // ever: 1 GiB on offer, read a chunk at a time.
+    let pulled = 0;
+    const endless = () =>
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (pulled >= 1024 ** 3) return controller.close();
+          pulled += 64 * 1024;
+          controller.enqueue(new Uint8Array(64 * 1024));
+        },
+      });
+    const apiFetch = harness(api(content)).fetch;
+    const h = harness(api(content), {}, undefined, {
+      fetch: async (input, init) =>
+        new URL(input).host === 's3.test' ? new Response(endless(), { status: 200 }) : apiFetch(input, init),
+    });
+    await mkdir(join(dir, 'flood'), { recursive: true });
+    expect(await h.run('get', 'pics/cat.png', 'flood')).toBe(5);
+    expect(h.err()).toMatch(/more than 3000 bytes/);
+    expect(pulled).toBeLessThan(1024 ** 2);
+    expect(await readdir(join(dir, 'flood'))).toEqual([]);
+  });
+
   it('a destination ending in / that is no folder, or in a folder that does not exist: exit 2, nothing sent or written', async () => {
     for (const dest of ['newdir/', join(dir, 'no', 'such', 'dir', 'f.png'), 'nofolder/x.png']) {
       const h = harness(api(content));
