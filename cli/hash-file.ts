@@ -3,7 +3,7 @@
  * flat whatever the file size), with errors a user can act on and a check that the file
  * did not change size while it was read.
  */
-import { stat } from 'node:fs/promises';
+import { type FileHandle, stat } from 'node:fs/promises';
 import type { Digest } from '../common/sha256.ts';
 import { hashFile as hashFileStream } from '../common/sha256-node.ts';
 import { MirrorCliError } from './errors.ts';
@@ -17,6 +17,10 @@ export interface HashOptions {
   onBytes?: ((bytesDone: number) => void) | undefined;
   /** Read size. @default 4 MiB */
   chunkBytes?: number | undefined;
+  /** Refuse to read through a symlink at the file's own name. @default false */
+  noFollow?: boolean | undefined;
+  /** Runs on the opened file before any byte is read (common/sha256-node.ts). */
+  opened?: ((handle: FileHandle) => Promise<void>) | undefined;
 }
 
 /**
@@ -29,6 +33,7 @@ export async function hashFile(file: string, options: HashOptions = {}): Promise
   try {
     digest = await hashFileStream(file, options);
   } catch (err) {
+    if (err instanceof MirrorCliError) throw err;
     throw new MirrorCliError(`cannot read ${file}: ${(err as Error).message}`, { cause: err });
   }
   if (digest.size !== info.size) {

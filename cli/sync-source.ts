@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { type FileHandle, lstat, mkdtemp, readdir, readlink, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve, sep } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
@@ -91,6 +91,8 @@ const byRel = (a: SourceEntry, b: SourceEntry) => (a.rel < b.rel ? -1 : a.rel > 
  */
 export function folderSource(dir: string, cacheFile: string | null): SyncSource {
   const root = resolve(dir);
+  // What the folder's files must still be under when read: the folder's own path may be a link.
+  let realRoot: Promise<string> | undefined;
   const unreadable = new Map<string, string>();
   const notSent = new Map<string, string>();
   return {
@@ -129,10 +131,22 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
       if (problem !== undefined) throw new Error(problem);
       const reason = notSent.get(entry.name);
       if (reason !== undefined) return { size: 0, stamp: '', notSent: reason };
-      const info = await stat(entry.name);
+      // A file replaced since it was listed (by a link to a file its owner cannot read, say) is
+      // judged as it is now: lstat, not stat, which reads through a link.
+      const info = await lstat(entry.name);
+      if (!info.isFile())
+        return { size: 0, stamp: '', notSent: `${notSentBecause(info)} (since it was listed)` };
       return { size: info.size, stamp: diskStamp(info) };
     },
-    hash: (entry, onBytes) => hashFile(entry.name, { onBytes }),
+    hash: async (entry, onBytes) => {
+      realRoot ??= realpath(root);
+      const expected = join(await realRoot, ...entry.rel.split('/'));
+      return hashFile(entry.name, {
+        onBytes,
+        noFollow: true,
+        opened: (file) => stillInside(file, entry, expected),
+      });
+    },
     file: async (entry) => ({ file: entry.name }),
     release: async () => {},
     close: async () => {},
@@ -180,8 +194,28 @@ function escapeNonUtf8(bytes: Buffer): string {
 const NOT_UTF8 =
   'its name is not valid UTF-8 (shown with \\x escapes), and a mirror path is UTF-8: rename it';
 
+/**
+ * The file opened is the one at `expected` under the folder, not one a folder on its way, replaced
+ * by a link since the listing, leads to: only the open file's own path tells (Linux: /proc/self/fd),
+ * since any check of the path before the open can be raced. Elsewhere the path is resolved again
+ * after the open, which narrows that race without closing it.
+ */
+async function stillInside(file: FileHandle, entry: SourceEntry, expected: string): Promise<void> {
+  const where = await readlink(`/proc/self/fd/${file.fd}`).catch(() => realpath(entry.name));
+  if (where !== expected)
+    throw new MirrorCliError(
+      `${entry.name} is not inside the folder any more: a folder on its way was replaced by a symbolic link ` +
+        'since it was listed (sync does not follow links); nothing read',
+    );
+}
+
+type EntryKind = Pick<
+  Dirent,
+  'isSymbolicLink' | 'isFIFO' | 'isSocket' | 'isBlockDevice' | 'isCharacterDevice' | 'isDirectory'
+>;
+
 /** Why an entry that is neither a file nor a folder is not sent. */
-function notSentBecause(entry: Dirent<Buffer>): string {
+function notSentBecause(entry: EntryKind): string {
   if (entry.isSymbolicLink()) return 'a symbolic link: sync does not follow links';
   const kind = entry.isFIFO()
     ? 'a FIFO'
@@ -189,7 +223,9 @@ function notSentBecause(entry: Dirent<Buffer>): string {
       ? 'a socket'
       : entry.isBlockDevice() || entry.isCharacterDevice()
         ? 'a device'
-        : 'of an unknown kind';
+        : entry.isDirectory()
+          ? 'a folder'
+          : 'of an unknown kind';
   return `not a regular file (${kind})`;
 }
 

@@ -29,6 +29,8 @@ export interface HashFileOptions extends DigestOptions {
   readonly chunkBytes?: number | undefined;
   /** Refuse (ELOOP) to read through a symlink at the file's own name. @default false */
   readonly noFollow?: boolean | undefined;
+  /** Runs on the opened file before any byte is read; what it throws ends the hash. */
+  readonly opened?: ((handle: FileHandle) => Promise<void>) | undefined;
 }
 
 /**
@@ -47,6 +49,7 @@ export async function hashFile(file: string, options: HashFileOptions = {}): Pro
   const flags = options.noFollow ? constants.O_RDONLY | constants.O_NOFOLLOW : constants.O_RDONLY;
   const handle = await open(file, flags);
   try {
+    await options.opened?.(handle);
     // Small files get small buffers; a file that grows while read is still read to its end.
     const size = (await handle.stat()).size;
     return await hashHandle(handle, Math.max(1, Math.min(chunkBytes, size)), options);

@@ -777,6 +777,51 @@ describe('media-mirror sync (against a fake API)', () => {
     ]);
   });
 
+  it('a file or a folder on its way replaced by a symbolic link after the listing is not followed: what it points to is never read (probe cli)', async () => {
+    // Someone who can write the folder (a shared uploads folder) but not read the secret swaps
+    // names for links while sync reads the feed, so that a sync run by a user who can read it
+    // uploads the secret under their names.
+    const lib = join(dir, 'lib-swapped');
+    const outside = join(dir, 'outside-swapped');
+    await mkdir(join(lib, 'sub'), { recursive: true });
+    await mkdir(outside, { recursive: true });
+    await writeFile(join(lib, 'a.png'), 'mine');
+    await writeFile(join(lib, 'sub', 'b.png'), 'mine too');
+    await writeFile(join(lib, 'c.png'), 'a folder soon');
+    await writeFile(join(outside, 'secret'), 'the secret');
+    await writeFile(join(outside, 'b.png'), 'the other secret');
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['*/*'] });
+    // The mirror's heads hold the secrets' content: a file reported unchanged was read through the link.
+    const heads = feed([[change('m/a.png', 1, 'the secret'), change('m/sub/b.png', 1, 'the other secret')]]);
+    let swapped = false;
+    const route: Route = (url, init) => {
+      if (url.pathname === '/v1/limits') return { status: 200, body: limits };
+      if (url.pathname === '/v1/changes' && !swapped) {
+        swapped = true;
+        execFileSync('ln', ['-sfn', join(outside, 'secret'), join(lib, 'a.png')]);
+        execFileSync('rm', ['-r', join(lib, 'sub')]);
+        execFileSync('ln', ['-s', outside, join(lib, 'sub')]);
+        execFileSync('rm', [join(lib, 'c.png')]);
+        execFileSync('mkdir', [join(lib, 'c.png')]);
+      }
+      return heads(url, init);
+    };
+    const h = harness(route);
+    await h.run('sync', lib, 'm', '--dry-run', '--json', '--no-cache');
+    const summary = JSON.parse(h.out());
+    expect(summary).toMatchObject({ files: 3, unchanged: 0, bytesHashed: 0 });
+    const outcomes = summary.reports.map((r: { path: string; outcome: string; reason: string }) => [
+      r.path,
+      r.outcome,
+      r.reason,
+    ]);
+    expect(outcomes).toEqual([
+      ['m/a.png', 'skipped', 'a symbolic link: sync does not follow links (since it was listed)'],
+      ['m/c.png', 'skipped', 'not a regular file (a folder) (since it was listed)'],
+      ['m/sub/b.png', 'failed', expect.stringMatching(/not inside the folder any more: .*symbolic link/)],
+    ]);
+  });
+
   it('--dry-run lists new and changed files, skips what the limits refuse, and sends nothing', async () => {
     const lib = join(dir, 'lib');
     await mkdir(join(lib, 'sub'), { recursive: true });
