@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ENDPOINTS_FILE } from '../local/data-dir.ts';
-import { withDuplicates, writeLibrary } from '../test/support/library.ts';
+import { untilCacheable, withDuplicates, writeLibrary } from '../test/support/library.ts';
 import { targetProbes, watchTargets } from './load.ts';
 import type { Rclone } from './rclone.ts';
 import type { BenchStack } from './stack.ts';
@@ -69,6 +69,8 @@ export async function syncRun(
     const dir = join(work, 'library');
     const paths: string[] = [];
     await writeLibrary(dir, 0, options.files, withDuplicates(10), (path) => paths.push(path));
+    // Else the run again hashes the files the first run read within 3 s of their writing.
+    await untilCacheable();
     const prefix = `bench/sync-${options.run}`;
     const expected = new Set(paths.map((p) => `${prefix}/${p}`));
     const cache = join(work, 'sync-cache.json');

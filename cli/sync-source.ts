@@ -37,7 +37,19 @@ export interface SourceStat {
   readonly stamp: string;
   /** Why the entry is not sent (a link, a FIFO): it is reported skipped with this reason. */
   readonly notSent?: string;
+  /**
+   * Changed so lately that a write in the same tick of the file system's clock would leave the
+   * stamp as it is: its digest is not kept in the hash cache (git's "racily clean" files).
+   */
+  readonly recent?: boolean;
 }
+
+/**
+ * How long after a change the stamp may still not tell the next one: the coarsest clock a file
+ * system here may tick by (FAT's 2 s; a jiffy on Linux before 6.13's fine-grained timestamps), and
+ * a little more. The change time alone counts: no one sets it, a modification time can be anything.
+ */
+const RECENT_CHANGE_MS = 3_000;
 
 /**
  * What no write and no rename keeps, as git's index does: the modification time alone can be put
@@ -136,7 +148,11 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
       const info = await lstat(entry.name);
       if (!info.isFile())
         return { size: 0, stamp: '', notSent: `${notSentBecause(info)} (since it was listed)` };
-      return { size: info.size, stamp: diskStamp(info) };
+      return {
+        size: info.size,
+        stamp: diskStamp(info),
+        recent: Date.now() - info.ctimeMs < RECENT_CHANGE_MS,
+      };
     },
     hash: async (entry, onBytes) => {
       realRoot ??= realpath(root);

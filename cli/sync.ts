@@ -23,7 +23,13 @@ import type { ProgressSink } from './progress.ts';
 import type { PutFile } from './put-file.ts';
 import { HashCache } from './sync-cache.ts';
 import type { SyncCounts, SyncProgress } from './sync-progress.ts';
-import { folderSource, type SourceDigest, type SourceEntry, type SyncSource } from './sync-source.ts';
+import {
+  folderSource,
+  type SourceDigest,
+  type SourceEntry,
+  type SourceStat,
+  type SyncSource,
+} from './sync-source.ts';
 import {
   formatWaitReport,
   type WaitItem,
@@ -439,7 +445,7 @@ async function decide(run: Run, local: LocalFile, report: SyncFileReport): Promi
     report.reason = refusal;
     return;
   }
-  const digest = await digestOf(run, local, info.size, info.stamp);
+  const digest = await digestOf(run, local, info);
   // An object's own type is what its owner set, not a guess: refused, the object is skipped.
   const typed = digest.contentType === undefined ? byName : { contentType: digest.contentType };
   const typeRefusal = storesTypes ? refusedType(run, typed.contentType) : undefined;
@@ -535,11 +541,13 @@ function refusedType(run: Run, contentType: string): string | undefined {
     : `content type ${contentType} is not accepted (accepted: ${accepted.join(', ')})`;
 }
 
-async function digestOf(run: Run, local: LocalFile, size: number, stamp: string): Promise<SourceDigest> {
-  const known = run.cache.lookup(local.rel, size, stamp);
+async function digestOf(run: Run, local: LocalFile, info: SourceStat): Promise<SourceDigest> {
+  const known = run.cache.lookup(local.rel, info.size, info.stamp);
   if (known !== undefined) return known;
   const digest = await run.source.hash(local, hashedBytes(run.counts));
-  run.cache.remember(local.rel, stamp, digest);
+  // A rewrite later in the same clock tick would keep this stamp, and the cache would vouch for
+  // these bytes for good: the next run hashes the file again instead.
+  if (info.recent !== true) run.cache.remember(local.rel, info.stamp, digest);
   return digest;
 }
 

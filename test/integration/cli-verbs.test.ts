@@ -14,6 +14,7 @@ import { sleep } from '../../common/retry.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import type { Sandbox } from '../../local/sandbox.ts';
 import { uploadFile } from '../../web/client/index.ts';
+import { untilCacheable } from '../support/library.ts';
 import { localApi } from '../support/local-api.js';
 import { startTestStack, type TestStack } from '../support/local-stack.ts';
 
@@ -226,6 +227,7 @@ describe('sync, ls, log, get and rm through the local stack', () => {
     await writeFile(join(lib, 'cats', 'b.png'), 'cat b\n'.repeat(100));
     await writeFile(join(lib, 'notes.txt'), 'notes\n');
     await writeFile(join(lib, 'tool.exe'), 'not accepted here');
+    await untilCacheable();
 
     const first = await cli('sync', lib, 'library', '--json');
     expect(first.code, first.err).toBe(0);
@@ -248,6 +250,7 @@ describe('sync, ls, log, get and rm through the local stack', () => {
     // One file changed, one copied under a new name: only the change is sent, the copy is proven.
     await writeFile(join(lib, 'notes.txt'), 'notes, edited\n');
     await writeFile(join(lib, 'cats', 'a-copy.jpg'), 'cat a\n'.repeat(100));
+    await untilCacheable();
     const second = JSON.parse((await cli('sync', lib, 'library', '--json')).out);
     expect(second).toMatchObject({
       files: 5,

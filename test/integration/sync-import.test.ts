@@ -10,7 +10,7 @@ import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTopology } from '../../contracts/topology.ts';
 import type { Sandbox } from '../../local/sandbox.ts';
-import { withDuplicates, writeLibrary } from '../support/library.js';
+import { untilCacheable, withDuplicates, writeLibrary } from '../support/library.js';
 import { startTestStack, type TestStack } from '../support/local-stack.ts';
 import { waitFor } from '../support/wait.js';
 
@@ -72,6 +72,7 @@ describe('sync of a 2,000-file library into the local stack', () => {
   it('commits every file, shows each in ls and at the target; later runs send only what is new', async () => {
     const lib = join(work, 'library');
     const firstBytes = await writeFiles(lib, 0, FIRST, withDuplicates(DUPLICATE_EVERY));
+    await untilCacheable();
 
     const first = await cli('sync', lib, 'import', '--jobs', '16', '--json');
     expect(first.code, first.err.slice(-2000)).toBe(0);
@@ -88,6 +89,7 @@ describe('sync of a 2,000-file library into the local stack', () => {
     // Files 0, 10, 20... hold their own content (each tenth file repeats another's).
     await writeFiles(lib, FIRST, copies, (i) => ((i - FIRST) * 10) % FIRST);
     const newBytes = await writeFiles(lib, copies, FILES, (i) => i);
+    await untilCacheable();
     const second = await cli('sync', lib, 'import', '--jobs', '16', '--json');
     expect(second.code, second.err.slice(-2000)).toBe(0);
     const two = JSON.parse(second.out);

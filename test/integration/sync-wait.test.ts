@@ -16,7 +16,7 @@ import { systemClock } from '../../cli/upload.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import type { Sandbox } from '../../local/sandbox.ts';
 import { MirrorApi } from '../../web/client/api.ts';
-import { writeFiles } from '../support/library.ts';
+import { untilCacheable, writeFiles } from '../support/library.ts';
 import { startTestStack, type TestStack } from '../support/local-stack.ts';
 
 const S3_TARGET = 'eu-west-1';
@@ -126,6 +126,7 @@ describe('sync --wait', () => {
     await rename(join(dir, 'a.jpg'), join(dir, 'swap.tmp'));
     await rename(join(dir, 'b.jpg'), join(dir, 'a.jpg'));
     await rename(join(dir, 'swap.tmp'), join(dir, 'b.jpg'));
+    await untilCacheable();
     const second = await cli('sync', dir, 'kept', '--wait', '--json');
     expect(second.code, second.err.slice(-2000)).toBe(0);
     expect(JSON.parse(second.out)).toMatchObject({ files: 2, unchanged: 0, failed: 0 });

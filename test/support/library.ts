@@ -16,6 +16,14 @@ export function libraryPath(i: number): string {
 }
 
 /**
+ * Until files written now are old enough for sync's hash cache to keep their digests: it does not
+ * for a file changed in the last 3 s (cli/sync-source.ts, RECENT_CHANGE_MS), whose stamp a rewrite
+ * in the same tick of a coarse file system clock would not change. A test or a bench that expects
+ * a later run to hash nothing waits this long after writing, before the run that hashes.
+ */
+export const untilCacheable = () => new Promise((resolve) => setTimeout(resolve, 3_100));
+
+/**
  * Writes files `from` to `to - 1` under `dir`; `source(i)` picks whose content file i gets.
  * Calls `onFile` with each file's path in the library and its content; returns the bytes written.
  */

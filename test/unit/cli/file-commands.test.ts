@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, runCli } from '../../../cli/program.ts';
 import type { FetchLike } from '../../../web/client/api.ts';
+import { untilCacheable } from '../../support/library.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -830,6 +831,7 @@ describe('media-mirror sync (against a fake API)', () => {
     await writeFile(join(lib, 'new.png'), 'new');
     await writeFile(join(lib, 'big.png'), 'x'.repeat(200));
     await writeFile(join(lib, 'note.xyz'), 'octet');
+    await untilCacheable();
     const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['image/*'] });
     const pages = [[change('m/same.png', 2, 'same'), change('m/sub/changed.png', 1, 'before')]];
     const route: Route = (url, init) =>
@@ -926,6 +928,7 @@ describe('media-mirror sync (against a fake API)', () => {
     const lib = join(dir, 'lib-cache-unwritable');
     await mkdir(lib, { recursive: true });
     await writeFile(join(lib, 'a.png'), 'a');
+    await untilCacheable();
     const blocker = join(dir, 'not-a-folder');
     await writeFile(blocker, 'a file where the cache folder should be');
     const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['image/*'] });
