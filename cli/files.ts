@@ -242,15 +242,17 @@ const DOWNLOAD_NAME = /^\.(?:.+\.)?mm-get-(.+)-(\d+)-[0-9a-f]{8}$/;
 /**
  * Deletes, in the destination's folder, the partial downloads of `get`s of this host whose process
  * is gone. Another host's (a folder shared over the network) and a live process's are left alone;
- * a process id reused since only keeps an orphan a while longer.
+ * a process id reused since only keeps an orphan a while longer. Only files are removed, and one
+ * that cannot be (another user's, in a sticky folder such as /tmp) is left: sweeping is a courtesy,
+ * and anyone who can write the folder can put such a name there.
  */
 async function removeOrphanedDownloads(dir: string): Promise<void> {
-  const names = await readdir(dir).catch(() => [] as string[]);
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
   const host = hostTag();
-  for (const name of names) {
-    const match = DOWNLOAD_NAME.exec(name);
-    if (match === null || match[1] !== host || processAlive(Number(match[2]))) continue;
-    await rm(join(dir, name), { force: true });
+  for (const entry of entries) {
+    const match = DOWNLOAD_NAME.exec(entry.name);
+    if (match === null || match[1] !== host || !entry.isFile() || processAlive(Number(match[2]))) continue;
+    await rm(join(dir, entry.name), { force: true }).catch(() => undefined);
   }
 }
 

@@ -7,7 +7,7 @@
  * server: the body of g300.bin never arrives in full; small.bin does.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
@@ -101,6 +101,23 @@ describe('get interrupted', () => {
     expect(code, next.err()).toBe(0);
     expect((await readdir(dest)).sort()).toEqual([...others, 'small.bin'].sort());
     expect(await readFile(join(dest, 'small.bin'))).toEqual(SMALL);
+  }, 90_000);
+
+  it("a name like a partial download it may not remove (a folder; another user's file in a sticky folder) does not stop it: left as it is (probe cli)", async () => {
+    const dest = join(dir, 'gdir-not-mine');
+    await mkdir(dest);
+    const host = hostname().replace(/[^A-Za-z0-9.-]/g, '_');
+    // No process has this id (above Linux's pid_max): the names read as a dead get's orphans.
+    const folder = `.mm-get-${host}-99999999-0f0f0f0f`;
+    await mkdir(join(dest, folder, 'inside'), { recursive: true });
+    const link = `.mm-get-${host}-99999999-0d0d0d0d`;
+    await writeFile(join(dir, 'linked-to'), 'not a download');
+    await symlink(join(dir, 'linked-to'), join(dest, link));
+    const next = startGet('small.bin', dest);
+    const [code] = await next.exited;
+    expect(code, next.err()).toBe(0);
+    expect((await readdir(dest)).sort()).toEqual([link, folder, 'small.bin'].sort());
+    expect(await readFile(join(dir, 'linked-to'), 'utf8')).toBe('not a download');
   }, 90_000);
 });
 
