@@ -519,6 +519,22 @@ describe('media-mirror get', () => {
     expect(await readFile(join(cwd, 'real.png'))).toEqual(content);
   });
 
+  it('a symlink to nothing as the destination is refused (exit 2, nothing asked), as cp refuses it, not replaced by a file (probe cli)', async () => {
+    const cwd = join(dir, 'dangling-dest');
+    await mkdir(cwd, { recursive: true });
+    await symlink('not-yet/cat.png', join(cwd, 'cat.png'));
+    await symlink('missing.png', join(cwd, 'named.png'));
+    for (const dest of [[], ['named.png']]) {
+      const h = harness(api(content), {}, undefined, { cwd });
+      expect(await h.run('get', 'pics/cat.png', ...dest)).toBe(2);
+      expect(h.err()).toMatch(/is a symbolic link to .*, which does not exist/);
+      expect(h.requests).toEqual([]);
+    }
+    expect((await lstat(join(cwd, 'cat.png'))).isSymbolicLink()).toBe(true);
+    expect((await lstat(join(cwd, 'named.png'))).isSymbolicLink()).toBe(true);
+    expect((await readdir(cwd)).sort()).toEqual(['cat.png', 'named.png']);
+  });
+
   it('a name as long as the path rules allow (255 bytes) downloads: the temporary name does not grow with it (probe V6)', async () => {
     const name = `${'n'.repeat(251)}.png`;
     const path = `pics/${name}`;
