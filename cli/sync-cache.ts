@@ -25,6 +25,18 @@ interface CacheFile {
   readonly entries: Record<string, Entry>;
 }
 
+/** What a save writes before renaming it over the cache: `<cache>.<8 hex>.tmp`. */
+const tempFileOf = (cache: string) => `${cache}.${randomBytes(4).toString('hex')}.tmp`;
+const TEMP_SUFFIX = /^\.[0-9a-f]{8}\.tmp$/;
+
+/**
+ * Whether `file` is the cache `cache` or one of its saves' temporary files: a `--cache` inside the
+ * folder is not synced, and a file whose name merely starts with the cache's is.
+ */
+export function isCacheFile(cache: string, file: string): boolean {
+  return file === cache || (file.startsWith(cache) && TEMP_SUFFIX.test(file.slice(cache.length)));
+}
+
 /** A folder's absolute path; a bucket's `s3://` URL as it is. */
 const sourceIdentity = (dir: string) => (dir.startsWith('s3://') ? dir : resolve(dir));
 
@@ -94,7 +106,7 @@ export class HashCache {
     if (this.#file === null || !this.#dirty) return;
     this.#dirty = false;
     const body: CacheFile = { v: 1, dir: this.#dir, entries: this.#entries };
-    const temp = `${this.#file}.${randomBytes(4).toString('hex')}.tmp`;
+    const temp = tempFileOf(this.#file);
     try {
       // It lists the names, sizes and SHA-256 of every file of the folder: its owner's alone.
       await mkdir(dirname(this.#file), { recursive: true, mode: 0o700 });

@@ -23,6 +23,7 @@ import { storedContentType } from './content-type.ts';
 import { EXIT, MirrorCliError } from './errors.ts';
 import { hashFile } from './hash-file.ts';
 import { removeOnExit } from './remove-on-exit.ts';
+import { isCacheFile } from './sync-cache.ts';
 
 export interface SourceEntry {
   /** Relative to the source's root, '/'-separated: the mirror path's tail and the cache's key. */
@@ -119,8 +120,7 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
       }
       // The cache (and its temporary files) may live in the folder when --cache puts it there.
       const cache = cacheFile === null ? undefined : resolve(cacheFile);
-      const isCache = (file: string) =>
-        cache !== undefined && (file === cache || file.startsWith(`${cache}.`));
+      const isCache = (file: string) => cache !== undefined && isCacheFile(cache, file);
       const files: SourceEntry[] = [];
       const add = (name: string) => files.push({ name, rel: relative(root, name).split(sep).join('/') });
       await walkFolder(root, entries, {

@@ -839,6 +839,26 @@ describe('media-mirror sync (against a fake API)', () => {
     ]);
   });
 
+  it('a --cache inside the folder leaves out the cache and its temporary files only, not a file whose name merely starts with its name (probe cli)', async () => {
+    const lib = join(dir, 'lib-cache-inside');
+    await mkdir(lib, { recursive: true });
+    await writeFile(join(lib, 'index.json'), '{}');
+    await writeFile(join(lib, 'index.json.0a1b2c3d.tmp'), 'a save cut short');
+    await writeFile(join(lib, 'index.json.bak'), "the owner's own backup");
+    await writeFile(join(lib, 'index.json.d'), 'and another file');
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['*/*'] });
+    const route: Route = (url, init) =>
+      url.pathname === '/v1/limits' ? { status: 200, body: limits } : feed([[]])(url, init);
+    const h = harness(route);
+    expect(await h.run('sync', lib, 'm', '--dry-run', '--json', '--cache', join(lib, 'index.json'))).toBe(0);
+    const summary = JSON.parse(h.out());
+    expect(summary.reports.map((r: { path: string; outcome: string }) => [r.path, r.outcome])).toEqual([
+      ['m/index.json.bak', 'planned'],
+      ['m/index.json.d', 'planned'],
+    ]);
+    expect(summary.files).toBe(2);
+  });
+
   it('--dry-run lists new and changed files, skips what the limits refuse, and sends nothing', async () => {
     const lib = join(dir, 'lib');
     await mkdir(join(lib, 'sub'), { recursive: true });
