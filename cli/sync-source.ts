@@ -417,8 +417,11 @@ async function getToFile(
   let done = 0;
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, next) {
-      hash.update(chunk);
       done += chunk.length;
+      // A store that sends on past the listed size (broken, or hostile) would fill the spool's disk.
+      if (done > object.size)
+        return next(new Error(`the store sent more than the ${object.size} bytes listed; not read on`));
+      hash.update(chunk);
       onBytes(done);
       next(null, chunk);
     },

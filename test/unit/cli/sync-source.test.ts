@@ -59,3 +59,33 @@ describe('folderSource', () => {
     }
   });
 });
+
+describe('bucketSource', () => {
+  it('an object whose body runs past its listed size is not read on: the spool file stops there (probe cli)', async () => {
+    const { Readable } = await import('node:stream');
+    const { ListObjectsV2Command, S3Client } = await import('@aws-sdk/client-s3');
+    const { bucketSource } = await import('../../../cli/sync-source.ts');
+    // A store (S3-compatible, hostile or broken) that lists 5 bytes and then sends without end.
+    let sent = 0;
+    const endless = new Readable({
+      read() {
+        if (sent >= 1024 ** 3) return this.push(null);
+        sent += 64 * 1024;
+        this.push(Buffer.alloc(64 * 1024, 1));
+      },
+    });
+    const s3 = new S3Client({ region: 'us-east-1', credentials: { accessKeyId: 'k', secretAccessKey: 's' } });
+    s3.send = (async (command: unknown) =>
+      command instanceof ListObjectsV2Command
+        ? { Contents: [{ Key: 'lib/a.jpg', Size: 5, ETag: '"e"' }], IsTruncated: false }
+        : { Body: endless, ContentType: 'image/jpeg' }) as never;
+    const source = bucketSource(s3, 's3://bucket-x/lib');
+    try {
+      const [entry] = await source.list();
+      await expect(source.hash(entry as never, () => {})).rejects.toThrow(/more than the 5 bytes listed/);
+      expect(sent).toBeLessThan(1024 ** 2);
+    } finally {
+      await source.close();
+    }
+  });
+});
