@@ -5,8 +5,8 @@
  * SHA-256 the mirror recorded before anything is written at the destination).
  */
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { chmod, chown, lstat, readdir, rename, rm, stat } from 'node:fs/promises';
+import { constants, createWriteStream } from 'node:fs';
+import { chmod, chown, lstat, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Readable, Transform } from 'node:stream';
@@ -190,7 +190,17 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
       if (got === undefined) continue;
       if (got.sha256 !== undefined && got.size === expected.size && got.sha256 === expected.sha256) {
         await keepOwnership(temp, file);
+        // On disk before it takes the name, and the name on disk before "verified": a power cut
+        // after exit 0 would otherwise leave an empty file where the old one was (XFS; ext4 for a
+        // new name), as the agent, which fsyncs the same way, never does.
+        await fsync(temp);
         await rename(temp, file);
+        // A file system that cannot sync a folder (EINVAL: some FUSE and network ones) has the file in place.
+        await fsync(dirname(file), constants.O_RDONLY | constants.O_DIRECTORY).catch(
+          (error: NodeJS.ErrnoException) => {
+            if (error.code !== 'EINVAL' && error.code !== 'ENOTSUP') throw error;
+          },
+        );
         const { version, sha256, size } = expected;
         return { path: options.path, version, sha256, size, file, target: options.target ?? null };
       }
@@ -207,6 +217,15 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
   } finally {
     await rm(temp, { force: true });
     cancelRemoval();
+  }
+}
+
+async function fsync(path: string, flags: number = constants.O_RDONLY): Promise<void> {
+  const handle = await open(path, flags);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 
