@@ -167,6 +167,44 @@ describe('the Uppy plugin in Chromium (Uppy 6)', () => {
     expect(((await res.json()) as { versions: unknown[] }).versions).toHaveLength(1);
     await page.close();
   });
+  it('a file changed on disk after it was hashed fails at once as unreadable, not after a minute of retries as a network error', async () => {
+    // Single PUT and parts alike go through XMLHttpRequest, which reports a changed file
+    // (net::ERR_UPLOAD_FILE_CHANGED) as a network error.
+    const single = await randomFile(join(stack.tmp, 'changes-single.bin'), 2 * MiB, 71);
+    const multi = await randomFile(join(stack.tmp, 'changes-multi.bin'), 20 * MiB, 72);
+    const page = await browser.context.newPage();
+    await page.goto(`${stack.api}/uppy-test.html`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+    // Each file is rewritten (same size, a later mtime) once the bytes are about to go.
+    const rewrite = async (path: string, size: number) => writeFile(path, Buffer.alloc(size, 7));
+    let singleChanged = false;
+    await page.route('**/v1/uploads/*/proof', async (route) => {
+      if (!singleChanged) {
+        singleChanged = true;
+        await rewrite(single, 2 * MiB);
+      }
+      await route.continue();
+    });
+    let multiChanged = false;
+    await page.route(/partNumber=/, async (route) => {
+      if (!multiChanged) {
+        multiChanged = true;
+        await rewrite(multi, 20 * MiB);
+      }
+      await route.continue();
+    });
+
+    const started = Date.now();
+    const [first] = await uploadInPage(page, 'changed/', single);
+    const [second] = await uploadInPage(page, 'changed/', multi);
+    // Before, each went on for the whole retry window (60 s) and ended "could not reach storage".
+    expect(Date.now() - started).toBeLessThan(30_000);
+    for (const summary of [first, second]) {
+      expect(summary?.complete).toBe(false);
+      expect(summary?.error).toMatch(/^cannot read the file: /);
+    }
+    await page.close();
+  }, 180_000);
 });
 
 describe('the Uppy plugin dropped into Uppy 5 and Uppy 6 (Node)', () => {

@@ -182,7 +182,16 @@ export function xhrPutter(stallMs = DEFAULT_STALL_MS): Putter {
       };
       xhr.onerror = () => {
         settle();
-        reject(transientError('could not reach storage (network error)', 0));
+        // XMLHttpRequest tells nothing of why: a file-backed Blob whose file changed or went since
+        // it was picked (Chromium's ERR_UPLOAD_FILE_CHANGED) fails as the network would, and every
+        // retry alike, for the whole retry window. Reading a byte of it tells the two apart.
+        unreadableBlob(body).then((cause) =>
+          reject(
+            cause === undefined
+              ? transientError('could not reach storage (network error)', 0)
+              : unreadable(cause),
+          ),
+        );
       };
       xhr.ontimeout = xhr.onerror;
       xhr.onabort = () => {
@@ -192,6 +201,16 @@ export function xhrPutter(stallMs = DEFAULT_STALL_MS): Putter {
       xhr.send(body);
       watch.poke();
     });
+}
+
+/** Why `blob` can no longer be read (a file changed or removed since it was picked); undefined if it can. */
+async function unreadableBlob(blob: Blob): Promise<unknown> {
+  try {
+    await blob.slice(0, 1).arrayBuffer();
+    return undefined;
+  } catch (error) {
+    return error;
+  }
 }
 
 /** A storage answer that is not 2xx: transient (retried) or `storage_rejected`. */
