@@ -205,6 +205,50 @@ describe('the Uppy plugin in Chromium (Uppy 6)', () => {
     }
     await page.close();
   }, 180_000);
+  it('a file removed while it uploads and added again at once completes, although the removal aborts the upload the new attempt joined', async () => {
+    const file = await randomFile(join(stack.tmp, 'readded.bin'), 20 * MiB, 81);
+    const page = await browser.context.newPage();
+    await page.goto(`${stack.api}/uppy-test.html`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+    // The removal's DELETE is slow (a cold API, say): it lands once the new attempt, which joined
+    // the pending multipart upload (same path, content and size), has sent its parts.
+    let completing: () => void = () => undefined;
+    const completeSent = new Promise<void>((resolve) => {
+      completing = resolve;
+    });
+    let aborted: () => void = () => undefined;
+    const deleteAnswered = new Promise<void>((resolve) => {
+      aborted = resolve;
+    });
+    const deletes: string[] = [];
+    await page.route('**/v1/uploads/*', async (route) => {
+      if (route.request().method() !== 'DELETE') return route.fallback();
+      deletes.push(route.request().url());
+      await completeSent;
+      const response = await route.fetch();
+      aborted();
+      await route.fulfill({ response });
+    });
+    await page.route('**/v1/uploads/*/complete', async (route) => {
+      completing();
+      await deleteAnswered;
+      await route.continue();
+    });
+    await page.setInputFiles('#files', [file]);
+    const summaries = await page.evaluate(
+      ({ api, token }) => window.mirrorUppy.removeAndAddAgain(api, token, 'readded/'),
+      { api: stack.api, token: stack.token },
+    );
+    expect(deletes).toHaveLength(1);
+    // Before, it failed: "not committed: aborted".
+    expect(summaries.map((f) => [f.name, f.complete, f.error])).toEqual([['readded.bin', true, null]]);
+    expect(summaries[0]?.body).toMatchObject({ status: 'committed', version: 1 });
+    const res = await fetch(`${stack.api}/v1/files/${encodeURIComponent('readded/readded.bin')}/versions`, {
+      headers: { authorization: `Bearer ${stack.token}` },
+    });
+    expect(((await res.json()) as { versions: unknown[] }).versions).toHaveLength(1);
+    await page.close();
+  });
 });
 
 describe('the Uppy plugin dropped into Uppy 5 and Uppy 6 (Node)', () => {

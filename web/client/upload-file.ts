@@ -303,25 +303,45 @@ async function claimAndSend(
   s.joined = joined(claimed);
   const base = { uploadId: claimed.uploadId, path: claimed.path, sha256, size: s.size };
   if (claimed.status === 'committed') return deduplicated(s, base, claimed.version);
+  // This claim may not be what ended its upload: a caller's key replays an earlier claim, a resumed
+  // upload is another client's (or this page's own, removed and added again) to cancel.
+  const claimAgain = mayClaimAgain && (idempotencyKey !== undefined || s.joined);
+  let result: UploadResult;
   try {
-    const proven =
-      settings.proof === false
-        ? undefined
-        : await prove(s.api, s.file, claimed.uploadId, claimed.challenge, s.signal);
-    if (proven) return deduplicated(s, base, proven.version);
-    return await sendAndVerify(s, claimed, base);
+    result = await proveOrSend(s, claimed, base);
   } catch (error) {
     if (s.signal.aborted) throw error;
     const ended = await endedUpload(s, claimed.uploadId, finishing(error));
     if (ended?.status === 'committed') {
       return verdict(s, base, ended, { parts: 0, skipped: 0, bytes: s.bytesSent, resumed: s.joined });
     }
-    if (ended && mayClaimAgain && (idempotencyKey !== undefined || s.joined)) {
-      return claimAndSend(s, sha256, rekey(settings), false);
-    }
+    if (ended && claimAgain) return claimAndSend(s, sha256, rekey(settings), false);
     throw error;
   }
+  // Aborted by someone else once every part was sent (the complete, or the verification, came
+  // first): the bytes were fine, the upload is gone, so the file goes again as a new upload.
+  if (result.status === 'rejected' && result.reason === ABORTED && claimAgain) {
+    return claimAndSend(s, sha256, rekey(settings), false);
+  }
+  return result;
 }
+
+/** Known content is committed on the proof alone; else the bytes go. */
+async function proveOrSend(
+  s: Session,
+  claimed: UploadPending | UploadPendingMultipart,
+  base: Base,
+): Promise<UploadResult> {
+  const proven =
+    s.settings.proof === false
+      ? undefined
+      : await prove(s.api, s.file, claimed.uploadId, claimed.challenge, s.signal);
+  if (proven) return deduplicated(s, base, proven.version);
+  return sendAndVerify(s, claimed, base);
+}
+
+/** The reason an upload ended by `DELETE /v1/uploads/{id}` is rejected with (core/uploads.ts). */
+const ABORTED = 'aborted';
 
 /** A new Idempotency-Key, given to the caller to keep for its next retry. */
 function rekey(settings: Session['settings']): string {

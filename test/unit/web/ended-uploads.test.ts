@@ -165,4 +165,28 @@ describe('two clients on one resumed multipart upload', () => {
     expect(Buffer.compare(Buffer.from(mirror.blobs.get(result.sha256) ?? []), Buffer.from(bytes))).toBe(0);
     expect(mirror.versions.get('media/file.bin')).toBe(1);
   });
+
+  it('the other client cancels it once this one has sent every part: claimed again and committed, not "rejected: aborted"', async () => {
+    const { mirror, theirs } = shared();
+    mirror.interceptors.push(async (r) => {
+      if (r.method === 'POST' && pathOf(r.url) === `/v1/uploads/${theirs}/complete`) {
+        // Their cancel lands just before this client's complete.
+        await mirror.fetch(`https://api.test/v1/uploads/${theirs}`, {
+          method: 'DELETE',
+          headers: { authorization: 'Bearer secret' },
+        });
+      }
+      return undefined;
+    });
+    const keys: string[] = [];
+    const result = await uploadFile(
+      blobOf(bytes),
+      options(mirror, { proof: false, onIdempotencyKey: (key) => keys.push(key) }),
+    );
+    expect(mirror.uploads.get(theirs)).toMatchObject({ status: 'rejected', reason: 'aborted' });
+    expect(result).toMatchObject({ status: 'committed', version: 1, resumed: false });
+    expect(result.uploadId).not.toBe(theirs);
+    expect(keys).toHaveLength(1);
+    expect(mirror.versions.get('media/file.bin')).toBe(1);
+  });
 });
