@@ -249,6 +249,25 @@ describe('the Uppy plugin in Chromium (Uppy 6)', () => {
     expect(((await res.json()) as { versions: unknown[] }).versions).toHaveLength(1);
     await page.close();
   });
+  it('uploads from a page that is not a secure context (a CMS on plain HTTP), where the browser has no crypto.randomUUID', async () => {
+    const file = await randomFile(join(stack.tmp, 'plain-http.bin'), 300_000, 91);
+    const page = await browser.context.newPage();
+    // What Chromium leaves out of a page served over plain HTTP from a host other than localhost
+    // (this test's page is on loopback, a secure context): the [SecureContext] members of crypto.
+    await page.addInitScript(() => {
+      for (const member of ['randomUUID', 'subtle']) {
+        Object.defineProperty(Crypto.prototype, member, { value: undefined, configurable: true });
+      }
+    });
+    await page.goto(`${stack.api}/uppy-test.html`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+    expect(await page.evaluate(() => typeof crypto.randomUUID)).toBe('undefined');
+    const summaries = await uploadInPage(page, 'plain-http/', file);
+    // Before, the file failed at once: "crypto.randomUUID is not a function".
+    expect(summaries.map((f) => [f.name, f.complete, f.error])).toEqual([['plain-http.bin', true, null]]);
+    expect(summaries[0]?.body).toMatchObject({ status: 'committed', version: 1 });
+    await page.close();
+  });
 });
 
 describe('the Uppy plugin dropped into Uppy 5 and Uppy 6 (Node)', () => {

@@ -27,7 +27,13 @@
  */
 import { BasePlugin, type Body, type Meta, type PluginOpts, type Uppy, type UppyFile } from '@uppy/core';
 import { checkNewPathName } from '../../contracts/path-rules.ts';
-import { type RequestSigner, type UploadProgress, type UploadResult, uploadFile } from '../client/index.ts';
+import {
+  newIdempotencyKey,
+  type RequestSigner,
+  type UploadProgress,
+  type UploadResult,
+  uploadFile,
+} from '../client/index.ts';
 
 export interface MediaMirrorOptions extends PluginOpts {
   /** The API's base URL, e.g. `https://media.example.com`. */
@@ -296,7 +302,8 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
   #idempotencyKey(file: UppyFile<M, B>): string {
     const existing = (file.meta as Record<string, unknown>)[IDEMPOTENCY_META];
     if (typeof existing === 'string') return existing;
-    const key = crypto.randomUUID();
+    // Not crypto.randomUUID: browsers define it only in secure contexts, and a CMS may be on plain HTTP.
+    const key = newIdempotencyKey();
     this.#keepIdempotencyKey(file.id, key);
     return key;
   }
