@@ -319,6 +319,39 @@ describe('the upload page', () => {
     consoleErrors.length = 0;
   });
 
+  it('Cancel that reaches the API after the commit says the file was committed, not "abandoned"', async () => {
+    const file = await randomFile(join(stack.tmp, 'too-late.bin'), 200_000, 9);
+    const path = 'too-late/too-late.bin';
+    // The page's status reads are held (a slow poll, or a large file's 30 s poll interval) while
+    // the ingest commits, so the page is still "verifying" when Cancel is pressed.
+    const statusRead = (url: URL) => url.origin === stack.api && /^\/v1\/uploads\/[^/]+$/.test(url.pathname);
+    const held: Route[] = [];
+    await page.route(statusRead, (route) => {
+      if (route.request().method() === 'GET') held.push(route);
+      else void route.fallback();
+    });
+    await pick(page, 'too-late/', file);
+    await page.waitForSelector(`${item(path)}[data-state="verifying"]`, { timeout: 30_000 });
+    await expect
+      .poll(
+        async () => {
+          const res = await fetch(`${stack.api}/v1/files/${encodeURIComponent(path)}`, {
+            headers: { authorization: `Bearer ${stack.token}` },
+          });
+          return res.status;
+        },
+        { timeout: 30_000 },
+      )
+      .toBe(200);
+    await page.click(`${item(path)} button:has-text("Cancel")`);
+    await page.unroute(statusRead);
+    for (const route of held) await route.abort().catch(() => undefined);
+    // Before, it read "Cancelled: the upload was abandoned." while version 1 was in the mirror.
+    expect(await settled(page, path, ['committed'], 15_000)).toBe('committed');
+    expect(await page.getAttribute(item(path), 'data-version')).toBe('1');
+    consoleErrors.length = 0;
+  });
+
   it('a target that does not hold the files yet holds up no upload: every file commits, each waits for the targets on its own (probe 13, W1)', async () => {
     const names = ['w1-a.bin', 'w1-b.bin', 'w1-c.bin', 'w1-d.bin', 'w1-e.bin'];
     const paths = await Promise.all(names.map((n, i) => randomFile(join(stack.tmp, n), 20_000, 20 + i)));

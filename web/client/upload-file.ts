@@ -217,13 +217,14 @@ function newClient(
 
 /**
  * Runs `steps` in a session. The caller's signal or a failure aborts everything in flight;
- * on the caller's abort, the upload is abandoned at the API too (best effort).
+ * on the caller's abort, the upload is abandoned at the API too (best effort), unless it was
+ * committed before the abort reached the API: that commit is the result.
  */
-async function inSession<T>(
+async function inSession(
   file: Blob,
   options: UploadFileOptions,
-  steps: (session: Session) => Promise<T>,
-): Promise<T> {
+  steps: (session: Session) => Promise<UploadResult>,
+): Promise<UploadResult> {
   const inner = new AbortController();
   const outer = options.signal;
   if (outer?.aborted) throw abortReason(outer);
@@ -237,9 +238,8 @@ async function inSession<T>(
     inner.abort(aborted && outer ? abortReason(outer) : error);
     // An upload this call joined is another client's too: leaving it is not aborting it for them.
     if (aborted && session.uploadId !== undefined && !session.joined) {
-      // On a fresh signal: the upload is abandoned whatever the API answers.
-      const signal = AbortSignal.timeout(10_000);
-      await session.api.abortUpload(session.uploadId, { signal, retry: false }).catch(() => undefined);
+      const committed = await abandon(session, session.uploadId);
+      if (committed) return committed;
     }
     if (aborted && outer) throw abortReason(outer);
     throw error;
@@ -247,6 +247,22 @@ async function inSession<T>(
     outer?.removeEventListener('abort', forward);
     session.hasher.close();
   }
+}
+
+/**
+ * Aborts the upload at the API (best effort). An upload committed before the abort reached the
+ * API (the client was still waiting for its verdict) is not abandoned: its commit, so a cancel that
+ * came too late is not reported as one while the version is in the mirror.
+ */
+async function abandon(s: Session, uploadId: string): Promise<UploadResult | undefined> {
+  // On a fresh signal: the upload is abandoned whatever the API answers.
+  const signal = AbortSignal.timeout(10_000);
+  const ended = await s.api.abortUpload(uploadId, { signal, retry: false }).catch(() => undefined);
+  if (ended?.status !== 'committed') return undefined;
+  const upload = await s.api.getUpload(uploadId, { signal, retry: false }).catch(() => undefined);
+  if (upload?.status !== 'committed') return undefined;
+  const base = { uploadId, path: upload.path, sha256: upload.sha256, size: upload.size };
+  return verdict(s, base, upload, { parts: 0, skipped: 0, bytes: s.bytesSent, resumed: false });
 }
 
 /**
