@@ -322,9 +322,9 @@ async function claimAndSend(
   // This claim may not be what ended its upload: a caller's key replays an earlier claim, a resumed
   // upload is another client's (or this page's own, removed and added again) to cancel.
   const claimAgain = mayClaimAgain && (idempotencyKey !== undefined || s.joined);
-  let result: UploadResult;
+  let result: UploadResult | undefined;
   try {
-    result = await proveOrSend(s, claimed, base);
+    result = await proveOrSend(s, claimed, base, claimAgain);
   } catch (error) {
     if (s.signal.aborted) throw error;
     const ended = await endedUpload(s, claimed.uploadId, finishing(error));
@@ -334,26 +334,25 @@ async function claimAndSend(
     if (ended && claimAgain) return claimAndSend(s, sha256, rekey(settings), false);
     throw error;
   }
-  // Aborted by someone else once every part was sent (the complete, or the verification, came
-  // first): the bytes were fine, the upload is gone, so the file goes again as a new upload.
-  if (result.status === 'rejected' && result.reason === ABORTED && claimAgain) {
-    return claimAndSend(s, sha256, rekey(settings), false);
-  }
-  return result;
+  return result ?? claimAndSend(s, sha256, rekey(settings), false);
 }
 
-/** Known content is committed on the proof alone; else the bytes go. */
+/**
+ * Known content is committed on the proof alone; else the bytes go. Undefined: aborted by someone
+ * else once every part was sent, and `claimAgain`.
+ */
 async function proveOrSend(
   s: Session,
   claimed: UploadPending | UploadPendingMultipart,
   base: Base,
-): Promise<UploadResult> {
+  claimAgain: boolean,
+): Promise<UploadResult | undefined> {
   const proven =
     s.settings.proof === false
       ? undefined
       : await prove(s.api, s.file, claimed.uploadId, claimed.challenge, s.signal);
   if (proven) return deduplicated(s, base, proven.version);
-  return sendAndVerify(s, claimed, base);
+  return sendAndVerify(s, claimed, base, claimAgain);
 }
 
 /** The reason an upload ended by `DELETE /v1/uploads/{id}` is rejected with (core/uploads.ts). */
@@ -434,14 +433,30 @@ function deduplicated(s: Session, base: Base, version: number): UploadResult {
 }
 
 /** Steps 3 and 4: the bytes (one PUT or parts), then the ingest's verdict. */
+function sendAndVerify(
+  s: Session,
+  claimed: UploadPending | UploadPendingMultipart,
+  base: Base,
+): Promise<UploadResult>;
+function sendAndVerify(
+  s: Session,
+  claimed: UploadPending | UploadPendingMultipart,
+  base: Base,
+  claimAgain: boolean,
+): Promise<UploadResult | undefined>;
 async function sendAndVerify(
   s: Session,
   claimed: UploadPending | UploadPendingMultipart,
   base: Base,
-): Promise<UploadResult> {
+  claimAgain = false,
+): Promise<UploadResult | undefined> {
   const sent = 'upload' in claimed ? await sendSingle(s, claimed) : await sendMultipart(s, claimed);
   s.report({ phase: 'verifying', bytesDone: s.size, bytesTotal: s.size, bytesPerSecond: 0 });
   const upload = await waitForVerdict(s.api, claimed.uploadId, verifySettings(s), s.signal);
+  // Aborted by someone else once every part was sent (the complete, or the verification, came
+  // first): the bytes were fine, the upload is gone, so the caller sends the file again as a new
+  // upload, and no "rejected" is reported for a file that goes on.
+  if (claimAgain && upload.status === 'rejected' && upload.reason === ABORTED) return undefined;
   return verdict(s, base, upload, sent);
 }
 

@@ -179,10 +179,18 @@ describe('two clients on one resumed multipart upload', () => {
       return undefined;
     });
     const keys: string[] = [];
+    const phases: string[] = [];
     const result = await uploadFile(
       blobOf(bytes),
-      options(mirror, { proof: false, onIdempotencyKey: (key) => keys.push(key) }),
+      options(mirror, {
+        proof: false,
+        onIdempotencyKey: (key) => keys.push(key),
+        onProgress: ({ phase }) => phases.push(phase),
+      }),
     );
+    // The file goes on: it never reads "rejected" on the way (a page would show it failed).
+    expect(phases).not.toContain('rejected');
+    expect(phases.at(-1)).toBe('committed');
     expect(mirror.uploads.get(theirs)).toMatchObject({ status: 'rejected', reason: 'aborted' });
     expect(result).toMatchObject({ status: 'committed', version: 1, resumed: false });
     expect(result.uploadId).not.toBe(theirs);
