@@ -185,6 +185,10 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
       };
       const got = await download(fetch, url, temp, tempMode, expected.size).catch(async (error: unknown) => {
         if (error instanceof MissingCopyError && (await readAgain())) return undefined;
+        if (error instanceof DownloadCutOffError && error.retryable && attempt < GET_ATTEMPTS) {
+          await rm(temp, { force: true });
+          return undefined;
+        }
         throw error;
       });
       if (got === undefined) continue;
@@ -348,6 +352,31 @@ async function destinationFile(options: GetOptions): Promise<string> {
 class MoreBytesThanExpected extends Error {}
 
 /**
+ * The connection failed before or while the bytes came (a reset, a proxy or NAT dropping it, a
+ * storage node going away): `get` tries again, as `aws s3 cp` does, since the next try usually goes
+ * through. `retryable` is false for a body that stalled past undici's own limit (5 minutes of no
+ * bytes): trying again would make the user wait that long once more.
+ */
+class DownloadCutOffError extends MirrorCliError {
+  override readonly name = 'DownloadCutOffError';
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+    cause: unknown,
+  ) {
+    super(message, { cause });
+  }
+}
+
+/** undici ends a body with TypeError('terminated') and the socket's error as its cause. */
+function describeCut(error: unknown): { detail: string; retryable: boolean } {
+  const err = error as Error & { cause?: { message?: unknown; code?: unknown } };
+  const cause =
+    typeof err.cause?.message === 'string' && err.cause.message !== '' ? `: ${err.cause.message}` : '';
+  return { detail: `${err.message}${cause}`, retryable: err.cause?.code !== 'UND_ERR_BODY_TIMEOUT' };
+}
+
+/**
  * The bytes at `url` into `file`, hashed on the way; `sha256` undefined when storage sent more than
  * `expectedSize`: the download stops there, so a huge or endless answer (an object replaced out of
  * band, a hostile endpoint) does not fill the disk before it is found wrong.
@@ -363,7 +392,8 @@ async function download(
   try {
     response = await fetch(url, { method: 'GET' });
   } catch (err) {
-    throw new MirrorCliError(`cannot download ${redactUrl(url)}: ${(err as Error).message}`, { cause: err });
+    const { detail, retryable } = describeCut(err);
+    throw new DownloadCutOffError(`cannot download ${redactUrl(url)}: ${detail}`, retryable, err);
   }
   if (response.status === 404) {
     // The ledger says the copy is there; storage has no such object (removed out of band, or a
@@ -394,15 +424,23 @@ async function download(
       done(null, chunk);
     },
   });
+  const out = createWriteStream(file, { flags: 'wx', ...(mode === undefined ? {} : { mode }) });
+  // The disk's own failures (ENOSPC, EIO) are not the connection's: no try again for them.
+  let writeFailed = false;
+  out.once('error', () => {
+    writeFailed = true;
+  });
   try {
-    await pipeline(
-      Readable.fromWeb(response.body as never),
-      tap,
-      createWriteStream(file, { flags: 'wx', ...(mode === undefined ? {} : { mode }) }),
-    );
+    await pipeline(Readable.fromWeb(response.body as never), tap, out);
   } catch (error) {
     if (error instanceof MoreBytesThanExpected) return { size: received, sha256: undefined };
-    throw error;
+    if (writeFailed) throw error;
+    const { detail, retryable } = describeCut(error);
+    throw new DownloadCutOffError(
+      `the download from ${redactUrl(url)} stopped after ${received} of ${expectedSize} bytes (${detail})`,
+      retryable,
+      error,
+    );
   }
   return hash.digest();
 }

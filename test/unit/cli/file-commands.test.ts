@@ -461,6 +461,50 @@ describe('media-mirror get', () => {
     expect(await readdir(join(dir, 'flood'))).toEqual([]);
   });
 
+  it('a download cut off mid-body is tried again; one cut off every time fails naming how far it got, not an unexpected error', async () => {
+    // A connection reset part-way (a proxy, a NAT timeout, a storage node going away): undici ends
+    // the body with TypeError('terminated').
+    const cutOff = () =>
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new Uint8Array(content.subarray(0, 1000)));
+        },
+        pull(controller) {
+          controller.error(new TypeError('terminated', { cause: new Error('other side closed') }));
+        },
+      });
+    const apiFetch = harness(api(content)).fetch;
+    let downloads = 0;
+    const flaky = harness(api(content), {}, undefined, {
+      fetch: async (input, init) => {
+        if (new URL(input).host !== 's3.test') return apiFetch(input, init);
+        downloads++;
+        return new Response(downloads === 1 ? cutOff() : new Uint8Array(content), { status: 200 });
+      },
+    });
+    await mkdir(join(dir, 'flaky'), { recursive: true });
+    expect(await flaky.run('get', 'pics/cat.png', 'flaky')).toBe(0);
+    expect(downloads).toBe(2);
+    expect(await readFile(join(dir, 'flaky', 'cat.png'))).toEqual(content);
+
+    downloads = 0;
+    const dead = harness(api(content), {}, undefined, {
+      fetch: async (input, init) => {
+        if (new URL(input).host !== 's3.test') return apiFetch(input, init);
+        downloads++;
+        return new Response(cutOff(), { status: 200 });
+      },
+    });
+    await mkdir(join(dir, 'dead'), { recursive: true });
+    expect(await dead.run('get', 'pics/cat.png', 'dead')).toBe(1);
+    expect(downloads).toBe(3);
+    expect(dead.err()).toMatch(
+      /download from http:\/\/s3\.test\/blobs\/x stopped after \d+ of 3000 bytes \(terminated: other side closed\)/,
+    );
+    expect(dead.err()).not.toMatch(/unexpected/);
+    expect(await readdir(join(dir, 'dead'))).toEqual([]);
+  });
+
   it('a destination ending in / that is no folder, or in a folder that does not exist: exit 2, nothing sent or written', async () => {
     for (const dest of ['newdir/', join(dir, 'no', 'such', 'dir', 'f.png'), 'nofolder/x.png']) {
       const h = harness(api(content));
