@@ -150,6 +150,8 @@ describe('the Uppy plugin in Chromium (Uppy 6)', () => {
     await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
 
     const summaries = await uploadInPage(page, 'w6/', first, other, copy);
+    // The one that failed after its hashing is not left "Hashing" (Uppy counts it as processing).
+    expect(summaries.map((f) => f.processing)).toEqual([false, false, false]);
     expect(summaries.map((f) => [f.name, f.complete, f.error, f.body?.version ?? null])).toEqual([
       ['photo.jpg', true, null, 1],
       [
@@ -202,9 +204,38 @@ describe('the Uppy plugin in Chromium (Uppy 6)', () => {
     for (const summary of [first, second]) {
       expect(summary?.complete).toBe(false);
       expect(summary?.error).toMatch(/^cannot read the file: /);
+      // Failed after its hashing: not left "Hashing", which Uppy counts as still processing.
+      expect(summary?.processing).toBe(false);
     }
     await page.close();
   }, 180_000);
+  it('a file the API refuses at its claim, after its hashing, fails and is not left "Hashing" (processing, to Uppy)', async () => {
+    const refused = await randomFile(join(stack.tmp, 'refused-claim.bin'), 300_000, 73);
+    const page = await browser.context.newPage();
+    await page.goto(`${stack.api}/uppy-test.html`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+    // A deployment that takes other types refuses this one at the claim, once the hash is known.
+    await page.route('**/v1/uploads', (route) =>
+      route.request().method() === 'POST'
+        ? route.fulfill({
+            status: 415,
+            contentType: 'application/json',
+            body: JSON.stringify({
+              error: {
+                code: 'unsupported_content_type',
+                field: 'contentType',
+                message: 'contentType application/octet-stream is not accepted: it must be one of image/png',
+              },
+            }),
+          })
+        : route.continue(),
+    );
+    const [summary] = await uploadInPage(page, 'refused/', refused);
+    expect(summary?.complete).toBe(false);
+    expect(summary?.error).toMatch(/is not accepted/);
+    expect(summary?.processing).toBe(false);
+    await page.close();
+  }, 120_000);
   it('a file removed while it uploads and added again at once completes, although the removal aborts the upload the new attempt joined', async () => {
     const file = await randomFile(join(stack.tmp, 'readded.bin'), 20 * MiB, 81);
     const page = await browser.context.newPage();

@@ -339,7 +339,11 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
 
   #fail(fileID: string, error: Error): void {
     // Removed meanwhile (the comparison of two files is awaited): nothing left to show it on.
-    if (this.uppy.getFile(fileID) === undefined) return;
+    const file = this.uppy.getFile(fileID);
+    if (file === undefined) return;
+    // Failed before any phase after its hashing (a claim the API refused): its "Hashing" step is
+    // over too, or Uppy goes on counting the failed file as processing.
+    if (file.progress.preprocess !== undefined) this.uppy.emit('preprocess-complete', file);
     this.uppy.emit('upload-error', this.uppy.getFile(fileID), {
       name: error.name,
       message: error.message,
