@@ -138,6 +138,7 @@ export class LocalMetrics {
   private readonly lag: Gauge<'target'>;
   private readonly pending: Gauge<'target'>;
   private readonly heartbeatAge: Gauge<'target'>;
+  private readonly lagMeasuredAt: Gauge<'target'>;
   private readonly pendingPastExpiry: Gauge;
   /** EMF records read (all, not only the mapped ones). */
   records = 0;
@@ -212,6 +213,15 @@ export class LocalMetrics {
       labelNames: ['target'],
       registers,
     });
+    // The lag gauges keep their last value: without this, a lag monitor that stopped (failing every
+    // run, its schedule gone) left them at 0 while the backlog grew. CloudWatch tells it by missing
+    // data, which the lag alarm treats as breaching; here `time() - this > 180` does.
+    this.lagMeasuredAt = new Gauge({
+      name: 'mirror_lag_measured_timestamp_seconds',
+      help: 'When the lag monitor last measured the target (Unix seconds; 0: never). The lag and pending gauges are as of then.',
+      labelNames: ['target'],
+      registers,
+    });
     this.pendingPastExpiry = new Gauge({
       name: 'mirror_uploads_pending_past_expiry',
       help: "Pending uploads past their expiry, as reconcile's expiry sweep last found them (UploadsPendingPastExpiry; NaN until its first run).",
@@ -246,12 +256,18 @@ export class LocalMetrics {
       },
     });
 
-    for (const t of options.targets) {
+    this.showFromTheStart(options.targets);
+  }
+
+  /** Every series at its starting value, every configured target's included (see the file's header). */
+  private showFromTheStart(targets: LocalMetricsOptions['targets']): void {
+    for (const t of targets) {
       this.filesReplicated.labels(t.id).inc(0);
       this.bytesReplicated.labels(t.id).inc(0);
       this.failedReplications.labels(t.id).inc(0);
       this.lag.labels(t.id).set(NOT_MEASURED);
       this.pending.labels(t.id).set(NOT_MEASURED);
+      this.lagMeasuredAt.labels(t.id).set(0);
       if (t.kind === 'pull') this.heartbeatAge.labels(t.id).set(NOT_MEASURED);
     }
     this.pendingPastExpiry.set(NOT_MEASURED);
@@ -313,6 +329,7 @@ export class LocalMetrics {
         break;
       case 'ReplicationLagSeconds':
         this.lag.labels(target).set(toSeconds(value, sample.unit));
+        this.lagMeasuredAt.labels(target).set(Math.floor(Date.now() / 1000));
         break;
       case 'PendingReplications':
         this.pending.labels(target).set(value);

@@ -133,6 +133,23 @@ describe('LocalMetrics', () => {
     expect(text).toContain('# TYPE mirror_files_replicated_total counter');
   });
 
+  it('says when the lag monitor last measured each target: 0 until it has, so a stopped monitor shows', async () => {
+    // The lag gauges keep their last value: a lag monitor that fails every run (or whose schedule
+    // stopped) left 0 there while the backlog grew, and nothing in /metrics told the difference.
+    const m = new LocalMetrics({ targets });
+    const first = await m.text();
+    for (const t of targets)
+      expect(readSample(first, 'mirror_lag_measured_timestamp_seconds', { target: t.id })).toBe(0);
+    const before = Date.now() / 1000;
+    m.observeLine(emf.lag('eu-west-1', 'ReplicationLagSeconds', 0));
+    const after = Date.now() / 1000;
+    const text = await m.text();
+    const at = readSample(text, 'mirror_lag_measured_timestamp_seconds', { target: 'eu-west-1' }) ?? 0;
+    expect(at).toBeGreaterThanOrEqual(Math.floor(before));
+    expect(at).toBeLessThanOrEqual(after);
+    expect(readSample(text, 'mirror_lag_measured_timestamp_seconds', { target: 'onprem-dc1' })).toBe(0);
+    expect(text).toContain('# TYPE mirror_lag_measured_timestamp_seconds gauge');
+  });
   it("an in-process agent's outcomes count for its pull target", async () => {
     const m = new LocalMetrics({ targets });
     const now = Date.parse('2026-01-01T00:00:10Z');
