@@ -101,9 +101,11 @@ function targetNotes(t: Target, now: number): string[] {
   const o = t.lag.oldestPending;
   if (o) notes.push(`${t.id}: oldest pending ${o.path} v${o.version}, committed ${o.committedAt}`);
   // The figures are the lag monitor's last: a monitor that stopped leaves them as they were.
-  const measured = t.lag.measuredAt === undefined ? Number.NaN : Date.parse(t.lag.measuredAt);
-  if (now - measured > STALE_FIGURES_MS) {
-    notes.push(`${t.id}: lag and backlog measured ${formatAge(now - measured)}: is the lag monitor running?`);
+  if (!measured(t)) {
+    notes.push(`${t.id}: lag and backlog never measured: is the lag monitor running?`);
+  } else if (now - Date.parse(t.lag.measuredAt as string) > STALE_FIGURES_MS) {
+    const age = now - Date.parse(t.lag.measuredAt as string);
+    notes.push(`${t.id}: lag and backlog measured ${formatAge(age)}: is the lag monitor running?`);
   }
   return notes;
 }
@@ -117,12 +119,18 @@ function agentCell(t: Target): string {
   return `${formatLagSeconds(heartbeat)}s ago${conditions.length > 0 ? ` (${conditions.join(', ')})` : ''}`;
 }
 
+/**
+ * The API answers 0 lag and 0 pending, without `measuredAt`, for a target the lag monitor has not
+ * measured yet (it never ran, or the target was just added): not a target caught up.
+ */
+const measured = (t: Target) => t.lag.measuredAt !== undefined && !Number.isNaN(Date.parse(t.lag.measuredAt));
+
 function targetRow(t: Target): string[] {
   return [
     `${t.id}${t.dryRun ? ' (dry run)' : ''}`,
     t.kind,
-    formatLagSeconds(t.lag.lagSeconds),
-    `${t.lag.pending}${t.lag.pendingCapped ? '+' : ''}`,
+    measured(t) ? formatLagSeconds(t.lag.lagSeconds) : '-',
+    measured(t) ? `${t.lag.pending}${t.lag.pendingCapped ? '+' : ''}` : '-',
     agentCell(t),
     t.failures === undefined ? '-' : String(t.failures),
     t.region ?? '-',

@@ -126,6 +126,34 @@ describe('status formatting', () => {
     expect(text).not.toContain('fresh: lag and backlog measured');
   });
 
+  it('does not show a target the lag monitor never measured as caught up (probe ops2)', () => {
+    // The API answers 0 and 0 without measuredAt before the monitor's first run for a target (a
+    // monitor that never ran, a target just added): the table printed 0 lag, 0 backlog, no note,
+    // while the stopped agent had a file to apply.
+    const text = formatTargetsOverview(
+      {
+        api: 'http://a',
+        targets: [
+          {
+            id: 'onprem-dc1',
+            kind: 'pull',
+            lag: {
+              lagSeconds: 0,
+              pending: 0,
+              pendingCapped: false,
+              caughtUp: false,
+              heartbeatAgeSeconds: 12,
+            },
+          },
+        ],
+        health: { status: 'ok', time: '2026-12-01T12:00:00Z' },
+      },
+      Date.parse('2026-12-01T12:00:00Z'),
+    );
+    expect(text).toMatch(/^onprem-dc1\s+pull\s+-\s+-\s+12\.0s ago\s/m);
+    expect(text).toContain('onprem-dc1: lag and backlog never measured: is the lag monitor running?');
+  });
+
   it('names the DLQs of no target (the ingest, the completions) when they hold messages (probe 12, O4)', async () => {
     const metrics = [
       '# TYPE mirror_dlq_messages gauge',
@@ -136,7 +164,13 @@ describe('status formatting', () => {
     const overview = await getTargetsOverview({
       baseUrl: 'http://a',
       listTargets: async () => ({
-        targets: [{ id: 'eu-west-1', kind: 's3', lag: { lagSeconds: 0, pending: 0, pendingCapped: false } }],
+        targets: [
+          {
+            id: 'eu-west-1',
+            kind: 's3',
+            lag: { lagSeconds: 0, pending: 0, pendingCapped: false, measuredAt: new Date().toISOString() },
+          },
+        ],
       }),
       health: async () => ({ status: 'ok', time: '2026-12-01T12:00:00Z' }),
       metricsText: async () => metrics,

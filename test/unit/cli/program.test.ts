@@ -151,7 +151,7 @@ describe('media-mirror status', () => {
               id: 'eu-west-1',
               kind: 's3',
               region: 'eu-west-1',
-              lag: { lagSeconds: 0, pending: 0, pendingCapped: false },
+              lag: { lagSeconds: 0, pending: 0, pendingCapped: false, measuredAt: new Date().toISOString() },
             },
             {
               id: 'onprem-dc1',
@@ -159,6 +159,7 @@ describe('media-mirror status', () => {
               pathPrefix: 'images/',
               lag: {
                 lagSeconds: 125.4,
+                measuredAt: new Date().toISOString(),
                 pending: 1000,
                 pendingCapped: true,
                 oldestPending: { path: 'images/a.png', version: 3, committedAt: '2025-06-01T11:57:55Z' },
@@ -169,7 +170,13 @@ describe('media-mirror status', () => {
             {
               id: 'onprem-dc2',
               kind: 'pull',
-              lag: { lagSeconds: 3.5, pending: 2, pendingCapped: false, heartbeatAgeSeconds: null },
+              lag: {
+                lagSeconds: 3.5,
+                pending: 2,
+                pendingCapped: false,
+                heartbeatAgeSeconds: null,
+                measuredAt: new Date().toISOString(),
+              },
             },
           ],
         },
@@ -206,13 +213,24 @@ describe('media-mirror status', () => {
                     id: 'eu-west-1',
                     kind: 's3',
                     region: 'eu-west-1',
-                    lag: { lagSeconds: 0, pending: 0, pendingCapped: false },
+                    lag: {
+                      lagSeconds: 0,
+                      pending: 0,
+                      pendingCapped: false,
+                      measuredAt: new Date().toISOString(),
+                    },
                   },
                   {
                     id: 'onprem-dc1',
                     kind: 'pull',
                     pathPrefix: 'images/',
-                    lag: { lagSeconds: 0, pending: 0, pendingCapped: false, heartbeatAgeSeconds: null },
+                    lag: {
+                      lagSeconds: 0,
+                      pending: 0,
+                      pendingCapped: false,
+                      heartbeatAgeSeconds: null,
+                      measuredAt: new Date().toISOString(),
+                    },
                   },
                 ],
               },
