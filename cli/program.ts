@@ -92,9 +92,11 @@ function parseContentType(value: string): string {
 }
 
 function parsePositiveInt(value: string): number {
-  const n = parseNonNegativeInt(value);
-  if (n === 0) throw new InvalidArgumentError('expected a whole number > 0.');
-  return n;
+  // Its own message for every bad value: parseNonNegativeInt's ('>= 0') would name 0 as allowed.
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) === 0) {
+    throw new InvalidArgumentError('expected a whole number > 0.');
+  }
+  return Number(value);
 }
 
 /** Repeatable flags (`--target a --target b`); commas split too (`--target a,b`). */

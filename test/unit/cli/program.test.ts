@@ -379,6 +379,15 @@ describe('media-mirror upload', () => {
     expect(h.requests).toEqual([]);
   });
 
+  it('reconcile --rate says what it takes, whatever the bad value (probe ops2)', async () => {
+    // '1.5' and 'x' were answered 'expected a whole number >= 0.', and 0 is refused too.
+    for (const rate of ['1.5', 'x', '0', '-2']) {
+      const h = harness(() => ({ status: 500, body: {} }));
+      expect(await h.run('reconcile', '--rate', rate, '--dry-run')).toBe(2);
+      expect(h.err()).toContain(`argument '${rate}' is invalid. expected a whole number > 0.`);
+    }
+  });
+
   it('a new path with %, ? or # is refused before anything is sent (exit 2); reading such a path is left to the API', async () => {
     const h = harness(() => ({ status: 404, body: { error: { code: 'not_found', message: 'no file' } } }));
     expect(await h.run('upload', file, 'images/50% off.png')).toBe(2);
