@@ -48,7 +48,8 @@ export function createReconcileHandler(
         deadline: reconcileDeadline(context),
       });
       for (const [target, counts] of Object.entries(report.targets)) {
-        metrics.count('ReconcileResent', counts.resent, { target });
+        // A dry run's counts are what it would re-send: it sent nothing, so it says nothing was resent.
+        if (!report.dryRun) metrics.count('ReconcileResent', counts.resent, { target });
         metrics.count('ReconcileMissing', counts.missing, { target });
         metrics.count('ReconcileAltered', counts.altered, { target });
       }

@@ -1,0 +1,80 @@
+/**
+ * The reconcile function's CloudWatch metrics, read from the EMF lines Powertools prints: a dry run
+ * (the direct invoke docs/deploy.md shows) re-sends nothing, so it reports no ReconcileResent; it
+ * still reports the drift it found (ReconcileMissing, ReconcileAltered).
+ */
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
+import { makeLogger, makeMetrics, makeTelemetry } from '../../../functions/adapters/powertools.js';
+import { commitVersion } from '../../../functions/core/commit.js';
+import { createReconcileHandler } from '../../../functions/handlers/reconcile-handler.js';
+import { lambdaContext } from '../../support/api-events.js';
+import { sha256Hex } from '../../support/domain.js';
+
+/** The metric values printed while `run` runs, by name (per-target metrics of `target` only). */
+async function metricsOf(run: () => Promise<unknown>, target: string): Promise<Record<string, unknown>> {
+  const lines: string[] = [];
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    lines.push(...String(chunk).split('\n'));
+    return true;
+  });
+  try {
+    await run();
+  } finally {
+    write.mockRestore();
+  }
+  const values: Record<string, unknown> = {};
+  for (const line of lines.filter((l) => l.includes('"_aws"'))) {
+    const doc = JSON.parse(line) as {
+      _aws: { CloudWatchMetrics: { Metrics: { Name: string }[] }[] };
+    } & Record<string, unknown>;
+    if (doc.target !== undefined && doc.target !== target) continue;
+    for (const m of doc._aws.CloudWatchMetrics.flatMap((d) => d.Metrics)) values[m.Name] = doc[m.Name];
+  }
+  return values;
+}
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+describe('reconcile handler: metrics', () => {
+  it('a dry run reports no ReconcileResent: it re-sent nothing (probe ops2)', async () => {
+    const ledger = new InMemoryLedger();
+    const sent: unknown[] = [];
+    const deps = {
+      ledger,
+      clock: { now: () => new Date() },
+      feedShards: 1,
+      targets: [{ id: 'alpha' }],
+      fanout: { send: async (message: unknown) => void sent.push(message) },
+    };
+    // Committed, never applied at alpha: behind, so a run re-sends it.
+    await commitVersion(
+      { ...deps, targets: [] },
+      {
+        uploadId: randomUUID(),
+        path: 'media/a.txt',
+        sha256: sha256Hex('a'),
+        size: 1,
+        contentType: 'text/plain',
+        deleted: false,
+      },
+    );
+    const handler = createReconcileHandler({
+      ...deps,
+      telemetry: makeTelemetry(makeLogger('reconcile'), makeMetrics('reconcile')),
+    });
+
+    const dry = await metricsOf(() => handler({ dryRun: true }, lambdaContext('reconcile')), 'alpha');
+    expect(sent).toEqual([]);
+    expect(dry.ReconcileResent).toBeUndefined();
+    expect(dry.ReconcileMissing).toBe(0);
+    expect(dry.ReconcileAltered).toBe(0);
+
+    const real = await metricsOf(() => handler({}, lambdaContext('reconcile')), 'alpha');
+    expect(sent).toHaveLength(1);
+    expect(real.ReconcileResent).toBe(1);
+  });
+});
