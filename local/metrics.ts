@@ -236,23 +236,31 @@ export class LocalMetrics {
       registers,
       async collect() {
         if (!depth) return;
-        await Promise.all(
+        const read = await Promise.all(
           dlqs.map(async (dlq) => {
             try {
-              const n = await depth(dlq.url);
-              this.set(
-                dlq.target === undefined ? { queue: dlq.queue } : { queue: dlq.queue, target: dlq.target },
-                n,
-              );
+              return { dlq, n: await depth(dlq.url) };
             } catch (err) {
               options.onError?.(
                 new Error(`reading the depth of ${dlq.queue} failed: ${(err as Error).message}`, {
                   cause: err,
                 }),
               );
+              return undefined;
             }
           }),
         );
+        // Only this scrape's reads, set at once: a DLQ that cannot be read now is left out, not
+        // shown at the depth of the last read that worked.
+        this.reset();
+        for (const r of read) {
+          if (r === undefined) continue;
+          const { dlq, n } = r;
+          this.set(
+            dlq.target === undefined ? { queue: dlq.queue } : { queue: dlq.queue, target: dlq.target },
+            n,
+          );
+        }
       },
     });
 

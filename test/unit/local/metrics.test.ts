@@ -196,6 +196,26 @@ describe('LocalMetrics', () => {
     expect(readSample(text, 'mirror_dlq_messages', { target: 'eu-west-1' })).toBe(0);
     expect(reads).toBe(6);
   });
+
+  it('a DLQ read before that cannot be read now is left out, not shown at its last depth (probe ops2)', async () => {
+    // The gauge kept the depth of the last read that worked: with the queue gone (deleted on a
+    // local stack), /metrics and status went on saying 0 parked at every scrape.
+    let readable = true;
+    const m = new LocalMetrics({
+      targets,
+      dlqs: [{ queue: 'mirror-target-eu-west-1-dlq.fifo', url: 'http://q/eu-dlq', target: 'eu-west-1' }],
+      queueDepth: async () => {
+        if (!readable) throw new Error('AWS.SimpleQueueService.NonExistentQueue');
+        return 0;
+      },
+      onError: () => undefined,
+    });
+    expect(readSample(await m.text(), 'mirror_dlq_messages', { target: 'eu-west-1' })).toBe(0);
+    readable = false;
+    expect(readSample(await m.text(), 'mirror_dlq_messages', { target: 'eu-west-1' })).toBeUndefined();
+    readable = true;
+    expect(readSample(await m.text(), 'mirror_dlq_messages', { target: 'eu-west-1' })).toBe(0);
+  });
 });
 
 describe('readSample', () => {
