@@ -11,8 +11,9 @@
  *   (`--config`, MIRROR_CONFIG, else ./mirror.config.json) or from MIRROR_TARGETS (the
  *   functions' own JSON, e.g. copied from the replicate function's configuration),
  *   with `--queue-url <id>=<url>` and `--bucket <id>=<name>` filling in or overriding
- *   what those lack, and `--ingest-queue-url` (MIRROR_INGEST_QUEUE_URL). Credentials come
- *   from the standard AWS chain.
+ *   what those lack, `--ingest-queue-url` (MIRROR_INGEST_QUEUE_URL) and
+ *   `--completion-queue-url` (MIRROR_COMPLETION_QUEUE_URL). Credentials come from the
+ *   standard AWS chain.
  *
  * An SQS endpoint override (the endpoints file, AWS_ENDPOINT_URL_SQS or AWS_ENDPOINT_URL)
  * means an emulator: redrive then moves messages itself (no StartMessageMoveTask there).
@@ -40,6 +41,7 @@ export interface OpsFlags {
   queueUrl?: readonly string[] | undefined;
   bucket?: readonly string[] | undefined;
   ingestQueueUrl?: string | undefined;
+  completionQueueUrl?: string | undefined;
 }
 
 export interface OpsTarget {
@@ -55,6 +57,12 @@ export interface OpsTarget {
   readonly dryRun: boolean;
 }
 
+/** A queue of no target (`redrive --ingest`, `--completion`): its URL, and its DLQ's when known (locally). */
+export interface OpsQueue {
+  readonly queueUrl: string | undefined;
+  readonly dlqUrl: string | undefined;
+}
+
 export interface OpsContext {
   readonly mode: 'local' | 'aws';
   /** Where the settings came from, for messages. */
@@ -63,7 +71,9 @@ export interface OpsContext {
   readonly table: string | undefined;
   readonly originBucket: string | undefined;
   readonly targets: readonly OpsTarget[];
-  readonly ingest: { readonly queueUrl: string | undefined; readonly dlqUrl: string | undefined };
+  readonly ingest: OpsQueue;
+  /** The multipart completions' queue. */
+  readonly completion: OpsQueue;
   /** Set when SQS is an emulator (endpoints file, AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL). */
   readonly sqsEndpoint: string | undefined;
   readonly s3Endpoint: string | undefined;
@@ -168,13 +178,25 @@ async function localContext(file: string, flags: OpsFlags): Promise<OpsContext> 
       pathPrefix: t.pathPrefix,
       dryRun: t.dryRun === true,
     })),
-    ingest: { queueUrl: nonEmpty(flags.ingestQueueUrl) ?? e.ingest?.queue, dlqUrl: e.ingest?.dlq },
+    ingest: queueOfNoTarget(flags.ingestQueueUrl, e.ingest),
+    completion: queueOfNoTarget(flags.completionQueueUrl, e.completion),
     sqsEndpoint: e.sqs.endpoint,
     s3Endpoint: e.s3.endpoint,
     dynamodbEndpoint: e.dynamodb.endpoint,
     forcePathStyle: e.s3.forcePathStyle ?? true,
     credentials: { ...e.s3.credentials },
   };
+}
+
+/**
+ * A queue of no target: its flag's URL, else the one the endpoints file (which may be from an older
+ * stack, without it) or the environment names.
+ */
+function queueOfNoTarget(
+  flag: string | undefined,
+  named: { queue?: string | undefined; dlq?: string | undefined } | undefined,
+): OpsQueue {
+  return { queueUrl: nonEmpty(flag) ?? nonEmpty(named?.queue), dlqUrl: named?.dlq };
 }
 
 async function awsContext(
@@ -207,10 +229,8 @@ async function awsContext(
     table,
     originBucket: nonEmpty(flags.originBucket) ?? nonEmpty(env.MIRROR_ORIGIN_BUCKET),
     targets: [...targets.values()],
-    ingest: {
-      queueUrl: nonEmpty(flags.ingestQueueUrl) ?? nonEmpty(env.MIRROR_INGEST_QUEUE_URL),
-      dlqUrl: undefined,
-    },
+    ingest: queueOfNoTarget(flags.ingestQueueUrl, { queue: env.MIRROR_INGEST_QUEUE_URL }),
+    completion: queueOfNoTarget(flags.completionQueueUrl, { queue: env.MIRROR_COMPLETION_QUEUE_URL }),
     sqsEndpoint,
     // As the SDK would read them from the process environment (S3-compatible stores, emulators).
     s3Endpoint: nonEmpty(env.AWS_ENDPOINT_URL_S3) ?? nonEmpty(env.AWS_ENDPOINT_URL),

@@ -116,7 +116,7 @@ function collectPair(value: string, previous: string[] = []): string[] {
 }
 
 /** Where reconcile and redrive find the ledger and queues on AWS (locally: the endpoints file). */
-function awsOptions(command: Command, which: { buckets?: boolean; ingest?: boolean }): Command {
+function awsOptions(command: Command, which: { buckets?: boolean; queuesOfNoTarget?: boolean }): Command {
   command
     .option('--table <name>', 'AWS: the ledger table; selects AWS over the endpoints file (env MIRROR_TABLE)')
     .option('--region <region>', "AWS: home region (env AWS_REGION; default the topology's homeRegion)")
@@ -138,8 +138,13 @@ function awsOptions(command: Command, which: { buckets?: boolean; ingest?: boole
         collectPair,
       );
   }
-  if (which.ingest) {
-    command.option('--ingest-queue-url <url>', 'AWS: the ingest queue URL (env MIRROR_INGEST_QUEUE_URL)');
+  if (which.queuesOfNoTarget) {
+    command
+      .option('--ingest-queue-url <url>', 'AWS: the ingest queue URL (env MIRROR_INGEST_QUEUE_URL)')
+      .option(
+        '--completion-queue-url <url>',
+        'AWS: the multipart completion queue URL (env MIRROR_COMPLETION_QUEUE_URL)',
+      );
   }
   return command;
 }
@@ -443,13 +448,21 @@ function registerOpsCommands(program: Command, io: CliIo): void {
       )
       .option('--target <id>', 'the target whose DLQ to redrive')
       .option('--ingest', "redrive the ingest queue's DLQ instead")
+      .option('--completion', "redrive the multipart completion queue's DLQ instead")
       .option('--dry-run', 'count the messages that would move; move nothing')
       .option('--wait', 'AWS: wait for the move task to finish and print its counts')
       .option('--json', 'print the result as JSON'),
-    { ingest: true },
+    { queuesOfNoTarget: true },
   ).action(async (_opts: unknown, command: Command) => {
     const opts = command.optsWithGlobals<
-      OpsFlags & { target?: string; ingest?: boolean; dryRun?: boolean; wait?: boolean; json?: boolean }
+      OpsFlags & {
+        target?: string;
+        ingest?: boolean;
+        completion?: boolean;
+        dryRun?: boolean;
+        wait?: boolean;
+        json?: boolean;
+      }
     >();
     const { makeOpsClients, resolveOpsContext } = await import('./ops-context.ts');
     const { formatRedriveResult, redriveFailed, runRedrive } = await import('./redrive.ts');
@@ -459,6 +472,7 @@ function registerOpsCommands(program: Command, io: CliIo): void {
       const result = await runRedrive(ctx, clients.sqs, {
         targetId: opts.target,
         ingest: opts.ingest,
+        completion: opts.completion,
         dryRun: opts.dryRun === true,
         wait: opts.wait,
       });

@@ -1,5 +1,5 @@
 /**
- * `media-mirror redrive --target <id> | --ingest [--dry-run]`: sends a queue's parked
+ * `media-mirror redrive --target <id> | --ingest | --completion [--dry-run]`: sends a queue's parked
  * messages (its DLQ) back to it, once the cause is fixed.
  *
  * - On AWS: SQS's own message move task (StartMessageMoveTask with the DLQ as source and
@@ -35,6 +35,8 @@ type Sqs = Pick<SQSClient, 'send'>;
 export interface RedriveOptions {
   readonly targetId?: string | undefined;
   readonly ingest?: boolean | undefined;
+  /** The multipart completions' queue. */
+  readonly completion?: boolean | undefined;
   readonly dryRun: boolean;
   /** AWS: wait for the move task to finish and report its counts. */
   readonly wait?: boolean | undefined;
@@ -45,7 +47,7 @@ export interface RedriveOptions {
 export interface RedriveResult {
   /** `local`: moved by this command; `aws`: a message move task. */
   readonly method: 'local' | 'aws';
-  /** `ingest` or the target id. */
+  /** `ingest`, `completion` or the target id. */
   readonly queueOf: string;
   readonly queue: string;
   readonly dlq: string;
@@ -300,19 +302,27 @@ async function startMoveTask(
   }
 }
 
+/**
+ * The queues of no target: each redriven by the flag of its name (`--ingest`, `--completion`); on AWS
+ * its URL comes from `--<name>-queue-url` or MIRROR_<NAME>_QUEUE_URL (cli/ops-context.ts).
+ */
+const QUEUES_OF_NO_TARGET = ['ingest', 'completion'] as const;
+
 /** The queue to redrive into and its DLQ (from the options; the DLQ URL may still be unknown). */
 function redriveQueues(
   ctx: OpsContext,
   options: RedriveOptions,
 ): { queueOf: string; queueUrl: string; dlqUrl: string | undefined } {
-  if ((options.targetId === undefined) === (options.ingest !== true)) {
-    throw new UsageError('redrive needs exactly one of --target <id> or --ingest');
+  const named = QUEUES_OF_NO_TARGET.filter((q) => options[q] === true);
+  if (named.length + (options.targetId === undefined ? 0 : 1) !== 1) {
+    throw new UsageError('redrive needs exactly one of --target <id>, --ingest or --completion');
   }
-  if (options.ingest) {
-    const { queueUrl, dlqUrl } = ctx.ingest;
-    if (!queueUrl)
-      throw new ConfigError('no ingest queue URL: pass --ingest-queue-url (or MIRROR_INGEST_QUEUE_URL)');
-    return { queueOf: 'ingest', queueUrl, dlqUrl };
+  const [queue] = named;
+  if (queue) {
+    const { queueUrl, dlqUrl } = ctx[queue];
+    const variable = `MIRROR_${queue.toUpperCase()}_QUEUE_URL`;
+    if (!queueUrl) throw new ConfigError(`no ${queue} queue URL: pass --${queue}-queue-url (or ${variable})`);
+    return { queueOf: queue, queueUrl, dlqUrl };
   }
   const [target] = selectTargets(ctx, [options.targetId as string]);
   const queueOf = target?.id ?? '';

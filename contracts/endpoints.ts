@@ -47,6 +47,8 @@ export const endpointsSchema = z.object({
   originBucket: z.string().min(1).optional(),
   feedShards: z.number().int().positive().optional(),
   ingest: z.object({ queue: z.string(), dlq: z.string() }).optional(),
+  /** The multipart completions' queue (the API sends to it) and its DLQ. */
+  completion: z.object({ queue: z.string(), dlq: z.string() }).optional(),
   targets: z.record(z.string(), endpointsTargetSchema).optional(),
 });
 

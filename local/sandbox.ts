@@ -206,6 +206,7 @@ export interface SandboxEndpoints extends SandboxEndpointsLike {
   readonly metrics: string;
   readonly feedShards: number;
   readonly ingest: { readonly queue: string; readonly dlq: string };
+  readonly completion: { readonly queue: string; readonly dlq: string };
   readonly targets: Readonly<Record<string, SandboxTarget>>;
 }
 
@@ -807,6 +808,7 @@ function endpointsOf(
     originBucket: resources.originBucket,
     feedShards: settings.topology.feedShards,
     ingest: { queue: resources.ingest.queue.url, dlq: resources.ingest.dlq.url },
+    completion: { queue: resources.completion.queue.url, dlq: resources.completion.dlq.url },
     targets: Object.fromEntries(resources.targets.map((t) => [t.id, endpointOfTarget(t)])),
   };
 }

@@ -1,7 +1,8 @@
 /**
  * Operations through the local stack: the lag monitor and `/metrics` show a stopped
  * agent's lag growing (and falling back once it runs again), a poison message parks in
- * its DLQ and `media-mirror redrive` delivers it after the fix, `media-mirror reconcile`
+ * its DLQ and `media-mirror redrive` delivers it after the fix (as it moves a parked multipart
+ * completion back to the completion queue), `media-mirror reconcile`
  * repairs replica objects deleted or altered behind the system's back (and changes
  * nothing with --dry-run), and a restart converges by itself.
  */
@@ -20,7 +21,12 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { GetQueueUrlCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  GetQueueUrlCommand,
+  ReceiveMessageCommand,
+  SendMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSample } from '../../cli/prom-text.ts';
 import { parseTopology } from '../../contracts/topology.ts';
@@ -296,6 +302,60 @@ describe('operations through the local stack', () => {
     console.log(
       `poison: ${failures - failuresBefore} failed attempts, then parked; redrive moved ${result.moved}, failed ${result.failed}`,
     );
+  });
+
+  it('a completion parked in its DLQ: status names it, redrive --completion moves it back to the completion queue', async () => {
+    // Found by the ops probe from outside: status showed mirror-completion-dlq's parked
+    // messages, and no redrive option (nor the endpoints file) reached that queue.
+    const e = sandbox.endpoints;
+    expect(e.completion.queue).toBe(`${e.sqs.endpoint}/000000000000/mirror-completion`);
+    expect(e.completion.dlq).toBe(`${e.sqs.endpoint}/000000000000/mirror-completion-dlq`);
+    const dlq = { queue: 'mirror-completion-dlq' };
+    const sqs = new SQSClient({
+      region: e.s3.region,
+      endpoint: e.sqs.endpoint,
+      credentials: { ...e.s3.credentials },
+    });
+    try {
+      // Parked as the completer leaves one it kept failing: a completion of an upload the ledger
+      // does not know (once back, the completer takes it as settled and drops it).
+      await sqs.send(
+        new SendMessageCommand({
+          QueueUrl: e.completion.dlq,
+          MessageBody: JSON.stringify({ completeUpload: { uploadId: 'u-parked-completion' } }),
+        }),
+      );
+    } finally {
+      sqs.destroy();
+    }
+    await until('the completion in the DLQ metric', async () =>
+      (await metric('mirror_dlq_messages', dlq)) === 1 ? true : undefined,
+    );
+    const status = await cli('status');
+    expect(status.out).toContain('mirror-completion-dlq: 1 message(s) parked');
+
+    const dry = await cli('redrive', '--completion', '--dry-run');
+    expect(dry.err).toBe('');
+    expect(dry.code).toBe(0);
+    expect(dry.out).toBe(
+      'dry run: would move 1 message(s) from mirror-completion-dlq back to mirror-completion (nothing moved)\n',
+    );
+    expect(await metric('mirror_dlq_messages', dlq)).toBe(1);
+
+    const redrive = await cli('redrive', '--completion', '--json');
+    expect(redrive.err).toBe('');
+    expect(redrive.code).toBe(0);
+    expect(JSON.parse(redrive.out)).toMatchObject({
+      method: 'local',
+      queueOf: 'completion',
+      queue: e.completion.queue,
+      dlq: e.completion.dlq,
+      moved: 1,
+      failed: 0,
+      left: 0,
+    });
+    expect(await metric('mirror_dlq_messages', dlq)).toBe(0);
+    expect((await cli('status')).out).not.toContain('mirror-completion-dlq');
   });
 
   it('reconcile repairs replica objects deleted or altered directly; --dry-run reports and changes nothing', async () => {

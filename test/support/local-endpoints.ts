@@ -18,6 +18,10 @@ export const localEndpoints = {
     queue: 'http://127.0.0.1:4566/000000000000/mirror-ingest',
     dlq: 'http://127.0.0.1:4566/000000000000/mirror-ingest-dlq',
   },
+  completion: {
+    queue: 'http://127.0.0.1:4566/000000000000/mirror-completion',
+    dlq: 'http://127.0.0.1:4566/000000000000/mirror-completion-dlq',
+  },
   targets: {
     'eu-west-1': {
       kind: 's3' as const,

@@ -45,9 +45,8 @@ describe('resolveOpsContext', () => {
       s3Endpoint: 'http://127.0.0.1:4568',
       forcePathStyle: true,
       credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-      ingest: endpoints.ingest.queue
-        ? { queueUrl: endpoints.ingest.queue, dlqUrl: endpoints.ingest.dlq }
-        : {},
+      ingest: { queueUrl: endpoints.ingest.queue, dlqUrl: endpoints.ingest.dlq },
+      completion: { queueUrl: endpoints.completion.queue, dlqUrl: endpoints.completion.dlq },
     });
     expect(ctx.targets).toEqual([
       {
@@ -172,6 +171,7 @@ describe('resolveOpsContext', () => {
         MIRROR_TABLE: 'ledger',
         MIRROR_TARGETS: JSON.stringify(runtime),
         MIRROR_INGEST_QUEUE_URL: 'https://q/in',
+        MIRROR_COMPLETION_QUEUE_URL: 'https://q/completion',
       },
       join(dir, 'empty-cwd-that-has-no-config'),
     );
@@ -180,6 +180,17 @@ describe('resolveOpsContext', () => {
       ['onprem-dc1', 'https://q/dc1.fifo', undefined],
     ]);
     expect(fromEnv.ingest.queueUrl).toBe('https://q/in');
+    expect(fromEnv.completion.queueUrl).toBe('https://q/completion');
+    const fromFlag = await resolveOpsContext(
+      { completionQueueUrl: 'https://q/flag' },
+      {
+        MIRROR_TABLE: 'ledger',
+        MIRROR_TARGETS: JSON.stringify(runtime),
+        MIRROR_COMPLETION_QUEUE_URL: 'https://q/c',
+      },
+      join(dir, 'empty-cwd-that-has-no-config'),
+    );
+    expect(fromFlag.completion).toEqual({ queueUrl: 'https://q/flag', dlqUrl: undefined });
   });
 
   it('flag pairs and target selection are checked', async () => {
@@ -387,11 +398,23 @@ describe('redrive on an emulator (moved by hand)', () => {
     const empty = await runRedrive(ctx, sqs, { targetId: 'eu-west-1', dryRun: false });
     expect(formatRedriveResult(empty)).toBe('nothing to redrive: mirror-target-eu-west-1-dlq.fifo is empty');
     await expect(runRedrive(ctx, sqs, { dryRun: true })).rejects.toThrow(
-      /exactly one of --target <id> or --ingest/,
+      /redrive needs exactly one of --target <id>, --ingest or --completion$/,
     );
     await expect(runRedrive(ctx, sqs, { targetId: 'x', ingest: true, dryRun: true })).rejects.toThrow(
       /exactly one/,
     );
+    await expect(runRedrive(ctx, sqs, { ingest: true, completion: true, dryRun: true })).rejects.toThrow(
+      /exactly one/,
+    );
+    await expect(
+      runRedrive(ctx, sqs, { targetId: 'eu-west-1', completion: true, dryRun: true }),
+    ).rejects.toThrow(/exactly one/);
+    const completion = await runRedrive(ctx, sqs, { completion: true, dryRun: true });
+    expect(completion).toMatchObject({
+      queueOf: 'completion',
+      queue: endpoints.completion.queue,
+      dlq: endpoints.completion.dlq,
+    });
     const ingest = await runRedrive(ctx, sqs, { ingest: true, dryRun: true });
     expect(ingest).toMatchObject({
       queueOf: 'ingest',
@@ -427,6 +450,7 @@ describe('redrive on AWS (a message move task)', () => {
       },
     ],
     ingest: { queueUrl: undefined, dlqUrl: undefined },
+    completion: { queueUrl: undefined, dlqUrl: undefined },
     sqsEndpoint: undefined,
     s3Endpoint: undefined,
     dynamodbEndpoint: undefined,
@@ -461,6 +485,9 @@ describe('redrive on AWS (a message move task)', () => {
     const dry = await runRedrive(aws, sqs, { targetId: 'eu-west-1', dryRun: true });
     expect(dry).toMatchObject({ method: 'aws', waiting: 3, moved: 0 });
     await expect(runRedrive(aws, sqs, { ingest: true, dryRun: true })).rejects.toThrow(/--ingest-queue-url/);
+    await expect(runRedrive(aws, sqs, { completion: true, dryRun: true })).rejects.toThrow(
+      'no completion queue URL: pass --completion-queue-url (or MIRROR_COMPLETION_QUEUE_URL)',
+    );
   });
 });
 

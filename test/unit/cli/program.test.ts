@@ -388,6 +388,29 @@ describe('media-mirror upload', () => {
     }
   });
 
+  it('redrive takes exactly one of --target, --ingest or --completion; --completion on AWS needs its queue URL', async () => {
+    const env = {
+      MIRROR_TABLE: 'ledger',
+      MIRROR_TARGETS: JSON.stringify([{ id: 'eu-west-1', kind: 's3', queueUrl: 'https://q/eu.fifo' }]),
+    };
+    for (const args of [[], ['--ingest', '--completion'], ['--target', 'eu-west-1', '--completion']]) {
+      const h = harness(() => ({ status: 500, body: {} }), { env });
+      expect(await h.run('redrive', ...args, '--dry-run')).toBe(2);
+      expect(h.err()).toBe(
+        'media-mirror: redrive needs exactly one of --target <id>, --ingest or --completion\n',
+      );
+    }
+    const h = harness(() => ({ status: 500, body: {} }), { env });
+    expect(await h.run('redrive', '--completion', '--dry-run')).toBe(1);
+    expect(h.err()).toBe(
+      'media-mirror: no completion queue URL: pass --completion-queue-url (or MIRROR_COMPLETION_QUEUE_URL)\n',
+    );
+    const help = harness(() => ({ status: 500, body: {} }), { env });
+    await help.run('redrive', '--help');
+    expect(help.out()).toMatch(/^\s+--completion\s+redrive the multipart completion queue's DLQ/m);
+    expect(help.out()).toMatch(/^\s+--completion-queue-url <url>\s+AWS: the multipart completion queue URL/m);
+  });
+
   it('a new path with %, ? or # is refused before anything is sent (exit 2); reading such a path is left to the API', async () => {
     const h = harness(() => ({ status: 404, body: { error: { code: 'not_found', message: 'no file' } } }));
     expect(await h.run('upload', file, 'images/50% off.png')).toBe(2);
