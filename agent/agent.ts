@@ -500,19 +500,19 @@ class Agent implements AgentHandle {
     });
   }
 
+  private noteKeptAside(keptAs: string | undefined, fields: Record<string, unknown>): void {
+    if (keptAs === undefined) return;
+    this.counts.keptAside++;
+    this.log.log('warn', 'kept a file the agent did not write beside the mirror’s', { ...fields, keptAs });
+  }
+
   private settle(v: VersionInfo, outcome: WorkOutcome, source: ApplySource, ms?: number): WorkOutcome {
     const fields = { path: v.path, version: v.version, source };
     switch (outcome.kind) {
       case 'applied':
         this.counts.applied++;
         if (outcome.adopted) this.counts.adopted++;
-        if (outcome.keptAside !== undefined) {
-          this.counts.keptAside++;
-          this.log.log('warn', 'kept a file the agent did not write beside the mirror’s', {
-            ...fields,
-            keptAs: outcome.keptAside,
-          });
-        }
+        this.noteKeptAside(outcome.keptAside, fields);
         this.files.add();
         this.noteCommittedAt(v.committedAt);
         this.log.file(outcome.adopted ? 'in place' : 'applied', {
@@ -523,6 +523,7 @@ class Agent implements AgentHandle {
         break;
       case 'deleted':
         this.counts.deleted++;
+        this.noteKeptAside(outcome.keptAside, fields);
         this.files.add();
         this.noteCommittedAt(v.committedAt);
         this.log.file('deleted', fields);

@@ -47,7 +47,11 @@ export type ApplyOutcome =
       /** Where a file the agent never wrote, found at the path with other bytes, was moved to. */
       readonly keptAside?: string;
     }
-  | { readonly kind: 'deleted' }
+  | {
+      readonly kind: 'deleted';
+      /** Where a file the agent never wrote, found at the deleted path, was moved to. */
+      readonly keptAside?: string;
+    }
   | { readonly kind: 'skipped'; readonly heldVersion: number }
   | { readonly kind: 'not-selected' }
   | { readonly kind: 'refused'; readonly code: RefusalCode; readonly reason: string };
@@ -172,7 +176,10 @@ export class Applier {
     }
 
     const replace = held !== undefined && held.version >= v.version;
-    return this.applyRecord(path, await this.confirmWithLedger(v), options.signal, replace);
+    return this.applyRecord(path, await this.confirmWithLedger(v), options.signal, {
+      replace,
+      repair: options.force === true,
+    });
   }
 
   /** The ledger has the version this folder's state holds for `path`, with the same content. */
@@ -195,15 +202,18 @@ export class Applier {
     path: string,
     record: FileVersion,
     signal: AbortSignal,
-    replace = false,
+    { replace = false, repair = false } = {},
   ): Promise<ApplyOutcome> {
     const { state } = this.deps;
     const { version } = record;
     if (record.deleted || record.sha256 === null) {
-      await this.remove(path);
+      const held = state.get(path);
+      // `verify --repair` removes extras at deleted paths, as it removes every other extra: asked for.
+      const removeAny = repair || (held !== undefined && !held.deleted);
+      const keptAside = await this.remove(path, version, removeAny, signal);
       await state.recordApplied(path, { version, sha256: null, size: 0, deleted: true }, { replace });
       await this.report(path, version);
-      return { kind: 'deleted' };
+      return { kind: 'deleted', ...(keptAside === undefined ? {} : { keptAside }) };
     }
     const v = {
       path,
@@ -263,23 +273,42 @@ export class Applier {
     if (this.unreported.get(path) === version) this.unreported.delete(path);
   }
 
-  private async remove(path: string): Promise<void> {
+  /**
+   * Removes the file at a deleted path. One the agent never wrote (`ownFile` false) is removed only
+   * when it holds one of the path's earlier versions (the mirror's own, where the state lost track
+   * of it); anyone else's file is moved aside, as a write would: the mirror's delete empties the
+   * path, it does not destroy someone's work.
+   */
+  private async remove(
+    path: string,
+    version: number,
+    ownFile: boolean,
+    signal: AbortSignal,
+  ): Promise<string | undefined> {
     const resolved = await this.deps.paths.resolve(path, { create: false });
-    if (!resolved) return;
+    if (!resolved) return undefined;
     let info: Awaited<ReturnType<typeof lstat>>;
     try {
       info = await lstat(resolved.file);
     } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return;
+      if (errnoCode(error) === 'ENOENT') return undefined;
       throw error;
     }
     if (info.isDirectory()) {
       throw new RefusedError('path-conflict', `"${path}" is a folder here; a deleted file cannot be removed`);
     }
+    if (
+      info.isFile() &&
+      !ownFile &&
+      !(await this.holdsEarlierVersion(resolved.file, Number(info.size), path, version + 1, signal))
+    ) {
+      return this.keepAside(resolved.parent, resolved.name);
+    }
     await this.deps.paths.checkRoot();
     await unlink(resolved.file);
     await fsyncDir(resolved.parent);
     await this.deps.paths.pruneEmptyFolders(resolved.parent);
+    return undefined;
   }
 
   private async write(
@@ -302,7 +331,7 @@ export class Applier {
     const keptAside =
       existing?.isFile() &&
       !ownFile &&
-      !(await this.holdsEarlierVersion(resolved.file, Number(existing.size), v, signal))
+      !(await this.holdsEarlierVersion(resolved.file, Number(existing.size), path, v.version, signal))
         ? await this.keepAside(resolved.parent, resolved.name)
         : undefined;
 
@@ -339,23 +368,20 @@ export class Applier {
   }
 
   /**
-   * Whether `file` holds one of the path's last EARLIER_VERSIONS_CHECKED versions before `v`: the
+   * Whether `file` holds one of `path`'s last EARLIER_VERSIONS_CHECKED versions before `before`: the
    * mirror's own bytes, left where the state lost track of them (its folder deleted, a crash between
    * the rename and the state's record), not someone's work.
    */
   private async holdsEarlierVersion(
     file: string,
     size: number,
-    v: VersionInfo & { sha256: string },
+    path: string,
+    before: number,
     signal: AbortSignal,
   ): Promise<boolean> {
     let local: Digest | undefined;
-    for (
-      let version = v.version - 1;
-      version >= Math.max(1, v.version - EARLIER_VERSIONS_CHECKED);
-      version--
-    ) {
-      const record = await this.deps.ledger.getVersion(v.path, version);
+    for (let version = before - 1; version >= Math.max(1, before - EARLIER_VERSIONS_CHECKED); version--) {
+      const record = await this.deps.ledger.getVersion(path, version);
       if (record === undefined || record.deleted || record.sha256 === null || record.size !== size) continue;
       local ??= await hashLocalFile(file, signal);
       if (local.sha256 === record.sha256 && local.size === record.size) return true;

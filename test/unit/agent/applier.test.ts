@@ -243,6 +243,37 @@ describe('applier: order, duplicates, never backwards', () => {
     expect(await t.listing('notes')).toHaveLength(2);
   });
 
+  it('a delete finds a file the agent never wrote at the path: kept beside, not removed; the mirror’s own bytes are removed (probe agent3)', async () => {
+    const t = await setup();
+    t.world.commit('notes/plan.txt', 1, 'the mirror’s plan');
+    const deleted = t.world.commit('notes/plan.txt', 2, null);
+    // Someone saves their own file under a name the mirror has since deleted; the agent catches up.
+    await mkdir(join(t.dir, 'notes'));
+    await writeFile(join(t.dir, 'notes', 'plan.txt'), 'someone’s own plan');
+    expect((await t.apply(deleted, 'feed')).kind).toBe('deleted');
+    expect(await t.read('notes/plan.txt')).toBeUndefined();
+    const kept = await t.listing('notes');
+    expect(kept).toEqual([expect.stringMatching(/^plan\.mm-conflict-\d{8}T\d{6}Z\.txt$/)]);
+    expect(await t.read(`notes/${kept[0]}`)).toBe('someone’s own plan');
+    // The queue's copy of the delete finds the path empty: done, nothing more moved.
+    expect((await t.apply(deleted, 'queue')).kind).toBe('skipped');
+    expect(await t.listing('notes')).toEqual(kept);
+    // A file holding one of the path's earlier versions is the mirror's own: removed.
+    t.world.commit('old.txt', 1, 'version one');
+    await writeFile(join(t.dir, 'old.txt'), 'version one');
+    expect((await t.apply(t.world.commit('old.txt', 2, null), 'feed')).kind).toBe('deleted');
+    expect(await t.listing()).toEqual(['notes']);
+    // verify --repair removes an extra at a deleted path, as it removes every other extra.
+    await writeFile(join(t.dir, 'notes', 'plan.txt'), 'saved again');
+    const repaired = await t.applier.apply(deleted, {
+      signal: new AbortController().signal,
+      source: 'repair',
+      force: true,
+    });
+    expect(repaired).toEqual({ kind: 'deleted' });
+    expect(await t.listing('notes')).toEqual(kept);
+  });
+
   it('a file holding an earlier version of the path is the mirror’s (a lost state, a crash before the state was saved): replaced, not kept aside', async () => {
     const t = await setup();
     t.world.commit('old.txt', 1, 'version one');
