@@ -32,7 +32,7 @@ import {
   PathPolicy,
   PathRuleError,
 } from '../contracts/paths.ts';
-import { MirrorFolderMovedError, RefusedError } from './errors.ts';
+import { AgentConfigError, MirrorFolderMovedError, RefusedError } from './errors.ts';
 
 /** The agent's state folder inside the mirror folder: never a mirrored path. */
 export const STATE_DIR_NAME = AGENT_STATE_DIR;
@@ -83,6 +83,23 @@ function errnoCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException | null)?.code;
 }
 
+/**
+ * Creates a configured folder (and its parents) if missing. A file at its path or on its way is a
+ * bad configuration (exit 78): retrying cannot fix it, and an unexpected error (exit 1) would have
+ * systemd restart the agent forever.
+ */
+export async function makeConfiguredFolder(dir: string, what: string, mode?: number): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, ...(mode === undefined ? {} : { mode }) });
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code !== 'EEXIST' && code !== 'ENOTDIR') throw error;
+    throw new AgentConfigError(
+      `${what} ${dir} cannot be a folder: a file (or a dangling symlink) is at its path or on its way (${code})`,
+    );
+  }
+}
+
 export class SafePaths {
   private constructor(
     /** The mirror folder, real path (symlinks in `--dir` itself resolved once at start). */
@@ -93,7 +110,7 @@ export class SafePaths {
 
   /** Creates the folder if needed and resolves its real path. */
   static async open(dir: string): Promise<SafePaths> {
-    await mkdir(dir, { recursive: true });
+    await makeConfiguredFolder(dir, 'the mirror folder');
     const root = await realpath(dir);
     const { dev, ino } = await lstat(root, { bigint: true });
     return new SafePaths(root, { dev, ino });

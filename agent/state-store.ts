@@ -33,12 +33,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { type FileHandle, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { crashPoint } from '../common/crash-points.ts';
 import { type LockHolder, lockContent, mayBeRunning, parseHolder } from '../common/pid-lock.ts';
 import { AgentConfigError } from './errors.ts';
+import { makeConfiguredFolder } from './safe-path.ts';
 
 export interface PathState {
   readonly version: number;
@@ -176,7 +177,7 @@ export class StateStore {
   ): Promise<StateStore> {
     const store = new StateStore(dir, identity, options);
     if (!options.readOnly) {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await makeConfiguredFolder(dir, 'the state folder', 0o700);
       const { dev, ino } = await stat(dir, { bigint: true });
       store.dirIdentity = { dev, ino };
       store.unlock = await lockStateDir(dir);

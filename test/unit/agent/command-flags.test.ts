@@ -4,7 +4,7 @@
  * RestartPreventExitStatus=78 does not restart an agent whose ExecStart has a typo.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,6 +77,17 @@ describe('agent flags', () => {
     expect(fromFlag.message.replace('--heartbeat', 'X')).toBe(
       fromEnv.message.replace('MIRROR_AGENT_HEARTBEAT', 'X'),
     );
+  });
+
+  it('--dir naming a file, or a folder under a file: a bad configuration (78) naming it, not an unexpected error (probe agent3)', async () => {
+    const file = join(dir, 'a-file');
+    await writeFile(file, 'not a folder');
+    for (const where of [file, join(file, 'media')]) {
+      const error = await run(['--dir', where]);
+      expect(error).toBeInstanceOf(AgentExitError);
+      expect((error as AgentExitError).exitCode).toBe(78);
+      expect((error as AgentExitError).message).toContain(`the mirror folder ${where} cannot be a folder`);
+    }
   });
 
   it('media-mirror-agent with an unknown flag exits 78 too (a bad configuration under systemd)', async () => {

@@ -201,6 +201,16 @@ describe('agent state store', () => {
     await resharded.close();
   });
 
+  it('a state folder path naming a file, or under one: a bad configuration (78), not an unexpected error (probe agent3)', async () => {
+    const file = fresh();
+    await writeFile(file, 'not a folder');
+    for (const where of [file, join(file, 'state')]) {
+      const error = await StateStore.open(where, identity).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(AgentConfigError);
+      expect((error as Error).message).toContain(`the state folder ${where} cannot be a folder`);
+    }
+  });
+
   it('a state folder moved while open (a symlink in its place): closing writes no snapshot and removes no lock there', async () => {
     const dir = fresh();
     const warnings: string[] = [];
