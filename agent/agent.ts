@@ -617,6 +617,9 @@ class Agent implements AgentHandle {
       }
     }
     await this.follower.refreshBacklog().catch(() => undefined);
+    // An idle agent writes no record: this flush is what makes a removed state folder (and its lock)
+    // again within a heartbeat. A failure here shows on the next apply, which meets it too.
+    await this.state.flush().catch(() => undefined);
     try {
       // The first heartbeat may come before any answer has told the servers' time: read once first.
       if (!this.clock.observed) await this.ledger.readAgentRow().catch(() => undefined);

@@ -33,7 +33,18 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { type FileHandle, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import {
+  type FileHandle,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  unlink,
+} from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { crashPoint } from '../common/crash-points.ts';
@@ -385,6 +396,7 @@ export class StateStore {
     while (this.pending.length > 0) {
       const batch = this.pending.splice(0);
       try {
+        await this.recreateIfRemoved();
         await this.writeBatch(batch);
         for (const p of batch) p.resolve();
       } catch (error) {
@@ -392,6 +404,40 @@ export class StateStore {
       }
       await this.compactIfDue();
     }
+  }
+
+  /**
+   * A state folder removed while the agent runs (a cleanup of hidden folders, an rsync --delete
+   * into the mirror folder) would take the lock with it, so a second agent could start on the same
+   * folder, and the journal would go on into a deleted file, every record lost at the next start.
+   * Made again from what the store holds: lock, snapshot, a new journal. Only when nothing is at
+   * its path and its parent is still there: a folder moved away (a symlink or another folder in its
+   * place) is left to stillAtItsPath, and a mirror folder gone is the agent's check of its root.
+   */
+  private async recreateIfRemoved(): Promise<void> {
+    if (this.dirIdentity === undefined || this.closed) return;
+    try {
+      await lstat(this.dir);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return;
+    }
+    try {
+      await mkdir(this.dir, { mode: 0o700 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    const { dev, ino } = await stat(this.dir, { bigint: true });
+    this.dirIdentity = { dev, ino };
+    this.unlock = await lockStateDir(this.dir);
+    const removed = this.journal;
+    this.journal = await open(join(this.dir, JOURNAL), 'a');
+    await removed?.close().catch(() => undefined);
+    await this.compact();
+    this.options.warn?.('the state folder was removed while the agent ran: written again from its memory', {
+      stateDir: this.dir,
+    });
   }
 
   /** Appends a batch's lines in one write, and syncs once if any of them asked to be durable. */

@@ -232,6 +232,28 @@ describe('agent state store', () => {
     await again.close();
   });
 
+  it('a state folder removed while open (a cleanup, rsync --delete) is written again at the next flush: lock, snapshot, journal (probe agent3)', async () => {
+    const dir = fresh();
+    const warnings: string[] = [];
+    const store = await StateStore.open(dir, identity, { warn: (msg) => warnings.push(msg) });
+    await store.recordApplied('kept.jpg', file(1));
+    await rm(dir, { recursive: true });
+    await store.recordApplied('after.jpg', file(2));
+    await store.flush();
+    expect(warnings.some((w) => w.startsWith('the state folder was removed'))).toBe(true);
+    // Locked again: another agent on the same folder is refused while this one runs.
+    expect(JSON.parse(await readFile(join(dir, 'agent.lock'), 'utf8'))).toMatchObject({ pid: process.pid });
+    await store.recordApplied('later.jpg', file(3));
+    await store.close();
+    const again = await StateStore.open(dir, identity);
+    expect([again.get('kept.jpg'), again.get('after.jpg'), again.get('later.jpg')]).toEqual([
+      file(1),
+      file(2),
+      file(3),
+    ]);
+    await again.close();
+  });
+
   it('one agent per state folder: a live holder of the lock is refused', async () => {
     const dir = fresh();
     const store = await StateStore.open(dir, identity);
