@@ -48,7 +48,7 @@ import {
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { crashPoint } from '../common/crash-points.ts';
-import { type LockHolder, lockContent, mayBeRunning, parseHolder } from '../common/pid-lock.ts';
+import { createOrTakeOver, lockContent, readHolder } from '../common/pid-lock.ts';
 import { AgentConfigError } from './errors.ts';
 import { makeConfiguredFolder } from './safe-path.ts';
 
@@ -118,32 +118,29 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** One agent per state folder: a second one would split the queue and race on the journal. */
+/**
+ * One agent per state folder: a second one would split the queue and race on the journal. The
+ * lock is created whole in one step (a link) and a stale one is taken over by one process only:
+ * before, two agents started together, or over a lock left by a process that is gone, could both
+ * take it. Only a live process that is the lock's writer holds it: a pid handed on by a reboot or
+ * a container restart is not an agent, and exit 78 would keep the unit down for good (docs/agent.md).
+ * Its own process may take it again (a state reopened in one process, as tests do).
+ */
 async function lockStateDir(dir: string): Promise<() => Promise<void>> {
   const file = join(dir, LOCK);
-  try {
-    await (await open(file, 'wx')).close().catch(() => undefined);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    let holder: LockHolder | undefined;
-    try {
-      holder = parseHolder(JSON.parse(await readFile(file, 'utf8')));
-    } catch {
-      // an empty or torn lock file is stale
-    }
-    // Only a live process that is the lock's writer: a pid handed on by a reboot or a container
-    // restart is not an agent, and exit 78 would keep the unit down for good (docs/agent.md).
-    if (holder !== undefined && mayBeRunning(holder)) {
-      throw new AgentConfigError(
+  const content = lockContent();
+  await createOrTakeOver(
+    file,
+    content,
+    (holder) =>
+      new AgentConfigError(
         `the state folder ${dir} is in use by another agent (pid ${holder.pid}): stop it first, or use another --state-dir`,
-      );
-    }
-  }
-  const handle = await open(file, 'w');
-  await handle.writeFile(lockContent());
-  await handle.close();
+      ),
+  );
   return async () => {
-    await unlink(file).catch(() => undefined);
+    // Only our own: another agent may hold the folder now (ours was removed and taken over).
+    if ((await readHolder(file).catch(() => undefined))?.text === content)
+      await unlink(file).catch(() => undefined);
   };
 }
 

@@ -76,7 +76,7 @@ export function parseHolder(parsed: unknown): LockHolder | undefined {
 
 const errno = (err: unknown) => (err as NodeJS.ErrnoException).code;
 
-async function readHolder(
+export async function readHolder(
   file: string,
 ): Promise<{ text: string; holder: LockHolder | undefined } | undefined> {
   let text: string;
@@ -184,8 +184,12 @@ async function createExclusive(file: string, content: string): Promise<boolean> 
   }
 }
 
-/** Each round either creates the file or removes a stale one; a live holder ends it. */
-async function createOrTakeOver(path: string, content: string, inUse: (holder: LockHolder) => Error) {
+/**
+ * Each round either creates the file or removes a stale one; a live holder ends it. Exported for a
+ * lock a process may take again while it holds it (the agent's state folder, reopened by its own
+ * process): acquirePidLock refuses that.
+ */
+export async function createOrTakeOver(path: string, content: string, inUse: (holder: LockHolder) => Error) {
   for (let round = 0; !(await createExclusive(path, content)); round++) {
     const found = await readHolder(path);
     if (found === undefined) continue; // released meanwhile

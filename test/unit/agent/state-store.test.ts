@@ -292,6 +292,49 @@ describe('agent state store', () => {
     },
   );
 
+  it('two agents started at the same moment on one state folder: exactly one takes it, also over a stale lock (probe agent3)', async () => {
+    const storeUrl = pathToFileURL(join(repoRoot, 'agent/state-store.ts')).href;
+    const script = join(base, 'racer.mts');
+    await writeFile(
+      script,
+      `import { StateStore } from ${JSON.stringify(storeUrl)};
+const [dir, at] = process.argv.slice(2);
+while (Date.now() < Number(at)) {}
+try {
+  const store = await StateStore.open(dir, ${JSON.stringify(identity)});
+  process.stdout.write('took');
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  await store.close();
+} catch (error) {
+  process.stdout.write(String(error.message).includes('in use by another agent') ? 'refused' : String(error));
+}
+`,
+    );
+    const loader = pathToFileURL(join(repoRoot, 'node_modules/tsx/dist/loader.mjs')).href;
+    for (let round = 0; round < 6; round++) {
+      const dir = fresh();
+      await mkdir(dir);
+      // Every other round over a lock left by a process that is gone.
+      if (round % 2 === 1)
+        await writeFile(join(dir, 'agent.lock'), JSON.stringify({ pid: 2 ** 22 + 12345, host: hostname() }));
+      const at = String(Date.now() + 2500);
+      const outcomes = await Promise.all(
+        [0, 1].map(async () => {
+          const child = spawn(process.execPath, ['--import', loader, script, dir, at], {
+            stdio: ['ignore', 'pipe', 'inherit'],
+          });
+          let out = '';
+          child.stdout.on('data', (chunk: Buffer) => {
+            out += chunk.toString();
+          });
+          await once(child, 'exit');
+          return out;
+        }),
+      );
+      expect(outcomes.sort(), `round ${round}`).toEqual(['refused', 'took']);
+    }
+  }, 60_000);
+
   it('compacts when the journal outgrows the state', async () => {
     const dir = fresh();
     const store = await StateStore.open(dir, identity, { compactAfter: 10 });
