@@ -27,7 +27,7 @@ import { RefusedError } from './errors.ts';
 import type { BlobSource, LedgerView } from './ports.ts';
 import { checkMirrorPath, type SafePaths, tempNameFor } from './safe-path.ts';
 import type { PathState, StateStore } from './state-store.ts';
-import { type BandwidthLimiter, KeyedLock } from './util.ts';
+import { type BandwidthLimiter, fsyncDir, KeyedLock } from './util.ts';
 
 /** One version, as a queue message or a feed entry carries it. */
 export interface VersionInfo {
@@ -76,15 +76,6 @@ export interface ApplierDeps {
 const EARLIER_VERSIONS_CHECKED = 10;
 
 const OPEN_TEMP = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-
-export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 /** SHA-256 and size of a local file; a symlink at the file's name is never read through. */
 export function hashLocalFile(file: string, signal?: AbortSignal): Promise<Digest> {

@@ -51,6 +51,7 @@ import { crashPoint } from '../common/crash-points.ts';
 import { createOrTakeOver, lockContent, readHolder } from '../common/pid-lock.ts';
 import { AgentConfigError } from './errors.ts';
 import { makeConfiguredFolder } from './safe-path.ts';
+import { fsyncDir } from './util.ts';
 
 export interface PathState {
   readonly version: number;
@@ -107,15 +108,6 @@ export interface LoadReport {
   readonly tornTail: boolean;
   readonly corruptLines: number;
   readonly cursorReset: boolean;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /**

@@ -1,7 +1,10 @@
 /**
  * Small concurrency helpers the agent is built from: a fair semaphore, a per-key
- * lock, its backoff and a bandwidth limiter (sleep and backoff themselves: common/retry.ts).
+ * lock, its backoff, a bandwidth limiter and the folder sync (sleep and backoff themselves:
+ * common/retry.ts).
  */
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { backoffMs as commonBackoffMs, sleep } from '../common/retry.ts';
 
 /**
@@ -157,4 +160,22 @@ export class RateWindow {
 
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Syncs a folder, so a rename or removal in it is on disk. A file system that cannot sync a folder
+ * (EINVAL, ENOTSUP: SMB/CIFS shares, some FUSE and shared folders of virtual machines) is not an
+ * error: the renamed file is already synced and in place, nothing more can be done there, and
+ * failing would stop the agent from writing to such a folder at all.
+ */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'ENOTSUP') throw error;
+  } finally {
+    await handle.close();
+  }
 }
