@@ -72,6 +72,14 @@ export interface ApplierDeps {
   readonly onBytes?: (bytes: number) => void;
 }
 
+/** The name keepAside gives: `<stem>.mm-conflict-<UTC time>[-<n>]<ext>`. */
+const KEPT_ASIDE_NAME = /\.mm-conflict-\d{8}T\d{6}Z(?:-\d+)?(?:\.[^.]*)?$/;
+
+/** Whether a file's name is one the agent gives a file it keeps aside (someone's work it did not overwrite). */
+export function isKeptAsideName(name: string): boolean {
+  return KEPT_ASIDE_NAME.test(name);
+}
+
 /** How far back a file the state does not know is compared with the path's versions (one GetItem each). */
 const EARLIER_VERSIONS_CHECKED = 10;
 

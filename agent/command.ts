@@ -174,6 +174,10 @@ function formatVerifyReport(report: VerifyReport, drift: number): string {
   list('wrong bytes', report.wrong);
   list('extra', report.extra);
   list('refused paths (never written)', report.unsafe);
+  if (report.keptAside.length > 0)
+    lines.push(
+      `kept aside by the agent (someone's files, left alone): ${report.keptAside.map(terminalText).join(', ')}`,
+    );
   if (report.symlinks.length > 0)
     lines.push(`symlinks (left alone): ${report.symlinks.map(terminalText).join(', ')}`);
   if (report.staleTemps.length > 0) lines.push(`leftover temp files: ${report.staleTemps.length}`);

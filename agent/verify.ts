@@ -18,7 +18,7 @@ import type { Dirent } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
 import type { Change } from '../contracts/model.ts';
-import { Applier, hashLocalFile } from './applier.ts';
+import { Applier, hashLocalFile, isKeptAsideName } from './applier.ts';
 import { type AgentClients, destroyClients, makeClients, originBlobSource } from './aws.ts';
 import type { AgentConfig } from './config.ts';
 import { MirrorFolderMovedError, RefusedError } from './errors.ts';
@@ -46,6 +46,11 @@ export interface VerifyReport {
   readonly extra: readonly DriftEntry[];
   /** Ledger paths the agent refuses to write (escaping or reserved names). */
   readonly unsafe: readonly DriftEntry[];
+  /**
+   * Files the agent kept aside (someone's, found where a version went or at a deleted path): not
+   * drift, never removed, so that `--repair` does not undo what the agent kept.
+   */
+  readonly keptAside: readonly string[];
   /** Symlinks found in the folder: reported, never followed, never removed. */
   readonly symlinks: readonly string[];
   readonly staleTemps: readonly string[];
@@ -162,7 +167,10 @@ export async function verifyMirror(config: AgentConfig, options: VerifyOptions):
       ...checked,
       missing: checked.missing.sort(byPath),
       wrong: checked.wrong.sort(byPath),
-      extra: extraFiles(tree, heads).sort(byPath),
+      extra: extraFiles(tree, heads)
+        .filter((e) => !isKeptAsideFile(e.path, heads))
+        .sort(byPath),
+      keptAside: [...tree.files].filter((file) => isKeptAsideFile(file, heads)).sort(),
       unsafe,
       symlinks: tree.symlinks.sort(),
       staleTemps: tree.temps.sort(),
@@ -259,6 +267,12 @@ async function checkFile(
     return { kind: 'wrong', entry: { path, version, reason: 'SHA-256 differs from the ledger' } };
   }
   return undefined;
+}
+
+/** A file named as the agent names what it keeps aside, at no live path of the ledger. */
+function isKeptAsideFile(file: string, heads: Map<string, Change>): boolean {
+  const head = heads.get(file.normalize('NFC'));
+  return (head === undefined || head.deleted) && isKeptAsideName(basename(file));
 }
 
 /** Files in the folder that the ledger does not have for this target, or has deleted. */

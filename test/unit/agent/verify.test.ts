@@ -119,6 +119,23 @@ describe('agent verify and the feed shard count', () => {
     expect((await readdir(dir)).filter((f) => f.endsWith('.txt'))).toHaveLength(4);
   });
 
+  it('a file the agent kept aside (<stem>.mm-conflict-<time><ext>) is reported as kept, not drift, and --repair leaves it (probe agent3)', async () => {
+    const { dir, ledger, blobs } = await mirrored(4);
+    await mkdir(join(dir, 'notes'));
+    await writeFile(join(dir, 'notes', 'plan.mm-conflict-20261202T013209Z.txt'), 'someone’s own plan');
+    await writeFile(join(dir, 'todo.mm-conflict-20261202T013209Z-1'), 'someone’s own list');
+    await writeFile(join(dir, 'extra.txt'), 'not in the ledger');
+    const report = await verifyMirror(config(dir, 4), { repair: true, ports: { ledger, blobs } });
+    expect(report.extra.map((e) => e.path)).toEqual(['extra.txt']);
+    expect(report.keptAside).toEqual([
+      'notes/plan.mm-conflict-20261202T013209Z.txt',
+      'todo.mm-conflict-20261202T013209Z-1',
+    ]);
+    expect(report.repaired?.removed).toBe(1);
+    expect(await readdir(join(dir, 'notes'))).toEqual(['plan.mm-conflict-20261202T013209Z.txt']);
+    expect(await readdir(dir)).toContain('todo.mm-conflict-20261202T013209Z-1');
+  });
+
   it('--repair on a mirror folder swapped for a symlink while it runs: writes and removes nothing there, exits 73', async () => {
     const { dir, ledger, blobs } = await mirrored(2);
     await rm(join(dir, 's1.txt'));
