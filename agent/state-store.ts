@@ -45,7 +45,7 @@ import {
   stat,
   unlink,
 } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { crashPoint } from '../common/crash-points.ts';
 import { createOrTakeOver, lockContent, readHolder } from '../common/pid-lock.ts';
@@ -110,6 +110,16 @@ export interface LoadReport {
   readonly cursorReset: boolean;
 }
 
+/** Device and inode of the folder at `path` (through symlinks), or undefined when there is none. */
+async function folderIdentity(path: string): Promise<{ dev: bigint; ino: bigint } | undefined> {
+  try {
+    const { dev, ino } = await stat(path, { bigint: true });
+    return { dev, ino };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * One agent per state folder: a second one would split the queue and race on the journal. The
  * lock is created whole in one step (a link) and a stale one is taken over by one process only:
@@ -151,6 +161,8 @@ export class StateStore {
   private unlock: (() => Promise<void>) | undefined;
   /** The folder `dir` named when opened for writing. */
   private dirIdentity: { readonly dev: bigint; readonly ino: bigint } | undefined;
+  /** The folder holding `dir` when opened: a removed state folder is made again only in it. */
+  private parentIdentity: { readonly dev: bigint; readonly ino: bigint } | undefined;
   private closed = false;
   /** Temp files a previous run recorded and may have left behind. */
   readonly leftoverTemps: readonly string[];
@@ -180,6 +192,7 @@ export class StateStore {
       await makeConfiguredFolder(dir, 'the state folder', 0o700);
       const { dev, ino } = await stat(dir, { bigint: true });
       store.dirIdentity = { dev, ino };
+      store.parentIdentity = await folderIdentity(dirname(dir));
       store.unlock = await lockStateDir(dir);
     }
     try {
@@ -411,6 +424,10 @@ export class StateStore {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return;
     }
+    // Followed through symlinks: with the mirror folder swapped for a link, `<dir>/.media-mirror`
+    // leads into the link's target, where nothing of the agent's may be written.
+    const parent = await folderIdentity(dirname(this.dir));
+    if (parent?.dev !== this.parentIdentity?.dev || parent?.ino !== this.parentIdentity?.ino) return;
     try {
       await mkdir(this.dir, { mode: 0o700 });
     } catch (error) {
