@@ -425,16 +425,14 @@ async function download(
     },
   });
   const out = createWriteStream(file, { flags: 'wx', ...(mode === undefined ? {} : { mode }) });
-  // The disk's own failures (ENOSPC, EIO) are not the connection's: no try again for them.
-  let writeFailed = false;
-  out.once('error', () => {
-    writeFailed = true;
-  });
   try {
     await pipeline(Readable.fromWeb(response.body as never), tap, out);
   } catch (error) {
     if (error instanceof MoreBytesThanExpected) return { size: received, sha256: undefined };
-    if (writeFailed) throw error;
+    // The disk's own failures (ENOSPC, EIO: a system call's) are not the connection's, which fetch
+    // reports as TypeError('terminated') with the socket's error as its cause: no try again for them.
+    // Told by the error, not by which stream emitted it: pipeline destroys the others with it too.
+    if (typeof (error as NodeJS.ErrnoException).syscall === 'string') throw error;
     const { detail, retryable } = describeCut(error);
     throw new DownloadCutOffError(
       `the download from ${redactUrl(url)} stopped after ${received} of ${expectedSize} bytes (${detail})`,
