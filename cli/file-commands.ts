@@ -128,7 +128,7 @@ export async function status(io: CliIo, api: MirrorApi, path: string | undefined
 }
 
 export async function ls(io: CliIo, api: MirrorApi, prefix: string, opts: { json?: boolean }) {
-  const files = await listFiles(api, prefix);
+  const files = await listFiles(api, checkedPrefix(prefix));
   if (opts.json) json(io, { prefix, files });
   else line(io, formatListing(files));
 }

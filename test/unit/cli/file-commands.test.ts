@@ -173,7 +173,8 @@ describe('media-mirror ls', () => {
       status: 400,
       body: { error: { code: 'invalid_path', message: 'prefix must be relative', field: 'prefix' } },
     }));
-    expect(await h.run('ls', 'a/../b/')).not.toBe(0);
+    // A prefix the CLI's own rules let through (a deployment's rules may be stricter).
+    expect(await h.run('ls', 'a/b/')).toBe(1);
     expect(h.err()).toContain('prefix must be relative');
   });
 });
@@ -747,6 +748,16 @@ describe('media-mirror sync (against a fake API)', () => {
     // A leading or trailing slash is no rule broken: the folder is the same.
     const h = harness(() => notFound);
     expect(await h.run('sync', lib, '/photos/', '--json', '--no-cache')).not.toBe(2);
+  });
+
+  it('ls: a prefix the path rules refuse is a usage error (exit 2, the rule named) before anything is asked, as sync has it', async () => {
+    for (const prefix of ['../x', 'bad//pre', 'x/./y']) {
+      const h = harness(() => notFound);
+      expect(await h.run('ls', prefix, '--json'), h.err()).toBe(2);
+      expect(JSON.parse(h.out())).toMatchObject({ error: { exitCode: 2, code: 'usage' } });
+      expect(h.err()).toMatch(/the prefix .*(segments|empty)/);
+      expect(h.requests).toEqual([]);
+    }
   });
 
   it('--wait cut short by the API (its targets route refusing) still prints the summary, with why the wait stopped; exit 1', async () => {
