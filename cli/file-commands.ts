@@ -144,7 +144,7 @@ export async function get(
   api: MirrorApi,
   path: string,
   dest: string | undefined,
-  opts: { target?: string; version?: number; json?: boolean },
+  opts: { target?: string; version?: number; readTimeout?: number; json?: boolean },
 ) {
   const fetch = io.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const got = await getFile(api, fetch, {
@@ -152,6 +152,7 @@ export async function get(
     dest,
     target: opts.target,
     version: opts.version,
+    readTimeoutMs: opts.readTimeout === undefined ? undefined : opts.readTimeout * 1000,
     cwd: io.cwd,
   });
   if (opts.json) json(io, got);

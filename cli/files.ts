@@ -124,6 +124,11 @@ export interface GetOptions {
   target?: string | undefined;
   /** An older version's bytes (from the origin). @default the head */
   version?: number | undefined;
+  /**
+   * How long a download may go without a byte (before the answer, or between reads) before it is
+   * cut and tried again. @default 60000, `aws s3 cp`'s read timeout
+   */
+  readTimeoutMs?: number | undefined;
   cwd: string;
 }
 
@@ -183,14 +188,17 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
         expected = now;
         return true;
       };
-      const got = await download(fetch, url, temp, tempMode, expected.size).catch(async (error: unknown) => {
-        if (error instanceof MissingCopyError && (await readAgain())) return undefined;
-        if (error instanceof DownloadCutOffError && error.retryable && attempt < GET_ATTEMPTS) {
-          await rm(temp, { force: true });
-          return undefined;
-        }
-        throw error;
-      });
+      const readTimeoutMs = options.readTimeoutMs ?? DEFAULT_READ_TIMEOUT_MS;
+      const got = await download(fetch, url, temp, tempMode, expected.size, readTimeoutMs).catch(
+        async (error: unknown) => {
+          if (error instanceof MissingCopyError && (await readAgain())) return undefined;
+          if (error instanceof DownloadCutOffError && error.retryable && attempt < GET_ATTEMPTS) {
+            await rm(temp, { force: true });
+            return undefined;
+          }
+          throw error;
+        },
+      );
       if (got === undefined) continue;
       if (got.sha256 !== undefined && got.size === expected.size && got.sha256 === expected.sha256) {
         await keepOwnership(temp, file);
@@ -292,6 +300,8 @@ function processAlive(pid: number): boolean {
 /** Downloads of the head (or a target's copy) while it keeps moving on, before giving up. */
 const GET_ATTEMPTS = 3;
 
+const DEFAULT_READ_TIMEOUT_MS = 60_000;
+
 /** The version whose bytes the content URL serves: the head, or the target's applied version. */
 async function expectedVersion(
   client: GetClient,
@@ -354,8 +364,9 @@ class MoreBytesThanExpected extends Error {}
 /**
  * The connection failed before or while the bytes came (a reset, a proxy or NAT dropping it, a
  * storage node going away): `get` tries again, as `aws s3 cp` does, since the next try usually goes
- * through. `retryable` is false for a body that stalled past undici's own limit (5 minutes of no
- * bytes): trying again would make the user wait that long once more.
+ * through, and so is one that went quiet past the read timeout. `retryable` is false for a body
+ * that stalled past undici's own limit (5 minutes of no bytes, reached only with a longer read
+ * timeout): trying again would make the user wait that long once more.
  */
 class DownloadCutOffError extends MirrorCliError {
   override readonly name = 'DownloadCutOffError';
@@ -368,8 +379,16 @@ class DownloadCutOffError extends MirrorCliError {
   }
 }
 
+/** What ended a download that went quiet for longer than the read timeout. */
+class ReadTimeoutError extends Error {
+  override readonly name = 'ReadTimeoutError';
+}
+
 /** undici ends a body with TypeError('terminated') and the socket's error as its cause. */
-function describeCut(error: unknown): { detail: string; retryable: boolean } {
+function describeCut(error: unknown, signal: AbortSignal): { detail: string; retryable: boolean } {
+  // An abort ends the body with the signal's reason or with an AbortError of its own, by runtime.
+  if (signal.aborted && signal.reason instanceof ReadTimeoutError)
+    return { detail: signal.reason.message, retryable: true };
   const err = error as Error & { cause?: { message?: unknown; code?: unknown } };
   const cause =
     typeof err.cause?.message === 'string' && err.cause.message !== '' ? `: ${err.cause.message}` : '';
@@ -387,12 +406,41 @@ async function download(
   file: string,
   mode: number | undefined,
   expectedSize: number,
+  readTimeoutMs: number,
+): Promise<{ size: number; sha256: string | undefined }> {
+  // A connection that stays open and sends nothing (a stalled proxy or storage node) ends only at
+  // undici's own 5 minutes, and was then not tried again: the read timeout cuts it sooner, as a cut.
+  const quiet = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const stillReading = () => {
+    clearTimeout(timer);
+    timer = setTimeout(
+      () => quiet.abort(new ReadTimeoutError(`no bytes for ${readTimeoutMs / 1000} s`)),
+      readTimeoutMs,
+    );
+  };
+  stillReading();
+  try {
+    return await downloadWithin(fetch, url, file, mode, expectedSize, quiet.signal, stillReading);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function downloadWithin(
+  fetch: FetchLike,
+  url: string,
+  file: string,
+  mode: number | undefined,
+  expectedSize: number,
+  signal: AbortSignal,
+  stillReading: () => void,
 ): Promise<{ size: number; sha256: string | undefined }> {
   let response: Response;
   try {
-    response = await fetch(url, { method: 'GET' });
+    response = await fetch(url, { method: 'GET', signal });
   } catch (err) {
-    const { detail, retryable } = describeCut(err);
+    const { detail, retryable } = describeCut(err, signal);
     throw new DownloadCutOffError(`cannot download ${redactUrl(url)}: ${detail}`, retryable, err);
   }
   if (response.status === 404) {
@@ -419,6 +467,7 @@ async function download(
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       received += chunk.length;
+      stillReading();
       if (received > expectedSize) return done(new MoreBytesThanExpected());
       hash.update(chunk);
       done(null, chunk);
@@ -433,7 +482,7 @@ async function download(
     // reports as TypeError('terminated') with the socket's error as its cause: no try again for them.
     // Told by the error, not by which stream emitted it: pipeline destroys the others with it too.
     if (typeof (error as NodeJS.ErrnoException).syscall === 'string') throw error;
-    const { detail, retryable } = describeCut(error);
+    const { detail, retryable } = describeCut(error, signal);
     throw new DownloadCutOffError(
       `the download from ${redactUrl(url)} stopped after ${received} of ${expectedSize} bytes (${detail})`,
       retryable,

@@ -357,6 +357,12 @@ function registerReadCommands(program: Command, verb: VerbRunner): void {
     .argument('[dest]', 'file or folder to write to (default: the last segment of the path, here)')
     .option('--target <id>', "read the target's copy instead of the origin's")
     .option('--version <n>', "an older version's bytes (see log), from the origin", wholeNumber(1))
+    .option(
+      '--read-timeout <seconds>',
+      'cut and try again a download that sends nothing for this long',
+      parseSeconds,
+      60,
+    )
     .option('--json', 'print the result as JSON')
     .action((path: string, dest: string | undefined, _opts: unknown, command: Command) =>
       verb(command, (v, api, io) => v.get(io, api, path, dest, command.opts())),

@@ -506,6 +506,47 @@ describe('media-mirror get', () => {
     expect(await readdir(join(dir, 'dead'))).toEqual([]);
   });
 
+  it('a download that goes quiet is cut at --read-timeout and tried again, not left to wait out undici (5 minutes)', async () => {
+    // A stalled proxy or storage node: the connection stays open and no byte comes. Ended by the
+    // request's signal, as fetch ends a body it aborts.
+    const quiet = (signal: AbortSignal | null | undefined) =>
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new Uint8Array(content.subarray(0, 1000)));
+          signal?.addEventListener('abort', () => controller.error(signal.reason));
+        },
+      });
+    const apiFetch = harness(api(content)).fetch;
+    let downloads = 0;
+    const stalls = harness(api(content), {}, undefined, {
+      fetch: async (input, init) => {
+        if (new URL(input).host !== 's3.test') return apiFetch(input, init);
+        downloads++;
+        return new Response(downloads === 1 ? quiet(init.signal) : new Uint8Array(content), { status: 200 });
+      },
+    });
+    await mkdir(join(dir, 'stalls'), { recursive: true });
+    const started = Date.now();
+    expect(await stalls.run('get', 'pics/cat.png', 'stalls', '--read-timeout', '0.3'), stalls.err()).toBe(0);
+    expect(downloads).toBe(2);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(await readFile(join(dir, 'stalls', 'cat.png'))).toEqual(content);
+
+    downloads = 0;
+    const dead = harness(api(content), {}, undefined, {
+      fetch: async (input, init) => {
+        if (new URL(input).host !== 's3.test') return apiFetch(input, init);
+        downloads++;
+        return new Response(quiet(init.signal), { status: 200 });
+      },
+    });
+    await mkdir(join(dir, 'stalls-dead'), { recursive: true });
+    expect(await dead.run('get', 'pics/cat.png', 'stalls-dead', '--read-timeout', '0.2')).toBe(1);
+    expect(downloads).toBe(3);
+    expect(dead.err()).toMatch(/stopped after 1000 of 3000 bytes \(no bytes for 0\.2 s\)/);
+    expect(await readdir(join(dir, 'stalls-dead'))).toEqual([]);
+  });
+
   it('a destination ending in / that is no folder, or in a folder that does not exist: exit 2, nothing sent or written', async () => {
     for (const dest of ['newdir/', join(dir, 'no', 'such', 'dir', 'f.png'), 'nofolder/x.png']) {
       const h = harness(api(content));
