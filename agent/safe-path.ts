@@ -24,6 +24,7 @@
  */
 import { lstat, mkdir, realpath, rmdir } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
+import { makeFolders } from '../common/make-folders.ts';
 import {
   AGENT_STATE_DIR,
   AGENT_TEMP_MARKER,
@@ -84,19 +85,25 @@ function errnoCode(error: unknown): string | undefined {
 }
 
 /**
- * Creates a configured folder (and its parents) if missing. A file at its path or on its way is a
- * bad configuration (exit 78): retrying cannot fix it, and an unexpected error (exit 1) would have
+ * Creates a configured folder (and its parents) if missing. A file at its path or on its way, or
+ * a folder the file system will not make (no permission, read-only, `/proc`), is a bad
+ * configuration (exit 78): retrying cannot fix it, and an unexpected error (exit 1) would have
  * systemd restart the agent forever.
  */
 export async function makeConfiguredFolder(dir: string, what: string, mode?: number): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true, ...(mode === undefined ? {} : { mode }) });
+    await makeFolders(dir, mode);
   } catch (error) {
     const code = errnoCode(error);
-    if (code !== 'EEXIST' && code !== 'ENOTDIR') throw error;
-    throw new AgentConfigError(
-      `${what} ${dir} cannot be a folder: a file (or a dangling symlink) is at its path or on its way (${code})`,
-    );
+    if (code === 'EEXIST' || code === 'ENOTDIR') {
+      throw new AgentConfigError(
+        `${what} ${dir} cannot be a folder: a file (or a dangling symlink) is at its path or on its way (${code})`,
+      );
+    }
+    if (code === 'ENOENT' || code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+      throw new AgentConfigError(`${what} ${dir} cannot be made: ${(error as Error).message}`);
+    }
+    throw error;
   }
 }
 

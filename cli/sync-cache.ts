@@ -7,9 +7,10 @@
  * default: a sync never writes into the folder it reads.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { makeFolders } from '../common/make-folders.ts';
 import { replaceableFile } from './replaceable-file.ts';
 import type { SourceDigest } from './sync-source.ts';
 
@@ -109,7 +110,7 @@ export class HashCache {
     const temp = tempFileOf(this.#file);
     try {
       // It lists the names, sizes and SHA-256 of every file of the folder: its owner's alone.
-      await mkdir(dirname(this.#file), { recursive: true, mode: 0o700 });
+      await makeFolders(dirname(this.#file), 0o700);
       await writeFile(temp, JSON.stringify(body), { mode: 0o600 });
       await rename(temp, this.#file);
       this.#saveError = undefined;

@@ -90,6 +90,17 @@ describe('agent flags', () => {
     }
   });
 
+  it("--dir where the file system makes no folder (/proc): a bad configuration (78) at once, not a hang (Node's recursive mkdir loops there)", async () => {
+    const started = Date.now();
+    const error = await run(['--dir', '/proc/self/no-such/media']);
+    expect(error).toBeInstanceOf(AgentExitError);
+    expect((error as AgentExitError).exitCode).toBe(78);
+    expect((error as AgentExitError).message).toMatch(
+      /the mirror folder \/proc\/self\/no-such\/media cannot be made: ENOENT/,
+    );
+    expect(Date.now() - started).toBeLessThan(5_000);
+  }, 10_000);
+
   it('media-mirror-agent with an unknown flag exits 78 too (a bad configuration under systemd)', async () => {
     const error = await exec(process.execPath, ['--import', 'tsx', 'agent/main.ts', '--concurency', '8'], {
       cwd: repoRoot,
