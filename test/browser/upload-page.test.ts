@@ -467,6 +467,54 @@ describe('the upload page', () => {
     expect(consoleErrors).toEqual([]);
   });
 
+  it('two files picked together that go to one path: the later, with other content, fails before it is hashed; one with the same bytes is the same version', async () => {
+    // photo.bin from three folders: the picker gives no folder, so all three go to twins/photo.bin.
+    const [a, b, c] = ['one', 'two', 'three'].map((d) => join(stack.tmp, 'twins', d, 'photo.bin'));
+    for (const f of [a, b, c]) await mkdir(join(f as string, '..'), { recursive: true });
+    await writeFile(a as string, 'the first photo');
+    await writeFile(b as string, 'another photo, other bytes');
+    await writeFile(c as string, 'the first photo');
+    await pick(page, 'twins/', a as string, b as string, c as string);
+    const rows = page.locator(item('twins/photo.bin'));
+    await expect.poll(async () => rows.count()).toBe(3);
+    const ended = ['committed', 'deduplicated', 'error'];
+    await page.waitForFunction(
+      ([sel, states]) =>
+        [...document.querySelectorAll(sel as string)].every((e) =>
+          (states as string[]).includes(e.getAttribute('data-state') ?? ''),
+        ),
+      [item('twins/photo.bin'), ended],
+      { timeout: 60_000 },
+    );
+    const states = await rows.evaluateAll((li) =>
+      li.map((e) => ({
+        state: e.getAttribute('data-state'),
+        version: e.getAttribute('data-version'),
+        hashed: e.getAttribute('data-hash-ms'),
+        error: e.querySelector('.error')?.textContent ?? '',
+      })),
+    );
+    const refused = states.filter((s) => s.state === 'error');
+    expect(refused, JSON.stringify(states)).toHaveLength(1);
+    expect(refused[0]?.error).toMatch(
+      /^another file, "photo\.bin" \(15 bytes\), also goes to "twins\/photo\.bin", with other content: this one would replace it/,
+    );
+    expect(refused[0]?.hashed).toBeNull();
+    // The other two are one version: the same bytes.
+    expect(states.filter((s) => s.state !== 'error').map((s) => s.version)).toEqual(['1', '1']);
+    const res = await fetch(`${stack.api}/v1/files/${encodeURIComponent('twins/photo.bin')}`, {
+      headers: { authorization: `Bearer ${stack.token}` },
+    });
+    const file = (await res.json()) as { head: { version: number; size: number } };
+    expect(file.head).toMatchObject({ version: 1, size: 15 });
+
+    // Once the first is committed, the other dropped again is the next version, as asked.
+    await pick(page, 'twins/', b as string);
+    await expect.poll(async () => rows.count()).toBe(4);
+    await page.waitForSelector(`${item('twins/photo.bin')}[data-version="2"]`, { timeout: 60_000 });
+    expect(consoleErrors).toEqual([]);
+  });
+
   it("a refused content type names the file's own type and what the mirror accepts (probe 13, W7)", async () => {
     const json = join(stack.tmp, 'data.json');
     await writeFile(json, '{"a": 1}');

@@ -21,6 +21,7 @@ import { MirrorApi } from '../client/api.ts';
 import { ApiError } from '../client/errors.ts';
 import { formatBytes, type UploadProgress } from '../client/plan.ts';
 import { DEFAULT_RETRY_WINDOW_MS } from '../client/retry.ts';
+import { sameBytes } from '../client/same-bytes.ts';
 import { DEFAULT_STALL_MS } from '../client/upload/storage.ts';
 import { type UploadResult, uploadFile } from '../client/upload-file.ts';
 
@@ -250,6 +251,8 @@ class UploadItem {
   constructor(
     readonly file: File,
     readonly path: string,
+    /** An upload to the same path, not ended when this one was added. */
+    private readonly earlier?: UploadItem,
   ) {
     const n = ++uploadCounter;
     const titleId = `upload-${n}-title`;
@@ -361,6 +364,7 @@ class UploadItem {
       // The API refuses a name with "%", "?" or "#" only at the claim, after the whole file is
       // hashed: checked here, it fails at once, with the rule in words.
       checkNewPathName(this.path);
+      await this.refuseIfReplacing();
       result = await uploadFile(this.file, {
         client: api,
         path: this.path,
@@ -400,6 +404,26 @@ class UploadItem {
       this.targetsTable.hidden = false;
       targetWatch.add(this, result.version);
     }
+  }
+
+  /**
+   * Two files picked or dropped together can go to one path (`photo.jpg` from two folders: the
+   * picker gives no folder). Both sent, the later would silently become the next version and the
+   * head whichever committed last: so the later, with other content, fails before it is hashed,
+   * as the Uppy plugin has it (docs/browser.md, "Two files that go to one path").
+   */
+  private async refuseIfReplacing(): Promise<void> {
+    const earlier = this.earlier;
+    if (earlier === undefined) return;
+    // The other one failed or was cancelled: this one replaces nothing.
+    const state = earlier.li.dataset.state;
+    if (state === 'error' || state === 'cancelled' || state === 'rejected') return;
+    if (earlier.file.type === this.file.type && (await sameBytes(earlier.file, this.file))) return;
+    throw new Error(
+      `another file, "${earlier.file.name}" (${earlier.file.size.toLocaleString('en-US')} bytes), ` +
+        `also goes to "${this.path}", with other content: this one would replace it. Rename this ` +
+        'file, or drop it again once the other is committed to make it the next version',
+    );
   }
 
   private async fail(error: unknown): Promise<void> {
@@ -534,11 +558,15 @@ function pump(): void {
       .catch(() => undefined)
       .finally(() => {
         running--;
+        if (unended.get(item.path) === item) unended.delete(item.path);
         recent.refresh();
         pump();
       });
   }
 }
+
+/** The first upload to each path that has not ended yet: what a later file to that path would replace. */
+const unended = new Map<string, UploadItem>();
 
 function addFiles(files: Iterable<File>): void {
   const formError = $<HTMLParagraphElement>('#form-error');
@@ -558,7 +586,10 @@ function addFiles(files: Iterable<File>): void {
   const list = $<HTMLOListElement>('#uploads');
   for (const file of files) {
     const name = rename ? file.name.replace(/[%?#]/g, '_') : file.name;
-    const item = new UploadItem(file, `${prefix}${name}`);
+    const path = `${prefix}${name}`;
+    const earlier = unended.get(path);
+    const item = new UploadItem(file, path, earlier);
+    if (earlier === undefined) unended.set(path, item);
     list.prepend(item.li);
     queue.push(item);
   }

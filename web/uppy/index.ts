@@ -34,6 +34,7 @@ import {
   type UploadResult,
   uploadFile,
 } from '../client/index.ts';
+import { sameBytes } from '../client/same-bytes.ts';
 
 export interface MediaMirrorOptions extends PluginOpts {
   /** The API's base URL, e.g. `https://media.example.com`. */
@@ -76,8 +77,6 @@ export type MediaMirrorBody = UploadResult & Body;
 const IDEMPOTENCY_META = 'mediaMirrorIdempotencyKey';
 /** The id of the file a file was refused for (same path, other content): its Retry is refused too. */
 const SAME_PATH_META = 'mediaMirrorSamePathAs';
-/** Bytes read at once from each of two same-sized files that go to one path. */
-const COMPARE_CHUNK = 4 * 1024 * 1024;
 
 function defaultPath(file: UppyFile<Meta, Body>, prefix: string): string {
   const { relativePath: relative, name: named } = file.meta as { relativePath?: unknown; name?: unknown };
@@ -91,24 +90,6 @@ function defaultPath(file: UppyFile<Meta, Body>, prefix: string): string {
         : relative.replace(/[^/]*$/, renamed)
       : (renamed ?? file.name ?? file.id);
   return `${prefix}${name.replace(/^\/+/, '')}`;
-}
-
-/** Whether two blobs hold the same bytes: read chunk by chunk, so a difference stops the reading early. */
-async function sameBytes(a: Blob, b: Blob): Promise<boolean> {
-  if (a.size !== b.size) return false;
-  for (let at = 0; at < a.size; at += COMPARE_CHUNK) {
-    const [x, y] = await Promise.all(
-      [a, b].map(async (blob) => new Uint8Array(await blob.slice(at, at + COMPARE_CHUNK).arrayBuffer())),
-    );
-    if (x === undefined || y === undefined || !equalBytes(x, y)) return false;
-  }
-  return true;
-}
-
-function equalBytes(x: Uint8Array, y: Uint8Array): boolean {
-  if (x.length !== y.length) return false;
-  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-  return true;
 }
 
 function samePathError(other: UppyFile<Meta, Body>, path: string): Error {
