@@ -183,3 +183,13 @@ export function normalizePath(raw: unknown, maxPrefixBytes = 0): string {
   if (utf8Bytes(path) > limit) invalid(`must be at most ${limit} bytes in UTF-8`);
   return path;
 }
+
+/**
+ * A prefix someone typed or configured, as the folder it names: leading `/` dropped and a `/` added
+ * (`media` and `/media/` are both `media/`), as `sync <dir> media` stores `media/...`. The page and
+ * the Uppy plugin prepend it to a file's name.
+ */
+export function folderPrefix(value: string): string {
+  const folder = value.trim().replace(/^\/+/, '');
+  return folder === '' || folder.endsWith('/') ? folder : `${folder}/`;
+}

@@ -16,7 +16,7 @@
  */
 import { sleep } from '../../common/retry.ts';
 import type { ChangesPage, FileStatus, TargetList } from '../../contracts/api.ts';
-import { checkNewPathName, replaceHiddenCharacters } from '../../contracts/path-rules.ts';
+import { checkNewPathName, folderPrefix, replaceHiddenCharacters } from '../../contracts/path-rules.ts';
 import { MirrorApi } from '../client/api.ts';
 import { ApiError } from '../client/errors.ts';
 import { formatBytes, type UploadProgress } from '../client/plan.ts';
@@ -579,8 +579,7 @@ function addFiles(files: Iterable<File>): void {
   }
   formError.hidden = true;
   // A folder, as the CLI takes it (`sync ./uploads media` stores media/...): `media` + `a.txt` is media/a.txt.
-  const folder = $<HTMLInputElement>('#prefix').value.trim().replace(/^\/+/, '');
-  const prefix = folder === '' || folder.endsWith('/') ? folder : `${folder}/`;
+  const prefix = folderPrefix($<HTMLInputElement>('#prefix').value);
   // Opt-in: the API refuses names with these three characters (docs/browser.md).
   const rename = $<HTMLInputElement>('#rename-reserved').checked;
   const list = $<HTMLOListElement>('#uploads');

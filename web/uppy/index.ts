@@ -26,7 +26,7 @@
  *   whether it was deduplicated or resumed.
  */
 import { BasePlugin, type Body, type Meta, type PluginOpts, type Uppy, type UppyFile } from '@uppy/core';
-import { checkNewPathName } from '../../contracts/path-rules.ts';
+import { checkNewPathName, folderPrefix } from '../../contracts/path-rules.ts';
 import {
   newIdempotencyKey,
   type RequestSigner,
@@ -59,7 +59,7 @@ export interface MediaMirrorOptions extends PluginOpts {
    * no version. `undefined` for a file: no condition. @default no condition for any file
    */
   readonly ifVersionOf?: (file: UppyFile<Meta, Body>) => number | undefined;
-  /** Prepended to the default path, e.g. `uploads/2026/`. @default '' */
+  /** The folder of the default path, e.g. `uploads/2026/` (`uploads/2026` is the same folder). @default '' */
   readonly prefix?: string;
   /** Files uploaded at once. @default 3 */
   readonly limit?: number;
@@ -258,7 +258,7 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
   #pathOrRefusal(file: UppyFile<M, B>): string | Error {
     const path =
       this.opts.pathOf?.(file as UppyFile<Meta, Body>) ??
-      defaultPath(file as UppyFile<Meta, Body>, this.opts.prefix ?? '');
+      defaultPath(file as UppyFile<Meta, Body>, folderPrefix(this.opts.prefix ?? ''));
     try {
       // The API refuses such a name only at the claim, after the whole file is hashed: refused
       // here, the file fails at once, with the rule in words.

@@ -126,3 +126,16 @@ describe('MediaMirror: two files of one upload that map to one path', () => {
     ]);
   });
 });
+
+describe('MediaMirror: the prefix is a folder, as on the page and in the CLI', () => {
+  it('"media" and "/media/" both put photo.jpg at media/photo.jpg, not at mediaphoto.jpg', async () => {
+    for (const prefix of ['media', '/media/', 'media/']) {
+      const { uppy, done, add, claimedPaths } = setUp({ prefix });
+      const id = add('photo.jpg', bytesOf(1_000, 1), 1);
+      await uppy.upload();
+      expect(done).toEqual([id]);
+      expect(claimedPaths(), prefix).toEqual(['media/photo.jpg']);
+      vi.unstubAllGlobals();
+    }
+  });
+});
