@@ -7,6 +7,7 @@
  * nothing with --dry-run), and a restart converges by itself.
  */
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -31,6 +32,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSample } from '../../cli/prom-text.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
+import { sha256Hex } from '../support/domain.js';
 import { localApi } from '../support/local-api.js';
 import { binArgs, runCliOn, testStackOptions } from '../support/local-stack.ts';
 import { waitFor as poll } from '../support/wait.js';
@@ -108,6 +110,7 @@ afterAll(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
+const MiB = 1024 * 1024;
 const bytesOf = (label: string) => Buffer.from(`${label} ${Date.now()} ${Math.random()}\n`.repeat(200));
 
 const api = (method: string, path: string, body?: unknown) =>
@@ -316,13 +319,41 @@ describe('operations through the local stack', () => {
       endpoint: e.sqs.endpoint,
       credentials: { ...e.s3.credentials },
     });
+    // A real multipart upload, every part stored and recorded, whose completion was parked as the
+    // completer parks one it kept failing on (storage down for the whole retry window): nobody
+    // called complete, so only the redriven message can finish it.
+    const bytes = Buffer.concat([randomBytes(17 * MiB), bytesOf('parked-completion')]);
+    const claimed = await api('POST', '/v1/uploads', {
+      path: 'ops/parked-completion.bin',
+      size: bytes.length,
+      sha256: sha256Hex(bytes),
+      contentType: 'application/octet-stream',
+    });
+    expect(claimed.status).toBe(201);
+    const { uploadId } = claimed.body as { uploadId: string };
+    const { partSize, partCount } = claimed.body.multipart as { partSize: number; partCount: number };
+    const asked = Array.from({ length: partCount }, (_, i) => {
+      const part = bytes.subarray(i * partSize, Math.min(bytes.length, (i + 1) * partSize));
+      return { partNumber: i + 1, size: part.length, sha256: sha256Hex(part), part };
+    });
+    const signed = await api('POST', `/v1/uploads/${uploadId}/parts`, {
+      parts: asked.map(({ part: _, ...p }) => p),
+    });
+    const reports = [];
+    for (const [i, s] of (
+      signed.body.parts as { url: string; headers: Record<string, string> }[]
+    ).entries()) {
+      const { part, ...p } = asked[i] as (typeof asked)[number];
+      const put = await fetch(s.url, { method: 'PUT', headers: s.headers, body: new Uint8Array(part) });
+      expect(put.status).toBe(200);
+      reports.push({ ...p, etag: put.headers.get('etag') });
+    }
+    expect((await api('PUT', `/v1/uploads/${uploadId}/parts`, { parts: reports })).status).toBe(200);
     try {
-      // Parked as the completer leaves one it kept failing: a completion of an upload the ledger
-      // does not know (once back, the completer takes it as settled and drops it).
       await sqs.send(
         new SendMessageCommand({
           QueueUrl: e.completion.dlq,
-          MessageBody: JSON.stringify({ completeUpload: { uploadId: 'u-parked-completion' } }),
+          MessageBody: JSON.stringify({ completeUpload: { uploadId } }),
         }),
       );
     } finally {
@@ -333,6 +364,7 @@ describe('operations through the local stack', () => {
     );
     const status = await cli('status');
     expect(status.out).toContain('mirror-completion-dlq: 1 message(s) parked');
+    expect((await api('GET', `/v1/uploads/${uploadId}`)).body.status).toBe('pending');
 
     const dry = await cli('redrive', '--completion', '--dry-run');
     expect(dry.err).toBe('');
@@ -356,6 +388,21 @@ describe('operations through the local stack', () => {
     });
     expect(await metric('mirror_dlq_messages', dlq)).toBe(0);
     expect((await cli('status')).out).not.toContain('mirror-completion-dlq');
+    // Back on its queue, the completer assembled the parts and the ingest verified and committed them.
+    const done = await until(
+      'the redriven completion to commit the upload',
+      async () => {
+        const u = await api('GET', `/v1/uploads/${uploadId}`);
+        return u.body.status === 'pending' ? undefined : u.body;
+      },
+      60_000,
+    );
+    expect(done).toMatchObject({ status: 'committed', version: 1 });
+    await until(
+      'the S3 target to hold it',
+      async () => ((await replicaBytes('ops/parked-completion.bin'))?.equals(bytes) ? true : undefined),
+      60_000,
+    );
   });
 
   it('reconcile repairs replica objects deleted or altered directly; --dry-run reports and changes nothing', async () => {
