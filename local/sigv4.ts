@@ -364,9 +364,7 @@ async function expectedSignature(
     hostname: 'signing.invalid',
     path: read.path,
     headers: toSign,
-    query: Object.fromEntries(
-      [...query.entries()].filter(([name]) => !(presigned && name === 'X-Amz-Signature')),
-    ) as Record<string, string | string[]>,
+    query: canonicalQuery(query, presigned),
   };
   const options = {
     signingDate: claim.signingDate,
@@ -387,6 +385,21 @@ async function expectedSignature(
   }
   const out = await signer.sign(httpRequest, options);
   return /Signature=([0-9a-f]+)/.exec(String(out.headers.authorization ?? ''))?.[1];
+}
+
+/**
+ * Every value of a repeated parameter, as AWS canonicalises them (the signer sorts them): the
+ * services read one of them, so keeping only one here would let a value nobody signed be put
+ * beside the signed one.
+ */
+function canonicalQuery(query: URLSearchParams, presigned: boolean): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const name of new Set(query.keys())) {
+    if (presigned && name === 'X-Amz-Signature') continue;
+    const values = query.getAll(name);
+    out[name] = values.length === 1 ? (values[0] as string) : values;
+  }
+  return out;
 }
 
 // One signer per service, region and key pair: each keeps the SDK's cache of derived signing keys.
