@@ -64,9 +64,9 @@ export function parseTarget(url: string): Target {
 export type RequestVerifier = (request: SigV4Request) => Promise<SigV4Result>;
 
 /**
- * A presigned URL binds the headers it names: S3 refuses any other `x-amz-*` header (metadata, an
- * ACL, tags, a copy source) rather than let the URL's holder add what its signer never allowed.
- * `x-amz-content-sha256` is the one S3 takes unsigned.
+ * A signature binds the headers it names: S3 refuses any other `x-amz-*` header (metadata, an
+ * ACL, tags, a copy source) rather than let a URL's holder, or whatever handled a request after it
+ * was signed, add what its signer never allowed. `x-amz-content-sha256` is the one S3 takes unsigned.
  */
 function refuseUnsignedAmzHeaders(req: IncomingMessage, signedHeaders: readonly string[]): void {
   const signed = new Set(signedHeaders);
@@ -96,7 +96,8 @@ export async function authenticate(
 ): Promise<ChunkSigning | undefined> {
   const result = await verify({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers });
   if (!result.ok) throw new S3Error(result.status, result.code, result.message);
-  if (result.presigned) refuseUnsignedAmzHeaders(req, result.signedHeaders);
+  // Header-signed requests too: S3 asks every x-amz-* header sent to be signed either way.
+  refuseUnsignedAmzHeaders(req, result.signedHeaders);
   const authorization = headerValue(req.headers, 'authorization');
   const datetime = headerValue(req.headers, 'x-amz-date');
   const signature = /Signature=([0-9a-f]{64})/.exec(authorization ?? '')?.[1];

@@ -476,6 +476,33 @@ describe('strict like S3', () => {
     expect(ok.status).toBe(200);
   });
 
+  it('a header-signed request with an x-amz-* header it did not sign gets 403 AccessDenied too, and changes nothing', async () => {
+    // S3 asks the same of the Authorization header as of a presigned URL: every x-amz-* header sent
+    // is signed. A component adding one after signing (a middleware, a proxy) fails on AWS, so here too.
+    const body = 'header-signed';
+    const signedWith = async (extra: Record<string, string>) => {
+      const hashed = { 'x-amz-content-sha256': createHash('sha256').update(body).digest('hex') };
+      const { host: _host, ...sent } = await signHeaders('PUT', '/plain/unsigned/extra.txt', hashed);
+      return fetch(`${s3.endpoint}/plain/unsigned/extra.txt`, {
+        method: 'PUT',
+        headers: { ...sent, ...extra },
+        body,
+      });
+    };
+    const extras: Record<string, string>[] = [
+      { 'x-amz-meta-evil': '1' },
+      { 'x-amz-tagging': 'a=b' },
+      { 'x-amz-acl': 'public-read' },
+    ];
+    for (const extra of extras) {
+      const res = await signedWith(extra);
+      expect(res.status, JSON.stringify(extra)).toBe(403);
+      expect(await res.text()).toContain(`<HeadersNotSigned>${Object.keys(extra)[0]}</HeadersNotSigned>`);
+    }
+    expect(await exists('plain', 'unsigned/extra.txt')).toBe(false);
+    expect((await signedWith({})).status).toBe(200);
+  });
+
   it('a presigned URL with a signed query parameter given again (another value first) gets 403 SignatureDoesNotMatch', async () => {
     // S3 signs every value of a repeated parameter (SigV4: sorted by name, then value). The emulator
     // reads the first value; had the signature kept only the last one, whoever held a content URL could
