@@ -2,7 +2,9 @@ import { DynamoDBClient, ListTablesCommand, PutItemCommand } from '@aws-sdk/clie
 import { GetObjectCommand, PutObjectCommand, S3Client, UploadPartCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
+import { SigningSha256 } from '../../../common/sha256-node.ts';
 import { type SigV4Request, sha256Hex, verifySigV4 } from '../../../local/sigv4.ts';
 
 const CREDS = { accessKeyId: 'LOCALKEY', secretAccessKey: 'local-secret' };
@@ -224,6 +226,44 @@ describe('verifySigV4 accepts what the AWS SDK signs', () => {
     expect(await verifySigV4(request, { ...s3, now: new Date(NOW.getTime() + 60_000) })).toMatchObject({
       ok: true,
     });
+  });
+
+  it('a parameter given twice, both values signed (sorted, as AWS canonicalises them); not with a third put in front', async () => {
+    const url = new URL(
+      await getSignedUrl(presignClient(), new GetObjectCommand({ Bucket: 'b-1', Key: 'k' }), {
+        expiresIn: 60,
+        signingDate: NOW,
+      }),
+    );
+    // The SDK's signer takes an array for a repeated parameter; sign one with tag=b&tag=a.
+    const signer = new SignatureV4({
+      service: 's3',
+      region: REGION,
+      credentials: CREDS,
+      sha256: SigningSha256,
+      uriEscapePath: false,
+    });
+    const signed = await signer.presign(
+      {
+        method: 'GET',
+        protocol: 'http:',
+        hostname: url.hostname,
+        port: Number(url.port),
+        path: '/b-1/k',
+        // As the S3 presigner sends it: hoisted into the query, the payload unsigned.
+        headers: { host: url.host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' },
+        query: { tag: ['b', 'a'] },
+      },
+      { signingDate: NOW, expiresIn: 60 },
+    );
+    const query = Object.entries(signed.query ?? {}).flatMap(([k, v]) =>
+      (Array.isArray(v) ? v : [v]).map((one) => `${rfc3986(k)}=${rfc3986(String(one))}`),
+    );
+    const request = { method: 'GET', url: `/b-1/k?${query.join('&')}`, headers: { host: url.host } };
+    expect(request.url).toContain('tag=b&tag=a');
+    expect(await verifySigV4(request, s3)).toMatchObject({ ok: true });
+    const third = { ...request, url: request.url.replace('?', '?tag=c&') };
+    expect(await verifySigV4(third, s3)).toMatchObject({ ok: false, code: 'SignatureDoesNotMatch' });
   });
 
   it('a ListTables with no body (hash of the empty string)', async () => {
