@@ -416,7 +416,15 @@ function warnOfAnyTrustAnchor(home: HomeStack): void {
  * machine use the API's CORS grant.
  */
 function warnOfLocalOrigins(home: HomeStack, origins: readonly string[]): void {
+  if (origins.includes('*')) {
+    Annotations.of(home).addWarningV2(
+      'mirror:anyCorsOrigin',
+      "api.corsOrigins allows any origin ('*'): any web page a user opens can call the deployed API and " +
+        "PUT to the buckets with the credentials or token it is given. List your web app's https:// origin instead (docs/deploy.md).",
+    );
+  }
   const local = origins.filter((o) => {
+    if (o === '*') return false;
     try {
       const url = new URL(o);
       return url.protocol !== 'https:' || ['localhost', '127.0.0.1', '[::1]'].includes(url.hostname);

@@ -226,6 +226,13 @@ describe('CORS origins of the local stack', () => {
     expect(String(warning?.entry.data)).toContain('allows http://localhost:8787, https://127.0.0.1 (');
     expect(corsWarnings(['https://cms.example.com'])).toEqual([]);
   });
+
+  it("'*' warns as any origin, not as plain HTTP or this machine", () => {
+    const [warning, ...more] = corsWarnings(['*', 'https://cms.example.com']);
+    expect(more).toEqual([]);
+    expect(String(warning?.entry.data)).toMatch(/api\.corsOrigins allows any origin \('\*'\): any web page/);
+    expect(String(warning?.entry.data)).not.toContain('plain HTTP');
+  });
 });
 
 describe('queue retention', () => {
