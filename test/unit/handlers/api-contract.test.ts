@@ -3,6 +3,7 @@
  * (a 500, logged), and a request is parsed with the contract's schemas.
  */
 import { describe, expect, it } from 'vitest';
+import { routeList } from '../../../contracts/api.js';
 import type { Upload } from '../../../contracts/model.js';
 import { quietTelemetry } from '../../../functions/adapters/powertools.js';
 import { systemClock } from '../../../functions/adapters/wiring.js';
@@ -61,4 +62,35 @@ describe('the API against contracts/api.ts', () => {
     expect(answer.status).toBe(400);
     expect(answer.body.error).toMatchObject({ code: 'invalid', field: 'uploadId' });
   });
+});
+
+describe('an unknown query parameter, on every route', () => {
+  const handler = createApiHandler({
+    ledger: {} as Ledger,
+    clock: systemClock,
+    targets: [],
+    feedShards: 4,
+    telemetry: quietTelemetry(new RecordingMetrics()),
+  } as unknown as ApiDeps);
+  const concrete = (template: string) =>
+    template
+      .replace('{id}', committed.uploadId)
+      .replace('{partNumber}', '1')
+      .replace('{path}', 'photos/a.jpg');
+
+  // docs/api.md: "any query parameter on a route that takes none" is 400 `invalid`. The contract
+  // lists every status a route answers, and docs/openapi.json is held to it: a client generated
+  // from either must expect that 400 on GET /v1/health, /v1/limits and /v1/targets too.
+  it.each(routeList.map((route) => [`${route.method} ${route.path}`, route] as const))(
+    '%s answers 400 invalid naming it, a status its contract lists',
+    async (_name, route) => {
+      const result = await handler(
+        httpEvent(route.method, concrete(route.path), { query: { zz: '1' } }),
+        lambdaContext('api'),
+      );
+      expect(result.statusCode).toBe(400);
+      expect(JSON.parse(String(result.body)).error).toMatchObject({ code: 'invalid', field: 'zz' });
+      expect(Object.keys(route.responses)).toContain('400');
+    },
+  );
 });
