@@ -7,8 +7,9 @@
  * stand-in for CloudWatch metrics; no token). Other paths serve the web page's files.
  *
  * Only requests naming the front by its own loopback `Host` are answered (a DNS-rebinding
- * page sends its own host name: 421), and `/config.json`, which carries the token, goes
- * only to the page's own origin (no CORS; a cross-origin `Origin` or `Sec-Fetch-Site`: 403).
+ * page sends its own host name: 421), and `/config.json` (the page's API address and the origins
+ * `?api=` may name; no token: the page takes it from `#token=`) goes only to the page's own
+ * origin (no CORS; a cross-origin `Origin` or `Sec-Fetch-Site`: 403).
  */
 import { isUtf8 } from 'node:buffer';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
@@ -461,7 +462,7 @@ interface Refusal {
 /**
  * A request the front does not answer: one naming another host (DNS rebinding: a page at
  * `evil.example` resolved to 127.0.0.1 is "same-origin" with itself, and sends its own
- * Host), or a cross-origin read of `/config.json`, which carries the token.
+ * Host), or a cross-origin read of `/config.json` (the page's own settings).
  */
 export function refuseForeign(
   req: IncomingMessage,
