@@ -8,7 +8,8 @@
  * (or MIRROR_TABLE, ...) and the standard AWS credential chain. Locally: the
  * endpoints file supplies names, endpoints and the emulators' credentials.
  */
-import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { realpath } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
 import { fileExists, readJsonFile } from '../common/json-file.ts';
 import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
@@ -220,7 +221,7 @@ export async function resolveAgentConfig(options: ResolveOptions): Promise<Agent
 
   const problems: string[] = [...(options.problems ?? [])];
   readBandwidth(values, problems);
-  checkStateOutsideMirror(values, problems);
+  await checkStateOutsideMirror(values, problems);
   const parsed = configSchema.safeParse(Object.fromEntries([...values].map(([k, v]) => [k, v.value])));
   if (!parsed.success) problems.push(...schemaProblems(parsed.error, values));
   if (problems.length > 0 || !parsed.success) {
@@ -373,19 +374,42 @@ function resolveFolders(values: Values, cwd: string): void {
 /**
  * The state folder inside the mirror folder under any name but `.media-mirror` (which no mirror
  * path may take) would be mirrored into: anyone who may upload could write the agent's journal,
- * snapshot and lock through ordinary paths.
+ * snapshot and lock through ordinary paths. Judged by the names as given and by where they lead
+ * (symlinks resolved), so a link into the mirror folder, or a mirror folder given by a link, does
+ * not pass for outside.
  */
-function checkStateOutsideMirror(values: Values, problems: string[]): void {
+async function checkStateOutsideMirror(values: Values, problems: string[]): Promise<void> {
   const dir = values.get('dir');
   const state = values.get('stateDir');
   if (!dir || !state) return;
-  const inside = relative(String(dir.value), String(state.value));
-  const isInside = inside === '' || !(inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside));
-  if (isInside && inside !== STATE_DIR_NAME) {
+  const misplaced = (dirPath: string, statePath: string) => {
+    const inside = relative(dirPath, statePath);
+    const isInside =
+      inside === '' || !(inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside));
+    return isInside && inside !== STATE_DIR_NAME;
+  };
+  const [realDir, realState] = await Promise.all([
+    realPathSoFar(String(dir.value)),
+    realPathSoFar(String(state.value)),
+  ]);
+  if (misplaced(String(dir.value), String(state.value)) || misplaced(realDir, realState)) {
     problems.push(
       `${state.source}: the state folder ${String(state.value)} is inside the mirror folder ${String(dir.value)}: ` +
         `put it outside, or at ${join(String(dir.value), STATE_DIR_NAME)} (the one name no mirrored path may take)`,
     );
+  }
+}
+
+/** The real path of the longest part of `path` that exists, with the rest (not yet made) after it. */
+async function realPathSoFar(path: string): Promise<string> {
+  const rest: string[] = [];
+  for (let at = path; ; at = dirname(at)) {
+    try {
+      return join(await realpath(at), ...rest);
+    } catch {
+      if (dirname(at) === at) return path;
+      rest.unshift(basename(at));
+    }
   }
 }
 

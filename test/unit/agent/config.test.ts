@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
@@ -118,6 +118,37 @@ describe('agent configuration', () => {
         cwd,
       });
       expect(config.stateDir).toBe(join(cwd, stateDir));
+    }
+  });
+
+  it('a state folder that is inside the mirror folder through a symlink is refused as well', async () => {
+    // docs/agent.md: "any other folder inside <dir> is refused, since uploads could then write the
+    // agent's journal". Judged by name only, a state folder reached through a link (a folder moved
+    // to a bigger disk and linked back, say) was taken, and the agent kept its journal and snapshot
+    // where a mirrored path (sub/state.journal) would replace them.
+    await mkdir(join(cwd, 'linked', 'mirror', 'sub'), { recursive: true });
+    await symlink(join(cwd, 'linked', 'mirror', 'sub'), join(cwd, 'linked', 'state-link'));
+    await symlink(join(cwd, 'linked', 'mirror'), join(cwd, 'linked', 'mirror-link'));
+    const refused = [
+      { dir: 'linked/mirror', stateDir: 'linked/state-link' },
+      { dir: 'linked/mirror', stateDir: 'linked/state-link/new' },
+      { dir: 'linked/mirror-link', stateDir: 'linked/mirror/state' },
+      { dir: 'linked/mirror', stateDir: 'linked/mirror-link/state' },
+    ];
+    for (const flags of refused) {
+      const refusal = resolveAgentConfig({ flags: { target: 'onprem-dc1', ...flags }, env: {}, cwd });
+      await expect(refusal, JSON.stringify(flags)).rejects.toThrow(
+        `--state-dir: the state folder ${join(cwd, flags.stateDir)} is inside the mirror folder ${join(cwd, flags.dir)}`,
+      );
+    }
+    // The one name no mirrored path may take is that name by its real path too.
+    for (const flags of [
+      { dir: 'linked/mirror-link', stateDir: 'linked/mirror/.media-mirror' },
+      { dir: 'linked/mirror', stateDir: 'linked/mirror-link/.media-mirror' },
+      { dir: 'linked/mirror-link' },
+    ]) {
+      const config = await resolveAgentConfig({ flags: { target: 'onprem-dc1', ...flags }, env: {}, cwd });
+      expect(config.dir, JSON.stringify(flags)).toBe(join(cwd, flags.dir));
     }
   });
 
