@@ -8,10 +8,10 @@
  * (or MIRROR_TABLE, ...) and the standard AWS credential chain. Locally: the
  * endpoints file supplies names, endpoints and the emulators' credentials.
  */
-import { realpath } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
 import { fileExists, readJsonFile } from '../common/json-file.ts';
+import { realPathSoFar } from '../common/real-path.ts';
 import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
 import { MAX_FEED_SHARDS, parseTopology, type Topology } from '../contracts/topology.ts';
 import { parseByteSize } from './byte-size.ts';
@@ -397,19 +397,6 @@ async function checkStateOutsideMirror(values: Values, problems: string[]): Prom
       `${state.source}: the state folder ${String(state.value)} is inside the mirror folder ${String(dir.value)}: ` +
         `put it outside, or at ${join(String(dir.value), STATE_DIR_NAME)} (the one name no mirrored path may take)`,
     );
-  }
-}
-
-/** The real path of the longest part of `path` that exists, with the rest (not yet made) after it. */
-async function realPathSoFar(path: string): Promise<string> {
-  const rest: string[] = [];
-  for (let at = path; ; at = dirname(at)) {
-    try {
-      return join(await realpath(at), ...rest);
-    } catch {
-      if (dirname(at) === at) return path;
-      rest.unshift(basename(at));
-    }
   }
 }
 

@@ -13,10 +13,11 @@ import type { Dirent } from 'node:fs';
 import { createWriteStream } from 'node:fs';
 import { type FileHandle, lstat, mkdtemp, readdir, readlink, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative, resolve, sep } from 'node:path';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { realPathSoFar } from '../common/real-path.ts';
 import type { Digest } from '../common/sha256.ts';
 import { createSha256 } from '../common/sha256-node.ts';
 import { storedContentType } from './content-type.ts';
@@ -118,9 +119,13 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
       } catch (err) {
         throw new MirrorCliError(`cannot read folder ${root}: ${(err as Error).message}`, { cause: err });
       }
-      // The cache (and its temporary files) may live in the folder when --cache puts it there.
+      // The cache (and its temporary files) may live in the folder when --cache puts it there, named
+      // as the walk names it or through a link (to the folder, or the folder's own name a link).
       const cache = cacheFile === null ? undefined : resolve(cacheFile);
-      const isCache = (file: string) => cache !== undefined && isCacheFile(cache, file);
+      const cacheInFolder = cache === undefined ? undefined : await asNamedUnder(root, cache);
+      const isCache = (file: string) =>
+        cache !== undefined &&
+        (isCacheFile(cache, file) || (cacheInFolder !== undefined && isCacheFile(cacheInFolder, file)));
       const files: SourceEntry[] = [];
       const add = (name: string) => files.push({ name, rel: relative(root, name).split(sep).join('/') });
       await walkFolder(root, entries, {
@@ -167,6 +172,15 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
     release: async () => {},
     close: async () => {},
   };
+}
+
+/** `file` as named under `root` by the walk, when it lies in that folder by its real path. */
+async function asNamedUnder(root: string, file: string): Promise<string | undefined> {
+  const [realRoot, realFile] = await Promise.all([realPathSoFar(root), realPathSoFar(file)]);
+  const inside = relative(realRoot, realFile);
+  if (inside === '' || inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside))
+    return undefined;
+  return join(root, inside);
 }
 
 /**

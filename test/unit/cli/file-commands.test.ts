@@ -955,6 +955,33 @@ describe('media-mirror sync (against a fake API)', () => {
     expect(summary.files).toBe(2);
   });
 
+  it('a --cache inside the folder by way of a symbolic link is left out too (docwalk)', async () => {
+    // Named through a link to the folder (or with the folder named through a link), the cache was
+    // taken for one of the folder's files: each run uploaded it (its 0600 list of the folder's
+    // names, inodes and digests) as a new version, replicated to every target.
+    const lib = join(dir, 'lib-cache-linked');
+    await mkdir(lib, { recursive: true });
+    await writeFile(join(lib, 'a.png'), 'a');
+    await writeFile(join(lib, 'cache.json'), '{}');
+    await writeFile(join(lib, 'cache.json.0a1b2c3d.tmp'), 'a save cut short');
+    await symlink(lib, join(dir, 'lib-cache-link'));
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['*/*'] });
+    const route: Route = (url, init) =>
+      url.pathname === '/v1/limits' ? { status: 200, body: limits } : feed([[]])(url, init);
+    for (const [folder, cache] of [
+      [lib, join(dir, 'lib-cache-link', 'cache.json')],
+      [join(dir, 'lib-cache-link'), join(lib, 'cache.json')],
+    ] as const) {
+      const h = harness(route);
+      expect(await h.run('sync', folder, 'm', '--dry-run', '--json', '--cache', cache)).toBe(0);
+      const summary = JSON.parse(h.out());
+      expect(
+        summary.reports.map((r: { path: string; outcome: string }) => [r.path, r.outcome]),
+        `${folder} with --cache ${cache}`,
+      ).toEqual([['m/a.png', 'planned']]);
+    }
+  });
+
   it('--dry-run lists new and changed files, skips what the limits refuse, and sends nothing', async () => {
     const lib = join(dir, 'lib');
     await mkdir(join(lib, 'sub'), { recursive: true });
