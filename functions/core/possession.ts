@@ -162,11 +162,12 @@ async function commitProven(deps: PossessionDeps, upload: Upload): Promise<FileV
       endsUpload: { deduplicated: true },
     });
   } catch (error) {
-    // As the ingest does: an upload whose ifVersion or path no longer holds ends rejected.
+    // As the ingest does, reason and all: clients tell a lost ifVersion race from a failed
+    // verification by the reason's code (web/client's verdict).
     if (error instanceof VersionConflictError || error instanceof ValidationError) {
       await ledger.finishUpload(
         upload.uploadId,
-        { status: 'rejected', reason: `conflict: ${error.message}` },
+        { status: 'rejected', reason: `${error.code}: ${error.message}` },
         clock.now().toISOString(),
       );
       await ledger.removePendingUpload(upload.sha256, upload.uploadId);

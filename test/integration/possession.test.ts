@@ -336,6 +336,33 @@ describe('proof of possession', () => {
     expect(await client.proveUpload(claimed.body.uploadId, digest)).toEqual(first.body);
   });
 
+  it('a proof that lost its ifVersion race, or whose path became a folder, ends its upload with the code as the ingest does (version_conflict: / path_conflict:)', async () => {
+    const bytes = randomBytes(30 * KiB);
+    await store('pop/race/original.bin', bytes);
+    await store('pop/race/raced.bin', randomBytes(1 * KiB));
+    const claimed = await claim('pop/race/raced.bin', bytes, { ifVersion: 1 });
+    await store('pop/race/raced.bin', randomBytes(2 * KiB)); // another writer commits version 2
+    const lost = await prove(claimed.body.uploadId, digestFor(claimed.body.challenge, bytes));
+    expect(lost.status).toBe(409);
+    expect(lost.body.error).toMatchObject({ code: 'version_conflict', field: 'ifVersion' });
+    // A client reading the upload (its proof's answer lost, or another client joined to it) must
+    // tell a lost race from a failed verification by the reason's code, as after the ingest.
+    expect((await api.call('GET', `/v1/uploads/${claimed.body.uploadId}`)).body).toMatchObject({
+      status: 'rejected',
+      reason: expect.stringMatching(/^version_conflict: "pop\/race\/raced.bin" is at version 2/),
+    });
+
+    const asFile = await claim('pop/race/dir', bytes);
+    await store('pop/race/dir/under.bin', randomBytes(1 * KiB));
+    const taken = await prove(asFile.body.uploadId, digestFor(asFile.body.challenge, bytes));
+    expect(taken.status).toBe(400);
+    expect(taken.body.error).toMatchObject({ code: 'path_conflict', field: 'path' });
+    expect((await api.call('GET', `/v1/uploads/${asFile.body.uploadId}`)).body).toMatchObject({
+      status: 'rejected',
+      reason: expect.stringMatching(/^path_conflict: /),
+    });
+  });
+
   it('the web client in Node commits stored content with no PUT, small and multipart', async () => {
     for (const size of [200 * KiB, 17 * MiB + 5]) {
       const bytes = randomBytes(size);
