@@ -227,6 +227,63 @@ describe('pipeline through the local stack', () => {
     ).toEqual([1, 2]);
   });
 
+  it('two CLI uploads of one large file to one path at once: the one whose parts find the upload completed by the other reports the commit, not storage 404', async () => {
+    const bytes = Buffer.alloc(20 * 1024 * 1024 + 321);
+    for (let i = 0; i < bytes.length; i += 4096) bytes.writeInt32BE(i ^ 0x2f6a1c3d, i);
+    const file = join(stack.dir, 'joined.bin');
+    await writeFile(file, bytes);
+    const path = 'cli/joined.bin';
+    const client = new MirrorApi({ baseUrl: sandbox.endpoints.api, token: sandbox.endpoints.token });
+    const cliUpload = (fetchParts?: typeof fetch) =>
+      uploadFile(
+        {
+          client,
+          putFile: createPutFile(),
+          sendParts: createPartSender(client, fetchParts),
+          clock: systemClock,
+          progress: { phase: () => undefined, bytes: () => undefined, stop: () => undefined } as never,
+        },
+        { file, path, contentType: 'application/octet-stream' },
+      );
+    // The second run (`sync` of the same folder elsewhere, say) joins the first's upload and sends
+    // all of it while the first is about to send its first part: that part finds the upload done.
+    let other: ReturnType<typeof cliUpload> | undefined;
+    const slowFirst: typeof fetch = async (input, init) => {
+      other ??= cliUpload();
+      await other;
+      return fetch(input, init);
+    };
+    const first = await cliUpload(slowFirst);
+    const second = await other;
+    expect(second).toMatchObject({ status: 'committed', version: 1, sha256: sha(bytes) });
+    expect(first).toMatchObject({
+      status: 'committed',
+      version: 1,
+      sha256: sha(bytes),
+      uploadId: second?.uploadId,
+    });
+    const versions = await api('GET', `/v1/files/${enc(path)}/versions`);
+    expect(versions.body.versions.map((v: { version: number }) => v.version)).toEqual([1]);
+
+    // Aborted by another client instead: the upload's own outcome (exit 1, 'rejected: aborted').
+    await writeFile(file, bytes.subarray(7));
+    const abortFirst: typeof fetch = async (input, init) => {
+      const joinedClaim = await api('POST', '/v1/uploads', {
+        path,
+        size: bytes.length - 7,
+        sha256: sha(bytes.subarray(7)),
+        contentType: 'application/octet-stream',
+      });
+      await api('DELETE', `/v1/uploads/${joinedClaim.body.uploadId}`);
+      return fetch(input, init);
+    };
+    await expect(cliUpload(abortFirst)).rejects.toMatchObject({
+      name: 'UploadRejectedError',
+      reason: 'aborted',
+      exitCode: 1,
+    });
+  });
+
   it('the CLI uploads a file above the multipart threshold in parts, and it reaches every replica', async () => {
     const bytes = Buffer.alloc(20 * 1024 * 1024 + 123);
     for (let i = 0; i < bytes.length; i += 4096) bytes.writeInt32BE(i ^ 0x1e3779b9, i);

@@ -408,11 +408,21 @@ export function continueUpload(
   claimed: UploadPending | UploadPendingMultipart,
   options: UploadFileOptions & { readonly sha256: string },
 ): Promise<UploadResult> {
-  return inSession(file, options, (s) => {
+  return inSession(file, options, async (s) => {
     s.uploadId = claimed.uploadId;
     s.joined = joined(claimed);
     const base = { uploadId: claimed.uploadId, path: claimed.path, sha256: options.sha256, size: s.size };
-    return sendAndVerify(s, claimed, base);
+    try {
+      return await sendAndVerify(s, claimed, base);
+    } catch (error) {
+      if (s.signal.aborted) throw error;
+      // Another client joined to this upload may have completed or aborted it while parts were
+      // still going (storage then answers 404): its outcome is this call's, as in claimAndSend,
+      // not storage's words for a file that was committed.
+      const ended = await endedUpload(s, claimed.uploadId, finishing(error));
+      if (ended === undefined) throw error;
+      return verdict(s, base, ended, { parts: 0, skipped: 0, bytes: s.bytesSent, resumed: s.joined });
+    }
   });
 }
 
