@@ -200,36 +200,85 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
         },
       );
       if (got === undefined) continue;
-      if (got.sha256 !== undefined && got.size === expected.size && got.sha256 === expected.sha256) {
-        await keepOwnership(temp, file);
-        // On disk before it takes the name, and the name on disk before "verified": a power cut
-        // after exit 0 would otherwise leave an empty file where the old one was (XFS; ext4 for a
-        // new name), as the agent, which fsyncs the same way, never does.
-        await fsync(temp);
-        await rename(temp, file);
-        // A file system that cannot sync a folder (EINVAL: some FUSE and network ones) has the file in place.
-        await fsync(dirname(file), constants.O_RDONLY | constants.O_DIRECTORY).catch(
-          (error: NodeJS.ErrnoException) => {
-            if (error.code !== 'EINVAL' && error.code !== 'ENOTSUP') throw error;
-          },
-        );
-        const { version, sha256, size } = expected;
-        return { path: options.path, version, sha256, size, file, target: options.target ?? null };
+      if (!holds(got, expected)) {
+        if (await readAgain()) continue;
+        expected = await copyAheadOrFail(client, options, expected, got);
       }
-      if (await readAgain()) continue;
-      const sent =
-        got.sha256 === undefined
-          ? `storage sent more than ${expected.size} bytes (the download stopped there)`
-          : `downloaded ${got.size} bytes with SHA-256 ${got.sha256}`;
-      throw new VerifyFailedError(
-        `${options.path}: ${sent}, but version ` +
-          `${expected.version} is ${expected.size} bytes with SHA-256 ${expected.sha256}; nothing written`,
-      );
+      await keepDownload(temp, file);
+      const { version, sha256, size } = expected;
+      return { path: options.path, version, sha256, size, file, target: options.target ?? null };
     }
   } finally {
     await rm(temp, { force: true });
     cancelRemoval();
   }
+}
+
+/** Moves the verified download into place, on disk before it takes the name. */
+async function keepDownload(temp: string, file: string): Promise<void> {
+  await keepOwnership(temp, file);
+  // On disk before it takes the name, and the name on disk before "verified": a power cut
+  // after exit 0 would otherwise leave an empty file where the old one was (XFS; ext4 for a
+  // new name), as the agent, which fsyncs the same way, never does.
+  await fsync(temp);
+  await rename(temp, file);
+  // A file system that cannot sync a folder (EINVAL: some FUSE and network ones) has the file in place.
+  await fsync(dirname(file), constants.O_RDONLY | constants.O_DIRECTORY).catch(
+    (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EINVAL' && error.code !== 'ENOTSUP') throw error;
+    },
+  );
+}
+
+/**
+ * Bytes other than the expected version's: exit 5, unless a target's copy is ahead of its row.
+ * replicate copies an object before it writes the target's row, so until then the replica serves
+ * a newer version's bytes under a row that has not moved, and reading again finds nothing new:
+ * bytes that are exactly a newer version's, as the ledger records it, are that version.
+ */
+async function copyAheadOrFail(
+  client: GetClient,
+  options: GetOptions,
+  expected: Expected,
+  got: { size: number; sha256?: string | undefined },
+): Promise<Expected> {
+  const ahead =
+    options.target === undefined ? undefined : await newerVersionHolding(client, options.path, expected, got);
+  if (ahead !== undefined) return ahead;
+  const sent =
+    got.sha256 === undefined
+      ? `storage sent more than ${expected.size} bytes (the download stopped there)`
+      : `downloaded ${got.size} bytes with SHA-256 ${got.sha256}`;
+  throw new VerifyFailedError(
+    `${options.path}: ${sent}, but version ` +
+      `${expected.version} is ${expected.size} bytes with SHA-256 ${expected.sha256}; nothing written`,
+  );
+}
+
+type Expected = { version: number; sha256: string; size: number };
+
+const holds = (got: { size: number; sha256?: string | undefined }, version: Expected) =>
+  got.sha256 !== undefined && got.size === version.size && got.sha256 === version.sha256;
+
+/** The newest version after `expected` whose content is exactly what was downloaded, if any. */
+async function newerVersionHolding(
+  client: GetClient,
+  path: string,
+  expected: Expected,
+  got: { size: number; sha256?: string | undefined },
+): Promise<Expected | undefined> {
+  if (got.sha256 === undefined) return undefined;
+  const page = await client.listVersions(path, { limit: 100 });
+  const found = page.versions.find(
+    (v) =>
+      v.version > expected.version &&
+      !v.deleted &&
+      v.sha256 !== null &&
+      holds(got, { ...v, sha256: v.sha256 }),
+  );
+  return found?.sha256 == null
+    ? undefined
+    : { version: found.version, sha256: found.sha256, size: found.size };
 }
 
 async function fsync(path: string, flags: number = constants.O_RDONLY): Promise<void> {
