@@ -119,6 +119,33 @@ describe('ingest on InMemoryLedger', () => {
     }
   });
 
+  it('a claim of the same SHA-256 at another size is not committed by the verified bytes: it stays pending, no version of its path', async () => {
+    for (const pointerCarriesClaim of [false, true]) {
+      const s = setup();
+      const bytes = randomBytes(1000);
+      const honest = await claimPendingUpload(
+        s.ledger,
+        'public/honest.png',
+        bytes,
+        {},
+        { pointerCarriesClaim },
+      );
+      const wrongSize = await claimPendingUpload(
+        s.ledger,
+        'public/wrong-size.png',
+        bytes,
+        { size: bytes.length + 1 },
+        { pointerCarriesClaim },
+      );
+      await ingestBlob(s.deps, storeBlob(s.blobs, bytes));
+      expect(await s.ledger.getUpload(honest.uploadId)).toMatchObject({ status: 'committed', version: 1 });
+      expect(await s.ledger.getUpload(wrongSize.uploadId)).toMatchObject({ status: 'pending' });
+      expect(await s.ledger.getHead('public/wrong-size.png')).toBeUndefined();
+      const page = await readChanges(s.ledger, initialCursor(2), 10);
+      expect(page.changes.map((c) => `${c.path}@${c.version}`)).toEqual(['public/honest.png@1']);
+    }
+  });
+
   it('the same content with newVersion, or with another type, is a new version', async () => {
     const s = setup();
     const bytes = randomBytes(1000);
