@@ -4,6 +4,7 @@
  * getVersion), and each copy runs `copy` first (to slow it down or fail it).
  */
 import type { FileVersion, TargetState } from '../../contracts/model.js';
+import type { PolicyTarget } from '../../contracts/paths.js';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import { quietTelemetry } from '../../functions/adapters/powertools.js';
 import { systemClock } from '../../functions/adapters/wiring.js';
@@ -64,6 +65,12 @@ export function replicateWorld(
     deadline?: BatchDeadline;
     /** Where records stopped by the deadline are handed back. @default recorded in `released` */
     requeue?: { release(receiptHandles: readonly string[]): Promise<void> };
+    /** The target the handler serves. @default alpha, taking every path */
+    target?: PolicyTarget;
+    /** Path → the content of its head, where it is not the content every message names. */
+    headSha256?: Record<string, string>;
+    /** The SHA-256 the replica reports having stored for a copy. @default none reported */
+    storedSha256?: (message: ReplicationMessage) => string | undefined;
   } = {},
 ) {
   const calls: string[] = [];
@@ -83,14 +90,17 @@ export function replicateWorld(
   };
   const headOf = (path: string) => {
     const head = options.heads?.[path];
-    return head === undefined ? undefined : version(path, head);
+    if (head === undefined) return undefined;
+    const sha256 = options.headSha256?.[path];
+    return sha256 === undefined ? version(path, head) : { ...version(path, head), sha256 };
   };
   const verifiedBlob = (sha256: string) => ({
     sha256,
     size: 5,
     verifiedAt: new Date().toISOString(),
     etag: '"e"',
-    versionId: 'v-verified',
+    // Each content's verified object version is its own: a copy must name the one of the bytes it copies.
+    versionId: sha256 === SHA ? 'v-verified' : `v-verified-${sha256.slice(0, 8)}`,
   });
   const ledger = {
     readForReplication: async (path: string, _targetId: string, sha256: string | undefined) => {
@@ -149,11 +159,11 @@ export function replicateWorld(
       calls.push(`copy ${message.path} ${message.version} from ${message.sourceVersionId}`);
       await options.copy?.(message, copyOptions.signal, copyOptions.checkpoint);
       copied.push(`${message.path} ${message.version}`);
-      return { storedSha256: undefined, etag: '"replica"' };
+      return { storedSha256: options.storedSha256?.(message), etag: '"replica"' };
     },
   } as unknown as ReplicaStore;
   const handler = createReplicateHandler({
-    target: { id: 'alpha', kind: 's3' },
+    target: options.target ?? { id: 'alpha', kind: 's3' },
     ledger,
     replica,
     clock: systemClock,

@@ -152,6 +152,51 @@ describe('replicate handler: a FIFO batch', () => {
       'recordTargetState a.jpg 1',
     ]);
   });
+
+  it("a message behind the head copies the head's bytes from their own verified version, not from the version of the message's bytes", async () => {
+    // v1's message arrives after v2 (other bytes) was committed: the head is applied, and its copy
+    // names the object version the ingest verified for the head's content.
+    const head = 'd'.repeat(64);
+    const { handler, calls } = world({ heads: { 'a.jpg': 2 }, headSha256: { 'a.jpg': head } });
+    const response = await handler(sqsEvent([record('a.jpg', 1)]), lambdaContext());
+    expect(failedIds(response)).toEqual([]);
+    expect(calls).toEqual([
+      'readForReplication a.jpg with blob',
+      'getBlob',
+      `copy a.jpg 2 from v-verified-${head.slice(0, 8)}`,
+      'recordTargetState a.jpg 2',
+    ]);
+  });
+
+  it("a replica that reports storing other bytes than the ledger's is not recorded: the record fails and the failure is on the row", async () => {
+    const { handler, states, failures } = world({
+      heads: { 'a.jpg': 1 },
+      storedSha256: () => 'e'.repeat(64),
+    });
+    const response = await handler(sqsEvent([record('a.jpg', 1)]), lambdaContext());
+    expect(failedIds(response)).toEqual(['a.jpg#1']);
+    expect(states.has('a.jpg')).toBe(false);
+    expect(failures).toEqual([expect.objectContaining({ path: 'a.jpg', version: 1 })]);
+
+    const right = world({ heads: { 'a.jpg': 1 }, storedSha256: (m) => m.sha256 ?? undefined });
+    expect(failedIds(await right.handler(sqsEvent([record('a.jpg', 1)]), lambdaContext()))).toEqual([]);
+    expect(right.states.get('a.jpg')).toMatchObject({ appliedVersion: 1, status: 'verified' });
+  });
+
+  it('a message for a path this target does not take is refused: nothing copied, no row written', async () => {
+    const { handler, calls, copied, states } = world({
+      target: { id: 'alpha', kind: 's3', pathPrefix: 'public/' },
+      heads: { 'private/a.jpg': 1, 'public/b.jpg': 1 },
+    });
+    const response = await handler(
+      sqsEvent([record('private/a.jpg', 1), record('public/b.jpg', 1)]),
+      lambdaContext(),
+    );
+    expect(failedIds(response)).toEqual([]);
+    expect(copied).toEqual(['public/b.jpg 1']);
+    expect([...states.keys()]).toEqual(['public/b.jpg']);
+    expect(calls.filter((c) => c.includes('private/'))).toEqual([]);
+  });
 });
 
 /** Rejects when `signal` aborts (as the SDK does with an abortSignal), else resolves after `ms`. */
