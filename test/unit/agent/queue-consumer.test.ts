@@ -142,6 +142,22 @@ describe('queue consumer', () => {
     expect(refused.sort()).toEqual(['malformed-message', 'malformed-message']);
   });
 
+  it('a message whose apply failed (disk, network) is not deleted: released with a backoff, so it is retried and, in the end, parked in the DLQ', async () => {
+    const queue = new FakeQueue();
+    queue.push('g1', message('a', 1), 1);
+    queue.push('g2', message('b', 1), 3);
+    const { c } = consumer(queue, async () => ({ kind: 'failed', error: new Error('ENOSPC') }));
+    const run = c.run();
+    await until(() => queue.visibility.length >= 2);
+    c.stopReceiving();
+    await run;
+    await c.drain();
+    expect(queue.deleted).toEqual([]);
+    const byHandle = Object.fromEntries(queue.visibility.map((v) => [v.receiptHandle, v.seconds]));
+    expect(byHandle['rh-m1']).toBeGreaterThanOrEqual(5);
+    expect(byHandle['rh-m2']).toBeGreaterThan(byHandle['rh-m1'] as number);
+  });
+
   it('a message ahead of the local state signals a gap; duplicates and older ones do not', async () => {
     const queue = new FakeQueue();
     queue.push('g', message('p', 3));
