@@ -907,7 +907,9 @@ function startConvergence(
     versions: (key) => storedVersions(clients.s3, resources.originBucket, key),
     notify: (e) => deps.notifier.notify(e),
     bucket: resources.originBucket,
-    reconcile: () => deps.scheduler.run(RECONCILE_RULE) as Promise<ReconcileReport>,
+    // From the first head: a run cut short by a crash or a stop left its checkpoint mid-way, and the
+    // messages the queues lost may be for heads before it.
+    reconcile: () => deps.scheduler.run(RECONCILE_RULE, { fromStart: true }) as Promise<ReconcileReport>,
     log: settings.log,
   });
   teardown.push('start-up convergence', async () => {

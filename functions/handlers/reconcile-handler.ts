@@ -13,9 +13,17 @@ export interface ReconcileHandlerDeps
   readonly telemetry: Telemetry;
 }
 
-/** A scheduled event carries none of these; a direct invoke may narrow the run. */
+/**
+ * A scheduled event carries none of these; a direct invoke may narrow the run, or ask for every
+ * head from the first (`fromStart`: the local stack's start-up run, which stands in for queues lost
+ * anywhere in the table, not only past where a run cut short by the crash had got to).
+ */
 const requestSchema = z
-  .object({ targetIds: z.array(z.string()).optional(), dryRun: z.boolean().optional() })
+  .object({
+    targetIds: z.array(z.string()).optional(),
+    dryRun: z.boolean().optional(),
+    fromStart: z.boolean().optional(),
+  })
   .loose()
   .catch({});
 
@@ -37,12 +45,13 @@ export function createReconcileHandler(
     logger.addContext(context);
     const request = requestSchema.parse(event);
     try {
-      const narrowed = request.targetIds !== undefined || request.dryRun === true;
+      const narrowed =
+        request.targetIds !== undefined || request.dryRun === true || request.fromStart === true;
       const report = await reconcileTargets(deps, {
         ...(request.targetIds ? { targetIds: request.targetIds } : {}),
         dryRun: request.dryRun ?? false,
-        // A scheduled run goes on where the last one stopped; a narrowed or dry one leaves the
-        // checkpoint to the schedule and starts at the first head.
+        // A scheduled run goes on where the last one stopped; a narrowed, dry or from-start one
+        // leaves the checkpoint to the schedule and starts at the first head.
         resume: !narrowed,
         // Time for the page in flight, and for the expiry sweep after it (a quarter, or 60 s at most).
         deadline: reconcileDeadline(context),
