@@ -380,3 +380,24 @@ export function makeOpsClients(ctx: OpsContext): OpsClients {
     },
   };
 }
+
+/**
+ * An emulator of the endpoints file refusing the connection: the stack that wrote the file is not
+ * running. A stack killed (kill -9, a crash of the machine) leaves the file behind with ports
+ * nothing listens on any more, and Node's bare "connect ECONNREFUSED <address>" named neither.
+ * Anything else, and any error against AWS, is returned as it is.
+ */
+export function unreachableStack(ctx: OpsContext, err: unknown): unknown {
+  if (ctx.mode !== 'local') return err;
+  let cause: unknown = err;
+  while (cause instanceof Error && (cause as NodeJS.ErrnoException).code !== 'ECONNREFUSED')
+    cause = cause.cause;
+  if (!(cause instanceof Error)) return err;
+  const { address, port } = cause as { address?: string; port?: number };
+  const at = address === undefined ? '' : ` at ${address}${port === undefined ? '' : `:${port}`}`;
+  return new ConfigError(
+    `cannot reach the local stack${at} named by the ${ctx.source} (ECONNREFUSED): is the local stack running (npm start)? ` +
+      'A stack that was killed leaves that file behind; start it again, or pass --endpoints <file>',
+    { cause: err },
+  );
+}

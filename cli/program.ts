@@ -429,7 +429,7 @@ function registerOpsCommands(program: Command, io: CliIo): void {
     const opts = command.optsWithGlobals<
       OpsFlags & { target?: string[]; dryRun?: boolean; rate: number; json?: boolean }
     >();
-    const { makeOpsClients, resolveOpsContext } = await import('./ops-context.ts');
+    const { makeOpsClients, resolveOpsContext, unreachableStack } = await import('./ops-context.ts');
     const { formatReconcileResult, runReconcile } = await import('./reconcile.ts');
     const ctx = await resolveOpsContext(opts, io.env, io.cwd);
     const clients = makeOpsClients(ctx);
@@ -440,6 +440,8 @@ function registerOpsCommands(program: Command, io: CliIo): void {
         checksPerSecond: opts.rate,
       });
       io.stdout.write(`${opts.json ? JSON.stringify(result) : formatReconcileResult(result)}\n`);
+    } catch (err) {
+      throw unreachableStack(ctx, err);
     } finally {
       clients.destroy();
     }
@@ -470,24 +472,27 @@ function registerOpsCommands(program: Command, io: CliIo): void {
         json?: boolean;
       }
     >();
-    const { makeOpsClients, resolveOpsContext } = await import('./ops-context.ts');
+    const { makeOpsClients, resolveOpsContext, unreachableStack } = await import('./ops-context.ts');
     const { formatRedriveResult, redriveFailed, runRedrive } = await import('./redrive.ts');
     const ctx = await resolveOpsContext(opts, io.env, io.cwd);
     const clients = makeOpsClients(ctx);
+    let result: Awaited<ReturnType<typeof runRedrive>>;
     try {
-      const result = await runRedrive(ctx, clients.sqs, {
+      result = await runRedrive(ctx, clients.sqs, {
         targetId: opts.target,
         ingest: opts.ingest,
         completion: opts.completion,
         dryRun: opts.dryRun === true,
         wait: opts.wait,
       });
-      io.stdout.write(`${opts.json ? JSON.stringify(result) : formatRedriveResult(result)}\n`);
-      const failure = redriveFailed(result);
-      if (failure) throw failure;
+    } catch (err) {
+      throw unreachableStack(ctx, err);
     } finally {
       clients.destroy();
     }
+    io.stdout.write(`${opts.json ? JSON.stringify(result) : formatRedriveResult(result)}\n`);
+    const failure = redriveFailed(result);
+    if (failure) throw failure;
   });
 }
 
