@@ -78,3 +78,46 @@ describe('reconcile handler: metrics', () => {
     expect(real.ReconcileResent).toBe(1);
   });
 });
+
+describe('reconcile handler: where a run starts', () => {
+  it('fromStart walks every head, those before a cut-short run’s checkpoint too, and leaves the checkpoint (probe crashy)', async () => {
+    const ledger = new InMemoryLedger();
+    const sent: { path?: string }[] = [];
+    const deps = {
+      ledger,
+      clock: { now: () => new Date() },
+      feedShards: 1,
+      targets: [{ id: 'alpha' }],
+      fanout: { send: async (message: { path?: string }) => void sent.push(message) },
+    };
+    for (const path of ['media/a.txt', 'media/b.txt']) {
+      await commitVersion(
+        { ...deps, targets: [] },
+        {
+          uploadId: randomUUID(),
+          path,
+          sha256: sha256Hex(path),
+          size: 1,
+          contentType: 'text/plain',
+          deleted: false,
+        },
+      );
+    }
+    // A scheduled run stopped (a crash, a stop) after its first page: its position is past media/a.txt.
+    const checkpoint = { cycleStartedAt: new Date().toISOString(), heads: 1, after: 'media/a.txt' };
+    await ledger.putReconcileCheckpoint(checkpoint);
+    const handler = createReconcileHandler({
+      ...deps,
+      telemetry: makeTelemetry(makeLogger('reconcile'), makeMetrics('reconcile')),
+    });
+
+    const fresh = await metricsOf(() => handler({ fromStart: true }, lambdaContext('reconcile')), 'alpha');
+    expect(fresh.ReconcileResent).toBe(2);
+    expect(sent.map((m) => m.path).sort()).toEqual(['media/a.txt', 'media/b.txt']);
+    expect(await ledger.getReconcileCheckpoint()).toEqual(checkpoint);
+
+    sent.length = 0;
+    await metricsOf(() => handler({}, lambdaContext('reconcile')), 'alpha');
+    expect(sent.map((m) => m.path)).toEqual(['media/b.txt']);
+  });
+});
