@@ -562,6 +562,33 @@ export class DynamoLedger implements Ledger {
     );
   }
 
+  async openUpload(upload: Upload): Promise<void> {
+    const actions: TransactItem[] = [
+      {
+        Put: {
+          TableName: this.table,
+          Item: { ...uploadItemKey(upload.uploadId), ...upload },
+          ConditionExpression: CONDITIONS.claimIsFree,
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        },
+      },
+      {
+        Put: { TableName: this.table, Item: this.pendingPointerItem(upload.sha256, upload.uploadId, upload) },
+      },
+    ];
+    try {
+      await this.db.send(
+        new TransactWriteCommand({ TransactItems: actions, ClientRequestToken: requestToken(actions) }),
+      );
+    } catch (error) {
+      const taken =
+        error instanceof TransactionCanceledException &&
+        error.CancellationReasons?.[0]?.Code === 'ConditionalCheckFailed';
+      if (taken) throw new ClaimTakenError(`upload ${upload.uploadId}`, error);
+      throw error;
+    }
+  }
+
   async getUpload(uploadId: string): Promise<Upload | undefined> {
     const item = await this.get(uploadItemKey(uploadId));
     return item ? (stripKeys(item) as unknown as Upload) : undefined;
@@ -769,17 +796,18 @@ export class DynamoLedger implements Ledger {
 
   async addPendingUpload(sha256: string, uploadId: string, upload?: Upload): Promise<void> {
     await this.db.send(
-      new PutCommand({
-        TableName: this.table,
-        Item: {
-          ...pendingUploadItemKey(sha256, uploadId),
-          [PENDING_INDEX.partitionKey]: pendingPartition(uploadId),
-          [PENDING_INDEX.sortKey]: uploadId,
-          uploadId,
-          ...(upload === undefined ? {} : { claim: pendingClaimOf(upload) }),
-        },
-      }),
+      new PutCommand({ TableName: this.table, Item: this.pendingPointerItem(sha256, uploadId, upload) }),
     );
+  }
+
+  private pendingPointerItem(sha256: string, uploadId: string, upload: Upload | undefined): Item {
+    return {
+      ...pendingUploadItemKey(sha256, uploadId),
+      [PENDING_INDEX.partitionKey]: pendingPartition(uploadId),
+      [PENDING_INDEX.sortKey]: uploadId,
+      uploadId,
+      ...(upload === undefined ? {} : { claim: pendingClaimOf(upload) }),
+    };
   }
 
   async recordPart(uploadId: string, part: StoredPart): Promise<void> {

@@ -130,6 +130,15 @@ export class InMemoryLedger implements Ledger {
     this.uploads.set(upload.uploadId, stored(upload));
   }
 
+  async openUpload(upload: Upload): Promise<void> {
+    // Both or neither: no await between the check and the two writes.
+    if (this.uploads.has(upload.uploadId)) throw new ClaimTakenError(`upload ${upload.uploadId}`);
+    this.uploads.set(upload.uploadId, stored(upload));
+    const waiting = this.pending.get(upload.sha256) ?? new Map<string, PendingClaim | undefined>();
+    waiting.set(upload.uploadId, pendingClaimOf(upload));
+    this.pending.set(upload.sha256, waiting);
+  }
+
   async getUpload(uploadId: string): Promise<Upload | undefined> {
     return copy(this.uploads.get(uploadId));
   }

@@ -150,6 +150,12 @@ export interface Clock {
 /** Uploads: their records, pending pointers by content, parts and proof-of-possession challenges. */
 export interface UploadLedger {
   putUpload(upload: Upload): Promise<void>;
+  /**
+   * Records a new pending upload and its content's pointer, carrying the claim, in one atomic
+   * write: written apart, a crash between the two left an upload no sweep finds, pending for good.
+   * An upload id taken already is a ClaimTakenError, and nothing is written.
+   */
+  openUpload(upload: Upload): Promise<void>;
   getUpload(uploadId: string): Promise<Upload | undefined>;
   /** Ends a pending upload; an upload already ended keeps its outcome. */
   finishUpload(

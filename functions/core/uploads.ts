@@ -128,10 +128,10 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
     createdAt: now.toISOString(),
     updatedAt: now.toISOString(),
   };
-  await ledger.putUpload(upload);
-  // After the upload record, so the ingest never finds a pointer to nothing. It carries the claim:
-  // the ingest commits from it without reading the upload.
-  await ledger.addPendingUpload(request.sha256, uploadId, upload);
+  // With its pointer, at once: the ingest never finds a pointer to nothing, and no crash leaves an
+  // upload no sweep finds. The pointer carries the claim: the ingest commits from it without
+  // reading the upload.
+  await ledger.openUpload(upload);
   const signed = await deps.blobs.presignPut({
     sha256: request.sha256,
     size: request.size,
@@ -255,8 +255,7 @@ async function createMultipartUpload(
     createdAt: now.toISOString(),
     updatedAt: now.toISOString(),
   };
-  await ledger.putUpload(upload);
-  await ledger.addPendingUpload(request.sha256, uploadId, upload);
+  await ledger.openUpload(upload);
   return {
     status: 'pending',
     uploadId,

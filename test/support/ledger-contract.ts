@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import type { Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { commitVersion } from '../../functions/core/commit.js';
 import { ClaimTakenError } from '../../functions/core/errors.js';
-import type { CommitWrite, Ledger } from '../../functions/core/ports.js';
+import { type CommitWrite, type Ledger, pendingClaimOf } from '../../functions/core/ports.js';
 import { shardOf } from '../../functions/core/shards.js';
 
 export interface LedgerFixture {
@@ -121,6 +121,20 @@ export function ledgerContract(
       );
       expect(await ledger.getUpload(upload.uploadId)).toEqual(upload);
       expect(await ledger.getUpload(randomUUID())).toBeUndefined();
+    });
+
+    it('openUpload records the upload and its pointer with its claim at once; a taken id is a ClaimTakenError and writes neither', async () => {
+      const { ledger } = await makeLedger();
+      const upload = pendingUpload({ ifVersion: undefined });
+      await ledger.openUpload(upload);
+      expect(await ledger.getUpload(upload.uploadId)).toEqual(upload);
+      expect(await ledger.listPendingClaims(upload.sha256)).toEqual([
+        { uploadId: upload.uploadId, claim: pendingClaimOf(upload) },
+      ]);
+      const again = { ...upload, path: 'other.png', sha256: sha(41) };
+      await expect(ledger.openUpload(again)).rejects.toBeInstanceOf(ClaimTakenError);
+      expect(await ledger.getUpload(upload.uploadId)).toEqual(upload);
+      expect(await ledger.listPendingUploads(sha(41))).toEqual([]);
     });
 
     it('finishUpload ends a pending upload once: its first outcome stands, an unknown upload stays unknown', async () => {
