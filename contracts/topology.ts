@@ -150,7 +150,16 @@ export const topologySchema = z
       .object({
         /** How API Gateway authenticates callers on AWS. Locally a bearer token is used. */
         auth: z.enum(['iam', 'jwt']).default('iam'),
-        jwtIssuer: z.string().url().optional(),
+        // An OIDC issuer is https (OpenID Connect Discovery): API Gateway fetches the keys that
+        // sign every token from it, so over plain HTTP whoever sits on the path could mint tokens.
+        jwtIssuer: z
+          .string()
+          .url()
+          .refine(
+            (url) => url.startsWith('https://'),
+            'must be an https:// URL (the keys of its tokens are fetched from it)',
+          )
+          .optional(),
         jwtAudience: z.array(z.string()).optional(),
         /**
          * With `jwt`: the scopes a token must carry (its `scope` or `scp` claim), any one of `read` for

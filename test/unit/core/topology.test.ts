@@ -23,6 +23,19 @@ describe('topology', () => {
     ).toThrow(/targets\.0\.id[\s\S]*targets\.0\.region[\s\S]*targets\.1\.id: duplicate[\s\S]*api\.jwtIssuer/);
   });
 
+  it('a JWT issuer must be https:// (OIDC issuers are; its keys are fetched from it), naming the field', () => {
+    const targets = [{ id: 'eu-copy', kind: 's3', region: 'eu-west-1' }];
+    const api = (jwtIssuer: string) => ({ auth: 'jwt', jwtIssuer, jwtAudience: ['mirror'] });
+    for (const issuer of ['http://idp.example.com', 'ftp://idp.example.com']) {
+      expect(() => parseTopology({ targets, api: api(issuer) })).toThrow(
+        /api\.jwtIssuer: must be an https:\/\/ URL/,
+      );
+    }
+    expect(parseTopology({ targets, api: api('https://idp.example.com/pool') }).api.jwtIssuer).toBe(
+      'https://idp.example.com/pool',
+    );
+  });
+
   it('an alarm topic outside the home region is refused (CloudWatch would refuse every alarm, and the deploy roll back); one in it is taken', () => {
     const targets = [{ id: 'eu-copy', kind: 's3', region: 'eu-west-1' }];
     const topic = (region: string) => `arn:aws:sns:${region}:123456789012:pager`;
