@@ -210,12 +210,16 @@ export class Monitoring extends Construct {
   public readonly pendingPastExpiryAlarm: cloudwatch.Alarm;
   /** A reconcile run failed (Lambda `Errors`). */
   public readonly reconcileErrorAlarm: cloudwatch.Alarm;
+  /** Reconcile did not run in its last 2 intervals (no Lambda `Invocations`: throttled and dropped, schedule off). */
+  public readonly reconcileNotRunningAlarm: cloudwatch.Alarm;
   /** The API answered 5xx within 5 minutes (with `api`). */
   public readonly apiServerErrorAlarm?: cloudwatch.Alarm;
   /** The api function was throttled within 5 minutes: its reserved executions were all busy (with `api`). */
   public readonly apiThrottleAlarm?: cloudwatch.Alarm;
   /** The pending sweep failed in 2 of its last 3 runs (with `pendingSweep`). */
   public readonly pendingSweepErrorAlarm?: cloudwatch.Alarm;
+  /** The pending sweep did not run in 2 of its last 3 intervals (with `pendingSweep`). */
+  public readonly pendingSweepNotRunningAlarm?: cloudwatch.Alarm;
   /** The pending sweep resent lost S3 notifications in 3 of its last 4 runs (with `pendingSweep`). */
   public readonly lostNotificationsAlarm?: cloudwatch.Alarm;
   /** The pending sweep resent lost multipart completions in 3 of its last 4 runs (with `pendingSweep`). */
@@ -288,41 +292,26 @@ export class Monitoring extends Construct {
       datapointsToAlarm: 1,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
+    this.reconcileNotRunningAlarm = this.notRunningAlarm(
+      'ReconcileNotRunning',
+      'reconcile-not-running',
+      'Reconcile',
+      this.reconciler.function,
+      limits.reconcileInterval,
+      { evaluationPeriods: 2, datapointsToAlarm: 2 },
+      'drift (objects missing or altered at a target) and uploads pending past their expiry are not looked for',
+    );
     if (props.api) {
       const api = this.createApiAlarms(props.api);
       this.apiServerErrorAlarm = api.serverErrors;
       this.apiThrottleAlarm = api.throttles;
     }
     if (props.pendingSweep) {
-      const interval = props.pendingSweep.interval;
-      this.pendingSweepErrorAlarm = this.alarm('PendingSweepErrors', 'pending-sweep-errors', {
-        alarmDescription:
-          'The pending sweep failed in 2 of its last 3 runs: lost S3 notifications and multipart completions are not ' +
-          'resent until it runs again (its resend alarms stay silent while it fails: it emits nothing).',
-        // One period per run; one failed run is retried by the next.
-        metric: props.pendingSweep.function.metricErrors({
-          statistic: cloudwatch.Stats.SUM,
-          period: interval,
-        }),
-        threshold: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluationPeriods: 3,
-        datapointsToAlarm: 2,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      });
-      this.lostNotificationsAlarm = this.sweepResendAlarm(
-        'LostNotificationsResent',
-        'lost-notifications-resent',
-        interval,
-        'S3 event notifications of stored uploads never reached the ingest queue (the bucket notification, ' +
-          'the queue policy or the queue itself is broken, or the ingest lags its grace).',
-      );
-      this.lostCompletionsAlarm = this.sweepResendAlarm(
-        'LostCompletionsResent',
-        'lost-completions-resent',
-        interval,
-        'Multipart completions asked for were never carried out (the completion queue or the complete-multipart function is failing).',
-      );
+      const sweep = this.createPendingSweepAlarms(props.pendingSweep);
+      this.pendingSweepErrorAlarm = sweep.errors;
+      this.pendingSweepNotRunningAlarm = sweep.notRunning;
+      this.lostNotificationsAlarm = sweep.lostNotifications;
+      this.lostCompletionsAlarm = sweep.lostCompletions;
     }
     this.alarms = this.allAlarms;
 
@@ -341,6 +330,54 @@ export class Monitoring extends Construct {
     }
 
     this.dashboard = this.buildDashboard(props, limits);
+  }
+
+  /** The pending sweep's alarms: failing, not running, and resending lost events run after run. */
+  private createPendingSweepAlarms(pendingSweep: NonNullable<MonitoringProps['pendingSweep']>): {
+    errors: cloudwatch.Alarm;
+    notRunning: cloudwatch.Alarm;
+    lostNotifications: cloudwatch.Alarm;
+    lostCompletions: cloudwatch.Alarm;
+  } {
+    const interval = pendingSweep.interval;
+    const errors = this.alarm('PendingSweepErrors', 'pending-sweep-errors', {
+      alarmDescription:
+        'The pending sweep failed in 2 of its last 3 runs: lost S3 notifications and multipart completions are not ' +
+        'resent until it runs again (its resend alarms stay silent while it fails: it emits nothing).',
+      // One period per run; one failed run is retried by the next.
+      metric: pendingSweep.function.metricErrors({
+        statistic: cloudwatch.Stats.SUM,
+        period: interval,
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 3,
+      datapointsToAlarm: 2,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    const notRunning = this.notRunningAlarm(
+      'PendingSweepNotRunning',
+      'pending-sweep-not-running',
+      'The pending sweep',
+      pendingSweep.function,
+      interval,
+      { evaluationPeriods: 3, datapointsToAlarm: 2 },
+      'lost S3 notifications and multipart completions are not resent, and its resend alarms stay silent',
+    );
+    const lostNotifications = this.sweepResendAlarm(
+      'LostNotificationsResent',
+      'lost-notifications-resent',
+      interval,
+      'S3 event notifications of stored uploads never reached the ingest queue (the bucket notification, ' +
+        'the queue policy or the queue itself is broken, or the ingest lags its grace).',
+    );
+    const lostCompletions = this.sweepResendAlarm(
+      'LostCompletionsResent',
+      'lost-completions-resent',
+      interval,
+      'Multipart completions asked for were never carried out (the completion queue or the complete-multipart function is failing).',
+    );
+    return { errors, notRunning, lostNotifications, lostCompletions };
   }
 
   private createApiAlarms(api: NonNullable<MonitoringProps['api']>): {
@@ -444,6 +481,32 @@ export class Monitoring extends Construct {
       targets: [new eventsTargets.LambdaFunction(fn.function, { retryAttempts: 0 })],
     });
     return { fn, schedule };
+  }
+
+  /**
+   * A scheduled safety net that does not run: no Lambda `Invocations` (a throttled asynchronous event is
+   * not counted, and is dropped at its maxEventAge; a disabled schedule or a removed permission starts
+   * none). Its errors alarm cannot see that (no invocation, no error, missing data not breaching), so
+   * here missing data breaches, as for the lag. One period per run; right after the first deploy the
+   * alarm shows ALARM until the first runs (docs/deploy.md, Alarms).
+   */
+  private notRunningAlarm(
+    constructId: string,
+    name: string,
+    what: string,
+    fn: lambda.IFunction,
+    interval: Duration,
+    periods: { readonly evaluationPeriods: number; readonly datapointsToAlarm: number },
+    consequence: string,
+  ): cloudwatch.Alarm {
+    return this.alarm(constructId, name, {
+      alarmDescription: `${what} did not run in ${periods.datapointsToAlarm} of its last ${periods.evaluationPeriods} schedule intervals (throttled past its event age, its schedule disabled, or its permission gone): ${consequence}.`,
+      metric: fn.metricInvocations({ statistic: cloudwatch.Stats.SUM, period: interval }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+      ...periods,
+      treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+    });
   }
 
   /** An alarm named `<prefix>-<name>`, collected into `alarms`. */

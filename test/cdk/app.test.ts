@@ -179,10 +179,10 @@ describe('topology edge cases', () => {
     // api, ingest, complete-multipart, lag monitor, reconcile, the lost-notification sweep
     expect(Object.keys(resourcesOfType(home, 'AWS::Lambda::Function'))).toHaveLength(6);
     // The pull target's lag, dead letters and heartbeat; ingest dead letters, rejections, errors and
-    // queue age; completion dead letters; uploads pending past their expiry; reconcile errors; the
-    // sweep's errors, and the lost notifications and lost completions it resent; the API's 5xx and
-    // the api function's throttles.
-    home.resourceCountIs('AWS::CloudWatch::Alarm', 15);
+    // queue age; completion dead letters; uploads pending past their expiry; reconcile errors and
+    // not running; the sweep's errors, not running, and the lost notifications and lost completions
+    // it resent; the API's 5xx and the api function's throttles.
+    home.resourceCountIs('AWS::CloudWatch::Alarm', 17);
   });
 
   it('a bucket name that would pass 63 characters is refused at synth, naming the field', () => {

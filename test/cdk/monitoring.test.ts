@@ -230,7 +230,10 @@ describe('alarms', () => {
   it('a failed reconcile run alarms until the next one succeeds (one period per run)', () => {
     const reconcileId = logicalId(mirror.home, mirror.home.monitoring.reconciler.function);
     const errors = alarmsOf(home).filter(
-      (a) => a.Namespace === 'AWS/Lambda' && JSON.stringify(dimensions(a).FunctionName).includes(reconcileId),
+      (a) =>
+        a.Namespace === 'AWS/Lambda' &&
+        a.MetricName === 'Errors' &&
+        JSON.stringify(dimensions(a).FunctionName).includes(reconcileId),
     );
     expect(errors).toHaveLength(1);
     expect(dimensions(errors[0] as Json)).toEqual({ FunctionName: { Ref: reconcileId } });
@@ -240,7 +243,10 @@ describe('alarms', () => {
   it('a sweep failing run after run alarms (2 of its last 3 runs): its resend alarms stay silent when it emits nothing', () => {
     const sweepId = logicalId(mirror.home, mirror.home.pendingSweep.sweeper.function);
     const errors = alarmsOf(home).filter(
-      (a) => a.Namespace === 'AWS/Lambda' && JSON.stringify(dimensions(a).FunctionName).includes(sweepId),
+      (a) =>
+        a.Namespace === 'AWS/Lambda' &&
+        a.MetricName === 'Errors' &&
+        JSON.stringify(dimensions(a).FunctionName).includes(sweepId),
     );
     expect(errors).toHaveLength(1);
     expect(dimensions(errors[0] as Json)).toEqual({ FunctionName: { Ref: sweepId } });
@@ -255,6 +261,49 @@ describe('alarms', () => {
       DatapointsToAlarm: 2,
       TreatMissingData: 'notBreaching',
     });
+  });
+
+  it('a safety net that stops running alarms (its Lambda Invocations missing breach): the pending sweep and reconcile', () => {
+    // A run throttled past its maxEventAge is dropped, and a disabled schedule or a removed permission
+    // starts none: Errors stays empty and not breaching, so only the missing invocations can tell.
+    const cases = [
+      {
+        fn: mirror.home.pendingSweep.sweeper.function,
+        name: 'TestMirror-Home-pending-sweep-not-running',
+        period: 900,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 2,
+      },
+      {
+        fn: mirror.home.monitoring.reconciler.function,
+        name: 'TestMirror-Home-reconcile-not-running',
+        period: MONITORING.reconcileEveryMinutes * 60,
+        evaluationPeriods: 2,
+        datapointsToAlarm: 2,
+      },
+    ];
+    for (const c of cases) {
+      const fnId = logicalId(mirror.home, c.fn);
+      const runs = alarmsOf(home).filter(
+        (a) =>
+          a.Namespace === 'AWS/Lambda' &&
+          a.MetricName === 'Invocations' &&
+          text(dimensions(a).FunctionName) === text({ Ref: fnId }),
+      );
+      expect(runs, c.name).toHaveLength(1);
+      expect(runs[0]).toMatchObject({
+        AlarmName: c.name,
+        Statistic: 'Sum',
+        Period: c.period,
+        Threshold: 1,
+        ComparisonOperator: 'LessThanThreshold',
+        EvaluationPeriods: c.evaluationPeriods,
+        DatapointsToAlarm: c.datapointsToAlarm,
+        TreatMissingData: 'breaching',
+      });
+      // CloudWatch evaluates at most 7 days of periods of an hour or more, one day of shorter ones.
+      expect(c.period * c.evaluationPeriods).toBeLessThanOrEqual(c.period >= 3600 ? 7 * 86_400 : 86_400);
+    }
   });
 
   it('ingest errors: failed ingest invocations (Lambda Errors) summed over 5 minutes, any', () => {
@@ -361,8 +410,8 @@ describe('alarms', () => {
     expect(dimensions(throttles[0] as Json)).toEqual({ FunctionName: { Ref: fnId } });
   });
 
-  it('nothing else: per target lag + dead letters (+ heartbeat); ingest dead letters, rejections, errors, queue age; completion dead letters; uploads past expiry; reconcile; the sweep’s errors and the lost notifications and completions it resent; the API’s 5xx and throttles', () => {
-    expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 12);
+  it('nothing else: per target lag + dead letters (+ heartbeat); ingest dead letters, rejections, errors, queue age; completion dead letters; uploads past expiry; reconcile’s errors and runs; the sweep’s errors, runs and the lost notifications and completions it resent; the API’s 5xx and throttles', () => {
+    expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 14);
     expect(mirror.home.monitoring.alarms).toHaveLength(alarmsOf(home).length);
   });
 });
