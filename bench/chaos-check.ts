@@ -7,10 +7,11 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs';
 import type { FileVersionView } from '../contracts/api.ts';
 import type { SandboxEndpoints } from '../local/sandbox.ts';
+import type { BucketClients } from '../test/support/regional-s3.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import type { OpResult } from './chaos-workload.ts';
 
@@ -175,7 +176,8 @@ interface Held {
 }
 
 export interface TargetAccess {
-  readonly s3: S3Client;
+  /** A client for a bucket, signing for its region. */
+  readonly s3: BucketClients;
   readonly dataDir: string;
 }
 
@@ -197,14 +199,14 @@ async function heldAt(
     }
     const key = `${t.keyPrefix ?? ''}${path}`;
     if (!hash) {
-      const out = await access.s3.send(new HeadObjectCommand({ Bucket: t.bucket, Key: key }));
+      const out = await access.s3(t.bucket).send(new HeadObjectCommand({ Bucket: t.bucket, Key: key }));
       return {
         version: Number(out.Metadata?.['mirror-version']),
         sha256: out.Metadata?.['mirror-sha256'],
         size: out.ContentLength ?? 0,
       };
     }
-    const out = await access.s3.send(new GetObjectCommand({ Bucket: t.bucket, Key: key }));
+    const out = await access.s3(t.bucket).send(new GetObjectCommand({ Bucket: t.bucket, Key: key }));
     const sha256 = await hashStream(out.Body as AsyncIterable<Uint8Array>);
     return { version: Number(out.Metadata?.['mirror-version']), sha256, size: out.ContentLength ?? 0 };
   } catch (error) {

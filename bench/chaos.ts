@@ -14,10 +14,10 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 import type { InvocationReport } from '../local/functions.ts';
 import type { Sandbox } from '../local/sandbox.ts';
+import { bucketClients } from '../test/support/regional-s3.ts';
 import { MirrorApi } from '../web/client/api.ts';
 import { type AgentProcessReport, type SupervisedAgent, superviseAgent } from './chaos-agent.ts';
 import {
@@ -380,13 +380,7 @@ const apiClient = (sandbox: Sandbox) =>
   new MirrorApi({ baseUrl: sandbox.endpoints.api, token: sandbox.endpoints.token });
 
 function accessOf(sandbox: Sandbox) {
-  const e = sandbox.endpoints;
-  const s3 = new S3Client({
-    region: e.s3.region,
-    endpoint: e.s3.endpoint,
-    credentials: e.s3.credentials,
-    forcePathStyle: true,
-  });
+  const s3 = bucketClients(sandbox.endpoints);
   return { check: { s3, dataDir: sandbox.dataDir }, destroy: () => s3.destroy() };
 }
 

@@ -131,7 +131,9 @@ export function targetProbes(stack: BenchStack, withAgent: boolean): TargetProbe
   const probes: TargetProbe[] = stack.s3Targets.map((t) => ({
     id: t.id,
     paths: async (prefix) =>
-      (await listKeys(stack.s3, t.bucket, t.keyPrefix + prefix)).map((k) => k.slice(t.keyPrefix.length)),
+      (await listKeys(stack.s3(t.bucket), t.bucket, t.keyPrefix + prefix)).map((k) =>
+        k.slice(t.keyPrefix.length),
+      ),
   }));
   const agent = stack.agent;
   if (withAgent && agent !== undefined) {

@@ -20,7 +20,7 @@ export interface OneNewTree {
 
 async function inBucket(stack: BenchStack, bucket: string, key: string): Promise<boolean> {
   try {
-    await stack.s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    await stack.s3(bucket).send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
     return true;
   } catch {
     return false;

@@ -11,10 +11,10 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { S3Client } from '@aws-sdk/client-s3';
 import { bundleCli } from '../cli/bundle.ts';
 import { type Endpoints, writtenEndpointsSchema } from '../contracts/endpoints.ts';
 import { ENDPOINTS_FILE } from '../local/data-dir.ts';
+import { type BucketClients, bucketClients } from '../test/support/regional-s3.ts';
 import { waitFor } from '../test/support/wait.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -26,7 +26,8 @@ export interface BenchStack {
   /** npm's pid: the root of the `npm start` tree. */
   readonly pid: number;
   readonly dataDir: string;
-  readonly s3: S3Client;
+  /** A client for a bucket, signing for its region (the local S3 refuses another, as S3 does). */
+  readonly s3: BucketClients;
   /** The CLI as the package ships it (its bundle, cli/bundle.ts), for `node <cli> ...`. */
   readonly cli: string;
   /** The agent process (pull target) and the folder it mirrors into, when started. */
@@ -97,12 +98,7 @@ export async function startStack(options: {
       200,
     );
     const endpoints = writtenEndpointsSchema.parse(JSON.parse(text)) as StackEndpoints;
-    const s3 = new S3Client({
-      region: endpoints.s3.region,
-      endpoint: endpoints.s3.endpoint,
-      credentials: endpoints.s3.credentials,
-      forcePathStyle: true,
-    });
+    const s3 = bucketClients(endpoints);
     const targets = Object.entries(endpoints.targets);
     const s3Targets = targets
       .filter(([, t]) => t.kind === 's3' && t.bucket !== undefined)

@@ -172,8 +172,8 @@ async function localContext(file: string, flags: OpsFlags): Promise<OpsContext> 
       queueUrl: queueUrls.get(id) ?? t.queue,
       dlqUrl: t.dlq,
       bucket: buckets.get(id) ?? t.bucket,
-      // One emulator stands for every region.
-      region: e.s3.region,
+      // Each bucket keeps its region on the local S3 too, which refuses another (docs/local-s3.md).
+      region: t.region ?? e.s3.region,
       keyPrefix: t.keyPrefix ?? '',
       pathPrefix: t.pathPrefix,
       dryRun: t.dryRun === true,

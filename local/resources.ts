@@ -13,6 +13,7 @@ import {
   UpdateTableCommand,
 } from '@aws-sdk/client-dynamodb';
 import {
+  type BucketLocationConstraint,
   CreateBucketCommand,
   HeadBucketCommand,
   PutBucketCorsCommand,
@@ -84,7 +85,13 @@ export interface QueueTuning {
 }
 
 export interface ResourceClients {
+  /** Signs for the home region. */
   readonly s3: S3Client;
+  /**
+   * A client signing for another region: each bucket lives in its region, and the local S3, as
+   * S3 does, refuses a request signed for another (docs/local-s3.md). @default `s3` for every region
+   */
+  readonly s3In?: (region: string) => S3Client;
   readonly sqs: SQSClient;
   readonly dynamodb: DynamoDBClient;
 }
@@ -95,7 +102,11 @@ export async function ensureResources(
   tuning: QueueTuning,
 ): Promise<Resources> {
   await ensureLedgerTable(clients.dynamodb, LOCAL_NAMES.table);
-  await ensureBucket(clients.s3, LOCAL_NAMES.originBucket, { versioned: true });
+  const s3In = (region: string) => clients.s3In?.(region) ?? clients.s3;
+  await ensureBucket(s3In(topology.homeRegion), LOCAL_NAMES.originBucket, {
+    versioned: true,
+    region: topology.homeRegion,
+  });
   const ingest = await ensureQueuePair(clients.sqs, LOCAL_NAMES.ingestQueue, LOCAL_NAMES.ingestDlq, {
     fifo: false,
     visibilityTimeout: tuning.ingestVisibilityTimeout,
@@ -129,7 +140,7 @@ export async function ensureResources(
     );
     if (target.kind === 's3') {
       const bucket = target.bucketName ?? LOCAL_NAMES.replicaBucket(target.id);
-      await ensureBucket(clients.s3, bucket);
+      await ensureBucket(s3In(target.region), bucket, { region: target.region });
       targets.push({
         ...pair,
         id: target.id,
@@ -251,16 +262,35 @@ async function waitActive(dynamodb: DynamoDBClient, table: string): Promise<void
 async function ensureBucket(
   s3: S3Client,
   bucket: string,
-  options: { versioned?: boolean } = {},
+  options: { versioned?: boolean; region: string },
 ): Promise<void> {
   let exists = true;
   try {
     await s3.send(new HeadBucketCommand({ Bucket: bucket }));
   } catch (err) {
+    if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 400) {
+      // A bucket keeps the region it was made in: the topology moved the target since.
+      throw new Error(
+        `bucket ${bucket} exists in this data folder in another region than ${options.region}, the one the topology names: put the region back, or start from another data folder (MIRROR_DATA_DIR)`,
+        { cause: err },
+      );
+    }
     if (!(err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404)) throw err;
     exists = false;
   }
-  if (!exists) await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  if (!exists) {
+    await s3.send(
+      new CreateBucketCommand({
+        Bucket: bucket,
+        // us-east-1 is the absence of a constraint (S3 refuses it named).
+        ...(options.region === 'us-east-1'
+          ? {}
+          : {
+              CreateBucketConfiguration: { LocationConstraint: options.region as BucketLocationConstraint },
+            }),
+      }),
+    );
+  }
   if (options.versioned) {
     await s3.send(
       new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }),

@@ -417,6 +417,8 @@ interface Emulators {
 
 interface Clients {
   readonly s3: S3Client;
+  /** The same S3 signing for another region (one client per region, made on first use). */
+  readonly s3In: (region: string) => S3Client;
   readonly sqs: SQSClient;
   readonly dynamodb: DynamoDBClient;
 }
@@ -454,20 +456,30 @@ async function startEmulators(
 }
 
 function createClients(region: string, emulators: Emulators, teardown: Teardown): Clients {
+  const s3In = new Map<string, S3Client>();
+  const s3For = (r: string): S3Client => {
+    let client = s3In.get(r);
+    if (client === undefined) {
+      client = new S3Client({
+        region: r,
+        endpoint: emulators.s3.endpoint,
+        credentials: credentials(),
+        forcePathStyle: true,
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+      });
+      s3In.set(r, client);
+    }
+    return client;
+  };
   const clients = {
-    s3: new S3Client({
-      region,
-      endpoint: emulators.s3.endpoint,
-      credentials: credentials(),
-      forcePathStyle: true,
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    }),
+    s3: s3For(region),
+    s3In: s3For,
     sqs: new SQSClient({ region, endpoint: emulators.sqs.endpoint, credentials: credentials() }),
     dynamodb: new DynamoDBClient({ region, endpoint: emulators.dynamo.endpoint, credentials: credentials() }),
   };
   teardown.push('sandbox clients', () => {
-    clients.s3.destroy();
+    for (const client of s3In.values()) client.destroy();
     clients.sqs.destroy();
     clients.dynamodb.destroy();
   });

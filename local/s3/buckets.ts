@@ -26,7 +26,19 @@ export function listBuckets(ctx: Context): void {
 export async function createBucket(ctx: Context): Promise<void> {
   const name = ctx.target.bucket ?? '';
   const raw = await readSmallBody(ctx.req, 64 * 1024);
-  if (raw.trim() !== '') parseXmlBody(raw, 'CreateBucketConfiguration');
+  const constraint =
+    raw.trim() === ''
+      ? undefined
+      : text(parseXmlBody(raw, 'CreateBucketConfiguration'), 'LocationConstraint');
+  // S3 refuses a constraint naming us-east-1: that region is the absence of one.
+  if (
+    constraint === 'us-east-1' ||
+    (constraint !== undefined && !/^[a-z]{2}(-[a-z]+)+-\d$/.test(constraint))
+  ) {
+    throw new S3Error(400, 'InvalidLocationConstraint', 'The specified location-constraint is not valid', {
+      LocationConstraint: constraint,
+    });
+  }
   if (ctx.store.buckets.has(name)) {
     throw new S3Error(
       409,
@@ -38,6 +50,7 @@ export async function createBucket(ctx: Context): Promise<void> {
   ctx.store.buckets.set(name, {
     name,
     createdAt: new Date().toISOString(),
+    region: constraint ?? 'us-east-1',
     versioning: undefined,
     cors: undefined,
     objects: new Map(),
@@ -47,8 +60,8 @@ export async function createBucket(ctx: Context): Promise<void> {
 }
 
 export function headBucket(ctx: Context): void {
-  bucketOf(ctx);
-  send(ctx, 200, { 'x-amz-bucket-region': 'us-east-1' });
+  const bucket = bucketOf(ctx);
+  send(ctx, 200, { 'x-amz-bucket-region': bucket.region ?? 'us-east-1' });
 }
 
 export async function deleteBucket(ctx: Context): Promise<void> {
@@ -65,8 +78,13 @@ export async function deleteBucket(ctx: Context): Promise<void> {
 }
 
 export function getLocation(ctx: Context): void {
-  bucketOf(ctx);
-  send(ctx, 200, {}, xmlDocument('LocationConstraint', {}));
+  const { region } = bucketOf(ctx);
+  // us-east-1 answers an empty LocationConstraint, as S3 does.
+  const body =
+    region === undefined || region === 'us-east-1'
+      ? xmlDocument('LocationConstraint', {})
+      : xmlDocument('LocationConstraint', region);
+  send(ctx, 200, {}, body);
 }
 
 /** S3 requires Content-MD5 (or a checksum) on configuration writes; checked when given. */

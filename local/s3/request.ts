@@ -93,9 +93,27 @@ export async function authenticate(
   req: IncomingMessage,
   verify: RequestVerifier,
   credentials: SigV4Credentials,
+  bucketRegion: string | undefined,
 ): Promise<ChunkSigning | undefined> {
   const result = await verify({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers });
   if (!result.ok) throw new S3Error(result.status, result.code, result.message);
+  if (bucketRegion !== undefined && result.region !== bucketRegion) {
+    // S3's answer to a scope for another region than the bucket's (a copy is signed for its
+    // destination's): 400, naming the region to sign for.
+    const wrong = `the region '${result.region}' is wrong; expecting '${bucketRegion}'`;
+    throw result.presigned
+      ? new S3Error(
+          400,
+          'AuthorizationQueryParametersError',
+          `Error parsing the X-Amz-Credential parameter; ${wrong}`,
+          {
+            Region: bucketRegion,
+          },
+        )
+      : new S3Error(400, 'AuthorizationHeaderMalformed', `The authorization header is malformed; ${wrong}`, {
+          Region: bucketRegion,
+        });
+  }
   // Header-signed requests too: S3 asks every x-amz-* header sent to be signed either way.
   refuseUnsignedAmzHeaders(req, result.signedHeaders);
   const authorization = headerValue(req.headers, 'authorization');

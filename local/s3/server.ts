@@ -262,7 +262,7 @@ export async function createS3Server(options: S3ServerOptions): Promise<S3Server
     corsHeaders(req, res, bucket?.cors);
     if (isFormPost(req, target))
       throw errors.notImplemented('POST Object (form uploads); use a presigned PUT');
-    const signing = await authenticate(req, options.verify, options.credentials);
+    const signing = await authenticate(req, options.verify, options.credentials, bucket?.region);
     options.observe?.(req.headers, () =>
       s3Calls({ method: req.method ?? 'GET', ...target, headers: req.headers }),
     );

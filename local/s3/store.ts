@@ -66,6 +66,12 @@ export interface CorsRule {
 export interface Bucket {
   readonly name: string;
   readonly createdAt: string;
+  /**
+   * Its LocationConstraint (`us-east-1` when none was given); requests must be signed for it.
+   * Undefined for a bucket created before regions were kept: any region is taken there, so a data
+   * folder of an earlier version goes on working.
+   */
+  readonly region: string | undefined;
   versioning: 'Enabled' | 'Suspended' | undefined;
   cors: readonly CorsRule[] | undefined;
   /** Per key, newest version first. */
@@ -97,12 +103,15 @@ interface IndexFile {
   readonly buckets: {
     name: string;
     createdAt: string;
+    region?: string;
     versioning?: 'Enabled' | 'Suspended';
     cors?: CorsRule[];
     objects: [string, ObjectVersion[]][];
   }[];
   readonly uploads: (Omit<Upload, 'parts'> & { parts: Part[] })[];
 }
+
+type BucketSettings = Pick<IndexFile['buckets'][number], 'createdAt' | 'region' | 'versioning' | 'cors'>;
 
 /** What a `persist` call changed; the journal records each one's whole new state. */
 export type StoreChange =
@@ -114,10 +123,23 @@ export type StoreChange =
 type JournalEntry =
   | {
       readonly bucket: string;
-      readonly settings: Pick<IndexFile['buckets'][number], 'createdAt' | 'versioning' | 'cors'> | null;
+      readonly settings: Pick<
+        IndexFile['buckets'][number],
+        'createdAt' | 'region' | 'versioning' | 'cors'
+      > | null;
     }
   | { readonly object: readonly [string, string]; readonly versions: ObjectVersion[] | null }
   | { readonly upload: string; readonly state: IndexFile['uploads'][number] | null };
+
+/** A bucket's settings as the snapshot and the journal keep them (absent ones left out). */
+function settingsOf(b: Bucket): BucketSettings {
+  return {
+    createdAt: b.createdAt,
+    ...(b.region ? { region: b.region } : {}),
+    ...(b.versioning ? { versioning: b.versioning } : {}),
+    ...(b.cors ? { cors: [...b.cors] } : {}),
+  };
+}
 
 /** The journal is folded into the snapshot once it is this big and bigger than the snapshot. */
 const FOLD_MIN_BYTES = 4 * 1024 * 1024;
@@ -174,6 +196,7 @@ export class S3Store {
       this.buckets.set(b.name, {
         name: b.name,
         createdAt: b.createdAt,
+        region: b.region,
         versioning: b.versioning,
         cors: b.cors,
         objects: new Map(b.objects),
@@ -211,9 +234,9 @@ export class S3Store {
     if ('settings' in entry) {
       if (entry.settings === null) this.buckets.delete(entry.bucket);
       else {
-        const { createdAt, versioning, cors } = entry.settings;
+        const { createdAt, region, versioning, cors } = entry.settings;
         const objects = this.buckets.get(entry.bucket)?.objects ?? new Map<string, ObjectVersion[]>();
-        this.buckets.set(entry.bucket, { name: entry.bucket, createdAt, versioning, cors, objects });
+        this.buckets.set(entry.bucket, { name: entry.bucket, createdAt, region, versioning, cors, objects });
       }
     } else if ('versions' in entry) {
       const [bucketName, key] = entry.object;
@@ -234,14 +257,7 @@ export class S3Store {
       const b = this.buckets.get(change.bucket);
       return {
         bucket: change.bucket,
-        settings:
-          b === undefined
-            ? null
-            : {
-                createdAt: b.createdAt,
-                ...(b.versioning ? { versioning: b.versioning } : {}),
-                ...(b.cors ? { cors: [...b.cors] } : {}),
-              },
+        settings: b === undefined ? null : settingsOf(b),
       };
     }
     if ('object' in change) {
@@ -434,9 +450,7 @@ export class S3Store {
       format: 1,
       buckets: [...this.buckets.values()].map((b) => ({
         name: b.name,
-        createdAt: b.createdAt,
-        ...(b.versioning ? { versioning: b.versioning } : {}),
-        ...(b.cors ? { cors: [...b.cors] } : {}),
+        ...settingsOf(b),
         objects: [...b.objects.entries()],
       })),
       uploads: [...this.uploads.values()].map((u) => ({ ...u, parts: [...u.parts.values()] })),

@@ -117,9 +117,10 @@ function render(tree: XmlTree): string {
 export const S3_XMLNS = 'http://s3.amazonaws.com/doc/2006-03-01/';
 
 /** A response document: `<?xml ...?><Root xmlns="...">...</Root>`. */
-export function xmlDocument(root: string, body: XmlTree, namespace = true): string {
+export function xmlDocument(root: string, body: XmlTree | string, namespace = true): string {
   const xmlns = namespace ? ` xmlns="${S3_XMLNS}"` : '';
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<${root}${xmlns}>${render(body)}</${root}>`;
+  const inner = typeof body === 'string' ? escapeXml(body) : render(body);
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<${root}${xmlns}>${inner}</${root}>`;
 }
 
 export function errorDocument(error: S3Error, resource: string, requestId: string): string {

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Sandbox } from '../../local/sandbox.js';
 import { localApi } from '../support/local-api.js';
@@ -15,7 +15,7 @@ import { waitFor } from '../support/wait.js';
 
 let stack: TestStack;
 let sandbox: Sandbox;
-let s3: S3Client;
+let s3For: TestStack['s3For'];
 let functionsOff: string;
 let agentOff: string;
 let fired: () => ReadonlyMap<string, number>;
@@ -39,7 +39,7 @@ beforeAll(async () => {
       agents: { catchUpIntervalSeconds: 2, waitTimeSeconds: 1 },
     };
   });
-  ({ sandbox, s3 } = stack);
+  ({ sandbox, s3For } = stack);
 });
 afterAll(async () => {
   await stack?.stop();
@@ -61,7 +61,7 @@ describe('crash points in the local stack', () => {
       'the copy',
       async () => {
         try {
-          const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: path }));
+          const out = await s3For(bucket).send(new GetObjectCommand({ Bucket: bucket, Key: path }));
           return Buffer.from(
             await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
           );

@@ -3,7 +3,7 @@
  * interface: the HTTP API, the queues and the replica buckets.
  */
 import { randomBytes } from 'node:crypto';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { ReceiveMessageCommand, SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Sandbox } from '../../local/sandbox.js';
@@ -13,7 +13,7 @@ import { waitFor } from '../support/wait.js';
 
 let stack: TestStack;
 let sandbox: Sandbox;
-let s3: S3Client;
+let s3For: TestStack['s3For'];
 let sqs: SQSClient;
 const enc = encodeURIComponent;
 
@@ -31,7 +31,7 @@ beforeAll(async () => {
     // Configured at start: every notification and every delivery is made twice.
     faults: { notifications: { duplicate: 1 }, deliveries: { duplicate: 1 } },
   });
-  ({ sandbox, s3 } = stack);
+  ({ sandbox, s3For } = stack);
   const e = sandbox.endpoints;
   sqs = new SQSClient({ region: e.s3.region, endpoint: e.sqs.endpoint, credentials: e.s3.credentials });
 });
@@ -56,7 +56,7 @@ const status = async (uploadId: string) =>
 async function replica(targetId: string, path: string): Promise<Buffer | undefined> {
   const bucket = sandbox.endpoints.targets[targetId]?.bucket as string;
   try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: path }));
+    const out = await s3For(bucket).send(new GetObjectCommand({ Bucket: bucket, Key: path }));
     return Buffer.from(
       await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
     );

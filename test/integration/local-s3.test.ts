@@ -19,7 +19,9 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
+  GetBucketLocationCommand,
   GetObjectCommand,
+  HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   type ListMultipartUploadsCommandOutput,
@@ -537,6 +539,72 @@ describe('strict like S3', () => {
       const res = await fetch(url.replace('?', `?${prepended}&`));
       expect([res.status, await codeOf(res)], prepended).toEqual([403, 'SignatureDoesNotMatch']);
     }
+  });
+
+  it('a bucket lives in one region: a request signed for another gets 400 naming the right one, and changes nothing', async () => {
+    // S3 answers a credential scope for another region than the bucket's with 400 (header:
+    // AuthorizationHeaderMalformed; presigned URL: AuthorizationQueryParametersError) naming the
+    // region expected. An emulator that took any region would hide a client signing a replica
+    // bucket's requests for the home region, which fails on AWS only.
+    const credentials = { ...LOCAL_CREDENTIALS };
+    const euClient = makeS3Client({
+      region: 'eu-west-1',
+      forcePathStyle: true,
+      endpoint: s3.endpoint,
+      credentials,
+    });
+    await euClient.send(
+      new CreateBucketCommand({
+        Bucket: 'regional',
+        CreateBucketConfiguration: { LocationConstraint: 'eu-west-1' },
+      }),
+    );
+    await euClient.send(new PutObjectCommand({ Bucket: 'regional', Key: 'kept', Body: 'eu bytes' }));
+    expect(await text(await euClient.send(new GetObjectCommand({ Bucket: 'regional', Key: 'kept' })))).toBe(
+      'eu bytes',
+    );
+    expect((await euClient.send(new HeadBucketCommand({ Bucket: 'regional' }))).BucketRegion).toBe(
+      'eu-west-1',
+    );
+    expect(
+      (await euClient.send(new GetBucketLocationCommand({ Bucket: 'regional' }))).LocationConstraint,
+    ).toBe('eu-west-1');
+    // A copy is signed for the destination bucket's region, whatever the source's.
+    await client.send(new PutObjectCommand({ Bucket: 'plain', Key: 'to-copy', Body: 'from us-east-1' }));
+    await euClient.send(
+      new CopyObjectCommand({ Bucket: 'regional', Key: 'copied', CopySource: 'plain/to-copy' }),
+    );
+    expect(await text(await euClient.send(new GetObjectCommand({ Bucket: 'regional', Key: 'copied' })))).toBe(
+      'from us-east-1',
+    );
+
+    const wrong = await errorOf(
+      client.send(new PutObjectCommand({ Bucket: 'regional', Key: 'kept', Body: 'x' })),
+    );
+    expect(wrong).toEqual({ name: 'AuthorizationHeaderMalformed', status: 400 });
+    expect(await errorOf(client.send(new GetObjectCommand({ Bucket: 'regional', Key: 'kept' })))).toEqual({
+      name: 'AuthorizationHeaderMalformed',
+      status: 400,
+    });
+    const presigned = await getSignedUrl(client, new GetObjectCommand({ Bucket: 'regional', Key: 'kept' }), {
+      expiresIn: 60,
+    });
+    const res = await fetch(presigned);
+    const body = await res.text();
+    expect([
+      res.status,
+      /<Code>([^<]+)<\/Code>/.exec(body)?.[1],
+      /<Region>([^<]+)<\/Region>/.exec(body)?.[1],
+    ]).toEqual([400, 'AuthorizationQueryParametersError', 'eu-west-1']);
+    expect(body).not.toContain('eu bytes');
+    // The other way round: the home region's bucket refuses a request signed for eu-west-1.
+    expect(await errorOf(euClient.send(new GetObjectCommand({ Bucket: 'plain', Key: 'to-copy' })))).toEqual({
+      name: 'AuthorizationHeaderMalformed',
+      status: 400,
+    });
+    expect(await text(await euClient.send(new GetObjectCommand({ Bucket: 'regional', Key: 'kept' })))).toBe(
+      'eu bytes',
+    );
   });
 
   it('checks a checksum hoisted into the query, and Content-MD5', async () => {

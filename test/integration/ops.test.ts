@@ -20,7 +20,6 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   PutObjectCommand,
-  S3Client,
 } from '@aws-sdk/client-s3';
 import {
   GetQueueUrlCommand,
@@ -35,6 +34,7 @@ import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/san
 import { sha256Hex } from '../support/domain.js';
 import { localApi } from '../support/local-api.js';
 import { binArgs, runCliOn, testStackOptions } from '../support/local-stack.ts';
+import { type BucketClients, bucketClients } from '../support/regional-s3.ts';
 import { waitFor as poll } from '../support/wait.js';
 
 /** This file's waits are longer than the shared default. */
@@ -57,7 +57,7 @@ const topology = parseTopology({
 
 let dataDir: string;
 let sandbox: Sandbox;
-let s3: S3Client;
+let s3: BucketClients;
 const sandboxLog: string[] = [];
 /** The lag monitor's reports, as it logs them ("lag measured"), newest last. */
 const lagReports: { at: number; report: { targetId: string; lagSeconds: number; pending: number }[] }[] = [];
@@ -83,18 +83,10 @@ const options = (): SandboxOptions =>
     agents: { heartbeatSeconds: 1, waitTimeSeconds: 1, shutdownGraceSeconds: 2 },
   });
 
-/** An S3 client on the running stack's emulator (its port changes on a restart). */
+/** S3 clients on the running stack's emulator, one per bucket's region (its port changes on a restart). */
 function connect(): void {
   s3?.destroy();
-  const e = sandbox.endpoints.s3;
-  s3 = new S3Client({
-    region: e.region,
-    endpoint: e.endpoint,
-    credentials: { ...e.credentials },
-    forcePathStyle: true,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  s3 = bucketClients(sandbox.endpoints);
 }
 
 beforeAll(async () => {
@@ -134,7 +126,7 @@ const bucket = (target = S3_TARGET) => sandbox.endpoints.targets[target]?.bucket
 
 async function replicaBytes(path: string, target = S3_TARGET): Promise<Buffer | undefined> {
   try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket(target), Key: path }));
+    const out = await s3(bucket(target)).send(new GetObjectCommand({ Bucket: bucket(target), Key: path }));
     return Buffer.from(
       await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
     );
@@ -240,7 +232,7 @@ describe('operations through the local stack', () => {
     const failuresBefore = (await metric('mirror_failed_replications_total', { target })) || 0;
     // Behind the system's back the target's bucket is deleted (it holds nothing: only poison/ goes
     // there). The verified blob version stays pinned in the origin, so a copy can fail only here.
-    await s3.send(new DeleteBucketCommand({ Bucket: bucket(target) }));
+    await s3(bucket(target)).send(new DeleteBucketCommand({ Bucket: bucket(target) }));
     await upload('poison/second.bin', bytes);
 
     const dlq = { queue: `mirror-target-${target}-dlq.fifo`, target };
@@ -291,7 +283,13 @@ describe('operations through the local stack', () => {
     expect(await metric('mirror_dlq_messages', dlq)).toBe(1);
 
     // The fix: the bucket is back. Then one command sends the parked message back.
-    await s3.send(new CreateBucketCommand({ Bucket: bucket(target) }));
+    await s3(bucket(target)).send(
+      new CreateBucketCommand({
+        Bucket: bucket(target),
+        // Where it was: the replicate function signs for its target's region.
+        CreateBucketConfiguration: { LocationConstraint: 'ap-south-1' },
+      }),
+    );
     const redrive = await cli('redrive', '--target', target, '--json');
     expect(redrive.err).toBe('');
     expect(redrive.code).toBe(0);
@@ -419,9 +417,11 @@ describe('operations through the local stack', () => {
     await recorded('reconcile/gone.bin');
     await recorded('reconcile/changed.bin');
 
-    await s3.send(new DeleteObjectCommand({ Bucket: bucket(), Key: 'reconcile/gone.bin' }));
+    await s3(bucket()).send(new DeleteObjectCommand({ Bucket: bucket(), Key: 'reconcile/gone.bin' }));
     const tampered = Buffer.from('not what was committed');
-    await s3.send(new PutObjectCommand({ Bucket: bucket(), Key: 'reconcile/changed.bin', Body: tampered }));
+    await s3(bucket()).send(
+      new PutObjectCommand({ Bucket: bucket(), Key: 'reconcile/changed.bin', Body: tampered }),
+    );
 
     const dry = await cli('reconcile', '--target', S3_TARGET, '--dry-run', '--json');
     expect(dry.err).toBe('');
@@ -465,7 +465,7 @@ describe('operations through the local stack', () => {
     await upload('restart/kept.bin', bytes);
     await until('the copy', replicaHas('restart/kept.bin', bytes));
     await recorded('restart/kept.bin');
-    await s3.send(new DeleteObjectCommand({ Bucket: bucket(), Key: 'restart/kept.bin' }));
+    await s3(bucket()).send(new DeleteObjectCommand({ Bucket: bucket(), Key: 'restart/kept.bin' }));
 
     await sandbox.stop();
     const t0 = Date.now();

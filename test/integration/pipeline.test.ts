@@ -15,18 +15,19 @@ import { waitFor as until } from '../support/wait.js';
 let stack: TestStack;
 let sandbox: Sandbox;
 let s3: S3Client;
+let s3For: TestStack['s3For'];
 const sha = sha256Hex;
 const enc = encodeURIComponent;
 
 beforeAll(async () => {
   stack = await startTestStack('pipeline');
-  ({ sandbox, s3 } = stack);
+  ({ sandbox, s3, s3For } = stack);
 });
 afterAll(() => stack?.stop());
 
 async function replicaObject(bucket: string, key: string) {
   try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const out = await s3For(bucket).send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     return {
       bytes: Buffer.from(
         await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),

@@ -71,11 +71,12 @@ describe('proof of possession', () => {
   let stack: TestStack;
   let sandbox: Sandbox;
   let s3: S3Client;
+  let s3For: TestStack['s3For'];
   let api: ReturnType<typeof localApi>;
 
   beforeAll(async () => {
     stack = await start('possession');
-    ({ sandbox, s3 } = stack);
+    ({ sandbox, s3, s3For } = stack);
     api = localApi(sandbox.endpoints);
   });
   afterAll(() => stack?.stop());
@@ -118,7 +119,7 @@ describe('proof of possession', () => {
 
   async function replicaBytes(bucket: string, key: string): Promise<Buffer | undefined> {
     try {
-      const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const out = await s3For(bucket).send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       return Buffer.from(
         await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
       );

@@ -14,13 +14,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTopology } from '../../contracts/topology.ts';
 import { DynamoLedger } from '../../functions/adapters/dynamo-ledger.ts';
 import type { Sandbox, SandboxOptions } from '../../local/sandbox.ts';
 import { localApi } from '../support/local-api.js';
 import { startTestSandbox } from '../support/local-stack.ts';
+import { bucketClients } from '../support/regional-s3.ts';
 import { waitFor } from '../support/wait.js';
 
 const TARGET = 'eu-west-1';
@@ -110,22 +111,19 @@ describe('the start-up reconcile after a crash cut a reconcile run short', () =>
     expect(converged.reconcile?.targets[TARGET]?.resent).toBe(PATHS.length);
 
     const e = sandbox.endpoints;
-    const s3 = new S3Client({
-      region: e.s3.region,
-      endpoint: e.s3.endpoint,
-      credentials: { ...e.s3.credentials },
-      forcePathStyle: true,
-    });
     const bucket = e.targets[TARGET]?.bucket as string;
+    const s3 = bucketClients(e);
     try {
       for (const path of PATHS) {
         await waitFor(
           `${path} at ${TARGET}`,
           () =>
-            s3.send(new HeadObjectCommand({ Bucket: bucket, Key: path })).then(
-              () => true,
-              () => false,
-            ),
+            s3(bucket)
+              .send(new HeadObjectCommand({ Bucket: bucket, Key: path }))
+              .then(
+                () => true,
+                () => false,
+              ),
           20_000,
         );
       }

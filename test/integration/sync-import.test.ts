@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTopology } from '../../contracts/topology.ts';
 import type { Sandbox } from '../../local/sandbox.ts';
@@ -32,7 +32,7 @@ const topology = parseTopology({
 let stack: TestStack;
 let work: string;
 let sandbox: Sandbox;
-let s3: S3Client;
+let s3For: TestStack['s3For'];
 /** Mirror path → SHA-256 of what the folder holds there. */
 const expected = new Map<string, string>();
 
@@ -44,7 +44,7 @@ const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
 beforeAll(async () => {
   stack = await startTestStack('sync-import', { topology, env: {}, schedules: false });
-  ({ sandbox, s3, dir: work } = stack);
+  ({ sandbox, s3For, dir: work } = stack);
 }, 120_000);
 
 afterAll(() => stack?.stop());
@@ -55,7 +55,7 @@ async function replicaKeys(): Promise<Set<string>> {
   const keys = new Set<string>();
   let token: string | undefined;
   do {
-    const page = await s3.send(
+    const page = await s3For(sandbox.endpoints.targets[TARGET]?.bucket).send(
       new ListObjectsV2Command({
         Bucket: sandbox.endpoints.targets[TARGET]?.bucket,
         Prefix: 'import/',

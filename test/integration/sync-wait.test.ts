@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type WaitClient, waitForTargets } from '../../cli/sync-wait.ts';
 import { systemClock } from '../../cli/upload.ts';
@@ -33,7 +33,7 @@ const topology = parseTopology({
 let stack: TestStack;
 let work: string;
 let sandbox: Sandbox;
-let s3: S3Client;
+let s3For: TestStack['s3For'];
 
 beforeAll(async () => {
   stack = await startTestStack('sync-wait', {
@@ -42,7 +42,7 @@ beforeAll(async () => {
     schedules: false,
     agents: { heartbeatSeconds: 1, waitTimeSeconds: 1, shutdownGraceSeconds: 2 },
   });
-  ({ sandbox, s3, dir: work } = stack);
+  ({ sandbox, s3For, dir: work } = stack);
 }, 120_000);
 
 afterAll(() => stack?.stop());
@@ -58,7 +58,7 @@ const library = (name: string, files: Record<string, Buffer>) => writeFiles(join
 async function atReplica(path: string): Promise<Buffer | undefined> {
   const target = sandbox.endpoints.targets[S3_TARGET];
   try {
-    const got = await s3.send(
+    const got = await s3For(target?.bucket).send(
       new GetObjectCommand({ Bucket: target?.bucket, Key: `${target?.keyPrefix ?? ''}${path}` }),
     );
     return Buffer.from(

@@ -16,7 +16,7 @@ import {
   GetObjectCommand,
   ListObjectVersionsCommand,
   PutObjectCommand,
-  S3Client,
+  type S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { SendMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
@@ -28,11 +28,13 @@ import type { Sandbox } from '../../local/sandbox.js';
 import { MirrorApi } from '../../web/client/api.js';
 import { localApi, sha256Hex } from '../support/local-api.js';
 import { startTestStack, type TestStack } from '../support/local-stack.ts';
+import { type BucketClients, bucketClients } from '../support/regional-s3.ts';
 import { waitFor as waitForShort } from '../support/wait.js';
 
 let stack: TestStack;
 let sandbox: Sandbox;
 let s3: S3Client;
+let s3For: BucketClients;
 /** The ingest function's stdout: its log lines and its EMF metric lines. */
 const ingestLines: string[] = [];
 const enc = encodeURIComponent;
@@ -48,19 +50,15 @@ beforeAll(async () => {
     agents: { heartbeatSeconds: 1, waitTimeSeconds: 1, shutdownGraceSeconds: 2 },
   });
   sandbox = stack.sandbox;
-  const e = sandbox.endpoints.s3;
-  s3 = new S3Client({
-    region: e.region,
-    endpoint: e.endpoint,
-    credentials: { ...e.credentials },
-    forcePathStyle: true,
+  s3For = bucketClients(sandbox.endpoints, {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
+  s3 = s3For(sandbox.endpoints.originBucket);
 });
 
 afterAll(async () => {
-  s3?.destroy();
+  s3For?.destroy();
   await stack?.stop();
 });
 
@@ -76,7 +74,7 @@ const pullTargets = () =>
 
 async function getBytes(bucket: string, key: string): Promise<Buffer | undefined> {
   try {
-    const out = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+    const out = await s3For(bucket).send(new GetObjectCommand({ Bucket: bucket, Key: key }));
     return Buffer.from(
       await (out.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
     );
@@ -375,7 +373,9 @@ describe('verified bytes survive a write over their blob', () => {
     // 7. A reconcile re-copy (the replica object deleted by hand) copies the verified bytes.
     const [first] = s3Targets();
     if (!first) throw new Error('no S3 target');
-    await s3.send(new DeleteObjectCommand({ Bucket: first.bucket, Key: `${first.keyPrefix}${path}` }));
+    await s3For(first.bucket).send(
+      new DeleteObjectCommand({ Bucket: first.bucket, Key: `${first.keyPrefix}${path}` }),
+    );
     const report = await sandbox.reconcile({ targetIds: [first.id] });
     expect(report.targets[first.id]?.missing).toBe(1);
     const recopied = await waitFor('the re-copy', () => getBytes(first.bucket, `${first.keyPrefix}${path}`));

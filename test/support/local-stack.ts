@@ -11,8 +11,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { S3Client } from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { Sandbox, SandboxOptions } from '../../local/sandbox.ts';
+import { type BucketClients, bucketClients } from './regional-s3.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/media-mirror.js', import.meta.url));
 
@@ -84,8 +85,10 @@ export interface TestStack {
   readonly sandbox: Sandbox;
   /** The test's temp folder: the stack's state in `data/`, the CLI's cwd and cache, whatever the test writes. */
   readonly dir: string;
-  /** A client on the stack's S3 emulator. */
+  /** A client on the stack's S3 emulator, signing for the home region (the origin bucket's). */
   readonly s3: S3Client;
+  /** A client for a bucket, signing for its region (a replica bucket's is its target's). */
+  readonly s3For: BucketClients;
   /** Runs the CLI in-process from `dir`, with its cache in `dir/cache` and `env` besides. */
   cliWith(env: Record<string, string>): (...args: string[]) => Promise<CliRun>;
   /** cliWith no more variables. */
@@ -111,8 +114,8 @@ export async function startTestStack(
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
-  const { endpoint, region, credentials } = sandbox.endpoints.s3;
-  const s3 = new S3Client({ endpoint, region, credentials: { ...credentials }, forcePathStyle: true });
+  const s3For = bucketClients(sandbox.endpoints);
+  const s3 = s3For(sandbox.endpoints.originBucket);
   const cliWith =
     (env: Record<string, string>) =>
     (...args: string[]) =>
@@ -121,10 +124,11 @@ export async function startTestStack(
     sandbox,
     dir,
     s3,
+    s3For,
     cliWith,
     cli: cliWith({}),
     async stop() {
-      s3.destroy();
+      s3For.destroy();
       await sandbox.stop();
       await rm(dir, { recursive: true, force: true });
     },

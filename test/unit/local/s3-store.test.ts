@@ -20,10 +20,11 @@ async function freshDir(): Promise<string> {
   return dir;
 }
 
-function addBucket(store: S3Store, name: string, versioning?: 'Enabled'): Bucket {
+function addBucket(store: S3Store, name: string, versioning?: 'Enabled', region?: string): Bucket {
   const bucket: Bucket = {
     name,
     createdAt: new Date(0).toISOString(),
+    region,
     versioning,
     cors: undefined,
     objects: new Map(),
@@ -49,6 +50,7 @@ const put = (store: S3Store, bucket: Bucket, key: string, etag: string) =>
 const stateOf = (store: S3Store) =>
   [...store.buckets.values()].map((b) => ({
     name: b.name,
+    region: b.region,
     versioning: b.versioning,
     objects: [...b.objects].map(([key, versions]) => [key, versions.map((v) => [v.etag, v.versionId])]),
   }));
@@ -86,7 +88,7 @@ describe('local S3 index: snapshot and journal', () => {
   it('every acknowledged change comes back on open; a torn last line (a crash mid-append) is dropped', async () => {
     const dir = await freshDir();
     const store = await S3Store.open(dir);
-    const versioned = addBucket(store, 'v', 'Enabled');
+    const versioned = addBucket(store, 'v', 'Enabled', 'eu-west-1');
     const plain = addBucket(store, 'p');
     await store.persist({ bucket: 'v' }, { bucket: 'p' });
     // Concurrent writers share appends, as concurrent PUTs do.
@@ -117,6 +119,11 @@ describe('local S3 index: snapshot and journal', () => {
     const reopened = await S3Store.open(dir);
     expect(stateOf(reopened)).toEqual(expected);
     expect(reopened.buckets.get('p')?.cors?.[0]?.allowedOrigins).toEqual(['*']);
+    // A bucket's region comes back; one created before regions were kept has none (any is taken).
+    expect([reopened.buckets.get('v')?.region, reopened.buckets.get('p')?.region]).toEqual([
+      'eu-west-1',
+      undefined,
+    ]);
     expect(reopened.buckets.get('v')?.objects.get('key-3')).toHaveLength(5);
     // The torn line is gone: the next append starts a line of its own.
     const v = reopened.buckets.get('v');
@@ -129,7 +136,7 @@ describe('local S3 index: snapshot and journal', () => {
   it('a journal grown past its bound is folded into the snapshot while writes go on, and nothing is lost', async () => {
     const dir = await freshDir();
     const store = await S3Store.open(dir, { foldMinBytes: 4_096 });
-    const bucket = addBucket(store, 'b', 'Enabled');
+    const bucket = addBucket(store, 'b', 'Enabled', 'ap-south-1');
     await store.persist({ bucket: 'b' });
     let folds = 0;
     let journalBefore = 0;
