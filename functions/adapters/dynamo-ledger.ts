@@ -1307,6 +1307,7 @@ export class DynamoLedger implements Ledger {
       cursor: item.cursor as number[],
       figures: item.figures as LagFigures | undefined,
       rewinds: typeof item.rewinds === 'number' ? item.rewinds : 0,
+      ...(typeof item.selection === 'string' ? { selection: item.selection } : {}),
     };
   }
 
@@ -1323,6 +1324,7 @@ export class DynamoLedger implements Ledger {
               // Through JSON: the figures' absent (undefined) fields are left out, as DynamoDB wants.
               ...(record.figures ? { figures: JSON.parse(JSON.stringify(record.figures)) as Item } : {}),
               ...(rewinds > 0 ? { rewinds } : {}),
+              ...(record.selection === undefined ? {} : { selection: record.selection }),
             },
             // noRewindSince: a rewind made while the run went on is not written over.
             ConditionExpression: rewinds > 0 ? 'rewinds = :rewinds' : 'attribute_not_exists(rewinds)',

@@ -112,6 +112,7 @@ export class InMemoryLedger implements Ledger {
   private readonly targets = new Map<string, TargetItem>();
   private readonly watermarks = new Map<string, number[]>();
   private readonly lagFigures = new Map<string, LagFigures>();
+  private readonly lagSelections = new Map<string, string>();
   private readonly rewinds = new Map<string, number>();
   private readonly copyUploads = new Map<string, CopyUpload>();
   private reconcileCheckpoint: ReconcileCheckpoint | undefined;
@@ -639,13 +640,20 @@ export class InMemoryLedger implements Ledger {
   async getLagRecord(targetId: string): Promise<LagRecord | undefined> {
     const cursor = this.watermarks.get(targetId);
     if (!cursor) return undefined;
-    return copy({ cursor, figures: this.lagFigures.get(targetId), rewinds: this.rewinds.get(targetId) ?? 0 });
+    const selection = this.lagSelections.get(targetId);
+    return copy({
+      cursor,
+      figures: this.lagFigures.get(targetId),
+      rewinds: this.rewinds.get(targetId) ?? 0,
+      ...(selection === undefined ? {} : { selection }),
+    });
   }
 
   async putLagRecord(targetId: string, record: LagRecord): Promise<boolean> {
     if ((this.rewinds.get(targetId) ?? 0) !== (record.rewinds ?? 0)) return false;
     this.watermarks.set(targetId, [...record.cursor]);
     if (record.figures) this.lagFigures.set(targetId, copy(record.figures));
+    if (record.selection !== undefined) this.lagSelections.set(targetId, record.selection);
     return true;
   }
 

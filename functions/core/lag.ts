@@ -26,6 +26,7 @@ import type {
   Clock,
   FanoutQueue,
   LagFigures,
+  LagRecord,
   TargetLedger,
   VersionLedger,
 } from './ports.js';
@@ -184,7 +185,7 @@ async function measureTargetLag(run: Run, target: LagTarget): Promise<TargetLag>
   const scan = new TargetScan(
     run,
     target,
-    startingWatermark(record?.cursor, run.deps.feedShards),
+    startingWatermark(record, target, run.deps.feedShards),
     record?.rewinds ?? 0,
   );
   scan.calls++;
@@ -217,9 +218,19 @@ async function walkShards(scan: TargetScan): Promise<void> {
   }
 }
 
-/** The stored watermark, or the feed's start when none is stored or the shard count changed. */
-function startingWatermark(stored: readonly number[] | undefined, shards: number): number[] {
-  return stored?.length === shards ? [...stored] : [...initialCursor(shards)];
+/** What a target selects, as the lag record keeps it: '' for every path. */
+const selectionOf = (target: LagTarget): string => target.pathPrefix ?? '';
+
+/**
+ * The stored watermark, or the feed's start when none is stored, the shard count changed, or the
+ * target now selects paths the stored one did not (its prefix widened or moved): the watermark
+ * passed their changes as never to be applied, and the target may lack every one of them. A
+ * narrower prefix keeps it (what it passed stays applied or unselected).
+ */
+function startingWatermark(record: LagRecord | undefined, target: LagTarget, shards: number): number[] {
+  const stored = record?.cursor;
+  const widened = record?.selection !== undefined && !selectionOf(target).startsWith(record.selection);
+  return stored?.length === shards && !widened ? [...stored] : [...initialCursor(shards)];
 }
 
 /**
@@ -233,6 +244,7 @@ async function save(scan: TargetScan): Promise<LagFigures> {
     cursor: scan.watermark,
     figures,
     rewinds: scan.rewinds,
+    selection: selectionOf(scan.target),
   });
   scan.calls++;
   if (!saved) scan.superseded = true;

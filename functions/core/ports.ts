@@ -400,6 +400,12 @@ export interface LagRecord {
   readonly cursor: readonly number[];
   readonly figures?: LagFigures | undefined;
   /**
+   * The target's path prefix the watermark was measured for ('' for every path): changes the
+   * watermark passed as not selected may be selected by another prefix. Absent in records saved
+   * before it was kept.
+   */
+  readonly selection?: string | undefined;
+  /**
    * How many times reconcile moved the watermark back (rewindWatermark): a monitor run saves only
    * over the count it read, so a rewind made while it ran is never written over.
    */

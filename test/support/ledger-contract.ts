@@ -1046,6 +1046,20 @@ export function ledgerContract(
       expect(await ledger.getLagRecord('beta')).toBeUndefined();
     });
 
+    it("the lag monitor's record keeps the selection it was measured for; a rewind keeps it too", async () => {
+      const { ledger } = await makeLedger();
+      await commitNext(ledger, 's/a.png', { shard: 0 });
+      expect(await ledger.putLagRecord('alpha', { cursor: [1, 0], selection: 'public/' })).toBe(true);
+      expect(await ledger.getLagRecord('alpha')).toMatchObject({ cursor: [1, 0], selection: 'public/' });
+      await ledger.rewindWatermark('alpha', 's/a.png', 1);
+      expect(await ledger.getLagRecord('alpha')).toMatchObject({ cursor: [0, 0], selection: 'public/' });
+      expect(await ledger.putLagRecord('alpha', { cursor: [1, 0], rewinds: 1, selection: '' })).toBe(true);
+      expect(await ledger.getLagRecord('alpha')).toMatchObject({ selection: '' });
+      // A record saved without one (before it was kept) has none.
+      await ledger.putLagRecord('beta', { cursor: [0, 0] });
+      expect((await ledger.getLagRecord('beta'))?.selection).toBeUndefined();
+    });
+
     it('rewindWatermark moves a target’s watermark back below a change, never forward; a save that did not see it is refused', async () => {
       const { ledger } = await makeLedger();
       await commitNext(ledger, 'r/a.png', { shard: 1 });
