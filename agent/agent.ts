@@ -238,7 +238,7 @@ class Agent implements AgentHandle {
         StateStore.open(
           config.stateDir,
           { targetId: config.targetId, table: config.table, feedShards: config.feedShards },
-          { warn: (msg, fields) => log.log('warn', msg, fields) },
+          { warn: (msg, fields) => log.log('warn', msg, fields), selection: config.pathPrefix ?? '' },
         ),
       );
     } catch (error) {

@@ -73,6 +73,12 @@ export interface StateStoreOptions {
   readonly compactAfter?: number;
   /** Load only: no lock, no compaction, no writes (verify without --repair). */
   readonly readOnly?: boolean;
+  /**
+   * What the agent selects: its path prefix, '' for every path. The cursor passed the changes it did
+   * not select, so a selection the recorded one does not contain (the prefix taken off, widened or
+   * moved) reads the whole feed again. Absent (verify): the recorded one is kept.
+   */
+  readonly selection?: string | undefined;
   /** Fault injection for tests: runs between the snapshot's fsync and its rename. */
   readonly beforeSnapshotRename?: () => Promise<void> | void;
   /** Called with a warning (a corrupt journal line, a stale temp snapshot). */
@@ -109,6 +115,11 @@ export interface LoadReport {
   readonly corruptLines: number;
   readonly cursorReset: boolean;
 }
+
+/** Why a loaded cursor is not used: the feed's shard count, or the target's selection, changed. */
+type CursorReset =
+  | { readonly kind: 'shards'; readonly was: unknown }
+  | { readonly kind: 'selection'; readonly was: string };
 
 /** Device and inode of the folder at `path` (through symlinks), or undefined when there is none. */
 async function folderIdentity(path: string): Promise<{ dev: bigint; ino: bigint } | undefined> {
@@ -164,6 +175,8 @@ export class StateStore {
   /** The folder holding `dir` when opened: a removed state folder is made again only in it. */
   private parentIdentity: { readonly dev: bigint; readonly ino: bigint } | undefined;
   private closed = false;
+  /** The selection the cursor was read for (StateStoreOptions.selection), as the snapshot records it. */
+  private selection: string | undefined;
   /** Temp files a previous run recorded and may have left behind. */
   readonly leftoverTemps: readonly string[];
   loadReport: LoadReport | undefined;
@@ -176,6 +189,7 @@ export class StateStore {
     this.cursorSeqs = Array.from({ length: identity.feedShards }, () => 0);
     this.cursorMarkList = this.cursorSeqs.map(() => null);
     this.leftoverTemps = [];
+    this.selection = options.selection;
   }
 
   /**
@@ -484,6 +498,7 @@ export class StateStore {
       targetId: this.identity.targetId,
       table: this.identity.table,
       feedShards: this.identity.feedShards,
+      ...(this.selection === undefined ? {} : { selection: this.selection }),
       cursor: this.cursorSeqs,
       cursorMarks: this.cursorMarkList,
       appliedTotal: this.appliedTotalCount,
@@ -608,19 +623,35 @@ export class StateStore {
   private async load(): Promise<void> {
     // Snapshot temp files from a crash mid-compaction: the old snapshot is still whole.
     if (!this.options.readOnly) await this.removeUnfinishedSnapshots();
-    const { snapshotPaths, cursorReset, recordedShards } = await this.loadSnapshot();
+    const { snapshotPaths, cursorReset } = await this.loadSnapshot();
     const { journalRecords, corruptLines, tornTail } = await this.loadJournal();
-    if (cursorReset) {
-      this.cursorSeqs = Array.from({ length: this.identity.feedShards }, () => 0);
-      this.cursorMarkList = this.cursorSeqs.map(() => null);
-      this.options.warn?.(
-        'the feed shard count changed: reading the whole feed again (files already in place are kept)',
-        { feedShards: this.identity.feedShards, was: recordedShards },
-      );
-    }
+    if (cursorReset) this.startCursorOver(cursorReset);
     // Kept in `temps` (and so in every snapshot) until the agent has removed each and called recordTempDone.
     (this as { leftoverTemps: readonly string[] }).leftoverTemps = [...this.temps];
-    this.loadReport = { snapshotPaths, journalRecords, tornTail, corruptLines, cursorReset };
+    this.loadReport = {
+      snapshotPaths,
+      journalRecords,
+      tornTail,
+      corruptLines,
+      cursorReset: cursorReset !== undefined,
+    };
+  }
+
+  /** Starts every shard's cursor over (after the journal's records, which may have raised it). */
+  private startCursorOver(reset: CursorReset): void {
+    this.cursorSeqs = Array.from({ length: this.identity.feedShards }, () => 0);
+    this.cursorMarkList = this.cursorSeqs.map(() => null);
+    if (reset.kind === 'shards') {
+      this.options.warn?.(
+        'the feed shard count changed: reading the whole feed again (files already in place are kept)',
+        { feedShards: this.identity.feedShards, was: reset.was },
+      );
+    } else {
+      this.options.warn?.(
+        'the path prefix changed to select paths it did not: reading the whole feed again (files already in place are kept)',
+        { pathPrefix: this.selection || null, was: reset.was || null },
+      );
+    }
   }
 
   private async removeUnfinishedSnapshots(): Promise<void> {
@@ -633,15 +664,10 @@ export class StateStore {
   }
 
   /** Reads the snapshot, if any: its header line, one line per path, and an end line proving it whole. */
-  private async loadSnapshot(): Promise<{
-    snapshotPaths: number;
-    cursorReset: boolean;
-    recordedShards: unknown;
-  }> {
+  private async loadSnapshot(): Promise<{ snapshotPaths: number; cursorReset: CursorReset | undefined }> {
     const snapshotFile = join(this.dir, SNAPSHOT);
     let snapshotPaths = 0;
-    let cursorReset = false;
-    let recordedShards: unknown;
+    let cursorReset: CursorReset | undefined;
     let headerSeen = false;
     let ended = false;
     const input = createReadStream(snapshotFile);
@@ -649,9 +675,7 @@ export class StateStore {
       const lines = createInterface({ input, crlfDelay: Infinity });
       for await (const line of lines) {
         if (!headerSeen) {
-          const header = JSON.parse(line) as Record<string, unknown>;
-          recordedShards = header.feedShards;
-          cursorReset = this.readSnapshotHeader(header);
+          cursorReset = this.readSnapshotHeader(JSON.parse(line) as Record<string, unknown>);
           headerSeen = true;
           continue;
         }
@@ -670,12 +694,13 @@ export class StateStore {
         `the state snapshot ${snapshotFile} is incomplete: move it away to bootstrap again from the feed`,
       );
     }
-    return { snapshotPaths, cursorReset, recordedShards };
+    return { snapshotPaths, cursorReset };
   }
 
-  /** Takes the cursor, totals and temps from the header; true when the cursor must be reset. */
-  private readSnapshotHeader(header: Record<string, unknown>): boolean {
+  /** Takes the cursor, totals and temps from the header; says why the cursor must be reset, if it must. */
+  private readSnapshotHeader(header: Record<string, unknown>): CursorReset | undefined {
     const sameShards = this.checkIdentity(header);
+    const widened = this.widenedFrom(header.selection);
     if (sameShards && Array.isArray(header.cursor)) {
       this.cursorSeqs = this.cursorSeqs.map(() => 0);
       this.raiseCursor(
@@ -687,7 +712,21 @@ export class StateStore {
     for (const t of Array.isArray(header.temps) ? header.temps : []) {
       if (typeof t === 'string') this.temps.add(t);
     }
-    return !sameShards;
+    if (!sameShards) return { kind: 'shards', was: header.feedShards };
+    return widened === undefined ? undefined : { kind: 'selection', was: widened };
+  }
+
+  /**
+   * The recorded selection when this run's selects paths it did not; undefined otherwise. A state
+   * saved before selections were recorded keeps its cursor; verify (no selection) keeps the record.
+   */
+  private widenedFrom(recorded: unknown): string | undefined {
+    if (typeof recorded !== 'string') return undefined;
+    if (this.selection === undefined) {
+      this.selection = recorded;
+      return undefined;
+    }
+    return this.selection.startsWith(recorded) ? undefined : recorded;
   }
 
   private readSnapshotLine(parsed: unknown): 'path' | 'end' | undefined {

@@ -313,6 +313,39 @@ describe('agent loops (in-memory ports)', () => {
     });
   });
 
+  it('a path prefix widened between runs: the files it now selects come from the feed, not only from a resend (operator day 2)', async () => {
+    const { ledger, blobs, commit } = ledgerWithBlobs();
+    commit('public/a.txt', 1, 'public a');
+    commit('private/b.txt', 1, 'private b');
+    const first = options(ledger, blobs, { pathPrefix: 'public/' });
+    const agent = await startAgent(first.options);
+    await until(() => agent.stats().cursor.every((seq) => seq === 2));
+    await agent.stop();
+    expect(await readdir(first.dir)).not.toContain('private');
+
+    // The operator takes the prefix off: the cursor is past private/b.txt, which no message brings.
+    const log = createMemoryLog();
+    const again = await startAgent({ ...first.options, pathPrefix: undefined, log });
+    try {
+      await until(
+        async () =>
+          (await readFile(join(first.dir, 'private/b.txt'), 'utf8').catch(() => '')) === 'private b',
+      );
+    } finally {
+      await again.stop();
+    }
+    expect(log.entries.find((e) => e.msg.startsWith('the path prefix changed'))?.fields).toMatchObject({
+      pathPrefix: null,
+      was: 'public/',
+    });
+    // Narrowed again: what it passed stays passed (no second reading of the feed).
+    const narrowLog = createMemoryLog();
+    const narrowed = await startAgent({ ...first.options, pathPrefix: 'private/', log: narrowLog });
+    await narrowed.stop();
+    expect(narrowLog.entries.some((e) => e.msg.startsWith('the path prefix changed'))).toBe(false);
+    expect(narrowLog.entries.find((e) => e.msg === 'agent starting')?.fields).toMatchObject({ cursor: [2] });
+  });
+
   it('the heartbeat reports cursor, counts and version; the last row says stopped', async () => {
     const ledger = new FakeLedger();
     for (let i = 1; i <= 3; i++) ledger.commit(`f${i}.txt`, 1, Buffer.from(`file ${i}`));
