@@ -175,6 +175,8 @@ class Agent implements AgentHandle {
   private consumer!: QueueConsumer;
   private loops: Promise<void>[] = [];
   private timers: NodeJS.Timeout[] = [];
+  /** The heartbeat being written, if one is: the stop waits for it before its last row. */
+  private beating: Promise<void> | undefined;
   private status: AgentStats['status'] = 'starting';
   private stopping: Promise<void> | undefined;
   private resolveStopped!: () => void;
@@ -318,10 +320,10 @@ class Agent implements AgentHandle {
     this.loops.push(this.follower.run(this.shutdown.signal, first));
     this.loops.push(this.consumer.run());
     this.loops.push(this.checkFolderEvery(this.config.folderCheckIntervalSeconds, this.shutdown.signal));
-    this.timers.push(setInterval(() => void this.heartbeat(), this.config.heartbeatSeconds * 1000));
+    this.timers.push(setInterval(() => void this.beat(), this.config.heartbeatSeconds * 1000));
     this.timers.push(setInterval(() => this.log.status(this.view()), this.options.statusIntervalMs ?? 1000));
     for (const timer of this.timers) timer.unref();
-    void this.heartbeat();
+    void this.beat();
   }
 
   private makePorts(): void {
@@ -599,6 +601,14 @@ class Agent implements AgentHandle {
     };
   }
 
+  /** One heartbeat at a time, remembered so that the stop's last row is written after it. */
+  private beat(): Promise<void> {
+    this.beating ??= this.heartbeat().finally(() => {
+      this.beating = undefined;
+    });
+    return this.beating;
+  }
+
   private async heartbeat(): Promise<void> {
     if (this.status !== 'running') return;
     try {
@@ -737,6 +747,8 @@ class Agent implements AgentHandle {
       inFlight: this.inFlightCount,
     });
     for (const timer of this.timers) clearInterval(timer);
+    // A heartbeat begun before the stop would otherwise land after the last row, saying "running".
+    const beating = this.beating;
     this.consumer.stopReceiving();
     this.shutdown.abort(new Error('stopping'));
     const settled = Promise.allSettled([...this.loops, this.consumer.drain()]);
@@ -758,7 +770,10 @@ class Agent implements AgentHandle {
       await this.state.flush();
       // Best effort, and bounded: a dead network must not hold up the stop.
       await Promise.race([
-        this.ledger.writeAgentRow(this.agentRow('stopped')).catch(() => undefined),
+        (async () => {
+          await beating?.catch(() => undefined);
+          await this.ledger.writeAgentRow(this.agentRow('stopped'));
+        })().catch(() => undefined),
         new Promise<void>((resolve) => setTimeout(resolve, 3000).unref()),
       ]);
     } finally {

@@ -346,6 +346,32 @@ describe('agent loops (in-memory ports)', () => {
     expect(narrowLog.entries.find((e) => e.msg === 'agent starting')?.fields).toMatchObject({ cursor: [2] });
   });
 
+  it('a heartbeat still in flight when the agent stops does not write "running" over the last row', async () => {
+    const { ledger, blobs } = ledgerWithBlobs();
+    let backlogAsked = 0;
+    let releaseBacklog: (() => void) | undefined;
+    const slowQueue: QueuePort = {
+      ...emptyQueue,
+      backlog: async () => {
+        backlogAsked++;
+        await new Promise<void>((resolve) => {
+          releaseBacklog = resolve;
+        });
+        return 0;
+      },
+    };
+    const { options: o } = options(ledger, blobs, { ports: { ledger, blobs, queue: slowQueue } });
+    const agent = await startAgent(o);
+    await until(() => backlogAsked > 0);
+    // The stop comes while the heartbeat waits on the queue's figures, which arrive a moment later.
+    const stopped = agent.stop();
+    await new Promise((r) => setTimeout(r, 50));
+    releaseBacklog?.();
+    await stopped;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(ledger.rows.map((row) => row.status).slice(-2)).toEqual(['running', 'stopped']);
+  });
+
   it('the heartbeat reports cursor, counts and version; the last row says stopped', async () => {
     const ledger = new FakeLedger();
     for (let i = 1; i <= 3; i++) ledger.commit(`f${i}.txt`, 1, Buffer.from(`file ${i}`));
