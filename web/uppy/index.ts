@@ -186,14 +186,29 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
   async #uploadOne(fileID: string, earlier: UppyFile<M, B> | undefined): Promise<void> {
     const file = this.uppy.getFile(fileID);
     if (file === undefined) return;
-    const ready = await this.#readyToSend(file, earlier);
-    if (ready instanceof Error) {
-      this.#fail(fileID, ready);
-      return;
-    }
-    const { data, path } = ready;
+    // Registered before the comparison with another file of its path (reading both, seconds for
+    // large ones): removed or cancelled meanwhile, the file must not go on once it is compared.
     const controller = new AbortController();
     this.#controllers.set(fileID, controller);
+    try {
+      const ready = await this.#readyToSend(file, earlier);
+      if (controller.signal.aborted) return;
+      if (ready instanceof Error) {
+        this.#fail(fileID, ready);
+        return;
+      }
+      await this.#send(fileID, file, ready, controller);
+    } finally {
+      this.#controllers.delete(fileID);
+    }
+  }
+
+  async #send(
+    fileID: string,
+    file: UppyFile<M, B>,
+    { data, path }: { data: Blob; path: string },
+    controller: AbortController,
+  ): Promise<void> {
     this.uppy.emit('upload-start', [file]);
     try {
       const result = await uploadFile(data, {
@@ -225,8 +240,6 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
     } catch (err) {
       // A removed file or "cancel all" is not a failure to report.
       if (!controller.signal.aborted) this.#fail(fileID, err as Error);
-    } finally {
-      this.#controllers.delete(fileID);
     }
   }
 

@@ -101,6 +101,48 @@ describe('MediaMirror: two files of one upload that map to one path', () => {
     expect(done.sort()).toEqual([first, copy].sort());
   });
 
+  it('"cancel all" (or removing the file) while it is compared with the other: it is not hashed, claimed or committed (probe webui)', async () => {
+    for (const stop of ['cancelAll', 'removeFile'] as const) {
+      const { mirror, uppy, errors, done, add, claimedPaths } = setUp();
+      const bytes = bytesOf(50_000, 3);
+      const first = add('photo.jpg', bytes, 1);
+      const copy = add('photo.jpg', bytes.slice(), 2);
+      // The comparison reads both files (two large ones take seconds): held until the user has acted.
+      const data = uppy.getFile(copy).data as Blob;
+      const slice = data.slice.bind(data);
+      let comparing: () => void = () => undefined;
+      const compared = new Promise<void>((resolve) => {
+        comparing = resolve;
+      });
+      let release: () => void = () => undefined;
+      const held = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      vi.spyOn(data, 'slice').mockImplementationOnce((...args) => {
+        comparing();
+        const part = slice(...args);
+        return Object.assign(part, { arrayBuffer: () => held.then(() => slice(...args).arrayBuffer()) });
+      });
+      const firstDone = new Promise<void>((resolve) => {
+        uppy.on('upload-success', (file) => {
+          if (file?.id === first) resolve();
+        });
+      });
+      const upload = uppy.upload();
+      await Promise.all([compared, firstDone]);
+      if (stop === 'cancelAll') uppy.cancelAll();
+      else uppy.removeFile(copy);
+      release();
+      await upload;
+      // Before, the copy went on once compared: hashed, claimed, sent and committed, cancelled or not.
+      expect(claimedPaths(), stop).toEqual(['uploads/photo.jpg']);
+      expect(done, stop).toEqual([first]);
+      expect(errors, stop).toEqual([]);
+      expect(mirror.versions.get('uploads/photo.jpg'), stop).toBe(1);
+      vi.unstubAllGlobals();
+    }
+  });
+
   it('the same name in two folders of a folder drop: two paths, both uploaded (the default path is unchanged)', async () => {
     const { uppy, errors, add, claimedPaths } = setUp();
     add('photo.jpg', bytesOf(20_000, 1), 1, 'trip/photo.jpg');
