@@ -199,7 +199,8 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
       }
       await this.#send(fileID, file, ready, controller);
     } finally {
-      this.#controllers.delete(fileID);
+      // A file removed and added again has the same id: its new attempt may have registered since.
+      if (this.#controllers.get(fileID) === controller) this.#controllers.delete(fileID);
     }
   }
 
