@@ -20,10 +20,10 @@ import { ApiError, abortReason } from './errors.ts';
 import type { Hasher } from './hashing.ts';
 import { type BackoffOptions, ProgressMeter, reportEvery, type UploadProgress } from './plan.ts';
 import { DEFAULT_RETRY_WINDOW_MS, type RetryOptions } from './retry.ts';
-import { claim, prove } from './upload/claim.ts';
+import { type ClaimInput, claim, prove } from './upload/claim.ts';
 import { openHasher, type RangeHash, rangeHasher } from './upload/hash.ts';
 import { type PartsSent, sendParts } from './upload/parts.ts';
-import { choosePutter, DEFAULT_STALL_MS, type Putter, putSingle } from './upload/storage.ts';
+import { choosePutter, DEFAULT_STALL_MS, type PutTarget, type Putter, putSingle } from './upload/storage.ts';
 import { pollCeilingMs, waitForVerdict } from './upload/verify.ts';
 
 export { newIdempotencyKey } from './api.ts';
@@ -168,6 +168,8 @@ interface Session {
   uploadId: string | undefined;
   /** The claim continued another client's upload (`resumed`): a cancel here must not abort it. */
   joined: boolean;
+  /** A new URL for the claimed single PUT, once its own expired; undefined: none can be had. */
+  renewPut: (() => Promise<PutTarget>) | undefined;
   /** Bytes this call sent to storage in the send steps it finished. */
   bytesSent: number;
 }
@@ -198,6 +200,7 @@ function openSession(file: Blob, options: UploadFileOptions, inner: AbortControl
     settings: options,
     uploadId: undefined,
     joined: false,
+    renewPut: undefined,
     bytesSent: 0,
   };
 }
@@ -297,18 +300,17 @@ async function claimAndSend(
   mayClaimAgain: boolean,
 ): Promise<UploadResult> {
   const { settings } = s;
-  const claimed = await claim(
-    s.api,
-    {
-      path: settings.path,
-      size: s.size,
-      sha256,
-      contentType: s.contentType,
-      ifVersion: settings.ifVersion,
-      idempotencyKey,
-    },
-    s.signal,
-  ).catch((error: unknown) => {
+  const request: ClaimInput = {
+    path: settings.path,
+    size: s.size,
+    sha256,
+    contentType: s.contentType,
+    ifVersion: settings.ifVersion,
+    // Kept, not drawn per request: the replay of this very claim is how a single PUT's URL that
+    // expired meanwhile is signed again (renewPut).
+    idempotencyKey: idempotencyKey ?? newIdempotencyKey(),
+  };
+  const claimed = await claim(s.api, request, s.signal).catch((error: unknown) => {
     // The caller's key was first used for another request (a Retry after the app changed the
     // file's path, say): this is a new request, under a new key, or every Retry fails alike.
     if (mayClaimAgain && keyReused(error, idempotencyKey)) return undefined;
@@ -317,6 +319,7 @@ async function claimAndSend(
   if (claimed === undefined) return claimAndSend(s, sha256, rekey(settings), false);
   s.uploadId = claimed.uploadId;
   s.joined = joined(claimed);
+  s.renewPut = () => renewPut(s, request);
   const base = { uploadId: claimed.uploadId, path: claimed.path, sha256, size: s.size };
   if (claimed.status === 'committed') return deduplicated(s, base, claimed.version);
   // This claim may not be what ended its upload: a caller's key replays an earlier claim, a resumed
@@ -353,6 +356,19 @@ async function proveOrSend(
       : await prove(s.api, s.file, claimed.uploadId, claimed.challenge, s.signal);
   if (proven) return deduplicated(s, base, proven.version);
   return sendAndVerify(s, claimed, base, claimAgain);
+}
+
+/**
+ * The single PUT's URL signed again: the claim sent once more under its key, whose replay the API
+ * brings up to date with a URL for what is left of the upload's window (docs/api.md, "Retries: the
+ * Idempotency-Key"). An upload past that window keeps its old URL, which storage refuses again.
+ */
+async function renewPut(s: Session, request: ClaimInput): Promise<PutTarget> {
+  const again = await claim(s.api, request, s.signal);
+  if (again.uploadId !== s.uploadId || !('upload' in again)) {
+    throw new ApiError(`claiming again gave no URL for upload ${s.uploadId}`, 'bad_answer', 0);
+  }
+  return again.upload;
 }
 
 /** The reason an upload ended by `DELETE /v1/uploads/{id}` is rejected with (core/uploads.ts). */
@@ -476,7 +492,8 @@ async function sendSingle(s: Session, claimed: UploadPending): Promise<Sent> {
   const body = s.file.slice(0, s.size, s.contentType);
   const stop = reportEvery(meter, s.report);
   try {
-    await putSingle(s.putter, claimed.upload, body, (bytes) => s.report(meter.set(bytes)), s.retry);
+    const onSent = (bytes: number) => s.report(meter.set(bytes));
+    await putSingle(s.putter, claimed.upload, body, onSent, s.retry, s.renewPut);
   } finally {
     stop();
   }

@@ -190,6 +190,59 @@ describe('uploadFile', () => {
     expect(last).toMatchObject({ bytesDone: bytes.length, bytesTotal: bytes.length });
   });
 
+  it("a single PUT whose URL expired meanwhile (a long offline spell): the claim's replay under the same key signs it again, and the PUT goes to the new URL (probe webui)", async () => {
+    const mirror = new FakeMirror();
+    const bytes = bytesOf(200_000, 9);
+    const expired = '<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>';
+    mirror.interceptors.push((r) => {
+      // Storage refuses the URL the claim gave once it has expired.
+      if (r.method === 'PUT' && r.url.startsWith('https://s3.test') && !r.url.includes('renewed=1')) {
+        return new Response(expired, { status: 403 });
+      }
+      // The API's replay while the upload is pending: the first answer, its URL signed again
+      // (core/uploads.ts, refreshReplayedClaim).
+      const first = mirror.claimAnswers.get(r.headers['idempotency-key'] ?? '');
+      if (r.method === 'POST' && new URL(r.url).pathname === '/v1/uploads' && first !== undefined) {
+        const body = JSON.parse(first.body) as { upload: { url: string } };
+        body.upload.url = `${body.upload.url}&renewed=1`;
+        return new Response(JSON.stringify(body), {
+          status: first.status,
+          headers: { 'content-type': 'application/json', 'idempotent-replayed': 'true' },
+        });
+      }
+      return undefined;
+    });
+    // No retries at all: the renewal is no retry of a failure.
+    const result = await uploadFile(blobOf(bytes), options(mirror, { retries: 0 }));
+    expect(result).toMatchObject({ status: 'committed', version: 1, bytesSent: bytes.length });
+    const claims = mirror
+      .apiRequests('POST', '/v1/uploads')
+      .filter((r) => new URL(r.url).pathname === '/v1/uploads');
+    // Before: one claim, and the upload failed with "storage answered 403 AccessDenied: Request has expired".
+    expect(claims).toHaveLength(2);
+    expect(new Set(claims.map((r) => r.headers['idempotency-key'])).size).toBe(1);
+    expect(mirror.storageRequests().map((r) => r.url.includes('renewed=1'))).toEqual([false, true]);
+    expect(mirror.uploads.size).toBe(1);
+  });
+
+  it('a single PUT refused again with its new URL fails with what storage said, the URL renewed once', async () => {
+    const mirror = new FakeMirror();
+    const denied = '<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>';
+    mirror.interceptors.push((r) =>
+      r.method === 'PUT' && r.url.startsWith('https://s3.test')
+        ? new Response(denied, { status: 403 })
+        : undefined,
+    );
+    await expect(
+      uploadFile(blobOf(bytesOf(1_000, 3)), options(mirror, { retries: 2 })),
+    ).rejects.toMatchObject({
+      code: 'storage_rejected',
+      status: 403,
+      message: 'uploading the file: storage answered 403 AccessDenied: Access Denied',
+    });
+    expect(mirror.storageRequests()).toHaveLength(2);
+  });
+
   it('uses the declared content type over the file type, and octet-stream when neither is known', async () => {
     const mirror = new FakeMirror();
     await uploadFile(blobOf(bytesOf(10, 1), ''), options(mirror));

@@ -220,17 +220,36 @@ export function storageFailure(what: string, put: PutAnswer): ApiError {
   return new ApiError(message, 'storage_rejected', put.status);
 }
 
-/** The single-PUT step: the whole file to its presigned URL, with the signed headers, retried. */
+/** A presigned single PUT: where to send the file and the headers signed with it. */
+export interface PutTarget {
+  readonly url: string;
+  readonly headers: Record<string, string>;
+}
+
+/**
+ * The single-PUT step: the whole file to its presigned URL, with the signed headers, retried.
+ * `renew` gives a URL signed again for the same upload: asked once, after storage refuses the
+ * URL (403: expired, as after a long offline spell the client waited out), as a part's is.
+ */
 export async function putSingle(
   putter: Putter,
-  target: { readonly url: string; readonly headers: Record<string, string> },
+  target: PutTarget,
   body: Blob,
   onSent: (bytes: number) => void,
   retry: RetryOptions,
+  renew?: () => Promise<PutTarget>,
 ): Promise<void> {
-  const headers = sendableHeaders(target.headers);
+  let current = target;
+  let renewed = false;
   await withRetries(async () => {
-    const put = await putter(target.url, headers, body, retry.signal, onSent);
-    if (put.status < 200 || put.status >= 300) throw storageFailure('uploading the file', put);
+    for (;;) {
+      const put = await putter(current.url, sendableHeaders(current.headers), body, retry.signal, onSent);
+      if (put.status >= 200 && put.status < 300) return;
+      if (put.status !== 403 || renewed || renew === undefined)
+        throw storageFailure('uploading the file', put);
+      // Sent again at once with the new URL, not as a retry: a caller with no retries gets it too.
+      current = await renew();
+      renewed = true;
+    }
   }, retry);
 }
