@@ -542,18 +542,28 @@ describe('the upload page', () => {
     const name = 'inv\u202Egnp.exe';
     const file = join(stack.tmp, name);
     await writeFile(file, 'not a png');
+    const claims: string[] = [];
+    const onRequest = (r: Request) => {
+      if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/uploads') claims.push(r.url());
+    };
+    page.on('request', onRequest);
     await pick(page, 'names/', file);
     const row = item(`names/${name}`);
     await page.waitForSelector(`${row}[data-state="error"]`, { timeout: 15_000 });
+    page.off('request', onRequest);
     expect(await page.locator(`${row} .error`).textContent()).toMatch(/bidirectional control characters/);
+    // Refused before it is hashed or claimed, as the CLI does (probe webui): before, the whole file
+    // was hashed and the claim refused (400 invalid_path).
+    expect(await page.getAttribute(row, 'data-hash-ms')).toBeNull();
+    expect(claims).toEqual([]);
     const shown = 'inv<U+202E>gnp.exe';
     expect(await page.locator(`${row} h4`).textContent()).toBe(`${shown} → names/${shown}`);
     expect(await page.locator(`${row} caption`).textContent()).toBe(`Targets of names/${shown}`);
     expect(await page.getAttribute(`${row} button`, 'aria-label')).toBe(`Cancel the upload of ${shown}`);
     const text = await page.locator(row).evaluate((li) => li.textContent ?? '');
     expect(text).not.toContain('\u202E');
-    // The API's refusal (400 invalid_path).
-    consoleErrors.length = 0;
+    // No request was refused: nothing reached the API.
+    expect(consoleErrors).toEqual([]);
   });
 
   it('storage that keeps failing: the row says how to continue, and dropping the same file again does (probe 13, W5)', async () => {

@@ -16,7 +16,13 @@
  */
 import { sleep } from '../../common/retry.ts';
 import type { ChangesPage, FileStatus, TargetList } from '../../contracts/api.ts';
-import { checkNewPathName, folderPrefix, replaceHiddenCharacters } from '../../contracts/path-rules.ts';
+import {
+  checkApiName,
+  checkNewPathName,
+  folderPrefix,
+  normalizePath,
+  replaceHiddenCharacters,
+} from '../../contracts/path-rules.ts';
 import { MirrorApi } from '../client/api.ts';
 import { ApiError } from '../client/errors.ts';
 import { formatBytes, type UploadProgress } from '../client/plan.ts';
@@ -362,8 +368,10 @@ class UploadItem {
     let result: UploadResult;
     try {
       // The API refuses a name with "%", "?" or "#" only at the claim, after the whole file is
-      // hashed: checked here, it fails at once, with the rule in words.
+      // hashed: checked here, it fails at once, with the rule in words; so does a name the path
+      // rules refuse (a bidirectional control, a zero-width space), as the CLI checks it.
       checkNewPathName(this.path);
+      checkApiName(normalizePath(this.path));
       await this.refuseIfReplacing();
       result = await uploadFile(this.file, {
         client: api,

@@ -26,7 +26,7 @@
  *   whether it was deduplicated or resumed.
  */
 import { BasePlugin, type Body, type Meta, type PluginOpts, type Uppy, type UppyFile } from '@uppy/core';
-import { checkNewPathName, folderPrefix } from '../../contracts/path-rules.ts';
+import { checkApiName, checkNewPathName, folderPrefix, normalizePath } from '../../contracts/path-rules.ts';
 import {
   newIdempotencyKey,
   type RequestSigner,
@@ -275,8 +275,10 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
       defaultPath(file as UppyFile<Meta, Body>, folderPrefix(this.opts.prefix ?? ''));
     try {
       // The API refuses such a name only at the claim, after the whole file is hashed: refused
-      // here, the file fails at once, with the rule in words.
+      // here, the file fails at once, with the rule in words. The path rules too (a bidirectional
+      // control, a zero-width space or a "..": the CLI checks them before hashing as well).
       checkNewPathName(path);
+      checkApiName(normalizePath(path));
       return path;
     } catch (err) {
       return err as Error;

@@ -69,6 +69,21 @@ describe('MediaMirror: names the API refuses (%, ? and #)', () => {
     }
   });
 
+  it('refuses a name the path rules refuse (a bidirectional control, a zero-width space) before hashing or claiming, as the CLI does (probe webui)', async () => {
+    const refusals: [string, RegExp][] = [
+      ['inv\u202Egnp.exe', /^path must not contain bidirectional control characters/],
+      ['clip\u200B.mp4', /^path must not contain invisible characters/],
+      ['a\u2215b.jpg', /^path must not contain look-alikes of "\/"/],
+    ];
+    for (const [name, rule] of refusals) {
+      const { requests, errors, hashing } = await uploadOne(name);
+      // Before, the whole file was hashed, then the claim was refused (400 invalid_path).
+      expect(requests, name).toEqual([]);
+      expect(hashing, name).toEqual([]);
+      expect(errors, name).toEqual([expect.stringMatching(rule)]);
+    }
+  });
+
   it('a pathOf that replaces the three characters (docs/browser.md) sends the file', async () => {
     const pathOf = (file: { name?: string }) => `docs/${(file.name ?? '').replace(/[%?#]/g, '_')}`;
     const { requests, errors } = await uploadOne('Invoice #12.pdf', { pathOf });
