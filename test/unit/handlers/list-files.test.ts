@@ -77,6 +77,29 @@ describe('GET /v1/files', () => {
     expect(all.body.cursor).toBeUndefined();
   });
 
+  it('pages through a deep folder of paths as long as an S3 key: each cursor it returns is one it takes (probe limits)', async () => {
+    // Four folders of 200 bytes and names filling the path to S3's 1,024-byte key limit: a cursor
+    // that held both the prefix and the whole last path came to about 2,460 characters, over the
+    // 2,048 the API takes, so the second page of such a folder was a 400.
+    const folder = `deep/${['a', 'b', 'c', 'd'].map((c) => c.repeat(200)).join('/')}/`;
+    const name = (n: number) => `${'n'.repeat(1024 - folder.length - 5)}${n}.txt`;
+    const paths = [1, 2, 3].map((n) => `${folder}${name(n)}`);
+    expect(paths.every((p) => Buffer.byteLength(p) === 1024)).toBe(true);
+    const get = await apiOver(paths);
+    const listed: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await get({ prefix: folder, limit: '1', ...(cursor ? { cursor } : {}) });
+      expect(page.status, JSON.stringify(page.body.error)).toBe(200);
+      listed.push(...page.body.files.map((f: FileVersion) => f.path));
+      cursor = page.body.cursor;
+    } while (cursor !== undefined);
+    expect(listed).toEqual(paths);
+    // The whole mirror, too: a cursor without a prefix holds the whole path.
+    const first = await get({ limit: '1' });
+    expect((await get({ limit: '1', cursor: first.body.cursor })).status).toBe(200);
+  });
+
   it.each([
     [{ prefix: 'photos' }, 'prefix', 'invalid', 'name its top folder'],
     [{ prefix: '/photos/' }, 'prefix', 'invalid_path', 'relative'],
