@@ -12,8 +12,8 @@
  * map loaded with each environment (--enable-source-maps) cost about 33 MiB apiece.
  *
  * Built once and reused while no input changed: `<cache>/latest.json` lists the project files the
- * build read (with the lock file, this module and lib/lambda-bundle.ts) and when it started; a
- * file changed since triggers a new build
+ * build read (with the lock file, this module and lib/lambda-bundle.ts), when it started and the
+ * checkout it read them from; a file changed since, or another checkout, triggers a new build
  * into a folder of its own, so a stack already running keeps the files it loaded, and stacks
  * starting side by side (the tests) never see a half-written folder.
  */
@@ -39,6 +39,12 @@ interface BuildRecord {
   readonly startedAt: number;
   /** Project files the build read, relative to the repository root. */
   readonly inputs: readonly string[];
+  /**
+   * The checkout whose sources were bundled. Clones that link one checkout's node_modules share
+   * its cache: without this, a build another clone made after this one's last edit looked fresh
+   * here, and the stack ran that clone's handlers instead of these.
+   */
+  readonly root?: string;
 }
 
 const DEFAULT_CACHE = join(REPO_ROOT, 'node_modules', '.cache', 'media-mirror', 'lambda');
@@ -54,6 +60,7 @@ function locate(cache: string, record: BuildRecord): HandlerBundles {
 }
 
 async function isFresh(cache: string, record: BuildRecord): Promise<boolean> {
+  if (record.root !== REPO_ROOT) return false;
   const bundles = locate(cache, record);
   const files = [bundles.runtime, ...Object.values(bundles.handlers)];
   if (
@@ -115,6 +122,7 @@ export async function handlerBundles(cache: string = DEFAULT_CACHE): Promise<Han
   const record: BuildRecord = {
     dir,
     startedAt,
+    root: REPO_ROOT,
     inputs: Object.keys(result.metafile.inputs)
       .filter((file) => !file.includes('node_modules/') && !file.includes(':'))
       .map((file) => relative(REPO_ROOT, resolve(file)))

@@ -48,6 +48,24 @@ describe('handler bundles', () => {
     expect((await readFile(first.handlers.ingest)).length).toBeGreaterThan(0);
   }, 60_000);
 
+  it('does not reuse a build another checkout made in a shared cache (node_modules linked between clones)', async () => {
+    const mine = await handlerBundles(cache);
+    const record = JSON.parse(await readFile(join(cache, 'latest.json'), 'utf8')) as Record<string, unknown>;
+    // A clone whose node_modules is a link to another checkout's shares that checkout's cache: its
+    // build, newer than every file here, was made from its own sources, not from these.
+    for (const other of [
+      { ...record, root: '/elsewhere/checkout' },
+      { ...record, root: undefined },
+    ]) {
+      await writeFile(
+        join(cache, 'latest.json'),
+        JSON.stringify({ ...other, startedAt: Date.now() + 60_000 }),
+      );
+      const again = await handlerBundles(cache);
+      expect(dirname(again.runtime)).not.toBe(dirname(mine.runtime));
+    }
+  }, 120_000);
+
   it('the bundled runtime loads a bundled handler with no TypeScript loader and reports it ready', async () => {
     const bundles = await handlerBundles(cache);
     // Its configuration is missing, so the handler's module fails at init, as on Lambda without
