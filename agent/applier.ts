@@ -401,10 +401,17 @@ export class Applier {
       .replace(/[-:]/g, '')
       .replace(/\.\d+Z$/, 'Z');
     for (let n = 0; ; n++) {
-      const tail = `.mm-conflict-${stamp}${n === 0 ? '' : `-${n}`}${ext}`;
-      let visible = stem;
-      while (Buffer.byteLength(`${visible}${tail}`) > FILE_NAME_MAX_BYTES) visible = visible.slice(0, -1);
-      const aside = join(parent, `${visible}${tail}`);
+      const mark = `.mm-conflict-${stamp}${n === 0 ? '' : `-${n}`}`;
+      // The stem gives way first, down to its first character (the copy must not become a hidden
+      // file), then the extension: after the last dot of a 255-byte name there can be more than the
+      // mark leaves room for (`第1.` and 80 CJK characters), and a loop that only shortened the stem
+      // never ended, the agent's one thread spinning on it for good.
+      let [visible, kept] = [stem, ext];
+      while (Buffer.byteLength(`${visible}${mark}${kept}`) > FILE_NAME_MAX_BYTES) {
+        if (Array.from(visible).length > 1) visible = withoutLastCharacter(visible);
+        else kept = withoutLastCharacter(kept);
+      }
+      const aside = join(parent, `${visible}${mark}${kept}`);
       if ((await lstatIfPresent(aside)) !== undefined) continue;
       await this.deps.paths.checkRoot();
       await rename(join(parent, name), aside);
@@ -474,6 +481,11 @@ export class Applier {
     // A temp file that could not be removed stays recorded: the next start removes it.
     if (gone) this.deps.state.recordTempDone(relativeTemp);
   }
+}
+
+/** `text` less its last character: a whole code point, so that no lone surrogate becomes U+FFFD on disk. */
+function withoutLastCharacter(text: string): string {
+  return Array.from(text).slice(0, -1).join('');
 }
 
 /** The entry at `file`, or undefined when there is none. */

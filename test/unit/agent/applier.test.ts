@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Applier, type VersionInfo } from '../../../agent/applier.ts';
+import { Applier, isKeptAsideName, type VersionInfo } from '../../../agent/applier.ts';
 import { RefusedError } from '../../../agent/errors.ts';
 import type { BlobSource, LedgerView } from '../../../agent/ports.ts';
 import { SafePaths } from '../../../agent/safe-path.ts';
@@ -241,6 +241,28 @@ describe('applier: order, duplicates, never backwards', () => {
       'keptAside',
     );
     expect(await t.listing('notes')).toHaveLength(2);
+  });
+
+  it('a file the agent never wrote whose name has a long extension (more bytes after its last dot than the kept-aside mark leaves) is kept beside under a name that fits, not spun on for good (probe pathfs)', async () => {
+    const t = await setup();
+    // 244 bytes: a name the path rules admit, 241 of them after its last dot.
+    const name = `第1.${'章'.repeat(80)}`;
+    await writeFile(join(t.dir, name), 'someone’s chapter');
+    const outcome = await t.apply(t.world.commit(name, 1, 'the mirror’s chapter'));
+    expect(outcome).toMatchObject({ kind: 'applied' });
+    const keptAside = (outcome as { keptAside: string }).keptAside;
+    expect(Buffer.byteLength(keptAside)).toBeLessThanOrEqual(255);
+    expect(keptAside).toMatch(/^第\.mm-conflict-\d{8}T\d{6}Z\.章+$/);
+    expect(isKeptAsideName(keptAside)).toBe(true);
+    expect(await t.read(keptAside)).toBe('someone’s chapter');
+    expect(await t.read(name)).toBe('the mirror’s chapter');
+    // A delete keeps such a file aside the same way.
+    await t.apply(t.world.commit(name, 2, null));
+    await writeFile(join(t.dir, name), 'someone’s chapter, again');
+    expect(await t.apply(t.world.commit(name, 3, null), 'feed')).toMatchObject({
+      kind: 'deleted',
+      keptAside: expect.stringMatching(/^第\.mm-conflict-/),
+    });
   });
 
   it('a delete finds a file the agent never wrote at the path: kept beside, not removed; the mirror’s own bytes are removed (probe agent3)', async () => {
