@@ -271,15 +271,19 @@ async function checkFile(
 
 /** A file named as the agent names what it keeps aside, at no live path of the ledger. */
 function isKeptAsideFile(file: string, heads: Map<string, Change>): boolean {
-  const head = heads.get(file.normalize('NFC'));
+  const head = heads.get(file);
   return (head === undefined || head.deleted) && isKeptAsideName(basename(file));
 }
 
-/** Files in the folder that the ledger does not have for this target, or has deleted. */
+/**
+ * Files in the folder that the ledger does not have for this target, or has deleted. A file is a
+ * path's by its exact name: the agent writes the NFC name, and on Linux a file named in NFD (copied
+ * in from a Mac) is another file beside it, which the ledger cannot have (its paths are NFC).
+ */
 function extraFiles(tree: LocalTree, heads: Map<string, Change>): DriftEntry[] {
   const extra: DriftEntry[] = [];
   for (const file of tree.files) {
-    const head = heads.get(file.normalize('NFC'));
+    const head = heads.get(file);
     if (!head) extra.push({ path: file, reason: 'not in the ledger for this target' });
     else if (head.deleted) extra.push({ path: file, version: head.version, reason: 'deleted in the ledger' });
   }
@@ -336,7 +340,7 @@ async function repair(report: VerifyReport, ctx: RepairContext): Promise<RepairT
     }
   };
   for (const entry of report.extra) {
-    const head = ctx.heads.get(entry.path.normalize('NFC'));
+    const head = ctx.heads.get(entry.path);
     // The applier's delete records the deleted head locally and in the ledger, and prunes too.
     if (head?.deleted) await fix(entry.path, head);
     else if (await removeFound(entry.path, ctx.paths, tally)) tally.removed++;

@@ -179,3 +179,57 @@ describe('agent verify and the feed shard count', () => {
     expect((error as Error).message).toMatch(/is now a symlink/);
   });
 });
+
+describe('agent verify and names in another Unicode form', () => {
+  /** The ledger's paths are NFC; a file copied in from a Mac (rsync, a share) is named in NFD. */
+  it('a file named in NFD beside the ledger’s NFC path is an extra (not the path’s file), and --repair removes it, not the mirror’s (probe pathfs)', async () => {
+    const dir = join(base, `mirror-${++n}`);
+    await mkdir(join(dir, 'photos'), { recursive: true });
+    const at = new Date().toISOString();
+    const change = (path: string, version: number, text: string | null, seq: number): Change => ({
+      path,
+      version,
+      sha256: text === null ? null : sha(text),
+      size: text === null ? 0 : Buffer.byteLength(text),
+      contentType: null,
+      deleted: text === null,
+      committedAt: at,
+      shard: 0,
+      seq,
+      appendedAt: at,
+    });
+    const cafe = 'photos/caf\u00e9.jpg';
+    const deja = 'photos/d\u00e9j\u00e0.jpg';
+    const feed = [
+      change(cafe, 1, 'the mirror’s café', 1),
+      change(deja, 1, 'déjà', 2),
+      change(deja, 2, null, 3),
+    ];
+    const ledger = {
+      readFeed: async (shard: number, after: number, limit: number) =>
+        feed.filter((c) => c.shard === shard && c.seq > after).slice(0, limit),
+      getVersion: async (path: string, version: number) =>
+        feed.find((c) => c.path === path && c.version === version),
+      recordApplied: async () => undefined,
+    } as unknown as LedgerView;
+    const blobs: BlobSource = {
+      open: async () => {
+        throw new Error('nothing to fetch');
+      },
+    };
+    await writeFile(join(dir, cafe), 'the mirror’s café');
+    await writeFile(join(dir, cafe.normalize('NFD')), 'someone’s café, from a Mac');
+    await writeFile(join(dir, deja.normalize('NFD')), 'someone’s déjà, from a Mac');
+
+    const report = await verifyMirror(config(dir, 1), { repair: true, ports: { ledger, blobs } });
+    expect(report.ok).toBe(1);
+    expect(report.extra).toEqual([
+      { path: cafe.normalize('NFD'), reason: 'not in the ledger for this target' },
+      { path: deja.normalize('NFD'), reason: 'not in the ledger for this target' },
+    ]);
+    expect(report.repaired).toMatchObject({ removed: 2, failed: [] });
+    expect(await readdir(join(dir, 'photos'))).toEqual(['caf\u00e9.jpg']);
+    const again = await verifyMirror(config(dir, 1), { repair: false, ports: { ledger, blobs } });
+    expect(again.extra).toEqual([]);
+  });
+});
