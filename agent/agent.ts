@@ -26,7 +26,13 @@ import { type AgentClients, destroyClients, makeClients, originBlobSource, SqsQu
 import { FeedFollower, type RoundReport } from './catch-up.ts';
 import { Conditions } from './conditions.ts';
 import { type AgentConfig, withDefaults } from './config.ts';
-import { classifyCondition, isAbort, MirrorFolderMovedError, type RefusalCode } from './errors.ts';
+import {
+  classifyCondition,
+  isAbort,
+  MirrorFolderMovedError,
+  NotYetError,
+  type RefusalCode,
+} from './errors.ts';
 import { checkShardCountAgainstLedger } from './feed-shards.ts';
 import { DynamoLedgerView } from './ledger.ts';
 import { type AgentLog, createJsonLog } from './log.ts';
@@ -493,7 +499,9 @@ class Agent implements AgentHandle {
   }
 
   private logSurprise(error: unknown, v: VersionInfo, source: ApplySource, attempt: number): void {
-    this.log.log('error', 'applying a version failed', {
+    // Waiting for a delete another shard brings is expected, not an error.
+    const waiting = error instanceof NotYetError;
+    this.log.log(waiting ? 'info' : 'error', waiting ? 'a version waits' : 'applying a version failed', {
       path: v.path,
       version: v.version,
       source,

@@ -21,9 +21,9 @@ import { crashPoint } from '../common/crash-points.ts';
 import type { Digest } from '../common/sha256.ts';
 import { createSha256, hashFile } from '../common/sha256-node.ts';
 import type { FileVersion } from '../contracts/model.ts';
-import { FILE_NAME_MAX_BYTES } from '../contracts/paths.ts';
+import { ancestorsOf, FILE_NAME_MAX_BYTES } from '../contracts/paths.ts';
 import type { RefusalCode } from './errors.ts';
-import { RefusedError } from './errors.ts';
+import { NotYetError, RefusedError } from './errors.ts';
 import type { BlobSource, LedgerView } from './ports.ts';
 import { checkMirrorPath, type SafePaths, tempNameFor } from './safe-path.ts';
 import type { PathState, StateStore } from './state-store.ts';
@@ -317,10 +317,15 @@ export class Applier {
     ownFile: boolean,
   ): Promise<{ bytes: number; adopted: boolean; keptAside?: string }> {
     const { paths, state } = this.deps;
-    const resolved = await paths.resolve(path, { create: true });
+    const resolved = await paths.resolve(path, { create: true }).catch(async (error: unknown) => {
+      if (error instanceof RefusedError && error.code === 'path-conflict')
+        await this.waitForFileOnTheWay(path);
+      throw error;
+    });
     if (!resolved) throw new Error(`could not create the folders of "${path}"`);
     const existing = await lstatIfPresent(resolved.file);
     if (existing?.isDirectory() && !(await removeIfHoldsNoFiles(resolved.file))) {
+      await this.waitForFilesInTheFolder(path, resolved.file);
       throw new RefusedError('path-conflict', `"${path}" is a folder here, so it cannot be a file`);
     }
     // The right bytes may be there already (a crash after the rename, a pre-seeded folder): keep them.
@@ -364,6 +369,45 @@ export class Applier {
       if (handle) await handle.close().catch(() => undefined);
       await this.forgetTemp(temp, relativeTemp, renamed);
     }
+  }
+
+  /**
+   * Throws NotYetError when the file in the way of `path`'s folders is one the agent holds and the
+   * ledger has a newer version of (`a` held, `a/b` arriving before `a`'s delete from another shard).
+   */
+  private async waitForFileOnTheWay(path: string): Promise<void> {
+    for (const folder of ancestorsOf(path)) {
+      if (await this.goingByNewerVersion(folder)) {
+        throw new NotYetError(
+          `"${folder}" is still a file here, which the ledger has a newer version of: "${path}" waits for it`,
+        );
+      }
+    }
+  }
+
+  /**
+   * Throws NotYetError when every file in the folder at `path` is one the agent holds and the ledger
+   * has a newer version of (`a/b` held, `a` arriving before `a/b`'s delete). A file the agent did not
+   * write, or one still live, keeps the refusal.
+   */
+  private async waitForFilesInTheFolder(path: string, folder: string): Promise<void> {
+    const entries = await readdir(folder, { recursive: true, withFileTypes: true });
+    const files = entries
+      .filter((entry) => !entry.isDirectory())
+      .map((entry) =>
+        relative(this.deps.paths.root, join(entry.parentPath, entry.name)).split(sep).join('/'),
+      );
+    for (const file of files) if (!(await this.goingByNewerVersion(file))) return;
+    throw new NotYetError(
+      `"${path}" is still a folder of files here, which the ledger has newer versions of: it waits for them`,
+    );
+  }
+
+  /** The agent holds a live file at `path` and the ledger has a newer version of it. */
+  private async goingByNewerVersion(path: string): Promise<boolean> {
+    const held = this.deps.state.get(path);
+    if (held === undefined || held.deleted) return false;
+    return (await this.deps.ledger.getVersion(path, held.version + 1)) !== undefined;
   }
 
   /**

@@ -32,6 +32,17 @@ export class RefusedError extends Error {
   }
 }
 
+/**
+ * This version cannot be written yet, and will be: the file the agent holds where its path needs a
+ * folder (or the agent's files in the folder where it needs a file) has a newer version in the
+ * ledger, their delete, which another feed shard or message group has not brought yet. The API
+ * admitted this version only after that delete, so it is retried (the feed cursor waits before
+ * it, the message comes back), never refused: a refusal from the feed is not read again.
+ */
+export class NotYetError extends Error {
+  override readonly name = 'NotYetError';
+}
+
 export type ConditionKind =
   | 'disk-full'
   | 'permission-denied'

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Applier, isKeptAsideName, type VersionInfo } from '../../../agent/applier.ts';
-import { RefusedError } from '../../../agent/errors.ts';
+import { NotYetError, RefusedError } from '../../../agent/errors.ts';
 import type { BlobSource, LedgerView } from '../../../agent/ports.ts';
 import { SafePaths } from '../../../agent/safe-path.ts';
 import { StateStore } from '../../../agent/state-store.ts';
@@ -321,6 +321,35 @@ describe('applier: order, duplicates, never backwards', () => {
       code: 'path-conflict',
     });
     expect(await t.read('full/local.txt')).toBe('not the mirror’s');
+  });
+
+  it('a file of its own in the way of a new path, which the ledger has deleted since, makes the path wait, not refused; someone’s file still refuses it (probe pathfs)', async () => {
+    const t = await setup();
+    // `a` was a file, then deleted, then `a/b.txt` came: another feed shard brings `a`'s delete later.
+    await t.apply(t.world.commit('a', 1, 'a file first'));
+    const gone = t.world.commit('a', 2, null);
+    const under = t.world.commit('a/b.txt', 1, 'under a folder now');
+    await expect(t.apply(under, 'feed')).rejects.toBeInstanceOf(NotYetError);
+    expect((await t.apply(gone, 'feed')).kind).toBe('deleted');
+    expect((await t.apply(under, 'feed')).kind).toBe('applied');
+    expect(await t.read('a/b.txt')).toBe('under a folder now');
+
+    // The reverse: `d/e.txt` held, deleted, then `d` as a file, before the delete is applied.
+    await t.apply(t.world.commit('d/e.txt', 1, 'in a folder first'));
+    const removed = t.world.commit('d/e.txt', 2, null);
+    const file = t.world.commit('d', 1, 'a file now');
+    await expect(t.apply(file, 'feed')).rejects.toBeInstanceOf(NotYetError);
+    expect((await t.apply(removed, 'feed')).kind).toBe('deleted');
+    expect((await t.apply(file, 'feed')).kind).toBe('applied');
+    expect(await t.read('d')).toBe('a file now');
+
+    // With no newer version in the ledger, or with someone's file there, it is a conflict as before.
+    await t.apply(t.world.commit('k', 1, 'still live'));
+    expect(await t.apply(t.world.commit('k/x.txt', 1, 'x'))).toMatchObject({ code: 'path-conflict' });
+    await t.apply(t.world.commit('f/own.txt', 1, 'the mirror’s'));
+    t.world.commit('f/own.txt', 2, null);
+    await writeFile(join(t.dir, 'f', 'theirs.txt'), 'someone’s');
+    expect(await t.apply(t.world.commit('f', 1, 'file'))).toMatchObject({ code: 'path-conflict' });
   });
 
   it('a duplicate from the queue reports to the ledger again (its first report may have been lost)', async () => {
