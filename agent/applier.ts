@@ -293,9 +293,9 @@ export class Applier {
       if (errnoCode(error) === 'ENOENT') return undefined;
       throw error;
     }
-    if (info.isDirectory()) {
-      throw new RefusedError('path-conflict', `"${path}" is a folder here; a deleted file cannot be removed`);
-    }
+    // A folder at the path is other paths' (their deletes, in other shards, may not have come yet):
+    // the deleted file is not there, so there is nothing to remove, as under a file on its way.
+    if (info.isDirectory()) return undefined;
     if (
       info.isFile() &&
       !ownFile &&

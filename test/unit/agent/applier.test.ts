@@ -352,6 +352,19 @@ describe('applier: order, duplicates, never backwards', () => {
     expect(await t.apply(t.world.commit('f', 1, 'file'))).toMatchObject({ code: 'path-conflict' });
   });
 
+  it('a delete that finds a folder at its path (its files’ deletes not applied yet) is done: nothing of it is there (probe pathfs)', async () => {
+    const t = await setup();
+    // `w/in.txt` held, then deleted; `w` written as a file and deleted; the feed brings `w`'s delete first.
+    await t.apply(t.world.commit('w/in.txt', 1, 'in a folder'));
+    const inDeleted = t.world.commit('w/in.txt', 2, null);
+    t.world.commit('w', 1, 'a file for a while');
+    expect((await t.apply(t.world.commit('w', 2, null), 'feed')).kind).toBe('deleted');
+    expect(t.state.get('w')).toMatchObject({ version: 2, deleted: true });
+    expect(await t.read('w/in.txt')).toBe('in a folder');
+    expect((await t.apply(inDeleted, 'feed')).kind).toBe('deleted');
+    expect(await t.listing()).not.toContain('w');
+  });
+
   it('a duplicate from the queue reports to the ledger again (its first report may have been lost)', async () => {
     const t = await setup();
     const v1 = t.world.commit('dup.txt', 1, 'x');
