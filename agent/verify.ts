@@ -17,6 +17,7 @@
 import type { Dirent } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
+import { decodeName, escapeNonUtf8 } from '../common/file-names.ts';
 import type { Change } from '../contracts/model.ts';
 import { Applier, hashLocalFile, isKeptAsideName } from './applier.ts';
 import { type AgentClients, destroyClients, makeClients, originBlobSource } from './aws.ts';
@@ -97,10 +98,16 @@ interface LocalTree {
   files: Set<string>;
   symlinks: string[];
   temps: string[];
+  /**
+   * Entries whose name is not valid UTF-8 (Latin-1 from an old share or archive), by their path
+   * with `\xNN` escapes: no mirror path names them, and their name's bytes are what removes them
+   * (decoded, the name would read U+FFFD in their place and name no file). A folder is not read.
+   */
+  notUtf8: Map<string, { readonly name: Buffer; readonly folder: boolean }>;
 }
 
 async function walk(root: string, stateDir: string): Promise<LocalTree> {
-  const tree: LocalTree = { files: new Set(), symlinks: [], temps: [] };
+  const tree: LocalTree = { files: new Set(), symlinks: [], temps: [], notUtf8: new Map() };
   await visitFolder(root, { root, stateDir, tree });
   return tree;
 }
@@ -112,21 +119,27 @@ async function visitFolder(
 ): Promise<void> {
   const { root, stateDir, tree } = walking;
   for (const entry of await readFolder(dir)) {
-    const full = join(dir, entry.name);
-    // The agent's own state is not part of the mirror.
-    if (full === stateDir || (dir === root && entry.name === STATE_DIR_NAME)) continue;
+    const name = decodeName(entry.name);
+    const full = join(dir, name ?? escapeNonUtf8(entry.name));
     const rel = relative(root, full).split(sep).join('/');
+    if (name === undefined) {
+      if (entry.isSymbolicLink()) tree.symlinks.push(rel);
+      else tree.notUtf8.set(rel, { name: entry.name, folder: entry.isDirectory() });
+      continue;
+    }
+    // The agent's own state is not part of the mirror.
+    if (full === stateDir || (dir === root && name === STATE_DIR_NAME)) continue;
     if (entry.isSymbolicLink()) tree.symlinks.push(rel);
     else if (entry.isDirectory()) await visitFolder(full, walking);
-    else if (isTempName(entry.name)) tree.temps.push(rel);
+    else if (isTempName(name)) tree.temps.push(rel);
     else if (entry.isFile()) tree.files.add(rel);
   }
 }
 
-/** A folder's entries; none when it is gone (removed while the walk ran). */
-async function readFolder(dir: string): Promise<Dirent[]> {
+/** A folder's entries, their names as bytes; none when it is gone (removed while the walk ran). */
+async function readFolder(dir: string): Promise<Dirent<Buffer>[]> {
   try {
-    return await readdir(dir, { withFileTypes: true });
+    return await readdir(dir, { withFileTypes: true, encoding: 'buffer' });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw error;
@@ -176,7 +189,10 @@ export async function verifyMirror(config: AgentConfig, options: VerifyOptions):
       staleTemps: tree.temps.sort(),
     };
     if (!options.repair) return report;
-    return { ...report, repaired: await repair(report, { config, paths, state, blobs, ledger, heads }) };
+    return {
+      ...report,
+      repaired: await repair(report, { tree, config, paths, state, blobs, ledger, heads }),
+    };
   } finally {
     await state.close();
     if (clients && !options.clients) destroyClients(clients);
@@ -287,10 +303,17 @@ function extraFiles(tree: LocalTree, heads: Map<string, Change>): DriftEntry[] {
     if (!head) extra.push({ path: file, reason: 'not in the ledger for this target' });
     else if (head.deleted) extra.push({ path: file, version: head.version, reason: 'deleted in the ledger' });
   }
+  for (const [path, { folder }] of tree.notUtf8) {
+    extra.push({
+      path,
+      reason: `its name is not valid UTF-8 (shown with \\xNN escapes), so no mirror path names it${folder ? '; a folder, not read: remove or rename it by hand' : ''}`,
+    });
+  }
   return extra;
 }
 
 interface RepairContext {
+  tree: LocalTree;
   config: AgentConfig;
   paths: SafePaths;
   state: StateStore;
@@ -342,8 +365,10 @@ async function repair(report: VerifyReport, ctx: RepairContext): Promise<RepairT
   for (const entry of report.extra) {
     const head = ctx.heads.get(entry.path);
     // The applier's delete records the deleted head locally and in the ledger, and prunes too.
+    const notUtf8 = ctx.tree.notUtf8.get(entry.path);
     if (head?.deleted) await fix(entry.path, head);
-    else if (await removeFound(entry.path, ctx.paths, tally)) tally.removed++;
+    else if (notUtf8?.folder === true) tally.failed.push(entry);
+    else if (await removeFound(entry.path, ctx.paths, tally, notUtf8?.name)) tally.removed++;
   }
   for (const temp of report.staleTemps) {
     if (!(await removeFound(temp, ctx.paths, tally))) continue;
@@ -365,12 +390,22 @@ async function repair(report: VerifyReport, ctx: RepairContext): Promise<RepairT
  * Removes a file the walk found, through real folders only, then the folders that left empty.
  * False (and a `failed` entry) when it could not.
  */
-async function removeFound(found: string, paths: SafePaths, tally: RepairTally): Promise<boolean> {
+async function removeFound(
+  found: string,
+  paths: SafePaths,
+  tally: RepairTally,
+  /** The name's bytes, when they are not valid UTF-8 (`found` then shows them escaped). */
+  rawName?: Buffer,
+): Promise<boolean> {
   try {
     const parent = await paths.existingParentOf(found);
     // A folder on the way is gone: so is the file.
     if (parent === undefined) return true;
-    await rm(join(parent, basename(found)), { force: true });
+    const file =
+      rawName === undefined
+        ? join(parent, basename(found))
+        : Buffer.concat([Buffer.from(`${parent}${sep}`), rawName]);
+    await rm(file, { force: true });
     await paths.pruneEmptyFolders(parent);
     return true;
   } catch (error) {

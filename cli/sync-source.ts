@@ -17,6 +17,7 @@ import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { decodeName, escapeNonUtf8 } from '../common/file-names.ts';
 import { realPathSoFar } from '../common/real-path.ts';
 import type { Digest } from '../common/sha256.ts';
 import { createSha256 } from '../common/sha256-node.ts';
@@ -189,37 +190,6 @@ async function asNamedUnder(root: string, file: string): Promise<string | undefi
  * another one, spelled so), and two such names read as one.
  */
 const readNames = (folder: string) => readdir(folder, { withFileTypes: true, encoding: 'buffer' });
-
-// ignoreBOM keeps a leading U+FEFF, which is part of the name: dropped, it named another file.
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
-function decodeName(bytes: Buffer): string | undefined {
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * A name that is not valid UTF-8, readable and one of its own: each byte outside a valid UTF-8
- * sequence as `\xNN`, the rest as it is (a sequence is at most 4 bytes).
- */
-function escapeNonUtf8(bytes: Buffer): string {
-  let out = '';
-  let at = 0;
-  while (at < bytes.length) {
-    const length = [1, 2, 3, 4].find((n) => at + n <= bytes.length && decodeName(bytes.subarray(at, at + n)));
-    if (length === undefined) {
-      out += `\\x${(bytes[at] as number).toString(16).padStart(2, '0')}`;
-      at++;
-    } else {
-      out += bytes.subarray(at, at + length).toString('utf8');
-      at += length;
-    }
-  }
-  return out;
-}
 
 const NOT_UTF8 =
   'its name is not valid UTF-8 (shown with \\x escapes), and a mirror path is UTF-8: rename it';

@@ -233,3 +233,33 @@ describe('agent verify and names in another Unicode form', () => {
     expect(again.extra).toEqual([]);
   });
 });
+
+describe('agent verify and names that are not UTF-8', () => {
+  it('a file whose name is not valid UTF-8 (Latin-1 from an old share) is an extra under an escaped name, and --repair removes that very file (probe pathfs)', async () => {
+    const { dir, ledger, blobs } = await mirrored(1);
+    const latin1 = Buffer.concat([Buffer.from(`${dir}/photo`), Buffer.from([0xe9]), Buffer.from('.jpg')]);
+    await writeFile(latin1, 'someone’s photo');
+    const report = await verifyMirror(config(dir, 1), { repair: true, ports: { ledger, blobs } });
+    expect(report.extra).toEqual([
+      {
+        path: 'photo\\xe9.jpg',
+        reason: expect.stringMatching(/^its name is not valid UTF-8 .*no mirror path names it$/),
+      },
+    ]);
+    expect(report.repaired).toMatchObject({ removed: 1, failed: [] });
+    expect(await readdir(dir)).toEqual(['.media-mirror', 's0.txt']);
+    expect((await verifyMirror(config(dir, 1), { repair: false, ports: { ledger, blobs } })).extra).toEqual(
+      [],
+    );
+    // A folder so named is reported, not read, and left for a person: the repair says so.
+    await mkdir(Buffer.concat([Buffer.from(`${dir}/old`), Buffer.from([0xe9]), Buffer.from('t\u00e9')]));
+    const folder = await verifyMirror(config(dir, 1), { repair: true, ports: { ledger, blobs } });
+    expect(folder.extra.map((e) => e.path)).toEqual(['old\\xe9t\u00e9']);
+    expect(folder.repaired?.failed).toEqual([
+      {
+        path: 'old\\xe9t\u00e9',
+        reason: expect.stringMatching(/a folder, not read: remove or rename it by hand$/),
+      },
+    ]);
+  });
+});
