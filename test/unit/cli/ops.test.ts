@@ -55,7 +55,8 @@ describe('resolveOpsContext', () => {
         queueUrl: endpoints.targets['eu-west-1'].queue,
         dlqUrl: endpoints.targets['eu-west-1'].dlq,
         bucket: 'replica-eu-west-1',
-        region: 'us-east-1',
+        // Its bucket's region: the local S3 refuses a request signed for another, as S3 does.
+        region: 'eu-west-1',
         keyPrefix: 'media/',
         pathPrefix: undefined,
         dryRun: false,
