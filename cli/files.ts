@@ -319,6 +319,9 @@ const hostTag = () => hostname().replace(/[^A-Za-z0-9.-]/g, '_');
 // Earlier versions named the temp file `.<name>.mm-get-…`: those orphans are swept too.
 const DOWNLOAD_NAME = /^\.(?:.+\.)?mm-get-(.+)-(\d+)-[0-9a-f]{8}$/;
 
+/** A file name `get` gives a download under way (or one a killed `get` left): partial bytes. */
+export const isUnfinishedDownload = (name: string): boolean => DOWNLOAD_NAME.test(name);
+
 /**
  * Deletes, in the destination's folder, the partial downloads of `get`s of this host whose process
  * is gone. Another host's (a folder shared over the network) and a live process's are left alone;

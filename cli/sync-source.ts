@@ -21,8 +21,10 @@ import { decodeName, escapeNonUtf8 } from '../common/file-names.ts';
 import { realPathSoFar } from '../common/real-path.ts';
 import type { Digest } from '../common/sha256.ts';
 import { createSha256 } from '../common/sha256-node.ts';
+import { AGENT_STATE_DIR, isAgentTempName } from '../contracts/paths.ts';
 import { storedContentType } from './content-type.ts';
 import { EXIT, MirrorCliError } from './errors.ts';
+import { isUnfinishedDownload } from './files.ts';
 import { hashFile } from './hash-file.ts';
 import { removeOnExit } from './remove-on-exit.ts';
 import { isCacheFile } from './sync-cache.ts';
@@ -129,7 +131,7 @@ export function folderSource(dir: string, cacheFile: string | null): SyncSource 
         (isCacheFile(cache, file) || (cacheInFolder !== undefined && isCacheFile(cacheInFolder, file)));
       const files: SourceEntry[] = [];
       const add = (name: string) => files.push({ name, rel: relative(root, name).split(sep).join('/') });
-      await walkFolder(root, entries, {
+      await walkFolder(root, entries, true, {
         file: (name) => {
           if (!isCache(name)) add(name);
         },
@@ -230,6 +232,20 @@ function notSentBecause(entry: EntryKind): string {
 }
 
 /**
+ * Why an entry is the mirror's own, not the library's: partial bytes of a download in flight or
+ * left by a killed `get` or agent, or an agent's state folder (a folder an agent mirrors into,
+ * synced to seed another mirror). Sent, each would become a file at every target.
+ */
+function ownFileOf(name: string, top: boolean, entry: Dirent<Buffer>): string | undefined {
+  if (top && name === AGENT_STATE_DIR && entry.isDirectory())
+    return "the on-prem agent's state (its files are not read)";
+  if (!entry.isFile()) return undefined;
+  if (isUnfinishedDownload(name)) return 'a download `get` left unfinished (or one under way): partial bytes';
+  if (isAgentTempName(name)) return "an on-prem agent's download in flight (or one it left): partial bytes";
+  return undefined;
+}
+
+/**
  * Walks the folders under `dir` (its entries read already), several at a time, without following
  * symbolic links. One recursive readdir would give up on the whole tree at the first folder it
  * cannot read.
@@ -237,6 +253,7 @@ function notSentBecause(entry: EntryKind): string {
 async function walkFolder(
   dir: string,
   entries: readonly Dirent<Buffer>[],
+  top: boolean,
   found: {
     file(name: string): void;
     notSent(name: string, reason: string): void;
@@ -253,7 +270,9 @@ async function walkFolder(
       continue;
     }
     const name = join(dir, text);
-    if (entry.isFile()) found.file(name);
+    const own = ownFileOf(text, top, entry);
+    if (own !== undefined) found.notSent(name, own);
+    else if (entry.isFile()) found.file(name);
     else if (entry.isDirectory()) folders.push(name);
     // Counted, so that the summary accounts for every entry: a linked folder of photos is not
     // left out in silence (the link itself is one skipped entry, what it holds is not read).
@@ -268,7 +287,7 @@ async function walkFolder(
         found.unreadable(folder, err as Error);
         return;
       }
-      await walkFolder(folder, inner, found);
+      await walkFolder(folder, inner, false, found);
     }),
   );
 }

@@ -862,6 +862,55 @@ describe('media-mirror sync (against a fake API)', () => {
     expect(h.err()).toMatch(/waiting for the targets stopped: .*no targets here/);
   });
 
+  it("skips what a `get` left unfinished and an agent's own state and temp files, each with why; the library's files go (probe pathfs)", async () => {
+    // A `get` killed mid-download leaves `.mm-get-<host>-<pid>-<hex>`: partial bytes. Synced, they
+    // became a file of the mirror at every target. A folder an agent mirrors into holds its state
+    // under `.media-mirror/` and its downloads in flight as `.<name>.mirror-tmp-<hex>`.
+    const lib = join(dir, 'lib-own-files');
+    await mkdir(join(lib, 'photos', '.media-mirror'), { recursive: true });
+    await mkdir(join(lib, '.media-mirror'), { recursive: true });
+    await writeFile(join(lib, 'photos', 'cat.png'), 'a cat');
+    await writeFile(join(lib, 'photos', '.mm-get-host.example-4242-0a1b2c3d'), 'half a dog');
+    await writeFile(join(lib, 'photos', '.dog.png.mm-get-host-77-deadbeef'), 'an older get');
+    await writeFile(join(lib, 'photos', '.dog.png.mirror-tmp-0a1b2c3d4e5f'), 'half a dog, by the agent');
+    await writeFile(join(lib, '.media-mirror', 'state.journal'), '{}');
+    await writeFile(
+      join(lib, 'photos', '.media-mirror', 'kept.txt'),
+      'a folder of that name deeper down is ours',
+    );
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['*/*'] });
+    const route: Route = (url, init) =>
+      url.pathname === '/v1/limits' ? { status: 200, body: limits } : feed([[]])(url, init);
+    const h = harness(route);
+    expect(await h.run('sync', lib, 'm', '--dry-run', '--json', '--no-cache')).toBe(0);
+    const summary = JSON.parse(h.out());
+    const outcomes = summary.reports.map((r: { path: string; outcome: string; reason?: string }) => [
+      r.path,
+      r.outcome,
+      r.outcome === 'skipped' ? r.reason : undefined,
+    ]);
+    expect(outcomes).toEqual([
+      ['m/.media-mirror', 'skipped', expect.stringMatching(/on-prem agent's state/)],
+      [
+        'm/photos/.dog.png.mirror-tmp-0a1b2c3d4e5f',
+        'skipped',
+        expect.stringMatching(/agent's download in flight/),
+      ],
+      [
+        'm/photos/.dog.png.mm-get-host-77-deadbeef',
+        'skipped',
+        expect.stringMatching(/download `get` left unfinished/),
+      ],
+      ['m/photos/.media-mirror/kept.txt', 'planned', undefined],
+      [
+        'm/photos/.mm-get-host.example-4242-0a1b2c3d',
+        'skipped',
+        expect.stringMatching(/download `get` left unfinished/),
+      ],
+      ['m/photos/cat.png', 'planned', undefined],
+    ]);
+  });
+
   it('skips, with the rule, files named "versions" or "content" in a folder (the API refuses them), and exits 0', async () => {
     const lib = join(dir, 'lib-sub-resources');
     await mkdir(join(lib, 'sub'), { recursive: true });
