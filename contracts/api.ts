@@ -33,7 +33,7 @@ export const apiLimits = {
   defaultPageSize: 100,
   /** Largest version number a query parameter may name (fits a double exactly). */
   maxVersionDigits: 15,
-  /** The local stack's front refuses larger request bodies (413 payload_too_large). */
+  /** Larger request bodies are refused, 413 payload_too_large (field body): by the API and by the local front. */
   maxRequestBodyBytes: 1024 * 1024,
 } as const;
 
@@ -685,7 +685,14 @@ export const routes = {
     auth: 'required',
     params: uploadIdParams,
     body: partBatchRequestSchema,
-    responses: { 200: ok(presignedPartListSchema), 400: error, 404: error, 409: error, 500: error },
+    responses: {
+      200: ok(presignedPartListSchema),
+      400: error,
+      404: error,
+      409: error,
+      413: error,
+      500: error,
+    },
   },
   recordUploadParts: {
     operationId: 'recordUploadParts',
@@ -694,7 +701,7 @@ export const routes = {
     auth: 'required',
     params: uploadIdParams,
     body: partReportBatchSchema,
-    responses: { 200: ok(multipartViewSchema), 400: error, 404: error, 409: error, 500: error },
+    responses: { 200: ok(multipartViewSchema), 400: error, 404: error, 409: error, 413: error, 500: error },
   },
   recordUploadPart: {
     operationId: 'recordUploadPart',
@@ -703,7 +710,7 @@ export const routes = {
     auth: 'required',
     params: partParams,
     body: partReportSchema,
-    responses: { 200: ok(multipartViewSchema), 400: error, 404: error, 409: error, 500: error },
+    responses: { 200: ok(multipartViewSchema), 400: error, 404: error, 409: error, 413: error, 500: error },
   },
   completeUpload: {
     operationId: 'completeUpload',
@@ -735,6 +742,7 @@ export const routes = {
       404: error,
       409: error,
       422: error,
+      413: error,
       500: error,
     },
   },
@@ -794,6 +802,7 @@ export const routes = {
       404: error,
       409: error,
       422: error,
+      413: error,
       500: error,
     },
   },

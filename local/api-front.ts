@@ -534,7 +534,11 @@ async function readBodyOrRefuse(
       res,
       req,
       jsonResult(413, {
-        error: { code: 'payload_too_large', message: `request bodies are limited to ${limit} bytes` },
+        error: {
+          code: 'payload_too_large',
+          message: `request bodies are limited to ${limit} bytes`,
+          field: 'body',
+        },
       }),
       { ...extra, connection: 'close' },
     );

@@ -152,10 +152,22 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 function jsonBody(event: Event): unknown {
   if (!event.body) throw new ValidationError('body', 'a JSON body is required', { code: 'invalid_json' });
+  const bytes = event.isBase64Encoded ? Buffer.from(event.body, 'base64') : undefined;
+  // The bound GET /v1/limits publishes, as the local front enforces it: API Gateway takes 10 MB.
+  if ((bytes?.length ?? Buffer.byteLength(event.body)) > apiLimits.maxRequestBodyBytes) {
+    throw new ValidationError(
+      'body',
+      `request bodies are limited to ${apiLimits.maxRequestBodyBytes} bytes`,
+      {
+        code: 'payload_too_large',
+        status: 413,
+      },
+    );
+  }
   let text = event.body;
-  if (event.isBase64Encoded) {
+  if (bytes !== undefined) {
     try {
-      text = strictUtf8.decode(Buffer.from(event.body, 'base64'));
+      text = strictUtf8.decode(bytes);
     } catch {
       throw new ValidationError('body', 'the body is not valid UTF-8', { code: 'invalid_json' });
     }

@@ -3,7 +3,7 @@
  * (a 500, logged), and a request is parsed with the contract's schemas.
  */
 import { describe, expect, it } from 'vitest';
-import { routeList } from '../../../contracts/api.js';
+import { apiLimits, routeList } from '../../../contracts/api.js';
 import type { Upload } from '../../../contracts/model.js';
 import { quietTelemetry } from '../../../functions/adapters/powertools.js';
 import { systemClock } from '../../../functions/adapters/wiring.js';
@@ -91,6 +91,44 @@ describe('an unknown query parameter, on every route', () => {
       expect(result.statusCode).toBe(400);
       expect(JSON.parse(String(result.body)).error).toMatchObject({ code: 'invalid', field: 'zz' });
       expect(Object.keys(route.responses)).toContain('400');
+    },
+  );
+});
+
+describe('a request body over limits.maxRequestBodyBytes, on every route that takes one', () => {
+  const handler = createApiHandler({
+    ledger: {} as Ledger,
+    clock: systemClock,
+    targets: [],
+    feedShards: 4,
+    telemetry: quietTelemetry(new RecordingMetrics()),
+  } as unknown as ApiDeps);
+  const concrete = (template: string) =>
+    template
+      .replace('{id}', committed.uploadId)
+      .replace('{partNumber}', '1')
+      .replace('{path}', 'photos/a.jpg');
+  // GET /v1/limits publishes the bound; the local front enforced it, the Lambda did not, so on AWS
+  // (API Gateway takes 10 MB) a client keeping to the published limit and one ignoring it met two
+  // APIs (probe limits). Valid JSON, so only the size can refuse it.
+  const oversized = JSON.stringify({ padding: 'x'.repeat(apiLimits.maxRequestBodyBytes) });
+  const withBody = routeList.filter((route) => 'body' in route);
+
+  it.each(withBody.map((route) => [`${route.method} ${route.path}`, route] as const))(
+    '%s answers 413 payload_too_large naming the body, a status its contract lists',
+    async (_name, route) => {
+      for (const isBase64Encoded of [false, true]) {
+        const event = httpEvent(route.method, concrete(route.path), {
+          rawBody: isBase64Encoded ? Buffer.from(oversized).toString('base64') : oversized,
+        });
+        const result = await handler({ ...event, isBase64Encoded }, lambdaContext('api'));
+        expect(result.statusCode).toBe(413);
+        expect(JSON.parse(String(result.body)).error).toMatchObject({
+          code: 'payload_too_large',
+          field: 'body',
+        });
+      }
+      expect(Object.keys(route.responses)).toContain('413');
     },
   );
 });
