@@ -166,6 +166,8 @@ interface Session {
   readonly report: (progress: UploadProgress) => void;
   readonly settings: UploadSettings;
   uploadId: string | undefined;
+  /** A claim sent whose answer has not arrived: the API may have made its upload already. */
+  claimInFlight: ClaimInput | undefined;
   /** The claim continued another client's upload (`resumed`): a cancel here must not abort it. */
   joined: boolean;
   /** A new URL for the claimed single PUT, once its own expired; undefined: none can be had. */
@@ -199,6 +201,7 @@ function openSession(file: Blob, options: UploadFileOptions, inner: AbortControl
     report: options.onProgress ?? (() => undefined),
     settings: options,
     uploadId: undefined,
+    claimInFlight: undefined,
     joined: false,
     renewPut: undefined,
     bytesSent: 0,
@@ -239,17 +242,34 @@ async function inSession(
   } catch (error) {
     const aborted = outer?.aborted === true;
     inner.abort(aborted && outer ? abortReason(outer) : error);
-    // An upload this call joined is another client's too: leaving it is not aborting it for them.
-    if (aborted && session.uploadId !== undefined && !session.joined) {
-      const committed = await abandon(session, session.uploadId);
-      if (committed) return committed;
-    }
-    if (aborted && outer) throw abortReason(outer);
-    throw error;
+    if (!aborted || !outer) throw error;
+    const committed = await leave(session);
+    if (committed) return committed;
+    throw abortReason(outer);
   } finally {
     outer?.removeEventListener('abort', forward);
     session.hasher.close();
   }
+}
+
+/** After a cancel: the upload this call made is aborted at the API, or its commit returned. */
+async function leave(s: Session): Promise<UploadResult | undefined> {
+  if (s.uploadId === undefined && s.claimInFlight !== undefined) await learnClaimedUpload(s, s.claimInFlight);
+  // An upload this call joined is another client's too: leaving it is not aborting it for them.
+  if (s.uploadId === undefined || s.joined) return undefined;
+  return abandon(s, s.uploadId);
+}
+
+/**
+ * A cancel that came while a claim's answer was on its way: the API may have made the upload, which
+ * would wait out its expiry pending. The claim's replay under its Idempotency-Key names it (best
+ * effort; a claim that never arrived is made now, to be aborted at once).
+ */
+async function learnClaimedUpload(s: Session, request: ClaimInput): Promise<void> {
+  const replayed = await claim(s.api, request, AbortSignal.timeout(10_000)).catch(() => undefined);
+  if (replayed === undefined || replayed.status === 'committed') return;
+  s.uploadId = replayed.uploadId;
+  s.joined = joined(replayed);
 }
 
 /**
@@ -310,12 +330,14 @@ async function claimAndSend(
     // expired meanwhile is signed again (renewPut).
     idempotencyKey: idempotencyKey ?? newIdempotencyKey(),
   };
+  s.claimInFlight = request;
   const claimed = await claim(s.api, request, s.signal).catch((error: unknown) => {
     // The caller's key was first used for another request (a Retry after the app changed the
     // file's path, say): this is a new request, under a new key, or every Retry fails alike.
     if (mayClaimAgain && keyReused(error, idempotencyKey)) return undefined;
     throw error;
   });
+  s.claimInFlight = undefined;
   if (claimed === undefined) return claimAndSend(s, sha256, rekey(settings), false);
   s.uploadId = claimed.uploadId;
   s.joined = joined(claimed);

@@ -448,6 +448,38 @@ describe('uploadFile', () => {
     expect(mirror.apiRequests('POST').filter((r) => r.url.endsWith('/complete'))).toHaveLength(0);
   });
 
+  it("abort while the claim's answer is on its way: the claim is replayed under its key and the upload it made is aborted, not left pending (probe webui)", async () => {
+    // The API made the upload, but its answer had not arrived when the user cancelled: the client
+    // knew no upload id, sent no DELETE, and the upload stayed pending until it expired.
+    const mirror = new FakeMirror();
+    const controller = new AbortController();
+    mirror.interceptors.push(async (r, n) => {
+      if (r.method !== 'POST' || new URL(r.url).pathname !== '/v1/uploads' || n !== 1) return undefined;
+      const made = (
+        mirror as unknown as { claimOnce(key?: string, body?: unknown): Promise<Response> }
+      ).claimOnce(r.headers['idempotency-key'], r.body);
+      await made;
+      controller.abort();
+      const signal = r.signal as AbortSignal;
+      return new Promise<Response>((_, reject) => {
+        if (signal.aborted) reject(signal.reason);
+        signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+      });
+    });
+    const error = await uploadFile(
+      blobOf(bytesOf(200_000, 3)),
+      options(mirror, { signal: controller.signal }),
+    ).catch((e: unknown) => e);
+    expect((error as Error).name).toBe('AbortError');
+    const upload = [...mirror.uploads.values()][0];
+    expect(mirror.uploads.size).toBe(1);
+    expect(upload).toMatchObject({ status: 'rejected', reason: 'aborted' });
+    const claims = mirror.apiRequests('POST').filter((r) => new URL(r.url).pathname === '/v1/uploads');
+    expect(new Set(claims.map((r) => r.headers['idempotency-key'])).size).toBe(1);
+    expect(mirror.apiRequests('DELETE').map((r) => r.url)).toEqual([`${API}/v1/uploads/${upload?.uploadId}`]);
+    expect(mirror.storageRequests()).toHaveLength(0);
+  });
+
   it('abort during the retry backoff stops at once', async () => {
     const mirror = new FakeMirror();
     const controller = new AbortController();
