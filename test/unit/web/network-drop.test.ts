@@ -32,10 +32,18 @@ describe('a network drop', () => {
       },
     });
     const mirror = new FakeMirror({ threshold: 5 * MiB, partSize: 5 * MiB });
-    const drop = dropPuts(mirror, () => !online);
-    setTimeout(() => {
-      online = true;
-    }, 1500);
+    // The network comes back a while after the first PUT met it down: timed from that PUT, not from
+    // the start, since hashing and the claim take longer than any fixed wait on a loaded machine.
+    let comingBack = false;
+    const drop = dropPuts(mirror, () => {
+      if (!online && !comingBack) {
+        comingBack = true;
+        setTimeout(() => {
+          online = true;
+        }, 500);
+      }
+      return !online;
+    });
     const result = await uploadFile(blobOf(bytesOf(11 * MiB)), uploadOptions(mirror, { retries: 1 }));
     expect(result).toMatchObject({ status: 'committed', version: 1, partsSent: 3 });
     // Each part failed once (the drop), then waited for the network, not through its one retry.
