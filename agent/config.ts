@@ -147,10 +147,18 @@ const endpointsFields = endpointsSchema.pick({
 });
 type EndpointsFile = z.infer<typeof endpointsFields>;
 
-function readJson(file: string, what: string): Promise<unknown> {
+/** `own`: a file that names endpoints and keys, read only if it is the agent's user's (common/own-file.ts). */
+function readJson(file: string, what: string, own = false): Promise<unknown> {
   return readJsonFile(file, {
     unreadable: (error) => new AgentConfigError(`cannot read the ${what} ${file}: ${error.message}`),
     invalid: (error) => new AgentConfigError(`the ${what} ${file} is not valid JSON: ${error.message}`),
+    ...(own && {
+      foreign: (error) =>
+        new AgentConfigError(
+          `the ${what} ${file} is not to be trusted: ${error.problem}. It names where the agent reads the mirror from: ` +
+            'fix its mode (chmod go-w) if it is yours, else pass --table, --origin-bucket and --queue-url',
+        ),
+    }),
   });
 }
 
@@ -272,7 +280,7 @@ async function readEndpointsFile(
     ? resolve(cwd, String(named.value))
     : resolve(cwd, env.MIRROR_DATA_DIR || '.mirror', 'endpoints.json');
   if (!named && !(await fileExists(file))) return { endpoints: undefined, file, missingNames };
-  const parsed = endpointsFields.safeParse(await readJson(file, 'endpoints file'));
+  const parsed = endpointsFields.safeParse(await readJson(file, 'endpoints file', true));
   if (!parsed.success) {
     throw new AgentConfigError(`the endpoints file ${file} is malformed: ${endpointsProblems(parsed.error)}`);
   }

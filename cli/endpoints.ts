@@ -3,9 +3,9 @@
  * MIRROR_API_TOKEN) win field by field over the endpoints file that `npm start`
  * writes to `$MIRROR_DATA_DIR/endpoints.json` (MIRROR_DATA_DIR defaults to `.mirror`).
  */
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { z } from 'zod';
+import { ForeignFileError, readOwnTextFile } from '../common/own-file.ts';
 import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
 import { ConfigError, UsageError } from './errors.ts';
 
@@ -80,9 +80,16 @@ function isLoopback(hostname: string): boolean {
 async function readEndpointsFile(file: string): Promise<z.infer<typeof connectionFields> | undefined> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readOwnTextFile(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (err instanceof ForeignFileError) {
+      throw new ConfigError(
+        `endpoints file ${file} is not to be trusted: ${err.problem}. It names where the CLI sends your files and token: ` +
+          'fix its mode (chmod go-w) if it is yours, else pass --api and --token',
+        { cause: err },
+      );
+    }
     throw new ConfigError(`cannot read endpoints file ${file}: ${(err as Error).message}`, { cause: err });
   }
   let json: unknown;

@@ -109,8 +109,17 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value.trim();
 }
 
-function readJsonFile(file: string, what: string): Promise<unknown> {
+/** `own`: a file that names endpoints and keys, read only if it is the user's (common/own-file.ts). */
+function readJsonFile(file: string, what: string, own = false): Promise<unknown> {
   return readJson(file, {
+    ...(own && {
+      foreign: (err) =>
+        new ConfigError(
+          `${what} ${file} is not to be trusted: ${err.problem}. It names the queues and the ledger the CLI acts on: ` +
+            'fix its mode (chmod go-w) if it is yours',
+          { cause: err },
+        ),
+    }),
     unreadable: (err) =>
       new ConfigError(
         err.code === 'ENOENT'
@@ -151,7 +160,7 @@ export async function resolveOpsContext(
 }
 
 async function localContext(file: string, flags: OpsFlags): Promise<OpsContext> {
-  const parsed = localEndpointsSchema.safeParse(await readJsonFile(file, 'endpoints file'));
+  const parsed = localEndpointsSchema.safeParse(await readJsonFile(file, 'endpoints file', true));
   if (!parsed.success) {
     throw new ConfigError(
       `endpoints file ${file} lacks what reconcile/redrive need (is it from an older npm start?): ${endpointsProblems(parsed.error)}`,

@@ -3,19 +3,23 @@
  * fail in its own error class, so the agent and the CLI keep their own messages.
  */
 import { access, readFile } from 'node:fs/promises';
+import { ForeignFileError, readOwnTextFile } from './own-file.ts';
 
 export interface JsonFileErrors {
   /** The file could not be read (missing, unreadable). */
   readonly unreadable: (error: NodeJS.ErrnoException) => Error;
   /** The file was read but is not JSON. */
   readonly invalid: (error: Error) => Error;
+  /** Given, the file must be the reader's own (common/own-file.ts): a file that says where to send things. */
+  readonly foreign?: (error: ForeignFileError) => Error;
 }
 
 export async function readJsonFile(file: string, errors: JsonFileErrors): Promise<unknown> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = errors.foreign === undefined ? await readFile(file, 'utf8') : await readOwnTextFile(file);
   } catch (error) {
+    if (error instanceof ForeignFileError && errors.foreign !== undefined) throw errors.foreign(error);
     throw errors.unreadable(error as NodeJS.ErrnoException);
   }
   try {

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
@@ -66,6 +66,33 @@ describe('agent configuration', () => {
     });
     await expect(refusal).rejects.toBeInstanceOf(AgentConfigError);
     await expect(refusal).rejects.toThrow(`the endpoints file ${broken} is not valid JSON: `);
+  });
+
+  it('an endpoints file other users may write (or another user owns) is refused: it names where the agent reads from (probe localsec)', async () => {
+    const shared = await mkdtemp(join(tmpdir(), 'mm-agent-planted-'));
+    try {
+      await mkdir(join(shared, '.mirror'));
+      const planted = join(shared, '.mirror', 'endpoints.json');
+      await copyFile(join(cwd, '.mirror', 'endpoints.json'), planted);
+      await chmod(planted, 0o664);
+      const refusal = resolveAgentConfig({
+        flags: { target: 'onprem-dc1', dir: 'media' },
+        env: {},
+        cwd: shared,
+      });
+      await expect(refusal).rejects.toBeInstanceOf(AgentConfigError);
+      await expect(refusal).rejects.toThrow(
+        `the endpoints file ${planted} is not to be trusted: other users may write it (mode 0664). ` +
+          'It names where the agent reads the mirror from: fix its mode (chmod go-w) if it is yours, ' +
+          'else pass --table, --origin-bucket and --queue-url',
+      );
+      await chmod(planted, 0o644);
+      await expect(
+        resolveAgentConfig({ flags: { target: 'onprem-dc1', dir: 'media' }, env: {}, cwd: shared }),
+      ).resolves.toMatchObject({ table: 'local-ledger' });
+    } finally {
+      await rm(shared, { recursive: true, force: true });
+    }
   });
 
   it('locally: everything from the endpoints file and the topology', async () => {

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -62,6 +62,42 @@ describe('loadConnection', () => {
       );
     } finally {
       await rm(empty, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses an endpoints file another user owns or may write: it says where your files and token go (probe localsec)', async () => {
+    // A shared folder (/tmp, a web root the web server's group writes): someone else's
+    // .mirror/endpoints.json named their own listener, which got the bytes of every upload and
+    // the MIRROR_API_TOKEN of a user who set only the token.
+    const shared = await mkdtemp(join(tmpdir(), 'mm-cli-planted-'));
+    try {
+      await mkdir(join(shared, '.mirror'));
+      const planted = join(shared, '.mirror', 'endpoints.json');
+      await writeFile(planted, JSON.stringify({ api: 'http://127.0.0.1:1', token: 'planted' }));
+      await chmod(planted, 0o666);
+      const writable = await loadConnection({}, { MIRROR_API_TOKEN: 'mine' }, shared).catch(
+        (e: unknown) => e,
+      );
+      expect(writable).toBeInstanceOf(ConfigError);
+      expect((writable as Error).message).toBe(
+        `endpoints file ${planted} is not to be trusted: other users may write it (mode 0666). ` +
+          'It names where the CLI sends your files and token: fix its mode (chmod go-w) if it is yours, else pass --api and --token',
+      );
+      await chmod(planted, 0o620);
+      await expect(loadConnection({ endpoints: planted }, {}, shared)).rejects.toThrow(
+        'other users may write it (mode 0620)',
+      );
+      await chmod(planted, 0o600);
+      expect(await loadConnection({}, {}, shared)).toMatchObject({ api: 'http://127.0.0.1:1' });
+      // Another user's file, even one only its owner may write, is that user's word, not yours.
+      if (process.getuid?.() === 0) {
+        await chown(planted, 65534, 65534);
+        await expect(loadConnection({}, {}, shared)).rejects.toThrow(
+          `endpoints file ${planted} is not to be trusted: it belongs to another user (uid 65534)`,
+        );
+      }
+    } finally {
+      await rm(shared, { recursive: true, force: true });
     }
   });
 
