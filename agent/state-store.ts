@@ -48,6 +48,7 @@ import {
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { crashPoint } from '../common/crash-points.ts';
+import { foreignness } from '../common/own-file.ts';
 import { createOrTakeOver, lockContent, readHolder } from '../common/pid-lock.ts';
 import { AgentConfigError } from './errors.ts';
 import { makeConfiguredFolder } from './safe-path.ts';
@@ -157,6 +158,22 @@ async function lockStateDir(dir: string): Promise<() => Promise<void>> {
   };
 }
 
+/**
+ * The state says which version of each path the agent holds and where its cursor stands, and the
+ * agent acts on it (an equal or older version is skipped; a file it holds is replaced): whoever may
+ * write the folder decides that, and a lock written there keeps the agent from starting. The agent
+ * makes it 0700; one made otherwise (by hand, in a shared place, by another user first) was used as
+ * it was.
+ */
+async function refuseForeignFolder(dir: string): Promise<void> {
+  const problem = foreignness(await stat(dir));
+  if (problem === undefined) return;
+  throw new AgentConfigError(
+    `the state folder ${dir} is not to be trusted: ${problem}: ` +
+      'whoever may write it decides what the agent believes it holds; chmod 700 it if it is yours',
+  );
+}
+
 export class StateStore {
   private readonly paths = new Map<string, PathState>();
   private cursorSeqs: number[];
@@ -204,6 +221,7 @@ export class StateStore {
     const store = new StateStore(dir, identity, options);
     if (!options.readOnly) {
       await makeConfiguredFolder(dir, 'the state folder', 0o700);
+      await refuseForeignFolder(dir);
       const { dev, ino } = await stat(dir, { bigint: true });
       store.dirIdentity = { dev, ino };
       store.parentIdentity = await folderIdentity(dirname(dir));
@@ -213,7 +231,7 @@ export class StateStore {
       await store.load();
       if (!options.readOnly) {
         await store.compact();
-        store.journal = await open(join(dir, JOURNAL), 'a');
+        store.journal = await open(join(dir, JOURNAL), 'a', 0o600);
       }
     } catch (error) {
       await store.unlock?.();
@@ -452,7 +470,7 @@ export class StateStore {
     this.dirIdentity = { dev, ino };
     this.unlock = await lockStateDir(this.dir);
     const removed = this.journal;
-    this.journal = await open(join(this.dir, JOURNAL), 'a');
+    this.journal = await open(join(this.dir, JOURNAL), 'a', 0o600);
     await removed?.close().catch(() => undefined);
     await this.compact();
     this.options.warn?.('the state folder was removed while the agent ran: written again from its memory', {

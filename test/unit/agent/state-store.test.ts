@@ -3,12 +3,15 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import {
   appendFile,
+  chmod,
+  chown,
   mkdir,
   mkdtemp,
   readdir,
   readFile,
   rename,
   rm,
+  stat,
   symlink,
   writeFile,
 } from 'node:fs/promises';
@@ -209,6 +212,35 @@ describe('agent state store', () => {
       expect(error).toBeInstanceOf(AgentConfigError);
       expect((error as Error).message).toContain(`the state folder ${where} cannot be a folder`);
     }
+  });
+
+  it('a state folder another user owns or others may write is refused (78), nothing written there; the journal is the agent’s alone (probe localsec)', async () => {
+    // Whoever may write the folder may write the agent's journal: a path held at version 999
+    // skips every real version of it ("never backwards"), and a lock naming a live pid keeps
+    // the agent from starting. A folder left writable (made by hand, or in a shared place) or
+    // pre-made by someone else was used as it was.
+    const dir = fresh();
+    await mkdir(dir, { mode: 0o700 });
+    await chmod(dir, 0o777);
+    const refusal = StateStore.open(dir, identity);
+    await expect(refusal).rejects.toBeInstanceOf(AgentConfigError);
+    await expect(refusal).rejects.toThrow(
+      `the state folder ${dir} is not to be trusted: other users may write it (mode 0777): ` +
+        'whoever may write it decides what the agent believes it holds; chmod 700 it if it is yours',
+    );
+    expect(await readdir(dir)).toEqual([]);
+    if (process.getuid?.() === 0) {
+      await chmod(dir, 0o700);
+      await chown(dir, 65534, 65534);
+      await expect(StateStore.open(dir, identity)).rejects.toThrow('it belongs to another user (uid 65534)');
+      await chown(dir, 0, 0);
+    }
+    // Made by hand 0755: others may read its names but write nothing; the journal is 0600 as the snapshot.
+    await chmod(dir, 0o755);
+    const store = await StateStore.open(dir, identity);
+    await store.recordApplied('private/a.jpg', file(1));
+    expect((await stat(join(dir, 'state.journal'))).mode & 0o777).toBe(0o600);
+    await store.close();
   });
 
   it('a state folder moved while open (a symlink in its place): closing writes no snapshot and removes no lock there', async () => {
