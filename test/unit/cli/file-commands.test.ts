@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   chmod,
   chown,
+  lchown,
   lstat,
   mkdir,
   mkdtemp,
@@ -636,6 +637,39 @@ describe('media-mirror get', () => {
     expect((await lstat(join(cwd, 'cat.png'))).isSymbolicLink()).toBe(true);
     expect(await readFile(join(cwd, 'real.png'))).toEqual(content);
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'a symlink another user put at the destination in a shared folder is not followed: exit 2, your file untouched (probe localsec)',
+    async () => {
+      // /tmp, or a web root the web server's group writes: someone plants `report.pdf ->
+      // ~/.ssh/authorized_keys`, and `get docs/report.pdf` there renamed the mirror's bytes over
+      // the link's target, keeping its owner and mode. The kernel (fs.protected_symlinks) would not
+      // have let an open() follow it there; the rename over realpath() went around that.
+      const shared = join(dir, 'shared-sticky');
+      await mkdir(shared, { recursive: true });
+      await chmod(shared, 0o1777);
+      const victim = join(dir, 'victim.conf');
+      await writeFile(victim, 'mine', { mode: 0o600 });
+      await symlink(victim, join(shared, 'cat.png'));
+      await symlink(victim, join(shared, 'named.png'));
+      await lchown(join(shared, 'cat.png'), 65534, 65534);
+      await lchown(join(shared, 'named.png'), 65534, 65534);
+      for (const dest of [[], ['named.png'], [join(shared, 'named.png')]]) {
+        const h = harness(api(content), {}, undefined, { cwd: shared });
+        expect(await h.run('get', 'pics/cat.png', ...dest)).toBe(2);
+        expect(h.err()).toMatch(
+          /the destination .*\.png is a symbolic link to .*victim\.conf that another user \(uid 65534\) made in a folder it does not own: not followed; remove it, or name another file/,
+        );
+        expect(h.requests).toEqual([]);
+      }
+      expect(await readFile(victim, 'utf8')).toBe('mine');
+      // One of your own there is yours to follow, as before.
+      await lchown(join(shared, 'cat.png'), 0, 0);
+      const own = harness(api(content), {}, undefined, { cwd: shared });
+      expect(await own.run('get', 'pics/cat.png'), own.err()).toBe(0);
+      expect(await readFile(victim)).toEqual(content);
+    },
+  );
 
   it('a symlink to nothing as the destination is refused (exit 2, nothing asked), as cp refuses it, not replaced by a file (probe cli)', async () => {
     const cwd = join(dir, 'dangling-dest');
