@@ -172,7 +172,9 @@ export function lockContent(): string {
 /** Creates `file` with `content` in one step: no reader ever sees it empty or torn. */
 async function createExclusive(file: string, content: string): Promise<boolean> {
   const temp = `${file}.${process.pid}-${randomBytes(4).toString('hex')}`;
-  await writeFile(temp, content, { flag: 'wx' });
+  // Readable by all (who holds it is no secret) but written by its owner alone: under umask 002 the
+  // group could put a live pid in it, and the agent or the local stack would not start again.
+  await writeFile(temp, content, { flag: 'wx', mode: 0o644 });
   try {
     await link(temp, file);
     return true;

@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -147,6 +147,18 @@ describe('acquirePidLock', () => {
     await writeFile(file, held);
     await expect(acquirePidLock(file)).rejects.toBeInstanceOf(LockHeldError);
     expect(await readFile(file, 'utf8')).toBe(held);
+  });
+
+  it('the lock file is 0644 whatever the umask: under umask 002 its group could name a live pid in it and keep the owner from starting (probe localsec)', async () => {
+    const file = lockFile('umask.lock');
+    const before = process.umask(0o002);
+    try {
+      const lock = await acquirePidLock(file);
+      expect((await stat(file)).mode & 0o777).toBe(0o644);
+      await lock.release();
+    } finally {
+      process.umask(before);
+    }
   });
 
   it('release leaves a lock that someone else has taken over since', async () => {
