@@ -4,13 +4,15 @@
  * DynamoDB emulator's LevelDB store crashes the process when opened twice).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { z } from 'zod';
 import { writtenEndpointsSchema } from '../contracts/endpoints.ts';
 
 type WrittenEndpoints = z.input<typeof writtenEndpointsSchema>;
 
+import { makeFolders } from '../common/make-folders.ts';
+import { foreignness } from '../common/own-file.ts';
 import { acquirePidLock } from '../common/pid-lock.ts';
 
 export const ENDPOINTS_FILE = 'endpoints.json';
@@ -27,7 +29,15 @@ export interface DataDirLock {
 
 /** Creates the folder and takes its lock; throws if a live sandbox holds it (a dead one's is taken over). */
 export async function lockDataDir(dir: string): Promise<DataDirLock> {
-  await mkdir(dir, { recursive: true });
+  await makeFolders(dir, 0o700);
+  // The stack writes its token, endpoints.json and the page's files there by name: in a folder
+  // others may write, a link planted at one of those names is written through, into its user's file.
+  const problem = foreignness(await stat(dir));
+  if (problem !== undefined) {
+    throw new Error(
+      `the data folder ${dir} is not to be trusted: ${problem}: chmod 700 it if it is yours, or set MIRROR_DATA_DIR to another folder`,
+    );
+  }
   return acquirePidLock(join(dir, LOCK_FILE), {
     inUse: ({ pid }) =>
       new Error(
