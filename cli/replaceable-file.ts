@@ -33,8 +33,8 @@ export async function replaceableFile(path: string, what: string): Promise<strin
 }
 
 /**
- * Each link on the way from `path` to its file must be the user's own or its folder's owner's (as
- * fs.protected_symlinks judges one in a sticky folder, here in any folder). In a folder others write
+ * Each link on the way from `path` to its file must be the user's own, root's or its folder's owner's
+ * (as fs.protected_symlinks judges one in a sticky folder, here in any folder). In a folder others write
  * (/tmp, a web root the web server's group writes), a link someone else made at the name `get`
  * writes (`report.pdf -> ~/.ssh/authorized_keys`) had the mirror's bytes renamed over its target:
  * the rename over realpath() is not an open() the kernel would have refused. Without user ids
@@ -50,7 +50,7 @@ async function refuseForeignLinks(path: string, what: string): Promise<void> {
     if (!link?.isSymbolicLink()) return;
     const to = await readlink(at);
     const folder = await stat(dirname(at)).catch(() => undefined);
-    if (link.uid !== uid && link.uid !== folder?.uid) {
+    if (link.uid !== uid && link.uid !== 0 && link.uid !== folder?.uid) {
       throw new UsageError(
         `${what} ${path} is a symbolic link to ${to} that another user (uid ${link.uid}) made in a folder it does not own: ` +
           'not followed; remove it, or name another file',
