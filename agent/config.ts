@@ -11,6 +11,7 @@
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
 import { fileExists, readJsonFile } from '../common/json-file.ts';
+import type { ForeignFileError } from '../common/own-file.ts';
 import { realPathSoFar } from '../common/real-path.ts';
 import { endpointsProblems, endpointsSchema } from '../contracts/endpoints.ts';
 import { MAX_FEED_SHARDS, parseTopology, type Topology } from '../contracts/topology.ts';
@@ -162,6 +163,19 @@ function readJson(file: string, what: string, own = false): Promise<unknown> {
   });
 }
 
+/** How reading ./mirror.config.json, which no --config named, fails. */
+const unaskedTopology = (file: string) => ({
+  unreadable: (error: NodeJS.ErrnoException) =>
+    new AgentConfigError(`cannot read the topology ${file}: ${error.message}`),
+  invalid: (error: Error) => new AgentConfigError(`the topology ${file} is not valid JSON: ${error.message}`),
+  foreign: (error: ForeignFileError) =>
+    new AgentConfigError(
+      `the topology ${file} (read since no --config names one) is not to be trusted: ${error.problem}. ` +
+        'It selects the paths this agent mirrors: fix its owner or mode (chmod o-w) if it is yours, else pass --config',
+    ),
+  groupMayWrite: true,
+});
+
 const positiveInt = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 /** "is required ..." only when the value is absent; zod's own message for a bad one. */
 const required = (text: string) => ({
@@ -296,7 +310,10 @@ async function readTopologyFile(
   const file = named ? resolve(cwd, String(named.value)) : resolve(cwd, 'mirror.config.json');
   if (!named && !(await fileExists(file))) return undefined;
   try {
-    return { topology: parseTopology(await readJson(file, 'topology')), file };
+    // Found in the working directory unasked, it must be the user's: one planted in a shared folder
+    // with a narrower pathPrefix made the agent stop mirroring the rest, without a word.
+    const json = named ? await readJson(file, 'topology') : await readJsonFile(file, unaskedTopology(file));
+    return { topology: parseTopology(json), file };
   } catch (error) {
     if (error instanceof AgentConfigError) throw error;
     throw new AgentConfigError(`${file}: ${(error as Error).message}`);

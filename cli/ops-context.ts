@@ -260,7 +260,23 @@ async function readTopology(
   if (configNamed === undefined && !(await fileExists(configFile)))
     return { topology: undefined, configFile };
   try {
-    return { topology: parseTopology(await readJsonFile(configFile, 'topology')), configFile };
+    // Found in the working directory unasked, it must be the user's: a planted one named another's
+    // bucket as a target, which reconcile then asked about every path with the operator's keys.
+    const json =
+      configNamed === undefined
+        ? await readJson(configFile, {
+            unreadable: (err) => new ConfigError(`cannot read topology ${configFile}: ${err.message}`),
+            invalid: (err) => new ConfigError(`topology ${configFile} is not valid JSON: ${err.message}`),
+            foreign: (err) =>
+              new ConfigError(
+                `topology ${configFile} (read since no --config names one) is not to be trusted: ${err.problem}. ` +
+                  'It names the targets the CLI acts on: fix its owner or mode (chmod o-w) if it is yours, else pass --config',
+                { cause: err },
+              ),
+            groupMayWrite: true,
+          })
+        : await readJsonFile(configFile, 'topology');
+    return { topology: parseTopology(json), configFile };
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     throw new ConfigError(`${configFile}: ${(err as Error).message}`, { cause: err });

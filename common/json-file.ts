@@ -12,12 +12,17 @@ export interface JsonFileErrors {
   readonly invalid: (error: Error) => Error;
   /** Given, the file must be the reader's own (common/own-file.ts): a file that says where to send things. */
   readonly foreign?: (error: ForeignFileError) => Error;
+  /** With `foreign`: its group may write it (common/own-file.ts). @default false */
+  readonly groupMayWrite?: boolean;
 }
 
 export async function readJsonFile(file: string, errors: JsonFileErrors): Promise<unknown> {
   let text: string;
   try {
-    text = errors.foreign === undefined ? await readFile(file, 'utf8') : await readOwnTextFile(file);
+    text =
+      errors.foreign === undefined
+        ? await readFile(file, 'utf8')
+        : await readOwnTextFile(file, { groupMayWrite: errors.groupMayWrite === true });
   } catch (error) {
     if (error instanceof ForeignFileError && errors.foreign !== undefined) throw errors.foreign(error);
     throw errors.unreadable(error as NodeJS.ErrnoException);

@@ -18,6 +18,14 @@ export class ForeignFileError extends Error {
   }
 }
 
+export interface OwnFileOptions {
+  /**
+   * Its group may write it: a file of a checkout made under umask 002 (a project file such as
+   * mirror.config.json), whose group is the owner's own on most systems. @default false
+   */
+  readonly groupMayWrite?: boolean;
+}
+
 /**
  * Why a file of this owner and mode is not the reader's word, or undefined if it is: its owner must
  * be the reader or root, and neither its group nor others may write it (as ssh judges its config).
@@ -26,10 +34,11 @@ export class ForeignFileError extends Error {
 export function foreignness(
   info: { readonly uid: number; readonly mode: number },
   uid: number | undefined = process.getuid?.(),
+  options: OwnFileOptions = {},
 ): string | undefined {
   if (uid === undefined) return undefined;
   if (info.uid !== uid && info.uid !== 0) return `it belongs to another user (uid ${info.uid})`;
-  if ((info.mode & 0o022) !== 0)
+  if ((info.mode & (options.groupMayWrite ? 0o002 : 0o022)) !== 0)
     return `other users may write it (mode ${(info.mode & 0o777).toString(8).padStart(4, '0')})`;
   return undefined;
 }
@@ -38,10 +47,10 @@ export function foreignness(
  * The text of `file`, judged on the file opened, so that one swapped in after a check is not read.
  * A missing or unreadable file throws the file system's error; someone else's, ForeignFileError.
  */
-export async function readOwnTextFile(file: string): Promise<string> {
+export async function readOwnTextFile(file: string, options: OwnFileOptions = {}): Promise<string> {
   const handle = await open(file, 'r');
   try {
-    const problem = foreignness(await handle.stat());
+    const problem = foreignness(await handle.stat(), process.getuid?.(), options);
     if (problem !== undefined) throw new ForeignFileError(file, problem);
     return await handle.readFile('utf8');
   } finally {

@@ -1,4 +1,4 @@
-import { chmod, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
@@ -90,6 +90,37 @@ describe('agent configuration', () => {
       await expect(
         resolveAgentConfig({ flags: { target: 'onprem-dc1', dir: 'media' }, env: {}, cwd: shared }),
       ).resolves.toMatchObject({ table: 'local-ledger' });
+    } finally {
+      await rm(shared, { recursive: true, force: true });
+    }
+  });
+
+  it('a ./mirror.config.json others may write (or another user owns) is refused when no --config names it: it selects what the agent mirrors (probe localsec)', async () => {
+    // Read from the working directory unasked: in a shared folder, a planted topology with a narrower
+    // pathPrefix made the agent quietly stop mirroring the rest (its cursor kept past it).
+    const shared = await mkdtemp(join(tmpdir(), 'mm-agent-planted-topology-'));
+    try {
+      await mkdir(join(shared, '.mirror'));
+      await copyFile(join(cwd, '.mirror', 'endpoints.json'), join(shared, '.mirror', 'endpoints.json'));
+      const planted = join(shared, 'mirror.config.json');
+      await copyFile(join(cwd, 'mirror.config.json'), planted);
+      const resolveIn = (flags: Record<string, string>) =>
+        resolveAgentConfig({ flags: { target: 'onprem-dc1', dir: 'media', ...flags }, env: {}, cwd: shared });
+      await chmod(planted, 0o666);
+      await expect(resolveIn({})).rejects.toThrow(
+        `the topology ${planted} (read since no --config names one) is not to be trusted: other users may write it (mode 0666)`,
+      );
+      if (process.getuid?.() === 0) {
+        await chmod(planted, 0o644);
+        await chown(planted, 65534, 65534);
+        await expect(resolveIn({})).rejects.toThrow(/belongs to another user \(uid 65534\)/);
+        // Named, it is the operator's choice.
+        await expect(resolveIn({ config: planted })).resolves.toMatchObject({ pathPrefix: 'public/' });
+        await chown(planted, 0, 0);
+      }
+      // The group may write it (a checkout under umask 002); the owner's own file is read.
+      await chmod(planted, 0o664);
+      await expect(resolveIn({})).resolves.toMatchObject({ pathPrefix: 'public/' });
     } finally {
       await rm(shared, { recursive: true, force: true });
     }

@@ -1,5 +1,5 @@
 /** `media-mirror reconcile` and `redrive`: where they find things, and redrive's semantics on both paths. */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -88,6 +88,39 @@ describe('resolveOpsContext', () => {
     await expect(resolveOpsContext({}, { MIRROR_DATA_DIR: 'nowhere' }, dir)).rejects.toThrow(
       /no endpoints file at .*nowhere\/endpoints\.json: start the local stack .* on AWS pass --table/,
     );
+  });
+
+  it('a ./mirror.config.json others may write (or another user owns) is refused when no --config names it (probe localsec)', async () => {
+    // Read from the working directory unasked: a planted one named the attacker's bucket as a
+    // target, and reconcile sent HEADs there with the operator's credentials, naming every path.
+    const shared = await mkdtemp(join(tmpdir(), 'mm-ops-planted-'));
+    try {
+      const planted = join(shared, 'mirror.config.json');
+      await writeFile(
+        planted,
+        JSON.stringify({
+          targets: [{ id: 'elsewhere', kind: 's3', region: 'eu-west-1', bucketName: 'attacker-bucket' }],
+        }),
+      );
+      await chmod(planted, 0o666);
+      const flags = { table: 'MediaMirror-Ledger', originBucket: 'mm-origin' };
+      await expect(resolveOpsContext(flags, {}, shared)).rejects.toThrow(
+        `topology ${planted} (read since no --config names one) is not to be trusted: other users may write it (mode 0666)`,
+      );
+      if (process.getuid?.() === 0) {
+        await chmod(planted, 0o644);
+        await chown(planted, 65534, 65534);
+        await expect(resolveOpsContext(flags, {}, shared)).rejects.toThrow(
+          /belongs to another user \(uid 65534\)/,
+        );
+        await chown(planted, 0, 0);
+      }
+      await chmod(planted, 0o664);
+      const ctx = await resolveOpsContext(flags, {}, shared);
+      expect(ctx.targets.map((t) => t.bucket)).toEqual(['attacker-bucket']);
+    } finally {
+      await rm(shared, { recursive: true, force: true });
+    }
   });
 
   it('AWS: --table, the topology, --queue-url and --bucket; no endpoint override means real SQS', async () => {
