@@ -5,7 +5,7 @@
  * profile, SSO, instance role), as the AWS CLI signs its own calls. Loaded only when asked for: `--help` and the token
  * path never load the SDK.
  */
-import type { RequestSigner } from '../web/client/api.ts';
+import type { RequestSigner, SignableRequest } from '../web/client/api.ts';
 import { envCredentials } from './aws-credentials.ts';
 import { ConfigError } from './errors.ts';
 
@@ -27,8 +27,18 @@ export function signingRegion(apiUrl: string, env: NodeJS.ProcessEnv): string {
   return region.trim();
 }
 
+/**
+ * Past this gap between this host's clock and an answer's `Date`, sign with the API's time: the
+ * AWS SDK's threshold (`systemClockOffset`), as API Gateway refuses a signature 5 minutes off.
+ */
+const SKEW_MS = 5 * 60 * 1000;
+
 /** A signer for every request to `apiUrl` (no other host: a content link's redirect goes to S3 unsigned). */
-export async function iamSigner(apiUrl: string, env: NodeJS.ProcessEnv): Promise<RequestSigner> {
+export async function iamSigner(
+  apiUrl: string,
+  env: NodeJS.ProcessEnv,
+  now: () => number = Date.now,
+): Promise<RequestSigner> {
   const region = signingRegion(apiUrl, env);
   const [{ SignatureV4 }, { defaultProvider }, { SigningSha256 }] = await Promise.all([
     import('@smithy/signature-v4'),
@@ -44,7 +54,18 @@ export async function iamSigner(apiUrl: string, env: NodeJS.ProcessEnv): Promise
     applyChecksum: true,
   });
   const origin = new URL(apiUrl).origin;
-  return async ({ method, url, headers, body }) => {
+  // A laptop's clock minutes off (or stepped by NTP mid-run) would otherwise have every request
+  // refused as "Signature expired"; the offset follows the API's clock as each answer tells it.
+  let offsetMs = 0;
+  const observeDate = (date: string | null): boolean => {
+    const server = date === null ? Number.NaN : Date.parse(date);
+    if (Number.isNaN(server)) return false;
+    const local = now();
+    if (Math.abs(local + offsetMs - server) < SKEW_MS) return false;
+    offsetMs = server - local;
+    return true;
+  };
+  const sign = async ({ method, url, headers, body }: SignableRequest) => {
     const target = new URL(url);
     if (target.origin !== origin) return {};
     const query: Record<string, string | string[]> = {};
@@ -52,18 +73,22 @@ export async function iamSigner(apiUrl: string, env: NodeJS.ProcessEnv): Promise
       const held = query[name];
       query[name] = held === undefined ? value : [...(Array.isArray(held) ? held : [held]), value];
     }
-    const signed = await signer.sign({
-      method,
-      protocol: target.protocol,
-      hostname: target.hostname,
-      ...(target.port === '' ? {} : { port: Number(target.port) }),
-      // As sent (each segment percent-encoded once); the signer encodes it once more, as API Gateway expects.
-      path: target.pathname,
-      query,
-      headers: { ...headers, host: target.host },
-      ...(body === undefined ? {} : { body }),
-    });
+    const signed = await signer.sign(
+      {
+        method,
+        protocol: target.protocol,
+        hostname: target.hostname,
+        ...(target.port === '' ? {} : { port: Number(target.port) }),
+        // As sent (each segment percent-encoded once); the signer encodes it once more, as API Gateway expects.
+        path: target.pathname,
+        query,
+        headers: { ...headers, host: target.host },
+        ...(body === undefined ? {} : { body }),
+      },
+      { signingDate: new Date(now() + offsetMs) },
+    );
     const { host: _host, ...added } = signed.headers;
     return added;
   };
+  return Object.assign(sign, { observeDate });
 }

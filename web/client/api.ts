@@ -46,7 +46,15 @@ export interface SignableRequest {
 }
 
 /** Headers that authorize `request` (an API behind IAM: SigV4's `authorization`, `x-amz-date`, ...). */
-export type RequestSigner = (request: SignableRequest) => Promise<Record<string, string>>;
+export interface RequestSigner {
+  (request: SignableRequest): Promise<Record<string, string>>;
+  /**
+   * The `Date` header of each answer to a signed request. True when it shows this host's clock
+   * so far off that the signer now signs with the API's time instead: a 403 then was the clock's
+   * (API Gateway refuses a signature dated 5 minutes off), and one resend is worth it.
+   */
+  readonly observeDate?: ((date: string | null) => boolean) | undefined;
+}
 
 export interface MirrorApiOptions {
   /** Base URL, e.g. `http://127.0.0.1:8787` or `https://x.execute-api.eu-west-1.amazonaws.com/prod`. */
@@ -359,6 +367,25 @@ export class MirrorApi {
     const text = body === undefined ? undefined : JSON.stringify(body);
     if (text !== undefined) headers['content-type'] = 'application/json';
     const url = `${this.baseUrl}${route}`;
+    const unsigned = { ...headers };
+    for (let resent = false; ; resent = true) {
+      const sent = await this.#sendOnce(method, url, what, signal, text, unsigned, redirect);
+      const corrected = this.#authorize.observeDate?.(sent.response.headers.get('date')) ?? false;
+      if (sent.response.status === 403 && corrected && !resent) continue;
+      return this.#answer(what, sent.response, sent.answer, redirect);
+    }
+  }
+
+  async #sendOnce(
+    method: string,
+    url: string,
+    what: string,
+    signal: AbortSignal | undefined,
+    text: string | undefined,
+    unsigned: Record<string, string>,
+    redirect: RequestRedirect,
+  ): Promise<{ response: Response; answer: string }> {
+    const headers = { ...unsigned };
     Object.assign(headers, await this.#authorize({ method, url, headers: { ...headers }, body: text }));
     const request = requestSignal(signal, this.#timeoutMs);
     // A signed request is never followed elsewhere: a redirect would carry its session token and
@@ -383,6 +410,15 @@ export class MirrorApi {
     } finally {
       request.release();
     }
+    return { response, answer };
+  }
+
+  #answer(
+    what: string,
+    response: Response,
+    answer: string,
+    redirect: RequestRedirect,
+  ): { status: number; text: string; headers: Headers } {
     if (!response.ok && !(redirect === 'manual' && response.status === 302)) {
       throw isRedirect(response.status) ? notFollowed(what, response) : toApiError(what, response, answer);
     }

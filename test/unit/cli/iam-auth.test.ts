@@ -82,6 +82,61 @@ describe('--auth iam: SigV4 for execute-api', () => {
     expect(seen[0]?.headers['x-amz-security-token']).toBe('session-secret');
   });
 
+  it("signs with the API's clock, read from its Date header, when this host's is minutes off (probe skew)", async () => {
+    // The API's clock (hours from the real one, so that signing with the real clock fails too);
+    // this host's runs 20 minutes fast, then, after an NTP step, 2 hours slow.
+    const server = Date.now() + 3 * 3600_000;
+    let local = server + 20 * 60_000;
+    const seen: number[] = [];
+    const fetch: FetchLike = async (url, init) => {
+      const target = new URL(url);
+      const headers = init.headers as Record<string, string>;
+      const verdict = await verifySigV4(
+        {
+          method: init.method ?? 'GET',
+          url: `${target.pathname}${target.search}`,
+          headers: { ...headers, host: target.host },
+          payloadHash: sha256Hex(typeof init.body === 'string' ? init.body : ''),
+        },
+        { service: 'execute-api', credentials: keys, region: 'eu-west-1', now: new Date(server) },
+      );
+      seen.push(verdict.ok ? 200 : 403);
+      const date = new Date(server).toUTCString();
+      return verdict.ok
+        ? new Response('{"targets":[]}', {
+            status: 200,
+            headers: { date, 'content-type': 'application/json' },
+          })
+        : new Response(JSON.stringify({ message: verdict.message }), { status: 403, headers: { date } });
+    };
+    const api = new MirrorApi({
+      baseUrl: API,
+      sign: await iamSigner(API, env, () => local),
+      fetch,
+      retries: 0,
+    });
+    await expect(api.listTargets()).resolves.toEqual({ targets: [] });
+    // The first was refused as too skewed; the API's Date corrected the clock, and the one resend passed.
+    expect(seen).toEqual([403, 200]);
+    await expect(api.listTargets()).resolves.toEqual({ targets: [] });
+    expect(seen).toEqual([403, 200, 200]);
+    local = server - 2 * 3600_000;
+    await expect(api.listTargets()).resolves.toEqual({ targets: [] });
+    expect(seen).toEqual([403, 200, 200, 403, 200]);
+  });
+
+  it('a refusal that is not about the clock is not resent (probe skew)', async () => {
+    let calls = 0;
+    const fetch: FetchLike = async () => {
+      calls++;
+      const date = new Date().toUTCString();
+      return new Response('{"message":"Forbidden"}', { status: 403, headers: { date } });
+    };
+    const api = new MirrorApi({ baseUrl: API, sign: await iamSigner(API, env), fetch, retries: 0 });
+    await expect(api.listTargets()).rejects.toMatchObject({ status: 403 });
+    expect(calls).toBe(1);
+  });
+
   it('takes the region from the API host, else AWS_REGION; a custom domain without one is refused', () => {
     expect(signingRegion(API, {})).toBe('eu-west-1');
     expect(signingRegion('https://media.example.com', { AWS_REGION: 'ap-south-1' })).toBe('ap-south-1');
