@@ -27,6 +27,7 @@ import { createJsonLinesProgress, createTtyProgress } from './progress.ts';
 import { createPutFile } from './put-file.ts';
 import {
   agentConditionsFor,
+  apiNow,
   formatFileStatus,
   formatTargetsOverview,
   getPathStatus,
@@ -121,9 +122,15 @@ export async function status(io: CliIo, api: MirrorApi, path: string | undefined
     const overview = await getTargetsOverview(api);
     line(io, opts.json ? JSON.stringify(overview) : formatTargetsOverview(overview));
   } else {
-    const fileStatus = await getPathStatus(api, path);
+    const [fileStatus, health] = await Promise.all([
+      getPathStatus(api, path),
+      opts.json ? undefined : api.health({ retry: false }).catch(() => undefined),
+    ]);
     if (opts.json) line(io, JSON.stringify(fileStatus));
-    else line(io, formatFileStatus(fileStatus, now(), await agentConditionsFor(api, fileStatus)));
+    else {
+      const at = new Date(apiNow(health, now().getTime()));
+      line(io, formatFileStatus(fileStatus, at, await agentConditionsFor(api, fileStatus)));
+    }
   }
 }
 

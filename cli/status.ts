@@ -70,8 +70,19 @@ export async function getPathStatus(client: Pick<MirrorApi, 'getFile'>, path: st
 /** Lag figures older than this are said to be so: the lag monitor runs every minute or more often. */
 const STALE_FIGURES_MS = 2 * 60_000;
 
-export function formatTargetsOverview(overview: TargetsOverview, now = Date.now()): string {
+/**
+ * The API's time as its health check told it, else `fallback` (this host's). The lag monitor
+ * stamps `measuredAt` and the API `appliedAt` on AWS's clocks: aged on a laptop's clock minutes
+ * off, a running monitor looked stopped, or a stopped one running, and every time "in the future".
+ */
+export function apiNow(health: TargetsOverview['health'] | undefined, fallback: number): number {
+  const time = health !== undefined && 'time' in health ? Date.parse(health.time) : Number.NaN;
+  return Number.isNaN(time) ? fallback : time;
+}
+
+export function formatTargetsOverview(overview: TargetsOverview, localNow = Date.now()): string {
   const health = overview.health;
+  const now = apiNow(health, localNow);
   const healthText =
     'error' in health && health.status === 'unavailable'
       ? `unavailable (${String(health.error)})`

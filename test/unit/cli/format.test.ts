@@ -126,6 +126,28 @@ describe('status formatting', () => {
     expect(text).not.toContain('fresh: lag and backlog measured');
   });
 
+  it("reads the figures' age on the API's clock, not this host's (probe skew)", () => {
+    const api = '2026-12-01T12:00:00Z';
+    const target = (id: string, measuredAt: string) => ({
+      id,
+      kind: 's3' as const,
+      lag: { lagSeconds: 5.5, pending: 2, pendingCapped: false, measuredAt },
+    });
+    const overview = {
+      api: 'http://a',
+      targets: [target('fresh', '2026-12-01T11:59:30Z'), target('stale', '2026-12-01T11:50:00Z')],
+      health: { status: 'ok' as const, time: api },
+    };
+    // This host's clock 20 minutes fast: the monitor that measured 30 s ago is not "stopped".
+    const fast = formatTargetsOverview(overview, Date.parse(api) + 20 * 60_000);
+    expect(fast).not.toContain('fresh: lag and backlog measured');
+    expect(fast).toContain('stale: lag and backlog measured 10m ago: is the lag monitor running?');
+    // Two hours slow: the monitor that stopped 10 minutes ago is still said to be.
+    const slow = formatTargetsOverview(overview, Date.parse(api) - 2 * 3600_000);
+    expect(slow).toContain('stale: lag and backlog measured 10m ago: is the lag monitor running?');
+    expect(slow).not.toContain('fresh: lag and backlog measured');
+  });
+
   it('does not show a target the lag monitor never measured as caught up (probe ops2)', () => {
     // The API answers 0 and 0 without measuredAt before the monitor's first run for a target (a
     // monitor that never ran, a target just added): the table printed 0 lag, 0 backlog, no note,

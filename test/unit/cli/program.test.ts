@@ -96,7 +96,8 @@ describe('media-mirror status', () => {
     expect(await h.run('status', 'images/a.png')).toBe(0);
     // A pull target lacks the head: what its agent reports is asked for too (here the fake answers
     // a file status to that as well, so no note: the path's status is printed all the same).
-    expect(h.requests).toEqual(['GET /v1/files/images%2Fa.png', 'GET /v1/targets']);
+    // And the API's clock (its health check), to age the times on.
+    expect(h.requests).toEqual(['GET /v1/files/images%2Fa.png', 'GET /v1/health', 'GET /v1/targets']);
     expect(h.out()).toBe(
       [
         'path       images/a.png',
@@ -112,6 +113,19 @@ describe('media-mirror status', () => {
         '',
       ].join('\n'),
     );
+  });
+
+  it("with a path: ages on the API's clock when this host's is hours off (probe skew)", async () => {
+    const h = harness(
+      (url) =>
+        url.pathname === '/v1/health'
+          ? { status: 200, body: { status: 'ok', time: '2025-06-01T12:00:00Z' } }
+          : { status: 200, body: fileStatus },
+      { now: () => new Date('2025-06-01T09:00:00Z') },
+    );
+    expect(await h.run('status', 'images/a.png')).toBe(0);
+    expect(h.out()).toContain('committed  2025-06-01 11:55:00Z (5m ago)');
+    expect(h.out()).toContain('eu-west-1   s3    5             verified  2025-06-01 11:59:30Z (30s ago)');
   });
 
   it('with a path and --json: the API answer as JSON', async () => {
@@ -439,8 +453,12 @@ describe('media-mirror upload', () => {
     expect(await h.run('--api', 'https://other.test:9000', '--token', 'flag', 'status', 'images/a.png')).toBe(
       0,
     );
-    // Every request (the file's status, and the targets', since a pull target lacks the head).
-    expect(seen).toEqual(['https://other.test:9000 Bearer flag', 'https://other.test:9000 Bearer flag']);
+    // Every request (the file's status, the API's clock, and the targets', since a pull target lacks the head).
+    expect(seen).toEqual([
+      'https://other.test:9000 Bearer flag',
+      'https://other.test:9000 Bearer flag',
+      'https://other.test:9000 Bearer flag',
+    ]);
   });
 });
 
