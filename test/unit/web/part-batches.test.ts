@@ -17,17 +17,26 @@ import {
 
 const GiB = 1024 ** 3;
 
-/** An API that signs every part for `lifetimeMs` and records everything, counting calls. */
-function stubApi(lifetimeMs = 900_000) {
+/**
+ * An API that signs every part for `lifetimeMs` and records everything, counting calls. `skewMs`:
+ * how far the browser's clock is ahead of the API's (the URLs then carry SigV4's own dating, as
+ * S3's presigned URLs do).
+ */
+function stubApi(lifetimeMs = 900_000, skewMs?: number) {
   const presigned: number[][] = [];
   const recorded: number[][] = [];
   const api = {
     async presignParts(_id: string, parts: readonly PartRequest[]): Promise<PresignedPart[]> {
       presigned.push(parts.map((p) => p.partNumber));
-      const expiresAt = new Date(Date.now() + lifetimeMs).toISOString();
+      const signedAt = new Date(Date.now() - (skewMs ?? 0));
+      const expiresAt = new Date(signedAt.getTime() + lifetimeMs).toISOString();
+      const dating =
+        skewMs === undefined
+          ? ''
+          : `&X-Amz-Date=${signedAt.toISOString().replace(/[-:]|\.\d+/g, '')}&X-Amz-Expires=${lifetimeMs / 1000}`;
       return parts.map((p) => ({
         partNumber: p.partNumber,
-        url: `https://s3.test/blob?partNumber=${p.partNumber}`,
+        url: `https://s3.test/blob?partNumber=${p.partNumber}${dating}`,
         headers: { 'x-amz-checksum-sha256': `${'A'.repeat(43)}=` },
         automaticHeaders: { 'content-length': String(p.size), host: 's3.test' },
         expiresAt,
@@ -81,6 +90,47 @@ describe('parts in batches', () => {
       `50 GiB, ${plan.partCount} parts: ${presigned.length} presign calls, ${recorded.length} record calls ` +
         `(was ${plan.partCount} + ${plan.partCount})`,
     );
+  });
+
+  it('a browser whose clock is 20 minutes fast or slow still signs each part once (probe skew)', async () => {
+    const size = 50 * GiB;
+    const plan = planParts(size);
+    for (const skewMs of [20 * 60_000, -20 * 60_000]) {
+      const { api, presigned } = stubApi(900_000, skewMs);
+      await sendAll(api, allParts(size, plan), 4);
+      // Each URL's 15 minutes are counted from when it came, not against the API's expiresAt read
+      // on the browser's clock: fast, every part had its whole batch signed again.
+      expect(presigned.flat()).toHaveLength(6400);
+      expect(presigned.length).toBe(21);
+    }
+  });
+
+  it("a URL's life runs on this browser's own time: 14 minutes on, it is signed again (probe skew)", async () => {
+    let t = 0;
+    const { api, presigned } = stubApi(900_000, 2 * 3600_000);
+    const todo = allParts(4 * 8 * 1024 * 1024, { partSize: 8 * 1024 * 1024, partCount: 4 });
+    const signal = new AbortController().signal;
+    const signer = new PartSigner(
+      { api, uploadId: 'u', hash, signal, concurrency: 1 },
+      todo,
+      batchSizes(4, 1),
+      () => t,
+    );
+    await signer.get(todo[0] as PartRange);
+    await signer.get(todo[0] as PartRange);
+    // The next batch is signed ahead: let it land before time moves on.
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(presigned).toEqual([
+      [1, 2],
+      [3, 4],
+    ]);
+    t += 14 * 60_000 + 1;
+    await signer.get(todo[0] as PartRange);
+    expect(presigned).toEqual([
+      [1, 2],
+      [3, 4],
+      [1, 2, 3, 4],
+    ]);
   });
 
   it('signs again, a batch at a time, URLs that expired or that storage refused', async () => {
