@@ -73,9 +73,10 @@ function retryDecision(options: Policy): (error: unknown) => boolean {
     if (!isTransient(error)) return false;
     if (offline()) return true;
     failures++;
-    firstFailure ??= Date.now();
+    // Time passed, not the wall clock, which a step (NTP, a resumed VM) moves by hours either way.
+    firstFailure ??= performance.now();
     if (failures <= options.retries) return true;
-    return error.status === 0 && Date.now() - firstFailure < (options.retryWindowMs ?? 0);
+    return error.status === 0 && performance.now() - firstFailure < (options.retryWindowMs ?? 0);
   };
 }
 

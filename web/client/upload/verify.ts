@@ -29,11 +29,13 @@ export async function waitForVerdict(
   signal: AbortSignal,
 ): Promise<Upload> {
   let wait = settings.pollFirstMs;
-  const deadline = Date.now() + settings.timeoutMs;
+  // Time passed, not the wall clock: stepped 2 hours ahead (NTP, a resumed VM), the wait ended
+  // at the next poll and an upload about to commit was reported not verified.
+  const deadline = performance.now() + settings.timeoutMs;
   for (;;) {
     const upload = await api.getUpload(uploadId, { signal });
     if (upload.status !== 'pending') return upload;
-    if (Date.now() >= deadline) {
+    if (performance.now() >= deadline) {
       throw new ApiError(
         `the upload was stored but not verified within ${Math.round(settings.timeoutMs / 1000)} s; ` +
           `GET /v1/uploads/${uploadId} tells how it ends`,
