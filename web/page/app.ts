@@ -14,7 +14,6 @@
  * are this API, not the origins allowed to call it). Anyone can send a link with `?api=`:
  * the page never sends the token to an address that list does not name.
  */
-import { sleep } from '../../common/retry.ts';
 import type { ChangesPage, FileStatus, TargetList } from '../../contracts/api.ts';
 import {
   checkApiName,
@@ -30,6 +29,7 @@ import { DEFAULT_RETRY_WINDOW_MS } from '../client/retry.ts';
 import { sameBytes } from '../client/same-bytes.ts';
 import { DEFAULT_STALL_MS } from '../client/upload/storage.ts';
 import { type UploadResult, uploadFile } from '../client/upload-file.ts';
+import { TargetWatch } from './target-watch.ts';
 
 const FILE_CONCURRENCY = 2;
 const RECENT_COUNT = 15;
@@ -507,49 +507,7 @@ function badge(t: TargetState, held: boolean): HTMLSpanElement {
 
 // ---- following committed files until every target holds them ----
 
-/**
- * Every committed file whose targets do not all hold it yet, read by one loop a few at a time:
- * an upload frees its slot at its commit, so a slow or stopped target holds up no other upload,
- * and a page of many files does not poll the API once a second each.
- */
-class TargetWatch {
-  private readonly watching = new Map<UploadItem, { version: number; since: number; next: number }>();
-  private looping = false;
-
-  add(item: UploadItem, version: number): void {
-    const now = Date.now();
-    this.watching.set(item, { version, since: now, next: now });
-    if (!this.looping) void this.loop();
-  }
-
-  private async loop(): Promise<void> {
-    this.looping = true;
-    try {
-      while (this.watching.size > 0) {
-        const now = Date.now();
-        const due = [...this.watching.entries()]
-          .filter(([, w]) => w.next <= now)
-          .sort(([, a], [, b]) => a.next - b.next)
-          .slice(0, WATCH_READS_AT_ONCE);
-        await Promise.all(
-          due.map(async ([item, w]) => {
-            if (await item.checkTargets(w.version)) this.watching.delete(item);
-            // Every second for a minute, then every 5 s: a slow target is still shown live.
-            else w.next = Date.now() + (Date.now() - w.since < 60_000 ? 1000 : 5000);
-          }),
-        );
-        await sleep(WATCH_TICK_MS);
-      }
-    } finally {
-      this.looping = false;
-    }
-  }
-}
-
-/** Status reads in flight at once, and the loop's pause between rounds. */
-const WATCH_READS_AT_ONCE = 4;
-const WATCH_TICK_MS = 250;
-const targetWatch = new TargetWatch();
+const targetWatch = new TargetWatch<UploadItem>();
 
 // ---- the queue of files ----
 
