@@ -237,12 +237,15 @@ function objectDrift(
   return changed ? 'altered' : undefined;
 }
 
-/** Spaces calls to at most `perSecond`. */
+/**
+ * Spaces calls to at most `perSecond`, on time passed: on the wall clock, a step back (NTP on the
+ * laptop running `media-mirror-ops reconcile`) made the next check wait out the whole step.
+ */
 function pacer(perSecond: number): () => Promise<void> {
   const gapMs = 1000 / perSecond;
   let next = 0;
   return async () => {
-    const now = Date.now();
+    const now = performance.now();
     const wait = next - now;
     next = Math.max(now, next) + gapMs;
     if (wait > 0) await sleep(wait);

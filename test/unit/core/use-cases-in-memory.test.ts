@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Upload } from '../../../contracts/model.js';
 import { initialCursor, readChanges } from '../../../functions/core/changes.js';
 import { NotFoundError } from '../../../functions/core/errors.js';
@@ -17,6 +17,10 @@ const answer = (upload: Upload, bytes: Buffer) =>
     upload.challenge?.nonce as string,
     (upload.challenge?.ranges ?? []).map((r) => bytes.subarray(r.offset, r.offset + r.length)),
   );
+
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 function setup() {
   return inMemoryCore({
@@ -415,4 +419,45 @@ describe('reconcile on InMemoryLedger', () => {
     expect(second.targets.alpha?.resent).toBe(0);
     expect(s.sent).toEqual([]);
   });
+
+  it('paces its object checks on time passed: a clock stepped 2 hours back does not stall the run (probe skew)', async () => {
+    const s = setup();
+    const paths = ['a.txt', 'b.txt', 'c.txt'];
+    for (const path of paths) {
+      const bytes = randomBytes(100);
+      await claimPendingUpload(s.ledger, path, bytes);
+      await ingestBlob(s.deps, storeBlob(s.blobs, bytes));
+    }
+    const heads = await Promise.all(paths.map((p) => s.ledger.getHead(p)));
+    for (const head of heads) {
+      if (!head) throw new Error('no head');
+      await s.ledger.recordTargetState({
+        targetId: 'alpha',
+        path: head.path,
+        appliedVersion: head.version,
+        status: 'verified',
+        appliedAt: new Date().toISOString(),
+        etag: undefined,
+      });
+    }
+    // The operator's laptop runs `media-mirror-ops reconcile`; NTP steps its clock back mid-run.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    let stats = 0;
+    const replica = {
+      async stat(path: string) {
+        if (++stats === 1) vi.setSystemTime(Date.now() - 2 * 3600_000);
+        const head = heads.find((h) => h?.path === path);
+        return { version: head?.version, sha256: head?.sha256, size: head?.size ?? 0, etag: undefined };
+      },
+    };
+    const started = performance.now();
+    const report = await reconcileTargets(
+      { ...s.deps, replicas: (id: string) => (id === 'alpha' ? (replica as never) : undefined) },
+      { targetIds: ['alpha'], checkObjects: true },
+    );
+    expect(stats).toBe(3);
+    expect(report.targets.alpha).toEqual({ resent: 0, missing: 0, altered: 0 });
+    // Three checks at 50 a second; before, the second waited out the 2 hours the clock went back.
+    expect(performance.now() - started).toBeLessThan(2000);
+  }, 5000);
 });
