@@ -18,7 +18,8 @@ export class Conditions {
 
   constructor(
     private readonly log: AgentLog,
-    private readonly now: () => number = Date.now,
+    // Time passed: a wall clock stepped by NTP logged a moment's outage as hours (or negative).
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /**
