@@ -64,20 +64,20 @@ describe('the API against contracts/api.ts', () => {
   });
 });
 
-describe('an unknown query parameter, on every route', () => {
-  const handler = createApiHandler({
-    ledger: {} as Ledger,
-    clock: systemClock,
-    targets: [],
-    feedShards: 4,
-    telemetry: quietTelemetry(new RecordingMetrics()),
-  } as unknown as ApiDeps);
-  const concrete = (template: string) =>
-    template
-      .replace('{id}', committed.uploadId)
-      .replace('{partNumber}', '1')
-      .replace('{path}', 'photos/a.jpg');
+/** An API that reaches nothing (a route's input is refused before the ledger is asked). */
+const handler = createApiHandler({
+  ledger: {} as Ledger,
+  clock: systemClock,
+  targets: [],
+  feedShards: 4,
+  telemetry: quietTelemetry(new RecordingMetrics()),
+} as unknown as ApiDeps);
 
+/** A route's path template with its parameters filled in. */
+const concrete = (template: string) =>
+  template.replace('{id}', committed.uploadId).replace('{partNumber}', '1').replace('{path}', 'photos/a.jpg');
+
+describe('an unknown query parameter, on every route', () => {
   // docs/api.md: "any query parameter on a route that takes none" is 400 `invalid`. The contract
   // lists every status a route answers, and docs/openapi.json is held to it: a client generated
   // from either must expect that 400 on GET /v1/health, /v1/limits and /v1/targets too.
@@ -96,18 +96,6 @@ describe('an unknown query parameter, on every route', () => {
 });
 
 describe('a request body over limits.maxRequestBodyBytes, on every route that takes one', () => {
-  const handler = createApiHandler({
-    ledger: {} as Ledger,
-    clock: systemClock,
-    targets: [],
-    feedShards: 4,
-    telemetry: quietTelemetry(new RecordingMetrics()),
-  } as unknown as ApiDeps);
-  const concrete = (template: string) =>
-    template
-      .replace('{id}', committed.uploadId)
-      .replace('{partNumber}', '1')
-      .replace('{path}', 'photos/a.jpg');
   // GET /v1/limits publishes the bound; the local front enforced it, the Lambda did not, so on AWS
   // (API Gateway takes 10 MB) a client keeping to the published limit and one ignoring it met two
   // APIs (probe limits). Valid JSON, so only the size can refuse it.
