@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSample } from '../../cli/prom-text.ts';
 import { parseTopology } from '../../contracts/topology.ts';
+import { PortInUseError } from '../../local/net.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
 import { type LocalApiResponse, localApi, sha256Hex } from '../support/local-api.js';
 import { waitFor } from '../support/wait.js';
@@ -55,6 +56,23 @@ async function freePort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise((resolve) => server.close(resolve));
   return port;
+}
+
+/**
+ * Starts a stack on `s3Port`. The port was free when picked, but other tests and processes open
+ * ports all the time: the first stack may pick another one; the second must have this one (the
+ * URL names it), so it waits for it a while (a client's socket on it goes away).
+ */
+async function startOnS3Port(functionEnv: Record<string, string>, mayMove: boolean): Promise<Sandbox> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startSandbox(options(functionEnv));
+    } catch (error) {
+      if (!(error instanceof PortInUseError) || attempt >= 10) throw error;
+      if (mayMove) s3Port = await freePort();
+      else await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
 }
 
 const api = () => localApi((sandbox as Sandbox).endpoints);
@@ -110,7 +128,7 @@ beforeAll(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'mirror-expiry-'));
   s3Port = await freePort();
   // Two days ago.
-  sandbox = await startSandbox(options({ MIRROR_CLOCK_OFFSET_MS: String(-2 * DAY) }));
+  sandbox = await startOnS3Port({ MIRROR_CLOCK_OFFSET_MS: String(-2 * DAY) }, true);
   const a = await api().call('POST', '/v1/uploads', claimOf('old/photo.txt', abandonedBytes));
   expect(a.status).toBe(201);
   abandoned = a.body;
@@ -120,7 +138,7 @@ beforeAll(async () => {
   oldNeverSent = (await api().call('POST', '/v1/uploads', claimOf('old/never.txt', neverSent))).body.uploadId;
   await sandbox.stop();
   // Today.
-  sandbox = await startSandbox(options({}));
+  sandbox = await startOnS3Port({}, false);
 }, 60_000);
 
 afterAll(async () => {
