@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { link, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 
@@ -197,29 +197,11 @@ export async function createOrTakeOver(path: string, content: string, inUse: (ho
     if (found === undefined) continue; // released meanwhile
     if (found.holder !== undefined && mayBeRunning(found.holder)) throw inUse(found.holder);
     if (round >= 3) throw new Error(`could not take over the stale lock ${path}: it keeps changing`);
-    await removeIfStill(path, found.text);
+    // Removed only if it is still the stale lock read above: another process taking it over
+    // at the same moment has written its own, which must stay.
+    const again = await readHolder(path);
+    if (again?.text === found.text) await unlink(path).catch(() => undefined);
   }
-}
-
-/**
- * Removes the lock at `path` if it is still the stale one read (`stale`): another process taking it
- * over at the same moment may have put its own there, which must stay. Checked on the file moved
- * aside, not before an unlink: two processes that both read the stale lock and checked it again
- * before either removed it could each remove it, the second removing the lock the first had just
- * made, and both went on holding it (seen under load: two agents on one state folder).
- */
-async function removeIfStill(path: string, stale: string): Promise<void> {
-  const aside = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.stale`;
-  try {
-    await rename(path, aside);
-  } catch (err) {
-    if (errno(err) === 'ENOENT') return; // removed meanwhile
-    throw err;
-  }
-  const moved = await readFile(aside, 'utf8').catch(() => undefined);
-  // Another's fresh lock: put back where it was (unless a third process made one since).
-  if (moved !== stale) await link(aside, path).catch(() => undefined);
-  await unlink(aside).catch(() => undefined);
 }
 
 /** Takes the lock at `file` (its folder must exist); throws if a live process holds it. */
