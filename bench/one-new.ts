@@ -68,17 +68,15 @@ export async function seedTree(
   const destination = 'loc:rclone-tree-dst/tree';
   await rclone('mkdir', 'loc:rclone-tree-src');
   await rclone('mkdir', 'loc:rclone-tree-dst');
-  await rclone('copy', ...SYNC_FLAGS, `loc:${a.bucket}/${a.keyPrefix}${TREE}`, source);
+  // The replica bucket is in its target's region: rclone signs for it there (a connection string).
+  const replica = `loc,region=${a.region}:${a.bucket}/${a.keyPrefix}`;
+  await rclone('copy', ...SYNC_FLAGS, `${replica}${TREE}`, source);
   await rclone('sync', ...SYNC_FLAGS, source, destination);
   return {
     async run(i) {
       const file = makeFiles(`${TREE}/new`, i + 1, 1024).at(-1) as BenchFile;
       const seconds = await untilInBoth(stack, [a, b], file);
-      await rclone(
-        'copyto',
-        `loc:${a.bucket}/${a.keyPrefix}${file.path}`,
-        `${source}/${file.path.slice(TREE.length + 1)}`,
-      );
+      await rclone('copyto', `${replica}${file.path}`, `${source}/${file.path.slice(TREE.length + 1)}`);
       const sync = await rclone('sync', ...SYNC_FLAGS, source, destination);
       const copied = await rclone('lsf', `${destination}/new`);
       if (!copied.stdout.includes(file.path.split('/').at(-1) as string))

@@ -33,7 +33,13 @@ export interface BenchStack {
   /** The agent process (pull target) and the folder it mirrors into, when started. */
   readonly agent: { readonly pid: number; readonly dir: string; readonly target: string } | undefined;
   /** The S3 targets: id and bucket and key prefix. */
-  readonly s3Targets: readonly { readonly id: string; readonly bucket: string; readonly keyPrefix: string }[];
+  readonly s3Targets: readonly {
+    readonly id: string;
+    readonly bucket: string;
+    readonly keyPrefix: string;
+    /** Its bucket's region: the local S3 refuses a request signed for another. */
+    readonly region: string;
+  }[];
   stop(): Promise<void>;
 }
 
@@ -102,7 +108,12 @@ export async function startStack(options: {
     const targets = Object.entries(endpoints.targets);
     const s3Targets = targets
       .filter(([, t]) => t.kind === 's3' && t.bucket !== undefined)
-      .map(([id, t]) => ({ id, bucket: t.bucket as string, keyPrefix: t.keyPrefix ?? '' }));
+      .map(([id, t]) => ({
+        id,
+        bucket: t.bucket as string,
+        keyPrefix: t.keyPrefix ?? '',
+        region: t.region ?? endpoints.s3.region,
+      }));
     const pull = targets.find(([, t]) => t.kind === 'pull')?.[0];
     // The CLI and the agent run as users run them: bundled, no TypeScript loader.
     const built = await bundleCli(join(dataDir, 'dist'));
