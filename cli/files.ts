@@ -5,13 +5,14 @@
  * SHA-256 the mirror recorded before anything is written at the destination).
  */
 import { randomBytes } from 'node:crypto';
-import { constants, createWriteStream } from 'node:fs';
+import { constants } from 'node:fs';
 import { chmod, chown, lstat, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createSha256 } from '../common/sha256-node.ts';
+import { streamToNewFile } from '../common/stream-to-file.ts';
 import type { DeleteResult, FileStatus, FileVersionView, RestoreResult } from '../contracts/api.ts';
 import type { FetchLike, MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
@@ -525,9 +526,9 @@ async function downloadWithin(
       done(null, chunk);
     },
   });
-  const out = createWriteStream(file, { flags: 'wx', ...(mode === undefined ? {} : { mode }) });
+  const body = response.body;
   try {
-    await pipeline(Readable.fromWeb(response.body as never), tap, out);
+    await streamToNewFile(file, { mode }, (out) => pipeline(Readable.fromWeb(body as never), tap, out));
   } catch (error) {
     if (error instanceof MoreBytesThanExpected) return { size: received, sha256: undefined };
     // The disk's own failures (ENOSPC, EIO: a system call's) are not the connection's, which fetch

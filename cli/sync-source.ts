@@ -10,7 +10,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
-import { createWriteStream } from 'node:fs';
 import { type FileHandle, lstat, mkdtemp, readdir, readlink, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
@@ -21,6 +20,7 @@ import { decodeName, escapeNonUtf8 } from '../common/file-names.ts';
 import { realPathSoFar } from '../common/real-path.ts';
 import type { Digest } from '../common/sha256.ts';
 import { createSha256 } from '../common/sha256-node.ts';
+import { streamToNewFile } from '../common/stream-to-file.ts';
 import { AGENT_STATE_DIR, isAgentTempName } from '../contracts/paths.ts';
 import { storedContentType } from './content-type.ts';
 import { EXIT, MirrorCliError } from './errors.ts';
@@ -439,7 +439,7 @@ async function getToFile(
       }),
     );
     contentType = storedContentType(out.ContentType);
-    await pipeline(out.Body as Readable, tap, createWriteStream(file, { flags: 'wx' }));
+    await streamToNewFile(file, {}, (into) => pipeline(out.Body as Readable, tap, into));
   } catch (err) {
     await rm(file, { force: true });
     throw new MirrorCliError(`cannot read ${object.name}: ${(err as Error).message}`, { cause: err });

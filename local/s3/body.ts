@@ -5,10 +5,10 @@
  * Content-MD5, x-amz-content-sha256) must match, or nothing is kept.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { crc32 } from 'node:zlib';
+import { streamToNewFile } from '../../common/stream-to-file.ts';
 import type { ChecksumAlgorithm, S3Store } from './store.ts';
 import { errors, S3Error } from './xml.ts';
 
@@ -425,10 +425,8 @@ export async function receiveBody(
     : counted;
   const temp = store.tempFile();
   try {
-    await pipeline(
-      decoded,
-      (source: AsyncIterable<Buffer>) => hashes.hashing(source),
-      createWriteStream(temp.path, { highWaterMark: 1024 * 1024 }),
+    await streamToNewFile(temp.path, { flags: 'w', highWaterMark: 1024 * 1024 }, (out) =>
+      pipeline(decoded, (source: AsyncIterable<Buffer>) => hashes.hashing(source), out),
     );
     const { md5, checksum } = verifyReceived(hashes, framing, digests, trailers);
     return { tempId: temp.id, size: hashes.received, md5, checksum };

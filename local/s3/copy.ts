@@ -3,8 +3,8 @@
  * `versionId` and its conditions).
  */
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
+import { streamToNewFile } from '../../common/stream-to-file.ts';
 import { checksumHasher, headerValue } from './body.ts';
 import {
   bucketOf,
@@ -111,16 +111,18 @@ export async function copyBytes(
   const md5 = createHash('md5');
   const checksum = algorithm ? checksumHasher(algorithm) : undefined;
   try {
-    await pipeline(
-      store.read(segments, start, end),
-      async function* (source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          md5.update(chunk);
-          checksum?.update(chunk);
-          yield chunk;
-        }
-      },
-      createWriteStream(temp.path),
+    await streamToNewFile(temp.path, { flags: 'w' }, (out) =>
+      pipeline(
+        store.read(segments, start, end),
+        async function* (source: AsyncIterable<Buffer>) {
+          for await (const chunk of source) {
+            md5.update(chunk);
+            checksum?.update(chunk);
+            yield chunk;
+          }
+        },
+        out,
+      ),
     );
     await store.adopt(temp.id);
   } catch (err) {
