@@ -36,6 +36,9 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const { endpoints: e } = sandbox;
+  // The token is the API's only lock on a shared machine: `npm start > stack.log` would hand it to
+  // whoever may read the log (SECURITY.md, secrets in logs). A terminal is its user's own screen.
+  const onTerminal = process.stdout.isTTY === true;
   const show = (path: string) => {
     const rel = relative(process.cwd(), path);
     return rel === '' ? '.' : rel.startsWith('..') ? path : rel;
@@ -55,9 +58,17 @@ async function main(): Promise<void> {
       '',
       `Media Mirror local stack is up (${sandbox.startMs} ms)`,
       // In the fragment: never sent to a server, nor in a Referer; the page moves it to sessionStorage.
-      `  page       ${e.api}/#token=${encodeURIComponent(e.token)}  (upload files, watch every target)`,
-      `  API        ${e.api}`,
-      `  token      ${e.token}`,
+      ...(onTerminal
+        ? [
+            `  page       ${e.api}/#token=${encodeURIComponent(e.token)}  (upload files, watch every target)`,
+            `  API        ${e.api}`,
+            `  token      ${e.token}`,
+          ]
+        : [
+            `  page       ${e.api}/#token=<token>  (upload files, watch every target)`,
+            `  API        ${e.api}`,
+            `  token      in ${show(sandbox.endpointsFile)} (readable by you alone; not printed into a file or pipe)`,
+          ]),
       `  metrics    ${e.metrics}  (Prometheus text, no token)`,
       `  S3         ${e.s3.endpoint}  (bucket ${e.originBucket})`,
       `  SQS        ${e.sqs.endpoint}`,
