@@ -562,6 +562,13 @@ class Agent implements AgentHandle {
   }
 
   private lagSeconds(): number {
+    // Rebuilding (a state made from nothing): nothing after the rebuild's frontier is known on disk.
+    const since = this.follower?.rebuildingSince();
+    const rebuilding = typeof since === 'string' ? (this.clock.nowMs() - Date.parse(since)) / 1000 : 0;
+    return Math.max(rebuilding, this.queueLagSeconds());
+  }
+
+  private queueLagSeconds(): number {
     const oldest = this.consumer?.oldestHeldCommittedAt();
     if (oldest !== undefined) return Math.max(0, (this.clock.nowMs() - oldest) / 1000);
     const behind = (this.backlogQueue ?? 0) > 0 || (this.follower?.backlog ?? 0) > 0;
@@ -606,7 +613,14 @@ class Agent implements AgentHandle {
       backlogFeed: this.follower?.backlog,
       lagSeconds: Math.round(this.lagSeconds() * 10) / 10,
       conditions: this.conditions.list(),
+      ...this.rebuildingFields(),
     };
+  }
+
+  private rebuildingFields(): Pick<AgentRow, 'rebuilding' | 'rebuildingSince'> {
+    const since = this.follower?.rebuildingSince();
+    if (since === undefined) return {};
+    return since === null ? { rebuilding: true } : { rebuilding: true, rebuildingSince: since };
   }
 
   /** One heartbeat at a time, remembered so that the stop's last row is written after it. */

@@ -60,6 +60,11 @@ export class FeedFollower {
   rounds = 0;
   lastRound: RoundReport | undefined;
   backlog: number | undefined;
+  /**
+   * While the state is rebuilding: per shard, when the oldest entry not yet settled was committed
+   * (or, between pages, the last entry settled: nothing after it is known to be on disk yet).
+   */
+  private readonly frontier = new Map<number, string>();
 
   constructor(private readonly deps: FeedFollowerDeps) {}
 
@@ -120,6 +125,10 @@ export class FeedFollower {
       const shards = Array.from({ length: this.deps.feedShards }, (_, shard) => shard);
       const results = await Promise.all(shards.map((shard) => this.followShard(shard, signal, totals)));
       complete = results.every(Boolean) && !signal.aborted;
+      if (complete) {
+        await this.deps.state.recordRebuilt();
+        this.frontier.clear();
+      }
     } finally {
       this.catchingUp = false;
     }
@@ -141,6 +150,18 @@ export class FeedFollower {
     return report;
   }
 
+  /**
+   * While the agent rebuilds its folder from the feed (its state was made from nothing): when the
+   * oldest change it may still lack was committed, the lag monitor's measure of how far behind it
+   * is (the ledger's rows were written by an earlier run). `null`: rebuilding, not yet known.
+   */
+  rebuildingSince(): string | null | undefined {
+    if (!this.deps.state.rebuilding) return undefined;
+    let oldest: string | undefined;
+    for (const at of this.frontier.values()) if (oldest === undefined || at < oldest) oldest = at;
+    return oldest ?? null;
+  }
+
   /** Feed entries after the cursor, all shards together (K small queries). */
   async refreshBacklog(): Promise<number> {
     const cursor = this.deps.state.cursor;
@@ -155,13 +176,18 @@ export class FeedFollower {
       const after = this.deps.state.cursor[shard] ?? 0;
       const page = await this.readAfterCursor(shard, after);
       if (page === undefined) return false;
-      if (page.length === 0) return true;
+      if (page.length === 0) {
+        this.frontier.delete(shard);
+        return true;
+      }
       totals.changes += page.length;
+      this.noteFrontier(shard, page, 0);
       const outcomes = await this.workNewest(page, signal, totals);
       // Re-read: the cursor started over if the feed no longer held its entry.
       const from = this.deps.state.cursor[shard] ?? 0;
       const { advanced, settled } = settledUpTo(page, outcomes, from);
       if (advanced > from) await this.moveCursor(shard, page, advanced);
+      this.noteFrontier(shard, page, advanced);
       if (!settled) return false;
       if (page.length < this.deps.pageSize) {
         // A short page may still not be the end (DynamoDB's 1 MB page limit): one more read confirms.
@@ -169,6 +195,13 @@ export class FeedFollower {
       }
       await pause(0);
     }
+  }
+
+  /** The shard's frontier once the cursor stands at `settled`: the first entry past it, else the last read. */
+  private noteFrontier(shard: number, page: readonly Change[], settled: number): void {
+    if (!this.deps.state.rebuilding) return;
+    const next = page.find((c) => c.seq > settled) ?? page[page.length - 1];
+    if (next) this.frontier.set(shard, next.committedAt);
   }
 
   /** Moves the shard's cursor onto the page's entry `seq`, with that entry's mark. */

@@ -100,7 +100,9 @@ type JournalRecord =
    */
   | { c: number[]; m?: (string | null)[]; r?: 1 }
   | { t: string }
-  | { u: string };
+  | { u: string }
+  /** A state made from nothing has caught up with the whole feed (StateStore.rebuilding). */
+  | { b: 0 };
 
 interface Pending {
   readonly line: string;
@@ -181,6 +183,12 @@ export class StateStore {
   private cursorMarkList: (string | null)[];
   private readonly temps = new Set<string>();
   private appliedTotalCount = 0;
+  /**
+   * A state made from nothing (a new server, an empty disk, a removed state folder) until a
+   * catch-up round has read the whole feed: what the ledger says this target holds was written
+   * by a previous run, and the disk may lack any of it (docs/agent.md, "Reports centrally").
+   */
+  private rebuildingState = false;
   private journal: FileHandle | undefined;
   private journalRecords = 0;
   private journalBytes = 0;
@@ -278,6 +286,11 @@ export class StateStore {
     return this.appliedTotalCount;
   }
 
+  /** Made from nothing, and no catch-up round has read the whole feed since (kept across restarts). */
+  get rebuilding(): boolean {
+    return this.rebuildingState;
+  }
+
   get targetId(): string {
     return this.identity.targetId;
   }
@@ -346,6 +359,13 @@ export class StateStore {
   }
 
   /** A temp file is about to be created (relative to the mirror folder): written before it exists. */
+  /** A catch-up round read the whole feed with every entry settled: the disk holds what it lists. */
+  async recordRebuilt(): Promise<void> {
+    if (!this.rebuildingState) return;
+    this.rebuildingState = false;
+    await this.append({ b: 0 }, true);
+  }
+
   async recordTemp(relative: string): Promise<void> {
     this.temps.add(relative);
     await this.append({ t: relative }, false);
@@ -520,6 +540,7 @@ export class StateStore {
       cursor: this.cursorSeqs,
       cursorMarks: this.cursorMarkList,
       appliedTotal: this.appliedTotalCount,
+      ...(this.rebuildingState ? { rebuilding: true } : {}),
       temps: [...this.temps],
       savedAt: new Date().toISOString(),
     };
@@ -625,6 +646,10 @@ export class StateStore {
       this.temps.delete(r.u);
       return true;
     }
+    if (r.b === 0) {
+      this.rebuildingState = false;
+      return true;
+    }
     return false;
   }
 
@@ -641,7 +666,9 @@ export class StateStore {
   private async load(): Promise<void> {
     // Snapshot temp files from a crash mid-compaction: the old snapshot is still whole.
     if (!this.options.readOnly) await this.removeUnfinishedSnapshots();
-    const { snapshotPaths, cursorReset } = await this.loadSnapshot();
+    const { snapshotPaths, cursorReset, fresh } = await this.loadSnapshot();
+    // Before the journal: a journal without a snapshot (removed by hand) still says if it was done.
+    if (fresh) this.rebuildingState = true;
     const { journalRecords, corruptLines, tornTail } = await this.loadJournal();
     if (cursorReset) this.startCursorOver(cursorReset);
     // Kept in `temps` (and so in every snapshot) until the agent has removed each and called recordTempDone.
@@ -682,7 +709,11 @@ export class StateStore {
   }
 
   /** Reads the snapshot, if any: its header line, one line per path, and an end line proving it whole. */
-  private async loadSnapshot(): Promise<{ snapshotPaths: number; cursorReset: CursorReset | undefined }> {
+  private async loadSnapshot(): Promise<{
+    snapshotPaths: number;
+    cursorReset: CursorReset | undefined;
+    fresh: boolean;
+  }> {
     const snapshotFile = join(this.dir, SNAPSHOT);
     let snapshotPaths = 0;
     let cursorReset: CursorReset | undefined;
@@ -712,7 +743,7 @@ export class StateStore {
         `the state snapshot ${snapshotFile} is incomplete: move it away to bootstrap again from the feed`,
       );
     }
-    return { snapshotPaths, cursorReset };
+    return { snapshotPaths, cursorReset, fresh: !headerSeen };
   }
 
   /** Takes the cursor, totals and temps from the header; says why the cursor must be reset, if it must. */
@@ -727,6 +758,8 @@ export class StateStore {
       );
     }
     this.appliedTotalCount = typeof header.appliedTotal === 'number' ? header.appliedTotal : 0;
+    // A snapshot saved before this was recorded belongs to an agent that had run: not rebuilding.
+    this.rebuildingState = header.rebuilding === true;
     for (const t of Array.isArray(header.temps) ? header.temps : []) {
       if (typeof t === 'string') this.temps.add(t);
     }

@@ -126,8 +126,8 @@ function agentCell(t: Target): string {
   if (t.kind !== 'pull') return '-';
   const heartbeat = t.lag.heartbeatAgeSeconds;
   if (heartbeat === null || heartbeat === undefined) return 'never';
-  const conditions = t.lag.agentConditions ?? [];
-  return `${formatLagSeconds(heartbeat)}s ago${conditions.length > 0 ? ` (${conditions.join(', ')})` : ''}`;
+  const notes = [...(t.lag.agentRebuilding ? ['rebuilding'] : []), ...(t.lag.agentConditions ?? [])];
+  return `${formatLagSeconds(heartbeat)}s ago${notes.length > 0 ? ` (${notes.join(', ')})` : ''}`;
 }
 
 /**

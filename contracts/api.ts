@@ -347,6 +347,11 @@ export const targetLagSchema = z.strictObject({
    * `permission-denied`, `read-only-filesystem`, `network`, `access-denied`...); empty while it works.
    */
   agentConditions: z.array(z.string()).optional(),
+  /**
+   * Pull targets only, true while the agent rebuilds its folder from the change feed (it started
+   * over: a new server, an empty disk): the lag counts from the oldest change it may still lack.
+   */
+  agentRebuilding: z.literal(true).optional(),
 });
 
 export const targetSchema = z.strictObject({

@@ -369,5 +369,12 @@ export const agentRowSchema = z.object({
   backlogFeed: z.number().optional(),
   lagSeconds: z.number().optional(),
   conditions: z.array(z.string()).optional(),
+  /**
+   * Its state was made from nothing and it has not yet read the whole feed: the disk may lack what
+   * the target's rows (written by an earlier run) say it holds. The lag monitor counts it behind.
+   */
+  rebuilding: z.boolean().optional(),
+  /** While rebuilding: when the oldest change it may still lack was committed, once known. */
+  rebuildingSince: z.string().optional(),
 });
 export type AgentRow = Readonly<z.infer<typeof agentRowSchema>>;

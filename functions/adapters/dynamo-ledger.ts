@@ -1396,9 +1396,11 @@ export class DynamoLedger implements Ledger {
     const item = await this.get(agentRowKey(targetId));
     if (typeof item?.heartbeatAt !== 'string') return undefined;
     const conditions = Array.isArray(item.conditions) ? item.conditions : [];
+    const since = typeof item.rebuildingSince === 'string' ? item.rebuildingSince : undefined;
     return {
       heartbeatAt: item.heartbeatAt,
       conditions: conditions.filter((c): c is string => typeof c === 'string'),
+      ...(item.rebuilding === true ? { rebuilding: since === undefined ? {} : { since } } : {}),
     };
   }
 

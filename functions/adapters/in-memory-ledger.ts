@@ -120,8 +120,13 @@ export class InMemoryLedger implements Ledger {
   private readonly heartbeats = new Map<string, AgentReport>();
 
   /** What an agent's own row would say: the on-prem agent writes it, not the ledger port. */
-  recordAgentHeartbeat(targetId: string, heartbeatAt: string, conditions: readonly string[] = []): void {
-    this.heartbeats.set(targetId, { heartbeatAt, conditions });
+  recordAgentHeartbeat(
+    targetId: string,
+    heartbeatAt: string,
+    conditions: readonly string[] = [],
+    rebuilding?: AgentReport['rebuilding'],
+  ): void {
+    this.heartbeats.set(targetId, { heartbeatAt, conditions, ...(rebuilding ? { rebuilding } : {}) });
   }
 
   // Uploads

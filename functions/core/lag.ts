@@ -136,6 +136,8 @@ class TargetScan {
     watermark: number[],
     /** The rewinds the record counted when this run read it (LagRecord.rewinds). */
     readonly rewinds: number,
+    /** Pull targets: what the agent last reported. */
+    readonly agent: AgentReport | undefined,
   ) {
     this.watermark = watermark;
     this.shards = watermark.map((after, shard) => ({
@@ -161,19 +163,25 @@ class TargetScan {
         !s.done && s.advancing && s.last ? [Date.parse(s.last.committedAt)] : [],
       ),
     ];
+    // The target's rows were written by the agent's earlier run: its disk may lack anything after
+    // the oldest change its rebuild has not settled (docs/agent.md, "Reports centrally").
+    const rebuilding = this.target.kind === 'pull' ? this.agent?.rebuilding : undefined;
+    const rebuildingSince = rebuilding?.since === undefined ? Number.NaN : Date.parse(rebuilding.since);
+    if (!Number.isNaN(rebuildingSince)) since.push(rebuildingSince);
     const from = since.length > 0 ? Math.min(...since) : this.run.now;
     const { oldest } = this;
     return {
       lagSeconds: Math.max(0, (this.run.now - from) / 1000),
       pending: this.pending,
-      pendingCapped: this.capped || this.shards.some((s) => !s.done),
-      caughtUp,
+      pendingCapped: this.capped || this.shards.some((s) => !s.done) || rebuilding !== undefined,
+      caughtUp: caughtUp && rebuilding === undefined,
       measuredAt: new Date(this.run.now).toISOString(),
       oldestPending: oldest && {
         path: oldest.path,
         version: oldest.version,
         committedAt: oldest.committedAt,
       },
+      ...(this.target.kind === 'pull' ? { agentRebuilding: rebuilding !== undefined } : {}),
     };
   }
 }
@@ -182,17 +190,19 @@ class TargetScan {
 async function measureTargetLag(run: Run, target: LagTarget): Promise<TargetLag> {
   const { ledger } = run.deps;
   const record = await ledger.getLagRecord(target.id);
+  // Read first: whether the agent rebuilds its folder goes into every figure this run saves.
+  const report = target.kind === 'pull' ? await ledger.getAgentReport(target.id) : undefined;
   const scan = new TargetScan(
     run,
     target,
     startingWatermark(record, target, run.deps.feedShards),
     record?.rewinds ?? 0,
+    report,
   );
   scan.calls++;
+  if (target.kind === 'pull') scan.calls++;
   await walkShards(scan);
   const figures = await save(scan);
-  const report = target.kind === 'pull' ? await ledger.getAgentReport(target.id) : undefined;
-  if (target.kind === 'pull') scan.calls++;
   return {
     targetId: target.id,
     kind: target.kind,

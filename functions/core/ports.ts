@@ -394,6 +394,11 @@ export interface LagFigures {
   readonly oldestPending?:
     | { readonly path: string; readonly version: number; readonly committedAt: string }
     | undefined;
+  /**
+   * Pull targets: the agent rebuilds its folder from the feed (AgentReport.rebuilding); the lag is
+   * then counted from the oldest change it may still lack, and is not `caughtUp`.
+   */
+  readonly agentRebuilding?: boolean | undefined;
 }
 
 export interface LagRecord {
@@ -435,6 +440,12 @@ export interface AgentReport {
   readonly heartbeatAt: string;
   /** What keeps it from applying (`disk-full`, `access-denied`...): none while it works. */
   readonly conditions: readonly string[];
+  /**
+   * Its folder is being rebuilt from the feed (its state was made from nothing): the target's rows,
+   * written by an earlier run, overstate what it holds. `since`: when the oldest change it may
+   * still lack was committed, once it knows.
+   */
+  readonly rebuilding?: { readonly since?: string | undefined } | undefined;
 }
 
 /** What on-premises agents report about themselves. */

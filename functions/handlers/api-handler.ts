@@ -227,6 +227,7 @@ function targetView(t: ApiTarget, l: StoredLag | undefined) {
       ...(l?.oldestPending ? { oldestPending: l.oldestPending } : {}),
       ...(t.kind === 'pull' ? { heartbeatAgeSeconds: l?.heartbeatAgeSeconds ?? null } : {}),
       ...(t.kind === 'pull' && l?.agentConditions ? { agentConditions: [...l.agentConditions] } : {}),
+      ...(t.kind === 'pull' && l?.agentRebuilding === true ? { agentRebuilding: true as const } : {}),
     },
   };
 }

@@ -22,11 +22,21 @@ ledgerContract(
     return {
       ledger: new DynamoLedger(emulators.dynamo, table),
       // The agent's own row, as agent/ writes it with its own client.
-      async recordAgentHeartbeat(targetId, heartbeatAt, conditions = []) {
+      async recordAgentHeartbeat(targetId, heartbeatAt, conditions = [], rebuilding = undefined) {
+        const rebuildingFields = rebuilding && {
+          rebuilding: true,
+          ...(rebuilding.since === undefined ? {} : { rebuildingSince: rebuilding.since }),
+        };
         await db.send(
           new PutCommand({
             TableName: table,
-            Item: { ...agentRowKey(targetId), targetId, heartbeatAt, conditions: [...conditions] },
+            Item: {
+              ...agentRowKey(targetId),
+              targetId,
+              heartbeatAt,
+              conditions: [...conditions],
+              ...rebuildingFields,
+            },
           }),
         );
       },

@@ -9,13 +9,23 @@ import { describe, expect, it } from 'vitest';
 import type { Change, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { commitVersion } from '../../functions/core/commit.js';
 import { ClaimTakenError } from '../../functions/core/errors.js';
-import { type CommitWrite, type Ledger, pendingClaimOf } from '../../functions/core/ports.js';
+import {
+  type AgentReport,
+  type CommitWrite,
+  type Ledger,
+  pendingClaimOf,
+} from '../../functions/core/ports.js';
 import { shardOf } from '../../functions/core/shards.js';
 
 export interface LedgerFixture {
   readonly ledger: Ledger;
   /** Writes a pull agent's heartbeat where the on-prem agent writes it (its own row). */
-  recordAgentHeartbeat(targetId: string, heartbeatAt: string, conditions?: readonly string[]): Promise<void>;
+  recordAgentHeartbeat(
+    targetId: string,
+    heartbeatAt: string,
+    conditions?: readonly string[],
+    rebuilding?: AgentReport['rebuilding'],
+  ): Promise<void>;
 }
 
 export interface ContractOptions {
@@ -1022,6 +1032,19 @@ export function ledgerContract(
       expect(await ledger.getAgentReport('gamma')).toEqual({
         heartbeatAt: at(40),
         conditions: ['disk-full'],
+      });
+      // An agent rebuilding its folder from the feed, first before it knows how far behind it is.
+      await fixture.recordAgentHeartbeat('gamma', at(50), [], {});
+      expect(await ledger.getAgentReport('gamma')).toEqual({
+        heartbeatAt: at(50),
+        conditions: [],
+        rebuilding: {},
+      });
+      await fixture.recordAgentHeartbeat('gamma', at(60), [], { since: at(5) });
+      expect(await ledger.getAgentReport('gamma')).toEqual({
+        heartbeatAt: at(60),
+        conditions: [],
+        rebuilding: { since: at(5) },
       });
     });
 

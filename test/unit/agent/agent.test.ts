@@ -403,6 +403,57 @@ describe('agent loops (in-memory ports)', () => {
     expect(Date.parse(last.heartbeatAt)).toBeGreaterThan(0);
   });
 
+  it('an agent that starts over reports that it rebuilds, from the oldest change it may lack, across a restart, until it has read the whole feed', async () => {
+    const { ledger, commit, blobs } = ledgerWithBlobs();
+    for (const [i, path] of ['a.txt', 'b.txt', 'c.txt'].entries()) {
+      commit(path, 1, `file ${path}`);
+      // Committed a day ago, a minute apart: the rows of an earlier run say all three are held.
+      const entry = ledger.feed.at(-1) as Change;
+      ledger.feed[ledger.feed.length - 1] = {
+        ...entry,
+        committedAt: new Date(Date.UTC(2026, 10, 1, 0, i)).toISOString(),
+      };
+    }
+    const sinceB = ledger.feed[1]?.committedAt;
+    let storageDown = true;
+    const flaky: BlobSource = {
+      open: async (sha256, signal) => {
+        const v = [...ledger.versions.values()].find((x) => x.sha256 === sha256);
+        if (v?.path === 'b.txt' && storageDown)
+          throw Object.assign(new Error('connect ECONNRESET'), { code: 'ECONNRESET' });
+        return blobs.open(sha256, signal);
+      },
+    };
+    // A page per entry: a.txt is settled (the cursor passes it) while b.txt waits for storage.
+    const { dir, options: o } = options(ledger, flaky, { feedPageSize: 1 });
+    const first = await startAgent(o);
+    await until(() => ledger.rows.some((r) => r.rebuildingSince === sinceB), 15_000);
+    expect(ledger.rows.filter((r) => r.status === 'running').every((r) => r.rebuilding === true)).toBe(true);
+    await first.stop();
+
+    // Started again over the same folder: still rebuilding (its state says so), and from b.txt.
+    const rowsBefore = ledger.rows.length;
+    const second = await startAgent({ ...o, dir });
+    await until(() => ledger.rows.slice(rowsBefore).some((r) => r.status === 'running'), 15_000);
+    expect(ledger.rows.slice(rowsBefore).find((r) => r.status === 'running')).toMatchObject({
+      rebuilding: true,
+    });
+    await until(() => ledger.rows.slice(rowsBefore).some((r) => r.rebuildingSince === sinceB), 15_000);
+    storageDown = false;
+    await until(() => {
+      const last = ledger.rows.at(-1);
+      return last?.status === 'running' && last.rebuilding === undefined && last.appliedCount >= 3;
+    }, 15_000);
+    await second.stop();
+
+    // Done for good: a later start over the same state does not rebuild.
+    const rowsDone = ledger.rows.length;
+    const third = await startAgent({ ...o, dir });
+    await until(() => ledger.rows.slice(rowsDone).some((r) => r.status === 'running'), 15_000);
+    await third.stop();
+    expect(ledger.rows.slice(rowsDone).every((r) => r.rebuilding === undefined)).toBe(true);
+  });
+
   it('the folder check writes back a file removed or truncated by hand, and leaves files it does not hold alone', async () => {
     const { ledger, commit, blobs } = ledgerWithBlobs();
     commit('c/removed.txt', 1, 'removed by hand');

@@ -14,7 +14,12 @@ function emptyFeedFollower(intervalSeconds: number) {
   let rounds = 0;
   const follower = new FeedFollower({
     ledger: { readFeed: async () => [], latestFeedSeq: async () => 0 },
-    state: { cursor: [0], recordCursor: async () => undefined } as unknown as StateStore,
+    state: {
+      cursor: [0],
+      rebuilding: false,
+      recordCursor: async () => undefined,
+      recordRebuilt: async () => undefined,
+    } as unknown as StateStore,
     feedShards: 1,
     pageSize: 100,
     intervalSeconds,
@@ -100,6 +105,10 @@ function feedFollower(
     async resetCursor(shard: number) {
       state.cursor[shard] = 0;
       state.marks[shard] = null;
+    },
+    rebuilding: false,
+    async recordRebuilt() {
+      state.rebuilding = false;
     },
   };
   const worked: string[] = [];

@@ -8,8 +8,8 @@ ledgerContract(
     const ledger = new InMemoryLedger();
     return {
       ledger,
-      recordAgentHeartbeat: async (targetId, heartbeatAt, conditions) =>
-        ledger.recordAgentHeartbeat(targetId, heartbeatAt, conditions),
+      recordAgentHeartbeat: async (targetId, heartbeatAt, conditions, rebuilding) =>
+        ledger.recordAgentHeartbeat(targetId, heartbeatAt, conditions, rebuilding),
     };
   },
   { writers: 50 },
