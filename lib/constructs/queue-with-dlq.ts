@@ -1,6 +1,7 @@
 /**
  * A queue and its own dead-letter queue, both encrypted (SSE-SQS), TLS-only, and kept when the stack
- * is deleted or the queue replaced (their messages with them; docs/deploy.md).
+ * is deleted or the queue replaced (their messages with them; docs/deploy.md). The queue may be no
+ * other queue's dead-letter queue.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
@@ -78,6 +79,12 @@ export class QueueWithDlq extends Construct {
       visibilityTimeout: props.visibilityTimeout,
       retentionPeriod: retention,
       deadLetterQueue: { queue: this.deadLetterQueue, maxReceiveCount: props.maxReceiveCount ?? 5 },
+      // SQS asks nothing of a queue another names in its RedrivePolicy: without this, anyone in the
+      // account who may create a queue could make this one its DLQ and have SQS move messages into it,
+      // past every SendMessage grant. A redrive back into it (StartMessageMoveTask) is not concerned.
+      // Its own DLQ cannot be limited to it the same way (byQueue would name this queue's ARN, which
+      // names the DLQ: a cycle; docs/deploy.md, "Settings worth knowing").
+      redriveAllowPolicy: { redrivePermission: sqs.RedrivePermission.DENY_ALL },
     });
   }
 }

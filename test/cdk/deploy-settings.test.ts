@@ -258,6 +258,31 @@ describe('queue retention', () => {
   });
 });
 
+describe('who may name a queue as its dead-letter queue', () => {
+  // SQS asks nothing of a queue that another names in its RedrivePolicy: without a RedriveAllowPolicy,
+  // anyone in the account who may create a queue could make ours its dead-letter queue and have SQS
+  // move messages into the ingest, a target's or the completion queue, past every SendMessage grant.
+  it('every queue the mirror feeds refuses to be any queue’s dead-letter queue (RedriveAllowPolicy denyAll)', () => {
+    const home = Template.fromStack(buildTestApp(testTopology(), { nag: false }).home);
+    const queues = resourcesOfType(home, 'AWS::SQS::Queue');
+    const deadLetterIds = new Set(
+      Object.values(queues).flatMap((q) => {
+        const target = (props(q).RedrivePolicy as { deadLetterTargetArn?: { 'Fn::GetAtt': [string] } })
+          ?.deadLetterTargetArn;
+        return target ? [target['Fn::GetAtt'][0]] : [];
+      }),
+    );
+    const fed = Object.entries(queues).filter(([id]) => !deadLetterIds.has(id));
+    // ingest, completion and the four targets' queues of the test topology
+    expect(fed).toHaveLength(6);
+    for (const [id, queue] of fed)
+      expect({ id, allow: props(queue).RedriveAllowPolicy }).toEqual({
+        id,
+        allow: { redrivePermission: 'denyAll' },
+      });
+  });
+});
+
 describe("Lambda's 4 KB of environment variables", () => {
   const s3Targets = (n: number) =>
     Array.from({ length: n }, (_, i) => ({ id: `region-copy-${i}`, kind: 's3', region: 'eu-west-1' }));
