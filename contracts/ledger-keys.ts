@@ -296,6 +296,17 @@ export const DELETES_UNDER = {
   completeMultipart: [`${PK.pendingUpload}*`],
   reconcile: [`${PK.targetState}*`, `${PK.pendingUpload}*`],
 } as const satisfies Record<string, readonly string[]>;
+/**
+ * The partitions updated, by function, where narrower than its writes: a pending pointer (`W#`) is
+ * written whole by its claim and deleted at its end, never updated. An UpdateItem there upserts one,
+ * and the ingest commits a pointer's bytes by the claim it carries (path, size, time window) without
+ * reading the upload (docs/design-notes.md): a role that may update pointers but not put them could
+ * rewrite where a pending upload's bytes are committed.
+ */
+export const UPDATES_UNDER = {
+  completeMultipart: [`${PK.upload}*`],
+  reconcile: RECONCILE_WRITE_KEYS.filter((key) => key !== `${PK.pendingUpload}*`),
+} as const satisfies Record<string, readonly string[]>;
 /** The lag monitor replaces its watermark rows whole; the feed it only marks (UpdateItem). */
 export const LAG_MONITOR_PUTS_UNDER: readonly string[] = [`${PK.lag}*`];
 

@@ -166,9 +166,12 @@ export function useLedger(
     readonly writesUnder?: readonly string[];
     /**
      * Narrower partitions for one write action than `writesUnder` (DeleteItem where items are
-     * deleted at all; PutItem where whole items are replaced): its own statement.
+     * deleted at all; PutItem where whole items are replaced; UpdateItem where items are deleted
+     * but never updated, as pending pointers): its own statement.
      */
-    readonly actionsUnder?: Partial<Record<'dynamodb:DeleteItem' | 'dynamodb:PutItem', readonly string[]>>;
+    readonly actionsUnder?: Partial<
+      Record<'dynamodb:DeleteItem' | 'dynamodb:PutItem' | 'dynamodb:UpdateItem', readonly string[]>
+    >;
   } = {},
 ): void {
   const confined = options.writesUnder;

@@ -29,6 +29,7 @@ import {
   LAG_MONITOR_PUTS_UNDER,
   LAG_MONITOR_WRITE_KEYS,
   RECONCILE_WRITE_KEYS,
+  UPDATES_UNDER,
 } from '../../contracts/ledger-keys.js';
 import type { Topology } from '../../contracts/topology.js';
 import {
@@ -458,7 +459,11 @@ export class Monitoring extends Construct {
     useLedger(fn, props.ledger, LEDGER_ACCESS.reconcile, {
       queryPendingUploads: true,
       writesUnder: RECONCILE_WRITE_KEYS,
-      actionsUnder: { 'dynamodb:DeleteItem': DELETES_UNDER.reconcile },
+      // Pending pointers it only deletes: an update would let it rewrite a pending upload's claim.
+      actionsUnder: {
+        'dynamodb:DeleteItem': DELETES_UNDER.reconcile,
+        'dynamodb:UpdateItem': UPDATES_UNDER.reconcile,
+      },
     });
     useTargets(fn, props.targets, {
       sendMessage: true,

@@ -10,7 +10,7 @@ import { SqsEventSource } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { EVENT_SOURCE_BATCH_SIZE, visibilityTimeoutFor } from '../../contracts/event-sources.js';
-import { COMPLETION_WRITE_KEYS, DELETES_UNDER } from '../../contracts/ledger-keys.js';
+import { COMPLETION_WRITE_KEYS, DELETES_UNDER, UPDATES_UNDER } from '../../contracts/ledger-keys.js';
 import { LEDGER_ACCESS, useLedger, useOrigin } from '../grants.js';
 import type { Ledger } from './ledger.js';
 import { MirrorFunction } from './mirror-function.js';
@@ -65,7 +65,11 @@ export class MultipartCompletion extends Construct {
     });
     useLedger(fn, props.ledger, LEDGER_ACCESS.completeMultipart, {
       writesUnder: COMPLETION_WRITE_KEYS,
-      actionsUnder: { 'dynamodb:DeleteItem': DELETES_UNDER.completeMultipart },
+      // Its pointers it only deletes: an update would let it rewrite a pending upload's claim.
+      actionsUnder: {
+        'dynamodb:DeleteItem': DELETES_UNDER.completeMultipart,
+        'dynamodb:UpdateItem': UPDATES_UNDER.completeMultipart,
+      },
     });
     useOrigin(fn, props.origin, {
       // PutObject: CompleteMultipartUpload; AbortMultipartUpload: parts S3 refuses; GetObject: HEAD

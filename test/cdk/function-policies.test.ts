@@ -85,8 +85,8 @@ const EXPECTED: Record<string, string[]> = {
   'complete-multipart': [
     ...LOGS,
     ...ledger('GetItem', 'Query'),
-    // Ends uploads: their rows and their pending pointers.
-    ...ledgerWrites('U#*,W#*', 'UpdateItem'),
+    // Ends uploads (their rows) and deletes their pending pointers: it never updates a pointer.
+    ...ledgerWrites('U#*', 'UpdateItem'),
     ...ledgerWrites('W#*', 'DeleteItem'),
     ...['AbortMultipartUpload', 'GetObject', 'PutObject'].map((a) => `s3:${a} origin/blobs/*`),
     's3:ListBucket origin',
@@ -148,7 +148,7 @@ const EXPECTED: Record<string, string[]> = {
     ...ledger('GetItem', 'Query', 'Scan'),
     // Forgets a target's row for a file it lost (and moves the target's lag watermark back below
     // it), saves its checkpoint, ends expired uploads.
-    ...ledgerWrites('T#*,LAG#*,RECONCILE,U#*,W#*', 'UpdateItem'),
+    ...ledgerWrites('T#*,LAG#*,RECONCILE,U#*', 'UpdateItem'),
     ...ledgerWrites('T#*,W#*', 'DeleteItem'),
     'dynamodb:Query ledger/index/pending-uploads',
     ...FAN_OUT,
@@ -191,6 +191,27 @@ describe('each function’s policy, exactly', () => {
       expect(grantsOf(mirror, home, find())).toEqual([...(EXPECTED[name] ?? [])].sort());
     });
   }
+
+  // A pending pointer (W#<sha256> U#<upload>) carries its upload's claim, and the ingest commits the
+  // bytes by that claim (path, size, time window) without reading the upload (docs/design-notes.md).
+  // The code never updates a pointer: a claim writes it whole (PutItem), its end deletes it. An
+  // UpdateItem there would upsert one, so a role that may not write a pointer whole could still
+  // rewrite a pending upload's path and have the ingest commit its bytes there.
+  it('no function may update a pending pointer (W#) that it may not write whole', () => {
+    const leadingKeys = (line: string) => line.match(/ keys:(\S+)$/)?.[1]?.split(',') ?? ['*'];
+    const reaches = (lines: string[], action: string) =>
+      lines.some(
+        (l) =>
+          l.startsWith(`${action} ledger`) &&
+          !l.includes('/index/') &&
+          leadingKeys(l).some((k) => k === '*' || k === 'W#*'),
+      );
+    for (const [name, find] of Object.entries(functions)) {
+      const lines = grantsOf(mirror, home, find());
+      if (reaches(lines, 'dynamodb:UpdateItem'))
+        expect(reaches(lines, 'dynamodb:PutItem'), `${name} updates pointers it may not put`).toBe(true);
+    }
+  });
 
   it('every function of the home stack is in the table', () => {
     const named = new Set(Object.values(functions).map((find) => find()));
