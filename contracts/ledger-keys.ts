@@ -301,11 +301,13 @@ export const DELETES_UNDER = {
  * written whole by its claim and deleted at its end, never updated. An UpdateItem there upserts one,
  * and the ingest commits a pointer's bytes by the claim it carries (path, size, time window) without
  * reading the upload (docs/design-notes.md): a role that may update pointers but not put them could
- * rewrite where a pending upload's bytes are committed.
+ * rewrite where a pending upload's bytes are committed. Reconcile forgets target rows (DeleteItem)
+ * and never marks one: an update there could mark a target as holding a version it lacks, which the
+ * replicate then skips and the lag monitor counts as applied.
  */
 export const UPDATES_UNDER = {
   completeMultipart: [`${PK.upload}*`],
-  reconcile: RECONCILE_WRITE_KEYS.filter((key) => key !== `${PK.pendingUpload}*`),
+  reconcile: [`${PK.lag}*`, PK.reconcile, `${PK.upload}*`],
 } as const satisfies Record<string, readonly string[]>;
 /** The lag monitor replaces its watermark rows whole; the feed it only marks (UpdateItem). */
 export const LAG_MONITOR_PUTS_UNDER: readonly string[] = [`${PK.lag}*`];

@@ -459,7 +459,8 @@ export class Monitoring extends Construct {
     useLedger(fn, props.ledger, LEDGER_ACCESS.reconcile, {
       queryPendingUploads: true,
       writesUnder: RECONCILE_WRITE_KEYS,
-      // Pending pointers it only deletes: an update would let it rewrite a pending upload's claim.
+      // Pending pointers and target rows it only deletes: an update would let it rewrite a pending
+      // upload's claim, or mark a target as holding a version it lacks.
       actionsUnder: {
         'dynamodb:DeleteItem': DELETES_UNDER.reconcile,
         'dynamodb:UpdateItem': UPDATES_UNDER.reconcile,

@@ -148,7 +148,8 @@ const EXPECTED: Record<string, string[]> = {
     ...ledger('GetItem', 'Query', 'Scan'),
     // Forgets a target's row for a file it lost (and moves the target's lag watermark back below
     // it), saves its checkpoint, ends expired uploads.
-    ...ledgerWrites('T#*,LAG#*,RECONCILE,U#*', 'UpdateItem'),
+    // Target rows it only deletes (forgets): it never marks a target as holding a version.
+    ...ledgerWrites('LAG#*,RECONCILE,U#*', 'UpdateItem'),
     ...ledgerWrites('T#*,W#*', 'DeleteItem'),
     'dynamodb:Query ledger/index/pending-uploads',
     ...FAN_OUT,
@@ -210,6 +211,24 @@ describe('each function’s policy, exactly', () => {
       const lines = grantsOf(mirror, home, find());
       if (reaches(lines, 'dynamodb:UpdateItem'))
         expect(reaches(lines, 'dynamodb:PutItem'), `${name} updates pointers it may not put`).toBe(true);
+    }
+  });
+
+  // A target row (T#<target>#<path>) says which version the target holds: the replicate skips a
+  // version its row already has and the lag monitor counts it applied, so a row marked by anyone
+  // but the target's own writer hides a version the target lacks (a pull target's files are checked
+  // by nothing else). Forgetting a row (DeleteItem) only makes the version be sent again.
+  it("no function but a target's own replicate may write (put or update) that target's rows", () => {
+    const ownRows = (name: string) => (name.startsWith('replicate ') ? `T#${name.slice(10)}#*` : undefined);
+    for (const [name, find] of Object.entries(functions)) {
+      const marks = grantsOf(mirror, home, find())
+        .filter((l) => /^dynamodb:(PutItem|UpdateItem) ledger( |$)/.test(l))
+        .flatMap((l) => l.match(/ keys:(\S+)$/)?.[1]?.split(',') ?? ['*'])
+        .filter((k) => k === '*' || k.startsWith('T#'));
+      expect({ name, marks: [...new Set(marks)] }).toEqual({
+        name,
+        marks: ownRows(name) ? [ownRows(name)] : [],
+      });
     }
   });
 
