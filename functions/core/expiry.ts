@@ -158,8 +158,9 @@ export async function settleIfLapsed(deps: ExpiryDeps, upload: Upload): Promise<
 /**
  * The sweep decides from the ledger alone (the reconcile function holds no permission on the
  * origin): a pending upload still pending this long after its expiry is ended. By then bytes
- * stored in time have long been ingested (the ingest retries an event for about an hour before
- * its dead-letter queue) and the bucket's lifecycle rule has aborted a multipart upload.
+ * stored in time have long been ingested (the ingest retries an event for about 7.5 hours before
+ * its dead-letter queue: 5 receives, a 90-minute visibility timeout each; docs/deploy.md, "Alarms")
+ * and the bucket's lifecycle rule has aborted a multipart upload.
  */
 export const SWEEP_AFTER_MS = 24 * HOUR_MS;
 
