@@ -13,6 +13,7 @@
  */
 
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
@@ -212,6 +213,12 @@ class Agent implements AgentHandle {
     private readonly options: StartAgentOptions,
   ) {
     this.conditions = new Conditions(log);
+    // Every retry's backoff and every download waits on these for the agent's whole life, each
+    // unhooking itself when done (common/retry.ts), and a catch-up round works a whole feed page
+    // per shard at once: in a network outage hundreds wait together, and Node's guess of a leak
+    // past 10 listeners put a "possible memory leak" warning in the log of every such outage
+    // (docs/platform.md, "Node"); test/unit/agent/agent.test.ts checks that they do unhook.
+    setMaxListeners(0, this.shutdown.signal, this.abandon.signal);
     this.pool = new Semaphore(config.concurrency);
     this.limiter = new BandwidthLimiter(config.maxBytesPerSecond);
     this.stopped = new Promise((resolve) => {

@@ -3,6 +3,7 @@
  * and retried, a stop abandons in-flight work safely, the heartbeat reports the cursor.
  */
 import { createHash } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -210,6 +211,47 @@ describe('agent loops (in-memory ports)', () => {
     expect(conditionLines().filter((m) => m.startsWith('disk full'))).toHaveLength(1);
     expect(conditionLines().filter((m) => m.startsWith('recovered'))).toEqual(['recovered: disk-full']);
   });
+
+  it('a network outage met by many paths at once raises no MaxListenersExceededWarning, and leaves no listener behind', async () => {
+    // Each path retrying waits on the agent's stop signal, and a catch-up round works a whole feed
+    // page at once: 40 paths waiting made Node warn of a "possible memory leak" on every outage.
+    const ledger = new FakeLedger();
+    const bytes = Buffer.from('many paths');
+    for (let i = 0; i < 40; i++) ledger.commit(`outage/${i}.txt`, 1, bytes);
+    let down = true;
+    let opens = 0;
+    const blobs: BlobSource = {
+      open: async () => {
+        opens++;
+        if (down) throw Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+        return {
+          body: [bytes][Symbol.iterator]() as unknown as AsyncIterable<Uint8Array>,
+          contentLength: bytes.length,
+          close() {},
+        };
+      },
+    };
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    try {
+      const { options: o } = options(ledger, blobs);
+      const agent = await startAgent(o);
+      // Every path has failed a few times: most of them are waiting out their backoff together.
+      await until(() => opens >= 40 * 4, 30_000);
+      down = false;
+      await until(() => ledger.applied.length === 40, 60_000);
+      // Each wait unhooks itself: what is left is the loops' own waits (catch-up, folder check).
+      const stopSignal = (agent as unknown as { shutdown: AbortController }).shutdown.signal;
+      expect(getEventListeners(stopSignal, 'abort').length).toBeLessThanOrEqual(3);
+      await agent.stop();
+      // A warning is emitted on a later tick.
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
+  }, 120_000);
 
   it("a journal entry that names a mirrored file, not one of the agent's temp names, deletes nothing at start", async () => {
     const ledger = new FakeLedger();
