@@ -29,7 +29,7 @@ import { DEFAULT_RETRY_WINDOW_MS } from '../client/retry.ts';
 import { sameBytes } from '../client/same-bytes.ts';
 import { DEFAULT_STALL_MS } from '../client/upload/storage.ts';
 import { type UploadResult, uploadFile } from '../client/upload-file.ts';
-import { TargetWatch } from './target-watch.ts';
+import { FOLLOW_MS, TargetWatch } from './target-watch.ts';
 
 const FILE_CONCURRENCY = 2;
 const RECENT_COUNT = 15;
@@ -473,6 +473,11 @@ class UploadItem {
       this.showError(`Cannot read the targets' state: ${describeError(error)}`);
       return false;
     }
+  }
+
+  /** The page no longer reads this file's targets (web/page/target-watch.ts, FOLLOW_MS). */
+  stopFollowing(): void {
+    this.phase.textContent = `${this.phase.textContent ?? ''} Not every target held it after ${FOLLOW_MS / 60_000} minutes: no longer followed here (\`media-mirror status <path>\` shows where it stands).`;
   }
 
   private renderTargets(states: readonly TargetState[], version: number): boolean {

@@ -8,6 +8,8 @@ import { sleep } from '../../common/retry.ts';
 /** A file the page follows: true once every target holds `version`. */
 export interface Watched {
   checkTargets(version: number): Promise<boolean>;
+  /** The page stops reading the file's targets: FOLLOW_MS passed and some target still lacks it. */
+  stopFollowing?(): void;
 }
 
 export interface WatchClock {
@@ -21,6 +23,13 @@ const pageClock: WatchClock = { now: () => performance.now(), sleep: (ms) => sle
 /** Status reads in flight at once, and the loop's pause between rounds. */
 const WATCH_READS_AT_ONCE = 4;
 const WATCH_TICK_MS = 250;
+
+/**
+ * How long a file is followed. A target that refused the file (failed until a new version) or a
+ * file deleted since never holds it: such files were read every 5 s for as long as the page stayed
+ * open, an API call (a Lambda invocation) each, up to 16 a second once enough had piled up.
+ */
+export const FOLLOW_MS = 30 * 60_000;
 
 export class TargetWatch<T extends Watched> {
   private readonly watching = new Map<T, { version: number; since: number; next: number }>();
@@ -54,6 +63,10 @@ export class TargetWatch<T extends Watched> {
               // Every second for a minute, then every 5 s: a slow target is still shown live.
               const t = this.clock.now();
               w.next = t + (t - w.since < 60_000 ? 1000 : 5000);
+              if (t - w.since >= FOLLOW_MS) {
+                this.watching.delete(item);
+                item.stopFollowing?.();
+              }
             }
           }),
         );

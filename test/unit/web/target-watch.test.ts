@@ -31,4 +31,40 @@ describe("the page's target reads", () => {
     expect(reads).toEqual([7, 7]);
     expect(watch.size).toBe(0);
   });
+
+  it('stop after a while for a file some target never holds: a page left open does not read it for good', async () => {
+    // A target that refused the file (failed), or a file deleted since, never holds it: each such
+    // file was read every 5 s for as long as the page stayed open, a read an API call (a Lambda
+    // invocation) each, up to 16 a second with enough of them.
+    const day = 86_400_000;
+    let now = 0;
+    const clock = {
+      now: () => now,
+      // A round per macrotask; past a day of the page's time the loop is left waiting.
+      sleep: (ms: number) =>
+        new Promise<void>((resolve) => {
+          now += ms;
+          if (now <= day) setImmediate(resolve);
+        }),
+    };
+    const stuck = {
+      reads: 0,
+      stopped: 0,
+      async checkTargets() {
+        this.reads++;
+        return false;
+      },
+      stopFollowing() {
+        this.stopped++;
+      },
+    };
+    const watch = new TargetWatch<typeof stuck>(clock);
+    watch.add(stuck, 3);
+    while (watch.size > 0 && now <= day) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(watch.size).toBe(0);
+    expect(stuck.stopped).toBe(1);
+    // A minute at once a second, then every 5 s up to the half hour: about 400 reads, not 17,000.
+    expect(stuck.reads).toBeLessThan(500);
+    expect(now).toBeLessThanOrEqual(31 * 60_000);
+  });
 });
