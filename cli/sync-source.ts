@@ -445,9 +445,13 @@ async function getToFile(
     throw new MirrorCliError(`cannot read ${object.name}: ${(err as Error).message}`, { cause: err });
   }
   const digest = hash.digest();
-  if (digest.size !== object.size)
+  if (digest.size !== object.size) {
+    // The caller never learns this file's name, so no release() removes it: it stayed in the spool,
+    // its bytes on disk, until the run ended.
+    await rm(file, { force: true });
     throw new MirrorCliError(
       `${object.name} changed while it was read (${object.size} bytes listed, ${digest.size} read); try again`,
     );
+  }
   return contentType === undefined ? digest : { ...digest, contentType };
 }

@@ -88,4 +88,37 @@ describe('bucketSource', () => {
       await source.close();
     }
   });
+
+  it('an object whose body ends short of its listed size leaves nothing in the spool', async () => {
+    const { readdir } = await import('node:fs/promises');
+    const { Readable } = await import('node:stream');
+    const { ListObjectsV2Command, S3Client } = await import('@aws-sdk/client-s3');
+    const { bucketSource } = await import('../../../cli/sync-source.ts');
+    // A store that lists 20 objects of 1 MiB and sends half of each, then ends cleanly (a proxy cutting
+    // bodies, an object replaced in between on a store that ignores If-Match).
+    const keys = Array.from({ length: 20 }, (_, i) => `lib/${i}.jpg`);
+    const s3 = new S3Client({ region: 'us-east-1', credentials: { accessKeyId: 'k', secretAccessKey: 's' } });
+    s3.send = (async (command: unknown) =>
+      command instanceof ListObjectsV2Command
+        ? { Contents: keys.map((Key) => ({ Key, Size: 1024 ** 2, ETag: '"e"' })), IsTruncated: false }
+        : { Body: Readable.from([Buffer.alloc(512 * 1024, 1)]), ContentType: 'image/jpeg' }) as never;
+    const spoolParent = await mkdtemp(join(tmpdir(), 'sync-spool-'));
+    const before = process.env.TMPDIR;
+    process.env.TMPDIR = spoolParent;
+    const source = bucketSource(s3, 's3://bucket-x/lib');
+    try {
+      for (const entry of await source.list()) {
+        await expect(source.hash(entry as never, () => {})).rejects.toThrow(/changed while it was read/);
+        await source.release(entry as never);
+      }
+      const [spool] = await readdir(spoolParent);
+      // Before: every cut-off object's bytes stayed there until the run ended (20 files, 10 MiB).
+      expect(spool === undefined ? [] : await readdir(join(spoolParent, spool))).toEqual([]);
+    } finally {
+      if (before === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = before;
+      await source.close();
+      await rm(spoolParent, { recursive: true, force: true });
+    }
+  });
 });
