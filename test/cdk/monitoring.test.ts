@@ -414,6 +414,20 @@ describe('alarms', () => {
     expect(alarmsOf(home)).toHaveLength(TARGETS.length * 2 + PULL_TARGETS.length + 14);
     expect(mirror.home.monitoring.alarms).toHaveLength(alarmsOf(home).length);
   });
+
+  it("docs/deploy.md's alarm table names every alarm the home stack has, and no other", () => {
+    const deployDoc = readFileSync(path.join(REPO_ROOT, 'docs', 'deploy.md'), 'utf8');
+    const section = deployDoc.split('\n### Alarms\n')[1]?.split('\n### ')[0] ?? '';
+    const documented = [...section.matchAll(/^\| `([a-z<>-]+)` \|/gm)].map((m) => m[1]);
+    const prefix = 'TestMirror-Home-';
+    const synthesized = alarmsOf(home).map((a) => {
+      const name = String(a.AlarmName);
+      expect(name.startsWith(prefix)).toBe(true);
+      return name.slice(prefix.length).replace(new RegExp(`^target-(${TARGETS.join('|')})-`), 'target-<id>-');
+    });
+    expect(documented.length).toBeGreaterThan(10);
+    expect([...new Set(documented)].sort()).toEqual([...new Set(synthesized)].sort());
+  });
 });
 
 describe('alarm topic', () => {
