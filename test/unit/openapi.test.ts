@@ -438,6 +438,29 @@ describe('docs/openapi.json', () => {
     expect(errorExamples.length).toBeGreaterThan(20);
   });
 
+  it("names, in the error's `field`, every body field, query parameter and header a route reads", () => {
+    const errorProperties = obj(obj(schema('Error').properties, 'Error.properties').error, 'Error.error');
+    const fieldDoc = String(
+      obj(obj(errorProperties.properties, 'error.properties').field, 'field').description,
+    );
+    const named = new Set([...fieldDoc.matchAll(/`([^`]+)`/g)].map((m) => m[1]));
+    const keys = (schema: z.ZodType | undefined): string[] => {
+      const s = schema as {
+        shape?: Record<string, unknown>;
+        def?: { in?: { shape?: Record<string, unknown> } };
+      };
+      return Object.keys(s?.shape ?? s?.def?.in?.shape ?? {});
+    };
+    const inputs = new Set(
+      routeList.flatMap((route) => [...keys(route.body), ...keys(route.query), ...keys(route.headers)]),
+    );
+    expect(inputs.size).toBeGreaterThan(15);
+    expect(
+      [...inputs].filter((input) => !named.has(input)),
+      "missing from Error.error.field's description",
+    ).toEqual([]);
+  });
+
   it('describes the POST /v1/uploads body with the patterns and bounds of contracts/api.ts', () => {
     const route = contractOf({ method: 'POST', path: '/v1/uploads' });
     const body = json(obj(opAt('POST', '/v1/uploads').op.requestBody, 'requestBody'), 'requestBody');
