@@ -3,7 +3,7 @@
  * schedules and roles, the alarms (thresholds from the topology), the alarm
  * topic, and the dashboard.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
@@ -127,6 +127,29 @@ describe('metrics the alarms watch are the metrics the handlers emit', () => {
       const factory = source(`handlers/${service}-handler.ts`);
       expect(`${factory}\n${core}`, name).toContain(`'${name}'`);
     }
+  });
+
+  it("docs/deploy.md's metric table names every metric the functions emit, and no other", () => {
+    const sources = readdirSync(path.join(REPO_ROOT, 'functions'), { recursive: true, encoding: 'utf8' })
+      .filter((file) => file.endsWith('.ts'))
+      .map((file) => readFileSync(path.join(REPO_ROOT, 'functions', file), 'utf8'));
+    const emittedNames = new Set(
+      sources.flatMap((text) =>
+        [...text.matchAll(/metrics\??\.(?:count|bytes|seconds|milliseconds)\(\s*'([A-Za-z]+)'/g)].map(
+          (m) => m[1],
+        ),
+      ),
+    );
+    const deployDoc = readFileSync(path.join(REPO_ROOT, 'docs', 'deploy.md'), 'utf8');
+    const section = deployDoc.split('\n### Metrics\n')[1]?.split('\n### ')[0] ?? '';
+    const documented = new Set(
+      section
+        .split('\n')
+        .filter((line) => line.startsWith('| `'))
+        .flatMap((line) => [...(line.split('|')[1] ?? '').matchAll(/`([A-Za-z]+)`/g)].map((m) => m[1])),
+    );
+    expect(emittedNames.size).toBeGreaterThan(20);
+    expect([...documented].sort()).toEqual([...emittedNames].sort());
   });
 });
 
