@@ -438,6 +438,28 @@ describe('docs/openapi.json', () => {
     expect(errorExamples.length).toBeGreaterThan(20);
   });
 
+  it('sends, in the walk-through of info.description, only request bodies the routes take', () => {
+    const info = obj(doc.info, 'info');
+    const text = String(info.description);
+    const sent = [...text.matchAll(/`(GET|POST|PUT|DELETE) (\/v1\/[^`\s]+)` with `\{([^}`[]*)/g)];
+    expect(sent.length).toBeGreaterThanOrEqual(3);
+    for (const [said, method, path, fields] of sent) {
+      const route = routeList.find((r) => r.method === method && r.path === path);
+      expect(route, said).toBeDefined();
+      const body = route?.body as { shape?: Record<string, unknown> } | undefined;
+      const taken = Object.keys(body?.shape ?? {});
+      const names = (fields ?? '')
+        .split(',')
+        .map((f) => /^\s*"?([A-Za-z][A-Za-z0-9]*)/.exec(f)?.[1])
+        .filter((name): name is string => name !== undefined);
+      expect(names.length, said).toBeGreaterThan(0);
+      expect(
+        names.filter((name) => !taken.includes(name)),
+        `${said}: fields ${method} ${path} does not take`,
+      ).toEqual([]);
+    }
+  });
+
   it("names, in the error's `field`, every body field, query parameter and header a route reads", () => {
     const errorProperties = obj(obj(schema('Error').properties, 'Error.properties').error, 'Error.error');
     const fieldDoc = String(
