@@ -24,7 +24,7 @@ const program = new Command()
   })
   .option(
     '--endpoints <file>',
-    'endpoints file written by npm start (default: $MIRROR_DATA_DIR/endpoints.json)',
+    'endpoints file written by npm start (env MIRROR_ENDPOINTS; default: $MIRROR_DATA_DIR/endpoints.json)',
   );
 registerAgentCommand(program);
 

@@ -4,6 +4,7 @@
  * RestartPreventExitStatus=78 does not restart an agent whose ExecStart has a typo.
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,6 +101,33 @@ describe('agent flags', () => {
     );
     expect(Date.now() - started).toBeLessThan(5_000);
   }, 10_000);
+
+  it("media-mirror-agent --help names each flag of docs/agent.md's table with its variable and numeric default", async () => {
+    const { stdout: help } = await exec(process.execPath, ['--import', 'tsx', 'agent/main.ts', '--help'], {
+      cwd: repoRoot,
+    });
+    // Each option's text, its wrapped lines joined: from its flag to the next option.
+    const optionText = (flag: string) => {
+      const start = help.search(new RegExp(`^ {2}${flag}\\b`, 'm'));
+      if (start < 0) return undefined;
+      const next = help.slice(start + 2).search(/^ {2}-/m);
+      return help.slice(start, next < 0 ? undefined : start + 2 + next).replace(/\s+/g, ' ');
+    };
+    const doc = readFileSync(join(repoRoot, 'docs', 'agent.md'), 'utf8');
+    const table = doc.split('\n## Configuration\n')[1]?.split('\n## ')[0] ?? '';
+    const rows = [
+      ...table.matchAll(/^\| `(--[a-z0-9-]+)[^`]*` \| (?:`([A-Z0-9_]+)[^`]*`)? *\| ([^|]*) \|/gm),
+    ];
+    expect(rows.length).toBeGreaterThan(20);
+    for (const [, flag, env, defaultText] of rows) {
+      const text = optionText(flag as string);
+      expect(text, `${flag} in media-mirror-agent --help`).toBeDefined();
+      if (env !== undefined) expect(text, `${flag}: its variable`).toContain(env);
+      const numeric = /^`?(\d+)`?$/.exec((defaultText ?? '').trim())?.[1];
+      if (numeric !== undefined)
+        expect(text, `${flag}: its default`).toMatch(new RegExp(`default ${numeric}\\b`));
+    }
+  }, 30_000);
 
   it('media-mirror-agent with an unknown flag exits 78 too (a bad configuration under systemd)', async () => {
     const error = await exec(process.execPath, ['--import', 'tsx', 'agent/main.ts', '--concurency', '8'], {
