@@ -5,7 +5,9 @@
  * profile, SSO, instance role), as the AWS CLI signs its own calls. Loaded only when asked for: `--help` and the token
  * path never load the SDK.
  */
+
 import type { RequestSigner, SignableRequest } from '../web/client/api.ts';
+import { apiClock } from '../web/client/api-clock.ts';
 import { envCredentials } from './aws-credentials.ts';
 import { ConfigError } from './errors.ts';
 
@@ -26,12 +28,6 @@ export function signingRegion(apiUrl: string, env: NodeJS.ProcessEnv): string {
   }
   return region.trim();
 }
-
-/**
- * Past this gap between this host's clock and an answer's `Date`, sign with the API's time: the
- * AWS SDK's threshold (`systemClockOffset`), as API Gateway refuses a signature 5 minutes off.
- */
-const SKEW_MS = 5 * 60 * 1000;
 
 /** A signer for every request to `apiUrl` (no other host: a content link's redirect goes to S3 unsigned). */
 export async function iamSigner(
@@ -55,16 +51,8 @@ export async function iamSigner(
   });
   const origin = new URL(apiUrl).origin;
   // A laptop's clock minutes off (or stepped by NTP mid-run) would otherwise have every request
-  // refused as "Signature expired"; the offset follows the API's clock as each answer tells it.
-  let offsetMs = 0;
-  const observeDate = (date: string | null): boolean => {
-    const server = date === null ? Number.NaN : Date.parse(date);
-    if (Number.isNaN(server)) return false;
-    const local = now();
-    if (Math.abs(local + offsetMs - server) < SKEW_MS) return false;
-    offsetMs = server - local;
-    return true;
-  };
+  // refused as "Signature expired"; the clock follows the API's as each answer tells it.
+  const clock = apiClock(now);
   const sign = async ({ method, url, headers, body }: SignableRequest) => {
     const target = new URL(url);
     if (target.origin !== origin) return {};
@@ -85,10 +73,10 @@ export async function iamSigner(
         headers: { ...headers, host: target.host },
         ...(body === undefined ? {} : { body }),
       },
-      { signingDate: new Date(now() + offsetMs) },
+      { signingDate: clock.now() },
     );
     const { host: _host, ...added } = signed.headers;
     return added;
   };
-  return Object.assign(sign, { observeDate });
+  return Object.assign(sign, { observeDate: clock.observeDate });
 }

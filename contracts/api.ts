@@ -39,8 +39,18 @@ export const apiLimits = {
 
 export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
 
-/** The answer headers a page on an allowed origin may read (CORS `Access-Control-Expose-Headers`). */
-export const API_EXPOSED_HEADERS = ['etag', 'location', 'retry-after', 'idempotent-replayed'] as const;
+/**
+ * The answer headers a page on an allowed origin may read (CORS `Access-Control-Expose-Headers`).
+ * `date`: a page's SigV4 signer on a computer whose clock is off dates its signatures with the
+ * API's time instead (web/client/api-clock.ts); hidden, every request stayed refused.
+ */
+export const API_EXPOSED_HEADERS = [
+  'etag',
+  'location',
+  'retry-after',
+  'idempotent-replayed',
+  'date',
+] as const;
 /** The request headers a page on an allowed origin may send (CORS): its auth (a token or SigV4) and the API's own. */
 export const API_CORS_ALLOWED_HEADERS = [
   'authorization',

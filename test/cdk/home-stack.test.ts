@@ -720,6 +720,12 @@ describe('upload API', () => {
       CorsConfiguration: Match.objectLike({ AllowOrigins: ['https://cms.example.com'] }),
     });
   });
+
+  it("CORS lets a page read the answers' Date: a signer on a computer whose clock is off signs with the API's time", () => {
+    home.hasResourceProperties('AWS::ApiGatewayV2::Api', {
+      CorsConfiguration: Match.objectLike({ ExposeHeaders: Match.arrayWith(['date']) }),
+    });
+  });
 });
 
 describe('alarms', () => {

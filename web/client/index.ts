@@ -15,6 +15,7 @@ export {
   type RequestSigner,
   type SignableRequest,
 } from './api.ts';
+export { type ApiClock, apiClock, CLOCK_SKEW_MS } from './api-clock.ts';
 export { ApiError, UploadError } from './errors.ts';
 export { DEFAULT_CHUNK_BYTES, hashRange } from './hashing.ts';
 export {
