@@ -17,7 +17,7 @@ import {
   type UploadDeduplicated,
   type UploadRequest,
 } from '../../contracts/api.js';
-import { contentTypeAllowed } from '../../contracts/content-type.js';
+import { claimLimitRefusal } from '../../contracts/claim-limits.js';
 import type { Challenge, FileVersion, TargetState, Upload } from '../../contracts/model.js';
 import { type CommitDeps, commitVersion } from './commit.js';
 import type { CompletionQueue } from './completion.js';
@@ -84,21 +84,10 @@ function splitSignedHeaders<H extends PresignedPut['headers'] | PresignedPart['h
 
 export async function createUpload(deps: UploadDeps, request: UploadRequest): Promise<CreateUploadResponse> {
   const { ledger, clock, limits } = deps;
-  if (request.size > limits.maxUploadBytes) {
-    throw new ValidationError('size', `size must be at most ${limits.maxUploadBytes} bytes`, {
-      code: 'too_large',
-      status: 413,
-    });
-  }
-  if (!contentTypeAllowed(request.contentType, limits.contentTypes)) {
-    throw new ValidationError(
-      'contentType',
-      `contentType ${request.contentType} is not accepted: it must be one of ${limits.contentTypes.join(', ')}`,
-      {
-        code: 'unsupported_content_type',
-        status: 415,
-      },
-    );
+  // The page and the Uppy plugin hold a file to the same rule before they hash it.
+  const refusal = claimLimitRefusal(request, limits);
+  if (refusal !== undefined) {
+    throw new ValidationError(refusal.field, refusal.message, { code: refusal.code, status: refusal.status });
   }
   if (request.ifVersion !== undefined) {
     const current = (await ledger.getHead(request.path))?.version ?? 0;

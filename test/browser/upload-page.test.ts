@@ -47,6 +47,16 @@ function storageRequests(p: Page): { list: Request[]; puts: () => Request[] } {
   return { list, puts: () => list.filter((r) => r.method() === 'PUT') };
 }
 
+/** The claims (`POST /v1/uploads`) a page sends from now on. */
+function claimsSent(p: Page): { sent: string[]; stop(): void } {
+  const sent: string[] = [];
+  const onRequest = (r: Request) => {
+    if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/uploads') sent.push(r.url());
+  };
+  p.on('request', onRequest);
+  return { sent, stop: () => p.off('request', onRequest) };
+}
+
 async function openPage(): Promise<Page> {
   const p = await browser.context.newPage();
   consoleErrors = watchConsole(p);
@@ -515,12 +525,10 @@ describe('the upload page', () => {
     expect(consoleErrors).toEqual([]);
   });
 
-  it("a refused content type names the file's own type and what the mirror accepts (probe 13, W7)", async () => {
+  it("a refused content type names the file's own type and what the mirror accepts, before the file is hashed (probe 13, W7)", async () => {
     const json = join(stack.tmp, 'data.json');
     await writeFile(json, '{"a": 1}');
-    const refusal = page.waitForResponse(
-      (r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/v1/uploads',
-    );
+    const claims = claimsSent(page);
     await pick(page, 'types/', json);
     const row = item('types/data.json');
     await page.waitForSelector(`${row}[data-state="error"]`, { timeout: 30_000 });
@@ -529,13 +537,38 @@ describe('the upload page', () => {
     );
     // Nothing to continue: the file is refused as it is.
     expect(await page.locator(`${row} .phase`).textContent()).toBe('Failed.');
-    // The API names the type too (the CLI shows its message).
-    const answer = (await (await refusal).json()) as { error: { code: string; message: string } };
-    expect(answer.error).toMatchObject({ code: 'unsupported_content_type' });
-    expect(answer.error.message).toMatch(
-      /^contentType application\/json is not accepted: it must be one of /,
-    );
+    // Refused from the API's published limits, before a byte is hashed: the claim would refuse it
+    // whatever its hash (before, the whole file was hashed first: minutes for a multi-GiB one).
+    expect(await page.getAttribute(row, 'data-hash-ms')).toBeNull();
+    expect(claims.sent).toEqual([]);
+    claims.stop();
     consoleErrors.length = 0;
+  });
+
+  it("a file larger than the API takes fails before it is hashed, with the API's own rule", async () => {
+    // A deployment whose largest upload is 1 MB (its GET /v1/limits says so); a fresh page reads it.
+    const p = await browser.context.newPage();
+    await p.route('**/v1/limits', async (route) => {
+      const real = await route.fetch();
+      const limits = { ...((await real.json()) as object), maxUploadBytes: 1_000_000 };
+      await route.fulfill({ response: real, json: limits });
+    });
+    await p.goto(`${stack.api}/?token=${encodeURIComponent(stack.token)}`);
+    await p.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+    const big = await randomFile(join(stack.tmp, 'over-limit.bin'), 2 * MiB, 21);
+    const claims = claimsSent(p);
+    await pick(p, 'limits/', big);
+    const row = item('limits/over-limit.bin');
+    await p.waitForSelector(`${row}[data-state="error"]`, { timeout: 30_000 });
+    // The words the API's claim answers with (413 too_large), naming the field.
+    expect(await p.locator(`${row} .error`).textContent()).toBe(
+      'size must be at most 1000000 bytes (field: size)',
+    );
+    expect(await p.locator(`${row} .phase`).textContent()).toBe('Failed.');
+    expect(await p.getAttribute(row, 'data-hash-ms')).toBeNull();
+    expect(claims.sent).toEqual([]);
+    claims.stop();
+    await p.close();
   });
 
   it('a name with a bidirectional control is shown with that character named, not reordered (probe 13, W8)', async () => {

@@ -236,6 +236,42 @@ describe('the Uppy plugin in Chromium (Uppy 6)', () => {
     expect(summary?.processing).toBe(false);
     await page.close();
   }, 120_000);
+  it("a file larger than the API takes, or of a type it refuses, fails before it is hashed, with the API's own rule", async () => {
+    const big = await randomFile(join(stack.tmp, 'over-limit.bin'), 2 * MiB, 74);
+    const json = join(stack.tmp, 'refused-type.json');
+    await writeFile(json, '{"a": 1}');
+    const page = await browser.context.newPage();
+    // A deployment whose largest upload is 1 MB and that takes images only (its GET /v1/limits says so).
+    await page.route('**/v1/limits', async (route) => {
+      const real = await route.fetch();
+      const limits = {
+        ...((await real.json()) as object),
+        maxUploadBytes: 1_000_000,
+        contentTypes: ['image/*'],
+      };
+      await route.fulfill({ response: real, json: limits });
+    });
+    const claims: string[] = [];
+    page.on('request', (r) => {
+      if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/uploads') claims.push(r.url());
+    });
+    await page.goto(`${stack.api}/uppy-test.html`);
+    await page.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+    const summaries = await uploadInPage(page, 'limits/', big, json);
+    expect(summaries.map((f) => [f.name, f.complete, f.processing, f.error])).toEqual([
+      ['over-limit.bin', false, false, 'size must be at most 1000000 bytes'],
+      [
+        'refused-type.json',
+        false,
+        false,
+        'contentType application/json is not accepted: it must be one of image/*',
+      ],
+    ]);
+    // Before, each was hashed whole and then refused at its claim.
+    expect(await page.evaluate(() => window.mirrorUppy.hashed)).toEqual([]);
+    expect(claims).toEqual([]);
+    await page.close();
+  }, 120_000);
   it('a file removed while it uploads and added again at once completes, although the removal aborts the upload the new attempt joined', async () => {
     const file = await randomFile(join(stack.tmp, 'readded.bin'), 20 * MiB, 81);
     const page = await browser.context.newPage();

@@ -378,6 +378,7 @@ describe('docs/openapi.json', () => {
     const files = [
       'functions/handlers/api-handler.ts',
       'functions/core/uploads.ts',
+      'contracts/claim-limits.ts',
       'functions/core/possession.ts',
       'contracts/paths.ts',
       'functions/core/changes.ts',

@@ -15,6 +15,7 @@
  * (`DELETE /v1/uploads/{id}`), which also aborts the S3 multipart upload.
  */
 import type { Upload, UploadPending, UploadPendingMultipart } from '../../contracts/api.ts';
+import { type ClaimLimits, claimLimitRefusal } from '../../contracts/claim-limits.ts';
 import { MirrorApi, newIdempotencyKey, type RequestSigner } from './api.ts';
 import { ApiError, abortReason } from './errors.ts';
 import type { Hasher } from './hashing.ts';
@@ -111,6 +112,13 @@ export interface UploadSettings {
    * sending it. `false` skips it (a caller that already tried for this file). @default true
    */
   readonly proof?: boolean;
+  /**
+   * The deployment's limits (`GET /v1/limits`), when the caller has read them: a file larger than
+   * `maxUploadBytes`, or of a type `contentTypes` does not take, fails before it is hashed (minutes
+   * for a multi-GiB file), with the error its claim would get (413 `too_large`, field `size`; 415
+   * `unsupported_content_type`, field `contentType`). @default none: the claim decides
+   */
+  readonly limits?: ClaimLimits;
   /** Bytes per read while hashing. @default 4 MiB */
   readonly chunkBytes?: number;
   /**
@@ -299,9 +307,17 @@ export function uploadFile(
   options: UploadFileOptions,
 ): Promise<UploadResult> {
   return inSession(file, options, async (s) => {
+    refuseBeyondLimits(s);
     const sha256 = await hashStep(s);
     return claimAndSend(s, sha256, options.idempotencyKey, true);
   });
+}
+
+/** The API's refusal, before the hash: the claim would refuse the file whatever its hash. */
+function refuseBeyondLimits(s: Session): void {
+  const limits = s.settings.limits;
+  const refusal = limits && claimLimitRefusal({ size: s.size, contentType: s.contentType }, limits);
+  if (refusal) throw new ApiError(refusal.message, refusal.code, refusal.status, refusal.field);
 }
 
 /**

@@ -14,7 +14,7 @@
  * are this API, not the origins allowed to call it). Anyone can send a link with `?api=`:
  * the page never sends the token to an address that list does not name.
  */
-import type { ChangesPage, FileStatus, TargetList } from '../../contracts/api.ts';
+import type { ChangesPage, FileStatus, Limits, TargetList } from '../../contracts/api.ts';
 import {
   checkApiName,
   checkNewPathName,
@@ -171,21 +171,22 @@ function shownName(text: string): string {
   });
 }
 
-/** The content types the deployment accepts (`GET /v1/limits`), read once; undefined when unreadable. */
-let acceptedTypes: Promise<readonly string[] | undefined> | undefined;
+/** The deployment's limits (`GET /v1/limits`), read once; undefined when unreadable (read again next time). */
+let limitsRead: Promise<Limits | undefined> | undefined;
 
-function contentTypesAccepted(): Promise<readonly string[] | undefined> {
-  acceptedTypes ??= client()
+function deploymentLimits(): Promise<Limits | undefined> {
+  limitsRead ??= client()
     .limits()
-    .then(
-      (limits) => limits.contentTypes,
-      () => {
-        acceptedTypes = undefined;
-        return undefined;
-      },
-    );
-  return acceptedTypes;
+    .catch(() => {
+      limitsRead = undefined;
+      return undefined;
+    });
+  return limitsRead;
 }
+
+/** The content types the deployment accepts; undefined when unreadable. */
+const contentTypesAccepted = async (): Promise<readonly string[] | undefined> =>
+  (await deploymentLimits())?.contentTypes;
 
 /** A refused content type in words: the file's own type, then what the mirror takes. */
 async function describeTypeRefusal(file: File, error: ApiError): Promise<string> {
@@ -373,9 +374,13 @@ class UploadItem {
       checkNewPathName(this.path);
       checkApiName(normalizePath(this.path));
       await this.refuseIfReplacing();
+      // A file too large or of a type the mirror refuses fails before its hashing (minutes for a
+      // multi-GiB file), with the claim's refusal; unreadable limits leave it to the claim.
+      const limits = await deploymentLimits();
       result = await uploadFile(this.file, {
         client: api,
         path: this.path,
+        ...(limits === undefined ? {} : { limits }),
         signal: this.controller.signal,
         onProgress: (p) => this.onProgress(p),
       });

@@ -16,7 +16,8 @@
  *   under a new key; after a rejected verdict the key is dropped, so Retry starts afresh.
  * - Removing a file or "cancel all" aborts its upload at the API, unless the upload was another
  *   client's that this one joined (resumed): that one is left to them.
- * - A name with `%`, `?` or `#`, which the API refuses, fails before it is hashed, with the rule.
+ * - A name with `%`, `?` or `#`, which the API refuses, fails before it is hashed, with the rule;
+ *   so does a file larger than the API takes, or of a type it refuses (its `GET /v1/limits`).
  * - Two files of one batch that go to one path (`photo.jpg` from two folders): the first added is
  *   uploaded, a later one with other content fails, naming the path and that file, and sends
  *   nothing (else it would silently become the path's next version, and which one ended as the
@@ -26,8 +27,10 @@
  *   whether it was deduplicated or resumed.
  */
 import { BasePlugin, type Body, type Meta, type PluginOpts, type Uppy, type UppyFile } from '@uppy/core';
+import type { Limits } from '../../contracts/api.ts';
 import { checkApiName, checkNewPathName, folderPrefix, normalizePath } from '../../contracts/path-rules.ts';
 import {
+  MirrorApi,
   newIdempotencyKey,
   type RequestSigner,
   type UploadProgress,
@@ -35,6 +38,7 @@ import {
   uploadFile,
 } from '../client/index.ts';
 import { sameBytes } from '../client/same-bytes.ts';
+import { DEFAULT_STALL_MS } from '../client/upload/storage.ts';
 
 export interface MediaMirrorOptions extends PluginOpts {
   /** The API's base URL, e.g. `https://media.example.com`. */
@@ -107,6 +111,8 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
 > {
   static readonly VERSION = '0.1.0';
   readonly #controllers = new Map<string, AbortController>();
+  /** The deployment's limits (`GET /v1/limits`), read once; undefined when unreadable (read again next time). */
+  #limits: Promise<Limits | undefined> | undefined;
 
   constructor(uppy: Uppy<M, B>, opts: MediaMirrorOptions) {
     super(uppy, opts);
@@ -212,7 +218,12 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
   ): Promise<void> {
     this.uppy.emit('upload-start', [file]);
     try {
+      // A file too large or of a type the mirror refuses fails before its hashing (minutes for a
+      // multi-GiB file), with the claim's refusal; unreadable limits leave it to the claim.
+      const limits = await this.#deploymentLimits();
+      if (controller.signal.aborted) return;
       const result = await uploadFile(data, {
+        ...(limits === undefined ? {} : { limits }),
         api: this.opts.api,
         ...this.#credentials(),
         path,
@@ -283,6 +294,21 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
     } catch (err) {
       return err as Error;
     }
+  }
+
+  #deploymentLimits(): Promise<Limits | undefined> {
+    if (this.#limits !== undefined) return this.#limits;
+    // Unanswered, it would hold up every file: after the stall window the claim decides instead.
+    const api = new MirrorApi({
+      baseUrl: this.opts.api,
+      ...this.#credentials(),
+      timeoutMs: DEFAULT_STALL_MS,
+    });
+    this.#limits = api.limits().catch(() => {
+      this.#limits = undefined;
+      return undefined;
+    });
+    return this.#limits;
   }
 
   #ifVersion(file: UppyFile<M, B>): { ifVersion?: number } {

@@ -250,6 +250,8 @@ export class FakeMirror {
     const body = (request.body ?? {}) as Record<string, unknown>;
     const route = routeOf(request.method, pathname)?.operationId;
     if (route === 'createUpload') return this.claimOnce(request.headers['idempotency-key'], body);
+    // Every type and size through: the claim decides (it refuses application/x-forbidden).
+    if (route === 'getLimits') return json(200, this.limits());
     const upload = this.uploads.get(decodeURIComponent(segments[2] ?? ''));
     const handlers: Record<string, ((u: FakeUpload) => Response) | undefined> = {
       getUpload: (u) => this.describe(u),
@@ -264,6 +266,24 @@ export class FakeMirror {
     if (!handler) return apiError(404, 'no_route', `no route for ${request.method} ${pathname}`);
     if (!upload) return apiError(404, 'not_found', 'no such upload', 'uploadId');
     return handler(upload);
+  }
+
+  private limits() {
+    return {
+      maxUploadBytes: 50 * 1024 ** 3,
+      multipartThresholdBytes: this.threshold,
+      partBytes: 8 * 1024 * 1024,
+      minPartBytes: 5 * 1024 * 1024,
+      maxPartBytes: 5 * 1024 ** 3,
+      maxParts: 10_000,
+      contentTypes: ['*/*'],
+      presignTtlSeconds: 900,
+      maxPathBytes: 1024,
+      defaultPageSize: 100,
+      maxPageSize: 1000,
+      maxRequestBodyBytes: 1024 * 1024,
+      maxPartsPerRequest: 1000,
+    };
   }
 
   /** As the API: a claim's first answer is replayed for its Idempotency-Key, whatever became of the upload since. */
