@@ -525,6 +525,42 @@ describe('the upload page', () => {
     expect(consoleErrors).toEqual([]);
   });
 
+  it('café.bin named in NFC and in NFD, picked together: one path at the API, so the later, with other content, fails before it is hashed', async () => {
+    const nfc = join(stack.tmp, 'nfc', 'caf\u00e9.bin');
+    const nfd = join(stack.tmp, 'nfd', 'cafe\u0301.bin');
+    for (const f of [nfc, nfd]) await mkdir(join(f, '..'), { recursive: true });
+    await writeFile(nfc, 'a photo named in NFC');
+    await writeFile(nfd, 'another photo, named in NFD');
+    await pick(page, 'unicode/', nfc, nfd);
+    const rows = page.locator('li.upload[data-path^="unicode/"]');
+    await expect.poll(async () => rows.count()).toBe(2);
+    await page.waitForFunction(
+      (sel) =>
+        [...document.querySelectorAll(sel)].every((e) =>
+          ['committed', 'deduplicated', 'error'].includes(e.getAttribute('data-state') ?? ''),
+        ),
+      'li.upload[data-path^="unicode/"]',
+      { timeout: 60_000 },
+    );
+    const states = await rows.evaluateAll((li) =>
+      li.map((e) => ({
+        state: e.getAttribute('data-state'),
+        hashed: e.getAttribute('data-hash-ms'),
+        error: e.querySelector('.error')?.textContent ?? '',
+      })),
+    );
+    // The API stores both at unicode/café.bin (NFC): sent both, the later was silently its version 2.
+    expect(states.map((s) => s.state).sort(), JSON.stringify(states)).toEqual(['committed', 'error']);
+    const refused = states.find((s) => s.state === 'error');
+    expect(refused?.error).toMatch(/^another file, "caf\u00e9\.bin" \(20 bytes\), also goes to /);
+    expect(refused?.hashed).toBeNull();
+    const res = await fetch(`${stack.api}/v1/files/${encodeURIComponent('unicode/caf\u00e9.bin')}/versions`, {
+      headers: { authorization: `Bearer ${stack.token}` },
+    });
+    expect(((await res.json()) as { versions: unknown[] }).versions).toHaveLength(1);
+    expect(consoleErrors).toEqual([]);
+  });
+
   it("a refused content type names the file's own type and what the mirror accepts, before the file is hashed (probe 13, W7)", async () => {
     const json = join(stack.tmp, 'data.json');
     await writeFile(json, '{"a": 1}');

@@ -534,15 +534,20 @@ function pump(): void {
       .catch(() => undefined)
       .finally(() => {
         running--;
-        if (unended.get(item.path) === item) unended.delete(item.path);
+        if (unended.get(storedPath(item.path)) === item) unended.delete(storedPath(item.path));
         recent.refresh();
         pump();
       });
   }
 }
 
-/** The first upload to each path that has not ended yet: what a later file to that path would replace. */
+/**
+ * The first upload to each path that has not ended yet: what a later file to that path would
+ * replace. Keyed as the API stores a path, in NFC: `café.jpg` from a Mac's folder (NFD) and from a
+ * download (NFC) are one path.
+ */
 const unended = new Map<string, UploadItem>();
+const storedPath = (path: string): string => path.normalize('NFC');
 
 function addFiles(files: Iterable<File>): void {
   const formError = $<HTMLParagraphElement>('#form-error');
@@ -562,9 +567,9 @@ function addFiles(files: Iterable<File>): void {
   for (const file of files) {
     const name = rename ? file.name.replace(/[%?#]/g, '_') : file.name;
     const path = `${prefix}${name}`;
-    const earlier = unended.get(path);
+    const earlier = unended.get(storedPath(path));
     const item = new UploadItem(file, path, earlier);
-    if (earlier === undefined) unended.set(path, item);
+    if (earlier === undefined) unended.set(storedPath(path), item);
     list.prepend(item.li);
     queue.push(item);
   }

@@ -182,11 +182,15 @@ export default class MediaMirror<M extends Meta, B extends Body> extends BasePlu
     return other !== undefined && this.#uploadablePath(other) === path ? other : undefined;
   }
 
-  /** The path a local file would be uploaded to; undefined: it fails anyway (remote, refused name). */
+  /**
+   * The path a local file would be stored at; undefined: it fails anyway (remote, refused name).
+   * In NFC, as the API stores it: `café.jpg` from a Mac's folder (NFD) and from a download (NFC)
+   * are one path.
+   */
   #uploadablePath(file: UppyFile<M, B>): string | undefined {
     if (!(file.data instanceof Blob)) return undefined;
     const path = this.#pathOrRefusal(file);
-    return path instanceof Error ? undefined : path;
+    return path instanceof Error ? undefined : path.normalize('NFC');
   }
 
   async #uploadOne(fileID: string, earlier: UppyFile<M, B> | undefined): Promise<void> {

@@ -152,6 +152,24 @@ describe('MediaMirror: two files of one upload that map to one path', () => {
     expect(claimedPaths().sort()).toEqual(['uploads/home/photo.jpg', 'uploads/trip/photo.jpg']);
   });
 
+  it('café.jpg named in NFC and in NFD (a Mac folder, a download): one path at the API, so the later fails the same way', async () => {
+    const { uppy, errors, done, add, claimedPaths } = setUp();
+    const nfc = 'caf\u00e9.jpg';
+    const nfd = 'cafe\u0301.jpg';
+    const first = add(nfc, bytesOf(20_000, 1), 1);
+    const later = add(nfd, bytesOf(21_000, 2), 2);
+    await uppy.upload();
+    // The API stores both under the NFC path: sent both, the later would silently be its version 2.
+    expect(done).toEqual([first]);
+    expect(errors).toEqual([
+      {
+        id: later,
+        message: expect.stringMatching(/^another file, "caf\u00e9\.jpg" \(20,000 bytes\), also goes to /),
+      },
+    ]);
+    expect(claimedPaths()).toEqual([`uploads/${nfc}`]);
+  });
+
   it('a pathOf that maps two files to one path: the later fails the same way', async () => {
     const { uppy, errors, done, add } = setUp({ pathOf: (file) => `flat/${file.name ?? file.id}` });
     const first = add('photo.jpg', bytesOf(20_000, 1), 1, 'trip/photo.jpg');
