@@ -561,6 +561,29 @@ describe('the upload page', () => {
     expect(consoleErrors).toEqual([]);
   });
 
+  it('a folder dropped on the page uploads the files in it under their folder paths', async () => {
+    const album = join(stack.tmp, 'album');
+    await mkdir(join(album, 'sub'), { recursive: true });
+    await writeFile(join(album, 'a.bin'), 'the first file of the album');
+    await writeFile(join(album, 'sub', 'b.bin'), 'a file in a folder of the album');
+    await page.fill('#prefix', 'drops/');
+    // A drop from the desktop, as Chromium's input layer delivers it (what a user's drag does).
+    const box = await page.locator('#drop').boundingBox();
+    const at = { x: (box?.x ?? 0) + 20, y: (box?.y ?? 0) + 20 };
+    const data = { items: [], files: [album], dragOperationsMask: 1 };
+    const cdp = await browser.context.newCDPSession(page);
+    for (const type of ['dragEnter', 'dragOver', 'drop'] as const)
+      await cdp.send('Input.dispatchDragEvent', { type, ...at, data });
+    await cdp.detach();
+    // Before, the folder was one row, 'drops/album', failing with "cannot read the file", and
+    // nothing in it was sent.
+    for (const path of ['drops/album/a.bin', 'drops/album/sub/b.bin']) {
+      expect(await settled(page, path, ['committed'])).toBe('committed');
+    }
+    expect(await page.locator(item('drops/album')).count()).toBe(0);
+    expect(consoleErrors).toEqual([]);
+  });
+
   it("a refused content type names the file's own type and what the mirror accepts, before the file is hashed (probe 13, W7)", async () => {
     const json = join(stack.tmp, 'data.json');
     await writeFile(json, '{"a": 1}');

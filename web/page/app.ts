@@ -549,7 +549,58 @@ function pump(): void {
 const unended = new Map<string, UploadItem>();
 const storedPath = (path: string): string => path.normalize('NFC');
 
-function addFiles(files: Iterable<File>): void {
+/** A file to upload and where it sits under the prefix: its name, or its folder path in a folder drop. */
+interface Picked {
+  readonly file: File;
+  readonly relativePath: string;
+}
+
+const asPicked = (file: File): Picked => ({ file, relativePath: file.name });
+
+/**
+ * The files of a drop, each folder walked with the paths under it (`album/sub/b.jpg`), as `sync
+ * ./album media` stores them. `dataTransfer.files` lists a dropped folder as one unreadable file:
+ * its files were never sent, and the folder failed with "cannot read the file". Entries must be
+ * taken while the drop event runs: the browser empties the DataTransfer after it.
+ */
+async function droppedFiles(transfer: DataTransfer): Promise<{ picked: Picked[]; unreadable: string[] }> {
+  const entries = [...transfer.items]
+    .map((item) => (item.kind === 'file' ? item.webkitGetAsEntry() : null))
+    .filter((entry): entry is FileSystemEntry => entry !== null);
+  if (entries.length === 0) return { picked: [...transfer.files].map(asPicked), unreadable: [] };
+  const found = { picked: [] as Picked[], unreadable: [] as string[] };
+  for (const entry of entries) await collectEntry(entry, found);
+  return found;
+}
+
+async function collectEntry(
+  entry: FileSystemEntry,
+  found: { picked: Picked[]; unreadable: string[] },
+): Promise<void> {
+  const relativePath = entry.fullPath.replace(/^\/+/, '');
+  try {
+    if (entry.isFile) {
+      const file = await new Promise<File>((resolve, reject) =>
+        (entry as FileSystemFileEntry).file(resolve, reject),
+      );
+      found.picked.push({ file, relativePath });
+      return;
+    }
+    const reader = (entry as FileSystemDirectoryEntry).createReader();
+    // Each read gives the next entries (at most 100 in Chromium), none once all are read.
+    for (;;) {
+      const batch = await new Promise<FileSystemEntry[]>((resolve, reject) =>
+        reader.readEntries(resolve, reject),
+      );
+      if (batch.length === 0) return;
+      for (const child of batch) await collectEntry(child, found);
+    }
+  } catch {
+    found.unreadable.push(relativePath);
+  }
+}
+
+function addFiles(files: Iterable<Picked>): void {
   const formError = $<HTMLParagraphElement>('#form-error');
   const token = $<HTMLInputElement>('#token').value.trim();
   if (token === '') {
@@ -564,8 +615,8 @@ function addFiles(files: Iterable<File>): void {
   // Opt-in: the API refuses names with these three characters (docs/browser.md).
   const rename = $<HTMLInputElement>('#rename-reserved').checked;
   const list = $<HTMLOListElement>('#uploads');
-  for (const file of files) {
-    const name = rename ? file.name.replace(/[%?#]/g, '_') : file.name;
+  for (const { file, relativePath } of files) {
+    const name = rename ? relativePath.replace(/[%?#]/g, '_') : relativePath;
     const path = `${prefix}${name}`;
     const earlier = unended.get(storedPath(path));
     const item = new UploadItem(file, path, earlier);
@@ -575,6 +626,15 @@ function addFiles(files: Iterable<File>): void {
   }
   $<HTMLParagraphElement>('#uploads-empty').hidden = list.children.length > 0;
   pump();
+}
+
+async function addDropped(transfer: DataTransfer): Promise<void> {
+  const { picked, unreadable } = await droppedFiles(transfer);
+  if (picked.length > 0) addFiles(picked);
+  if (unreadable.length === 0) return;
+  const formError = $<HTMLParagraphElement>('#form-error');
+  formError.textContent = `Could not read ${unreadable.length} dropped item(s), not uploaded: ${unreadable.map(shownName).join(', ')}`;
+  formError.hidden = false;
 }
 
 // ---- recent files (the change feed, followed with a cursor) ----
@@ -675,7 +735,7 @@ async function main(): Promise<void> {
 
   const input = $<HTMLInputElement>('#files');
   input.addEventListener('change', () => {
-    if (input.files && input.files.length > 0) addFiles([...input.files]);
+    if (input.files && input.files.length > 0) addFiles([...input.files].map(asPicked));
     input.value = '';
   });
 
@@ -692,8 +752,7 @@ async function main(): Promise<void> {
   drop.addEventListener('drop', (e) => {
     e.preventDefault();
     drop.classList.remove('over');
-    const files = e.dataTransfer?.files;
-    if (files && files.length > 0) addFiles([...files]);
+    if (e.dataTransfer) void addDropped(e.dataTransfer);
   });
 
   $<HTMLButtonElement>('#recent-refresh').addEventListener('click', () => void recent.refresh());
