@@ -8,6 +8,7 @@
  *   state.snapshot   a complete state, JSON lines: a header, one line per path, an end marker
  *   state.journal    records appended since the snapshot, one JSON object per line
  *   agent.lock       the pid of the agent using this folder
+ *   agent.lock.takeover-<hash>   for a moment, while a stale lock is taken over (common/pid-lock.ts)
  *
  * Why a snapshot plus a journal, not one JSON file rewritten on every change:
  * rewriting a file that lists every path costs O(paths) per applied file, so a

@@ -3,12 +3,43 @@
  * A second owner, in another process or in this one, is refused with an error naming the
  * holder; a lock left by a process that died (kill -9, crash, power loss) is taken over, and so
  * is one whose pid another process holds now (a reboot or a container restart handed it on).
+ *
+ * Every file this module makes is made whole by a link of a private temp file (no reader sees it
+ * torn, and the link fails if the name is taken) and never written in place; every text it writes
+ * carries a random nonce, so a text removed from a file never comes back to it.
+ *
+ * Taking over is where two processes could both end up holding the lock: one that read the stale
+ * text, and then unlinked, could remove the lock another had just made in its place (the check and
+ * the unlink are two steps). So a text is removed from a file only by the holder of that text's
+ * takeover lock, `<lock>.takeover-<sha256 of the text>`, made by the same exclusive link, and only
+ * after reading, while it holds it, that the file still holds that text:
+ *
+ * 1. Create the lock; if it exists and a live process wrote it, refuse, naming it.
+ * 2. Else (its text t is stale) create t's takeover lock, holding our identity. If that worked, read
+ *    the lock again: still t, unlink it; then remove the takeover lock and go back to 1.
+ * 3. If t's takeover lock exists and a live process holds it, wait a little and go back to 1 (it is
+ *    taking over; then it holds the lock and we are refused, or it dies and we go on). If its holder
+ *    is dead (killed in the middle of a takeover), remove its text from it by step 2 one level down:
+ *    under the takeover lock of that text. Then go back to 1.
+ *
+ * Why this holds: while P holds t's takeover lock, no one else does, since P's text in it is removed
+ * only by P or by the holder of P's own takeover lock, which needs P dead. So between P's reading t
+ * and P's unlink nothing else removes t (its writer is dead too), and the file, never written in
+ * place, still holds t: P removes the stale text, never a fresh lock. A live holder's lock is thus
+ * never removed by another, and the exclusive link lets one process at a time make it. A takeover
+ * lock's name is about one text only, so a slow process that wins it after t is gone finds t gone
+ * and does nothing (the ABA that a single `<lock>.takeover` name would have one level down, where
+ * clearing a dead contender's takeover lock could remove a live one's). It ends: each step makes a
+ * lock, meets a live holder, removes a stale text, or waits for a takeover a few file operations
+ * long; a chain of takeover locks grows only with processes killed in the middle of one. A takeover
+ * lock left by one killed after its unlink names a text gone for good: the next holder of the lock
+ * clears such leftovers the same way. docs/design-notes.md, "The pid lock".
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { link, readFile, unlink, writeFile } from 'node:fs/promises';
+import { link, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 
 export interface LockHolder {
   readonly pid: number;
@@ -48,6 +79,8 @@ export interface PidLockOptions {
 
 /** Files locked by this process: a second lock here on the same file must fail too. */
 const heldHere = new Set<string>();
+/** The texts of the takeover locks this process holds now: one naming our pid and not listed is a previous life's. */
+const takeoversHere = new Set<string>();
 
 /** A process with this pid runs on this machine (any user's). */
 export function isAlive(pid: number): boolean {
@@ -166,6 +199,9 @@ export function lockContent(): string {
     startedAt: new Date().toISOString(),
     bootId: currentBootId(),
     startTicks: processStartTicks(process.pid),
+    // Two locks taken in one millisecond by one process would otherwise read the same: a text
+    // removed as stale must never come back (the module comment).
+    nonce: randomBytes(8).toString('hex'),
   });
 }
 
@@ -186,22 +222,88 @@ async function createExclusive(file: string, content: string): Promise<boolean> 
   }
 }
 
+/** The takeover lock for the text `text` read at `lockPath` or at one of its takeover locks. */
+export function takeoverLockFile(lockPath: string, text: string): string {
+  return `${lockPath}.takeover-${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
+}
+
+/** How long a live process may take to finish a takeover (a few file operations) before we give up. */
+const TAKEOVER_PATIENCE_MS = 10_000;
+
+const takingOver = (found: { text: string; holder: LockHolder | undefined }) =>
+  found.holder !== undefined &&
+  (found.holder.pid === process.pid ? takeoversHere.has(found.text) : mayBeRunning(found.holder));
+
+const unlinkIfThere = (file: string) =>
+  unlink(file).catch((err: unknown) => {
+    if (errno(err) !== 'ENOENT') throw err;
+  });
+
 /**
- * Each round either creates the file or removes a stale one; a live holder ends it. Exported for a
- * lock a process may take again while it holds it (the agent's state folder, reopened by its own
- * process): acquirePidLock refuses that.
+ * Removes the stale `text` from `file` (the lock, or a takeover lock a dead process left) under the
+ * takeover lock of that text. Returns the holder of a takeover in progress, else undefined: the text
+ * is gone, by our hand or another's, and the caller looks again.
+ */
+async function removeStale(lockPath: string, file: string, text: string): Promise<LockHolder | undefined> {
+  const takeover = takeoverLockFile(lockPath, text);
+  const mine = lockContent();
+  takeoversHere.add(mine);
+  try {
+    if (await createExclusive(takeover, mine)) {
+      try {
+        if ((await readHolder(file))?.text === text) await unlinkIfThere(file);
+      } finally {
+        if ((await readHolder(takeover))?.text === mine) await unlinkIfThere(takeover);
+      }
+      return undefined;
+    }
+  } finally {
+    takeoversHere.delete(mine);
+  }
+  const other = await readHolder(takeover);
+  if (other === undefined) return undefined;
+  if (takingOver(other)) return other.holder;
+  // Its holder died in the middle: its text is stale in turn, removed the same way.
+  return removeStale(lockPath, takeover, other.text);
+}
+
+/** Takeover locks left by processes killed in the middle of one; run by the lock's holder. */
+async function clearLeftTakeovers(lockPath: string): Promise<void> {
+  const prefix = `${basename(lockPath)}.takeover-`;
+  const names = await readdir(dirname(lockPath)).catch(() => [] as string[]);
+  for (const name of names) {
+    // Not their temp files (`….<pid>-<hex>`), which may be half written.
+    if (!name.startsWith(prefix) || !/^[0-9a-f]{32}$/.test(name.slice(prefix.length))) continue;
+    const file = join(dirname(lockPath), name);
+    const found = await readHolder(file).catch(() => undefined);
+    if (found !== undefined && !takingOver(found))
+      await removeStale(lockPath, file, found.text).catch(() => undefined);
+  }
+}
+
+/**
+ * Creates the lock, or takes over a stale one by the protocol in the module comment; a live holder
+ * ends it. Exported for a lock a process may take again while it holds it (the agent's state
+ * folder, reopened by its own process): acquirePidLock refuses that.
  */
 export async function createOrTakeOver(path: string, content: string, inUse: (holder: LockHolder) => Error) {
-  for (let round = 0; !(await createExclusive(path, content)); round++) {
+  const giveUpAt = Date.now() + TAKEOVER_PATIENCE_MS;
+  let busy: LockHolder | undefined;
+  for (let waits = 0; !(await createExclusive(path, content)); ) {
+    if (Date.now() > giveUpAt)
+      throw new Error(
+        `could not take over the stale lock ${path} in ${TAKEOVER_PATIENCE_MS / 1000} s: ` +
+          (busy === undefined ? 'it keeps changing' : `pid ${busy.pid} is taking it over`),
+      );
     const found = await readHolder(path);
     if (found === undefined) continue; // released meanwhile
     if (found.holder !== undefined && mayBeRunning(found.holder)) throw inUse(found.holder);
-    if (round >= 3) throw new Error(`could not take over the stale lock ${path}: it keeps changing`);
-    // Removed only if it is still the stale lock read above: another process taking it over
-    // at the same moment has written its own, which must stay.
-    const again = await readHolder(path);
-    if (again?.text === found.text) await unlink(path).catch(() => undefined);
+    busy = await removeStale(path, path, found.text);
+    // Random, so that waiting contenders do not come back in step; short, as a takeover is.
+    if (busy !== undefined)
+      await new Promise((done) => setTimeout(done, Math.random() * Math.min(100, 5 * 2 ** waits++)));
   }
+  await clearLeftTakeovers(path);
 }
 
 /** Takes the lock at `file` (its folder must exist); throws if a live process holds it. */

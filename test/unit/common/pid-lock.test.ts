@@ -1,11 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { transform } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { acquirePidLock, LockHeldError } from '../../../common/pid-lock.ts';
+import { acquirePidLock, LockHeldError, takeoverLockFile } from '../../../common/pid-lock.ts';
 
 let dir: string;
 let sleeper: ChildProcess;
@@ -168,5 +171,216 @@ describe('acquirePidLock', () => {
     await writeFile(file, other);
     await lock.release();
     expect(await readFile(file, 'utf8')).toBe(other);
+  });
+});
+
+const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+/** Above the kernel's largest pid (2^22): never a live process. */
+const NEVER_A_PID = 2 ** 22 + 12345;
+
+/**
+ * A contender process: on `go <at> <file>…` it tries each lock at that instant, all at once, and
+ * answers `took` or `refused` for each; on `release` it lets go of what it holds and says
+ * `released`. One process for every round, and the module compiled once: on a loaded machine six
+ * processes each starting tsx took 17 s, longer than every round.
+ */
+async function startContenders(count: number) {
+  const compiled = await transform(await readFile(join(repoRoot, 'common/pid-lock.ts'), 'utf8'), {
+    loader: 'ts',
+    format: 'esm',
+  });
+  const lockModule = join(dir, 'pid-lock.mjs');
+  await writeFile(lockModule, compiled.code);
+  const lockUrl = pathToFileURL(lockModule).href;
+  const script = join(dir, 'contender.mjs');
+  await writeFile(
+    script,
+    `import { createInterface } from 'node:readline';
+import { acquirePidLock } from ${JSON.stringify(lockUrl)};
+let held = [];
+process.stdout.write('ready\\n');
+for await (const line of createInterface({ input: process.stdin })) {
+  const [command, at, ...files] = line.split(' ');
+  if (command === 'go') {
+    const wait = Number(at) - Date.now() - 20;
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    while (Date.now() < Number(at)) {}
+    const outcomes = await Promise.all(
+      files.map((file) =>
+        acquirePidLock(file).then(
+          (lock) => (held.push(lock), 'took'),
+          (error) => (error.name === 'LockHeldError' ? 'refused' : 'error:' + String(error).replace(/\\s+/g, '_')),
+        ),
+      ),
+    );
+    process.stdout.write(outcomes.join(' ') + '\\n');
+  } else if (command === 'release') {
+    await Promise.all(held.map((lock) => lock.release()));
+    held = [];
+    process.stdout.write('released\\n');
+  }
+}
+`,
+  );
+  const contenders = Array.from({ length: count }, () => {
+    const child = spawn(process.execPath, [script], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const lines: string[] = [];
+    let waiting: ((line: string) => void) | undefined;
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      if (waiting === undefined) lines.push(line);
+      else {
+        const w = waiting;
+        waiting = undefined;
+        w(line);
+      }
+    });
+    child.on('exit', () => waiting?.('exited'));
+    return {
+      child,
+      send: (line: string) => child.stdin.write(`${line}\n`),
+      next: () =>
+        new Promise<string>((resolve) => {
+          const line = lines.shift();
+          if (line !== undefined) resolve(line);
+          else if (child.exitCode !== null) resolve('exited');
+          else waiting = resolve;
+        }),
+    };
+  });
+  expect(await Promise.all(contenders.map((c) => c.next()))).toEqual(contenders.map(() => 'ready'));
+  return contenders;
+}
+
+type Contender = Awaited<ReturnType<typeof startContenders>>[number];
+
+/**
+ * One batch of rounds, each over a stale lock in a folder of its own, raced at once by every
+ * contender: what went wrong in each, if anything.
+ */
+async function raceBatch(contenders: Contender[], batch: number, size: number): Promise<string[]> {
+  const rounds = Array.from({ length: size }, (_, i) => batch * size + i);
+  const files = await Promise.all(
+    rounds.map(async (round) => {
+      const roundDir = join(dir, `race-${round}`);
+      await mkdir(roundDir);
+      const file = join(roundDir, 'race.lock');
+      await writeFile(
+        file,
+        JSON.stringify({ pid: NEVER_A_PID, host: hostname(), startedAt: `round ${round}` }),
+      );
+      return file;
+    }),
+  );
+  // Late enough that every contender has the line, on a loaded machine too.
+  const at = Date.now() + 100;
+  for (const c of contenders) c.send(`go ${at} ${files.join(' ')}`);
+  const answers = (await Promise.all(contenders.map((c) => c.next()))).map((line) => line.split(' '));
+  const named = await Promise.all(
+    files.map(
+      async (file) => (JSON.parse(await readFile(file, 'utf8').catch(() => '{}')) as { pid?: number }).pid,
+    ),
+  );
+  for (const c of contenders) c.send('release');
+  await Promise.all(contenders.map((c) => c.next()));
+  const failures: string[] = [];
+  for (const [i, file] of files.entries()) {
+    const outcomes = answers.map((a) => a[i]);
+    const holder = contenders[outcomes.indexOf('took')]?.child.pid;
+    const left = await readdir(join(file, '..'));
+    if (
+      outcomes.filter((o) => o === 'took').length !== 1 ||
+      outcomes.some((o) => o !== 'took' && o !== 'refused') ||
+      named[i] !== holder ||
+      left.length > 0
+    )
+      failures.push(`round ${rounds[i]}: ${outcomes.join(', ')}; the lock named ${named[i]}; left ${left}`);
+  }
+  return failures;
+}
+
+describe('taking over a stale lock: processes racing', () => {
+  it('six processes taking over a stale lock at the same instant: exactly one holds it, every round', async () => {
+    const contenders = await startContenders(6);
+    try {
+      const [batches, size] = [16, 8];
+      const failures: string[] = [];
+      for (let batch = 0; batch < batches; batch++)
+        failures.push(...(await raceBatch(contenders, batch, size)));
+      expect(failures, `${failures.length} of ${batches * size} rounds`).toEqual([]);
+    } finally {
+      for (const c of contenders) c.child.kill('SIGKILL');
+    }
+  }, 60_000);
+});
+
+/** The identity a lock or takeover lock of a process records, as lockContent writes it. */
+const identityOf = (pid: number) =>
+  JSON.stringify({
+    pid,
+    host: hostname(),
+    startedAt: new Date().toISOString(),
+    bootId: hasProc ? bootId() : undefined,
+    startTicks: hasProc ? startTicks(pid) : undefined,
+    nonce: Math.random().toString(16).slice(2),
+  });
+
+/** The identity of a process that is then killed with SIGKILL, as in the middle of a takeover. */
+async function killedIdentity(): Promise<string> {
+  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 600000)'], { stdio: 'ignore' });
+  await once(child, 'spawn');
+  const identity = identityOf(child.pid as number);
+  child.kill('SIGKILL');
+  await once(child, 'exit');
+  return identity;
+}
+
+describe('a takeover interrupted', () => {
+  it('takeover locks left by processes killed in the middle of one, one over the other, are cleared: the stale lock is taken over', async () => {
+    const folder = await mkdtemp(join(dir, 'killed-'));
+    const file = join(folder, 'k.lock');
+    const stale = JSON.stringify({ pid: NEVER_A_PID, host: hostname() });
+    await writeFile(file, stale);
+    // One was killed holding the stale lock's takeover lock; one that came to clear it, holding that one's.
+    const first = await killedIdentity();
+    await writeFile(takeoverLockFile(file, stale), first);
+    await writeFile(takeoverLockFile(file, first), await killedIdentity());
+    const lock = await acquirePidLock(file);
+    expect(JSON.parse(await readFile(file, 'utf8'))).toMatchObject({ pid: process.pid });
+    expect(await readdir(folder)).toEqual(['k.lock']);
+    await lock.release();
+    expect(await readdir(folder)).toEqual([]);
+  });
+
+  it('a takeover lock left after its lock was removed (its holder killed just after the unlink) is cleared by the next holder', async () => {
+    const folder = await mkdtemp(join(dir, 'left-'));
+    const file = join(folder, 'l.lock');
+    await writeFile(takeoverLockFile(file, 'a lock gone since'), await killedIdentity());
+    const lock = await acquirePidLock(file);
+    expect(await readdir(folder)).toEqual(['l.lock']);
+    await lock.release();
+  });
+
+  it('a takeover by a live process is waited for, not broken: the lock is taken once it is over', async () => {
+    const folder = await mkdtemp(join(dir, 'live-takeover-'));
+    const file = join(folder, 'w.lock');
+    const stale = JSON.stringify({ pid: NEVER_A_PID, host: hostname() });
+    await writeFile(file, stale);
+    const takeover = takeoverLockFile(file, stale);
+    const live = identityOf(sleeper.pid as number);
+    await writeFile(takeover, live);
+    let settled = false;
+    const acquiring = acquirePidLock(file).finally(() => {
+      settled = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(settled).toBe(false);
+    expect(await readFile(takeover, 'utf8')).toBe(live);
+    // The live process ends its takeover without taking the lock (it found it changed, say).
+    await rm(takeover);
+    const lock = await acquiring;
+    expect(JSON.parse(await readFile(file, 'utf8'))).toMatchObject({ pid: process.pid });
+    await lock.release();
   });
 });
