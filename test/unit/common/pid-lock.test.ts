@@ -244,7 +244,7 @@ for await (const line of createInterface({ input: process.stdin })) {
         new Promise<string>((resolve) => {
           const line = lines.shift();
           if (line !== undefined) resolve(line);
-          else if (child.exitCode !== null) resolve('exited');
+          else if (child.exitCode !== null || child.signalCode !== null) resolve('exited');
           else waiting = resolve;
         }),
     };
@@ -255,24 +255,24 @@ for await (const line of createInterface({ input: process.stdin })) {
 
 type Contender = Awaited<ReturnType<typeof startContenders>>[number];
 
+/** A stale lock in each of these new folders. */
+const staleLocks = (folders: string[]) =>
+  Promise.all(
+    folders.map(async (folder) => {
+      await mkdir(join(dir, folder));
+      const file = join(dir, folder, 'race.lock');
+      await writeFile(file, JSON.stringify({ pid: NEVER_A_PID, host: hostname(), startedAt: folder }));
+      return file;
+    }),
+  );
+
 /**
  * One batch of rounds, each over a stale lock in a folder of its own, raced at once by every
  * contender: what went wrong in each, if anything.
  */
 async function raceBatch(contenders: Contender[], batch: number, size: number): Promise<string[]> {
   const rounds = Array.from({ length: size }, (_, i) => batch * size + i);
-  const files = await Promise.all(
-    rounds.map(async (round) => {
-      const roundDir = join(dir, `race-${round}`);
-      await mkdir(roundDir);
-      const file = join(roundDir, 'race.lock');
-      await writeFile(
-        file,
-        JSON.stringify({ pid: NEVER_A_PID, host: hostname(), startedAt: `round ${round}` }),
-      );
-      return file;
-    }),
-  );
+  const files = await staleLocks(rounds.map((round) => `race-${round}`));
   // Late enough that every contender has the line, on a loaded machine too.
   const at = Date.now() + 100;
   for (const c of contenders) c.send(`go ${at} ${files.join(' ')}`);
@@ -300,6 +300,35 @@ async function raceBatch(contenders: Contender[], batch: number, size: number): 
   return failures;
 }
 
+/**
+ * A batch of rounds in which the first contender is killed a random moment after the start: the
+ * others are checked as in raceBatch, and then this process must take each lock. Returns the others.
+ */
+async function killedBatch(contenders: Contender[], batch: number, failures: string[]): Promise<Contender[]> {
+  const files = await staleLocks(Array.from({ length: 8 }, (_, i) => `killed-${batch}-${i}`));
+  const at = Date.now() + 100;
+  for (const c of contenders) c.send(`go ${at} ${files.join(' ')}`);
+  const [victim, ...others] = contenders as [Contender, ...Contender[]];
+  setTimeout(() => victim.child.kill('SIGKILL'), at - Date.now() + Math.random() * 30);
+  const answers = (await Promise.all(others.map((c) => c.next()))).map((line) => line.split(' '));
+  if (victim.child.exitCode === null && victim.child.signalCode === null) await once(victim.child, 'exit');
+  for (const c of others) c.send('release');
+  await Promise.all(others.map((c) => c.next()));
+  for (const [i, file] of files.entries()) {
+    const outcomes = answers.map((a) => a[i]);
+    if (
+      outcomes.filter((o) => o === 'took').length > 1 ||
+      outcomes.some((o) => o !== 'took' && o !== 'refused')
+    )
+      failures.push(`${file}: ${outcomes.join(', ')}`);
+    // Whatever the killed one left there (its lock, a takeover lock), it is not in the way.
+    await (await acquirePidLock(file)).release();
+    const left = (await readdir(join(file, '..'))).filter((name) => /\.takeover-[0-9a-f]{32}$/.test(name));
+    if (left.length > 0) failures.push(`${file}: left ${left}`);
+  }
+  return others;
+}
+
 describe('taking over a stale lock: processes racing', () => {
   it('six processes taking over a stale lock at the same instant: exactly one holds it, every round', async () => {
     const contenders = await startContenders(6);
@@ -309,6 +338,20 @@ describe('taking over a stale lock: processes racing', () => {
       for (let batch = 0; batch < batches; batch++)
         failures.push(...(await raceBatch(contenders, batch, size)));
       expect(failures, `${failures.length} of ${batches * size} rounds`).toEqual([]);
+    } finally {
+      for (const c of contenders) c.child.kill('SIGKILL');
+    }
+  }, 60_000);
+
+  it('a contender killed (SIGKILL) at a random moment of the race: no two hold a lock, and the next process takes each', async () => {
+    let contenders = await startContenders(5);
+    try {
+      const failures: string[] = [];
+      for (let batch = 0; batch < 6; batch++) {
+        const survivors = await killedBatch(contenders, batch, failures);
+        contenders = [...survivors, ...(await startContenders(1))];
+      }
+      expect(failures).toEqual([]);
     } finally {
       for (const c of contenders) c.child.kill('SIGKILL');
     }
