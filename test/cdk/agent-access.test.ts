@@ -104,7 +104,7 @@ let home: Template;
 beforeAll(() => {
   mirror = buildWith({ nag: true });
   home = Template.fromStack(mirror.home);
-}, 120_000);
+}, 300_000);
 
 describe('one role per pull target', () => {
   it('an AgentAccess per pull target, in topology order, and none for S3 targets', () => {

@@ -31,7 +31,9 @@ beforeAll(() => {
   // The one app of this file: bundled for real with esbuild, checked by cdk-nag.
   mirror = buildTestApp(testTopology(), { bundle: true });
   home = Template.fromStack(mirror.home);
-}, 120_000);
+  // Synchronous: vitest fails a hook that returns after its timeout. Bundling every function and
+  // cdk-nag took ~120 s on a loaded 2-core machine: the margin is for the CI run, not the work.
+}, 300_000);
 
 describe('origin bucket', () => {
   it('is versioned, SSE-S3 encrypted, private, access-logged, with lifecycle and CORS', () => {

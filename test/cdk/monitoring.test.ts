@@ -70,7 +70,7 @@ let home: Template;
 beforeAll(() => {
   mirror = buildTestApp(monitoredTopology());
   home = Template.fromStack(mirror.home);
-}, 120_000);
+}, 300_000);
 
 describe('metrics the alarms watch are the metrics the handlers emit', () => {
   const lines: string[] = [];

@@ -44,7 +44,7 @@ describe.each([
   let mirror: MirrorApp;
   beforeAll(() => {
     mirror = buildTestApp(topology);
-  }, 120_000);
+  }, 300_000);
 
   it('report no violation at all (errors nor warnings) on any stack', () => {
     const report = new AwsSolutionsChecks().validateScope(mirror.app);

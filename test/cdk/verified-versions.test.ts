@@ -67,7 +67,7 @@ beforeAll(() => {
   mirror = buildTestApp(testTopology(), { nag: false });
   home = Template.fromStack(mirror.home);
   originId = logicalId(mirror.home.origin.bucket);
-}, 120_000);
+}, 300_000);
 
 describe('verified bytes pinned by object version', () => {
   it('the origin bucket is versioned, and no lifecycle rule expires a version (a pinned one is noncurrent while another lies over it)', () => {
