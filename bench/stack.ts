@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { bundleCli } from '../cli/bundle.ts';
 import { type Endpoints, writtenEndpointsSchema } from '../contracts/endpoints.ts';
 import { ENDPOINTS_FILE } from '../local/data-dir.ts';
+import { npmStartEnv } from '../test/support/npm-start-env.ts';
 import { type BucketClients, bucketClients } from '../test/support/regional-s3.ts';
 import { waitFor } from '../test/support/wait.ts';
 
@@ -76,15 +77,7 @@ export async function startStack(options: {
   log?: (line: string) => void;
 }): Promise<BenchStack> {
   const dataDir = await mkdtemp(join(tmpdir(), 'mirror-bench-'));
-  const env = {
-    ...process.env,
-    MIRROR_DATA_DIR: dataDir,
-    PORT: '0',
-    MIRROR_S3_PORT: '0',
-    MIRROR_SQS_PORT: '0',
-    MIRROR_DYNAMODB_PORT: '0',
-    MIRROR_AGENTS: '0',
-  };
+  const env = npmStartEnv(dataDir);
   const npm = spawnLogged('npm', ['start'], env, join(dataDir, 'stack.log'));
   const children: ChildProcess[] = [npm];
   const stop = async () => {

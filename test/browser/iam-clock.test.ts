@@ -8,15 +8,20 @@
  * (local/sigv4.ts, refusing one dated 15 minutes or more off) and passes the request on with the
  * stack's token. Every answer header the page reads (CORS, `Date`) is the front's own.
  */
-import { writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex, verifySigV4 } from '../../local/sigv4.ts';
-import { type Browser, launchBrowser, randomFile, type Stack, startStack, watchConsole } from './support.ts';
+import {
+  type Browser,
+  buildFixturePage,
+  launchBrowser,
+  randomFile,
+  type Stack,
+  startStack,
+  watchConsole,
+} from './support.ts';
 
 const KEYS = { accessKeyId: 'AKIDPAGE', secretAccessKey: 'page-secret-key-of-this-test' };
 const REGION = 'eu-west-1';
@@ -117,18 +122,9 @@ function startGateway(): Promise<void> {
 beforeAll(async () => {
   stack = await startStack();
   const dist = join(stack.tmp, 'dist');
-  await build({
-    entryPoints: { 'iam-test': fileURLToPath(new URL('./fixtures/iam-page.ts', import.meta.url)) },
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    outdir: dist,
-    logLevel: 'silent',
+  await buildFixturePage(dist, 'iam-test', new URL('./fixtures/iam-page.ts', import.meta.url), {
+    multiple: false,
   });
-  await writeFile(
-    join(dist, 'iam-test.html'),
-    '<!doctype html><html><head><link rel="icon" href="data:,"></head><body><input type="file" id="files"><script type="module" src="iam-test.js"></script></body></html>',
-  );
   await startGateway();
   browser = await launchBrowser(stack.tmp);
 }, 180_000);

@@ -4,9 +4,11 @@
  * and Debian's Chromium driven by playwright-core with a fresh profile.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { type AgentHandle, startAgent } from '../../agent/agent.ts';
 import { createMemoryLog } from '../../agent/log.ts';
@@ -185,3 +187,27 @@ export async function randomFile(path: string, size: number, seed: number): Prom
 
 export const MB = 1_000_000;
 export const MiB = 1024 * 1024;
+
+/**
+ * A test page of a frontend: `entry` (a fixtures/ module) bundled for the browser into `<name>.js`
+ * in `dist`, loaded by `<name>.html` with one file input (`#files`).
+ */
+export async function buildFixturePage(
+  dist: string,
+  name: string,
+  entry: URL,
+  input: { multiple: boolean },
+): Promise<void> {
+  await build({
+    entryPoints: { [name]: fileURLToPath(entry) },
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    outdir: dist,
+    logLevel: 'silent',
+  });
+  await writeFile(
+    join(dist, `${name}.html`),
+    `<!doctype html><html><head><link rel="icon" href="data:,"></head><body><input type="file" id="files"${input.multiple ? ' multiple' : ''}><script type="module" src="${name}.js"></script></body></html>`,
+  );
+}

@@ -5,9 +5,7 @@
  */
 import { mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Uppy6 from '@uppy/core';
-import { build } from 'esbuild';
 import type { Page } from 'playwright-core';
 import Uppy5 from 'uppy-core-5';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +13,7 @@ import MediaMirror from '../../web/uppy/index.ts';
 import type { UppyFileSummary } from './fixtures/uppy-page.ts';
 import {
   type Browser,
+  buildFixturePage,
   launchBrowser,
   MiB,
   randomFile,
@@ -31,18 +30,9 @@ beforeAll(async () => {
   stack = await startStack();
   const dist = join(stack.tmp, 'dist');
   // The page a frontend with Uppy would have: Uppy 6 and the plugin, bundled next to the client's worker.
-  await build({
-    entryPoints: { 'uppy-test': fileURLToPath(new URL('./fixtures/uppy-page.ts', import.meta.url)) },
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    outdir: dist,
-    logLevel: 'silent',
+  await buildFixturePage(dist, 'uppy-test', new URL('./fixtures/uppy-page.ts', import.meta.url), {
+    multiple: true,
   });
-  await writeFile(
-    join(dist, 'uppy-test.html'),
-    '<!doctype html><html><head><link rel="icon" href="data:,"></head><body><input type="file" id="files" multiple><script type="module" src="uppy-test.js"></script></body></html>',
-  );
   browser = await launchBrowser(stack.tmp);
   files.small = await randomFile(join(stack.tmp, 'small.bin'), 300_000, 11);
   // The same bytes under another name: a deduplicated claim.

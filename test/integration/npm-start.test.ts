@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { npmStartEnv } from '../support/npm-start-env.ts';
 import { waitFor } from '../support/wait.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -34,15 +35,7 @@ async function startStack(command: string, args: string[]) {
     cwd: ROOT,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      ...process.env,
-      MIRROR_DATA_DIR: dataDir,
-      PORT: '0',
-      MIRROR_S3_PORT: '0',
-      MIRROR_SQS_PORT: '0',
-      MIRROR_DYNAMODB_PORT: '0',
-      MIRROR_AGENTS: '0',
-    },
+    env: npmStartEnv(dataDir),
   });
   child.stdout?.on('data', (chunk: Buffer) => {
     output += chunk.toString();
