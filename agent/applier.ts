@@ -349,7 +349,14 @@ export class Applier {
       // Adopting or keeping a file aside may have hashed for a while since the walk checked it.
       await paths.checkRoot();
       handle = await open(temp, OPEN_TEMP, 0o644);
-      const bytes = await this.download(handle, path, v, signal);
+      const bytes = await this.download(handle, path, v, signal).catch((error: unknown) => {
+        // No retry makes it fit: refused and counted (docs/agent.md), not tried again for good.
+        if ((error as NodeJS.ErrnoException).code !== 'EFBIG') throw error;
+        throw new RefusedError(
+          'too-large-for-filesystem',
+          `"${path}" (${v.size ?? '?'} bytes) is larger than the mirror folder's file system takes (EFBIG)`,
+        );
+      });
       const committed = new Date(v.committedAt);
       if (!Number.isNaN(committed.getTime())) await handle.utimes(committed, committed);
       await handle.sync();

@@ -19,7 +19,9 @@ export type RefusalCode =
   | 'ledger-mismatch'
   | 'unknown-version'
   | 'missing-blob'
-  | 'malformed-message';
+  | 'malformed-message'
+  /** Larger than the file system takes (EFBIG: FAT32 past 4 GiB, a file size limit). */
+  | 'too-large-for-filesystem';
 
 /** This version is refused: it will not be written. */
 export class RefusedError extends Error {

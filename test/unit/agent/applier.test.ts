@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -450,6 +451,22 @@ describe('applier: verification', () => {
     // Too many bytes is caught while streaming.
     t.world.corrupt.set(v2.sha256 as string, Buffer.from('the new picture, and then some more'));
     expect(await t.apply(v2)).toMatchObject({ kind: 'refused', code: 'content-mismatch' });
+  });
+
+  it('a file larger than the file system takes (EFBIG: FAT32 past 4 GiB, a file size limit) is refused and counted, not retried for good; no temp file left', async () => {
+    const t = await setup();
+    const big = t.world.commit('video.mp4', 1, 'x'.repeat(200_000));
+    const small = t.world.commit('note.txt', 1, 'fits');
+    // This process's file size limit at 64 KiB, as a FAT32 volume's 4 GiB is to a larger file.
+    execFileSync('prlimit', ['--pid', String(process.pid), '--fsize=65536:unlimited']);
+    try {
+      expect(await t.apply(big)).toMatchObject({ kind: 'refused', code: 'too-large-for-filesystem' });
+      expect((await t.apply(small)).kind).toBe('applied');
+    } finally {
+      execFileSync('prlimit', ['--pid', String(process.pid), '--fsize=unlimited:unlimited']);
+    }
+    expect(await t.listing()).toEqual(['note.txt']);
+    expect(t.state.get('video.mp4')).toBeUndefined();
   });
 
   it('refuses a message the ledger does not back', async () => {
