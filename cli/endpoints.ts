@@ -37,7 +37,10 @@ const HINT = 'start the local stack with npm start, or pass --api/--token';
 /** The CLI reads the API and its token alone: the rest of the file is not its business. */
 const connectionFields = endpointsSchema.pick({ api: true, token: true });
 
+/** Without `--endpoints`: `$MIRROR_ENDPOINTS` (as the agent reads it), else the data folder's file. */
 export function defaultEndpointsFile(env: NodeJS.ProcessEnv, cwd: string): string {
+  const named = nonEmpty(env.MIRROR_ENDPOINTS);
+  if (named !== undefined) return resolve(cwd, named);
   return resolve(cwd, env.MIRROR_DATA_DIR || '.mirror', 'endpoints.json');
 }
 

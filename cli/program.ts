@@ -209,7 +209,7 @@ function createProgram(io: CliIo): Command {
     })
     .option(
       '--endpoints <file>',
-      'endpoints file written by npm start (default: $MIRROR_DATA_DIR/endpoints.json, MIRROR_DATA_DIR=.mirror)',
+      'endpoints file written by npm start (env MIRROR_ENDPOINTS; default: $MIRROR_DATA_DIR/endpoints.json, MIRROR_DATA_DIR=.mirror)',
     )
     .option('--api <url>', 'API base URL, overrides the endpoints file (env: MIRROR_API_URL)')
     .option('--token <token>', 'API bearer token, overrides the endpoints file (env: MIRROR_API_TOKEN)')

@@ -47,6 +47,14 @@ describe('loadConnection', () => {
     });
   });
 
+  it('reads $MIRROR_ENDPOINTS, as the agent does, over $MIRROR_DATA_DIR; --endpoints wins over it', async () => {
+    const env = { MIRROR_ENDPOINTS: 'custom-data/endpoints.json', MIRROR_DATA_DIR: 'elsewhere' };
+    expect(await loadConnection({}, env, dir)).toMatchObject({ token: 'custom-token' });
+    expect(await loadConnection({ endpoints: '.mirror/endpoints.json' }, env, dir)).toMatchObject({
+      token: 'file-token',
+    });
+  });
+
   it('a missing file says how to fix it', async () => {
     const empty = await mkdtemp(join(tmpdir(), 'mm-cli-empty-'));
     try {
