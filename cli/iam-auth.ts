@@ -6,8 +6,9 @@
  * path never load the SDK.
  */
 
-import type { RequestSigner, SignableRequest } from '../web/client/api.ts';
+import type { RequestSigner } from '../web/client/api.ts';
 import { apiClock } from '../web/client/api-clock.ts';
+import { sigV4RequestSigner } from '../web/client/sigv4-signer.ts';
 import { envCredentials } from './aws-credentials.ts';
 import { ConfigError } from './errors.ts';
 
@@ -49,34 +50,7 @@ export async function iamSigner(
     uriEscapePath: true,
     applyChecksum: true,
   });
-  const origin = new URL(apiUrl).origin;
   // A laptop's clock minutes off (or stepped by NTP mid-run) would otherwise have every request
   // refused as "Signature expired"; the clock follows the API's as each answer tells it.
-  const clock = apiClock(now);
-  const sign = async ({ method, url, headers, body }: SignableRequest) => {
-    const target = new URL(url);
-    if (target.origin !== origin) return {};
-    const query: Record<string, string | string[]> = {};
-    for (const [name, value] of target.searchParams) {
-      const held = query[name];
-      query[name] = held === undefined ? value : [...(Array.isArray(held) ? held : [held]), value];
-    }
-    const signed = await signer.sign(
-      {
-        method,
-        protocol: target.protocol,
-        hostname: target.hostname,
-        ...(target.port === '' ? {} : { port: Number(target.port) }),
-        // As sent (each segment percent-encoded once); the signer encodes it once more, as API Gateway expects.
-        path: target.pathname,
-        query,
-        headers: { ...headers, host: target.host },
-        ...(body === undefined ? {} : { body }),
-      },
-      { signingDate: clock.now() },
-    );
-    const { host: _host, ...added } = signed.headers;
-    return added;
-  };
-  return Object.assign(sign, { observeDate: clock.observeDate });
+  return sigV4RequestSigner(signer, apiUrl, apiClock(now));
 }

@@ -28,6 +28,7 @@ export {
   retryDelay,
   type UploadProgress,
 } from './plan.ts';
+export { type SigV4Request, type SigV4Signer, sigV4RequestSigner } from './sigv4-signer.ts';
 export {
   continueUpload,
   sendableHeaders,
