@@ -296,3 +296,39 @@ describe("Lambda's 4 KB of environment variables", () => {
     );
   });
 });
+
+describe('access log buckets', () => {
+  it('are versioned, so a log overwritten or deleted stays recoverable for 90 days; current logs expire after a year', () => {
+    const mirror = buildTestApp(testTopology(), { nag: false });
+    let seen = 0;
+    for (const stack of [mirror.home, ...mirror.replicas.values()]) {
+      const buckets = resourcesOfType(Template.fromStack(stack), 'AWS::S3::Bucket');
+      const logBuckets = new Set(
+        Object.values(buckets).flatMap((bucket) => {
+          const logging = props(bucket).LoggingConfiguration as
+            | { DestinationBucketName?: { Ref?: string } }
+            | undefined;
+          return logging?.DestinationBucketName?.Ref ? [logging.DestinationBucketName.Ref] : [];
+        }),
+      );
+      expect(logBuckets.size).toBeGreaterThan(0);
+      for (const id of logBuckets) {
+        const bucket = props(buckets[id] ?? {});
+        expect({ id, versioning: bucket.VersioningConfiguration }).toEqual({
+          id,
+          versioning: { Status: 'Enabled' },
+        });
+        const rules = (bucket.LifecycleConfiguration as { Rules: Record<string, unknown>[] }).Rules;
+        expect(rules).toContainEqual(expect.objectContaining({ ExpirationInDays: 365, Status: 'Enabled' }));
+        expect(rules).toContainEqual(
+          expect.objectContaining({ NoncurrentVersionExpiration: { NoncurrentDays: 90 }, Status: 'Enabled' }),
+        );
+        expect(rules).toContainEqual(
+          expect.objectContaining({ ExpiredObjectDeleteMarker: true, Status: 'Enabled' }),
+        );
+        seen++;
+      }
+    }
+    expect(seen).toBeGreaterThanOrEqual(2);
+  });
+});
