@@ -83,10 +83,17 @@ function foldChanges(
   return newer;
 }
 
-/** Called after each page of the feed with the number of versions it held (0 for the last). */
-export type OnFeedPage = (versions: number) => void;
+/**
+ * Called after each page of the feed is folded into the heads, with the number of versions it held
+ * (0 for the last) and the cursor after it. Returning `false` ends the read there.
+ */
+export type OnFeedPage = (versions: number, cursor: string | undefined) => unknown;
 
-/** Reads the feed from `cursor` (the start without one) until caught up, folding heads into `heads`. */
+/**
+ * Reads the feed from `cursor` (the start without one) until caught up (or `onPage` says enough),
+ * folding heads into `heads`. On a busy mirror a page may never come back empty while writers go
+ * on: `onPage` is where a reader acts on what each page brought, not at the end.
+ */
 export async function followFeed(
   client: FeedClient,
   heads: Map<string, RemoteHead>,
@@ -98,9 +105,9 @@ export async function followFeed(
   for (;;) {
     const page = await client.listChanges({ ...(at === undefined ? {} : { cursor: at }), limit: PAGE });
     at = page.cursor;
-    onPage?.(page.changes.length);
-    if (page.changes.length === 0) return at;
     foldChanges(heads, page.changes, contents);
+    const more = onPage?.(page.changes.length, at);
+    if (page.changes.length === 0 || more === false) return at;
   }
 }
 

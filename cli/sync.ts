@@ -17,7 +17,7 @@ import { checkApiName, checkNewPathName, normalizePath, PathRuleError } from '..
 import { ancestorsOf, type PathOccupancy, PathPolicy } from '../contracts/paths.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { acceptedGuess } from './content-type.ts';
-import { followFeed, type RemoteHead, readHeads } from './listing.ts';
+import { followFeed, type OnFeedPage, type RemoteHead, readHeads } from './listing.ts';
 import type { SendParts } from './multipart.ts';
 import type { ProgressSink } from './progress.ts';
 import type { PutFile } from './put-file.ts';
@@ -359,17 +359,30 @@ function watchCommits(run: Run): void {
   if (run.pending.size === 0 || feed.reading !== undefined) return;
   if (deps.clock.now() - feed.lastRead < WATCH_EVERY_MS) return;
   feed.lastRead = deps.clock.now();
-  feed.reading = followFeed(deps.client, run.heads, feed.cursor)
-    .then((cursor) => {
-      feed.cursor = cursor;
-      settleFromHeads(run);
-      deps.progress.update(run.counts);
-    })
+  feed.reading = followFeed(deps.client, run.heads, feed.cursor, settlingPages(run))
+    .then(() => undefined)
     // Only a count is lost: awaitCommits reads the feed again and reports what it cannot confirm.
     .catch(() => undefined)
     .finally(() => {
       feed.reading = undefined;
     });
+}
+
+/**
+ * For each page of the feed read on: the cursor moves past it, and the files it shows committed
+ * are done at once. While this run's own workers (or other writers) commit, a page is seldom
+ * empty, and a read may not catch up until the last file is sent: settled only then, a 3,000-file
+ * sync showed 0 done for minutes (probe). A page's cursor kept, a read cut off by an error
+ * does not read those pages again. The read ends once no file awaits its commit (or at
+ * `deadline`): other writers may keep the feed from ever coming back empty.
+ */
+function settlingPages(run: Run, deadline = Number.POSITIVE_INFINITY): OnFeedPage {
+  return (_versions, cursor) => {
+    run.feed.cursor = cursor;
+    settleFromHeads(run);
+    run.deps.progress.update(run.counts);
+    return run.pending.size > 0 && run.deps.clock.now() < deadline;
+  };
 }
 
 /**
@@ -634,8 +647,7 @@ async function awaitCommits(run: Run): Promise<void> {
   const deadline = deps.clock.now() + options.timeoutSeconds * 1000;
   let rounds = 0;
   while (pending.size > 0) {
-    run.feed.cursor = await followFeed(deps.client, run.heads, run.feed.cursor);
-    settleFromHeads(run);
+    run.feed.cursor = await followFeed(deps.client, run.heads, run.feed.cursor, settlingPages(run, deadline));
     if (pending.size > 0 && rounds++ % 4 === 3) await settleFromUploads(run);
     deps.progress.update(counts);
     if (pending.size === 0) return;

@@ -1233,6 +1233,7 @@ type SyncLine = {
   filesTotal: number;
   versionsRead?: number;
   pages?: number;
+  bytesHashed?: number;
 };
 const progressLines = (stderr: string): SyncLine[] =>
   stderr
@@ -1296,6 +1297,58 @@ describe('media-mirror sync progress (JSON lines on a non-TTY stderr)', () => {
     expect(Math.max(...syncing.map((l) => l.filesDone))).toBeGreaterThanOrEqual(4);
     const done = syncing.map((l) => l.filesDone);
     expect(done).toEqual([...done].sort((x, y) => x - y));
+  });
+
+  it('filesDone moves as each commit is read even when the feed never catches up while files are sent', async () => {
+    // A busy mirror (other clients, this run's own workers): a version lands while each feed page
+    // is read, so no page comes back empty. The files read committed count then, not once the feed
+    // is caught up (probe: 0 done for ~3 minutes of a 3,000-file sync), and the run ends once its
+    // own files are seen committed.
+    const lib = join(dir, 'lib-busy-feed');
+    await mkdir(lib, { recursive: true });
+    const names = ['a.png', 'b.png', 'c.png', 'd.png', 'e.png', 'f.png'];
+    for (const n of names) await writeFile(join(lib, n), n[0] as string);
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['image/*'] });
+    const clock = fakeClock();
+    const committed: ReturnType<typeof change>[] = [];
+    let others = 0;
+    const busyFeed: Route = (url) => {
+      const from = Number(url.searchParams.get('cursor') ?? '0');
+      // After the listing, another client's commit lands per read: the feed is not caught up for
+      // 1,000 reads (for ever, to this run; bounded so that a run reading to the end fails, not hangs).
+      if ((from > 0 || committed.length > 0) && others < 1000)
+        committed.push(change(`other/${++others}.png`, 1, `o${others}`));
+      return { status: 200, body: { changes: committed.slice(from), cursor: String(committed.length) } };
+    };
+    const route: Route = (url, init) => {
+      if (url.pathname === '/v1/limits') return { status: 200, body: limits };
+      if (url.pathname === '/v1/uploads' && init.method === 'POST')
+        return pendingClaim((JSON.parse(String(init.body)) as { path: string }).path);
+      return url.pathname === '/v1/changes' ? busyFeed(url, init) : notFound;
+    };
+    const put: CliIo['putFile'] = async (request) => {
+      const path = decodeURIComponent(new URL(request.url).pathname.slice(1));
+      clock.advance(3_000);
+      committed.push(change(path, 1, path.slice(2, 3)));
+      // The PUT's answer takes a few turns of the event loop: feed reads go on meanwhile.
+      for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
+    };
+    // Each answer, as a socket's, comes in a later turn of the event loop.
+    const api = harness(route).fetch;
+    const fetch: FetchLike = async (input, init) => {
+      await new Promise((resolve) => setImmediate(resolve));
+      return api(input, init);
+    };
+    const h = harness(route, {}, put, { clock, fetch });
+    expect(await h.run('sync', lib, 'm', '--json', '--no-cache', '--jobs', '1')).toBe(0);
+    expect(JSON.parse(h.out())).toMatchObject({ files: 6, uploaded: 6, failed: 0 });
+    const syncing = progressLines(h.err()).filter((l) => l.phase === 'syncing');
+    // A line per file sent (bytesHashed counts them): before the last is sent, most already count.
+    const whileSending = syncing.filter((l) => (l.bytesHashed ?? 0) < names.length);
+    expect(whileSending.length).toBeGreaterThan(3);
+    expect(whileSending.map((l) => l.filesDone).at(-1)).toBeGreaterThanOrEqual(3);
+    // Its own files seen committed, the run stops reading: it does not wait for the feed to be caught up.
+    expect(others).toBeLessThan(200);
   });
 
   it('the listing phase reports the versions and pages read so far, a line per slow page', async () => {
