@@ -86,6 +86,23 @@ function refuseUnsignedAmzHeaders(req: IncomingMessage, signedHeaders: readonly 
 }
 
 /**
+ * The headers as SigV4 signs them: a header sent more than once is all its values, each trimmed,
+ * joined by commas (AWS's canonical headers). Node's `req.headers` keeps only the first
+ * Content-Type, Content-Length or Host (and joins others with ", "): checked on that, a URL signed
+ * for one type passed with a second one added, which S3 refuses (SignatureDoesNotMatch).
+ */
+function everyValue(req: IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    const value = (raw[i + 1] as string).trim();
+    out[name] = name in out ? `${out[name]},${value}` : value;
+  }
+  return out;
+}
+
+/**
  * Checks the request's signature; resolves with what a signed streaming body needs to
  * check its chunk signatures, or throws the refusal in S3's shape.
  */
@@ -95,7 +112,7 @@ export async function authenticate(
   credentials: SigV4Credentials,
   bucketRegion: string | undefined,
 ): Promise<ChunkSigning | undefined> {
-  const result = await verify({ method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers });
+  const result = await verify({ method: req.method ?? 'GET', url: req.url ?? '/', headers: everyValue(req) });
   if (!result.ok) throw new S3Error(result.status, result.code, result.message);
   if (bucketRegion !== undefined && result.region !== bucketRegion) {
     // S3's answer to a scope for another region than the bucket's (a copy is signed for its

@@ -478,6 +478,43 @@ describe('strict like S3', () => {
     expect(ok.status).toBe(200);
   });
 
+  it('a signed header sent twice (Content-Type, a checksum) gets 403 SignatureDoesNotMatch and stores nothing', async () => {
+    // SigV4 signs a header repeated as all its values, comma-joined (AWS's canonical headers): a URL
+    // signed for one Content-Type does not match a request carrying two, on AWS. Node's parser keeps
+    // only the first Content-Type or Content-Length, so the emulator used to check and store that one.
+    const body = randomBytes(256);
+    const signed = await presignBlobPut('blobs/twice', body);
+    const url = new URL(signed.url);
+    const put = (extra: string) =>
+      rawRequest(
+        Buffer.concat([
+          Buffer.from(
+            `PUT ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nConnection: close\r\n` +
+              `Content-Type: application/octet-stream\r\n` +
+              `X-Amz-Checksum-Sha256: ${signed.headers['x-amz-checksum-sha256']}\r\n` +
+              `Content-Length: ${body.length}\r\n${extra}\r\n`,
+          ),
+          body,
+        ]),
+      );
+    for (const extra of [
+      'Content-Type: text/html\r\n',
+      'Content-Type: application/octet-stream\r\n',
+      `X-Amz-Checksum-Sha256: ${signed.headers['x-amz-checksum-sha256']}\r\n`,
+    ]) {
+      const answer = await put(extra);
+      expect(answer.split('\r\n')[0], extra).toBe('HTTP/1.1 403 Forbidden');
+      expect(answer, extra).toContain('<Code>SignatureDoesNotMatch</Code>');
+    }
+    // A second Content-Length Node's HTTP parser refuses itself, before any S3 code: 400.
+    expect((await put(`Content-Length: ${body.length}\r\n`)).split('\r\n')[0]).toBe(
+      'HTTP/1.1 400 Bad Request',
+    );
+    expect(await exists('versioned', 'blobs/twice')).toBe(false);
+    // Each header once: stored.
+    expect((await put('')).split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+  });
+
   it('a header-signed request with an x-amz-* header it did not sign gets 403 AccessDenied too, and changes nothing', async () => {
     // S3 asks the same of the Authorization header as of a presigned URL: every x-amz-* header sent
     // is signed. A component adding one after signing (a middleware, a proxy) fails on AWS, so here too.
