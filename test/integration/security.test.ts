@@ -81,9 +81,10 @@ async function answerTo(operation: { method: string; path: string }, authorizati
       'content-type': 'application/json',
       ...(authorization === undefined ? {} : { authorization }),
     },
-    ...(operation.method === 'GET' || operation.method === 'DELETE' ? {} : { body: '{}' }),
+    ...(['GET', 'HEAD', 'DELETE'].includes(operation.method) ? {} : { body: '{}' }),
   });
-  const body = (await response.json()) as { error?: { code?: string } };
+  // HEAD is GET without the body: its refusal is the status and headers alone.
+  const body = (operation.method === 'HEAD' ? {} : await response.json()) as { error?: { code?: string } };
   return {
     route: `${operation.method} ${operation.path}`,
     status: response.status,
@@ -95,7 +96,7 @@ async function answerTo(operation: { method: string; path: string }, authorizati
 describe('authentication of every route in the OpenAPI document', () => {
   it('the document declares every route authenticated but the health check', async () => {
     const open = (await operations()).filter((o) => o.open).map((o) => `${o.method} ${o.path}`);
-    expect(open).toEqual(['GET /v1/health']);
+    expect(open).toEqual(['GET /v1/health', 'HEAD /v1/health']);
   });
 
   it('each authenticated route refuses no token and a wrong token (401, WWW-Authenticate), and changes nothing', async () => {
@@ -107,7 +108,7 @@ describe('authentication of every route in the OpenAPI document', () => {
         expect(await answerTo(operation, authorization)).toEqual({
           route: `${operation.method} ${operation.path}`,
           status: 401,
-          code: 'unauthorized',
+          code: operation.method === 'HEAD' ? undefined : 'unauthorized',
           challenge: 'Bearer',
         });
       }

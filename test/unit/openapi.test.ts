@@ -12,7 +12,13 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { errorCodeSchema, type RouteContract, routeList } from '../../contracts/api.ts';
 import { normalizePath } from '../../contracts/paths.ts';
+import { quietTelemetry } from '../../functions/adapters/powertools.ts';
 import { makeS3Client, S3BlobStore } from '../../functions/adapters/s3.ts';
+import { systemClock } from '../../functions/adapters/wiring.ts';
+import type { Ledger } from '../../functions/core/ports.ts';
+import { type ApiDeps, createApiHandler } from '../../functions/handlers/api-handler.ts';
+import { httpEvent, lambdaContext } from '../support/api-events.ts';
+import { RecordingMetrics } from '../support/domain.ts';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type Obj = { [key: string]: Json };
@@ -73,10 +79,13 @@ function operations(): Operation[] {
   return out;
 }
 
-const ops = operations();
+/** Every documented operation: a HEAD (GET without the body) is held to its GET, not to the contract. */
+const allOps = operations();
+const ops = allOps.filter((o) => o.method !== 'HEAD');
+const headOps = allOps.filter((o) => o.method === 'HEAD');
 const key = (o: { method: string; path: string }) => `${o.method} ${o.path}`;
 const opAt = (method: string, path: string) => {
-  const found = ops.find((o) => o.method === method && o.path === path);
+  const found = allOps.find((o) => o.method === method && o.path === path);
   if (!found) throw new Error(`${method} ${path} is not documented`);
   return found;
 };
@@ -248,7 +257,7 @@ describe('docs/openapi.json', () => {
     const refs = [...refsIn(doc)];
     expect(refs.length).toBeGreaterThan(20);
     for (const ref of refs) expect(() => resolvePointer(ref), ref).not.toThrow();
-    const ids = ops.map((o) => o.op.operationId);
+    const ids = allOps.map((o) => o.op.operationId);
     expect(ids.every((id) => typeof id === 'string')).toBe(true);
     expect(new Set(ids).size).toBe(ids.length);
   });
@@ -262,6 +271,66 @@ describe('docs/openapi.json', () => {
       const documented = Object.keys(obj(o.op.responses, key(route))).filter((s) => !GATEWAY_STATUSES.has(s));
       expect(documented.sort(), `${key(route)} statuses`).toEqual(Object.keys(route.responses).sort());
       expect(o.op.security === undefined, `${key(route)} needs credentials`).toBe(route.auth === 'required');
+    }
+  });
+
+  it('declares HEAD beside every GET and nowhere else, as GET without the body: its parameters, security, statuses and headers', () => {
+    const gets = ops.filter((o) => o.method === 'GET');
+    expect(headOps.map((o) => o.path).sort()).toEqual(gets.map((o) => o.path).sort());
+    for (const get of gets) {
+      const head = opAt('HEAD', get.path);
+      const what = key(head);
+      expect(head.parameters, `${what} parameters`).toEqual(get.parameters);
+      expect(head.op.security, `${what} security`).toEqual(get.op.security);
+      expect(head.op.requestBody, `${what} body`).toBeUndefined();
+      const getResponses = obj(get.op.responses, key(get));
+      const headResponses = obj(head.op.responses, what);
+      expect(Object.keys(headResponses).sort(), `${what} statuses`).toEqual(Object.keys(getResponses).sort());
+      for (const [status, r] of Object.entries(headResponses)) {
+        const answer = deref(r, `${what} ${status}`);
+        expect(answer.content, `${what} ${status}: no body`).toBeUndefined();
+        const headers = obj(answer.headers ?? {}, `${what} ${status} headers`);
+        const getHeaders = obj(deref(getResponses[status], `${key(get)} ${status}`).headers ?? {}, 'headers');
+        expect(headers, `${what} ${status} headers`).toEqual({
+          ...getHeaders,
+          'Content-Length': { $ref: '#/components/headers/HeadContentLength' },
+        });
+      }
+    }
+  });
+
+  it('is held to the API: HEAD answers as GET without the body exactly where it is declared', async () => {
+    // A handler that reaches nothing: an unknown query parameter is refused before any lookup, so
+    // a route that answers is one the router knows (400 invalid naming it), with GET's body length.
+    const api = createApiHandler({
+      ledger: {} as Ledger,
+      clock: systemClock,
+      targets: [],
+      feedShards: 4,
+      telemetry: quietTelemetry(new RecordingMetrics()),
+    } as unknown as ApiDeps);
+    const concrete = (template: string) =>
+      template
+        .replace('{id}', '467bcecd-fa44-4700-afaf-697141a52797')
+        .replace('{partNumber}', '1')
+        .replace('{path}', 'photos%2Fa.jpg');
+    const ask = (method: string, path: string) =>
+      api(httpEvent(method, concrete(path), { query: { zz: '1' } }), lambdaContext('api'));
+    const paths = Object.keys(obj(doc.paths, 'paths'));
+    expect(paths.length).toBeGreaterThan(10);
+    for (const path of paths) {
+      const head = await ask('HEAD', path);
+      const declared = headOps.some((o) => o.path === path);
+      if (declared) {
+        const get = await ask('GET', path);
+        expect([head.statusCode, head.body], `HEAD ${path}`).toEqual([400, '']);
+        expect(head.headers?.['content-length'], `HEAD ${path}`).toBe(
+          String(Buffer.byteLength(String(get.body))),
+        );
+      } else {
+        expect(head.statusCode, `HEAD ${path} is not declared: the API must not answer it`).not.toBe(400);
+        expect(head.statusCode, `HEAD ${path}`).toBeGreaterThanOrEqual(400);
+      }
     }
   });
 
