@@ -699,6 +699,17 @@ async function originContentUrl(
       'version',
     );
   }
+  // One HeadObject a download: a link to an object storage has lost (deleted behind the system's
+  // back, a restore that missed it) redirected the client to S3's own 404, in XML, naming no file.
+  // The API says what is wrong instead, and counts it: an operator learns of a loss from this.
+  if ((await deps.blobs.stat(file.sha256, blob?.versionId)) === undefined) {
+    deps.metrics?.count('ContentMissing');
+    throw new NotFoundError(
+      `"${file.path}" version ${file.version}: its content is missing from storage (blob ${file.sha256}); ` +
+        "it cannot be downloaded from the origin. A target's copy may still be read (?target=)",
+      older ? 'version' : 'path',
+    );
+  }
   return deps.blobs.presignGet(file.sha256, ttl, {
     versionId: blob?.versionId,
     // Only a tombstone has none, and it has no content.

@@ -8,9 +8,11 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lstat, mkdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DeleteObjectCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { iamSigner } from '../../cli/iam-auth.ts';
 import { sleep } from '../../common/retry.ts';
+import { blobKey } from '../../contracts/ledger-keys.ts';
 import { parseTopology } from '../../contracts/topology.ts';
 import type { Sandbox } from '../../local/sandbox.ts';
 import { uploadFile } from '../../web/client/index.ts';
@@ -106,6 +108,40 @@ describe('GET /v1/limits on the local stack', () => {
     const missing = await fetch(`${api}/v1/files/head%2Fmissing.txt`, { method: 'HEAD', headers: auth });
     expect(missing.status).toBe(404);
     expect(await missing.text()).toBe('');
+  });
+});
+
+describe('a content link to a blob storage has lost', () => {
+  it('answers 404 naming the loss (GET and HEAD), not a 302 to a URL that then 404s', async () => {
+    const { api, token } = sandbox.endpoints;
+    const auth = { authorization: `Bearer ${token}` };
+    const body = `lost ${Date.now()}`;
+    const file = join(work, 'lost.txt');
+    await writeFile(file, body);
+    expect((await cli('upload', file, 'lost/blob.txt', '--json')).code).toBe(0);
+    const link = `${api}/v1/files/lost%2Fblob.txt/content`;
+    const before = await fetch(link, { headers: auth, redirect: 'manual' });
+    expect(before.status).toBe(302);
+    // Lost behind the system's back: every version of the blob's object deleted.
+    const key = blobKey(sha(body));
+    const listed = await stack.s3.send(
+      new ListObjectVersionsCommand({ Bucket: sandbox.endpoints.originBucket, Prefix: key }),
+    );
+    for (const v of listed.Versions ?? [])
+      await stack.s3.send(
+        new DeleteObjectCommand({ Bucket: sandbox.endpoints.originBucket, Key: key, VersionId: v.VersionId }),
+      );
+    const got = await fetch(link, { headers: auth, redirect: 'manual' });
+    expect(got.status).toBe(404);
+    const { error } = (await got.json()) as { error: { code: string; field: string; message: string } };
+    expect(error).toMatchObject({ code: 'not_found', field: 'path' });
+    expect(error.message).toMatch(/lost\/blob\.txt.*content is missing from storage/);
+    const head = await fetch(link, { method: 'HEAD', headers: auth, redirect: 'manual' });
+    expect([head.status, await head.text()]).toEqual([404, '']);
+    // An older version asked for by number: the same, naming the version.
+    const older = await fetch(`${link}?version=1`, { headers: auth, redirect: 'manual' });
+    expect(older.status).toBe(404);
+    expect(((await older.json()) as { error: { field: string } }).error.field).toBe('version');
   });
 });
 

@@ -34,14 +34,22 @@ describe('content links of older versions', () => {
     uploadId: `u${version}`,
   });
   const signed: unknown[] = [];
-  const deps = (blobStored: boolean) =>
+  const stats: unknown[] = [];
+  const counted: string[] = [];
+  /** `objectStored`: whether storage still holds the object the ledger names (HeadObject). */
+  const deps = (blobStored: boolean, objectStored = true) =>
     ({
       limits: { presignTtlSeconds: 900 },
+      metrics: { count: (name: string) => counted.push(name) },
       ledger: {
         getVersion: async (_p: string, v: number) => [file(1, 'image/svg+xml'), file(2, null, true)][v - 1],
         getBlob: async () => (blobStored ? { sha256: 'ab'.repeat(32), size: 3, versionId: 'v1' } : undefined),
       },
       blobs: {
+        stat: async (sha256: string, versionId?: string) => {
+          stats.push({ sha256, versionId });
+          return objectStored ? { size: 3, etag: '"e"', versionId, sha256 } : undefined;
+        },
         presignGet: async (sha256: string, ttl: number, options: unknown) => {
           signed.push({ sha256, ttl, options });
           return 'https://signed.example/';
@@ -56,6 +64,18 @@ describe('content links of older versions', () => {
       ttl: 300,
       options: { versionId: 'v1', contentType: 'image/svg+xml', contentDisposition: 'attachment' },
     });
+  });
+
+  it('bytes the ledger names but storage has lost: 404 naming the version, counted, never a link to a missing object', async () => {
+    const before = signed.length;
+    await expect(contentUrl(deps(true, false), 'a/b.svg', undefined, 1)).rejects.toMatchObject({
+      status: 404,
+      field: 'version',
+      message: expect.stringMatching(/"a\/b\.svg" version 1: its content is missing from storage/),
+    });
+    expect(stats.at(-1)).toEqual({ sha256: 'ab'.repeat(32), versionId: 'v1' });
+    expect(signed.length).toBe(before);
+    expect(counted).toContain('ContentMissing');
   });
 
   it('a deletion, a version that does not exist, bytes no longer stored, or with a target: refused', async () => {
