@@ -14,9 +14,10 @@ const SHA = 'ab'.repeat(32);
 async function sentBody(message: Parameters<SqsFanout['send']>[0]): Promise<string> {
   const bodies: string[] = [];
   const sqs = {
-    send: async (command: { input: { MessageBody?: string } }) => {
-      bodies.push(command.input.MessageBody ?? '');
-      return {};
+    send: async (command: { input: { Entries?: { Id: string; MessageBody?: string }[] } }) => {
+      const entries = command.input.Entries ?? [];
+      bodies.push(...entries.map((e) => e.MessageBody ?? ''));
+      return { Successful: entries.map((e) => ({ Id: e.Id })), Failed: [] };
     },
   } as unknown as SQSClient;
   await new SqsFanout(sqs, [{ id: 'onprem-dc1', queueUrl: 'http://q/onprem-dc1.fifo' }]).send(message);
