@@ -4,7 +4,7 @@
  * bucket into two fresh buckets (both copies at once, as the two targets are served).
  * (f) CPU per upload of the `npm start` tree and the agent, peak RSS of each.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { blobKey } from '../contracts/ledger-keys.ts';
 import { sha256Hex } from '../test/support/local-api.ts';
@@ -27,6 +27,49 @@ export interface BulkRun {
   readonly agentCpuMs: number;
   readonly stackPeakMiB: number;
   readonly agentPeakMiB: number;
+}
+
+/**
+ * With MIRROR_OBSERVE_REQUESTS=<file> (bin/local.ts), the stack writes the requests its emulators
+ * accepted, by caller and operation, every second: read (fresh) before the uploads and after.
+ */
+async function observedRequests(): Promise<Record<string, number> | undefined> {
+  const file = process.env.MIRROR_OBSERVE_REQUESTS;
+  if (!file) return undefined;
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as Record<string, number>;
+  } catch {
+    return {};
+  }
+}
+
+/** Requests per upload by caller and operation, once the agent's last deletes have landed. */
+async function reportRequests(before: Record<string, number> | undefined, uploads: number): Promise<void> {
+  if (before === undefined) return;
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  const after = (await observedRequests()) ?? {};
+  const byCaller = new Map<string, [string, number][]>();
+  for (const [key, count] of Object.entries(after)) {
+    const n = count - (before[key] ?? 0);
+    if (n <= 0) continue;
+    const [caller = '', operation = ''] = key.split(' ');
+    byCaller.set(caller, [...(byCaller.get(caller) ?? []), [operation, n / uploads]]);
+  }
+  const lines = [...byCaller.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([caller, ops]) => {
+      const total = ops.reduce((sum, [, n]) => sum + n, 0);
+      const each = ops
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([op, n]) => `${op} ${n.toFixed(2)}`)
+        .join(', ');
+      return `  ${caller}: ${total.toFixed(2)} (${each})`;
+    });
+  const all = [...byCaller.values()].flat().reduce((sum, [, n]) => sum + n, 0);
+  console.error(
+    `requests per upload by caller (${uploads} uploads), ${all.toFixed(1)} in all:\n${lines.join('\n')}`,
+  );
 }
 
 async function rclonePeer(
@@ -59,6 +102,7 @@ export async function bulkRun(
   const expected = new Set(files.map((f) => f.path));
   const s3 = targetProbes(stack, false);
   const agentProbe = targetProbes(stack, true).filter((p) => !s3.includes(p) && p.id === stack.agent?.target);
+  const requests0 = await observedRequests();
   const stackRss = new RssPeak(stack.pid);
   const agentRss = stack.agent ? new RssPeak(stack.agent.pid) : undefined;
   const cpu0 = cpuSeconds(treePids(stack.pid));
@@ -94,6 +138,7 @@ export async function bulkRun(
     : Number.NaN;
   const stackPeakMiB = stackRss.stop() / MiB;
   const agentPeakMiB = (agentRss?.stop() ?? Number.NaN) / MiB;
+  await reportRequests(requests0, files.length);
   const rcloneSeconds = await rclonePeer(stack, rclone, files, options.run);
   return { seconds, agentSeconds, rcloneSeconds, stackCpuMs, agentCpuMs, stackPeakMiB, agentPeakMiB };
 }

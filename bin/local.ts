@@ -10,6 +10,7 @@
  * agent` yourself). SIGUSR2 stops the agents, or starts them again: watch a target's lag
  * grow at /metrics and on the page while its agent is down.
  */
+import { rename, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { consoleLogSink, type LogSink } from '../local/functions.ts';
 import { startSandbox } from '../local/sandbox.ts';
@@ -27,15 +28,36 @@ const functionLog: LogSink =
         consoleLogSink(name, line, stream);
       };
 
+/**
+ * MIRROR_OBSERVE_REQUESTS=<file>: the requests the emulators accepted, by caller (SDK app id) and
+ * operation, written to <file> as JSON every second (bench/bulk.ts reports them per upload). It
+ * parses every DynamoDB and SQS body: not for CPU figures.
+ */
+const requestsFile = process.env.MIRROR_OBSERVE_REQUESTS || undefined;
+
+function writeRequestsEverySecond(sandbox: Awaited<ReturnType<typeof startSandbox>>, file: string): void {
+  const write = async () => {
+    const requests = await sandbox.observedRequests();
+    await writeFile(`${file}.tmp`, JSON.stringify(requests));
+    await rename(`${file}.tmp`, file);
+  };
+  setInterval(() => void write().catch(() => undefined), 1000).unref();
+}
+
 async function main(): Promise<void> {
   let sandbox: Awaited<ReturnType<typeof startSandbox>>;
   try {
-    sandbox = await startSandbox({ functionLog, agents: process.env.MIRROR_AGENTS !== '0' });
+    sandbox = await startSandbox({
+      functionLog,
+      agents: process.env.MIRROR_AGENTS !== '0',
+      observeCalls: requestsFile !== undefined,
+    });
   } catch (err) {
     console.error(`media-mirror: the local stack did not start:\n  ${(err as Error).message}`);
     process.exit(1);
   }
   const { endpoints: e } = sandbox;
+  if (requestsFile !== undefined) writeRequestsEverySecond(sandbox, requestsFile);
   // The token is the API's only lock on a shared machine: `npm start > stack.log` would hand it to
   // whoever may read the log (SECURITY.md, secrets in logs). A terminal is its user's own screen.
   const onTerminal = process.stdout.isTTY === true;

@@ -221,22 +221,41 @@ export function callObserver(channelName: string | undefined): {
   const observe: CallObserver = (headers, calls) => {
     const caller = callerOf(headers);
     if (caller === undefined) return;
-    for (const call of calls()) channel.postMessage({ caller, ...call } satisfies ObservedCall);
+    const described = calls();
+    for (const call of described) channel.postMessage({ caller, ...call } satisfies ObservedCall);
+    // The request itself, by its API operation (JSON protocol: x-amz-target; S3: its first action).
+    const target = headers['x-amz-target'];
+    const operation =
+      typeof target === 'string' ? (target.split('.')[1] ?? target) : (described[0]?.action ?? 'unknown');
+    channel.postMessage({ caller, request: operation } satisfies ObservedRequest);
   };
   return { options: { observe }, close: () => channel.close() };
 }
 
-/** Collects the calls posted on `channelName`, each distinct call once. */
+/** One request an emulator accepted: its caller and API operation (`SendMessageBatch`, `GetItem`, `s3:GetObject`). */
+export interface ObservedRequest {
+  readonly caller: string;
+  readonly request: string;
+}
+
+/** Collects the calls posted on `channelName`, each distinct call once, and counts the requests. */
 export class CallLog {
   private readonly channel: BroadcastChannel;
   private readonly seen = new Map<string, ObservedCall>();
+  private readonly counted = new Map<string, number>();
   private lastMessageAt = 0;
 
   constructor(readonly channelName: string) {
     this.channel = new BroadcastChannel(channelName);
     this.channel.onmessage = (event) => {
-      const call = (event as { data: ObservedCall }).data;
+      const data = (event as { data: ObservedCall | ObservedRequest }).data;
       this.lastMessageAt = performance.now();
+      if ('request' in data) {
+        const key = `${data.caller} ${data.request}`;
+        this.counted.set(key, (this.counted.get(key) ?? 0) + 1);
+        return;
+      }
+      const call = data;
       this.seen.set(
         `${call.caller} ${call.action} ${call.resource} ${call.leadingKey ?? ''} ${call.attributes?.join() ?? ''}`,
         call,
@@ -254,6 +273,11 @@ export class CallLog {
       if (quietFor >= quietMs) return [...this.seen.values()];
       await new Promise((resolve) => setTimeout(resolve, quietMs - quietFor));
     }
+  }
+
+  /** Requests accepted so far, by `<caller> <operation>` (docs/local-sizing.md's requests per upload). */
+  requests(): Record<string, number> {
+    return Object.fromEntries(this.counted);
   }
 
   close(): void {

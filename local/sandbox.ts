@@ -247,6 +247,8 @@ export interface Sandbox {
    * emulators' reports have stopped arriving; only with `observeCalls` (rejects otherwise).
    */
   observedCalls(): Promise<readonly ObservedCall[]>;
+  /** Requests accepted so far by `<caller> <operation>`; only with `observeCalls` (rejects otherwise). */
+  observedRequests(): Promise<Record<string, number>>;
   /** Stops everything, in reverse start order. Idempotent. */
   stop(): Promise<void>;
 }
@@ -1027,6 +1029,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       observedCalls: async () => {
         if (callLog === undefined) throw new Error('the sandbox was started without observeCalls');
         return callLog.calls();
+      },
+      observedRequests: async () => {
+        if (callLog === undefined) throw new Error('the sandbox was started without observeCalls');
+        return callLog.requests();
       },
       stop: teardown.run,
     };
