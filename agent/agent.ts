@@ -347,10 +347,16 @@ class Agent implements AgentHandle {
     }
     const clients = this.clients;
     this.clock = options.serverClock ?? clients?.clock ?? this.clock;
-    this.blobs = options.ports?.blobs ?? originBlobSource(clients as AgentClients, config);
-    this.ledger =
-      options.ports?.ledger ??
-      new DynamoLedgerView(clients?.dynamo as AgentClients['dynamo'], config.table, config.targetId);
+    // One view for both: the blob record it reads with a version serves that version's download.
+    let view: DynamoLedgerView | undefined;
+    const sharedView = () =>
+      (view ??= new DynamoLedgerView(
+        clients?.dynamo as AgentClients['dynamo'],
+        config.table,
+        config.targetId,
+      ));
+    this.blobs = options.ports?.blobs ?? originBlobSource(clients as AgentClients, config, sharedView());
+    this.ledger = options.ports?.ledger ?? sharedView();
     this.queue = options.ports?.queue ?? new SqsQueue(clients?.sqs as AgentClients['sqs'], config.queueUrl);
   }
 

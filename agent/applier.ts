@@ -63,7 +63,7 @@ export interface ApplierDeps {
   readonly paths: SafePaths;
   readonly state: StateStore;
   readonly blobs: BlobSource;
-  readonly ledger: Pick<LedgerView, 'getVersion' | 'recordApplied'>;
+  readonly ledger: Pick<LedgerView, 'getVersion' | 'getVersionWithBlob' | 'recordApplied'>;
   readonly limiter: BandwidthLimiter;
   /** The target's selection: paths outside it are not this target's. */
   readonly pathPrefix?: string | undefined;
@@ -249,7 +249,12 @@ export class Applier {
 
   /** The message is a claim too: the ledger's version record is the truth. */
   private async confirmWithLedger(v: VersionInfo): Promise<FileVersion> {
-    const record = await this.deps.ledger.getVersion(v.path, v.version);
+    const { ledger } = this.deps;
+    // With the blob record the download will need, in one request: the claim's sha256 is checked
+    // against the record just below, so a record read for another blob is never used.
+    const record = ledger.getVersionWithBlob
+      ? await ledger.getVersionWithBlob(v.path, v.version, v.deleted ? null : (v.sha256 ?? null))
+      : await ledger.getVersion(v.path, v.version);
     if (!record) {
       throw new RefusedError('unknown-version', `the ledger has no version ${v.version} of "${v.path}"`);
     }

@@ -1,9 +1,10 @@
 /**
  * The agent's ports on the AWS SDK. Every call here is one its IAM role allows
  * (docs/agent.md): s3:GetObject and s3:GetObjectVersion on `blobs/*`; dynamodb:GetItem/Query
- * on `P#*` and `FEED#*`, GetItem on `B#*` (which blob version was verified);
+ * on `P#*` and `FEED#*`, GetItem on `B#*` (which blob version was verified), BatchGetItem of a
+ * version and its blob record together;
  * dynamodb:PutItem/UpdateItem on `T#<target>#*` and `AGENT#<target>`;
- * sqs:ReceiveMessage/DeleteMessage/ChangeMessageVisibility (and optionally
+ * sqs:ReceiveMessage/DeleteMessage (DeleteMessageBatch)/ChangeMessageVisibility (and optionally
  * GetQueueAttributes, for the backlog figure) on its own queue.
  */
 import type { Readable } from 'node:stream';
@@ -11,12 +12,13 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, NoSuchKey, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import {
   ChangeMessageVisibilityBatchCommand,
-  DeleteMessageCommand,
+  DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
   ReceiveMessageCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
+import { SqsBatcher } from '../common/sqs-batcher.ts';
 import { blobKey } from '../contracts/ledger-keys.ts';
 import type { AgentConfig } from './config.ts';
 import { RefusedError } from './errors.ts';
@@ -120,19 +122,30 @@ export class S3BlobSource implements BlobSource {
 }
 
 /** The origin's blobs as the agent reads them: each pinned to the version the ledger verified. */
-export function originBlobSource(clients: AgentClients, config: AgentConfig): S3BlobSource {
-  return new S3BlobSource(
-    clients.s3,
-    config.originBucket,
-    new DynamoLedgerView(clients.dynamo, config.table, config.targetId),
-  );
+export function originBlobSource(
+  clients: AgentClients,
+  config: AgentConfig,
+  /** The ledger view the applier checks versions with: the blob records it read along come from it. */
+  records: BlobRecords = new DynamoLedgerView(clients.dynamo, config.table, config.targetId),
+): S3BlobSource {
+  return new S3BlobSource(clients.s3, config.originBucket, records);
 }
 
 export class SqsQueue implements QueuePort {
+  /**
+   * Deletes of messages handled close together go as one `DeleteMessageBatch`; each delete settles by
+   * its own entry (a refused one rejects with SQS's code: the message comes back and is skipped).
+   */
+  private readonly deletes: SqsBatcher<{ ReceiptHandle: string }>;
+
   constructor(
     private readonly sqs: SQSClient,
     private readonly queueUrl: string,
-  ) {}
+  ) {
+    this.deletes = new SqsBatcher((queueUrl, entries) =>
+      sqs.send(new DeleteMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries })),
+    );
+  }
 
   async receive(options: {
     max: number;
@@ -166,7 +179,7 @@ export class SqsQueue implements QueuePort {
   }
 
   async delete(receiptHandle: string): Promise<void> {
-    await this.sqs.send(new DeleteMessageCommand({ QueueUrl: this.queueUrl, ReceiptHandle: receiptHandle }));
+    await this.deletes.add(this.queueUrl, { ReceiptHandle: receiptHandle });
   }
 
   async setVisibility(entries: readonly { receiptHandle: string; seconds: number }[]): Promise<void> {

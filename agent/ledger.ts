@@ -5,6 +5,7 @@
  */
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
+  BatchGetCommand,
   DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
@@ -27,6 +28,19 @@ import {
 } from '../contracts/ledger-keys.ts';
 import type { Change, FileVersion } from '../contracts/model.ts';
 import type { LedgerView } from './ports.ts';
+
+type BlobRow = ReturnType<typeof blobItemSchema.parse>;
+type ItemKey = { pk: string; sk: string };
+
+/**
+ * A blob record read with its version (getVersionWithBlob) serves the download that follows for this
+ * long, once; later, or a second time, getBlob reads it again. The download starts right after the
+ * check, so this only bounds what an apply that never downloads (the bytes were there) leaves behind.
+ */
+const PREFETCH_MS = 30_000;
+const PREFETCH_MAX = 256;
+/** Tries of a BatchGetItem's unprocessed keys before each is read by GetItem. */
+const BATCH_TRIES = 3;
 
 /** Where the agent learns which object version of a blob was verified: the ledger's `B#<sha256>` row. */
 export interface BlobRecords {
@@ -55,6 +69,11 @@ export class DynamoLedgerView implements LedgerView, BlobRecords {
     this.doc = DynamoDBDocumentClient.from(dynamo, { marshallOptions: { removeUndefinedValues: true } });
   }
 
+  private readonly prefetched = new Map<
+    string,
+    { readonly at: number; readonly blob: BlobRow | undefined }
+  >();
+
   private async get(key: { pk: string; sk: string }): Promise<Record<string, unknown> | undefined> {
     const out = await this.doc.send(
       new GetCommand({ TableName: this.table, Key: key, ConsistentRead: true }),
@@ -67,9 +86,62 @@ export class DynamoLedgerView implements LedgerView, BlobRecords {
     return item ? versionItemSchema.parse(item) : undefined;
   }
 
-  async getBlob(sha256: string) {
+  async getBlob(sha256: string): Promise<BlobRow | undefined> {
+    const prefetched = this.prefetched.get(sha256);
+    if (prefetched) {
+      this.prefetched.delete(sha256);
+      if (performance.now() - prefetched.at < PREFETCH_MS) return prefetched.blob;
+    }
     const item = await this.get(blobItemKey(sha256));
     return item ? blobItemSchema.parse(item) : undefined;
+  }
+
+  /**
+   * The version record and the blob record of `sha256` in one strongly consistent BatchGetItem (both
+   * rows are in this table); the blob record is kept for getBlob, which the download calls next.
+   */
+  async getVersionWithBlob(
+    path: string,
+    version: number,
+    sha256: string | null,
+  ): Promise<FileVersion | undefined> {
+    if (sha256 === null) return this.getVersion(path, version);
+    const versionKey = versionItemKey(path, version);
+    const blobKey = blobItemKey(sha256);
+    const items = await this.batchGet([versionKey, blobKey]);
+    const find = (key: ItemKey) => items.find((item) => item.pk === key.pk && item.sk === key.sk);
+    const blobItem = find(blobKey);
+    this.prefetch(sha256, blobItem ? blobItemSchema.parse(blobItem) : undefined);
+    const item = find(versionKey);
+    return item ? versionItemSchema.parse(item) : undefined;
+  }
+
+  private prefetch(sha256: string, blob: BlobRow | undefined): void {
+    this.prefetched.delete(sha256);
+    this.prefetched.set(sha256, { at: performance.now(), blob });
+    for (const key of this.prefetched.keys()) {
+      if (this.prefetched.size <= PREFETCH_MAX) break;
+      this.prefetched.delete(key);
+    }
+  }
+
+  /** The items of `keys` that exist; keys DynamoDB leaves unprocessed are asked again, then one by one. */
+  private async batchGet(keys: readonly ItemKey[]): Promise<Record<string, unknown>[]> {
+    const items: Record<string, unknown>[] = [];
+    let pending: ItemKey[] = [...keys];
+    for (let attempt = 0; attempt < BATCH_TRIES && pending.length > 0; attempt++) {
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
+      const out = await this.doc.send(
+        new BatchGetCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }),
+      );
+      items.push(...(out.Responses?.[this.table] ?? []));
+      pending = (out.UnprocessedKeys?.[this.table]?.Keys ?? []) as ItemKey[];
+    }
+    for (const key of pending) {
+      const item = await this.get(key);
+      if (item) items.push(item);
+    }
+    return items;
   }
 
   async readFeed(shard: number, afterSeq: number, limit: number): Promise<Change[]> {

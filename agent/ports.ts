@@ -17,6 +17,12 @@ export interface BlobSource {
 
 export interface LedgerView {
   getVersion(path: string, version: number): Promise<FileVersion | undefined>;
+  /**
+   * getVersion, with the blob record of `sha256` (the content the message names) read in the same
+   * request, for the download that follows (BlobRecords.getBlob takes it). Optional: without it the
+   * applier calls getVersion, and the download reads the blob record itself.
+   */
+  getVersionWithBlob?(path: string, version: number, sha256: string | null): Promise<FileVersion | undefined>;
   readFeed(shard: number, afterSeq: number, limit: number): Promise<Change[]>;
   latestFeedSeq(shard: number): Promise<number>;
   /** `T#<target>#<path>` / `STATE`: status verified, never backwards (the ledger refuses). */

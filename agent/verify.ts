@@ -150,10 +150,12 @@ export async function verifyMirror(config: AgentConfig, options: VerifyOptions):
   const paths = await SafePaths.open(config.dir);
   const needClients = !options.ports?.blobs || !options.ports.ledger;
   const clients = needClients ? (options.clients ?? makeClients(config)) : undefined;
-  const ledger =
-    options.ports?.ledger ??
-    new DynamoLedgerView(clients?.dynamo as AgentClients['dynamo'], config.table, config.targetId);
-  const blobs = options.ports?.blobs ?? originBlobSource(clients as AgentClients, config);
+  const ownView = options.ports?.ledger
+    ? undefined
+    : new DynamoLedgerView(clients?.dynamo as AgentClients['dynamo'], config.table, config.targetId);
+  const ledger = options.ports?.ledger ?? (ownView as DynamoLedgerView);
+  // One view for both: the blob record it reads with a version serves that version's download.
+  const blobs = options.ports?.blobs ?? originBlobSource(clients as AgentClients, config, ownView);
   try {
     await checkShardCount(config, ledger);
   } catch (error) {

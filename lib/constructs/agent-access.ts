@@ -188,6 +188,19 @@ export class AgentAccess extends Construct {
           resources: [ledger.table.tableArn],
           conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': AGENT_BLOB_RECORD_KEYS } },
         }),
+        // A version and its blob record in one BatchGetItem: IAM checks every key of the request
+        // against one statement's LeadingKeys, so neither statement above allows that pair alone.
+        // Still reads by key only, no Query of B#<sha256>.
+        new iam.PolicyStatement({
+          sid: 'LedgerBatchRead',
+          actions: ['dynamodb:BatchGetItem'],
+          resources: [ledger.table.tableArn],
+          conditions: {
+            'ForAllValues:StringLike': {
+              'dynamodb:LeadingKeys': [...agentReadableKeys(targetId), ...AGENT_BLOB_RECORD_KEYS],
+            },
+          },
+        }),
         // Its own rows, and never with a secondary index's keys: such a row would be listed as a
         // live file (GET /v1/files) or read as a pending upload by both sweeps, so an agent could
         // pad every listing or stall the sweeps with rows of its own partitions.

@@ -164,6 +164,7 @@ describe('the policy of an agent role', () => {
         'OriginListBlobs',
         'LedgerRead',
         'LedgerReadBlobRecords',
+        'LedgerBatchRead',
         'LedgerWriteOwnRows',
       ]);
       for (const s of policyOf(mirror, target)) expect(s.Effect).toBe('Allow');
@@ -218,13 +219,24 @@ describe('the policy of an agent role', () => {
     }
   });
 
-  it('DynamoDB: GetItem + Query on P#*, FEED#*, its own agent row; GetItem on B#*; PutItem + UpdateItem on its own rows', () => {
+  it('DynamoDB: GetItem + Query on P#*, FEED#*, its own agent row; GetItem on B#*; BatchGetItem on both; PutItem + UpdateItem on its own rows', () => {
     const tableArn = { 'Fn::GetAtt': [logicalId(mirror, mirror.home.ledger.table), 'Arn'] };
     for (const target of PULL) {
       const statements = policyOf(mirror, target);
       const dynamo = statements.filter((s) => actionsOf(s).some((a) => a.startsWith('dynamodb:')));
-      expect(dynamo.map((s) => s.Sid)).toEqual(['LedgerRead', 'LedgerReadBlobRecords', 'LedgerWriteOwnRows']);
-      const [read, blobRecords, write] = dynamo as [Statement, Statement, Statement];
+      expect(dynamo.map((s) => s.Sid)).toEqual([
+        'LedgerRead',
+        'LedgerReadBlobRecords',
+        'LedgerBatchRead',
+        'LedgerWriteOwnRows',
+      ]);
+      const [read, blobRecords, batchRead, write] = dynamo as [Statement, Statement, Statement, Statement];
+      // A version and its blob record in one request: by key only, the keys of both reads.
+      expect(actionsOf(batchRead)).toEqual(['dynamodb:BatchGetItem']);
+      expect(resourcesOf(batchRead)).toEqual([tableArn]);
+      expect(batchRead.Condition).toEqual({
+        'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['P#*', 'FEED#*', `AGENT#${target}`, 'B#*'] },
+      });
       expect(sorted(actionsOf(read))).toEqual(['dynamodb:GetItem', 'dynamodb:Query']);
       expect(resourcesOf(read)).toEqual([tableArn]);
       expect(read.Condition).toEqual({
@@ -244,8 +256,9 @@ describe('the policy of an agent role', () => {
           'dynamodb:Attributes': ['folderPk', 'folderSk', 'pendingPk', 'pendingSk'],
         },
       });
-      // Never Scan, DeleteItem, batch or transactional calls, never an index.
-      expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('dynamodb:'))).toHaveLength(5);
+      // Never Scan, DeleteItem, batch writes or transactional calls, never an index; the one batch
+      // read is by key, on keys it may GetItem anyway.
+      expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('dynamodb:'))).toHaveLength(6);
       expect(text(statements)).not.toContain('/index/');
     }
   });

@@ -158,8 +158,11 @@ describe('verified bytes pinned by object version', () => {
       expect(records?.Condition, target).toEqual({
         'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['B#*'] },
       });
+      // A version read with its blob record (BatchGetItem) is by key too.
+      const batch = statements.find((s) => s.Sid === 'LedgerBatchRead');
+      expect(batch && actionsOf(batch), target).toEqual(['dynamodb:BatchGetItem']);
       // Nothing else of the agent's may touch B#* rows (no Query listing the uploads waiting there).
-      for (const s of statements.filter((x) => x !== records))
+      for (const s of statements.filter((x) => x !== records && x !== batch))
         expect(text(s.Condition ?? {})).not.toContain('B#');
     }
   });
