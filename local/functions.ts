@@ -189,8 +189,18 @@ class Environment {
     }
   }
 
-  async terminate(): Promise<void> {
+  /**
+   * Ends the environment. An invocation still in progress fails with `reason` (the worker's exit
+   * would otherwise fail it as Runtime.ExitError, which reads as a crash).
+   */
+  async terminate(reason?: SerialisedError): Promise<void> {
     this.dead = true;
+    const pending = this.pending;
+    if (pending && reason) {
+      this.pending = undefined;
+      clearTimeout(pending.timer);
+      pending.reject(new FunctionError(this.spec.name, reason));
+    }
     await this.worker.terminate();
   }
 }
@@ -306,12 +316,20 @@ export class LocalFunction {
     this.waiting.shift()?.();
   }
 
-  /** Waits for invocations in progress (up to the stop grace), then ends every environment. */
-  async stop(): Promise<void> {
+  /**
+   * Waits for invocations in progress (up to `graceMs`: what is left of the stack's stop grace),
+   * then ends every environment; an invocation still running fails as cut off by the stop.
+   */
+  async stop(graceMs: number = STOP_GRACE_MS): Promise<void> {
     this.stopped = true;
     for (const wake of this.waiting.splice(0)) wake();
-    await settledWithin(this.inFlight, STOP_GRACE_MS);
-    await Promise.allSettled([...this.all].map((env) => env.terminate()));
+    await settledWithin(this.inFlight, graceMs);
+    const cutOff: SerialisedError = {
+      errorType: 'Sandbox.Stopped',
+      errorMessage:
+        'cut off by the local stack stopping (its stop grace passed); work with a checkpoint or a queue resumes on the next start',
+    };
+    await Promise.allSettled([...this.all].map((env) => env.terminate(cutOff)));
     this.all.clear();
     this.idle.length = 0;
   }

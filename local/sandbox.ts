@@ -59,6 +59,7 @@ import {
 import { createS3Notifier, type S3Notifier } from './s3-notifier.ts';
 import { LocalScheduler, type ScheduleStats } from './scheduler.ts';
 import { localSizing } from './sizing.ts';
+import { StopDeadline, settledWithin } from './stop-grace.ts';
 
 export type { SandboxAgent, SandboxAgentTuning } from './agents.ts';
 
@@ -385,22 +386,28 @@ async function settingsOf(options: SandboxOptions): Promise<Settings> {
   };
 }
 
-/** Each step that starts something pushes how to stop it; `run` stops them in reverse, once. */
+/**
+ * Each step that starts something pushes how to stop it; `run` stops them in reverse, once. A step
+ * that waits for work in progress is given what is left of one grace for the whole stop.
+ */
 class Teardown {
-  private readonly steps: Array<{ name: string; stop: () => Promise<void> | void }> = [];
+  private readonly steps: Array<{ name: string; stop: (graceLeftMs: () => number) => Promise<void> | void }> =
+    [];
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly log: (message: string) => void) {}
 
-  push(name: string, stop: () => Promise<void> | void): void {
+  push(name: string, stop: (graceLeftMs: () => number) => Promise<void> | void): void {
     this.steps.push({ name, stop });
   }
 
   run = (): Promise<void> => {
     this.stopping ??= (async () => {
+      const deadline = new StopDeadline();
+      const left = () => deadline.leftMs();
       for (const step of this.steps.reverse()) {
         try {
-          await step.stop();
+          await step.stop(left);
         } catch (err) {
           this.log(`stopping ${step.name} failed: ${(err as Error).message}`);
         }
@@ -585,7 +592,7 @@ function startFunctions(
       deps.fnLog,
       options.onInvocation,
     );
-    teardown.push(`function ${spec.name}`, () => fn.stop());
+    teardown.push(`function ${spec.name}`, (left) => fn.stop(left()));
     return fn;
   };
   const allTargets = runtimeTargets(resources.targets);
@@ -888,7 +895,7 @@ function startSchedules(settings: Settings, teardown: Teardown, functions: Funct
   });
   scheduler.add({ name: SWEEP_RULE, fn: functions.sweeper, everySeconds: schedules ? intervals.sweep : 0 });
   scheduler.start();
-  teardown.push('schedules', () => scheduler.stop());
+  teardown.push('schedules', (left) => scheduler.stop(left()));
   return scheduler;
 }
 
@@ -926,9 +933,10 @@ function startConvergence(
     reconcile: () => deps.scheduler.run(RECONCILE_RULE, { fromStart: true }) as Promise<ReconcileReport>,
     log: settings.log,
   });
-  teardown.push('start-up convergence', async () => {
+  teardown.push('start-up convergence', async (left) => {
     abort.abort();
-    await converged;
+    // Its reconcile may be running: waited for within the grace, then cut off with the functions.
+    await settledWithin([converged], left());
   });
   return converged;
 }

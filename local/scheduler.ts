@@ -137,12 +137,12 @@ export class LocalScheduler {
    * after it (its worker ends with the functions), as Lambda may cut one off, and picks up from its
    * checkpoint on the next start.
    */
-  async stop(): Promise<void> {
+  async stop(graceMs: number = this.options.stopGraceMs ?? STOP_GRACE_MS): Promise<void> {
     this.stopped = true;
     for (const rule of this.rules.values()) clearInterval(rule.timer);
     await settledWithin(
       [...this.rules.values()].map((r) => r.running),
-      this.options.stopGraceMs ?? STOP_GRACE_MS,
+      graceMs,
     );
   }
 }

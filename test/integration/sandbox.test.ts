@@ -19,11 +19,13 @@ import { API_CORS_ALLOWED_HEADERS, API_EXPOSED_HEADERS } from '../../contracts/a
 import { parseTopology } from '../../contracts/topology.ts';
 import type { InvocationReport } from '../../local/functions.ts';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../../local/sandbox.ts';
+import { STOP_GRACE_MS } from '../../local/stop-grace.ts';
 import { testStackOptions } from '../support/local-stack.ts';
 import { waitFor } from '../support/wait.js';
 import type { RecordedInvocation } from './fixtures/recording-handler.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/recording-handler.ts', import.meta.url));
+const SLOW_RECONCILE = fileURLToPath(new URL('./fixtures/slow-reconcile.ts', import.meta.url));
 
 const topology = parseTopology({
   homeRegion: 'us-east-1',
@@ -671,4 +673,36 @@ describe('local sandbox', () => {
       startSandbox({ ...options(dir, join(dir, 'l')), port: undefined, env: { PORT: 'eighty' } }),
     ).rejects.toThrow(/PORT="eighty" is not a port number/);
   });
+});
+
+describe('stopping while a reconcile runs', () => {
+  it('stops within the grace (one grace for the whole stop, not one per step), saying the run was cut off', async () => {
+    // Probe: a stop took ~26 s with a 10 s grace, the reconcile worker logging Runtime.ExitError.
+    const dir = await tempDir();
+    const log = join(dir, 'invocations.jsonl');
+    const lines: string[] = [];
+    const base = options(join(dir, 'data'), log);
+    const stack = await startSandbox({
+      ...base,
+      handlers: { ...base.handlers, reconcile: SLOW_RECONCILE },
+      log: (message) => lines.push(message),
+    });
+    await stack.converged;
+    const run = stack.reconcile().then(
+      () => undefined,
+      (error: unknown) => error as Error,
+    );
+    await waitFor(
+      'the reconcile to start',
+      async () => (await readFile(log, 'utf8').catch(() => '')).includes('slow-reconcile'),
+      30_000,
+    );
+    const started = Date.now();
+    await stack.stop();
+    const took = Date.now() - started;
+    expect(took, `stop took ${took} ms`).toBeLessThan(STOP_GRACE_MS + 4_000);
+    const error = await run;
+    expect(error?.message).toMatch(/stopp/);
+    expect(lines.join('\n')).not.toMatch(/Runtime\.ExitError/);
+  }, 120_000);
 });
