@@ -67,28 +67,6 @@ const lazyCommanderChildProcess: Plugin = {
   },
 };
 
-/**
- * fetch-blob (under node-fetch, the CLI's API transport) requires web-streams-polyfill when
- * `globalThis.ReadableStream` is missing, which it never is on the Node versions this package
- * supports (>= 20.19, package.json `engines`). Bundled, that branch still put about 60 KB of
- * polyfill in the chunk every API verb loads and compiles (about 15 ms of CPU per run here). A
- * stub that throws stands in for it, should the branch ever run.
- */
-const noWebStreamsPolyfill: Plugin = {
-  name: 'no-web-streams-polyfill',
-  setup(b) {
-    b.onResolve({ filter: /^web-streams-polyfill(\/|$)/ }, (args) => ({
-      path: args.path,
-      namespace: 'no-web-streams-polyfill',
-    }));
-    b.onLoad({ filter: /.*/, namespace: 'no-web-streams-polyfill' }, () => ({
-      contents:
-        "throw new Error('web-streams-polyfill is left out of the bundle: this Node has no ReadableStream (cli/bundle.ts)');",
-      loader: 'js',
-    }));
-  },
-};
-
 export interface BundleResult {
   readonly outDir: string;
   readonly cli: string;
@@ -128,7 +106,7 @@ export async function bundleCli(outDir: string = DEFAULT_BUNDLE_DIR): Promise<Bu
     sourcesContent: false,
     legalComments: 'none',
     metafile: true,
-    plugins: [englishOnlyZod, lazyCommanderChildProcess, noWebStreamsPolyfill],
+    plugins: [englishOnlyZod, lazyCommanderChildProcess],
     // agent/agent.ts reads it: from a chunk in dist/chunks/, ../package.json is not the package's.
     define: { MEDIA_MIRROR_VERSION: JSON.stringify(version) },
     // Bundled CommonJS dependencies call require() for Node's built-ins.

@@ -119,20 +119,6 @@ describe('the package as npm installs it', () => {
       expect(Object.keys(manifest.dependencies)).not.toContain(dev);
   }, 120_000);
 
-  it('the bundles carry no web-streams-polyfill (every supported Node has ReadableStream)', async () => {
-    const maps = (await readdir(join(pkg.dir, 'dist'), { recursive: true })).filter((f) =>
-      f.endsWith('.map'),
-    );
-    expect(maps.length).toBeGreaterThan(0);
-    const sources = new Set<string>();
-    for (const map of maps) {
-      const parsed = JSON.parse(await readFile(join(pkg.dir, 'dist', map), 'utf8')) as { sources: string[] };
-      for (const source of parsed.sources) sources.add(source);
-    }
-    expect([...sources].some((s) => s.includes('node_modules/node-fetch/'))).toBe(true);
-    expect([...sources].filter((s) => s.includes('node_modules/web-streams-polyfill/'))).toEqual([]);
-  });
-
   it('a rebuild leaves no chunk of an earlier build behind (npm pack ships dist/ whole)', async () => {
     const out = join(work, 'rebuild');
     await bundleCli(out);
