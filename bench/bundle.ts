@@ -77,30 +77,19 @@ export interface Run {
   readonly maxRssMiB: number;
 }
 
-/**
- * Runs an executable (a bin, through its shebang, or node) twice and measures it: once as a user
- * runs it, for the wall time, and once with the usage hook, for CPU and memory. The hook is an
- * ES module given by a `data:` URL, and loading it starts Node's ES module loader before the
- * program runs: that added about 60 ms to every hooked start here, `node -e 0` included, so the
- * wall time is not taken from the hooked run.
- */
+/** Runs an executable (a bin, through its shebang, or node) and measures it. */
 export function measure(command: string, args: readonly string[], cwd = ROOT): Run {
   const started = performance.now();
-  const plain = spawnSync(command, args, {
-    cwd,
-    encoding: 'utf8',
-    env: { ...process.env, NODE_OPTIONS: '' },
-  });
-  const wallMs = performance.now() - started;
-  const hooked = spawnSync(command, args, {
+  const child = spawnSync(command, args, {
     cwd,
     encoding: 'utf8',
     env: { ...process.env, NODE_OPTIONS: USAGE_HOOK },
   });
-  const usage = lastUsage(hooked.stderr);
+  const wallMs = performance.now() - started;
+  const usage = lastUsage(child.stderr);
   return {
-    status: plain.status === 0 ? hooked.status : plain.status,
-    stdout: plain.stdout,
+    status: child.status,
+    stdout: child.stdout,
     wallMs,
     cpuMs: ((usage.userCPUTime ?? Number.NaN) + (usage.systemCPUTime ?? Number.NaN)) / 1000,
     maxRssMiB: (usage.maxRSS ?? Number.NaN) / 1024,

@@ -40,33 +40,6 @@ const englishOnlyZod: Plugin = {
   },
 };
 
-/**
- * commander requires `node:child_process` when it loads, for executable subcommands (`git-*`
- * style), which this CLI does not declare; that require alone brings in `net`, `dgram` and the
- * stream internals: about 20 ms of CPU here, some 40% of what `media-mirror --help` costs over
- * Node's own start (docs/cli.md, "Bundled JavaScript"). The bundle keeps commander's code and
- * defers that require until commander uses it. The build fails if commander's source no longer has the line, so an upgrade
- * cannot silently drop this.
- */
-const COMMANDER_CHILD_PROCESS = "const childProcess = require('node:child_process');";
-const lazyCommanderChildProcess: Plugin = {
-  name: 'commander-lazy-child-process',
-  setup(b) {
-    b.onLoad({ filter: /[\\/]node_modules[\\/]commander[\\/]lib[\\/]command\.js$/ }, async (args) => {
-      const source = await readFile(args.path, 'utf8');
-      if (!source.includes(COMMANDER_CHILD_PROCESS))
-        throw new Error(`${args.path}: no "${COMMANDER_CHILD_PROCESS}" to defer (cli/bundle.ts)`);
-      return {
-        contents: source.replace(
-          COMMANDER_CHILD_PROCESS,
-          "const childProcess = new Proxy({}, { get: (_, key) => require('node:child_process')[key] });",
-        ),
-        loader: 'js',
-      };
-    });
-  },
-};
-
 export interface BundleResult {
   readonly outDir: string;
   readonly cli: string;
@@ -106,7 +79,7 @@ export async function bundleCli(outDir: string = DEFAULT_BUNDLE_DIR): Promise<Bu
     sourcesContent: false,
     legalComments: 'none',
     metafile: true,
-    plugins: [englishOnlyZod, lazyCommanderChildProcess],
+    plugins: [englishOnlyZod],
     // agent/agent.ts reads it: from a chunk in dist/chunks/, ../package.json is not the package's.
     define: { MEDIA_MIRROR_VERSION: JSON.stringify(version) },
     // Bundled CommonJS dependencies call require() for Node's built-ins.
