@@ -83,9 +83,13 @@ export const LEDGER_ACCESS = {
     'dynamodb:DeleteItem',
     'dynamodb:Query',
   ],
-  /** ConditionCheckItem: the commit's folder checks (see api). */
+  /**
+   * ConditionCheckItem: the commit's folder checks (see api). BatchGetItem: the blob's pin and the
+   * pending pointer of the upload whose URL sent the bytes, in one read (getBlobAndPendingOf).
+   */
   ingest: [
     'dynamodb:GetItem',
+    'dynamodb:BatchGetItem',
     'dynamodb:ConditionCheckItem',
     'dynamodb:PutItem',
     'dynamodb:UpdateItem',

@@ -405,6 +405,11 @@ const liveFileIndexKey = (path: string): Item => ({
   ...headItemKey(path),
 });
 
+const pendingPointerOf = (item: Item): PendingPointer => ({
+  uploadId: item.uploadId as string,
+  ...(item.claim === undefined ? {} : { claim: item.claim as PendingClaim }),
+});
+
 const headOf = (item: Item | undefined): Pick<CommitState, 'version' | 'uploadId' | 'content'> => {
   if (item === undefined) return { version: 0 };
   const { sha256, size, contentType, deleted } = toVersion(item);
@@ -835,12 +840,7 @@ export class DynamoLedger implements Ledger {
   }
 
   async listPendingClaims(sha256: string): Promise<PendingPointer[]> {
-    return (await this.queryPrefix(pendingPartitionKey(sha256), SK.pendingUpload)).map(
-      (item): PendingPointer => ({
-        uploadId: item.uploadId as string,
-        ...(item.claim === undefined ? {} : { claim: item.claim as PendingClaim }),
-      }),
-    );
+    return (await this.queryPrefix(pendingPartitionKey(sha256), SK.pendingUpload)).map(pendingPointerOf);
   }
 
   /** Every item of a partition whose sort key starts with `prefix`, strongly consistent, all pages. */
@@ -876,6 +876,21 @@ export class DynamoLedger implements Ledger {
     // Two partitions (the pin in B#, the pointers in W#: AWS review 9, B4), read side by side.
     const [blob, pending] = await Promise.all([this.getBlob(sha256), this.listPendingClaims(sha256)]);
     return { blob, pending };
+  }
+
+  async getBlobAndPendingOf(
+    sha256: string,
+    uploadId: string,
+  ): Promise<{ blob: Blob | undefined; pending: PendingPointer[] }> {
+    // Two partitions, one BatchGetItem (strongly consistent): a GetItem and a Query before.
+    const blobKey = blobItemKey(sha256);
+    const items = await this.batchGet([{ ...blobKey }, { ...pendingUploadItemKey(sha256, uploadId) }]);
+    const blob = items.find((item) => item.pk === blobKey.pk && item.sk === blobKey.sk);
+    const pointer = items.find((item) => item !== blob);
+    return {
+      blob: blob === undefined ? undefined : (stripKeys(blob) as unknown as Blob),
+      pending: pointer === undefined ? [] : [pendingPointerOf(pointer)],
+    };
   }
 
   async putBlob(blob: Blob, options: { replaces?: string | undefined } = {}): Promise<Blob> {

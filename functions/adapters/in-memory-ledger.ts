@@ -294,6 +294,14 @@ export class InMemoryLedger implements Ledger {
     return { blob: copy(this.blobs.get(sha256)), pending: await this.listPendingClaims(sha256) };
   }
 
+  async getBlobAndPendingOf(
+    sha256: string,
+    uploadId: string,
+  ): Promise<{ blob: Blob | undefined; pending: PendingPointer[] }> {
+    const pending = (await this.listPendingClaims(sha256)).filter((p) => p.uploadId === uploadId);
+    return { blob: copy(this.blobs.get(sha256)), pending };
+  }
+
   async putBlob(blob: Blob, options: { replaces?: string | undefined } = {}): Promise<Blob> {
     const holding = this.pinHolding({ record: blob, replaces: options.replaces });
     if (holding) return copy(holding);

@@ -127,13 +127,10 @@ export async function ingestBlob(
     deps.metrics.count('IngestIgnored');
     return { kind: 'ignored', reason: `key "${event.key}" is not blobs/<sha256>` };
   }
-  // The record and the uploads waiting for the content, in one read before the proof. A claim made
-  // after it is not missed: every claim is told to send its bytes (or prove it holds them once they
-  // are verified), and bytes sent through its URL name it, so only their own event commits it.
-  const { blob: known, pending } = await deps.ledger.getBlobAndPending(sha256);
-  const proof = await proveBlob(deps, event, sha256, known, options);
+  const { known, pending, stored } = await readBeforeProof(deps, event, sha256);
+  const proof = await proveBlob(deps, event, sha256, known, stored, options);
   if ('kind' in proof) return proof;
-  const run = pendingRun(deps, event, sha256, proof);
+  const run = pendingRun(deps, event, sha256, proof, stored);
   for (const pointer of pending) await settlePending(run, pointer);
   await settleSender(run, pending);
   const discarded = proof.record ? await recordBlob(deps, proof.record) : proof.discarded;
@@ -151,6 +148,28 @@ export async function ingestBlob(
 }
 
 type StoredObject = NonNullable<Awaited<ReturnType<BlobStore['stat']>>>;
+
+/**
+ * Before the proof: the event's object version as storage holds it, the blob's record, and the
+ * uploads waiting for the content. A claim made after the read is not missed: every claim is told
+ * to send its bytes (or prove it holds them once they are verified), and bytes sent through its
+ * URL name it, so only their own event commits it. For the same reason bytes that name their
+ * upload commit that upload alone (bytesAreForUpload): its pointer is read with the record in one
+ * call (getBlobAndPendingOf). Bytes that name none (written around the API), or an object gone,
+ * read every pointer beside the record, as before.
+ */
+async function readBeforeProof(
+  deps: IngestDeps,
+  event: BlobEvent,
+  sha256: string,
+): Promise<{ known: Blob | undefined; pending: PendingPointer[]; stored: StoredObject | undefined }> {
+  const stored = await deps.blobs.stat(sha256, event.versionId);
+  const { blob, pending } =
+    stored?.uploadId === undefined
+      ? await deps.ledger.getBlobAndPending(sha256)
+      : await deps.ledger.getBlobAndPendingOf(sha256, stored.uploadId);
+  return { known: blob, pending, stored };
+}
 
 /** The blob's bytes, proven: the verified record, and what storage said of the event's object version. */
 interface Proof {
@@ -181,10 +200,10 @@ async function proveBlob(
   event: BlobEvent,
   sha256: string,
   known: Blob | undefined,
+  stored: StoredObject | undefined,
   options: IngestOptions,
 ): Promise<Proof | IngestOutcome> {
   if (known && isVerifiedObject(known, event)) return { blob: known, eventStat: undefined };
-  const stored = await deps.blobs.stat(sha256, event.versionId);
   if (!stored) return { kind: 'ignored', reason: 'the object is gone (deleted after the event)' };
   const pinning = await checkPinned(deps, sha256, known, stored, options);
   if ('kind' in pinning) return pinning;
@@ -343,14 +362,20 @@ interface PendingRun {
   readonly expired: string[];
 }
 
-function pendingRun(deps: IngestDeps, event: BlobEvent, sha256: string, proof: Proof): PendingRun {
+function pendingRun(
+  deps: IngestDeps,
+  event: BlobEvent,
+  sha256: string,
+  proof: Proof,
+  stat: StoredObject | undefined,
+): PendingRun {
   const { blobs, clock } = deps;
   // The version this event is about (the bytes that just arrived, not an older pinned copy): when
   // storage stored it, and which upload's URL sent it. Looked up once, when a pending upload asks.
   let eventObject: Promise<{ at: Date; uploadId: string | undefined }> | undefined;
   const storedObject = () => {
     eventObject ??= (
-      proof.eventStat ? Promise.resolve(proof.eventStat) : blobs.stat(sha256, event.versionId)
+      proof.eventStat || stat ? Promise.resolve(proof.eventStat ?? stat) : blobs.stat(sha256, event.versionId)
     ).then((stored) => ({
       at: stored?.lastModified ?? (event.eventTime === undefined ? clock.now() : new Date(event.eventTime)),
       uploadId: stored?.uploadId,

@@ -228,6 +228,15 @@ export interface BlobLedger {
    */
   getBlobAndPending(sha256: string): Promise<{ blob: Blob | undefined; pending: PendingPointer[] }>;
   /**
+   * The blob's record and one upload's pointer to that content (`pending` holds it, or nothing when
+   * there is none), in one strongly consistent read: bytes sent through an upload's URL name that
+   * upload and commit it alone, so its ingest needs no other pointer.
+   */
+  getBlobAndPendingOf(
+    sha256: string,
+    uploadId: string,
+  ): Promise<{ blob: Blob | undefined; pending: PendingPointer[] }>;
+  /**
    * Records a verified blob. One with a versionId pins that object version: it is written only over
    * no pin, the same pin, or `replaces` (a pinned version found gone). Returns the record that holds,
    * which is another writer's pin when that one won.

@@ -63,7 +63,8 @@ const EXPECTED: Record<string, string[]> = {
   ],
   ingest: [
     ...LOGS,
-    ...ledger('GetItem', 'Query'),
+    // BatchGetItem: the blob's pin and the sender's pending pointer in one read.
+    ...ledger('BatchGetItem', 'GetItem', 'Query'),
     // And the blob pins and its verifications part-way through: no other function may write a pin
     // or a hash state.
     ...ledgerWrites(`${CONTENT},B#*,VERIFY#*`, 'ConditionCheckItem', 'PutItem', 'UpdateItem'),

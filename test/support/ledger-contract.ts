@@ -236,6 +236,45 @@ export function ledgerContract(
       expect(await ledger.listPendingClaims(sha(15))).toEqual([]);
     });
 
+    it("getBlobAndPendingOf: the record and that one upload's pointer, with the claim it carries", async () => {
+      const { ledger } = await makeLedger();
+      expect(await ledger.getBlobAndPendingOf(sha(16), 'b-sender')).toEqual({ blob: undefined, pending: [] });
+      const upload = pendingUpload({ uploadId: 'b-sender', sha256: sha(16), expiresAt: at(900) });
+      await ledger.addPendingUpload(sha(16), upload.uploadId, upload);
+      await ledger.addPendingUpload(
+        sha(16),
+        'a-other',
+        pendingUpload({ uploadId: 'a-other', sha256: sha(16) }),
+      );
+      await ledger.addPendingUpload(sha(16), 'c-bare');
+      const claim = {
+        uploadId: 'b-sender',
+        path: upload.path,
+        size: upload.size,
+        contentType: upload.contentType,
+        createdAt: upload.createdAt,
+        expiresAt: at(900),
+      };
+      expect(await ledger.getBlobAndPendingOf(sha(16), 'b-sender')).toEqual({
+        blob: undefined,
+        pending: [{ uploadId: 'b-sender', claim }],
+      });
+      const blob = { sha256: sha(16), size: 10, verifiedAt: T0, etag: '"e"', versionId: 'v1' };
+      await ledger.putBlob(blob);
+      expect(await ledger.getBlobAndPendingOf(sha(16), 'b-sender')).toEqual({
+        blob,
+        pending: [{ uploadId: 'b-sender', claim }],
+      });
+      expect(await ledger.getBlobAndPendingOf(sha(16), 'c-bare')).toEqual({
+        blob,
+        pending: [{ uploadId: 'c-bare' }],
+      });
+      await ledger.removePendingUpload(sha(16), 'b-sender');
+      expect(await ledger.getBlobAndPendingOf(sha(16), 'b-sender')).toEqual({ blob, pending: [] });
+      // Another content's record is not this one's.
+      expect(await ledger.getBlobAndPendingOf(sha(17), 'a-other')).toEqual({ blob: undefined, pending: [] });
+    });
+
     it("pagePendingUploads pages through every pointer once; the sweep's checkpoint is stored and cleared", async () => {
       const { ledger } = await makeLedger();
       const pointers = [1, 2, 3, 4, 5].map((i) => ({ sha256: sha(i), uploadId: `u-${i}` }));

@@ -65,6 +65,32 @@ describe("the ingest's ledger calls per commit", () => {
     expect(await s.ledger.getBlob(upload.sha256)).toMatchObject({ size: 1500 });
   });
 
+  it("bytes sent through their upload's URL: the pin and that upload's pointer in one read, 5 calls in all", async () => {
+    const s = setup();
+    const bytes = randomBytes(1700);
+    const upload = await claim(s, 'media/a/b/sent.png', bytes);
+    // Another claim of the same content by hash alone: the sender's bytes do not commit it.
+    const other = await claim(s, 'media/a/b/other.png', bytes);
+    s.calls.length = 0;
+    // The object names the upload whose URL sent it (the metadata signed into that URL).
+    const versionId = s.blobs.put(upload.sha256, bytes, upload.uploadId);
+    const event = { key: `blobs/${upload.sha256}`, size: bytes.length, etag: undefined, versionId };
+    const outcome = await ingestBlob(s.deps, event);
+    expect(outcome).toMatchObject({
+      kind: 'committed',
+      committed: [{ uploadId: upload.uploadId, version: 1 }],
+    });
+    expect(s.calls).toEqual([
+      'getBlobAndPendingOf',
+      'hasLiveFileUnder',
+      'readCommitState',
+      'commit',
+      'markFannedOut',
+    ]);
+    expect(await s.ledger.getUpload(other.uploadId)).toMatchObject({ status: 'pending' });
+    expect(await s.ledger.listPendingUploads(upload.sha256)).toEqual([other.uploadId]);
+  });
+
   it('a pointer that carries no claim (written before pointers did) still commits, reading its upload', async () => {
     const s = setup();
     const bytes = randomBytes(1400);
