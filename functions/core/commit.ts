@@ -39,7 +39,7 @@ import type {
   UploadLedger,
   VersionLedger,
 } from './ports.js';
-import { shardOf } from './shards.js';
+import { type FeedShards, feedShardsOf } from './shards.js';
 
 export interface CommitDeps {
   readonly ledger: VersionLedger;
@@ -47,6 +47,8 @@ export interface CommitDeps {
   readonly clock: Clock;
   readonly feedShards: number;
   readonly targets: readonly PolicyTarget[];
+  /** Who lends this process's commits their feed shards. @default this process's (feedShardsOf) */
+  readonly shardLender?: FeedShards | undefined;
 }
 
 export interface CommitRequest {
@@ -100,39 +102,114 @@ export interface BlobRecordWrite extends BlobRecord {
  */
 const MAX_ATTEMPTS = 200;
 
-/** Commits the next version of a path, appends it to the feed and fans it out. */
+/**
+ * Commits the next version of a path, appends it to the feed and fans it out. The feed shard is
+ * lent by this process's FeedShards from the read to the write's answer: this process's commits
+ * never race each other for a counter, and a shard another process appended to first is left to it
+ * (docs/design-notes.md, "Which shard a commit takes").
+ */
 export async function commitVersion(deps: CommitDeps, request: CommitRequest): Promise<FileVersion> {
+  const shards = deps.shardLender ?? feedShardsOf(deps.feedShards);
+  const lease: Lease = { shards, shard: await shards.acquire(), held: true, fresh: true };
+  const release = () => {
+    if (lease.held) shards.release(lease.shard);
+    lease.held = false;
+  };
+  try {
+    const committed = await commitOnShards(deps, request, lease);
+    release();
+    if (committed.change !== undefined) await publish(deps, committed.version, committed.change);
+    return committed.version;
+  } finally {
+    release();
+  }
+}
+
+/** The shard lent to a commit; `fresh` until a write on it is refused. */
+interface Lease {
+  readonly shards: FeedShards;
+  shard: number;
+  held: boolean;
+  fresh: boolean;
+}
+
+/** The commit's attempts, on the lent shard (moved to another when another process appended to it first). */
+async function commitOnShards(
+  deps: CommitDeps,
+  request: CommitRequest,
+  lease: Lease,
+): Promise<{ version: FileVersion; change?: Change }> {
   const { ledger, clock } = deps;
-  const shard = shardOf(request.path, deps.feedShards);
-  let state = await ledger.readCommitState(request.path, shard);
+  let state = await ledger.readCommitState(request.path, lease.shard);
   for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-    if (movedPast(request, state)) return ownVersionOrConflict(deps, request, state);
+    if (movedPast(request, state)) return { version: await ownVersionOrConflict(deps, request, state) };
     const same = await equalHead(deps, request, state);
-    if (same !== undefined) return same;
+    if (same !== undefined) return { version: same };
     const version = nextVersion(request, state, clock.now().toISOString());
-    const change = feedEntry(version, shard, state.feedSeq + 1, clock.now().toISOString());
+    const change = feedEntry(version, lease.shard, state.feedSeq + 1, clock.now().toISOString());
     const blob = unsettled(request.blob);
     const started = performance.now();
     const result = await ledger.commit({
       version,
       change,
       upload: request.endsUpload,
-      folderRule: await folderRuleWrite(deps, request, state),
+      folderRule: await folderRuleWrite(deps, request, state, lease.shard),
       blob,
     });
     const roundTripMs = performance.now() - started;
     settleBlob(blob, result);
     if (result.committed) {
-      await publish(deps, version, change);
-      return version;
+      // Appended at the first write on this shard: no other process is appending to it.
+      if (lease.fresh) lease.shards.won(lease.shard);
+      return { version, change };
     }
+    lease.fresh = false;
     const settled = await settledOrRefused(deps, request, result);
-    if (settled !== undefined) return settled;
-    // Refused by the blob's pin alone, the head and seq were as read: write again at once.
-    if (result.pinned === undefined) await backOff(attempt, roundTripMs);
-    state = withContent(result.state, state);
+    if (settled !== undefined) return { version: settled };
+    state = await stateToRetry(deps, request, lease, { result, read: state, attempt, roundTripMs });
   }
   throw new Error(`commit of "${request.path}" refused ${MAX_ATTEMPTS} times: the ledger is inconsistent`);
+}
+
+/**
+ * What to write again from after a refusal. The counter moved while this process held the shard:
+ * another process appended to it first, and the commit goes on on another shard, read afresh.
+ * Otherwise the state the refusal returned, after a backoff (none when the blob's pin alone
+ * refused it: the head and seq were as read).
+ */
+async function stateToRetry(
+  deps: CommitDeps,
+  request: CommitRequest,
+  lease: Lease,
+  refusal: {
+    result: Extract<CommitResult, { committed: false }>;
+    read: CommitState;
+    attempt: number;
+    roundTripMs: number;
+  },
+): Promise<CommitState> {
+  const { result, read } = refusal;
+  const found = withContent(result.state, read);
+  if (found.feedSeq !== read.feedSeq && (await movedShard(lease))) {
+    lease.fresh = true;
+    return deps.ledger.readCommitState(request.path, lease.shard);
+  }
+  if (result.pinned === undefined) await backOff(refusal.attempt, refusal.roundTripMs);
+  return found;
+}
+
+/**
+ * The shard was lost to another process: marks it, gives it back and takes another. True when the
+ * commit now holds a different shard (its counter unknown); false when it got the same one back.
+ */
+async function movedShard(lease: Lease): Promise<boolean> {
+  const lost = lease.shard;
+  lease.shards.lost(lost);
+  lease.shards.release(lost);
+  lease.held = false;
+  lease.shard = await lease.shards.acquire();
+  lease.held = true;
+  return lease.shard !== lost;
 }
 
 const unsettled = (blob: BlobRecordWrite | undefined) => (blob?.held === undefined ? blob : undefined);
@@ -164,15 +241,14 @@ async function folderRuleWrite(
   deps: CommitDeps,
   request: CommitRequest,
   state: CommitState,
+  shard: number,
 ): Promise<FolderRuleWrite | undefined> {
   const live = state.version > 0 && !(await headDeleted(deps, request.path, state));
   if (request.deleted) {
     // Counted out of the folders its row recorded, whatever the targets are now: a pull target
     // removed or narrowed since must not leave a count that refuses the folder for ever.
     if (!live) return undefined;
-    const counted =
-      state.counted ??
-      (await deps.ledger.readCommitState(request.path, shardOf(request.path, deps.feedShards))).counted;
+    const counted = state.counted ?? (await deps.ledger.readCommitState(request.path, shard)).counted;
     return counted === undefined || counted.length === 0 ? undefined : { folders: counted, change: 'goes' };
   }
   if (request.folderRule === undefined) return undefined;
