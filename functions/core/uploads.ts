@@ -82,19 +82,36 @@ function splitSignedHeaders<H extends PresignedPut['headers'] | PresignedPart['h
   };
 }
 
-export async function createUpload(deps: UploadDeps, request: UploadRequest): Promise<CreateUploadResponse> {
-  const { ledger, clock, limits } = deps;
+/** Whether a claim reads the path's head (createUpload): to check ifVersion, or to find it unchanged. */
+export const claimReadsHead = (request: Pick<UploadRequest, 'ifVersion' | 'newVersion'>): boolean =>
+  request.ifVersion !== undefined || request.newVersion !== true;
+
+export async function createUpload(
+  deps: UploadDeps,
+  request: UploadRequest,
+  /**
+   * The path's head, read already (the API reads it alongside the claim's other checks: issue 10);
+   * otherwise read here. Read once either way.
+   */
+  headRead?: Promise<FileVersion | undefined>,
+): Promise<CreateUploadResponse> {
+  const { clock, limits } = deps;
   // The page and the Uppy plugin hold a file to the same rule before they hash it.
   const refusal = claimLimitRefusal(request, limits);
   if (refusal !== undefined) {
     throw new ValidationError(refusal.field, refusal.message, { code: refusal.code, status: refusal.status });
   }
+  let read = headRead;
+  const getHead = (path: string) => {
+    read ??= deps.ledger.getHead(path);
+    return read;
+  };
   if (request.ifVersion !== undefined) {
-    const current = (await ledger.getHead(request.path))?.version ?? 0;
+    const current = (await getHead(request.path))?.version ?? 0;
     if (current !== request.ifVersion)
       throw new VersionConflictError(request.path, request.ifVersion, current);
   }
-  const head = await unchangedHead(ledger, request);
+  const head = await unchangedHead({ getHead }, request);
   // A head whose bytes storage lost is no answer: the claim goes on and asks for them (probe V4).
   if (head && (await contentStored(deps, request.sha256)))
     return { status: 'committed', path: request.path, ...head, unchanged: true };
@@ -120,7 +137,7 @@ export async function createUpload(deps: UploadDeps, request: UploadRequest): Pr
   // With its pointer, at once: the ingest never finds a pointer to nothing, and no crash leaves an
   // upload no sweep finds. The pointer carries the claim: the ingest commits from it without
   // reading the upload.
-  await ledger.openUpload(upload);
+  await deps.ledger.openUpload(upload);
   const signed = await deps.blobs.presignPut({
     sha256: request.sha256,
     size: request.size,

@@ -38,6 +38,7 @@ import { PathPolicy } from '../core/paths.js';
 import { restoreRequestId, restoreVersion } from '../core/restore.js';
 import {
   abortUpload,
+  claimReadsHead,
   completeUpload,
   contentUrl,
   createUpload,
@@ -284,8 +285,11 @@ async function claimUpload({ deps, paths }: RouteScope, event: Event, context?: 
     event,
     request,
     async () => {
+      // The folder rule's reads and the head's, side by side: one round trip to the ledger, not two.
+      const head = claimReadsHead(body) ? deps.ledger.getHead(path) : undefined;
+      head?.catch(() => undefined);
       await paths.checkOccupancy(path, deps.ledger);
-      const result = await createUpload(deps, { ...body, path });
+      const result = await createUpload(deps, { ...body, path }, head);
       const statusCode = result.status === 'committed' ? 200 : 201;
       checkAnswer(contract.createUpload, statusCode, result);
       return { statusCode, body: result };
