@@ -92,12 +92,14 @@ function refuseUnsignedAmzHeaders(req: IncomingMessage, signedHeaders: readonly 
  * for one type passed with a second one added, which S3 refuses (SignatureDoesNotMatch).
  */
 function everyValue(req: IncomingMessage): Record<string, string> {
-  const out: Record<string, string> = {};
+  // No prototype: a header named `constructor` is that header, not Object's member.
+  const out: Record<string, string> = Object.create(null);
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
     const value = (raw[i + 1] as string).trim();
-    out[name] = name in out ? `${out[name]},${value}` : value;
+    const earlier = out[name];
+    out[name] = earlier === undefined ? value : `${earlier},${value}`;
   }
   return out;
 }

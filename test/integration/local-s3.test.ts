@@ -515,6 +515,16 @@ describe('strict like S3', () => {
     expect((await put('')).split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
   });
 
+  it('a signed header named like an Object.prototype member (constructor, toString) signs as its own value', async () => {
+    // S3 takes any header in SignedHeaders; the emulator's map of what was sent must hold only what was sent.
+    for (const name of ['constructor', 'tostring']) {
+      const body = `signed ${name}`;
+      const res = await signedFetch('PUT', `/plain/prototype/${name}.txt`, body, { [name]: 'x' });
+      expect(res.status, name).toBe(200);
+    }
+    expect(await exists('plain', 'prototype/constructor.txt')).toBe(true);
+  });
+
   it('a header-signed request with an x-amz-* header it did not sign gets 403 AccessDenied too, and changes nothing', async () => {
     // S3 asks the same of the Authorization header as of a presigned URL: every x-amz-* header sent
     // is signed. A component adding one after signing (a middleware, a proxy) fails on AWS, so here too.
