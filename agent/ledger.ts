@@ -5,13 +5,13 @@
  */
 import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import {
-  BatchGetCommand,
   DynamoDBDocumentClient,
   GetCommand,
   PutCommand,
   QueryCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
+import { batchGetItems } from '../common/dynamo-batch-get.ts';
 import {
   type AgentRow,
   agentRowKey,
@@ -125,23 +125,17 @@ export class DynamoLedgerView implements LedgerView, BlobRecords {
     }
   }
 
-  /** The items of `keys` that exist; keys DynamoDB leaves unprocessed are asked again, then one by one. */
+  /** The items of `keys` that exist; keys DynamoDB still leaves unprocessed after a few tries, one by one. */
   private async batchGet(keys: readonly ItemKey[]): Promise<Record<string, unknown>[]> {
-    const items: Record<string, unknown>[] = [];
-    let pending: ItemKey[] = [...keys];
-    for (let attempt = 0; attempt < BATCH_TRIES && pending.length > 0; attempt++) {
-      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** attempt));
-      const out = await this.doc.send(
-        new BatchGetCommand({ RequestItems: { [this.table]: { Keys: pending, ConsistentRead: true } } }),
-      );
-      items.push(...(out.Responses?.[this.table] ?? []));
-      pending = (out.UnprocessedKeys?.[this.table]?.Keys ?? []) as ItemKey[];
+    const { found, unprocessed } = await batchGetItems(this.doc, this.table, keys, {
+      tries: BATCH_TRIES,
+      backoffUnitMs: 50,
+    });
+    for (const key of unprocessed) {
+      const item = await this.get(key as ItemKey);
+      if (item) found.push(item);
     }
-    for (const key of pending) {
-      const item = await this.get(key);
-      if (item) items.push(item);
-    }
-    return items;
+    return found;
   }
 
   async readFeed(shard: number, afterSeq: number, limit: number): Promise<Change[]> {

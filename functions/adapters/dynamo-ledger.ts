@@ -10,7 +10,6 @@ import {
   TransactionCanceledException,
 } from '@aws-sdk/client-dynamodb';
 import {
-  BatchGetCommand,
   DeleteCommand,
   DynamoDBDocumentClient,
   GetCommand,
@@ -24,7 +23,7 @@ import {
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
-import { backoffMs, sleep } from '../../common/retry.js';
+import { batchGetItems } from '../../common/dynamo-batch-get.js';
 import {
   agentRowKey,
   blobItemKey,
@@ -1292,27 +1291,9 @@ export class DynamoLedger implements Ledger {
     return (await Promise.all(batches.map((keys) => this.batchGet(keys)))).flat();
   }
 
-  /** One BatchGetItem, then again for what DynamoDB left unprocessed (after a short backoff). */
+  /** One BatchGetItem, then again for what DynamoDB left unprocessed (after a short backoff), until none is. */
   private async batchGet(keys: Item[], projection?: string): Promise<Item[]> {
-    const found: Item[] = [];
-    let pending = keys;
-    for (let attempt = 0; pending.length > 0; attempt++) {
-      if (attempt > 0) await sleep(backoffMs(attempt, 20, 1000));
-      const out = await this.db.send(
-        new BatchGetCommand({
-          RequestItems: {
-            [this.table]: {
-              Keys: pending,
-              ConsistentRead: true,
-              ...(projection === undefined ? {} : { ProjectionExpression: projection }),
-            },
-          },
-        }),
-      );
-      found.push(...(out.Responses?.[this.table] ?? []));
-      pending = (out.UnprocessedKeys?.[this.table]?.Keys ?? []) as Item[];
-    }
-    return found;
+    return (await batchGetItems(this.db, this.table, keys, { projection, backoffUnitMs: 20 })).found;
   }
 
   async getLagRecord(targetId: string): Promise<LagRecord | undefined> {
