@@ -13,6 +13,7 @@ import { createIngestHandler } from '../../functions/handlers/ingest-handler.js'
 import { httpEvent, lambdaContext } from '../support/api-events.js';
 import { makeWorld, sha256Hex, testTelemetry, type World, worldApi } from '../support/domain.js';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
+import { standardRecord } from '../support/sqs-events.js';
 
 let emulators: TestEmulators;
 let world: World;
@@ -70,22 +71,7 @@ async function claimAndPut(path: string, bytes: Buffer): Promise<SQSRecord> {
       },
     ],
   });
-  return {
-    messageId: randomUUID(),
-    receiptHandle: `handle-${randomUUID()}`,
-    body,
-    attributes: {
-      ApproximateReceiveCount: '1',
-      SentTimestamp: String(Date.now()),
-      SenderId: 'AIDAIENQZJOLO23YVJ4VO',
-      ApproximateFirstReceiveTimestamp: String(Date.now()),
-    },
-    messageAttributes: {},
-    md5OfBody: sha256Hex(body).slice(0, 32),
-    eventSource: 'aws:sqs',
-    eventSourceARN: 'arn:aws:sqs:us-east-1:123456789012:ingest',
-    awsRegion: 'us-east-1',
-  };
+  return standardRecord(body, { messageId: randomUUID() });
 }
 
 /** Every message on the queue, deleted as received (a FIFO group's next message comes once the one before is gone). */

@@ -29,6 +29,7 @@ import { makeWorld, sha256Hex, testTelemetry, type World, worldApi } from '../su
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
 import { claimPendingUpload } from '../support/in-memory-core.js';
 import { indexBehind } from '../support/index-behind.ts';
+import { fifoRecord } from '../support/sqs-events.js';
 
 let emulators: TestEmulators;
 let world: World;
@@ -298,25 +299,7 @@ describe('nested paths in URLs: literal slashes and %2F address the same file on
 });
 
 function sqsRecord(body: string, path: string): SQSRecord {
-  return {
-    messageId: randomUUID(),
-    receiptHandle: `handle-${randomUUID()}`,
-    body,
-    attributes: {
-      ApproximateReceiveCount: '1',
-      SentTimestamp: String(Date.now()),
-      SenderId: 'AIDAIENQZJOLO23YVJ4VO',
-      ApproximateFirstReceiveTimestamp: String(Date.now()),
-      SequenceNumber: '18849496460467696128',
-      MessageGroupId: sha256Hex(path),
-      MessageDeduplicationId: randomUUID(),
-    },
-    messageAttributes: {},
-    md5OfBody: sha256Hex(body).slice(0, 32),
-    eventSource: 'aws:sqs',
-    eventSourceARN: 'arn:aws:sqs:us-east-1:123456789012:alpha.fifo',
-    awsRegion: 'us-east-1',
-  };
+  return fifoRecord(body, sha256Hex(path), { messageId: randomUUID(), dedupId: randomUUID() });
 }
 
 const deliver = (message: Partial<ReplicationMessage> & { path: string }) =>

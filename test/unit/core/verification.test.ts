@@ -23,6 +23,7 @@ import { LOCAL_CREDENTIALS, type RunningEmulator, startDynamo } from '../../../l
 import { ensureLedgerTable } from '../../../local/resources.ts';
 import { lambdaContext } from '../../support/api-events.js';
 import { RecordingMetrics, randomBytes, sha256Hex, testTelemetry } from '../../support/domain.js';
+import { standardRecord } from '../../support/sqs-events.js';
 import { VersionedBlobs } from '../../support/versioned-blobs.js';
 
 /** What the continuation message carries, as it comes back off the queue (JSON, checked): no state. */
@@ -114,26 +115,7 @@ async function newLedger(): Promise<DynamoLedger> {
   return new DynamoLedger(dynamo, name);
 }
 
-let records = 0;
-function record(body: unknown): SQSRecord {
-  records++;
-  return {
-    messageId: `m-${records}`,
-    receiptHandle: `r-${records}`,
-    body: JSON.stringify(body),
-    attributes: {
-      ApproximateReceiveCount: '1',
-      SentTimestamp: String(Date.now()),
-      SenderId: 'AIDA',
-      ApproximateFirstReceiveTimestamp: String(Date.now()),
-    },
-    messageAttributes: {},
-    md5OfBody: '',
-    eventSource: 'aws:sqs',
-    eventSourceARN: 'arn:aws:sqs:us-east-1:123456789012:mirror-ingest',
-    awsRegion: 'us-east-1',
-  };
-}
+const record = (body: unknown): SQSRecord => standardRecord(body);
 
 const s3Event = (sha256: string, size: number, versionId: string | undefined) => ({
   Records: [
