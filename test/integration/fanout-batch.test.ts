@@ -5,7 +5,6 @@
  * two versions of one path in the batch arrive in version order.
  */
 import { randomUUID } from 'node:crypto';
-import { DeleteMessageBatchCommand, type Message, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import type { APIGatewayProxyStructuredResultV2, SQSEvent, SQSRecord } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deduplicationId, messageGroupId } from '../../functions/core/shards.js';
@@ -74,31 +73,6 @@ async function claimAndPut(path: string, bytes: Buffer): Promise<SQSRecord> {
   return standardRecord(body, { messageId: randomUUID() });
 }
 
-/** Every message on the queue, deleted as received (a FIFO group's next message comes once the one before is gone). */
-async function drain(queueUrl: string): Promise<Message[]> {
-  const all: Message[] = [];
-  for (;;) {
-    const out = await emulators.sqs.send(
-      new ReceiveMessageCommand({
-        QueueUrl: queueUrl,
-        MaxNumberOfMessages: 10,
-        WaitTimeSeconds: 0,
-        VisibilityTimeout: 300,
-        MessageSystemAttributeNames: ['MessageGroupId', 'MessageDeduplicationId'],
-      }),
-    );
-    if (!out.Messages?.length) return all;
-    all.push(...out.Messages);
-    const deleted = await emulators.sqs.send(
-      new DeleteMessageBatchCommand({
-        QueueUrl: queueUrl,
-        Entries: out.Messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
-      }),
-    );
-    expect(deleted.Failed ?? []).toEqual([]);
-  }
-}
-
 describe('fan-out of an ingest batch', () => {
   it("a multi-record ingest batch reaches every target in SendMessageBatch requests, a path's versions in order", async () => {
     const paths = Array.from({ length: 10 }, (_, i) => `public/batch/${i}.txt`);
@@ -121,7 +95,7 @@ describe('fan-out of an ingest batch', () => {
     expect(batches).toBeLessThan(36);
 
     for (const target of world.targets) {
-      const messages = await drain(target.queueUrl);
+      const messages = await emulators.drainQueue(target.queueUrl);
       const bodies = messages.map((m) => JSON.parse(m.Body ?? '{}') as { path: string; version: number });
       expect(bodies.map((b) => `${b.path}@${b.version}`).sort(), target.id).toEqual(
         [...paths.map((p) => `${p}@1`), 'public/batch/same.txt@1', 'public/batch/same.txt@2'].sort(),

@@ -4,7 +4,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
-import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FileVersion } from '../../contracts/model.js';
 import { initialCursor, readChanges } from '../../functions/core/changes.js';
@@ -32,19 +31,7 @@ async function uploadBytes(world: World, path: string, bytes: Buffer, contentTyp
 }
 
 async function drain(queueUrl: string): Promise<{ path: string; version: number }[]> {
-  const seen: { path: string; version: number }[] = [];
-  for (;;) {
-    const out = await emulators.sqs.send(
-      new ReceiveMessageCommand({
-        QueueUrl: queueUrl,
-        MaxNumberOfMessages: 10,
-        WaitTimeSeconds: 0,
-        VisibilityTimeout: 60,
-      }),
-    );
-    if (!out.Messages?.length) return seen;
-    for (const m of out.Messages) seen.push(JSON.parse(m.Body as string));
-  }
+  return (await emulators.drainQueue(queueUrl)).map((m) => JSON.parse(m.Body as string));
 }
 
 describe('invariants (docs/design-notes.md)', () => {

@@ -7,7 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
-import { CreateQueueCommand, SQSClient } from '@aws-sdk/client-sqs';
+import {
+  CreateQueueCommand,
+  DeleteMessageBatchCommand,
+  type Message,
+  ReceiveMessageCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs';
 import { makeS3Client } from '../../functions/adapters/s3.js';
 import { LOCAL_CREDENTIALS, type S3Emulator, startDynamo, startS3, startSqs } from '../../local/emulators.ts';
 import { ensureLedgerTable } from '../../local/resources.ts';
@@ -25,6 +31,8 @@ export interface TestEmulators {
   createTable(name?: string): Promise<string>;
   createBucket(name: string): Promise<string>;
   createFifoQueue(name: string): Promise<string>;
+  /** Every message on the queue, deleted as received (a FIFO group's next message comes once the one before is gone). */
+  drainQueue(queueUrl: string): Promise<Message[]>;
   /** Sets AWS_ENDPOINT_URL_* etc. so code that builds its own clients reaches these emulators. */
   env(): Record<string, string>;
   stop(): Promise<void>;
@@ -75,6 +83,29 @@ export async function startEmulators(): Promise<TestEmulators> {
         }),
       );
       return out.QueueUrl as string;
+    },
+    async drainQueue(queueUrl) {
+      const all: Message[] = [];
+      for (;;) {
+        const out = await sqs.send(
+          new ReceiveMessageCommand({
+            QueueUrl: queueUrl,
+            MaxNumberOfMessages: 10,
+            WaitTimeSeconds: 0,
+            VisibilityTimeout: 300,
+            MessageSystemAttributeNames: ['MessageGroupId', 'MessageDeduplicationId'],
+          }),
+        );
+        if (!out.Messages?.length) return all;
+        all.push(...out.Messages);
+        const deleted = await sqs.send(
+          new DeleteMessageBatchCommand({
+            QueueUrl: queueUrl,
+            Entries: out.Messages.map((m, i) => ({ Id: String(i), ReceiptHandle: m.ReceiptHandle })),
+          }),
+        );
+        if (deleted.Failed?.length) throw new Error(`could not delete: ${JSON.stringify(deleted.Failed)}`);
+      }
     },
     env: () => ({
       AWS_ENDPOINT_URL_DYNAMODB: dynamoEndpoint,
