@@ -31,6 +31,10 @@ export function metricsPort(metrics: Metrics): MetricsPort {
   };
   return {
     count: (name, value = 1, dimensions) => add(name, MetricUnit.Count, value, dimensions),
+    countAtOnce: (name, value = 1) => {
+      metrics.addMetric(name, MetricUnit.Count, value);
+      metrics.publishStoredMetrics();
+    },
     bytes: (name, value, dimensions) => add(name, MetricUnit.Bytes, value, dimensions),
     milliseconds: (name, value, dimensions) => add(name, MetricUnit.Milliseconds, value, dimensions),
     seconds: (name, value, dimensions) => add(name, MetricUnit.Seconds, value, dimensions),

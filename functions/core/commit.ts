@@ -85,6 +85,12 @@ export interface CommitRequest {
    * `held` is set to the record that holds once a write settles it: this one, or another pin.
    */
   readonly blob?: BlobRecordWrite | undefined;
+  /**
+   * Called once this call's own write holds the version, before the fan-out; never for a version
+   * another call wrote (another delivery of the upload, an equal head). What counts commits counts
+   * here: the invocation may die in the fan-out, and no retry finds the upload left to commit.
+   */
+  readonly onWritten?: ((version: FileVersion) => void) | undefined;
 }
 
 /** The path's folders a pull target takes (at most MAX_RULED_FOLDERS: deeper paths are refused at their claim). */
@@ -118,7 +124,10 @@ export async function commitVersion(deps: CommitDeps, request: CommitRequest): P
   try {
     const committed = await commitOnShards(deps, request, lease);
     release();
-    if (committed.change !== undefined) await publish(deps, committed.version, committed.change);
+    if (committed.change !== undefined) {
+      request.onWritten?.(committed.version);
+      await publish(deps, committed.version, committed.change);
+    }
     return committed.version;
   } finally {
     release();

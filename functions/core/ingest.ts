@@ -500,6 +500,10 @@ async function commitUpload(run: PendingRun, upload: PendingClaim, uploadId: str
       keepsEqualHead: keepsEqualHeadOf(upload),
       endsUpload: { deduplicated: false },
       blob: run.record,
+      // At once, not at the invocation's end: a retry finds this upload committed and counts
+      // nothing, so a count held back until then is lost with an invocation killed past its
+      // commit (a timeout in the fan-out, or in a later record's backoff).
+      onWritten: () => metrics.countAtOnce('VersionsCommitted'),
     });
     if (version.uploadId !== uploadId) {
       // Another upload committed these very bytes to this path after this one was claimed: it
@@ -511,8 +515,8 @@ async function commitUpload(run: PendingRun, upload: PendingClaim, uploadId: str
       }
       return;
     }
+    // Counted by onWritten when this commit wrote it, not when another delivery of the upload did.
     run.committed.push({ uploadId, path: upload.path, version: version.version });
-    metrics.count('VersionsCommitted');
   } catch (error) {
     // Ended meanwhile (expired, or rejected by another delivery): that outcome stands.
     if (error instanceof UploadFinishedError) return ledger.removePendingUpload(run.sha256, uploadId);

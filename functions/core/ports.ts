@@ -599,6 +599,12 @@ export interface FanoutQueue {
 
 export interface Metrics {
   count(name: string, value?: number, dimensions?: Record<string, string>): void;
+  /**
+   * A count published at once (with whatever is counted so far), not when the invocation ends: for a
+   * fact no retry will count again, which an invocation killed before its end (a timeout) would
+   * otherwise lose. Each call costs a log line of its own.
+   */
+  countAtOnce(name: string, value?: number): void;
   bytes(name: string, value: number, dimensions?: Record<string, string>): void;
   milliseconds(name: string, value: number, dimensions?: Record<string, string>): void;
   seconds(name: string, value: number, dimensions?: Record<string, string>): void;

@@ -135,9 +135,9 @@ describe('metrics the alarms watch are the metrics the handlers emit', () => {
       .map((file) => readFileSync(path.join(REPO_ROOT, 'functions', file), 'utf8'));
     const emittedNames = new Set(
       sources.flatMap((text) =>
-        [...text.matchAll(/metrics\??\.(?:count|bytes|seconds|milliseconds)\(\s*'([A-Za-z]+)'/g)].map(
-          (m) => m[1],
-        ),
+        [
+          ...text.matchAll(/metrics\??\.(?:count|countAtOnce|bytes|seconds|milliseconds)\(\s*'([A-Za-z]+)'/g),
+        ].map((m) => m[1]),
       ),
     );
     const deployDoc = readFileSync(path.join(REPO_ROOT, 'docs', 'deploy.md'), 'utf8');

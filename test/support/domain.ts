@@ -16,6 +16,9 @@ export class RecordingMetrics implements Metrics {
   count(name: string, value = 1, dimensions?: Record<string, string>) {
     this.recorded.push({ name, value, dimensions });
   }
+  countAtOnce(name: string, value = 1) {
+    this.recorded.push({ name, value, dimensions: undefined });
+  }
   bytes(name: string, value: number, dimensions?: Record<string, string>) {
     this.recorded.push({ name, value, dimensions });
   }
