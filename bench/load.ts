@@ -23,6 +23,8 @@ export const makeFiles = (prefix: string, n: number, size: number): BenchFile[] 
   }));
 
 export interface Declared {
+  /** The upload's id: its status is `GET /v1/uploads/{id}` (bench/committed.ts asks it). */
+  readonly uploadId: string;
   readonly url: string;
   /** The headers the PUT must carry (content-length left to fetch). */
   readonly headers: Record<string, string>;
@@ -59,7 +61,11 @@ export function declare(stack: Pick<BenchStack, 'endpoints'>, file: BenchFile): 
         detail: JSON.stringify(created.body),
       };
     const { 'content-length': _length, ...headers } = created.body.upload.headers as Record<string, string>;
-    return { status: 201, value: { url: created.body.upload.url as string, headers }, detail: '' };
+    return {
+      status: 201,
+      value: { uploadId: created.body.uploadId as string, url: created.body.upload.url as string, headers },
+      detail: '',
+    };
   });
 }
 

@@ -15,9 +15,10 @@ import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { BroadcastChannel, parentPort, workerData } from 'node:worker_threads';
 import { validateReturnValuesOnConditionCheckFailure } from './dynamo-transactions.ts';
+import type { DynamoRequestAnnounced } from './emulators.ts';
 import { startGate } from './gate.ts';
 import { closeServer, listen, type PortRole } from './net.ts';
-import { callObserver } from './observed-calls.ts';
+import { callerOf, callObserver } from './observed-calls.ts';
 import type { SigV4Credentials } from './sigv4.ts';
 import { inProcessUpstream } from './upstream.ts';
 
@@ -101,17 +102,23 @@ async function start(options: DynamoThreadOptions): Promise<{ port: number; stop
   };
 }
 
-/** Posts the operation of each request reaching `port` on the channel `name`; returns the stop. */
+/**
+ * Posts the operation of each request reaching `port` on the channel `name`, with its caller (the
+ * SDK's app id: the function's name), so a count can leave out a caller's calls; returns the stop.
+ */
 function announceRequests(name: string, port: number): () => void {
   const channel = new BroadcastChannel(name);
   const listener = (message: unknown) => {
     const { request, socket } = message as { request: IncomingMessage; socket: Socket };
     if (socket.localPort !== port) return;
-    channel.postMessage(
-      String(request.headers['x-amz-target'] ?? '?')
-        .split('.')
-        .at(-1) ?? '?',
-    );
+    const announced: DynamoRequestAnnounced = {
+      operation:
+        String(request.headers['x-amz-target'] ?? '?')
+          .split('.')
+          .at(-1) ?? '?',
+      caller: callerOf(request.headers) ?? '?',
+    };
+    channel.postMessage(announced);
   };
   subscribe('http.server.request.start', listener);
   return () => {

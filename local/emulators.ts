@@ -53,11 +53,19 @@ export const PORT_ROLES = {
 
 /**
  * Measurement only (bench/ledger.ts): with this variable set to 1, the DynamoDB thread names the
- * operation of each request it receives on the BroadcastChannel `DYNAMODB_REQUESTS_CHANNEL`, so a
+ * operation (and caller) of each request it receives on the BroadcastChannel `DYNAMODB_REQUESTS_CHANNEL`, so a
  * counter in another thread of the process sees the requests its own HTTP servers do not.
  */
 export const DYNAMODB_REQUESTS_ENV = 'MIRROR_BENCH_DYNAMODB_REQUESTS';
 export const DYNAMODB_REQUESTS_CHANNEL = 'media-mirror:dynamodb-requests';
+
+/** One request, as posted on DYNAMODB_REQUESTS_CHANNEL. */
+export interface DynamoRequestAnnounced {
+  /** The x-amz-target's action, e.g. `TransactWriteItems`. */
+  readonly operation: string;
+  /** The SDK's app id: the local function's name (`ingest`, `api`), `?` when none. */
+  readonly caller: string;
+}
 
 /**
  * dynalite behind a gate (local/gate.ts), both in a worker thread of their own
