@@ -1,10 +1,13 @@
 /**
  * A queue and its own dead-letter queue, both encrypted (SSE-SQS), TLS-only, and kept when the stack
  * is deleted or the queue replaced (their messages with them; docs/deploy.md). The queue may be no
- * other queue's dead-letter queue.
+ * other queue's dead-letter queue, and the dead-letter queue no other queue's but this one's.
  */
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { AwsCustomResource, AwsCustomResourcePolicy, PhysicalResourceId } from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 
 export interface QueueWithDlqProps {
@@ -82,9 +85,90 @@ export class QueueWithDlq extends Construct {
       // SQS asks nothing of a queue another names in its RedrivePolicy: without this, anyone in the
       // account who may create a queue could make this one its DLQ and have SQS move messages into it,
       // past every SendMessage grant. A redrive back into it (StartMessageMoveTask) is not concerned.
-      // Its own DLQ cannot be limited to it the same way (byQueue would name this queue's ARN, which
-      // names the DLQ: a cycle; docs/deploy.md, "Settings worth knowing").
       redriveAllowPolicy: { redrivePermission: sqs.RedrivePermission.DENY_ALL },
     });
+    this.acceptOnlyOwnSource();
+  }
+
+  /**
+   * The dead-letter queue takes dead letters from this queue only (`byQueue`): a foreign queue naming
+   * it would trip its alarm, and reach the pipeline through a redrive to this queue (a move task with
+   * a destination, or the CLI's move by hand against an SQS endpoint). Its own properties cannot say
+   * so: `byQueue` names this queue's ARN, and this queue's RedrivePolicy names the DLQ's, a cycle
+   * CloudFormation refuses (fixed names would break it but replace every deployed queue). So an SDK
+   * call sets it once both exist, and again whenever either ARN changes (a replaced queue).
+   *
+   * The named source queue may still take its dead letters back: `sourceQueueArns` are "the source
+   * queues that can specify this queue as the dead-letter queue and redrive messages" (SQS API
+   * Reference, SetQueueAttributes, `RedriveAllowPolicy`), and StartMessageMoveTask without a
+   * destination sends each message to the queue it came from (API Reference, StartMessageMoveTask).
+   *
+   * Nothing on delete: the queues are retained with their messages, and a retained DLQ should keep
+   * refusing foreign queues. Deleting the call must not undo it either: CloudFormation deletes the old
+   * custom resource after creating its replacement, which would reopen the DLQ it had just closed.
+   */
+  private acceptOnlyOwnSource(): void {
+    const provider = SetQueueAttributesProvider.of(this);
+    const dlqArn = this.deadLetterQueue.queueArn;
+    const call = {
+      service: 'SQS',
+      action: 'setQueueAttributes',
+      parameters: {
+        QueueUrl: this.deadLetterQueue.queueUrl,
+        Attributes: {
+          RedriveAllowPolicy: Stack.of(this).toJsonString({
+            redrivePermission: 'byQueue',
+            sourceQueueArns: [this.queue.queueArn],
+          }),
+        },
+      },
+      physicalResourceId: PhysicalResourceId.of(dlqArn),
+    };
+    new AwsCustomResource(this, 'DeadLetterSourceOnly', {
+      resourceType: 'Custom::DeadLetterRedriveAllowPolicy',
+      onCreate: call,
+      onUpdate: call,
+      policy: AwsCustomResourcePolicy.fromStatements([
+        new iam.PolicyStatement({ actions: ['sqs:SetQueueAttributes'], resources: [dlqArn] }),
+      ]),
+      // The SDK in Lambda's runtime has SetQueueAttributes: no npm install from the function at deploy time.
+      installLatestAwsSdk: false,
+      role: provider.role,
+      logGroup: provider.logGroup,
+    });
+  }
+}
+
+/**
+ * The role and log group of the stack's one AwsCustomResource function (a singleton: every
+ * `AwsCustomResource` of a stack runs in the same function, which takes the role and log group the
+ * first one names). The role carries no managed policy (AWSLambdaBasicExecutionRole would write to
+ * every log group): its own log group, and each call's own policy, attached by `AwsCustomResource`.
+ */
+class SetQueueAttributesProvider extends Construct {
+  static of(scope: Construct): SetQueueAttributesProvider {
+    const stack = Stack.of(scope);
+    const id = 'SetQueueAttributesProvider';
+    return (
+      (stack.node.tryFindChild(id) as SetQueueAttributesProvider | undefined) ??
+      new SetQueueAttributesProvider(stack, id)
+    );
+  }
+
+  readonly role: iam.Role;
+  readonly logGroup: logs.LogGroup;
+
+  private constructor(scope: Construct, id: string) {
+    super(scope, id);
+    this.logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+    });
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description:
+        "Execution role of the stack's AwsCustomResource function: sets each dead-letter queue's RedriveAllowPolicy",
+    });
+    this.logGroup.grantWrite(this.role);
   }
 }

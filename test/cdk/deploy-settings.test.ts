@@ -13,7 +13,17 @@ import {
   LEDGER_DELETION_PROTECTION_CONTEXT,
   TERMINATION_PROTECTION_CONTEXT,
 } from '../../lib/mirror-app.js';
-import { buildTestApp, props, resourcesOfType, TEST_CONTEXT, testTopology } from './fixture.ts';
+import {
+  actionsOf,
+  buildTestApp,
+  fakeResolve,
+  props,
+  resourcesOf,
+  resourcesOfType,
+  type Statement,
+  TEST_CONTEXT,
+  testTopology,
+} from './fixture.ts';
 
 // Queues too: a replaced or deleted queue takes its messages (and a DLQ the failures waiting for a
 // redrive) with it, and a pull target's agent is configured with its queue's URL.
@@ -280,6 +290,77 @@ describe('who may name a queue as its dead-letter queue', () => {
         id,
         allow: { redrivePermission: 'denyAll' },
       });
+  });
+
+  // A dead-letter queue cannot name its source queue in its own properties (the source's
+  // RedrivePolicy names the DLQ's ARN: a cycle), so a custom resource sets it once both exist.
+  const home = Template.fromStack(buildTestApp(testTopology(), { nag: false }).home);
+  const queues = resourcesOfType(home, 'AWS::SQS::Queue');
+  /** Source queue id → its dead-letter queue's id. */
+  const deadLetterOf = new Map(
+    Object.entries(queues).flatMap(([id, q]) => {
+      const target = (props(q).RedrivePolicy as { deadLetterTargetArn?: { 'Fn::GetAtt': [string] } })
+        ?.deadLetterTargetArn;
+      return target ? [[id, target['Fn::GetAtt'][0]] as const] : [];
+    }),
+  );
+  type SdkCall = { service: string; action: string; parameters: Record<string, unknown> };
+  /** Every SQS SetQueueAttributes a custom resource of the stack makes, by phase. */
+  const attributeCalls = Object.entries(home.toJSON().Resources as Record<string, Record<string, unknown>>)
+    .filter(([, r]) => String(r.Type).startsWith('Custom::'))
+    .flatMap(([id, r]) =>
+      (['Create', 'Update', 'Delete'] as const).flatMap((phase) => {
+        const raw = props(r)[phase];
+        if (raw === undefined) return [];
+        const call = JSON.parse(String(fakeResolve(raw))) as SdkCall;
+        if (call.service.toLowerCase() !== 'sqs' || !/^setQueueAttributes$/i.test(call.action)) return [];
+        return [{ id, phase, resource: r, parameters: call.parameters }];
+      }),
+    );
+
+  it('each dead-letter queue accepts only its own source queue (RedriveAllowPolicy byQueue, on create and update)', () => {
+    // ingest, completion and the four targets of the test topology
+    expect(deadLetterOf.size).toBe(6);
+    const set = new Map<string, unknown[]>();
+    for (const { phase, parameters } of attributeCalls) {
+      expect(phase).not.toBe('Delete');
+      const attributes = parameters.Attributes as Record<string, string>;
+      expect(Object.keys(attributes)).toEqual(['RedriveAllowPolicy']);
+      const key = `${phase} ${String(parameters.QueueUrl)}`;
+      set.set(key, [...(set.get(key) ?? []), JSON.parse(attributes.RedriveAllowPolicy ?? '')]);
+    }
+    const expected = new Map(
+      [...deadLetterOf].flatMap(([source, dlq]) =>
+        ['Create', 'Update'].map((phase) => [
+          `${phase} ref:${dlq}`,
+          [{ redrivePermission: 'byQueue', sourceQueueArns: [`att:${source}.Arn`] }],
+        ]),
+      ),
+    );
+    expect(Object.fromEntries(set)).toEqual(Object.fromEntries(expected));
+  });
+
+  it('one provider function for the whole stack; each call may set the attributes of its own dead-letter queue only', () => {
+    const creates = attributeCalls.filter((c) => c.phase === 'Create');
+    expect(creates).toHaveLength(deadLetterOf.size);
+    const tokens = new Set(creates.map((c) => JSON.stringify(props(c.resource).ServiceToken)));
+    expect(tokens.size).toBe(1);
+    const policies = resourcesOfType(home, 'AWS::IAM::Policy');
+    for (const { id, resource, parameters } of creates) {
+      const dlq = /^ref:(.+)$/.exec(String(parameters.QueueUrl))?.[1];
+      // The policy the call was given: CloudFormation creates it before the call runs.
+      const own = ((resource.DependsOn ?? []) as string[]).filter((d) => d in policies);
+      expect(own, id).toHaveLength(1);
+      const statements = (
+        props(policies[own[0] as string] ?? {}).PolicyDocument as { Statement: Statement[] }
+      ).Statement;
+      expect(
+        statements.map((s) => ({ effect: s.Effect, actions: actionsOf(s), resources: resourcesOf(s) })),
+        id,
+      ).toEqual([
+        { effect: 'Allow', actions: ['sqs:SetQueueAttributes'], resources: [{ 'Fn::GetAtt': [dlq, 'Arn'] }] },
+      ]);
+    }
   });
 });
 

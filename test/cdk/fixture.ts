@@ -1,6 +1,7 @@
 /** Shared helpers for the CDK tests: build the app from an inline topology and read its templates. */
 import type { App } from 'aws-cdk-lib';
 import type { Template } from 'aws-cdk-lib/assertions';
+import { AwsCustomResource } from 'aws-cdk-lib/custom-resources';
 import { parseTopology, type Topology } from '../../contracts/topology.js';
 import {
   AGENT_TRUST_CONTEXT,
@@ -150,7 +151,7 @@ export function environmentOf(template: Template, functionId: string): Record<st
 
 /**
  * A home-stack resource named by what it is: `ledger[/index/<name>]`, `origin[/<key pattern>]`,
- * `queue:<ingest|completion|target id>`, `replica:<target id>[/<key pattern>]`, `own log group`.
+ * `queue:<ingest|completion|target id>`, `dlq:<ingest|completion|target id>` (its dead-letter queue), `replica:<target id>[/<key pattern>]`, `own log group`.
  * Replica buckets are recognised by testTopology's names.
  */
 export function resourceName(mirror: MirrorApp, resource: string): string {
@@ -163,10 +164,12 @@ export function resourceName(mirror: MirrorApp, resource: string): string {
   if (/Logs[0-9A-F]{8}$/.test(id)) return `own log group${suffix}`;
   if (id.startsWith('LedgerTable')) return `ledger${suffix}`;
   if (id.startsWith('OriginBucket')) return `origin${suffix}`;
-  if (id.startsWith('IngestQueue')) return `queue:ingest${suffix}`;
-  if (id.startsWith('CompletionQueue')) return `queue:completion${suffix}`;
+  // A dead-letter queue's id starts like its queue's: told apart, or a grant on it would read as one on the queue.
+  const queue = /DeadLetter[0-9A-F]{8}$/.test(id) ? 'dlq' : 'queue';
+  if (id.startsWith('IngestQueue')) return `${queue}:ingest${suffix}`;
+  if (id.startsWith('CompletionQueue')) return `${queue}:completion${suffix}`;
   const target = mirror.home.targets.find((t) => id.startsWith(`Target${t.id.replaceAll('-', '')}Queue`));
-  return target ? `queue:${target.id}${suffix}` : resource;
+  return target ? `${queue}:${target.id}${suffix}` : resource;
 }
 
 /**
@@ -222,6 +225,26 @@ function leadingKeysOf(statement: Statement): string | undefined {
   if (Object.keys(tests).join() !== 'dynamodb:LeadingKeys') return undefined;
   const patterns = tests['dynamodb:LeadingKeys'];
   return (Array.isArray(patterns) ? patterns : [patterns]).map(String).join(',');
+}
+
+/**
+ * The logical id of CDK's AwsCustomResource function: one per stack (a singleton named by a fixed
+ * uuid), which sets each dead-letter queue's RedriveAllowPolicy (`QueueWithDlq`). It runs CDK's
+ * handler, not one of the mirror's, and the local stack has no counterpart.
+ */
+export function sdkCallFunctionId(template: Template): string {
+  const prefix = `AWS${AwsCustomResource.PROVIDER_FUNCTION_UUID.replaceAll('-', '')}`;
+  const ids = Object.keys(resourcesOfType(template, 'AWS::Lambda::Function')).filter((id) =>
+    id.startsWith(prefix),
+  );
+  if (ids.length !== 1) throw new Error(`expected one AwsCustomResource function, found ${ids.length}`);
+  return ids[0] as string;
+}
+
+/** The home stack's functions that run the mirror's own handlers (functions/handlers): all but sdkCallFunctionId's. */
+export function mirrorFunctionIds(template: Template): string[] {
+  const sdkCall = sdkCallFunctionId(template);
+  return Object.keys(resourcesOfType(template, 'AWS::Lambda::Function')).filter((id) => id !== sdkCall);
 }
 
 /** The logical id of the home stack's function that the local stack names `name` (local/sandbox.ts). */

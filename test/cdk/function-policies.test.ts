@@ -7,7 +7,14 @@
 import { Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { MirrorApp } from '../../lib/mirror-app.js';
-import { buildTestApp, functionIdOf, grantsOf, resourcesOfType, testTopology } from './fixture.ts';
+import {
+  buildTestApp,
+  functionIdOf,
+  grantsOf,
+  resourcesOfType,
+  sdkCallFunctionId,
+  testTopology,
+} from './fixture.ts';
 
 let mirror: MirrorApp;
 let home: Template;
@@ -173,6 +180,14 @@ const EXPECTED: Record<string, string[]> = {
     'sqs:SendMessage queue:ingest',
     'sqs:SendMessage queue:completion',
   ],
+  // CDK's AwsCustomResource function: sets each dead-letter queue's RedriveAllowPolicy (QueueWithDlq).
+  // One policy per call, each on its own dead-letter queue; the role holds them all.
+  'AwsCustomResource (dead-letter sources)': [
+    ...LOGS,
+    ...['ingest', 'completion', 'onprem-dc1', 'target-a', 'target-b', 'target-c'].map(
+      (queue) => `sqs:SetQueueAttributes dlq:${queue}`,
+    ),
+  ],
 };
 
 describe('each function’s policy, exactly', () => {
@@ -186,6 +201,7 @@ describe('each function’s policy, exactly', () => {
     'lag-monitor': () => functionIdOf(home, 'lag-monitor'),
     reconcile: () => functionIdOf(home, 'reconcile'),
     'pending-sweep': () => functionIdOf(home, 'pending-sweep'),
+    'AwsCustomResource (dead-letter sources)': () => sdkCallFunctionId(home),
   };
 
   for (const [name, find] of Object.entries(functions)) {
