@@ -287,6 +287,12 @@ export const contentQuerySchema = z.strictObject({
   version: wholeNumberParam.optional(),
 });
 
+/**
+ * `GET /v1/paths`: the path a client means to claim, held to the claim's own schema for `path`
+ * (the same field, bound and message).
+ */
+export const pathCheckQuerySchema = z.strictObject({ path: uploadRequestSchema.shape.path });
+
 export const uploadIdParams = z.object({ id: uploadIdSchema });
 export const partParams = z.object({ id: uploadIdSchema, partNumber: partNumberParam });
 export const filePathParams = z.object({ path: filePathParam });
@@ -297,6 +303,13 @@ export const idempotencyHeaders = z.object({ [IDEMPOTENCY_HEADER]: idempotencyKe
 // ---------------------------------------------------------------------------------------------
 
 export const healthSchema = z.strictObject({ status: z.literal('ok'), time: timestamp });
+
+/**
+ * `GET /v1/paths`: a claim of this path would not be refused for it (now: another client may take
+ * the name meanwhile, and the claim checks again). `path` is the path as the mirror stores it (NFC).
+ */
+export const pathCheckSchema = z.strictObject({ path: z.string(), accepted: z.literal(true) });
+export type PathCheck = z.infer<typeof pathCheckSchema>;
 export type Health = z.infer<typeof healthSchema>;
 
 /**
@@ -658,6 +671,14 @@ export const routes = {
     path: '/v1/targets',
     auth: 'required',
     responses: { 200: ok(targetListSchema), 400: error, 500: error },
+  },
+  checkPath: {
+    operationId: 'checkPath',
+    method: 'GET',
+    path: '/v1/paths',
+    auth: 'required',
+    query: pathCheckQuerySchema,
+    responses: { 200: ok(pathCheckSchema), 400: error, 500: error },
   },
   createUpload: {
     operationId: 'createUpload',

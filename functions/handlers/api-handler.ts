@@ -276,8 +276,21 @@ function limits({ deps }: RouteScope): Result {
   });
 }
 
+/**
+ * `GET /v1/paths?path=`: what a claim of the path answers for the path alone, writing nothing, so a
+ * client learns a refusal before it hashes the file (minutes for a large one). The claim's own
+ * checks, in its order: its schema for `path` (the query's), `admit` (every target's rules), then
+ * the folder/file rule against the live heads. A change to the claim's path checks changes this.
+ */
+async function checkPath({ deps, paths }: RouteScope, event: Event): Promise<Result> {
+  const path = paths.admit(query(contract.checkPath.query, event).path);
+  await paths.checkOccupancy(path, deps.ledger);
+  return reply(contract.checkPath, 200, { path, accepted: true });
+}
+
 async function claimUpload({ deps, paths }: RouteScope, event: Event, context?: Invocation): Promise<Result> {
   const body = parse(contract.createUpload.body, jsonBody(event));
+  // The same checks as checkPath (GET /v1/paths), which clients ask before hashing.
   const path = paths.admit(body.path);
   const request = { route: 'POST /v1/uploads', ...body, path };
   const answer = await answerOnce(
@@ -460,6 +473,7 @@ function answerers(
     getHealth: async () => reply(contract.getHealth, 200, { status: 'ok', time: new Date().toISOString() }),
     getLimits: async () => limits(scope),
     listTargets: () => listTargets(scope),
+    checkPath: (event) => checkPath(scope, event),
     createUpload: (event, context) => claimUpload(scope, event, context),
     ...uploadRoutes(scope),
     listFiles: (event) => files(scope, event),

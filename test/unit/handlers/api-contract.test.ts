@@ -3,7 +3,8 @@
  * (a 500, logged), and a request is parsed with the contract's schemas.
  */
 import { describe, expect, it } from 'vitest';
-import { apiLimits, routeList } from '../../../contracts/api.js';
+import type { z } from 'zod';
+import { apiLimits, type RouteContract, routeList } from '../../../contracts/api.js';
 import type { Upload } from '../../../contracts/model.js';
 import { quietTelemetry } from '../../../functions/adapters/powertools.js';
 import { systemClock } from '../../../functions/adapters/wiring.js';
@@ -73,6 +74,14 @@ const handler = createApiHandler({
   telemetry: quietTelemetry(new RecordingMetrics()),
 } as unknown as ApiDeps);
 
+/** A value for each query parameter a route requires (GET /v1/paths: `path`): then only the unknown one is refused. */
+const requiredQuery = (route: RouteContract): Record<string, string> =>
+  Object.fromEntries(
+    Object.entries(route.query?.shape ?? {})
+      .filter(([, schema]) => !(schema as z.ZodType).safeParse(undefined).success)
+      .map(([name]) => [name, 'photos/a.jpg']),
+  );
+
 /** A route's path template with its parameters filled in. */
 const concrete = (template: string) =>
   template.replace('{id}', committed.uploadId).replace('{partNumber}', '1').replace('{path}', 'photos/a.jpg');
@@ -85,7 +94,7 @@ describe('an unknown query parameter, on every route', () => {
     '%s answers 400 invalid naming it, a status its contract lists',
     async (_name, route) => {
       const result = await handler(
-        httpEvent(route.method, concrete(route.path), { query: { zz: '1' } }),
+        httpEvent(route.method, concrete(route.path), { query: { ...requiredQuery(route), zz: '1' } }),
         lambdaContext('api'),
       );
       expect(result.statusCode).toBe(400);
