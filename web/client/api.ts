@@ -20,6 +20,7 @@ import {
   type MultipartView,
   type PartReport,
   type PartRequest,
+  type PathCheck,
   type PresignedPart,
   type RestoreResult,
   type RouteName,
@@ -161,6 +162,14 @@ export class MirrorApi {
     const body = { ...request, sha256: request.sha256.toLowerCase() };
     if (body.ifVersion === undefined) delete body.ifVersion;
     return this.#call('createUpload', { body, headers: keyHeader(options) }, options);
+  }
+
+  /**
+   * `GET /v1/paths?path=`: 200 when a claim of `path` would not be refused for the path now; a
+   * refusal is the claim's own (an ApiError: 400, field `path`). Nothing is written.
+   */
+  checkPath(path: string, options: CallOptions = {}): Promise<PathCheck> {
+    return this.#call('checkPath', { query: { path } }, options);
   }
 
   /**

@@ -1,6 +1,8 @@
 /**
  * `uploadFile`: a browser upload to Media Mirror, straight to S3, in named steps:
  *
+ * 0. check the path (upload/claim.ts): `GET /v1/paths`, the claim's answer for the path alone, so
+ *    a path the claim would refuse fails before the file is hashed;
  * 1. hash (upload/hash.ts): SHA-256 of the whole file, streamed in a Web Worker;
  * 2. claim (upload/claim.ts): `POST /v1/uploads` with path, size, hash and type. Every answer
  *    carries a proof-of-possession challenge; prove answers it from the file alone, and
@@ -21,7 +23,7 @@ import { ApiError, abortReason } from './errors.ts';
 import type { Hasher } from './hashing.ts';
 import { type BackoffOptions, ProgressMeter, reportEvery, type UploadProgress } from './plan.ts';
 import { DEFAULT_RETRY_WINDOW_MS, type RetryOptions } from './retry.ts';
-import { type ClaimInput, claim, prove } from './upload/claim.ts';
+import { type ClaimInput, claim, prove, refusePathBeforeHashing } from './upload/claim.ts';
 import { openHasher, type RangeHash, rangeHasher } from './upload/hash.ts';
 import { type PartsSent, sendParts } from './upload/parts.ts';
 import { choosePutter, DEFAULT_STALL_MS, type PutTarget, type Putter, putSingle } from './upload/storage.ts';
@@ -54,7 +56,11 @@ export interface ApiConnection {
 export interface UploadFileOptions extends ApiConnection, UploadSettings {}
 
 export interface UploadSettings {
-  /** The file's path in the mirror, e.g. `photos/2024/beach.jpg`. */
+  /**
+   * The file's path in the mirror, e.g. `photos/2024/beach.jpg`. Asked of the API before the file
+   * is hashed (`GET /v1/paths`, one request): a path the claim would refuse fails at once, with
+   * the claim's error (400, field `path`).
+   */
   readonly path: string;
   /** @default file.type, else `application/octet-stream` */
   readonly contentType?: string;
@@ -94,8 +100,8 @@ export interface UploadSettings {
   readonly workerUrl?: string | URL | null;
   /**
    * The whole file's SHA-256 (hex), when the caller has it already (the CLI hashes with
-   * Node's native SHA-256, faster than WebAssembly): skips the hashing pass. Parts are
-   * still hashed as they are sent. @default computed here
+   * Node's native SHA-256, faster than WebAssembly): skips the hashing pass, and the path
+   * check that would spare it. Parts are still hashed as they are sent. @default computed here
    */
   readonly sha256?: string;
   /**
@@ -308,6 +314,8 @@ export function uploadFile(
 ): Promise<UploadResult> {
   return inSession(file, options, async (s) => {
     refuseBeyondLimits(s);
+    // A caller that has the hash loses nothing to a refusal at the claim: no request more for it.
+    if (options.sha256 === undefined) await refusePathBeforeHashing(s.api, options.path, s.signal);
     const sha256 = await hashStep(s);
     return claimAndSend(s, sha256, options.idempotencyKey, true);
   });

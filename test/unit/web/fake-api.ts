@@ -15,9 +15,11 @@ import {
   errorBodySchema,
   gatewayMessageSchema,
   type RouteContract,
+  type RouteName,
   routeList,
 } from '../../../contracts/api.ts';
 import type { Challenge } from '../../../contracts/model.ts';
+import { PathPolicy, PathRuleError } from '../../../contracts/paths.ts';
 import { issueChallenge, proofDigest } from '../../../functions/core/possession.ts';
 import type { uploadFile } from '../../../web/client/upload-file.ts';
 
@@ -153,8 +155,23 @@ export class FakeMirror {
   private ids = 0;
 
   constructor(
-    readonly options: { threshold?: number; partSize?: number; token?: string; verifyingPolls?: number } = {},
+    readonly options: {
+      threshold?: number;
+      partSize?: number;
+      token?: string;
+      verifyingPolls?: number;
+      /** Routes this API lacks (one deployed before them): 404 `no_route`, as its router answers. */
+      withoutRoutes?: readonly RouteName[];
+    } = {},
   ) {}
+
+  /** The request goes to a route this API lacks: no contract of this API's to hold it to. */
+  private lacks(request: RecordedRequest): boolean {
+    const route = routeOf(request.method, new URL(request.url).pathname)?.operationId as
+      | RouteName
+      | undefined;
+    return route !== undefined && (this.options.withoutRoutes ?? []).includes(route);
+  }
 
   get threshold() {
     return this.options.threshold ?? 16 * MiB;
@@ -181,7 +198,7 @@ export class FakeMirror {
     this.requests.push(request);
     if (init?.signal?.aborted) throw init.signal.reason;
     const answer = await this.answer(request, init?.body as Blob);
-    if (!url.startsWith(S3)) await checkContract(request, answer);
+    if (!url.startsWith(S3) && !this.lacks(request)) await checkContract(request, answer);
     return answer;
   };
 
@@ -249,6 +266,8 @@ export class FakeMirror {
     const segments = pathname.split('/').slice(1);
     const body = (request.body ?? {}) as Record<string, unknown>;
     const route = routeOf(request.method, pathname)?.operationId;
+    if (this.lacks(request)) return apiError(404, 'no_route', `no route for ${request.method} ${pathname}`);
+    if (route === 'checkPath') return this.checkPath(new URL(request.url).searchParams.get('path'));
     if (route === 'createUpload') return this.claimOnce(request.headers['idempotency-key'], body);
     // Every type and size through: the claim decides (it refuses application/x-forbidden).
     if (route === 'getLimits') return json(200, this.limits());
@@ -266,6 +285,16 @@ export class FakeMirror {
     if (!handler) return apiError(404, 'no_route', `no route for ${request.method} ${pathname}`);
     if (!upload) return apiError(404, 'not_found', 'no such upload', 'uploadId');
     return handler(upload);
+  }
+
+  /** `GET /v1/paths`: the lexical rules of a mirror without targets (contracts/paths.ts); no file takes a folder here. */
+  private checkPath(path: string | null): Response {
+    try {
+      return json(200, { path: new PathPolicy([]).admit(path), accepted: true });
+    } catch (error) {
+      if (!(error instanceof PathRuleError)) throw error;
+      return apiError(400, error.code, error.message, error.field);
+    }
   }
 
   private limits() {

@@ -15,6 +15,26 @@ export interface ClaimInput {
   readonly idempotencyKey?: string | undefined;
 }
 
+/**
+ * Before the file is hashed (minutes for a large one): what the claim would answer for its path
+ * alone (`GET /v1/paths`), asked once. Throws the claim's refusal (400, field `path`). Anything
+ * else leaves the path to the claim, as before this route: an API without it (404 `no_route`), a
+ * scope that may not read (403), an error or no answer. Not retried: the claim is the authority,
+ * and a retried check would hold the file up for no more than a hint.
+ */
+export async function refusePathBeforeHashing(
+  api: Pick<MirrorApi, 'checkPath'>,
+  path: string,
+  signal?: AbortSignal,
+): Promise<void> {
+  try {
+    await api.checkPath(path, { signal, retry: false });
+  } catch (error) {
+    if (signal?.aborted) throw abortReason(signal);
+    if (error instanceof ApiError && error.status === 400 && error.field === 'path') throw error;
+  }
+}
+
 export function claim(api: MirrorApi, input: ClaimInput, signal: AbortSignal): Promise<CreateUploadResponse> {
   const { idempotencyKey, ifVersion, ...declared } = input;
   return api.createUpload(
