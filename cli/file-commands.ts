@@ -10,6 +10,7 @@ import { terminalLines, terminalText } from '../common/terminal-text.ts';
 import type { Limits } from '../contracts/api.ts';
 import { normalizePath, PathRuleError } from '../contracts/path-rules.ts';
 import type { MirrorApi } from '../web/client/api.ts';
+import { refusePathBeforeHashing } from '../web/client/upload/claim.ts';
 import { envCredentials } from './aws-credentials.ts';
 import { EXIT, MirrorCliError } from './errors.ts';
 import {
@@ -67,6 +68,7 @@ export async function upload(io: CliIo, api: MirrorApi, file: string, path: stri
         sendParts: createPartSender(api, io.fetch),
         clock: io.clock ?? systemClock,
         progress,
+        checkPath: (mirrorPath) => refusePathBeforeHashing(api, mirrorPath),
       },
       {
         file,

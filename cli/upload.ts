@@ -1,5 +1,5 @@
 /**
- * The upload flow: hash → create upload → answer its proof-of-possession challenge
+ * The upload flow: the path asked about (`checkPath`) → hash → create upload → answer its proof-of-possession challenge
  * (content the mirror holds is then committed, nothing sent) → else PUT the bytes →
  * wait for the ingest to verify and commit. Every side effect comes in through
  * `UploadDeps`, so tests drive it with a fake client, a fake PUT and a fake clock.
@@ -39,6 +39,12 @@ export interface UploadDeps {
   hashFile?: (file: string, options: HashOptions) => Promise<FileDigest>;
   /** Sends a file the API wants in parts (and waits for its commit). Required for files above the multipart threshold. */
   sendParts?: SendParts;
+  /**
+   * Throws the claim's refusal of the path, asked before the file is read (`upload`: `GET
+   * /v1/paths`, web/client's refusePathBeforeHashing). `sync` leaves it out: it has hashed by
+   * then, and predicts refusals from its listing. @default none: the claim decides, after the hash
+   */
+  checkPath?: (path: string) => Promise<void>;
 }
 
 export interface UploadOptions {
@@ -95,7 +101,7 @@ interface Flow {
 export async function uploadFile(deps: UploadDeps, options: UploadOptions): Promise<UploadResult> {
   const { client, clock } = deps;
   const started = clock.now();
-  const { sha256, size } = await hashStep(deps, options.file);
+  const { sha256, size } = await hashStep(deps, options.file, options.path);
 
   // The client retries a claim that failed in transit (unreachable, 5xx, 429, "still in
   // progress") under this one Idempotency-Key: however many tries reach the API, one upload.
@@ -153,8 +159,11 @@ async function claimTyped<T>(
 const isTypeRefusal = (error: unknown) =>
   error instanceof ApiError && error.code === 'unsupported_content_type';
 
-async function hashStep(deps: UploadDeps, file: string) {
+async function hashStep(deps: UploadDeps, file: string, path: string) {
   const { size } = await statRegularFile(file);
+  // After the stat (a missing file needs no request to say so), before a byte is read: hashing a
+  // large file whose path the claim then refuses took minutes.
+  await deps.checkPath?.(path);
   deps.progress.phase('hashing', size, { file });
   return (deps.hashFile ?? hashFile)(file, { onBytes: (n) => deps.progress.bytes(n) });
 }

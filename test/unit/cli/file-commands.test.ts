@@ -728,6 +728,49 @@ describe('a path in the mirror', () => {
   });
 });
 
+describe('media-mirror upload: a path the claim would refuse', () => {
+  const conflict = {
+    code: 'path_conflict',
+    message: 'path lies under "clips", which is a file (a pull target cannot hold both)',
+    field: 'path',
+  };
+
+  it("fails with the claim's error (GET /v1/paths) before the file is hashed: exit 1, no hashing phase, no claim", async () => {
+    await writeFile(join(dir, 'big.mp4'), randomBytes(256 * 1024));
+    const phases: string[] = [];
+    const progress = {
+      phase: (p: string) => void phases.push(p),
+      bytes: () => undefined,
+      stop: () => undefined,
+    };
+    const h = harness(
+      (url) =>
+        url.pathname === '/v1/paths' ? { status: 400, body: { error: conflict } } : { status: 500, body: {} },
+      {},
+      undefined,
+      { progress },
+    );
+    expect(await h.run('upload', join(dir, 'big.mp4'), 'clips/a.mp4')).toBe(1);
+    expect(h.err()).toBe(`media-mirror: error 400 path_conflict: ${conflict.message} (field: path)\n`);
+    expect(h.requests).toEqual(['GET /v1/paths?path=clips%2Fa.mp4']);
+    expect(phases).toEqual([]);
+  });
+
+  it('an API from before GET /v1/paths (404 no_route): hashed and claimed as before', async () => {
+    await writeFile(join(dir, 'small.png'), 'png');
+    const h = harness((url) =>
+      url.pathname === '/v1/paths'
+        ? { status: 404, body: { error: { code: 'no_route', message: 'no route for GET /v1/paths' } } }
+        : {
+            status: 200,
+            body: { status: 'committed', uploadId: 'u-1', path: 'img/s.png', version: 2, unchanged: true },
+          },
+    );
+    expect(await h.run('upload', join(dir, 'small.png'), 'img/s.png'), h.err()).toBe(0);
+    expect(h.requests).toEqual(['GET /v1/paths?path=img%2Fs.png', 'POST /v1/uploads']);
+  });
+});
+
 describe('--content-type', () => {
   it("is checked by the API's own rule before anything is hashed or sent: type/subtype, no parameters", async () => {
     await writeFile(join(dir, 'note.txt'), 'hello');

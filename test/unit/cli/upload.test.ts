@@ -172,6 +172,50 @@ describe('uploadFile', () => {
     ]);
   });
 
+  it("a path the claim would refuse fails with the claim's error before the file is read: no hash, no claim", async () => {
+    const client = fakeClient(unchanged(7));
+    const { d, progress } = deps(client);
+    const hashed: string[] = [];
+    const refusal = apiError(
+      400,
+      'invalid_path',
+      'path must be at most 1009 bytes in UTF-8 (target "eu")',
+      'path',
+    );
+    const asked: string[] = [];
+    const error = await uploadFile(
+      {
+        ...d,
+        hashFile: async (f) => {
+          hashed.push(f);
+          throw new Error('the file must not be read');
+        },
+        checkPath: async (path) => {
+          asked.push(path);
+          throw refusal;
+        },
+      },
+      { file, path: 'images/cat.jpg' },
+    ).catch((e: unknown) => e);
+    expect(error).toBe(refusal);
+    expect(asked).toEqual(['images/cat.jpg']);
+    expect(hashed).toEqual([]);
+    expect(progress.phases).toEqual([]);
+    expect(client.calls.create).toEqual([]);
+  });
+
+  it('a path the check lets through is hashed and claimed as before, asked once', async () => {
+    const client = fakeClient(unchanged(7));
+    const asked: string[] = [];
+    const { d } = deps(client);
+    await uploadFile(
+      { ...d, checkPath: async (path) => void asked.push(path) },
+      { file, path: 'images/cat.jpg' },
+    );
+    expect(asked).toEqual(['images/cat.jpg']);
+    expect(client.calls.create).toHaveLength(1);
+  });
+
   it('a refusal of the claim is not retried', async () => {
     const refused = fakeClient(apiError(409, 'version_conflict', 'no'));
     await expect(uploadFile(deps(refused).d, { file, path: 'a.jpg' })).rejects.toBeInstanceOf(ApiError);
