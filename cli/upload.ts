@@ -1,7 +1,7 @@
 /**
- * The upload flow: the path asked about (`checkPath`) → hash → create upload → answer its proof-of-possession challenge
- * (content the mirror holds is then committed, nothing sent) → else PUT the bytes →
- * wait for the ingest to verify and commit. Every side effect comes in through
+ * The upload flow: the path asked about (`checkPath`) → hash → create upload → answer its
+ * proof-of-possession challenge (content the mirror holds is then committed, nothing sent) →
+ * else PUT the bytes → wait for the ingest to verify and commit. Every side effect comes in through
  * `UploadDeps`, so tests drive it with a fake client, a fake PUT and a fake clock.
  */
 import { randomUUID } from 'node:crypto';

@@ -303,6 +303,7 @@ export const idempotencyHeaders = z.object({ [IDEMPOTENCY_HEADER]: idempotencyKe
 // ---------------------------------------------------------------------------------------------
 
 export const healthSchema = z.strictObject({ status: z.literal('ok'), time: timestamp });
+export type Health = z.infer<typeof healthSchema>;
 
 /**
  * `GET /v1/paths`: a claim of this path would not be refused for it (now: another client may take
@@ -310,7 +311,6 @@ export const healthSchema = z.strictObject({ status: z.literal('ok'), time: time
  */
 export const pathCheckSchema = z.strictObject({ path: z.string(), accepted: z.literal(true) });
 export type PathCheck = z.infer<typeof pathCheckSchema>;
-export type Health = z.infer<typeof healthSchema>;
 
 /**
  * `GET /v1/limits`: what a client must respect, from the deployment's configuration, so no
