@@ -630,6 +630,30 @@ describe('the upload page', () => {
     await p.close();
   });
 
+  it("a file whose path the claim would refuse (under a live file: path_conflict) fails before it is hashed, with the claim's words", async () => {
+    const p = await browser.context.newPage();
+    await p.goto(`${stack.api}/?token=${encodeURIComponent(stack.token)}`);
+    await p.waitForSelector('body[data-ready="true"]', { timeout: 15_000 });
+    // A live file at conflicts/clip: the pull target (onprem-dc1) cannot hold anything under it, a
+    // rule only the API knows (it reads the live files): the page asks GET /v1/paths before hashing.
+    const clip = await randomFile(join(stack.tmp, 'clip'), 1000, 22);
+    await pick(p, 'conflicts/', clip);
+    expect(await settled(p, 'conflicts/clip', ['committed'])).toBe('committed');
+    const under = await randomFile(join(stack.tmp, 'under-a-file.bin'), 2 * MiB, 23);
+    const claims = claimsSent(p);
+    await pick(p, 'conflicts/clip/', under);
+    const row = item('conflicts/clip/under-a-file.bin');
+    await p.waitForSelector(`${row}[data-state="error"]`, { timeout: 30_000 });
+    expect(await p.locator(`${row} .error`).textContent()).toBe(
+      'path lies under "conflicts/clip", which is a file (a pull target cannot hold both) (field: path)',
+    );
+    // Before, the whole file was hashed, then the claim refused it with these words.
+    expect(await p.getAttribute(row, 'data-hash-ms')).toBeNull();
+    expect(claims.sent).toEqual([]);
+    claims.stop();
+    await p.close();
+  });
+
   it('a name with a bidirectional control is shown with that character named, not reordered (probe 13, W8)', async () => {
     const name = 'inv\u202Egnp.exe';
     const file = join(stack.tmp, name);
