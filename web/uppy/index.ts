@@ -17,7 +17,9 @@
  * - Removing a file or "cancel all" aborts its upload at the API, unless the upload was another
  *   client's that this one joined (resumed): that one is left to them.
  * - A name with `%`, `?` or `#`, which the API refuses, fails before it is hashed, with the rule;
- *   so does a file larger than the API takes, or of a type it refuses (its `GET /v1/limits`).
+ *   so does a file larger than the API takes, or of a type it refuses (its `GET /v1/limits`), and
+ *   one whose path the claim would refuse for a rule only the API knows (an S3 target's key
+ *   prefix, a pull target's names, a file where a folder is): `uploadFile` asks `GET /v1/paths`.
  * - Two files of one batch that go to one path (`photo.jpg` from two folders): the first added is
  *   uploaded, a later one with other content fails, naming the path and that file, and sends
  *   nothing (else it would silently become the path's next version, and which one ended as the
