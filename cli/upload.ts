@@ -10,7 +10,7 @@ import { sleep } from '../common/retry.ts';
 import type { Upload, UploadPending, UploadPendingMultipart } from '../contracts/api.ts';
 import type { MirrorApi } from '../web/client/api.ts';
 import { ApiError } from '../web/client/errors.ts';
-import { prove } from '../web/client/upload/claim.ts';
+import { PATH_CHECK_FROM_BYTES, prove } from '../web/client/upload/claim.ts';
 import { FALLBACK_CONTENT_TYPE, guessContentType } from './content-type.ts';
 import { MirrorCliError, UploadRejectedError, UploadTimeoutError } from './errors.ts';
 import { type FileDigest, type HashOptions, hashFile, statRegularFile } from './hash-file.ts';
@@ -45,6 +45,8 @@ export interface UploadDeps {
    * then, and predicts refusals from its listing. @default none: the claim decides, after the hash
    */
   checkPath?: (path: string) => Promise<void>;
+  /** The size from which `checkPath` is asked (web/client's rule). @default PATH_CHECK_FROM_BYTES (16 MiB) */
+  pathCheckFromBytes?: number;
 }
 
 export interface UploadOptions {
@@ -162,8 +164,9 @@ const isTypeRefusal = (error: unknown) =>
 async function hashStep(deps: UploadDeps, file: string, path: string) {
   const { size } = await statRegularFile(file);
   // After the stat (a missing file needs no request to say so), before a byte is read: hashing a
-  // large file whose path the claim then refuses took minutes.
-  await deps.checkPath?.(path);
+  // large file whose path the claim then refuses took minutes. A small one hashes faster than the
+  // request would answer.
+  if (size >= (deps.pathCheckFromBytes ?? PATH_CHECK_FROM_BYTES)) await deps.checkPath?.(path);
   deps.progress.phase('hashing', size, { file });
   return (deps.hashFile ?? hashFile)(file, { onBytes: (n) => deps.progress.bytes(n) });
 }

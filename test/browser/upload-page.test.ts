@@ -639,7 +639,8 @@ describe('the upload page', () => {
     const clip = await randomFile(join(stack.tmp, 'clip'), 1000, 22);
     await pick(p, 'conflicts/', clip);
     expect(await settled(p, 'conflicts/clip', ['committed'])).toBe('committed');
-    const under = await randomFile(join(stack.tmp, 'under-a-file.bin'), 2 * MiB, 23);
+    // Large enough to be asked about before its hash (PATH_CHECK_FROM_BYTES, 16 MiB).
+    const under = await randomFile(join(stack.tmp, 'under-a-file.bin'), 16 * MiB, 23);
     const claims = claimsSent(p);
     await pick(p, 'conflicts/clip/', under);
     const row = item('conflicts/clip/under-a-file.bin');

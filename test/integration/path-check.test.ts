@@ -9,6 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTopology } from '../../contracts/topology.ts';
+import { PATH_CHECK_FROM_BYTES } from '../../web/client/upload/claim.ts';
 import { localApi } from '../support/local-api.js';
 import { startTestStack, type TestStack } from '../support/local-stack.ts';
 
@@ -77,7 +78,8 @@ describe('GET /v1/paths on the local stack', () => {
   it("the CLI refuses an upload under a live file before hashing it: the claim's line, exit 1, nothing claimed", async () => {
     await fileAtClips();
     const big = join(stack.dir, 'big.mp4');
-    await writeFile(big, randomBytes(4 * 1024 * 1024));
+    // Large enough to be asked about before its hash (a smaller file learns it from its claim).
+    await writeFile(big, randomBytes(PATH_CHECK_FROM_BYTES));
     const refused = await stack.cli('upload', big, 'media/clips/big.mp4');
     expect(refused.code).toBe(1);
     expect(refused.err).toContain(

@@ -23,7 +23,13 @@ import { ApiError, abortReason } from './errors.ts';
 import type { Hasher } from './hashing.ts';
 import { type BackoffOptions, ProgressMeter, reportEvery, type UploadProgress } from './plan.ts';
 import { DEFAULT_RETRY_WINDOW_MS, type RetryOptions } from './retry.ts';
-import { type ClaimInput, claim, prove, refusePathBeforeHashing } from './upload/claim.ts';
+import {
+  type ClaimInput,
+  claim,
+  PATH_CHECK_FROM_BYTES,
+  prove,
+  refusePathBeforeHashing,
+} from './upload/claim.ts';
 import { openHasher, type RangeHash, rangeHasher } from './upload/hash.ts';
 import { type PartsSent, sendParts } from './upload/parts.ts';
 import { choosePutter, DEFAULT_STALL_MS, type PutTarget, type Putter, putSingle } from './upload/storage.ts';
@@ -57,11 +63,17 @@ export interface UploadFileOptions extends ApiConnection, UploadSettings {}
 
 export interface UploadSettings {
   /**
-   * The file's path in the mirror, e.g. `photos/2024/beach.jpg`. Asked of the API before the file
-   * is hashed (`GET /v1/paths`, one request): a path the claim would refuse fails at once, with
-   * the claim's error (400, field `path`).
+   * The file's path in the mirror, e.g. `photos/2024/beach.jpg`. For a file of
+   * `pathCheckFromBytes` or more, asked of the API before the file is hashed (`GET /v1/paths`, one
+   * request): a path the claim would refuse fails at once, with the claim's error (400, field `path`).
    */
   readonly path: string;
+  /**
+   * The size from which the path is asked about before hashing; a smaller file learns a refusal
+   * from its claim, after a hash that takes about as long as the request would.
+   * @default PATH_CHECK_FROM_BYTES (16 MiB)
+   */
+  readonly pathCheckFromBytes?: number;
   /** @default file.type, else `application/octet-stream` */
   readonly contentType?: string;
   /** Write only if the path's latest version is this one (0: only if the path is new). */
@@ -314,8 +326,11 @@ export function uploadFile(
 ): Promise<UploadResult> {
   return inSession(file, options, async (s) => {
     refuseBeyondLimits(s);
-    // A caller that has the hash loses nothing to a refusal at the claim: no request more for it.
-    if (options.sha256 === undefined) await refusePathBeforeHashing(s.api, options.path, s.signal);
+    // A caller that has the hash, or a small file, loses next to nothing to a refusal at the claim:
+    // no request more for it.
+    if (options.sha256 === undefined && file.size >= (options.pathCheckFromBytes ?? PATH_CHECK_FROM_BYTES)) {
+      await refusePathBeforeHashing(s.api, options.path, s.signal);
+    }
     const sha256 = await hashStep(s);
     return claimAndSend(s, sha256, options.idempotencyKey, true);
   });

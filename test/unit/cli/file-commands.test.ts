@@ -17,6 +17,7 @@ import {
   rm,
   stat,
   symlink,
+  truncate,
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -24,6 +25,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, runCli } from '../../../cli/program.ts';
 import type { FetchLike } from '../../../web/client/api.ts';
+import { PATH_CHECK_FROM_BYTES } from '../../../web/client/upload/claim.ts';
 import { untilCacheable } from '../../support/library.ts';
 
 let dir: string;
@@ -728,6 +730,12 @@ describe('a path in the mirror', () => {
   });
 });
 
+/** A file of `size` bytes that takes no disk (no byte of it is read, or it reads as zeros). */
+async function sparseFile(path: string, size: number): Promise<void> {
+  await writeFile(path, '');
+  await truncate(path, size);
+}
+
 describe('media-mirror upload: a path the claim would refuse', () => {
   const conflict = {
     code: 'path_conflict',
@@ -736,7 +744,8 @@ describe('media-mirror upload: a path the claim would refuse', () => {
   };
 
   it("fails with the claim's error (GET /v1/paths) before the file is hashed: exit 1, no hashing phase, no claim", async () => {
-    await writeFile(join(dir, 'big.mp4'), randomBytes(256 * 1024));
+    // Large enough to be asked about (PATH_CHECK_FROM_BYTES); sparse, as no byte of it is read.
+    await sparseFile(join(dir, 'big.mp4'), PATH_CHECK_FROM_BYTES);
     const phases: string[] = [];
     const progress = {
       phase: (p: string) => void phases.push(p),
@@ -757,7 +766,7 @@ describe('media-mirror upload: a path the claim would refuse', () => {
   });
 
   it('an API from before GET /v1/paths (404 no_route): hashed and claimed as before', async () => {
-    await writeFile(join(dir, 'small.png'), 'png');
+    await sparseFile(join(dir, 'large.png'), PATH_CHECK_FROM_BYTES);
     const h = harness((url) =>
       url.pathname === '/v1/paths'
         ? { status: 404, body: { error: { code: 'no_route', message: 'no route for GET /v1/paths' } } }
@@ -766,8 +775,18 @@ describe('media-mirror upload: a path the claim would refuse', () => {
             body: { status: 'committed', uploadId: 'u-1', path: 'img/s.png', version: 2, unchanged: true },
           },
     );
-    expect(await h.run('upload', join(dir, 'small.png'), 'img/s.png'), h.err()).toBe(0);
+    expect(await h.run('upload', join(dir, 'large.png'), 'img/s.png'), h.err()).toBe(0);
     expect(h.requests).toEqual(['GET /v1/paths?path=img%2Fs.png', 'POST /v1/uploads']);
+  });
+
+  it('a file below PATH_CHECK_FROM_BYTES is not asked about: its hash is quicker than the request', async () => {
+    await writeFile(join(dir, 'small.png'), 'png');
+    const h = harness(() => ({
+      status: 200,
+      body: { status: 'committed', uploadId: 'u-1', path: 'img/s.png', version: 2, unchanged: true },
+    }));
+    expect(await h.run('upload', join(dir, 'small.png'), 'img/s.png'), h.err()).toBe(0);
+    expect(h.requests).toEqual(['POST /v1/uploads']);
   });
 });
 

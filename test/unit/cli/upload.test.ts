@@ -194,6 +194,7 @@ describe('uploadFile', () => {
           asked.push(path);
           throw refusal;
         },
+        pathCheckFromBytes: 0,
       },
       { file, path: 'images/cat.jpg' },
     ).catch((e: unknown) => e);
@@ -209,7 +210,7 @@ describe('uploadFile', () => {
     const asked: string[] = [];
     const { d } = deps(client);
     await uploadFile(
-      { ...d, checkPath: async (path) => void asked.push(path) },
+      { ...d, checkPath: async (path) => void asked.push(path), pathCheckFromBytes: 0 },
       { file, path: 'images/cat.jpg' },
     );
     expect(asked).toEqual(['images/cat.jpg']);

@@ -7,6 +7,7 @@
 import Uppy from '@uppy/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { UploadProgress } from '../../../web/client/plan.ts';
+import { PATH_CHECK_FROM_BYTES } from '../../../web/client/upload/claim.ts';
 import { uploadFile } from '../../../web/client/upload-file.ts';
 import MediaMirror from '../../../web/uppy/index.ts';
 import {
@@ -58,6 +59,10 @@ function countingBlob(size: number) {
   return { blob, reads };
 }
 
+/** Every file asked about, whatever its size (the rule on size has a test of its own below). */
+const checked = (mirror: FakeMirror, extra: Partial<Parameters<typeof uploadFile>[1]> = {}) =>
+  uploadOptions(mirror, { pathCheckFromBytes: 0, ...extra });
+
 const calls = (mirror: FakeMirror) =>
   mirror.apiRequests().map((r) => `${r.method} ${new URL(r.url).pathname}`);
 
@@ -69,7 +74,7 @@ describe('uploadFile: the path before the hash', () => {
     const phases: UploadProgress['phase'][] = [];
     const error = await uploadFile(
       blob,
-      uploadOptions(mirror, { path: 'media/clips/a.mp4', onProgress: (p) => phases.push(p.phase) }),
+      checked(mirror, { path: 'media/clips/a.mp4', onProgress: (p) => phases.push(p.phase) }),
     ).catch((e: unknown) => e);
     expect(error).toMatchObject({ name: 'ApiError', status: 400, ...CONFLICT });
     expect(reads).toEqual([]);
@@ -80,10 +85,9 @@ describe('uploadFile: the path before the hash', () => {
 
   it("refuses what the API's path rules refuse, with the API's words", async () => {
     const mirror = new FakeMirror();
-    const error = await uploadFile(
-      blobOf(bytesOf(10)),
-      uploadOptions(mirror, { path: 'media/versions' }),
-    ).catch((e: unknown) => e);
+    const error = await uploadFile(blobOf(bytesOf(10)), checked(mirror, { path: 'media/versions' })).catch(
+      (e: unknown) => e,
+    );
     expect(error).toMatchObject({ code: 'invalid_path', field: 'path', status: 400 });
     expect((error as Error).message).toMatch(/must not end in a file named "versions"/);
     expect(calls(mirror)).toEqual(['GET /v1/paths']);
@@ -91,15 +95,31 @@ describe('uploadFile: the path before the hash', () => {
 
   it('an accepted path: one check, then the hash and the claim as before', async () => {
     const mirror = new FakeMirror();
-    const result = await uploadFile(blobOf(bytesOf(1000)), uploadOptions(mirror));
+    const result = await uploadFile(blobOf(bytesOf(1000)), checked(mirror));
     expect(result.status).toBe('committed');
     expect(calls(mirror).slice(0, 2)).toEqual(['GET /v1/paths', 'POST /v1/uploads']);
     expect(calls(mirror).filter((c) => c === 'GET /v1/paths')).toHaveLength(1);
   });
 
+  it('a file below PATH_CHECK_FROM_BYTES is not asked about: its hash is quicker than the request; from it on, it is', async () => {
+    const mirror = new FakeMirror();
+    refusePath(mirror);
+    // Only the check refuses here (the fake claim takes the path): a small file never asks it.
+    const small = await uploadFile(blobOf(bytesOf(PATH_CHECK_FROM_BYTES - 1)), uploadOptions(mirror));
+    expect(small.status).toBe('committed');
+    expect(calls(mirror)).not.toContain('GET /v1/paths');
+    expect(calls(mirror)[0]).toBe('POST /v1/uploads');
+    const before = mirror.apiRequests().length;
+    const { blob, reads } = countingBlob(PATH_CHECK_FROM_BYTES);
+    const large = await uploadFile(blob, uploadOptions(mirror)).catch((e: unknown) => e);
+    expect(large).toMatchObject({ status: 400, ...CONFLICT });
+    expect(reads).toEqual([]);
+    expect(calls(mirror).slice(before)).toEqual(['GET /v1/paths']);
+  });
+
   it('an API from before the route (404 no_route): the claim decides, as before', async () => {
     const mirror = new FakeMirror({ withoutRoutes: ['checkPath'] });
-    const result = await uploadFile(blobOf(bytesOf(1000)), uploadOptions(mirror));
+    const result = await uploadFile(blobOf(bytesOf(1000)), checked(mirror));
     expect(result.status).toBe('committed');
     expect(calls(mirror).slice(0, 2)).toEqual(['GET /v1/paths', 'POST /v1/uploads']);
   });
@@ -112,7 +132,7 @@ describe('uploadFile: the path before the hash', () => {
           ? new Response(JSON.stringify({ message: 'Forbidden' }), { status })
           : undefined,
       );
-      const result = await uploadFile(blobOf(bytesOf(1000)), uploadOptions(mirror));
+      const result = await uploadFile(blobOf(bytesOf(1000)), checked(mirror));
       expect(result.status).toBe('committed');
       expect(calls(mirror).filter((c) => c === 'GET /v1/paths')).toHaveLength(1);
     }
@@ -123,7 +143,7 @@ describe('uploadFile: the path before the hash', () => {
     const bytes = bytesOf(1000);
     const { createHash } = await import('node:crypto');
     const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const result = await uploadFile(blobOf(bytes), uploadOptions(mirror, { sha256 }));
+    const result = await uploadFile(blobOf(bytes), checked(mirror, { sha256 }));
     expect(result.status).toBe('committed');
     expect(calls(mirror)).not.toContain('GET /v1/paths');
   });
@@ -138,7 +158,7 @@ describe('uploadFile: the path before the hash', () => {
     });
     const error = await uploadFile(
       blobOf(bytesOf(1000)),
-      uploadOptions(mirror, { signal: controller.signal }),
+      checked(mirror, { signal: controller.signal }),
     ).catch((e: unknown) => e);
     expect(error).toMatchObject({ name: 'AbortError' });
     expect(calls(mirror)).toEqual(['GET /v1/paths']);
@@ -155,7 +175,7 @@ describe('the Uppy plugin: the path before the hash', () => {
     const hashing: unknown[] = [];
     uppy.on('upload-error', (_file, error) => errors.push(error.message));
     uppy.on('preprocess-progress', (file) => hashing.push(file));
-    uppy.addFile({ name: 'a.mp4', type: 'video/mp4', data: new Blob([bytesOf(4096)]) });
+    uppy.addFile({ name: 'a.mp4', type: 'video/mp4', data: new Blob([bytesOf(PATH_CHECK_FROM_BYTES)]) });
     await uppy.upload();
     expect(errors).toEqual([CONFLICT.message]);
     expect(hashing).toEqual([]);
