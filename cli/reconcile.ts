@@ -5,7 +5,7 @@
  * outdated or altered (functions/core/reconcile.ts, as the scheduled function does).
  */
 import { makeReconcileDeps } from '../functions/adapters/wiring.ts';
-import { type ReconcileReport, reconcileTargets } from '../functions/core/reconcile.ts';
+import { type ForeignReason, type ReconcileReport, reconcileTargets } from '../functions/core/reconcile.ts';
 import { ConfigError } from './errors.ts';
 import type { OpsClients, OpsContext } from './ops-context.ts';
 import { selectTargets } from './ops-context.ts';
@@ -84,6 +84,7 @@ export function formatReconcileResult(result: ReconcileResult): string {
     '',
     formatTable(['TARGET', result.dryRun ? 'TO RESEND' : 'RESENT', 'MISSING', 'ALTERED', 'BEHIND'], rows),
   ];
+  lines.push(...formatForeign(result));
   if (result.uncheckedTargets.length > 0) {
     lines.push(
       '',
@@ -91,4 +92,31 @@ export function formatReconcileResult(result: ReconcileResult): string {
     );
   }
   return lines.join('\n');
+}
+
+function foreignReason(reason: ForeignReason, dryRun: boolean): string {
+  if (reason === 'deleted') return `deleted in the mirror: delete ${dryRun ? 'to re-send' : 're-sent'}`;
+  if (reason === 'unknown') return 'unknown to the mirror: left alone';
+  return "outside the target's path prefix: left alone";
+}
+
+/** Objects found in replica buckets that the mirror does not hold: counts, then the sample by key. */
+function formatForeign(result: ReconcileResult): string[] {
+  const listed = Object.entries(result.foreign);
+  if (listed.length === 0) return [];
+  const rows = listed.map(([id, f]) => [id, String(f.listed), String(f.foreign), String(f.deleted)]);
+  const lines = [
+    '',
+    'objects in replica buckets the mirror holds no live file for (foreign):',
+    formatTable(
+      ['TARGET', 'LISTED', 'FOREIGN', result.dryRun ? 'DELETES TO RE-SEND' : 'DELETES RE-SENT'],
+      rows,
+    ),
+  ];
+  for (const [id, f] of listed) {
+    for (const o of f.sample) lines.push(`  ${id}: ${o.key} (${foreignReason(o.reason, result.dryRun)})`);
+    if (f.foreign > f.sample.length) lines.push(`  ${id}: ${f.foreign - f.sample.length} more not shown`);
+    if (!f.complete) lines.push(`  ${id}: listing not complete (stopped at the deadline)`);
+  }
+  return lines;
 }

@@ -122,11 +122,13 @@ export const LEDGER_ACCESS = {
   ],
   /**
    * Scans the heads, reads target rows, forgets a row whose object is gone or altered (forgetTargetState);
-   * ends pending uploads a day past their expiry (found through the pending-uploads index, with
-   * `queryPendingUploads`; finishUpload, removePendingUpload: the ledger only).
+   * reads the heads of a replica bucket's listing page in BatchGetItems of 100 (liveFilesAmong: the
+   * foreign objects); ends pending uploads a day past their expiry (found through the pending-uploads
+   * index, with `queryPendingUploads`; finishUpload, removePendingUpload: the ledger only).
    */
   reconcile: [
     'dynamodb:Scan',
+    'dynamodb:BatchGetItem',
     'dynamodb:Query',
     'dynamodb:GetItem',
     'dynamodb:DeleteItem',
@@ -356,6 +358,13 @@ export interface ReplicaReadAccess {
    * @default false
    */
   readonly headMissingAs404?: boolean;
+  /**
+   * Also `s3:ListBucket` on each replica bucket, to list the objects under the target's key prefix
+   * (reconcile's foreign objects). The same action as `headMissingAs404`, in the same statement: one
+   * with an `s3:prefix` condition would add nothing beside the unconditioned one HeadObject needs.
+   * @default false
+   */
+  readonly listObjects?: boolean;
 }
 
 export interface TargetsAccess {
@@ -404,10 +413,10 @@ export function useTargets(
       );
       buckets.push(replicaBucketArn(fn, target.bucket));
     }
-    if (read.headMissingAs404 && buckets.length > 0) {
+    if ((read.headMissingAs404 || read.listObjects) && buckets.length > 0) {
       fn.role.addToPrincipalPolicy(
         new iam.PolicyStatement({
-          sid: 'ReplicasHeadMissingAs404',
+          sid: read.listObjects ? 'ReplicasList' : 'ReplicasHeadMissingAs404',
           actions: ['s3:ListBucket'],
           resources: buckets,
           conditions: inOwnAccount(fn),

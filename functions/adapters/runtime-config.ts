@@ -185,9 +185,10 @@ export const lagMonitorConfigSchema = z
 export type LagMonitorConfig = z.output<typeof lagMonitorConfigSchema>;
 
 /**
- * Reconcile compares the ledger with every target (HEADs in their buckets) and ends lapsed uploads
- * from the ledger alone. It touches no origin object; the origin's name is what its replica stores
- * are built with (the source of copies, which only replicate makes).
+ * Reconcile compares the ledger with every target (HEADs in their buckets, and a listing of each for
+ * objects the mirror does not hold) and ends lapsed uploads from the ledger alone. It touches no
+ * origin object; the origin's name is what its replica stores are built with (the source of
+ * copies, which only replicate makes).
  */
 export const reconcileConfigSchema = z
   .object({ ...ledgerVariables, ...originVariables, ...targetsVariables })

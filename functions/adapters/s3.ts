@@ -11,6 +11,7 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
+  ListObjectsV2Command,
   ListPartsCommand,
   NotFound,
   PutObjectCommand,
@@ -281,6 +282,14 @@ export class S3BlobStore implements BlobStore {
   }
 }
 
+/**
+ * A key listed with `encoding-type=url`: the SDK hands it over as S3 encoded it. S3 writes a space
+ * as `+` (and a `+` as `%2B`), as form encoding does, so `+` is read back as a space first.
+ */
+export function decodeListedKey(key: string): string {
+  return decodeURIComponent(key.replaceAll('+', ' '));
+}
+
 /** CopyObject's `CopySource`: bucket and URL-encoded key, and `?versionId=` to copy that version only. */
 export function copySource(bucket: string, key: string, versionId?: string): string {
   const path = `${bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
@@ -330,6 +339,11 @@ export class S3ReplicaStore implements ReplicaStore {
 
   private key(path: string) {
     return `${this.keyPrefix}${path}`;
+  }
+
+  /** The path an object under the key prefix stands for: the inverse of `key`. */
+  private pathOf(key: string) {
+    return key.slice(this.keyPrefix.length);
   }
 
   async stat(path: string) {
@@ -585,6 +599,29 @@ export class S3ReplicaStore implements ReplicaStore {
 
   async delete(path: string) {
     await this.s3.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(path) }));
+  }
+
+  async list(options: { after?: string | undefined; limit: number }) {
+    const out = await this.s3.send(
+      new ListObjectsV2Command({
+        Bucket: this.bucket,
+        ...(this.keyPrefix === '' ? {} : { Prefix: this.keyPrefix }),
+        MaxKeys: options.limit,
+        ContinuationToken: options.after,
+        // Keys written straight into the bucket may hold characters XML 1.0 cannot carry: encoded,
+        // every key comes back.
+        EncodingType: 'url',
+      }),
+    );
+    const objects = (out.Contents ?? []).flatMap((o) => {
+      if (o.Key === undefined) return [];
+      const key = decodeListedKey(o.Key);
+      return [{ key, path: this.pathOf(key) }];
+    });
+    return {
+      objects,
+      ...(out.IsTruncated && out.NextContinuationToken ? { next: out.NextContinuationToken } : {}),
+    };
   }
 
   async presignGet(path: string, expiresInSeconds: number, options: Omit<BlobGetOptions, 'versionId'>) {

@@ -578,6 +578,16 @@ export interface ReplicaStore {
   ): Promise<{ storedSha256: string | undefined; etag: string | undefined }>;
   delete(path: string): Promise<void>;
   /**
+   * One page of the objects under the target's key prefix, in key order, each with the path it
+   * stands for (the key with the prefix taken off: the inverse of where `copyFromOrigin` writes).
+   * `after` is the `next` of an earlier page (opaque; none: the first page); `next` is absent
+   * after the last page. A page holds at most `limit` objects.
+   */
+  list(options: { after?: string | undefined; limit: number }): Promise<{
+    objects: { key: string; path: string }[];
+    next?: string | undefined;
+  }>;
+  /**
    * Its answer carries the type (and disposition) of the version the link is handed out for, whatever
    * the replica object holds when it is opened: the object is the path's, a newer version may be
    * applied over it meanwhile (the bucket keeps no versions to name).

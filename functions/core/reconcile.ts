@@ -11,6 +11,16 @@
  * (half the read cost of a strongly consistent one; the table has no index of every head, and
  * tombstones must be visited too): a head read stale is harmless because a head that seems to
  * have drifted is read again strongly consistently before anything is counted or re-sent.
+ *
+ * The walk only sees what the ledger holds. A run that begins a cycle first looks the other way:
+ * it lists each S3 target's objects under its key prefix (one request per 1,000 keys, where the walk
+ * pays one HEAD per path) and names those the mirror holds no live file for at that target
+ * ("foreign"): a path the mirror deleted is drift it caused, and its delete is re-sent; an object
+ * the ledger never knew, or one outside the target's path prefix, may be someone's data and is only
+ * reported. Before the walk, so that it reports the buckets as the run found them: after it, a
+ * delete the walk had just re-sent was often applied before the listing came to it. The listing
+ * holds one page at a time, and stops starting pages halfway to the run's deadline, leaving the
+ * rest of the time to the walk.
  */
 import { randomUUID } from 'node:crypto';
 import { sleep } from '../../common/retry.ts';
@@ -31,7 +41,7 @@ export interface ReconcileDeps {
   readonly fanout: FanoutQueue;
   readonly targets: readonly { readonly id: string; readonly pathPrefix?: string | undefined }[];
   /** S3 targets' buckets, to check the objects themselves (not only the ledger's record of them). */
-  readonly replicas?: (targetId: string) => ReplicaStore | undefined;
+  readonly replicas?: (targetId: string) => Pick<ReplicaStore, 'stat' | 'list'> | undefined;
 }
 
 export interface TargetReconcile {
@@ -43,10 +53,38 @@ export interface TargetReconcile {
   altered: number;
 }
 
+/** Why an object in a replica bucket is not the mirror's: see ForeignObjects. */
+export type ForeignReason = 'deleted' | 'unknown' | 'unselected';
+
+/** How many foreign objects a target's report names (the counts cover them all). */
+export const FOREIGN_SAMPLE = 20;
+
+/** What listing an S3 target's objects under its key prefix found. */
+export interface ForeignObjects {
+  /** Objects listed. */
+  listed: number;
+  /** Objects the mirror holds no live file for at this target. */
+  foreign: number;
+  /** Of those, paths the mirror deleted: their delete is re-sent (a dry run sends nothing). */
+  deleted: number;
+  /**
+   * The first foreign objects, at most FOREIGN_SAMPLE: `deleted` (re-sent), `unknown` (the ledger has
+   * no such path: left alone) or `unselected` (outside the target's path prefix: left alone).
+   */
+  sample: { key: string; path: string; reason: ForeignReason }[];
+  /** The listing reached the last key: false when the run's deadline stopped it. */
+  complete: boolean;
+}
+
 export interface ReconcileReport {
   /** Heads visited by this run. */
   readonly heads: number;
   readonly targets: Record<string, TargetReconcile>;
+  /**
+   * S3 targets listed by this run (a run that begins a cycle over the heads, with replicas and
+   * `listObjects`), by id; empty when none was.
+   */
+  readonly foreign: Record<string, ForeignObjects>;
   readonly dryRun: boolean;
   /** Pages of the table this run read. */
   readonly pages: number;
@@ -60,6 +98,13 @@ export interface ReconcileOptions {
   readonly dryRun?: boolean;
   /** Check objects in S3 targets (one HEAD per path and target). @default true when replicas are given */
   readonly checkObjects?: boolean;
+  /**
+   * List S3 targets' objects for foreign ones, in a run that begins a cycle over the heads (one
+   * request per `listPageSize` keys). @default checkObjects
+   */
+  readonly listObjects?: boolean;
+  /** Keys per listing page (S3 answers at most 1,000). @default 1000 */
+  readonly listPageSize?: number;
   /** Upper bound on object checks per second, to spare the buckets' request rates. @default 50 */
   readonly checksPerSecond?: number;
   /**
@@ -96,6 +141,11 @@ export async function reconcileTargets(
   let heads = 0;
   let pages = 0;
   const deadline = options.deadline ?? Number.POSITIVE_INFINITY;
+  // Once a cycle, at its start: a scheduled run that resumes mid-cycle leaves its time to the walk.
+  const foreign =
+    walk.after === undefined && (options.listObjects ?? pass.checkObjects)
+      ? await listForeign(pass, Date.now() + (deadline - Date.now()) / 2)
+      : {};
   while (pages === 0 || Date.now() < deadline) {
     const page = await deps.ledger.pageHeads({ after: walk.after, limit: options.pageSize ?? 200 });
     pages++;
@@ -107,7 +157,7 @@ export async function reconcileTargets(
     if (page.next === undefined) break;
   }
   const cycleComplete = walk.after === undefined;
-  return { heads, targets: pass.report, dryRun: options.dryRun === true, pages, cycleComplete };
+  return { heads, targets: pass.report, foreign, dryRun: options.dryRun === true, pages, cycleComplete };
 }
 
 type Walk = { -readonly [K in keyof ReconcileCheckpoint]: ReconcileCheckpoint[K] };
@@ -250,4 +300,85 @@ function pacer(perSecond: number): () => Promise<void> {
     next = Math.max(now, next) + gapMs;
     if (wait > 0) await sleep(wait);
   };
+}
+
+/** Lists each S3 target in turn, a page at a time, until `deadline` (one page each always). */
+async function listForeign(pass: ReconcilePass, deadline: number): Promise<Record<string, ForeignObjects>> {
+  const found: Record<string, ForeignObjects> = {};
+  for (const target of pass.targets) {
+    const replica = pass.deps.replicas?.(target.id);
+    if (!replica) continue;
+    const counts: ForeignObjects = { listed: 0, foreign: 0, deleted: 0, sample: [], complete: false };
+    found[target.id] = counts;
+    let after: string | undefined;
+    for (let pages = 0; pages === 0 || Date.now() < deadline; pages++) {
+      const page = await replica.list({ after, limit: pass.options.listPageSize ?? 1000 });
+      counts.listed += page.objects.length;
+      await foreignInPage(pass, target, page.objects, counts);
+      after = page.next;
+      if (after === undefined) {
+        counts.complete = true;
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+/**
+ * Weighs one listing page: its paths' heads in one batched read (the page's live files), then each
+ * path not live there read again strongly consistently (normally none: every object is a live file).
+ */
+async function foreignInPage(
+  pass: ReconcilePass,
+  target: ReconcileDeps['targets'][number],
+  objects: readonly { key: string; path: string }[],
+  counts: ForeignObjects,
+): Promise<void> {
+  const selected = objects.filter((o) => targetSelects(target, o.path)).map((o) => o.path);
+  const live = new Set(selected.length === 0 ? [] : await pass.deps.ledger.liveFilesAmong(selected));
+  for (const object of objects) {
+    const found = await whyForeign(pass, target, object.path, live.has(object.path));
+    if (!found) continue;
+    counts.foreign++;
+    if (counts.sample.length < FOREIGN_SAMPLE) counts.sample.push({ ...object, reason: found.reason });
+    if (found.reason !== 'deleted' || !found.head) continue;
+    counts.deleted++;
+    if (!pass.options.dryRun) await resendDelete(pass, target, found.head);
+  }
+}
+
+/** Why the target's object at `path` is not the mirror's (with the head that says so), or undefined if it is. */
+async function whyForeign(
+  pass: ReconcilePass,
+  target: ReconcileDeps['targets'][number],
+  path: string,
+  live: boolean,
+): Promise<{ reason: ForeignReason; head?: FileVersion | undefined } | undefined> {
+  if (!targetSelects(target, path)) return { reason: 'unselected' };
+  if (live) return undefined;
+  const head = await pass.deps.ledger.getHead(path);
+  if (!head) return { reason: 'unknown' };
+  // Committed since the batched read: the target's file now.
+  return head.deleted ? { reason: 'deleted', head } : undefined;
+}
+
+/**
+ * The target holds a file the mirror deleted: re-send the tombstone, as the walk re-sends any drift.
+ * A row that says the delete was applied is forgotten first (the object says otherwise), or the
+ * replicate would skip the message. The run's tag makes a re-send the walk already made in this run
+ * the same message, which the FIFO queue drops.
+ */
+async function resendDelete(
+  pass: ReconcilePass,
+  target: ReconcileDeps['targets'][number],
+  tombstone: FileVersion,
+): Promise<void> {
+  const { deps } = pass;
+  const state = await deps.ledger.getTargetState(tombstone.path, target.id);
+  if ((state?.appliedVersion ?? 0) >= tombstone.version) {
+    await deps.ledger.forgetTargetState(tombstone.path, target.id);
+    await deps.ledger.rewindWatermark(target.id, tombstone.path, tombstone.version);
+  }
+  await fanOut({ fanout: deps.fanout, targets: [target] }, tombstone, { resend: pass.resend });
 }

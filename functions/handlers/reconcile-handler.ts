@@ -56,12 +56,7 @@ export function createReconcileHandler(
         // Time for the page in flight, and for the expiry sweep after it (a quarter, or 60 s at most).
         deadline: reconcileDeadline(context),
       });
-      for (const [target, counts] of Object.entries(report.targets)) {
-        // A dry run's counts are what it would re-send: it sent nothing, so it says nothing was resent.
-        if (!report.dryRun) metrics.count('ReconcileResent', counts.resent, { target });
-        metrics.count('ReconcileMissing', counts.missing, { target });
-        metrics.count('ReconcileAltered', counts.altered, { target });
-      }
+      emitReconcileMetrics(report, handlerDeps.telemetry);
       // Pending uploads past their expiry are ended here too (UploadsExpired counts them), not only
       // when their bytes turn up: an abandoned upload leaves nothing behind.
       const uploads = await expirePendingUploads(deps, { dryRun: request.dryRun ?? false });
@@ -71,4 +66,20 @@ export function createReconcileHandler(
       handlerDeps.telemetry.flush();
     }
   };
+}
+
+/** Per target: the drift the walk found and what it re-sent; the foreign objects of each target listed. */
+function emitReconcileMetrics(report: ReconcileReport, { logger, metrics }: Telemetry): void {
+  for (const [target, counts] of Object.entries(report.targets)) {
+    // A dry run's counts are what it would re-send: it sent nothing, so it says nothing was resent.
+    if (!report.dryRun) metrics.count('ReconcileResent', counts.resent, { target });
+    metrics.count('ReconcileMissing', counts.missing, { target });
+    metrics.count('ReconcileAltered', counts.altered, { target });
+  }
+  // Only for the targets this run listed (a scheduled run lists once its walk ends a cycle): a 0
+  // then says "listed, nothing foreign", never "not looked".
+  for (const [target, found] of Object.entries(report.foreign)) {
+    metrics.count('ReconcileForeign', found.foreign, { target });
+    if (found.foreign > 0) logger.warn('foreign objects in a replica bucket', { target, ...found });
+  }
 }

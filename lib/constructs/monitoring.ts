@@ -471,6 +471,8 @@ export class Monitoring extends Construct {
       readReplicaObjects: {
         purpose: 'Reconcile checks each file by path (HeadObject: version, SHA-256, size, ETag)',
         headMissingAs404: true,
+        // The objects under each target's key prefix, for those the mirror holds no live file for.
+        listObjects: true,
       },
     });
     nameOriginWithoutAccess(fn, props.origin);

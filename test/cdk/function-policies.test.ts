@@ -153,7 +153,8 @@ const EXPECTED: Record<string, string[]> = {
   ],
   reconcile: [
     ...LOGS,
-    ...ledger('GetItem', 'Query', 'Scan'),
+    // BatchGetItem: the heads of a replica bucket's listing page, 100 a call (foreign objects).
+    ...ledger('BatchGetItem', 'GetItem', 'Query', 'Scan'),
     // Forgets a target's row for a file it lost (and moves the target's lag watermark back below
     // it), saves its checkpoint, ends expired uploads.
     // Target rows it only deletes (forgets): it never marks a target as holding a version.
@@ -162,6 +163,7 @@ const EXPECTED: Record<string, string[]> = {
     'dynamodb:Query ledger/index/pending-uploads',
     ...FAN_OUT,
     ...REPLICA_OBJECTS.map((r) => `s3:GetObject replica:${r}`),
+    // ListBucket: HeadObject on a missing key answers 404, and the listing for foreign objects.
     ...['target-a', 'target-b', 'target-c'].map((t) => `s3:ListBucket replica:${t}`),
   ],
   // Reads pending uploads and its checkpoint row, HEADs and lists blob versions, sends their events

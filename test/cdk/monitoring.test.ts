@@ -771,12 +771,13 @@ describe('lag monitor and reconcile functions', () => {
     ).toEqual([]);
   });
 
-  it('reconcile: Scan/Query/GetItem/DeleteItem/UpdateItem, SendMessage to every target queue, HEAD on the replica objects', () => {
+  it('reconcile: Scan/Query/GetItem/BatchGetItem/DeleteItem/UpdateItem, SendMessage to every target queue, HEAD and list on the replicas', () => {
     const statements = grants('reconciler');
     const actions = statements.flatMap(actionsOf);
     // UpdateItem: the sweep ends pending uploads a day past their expiry, found through the
-    // pending-uploads index (the second Query).
+    // pending-uploads index (the second Query). BatchGetItem: the heads of a replica listing's page.
     expect(actions.filter((a) => a.startsWith('dynamodb:')).sort()).toEqual([
+      'dynamodb:BatchGetItem',
       'dynamodb:DeleteItem',
       'dynamodb:GetItem',
       'dynamodb:Query',
@@ -799,7 +800,8 @@ describe('lag monitor and reconcile functions', () => {
       'arn:aws:s3:::testmirror-target-a-123456789012/*',
       'arn:aws:s3:::testmirror-target-b-123456789012/*',
     ]);
-    const list = statements.find((s) => s.Sid === 'ReplicasHeadMissingAs404') as Statement;
+    // HeadObject's 404 and the listing for foreign objects: one statement, whole buckets.
+    const list = statements.find((s) => s.Sid === 'ReplicasList') as Statement;
     expect(actionsOf(list)).toEqual(['s3:ListBucket']);
     expect(
       resourcesOf(list)

@@ -143,6 +143,8 @@ describe('reconcile (resume after lost queue state)', () => {
         beta: { resent: 1, missing: 0, altered: 0 },
         gamma: { resent: 2, missing: 0, altered: 0 },
       },
+      // Objects not checked: no bucket listed either.
+      foreign: {},
       dryRun: true,
       pages: expect.any(Number),
       cycleComplete: true,

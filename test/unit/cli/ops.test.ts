@@ -539,6 +539,7 @@ describe('reconcile output', () => {
         'eu-west-1': { resent: 3, missing: 1, altered: 1 },
         'onprem-dc1': { resent: 0, missing: 0, altered: 0 },
       },
+      foreign: {},
     };
     expect(formatReconcileResult(result)).toBe(
       [
@@ -554,5 +555,47 @@ describe('reconcile output', () => {
     expect(formatReconcileResult({ ...result, dryRun: false, uncheckedTargets: [] }).split('\n')[2]).toBe(
       'TARGET      RESENT  MISSING  ALTERED  BEHIND',
     );
+  });
+
+  it('names the objects found in a replica bucket that the mirror does not hold, and what was done', () => {
+    const result = {
+      mode: 'local' as const,
+      heads: 2,
+      dryRun: false,
+      pages: 1,
+      cycleComplete: true,
+      seconds: 0.2,
+      uncheckedTargets: [],
+      targets: { 'eu-west-1': { resent: 1, missing: 0, altered: 0 } },
+      foreign: {
+        'eu-west-1': {
+          listed: 4,
+          foreign: 3,
+          deleted: 1,
+          complete: true,
+          sample: [
+            { key: 'm/gone.jpg', path: 'gone.jpg', reason: 'deleted' as const },
+            { key: 'm/stray.jpg', path: 'stray.jpg', reason: 'unknown' as const },
+          ],
+        },
+      },
+    };
+    expect(formatReconcileResult(result).split('\n').slice(4)).toEqual([
+      '',
+      'objects in replica buckets the mirror holds no live file for (foreign):',
+      'TARGET     LISTED  FOREIGN  DELETES RE-SENT',
+      'eu-west-1  4       3        1',
+      '  eu-west-1: m/gone.jpg (deleted in the mirror: delete re-sent)',
+      '  eu-west-1: m/stray.jpg (unknown to the mirror: left alone)',
+      '  eu-west-1: 1 more not shown',
+    ]);
+    const dry = formatReconcileResult({
+      ...result,
+      dryRun: true,
+      foreign: { 'eu-west-1': { ...result.foreign['eu-west-1'], complete: false } },
+    });
+    expect(dry).toMatch(/DELETES TO RE-SEND/);
+    expect(dry).toMatch(/m\/gone\.jpg \(deleted in the mirror: delete to re-send\)/);
+    expect(dry).toMatch(/eu-west-1: listing not complete \(stopped at the deadline\)/);
   });
 });

@@ -79,6 +79,33 @@ describe('reconcile handler: metrics', () => {
   });
 });
 
+describe('reconcile handler: foreign objects', () => {
+  it('counts the objects in a replica bucket the mirror does not hold, per target (ReconcileForeign)', async () => {
+    const ledger = new InMemoryLedger();
+    const replica = {
+      stat: async () => undefined,
+      list: async () => ({ objects: [{ key: 'stray.bin', path: 'stray.bin' }] }),
+    };
+    const handler = createReconcileHandler({
+      ledger,
+      clock: { now: () => new Date() },
+      targets: [{ id: 'alpha' }],
+      fanout: { send: async () => undefined },
+      replicas: (id) => (id === 'alpha' ? replica : undefined),
+      telemetry: makeTelemetry(makeLogger('reconcile'), makeMetrics('reconcile')),
+    });
+    let report: Awaited<ReturnType<typeof handler>> | undefined;
+    const metrics = await metricsOf(async () => {
+      report = await handler({}, lambdaContext('reconcile'));
+    }, 'alpha');
+    expect(metrics.ReconcileForeign).toBe(1);
+    expect(report?.foreign.alpha).toMatchObject({
+      foreign: 1,
+      sample: [{ key: 'stray.bin', reason: 'unknown' }],
+    });
+  });
+});
+
 describe('reconcile handler: where a run starts', () => {
   it('fromStart walks every head, those before a cut-short run’s checkpoint too, and leaves the checkpoint (probe crashy)', async () => {
     const ledger = new InMemoryLedger();

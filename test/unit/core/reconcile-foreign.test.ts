@@ -1,0 +1,263 @@
+/**
+ * Reconcile looks the other way too: it lists each S3 target's objects under its key prefix and
+ * names those the mirror holds no live file for there ("foreign"). A path the mirror deleted is
+ * drift it caused: its delete is re-sent. An object the ledger never knew, or one outside the
+ * target's path prefix, may be someone's data: reported, never touched.
+ */
+import { describe, expect, it } from 'vitest';
+import type { FileVersion } from '../../../contracts/model.js';
+import type { ReplicationMessage } from '../../../contracts/replication-message.js';
+import { ingestBlob } from '../../../functions/core/ingest.js';
+import type { ReplicaStore } from '../../../functions/core/ports.js';
+import { reconcileTargets } from '../../../functions/core/reconcile.js';
+import { deleteFile } from '../../../functions/core/uploads.js';
+import { randomBytes } from '../../support/domain.js';
+import { claimPendingUpload, inMemoryCore, storeBlob } from '../../support/in-memory-core.js';
+
+type Stat = NonNullable<Awaited<ReturnType<ReplicaStore['stat']>>>;
+
+/** A replica bucket in memory: objects by key, files of the mirror under `keyPrefix`. */
+class FakeReplica implements Pick<ReplicaStore, 'stat' | 'list'> {
+  readonly objects = new Map<string, Stat>();
+  /** Pages asked for, and the most keys one page held. */
+  pages = 0;
+  largestPage = 0;
+  constructor(readonly keyPrefix = '') {}
+
+  put(key: string, object: Partial<Stat> = {}): void {
+    this.objects.set(key, { version: undefined, sha256: undefined, size: 1, etag: '"e"', ...object });
+  }
+
+  async stat(path: string) {
+    return this.objects.get(`${this.keyPrefix}${path}`);
+  }
+
+  async list(options: { after?: string | undefined; limit: number }) {
+    this.pages++;
+    const keys = [...this.objects.keys()]
+      .filter((k) => k.startsWith(this.keyPrefix))
+      .sort()
+      .filter((k) => options.after === undefined || k > options.after);
+    const page = keys.slice(0, options.limit);
+    this.largestPage = Math.max(this.largestPage, page.length);
+    return {
+      objects: page.map((key) => ({ key, path: key.slice(this.keyPrefix.length) })),
+      ...(keys.length > page.length ? { next: page.at(-1) } : {}),
+    };
+  }
+}
+
+async function setup(keyPrefix = '') {
+  const s = inMemoryCore({
+    targets: [{ id: 'alpha', kind: 's3' as const, pathPrefix: 'media/' }],
+  });
+  const replica = new FakeReplica(keyPrefix);
+  const commit = async (path: string) => {
+    const bytes = randomBytes(50);
+    await claimPendingUpload(s.ledger, path, bytes);
+    await ingestBlob(s.deps, storeBlob(s.blobs, bytes));
+    const head = await s.ledger.getHead(path);
+    if (!head) throw new Error(`no head for ${path}`);
+    return head;
+  };
+  /** The target applied the version: its row says so and its object holds it. */
+  const applied = async (head: FileVersion) => {
+    await s.ledger.recordTargetState({
+      targetId: 'alpha',
+      path: head.path,
+      appliedVersion: head.version,
+      status: 'verified',
+      appliedAt: new Date().toISOString(),
+      etag: '"e"',
+    });
+    replica.put(`${keyPrefix}${head.path}`, {
+      version: head.version,
+      sha256: head.sha256 ?? undefined,
+      size: head.size,
+    });
+  };
+  const deps = { ...s.deps, replicas: (id: string) => (id === 'alpha' ? replica : undefined) };
+  return { s, replica, commit, applied, deps };
+}
+
+const sentPaths = (sent: readonly ReplicationMessage[]) => sent.map((m) => `${m.path}@${m.version}`);
+
+describe('reconcile: objects in a replica bucket the mirror does not hold', () => {
+  it('reports an object the ledger never knew and leaves it; re-sends the delete of a path the mirror deleted', async () => {
+    const { s, replica, commit, applied, deps } = await setup();
+    const kept = await commit('media/kept.jpg');
+    await applied(kept);
+    const gone = await commit('media/gone.jpg');
+    await applied(gone);
+    // The delete was applied (row and object gone), then the object came back: a copy overtaken
+    // by the delete landed after it, or someone put it back. The row still says "deleted, applied".
+    const tombstone = await deleteFile(s.deps, 'media/gone.jpg', gone.version);
+    await s.ledger.recordTargetState({
+      targetId: 'alpha',
+      path: 'media/gone.jpg',
+      appliedVersion: tombstone.version,
+      status: 'verified',
+      appliedAt: new Date().toISOString(),
+      etag: undefined,
+    });
+    replica.put('media/stray.jpg');
+    s.sent.length = 0;
+
+    // The walk alone (no HEADs) sees neither: the listing does. It forgets the row that says the
+    // delete was applied, so the walk after it finds the delete behind and re-sends it too.
+    const report = await reconcileTargets(deps, { checkObjects: false, listObjects: true });
+    expect(report.targets.alpha).toEqual({ resent: 1, missing: 0, altered: 0 });
+    expect(report.foreign.alpha).toEqual({
+      listed: 3,
+      foreign: 2,
+      deleted: 1,
+      complete: true,
+      sample: [
+        { key: 'media/gone.jpg', path: 'media/gone.jpg', reason: 'deleted' },
+        { key: 'media/stray.jpg', path: 'media/stray.jpg', reason: 'unknown' },
+      ],
+    });
+    // Only the deleted path is re-sent: its tombstone, to be applied again (the row was forgotten),
+    // by the listing and the walk, as the one message (the run's tag) the FIFO queue keeps.
+    expect(sentPaths(s.sent)).toEqual([
+      `media/gone.jpg@${tombstone.version}`,
+      `media/gone.jpg@${tombstone.version}`,
+    ]);
+    expect(await s.ledger.getTargetState('media/gone.jpg', 'alpha')).toBeUndefined();
+    expect(await s.ledger.getTargetState('media/kept.jpg', 'alpha')).toBeDefined();
+  });
+
+  it('a lost delete (the row still at the old version) is named and re-sent once per run: walk and listing send the same message', async () => {
+    const { s, replica, commit, applied, deps } = await setup();
+    const gone = await commit('media/lost.jpg');
+    await applied(gone);
+    const tombstone = await deleteFile(s.deps, 'media/lost.jpg', gone.version);
+    const resends: { message: ReplicationMessage; resend: string | undefined }[] = [];
+    const fanout = {
+      async send(message: ReplicationMessage, options: { resend?: string } = {}) {
+        resends.push({ message, resend: options.resend });
+      },
+    };
+    expect(replica.objects.has('media/lost.jpg')).toBe(true);
+
+    const report = await reconcileTargets({ ...deps, fanout });
+    expect(report.targets.alpha).toEqual({ resent: 1, missing: 0, altered: 0 });
+    expect(report.foreign.alpha).toMatchObject({ foreign: 1, deleted: 1 });
+    // Both carry the run's tag: the FIFO queue's deduplication keeps one (path, version, tag).
+    expect(resends.map((r) => `${r.message.path}@${r.message.version}`)).toEqual([
+      `media/lost.jpg@${tombstone.version}`,
+      `media/lost.jpg@${tombstone.version}`,
+    ]);
+    expect(new Set(resends.map((r) => r.resend)).size).toBe(1);
+    expect(resends[0]?.resend).toMatch(/^reconcile-/);
+  });
+
+  it('an object outside the target’s path prefix is reported as unselected, never deleted, even if the mirror deleted that path', async () => {
+    const { s, replica, commit, deps } = await setup();
+    // Once selected (the rule was `docs/` then): live, and deleted, in the mirror.
+    await commit('docs/live.txt');
+    const old = await commit('docs/old.txt');
+    await deleteFile(s.deps, 'docs/old.txt', old.version);
+    replica.put('docs/live.txt');
+    replica.put('docs/old.txt');
+    s.sent.length = 0;
+
+    const report = await reconcileTargets(deps);
+    expect(report.foreign.alpha).toMatchObject({
+      foreign: 2,
+      deleted: 0,
+      sample: [
+        { key: 'docs/live.txt', path: 'docs/live.txt', reason: 'unselected' },
+        { key: 'docs/old.txt', path: 'docs/old.txt', reason: 'unselected' },
+      ],
+    });
+    expect(s.sent).toEqual([]);
+  });
+
+  it('maps keys through the target’s key prefix and lists only under it', async () => {
+    const { s, replica, commit, applied, deps } = await setup('mirror/');
+    const kept = await commit('media/kept.jpg');
+    await applied(kept);
+    // Outside the mirror's key prefix: not the mirror's to judge.
+    replica.put('other/thing.bin');
+    // Its path is `media/kept.jpg`'s only once the prefix is taken off: here, the ledger knows none.
+    replica.put('mirror/mirror/media/kept.jpg');
+    s.sent.length = 0;
+
+    const report = await reconcileTargets(deps);
+    expect(report.foreign.alpha).toMatchObject({
+      listed: 2,
+      foreign: 1,
+      sample: [{ key: 'mirror/mirror/media/kept.jpg', path: 'mirror/media/kept.jpg', reason: 'unselected' }],
+    });
+  });
+
+  it('a dry run names and counts, and sends and forgets nothing', async () => {
+    const { s, replica, commit, applied, deps } = await setup();
+    const gone = await commit('media/gone.jpg');
+    await applied(gone);
+    const tombstone = await deleteFile(s.deps, 'media/gone.jpg', gone.version);
+    await s.ledger.recordTargetState({
+      targetId: 'alpha',
+      path: 'media/gone.jpg',
+      appliedVersion: tombstone.version,
+      status: 'verified',
+      appliedAt: new Date().toISOString(),
+      etag: undefined,
+    });
+    replica.put('media/gone.jpg');
+    s.sent.length = 0;
+
+    const report = await reconcileTargets(deps, { dryRun: true });
+    expect(report.foreign.alpha).toMatchObject({ foreign: 1, deleted: 1 });
+    expect(s.sent).toEqual([]);
+    expect(await s.ledger.getTargetState('media/gone.jpg', 'alpha')).toMatchObject({
+      appliedVersion: tombstone.version,
+    });
+  });
+
+  it('lists a page at a time and keeps a bounded sample: 2,500 strays in pages of 1,000', async () => {
+    const { replica, deps } = await setup();
+    for (let i = 0; i < 2500; i++) replica.put(`media/stray-${String(i).padStart(5, '0')}.bin`);
+
+    const report = await reconcileTargets(deps);
+    const foreign = report.foreign.alpha;
+    expect(foreign).toMatchObject({ listed: 2500, foreign: 2500, deleted: 0, complete: true });
+    expect(foreign?.sample).toHaveLength(20);
+    expect(foreign?.sample[0]?.key).toBe('media/stray-00000.bin');
+    expect(replica.pages).toBe(3);
+    expect(replica.largestPage).toBe(1000);
+  });
+
+  it('stops listing at the deadline (one page is always read) and says the listing is not complete', async () => {
+    const { replica, deps } = await setup();
+    for (let i = 0; i < 30; i++) replica.put(`media/stray-${i}.bin`);
+
+    const report = await reconcileTargets(deps, { listPageSize: 10, deadline: Date.now() - 1 });
+    expect(report.foreign.alpha).toMatchObject({ listed: 10, foreign: 10, complete: false });
+    expect(replica.pages).toBe(1);
+  });
+
+  it('a scheduled walk lists at the start of each cycle only, before its first page of heads', async () => {
+    const { commit, replica, deps } = await setup();
+    await commit('media/a.jpg');
+    await commit('media/b.jpg');
+    replica.put('media/stray.bin');
+    const run = () => reconcileTargets(deps, { resume: true, pageSize: 1, deadline: Date.now() - 1 });
+
+    const first = await run();
+    expect(first.foreign.alpha).toMatchObject({ foreign: 1, complete: true });
+    expect(first.cycleComplete).toBe(false);
+    expect(replica.pages).toBe(1);
+
+    // The run that goes on mid-cycle (and ends it here): no listing.
+    const second = await run();
+    expect(second.foreign).toEqual({});
+    expect(second.cycleComplete).toBe(true);
+    expect(replica.pages).toBe(1);
+
+    const next = await run();
+    expect(next.foreign.alpha).toMatchObject({ foreign: 1 });
+    expect(replica.pages).toBe(2);
+  });
+});
