@@ -1,6 +1,6 @@
 /** Domain dependencies wired to the test emulators with the real adapters. */
 import { createHash, randomUUID } from 'node:crypto';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { DynamoLedger } from '../../functions/adapters/dynamo-ledger.js';
 import { quietTelemetry } from '../../functions/adapters/powertools.js';
 import { S3BlobStore, S3ReplicaStore } from '../../functions/adapters/s3.js';
@@ -137,4 +137,17 @@ export function worldApi(
     limits: { ...world.deps.limits, ...options.limits },
     telemetry: testTelemetry(),
   });
+}
+
+/** A blob store for tests that only presign: presigning makes no request, and the endpoint answers none. */
+export function presignOnlyBlobStore(bucket = 'origin'): S3BlobStore {
+  return new S3BlobStore(
+    new S3Client({
+      region: 'us-east-1',
+      endpoint: 'http://127.0.0.1:9',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    }),
+    bucket,
+  );
 }

@@ -9,7 +9,7 @@ import type { PolicyTarget } from '../../contracts/paths.js';
 import type { ReplicationMessage } from '../../contracts/replication-message.js';
 import { InMemoryLedger } from '../../functions/adapters/in-memory-ledger.js';
 import type { BlobEvent, IngestDeps } from '../../functions/core/ingest.js';
-import type { FanoutQueue, UploadLedger } from '../../functions/core/ports.js';
+import type { FanoutQueue, Ledger, UploadLedger } from '../../functions/core/ports.js';
 import { issueChallenge } from '../../functions/core/possession.js';
 import { RecordingMetrics, sha256Hex } from './domain.js';
 import { VersionedBlobs } from './versioned-blobs.js';
@@ -105,4 +105,24 @@ export function storeBlob(blobs: VersionedBlobs, bytes: Buffer): BlobEvent {
   const sha256 = sha256Hex(bytes);
   const versionId = blobs.put(sha256, bytes);
   return { key: `blobs/${sha256}`, size: bytes.length, etag: undefined, versionId };
+}
+
+/** An in-memory ledger, and every method called on it, in order (`calls`). */
+export function countingLedger(inner = new InMemoryLedger()): {
+  ledger: Ledger;
+  inner: InMemoryLedger;
+  calls: string[];
+} {
+  const calls: string[] = [];
+  const ledger = new Proxy(inner, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        calls.push(String(name));
+        return value.apply(target, args);
+      };
+    },
+  }) as unknown as Ledger;
+  return { ledger, inner, calls };
 }

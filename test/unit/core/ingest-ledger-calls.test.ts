@@ -1,26 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
 import { ingestBlob } from '../../../functions/core/ingest.js';
-import type { Ledger } from '../../../functions/core/ports.js';
 import { randomBytes } from '../../support/domain.js';
-import { claimPendingUpload, inMemoryCore, storeBlob } from '../../support/in-memory-core.js';
-
-/** The ledger, and every method called on it in order. */
-function countingLedger(): { ledger: Ledger; inner: InMemoryLedger; calls: string[] } {
-  const inner = new InMemoryLedger();
-  const calls: string[] = [];
-  const ledger = new Proxy(inner, {
-    get(target, name, receiver) {
-      const value = Reflect.get(target, name, receiver);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        calls.push(String(name));
-        return value.apply(target, args);
-      };
-    },
-  });
-  return { ledger, inner, calls };
-}
+import { claimPendingUpload, countingLedger, inMemoryCore, storeBlob } from '../../support/in-memory-core.js';
 
 function setup() {
   const { ledger, inner, calls } = countingLedger();

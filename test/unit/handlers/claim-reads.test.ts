@@ -1,19 +1,11 @@
-/**
- * A claim (POST /v1/uploads) reads the path's head alongside the folder rule's reads: one round
- * trip to the ledger before the claim is written, not two (issue 10, the one-new-file latency).
- * The folder rule's read here answers only once the head has been asked: sequential code never
- * gets there.
- */
-import { S3Client } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
 import { quietTelemetry } from '../../../functions/adapters/powertools.js';
-import { S3BlobStore } from '../../../functions/adapters/s3.js';
 import { systemClock } from '../../../functions/adapters/wiring.js';
 import type { Ledger } from '../../../functions/core/ports.js';
 import { type ApiDeps, createApiHandler } from '../../../functions/handlers/api-handler.js';
 import { httpEvent, lambdaContext } from '../../support/api-events.js';
-import { RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
+import { presignOnlyBlobStore, RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
 
 function claimApi() {
   const inner = new InMemoryLedger();
@@ -46,16 +38,7 @@ function claimApi() {
   }) as unknown as Ledger;
   const handler = createApiHandler({
     ledger,
-    // Presigning makes no request: the endpoint is never reached.
-    blobs: new S3BlobStore(
-      new S3Client({
-        region: 'us-east-1',
-        endpoint: 'http://127.0.0.1:9',
-        forcePathStyle: true,
-        credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-      }),
-      'origin',
-    ),
+    blobs: presignOnlyBlobStore(),
     replicas: () => undefined,
     fanout: { send: async () => undefined },
     clock: systemClock,

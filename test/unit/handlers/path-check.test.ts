@@ -1,20 +1,12 @@
-/**
- * `GET /v1/paths?path=`: what a claim (POST /v1/uploads) of a path would answer for the path
- * alone, asked before a client hashes the file. Every refusal is held to the claim's own answer
- * (status and body, message and target named), on a topology where every rule of docs/api.md
- * "The path policy" applies; the check reads the ledger and writes nothing.
- */
-import { S3Client } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { apiLimits } from '../../../contracts/api.js';
 import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
 import { quietTelemetry } from '../../../functions/adapters/powertools.js';
-import { S3BlobStore } from '../../../functions/adapters/s3.js';
 import { systemClock } from '../../../functions/adapters/wiring.js';
-import type { Ledger } from '../../../functions/core/ports.js';
 import { type ApiDeps, createApiHandler } from '../../../functions/handlers/api-handler.js';
 import { httpEvent, lambdaContext } from '../../support/api-events.js';
-import { RecordingMetrics } from '../../support/domain.js';
+import { presignOnlyBlobStore, RecordingMetrics } from '../../support/domain.js';
+import { countingLedger } from '../../support/in-memory-core.js';
 import { commitWrite } from '../../support/ledger-contract.js';
 
 /** The ledger methods the check may call: the folder/file rule's reads. */
@@ -27,29 +19,10 @@ async function checkApi() {
     const state = await inner.readCommitState(path, 0);
     await inner.commit(commitWrite(path, state.version + 1, ++seq));
   }
-  const calls: string[] = [];
-  const ledger = new Proxy(inner, {
-    get(target, name, receiver) {
-      const value = Reflect.get(target, name, receiver);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        calls.push(String(name));
-        return value.apply(target, args);
-      };
-    },
-  }) as unknown as Ledger;
+  const { ledger, calls } = countingLedger(inner);
   const handler = createApiHandler({
     ledger,
-    // Presigning makes no request: the endpoint is never reached.
-    blobs: new S3BlobStore(
-      new S3Client({
-        region: 'us-east-1',
-        endpoint: 'http://127.0.0.1:9',
-        forcePathStyle: true,
-        credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-      }),
-      'origin',
-    ),
+    blobs: presignOnlyBlobStore(),
     replicas: () => undefined,
     fanout: { send: async () => undefined },
     clock: systemClock,
