@@ -18,6 +18,7 @@ import { createPutFile } from '../../cli/put-file.js';
 import { uploadFile as cliUpload, systemClock } from '../../cli/upload.js';
 import type { Sandbox } from '../../local/sandbox.js';
 import { MirrorApi } from '../../web/client/api.js';
+import { PATH_CHECK_FROM_BYTES } from '../../web/client/upload/claim.js';
 import { uploadFile as webUpload } from '../../web/client/upload-file.js';
 import { type LocalApiResponse, localApi, sha256Hex } from '../support/local-api.js';
 import { startTestStack, type TestStack } from '../support/local-stack.ts';
@@ -393,7 +394,9 @@ describe('proof of possession', () => {
         onProgress: (p) => phases.push(p.phase),
       });
       expect(second).toMatchObject({ status: 'committed', version: 1, deduplicated: true, bytesSent: 0 });
-      expect(requests).toEqual(['POST /v1/uploads', `POST /v1/uploads/${second.uploadId}/proof`]);
+      // A file this large is asked about before its hash (the path check, web/client/upload/claim.ts).
+      const checked = size >= PATH_CHECK_FROM_BYTES ? ['GET /v1/paths'] : [];
+      expect(requests).toEqual([...checked, 'POST /v1/uploads', `POST /v1/uploads/${second.uploadId}/proof`]);
       expect(phases.at(-1)).toBe('deduplicated');
       expect(phases).not.toContain('uploading');
     }
