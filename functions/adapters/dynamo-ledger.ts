@@ -179,6 +179,14 @@ function toTargetState(item: Item): TargetState {
   };
 }
 
+/** The checkpoint's `listing` map, as `{ listing }` to spread, or nothing when it holds no position. */
+function listingOf(value: unknown): Pick<ReconcileCheckpoint, 'listing'> {
+  if (typeof value !== 'object' || value === null) return {};
+  const { targetId, after } = value as Item;
+  if (typeof targetId !== 'string') return {};
+  return { listing: { targetId, ...(typeof after === 'string' ? { after } : {}) } };
+}
+
 /** Far longer than any verification takes (5 TiB in ranges is hours). */
 const VERIFICATION_PROGRESS_TTL_SECONDS = 30 * 24 * 3600;
 
@@ -1365,13 +1373,16 @@ export class DynamoLedger implements Ledger {
       heads: item.heads as number,
       ...(typeof item.after === 'string' ? { after: item.after } : {}),
       ...(typeof item.lastCycleEndedAt === 'string' ? { lastCycleEndedAt: item.lastCycleEndedAt } : {}),
+      ...listingOf(item.listing),
     };
   }
 
   async putReconcileCheckpoint(checkpoint: ReconcileCheckpoint): Promise<void> {
     // An UpdateItem, not a PutItem: reconcile's role may update rows, never replace them (lib/grants.ts).
     const fields = Object.entries(checkpoint).filter(([, v]) => v !== undefined);
-    const removed = (['after', 'lastCycleEndedAt'] as const).filter((k) => checkpoint[k] === undefined);
+    const removed = (['after', 'lastCycleEndedAt', 'listing'] as const).filter(
+      (k) => checkpoint[k] === undefined,
+    );
     await this.db.send(
       new UpdateCommand({
         TableName: this.table,

@@ -684,7 +684,8 @@ export class InMemoryLedger implements Ledger {
   }
 
   async putReconcileCheckpoint(checkpoint: ReconcileCheckpoint): Promise<void> {
-    this.reconcileCheckpoint = stored(checkpoint);
+    const { listing, ...walk } = checkpoint;
+    this.reconcileCheckpoint = stored({ ...walk, ...(listing ? { listing: stored(listing) } : {}) });
   }
 
   // Agents

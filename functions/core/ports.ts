@@ -436,6 +436,15 @@ export interface ReconcileCheckpoint {
   readonly heads: number;
   /** When the last full cycle ended, if one did. */
   readonly lastCycleEndedAt?: string | undefined;
+  /** Where the listing of the S3 targets' buckets stopped, while one is unfinished (core/reconcile.ts). */
+  readonly listing?: ListingPosition | undefined;
+}
+
+/** Where an unfinished listing of the replica buckets goes on: the target, and the key to list after. */
+export interface ListingPosition {
+  readonly targetId: string;
+  /** Absent: the target's listing has not begun (the one before it reached its last key). */
+  readonly after?: string | undefined;
 }
 
 /** Reconciliation's own progress (one row). */

@@ -1206,6 +1206,25 @@ export function ledgerContract(
       });
     });
 
+    it("reconcile's checkpoint carries an unfinished listing's position (a map) and drops it when it is absent", async () => {
+      const { ledger } = await makeLedger();
+      const walk = { after: 'somewhere', cycleStartedAt: at(1), heads: 200 };
+      await ledger.putReconcileCheckpoint({
+        ...walk,
+        listing: { targetId: 'beta', after: 'mirror/a b+c.jpg' },
+      });
+      expect(await ledger.getReconcileCheckpoint()).toEqual({
+        ...walk,
+        listing: { targetId: 'beta', after: 'mirror/a b+c.jpg' },
+      });
+      // A target not begun yet: no key to list after.
+      await ledger.putReconcileCheckpoint({ ...walk, listing: { targetId: 'gamma' } });
+      expect(await ledger.getReconcileCheckpoint()).toEqual({ ...walk, listing: { targetId: 'gamma' } });
+      // The listing done: the position goes, the walk's fields stay.
+      await ledger.putReconcileCheckpoint({ ...walk, heads: 250 });
+      expect(await ledger.getReconcileCheckpoint()).toEqual({ ...walk, heads: 250 });
+    });
+
     it('pageHeads pages through every head once, a bounded page at a time', async () => {
       const { ledger } = await makeLedger();
       const paths = ['p/a.png', 'p/b.png', 'q/c.png', 'r/d.png', 's/e.png'];
