@@ -20,7 +20,12 @@
  * reported. Before the walk, so that it reports the buckets as the run found them: after it, a
  * delete the walk had just re-sent was often applied before the listing came to it. The listing
  * holds one page at a time, and stops starting pages halfway to the run's deadline, leaving the
- * rest of the time to the walk.
+ * rest of the time to the walk. A scheduled run saves the listing's position (the target, the key
+ * to list after) in the checkpoint after every page, and the runs after it go on from there before
+ * their walk, mid-cycle too, until every target has been listed to its last key: were each listing
+ * to start again at the first key, the part of a bucket (and the targets after it) beyond what half
+ * a run can list would never be checked. A run without `resume` lists from the first key and leaves
+ * the stored position alone.
  */
 import { randomUUID } from 'node:crypto';
 import { sleep } from '../../common/retry.ts';
@@ -29,6 +34,7 @@ import { targetSelects } from '../../contracts/topology.js';
 import { fanOut } from './commit.js';
 import type {
   FanoutQueue,
+  ListingPosition,
   ReconcileCheckpoint,
   ReconcileLedger,
   ReplicaStore,
@@ -72,8 +78,16 @@ export interface ForeignObjects {
    * no such path: left alone) or `unselected` (outside the target's path prefix: left alone).
    */
   sample: { key: string; path: string; reason: ForeignReason }[];
-  /** The listing reached the last key: false when the run's deadline stopped it. */
+  /**
+   * This run's listing of the target reached its last key: false when the run's deadline stopped it
+   * (a scheduled run goes on from there in the next run).
+   */
   complete: boolean;
+  /**
+   * The key this run's listing began after: it went on from where an earlier run stopped, so
+   * `listed` and the counts cover only the rest of the bucket. Absent: listed from the first key.
+   */
+  resumedAfter?: string;
 }
 
 export interface ReconcileReport {
@@ -81,8 +95,9 @@ export interface ReconcileReport {
   readonly heads: number;
   readonly targets: Record<string, TargetReconcile>;
   /**
-   * S3 targets listed by this run (a run that begins a cycle over the heads, with replicas and
-   * `listObjects`), by id; empty when none was.
+   * S3 targets listed by this run, in whole or in part, by id (a run that begins a cycle over the
+   * heads, or a scheduled one that goes on with an unfinished listing; with replicas and
+   * `listObjects`); empty when none was.
    */
   readonly foreign: Record<string, ForeignObjects>;
   readonly dryRun: boolean;
@@ -99,8 +114,8 @@ export interface ReconcileOptions {
   /** Check objects in S3 targets (one HEAD per path and target). @default true when replicas are given */
   readonly checkObjects?: boolean;
   /**
-   * List S3 targets' objects for foreign ones, in a run that begins a cycle over the heads (one
-   * request per `listPageSize` keys). @default checkObjects
+   * List S3 targets' objects for foreign ones, in a run that begins a cycle over the heads or goes on
+   * with an unfinished listing (one request per `listPageSize` keys). @default checkObjects
    */
   readonly listObjects?: boolean;
   /** Keys per listing page (S3 answers at most 1,000). @default 1000 */
@@ -108,8 +123,9 @@ export interface ReconcileOptions {
   /** Upper bound on object checks per second, to spare the buckets' request rates. @default 50 */
   readonly checksPerSecond?: number;
   /**
-   * Go on from the stored checkpoint and save it after every page (scheduled runs). Without it a
-   * run starts at the first head and leaves the checkpoint alone.
+   * Go on from the stored checkpoint (the walk's position and the listing's) and save it after every
+   * page (scheduled runs). Without it a run starts at the first head and the first key, and leaves
+   * the checkpoint alone.
    */
   readonly resume?: boolean;
   /** Epoch milliseconds (real time) after which the run starts no more pages; one page is always read. */
@@ -141,11 +157,7 @@ export async function reconcileTargets(
   let heads = 0;
   let pages = 0;
   const deadline = options.deadline ?? Number.POSITIVE_INFINITY;
-  // Once a cycle, at its start: a scheduled run that resumes mid-cycle leaves its time to the walk.
-  const foreign =
-    walk.after === undefined && (options.listObjects ?? pass.checkObjects)
-      ? await listForeign(pass, Date.now() + (deadline - Date.now()) / 2)
-      : {};
+  const foreign = await foreignListing(pass, walk, deadline);
   while (pages === 0 || Date.now() < deadline) {
     const page = await deps.ledger.pageHeads({ after: walk.after, limit: options.pageSize ?? 200 });
     pages++;
@@ -167,9 +179,16 @@ async function startWalk(deps: ReconcileDeps, options: ReconcileOptions): Promis
   const stored = options.resume ? await deps.ledger.getReconcileCheckpoint() : undefined;
   const fresh: Walk = { cycleStartedAt: new Date().toISOString(), heads: 0 };
   if (!stored) return fresh;
-  // The last run ended a cycle: this one begins the next.
-  if (stored.after === undefined) return { ...fresh, lastCycleEndedAt: stored.lastCycleEndedAt };
+  // The last run ended a cycle: this one begins the next (a listing left unfinished goes on).
+  if (stored.after === undefined)
+    return { ...fresh, lastCycleEndedAt: stored.lastCycleEndedAt, listing: stored.listing };
   return { ...stored };
+}
+
+/** Saves where the listing goes on (undefined: it is done), with the walk as it stands: not yet begun in this run. */
+async function saveListing(deps: ReconcileDeps, walk: Walk, at: ListingPosition | undefined): Promise<void> {
+  walk.listing = at;
+  await deps.ledger.putReconcileCheckpoint({ ...walk });
 }
 
 /** Saves the walk after a page; at the last page, the cycle's end (the next run starts a new cycle). */
@@ -302,27 +321,96 @@ function pacer(perSecond: number): () => Promise<void> {
   };
 }
 
-/** Lists each S3 target in turn, a page at a time, until `deadline` (one page each always). */
-async function listForeign(pass: ReconcilePass, deadline: number): Promise<Record<string, ForeignObjects>> {
+/**
+ * This run's listing, if it lists: one begins at a cycle's start; a scheduled run that resumes
+ * mid-cycle lists only to finish a listing an earlier run left unfinished, and otherwise leaves its
+ * time to the walk. Half the time to the deadline is the listing's.
+ */
+async function foreignListing(
+  pass: ReconcilePass,
+  walk: Walk,
+  deadline: number,
+): Promise<Record<string, ForeignObjects>> {
+  const { deps, options } = pass;
+  if (!(options.listObjects ?? pass.checkObjects)) return {};
+  if (walk.after !== undefined && walk.listing === undefined) return {};
+  return listForeign(pass, Date.now() + (deadline - Date.now()) / 2, {
+    from: walk.listing,
+    save: options.resume ? (at) => saveListing(deps, walk, at) : undefined,
+  });
+}
+
+/**
+ * Lists each S3 target in turn until `deadline`, from `from` (else the first target's first key).
+ * With `save` (a scheduled run) the position is saved after every page, and the listing stops at the
+ * deadline between targets too (one page per run is always read): the next run goes on from there.
+ * Without it nothing remembers the position, so each target gets a page at least, or a large first
+ * bucket would keep the others from ever being listed.
+ */
+async function listForeign(
+  pass: ReconcilePass,
+  deadline: number,
+  {
+    from,
+    save,
+  }: {
+    from: ListingPosition | undefined;
+    save: ((at: ListingPosition | undefined) => Promise<void>) | undefined;
+  },
+): Promise<Record<string, ForeignObjects>> {
   const found: Record<string, ForeignObjects> = {};
-  for (const target of pass.targets) {
+  const listed = pass.targets.flatMap((target) => {
     const replica = pass.deps.replicas?.(target.id);
-    if (!replica) continue;
-    const counts: ForeignObjects = { listed: 0, foreign: 0, deleted: 0, sample: [], complete: false };
-    found[target.id] = counts;
-    let after: string | undefined;
-    for (let pages = 0; pages === 0 || Date.now() < deadline; pages++) {
-      const page = await replica.list({ after, limit: pass.options.listPageSize ?? 1000 });
-      counts.listed += page.objects.length;
-      await foreignInPage(pass, target, page.objects, counts);
-      after = page.next;
-      if (after === undefined) {
-        counts.complete = true;
-        break;
-      }
-    }
+    return replica ? [{ target, replica }] : [];
+  });
+  const stored = from ? listed.findIndex(({ target }) => target.id === from.targetId) : -1;
+  // A position naming a target no longer listed (out of the topology, its bucket unknown): where it
+  // stood among the others is unknown, so the listing starts over rather than skip any.
+  const first = Math.max(stored, 0);
+  for (const [i, { target, replica }] of listed.entries()) {
+    if (i < first) continue;
+    if (save && Object.keys(found).length > 0 && Date.now() >= deadline) break;
+    const next = listed[i + 1]?.target.id;
+    const done = next === undefined ? undefined : { targetId: next };
+    found[target.id] = await listTarget(pass, target, replica, {
+      after: i === stored ? from?.after : undefined,
+      deadline,
+      saved: save && ((after) => save(after === undefined ? done : { targetId: target.id, after })),
+    });
   }
   return found;
+}
+
+/** Lists one target's bucket after `after` (a page at least), until its last key or `deadline`. */
+async function listTarget(
+  pass: ReconcilePass,
+  target: ReconcileDeps['targets'][number],
+  replica: Pick<ReplicaStore, 'list'>,
+  from: {
+    after: string | undefined;
+    deadline: number;
+    /** Called after every page with the key the listing goes on after (undefined: the last key was reached). */
+    saved: ((after: string | undefined) => Promise<void>) | undefined;
+  },
+): Promise<ForeignObjects> {
+  const counts: ForeignObjects = {
+    listed: 0,
+    foreign: 0,
+    deleted: 0,
+    sample: [],
+    complete: false,
+    ...(from.after === undefined ? {} : { resumedAfter: from.after }),
+  };
+  let after = from.after;
+  do {
+    const page = await replica.list({ after, limit: pass.options.listPageSize ?? 1000 });
+    counts.listed += page.objects.length;
+    await foreignInPage(pass, target, page.objects, counts);
+    after = page.next;
+    counts.complete = after === undefined;
+    await from.saved?.(after);
+  } while (after !== undefined && Date.now() < from.deadline);
+  return counts;
 }
 
 /**

@@ -76,8 +76,9 @@ function emitReconcileMetrics(report: ReconcileReport, { logger, metrics }: Tele
     metrics.count('ReconcileMissing', counts.missing, { target });
     metrics.count('ReconcileAltered', counts.altered, { target });
   }
-  // Only for the targets this run listed (a scheduled run lists once its walk ends a cycle): a 0
-  // then says "listed, nothing foreign", never "not looked".
+  // Only for the targets this run listed, in whole or in part (a scheduled run lists at a cycle's
+  // start, and goes on with a listing an earlier run left unfinished): a 0 then says "listed,
+  // nothing foreign", never "not looked".
   for (const [target, found] of Object.entries(report.foreign)) {
     metrics.count('ReconcileForeign', found.foreign, { target });
     if (found.foreign > 0) logger.warn('foreign objects in a replica bucket', { target, ...found });

@@ -4,7 +4,7 @@
  * drift it caused: its delete is re-sent. An object the ledger never knew, or one outside the
  * target's path prefix, may be someone's data: reported, never touched.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { FileVersion } from '../../../contracts/model.js';
 import type { ReplicationMessage } from '../../../contracts/replication-message.js';
 import { ingestBlob } from '../../../functions/core/ingest.js';
@@ -22,6 +22,10 @@ class FakeReplica implements Pick<ReplicaStore, 'stat' | 'list'> {
   /** Pages asked for, and the most keys one page held. */
   pages = 0;
   largestPage = 0;
+  /** Every key served, in order (a key listed twice appears twice). */
+  readonly served: string[] = [];
+  /** Called as each page is asked for (a test's clock moves on). */
+  onPage: () => void = () => {};
   constructor(readonly keyPrefix = '') {}
 
   put(key: string, object: Partial<Stat> = {}): void {
@@ -34,12 +38,14 @@ class FakeReplica implements Pick<ReplicaStore, 'stat' | 'list'> {
 
   async list(options: { after?: string | undefined; limit: number }) {
     this.pages++;
+    this.onPage();
     const keys = [...this.objects.keys()]
       .filter((k) => k.startsWith(this.keyPrefix))
       .sort()
       .filter((k) => options.after === undefined || k > options.after);
     const page = keys.slice(0, options.limit);
     this.largestPage = Math.max(this.largestPage, page.length);
+    this.served.push(...page);
     return {
       objects: page.map((key) => ({ key, path: key.slice(this.keyPrefix.length) })),
       ...(keys.length > page.length ? { next: page.at(-1) } : {}),
@@ -259,5 +265,165 @@ describe('reconcile: objects in a replica bucket the mirror does not hold', () =
     const next = await run();
     expect(next.foreign.alpha).toMatchObject({ foreign: 1 });
     expect(replica.pages).toBe(2);
+  });
+});
+
+describe('reconcile: a listing of the replica buckets spans scheduled runs', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  /**
+   * Two S3 targets. alpha: 32 strays, a path the mirror deleted (its delete lost) and two live files,
+   * 35 keys; beta: the two live files and 13 strays, 15 keys. Pages of 10 keys. Each page listed and
+   * each page of heads read takes a second of a fake clock (Date only: the pacer's sleeps are real).
+   */
+  async function twoBuckets() {
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.parse('2026-12-02T17:00:00Z') });
+    const tick = () => vi.setSystemTime(Date.now() + 1000);
+    const s = inMemoryCore({
+      targets: [
+        { id: 'alpha', kind: 's3' as const, pathPrefix: 'media/' },
+        { id: 'beta', kind: 's3' as const, pathPrefix: 'media/' },
+      ],
+    });
+    const replicas = { alpha: new FakeReplica(), beta: new FakeReplica() };
+    for (const replica of Object.values(replicas)) replica.onPage = tick;
+    const commit = async (path: string) => {
+      const bytes = randomBytes(50);
+      await claimPendingUpload(s.ledger, path, bytes);
+      await ingestBlob(s.deps, storeBlob(s.blobs, bytes));
+      const head = await s.ledger.getHead(path);
+      if (!head) throw new Error(`no head for ${path}`);
+      return head;
+    };
+    for (const path of ['media/kept-1.jpg', 'media/kept-2.jpg']) {
+      const head = await commit(path);
+      for (const [targetId, replica] of Object.entries(replicas)) {
+        await s.ledger.recordTargetState({
+          targetId,
+          path,
+          appliedVersion: head.version,
+          status: 'verified',
+          appliedAt: new Date().toISOString(),
+          etag: '"e"',
+        });
+        replica.put(path, { version: head.version, sha256: head.sha256 ?? undefined, size: head.size });
+      }
+    }
+    const gone = await commit('media/gone.jpg');
+    await deleteFile(s.deps, 'media/gone.jpg', gone.version);
+    replicas.alpha.put('media/gone.jpg');
+    for (let i = 0; i < 32; i++) replicas.alpha.put(`media/a-${String(i).padStart(2, '0')}.bin`);
+    for (let i = 0; i < 13; i++) replicas.beta.put(`media/b-${String(i).padStart(2, '0')}.bin`);
+    const pageHeads = s.ledger.pageHeads.bind(s.ledger);
+    s.ledger.pageHeads = async (options) => {
+      tick();
+      return pageHeads(options);
+    };
+    const deps = {
+      ...s.deps,
+      replicas: (id: string) => (id === 'alpha' || id === 'beta' ? replicas[id] : undefined),
+    };
+    return { s, replicas, deps };
+  }
+
+  const keysOf = (replica: FakeReplica) => [...replica.objects.keys()].sort();
+
+  it('two runs with time for part of it each list every key once, name every foreign object, then clear the position', async () => {
+    const { s, replicas, deps } = await twoBuckets();
+    // 5 s: the listing stops starting pages after 2.5 s (3 pages), the walk after 5 s (2 pages of heads).
+    const run = () =>
+      reconcileTargets(deps, { resume: true, listPageSize: 10, pageSize: 1, deadline: Date.now() + 5000 });
+
+    const first = await run();
+    // Three pages of alpha's four: beta not begun, so not in the report.
+    expect(first.foreign).toEqual({
+      alpha: expect.objectContaining({ listed: 30, foreign: 30, complete: false }),
+    });
+    expect(first.foreign.alpha?.resumedAfter).toBeUndefined();
+    expect(first.cycleComplete).toBe(false);
+    expect((await s.ledger.getReconcileCheckpoint())?.listing).toEqual({
+      targetId: 'alpha',
+      after: 'media/a-29.bin',
+    });
+
+    // Mid-cycle, it goes on with the listing where the first run stopped, then with beta.
+    const second = await run();
+    expect(second.foreign.alpha).toMatchObject({
+      resumedAfter: 'media/a-29.bin',
+      listed: 5,
+      foreign: 3,
+      deleted: 1,
+      complete: true,
+      sample: [
+        { key: 'media/a-30.bin', reason: 'unknown' },
+        { key: 'media/a-31.bin', reason: 'unknown' },
+        { key: 'media/gone.jpg', reason: 'deleted' },
+      ],
+    });
+    expect(second.foreign.beta).toMatchObject({ listed: 15, foreign: 13, deleted: 0, complete: true });
+    expect(second.foreign.beta?.resumedAfter).toBeUndefined();
+    expect(second.cycleComplete).toBe(true);
+
+    // Every key once; every object the mirror does not hold named once (32 + 1 at alpha, 13 at beta).
+    expect(replicas.alpha.served).toEqual(keysOf(replicas.alpha));
+    expect(replicas.beta.served).toEqual(keysOf(replicas.beta));
+    const foreign = [first, second]
+      .flatMap((r) => Object.values(r.foreign))
+      .reduce((n, f) => n + f.foreign, 0);
+    expect(foreign).toBe(46);
+    const checkpoint = await s.ledger.getReconcileCheckpoint();
+    expect(checkpoint?.listing).toBeUndefined();
+    expect(checkpoint?.lastCycleEndedAt).toBeDefined();
+
+    // The next cycle begins a listing of its own, from the first key (one page: the deadline is past).
+    const third = await reconcileTargets(deps, { resume: true, listPageSize: 10, pageSize: 1, deadline: 0 });
+    expect(third.foreign).toEqual({ alpha: expect.objectContaining({ listed: 10, complete: false }) });
+    expect(third.foreign.alpha?.resumedAfter).toBeUndefined();
+    expect(replicas.alpha.served.slice(35)).toEqual(keysOf(replicas.alpha).slice(0, 10));
+    expect((await s.ledger.getReconcileCheckpoint())?.listing).toEqual({
+      targetId: 'alpha',
+      after: 'media/a-09.bin',
+    });
+  });
+
+  it('a run without resume lists every bucket from its first key and leaves the stored position as it was', async () => {
+    const { s, replicas, deps } = await twoBuckets();
+    const stored = {
+      after: 'media/kept-1.jpg',
+      cycleStartedAt: '2026-12-02T16:00:00.000Z',
+      heads: 1,
+      listing: { targetId: 'alpha', after: 'media/a-29.bin' },
+    };
+    await s.ledger.putReconcileCheckpoint(stored);
+
+    const report = await reconcileTargets(deps, { listPageSize: 10 });
+    expect(report.foreign.alpha).toMatchObject({ listed: 35, foreign: 33, complete: true });
+    expect(report.foreign.alpha?.resumedAfter).toBeUndefined();
+    expect(report.foreign.beta).toMatchObject({ listed: 15, foreign: 13, complete: true });
+    expect(replicas.alpha.served).toEqual(keysOf(replicas.alpha));
+    expect(await s.ledger.getReconcileCheckpoint()).toEqual(stored);
+  });
+
+  it('a position naming a target no longer listed starts the listing over at the first target', async () => {
+    const { s, replicas, deps } = await twoBuckets();
+    await s.ledger.putReconcileCheckpoint({
+      after: 'media/kept-1.jpg',
+      cycleStartedAt: '2026-12-02T16:00:00.000Z',
+      heads: 1,
+      listing: { targetId: 'retired', after: 'media/zzz' },
+    });
+
+    const report = await reconcileTargets(deps, {
+      resume: true,
+      listPageSize: 10,
+      deadline: Date.now() + 60_000,
+    });
+    expect(report.foreign.alpha).toMatchObject({ listed: 35, complete: true });
+    expect(report.foreign.alpha?.resumedAfter).toBeUndefined();
+    expect(report.foreign.beta).toMatchObject({ listed: 15, complete: true });
+    expect(replicas.alpha.served).toEqual(keysOf(replicas.alpha));
+    expect((await s.ledger.getReconcileCheckpoint())?.listing).toBeUndefined();
   });
 });
