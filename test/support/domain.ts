@@ -6,9 +6,10 @@ import { quietTelemetry } from '../../functions/adapters/powertools.js';
 import { S3BlobStore, S3ReplicaStore } from '../../functions/adapters/s3.js';
 import { SqsFanout } from '../../functions/adapters/sqs-fanout.js';
 import { systemClock } from '../../functions/adapters/wiring.js';
-import type { Metrics } from '../../functions/core/ports.js';
+import type { Ledger, Metrics } from '../../functions/core/ports.js';
 import type { UploadDeps } from '../../functions/core/uploads.js';
-import { createApiHandler } from '../../functions/handlers/api-handler.js';
+import { type ApiDeps, createApiHandler } from '../../functions/handlers/api-handler.js';
+import { type httpEvent, lambdaContext } from './api-events.js';
 import type { TestEmulators } from './emulators.js';
 
 export class RecordingMetrics implements Metrics {
@@ -150,4 +151,31 @@ export function presignOnlyBlobStore(bucket = 'origin'): S3BlobStore {
     }),
     bucket,
   );
+}
+
+/**
+ * The api handler over `ledger` alone (small limits: 1 MiB files, parts above 512 KiB, images only;
+ * presigning only, no fan-out), its answers parsed: for tests of what a route reads and answers.
+ */
+export function apiOverLedger(ledger: Ledger, targets: ApiDeps['targets'], feedShards = 4) {
+  const handler = createApiHandler({
+    ledger,
+    blobs: presignOnlyBlobStore(),
+    replicas: () => undefined,
+    fanout: { send: async () => undefined },
+    clock: systemClock,
+    feedShards,
+    targets,
+    limits: {
+      maxUploadBytes: 1024 * 1024,
+      multipartThresholdBytes: 512 * 1024,
+      contentTypes: ['image/*'],
+      presignTtlSeconds: 900,
+    },
+    telemetry: quietTelemetry(new RecordingMetrics()),
+  } as unknown as ApiDeps);
+  return async (event: ReturnType<typeof httpEvent>) => {
+    const result = await handler(event, lambdaContext('api'));
+    return { status: result.statusCode, body: JSON.parse(String(result.body)) };
+  };
 }

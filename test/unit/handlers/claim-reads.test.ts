@@ -1,11 +1,14 @@
+/**
+ * A claim (POST /v1/uploads) reads the path's head alongside the folder rule's reads: one round
+ * trip to the ledger before the claim is written, not two (issue 10, the one-new-file latency).
+ * The folder rule's read here answers only once the head has been asked: sequential code never
+ * gets there.
+ */
 import { describe, expect, it } from 'vitest';
 import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
-import { quietTelemetry } from '../../../functions/adapters/powertools.js';
-import { systemClock } from '../../../functions/adapters/wiring.js';
 import type { Ledger } from '../../../functions/core/ports.js';
-import { type ApiDeps, createApiHandler } from '../../../functions/handlers/api-handler.js';
-import { httpEvent, lambdaContext } from '../../support/api-events.js';
-import { presignOnlyBlobStore, RecordingMetrics, randomBytes, sha256Hex } from '../../support/domain.js';
+import { httpEvent } from '../../support/api-events.js';
+import { apiOverLedger, randomBytes, sha256Hex } from '../../support/domain.js';
 
 function claimApi() {
   const inner = new InMemoryLedger();
@@ -36,27 +39,9 @@ function claimApi() {
       return value.bind(target);
     },
   }) as unknown as Ledger;
-  const handler = createApiHandler({
-    ledger,
-    blobs: presignOnlyBlobStore(),
-    replicas: () => undefined,
-    fanout: { send: async () => undefined },
-    clock: systemClock,
-    feedShards: 4,
-    // A pull target: the folder/file rule applies, so the claim reads the ledger for it.
-    targets: [{ id: 'dc', kind: 'pull' }],
-    limits: {
-      maxUploadBytes: 1024 * 1024,
-      multipartThresholdBytes: 512 * 1024,
-      contentTypes: ['image/*'],
-      presignTtlSeconds: 900,
-    },
-    telemetry: quietTelemetry(new RecordingMetrics()),
-  } as unknown as ApiDeps);
-  const claim = async (body: Record<string, unknown>) => {
-    const result = await handler(httpEvent('POST', '/v1/uploads', { body }), lambdaContext('api'));
-    return { status: result.statusCode, body: JSON.parse(String(result.body)) };
-  };
+  // A pull target: the folder/file rule applies, so the claim reads the ledger for it.
+  const answer = apiOverLedger(ledger, [{ id: 'dc', kind: 'pull' }]);
+  const claim = (body: Record<string, unknown>) => answer(httpEvent('POST', '/v1/uploads', { body }));
   return { claim, order };
 }
 

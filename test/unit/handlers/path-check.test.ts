@@ -1,11 +1,15 @@
+/**
+ * `GET /v1/paths?path=`: what a claim (POST /v1/uploads) of a path would answer for the path
+ * alone, asked before a client hashes the file. Every refusal is held to the claim's own answer
+ * (status and body, message and target named), on a topology where every rule of docs/api.md
+ * "The path policy" applies; the check reads the ledger and writes nothing.
+ */
 import { describe, expect, it } from 'vitest';
 import { apiLimits } from '../../../contracts/api.js';
 import { InMemoryLedger } from '../../../functions/adapters/in-memory-ledger.js';
-import { quietTelemetry } from '../../../functions/adapters/powertools.js';
-import { systemClock } from '../../../functions/adapters/wiring.js';
-import { type ApiDeps, createApiHandler } from '../../../functions/handlers/api-handler.js';
-import { httpEvent, lambdaContext } from '../../support/api-events.js';
-import { presignOnlyBlobStore, RecordingMetrics } from '../../support/domain.js';
+import type { ApiDeps } from '../../../functions/handlers/api-handler.js';
+import { httpEvent } from '../../support/api-events.js';
+import { apiOverLedger } from '../../support/domain.js';
 import { countingLedger } from '../../support/in-memory-core.js';
 import { commitWrite } from '../../support/ledger-contract.js';
 
@@ -20,31 +24,16 @@ async function checkApi() {
     await inner.commit(commitWrite(path, state.version + 1, ++seq));
   }
   const { ledger, calls } = countingLedger(inner);
-  const handler = createApiHandler({
+  // A pull target (file-system rules, the folder/file rule, the depth limit) and an S3 target
+  // whose key prefix shortens the longest path.
+  const answer = apiOverLedger(
     ledger,
-    blobs: presignOnlyBlobStore(),
-    replicas: () => undefined,
-    fanout: { send: async () => undefined },
-    clock: systemClock,
-    feedShards: 1,
-    // A pull target (file-system rules, the folder/file rule, the depth limit) and an S3 target
-    // whose key prefix shortens the longest path.
-    targets: [
+    [
       { id: 'onprem', kind: 'pull' },
       { id: 'eu', kind: 's3', region: 'eu-west-1', keyPrefix: 'replica-prefix/' },
-    ],
-    limits: {
-      maxUploadBytes: 1024 * 1024,
-      multipartThresholdBytes: 512 * 1024,
-      contentTypes: ['image/*'],
-      presignTtlSeconds: 900,
-    },
-    telemetry: quietTelemetry(new RecordingMetrics()),
-  } as unknown as ApiDeps);
-  const answer = async (event: ReturnType<typeof httpEvent>) => {
-    const result = await handler(event, lambdaContext('api'));
-    return { status: result.statusCode, body: JSON.parse(String(result.body)) };
-  };
+    ] as unknown as ApiDeps['targets'],
+    1,
+  );
   const check = (path: string) => answer(httpEvent('GET', '/v1/paths', { query: { path } }));
   const claim = (path: string) =>
     answer(
