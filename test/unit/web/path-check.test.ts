@@ -138,6 +138,20 @@ describe('uploadFile: the path before the hash', () => {
     }
   });
 
+  it('a token the API refuses (401) fails the file before a byte is read: the claim would refuse it too', async () => {
+    const mirror = new FakeMirror();
+    mirror.interceptors.push((r) =>
+      new URL(r.url).pathname === '/v1/paths'
+        ? new Response(JSON.stringify({ message: 'Unauthorized' }), { status: 401 })
+        : undefined,
+    );
+    const { blob, reads } = countingBlob(64 * 1024);
+    const error = await uploadFile(blob, checked(mirror)).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'ApiError', status: 401 });
+    expect(reads).toEqual([]);
+    expect(calls(mirror)).toEqual(['GET /v1/paths']);
+  });
+
   it('a caller that has the hash already (the CLI) is not asked for a check that would spare nothing', async () => {
     const mirror = new FakeMirror();
     const bytes = bytesOf(1000);

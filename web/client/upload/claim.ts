@@ -26,9 +26,10 @@ export const PATH_CHECK_FROM_BYTES = 16 * 1024 * 1024;
 
 /**
  * Before the file is hashed (minutes for a large one): what the claim would answer for its path
- * alone (`GET /v1/paths`), asked once. Throws the claim's refusal (400, field `path`). Anything
- * else leaves the path to the claim, as before this route: an API without it (404 `no_route`), a
- * scope that may not read (403), an error or no answer. Not retried: the claim is the authority,
+ * alone (`GET /v1/paths`), asked once. Throws the claim's refusal (400, field `path`), and a 401:
+ * the claim carries the same credentials and would be refused too, after the hash. Anything else
+ * leaves the path to the claim, as before this route: an API without it (404 `no_route`), a scope
+ * that may not read (403: IAM can allow the claim's route and not this one), an error or no answer. Not retried: the claim is the authority,
  * and a retried check would hold the file up for no more than a hint.
  */
 export async function refusePathBeforeHashing(
@@ -40,7 +41,12 @@ export async function refusePathBeforeHashing(
     await api.checkPath(path, { signal, retry: false });
   } catch (error) {
     if (signal?.aborted) throw abortReason(signal);
-    if (error instanceof ApiError && error.status === 400 && error.field === 'path') throw error;
+    if (
+      error instanceof ApiError &&
+      (error.status === 401 || (error.status === 400 && error.field === 'path'))
+    ) {
+      throw error;
+    }
   }
 }
 
