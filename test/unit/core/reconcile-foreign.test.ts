@@ -82,30 +82,35 @@ async function setup(keyPrefix = '') {
       size: head.size,
     });
   };
+  /** The path deleted and the target's row saying it applied the delete (its object gone); the tombstone. */
+  const deletionApplied = async (head: FileVersion) => {
+    const tombstone = await deleteFile(s.deps, head.path, head.version);
+    await s.ledger.recordTargetState({
+      targetId: 'alpha',
+      path: head.path,
+      appliedVersion: tombstone.version,
+      status: 'verified',
+      appliedAt: new Date().toISOString(),
+      etag: undefined,
+    });
+    return tombstone;
+  };
   const deps = { ...s.deps, replicas: (id: string) => (id === 'alpha' ? replica : undefined) };
-  return { s, replica, commit, applied, deps };
+  return { s, replica, commit, applied, deletionApplied, deps };
 }
 
 const sentPaths = (sent: readonly ReplicationMessage[]) => sent.map((m) => `${m.path}@${m.version}`);
 
 describe('reconcile: objects in a replica bucket the mirror does not hold', () => {
   it('reports an object the ledger never knew and leaves it; re-sends the delete of a path the mirror deleted', async () => {
-    const { s, replica, commit, applied, deps } = await setup();
+    const { s, replica, commit, applied, deletionApplied, deps } = await setup();
     const kept = await commit('media/kept.jpg');
     await applied(kept);
     const gone = await commit('media/gone.jpg');
     await applied(gone);
     // The delete was applied (row and object gone), then the object came back: a copy overtaken
     // by the delete landed after it, or someone put it back. The row still says "deleted, applied".
-    const tombstone = await deleteFile(s.deps, 'media/gone.jpg', gone.version);
-    await s.ledger.recordTargetState({
-      targetId: 'alpha',
-      path: 'media/gone.jpg',
-      appliedVersion: tombstone.version,
-      status: 'verified',
-      appliedAt: new Date().toISOString(),
-      etag: undefined,
-    });
+    const tombstone = await deletionApplied(gone);
     replica.put('media/stray.jpg');
     s.sent.length = 0;
 
@@ -199,18 +204,10 @@ describe('reconcile: objects in a replica bucket the mirror does not hold', () =
   });
 
   it('a dry run names and counts, and sends and forgets nothing', async () => {
-    const { s, replica, commit, applied, deps } = await setup();
+    const { s, replica, commit, applied, deletionApplied, deps } = await setup();
     const gone = await commit('media/gone.jpg');
     await applied(gone);
-    const tombstone = await deleteFile(s.deps, 'media/gone.jpg', gone.version);
-    await s.ledger.recordTargetState({
-      targetId: 'alpha',
-      path: 'media/gone.jpg',
-      appliedVersion: tombstone.version,
-      status: 'verified',
-      appliedAt: new Date().toISOString(),
-      etag: undefined,
-    });
+    const tombstone = await deletionApplied(gone);
     replica.put('media/gone.jpg');
     s.sent.length = 0;
 
