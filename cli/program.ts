@@ -398,12 +398,26 @@ function registerWriteCommands(program: Command, verb: VerbRunner): void {
       "commit an older version's content as the newest version (no bytes sent; a deleted path comes back)",
     )
     .argument('<path>', 'path in the mirror', parseMirrorPath)
-    .argument('<version>', 'the version to restore (see log)', wholeNumber(1))
+    .argument('[version]', 'the version to restore (see log); or --version', wholeNumber(1))
+    // Also `--version N`, as `get` takes it: either form, not two that differ.
+    .option('--version <n>', 'the version to restore (see log)', wholeNumber(1))
     .option('--if-version <n>', 'only if the head is this version (exit 4 otherwise)', wholeNumber(0))
     .option('--json', 'print the result as JSON')
-    .action((path: string, version: number, _opts: unknown, command: Command) =>
-      verb(command, (v, api, io) => v.restore(io, api, path, version, command.opts())),
-    );
+    .action((path: string, given: number | undefined, _opts: unknown, command: Command) => {
+      const { version: flag, ...options } = command.opts<{
+        version?: number;
+        ifVersion?: number;
+        json?: boolean;
+      }>();
+      if (given === undefined && flag === undefined) {
+        command.error('error: restore needs a version: <version> or --version <n>');
+      }
+      if (given !== undefined && flag !== undefined && given !== flag) {
+        command.error(`error: two versions given (${given} and --version ${flag}): name one`);
+      }
+      const version = (given ?? flag) as number;
+      return verb(command, (v, api, io) => v.restore(io, api, path, version, options));
+    });
 }
 
 /** `reconcile` and `redrive` load the AWS SDK, only when they run. */

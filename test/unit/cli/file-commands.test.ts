@@ -273,6 +273,27 @@ describe('media-mirror restore', () => {
     expect(h.out()).toBe('restored a/b.png version 2 as version 6\n');
   });
 
+  it('takes the version as --version N too (as get does); neither, or two that differ: exit 2, nothing sent', async () => {
+    const bodies: unknown[] = [];
+    const h = harness((_url, init) => {
+      bodies.push(JSON.parse(String(init.body)));
+      return {
+        status: 201,
+        body: { status: 'committed', path: 'a/b.png', version: 6, restoredFrom: 2, sha256: sha('v2') },
+      };
+    });
+    expect(await h.run('restore', 'a/b.png', '--version', '2')).toBe(0);
+    expect(await h.run('restore', 'a/b.png', '2', '--version', '2')).toBe(0);
+    expect(bodies).toEqual([{ from: 2 }, { from: 2 }]);
+    expect(h.out()).toBe('restored a/b.png version 2 as version 6\n'.repeat(2));
+    const usage = harness(() => notFound);
+    expect(await usage.run('restore', 'a/b.png')).toBe(2);
+    expect(await usage.run('restore', 'a/b.png', '2', '--version', '3')).toBe(2);
+    expect(await usage.run('restore', 'a/b.png', '--version', 'latest')).toBe(2);
+    expect(usage.requests).toEqual([]);
+    expect(usage.err()).toMatch(/version/);
+  });
+
   it('no such version: exit 3; a version that is not a number: exit 2, nothing sent', async () => {
     expect(await harness(() => notFound).run('restore', 'a.png', '9')).toBe(3);
     const usage = harness(() => notFound);
