@@ -163,9 +163,12 @@ export async function get(
     version: opts.version,
     readTimeoutMs: opts.readTimeout === undefined ? undefined : opts.readTimeout * 1000,
     cwd: io.cwd,
+    stdout: io.contentOut,
   });
-  if (opts.json) json(io, got);
-  else line(io, `${got.file}: ${path} version ${got.version}, ${formatBytes(got.size)}, SHA-256 verified`);
+  // With `-o -` stdout holds the file: what is said about it goes to stderr.
+  const said = dest === '-' ? { ...io, stdout: io.stderr } : io;
+  if (opts.json) json(said, got);
+  else line(said, `${got.file}: ${path} version ${got.version}, ${formatBytes(got.size)}, SHA-256 verified`);
 }
 
 export async function rm(

@@ -5,9 +5,9 @@
  * SHA-256 the mirror recorded before anything is written at the destination).
  */
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { chmod, chown, lstat, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { constants, createReadStream } from 'node:fs';
+import { chmod, chown, lstat, mkdtemp, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -131,6 +131,11 @@ export interface GetOptions {
    */
   readTimeoutMs?: number | undefined;
   cwd: string;
+  /**
+   * Where the bytes go when `dest` is `-`: only once they are verified, from a private temporary
+   * file, so a reader of the pipe never gets bytes that turn out wrong. @default process.stdout
+   */
+  stdout?: NodeJS.WritableStream | undefined;
 }
 
 export interface GetResult {
@@ -161,15 +166,10 @@ class VerifyFailedError extends MirrorCliError {
  */
 export async function getFile(client: GetClient, fetch: FetchLike, options: GetOptions): Promise<GetResult> {
   // The destination first: a bad one is a usage error before anything is asked of the API.
-  const file = await destinationFile(options);
+  const { file, temp, tempMode, scratch, keep } = await prepareDestination(options);
   const read = () => expectedVersion(client, options.path, options.target, options.version);
-  await removeOrphanedDownloads(dirname(file));
-  const temp = join(dirname(file), downloadName());
-  // Over an existing file, the download is its owner's alone until it is checked and takes that
-  // file's permissions: created with the umask's, others could read a private file's new bytes.
-  const tempMode = (await lstat(file).catch(() => undefined))?.isFile() ? 0o600 : undefined;
   // A Ctrl-C skips the `finally` below: without this the partial file stayed, hidden, for good.
-  const cancelRemoval = removeOnExit(temp);
+  const cancelRemoval = removeOnExit(scratch);
   try {
     let expected = await read();
     for (let attempt = 1; ; attempt++) {
@@ -205,14 +205,41 @@ export async function getFile(client: GetClient, fetch: FetchLike, options: GetO
         if (await readAgain()) continue;
         expected = await copyAheadOrFail(client, options, expected, got);
       }
-      await keepDownload(temp, file);
+      await keep();
       const { version, sha256, size } = expected;
       return { path: options.path, version, sha256, size, file, target: options.target ?? null };
     }
   } finally {
-    await rm(temp, { force: true });
+    await rm(scratch, { force: true, recursive: true });
     cancelRemoval();
   }
+}
+
+/** Where `get` downloads to (`temp`), what it removes afterwards, and how it keeps verified bytes. */
+interface Destination {
+  /** The file written, or `-` for stdout. */
+  readonly file: string;
+  readonly temp: string;
+  readonly tempMode: number | undefined;
+  readonly scratch: string;
+  keep(): Promise<void>;
+}
+
+async function prepareDestination(options: GetOptions): Promise<Destination> {
+  if (options.dest === '-') {
+    const folder = await mkdtemp(join(tmpdir(), 'mm-get-'));
+    const temp = join(folder, downloadName());
+    const out = options.stdout ?? process.stdout;
+    const keep = () => pipeline(createReadStream(temp), out, { end: false });
+    return { file: '-', temp, tempMode: 0o600, scratch: folder, keep };
+  }
+  const file = await destinationFile(options);
+  await removeOrphanedDownloads(dirname(file));
+  const temp = join(dirname(file), downloadName());
+  // Over an existing file, the download is its owner's alone until it is checked and takes that
+  // file's permissions: created with the umask's, others could read a private file's new bytes.
+  const tempMode = (await lstat(file).catch(() => undefined))?.isFile() ? 0o600 : undefined;
+  return { file, temp, tempMode, scratch: temp, keep: () => keepDownload(temp, file) };
 }
 
 /** Moves the verified download into place, on disk before it takes the name. */

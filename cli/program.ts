@@ -44,6 +44,8 @@ export interface CliIo {
   progress?: ProgressSink | undefined;
   /** Wall clock for "5m ago" in status. @default () => new Date() */
   now?: (() => Date) | undefined;
+  /** Where `get -o -` writes the file's bytes. @default process.stdout */
+  contentOut?: NodeJS.WritableStream | undefined;
 }
 
 export function processIo(): CliIo {
@@ -355,6 +357,7 @@ function registerReadCommands(program: Command, verb: VerbRunner): void {
     .description('download a file; written only once its size and SHA-256 match the version served')
     .argument('<path>', 'path in the mirror', parseMirrorPath)
     .argument('[dest]', 'file or folder to write to (default: the last segment of the path, here)')
+    .option('-o, --output <file>', 'file or folder to write to, as [dest]; - for stdout (once verified)')
     .option('--target <id>', "read the target's copy instead of the origin's")
     .option('--version <n>', "an older version's bytes (see log), from the origin", wholeNumber(1))
     .option(
@@ -364,9 +367,19 @@ function registerReadCommands(program: Command, verb: VerbRunner): void {
       60,
     )
     .option('--json', 'print the result as JSON')
-    .action((path: string, dest: string | undefined, _opts: unknown, command: Command) =>
-      verb(command, (v, api, io) => v.get(io, api, path, dest, command.opts())),
-    );
+    .action((path: string, given: string | undefined, _opts: unknown, command: Command) => {
+      const { output, ...options } = command.opts<{
+        output?: string;
+        target?: string;
+        version?: number;
+        readTimeout?: number;
+        json?: boolean;
+      }>();
+      if (given !== undefined && output !== undefined && given !== output) {
+        command.error(`error: two destinations given (${given} and -o ${output}): name one`);
+      }
+      return verb(command, (v, api, io) => v.get(io, api, path, given ?? output, options));
+    });
 
   program
     .command('limits')

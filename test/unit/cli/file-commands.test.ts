@@ -22,6 +22,7 @@ import {
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CliIo, runCli } from '../../../cli/program.ts';
 import type { FetchLike } from '../../../web/client/api.ts';
@@ -349,6 +350,44 @@ describe('media-mirror get', () => {
       sha256: head.sha256,
       file: join(dir, 'out.png'),
     });
+  });
+
+  it('-o/--output names the destination as [dest] does; two that differ: exit 2, nothing asked', async () => {
+    const h = harness(api(content));
+    expect(await h.run('get', 'pics/cat.png', '-o', 'o1.png'), h.err()).toBe(0);
+    expect(await h.run('get', 'pics/cat.png', '--output', 'o2.png', '--json'), h.err()).toBe(0);
+    expect(await h.run('get', 'pics/cat.png', 'o3.png', '-o', 'o3.png'), h.err()).toBe(0);
+    for (const name of ['o1.png', 'o2.png', 'o3.png'])
+      expect(await readFile(join(dir, name))).toEqual(content);
+    const usage = harness(api(content));
+    expect(await usage.run('get', 'pics/cat.png', 'a.png', '-o', 'b.png')).toBe(2);
+    expect(usage.err()).toMatch(/two destinations/);
+    expect(usage.requests).toEqual([]);
+  });
+
+  it('-o - writes the bytes to stdout once verified, and says what it wrote on stderr; wrong bytes: exit 5, none written', async () => {
+    const collect = () => {
+      const chunks: Buffer[] = [];
+      const contentOut = new PassThrough();
+      contentOut.on('data', (c: Buffer) => chunks.push(c));
+      return { contentOut, bytes: () => Buffer.concat(chunks) };
+    };
+    const good = collect();
+    const h = harness(api(content), {}, undefined, { contentOut: good.contentOut });
+    expect(await h.run('get', 'pics/cat.png', '-o', '-', '--json'), h.err()).toBe(0);
+    expect(good.bytes()).toEqual(content);
+    expect(h.out()).toBe('');
+    expect(JSON.parse(h.err())).toMatchObject({ path: 'pics/cat.png', version: 7, file: '-' });
+    await expect(stat(join(dir, '-'))).rejects.toThrow(/ENOENT/);
+
+    const tampered = Buffer.from(content);
+    tampered[10] = (tampered[10] ?? 0) ^ 1;
+    const bad = collect();
+    const before = (await readdir(tmpdir())).filter((n) => n.startsWith('mm-get-'));
+    const refused = harness(api(tampered), {}, undefined, { contentOut: bad.contentOut });
+    expect(await refused.run('get', 'pics/cat.png', '-o', '-')).toBe(5);
+    expect(bad.bytes().length).toBe(0);
+    expect((await readdir(tmpdir())).filter((n) => n.startsWith('mm-get-'))).toEqual(before);
   });
 
   it('a file it replaces keeps its permissions (and owner, as root), as cp over it would (probe V8)', async () => {
