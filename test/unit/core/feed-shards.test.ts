@@ -148,13 +148,23 @@ describe('commits and feed shards', () => {
   });
 
   it('two processes, 16 commits in flight each over 4 shards: they settle on shards of their own', async () => {
-    const { ledger, inner, writes } = slowLedger(seeded(11));
-    await Promise.all([
-      commitMany(deps(ledger, new FeedShards(SHARDS)), 'a', 200, 16),
-      commitMany(deps(ledger, new FeedShards(SHARDS)), 'b', 200, 16),
-    ]);
-    // Refused writes: a few while the two find their shards, then none. Before: over one per commit.
-    expect(writes() - 400).toBeLessThanOrEqual(12);
-    await feedIsWhole(inner, 400);
-  });
+    // The interleaving rests on timers and on each process's random choice of shard, so one run is
+    // a sample: about 1 in 15 takes more than 12 refused writes to settle, and about 1 in 60 lets
+    // one process outpace the other on every shard until it is done (about 40). Seven runs: the
+    // median settles within a few refusals, and no run comes near one refusal per commit.
+    const refused: number[] = [];
+    for (let seed = 11; seed < 18; seed++) {
+      const { ledger, inner, writes } = slowLedger(seeded(seed));
+      await Promise.all([
+        commitMany(deps(ledger, new FeedShards(SHARDS)), 'a', 200, 16),
+        commitMany(deps(ledger, new FeedShards(SHARDS)), 'b', 200, 16),
+      ]);
+      refused.push(writes() - 400);
+      await feedIsWhole(inner, 400);
+    }
+    refused.sort((x, y) => x - y);
+    // Before shards were lent: over one refused write per commit (599 here).
+    expect(refused[3]).toBeLessThanOrEqual(12);
+    expect(refused[6]).toBeLessThan(100);
+  }, 30_000);
 });
