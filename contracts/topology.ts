@@ -313,6 +313,22 @@ export function apiThrottle(topology: Pick<Topology, 'api' | 'limits'>): {
   };
 }
 
+/**
+ * Every bucket has one owner: the origin, or one S3 target. Two targets in one bucket write (and
+ * reconcile, and delete) each other's keys, and a replica written into the origin bucket would be
+ * taken for uploads. `owners` are [who, bucket name] pairs; one problem per owner that repeats a name.
+ */
+export function sharedBuckets(owners: readonly (readonly [owner: string, bucket: string])[]): string[] {
+  const first = new Map<string, string>();
+  const problems: string[] = [];
+  for (const [owner, bucket] of owners) {
+    const other = first.get(bucket);
+    if (other === undefined) first.set(bucket, owner);
+    else problems.push(`${owner}: bucket name "${bucket}" is also used by ${other}`);
+  }
+  return problems;
+}
+
 /** Parses a topology, throwing one error that lists every problem with its field. */
 export function parseTopology(input: unknown): Topology {
   const result = topologySchema.safeParse(input);

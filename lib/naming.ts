@@ -10,7 +10,7 @@
  * and `cdk synth` needs no account.
  */
 import { Aws, Token } from 'aws-cdk-lib';
-import type { S3TargetConfig, Topology } from '../contracts/topology.js';
+import { type S3TargetConfig, sharedBuckets, type Topology } from '../contracts/topology.js';
 
 /** An AWS account id is 12 digits: the length the pseudo parameter resolves to. */
 const ACCOUNT_ID_LENGTH = 12;
@@ -84,13 +84,10 @@ export function replicaBucketName(topology: Topology, target: S3TargetConfig): s
 /** Throws one error naming every bucket-name problem in the topology. */
 export function checkNames(topology: Topology): void {
   const problems: string[] = [];
-  const seen = new Map<string, string>();
+  const owners: [string, string][] = [];
   const attempt = (fn: () => string, owner: string) => {
     try {
-      const name = fn();
-      const other = seen.get(name);
-      if (other) problems.push(`${owner}: bucket name "${name}" is also used by ${other}`);
-      seen.set(name, owner);
+      owners.push([owner, fn()]);
     } catch (error) {
       problems.push((error as Error).message);
     }
@@ -98,5 +95,6 @@ export function checkNames(topology: Topology): void {
   attempt(() => originBucketName(topology), 'the origin bucket');
   for (const target of s3Targets(topology))
     attempt(() => replicaBucketName(topology, target), `target "${target.id}"`);
+  problems.push(...sharedBuckets(owners));
   if (problems.length > 0) throw new Error(`invalid topology for the CDK app:\n  ${problems.join('\n  ')}`);
 }

@@ -25,7 +25,7 @@ import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from '@
 import { sleep } from '../common/retry.ts';
 import { LIVE_FILES_INDEX, PENDING_INDEX } from '../contracts/ledger-keys.ts';
 import { REPLICA_MAX_RECEIVES } from '../contracts/replica-copy.ts';
-import type { Topology } from '../contracts/topology.ts';
+import { sharedBuckets, type Topology } from '../contracts/topology.ts';
 
 export const LOCAL_NAMES = Object.freeze({
   table: 'mirror-ledger',
@@ -101,6 +101,13 @@ export async function ensureResources(
   topology: Topology,
   tuning: QueueTuning,
 ): Promise<Resources> {
+  const shared = sharedBuckets([
+    ['the origin bucket', LOCAL_NAMES.originBucket],
+    ...topology.targets.flatMap((t) =>
+      t.kind === 's3' ? [[`target "${t.id}"`, t.bucketName ?? LOCAL_NAMES.replicaBucket(t.id)] as const] : [],
+    ),
+  ]);
+  if (shared.length > 0) throw new Error(`invalid topology for the local stack:\n  ${shared.join('\n  ')}`);
   await ensureLedgerTable(clients.dynamodb, LOCAL_NAMES.table);
   const s3In = (region: string) => clients.s3In?.(region) ?? clients.s3;
   await ensureBucket(s3In(topology.homeRegion), LOCAL_NAMES.originBucket, {

@@ -5,12 +5,12 @@
  * which, rather than failing every copy later (the local S3 refuses a request signed for another
  * region than the bucket's, as S3 does).
  */
-import { GetBucketLocationCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetBucketLocationCommand, HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTopology } from '../../contracts/topology.ts';
 import { makeS3Client } from '../../functions/adapters/s3.js';
 import { LOCAL_CREDENTIALS } from '../../local/emulators.ts';
-import { ensureResources } from '../../local/resources.ts';
+import { ensureResources, LOCAL_NAMES } from '../../local/resources.ts';
 import { startEmulators, type TestEmulators } from '../support/emulators.js';
 
 let emulators: TestEmulators;
@@ -47,6 +47,7 @@ const topologyWith = (region: string) =>
     ],
   });
 const tuning = { ingestVisibilityTimeout: 30, targetVisibilityTimeout: 30 };
+const resourcesOrigin = LOCAL_NAMES.originBucket;
 
 describe('local buckets and their regions', () => {
   it("makes each replica bucket in its target's region; a bucket left in another region stops the start, naming both", async () => {
@@ -63,6 +64,33 @@ describe('local buckets and their regions', () => {
     // The topology moves the target: the bucket cannot follow.
     await expect(ensureResources(clients, topologyWith('ap-south-1'), tuning)).rejects.toThrow(
       `bucket ${bucket} exists in this data folder in another region than ap-south-1`,
+    );
+  });
+
+  it('two S3 targets naming one bucket, or a target naming the origin bucket, stop the start before anything is made', async () => {
+    const clients = { s3: emulators.s3, s3In, sqs: emulators.sqs, dynamodb: emulators.dynamo };
+    // Both would write (and reconcile) the same keys; a replica in the origin bucket would be taken for an upload.
+    const shared = parseTopology({
+      homeRegion: 'us-east-1',
+      targets: [
+        { id: 'left', kind: 's3', region: 'us-east-1', bucketName: 'shared-copies' },
+        { id: 'right', kind: 's3', region: 'us-east-1', bucketName: 'shared-copies', keyPrefix: 'right/' },
+      ],
+    });
+    await expect(ensureResources(clients, shared, tuning)).rejects.toThrow(
+      'target "right": bucket name "shared-copies" is also used by target "left"',
+    );
+    await expect(emulators.s3.send(new HeadBucketCommand({ Bucket: 'shared-copies' }))).rejects.toMatchObject(
+      {
+        name: 'NotFound',
+      },
+    );
+    const intoOrigin = parseTopology({
+      homeRegion: 'us-east-1',
+      targets: [{ id: 'mirror', kind: 's3', region: 'us-east-1', bucketName: resourcesOrigin }],
+    });
+    await expect(ensureResources(clients, intoOrigin, tuning)).rejects.toThrow(
+      `target "mirror": bucket name "${resourcesOrigin}" is also used by the origin bucket`,
     );
   });
 });
