@@ -203,6 +203,7 @@ export interface SyncFlags {
   timeout: number;
   wait?: boolean;
   waitTimeout: number;
+  exclude?: string[];
   json?: boolean;
 }
 
@@ -319,6 +320,7 @@ export async function sync(
         cacheFile,
         timeoutSeconds: opts.timeout,
         wait: opts.wait === true ? { timeoutSeconds: opts.waitTimeout } : undefined,
+        exclude: opts.exclude,
       },
     );
   } finally {

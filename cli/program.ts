@@ -112,6 +112,12 @@ function collect(value: string, previous: string[] = []): string[] {
   ];
 }
 
+/** Repeatable `--exclude`; not split at commas, which a glob's braces hold (`*.{tmp,bak}`). */
+function collectPattern(value: string, previous: string[] = []): string[] {
+  if (value.trim() === '') throw new InvalidArgumentError('expected a pattern, such as *.tmp or cache/.');
+  return [...previous, value];
+}
+
 function collectPair(value: string, previous: string[] = []): string[] {
   if (!/^[^=]+=.+$/.test(value)) throw new InvalidArgumentError('expected <id>=<value>.');
   return [...previous, value];
@@ -303,6 +309,11 @@ function registerUploadCommands(program: Command, verb: VerbRunner): void {
     .option('--jobs <n>', 'files hashed and sent at the same time', wholeNumber(1), 8)
     .option('--cache <file>', 'hash cache file (default: under $XDG_CACHE_HOME or ~/.cache/media-mirror)')
     .option('--no-cache', 'hash every file, remember nothing')
+    .option(
+      '--exclude <pattern>',
+      'leave out what matches, by its path under the folder (repeatable): *.tmp in any folder, cache/ under any folder, /cache/ at the top, thumbs/** from the top',
+      collectPattern,
+    )
     .option(
       '--timeout <seconds>',
       'how long to wait for the commits once every file is sent',

@@ -10,6 +10,7 @@
  * its reason. With `wait`, it then waits until every
  * target holds every file (cli/sync-wait.ts).
  */
+
 import { terminalText } from '../common/terminal-text.ts';
 import type { Limits } from '../contracts/api.ts';
 import { contentTypeAllowed } from '../contracts/content-type.ts';
@@ -22,6 +23,7 @@ import type { SendParts } from './multipart.ts';
 import type { ProgressSink } from './progress.ts';
 import type { PutFile } from './put-file.ts';
 import { HashCache } from './sync-cache.ts';
+import { excludeMatcher } from './sync-exclude.ts';
 import type { SyncCounts, SyncProgress } from './sync-progress.ts';
 import {
   folderSource,
@@ -82,6 +84,8 @@ export interface SyncOptions {
   pollIntervalMs?: number | undefined;
   /** Once committed, wait until every target holds every file (not in a dry run). */
   wait?: WaitOptions | undefined;
+  /** Entries left out of the run, matched against their path under the source (cli/sync-exclude.ts). */
+  exclude?: readonly string[] | undefined;
 }
 
 export type FileOutcome = 'unchanged' | 'uploaded' | 'deduplicated' | 'planned' | 'skipped' | 'failed';
@@ -115,6 +119,8 @@ export interface SyncSummary {
   bytesHashed: number;
   bytesSent: number;
   seconds: number;
+  /** With `--exclude`: the entries the patterns left out (not in `files`). */
+  excluded?: number | undefined;
   /** Every file that was not unchanged (the unchanged are only counted). */
   reports: SyncFileReport[];
   /** With `wait`: what each target held when the wait ended. */
@@ -152,6 +158,8 @@ interface Run {
   readonly reports: SyncFileReport[];
   /** Files whose turn has ended (reported, or found unchanged); the rest are not done yet. */
   finished: number;
+  /** Entries `--exclude` left out. */
+  readonly excluded: number;
   readonly pending: Map<string, Pending>;
   /** SHA-256s the mirror holds (the heads) or that this run has sent: only these are worth a proof. */
   readonly known: Set<string>;
@@ -191,8 +199,12 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
   deps.progress.update(counts);
   const source = options.source ?? folderSource(options.dir, options.cacheFile);
   let run: Run;
+  let excluded = 0;
   try {
-    const files = await source.list();
+    const listed = await source.list();
+    const isExcluded = excludeMatcher(options.exclude ?? []);
+    const files = listed.filter((entry) => !isExcluded(entry.rel));
+    excluded = listed.length - files.length;
     counts.filesTotal = files.length;
     const onPage = (versions: number) => {
       counts.versionsRead += versions;
@@ -217,6 +229,7 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
       counts,
       reports: [],
       finished: 0,
+      excluded,
       pending: new Map(),
       // Every version's content, not the heads' alone: content only an older version (or a deleted
       // path) holds is committed on proof too, not sent again (probe V2).
@@ -715,6 +728,7 @@ function summarize(run: Run, files: number, seconds: number): SyncSummary {
     bytesHashed: run.counts.bytesHashed,
     bytesSent: run.counts.bytesSent,
     seconds: Math.round(seconds * 1000) / 1000,
+    ...((run.options.exclude?.length ?? 0) > 0 ? { excluded: run.excluded } : {}),
     reports: run.reports.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
   };
 }
@@ -757,8 +771,9 @@ export function formatSyncSummary(s: SyncSummary): string {
       `interrupted: ${s.interrupted.notFinished} file(s) not finished, ${s.interrupted.awaitingCommit} sent ` +
         'without their commit seen; sync again to finish (it sends only what the mirror does not hold)',
     );
+  const excluded = s.excluded === undefined ? '' : ` (${s.excluded} excluded)`;
   lines.push(
-    `${s.files} file(s) in ${terminalText(s.dir)} → ${s.prefix === '' ? '(root)' : terminalText(s.prefix)}: ${s.unchanged} unchanged, ${sent}, ` +
+    `${s.files} file(s)${excluded} in ${terminalText(s.dir)} → ${s.prefix === '' ? '(root)' : terminalText(s.prefix)}: ${s.unchanged} unchanged, ${sent}, ` +
       `${s.skipped} skipped, ${s.failed} failed; ${s.bytesHashed} bytes hashed, ${s.bytesSent} bytes sent in ${s.seconds.toFixed(1)} s`,
   );
   return lines.join('\n');

@@ -6,7 +6,7 @@
  * on a loaded machine is not asserted here.
  */
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -162,7 +162,7 @@ describe('the package as npm installs it', () => {
     );
   }, 180_000);
 
-  it('a verb runs from the bundle against the local stack, without the global fetch: upload, then ls --json lists the file', async () => {
+  it('a verb runs from the bundle against the local stack, without the global fetch: upload, then ls --json lists the file; sync --exclude leaves out what it matches', async () => {
     const file = join(work, 'hello.txt');
     await writeFile(file, 'hello from the bundle\n');
     const upload = await cliWith(GLOBAL_FETCH_THROWS, 'upload', file, 'bundle/hello.txt', '--json');
@@ -177,6 +177,23 @@ describe('the package as npm installs it', () => {
     expect(ls.status).toBe(0);
     const listed = JSON.parse(ls.stdout) as { files: { path: string; version: number }[] };
     expect(listed.files).toEqual([expect.objectContaining({ path: 'bundle/hello.txt', version: 1 })]);
+    // The glob engine of --exclude is bundled too.
+    const lib = join(work, 'lib');
+    await mkdir(lib, { recursive: true });
+    await writeFile(join(lib, 'kept.txt'), 'kept\n');
+    await writeFile(join(lib, 'junk.tmp'), 'junk\n');
+    const sync = await cliWith(
+      GLOBAL_FETCH_THROWS,
+      'sync',
+      lib,
+      'bundle/lib',
+      '--exclude',
+      '*.tmp',
+      '--no-cache',
+      '--json',
+    );
+    expect(sync.status, sync.stderr).toBe(0);
+    expect(JSON.parse(sync.stdout)).toMatchObject({ files: 1, excluded: 1, uploaded: 1, failed: 0 });
   }, 120_000);
 
   it('the installed agent starts, mirrors what is committed, idles, and stops on SIGTERM', async () => {

@@ -1127,6 +1127,50 @@ describe('media-mirror sync (against a fake API)', () => {
     ]);
   });
 
+  it('--exclude leaves out what its patterns match, by the path under the folder: not listed, not hashed, counted apart', async () => {
+    const lib = join(dir, 'lib-exclude');
+    const files = [
+      'a.jpg',
+      'a.tmp',
+      'sub/b.tmp',
+      'cache/x.jpg',
+      'sub/cache/y.jpg',
+      '.DS_Store',
+      'keep/.DS_Store',
+      'thumbs/t.jpg',
+      'thumbs/deep/t.jpg',
+      'notes.txt',
+      'sub/notes.txt',
+    ];
+    for (const file of files) {
+      await mkdir(join(lib, file, '..'), { recursive: true });
+      await writeFile(join(lib, file), file);
+    }
+    const limits = limitsAnswer({ maxUploadBytes: 100, contentTypes: ['*/*'] });
+    const route: Route = (url, init) =>
+      url.pathname === '/v1/limits' ? { status: 200, body: limits } : feed([[]])(url, init);
+    const h = harness(route);
+    const patterns = ['*.tmp', '/cache/', '.DS_Store', 'thumbs/*.jpg', '/notes.txt'];
+    const flags = patterns.flatMap((p) => ['--exclude', p]);
+    expect(await h.run('sync', lib, 'm', '--dry-run', '--json', '--no-cache', ...flags)).toBe(0);
+    const summary = JSON.parse(h.out());
+    expect(summary).toMatchObject({ files: 4, excluded: 7, planned: 4, bytesHashed: 5 + 15 + 13 + 17 });
+    expect(summary.reports.map((r: { path: string }) => r.path)).toEqual([
+      'm/a.jpg',
+      'm/sub/cache/y.jpg',
+      'm/sub/notes.txt',
+      'm/thumbs/deep/t.jpg',
+    ]);
+    // Under any folder: a trailing slash without a leading one.
+    const h2 = harness(route);
+    expect(await h2.run('sync', lib, 'm', '--dry-run', '--no-cache', '--exclude', 'cache/')).toBe(0);
+    expect(h2.out()).toContain('9 file(s) (2 excluded) in ');
+    // An empty pattern is a usage error, before anything is read.
+    const h3 = harness(route);
+    expect(await h3.run('sync', lib, 'm', '--dry-run', '--exclude', ' ')).toBe(2);
+    expect(h3.err()).toContain('expected a pattern');
+  });
+
   it('a file or a folder on its way replaced by a symbolic link after the listing is not followed: what it points to is never read (probe cli)', async () => {
     // Someone who can write the folder (a shared uploads folder) but not read the secret swaps
     // names for links while sync reads the feed, so that a sync run by a user who can read it
