@@ -12,13 +12,16 @@
 import picomatch from 'picomatch';
 
 export function excludeMatcher(patterns: readonly string[]): (rel: string) => boolean {
+  // A leading `!` is a name's first character, not picomatch's negation: `--exclude '!x'` leaving
+  // out everything but `x` would be a surprise no filter of rsync or rclone makes.
+  const options = { dot: true, nonegate: true };
   const tests = patterns.map((raw) => {
     const underFolder = raw.endsWith('/');
     const body = underFolder ? raw.slice(0, -1) : raw;
     const anchored = body.includes('/');
     const pattern = body.replace(/^\/+/, '');
-    if (underFolder) return picomatch(anchored ? `${pattern}/**` : `**/${pattern}/**`, { dot: true });
-    return picomatch(pattern, { dot: true, basename: !anchored });
+    if (underFolder) return picomatch(anchored ? `${pattern}/**` : `**/${pattern}/**`, options);
+    return picomatch(pattern, { ...options, basename: !anchored });
   });
   return (rel) => tests.some((test) => test(rel));
 }

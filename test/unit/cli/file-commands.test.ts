@@ -1165,6 +1165,12 @@ describe('media-mirror sync (against a fake API)', () => {
     const h2 = harness(route);
     expect(await h2.run('sync', lib, 'm', '--dry-run', '--no-cache', '--exclude', 'cache/')).toBe(0);
     expect(h2.out()).toContain('9 file(s) (2 excluded) in ');
+    // A leading ! is part of a name, not a negation that would leave out all but one file.
+    const h4 = harness(route);
+    expect(await h4.run('sync', lib, 'm', '--dry-run', '--json', '--no-cache', '--exclude', '!a.jpg')).toBe(
+      0,
+    );
+    expect(JSON.parse(h4.out())).toMatchObject({ files: 11, excluded: 0 });
     // An empty pattern is a usage error, before anything is read.
     const h3 = harness(route);
     expect(await h3.run('sync', lib, 'm', '--dry-run', '--exclude', ' ')).toBe(2);
