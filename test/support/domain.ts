@@ -179,3 +179,21 @@ export function apiOverLedger(ledger: Ledger, targets: ApiDeps['targets'], feedS
     return { status: result.statusCode, body: JSON.parse(String(result.body)) };
   };
 }
+
+/** The target's row saying it applied `version` of `path`, verified now. */
+export function recordApplied(
+  ledger: Ledger,
+  targetId: string,
+  path: string,
+  version: number,
+  etag?: string,
+) {
+  return ledger.recordTargetState({
+    targetId,
+    path,
+    appliedVersion: version,
+    status: 'verified',
+    appliedAt: new Date().toISOString(),
+    etag,
+  });
+}

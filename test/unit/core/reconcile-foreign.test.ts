@@ -11,7 +11,7 @@ import { ingestBlob } from '../../../functions/core/ingest.js';
 import type { ReplicaStore } from '../../../functions/core/ports.js';
 import { reconcileTargets } from '../../../functions/core/reconcile.js';
 import { deleteFile } from '../../../functions/core/uploads.js';
-import { randomBytes } from '../../support/domain.js';
+import { randomBytes, recordApplied } from '../../support/domain.js';
 import { claimPendingUpload, inMemoryCore, storeBlob } from '../../support/in-memory-core.js';
 
 type Stat = NonNullable<Awaited<ReturnType<ReplicaStore['stat']>>>;
@@ -68,14 +68,7 @@ async function setup(keyPrefix = '') {
   };
   /** The target applied the version: its row says so and its object holds it. */
   const applied = async (head: FileVersion) => {
-    await s.ledger.recordTargetState({
-      targetId: 'alpha',
-      path: head.path,
-      appliedVersion: head.version,
-      status: 'verified',
-      appliedAt: new Date().toISOString(),
-      etag: '"e"',
-    });
+    await recordApplied(s.ledger, 'alpha', head.path, head.version, '"e"');
     replica.put(`${keyPrefix}${head.path}`, {
       version: head.version,
       sha256: head.sha256 ?? undefined,
@@ -85,14 +78,7 @@ async function setup(keyPrefix = '') {
   /** The path deleted and the target's row saying it applied the delete (its object gone); the tombstone. */
   const deletionApplied = async (head: FileVersion) => {
     const tombstone = await deleteFile(s.deps, head.path, head.version);
-    await s.ledger.recordTargetState({
-      targetId: 'alpha',
-      path: head.path,
-      appliedVersion: tombstone.version,
-      status: 'verified',
-      appliedAt: new Date().toISOString(),
-      etag: undefined,
-    });
+    await recordApplied(s.ledger, 'alpha', head.path, tombstone.version);
     return tombstone;
   };
   const deps = { ...s.deps, replicas: (id: string) => (id === 'alpha' ? replica : undefined) };

@@ -8,7 +8,7 @@ import { reconcileTargets } from '../../../functions/core/reconcile.js';
 import { restoreVersion } from '../../../functions/core/restore.js';
 import { deleteFile } from '../../../functions/core/uploads.js';
 import { listFileVersions } from '../../../functions/core/versions.js';
-import { randomBytes, sha256Hex } from '../../support/domain.js';
+import { randomBytes, recordApplied, sha256Hex } from '../../support/domain.js';
 import { claimPendingUpload, inMemoryCore, storeBlob } from '../../support/in-memory-core.js';
 
 /** The proof a holder of `bytes` answers the upload's challenge with. */
@@ -431,14 +431,7 @@ describe('reconcile on InMemoryLedger', () => {
     const heads = await Promise.all(paths.map((p) => s.ledger.getHead(p)));
     for (const head of heads) {
       if (!head) throw new Error('no head');
-      await s.ledger.recordTargetState({
-        targetId: 'alpha',
-        path: head.path,
-        appliedVersion: head.version,
-        status: 'verified',
-        appliedAt: new Date().toISOString(),
-        etag: undefined,
-      });
+      await recordApplied(s.ledger, 'alpha', head.path, head.version);
     }
     // The operator's laptop runs `media-mirror-ops reconcile`; NTP steps its clock back mid-run.
     vi.useFakeTimers({ toFake: ['Date'] });
