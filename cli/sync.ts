@@ -10,7 +10,6 @@
  * its reason. With `wait`, it then waits until every
  * target holds every file (cli/sync-wait.ts).
  */
-
 import { terminalText } from '../common/terminal-text.ts';
 import type { Limits } from '../contracts/api.ts';
 import { contentTypeAllowed } from '../contracts/content-type.ts';
@@ -199,12 +198,10 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
   deps.progress.update(counts);
   const source = options.source ?? folderSource(options.dir, options.cacheFile);
   let run: Run;
-  let excluded = 0;
   try {
     const listed = await source.list();
     const isExcluded = excludeMatcher(options.exclude ?? []);
     const files = listed.filter((entry) => !isExcluded(entry.rel));
-    excluded = listed.length - files.length;
     counts.filesTotal = files.length;
     const onPage = (versions: number) => {
       counts.versionsRead += versions;
@@ -229,7 +226,7 @@ export async function syncFolder(deps: SyncDeps, options: SyncOptions): Promise<
       counts,
       reports: [],
       finished: 0,
-      excluded,
+      excluded: listed.length - files.length,
       pending: new Map(),
       // Every version's content, not the heads' alone: content only an older version (or a deleted
       // path) holds is committed on proof too, not sent again (probe V2).
