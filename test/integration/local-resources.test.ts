@@ -47,7 +47,6 @@ const topologyWith = (region: string) =>
     ],
   });
 const tuning = { ingestVisibilityTimeout: 30, targetVisibilityTimeout: 30 };
-const resourcesOrigin = LOCAL_NAMES.originBucket;
 
 describe('local buckets and their regions', () => {
   it("makes each replica bucket in its target's region; a bucket left in another region stops the start, naming both", async () => {
@@ -87,10 +86,10 @@ describe('local buckets and their regions', () => {
     );
     const intoOrigin = parseTopology({
       homeRegion: 'us-east-1',
-      targets: [{ id: 'mirror', kind: 's3', region: 'us-east-1', bucketName: resourcesOrigin }],
+      targets: [{ id: 'mirror', kind: 's3', region: 'us-east-1', bucketName: LOCAL_NAMES.originBucket }],
     });
     await expect(ensureResources(clients, intoOrigin, tuning)).rejects.toThrow(
-      `target "mirror": bucket name "${resourcesOrigin}" is also used by the origin bucket`,
+      `target "mirror": bucket name "${LOCAL_NAMES.originBucket}" is also used by the origin bucket`,
     );
   });
 });
