@@ -111,7 +111,10 @@ export interface ReconcileOptions {
   readonly targetIds?: readonly string[];
   /** Count and report, change nothing. */
   readonly dryRun?: boolean;
-  /** Check objects in S3 targets (one HEAD per path and target). @default true when replicas are given */
+  /**
+   * Check objects in S3 targets: one HEAD per path and target (a deleted path's only where no listing
+   * weighs the target in this cycle: targetsListedThisCycle). @default true when replicas are given
+   */
   readonly checkObjects?: boolean;
   /**
    * List S3 targets' objects for foreign ones, in a run that begins a cycle over the heads or goes on
@@ -158,6 +161,7 @@ export async function reconcileTargets(
   let pages = 0;
   const deadline = options.deadline ?? Number.POSITIVE_INFINITY;
   const foreign = await foreignListing(pass, walk, deadline);
+  pass.listedTargets = targetsListedThisCycle(pass, foreign);
   while (pages === 0 || Date.now() < deadline) {
     const page = await deps.ledger.pageHeads({ after: walk.after, limit: options.pageSize ?? 200 });
     pages++;
@@ -209,6 +213,8 @@ interface ReconcilePass {
   readonly report: Record<string, TargetReconcile>;
   readonly checkObjects: boolean;
   readonly pace: () => Promise<void>;
+  /** Targets whose every object a listing weighs in this cycle: see targetsListedThisCycle. */
+  listedTargets?: ReadonlySet<string>;
 }
 
 type TargetState = Awaited<ReturnType<TargetLedger['listTargetStates']>>[number];
@@ -277,6 +283,9 @@ async function targetDrift(
   // then be lost). The delete is re-sent once; applying it writes the row, so later runs skip it.
   if ((state?.appliedVersion ?? 0) < head.version) return 'behind';
   if (!pass.checkObjects) return undefined;
+  // An object at a path the mirror deleted is what the listing finds and re-sends the delete for: a
+  // HEAD per tombstone and cycle would make the walk's cost grow with every file ever deleted.
+  if (head.deleted && pass.listedTargets?.has(targetId)) return undefined;
   const replica = pass.deps.replicas?.(targetId);
   if (!replica) return undefined;
   await pass.pace();
@@ -319,6 +328,27 @@ function pacer(perSecond: number): () => Promise<void> {
     next = Math.max(now, next) + gapMs;
     if (wait > 0) await sleep(wait);
   };
+}
+
+/**
+ * The targets whose every object some listing weighs in this cycle, so that an object at a path the
+ * mirror deleted is found there (and its delete re-sent) without a HEAD from the walk. A scheduled
+ * run's listing begins with each cycle and goes on from run to run until it reaches every target's
+ * last key: each of them. A run that does not resume: those it listed from the first key to the last.
+ * A stray object put at a deleted path after the listing passed its key is found by the next cycle's.
+ */
+function targetsListedThisCycle(
+  pass: ReconcilePass,
+  foreign: Record<string, ForeignObjects>,
+): ReadonlySet<string> {
+  if (!(pass.options.listObjects ?? pass.checkObjects)) return new Set();
+  const listable = pass.targets.filter((t) => pass.deps.replicas?.(t.id) !== undefined);
+  if (pass.options.resume) return new Set(listable.map((t) => t.id));
+  return new Set(
+    listable
+      .filter((t) => foreign[t.id]?.complete === true && foreign[t.id]?.resumedAfter === undefined)
+      .map((t) => t.id),
+  );
 }
 
 /**

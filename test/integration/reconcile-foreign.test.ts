@@ -5,7 +5,7 @@
  * straight into the bucket is named and left alone.
  */
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseTopology } from '../../contracts/topology.ts';
 import type { Sandbox } from '../../local/sandbox.ts';
 import { localApi } from '../support/local-api.js';
@@ -28,6 +28,8 @@ beforeAll(async () => {
     // Reconcile runs when the test runs the CLI; nothing else re-sends the lost delete.
     schedules: { lagIntervalSeconds: 0, reconcileIntervalSeconds: 0, reconcileAtStart: false },
     queues: { targetVisibilityTimeout: 5 },
+    // The replica HEADs a reconcile run makes, counted where the local S3 receives them.
+    observeCalls: true,
   });
   sandbox = stack.sandbox;
 });
@@ -58,13 +60,20 @@ async function upload(path: string): Promise<void> {
   );
 }
 
-/** Waits until the ledger records the target's copy of the path: no delivery for it is left. */
-const recorded = (path: string) =>
+/** Waits until the ledger records the target's copy of the path (at `version` at least): no delivery for it is left. */
+const recorded = (path: string, version = 1) =>
   waitFor(`${TARGET} row of ${path}`, async () => {
     const f = await api('GET', `/v1/files/${encodeURIComponent(path)}`);
     const row = f.body?.targets?.find((t: { id: string }) => t.id === TARGET);
-    return row && row.appliedVersion >= 1 && row.status !== 'failed' ? row : undefined;
+    return row && row.appliedVersion >= version && row.status !== 'failed' ? row : undefined;
   });
+
+/**
+ * The app id the CLI's SDK clients send while a test asks (the CLI runs in this process, and the SDK
+ * reads `AWS_SDK_UA_APP_ID` from its environment), so that the local S3 names its calls
+ * (local/observed-calls.ts).
+ */
+const CLI_APP_ID = 'reconcile-cli';
 
 async function reconcile(): Promise<{
   targets: Record<string, unknown>;
@@ -73,7 +82,8 @@ async function reconcile(): Promise<{
     { listed: number; foreign: number; deleted: number; complete: boolean; sample: unknown[] }
   >;
 }> {
-  const run = await stack.cli('reconcile', '--target', TARGET, '--json');
+  vi.stubEnv('AWS_SDK_UA_APP_ID', CLI_APP_ID);
+  const run = await stack.cli('reconcile', '--target', TARGET, '--json').finally(() => vi.unstubAllEnvs());
   expect(run.err).toBe('');
   expect(run.code).toBe(0);
   return JSON.parse(run.out);
@@ -136,5 +146,28 @@ describe('reconcile: objects in a replica bucket the mirror does not hold', () =
     expect(text.out).toContain(
       `${TARGET}: ${KEY_PREFIX}media/stray one+1.bin (unknown to the mirror: left alone)`,
     );
+  });
+
+  it('HEADs no replica object of a path the mirror deleted: the listing weighs those (cost stays with the live files)', async () => {
+    await upload('media/live-1.png');
+    await recorded('media/live-1.png');
+    const deleted = ['media/old-1.png', 'media/old-2.png', 'media/old-3.png'];
+    for (const path of deleted) {
+      await upload(path);
+      await recorded(path);
+      const gone = await api('DELETE', `/v1/files/${encodeURIComponent(path)}`);
+      expect(gone.status).toBe(200);
+      await recorded(path, gone.body.version);
+    }
+
+    const run = await reconcile();
+    expect(run.foreign[TARGET]).toMatchObject({ deleted: 0, complete: true });
+    expect(run.targets[TARGET]).toEqual({ resent: 0, missing: 0, altered: 0 });
+    const heads = (await sandbox.observedCalls())
+      .filter((c) => c.caller === CLI_APP_ID && c.resource.startsWith(`s3:${bucket()}/`))
+      .map((c) => c.resource.slice(`s3:${bucket()}/`.length));
+    // Every live file the target holds is checked: the deleted ones are not.
+    expect(heads).toContain(`${KEY_PREFIX}media/live-1.png`);
+    for (const path of deleted) expect(heads).not.toContain(`${KEY_PREFIX}${path}`);
   });
 });

@@ -32,7 +32,11 @@ class FakeReplica implements Pick<ReplicaStore, 'stat' | 'list'> {
     this.objects.set(key, { version: undefined, sha256: undefined, size: 1, etag: '"e"', ...object });
   }
 
+  /** Paths the walk asked about (a HEAD each in a real bucket). */
+  readonly statted: string[] = [];
+
   async stat(path: string) {
+    this.statted.push(path);
     return this.objects.get(`${this.keyPrefix}${path}`);
   }
 
@@ -248,6 +252,77 @@ describe('reconcile: objects in a replica bucket the mirror does not hold', () =
     const next = await run();
     expect(next.foreign.alpha).toMatchObject({ foreign: 1 });
     expect(replica.pages).toBe(2);
+  });
+});
+
+describe('reconcile: the walk pays no HEAD for a path the mirror deleted where a listing weighs every object', () => {
+  /** alpha: one live file, three deleted ones (deletes applied); a stray object back at `media/gone-1.jpg`. */
+  async function deletedLibrary() {
+    const t = await setup();
+    await t.applied(await t.commit('media/kept.jpg'));
+    const tombstones: FileVersion[] = [];
+    for (const name of ['gone-0', 'gone-1', 'gone-2']) {
+      const head = await t.commit(`media/${name}.jpg`);
+      await t.applied(head);
+      tombstones.push(await t.deletionApplied(head));
+      t.replica.objects.delete(`media/${name}.jpg`);
+    }
+    t.replica.put('media/gone-1.jpg');
+    t.s.sent.length = 0;
+    return { ...t, tombstones };
+  }
+
+  it('a run that lists the whole target HEADs live files only, and still re-sends the delete of the object at a deleted path', async () => {
+    const { s, replica, deps, tombstones } = await deletedLibrary();
+
+    const report = await reconcileTargets(deps);
+    expect(replica.statted).toEqual(['media/kept.jpg']);
+    expect(report.foreign.alpha).toMatchObject({ listed: 2, foreign: 1, deleted: 1, complete: true });
+    // The listing forgot the row that said the delete was applied: the walk finds it behind.
+    expect(report.targets.alpha).toEqual({ resent: 1, missing: 0, altered: 0 });
+    expect(new Set(sentPaths(s.sent))).toEqual(new Set([`media/gone-1.jpg@${tombstones[1]?.version}`]));
+  });
+
+  it('without a listing (listObjects false), or with one cut short, the walk HEADs every deleted path', async () => {
+    const unlisted = await deletedLibrary();
+    const report = await reconcileTargets(unlisted.deps, { listObjects: false });
+    expect(unlisted.replica.statted.sort()).toEqual([
+      'media/gone-0.jpg',
+      'media/gone-1.jpg',
+      'media/gone-2.jpg',
+      'media/kept.jpg',
+    ]);
+    expect(report.targets.alpha).toEqual({ resent: 1, missing: 0, altered: 1 });
+
+    // A run that does not resume, stopped by its deadline after one page (someone's object, listed
+    // first): the rest of the bucket is not weighed in this cycle, so the walk checks the deleted
+    // paths itself, and finds the object at one of them.
+    const cut = await deletedLibrary();
+    cut.replica.put('media/a-stray.bin');
+    const short = await reconcileTargets(cut.deps, { listPageSize: 1, deadline: Date.now() - 1 });
+    expect(short.foreign.alpha).toMatchObject({ listed: 1, deleted: 0, complete: false });
+    expect(cut.replica.statted).toHaveLength(4);
+    expect(short.targets.alpha).toEqual({ resent: 1, missing: 0, altered: 1 });
+  });
+
+  it('scheduled runs: the listing goes on over the runs and finds the object the walk did not HEAD', async () => {
+    const { s, replica, deps, tombstones } = await deletedLibrary();
+    // Listed first: the first run's one page of listing leaves the object at media/gone-1.jpg.
+    replica.put('media/a-stray.bin');
+    const run = () =>
+      reconcileTargets(deps, { resume: true, listPageSize: 1, pageSize: 10, deadline: Date.now() - 1 });
+
+    const first = await run();
+    expect(first.foreign.alpha).toMatchObject({ listed: 1, deleted: 0, complete: false });
+    expect(first.cycleComplete).toBe(true);
+    expect(replica.statted).toEqual(['media/kept.jpg']);
+    expect(s.sent).toEqual([]);
+
+    // The next cycle's run goes on with the listing: its page holds the object at the deleted path.
+    const second = await run();
+    expect(second.foreign.alpha).toMatchObject({ listed: 1, deleted: 1, resumedAfter: 'media/a-stray.bin' });
+    expect(new Set(sentPaths(s.sent))).toEqual(new Set([`media/gone-1.jpg@${tombstones[1]?.version}`]));
+    expect(replica.statted.filter((p) => p.startsWith('media/gone-'))).toEqual([]);
   });
 });
 
