@@ -81,7 +81,7 @@ export interface Run {
  * Runs an executable (a bin, through its shebang, or node) twice and measures it: once as a user
  * runs it, for the wall time, and once with the usage hook, for CPU and memory. The hook (an ES
  * module given by a `data:` URL) adds its own start-up: `node -e 0` took 5% longer with it
- * (farm-bench, 20 runs paired, 2026-12-02), so the wall time is not taken from the hooked run.
+ * (20 runs each, paired, timed as whole processes from outside; 2026-12-02), so the wall time is not taken from the hooked run.
  */
 export function measure(command: string, args: readonly string[], cwd = ROOT): Run {
   const started = performance.now();
