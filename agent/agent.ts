@@ -18,6 +18,7 @@ import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
+import { peakRssBytes } from '../common/peak-rss.ts';
 import { isAlive } from '../common/pid-lock.ts';
 import { pause } from '../common/retry.ts';
 import type { AgentRow } from '../contracts/ledger-keys.ts';
@@ -104,6 +105,7 @@ export interface AgentStats {
   readonly pathsKnown: number;
   /** Versions applied since the state was created (all runs). */
   readonly appliedTotal: number;
+  /** This process's peak resident set (common/peak-rss.ts). */
   readonly maxRssBytes: number;
 }
 
@@ -765,7 +767,7 @@ class Agent implements AgentHandle {
       conditions: view.conditions,
       pathsKnown: this.state.size,
       appliedTotal: this.state.appliedTotal,
-      maxRssBytes: process.resourceUsage().maxRSS * 1024,
+      maxRssBytes: peakRssBytes(),
     };
   }
 

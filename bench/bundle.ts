@@ -49,10 +49,17 @@ export async function installPackage(dir: string): Promise<InstalledPackage> {
   };
 }
 
-/** Makes a Node child print its CPU time, peak RSS and heap on exit (or on SIGUSR2 for a server). */
+/**
+ * Makes a Node child print its CPU time, peak RSS and heap on exit (or on SIGUSR2 for a server).
+ * The peak (`maxRSS`, KiB) is VmHWM where /proc has it, as common/peak-rss.ts reads it (a data: URL
+ * cannot import the project's TypeScript): getrusage's maxrss carries the starter's peak across exec,
+ * so this bench's own RSS (265 MiB by then in a full run) was printed as `--help`'s.
+ */
 const USAGE_HOOK = `--import=data:text/javascript,${encodeURIComponent(
   [
-    'const p=()=>process.stderr.write("\\nUSAGE "+JSON.stringify({...process.resourceUsage(),...process.memoryUsage()})+"\\n");',
+    'import{readFileSync as r}from"node:fs";',
+    'const h=()=>{try{const k=/^VmHWM:\\s+(\\d+) kB/m.exec(r("/proc/self/status","utf8"))?.[1];return k===undefined?{}:{maxRSS:Number(k)}}catch{return{}}};',
+    'const p=()=>process.stderr.write("\\nUSAGE "+JSON.stringify({...process.resourceUsage(),...h(),...process.memoryUsage()})+"\\n");',
     'process.on("exit",p);process.on("SIGUSR2",p);',
   ].join(''),
 )}`;

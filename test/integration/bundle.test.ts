@@ -29,6 +29,7 @@ import { waitFor } from '../support/wait.ts';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 const PULL = 'onprem-dc1';
+const MiB = 1024 * 1024;
 
 let work: string;
 let pkg: InstalledPackage;
@@ -131,7 +132,12 @@ describe('the package as npm installs it', () => {
   it('media-mirror --help and --version run from the bundle, with no node_modules and no TypeScript beside it', async () => {
     const installed = await readdir(pkg.dir, { recursive: true });
     expect(installed.filter((f) => f.endsWith('.ts') || f.startsWith('node_modules'))).toEqual([]);
+    // The peak it prints is the CLI's own, not its starter's (bench/bundle.ts, USAGE_HOOK).
+    const starterLoad = Buffer.alloc(256 * MiB, 1);
     const help = measureHelp(pkg);
+    starterLoad.fill(0, 0, 1);
+    expect(help.maxRssMiB).toBeGreaterThan(10);
+    expect(help.maxRssMiB).toBeLessThan(128);
     for (const run of help.runs) {
       expect(run.status).toBe(0);
       for (const command of [
@@ -201,7 +207,11 @@ describe('the package as npm installs it', () => {
     await writeFile(file, 'mirrored by the bundled agent\n');
     expect((await cli('upload', file, 'bundle/for-the-agent.txt')).status).toBe(0);
     const dir = join(work, 'mirror');
+    // Held while the agent starts: a starter much larger than the agent, whose peak getrusage's maxrss
+    // carries across exec on Linux (checked below).
+    const starterLoad = Buffer.alloc(256 * MiB, 1);
     const idle = await measureAgentIdle(pkg, { endpointsFile: sandbox.endpointsFile, target: PULL, dir });
+    starterLoad.fill(0, 0, 1);
     expect(idle.log).toContain('agent stopped');
     // The version it reports (log, AGENT row) is the package's, from inside a chunk of dist/.
     const { version } = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as {
@@ -221,6 +231,17 @@ describe('the package as npm installs it', () => {
         `an empty idle node with the bin's flags (${flags.join(' ')}): ${emptyRss?.toFixed(1)} MiB`,
     );
     expect(idle.rssMiB).toBeGreaterThan(0);
+    // The peak it reports at exit is its own, not its starter's (common/peak-rss.ts): 305 MiB before.
+    const stopped = JSON.parse(idle.log.split('\n').find((l) => l.includes('"agent stopped"')) ?? '{}') as {
+      maxRssBytes?: number;
+    };
+    const starterMiB = process.memoryUsage().rss / MiB;
+    expect(
+      stopped.maxRssBytes,
+      `the log line 'agent stopped' (this process: ${starterMiB.toFixed(0)} MiB)`,
+    ).toBeDefined();
+    expect(Number(stopped.maxRssBytes) / MiB).toBeGreaterThanOrEqual(idle.rssMiB - 1);
+    expect(Number(stopped.maxRssBytes) / MiB).toBeLessThan(idle.rssMiB + 48);
   }, 180_000);
 
   it("the installed agent takes its credentials from the standard AWS chain: a profile's credential_process (IAM Roles Anywhere's signing helper) or the environment; a wrong secret is refused", async () => {
